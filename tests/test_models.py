@@ -1,0 +1,305 @@
+"""Tests for vgcourse.models: shapes, layer naming, residual options, recurrent models, the factory."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vgcourse.models import (
+    ARCHS,
+    MLP,
+    NORMS,
+    Dense,
+    ResidualMLP,
+    SequenceModel,
+    build_model,
+    named_layers,
+)
+
+
+def test_dense_is_activation_of_linear() -> None:
+    torch.manual_seed(0)
+    layer = Dense(3, 5, activation="tanh")
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(layer(x), torch.tanh(layer.linear(x)))
+    assert isinstance(layer.activation, nn.Tanh)
+    assert Dense(3, 5, bias=False).linear.bias is None
+
+
+def test_mlp_shapes_and_layer_names() -> None:
+    model = MLP(6, 3, depth=4, width=16, activation="sigmoid")
+    assert model(torch.randn(5, 6)).shape == (5, 3)
+    assert len(model.layers) == 4 and all(isinstance(layer, Dense) for layer in model.layers)
+    assert model.layers[0].linear.in_features == 6 and model.head.in_features == 16
+    assert model.layer_names() == ["layer 1", "layer 2", "layer 3", "layer 4", "output"]
+    layers = named_layers(model)
+    assert [name for name, _ in layers] == model.layer_names()
+    assert [module for _, module in layers] == [layer.linear for layer in model.layers] + [model.head]
+
+
+def test_mlp_gets_fresh_activation_modules() -> None:
+    model = MLP(2, 2, depth=3, width=4, activation=nn.LeakyReLU(0.2))
+    acts = [layer.activation for layer in model.layers]
+    assert len({id(a) for a in acts}) == 3
+    assert all(a.negative_slope == 0.2 for a in acts)
+
+
+@pytest.mark.parametrize("norm", [None, *NORMS])
+def test_resmlp_shapes_names_and_norms_excluded(norm: str | None) -> None:
+    model = ResidualMLP(5, 2, depth=3, width=8, norm=norm)
+    assert model(torch.randn(4, 5)).shape == (4, 2)
+    names = model.layer_names()
+    assert names[:3] == ["input", "block 1 fc1", "block 1 fc2"] and names[-1] == "output"
+    layers = named_layers(model)
+    assert [name for name, _ in layers] == names and len(layers) == 2 + 2 * 3
+    assert all(isinstance(module, nn.Linear) for _, module in layers)
+    assert layers[0][1] is model.stem and layers[-1][1] is model.head
+    block = model.blocks[0]
+    assert (block.norm1 is None) == (norm is None) and (block.norm2 is None) == (norm is None)
+    if norm == "batch":
+        assert isinstance(block.norm1, nn.BatchNorm1d)
+    if norm == "layer":
+        assert isinstance(block.norm2, nn.LayerNorm)
+
+
+def test_resmlp_block_computes_x_plus_alpha_branch() -> None:
+    torch.manual_seed(0)
+    model = ResidualMLP(3, 2, depth=2, width=6, activation="tanh", branch_scale=0.5)
+    block, x = model.blocks[0], torch.randn(4, 6)
+    branch = block.fc2(torch.tanh(block.fc1(x)))
+    torch.testing.assert_close(block(x), x + 0.5 * branch)
+    torch.testing.assert_close(block.branch(x), branch)
+
+
+def test_resmlp_skip_false_is_the_plain_twin() -> None:
+    torch.manual_seed(0)
+    residual = ResidualMLP(3, 2, depth=3, width=8, skip=True)
+    torch.manual_seed(0)
+    plain = ResidualMLP(3, 2, depth=3, width=8, skip=False)
+    for p, q in zip(residual.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(p, q)
+    x = torch.randn(4, 3)
+    assert not torch.allclose(residual(x), plain(x))
+    h = torch.randn(4, 8)
+    torch.testing.assert_close(plain.blocks[0](h), plain.blocks[0].branch(h))
+
+
+@pytest.mark.parametrize(("branch_scale", "alpha"), [(None, 1.0), (0.25, 0.25), ("inv_sqrt_depth", 0.5)])
+def test_resmlp_branch_scale(branch_scale: float | str | None, alpha: float) -> None:
+    model = ResidualMLP(3, 2, depth=4, width=4, branch_scale=branch_scale)
+    assert model.alpha == pytest.approx(alpha)
+    assert all(block.alpha == pytest.approx(alpha) for block in model.blocks)
+    assert ResidualMLP(3, 2, depth=9, width=4, branch_scale="inv_sqrt_depth").alpha == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("norm", [None, *NORMS])
+def test_zero_init_last_makes_blocks_identity(norm: str | None) -> None:
+    torch.manual_seed(0)
+    model = ResidualMLP(3, 2, depth=3, width=8, norm=norm, zero_init_last=True)
+    x = torch.randn(6, 8)
+    for block in model.blocks:
+        torch.testing.assert_close(block(x), x)
+        last = block.fc2 if norm is None else block.norm2
+        assert torch.count_nonzero(last.weight) == 0
+    inputs = torch.randn(6, 3)
+    torch.testing.assert_close(model(inputs), model.head(model.stem(inputs)))
+    assert torch.count_nonzero(model.blocks[0].fc1.weight) > 0
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru", "lstm"])
+def test_sequence_model_shapes_and_last_step(arch: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceModel(arch, input_size=3, hidden_size=7, out_features=4, num_layers=2)
+    x = torch.randn(5, 9, 3)
+    out = model(x)
+    assert out.shape == (5, 4)
+    assert model.rnn.batch_first and model.rnn.num_layers == 2
+    assert isinstance(model.rnn, {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[arch])
+    states, _ = model.rnn(x)
+    torch.testing.assert_close(out, model.head(states[:, -1]))
+    assert [name for name, _ in named_layers(model)] == [arch, "output"]
+
+
+def test_vanilla_rnn_uses_tanh() -> None:
+    assert SequenceModel("rnn", 2, 3, 1).rnn.nonlinearity == "tanh"
+
+
+def test_set_forget_bias_sets_forget_slice_only() -> None:
+    torch.manual_seed(0)
+    model = SequenceModel("lstm", 3, 5, 2, num_layers=2)
+    before = {name: p.detach().clone() for name, p in model.rnn.named_parameters()}
+    model.set_forget_bias(1.0)
+    forget = slice(5, 10)  # PyTorch gate order: input, forget, cell (g), output
+    for layer in range(2):
+        b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{layer}"), getattr(model.rnn, f"bias_hh_l{layer}")
+        assert torch.all(b_ih[forget] == 1.0) and torch.all(b_hh[forget] == 0.0)
+        assert torch.all((b_ih + b_hh)[forget] == 1.0)
+        for b, name in ((b_ih, f"bias_ih_l{layer}"), (b_hh, f"bias_hh_l{layer}")):
+            torch.testing.assert_close(b[:5], before[name][:5])
+            torch.testing.assert_close(b[10:], before[name][10:])
+    torch.testing.assert_close(model.rnn.weight_hh_l0, before["weight_hh_l0"])
+
+
+@pytest.mark.parametrize(("arch", "value", "error"), [("gru", 1.0, ValueError), ("rnn", 1.0, ValueError)])
+def test_set_forget_bias_needs_lstm(arch: str, value: float, error: type[Exception]) -> None:
+    with pytest.raises(error, match="lstm"):
+        SequenceModel(arch, 2, 3, 1).set_forget_bias(value)
+
+
+@pytest.mark.parametrize(("value", "error"), [("1", TypeError), (float("nan"), ValueError)])
+def test_set_forget_bias_bad_value(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        SequenceModel("lstm", 2, 3, 1).set_forget_bias(value)
+
+
+def test_sequence_model_rejects_2d_input() -> None:
+    with pytest.raises(ValueError, match="3-D"):
+        SequenceModel("gru", 2, 3, 1)(torch.randn(4, 2))
+
+
+def test_named_layers_on_plain_sequential() -> None:
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 4), nn.LayerNorm(4))
+    assert [name for name, _ in named_layers(model)] == ["0", "3"]
+
+
+class TinyConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        block = nn.Module()
+        block.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        block.bn1 = nn.BatchNorm2d(4)
+        self.layer1 = nn.Sequential(block)
+        self.fc = nn.Linear(4, 3)
+
+
+def test_named_layers_on_conv_net_uses_dotted_paths() -> None:
+    layers = named_layers(TinyConvNet())
+    assert [name for name, _ in layers] == ["conv1", "layer1.0.conv1", "fc"]
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for _, m in layers)
+
+
+def test_named_layers_includes_embeddings_and_rnns() -> None:
+    model = nn.ModuleDict({"emb": nn.Embedding(10, 4), "lstm": nn.LSTM(4, 6), "out": nn.Linear(6, 2)})
+    assert [name for name, _ in named_layers(model)] == ["emb", "lstm", "out"]
+    assert named_layers(nn.ReLU()) == []
+
+
+def test_named_layers_checks_layer_names_length() -> None:
+    class Broken(nn.Sequential):
+        def layer_names(self) -> list[str]:
+            return ["only one"]
+
+    with pytest.raises(ValueError, match="1 names for 2 layers"):
+        named_layers(Broken(nn.Linear(2, 2), nn.Linear(2, 2)))
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        named_layers("model")
+
+
+@pytest.mark.parametrize(
+    ("arch", "kind", "x"),
+    [
+        ("mlp", MLP, torch.randn(4, 3)),
+        ("resmlp", ResidualMLP, torch.randn(4, 3)),
+        ("rnn", SequenceModel, torch.randn(4, 6, 3)),
+        ("gru", SequenceModel, torch.randn(4, 6, 3)),
+        ("lstm", SequenceModel, torch.randn(4, 6, 3)),
+    ],
+)
+def test_build_model_every_arch(arch: str, kind: type[nn.Module], x: torch.Tensor) -> None:
+    model = build_model(arch, in_features=3, out_features=2, depth=2, width=5)
+    assert isinstance(model, kind)
+    assert model(x).shape == (4, 2)
+
+
+def test_constants() -> None:
+    assert ARCHS == ("mlp", "resmlp", "rnn", "gru", "lstm")
+    assert NORMS == ("batch", "layer")
+
+
+def test_build_model_passes_options() -> None:
+    model = build_model(
+        "resmlp", in_features=3, out_features=2, depth=4, width=5, activation="tanh", norm="layer",
+        skip=False, branch_scale="inv_sqrt_depth", bias=False,
+    )  # fmt: skip
+    assert not model.blocks[0].skip and model.alpha == pytest.approx(0.5)
+    assert isinstance(model.blocks[0].act, nn.Tanh) and isinstance(model.blocks[0].norm1, nn.LayerNorm)
+    assert model.head.bias is None
+    assert build_model("lstm", in_features=3, out_features=2, depth=3, width=5).rnn.num_layers == 3
+
+
+GOOD = {"in_features": 3, "out_features": 2, "depth": 2, "width": 4}
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides", "error", "match"),
+    [
+        ("cnn", {}, ValueError, "valid choices: mlp, resmlp, rnn, gru, lstm"),
+        (None, {}, TypeError, "arch must be a string"),
+        ("mlp", {"depth": 0}, ValueError, "depth must be >= 1"),
+        ("resmlp", {"width": 0}, ValueError, "width must be >= 1"),
+        ("lstm", {"depth": 0}, ValueError, "depth must be >= 1"),
+        ("mlp", {"depth": 2.0}, TypeError, "depth must be an integer"),
+        ("mlp", {"width": True}, TypeError, "width must be an integer"),
+        ("mlp", {"in_features": "3"}, TypeError, "in_features"),
+        ("mlp", {"out_features": -1}, ValueError, "out_features"),
+        ("mlp", {"activation": "softmax"}, ValueError, "valid choices: identity"),
+        ("rnn", {"activation": "swish"}, ValueError, "valid choices: identity"),
+        ("mlp", {"activation": 3}, TypeError, "activation must be"),
+        ("resmlp", {"norm": "group"}, ValueError, "valid choices: batch, layer"),
+        ("mlp", {"norm": "batch"}, ValueError, "only apply to arch 'resmlp'"),
+        ("mlp", {"skip": False}, ValueError, "only apply to arch 'resmlp'"),
+        ("lstm", {"branch_scale": 0.5}, ValueError, "only apply to arch 'resmlp'"),
+        ("rnn", {"zero_init_last": True}, ValueError, "only apply to arch 'resmlp'"),
+        ("gru", {"bias": False}, ValueError, "bias=False"),
+        ("resmlp", {"branch_scale": -1.0}, ValueError, "branch_scale must be > 0"),
+        ("resmlp", {"branch_scale": 0}, ValueError, "branch_scale must be > 0"),
+        ("resmlp", {"branch_scale": "sqrt"}, ValueError, "valid choices: inv_sqrt_depth"),
+        ("resmlp", {"branch_scale": True}, TypeError, "branch_scale must be a number"),
+        ("resmlp", {"skip": "yes"}, TypeError, "skip must be True or False"),
+        ("resmlp", {"zero_init_last": 1}, TypeError, "zero_init_last must be True or False"),
+        ("mlp", {"bias": None}, TypeError, "bias must be True or False"),
+    ],
+)
+def test_build_model_validates(arch: object, overrides: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        build_model(arch, **{**GOOD, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("factory", "error"),
+    [
+        (lambda: SequenceModel("transformer", 2, 3, 1), ValueError),
+        (lambda: SequenceModel("lstm", 2, 0, 1), ValueError),
+        (lambda: SequenceModel("lstm", 2, 3, 1, num_layers=0), ValueError),
+        (lambda: MLP(2, 2, depth=0, width=3), ValueError),
+        (lambda: MLP(2, 2, depth=1, width=3.5), TypeError),
+        (lambda: ResidualMLP(2, 2, depth=-1, width=3), ValueError),
+        (lambda: ResidualMLP(2, 2, depth=1, width=3, norm="instance"), ValueError),
+        (lambda: Dense(0, 2), ValueError),
+        (lambda: Dense(2, 2, activation="relu6"), ValueError),
+    ],
+)
+def test_constructors_validate(factory: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        factory()
+
+
+def test_inv_sqrt_depth_keeps_residual_stream_bounded() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(256, 32)
+    stream = {}
+    for scale in (None, "inv_sqrt_depth"):
+        torch.manual_seed(1)
+        model = ResidualMLP(32, 1, depth=64, width=32, branch_scale=scale)
+        h = model.stem(x)
+        for block in model.blocks:
+            h = block(h)
+        stream[scale] = h.std().item()
+    assert stream["inv_sqrt_depth"] < stream[None]
+    assert math.isfinite(stream[None])

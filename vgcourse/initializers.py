@@ -1,0 +1,229 @@
+"""Weight initialization schemes by name, and the weight variance each one promises."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
+from vgcourse.models import named_layers
+
+__all__ = ["ALIASES", "MODES", "SCHEMES", "expected_weight_variance", "gain", "initialize"]
+
+SCHEMES = (
+    "default",
+    "normal",
+    "uniform",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "constant",
+)
+ALIASES = {
+    "glorot_uniform": "xavier_uniform",
+    "glorot_normal": "xavier_normal",
+    "he_uniform": "kaiming_uniform",
+    "he_normal": "kaiming_normal",
+}
+MODES = ("fan_in", "fan_out")
+
+_OPTION_OF = {"normal": "std", "uniform": "a", "constant": "value"}  # the scheme-specific arguments
+_GATES = {"LSTM": 4, "GRU": 3}  # gate blocks stacked in an RNN's weight_ih / weight_hh
+
+
+def gain(activation: str, param: float | None = None) -> float:
+    """Return the gain g that keeps activations' scale through a layer, as torch.nn.init.calculate_gain.
+
+    identity 1, sigmoid 1, tanh 5/3, relu √2, leaky_relu √(2/(1+a²)). elu, gelu and silu are
+    ReLU-like (≈0 for x << 0, ≈x for x >> 0) and get relu's √2: a convention, not an exact fixed point.
+
+    Args:
+        activation: a name from ``ACTIVATIONS``.
+        param: the leaky_relu negative slope a (default 0.01); only allowed for leaky_relu.
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    if param is not None and activation != "leaky_relu":
+        raise ValueError(f"param is the leaky_relu slope; activation {activation!r} takes none")
+    if activation in ("identity", "sigmoid"):
+        return 1.0
+    if activation == "tanh":
+        return 5.0 / 3.0
+    if activation == "leaky_relu":
+        slope = LEAKY_RELU_SLOPE if param is None else check_float("param", param)
+        return math.sqrt(2.0 / (1.0 + slope**2))
+    return math.sqrt(2.0)
+
+
+def expected_weight_variance(
+    scheme: str,
+    fan_in: int,
+    fan_out: int,
+    *,
+    activation: str = "relu",
+    std: float | None = None,
+    a: float | None = None,
+    mode: str = "fan_in",
+) -> float:
+    """Return Var(W_ij) of a ``scheme``-initialized weight with the given fans (receptive field included).
+
+    default (PyTorch's U(±1/√fan_in)) 1/(3·fan_in); normal std²; uniform U(±a) a²/3;
+    xavier 2/(fan_in + fan_out) (gain 1, as Glorot & Bengio); kaiming g²/fan with g = gain(activation)
+    and fan = fan_in or fan_out by ``mode``; orthogonal 1/max(fan_in, fan_out) (a Linear's rows or
+    columns are unit vectors, gain 1); constant 0. For RNNs pass one gate block's fans (default:
+    fan_in = hidden_size).
+
+    Args:
+        scheme: a name from ``SCHEMES`` or ``ALIASES``.
+        fan_in: inputs per output unit.
+        fan_out: outputs per input unit.
+        activation: the nonlinearity kaiming's gain is for.
+        std: standard deviation, required by (and only for) "normal".
+        a: uniform bound, required by (and only for) "uniform".
+        mode: "fan_in" (preserve forward variance) or "fan_out" (backward), for kaiming.
+    """
+    scheme = _canonical(scheme)
+    check_int("fan_in", fan_in, minimum=1)
+    check_int("fan_out", fan_out, minimum=1)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("mode", mode, MODES)
+    std = _check_option(scheme, "std", std)
+    a = _check_option(scheme, "a", a)
+    if scheme == "default":
+        return 1.0 / (3.0 * fan_in)
+    if scheme == "normal":
+        return std**2
+    if scheme == "uniform":
+        return a**2 / 3.0
+    if scheme.startswith("xavier"):
+        return 2.0 / (fan_in + fan_out)
+    if scheme.startswith("kaiming"):
+        return gain(activation) ** 2 / (fan_in if mode == "fan_in" else fan_out)
+    if scheme == "orthogonal":
+        return 1.0 / max(fan_in, fan_out)
+    return 0.0  # constant
+
+
+def initialize(
+    model: nn.Module,
+    scheme: str,
+    *,
+    activation: str = "relu",
+    std: float | None = None,
+    a: float | None = None,
+    mode: str = "fan_in",
+    value: float | None = None,
+    bias: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Initialize, in place, the weights of every layer in ``named_layers(model)`` and set biases to ``bias``.
+
+    normal/uniform/xavier/kaiming draw N(0, σ²) or U(±√3·σ) with σ² = ``expected_weight_variance``;
+    "default" re-runs each layer's ``reset_parameters()`` (PyTorch's own init). An RNN's weight_ih and
+    weight_hh are initialized one gate block at a time (i, f, g, o for LSTM). Norm layers are untouched.
+
+    Args:
+        model: the network.
+        scheme: a name from ``SCHEMES`` or ``ALIASES`` (glorot_* = xavier_*, he_* = kaiming_*).
+        activation: the nonlinearity kaiming's gain is for.
+        std: standard deviation, required by (and only for) "normal".
+        a: uniform bound U(-a, a), required by (and only for) "uniform".
+        mode: "fan_in" or "fan_out", for kaiming.
+        value: the constant, required by (and only for) "constant".
+        bias: value every bias is set to (all schemes, "default" included).
+        generator: random source for reproducible draws (default: the global RNG).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+    scheme = _canonical(scheme)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("mode", mode, MODES)
+    std = _check_option(scheme, "std", std)
+    a = _check_option(scheme, "a", a)
+    value = _check_option(scheme, "value", value)
+    bias = check_float("bias", bias)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+    layers = named_layers(model)
+    if not layers:
+        raise ValueError("model has no layers to initialize (modules with a >= 2-D weight, or RNNs)")
+    with torch.no_grad():
+        for _, layer in layers:
+            if scheme == "default":
+                _reset(layer, generator)
+            for name, param in layer.named_parameters(recurse=False):
+                if name.startswith("bias"):
+                    param.fill_(bias)
+                elif name.startswith("weight") and param.ndim >= 2 and scheme != "default":
+                    for block in param.chunk(_gates(layer, name), dim=0):
+                        _fill(block, scheme, activation, std, a, mode, value, generator)
+    return model
+
+
+def _fill(
+    weight: Tensor,
+    scheme: str,
+    activation: str,
+    std: float | None,
+    a: float | None,
+    mode: str,
+    value: float | None,
+    generator: torch.Generator | None,
+) -> None:
+    if scheme == "constant":
+        nn.init.constant_(weight, value)
+        return
+    if scheme == "orthogonal":
+        nn.init.orthogonal_(weight, generator=generator)
+        return
+    receptive = weight[0][0].numel()  # kernel size for convolutions, 1 for matrices
+    fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+    var = expected_weight_variance(scheme, fan_in, fan_out, activation=activation, std=std, a=a, mode=mode)
+    if scheme.endswith("uniform"):
+        bound = math.sqrt(3.0 * var)
+        nn.init.uniform_(weight, -bound, bound, generator=generator)
+    else:
+        nn.init.normal_(weight, 0.0, math.sqrt(var), generator=generator)
+
+
+def _gates(layer: nn.Module, name: str) -> int:
+    """Number of gate blocks stacked in parameter ``name`` of ``layer`` (4 for an LSTM's weight_ih/hh)."""
+    if isinstance(layer, nn.RNNBase) and name.startswith(("weight_ih", "weight_hh")):
+        return _GATES.get(layer.mode, 1)
+    return 1
+
+
+def _reset(layer: nn.Module, generator: torch.Generator | None) -> None:
+    """Run ``layer.reset_parameters()``, drawing from ``generator`` (CPU tensors) when given."""
+    if not callable(getattr(layer, "reset_parameters", None)):
+        raise TypeError(f"scheme 'default' needs reset_parameters(); {type(layer).__name__} has none")
+    if generator is None:
+        layer.reset_parameters()
+        return
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        layer.reset_parameters()
+
+
+def _canonical(scheme: str) -> str:
+    check_choice("scheme", scheme, SCHEMES + tuple(ALIASES))
+    return ALIASES.get(scheme, scheme)
+
+
+def _check_option(scheme: str, name: str, value: float | None) -> float | None:
+    """Check std / a / value: required (and > 0 for std, a) by its scheme, must be None for the others."""
+    owner = {option: owner for owner, option in _OPTION_OF.items()}[name]
+    if scheme != owner:
+        if value is not None:
+            raise ValueError(f"{name} is only used by scheme {owner!r}; got scheme {scheme!r}")
+        return None
+    if value is None:
+        raise ValueError(f"scheme {owner!r} needs {name}")
+    if name == "value":
+        return check_float(name, value)
+    return check_float(name, value, minimum=0.0, strict_minimum=True)

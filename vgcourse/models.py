@@ -1,0 +1,376 @@
+"""The networks of the course, and `named_layers`: the "layer 1 … layer L" list every report uses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse.activations import make_activation
+
+__all__ = [
+    "ARCHS",
+    "MLP",
+    "NORMS",
+    "SEQUENCE_ARCHS",
+    "Dense",
+    "ResidualBlock",
+    "ResidualMLP",
+    "SequenceModel",
+    "build_model",
+    "named_layers",
+]
+
+ARCHS = ("mlp", "resmlp", "rnn", "gru", "lstm")
+NORMS = ("batch", "layer")
+SEQUENCE_ARCHS = ("rnn", "gru", "lstm")
+
+Activation = str | nn.Module | type[nn.Module]
+
+
+class Dense(nn.Module):
+    """One hidden layer: y = f(W x + b).
+
+    Args:
+        in_features: size of each input.
+        out_features: size of each output.
+        activation: the nonlinearity f (a name from ``ACTIVATIONS``, a module or a module class).
+        bias: whether the linear map has a bias b.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, activation: Activation = "relu", bias: bool = True
+    ):
+        super().__init__()
+        check_int("in_features", in_features, minimum=1)
+        check_int("out_features", out_features, minimum=1)
+        self.linear = nn.Linear(in_features, out_features, bias=_check_bool("bias", bias))
+        self.activation = make_activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.linear(x))
+
+
+class MLP(nn.Module):
+    """A plain deep network: h_l = f(W_l h_{l-1} + b_l) for l = 1..depth, then a linear head.
+
+    Args:
+        in_features: size of each input.
+        out_features: size of each output (classes, or 1 for regression).
+        depth: number of hidden Dense layers (>= 1).
+        width: units per hidden layer.
+        activation: the hidden nonlinearity (a name from ``ACTIVATIONS``, a module or a module class).
+        bias: whether the linear maps have biases.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        depth: int,
+        width: int,
+        activation: Activation = "relu",
+        bias: bool = True,
+    ):
+        super().__init__()
+        _check_sizes(in_features, out_features, depth, width)
+        sizes = [in_features] + [width] * depth
+        self.layers = nn.ModuleList(Dense(sizes[i], width, activation, bias) for i in range(depth))
+        self.head = nn.Linear(width, out_features, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+    def layer_names(self) -> list[str]:
+        """Names of `named_layers(self)`, input to output: ["layer 1", ..., "layer L", "output"]."""
+        return [f"layer {i + 1}" for i in range(len(self.layers))] + ["output"]
+
+
+class ResidualBlock(nn.Module):
+    """x -> x + α·F(x) (skip) or F(x) (no skip), with F = Linear -> [Norm] -> f -> Linear -> [Norm].
+
+    Args:
+        width: size of the input and output.
+        activation: the nonlinearity f (a name from ``ACTIVATIONS``, a module or a module class).
+        norm: None, "batch" (BatchNorm1d) or "layer" (LayerNorm); stored as ``.norm1``/``.norm2`` (None
+            without norm).
+        skip: whether to add the identity path x.
+        alpha: the branch scale α (used only when skip is True).
+        bias: whether the linear maps have biases.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        activation: Activation = "relu",
+        norm: str | None = None,
+        skip: bool = True,
+        alpha: float = 1.0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        check_int("width", width, minimum=1)
+        if norm is not None:
+            check_choice("norm", norm, NORMS)
+        self.skip = _check_bool("skip", skip)
+        self.alpha = check_float("alpha", alpha)
+        self.fc1 = nn.Linear(width, width, bias=_check_bool("bias", bias))
+        self.norm1 = _make_norm(norm, width)
+        self.act = make_activation(activation)
+        self.fc2 = nn.Linear(width, width, bias=bias)
+        self.norm2 = _make_norm(norm, width)
+
+    def branch(self, x: Tensor) -> Tensor:
+        """F(x), the residual branch."""
+        h = self.fc1(x)
+        if self.norm1 is not None:
+            h = self.norm1(h)
+        h = self.fc2(self.act(h))
+        if self.norm2 is not None:
+            h = self.norm2(h)
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.alpha * self.branch(x) if self.skip else self.branch(x)
+
+
+class ResidualMLP(nn.Module):
+    """Residual network: stem Linear, then x_{l+1} = x_l + α·F(x_l) for l = 1..depth, then a linear head.
+
+    With skip=False each block is x_{l+1} = F(x_l) (the "plain" twin, α unused). Note that
+    `vgcourse.initializers.initialize` re-initializes fc2 and so undoes ``zero_init_last`` without norm.
+
+    Args:
+        in_features: size of each input.
+        out_features: size of each output.
+        depth: number of residual blocks (>= 1).
+        width: size of the residual stream.
+        activation: the nonlinearity inside F (a name from ``ACTIVATIONS``, a module or a module class).
+        norm: None, "batch" or "layer": a norm after each Linear inside F.
+        skip: whether blocks add the identity path.
+        branch_scale: α: None (1), a positive float, or "inv_sqrt_depth" (1/√depth).
+        zero_init_last: zero F's last Linear (or its norm's weight when normalized), so F(x) = 0 at init
+            and, with skip, every block starts as the identity.
+        bias: whether the linear maps have biases.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        depth: int,
+        width: int,
+        activation: Activation = "relu",
+        norm: str | None = None,
+        skip: bool = True,
+        branch_scale: float | str | None = None,
+        zero_init_last: bool = False,
+        bias: bool = True,
+    ):
+        super().__init__()
+        _check_sizes(in_features, out_features, depth, width)
+        if isinstance(branch_scale, str):
+            check_choice("branch_scale", branch_scale, ("inv_sqrt_depth",))
+            self.alpha = 1.0 / math.sqrt(depth)
+        elif branch_scale is None:
+            self.alpha = 1.0
+        else:
+            self.alpha = check_float("branch_scale", branch_scale, minimum=0.0, strict_minimum=True)
+        _check_bool("zero_init_last", zero_init_last)
+        self.stem = nn.Linear(in_features, width, bias=_check_bool("bias", bias))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, activation, norm, skip, self.alpha, bias) for _ in range(depth)
+        )
+        self.head = nn.Linear(width, out_features, bias=bias)
+        if zero_init_last:
+            with torch.no_grad():
+                for block in self.blocks:
+                    last = block.fc2 if block.norm2 is None else block.norm2
+                    last.weight.zero_()
+                    if last.bias is not None:
+                        last.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def layer_names(self) -> list[str]:
+        """Names of `named_layers(self)`: ["input", "block 1 fc1", "block 1 fc2", ..., "output"]."""
+        names = [f"block {i + 1} {fc}" for i in range(len(self.blocks)) for fc in ("fc1", "fc2")]
+        return ["input", *names, "output"]
+
+
+class SequenceModel(nn.Module):
+    """Recurrent classifier/regressor: run an RNN over x (N, T, F), map the last hidden state h_T to outputs.
+
+    Args:
+        arch: "rnn" (vanilla, h_t = tanh(W x_t + U h_{t-1} + b)), "gru" or "lstm".
+        input_size: features per time step F.
+        hidden_size: size of the hidden state.
+        out_features: size of each output.
+        num_layers: number of stacked recurrent layers.
+    """
+
+    def __init__(self, arch: str, input_size: int, hidden_size: int, out_features: int, num_layers: int = 1):
+        super().__init__()
+        self.arch = check_choice("arch", arch, SEQUENCE_ARCHS)
+        check_int("input_size", input_size, minimum=1)
+        check_int("hidden_size", hidden_size, minimum=1)
+        check_int("out_features", out_features, minimum=1)
+        check_int("num_layers", num_layers, minimum=1)
+        kind = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[arch]
+        extra = {"nonlinearity": "tanh"} if arch == "rnn" else {}
+        self.rnn = kind(input_size, hidden_size, num_layers=num_layers, batch_first=True, **extra)
+        self.head = nn.Linear(hidden_size, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tensor("x", x, ndim=3)
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+    def layer_names(self) -> list[str]:
+        """Names of `named_layers(self)`: [arch, "output"] (all stacked recurrent layers are one layer)."""
+        return [self.arch, "output"]
+
+    def set_forget_bias(self, value: float) -> None:
+        """Make every LSTM forget gate start with total bias b_f = value (e.g. 1: f_t ≈ σ(1) ≈ 0.73).
+
+        PyTorch adds two biases, bias_ih and bias_hh, in gate order (i, f, g, o); the forget slice
+        [H:2H] of bias_ih is set to ``value`` and that of bias_hh to 0, so their sum is ``value``.
+
+        Args:
+            value: the forget-gate bias.
+        """
+        if self.arch != "lstm":
+            raise ValueError(f"set_forget_bias needs arch 'lstm' (it has a forget gate); got {self.arch!r}")
+        value = check_float("value", value)
+        size = self.rnn.hidden_size
+        with torch.no_grad():
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_"):
+                    param[size : 2 * size] = value if name.startswith("bias_ih") else 0.0
+
+
+def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Return the parameter-holding layers of ``model``, input to output (registration order).
+
+    A layer is a module with a ``weight`` tensor of ndim >= 2 (Linear, Conv*, Embedding, Bilinear) or an
+    ``nn.RNNBase``; norm layers (1-D weight) are not layers. Names come from ``model.layer_names()`` when
+    the model has it, else the dotted module path ("conv1", "layer1.0.conv1", "fc").
+
+    Args:
+        model: any ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+    layers = [(name, m) for name, m in model.named_modules() if _is_layer(m)]
+    if callable(getattr(model, "layer_names", None)):
+        names = list(model.layer_names())
+        if len(names) != len(layers):
+            raise ValueError(f"model.layer_names() gives {len(names)} names for {len(layers)} layers")
+        layers = [(name, m) for name, (_, m) in zip(names, layers, strict=True)]
+    return layers
+
+
+def build_model(
+    arch: str,
+    *,
+    in_features: int,
+    out_features: int,
+    depth: int,
+    width: int,
+    activation: Activation = "relu",
+    norm: str | None = None,
+    skip: bool = True,
+    branch_scale: float | str | None = None,
+    zero_init_last: bool = False,
+    bias: bool = True,
+) -> nn.Module:
+    """Build any model of the course by name.
+
+    For "rnn"/"gru"/"lstm", in_features is the per-step input size, width the hidden size and depth the
+    number of stacked recurrent layers; their nonlinearities are fixed (rnn: tanh), so ``activation``
+    is ignored. Options a model does not have (norm, skip, branch_scale, zero_init_last for all but
+    "resmlp"; bias=False for recurrent models) must stay at their defaults.
+
+    Args:
+        arch: one of ``ARCHS``.
+        in_features: size of each input (per time step for recurrent models).
+        out_features: size of each output.
+        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
+        width: hidden width / hidden size.
+        activation: hidden nonlinearity of mlp and resmlp.
+        norm: None, "batch" or "layer" (resmlp only).
+        skip: whether residual blocks add the identity path (resmlp only).
+        branch_scale: residual branch scale α: None, a positive float or "inv_sqrt_depth" (resmlp only).
+        zero_init_last: start each residual branch at zero (resmlp only).
+        bias: whether linear maps have biases (mlp and resmlp).
+    """
+    check_choice("arch", arch, ARCHS)
+    _check_sizes(in_features, out_features, depth, width)
+    make_activation(activation)  # validate even where unused
+    if norm is not None:
+        check_choice("norm", norm, NORMS)
+    _check_bool("skip", skip)
+    _check_bool("zero_init_last", zero_init_last)
+    _check_bool("bias", bias)
+    if arch != "resmlp":
+        changed = {
+            "norm": norm is not None,
+            "skip": not skip,
+            "branch_scale": branch_scale is not None,
+            "zero_init_last": zero_init_last,
+        }
+        used = [name for name, is_changed in changed.items() if is_changed]
+        if used:
+            raise ValueError(f"{', '.join(used)} only apply to arch 'resmlp'; got arch {arch!r}")
+    if arch == "mlp":
+        return MLP(in_features, out_features, depth, width, activation, bias)
+    if arch == "resmlp":
+        return ResidualMLP(
+            in_features,
+            out_features,
+            depth,
+            width,
+            activation,
+            norm=norm,
+            skip=skip,
+            branch_scale=branch_scale,
+            zero_init_last=zero_init_last,
+            bias=bias,
+        )
+    if not bias:
+        raise ValueError(f"bias=False is only supported by arch 'mlp' and 'resmlp'; got arch {arch!r}")
+    return SequenceModel(arch, in_features, width, out_features, num_layers=depth)
+
+
+def _is_layer(module: nn.Module) -> bool:
+    if isinstance(module, nn.RNNBase):
+        return True
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, Tensor) and weight.ndim >= 2
+
+
+def _make_norm(norm: str | None, width: int) -> nn.Module | None:
+    if norm is None:
+        return None
+    return nn.BatchNorm1d(width) if norm == "batch" else nn.LayerNorm(width)
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_sizes(in_features: int, out_features: int, depth: int, width: int) -> None:
+    check_int("in_features", in_features, minimum=1)
+    check_int("out_features", out_features, minimum=1)
+    check_int("depth", depth, minimum=1)
+    check_int("width", width, minimum=1)
