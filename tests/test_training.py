@@ -1,0 +1,358 @@
+"""Tests for vgcourse.training: the config, the loop's records, clipping, divergence, determinism."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vgcourse import training as train_module
+from vgcourse.data import DataSplit, adding_problem, circles, recall_task
+from vgcourse.training import History, TrainConfig, evaluate, train
+
+has_monitor = importlib.util.find_spec("vgcourse.monitor") is not None
+needs_monitor = pytest.mark.skipif(not has_monitor, reason="vgcourse.monitor is not written yet")
+
+
+def _mlp(in_features: int = 2, out_features: int = 2, width: int = 16, seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(in_features, width),
+        nn.Tanh(),
+        nn.Linear(width, width),
+        nn.ReLU(),
+        nn.Linear(width, out_features),
+    )
+
+
+class _Recurrent(nn.Module):
+    """(N, T, F) -> (N, out) from the last hidden state, like SequenceModel."""
+
+    def __init__(self, cell: type[nn.RNNBase], in_features: int, out_features: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.rnn = cell(in_features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+@pytest.fixture(scope="module")
+def small_circles() -> DataSplit:
+    return circles(n_samples=400, seed=0)
+
+
+def _regression(n: int = 64, scale: float = 10.0) -> DataSplit:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n + 16, 2, generator=g), scale * torch.randn(n + 16, 1, generator=g)
+    return DataSplit("toy-regression", x[:n], y[:n], x[n:], y[n:], None)
+
+
+def _record_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
+    """Capture every parameter gradient just before each optimizer.step() inside train()."""
+    seen: list[list[torch.Tensor]] = []
+    original = train_module._make_optimizer
+
+    def make(model, config):
+        optimizer = original(model, config)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.register_step_pre_hook(lambda *_: seen.append([p.grad.clone() for p in params]))
+        return optimizer
+
+    monkeypatch.setattr(train_module, "_make_optimizer", make)
+    return seen
+
+
+def test_learns_circles_and_records_every_step(small_circles):
+    config = TrainConfig(epochs=15, batch_size=32, lr=0.3, optimizer="momentum", monitor_every=None)
+    history = train(_mlp(), small_circles, config)
+    steps = 15 * (small_circles.n_train // 32)
+    assert isinstance(history, History) and not history.diverged and history.diverged_step is None
+    assert history.steps_run == steps and "finished" in history.message
+    for name in ("loss", "train_accuracy", "grad_norm_total"):
+        assert getattr(history, name).shape == (steps,) and getattr(history, name).dtype == np.float64
+    assert history.eval_steps.tolist() == list(range(9, steps, 10))  # once per epoch of 10 steps
+    assert len(history.val_loss) == len(history.val_accuracy) == 15
+    assert history.final_val_accuracy > 0.9 and history.final_loss < history.loss[0]
+    assert history.monitor is None and np.all(history.grad_norm_total > 0)
+
+
+def test_eval_every_and_last_step(small_circles):
+    history = train(_mlp(), small_circles, TrainConfig(steps=25, eval_every=10, monitor_every=None))
+    assert history.eval_steps.tolist() == [9, 19, 24]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_each_optimizer_lowers_the_loss(small_circles, optimizer):
+    lr = 0.01 if optimizer == "adam" else 0.2
+    config = TrainConfig(steps=60, lr=lr, optimizer=optimizer, weight_decay=1e-4, monitor_every=None)
+    history = train(_mlp(), small_circles, config)
+    assert history.loss[-10:].mean() < history.loss[:10].mean()
+
+
+def test_regression_sequence_model_on_adding_problem():
+    data = adding_problem(n_samples=200, seq_len=10)
+    history = train(
+        _Recurrent(nn.GRU, 2, 1), data, TrainConfig(steps=40, lr=0.01, optimizer="adam", monitor_every=None)
+    )
+    assert np.isnan(history.train_accuracy).all() and np.isnan(history.val_accuracy).all()
+    assert np.isfinite(history.loss).all() and history.val_loss[-1] < 0.3
+    assert math.isnan(history.final_val_accuracy)
+
+
+def test_classification_sequence_model_on_recall_task():
+    data = recall_task(n_samples=200, lag=3, n_symbols=4)
+    history = train(
+        _Recurrent(nn.LSTM, 5, 4), data, TrainConfig(steps=30, lr=0.01, optimizer="adam", monitor_every=None)
+    )
+    assert history.steps_run == 30 and 0.0 <= history.final_val_accuracy <= 1.0
+
+
+def test_mse_on_class_labels_uses_one_hot_targets(small_circles):
+    history = train(_mlp(), small_circles, TrainConfig(steps=20, loss="mse", monitor_every=None))
+    assert np.isfinite(history.loss).all() and history.loss[0] < 2.0
+
+
+def test_huge_learning_rate_diverges_and_keeps_history():
+    config = TrainConfig(steps=200, lr=10.0, batch_size=16, monitor_every=None)
+    history = train(_mlp(out_features=1), _regression(), config)
+    assert history.diverged and history.diverged_step is not None
+    assert history.steps_run == history.diverged_step + 1 < 200
+    for name in ("loss", "train_accuracy", "grad_norm_total"):
+        assert len(getattr(history, name)) == history.steps_run
+    assert not (math.isfinite(history.loss[-1]) and math.isfinite(history.grad_norm_total[-1]))
+    assert np.isfinite(history.loss[:-1]).all() and "diverged at step" in history.message
+
+
+def test_normal_run_on_the_same_data_does_not_diverge():
+    history = train(
+        _mlp(out_features=1),
+        _regression(),
+        TrainConfig(steps=100, lr=1e-3, batch_size=16, monitor_every=None),
+    )
+    assert not history.diverged and history.steps_run == 100 and np.isfinite(history.loss).all()
+
+
+def test_clip_norm_bounds_the_total_norm(monkeypatch):
+    seen = _record_step_grads(monkeypatch)
+    history = train(
+        _mlp(out_features=1), _regression(), TrainConfig(steps=20, lr=1e-3, clip_norm=0.5, monitor_every=None)
+    )
+    clipped = np.array([torch.cat([g.flatten() for g in grads]).norm().item() for grads in seen])
+    assert len(clipped) == 20 and np.all(clipped <= 0.5 * (1 + 1e-5))
+    active = history.grad_norm_total > 0.5
+    assert active.any() and np.allclose(clipped[active], 0.5, rtol=1e-5)
+    assert np.allclose(clipped[~active], history.grad_norm_total[~active], rtol=1e-5)
+
+
+def test_clip_value_bounds_every_entry(monkeypatch):
+    seen = _record_step_grads(monkeypatch)
+    train(
+        _mlp(out_features=1),
+        _regression(),
+        TrainConfig(steps=20, lr=1e-3, clip_value=0.05, monitor_every=None),
+    )
+    largest = [max(g.abs().max().item() for g in grads) for grads in seen]
+    bound = float(np.float32(0.05))  # the gradients are float32
+    assert len(largest) == 20 and max(largest) <= bound and min(largest) == bound
+
+
+def test_grad_norm_total_is_measured_before_clipping(monkeypatch):
+    seen = _record_step_grads(monkeypatch)
+    history = train(
+        _mlp(out_features=1), _regression(), TrainConfig(steps=3, clip_norm=1e-3, monitor_every=None)
+    )
+    assert np.all(history.grad_norm_total > 1e-2)
+    assert all(torch.cat([g.flatten() for g in grads]).norm() <= 1e-3 * (1 + 1e-5) for grads in seen)
+
+
+def test_same_seed_identical_losses_other_seed_differs(small_circles):
+    def run(seed):
+        return train(_mlp(), small_circles, TrainConfig(steps=30, seed=seed, monitor_every=None)).loss
+
+    first, second, other = run(0), run(0), run(1)
+    assert np.array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_batch_larger_than_the_data_uses_all_of_it():
+    data = _regression(n=10)
+    history = train(
+        _mlp(out_features=1), data, TrainConfig(epochs=3, batch_size=64, lr=1e-3, monitor_every=None)
+    )
+    assert history.steps_run == 3 and history.eval_steps.tolist() == [0, 1, 2]
+
+
+def test_progress_bar_runs(small_circles, capsys):
+    train(_mlp(), small_circles, TrainConfig(steps=3, progress=True, monitor_every=None))
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_evaluate_matches_a_direct_computation(small_circles):
+    model = _mlp()
+    model.train()
+    loss, accuracy = evaluate(model, small_circles.x_val, small_circles.y_val, batch_size=7)
+    with torch.no_grad():
+        output = model(small_circles.x_val)
+    assert loss == pytest.approx(nn.functional.cross_entropy(output, small_circles.y_val).item(), rel=1e-5)
+    assert accuracy == pytest.approx((output.argmax(1) == small_circles.y_val).float().mean().item())
+    assert model.training
+
+
+def test_evaluate_regression_and_mse_on_labels(small_circles):
+    data = _regression()
+    model = _mlp(out_features=1)
+    loss, accuracy = evaluate(model, data.x_val, data.y_val, batch_size=5)
+    with torch.no_grad():
+        expected = nn.functional.mse_loss(model(data.x_val), data.y_val).item()
+    assert loss == pytest.approx(expected, rel=1e-5) and math.isnan(accuracy)
+    model = _mlp()
+    loss, _ = evaluate(model, small_circles.x_val, small_circles.y_val, loss="mse", batch_size=9)
+    with torch.no_grad():
+        target = nn.functional.one_hot(small_circles.y_val, 2).float()
+        expected = nn.functional.mse_loss(model(small_circles.x_val), target).item()
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_empty_history_properties_are_nan():
+    empty = np.zeros(0)
+    history = History(empty, empty, empty, empty, empty, None, empty, False, None, "", 0)
+    assert math.isnan(history.final_loss) and math.isnan(history.final_val_accuracy)
+
+
+def test_config_stores_floats_and_is_frozen():
+    config = TrainConfig(steps=1, lr=1, clip_norm=2)
+    assert isinstance(config.lr, float) and isinstance(config.clip_norm, float)
+    with pytest.raises(AttributeError):
+        config.lr = 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ValueError, "exactly one of steps and epochs"),
+        ({"steps": 10, "epochs": 1}, ValueError, "exactly one of steps and epochs"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": 2.0}, TypeError, "steps"),
+        ({"epochs": -1}, ValueError, "epochs"),
+        ({"steps": 1, "batch_size": 0}, ValueError, "batch_size"),
+        ({"steps": 1, "lr": -0.1}, ValueError, "lr"),
+        ({"steps": 1, "lr": 0.0}, ValueError, "lr"),
+        ({"steps": 1, "lr": float("inf")}, ValueError, "lr"),
+        ({"steps": 1, "lr": "0.1"}, TypeError, "lr"),
+        ({"steps": 1, "optimizer": "rmsprop"}, ValueError, "sgd, momentum, adam"),
+        ({"steps": 1, "loss": "hinge"}, ValueError, "auto, cross_entropy, mse"),
+        ({"steps": 1, "momentum": 1.0}, ValueError, "momentum"),
+        ({"steps": 1, "momentum": -0.5}, ValueError, "momentum"),
+        ({"steps": 1, "weight_decay": -1e-4}, ValueError, "weight_decay"),
+        ({"steps": 1, "clip_norm": 0.0}, ValueError, "clip_norm"),
+        ({"steps": 1, "clip_norm": -1.0}, ValueError, "clip_norm"),
+        ({"steps": 1, "clip_value": 0}, ValueError, "clip_value"),
+        (
+            {"steps": 1, "clip_norm": 1.0, "clip_value": 1.0},
+            ValueError,
+            "at most one of clip_norm and clip_value",
+        ),
+        ({"steps": 1, "monitor_every": 0}, ValueError, "monitor_every"),
+        ({"steps": 1, "eval_every": -1}, ValueError, "eval_every"),
+        ({"steps": 1, "seed": -1}, ValueError, "seed"),
+        ({"steps": 1, "device": "tpu"}, ValueError, "auto, cpu, cuda"),
+        ({"steps": 1, "progress": "yes"}, TypeError, "progress"),
+    ],
+)
+def test_config_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_train_bad_input(small_circles):
+    config = TrainConfig(steps=1, monitor_every=None)
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        train("model", small_circles, config)
+    with pytest.raises(TypeError, match="DataSplit"):
+        train(_mlp(), (small_circles.x_train, small_circles.y_train), config)
+    with pytest.raises(TypeError, match="TrainConfig"):
+        train(_mlp(), small_circles, {"steps": 1})
+    with pytest.raises(ValueError, match="cross_entropy"):
+        train(
+            _mlp(out_features=1),
+            _regression(),
+            TrainConfig(steps=1, loss="cross_entropy", monitor_every=None),
+        )
+    with pytest.raises(ValueError, match="does not match target"):
+        train(_mlp(out_features=3), _regression(), config)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(nn.Sequential(nn.Tanh()), small_circles, config)
+
+
+def test_evaluate_bad_input(small_circles):
+    x, y = small_circles.x_val, small_circles.y_val
+    with pytest.raises(TypeError):
+        evaluate("model", x, y)
+    with pytest.raises(TypeError):
+        evaluate(_mlp(), x.numpy(), y)
+    with pytest.raises(ValueError, match="same"):
+        evaluate(_mlp(), x, y[:-1])
+    with pytest.raises(ValueError, match="auto, cross_entropy, mse"):
+        evaluate(_mlp(), x, y, loss="l1")
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(_mlp(), x, y, batch_size=0)
+
+
+@needs_monitor
+def test_monitor_record_has_one_row_per_recorded_step(small_circles):
+    history = train(_mlp(), small_circles, TrainConfig(steps=10, monitor_every=3))
+    record = history.monitor
+    assert record is not None
+    assert record.steps.tolist() == [0, 3, 6, 9]
+    assert len(record.layer_names) == 3
+    assert record.grad_norm.shape == (4, 3) and record.update_ratio.shape == (4, 3)
+    assert np.isfinite(record.update_ratio).all()
+
+
+@needs_monitor
+def test_monitor_on_a_diverged_run_keeps_the_diverged_step():
+    history = train(_mlp(out_features=1), _regression(), TrainConfig(steps=200, lr=10.0, batch_size=16))
+    assert history.diverged
+    assert history.monitor.steps.tolist() == list(range(history.steps_run))
+    assert np.isnan(history.monitor.update_ratio[-1]).all()
+
+
+@needs_monitor
+def test_monitor_does_not_change_the_run(small_circles):
+    with_monitor = train(_mlp(), small_circles, TrainConfig(steps=15, monitor_every=1))
+    without = train(_mlp(), small_circles, TrainConfig(steps=15, monitor_every=None))
+    assert np.array_equal(with_monitor.loss, without.loss)
+
+
+has_models = importlib.util.find_spec("vgcourse.models") is not None
+
+
+@pytest.mark.skipif(not (has_models and has_monitor), reason="vgcourse.models or vgcourse.monitor missing")
+@pytest.mark.parametrize(
+    ("arch", "dataset", "layers"),
+    [
+        ("mlp", "circles", ["layer 1", "layer 2", "output"]),
+        ("resmlp", "circles", ["input", "block 1 fc1", "block 1 fc2", "output"]),
+        ("gru", "recall", None),
+    ],
+)
+def test_course_models_train_with_the_monitor(arch, dataset, layers):
+    from vgcourse.data import load_dataset
+    from vgcourse.models import build_model
+
+    data = load_dataset(dataset, n_samples=200)
+    depth = 1 if arch != "mlp" else 2
+    torch.manual_seed(0)
+    model = build_model(arch, in_features=data.in_features, out_features=data.n_classes, depth=depth, width=8)
+    history = train(model, data, TrainConfig(steps=6, monitor_every=2, lr=0.05))
+    record = history.monitor
+    assert not history.diverged and record.steps.tolist() == [0, 2, 4]
+    if layers is not None:
+        assert record.layer_names == layers
+    assert record.grad_norm.shape == (3, len(record.layer_names))
+    assert np.isfinite(record.grad_norm).all()

@@ -1,0 +1,361 @@
+"""Small data sets for the course: toy classification, long-range sequence tasks and MNIST.
+
+Every loader returns a :class:`DataSplit` with float32 inputs, int64 class labels (classification) or
+float32 targets of shape (N, 1) (regression), split deterministically by ``seed``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vgcourse._validation import check_choice, check_float, check_int
+
+__all__ = [
+    "DATASETS",
+    "DataSplit",
+    "DataUnavailableError",
+    "adding_problem",
+    "circles",
+    "digits",
+    "load_dataset",
+    "mnist",
+    "recall_task",
+]
+
+DATASETS = ("circles", "digits", "mnist", "adding", "recall")
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+_CACHE_DIR = Path("~/.cache/vgcourse").expanduser()
+_DOWNLOAD_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A train/validation split of one data set.
+
+    Args:
+        name: the data set's name (one of ``DATASETS``).
+        x_train: training inputs, (N, F) tabular, (N, T, F) sequences or (N, 1, 28, 28) images.
+        y_train: training targets, int64 (N,) class labels or float32 (N, 1) regression targets.
+        x_val: validation inputs, same layout as ``x_train``.
+        y_val: validation targets, same layout as ``y_train``.
+        n_classes: number of classes, or ``None`` for regression.
+    """
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    n_classes: int | None
+
+    def __post_init__(self) -> None:
+        if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
+            raise ValueError("x and y must have the same number of examples in each split")
+
+    @property
+    def in_features(self) -> int:
+        """Input size of one example: F for (N, F) and for sequences (N, T, F); C*H*W for images."""
+        if self.x_train.ndim == 3:
+            return int(self.x_train.shape[-1])
+        return int(np.prod(self.x_train.shape[1:]))
+
+    @property
+    def n_train(self) -> int:
+        """Number of training examples."""
+        return len(self.x_train)
+
+    @property
+    def n_val(self) -> int:
+        """Number of validation examples."""
+        return len(self.x_val)
+
+    def __repr__(self) -> str:
+        shapes = f"x_train={tuple(self.x_train.shape)}, x_val={tuple(self.x_val.shape)}"
+        return f"DataSplit(name={self.name!r}, {shapes}, n_classes={self.n_classes})"
+
+
+class DataUnavailableError(FileNotFoundError):
+    """The data files are not on disk and could not be downloaded."""
+
+
+def _check_fraction(val_fraction: Any) -> float:
+    fraction = check_float("val_fraction", val_fraction, 0.0, 1.0, strict_minimum=True)
+    if fraction >= 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction!r}")
+    return fraction
+
+
+def _split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
+    n_val = round(n * val_fraction)
+    if n_val < 1 or n_val > n - 1:
+        raise ValueError(f"val_fraction={val_fraction} with {n} examples leaves an empty split")
+    return n - n_val, n_val
+
+
+def _stratified_split(y: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices (train, val): ``round(n_c * val_fraction)`` random examples of each class c go to val."""
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for label in torch.unique(y):
+        idx = torch.nonzero(y == label).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        n_val = round(len(idx) * val_fraction)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    train_idx, val_idx = torch.cat(train), torch.cat(val)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"val_fraction={val_fraction} with {len(y)} examples leaves an empty split")
+    # shuffle so that the classes are interleaved, not in blocks
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=generator)]
+    val_idx = val_idx[torch.randperm(len(val_idx), generator=generator)]
+    return train_idx, val_idx
+
+
+def _classification_split(name: str, x: Tensor, y: Tensor, val_fraction: float, seed: int) -> DataSplit:
+    train_idx, val_idx = _stratified_split(y, val_fraction, seed)
+    n_classes = int(y.max()) + 1
+    return DataSplit(name, x[train_idx], y[train_idx], x[val_idx], y[val_idx], n_classes)
+
+
+def circles(
+    n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, val_fraction: float = 0.2, seed: int = 0
+) -> DataSplit:
+    """Two concentric circles (sklearn ``make_circles``): 2 classes, x float32 (N, 2), y int64 (N,).
+
+    Args:
+        n_samples: total number of points (train + val), at least 2.
+        noise: standard deviation of the Gaussian noise added to the points, >= 0.
+        factor: radius of the inner circle relative to the outer one, in (0, 1).
+        val_fraction: fraction of each class held out for validation, in (0, 1).
+        seed: seed for the points and the split.
+    """
+    from sklearn.datasets import make_circles
+
+    check_int("n_samples", n_samples, minimum=2)
+    noise = check_float("noise", noise, minimum=0.0)
+    factor = check_float("factor", factor, 0.0, 1.0, strict_minimum=True)
+    if factor >= 1.0:
+        raise ValueError(f"factor must be in (0, 1); got {factor!r}")
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+    return _classification_split("circles", x, y, val_fraction, seed)
+
+
+def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
+    """8x8 handwritten digits (sklearn ``load_digits``, shipped, no download): x float32 (N, 64), 10 classes.
+
+    Pixels are scaled to [0, 1] by /16, then standardized x' = (x - mean) / std with the train split's
+    per-pixel mean and std (std 0, for always-blank pixels, is replaced by 1).
+
+    Args:
+        val_fraction: fraction of each class held out for validation, in (0, 1).
+        seed: seed for the (stratified) split.
+    """
+    from sklearn.datasets import load_digits
+
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    split = _classification_split("digits", x, y, val_fraction, seed)
+    mean, std = split.x_train.mean(0), split.x_train.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return DataSplit(
+        "digits", (split.x_train - mean) / std, split.y_train, (split.x_val - mean) / std, split.y_val, 10
+    )
+
+
+def adding_problem(
+    n_samples: int = 2000, seq_len: int = 50, val_fraction: float = 0.2, seed: int = 0
+) -> DataSplit:
+    """Adding problem (Hochreiter & Schmidhuber, 1997): regression, y = sum of the two marked values.
+
+    x (N, T, 2): channel 0 holds values U(0, 1), channel 1 is a marker with exactly two 1s, one in each
+    half of the sequence; y float32 (N, 1). Baseline: always predicting 1.0 gives MSE = Var(u1 + u2) =
+    2/12 ~ 0.167, so a model must beat ~0.167 to have learned anything.
+
+    Args:
+        n_samples: total number of sequences (train + val), at least 2.
+        seq_len: sequence length T, at least 2; larger T means longer-range dependencies.
+        val_fraction: fraction held out for validation, in (0, 1).
+        seed: seed for the sequences.
+    """
+    check_int("n_samples", n_samples, minimum=2)
+    check_int("seq_len", seq_len, minimum=2)
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    n_train, _ = _split_sizes(n_samples, val_fraction)
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(n_samples, seq_len, generator=generator)
+    half = seq_len // 2
+    first = torch.randint(0, half, (n_samples,), generator=generator)
+    second = torch.randint(half, seq_len, (n_samples,), generator=generator)
+    rows = torch.arange(n_samples)
+    markers = torch.zeros(n_samples, seq_len)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = torch.stack([values, markers], dim=-1)
+    y = (values[rows, first] + values[rows, second]).unsqueeze(1)
+    return DataSplit("adding", x[:n_train], y[:n_train], x[n_train:], y[n_train:], None)
+
+
+def recall_task(
+    n_samples: int = 2000, lag: int = 20, n_symbols: int = 8, val_fraction: float = 0.2, seed: int = 0
+) -> DataSplit:
+    """Recall a symbol after ``lag`` blank steps: chance accuracy = 1 / n_symbols.
+
+    x (N, lag + 1, n_symbols + 1): step 0 is the one-hot symbol, steps 1..lag are blank, and the last
+    channel is a "go" marker set to 1 at the last step; y int64 (N,) = the symbol.
+
+    Args:
+        n_samples: total number of sequences (train + val), at least 2.
+        lag: number of blank steps between the symbol and the answer, at least 1.
+        n_symbols: number of distinct symbols (= classes), at least 2.
+        val_fraction: fraction held out for validation, in (0, 1).
+        seed: seed for the symbols.
+    """
+    check_int("n_samples", n_samples, minimum=2)
+    check_int("lag", lag, minimum=1)
+    check_int("n_symbols", n_symbols, minimum=2)
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    n_train, _ = _split_sizes(n_samples, val_fraction)
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, n_symbols, (n_samples,), generator=generator)
+    x = torch.zeros(n_samples, lag + 1, n_symbols + 1)
+    x[torch.arange(n_samples), 0, y] = 1.0
+    x[:, -1, n_symbols] = 1.0
+    return DataSplit("recall", x[:n_train], y[:n_train], x[n_train:], y[n_train:], n_symbols)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (MNIST's format), plain or gzipped, into a uint8 array."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    ndim = raw[3] if len(raw) >= 4 else 0
+    if raw[:3] != b"\x00\x00\x08" or ndim < 1:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != np.prod(shape):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {data.size} values")
+    return data.reshape(shape)
+
+
+def _find_mnist_files(folder: Path, prefix: str) -> tuple[Path, Path] | None:
+    """(images, labels) for ``prefix`` ("train" or "t10k") in ``folder`` or ``folder/MNIST/raw``."""
+    for base in (folder, folder / "MNIST" / "raw"):
+        found = []
+        for kind, dims in (("images", 3), ("labels", 1)):
+            matches = sorted(base.glob(f"{prefix}-{kind}[-.]idx{dims}-ubyte*"))
+            matches = [p for p in matches if p.name.endswith(("ubyte", "ubyte.gz"))]
+            if matches:
+                found.append(matches[0])
+        if len(found) == 2:
+            return found[0], found[1]
+    return None
+
+
+def _download_mnist(root: Path) -> None:
+    """Download MNIST into ``root/MNIST/raw`` with torchvision, giving up after a short socket timeout."""
+    from torchvision.datasets import MNIST
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
+    try:
+        MNIST(str(root), train=True, download=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def mnist(
+    root: str | Path | None = None,
+    *,
+    val_fraction: float = 1 / 6,
+    seed: int = 0,
+    download: bool | None = None,
+    flatten: bool = True,
+) -> DataSplit:
+    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes.
+
+    Looks in ``root``, else ``$VGCOURSE_DATA``, else ``~/.cache/vgcourse``, for the IDX files
+    (``train-images-idx3-ubyte[.gz]`` ...) directly in the folder or in ``MNIST/raw/`` below it. With the
+    60,000-image train files, val is carved from them (stratified); with only the 10,000-image ``t10k``
+    files (the offline copy), those are split (stratified) into train and val.
+
+    Args:
+        root: folder holding the IDX files; ``None`` uses ``$VGCOURSE_DATA`` or ``~/.cache/vgcourse``.
+        val_fraction: fraction of each class held out for validation, in (0, 1).
+        seed: seed for the split.
+        download: ``False`` never downloads; ``None``/``True`` download with torchvision into the folder
+            when no files are found. Raises :class:`DataUnavailableError` when that is not possible.
+        flatten: ``True`` gives x (N, 784), ``False`` gives x (N, 1, 28, 28).
+    """
+    if root is not None and not isinstance(root, (str, Path)):
+        raise TypeError(f"root must be a str, a Path or None; got {type(root).__name__}")
+    if download is not None and not isinstance(download, bool):
+        raise TypeError(f"download must be True, False or None; got {download!r}")
+    if not isinstance(flatten, bool):
+        raise TypeError(f"flatten must be a bool; got {flatten!r}")
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    if root is None:
+        root = os.environ.get("VGCOURSE_DATA") or _CACHE_DIR
+    folder = Path(root).expanduser()
+
+    files = _find_mnist_files(folder, "train") or _find_mnist_files(folder, "t10k")
+    reason = "download=False"
+    if files is None and download is not False:
+        try:
+            _download_mnist(folder)
+            files = _find_mnist_files(folder, "train")
+            reason = "the download produced no files"
+        except Exception as error:  # offline, blocked, read-only folder...: one clear message below
+            reason = f"the download failed ({type(error).__name__}: {error})"
+    if files is None:
+        raise DataUnavailableError(
+            f"MNIST IDX files not found in {folder} or {folder / 'MNIST' / 'raw'} ({reason}). Two ways out: "
+            "connect to the internet so torchvision can download MNIST (download=True), "
+            "or set VGCOURSE_DATA=/path (or pass root=) to a folder with the MNIST IDX files "
+            "(train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], or the t10k-* pair)."
+        )
+
+    images, labels = (torch.from_numpy(_read_idx(path).copy()) for path in files)
+    if len(images) != len(labels) or images.shape[1:] != (28, 28):
+        raise ValueError(f"{files[0]} and {files[1]} do not hold matching 28x28 MNIST images and labels")
+    x = (images.float() / 255.0 - MNIST_MEAN) / MNIST_STD
+    x = x.reshape(len(x), 784) if flatten else x.unsqueeze(1)
+    return _classification_split("mnist", x, labels.long(), val_fraction, seed)
+
+
+def load_dataset(name: str, **kwargs: Any) -> DataSplit:
+    """Load a data set by name; ``kwargs`` go to its loader (e.g. ``load_dataset("recall", lag=50)``).
+
+    Args:
+        name: one of ``DATASETS``: "circles", "digits", "mnist", "adding", "recall".
+        **kwargs: keyword arguments of :func:`circles`, :func:`digits`, :func:`mnist`,
+            :func:`adding_problem` or :func:`recall_task`.
+    """
+    check_choice("dataset", name, DATASETS)
+    loaders = {
+        "circles": circles,
+        "digits": digits,
+        "mnist": mnist,
+        "adding": adding_problem,
+        "recall": recall_task,
+    }
+    return loaders[name](**kwargs)
