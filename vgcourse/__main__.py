@@ -1,0 +1,7 @@
+"""``python -m vgcourse`` runs the command line."""
+
+import sys
+
+from vgcourse.cli import main
+
+sys.exit(main())

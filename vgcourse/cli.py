@@ -1,0 +1,98 @@
+"""The ``vgcourse`` command line: ``vgcourse profile ...`` prints per-layer gradient statistics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from vgcourse.activations import ACTIVATIONS
+from vgcourse.models import ARCHS, NORMS
+from vgcourse.profiling import PROFILE_INITS, Profile, profile
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; invalid values exit with status 2 and list the valid choices."""
+    parser = argparse.ArgumentParser(prog="vgcourse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser("profile", help="one forward/backward pass: per-layer gradient statistics")
+    p.add_argument("--arch", choices=ARCHS, default="mlp")
+    p.add_argument("--depth", type=_positive_int, default=10)
+    p.add_argument("--width", type=_positive_int, default=64)
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    p.add_argument("--init", choices=PROFILE_INITS, default="default")
+    p.add_argument("--norm", choices=NORMS, default=None)
+    p.add_argument("--seq-len", type=_positive_int, default=20)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser
+
+
+def format_table(result: Profile) -> str:
+    """A plain-text table, one row per layer (input to output), then one row per time step."""
+
+    def fmt(value: float) -> str:
+        return "-" if not math.isfinite(value) else f"{value:.3e}"
+
+    header = f"{'layer':<16}{'grad_norm':>12}{'grad_std':>12}{'act_std':>12}{'dead':>10}{'saturated':>11}"
+    lines = [
+        f"{result.arch} depth={result.depth} width={result.width} activation={result.activation} "
+        f"init={result.init} norm={result.norm} seed={result.seed}",
+        header,
+    ]
+    for layer in result.layers:
+        lines.append(
+            f"{layer.name:<16}{fmt(layer.grad_norm):>12}{fmt(layer.grad_std):>12}{fmt(layer.act_std):>12}"
+            f"{fmt(layer.dead_frac):>10}{fmt(layer.saturated_frac):>11}"
+        )
+    if result.steps:
+        lines.append(f"{'time step':<16}{'|dL/dx_t|':>12}")
+        lines.extend(f"{t:<16}{fmt(g):>12}" for t, g in enumerate(result.steps))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vgcourse`` console script and ``python -m vgcourse``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "profile":
+        if args.norm is not None and args.arch != "resmlp":
+            parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
+        result = profile(
+            arch=args.arch,
+            depth=args.depth,
+            width=args.width,
+            activation=args.activation,
+            init=args.init,
+            norm=args.norm,
+            seq_len=args.seq_len,
+            seed=args.seed,
+        )
+        print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per chapter: functions that return a ready `vgcourse.widgets.Explorer`."""

@@ -1,0 +1,25 @@
+"""Put a computed number into a chapter's prose (myst-nb's ``glue``), harmless where myst-nb is absent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Register ``value`` under ``name`` for ``{glue:text}`name``` roles; return ``value``.
+
+    In Colab or plain Jupyter (no myst-nb) this only returns the value, so cells run everywhere.
+
+    Args:
+        name: the key the prose refers to.
+        value: the computed value (a number, string or figure).
+        display: also show the value as the cell's output.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("glue name must be a non-empty string")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=display)
+    return value

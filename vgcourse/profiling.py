@@ -1,0 +1,147 @@
+"""One forward and backward pass on a fixed batch: per-layer gradient statistics of a fresh model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from vgcourse._validation import check_choice, check_int
+from vgcourse.activations import ACTIVATIONS
+from vgcourse.initializers import SCHEMES, initialize
+from vgcourse.models import ARCHS, NORMS, SEQUENCE_ARCHS, build_model
+from vgcourse.monitor import MonitorRecord, snapshot
+from vgcourse.seeding import seed_everything
+
+N_CLASSES = 10
+MLP_FEATURES = 64
+SEQ_FEATURES = 8
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """Gradient and activation statistics of one layer after one backward pass."""
+
+    name: str
+    grad_norm: float
+    grad_mean: float
+    grad_std: float
+    grad_max: float
+    act_mean: float
+    act_std: float
+    dead_frac: float
+    saturated_frac: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `profile` measured: layers input to output and, for sequence models, dL/dx_t per step."""
+
+    arch: str
+    depth: int
+    width: int
+    activation: str
+    init: str
+    norm: str | None
+    seed: int
+    layers: list[LayerProfile]
+    steps: list[float] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict:
+        """A JSON-ready dict: NaN becomes None; ``steps`` holds ``{"t", "grad_norm"}`` items, t = 0 first."""
+
+        def clean(value: object) -> object:
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        data = asdict(self)
+        data["layers"] = [{k: clean(v) for k, v in layer.items()} for layer in data["layers"]]
+        data["steps"] = [{"t": t, "grad_norm": clean(g)} for t, g in enumerate(self.steps)]
+        return data
+
+
+def standard_batch(arch: str, seq_len: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch: x ~ N(0, 1) of shape (B, 64) for MLPs, (B, T, 8) for sequences; random labels."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch_size, seq_len, SEQ_FEATURES) if arch in SEQUENCE_ARCHS else (batch_size, MLP_FEATURES)
+    x = torch.randn(*shape, generator=generator)
+    y = torch.randint(0, N_CLASSES, (batch_size,), generator=generator)
+    return x, y
+
+
+def profile(
+    arch: str = "mlp",
+    depth: int = 10,
+    width: int = 64,
+    activation: str = "relu",
+    init: str = "default",
+    norm: str | None = None,
+    seq_len: int = 20,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> Profile:
+    """Build a model, run one cross-entropy forward/backward pass on `standard_batch`, report per layer.
+
+    Args:
+        arch: one of ``ARCHS`` (mlp, resmlp, rnn, gru, lstm).
+        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
+        width: hidden units per layer.
+        activation: one of ``ACTIVATIONS`` (ignored by gru/lstm, whose gates fix it).
+        init: one of the initialization ``SCHEMES`` that needs no extra parameter.
+        norm: ``None``, ``"batch"`` or ``"layer"`` (resmlp only).
+        seq_len: time steps of the sequence batch (sequence models only).
+        seed: seeds the model's initialization and the batch.
+        batch_size: examples in the batch.
+    """
+    check_choice("arch", arch, ARCHS)
+    check_int("depth", depth, minimum=1)
+    check_int("width", width, minimum=1)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("init", init, PROFILE_INITS)
+    if norm is not None:
+        check_choice("norm", norm, NORMS)
+        if arch != "resmlp":
+            raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
+    check_int("seq_len", seq_len, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("batch_size", batch_size, minimum=2)
+
+    seed_everything(seed)
+    is_sequence = arch in SEQUENCE_ARCHS
+    model = build_model(
+        arch,
+        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
+        out_features=N_CLASSES,
+        depth=depth,
+        width=width,
+        activation=activation,
+        norm=norm,
+    )
+    if init != "default":
+        initialize(model, init, activation=activation, generator=torch.Generator().manual_seed(seed))
+    x, y = standard_batch(arch, seq_len, batch_size, seed)
+    record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=is_sequence)
+    return _to_profile(record, arch, depth, width, activation, init, norm, seed)
+
+
+def _to_profile(
+    record: MonitorRecord,
+    arch: str,
+    depth: int,
+    width: int,
+    activation: str,
+    init: str,
+    norm: str | None,
+    seed: int,
+) -> Profile:
+    columns = [f.name for f in LayerProfile.__dataclass_fields__.values() if f.name != "name"]
+    layers = [
+        LayerProfile(name, **{c: float(getattr(record, c)[-1, i]) for c in columns})
+        for i, name in enumerate(record.layer_names)
+    ]
+    steps = [] if record.input_grad_norm is None else [float(g) for g in record.input_grad_norm[-1]]
+    return Profile(arch, depth, width, activation, init, norm, seed, layers, steps)
+
+
+PROFILE_INITS = tuple(s for s in SCHEMES if s not in ("normal", "uniform", "constant"))
