@@ -1,0 +1,91 @@
+"""Explorer: controls -> config -> run -> plot, the same functions a chapter's static figure uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.figure import Figure
+
+from vgcourse.glue import glue
+from vgcourse.widgets import Explorer
+
+matplotlib.use("Agg")
+
+
+@dataclass(frozen=True)
+class Config:
+    depth: int
+    scale: float
+
+
+@dataclass(frozen=True)
+class Result:
+    values: list[float]
+
+
+def run(config: Config) -> Result:
+    return Result([config.scale**layer for layer in range(1, config.depth + 1)])
+
+
+def plot(result: Result, ax=None) -> Figure:
+    fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
+    ax.semilogy(range(1, len(result.values) + 1), result.values)
+    return fig
+
+
+def make_explorer(**kwargs) -> Explorer:
+    controls = {
+        "depth": widgets.IntSlider(value=5, min=1, max=50),
+        "scale": widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1),
+    }
+    return Explorer(controls, Config, run, plot, **kwargs)
+
+
+def test_update_runs_the_experiment_and_returns_its_figure() -> None:
+    explorer = make_explorer(readout=lambda r: f"last = {r.values[-1]:.3g}")
+    figure = explorer.update(depth=10, scale=0.5)
+    assert isinstance(figure, Figure)
+    assert explorer.result == run(Config(10, 0.5))
+    assert explorer.controls["depth"].value == 10
+    assert explorer.text.value == "last = 0.000977"
+
+
+def test_moving_a_control_recomputes() -> None:
+    explorer = make_explorer()
+    explorer.show()
+    explorer.controls["depth"].value = 3
+    assert explorer.result == run(Config(3, 1.0))
+
+
+def test_show_returns_the_widget_tree() -> None:
+    explorer = make_explorer(title="Depth and scale")
+    box = explorer.show()
+    assert isinstance(box, widgets.VBox)
+    assert explorer.result is not None
+
+
+@pytest.mark.parametrize(("depth", "scale"), [(1, 0.1), (50, 0.1), (1, 10.0), (50, 10.0)])
+def test_extremes_of_every_control(depth: int, scale: float) -> None:
+    assert isinstance(make_explorer().update(depth=depth, scale=scale), Figure)
+
+
+def test_unknown_control_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="valid: \\['depth', 'scale'\\]"):
+        make_explorer().update(width=3)
+
+
+def test_bad_controls_are_rejected() -> None:
+    with pytest.raises(ValueError, match="at least one control"):
+        Explorer({}, Config, run, plot)
+    with pytest.raises(TypeError, match="ipywidgets value widget"):
+        Explorer({"depth": 3}, Config, run, plot)
+
+
+def test_glue_returns_the_value_and_checks_the_name() -> None:
+    assert glue("answer", 42) == 42
+    with pytest.raises(TypeError):
+        glue("", 1)
