@@ -1,4 +1,9 @@
-"""The ``vgcourse`` command line: ``vgcourse profile ...`` prints per-layer gradient statistics."""
+"""The ``vgcourse`` command line.
+
+``vgcourse profile``: per-layer gradient statistics of a fresh model on a fixed batch.
+``vgcourse student-notebooks OUT_DIR``: the chapters without their solution cells.
+``vgcourse grade SUBMISSION.ipynb ...``: execute submissions, check their exercises, write a CSV.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,21 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vgcourse.activations import ACTIVATIONS
 from vgcourse.models import ARCHS, NORMS
 from vgcourse.profiling import PROFILE_INITS, Profile, profile
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -47,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive_int, default=20)
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    s = commands.add_parser("student-notebooks", help="write the chapters without solution cells or outputs")
+    s.add_argument("out_dir", metavar="OUT_DIR")
+    s.add_argument("--book", default="book", help="folder of the chapter notebooks (default: book)")
+
+    g = commands.add_parser("grade", help="execute submitted notebooks and check their exercises")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
+    g.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
+    g.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per cell (default: 120)")
+    g.add_argument("--kernel", default="python3", help="Jupyter kernel with vgcourse installed")
     return parser
 
 
@@ -91,6 +117,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
+    elif args.command == "student-notebooks":
+        from vgcourse.instructor import student_notebooks
+
+        try:
+            written = student_notebooks(args.book, args.out_dir)
+        except FileNotFoundError as error:
+            parser.error(str(error))
+        print(f"wrote {len(written)} student notebooks to {args.out_dir}")
+    elif args.command == "grade":
+        from vgcourse.instructor import grade, summary
+
+        missing = [p for p in args.submissions if not Path(p).is_file()]
+        if missing:
+            parser.error(f"no such submission: {', '.join(missing)}")
+        submissions = grade(args.submissions, out_csv=args.out, timeout=args.timeout, kernel_name=args.kernel)
+        print(summary(submissions))
+        print(f"wrote {args.out}")
     return 0
 
 

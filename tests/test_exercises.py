@@ -1,0 +1,136 @@
+"""Every exercise: the computed solution passes, each typical mistake fails with its own hint."""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets as widgets
+import pytest
+import torch
+
+from vgcourse.exercises import EXERCISES, Exercise, Feedback, Mistake, attempts, check, exercise_widget, get
+from vgcourse.exercises.initialization import BALANCED, he_init_reference, tanh_backprop_ratio
+
+IDS = sorted(EXERCISES)
+MISTAKES = [(eid, i) for eid in IDS for i in range(len(EXERCISES[eid].mistakes))]
+
+
+def test_every_chapter_so_far_has_exercises() -> None:
+    chapters = {EXERCISES[eid].chapter for eid in IDS}
+    assert {"linear_chain", "sigmoid_bound", "relu_dying_units", "initialization"} <= chapters
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_reference_answer_passes(exercise_id: str) -> None:
+    exercise = get(exercise_id)
+    assert exercise.check(exercise.solution()).correct
+    assert len(exercise.mistakes) >= 3
+
+
+@pytest.mark.parametrize(("exercise_id", "index"), MISTAKES)
+def test_typical_mistake_fails_with_its_hint(exercise_id: str, index: int) -> None:
+    exercise = get(exercise_id)
+    mistake = exercise.mistakes[index]
+    feedback = exercise.check(mistake.example())
+    assert not feedback.correct
+    assert feedback.message == mistake.hint
+
+
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind != "function"])
+def test_feedback_never_reveals_the_solution(exercise_id: str) -> None:
+    exercise = get(exercise_id)
+    reference = exercise.reference()
+    texts = [exercise.hint, exercise.prompt] + [m.hint for m in exercise.mistakes]
+    for text in texts:
+        for digits in (2, 3, 4):
+            assert f"{reference:.{digits}f}" not in text, f"{exercise_id} reveals {reference}"
+
+
+def test_numbers_within_tolerance_pass_and_outside_fail() -> None:
+    assert check("initialization.he_std", math.sqrt(2 / 512) * (1 + 1e-4)).correct
+    assert not check("initialization.he_std", math.sqrt(2 / 512) * 1.01).correct
+    assert check("linear_chain.vanishing_depth", 66).correct
+    assert not check("linear_chain.vanishing_depth", 67).correct
+
+
+def test_answers_that_cannot_be_measured_get_a_message_not_an_exception() -> None:
+    assert "could not be checked" in check("initialization.he_std", "a lot").message
+    assert "could not be checked" in check("initialization.he_init", 3).message
+    transposed = lambda i, o, g: he_init_reference(i, o, g).T  # noqa: E731
+    assert "shape (fan_out, fan_in)" in check("initialization.he_init", transposed).message
+    not_tensor = lambda i, o, g: [[0.0]]  # noqa: E731
+    assert "torch.Tensor" in check("initialization.he_init", not_tensor).message
+    assert not check("sigmoid_bound.max_derivative", float("nan")).correct
+    assert "could not be checked" in check("initialization.tanh_scale", -1.0).message
+
+
+def test_a_learners_own_he_init_passes() -> None:
+    def he_init(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
+        weights = torch.empty(fan_out, fan_in)
+        return torch.nn.init.kaiming_normal_(weights, nonlinearity="relu", generator=generator)
+
+    assert check("initialization.he_init", he_init).correct
+
+
+def test_tanh_scale_accepts_the_balanced_window_over_other_seeds() -> None:
+    # the accepted band is where the back-propagated ratio is within a factor 5 of balance
+    assert BALANCED[0] <= tanh_backprop_ratio(1.2) <= BALANCED[1]
+    assert tanh_backprop_ratio(0.5) < 1e-6 and tanh_backprop_ratio(3.0) > 1e3
+    assert check("initialization.tanh_scale", 1.2).correct
+
+
+def test_attempts_remember_the_last_verdict() -> None:
+    check("sigmoid_bound.max_derivative", 0.5)
+    check("sigmoid_bound.max_derivative", 0.25)
+    assert attempts()["sigmoid_bound.max_derivative"].correct
+
+
+def test_unknown_exercise_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"valid choices: .*initialization\.he_std"):
+        check("initialization.lecun", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"kind": "essay"}, ValueError),
+        ({"id": "nochapter"}, ValueError),
+        ({"mistakes": ()}, ValueError),
+    ],
+)
+def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception]) -> None:
+    base = dict(
+        id="x.y",
+        title="t",
+        prompt="p",
+        kind="number",
+        solution=lambda: 1.0,
+        hint="h",
+        mistakes=tuple(Mistake(lambda v=v: v, "m") for v in (2.0, 3.0, 4.0)),
+    )
+    with pytest.raises(error):
+        Exercise(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind != "function"])
+def test_widget_checks_at_defaults_and_extremes(exercise_id: str) -> None:
+    box = exercise_widget(exercise_id)
+    assert isinstance(box, widgets.VBox)
+    control = box.control
+    for value in (control.value, getattr(control, "min", 0.0), getattr(control, "max", 1e6)):
+        control.value = value
+        feedback = box.check()
+        assert isinstance(feedback, Feedback)
+    control.value = get(exercise_id).solution() if get(exercise_id).kind == "setting" else control.value
+    box.check()
+
+
+def test_widget_reports_the_verdict_in_html() -> None:
+    box = exercise_widget("sigmoid_bound.max_derivative", value=0.25)
+    assert box.check().correct
+    assert "Correct" in box.children[-1].value
+
+
+def test_function_exercises_have_no_widget() -> None:
+    with pytest.raises(ValueError, match="answered in code"):
+        exercise_widget("initialization.he_init")
