@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import ipywidgets as widgets
 import pytest
@@ -134,3 +135,11 @@ def test_widget_reports_the_verdict_in_html() -> None:
 def test_function_exercises_have_no_widget() -> None:
     with pytest.raises(ValueError, match="answered in code"):
         exercise_widget("initialization.he_init")
+
+
+def test_instructors_guide_lists_every_exercise() -> None:
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "book" / "instructors_guide.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z_]+\.[a-z_0-9]+)` \|", guide, flags=re.M))
+    assert listed == set(EXERCISES)
