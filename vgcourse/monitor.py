@@ -183,10 +183,17 @@ def _flat(tensors: list[Tensor]) -> Tensor:
 
 
 def _unbiased_std(sum_sq: np.ndarray, total: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """std = sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)) from the sum of squares, the sum and the count."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = (sum_sq - total**2 / n) / (n - 1)
-        return np.where(n > 1, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    """std = sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)) from the sum of squares, the sum and the count
+    (n >= 1); NaN for n = 1, like ``torch.std``."""
+    var = np.divide(sum_sq - total**2 / n, n - 1, out=np.full(np.shape(n), np.nan), where=n > 1)
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """sum(values[starts[k] : ends[k]]) for consecutive, non-empty segments k."""
+    if len(starts) == 0:
+        return np.empty(0)
+    return np.add.reduceat(values[: ends[-1]], starts, dtype=np.float64)
 
 
 class _Act(NamedTuple):
@@ -206,14 +213,14 @@ class _Batch:
         self.scalars: list[Tensor] = []
         self.vectors: list[Tensor] = []
 
-    def fetch(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Return the scalars as one float64 array and the vectors as a list of float64 arrays."""
+    def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the scalars (float64), all vectors concatenated (float64) and each vector's start in it."""
         pieces = ([torch.stack(self.scalars)] if self.scalars else []) + self.vectors
         if not pieces:
-            return np.empty(0), []
-        flat = torch.cat(pieces).detach().cpu().double().numpy()
-        scalars, rest = flat[: len(self.scalars)], flat[len(self.scalars) :]
-        return scalars, np.split(rest, np.cumsum([v.numel() for v in self.vectors])[:-1])
+            return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+        flat = torch.cat(pieces).cpu().double().numpy()
+        starts = np.cumsum([0] + [v.numel() for v in self.vectors[:-1]])
+        return flat[: len(self.scalars)], flat[len(self.scalars) :], starts
 
 
 class GradientMonitor:
@@ -263,7 +270,7 @@ class GradientMonitor:
         self.layers = _check_layers(layers)
         self.layer_names = [name for name, _ in self.layers]
         self.every = check_int("every", every, minimum=1)
-        self.saturation = check_float("saturation", saturation, minimum=0.0, maximum=1.0, strict_minimum=True)
+        self.saturation = check_float("saturation", saturation, minimum=0.0, strict_minimum=True)
         if self.saturation >= 1.0:
             raise ValueError(f"saturation must be in (0, 1); got {saturation!r}")
         if not isinstance(track_inputs, bool):
@@ -272,7 +279,8 @@ class GradientMonitor:
 
         self._params = [_weights(module) for _, module in self.layers]
         self._channels_first = [isinstance(m, nn.modules.conv._ConvNd) for _, m in self.layers]
-        self._handles: list[RemovableHandle] = []
+        self._model_handles: list[RemovableHandle] = []
+        self._layer_handles: list[RemovableHandle] = []
         # What has been recorded: one (len(METRICS), L) array per recorded step.
         self._steps: list[int] = []
         self._rows: list[np.ndarray] = []
@@ -291,16 +299,12 @@ class GradientMonitor:
     # -- hooks -------------------------------------------------------------------------------------------
 
     def __enter__(self) -> GradientMonitor:
-        if not self._handles:
-            self._handles.append(self.model.register_forward_pre_hook(self._model_pre_hook))
-            self._handles.append(self.model.register_forward_hook(self._model_hook))
-            for i, (_, module) in enumerate(self.layers):
-                self._handles.append(module.register_forward_hook(functools.partial(self._layer_hook, i)))
-            for module in self.model.modules():
-                kind = _KIND_OF_ACTIVATION.get(type(module))
-                if kind is not None:
-                    hook = functools.partial(self._activation_hook, kind)
-                    self._handles.append(module.register_forward_hook(hook))
+        if not self._model_handles:
+            self._model_handles = [
+                self.model.register_forward_pre_hook(self._model_pre_hook),
+                self.model.register_forward_hook(self._model_hook),
+            ]
+            self._watch_layers((self._last_step + 1) % self.every == 0)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -308,14 +312,32 @@ class GradientMonitor:
 
     def close(self) -> None:
         """Remove every hook (safe to call twice); what was recorded stays available."""
-        for handle in self._handles:
+        self._watch_layers(False)
+        for handle in self._model_handles:
             handle.remove()
-        self._handles.clear()
+        self._model_handles = []
         self._pending = None
         self._input = None
 
+    def _watch_layers(self, on: bool) -> None:
+        """Attach (on) or remove the layer and activation hooks. They are needed only in the forward pass
+        before a recorded step, so with ``every > 1`` the other steps run without them."""
+        if not on:
+            for handle in self._layer_handles:
+                handle.remove()
+            self._layer_handles = []
+        elif not self._layer_handles and self._model_handles:
+            for i, (_, module) in enumerate(self.layers):
+                hook = functools.partial(self._layer_hook, i)
+                self._layer_handles.append(module.register_forward_hook(hook))
+            for module in self.model.modules():
+                kind = _KIND_OF_ACTIVATION.get(type(module))
+                if kind is not None:
+                    hook = functools.partial(self._activation_hook, kind)
+                    self._layer_handles.append(module.register_forward_hook(hook))
+
     def _model_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        self._collect = torch.is_grad_enabled() and (self._last_step + 1) % self.every == 0
+        self._collect = bool(self._layer_handles) and torch.is_grad_enabled()
         if not self._collect:
             return None
         self._act, self._current, self._pending = {}, None, None
@@ -385,19 +407,27 @@ class GradientMonitor:
         check_int("step", step, minimum=0)
         self._flush()
         self._last_step = step
+        self._watch_layers((step + 1) % self.every == 0)
         self._awaiting_update = False
         act, self._act = self._act, {}
         x, self._input = self._input, None
         if step % self.every != 0:
             return
 
+        with torch.no_grad(), np.errstate(all="ignore"):  # inf/NaN gradients give NaN statistics, silently
+            self._rows.append(self._statistics(act, x))
+        self._steps.append(step)
+        self._awaiting_update = True
+
+    def _statistics(self, act: dict[int, _Act], x: Tensor | None) -> np.ndarray:
+        """One (len(METRICS), L) row: gradient and activation statistics; also snapshots the weights."""
         batch = _Batch()
         grad_layers, n_grad, n_weight = [], [], []
         for i, params in enumerate(self._params):
             params = [p for p in params if p.grad is not None]
             if not params:
                 continue
-            g = _flat([p.grad.detach() for p in params])
+            g = _flat([p.grad for p in params])
             batch.scalars += [g.sum(), torch.linalg.vector_norm(g), *torch.aminmax(g)]
             before = self._copy_weights(i, params)  # while g and W are in the cache
             batch.scalars += [before.sum(), torch.linalg.vector_norm(before)]
@@ -406,48 +436,43 @@ class GradientMonitor:
             n_weight.append(before.numel())
         self._before = {i: self._before[i] for i in grad_layers}
         act_layers = list(act)
-        batch.scalars += [act[i].norm for i in act_layers]
-        batch.vectors += [act[i].unit_sum for i in act_layers]
         sat_layers = [i for i in act_layers if act[i].saturated is not None]
-        batch.scalars += [act[i].saturated for i in sat_layers]
         dead_layers = [i for i in act_layers if act[i].dead is not None]
-        batch.vectors += [act[i].dead for i in dead_layers]
-        if x is not None and x.grad is not None:
-            g = x.grad.detach()
-            dims = [d for d in range(g.ndim) if d != 1]
-            batch.vectors.append(
-                torch.linalg.vector_norm(g, dim=dims) if g.ndim >= 3 else g.norm().reshape(1)
-            )
+        batch.scalars += [act[i].norm for i in act_layers] + [act[i].saturated for i in sat_layers]
+        batch.vectors += [act[i].unit_sum for i in act_layers] + [act[i].dead for i in dead_layers]
+        if x is not None and x.grad is not None:  # ||dL/dx_t||: reduce over all dims but time (dim 1)
+            dims = [d for d in range(x.ndim) if d != 1]
+            batch.vectors.append(x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1))
 
-        scalars, vectors = batch.fetch()
+        scalars, vectors, starts = batch.fetch()
         row = np.full((len(METRICS), len(self.layers)), np.nan)
-        grad_stats, scalars = np.split(scalars, [6 * len(grad_layers)])
-        total, norm, low, high, total_w, norm_w = grad_stats.reshape(-1, 6).T
         n = np.array(n_grad, dtype=np.float64)
+        total, norm, low, high, total_w, norm_w = scalars[: 6 * len(n)].reshape(-1, 6).T
         row[_ROW["grad_norm"], grad_layers] = norm
         row[_ROW["grad_mean"], grad_layers] = total / n
         row[_ROW["grad_std"], grad_layers] = _unbiased_std(norm**2, total, n)
         row[_ROW["grad_max"], grad_layers] = np.maximum(-low, high)
         self._std_before = _unbiased_std(norm_w**2, total_w, np.array(n_weight, dtype=np.float64))
 
-        act_norm, saturated = np.split(scalars, [len(act_layers)])
-        total = np.array([v.sum() for v in vectors[: len(act_layers)]])
+        n_act, n_dead = len(act_layers), len(dead_layers)
+        act_norm, saturated = np.split(scalars[6 * len(n) :], [n_act])
+        ends = np.append(starts[1:], len(vectors))
+        total = _segment_sums(vectors, starts[:n_act], ends[:n_act])
         n = np.array([act[i].numel for i in act_layers], dtype=np.float64)
         row[_ROW["act_mean"], act_layers] = total / n
         row[_ROW["act_std"], act_layers] = _unbiased_std(act_norm**2, total, n)
         row[_ROW["saturated_frac"], sat_layers] = saturated
-        dead = vectors[len(act_layers) : len(act_layers) + len(dead_layers)]
-        row[_ROW["dead_frac"], dead_layers] = [np.mean(v <= 0) for v in dead]
-        self._steps.append(step)
-        self._rows.append(row)
+        dead = slice(n_act, n_act + n_dead)
+        n_dead_units = _segment_sums(vectors <= 0, starts[dead], ends[dead])
+        row[_ROW["dead_frac"], dead_layers] = n_dead_units / (ends[dead] - starts[dead])
         if self.track_inputs:
-            tracked = len(vectors) > len(act_layers) + len(dead_layers)
-            self._input_norms.append(vectors[-1] if tracked else np.empty(0))
-        self._awaiting_update = True
+            has_input = len(starts) > n_act + n_dead
+            self._input_norms.append(vectors[starts[-1] :] if has_input else np.empty(0))
+        return row
 
     def _copy_weights(self, index: int, params: list[nn.Parameter]) -> Tensor:
         """Copy the layer's weights (flattened if there are several) into a reused buffer; return it."""
-        weight = _flat([p.detach() for p in params])
+        weight = _flat([p.data for p in params])
         _, buffer = self._before.get(index, (params, None))
         if buffer is None or buffer.shape != weight.shape or buffer.device != weight.device:
             buffer = torch.empty_like(weight)
@@ -465,12 +490,12 @@ class GradientMonitor:
         batch, layers = _Batch(), list(self._before)
         for i in layers:
             params, buffer = self._before[i]
-            buffer.sub_(_flat([p.detach() for p in params]))  # now W_before - W_after
+            buffer.sub_(_flat([p.data for p in params]))  # now W_before - W_after
             batch.scalars += [buffer.sum(), torch.linalg.vector_norm(buffer)]
-        scalars, _ = batch.fetch()
+        scalars, _, _ = batch.fetch()
         total, norm = scalars.reshape(-1, 2).T
         n = np.array([self._before[i][1].numel() for i in layers], dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             self._rows[-1][_ROW["update_ratio"], layers] = _unbiased_std(norm**2, total, n) / self._std_before
 
     def record(self) -> MonitorRecord:

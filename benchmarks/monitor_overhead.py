@@ -1,0 +1,97 @@
+"""How much does GradientMonitor slow training down? Median time per step of interleaved loops.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/monitor_overhead.py`` (CPU). The model is a 20-layer, width-256
+ReLU MLP trained with SGD on random batches of 128. Compared, in alternating rounds of the same run:
+(1) the plain loop, (2) the loop with ``GradientMonitor(every=1)`` and (3) with ``every=10``, and (4) a
+naive recorder that copies every parameter gradient to NumPy each step and computes its statistics there,
+as many tutorials do. Time is the process's CPU time, so other programs on a shared machine disturb it
+less than wall time; the overhead is the median over rounds of (variant / plain - 1) within a round.
+Goal: monitor overhead <= 3 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from vgcourse.models import MLP
+from vgcourse.monitor import GradientMonitor
+
+DEPTH, WIDTH, BATCH, IN_FEATURES, CLASSES = 20, 256, 128, 256, 10
+VARIANTS = {"plain": None, "monitor every=1": 1, "monitor every=10": 10, "naive (numpy copy)": None}
+
+
+def naive_stats(model: nn.Module) -> list[tuple[float, float, float, float]]:
+    """Copy every parameter gradient to NumPy; return (norm, mean, std, max |g|) of each."""
+    grads = [p.grad.detach().cpu().numpy().copy() for p in model.parameters()]
+    return [
+        (float(np.linalg.norm(g)), float(g.mean()), float(g.std()), float(np.abs(g).max())) for g in grads
+    ]
+
+
+def make_loop(variant: str) -> Callable[[int], float]:
+    """Build a model, optimizer and batch; return ``run(n_steps) -> CPU seconds per step`` for ``variant``."""
+    torch.manual_seed(0)
+    model = MLP(IN_FEATURES, CLASSES, depth=DEPTH, width=WIDTH, activation="relu")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(BATCH, IN_FEATURES), torch.randint(0, CLASSES, (BATCH,))
+    every = VARIANTS[variant]
+    monitor = GradientMonitor(model, every=every).__enter__() if every else None
+    steps_done = 0
+
+    def run(n_steps: int) -> float:
+        nonlocal steps_done
+        start = time.process_time()
+        for step in range(steps_done, steps_done + n_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            if monitor is not None:
+                monitor.step(step)
+            elif variant.startswith("naive"):
+                naive_stats(model)
+            optimizer.step()
+            if monitor is not None:
+                monitor.after_update()
+        steps_done += n_steps
+        return (time.process_time() - start) / n_steps
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="alternating rounds (median over them)")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per round and variant")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    loops = {variant: make_loop(variant) for variant in VARIANTS}
+    for run in loops.values():  # warm-up
+        run(args.steps)
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for r in range(args.rounds):
+        for variant in list(VARIANTS)[:: 1 if r % 2 == 0 else -1]:
+            times[variant].append(loops[variant](args.steps))
+    plain = np.array(times["plain"])
+    threads = torch.get_num_threads()
+    print(f"{DEPTH}-layer width-{WIDTH} ReLU MLP, batch {BATCH}, SGD, CPU, {threads} thread(s)")
+    print(f"{args.rounds} alternating rounds x {args.steps} steps per variant; CPU time per step:")
+    print(f"  {'variant':20s} {'median':>10s} {'overhead':>9s} {'(IQR over rounds)':>22s}")
+    for variant, values in times.items():
+        ratios = np.array(values) / plain - 1
+        low, high = np.percentile(ratios, [25, 75])
+        spread = f"[{low:+.1%}, {high:+.1%}]"
+        overhead = "" if variant == "plain" else f"{np.median(ratios):+9.1%} {spread:>22s}"
+        print(f"  {variant:20s} {np.median(values) * 1e3:7.2f} ms {overhead}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,446 @@
+"""GradientMonitor against PyTorch computed by hand on the same gradients and activations."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vgcourse.monitor import METRICS, GradientMonitor, MonitorRecord, snapshot
+
+
+@pytest.fixture(scope="module", autouse=True)
+def import_optimizers() -> None:
+    """The first optimizer of a process imports torch._dynamo (seconds, once): pay that in setup."""
+    torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
+
+
+def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def small_mlp(activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), activation(), nn.Linear(16, 16), activation(), nn.Linear(16, 3))
+
+
+def one_step(model: nn.Module, monitor: GradientMonitor, x: torch.Tensor, step: int = 0) -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    out.pow(2).mean().backward()
+    monitor.step(step)
+    return out
+
+
+def test_gradient_statistics_match_torch() -> None:
+    model = small_mlp()
+    x = torch.randn(64, 5)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        one_step(model, mon, x)
+    record = mon.record()
+    grads = [m.weight.grad for _, m in linear_layers(model)]
+    np.testing.assert_allclose(record.grad_norm[0], [g.norm().item() for g in grads], rtol=1e-5)
+    np.testing.assert_allclose(record.grad_mean[0], [g.mean().item() for g in grads], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(record.grad_std[0], [g.std().item() for g in grads], rtol=1e-4)
+    np.testing.assert_allclose(record.grad_max[0], [g.abs().max().item() for g in grads], rtol=1e-6)
+    assert record.layer_names == ["0", "2", "4"]
+    assert record.steps.tolist() == [0]
+    assert all(getattr(record, m).shape == (1, 3) for m in METRICS)
+
+
+def test_activation_mean_std_match_torch_and_last_layer_reports_its_output() -> None:
+    model = small_mlp(nn.Tanh)
+    x = torch.randn(64, 5)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        out = one_step(model, mon, x)
+    h1 = torch.tanh(model[0](x))
+    h2 = torch.tanh(model[2](h1))
+    record = mon.record()
+    expected_mean = [h1.mean().item(), h2.mean().item(), out.mean().item()]
+    expected_std = [h1.std().item(), h2.std().item(), out.std().item()]
+    np.testing.assert_allclose(record.act_mean[0], expected_mean, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(record.act_std[0], expected_std, rtol=1e-4)
+    assert np.isnan(record.dead_frac[0]).all()
+    assert np.isnan(record.saturated_frac[0, 2])  # the output layer has no activation
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU])
+@pytest.mark.parametrize("k", [0, 3, 8])
+def test_dead_fraction_on_hand_built_layer(activation: type[nn.Module], k: int) -> None:
+    n = 8
+    layer = nn.Linear(4, n)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.fill_(1.0)
+        layer.bias[:k] = -1.0  # pre-activation -1 for every example: exactly k dead units
+    model = nn.Sequential(layer, activation(), nn.Linear(n, 1))
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        one_step(model, mon, torch.randn(10, 4))
+    assert mon.record().dead_frac[0, 0] == pytest.approx(k / n)
+    assert np.isnan(mon.record().dead_frac[0, 1])
+
+
+def test_unit_alive_on_a_single_example_is_not_dead() -> None:
+    layer = nn.Linear(1, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        layer.bias.copy_(torch.tensor([-2.5, -10.0]))
+    x = torch.tensor([[0.0], [1.0], [3.0]])  # unit 0 fires only on the last example; unit 1 never
+    model = nn.Sequential(layer, nn.ReLU(inplace=True), nn.Linear(2, 1))
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        one_step(model, mon, x)
+    assert mon.record().dead_frac[0, 0] == 0.5
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.Sigmoid])
+def test_saturated_fraction_on_hand_built_layer(activation: type[nn.Module]) -> None:
+    layer = nn.Linear(1, 5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[20.0], [-20.0], [0.1], [0.0], [1.0]]))
+        layer.bias.zero_()
+    model = nn.Sequential(layer, activation(), nn.Linear(5, 1))
+    with GradientMonitor(model, linear_layers(model), saturation=0.99) as mon:
+        one_step(model, mon, torch.ones(7, 1))
+    # units 0 and 1 saturate (tanh(±20), sigmoid(±20)); 0.1, 0 and 1 do not
+    assert mon.record().saturated_frac[0, 0] == pytest.approx(2 / 5)
+    assert np.isnan(mon.record().dead_frac[0, 0])
+
+
+def test_hooks_are_removed_after_an_exception() -> None:
+    model = small_mlp()
+    before = hook_count(model)
+    with pytest.raises(RuntimeError, match="boom"), GradientMonitor(model, linear_layers(model)) as mon:
+        assert hook_count(model) > before
+        one_step(model, mon, torch.randn(4, 5))
+        raise RuntimeError("boom")
+    assert hook_count(model) == before
+    mon.close()  # a second close is harmless
+    assert mon.record().steps.tolist() == [0]
+
+
+def test_layer_hooks_are_attached_only_before_recorded_steps() -> None:
+    model = small_mlp()
+    n_model_hooks = 2  # the model's pre-hook and hook stay while the monitor is open
+    with GradientMonitor(model, linear_layers(model), every=3) as mon:
+        attached = []
+        for step in range(4):
+            attached.append(hook_count(model) > n_model_hooks)
+            one_step(model, mon, torch.randn(4, 5), step)
+        assert hook_count(model) == n_model_hooks  # step 4 will not be recorded
+    assert attached == [True, False, False, True]
+    assert hook_count(model) == 0
+    assert np.isfinite(mon.record().act_mean).all()
+
+
+def test_frozen_and_unused_layers_give_nan() -> None:
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(3, 4)
+            self.used = nn.Linear(4, 1)
+            self.unused = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(torch.relu(self.body(x)))
+
+    model = TwoHeads()
+    model.body.weight.requires_grad_(False)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        one_step(model, mon, torch.randn(8, 3))
+        with torch.no_grad():  # plain SGD by hand
+            for p in model.parameters():
+                if p.grad is not None:
+                    p -= 0.1 * p.grad
+        mon.after_update()
+    record = mon.record()
+    assert np.isnan(record.grad_norm[0, [0, 2]]).all() and np.isfinite(record.grad_norm[0, 1])
+    assert np.isnan(record.update_ratio[0, [0, 2]]).all() and record.update_ratio[0, 1] > 0
+    assert np.isfinite(record.act_mean[0, :2]).all() and np.isnan(record.act_mean[0, 2])
+
+
+def test_conv_bn_relu_reports_to_the_conv() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3, padding=1)
+    bn = nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.bias.copy_(torch.tensor([-50.0, 0.0, 0.0, -50.0]))  # channels 0 and 3 are dead
+    model = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
+    x = torch.randn(6, 2, 5, 5)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        one_step(model, mon, x)
+    record = mon.record()
+    relu_out = torch.relu(bn(conv(x)))
+    assert record.layer_names == ["0", "4"]
+    assert record.dead_frac[0, 0] == 0.5
+    assert record.act_mean[0, 0] == pytest.approx(relu_out.mean().item(), rel=1e-5)
+    assert record.grad_norm[0, 0] == pytest.approx(conv.weight.grad.norm().item(), rel=1e-5)
+
+
+def test_reused_activation_module_reports_to_the_layer_that_ran_last() -> None:
+    class Block(nn.Module):  # like a ResNet block: one relu module called twice
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.relu = nn.Linear(3, 4), nn.Linear(4, 4), nn.ReLU()
+            with torch.no_grad():
+                self.fc2.bias.fill_(-100.0)  # every fc2 unit dead, no fc1 unit forced dead
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.fc2(self.relu(self.fc1(x)))).sum(dim=1)
+
+    model = Block()
+    with torch.no_grad():
+        model.fc1.weight.fill_(1.0)
+        model.fc1.bias.fill_(1.0)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        model.zero_grad()
+        model(torch.rand(5, 3)).sum().backward()
+        mon.step(0)
+    assert mon.record().dead_frac[0].tolist() == [0.0, 1.0]
+
+
+def test_lstm_with_track_inputs_matches_manual_input_gradients() -> None:
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(3, 6, batch_first=True)
+            self.head = nn.Linear(6, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(x)[0][:, -1])
+
+    model = Net()
+    steps = [torch.randn(4, 7, 3) for _ in range(2)]
+    with GradientMonitor(model, [("lstm", model.rnn), ("head", model.head)], track_inputs=True) as mon:
+        for step, x in enumerate(steps):
+            one_step(model, mon, x, step)
+    record = mon.record()
+    assert record.input_grad_norm.shape == (2, 7)
+    for step, x in enumerate(steps):
+        x = x.clone().requires_grad_(True)
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+        np.testing.assert_allclose(record.input_grad_norm[step], x.grad.norm(dim=(0, 2)).numpy(), rtol=1e-5)
+    weights = [p.grad for name, p in model.rnn.named_parameters() if name.startswith("weight")]
+    flat = torch.cat([g.reshape(-1) for g in weights])
+    assert record.grad_norm[-1, 0] == pytest.approx(flat.norm().item(), rel=1e-5)
+    assert record.grad_std[-1, 0] == pytest.approx(flat.std().item(), rel=1e-4)
+
+
+def test_vanilla_rnn_reports_its_tanh_saturation() -> None:
+    torch.manual_seed(0)
+    rnn = nn.RNN(2, 4, batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.mul_(40.0)
+    x = torch.randn(3, 5, 2)
+    with GradientMonitor(rnn, [("rnn", rnn)]) as mon:
+        rnn.zero_grad()
+        out, _ = rnn(x)
+        out.sum().backward()
+        mon.step(0)
+    assert mon.record().saturated_frac[0, 0] == pytest.approx((out.abs() > 0.99).float().mean().item())
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_update_ratio_matches_manual_computation(optimizer: type[torch.optim.Optimizer]) -> None:
+    model = small_mlp()
+    opt = optimizer(model.parameters(), lr=0.01)
+    x = torch.randn(32, 5)
+    layers = linear_layers(model)
+    with GradientMonitor(model, layers) as mon:
+        ratios = []
+        for step in range(3):
+            before = [m.weight.detach().clone() for _, m in layers]
+            one_step(model, mon, x, step)
+            opt.step()
+            mon.after_update()
+            after = [m.weight.detach() for _, m in layers]
+            ratios.append([((a - b).std() / b.std()).item() for a, b in zip(after, before, strict=True)])
+    np.testing.assert_allclose(mon.record().update_ratio, np.array(ratios, dtype=np.float64), rtol=1e-4)
+
+
+def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
+    model = small_mlp()
+    with warnings.catch_warnings(), GradientMonitor(model, linear_layers(model)) as mon:
+        warnings.simplefilter("error")
+        model(torch.randn(4, 5)).sum().backward()
+        model[0].weight.grad[0, 0] = math.inf
+        mon.step(0)
+        with torch.no_grad():
+            model[0].weight[0, 0] = math.inf
+        mon.after_update()
+    record = mon.record()
+    assert record.grad_norm[0, 0] == math.inf and math.isnan(record.grad_std[0, 0])
+    assert np.isfinite(record.grad_norm[0, 1:]).all() and not np.isfinite(record.update_ratio[0, 0])
+
+
+def test_every_records_only_those_steps_with_activation_stats() -> None:
+    model = small_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with GradientMonitor(model, linear_layers(model), every=3) as mon:
+        for step in range(7):
+            one_step(model, mon, torch.randn(8, 5), step)
+            opt.step()
+            mon.after_update()
+    record = mon.record()
+    assert record.steps.tolist() == [0, 3, 6]
+    for metric in ("grad_norm", "act_mean", "act_std", "dead_frac", "update_ratio"):
+        assert np.isfinite(getattr(record, metric)[:, :2]).all(), metric
+
+
+def test_forward_without_grad_does_not_replace_the_training_activations() -> None:
+    model = small_mlp()
+    x = torch.randn(16, 5)
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        model.zero_grad()
+        model(x).sum().backward()
+        with torch.no_grad():
+            model(100 * torch.randn(16, 5))  # e.g. an evaluation pass
+        mon.step(0)
+    h1 = torch.relu(model[0](x))
+    assert mon.record().act_mean[0, 0] == pytest.approx(h1.mean().item(), rel=1e-5)
+
+
+def test_default_layers_follow_named_layers() -> None:
+    from vgcourse.models import MLP, named_layers
+
+    torch.manual_seed(0)
+    model = MLP(4, 2, depth=3, width=8, activation="relu")
+    x = torch.randn(16, 4)
+    with GradientMonitor(model) as mon:
+        one_step(model, mon, x)
+    record = mon.record()
+    assert record.layer_names == model.layer_names()
+    expected = [m.weight.grad.norm().item() for _, m in named_layers(model)]
+    np.testing.assert_allclose(record.grad_norm[0], expected, rtol=1e-5)
+    assert np.isfinite(record.dead_frac[0, :3]).all() and np.isnan(record.dead_frac[0, 3])
+
+
+def test_snapshot_returns_a_one_step_record_and_keeps_the_weights() -> None:
+    from vgcourse.models import SequenceModel
+
+    torch.manual_seed(0)
+    model = SequenceModel("gru", 2, 5, 3)
+    weights = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(4, 6, 2), torch.randint(0, 3, (4,))
+    record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=True)
+    assert isinstance(record, MonitorRecord) and record.steps.tolist() == [0]
+    assert record.layer_names == model.layer_names()
+    assert record.input_grad_norm.shape == (1, 6)
+    assert np.isnan(record.update_ratio).all() and np.isfinite(record.grad_norm).all()
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True))
+    assert model.head.weight.grad is not None  # gradients stay for plots.grad_histograms
+    assert hook_count(model) == 0
+
+
+def test_record_helpers_and_frame() -> None:
+    model = small_mlp()
+    with GradientMonitor(model, linear_layers(model)) as mon:
+        for step in range(2):
+            one_step(model, mon, torch.randn(8, 5), step)
+    record = mon.record()
+    frame = record.to_frame()
+    assert list(frame.columns) == ["step", "layer", "layer_index", *METRICS]
+    assert len(frame) == 2 * 3
+    assert frame["layer_index"].tolist() == [1, 2, 3, 1, 2, 3]
+    assert frame["grad_norm"].tolist() == record.grad_norm.reshape(-1).tolist()
+    np.testing.assert_array_equal(record.last("grad_norm"), record.grad_norm[-1])
+    expected = record.grad_norm[0, 0] / record.grad_norm[0, -1]
+    assert record.ratio_first_last("grad_norm", step=0) == pytest.approx(expected)
+    assert MonitorRecord.METRICS == METRICS
+    assert mon.record().input_grad_norm is None
+
+
+def test_same_seed_gives_identical_records() -> None:
+    def run() -> MonitorRecord:
+        model = small_mlp()
+        torch.manual_seed(1)
+        return snapshot(model, torch.randn(8, 5), torch.randn(8, 3), nn.MSELoss(), linear_layers(model))
+
+    a, b = run(), run()
+    for metric in METRICS:
+        np.testing.assert_array_equal(getattr(a, metric), getattr(b, metric))
+
+
+def test_train_fills_history_monitor() -> None:
+    from vgcourse.data import DataSplit
+    from vgcourse.models import MLP
+    from vgcourse.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 2), torch.randint(0, 2, (96,))
+    data = DataSplit("toy", x[:64], y[:64], x[64:], y[64:], n_classes=2)
+    model = MLP(2, 2, depth=2, width=8)
+    history = train(model, data, TrainConfig(steps=6, monitor_every=2, device="cpu"))
+    record = history.monitor
+    assert record.steps.tolist() == [0, 2, 4]
+    assert record.grad_norm.shape == (3, 3) and np.isfinite(record.update_ratio).all()
+    assert hook_count(model) == 0
+
+
+def empty_record() -> MonitorRecord:
+    return MonitorRecord(["a"], np.empty(0), **{m: np.empty((0, 1)) for m in METRICS})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"every": 0}, ValueError, "every"),
+        ({"every": 1.5}, TypeError, "every"),
+        ({"every": True}, TypeError, "every"),
+        ({"saturation": 1.0}, ValueError, "saturation"),
+        ({"saturation": 0.0}, ValueError, "saturation"),
+        ({"saturation": -0.5}, ValueError, "saturation"),
+        ({"saturation": 1.5}, ValueError, r"\(0, 1\)"),
+        ({"saturation": "high"}, TypeError, "saturation"),
+        ({"track_inputs": "yes"}, TypeError, "track_inputs"),
+        ({"layers": nn.Linear(2, 2)}, TypeError, "layers"),
+        ({"layers": [("a", "not a module")]}, TypeError, "pair"),
+        ({"layers": [nn.Linear(2, 2)]}, TypeError, "pair"),
+        ({"layers": [("relu", nn.ReLU())]}, ValueError, "no weight"),
+        ({"layers": []}, ValueError, "no layers"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict, error: type[Exception], match: str) -> None:
+    model = small_mlp()
+    kwargs.setdefault("layers", linear_layers(model))
+    with pytest.raises(error, match=match):
+        GradientMonitor(model, **kwargs)
+
+
+def test_bad_calls_are_rejected() -> None:
+    model = small_mlp()
+    with pytest.raises(TypeError, match="model"):
+        GradientMonitor("model", linear_layers(model))
+    mon = GradientMonitor(model, linear_layers(model))
+    with pytest.raises(ValueError, match="step"):
+        mon.step(-1)
+    with pytest.raises(TypeError, match="step"):
+        mon.step(1.0)
+    record = snapshot(model, torch.randn(4, 5), torch.randn(4, 3), nn.MSELoss(), linear_layers(model))
+    with pytest.raises(ValueError, match="unknown metric"):
+        record.last("grad_nrom")
+    with pytest.raises(TypeError, match="metric"):
+        record.values(3)
+    with pytest.raises(ValueError, match="step"):
+        record.ratio_first_last(step=1)
+    with pytest.raises(ValueError, match="empty"):
+        empty_record().last("grad_norm")
+    with pytest.raises(ValueError, match="shape"):
+        MonitorRecord(["a", "b"], np.zeros(1), **{m: np.zeros((1, 3)) for m in METRICS})
+    with pytest.raises(TypeError, match="loss_fn"):
+        snapshot(model, torch.randn(4, 5), None, "mse", linear_layers(model))
+    with pytest.raises(TypeError, match="x"):
+        snapshot(model, [[1.0] * 5], None, nn.MSELoss(), linear_layers(model))
+    with pytest.raises(ValueError, match="scalar"):
+        snapshot(model, torch.randn(4, 5), None, lambda out, y: out, linear_layers(model))
+    assert math.isinf(MonitorRecord(["a", "b"], [0], **{m: [[1.0, 0.0]] for m in METRICS}).ratio_first_last())
