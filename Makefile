@@ -6,12 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 
-# Same numbers on every run: one BLAS/OpenMP thread, fixed hash seed, no display.
+# Same numbers on every run: one BLAS/OpenMP thread, fixed hash seed.
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The offline copy of the MNIST test split, when it sits beside the checkout (CI, these machines).
 MNIST_DIR := $(abspath ../shared/data/mnist)

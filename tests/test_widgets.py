@@ -89,3 +89,11 @@ def test_glue_returns_the_value_and_checks_the_name() -> None:
     assert glue("answer", 42) == 42
     with pytest.raises(TypeError):
         glue("", 1)
+
+
+def test_glue_unwraps_numpy_and_torch_scalars() -> None:
+    import numpy as np
+    import torch
+
+    assert type(glue("np", np.float64(0.5))) is float
+    assert type(glue("torch", torch.tensor(3))) is int

@@ -12,11 +12,13 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
 
     Args:
         name: the key the prose refers to.
-        value: the computed value (a number, string or figure).
+        value: the computed value (a number, string or figure); NumPy and torch scalars become Python numbers.
         display: also show the value as the cell's output.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("glue name must be a non-empty string")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # NumPy/torch scalars glue as plain numbers, so {glue:text}`x:.3f` formats
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

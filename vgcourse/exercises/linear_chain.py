@@ -29,8 +29,9 @@ register(
         id="linear_chain.vanishing_depth",
         title="When is the gradient a thousand times smaller?",
         prompt=(
-            "Every layer of a deep linear chain multiplies the gradient by 0.9. At what depth L is the "
-            "gradient reaching the first layer, for the first time, below 1/1000 of the output gradient?"
+            "Every layer of a deep linear chain multiplies the back-propagated gradient by 0.9. After "
+            "passing back through how many layers L is it, for the first time, below 1/1000 of the output "
+            "gradient?"
         ),
         kind="number",
         solution=vanishing_depth,
@@ -58,8 +59,8 @@ register(
         id="linear_chain.float32_underflow",
         title="Where float32 gives up",
         prompt=(
-            "A chain halves the gradient at every layer (factor 0.5), computed in float32 starting from 1.0. "
-            "At which depth does the first layer's gradient become exactly 0?"
+            "A gradient of 1.0 is halved by every layer it passes back through, computed in float32. "
+            "After how many layers is it exactly 0?"
         ),
         kind="number",
         solution=underflow_depth,
@@ -72,6 +73,11 @@ register(
             Mistake(
                 lambda: underflow_depth() - 1,
                 "at that depth the value is the smallest subnormal, still positive: one more halving.",
+            ),
+            Mistake(
+                lambda: underflow_depth() + 1,
+                "one too many: the chapter's table counts the first layer's *weight* gradient, which has one "
+                "factor fewer than the gradient passed back through every layer.",
             ),
             Mistake(
                 lambda: underflow_depth(dtype=torch.float64),
