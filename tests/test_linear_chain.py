@@ -1,0 +1,458 @@
+"""Chapter 1, the linear chain: the derivation against autograd, and every number the chapter states."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from vgcourse.activations import max_derivative
+from vgcourse.experiments import linear_chain as lc
+from vgcourse.explorers import linear_chain as explorers
+from vgcourse.plots import linear_chain as plots
+
+SEEDS = (0, 1, 2)
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The derivation: closed forms vs autograd
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_jacobian_products_match_autograd_on_random_chains(seed: int) -> None:
+    result = lc.run_gradient_check(lc.GradientCheckConfig(seed=seed))
+    # the chapter: "a few units of float64 rounding" -> well under 100 machine epsilons
+    assert result.max_relative_error < 100 * torch.finfo(F64).eps
+    assert set(result.activations) == {"identity", "tanh", "sigmoid", "relu"}
+    assert all(all(n == 1 for n in w) for w in result.widths[: result.config.n_scalar])
+    assert result.n_layers == sum(len(w) - 1 for w in result.widths)
+    frame = result.to_frame()
+    assert frame["chains"].sum() == result.config.n_chains
+    assert frame["max relative error"].max() == result.max_relative_error
+
+
+def test_jacobian_products_match_autograd_for_every_activation() -> None:
+    config = lc.GradientCheckConfig(n_chains=24, activations=lc.ACTIVATIONS, n_scalar=2, seed=7)
+    assert lc.run_gradient_check(config).max_relative_error < 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scalar_chain_formula(seed: int) -> None:
+    """∂J/∂w_k = x · ∏_{l≠k} w_l for h_l = w_l h_{l-1}, J = h_L."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(7, generator=gen, dtype=F64)
+    x = torch.randn(1, generator=gen, dtype=F64)
+    grads = lc.autograd_gradients([wl.reshape(1, 1) for wl in w], x, torch.ones(1, dtype=F64))
+    for k, grad in enumerate(grads):
+        expected = x * torch.prod(torch.cat([w[:k], w[k + 1 :]]))
+        torch.testing.assert_close(grad.reshape(1), expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matrix_chain_with_one_repeated_matrix_is_a_matrix_power(seed: int) -> None:
+    """All W_l = W: ∂J/∂W_1 = (W^(L-1))^T g x^T."""
+    gen = torch.Generator().manual_seed(seed)
+    (w,) = lc.random_weights([4, 4], "gaussian", generator=gen)
+    x, g = torch.randn(4, generator=gen, dtype=F64), torch.randn(4, generator=gen, dtype=F64)
+    depth = 6
+    grads = lc.autograd_gradients([w] * depth, x, g)
+    expected = torch.outer(torch.linalg.matrix_power(w, depth - 1).T @ g, x)
+    torch.testing.assert_close(grads[0], expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("init", lc.INITS)
+def test_random_weights_shapes_and_scales(init: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    weights = lc.random_weights([3, 5, 5, 2], init, 1.5, generator=gen)
+    assert [tuple(w.shape) for w in weights] == [(5, 3), (5, 5), (2, 5)]
+    if init == "orthogonal":
+        torch.testing.assert_close(weights[0].T @ weights[0], 1.5**2 * torch.eye(3, dtype=F64))  # tall
+        torch.testing.assert_close(weights[1].T @ weights[1], 1.5**2 * torch.eye(5, dtype=F64))
+        torch.testing.assert_close(weights[2] @ weights[2].T, 1.5**2 * torch.eye(2, dtype=F64))  # wide
+    big = lc.random_weights([400, 400], init, 1.0, generator=gen)[0]
+    assert big.var().item() == pytest.approx(1 / 400, rel=0.02)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Geometric behaviour
+
+
+def test_geometric_table() -> None:
+    result = lc.run_geometric(lc.GeometricConfig(factors=(0.9, 0.99, 1.01, 1.1)))
+    for s in result.config.factors:
+        for depth in result.config.depths:
+            assert result.value(s, depth) == pytest.approx(s**depth, rel=1e-14)
+    assert result.value(0.99, 100) == pytest.approx(0.366, abs=1e-3)
+    assert result.value(1.01, 300) == pytest.approx(19.79, abs=1e-2)
+    assert result.value(1.01, 100) / result.value(0.99, 100) == pytest.approx(7.39, abs=0.01)
+    assert result.halving_depths[1] == pytest.approx(68.97, abs=0.01)  # 0.99 halves every ~69 layers
+    assert result.halving_depths[2] == pytest.approx(69.66, abs=0.01)  # 1.01 doubles every ~70 layers
+    assert list(result.to_frame().index) == [3, 7, 100, 300]
+    with pytest.raises(ValueError, match="measured"):
+        result.value(0.5, 100)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_orthogonal_depth_sweep_is_exactly_s_to_the_depth_minus_one(seed: int) -> None:
+    result = lc.run_depth_sweep(lc.DepthSweepConfig(seed=seed))
+    ratio = result.grad_norm / result.predicted_norm()[:, None, :]
+    assert np.abs(ratio - 1).max() < 1e-12
+    assert result.at(100, 0.9) == pytest.approx(0.9**99, rel=1e-12)
+    assert result.at(100, 1.1) == pytest.approx(1.1**99, rel=1e-12)
+    np.testing.assert_allclose(result.predicted_log_std(), 0.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gaussian_depth_sweep_median_vanishes_with_a_wide_spread(seed: int) -> None:
+    result = lc.run_depth_sweep(lc.DepthSweepConfig(init="gaussian", seed=seed))
+    median, low, high = result.at(100, 1.0), result.at(100, 1.0, 0.1), result.at(100, 1.0, 0.9)
+    assert 0.15 < median < 0.95  # typical network: smaller than s^(L-1) = 1
+    assert high / low > 3  # the middle 80% of networks span a wide range
+    assert result.predicted_typical(100, 1.0) == pytest.approx(
+        math.exp(99 * lc.log_gain_drift(64, "gaussian"))
+    )
+    # mean of ln-norm within 4 standard errors of (L-1)(ln s + c_n), at every scale
+    logs = np.log(result.grad_norm[:, :, -1]).mean(axis=1)
+    se = result.predicted_log_std()[-1] / math.sqrt(result.config.n_seeds)
+    assert np.all(np.abs(logs - result.predicted_log_mean()[:, -1]) < 4 * se)
+
+
+def test_depth_sweep_reads_every_depth_off_one_stack_exactly() -> None:
+    """The depth-L network (the top L layers of the stack, fed with x) gives the same ‖∂J/∂W_1‖."""
+    config = lc.DepthSweepConfig(max_depth=6, width=5, scales=(0.7, 1.3), init="gaussian", n_seeds=2, seed=3)
+    result = lc.run_depth_sweep(config)
+    gen = torch.Generator().manual_seed(config.seed)
+    base = lc.random_weights([5] * 7, "gaussian", generator=gen, batch=(2,))
+    x = torch.randn(2, 5, generator=gen, dtype=F64)
+    g = torch.randn(2, 5, generator=gen, dtype=F64)
+    x, g = x / x.norm(dim=-1, keepdim=True), g / g.norm(dim=-1, keepdim=True)
+    for i, s in enumerate(config.scales):
+        for k in range(2):
+            for depth in range(1, 7):
+                weights = [s * w[k] for w in base[6 - depth :]]
+                grad = lc.autograd_gradients(weights, x[k], g[k])[0]
+                assert result.grad_norm[i, k, depth - 1] == pytest.approx(grad.norm().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_layer_gain_needs_std_one_over_sqrt_n(seed: int) -> None:
+    result = lc.run_layer_gain(lc.LayerGainConfig(seed=seed))
+    np.testing.assert_allclose(result.unscaled_gain, np.sqrt(result.config.widths), rtol=0.08)
+    np.testing.assert_allclose(result.scaled_gain, 1.0, rtol=0.08)
+    assert list(result.to_frame().columns) == ["√n", "gain, std 1", "gain, std 1/√n"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_width_sweep_matches_the_log_normal_prediction(seed: int) -> None:
+    result = lc.run_width_sweep(lc.WidthSweepConfig(seed=seed))
+    n_seeds = result.config.n_seeds
+    for k, n in enumerate(result.config.widths):
+        sweep = result.sweeps[k]
+        sigma = sweep.predicted_log_std()[-1]
+        measured, predicted = (
+            math.log(result.measured_typical(n, 100)),
+            math.log(result.predicted_typical(n, 100)),
+        )
+        assert abs(measured - predicted) < 4 * sigma / math.sqrt(n_seeds)
+        assert 0.5 < result.log_std()[k, -1] / sigma < 1.6
+    typical = [result.predicted_typical(n, 100) for n in result.config.widths]
+    assert typical == sorted(typical)  # wider layers: the typical gradient vanishes less
+    assert typical[0] < 0.01 and typical[-1] > 0.5
+
+
+def test_log_gain_drift_is_about_minus_one_over_two_n() -> None:
+    for n in (8, 64, 512):
+        drift = lc.log_gain_drift(n, "gaussian")
+        assert -1 / (2 * n) * 1.3 < drift < -1 / (2 * n) * 0.95
+    assert lc.log_gain_drift(64, "orthogonal") == 0.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Singular values of the product
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gradient_norm_lies_between_the_extreme_singular_values(seed: int) -> None:
+    for init in lc.INITS:
+        result = lc.run_product_spectrum(lc.ProductSpectrumConfig(init=init, seed=seed))
+        assert result.bound_holds(rtol=1e-12).all()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_orthogonal_product_is_perfectly_conditioned(seed: int) -> None:
+    result = lc.run_product_spectrum(lc.ProductSpectrumConfig(init="orthogonal", scale=0.95, seed=seed))
+    predicted = 0.95**result.depths
+    np.testing.assert_allclose(result.sigma_max, predicted, rtol=1e-12)
+    np.testing.assert_allclose(result.sigma_min, predicted, rtol=1e-12)
+    np.testing.assert_allclose(result.grad_norm, predicted, rtol=1e-12)
+    assert result.unresolved_depth is None
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_orthogonal_product_at_scale_one_as_in_the_chapter(seed: int) -> None:
+    result = lc.run_product_spectrum(lc.ProductSpectrumConfig(init="orthogonal", width=32, seed=seed))
+    assert np.abs(result.condition - 1).max() < 1e-12
+    np.testing.assert_allclose(result.grad_norm, 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gaussian_product_becomes_numerically_singular_within_a_few_layers(seed: int) -> None:
+    result = lc.run_product_spectrum(lc.ProductSpectrumConfig(seed=seed))
+    assert result.condition[9] > 1e6  # L = 10
+    assert 6 <= result.unresolved_depth <= 20
+    assert np.all(result.sigma_max > 0.05) and np.all(result.sigma_max < 100)
+
+
+def test_product_spectrum_gradient_matches_the_product_matrix() -> None:
+    result = lc.run_product_spectrum(lc.ProductSpectrumConfig(max_depth=5, width=4, seed=1))
+    gen = torch.Generator().manual_seed(1)
+    weights = lc.random_weights([4] * 6, "gaussian", generator=gen)
+    torch.randn(4, generator=gen, dtype=F64)  # x
+    g = torch.randn(4, generator=gen, dtype=F64)
+    g = g / g.norm()
+    product = torch.eye(4, dtype=F64)
+    for depth, w in enumerate(weights, start=1):
+        product = w @ product
+        assert result.grad_norm[depth - 1] == pytest.approx((product.T @ g).norm().item(), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Floating-point limits
+
+
+@pytest.fixture(scope="module")
+def float_limits() -> lc.FloatLimitsResult:
+    return lc.run_float_limits(lc.FloatLimitsConfig())
+
+
+def test_float_limits_measured_depths_match_predictions(float_limits: lc.FloatLimitsResult) -> None:
+    for limit in float_limits.limits:
+        assert limit.agrees, limit
+        if limit.predicted_depth is not None:
+            assert abs(limit.measured_depth - limit.predicted_depth) <= 2
+        if limit.measured_depth is not None:
+            assert limit.confirmed is True
+    assert all(limit.measured_depth == limit.predicted_depth for limit in float_limits.limits)
+
+
+def test_float_limits_numbers_the_chapter_states(float_limits: lc.FloatLimitsResult) -> None:
+    get = float_limits.get
+    assert get("float16", 0.5).measured_depth == 26  # 2^-25: half the smallest subnormal 2^-24
+    assert get("float16", 2.0).measured_depth == 17  # 2^16 > 65504
+    assert get("float32", 0.5).measured_depth == 151
+    assert get("bfloat16", 2.0).measured_depth == get("float32", 2.0).measured_depth == 129
+    assert get("bfloat16", 1.1).measured_depth < get("float32", 1.1).measured_depth
+    assert get("bfloat16", 0.9).stored_factor == 0.8984375
+    assert get("bfloat16", 1.1).stored_factor == 1.1015625
+    for dtype in lc.DTYPES:
+        stall = get(dtype, 0.9)
+        assert stall.measured_depth is None and stall.predicted_depth is None  # never exactly 0
+        assert 1 <= stall.floor <= 1 / (2 * (1 - stall.stored_factor)) + 1e-9
+        assert stall.floor_depth > stall.subnormal_depth
+        assert np.all(stall.trace[stall.floor_depth - 1 :] == stall.trace[stall.floor_depth - 1])
+    assert get("float16", 0.9).floor == 4
+    assert get("float16", 0.9).floor_depth == 143
+    assert get("float64", 0.9).floor == 5  # float64's 0.9 is stored a hair above 0.9
+    assert (
+        Fraction(get("float32", 0.9).stored_factor)
+        < Fraction(9, 10)
+        < Fraction(get("float64", 0.9).stored_factor)
+    )
+    assert (get("bfloat16", 1.1).measured_depth, get("float32", 1.1).measured_depth) == (919, 932)
+    bf16 = get("bfloat16", 0.9)
+    assert (bf16.subnormal_depth, bf16.predicted_subnormal_depth) == (820, 817)
+    assert abs(bf16.subnormal_depth - bf16.predicted_subnormal_depth) <= lc.rounding_slack(
+        0.9, "bfloat16", 817
+    )
+    formats = float_limits.formats_frame()
+    assert formats.loc["float16", "largest finite"] == 65504
+    assert formats.loc["float16", "smallest subnormal"] == 2.0**-24
+    assert list(formats["mantissa bits"]) == [10, 7, 23, 52]
+    assert list(formats["exponent bits"]) == [5, 8, 8, 11]
+    frame = float_limits.to_frame()
+    assert frame.loc["float16", "0.5 → 0"] == "26 (26)"
+    assert frame.loc["float64", "0.9 → 0"] == "never (never)"
+
+
+def test_sigmoid_bound_quoted_in_the_chapter() -> None:
+    assert max_derivative("sigmoid") == 0.25
+
+
+def test_first_layer_gradient_of_fresh_chains() -> None:
+    assert lc.first_layer_gradient(0.5, 25, "float16") == 2.0**-24
+    assert lc.first_layer_gradient(0.5, 26, "float16") == 0.0
+    assert lc.first_layer_gradient(2.0, 16, "float16") == 2.0**15
+    assert math.isinf(lc.first_layer_gradient(2.0, 17, "float16"))
+    assert lc.first_layer_gradient(3.0, 1, "float64") == 1.0
+
+
+def test_rounding_slack_and_predictions() -> None:
+    assert lc.rounding_slack(0.5, "float16", 26) == 2
+    assert lc.rounding_slack(0.9, "bfloat16", 817) > 3
+    assert lc.predicted_zero_depth(0.9, "float32") is None
+    assert lc.predicted_zero_depth(0.25, "float16") == 14
+    assert lc.predicted_subnormal_depth(0.5, "float64") == 1024
+    with pytest.raises(ValueError):
+        lc.predicted_inf_depth(0.5, "float32")
+    with pytest.raises(ValueError):
+        lc.predicted_subnormal_depth(0.99999, "bfloat16")  # rounds to 1 in bfloat16
+    with pytest.raises(ValueError, match="valid choices"):
+        lc.float_format("float8")
+
+
+def test_small_float_limits_run_without_confirmation() -> None:
+    result = lc.run_float_limits(
+        lc.FloatLimitsConfig(dtypes=("float16",), factors=(0.25, 3.0), max_depth=40, confirm=False)
+    )
+    assert all(limit.confirmed is None for limit in result.limits)
+    assert all(limit.agrees for limit in result.limits)
+    with pytest.raises(ValueError, match="no measurement"):
+        result.get("float32", 0.25)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-layer profile (the explorer's experiment)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_layer_profile_weight_gradient_is_backward_times_forward(seed: int) -> None:
+    for init in lc.INITS:
+        result = lc.run_layer_profile(lc.LayerProfileConfig(init=init, scale=1.1, seed=seed))
+        np.testing.assert_allclose(
+            result.weight_grad_norm, result.backward_norm * result.input_norm, rtol=1e-12
+        )
+    orth = lc.run_layer_profile(lc.LayerProfileConfig(scale=0.9, seed=seed))
+    depth = orth.config.depth
+    np.testing.assert_allclose(orth.weight_grad_norm, 0.9 ** (depth - 1), rtol=1e-12)  # flat across layers
+    np.testing.assert_allclose(orth.backward_norm, 0.9 ** (depth - orth.layers), rtol=1e-12)
+    np.testing.assert_allclose(orth.input_norm, 0.9 ** (orth.layers - 1), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configs reject bad input
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: lc.GradientCheckConfig(n_chains=0), ValueError),
+        (lambda: lc.GradientCheckConfig(activations=("swish",)), ValueError),
+        (lambda: lc.GradientCheckConfig(activations=["tanh"]), TypeError),
+        (lambda: lc.GradientCheckConfig(n_scalar=50), ValueError),
+        (lambda: lc.GeometricConfig(factors=(0.0,)), ValueError),
+        (lambda: lc.GeometricConfig(depths=(-1,)), ValueError),
+        (lambda: lc.GeometricConfig(depths=()), TypeError),
+        (lambda: lc.DepthSweepConfig(init="xavier"), ValueError),
+        (lambda: lc.DepthSweepConfig(scales=(1.0, -0.5)), ValueError),
+        (lambda: lc.DepthSweepConfig(max_depth=2.5), TypeError),
+        (lambda: lc.DepthSweepConfig(scales=1.0), TypeError),
+        (lambda: lc.WidthSweepConfig(widths=(0,)), ValueError),
+        (lambda: lc.WidthSweepConfig(n_seeds=1), ValueError),
+        (lambda: lc.LayerGainConfig(n_samples=1), ValueError),
+        (lambda: lc.ProductSpectrumConfig(resolution=0.0), ValueError),
+        (lambda: lc.ProductSpectrumConfig(scale=float("nan")), ValueError),
+        (lambda: lc.FloatLimitsConfig(dtypes=("float8",)), ValueError),
+        (lambda: lc.FloatLimitsConfig(factors=(1.0,)), ValueError),
+        (lambda: lc.FloatLimitsConfig(max_depth=1), ValueError),
+        (lambda: lc.FloatLimitsConfig(confirm="yes"), TypeError),
+        (lambda: lc.LayerProfileConfig(depth=0), ValueError),
+        (lambda: lc.LayerProfileConfig(init="he"), ValueError),
+        (lambda: lc.LayerProfileConfig(scale="1"), TypeError),
+        (lambda: lc.random_weights([3], "gaussian"), ValueError),
+        (lambda: lc.forward_chain([], torch.zeros(2), "swish"), ValueError),
+    ],
+)
+def test_bad_input_is_rejected(make, error) -> None:
+    with pytest.raises(error):
+        make()
+
+
+def test_error_messages_name_the_choices() -> None:
+    with pytest.raises(ValueError, match="orthogonal, gaussian"):
+        lc.DepthSweepConfig(init="xavier")
+    with pytest.raises(ValueError, match="float16, bfloat16, float32, float64"):
+        lc.FloatLimitsConfig(dtypes=("half",))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots and the explorer
+
+
+@pytest.fixture(scope="module")
+def small_results() -> dict[str, object]:
+    return {
+        "geometric": lc.run_geometric(lc.GeometricConfig()),
+        "sweep": lc.run_depth_sweep(lc.DepthSweepConfig(max_depth=10, width=8, init="gaussian", n_seeds=4)),
+        "width": lc.run_width_sweep(lc.WidthSweepConfig(widths=(4, 8), max_depth=10, n_seeds=4)),
+        "spectrum": lc.run_product_spectrum(lc.ProductSpectrumConfig(max_depth=30, width=8)),
+        "floats": lc.run_float_limits(lc.FloatLimitsConfig(dtypes=("float16", "bfloat16"), max_depth=1200)),
+        "profile": lc.run_layer_profile(lc.LayerProfileConfig(depth=8, width=8)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("plot", "key"),
+    [
+        (plots.geometric, "geometric"),
+        (plots.depth_sweep, "sweep"),
+        (plots.width_sweep, "width"),
+        (plots.product_spectrum, "spectrum"),
+        (plots.float_limits, "floats"),
+        (plots.layer_profile, "profile"),
+    ],
+)
+def test_plots_return_figures_and_accept_an_axes(plot, key: str, small_results) -> None:
+    fig = plot(small_results[key])
+    assert isinstance(fig, Figure)
+    _, ax = plt.subplots()
+    assert plot(small_results[key], ax=ax) is ax.figure
+    with pytest.raises(TypeError):
+        plot(object())
+
+
+def test_grid_plots(small_results) -> None:
+    sweep, profile = small_results["sweep"], small_results["profile"]
+    assert len(plots.depth_sweeps([sweep, sweep]).axes) == 2
+    assert len(plots.product_spectra([small_results["spectrum"]] * 2).axes) == 2
+    assert len(plots.float_limits_grid(small_results["floats"]).axes) == 2
+    fig = plots.layer_profile_grid([profile] * 5, ncols=3)
+    assert sum(ax.get_visible() for ax in fig.axes) == 5
+    with pytest.raises(TypeError):
+        plots.layer_profile_grid([])
+    with pytest.raises(TypeError):
+        plots.depth_sweeps([profile])
+    with pytest.raises(ValueError):
+        plots.float_limits(small_results["floats"], "float64")
+
+
+def test_explorer_updates_at_defaults_and_extremes() -> None:
+    explorer = explorers.layer_profile_explorer()
+    assert isinstance(explorer.show(), object)
+    assert isinstance(explorer.update(), Figure)
+    for values in (
+        {"depth": 1},
+        {"depth": 100},
+        {"scale": 0.5},
+        {"scale": 2.0},
+        {"init": "gaussian", "depth": 100, "scale": 2.0},
+        {"init": "orthogonal", "depth": 1, "scale": 0.5},
+    ):
+        assert isinstance(explorer.update(**values), Figure)
+        assert "layer 1" in explorer.text.value
+    assert isinstance(explorer.result, lc.LayerProfileResult)
+    with pytest.raises(ValueError):
+        explorers.layer_profile_explorer(scale=3.0)
+    with pytest.raises(ValueError):
+        explorers.layer_profile_explorer(depth=200)

@@ -1,0 +1,1146 @@
+"""Chapter 1, the linear chain: back propagation as a product of Jacobians, measured.
+
+A chain of L layers maps h_0 = x through a_l = W_l h_{l-1}, h_l = f(a_l) to a loss J(h_L). Back
+propagation is the chain rule from the output down, with D_l = diag f'(a_l):
+
+    δ_L = D_L ∂J/∂h_L,   δ_l = D_l W_{l+1}^T δ_{l+1},   ∂J/∂W_l = δ_l h_{l-1}^T,
+
+so the gradient that reaches layer l is a product of one Jacobian D_k W_k per layer above it. With
+identity activations (D_l = I) a product of L-1 factors of size s shrinks or grows like s^(L-1).
+
+Experiments (a frozen ``...Config`` and a ``run_...`` function each):
+
+- ``run_gradient_check``: the closed form above, built as explicit Jacobian matrices, vs autograd.
+- ``run_geometric``: the numbers s^L for s close to 1 (0.99^L, 1.01^L).
+- ``run_depth_sweep``, ``run_width_sweep``: the first layer's gradient norm vs depth, for orthogonal and
+  Gaussian weights of scale s.
+- ``run_layer_gain``: why Gaussian weights need standard deviation s/√n.
+- ``run_product_spectrum``: the singular values of W_L⋯W_1, which bound the gradient.
+- ``run_float_limits``: the depth at which the gradient becomes exactly 0 or inf in each float format.
+- ``run_layer_profile``: per-layer norms in one network (the explorer).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.activations import ACTIVATIONS, derivative, make_activation
+
+__all__ = [
+    "DTYPES",
+    "INITS",
+    "DepthSweepConfig",
+    "DepthSweepResult",
+    "FloatLimit",
+    "FloatLimitsConfig",
+    "FloatLimitsResult",
+    "GeometricConfig",
+    "GeometricResult",
+    "GradientCheckConfig",
+    "GradientCheckResult",
+    "LayerGainConfig",
+    "LayerGainResult",
+    "LayerProfileConfig",
+    "LayerProfileResult",
+    "ProductSpectrumConfig",
+    "ProductSpectrumResult",
+    "WidthSweepConfig",
+    "WidthSweepResult",
+    "autograd_gradients",
+    "first_layer_gradient",
+    "float_format",
+    "forward_chain",
+    "jacobian_product_gradients",
+    "log_gain_drift",
+    "predicted_inf_depth",
+    "predicted_subnormal_depth",
+    "predicted_zero_depth",
+    "random_weights",
+    "rounding_slack",
+    "run_depth_sweep",
+    "run_float_limits",
+    "run_geometric",
+    "run_gradient_check",
+    "run_layer_gain",
+    "run_layer_profile",
+    "run_product_spectrum",
+    "run_width_sweep",
+]
+
+INITS = ("orthogonal", "gaussian")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+_FLOAT64 = torch.float64
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building blocks: weights, the forward chain, gradients by Jacobian products and by autograd
+
+
+def random_weights(
+    widths: Sequence[int],
+    init: str = "gaussian",
+    scale: float = 1.0,
+    *,
+    generator: torch.Generator | None = None,
+    batch: tuple[int, ...] = (),
+    dtype: torch.dtype = _FLOAT64,
+) -> list[Tensor]:
+    """Weights W_1..W_L of a chain with layer sizes ``widths`` = (n_0, ..., n_L); W_l is n_l × n_{l-1}.
+
+    gaussian: entries N(0, s²/n_{l-1}), so E‖W_l v‖² = s²‖v‖². orthogonal: s·Q with Q's columns (or rows,
+    when it is wide) orthonormal, uniformly random (Haar), so ‖W_l v‖ = s‖v‖ exactly when n_l >= n_{l-1}.
+
+    Args:
+        widths: the L + 1 layer sizes, input first.
+        init: "gaussian" or "orthogonal".
+        scale: the weight scale s.
+        generator: the random generator (None: torch's global one).
+        batch: leading batch shape, for many independent chains at once.
+        dtype: the floating-point type.
+    """
+    check_choice("init", init, INITS)
+    check_float("scale", scale)
+    if len(widths) < 2:
+        raise ValueError(f"widths needs at least 2 sizes (input and output); got {list(widths)}")
+    for n in widths:
+        check_int("width", n, minimum=1)
+    weights = []
+    for n_in, n_out in itertools.pairwise(widths):
+        if init == "gaussian":
+            z = torch.randn(*batch, n_out, n_in, generator=generator, dtype=dtype)
+            weights.append(z.mul_(scale / math.sqrt(n_in)))
+        else:
+            weights.append(scale * _haar(n_out, n_in, batch, generator, dtype))
+    return weights
+
+
+def _haar(rows: int, cols: int, batch: tuple[int, ...], generator: torch.Generator | None, dtype) -> Tensor:
+    """A uniformly random rows × cols matrix with orthonormal columns (rows >= cols) or rows."""
+    tall = rows >= cols
+    z = torch.randn(*batch, max(rows, cols), min(rows, cols), generator=generator, dtype=dtype)
+    q, r = torch.linalg.qr(z)
+    sign = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) >= 0, 1.0, -1.0).to(dtype)
+    q = q * sign.unsqueeze(-2)  # fix QR's sign freedom so Q is Haar-distributed
+    return q if tall else q.transpose(-1, -2)
+
+
+def forward_chain(
+    weights: Sequence[Tensor], x: Tensor, activation: str = "identity"
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Run a_l = W_l h_{l-1}, h_l = f(a_l) from h_0 = x; return ([a_1..a_L], [h_0..h_L]).
+
+    Args:
+        weights: W_1..W_L, each (..., n_l, n_{l-1}).
+        x: the input h_0, shape (..., n_0).
+        activation: f, a name from ``ACTIVATIONS``.
+    """
+    f = make_activation(check_choice("activation", activation, ACTIVATIONS))
+    pre, hidden = [], [x]
+    for w in weights:
+        a = (w @ hidden[-1].unsqueeze(-1)).squeeze(-1)
+        pre.append(a)
+        hidden.append(f(a))
+    return pre, hidden
+
+
+def jacobian_product_gradients(
+    weights: Sequence[Tensor], x: Tensor, output_grad: Tensor, activation: str = "identity"
+) -> list[Tensor]:
+    """∂J/∂W_l = δ_l h_{l-1}^T with δ_l = M_l^T g, M_l = ∂h_L/∂a_l = (D_L W_L)⋯(D_{l+1} W_{l+1}) D_l.
+
+    Builds every Jacobian M_l as an explicit matrix, from the output down, without autograd. For one
+    input (x 1-D); g = ∂J/∂h_L is the output gradient.
+
+    Args:
+        weights: W_1..W_L, each n_l × n_{l-1}.
+        x: the input h_0, shape (n_0,).
+        output_grad: g = ∂J/∂h_L, shape (n_L,).
+        activation: f, a name from ``ACTIVATIONS``.
+    """
+    depth = len(weights)
+    with torch.no_grad():
+        pre, hidden = forward_chain(weights, x, activation)  # [a_1 .. a_L], [h_0 .. h_L]
+        W = [None, *weights]  # W[k] is W_k, k = 1..L
+        D = [None, *(torch.diag(derivative(activation, a)) for a in pre)]  # D[k] = diag f'(a_k)
+        grads = [None] * (depth + 1)
+        M = D[depth]  # M_L = ∂h_L/∂a_L = D_L
+        for k in range(depth, 0, -1):  # from the output down
+            if k < depth:
+                M = M @ W[k + 1] @ D[k]  # M_k = M_{k+1} W_{k+1} D_k
+            delta = M.T @ output_grad  # δ_k = M_k^T g
+            grads[k] = torch.outer(delta, hidden[k - 1])  # ∂J/∂W_k = δ_k h_{k-1}^T
+    return grads[1:]
+
+
+def autograd_gradients(
+    weights: Sequence[Tensor], x: Tensor, output_grad: Tensor, activation: str = "identity"
+) -> list[Tensor]:
+    """∂J/∂W_l for J = g·h_L, computed by PyTorch's autograd (the reference for the closed form).
+
+    Args:
+        weights: W_1..W_L, each n_l × n_{l-1}.
+        x: the input h_0, shape (n_0,).
+        output_grad: g = ∂J/∂h_L, shape (n_L,).
+        activation: f, a name from ``ACTIVATIONS``.
+    """
+    leaves = [w.detach().clone().requires_grad_(True) for w in weights]
+    with torch.enable_grad():
+        _, hidden = forward_chain(leaves, x, activation)
+        loss = (output_grad * hidden[-1]).sum()
+        return list(torch.autograd.grad(loss, leaves))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The closed form vs autograd, on random chains
+
+
+@dataclass(frozen=True)
+class GradientCheckConfig:
+    """Random chains on which to compare ``jacobian_product_gradients`` with autograd (float64).
+
+    Chain c uses ``activations[c % len(activations)]``, a depth drawn from 1..max_depth and widths from
+    1..max_width (the first ``n_scalar`` chains have every width 1: scalar chains). Weights N(0, 1/n_in),
+    input x and output gradient g standard normal.
+
+    Args:
+        n_chains: number of random chains.
+        max_depth: largest number of layers.
+        max_width: largest layer size.
+        activations: names from ``ACTIVATIONS`` to cycle through.
+        n_scalar: how many of the chains are scalar chains.
+        seed: the random seed.
+    """
+
+    n_chains: int = 40
+    max_depth: int = 8
+    max_width: int = 6
+    activations: tuple[str, ...] = ("identity", "tanh", "sigmoid", "relu")
+    n_scalar: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("n_chains", self.n_chains, minimum=1)
+        check_int("max_depth", self.max_depth, minimum=1)
+        check_int("max_width", self.max_width, minimum=1)
+        if not isinstance(self.activations, tuple) or not self.activations:
+            raise TypeError(f"activations must be a non-empty tuple of names from: {', '.join(ACTIVATIONS)}")
+        for name in self.activations:
+            check_choice("activation", name, ACTIVATIONS)
+        check_int("n_scalar", self.n_scalar, minimum=0, maximum=self.n_chains)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class GradientCheckResult:
+    """Per chain: its activation, widths and each layer's relative error ‖G_closed − G_autograd‖/‖G_autograd‖.
+
+    Args:
+        config: the configuration that produced it.
+        activations: the activation of each chain.
+        widths: the layer sizes (n_0, ..., n_L) of each chain.
+        errors: per chain, an (L,) array of relative errors, layer 1 first.
+    """
+
+    config: GradientCheckConfig
+    activations: tuple[str, ...]
+    widths: tuple[tuple[int, ...], ...]
+    errors: tuple[np.ndarray, ...]
+
+    @property
+    def max_relative_error(self) -> float:
+        """The largest relative error over every layer of every chain."""
+        return float(max(e.max() for e in self.errors))
+
+    @property
+    def n_layers(self) -> int:
+        """How many layer gradients were compared."""
+        return int(sum(e.size for e in self.errors))
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
+        pd = _pandas()
+        rows = []
+        for name in dict.fromkeys(self.activations):
+            errors = [e for a, e in zip(self.activations, self.errors, strict=True) if a == name]
+            rows.append(
+                {
+                    "activation": name,
+                    "chains": len(errors),
+                    "layers compared": int(sum(e.size for e in errors)),
+                    "max relative error": float(max(e.max() for e in errors)),
+                }
+            )
+        return pd.DataFrame(rows).set_index("activation")
+
+
+def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
+    """Compare the Jacobian-product gradients with autograd's on ``config.n_chains`` random chains."""
+    generator = torch.Generator().manual_seed(config.seed)
+    activations, widths, errors = [], [], []
+    for c in range(config.n_chains):
+        activation = config.activations[c % len(config.activations)]
+        depth = int(torch.randint(1, config.max_depth + 1, (), generator=generator))
+        if c < config.n_scalar:
+            sizes = (1,) * (depth + 1)
+        else:
+            sizes = tuple(
+                int(n) for n in torch.randint(1, config.max_width + 1, (depth + 1,), generator=generator)
+            )
+        weights = random_weights(sizes, "gaussian", generator=generator)
+        x = torch.randn(sizes[0], generator=generator, dtype=_FLOAT64)
+        g = torch.randn(sizes[-1], generator=generator, dtype=_FLOAT64)
+        closed = jacobian_product_gradients(weights, x, g, activation)
+        auto = autograd_gradients(weights, x, g, activation)
+        errors.append(np.array([_relative_error(c_, a_) for c_, a_ in zip(closed, auto, strict=True)]))
+        activations.append(activation)
+        widths.append(sizes)
+    return GradientCheckResult(config, tuple(activations), tuple(widths), tuple(errors))
+
+
+def _relative_error(value: Tensor, reference: Tensor) -> float:
+    """‖value − reference‖ / ‖reference‖ (0 when both are 0; inf when only the reference is 0)."""
+    diff = float(torch.linalg.norm(value - reference))
+    ref = float(torch.linalg.norm(reference))
+    if ref == 0.0:
+        return 0.0 if diff == 0.0 else math.inf
+    return diff / ref
+
+
+# ----------------------------------------------------------------------------------------------------
+# Geometric growth: s^L
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    """The products s^L for a few factors s and depths L.
+
+    Args:
+        factors: the per-layer factors s (> 0).
+        depths: the depths L (>= 0).
+    """
+
+    factors: tuple[float, ...] = (0.99, 1.01)
+    depths: tuple[int, ...] = (3, 7, 100, 300)
+
+    def __post_init__(self) -> None:
+        for name, values in (("factors", self.factors), ("depths", self.depths)):
+            if not isinstance(values, tuple) or not values:
+                raise TypeError(f"{name} must be a non-empty tuple")
+        for s in self.factors:
+            check_float("factor", s, minimum=0.0, strict_minimum=True)
+        for depth in self.depths:
+            check_int("depth", depth, minimum=0)
+
+
+@dataclass(frozen=True)
+class GeometricResult:
+    """values[i, j] = factors[j] ** depths[i]; ``halving_depths[j]`` = ln 2 / |ln s_j| (inf for s = 1).
+
+    Args:
+        config: the configuration that produced it.
+        values: (n_depths, n_factors) array of s^L.
+        halving_depths: layers after which s^L has halved (s < 1) or doubled (s > 1).
+    """
+
+    config: GeometricConfig
+    values: np.ndarray
+    halving_depths: np.ndarray
+
+    def value(self, factor: float, depth: int) -> float:
+        """s^L for one of the configured factors and depths."""
+        i = _index("depth", depth, self.config.depths)
+        return float(self.values[i, _index("factor", factor, self.config.factors)])
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: one row per depth L, one column "s^L" per factor."""
+        pd = _pandas()
+        columns = {f"{s:g}^L": self.values[:, j] for j, s in enumerate(self.config.factors)}
+        return pd.DataFrame(columns, index=pd.Index(self.config.depths, name="L"))
+
+
+def run_geometric(config: GeometricConfig) -> GeometricResult:
+    """Compute s^L for every factor and depth (in float64)."""
+    factors = np.array(config.factors, dtype=np.float64)
+    depths = np.array(config.depths, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        halving = np.log(2.0) / np.abs(np.log(factors))
+    return GeometricResult(config, factors[None, :] ** depths[:, None], halving)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The first layer's gradient vs depth
+
+
+@dataclass(frozen=True)
+class DepthSweepConfig:
+    """Deep linear networks h_L = W_L⋯W_1 x of width n, J = g·h_L with unit x and g (float64).
+
+    Every layer has weight scale s (see ``random_weights``); the same random matrices are used for every
+    scale, so the scales differ only by the factor s^(L-1).
+
+    Args:
+        max_depth: the deepest network; depths 1..max_depth are measured.
+        width: n, the size of every layer.
+        scales: the weight scales s.
+        init: "orthogonal" (s·Q, exactly norm-preserving at s = 1) or "gaussian" (N(0, s²/n)).
+        n_seeds: independent networks per scale.
+        seed: the random seed.
+    """
+
+    max_depth: int = 100
+    width: int = 64
+    scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    init: str = "orthogonal"
+    n_seeds: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("max_depth", self.max_depth, minimum=1, maximum=10_000)
+        check_int("width", self.width, minimum=1, maximum=4096)
+        if not isinstance(self.scales, tuple) or not self.scales:
+            raise TypeError("scales must be a non-empty tuple of positive numbers")
+        for s in self.scales:
+            check_float("scale", s, minimum=0.0, strict_minimum=True)
+        check_choice("init", self.init, INITS)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class DepthSweepResult:
+    """grad_norm[i, k, L-1] = ‖∂J/∂W_1‖ of network k of depth L at scale ``scales[i]``.
+
+    Args:
+        config: the configuration that produced it.
+        depths: the depths 1..max_depth.
+        grad_norm: (n_scales, n_seeds, max_depth) array.
+    """
+
+    config: DepthSweepConfig
+    depths: np.ndarray
+    grad_norm: np.ndarray
+
+    def quantile(self, q: float) -> np.ndarray:
+        """The q-quantile over networks of ‖∂J/∂W_1‖: (n_scales, max_depth)."""
+        return np.quantile(self.grad_norm, check_float("q", q, 0.0, 1.0), axis=1)
+
+    def median(self) -> np.ndarray:
+        """The median over networks of ‖∂J/∂W_1‖: (n_scales, max_depth)."""
+        return self.quantile(0.5)
+
+    def at(self, depth: int, scale: float, q: float = 0.5) -> float:
+        """The q-quantile over networks of ‖∂J/∂W_1‖ at one depth and scale."""
+        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
+        return float(self.quantile(q)[_index("scale", scale, self.config.scales), depth - 1])
+
+    def predicted_typical(self, depth: int, scale: float) -> float:
+        """exp(E ln‖∂J/∂W_1‖) at one depth and scale: the typical (geometric-mean) network's gradient."""
+        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
+        return float(np.exp(self.predicted_log_mean()[_index("scale", scale, self.config.scales), depth - 1]))
+
+    def predicted_norm(self) -> np.ndarray:
+        """s^(L-1): exact for orthogonal weights, the root-mean-square √E‖∂J/∂W_1‖² for Gaussian ones."""
+        return np.array(self.config.scales)[:, None] ** (self.depths[None, :] - 1.0)
+
+    def predicted_log_mean(self) -> np.ndarray:
+        """E ln‖∂J/∂W_1‖ = (L-1)·(ln s + c_n): c_n = 0 (orthogonal) or ½(ψ(n/2) + ln(2/n)) < 0 (Gaussian)."""
+        per_layer = np.log(self.config.scales)[:, None] + log_gain_drift(self.config.width, self.config.init)
+        return per_layer * (self.depths[None, :] - 1.0)
+
+    def predicted_log_std(self) -> np.ndarray:
+        """Std of ln‖∂J/∂W_1‖ over networks: 0 (orthogonal) or ½√((L-1)·ψ'(n/2)) (Gaussian); (max_depth,)."""
+        if self.config.init == "orthogonal":
+            return np.zeros_like(self.depths, dtype=np.float64)
+        trigamma = float(torch.special.polygamma(1, torch.tensor(self.config.width / 2, dtype=_FLOAT64)))
+        return 0.5 * np.sqrt((self.depths - 1.0) * trigamma)
+
+
+def log_gain_drift(width: int, init: str = "gaussian") -> float:
+    """c_n = E ln(‖W^T u‖/‖u‖) at scale 1: 0 for orthogonal W, ½(ψ(n/2) + ln(2/n)) ≈ −1/(2n) for N(0, 1/n).
+
+    Args:
+        width: n, the size of the (square) layer.
+        init: "gaussian" or "orthogonal".
+    """
+    check_int("width", width, minimum=1)
+    if check_choice("init", init, INITS) == "orthogonal":
+        return 0.0
+    return 0.5 * (float(torch.special.digamma(torch.tensor(width / 2, dtype=_FLOAT64))) + math.log(2 / width))
+
+
+def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
+    """Measure ‖∂J/∂W_1‖ = ‖W_2^T⋯W_L^T g‖·‖x‖ for every depth L with one autograd pass per scale.
+
+    The network of depth L is the top L layers of one stack of ``max_depth`` layers, fed with x. Its
+    first layer receives δ_{D-L+1} of the stack (D = max_depth): a linear chain's backward pass never
+    uses the forward values, so reading δ_l off the deep stack is exact (``tests`` checks it against
+    separately built networks).
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    n, depth, seeds = config.width, config.max_depth, config.n_seeds
+    base = random_weights([n] * (depth + 1), config.init, 1.0, generator=generator, batch=(seeds,))
+    x = _unit(torch.randn(seeds, n, generator=generator, dtype=_FLOAT64))
+    g = _unit(torch.randn(seeds, n, generator=generator, dtype=_FLOAT64))
+    norms = np.empty((len(config.scales), seeds, depth))
+    for i, s in enumerate(config.scales):
+        weights = [s * w for w in base]
+        with torch.enable_grad():
+            pre, hidden = forward_chain(weights, x.clone().requires_grad_(True))
+            deltas = torch.autograd.grad((g * hidden[-1]).sum(), pre)
+        delta_norms = torch.stack([torch.linalg.norm(d, dim=-1) for d in deltas], dim=-1)  # (seeds, D)
+        norms[i] = delta_norms.flip(-1).numpy() * torch.linalg.norm(x, dim=-1, keepdim=True).numpy()
+    return DepthSweepResult(config, np.arange(1, depth + 1), norms)
+
+
+def _unit(v: Tensor) -> Tensor:
+    return v / torch.linalg.norm(v, dim=-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class WidthSweepConfig:
+    """Gaussian deep linear networks at one scale for several widths: how the spread shrinks with n.
+
+    Args:
+        widths: the layer sizes n to compare.
+        max_depth: the deepest network.
+        scale: the weight scale s (N(0, s²/n) entries).
+        n_seeds: independent networks per width.
+        seed: the random seed.
+    """
+
+    widths: tuple[int, ...] = (8, 32, 128)
+    max_depth: int = 100
+    scale: float = 1.0
+    n_seeds: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.widths, tuple) or not self.widths:
+            raise TypeError("widths must be a non-empty tuple of positive integers")
+        for n in self.widths:
+            check_int("width", n, minimum=1, maximum=4096)
+        check_int("max_depth", self.max_depth, minimum=1, maximum=10_000)
+        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
+        check_int("n_seeds", self.n_seeds, minimum=2)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class WidthSweepResult:
+    """One Gaussian ``DepthSweepResult`` (a single scale) per width.
+
+    Args:
+        config: the configuration that produced it.
+        sweeps: the depth sweeps, in the order of ``config.widths``.
+    """
+
+    config: WidthSweepConfig
+    sweeps: tuple[DepthSweepResult, ...]
+
+    def log_mean(self) -> np.ndarray:
+        """Measured mean over networks of ln‖∂J/∂W_1‖: (n_widths, max_depth)."""
+        return np.stack([np.log(s.grad_norm[0]).mean(axis=0) for s in self.sweeps])
+
+    def log_std(self) -> np.ndarray:
+        """Measured standard deviation over networks of ln‖∂J/∂W_1‖: (n_widths, max_depth)."""
+        return np.stack([np.log(s.grad_norm[0]).std(axis=0, ddof=1) for s in self.sweeps])
+
+    def measured_typical(self, width: int, depth: int) -> float:
+        """exp(mean over networks of ln‖∂J/∂W_1‖) at one width and depth (the geometric mean)."""
+        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
+        return float(np.exp(self.log_mean()[_index("width", width, self.config.widths), depth - 1]))
+
+    def predicted_typical(self, width: int, depth: int) -> float:
+        """exp(E ln‖∂J/∂W_1‖) = exp((L-1)(ln s + c_n)) at one width and depth."""
+        return self.sweeps[_index("width", width, self.config.widths)].predicted_typical(
+            depth, self.config.scale
+        )
+
+
+def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
+    """Run a Gaussian ``run_depth_sweep`` at each width (seeds ``config.seed + i``)."""
+    sweeps = tuple(
+        run_depth_sweep(
+            DepthSweepConfig(
+                max_depth=config.max_depth,
+                width=n,
+                scales=(config.scale,),
+                init="gaussian",
+                n_seeds=config.n_seeds,
+                seed=config.seed + i,
+            )
+        )
+        for i, n in enumerate(config.widths)
+    )
+    return WidthSweepResult(config, sweeps)
+
+
+@dataclass(frozen=True)
+class LayerGainConfig:
+    """One n × n layer W^T applied to unit vectors u: how much it scales them, by weight standard deviation.
+
+    Args:
+        widths: the layer sizes n.
+        n_samples: random (W, u) pairs per width.
+        seed: the random seed.
+    """
+
+    widths: tuple[int, ...] = (16, 64, 256)
+    n_samples: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.widths, tuple) or not self.widths:
+            raise TypeError("widths must be a non-empty tuple of positive integers")
+        for n in self.widths:
+            check_int("width", n, minimum=1, maximum=4096)
+        check_int("n_samples", self.n_samples, minimum=2)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class LayerGainResult:
+    """Root-mean-square gains √mean‖W^T u‖² with entries N(0, 1) (≈ √n) and N(0, 1/n) (≈ 1).
+
+    Args:
+        config: the configuration that produced it.
+        unscaled_gain: (n_widths,) gains with standard deviation 1.
+        scaled_gain: (n_widths,) gains with standard deviation 1/√n.
+    """
+
+    config: LayerGainConfig
+    unscaled_gain: np.ndarray
+    scaled_gain: np.ndarray
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per width: √n and both measured gains."""
+        pd = _pandas()
+        widths = np.array(self.config.widths)
+        return pd.DataFrame(
+            {"√n": np.sqrt(widths), "gain, std 1": self.unscaled_gain, "gain, std 1/√n": self.scaled_gain},
+            index=pd.Index(widths, name="width n"),
+        )
+
+
+def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
+    """Measure the RMS gain E‖W^T u‖² = n·std²: standard deviation 1/√n keeps it at 1."""
+    generator = torch.Generator().manual_seed(config.seed)
+    unscaled, scaled = [], []
+    for n in config.widths:
+        z = torch.randn(config.n_samples, n, n, generator=generator, dtype=_FLOAT64)
+        u = _unit(torch.randn(config.n_samples, n, generator=generator, dtype=_FLOAT64))
+        gain2 = (torch.linalg.norm((z.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1), dim=-1) ** 2).mean()
+        unscaled.append(float(gain2.sqrt()))
+        scaled.append(float((gain2 / n).sqrt()))
+    return LayerGainResult(config, np.array(unscaled), np.array(scaled))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Singular values of the product W_L⋯W_1
+
+
+@dataclass(frozen=True)
+class ProductSpectrumConfig:
+    """The product P_L = W_L⋯W_1 of one n-wide chain: its extreme singular values and ‖P_L^T g‖ (float64).
+
+    Args:
+        max_depth: products of 1..max_depth layers are measured.
+        width: n, the size of every layer.
+        scale: the weight scale s.
+        init: "orthogonal" or "gaussian".
+        resolution: singular values below ``resolution``·σ_max are not resolved by float64 arithmetic.
+        seed: the random seed.
+    """
+
+    max_depth: int = 100
+    width: int = 32
+    scale: float = 1.0
+    init: str = "gaussian"
+    resolution: float = 1e-12
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("max_depth", self.max_depth, minimum=1, maximum=2000)
+        check_int("width", self.width, minimum=1, maximum=1024)
+        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
+        check_choice("init", self.init, INITS)
+        check_float("resolution", self.resolution, minimum=0.0, maximum=1.0, strict_minimum=True)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class ProductSpectrumResult:
+    """Per depth L: σ_max(P_L), σ_min(P_L) and the input gradient ‖∂J/∂h_0‖ = ‖P_L^T g‖ (‖g‖ = 1).
+
+    Args:
+        config: the configuration that produced it.
+        depths: 1..max_depth.
+        sigma_max: (max_depth,) largest singular values.
+        sigma_min: (max_depth,) smallest singular values, as float64 computes them.
+        grad_norm: (max_depth,) ‖∂J/∂h_0‖ from autograd.
+    """
+
+    config: ProductSpectrumConfig
+    depths: np.ndarray
+    sigma_max: np.ndarray
+    sigma_min: np.ndarray
+    grad_norm: np.ndarray
+
+    @property
+    def condition(self) -> np.ndarray:
+        """σ_max / σ_min per depth."""
+        return self.sigma_max / self.sigma_min
+
+    @property
+    def resolved(self) -> np.ndarray:
+        """Whether σ_min >= resolution·σ_max, i.e. float64 still resolves the smallest singular value."""
+        return self.sigma_min >= self.config.resolution * self.sigma_max
+
+    @property
+    def unresolved_depth(self) -> int | None:
+        """The first depth whose σ_min float64 no longer resolves (None if every depth is resolved)."""
+        bad = np.flatnonzero(~self.resolved)
+        return int(self.depths[bad[0]]) if bad.size else None
+
+    def bound_holds(self, rtol: float = 1e-9) -> np.ndarray:
+        """Per depth: σ_min‖g‖ <= ‖P_L^T g‖ <= σ_max‖g‖ (within a relative tolerance)."""
+        return (self.sigma_min * (1 - rtol) <= self.grad_norm) & (
+            self.grad_norm <= self.sigma_max * (1 + rtol)
+        )
+
+
+def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult:
+    """Accumulate P_L = W_L P_{L-1}, take its singular values, and ∂(g·P_L x)/∂x by autograd per depth."""
+    generator = torch.Generator().manual_seed(config.seed)
+    n = config.width
+    weights = random_weights([n] * (config.max_depth + 1), config.init, config.scale, generator=generator)
+    x = torch.randn(n, generator=generator, dtype=_FLOAT64, requires_grad=True)
+    g = _unit(torch.randn(n, generator=generator, dtype=_FLOAT64))
+    products, product = [], torch.eye(n, dtype=_FLOAT64)
+    for w in weights:
+        product = w @ product
+        products.append(product)
+    sigmas = torch.linalg.svdvals(torch.stack(products))  # (D, n), descending
+    grads = []
+    with torch.enable_grad():
+        _, hidden = forward_chain(weights, x)
+        for h in hidden[1:]:
+            (grad,) = torch.autograd.grad((g * h).sum(), x, retain_graph=True)
+            grads.append(float(torch.linalg.norm(grad)))
+    return ProductSpectrumResult(
+        config,
+        np.arange(1, config.max_depth + 1),
+        sigmas[:, 0].numpy(),
+        sigmas[:, -1].numpy(),
+        np.array(grads),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Floating-point limits: the depth at which the gradient becomes exactly 0 or inf
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, check_choice("dtype", name, DTYPES))
+
+
+def float_format(dtype: str) -> dict[str, float]:
+    """Bits of exponent and of mantissa (stored, without the implicit leading 1), smallest subnormal,
+    smallest normal, largest finite value and machine epsilon ε = 2^-mantissa bits of a float format.
+
+    Args:
+        dtype: "float16", "bfloat16", "float32" or "float64".
+    """
+    info = torch.finfo(_dtype(dtype))
+    mantissa_bits = round(-math.log2(info.eps))
+    return {
+        "exponent bits": info.bits - mantissa_bits - 1,
+        "mantissa bits": mantissa_bits,
+        "smallest subnormal": info.tiny * info.eps,
+        "smallest normal": info.tiny,
+        "largest finite": info.max,
+        "epsilon": info.eps,
+    }
+
+
+def _rounded(factor: float, dtype: str) -> float:
+    """The factor as the format stores it (0.9 in bfloat16 is 0.8984375)."""
+    return float(torch.tensor(factor, dtype=_dtype(dtype)).double())
+
+
+def predicted_zero_depth(factor: float, dtype: str) -> int | None:
+    """Depth L at which f^(L-1) rounds to exactly 0; None when it never does (stored factor > 1/2).
+
+    f^k is 0 once it drops to half the smallest subnormal (a tie rounds to the even 0). For f in (1/2, 1)
+    it never does: at a few multiples of the smallest subnormal, ×f moves it by less than half a step and
+    rounding to nearest gives the same number back.
+
+    Args:
+        factor: the per-layer factor f in (0, 1).
+        dtype: a name from ``DTYPES``.
+    """
+    f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
+    if f > 0.5 or f == 1.0:
+        return None
+    half_step = math.log(float_format(dtype)["smallest subnormal"]) - math.log(2.0)  # no underflow
+    k = math.ceil(half_step / math.log(f) - 1e-9)
+    return k + 1
+
+
+def predicted_subnormal_depth(factor: float, dtype: str) -> int:
+    """Depth L at which f^(L-1) first drops below the smallest normal number (into the subnormals).
+
+    Args:
+        factor: the per-layer factor f in (0, 1).
+        dtype: a name from ``DTYPES``.
+    """
+    f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
+    if f >= 1.0:
+        raise ValueError(f"factor {factor} is 1 in {dtype}: the product never shrinks")
+    k = math.floor(math.log(float_format(dtype)["smallest normal"]) / math.log(f) + 1e-9) + 1
+    return k + 1
+
+
+def predicted_inf_depth(factor: float, dtype: str) -> int:
+    """Depth L at which f^(L-1) first exceeds the largest finite number (and rounds to inf).
+
+    Args:
+        factor: the per-layer factor f > 1.
+        dtype: a name from ``DTYPES``.
+    """
+    f = _rounded(check_float("factor", factor, 1.0, strict_minimum=True), dtype)
+    if f <= 1.0:
+        raise ValueError(f"factor {factor} is 1 in {dtype}: the product never grows")
+    k = math.ceil(math.log(float_format(dtype)["largest finite"]) / math.log(f) - 1e-9)
+    return k + 1
+
+
+def rounding_slack(factor: float, dtype: str, depth: int) -> int:
+    """Layers by which rounding can move a predicted depth, at worst: max(2, ⌈(L-1)·(ε/2)/|ln f|⌉).
+
+    Each product ×f is rounded with relative error at most ε/2, so after L-1 of them ln|f^(L-1)| is off
+    by at most (L-1)·ε/2, which is (L-1)·(ε/2)/|ln f| layers' worth of factors.
+
+    Args:
+        factor: the per-layer factor f (not 1).
+        dtype: a name from ``DTYPES``.
+        depth: the predicted depth L.
+    """
+    f = _rounded(check_float("factor", factor, minimum=0.0, strict_minimum=True), dtype)
+    check_int("depth", depth, minimum=1)
+    if f == 1.0:
+        raise ValueError(f"factor {factor} is 1 in {dtype}")
+    unit_roundoff = float_format(dtype)["epsilon"] / 2
+    return max(2, math.ceil((depth - 1) * unit_roundoff / abs(math.log(f))))
+
+
+def first_layer_gradient(factor: float, depth: int, dtype: str) -> float:
+    """∂J/∂w_1 of a fresh scalar chain h_l = w_l h_{l-1}, all w_l = f, x = 1, J = h_L: f^(L-1) in ``dtype``.
+
+    Args:
+        factor: the per-layer factor f.
+        depth: the number of layers L.
+        dtype: a name from ``DTYPES``.
+    """
+    check_float("factor", factor)
+    check_int("depth", depth, minimum=1)
+    kind = _dtype(dtype)
+    weights = [torch.tensor(factor, dtype=kind, requires_grad=True) for _ in range(depth)]
+    h = torch.tensor(1.0, dtype=kind)
+    with torch.enable_grad():
+        for w in weights:
+            h = w * h
+        (grad,) = torch.autograd.grad(h, weights[0])
+    return float(grad.double())
+
+
+@dataclass(frozen=True)
+class FloatLimitsConfig:
+    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L) run in each float format, as deep as ``max_depth``.
+
+    Args:
+        dtypes: names from ``DTYPES``.
+        factors: per-layer factors f (> 0, not 1).
+        max_depth: the deepest chain; a depth not reached by then is reported as None.
+        confirm: also build fresh chains at the measured depth and one layer less, and read w_1's gradient.
+    """
+
+    dtypes: tuple[str, ...] = DTYPES
+    factors: tuple[float, ...] = (0.5, 2.0, 0.9, 1.1)
+    max_depth: int = 8000
+    confirm: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dtypes, tuple) or not self.dtypes:
+            raise TypeError(f"dtypes must be a non-empty tuple of names from: {', '.join(DTYPES)}")
+        for name in self.dtypes:
+            check_choice("dtype", name, DTYPES)
+        if not isinstance(self.factors, tuple) or not self.factors:
+            raise TypeError("factors must be a non-empty tuple of positive numbers other than 1")
+        for f in self.factors:
+            check_float("factor", f, minimum=0.0, strict_minimum=True)
+            if f == 1.0:
+                raise ValueError("factor 1 neither vanishes nor explodes; use factors below or above 1")
+        check_int("max_depth", self.max_depth, minimum=2, maximum=100_000)
+        if not isinstance(self.confirm, bool):
+            raise TypeError(f"confirm must be a bool; got {type(self.confirm).__name__}")
+
+
+@dataclass(frozen=True)
+class FloatLimit:
+    """What happened to the first layer's gradient f^(L-1) for one factor in one format.
+
+    Args:
+        dtype: the float format.
+        factor: the requested factor f.
+        stored_factor: f as the format stores it.
+        event: "zero" (f < 1) or "inf" (f > 1).
+        measured_depth: first depth L whose gradient is exactly 0 / inf (None: not within max_depth).
+        predicted_depth: the same, from ``predicted_zero_depth`` / ``predicted_inf_depth``.
+        subnormal_depth: first depth whose gradient is subnormal (f < 1), measured; else None.
+        predicted_subnormal_depth: the same, from ``predicted_subnormal_depth``.
+        floor: the smallest nonzero gradient seen (f < 1), in multiples of the smallest subnormal.
+        floor_depth: the first depth at which the gradient equals that floor (f < 1); else None.
+        confirmed: fresh chains agree at the measured depth and one layer less (None if not checked).
+        trace: |gradient| for depths 1..max_depth, as float64.
+    """
+
+    dtype: str
+    factor: float
+    stored_factor: float
+    event: str
+    measured_depth: int | None
+    predicted_depth: int | None
+    subnormal_depth: int | None
+    predicted_subnormal_depth: int | None
+    floor: float | None
+    floor_depth: int | None
+    confirmed: bool | None
+    trace: np.ndarray = field(repr=False)
+
+    @property
+    def agrees(self) -> bool:
+        """Measured and predicted depths (event and, for f < 1, subnormal) agree within ``rounding_slack``."""
+        pairs = [(self.measured_depth, self.predicted_depth)]
+        if self.event == "zero":
+            pairs.append((self.subnormal_depth, self.predicted_subnormal_depth))
+        for measured, predicted in pairs:
+            if measured is None or predicted is None:
+                if not (measured is None and predicted is None):
+                    return False
+            elif abs(measured - predicted) > rounding_slack(self.factor, self.dtype, predicted):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class FloatLimitsResult:
+    """One ``FloatLimit`` per (dtype, factor), dtypes outer.
+
+    Args:
+        config: the configuration that produced it.
+        limits: the measurements.
+    """
+
+    config: FloatLimitsConfig
+    limits: tuple[FloatLimit, ...]
+
+    def get(self, dtype: str, factor: float) -> FloatLimit:
+        """The measurement for one format and factor."""
+        for limit in self.limits:
+            if limit.dtype == dtype and limit.factor == factor:
+                return limit
+        raise ValueError(f"no measurement for dtype {dtype!r} and factor {factor}")
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: per format (rows), "measured (predicted)" depths at which f^(L-1) becomes
+        0 or inf, and, for f in (1/2, 1), subnormal (columns "f → 0", "f → inf", "f → subnormal")."""
+        pd = _pandas()
+        table: dict[str, dict[str, str]] = {}
+
+        def cell(measured: int | None, predicted: int | None) -> str:
+            return (
+                f"{'never' if measured is None else measured} ({'never' if predicted is None else predicted})"
+            )
+
+        for limit in self.limits:
+            if limit.event == "zero" and limit.predicted_depth is None:
+                column = f"{limit.factor:g} → subnormal"
+                value = cell(limit.subnormal_depth, limit.predicted_subnormal_depth)
+                table.setdefault(column, {})[limit.dtype] = value
+            column = f"{limit.factor:g} → {'0' if limit.event == 'zero' else 'inf'}"
+            table.setdefault(column, {})[limit.dtype] = cell(limit.measured_depth, limit.predicted_depth)
+        frame = pd.DataFrame(table).loc[list(self.config.dtypes)]
+        frame.index.name = "format"
+        return frame
+
+    def formats_frame(self) -> Any:
+        """A pandas DataFrame of ``float_format`` for each format."""
+        pd = _pandas()
+        frame = pd.DataFrame({name: float_format(name) for name in self.config.dtypes}).T
+        frame = frame.astype({"exponent bits": int, "mantissa bits": int})
+        frame.index.name = "format"
+        return frame
+
+
+def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
+    """Back-propagate through a ``max_depth`` scalar chain per format (all factors at once, elementwise).
+
+    In one chain of depth D, autograd's ∂J/∂h_l is f^(D-l) computed by the same multiplications, in the
+    same order, as the first layer's gradient f^(L-1) of a fresh chain of depth L = D - l + 1 (x = 1), so
+    one backward pass gives every depth. ``confirm`` checks this on fresh chains.
+    """
+    limits = []
+    for name in config.dtypes:
+        kind = _dtype(name)
+        info = float_format(name)
+        weight = torch.tensor(config.factors, dtype=kind)
+        with torch.enable_grad():
+            hidden = [torch.ones(len(config.factors), dtype=kind, requires_grad=True)]
+            for _ in range(config.max_depth - 1):
+                hidden.append(weight * hidden[-1])
+            grads = torch.autograd.grad(hidden[-1].sum(), hidden)
+        # grads[l] = f^(D-1-l); depth L reads grads[D - L] (L = 1: the output layer itself, gradient 1)
+        trace = torch.stack(grads[::-1]).abs().double().numpy()  # (D, n_factors), row L-1 = f^(L-1)
+        for j, f in enumerate(config.factors):
+            limits.append(_limit(name, f, trace[:, j], info, config.confirm))
+    return FloatLimitsResult(config, tuple(limits))
+
+
+def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float], confirm: bool) -> FloatLimit:
+    shrinking = factor < 1
+    hit = trace == 0 if shrinking else np.isinf(trace)
+    measured = int(np.argmax(hit)) + 1 if hit.any() else None
+    subnormal = floor = floor_depth = predicted_sub = None
+    if shrinking:
+        predicted = predicted_zero_depth(factor, dtype)
+        is_sub = (trace > 0) & (trace < info["smallest normal"])
+        subnormal = int(np.argmax(is_sub)) + 1 if is_sub.any() else None
+        predicted_sub = predicted_subnormal_depth(factor, dtype)
+        smallest = trace[trace > 0].min()
+        floor = float(smallest / info["smallest subnormal"])
+        floor_depth = int(np.argmax(trace == smallest)) + 1
+    else:
+        predicted = predicted_inf_depth(factor, dtype)
+    confirmed = None
+    if confirm and measured is not None:
+        at = first_layer_gradient(factor, measured, dtype)
+        before = first_layer_gradient(factor, measured - 1, dtype)
+        if shrinking:
+            confirmed = at == 0.0 and before != 0.0
+        else:
+            confirmed = math.isinf(at) and math.isfinite(before)
+    return FloatLimit(
+        dtype=dtype,
+        factor=factor,
+        stored_factor=_rounded(factor, dtype),
+        event="zero" if shrinking else "inf",
+        measured_depth=measured,
+        predicted_depth=predicted,
+        subnormal_depth=subnormal,
+        predicted_subnormal_depth=predicted_sub,
+        floor=floor,
+        floor_depth=floor_depth,
+        confirmed=confirmed,
+        trace=trace,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-layer norms in one network (the explorer)
+
+
+@dataclass(frozen=True)
+class LayerProfileConfig:
+    """One deep linear network of width n and scale s; J = g·h_L with unit x and g (float64).
+
+    Args:
+        depth: the number of layers L.
+        width: n, the size of every layer.
+        scale: the weight scale s.
+        init: "orthogonal" or "gaussian".
+        seed: the random seed.
+    """
+
+    depth: int = 30
+    width: int = 32
+    scale: float = 1.0
+    init: str = "orthogonal"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth, minimum=1, maximum=1000)
+        check_int("width", self.width, minimum=1, maximum=1024)
+        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
+        check_choice("init", self.init, INITS)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class LayerProfileResult:
+    """Per layer l = 1..L: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and ‖∂J/∂W_l‖_F = ‖δ_l‖·‖h_{l-1}‖.
+
+    Args:
+        config: the configuration that produced it.
+        layers: 1..L.
+        backward_norm: ‖δ_l‖ = ‖∂J/∂a_l‖, the gradient signal arriving at layer l.
+        input_norm: ‖h_{l-1}‖, the activation entering layer l.
+        weight_grad_norm: ‖∂J/∂W_l‖_F from autograd.
+    """
+
+    config: LayerProfileConfig
+    layers: np.ndarray
+    backward_norm: np.ndarray
+    input_norm: np.ndarray
+    weight_grad_norm: np.ndarray
+
+    @property
+    def predicted_weight_grad_norm(self) -> float:
+        """s^(L-1): exact at every layer for orthogonal weights, the root-mean-square for Gaussian ones."""
+        return self.config.scale ** (self.config.depth - 1)
+
+
+def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
+    """One forward and one autograd backward pass; record the per-layer norms."""
+    generator = torch.Generator().manual_seed(config.seed)
+    n = config.width
+    weights = random_weights([n] * (config.depth + 1), config.init, config.scale, generator=generator)
+    leaves = [w.requires_grad_(True) for w in weights]
+    x = _unit(torch.randn(n, generator=generator, dtype=_FLOAT64))
+    g = _unit(torch.randn(n, generator=generator, dtype=_FLOAT64))
+    with torch.enable_grad():
+        pre, hidden = forward_chain(leaves, x)
+        grads = torch.autograd.grad((g * hidden[-1]).sum(), [*leaves, *pre])
+    depth = config.depth
+    return LayerProfileResult(
+        config,
+        np.arange(1, depth + 1),
+        np.array([float(torch.linalg.norm(d)) for d in grads[depth:]]),
+        np.array([float(torch.linalg.norm(h.detach())) for h in hidden[:-1]]),
+        np.array([float(torch.linalg.norm(w)) for w in grads[:depth]]),
+    )
+
+
+def _index(name: str, value: float, options: Sequence[float]) -> int:
+    """Position of ``value`` in a config's tuple ``options``; ValueError naming the options."""
+    for k, option in enumerate(options):
+        if option == value:
+            return k
+    raise ValueError(f"{name} {value!r} was not measured; measured: {', '.join(map(str, options))}")
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError as error:  # pragma: no cover - pandas ships with Colab and the test extra
+        raise ImportError("to_frame() needs pandas: pip install pandas") from error
+    return pd

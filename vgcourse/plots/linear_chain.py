@@ -1,0 +1,356 @@
+"""Figures of chapter 1, the linear chain. Each takes a result of ``vgcourse.experiments.linear_chain``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse._validation import check_choice, check_int
+from vgcourse.experiments.linear_chain import (
+    DepthSweepResult,
+    FloatLimitsResult,
+    GeometricResult,
+    LayerProfileResult,
+    ProductSpectrumResult,
+    WidthSweepResult,
+    float_format,
+)
+from vgcourse.plots._common import figure_and_axes
+
+__all__ = [
+    "depth_sweep",
+    "depth_sweeps",
+    "float_limits",
+    "float_limits_grid",
+    "geometric",
+    "layer_profile",
+    "layer_profile_grid",
+    "product_spectra",
+    "product_spectrum",
+    "width_sweep",
+]
+
+
+def _check(result: object, kind: type, name: str = "result") -> None:
+    if not isinstance(result, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+
+
+def _check_list(results: Sequence[object], kind: type) -> list:
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
+        raise TypeError(f"results must be a non-empty sequence of {kind.__name__}")
+    for result in results:
+        _check(result, kind, "each result")
+    return list(results)
+
+
+def _grid(n: int, ncols: int, size: tuple[float, float], sharey: bool = True) -> tuple[Figure, np.ndarray]:
+    """A figure with n panels in rows of ``ncols`` (unused slots hidden)."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), sharey=sharey, squeeze=False
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def _figure_legend(fig: Figure, ax: Axes) -> None:
+    """One legend under the panels, from ``ax``'s lines; leaves room for it."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+
+
+def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int | None = None) -> Figure:
+    """s^L against L (log y) for each factor s, with the table's depths marked.
+
+    Args:
+        result: from ``run_geometric``.
+        ax: axes to draw on; a new figure when None.
+        max_depth: the last L drawn (default: the largest depth of the table).
+    """
+    _check(result, GeometricResult)
+    depths = np.array(result.config.depths)
+    last = int(depths.max()) if max_depth is None else check_int("max_depth", max_depth, minimum=1)
+    fig, ax = figure_and_axes(ax)
+    grid = np.arange(0, last + 1)
+    for j, s in enumerate(result.config.factors):
+        (line,) = ax.plot(grid, s**grid, label=f"s = {s:g}")
+        shown = depths <= last
+        ax.plot(depths[shown], result.values[shown, j], "o", color=line.get_color())
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("$s^L$")
+    ax.set_title("A product of L equal factors")
+    ax.legend()
+    return fig
+
+
+def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
+    """‖∂J/∂W_1‖ against depth L (log y): median over networks (line), 10–90% band, and s^(L-1) (dashed).
+
+    Args:
+        result: from ``run_depth_sweep``.
+        ax: axes to draw on; a new figure when None.
+        band: shade the 10–90% range over networks (only visible for Gaussian weights).
+    """
+    _check(result, DepthSweepResult)
+    fig, ax = figure_and_axes(ax)
+    median, predicted = result.median(), result.predicted_norm()
+    low, high = result.quantile(0.1), result.quantile(0.9)
+    for i, s in enumerate(result.config.scales):
+        (line,) = ax.plot(result.depths, median[i], label=f"s = {s:g}")
+        if band and result.config.n_seeds > 1:
+            ax.fill_between(result.depths, low[i], high[i], color=line.get_color(), alpha=0.2, lw=0)
+        ax.plot(result.depths, predicted[i], "--", color="k", lw=0.8)
+    ax.plot([], [], "--", color="k", lw=0.8, label="$s^{L-1}$")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(r"$\|\partial J/\partial W_1\|$")
+    what = "scaled orthogonal" if result.config.init == "orthogonal" else r"Gaussian $N(0, s^2/n)$"
+    ax.set_title(f"{what} weights, n = {result.config.width}")
+    ax.legend()
+    return fig
+
+
+def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 2) -> Figure:
+    """``depth_sweep`` of several results side by side, sharing the y axis.
+
+    Args:
+        results: from ``run_depth_sweep``.
+        ncols: panels per row.
+    """
+    results = _check_list(results, DepthSweepResult)
+    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), (5.0, 3.8))
+    for result, ax in zip(results, axes, strict=True):
+        depth_sweep(result, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
+    """Geometric mean of ‖∂J/∂W_1‖ over networks ± one standard deviation of its log, by width.
+
+    Measured: lines and shaded bands; predicted exp((L-1)(ln s + c_n)) and its ±1 std: dashed and dotted.
+
+    Args:
+        result: from ``run_width_sweep``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, WidthSweepResult)
+    fig, ax = figure_and_axes(ax)
+    mean, std = result.log_mean(), result.log_std()
+    for k, sweep in enumerate(result.sweeps):
+        depths = sweep.depths
+        (line,) = ax.plot(depths, np.exp(mean[k]), label=f"n = {sweep.config.width}")
+        color = line.get_color()
+        ax.fill_between(
+            depths, np.exp(mean[k] - std[k]), np.exp(mean[k] + std[k]), color=color, alpha=0.2, lw=0
+        )
+        mu, sigma = sweep.predicted_log_mean()[0], sweep.predicted_log_std()
+        ax.plot(depths, np.exp(mu), "--", color=color, lw=1)
+        ax.plot(depths, np.exp(mu - sigma), ":", color=color, lw=1)
+        ax.plot(depths, np.exp(mu + sigma), ":", color=color, lw=1)
+    ax.plot([], [], "--", color="k", lw=1, label="predicted typical")
+    ax.plot([], [], ":", color="k", lw=1, label="predicted ±1 std")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(r"$\|\partial J/\partial W_1\|$ (geometric mean)")
+    ax.set_title(f"Gaussian weights, s = {result.config.scale:g}: typical value and spread")
+    ax.legend()
+    return fig
+
+
+def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -> Figure:
+    """σ_max and σ_min of P_L = W_L⋯W_1 and ‖∂J/∂h_0‖ = ‖P_L^T g‖ against L (log y).
+
+    σ_min is drawn only while float64 resolves it (σ_min >= resolution·σ_max).
+
+    Args:
+        result: from ``run_product_spectrum``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, ProductSpectrumResult)
+    fig, ax = figure_and_axes(ax)
+    resolved = result.resolved
+    ax.fill_between(
+        result.depths, result.sigma_min, result.sigma_max, where=resolved, color="C0", alpha=0.12, lw=0
+    )
+    ax.plot(result.depths, result.sigma_max, color="C0", label=r"$\sigma_{\max}(P_L)$")
+    ax.plot(
+        result.depths, np.where(resolved, result.sigma_min, np.nan), color="C1", label=r"$\sigma_{\min}(P_L)$"
+    )
+    ax.plot(result.depths, result.grad_norm, "k.", ms=3, label=r"$\|\partial J/\partial h_0\|$")
+    depth = result.unresolved_depth
+    if depth is not None:
+        ax.axvline(depth, color="0.5", ls=":", lw=1)
+        ax.annotate(
+            r"$\sigma_{\min}$ below float64" + "\nresolution from here",
+            (depth, 0.02),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=8,
+            color="0.3",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("singular value / gradient norm")
+    what = "scaled orthogonal" if result.config.init == "orthogonal" else "Gaussian"
+    ax.set_title(f"{what}, s = {result.config.scale:g}, n = {result.config.width}")
+    ax.legend(loc="center right")
+    return fig
+
+
+def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 2) -> Figure:
+    """``product_spectrum`` of several results side by side, sharing the y axis.
+
+    Args:
+        results: from ``run_product_spectrum``.
+        ncols: panels per row.
+    """
+    results = _check_list(results, ProductSpectrumResult)
+    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), (5.0, 3.8))
+    for result, ax in zip(results, axes, strict=True):
+        product_spectrum(result, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def float_limits(
+    result: FloatLimitsResult, dtype: str = "float16", *, ax: Axes | None = None, legend: bool = True
+) -> Figure:
+    """log₂|∂J/∂w_1| = log₂ f^(L-1) as the format computed it, against L, with the format's limits.
+
+    The y axis is the binary exponent (log₂ keeps float64's 2^-1074..2^1024 drawable). The subnormal
+    range is shaded; an exact 0 is marked with ▼ on the bottom edge, inf with ▲ on the top edge.
+
+    Args:
+        result: from ``run_float_limits``.
+        dtype: which of the result's formats to draw.
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+    """
+    _check(result, FloatLimitsResult)
+    check_choice("dtype", dtype, result.config.dtypes)
+    fig, ax = figure_and_axes(ax)
+    info = {key: np.log2(value) for key, value in float_format(dtype).items()}
+    limits = [limit for limit in result.limits if limit.dtype == dtype]
+    events = [d for limit in limits for d in (limit.measured_depth, limit.floor_depth) if d is not None]
+    last = min(result.config.max_depth, int(1.15 * max(events, default=result.config.max_depth)) + 5)
+    depths = np.arange(1, last + 1)
+    pad = 0.08 * (info["largest finite"] - info["smallest subnormal"])
+    bottom, top = info["smallest subnormal"] - pad, info["largest finite"] + pad
+    for limit in limits:
+        trace = limit.trace[:last]
+        with np.errstate(divide="ignore"):
+            exponent = np.where((trace > 0) & np.isfinite(trace), np.log2(trace), np.nan)
+        (line,) = ax.plot(depths, exponent, label=f"f = {limit.factor:g}")
+        if limit.measured_depth is not None and limit.measured_depth <= last:
+            zero = limit.event == "zero"
+            edge = bottom if zero else top
+            ax.plot(
+                [limit.measured_depth],
+                [edge],
+                "v" if zero else "^",
+                color=line.get_color(),
+                ms=8,
+                clip_on=False,
+            )
+            ax.annotate(
+                f"{'0' if zero else 'inf'} at L = {limit.measured_depth}",
+                (limit.measured_depth, edge),
+                xytext=(7, 2 if zero else -10),
+                textcoords="offset points",
+                fontsize=8,
+                color=line.get_color(),
+            )
+    ax.axhspan(
+        info["smallest subnormal"], info["smallest normal"], color="0.85", lw=0, label="subnormal range"
+    )
+    ax.axhline(info["largest finite"], color="0.4", lw=0.8, ls="--", label="largest finite")
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_ylim(bottom, top)
+    ax.set_xlim(0, last + 1)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(r"$\log_2 |\partial J/\partial w_1|$")
+    ax.set_title(dtype)
+    if legend:
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.08))
+    return fig
+
+
+def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2) -> Figure:
+    """``float_limits`` for every format of the result, one panel each.
+
+    Args:
+        result: from ``run_float_limits``.
+        ncols: panels per row.
+    """
+    _check(result, FloatLimitsResult)
+    dtypes = result.config.dtypes
+    fig, axes = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), (5.0, 3.4), sharey=False)
+    for dtype, ax in zip(dtypes, axes, strict=True):
+        float_limits(result, dtype, ax=ax, legend=False)
+    _figure_legend(fig, axes[0])
+    return fig
+
+
+def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
+    """Per layer l: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and their product ‖∂J/∂W_l‖ (log y).
+
+    Args:
+        result: from ``run_layer_profile``.
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+    """
+    _check(result, LayerProfileResult)
+    fig, ax = figure_and_axes(ax)
+    marker = "o" if len(result.layers) <= 40 else None
+    ax.plot(result.layers, result.backward_norm, marker=marker, ms=3, label=r"backward $\|\delta_l\|$")
+    ax.plot(result.layers, result.input_norm, marker=marker, ms=3, label=r"forward $\|h_{l-1}\|$")
+    ax.plot(
+        result.layers,
+        result.weight_grad_norm,
+        marker=marker,
+        ms=4,
+        lw=2,
+        label=r"$\|\partial J/\partial W_l\|$",
+    )
+    ax.axhline(result.predicted_weight_grad_norm, color="k", ls="--", lw=0.8, label="$s^{L-1}$")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer l (input → output)")
+    ax.set_ylabel("norm")
+    cfg = result.config
+    ax.set_title(f"s = {cfg.scale:.3g}, L = {cfg.depth}, {cfg.init}")
+    if legend:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
+    """Small multiples of ``layer_profile`` (shared y axis), e.g. one panel per weight scale.
+
+    Args:
+        results: from ``run_layer_profile``.
+        ncols: panels per row.
+    """
+    results = _check_list(results, LayerProfileResult)
+    ncols = check_int("ncols", ncols, minimum=1)
+    fig, axes = _grid(len(results), ncols, (3.4, 2.9))
+    for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
+        layer_profile(result, ax=ax, legend=False)
+        if k % ncols:
+            ax.set_ylabel("")
+        if k < len(results) - ncols:
+            ax.set_xlabel("")
+    _figure_legend(fig, axes[0])
+    return fig
