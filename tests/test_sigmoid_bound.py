@@ -1,0 +1,458 @@
+"""Chapter 2, the sigmoid's 0.25 bound: the theorem, every number the chapter states, plots, explorer.
+
+The chapter's numbers come from its default configs with seeds 0-2; each claim is asserted here with a
+margin, at the chapter's seeds and at other seeds (3-5), so that it does not hang on one draw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from vgcourse.data import mnist
+from vgcourse.experiments import sigmoid_bound as sb
+from vgcourse.explorers import sigmoid_bound as explorers
+from vgcourse.models import MLP
+from vgcourse.plots import sigmoid_bound as plots
+
+OTHER_SEEDS = (3, 4, 5)
+
+
+def _mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("VGCOURSE_DATA"), Path(__file__).parents[2] / "shared/data/mnist"):
+        if candidate and any(Path(candidate).glob("t10k-images*")):
+            return Path(candidate)
+    return None
+
+
+MNIST_DIR = _mnist_dir()
+needs_mnist = pytest.mark.skipif(
+    MNIST_DIR is None, reason="MNIST files not found (set VGCOURSE_DATA or put them in ../shared/data/mnist)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# -- 1. the derivative ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def maxima() -> sb.DerivativeMaxima:
+    return sb.run_derivative_maxima(sb.DerivativeMaxConfig())
+
+
+def test_derivative_maxima_are_quarter_and_one_at_zero(maxima: sb.DerivativeMaxima) -> None:
+    sig, tnh = maxima.index("sigmoid"), maxima.index("tanh")
+    assert maxima.maximum[sig] == pytest.approx(0.25, abs=1e-12)
+    assert maxima.maximum[tnh] == pytest.approx(1.0, abs=1e-12)
+    assert abs(maxima.argmax[sig]) < 1e-9 and abs(maxima.argmax[tnh]) < 1e-9
+    assert maxima.max_error.max() < 1e-12  # closed forms σ(1-σ), 1-tanh² equal autograd
+    assert len(maxima.x) == 200_001 and maxima.x[1] - maxima.x[0] == pytest.approx(1e-4)
+    np.testing.assert_array_equal(maxima.bound, [0.25, 1.0])
+
+
+def test_equality_only_at_zero(maxima: sb.DerivativeMaxima) -> None:
+    away = np.abs(maxima.x) > 1e-3
+    for i, bound in enumerate(maxima.bound):
+        assert np.all(maxima.autograd[i] <= bound)
+        assert np.all(maxima.autograd[i][away] < bound - 1e-8)
+    # saturation |2σ - 1| > 0.99 starts at |x| = ln 199 ≈ 5.29, where σ' = 0.995·0.005, 50x below 1/4
+    edge = torch.sigmoid(torch.tensor(math.log(199.0), dtype=torch.float64))
+    assert float(edge) == pytest.approx(0.995) and math.log(199.0) == pytest.approx(5.29, abs=0.005)
+    assert float(edge * (1 - edge)) == pytest.approx(0.995 * 0.005) and 0.25 / float(edge * (1 - edge)) > 50
+    # tanh'(x) = 4 σ'(2x)
+    x = torch.linspace(-8, 8, 1001, dtype=torch.float64)
+    s = torch.sigmoid(2 * x)
+    torch.testing.assert_close(1 - torch.tanh(x) ** 2, 4 * s * (1 - s))
+
+
+# -- 2. the envelope: the theorem, for every layer ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", sb.INITS)
+def test_gradients_stay_under_the_envelope(init: str) -> None:
+    for activation in ("sigmoid", "tanh", "relu"):
+        for depth in (2, 20, 50):
+            for seed in (0, 1, 2):
+                r = sb.run_init_gradients(
+                    sb.InitGradientConfig(activation=activation, depth=depth, init=init, seed=seed)
+                )
+                assert np.all(r.ratio <= r.envelope * (1 + 1e-9)), (activation, depth, seed)
+                assert r.bound_slack <= 1 + 1e-9
+
+
+@pytest.mark.parametrize("weight_scale, input_scale", [(0.25, 1.0), (16.0, 1.0), (1.0, 30.0), (8.0, 10.0)])
+def test_envelope_holds_at_extreme_scales(weight_scale: float, input_scale: float) -> None:
+    for activation in ("sigmoid", "tanh"):
+        for seed in OTHER_SEEDS:
+            r = sb.run_init_gradients(
+                sb.InitGradientConfig(
+                    activation=activation,
+                    depth=12,
+                    weight_scale=weight_scale,
+                    input_scale=input_scale,
+                    seed=seed,
+                )
+            )
+            assert np.all(r.ratio <= r.envelope * (1 + 1e-9))
+
+
+def test_init_gradients_against_a_hand_computation() -> None:
+    """Recompute ||∂J/∂h_l|| by explicit backprop G_{l-1} = (G_l ⊙ σ'(A_l)) W_l and the envelope by SVD."""
+    config = sb.InitGradientConfig(depth=6, width=16, batch_size=8, seed=3)
+    r = sb.run_init_gradients(config)
+    # rebuild the same network and inputs
+    generator = torch.Generator().manual_seed(config.seed)
+    model = MLP(16, 10, 6, 16, "sigmoid").double()
+    sb._initialize(model, config.init, "sigmoid", generator)
+    x = torch.randn(8, 16, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,), generator=generator)
+    hs, pres = [x], []
+    for layer in model.layers:
+        pres.append(layer.linear(hs[-1]))
+        hs.append(torch.sigmoid(pres[-1]))
+    logits = model.head(hs[-1]).detach()
+    g = (torch.softmax(logits, 1) - torch.nn.functional.one_hot(y, 10)) / 8 @ model.head.weight
+    norms = [g.norm()]
+    for layer, a in zip(reversed(model.layers), reversed(pres), strict=True):
+        s = torch.sigmoid(a)
+        g = (g * s * (1 - s)) @ layer.linear.weight
+        norms.append(g.norm())
+    np.testing.assert_allclose(r.hidden_grad_norm, torch.stack(norms[::-1]).detach().numpy(), rtol=1e-10)
+    sv = [torch.linalg.svdvals(layer.linear.weight)[0].item() for layer in model.layers]
+    np.testing.assert_allclose(r.spectral_norm, sv, rtol=1e-10)
+    np.testing.assert_allclose(r.envelope[0], np.prod(np.array(sv) / 4), rtol=1e-10)
+    np.testing.assert_allclose(r.envelope[-1], 1.0)
+
+
+def test_saturated_fraction_matches_the_monitor_rule() -> None:
+    r = sb.run_init_gradients(sb.InitGradientConfig(depth=4, weight_scale=8.0, input_scale=10.0))
+    assert np.all((r.saturated_frac >= 0) & (r.saturated_frac <= 1)) and r.saturated_frac[0] > 0.5
+    relu = sb.run_init_gradients(sb.InitGradientConfig(activation="relu", depth=4))
+    assert np.all(np.isnan(relu.saturated_frac)) and math.isnan(relu.saturated_grad_ratio)
+    assert "n/a" in relu.summary() and "%" in r.summary()
+
+
+# -- 2b. the depth sweep: the chapter's numbers ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[(0, 1, 2), OTHER_SEEDS], ids=["chapter-seeds", "other-seeds"])
+def sweep(request) -> sb.DepthSweep:
+    return sb.run_depth_sweep(sb.DepthSweepConfig(seeds=request.param))
+
+
+def test_depth_sweep_numbers(sweep: sb.DepthSweep) -> None:
+    s, t, r = sweep.index("sigmoid"), sweep.index("tanh"), sweep.index("relu")
+    depths = np.array(sweep.config.depths)[:, None]
+    # sig_factor (chapter: 0.234, range 0.224-0.238); sig_env_factor (0.485)
+    assert np.all((sweep.per_layer_factor[s] > 0.20) & (sweep.per_layer_factor[s] < 0.25))
+    assert np.all((sweep.envelope_factor[s] > 0.45) & (sweep.envelope_factor[s] < 0.52))
+    # sig_decay50 (4.7e-32) < quarter50 (7.9e-31) < sig_env50 (1.7e-16)
+    assert np.all(sweep.decay[s] < 0.25**depths)
+    assert np.all(sweep.decay[s, -1] < 1e-28)
+    assert np.all((sweep.envelope[s, -1] > 1e-18) & (sweep.envelope[s, -1] < 1e-14))
+    # Xavier n x n: ||W||_2 close to 2
+    spectral = sweep.example("sigmoid", 50).spectral_norm
+    assert np.all((spectral > 1.7) & (spectral < 2.2))
+    # max_slack (0.55): never above the bound, and not close to it with Xavier weights
+    assert np.all(sweep.bound_slack <= 1 + 1e-9) and sweep.bound_slack.max() < 0.7
+    # weight-gradient ratios at depth 50: sigmoid 6e-32, tanh 2.1, relu 3.5
+    assert np.all(sweep.weight_ratio[s, -1] < 1e-25)
+    assert np.all((sweep.weight_ratio[t, -1] > 0.3) & (sweep.weight_ratio[t, -1] < 10))
+    assert np.all((sweep.weight_ratio[r, -1] > 0.3) & (sweep.weight_ratio[r, -1] < 10))
+    # relu_factor (0.69 per layer on ∂J/∂h); tanh_factor50 (0.96)
+    assert np.all((sweep.per_layer_factor[r] > 0.6) & (sweep.per_layer_factor[r] < 0.8))
+    assert np.all((sweep.per_layer_factor[t, -1] > 0.9) & (sweep.per_layer_factor[t, -1] <= 1.0))
+    # typical_rate (0.236) vs measured_rate (0.236): within 3% at depth 50
+    assert np.all(np.abs(sweep.typical_rate[s, -1] / sweep.per_layer_factor[s, -1] - 1) < 0.03)
+    assert sweep.example("sigmoid", 50).depth == 50
+
+
+@pytest.mark.parametrize("seed", (0, *OTHER_SEEDS))
+def test_orthogonal_sigmoid_nearly_reaches_the_quarter(seed: int) -> None:
+    r = sb.run_init_gradients(sb.InitGradientConfig(depth=50, init="orthogonal", seed=seed))
+    assert r.envelope_factor == pytest.approx(0.25, rel=1e-9)  # every singular value is 1
+    assert 0.9 < r.per_layer_factor / r.envelope_factor < 1.0  # ortho_tightness (chapter: 94%)
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_tanh_kaiming_gradient_grows_with_depth(seed: int) -> None:
+    r = sb.run_init_gradients(
+        sb.InitGradientConfig(activation="tanh", depth=50, init="kaiming_normal", seed=seed)
+    )
+    assert r.per_layer_factor > 1.0
+
+
+# -- 3. saturation -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seeds", [(0, 1, 2), OTHER_SEEDS], ids=["chapter-seeds", "other-seeds"])
+def test_saturation_numbers(seeds: tuple[int, ...]) -> None:
+    sat = sb.run_saturation_sweep(sb.SaturationConfig(seeds=seeds))
+    at = sat.at
+    assert np.all(at("saturated_frac", 1.0, 1.0) < 0.005)  # sat_w1 (0.0%)
+    assert np.all((at("saturated_frac", 1.0, 8.0) > 0.2) & (at("saturated_frac", 1.0, 8.0) < 0.5))  # 33%
+    assert np.all(at("saturated_frac", 1.0, 16.0) > 0.5)  # sat_w16 (63%)
+    assert np.all(at("first_layer_saturated_frac", 10.0, 1.0) > 0.45)  # sat_first_in10 (59%)
+    # sat_in10 (6%): all in layer 1
+    assert np.all(at("saturated_frac", 10.0, 1.0) <= at("first_layer_saturated_frac", 10.0, 1.0) / 10 + 0.01)
+    assert np.all(
+        (at("mean_derivative", 1.0, 1.0) > 0.22) & (at("mean_derivative", 1.0, 1.0) < 0.25)
+    )  # 0.232
+    assert np.all(at("mean_derivative", 1.0, 8.0) < 0.1)  # meand_w8 (0.073)
+    assert np.all(at("saturated_grad_ratio", 1.0, 8.0) < 0.05)  # sat_ratio_w8 (0.010)
+    # factor_w1 (0.23) < factor_w8 (0.88) < factor_w16 (1.28 > 1)
+    assert np.all(at("per_layer_factor", 1.0, 1.0) < 0.3)
+    assert np.all(at("per_layer_factor", 1.0, 1.0) < at("per_layer_factor", 1.0, 8.0))
+    assert np.all((at("per_layer_factor", 1.0, 8.0) > 0.7) & (at("per_layer_factor", 1.0, 8.0) < 1.0))
+    assert np.all(at("per_layer_factor", 1.0, 16.0) > 1.0)
+    assert np.all(sat.per_layer_factor <= sat.envelope_factor)
+    assert sat.median("per_layer_factor", 1.0, 16.0) == np.median(at("per_layer_factor", 1.0, 16.0))
+
+
+# -- 4. two circles ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def circ() -> sb.CirclesResult:
+    return sb.run_circles(sb.CirclesConfig(seeds=(0, 1, 2), device="cpu"))
+
+
+def test_circles_numbers(circ: sb.CirclesResult) -> None:
+    s, t, r = (circ.index(a) for a in ("sigmoid", "tanh", "relu"))
+    # accuracies (chapter, seed 0: 0.500, 0.970, 0.985)
+    assert np.all(circ.val_accuracy[s] < 0.6)
+    assert np.all(circ.val_accuracy[t] > 0.9) and np.all(circ.val_accuracy[r] > 0.9)
+    # epochs to 90% (seed 0: tanh 4, relu 21); sigmoid never
+    to90 = circ.epochs_to(0.9)
+    assert np.all(np.isinf(to90[s])) and np.all(to90[t] <= 10) and np.all(to90[r] <= circ.config.epochs)
+    # layer 1 / output gradient std (seed 0: 1.9e-3, 5.1, 4.0)
+    ratio = circ.first_last_grad_ratio
+    assert np.all(ratio[s] < 0.01) and np.all(ratio[t] > 2) and np.all(ratio[r] > 2)
+    # sigmoid: gradient std stacked in layer order; hidden weights barely move (0.8% vs tanh 310%)
+    mean_std = circ.grad_std[s].mean(axis=1)
+    assert np.all(np.diff(mean_std, axis=-1) > 0)
+    change = circ.weight_change[..., :-1].max(axis=-1)
+    assert np.all(change[s] < 0.03) and np.all(change[t] > 0.5)
+    # the output layer's gradient mean is zero for a two-class softmax
+    assert np.all(np.abs(circ.grad_mean[..., -1]) < 1e-6)
+    table = circ.accuracy_table()
+    assert list(table.index) == ["sigmoid", "tanh", "relu"] and "min over seeds" in table.columns
+
+
+def test_circles_records_by_epoch(circ: sb.CirclesResult) -> None:
+    epochs = circ.config.epochs
+    assert circ.weight_std.shape == (3, 3, epochs + 1, 5) and circ.grad_std.shape == (3, 3, epochs, 5)
+    assert np.all(np.isfinite(circ.weight_std)) and np.all(np.isfinite(circ.grad_std))
+    assert circ.layer_names == ["layer 1", "layer 2", "layer 3", "layer 4", "output"]
+    h = circ.histories[("relu", 0)]
+    np.testing.assert_allclose(circ.accuracy_by_epoch[2, 0], h.val_accuracy)
+
+
+def test_circles_other_seeds() -> None:
+    config = sb.CirclesConfig(activations=("sigmoid", "tanh"), seeds=OTHER_SEEDS, epochs=10, device="cpu")
+    other = sb.run_circles(config)
+    s, t = other.index("sigmoid"), other.index("tanh")
+    assert np.all(other.val_accuracy[s] < 0.6) and np.all(other.val_accuracy[t] > 0.9)
+    assert np.all(other.first_last_grad_ratio[s] < 0.01) and np.all(other.first_last_grad_ratio[t] > 2)
+
+
+# -- 5. MNIST ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_data():
+    if MNIST_DIR is None:
+        pytest.skip("MNIST files not found")
+    return mnist(MNIST_DIR)
+
+
+@needs_mnist
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_mnist_deep_sigmoid_numbers(mnist_data, seed: int) -> None:
+    config = sb.MnistConfig(seed=seed, device="cpu")
+    mn = sb.run_mnist(config, data=mnist_data)
+    assert (mn.width, mn.steps, mn.device, mn.n_train) == (256, 200, "cpu", 8334)
+    assert mn.history.final_val_accuracy < 0.2  # mn_acc (chance 0.1; chapter 0.113)
+    assert mn.grad_std_init[0] / mn.grad_std_init[-1] < 1e-3  # mn_ratio_init (2.9e-4)
+    assert mn.grad_std_trained[0] / mn.grad_std_trained[-1] < 5e-3  # mn_ratio_trained (2.2e-3)
+    assert np.all(np.diff(mn.grad_std_init) > 0)  # a staircase from layer 1 up to the output
+    assert mn.central_frac_init[:4].min() > 0.99  # mn_central_min (99.9%)
+    assert mn.central_frac_init[-1] < 0.3  # mn_central_out (0.9%)
+    assert mn.share_of_entries[0] == pytest.approx(784 * 256 / (784 * 256 + 4 * 256**2 + 2560))  # 43%
+    rec = mn.record
+    assert np.all(rec.grad_std[:, 0] < 0.1 * rec.grad_std[:, -1])  # layer 1 stays far below all run
+    assert np.all(rec.grad_std[:, 0] < rec.grad_std[:, 1:].min(axis=1))
+    assert int(mn.lumped_counts_init.sum()) == sum(g.size for g in mn.grads_init)
+
+
+@needs_mnist
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_mnist_relu_learns(mnist_data, seed: int) -> None:
+    mn = sb.run_mnist(sb.MnistConfig(activation="relu", seed=seed, device="cpu"), data=mnist_data)
+    assert mn.history.final_val_accuracy > 0.8  # mn_relu_acc (0.880)
+    assert mn.grad_std_init[0] / mn.grad_std_init[-1] > 0.1  # mn_relu_ratio (0.23)
+
+
+def test_mnist_config_picks_full_size_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sb, "pick_device", lambda device="auto": torch.device("cuda"))
+    assert sb.MnistConfig().resolved() == (1000, 2000)
+    assert sb.MnistConfig(width=64, steps=5).resolved() == (64, 5)
+    monkeypatch.setattr(sb, "pick_device", lambda device="auto": torch.device("cpu"))
+    assert sb.MnistConfig().resolved() == (256, 200)
+
+
+def test_mnist_runs_on_a_tiny_fake_split() -> None:
+    from vgcourse.data import DataSplit
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(80, 784, generator=g), torch.randint(0, 10, (80,), generator=g)
+    data = DataSplit("mnist", x[:64], y[:64], x[64:], y[64:], 10)
+    mn = sb.run_mnist(sb.MnistConfig(width=8, steps=3, snapshot_size=16, device="cpu"), data=data)
+    assert len(mn.grads("init")) == 6 and len(mn.grads("trained")["output"]) == 80
+    fig = plots.mnist_histograms(mn, when="trained")
+    assert isinstance(fig, Figure)
+    with pytest.raises(ValueError, match="init, trained"):
+        mn.grads("later")
+
+
+# -- configs: bad inputs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, error",
+    [
+        (lambda: sb.DerivativeMaxConfig(activations=("sigmoid", "softsign")), ValueError),
+        (lambda: sb.DerivativeMaxConfig(activations="sigmoid"), TypeError),
+        (lambda: sb.DerivativeMaxConfig(x_min=1.0, x_max=-1.0), ValueError),
+        (lambda: sb.DerivativeMaxConfig(n_points=2), ValueError),
+        (lambda: sb.DerivativeMaxConfig(dtype="float16"), ValueError),
+        (lambda: sb.InitGradientConfig(activation="swish"), ValueError),
+        (lambda: sb.InitGradientConfig(depth=0), ValueError),
+        (lambda: sb.InitGradientConfig(depth=2.5), TypeError),
+        (lambda: sb.InitGradientConfig(init="he"), ValueError),
+        (lambda: sb.InitGradientConfig(weight_scale=0.0), ValueError),
+        (lambda: sb.InitGradientConfig(input_scale=-1.0), ValueError),
+        (lambda: sb.InitGradientConfig(saturation=1.0), ValueError),
+        (lambda: sb.InitGradientConfig(seed=-1), ValueError),
+        (lambda: sb.DepthSweepConfig(depths=()), ValueError),
+        (lambda: sb.DepthSweepConfig(depths=(5, 0)), ValueError),
+        (lambda: sb.DepthSweepConfig(activations=("relu", "relu")), ValueError),
+        (lambda: sb.DepthSweepConfig(seeds=5), TypeError),
+        (lambda: sb.SaturationConfig(activation="relu"), ValueError),
+        (lambda: sb.SaturationConfig(weight_scales=(1.0, -2.0)), ValueError),
+        (lambda: sb.SaturationConfig(input_scales=("big",)), TypeError),
+        (lambda: sb.CirclesConfig(epochs=0), ValueError),
+        (lambda: sb.CirclesConfig(optimizer="rmsprop"), ValueError),
+        (lambda: sb.CirclesConfig(lr=0.0), ValueError),
+        (lambda: sb.CirclesConfig(device="tpu"), ValueError),
+        (lambda: sb.MnistConfig(bins=50), ValueError),
+        (lambda: sb.MnistConfig(width=0), ValueError),
+        (lambda: sb.MnistConfig(momentum=1.0), ValueError),
+        (lambda: sb.MnistConfig(root=3), TypeError),
+    ],
+)
+def test_bad_config_inputs(make, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        make()
+
+
+def test_configs_name_valid_choices_and_normalize_sequences() -> None:
+    with pytest.raises(ValueError, match="orthogonal"):
+        sb.InitGradientConfig(init="lecun")
+    config = sb.DepthSweepConfig(depths=[3, 4], seeds=[1])
+    assert config.depths == (3, 4) and config.seeds == (1,)
+    with pytest.raises(TypeError):
+        sb.run_depth_sweep(sb.InitGradientConfig())
+    with pytest.raises(ValueError, match="not swept"):
+        sb.run_depth_sweep(sb.DepthSweepConfig(activations=("sigmoid",), depths=(2,), seeds=(0,))).example(
+            "sigmoid", 3
+        )
+
+
+def test_results_are_deterministic() -> None:
+    a = sb.run_init_gradients(sb.InitGradientConfig(depth=10, seed=7))
+    b = sb.run_init_gradients(sb.InitGradientConfig(depth=10, seed=7))
+    np.testing.assert_array_equal(a.hidden_grad_norm, b.hidden_grad_norm)
+    np.testing.assert_array_equal(a.weight_grad_norm, b.weight_grad_norm)
+
+
+# -- plots -------------------------------------------------------------------------------------------------
+
+
+def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> None:
+    r = [
+        sb.run_init_gradients(sb.InitGradientConfig(activation=a, depth=5))
+        for a in ("sigmoid", "tanh", "relu")
+    ]
+    small_sweep = sb.run_depth_sweep(sb.DepthSweepConfig(depths=(2, 4), seeds=(0, 1)))
+    sat = sb.run_saturation_sweep(
+        sb.SaturationConfig(weight_scales=(1.0, 8.0), input_scales=(1.0,), seeds=(0,))
+    )
+    circ = sb.run_circles(sb.CirclesConfig(epochs=2, activations=("sigmoid", "relu"), device="cpu"))
+    single = [
+        (plots.derivative_maxima, maxima, {}),
+        (plots.gradient_profile, r[0], {}),
+        (plots.weight_gradient_profiles, r, {}),
+        (plots.circles_accuracy, circ, {}),
+    ]
+    for fn, result, kwargs in single:
+        assert isinstance(fn(result, **kwargs), Figure)
+        fig, ax = plt.subplots()
+        assert fn(result, ax=ax) is fig
+    multi = [
+        (plots.profiles, r, 3),
+        (plots.depth_sweep, small_sweep, 2),
+        (plots.saturation, sat, 3),
+        (plots.circles_statistics, circ, 8),
+    ]
+    for fn, result, n in multi:
+        assert isinstance(fn(result), Figure)
+        fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.0))
+        assert fn(result, ax=list(axes)) is fig
+        with pytest.raises(TypeError):
+            fn(result, ax=list(axes)[:-1])
+    with pytest.raises(TypeError):
+        plots.gradient_profile(small_sweep)
+    with pytest.raises(ValueError):
+        plots.profiles(r * 3)
+    with pytest.raises(ValueError):
+        plots.circles_statistics(circ, seed_index=1)
+
+
+# -- explorer ----------------------------------------------------------------------------------------------
+
+
+def test_explorer_defaults_and_extremes() -> None:
+    explorer = explorers.init_gradients_explorer()
+    with contextlib.redirect_stdout(io.StringIO()):
+        explorer.show()
+        assert "saturated units" in explorer.text.value
+        for values in (
+            {},
+            {"depth": 2},
+            {"depth": 50},
+            {"activation": "tanh", "init": "kaiming_normal"},
+            {"activation": "relu", "init": "default", "weight_scale": 0.25},
+            {"activation": "sigmoid", "init": "orthogonal", "weight_scale": 16.0, "depth": 50},
+            {"init": "xavier_uniform", "weight_scale": 16.0, "depth": 2},
+        ):
+            fig = explorer.update(**values)
+            assert isinstance(fig, Figure)
+            assert isinstance(explorer.result, sb.InitGradients)
+    assert explorer.result.config.depth == 2
+    with pytest.raises(ValueError):
+        explorers.init_gradients_explorer(activation="elu2")

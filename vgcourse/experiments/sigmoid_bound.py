@@ -1,0 +1,1068 @@
+"""Chapter 2, the sigmoid's 0.25 bound: σ'(x) = σ(x)(1 - σ(x)) <= 1/4, and what it does to a deep network.
+
+Experiments, each a frozen config and a ``run_...(config) -> result``:
+
+- ``run_derivative_maxima``: f'(x) on a fine grid by autograd, its maximum and the closed form's error.
+- ``run_init_gradients``: one MLP at initialization: per-layer gradient norms ||∂J/∂h_l||, the
+  envelope ∏_{k>l} c·||W_k||_2 (c = sup f', 1/4 for sigmoid) they must stay under, saturation.
+- ``run_depth_sweep``: the same over activations x depths x seeds.
+- ``run_saturation_sweep``: saturated sigmoid units and their gradients vs weight and input scale.
+- ``run_circles``: the classic 4-hidden-layer width-5 MLP on two circles, per-layer statistics by epoch.
+- ``run_mnist``: the classic deep sigmoid network on MNIST, per-layer gradient histograms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.activations import ACTIVATIONS, derivative, make_activation, max_derivative
+from vgcourse.data import DataSplit, circles, mnist
+from vgcourse.device import DEVICES, pick_device
+from vgcourse.initializers import initialize
+from vgcourse.models import MLP
+from vgcourse.monitor import GradientMonitor, MonitorRecord, snapshot
+from vgcourse.training import History, TrainConfig, train
+
+__all__ = [
+    "DTYPES",
+    "INITS",
+    "CirclesConfig",
+    "CirclesResult",
+    "DepthSweep",
+    "DepthSweepConfig",
+    "DerivativeMaxConfig",
+    "DerivativeMaxima",
+    "InitGradientConfig",
+    "InitGradients",
+    "MnistConfig",
+    "MnistResult",
+    "SaturationConfig",
+    "SaturationSweep",
+    "run_circles",
+    "run_depth_sweep",
+    "run_derivative_maxima",
+    "run_init_gradients",
+    "run_mnist",
+    "run_saturation_sweep",
+]
+
+INITS = ("default", "xavier_normal", "xavier_uniform", "kaiming_normal", "orthogonal")
+DTYPES = ("float32", "float64")
+_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+
+
+# -- validation helpers ----------------------------------------------------------------------------------
+
+
+def _tuple_of(name: str, values: Any, check: Any) -> tuple:
+    """Return ``values`` as a non-empty tuple after checking every item with ``check(name, item)``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a non-empty tuple; got {type(values).__name__} {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty")
+    return tuple(check(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+def _set(config: Any, name: str, value: Any) -> None:
+    object.__setattr__(config, name, value)
+
+
+def _check_seeds(config: Any) -> None:
+    _set(config, "seeds", _tuple_of("seeds", config.seeds, lambda n, v: check_int(n, v, minimum=0)))
+
+
+def _check_activations(config: Any) -> None:
+    acts = _tuple_of("activations", config.activations, lambda n, v: check_choice(n, v, ACTIVATIONS))
+    if len(set(acts)) != len(acts):
+        raise ValueError(f"activations must not repeat; got {acts}")
+    _set(config, "activations", acts)
+
+
+def _positive_floats(name: str, values: Any) -> tuple[float, ...]:
+    return _tuple_of(name, values, lambda n, v: check_float(n, v, minimum=0.0, strict_minimum=True))
+
+
+# -- 1. the derivative's maximum ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DerivativeMaxConfig:
+    """A fine grid on which to find sup f'(x) by autograd.
+
+    Args:
+        activations: names from ``ACTIVATIONS`` (default sigmoid and tanh).
+        x_min: left end of the grid.
+        x_max: right end of the grid, > x_min.
+        n_points: grid points (>= 3); an odd count on a symmetric grid contains x = 0 exactly.
+        dtype: "float64" (default) or "float32".
+    """
+
+    activations: tuple[str, ...] = ("sigmoid", "tanh")
+    x_min: float = -10.0
+    x_max: float = 10.0
+    n_points: int = 200_001
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        _check_activations(self)
+        _set(self, "x_min", check_float("x_min", self.x_min))
+        _set(self, "x_max", check_float("x_max", self.x_max))
+        if self.x_max <= self.x_min:
+            raise ValueError(f"x_max must be > x_min; got x_min={self.x_min}, x_max={self.x_max}")
+        check_int("n_points", self.n_points, minimum=3, maximum=10_000_000)
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+@dataclass
+class DerivativeMaxima:
+    """f'(x) on the grid by autograd and in closed form, and where it peaks.
+
+    Args:
+        activations: the A activation names.
+        x: (N,) the grid.
+        values: (A, N) f(x).
+        autograd: (A, N) f'(x) from ``torch.autograd``.
+        closed_form: (A, N) f'(x) from ``vgcourse.activations.derivative`` (sigmoid σ(1-σ), tanh 1-tanh²).
+        maximum: (A,) max over the grid of the autograd derivative.
+        argmax: (A,) the grid point where it is reached.
+        bound: (A,) the proven sup f' (``max_derivative``: 1/4 for sigmoid, 1 for tanh).
+        max_error: (A,) max |closed form - autograd| over the grid.
+    """
+
+    activations: list[str]
+    x: np.ndarray
+    values: np.ndarray
+    autograd: np.ndarray
+    closed_form: np.ndarray
+    maximum: np.ndarray
+    argmax: np.ndarray
+    bound: np.ndarray
+    max_error: np.ndarray
+
+    def index(self, activation: str) -> int:
+        """Row of ``activation`` in the arrays."""
+        return self.activations.index(check_choice("activation", activation, self.activations))
+
+
+def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
+    """Differentiate each activation on the grid with autograd; compare with the closed form and the bound."""
+    if not isinstance(config, DerivativeMaxConfig):
+        raise TypeError(f"config must be a DerivativeMaxConfig; got {type(config).__name__}")
+    dtype = _DTYPE[config.dtype]
+    x = torch.linspace(config.x_min, config.x_max, config.n_points, dtype=dtype)
+    values, grads, closed = [], [], []
+    for name in config.activations:
+        xr = x.clone().requires_grad_(True)
+        y = make_activation(name)(xr)
+        (g,) = torch.autograd.grad(y.sum(), xr)  # each y_i depends on x_i only: the sum's gradient is f'(x)
+        values.append(y.detach())
+        grads.append(g)
+        closed.append(derivative(name, x))
+    values_t, grads_t, closed_t = (torch.stack(t).numpy() for t in (values, grads, closed))
+    best = grads_t.argmax(axis=1)
+    return DerivativeMaxima(
+        activations=list(config.activations),
+        x=x.numpy(),
+        values=values_t,
+        autograd=grads_t,
+        closed_form=closed_t,
+        maximum=grads_t.max(axis=1),
+        argmax=x.numpy()[best],
+        bound=np.array([max_derivative(a) for a in config.activations]),
+        max_error=np.abs(closed_t - grads_t).max(axis=1),
+    )
+
+
+# -- 2. one network at initialization ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitGradientConfig:
+    """One MLP at initialization, one batch of random inputs, one backward pass.
+
+    The network is ``MLP(width, 10, depth, width, activation)``: h_l = f(W_l h_{l-1} + b_l), biases 0,
+    inputs x ~ N(0, input_scale² I), random labels, cross-entropy loss J.
+
+    Args:
+        activation: a name from ``ACTIVATIONS``.
+        depth: number of hidden layers L (>= 1).
+        width: units per hidden layer (and input size).
+        batch_size: examples in the batch.
+        init: weight initialization, one of ``INITS``: "default" (PyTorch's U(±1/√n_in)),
+            "xavier_normal"/"xavier_uniform" (Var = 2/(n_in + n_out)), "kaiming_normal" (Var =
+            gain(activation)²/n_in) or "orthogonal" (every singular value 1).
+        weight_scale: every hidden weight matrix is multiplied by this after initialization.
+        input_scale: standard deviation of the inputs.
+        seed: seeds the weights, the inputs and the labels.
+        saturation: a sigmoid/tanh output u is saturated when |2u - 1| (sigmoid) or |u| (tanh) exceeds it.
+        dtype: "float64" (default: keeps ratios like 1e-30 exact) or "float32".
+    """
+
+    activation: str = "sigmoid"
+    depth: int = 20
+    width: int = 64
+    batch_size: int = 64
+    init: str = "xavier_normal"
+    weight_scale: float = 1.0
+    input_scale: float = 1.0
+    seed: int = 0
+    saturation: float = 0.99
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=1000)
+        check_int("width", self.width, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_choice("init", self.init, INITS)
+        _set(self, "weight_scale", check_float("weight_scale", self.weight_scale, 0.0, strict_minimum=True))
+        _set(self, "input_scale", check_float("input_scale", self.input_scale, 0.0, strict_minimum=True))
+        check_int("seed", self.seed, minimum=0)
+        _set(self, "saturation", check_float("saturation", self.saturation, 0.0, 1.0, strict_minimum=True))
+        if self.saturation >= 1.0:
+            raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+@dataclass
+class InitGradients:
+    """Per-layer gradients of one network at initialization, and the envelope they stay under.
+
+    Hidden states are h_0 = x, h_1, ..., h_L; G_l = ∂J/∂h_l is the (batch x width) matrix of gradients.
+
+    Args:
+        config: the run's settings.
+        layer_names: the monitor's names ["layer 1", ..., "layer L", "output"].
+        hidden_grad_norm: (L+1,) ||G_l||_F for l = 0..L.
+        ratio: (L+1,) ||G_l||_F / ||G_L||_F: how much of the gradient reaching the top survives to h_l.
+        spectral_norm: (L,) ||W_l||_2, the largest singular value of layer l's weight.
+        envelope: (L+1,) ∏_{k=l+1}^{L} c·||W_k||_2 with c = sup f' (sigmoid 1/4): the proven bound on
+            ``ratio`` (envelope[L] = 1).
+        weight_grad_norm: (L+1,) ||∂J/∂W_l||_F for the L hidden layers and the output layer (monitor).
+        saturated_frac: (L,) fraction of saturated outputs per hidden layer (monitor; NaN unless
+            sigmoid or tanh).
+        mean_derivative: (L,) mean of f'(a_l) over the batch and units, a_l = W_l h_{l-1} + b_l.
+        rms_derivative: (L,) root mean square of f'(a_l).
+        typical_factor: (L,) rms f'(a_l) · ||W_l||_F / √(rows of W_l): the per-layer shrink factor of a
+            gradient pointing in a random direction (the measurement's typical rate).
+        saturated_grad_ratio: in one layer, mean |∂J/∂a| over its saturated entries / over its
+            unsaturated ones; geometric mean over the layers that have both (NaN when none has, or the
+            activation does not saturate).
+    """
+
+    config: InitGradientConfig
+    layer_names: list[str]
+    hidden_grad_norm: np.ndarray
+    ratio: np.ndarray
+    spectral_norm: np.ndarray
+    envelope: np.ndarray
+    weight_grad_norm: np.ndarray
+    saturated_frac: np.ndarray
+    mean_derivative: np.ndarray
+    rms_derivative: np.ndarray
+    typical_factor: np.ndarray
+    saturated_grad_ratio: float
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers L."""
+        return self.config.depth
+
+    @property
+    def decay(self) -> float:
+        """||G_0||_F / ||G_L||_F: the fraction of the top gradient that reaches the input."""
+        return float(self.ratio[0])
+
+    @property
+    def per_layer_factor(self) -> float:
+        """Measured geometric-mean shrink factor per layer, (||G_0|| / ||G_L||)^(1/L)."""
+        return float(self.ratio[0] ** (1.0 / self.depth))
+
+    @property
+    def envelope_factor(self) -> float:
+        """Geometric mean over layers of the bound's factor c·||W_l||_2."""
+        return float(self.envelope[0] ** (1.0 / self.depth))
+
+    @property
+    def typical_rate(self) -> float:
+        """Geometric mean over layers of ``typical_factor``."""
+        return float(np.exp(np.mean(np.log(self.typical_factor))))
+
+    @property
+    def bound_slack(self) -> float:
+        """max over l < L of ratio_l / envelope_l: <= 1 is the theorem; near 1 means the bound is tight."""
+        return float(np.max(self.ratio[:-1] / self.envelope[:-1]))
+
+    @property
+    def weight_ratio(self) -> float:
+        """||∂J/∂W_1|| / ||∂J/∂W_out||: first hidden layer vs output layer weight gradient."""
+        return float(self.weight_grad_norm[0] / self.weight_grad_norm[-1])
+
+    def summary(self) -> str:
+        """One line for the explorer's readout."""
+        sat = np.nanmean(self.saturated_frac) if np.isfinite(self.saturated_frac).any() else math.nan
+        sat_text = "n/a (not sigmoid/tanh)" if math.isnan(sat) else f"{100 * sat:.1f}%"
+        return (
+            f"{self.config.activation}, depth {self.depth}, {self.config.init}: "
+            f"||∂J/∂h_0|| / ||∂J/∂h_L|| = {self.decay:.3g} (bound {self.envelope[0]:.3g}); "
+            f"per layer {self.per_layer_factor:.3f} (bound {self.envelope_factor:.3f}); "
+            f"mean f'(a) = {np.mean(self.mean_derivative):.3f}; saturated units: {sat_text}"
+        )
+
+
+def _initialize(model: MLP, init: str, activation: str, generator: torch.Generator) -> None:
+    """``initialize`` by name; kaiming_normal uses the gain of ``activation`` (the others ignore it)."""
+    initialize(model, init, activation=activation, generator=generator)
+
+
+def _keep_output(store: list[Tensor]) -> Any:
+    """A forward hook that keeps the module's output, and its gradient after backward, in ``store``."""
+
+    def hook(_module: Any, _args: Any, out: Tensor) -> None:
+        out.retain_grad()
+        store.append(out)
+
+    return hook
+
+
+def _saturated(activation: str, out: Tensor, threshold: float) -> Tensor | None:
+    """Boolean mask of saturated outputs, the monitor's rule: |2u - 1| > s (sigmoid), |u| > s (tanh)."""
+    if activation == "sigmoid":
+        return (out - 0.5).abs() > threshold / 2
+    if activation == "tanh":
+        return out.abs() > threshold
+    return None
+
+
+def run_init_gradients(config: InitGradientConfig) -> InitGradients:
+    """One forward and backward pass of a fresh MLP; measure ||∂J/∂h_l|| and its envelope per layer.
+
+    Backprop gives G_{l-1} = (G_l ⊙ f'(A_l)) W_l, so row by row ||g_{l-1}|| <= ||W_l||_2 · sup f' · ||g_l||,
+    and over the batch ||G_l||_F / ||G_L||_F <= ∏_{k>l} sup f' · ||W_k||_2 (sigmoid: sup f' = 1/4).
+    """
+    if not isinstance(config, InitGradientConfig):
+        raise TypeError(f"config must be an InitGradientConfig; got {type(config).__name__}")
+    dtype = _DTYPE[config.dtype]
+    generator = torch.Generator().manual_seed(config.seed)
+    model = MLP(config.width, 10, config.depth, config.width, config.activation).to(dtype)
+    _initialize(model, config.init, config.activation, generator)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.linear.weight.mul_(config.weight_scale)
+    x = config.input_scale * torch.randn(config.batch_size, config.width, generator=generator, dtype=dtype)
+    y = torch.randint(0, 10, (config.batch_size,), generator=generator)
+
+    pre: list[Tensor] = []  # a_l = W_l h_{l-1} + b_l
+    hidden: list[Tensor] = []  # h_l = f(a_l)
+    handles = [layer.linear.register_forward_hook(_keep_output(pre)) for layer in model.layers]
+    handles += [layer.register_forward_hook(_keep_output(hidden)) for layer in model.layers]
+    x.requires_grad_(True)
+    try:
+        with GradientMonitor(model, saturation=config.saturation) as monitor:
+            F.cross_entropy(model(x), y).backward()
+            monitor.step(0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    record = monitor.record()
+
+    with torch.no_grad():
+        grad_norm = torch.stack([x.grad.norm()] + [h.grad.norm() for h in hidden]).double()
+        weights = [layer.linear.weight for layer in model.layers]
+        spectral = torch.linalg.matrix_norm(torch.stack(weights), ord=2).double()  # all width x width
+        factors = max_derivative(config.activation) * spectral
+        envelope = torch.ones(config.depth + 1, dtype=torch.float64)
+        envelope[:-1] = torch.flip(torch.cumprod(torch.flip(factors, [0]), 0), [0])
+        slopes = [derivative(config.activation, a.detach()) for a in pre]
+        mean_d = torch.stack([s.mean() for s in slopes]).double()
+        rms_d = torch.stack([s.pow(2).mean().sqrt() for s in slopes]).double()
+        gain = torch.stack([w.norm() / math.sqrt(w.shape[0]) for w in weights]).double()
+        ratios = []
+        for h, a in zip(hidden, pre, strict=True):
+            sat = _saturated(config.activation, h.detach(), config.saturation)
+            if sat is not None and sat.any() and (~sat).any():
+                delta = a.grad.abs()
+                ratios.append(float(delta[sat].mean() / delta[~sat].mean()))
+        ratio = float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
+    hidden_norm = grad_norm.numpy()
+    return InitGradients(
+        config=config,
+        layer_names=record.layer_names,
+        hidden_grad_norm=hidden_norm,
+        ratio=hidden_norm / hidden_norm[-1],
+        spectral_norm=spectral.numpy(),
+        envelope=envelope.numpy(),
+        weight_grad_norm=record.grad_norm[0],
+        saturated_frac=record.saturated_frac[0, :-1],
+        mean_derivative=mean_d.numpy(),
+        rms_derivative=rms_d.numpy(),
+        typical_factor=(rms_d * gain).numpy(),
+        saturated_grad_ratio=ratio,
+    )
+
+
+# -- 3. depth sweep ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepthSweepConfig:
+    """``run_init_gradients`` over activations x depths x seeds (everything else shared).
+
+    Args:
+        activations: names from ``ACTIVATIONS``.
+        depths: numbers of hidden layers, each >= 1.
+        seeds: one network per seed.
+        width: units per hidden layer.
+        batch_size: examples in the batch.
+        init: one of ``INITS``.
+        dtype: "float64" or "float32".
+    """
+
+    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu")
+    depths: tuple[int, ...] = (5, 10, 20, 30, 50)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    width: int = 64
+    batch_size: int = 64
+    init: str = "xavier_normal"
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        _check_activations(self)
+        _set(self, "depths", _tuple_of("depths", self.depths, lambda n, v: check_int(n, v, 1, 1000)))
+        _check_seeds(self)
+        check_int("width", self.width, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_choice("init", self.init, INITS)
+        check_choice("dtype", self.dtype, DTYPES)
+
+    def point(self, activation: str, depth: int, seed: int) -> InitGradientConfig:
+        """The ``InitGradientConfig`` of one point of the sweep."""
+        return InitGradientConfig(
+            activation=activation,
+            depth=depth,
+            width=self.width,
+            batch_size=self.batch_size,
+            init=self.init,
+            seed=seed,
+            dtype=self.dtype,
+        )
+
+
+@dataclass
+class DepthSweep:
+    """Per-network summaries over activations (A) x depths (D) x seeds (S).
+
+    Args:
+        config: the sweep's settings.
+        decay: (A, D, S) ||∂J/∂h_0|| / ||∂J/∂h_L||.
+        envelope: (A, D, S) the bound on ``decay``, ∏_l c·||W_l||_2.
+        per_layer_factor: (A, D, S) decay^(1/L).
+        envelope_factor: (A, D, S) envelope^(1/L).
+        typical_rate: (A, D, S) geometric mean of rms f'(a_l)·||W_l||_F/√n.
+        bound_slack: (A, D, S) max over layers l < L of ratio_l / envelope_l (<= 1 by the theorem).
+        weight_ratio: (A, D, S) ||∂J/∂W_1|| / ||∂J/∂W_out||.
+        examples: the full ``InitGradients`` of the first seed, keyed by (activation, depth).
+    """
+
+    config: DepthSweepConfig
+    decay: np.ndarray
+    envelope: np.ndarray
+    per_layer_factor: np.ndarray
+    envelope_factor: np.ndarray
+    typical_rate: np.ndarray
+    bound_slack: np.ndarray
+    weight_ratio: np.ndarray
+    examples: dict[tuple[str, int], InitGradients] = field(repr=False)
+
+    def index(self, activation: str) -> int:
+        """Row of ``activation``."""
+        return self.config.activations.index(check_choice("activation", activation, self.config.activations))
+
+    def example(self, activation: str, depth: int) -> InitGradients:
+        """The first seed's network for (activation, depth)."""
+        self.index(activation)
+        if depth not in self.config.depths:
+            raise ValueError(f"depth {depth} was not swept; valid: {self.config.depths}")
+        return self.examples[(activation, depth)]
+
+
+def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
+    """Measure every (activation, depth, seed) network at initialization."""
+    if not isinstance(config, DepthSweepConfig):
+        raise TypeError(f"config must be a DepthSweepConfig; got {type(config).__name__}")
+    shape = (len(config.activations), len(config.depths), len(config.seeds))
+    names = ("decay", "envelope", "per_layer_factor", "envelope_factor", "typical_rate", "bound_slack")
+    arrays = {name: np.empty(shape) for name in (*names, "weight_ratio")}
+    examples = {}
+    for a, activation in enumerate(config.activations):
+        for d, depth in enumerate(config.depths):
+            for s, seed in enumerate(config.seeds):
+                result = run_init_gradients(config.point(activation, depth, seed))
+                arrays["decay"][a, d, s] = result.decay
+                arrays["envelope"][a, d, s] = result.envelope[0]
+                for name in names[2:]:
+                    arrays[name][a, d, s] = getattr(result, name)
+                arrays["weight_ratio"][a, d, s] = result.weight_ratio
+                if s == 0:
+                    examples[(activation, depth)] = result
+    return DepthSweep(config=config, examples=examples, **arrays)
+
+
+# -- 4. saturation -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaturationConfig:
+    """Sigmoid (or tanh) MLPs at initialization with scaled weights and inputs.
+
+    Args:
+        weight_scales: multipliers of every hidden weight matrix (after ``init``), each > 0.
+        input_scales: standard deviations of the inputs, each > 0.
+        seeds: one network per seed.
+        activation: "sigmoid" or "tanh".
+        depth: number of hidden layers.
+        width: units per hidden layer.
+        batch_size: examples in the batch.
+        init: one of ``INITS``.
+        saturation: the saturation threshold (see ``InitGradientConfig``).
+    """
+
+    weight_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    input_scales: tuple[float, ...] = (1.0, 10.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    activation: str = "sigmoid"
+    depth: int = 10
+    width: int = 64
+    batch_size: int = 64
+    init: str = "xavier_normal"
+    saturation: float = 0.99
+
+    def __post_init__(self) -> None:
+        _set(self, "weight_scales", _positive_floats("weight_scales", self.weight_scales))
+        _set(self, "input_scales", _positive_floats("input_scales", self.input_scales))
+        _check_seeds(self)
+        check_choice("activation", self.activation, ("sigmoid", "tanh"))
+        check_int("depth", self.depth, minimum=1, maximum=1000)
+        check_int("width", self.width, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_choice("init", self.init, INITS)
+        _set(self, "saturation", check_float("saturation", self.saturation, 0.0, 1.0, strict_minimum=True))
+        if self.saturation >= 1.0:
+            raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
+
+    def point(self, input_scale: float, weight_scale: float, seed: int) -> InitGradientConfig:
+        """The ``InitGradientConfig`` of one point of the sweep."""
+        return InitGradientConfig(
+            activation=self.activation,
+            depth=self.depth,
+            width=self.width,
+            batch_size=self.batch_size,
+            init=self.init,
+            weight_scale=weight_scale,
+            input_scale=input_scale,
+            seed=seed,
+            saturation=self.saturation,
+        )
+
+
+_SATURATION_METRICS = (
+    "saturated_frac",
+    "first_layer_saturated_frac",
+    "mean_derivative",
+    "per_layer_factor",
+    "envelope_factor",
+    "saturated_grad_ratio",
+)
+
+
+@dataclass
+class SaturationSweep:
+    """Summaries over input scales (I) x weight scales (W) x seeds (S).
+
+    Args:
+        config: the sweep's settings.
+        saturated_frac: (I, W, S) saturated outputs, mean over the hidden layers (monitor's saturated_frac).
+        first_layer_saturated_frac: (I, W, S) the same in layer 1 only.
+        mean_derivative: (I, W, S) mean f'(a) over all hidden units, examples and layers.
+        per_layer_factor: (I, W, S) (||∂J/∂h_0|| / ||∂J/∂h_L||)^(1/L).
+        envelope_factor: (I, W, S) the bound's per-layer factor, geometric mean of c·||W_l||_2.
+        saturated_grad_ratio: (I, W, S) mean |∂J/∂a| of saturated / unsaturated units (NaN if none).
+    """
+
+    config: SaturationConfig
+    saturated_frac: np.ndarray
+    first_layer_saturated_frac: np.ndarray
+    mean_derivative: np.ndarray
+    per_layer_factor: np.ndarray
+    envelope_factor: np.ndarray
+    saturated_grad_ratio: np.ndarray
+
+    def at(self, metric: str, input_scale: float, weight_scale: float) -> np.ndarray:
+        """The (S,) values of ``metric`` at one (input scale, weight scale) point."""
+        check_choice("metric", metric, _SATURATION_METRICS)
+        if input_scale not in self.config.input_scales or weight_scale not in self.config.weight_scales:
+            raise ValueError(
+                f"({input_scale}, {weight_scale}) is not a swept point; input_scales "
+                f"{self.config.input_scales}, weight_scales {self.config.weight_scales}"
+            )
+        i = self.config.input_scales.index(input_scale)
+        w = self.config.weight_scales.index(weight_scale)
+        return getattr(self, metric)[i, w].copy()
+
+    def median(self, metric: str, input_scale: float, weight_scale: float) -> float:
+        """Median over seeds of ``metric`` at one (input scale, weight scale) point."""
+        return float(np.median(self.at(metric, input_scale, weight_scale)))
+
+
+def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
+    """Measure saturation and the gradient at every (input scale, weight scale, seed)."""
+    if not isinstance(config, SaturationConfig):
+        raise TypeError(f"config must be a SaturationConfig; got {type(config).__name__}")
+    shape = (len(config.input_scales), len(config.weight_scales), len(config.seeds))
+    out = {name: np.empty(shape) for name in _SATURATION_METRICS}
+    for i, input_scale in enumerate(config.input_scales):
+        for w, weight_scale in enumerate(config.weight_scales):
+            for s, seed in enumerate(config.seeds):
+                r = run_init_gradients(config.point(input_scale, weight_scale, seed))
+                values = (
+                    np.mean(r.saturated_frac),
+                    r.saturated_frac[0],
+                    np.mean(r.mean_derivative),
+                    r.per_layer_factor,
+                    r.envelope_factor,
+                    r.saturated_grad_ratio,
+                )
+                for name, value in zip(_SATURATION_METRICS, values, strict=True):
+                    out[name][i, w, s] = value
+    return SaturationSweep(config=config, **out)
+
+
+# -- 5. classic experiment (a): two circles ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CirclesConfig:
+    """A ``depth``-hidden-layer, ``width``-unit MLP on sklearn's two circles, per activation and seed.
+
+    Args:
+        activations: names from ``ACTIVATIONS`` (default sigmoid, tanh, relu).
+        seeds: each seeds the weights and the minibatch order (the data set is fixed by ``data_seed``).
+        depth: hidden layers (the tutorials: 4).
+        width: units per hidden layer (the tutorials: 5).
+        epochs: passes over the training set.
+        batch_size: examples per step.
+        lr: learning rate.
+        optimizer: "sgd", "momentum" (SGD with momentum 0.9) or "adam".
+        init: one of ``INITS`` (default "xavier_uniform", Keras's default, in which the tutorials were
+            written).
+        n_samples: points in the data set (80% train, 20% validation).
+        noise: the circles' noise.
+        data_seed: seed of the data set and its split.
+        monitor_every: record per-layer gradient statistics every this many steps.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+    """
+
+    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu")
+    seeds: tuple[int, ...] = (0,)
+    depth: int = 4
+    width: int = 5
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "momentum"
+    init: str = "xavier_uniform"
+    n_samples: int = 1000
+    noise: float = 0.1
+    data_seed: int = 0
+    monitor_every: int = 5
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_activations(self)
+        _check_seeds(self)
+        check_int("depth", self.depth, minimum=1, maximum=100)
+        check_int("width", self.width, minimum=1)
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("n_samples", self.n_samples, minimum=10)
+        check_int("data_seed", self.data_seed, minimum=0)
+        check_int("monitor_every", self.monitor_every, minimum=1)
+        check_choice("init", self.init, INITS)
+        check_choice("device", self.device, DEVICES)
+        _set(self, "noise", check_float("noise", self.noise, minimum=0.0))
+        self.train_config(0)  # TrainConfig validates batch_size, lr and optimizer
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The ``TrainConfig`` of one run."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            monitor_every=self.monitor_every,
+            seed=seed,
+            device=self.device,
+        )
+
+
+@dataclass
+class CirclesResult:
+    """Per-layer statistics by epoch, for activations (A) x seeds (S) x epochs (E) x layers (L+1).
+
+    Layers are the monitor's: "layer 1" ... "layer L" and "output".
+
+    Args:
+        config: the settings.
+        layer_names: the L+1 layer names.
+        val_accuracy: (A, S) validation accuracy after the last epoch.
+        accuracy_by_epoch: (A, S, E) validation accuracy after each epoch.
+        weight_mean: (A, S, E+1, L+1) mean of each weight matrix after e epochs (e = 0 is the init).
+        weight_std: (A, S, E+1, L+1) its standard deviation.
+        grad_mean: (A, S, E, L+1) mean of the weight gradient, averaged over the epoch's recorded steps.
+        grad_std: (A, S, E, L+1) standard deviation of the weight gradient, averaged likewise.
+        histories: the ``History`` of each run, keyed by (activation, seed).
+    """
+
+    config: CirclesConfig
+    layer_names: list[str]
+    val_accuracy: np.ndarray
+    accuracy_by_epoch: np.ndarray
+    weight_mean: np.ndarray
+    weight_std: np.ndarray
+    grad_mean: np.ndarray
+    grad_std: np.ndarray
+    histories: dict[tuple[str, int], History] = field(repr=False)
+
+    def index(self, activation: str) -> int:
+        """Row of ``activation``."""
+        return self.config.activations.index(check_choice("activation", activation, self.config.activations))
+
+    @property
+    def first_last_grad_ratio(self) -> np.ndarray:
+        """(A, S) gradient std of layer 1 / of the output layer, each averaged over all epochs."""
+        return self.grad_std[..., 0].mean(axis=-1) / self.grad_std[..., -1].mean(axis=-1)
+
+    def epochs_to(self, accuracy: float) -> np.ndarray:
+        """(A, S) first epoch (1-based) whose validation accuracy reaches ``accuracy``; inf if never."""
+        accuracy = check_float("accuracy", accuracy, 0.0, 1.0)
+        reached = self.accuracy_by_epoch >= accuracy
+        first = reached.argmax(axis=-1).astype(np.float64) + 1
+        return np.where(reached.any(axis=-1), first, np.inf)
+
+    @property
+    def weight_change(self) -> np.ndarray:
+        """(A, S, L+1) |std of W after training / std at initialization - 1|: how far each layer moved."""
+        return np.abs(self.weight_std[:, :, -1] / self.weight_std[:, :, 0] - 1.0)
+
+    def accuracy_table(self) -> Any:
+        """pandas DataFrame, one row per activation: validation accuracy (mean over seeds, and min and max
+        when there are several), median epochs to 90% and the layer-1 / output gradient-std ratio."""
+        import pandas as pd
+
+        ratio = self.first_last_grad_ratio
+        to90 = self.epochs_to(0.9)
+        change = self.weight_change[..., :-1].max(axis=-1)
+        rows = []
+        for a, name in enumerate(self.config.activations):
+            row = {"activation": name, "val accuracy": self.val_accuracy[a].mean()}
+            if len(self.config.seeds) > 1:
+                row.update(
+                    {
+                        "min over seeds": self.val_accuracy[a].min(),
+                        "max over seeds": self.val_accuracy[a].max(),
+                    }
+                )
+            row["epochs to 90%"] = np.median(to90[a])
+            row["grad std layer 1 / output"] = np.median(ratio[a])
+            row["hidden weight std change"] = np.median(change[a])
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("activation")
+
+
+class _WeightRecorder:
+    """Forward pre-hook: every layer's weight mean and std at every ``every``-th training forward pass."""
+
+    def __init__(self, layers: list[Any], every: int) -> None:
+        self.layers = layers
+        self.every = every
+        self.calls = 0
+        self.rows: list[Tensor] = []
+
+    def __call__(self, module: Any, args: Any) -> None:
+        if module.training:
+            if self.calls % self.every == 0:
+                self.rows.append(self.stats())
+            self.calls += 1
+
+    def stats(self) -> Tensor:
+        with torch.no_grad():
+            return torch.stack([torch.stack([m.weight.mean(), m.weight.std()]) for m in self.layers]).detach()
+
+
+def run_circles(config: CirclesConfig) -> CirclesResult:
+    """Train one network per (activation, seed) with ``vgcourse.training.train``; collect statistics by epoch.
+
+    ``train`` makes one training-mode forward pass per step; a forward pre-hook records the weights'
+    mean and std there, so the pass at step e·(steps per epoch) sees the weights after e epochs.
+    """
+    if not isinstance(config, CirclesConfig):
+        raise TypeError(f"config must be a CirclesConfig; got {type(config).__name__}")
+    data = circles(n_samples=config.n_samples, noise=config.noise, seed=config.data_seed)
+    n_act, n_seed = len(config.activations), len(config.seeds)
+    epochs, n_layers = config.epochs, config.depth + 1
+    per_epoch = data.n_train // min(config.batch_size, data.n_train)
+    val_accuracy = np.empty((n_act, n_seed))
+    accuracy = np.full((n_act, n_seed, epochs), np.nan)
+    w_stats = np.full((n_act, n_seed, epochs + 1, n_layers, 2), np.nan)
+    g_mean = np.full((n_act, n_seed, epochs, n_layers), np.nan)
+    g_std = np.full((n_act, n_seed, epochs, n_layers), np.nan)
+    histories: dict[tuple[str, int], History] = {}
+    layer_names: list[str] = []
+    for a, activation in enumerate(config.activations):
+        for s, seed in enumerate(config.seeds):
+            model = MLP(data.in_features, data.n_classes, config.depth, config.width, activation)
+            _initialize(model, config.init, activation, torch.Generator().manual_seed(seed))
+            layers = [*(layer.linear for layer in model.layers), model.head]
+            recorder = _WeightRecorder(layers, per_epoch)
+            handle = model.register_forward_pre_hook(recorder)
+            try:
+                history = train(model, data, config.train_config(seed))
+            finally:
+                handle.remove()
+            rows = [*recorder.rows[:epochs], recorder.stats()]
+            stats = torch.stack(rows).cpu().double().numpy()
+            w_stats[a, s, : len(stats)] = stats
+            record = history.monitor
+            layer_names = record.layer_names
+            epoch_of = record.steps // per_epoch
+            for e in range(epochs):
+                here = epoch_of == e
+                if here.any():
+                    g_mean[a, s, e] = record.grad_mean[here].mean(axis=0)
+                    g_std[a, s, e] = record.grad_std[here].mean(axis=0)
+            done = history.val_accuracy[:epochs]
+            accuracy[a, s, : len(done)] = done
+            val_accuracy[a, s] = history.final_val_accuracy
+            histories[(activation, seed)] = history
+    return CirclesResult(
+        config=config,
+        layer_names=layer_names,
+        val_accuracy=val_accuracy,
+        accuracy_by_epoch=accuracy,
+        weight_mean=w_stats[..., 0],
+        weight_std=w_stats[..., 1],
+        grad_mean=g_mean,
+        grad_std=g_std,
+        histories=histories,
+    )
+
+
+# -- 6. classic experiment (b): the deep sigmoid network on MNIST ------------------------------------------
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """784 -> width x depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
+
+    The original is 784 -> 1000 x 5 -> 10. On a CPU the defaults shrink it (width 256, 200 steps) so the
+    chapter runs in seconds; with a CUDA GPU (``pick_device(device)``) they are the full size: width
+    1000 and 2000 steps (on all of MNIST when its 60,000-image train files are present).
+
+    Args:
+        activation: a name from ``ACTIVATIONS`` (the experiment: "sigmoid").
+        depth: hidden layers (5).
+        width: units per hidden layer; None = 1000 on CUDA, 256 on the CPU.
+        steps: optimizer steps; None = 2000 on CUDA, 200 on the CPU.
+        batch_size: examples per step.
+        lr: learning rate.
+        momentum: SGD momentum.
+        init: one of ``INITS``.
+        snapshot_size: examples in the fixed batch whose gradients are histogrammed.
+        bins: bins of the lumped (all layers in one) histogram; odd, so that 0 is a bin's center.
+        seed: seeds the weights, the minibatch order and the snapshot batch.
+        monitor_every: record per-layer statistics every this many steps during training.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        root: folder with the MNIST files; None uses ``$VGCOURSE_DATA`` (see ``vgcourse.data.mnist``).
+    """
+
+    activation: str = "sigmoid"
+    depth: int = 5
+    width: int | None = None
+    steps: int | None = None
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    init: str = "xavier_uniform"
+    snapshot_size: int = 256
+    bins: int = 51
+    seed: int = 0
+    monitor_every: int = 10
+    device: str = "auto"
+    root: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=100)
+        if self.width is not None:
+            check_int("width", self.width, minimum=1)
+        if self.steps is not None:
+            check_int("steps", self.steps, minimum=1)
+        check_int("snapshot_size", self.snapshot_size, minimum=1)
+        check_int("bins", self.bins, minimum=3)
+        if self.bins % 2 == 0:
+            raise ValueError(f"bins must be odd (so that 0 is the center of a bin); got {self.bins}")
+        check_choice("init", self.init, INITS)
+        check_choice("device", self.device, DEVICES)
+        if self.root is not None and not isinstance(self.root, str):
+            raise TypeError(f"root must be a string path or None; got {type(self.root).__name__}")
+        self.train_config(self.steps or 1)  # validates batch_size, lr, momentum, seed, monitor_every
+
+    def resolved(self) -> tuple[int, int]:
+        """(width, steps): the given values, or the full size on CUDA and the CPU size elsewhere."""
+        cuda = pick_device(self.device).type == "cuda"
+        width = self.width if self.width is not None else (1000 if cuda else 256)
+        steps = self.steps if self.steps is not None else (2000 if cuda else 200)
+        return width, steps
+
+    def train_config(self, steps: int) -> TrainConfig:
+        """The ``TrainConfig`` of the run."""
+        return TrainConfig(
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer="momentum",
+            momentum=self.momentum,
+            monitor_every=self.monitor_every,
+            eval_every=max(1, steps // 10),
+            seed=self.seed,
+            device=self.device,
+        )
+
+
+@dataclass
+class MnistResult:
+    """Per-layer weight gradients on a fixed batch, at initialization and after training.
+
+    Args:
+        config: the settings.
+        width: the width used.
+        steps: the steps trained.
+        device: where it ran ("cpu" or "cuda").
+        n_train: training examples (8,334 on the offline 10,000-image split, 50,000 on full MNIST).
+        layer_names: ["layer 1", ..., "layer L", "output"].
+        grads_init: per layer, the weight gradient values (float32, flattened) at initialization.
+        grads_trained: the same after training.
+        grad_std_init: (L+1,) std of each layer's gradient at initialization.
+        grad_std_trained: (L+1,) the same after training.
+        lumped_edges_init: (bins+1,) edges of the all-layers-in-one histogram at initialization.
+        lumped_counts_init: (bins,) its counts.
+        central_frac_init: (L+1,) fraction of each layer's gradient entries that fall in that
+            histogram's central bin (the one around 0).
+        central_frac_trained: (L+1,) the same after training (for the histogram of the trained grads).
+        history: the training ``History`` (its ``monitor`` has per-layer statistics over training).
+    """
+
+    config: MnistConfig
+    width: int
+    steps: int
+    device: str
+    n_train: int
+    layer_names: list[str]
+    grads_init: list[np.ndarray] = field(repr=False)
+    grads_trained: list[np.ndarray] = field(repr=False)
+    grad_std_init: np.ndarray
+    grad_std_trained: np.ndarray
+    lumped_edges_init: np.ndarray
+    lumped_counts_init: np.ndarray
+    central_frac_init: np.ndarray
+    central_frac_trained: np.ndarray
+    history: History = field(repr=False)
+
+    @property
+    def record(self) -> MonitorRecord:
+        """Per-layer statistics recorded during training."""
+        assert self.history.monitor is not None
+        return self.history.monitor
+
+    def grads(self, when: str = "init") -> dict[str, np.ndarray]:
+        """Layer name -> gradient values, ``when`` = "init" or "trained"."""
+        check_choice("when", when, ("init", "trained"))
+        values = self.grads_init if when == "init" else self.grads_trained
+        return dict(zip(self.layer_names, values, strict=True))
+
+    @property
+    def share_of_entries(self) -> np.ndarray:
+        """(L+1,) each layer's share of all gradient entries in the lumped histogram."""
+        sizes = np.array([g.size for g in self.grads_init], dtype=np.float64)
+        return sizes / sizes.sum()
+
+
+def _layer_grads(model: MLP) -> list[np.ndarray]:
+    layers = [*(layer.linear for layer in model.layers), model.head]
+    return [layer.weight.grad.detach().reshape(-1).float().cpu().numpy().copy() for layer in layers]
+
+
+def _central_fraction(grads: list[np.ndarray], bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histogram all layers' values in one (bins over ±max|g|); per layer, the share in the central bin."""
+    lumped = np.concatenate(grads)
+    top = float(np.abs(lumped).max()) or 1.0
+    counts, edges = np.histogram(lumped, bins=bins, range=(-top, top))
+    low, high = edges[bins // 2], edges[bins // 2 + 1]
+    central = np.array([np.mean((g >= low) & (g < high)) for g in grads])
+    return counts, edges, central
+
+
+def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult:
+    """Histogram each layer's weight gradient on a fixed batch at init, train, and histogram again.
+
+    Args:
+        config: the settings.
+        data: an MNIST ``DataSplit`` to reuse; None loads ``vgcourse.data.mnist(config.root)``.
+    """
+    if not isinstance(config, MnistConfig):
+        raise TypeError(f"config must be an MnistConfig; got {type(config).__name__}")
+    if data is None:
+        data = mnist(config.root)
+    elif not isinstance(data, DataSplit):
+        raise TypeError(f"data must be a DataSplit; got {type(data).__name__}")
+    width, steps = config.resolved()
+    device = pick_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = MLP(data.in_features, data.n_classes or 10, config.depth, width, config.activation)
+    _initialize(model, config.init, config.activation, generator)
+    pick = torch.randperm(data.n_train, generator=generator)[: config.snapshot_size]
+    xb, yb = data.x_train[pick].to(device), data.y_train[pick].to(device)
+    model.to(device)
+    snapshot(model, xb, yb, F.cross_entropy)
+    grads_init = _layer_grads(model)
+    history = train(model, data, config.train_config(steps))
+    snapshot(model, xb, yb, F.cross_entropy)
+    grads_trained = _layer_grads(model)
+    model.zero_grad(set_to_none=True)
+    counts, edges, central_init = _central_fraction(grads_init, config.bins)
+    _, _, central_trained = _central_fraction(grads_trained, config.bins)
+    return MnistResult(
+        config=config,
+        width=width,
+        steps=steps,
+        device=device.type,
+        n_train=data.n_train,
+        layer_names=[f"layer {i + 1}" for i in range(config.depth)] + ["output"],
+        grads_init=grads_init,
+        grads_trained=grads_trained,
+        grad_std_init=np.array([g.std() for g in grads_init], dtype=np.float64),
+        grad_std_trained=np.array([g.std() for g in grads_trained], dtype=np.float64),
+        lumped_edges_init=edges,
+        lumped_counts_init=counts,
+        central_frac_init=central_init,
+        central_frac_trained=central_trained,
+        history=history,
+    )

@@ -1,0 +1,386 @@
+"""Figures of chapter 2, the sigmoid's 0.25 bound. Each takes a result of
+``vgcourse.experiments.sigmoid_bound`` and ``ax=None`` and returns the matplotlib Figure.
+
+Multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the documented order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse._validation import check_choice
+from vgcourse.experiments.sigmoid_bound import (
+    CirclesResult,
+    DepthSweep,
+    DerivativeMaxima,
+    InitGradients,
+    MnistResult,
+    SaturationSweep,
+)
+from vgcourse.plots.activations import activation_curves
+from vgcourse.plots.layers import grad_histograms
+
+__all__ = [
+    "circles_accuracy",
+    "circles_statistics",
+    "depth_sweep",
+    "derivative_maxima",
+    "gradient_profile",
+    "mnist_histograms",
+    "profiles",
+    "saturation",
+    "weight_gradient_profiles",
+]
+
+_COLORS = {"sigmoid": "C0", "tanh": "C1", "relu": "C2"}
+
+
+def _color(activation: str, index: int) -> str:
+    return _COLORS.get(activation, f"C{3 + index % 7}")
+
+
+def _check(result: Any, kind: type, name: str = "result") -> None:
+    if not isinstance(result, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+
+
+def _one_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}")
+    return ax.figure, ax
+
+
+def _many_axes(
+    ax: Sequence[Axes] | Any | None, n: int, ncols: int, panel: tuple[float, float] = (4.0, 3.2)
+) -> tuple[Figure, list[Axes]]:
+    """n axes: a new figure with a grid of ``ncols`` columns when ``ax`` is None, else the given ones."""
+    if ax is None:
+        nrows = -(-n // ncols)
+        fig, grid = plt.subplots(
+            nrows, min(n, ncols), figsize=(panel[0] * min(n, ncols), panel[1] * nrows), squeeze=False
+        )
+        axes = list(grid.reshape(-1))
+        for extra in axes[n:]:
+            extra.remove()
+        return fig, axes[:n]
+    axes = list(np.asarray(ax, dtype=object).reshape(-1)) if not isinstance(ax, Axes) else [ax]
+    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+        raise TypeError(f"ax must be None or a sequence of {n} matplotlib Axes; got {ax!r:.80}")
+    return axes[0].figure, axes
+
+
+# -- the derivative ----------------------------------------------------------------------------------------
+
+
+def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Figure:
+    """Each activation and its derivative (``vgcourse.plots.activation_curves``), the measured maximum of
+    f' marked with a dot and the proven bound (1/4 for sigmoid, 1 for tanh) as a dotted line.
+
+    Args:
+        result: from ``run_derivative_maxima``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, DerivativeMaxima)
+    fig, ax = _one_axes(ax)
+    activation_curves(result.activations, derivative=True, ax=ax)
+    for i, name in enumerate(result.activations):
+        color = ax.get_lines()[2 * i].get_color()
+        ax.axhline(result.bound[i], color=color, linestyle=":", linewidth=1)
+        ax.plot([result.argmax[i]], [result.maximum[i]], "o", color=color)
+        ax.annotate(
+            f"max {name}' = {result.maximum[i]:.4g} at x = {result.argmax[i] + 0.0:.2g}",
+            (result.argmax[i], result.maximum[i]),
+            textcoords="offset points",
+            xytext=(8, 6 if i % 2 == 0 else -14),
+            fontsize="small",
+            color=color,
+        )
+    ax.set_title("activations, derivatives (dashed) and the bounds on f' (dotted)")
+    return fig
+
+
+# -- one network at initialization -------------------------------------------------------------------------
+
+
+def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: bool = True) -> Figure:
+    """||∂J/∂h_l|| / ||∂J/∂h_L|| against l = 0..L (log y), under the envelope ∏_{k>l} c·||W_k||_2, with
+    the typical rate ∏_{k>l} rms f'(a_k)·||W_k||_F/√n for comparison.
+
+    Args:
+        result: from ``run_init_gradients``.
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+    """
+    _check(result, InitGradients)
+    fig, ax = _one_axes(ax)
+    depth = result.depth
+    layers = np.arange(depth + 1)
+    typical = np.ones(depth + 1)
+    typical[:-1] = np.cumprod(result.typical_factor[::-1])[::-1]
+    name = result.config.activation
+    c = {"sigmoid": "¼", "tanh": "1·", "relu": "1·"}.get(name, "c·")
+    ax.plot(layers, result.envelope, "--", color="0.35", label=f"bound ∏ {c}‖W_k‖₂")
+    ax.plot(layers, result.ratio, "o-", markersize=3, color=_color(name, 0), label="measured")
+    ax.plot(layers, typical, ":", color="C3", linewidth=2, label="typical ∏ rms f'·‖W_k‖_F/√n")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden state h_l (0 = input)")
+    ax.set_ylabel("‖∂J/∂h_l‖ / ‖∂J/∂h_L‖")
+    ax.set_title(f"{name}, depth {depth}, {result.config.init}", fontsize="medium")
+    if legend:
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Small multiples: ``gradient_profile`` of several networks side by side (e.g. one per activation).
+
+    Args:
+        results: 1 to 6 results of ``run_init_gradients``.
+        ax: one Axes per result; a new figure (up to 3 per row) when None.
+    """
+    if isinstance(results, InitGradients) or not isinstance(results, Sequence):
+        raise TypeError("results must be a sequence of InitGradients")
+    if not 1 <= len(results) <= 6:
+        raise ValueError(f"give 1 to 6 results; got {len(results)}")
+    for r in results:
+        _check(r, InitGradients, "each result")
+    fig, axes = _many_axes(ax, len(results), ncols=3)
+    for i, (r, a) in enumerate(zip(results, axes, strict=True)):
+        gradient_profile(r, ax=a, legend=i == 0)
+    fig.tight_layout()
+    return fig
+
+
+def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
+    """||∂J/∂W_l|| by layer (log y), one line per network: what a gradient monitor shows at initialization.
+
+    Args:
+        results: results of ``run_init_gradients`` with the same depth.
+        ax: axes to draw on; a new figure when None.
+    """
+    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
+        raise TypeError("results must be a non-empty sequence of InitGradients")
+    for r in results:
+        _check(r, InitGradients, "each result")
+    if len({r.depth for r in results}) != 1:
+        raise ValueError("all results must have the same depth")
+    fig, ax = _one_axes(ax)
+    names = results[0].layer_names
+    for i, r in enumerate(results):
+        ax.plot(
+            np.arange(1, len(names) + 1),
+            r.weight_grad_norm,
+            "o-",
+            markersize=3,
+            color=_color(r.config.activation, i),
+            label=r.config.activation,
+        )
+    ax.set_yscale("log")
+    stride = max(1, -(-len(names) // 10))
+    ax.set_xticks(np.arange(1, len(names) + 1)[::stride], names[::stride], rotation=45, ha="right")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("‖∂J/∂W_l‖")
+    ax.set_title(f"weight gradients at initialization, depth {results[0].depth}")
+    ax.legend(fontsize="small")
+    return fig
+
+
+# -- sweeps ------------------------------------------------------------------------------------------------
+
+
+def _median_band(
+    ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str, style: str = "o-"
+) -> None:
+    """Median over the last axis with a min-max band."""
+    ax.plot(x, np.median(values, axis=-1), style, color=color, label=label, markersize=4)
+    if values.shape[-1] > 1:
+        ax.fill_between(x, values.min(axis=-1), values.max(axis=-1), color=color, alpha=0.2, linewidth=0)
+
+
+def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Two panels against depth L: (left) ||∂J/∂h_0|| / ||∂J/∂h_L|| per activation with the sigmoid's
+    envelope and (1/4)^L; (right) the first/output layer weight-gradient ratio. Lines are medians over
+    seeds, bands min to max.
+
+    Args:
+        result: from ``run_depth_sweep``.
+        ax: two Axes; a new figure when None.
+    """
+    _check(result, DepthSweep)
+    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(5.0, 3.8))
+    depths = np.array(result.config.depths)
+    for i, name in enumerate(result.config.activations):
+        color = _color(name, i)
+        _median_band(left, depths, result.decay[i], color, name)
+        _median_band(right, depths, result.weight_ratio[i], color, name)
+        if name == "sigmoid":
+            _median_band(left, depths, result.envelope[i], "0.35", "sigmoid bound ∏ ¼‖W_l‖₂", "--")
+            left.plot(depths, 0.25 ** depths.astype(float), ":", color="0.35", label="(1/4)^L")
+    for a in (left, right):
+        a.set_yscale("log")
+        a.set_xlabel("depth L (hidden layers)")
+    left.set_ylabel("‖∂J/∂h_0‖ / ‖∂J/∂h_L‖")
+    right.set_ylabel("‖∂J/∂W_1‖ / ‖∂J/∂W_out‖")
+    left.set_title("backward signal reaching the input", fontsize="medium")
+    right.set_title("first-layer vs output-layer weight gradient", fontsize="medium")
+    left.legend(fontsize="x-small")
+    right.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Three panels against the weight scale, one line per input scale: (1) saturated fraction (all hidden
+    layers solid, layer 1 dashed), (2) mean f'(a) under its bound, (3) the measured per-layer factor of the
+    backward pass and the bound's factor (dashed).
+
+    Args:
+        result: from ``run_saturation_sweep``.
+        ax: three Axes; a new figure when None.
+    """
+    _check(result, SaturationSweep)
+    fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=3, panel=(4.2, 3.4))
+    scales = np.array(result.config.weight_scales)
+    bound = 0.25 if result.config.activation == "sigmoid" else 1.0
+    for i, input_scale in enumerate(result.config.input_scales):
+        color = f"C{i}"
+        label = f"input std {input_scale:g}"
+        _median_band(a1, scales, result.saturated_frac[i], color, label)
+        a1.plot(scales, np.median(result.first_layer_saturated_frac[i], axis=-1), "--", color=color)
+        _median_band(a2, scales, result.mean_derivative[i], color, label)
+        _median_band(a3, scales, result.per_layer_factor[i], color, label)
+        a3.plot(scales, np.median(result.envelope_factor[i], axis=-1), "--", color=color)
+    a2.axhline(bound, color="0.35", linestyle=":", label=f"sup f' = {bound:g}")
+    a3.axhline(1.0, color="0.35", linestyle=":", linewidth=1)
+    a1.set_ylabel("saturated fraction (dashed: layer 1)")
+    a2.set_ylabel("mean f'(a)")
+    a3.set_ylabel("per-layer factor (dashed: bound)")
+    a3.set_yscale("log")
+    for a, title in zip(
+        (a1, a2, a3),
+        ("saturated units", "average local derivative", "backward shrink per layer"),
+        strict=True,
+    ):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("weight scale (× Xavier)" if result.config.init.startswith("xavier") else "weight scale")
+        a.set_title(title, fontsize="medium")
+        a.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+# -- classic experiment (a): circles -----------------------------------------------------------------------
+
+
+def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure:
+    """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max).
+
+    Args:
+        result: from ``run_circles``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, CirclesResult)
+    fig, ax = _one_axes(ax)
+    epochs = np.arange(1, result.config.epochs + 1)
+    for i, name in enumerate(result.config.activations):
+        _median_band(ax, epochs, np.moveaxis(result.accuracy_by_epoch[i], 0, -1), _color(name, i), name, "-")
+    ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance")
+    ax.set_ylim(0.3, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"two circles, {result.config.depth} hidden layers of {result.config.width} units")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def circles_statistics(
+    result: CirclesResult, *, seed_index: int = 0, ax: Sequence[Axes] | None = None
+) -> Figure:
+    """The tutorial's figure, per layer: rows = activations; columns = weight mean, weight std, gradient
+    mean and gradient std (log) by epoch; one line per layer, dark (layer 1) to light (output).
+
+    Args:
+        result: from ``run_circles``.
+        seed_index: which seed's run to show (index into ``config.seeds``).
+        ax: 4 x (number of activations) Axes, row by row; a new figure when None.
+    """
+    _check(result, CirclesResult)
+    if isinstance(seed_index, bool) or not isinstance(seed_index, int):
+        raise TypeError(f"seed_index must be an int; got {seed_index!r}")
+    if not -len(result.config.seeds) <= seed_index < len(result.config.seeds):
+        raise ValueError(f"seed_index must index config.seeds {result.config.seeds}; got {seed_index}")
+    n_act = len(result.config.activations)
+    fig, axes = _many_axes(ax, 4 * n_act, ncols=4, panel=(3.3, 2.4))
+    cmap = plt.get_cmap("viridis")
+    n_layers = len(result.layer_names)
+    columns = (
+        ("weight mean", result.weight_mean, False),
+        ("weight std", result.weight_std, False),
+        ("gradient mean", result.grad_mean, False),
+        ("gradient std", result.grad_std, True),
+    )
+    for a, name in enumerate(result.config.activations):
+        for c, (title, values, log) in enumerate(columns):
+            panel = axes[4 * a + c]
+            series = values[a, seed_index]
+            epochs = np.arange(len(series)) + (0 if series.shape[0] == result.config.epochs + 1 else 1)
+            for layer in range(n_layers):
+                panel.plot(
+                    epochs,
+                    series[:, layer],
+                    color=cmap(layer / max(n_layers - 1, 1) * 0.9),
+                    label=result.layer_names[layer],
+                    linewidth=1.2,
+                )
+            if log:
+                panel.set_yscale("log")
+            panel.set_title(f"{name}: {title}", fontsize="small")
+            panel.tick_params(labelsize="x-small")
+            if a == n_act - 1:
+                panel.set_xlabel("epoch", fontsize="small")
+    axes[0].legend(fontsize="xx-small", ncol=1)
+    fig.tight_layout()
+    return fig
+
+
+# -- classic experiment (b): MNIST -------------------------------------------------------------------------
+
+
+def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Axes] | None = None) -> Figure:
+    """(left) All layers' weight gradients lumped into one histogram, as the tutorial showed them;
+    (right) the same values per layer as violins of log10 |g| (``vgcourse.plots.grad_histograms``).
+
+    Args:
+        result: from ``run_mnist``.
+        when: "init" (before training) or "trained" (after).
+        ax: two Axes; a new figure when None.
+    """
+    _check(result, MnistResult)
+    check_choice("when", when, ("init", "trained"))
+    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(5.0, 3.8))
+    grads = result.grads(when)
+    lumped = np.concatenate(list(grads.values()))
+    top = float(np.abs(lumped).max()) or 1.0
+    left.hist(lumped, bins=result.config.bins, range=(-top, top), color="0.45")
+    left.set_yscale("log")
+    left.set_xlabel("gradient value (all layers)")
+    left.set_ylabel("count")
+    left.set_title("lumped: one histogram for all layers", fontsize="medium")
+    grad_histograms(grads, ax=right, log_abs=True)
+    right.set_title("per layer: log10 |gradient|", fontsize="medium")
+    stage = "at initialization" if when == "init" else f"after {result.steps} steps"
+    fig.suptitle(
+        f"{result.config.activation} MLP 784→{result.width}×{result.config.depth}→10, {stage}",
+        fontsize="medium",
+    )
+    fig.tight_layout()
+    return fig
