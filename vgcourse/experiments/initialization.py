@@ -1,0 +1,858 @@
+"""Chapter 4, Xavier/Glorot and He/Kaiming initialization: variance propagation, predicted and measured.
+
+A plain network a_l = W_l h_{l-1}, h_l = f(a_l) (no biases) passes a signal forward and a gradient
+backward. With zero-mean independent weights of variance σ_l² and fan-in n_l:
+
+    forward    Var(a_l) = n_l σ_l² E[h_{l-1}²],            E[h_l²] = E[f(a_l)²]
+    backward   Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l),        Var(∂L/∂h_{l-1}) = m_l σ_l² Var(δ_l)
+
+with δ_l = ∂L/∂a_l and m_l the fan-out. ``predict_variances`` runs this recursion layer by layer;
+``run_variance_profile`` measures the same quantities with autograd over several seeds. The other
+experiments reproduce Glorot & Bengio (2010)'s back-propagated gradient histograms and He et al.
+(2015)'s 30-layer ReLU network that trains with He initialization and stalls with Xavier's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, derivative, make_activation
+from vgcourse.data import digits
+from vgcourse.device import DEVICES, pick_device
+from vgcourse.initializers import expected_weight_variance, initialize
+from vgcourse.models import MLP, named_layers
+from vgcourse.training import History, TrainConfig, train
+
+__all__ = [
+    "INIT_SCHEMES",
+    "PREDICTION_METHODS",
+    "SCHEME_LABELS",
+    "BackpropHistogramConfig",
+    "BackpropHistograms",
+    "DeepTraining",
+    "DeepTrainingConfig",
+    "GainSweep",
+    "GainSweepConfig",
+    "SchemeSweep",
+    "SchemeSweepConfig",
+    "VarianceConfig",
+    "VariancePrediction",
+    "VarianceProfile",
+    "draw_weights",
+    "geometric_mean",
+    "init_kwargs",
+    "init_network",
+    "layer_moments",
+    "predict_variances",
+    "run_backprop_histograms",
+    "run_deep_training",
+    "run_gain_sweep",
+    "run_scheme_sweep",
+    "run_variance_profile",
+    "weight_variance",
+]
+
+INIT_SCHEMES = ("naive", "small", "standard", "xavier", "he")
+SCHEME_LABELS = {
+    "naive": "naive N(0, 1)",
+    "small": "small N(0, 0.01²)",
+    "standard": "standard U(±1/√n_in)",
+    "xavier": "Xavier U(±√6/√(n_in+n_out))",
+    "he": "He N(0, 2/n_in)",
+}
+PREDICTION_METHODS = ("gaussian", "linear")
+
+# The chapter's schemes as arguments of vgcourse.initializers.initialize. "standard" is Glorot & Bengio's
+# name for U(±1/√n_in), which is also what PyTorch's nn.Linear draws by default.
+_INIT_KWARGS: dict[str, dict[str, Any]] = {
+    "naive": {"scheme": "normal", "std": 1.0},
+    "small": {"scheme": "normal", "std": 0.01},
+    "standard": {"scheme": "default"},
+    "xavier": {"scheme": "xavier_uniform"},
+    "he": {"scheme": "kaiming_normal", "activation": "relu"},
+}
+_HOMOGENEOUS = {"identity": 1.0, "relu": 0.0, "leaky_relu": LEAKY_RELU_SLOPE}  # f(a) = a·(1 or slope)
+_MAX_WEIGHTS = 100_000_000  # float64 weights held at once by run_variance_profile (800 MB)
+_DIGITS_FEATURES = 64  # 8 x 8 pixels
+_TAIL_WINDOW = 20.0  # |a| beyond which every activation here is linear or constant to machine precision
+
+
+# ----------------------------------------------------------------------------------------- schemes
+def init_kwargs(scheme: str) -> dict[str, Any]:
+    """Return the keyword arguments of ``vgcourse.initializers.initialize`` that draw ``scheme``.
+
+    Args:
+        scheme: one of ``INIT_SCHEMES``: naive N(0, 1), small N(0, 0.01²), standard U(±1/√n_in)
+            (PyTorch's nn.Linear default), xavier U(±√6/√(n_in+n_out)), he N(0, 2/n_in).
+    """
+    return dict(_INIT_KWARGS[check_choice("scheme", scheme, INIT_SCHEMES)])
+
+
+def weight_variance(scheme: str, fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """Var(W_ij) = gain² · σ²(scheme): 1, 10⁻⁴, 1/(3 n_in), 2/(n_in + n_out) or 2/n_in.
+
+    Args:
+        scheme: one of ``INIT_SCHEMES``.
+        fan_in: inputs per unit, n_in.
+        fan_out: outputs per input, n_out.
+        gain: factor multiplying every weight after the draw (> 0).
+    """
+    gain = check_float("gain", gain, 0.0, strict_minimum=True)
+    return gain**2 * expected_weight_variance(fan_in=fan_in, fan_out=fan_out, **init_kwargs(scheme))
+
+
+def init_network(
+    model: nn.Module, scheme: str, *, gain: float = 1.0, generator: torch.Generator | None = None
+) -> nn.Module:
+    """Initialize every layer of ``model`` with ``scheme``, multiply the weights by ``gain``, zero the biases.
+
+    Args:
+        model: the network (its ``named_layers`` are initialized in place).
+        scheme: one of ``INIT_SCHEMES``.
+        gain: factor multiplying every weight after the draw (> 0).
+        generator: random source of the draw (default: the global RNG).
+    """
+    gain = check_float("gain", gain, 0.0, strict_minimum=True)
+    initialize(model, **init_kwargs(scheme), generator=generator)
+    if gain != 1.0:
+        with torch.no_grad():
+            for _, layer in named_layers(model):
+                for name, param in layer.named_parameters(recurse=False):
+                    if name.startswith("weight") and param.ndim >= 2:
+                        param.mul_(gain)
+    return model
+
+
+def draw_weights(scheme: str, fan_in: int, fan_out: int, *, gain: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Draw one (fan_out, fan_in) weight matrix of a linear layer with ``scheme`` (and ``gain``).
+
+    Args:
+        scheme: one of ``INIT_SCHEMES``.
+        fan_in: inputs of the layer, n_in >= 1.
+        fan_out: outputs of the layer, n_out >= 1.
+        gain: factor multiplying the weights (> 0).
+        seed: seed of the draw (>= 0).
+    """
+    check_int("fan_in", fan_in, minimum=1)
+    check_int("fan_out", fan_out, minimum=1)
+    check_int("seed", seed, minimum=0)
+    layer = nn.Linear(fan_in, fan_out, bias=False)
+    init_network(layer, scheme, gain=gain, generator=torch.Generator().manual_seed(seed))
+    return layer.weight.detach().numpy().copy()
+
+
+# -------------------------------------------------------------------------------------- prediction
+def layer_moments(activation: str, variance: float, method: str = "gaussian") -> tuple[float, float]:
+    """Return (E[f(a)²], E[f'(a)²]) for a pre-activation a of mean 0 and the given variance q.
+
+    "gaussian": a ~ N(0, q), expectations by numerical integration (exact closed forms q·(1+s²)/2 and
+    (1+s²)/2 for the piecewise-linear relu, leaky_relu (slope s) and identity). "linear": Glorot &
+    Bengio's linear regime, f(a) ≈ f(0) + f'(0)·a, giving f(0)² + f'(0)²·q and f'(0)²; piecewise-linear
+    activations keep their exact values.
+
+    Args:
+        activation: a name from ``ACTIVATIONS``.
+        variance: Var(a) = q >= 0.
+        method: one of ``PREDICTION_METHODS``.
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    q = check_float("variance", variance, 0.0)
+    check_choice("method", method, PREDICTION_METHODS)
+    if activation in _HOMOGENEOUS:  # f(a) = a on a > 0 and s·a on a < 0: each side carries half of q
+        slope = _HOMOGENEOUS[activation]
+        factor = 1.0 if activation == "identity" else (1.0 + slope**2) / 2.0
+        return factor * q, factor
+    f = make_activation(activation)
+    if method == "linear":
+        zero = torch.zeros(1, dtype=torch.float64)
+        f0, d0 = float(f(zero)), float(derivative(activation, zero))
+        return f0**2 + d0**2 * q, d0**2
+    s = math.sqrt(q)
+    z = np.linspace(-10.0, 10.0, 2001)  # z = a / s, the Gaussian's bulk
+    if s > 1.0:  # also resolve f's structure near a = 0 (|a| < 20), narrow in z when q is large
+        fine = np.linspace(-_TAIL_WINDOW, _TAIL_WINDOW, 4001) / s
+        z = np.sort(np.concatenate([z, fine[np.abs(fine) <= 10.0]]))
+    density = torch.from_numpy(np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi))
+    z_t = torch.from_numpy(z)
+    a = s * z_t
+    with torch.no_grad():
+        second = torch.trapezoid(f(a) ** 2 * density, z_t)
+        slope = torch.trapezoid(derivative(activation, a) ** 2 * density, z_t)
+    return float(second), float(slope)
+
+
+@dataclass
+class VariancePrediction:
+    """Per-layer variances predicted by the recursion, layers 1..L (input to output).
+
+    Args:
+        method: "gaussian" or "linear" (see ``layer_moments``).
+        activation_var: (L,) Var(a_l) of the pre-activations.
+        grad_var: (L,) Var(δ_l), δ_l = ∂L/∂a_l, for a unit-variance gradient arriving at h_L.
+        weight_var: (L,) Var(W_l) of the scheme.
+    """
+
+    method: str
+    activation_var: np.ndarray
+    grad_var: np.ndarray
+    weight_var: np.ndarray
+
+    @property
+    def grad_ratio(self) -> float:
+        """Var(δ_1) / Var(δ_L): < 1 the gradient vanishes on its way down, > 1 it explodes."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(self.grad_var[0] / self.grad_var[-1])
+
+
+def predict_variances(
+    scheme: str,
+    activation: str,
+    depth: int,
+    width: int,
+    *,
+    in_features: int | None = None,
+    gain: float = 1.0,
+    input_var: float = 1.0,
+    method: str = "gaussian",
+) -> VariancePrediction:
+    """Predict Var(a_l) and Var(δ_l) of a ``depth``-layer network, one layer at a time.
+
+    Forward Var(a_l) = n_in σ_l² E[h_{l-1}²] with E[h_0²] = ``input_var``; backward, from
+    Var(∂L/∂h_L) = 1: Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l) and Var(∂L/∂h_{l-1}) = n_out σ_l² Var(δ_l).
+
+    Args:
+        scheme: one of ``INIT_SCHEMES``.
+        activation: a name from ``ACTIVATIONS``.
+        depth: number of layers L (>= 1).
+        width: units per layer.
+        in_features: inputs of layer 1 (default: ``width``).
+        gain: factor multiplying every weight (> 0).
+        input_var: E[x²] of the input entries (>= 0).
+        method: "gaussian" (a_l ~ N(0, q_l), exact for wide networks) or "linear" (f ≈ its tangent at 0).
+    """
+    check_choice("scheme", scheme, INIT_SCHEMES)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_int("depth", depth, minimum=1)
+    check_int("width", width, minimum=1)
+    in_features = width if in_features is None else check_int("in_features", in_features, minimum=1)
+    input_var = check_float("input_var", input_var, 0.0)
+    check_choice("method", method, PREDICTION_METHODS)
+    fans = [(in_features, width)] + [(width, width)] * (depth - 1)
+    weight_var = np.array([weight_variance(scheme, n_in, n_out, gain) for n_in, n_out in fans])
+    activation_var, slope = np.zeros(depth), np.zeros(depth)
+    second = input_var  # E[h_{l-1}²]
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float64's range: inf, then NaN
+        for i, (n_in, _) in enumerate(fans):  # layer i + 1
+            activation_var[i] = n_in * weight_var[i] * second
+            if math.isfinite(activation_var[i]):
+                second, slope[i] = layer_moments(activation, float(activation_var[i]), method)
+            else:
+                second, slope[i] = math.inf, math.nan
+        grad_var = np.zeros(depth)
+        upstream = 1.0  # Var(∂L/∂h_l)
+        for i in reversed(range(depth)):
+            grad_var[i] = slope[i] * upstream
+            upstream = fans[i][1] * weight_var[i] * grad_var[i]
+    return VariancePrediction(method, activation_var, grad_var, weight_var)
+
+
+# ------------------------------------------------------------------------------ measured profiles
+def geometric_mean(values: Any) -> float:
+    """exp(mean(ln v)): the centre of positive numbers that span orders of magnitude.
+
+    A value that under- or overflowed float64 (0 or inf) makes the result 0 or inf; NaN gives NaN.
+
+    Args:
+        values: array-like of non-negative numbers.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0 or np.any(array < 0):
+        raise ValueError("geometric_mean needs a non-empty array of non-negative values")
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 (underflow) gives 0, inf gives inf, NaN NaN
+        return float(np.exp(np.mean(np.log(array))))
+
+
+def _check_seeds(seeds: Any) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds must be a sequence of non-negative integers; got {type(seeds).__name__}")
+    if len(seeds) == 0:
+        raise ValueError("seeds must hold at least one seed")
+    for seed in seeds:
+        check_int("seed", seed, minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct; got {tuple(seeds)}")
+    return tuple(seeds)
+
+
+def _check_names(name: str, values: Any, choices: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence of names from: {', '.join(choices)}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must hold at least one of: {', '.join(choices)}")
+    for value in values:
+        check_choice(name, value, choices)
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class VarianceConfig:
+    """One initialization scheme on one plain network, measured at initialization over several seeds.
+
+    Args:
+        scheme: one of ``INIT_SCHEMES``.
+        activation: a name from ``ACTIVATIONS``.
+        depth: number of layers L, 1..500.
+        width: units per layer (the input has ``width`` features too), 1..2048.
+        batch_size: inputs x ~ N(0, I) per seed, >= 2.
+        seeds: one network, input batch and backward signal per seed (>= 1 distinct seeds).
+        gain: factor multiplying every weight after the draw (> 0).
+        device: "auto", "cpu" or "cuda" (float64 throughout: the naive schemes reach 10^±100).
+    """
+
+    scheme: str = "he"
+    activation: str = "relu"
+    depth: int = 50
+    width: int = 128
+    batch_size: int = 64
+    seeds: tuple[int, ...] = tuple(range(10))
+    gain: float = 1.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choice("scheme", self.scheme, INIT_SCHEMES)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=500)
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("batch_size", self.batch_size, minimum=2)
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
+        object.__setattr__(self, "gain", check_float("gain", self.gain, 0.0, strict_minimum=True))
+        check_choice("device", self.device, DEVICES)
+        weights = len(self.seeds) * self.depth * self.width**2
+        if weights > _MAX_WEIGHTS:
+            raise ValueError(
+                f"seeds × depth × width² = {weights:,} weights exceeds {_MAX_WEIGHTS:,} (all seeds run at "
+                "once, in float64); use fewer seeds, fewer layers or a narrower network"
+            )
+
+
+@dataclass
+class VarianceProfile:
+    """Measured and predicted per-layer variances of one configuration; rows = seeds, columns = layers.
+
+    Args:
+        config: what was run.
+        activation_var: (S, L) measured E[a_l²] over the batch and the units (the mean of a_l is 0).
+        grad_var: (S, L) measured E[δ_l²], δ_l = ∂L/∂a_l by autograd.
+        predicted: the "gaussian" ``VariancePrediction``.
+        linear: the "linear" (Glorot & Bengio's linear regime) ``VariancePrediction``.
+    """
+
+    config: VarianceConfig
+    activation_var: np.ndarray
+    grad_var: np.ndarray
+    predicted: VariancePrediction
+    linear: VariancePrediction
+
+    @property
+    def layers(self) -> np.ndarray:
+        """Layer numbers 1..L."""
+        return np.arange(1, self.config.depth + 1)
+
+    @property
+    def grad_ratio(self) -> np.ndarray:
+        """(S,) measured Var(δ_1) / Var(δ_L) per seed (NaN where float64 under- or overflowed)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.grad_var[:, 0] / self.grad_var[:, -1]
+
+    def per_layer_factor(self, quantity: str = "activation") -> np.ndarray:
+        """(S,) average factor per layer, (v_L / v_1)^(1/(L-1)), per seed.
+
+        Args:
+            quantity: "activation" (Var(a_l) from layer 1 up to L) or "grad" (Var(δ_l) from layer L down
+                to 1, i.e. (Var(δ_1)/Var(δ_L))^(1/(L-1))).
+        """
+        check_choice("quantity", quantity, ("activation", "grad"))
+        if self.config.depth < 2:
+            raise ValueError("a per-layer factor needs depth >= 2")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if quantity == "activation":
+                ratio = self.activation_var[:, -1] / self.activation_var[:, 0]
+            else:
+                ratio = self.grad_ratio
+            return ratio ** (1.0 / (self.config.depth - 1))
+
+    def deviation_factor(self, quantity: str = "activation") -> float:
+        """Largest factor, over the layers, between the measured geometric mean and the Gaussian prediction.
+
+        Args:
+            quantity: "activation" (Var(a_l)) or "grad" (Var(δ_l)).
+        """
+        check_choice("quantity", quantity, ("activation", "grad"))
+        measured = self.activation_var if quantity == "activation" else self.grad_var
+        predicted = self.predicted.activation_var if quantity == "activation" else self.predicted.grad_var
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            center = np.exp(np.mean(np.log(measured), axis=0))
+            return float(np.exp(np.max(np.abs(np.log(center / predicted)))))
+
+    @property
+    def label(self) -> str:
+        """The scheme's label, with its gain when it is not 1."""
+        label = SCHEME_LABELS[self.config.scheme]
+        return label if self.config.gain == 1.0 else f"{label} × {self.config.gain:.3g}"
+
+
+def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
+    """Measure E[a_l²] and E[δ_l²] at initialization for every seed; predict both with ``predict_variances``.
+
+    Per seed: draw the network with ``init_network``, an input batch x ~ N(0, I) and a backward signal
+    g ~ N(0, I) at the top, so L = Σ g·h_L and ∂L/∂h_L = g (unit variance, independent of the forward
+    pass). All seeds run as one batched float64 forward and backward pass through the drawn weights.
+
+    Args:
+        config: the scheme, activation, sizes, seeds and device.
+    """
+    if not isinstance(config, VarianceConfig):
+        raise TypeError(f"config must be a VarianceConfig; got {type(config).__name__}")
+    c = config
+    device = pick_device(c.device)
+    model = MLP(c.width, 1, c.depth, c.width, c.activation, bias=False)
+    weights, inputs, signals = [], [], []
+    for seed in c.seeds:
+        generator = torch.Generator().manual_seed(seed)
+        init_network(model, c.scheme, gain=c.gain, generator=generator)
+        weights.append(torch.stack([layer.linear.weight.detach().clone() for layer in model.layers]))
+        inputs.append(torch.randn(c.batch_size, c.width, generator=generator))
+        signals.append(torch.randn(c.batch_size, c.width, generator=generator))
+    w = torch.stack(weights).to(device, torch.float64)  # (S, L, n_out, n_in)
+    h = torch.stack(inputs).to(device, torch.float64).requires_grad_(True)  # (S, B, n)
+    f = model.layers[0].activation
+    pre: list[Tensor] = []
+    for i in range(c.depth):
+        a = torch.bmm(h, w[:, i].transpose(1, 2))
+        a.retain_grad()
+        pre.append(a)
+        h = f(a)
+    (h * torch.stack(signals).to(device, torch.float64)).sum().backward()
+    activation_var = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
+    grad_var = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
+    kwargs = {"gain": c.gain, "input_var": 1.0}
+    return VarianceProfile(
+        config=c,
+        activation_var=activation_var.cpu().numpy(),
+        grad_var=grad_var.cpu().numpy(),
+        predicted=predict_variances(c.scheme, c.activation, c.depth, c.width, method="gaussian", **kwargs),
+        linear=predict_variances(c.scheme, c.activation, c.depth, c.width, method="linear", **kwargs),
+    )
+
+
+@dataclass(frozen=True)
+class SchemeSweepConfig:
+    """Every (activation, scheme) pair measured as in ``VarianceConfig``.
+
+    Args:
+        schemes: names from ``INIT_SCHEMES``.
+        activations: names from ``ACTIVATIONS``.
+        depth: number of layers, 1..500.
+        width: units per layer, 1..2048.
+        batch_size: inputs per seed, >= 2.
+        seeds: the seeds (>= 1 distinct).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    schemes: tuple[str, ...] = ("naive", "small", "xavier", "he")
+    activations: tuple[str, ...] = ("tanh", "relu")
+    depth: int = 30
+    width: int = 128
+    batch_size: int = 64
+    seeds: tuple[int, ...] = tuple(range(10))
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
+        object.__setattr__(self, "activations", _check_names("activation", self.activations, ACTIVATIONS))
+        self.profile_config(self.schemes[0], self.activations[0])  # validates the shared fields
+
+    def profile_config(self, scheme: str, activation: str) -> VarianceConfig:
+        """The ``VarianceConfig`` of one (scheme, activation) cell."""
+        return VarianceConfig(
+            scheme, activation, self.depth, self.width, self.batch_size, self.seeds, device=self.device
+        )
+
+
+@dataclass
+class SchemeSweep:
+    """One ``VarianceProfile`` per (activation, scheme), activation-major.
+
+    Args:
+        config: what was run.
+        profiles: the profiles, ordered as ``[(a, s) for a in activations for s in schemes]``.
+    """
+
+    config: SchemeSweepConfig
+    profiles: tuple[VarianceProfile, ...]
+
+    def get(self, scheme: str, activation: str) -> VarianceProfile:
+        """The profile of one (scheme, activation) pair.
+
+        Args:
+            scheme: one of ``config.schemes``.
+            activation: one of ``config.activations``.
+        """
+        check_choice("scheme", scheme, self.config.schemes)
+        check_choice("activation", activation, self.config.activations)
+        i = self.config.activations.index(activation) * len(self.config.schemes)
+        return self.profiles[i + self.config.schemes.index(scheme)]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: one row per (activation, scheme) with the measured Var(δ_1)/Var(δ_L)
+        (geometric mean, min and max over seeds) and the two predictions."""
+        try:
+            import pandas as pd
+        except ImportError as error:  # pragma: no cover - pandas ships with Colab and the test extra
+            raise ImportError("to_frame needs pandas: pip install pandas") from error
+        rows = []
+        for p in self.profiles:
+            ratio = p.grad_ratio
+            rows.append(
+                {
+                    "activation": p.config.activation,
+                    "scheme": p.config.scheme,
+                    "measured (geo. mean)": geometric_mean(ratio),
+                    "measured min": float(ratio.min()),
+                    "measured max": float(ratio.max()),
+                    "predicted (Gaussian)": p.predicted.grad_ratio,
+                    "predicted (linear)": p.linear.grad_ratio,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def run_scheme_sweep(config: SchemeSweepConfig) -> SchemeSweep:
+    """Run ``run_variance_profile`` for every activation and scheme of ``config``.
+
+    Args:
+        config: the schemes, activations, sizes, seeds and device.
+    """
+    if not isinstance(config, SchemeSweepConfig):
+        raise TypeError(f"config must be a SchemeSweepConfig; got {type(config).__name__}")
+    profiles = tuple(
+        run_variance_profile(config.profile_config(scheme, activation))
+        for activation in config.activations
+        for scheme in config.schemes
+    )
+    return SchemeSweep(config, profiles)
+
+
+@dataclass(frozen=True)
+class GainSweepConfig:
+    """Weights of variance gain²/n (Xavier's scale at equal fans, times a gain), measured at several gains.
+
+    Args:
+        activations: names from ``ACTIVATIONS``.
+        gains: measured gains (> 0), e.g. 1, √2 (relu's) and 5/3 (tanh's).
+        depth: number of layers, 1..500.
+        width: units per layer, 1..2048.
+        batch_size: inputs per seed, >= 2.
+        seeds: the seeds (>= 1 distinct).
+        grid: number of gains on the predicted curve, from min(gains)/1.25 to max(gains)·1.25 (>= 2).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    activations: tuple[str, ...] = ("tanh", "relu")
+    gains: tuple[float, ...] = (1.0, 1.2, math.sqrt(2.0), 5.0 / 3.0)
+    depth: int = 30
+    width: int = 128
+    batch_size: int = 64
+    seeds: tuple[int, ...] = tuple(range(10))
+    grid: int = 40
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activations", _check_names("activation", self.activations, ACTIVATIONS))
+        if isinstance(self.gains, str) or not isinstance(self.gains, Sequence) or len(self.gains) == 0:
+            raise TypeError("gains must be a non-empty sequence of positive numbers")
+        gains = tuple(check_float("gain", g, 0.0, strict_minimum=True) for g in self.gains)
+        object.__setattr__(self, "gains", gains)
+        check_int("grid", self.grid, minimum=2)
+        self.profile_config(self.activations[0], gains[0])
+
+    def profile_config(self, activation: str, gain: float) -> VarianceConfig:
+        """The ``VarianceConfig`` of one (activation, gain) point."""
+        return VarianceConfig(
+            "xavier", activation, self.depth, self.width, self.batch_size, self.seeds, gain, self.device
+        )
+
+
+@dataclass
+class GainSweep:
+    """Var(δ_1)/Var(δ_L) and Var(a_L) against the gain: measured points and the predicted curve.
+
+    Args:
+        config: what was run.
+        profiles: (activation-major) one ``VarianceProfile`` per (activation, gain).
+        grid: (G,) gains of the predicted curve.
+        predicted_ratio: (A, G) predicted Var(δ_1)/Var(δ_L) per activation along ``grid``.
+        predicted_top_var: (A, G) predicted Var(a_L).
+    """
+
+    config: GainSweepConfig
+    profiles: tuple[VarianceProfile, ...]
+    grid: np.ndarray
+    predicted_ratio: np.ndarray
+    predicted_top_var: np.ndarray
+
+    def get(self, activation: str, gain: float) -> VarianceProfile:
+        """The profile measured at one (activation, gain); ``gain`` must be one of ``config.gains``.
+
+        Args:
+            activation: one of ``config.activations``.
+            gain: one of ``config.gains`` (compared to 1e-12).
+        """
+        check_choice("activation", activation, self.config.activations)
+        matches = [k for k, g in enumerate(self.config.gains) if abs(g - gain) < 1e-12]
+        if not matches:
+            raise ValueError(f"gain {gain!r} was not measured; measured: {self.config.gains}")
+        i = self.config.activations.index(activation) * len(self.config.gains)
+        return self.profiles[i + matches[0]]
+
+
+def run_gain_sweep(config: GainSweepConfig) -> GainSweep:
+    """Measure every (activation, gain) of ``config`` and predict the ratio along a grid of gains.
+
+    Args:
+        config: the activations, gains, sizes, seeds and device.
+    """
+    if not isinstance(config, GainSweepConfig):
+        raise TypeError(f"config must be a GainSweepConfig; got {type(config).__name__}")
+    c = config
+    profiles = tuple(run_variance_profile(c.profile_config(a, g)) for a in c.activations for g in c.gains)
+    grid = np.geomspace(min(c.gains) / 1.25, max(c.gains) * 1.25, c.grid)
+    ratio, top = np.zeros((len(c.activations), c.grid)), np.zeros((len(c.activations), c.grid))
+    for i, activation in enumerate(c.activations):
+        for k, g in enumerate(grid):
+            prediction = predict_variances("xavier", activation, c.depth, c.width, gain=float(g))
+            ratio[i, k], top[i, k] = prediction.grad_ratio, prediction.activation_var[-1]
+    return GainSweep(c, profiles, grid, ratio, top)
+
+
+# ------------------------------------------------------------ Glorot & Bengio (2010), Figure 7 style
+@dataclass(frozen=True)
+class BackpropHistogramConfig:
+    """Back-propagated gradients ∂Cost/∂a_l at initialization: digits, cross-entropy summed over examples.
+
+    Args:
+        schemes: names from ``INIT_SCHEMES`` (Glorot & Bengio: "standard" vs "xavier", the normalized one).
+        activation: a name from ``ACTIVATIONS``.
+        depth: hidden layers, 1..100 (the paper used 5).
+        width: units per hidden layer, 1..4096.
+        n_examples: training examples in the batch, 2..1438.
+        seeds: network seeds (>= 1 distinct); the histograms show the first.
+        device: "auto", "cpu" or "cuda".
+    """
+
+    schemes: tuple[str, ...] = ("standard", "xavier")
+    activation: str = "tanh"
+    depth: int = 5
+    width: int = 256
+    n_examples: int = 512
+    seeds: tuple[int, ...] = (0, 1, 2)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=100)
+        check_int("width", self.width, minimum=1, maximum=4096)
+        check_int("n_examples", self.n_examples, minimum=2, maximum=1438)
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
+        check_choice("device", self.device, DEVICES)
+
+
+@dataclass
+class BackpropHistograms:
+    """Back-propagated gradients per scheme and layer.
+
+    Args:
+        config: what was run.
+        values: values[k][l] = the (n_examples · width,) entries of δ_{l+1} for scheme k, first seed.
+        grad_std: (K, S, L) standard deviation of δ_l per scheme, seed and layer.
+        input_var: E[x²] of the digits batch (the prediction's input second moment).
+    """
+
+    config: BackpropHistogramConfig
+    values: tuple[tuple[np.ndarray, ...], ...]
+    grad_std: np.ndarray
+    input_var: float
+
+    @property
+    def std_ratio(self) -> np.ndarray:
+        """(K, S) std(δ_1) / std(δ_L): how much narrower the first layer's histogram is than the last's."""
+        return self.grad_std[..., 0] / self.grad_std[..., -1]
+
+    def predicted_std_ratio(self, method: str = "gaussian") -> np.ndarray:
+        """(K,) √(Var(δ_1)/Var(δ_L)) from ``predict_variances`` with the digits' input second moment.
+
+        Args:
+            method: one of ``PREDICTION_METHODS``.
+        """
+        c = self.config
+        return np.array(
+            [
+                math.sqrt(
+                    predict_variances(
+                        s,
+                        c.activation,
+                        c.depth,
+                        c.width,
+                        in_features=_DIGITS_FEATURES,
+                        input_var=self.input_var,
+                        method=method,
+                    ).grad_ratio
+                )
+                for s in c.schemes
+            ]
+        )
+
+
+def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistograms:
+    """One forward and backward pass of a digits batch through freshly initialized networks.
+
+    Args:
+        config: the schemes, activation, sizes, seeds and device.
+    """
+    if not isinstance(config, BackpropHistogramConfig):
+        raise TypeError(f"config must be a BackpropHistogramConfig; got {type(config).__name__}")
+    c = config
+    device = pick_device(c.device)
+    data = digits()
+    x, y = data.x_train[: c.n_examples].to(device), data.y_train[: c.n_examples].to(device)
+    values, stds = [], np.zeros((len(c.schemes), len(c.seeds), c.depth))
+    for k, scheme in enumerate(c.schemes):
+        for j, seed in enumerate(c.seeds):
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
+            model.to(device)
+            pre, h = [], x
+            for layer in model.layers:
+                a = layer.linear(h)
+                a.retain_grad()
+                pre.append(a)
+                h = layer.activation(a)
+            F.cross_entropy(model.head(h), y, reduction="sum").backward()
+            stds[k, j] = [float(a.grad.std()) for a in pre]
+            if j == 0:
+                values.append(tuple(a.grad.detach().cpu().numpy().reshape(-1) for a in pre))
+    return BackpropHistograms(c, tuple(values), stds, float(x.pow(2).mean()))
+
+
+# ----------------------------------------------------------------- He et al. (2015), Figure 3 style
+@dataclass(frozen=True)
+class DeepTrainingConfig:
+    """A deep plain network trained on digits from each scheme, as He et al.'s 30-layer experiment.
+
+    Args:
+        schemes: names from ``INIT_SCHEMES`` (default He vs Xavier).
+        activation: a name from ``ACTIVATIONS``.
+        depth: hidden layers, 1..200.
+        width: units per hidden layer, 1..4096.
+        steps: optimizer steps per run (>= 1).
+        lr: learning rate (> 0).
+        optimizer: "sgd", "momentum" (0.9) or "adam".
+        batch_size: examples per step.
+        seeds: network and minibatch seeds (>= 1 distinct).
+        tail: the final loss is the mean training loss over the last ``tail`` steps (1..steps).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+    """
+
+    schemes: tuple[str, ...] = ("he", "xavier")
+    activation: str = "relu"
+    depth: int = 30
+    width: int = 64
+    steps: int = 400
+    lr: float = 0.002
+    optimizer: str = "momentum"
+    batch_size: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tail: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=200)
+        check_int("width", self.width, minimum=1, maximum=4096)
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
+        self.train_config(self.seeds[0])  # validates steps, lr, optimizer, batch_size, device
+        check_int("tail", self.tail, minimum=1, maximum=self.steps)
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The ``TrainConfig`` of the run with this seed."""
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            monitor_every=None,
+            eval_every=self.steps,
+            seed=seed,
+            device=self.device,
+        )
+
+
+@dataclass
+class DeepTraining:
+    """Training runs per scheme and seed.
+
+    Args:
+        config: what was run.
+        histories: histories[k][j] of scheme k and seed j.
+    """
+
+    config: DeepTrainingConfig
+    histories: tuple[tuple[History, ...], ...]
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        """(K, S) mean training loss over the last ``config.tail`` steps (NaN for a diverged run)."""
+        tail = self.config.tail
+        return np.array(
+            [
+                [math.nan if h.diverged else float(np.mean(h.loss[-tail:])) for h in row]
+                for row in self.histories
+            ]
+        )
+
+    @property
+    def val_accuracy(self) -> np.ndarray:
+        """(K, S) validation accuracy after the last step."""
+        return np.array([[h.final_val_accuracy for h in row] for row in self.histories])
+
+
+def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
+    """Train one ``MLP(64, 10, depth, width, activation)`` per scheme and seed on digits.
+
+    Args:
+        config: the schemes, network, optimizer, steps, seeds and device.
+    """
+    if not isinstance(config, DeepTrainingConfig):
+        raise TypeError(f"config must be a DeepTrainingConfig; got {type(config).__name__}")
+    c = config
+    data = digits()
+    histories = []
+    for scheme in c.schemes:
+        row = []
+        for seed in c.seeds:
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
+            row.append(train(model, data, c.train_config(seed)))
+        histories.append(tuple(row))
+    return DeepTraining(c, tuple(histories))

@@ -1,0 +1,292 @@
+"""Figures of chapter 4 (Xavier/Glorot and He/Kaiming initialization): predicted vs measured variances.
+
+Measured curves are the geometric mean over seeds with a band from the smallest to the largest seed;
+predictions are dashed (Gaussian recursion) or dotted (Glorot & Bengio's linear regime).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse.experiments.initialization import (
+    SCHEME_LABELS,
+    BackpropHistograms,
+    DeepTraining,
+    GainSweep,
+    SchemeSweep,
+    VarianceProfile,
+)
+from vgcourse.initializers import gain as torch_gain
+from vgcourse.plots._common import figure_and_axes
+
+__all__ = [
+    "SCHEME_COLORS",
+    "backprop_histograms",
+    "deep_training",
+    "gain_curves",
+    "gradient_overview",
+    "profile",
+    "scheme_grid",
+]
+
+SCHEME_COLORS = {
+    "naive": "tab:red",
+    "small": "tab:purple",
+    "standard": "tab:brown",
+    "xavier": "tab:blue",
+    "he": "tab:green",
+}
+_FORWARD, _BACKWARD = "tab:blue", "tab:orange"
+
+
+def _check(value: Any, kind: type, name: str) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(value).__name__}")
+
+
+def _axes_grid(
+    axes: Any, shape: tuple[int, int], figsize: tuple[float, float], **kwargs: Any
+) -> tuple[Figure, np.ndarray]:
+    """A new (rows, cols) grid, or the given axes reshaped to it (they must be that many)."""
+    if axes is None:
+        fig, grid = plt.subplots(*shape, figsize=figsize, squeeze=False, **kwargs)
+        return fig, grid
+    grid = np.asarray(axes, dtype=object).reshape(-1)
+    if len(grid) != shape[0] * shape[1] or not all(isinstance(ax, Axes) for ax in grid):
+        raise ValueError(f"axes must be {shape[0] * shape[1]} matplotlib Axes; got {len(grid)} objects")
+    return grid[0].figure, grid.reshape(shape)
+
+
+def _gain_label(g: float) -> str:
+    """ "√2" and "5/3" for PyTorch's relu and tanh gains, else the number."""
+    for value, label in ((math.sqrt(2.0), "√2"), (5.0 / 3.0, "5/3")):
+        if abs(g - value) < 1e-9:
+            return label
+    return f"{g:.3g}"
+
+
+def _shown(values: Any) -> np.ndarray:
+    """The values a log axis draws with room to spare: outside [1e-250, 1e250] they become NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where((values >= 1e-250) & (values <= 1e250), values, np.nan)
+
+
+def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | None) -> None:
+    """Geometric mean over rows (seeds) as a line, min..max as a shaded band."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        center = np.exp(np.mean(np.log(values), axis=0))
+    low, high = _shown(values.min(axis=0)), _shown(values.max(axis=0))
+    ax.fill_between(x, low, high, color=color, alpha=0.25, linewidth=0)
+    ax.plot(x, _shown(center), color=color, linewidth=1.8, label=label)
+
+
+def profile(
+    result: VarianceProfile, *, ax: Axes | None = None, show_linear: bool = True, legend: bool = True
+) -> Figure:
+    """Var(a_l) (forward) and Var(δ_l) (backward) by layer: measured band and line, predicted dashed.
+
+    Args:
+        result: a ``run_variance_profile`` result.
+        ax: axes to draw on; a new figure when None.
+        show_linear: also draw the linear-regime prediction (dotted) where it differs from the Gaussian one.
+        legend: draw the legend.
+    """
+    _check(result, VarianceProfile, "result")
+    fig, ax = figure_and_axes(ax, figsize=(5.6, 4.0))
+    x = result.layers
+    drawn = []
+    for measured, predicted, linear, color, name in (
+        (result.activation_var, result.predicted.activation_var, result.linear.activation_var, _FORWARD, "a"),
+        (result.grad_var, result.predicted.grad_var, result.linear.grad_var, _BACKWARD, r"\delta"),
+    ):
+        _band(ax, x, measured, color, rf"$\mathrm{{Var}}({name}_l)$ measured")
+        ax.plot(x, _shown(predicted), color="black", linestyle="--", linewidth=1.0)
+        drawn += [*_shown(measured).ravel(), *_shown(predicted)]
+        if show_linear and not np.allclose(linear, predicted, rtol=0.02, equal_nan=True):
+            ax.plot(x, _shown(linear), color=color, linestyle=":", linewidth=1.4)
+    ax.plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
+    if show_linear:
+        ax.plot([], [], color="gray", linestyle=":", linewidth=1.4, label="predicted (linear regime)")
+    ax.set_yscale("log")
+    finite = np.array([v for v in drawn if np.isfinite(v)])
+    if finite.size:
+        low, high = math.log10(finite.min()), math.log10(finite.max())
+        pad = max(1.0, 0.08 * (high - low))
+        ax.set_ylim(10 ** max(low - pad, -305.0), 10 ** min(high + pad, 305.0))
+    ax.set_xlabel("layer l (input → output)")
+    ax.set_ylabel("variance")
+    c = result.config
+    ax.set_title(f"{result.label}, {c.activation}, width {c.width}", fontsize="medium")
+    if legend:
+        ax.legend(fontsize="x-small", loc="best")
+    return fig
+
+
+def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
+    """Small multiples of ``profile``: one row per activation, one column per scheme.
+
+    Args:
+        sweep: a ``run_scheme_sweep`` result.
+        axes: len(activations) · len(schemes) axes to draw on; a new figure when None.
+        show_linear: also draw the linear-regime prediction.
+    """
+    _check(sweep, SchemeSweep, "sweep")
+    rows, cols = len(sweep.config.activations), len(sweep.config.schemes)
+    fig, grid = _axes_grid(axes, (rows, cols), (3.3 * cols, 3.0 * rows + 0.4))
+    for i, activation in enumerate(sweep.config.activations):
+        for j, scheme in enumerate(sweep.config.schemes):
+            ax = grid[i, j]
+            profile(sweep.get(scheme, activation), ax=ax, show_linear=show_linear, legend=False)
+            ax.set_title(f"{SCHEME_LABELS[scheme]}\n{activation}", fontsize="small")
+            if i < rows - 1:
+                ax.set_xlabel("")
+            if j > 0:
+                ax.set_ylabel("")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.suptitle(f"predicted vs measured, depth {sweep.config.depth}, {len(sweep.config.seeds)} seeds")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
+    """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
+
+    Args:
+        sweep: a ``run_scheme_sweep`` result.
+        axes: 2 · len(activations) axes to draw on; a new figure when None.
+    """
+    _check(sweep, SchemeSweep, "sweep")
+    cols = len(sweep.config.activations)
+    fig, grid = _axes_grid(axes, (2, cols), (5.0 * cols, 7.0), sharex=True)
+    for j, activation in enumerate(sweep.config.activations):
+        for scheme in sweep.config.schemes:
+            p = sweep.get(scheme, activation)
+            color = SCHEME_COLORS[scheme]
+            for i, (measured, predicted) in enumerate(
+                ((p.activation_var, p.predicted.activation_var), (p.grad_var, p.predicted.grad_var))
+            ):
+                _band(grid[i, j], p.layers, measured, color, SCHEME_LABELS[scheme] if i == 0 else None)
+                grid[i, j].plot(p.layers, _shown(predicted), color=color, linestyle="--", linewidth=1.0)
+        grid[0, j].set_title(f"{activation} network, depth {sweep.config.depth}")
+        grid[0, j].set_ylabel(r"forward: $\mathrm{Var}(a_l)$")
+        grid[1, j].set_ylabel(r"backward: $\mathrm{Var}(\delta_l)$, $\delta_l = \partial L / \partial a_l$")
+        grid[1, j].set_xlabel("layer l (input → output)")
+        for i in range(2):
+            grid[i, j].set_yscale("log")
+            grid[i, j].axhline(1.0, color="gray", linewidth=0.6)
+    grid[0, 0].plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
+    grid[0, 0].legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
+    """Against the gain g (weights of variance g²/n): Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right).
+
+    Lines are the Gaussian prediction, markers the measured geometric mean with min..max error bars;
+    thin vertical lines mark each activation's PyTorch gain (tanh 5/3, relu √2).
+
+    Args:
+        sweep: a ``run_gain_sweep`` result.
+        axes: two axes to draw on; a new figure when None.
+    """
+    _check(sweep, GainSweep, "sweep")
+    fig, grid = _axes_grid(axes, (1, 2), (10.5, 4.0))
+    left, right = grid[0]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, activation in enumerate(sweep.config.activations):
+        color = colors[i % len(colors)]
+        left.plot(sweep.grid, sweep.predicted_ratio[i], color=color, label=f"{activation} (predicted)")
+        right.plot(sweep.grid, sweep.predicted_top_var[i], color=color, label=f"{activation} (predicted)")
+        for ax, metric in ((left, "ratio"), (right, "top")):
+            values = [
+                (p.grad_ratio if metric == "ratio" else p.activation_var[:, -1])
+                for p in (sweep.get(activation, g) for g in sweep.config.gains)
+            ]
+            center = np.array([np.exp(np.mean(np.log(v))) for v in values])
+            errors = np.array([[c - v.min(), v.max() - c] for c, v in zip(center, values, strict=True)]).T
+            ax.errorbar(sweep.config.gains, center, yerr=errors, fmt="o", color=color, capsize=3)
+        for ax in (left, right):
+            ax.axvline(torch_gain(activation), color=color, linewidth=0.8, linestyle=":")
+    left.axhline(1.0, color="gray", linewidth=0.6)
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.set_xticks(sweep.config.gains, [_gain_label(g) for g in sweep.config.gains])
+        ax.set_xlabel(r"gain $g$, weights of variance $g^2/n$")
+    left.errorbar([], [], fmt="o", color="gray", label="measured")
+    left.set_ylabel(r"$\mathrm{Var}(\delta_1) \,/\, \mathrm{Var}(\delta_L)$")
+    right.set_ylabel(rf"$\mathrm{{Var}}(a_L)$ at the last layer, L = {sweep.config.depth}")
+    left.set_title("gradient ratio across the network")
+    right.set_title("forward signal at the last layer")
+    left.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
+    """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
+
+    Args:
+        result: a ``run_backprop_histograms`` result.
+        axes: one axes per scheme; a new figure when None.
+        bins: number of histogram bins (>= 5), shared by all panels.
+    """
+    _check(result, BackpropHistograms, "result")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 5:
+        raise ValueError(f"bins must be an integer >= 5; got {bins!r}")
+    schemes = result.config.schemes
+    fig, grid = _axes_grid(axes, (1, len(schemes)), (5.2 * len(schemes), 3.8), sharex=True)
+    everything = np.concatenate([v for per_scheme in result.values for v in per_scheme])
+    limit = float(np.quantile(np.abs(everything), 0.995))
+    edges = np.linspace(-limit, limit, bins)
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, result.config.depth))
+    for k, scheme in enumerate(schemes):
+        ax = grid[0, k]
+        for i, values in enumerate(result.values[k]):
+            counts, _ = np.histogram(values, bins=edges)
+            ax.stairs(counts / max(1, len(values)), edges, color=colors[i], label=f"layer {i + 1}")
+        ax.set_title(f"{SCHEME_LABELS[scheme]}, {result.config.activation}", fontsize="medium")
+        ax.set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost} / \partial a_l$")
+    grid[0, 0].set_ylabel("fraction of values")
+    grid[0, -1].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
+    """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
+
+    Args:
+        result: a ``run_deep_training`` result.
+        ax: axes to draw on; a new figure when None.
+        smooth: moving-average window in steps (>= 1).
+    """
+    _check(result, DeepTraining, "result")
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise ValueError(f"smooth must be an integer >= 1; got {smooth!r}")
+    fig, ax = figure_and_axes(ax, figsize=(6.4, 4.0))
+    kernel = np.ones(smooth) / smooth
+    for scheme, row in zip(result.config.schemes, result.histories, strict=True):
+        for j, history in enumerate(row):
+            loss = history.loss
+            if len(loss) >= smooth:
+                loss = np.convolve(loss, kernel, mode="valid")
+            steps = np.arange(len(loss)) + (len(history.loss) - len(loss))
+            label = SCHEME_LABELS[scheme] if j == 0 else None
+            ax.plot(steps, loss, color=SCHEME_COLORS[scheme], linewidth=1.2, alpha=0.85, label=label)
+    ax.axhline(math.log(10.0), color="gray", linestyle="--", linewidth=0.8, label="chance: ln 10")
+    c = result.config
+    ax.set_title(f"{c.depth}-layer {c.activation} network on digits, {len(c.seeds)} seeds", fontsize="medium")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss ({smooth}-step average)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+    return fig
