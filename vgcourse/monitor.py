@@ -122,7 +122,7 @@ class MonitorRecord:
         return values[-1].copy()
 
     def ratio_first_last(self, metric: str = "grad_norm", step: int = -1) -> float:
-        """Return metric[layer 1] / metric[last layer] at one recorded step: >> 1 means vanishing.
+        """Return metric[layer 1] / metric[last layer] at one recorded step: << 1 vanishing, >> 1 exploding.
 
         Args:
             metric: one of ``METRICS``.

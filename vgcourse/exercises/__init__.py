@@ -5,7 +5,13 @@ check("initialization.he_std", 0.0625)       # -> Feedback(correct=True, ...)
 exercise_widget("initialization.tanh_scale")  # slider + Check button
 """
 
-from vgcourse.exercises import initialization, linear_chain, relu_dying_units, sigmoid_bound
+from vgcourse.exercises import (
+    initialization,
+    linear_chain,
+    relu_dying_units,
+    residual_networks,
+    sigmoid_bound,
+)
 from vgcourse.exercises.core import (
     EXERCISES,
     KINDS,
@@ -35,5 +41,6 @@ __all__ = [
     "linear_chain",
     "register",
     "relu_dying_units",
+    "residual_networks",
     "sigmoid_bound",
 ]

@@ -70,7 +70,7 @@ class Exercise:
         measure: turns an answer into a number (default ``float``); may raise TypeError/ValueError.
         rel_tol: relative tolerance of the default ``accept``.
         accept: optional ``accept(measured_answer, measured_solution) -> bool``.
-        control: for number/setting kinds, widget hints: ``min``, ``max``, ``step``, ``log``.
+        control: for number/setting kinds, widget hints: ``min``, ``max``, ``step``, ``log``, ``label``.
     """
 
     id: str
@@ -83,7 +83,7 @@ class Exercise:
     measure: Callable[[Any], float] = float
     rel_tol: float = 1e-3
     accept: Callable[[float, float], bool] | None = None
-    control: dict[str, float | bool] = field(default_factory=dict)
+    control: dict[str, float | bool | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)

@@ -166,6 +166,6 @@ register(
                 applies=lambda m: m > BALANCED[1],
             ),
         ),
-        control={"min": 0.25, "max": 4.0, "step": 0.01, "log": True},
+        control={"min": 0.25, "max": 4.0, "step": 0.01, "log": True, "label": "s"},
     )
 )

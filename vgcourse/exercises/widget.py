@@ -27,7 +27,7 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
             min=math.log10(float(spec["min"])),
             max=math.log10(float(spec["max"])),
             step=0.01,
-            description="s",
+            description=str(spec.get("label", "value")),
             continuous_update=False,
         )
     elif exercise.kind == "setting":
@@ -36,6 +36,7 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
             min=float(spec["min"]),
             max=float(spec["max"]),
             step=float(spec.get("step", 0.01)),
+            description=str(spec.get("label", "value")),
             continuous_update=False,
         )
     else:

@@ -1,0 +1,454 @@
+"""Chapter 5, residual networks: the Jacobian derivation vs autograd, and every number the chapter states.
+
+The chapter-size experiments measure several networks per setting (``n_seeds`` = 3: seeds 0, 1, 2), so the
+margins below are checked on each of those networks, not only on their mean.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import vgcourse.exercises.residual_networks as exercises
+from vgcourse.exercises import check
+from vgcourse.experiments import residual_networks as rn
+from vgcourse.explorers import residual_networks as explorers
+from vgcourse.plots import residual_networks as plots
+
+SEEDS = (0, 1, 2)
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The derivation: one block's Jacobian is I + αJ, and the product expands into paths
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("spec", [rn.RESIDUAL, rn.RESIDUAL_SCALED, rn.PLAIN], ids=lambda s: s.label)
+def test_block_jacobian_is_identity_plus_branch(seed: int, spec: rn.NetworkSpec) -> None:
+    model = rn.build_network(
+        spec, depth=4, width=6, in_features=6, out_features=2, seed=seed, dtype="float64"
+    )
+    x = torch.randn(6, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    block = model.blocks[1]
+    auto = torch.autograd.functional.jacobian(block, x)
+    mask = (block.fc1(x) > 0).to(F64)
+    branch = block.fc2.weight @ torch.diag(mask) @ block.fc1.weight  # J = W2 D W1
+    expected = torch.eye(6, dtype=F64) + spec.alpha(4) * branch if spec.skip else branch
+    torch.testing.assert_close(auto, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_two_blocks_expand_into_four_paths() -> None:
+    """(I + J2)(I + J1) = I + J1 + J2 + J2 J1: the identity, two paths of length 1 and one of length 2."""
+    result = rn.run_path_expansion(rn.PathExpansionConfig(depth=2, width=5, networks=(rn.RESIDUAL,), seed=3))
+    model = rn.build_network(
+        rn.RESIDUAL, depth=2, width=5, in_features=5, out_features=1, seed=3, dtype="float64"
+    )
+    x0 = torch.randn(5, dtype=F64, generator=torch.Generator().manual_seed(3 + 10_000))
+    jacobians, h = [], x0
+    with torch.no_grad():
+        for block in model.blocks:
+            jacobians.append(block.fc2.weight @ torch.diag((block.fc1(h) > 0).to(F64)) @ block.fc1.weight)
+            h = block(h)
+    j1, j2 = jacobians
+    expected = [torch.eye(5, dtype=F64), j1 + j2, j2 @ j1]
+    for k in range(3):
+        assert result.path_gain[0, k] == pytest.approx(float(expected[k].norm()) / math.sqrt(5), rel=1e-12)
+    assert list(result.n_paths()) == [1, 2, 1]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_path_expansion_matches_autograd_and_the_chapter(seed: int) -> None:
+    result = rn.run_path_expansion(rn.PathExpansionConfig(seed=seed))
+    depth = result.config.depth
+    assert result.relative_error.max() < 1e-12  # Σ_k P_k is autograd's Jacobian
+    plain = result.get(rn.PLAIN)
+    assert np.all(plain[:-1] == 0) and plain[-1] > 0  # the plain net has a single path, of length L
+    for spec in (rn.RESIDUAL, rn.RESIDUAL_SCALED):
+        assert result.get(spec)[0] == pytest.approx(1.0, rel=1e-12)  # the identity path
+    # measured vs the RMS prediction: within a factor 2 for the short paths, 10 for every path
+    predicted = result.predicted_gain()
+    for i in (1, 2):
+        ratio = result.path_gain[i] / predicted[i]
+        assert np.all(np.abs(np.log(ratio[:11])) < math.log(2))
+        assert np.all(np.abs(np.log(ratio)) < math.log(10))
+    # α = 1: paths of length near L/2 dominate; α = 1/√L: the short ones do
+    assert abs(result.typical_length(rn.RESIDUAL) - depth / 2) <= 2
+    assert result.share_up_to(rn.RESIDUAL, 3) < 0.01
+    assert result.typical_length(rn.RESIDUAL_SCALED) <= 1
+    assert result.share_up_to(rn.RESIDUAL_SCALED, 3) > 0.95
+    total = result.total_gain
+    assert 2 ** (depth / 2) / 3 < total[1] < 3 * 2 ** (depth / 2)
+    assert 1.2 < total[2] < 2.2  # ≈ (1 + 1/L)^(L/2) ≈ √e
+    assert 0.1 < total[0] < 3  # the plain product: size 1 on average, wide spread
+
+
+# ----------------------------------------------------------------------------------------------------
+# Initialization and one block's gain
+
+
+def test_init_network_variances_and_zero_branches() -> None:
+    n = 256
+    he = rn.build_network(rn.RESIDUAL, depth=2, width=n, in_features=128, out_features=64, seed=0)
+    assert he.stem.weight.var().item() == pytest.approx(1 / 128, rel=0.05)
+    assert he.blocks[0].fc1.weight.var().item() == pytest.approx(1 / n, rel=0.05)
+    assert he.blocks[0].fc2.weight.var().item() == pytest.approx(2 / n, rel=0.05)
+    assert he.head.weight.var().item() == pytest.approx(1 / n, rel=0.05)
+    assert all(not b.fc1.bias.any() for b in he.blocks)
+    kaiming = rn.build_network(
+        rn.RESIDUAL_KAIMING, depth=2, width=n, in_features=128, out_features=64, seed=0
+    )
+    assert kaiming.blocks[0].fc1.weight.var().item() == pytest.approx(2 / n, rel=0.05)
+    zero = rn.build_network(rn.RESIDUAL_ZERO, depth=3, width=8, in_features=4, out_features=2, seed=0)
+    assert all(not b.fc2.weight.any() and not b.fc2.bias.any() for b in zero.blocks)
+    zero_bn = rn.build_network(
+        rn.NetworkSpec(norm="batch", zero_init_last=True), depth=2, width=8, in_features=4, out_features=2
+    )
+    assert all(not b.norm2.weight.any() and b.fc2.weight.any() for b in zero_bn.blocks)
+    with pytest.raises(TypeError):
+        rn.init_network(torch.nn.Linear(2, 2))
+
+
+def test_same_seed_gives_the_plain_and_residual_twins_the_same_weights() -> None:
+    kw = dict(depth=3, width=8, in_features=4, out_features=2, seed=5)
+    plain, residual = rn.build_network(rn.PLAIN, **kw), rn.build_network(rn.RESIDUAL, **kw)
+    for (name, p), (_, q) in zip(plain.named_parameters(), residual.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("init", "gain"), [("he", 1.0), ("kaiming_all", 2.0)])
+def test_one_branch_has_gain_g(seed: int, init: str, gain: float) -> None:
+    """E‖F(x)‖² / E‖x‖² = g (1 for He as the chapter applies it, 2 with Kaiming on every layer)."""
+    spec = rn.NetworkSpec(init=init)
+    model = rn.build_network(
+        spec, depth=1, width=512, in_features=8, out_features=2, seed=seed, dtype="float64"
+    )
+    x = torch.randn(512, 512, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        measured = model.blocks[0].branch(x).square().mean() / x.square().mean()
+    assert float(measured) == pytest.approx(gain, rel=0.08)
+    assert spec.growth_per_block(1) == 1 + gain
+
+
+def test_growth_per_block_closed_forms() -> None:
+    assert rn.RESIDUAL.growth_per_block(50) == 2.0
+    assert rn.RESIDUAL_KAIMING.growth_per_block(50) == 3.0
+    assert rn.RESIDUAL_SCALED.growth_per_block(50) == pytest.approx(1 + 1 / 50)
+    assert rn.RESIDUAL_ZERO.growth_per_block(50) == 1.0
+    assert rn.PLAIN.growth_per_block(50) == 1.0
+    assert rn.RESIDUAL_BN.growth_per_block(50) is None
+    assert rn.NetworkSpec(branch_scale=0.5).alpha(10) == 0.5
+    assert rn.PLAIN.alpha(10) == 1.0
+    assert rn.n_linear_layers(8) == 18 and rn.n_linear_layers(16) == 34
+    assert exercises.predicted_second_moment(10) == 2**10
+
+
+def test_stream_pass_matches_autograd_and_the_monitor_names() -> None:
+    model = rn.build_network(rn.RESIDUAL_BN, depth=3, width=8, in_features=64, out_features=10, seed=1)
+    data = rn.load_data()
+    result = rn.stream_pass(model, data.x_train[:16], data.y_train[:16])
+    assert result.layer_names == ["input"] + [f"block {b} {f}" for b in (1, 2, 3) for f in ("fc1", "fc2")] + [
+        "output"
+    ]
+    np.testing.assert_allclose(result.weight_grad[0], model.stem.weight.grad.norm().item(), rtol=1e-6)
+    np.testing.assert_allclose(result.weight_grad[-1], model.head.weight.grad.norm().item(), rtol=1e-6)
+    assert result.stream_grad.shape == result.second_moment.shape == (4,)
+    assert result.grad_ratio == pytest.approx(result.stream_grad[0] / result.stream_grad[-1])
+    assert np.isfinite(result.loss)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward growth: the chapter's experiment (3 networks per setting), checked network by network
+
+
+@pytest.fixture(scope="module")
+def forward() -> rn.ForwardVarianceResult:
+    return rn.run_forward_variance(rn.ForwardVarianceConfig())
+
+
+def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) -> None:
+    depth = forward.config.depth
+    nets = forward.config.networks
+    final = forward.second_moment[:, :, -1] / forward.second_moment[:, :, 0]  # (spec, network)
+    per_block = final ** (1 / depth)
+    he, kaiming = nets.index(rn.RESIDUAL), nets.index(rn.RESIDUAL_KAIMING)
+    assert np.all((per_block[he] > 1.9) & (per_block[he] < 2.08))  # ≈ 2 per block
+    assert np.all((per_block[kaiming] > 2.8) & (per_block[kaiming] < 3.15))  # ≈ 3 per block
+    assert 1.92 < forward.growth_per_block(rn.RESIDUAL) < 2.04
+    assert 2.85 < forward.growth_per_block(rn.RESIDUAL_KAIMING) < 3.08
+    assert 2**depth / 10 < forward.final_ratio(rn.RESIDUAL) < 2**depth * 1.2
+    scaled = final[nets.index(rn.RESIDUAL_SCALED)]
+    assert np.all((scaled > 2.0) & (scaled < 3.0))  # (1 + 1/50)^50 = 2.69 <= e
+    np.testing.assert_array_equal(
+        forward.second_moment[nets.index(rn.RESIDUAL_ZERO)],
+        forward.second_moment[nets.index(rn.RESIDUAL_ZERO)][:, :1].repeat(depth + 1, axis=1),
+    )
+    bn = nets.index(rn.RESIDUAL_BN)
+    predicted_bn = forward.predicted_ratio()[bn, -1]
+    assert np.all(np.abs(final[bn] / predicted_bn - 1) < 0.15)  # q_0 + l: linear, not exponential
+    assert 20 < predicted_bn < 150
+    plain = final[nets.index(rn.PLAIN)]
+    assert np.all((plain > 0.03) & (plain < 3.0))  # the mean is preserved; the typical network drifts down
+    np.testing.assert_allclose(forward.predicted_ratio()[he], 2.0**forward.blocks)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Depth sweep: the chapter's experiment (3 networks per setting and depth), checked network by network
+
+
+@pytest.fixture(scope="module")
+def sweep() -> rn.DepthSweepResult:
+    return rn.run_depth_sweep(rn.DepthSweepConfig())
+
+
+def test_depth_sweep_numbers_the_chapter_states(sweep: rn.DepthSweepResult) -> None:
+    nets = sweep.config.networks
+    at100 = {spec: sweep.grad_ratio[nets.index(spec), :, -1] for spec in nets}  # every network at L = 100
+    assert sweep.config.depths[-1] == 100
+    assert np.all((at100[rn.PLAIN] > 0.02) & (at100[rn.PLAIN] < 2.0))
+    assert np.all(at100[rn.PLAIN_BN] > 1e7)  # BatchNorm in a plain stack explodes the gradient
+    assert np.all(np.abs(np.log(at100[rn.RESIDUAL] / 2.0**50)) < math.log(4))  # (1 + 1)^(L/2)
+    assert np.all((at100[rn.RESIDUAL_BN] > 15) & (at100[rn.RESIDUAL_BN] < 80))
+    assert np.all((at100[rn.RESIDUAL_SCALED] > 1.3) & (at100[rn.RESIDUAL_SCALED] < 2.2))
+    np.testing.assert_allclose(sweep.grad_ratio[nets.index(rn.RESIDUAL_ZERO)], 1.0, rtol=1e-12)
+    # typical values at 10 blocks, and polynomial (not exponential) growth of residual + BN
+    at10 = {spec: sweep.grad_ratio[nets.index(spec), :, 0] for spec in nets}
+    assert np.all((at10[rn.PLAIN_BN] > 4) & (at10[rn.PLAIN_BN] < 30))
+    assert np.all((at10[rn.RESIDUAL_BN] > 3) & (at10[rn.RESIDUAL_BN] < 12))
+    rbn = sweep.typical()[nets.index(rn.RESIDUAL_BN)]
+    assert 3 < rbn[-1] / rbn[0] < 10  # 10× the depth: a few times the ratio
+    assert np.all(np.diff(np.log(sweep.typical()[nets.index(rn.PLAIN_BN)])) > 1)
+    np.testing.assert_allclose(
+        sweep.predicted_grad_ratio()[nets.index(rn.RESIDUAL)], 2.0 ** (sweep.depths / 2)
+    )
+    assert np.isnan(sweep.predicted_grad_ratio()[nets.index(rn.RESIDUAL_BN)]).all()
+    assert sweep.at(rn.RESIDUAL_SCALED, 100) == pytest.approx(
+        np.exp(np.log(at100[rn.RESIDUAL_SCALED]).mean())
+    )
+    with pytest.raises(ValueError, match="was not measured"):
+        sweep.at(rn.RESIDUAL, 30)
+    with pytest.raises(ValueError, match="was not measured"):
+        sweep.at(rn.RESIDUAL_KAIMING, 100)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Degradation: the chapter's configuration at seeds 0, 1, 2
+
+
+@pytest.fixture(scope="module")
+def degradation_runs() -> list[rn.DegradationResult]:
+    return [rn.run_degradation(rn.DegradationConfig(seed=seed, device="cpu")) for seed in SEEDS]
+
+
+def test_deep_plain_trains_worse_and_its_residual_twin_does_not(degradation_runs) -> None:
+    for result in degradation_runs:
+        p18, p34, r34 = result.shallow_plain, result.deep_plain, result.deep_residual
+        assert (p18.name, p34.name, r34.name) == ("plain-18", "plain-34", "residual-34")
+        assert not any(run.history.diverged for run in result.runs)
+        assert p34.train_loss > 2.5 * p18.train_loss  # degradation: deeper plain trains worse
+        assert r34.train_loss < 0.5 * p18.train_loss  # the residual twin of plain-34 trains best
+        assert p34.train_accuracy < 0.85 < 0.9 < p18.train_accuracy < r34.train_accuracy
+        assert r34.train_accuracy > 0.97
+        assert p34.val_accuracy < p18.val_accuracy < r34.val_accuracy
+        assert p34.init_grad_ratio > 3 * p18.init_grad_ratio  # plain + BN: deeper, larger gradient ratio
+        assert r34.init_grad_ratio < 2 * p18.init_grad_ratio
+        assert result.get("plain-34") is p34
+    frame = degradation_runs[0].to_frame()
+    assert list(frame.index) == ["plain-18", "plain-34", "residual-34"]
+    assert list(frame["Linear layers"]) == [18, 34, 34]
+
+
+def _mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("VGCOURSE_DATA"), Path(__file__).parents[2] / "shared/data/mnist"):
+        if candidate and Path(candidate).is_dir() and any(Path(candidate).rglob("t10k-images*")):
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.skipif(_mnist_dir() is None, reason="MNIST files not found (set VGCOURSE_DATA)")
+def test_degradation_runs_on_the_mnist_split(monkeypatch) -> None:
+    monkeypatch.setenv("VGCOURSE_DATA", str(_mnist_dir()))
+    config = rn.DegradationConfig(
+        shallow_depth=1, deep_depth=2, width=8, steps=3, dataset="mnist", device="cpu"
+    )
+    result = rn.run_degradation(config)
+    assert [run.history.steps_run for run in result.runs] == [3, 3, 3]
+    assert all(np.isfinite(run.train_loss) for run in result.runs)
+
+
+def test_a_diverged_run_is_kept_not_raised() -> None:
+    config = rn.DegradationConfig(
+        shallow_depth=1, deep_depth=12, width=16, norm=None, steps=20, lr=5.0, device="cpu"
+    )
+    result = rn.run_degradation(config)
+    assert result.deep_residual.history.diverged
+    assert math.isnan(result.deep_residual.train_loss)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exercises of the chapter
+
+
+def test_exercises_of_the_chapter() -> None:
+    assert check("residual_networks.variance_after_blocks", 2**10).correct
+    assert not check("residual_networks.variance_after_blocks", 11).correct
+    growth = exercises.forward_growth(1 / math.sqrt(exercises.SCALE_DEPTH))
+    assert exercises.TAMED[0] + 0.2 < growth < exercises.TAMED[1] - 0.2  # well inside the accepted band
+    assert check("residual_networks.branch_scale", 0.14).correct
+    assert not check("residual_networks.branch_scale", 0.5).correct
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configs reject bad input
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: rn.NetworkSpec(skip=1), TypeError),
+        (lambda: rn.NetworkSpec(norm="group"), ValueError),
+        (lambda: rn.NetworkSpec(branch_scale=-1.0), ValueError),
+        (lambda: rn.NetworkSpec(branch_scale="1/L"), ValueError),
+        (lambda: rn.NetworkSpec(skip=False, branch_scale=0.5), ValueError),
+        (lambda: rn.NetworkSpec(skip=False, zero_init_last=True), ValueError),
+        (lambda: rn.NetworkSpec(init="xavier"), ValueError),
+        (lambda: rn.PathExpansionConfig(networks=(rn.RESIDUAL_BN,)), ValueError),
+        (lambda: rn.PathExpansionConfig(networks=()), TypeError),
+        (lambda: rn.PathExpansionConfig(networks=("plain",)), TypeError),
+        (lambda: rn.ForwardVarianceConfig(depth=0), ValueError),
+        (lambda: rn.ForwardVarianceConfig(batch_size=5000), ValueError),
+        (lambda: rn.DepthSweepConfig(depths=(20, 10)), ValueError),
+        (lambda: rn.DepthSweepConfig(depths=[10, 20]), TypeError),
+        (lambda: rn.DepthSweepConfig(dtype="float16"), ValueError),
+        (lambda: rn.DepthSweepConfig(n_seeds=0), ValueError),
+        (lambda: rn.DegradationConfig(shallow_depth=16, deep_depth=8), ValueError),
+        (lambda: rn.DegradationConfig(lr=0.0), ValueError),
+        (lambda: rn.DegradationConfig(optimizer="rmsprop"), ValueError),
+        (lambda: rn.DegradationConfig(dataset="cifar"), ValueError),
+        (lambda: rn.DegradationConfig(device="tpu"), ValueError),
+        (lambda: rn.DegradationConfig(norm="instance"), ValueError),
+        (lambda: rn.LayerProfileConfig(network="residual"), TypeError),
+        (lambda: rn.LayerProfileConfig(depth=1.5), TypeError),
+        (lambda: rn.load_data("cifar"), ValueError),
+        (lambda: rn.build_network("plain", depth=2, width=4, in_features=2, out_features=2), TypeError),
+        (
+            lambda: rn.build_network(rn.PLAIN, depth=2, width=4, in_features=2, out_features=2, dtype="half"),
+            ValueError,
+        ),
+    ],
+)
+def test_bad_input_is_rejected(make, error) -> None:
+    with pytest.raises(error):
+        make()
+
+
+def test_error_messages_name_the_choices() -> None:
+    with pytest.raises(ValueError, match="batch, layer"):
+        rn.NetworkSpec(norm="group")
+    with pytest.raises(ValueError, match="he, kaiming_all"):
+        rn.NetworkSpec(init="xavier")
+    with pytest.raises(ValueError, match="digits, mnist"):
+        rn.DegradationConfig(dataset="cifar")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots and the explorer
+
+
+@pytest.fixture(scope="module")
+def small_results() -> dict[str, object]:
+    return {
+        "path": rn.run_path_expansion(rn.PathExpansionConfig(depth=6, width=8)),
+        "forward": rn.run_forward_variance(
+            rn.ForwardVarianceConfig(depth=5, width=8, batch_size=16, n_seeds=2)
+        ),
+        "sweep": rn.run_depth_sweep(rn.DepthSweepConfig(depths=(2, 4), width=8, batch_size=16, n_seeds=2)),
+        "degradation": rn.run_degradation(
+            rn.DegradationConfig(shallow_depth=1, deep_depth=2, width=8, steps=12, device="cpu")
+        ),
+        "profile": rn.run_layer_profile(rn.LayerProfileConfig(depth=4, width=8)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("plot", "key"),
+    [
+        (plots.path_expansion, "path"),
+        (plots.forward_variance, "forward"),
+        (plots.depth_sweep, "sweep"),
+        (plots.degradation, "degradation"),
+        (plots.layer_profile, "profile"),
+    ],
+)
+def test_plots_return_figures_and_accept_an_axes(plot, key: str, small_results) -> None:
+    assert isinstance(plot(small_results[key]), Figure)
+    _, ax = plt.subplots()
+    assert plot(small_results[key], ax=ax) is ax.figure
+    with pytest.raises(TypeError):
+        plot(object())
+
+
+def test_panel_plots(small_results) -> None:
+    assert len(plots.forward_variance_panels(small_results["forward"]).axes) == 2
+    assert len(plots.depth_sweep_panels(small_results["sweep"]).axes) == 2
+    assert isinstance(plots.depth_sweep(small_results["sweep"], "variance_ratio"), Figure)
+    assert isinstance(plots.degradation(small_results["degradation"], window=1), Figure)
+    fig = plots.layer_profile_grid([small_results["profile"]] * 4, ncols=3)
+    assert sum(ax.get_visible() for ax in fig.axes) == 4
+    with pytest.raises(ValueError, match="valid choices"):
+        plots.depth_sweep(small_results["sweep"], "loss")
+    with pytest.raises(ValueError, match="not in the result"):
+        plots.forward_variance(small_results["forward"], networks=[rn.PLAIN_BN])
+    with pytest.raises(TypeError):
+        plots.layer_profile_grid([])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_small_multiples_numbers_the_chapter_states(seed: int) -> None:
+    """Residual at L = 100: flat weight gradients under a huge backward ratio; plain at width 32 fades."""
+    residual = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.RESIDUAL, depth=100, seed=seed))
+    assert residual.fc2_grad.max() / residual.fc2_grad.min() < 30
+    assert 1e12 < residual.stream.grad_ratio < 1e18
+    plain = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.PLAIN, depth=100, seed=seed))
+    assert 1e-4 < plain.stream.grad_ratio < 0.1
+
+
+def test_explorer_updates_at_defaults_and_extremes() -> None:
+    explorer = explorers.layer_profile_explorer()
+    explorer.show()
+    assert isinstance(explorer.update(), Figure)
+    for values in (
+        {"depth": 1},
+        {"depth": 100},
+        {"skip": "off", "norm": "batch", "depth": 100},
+        {"skip": "off", "branch": "zero-init"},  # ignored without skips
+        {"skip": "on", "norm": "layer", "branch": "1/sqrt(L)"},
+        {"skip": "on", "norm": "none", "branch": "zero-init", "depth": 1},
+        {"norm": "batch", "branch": "1", "depth": 100},
+    ):
+        assert isinstance(explorer.update(**values), Figure)
+        assert "‖∂J/∂x₀‖" in explorer.text.value
+    assert isinstance(explorer.result, rn.LayerProfileResult)
+    assert explorer.result.config.network == rn.RESIDUAL_BN
+    explorer.update(skip="on", norm="none", branch="zero-init", depth=5)
+    assert "exactly 0" in explorer.text.value
+    assert np.all(explorer.result.fc1_grad == 0)
+    assert explorers.network_spec("off", "none", "zero-init") == rn.PLAIN
+    with pytest.raises(ValueError):
+        explorers.layer_profile_explorer(depth=200)
+    with pytest.raises(ValueError, match="valid choices"):
+        explorers.layer_profile_explorer(norm="group")

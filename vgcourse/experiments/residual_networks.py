@@ -1,0 +1,984 @@
+"""Chapter 5, residual networks: why a skip connection lets the gradient through, measured.
+
+A residual block computes x_{l+1} = x_l + α F(x_l), so its Jacobian is
+
+    ∂x_{l+1}/∂x_l = I + α J_l,   J_l = ∂F/∂x_l,
+
+and the Jacobian of L blocks is the product ∏_l (I + α J_l). Expanded, it is a sum over the 2^L ways of
+taking, at each block, either the identity or the branch: Σ_k α^k P_k with P_k the sum of the C(L, k)
+ordered products of k branch Jacobians. The plain twin, x_{l+1} = F(x_l), keeps only the single product
+J_L⋯J_1. With He initialization each branch preserves the second moment, E‖F(x)‖² = E‖x‖² (gain g = 1),
+and F(x) is uncorrelated with x, so an unnormalized residual stack grows it by (1 + α² g) per block:
+2^L at α = 1, at most e at α = 1/√L, exactly 1 when the branch's last layer starts at zero.
+
+Experiments (a frozen ``...Config`` and a ``run_...`` function each):
+
+- ``run_path_expansion``: the product ∏(I + αJ_l) expanded by path length k, checked against autograd.
+- ``run_forward_variance``: E[x_l²] block by block, against (1 + α² g)^l.
+- ``run_depth_sweep``: the gradient ratio ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and the forward growth E[x_L²]/E[x_0²]
+  against depth, for plain and residual networks with and without BatchNorm and branch scaling.
+- ``run_degradation``: He et al.'s (2016) degradation result at CPU scale: plain-18, plain-34 and a
+  34-layer residual network trained on the digits data.
+- ``run_layer_profile``: one forward and backward pass, per-block norms (the explorer).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse.data import DataSplit, digits, mnist
+from vgcourse.device import DEVICES
+from vgcourse.models import NORMS, ResidualMLP, named_layers
+from vgcourse.training import History, TrainConfig, evaluate, train
+
+__all__ = [
+    "DATASETS",
+    "DTYPES",
+    "INITS",
+    "PLAIN",
+    "PLAIN_BN",
+    "RESIDUAL",
+    "RESIDUAL_BN",
+    "RESIDUAL_KAIMING",
+    "RESIDUAL_SCALED",
+    "RESIDUAL_ZERO",
+    "SWEEP_NETWORKS",
+    "VARIANCE_NETWORKS",
+    "DegradationConfig",
+    "DegradationResult",
+    "DepthSweepConfig",
+    "DepthSweepResult",
+    "ForwardVarianceConfig",
+    "ForwardVarianceResult",
+    "LayerProfileConfig",
+    "LayerProfileResult",
+    "NetworkSpec",
+    "PathExpansionConfig",
+    "PathExpansionResult",
+    "StreamPass",
+    "TrainingRun",
+    "build_network",
+    "init_network",
+    "load_data",
+    "n_linear_layers",
+    "run_degradation",
+    "run_depth_sweep",
+    "run_forward_variance",
+    "run_layer_profile",
+    "run_path_expansion",
+    "stream_pass",
+]
+
+INITS = ("he", "kaiming_all")
+DTYPES = ("float32", "float64")
+DATASETS = ("digits", "mnist")
+_BRANCH_GAIN = {"he": 1.0, "kaiming_all": 2.0}  # E‖F(x)‖² / E‖x‖² of one branch at initialization
+
+
+# ----------------------------------------------------------------------------------------------------
+# Networks: what to build, how to initialize it, one forward and backward pass along the stream
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One kind of network of the chapter: a ``ResidualMLP`` (ReLU) with or without skips, norm, scaling.
+
+    Args:
+        skip: add the identity path, x_{l+1} = x_l + α F(x_l); False gives the plain twin x_{l+1} = F(x_l).
+        norm: None, "batch" or "layer": a norm after each Linear inside F.
+        branch_scale: α: None (1), a positive number, or "inv_sqrt_depth" (1/√L); needs ``skip``.
+        zero_init_last: start each branch's last layer (or its norm's weight) at zero; needs ``skip``.
+        init: "he" (Var(W) = 2/n_in after a ReLU, 1/n_in elsewhere: every branch preserves E‖x‖²) or
+            "kaiming_all" (2/n_in for every Linear, as ``initialize(model, "kaiming_normal")``: the
+            branch doubles E‖x‖²).
+    """
+
+    skip: bool = True
+    norm: str | None = None
+    branch_scale: float | str | None = None
+    zero_init_last: bool = False
+    init: str = "he"
+
+    def __post_init__(self) -> None:
+        for name in ("skip", "zero_init_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        if self.norm is not None:
+            check_choice("norm", self.norm, NORMS)
+        if isinstance(self.branch_scale, str):
+            check_choice("branch_scale", self.branch_scale, ("inv_sqrt_depth",))
+        elif self.branch_scale is not None:
+            check_float("branch_scale", self.branch_scale, minimum=0.0, strict_minimum=True)
+        check_choice("init", self.init, INITS)
+        if not self.skip and (self.branch_scale is not None or self.zero_init_last):
+            raise ValueError(
+                "branch_scale and zero_init_last need skip=True: a plain network has no branch to scale"
+            )
+
+    @property
+    def label(self) -> str:
+        """A short name for legends: "plain", "residual + BN", "residual, α = 1/√L", ..."""
+        text = "residual" if self.skip else "plain"
+        if self.norm is not None:
+            text += " + BN" if self.norm == "batch" else " + LN"
+        if self.branch_scale == "inv_sqrt_depth":
+            text += ", α = 1/√L"
+        elif self.branch_scale is not None:
+            text += f", α = {self.branch_scale:g}"
+        if self.zero_init_last:
+            text += ", zero-init"
+        if self.init == "kaiming_all":
+            text += ", Kaiming on every layer"
+        return text
+
+    def alpha(self, depth: int) -> float:
+        """The branch scale α of a network of ``depth`` blocks (1 for the plain twin)."""
+        check_int("depth", depth, minimum=1)
+        if self.branch_scale is None or not self.skip:
+            return 1.0
+        if self.branch_scale == "inv_sqrt_depth":
+            return 1.0 / math.sqrt(depth)
+        return float(self.branch_scale)
+
+    def growth_per_block(self, depth: int) -> float | None:
+        """Predicted factor of E‖x‖² per block at initialization: 1 + α² g with skip, g without, 1 with
+        zero-init; None with a norm (a normalized branch adds a constant instead of multiplying).
+
+        Args:
+            depth: the number of blocks L (α may depend on it).
+        """
+        if self.norm is not None:
+            return None
+        g = _BRANCH_GAIN[self.init]
+        if self.zero_init_last:
+            return 1.0
+        return 1.0 + self.alpha(depth) ** 2 * g if self.skip else g
+
+
+PLAIN = NetworkSpec(skip=False)
+PLAIN_BN = NetworkSpec(skip=False, norm="batch")
+RESIDUAL = NetworkSpec()
+RESIDUAL_BN = NetworkSpec(norm="batch")
+RESIDUAL_SCALED = NetworkSpec(branch_scale="inv_sqrt_depth")
+RESIDUAL_ZERO = NetworkSpec(zero_init_last=True)
+RESIDUAL_KAIMING = NetworkSpec(init="kaiming_all")
+SWEEP_NETWORKS = (PLAIN, PLAIN_BN, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO)
+VARIANCE_NETWORKS = (RESIDUAL_KAIMING, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO, PLAIN)
+
+
+def n_linear_layers(depth: int) -> int:
+    """Linear layers of a ``ResidualMLP`` with ``depth`` blocks: stem + 2 per block + head = 2L + 2."""
+    return 2 * check_int("depth", depth, minimum=1) + 2
+
+
+def init_network(
+    model: ResidualMLP, init: str = "he", *, generator: torch.Generator | None = None
+) -> ResidualMLP:
+    """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and zeroed layers are kept.
+
+    "he": gain 2 for a layer whose input comes out of a ReLU (each block's fc2) and 1 for the others
+    (the stem and each fc1 read the un-rectified stream; the head feeds the loss), so that every layer,
+    and hence every branch, preserves the second moment E[x²] of the signal (He et al., 2015, applied
+    to what each layer actually receives). "kaiming_all": gain 2 for every Linear. A Linear whose weight
+    is all zero (the last layer of a zero-initialized branch) stays zero.
+
+    Args:
+        model: the network, from ``build_network`` or ``ResidualMLP``.
+        init: "he" or "kaiming_all".
+        generator: random source of the draws (None: torch's global one).
+    """
+    if not isinstance(model, ResidualMLP):
+        raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
+    check_choice("init", init, INITS)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if not isinstance(module, nn.Linear) or not module.weight.any():
+                continue
+            after_relu = name.endswith("fc2")
+            gain = 2.0 if (after_relu or init == "kaiming_all") else 1.0
+            module.weight.normal_(0.0, math.sqrt(gain / module.in_features), generator=generator)
+            if module.bias is not None:
+                module.bias.zero_()
+    return model
+
+
+def build_network(
+    spec: NetworkSpec,
+    *,
+    depth: int,
+    width: int,
+    in_features: int,
+    out_features: int,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> ResidualMLP:
+    """A ``ResidualMLP`` (ReLU) as ``spec`` describes, initialized by ``init_network`` from ``seed``.
+
+    Networks built with the same seed, depth and width start from the same weights whatever their skip
+    and norm settings (zero-initialized branches aside), so a plain network and its residual twin differ
+    only by the identity paths.
+
+    Args:
+        spec: what to build.
+        depth: number of blocks L.
+        width: size of the residual stream.
+        in_features: size of each input.
+        out_features: number of classes.
+        seed: seed of the weights.
+        dtype: "float32" or "float64".
+    """
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
+    check_int("seed", seed, minimum=0)
+    check_choice("dtype", dtype, DTYPES)
+    model = ResidualMLP(
+        in_features,
+        out_features,
+        depth,
+        width,
+        "relu",
+        norm=spec.norm,
+        skip=spec.skip,
+        branch_scale=spec.branch_scale,
+        zero_init_last=spec.zero_init_last,
+    )
+    init_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
+    return model.to(getattr(torch, dtype))
+
+
+@dataclass(frozen=True)
+class StreamPass:
+    """One forward and backward pass of a ``ResidualMLP`` on a batch, read along the residual stream.
+
+    x_0 is the stem's output (the first block's input), x_l the output of block l.
+
+    Args:
+        second_moment: (L + 1,) E[x_l²], the mean of x_l² over the batch and the units, l = 0..L.
+        stream_grad: (L + 1,) ‖∂J/∂x_l‖ (Frobenius norm over the batch), l = 0..L.
+        layer_names: names of ``named_layers(model)``: "input", "block 1 fc1", ..., "output".
+        weight_grad: (2L + 2,) ‖∂J/∂W‖ of each of those layers.
+        loss: the cross-entropy J.
+    """
+
+    second_moment: np.ndarray
+    stream_grad: np.ndarray
+    layer_names: list[str]
+    weight_grad: np.ndarray
+    loss: float
+
+    @property
+    def grad_ratio(self) -> float:
+        """‖∂J/∂x_0‖ / ‖∂J/∂x_L‖: backward signal entering the first block over the one leaving the last."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(self.stream_grad[0] / self.stream_grad[-1])
+
+    @property
+    def variance_ratio(self) -> float:
+        """E[x_L²] / E[x_0²]: how much the blocks grow the forward signal."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(self.second_moment[-1] / self.second_moment[0])
+
+
+def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
+    """Run ``model`` on (x, y) in training mode (BatchNorm uses batch statistics), back-propagate the
+    cross-entropy, and record E[x_l²] and ‖∂J/∂x_l‖ along the stream and ‖∂J/∂W‖ per layer.
+
+    The weights do not change; their ``.grad`` is left filled (and BatchNorm's running statistics move,
+    as in any training-mode forward pass).
+
+    Args:
+        model: a ``ResidualMLP``.
+        x: inputs (N, in_features), converted to the model's dtype.
+        y: int64 class labels (N,).
+    """
+    if not isinstance(model, ResidualMLP):
+        raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
+    check_tensor("x", x, ndim=2)
+    check_tensor("y", y, ndim=1)
+    weight = model.stem.weight
+    x = x.to(device=weight.device, dtype=weight.dtype)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        h = model.stem(x)
+        stream = [h]
+        for block in model.blocks:
+            h = block(h)
+            stream.append(h)
+        for h in stream:
+            h.retain_grad()
+        loss = F.cross_entropy(model.head(h), y.to(weight.device))
+        loss.backward()
+    with torch.no_grad():
+        moments = torch.stack([h.double().square().mean() for h in stream])
+        grads = torch.stack([torch.linalg.vector_norm(h.grad.double()) for h in stream])
+        layers = named_layers(model)
+        weight_grads = torch.stack(
+            [
+                torch.linalg.vector_norm(m.weight.grad.double()) if m.weight.grad is not None else _nan()
+                for _, m in layers
+            ]
+        )
+    return StreamPass(
+        moments.cpu().numpy(),
+        grads.cpu().numpy(),
+        [name for name, _ in layers],
+        weight_grads.cpu().numpy(),
+        float(loss.detach()),
+    )
+
+
+def _nan() -> Tensor:
+    return torch.tensor(math.nan, dtype=torch.float64)
+
+
+@functools.cache
+def _digits(seed: int) -> DataSplit:
+    return digits(seed=seed)
+
+
+def load_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
+    """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (via ``vgcourse.data.mnist``,
+    which looks in $VGCOURSE_DATA). Digits splits are cached per seed.
+
+    Args:
+        dataset: "digits" or "mnist".
+        seed: seed of the train/validation split.
+    """
+    check_choice("dataset", dataset, DATASETS)
+    check_int("seed", seed, minimum=0)
+    return _digits(seed) if dataset == "digits" else mnist(seed=seed)
+
+
+def _check_networks(networks: Any) -> None:
+    if not isinstance(networks, tuple) or not networks:
+        raise TypeError("networks must be a non-empty tuple of NetworkSpec")
+    for spec in networks:
+        if not isinstance(spec, NetworkSpec):
+            raise TypeError(f"networks must hold NetworkSpec objects; got {type(spec).__name__}")
+
+
+def _check_depths(depths: Any, maximum: int) -> None:
+    if not isinstance(depths, tuple) or not depths:
+        raise TypeError("depths must be a non-empty tuple of positive integers")
+    for depth in depths:
+        check_int("depth", depth, minimum=1, maximum=maximum)
+    if list(depths) != sorted(set(depths)):
+        raise ValueError(f"depths must be increasing and distinct; got {depths}")
+
+
+def _index(spec: NetworkSpec, networks: tuple[NetworkSpec, ...]) -> int:
+    if spec not in networks:
+        labels = ", ".join(s.label for s in networks)
+        raise ValueError(f"network {spec.label!r} was not measured; measured: {labels}")
+    return networks.index(spec)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The product of block Jacobians, expanded by path length
+
+
+@dataclass(frozen=True)
+class PathExpansionConfig:
+    """Expand ∂x_L/∂x_0 = ∏_l (I + α J_l) of one input by path length, for a few unnormalized networks.
+
+    Args:
+        depth: number of blocks L.
+        width: size of the stream n.
+        networks: unnormalized ``NetworkSpec`` s (the per-example Jacobian of a BatchNorm network is
+            not defined: BatchNorm couples the examples of a batch).
+        seed: seed of the weights and of the input.
+    """
+
+    depth: int = 20
+    width: int = 64
+    networks: tuple[NetworkSpec, ...] = (PLAIN, RESIDUAL, RESIDUAL_SCALED)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth, minimum=1, maximum=200)
+        check_int("width", self.width, minimum=1, maximum=1024)
+        _check_networks(self.networks)
+        for spec in self.networks:
+            if spec.norm is not None:
+                raise ValueError(
+                    f"the path expansion needs unnormalized networks; {spec.label!r} has a norm, which "
+                    "couples the examples of a batch"
+                )
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class PathExpansionResult:
+    """path_gain[i, k] = ‖P_k‖_F / √n: the RMS gain of the paths through exactly k branches (float64).
+
+    P_k is the sum of the α^k-weighted ordered products of k of the L branch Jacobians, so that
+    ∂x_L/∂x_0 = Σ_k P_k (for the plain twin only P_L, the product of all L Jacobians, is nonzero).
+
+    Args:
+        config: the configuration that produced it.
+        path_gain: (n_networks, L + 1) array, k = 0..L.
+        total_gain: (n_networks,) ‖∂x_L/∂x_0‖_F / √n.
+        relative_error: (n_networks,) ‖Σ_k P_k − autograd's Jacobian‖_F / ‖autograd's Jacobian‖_F.
+    """
+
+    config: PathExpansionConfig
+    path_gain: np.ndarray
+    total_gain: np.ndarray
+    relative_error: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """The path lengths k = 0..L."""
+        return np.arange(self.config.depth + 1)
+
+    def n_paths(self) -> np.ndarray:
+        """C(L, k): how many paths go through exactly k of the L branches, k = 0..L."""
+        return np.array([math.comb(self.config.depth, k) for k in range(self.config.depth + 1)], dtype=float)
+
+    def predicted_gain(self) -> np.ndarray:
+        """RMS prediction √(C(L, k)) (α² g)^(k/2) for residual networks; g^(L/2) at k = L for the plain
+        twin (other k: 0). Branches that start at zero give 1 at k = 0 and 0 elsewhere.
+        Shape (n_networks, L + 1)."""
+        depth = self.config.depth
+        out = np.zeros((len(self.config.networks), depth + 1))
+        for i, spec in enumerate(self.config.networks):
+            g = _BRANCH_GAIN[spec.init]
+            if not spec.skip:
+                out[i, depth] = g ** (depth / 2)
+            elif spec.zero_init_last:
+                out[i, 0] = 1.0
+            else:
+                out[i] = np.sqrt(self.n_paths() * (spec.alpha(depth) ** 2 * g) ** self.lengths)
+        return out
+
+    def share_up_to(self, spec: NetworkSpec, k: int) -> float:
+        """Σ_{j<=k} ‖P_j‖² / Σ_j ‖P_j‖²: the share of the squared gain carried by paths of length <= k."""
+        check_int("k", k, minimum=0, maximum=self.config.depth)
+        squares = self.path_gain[_index(spec, self.config.networks)] ** 2
+        return float(squares[: k + 1].sum() / squares.sum())
+
+    def typical_length(self, spec: NetworkSpec) -> int:
+        """The path length k whose paths carry the largest part ‖P_k‖ of the Jacobian."""
+        return int(np.argmax(self.path_gain[_index(spec, self.config.networks)]))
+
+    def get(self, spec: NetworkSpec) -> np.ndarray:
+        """The (L + 1,) path gains of one network."""
+        return self.path_gain[_index(spec, self.config.networks)]
+
+
+def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
+    """Build J_l = W_2 diag(1[W_1 x_l + b_1 > 0]) W_1 for one input and accumulate the sum by path length.
+
+    Recursion over blocks: after block l, P_k ← P_k + α J_l P_{k-1} (residual) or P_k ← J_l P_{k-1}
+    (plain). Σ_k P_k is compared with ``torch.autograd.functional.jacobian`` of the stack of blocks.
+    """
+    depth, n = config.depth, config.width
+    gen = torch.Generator().manual_seed(config.seed + 10_000)
+    x0 = torch.randn(n, dtype=torch.float64, generator=gen)
+    gains, totals, errors = [], [], []
+    for spec in config.networks:
+        model = build_network(
+            spec, depth=depth, width=n, in_features=n, out_features=1, seed=config.seed, dtype="float64"
+        )
+        alpha = spec.alpha(depth)
+        eye = torch.eye(n, dtype=torch.float64)
+        paths = [eye] + [torch.zeros(n, n, dtype=torch.float64) for _ in range(depth)]
+        h = x0
+        with torch.no_grad():
+            for block in model.blocks:
+                mask = (block.fc1(h) > 0).to(torch.float64)
+                jac = block.fc2.weight @ (mask[:, None] * block.fc1.weight)
+                if spec.skip:
+                    paths = [paths[0]] + [
+                        p + alpha * jac @ q for p, q in zip(paths[1:], paths[:-1], strict=True)
+                    ]
+                else:
+                    paths = [torch.zeros_like(eye)] + [jac @ q for q in paths[:-1]]
+                h = block(h)
+            total = torch.stack(paths).sum(0)
+        reference = torch.autograd.functional.jacobian(functools.partial(_run_blocks, model), x0)
+        gains.append([float(torch.linalg.norm(p)) / math.sqrt(n) for p in paths])
+        totals.append(float(torch.linalg.norm(reference)) / math.sqrt(n))
+        errors.append(float(torch.linalg.norm(total - reference) / torch.linalg.norm(reference)))
+    return PathExpansionResult(config, np.array(gains), np.array(totals), np.array(errors))
+
+
+def _run_blocks(model: ResidualMLP, h: Tensor) -> Tensor:
+    for block in model.blocks:
+        h = block(h)
+    return h
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward: E[x_l²] block by block
+
+
+@dataclass(frozen=True)
+class ForwardVarianceConfig:
+    """E[x_l²] after each block of networks at initialization, on a batch of digits (float64).
+
+    Args:
+        depth: number of blocks L.
+        networks: the ``NetworkSpec`` s to compare.
+        width: size of the stream.
+        batch_size: digits examples in the batch.
+        n_seeds: independent networks per spec (seeds ``seed``, ``seed + 1``, ...).
+        seed: the first seed.
+    """
+
+    depth: int = 50
+    networks: tuple[NetworkSpec, ...] = VARIANCE_NETWORKS
+    width: int = 128
+    batch_size: int = 256
+    n_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth, minimum=1, maximum=500)
+        _check_networks(self.networks)
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class ForwardVarianceResult:
+    """second_moment[i, s, l] = E[x_l²] of network s of spec i after l blocks (l = 0 is the stem's output).
+
+    Args:
+        config: the configuration that produced it.
+        second_moment: (n_networks, n_seeds, L + 1) array.
+    """
+
+    config: ForwardVarianceConfig
+    second_moment: np.ndarray
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """Block indices l = 0..L."""
+        return np.arange(self.config.depth + 1)
+
+    def ratio(self) -> np.ndarray:
+        """E[x_l²] / E[x_0²], geometric mean over the networks of each spec: (n_networks, L + 1)."""
+        with np.errstate(divide="ignore"):
+            logs = np.log(self.second_moment / self.second_moment[:, :, :1])
+        return np.exp(logs.mean(axis=1))
+
+    def growth_per_block(self, spec: NetworkSpec) -> float:
+        """(E[x_L²] / E[x_0²])^(1/L), geometric mean over networks: the measured factor per block."""
+        return float(self.ratio()[_index(spec, self.config.networks), -1] ** (1.0 / self.config.depth))
+
+    def final_ratio(self, spec: NetworkSpec) -> float:
+        """E[x_L²] / E[x_0²] of one spec (geometric mean over networks)."""
+        return float(self.ratio()[_index(spec, self.config.networks), -1])
+
+    def predicted_ratio(self) -> np.ndarray:
+        """(1 + α² g)^l for unnormalized specs (``NetworkSpec.growth_per_block``); for a normalized branch,
+        whose output has E[F²] = 1, (E[x_0²] + l) / E[x_0²] with the measured E[x_0²]. (n_networks, L + 1)."""
+        out = np.empty((len(self.config.networks), self.config.depth + 1))
+        for i, spec in enumerate(self.config.networks):
+            growth = spec.growth_per_block(self.config.depth)
+            if growth is not None:
+                out[i] = growth**self.blocks
+            else:
+                q0 = np.exp(np.log(self.second_moment[i, :, 0]).mean())
+                out[i] = (q0 + spec.alpha(self.config.depth) ** 2 * self.blocks) / q0
+        return out
+
+
+def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult:
+    """Run each network forward (training mode, no gradients) and record E[x_l²] after every block."""
+    data = load_data("digits")
+    x = data.x_train[: config.batch_size].double()
+    out = np.empty((len(config.networks), config.n_seeds, config.depth + 1))
+    for i, spec in enumerate(config.networks):
+        for s in range(config.n_seeds):
+            model = build_network(
+                spec,
+                depth=config.depth,
+                width=config.width,
+                in_features=data.in_features,
+                out_features=data.n_classes,
+                seed=config.seed + s,
+                dtype="float64",
+            ).train()
+            with torch.no_grad():
+                h = model.stem(x)
+                moments = [h.square().mean()]
+                for block in model.blocks:
+                    h = block(h)
+                    moments.append(h.square().mean())
+            out[i, s] = torch.stack(moments).numpy()
+    return ForwardVarianceResult(config, out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Depth sweep: gradient ratio and forward growth against depth
+
+
+@dataclass(frozen=True)
+class DepthSweepConfig:
+    """One forward and backward pass (cross-entropy on a digits batch) per network, depth and seed.
+
+    Args:
+        depths: numbers of blocks L, increasing.
+        networks: the ``NetworkSpec`` s to compare.
+        width: size of the stream.
+        batch_size: digits examples in the batch.
+        n_seeds: independent networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
+        seed: the first seed.
+        dtype: "float64" (default: 2^L growth overflows float32 beyond L ≈ 120) or "float32".
+    """
+
+    depths: tuple[int, ...] = (10, 20, 50, 100)
+    networks: tuple[NetworkSpec, ...] = SWEEP_NETWORKS
+    width: int = 64
+    batch_size: int = 128
+    n_seeds: int = 3
+    seed: int = 0
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        _check_depths(self.depths, maximum=1000)
+        _check_networks(self.networks)
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+@dataclass(frozen=True)
+class DepthSweepResult:
+    """grad_ratio[i, s, d] = ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and variance_ratio[i, s, d] = E[x_L²] / E[x_0²] of
+    network s of spec i at depth ``depths[d]``.
+
+    Args:
+        config: the configuration that produced it.
+        grad_ratio: (n_networks, n_seeds, n_depths) array.
+        variance_ratio: (n_networks, n_seeds, n_depths) array.
+    """
+
+    config: DepthSweepConfig
+    grad_ratio: np.ndarray
+    variance_ratio: np.ndarray
+
+    @property
+    def depths(self) -> np.ndarray:
+        """The depths L."""
+        return np.array(self.config.depths)
+
+    def typical(self, metric: str = "grad_ratio") -> np.ndarray:
+        """Geometric mean over networks of "grad_ratio" or "variance_ratio": (n_networks, n_depths)."""
+        values = getattr(self, check_choice("metric", metric, ("grad_ratio", "variance_ratio")))
+        return np.exp(np.log(values).mean(axis=1))
+
+    def at(self, spec: NetworkSpec, depth: int, metric: str = "grad_ratio") -> float:
+        """The geometric mean over networks of ``metric`` for one spec and depth."""
+        if depth not in self.config.depths:
+            raise ValueError(f"depth {depth} was not measured; measured: {self.config.depths}")
+        return float(
+            self.typical(metric)[_index(spec, self.config.networks), self.config.depths.index(depth)]
+        )
+
+    def predicted_grad_ratio(self) -> np.ndarray:
+        """(1 + α² g)^(L/2) for unnormalized specs: the backward signal grows through the blocks as the
+        forward one does; NaN for normalized ones. (n_networks, n_depths)."""
+        out = np.full((len(self.config.networks), len(self.config.depths)), np.nan)
+        for i, spec in enumerate(self.config.networks):
+            for d, depth in enumerate(self.config.depths):
+                growth = spec.growth_per_block(depth)
+                if growth is not None:
+                    out[i, d] = growth ** (depth / 2)
+        return out
+
+
+def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
+    """``stream_pass`` on every network, depth and seed; keep the two ratios."""
+    data = load_data("digits")
+    x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
+    shape = (len(config.networks), config.n_seeds, len(config.depths))
+    grad, var = np.empty(shape), np.empty(shape)
+    for i, spec in enumerate(config.networks):
+        for s in range(config.n_seeds):
+            for d, depth in enumerate(config.depths):
+                model = build_network(
+                    spec,
+                    depth=depth,
+                    width=config.width,
+                    in_features=data.in_features,
+                    out_features=data.n_classes,
+                    seed=config.seed + s,
+                    dtype=config.dtype,
+                )
+                result = stream_pass(model, x, y)
+                grad[i, s, d], var[i, s, d] = result.grad_ratio, result.variance_ratio
+    return DepthSweepResult(config, grad, var)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Degradation: a deeper plain network trains worse; its residual twin does not
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Train a shallow plain, a deep plain and a deep residual network (same width, norm and recipe).
+
+    The defaults mirror He et al.'s (2016) plain-18 / plain-34 / ResNet-34 comparison in linear layers:
+    8 blocks are 2·8 + 2 = 18 Linear layers, 16 blocks are 34; BatchNorm in every block, as theirs.
+
+    Args:
+        shallow_depth: blocks of the shallow plain network.
+        deep_depth: blocks of the deep plain and residual networks (> shallow_depth).
+        width: size of the stream.
+        norm: None, "batch" or "layer" in every block.
+        branch_scale: α of the residual network (None: 1; "inv_sqrt_depth"; a positive number).
+        steps: SGD steps.
+        batch_size: examples per step.
+        lr: learning rate.
+        optimizer: "sgd", "momentum" (0.9) or "adam".
+        dataset: "digits" or "mnist" (needs $VGCOURSE_DATA or a download).
+        seed: seed of the weights and of the minibatch order (the train/validation split is fixed).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+    """
+
+    shallow_depth: int = 8
+    deep_depth: int = 16
+    width: int = 32
+    norm: str | None = "batch"
+    branch_scale: float | str | None = None
+    steps: int = 150
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "momentum"
+    dataset: str = "digits"
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_int("shallow_depth", self.shallow_depth, minimum=1, maximum=500)
+        check_int("deep_depth", self.deep_depth, minimum=2, maximum=500)
+        if self.deep_depth <= self.shallow_depth:
+            raise ValueError(
+                f"deep_depth must exceed shallow_depth; got {self.deep_depth} <= {self.shallow_depth}"
+            )
+        check_int("width", self.width, minimum=1, maximum=4096)
+        NetworkSpec(norm=self.norm, branch_scale=self.branch_scale)  # validates both
+        check_int("steps", self.steps, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        object.__setattr__(self, "lr", check_float("lr", self.lr, minimum=0.0, strict_minimum=True))
+        check_choice("optimizer", self.optimizer, ("sgd", "momentum", "adam"))
+        check_choice("dataset", self.dataset, DATASETS)
+        check_int("seed", self.seed, minimum=0)
+        check_choice("device", self.device, DEVICES)
+
+    def networks(self) -> tuple[tuple[NetworkSpec, int], ...]:
+        """(spec, depth) of the three networks: shallow plain, deep plain, deep residual."""
+        plain = NetworkSpec(skip=False, norm=self.norm)
+        residual = NetworkSpec(norm=self.norm, branch_scale=self.branch_scale)
+        return ((plain, self.shallow_depth), (plain, self.deep_depth), (residual, self.deep_depth))
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One trained network of ``run_degradation``.
+
+    Args:
+        name: e.g. "plain-18" (kind and number of Linear layers).
+        spec: what was built.
+        depth: number of blocks.
+        history: the training history (per-step minibatch loss, ...).
+        train_loss: cross-entropy on the whole training set after training (eval mode).
+        train_accuracy: accuracy on the whole training set after training.
+        val_accuracy: accuracy on the validation set after training.
+        init_grad_ratio: ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ at initialization, on the first training batch.
+    """
+
+    name: str
+    spec: NetworkSpec
+    depth: int
+    history: History
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float
+    init_grad_ratio: float
+
+    @property
+    def n_layers(self) -> int:
+        """Linear layers: 2·depth + 2."""
+        return n_linear_layers(self.depth)
+
+
+@dataclass(frozen=True)
+class DegradationResult:
+    """The three runs, in the order shallow plain, deep plain, deep residual.
+
+    Args:
+        config: the configuration that produced it.
+        runs: the ``TrainingRun`` s.
+    """
+
+    config: DegradationConfig
+    runs: tuple[TrainingRun, ...]
+
+    @property
+    def shallow_plain(self) -> TrainingRun:
+        return self.runs[0]
+
+    @property
+    def deep_plain(self) -> TrainingRun:
+        return self.runs[1]
+
+    @property
+    def deep_residual(self) -> TrainingRun:
+        return self.runs[2]
+
+    def get(self, name: str) -> TrainingRun:
+        """The run called ``name`` (e.g. "plain-34")."""
+        names = [run.name for run in self.runs]
+        return self.runs[names.index(check_choice("name", name, names))]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per network: layers, training loss and accuracy, validation accuracy,
+        and the gradient ratio at initialization."""
+        import pandas as pd
+
+        rows = [
+            {
+                "network": run.name,
+                "Linear layers": run.n_layers,
+                "train loss": run.train_loss,
+                "train accuracy": run.train_accuracy,
+                "val accuracy": run.val_accuracy,
+                "‖∂J/∂x₀‖/‖∂J/∂x_L‖ at init": run.init_grad_ratio,
+            }
+            for run in self.runs
+        ]
+        return pd.DataFrame(rows).set_index("network")
+
+
+def run_degradation(config: DegradationConfig) -> DegradationResult:
+    """Build the three networks from the same seed (the deep plain and residual ones start from identical
+    weights), record their gradient ratio at initialization, train each with ``vgcourse.training.train``
+    and evaluate on the whole training and validation sets. A diverged run is kept (its losses NaN)."""
+    data = load_data(config.dataset)
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        optimizer=config.optimizer,
+        monitor_every=None,
+        eval_every=config.steps,
+        seed=config.seed,
+        device=config.device,
+    )
+    first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
+    first = first[: min(config.batch_size, data.n_train)]
+    runs = []
+    for spec, depth in config.networks():
+        model = build_network(
+            spec,
+            depth=depth,
+            width=config.width,
+            in_features=data.in_features,
+            out_features=data.n_classes,
+            seed=config.seed,
+        )
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        ratio = stream_pass(model, data.x_train[first], data.y_train[first]).grad_ratio
+        model.load_state_dict(before)  # undo the BatchNorm running statistics of that pass
+        model.zero_grad(set_to_none=True)
+        history = train(model, data, train_config)
+        if history.diverged:
+            train_loss = train_acc = val_acc = math.nan
+        else:
+            train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+            val_acc = history.final_val_accuracy
+        name = f"{'residual' if spec.skip else 'plain'}-{n_linear_layers(depth)}"
+        runs.append(TrainingRun(name, spec, depth, history, train_loss, train_acc, val_acc, ratio))
+    return DegradationResult(config, tuple(runs))
+
+
+# ----------------------------------------------------------------------------------------------------
+# One network, block by block (the explorer)
+
+
+@dataclass(frozen=True)
+class LayerProfileConfig:
+    """One forward and backward pass of one network on a digits batch (float32), read block by block.
+
+    Args:
+        network: what to build.
+        depth: number of blocks L.
+        width: size of the stream.
+        batch_size: digits examples in the batch.
+        seed: seed of the weights.
+    """
+
+    network: NetworkSpec = RESIDUAL
+    depth: int = 30
+    width: int = 32
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, NetworkSpec):
+            raise TypeError(f"network must be a NetworkSpec; got {type(self.network).__name__}")
+        check_int("depth", self.depth, minimum=1, maximum=500)
+        check_int("width", self.width, minimum=1, maximum=1024)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class LayerProfileResult:
+    """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2.
+
+    Args:
+        config: the configuration that produced it.
+        stream: the pass.
+    """
+
+    config: LayerProfileConfig
+    stream: StreamPass
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """Block numbers 1..L."""
+        return np.arange(1, self.config.depth + 1)
+
+    @property
+    def fc1_grad(self) -> np.ndarray:
+        """‖∂J/∂W‖ of each block's first Linear, (L,)."""
+        return self.stream.weight_grad[1:-1:2]
+
+    @property
+    def fc2_grad(self) -> np.ndarray:
+        """‖∂J/∂W‖ of each block's second Linear, (L,)."""
+        return self.stream.weight_grad[2:-1:2]
+
+
+def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
+    """Build the network and run ``stream_pass`` on the first ``batch_size`` training digits."""
+    data = load_data("digits")
+    model = build_network(
+        config.network,
+        depth=config.depth,
+        width=config.width,
+        in_features=data.in_features,
+        out_features=data.n_classes,
+        seed=config.seed,
+    )
+    stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
+    return LayerProfileResult(config, stream)

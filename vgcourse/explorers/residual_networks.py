@@ -1,0 +1,111 @@
+"""Explorer of chapter 5: depth × skip connections × normalization × branch scale → per-block norms."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from vgcourse._validation import check_choice, check_int
+from vgcourse.experiments.residual_networks import (
+    LayerProfileConfig,
+    LayerProfileResult,
+    NetworkSpec,
+    run_layer_profile,
+)
+from vgcourse.plots import residual_networks as plots
+from vgcourse.widgets import Explorer
+
+__all__ = [
+    "BRANCHES",
+    "NORM_CHOICES",
+    "SKIPS",
+    "layer_profile_explorer",
+    "layer_profile_readout",
+    "network_spec",
+]
+
+SKIPS = ("off", "on")
+NORM_CHOICES = ("none", "batch", "layer")
+BRANCHES = ("1", "1/sqrt(L)", "zero-init")
+
+
+def network_spec(skip: str = "on", norm: str = "none", branch: str = "1") -> NetworkSpec:
+    """The ``NetworkSpec`` of the explorer's controls. Without skip connections there is no branch to
+    scale, so ``branch`` is ignored.
+
+    Args:
+        skip: "on" (residual) or "off" (plain).
+        norm: "none", "batch" or "layer".
+        branch: "1" (α = 1), "1/sqrt(L)" (α = 1/√L) or "zero-init" (each branch's last layer starts at 0).
+    """
+    check_choice("skip", skip, SKIPS)
+    check_choice("norm", norm, NORM_CHOICES)
+    check_choice("branch", branch, BRANCHES)
+    residual = skip == "on"
+    return NetworkSpec(
+        skip=residual,
+        norm=None if norm == "none" else norm,
+        branch_scale="inv_sqrt_depth" if residual and branch == "1/sqrt(L)" else None,
+        zero_init_last=residual and branch == "zero-init",
+    )
+
+
+def layer_profile_readout(result: LayerProfileResult) -> str:
+    """One line of HTML: the gradient ratio across the blocks, the forward growth and the loss."""
+    stream = result.stream
+    text = (
+        f"‖∂J/∂x₀‖ / ‖∂J/∂x_L‖ = {stream.grad_ratio:.3g} &nbsp;·&nbsp; "
+        f"E[x_L²] / E[x₀²] = {stream.variance_ratio:.3g} &nbsp;·&nbsp; loss at init = {stream.loss:.3g}"
+    )
+    spec = result.config.network
+    if spec.zero_init_last and spec.norm is None:
+        text += " &nbsp;·&nbsp; fc1 gradients are exactly 0 at init (the zeroed fc2 blocks them)"
+    return text
+
+
+def layer_profile_explorer(
+    depth: int = 30,
+    skip: str = "on",
+    norm: str = "none",
+    branch: str = "1",
+    *,
+    width: int = 32,
+    max_depth: int = 100,
+    seed: int = 0,
+) -> Explorer:
+    """Sliders and buttons for depth L, skip connections, normalization and branch scale; shows
+    ``plots.layer_profile`` of ``run_layer_profile`` (one forward and one backward pass on 64 digits).
+
+    Args:
+        depth: the initial number of blocks L.
+        skip: the initial skip setting, "on" or "off".
+        norm: the initial normalization, "none", "batch" or "layer".
+        branch: the initial branch scale, "1", "1/sqrt(L)" or "zero-init" (ignored without skips).
+        width: size of the stream (fixed).
+        max_depth: the depth slider's upper end.
+        seed: the random seed of the weights (fixed).
+    """
+    check_int("max_depth", max_depth, minimum=2, maximum=500)
+    check_int("depth", depth, minimum=1, maximum=max_depth)
+    network_spec(skip, norm, branch)  # validates the three
+    check_int("width", width, minimum=1, maximum=512)
+    check_int("seed", seed, minimum=0)
+    controls = {
+        "depth": widgets.IntSlider(value=depth, min=1, max=max_depth, step=1, description="blocks L"),
+        "skip": widgets.ToggleButtons(options=list(SKIPS), value=skip, description="skip"),
+        "norm": widgets.Dropdown(options=list(NORM_CHOICES), value=norm, description="norm"),
+        "branch": widgets.ToggleButtons(options=list(BRANCHES), value=branch, description="branch α"),
+    }
+
+    def make_config(depth: int, skip: str, norm: str, branch: str) -> LayerProfileConfig:
+        return LayerProfileConfig(
+            network=network_spec(skip, norm, branch), depth=depth, width=width, seed=seed
+        )
+
+    return Explorer(
+        controls,
+        make_config,
+        run_layer_profile,
+        plots.layer_profile,
+        readout=layer_profile_readout,
+        title="Residual or plain, normalized or not: per-block norms at initialization",
+    )

@@ -1,0 +1,293 @@
+"""Figures of chapter 5, residual networks; each takes a result of ``experiments.residual_networks``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse._validation import check_choice, check_int
+from vgcourse.experiments.residual_networks import (
+    DegradationResult,
+    DepthSweepResult,
+    ForwardVarianceResult,
+    LayerProfileResult,
+    NetworkSpec,
+    PathExpansionResult,
+)
+from vgcourse.plots._common import figure_and_axes
+
+__all__ = [
+    "degradation",
+    "depth_sweep",
+    "depth_sweep_panels",
+    "forward_variance",
+    "forward_variance_panels",
+    "layer_profile",
+    "layer_profile_grid",
+    "path_expansion",
+]
+
+_METRIC_LABELS = {
+    "grad_ratio": r"$\|\partial J/\partial x_0\| \,/\, \|\partial J/\partial x_L\|$",
+    "variance_ratio": r"$\mathbb{E}[x_L^2] \,/\, \mathbb{E}[x_0^2]$",
+}
+
+
+def _check(result: object, kind: type, name: str = "result") -> None:
+    if not isinstance(result, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Values <= 0 (or not finite) become NaN, which a log axis leaves out."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
+
+
+def _select(networks: tuple[NetworkSpec, ...], chosen: Sequence[NetworkSpec] | None) -> list[int]:
+    if chosen is None:
+        return list(range(len(networks)))
+    if isinstance(chosen, NetworkSpec) or not isinstance(chosen, Sequence) or not chosen:
+        raise TypeError("networks must be a non-empty sequence of NetworkSpec (or None for all)")
+    missing = [spec.label for spec in chosen if spec not in networks]
+    if missing:
+        raise ValueError(f"not in the result: {', '.join(missing)}; measured: {[s.label for s in networks]}")
+    return [networks.index(spec) for spec in chosen]
+
+
+def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Figure:
+    """‖P_k‖_F/√n against the path length k (log y): measured (markers) and the RMS prediction (dashed).
+
+    Args:
+        result: from ``run_path_expansion``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, PathExpansionResult)
+    fig, ax = figure_and_axes(ax)
+    k = result.lengths
+    predicted = result.predicted_gain()
+    for i, spec in enumerate(result.config.networks):
+        (line,) = ax.plot(k, _positive(result.path_gain[i]), "o", ms=4, label=spec.label)
+        ax.plot(k, _positive(predicted[i]), "--", color=line.get_color(), lw=1)
+    ax.plot([], [], "--", color="k", lw=1, label=r"RMS prediction $\sqrt{\binom{L}{k}}\,\alpha^k$")
+    ax.set_yscale("log")
+    ax.set_xlabel("path length k (branches the path goes through)")
+    ax.set_ylabel(r"$\|P_k\|_F / \sqrt{n}$")
+    ax.set_title(rf"$\partial x_L/\partial x_0 = \sum_k P_k$, L = {result.config.depth}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def forward_variance(
+    result: ForwardVarianceResult,
+    *,
+    ax: Axes | None = None,
+    networks: Sequence[NetworkSpec] | None = None,
+    legend: bool = True,
+) -> Figure:
+    """E[x_l²]/E[x_0²] against the block l (log y): measured (geometric mean over networks, solid) and
+    predicted (dashed).
+
+    Args:
+        result: from ``run_forward_variance``.
+        ax: axes to draw on; a new figure when None.
+        networks: which of the result's specs to draw (default: all).
+        legend: draw the legend.
+    """
+    _check(result, ForwardVarianceResult)
+    chosen = _select(result.config.networks, networks)
+    fig, ax = figure_and_axes(ax)
+    ratio, predicted = result.ratio(), result.predicted_ratio()
+    for i in chosen:
+        (line,) = ax.plot(result.blocks, ratio[i], lw=2, label=result.config.networks[i].label)
+        ax.plot(result.blocks, predicted[i], "--", color=line.get_color(), lw=1)
+    ax.plot([], [], "--", color="k", lw=1, label="predicted")
+    ax.set_yscale("log")
+    ax.set_xlabel("block l")
+    ax.set_ylabel(r"$\mathbb{E}[x_l^2] \,/\, \mathbb{E}[x_0^2]$")
+    ax.set_title(f"forward signal at initialization (width {result.config.width})")
+    if legend:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def forward_variance_panels(
+    result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None
+) -> Figure:
+    """``forward_variance`` in side-by-side panels, one per group of specs (default: those whose growth
+    is exponential, then the others), each with its own y range.
+
+    Args:
+        result: from ``run_forward_variance``.
+        groups: the specs of each panel.
+    """
+    _check(result, ForwardVarianceResult)
+    if groups is None:
+        depth = result.config.depth
+        fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
+        slow = [s for s in result.config.networks if s not in fast]
+        groups = [g for g in (fast, slow) if g]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.4 * len(groups), 4.0), squeeze=False)
+    for group, ax in zip(groups, axes.flat, strict=True):
+        forward_variance(result, ax=ax, networks=list(group))
+    fig.tight_layout()
+    return fig
+
+
+def depth_sweep(
+    result: DepthSweepResult,
+    metric: str = "grad_ratio",
+    *,
+    ax: Axes | None = None,
+    legend: bool = True,
+) -> Figure:
+    """A ratio against the depth L (log-log): measured (markers and line, geometric mean over networks)
+    and, for the gradient ratio of unnormalized networks, the prediction (1 + α² g)^(L/2) (dashed).
+
+    Args:
+        result: from ``run_depth_sweep``.
+        metric: "grad_ratio" (‖∂J/∂x_0‖/‖∂J/∂x_L‖) or "variance_ratio" (E[x_L²]/E[x_0²]).
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+    """
+    _check(result, DepthSweepResult)
+    check_choice("metric", metric, tuple(_METRIC_LABELS))
+    fig, ax = figure_and_axes(ax)
+    typical = result.typical(metric)
+    predicted = result.predicted_grad_ratio() if metric == "grad_ratio" else None
+    for i, spec in enumerate(result.config.networks):
+        (line,) = ax.plot(result.depths, _positive(typical[i]), "o-", ms=4, label=spec.label)
+        if predicted is not None and np.isfinite(predicted[i]).any():
+            ax.plot(result.depths, predicted[i], "--", color=line.get_color(), lw=1)
+    if predicted is not None:
+        ax.plot([], [], "--", color="k", lw=1, label=r"predicted $(1+\alpha^2)^{L/2}$")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L (blocks)")
+    ax.set_ylabel(_METRIC_LABELS[metric])
+    ax.set_title("backward: gradient ratio" if metric == "grad_ratio" else "forward: signal growth")
+    if legend:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def depth_sweep_panels(result: DepthSweepResult) -> Figure:
+    """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend.
+
+    Args:
+        result: from ``run_depth_sweep``.
+    """
+    _check(result, DepthSweepResult)
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.3))
+    depth_sweep(result, "grad_ratio", ax=axes[0], legend=False)
+    depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=4, fontsize=8, frameon=False)
+    return fig
+
+
+def degradation(result: DegradationResult, *, ax: Axes | None = None, window: int = 10) -> Figure:
+    """Training loss per step (moving average over ``window`` minibatches, log y) of the three networks.
+
+    Args:
+        result: from ``run_degradation``.
+        ax: axes to draw on; a new figure when None.
+        window: minibatches averaged per point (1: the raw minibatch losses).
+    """
+    _check(result, DegradationResult)
+    window = check_int("window", window, minimum=1)
+    fig, ax = figure_and_axes(ax)
+    for run in result.runs:
+        loss = np.asarray(run.history.loss, dtype=np.float64)
+        if len(loss) >= window:
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            steps = np.arange(window - 1, len(loss))
+        else:
+            smooth, steps = loss, np.arange(len(loss))
+        ls = "-" if run.spec.skip else ("--" if run.depth == result.config.deep_depth else ":")
+        ax.plot(
+            steps, _positive(smooth), ls, lw=2, label=f"{run.name} (final train loss {run.train_loss:.3g})"
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss (mean of {window} minibatches)" if window > 1 else "training loss")
+    norm = {None: "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}[result.config.norm]
+    ax.set_title(f"{result.config.dataset}, width {result.config.width}, {norm}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
+    """Block by block (log y): the backward signal ‖∂J/∂x_l‖, the forward signal √E[x_l²] and the weight
+    gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out).
+
+    Args:
+        result: from ``run_layer_profile``.
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+    """
+    _check(result, LayerProfileResult)
+    fig, ax = figure_and_axes(ax)
+    stream, blocks = result.stream, np.arange(result.config.depth + 1)
+    marker = "o" if result.config.depth <= 40 else None
+    ax.plot(blocks, _positive(stream.stream_grad), lw=2, label=r"backward $\|\partial J/\partial x_l\|$")
+    ax.plot(
+        blocks, _positive(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label=r"forward $\sqrt{E[x_l^2]}$"
+    )
+    ax.plot(
+        result.blocks,
+        _positive(result.fc1_grad),
+        marker=marker,
+        ms=3,
+        lw=0.8,
+        label=r"$\|\partial J/\partial W\|$ fc1",
+    )
+    ax.plot(
+        result.blocks,
+        _positive(result.fc2_grad),
+        marker=marker,
+        ms=3,
+        lw=0.8,
+        label=r"$\|\partial J/\partial W\|$ fc2",
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("block l (input → output)")
+    ax.set_ylabel("norm")
+    ax.set_title(f"{result.config.network.label}, L = {result.config.depth}", fontsize=10)
+    if legend:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
+    """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
+
+    Args:
+        results: from ``run_layer_profile``.
+        ncols: panels per row.
+    """
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
+        raise TypeError("results must be a non-empty sequence of LayerProfileResult")
+    for result in results:
+        _check(result, LayerProfileResult, "each result")
+    ncols = min(check_int("ncols", ncols, minimum=1), len(results))
+    nrows = -(-len(results) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
+    for k, (result, ax) in enumerate(zip(results, axes.flat, strict=False)):
+        layer_profile(result, ax=ax, legend=False)
+        if k % ncols:
+            ax.set_ylabel("")
+        if k < len(results) - ncols:
+            ax.set_xlabel("")
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    return fig
