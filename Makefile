@@ -18,7 +18,13 @@ ifneq ($(wildcard $(MNIST_DIR)),)
 export VGCOURSE_DATA ?= $(MNIST_DIR)
 endif
 
-.PHONY: book test lint pytest constraints clean
+# The browser test (tests/test_site.py) drives Debian's Chromium with Playwright and serves the site's
+# CDN scripts from npm packages in tests/browser/node_modules (pinned by its package-lock.json).
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
+
+.PHONY: book test lint pytest browser constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +40,29 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# What the browser test needs besides .venv: Debian's Chromium and the npm packages of the site's CDN
+# scripts. Installing Debian packages needs root (CI has it); without, say which command to run.
+browser: $(CHROMIUM) $(BROWSER_STAMP)
+
+$(CHROMIUM):
+	@[ "$$(id -u)" -eq 0 ] || { echo "No Chromium at $(CHROMIUM) and installing it needs root:" \
+		"run 'sudo apt-get install -y chromium chromium-driver fonts-dejavu-core', then make test again."; exit 1; }
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		chromium chromium-driver fonts-dejavu-core fonts-liberation
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	@command -v npm >/dev/null || [ "$$(id -u)" -ne 0 ] || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; }
+	@command -v npm >/dev/null || { echo "npm is missing and installing it needs root:" \
+		"run 'sudo apt-get install -y nodejs npm', then make test again."; exit 1; }
+	cd $(BROWSER_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
 # pytest exits 5 when it collects nothing; that is a failure here, never a pass.
-pytest: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadscope \
+# VGCOURSE_REQUIRE_BROWSER=1: a browser test that cannot run fails instead of skipping.
+pytest: $(STAMP) browser
+	VGCOURSE_REQUIRE_BROWSER=1 VGCOURSE_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n 2 --dist loadscope \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		tests $(NOTEBOOKS); \
 	status=$$?; \

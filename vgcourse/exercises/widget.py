@@ -52,7 +52,7 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
     button.on_click(on_click)
     box = widgets.VBox(
         [
-            widgets.HTML(f"<b>{exercise.title}.</b> {exercise.prompt}"),
+            widgets.HTML(f"<b>{exercise.title.rstrip('.?!')}.</b> {exercise.prompt}"),
             widgets.HBox([control, button]),
             verdict,
         ]

@@ -1,0 +1,437 @@
+"""The built site as a reader meets it: every page of _build/html opened in a real browser.
+
+Chromium (Debian's package; Playwright's own browser download needs the internet) loads each page of
+the table of contents from a local HTTP server on 127.0.0.1. The scripts the site takes from jsDelivr
+(MathJax, RequireJS, the Jupyter widgets HTML manager) are answered from the npm packages installed
+in tests/browser/node_modules (`npm ci`), at the versions _config.yml names; every other request
+that leaves the local server is blocked and fails the test, so a page that needs the internet shows.
+
+Each page is loaded once (module-scoped cache) and the tests read what was recorded. The tests skip
+when the site is not built or the browser pieces are missing, unless VGCOURSE_REQUIRE_BROWSER=1
+(`make test` sets it after installing them), where a missing piece is a failure.
+Screenshots of the first two chapters are written to _build/screenshots/ for a reviewer.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import mimetypes
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+ASSETS = ROOT / "tests" / "browser" / "node_modules"
+CHROMIUM = Path(os.environ.get("VGCOURSE_CHROMIUM", "/usr/bin/chromium"))
+REQUIRED = os.environ.get("VGCOURSE_REQUIRE_BROWSER") == "1"
+COLAB = "https://colab.research.google.com/github/vgcourse/vgcourse/blob/main/"
+JSDELIVR = re.compile(r"^https://cdn\.jsdelivr\.net/npm/((?:@[^/@]+/)?[^/@]+)@([^/]+)/([^?#]*)")
+WIDGET_STATE = 'script[type="application/vnd.jupyter.widget-state+json"]'
+WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+TIMEOUT_MS = 90_000  # two busy cores: generous, but a page that never settles still fails
+
+# Flags for a headless Chromium that makes no connection of its own (no sync, updates, field trials).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Uncaught JavaScript errors that are third-party noise, as {substring of the message: why it is
+# harmless}. Add an entry only with the reason it cannot be fixed in this repository.
+ALLOWED_JS_ERRORS: dict[str, str] = {
+    # Jupyter Book 1 with Sphinx 7.4 writes every inline script an extension adds while the build runs
+    # twice in each page (sphinx-togglebutton's `var` line is doubled too, harmlessly). sphinx-thebe
+    # 0.3.1's inline config declares `const THEBE_JS_URL`, so its second copy throws; the first copy
+    # already defined the same values, and the site does not use Thebe (no live-code button).
+    "SyntaxError: Identifier 'THEBE_JS_URL' has already been declared": "sphinx-thebe script doubled",
+}
+
+# Requests that may leave the machine (blocked all the same, not counted as failures), as
+# {URL prefix: why}. Nothing is needed today: the theme ships its fonts and the site has no analytics.
+ALLOWED_EXTERNAL: dict[str, str] = {}
+
+
+def _toc_entries() -> list[str]:
+    """Every `file` of _toc.yml, in reading order (root first, then parts, chapters and sections)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                entries.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return entries
+
+
+PAGES = _toc_entries()
+CHAPTERS = [entry for entry in PAGES if (ROOT / f"{entry}.ipynb").exists()]
+
+
+def _missing_piece() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not (SITE / f"{PAGES[0]}.html").exists():
+        return f"the site is not built ({SITE} has no {PAGES[0]}.html): run `make book` first"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (it is in the test extra)"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium chromium-driver)"
+    if not ASSETS.is_dir():
+        return f"{ASSETS} is missing: run `npm ci` in tests/browser"
+    return None
+
+
+# --- serving the site and the CDN files -------------------------------------------------------------
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url() -> Iterator[str]:
+    """The built site, served over HTTP on a free loopback port for the module's duration."""
+    reason = _missing_piece()
+    if reason:
+        if REQUIRED:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _version_matches(installed: str, requested: str) -> bool:
+    """Whether the npm package at `installed` is what jsDelivr serves for `requested` (3, 3.2, 3.2.2)."""
+    wanted = requested.lstrip("^~=v").split(".")
+    return installed.split(".")[: len(wanted)] == wanted
+
+
+def _cdn_file(url: str) -> tuple[Path | None, str]:
+    """The local file that answers a jsDelivr npm URL, or None and why not."""
+    match = JSDELIVR.match(url)
+    if not match:
+        return None, "not a jsDelivr npm URL"
+    package, requested, rest = match.groups()
+    manifest = ASSETS / package / "package.json"
+    if not manifest.exists():
+        return None, f"npm package {package} is not in tests/browser/package.json"
+    installed = json.loads(manifest.read_text())["version"]
+    if not _version_matches(installed, requested):
+        return None, f"the site asks for {package}@{requested}, tests/browser installs {installed}"
+    path = (ASSETS / package / unquote(rest)).resolve()
+    if not path.is_relative_to(ASSETS.resolve()) or not path.is_file():
+        return None, f"{package}@{installed} has no file {rest}"
+    return path, ""
+
+
+@dataclass
+class Visit:
+    """What one page did in the browser."""
+
+    url: str
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    math_total: int = 0
+    math_unrendered: int = 0
+    math_errors: list[str] = field(default_factory=list)
+    has_widget_state: bool = False
+    widget_views: list[dict] = field(default_factory=list)
+    widget_wait_error: str = ""
+    links: list[str] = field(default_factory=list)
+    colab_links: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser(site_url: str) -> Iterator[object]:
+    """One headless Chromium (the system one) for the module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+_JS_IMAGES = """() => [...document.images].map(img => ({
+    src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
+
+_JS_MATH = """() => {
+    const math = [...document.querySelectorAll('.math')];
+    return {
+        total: math.length,
+        unrendered: math.filter(m => !m.querySelector('mjx-container')).length,
+        errors: [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error')
+            || e.textContent),
+    };
+}"""
+
+# html-manager inserts a div.widget-subarea before each view script and renders the widget into it.
+_JS_WIDGETS_DONE = f"""() => [...document.querySelectorAll('{WIDGET_VIEW}')].every(s => {{
+    const area = s.previousElementSibling;
+    return area && area.classList.contains('widget-subarea') && area.childElementCount > 0;
+}})"""
+
+_JS_WIDGETS = f"""() => [...document.querySelectorAll('{WIDGET_VIEW}')].map(s => {{
+    const area = s.previousElementSibling;
+    const rendered = area && area.classList.contains('widget-subarea') ? area : null;
+    return {{
+        rendered: !!rendered,
+        widgets: rendered ? rendered.querySelectorAll('.jupyter-widgets, .lm-Widget').length : 0,
+        controls: rendered ? rendered.querySelectorAll(
+            '.widget-slider, .widget-dropdown, .widget-button, .widget-toggle-buttons, .widget-checkbox,'
+            + ' .widget-radio, .widget-text, .widget-inline-hbox').length : 0,
+        text: rendered ? rendered.innerText.slice(0, 400) : '',
+    }};
+}})"""
+
+
+@pytest.fixture(scope="module")
+def visit(browser: object, site_url: str) -> Iterator[object]:
+    """visit(entry) -> Visit: load a page once, wait for math and widgets, record everything."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.set_default_timeout(TIMEOUT_MS)
+    cache: dict[str, Visit] = {}
+    current: list[Visit] = []
+
+    def route(route: object) -> None:
+        url = route.request.url
+        if url.startswith(site_url):
+            route.continue_()
+            return
+        path, why = _cdn_file(url)
+        if path is None:
+            current[-1].blocked.append(f"{url} ({why})")
+            route.abort("blockedbyclient")
+            return
+        kind = {".js": "application/javascript", ".woff2": "font/woff2", ".woff": "font/woff"}.get(
+            path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        )
+        # jsDelivr sends CORS headers; the crossorigin="anonymous" scripts need them to run.
+        route.fulfill(path=path, headers={"Content-Type": kind, "Access-Control-Allow-Origin": "*"})
+
+    context.route("**/*", route)
+
+    def load(entry: str) -> Visit:
+        if entry in cache:
+            return cache[entry]
+        record = Visit(url=f"{site_url}{entry}.html")
+        current.append(record)
+        page = context.new_page()
+        page.on("pageerror", lambda error: record.page_errors.append(f"{error.name}: {error.message}"))
+        page.on("console", lambda m: m.type == "error" and record.console_errors.append(m.text[:300]))
+
+        def on_response(response: object) -> None:
+            if response.status >= 400:
+                record.bad_responses.append(f"{response.status} {response.url}")
+
+        page.on("response", on_response)
+        page.goto(record.url, wait_until="load")
+        page.evaluate("async () => { if (window.MathJax?.startup?.promise) await MathJax.startup.promise; }")
+        record.has_widget_state = page.locator(WIDGET_STATE).count() > 0
+        if record.has_widget_state:
+            try:
+                page.wait_for_function(_JS_WIDGETS_DONE, timeout=TIMEOUT_MS)
+            except Exception as error:  # recorded, reported by the widget test
+                record.widget_wait_error = str(error).splitlines()[0]
+            record.widget_views = page.evaluate(_JS_WIDGETS)
+        page.evaluate(
+            "() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')"
+        )
+        page.wait_for_function("() => [...document.images].every(img => img.complete)")
+        record.images = page.evaluate(_JS_IMAGES)
+        math = page.evaluate(_JS_MATH)
+        record.math_total, record.math_unrendered = math["total"], math["unrendered"]
+        record.math_errors = math["errors"]
+        record.links = page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
+        record.colab_links = [link for link in record.links if link.startswith("https://colab.")]
+        if entry in CHAPTERS[:2]:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOTS / f"{Path(entry).name}.png", full_page=True)
+        page.close()
+        cache[entry] = record
+        return record
+
+    if CHAPTERS[:2]:
+        shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    yield load
+    context.close()
+
+
+# --- the page checks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_loads_without_javascript_errors(visit: object, entry: str) -> None:
+    record = visit(entry)
+    errors = [e for e in record.page_errors if not any(known in e for known in ALLOWED_JS_ERRORS)]
+    assert not errors, (
+        f"{record.url}: uncaught JavaScript errors: {errors} (console: {record.console_errors})"
+    )
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_needs_nothing_from_outside(visit: object, entry: str) -> None:
+    record = visit(entry)
+    blocked = [url for url in record.blocked if not any(url.startswith(p) for p in ALLOWED_EXTERNAL)]
+    assert not blocked, f"{record.url} needs resources that are neither local nor served offline: {blocked}"
+    assert not record.bad_responses, f"{record.url}: failed requests: {record.bad_responses}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_every_image_loads(visit: object, entry: str) -> None:
+    record = visit(entry)
+    broken = [image["src"][:120] for image in record.images if not image["complete"] or image["width"] == 0]
+    assert not broken, f"{record.url}: images that did not load: {broken}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_math_is_typeset(visit: object, entry: str) -> None:
+    record = visit(entry)
+    assert record.math_unrendered == 0, (
+        f"{record.url}: {record.math_unrendered} of {record.math_total} math elements were not typeset"
+    )
+    assert not record.math_errors, f"{record.url}: MathJax errors: {record.math_errors}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_saved_widget_state_renders(visit: object, entry: str) -> None:
+    record = visit(entry)
+    if not record.has_widget_state:
+        assert not record.widget_views, f"{record.url} shows widgets but embeds no widget state"
+        return
+    assert record.widget_views, f"{record.url} embeds widget state but displays no widget"
+    assert not record.widget_wait_error, f"{record.url}: widgets never rendered: {record.widget_wait_error}"
+    for view in record.widget_views:
+        assert view["rendered"] and view["widgets"] > 0, f"{record.url}: a widget view is empty: {view}"
+        assert "Error creating widget" not in view["text"], f"{record.url}: {view['text']}"
+        assert "Error displaying widget" not in view["text"], f"{record.url}: {view['text']}"
+    assert sum(view["controls"] for view in record.widget_views) > 0, (
+        f"{record.url}: the saved widgets render no control (slider, dropdown, button...)"
+    )
+
+
+class _Anchors(HTMLParser):
+    """The id and name attributes of a page: what a #fragment can point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key in ("id", "name") and value:
+                self.anchors.add(value)
+
+
+@functools.cache
+def _anchors(path: Path) -> frozenset[str]:
+    parser = _Anchors()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return frozenset(parser.anchors)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_internal_links_resolve(visit: object, site_url: str, entry: str) -> None:
+    record = visit(entry)
+    broken = []
+    for link in record.links:
+        if not link.startswith(site_url):
+            continue
+        parts = urlsplit(link)
+        target = SITE / unquote(parts.path).lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(f"{link} (no file {target.relative_to(SITE)})")
+        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in _anchors(target):
+            broken.append(f"{link} (no #{parts.fragment} in {target.relative_to(SITE)})")
+    assert not broken, f"{record.url}: broken internal links: {sorted(set(broken))}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_colab_links_open_notebooks_of_this_repository(visit: object, entry: str) -> None:
+    record = visit(entry)
+    for link in record.colab_links:
+        assert link.startswith(COLAB) and link.endswith(".ipynb"), f"{record.url}: odd Colab link {link}"
+        assert (ROOT / link.removeprefix(COLAB)).is_file(), f"{link}: no such notebook in the repository"
+    if entry in CHAPTERS:
+        assert f"{COLAB}{entry}.ipynb" in record.colab_links, (
+            f"{record.url}: no Colab launch button for {entry}.ipynb (found {record.colab_links})"
+        )
+
+
+# --- the site as a whole ------------------------------------------------------------------------------
+
+
+def test_every_built_page_is_in_the_toc_and_tested(site_url: str) -> None:
+    skipped = {"genindex.html", "search.html", "index.html"}
+    built = {
+        path.relative_to(SITE).with_suffix("").as_posix()
+        for path in SITE.rglob("*.html")
+        if path.name not in skipped and not path.relative_to(SITE).parts[0].startswith(("_", "."))
+    }
+    assert built == set(PAGES)
+
+
+def test_front_page_redirects_to_the_first_page(site_url: str) -> None:
+    text = (SITE / "index.html").read_text()
+    target = re.search(r'url=([^"\']+)"', text)
+    assert target and target.group(1) == f"{PAGES[0]}.html" and (SITE / target.group(1)).is_file()
+
+
+def test_chapters_show_math_and_widgets(visit: object) -> None:
+    """Guards the page checks themselves: if no page had math or widgets, they would pass vacuously."""
+    records = [visit(entry) for entry in CHAPTERS]
+    assert sum(record.math_total for record in records) > 0, "no chapter page has math to typeset"
+    assert any(record.has_widget_state for record in records), "no chapter page embeds widget state"
+
+
+def test_screenshots_of_two_chapters(visit: object) -> None:
+    assert len(CHAPTERS) >= 2, f"screenshots need two chapter pages, the toc has {CHAPTERS}"
+    for entry in CHAPTERS[:2]:
+        visit(entry)
+        shot = SCREENSHOTS / f"{Path(entry).name}.png"
+        assert shot.is_file() and shot.stat().st_size > 50_000, f"{shot} is missing or blank"
