@@ -1,6 +1,7 @@
 """The ``vgcourse`` command line.
 
 ``vgcourse profile``: per-layer gradient statistics of a fresh model on a fixed batch.
+``vgcourse diagnose``: the same model and batch through ``vgcourse.diagnose``: flags and suggestions.
 ``vgcourse student-notebooks OUT_DIR``: the chapters without their solution cells.
 ``vgcourse grade SUBMISSION.ipynb ...``: execute submissions, check their exercises, write a CSV.
 """
@@ -13,10 +14,15 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vgcourse.activations import ACTIVATIONS
 from vgcourse.models import ARCHS, NORMS
 from vgcourse.profiling import PROFILE_INITS, Profile, profile
+from vgcourse.training import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from vgcourse.diagnose import DiagnosisReport
 
 
 def _positive_float(text: str) -> float:
@@ -49,20 +55,40 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The built-in model spec and its fixed batch, shared by ``profile`` and ``diagnose``."""
+    parser.add_argument("--arch", choices=ARCHS, default="mlp")
+    parser.add_argument("--depth", type=_positive_int, default=10)
+    parser.add_argument("--width", type=_positive_int, default=64)
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--init", choices=PROFILE_INITS, default="default")
+    parser.add_argument("--norm", choices=NORMS, default=None)
+    parser.add_argument("--seq-len", type=_positive_int, default=20)
+    parser.add_argument("--seed", type=_non_negative_int, default=0)
+
+
+def _check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot check alone; exits with status 2."""
+    if args.norm is not None and args.arch != "resmlp":
+        parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; invalid values exit with status 2 and list the valid choices."""
     parser = argparse.ArgumentParser(prog="vgcourse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser("profile", help="one forward/backward pass: per-layer gradient statistics")
-    p.add_argument("--arch", choices=ARCHS, default="mlp")
-    p.add_argument("--depth", type=_positive_int, default=10)
-    p.add_argument("--width", type=_positive_int, default=64)
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    p.add_argument("--init", choices=PROFILE_INITS, default="default")
-    p.add_argument("--norm", choices=NORMS, default=None)
-    p.add_argument("--seq-len", type=_positive_int, default=20)
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    _add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    d = commands.add_parser(
+        "diagnose", help="flag vanishing/exploding gradients, dead and saturated units, with suggestions"
+    )
+    _add_model_arguments(d)
+    d.add_argument("--steps", type=_positive_int, default=1, help="training steps on the batch (default: 1)")
+    d.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default: 0.01)")
+    d.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    d.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
 
     s = commands.add_parser("student-notebooks", help="write the chapters without solution cells or outputs")
     s.add_argument("out_dir", metavar="OUT_DIR")
@@ -99,13 +125,29 @@ def format_table(result: Profile) -> str:
     return "\n".join(lines)
 
 
+def run_diagnose(args: argparse.Namespace) -> DiagnosisReport:
+    """``diagnose`` on the built-in model (``profiling.standard_model``) and its fixed batch of 128."""
+    from torch import nn
+
+    from vgcourse.diagnose import diagnose
+    from vgcourse.profiling import standard_batch, standard_model
+
+    model = standard_model(
+        args.arch, args.depth, args.width, args.activation, args.init, args.norm, args.seed
+    )
+    batch = standard_batch(args.arch, args.seq_len, 128, args.seed)
+    return diagnose(
+        model, nn.CrossEntropyLoss(), batch, steps=args.steps, lr=args.lr, optimizer=args.optimizer
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vgcourse`` console script and ``python -m vgcourse``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("profile", "diagnose"):
+        _check_model_arguments(parser, args)
     if args.command == "profile":
-        if args.norm is not None and args.arch != "resmlp":
-            parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
         result = profile(
             arch=args.arch,
             depth=args.depth,
@@ -117,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
+    elif args.command == "diagnose":
+        report = run_diagnose(args)
+        print(json.dumps(report.to_dict()) if args.json else report.to_text())
     elif args.command == "student-notebooks":
         from vgcourse.instructor import student_notebooks
 

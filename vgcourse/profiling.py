@@ -70,6 +70,53 @@ def standard_batch(arch: str, seq_len: int, batch_size: int, seed: int) -> tuple
     return x, y
 
 
+def standard_model(
+    arch: str = "mlp",
+    depth: int = 10,
+    width: int = 64,
+    activation: str = "relu",
+    init: str = "default",
+    norm: str | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """The model ``vgcourse profile`` and ``vgcourse diagnose`` study: inputs as `standard_batch`, 10 outputs.
+
+    Args:
+        arch: one of ``ARCHS`` (mlp, resmlp, rnn, gru, lstm).
+        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
+        width: hidden units per layer.
+        activation: one of ``ACTIVATIONS`` (ignored by gru/lstm, whose gates fix it).
+        init: one of ``PROFILE_INITS``, the initialization schemes that need no extra parameter.
+        norm: ``None``, ``"batch"`` or ``"layer"`` (resmlp only).
+        seed: seeds the initialization.
+    """
+    check_choice("arch", arch, ARCHS)
+    check_int("depth", depth, minimum=1)
+    check_int("width", width, minimum=1)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("init", init, PROFILE_INITS)
+    if norm is not None:
+        check_choice("norm", norm, NORMS)
+        if arch != "resmlp":
+            raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
+    check_int("seed", seed, minimum=0)
+
+    seed_everything(seed)
+    is_sequence = arch in SEQUENCE_ARCHS
+    model = build_model(
+        arch,
+        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
+        out_features=N_CLASSES,
+        depth=depth,
+        width=width,
+        activation=activation,
+        norm=norm,
+    )
+    if init != "default":
+        initialize(model, init, activation=activation, generator=torch.Generator().manual_seed(seed))
+    return model
+
+
 def profile(
     arch: str = "mlp",
     depth: int = 10,
@@ -94,32 +141,10 @@ def profile(
         seed: seeds the model's initialization and the batch.
         batch_size: examples in the batch.
     """
-    check_choice("arch", arch, ARCHS)
-    check_int("depth", depth, minimum=1)
-    check_int("width", width, minimum=1)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("init", init, PROFILE_INITS)
-    if norm is not None:
-        check_choice("norm", norm, NORMS)
-        if arch != "resmlp":
-            raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
     check_int("seq_len", seq_len, minimum=1)
-    check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=2)
-
-    seed_everything(seed)
+    model = standard_model(arch, depth, width, activation, init, norm, seed)
     is_sequence = arch in SEQUENCE_ARCHS
-    model = build_model(
-        arch,
-        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
-        out_features=N_CLASSES,
-        depth=depth,
-        width=width,
-        activation=activation,
-        norm=norm,
-    )
-    if init != "default":
-        initialize(model, init, activation=activation, generator=torch.Generator().manual_seed(seed))
     x, y = standard_batch(arch, seq_len, batch_size, seed)
     record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=is_sequence)
     return _to_profile(record, arch, depth, width, activation, init, norm, seed)

@@ -6,6 +6,7 @@ exercise_widget("initialization.tanh_scale")  # slider + Check button
 """
 
 from vgcourse.exercises import (
+    detecting_and_fixing,
     initialization,
     linear_chain,
     relu_dying_units,
@@ -35,6 +36,7 @@ __all__ = [
     "attempts",
     "attempts_json",
     "check",
+    "detecting_and_fixing",
     "exercise_widget",
     "get",
     "initialization",

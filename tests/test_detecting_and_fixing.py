@@ -1,0 +1,410 @@
+"""Chapter 7, detecting and fixing: every number the chapter states, over three seeds, with margins."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torchvision
+from matplotlib.figure import Figure
+from torch import nn
+
+import vgcourse.exercises.detecting_and_fixing as exercises
+from vgcourse.diagnose import (
+    CHAPTERS,
+    SATURATED_FRACTION,
+    SATURATION,
+    UPDATE_RATIO_GUIDE,
+    UPDATE_RATIO_HIGH,
+    UPDATE_RATIO_LOW,
+    diagnose,
+)
+from vgcourse.exercises import check
+from vgcourse.experiments import detecting_and_fixing as dfx
+from vgcourse.explorers import detecting_and_fixing as explorers
+from vgcourse.plots import detecting_and_fixing as plots
+
+SEEDS = (0, 1, 2)
+CHANCE = math.log(10)
+Remedy = dfx.Remedy
+RECIPE_BN = Remedy("relu", "he", skip=True, norm="batch")
+RECIPE_LN = Remedy("relu", "he", skip=True, norm="layer")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
+def signs(request: pytest.FixtureRequest) -> dfx.WarningSignsResult:
+    return dfx.run_warning_signs(dfx.WarningSignsConfig(seed=request.param, device="cpu"))
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
+def grid(request: pytest.FixtureRequest) -> dfx.RemediesResult:
+    return dfx.run_remedies(dfx.RemediesConfig(seed=request.param, device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def small_grid() -> dfx.RemediesResult:
+    cells = (dfx.BASELINE, Remedy("relu", "he"), RECIPE_LN)
+    return dfx.run_remedies(dfx.RemediesConfig(remedies=cells, blocks=2, steps=20, device="cpu"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The warning signs
+
+
+def test_healthy_reference_trains_and_is_not_flagged(signs: dfx.WarningSignsResult) -> None:
+    run = signs.run("healthy")
+    assert run.final_loss < 0.15 and run.final_accuracy > 0.9
+    assert run.report.healthy and run.report.findings == ()
+    assert run.weight_change[0] > 0.1
+
+
+def test_vanishing_sigmoid_stays_at_chance_and_its_early_layers_do_not_move(
+    signs: dfx.WarningSignsResult,
+) -> None:
+    run, healthy = signs.run("vanishing"), signs.run("healthy")
+    assert abs(run.final_loss - CHANCE) < 0.05 and run.final_accuracy < 0.12
+    assert run.initial_loss > CHANCE - 0.1
+    assert run.weight_change[0] < 1e-5 and run.weight_change[-1] > 1e-2
+    assert run.weight_change[0] < 1e-4 * healthy.weight_change[0]
+    flagged = run.report.flagged("vanishing")
+    assert flagged == [f"layer {i}" for i in range(1, len(flagged) + 1)] and 5 <= len(flagged) <= 6
+    assert run.report.layers[0].ratio < 1e-6
+
+
+def test_negative_bias_kills_the_top_layers(signs: dfx.WarningSignsResult) -> None:
+    run = signs.run("dead")
+    flagged = run.report.flagged("dead")
+    first = int(flagged[0].split()[1])
+    assert flagged == [f"layer {i}" for i in range(first, 9)] and 3 <= first <= 5
+    assert run.report.layers[-2].dead_frac == 1.0
+    assert abs(run.final_loss - CHANCE) < 0.02 and run.final_accuracy < 0.12
+    assert any(f.chapters == (CHAPTERS["relu_dying_units"],) for f in run.report.findings)
+
+
+def test_naive_tanh_saturates_every_layer_and_trains_slowly(signs: dfx.WarningSignsResult) -> None:
+    run, healthy = signs.run("saturated"), signs.run("healthy")
+    assert run.report.flagged("saturated") == [f"layer {i}" for i in range(1, 9)]
+    assert min(run.report.values("saturated_frac")[:-1]) > 0.6
+    assert run.initial_loss > 5.0
+    assert 0.2 < run.final_accuracy < 0.6 and run.final_accuracy < healthy.final_accuracy - 0.3
+    config = signs.config
+    assert config.saturated_std * math.sqrt(config.width) == 8.0  # the prose: "8 times too large"
+
+
+def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSignsResult) -> None:
+    run = signs.run("exploding")
+    assert run.initial_loss > 100
+    assert run.history.diverged and run.history.diverged_step <= 10
+    assert run.report.flagged("vanishing") == run.report.flagged("exploding") == []
+    ratios = run.report.values("ratio")
+    assert ratios.min() > 0.1 and ratios.max() <= 1.0 + 1e-9  # "between 0.17 and 1.00"
+    updates = run.report.values("update_ratio")
+    assert updates.min() > 0.05 and updates.max() > 0.3
+    assert len(run.report.flagged("update_too_large")) >= len(run.report.layers) - 1
+    steps = signs.exploding_steps
+    assert steps.non_finite and steps.non_finite_at in steps.layer_names
+    assert steps.steps_run <= signs.config.diagnose_steps
+
+
+def test_clipping_keeps_the_exploding_network_alive(signs: dfx.WarningSignsResult) -> None:
+    run = signs.run("exploding_clipped")
+    assert not run.history.diverged and run.final_accuracy > 0.45
+    assert max(run.report.values("update_ratio")) < 1e-3 and run.report.healthy
+    assert "clip 1" in run.report.optimizer
+
+
+def test_warning_signs_table() -> None:
+    result = dfx.run_warning_signs(dfx.WarningSignsConfig(depth=2, width=8, steps=5, diagnose_steps=2))
+    frame = result.to_frame()
+    assert list(frame.index) == list(dfx.SIGNS)
+    assert {"first loss", "final loss", "val accuracy", "diagnose at init"} <= set(frame.columns)
+    with pytest.raises(ValueError, match="valid choices"):
+        result.run("slow")
+
+
+# ----------------------------------------------------------------------------------------------------
+# How diagnose decides: calibration, thresholds, a ResNet
+
+
+def test_calibration_margins() -> None:
+    result = dfx.run_calibration(dfx.CalibrationConfig(seeds=(0, 1, 2)))  # as the chapter
+    assert result.healthy_lowest > -1.5  # "within 1.2 decades", "1.8 decades of room"
+    assert result.healthy_highest < 0.5
+    assert 0.75 < result.sigmoid_decades_per_layer < 0.95  # "0.84 decades per layer"
+    assert result.xavier_tanh_saturated < 0.03  # "at most 1.0%"
+    assert set(result.log_ratio) == set(dfx.CASES)
+    assert all(v.shape == (3, 11) for v in result.log_ratio.values())
+
+
+def test_saturation_spread_and_threshold_arithmetic() -> None:
+    normal = torch.distributions.Normal(0.0, 1.0)
+    spread = math.atanh(SATURATION) / float(normal.icdf(torch.tensor(1 - SATURATED_FRACTION / 2)))
+    assert spread == pytest.approx(2.07, abs=0.01)
+    # a Gaussian pre-activation of that standard deviation saturates the stated fraction of tanh outputs
+    z = torch.randn(400_000, generator=torch.Generator().manual_seed(0)) * spread
+    assert float((torch.tanh(z).abs() > SATURATION).float().mean()) == pytest.approx(0.2, abs=0.005)
+    assert 1 - SATURATION**2 < 0.02
+    assert math.log10(UPDATE_RATIO_GUIDE / UPDATE_RATIO_LOW) == pytest.approx(2.0)
+    assert math.log10(UPDATE_RATIO_HIGH / UPDATE_RATIO_GUIDE) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_resnet18_cell(seed: int) -> None:
+    torch.manual_seed(seed)
+    resnet = torchvision.models.resnet18(weights=None)
+    images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    report = diagnose(resnet, nn.CrossEntropyLoss(), (images, torch.arange(16)))
+    assert len(report.layers) == 21
+    assert report.layer("conv1").n_weights == 9408 and report.layer("layer4.1.conv2").n_weights == 2359296
+    assert 1.4 < math.log10(report.layer("conv1").ratio) < 2.0
+    assert [(f.kind, f.layers) for f in report.findings] == [("update_too_large", ("conv1",))]
+    assert 0.1 < report.layer("conv1").update_ratio < 0.4
+
+
+# ----------------------------------------------------------------------------------------------------
+# The remedies grid
+
+
+def test_designs() -> None:
+    full = dfx.full_design()
+    assert len(full) == len(set(full)) == 144
+    fractional = dfx.fractional_design()
+    assert len(fractional) == len(set(fractional)) == 17 and fractional[0] == dfx.BASELINE
+    single = [cell for cell in fractional if len(cell.changes(dfx.BASELINE)) == 1]
+    assert len(single) == 3 + 2 + 1 + 2 + 1  # every other level of every factor, alone
+    assert set(fractional) <= set(full)
+    assert dfx.RemediesConfig().cells == fractional and len(dfx.RemediesConfig(design="full").cells) == 144
+    assert RECIPE_LN.label == "relu · he · skip · LayerNorm"
+    assert RECIPE_LN.changes(dfx.BASELINE) == ("activation", "init", "skip", "norm")
+
+
+def test_the_baseline_and_single_changes_of_activation_or_init_never_learn(grid: dfx.RemediesResult) -> None:
+    base = grid.run()
+    assert base.grad_ratio < 1e-9 and base.final_accuracy < 0.12 and not base.reached
+    for activation in ("tanh", "relu", "gelu"):
+        run = grid.run(activation=activation)
+        assert run.grad_ratio < 1e-3 and not run.reached and run.final_accuracy < 0.12
+    assert len(grid.run(activation="relu").report.flagged("dead")) >= 1
+    for init in ("xavier", "he"):
+        run = grid.run(init=init)
+        assert run.grad_ratio < 1e-5 and not run.reached
+
+
+def test_matching_activation_and_init_balance_the_gradient_but_do_not_train_well(
+    grid: dfx.RemediesResult,
+) -> None:
+    tanh_x, relu_he = grid.run(Remedy("tanh", "xavier")), grid.run(Remedy("relu", "he"))
+    for run in (tanh_x, relu_he):
+        assert 0.1 < run.grad_ratio < 1.0
+    assert tanh_x.report.healthy and not tanh_x.reached and tanh_x.final_accuracy < 0.5
+    assert relu_he.diverged and relu_he.history.diverged_step <= 10
+    assert max(relu_he.report.values("update_ratio")) > UPDATE_RATIO_HIGH
+
+
+def test_clipping_does_nothing_for_vanishing_and_rescues_exploding(grid: dfx.RemediesResult) -> None:
+    base, clipped = grid.run(), grid.run(clip=True)
+    assert clipped.grad_ratio == base.grad_ratio
+    assert clipped.final_accuracy == base.final_accuracy
+    np.testing.assert_array_equal(clipped.history.loss, base.history.loss)
+    rescued = grid.run(Remedy("relu", "he", clip=True))
+    assert not rescued.diverged and rescued.final_accuracy > 0.5
+    residual = grid.run(Remedy("relu", "he", skip=True))
+    assert residual.diverged and residual.history.diverged_step <= 5
+    residual_clipped = grid.run(Remedy("relu", "he", skip=True, clip=True))
+    assert not residual_clipped.diverged and residual_clipped.final_accuracy > 0.8
+
+
+def test_skip_connections_and_batchnorm_fix_the_sigmoid_network_layernorm_does_not(
+    grid: dfx.RemediesResult,
+) -> None:
+    skip = grid.run(skip=True)
+    assert 0.1 < skip.grad_ratio < 1.0 and skip.steps_to_target <= 30 and skip.final_accuracy > 0.95
+    batch = grid.run(norm="batch")
+    assert 0.3 < batch.grad_ratio < 2.0 and batch.steps_to_target <= 120 and batch.final_accuracy > 0.75
+    layer = grid.run(norm="layer")
+    assert layer.grad_ratio < 1e-3 and not layer.reached and layer.final_accuracy < 0.12
+
+
+def test_the_recipe_trains_fastest(grid: dfx.RemediesResult) -> None:
+    for remedy in (RECIPE_BN, RECIPE_LN):
+        run = grid.run(remedy)
+        assert run.steps_to_target <= 40 and run.final_accuracy > 0.95
+    reached = {"sigmoid · default · skip", "sigmoid · default · BatchNorm", RECIPE_BN.label, RECIPE_LN.label}
+    assert set(grid.reached) == reached
+
+
+def test_diagnose_at_init_separates_the_outcomes(grid: dfx.RemediesResult) -> None:
+    for run in grid.runs:
+        flags = {f.kind for f in run.report.problems}
+        if flags & {"vanishing", "dead"}:
+            assert not run.reached, run.remedy.label
+        assert ("update_too_large" in flags) == run.diverged, run.remedy.label
+
+
+def test_training_views_numbers(grid: dfx.RemediesResult) -> None:
+    base, recipe = grid.run(), grid.run(RECIPE_LN)
+    assert base.frozen_layers >= 4  # "the first 6 layers did not move at all"
+    low, high = base.log_update_range()
+    assert high - low > 7  # "fan out over 9 decades"
+    assert np.max(base.log_grad_ratio_over_training()) < -8  # "never rises above 2e-10"
+    low, high = recipe.log_update_range()
+    assert -4.0 < low < high < -2.0  # "from 4e-04 to 4e-03"
+    assert np.max(np.abs(recipe.log_grad_ratio_over_training())) < 1.0  # "within a factor 5.3"
+
+
+def test_remedies_table_and_lookups(small_grid: dfx.RemediesResult) -> None:
+    frame = small_grid.to_frame()
+    assert list(frame.index) == [r.remedy.label for r in small_grid.runs]
+    assert frame.loc["sigmoid · default", "changed"] == "(baseline)"
+    assert str(frame["steps to val loss ≤ 0.5"].dtype) == "Int64"
+    assert small_grid.run() is small_grid.runs[0]
+    with pytest.raises(ValueError, match="not in this design"):
+        small_grid.run(skip=True)
+    with pytest.raises(TypeError):
+        small_grid.run(dfx.BASELINE, skip=True)
+
+
+def test_steps_to_target_and_weight_change() -> None:
+    class History:
+        val_loss = np.array([2.0, 0.7, 0.4, 0.3])
+        eval_steps = np.array([9, 19, 29, 39])
+
+    assert dfx.steps_to_target(History(), 0.5) == 30
+    assert dfx.steps_to_target(History(), 0.1) is None
+    before, after = [torch.ones(2, 2)], [torch.ones(2, 2) * 1.5]
+    np.testing.assert_allclose(dfx.weight_change(before, after), [0.5])
+    with pytest.raises(ValueError):
+        dfx.weight_change(before, [])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Explorer, plots, exercises
+
+
+def test_explorer_defaults_and_extremes() -> None:
+    explorer = explorers.remedy_explorer()
+    assert isinstance(explorer.update(), Figure)
+    settings = [
+        {"activation": dfx.GRID_ACTIVATIONS[-1]},
+        {"activation": dfx.GRID_ACTIVATIONS[0]},
+        {"init": dfx.GRID_INITS[-1]},
+        {"skip": True},
+        {"norm": dfx.GRID_NORMS[-1]},
+        {"blocks": 25},
+        {"blocks": 1},
+        {"init": dfx.GRID_INITS[0], "skip": False, "norm": dfx.GRID_NORMS[0]},
+    ]
+    times = []
+    for values in settings:
+        start = time.perf_counter()
+        assert isinstance(explorer.update(**values), Figure)
+        times.append(time.perf_counter() - start)
+        assert "diagnose:" in explorer.text.value
+    assert np.median(times) < 1.0  # ~0.1 s on an idle core; generous for a shared machine
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"activation": "elu"}, {"init": "lecun"}, {"skip": 1}, {"norm": "group"}, {"blocks": 26}, {"width": 0}],
+)
+def test_explorer_rejects_bad_arguments(kwargs: dict) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        explorers.remedy_explorer(**kwargs)
+
+
+def test_plots_return_figures_and_accept_axes(small_grid: dfx.RemediesResult) -> None:
+    calibration = dfx.run_calibration(dfx.CalibrationConfig(depth=3, width=8))
+    fig, ax = plt.subplots()
+    assert plots.calibration(calibration, ax=ax) is fig
+    assert isinstance(plots.calibration(calibration), Figure)
+    signs = dfx.run_warning_signs(dfx.WarningSignsConfig(depth=2, width=8, steps=5, diagnose_steps=2))
+    fig, axes = plt.subplots(1, 2)
+    assert plots.warning_signs(signs, axes=axes) is fig
+    assert isinstance(plots.warning_signs(signs), Figure)
+    fig, axes = plt.subplots(1, 3)
+    assert plots.remedies(small_grid, axes=axes) is fig
+    assert isinstance(plots.remedies(small_grid), Figure)
+    fig, axes = plt.subplots(2, 2)
+    assert plots.training_views(small_grid, (dfx.BASELINE, RECIPE_LN), axes=axes) is fig
+    results = [dfx.run_remedy_diagnosis(dfx.RemedyDiagnosisConfig(blocks=2, skip=s)) for s in (False, True)]
+    fig, axes = plt.subplots(1, 2)
+    assert plots.remedy_small_multiples(results, axes=axes) is fig
+    fig, axes = plt.subplots(1, 3)
+    assert plots.remedy_diagnosis(results[0], axes=axes) is fig
+    with pytest.raises(TypeError):
+        plots.remedies(signs)
+    with pytest.raises(TypeError):
+        plots.warning_signs(signs, axes=axes)
+    with pytest.raises(ValueError):
+        plots.training_views(small_grid, ())
+    with pytest.raises(TypeError):
+        plots.remedy_small_multiples([])
+
+
+def test_exercises() -> None:
+    assert check("detecting_and_fixing.per_weight_ratio", exercises.per_weight_ratio()).correct
+    assert check("detecting_and_fixing.per_weight_ratio", 10).correct
+    assert not check("detecting_and_fixing.per_weight_ratio", 0.64 / 0.0253).correct
+    lr = exercises.guide_lr()
+    assert exercises.GUIDE_BAND[0] <= exercises.median_update_ratio(lr) <= exercises.GUIDE_BAND[1]
+    assert exercises.median_update_ratio(2 * lr) == pytest.approx(
+        2 * exercises.median_update_ratio(lr), rel=1e-3
+    )
+    assert check("detecting_and_fixing.guide_lr", lr).correct
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad configurations
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "error"),
+    [
+        (dfx.CalibrationConfig, {"depth": 1}, ValueError),
+        (dfx.CalibrationConfig, {"width": 0}, ValueError),
+        (dfx.CalibrationConfig, {"seeds": ()}, TypeError),
+        (dfx.CalibrationConfig, {"seeds": [0]}, TypeError),
+        (dfx.CalibrationConfig, {"seeds": (-1,)}, ValueError),
+        (dfx.WarningSignsConfig, {"lr": 0.0}, ValueError),
+        (dfx.WarningSignsConfig, {"device": "tpu"}, ValueError),
+        (dfx.WarningSignsConfig, {"diagnose_steps": 0}, ValueError),
+        (dfx.WarningSignsConfig, {"saturated_std": -1.0}, ValueError),
+        (dfx.WarningSignsConfig, {"depth": 2.5}, TypeError),
+        (dfx.RemediesConfig, {"design": "half"}, ValueError),
+        (dfx.RemediesConfig, {"remedies": ()}, TypeError),
+        (dfx.RemediesConfig, {"remedies": ("relu",)}, TypeError),
+        (dfx.RemediesConfig, {"blocks": 0}, ValueError),
+        (dfx.RemediesConfig, {"target_loss": 0.0}, ValueError),
+        (dfx.RemediesConfig, {"clip_norm": -1.0}, ValueError),
+        (dfx.Remedy, {"activation": "elu"}, ValueError),
+        (dfx.Remedy, {"init": "lecun"}, ValueError),
+        (dfx.Remedy, {"norm": "group"}, ValueError),
+        (dfx.Remedy, {"skip": 1}, TypeError),
+        (dfx.Remedy, {"clip": "yes"}, TypeError),
+        (dfx.RemedyDiagnosisConfig, {"activation": "swish"}, ValueError),
+        (dfx.RemedyDiagnosisConfig, {"blocks": 0}, ValueError),
+        (dfx.RemedyDiagnosisConfig, {"lr": 0}, ValueError),
+    ],
+)
+def test_bad_configs(factory: type, kwargs: dict, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        factory(**kwargs)
+
+
+def test_error_messages_name_the_valid_choices() -> None:
+    with pytest.raises(ValueError, match="sigmoid, tanh, relu, gelu"):
+        Remedy(activation="elu")
+    with pytest.raises(ValueError, match="fractional, full"):
+        dfx.RemediesConfig(design="half")
+    with pytest.raises(ValueError, match="none, batch, layer"):
+        Remedy(norm="group")

@@ -1,0 +1,573 @@
+"""`vgcourse.diagnose` flags exactly the right layers, on models it has never seen, and never crashes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from matplotlib.figure import Figure
+from torch import nn
+
+from vgcourse.cli import main
+from vgcourse.diagnose import (
+    CHAPTERS,
+    DEAD_FRACTION,
+    EXPLODING_RATIO,
+    FINDING_KINDS,
+    SATURATED_FRACTION,
+    UPDATE_RATIO_HIGH,
+    UPDATE_RATIO_LOW,
+    VANISHING_RATIO,
+    DiagnosisReport,
+    Thresholds,
+    diagnose,
+)
+from vgcourse.initializers import initialize
+from vgcourse.models import ARCHS, MLP, build_model, named_layers
+from vgcourse.plots import diagnose as plots
+from vgcourse.profiling import standard_batch
+
+SEEDS = (0, 1, 2)
+CE = nn.CrossEntropyLoss()
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def layers(*numbers: int) -> set[str]:
+    return {f"layer {n}" for n in numbers}
+
+
+def batch(seed: int = 0, size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    return standard_batch("mlp", 1, size, seed)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Deliberately broken models, and a healthy one
+
+
+def vanishing_sigmoid(seed: int) -> MLP:
+    """8 sigmoid layers of width 64, W ~ N(0, 0.25²/n): each layer shrinks the gradient ~16×."""
+    torch.manual_seed(seed)
+    model = MLP(64, 10, depth=8, width=64, activation="sigmoid")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.linear.weight.normal_(0, 0.25 / math.sqrt(64), generator=generator)
+            layer.linear.bias.zero_()
+    return model
+
+
+def exploding_tanh(seed: int) -> MLP:
+    """12 tanh layers of width 256 with orthogonal weights of scale 24: the chaotic regime, where the
+    saturated forward signal stays bounded while the backward signal grows ~3.5× per layer."""
+    torch.manual_seed(seed)
+    model = MLP(64, 10, depth=12, width=256, activation="tanh")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            nn.init.orthogonal_(layer.linear.weight, gain=24.0, generator=generator)
+            layer.linear.bias.zero_()
+    return model
+
+
+def he_relu(seed: int, depth: int = 6, width: int = 64) -> MLP:
+    torch.manual_seed(seed)
+    model = MLP(64, 10, depth=depth, width=width, activation="relu")
+    return initialize(model, "kaiming_normal", generator=torch.Generator().manual_seed(seed))
+
+
+def dead_relu(seed: int) -> MLP:
+    """He-initialized ReLU MLP; 48 of the 64 units of layers 2 and 5 get bias -50: dead on every input."""
+    model = he_relu(seed)
+    with torch.no_grad():
+        for index in (1, 4):
+            model.layers[index].linear.bias[:48] = -50.0
+    return model
+
+
+def log_margin(values: np.ndarray, threshold: float) -> float:
+    """How many decades the closest layer is from the threshold."""
+    return float(np.min(np.abs(np.log10(values) - math.log10(threshold))))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_deep_sigmoid_flags_exactly_the_vanishing_layers(seed: int) -> None:
+    report = diagnose(vanishing_sigmoid(seed), CE, batch(seed))
+    assert set(report.flagged("vanishing")) == layers(1, 2, 3, 4, 5, 6)
+    assert report.flagged("exploding") == report.flagged("dead") == report.flagged("saturated") == []
+    assert log_margin(report.values("ratio")[:-1], VANISHING_RATIO) > 0.4  # not a coin flip
+    # and the layers it cannot move: the update of one SGD step is below 1e-5 of the weights
+    assert set(report.flagged("update_too_small")) == layers(1, 2, 3, 4, 5, 6)
+    (finding,) = [f for f in report.findings if f.kind == "vanishing"]
+    assert CHAPTERS["sigmoid_bound"] in finding.suggestion and finding.chapters
+    assert not report.healthy
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_chaotic_tanh_flags_exactly_the_exploding_layers(seed: int) -> None:
+    report = diagnose(exploding_tanh(seed), CE, batch(seed))
+    assert set(report.flagged("exploding")) == layers(1, 2, 3)
+    assert report.flagged("vanishing") == []
+    assert log_margin(report.values("ratio")[:-1], EXPLODING_RATIO) > 0.15
+    ratios = report.values("ratio")[:-1]
+    assert np.all(np.diff(np.log10(ratios)) < 0), "the gradient grows at every layer toward the input"
+    # the forward signal is bounded because every hidden layer is saturated
+    assert set(report.flagged("saturated")) == layers(*range(1, 13))
+    assert all(d > 0.8 for d in report.values("saturated_frac")[:-1])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_negative_bias_flags_exactly_the_dead_layers(seed: int) -> None:
+    report = diagnose(dead_relu(seed), CE, batch(seed))
+    assert set(report.flagged("dead")) == layers(2, 5)
+    dead = report.values("dead_frac")
+    assert dead[1] >= 0.75 and dead[4] >= 0.75
+    assert max(dead[[0, 2, 3, 5]]) < DEAD_FRACTION / 2
+    assert report.flagged("vanishing") == report.flagged("exploding") == []
+    (finding,) = report.problems
+    assert finding.kind == "dead" and finding.chapters == (CHAPTERS["relu_dying_units"],)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_healthy_he_relu_network_has_no_findings(seed: int) -> None:
+    report = diagnose(he_relu(seed), CE, batch(seed))
+    assert report.healthy and report.findings == ()
+    assert all(layer.flags == () and layer.status == "ok" for layer in report.layers)
+    assert not report.non_finite
+    assert "No problems found." in report.to_text()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_xavier_tanh_network_is_healthy(seed: int) -> None:
+    torch.manual_seed(seed)
+    model = initialize(
+        MLP(64, 10, 6, 64, "tanh"), "xavier_normal", generator=torch.Generator().manual_seed(seed)
+    )
+    report = diagnose(model, CE, batch(seed))
+    assert report.healthy
+    assert max(report.values("saturated_frac")[:-1]) < 0.05
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_thresholds_sit_a_decade_beyond_healthy_networks(seed: int) -> None:
+    """The module docstring's calibration: He-ReLU MLPs of width 64-1024 stay within 10^-1.5 of the
+    output layer, a 10-layer He-ReLU MLP has at most ~25% dead-on-the-batch units, and a default
+    sigmoid MLP loses ~0.85 decades per layer."""
+    for width, depth in ((64, 10), (256, 10), (1024, 4)):
+        ratio = diagnose(he_relu(seed, depth, width), CE, batch(seed)).values("ratio")
+        assert np.log10(ratio).min() > -1.6 and np.log10(ratio).max() <= 0.0 + 1e-12
+    dead = diagnose(he_relu(seed, 10, 64), CE, batch(seed)).values("dead_frac")[:-1]
+    assert dead.max() < 0.35
+    torch.manual_seed(seed)
+    sigmoid = MLP(64, 10, 8, 64, "sigmoid")  # PyTorch's default initialization
+    decades = np.diff(np.log10(diagnose(sigmoid, CE, batch(seed)).values("ratio")[:-1]))
+    assert 0.7 < np.median(decades) < 1.0
+
+
+def test_resnet18_at_16_images_is_within_two_decades() -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    x, y = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.arange(16)
+    report = diagnose(model, CE, (x, y))
+    ratio = report.values("ratio")
+    assert np.all(np.isfinite(ratio)) and np.log10(ratio).max() < 2.0 and np.log10(ratio).min() > -1.0
+    assert report.flagged("vanishing") == report.flagged("exploding") == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# The numbers are the monitor's, checked against autograd
+
+
+def test_numbers_match_an_independent_computation() -> None:
+    model = he_relu(3, depth=3, width=16)
+    x, y = batch(3, 32)
+    report = diagnose(model, CE, (x, y), lr=0.05)
+    reference = copy.deepcopy(model)
+    F.cross_entropy(reference(x), y).backward()
+    weights = [m.weight for _, m in named_layers(reference)]
+    norms = np.array([float(w.grad.norm()) for w in weights])
+    rms = norms / np.sqrt([w.numel() for w in weights])
+    np.testing.assert_allclose(report.values("grad_norm"), norms, rtol=1e-5)
+    np.testing.assert_allclose(report.values("grad_rms"), rms, rtol=1e-5)
+    np.testing.assert_allclose(report.values("ratio"), rms / rms[-1], rtol=1e-5)
+    update = np.array([float((0.05 * w.grad).std() / w.detach().std()) for w in weights])
+    np.testing.assert_allclose(report.values("update_ratio"), update, rtol=1e-4)
+    assert report.reference == "output" and report.layer("output").ratio == pytest.approx(1.0)
+    assert report.losses[0] == pytest.approx(float(F.cross_entropy(model(x), y).detach()))
+
+
+def test_the_users_model_is_not_modified() -> None:
+    torch.manual_seed(0)
+    model = build_model("resmlp", in_features=64, out_features=10, depth=2, width=16, norm="batch")
+    model.eval()
+    before = copy.deepcopy(model.state_dict())
+    report = diagnose(model, CE, batch(), steps=3, lr=0.5, optimizer="adam")
+    assert report.steps_run == 3 and len(report.losses) == 3
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_several_steps_record_every_step() -> None:
+    report = diagnose(vanishing_sigmoid(0), CE, batch(), steps=5, lr=0.1, optimizer="momentum")
+    assert list(report.record.steps) == [0, 1, 2, 3, 4]
+    assert np.all(np.isfinite(report.record.update_ratio))
+    assert report.optimizer == "momentum lr=0.1"
+
+
+def test_clip_norm_bounds_the_step_not_the_statistics() -> None:
+    model = he_relu(0)
+    plain = diagnose(model, CE, batch(), lr=1.0)
+    clipped = diagnose(model, CE, batch(), lr=1.0, clip_norm=0.1)
+    np.testing.assert_allclose(clipped.values("grad_norm"), plain.values("grad_norm"))
+    assert np.all(clipped.values("update_ratio") < plain.values("update_ratio"))
+    assert clipped.optimizer == "sgd lr=1, clip 0.1"
+    assert plain.flagged("update_too_large") and not clipped.flagged("update_too_large")
+
+
+def test_a_callable_optimizer_and_loss_name() -> None:
+    report = diagnose(he_relu(0), "cross_entropy", batch(), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+    assert report.optimizer == "Adam"
+    # Adam's first step moves every weight by about lr, whatever its gradient: ratio ≈ lr / rms(W)
+    assert np.all(report.values("update_ratio") > 1e-3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models it has never seen
+
+
+def test_resnet18_with_a_tiny_batch() -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    before = copy.deepcopy(model.state_dict())
+    report = diagnose(model, CE, (torch.randn(2, 3, 32, 32), torch.tensor([3, 7])))
+    assert len(report.layers) == 21 and report.layer_names[0] == "conv1" and report.layer_names[-1] == "fc"
+    assert "layer2.0.downsample.0" in report.layer_names
+    assert np.all(np.isfinite(report.values("grad_rms"))) and report.reference == "fc"
+    assert report.layer("conv1").kind == "Conv2d" and report.layer("conv1").n_weights == 64 * 3 * 7 * 7
+    # 2 examples make BatchNorm statistics degenerate: the report says so
+    assert any(f.kind == "small_batch" and not f.is_problem for f in report.findings)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(8, 32, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.fc(out[:, -1])
+
+
+def test_lstm_model() -> None:
+    torch.manual_seed(0)
+    model = LSTMClassifier()
+    x, y = standard_batch("lstm", 30, 64, 0)
+    report = diagnose(model, CE, (x, y), steps=2)
+    assert report.layer_names == ["lstm", "fc"]
+    lstm = report.layer("lstm")
+    assert lstm.kind == "LSTM" and lstm.n_weights == sum(
+        p.numel() for n, p in model.lstm.named_parameters() if n.startswith("weight")
+    )
+    assert math.isfinite(lstm.ratio) and math.isfinite(lstm.update_ratio)
+    assert math.isnan(lstm.dead_frac)
+
+
+def test_vanilla_rnn_vanishing_points_to_the_recurrent_chapter() -> None:
+    torch.manual_seed(0)
+    model = build_model("rnn", in_features=8, out_features=10, depth=1, width=32)
+    report = diagnose(model, CE, standard_batch("rnn", 50, 64, 0))
+    assert 0.1 < report.layer("rnn").ratio < 0.9 and report.healthy
+    report = diagnose(model, CE, standard_batch("rnn", 50, 64, 0), thresholds={"vanishing": 0.9})
+    assert report.flagged("vanishing") == ["rnn"]
+    (finding,) = [f for f in report.findings if f.kind == "vanishing"]
+    assert finding.chapters == (CHAPTERS["recurrent_networks"],)
+
+
+def test_frozen_layers_are_reported_not_judged() -> None:
+    model = vanishing_sigmoid(0)
+    for layer in model.layers[:3]:
+        layer.linear.requires_grad_(False)
+    report = diagnose(model, CE, batch())
+    assert [layer.status for layer in report.layers[:3]] == ["frozen"] * 3
+    assert all(layer.flags == () and math.isnan(layer.ratio) for layer in report.layers[:3])
+    assert set(report.flagged("vanishing")) == layers(4, 5, 6)
+
+
+def test_fully_frozen_model_and_frozen_head() -> None:
+    model = he_relu(0)
+    model.head.requires_grad_(False)
+    report = diagnose(model, CE, batch())
+    assert report.layer("output").status == "frozen" and report.reference == "layer 6"
+    model.requires_grad_(False)
+    report = diagnose(model, CE, batch())
+    assert all(layer.status == "frozen" for layer in report.layers) and report.reference is None
+    assert report.healthy and report.steps_run == 1
+
+
+class UnusedBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(64, 32)
+        self.spare = nn.Linear(64, 32)  # never called: its grad stays None
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(x)))
+
+
+def test_grad_none_is_a_note() -> None:
+    report = diagnose(UnusedBranch(), CE, batch())
+    assert report.layer("spare").status == "no gradient" and math.isnan(report.layer("spare").grad_norm)
+    (note,) = report.findings
+    assert note.kind == "no_gradient" and note.layers == ("spare",) and not note.is_problem
+    assert report.healthy
+
+
+# ----------------------------------------------------------------------------------------------------
+# NaN and inf are reported, never raised
+
+
+def test_inf_weight_is_located_in_the_forward_pass() -> None:
+    model = he_relu(0, depth=3, width=16)
+    with torch.no_grad():
+        model.layers[1].linear.weight[0, 0] = float("inf")
+    report = diagnose(model, CE, batch())
+    assert report.non_finite and report.non_finite_at == "layer 2"
+    assert report.problems[0].kind == "non_finite"
+    assert "layer 2" in report.problems[0].message
+    assert report.layer("layer 3").status == "non-finite"
+
+
+def test_nan_input_is_reported() -> None:
+    x, y = batch()
+    x[3, 5] = float("nan")
+    report = diagnose(he_relu(0), CE, (x, y))
+    assert report.non_finite_at == "input" and "input" in report.problems[0].message
+
+
+def test_nan_loss_is_reported() -> None:
+    report = diagnose(he_relu(0), lambda out, y: out.sum() * float("nan"), batch())
+    assert report.non_finite_at == "loss"
+    assert math.isnan(report.losses[0])
+
+
+class SqrtNet(nn.Module):
+    """sqrt(0·|a|) = 0 is finite, but sqrt's derivative at 0 is inf, and inf × 0 is NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        return self.fc2(torch.relu(h) + torch.sqrt(0.0 * h.abs()))
+
+
+def test_non_finite_gradient_with_a_finite_forward_pass() -> None:
+    torch.manual_seed(0)
+    report = diagnose(SqrtNet(), CE, batch())
+    assert report.non_finite_at == "gradient"
+    assert report.flagged("non_finite") == ["fc1"]
+
+
+def test_divergence_during_steps_stops_cleanly() -> None:
+    model = he_relu(0, depth=4, width=32)
+    report = diagnose(model, CE, batch(), steps=50, lr=1e4)
+    assert report.non_finite and report.steps_run < 50
+    assert len(report.record.steps) == report.steps_run
+    assert np.isfinite(report.losses[0])
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def test_text_html_frame_and_json() -> None:
+    report = diagnose(vanishing_sigmoid(0), CE, batch())
+    text = str(report)
+    assert text == report.to_text() and text.startswith("MLP: 9 layers, batch of 128")
+    assert repr(report) == f"<DiagnosisReport {report.summary()}>"
+    from IPython.lib.pretty import pretty
+
+    assert pretty(report) == text
+    assert all(name in text for name in report.layer_names) and "vanishing" in text
+    assert f'"{CHAPTERS["sigmoid_bound"]}"' in text
+    page = report._repr_html_()
+    assert "<table" in page and page.count("<tr>") == 1 + len(report.layers) and "#b00020" in page
+    frame = report.to_frame()
+    assert list(frame.index) == report.layer_names
+    assert {"grad_rms", "ratio", "update_ratio", "dead_frac", "saturated_frac", "status", "flags"} <= set(
+        frame
+    )
+    assert frame.loc["layer 1", "flags"] == "vanishing, update_too_small"
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["layers"][0]["dead_frac"] is None and data["healthy"] is False
+    assert [f["kind"] for f in data["findings"]] == ["vanishing", "update_too_small"]
+
+
+def test_every_problem_points_to_a_chapter_of_the_course() -> None:
+    reports = [
+        diagnose(m, CE, batch()) for m in (vanishing_sigmoid(0), exploding_tanh(0), dead_relu(0), he_relu(0))
+    ] + [diagnose(he_relu(0), CE, batch(), lr=5.0)]
+    kinds = set()
+    for report in reports:
+        for finding in report.problems:
+            kinds.add(finding.kind)
+            assert finding.chapters and set(finding.chapters) <= set(CHAPTERS.values())
+            assert all(f'"{c}"' in finding.suggestion for c in finding.chapters)
+            assert "\n" not in finding.suggestion and "\n" not in finding.message
+    assert {"vanishing", "exploding", "dead", "saturated", "update_too_small", "update_too_large"} <= kinds
+    assert set(FINDING_KINDS) >= kinds
+
+
+def test_plots_return_figures_and_accept_axes() -> None:
+    report = diagnose(dead_relu(0), CE, batch(), steps=3)
+    assert isinstance(plots.diagnosis(report), Figure)
+    assert isinstance(report.plot(), Figure)
+    fig, axes = plt.subplots(1, 3)
+    assert plots.diagnosis(report, axes=axes, title="my model") is fig
+    assert fig._suptitle.get_text().startswith("my model: flags: dead")
+    for fn in (plots.gradient_ratios, plots.update_ratios, plots.unit_fractions):
+        fig, ax = plt.subplots()
+        assert fn(report, ax=ax) is fig
+    fig, ax = plt.subplots()
+    assert plots.update_ratio_over_training(report.record, ax=ax) is fig
+    nan_report = diagnose(SqrtNet(), CE, batch())
+    assert isinstance(plots.diagnosis(nan_report), Figure)
+    with pytest.raises(TypeError):
+        plots.diagnosis(report.record)
+    with pytest.raises(TypeError):
+        plots.diagnosis(report, axes=axes[:2])
+    with pytest.raises(ValueError, match="no update ratios"):
+        plots.update_ratio_over_training(nan_report.record)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_model_matches_cpu() -> None:
+    model, x = he_relu(0), batch()
+    cpu = diagnose(model, CE, x)
+    gpu = diagnose(copy.deepcopy(model).cuda(), CE, x)
+    assert gpu.device.startswith("cuda")
+    np.testing.assert_allclose(gpu.values("ratio"), cpu.values("ratio"), rtol=1e-3)
+    resnet = torchvision.models.resnet18(weights=None).cuda()
+    assert len(diagnose(resnet, CE, (torch.randn(4, 3, 32, 32), torch.arange(4))).layers) == 21
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad inputs
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"model": "mlp"}, TypeError, "nn.Module"),
+        ({"loss_fn": "hinge"}, ValueError, "cross_entropy, mse"),
+        ({"loss_fn": 3}, TypeError, "callable"),
+        ({"batch": torch.zeros(4, 64)}, TypeError, "pair"),
+        ({"batch": ([1.0], torch.zeros(1))}, TypeError, "torch.Tensor"),
+        ({"steps": 0}, ValueError, ">= 1"),
+        ({"steps": 1.5}, TypeError, "integer"),
+        ({"lr": 0.0}, ValueError, "> 0"),
+        ({"clip_norm": -1.0}, ValueError, "> 0"),
+        ({"optimizer": "rmsprop"}, ValueError, "sgd, momentum, adam"),
+        ({"optimizer": 3}, TypeError, "sgd, momentum, adam"),
+        ({"thresholds": {"vanish": 0.1}}, ValueError, "vanishing, exploding, dead"),
+        ({"thresholds": 0.1}, TypeError, "Thresholds"),
+        ({"saturation": 1.0}, ValueError, "(0, 1)"),
+        ({"model": nn.ReLU()}, ValueError, "no parameters"),
+        ({"loss_fn": lambda out, y: out}, ValueError, "scalar"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:
+    arguments = {"model": he_relu(0, 2, 8), "loss_fn": CE, "batch": batch(0, 8)} | kwargs
+    model, loss_fn, data = arguments.pop("model"), arguments.pop("loss_fn"), arguments.pop("batch")
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        diagnose(model, loss_fn, data, **arguments)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"vanishing": 1.0},
+        {"vanishing": 0.0},
+        {"exploding": 0.5},
+        {"dead": 1.0},
+        {"saturated": -0.1},
+        {"update_low": 0.1, "update_high": 0.01},
+        {"exploding": float("inf")},
+    ],
+)
+def test_bad_thresholds(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Thresholds(**kwargs)
+
+
+def test_threshold_defaults_are_the_documented_constants() -> None:
+    limits = Thresholds()
+    assert (limits.vanishing, limits.exploding) == (VANISHING_RATIO, EXPLODING_RATIO) == (1e-3, 1e3)
+    assert (limits.dead, limits.saturated) == (DEAD_FRACTION, SATURATED_FRACTION)
+    assert (limits.update_low, limits.update_high) == (UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH) == (1e-5, 1e-1)
+    with pytest.raises(ValueError, match="valid choices"):
+        diagnose(he_relu(0, 2, 8), CE, batch(0, 8)).flagged("slow")
+    assert isinstance(diagnose(he_relu(0, 2, 8), CE, batch(0, 8), thresholds=limits), DiagnosisReport)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagnose", "--depth", "8", "--width", "32", "--activation", "sigmoid"]) == 0
+    out = capsys.readouterr().out
+    assert "vanishing gradient" in out and CHAPTERS["sigmoid_bound"] in out
+    assert (
+        main(["diagnose", "--arch", "gru", "--depth", "1", "--width", "16", "--seq-len", "5", "--json"]) == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert [layer["name"] for layer in data["layers"]] == ["gru", "output"]
+    args = ["diagnose", "--arch", "resmlp", "--norm", "layer", "--depth", "2", "--width", "8"]
+    assert main([*args, "--steps", "3", "--optimizer", "adam", "--lr", "0.001", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["steps_run"] == 3 and data["optimizer"] == "adam lr=0.001"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "cnn"], "invalid choice: 'cnn'"),
+        (["--activation", "swish"], "invalid choice: 'swish'"),
+        (["--init", "lecun"], "invalid choice: 'lecun'"),
+        (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+        (["--depth", "0"], "expected a positive integer"),
+        (["--steps", "0"], "expected a positive integer"),
+        (["--lr", "0"], "expected a positive number"),
+        (["--seed", "-1"], "expected an integer >= 0"),
+        (["--norm", "batch"], "--norm is only available with --arch resmlp"),
+    ],
+)
+def test_cli_bad_values_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diagnose", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if args[0] == "--arch":
+        assert all(arch in err for arch in ARCHS)
+    if args[0] == "--optimizer":
+        assert all(name in err for name in ("sgd", "momentum", "adam"))

@@ -1,0 +1,266 @@
+"""Figures of chapter 7, detecting and fixing vanishing gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse.diagnose import EXPLODING_RATIO, VANISHING_RATIO
+from vgcourse.experiments.detecting_and_fixing import (
+    BASELINE,
+    CASES,
+    CalibrationResult,
+    RemediesResult,
+    Remedy,
+    RemedyDiagnosisResult,
+    WarningSignsResult,
+)
+from vgcourse.plots import diagnose as diagnose_plots
+from vgcourse.plots._common import figure_and_axes, positive_only
+from vgcourse.plots.layers import metric_over_training
+
+__all__ = [
+    "calibration",
+    "remedies",
+    "remedy_diagnosis",
+    "remedy_small_multiples",
+    "training_views",
+    "warning_signs",
+]
+
+_CASE_STYLE = {
+    "he_relu": ("He ReLU, width w", "tab:blue"),
+    "he_relu_wide": ("He ReLU, width 4w", "tab:cyan"),
+    "xavier_tanh": ("Xavier tanh", "tab:green"),
+    "default_sigmoid": ("default sigmoid", "tab:red"),
+}
+_SIGN_COLORS = {
+    "healthy": "tab:blue",
+    "vanishing": "tab:red",
+    "dead": "tab:purple",
+    "saturated": "tab:orange",
+    "exploding": "black",
+    "exploding_clipped": "tab:gray",
+}
+
+
+def _axes(
+    axes: Sequence[Axes] | None, shape: tuple[int, int], figsize: tuple[float, float]
+) -> tuple[Figure, Any]:
+    """A new figure with a grid of axes, or the given axes (checked)."""
+    n = shape[0] * shape[1]
+    if axes is None:
+        fig, grid = plt.subplots(*shape, figsize=figsize, squeeze=False)
+        return fig, grid.ravel()
+    axes = list(np.ravel(np.asarray(axes, dtype=object)))
+    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+        raise TypeError(f"axes must be {n} matplotlib Axes or None")
+    return axes[0].figure, axes
+
+
+def _threshold_band(ax: Axes, axis: str = "y") -> None:
+    """Shade the band between diagnose's vanishing and exploding thresholds (log10 units) on ``axis``."""
+    low, high = np.log10(VANISHING_RATIO), np.log10(EXPLODING_RATIO)
+    span, line = (ax.axhspan, ax.axhline) if axis == "y" else (ax.axvspan, ax.axvline)
+    span(low, high, color="#2e8b57", alpha=0.08, zorder=0)
+    line(low, color="#2e8b57", linestyle="--", linewidth=1)
+    line(high, color="#c0392b", linestyle="--", linewidth=1)
+
+
+def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
+    """log10 rms(g_l)/rms(g_output) against the layer, one line per case (seed 0) and its seed range.
+
+    The dashed lines are ``diagnose``'s thresholds, three decades either side of the output layer.
+
+    Args:
+        result: from ``run_calibration``.
+        ax: axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, CalibrationResult):
+        raise TypeError(f"result must be a CalibrationResult; got {type(result).__name__}")
+    fig, ax = figure_and_axes(ax, figsize=(7.0, 4.2))
+    _threshold_band(ax)
+    for case in CASES:
+        values = result.log_ratio[case]
+        x = np.arange(1, values.shape[1] + 1)
+        label, color = _CASE_STYLE[case]
+        ax.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
+        ax.plot(x, values[0], marker="o", markersize=3, color=color, label=label)
+    depth = result.config.depth
+    ax.set_xticks([1, depth // 2, depth, depth + 1], ["1", str(depth // 2), str(depth), "output"])
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("log10 (gradient per weight ÷ output layer's)")
+    ax.set_title("where diagnose draws the line")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """Left: the training loss of every run (×: where a run diverged). Right: how far each layer's
+    weights moved during training, ‖W_T − W_0‖/‖W_0‖.
+
+    Args:
+        result: from ``run_warning_signs``.
+        axes: two axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, WarningSignsResult):
+        raise TypeError(f"result must be a WarningSignsResult; got {type(result).__name__}")
+    fig, (left, right) = _axes(axes, (1, 2), (13, 4.2))
+    for run in result.runs:
+        color = _SIGN_COLORS[run.name]
+        loss = np.asarray(run.history.loss, dtype=np.float64)
+        shown = np.where(np.isfinite(loss) & (loss < 1e6), loss, np.nan)
+        left.plot(np.arange(len(loss)), shown, color=color, linewidth=1, label=run.name.replace("_", " "))
+        if run.history.diverged:
+            step = run.history.diverged_step
+            finite = shown[np.isfinite(shown)]
+            left.plot(step, finite.max() if finite.size else 1.0, "x", color=color, markersize=10, mew=2)
+        moved = positive_only(np.asarray(run.weight_change, dtype=np.float64))
+        right.plot(np.arange(1, len(moved) + 1), moved, marker="o", markersize=3, color=color)
+    left.set_yscale("log")
+    left.set_xlabel("step")
+    left.set_ylabel("training loss")
+    left.set_title("the loss curve (× = NaN/inf)")
+    left.legend(fontsize="small", ncol=2)
+    right.set_yscale("log")
+    n = len(result.runs[0].weight_change)
+    right.set_xticks([1, n // 2, n], ["1", str(n // 2), "output"])
+    right.set_xlabel("layer (input → output)")
+    right.set_ylabel("‖W_T − W_0‖ / ‖W_0‖")
+    right.set_title("how far each layer moved")
+    fig.tight_layout()
+    return fig
+
+
+def _cell_color(remedy: Remedy) -> str:
+    """Red: the baseline; blue: one factor changed; purple: several."""
+    changed = len(remedy.changes(BASELINE))
+    return "tab:red" if changed == 0 else ("tab:blue" if changed == 1 else "tab:purple")
+
+
+def remedies(result: RemediesResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """One row per cell of the grid, three panels: the first layer's gradient ratio at initialization
+    (log10, with the thresholds), the steps to reach the target loss ("never" when it did not) and the
+    final validation accuracy ("NaN" when training diverged).
+
+    Args:
+        result: from ``run_remedies``.
+        axes: three axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, RemediesResult):
+        raise TypeError(f"result must be a RemediesResult; got {type(result).__name__}")
+    n = len(result.runs)
+    fig, (ratio_ax, steps_ax, acc_ax) = _axes(axes, (1, 3), (14, 0.32 * n + 1.6))
+    y = np.arange(n)[::-1]
+    labels = [run.remedy.label for run in result.runs]
+    colors = [_cell_color(run.remedy) for run in result.runs]
+
+    ratios = np.log10([run.grad_ratio for run in result.runs])
+    _threshold_band(ratio_ax, axis="x")
+    ratio_ax.scatter(ratios, y, c=colors, zorder=3)
+    ratio_ax.set_yticks(y, labels)
+    ratio_ax.set_xlabel("log10 (layer 1 ÷ output) at init")
+    ratio_ax.set_title("gradient ratio")
+
+    budget = result.config.steps
+    for yi, run, color in zip(y, result.runs, colors, strict=True):
+        if run.steps_to_target is None:
+            steps_ax.text(
+                budget, yi, " never" + (" (NaN)" if run.diverged else ""), va="center", fontsize="small"
+            )
+        else:
+            steps_ax.barh(yi, run.steps_to_target, color=color)
+        if run.diverged:
+            acc_ax.text(0.0, yi, " diverged (NaN)", va="center", fontsize="small", color="black")
+        else:
+            acc_ax.barh(yi, run.final_accuracy, color=color)
+    steps_ax.set_xlim(0, budget * 1.35)
+    steps_ax.axvline(budget, color="0.5", linestyle=":")
+    steps_ax.set_yticks(y, [])
+    steps_ax.set_xlabel(f"steps to val loss ≤ {result.config.target_loss:g}")
+    steps_ax.set_title(f"speed (budget {budget} steps)")
+    acc_ax.set_xlim(0, 1)
+    acc_ax.axvline(0.1, color="0.5", linestyle=":")
+    acc_ax.set_yticks(y, [])
+    acc_ax.set_xlabel("validation accuracy (chance 0.1)")
+    acc_ax.set_title("final accuracy")
+    for ax in (ratio_ax, steps_ax, acc_ax):
+        ax.set_ylim(-0.6, n - 0.4)
+    fig.tight_layout()
+    return fig
+
+
+def training_views(
+    result: RemediesResult,
+    cells: Sequence[Remedy] = (BASELINE,),
+    *,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Per cell, two views over training: the update:data ratio of every layer (log, with the 1e-3
+    guide) and the gradient norm of every layer. Rows are cells, input layers dark, output yellow.
+
+    Args:
+        result: from ``run_remedies`` (its runs carry a ``GradientMonitor`` record).
+        cells: the cells to show, one row each.
+        axes: 2 × len(cells) axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, RemediesResult):
+        raise TypeError(f"result must be a RemediesResult; got {type(result).__name__}")
+    cells = list(cells)
+    if not cells:
+        raise ValueError("cells must name at least one cell of the grid")
+    fig, grid = _axes(axes, (len(cells), 2), (13, 3.6 * len(cells)))
+    for row, remedy in enumerate(cells):
+        record = result.run(remedy).history.monitor
+        left, right = grid[2 * row], grid[2 * row + 1]
+        diagnose_plots.update_ratio_over_training(record, ax=left)
+        metric_over_training(record, "grad_norm", ax=right)
+        left.set_title(f"{remedy.label}: update:data ratio")
+        right.set_title(f"{remedy.label}: gradient norm per layer")
+    fig.tight_layout()
+    return fig
+
+
+def remedy_diagnosis(result: RemedyDiagnosisResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """The explorer's view: ``plots.diagnose.diagnosis`` of one cell at initialization.
+
+    Args:
+        result: from ``run_remedy_diagnosis``.
+        axes: three axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, RemedyDiagnosisResult):
+        raise TypeError(f"result must be a RemedyDiagnosisResult; got {type(result).__name__}")
+    title = f"{result.config.remedy.label}, {2 * result.config.blocks} hidden layers"
+    return diagnose_plots.diagnosis(result.report, axes=axes, title=title)
+
+
+def remedy_small_multiples(
+    results: Sequence[RemedyDiagnosisResult], *, axes: Sequence[Axes] | None = None
+) -> Figure:
+    """The gradient-ratio panel of several cells side by side (the explorer's main effect, for a static
+    page).
+
+    Args:
+        results: 2 to 6 results of ``run_remedy_diagnosis``.
+        axes: one axes per result; a new figure (one row) when None.
+    """
+    results = list(results)
+    if not 1 <= len(results) <= 6 or not all(isinstance(r, RemedyDiagnosisResult) for r in results):
+        raise TypeError("results must be 1 to 6 RemedyDiagnosisResult")
+    fig, grid = _axes(axes, (1, len(results)), (4.0 * len(results), 3.8))
+    for ax, result in zip(grid, results, strict=True):
+        diagnose_plots.gradient_ratios(result.report, ax=ax)
+        kinds = sorted({f.kind.replace("_", " ") for f in result.report.problems})
+        ax.set_title(f"{result.config.remedy.label}\n{', '.join(kinds) or 'healthy'}", fontsize="medium")
+        ax.set_ylim(1e-14, 1e4)
+        ax.set_xticks([])
+        ax.set_xlabel("layer (input → output)")
+    for ax in grid[1:]:
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig

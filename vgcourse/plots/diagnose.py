@@ -1,0 +1,244 @@
+"""Figures of a ``DiagnosisReport``: gradient ratios, update:data ratios and unit fractions per layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse.diagnose import UPDATE_RATIO_GUIDE, DiagnosisReport, Thresholds
+from vgcourse.monitor import MonitorRecord
+from vgcourse.plots._common import check_record, figure_and_axes, positive_only, set_layer_ticks
+from vgcourse.plots.layers import metric_over_training
+
+__all__ = ["diagnosis", "gradient_ratios", "unit_fractions", "update_ratio_over_training", "update_ratios"]
+
+_OK, _BAD, _OFF, _BAND = "tab:blue", "#c0392b", "0.6", "#2e8b57"
+
+
+def _check_report(report: Any) -> DiagnosisReport:
+    if not isinstance(report, DiagnosisReport):
+        raise TypeError(
+            f"report must be a DiagnosisReport (from vgcourse.diagnose); got {type(report).__name__}"
+        )
+    return report
+
+
+def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
+    """Label a horizontal line at its right end, just above it (cheaper and less in the way than a legend)."""
+    ax.text(
+        0.99,
+        y,
+        text,
+        color=color,
+        fontsize="x-small",
+        ha="right",
+        va="bottom",
+        transform=ax.get_yaxis_transform(),
+    )
+
+
+def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tuple[str, ...]) -> None:
+    """One marker per layer on a log axis: red when flagged for one of ``kinds``, grey when not judged."""
+    x = np.arange(1, len(values) + 1)
+    shown = positive_only(values)
+    colors = [
+        _BAD if set(kinds) & set(layer.flags) else (_OK if layer.status == "ok" else _OFF)
+        for layer in report.layers
+    ]
+    ax.plot(x, shown, color=_OK, linewidth=1, zorder=2)
+    finite = np.isfinite(shown)
+    if finite.any():
+        ax.scatter(
+            x[finite], shown[finite], c=[c for c, f in zip(colors, finite, strict=True) if f], zorder=3
+        )
+        ax.set_yscale("log")
+    zero = np.flatnonzero(values == 0)
+    if len(zero):  # e.g. an update below float32 resolution: W + ΔW == W
+        ax.scatter(
+            x[zero],
+            np.full(len(zero), 0.03),
+            marker="v",
+            c=[colors[i] for i in zero],
+            transform=ax.get_xaxis_transform(),
+            zorder=3,
+        )
+        ax.text(0.01, 0.06, "▼ exactly 0", fontsize="x-small", transform=ax.transAxes)
+    for i, layer in enumerate(report.layers):
+        if not finite[i] and layer.status == "non-finite":
+            ax.annotate(
+                "NaN/inf",
+                (x[i], 0.5),
+                xycoords=("data", "axes fraction"),
+                color=_BAD,
+                ha="center",
+                rotation=90,
+                fontsize="small",
+            )
+    set_layer_ticks(ax, report.layer_names)
+
+
+def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
+    """rms(g_l) / rms(g_output) per layer on a log axis, with the vanishing and exploding thresholds.
+
+    The shaded band is where a layer is not flagged; red markers are flagged layers, grey ones frozen
+    or without a gradient.
+
+    Args:
+        report: what ``vgcourse.diagnose.diagnose`` returned.
+        ax: axes to draw on; a new figure when None.
+    """
+    report = _check_report(report)
+    fig, ax = figure_and_axes(ax)
+    limits = report.thresholds
+    ax.axhspan(limits.vanishing, limits.exploding, color=_BAND, alpha=0.08, zorder=0)
+    ax.axhline(limits.vanishing, color=_BAND, linestyle="--", linewidth=1)
+    ax.axhline(limits.exploding, color=_BAD, linestyle="--", linewidth=1)
+    _line_label(ax, limits.vanishing, f"vanishing below {limits.vanishing:g}", _BAND)
+    _line_label(ax, limits.exploding, f"exploding above {limits.exploding:g}", _BAD)
+    _log_points(ax, report, report.values("ratio"), ("vanishing", "exploding"))
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("gradient per weight ÷ output layer's")
+    ax.set_title("gradient ratio to the output layer")
+    return fig
+
+
+def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
+    """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags.
+
+    Args:
+        report: what ``vgcourse.diagnose.diagnose`` returned.
+        ax: axes to draw on; a new figure when None.
+    """
+    report = _check_report(report)
+    fig, ax = figure_and_axes(ax)
+    _guide_lines(ax, report.thresholds)
+    _log_points(ax, report, report.values("update_ratio"), ("update_too_large", "update_too_small"))
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("update : data  (std ΔW / std W)")
+    ax.set_title(f"one step of {report.optimizer}")
+    return fig
+
+
+def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
+    """Dead (ReLU family) and saturated (sigmoid/tanh) unit fractions per layer, with their thresholds.
+
+    Args:
+        report: what ``vgcourse.diagnose.diagnose`` returned.
+        ax: axes to draw on; a new figure when None.
+    """
+    report = _check_report(report)
+    fig, ax = figure_and_axes(ax)
+    x = np.arange(1, len(report.layers) + 1)
+    dead, saturated = report.values("dead_frac"), report.values("saturated_frac")
+    limits = report.thresholds
+    # vlines draw all bars as one collection (many Rectangle patches are slow to create)
+    ax.vlines(x - 0.15, 0, np.nan_to_num(dead), color="tab:purple", linewidth=4, label="dead")
+    ax.vlines(x + 0.15, 0, np.nan_to_num(saturated), color="tab:orange", linewidth=4, label="saturated")
+    ax.axhline(limits.dead, color="tab:purple", linestyle="--", linewidth=1, label=f"dead > {limits.dead:g}")
+    ax.axhline(
+        limits.saturated,
+        color="tab:orange",
+        linestyle=":",
+        linewidth=1,
+        label=f"saturated > {limits.saturated:g}",
+    )
+    ax.set_ylim(0, 1.3)  # headroom above 1 for the legend
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    set_layer_ticks(ax, report.layer_names)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("fraction of units")
+    ax.set_title("dead and saturated units")
+    ax.legend(fontsize="x-small", loc="upper center", ncol=4)
+    return fig
+
+
+def diagnosis(
+    report: DiagnosisReport, *, axes: Sequence[Axes] | None = None, title: str | None = None
+) -> Figure:
+    """The whole report in three panels: gradient ratios, update:data ratios, dead/saturated units.
+
+    The title gives the verdict: the finding kinds, "NaN/inf" in red when something was not finite.
+
+    Args:
+        report: what ``vgcourse.diagnose.diagnose`` returned.
+        axes: three axes to draw on; a new figure (one row of three panels) when None.
+        title: what the verdict is about (default: the model's class name).
+    """
+    report = _check_report(report)
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+        # fixed margins: tight_layout would measure every tick label and triple the drawing time
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.3, top=0.85, wspace=0.3)
+    else:
+        axes = list(axes)
+        if len(axes) != 3 or not all(isinstance(a, Axes) for a in axes):
+            raise TypeError("axes must be three matplotlib Axes or None")
+        fig = axes[0].figure
+    gradient_ratios(report, ax=axes[0])
+    update_ratios(report, ax=axes[1])
+    unit_fractions(report, ax=axes[2])
+    kinds = [f.kind.replace("_", " ") for f in report.problems]
+    verdict = "healthy" if not kinds else "flags: " + ", ".join(kinds)
+    color = _BAD if report.non_finite else ("black" if not kinds else "#8b0000")
+    fig.suptitle(f"{report.model_name if title is None else title}: {verdict}", color=color)
+    return fig
+
+
+def _guide_lines(ax: Axes, limits: Thresholds) -> list[Any]:
+    """The 1e-3 guide and the two flag lines of the update:data ratio, labelled; returns the lines."""
+    ax.axhspan(limits.update_low, limits.update_high, color=_BAND, alpha=0.08, zorder=0)
+    lines = [
+        ax.axhline(UPDATE_RATIO_GUIDE, color="black", linestyle="--", linewidth=1.2),
+        ax.axhline(limits.update_low, color=_OFF, linestyle=":", linewidth=1),
+        ax.axhline(limits.update_high, color=_BAD, linestyle=":", linewidth=1),
+    ]
+    _line_label(ax, UPDATE_RATIO_GUIDE, f"guide {UPDATE_RATIO_GUIDE:g}", "black")
+    _line_label(ax, limits.update_low, f"too small below {limits.update_low:g}", "0.4")
+    _line_label(ax, limits.update_high, f"too large above {limits.update_high:g}", _BAD)
+    return lines
+
+
+def update_ratio_over_training(
+    record: MonitorRecord, *, ax: Axes | None = None, thresholds: Thresholds | None = None
+) -> Figure:
+    """log-scale update:data ratio of every layer against the step, with the 1e-3 guide line.
+
+    The view of Karpathy's lectures: healthy layers settle near the guide; a layer far below it is not
+    learning, far above it is being rewritten at every step.
+
+    Args:
+        record: a ``MonitorRecord`` with update ratios (``train`` or ``diagnose(..., steps=n)``).
+        ax: axes to draw on; a new figure when None.
+        thresholds: where the flag lines go (default ``Thresholds()``).
+    """
+    values = check_record(record, "update_ratio")
+    if not np.any(np.isfinite(values)):
+        raise ValueError("the record has no update ratios: call after_update() after each optimizer step")
+    limits = Thresholds() if thresholds is None else thresholds
+    if not isinstance(limits, Thresholds):
+        raise TypeError(f"thresholds must be a Thresholds or None; got {type(limits).__name__}")
+    fig, ax = figure_and_axes(ax)
+    metric_over_training(record, "update_ratio", ax=ax, log=True)
+    _guide_lines(ax, limits)
+    steps, layers = np.nonzero(values == 0)
+    if len(steps):  # an update below float32 resolution (W + ΔW == W) cannot sit on a log axis
+        colors = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(record.layer_names), 2)))
+        ax.scatter(
+            record.steps[steps],
+            np.full(len(steps), 0.03),
+            marker="v",
+            s=12,
+            c=colors[layers],
+            transform=ax.get_xaxis_transform(),
+        )
+        ax.text(0.01, 0.06, "▼ update exactly 0", fontsize="x-small", transform=ax.transAxes)
+    ax.set_ylabel("update : data  (std ΔW / std W)")
+    ax.set_title("update:data ratio per layer during training")
+    return fig
