@@ -23,6 +23,7 @@ from vgcourse.experiments.sigmoid_bound import (
     MnistResult,
     SaturationSweep,
 )
+from vgcourse.plots._common import figure_and_axes
 from vgcourse.plots.activations import activation_curves
 from vgcourse.plots.layers import grad_histograms
 
@@ -48,15 +49,6 @@ def _color(activation: str, index: int) -> str:
 def _check(result: Any, kind: type, name: str = "result") -> None:
     if not isinstance(result, kind):
         raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
-
-
-def _one_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}")
-    return ax.figure, ax
 
 
 def _many_axes(
@@ -90,7 +82,7 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
         ax: axes to draw on; a new figure when None.
     """
     _check(result, DerivativeMaxima)
-    fig, ax = _one_axes(ax)
+    fig, ax = figure_and_axes(ax)
     activation_curves(result.activations, derivative=True, ax=ax)
     for i, name in enumerate(result.activations):
         color = ax.get_lines()[2 * i].get_color()
@@ -121,7 +113,7 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
         legend: draw the legend.
     """
     _check(result, InitGradients)
-    fig, ax = _one_axes(ax)
+    fig, ax = figure_and_axes(ax)
     depth = result.depth
     layers = np.arange(depth + 1)
     typical = np.ones(depth + 1)
@@ -173,7 +165,7 @@ def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | Non
         _check(r, InitGradients, "each result")
     if len({r.depth for r in results}) != 1:
         raise ValueError("all results must have the same depth")
-    fig, ax = _one_axes(ax)
+    fig, ax = figure_and_axes(ax)
     names = results[0].layer_names
     for i, r in enumerate(results):
         ax.plot(
@@ -289,7 +281,7 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
         ax: axes to draw on; a new figure when None.
     """
     _check(result, CirclesResult)
-    fig, ax = _one_axes(ax)
+    fig, ax = figure_and_axes(ax)
     epochs = np.arange(1, result.config.epochs + 1)
     for i, name in enumerate(result.config.activations):
         _median_band(ax, epochs, np.moveaxis(result.accuracy_by_epoch[i], 0, -1), _color(name, i), name, "-")
