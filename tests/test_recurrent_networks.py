@@ -1,0 +1,438 @@
+"""Chapter 6, recurrent networks: the closed forms against autograd, and every number the chapter states.
+
+The chapter's runs use seed 0; each claim is checked at seeds 0, 1 and 2 with a margin (the margins were
+checked by hand at seeds 3 to 5 as well). The training runs are the slow part: the adding-problem runs
+are made once per seed in module fixtures and shared by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+import vgcourse.exercises.recurrent_networks as exercises
+from vgcourse.exercises import check, get
+from vgcourse.experiments import recurrent_networks as rn
+from vgcourse.explorers import recurrent_networks as explorers
+from vgcourse.models import SequenceModel
+from vgcourse.plots import recurrent_networks as plots
+
+matplotlib.use("Agg")
+
+SEEDS = (0, 1, 2)
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad inputs
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "error"),
+    [
+        (rn.BPTTCheckConfig, {"seq_len": 1}, ValueError),
+        (rn.BPTTCheckConfig, {"radii": ()}, TypeError),
+        (rn.BPTTCheckConfig, {"radii": (0.0,)}, ValueError),
+        (rn.BPTTCheckConfig, {"n_models": 1.5}, TypeError),
+        (rn.LagProfileConfig, {"archs": "rnn"}, TypeError),
+        (rn.LagProfileConfig, {"archs": ("cnn",)}, ValueError),
+        (rn.LagProfileConfig, {"archs": ("rnn", "rnn")}, ValueError),
+        (rn.LagProfileConfig, {"seq_len": 2}, ValueError),
+        (rn.LagProfileConfig, {"spectral_radius": 0.0}, ValueError),
+        (rn.LagProfileConfig, {"spectral_radius": "1"}, TypeError),
+        (rn.LagProfileConfig, {"forget_bias": float("nan")}, ValueError),
+        (rn.SpectralSweepConfig, {"radii": ()}, TypeError),
+        (rn.SpectralSweepConfig, {"radii": (-1.0,)}, ValueError),
+        (rn.ForgetGateConfig, {"biases": 1.0}, TypeError),
+        (rn.ForgetGateConfig, {"biases": (1.0, 1.0)}, ValueError),
+        (rn.ForgetGateConfig, {"biases": (None, "1")}, TypeError),
+        (rn.LongRangeConfig, {"archs": ()}, TypeError),
+        (rn.LongRangeConfig, {"steps": 0}, ValueError),
+        (rn.LongRangeConfig, {"lr": 0.0}, ValueError),
+        (rn.LongRangeConfig, {"clip_norm": 0.0}, ValueError),
+        (rn.LongRangeConfig, {"seq_len": 3}, ValueError),
+        (rn.LongRangeConfig, {"device": "tpu"}, ValueError),
+        (rn.ClippingConfig, {"methods": ("clip",)}, ValueError),
+        (rn.ClippingConfig, {"methods": ("norm", "norm")}, ValueError),
+        (rn.ClippingConfig, {"clip_value": 0.0}, ValueError),
+        (rn.ClippingConfig, {"spectral_radius": -1.0}, ValueError),
+        (rn.ClippingConfig, {"control": 1}, TypeError),
+    ],
+)
+def test_bad_configs_raise(factory, kwargs, error) -> None:
+    with pytest.raises(error):
+        factory(**kwargs)
+
+
+def test_bad_arguments_of_the_building_blocks() -> None:
+    with pytest.raises(ValueError, match="arch"):
+        rn.build_model("cnn")
+    with pytest.raises(ValueError, match="lstm"):
+        rn.build_model("gru", forget_bias=1.0)
+    with pytest.raises(TypeError):
+        rn.recurrent_blocks(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="rnn"):
+        rn.rnn_state_jacobians(rn.build_model("lstm", 4), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="gates"):
+        rn.cell_path_jacobians(rn.build_model("rnn", 4), torch.zeros(3, 2))
+    with pytest.raises(ValueError):
+        rn.gate_trajectory(rn.build_model("rnn", 4), torch.zeros(2))
+    with pytest.raises(ValueError):
+        rn.spectral_radius(torch.zeros(2, 3))
+    with pytest.raises(ValueError):
+        rn.fit_rate(np.ones(3), first=1, last=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+@pytest.mark.parametrize("arch", rn.ARCHS)
+def test_build_model_is_repeatable_and_uses_pytorchs_default_range(arch: str) -> None:
+    a, b, c = rn.build_model(arch, 16, 3), rn.build_model(arch, 16, 3), rn.build_model(arch, 16, 4)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+        assert not torch.equal(pa, pc)
+        assert pa.abs().max() <= 1 / math.sqrt(16)
+    assert isinstance(a, SequenceModel) and a.arch == arch
+
+
+@pytest.mark.parametrize("arch", rn.ARCHS)
+def test_every_gate_block_is_rescaled_to_the_spectral_radius(arch: str) -> None:
+    model = rn.build_model(arch, 12, 0, spectral_radius=1.7)
+    blocks = rn.recurrent_blocks(model)
+    assert len(blocks) == {"rnn": 1, "gru": 3, "lstm": 4}[arch]
+    for block in blocks:
+        assert rn.spectral_radius(block) == pytest.approx(1.7, rel=1e-5)
+
+
+def test_forget_bias_sets_the_lstm_forget_gate() -> None:
+    model = rn.build_model("lstm", 8, 0, forget_bias=1.0)
+    total = model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0
+    torch.testing.assert_close(total[8:16], torch.ones(8))
+    trajectory = rn.gate_trajectory(model, torch.zeros(5, 2))
+    # with zero input the forget gate is σ(1 + W_hf h); h stays small, so f ≈ σ(1)
+    assert abs(float(trajectory["f"].mean()) - 1 / (1 + math.exp(-1))) < 0.05
+
+
+@pytest.mark.parametrize("arch", rn.ARCHS)
+def test_hand_unroll_matches_pytorch(arch: str) -> None:
+    model = rn.build_model(arch, 6, 1)
+    x = torch.randn(4, 9, 2, generator=torch.Generator().manual_seed(0))
+    trajectory = rn.gate_trajectory(model, x)
+    out, _ = model.rnn(x)
+    torch.testing.assert_close(trajectory["h"][:, 1:], out.double(), rtol=1e-5, atol=1e-6)
+    single = rn.gate_trajectory(model, x[2])
+    torch.testing.assert_close(single["h"], trajectory["h"][2])
+
+
+def test_input_gradient_profile_matches_autograd() -> None:
+    model = rn.build_model("gru", 8, 0)
+    x, y = rn._adding_batch(12, 16, 0)
+    profile = rn.input_gradient_profile(model, x, y)
+    leaf = x.clone().requires_grad_(True)
+    F.mse_loss(model(leaf), y).backward()
+    expected = leaf.grad.norm(dim=(0, 2)).numpy()[::-1]
+    np.testing.assert_allclose(profile, expected, rtol=1e-5)
+
+
+def test_fit_rate_recovers_a_geometric_rate() -> None:
+    lags = np.arange(40)
+    assert rn.fit_rate(3.0 * 0.7**lags) == pytest.approx(0.7, rel=1e-10)
+    assert rn.fit_rate(np.r_[5.0, 2.0 * 1.3 ** lags[1:]]) == pytest.approx(1.3, rel=1e-10)
+
+
+def test_adding_baseline_is_the_variance_of_the_target() -> None:
+    data = rn.adding_problem(n_samples=20000, seq_len=10, seed=0)
+    assert rn.adding_baseline(data) == pytest.approx(2 / 12, rel=0.05)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The closed forms against autograd
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bptt_products_match_autograd(seed: int) -> None:
+    result = rn.run_bptt_check(rn.BPTTCheckConfig(seed=seed))
+    assert result.rnn_errors.max() < 1e-12  # the chapter: "float64 rounding"
+    assert result.lstm_errors.max() < 1e-12 and result.gru_errors.max() < 1e-12
+    assert result.rnn_bound_holds.all()
+    assert result.n_jacobians == 3 * result.config.n_models * result.config.seq_len
+    frame = result.to_frame()
+    assert frame["max relative error"].max() == result.max_relative_error
+
+
+def test_the_gated_path_is_not_the_whole_lstm_jacobian() -> None:
+    """Detaching h where it enters the gates matters: the full Jacobian has other paths too."""
+    model = rn.build_model("lstm", 5, 0, spectral_radius=1.0)
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
+    full = rn.state_jacobians_autograd(model, x)
+    cell = rn.cell_path_jacobians(model, x)
+    assert not torch.allclose(full[0], torch.diag(cell[0]), rtol=1e-3)
+    torch.testing.assert_close(cell[-1], torch.ones(5, dtype=F64))
+
+
+def test_rnn_jacobian_of_a_single_step_is_d_times_w() -> None:
+    model = rn.build_model("rnn", 4, 2)
+    x = torch.randn(1, 2, generator=torch.Generator().manual_seed(0))
+    h = rn.gate_trajectory(model, x)["h"]
+    w_hh = model.rnn.weight_hh_l0.detach().double()
+    torch.testing.assert_close(rn.rnn_state_jacobians(model, x)[0], torch.diag(1 - h[1] ** 2) @ w_hh)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Spectral radius and rate (the chapter's sweep: T = 60, H = 32)
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def sweep(request) -> rn.SpectralSweepResult:
+    return rn.run_spectral_sweep(rn.SpectralSweepConfig(seed=request.param))
+
+
+def test_rate_follows_the_spectral_radius_below_one(sweep: rn.SpectralSweepResult) -> None:
+    assert 0.45 < sweep.rate("rnn", 0.5) < 0.5  # just under ρ: tanh' < 1
+    assert 0.70 < sweep.rate("rnn", 0.8) < 0.8
+    assert 0.78 < sweep.rate("rnn", 1.0) < 0.99  # tanh takes a little off every step
+    assert sweep.profile(0.5).ratio("rnn") < 1e-16
+
+
+def test_saturation_tempers_but_does_not_stop_the_explosion(sweep: rn.SpectralSweepResult) -> None:
+    assert 1.15 < sweep.rate("rnn", 3.0) < 1.5  # far below ρ = 3, still above 1
+    assert sweep.profile(3.0).ratio("rnn") > 1e5
+    assert np.all(np.diff(sweep.rates[1:], axis=1) > -0.02)  # gated factors rise with ρ
+
+
+def test_default_scale_forgets_in_every_architecture(sweep: rn.SpectralSweepResult) -> None:
+    assert 0.5 < sweep.default.radius("rnn") < 0.75  # circular law: 1/√3 ≈ 0.577
+    for arch in rn.ARCHS:
+        assert 0.5 < sweep.default.rate(arch) < 0.72
+        assert sweep.default.ratio(arch) < 1e-10
+    frame = sweep.to_frame()
+    assert list(frame.columns) == list(rn.ARCHS) and frame.index[-1] == "default"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The forget gate
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_forget_bias_of_one(seed: int) -> None:
+    result = rn.run_forget_gate(rn.ForgetGateConfig(seed=seed))
+    last = result.config.seq_len - 1
+    assert 0.47 < result.mean_gate(None) < 0.52
+    assert 0.72 < result.mean_gate(1.0) < 0.74
+    assert result.cell_path_at(None, last) < 1e-16
+    assert 3e-9 < result.cell_path_at(1.0, last) < 3e-8
+    for k, sigma in enumerate((0.5, 1 / (1 + math.exp(-1)))):
+        assert rn.fit_rate(result.cell_path[k]) == pytest.approx(sigma, abs=0.02)  # ∏ f ≈ σ(b_f)^k
+    default, one = result.profile(None), result.profile(1.0)
+    assert default.ratio("lstm") < 1e-10 and one.ratio("lstm") > 1e-7
+    assert one.ratio("lstm") / default.ratio("lstm") > 1e6
+    assert default.rate("lstm") < 0.7 and 0.75 < one.rate("lstm") < 0.92
+    assert list(result.to_frame().index) == ["default", "1"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The adding problem (chapter size: T = 30, 800 Adam steps)
+
+
+class Adding:
+    """The adding-problem runs of one seed. Seed 0 is the chapter's run (800 steps each). At seeds 1 and 2
+    a reduced size that still shows the claim, to keep the file fast on a CPU: the LSTM, which is slowest
+    to learn, keeps its 800 steps; the GRU, which solves the task well before step 300, gets 300; the
+    vanilla RNN gets 400 (at 800 steps it stayed at the baseline at seeds 0 to 5 when this was written)."""
+
+    def __init__(self, seed: int) -> None:
+        config = rn.LongRangeConfig(seed=seed, device="cpu")
+        if seed == 0:
+            self.results = [rn.run_long_range(config)]
+        else:
+            self.results = [
+                rn.run_long_range(dataclasses.replace(config, archs=("rnn",), steps=400)),
+                rn.run_long_range(dataclasses.replace(config, archs=("gru",), steps=300)),
+                rn.run_long_range(dataclasses.replace(config, archs=("lstm",))),
+            ]
+        self.baseline = self.results[0].baseline
+        self.config = config
+
+    def run(self, arch: str) -> rn.LongRangeRun:
+        return next(r.run(arch) for r in self.results if arch in r.config.archs)
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def adding(request) -> Adding:
+    return Adding(request.param)
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def clipped_rnn(request) -> rn.LongRangeResult:
+    """The chapter's run at seed 0; 400 steps instead of 800 at seeds 1 and 2 (as for ``Adding``)."""
+    steps = 800 if request.param == 0 else 400
+    return rn.run_long_range(
+        rn.LongRangeConfig(archs=("rnn",), clip_norm=1.0, steps=steps, seed=request.param, device="cpu")
+    )
+
+
+class TestAddingProblem:
+    """Training runs on the adding problem (a class, so that pytest-xdist can run it beside the rest)."""
+
+    def test_gated_networks_solve_the_adding_problem_and_the_rnn_does_not(self, adding: Adding) -> None:
+        assert 0.14 < adding.baseline < 0.19
+        rel = {arch: adding.run(arch).val_loss / adding.baseline for arch in rn.ARCHS}
+        assert rel["rnn"] > 0.9
+        assert rel["gru"] < 0.02 and rel["lstm"] < 0.05
+        first = {arch: adding.run(arch).history.val_loss[0] / adding.baseline for arch in rn.ARCHS}
+        assert adding.run("gru").history.eval_steps[0] + 1 == adding.config.eval_every
+        assert first["gru"] < 0.9 and first["lstm"] > 0.9  # the GRU leaves the baseline first
+
+    def test_training_opens_the_gated_path(self, adding: Adding) -> None:
+        rnn, gru, lstm = (adding.run(arch) for arch in rn.ARCHS)
+        assert rnn.far_ratio(trained=False) < 1e-3 and gru.far_ratio(trained=False) < 1e-3
+        assert 1e-4 < lstm.far_ratio(trained=False) < 0.1  # the forget bias's head start
+        assert gru.far_ratio() > 0.3 and lstm.far_ratio() > 0.3
+        assert rnn.far_ratio() < 0.5 * min(gru.far_ratio(), lstm.far_ratio())
+        frame = adding.results[0].to_frame()
+        assert frame.loc["rnn", "val MSE"] == rnn.val_loss
+
+    def test_clipping_does_not_cure_vanishing(self, clipped_rnn: rn.LongRangeResult) -> None:
+        run = clipped_rnn.run("rnn")
+        assert run.val_loss / clipped_rnn.baseline > 0.9
+        assert 0.2 < run.clipped_fraction(1.0) < 0.8  # clipping did act, on a good share of the steps
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exploding gradients and clipping (T = 20, ρ = 3, SGD lr 0.1)
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def clipping(request) -> rn.ClippingResult:
+    return rn.run_clipping(rn.ClippingConfig(seed=request.param, device="cpu"))
+
+
+class TestClipping:
+    """The exploding RNN with and without clipping (a class, so that pytest-xdist can run it apart)."""
+
+    def test_exploding_rnn_diverges_without_clipping_and_not_with_it(
+        self, clipping: rn.ClippingResult
+    ) -> None:
+        none, norm, value = (clipping.history(m) for m in rn.CLIP_METHODS)
+        assert none.diverged and none.steps_run <= 60 and none.steps_run == none.diverged_step + 1
+        assert not np.isfinite(none.loss[-1]) or not np.isfinite(none.grad_norm_total[-1])
+        for history in (norm, value, clipping.control):
+            assert not history.diverged and history.steps_run == clipping.config.steps
+        assert clipping.baseline < norm.loss[-50:].mean() < min(2 * clipping.baseline, norm.loss[0])
+        assert value.loss[-50:].mean() < 2 * clipping.baseline
+        assert abs(clipping.control.loss[-50:].mean() / clipping.baseline - 1) < 0.2
+        assert (clipping.grad_norm / clipping.grad_norm_default).mean() > 10
+        assert 30 < clipping.grad_norm.mean() < 1000 and 2 < clipping.grad_norm_default.mean() < 6
+        assert 0.5 < clipping.default_radius < 0.75
+        assert list(clipping.to_frame()["diverged"]) == [True, False, False, False]
+
+    def test_norm_clipping_keeps_the_direction_value_clipping_turns_it(
+        self, clipping: rn.ClippingResult
+    ) -> None:
+        assert clipping.cosine_norm.min() > 1 - 1e-6
+        assert 0.35 < clipping.cosine_value.mean() < 0.8 and clipping.cosine_value.max() < 0.9
+        assert clipping.value_clipped.mean() > 0.8
+
+
+def test_clipped_cosines_by_hand() -> None:
+    g = torch.tensor([3.0, -0.05, 0.02, 10.0])
+    value = g.clamp(-0.1, 0.1)
+    assert float(F.cosine_similarity(g, value, dim=0)) < 0.9
+    assert float(F.cosine_similarity(g, g * 0.1, dim=0)) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Explorer, plots, exercises
+
+
+def test_explorer_runs_at_defaults_and_extremes() -> None:
+    explorer = explorers.lag_profile_explorer()
+    explorer.show()
+    assert isinstance(explorer.update(), Figure)
+    for values in (
+        {"arch": "rnn", "seq_len": 5, "spectral_radius": 0.25},
+        {"arch": "lstm", "seq_len": 150, "spectral_radius": 4.0},
+        {"arch": "gru", "seq_len": 150, "spectral_radius": 0.25},
+        {"arch": "all", "seq_len": 5, "spectral_radius": 4.0},
+    ):
+        assert isinstance(explorer.update(**values), Figure)
+        assert "factor per step" in explorer.text.value
+    with pytest.raises(ValueError):
+        explorers.lag_profile_explorer(arch="cnn")
+    with pytest.raises(ValueError):
+        explorers.lag_profile_explorer(spectral_radius=10.0)
+
+
+@pytest.fixture(scope="module")
+def small_sweep() -> rn.SpectralSweepResult:
+    return rn.run_spectral_sweep(rn.SpectralSweepConfig(radii=(0.5, 1.0, 3.0), seq_len=12, batch_size=8))
+
+
+def test_plots_return_figures_and_accept_axes(small_sweep: rn.SpectralSweepResult) -> None:
+    profile = small_sweep.profile(1.0)
+    assert isinstance(plots.lag_profile(profile), Figure)
+    assert isinstance(plots.lag_profile(small_sweep.default), Figure)  # no ρ^k line at the default scale
+    assert isinstance(plots.lag_profile_grid(small_sweep.profiles, ncols=2), Figure)
+    assert isinstance(plots.decay_rates(small_sweep), Figure)
+    fig, axes = plt.subplots(1, 3)
+    assert plots.lag_profile(profile, ax=axes[0]) is fig
+    assert plots.decay_rates(small_sweep, ax=axes[1]) is fig
+    forget = rn.run_forget_gate(rn.ForgetGateConfig(biases=(None, 0.0, 2.0), seq_len=10, batch_size=4))
+    assert isinstance(plots.forget_gate(forget), Figure)
+    fig2, pair = plt.subplots(1, 2)
+    assert plots.forget_gate(forget, ax=pair) is fig2
+    with pytest.raises(TypeError):
+        plots.forget_gate(forget, ax=axes[0])
+    with pytest.raises(TypeError):
+        plots.lag_profile_grid([])
+    with pytest.raises(TypeError):
+        plots.decay_rates(profile)
+
+
+def test_training_plots_on_small_runs() -> None:
+    adding = rn.run_long_range(
+        rn.LongRangeConfig(seq_len=6, steps=4, eval_every=2, n_samples=40, device="cpu")
+    )
+    clipping = rn.run_clipping(
+        rn.ClippingConfig(seq_len=6, steps=60, n_samples=100, n_batches=2, device="cpu")
+    )
+    assert len(adding.runs) == 3 and clipping.history("none").diverged
+    assert isinstance(plots.long_range(adding), Figure)
+    assert isinstance(plots.clipping(clipping), Figure)
+    fig, axes = plt.subplots(2, 2)
+    assert plots.long_range(adding, ax=axes[0]) is fig
+    assert plots.clipping(clipping, ax=axes[1]) is fig
+
+
+def test_exercises_solutions_and_mistakes() -> None:
+    assert exercises.forget_gate_steps() == 23
+    assert exercises.forget_gate_steps(0.0) == 10
+    for exercise_id in ("recurrent_networks.forget_gate_steps", "recurrent_networks.edge_radius"):
+        exercise = get(exercise_id)
+        assert check(exercise_id, exercise.solution()).correct
+        for mistake in exercise.mistakes:
+            feedback = exercise.check(mistake.example())
+            assert not feedback.correct and feedback.message == mistake.hint
+    # the accepted window of the setting exercise is wide enough to find with a slider
+    assert check("recurrent_networks.edge_radius", 1.3).correct
+    assert check("recurrent_networks.edge_radius", 1.6).correct
+    assert exercises.edge_ratio(1.0) < 0.1 < exercises.edge_ratio(1.3) < 10 < exercises.edge_ratio(2.0)
+    # the slider's ends: a gradient that underflows to 0 still gets a hint, not an error
+    assert "increase" in check("recurrent_networks.edge_radius", 0.25).message
+    assert "decrease" in check("recurrent_networks.edge_radius", 4.0).message

@@ -1,0 +1,282 @@
+"""Figures of chapter 6, recurrent networks; each takes a result of ``experiments.recurrent_networks``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse._validation import check_int
+from vgcourse.experiments.recurrent_networks import (
+    ClippingResult,
+    ForgetGateResult,
+    LagProfileResult,
+    LongRangeResult,
+    SpectralSweepResult,
+)
+from vgcourse.plots._common import figure_and_axes
+
+__all__ = [
+    "ARCH_COLORS",
+    "clipping",
+    "decay_rates",
+    "forget_gate",
+    "lag_profile",
+    "lag_profile_grid",
+    "long_range",
+]
+
+ARCH_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}
+"""One colour per architecture, the same in every figure of the chapter."""
+_METHOD_COLORS = {"none": "C3", "norm": "C0", "value": "C4"}
+_LABELS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def _check(result: Any, kind: type, name: str = "result") -> None:
+    if not isinstance(result, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+
+
+def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (5.0, 3.6)) -> tuple[Figure, list[Axes]]:
+    """n side-by-side axes: a new figure when ``ax`` is None, else the n given axes."""
+    if ax is None:
+        fig, axes = plt.subplots(1, n, figsize=(panel[0] * n, panel[1]), squeeze=False)
+        return fig, list(axes[0])
+    axes = [ax] if isinstance(ax, Axes) else list(np.asarray(ax, dtype=object).reshape(-1))
+    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+        raise TypeError(f"ax must be None or a sequence of {n} matplotlib Axes")
+    return axes[0].figure, axes
+
+
+def _log_limits(values: np.ndarray) -> tuple[float, float]:
+    """y limits (log scale) that hold every positive finite value with a decade to spare."""
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size == 0:
+        return 1e-3, 1e3
+    return float(min(finite.min(), 1.0)) / 10, float(max(finite.max(), 1.0)) * 10
+
+
+def lag_profile(
+    result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
+) -> Figure:
+    """‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖ against the lag k (log y), one line per architecture.
+
+    When W_hh was rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction.
+
+    Args:
+        result: from ``run_lag_profile``.
+        ax: axes to draw on; a new figure when None.
+        legend: draw the legend.
+        title: the panel title (default: ρ and T).
+    """
+    _check(result, LagProfileResult)
+    fig, ax = figure_and_axes(ax)
+    relative = result.relative
+    for arch, row in zip(result.config.archs, relative, strict=True):
+        ax.plot(result.lags, row, color=ARCH_COLORS[arch], label=_LABELS[arch])
+    radius = result.config.spectral_radius
+    bottom, top = _log_limits(relative)
+    if radius is not None:
+        ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label=r"$\rho^k$")
+    ax.axhline(1.0, color="0.6", lw=0.6)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("lag k = T − t")
+    ax.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
+    if title is None:
+        scale = "default scale" if radius is None else rf"$\rho(W_{{hh}})$ = {radius:g}"
+        title = f"{scale}, T = {result.config.seq_len}"
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> Figure:
+    """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ.
+
+    Args:
+        results: from ``run_lag_profile`` (or ``SpectralSweepResult.profiles``).
+        ncols: panels per row.
+    """
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
+        raise TypeError("results must be a non-empty sequence of LagProfileResult")
+    for result in results:
+        _check(result, LagProfileResult, "each result")
+    ncols = min(check_int("ncols", ncols, minimum=1), len(results))
+    nrows = -(-len(results) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
+    flat = list(axes.reshape(-1))
+    for extra in flat[len(results) :]:
+        extra.set_visible(False)
+    limits = np.array([_log_limits(r.relative) for r in results])
+    for k, (result, ax) in enumerate(zip(results, flat, strict=False)):
+        lag_profile(result, ax=ax, legend=False)
+        if k % ncols:
+            ax.set_ylabel("")
+    flat[0].set_ylim(limits[:, 0].min(), limits[:, 1].max())
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    return fig
+
+
+def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figure:
+    """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.
+
+    The dashed diagonal is ρ itself (the prediction when tanh' ≈ 1); open markers are the networks at
+    PyTorch's default scale, at their measured ρ.
+
+    Args:
+        result: from ``run_spectral_sweep``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, SpectralSweepResult)
+    fig, ax = figure_and_axes(ax)
+    radii = np.array(result.config.radii)
+    for arch, rates in zip(result.config.archs, result.rates, strict=True):
+        color = ARCH_COLORS[arch]
+        ax.plot(radii, rates, "o-", color=color, ms=4, label=_LABELS[arch])
+        ax.plot(
+            [result.default.radius(arch)], [result.default.rate(arch)], "o", mfc="none", color=color, ms=8
+        )
+    ax.plot([], [], "o", mfc="none", color="0.3", label="default scale")
+    line = np.linspace(0, radii.max(), 2)
+    ax.plot(line, line, "k--", lw=0.8, label="factor = ρ")
+    ax.axhline(1.0, color="0.6", lw=0.6)
+    ax.set_xlim(0, radii.max() * 1.05)
+    ax.set_ylim(0, max(1.5, float(np.nanmax(result.rates)) * 1.1))
+    ax.set_xlabel(r"spectral radius $\rho(W_{hh})$")
+    ax.set_ylabel("gradient factor per step")
+    ax.set_title(f"fitted over lags 1..{result.config.seq_len - 1}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖.
+
+    Args:
+        result: from ``run_forget_gate``.
+        ax: two axes to draw on; a new figure when None.
+    """
+    _check(result, ForgetGateResult)
+    fig, (left, right) = _many_axes(ax, 2)
+    lags = np.arange(result.config.seq_len)
+    for k, bias in enumerate(result.config.biases):
+        color = f"C{k}"
+        name = "default $b_f$" if bias is None else f"$b_f$ = {bias:g}"
+        left.plot(lags, result.cell_path[k], color=color, label=name)
+        sigma = 0.5 if bias is None else 1 / (1 + np.exp(-bias))
+        left.plot(lags, sigma ** lags.astype(float), "--", color=color, lw=0.8)
+        right.plot(lags, result.profiles[k].relative[0], color=color, label=name)
+    left.plot([], [], "k--", lw=0.8, label=r"$\sigma(b_f)^k$")
+    for ax_, title in (
+        (left, r"cell path $\partial c_T/\partial c_{T-k}$ (typical $\prod f$)"),
+        (right, r"every path: $\|\partial L/\partial x_{T-k}\|$, relative"),
+    ):
+        ax_.set_yscale("log")
+        ax_.axhline(1.0, color="0.6", lw=0.6)
+        ax_.set_xlabel("lag k")
+        ax_.set_title(title, fontsize=10)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Left: validation MSE over training, with the baseline. Right: gradient against lag, init and trained.
+
+    Args:
+        result: from ``run_long_range``.
+        ax: two axes to draw on; a new figure when None.
+    """
+    _check(result, LongRangeResult)
+    fig, (left, right) = _many_axes(ax, 2)
+    lags = np.arange(result.config.seq_len)
+    for run in result.runs:
+        color = ARCH_COLORS[run.arch]
+        left.plot(
+            run.history.eval_steps + 1, run.history.val_loss, "o-", ms=3, color=color, label=_LABELS[run.arch]
+        )
+        right.plot(lags, run.profile_init / run.profile_init[0], "--", color=color)
+        right.plot(lags, run.profile_trained / run.profile_trained[0], color=color, label=_LABELS[run.arch])
+    left.axhline(result.baseline, color="k", ls=":", lw=1, label="predict the mean")
+    left.set_yscale("log")
+    left.set_xlabel("training step")
+    left.set_ylabel("validation MSE")
+    left.set_title(f"adding problem, T = {result.config.seq_len}", fontsize=10)
+    left.legend(fontsize=8)
+    right.plot([], [], "k--", lw=1, label="at initialization")
+    right.plot([], [], "k-", lw=1, label="after training")
+    right.axhline(1.0, color="0.6", lw=0.6)
+    right.axvspan(result.config.seq_len // 2, result.config.seq_len - 1, color="0.93", lw=0)
+    right.set_yscale("log")
+    right.set_xlabel("lag k = T − t (shaded: where the first marked value can be)")
+    right.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
+    right.set_title("gradient reaching the input k steps back", fontsize=10)
+    right.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
+    norm per step (before clipping), with the clipping threshold. A diverging run leaves the top of the
+    axes; a dotted line marks the step at which its loss or gradient became inf/NaN.
+
+    Args:
+        result: from ``run_clipping``.
+        ax: two axes to draw on; a new figure when None.
+    """
+    _check(result, ClippingResult)
+    fig, (left, right) = _many_axes(ax, 2)
+    runs = [
+        (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
+        for method, history in zip(result.config.methods, result.histories, strict=True)
+    ]
+    if result.control is not None:
+        runs.append(
+            ("control", result.control, "0.55", f"no clipping, default ρ = {result.default_radius:.2f}")
+        )
+    tops = {left: 1e4, right: 1e6}
+    for method, history, color, label in runs:
+        steps = np.arange(1, history.steps_run + 1)
+        loss = np.where(np.isfinite(history.loss), history.loss, np.nan)
+        grad = np.where(np.isfinite(history.grad_norm_total), history.grad_norm_total, np.nan)
+        left.plot(steps, loss, color=color, lw=1, label=label)
+        if method != "control":
+            right.plot(steps, grad, color=color, lw=1, label=label)
+        if history.diverged:
+            step = history.diverged_step + 1
+            for ax_ in (left, right):
+                ax_.axvline(step, color=color, ls=":", lw=1)
+                ax_.annotate(
+                    f"inf/NaN at step {step}",
+                    (step, 0.97),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    ha="left",
+                    va="top",
+                    fontsize=8,
+                    color=color,
+                )
+    left.axhline(result.baseline, color="k", ls=":", lw=1, label="predict the mean")
+    right.axhline(result.config.clip_norm, color="0.4", ls="--", lw=0.8, label="clip_norm")
+    for ax_, label in ((left, "training loss (MSE)"), (right, "gradient norm before clipping")):
+        ax_.set_yscale("log")
+        bottom = ax_.get_ylim()[0]
+        ax_.set_ylim(bottom, tops[ax_])
+        ax_.set_xlabel("training step")
+        ax_.set_ylabel(label)
+        ax_.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.88))
+    cfg = result.config
+    left.set_title(rf"RNN, $\rho(W_{{hh}})$ = {cfg.spectral_radius:g}, SGD lr {cfg.lr:g}", fontsize=10)
+    right.set_title(f"adding problem, T = {cfg.seq_len}", fontsize=10)
+    fig.tight_layout()
+    return fig
