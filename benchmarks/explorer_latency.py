@@ -1,4 +1,4 @@
-"""Median time of one explorer update (recompute + redraw), per chapter explorer, at depth <= 50.
+"""Median time of one explorer update (recompute, redraw, render to PNG) per chapter explorer, depth <= 50.
 
 Run from the repository root with the project's environment:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/explorer_latency.py [--repeats 7]
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import io
 import statistics
 import sys
 import time
@@ -73,7 +74,8 @@ def main() -> int:
         times = []
         for values in settings(explorer, args.repeats):
             start = time.perf_counter()
-            explorer.update(**values)
+            figure = explorer.update(**values)
+            figure.savefig(io.BytesIO(), format="png")  # what the inline backend does in a notebook
             times.append(time.perf_counter() - start)
         median = statistics.median(times)
         slow |= median > GOAL_S

@@ -100,6 +100,9 @@ class Explorer(Generic[ConfigT, ResultT]):
 
 
 def _display(obj: Any) -> None:
+    """Show ``obj`` in the running notebook; outside IPython there is nowhere to show it."""
+    from IPython import get_ipython
     from IPython.display import display
 
-    display(obj)
+    if get_ipython() is not None:
+        display(obj)
