@@ -45,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
+from book_toc import chapter_notebooks
 
 import vgcourse
 
@@ -63,25 +63,7 @@ VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
-def _chapters() -> list[Path]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                entries.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [ROOT / f"{entry}.ipynb" for entry in entries if (ROOT / f"{entry}.ipynb").exists()]
-
-
-CHAPTERS = _chapters()
+CHAPTERS = chapter_notebooks()
 
 
 def _canonical(name: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
+from book_toc import toc_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
@@ -70,26 +70,7 @@ ALLOWED_JS_ERRORS: dict[str, str] = {
 ALLOWED_EXTERNAL: dict[str, str] = {}
 
 
-def _toc_entries() -> list[str]:
-    """Every `file` of _toc.yml, in reading order (root first, then parts, chapters and sections)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                entries.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return entries
-
-
-PAGES = _toc_entries()
+PAGES = toc_entries()
 CHAPTERS = [entry for entry in PAGES if (ROOT / f"{entry}.ipynb").exists()]
 
 

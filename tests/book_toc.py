@@ -1,0 +1,33 @@
+"""The book's table of contents as the tests read it (shared by the site and Colab-path tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_entries() -> list[str]:
+    """Every `file` of _toc.yml, in reading order (root first, then parts, chapters and sections)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                entries.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return entries
+
+
+def chapter_notebooks() -> list[Path]:
+    """The notebooks among the toc entries, in reading order."""
+    return [ROOT / f"{entry}.ipynb" for entry in toc_entries() if (ROOT / f"{entry}.ipynb").exists()]
