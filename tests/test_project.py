@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from book_toc import toc_entries
 from packaging.requirements import Requirement
 
 import vgcourse
@@ -88,21 +89,13 @@ def test_config_sets_colab_launch_and_needs_no_network() -> None:
     assert not any("intersphinx" in ext for ext in sphinx.get("extra_extensions", []))
 
 
-def _toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for entry in toc.get("chapters", []):
-        files.append(entry["file"])
-    return files
-
-
 def _source(entry: str) -> Path:
     matches = [p for p in (ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb") if p.exists()]
     assert len(matches) == 1, f"{entry}: expected exactly one .md or .ipynb"
     return matches[0]
 
 
-@pytest.mark.parametrize("entry", _toc_files())
+@pytest.mark.parametrize("entry", toc_entries())
 def test_every_toc_entry_is_a_real_page(entry: str) -> None:
     path = _source(entry)
     if path.suffix == ".ipynb":
@@ -116,7 +109,7 @@ def test_every_toc_entry_is_a_real_page(entry: str) -> None:
 
 
 def test_every_book_file_is_in_the_toc() -> None:
-    listed = {_source(entry) for entry in _toc_files()}
+    listed = {_source(entry) for entry in toc_entries()}
     pages = set((ROOT / "book").glob("*.md")) | set(NOTEBOOKS)
     assert pages == listed
 
