@@ -218,3 +218,61 @@ def test_bad_arguments_are_rejected(call, error: type[Exception], match: str) ->
 
 
 EMPTY = {metric: np.empty((0, 1)) for metric in METRICS}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Log axes: plain-text tick labels (no mathtext to parse on every draw)
+
+
+def _tick_labels(ax, minor: bool = False) -> list[str]:
+    ax.figure.canvas.draw()
+    return [t.get_text() for t in ax.yaxis.get_ticklabels(minor=minor) if t.get_text()]
+
+
+def _mantissas(locations: np.ndarray) -> set[int]:
+    return {round(float(x / 10 ** np.floor(np.log10(x)))) for x in locations}
+
+
+def test_plain_log_formatter_writes_powers_with_superscripts() -> None:
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from vgcourse.plots._common import PlainLogFormatter
+
+    plain, mathtext = PlainLogFormatter(), LogFormatterSciNotation()
+    for formatter in (plain, mathtext):
+        formatter.create_dummy_axis()
+        formatter.set_locs([1e-3, 1e5])
+    assert plain(1e-3) == "10⁻³"
+    assert plain(1.0) == "10⁰"
+    assert plain(1e12) == "10¹²"
+    assert mathtext(1e-3) == "$\\mathdefault{10^{-3}}$"  # what it replaces
+
+
+def test_log_scale_labels_decades_and_minor_ticks_without_mathtext() -> None:
+    from vgcourse.plots._common import log_scale
+
+    _fig, ax = plt.subplots()
+    log_scale(ax, "y")
+    ax.set_ylim(1e-6, 1e2)
+    labels = _tick_labels(ax)
+    assert "10⁻⁶" in labels and "10²" in labels
+    assert not any("$" in label for label in labels)
+    assert _mantissas(ax.yaxis.get_minorticklocs()) == {2, 5}  # sparse on 8 decades
+    ax.set_ylim(1.5e-4, 9e-4)  # less than a decade: minor ticks at 2..9 × 10^k carry the labels
+    assert _mantissas(ax.yaxis.get_minorticklocs()) == set(range(2, 10))
+    minor = _tick_labels(ax, minor=True)
+    assert "2×10⁻⁴" in minor and len(minor) >= 3
+    assert not any("$" in label for label in minor)
+
+
+def test_log_scale_base_and_axis() -> None:
+    from vgcourse.plots._common import log_scale
+
+    fig, ax = plt.subplots()
+    log_scale(ax, "x", base=2)
+    ax.set_xlim(1, 64)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "2⁶" in labels and ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="valid choices: x, y"):
+        log_scale(ax, "z")

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from vgcourse.diagnose import UPDATE_RATIO_GUIDE, DiagnosisReport, Thresholds
 from vgcourse.monitor import MonitorRecord
-from vgcourse.plots._common import check_record, figure_and_axes, positive_only, set_layer_ticks
+from vgcourse.plots._common import check_record, figure_and_axes, log_scale, positive_only, set_layer_ticks
 from vgcourse.plots.layers import metric_over_training
 
 __all__ = ["diagnosis", "gradient_ratios", "unit_fractions", "update_ratio_over_training", "update_ratios"]
@@ -56,7 +56,7 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
         ax.scatter(
             x[finite], shown[finite], c=[c for c, f in zip(colors, finite, strict=True) if f], zorder=3
         )
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     zero = np.flatnonzero(values == 0)
     if len(zero):  # e.g. an update below float32 resolution: W + ΔW == W
         ax.scatter(
@@ -101,7 +101,7 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     _line_label(ax, limits.vanishing, f"vanishing below {limits.vanishing:g}", _BAND)
     _line_label(ax, limits.exploding, f"exploding above {limits.exploding:g}", _BAD)
     _log_points(ax, report, report.values("ratio"), ("vanishing", "exploding"))
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient per weight ÷ output layer's")
     ax.set_title("gradient ratio to the output layer")
@@ -119,7 +119,7 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     fig, ax = figure_and_axes(ax)
     _guide_lines(ax, report.thresholds)
     _log_points(ax, report, report.values("update_ratio"), ("update_too_large", "update_too_small"))
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("update : data  (std ΔW / std W)")
     ax.set_title(f"one step of {report.optimizer}")

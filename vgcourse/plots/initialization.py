@@ -23,7 +23,7 @@ from vgcourse.experiments.initialization import (
     VarianceProfile,
 )
 from vgcourse.initializers import gain as torch_gain
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = [
     "SCHEME_COLORS",
@@ -104,9 +104,9 @@ def profile(
     drawn = []
     for measured, predicted, linear, color, name in (
         (result.activation_var, result.predicted.activation_var, result.linear.activation_var, _FORWARD, "a"),
-        (result.grad_var, result.predicted.grad_var, result.linear.grad_var, _BACKWARD, r"\delta"),
+        (result.grad_var, result.predicted.grad_var, result.linear.grad_var, _BACKWARD, "δ"),
     ):
-        _band(ax, x, measured, color, rf"$\mathrm{{Var}}({name}_l)$ measured")
+        _band(ax, x, measured, color, f"Var({name}ₗ) measured")  # plain text: mathtext is slow to draw
         ax.plot(x, _shown(predicted), color="black", linestyle="--", linewidth=1.0)
         drawn += [*_shown(measured).ravel(), *_shown(predicted)]
         if show_linear and not np.allclose(linear, predicted, rtol=0.02, equal_nan=True):
@@ -114,7 +114,7 @@ def profile(
     ax.plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
     if show_linear:
         ax.plot([], [], color="gray", linestyle=":", linewidth=1.4, label="predicted (linear regime)")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     finite = np.array([v for v in drawn if np.isfinite(v)])
     if finite.size:
         low, high = math.log10(finite.min()), math.log10(finite.max())
@@ -180,7 +180,7 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
         grid[1, j].set_ylabel(r"backward: $\mathrm{Var}(\delta_l)$, $\delta_l = \partial L / \partial a_l$")
         grid[1, j].set_xlabel("layer l (input → output)")
         for i in range(2):
-            grid[i, j].set_yscale("log")
+            log_scale(grid[i, j], "y")
             grid[i, j].axhline(1.0, color="gray", linewidth=0.6)
     grid[0, 0].plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
     grid[0, 0].legend(fontsize="x-small", loc="best")
@@ -218,7 +218,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
             ax.axvline(torch_gain(activation), color=color, linewidth=0.8, linestyle=":")
     left.axhline(1.0, color="gray", linewidth=0.6)
     for ax in (left, right):
-        ax.set_yscale("log")
+        log_scale(ax, "y")
         ax.set_xticks(sweep.config.gains, [_gain_label(g) for g in sweep.config.gains])
         ax.set_xlabel(r"gain $g$, weights of variance $g^2/n$")
     left.errorbar([], [], fmt="o", color="gray", label="measured")

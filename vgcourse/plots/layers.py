@@ -17,6 +17,7 @@ from vgcourse.monitor import MonitorRecord
 from vgcourse.plots._common import (
     check_record,
     figure_and_axes,
+    log_scale,
     positive_only,
     set_layer_ticks,
     use_log_scale,
@@ -56,7 +57,7 @@ def grad_norms_by_layer(
     label = f"step {int(record.steps[step])}" if label is None else label
     ax.plot(np.arange(1, len(row) + 1), positive_only(row) if log else row, marker="o", label=label)
     if log:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     set_layer_ticks(ax, record.layer_names)
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel(metric)
@@ -131,7 +132,7 @@ def metric_over_training(
     for layer in range(n_layers):
         ax.plot(record.steps, shown[:, layer], color=cmap(norm(layer + 1)), label=record.layer_names[layer])
     if log:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     if n_layers <= 10:
         ax.legend(fontsize="small")
     else:

@@ -19,7 +19,7 @@ from vgcourse.experiments.linear_chain import (
     WidthSweepResult,
     float_format,
 )
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = [
     "depth_sweep",
@@ -85,7 +85,7 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
         shown = depths <= last
         ax.plot(depths[shown], result.values[shown, j], "o", color=line.get_color())
     ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("depth L")
     ax.set_ylabel("$s^L$")
     ax.set_title("A product of L equal factors")
@@ -111,7 +111,7 @@ def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool 
             ax.fill_between(result.depths, low[i], high[i], color=line.get_color(), alpha=0.2, lw=0)
         ax.plot(result.depths, predicted[i], "--", color="k", lw=0.8)
     ax.plot([], [], "--", color="k", lw=0.8, label="$s^{L-1}$")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("depth L")
     ax.set_ylabel(r"$\|\partial J/\partial W_1\|$")
     what = "scaled orthogonal" if result.config.init == "orthogonal" else r"Gaussian $N(0, s^2/n)$"
@@ -161,7 +161,7 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     ax.plot([], [], "--", color="k", lw=1, label="predicted typical")
     ax.plot([], [], ":", color="k", lw=1, label="predicted ±1 std")
     ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("depth L")
     ax.set_ylabel(r"$\|\partial J/\partial W_1\|$ (geometric mean)")
     ax.set_title(f"Gaussian weights, s = {result.config.scale:g}: typical value and spread")
@@ -201,7 +201,7 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
             fontsize=8,
             color="0.3",
         )
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("depth L")
     ax.set_ylabel("singular value / gradient norm")
     what = "scaled orthogonal" if result.config.init == "orthogonal" else "Gaussian"
@@ -315,18 +315,18 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     _check(result, LayerProfileResult)
     fig, ax = figure_and_axes(ax)
     marker = "o" if len(result.layers) <= 40 else None
-    ax.plot(result.layers, result.backward_norm, marker=marker, ms=3, label=r"backward $\|\delta_l\|$")
-    ax.plot(result.layers, result.input_norm, marker=marker, ms=3, label=r"forward $\|h_{l-1}\|$")
+    ax.plot(result.layers, result.backward_norm, marker=marker, ms=3, label="backward ‖δₗ‖")
+    ax.plot(result.layers, result.input_norm, marker=marker, ms=3, label="forward ‖hₗ₋₁‖")
     ax.plot(
         result.layers,
         result.weight_grad_norm,
         marker=marker,
         ms=4,
         lw=2,
-        label=r"$\|\partial J/\partial W_l\|$",
+        label="‖∂J/∂Wₗ‖",
     )
-    ax.axhline(result.predicted_weight_grad_norm, color="k", ls="--", lw=0.8, label="$s^{L-1}$")
-    ax.set_yscale("log")
+    ax.axhline(result.predicted_weight_grad_norm, color="k", ls="--", lw=0.8, label="sᴸ⁻¹")
+    log_scale(ax, "y")
     ax.set_xlabel("layer l (input → output)")
     ax.set_ylabel("norm")
     cfg = result.config

@@ -18,7 +18,7 @@ from vgcourse.experiments.recurrent_networks import (
     LongRangeResult,
     SpectralSweepResult,
 )
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = [
     "ARCH_COLORS",
@@ -81,14 +81,14 @@ def lag_profile(
     radius = result.config.spectral_radius
     bottom, top = _log_limits(relative)
     if radius is not None:
-        ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label=r"$\rho^k$")
+        ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label="ρᵏ")
     ax.axhline(1.0, color="0.6", lw=0.6)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_ylim(bottom, top)
     ax.set_xlabel("lag k = T − t")
     ax.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
     if title is None:
-        scale = "default scale" if radius is None else rf"$\rho(W_{{hh}})$ = {radius:g}"
+        scale = "default scale" if radius is None else f"ρ(Wₕₕ) = {radius:g}"
         title = f"{scale}, T = {result.config.seq_len}"
     ax.set_title(title)
     if legend:
@@ -179,7 +179,7 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
         (left, r"cell path $\partial c_T/\partial c_{T-k}$ (typical $\prod f$)"),
         (right, r"every path: $\|\partial L/\partial x_{T-k}\|$, relative"),
     ):
-        ax_.set_yscale("log")
+        log_scale(ax_, "y")
         ax_.axhline(1.0, color="0.6", lw=0.6)
         ax_.set_xlabel("lag k")
         ax_.set_title(title, fontsize=10)
@@ -206,7 +206,7 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
         right.plot(lags, run.profile_init / run.profile_init[0], "--", color=color)
         right.plot(lags, run.profile_trained / run.profile_trained[0], color=color, label=_LABELS[run.arch])
     left.axhline(result.baseline, color="k", ls=":", lw=1, label="predict the mean")
-    left.set_yscale("log")
+    log_scale(left, "y")
     left.set_xlabel("training step")
     left.set_ylabel("validation MSE")
     left.set_title(f"adding problem, T = {result.config.seq_len}", fontsize=10)
@@ -215,7 +215,7 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
     right.plot([], [], "k-", lw=1, label="after training")
     right.axhline(1.0, color="0.6", lw=0.6)
     right.axvspan(result.config.seq_len // 2, result.config.seq_len - 1, color="0.93", lw=0)
-    right.set_yscale("log")
+    log_scale(right, "y")
     right.set_xlabel("lag k = T − t (shaded: where the first marked value can be)")
     right.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
     right.set_title("gradient reaching the input k steps back", fontsize=10)
@@ -269,7 +269,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
     left.axhline(result.baseline, color="k", ls=":", lw=1, label="predict the mean")
     right.axhline(result.config.clip_norm, color="0.4", ls="--", lw=0.8, label="clip_norm")
     for ax_, label in ((left, "training loss (MSE)"), (right, "gradient norm before clipping")):
-        ax_.set_yscale("log")
+        log_scale(ax_, "y")
         bottom = ax_.get_ylim()[0]
         ax_.set_ylim(bottom, tops[ax_])
         ax_.set_xlabel("training step")

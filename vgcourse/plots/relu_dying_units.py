@@ -16,7 +16,7 @@ from vgcourse.experiments.relu_dying_units import (
     FrozenUnitsResult,
     GradientFlowResult,
 )
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = ["backward_factors", "dead_grid", "dead_over_training", "frozen_units", "gradient_flow"]
 
@@ -45,7 +45,7 @@ def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figu
         center = np.exp(np.log(values).mean(axis=0))
         (line,) = ax.plot(layers, center, marker="o", markersize=3, label=activation)
         ax.fill_between(layers, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer l (1 = input side)")
     ax.set_ylabel(r"$\|\partial J / \partial W_l\|$")
@@ -73,7 +73,7 @@ def backward_factors(result: GradientFlowResult, *, ax: Axes | None = None) -> F
         ax.plot(layers, measured, "o", color=line.get_color(), markersize=4, label=f"{activation}: measured")
     for level in (1.0, 0.25):
         ax.axhline(level, color="gray", linestyle=":", linewidth=1)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     low, high = ax.get_ylim()
     ticks = [t for t in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4) if low <= t <= high]
     if len(ticks) >= 2:

@@ -18,7 +18,7 @@ from vgcourse.experiments.residual_networks import (
     NetworkSpec,
     PathExpansionResult,
 )
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = [
     "degradation",
@@ -74,7 +74,7 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
         (line,) = ax.plot(k, _positive(result.path_gain[i]), "o", ms=4, label=spec.label)
         ax.plot(k, _positive(predicted[i]), "--", color=line.get_color(), lw=1)
     ax.plot([], [], "--", color="k", lw=1, label=r"RMS prediction $\sqrt{\binom{L}{k}}\,\alpha^k$")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("path length k (branches the path goes through)")
     ax.set_ylabel(r"$\|P_k\|_F / \sqrt{n}$")
     ax.set_title(rf"$\partial x_L/\partial x_0 = \sum_k P_k$, L = {result.config.depth}")
@@ -106,7 +106,7 @@ def forward_variance(
         (line,) = ax.plot(result.blocks, ratio[i], lw=2, label=result.config.networks[i].label)
         ax.plot(result.blocks, predicted[i], "--", color=line.get_color(), lw=1)
     ax.plot([], [], "--", color="k", lw=1, label="predicted")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("block l")
     ax.set_ylabel(r"$\mathbb{E}[x_l^2] \,/\, \mathbb{E}[x_0^2]$")
     ax.set_title(f"forward signal at initialization (width {result.config.width})")
@@ -166,8 +166,8 @@ def depth_sweep(
     if predicted is not None:
         ax.plot([], [], "--", color="k", lw=1, label=r"predicted $(1+\alpha^2)^{L/2}$")
     ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_scale(ax, "x")
+    log_scale(ax, "y")
     ax.set_xlabel("depth L (blocks)")
     ax.set_ylabel(_METRIC_LABELS[metric])
     ax.set_title("backward: gradient ratio" if metric == "grad_ratio" else "forward: signal growth")
@@ -214,7 +214,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
         ax.plot(
             steps, _positive(smooth), ls, lw=2, label=f"{run.name} (final train loss {run.train_loss:.3g})"
         )
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss (mean of {window} minibatches)" if window > 1 else "training loss")
     norm = {None: "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}[result.config.norm]
@@ -236,17 +236,15 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     fig, ax = figure_and_axes(ax)
     stream, blocks = result.stream, np.arange(result.config.depth + 1)
     marker = "o" if result.config.depth <= 40 else None
-    ax.plot(blocks, _positive(stream.stream_grad), lw=2, label=r"backward $\|\partial J/\partial x_l\|$")
-    ax.plot(
-        blocks, _positive(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label=r"forward $\sqrt{E[x_l^2]}$"
-    )
+    ax.plot(blocks, _positive(stream.stream_grad), lw=2, label="backward ‖∂J/∂xₗ‖")
+    ax.plot(blocks, _positive(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label="forward √E[xₗ²]")
     ax.plot(
         result.blocks,
         _positive(result.fc1_grad),
         marker=marker,
         ms=3,
         lw=0.8,
-        label=r"$\|\partial J/\partial W\|$ fc1",
+        label="‖∂J/∂W‖ fc1",
     )
     ax.plot(
         result.blocks,
@@ -254,9 +252,9 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
         marker=marker,
         ms=3,
         lw=0.8,
-        label=r"$\|\partial J/\partial W\|$ fc2",
+        label="‖∂J/∂W‖ fc2",
     )
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("block l (input → output)")
     ax.set_ylabel("norm")
     ax.set_title(f"{result.config.network.label}, L = {result.config.depth}", fontsize=10)

@@ -23,7 +23,7 @@ from vgcourse.experiments.sigmoid_bound import (
     MnistResult,
     SaturationSweep,
 )
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 from vgcourse.plots.activations import activation_curves
 from vgcourse.plots.layers import grad_histograms
 
@@ -123,7 +123,7 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     ax.plot(layers, result.envelope, "--", color="0.35", label=f"bound ∏ {c}‖W_k‖₂")
     ax.plot(layers, result.ratio, "o-", markersize=3, color=_color(name, 0), label="measured")
     ax.plot(layers, typical, ":", color="C3", linewidth=2, label="typical ∏ rms f'·‖W_k‖_F/√n")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("hidden state h_l (0 = input)")
     ax.set_ylabel("‖∂J/∂h_l‖ / ‖∂J/∂h_L‖")
     ax.set_title(f"{name}, depth {depth}, {result.config.init}", fontsize="medium")
@@ -176,7 +176,7 @@ def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | Non
             color=_color(r.config.activation, i),
             label=r.config.activation,
         )
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     stride = max(1, -(-len(names) // 10))
     ax.set_xticks(np.arange(1, len(names) + 1)[::stride], names[::stride], rotation=45, ha="right")
     ax.set_xlabel("layer (input → output)")
@@ -218,7 +218,7 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
             _median_band(left, depths, result.envelope[i], "0.35", "sigmoid bound ∏ ¼‖W_l‖₂", "--")
             left.plot(depths, 0.25 ** depths.astype(float), ":", color="0.35", label="(1/4)^L")
     for a in (left, right):
-        a.set_yscale("log")
+        log_scale(a, "y")
         a.set_xlabel("depth L (hidden layers)")
     left.set_ylabel("‖∂J/∂h_0‖ / ‖∂J/∂h_L‖")
     right.set_ylabel("‖∂J/∂W_1‖ / ‖∂J/∂W_out‖")
@@ -256,13 +256,13 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     a1.set_ylabel("saturated fraction (dashed: layer 1)")
     a2.set_ylabel("mean f'(a)")
     a3.set_ylabel("per-layer factor (dashed: bound)")
-    a3.set_yscale("log")
+    log_scale(a3, "y")
     for a, title in zip(
         (a1, a2, a3),
         ("saturated units", "average local derivative", "backward shrink per layer"),
         strict=True,
     ):
-        a.set_xscale("log", base=2)
+        log_scale(a, "x", base=2)
         a.set_xlabel("weight scale (× Xavier)" if result.config.init.startswith("xavier") else "weight scale")
         a.set_title(title, fontsize="medium")
         a.legend(fontsize="x-small")
@@ -334,7 +334,7 @@ def circles_statistics(
                     linewidth=1.2,
                 )
             if log:
-                panel.set_yscale("log")
+                log_scale(panel, "y")
             panel.set_title(f"{name}: {title}", fontsize="small")
             panel.tick_params(labelsize="x-small")
             if a == n_act - 1:
@@ -363,7 +363,7 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     lumped = np.concatenate(list(grads.values()))
     top = float(np.abs(lumped).max()) or 1.0
     left.hist(lumped, bins=result.config.bins, range=(-top, top), color="0.45")
-    left.set_yscale("log")
+    log_scale(left, "y")
     left.set_xlabel("gradient value (all layers)")
     left.set_ylabel("count")
     left.set_title("lumped: one histogram for all layers", fontsize="medium")

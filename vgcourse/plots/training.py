@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import figure_and_axes, log_scale
 
 __all__ = ["training_curves"]
 
@@ -40,7 +40,7 @@ def training_curves(history: Any, *, ax: Axes | None = None) -> Figure:
     losses = np.concatenate([loss, val_loss])
     losses = losses[np.isfinite(losses)]
     if losses.size and losses.min() > 0 and losses.max() >= 10 * losses.min():
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     diverged_step = getattr(history, "diverged_step", None)
     if diverged_step is not None:
         handles.append(
