@@ -31,9 +31,17 @@ def run(config: Config) -> Result:
     return Result([config.scale**layer for layer in range(1, config.depth + 1)])
 
 
-def plot(result: Result, ax=None) -> Figure:
+RUNS: list[Config] = []
+
+
+def counted_run(config: Config) -> Result:
+    RUNS.append(config)
+    return run(config)
+
+
+def plot(result: Result, ax=None, style: str = "-") -> Figure:
     fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
-    ax.semilogy(range(1, len(result.values) + 1), result.values)
+    ax.semilogy(range(1, len(result.values) + 1), result.values, style)
     return fig
 
 
@@ -71,6 +79,47 @@ def test_show_returns_the_widget_tree() -> None:
 @pytest.mark.parametrize(("depth", "scale"), [(1, 0.1), (50, 0.1), (1, 10.0), (50, 10.0)])
 def test_extremes_of_every_control(depth: int, scale: float) -> None:
     assert isinstance(make_explorer().update(depth=depth, scale=scale), Figure)
+
+
+def test_update_renders_a_png() -> None:
+    explorer = make_explorer()
+    explorer.update(depth=20)
+    assert explorer.png.startswith(b"\x89PNG")
+    first = explorer.png
+    explorer.update(depth=3)
+    assert explorer.png != first
+
+
+def test_view_controls_redraw_without_recomputing() -> None:
+    style = widgets.Dropdown(options=["-", "o"], value="-")
+    controls = {"depth": widgets.IntSlider(value=5, min=1, max=50), "scale": widgets.FloatText(value=0.5)}
+    explorer = Explorer(controls, Config, counted_run, plot, view_controls={"style": style})
+    RUNS.clear()
+    explorer.show()
+    line = explorer.png
+    style.value = "o"  # a view control: the same result drawn differently
+    assert RUNS == [Config(5, 0.5)]
+    assert explorer.png != line
+    assert explorer.view() == {"style": "o"}
+    explorer.update(style="-")
+    assert len(RUNS) == 1 and explorer.png == line
+    explorer.update(depth=6, style="o")
+    assert RUNS[-1] == Config(6, 0.5)
+    with pytest.raises(ValueError, match="valid: \\['depth', 'scale', 'style'\\]"):
+        explorer.update(width=3)
+
+
+def test_a_name_cannot_be_both_kinds_of_control() -> None:
+    with pytest.raises(ValueError, match="both"):
+        Explorer(
+            {"depth": widgets.IntSlider(value=5)},
+            Config,
+            run,
+            plot,
+            view_controls={"depth": widgets.IntSlider(value=5)},
+        )
+    with pytest.raises(TypeError, match="ipywidgets value widget"):
+        Explorer({"depth": widgets.IntSlider(value=5)}, Config, run, plot, view_controls={"style": "-"})
 
 
 def test_unknown_control_is_a_value_error() -> None:
