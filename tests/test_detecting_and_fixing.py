@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -303,19 +302,39 @@ def test_explorer_defaults_and_extremes() -> None:
         {"blocks": 25},
         {"blocks": 1},
         {"init": dfx.GRID_INITS[0], "skip": False, "norm": dfx.GRID_NORMS[0]},
+        *({"panel": panel} for panel in plots.REMEDY_PANELS),
     ]
-    times = []
     for values in settings:
-        start = time.perf_counter()
         assert isinstance(explorer.update(**values), Figure)
-        times.append(time.perf_counter() - start)
         assert "diagnose:" in explorer.text.value
-    assert np.median(times) < 1.0  # ~0.1 s on an idle core; generous for a shared machine
+        assert explorer.png.startswith(b"\x89PNG")
+
+
+def test_explorer_panel_redraws_the_same_result() -> None:
+    explorer = explorers.remedy_explorer(blocks=3)
+    explorer.update()
+    result = explorer.result
+    pngs = set()
+    for panel in plots.REMEDY_PANELS:
+        explorer.update(panel=panel)
+        assert explorer.result is result  # a view control does not recompute
+        pngs.add(explorer.png)
+    assert len(pngs) == len(plots.REMEDY_PANELS)
+    explorer.update(blocks=4)
+    assert explorer.result is not result
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"activation": "elu"}, {"init": "lecun"}, {"skip": 1}, {"norm": "group"}, {"blocks": 26}, {"width": 0}],
+    [
+        {"activation": "elu"},
+        {"init": "lecun"},
+        {"skip": 1},
+        {"norm": "group"},
+        {"blocks": 26},
+        {"width": 0},
+        {"panel": "loss"},
+    ],
 )
 def test_explorer_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises((TypeError, ValueError)):
@@ -341,6 +360,14 @@ def test_plots_return_figures_and_accept_axes(small_grid: dfx.RemediesResult) ->
     assert plots.remedy_small_multiples(results, axes=axes) is fig
     fig, axes = plt.subplots(1, 3)
     assert plots.remedy_diagnosis(results[0], axes=axes) is fig
+    for panel in plots.REMEDY_PANELS:
+        fig, ax = plt.subplots()
+        assert plots.remedy_panel(results[0], panel, ax=ax) is fig
+        assert "hidden layers" in ax.get_title()
+    with pytest.raises(ValueError, match="gradient ratios"):
+        plots.remedy_panel(results[0], "loss")
+    with pytest.raises(TypeError):
+        plots.remedy_panel(signs)
     with pytest.raises(TypeError):
         plots.remedies(signs)
     with pytest.raises(TypeError):

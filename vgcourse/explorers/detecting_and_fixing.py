@@ -35,13 +35,15 @@ def remedy_explorer(
     skip: bool = False,
     norm: str = "none",
     blocks: int = 10,
+    panel: str = "gradient ratios",
     *,
     width: int = 32,
     lr: float = 0.05,
     max_blocks: int = 25,
     seed: int = 0,
 ) -> Explorer:
-    """Controls for the four factors that act at initialization and the depth; shows ``diagnose``'s figure.
+    """Controls for the four factors that act at initialization and the depth; shows one panel of
+    ``diagnose``'s figure (the panel buttons redraw without recomputing).
 
     Each change builds the network (a ``ResidualMLP``: 2·blocks hidden layers) and runs
     ``run_remedy_diagnosis``: one forward, backward and SGD-momentum step on 128 digits.
@@ -52,6 +54,7 @@ def remedy_explorer(
         skip: whether blocks start with skip connections.
         norm: the initial normalization, one of ``GRID_NORMS``.
         blocks: the initial number of blocks.
+        panel: the initial panel, one of ``plots.detecting_and_fixing.REMEDY_PANELS``.
         width: the hidden width (fixed).
         lr: the learning rate of the diagnosed step (fixed).
         max_blocks: the blocks slider's upper end (<= 25: depth <= 50).
@@ -62,6 +65,7 @@ def remedy_explorer(
     if not isinstance(skip, bool):
         raise TypeError(f"skip must be True or False; got {skip!r}")
     check_choice("norm", norm, GRID_NORMS)
+    check_choice("panel", panel, tuple(plots.REMEDY_PANELS))
     check_int("max_blocks", max_blocks, minimum=1, maximum=25)
     check_int("blocks", blocks, minimum=1, maximum=max_blocks)
     check_int("width", width, minimum=1, maximum=256)
@@ -95,7 +99,12 @@ def remedy_explorer(
         controls,
         make_config,
         run_remedy_diagnosis,
-        plots.remedy_diagnosis,
+        plots.remedy_panel,
         readout=remedy_readout,
         title="What diagnose sees at initialization",
+        view_controls={
+            "panel": widgets.ToggleButtons(
+                options=list(plots.REMEDY_PANELS), value=panel, description="panel"
+            )
+        },
     )
