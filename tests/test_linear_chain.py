@@ -437,6 +437,19 @@ def test_grid_plots(small_results) -> None:
         plots.float_limits(small_results["floats"], "float64")
 
 
+def test_layer_profile_of_a_flat_chain_spans_a_decade() -> None:
+    # s = 1 with orthogonal weights: every norm is 1 up to float rounding, which must not fill the axes
+    flat = lc.run_layer_profile(lc.LayerProfileConfig(scale=1.0, init="orthogonal", depth=12, width=8))
+    ax = plots.layer_profile(flat).axes[0]
+    low, high = ax.get_ylim()
+    assert np.log10(high / low) == pytest.approx(1.0)
+    assert low < 1.0 < high
+    steep = lc.run_layer_profile(lc.LayerProfileConfig(scale=0.5, depth=12, width=8))
+    ax = plots.layer_profile(steep).axes[0]
+    low, high = ax.get_ylim()
+    assert np.log10(high / low) > 3  # data over many decades: the limits are matplotlib's
+
+
 def test_explorer_updates_at_defaults_and_extremes() -> None:
     explorer = explorers.layer_profile_explorer()
     assert isinstance(explorer.show(), object)

@@ -75,6 +75,17 @@ def log_scale(ax: Axes, axis: str = "y", base: float = 10) -> None:
     target.set_minor_formatter(PlainLogFormatter(base, labelOnlyBase=False))
 
 
+def widen_log_limits(ax: Axes, min_decades: float = 1.0) -> None:
+    """Make a log y axis span at least ``min_decades`` decades around its data (same geometric centre), so
+    that float rounding on a flat line (norms of 1 ± 1e-7) is not stretched to fill the axes."""
+    low, high = ax.dataLim.intervaly
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        return
+    if math.log10(high / low) < min_decades:
+        centre, half = math.sqrt(low * high), 10 ** (min_decades / 2)
+        ax.set_ylim(centre / half, centre * half)
+
+
 def check_record(record: Any, metric: str) -> np.ndarray:
     """Return the (S, L) values of ``metric`` after checking the record has at least one step."""
     if not isinstance(record, MonitorRecord):

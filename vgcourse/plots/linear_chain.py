@@ -19,7 +19,7 @@ from vgcourse.experiments.linear_chain import (
     WidthSweepResult,
     float_format,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import figure_and_axes, log_scale, widen_log_limits
 
 __all__ = [
     "depth_sweep",
@@ -327,6 +327,7 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     )
     ax.axhline(result.predicted_weight_grad_norm, color="k", ls="--", lw=0.8, label="sᴸ⁻¹")
     log_scale(ax, "y")
+    widen_log_limits(ax)
     ax.set_xlabel("layer l (input → output)")
     ax.set_ylabel("norm")
     cfg = result.config
