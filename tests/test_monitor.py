@@ -444,3 +444,15 @@ def test_bad_calls_are_rejected() -> None:
     with pytest.raises(ValueError, match="scalar"):
         snapshot(model, torch.randn(4, 5), None, lambda out, y: out, linear_layers(model))
     assert math.isinf(MonitorRecord(["a", "b"], [0], **{m: [[1.0, 0.0]] for m in METRICS}).ratio_first_last())
+
+
+def test_layer_weights_of_linear_rnn_and_norm_layers() -> None:
+    from vgcourse.monitor import layer_weights
+
+    linear = nn.Linear(3, 4)
+    assert layer_weights(linear) == [linear.weight]
+    rnn = nn.LSTM(3, 5, num_layers=2)
+    assert [p.shape for p in layer_weights(rnn)] == [(20, 3), (20, 5), (20, 5), (20, 5)]
+    assert layer_weights(nn.ReLU()) == []
+    norm = nn.BatchNorm1d(4)
+    assert layer_weights(norm) == [norm.weight]  # a weight, though named_layers skips 1-D ones

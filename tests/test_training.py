@@ -55,7 +55,7 @@ def _regression(n: int = 64, scale: float = 10.0) -> DataSplit:
 def _record_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
     """Capture every parameter gradient just before each optimizer.step() inside train()."""
     seen: list[list[torch.Tensor]] = []
-    original = train_module._make_optimizer
+    original = train_module.make_optimizer
 
     def make(model, config):
         optimizer = original(model, config)
@@ -63,7 +63,7 @@ def _record_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
         optimizer.register_step_pre_hook(lambda *_: seen.append([p.grad.clone() for p in params]))
         return optimizer
 
-    monkeypatch.setattr(train_module, "_make_optimizer", make)
+    monkeypatch.setattr(train_module, "make_optimizer", make)
     return seen
 
 
@@ -356,3 +356,40 @@ def test_course_models_train_with_the_monitor(arch, dataset, layers):
         assert record.layer_names == layers
     assert record.grad_norm.shape == (3, len(record.layer_names))
     assert np.isfinite(record.grad_norm).all()
+
+
+def test_loss_value_is_cross_entropy_on_labels_and_mse_on_one_hot() -> None:
+    from vgcourse.training import loss_value
+
+    output = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    labels = torch.tensor([0, 2])
+    expected_ce = nn.functional.cross_entropy(output, labels)
+    assert torch.equal(loss_value(output, labels, "cross_entropy"), expected_ce)
+    one_hot = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert torch.equal(loss_value(output, labels, "mse"), nn.functional.mse_loss(output, one_hot))
+    assert torch.equal(loss_value(output, labels, "mse", reduction="sum"), ((output - one_hot) ** 2).sum())
+    with pytest.raises(ValueError, match="integer class labels"):
+        loss_value(output, one_hot, "cross_entropy")
+    with pytest.raises(ValueError, match="does not match"):
+        loss_value(output, torch.zeros(2, 4), "mse")
+
+
+def test_make_optimizer_follows_the_config() -> None:
+    from vgcourse.training import make_optimizer
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    sgd = make_optimizer(model, TrainConfig(steps=1, optimizer="sgd", lr=0.1))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.0
+    assert sum(len(group["params"]) for group in sgd.param_groups) == 3  # the frozen weight is left out
+    momentum = make_optimizer(
+        model, TrainConfig(steps=1, optimizer="momentum", momentum=0.8, weight_decay=1e-4)
+    )
+    assert momentum.defaults["momentum"] == 0.8 and momentum.defaults["weight_decay"] == 1e-4
+    assert isinstance(
+        make_optimizer(model, TrainConfig(steps=1, optimizer="adam", lr=1e-3)), torch.optim.Adam
+    )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        make_optimizer(model, TrainConfig(steps=1))

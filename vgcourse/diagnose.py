@@ -57,8 +57,8 @@ from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 from vgcourse.models import named_layers
-from vgcourse.monitor import GradientMonitor, MonitorRecord, _weights
-from vgcourse.training import OPTIMIZERS, TrainConfig, _loss_value, _make_optimizer
+from vgcourse.monitor import GradientMonitor, MonitorRecord, layer_weights
+from vgcourse.training import OPTIMIZERS, TrainConfig, loss_value, make_optimizer
 
 __all__ = [
     "CHAPTERS",
@@ -492,7 +492,7 @@ def _check_batch(batch: Any) -> tuple[Tensor, Any]:
 def _check_loss(loss_fn: Any) -> Callable[[Any, Any], Tensor]:
     if isinstance(loss_fn, str):
         name = check_choice("loss_fn", loss_fn, LOSSES)
-        return lambda output, target: _loss_value(output, target, name)
+        return lambda output, target: loss_value(output, target, name)
     if not callable(loss_fn):
         raise TypeError(
             f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()) or one of: {', '.join(LOSSES)}; "
@@ -523,7 +523,7 @@ def _make_step_optimizer(
         config = TrainConfig(steps=1, lr=lr, optimizer=check_choice("optimizer", optimizer, OPTIMIZERS))
         if not any(p.requires_grad for p in model.parameters()):
             return None, f"{optimizer} lr={lr:g}"
-        return _make_optimizer(model, config), f"{optimizer} lr={lr:g}"
+        return make_optimizer(model, config), f"{optimizer} lr={lr:g}"
     if not callable(optimizer):
         raise TypeError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)} or a callable params -> "
@@ -668,7 +668,7 @@ def _report(
     last = {m: record.values(m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
     status, n_weights, kinds = [], [], []
     for i, (_, module) in enumerate(layers):
-        weights = _weights(module)
+        weights = layer_weights(module)
         with_grad = [p for p in weights if p.grad is not None]
         n_weights.append(sum(p.numel() for p in (with_grad or weights)))
         kinds.append(type(module).__name__)

@@ -20,7 +20,7 @@ from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 
-__all__ = ["METRICS", "GradientMonitor", "MonitorRecord", "snapshot"]
+__all__ = ["METRICS", "GradientMonitor", "MonitorRecord", "layer_weights", "snapshot"]
 
 METRICS = (
     "grad_norm",
@@ -162,14 +162,14 @@ def _check_layers(layers: Any) -> list[tuple[str, nn.Module]]:
         if not isinstance(name, str) or not isinstance(module, nn.Module):
             got = f"({name!r}, {type(module).__name__})"
             raise TypeError(f"each layer must be a (str, nn.Module) pair; got {got}")
-        if not _weights(module):
+        if not layer_weights(module):
             raise ValueError(f"layer {name!r} ({type(module).__name__}) has no weight parameter to monitor")
     if not layers:
         raise ValueError("no layers to monitor: the model has no module with a weight (Linear, Conv, RNN)")
     return [(name, module) for name, module in layers]
 
 
-def _weights(module: nn.Module) -> list[nn.Parameter]:
+def layer_weights(module: nn.Module) -> list[nn.Parameter]:
     """The monitored weights of a layer: ``weight``, or every ``weight_*`` of an RNN."""
     if isinstance(module, nn.RNNBase):
         return [p for name, p in module.named_parameters(recurse=False) if name.startswith("weight")]
@@ -277,7 +277,7 @@ class GradientMonitor:
             raise TypeError(f"track_inputs must be a bool; got {type(track_inputs).__name__}")
         self.track_inputs = track_inputs
 
-        self._params = [_weights(module) for _, module in self.layers]
+        self._params = [layer_weights(module) for _, module in self.layers]
         self._channels_first = [isinstance(m, nn.modules.conv._ConvNd) for _, m in self.layers]
         self._model_handles: list[RemovableHandle] = []
         self._layer_handles: list[RemovableHandle] = []

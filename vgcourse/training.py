@@ -20,7 +20,16 @@ from vgcourse.device import DEVICES, pick_device
 if TYPE_CHECKING:
     from vgcourse.monitor import MonitorRecord
 
-__all__ = ["LOSSES", "OPTIMIZERS", "History", "TrainConfig", "evaluate", "train"]
+__all__ = [
+    "LOSSES",
+    "OPTIMIZERS",
+    "History",
+    "TrainConfig",
+    "evaluate",
+    "loss_value",
+    "make_optimizer",
+    "train",
+]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -142,8 +151,16 @@ class History:
         return float(self.loss[-1]) if len(self.loss) else math.nan
 
 
-def _loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
-    """Cross-entropy on class labels, or MSE (on one-hot targets when ``y`` holds class labels)."""
+def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
+    """The loss ``train`` minimizes: cross-entropy on class labels, or MSE (on one-hot targets when ``y``
+    holds class labels).
+
+    Args:
+        output: the model's output (N, C).
+        y: class labels (N,) or float targets shaped like ``output``.
+        loss: "cross_entropy" or "mse" (``train`` resolves "auto" from ``y``'s dtype).
+        reduction: "mean" or "sum" over the batch.
+    """
     if loss == "cross_entropy":
         if y.is_floating_point():
             raise ValueError("loss 'cross_entropy' needs integer class labels; use loss='mse' for regression")
@@ -197,7 +214,7 @@ def evaluate(
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
             output = model(xb)
-            total_loss += float(_loss_value(output, yb, loss, reduction="sum"))
+            total_loss += float(loss_value(output, yb, loss, reduction="sum"))
             total_correct += float(_accuracy(output, yb, reduction="sum"))
     model.train(was_training)
     n = len(x)
@@ -206,7 +223,9 @@ def evaluate(
     return total_loss / (n * per_example), total_correct / n
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``train`` uses for ``config``: SGD (momentum 0 or ``config.momentum``) or Adam, with
+    ``config.lr`` and ``config.weight_decay``, over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -245,7 +264,7 @@ def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
     device = pick_device(config.device)
     model.to(device)
     model.train()
-    optimizer = _make_optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -277,7 +296,7 @@ def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
 
             optimizer.zero_grad(set_to_none=True)
             output = model(xb)
-            loss = _loss_value(output, yb, loss_name)
+            loss = loss_value(output, yb, loss_name)
             loss.backward()
             if monitor is not None:
                 monitor.step(step)
