@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -88,6 +89,21 @@ def test_update_renders_a_png() -> None:
     first = explorer.png
     explorer.update(depth=3)
     assert explorer.png != first
+
+
+def test_a_figure_with_its_own_layout_engine_is_left_to_it() -> None:
+    def constrained(result: Result) -> Figure:
+        fig, ax = plt.subplots(layout="constrained")
+        ax.plot(result.values)
+        return fig
+
+    controls = {"depth": widgets.IntSlider(value=5, min=1, max=50), "scale": widgets.FloatText(value=0.5)}
+    explorer = Explorer(controls, Config, run, constrained)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # subplots_adjust on a constrained figure would warn
+        for depth in (5, 6, 7):
+            explorer.update(depth=depth)
+    assert explorer.png.startswith(b"\x89PNG")
 
 
 def test_view_controls_redraw_without_recomputing() -> None:

@@ -119,7 +119,9 @@ class Explorer(Generic[ConfigT, ResultT]):
         the first update of each view and reused after: fitting measures every label, which would double
         the drawing time, as the inline backend's ``bbox_inches="tight"`` does on every update."""
         margins = self._margins.get(key)
-        if margins is None:
+        if figure.get_layout_engine() is not None:
+            pass  # the figure lays itself out (constrained or tight layout) when it is drawn
+        elif margins is None:
             figure.tight_layout(pad=1.6)
             params = figure.subplotpars
             self._margins[key] = {
