@@ -117,6 +117,11 @@ def test_view_controls_redraw_without_recomputing() -> None:
     assert RUNS == [Config(5, 0.5)]
     assert explorer.png != line
     assert explorer.view() == {"style": "o"}
+    rows = [child for child in explorer.widget.children if isinstance(child, widgets.HBox)]
+    assert [list(row.children) for row in rows] == [
+        list(controls.values()),
+        [style],
+    ]  # view controls: own row
     explorer.update(style="-")
     assert len(RUNS) == 1 and explorer.png == line
     explorer.update(depth=6, style="o")

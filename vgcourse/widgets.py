@@ -64,8 +64,11 @@ class Explorer(Generic[ConfigT, ResultT]):
         self.png: bytes = b""
         self._margins: dict[tuple, dict[str, float]] = {}
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
-        controls_row = widgets.HBox([*self.controls.values(), *self.view_controls.values()])
-        self.widget = widgets.VBox([*header, controls_row, self.output, self.text])
+        wrap = {"flex_flow": "row wrap"}  # controls wrap onto more lines in a narrow notebook
+        rows = [widgets.HBox(list(self.controls.values()), layout=widgets.Layout(**wrap))]
+        if self.view_controls:
+            rows.append(widgets.HBox(list(self.view_controls.values()), layout=widgets.Layout(**wrap)))
+        self.widget = widgets.VBox([*header, *rows, self.output, self.text])
         self._observe(True)
 
     def values(self) -> dict[str, Any]:
