@@ -10,17 +10,15 @@ and whether the median meets the 150 ms goal.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+from vgcourse.explorers import explorer_functions
 from vgcourse.widgets import Explorer
 
 GOAL_S = 0.150
@@ -28,20 +26,8 @@ DEPTH_CONTROLS = ("depth", "blocks", "seq_len", "lag")
 
 
 def explorers() -> list[tuple[str, Explorer]]:
-    """Every function in vgcourse/explorers/*.py that returns an Explorer without arguments."""
-    found = []
-    folder = Path(__file__).resolve().parents[1] / "vgcourse" / "explorers"
-    for path in sorted(folder.glob("[!_]*.py")):
-        module = importlib.import_module(f"vgcourse.explorers.{path.stem}")
-        for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ != module.__name__ or not name.endswith("_explorer"):
-                continue
-            if any(
-                p.default is inspect.Parameter.empty for p in inspect.signature(function).parameters.values()
-            ):
-                continue
-            found.append((f"{path.stem}.{name}", function()))
-    return found
+    """Every chapter explorer at its defaults (``vgcourse.explorers.explorer_functions``)."""
+    return [(label, make()) for label, make in explorer_functions().items()]
 
 
 def settings(explorer: Explorer, repeats: int) -> list[dict]:

@@ -377,8 +377,8 @@ def test_explorer_updates_at_defaults_and_extremes() -> None:
     assert "validation accuracy" in explorer.text.value
     controls = explorer.controls
     settings = [
-        {"lr": 10 ** controls["lr"].min},
-        {"lr": 10 ** controls["lr"].max},
+        {"lr": explorers.LEARNING_RATES[0]},
+        {"lr": explorers.LEARNING_RATES[-1]},
         {"bias_init": controls["bias_init"].min},
         {"bias_init": controls["bias_init"].max},
         *({"activation": name} for name in controls["activation"].options),

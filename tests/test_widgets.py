@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib
@@ -11,8 +13,11 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
+from vgcourse.explorers import explorer_functions
 from vgcourse.glue import glue
 from vgcourse.widgets import Explorer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 matplotlib.use("Agg")
 
@@ -167,3 +172,33 @@ def test_glue_unwraps_numpy_and_torch_scalars() -> None:
 
     assert type(glue("np", np.float64(0.5))) is float
     assert type(glue("torch", torch.tensor(3))) is int
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every chapter's explorer: its sliders start where the browser's slider can be
+
+
+CHAPTER_EXPLORERS = [(label, make()) for label, make in explorer_functions().items()]
+
+
+def test_every_chapter_has_an_explorer() -> None:
+    from book_toc import toc_entries
+
+    chapters = {Path(entry).name for entry in toc_entries() if (ROOT / f"{entry}.ipynb").is_file()}
+    assert {label.split(".")[0] for label, _ in CHAPTER_EXPLORERS} == chapters
+
+
+@pytest.mark.parametrize(
+    ("label", "explorer"), CHAPTER_EXPLORERS, ids=[label for label, _ in CHAPTER_EXPLORERS]
+)
+def test_sliders_start_on_a_step_of_their_range(label: str, explorer: Explorer) -> None:
+    # The browser snaps a slider to min + k * step (of the exponent, for a log slider) and shows that
+    # value; a start between two steps would show a value the figure was not computed for.
+    for name, control in {**explorer.controls, **explorer.view_controls}.items():
+        if isinstance(control, widgets.FloatLogSlider):
+            position = (math.log(control.value, control.base) - control.min) / control.step
+        elif isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):
+            position = (control.value - control.min) / control.step
+        else:
+            continue
+        assert position == pytest.approx(round(position), abs=1e-6), f"{label}: {name} = {control.value}"

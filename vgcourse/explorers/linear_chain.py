@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import ipywidgets as widgets
 
 from vgcourse._validation import check_choice, check_float, check_int
@@ -58,8 +56,9 @@ def layer_profile_explorer(
     check_int("seed", seed, minimum=0)
     controls = {
         "depth": widgets.IntSlider(value=depth, min=1, max=max_depth, step=1, description="depth L"),
-        "scale": widgets.FloatLogSlider(
-            value=scale, base=10, min=math.log10(0.5), max=math.log10(2.0), step=0.005, description="scale s"
+        # linear steps of 0.005 from 0.5: s = 1 and round values like 0.95 are exact slider positions
+        "scale": widgets.FloatSlider(
+            value=scale, min=0.5, max=2.0, step=0.005, description="scale s", readout_format=".3f"
         ),
         "init": widgets.ToggleButtons(options=list(INITS), value=init, description="weights"),
     }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import ipywidgets as widgets
 
 from vgcourse._validation import check_choice, check_float, check_int
@@ -66,18 +64,18 @@ def lag_profile_explorer(
     check_int("hidden_size", hidden_size, minimum=1, maximum=512)
     check_int("batch_size", batch_size, minimum=1, maximum=1024)
     check_int("seed", seed, minimum=0)
-    low, high = (math.log10(r) for r in RADIUS_RANGE)
     controls = {
         "arch": widgets.ToggleButtons(options=list(ARCH_CHOICES), value=arch, description="network"),
         "seq_len": widgets.IntSlider(
             value=seq_len, min=5, max=max_seq_len, step=5, description="length T", continuous_update=False
         ),
-        "spectral_radius": widgets.FloatLogSlider(
+        # steps of 0.05 from 0.25: ρ = 1 and the sweep's 0.5, 1.5, 3 are exact slider positions
+        "spectral_radius": widgets.FloatSlider(
             value=spectral_radius,
-            base=10,
-            min=low,
-            max=high,
-            step=0.01,
+            min=RADIUS_RANGE[0],
+            max=RADIUS_RANGE[1],
+            step=0.05,
+            readout_format=".2f",
             description="ρ(W_hh)",
             continuous_update=False,
         ),

@@ -12,7 +12,10 @@ from vgcourse.experiments.relu_dying_units import DyingConfig, DyingResult, run_
 from vgcourse.plots.relu_dying_units import dead_over_training
 from vgcourse.widgets import Explorer
 
-__all__ = ["EXPLORER_BASE", "dying_explorer", "explorer_config"]
+__all__ = ["EXPLORER_BASE", "LEARNING_RATES", "dying_explorer", "explorer_config"]
+
+LEARNING_RATES = (0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+"""The learning-rate slider's stops: a 1-2-3-5 series holding the chapter's 0.1, 0.3, 1 and 3."""
 
 EXPLORER_BASE = DyingConfig(steps=50, measure_every=10, reference="val")
 """The explorer's run: a sixth of the chapter's 300 steps, and units counted on the validation images (about
@@ -53,21 +56,15 @@ def _readout(result: DyingResult) -> str:
 
 
 def dying_explorer() -> Explorer:
-    """Controls: learning rate (log scale), bias initialization, activation and weight initialization.
+    """Controls: learning rate (stops ``LEARNING_RATES``), bias initialization, activation and weights.
 
     Each change trains a fresh network (``EXPLORER_BASE`` with those values) with ``run_dying`` and draws
     ``plots.relu_dying_units.dead_over_training``; results are cached per setting.
     """
     base = EXPLORER_BASE
     controls = {
-        "lr": widgets.FloatLogSlider(
-            value=3.0,
-            base=10,
-            min=-1.5,
-            max=1.0,
-            step=0.25,
-            description="learning rate",
-            readout_format=".3g",
+        "lr": widgets.SelectionSlider(
+            options=[(f"{lr:g}", lr) for lr in LEARNING_RATES], value=3.0, description="learning rate"
         ),
         "bias_init": widgets.FloatSlider(
             value=0.0, min=-3.0, max=1.0, step=0.25, description="bias init", readout_format=".2f"
