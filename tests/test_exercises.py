@@ -126,6 +126,22 @@ def test_widget_checks_at_defaults_and_extremes(exercise_id: str) -> None:
     box.check()
 
 
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind == "setting"])
+def test_setting_sliders_start_on_a_step_inside_the_range(exercise_id: str) -> None:
+    # the browser snaps a slider to min + k * step (of the exponent, for a log slider) and shows that
+    spec = EXERCISES[exercise_id].control
+    for start in (None, spec["min"], spec["max"], math.sqrt(spec["min"] * spec["max"])):
+        control = exercise_widget(exercise_id, value=start).control
+        log = isinstance(control, widgets.FloatLogSlider)
+        to_axis = math.log10 if log else float
+        position = (to_axis(control.value) - control.min) / control.step
+        assert position == pytest.approx(round(position), abs=1e-6), (exercise_id, start, control.value)
+        low, high = (10**control.min, 10**control.max) if log else (control.min, control.max)
+        assert spec["min"] * (1 - 1e-9) <= low <= control.value <= high <= spec["max"] * (1 + 1e-9)
+    with pytest.raises(ValueError, match="range"):
+        exercise_widget(exercise_id, value=spec["max"] * 2)
+
+
 def test_widget_reports_the_verdict_in_html() -> None:
     box = exercise_widget("sigmoid_bound.max_derivative", value=0.25)
     assert box.check().correct

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ipywidgets as widgets
 
 from vgcourse.exercises.core import Feedback, check, get
@@ -18,24 +20,27 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
     if exercise.kind == "function":
         raise ValueError(f"{exercise_id!r} is answered in code: call check({exercise_id!r}, your_function)")
     spec = exercise.control
+    step = float(spec.get("step", 0.01))
     if exercise.kind == "setting" and spec.get("log"):
-        import math
-
+        start = value if value is not None else 1.0
+        low, high = _grid_through(math.log10(start), math.log10(spec["min"]), math.log10(spec["max"]), step)
         control = widgets.FloatLogSlider(
-            value=value if value is not None else 1.0,
+            value=start,
             base=10,
-            min=math.log10(float(spec["min"])),
-            max=math.log10(float(spec["max"])),
-            step=0.01,
+            min=low,
+            max=high,
+            step=step,
             description=str(spec.get("label", "value")),
             continuous_update=False,
         )
     elif exercise.kind == "setting":
+        start = value if value is not None else float(spec["min"])
+        low, high = _grid_through(start, float(spec["min"]), float(spec["max"]), step)
         control = widgets.FloatSlider(
-            value=value if value is not None else float(spec["min"]),
-            min=float(spec["min"]),
-            max=float(spec["max"]),
-            step=float(spec.get("step", 0.01)),
+            value=start,
+            min=low,
+            max=high,
+            step=step,
             description=str(spec.get("label", "value")),
             continuous_update=False,
         )
@@ -60,3 +65,15 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
     box.check = on_click  # type: ignore[attr-defined]  # lets tests and graders press the button
     box.control = control  # type: ignore[attr-defined]
     return box
+
+
+def _grid_through(start: float, low: float, high: float, step: float) -> tuple[float, float]:
+    """The slider range inside [low, high] whose steps (min + k * step) pass through ``start``: the
+    browser snaps a slider to its steps, and would otherwise show a value next to the true start."""
+    if not low <= start <= high:
+        raise ValueError(
+            f"the starting value must lie in the control's range [{low:g}, {high:g}]; got {start:g}"
+        )
+    return start - step * math.floor((start - low) / step + 1e-9), start + step * math.floor(
+        (high - start) / step + 1e-9
+    )
