@@ -157,6 +157,7 @@ class Visit:
     has_widget_state: bool = False
     widget_views: list[dict] = field(default_factory=list)
     widget_wait_error: str = ""
+    sliders: list[dict] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     colab_links: list[str] = field(default_factory=list)
 
@@ -208,6 +209,12 @@ _JS_WIDGETS = f"""() => [...document.querySelectorAll('{WIDGET_VIEW}')].map(s =>
     }};
 }})"""
 
+# Every rendered slider: its description and the value its readout shows.
+_JS_SLIDERS = """() => [...document.querySelectorAll('.widget-slider')].map(s => ({
+    description: (s.querySelector('.widget-label')?.textContent || '').trim(),
+    readout: (s.querySelector('.widget-readout')?.textContent || '').trim(),
+}))"""
+
 
 @pytest.fixture(scope="module")
 def visit(browser: object, site_url: str) -> Iterator[object]:
@@ -258,6 +265,7 @@ def visit(browser: object, site_url: str) -> Iterator[object]:
             except Exception as error:  # recorded, reported by the widget test
                 record.widget_wait_error = str(error).splitlines()[0]
             record.widget_views = page.evaluate(_JS_WIDGETS)
+            record.sliders = page.evaluate(_JS_SLIDERS)
         page.evaluate(
             "() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')"
         )
@@ -395,6 +403,60 @@ def test_every_built_page_is_in_the_toc_and_tested(site_url: str) -> None:
         if path.name not in skipped and not path.relative_to(SITE).parts[0].startswith(("_", "."))
     }
     assert built == set(PAGES)
+
+
+def _saved_sliders(entry: str) -> dict[str, list[object]]:
+    """From a page's saved widget state: the value each slider was computed with, by description (a
+    selection slider's option label)."""
+    html = (SITE / f"{entry}.html").read_text()
+    found = re.search(
+        r'<script type="application/vnd\.jupyter\.widget-state\+json">(.*?)</script>', html, re.S
+    )
+    values: dict[str, list[object]] = {}
+    for model in json.loads(found.group(1))["state"].values() if found else []:
+        state = model["state"]
+        if model["model_name"] in ("FloatSliderModel", "IntSliderModel", "FloatLogSliderModel"):
+            values.setdefault(state.get("description", ""), []).append(float(state["value"]))
+        elif model["model_name"] == "SelectionSliderModel":
+            values.setdefault(state.get("description", ""), []).append(
+                state["_options_labels"][state["index"]]
+            )
+    return values
+
+
+def _shows(readout: str, value: object) -> bool:
+    """Whether a slider readout is ``value`` as displayed: an option label, or a number within half of
+    the readout's last shown digit."""
+    if isinstance(value, str):
+        return readout == value
+    text = readout.replace("\u2212", "-")
+    try:
+        shown = float(text)
+    except ValueError:
+        return False
+    mantissa, _, exponent = text.lower().partition("e")
+    digits = len(mantissa.partition(".")[2])
+    return abs(shown - value) <= 0.5 * 10 ** (int(exponent or 0) - digits) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_slider_readouts_show_the_values_the_figures_were_computed_for(visit: object, entry: str) -> None:
+    # A browser slider snaps to min + k * step; a saved value between two steps would be shown as a
+    # value the saved figure was not computed for (s = 1 shown as 0.998).
+    record = visit(entry)
+    saved = _saved_sliders(entry)
+    assert len(record.sliders) == sum(len(v) for v in saved.values()), f"{record.url}: {record.sliders}"
+    for slider in record.sliders:
+        candidates = saved.get(slider["description"], [])
+        assert any(_shows(slider["readout"], value) for value in candidates), (
+            f"{record.url}: slider {slider['description']!r} shows {slider['readout']!r}, saved {candidates}"
+        )
+
+
+def test_readout_comparison() -> None:
+    assert _shows("0.998", 0.998) and _shows("1.000", 1.0) and _shows("30", 30.0) and _shows("3", "3")
+    assert not _shows("0.998", 1.0) and not _shows("3.16", 3.0) and not _shows("3.16", "3")
+    assert _shows("\u22120.50", -0.5) and _shows("1.00e-3", 0.001) and not _shows("1.00e-3", 0.0012)
 
 
 def test_front_page_redirects_to_the_first_page(site_url: str) -> None:
