@@ -202,3 +202,13 @@ def test_sliders_start_on_a_step_of_their_range(label: str, explorer: Explorer) 
         else:
             continue
         assert position == pytest.approx(round(position), abs=1e-6), f"{label}: {name} = {control.value}"
+
+
+@pytest.mark.parametrize(
+    ("label", "explorer"), CHAPTER_EXPLORERS, ids=[label for label, _ in CHAPTER_EXPLORERS]
+)
+def test_sliders_update_on_release(label: str, explorer: Explorer) -> None:
+    # an update takes ~0.1 s: recomputing at every pixel of a drag would queue updates behind the mouse
+    for name, control in {**explorer.controls, **explorer.view_controls}.items():
+        if hasattr(control, "continuous_update"):
+            assert control.continuous_update is False, f"{label}: {name}"

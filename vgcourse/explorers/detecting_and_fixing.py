@@ -80,7 +80,9 @@ def remedy_explorer(
             options=[("plain", False), ("skip", True)], value=skip, description="blocks"
         ),
         "norm": widgets.ToggleButtons(options=list(GRID_NORMS), value=norm, description="norm"),
-        "blocks": widgets.IntSlider(value=blocks, min=1, max=max_blocks, step=1, description="blocks"),
+        "blocks": widgets.IntSlider(
+            value=blocks, min=1, max=max_blocks, step=1, description="blocks", continuous_update=False
+        ),
     }
 
     def make_config(activation: str, init: str, skip: bool, norm: str, blocks: int) -> RemedyDiagnosisConfig:

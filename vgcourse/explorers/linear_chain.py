@@ -55,10 +55,18 @@ def layer_profile_explorer(
     check_int("width", width, minimum=1, maximum=1024)
     check_int("seed", seed, minimum=0)
     controls = {
-        "depth": widgets.IntSlider(value=depth, min=1, max=max_depth, step=1, description="depth L"),
+        "depth": widgets.IntSlider(
+            value=depth, min=1, max=max_depth, step=1, description="depth L", continuous_update=False
+        ),
         # linear steps of 0.005 from 0.5: s = 1 and round values like 0.95 are exact slider positions
         "scale": widgets.FloatSlider(
-            value=scale, min=0.5, max=2.0, step=0.005, description="scale s", readout_format=".3f"
+            value=scale,
+            min=0.5,
+            max=2.0,
+            step=0.005,
+            description="scale s",
+            readout_format=".3f",
+            continuous_update=False,
         ),
         "init": widgets.ToggleButtons(options=list(INITS), value=init, description="weights"),
     }

@@ -64,10 +64,19 @@ def dying_explorer() -> Explorer:
     base = EXPLORER_BASE
     controls = {
         "lr": widgets.SelectionSlider(
-            options=[(f"{lr:g}", lr) for lr in LEARNING_RATES], value=3.0, description="learning rate"
+            options=[(f"{lr:g}", lr) for lr in LEARNING_RATES],
+            value=3.0,
+            description="learning rate",
+            continuous_update=False,
         ),
         "bias_init": widgets.FloatSlider(
-            value=0.0, min=-3.0, max=1.0, step=0.25, description="bias init", readout_format=".2f"
+            value=0.0,
+            min=-3.0,
+            max=1.0,
+            step=0.25,
+            description="bias init",
+            readout_format=".2f",
+            continuous_update=False,
         ),
         "activation": widgets.Dropdown(options=list(RELU_FAMILY), value="relu", description="activation"),
         "init": widgets.ToggleButtons(

@@ -90,7 +90,9 @@ def layer_profile_explorer(
     check_int("width", width, minimum=1, maximum=512)
     check_int("seed", seed, minimum=0)
     controls = {
-        "depth": widgets.IntSlider(value=depth, min=1, max=max_depth, step=1, description="blocks L"),
+        "depth": widgets.IntSlider(
+            value=depth, min=1, max=max_depth, step=1, description="blocks L", continuous_update=False
+        ),
         "skip": widgets.ToggleButtons(options=list(SKIPS), value=skip, description="skip"),
         "norm": widgets.Dropdown(options=list(NORM_CHOICES), value=norm, description="norm"),
         "branch": widgets.ToggleButtons(options=list(BRANCHES), value=branch, description="branch α"),
