@@ -63,7 +63,7 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
 # VGCOURSE_REQUIRE_BROWSER=1: a browser test that cannot run fails instead of skipping.
 pytest: $(STAMP) browser
 	VGCOURSE_REQUIRE_BROWSER=1 VGCOURSE_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n 2 --dist loadscope \
-		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 180 \
 		tests $(NOTEBOOKS); \
 	status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \

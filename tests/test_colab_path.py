@@ -61,6 +61,8 @@ WIDGET_FAMILY = ("ipywidgets", "widgetsnbextension", "jupyterlab-widgets")
 CACHE_FORMAT = 1  # bump when the way images are made changes
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
+# A whole chapter on the Colab path, install cell included (~30 s here): past this it has hung.
+CHAPTER_TIMEOUT_S = 900
 
 
 CHAPTERS = chapter_notebooks()
@@ -289,7 +291,19 @@ def _check_chapter(runtime: Runtime, wheel: Path, chapter: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     python = runtime.path / "bin" / "python"
     command = [str(python), str(RUNNER), str(chapter), str(target), str(runtime.workdir)]
-    result = subprocess.run(command, capture_output=True, text=True, env=runtime.env, cwd=runtime.workdir)
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=runtime.env,
+            cwd=runtime.workdir,
+            timeout=CHAPTER_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(
+            f"{chapter.name} did not finish in {CHAPTER_TIMEOUT_S} s on the Colab path:\n{error.stderr}"
+        )
     executed = nbformat.read(target, as_version=4) if target.exists() else None
     if executed is not None:
         runtime.seconds[chapter.name] = round(executed.metadata.get("colab_path_seconds", 0.0), 1)

@@ -36,8 +36,10 @@ def main(source: str, target: str, workdir: str) -> int:
         *notebook.cells,
         nbformat.v4.new_code_cell(FACTS),
     ]
+    # Cells take seconds. The timeout also bounds a rare stall: a reply that arrived without waking
+    # the client's ZMQ poll is found only when the poll times out (seen once: a 600 s pause, no error).
     client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": workdir}}
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": workdir}}
     )
     start = time.perf_counter()
     try:
