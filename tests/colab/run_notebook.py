@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from queue import Empty
 
 import nbformat
 from nbclient import NotebookClient
@@ -29,6 +30,32 @@ for _name in ("vgcourse", "torch", "torchvision", "ipywidgets"):
 print("COLAB-PATH-FACTS " + _json.dumps(_facts))"""
 
 
+class SlicedPollClient(NotebookClient):
+    """Waits for each cell's reply in 1 s slices instead of one wait as long as the cell timeout.
+
+    With two notebook runs at once (as under xdist), a reply sometimes reaches the client without
+    waking its ZMQ poll; the poll then finds it only when it times out, so the run paused for the whole
+    cell timeout (600 s, once). A 1 s slice bounds that pause to 1 s; the cell's deadline is unchanged.
+    """
+
+    async def async_start_new_kernel_client(self):  # type: ignore[override]
+        client = await super().async_start_new_kernel_client()
+        wait = client.shell_channel.get_msg
+
+        async def get_msg(timeout: float | None = None) -> dict:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+                try:
+                    return await wait(timeout=left)
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+        client.shell_channel.get_msg = get_msg
+        return client
+
+
 def main(source: str, target: str, workdir: str) -> int:
     notebook = nbformat.read(source, as_version=4)
     notebook.cells = [
@@ -36,9 +63,7 @@ def main(source: str, target: str, workdir: str) -> int:
         *notebook.cells,
         nbformat.v4.new_code_cell(FACTS),
     ]
-    # Cells take seconds. The timeout also bounds a rare stall: a reply that arrived without waking
-    # the client's ZMQ poll is found only when the poll times out (seen once: a 600 s pause, no error).
-    client = NotebookClient(
+    client = SlicedPollClient(
         notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": workdir}}
     )
     start = time.perf_counter()
