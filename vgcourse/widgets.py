@@ -92,7 +92,7 @@ class Explorer(Generic[ConfigT, ResultT]):
                 every[name].value = value
         finally:
             self._observe(True)
-        return self._refresh(recompute=self.result is None or not set(values) <= set(self.view_controls))
+        return self._refresh(recompute=not set(values) <= set(self.view_controls))
 
     def _observe(self, on: bool) -> None:
         for control in self.controls.values():
@@ -104,10 +104,11 @@ class Explorer(Generic[ConfigT, ResultT]):
         self._refresh()
 
     def _on_view_change(self, _change: Any) -> None:
-        self._refresh(recompute=self.result is None)
+        self._refresh(recompute=False)
 
     def _refresh(self, recompute: bool = True) -> Figure:
-        if recompute:
+        """Run the experiment (when asked, or when there is no result yet), plot, render and show."""
+        if recompute or self.result is None:
             self.result = self.run(self.make_config(**self.values()))
         view = self.view()
         figure = self.plot(self.result, **view)
@@ -121,17 +122,16 @@ class Explorer(Generic[ConfigT, ResultT]):
         """The figure as PNG bytes, drawn once. The margins are fitted to the labels (``tight_layout``) on
         the first update of each view and reused after: fitting measures every label, which would double
         the drawing time, as the inline backend's ``bbox_inches="tight"`` does on every update."""
-        margins = self._margins.get(key)
-        if figure.get_layout_engine() is not None:
-            pass  # the figure lays itself out (constrained or tight layout) when it is drawn
-        elif margins is None:
-            figure.tight_layout(pad=1.6)
-            params = figure.subplotpars
-            self._margins[key] = {
-                k: getattr(params, k) for k in ("left", "right", "bottom", "top", "wspace", "hspace")
-            }
-        else:
-            figure.subplots_adjust(**margins)
+        if figure.get_layout_engine() is None:  # else the figure lays itself out when it is drawn
+            margins = self._margins.get(key)
+            if margins is None:
+                figure.tight_layout(pad=1.6)
+                params = figure.subplotpars
+                self._margins[key] = {
+                    k: getattr(params, k) for k in ("left", "right", "bottom", "top", "wspace", "hspace")
+                }
+            else:
+                figure.subplots_adjust(**margins)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         return buffer.getvalue()
