@@ -74,6 +74,6 @@ def _grid_through(start: float, low: float, high: float, step: float) -> tuple[f
         raise ValueError(
             f"the starting value must lie in the control's range [{low:g}, {high:g}]; got {start:g}"
         )
-    return start - step * math.floor((start - low) / step + 1e-9), start + step * math.floor(
-        (high - start) / step + 1e-9
-    )
+    steps_below = math.floor((start - low) / step + 1e-9)
+    steps_above = math.floor((high - start) / step + 1e-9)
+    return start - steps_below * step, start + steps_above * step

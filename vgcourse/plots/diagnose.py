@@ -43,7 +43,8 @@ def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
 
 
 def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tuple[str, ...]) -> None:
-    """One marker per layer on a log axis: red when flagged for one of ``kinds``, grey when not judged."""
+    """One marker per layer (for a log axis, which the caller sets): red when flagged for one of ``kinds``,
+    grey when not judged."""
     x = np.arange(1, len(values) + 1)
     shown = positive_only(values)
     colors = [
@@ -56,7 +57,6 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
         ax.scatter(
             x[finite], shown[finite], c=[c for c, f in zip(colors, finite, strict=True) if f], zorder=3
         )
-        log_scale(ax, "y")
     zero = np.flatnonzero(values == 0)
     if len(zero):  # e.g. an update below float32 resolution: W + ΔW == W
         ax.scatter(
