@@ -12,11 +12,6 @@ export MKL_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# The offline copy of the MNIST test split, when it sits beside the checkout (CI, these machines).
-MNIST_DIR := $(abspath ../shared/data/mnist)
-ifneq ($(wildcard $(MNIST_DIR)),)
-export VGCOURSE_DATA ?= $(MNIST_DIR)
-endif
 
 # The browser test (tests/test_site.py) drives Debian's Chromium with Playwright and serves the site's
 # CDN scripts from npm packages in tests/browser/node_modules (pinned by its package-lock.json).
@@ -24,7 +19,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
 
-.PHONY: book test lint pytest browser constraints clean
+.PHONY: book test lint pytest claims-other-kernels browser constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The data check runs first: missing or corrupted data files fail the build in seconds, with the way out.
 book: $(STAMP)
+	$(BIN)/python -m vgcourse.datasets --check
 	rm -rf _build/html _build/.doctrees
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
 
@@ -69,7 +66,21 @@ pytest: $(STAMP) browser
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	exit $$status
 
-test: lint book pytest
+# The chapter claims (tests marked `claim`) once more under every other CPU kernel family this CPU offers
+# (ATEN_CPU_CAPABILITY: default, avx2, avx512). PyTorch picks kernels by instruction set and training
+# amplifies their last-bit differences, so a claim that holds on one kernel family only fails here.
+claims-other-kernels: $(STAMP)
+	@others="$$($(BIN)/python benchmarks/claim_margins.py --other-capabilities)"; \
+	[ -n "$$others" ] || echo "claims-other-kernels: this CPU offers no kernel family besides its own"; \
+	for cap in $$others; do \
+		echo "== chapter claims under ATEN_CPU_CAPABILITY=$$cap"; \
+		ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -n 2 -q -m claim -p no:cacheprovider tests; \
+		status=$$?; \
+		if [ $$status -eq 5 ]; then echo "no claim test collected: failing"; exit 1; fi; \
+		[ $$status -eq 0 ] || exit $$status; \
+	done
+
+test: lint book pytest claims-other-kernels
 
 constraints: $(STAMP)
 	{ echo "# Exact versions CI and the book build install (pip install -c constraints.txt ...)."; \

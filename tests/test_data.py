@@ -1,9 +1,13 @@
-"""Tests for vgcourse.data: shapes, determinism, the task definitions, MNIST files and bad input."""
+"""Tests for vgcourse.data: shapes, determinism, task definitions, the shipped and full MNIST, bad input."""
 
 from __future__ import annotations
 
 import gzip
-import os
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +17,12 @@ import torch
 from vgcourse import data as data_module
 from vgcourse.data import (
     DATASETS,
+    MNIST_DIR,
+    MNIST_MD5,
     DataSplit,
     DataUnavailableError,
     adding_problem,
+    check_data,
     circles,
     digits,
     load_dataset,
@@ -24,21 +31,6 @@ from vgcourse.data import (
 )
 
 MNIST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-def _mnist_dir() -> Path | None:
-    candidates = [os.environ.get("VGCOURSE_DATA"), Path(__file__).parents[2] / "shared/data/mnist"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists():
-            return Path(candidate)
-    return None
-
-
-MNIST_DIR = _mnist_dir()
-needs_mnist = pytest.mark.skipif(
-    MNIST_DIR is None,
-    reason="MNIST t10k files not found (set VGCOURSE_DATA or put them in ../shared/data/mnist)",
-)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -154,10 +146,13 @@ def test_load_dataset_forwards_kwargs():
         (lambda: load_dataset("cifar"), ValueError),
         (lambda: load_dataset(3), TypeError),
         (lambda: load_dataset("circles", bogus=1), TypeError),
-        (lambda: mnist(root=3, download=False), TypeError),
+        (lambda: mnist(root=3, source="full", download=False), TypeError),
         (lambda: mnist(download="yes"), TypeError),
-        (lambda: mnist(flatten=1, download=False), TypeError),
-        (lambda: mnist(val_fraction=0.0, download=False), ValueError),
+        (lambda: mnist(flatten=1), TypeError),
+        (lambda: mnist(val_fraction=0.0), ValueError),
+        (lambda: mnist(source="train"), ValueError),
+        (lambda: mnist(source=None), TypeError),
+        (lambda: mnist(seed=-1), ValueError),
     ],
 )
 def test_bad_input(call, error):
@@ -175,64 +170,52 @@ def test_datasplit_rejects_mismatched_lengths():
         DataSplit("x", torch.zeros(3, 2), torch.zeros(2), torch.zeros(1, 2), torch.zeros(1), 2)
 
 
-def test_mnist_empty_folder_without_download_names_both_ways_out(tmp_path, monkeypatch):
-    def never(root):
-        raise AssertionError("download=False must not download")
+# -- MNIST: the shipped test split (the default) ---------------------------------------------------------
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any download or socket use fails the test: the default MNIST must need neither."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("the shipped MNIST must not touch the network")
 
     monkeypatch.setattr(data_module, "_download_mnist", never)
-    with pytest.raises(DataUnavailableError) as info:
-        mnist(tmp_path, download=False)
-    message = str(info.value)
-    assert "connect to the internet so torchvision can download MNIST" in message
-    assert "VGCOURSE_DATA=/path" in message and "root=" in message and str(tmp_path) in message
-    assert isinstance(info.value, FileNotFoundError)
+    monkeypatch.setattr(socket, "socket", never)
+    monkeypatch.setattr(socket, "create_connection", never)
 
 
-@pytest.mark.parametrize("download", [None, True])
-def test_mnist_offline_download_failure_gives_the_same_clear_error(tmp_path, monkeypatch, download):
-    calls = []
-
-    def offline(root):
-        calls.append(root)
-        raise OSError("Network is unreachable")
-
-    monkeypatch.setattr(data_module, "_download_mnist", offline)
-    with pytest.raises(DataUnavailableError, match="connect to the internet") as info:
-        mnist(tmp_path, download=download)
-    assert calls == [tmp_path]
-    assert "Network is unreachable" in str(info.value) and "VGCOURSE_DATA" in str(info.value)
+def _copy_shipped(tmp_path: Path) -> Path:
+    folder = tmp_path / "mnist"
+    shutil.copytree(MNIST_DIR, folder)
+    return folder
 
 
-def test_mnist_env_var_without_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("VGCOURSE_DATA", str(tmp_path))
-    with pytest.raises(DataUnavailableError, match=str(tmp_path)):
-        mnist(download=False)
+def test_shipped_files_have_the_published_md5() -> None:
+    # the md5 sums torchvision's MNIST resource list publishes for the two t10k files
+    assert MNIST_MD5 == {
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    }
+    for name, expected in MNIST_MD5.items():
+        assert data_module._md5(MNIST_DIR / name) == expected
+    assert "md5 verified" in check_data() and str(MNIST_DIR) in check_data()
 
 
-def test_mnist_prefers_train_files_in_torchvision_layout(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(10), 6)
-    _write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28)))
-    _write_idx(raw / "train-labels-idx1-ubyte", labels)
-    _write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((20, 28, 28)))
-    _write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(20) % 10)
-    split = mnist(tmp_path, val_fraction=1 / 6, download=False)
-    assert split.n_train == 50 and split.n_val == 10
-    assert torch.bincount(split.y_val).tolist() == [1] * 10
+def test_wheel_carries_the_shipped_files_and_their_licence_note() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["vgcourse.datasets"]
+    package_dir = MNIST_DIR.parent
+    carried = {p.relative_to(package_dir) for pattern in patterns for p in package_dir.glob(pattern)}
+    assert carried == {p.relative_to(package_dir) for p in MNIST_DIR.iterdir()}
+    note = (MNIST_DIR / "README.md").read_text()
+    for words in ("Yann LeCun", "Corinna Cortes", "Burges", "CC BY-SA 3.0", *MNIST_MD5.values()):
+        assert words in note
 
 
-def test_mnist_rejects_a_file_that_is_not_idx(tmp_path):
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"not an idx file")
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(3))
-    with pytest.raises(ValueError, match="not an IDX file"):
-        mnist(tmp_path, download=False)
-
-
-@needs_mnist
-def test_mnist_t10k_split_is_stratified_and_standardized():
-    split = mnist(MNIST_DIR, download=False)
+def test_shipped_mnist_loads_without_env_var_or_network(monkeypatch, tmp_path) -> None:
+    _no_network(monkeypatch)
+    monkeypatch.setenv("VGCOURSE_DATA", str(tmp_path))  # an empty folder: the default must not look there
+    split = mnist()
     assert split.name == "mnist" and split.n_classes == 10
     assert split.n_train + split.n_val == 10_000 and split.x_train.shape[1] == 784
     counts = torch.bincount(split.y_train, minlength=10) + torch.bincount(split.y_val, minlength=10)
@@ -242,16 +225,135 @@ def test_mnist_t10k_split_is_stratified_and_standardized():
     x = split.x_train
     assert abs(x.min().item() - (-0.1307 / 0.3081)) < 1e-5 and abs(x.max().item() - (0.8693 / 0.3081)) < 1e-5
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
+    monkeypatch.delenv("VGCOURSE_DATA")
+    again = mnist()
+    assert torch.equal(again.x_train, split.x_train) and torch.equal(again.y_val, split.y_val)
 
 
-@needs_mnist
-def test_mnist_env_var_images_and_plain_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("VGCOURSE_DATA", str(MNIST_DIR))
-    flat = mnist(download=False, seed=3)
-    images = mnist(download=False, seed=3, flatten=False)
+def test_shipped_split_is_seeded_and_images_match_the_flat_rows() -> None:
+    flat, images, other = mnist(seed=3), mnist(seed=3, flatten=False), mnist(seed=4)
     assert images.x_val.shape == (flat.n_val, 1, 28, 28) and images.in_features == 784
     assert torch.equal(images.x_val.reshape(flat.n_val, -1), flat.x_val)
-    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # gunzipped copies in tmp only
-        (tmp_path / name).write_bytes(gzip.decompress((MNIST_DIR / f"{name}.gz").read_bytes()))
-    plain = mnist(tmp_path, download=False, seed=3)
-    assert torch.equal(plain.x_train, flat.x_train) and torch.equal(plain.y_val, flat.y_val)
+    assert not torch.equal(other.y_train, flat.y_train)
+
+
+@pytest.mark.parametrize(
+    ("given", "match"), [({"root": "/data"}, "root="), ({"download": True}, "download=True")]
+)
+def test_shipped_source_rejects_root_and_download(given, match) -> None:
+    with pytest.raises(ValueError, match=f"{match} only applies to source='full'"):
+        mnist(**given)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_damaged_shipped_file_gives_one_clear_error(tmp_path, monkeypatch, damage) -> None:
+    folder = _copy_shipped(tmp_path)
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    if damage == "corrupt":
+        raw = bytearray(labels.read_bytes())
+        raw[100] ^= 0xFF
+        labels.write_bytes(bytes(raw))
+    else:
+        labels.unlink()
+    monkeypatch.setattr(data_module, "MNIST_DIR", folder)
+    _no_network(monkeypatch)
+    for call in (mnist, check_data):
+        with pytest.raises(DataUnavailableError) as info:
+            call()
+        message = str(info.value)
+        assert str(labels) in message and "git checkout -- vgcourse/datasets/mnist" in message
+        assert ("md5" in message) == (damage == "corrupt") and ("missing" in message) == (damage == "missing")
+
+
+def test_check_command_says_ok_or_names_the_way_out(tmp_path, monkeypatch, capsys) -> None:
+    from vgcourse.datasets.__main__ import main
+
+    assert main(["--check"]) == 0
+    assert "md5 verified" in capsys.readouterr().out
+    folder = _copy_shipped(tmp_path)
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"not MNIST")
+    monkeypatch.setattr(data_module, "MNIST_DIR", folder)
+    assert main(["--check"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "md5" in captured.err and "Way out" in captured.err
+
+
+def test_check_command_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vgcourse.datasets", "--check"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("vgcourse data OK") and "Warning" not in done.stderr
+
+
+# -- MNIST: the full 60,000-image train split, an explicit option -----------------------------------------
+
+
+def test_full_empty_folder_without_download_names_the_ways_out(tmp_path, monkeypatch):
+    def never(root):
+        raise AssertionError("download=False must not download")
+
+    monkeypatch.setattr(data_module, "_download_mnist", never)
+    with pytest.raises(DataUnavailableError) as info:
+        mnist(tmp_path, source="full", download=False)
+    message = str(info.value)
+    assert "connect to the internet so torchvision can download MNIST" in message
+    assert "VGCOURSE_DATA=/path" in message and "root=" in message and str(tmp_path) in message
+    assert "source='shipped'" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("download", [None, True])
+def test_full_offline_download_failure_gives_one_clear_error(tmp_path, monkeypatch, download):
+    calls = []
+
+    def offline(root):
+        calls.append(root)
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(data_module, "_download_mnist", offline)
+    with pytest.raises(DataUnavailableError, match="connect to the internet") as info:
+        mnist(tmp_path, source="full", download=download)
+    assert calls == [tmp_path]
+    assert "Network is unreachable" in str(info.value) and "VGCOURSE_DATA" in str(info.value)
+
+
+def test_full_env_var_without_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGCOURSE_DATA", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match=str(tmp_path)):
+        mnist(source="full", download=False)
+
+
+def test_full_needs_the_train_files_not_the_test_split(tmp_path):
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((20, 28, 28)))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    with pytest.raises(DataUnavailableError, match="60,000-image train files"):
+        mnist(tmp_path, source="full", download=False)
+
+
+def _fake_train_files(folder: Path, suffix: str) -> None:
+    rng = np.random.default_rng(0)
+    _write_idx(folder / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, (60, 28, 28)))
+    _write_idx(folder / f"train-labels-idx1-ubyte{suffix}", np.repeat(np.arange(10), 6))
+
+
+def test_full_reads_train_files_in_torchvision_layout_and_from_the_env_var(tmp_path, monkeypatch):
+    raw = tmp_path / "gz" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _fake_train_files(raw, ".gz")
+    split = mnist(tmp_path / "gz", source="full", val_fraction=1 / 6, download=False)
+    assert split.n_train == 50 and split.n_val == 10
+    assert torch.bincount(split.y_val).tolist() == [1] * 10
+    (tmp_path / "plain").mkdir()
+    _fake_train_files(tmp_path / "plain", "")
+    monkeypatch.setenv("VGCOURSE_DATA", str(tmp_path / "plain"))
+    plain = mnist(source="full", download=False)
+    assert torch.equal(plain.x_train, split.x_train) and torch.equal(plain.y_val, split.y_val)
+
+
+def test_full_rejects_a_file_that_is_not_idx(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3))
+    with pytest.raises(ValueError, match="not an IDX file"):
+        mnist(tmp_path, source="full", download=False)

@@ -7,6 +7,7 @@ float32 targets of shape (N, 1) (regression), split deterministically by ``seed`
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
@@ -23,17 +24,29 @@ __all__ = [
     "DATASETS",
     "DataSplit",
     "DataUnavailableError",
+    "MNIST_DIR",
+    "MNIST_MD5",
+    "MNIST_SOURCES",
     "adding_problem",
+    "check_data",
     "circles",
     "digits",
     "load_dataset",
     "mnist",
     "recall_task",
+    "shipped_mnist_files",
 ]
 
 DATASETS = ("circles", "digits", "mnist", "adding", "recall")
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_SOURCES = ("shipped", "full")
+#: The MNIST test split shipped inside the package, and the md5 of each file (as torchvision lists them).
+MNIST_DIR = Path(__file__).parent / "datasets" / "mnist"
+MNIST_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
 _CACHE_DIR = Path("~/.cache/vgcourse").expanduser()
 _DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -85,7 +98,7 @@ class DataSplit:
 
 
 class DataUnavailableError(FileNotFoundError):
-    """The data files are not on disk and could not be downloaded."""
+    """The data files are not on disk (or fail their checksum) and could not be downloaded."""
 
 
 def _check_fraction(val_fraction: Any) -> float:
@@ -270,6 +283,44 @@ def _find_mnist_files(folder: Path, prefix: str) -> tuple[Path, Path] | None:
     return None
 
 
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def shipped_mnist_files() -> tuple[Path, Path]:
+    """(images, labels): the MNIST test split shipped in the package, after checking each file's md5.
+
+    Raises :class:`DataUnavailableError` naming the way out when a file is missing or its md5 differs
+    from the published one (``MNIST_MD5``).
+    """
+    paths = []
+    for name, expected in MNIST_MD5.items():
+        path = MNIST_DIR / name
+        if not path.is_file():
+            problem = f"{path} is missing"
+        elif (found := _md5(path)) != expected:
+            problem = f"{path} has md5 {found}, not the published {expected} (corrupted or replaced)"
+        else:
+            paths.append(path)
+            continue
+        raise DataUnavailableError(
+            f"The MNIST test split shipped with vgcourse cannot be used: {problem}. Way out: restore the "
+            "package's data files (in a clone of the repository: git checkout -- vgcourse/datasets/mnist; "
+            "otherwise: pip install --force-reinstall vgcourse)."
+        )
+    return paths[0], paths[1]
+
+
+def check_data() -> str:
+    """Verify the data the book needs (the shipped MNIST files, by md5) without loading it; one line back.
+
+    Raises :class:`DataUnavailableError`, whose message names the way out, when it cannot be verified.
+    """
+    images, labels = shipped_mnist_files()
+    size = (images.stat().st_size + labels.stat().st_size) / 1e6
+    return f"vgcourse data OK: MNIST test split in {images.parent} ({size:.1f} MB, md5 verified)"
+
+
 def _download_mnist(root: Path) -> None:
     """Download MNIST into ``root/MNIST/raw`` with torchvision, giving up after a short socket timeout."""
     from torchvision.datasets import MNIST
@@ -282,42 +333,12 @@ def _download_mnist(root: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def mnist(
-    root: str | Path | None = None,
-    *,
-    val_fraction: float = 1 / 6,
-    seed: int = 0,
-    download: bool | None = None,
-    flatten: bool = True,
-) -> DataSplit:
-    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes.
-
-    Looks in ``root``, else ``$VGCOURSE_DATA``, else ``~/.cache/vgcourse``, for the IDX files
-    (``train-images-idx3-ubyte[.gz]`` ...) directly in the folder or in ``MNIST/raw/`` below it. With the
-    60,000-image train files, val is carved from them (stratified); with only the 10,000-image ``t10k``
-    files (the offline copy), those are split (stratified) into train and val.
-
-    Args:
-        root: folder holding the IDX files; ``None`` uses ``$VGCOURSE_DATA`` or ``~/.cache/vgcourse``.
-        val_fraction: fraction of each class held out for validation, in (0, 1).
-        seed: seed for the split.
-        download: ``False`` never downloads; ``None``/``True`` download with torchvision into the folder
-            when no files are found. Raises :class:`DataUnavailableError` when that is not possible.
-        flatten: ``True`` gives x (N, 784), ``False`` gives x (N, 1, 28, 28).
-    """
-    if root is not None and not isinstance(root, (str, Path)):
-        raise TypeError(f"root must be a str, a Path or None; got {type(root).__name__}")
-    if download is not None and not isinstance(download, bool):
-        raise TypeError(f"download must be True, False or None; got {download!r}")
-    if not isinstance(flatten, bool):
-        raise TypeError(f"flatten must be a bool; got {flatten!r}")
-    val_fraction = _check_fraction(val_fraction)
-    check_int("seed", seed, minimum=0)
+def _full_mnist_files(root: str | Path | None, download: bool | None) -> tuple[Path, Path]:
+    """(images, labels) of the 60,000-image train split from root, $VGCOURSE_DATA or the cache."""
     if root is None:
         root = os.environ.get("VGCOURSE_DATA") or _CACHE_DIR
     folder = Path(root).expanduser()
-
-    files = _find_mnist_files(folder, "train") or _find_mnist_files(folder, "t10k")
+    files = _find_mnist_files(folder, "train")
     reason = "download=False"
     if files is None and download is not False:
         try:
@@ -328,11 +349,64 @@ def mnist(
             reason = f"the download failed ({type(error).__name__}: {error})"
     if files is None:
         raise DataUnavailableError(
-            f"MNIST IDX files not found in {folder} or {folder / 'MNIST' / 'raw'} ({reason}). Two ways out: "
-            "connect to the internet so torchvision can download MNIST (download=True), "
-            "or set VGCOURSE_DATA=/path (or pass root=) to a folder with the MNIST IDX files "
-            "(train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], or the t10k-* pair)."
+            f"source='full' needs MNIST's 60,000-image train files, not found in {folder} or "
+            f"{folder / 'MNIST' / 'raw'} ({reason}). Ways out: connect to the internet so torchvision can "
+            "download MNIST (download=True), or set VGCOURSE_DATA=/path (or pass root=) to a folder with "
+            "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], or use the default "
+            "source='shipped' (the 10,000-image test split inside the package, no download)."
         )
+    return files
+
+
+def mnist(
+    root: str | Path | None = None,
+    *,
+    source: str = "shipped",
+    val_fraction: float = 1 / 6,
+    seed: int = 0,
+    download: bool | None = None,
+    flatten: bool = True,
+) -> DataSplit:
+    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes.
+
+    ``source="shipped"`` (the default) reads the 10,000-image MNIST test split that ships inside the
+    package (md5-checked, no network, the same on every machine) and splits it (stratified by class,
+    seeded) into train and val: 8,334 / 1,666 with the default ``val_fraction``. ``source="full"`` is the
+    reader's explicit choice of the 60,000-image train split: read from ``root``, else ``$VGCOURSE_DATA``,
+    else ``~/.cache/vgcourse`` (the IDX files directly in the folder or in ``MNIST/raw/`` below it),
+    downloaded there with torchvision when missing (unless ``download=False``); val is carved from it
+    (stratified), 50,000 / 10,000 by default.
+
+    Args:
+        root: with ``source="full"``, the folder holding the IDX files; ``None`` uses ``$VGCOURSE_DATA`` or
+            ``~/.cache/vgcourse``. Must be ``None`` with ``source="shipped"``.
+        source: one of ``MNIST_SOURCES``: "shipped" or "full".
+        val_fraction: fraction of each class held out for validation, in (0, 1).
+        seed: seed for the split.
+        download: with ``source="full"``: ``False`` never downloads; ``None``/``True`` download with
+            torchvision when no files are found. Raises :class:`DataUnavailableError` when that is not
+            possible. Must be ``None`` or ``False`` with ``source="shipped"`` (which never downloads).
+        flatten: ``True`` gives x (N, 784), ``False`` gives x (N, 1, 28, 28).
+    """
+    if root is not None and not isinstance(root, (str, Path)):
+        raise TypeError(f"root must be a str, a Path or None; got {type(root).__name__}")
+    if download is not None and not isinstance(download, bool):
+        raise TypeError(f"download must be True, False or None; got {download!r}")
+    if not isinstance(flatten, bool):
+        raise TypeError(f"flatten must be a bool; got {flatten!r}")
+    check_choice("source", source, MNIST_SOURCES)
+    val_fraction = _check_fraction(val_fraction)
+    check_int("seed", seed, minimum=0)
+    if source == "shipped":
+        if root is not None or download:
+            given = "root=" if root is not None else "download=True"
+            raise ValueError(
+                f"{given} only applies to source='full'; the default source='shipped' reads the test split "
+                "inside the package and never downloads"
+            )
+        files = shipped_mnist_files()
+    else:
+        files = _full_mnist_files(root, download)
 
     images, labels = (torch.from_numpy(_read_idx(path).copy()) for path in files)
     if len(images) != len(labels) or images.shape[1:] != (28, 28):
