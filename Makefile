@@ -19,7 +19,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
 
-.PHONY: book test lint pytest claims-other-kernels browser constraints clean
+.PHONY: book reader-notebooks test lint pytest claims-other-kernels browser constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The data check runs first: missing or corrupted data files fail the build in seconds, with the way out.
+# After the site come the reader notebooks: each chapter for Colab and Jupyter readers in _build/colab/,
+# with the numbers the build computed written into the prose (vgcourse/reader_notebooks.py).
 book: $(STAMP)
 	$(BIN)/python -m vgcourse.datasets --check
-	rm -rf _build/html _build/.doctrees
+	rm -rf _build/html _build/.doctrees _build/colab
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	$(BIN)/python -m vgcourse.reader_notebooks --build _build --out _build/colab
+
+# The reader notebooks again, from the executed chapters of the last `make book`.
+reader-notebooks: $(STAMP)
+	$(BIN)/python -m vgcourse.reader_notebooks --build _build --out _build/colab
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

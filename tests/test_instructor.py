@@ -63,13 +63,28 @@ def test_student_notebooks_cli(chapter: Path, tmp_path: Path, capsys: pytest.Cap
     assert exit_info.value.code == 2
 
 
+def test_a_myst_source_is_refused(chapter: Path, tmp_path: Path) -> None:
+    source = nbformat.read(chapter / "chapter.ipynb", as_version=4)
+    source.cells[0].source += "\n\nThe answer is {glue:text}`answer:.4f`."
+    nbformat.write(source, chapter / "chapter.ipynb")
+    with pytest.raises(ValueError, match="_build/colab"):
+        student_notebooks(chapter, tmp_path / "students")
+
+
 def test_student_copies_of_the_real_book(tmp_path: Path) -> None:
-    book = Path(__file__).resolve().parents[1] / "book"
-    if not list(book.glob("*.ipynb")):
-        pytest.skip("no chapter notebooks yet")
-    for path in student_notebooks(book, tmp_path):
+    """Made from the reader notebooks of the built book (make test builds it first)."""
+    root = Path(__file__).resolve().parents[1]
+    readers = root / "_build" / "colab"
+    if not list(readers.glob("*.ipynb")):
+        pytest.skip("the book is not built: run `make book` (it writes _build/colab)")
+    written = student_notebooks(readers, tmp_path)
+    assert sorted(p.name for p in written) == sorted(p.name for p in (root / "book").glob("*.ipynb"))
+    for path in written:
         copy = nbformat.read(path, as_version=4)
         assert all(SOLUTION_TAG not in cell.metadata.get("tags", []) for cell in copy.cells)
+        assert all(cell.outputs == [] for cell in copy.cells if cell.cell_type == "code")
+        prose = "".join(cell.source for cell in copy.cells if cell.cell_type == "markdown")
+        assert "{glue" not in prose, f"{path.name}: a glue role is left in the student copy"
 
 
 def test_grading_reports_right_wrong_missing_errors_timeouts_and_corrupt_files(tmp_path: Path) -> None:

@@ -37,7 +37,10 @@ SCREENSHOTS = ROOT / "_build" / "screenshots"
 ASSETS = ROOT / "tests" / "browser" / "node_modules"
 CHROMIUM = Path(os.environ.get("VGCOURSE_CHROMIUM", "/usr/bin/chromium"))
 REQUIRED = os.environ.get("VGCOURSE_REQUIRE_BROWSER") == "1"
-COLAB = "https://colab.research.google.com/github/vgcourse/vgcourse/blob/main/"
+# The Colab button opens the reader notebook (_build/colab/<chapter>.ipynb, which publish.yml pushes to
+# book/ on the colab branch), not the MyST source on main: _ext/colab_launch.py sets the branch.
+COLAB = "https://colab.research.google.com/github/vgcourse/vgcourse/blob/colab/"
+READER = ROOT / "_build" / "colab"
 JSDELIVR = re.compile(r"^https://cdn\.jsdelivr\.net/npm/((?:@[^/@]+/)?[^/@]+)@([^/]+)/([^?#]*)")
 WIDGET_STATE = 'script[type="application/vnd.jupyter.widget-state+json"]'
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
@@ -385,7 +388,9 @@ def test_colab_links_open_notebooks_of_this_repository(visit: object, entry: str
     record = visit(entry)
     for link in record.colab_links:
         assert link.startswith(COLAB) and link.endswith(".ipynb"), f"{record.url}: odd Colab link {link}"
-        assert (ROOT / link.removeprefix(COLAB)).is_file(), f"{link}: no such notebook in the repository"
+        path = link.removeprefix(COLAB)
+        assert path.startswith("book/") and (ROOT / path).is_file(), f"{link}: not a chapter of the book"
+        assert (READER / path.removeprefix("book/")).is_file(), f"{link}: no reader notebook in {READER}"
     if entry in CHAPTERS:
         assert f"{COLAB}{entry}.ipynb" in record.colab_links, (
             f"{record.url}: no Colab launch button for {entry}.ipynb (found {record.colab_links})"

@@ -2,7 +2,7 @@
 
 ``vgcourse profile``: per-layer gradient statistics of a fresh model on a fixed batch.
 ``vgcourse diagnose``: the same model and batch through ``vgcourse.diagnose``: flags and suggestions.
-``vgcourse student-notebooks OUT_DIR``: the chapters without their solution cells.
+``vgcourse student-notebooks OUT_DIR``: the reader notebooks (``_build/colab``) without their solution cells.
 ``vgcourse grade SUBMISSION.ipynb ...``: execute submissions, check their exercises, write a CSV.
 """
 
@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = commands.add_parser("student-notebooks", help="write the chapters without solution cells or outputs")
     s.add_argument("out_dir", metavar="OUT_DIR")
-    s.add_argument("--book", default="book", help="folder of the chapter notebooks (default: book)")
+    s.add_argument(
+        "--book",
+        default="_build/colab",
+        help="folder of the reader notebooks (default: _build/colab, written by make book)",
+    )
 
     g = commands.add_parser("grade", help="execute submitted notebooks and check their exercises")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
@@ -167,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             written = student_notebooks(args.book, args.out_dir)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             parser.error(str(error))
         print(f"wrote {len(written)} student notebooks to {args.out_dir}")
     elif args.command == "grade":

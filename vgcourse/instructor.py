@@ -1,6 +1,8 @@
 """Instructor tooling: student copies of the chapters, and grading of submitted notebooks.
 
-Solutions live in cells tagged ``solution``. A student copy drops them with nbconvert's
+Solutions live in cells tagged ``solution``. A student copy is made from a chapter's reader notebook
+(`vgcourse.reader_notebooks`, written by ``make book`` to ``_build/colab``: the book's numbers are in
+its prose, not ``{glue:text}`` roles); it drops the solution cells with nbconvert's
 ``TagRemovePreprocessor`` and clears every output. Grading executes each submission in a fresh
 kernel with a time limit per cell, then asks that kernel which exercises were checked and with what
 verdict (`vgcourse.exercises.attempts_json`); errors and time-outs are reported, never raised.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import nbformat
 from vgcourse._validation import check_float
 
 SOLUTION_TAG = "solution"
+GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
 RESULT_MARKER = "VGCOURSE-GRADES:"
 COLLECT_SOURCE = f"import vgcourse.exercises as _vx\nprint({RESULT_MARKER!r} + _vx.attempts_json())"
 STATUSES = ("ok", "errors", "timeout", "unreadable")
@@ -27,8 +31,12 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Write every ``*.ipynb`` of ``book_dir`` to ``out_dir`` without solution cells and outputs.
 
     Args:
-        book_dir: folder of the chapter notebooks (``book/`` in the repository).
+        book_dir: folder of the reader notebooks (``_build/colab`` after ``make book``).
         out_dir: destination folder, created if needed.
+
+    Raises:
+        FileNotFoundError: ``book_dir`` has no notebooks.
+        ValueError: a notebook's prose still holds glue roles (a MyST source such as ``book/``).
     """
     from nbconvert.exporters import NotebookExporter
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
@@ -48,6 +56,14 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
     exporter.register_preprocessor(ClearOutputPreprocessor(config=config), enabled=True)
     written = []
     for path in notebooks:
+        prose = "".join(
+            c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+        )
+        if GLUE_ROLE.search(prose):
+            raise ValueError(
+                f"{path} has glue roles in its prose (a MyST source): pass the reader notebooks that "
+                "`make book` writes to _build/colab"
+            )
         body, _ = exporter.from_filename(str(path))
         target = out / path.name
         target.write_text(body)
@@ -89,8 +105,9 @@ def grade_notebook(path: str | Path, timeout: float = 120.0, kernel_name: str = 
         timeout: seconds allowed per cell; a cell over it is interrupted and reported.
         kernel_name: the Jupyter kernel to run it with (one that has vgcourse installed).
     """
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from vgcourse.notebook_execution import SlicedWaitClient  # no wait on the kernel stalls to the timeout
 
     timeout = check_float("timeout", timeout, minimum=0.0, strict_minimum=True)
     path = Path(path)
@@ -102,7 +119,7 @@ def grade_notebook(path: str | Path, timeout: float = 120.0, kernel_name: str = 
     student = str(notebook.metadata.get("vgcourse", {}).get("student", student))
     exercise_ids = _exercises_in(notebook)
     notebook.cells.append(nbformat.v4.new_code_cell(COLLECT_SOURCE))
-    client = NotebookClient(
+    client = SlicedWaitClient(
         notebook,
         timeout=int(timeout),
         kernel_name=kernel_name,

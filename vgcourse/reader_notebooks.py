@@ -1,0 +1,516 @@
+"""Reader notebooks: the chapters as Colab and Jupyter show them, with the book's numbers in the prose.
+
+A chapter's prose is MyST Markdown written for the book build: ``{glue:text}`key:fmt``` roles,
+directives (```` ```{note} ````, ``:::{dropdown}``), cross-reference roles and ``(label)=`` targets,
+which Colab and Jupyter show as raw text. `reader_notebook` takes a chapter as the book build
+executed it (``_build/jupyter_execute/book/<chapter>.ipynb``, with its glued values in
+``<chapter>.glue.json`` beside it) and returns the same cells with plain Markdown prose:
+
+- a glue role becomes the value the page shows. ``{glue:text}`key:spec``` is formatted by myst-nb's
+  rule: v = ``ast.literal_eval`` of the glued ``text/plain`` (the text itself if that fails), cast to
+  int for the types ``bcdoxX``, to float for ``eEfFgGn%``, to str for ``s``, then ``format(v, spec)``;
+  no ``:spec`` means ``s``. ``{glue}`key``` shows the glued output of highest priority for HTML (an
+  image as a data URI, LaTeX as ``$…$``, Markdown, else the plain text);
+- admonitions become a quoted paragraph led by a bold label (``> **Note:** …``), dropdowns and other
+  titled directives a bold title over their body, ``{math}`` blocks ``$$ … $$``, code directives
+  fenced code, glue directives their value; ``{toctree}``-like directives are dropped;
+- ``{doc}``, ``{ref}`` and ``{numref}`` roles and Markdown links to other pages become links to the
+  course site; ``{math}`` becomes ``$…$``, ``{cite}`` ``[key]``, ``{eq}`` ``(label)``, other roles
+  their text;
+- ``(label)=`` targets, ``%`` comment lines and ``+++`` cell breaks are dropped.
+
+Code cells keep their source, so the Colab install cell stays first. No output is stored: a reader
+sees what their own run produces (the plots and widgets of the site come from running the cells), and
+the files stay small. ``make book`` writes them to ``_build/colab/``; ``python -m
+vgcourse.reader_notebooks`` writes them again from an existing build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import json
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+__all__ = [
+    "Site",
+    "format_glue_text",
+    "glue_values",
+    "main",
+    "reader_notebook",
+    "site_of",
+    "to_plain_markdown",
+    "write_reader_notebooks",
+]
+
+ADMONITIONS = {
+    "admonition": "",
+    "attention": "Attention",
+    "caution": "Caution",
+    "danger": "Danger",
+    "error": "Error",
+    "hint": "Hint",
+    "important": "Important",
+    "note": "Note",
+    "seealso": "See also",
+    "tip": "Tip",
+    "todo": "To do",
+    "warning": "Warning",
+}
+DROPPED_DIRECTIVES = {"toctree", "tableofcontents", "bibliography", "index", "include", "only", "raw"}
+CODE_DIRECTIVES = {"code", "code-block", "sourcecode", "code-cell"}
+GLUE_ROLES = {"glue", "glue:", "glue:any", "glue:text", "glue:md"}
+# myst-nb's render priority for HTML, restricted to what Markdown can show.
+GLUE_PRIORITY = ("image/svg+xml", "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex")
+
+# A role: {name}`content` (any number of backticks), or an inline code span to leave alone.
+_ROLE_OR_CODE = re.compile(
+    r"\{(?P<name>[A-Za-z][\w:+.-]*)\}(?P<ticks>`+)(?P<content>.+?)(?P=ticks)(?!`)|(`+).+?\4"
+)
+_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,}|:{3,})\s*(?P<info>.*?)\s*$")
+_DIRECTIVE_INFO = re.compile(r"^\{(?P<name>[^}\s]+)\}\s*(?P<argument>.*)$")
+_OPTION = re.compile(r"^:(?P<key>[\w-]+):\s*(?P<value>.*)$")
+_TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
+_EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
+_LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^()\s]+\.(?:md|ipynb))(?P<anchor>#[^()\s]*)?\)")
+_HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*\s*$", re.M)
+_MATH_LABEL = re.compile(r"^(?P<fence>\s*\$\$)\s*\([\w:.-]+\)\s*$")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the book is published and what its pages are called, for links that leave a notebook.
+
+    Attributes:
+        url: the site's address, ending in ``/`` (a page ``book/intro`` is at ``url + "book/intro.html"``).
+        titles: page title of each document name (``"book/intro"``), for ``{doc}`` roles without text.
+        labels: ``(document name, title)`` of each ``(label)=`` target, for ``{ref}`` roles.
+    """
+
+    url: str
+    titles: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not re.match(r"^https?://.+/$", self.url):
+            raise ValueError(f"site url must be an http(s) address ending in '/', got {self.url!r}")
+
+    def page(self, docname: str, anchor: str = "") -> str:
+        """The address of a document (``book/intro``), with ``#anchor`` when given."""
+        return f"{self.url}{docname}.html" + (f"#{anchor}" if anchor else "")
+
+
+def site_of(book_dir: str | Path, url: str) -> Site:
+    """`Site` of the book whose pages (``.md`` and ``.ipynb``) are in ``book_dir``, published at ``url``."""
+    book = Path(book_dir)
+    titles: dict[str, str] = {}
+    labels: dict[str, tuple[str, str]] = {}
+    for path in sorted([*book.glob("*.md"), *book.glob("*.ipynb")]):
+        docname = f"{book.name}/{path.stem}"
+        if path.suffix == ".ipynb":
+            cells = nbformat.read(path, as_version=4).cells
+            text = "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
+        else:
+            text = path.read_text()
+        lines = text.splitlines()
+        first = _HEADING.search(text)
+        titles[docname] = first["title"] if first else path.stem
+        for index, line in enumerate(lines):
+            target = _TARGET.match(line)
+            if target:
+                following = next((x for x in lines[index + 1 :] if x.strip()), "")
+                heading = _HEADING.match(following)
+                labels[target["label"]] = (docname, heading["title"] if heading else target["label"])
+    return Site(url, titles, labels)
+
+
+def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
+    """A glued value as ``{glue:text}`key:spec``` shows it (myst-nb's ``format_plain_text``)."""
+    if "text/plain" not in data:
+        raise ValueError(f"a glue:text role needs a text/plain value; this one has {sorted(data)}")
+    text = data["text/plain"]
+    try:
+        value: Any = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        value = text
+    if spec == "":
+        return str(value)
+    kind = spec[-1]
+    if kind == "s":
+        value = str(value)
+    elif kind in "bcdoxX":
+        value = int(value)
+    elif kind in "eEfFgGn%":
+        value = float(value)
+    return format(value, spec)
+
+
+def _split_role_key(role: str, content: str) -> tuple[str, str]:
+    """(key, spec) of a glue role's content; myst-nb splits ``key:spec`` at the last colon."""
+    if role == "glue:text":
+        key, _, spec = content.rpartition(":") if ":" in content else (content, "", "s")
+        return key, spec
+    if role == "glue:md":
+        return content.rpartition(":")[0] if ":" in content else content, ""
+    return content, ""
+
+
+def _glue_output(glue: Mapping[str, Mapping[str, Any]], key: str, page: str) -> Mapping[str, Any]:
+    if "::" in key:
+        raise ValueError(f"{page}: glue from another document ({key!r}) is not supported in reader notebooks")
+    if key not in glue:
+        raise KeyError(f"{page}: glue key {key!r} is not in the book build; rebuild it with `make book`")
+    return glue[key]
+
+
+def _glue_any(output: Mapping[str, Any], key: str, block: bool) -> str:
+    """A glued output as Markdown: the first of `GLUE_PRIORITY` it has, else its plain text."""
+    data = output.get("data", {})
+    for mime in GLUE_PRIORITY:
+        if mime in data:
+            value = data[mime]
+            value = "".join(value) if isinstance(value, list) else value
+            if mime.startswith("image/"):
+                raw = value.encode() if mime == "image/svg+xml" else None
+                payload = base64.b64encode(raw).decode() if raw else value.replace("\n", "")
+                return f"![{key}](data:{mime};base64,{payload})"
+            if mime == "text/latex":
+                math = _strip_latex_delimiters(value)
+                return f"$$\n{math}\n$$" if block else f"${math}$"
+            return value
+    if "text/plain" not in data:
+        raise ValueError(f"glue key {key!r} has no output Markdown can show ({sorted(data)})")
+    text = data["text/plain"]
+    if output.get("metadata", {}).get("strip_text_quotes") and re.match(r"^([\"']).*\1$", text):
+        text = text[1:-1]
+    return text
+
+
+def _strip_latex_delimiters(source: str) -> str:
+    source = source.strip()
+    for start, end in (("\\(", "\\)"), ("\\[", "\\]"), ("$$", "$$"), ("$", "$")):
+        if source.startswith(start) and source.endswith(end):
+            return source[len(start) : -len(end)]
+    return source
+
+
+class _Converter:
+    """One page's conversion: its glue values, its site and its document name."""
+
+    def __init__(self, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str) -> None:
+        self.glue, self.site, self.docname = glue, site, docname
+        self.values: list[tuple[str, str, str]] = []  # (role or directive, key, value), in reading order
+
+    # --- inline -----------------------------------------------------------------------------------
+
+    def inline(self, text: str) -> str:
+        text = _ROLE_OR_CODE.sub(self._role, text)
+        return _LINK.sub(self._link, text)
+
+    def _role(self, match: re.Match[str]) -> str:
+        if match["name"] is None:
+            return match[0]  # an inline code span stays as it is
+        name, content = match["name"], match["content"]
+        if name in GLUE_ROLES:
+            key, spec = _split_role_key(name, content)
+            output = _glue_output(self.glue, key, self.docname)
+            if name == "glue:text":
+                value = format_glue_text(output.get("data", {}), spec)
+            elif name == "glue:md":
+                value = output.get("data", {}).get("text/markdown", "")
+            else:
+                value = _glue_any(output, key, block=False)
+            self.values.append((name, key, value))
+            return value
+        explicit = _EXPLICIT.match(content)
+        text, target = (explicit["text"], explicit["target"]) if explicit else ("", content)
+        if name == "doc":
+            docname = self._resolve(target)
+            return f"[{text or self.site.titles.get(docname, target)}]({self.site.page(docname)})"
+        if name in ("ref", "numref"):
+            docname, title = self.site.labels.get(target, ("", target))
+            text = re.sub(r"\s*(%s|\{number\}|\{name\})\s*", " ", text or title).strip() or title
+            return f"[{text}]({self.site.page(docname, target)})" if docname else text
+        if name == "math":
+            return f"${content}$"
+        if name == "eq":
+            return text or f"({target})"
+        if name.startswith("cite"):
+            return "[" + ", ".join(k.strip() for k in content.split(",")) + "]"
+        if name in ("sub", "sup", "kbd"):
+            return f"<{name}>{content}</{name}>"
+        if name == "abbr":
+            return re.sub(r"\s*\(.*\)$", "", content, flags=re.S)
+        if name in ("code", "literal", "samp", "file", "command", "program"):
+            return f"`{content}`"
+        if name in ("guilabel", "menuselection", "strong"):
+            return f"**{content}**"
+        if name == "emphasis":
+            return f"*{content}*"
+        return text or target
+
+    def _resolve(self, target: str) -> str:
+        """Document name of a page reference relative to this page (``intro`` → ``book/intro``)."""
+        target = re.sub(r"\.(md|ipynb)$", "", target)
+        if target.startswith("/"):
+            return target.lstrip("/")
+        return posixpath.normpath(posixpath.join(posixpath.dirname(self.docname), target))
+
+    def _link(self, match: re.Match[str]) -> str:
+        target = match["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+            return match[0]
+        anchor = (match["anchor"] or "#")[1:]
+        return f"[{match['text']}]({self.site.page(self._resolve(target), anchor)})"
+
+    # --- blocks -----------------------------------------------------------------------------------
+
+    def markdown(self, text: str) -> str:
+        lines = text.split("\n")
+        out: list[str] = []
+        prose: list[str] = []  # ordinary lines, converted a paragraph at a time (a link may wrap)
+
+        def flush() -> None:
+            if prose:
+                out.extend(self.inline("\n".join(prose)).split("\n"))
+                prose.clear()
+
+        index, in_math = 0, False
+        while index < len(lines):
+            line, stripped = lines[index], lines[index].strip()
+            fence = None if in_math else _FENCE.match(line)
+            if fence:
+                flush()
+                end = self._closing(lines, index, fence)
+                directive = _DIRECTIVE_INFO.match(fence["info"])
+                if directive:
+                    body = [x.removeprefix(fence["indent"]) for x in lines[index + 1 : end]]
+                    block = self.directive(directive["name"], directive["argument"], body)
+                    if block:
+                        out.extend(fence["indent"] + x if x else x for x in block.split("\n"))
+                else:  # ordinary code stays verbatim
+                    out.extend(lines[index : end + 1])
+                index = end + 1
+                continue
+            labelled = _MATH_LABEL.match(line)
+            if in_math or stripped.startswith("$$"):
+                flush()
+                if in_math:
+                    in_math = not (labelled or stripped.endswith("$$"))
+                else:
+                    in_math = not (len(stripped) >= 4 and stripped.endswith("$$"))
+                out.append(labelled["fence"] if labelled else line)
+            elif _TARGET.match(line) or stripped == "+++" or line.lstrip().startswith("%"):
+                pass
+            elif stripped == "":
+                flush()
+                out.append(line)
+            else:
+                prose.append(line)
+            index += 1
+        flush()
+        return "\n".join(out)
+
+    @staticmethod
+    def _closing(lines: list[str], start: int, fence: re.Match[str]) -> int:
+        mark = fence["fence"]
+        for index in range(start + 1, len(lines)):
+            stripped = lines[index].strip()
+            if stripped and set(stripped) == {mark[0]} and len(stripped) >= len(mark):
+                return index
+        return len(lines)  # an unclosed fence runs to the end of the cell, as in CommonMark
+
+    def directive(self, name: str, argument: str, body: list[str]) -> str:
+        options, content = _options(body)
+        text = "\n".join(content).strip("\n")
+        if name in DROPPED_DIRECTIVES:
+            return ""
+        if name in CODE_DIRECTIVES:
+            return f"```{argument}\n{text}\n```"
+        if name == "math":
+            return f"$$\n{text}\n$$"
+        if name.startswith("glue"):
+            return self._glue_directive(name, argument, options, text)
+        if name in ("figure", "image"):
+            image = self.site.url + "_images/" + posixpath.basename(argument)
+            caption = self.markdown(text).strip()
+            alt = options.get("alt", caption.split("\n")[0] if caption else posixpath.basename(argument))
+            return f"![{alt}]({image})" + (f"\n\n*{caption}*" if caption else "")
+        converted = self.markdown(text).strip("\n")
+        if name in ADMONITIONS:
+            if name == "admonition":  # a title of its own: a bold line over the body
+                lead = f"**{self.inline(argument).strip()}**\n\n"
+            else:
+                lead = f"**{ADMONITIONS[name]}:** "
+            quoted = [f"> {x}" if x else ">" for x in (lead + converted).split("\n")]
+            return "\n".join(quoted)
+        title = self.inline(argument).strip()
+        return (f"**{title}**\n\n" if title else "") + converted
+
+    def _glue_directive(self, name: str, key: str, options: Mapping[str, str], caption: str) -> str:
+        output = _glue_output(self.glue, key, self.docname)
+        data = output.get("data", {})
+        if name == "glue:md":
+            value = data.get("text/markdown", "")
+        elif name == "glue:math":
+            value = f"$$\n{_strip_latex_delimiters(data.get('text/latex', ''))}\n$$"
+        else:
+            value = _glue_any(output, key, block=True)
+        self.values.append((name, key, value))
+        if name == "glue:figure" and caption:
+            value += f"\n\n*{self.markdown(caption).strip()}*"
+        return value
+
+
+def _options(body: list[str]) -> tuple[dict[str, str], list[str]]:
+    """A directive's ``:key: value`` lines or ``---`` YAML block, and the rest of its body."""
+    options: dict[str, str] = {}
+    if body and body[0].strip() == "---":
+        end = next((i for i in range(1, len(body)) if body[i].strip() == "---"), 0)
+        for line in body[1:end]:
+            key, _, value = line.partition(":")
+            options[key.strip()] = value.strip()
+        return options, body[end + 1 :]
+    index = 0
+    while index < len(body) and _OPTION.match(body[index].strip()):
+        option = _OPTION.match(body[index].strip())
+        assert option is not None
+        options[option["key"]] = option["value"]
+        index += 1
+    return options, body[index:]
+
+
+def to_plain_markdown(text: str, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str) -> str:
+    """MyST Markdown of page ``docname`` (``book/linear_chain``) as plain Markdown (module docstring).
+
+    Args:
+        text: the Markdown.
+        glue: the page's glued outputs, ``{key: {"data": {mime: value}, "metadata": {...}}}``.
+        site: where links to other pages go.
+        docname: the page's document name, for relative references.
+    """
+    return _Converter(glue, site, docname).markdown(text)
+
+
+def glue_values(
+    text: str, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str
+) -> list[tuple[str, str, str]]:
+    """``(role or directive, key, value)`` for each glue `to_plain_markdown` fills in, in reading order."""
+    converter = _Converter(glue, site, docname)
+    converter.markdown(text)
+    return converter.values
+
+
+def reader_notebook(
+    executed: nbformat.NotebookNode, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str
+) -> nbformat.NotebookNode:
+    """The reader notebook of an executed chapter: plain Markdown prose, code cells without outputs."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata = {k: v for k, v in executed.metadata.items() if k in ("kernelspec", "language_info")}
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(to_plain_markdown(cell.source, glue, site, docname))
+        elif cell.cell_type == "code":
+            new = nbformat.v4.new_code_cell(cell.source)
+        else:
+            new = nbformat.v4.new_raw_cell(cell.source)
+        new.metadata = dict(cell.get("metadata", {}))
+        notebook.cells.append(new)
+    return notebook
+
+
+def _sources(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+
+
+def _glue_of(executed_path: Path, executed: nbformat.NotebookNode) -> dict[str, Any]:
+    """The chapter's glued outputs: myst-nb's ``<chapter>.glue.json``, plus any left in the notebook."""
+    glue_path = executed_path.with_suffix(".glue.json")
+    glue: dict[str, Any] = json.loads(glue_path.read_text()) if glue_path.exists() else {}
+    for cell in executed.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = output.get("metadata", {}).get("scrapbook")
+            if record:
+                prefix = len(record.get("mime_prefix", ""))
+                data = {k[prefix:]: v for k, v in output.get("data", {}).items()}
+                glue[record["name"]] = {"data": data, "metadata": output.get("metadata", {})}
+    return glue
+
+
+def write_reader_notebooks(
+    book_dir: str | Path, build_dir: str | Path, out_dir: str | Path, site_url: str
+) -> list[Path]:
+    """Write ``out_dir/<chapter>.ipynb`` for every chapter ``book_dir/<chapter>.ipynb`` of a built book.
+
+    Args:
+        book_dir: the chapters' folder (``book``); its name is also the folder of the executed copies.
+        build_dir: the book build's folder (``_build``), holding ``jupyter_execute/<book>/``.
+        out_dir: destination, created if needed (``_build/colab``).
+        site_url: the published site, for links to other pages.
+
+    Raises:
+        FileNotFoundError: a chapter has no executed copy (the book is not built).
+        ValueError: a chapter changed after the build, or its prose cannot be converted.
+    """
+    book, out = Path(book_dir), Path(out_dir)
+    chapters = sorted(book.glob("*.ipynb"))
+    if not chapters:
+        raise FileNotFoundError(f"no chapter notebooks in {book}; pass the course's book/ folder")
+    site = site_of(book, site_url)
+    executed_dir = Path(build_dir) / "jupyter_execute" / book.name
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source_path in chapters:
+        executed_path = executed_dir / source_path.name
+        if not executed_path.exists():
+            raise FileNotFoundError(f"{executed_path} is missing: build the book first (`make book`)")
+        executed = nbformat.read(executed_path, as_version=4)
+        source = nbformat.read(source_path, as_version=4)
+        if [(c.cell_type, c.source) for c in executed.cells] != [
+            (c.cell_type, c.source) for c in source.cells
+        ]:
+            raise ValueError(f"{source_path} changed after the book was built: run `make book` again")
+        docname = f"{book.name}/{source_path.stem}"
+        notebook = reader_notebook(executed, _glue_of(executed_path, executed), site, docname)
+        target = out / source_path.name
+        nbformat.write(notebook, target)
+        written.append(target)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vgcourse.reader_notebooks``: write the reader notebooks of a built book."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vgcourse.reader_notebooks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--book", default="book", help="the chapters' folder (default: book)")
+    parser.add_argument("--build", default="_build", help="the book build's folder (default: _build)")
+    parser.add_argument("--out", default="_build/colab", help="where to write them (default: _build/colab)")
+    parser.add_argument("--site-url", help="the published site (default: html.baseurl of _config.yml)")
+    args = parser.parse_args(argv)
+    site_url = args.site_url
+    if site_url is None:
+        import yaml
+
+        config = yaml.safe_load(Path("_config.yml").read_text())
+        site_url = config.get("html", {}).get("baseurl")
+        if not site_url:
+            parser.error("_config.yml has no html.baseurl: pass --site-url")
+    try:
+        written = write_reader_notebooks(args.book, args.build, args.out, site_url)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        parser.error(str(error))
+    print(f"wrote {len(written)} reader notebooks to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
