@@ -14,7 +14,8 @@ from pathlib import Path
 
 import nbformat
 import yaml
-from nbclient import NotebookClient
+
+from vgcourse.notebook_execution import SlicedWaitClient  # its waits on the kernel never stall
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def chapters() -> list[Path]:
 def execute(path: Path, timeout: int) -> float:
     """Execute one notebook in its own folder; return the wall time in seconds."""
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
+    client = SlicedWaitClient(
         notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     start = time.perf_counter()

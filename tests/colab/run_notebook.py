@@ -7,17 +7,26 @@ the chapters' install cells test for), so the install cell runs `%pip install "v
 takes its settings (PIP_FIND_LINKS pointing at the built wheel, PIP_CONSTRAINT) from the
 environment. After the last cell, a hidden cell prints the facts the test checks. The kernel works
 in WORKDIR, an empty folder like Colab's /content: nothing of the repository is importable there.
-Only the standard library and what Colab preinstalls (nbclient, nbformat) are used here.
+Only the standard library and what Colab preinstalls (nbclient, nbformat) are used here, and the
+repository's vgcourse/notebook_execution.py, loaded by path (vgcourse is not installed in this
+environment until the chapter's install cell runs): the client waits for the kernel in 1 s slices, so a
+reply that did not wake its poll cannot pause a chapter for the whole cell timeout.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
-from queue import Empty
+from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+_SPEC = importlib.util.spec_from_file_location(
+    "_notebook_execution", Path(__file__).resolve().parents[2] / "vgcourse" / "notebook_execution.py"
+)
+notebook_execution = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(notebook_execution)
 
 FAKE_COLAB = """import sys, types
 sys.modules["google.colab"] = types.ModuleType("google.colab")"""
@@ -30,32 +39,6 @@ for _name in ("vgcourse", "torch", "torchvision", "ipywidgets"):
 print("COLAB-PATH-FACTS " + _json.dumps(_facts))"""
 
 
-class SlicedPollClient(NotebookClient):
-    """Waits for each cell's reply in 1 s slices instead of one wait as long as the cell timeout.
-
-    With two notebook runs at once (as under xdist), a reply sometimes reaches the client without
-    waking its ZMQ poll; the poll then finds it only when it times out, so the run paused for the whole
-    cell timeout (600 s, once). A 1 s slice bounds that pause to 1 s; the cell's deadline is unchanged.
-    """
-
-    async def async_start_new_kernel_client(self):  # type: ignore[override]
-        client = await super().async_start_new_kernel_client()
-        wait = client.shell_channel.get_msg
-
-        async def get_msg(timeout: float | None = None) -> dict:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                left = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-                try:
-                    return await wait(timeout=left)
-                except Empty:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise
-
-        client.shell_channel.get_msg = get_msg
-        return client
-
-
 def main(source: str, target: str, workdir: str) -> int:
     notebook = nbformat.read(source, as_version=4)
     notebook.cells = [
@@ -63,7 +46,7 @@ def main(source: str, target: str, workdir: str) -> int:
         *notebook.cells,
         nbformat.v4.new_code_cell(FACTS),
     ]
-    client = SlicedPollClient(
+    client = notebook_execution.SlicedWaitClient(
         notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": workdir}}
     )
     start = time.perf_counter()
