@@ -409,7 +409,9 @@ def test_text_html_frame_and_json() -> None:
     assert all(name in text for name in report.layer_names) and "vanishing" in text
     assert f'"{CHAPTERS["sigmoid_bound"]}"' in text
     page = report._repr_html_()
-    assert "<table" in page and page.count("<tr>") == 1 + len(report.layers) and "#b00020" in page
+    rows = 1 + len(report.layers) + len(report.parameter_groups())  # header, layers, other parameters
+    assert "<table" in page and page.count("<tr>") == rows and "#b00020" in page
+    assert [g["role"] for g in report.parameter_groups()] == ["bias"]
     frame = report.to_frame()
     assert list(frame.index) == report.layer_names
     assert {"grad_rms", "ratio", "update_ratio", "dead_frac", "saturated_frac", "status", "flags"} <= set(

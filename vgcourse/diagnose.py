@@ -44,6 +44,7 @@ rms(g_l) / rms(g_output), with the output layer the last layer that received a f
 from __future__ import annotations
 
 import copy
+import functools
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -76,8 +77,15 @@ __all__ = [
     "DiagnosisReport",
     "Finding",
     "LayerDiagnosis",
+    "FORWARD_HIGH",
+    "INITIAL_LOSS_FACTOR",
+    "FORWARD_LOW",
+    "PARAMETER_ROLES",
+    "ZERO_START_STEPS",
+    "ParameterDiagnosis",
     "Thresholds",
     "diagnose",
+    "diagnosis_layers",
 ]
 
 VANISHING_RATIO = 1e-3
@@ -98,6 +106,14 @@ UPDATE_RATIO_HIGH = 1e-1
 """Above this update:data ratio one step rewrites a large part of a layer."""
 MIN_BATCH = 16
 """Fewer examples than this make dead-unit fractions (and batch norm statistics) unreliable."""
+FORWARD_LOW = 1e-4
+"""Below this output second moment ÷ the input's, a layer's forward signal has collapsed."""
+FORWARD_HIGH = 1e4
+"""Above this output second moment ÷ the input's, a layer's forward signal has blown up."""
+INITIAL_LOSS_FACTOR = 4.0
+"""A C-class cross-entropy whose first loss is above this many times ln C is flagged (Karpathy's check)."""
+ZERO_START_STEPS = 3
+"""Steps ``diagnose`` runs at least when a parameter starts at exactly zero (it blocks the first step)."""
 
 LOSSES = ("cross_entropy", "mse")
 """Loss names ``diagnose`` accepts instead of a loss function."""
@@ -115,19 +131,43 @@ CHAPTERS = {
 
 FINDING_KINDS = (
     "non_finite",
+    "forward_blowup",
+    "forward_collapse",
     "exploding",
     "vanishing",
     "dead",
     "saturated",
     "update_too_large",
     "update_too_small",
+    "initial_loss",
+    "zero_start",
+    "normalized",
+    "adaptive",
     "no_gradient",
     "small_batch",
 )
-"""What a finding can be about, most urgent first (the last two are notes, not problems)."""
-_NOTES = ("no_gradient", "small_batch")
-_LAYER_FLAGS = FINDING_KINDS[:7]
+"""What a finding can be about, most urgent first (the last five are notes, not problems)."""
+_NOTES = ("zero_start", "normalized", "adaptive", "no_gradient", "small_batch")
+_LAYER_FLAGS = FINDING_KINDS[:9]
 _SATURATING = (nn.Sigmoid, nn.Tanh)
+_NORMS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_ADAPTIVE = (
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+    torch.optim.Adadelta,
+)
+PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")
+"""How ``DiagnosisReport.parameters`` sorts the trainable parameters that are not layer weights."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +181,8 @@ class Thresholds:
         saturated: flag layers with more than this fraction of saturated outputs (in [0, 1)).
         update_low: flag layers whose update:data ratio is below this (> 0).
         update_high: flag layers whose update:data ratio is above this (> update_low).
+        forward_low: flag layers whose output second moment ÷ the input's is below this (in (0, 1)).
+        forward_high: flag layers whose output second moment ÷ the input's is above this (> 1).
     """
 
     vanishing: float = VANISHING_RATIO
@@ -149,8 +191,14 @@ class Thresholds:
     saturated: float = SATURATED_FRACTION
     update_low: float = UPDATE_RATIO_LOW
     update_high: float = UPDATE_RATIO_HIGH
+    forward_low: float = FORWARD_LOW
+    forward_high: float = FORWARD_HIGH
 
     def __post_init__(self) -> None:
+        check_float("forward_low", self.forward_low, 0.0, 1.0, strict_minimum=True)
+        if self.forward_low >= 1.0:
+            raise ValueError(f"forward_low must be in (0, 1); got {self.forward_low!r}")
+        check_float("forward_high", self.forward_high, 1.0, strict_minimum=True)
         check_float("vanishing", self.vanishing, 0.0, 1.0, strict_minimum=True)
         if self.vanishing >= 1.0:
             raise ValueError(f"vanishing must be in (0, 1); got {self.vanishing!r}")
@@ -187,6 +235,16 @@ class LayerDiagnosis:
         status: "ok", "frozen" (no weight requires grad), "no gradient" (trainable, but grad is None)
             or "non-finite" (NaN/inf in its output or gradient).
         flags: the finding kinds this layer is flagged for (see ``FINDING_KINDS``).
+        forward_ms: q_l = mean(h_l²), the second moment of the layer's output h_l (its pre-activation).
+        forward_gain: q_l / q_0, with q_0 = mean(x²) of the input (of the first layer's output when the
+            input is not a float tensor): ≈ 1 through a variance-preserving network.
+        similarity: the mean cosine similarity cos(h_l(x_i), h_l(x_j)) over pairs of examples i ≠ j:
+            near 1, the layer's output no longer depends on which example came in.
+        backward_norm: ‖∂L/∂h_l‖₂, the backward signal at the layer's output (a tensor hook).
+        backward_ratio: rms(∂L/∂h_l) / rms(∂L/∂h) of the reference (output) layer, per entry.
+        feeds_norm: the output goes straight into a normalization layer (BatchNorm, LayerNorm, ...), so
+            the loss does not change when W is scaled: the update ratio is an effective (angular) step.
+        zero_start: every weight of the layer was exactly 0 before the first step.
     """
 
     name: str
@@ -201,6 +259,39 @@ class LayerDiagnosis:
     saturated_frac: float
     status: str
     flags: tuple[str, ...]
+    forward_ms: float = math.nan
+    forward_gain: float = math.nan
+    similarity: float = math.nan
+    backward_norm: float = math.nan
+    backward_ratio: float = math.nan
+    feeds_norm: bool = False
+    zero_start: bool = False
+
+
+@dataclass(frozen=True)
+class ParameterDiagnosis:
+    """A trainable parameter that is not a layer weight (biases, norm affine parameters, tokens...).
+
+    Args:
+        name: its qualified name (``model.named_parameters``).
+        role: one of ``PARAMETER_ROLES``: "norm weight"/"norm bias" (affine parameters of a normalization
+            layer), "bias", "matrix" (>= 2-D, e.g. a class token or position embedding) or "vector".
+        module: the owning module's class name.
+        numel: its number of entries n.
+        grad_rms: ‖g‖₂/√n of its gradient (NaN: no gradient).
+        update_ratio: std(ΔP)/std(P) of the step (inf when it started at 0 and moved).
+        zero_start: every entry was exactly 0 before the first step (biases excluded: zero is their default).
+        status: "ok", "frozen", "no gradient" or "non-finite".
+    """
+
+    name: str
+    role: str
+    module: str
+    numel: int
+    grad_rms: float
+    update_ratio: float
+    zero_start: bool
+    status: str
 
 
 @dataclass(frozen=True)
@@ -245,6 +336,9 @@ class DiagnosisReport:
         thresholds: the thresholds used.
         record: the ``MonitorRecord`` of every step (for ``vgcourse.plots`` over-training views).
         non_finite_at: where NaN/inf first appeared ("input", a layer name, "loss" or "gradient"), or None.
+        parameters: the trainable parameters that are not layer weights (``ParameterDiagnosis``).
+        input_ms: q_0, the second moment the forward gains are relative to.
+        steps_asked: the steps asked for (``steps_run`` can be more when a parameter starts at 0).
     """
 
     model_name: str
@@ -259,6 +353,9 @@ class DiagnosisReport:
     thresholds: Thresholds
     record: MonitorRecord = field(repr=False)
     non_finite_at: str | None = None
+    parameters: tuple[ParameterDiagnosis, ...] = ()
+    input_ms: float = math.nan
+    steps_asked: int = 1
 
     @property
     def layer_names(self) -> list[str]:
@@ -293,7 +390,8 @@ class DiagnosisReport:
         """One numeric column over the layers, input to output: an (L,) float array.
 
         Args:
-            column: grad_norm, grad_rms, ratio, update_ratio, dead_frac or saturated_frac.
+            column: grad_norm, grad_rms, ratio, update_ratio, dead_frac, saturated_frac, forward_ms,
+                forward_gain, similarity, backward_norm or backward_ratio.
         """
         check_choice("column", column, _NUMERIC)
         return np.array([getattr(layer, column) for layer in self.layers], dtype=np.float64)
@@ -311,9 +409,8 @@ class DiagnosisReport:
 
     def to_text(self) -> str:
         """The report as plain text: a summary line, a table of the layers and the findings."""
-        header = ("layer", "weights", "grad rms", "÷ output", "update", "dead", "saturated", "flags")
-        rows = [header] + [_text_row(layer) for layer in self.layers]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+        rows = [_HEADER] + [_text_row(layer) for layer in self.layers]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER) - 1)]
         lines = [self.summary(), ""]
         for row in rows:
             cells = [row[0].ljust(widths[0])] + [
@@ -321,6 +418,11 @@ class DiagnosisReport:
             ]
             lines.append("  ".join([*cells, row[-1]]).rstrip())
         lines.append("")
+        groups = self.parameter_groups()
+        if groups:
+            lines.append("other parameters:")
+            lines += ["  " + ", ".join(_group_cells(group)) for group in groups]
+            lines.append("")
         if not self.findings:
             lines.append("No problems found.")
         for finding in self.findings:
@@ -342,10 +444,7 @@ class DiagnosisReport:
     def _repr_html_(self) -> str:
         """A notebook table: flagged cells in red, then the findings with their suggestions."""
         esc = html.escape
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("layer", "weights", "grad rms", "÷ output", "update:data", "dead", "saturated", "flags")
-        )
+        head = "".join(f"<th>{esc(h)}</th>" for h in _HEADER)
         body = []
         for layer in self.layers:
             cells = _text_row(layer)
@@ -355,6 +454,9 @@ class DiagnosisReport:
                 "non_finite" in layer.flags,
                 bool({"vanishing", "exploding"} & set(layer.flags)),
                 bool({"update_too_large", "update_too_small"} & set(layer.flags)),
+                bool({"forward_blowup", "forward_collapse"} & set(layer.flags)),
+                False,
+                False,
                 "dead" in layer.flags,
                 "saturated" in layer.flags,
                 bool(layer.flags),
@@ -369,11 +471,36 @@ class DiagnosisReport:
             for f in self.findings
         )
         findings = f"<ul>{items}</ul>" if items else "<p>No problems found.</p>"
+        groups = "".join(
+            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in _group_cells(group)) + "</tr>"
+            for group in self.parameter_groups()
+        )
+        others = f'<p>other parameters:</p><table style="font-size:small">{groups}</table>' if groups else ""
         return (
             f"<div><p><b>{esc(self.summary())}</b></p>"
             f'<table style="font-size:small"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-            f"</table>{findings}</div>"
+            f"</table>{others}{findings}</div>"
         )
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The other parameters summarized per role (``PARAMETER_ROLES`` order): role, count, numel, the
+        range of their gradient rms and of their update ratios, and how many start at 0 or are frozen."""
+        groups = []
+        for role in PARAMETER_ROLES:
+            members = [p for p in self.parameters if p.role == role]
+            if members:
+                groups.append(
+                    {
+                        "role": role,
+                        "count": len(members),
+                        "numel": sum(p.numel for p in members),
+                        "grad_rms": _range([p.grad_rms for p in members]),
+                        "update_ratio": _range([p.update_ratio for p in members]),
+                        "zero_start": sum(p.zero_start for p in members),
+                        "frozen": sum(p.status == "frozen" for p in members),
+                    }
+                )
+        return groups
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per layer (index: the layer name) and one column per field."""
@@ -401,7 +528,10 @@ class DiagnosisReport:
                 "optimizer": self.optimizer,
                 "non_finite_at": self.non_finite_at,
                 "thresholds": asdict(self.thresholds),
+                "input_ms": self.input_ms,
+                "steps_asked": self.steps_asked,
                 "layers": [asdict(layer) for layer in self.layers],
+                "parameters": [asdict(p) for p in self.parameters],
                 "findings": [asdict(f) | {"is_problem": f.is_problem} for f in self.findings],
             }
         )
@@ -413,24 +543,67 @@ class DiagnosisReport:
         return diagnosis(self, **kwargs)
 
 
-_NUMERIC = ("grad_norm", "grad_rms", "ratio", "update_ratio", "dead_frac", "saturated_frac")
+_NUMERIC = (
+    "grad_norm",
+    "grad_rms",
+    "ratio",
+    "update_ratio",
+    "dead_frac",
+    "saturated_frac",
+    "forward_ms",
+    "forward_gain",
+    "similarity",
+    "backward_norm",
+    "backward_ratio",
+)
 
 
 def _fmt(value: float, spec: str = ".2e") -> str:
     return "—" if not math.isfinite(value) else format(value, spec)
 
 
+_HEADER = (
+    "layer",
+    "weights",
+    "grad rms",
+    "÷ output",
+    "update",
+    "fwd ÷ in",
+    "cos",
+    "bwd ÷ out",
+    "dead",
+    "saturated",
+    "flags",
+)
+
+
 def _text_row(layer: LayerDiagnosis) -> tuple[str, ...]:
-    status = "" if layer.status == "ok" else f"[{layer.status}] "
+    notes = [] if layer.status == "ok" else [layer.status]
+    notes += ["feeds norm"] if layer.feeds_norm else []
+    notes += ["starts at 0"] if layer.zero_start else []
+    prefix = "".join(f"[{n}] " for n in notes)
     return (
         layer.name,
         str(layer.n_weights),
         _fmt(layer.grad_rms),
         _fmt(layer.ratio),
         _fmt(layer.update_ratio),
+        _fmt(layer.forward_gain),
+        _fmt(layer.similarity, ".2f"),
+        _fmt(layer.backward_ratio),
         _fmt(layer.dead_frac, ".2f"),
         _fmt(layer.saturated_frac, ".2f"),
-        status + ", ".join(layer.flags),
+        (prefix + ", ".join(layer.flags)).rstrip(),
+    )
+
+
+def _group_cells(group: Mapping[str, Any]) -> tuple[str, ...]:
+    extra = [f"{group[k]} {k.replace('_', ' ')}" for k in ("zero_start", "frozen") if group[k]]
+    return (
+        f"{group['count']} {group['role']}{'s' if group['count'] > 1 else ''} ({group['numel']} entries)",
+        f"grad rms {group['grad_rms']}",
+        f"update {group['update_ratio']}",
+        *extra,
     )
 
 
@@ -448,35 +621,126 @@ def _clean(value: Any) -> Any:
 # Measuring
 
 
-class _ForwardWatch:
-    """Forward hooks that note, per layer, whether its output was finite (None: it did not run)."""
+class _SignalWatch:
+    """Forward hooks on every layer: is its output finite, its second moment, how alike the examples'
+    outputs are, whether it feeds a normalization layer; and a tensor hook on the output for ‖∂L/∂h‖.
 
-    def __init__(self, layers: Sequence[tuple[str, nn.Module]]) -> None:
-        self.finite: list[Tensor | None] = [None] * len(layers)
-        self.order: list[int] = []  # execution order of the layers in the last forward pass
+    A tensor hook (not ``register_full_backward_hook``) keeps working when an in-place activation
+    (``nn.ReLU(inplace=True)``) overwrites the output: it fires with the gradient of the output as the
+    layer returned it.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], batch_size: int) -> None:
+        self.n = len(layers)
+        self.batch_size = batch_size
+        self.layers = [module for _, module in layers]
+        self.feeds_norm = [False] * self.n
+        self.reset()
         self._handles: list[RemovableHandle] = [
-            module.register_forward_hook(self._hook(i)) for i, (_, module) in enumerate(layers)
+            module.register_forward_hook(functools.partial(self._hook, i))
+            for i, module in enumerate(self.layers)
+        ]
+        self._handles += [
+            m.register_forward_pre_hook(self._norm_hook) for m in model.modules() if isinstance(m, _NORMS)
         ]
 
-    def _hook(self, index: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            out = output[0] if isinstance(output, tuple) else output
-            self.order.append(index)
-            if isinstance(out, Tensor) and out.is_floating_point():
-                finite = torch.isfinite(out.detach()).all()
-                previous = self.finite[index]
-                self.finite[index] = finite if previous is None else previous & finite
-
-        return hook
-
     def reset(self) -> None:
-        self.finite = [None] * len(self.finite)
-        self.order = []
+        """Forget the last forward and backward pass."""
+        self.finite: list[Tensor | None] = [None] * self.n
+        self.order: list[int] = []  # execution order of the layers in the last forward pass
+        self._outputs: dict[int, tuple[int, Tensor]] = {}  # storage address -> (layer, its output)
+        self._sq: list[list[Tensor]] = [[] for _ in range(self.n)]
+        self._count = [0] * self.n
+        self._cos: list[list[Tensor]] = [[] for _ in range(self.n)]
+        self._grad_sq: list[list[Tensor]] = [[] for _ in range(self.n)]
+        self._grad_count = [0] * self.n
+
+    def _hook(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
+        out = output[0] if isinstance(output, (tuple, list)) else output  # RNN, attention: (output, ...)
+        self.order.append(index)
+        if not (isinstance(out, Tensor) and out.is_floating_point()):
+            return
+        value = out.detach()
+        finite = torch.isfinite(value).all()
+        previous = self.finite[index]
+        self.finite[index] = finite if previous is None else previous & finite
+        if not torch.is_grad_enabled():
+            return
+        self._outputs[_address(value)] = (index, value)
+        self._sq[index].append(value.double().square().sum())
+        self._count[index] += value.numel()
+        examples = _examples(value, module, self.batch_size)
+        if examples is not None:
+            self._cos[index].append(_mean_cosine(examples))
+        if out.requires_grad:
+            out.register_hook(functools.partial(self._grad_hook, index))
+
+    def _grad_hook(self, index: int, grad: Tensor) -> None:
+        self._grad_sq[index].append(grad.detach().double().square().sum())
+        self._grad_count[index] += grad.numel()
+
+    def _norm_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0] if args else None
+        if isinstance(x, Tensor) and x.is_floating_point():
+            hit = self._outputs.get(_address(x))
+            if hit is not None and hit[1].numel() == x.numel():  # the layer's output, or a view of it
+                self.feeds_norm[hit[0]] = True
+
+    def signals(self) -> dict[str, np.ndarray]:
+        """Per layer, for the last forward and backward pass: forward_ms = mean(h²), similarity (NaN when
+        the examples could not be told apart in the output's shape), backward_norm = ‖∂L/∂h‖ and
+        backward_count, the entries of ∂L/∂h (0: no backward signal measured)."""
+        self._outputs = {}
+        nan = math.nan
+        with torch.no_grad():
+            forward = [
+                float(torch.stack(v).sum()) / c if c else nan
+                for v, c in zip(self._sq, self._count, strict=True)
+            ]
+            similarity = [float(torch.stack(v).mean()) if v else nan for v in self._cos]
+            backward = [math.sqrt(float(torch.stack(v).sum())) if v else nan for v in self._grad_sq]
+        return {
+            "forward_ms": np.array(forward, dtype=np.float64),
+            "similarity": np.array(similarity, dtype=np.float64),
+            "backward_norm": np.array(backward, dtype=np.float64),
+            "backward_count": np.array(self._grad_count, dtype=np.float64),
+        }
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _address(t: Tensor) -> int:
+    """Where a tensor's memory starts: equal for a tensor, its in-place results and its views."""
+    return t.untyped_storage().data_ptr()
+
+
+def _examples(value: Tensor, module: nn.Module, batch_size: int) -> Tensor | None:
+    """The output as (B, features), one row per example; None when no dimension is the batch's."""
+    if batch_size < 2 or value.ndim == 0:
+        return None
+    if isinstance(module, nn.RNNBase) and not module.batch_first and value.ndim == 3:
+        value = value.transpose(0, 1)
+    if value.shape[0] == batch_size:
+        return value.reshape(batch_size, -1)
+    if value.ndim >= 2 and value.shape[1] == batch_size:  # sequence-first (T, B, ...)
+        return value.transpose(0, 1).reshape(batch_size, -1)
+    return None
+
+
+def _mean_cosine(examples: Tensor) -> Tensor:
+    """mean over pairs i ≠ j of cos(e_i, e_j) = (‖Σ u_i‖² − m) / (m(m − 1)), u_i = e_i/‖e_i‖ (m rows ≠ 0)."""
+    e = examples.double()
+    norms = torch.linalg.vector_norm(e, dim=1, keepdim=True)
+    keep = norms.squeeze(1) > 0
+    u = e[keep] / norms[keep]
+    m = u.shape[0]
+    if m < 2:
+        return torch.tensor(math.nan, dtype=torch.float64, device=e.device)
+    total = u.sum(dim=0)
+    return (total @ total - m) / (m * (m - 1))
 
 
 def _check_batch(batch: Any) -> tuple[Tensor, Any]:
@@ -492,7 +756,12 @@ def _check_batch(batch: Any) -> tuple[Tensor, Any]:
 def _check_loss(loss_fn: Any) -> Callable[[Any, Any], Tensor]:
     if isinstance(loss_fn, str):
         name = check_choice("loss_fn", loss_fn, LOSSES)
-        return lambda output, target: loss_value(output, target, name)
+
+        def by_name(output: Any, target: Any) -> Tensor:
+            return loss_value(output, target, name)
+
+        by_name._vgcourse_loss = name  # type: ignore[attr-defined]
+        return by_name
     if not callable(loss_fn):
         raise TypeError(
             f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()) or one of: {', '.join(LOSSES)}; "
@@ -591,31 +860,46 @@ def diagnose(
     first = next(iter(model.parameters()), None)
     if first is None:
         raise ValueError("model has no parameters: nothing to diagnose")
-    layers = named_layers(model)
-    if not layers:
+    if not diagnosis_layers(model):
         raise ValueError("model has no layers to diagnose (modules with a >= 2-D weight, or RNNs)")
 
     work = copy.deepcopy(model)
     device = first.device
     x, y = x.to(device), _to(y, device)
-    work_layers = named_layers(work)
+    work_layers = diagnosis_layers(work)
     opt, opt_name = _make_step_optimizer(work, optimizer, lr)
-    watch = _ForwardWatch(work_layers)
+    others = _other_parameters(work, work_layers)
+    zero_start = _zero_start(work)
+    with torch.no_grad():
+        zero_layers = tuple(
+            bool(ws) and all(p.requires_grad and not bool(p.any()) for p in ws)
+            for ws in (layer_weights(m) for _, m in work_layers)
+        )
+    run_steps = max(steps, ZERO_START_STEPS) if zero_start else steps
+    watch = _SignalWatch(work, work_layers, len(x))
+    tracker = _ParameterTracker([p for _, p, _, _ in others])
     losses: list[float] = []
+    classes = None
+    signals: dict[str, np.ndarray] | None = None
     non_finite_at = None if bool(torch.isfinite(x).all()) else "input"
     try:
         with GradientMonitor(work, work_layers, saturation=saturation) as monitor:
-            for step in range(steps):
+            for step in range(run_steps):
                 watch.reset()
                 work.zero_grad(set_to_none=True)
                 with torch.enable_grad():
-                    loss = loss_fn(work(x), y)
+                    output = work(x)
+                    loss = loss_fn(output, y)
                     if not isinstance(loss, Tensor) or loss.numel() != 1:
                         raise ValueError(f"loss_fn must return a scalar tensor; got {type(loss).__name__}")
                     if loss.requires_grad:
                         loss.backward()
                 monitor.step(step)
+                signals = watch.signals()
+                tracker.before_update()
                 losses.append(float(loss.detach()))
+                if step == 0:
+                    classes = _classes(loss_fn, output)
                 problem = non_finite_at or _first_non_finite(watch, loss, work, work_layers)
                 if problem is not None:
                     non_finite_at = problem
@@ -627,16 +911,158 @@ def diagnose(
                         )
                     opt.step()
                     monitor.after_update()
+                    tracker.after_update()
         record = monitor.record()
     finally:
         watch.close()
     if clip_norm is not None:
         opt_name += f", clip {clip_norm:g}"
-    return _report(model, work_layers, record, watch, losses, x, device, opt_name, limits, non_finite_at)
+    measured = _Measured(
+        signals=signals if signals is not None else watch.signals(),
+        feeds_norm=tuple(watch.feeds_norm),
+        finite=tuple(watch.finite),
+        input_ms=float(x.double().square().mean()) if x.is_floating_point() and x.numel() else math.nan,
+        classes=classes,
+        zero_start=zero_start,
+        zero_layers=zero_layers,
+        others=tuple(
+            ParameterDiagnosis(
+                name=name,
+                role=role,
+                module=kind,
+                numel=p.numel(),
+                grad_rms=tracker.grad_rms[k],
+                update_ratio=tracker.update_ratio[k],
+                zero_start=name in zero_start,
+                status=tracker.status(k, p),
+            )
+            for k, (name, p, role, kind) in enumerate(others)
+        ),
+        adaptive=isinstance(opt, _ADAPTIVE),
+        lr=lr if isinstance(optimizer, str) else None,
+        steps_asked=steps,
+    )
+    return _report(model, work_layers, record, measured, losses, x, device, opt_name, limits, non_finite_at)
+
+
+def diagnosis_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers ``diagnose`` reports, input to output: ``named_layers(model)`` and every
+    ``nn.MultiheadAttention`` (whose input projections are not called ``weight``), in registration order."""
+    layers = named_layers(model)
+    known = {id(m) for _, m in layers}
+    order = {id(m): k for k, m in enumerate(model.modules())}
+    extra = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.MultiheadAttention) and id(m) not in known and layer_weights(m)
+    ]
+    return sorted(layers + extra, key=lambda item: order[id(item[1])])
+
+
+def _role(name: str, p: nn.Parameter, module: nn.Module) -> str:
+    leaf = name.rsplit(".", 1)[-1]
+    if isinstance(module, _NORMS) or "norm" in type(module).__name__.lower():
+        return "norm bias" if "bias" in leaf else "norm weight"
+    if "bias" in leaf:
+        return "bias"
+    return "matrix" if p.ndim >= 2 else "vector"
+
+
+def _other_parameters(
+    model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
+) -> list[tuple[str, nn.Parameter, str, str]]:
+    """(name, parameter, role, owning module's class) of every parameter that is not a layer weight."""
+    covered = {id(p) for _, module in layers for p in layer_weights(module)}
+    result = []
+    for name, p in model.named_parameters():
+        if id(p) in covered:
+            continue
+        owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        result.append((name, p, _role(name, p, owner), type(owner).__name__))
+    return result
+
+
+def _zero_start(model: nn.Module) -> frozenset[str]:
+    """Trainable parameters (not biases: 0 is their usual start) whose entries are all exactly 0."""
+    with torch.no_grad():
+        return frozenset(
+            name
+            for name, p in model.named_parameters()
+            if p.requires_grad and p.numel() and "bias" not in name.rsplit(".", 1)[-1] and not bool(p.any())
+        )
+
+
+def _classes(loss_fn: Callable[[Any, Any], Tensor], output: Any) -> int | None:
+    """C, the number of classes, when the loss is cross-entropy on (B, C, ...) logits; else None."""
+    is_ce = (
+        isinstance(loss_fn, nn.CrossEntropyLoss)
+        or getattr(loss_fn, "_vgcourse_loss", None) == "cross_entropy"
+    )
+    if is_ce and isinstance(output, Tensor) and output.ndim >= 2 and output.shape[1] >= 2:
+        return int(output.shape[1])
+    return None
+
+
+class _ParameterTracker:
+    """Gradient rms and update ratio of the parameters that are not layer weights, at the last step."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.grad_rms = [math.nan] * len(params)
+        self.update_ratio = [math.nan] * len(params)
+        self._before: list[Tensor | None] = [None] * len(params)
+        self._finite = [True] * len(params)
+
+    def before_update(self) -> None:
+        with torch.no_grad():
+            for k, p in enumerate(self.params):
+                self.update_ratio[k] = math.nan
+                self._before[k] = None
+                if p.grad is None:
+                    self.grad_rms[k] = math.nan
+                    continue
+                g = p.grad.detach().double()
+                self.grad_rms[k] = float(torch.linalg.vector_norm(g)) / math.sqrt(max(p.numel(), 1))
+                self._finite[k] = math.isfinite(self.grad_rms[k])
+                self._before[k] = p.detach().clone()
+
+    def after_update(self) -> None:
+        with torch.no_grad(), np.errstate(all="ignore"):
+            for k, p in enumerate(self.params):
+                before = self._before[k]
+                if before is None or p.numel() < 2:
+                    continue
+                change = float((p.detach() - before).double().std())
+                scale = float(before.double().std())
+                self.update_ratio[k] = change / scale if scale > 0 else (math.inf if change > 0 else math.nan)
+
+    def status(self, k: int, p: nn.Parameter) -> str:
+        if not p.requires_grad:
+            return "frozen"
+        if not math.isfinite(self.grad_rms[k]) and self._before[k] is None:
+            return "no gradient"
+        return "ok" if self._finite[k] else "non-finite"
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the run measured besides the ``MonitorRecord``."""
+
+    signals: dict[str, np.ndarray]
+    feeds_norm: tuple[bool, ...]
+    finite: tuple[Tensor | None, ...]
+    input_ms: float
+    classes: int | None
+    zero_start: frozenset[str]
+    zero_layers: tuple[bool, ...]
+    others: tuple[ParameterDiagnosis, ...]
+    adaptive: bool
+    lr: float | None
+    steps_asked: int
 
 
 def _first_non_finite(
-    watch: _ForwardWatch, loss: Tensor, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
+    watch: _SignalWatch, loss: Tensor, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
 ) -> str | None:
     """Where NaN/inf first appeared in this step: a layer (in execution order), the loss or a gradient."""
     for i in watch.order:
@@ -655,7 +1081,7 @@ def _report(
     model: nn.Module,
     layers: Sequence[tuple[str, nn.Module]],
     record: MonitorRecord,
-    watch: _ForwardWatch,
+    measured: _Measured,
     losses: list[float],
     x: Tensor,
     device: torch.device,
@@ -663,16 +1089,18 @@ def _report(
     limits: Thresholds,
     non_finite_at: str | None,
 ) -> DiagnosisReport:
-    """Turn the monitor's last row into per-layer diagnoses and findings."""
+    """Turn the monitor's last row and the measured signals into per-layer diagnoses and findings."""
     n_layers = len(layers)
     last = {m: record.values(m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
-    status, n_weights, kinds = [], [], []
+    first_grad = record.values("grad_norm")[0]
+    status, n_weights, kinds, zero = [], [], [], []
     for i, (_, module) in enumerate(layers):
         weights = layer_weights(module)
         with_grad = [p for p in weights if p.grad is not None]
         n_weights.append(sum(p.numel() for p in (with_grad or weights)))
         kinds.append(type(module).__name__)
-        finite_out = watch.finite[i]
+        zero.append(measured.zero_layers[i])
+        finite_out = measured.finite[i]
         if not any(p.requires_grad for p in weights):
             status.append("frozen")
         elif (finite_out is not None and not bool(finite_out)) or (
@@ -687,23 +1115,39 @@ def _report(
         rms = last["grad_norm"] / np.sqrt(np.array(n_weights, dtype=np.float64))
     ok = [i for i in range(n_layers) if status[i] == "ok" and math.isfinite(rms[i])]
     reference = ok[-1] if ok and rms[ok[-1]] > 0 else None
+    signals = measured.signals
     with np.errstate(all="ignore"):
         ratio = rms / rms[reference] if reference is not None else np.full(n_layers, np.nan)
+        input_ms = measured.input_ms
+        if not (math.isfinite(input_ms) and input_ms > 0):
+            input_ms = float(signals["forward_ms"][0])
+        gain = signals["forward_ms"] / input_ms
+        back_rms = signals["backward_norm"] / np.sqrt(signals["backward_count"])
+        usable = [i for i in range(n_layers) if math.isfinite(back_rms[i]) and back_rms[i] > 0]
+        back_ref = reference if reference in usable else (usable[-1] if usable else None)
+        back_ratio = back_rms / back_rms[back_ref] if back_ref is not None else np.full(n_layers, np.nan)
+    # On the first step a parameter at 0 passes no gradient back: the layers before it get exactly 0.
+    blocked = {i for i in range(n_layers) if measured.zero_start and first_grad[i] == 0 and not zero[i]}
 
     flags: list[list[str]] = [[] for _ in range(n_layers)]
     for i in range(n_layers):
         if status[i] == "non-finite":
             flags[i].append("non_finite")
+            continue
+        if not (zero[i] or measured.feeds_norm[i]):
+            flags[i] += ["forward_blowup"] if gain[i] > limits.forward_high else []
+            flags[i] += ["forward_collapse"] if gain[i] < limits.forward_low else []
         if status[i] != "ok":
             continue
         checks = {
-            "exploding": ratio[i] > limits.exploding,
-            "vanishing": ratio[i] < limits.vanishing,
+            "exploding": ratio[i] > limits.exploding and not zero[i],
+            "vanishing": ratio[i] < limits.vanishing and i not in blocked,
             "dead": last["dead_frac"][i] > limits.dead,
             "saturated": last["saturated_frac"][i] > limits.saturated,
-            "update_too_large": last["update_ratio"][i] > limits.update_high,
-            "update_too_small": last["update_ratio"][i] < limits.update_low,
         }
+        if not (zero[i] or measured.feeds_norm[i] or i in blocked):
+            checks["update_too_large"] = last["update_ratio"][i] > limits.update_high
+            checks["update_too_small"] = last["update_ratio"][i] < limits.update_low
         flags[i] += [kind for kind, hit in checks.items() if hit]  # NaN compares False: not measured
 
     diagnoses = tuple(
@@ -720,14 +1164,32 @@ def _report(
             saturated_frac=float(last["saturated_frac"][i]),
             status=status[i],
             flags=tuple(k for k in _LAYER_FLAGS if k in flags[i]),
+            forward_ms=float(signals["forward_ms"][i]),
+            forward_gain=float(gain[i]),
+            similarity=float(signals["similarity"][i]),
+            backward_norm=float(signals["backward_norm"][i]),
+            backward_ratio=float(back_ratio[i]),
+            feeds_norm=bool(measured.feeds_norm[i]),
+            zero_start=bool(zero[i]),
         )
         for i, (name, _) in enumerate(layers)
     )
-    findings = _findings(model, layers, diagnoses, limits, non_finite_at, len(x), reference)
+    context = _Context(
+        model=model,
+        layers=layers,
+        diagnoses=diagnoses,
+        limits=limits,
+        non_finite_at=non_finite_at,
+        batch_size=len(x),
+        reference=reference,
+        measured=measured,
+        losses=tuple(losses),
+        blocked=tuple(diagnoses[i].name for i in sorted(blocked)),
+    )
     return DiagnosisReport(
         model_name=type(model).__name__,
         layers=diagnoses,
-        findings=findings,
+        findings=_findings(context),
         reference=None if reference is None else layers[reference][0],
         losses=tuple(losses),
         steps_run=len(losses),
@@ -737,7 +1199,26 @@ def _report(
         thresholds=limits,
         record=record,
         non_finite_at=non_finite_at,
+        parameters=measured.others,
+        input_ms=float(input_ms),
+        steps_asked=measured.steps_asked,
     )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything ``_findings`` reads."""
+
+    model: nn.Module
+    layers: Sequence[tuple[str, nn.Module]]
+    diagnoses: tuple[LayerDiagnosis, ...]
+    limits: Thresholds
+    non_finite_at: str | None
+    batch_size: int
+    reference: int | None
+    measured: _Measured
+    losses: tuple[float, ...]
+    blocked: tuple[str, ...]
 
 
 def _names(names: Sequence[str], limit: int = 4) -> str:
@@ -755,28 +1236,35 @@ def _see(chapters: tuple[str, ...]) -> str:
     return "see " + " and ".join(f'"{c}"' for c in chapters)
 
 
-def _findings(
-    model: nn.Module,
-    layers: Sequence[tuple[str, nn.Module]],
-    diagnoses: tuple[LayerDiagnosis, ...],
-    limits: Thresholds,
-    non_finite_at: str | None,
-    batch_size: int,
-    reference: int | None,
-) -> tuple[Finding, ...]:
+def _range(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "—"
+    low, high = min(finite), max(finite)
+    return f"{low:.2g}" if f"{low:.2g}" == f"{high:.2g}" else f"{low:.2g} to {high:.2g}"
+
+
+def _findings(c: _Context) -> tuple[Finding, ...]:
     """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order."""
+    diagnoses, limits, layers = c.diagnoses, c.limits, c.layers
     by_kind = {kind: [d.name for d in diagnoses if kind in d.flags] for kind in _LAYER_FLAGS}
     is_recurrent = any(isinstance(module, nn.RNNBase) for _, module in layers)
-    saturating = any(isinstance(module, _SATURATING) for module in model.modules())
+    saturating = any(isinstance(module, _SATURATING) for module in c.model.modules())
     findings: list[Finding] = []
+    init = _quote("initialization")
+    activation_init = "He (Kaiming) for ReLU, Xavier for tanh" + (
+        "; replace sigmoid by ReLU or tanh"
+        if any(isinstance(m, nn.Sigmoid) for m in c.model.modules())
+        else ""
+    )
 
-    if non_finite_at is not None:
+    if c.non_finite_at is not None:
         where = {
             "input": "the input batch holds NaN or inf",
             "loss": "the loss is NaN or inf (every layer output was finite)",
             "gradient": "a gradient holds NaN or inf (the forward pass was finite)",
-        }.get(non_finite_at, f"the forward pass first produced NaN/inf at layer {non_finite_at!r}")
-        if non_finite_at == "input":
+        }.get(c.non_finite_at, f"the forward pass first produced NaN/inf at layer {c.non_finite_at!r}")
+        if c.non_finite_at == "input":
             suggestion = "clean or standardize the data: NaN/inf in the input propagates everywhere."
             chapters: tuple[str, ...] = ()
         else:
@@ -787,6 +1275,46 @@ def _findings(
                 + " (clipping)."
             )
         findings.append(Finding("non_finite", tuple(by_kind["non_finite"]), where, suggestion, chapters))
+
+    names = by_kind["forward_blowup"]
+    if names:
+        gains = [c.diagnoses[i].forward_gain for i, d in enumerate(diagnoses) if d.name in names]
+        findings.append(
+            Finding(
+                "forward_blowup",
+                tuple(names),
+                f"forward signal blows up: the second moment mean(h²) of the outputs of {_names(names)} is "
+                f"more than {limits.forward_high:g}× the input's (up to {max(gains):.2g}×): the weights are "
+                "too large for the activation, and the backward signal grows with the forward one.",
+                f"initialize with the variance-preserving scale ({activation_init}) and standardize the "
+                f"inputs; {_see(init)}.",
+                init,
+            )
+        )
+
+    names = by_kind["forward_collapse"]
+    if names:
+        gains = [d.forward_gain for d in diagnoses if d.name in names]
+        back = diagnoses[0].backward_ratio
+        back_text = (
+            f" The backward signal shrinks alike toward the input (‖∂L/∂h‖ per entry at the first layer: "
+            f"{back:.2g} of the output layer's), so the weight gradients, products of the two, can look "
+            "balanced."
+            if math.isfinite(back) and back < 1
+            else ""
+        )
+        findings.append(
+            Finding(
+                "forward_collapse",
+                tuple(names),
+                f"forward signal collapses: the second moment mean(h²) of the outputs of {_names(names)} is "
+                f"below {limits.forward_low:g} of the input's (down to {min(gains):.2g}): each layer shrinks "
+                f"it, and the output hardly depends on the input.{back_text}",
+                f"initialize for the activation ({activation_init}): the learning rate is not the cause; "
+                f"{_see(init)}.",
+                init,
+            )
+        )
 
     names = by_kind["exploding"]
     if names:
@@ -863,9 +1391,18 @@ def _findings(
             )
         )
 
+    signal_problem = by_kind["forward_blowup"] or by_kind["exploding"]
     names = by_kind["update_too_large"]
     if names:
-        chapters = _quote("detecting_and_fixing")
+        if signal_problem:
+            chapters = _quote("initialization", "detecting_and_fixing")
+            fix = (
+                "the steps are large because the signal is too large (above): fix the initialization first; "
+                "clipping the gradient norm bounds the step meanwhile"
+            )
+        else:
+            chapters = _quote("detecting_and_fixing")
+            fix = "lower the learning rate, or clip the gradient norm"
         findings.append(
             Finding(
                 "update_too_large",
@@ -873,7 +1410,7 @@ def _findings(
                 f"large steps: one update changes the weights of {_names(names)} by more than "
                 f"{limits.update_high:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
                 "typical).",
-                "lower the learning rate, or clip the gradient norm; " + _see(chapters) + ".",
+                f"{fix}; {_see(chapters)}.",
                 chapters,
             )
         )
@@ -881,12 +1418,20 @@ def _findings(
     names = by_kind["update_too_small"]
     if names:
         chapters = _quote("detecting_and_fixing")
-        if by_kind["vanishing"]:
+        if by_kind["forward_collapse"]:
+            chapters = _quote("initialization", "detecting_and_fixing")
+            cause = (
+                "the forward and backward signals collapsed (above): fix the initialization, not the "
+                "learning rate"
+            )
+        elif by_kind["vanishing"]:
             cause = "fix the vanishing gradient first"
         elif by_kind["dead"]:
             cause = "revive the dead units first (no gradient passes through them)"
+        elif c.measured.adaptive:
+            cause = "raise the learning rate (an adaptive optimizer moves each weight by about lr per step)"
         else:
-            cause = "raise the learning rate"
+            cause = "raise the learning rate (the signals are balanced: the step size is the cause)"
         findings.append(
             Finding(
                 "update_too_small",
@@ -896,6 +1441,88 @@ def _findings(
                 "typical).",
                 f"{cause}; " + _see(chapters) + ".",
                 chapters,
+            )
+        )
+
+    classes = c.measured.classes
+    if classes is not None and c.losses and c.losses[0] > INITIAL_LOSS_FACTOR * math.log(classes):
+        chance = math.log(classes)
+        findings.append(
+            Finding(
+                "initial_loss",
+                (),
+                f"the first loss is {c.losses[0]:.3g}, more than {INITIAL_LOSS_FACTOR:g} × ln C = "
+                f"{INITIAL_LOSS_FACTOR * chance:.3g}; a {classes}-class classifier that knows nothing scores "
+                f"ln C = {chance:.3g} (Karpathy's check): the right class gets probability e^-loss = "
+                f"{math.exp(-c.losses[0]):.2g} on (geometric) average, so the first logits are large and "
+                "confidently wrong.",
+                "scale the output layer's initial weights down (or start them at 0) so that the first "
+                f"logits are near 0, and check the labels; {_see(init)}.",
+                init,
+            )
+        )
+
+    zero_layers = [d.name for d in diagnoses if d.zero_start]
+    zero_params = sorted(p.name for p in c.measured.others if p.zero_start)
+    if c.measured.zero_start:
+        blocked = (
+            f"on the first step no gradient passed back through them, so {_names(list(c.blocked))} got "
+            "exactly 0 (not judged as vanishing or not moving); "
+            if c.blocked
+            else ""
+        )
+        ran = (
+            f"diagnose ran {len(c.losses)} steps (not {c.measured.steps_asked}) to see past it"
+            if len(c.losses) > c.measured.steps_asked
+            else f"the report shows step {len(c.losses)}"
+        )
+        findings.append(
+            Finding(
+                "zero_start",
+                tuple(zero_layers),
+                f"starting at exactly 0: {_names(zero_layers + zero_params)} (a zero-initialized output "
+                f"layer, residual-branch end or normalization scale: a design, not a fault); {blocked}{ran}.",
+                "nothing to fix; judge the layers before them after more steps (diagnose(..., steps=n)); "
+                "neither they nor the layers they block are flagged for their update ratios.",
+            )
+        )
+
+    names = [d.name for d in diagnoses if d.feeds_norm and d.status == "ok"]
+    if names:
+        steps = [d.update_ratio for d in diagnoses if d.name in names]
+        lr = c.measured.lr
+        effective = ""
+        if lr is not None and not c.measured.adaptive:
+            sq = [
+                sum(float(p.detach().double().square().sum()) for p in layer_weights(m))
+                for n, m in layers
+                if n in names
+            ]
+            effective = f" (effective learning rate lr/‖W‖² now {_range([lr / v for v in sq if v > 0])})"
+        findings.append(
+            Finding(
+                "normalized",
+                tuple(names),
+                f"{_names(names)} feed a normalization layer, so the loss does not change when their "
+                "weights are scaled: their update:data ratio "
+                f"({_range(steps)}) is an effective, angular step{effective}, and a large one grows ‖W‖, "
+                "which shrinks the next steps.",
+                "their update ratios are reported, not flagged; the norm layers' own scales and shifts are "
+                "listed among the other parameters.",
+            )
+        )
+
+    if c.measured.adaptive:
+        findings.append(
+            Finding(
+                "adaptive",
+                (),
+                "with an adaptive optimizer (Adam, RMSprop...), each weight moves by about lr per step "
+                "whatever its gradient's size (the update is g/√v): a small gradient does not by itself slow "
+                "a layer down; it does mean that the layer changes the loss little, or that its gradient is "
+                "mostly noise (and below Adam's eps, 1e-8, the weight stops moving).",
+                "read the update column, not the gradient column, for how fast a layer learns; a vanishing "
+                "gradient still means a network that passes little signal back.",
             )
         )
 
@@ -910,18 +1537,18 @@ def _findings(
             )
         )
     has_dead_units = any(math.isfinite(d.dead_frac) for d in diagnoses)
-    if batch_size < MIN_BATCH and (has_dead_units or _has_batch_norm(model)):
+    if c.batch_size < MIN_BATCH and (has_dead_units or _has_batch_norm(c.model)):
         findings.append(
             Finding(
                 "small_batch",
                 (),
-                f"the batch has only {batch_size} examples: dead-unit fractions and batch-norm statistics "
+                f"the batch has only {c.batch_size} examples: dead-unit fractions and batch-norm statistics "
                 "are noisy (a healthy unit looks dead on all of them with probability about "
-                f"{0.5**batch_size:.2g}).",
+                f"{0.5**c.batch_size:.2g}).",
                 f"diagnose on a batch of {MIN_BATCH} or more examples for these numbers to mean much.",
             )
         )
-    if reference is None and any(d.status == "ok" for d in diagnoses):
+    if c.reference is None and any(d.status == "ok" for d in diagnoses):
         findings.append(
             Finding(
                 "no_gradient",
@@ -930,7 +1557,8 @@ def _findings(
                 "check that the loss depends on the last layer (a dead or detached one gets no gradient).",
             )
         )
-    return tuple(findings)
+    order = {kind: k for k, kind in enumerate(FINDING_KINDS)}
+    return tuple(sorted(findings, key=lambda f: order[f.kind]))
 
 
 def _has_batch_norm(model: nn.Module) -> bool:

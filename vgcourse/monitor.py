@@ -170,9 +170,13 @@ def _check_layers(layers: Any) -> list[tuple[str, nn.Module]]:
 
 
 def layer_weights(module: nn.Module) -> list[nn.Parameter]:
-    """The monitored weights of a layer: ``weight``, or every ``weight_*`` of an RNN."""
+    """The monitored weights of a layer: ``weight``, every ``weight_*`` of an RNN, or the input projections
+    of an ``nn.MultiheadAttention`` (``in_proj_weight``, or ``q/k/v_proj_weight``)."""
     if isinstance(module, nn.RNNBase):
         return [p for name, p in module.named_parameters(recurse=False) if name.startswith("weight")]
+    if isinstance(module, nn.MultiheadAttention):
+        names = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+        return [p for p in (getattr(module, n, None) for n in names) if isinstance(p, nn.Parameter)]
     weight = getattr(module, "weight", None)
     return [weight] if isinstance(weight, nn.Parameter) else []
 
