@@ -42,6 +42,13 @@ def capabilities() -> list[str]:
     return found
 
 
+def native_capability() -> str:
+    """The kernel family PyTorch picks on this CPU when ATEN_CPU_CAPABILITY is unset."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+
 def measure(capability: str, seeds: str, tests: list[str], workers: int, out: Path) -> None:
     env = dict(
         os.environ,
@@ -111,7 +118,15 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers per run (default 2)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument(
+        "--other-capabilities",
+        action="store_true",
+        help="only print the capabilities this CPU has besides its native one, and exit",
+    )
     args = parser.parse_args()
+    if args.other_capabilities:
+        print(" ".join(cap for cap in capabilities() if cap != native_capability()))
+        return 0
     with tempfile.TemporaryDirectory() as folder:
         records: list[dict] = []
         for capability in args.capabilities.split(","):

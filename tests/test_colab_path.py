@@ -1,27 +1,34 @@
-"""The Colab path: each chapter's install cell and the whole chapter, replayed as Colab runs them.
+"""The Colab path: each chapter's install cell and the whole reader notebook, replayed as Colab runs them.
 
-A Colab runtime already has torch and torchvision (and the Jupyter kernel); a reader who opens a
-chapter runs its first cell, which (only on Colab) runs `%pip install "vgcourse==X"`. Here:
+A Colab runtime already has Python 3.12 (moving to 3.13), a torch and torchvision a few releases older
+than the newest, ipywidgets 7.7.1 and the Jupyter kernel; a reader who opens a chapter runs its reader
+notebook (`_build/colab/<chapter>.ipynb`, written by `make book`: the chapter with its glued numbers filled
+in), whose first cell, only on Colab, runs `%pip install "vgcourse==X"`. Here:
 
 1. The wheel of vgcourse is built from a clean copy of the package sources.
-2. A "Colab image" virtual environment is made once and cached in .colab-venvs/<key>/ (git-ignored;
-   the key hashes constraints.txt, tests/colab/ipywidgets7.txt and the Python version): torch,
-   torchvision, ipykernel and nbclient at the versions of constraints.txt, nothing else. A second
-   image adds ipywidgets 7.7.1, which Colab ships (pins in tests/colab/ipywidgets7.txt).
-3. For each image, a throw-away runtime is cloned from it (hard links: seconds, no extra disk) and
-   every chapter runs there in toc order, in a fresh kernel working in an empty folder, with a
-   `google.colab` module planted first so the install cell installs; pip finds the wheel through
-   PIP_FIND_LINKS and the other packages at the versions of constraints.txt through PIP_CONSTRAINT
-   (torch, torchvision and, on the 7.7 runtime, the ipywidgets family are left out of it, so a cell
-   that upgraded them would show). As on a Colab runtime where an earlier chapter was opened, the
-   first chapter's install cell installs and the later ones find vgcourse there (tests/test_project.py
-   checks that every install cell names the same version).
+2. A "Colab image" virtual environment is made once per key and cached outside the checkout, in
+   $XDG_CACHE_HOME/vgcourse/colab-venvs (default ~/.cache/...), so a fresh clone on the same machine
+   reuses it; the key hashes the pins (constraints.txt, tests/colab/*.txt) and the Python version. The
+   image has Colab's Python, the torch and torchvision of tests/colab/image.txt, and ipykernel and nbclient
+   at the versions of constraints.txt, nothing else. The "colab" image adds ipywidgets 7.7.1, as Colab
+   ships it (pins in tests/colab/ipywidgets7.txt).
+3. For each image, a throw-away runtime is cloned from it (hard links: seconds, no extra disk) and the
+   chapters run there in toc order, in a fresh kernel working in an empty folder, with a `google.colab`
+   module planted first so the install cell installs; pip finds the wheel through PIP_FIND_LINKS and the
+   other packages at the versions of constraints.txt through PIP_CONSTRAINT (torch, torchvision and, on
+   the ipywidgets 7.7 runtime, the ipywidgets family are left out of it, so a cell that upgraded them would
+   show). The "colab" runtime (Python 3.12, ipywidgets 7.7.1) runs every chapter. The "ipywidgets8"
+   runtime (Python 3.13, no ipywidgets: the install cell brings ipywidgets 8) runs the first two chapters
+   only: the install cell's two cases (installs, finds vgcourse installed) on the other Python and widget
+   major; the book build already runs every chapter with ipywidgets 8.
 4. After each chapter: torch and torchvision (and the preinstalled ipywidgets 7.7.1) are the very
    files of the image (same inodes, mtimes, sizes), vgcourse is the wheel's files, the chapter's
    kernel ran in the runtime, and every widget it displayed has saved state.
 
-Executed notebooks land in _build/colab_path/<runtime>/ for inspection. Needs the package index
-(or its mirror) the first time an image is built, like `make test` itself.
+A Python of the version a runtime needs is looked up on PATH and in pyenv; where it is missing, the
+runtime uses the Python running the tests and says so. Executed notebooks land in
+_build/colab_path/<runtime>/ for inspection. Needs the package index (or its mirror) the first time an
+image is built, like `make test` itself.
 """
 
 from __future__ import annotations
@@ -52,13 +59,18 @@ import vgcourse
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
 IPYWIDGETS7 = ROOT / "tests" / "colab" / "ipywidgets7.txt"
+IMAGE_PINS = ROOT / "tests" / "colab" / "image.txt"
 RUNNER = ROOT / "tests" / "colab" / "run_notebook.py"
-CACHE = ROOT / ".colab-venvs"
+READER = ROOT / "_build" / "colab"  # the reader notebooks `make book` writes
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgcourse" / "colab-venvs"
 OUTPUT = ROOT / "_build" / "colab_path"
 IMAGE = ("torch", "torchvision", "ipykernel", "nbclient")  # what every Colab runtime has here
 PREINSTALLED = ("torch", "torchvision")  # the install cell must leave these files alone
+# torch's own exact dependencies (CUDA libraries, triton): the image's older torch brings its own versions
+TORCH_STACK = re.compile(r"^(nvidia-.*|cuda-.*|triton)$")
 WIDGET_FAMILY = ("ipywidgets", "widgetsnbextension", "jupyterlab-widgets")
-CACHE_FORMAT = 1  # bump when the way images are made changes
+PYTHONS = {"colab": "3.12", "ipywidgets8": "3.13"}  # the Python of each runtime
+CACHE_FORMAT = 2  # bump when the way images are made changes
 VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
 # A whole chapter on the Colab path, install cell included (~30 s here): past this it has hung.
@@ -78,22 +90,44 @@ def _pins(path: Path) -> dict[str, str]:
     return {_canonical(line.split("==")[0]): line for line in lines if line and not line.startswith("#")}
 
 
-def _write_constraints(path: Path, *, without: tuple[str, ...], extra: Path | None = None) -> Path:
-    pins = _pins(CONSTRAINTS)
+def _write_constraints(
+    path: Path, *, without: tuple[str, ...], extra: Path | None = None, also: Path | None = None
+) -> Path:
+    """constraints.txt without torch's own stack and the pins of `without`, plus those of `extra`, `also`."""
+    pins = {name: pin for name, pin in _pins(CONSTRAINTS).items() if not TORCH_STACK.match(name)}
     for name in without:
         pins.pop(_canonical(name), None)
-    if extra is not None:
-        pins.update(_pins(extra))
+    for more in (extra, also):
+        if more is not None:
+            pins.update(_pins(more))
     path.write_text("\n".join(sorted(pins.values(), key=str.lower)) + "\n")
     return path
 
 
-def _cache_key() -> str:
+def _python(version: str) -> str:
+    """A Python `version` ("3.12") interpreter: on PATH, else pyenv's newest; else the one running here."""
+    found = shutil.which(f"python{version}")
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    candidates = sorted(pyenv.glob(f"{version}.*/bin/python{version}"), key=lambda p: p.stat().st_mtime)
+    for path in ([found] if found else []) + [str(p) for p in reversed(candidates)]:
+        if subprocess.run([path, "-c", "import venv"], capture_output=True).returncode == 0:
+            return path
+    print(f"\nNo Python {version} found (PATH, pyenv): the Colab runtime uses {sys.executable} instead")
+    return sys.executable
+
+
+def _python_version(python: str) -> str:
+    return _run([python, "-c", "import sys; print(sys.version)"]).stdout.strip()
+
+
+def _cache_key(python: str) -> str:
     digest = hashlib.sha256()
-    for part in (CONSTRAINTS.read_bytes(), IPYWIDGETS7.read_bytes(), " ".join(IMAGE).encode()):
+    pins = (CONSTRAINTS, IPYWIDGETS7, IMAGE_PINS)
+    for part in (*(path.read_bytes() for path in pins), " ".join(IMAGE).encode()):
         digest.update(part)
-    digest.update(f"{sys.version} {CACHE_FORMAT}".encode())
-    return f"py{sys.version_info.major}{sys.version_info.minor}-{digest.hexdigest()[:12]}"
+    version = _python_version(python)
+    digest.update(f"{version} {CACHE_FORMAT}".encode())
+    return f"py{version.split()[0]}-{digest.hexdigest()[:12]}"
 
 
 def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
@@ -123,7 +157,7 @@ def _clone(source: Path, target: Path) -> None:
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     """One builder at a time (pytest-xdist workers, parallel runs) for the images."""
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -133,42 +167,45 @@ def _locked() -> Iterator[None]:
 
 
 def _image(variant: str) -> Path:
-    """The cached Colab image for a variant ("ipywidgets8": none preinstalled; "ipywidgets7": 7.7.1)."""
-    folder = CACHE / _cache_key()
+    """The cached Colab image of a variant ("colab": ipywidgets 7.7.1; "ipywidgets8": none preinstalled)."""
+    python = _python(PYTHONS[variant])
+    folder = CACHE / _cache_key(python)
     with _locked():
-        for stale in CACHE.iterdir():  # images made for other constraints
-            if stale.is_dir() and stale != folder:
+        keep = {CACHE / _cache_key(_python(version)) for version in set(PYTHONS.values())}
+        for stale in CACHE.iterdir():  # images made for other pins or Pythons
+            if stale.is_dir() and stale not in keep:
                 shutil.rmtree(stale, ignore_errors=True)
-        return _build_image(folder, variant)
+        return _build_image(folder, variant, python)
 
 
-def _build_image(folder: Path, variant: str) -> Path:
+def _build_image(folder: Path, variant: str, python: str) -> Path:
     image = folder / variant
     if image.is_dir():
         return image
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{variant}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    python = str(partial / "bin" / "python")
-    if variant == "ipywidgets8":  # the bare image
-        _run([sys.executable, "-m", "venv", str(partial)])
-        _run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip>=24"], env=_pip_env())
-        _run([python, "-m", "pip", "install", "--quiet", "-c", str(CONSTRAINTS), *IMAGE], env=_pip_env())
-    else:
-        _clone(_build_image(folder, "ipywidgets8"), partial)
-        constraints = _write_constraints(
-            folder / "ipywidgets7-constraints.txt", without=WIDGET_FAMILY, extra=IPYWIDGETS7
-        )
-        _run(
-            [python, "-m", "pip", "install", "--quiet", "-c", str(constraints), "ipywidgets==7.7.1"],
-            env=_pip_env(),
-        )
+    venv_python = str(partial / "bin" / "python")
+    start = time.perf_counter()
+    _run([python, "-m", "venv", str(partial)])
+    _run([venv_python, "-m", "pip", "install", "--quiet", "--upgrade", "pip>=24"], env=_pip_env())
+    colab = variant == "colab"  # ipywidgets 7.7.1 preinstalled, with the packages it needs
+    constraints = _write_constraints(
+        folder / f"{variant}-constraints.txt",
+        without=PREINSTALLED + (WIDGET_FAMILY if colab else ()),
+        extra=IMAGE_PINS,
+        also=IPYWIDGETS7 if colab else None,
+    )
+    packages = [*IMAGE, *(["ipywidgets==7.7.1"] if colab else [])]
+    _run([venv_python, "-m", "pip", "install", "--quiet", "-c", str(constraints), *packages], env=_pip_env())
     partial.rename(image)
+    print(f"\n{variant}: image built in {time.perf_counter() - start:.0f} s")
     return image
 
 
 def _site_packages(venv: Path) -> Path:
-    return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site,) = venv.glob("lib/python3.*/site-packages")
+    return site
 
 
 def _dist_info(venv: Path, name: str) -> Path | None:
@@ -233,10 +270,10 @@ def _runtime(variant: str, wheel: Path, tmp_path: Path) -> Iterator[Runtime]:
     start = time.perf_counter()
     _clone(image, path)
     print(f"\n{variant}: runtime cloned in {time.perf_counter() - start:.1f} s")
-    leave_alone = PREINSTALLED + (("ipywidgets",) if variant == "ipywidgets7" else ())
+    leave_alone = PREINSTALLED + (("ipywidgets",) if variant == "colab" else ())
     cell_constraints = _write_constraints(
         tmp_path / "cell-constraints.txt",
-        without=PREINSTALLED + (WIDGET_FAMILY if variant == "ipywidgets7" else ()),
+        without=PREINSTALLED + (WIDGET_FAMILY if variant == "colab" else ()),
     )
     home = tmp_path / "home"
     for sub in ("jupyter-data", "jupyter-config", "ipython", "content"):
@@ -328,7 +365,7 @@ def _check_chapter(runtime: Runtime, wheel: Path, chapter: Path) -> None:
         after = _snapshot(runtime.path, name)
         changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
         assert not changed, f"{chapter.name}: the install cell reinstalled or upgraded {name}: {changed[:5]}"
-    if runtime.variant == "ipywidgets7":
+    if runtime.variant == "colab":
         assert facts["ipywidgets"] == "7.7.1"
     else:
         assert facts["ipywidgets"].startswith("8.")
@@ -354,24 +391,32 @@ def runtime(
     yield from _runtime(variant, wheel, tmp_path_factory.mktemp(variant))
 
 
+def _reader_notebook(chapter: Path) -> Path:
+    """The reader notebook `make book` wrote for a chapter (what Colab's launch button opens)."""
+    path = READER / chapter.name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the Colab path runs the reader notebooks that `make book` writes")
+    return path
+
+
 # Two classes, so that pytest-xdist (--dist loadscope) may run the two runtimes side by side.
 @pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
-class TestColabIpywidgets8:
-    """A runtime with no ipywidgets: the install cell brings ipywidgets 8."""
+class TestColab:
+    """As Colab is: Python 3.12, an older torch, ipywidgets 7.7.1 preinstalled (the install cell keeps it)."""
+
+    VARIANT = "colab"
+
+    @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
+    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
+        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+
+
+@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
+class TestIpywidgets8:
+    """Python 3.13 and no ipywidgets: the install cell brings ipywidgets 8 (first two chapters only)."""
 
     VARIANT = "ipywidgets8"
 
-    @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
+    @pytest.mark.parametrize("chapter", CHAPTERS[:2], ids=lambda path: path.stem)
     def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
-        _check_chapter(runtime, wheel, chapter)
-
-
-@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
-class TestColabIpywidgets7:
-    """A runtime with ipywidgets 7.7.1 preinstalled, as Colab ships it: the install cell keeps it."""
-
-    VARIANT = "ipywidgets7"
-
-    @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
-    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
-        _check_chapter(runtime, wheel, chapter)
+        _check_chapter(runtime, wheel, _reader_notebook(chapter))
