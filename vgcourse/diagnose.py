@@ -1129,6 +1129,14 @@ def _report(
     # On the first step a parameter at 0 passes no gradient back: the layers before it get exactly 0.
     blocked = {i for i in range(n_layers) if measured.zero_start and first_grad[i] == 0 and not zero[i]}
 
+    # Vanishing and exploding gradients are trends in depth: a layer is judged with the median ratio of
+    # the judged layers from the input up to it, so one small side layer (a squeeze-excitation gate) whose
+    # neighbours below are healthy is not a vanishing gradient.
+    judged = [i for i in ok if not zero[i] and i not in blocked]
+    trend = np.full(n_layers, np.nan)
+    for k, i in enumerate(judged):
+        trend[i] = float(np.median(ratio[judged[: k + 1]]))
+
     flags: list[list[str]] = [[] for _ in range(n_layers)]
     for i in range(n_layers):
         if status[i] == "non-finite":
@@ -1140,8 +1148,8 @@ def _report(
         if status[i] != "ok":
             continue
         checks = {
-            "exploding": ratio[i] > limits.exploding and not zero[i],
-            "vanishing": ratio[i] < limits.vanishing and i not in blocked,
+            "exploding": ratio[i] > limits.exploding and trend[i] > limits.exploding,
+            "vanishing": ratio[i] < limits.vanishing and trend[i] < limits.vanishing,
             "dead": last["dead_frac"][i] > limits.dead,
             "saturated": last["saturated_frac"][i] > limits.saturated,
         }
@@ -1392,6 +1400,7 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
         )
 
     signal_problem = by_kind["forward_blowup"] or by_kind["exploding"]
+    moving = [d.name for d in diagnoses if math.isfinite(d.update_ratio) and d.status == "ok"]
     names = by_kind["update_too_large"]
     if names:
         if signal_problem:
@@ -1399,6 +1408,14 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
             fix = (
                 "the steps are large because the signal is too large (above): fix the initialization first; "
                 "clipping the gradient norm bounds the step meanwhile"
+            )
+        elif 2 * len(names) < len(moving):
+            chapters = _quote("detecting_and_fixing")
+            fix = (
+                f"the other {len(moving) - len(names)} layers move at typical rates, so these start small (a "
+                "head initialized at a small scale) and one step is large for them: watch that their ratio "
+                "settles over training; a smaller learning rate only if the loss jumps, or clip the "
+                "gradient norm"
             )
         else:
             chapters = _quote("detecting_and_fixing")
@@ -1428,6 +1445,13 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
             cause = "fix the vanishing gradient first"
         elif by_kind["dead"]:
             cause = "revive the dead units first (no gradient passes through them)"
+        elif 2 * len(names) < len(moving):
+            cause = (
+                f"not the learning rate: the other {len(moving) - len(names)} layers move at typical rates "
+                "(a larger one would make their steps too large); slow layers of this kind are often "
+                "embeddings (large initial weights, sparse gradients) or gates (squeeze-excitation): "
+                "watch them over training"
+            )
         elif c.measured.adaptive:
             cause = "raise the learning rate (an adaptive optimizer moves each weight by about lr per step)"
         else:

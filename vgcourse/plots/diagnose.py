@@ -15,7 +15,14 @@ from vgcourse.monitor import MonitorRecord
 from vgcourse.plots._common import check_record, figure_and_axes, log_scale, positive_only, set_layer_ticks
 from vgcourse.plots.layers import metric_over_training
 
-__all__ = ["diagnosis", "gradient_ratios", "unit_fractions", "update_ratio_over_training", "update_ratios"]
+__all__ = [
+    "diagnosis",
+    "gradient_ratios",
+    "signals",
+    "unit_fractions",
+    "update_ratio_over_training",
+    "update_ratios",
+]
 
 _OK, _BAD, _OFF, _BAND = "tab:blue", "#c0392b", "0.6", "#2e8b57"
 
@@ -108,6 +115,39 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     return fig
 
 
+def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
+    """The forward and backward signals per layer on a log axis: mean(h_l²)/mean(x²), the forward gain,
+    with the collapse and blow-up thresholds (red markers: flagged layers), and rms(∂L/∂h_l) ÷ the output
+    layer's, the backward signal (hollow markers).
+
+    Args:
+        report: what ``vgcourse.diagnose.diagnose`` returned.
+        ax: axes to draw on; a new figure when None.
+    """
+    report = _check_report(report)
+    fig, ax = figure_and_axes(ax)
+    limits = report.thresholds
+    ax.axhspan(limits.forward_low, limits.forward_high, color=_BAND, alpha=0.08, zorder=0)
+    ax.axhline(limits.forward_low, color=_BAND, linestyle="--", linewidth=1)
+    ax.axhline(limits.forward_high, color=_BAD, linestyle="--", linewidth=1)
+    _line_label(ax, limits.forward_low, f"collapse below {limits.forward_low:g}", _BAND)
+    _line_label(ax, limits.forward_high, f"blow-up above {limits.forward_high:g}", _BAD)
+    _log_points(ax, report, report.values("forward_gain"), ("forward_collapse", "forward_blowup"))
+    x = np.arange(1, len(report.layers) + 1)
+    backward = positive_only(report.values("backward_ratio"))
+    ax.plot(x, backward, color="tab:orange", linewidth=1, marker="o", markerfacecolor="none", zorder=2)
+    ax.plot([], [], color=_OK, marker="o", label="forward: mean(h²) ÷ input's")
+    ax.plot(
+        [], [], color="tab:orange", marker="o", markerfacecolor="none", label="backward: rms ∂L/∂h ÷ output's"
+    )
+    ax.legend(fontsize="x-small", loc="upper center", ncol=2)
+    log_scale(ax, "y")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("signal ÷ reference")
+    ax.set_title("forward and backward signals")
+    return fig
+
+
 def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags.
 
@@ -162,28 +202,30 @@ def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure
 def diagnosis(
     report: DiagnosisReport, *, axes: Sequence[Axes] | None = None, title: str | None = None
 ) -> Figure:
-    """The whole report in three panels: gradient ratios, update:data ratios, dead/saturated units.
+    """The whole report in four panels: forward and backward signals, gradient ratios, update:data
+    ratios, dead/saturated units (three axes given: the last three only).
 
     The title gives the verdict: the finding kinds, "NaN/inf" in red when something was not finite.
 
     Args:
         report: what ``vgcourse.diagnose.diagnose`` returned.
-        axes: three axes to draw on; a new figure (one row of three panels) when None.
+        axes: four (or three) axes to draw on; a new figure (two rows of two panels) when None.
         title: what the verdict is about (default: the model's class name).
     """
     report = _check_report(report)
     if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+        fig, grid = plt.subplots(2, 2, figsize=(14, 9))
+        axes = list(grid.flat)
         # fixed margins: tight_layout would measure every tick label and triple the drawing time
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.3, top=0.85, wspace=0.3)
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.92, wspace=0.22, hspace=0.6)
     else:
         axes = list(axes)
-        if len(axes) != 3 or not all(isinstance(a, Axes) for a in axes):
-            raise TypeError("axes must be three matplotlib Axes or None")
+        if len(axes) not in (3, 4) or not all(isinstance(a, Axes) for a in axes):
+            raise TypeError("axes must be four (or three) matplotlib Axes or None")
         fig = axes[0].figure
-    gradient_ratios(report, ax=axes[0])
-    update_ratios(report, ax=axes[1])
-    unit_fractions(report, ax=axes[2])
+    panels = [signals, gradient_ratios, update_ratios, unit_fractions][-len(axes) :]
+    for draw, ax in zip(panels, axes, strict=True):
+        draw(report, ax=ax)
     kinds = [f.kind.replace("_", " ") for f in report.problems]
     verdict = "healthy" if not kinds else "flags: " + ", ".join(kinds)
     color = _BAD if report.non_finite else ("black" if not kinds else "#8b0000")
