@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import math
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -573,3 +575,90 @@ def test_cli_bad_values_exit_2(args: list[str], message: str, capsys: pytest.Cap
         assert all(arch in err for arch in ARCHS)
     if args[0] == "--optimizer":
         assert all(name in err for name in ("sgd", "momentum", "adam"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The command line, the text, the table and the figure say the same thing
+
+
+def he_2015_mlp(depth: int = 30) -> MLP:
+    """He et al. 2015's failure case: ReLU, width 64, Xavier-normal weights, zero biases."""
+    torch.manual_seed(0)
+    model = MLP(64, 10, depth=depth, width=64, activation="relu")
+    model = initialize(model, "xavier_normal", generator=torch.Generator().manual_seed(0))
+    assert all(not m.bias.detach().any() for m in model.modules() if isinstance(m, nn.Linear))
+    return model
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--depth", "30", "--init", "xavier_normal"],
+        ["--depth", "8", "--width", "32", "--activation", "sigmoid", "--steps", "2", "--lr", "0.1"],
+        ["--arch", "resmlp", "--norm", "batch", "--depth", "2", "--width", "16", "--optimizer", "adam"],
+        ["--arch", "lstm", "--depth", "1", "--width", "16", "--seq-len", "5"],
+    ],
+)
+def test_cli_gives_the_same_report_as_diagnose(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from vgcourse.cli import build_parser
+    from vgcourse.profiling import standard_model
+
+    parsed = build_parser().parse_args(["diagnose", *args])
+    model = standard_model(
+        parsed.arch, parsed.depth, parsed.width, parsed.activation, parsed.init, parsed.norm, parsed.seed
+    )
+    batch_ = standard_batch(parsed.arch, parsed.seq_len, 128, parsed.seed)
+    report = diagnose(model, CE, batch_, steps=parsed.steps, lr=parsed.lr, optimizer=parsed.optimizer)
+    assert main(["diagnose", *args]) == 0
+    assert capsys.readouterr().out == report.to_text() + "\n"
+    assert main(["diagnose", *args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(report.to_dict()))
+
+
+def test_cli_saves_the_figure(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.png"
+    assert main(["diagnose", "--depth", "4", "--width", "16", "--plot", str(out)]) == 0
+    assert out.stat().st_size > 10_000 and f"wrote {out}" in capsys.readouterr().err
+
+
+def _red_layers(ax: plt.Axes) -> list[int]:
+    """Layer numbers (x) of the red markers of a panel drawn by ``_log_points``."""
+    red = []
+    for collection in ax.collections:
+        colors = collection.get_facecolors()
+        if len(colors) != len(collection.get_offsets()):
+            continue
+        for (x, _), color in zip(collection.get_offsets(), colors, strict=True):
+            if np.allclose(color[:3], matplotlib.colors.to_rgb(plots._BAD)):
+                red.append(round(float(x)))
+    return sorted(red)
+
+
+@pytest.mark.parametrize("model", ["he_2015", "vanishing_sigmoid", "dead_relu"])
+def test_text_table_and_figure_agree(model: str) -> None:
+    build = {
+        "he_2015": he_2015_mlp,
+        "vanishing_sigmoid": lambda: vanishing_sigmoid(0),
+        "dead_relu": lambda: dead_relu(0),
+    }
+    report = diagnose(build[model](), CE, batch())
+    text, page = report.to_text(), report._repr_html_()
+    fig = plots.diagnosis(report)
+    signals, ratios, updates = fig.axes[:3]
+    for layer in report.layers:
+        row = next(line for line in text.splitlines() if line.startswith(layer.name + " "))
+        assert row.rstrip().endswith(", ".join(layer.flags)) if layer.flags else True
+        assert f"<td>{layer.name}</td>" in page
+    kinds = {k for layer in report.layers for k in layer.flags}
+    assert kinds == {f.kind for f in report.problems if f.layers}
+    for finding in report.findings:
+        assert finding.message in text and html.escape(finding.message) in page
+    flagged = lambda *ks: [layer.index for layer in report.layers if set(ks) & set(layer.flags)]  # noqa: E731
+    assert _red_layers(signals) == flagged("forward_collapse", "forward_blowup")
+    assert _red_layers(ratios) == flagged("vanishing", "exploding")
+    assert _red_layers(updates) == flagged("update_too_large", "update_too_small")
+    title = fig._suptitle.get_text()
+    assert all(f.kind.replace("_", " ") in title for f in report.problems)
+    if model == "he_2015":
+        assert [f.kind for f in report.problems] == ["forward_collapse", "update_too_small"]
+        assert not any("raise the learning rate" in f.suggestion for f in report.findings)

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default: 0.01)")
     d.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    d.add_argument(
+        "--plot", metavar="FILE", default=None, help="also save the report's figure (.png, .svg, .pdf)"
+    )
 
     s = commands.add_parser("student-notebooks", help="write the chapters without solution cells or outputs")
     s.add_argument("out_dir", metavar="OUT_DIR")
@@ -130,7 +133,8 @@ def format_table(result: Profile) -> str:
 
 
 def run_diagnose(args: argparse.Namespace) -> DiagnosisReport:
-    """``diagnose`` on the built-in model (``profiling.standard_model``) and its fixed batch of 128."""
+    """``diagnose`` on the built-in model (``profiling.standard_model``) and its fixed batch of 128: the
+    same report as ``diagnose(standard_model(...), nn.CrossEntropyLoss(), standard_batch(...), ...)``."""
     from torch import nn
 
     from vgcourse.diagnose import diagnose
@@ -166,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "diagnose":
         report = run_diagnose(args)
         print(json.dumps(report.to_dict()) if args.json else report.to_text())
+        if args.plot is not None:
+            report.plot().savefig(args.plot)
+            print(f"wrote {args.plot}", file=sys.stderr)
     elif args.command == "student-notebooks":
         from vgcourse.instructor import student_notebooks
 
