@@ -31,6 +31,12 @@ matplotlib.use("Agg")
 OTHERS = ("leaky_relu", "elu", "gelu", "silu")
 
 
+def _between(name: str, value: object, low: float, high: float) -> None:
+    """Two claims, low <= value and value <= high, named apart so the margin report keeps each bound."""
+    expect(f"{name} >= low", value, ">=", low)
+    expect(f"{name} <= high", value, "<=", high)
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
@@ -165,24 +171,30 @@ def _flow(seed: int) -> ex.GradientFlowResult:
     return ex.run_gradient_flow(ex.GradientFlowConfig(seed=seed, device="cpu"))
 
 
-@pytest.mark.parametrize("seed", [0, 5, 10])
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", [5 * s for s in SEEDS])  # seeds s..s+4 each: 0-4 is the chapter's draw
 def test_gradient_flow_claims(seed: int) -> None:
     flow = _flow(seed)
     # ReLU with gain √2: each layer keeps the backward signal; the first layer gets a fair share
-    assert 0.95 <= flow.mean_factor("relu") <= 1.05
-    assert 0.95 <= flow.mean_factor("relu", measured=False) <= 1.05
-    assert 0.5 <= flow.delta_ratio("relu") <= 2.0
-    assert 0.2 <= flow.grad_ratio("relu") <= 0.7
+    for measured in (True, False):
+        kind = "measured" if measured else "predicted"
+        _between(f"relu: relu mean backward factor, {kind}", flow.mean_factor("relu", measured), 0.95, 1.05)
+    _between("relu: relu delta_1/delta_L", flow.delta_ratio("relu"), 0.5, 2.0)
+    _between("relu: relu grad W_1/W_L", flow.grad_ratio("relu"), 0.2, 0.7)
     # sigmoid: every layer loses more than three quarters, as predicted
-    assert 0.22 <= flow.mean_factor("sigmoid") <= 0.25
-    assert 0.22 <= flow.mean_factor("sigmoid", measured=False) <= 0.25
-    assert np.all(flow.predicted_factor[1] <= 0.25)
-    assert 1e-13 <= flow.delta_ratio("sigmoid") <= 1e-11
-    assert 0.5 <= flow.delta_ratio("sigmoid") / flow.predicted_ratio("sigmoid") <= 2.0
-    assert flow.grad_ratio("sigmoid") <= 1e-10
+    for measured in (True, False):
+        kind = "measured" if measured else "predicted"
+        _between(
+            f"relu: sigmoid mean backward factor, {kind}", flow.mean_factor("sigmoid", measured), 0.22, 0.25
+        )
+    expect("relu: sigmoid predicted per-layer factor", flow.predicted_factor[1], "<=", 0.25)
+    _between("relu: sigmoid log10 delta_1/delta_L", np.log10(flow.delta_ratio("sigmoid")), -13, -11)
+    measured_over_predicted = flow.delta_ratio("sigmoid") / flow.predicted_ratio("sigmoid")
+    _between("relu: sigmoid delta ratio measured/predicted", measured_over_predicted, 0.5, 2.0)
+    expect("relu: sigmoid log10 grad W_1/W_L", np.log10(flow.grad_ratio("sigmoid")), "<=", -10)
     # the per-layer prediction ρ_l = g·rms f'(z_l) matches autograd's ‖δ_l‖/‖δ_{l+1}‖ layer by layer
     ratio = flow.measured_factor / flow.predicted_factor
-    assert np.all(np.abs(np.log(ratio)) < np.log(1.35))
+    expect("relu: per-layer |log(measured/predicted factor)|", np.abs(np.log(ratio)), "<", np.log(1.35))
 
 
 def test_gradient_flow_weight_gradients_match_the_monitor() -> None:
@@ -212,29 +224,47 @@ def test_large_step_kills_units_during_training(seed: int) -> None:
     expect("relu: lr 1, final dead fraction", fine.final_dead, "<=", 0.02)
     expect("relu: lr 1, final accuracy", fine.final_accuracy, ">=", 0.95)
     expect("relu: lr 3, initial dead fraction", fast.initial_dead, "<=", 0.02)  # starts near zero ...
-    expect("relu: lr 3, final dead fraction", fast.final_dead, ">=", 0.1)  # ... and climbs during training
-    expect("relu: lr 3, last layer's final dead fraction", fast.dead_frac[-1, -1], ">=", 0.2)  # the most
-    expect("relu: accuracy lr 1 - lr 3", fine.final_accuracy - fast.final_accuracy, ">", 0)
+    # ... and climbs during training. Thresholds from the margin report (seeds 0-4 x 3 kernel families):
+    # all units 0.11 to 0.32 (mean 0.20, sd 0.06), last layer 0.19 to 0.64 (mean 0.40, sd 0.14)
+    expect("relu: lr 3, final dead fraction", fast.final_dead, ">=", 0.07)
+    expect("relu: lr 3, last layer's final dead fraction", fast.dead_frac[-1, -1], ">=", 0.1)
     assert not fast.diverged
 
 
+@pytest.mark.claim
+def test_large_step_costs_accuracy_on_average() -> None:
+    # per seed the gap is 0.03 to 0.53 (sd 0.15) and its median over seeds 0-4 moves with the kernel
+    # family (0.17 to 0.42): some seeds survive lr 3, so the claim is the mean over the seeds
+    gaps = [_sweep_run(1.0, 0.0, s).final_accuracy - _sweep_run(3.0, 0.0, s).final_accuracy for s in SEEDS]
+    expect("relu: accuracy lr 1 - lr 3, mean over seeds", np.mean(gaps), ">", 0.1)
+
+
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_negative_bias_kills_units_before_training(seed: int) -> None:
     runs = [_sweep_run(lr, -2.0, seed) for lr in (0.1, 0.3, 1.0)]
     start = runs[0]
-    assert start.dead_frac[0, 0] <= 0.02 and start.dead_frac[0, -1] >= 0.3
-    assert np.all(np.diff(start.dead_frac[0]) >= 0)  # deeper layers die more
-    assert start.active_frac[0, 0] >= 0.03
-    assert start.active_frac[0, -1] <= 0.005
-    assert max(run.final_accuracy for run in runs[:2]) <= 0.15  # chance is 0.1
-    assert runs[2].final_accuracy <= 0.3  # learning rate 1 barely moves it (0.195 at seed 7)
+    expect("relu: bias -2, layer 1 dead at step 0", start.dead_frac[0, 0], "<=", 0.02)
+    expect("relu: bias -2, last layer dead at step 0", start.dead_frac[0, -1], ">=", 0.3)
+    assert np.all(np.diff(start.dead_frac[0]) >= 0)  # deeper layers die more (a count at init: no kernel)
+    expect("relu: bias -2, layer 1 active pairs at step 0", start.active_frac[0, 0], ">=", 0.03)
+    expect("relu: bias -2, last layer active pairs at step 0", start.active_frac[0, -1], "<=", 0.005)
+    best = max(run.final_accuracy for run in runs[:2])
+    expect("relu: bias -2, best accuracy at lr 0.1, 0.3", best, "<=", 0.15)  # chance is 0.1
+    expect("relu: bias -2, accuracy at lr 1", runs[2].final_accuracy, "<=", 0.3)  # 0.195 at seed 7
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_batch_count_overestimates_and_units_revive(seed: int) -> None:
     run = _sweep_run(1.0, -1.0, seed)
-    assert run.batch_dead_frac[0].mean() >= 2 * run.dead_frac[0].mean()
-    assert run.final_dead < run.initial_dead  # dead units of layers >= 2 can come back
+    expect(
+        "relu: bias -1, batch dead / full dead at step 0",
+        run.batch_dead_frac[0].mean() / run.dead_frac[0].mean(),
+        ">=",
+        2,
+    )
+    expect("relu: bias -1 lr 1, initial - final dead", run.initial_dead - run.final_dead, ">", 0)
     assert run.dead_frac[0, 0] == 0.0
 
 
@@ -242,15 +272,16 @@ def test_batch_count_overestimates_and_units_revive(seed: int) -> None:
 # Dead units are frozen
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dead_units_get_exactly_zero_gradient_and_stay_bit_identical(seed: int) -> None:
     base = ex.DyingConfig(bias_init=-2.0, lr=0.3, seed=seed)
     frozen = ex.run_frozen_units(ex.FrozenUnitsConfig(base=base, steps_a=150, steps_b=150))
-    assert frozen.dead_at_a.sum() >= 20
+    expect("relu: frozen, units dead at A", frozen.dead_at_a.sum(), ">=", 20)
     assert frozen.max_grad_dead == 0.0 and frozen.max_grad_dead_outgoing == 0.0
     assert frozen.max_grad_alive > 0.0
     np.testing.assert_array_equal(frozen.silent_identical, frozen.silent)
-    assert frozen.silent.sum() >= 0.7 * frozen.dead_at_a.sum()
+    expect("relu: frozen, silent / dead at A", frozen.silent.sum() / frozen.dead_at_a.sum(), ">=", 0.7)
     np.testing.assert_array_equal(frozen.silent + frozen.revived, frozen.dead_at_a)
     assert frozen.revived[0] == 0  # layer 1's input (the images) never changes
     assert np.all(frozen.revived_changed <= frozen.revived)
@@ -263,12 +294,13 @@ def test_frozen_units_raises_when_the_run_diverges() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Remedies (the chapter's table: seeds 0, 1, 2)
+# Remedies (the chapter's table: seeds 0, 1, 2; the claims at SEEDS, which must be consecutive)
 
 
 @pytest.fixture(scope="module")
 def remedies() -> ex.RemediesResult:
-    return ex.run_remedies(ex.RemediesConfig(n_seeds=3, seed=0))
+    assert list(SEEDS) == list(range(SEEDS[0], SEEDS[0] + len(SEEDS))), "run_remedies runs consecutive seeds"
+    return ex.run_remedies(ex.RemediesConfig(n_seeds=len(SEEDS), seed=SEEDS[0]))
 
 
 def _cell(result: ex.RemediesResult, remedy: str, cause: str, metric: str) -> np.ndarray:
@@ -276,43 +308,52 @@ def _cell(result: ex.RemediesResult, remedy: str, cause: str, metric: str) -> np
     return getattr(result, metric)[r, c]
 
 
+@pytest.mark.claim
 def test_remedies_negative_bias(remedies: ex.RemediesResult) -> None:
     cause = "negative bias"
     acc = {remedy: _cell(remedies, remedy, cause, "accuracy") for remedy in ex.REMEDIES}
     dead = {remedy: _cell(remedies, remedy, cause, "dead") for remedy in ex.REMEDIES}
     gain = {remedy: _cell(remedies, remedy, cause, "backward_gain") for remedy in ex.REMEDIES}
     for remedy in ("relu", "leaky_relu", "gelu", "smaller lr"):  # stuck at chance, every seed
-        assert np.all(acc[remedy] <= 0.15), remedy
-    assert np.all(dead["relu"] >= 0.35)
-    assert np.all((acc["silu"] > 0.15) & (acc["silu"] < 0.9))  # partway
+        expect(f"relu: negative bias, {remedy} accuracy", acc[remedy], "<=", 0.15)
+    expect("relu: negative bias, relu dead", dead["relu"], ">=", 0.35)
+    _between("relu: negative bias, silu accuracy (partway)", acc["silu"], 0.15, 0.9)
     for remedy in ("elu", "he init"):
-        assert np.all(acc[remedy] >= 0.95) and np.all(dead[remedy] <= 0.03), remedy
-    assert np.all(gain["relu"] == 0.0) and np.all(gain["smaller lr"] == 0.0)
+        expect(f"relu: negative bias, {remedy} accuracy", acc[remedy], ">=", 0.95)
+        expect(f"relu: negative bias, {remedy} dead", dead[remedy], "<=", 0.03)
+    assert np.all(gain["relu"] == 0.0) and np.all(gain["smaller lr"] == 0.0)  # a whole layer is dead
     # the backward gain follows the slope on the negative side, seed by seed
-    assert np.all(gain["leaky_relu"] < gain["gelu"])
-    assert np.all(gain["gelu"] < gain["silu"])
-    assert np.all(gain["silu"] < gain["elu"])
-    assert np.all(gain["leaky_relu"] <= 1e-4) and np.all(gain["he init"] >= 0.1)
-    for s in range(3):
+    for low, high in (("leaky_relu", "gelu"), ("gelu", "silu"), ("silu", "elu")):
+        expect(f"relu: negative bias, log10 gain {high}/{low}", np.log10(gain[high] / gain[low]), ">", 0)
+    expect("relu: negative bias, log10 leaky_relu gain", np.log10(gain["leaky_relu"]), "<=", -4)
+    expect("relu: negative bias, he init gain", gain["he init"], ">=", 0.1)
+    for s in range(remedies.config.n_seeds):
         relu, he = remedies.run("relu", cause, s), remedies.run("he init", cause, s)
-        assert relu.preact_std[0, -1] <= 0.01 and he.preact_std[0, -1] >= 0.3
-        assert relu.preact_std[0, 0] >= 0.4
+        expect("relu: negative bias, relu std z last layer at init", relu.preact_std[0, -1], "<=", 0.01)
+        expect("relu: negative bias, he init std z last layer at init", he.preact_std[0, -1], ">=", 0.3)
+        expect("relu: negative bias, relu std z layer 1 at init", relu.preact_std[0, 0], ">=", 0.4)
         assert relu.dead_frac[0, -1] == 1.0
-        assert np.all(np.abs(relu.preact_mean[0, 1:] + 0.5) < 0.05)  # z ≈ −0.5 in the deeper layers
+        deviation = np.abs(relu.preact_mean[0, 1:] + 0.5)
+        expect("relu: negative bias, relu |mean z + 0.5| layers 2-4 at init", deviation, "<", 0.05)
 
 
+@pytest.mark.claim
 def test_remedies_large_step(remedies: ex.RemediesResult) -> None:
     cause = "large step"
     acc = {remedy: _cell(remedies, remedy, cause, "accuracy") for remedy in ex.REMEDIES}
     dead = {remedy: _cell(remedies, remedy, cause, "dead") for remedy in ex.REMEDIES}
-    assert np.all(dead["relu"] >= 0.25) and np.all(acc["relu"] <= 0.65)
-    assert np.all(dead["smaller lr"] <= 0.08) and np.all(acc["smaller lr"] >= 0.95)
-    assert np.all(dead["he init"] >= 0.15)
-    for remedy in OTHERS:  # on the mean over the three seeds, as the table shows
-        assert dead[remedy].mean() < dead["relu"].mean() - 0.1, remedy
-        assert acc[remedy].mean() > acc["relu"].mean() + 0.1, remedy
-        assert acc[remedy].mean() < acc["smaller lr"].mean(), remedy
-    assert max(dead[remedy].mean() for remedy in OTHERS) <= 0.3
+    expect("relu: large step, relu dead", dead["relu"], ">=", 0.25)
+    expect("relu: large step, relu accuracy", acc["relu"], "<=", 0.7)  # report: 0.27 to 0.57, sd 0.13
+    expect("relu: large step, smaller lr dead", dead["smaller lr"], "<=", 0.08)
+    expect("relu: large step, smaller lr accuracy", acc["smaller lr"], ">=", 0.95)
+    expect("relu: large step, he init dead", dead["he init"], ">=", 0.1)  # report: 0.13 to 0.23, sd 0.04
+    for remedy in OTHERS:  # on the mean over the seeds, as the table shows
+        relu_dead, relu_acc = dead["relu"].mean(), acc["relu"].mean()
+        expect(f"relu: large step, relu - {remedy} mean dead", relu_dead - dead[remedy].mean(), ">", 0.1)
+        expect(f"relu: large step, {remedy} - relu mean accuracy", acc[remedy].mean() - relu_acc, ">", 0.1)
+        gap = acc["smaller lr"].mean() - acc[remedy].mean()
+        expect(f"relu: large step, smaller lr - {remedy} mean accuracy", gap, ">", 0)
+    expect("relu: large step, others' largest mean dead", max(dead[r].mean() for r in OTHERS), "<=", 0.3)
     assert not remedies.diverged.any()
 
 
