@@ -662,3 +662,21 @@ def test_text_table_and_figure_agree(model: str) -> None:
     if model == "he_2015":
         assert [f.kind for f in report.problems] == ["forward_collapse", "update_too_small"]
         assert not any("raise the learning rate" in f.suggestion for f in report.findings)
+
+
+def test_initial_loss_factor_separates_he_relu_from_oversized_tanh() -> None:
+    """The module docstring: He ReLU MLPs start below 4 ln 10 on standard_batch seeds 0-7, tanh N(0, 1)
+    above it, and only the latter gets the initial_loss finding."""
+    from vgcourse.diagnose import INITIAL_LOSS_FACTOR
+
+    limit = INITIAL_LOSS_FACTOR * math.log(10)
+    with torch.no_grad():
+        he = [float(CE(he_relu(seed)(batch(seed)[0]), batch(seed)[1])) for seed in range(8)]
+    assert max(he) < limit and max(he) > 6.0  # "up to 6.7"
+    torch.manual_seed(0)
+    tanh = initialize(
+        MLP(64, 10, 8, 64, "tanh"), "normal", std=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    report = diagnose(tanh, CE, batch())
+    assert report.losses[0] > 10 and "initial_loss" in {f.kind for f in report.problems}
+    assert "initial_loss" not in {f.kind for f in diagnose(he_relu(1), CE, batch(1)).findings}

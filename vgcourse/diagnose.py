@@ -1,4 +1,4 @@
-"""Diagnose a model's gradients from one batch: vanishing, exploding, dead, saturated, non-finite.
+"""Diagnose a model's signals and gradients from one batch: collapse, vanishing, exploding, dead, saturated.
 
 ``diagnose(model, loss_fn, (x, y))`` copies the model, runs ``steps`` training steps on the batch with a
 ``GradientMonitor`` attached, and returns a ``DiagnosisReport``: per layer (``named_layers`` order,
@@ -6,6 +6,31 @@ input to output) the gradient's size and its ratio to the output layer, the upda
 step, the dead and saturated unit fractions, whether anything was NaN or infinite, and one finding per
 problem with a one-line suggestion that names the chapter explaining the fix. The report prints as
 text, shows as a table in a notebook and draws as a figure (``vgcourse.plots.diagnose``).
+
+**The signals themselves.** Next to the weight gradient, each layer reports the quantities the chapters
+derive, measured on its output h_l (the pre-activation; a tensor hook, so in-place activations are fine):
+the forward gain q_l/q_0 with q_l = mean(h_l²) and q_0 = mean(x²) of the input; the mean cosine
+similarity between the examples' outputs (near 1: the output no longer depends on the input); and the
+backward signal ‖∂L/∂h_l‖, as rms per entry ÷ the output layer's. The weight gradient of a layer is the
+product of the two signals (∂L/∂W_l = Σ δ_l h_{l−1}ᵀ), so when both collapse together, as in He et al.
+2015's 30-layer ReLU MLP with Xavier weights, the gradient ratios stay near 1: only the signals show it.
+``FORWARD_LOW = 1e-4`` and ``FORWARD_HIGH = 1e4`` on the gain are two decades either side in rms: a
+variance-preserving network stays within one (He ReLU, Xavier tanh), a wrong scale crosses them
+geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers; He × 2 quadruples it).
+
+**What is not judged.** Weights whose output goes straight into a normalization layer are scale-invariant:
+their update ratio is an effective (angular) step, reported but not flagged. Parameters that start at
+exactly 0 (a zero head, the last layer or BatchNorm scale of a residual branch) block the first step, so
+``diagnose`` runs at least ``ZERO_START_STEPS`` steps and does not flag the layers they blocked.
+Vanishing/exploding are trends in depth: a layer is flagged when it and the median of the judged layers
+from the input up to it are beyond the threshold (a squeeze-excitation gate alone is not). A learning-rate
+suggestion appears only when the measurements point at the step size: update flags on most layers with
+healthy signals. Every parameter that is not a layer weight (biases, norm scales and shifts, class
+tokens, position embeddings) is listed in ``DiagnosisReport.parameters``; ``nn.MultiheadAttention`` is a
+layer (its ``in_proj_weight``). ``INITIAL_LOSS_FACTOR = 4``: a C-class cross-entropy that starts above
+4 ln C is flagged (Karpathy's check; He-initialized ReLU MLPs, whose output layer is He-scaled too, start
+up to 6.7 at C = 10 on ``standard_batch`` seeds 0-7, i.e. below 4 ln 10 = 9.2; tanh with N(0, 1) weights
+starts above 10).
 
 **Gradient size per weight.** Layers differ in size by orders of magnitude (a ResNet-18 has 9,408
 weights in ``conv1`` and 2,359,296 in ``layer4.1.conv2``), and the raw norm ‖g‖ of a layer with n
