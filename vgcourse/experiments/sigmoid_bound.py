@@ -25,7 +25,7 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation, max_derivative
-from vgcourse.data import DataSplit, circles, mnist
+from vgcourse.data import MNIST_SOURCES, DataSplit, circles, mnist
 from vgcourse.device import DEVICES, pick_device
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP
@@ -43,6 +43,7 @@ __all__ = [
     "DerivativeMaxima",
     "InitGradientConfig",
     "InitGradients",
+    "MNIST_SIZES",
     "MnistConfig",
     "MnistResult",
     "SaturationConfig",
@@ -57,6 +58,8 @@ __all__ = [
 
 INITS = ("default", "xavier_normal", "xavier_uniform", "kaiming_normal", "orthogonal")
 DTYPES = ("float32", "float64")
+#: MnistConfig presets, (width, steps): chosen by the reader, never by the hardware.
+MNIST_SIZES = {"small": (256, 200), "full": (1000, 2000)}
 _DTYPE = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -872,15 +875,18 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
 class MnistConfig:
     """784 -> width x depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
 
-    The original is 784 -> 1000 x 5 -> 10. On a CPU the defaults shrink it (width 256, 200 steps) so the
-    chapter runs in seconds; with a CUDA GPU (``pick_device(device)``) they are the full size: width
-    1000 and 2000 steps (on all of MNIST when its 60,000-image train files are present).
+    The same sizes on every machine, GPU or not: ``size`` picks them, never the hardware. "small" (the
+    default, seconds on a CPU) is width 256 and 200 steps; "full" is the original 784 -> 1000 x 5 -> 10
+    trained for 2000 steps (minutes on a CPU, best on a GPU). The data is ``vgcourse.data.mnist``'s:
+    the 10,000-image test split shipped in the package (``source="shipped"``, the default), or the
+    60,000-image train split the reader asks for with ``source="full"`` (downloaded, or from ``root``).
 
     Args:
         activation: a name from ``ACTIVATIONS`` (the experiment: "sigmoid").
         depth: hidden layers (5).
-        width: units per hidden layer; None = 1000 on CUDA, 256 on the CPU.
-        steps: optimizer steps; None = 2000 on CUDA, 200 on the CPU.
+        size: one of ``MNIST_SIZES``: "small" (width 256, 200 steps) or "full" (width 1000, 2000 steps).
+        width: units per hidden layer; None takes it from ``size``.
+        steps: optimizer steps; None takes it from ``size``.
         batch_size: examples per step.
         lr: learning rate.
         momentum: SGD momentum.
@@ -889,12 +895,14 @@ class MnistConfig:
         bins: bins of the lumped (all layers in one) histogram; odd, so that 0 is a bin's center.
         seed: seeds the weights, the minibatch order and the snapshot batch.
         monitor_every: record per-layer statistics every this many steps during training.
-        device: "auto" (CUDA when present), "cpu" or "cuda".
-        root: folder with the MNIST files; None uses ``$VGCOURSE_DATA`` (see ``vgcourse.data.mnist``).
+        device: "auto" (CUDA when present), "cpu" or "cuda": where it runs, not what it runs.
+        source: ``vgcourse.data.mnist``'s source, "shipped" (default) or "full".
+        root: with ``source="full"``, the folder with MNIST's train files; None uses ``$VGCOURSE_DATA``.
     """
 
     activation: str = "sigmoid"
     depth: int = 5
+    size: str = "small"
     width: int | None = None
     steps: int | None = None
     batch_size: int = 64
@@ -906,11 +914,13 @@ class MnistConfig:
     seed: int = 0
     monitor_every: int = 10
     device: str = "auto"
+    source: str = "shipped"
     root: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("depth", self.depth, minimum=1, maximum=100)
+        check_choice("size", self.size, tuple(MNIST_SIZES))
         if self.width is not None:
             check_int("width", self.width, minimum=1)
         if self.steps is not None:
@@ -921,16 +931,17 @@ class MnistConfig:
             raise ValueError(f"bins must be odd (so that 0 is the center of a bin); got {self.bins}")
         check_choice("init", self.init, INITS)
         check_choice("device", self.device, DEVICES)
+        check_choice("source", self.source, MNIST_SOURCES)
         if self.root is not None and not isinstance(self.root, str):
             raise TypeError(f"root must be a string path or None; got {type(self.root).__name__}")
+        if self.root is not None and self.source != "full":
+            raise ValueError("root= only applies to source='full' (the shipped test split needs no folder)")
         self.train_config(self.steps or 1)  # validates batch_size, lr, momentum, seed, monitor_every
 
     def resolved(self) -> tuple[int, int]:
-        """(width, steps): the given values, or the full size on CUDA and the CPU size elsewhere."""
-        cuda = pick_device(self.device).type == "cuda"
-        width = self.width if self.width is not None else (1000 if cuda else 256)
-        steps = self.steps if self.steps is not None else (2000 if cuda else 200)
-        return width, steps
+        """(width, steps): the given values, else the ``size`` preset's; the same on every device."""
+        width, steps = MNIST_SIZES[self.size]
+        return (self.width or width, self.steps or steps)
 
     def train_config(self, steps: int) -> TrainConfig:
         """The ``TrainConfig`` of the run."""
@@ -956,7 +967,8 @@ class MnistResult:
         width: the width used.
         steps: the steps trained.
         device: where it ran ("cpu" or "cuda").
-        n_train: training examples (8,334 on the offline 10,000-image split, 50,000 on full MNIST).
+        n_train: training examples (8,334 from the shipped 10,000-image split, 50,000 with source="full").
+        n_val: validation examples (1,666 from the shipped split, 10,000 with source="full").
         layer_names: ["layer 1", ..., "layer L", "output"].
         grads_init: per layer, the weight gradient values (float32, flattened) at initialization.
         grads_trained: the same after training.
@@ -975,6 +987,7 @@ class MnistResult:
     steps: int
     device: str
     n_train: int
+    n_val: int
     layer_names: list[str]
     grads_init: list[np.ndarray] = field(repr=False)
     grads_trained: list[np.ndarray] = field(repr=False)
@@ -1025,12 +1038,13 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
 
     Args:
         config: the settings.
-        data: an MNIST ``DataSplit`` to reuse; None loads ``vgcourse.data.mnist(config.root)``.
+        data: an MNIST ``DataSplit`` to reuse; None loads ``vgcourse.data.mnist`` from ``config.source``
+            (and ``config.root``).
     """
     if not isinstance(config, MnistConfig):
         raise TypeError(f"config must be an MnistConfig; got {type(config).__name__}")
     if data is None:
-        data = mnist(config.root)
+        data = mnist(config.root, source=config.source)
     elif not isinstance(data, DataSplit):
         raise TypeError(f"data must be a DataSplit; got {type(data).__name__}")
     width, steps = config.resolved()
@@ -1055,6 +1069,7 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
         steps=steps,
         device=device.type,
         n_train=data.n_train,
+        n_val=data.n_val,
         layer_names=[f"layer {i + 1}" for i in range(config.depth)] + ["output"],
         grads_init=grads_init,
         grads_trained=grads_trained,
