@@ -1,7 +1,8 @@
 """Chapter 5, residual networks: the Jacobian derivation vs autograd, and every number the chapter states.
 
-The chapter-size experiments measure several networks per setting (``n_seeds`` = 3: seeds 0, 1, 2), so the
-margins below are checked on each of those networks, not only on their mean.
+The chapter-size experiments measure several networks per setting (the chapter: ``n_seeds`` = 3, seeds 0, 1,
+2; here one network per seed of ``claims.SEEDS``), so the margins below are checked on each of those networks,
+not only on their mean.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 import vgcourse.exercises.residual_networks as exercises
@@ -22,8 +24,16 @@ from vgcourse.experiments import residual_networks as rn
 from vgcourse.explorers import residual_networks as explorers
 from vgcourse.plots import residual_networks as plots
 
-SEEDS = (0, 1, 2)
 F64 = torch.float64
+N_NETWORKS = dict(
+    n_seeds=len(SEEDS), seed=min(SEEDS)
+)  # the module experiments: seeds min(SEEDS), min + 1, ...
+
+
+def within(name: str, value: object, low: float, high: float) -> None:
+    """The claim low < value < high, recorded as two one-sided claims."""
+    expect(f"{name} (lower bound)", value, ">", low)
+    expect(f"{name} (upper bound)", value, "<", high)
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +80,7 @@ def test_two_blocks_expand_into_four_paths() -> None:
     assert list(result.n_paths()) == [1, 2, 1]
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_path_expansion_matches_autograd_and_the_chapter(seed: int) -> None:
     result = rn.run_path_expansion(rn.PathExpansionConfig(seed=seed))
@@ -82,18 +93,46 @@ def test_path_expansion_matches_autograd_and_the_chapter(seed: int) -> None:
     # measured vs the RMS prediction: within a factor 2 for the short paths, 10 for every path
     predicted = result.predicted_gain()
     for i in (1, 2):
-        ratio = result.path_gain[i] / predicted[i]
-        assert np.all(np.abs(np.log(ratio[:11])) < math.log(2))
-        assert np.all(np.abs(np.log(ratio)) < math.log(10))
+        log_ratio = np.abs(np.log(result.path_gain[i] / predicted[i]))
+        expect(
+            "residual: path gain, max |ln measured/predicted|, lengths <= 10",
+            log_ratio[:11].max(),
+            "<",
+            math.log(2),
+        )
+        expect(
+            "residual: path gain, max |ln measured/predicted|, every length",
+            log_ratio.max(),
+            "<",
+            math.log(10),
+        )
     # α = 1: paths of length near L/2 dominate; α = 1/√L: the short ones do
-    assert abs(result.typical_length(rn.RESIDUAL) - depth / 2) <= 2
-    assert result.share_up_to(rn.RESIDUAL, 3) < 0.01
-    assert result.typical_length(rn.RESIDUAL_SCALED) <= 1
-    assert result.share_up_to(rn.RESIDUAL_SCALED, 3) > 0.95
+    expect(
+        "residual: α=1, |typical path length - L/2|",
+        abs(result.typical_length(rn.RESIDUAL) - depth / 2),
+        "<=",
+        2,
+    )
+    expect("residual: α=1, share of paths of length <= 3", result.share_up_to(rn.RESIDUAL, 3), "<", 0.01)
+    # lengths 0 and 1 have the same predicted gain and length 2 has 0.7 of it: the argmax is 0 or 1 at
+    # seeds 0-4 (margin report), 2 would still be a short path
+    expect("residual: α=1/√L, typical path length", result.typical_length(rn.RESIDUAL_SCALED), "<=", 2)
+    expect(
+        "residual: α=1/√L, share of paths of length <= 3",
+        result.share_up_to(rn.RESIDUAL_SCALED, 3),
+        ">",
+        0.95,
+    )
     total = result.total_gain
-    assert 2 ** (depth / 2) / 3 < total[1] < 3 * 2 ** (depth / 2)
-    assert 1.2 < total[2] < 2.2  # ≈ (1 + 1/L)^(L/2) ≈ √e
-    assert 0.1 < total[0] < 3  # the plain product: size 1 on average, wide spread
+    expect(
+        "residual: α=1, |ln total gain / 2^(L/2)|",
+        abs(math.log(total[1] / 2 ** (depth / 2))),
+        "<",
+        math.log(3),
+    )
+    within("residual: α=1/√L, total gain", total[2], 1.2, 2.2)  # ≈ (1 + 1/L)^(L/2) ≈ √e
+    # the plain product: size 1 on average, a wide (log-normal) spread, so the claim is on the log scale
+    within("residual: plain, log10 total gain", math.log10(total[0]), -1, math.log10(3))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,6 +168,7 @@ def test_same_seed_gives_the_plain_and_residual_twins_the_same_weights() -> None
         assert torch.equal(p, q), name
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("init", "gain"), [("he", 1.0), ("kaiming_all", 2.0)])
 def test_one_branch_has_gain_g(seed: int, init: str, gain: float) -> None:
@@ -140,7 +180,7 @@ def test_one_branch_has_gain_g(seed: int, init: str, gain: float) -> None:
     x = torch.randn(512, 512, dtype=F64, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         measured = model.blocks[0].branch(x).square().mean() / x.square().mean()
-    assert float(measured) == pytest.approx(gain, rel=0.08)
+    expect("residual: one branch, |measured gain / g - 1|", abs(float(measured) / gain - 1), "<", 0.08)
     assert spec.growth_per_block(1) == 1 + gain
 
 
@@ -177,32 +217,45 @@ def test_stream_pass_matches_autograd_and_the_monitor_names() -> None:
 
 @pytest.fixture(scope="module")
 def forward() -> rn.ForwardVarianceResult:
-    return rn.run_forward_variance(rn.ForwardVarianceConfig())
+    return rn.run_forward_variance(rn.ForwardVarianceConfig(**N_NETWORKS))
 
 
+@pytest.mark.claim
 def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) -> None:
     depth = forward.config.depth
     nets = forward.config.networks
     final = forward.second_moment[:, :, -1] / forward.second_moment[:, :, 0]  # (spec, network)
     per_block = final ** (1 / depth)
     he, kaiming = nets.index(rn.RESIDUAL), nets.index(rn.RESIDUAL_KAIMING)
-    assert np.all((per_block[he] > 1.9) & (per_block[he] < 2.08))  # ≈ 2 per block
-    assert np.all((per_block[kaiming] > 2.8) & (per_block[kaiming] < 3.15))  # ≈ 3 per block
-    assert 1.92 < forward.growth_per_block(rn.RESIDUAL) < 2.04
-    assert 2.85 < forward.growth_per_block(rn.RESIDUAL_KAIMING) < 3.08
-    assert 2**depth / 10 < forward.final_ratio(rn.RESIDUAL) < 2**depth * 1.2
+    within("residual: forward, He, growth per block (each network)", per_block[he], 1.9, 2.08)  # ≈ 2
+    within(
+        "residual: forward, Kaiming, growth per block (each network)", per_block[kaiming], 2.8, 3.15
+    )  # ≈ 3
+    within(
+        "residual: forward, He, growth per block (typical)", forward.growth_per_block(rn.RESIDUAL), 1.92, 2.04
+    )
+    kaiming_typical = forward.growth_per_block(rn.RESIDUAL_KAIMING)
+    within("residual: forward, Kaiming, growth per block (typical)", kaiming_typical, 2.85, 3.08)
+    within("residual: forward, He, final ratio / 2^L", forward.final_ratio(rn.RESIDUAL) / 2**depth, 0.1, 1.2)
     scaled = final[nets.index(rn.RESIDUAL_SCALED)]
-    assert np.all((scaled > 2.0) & (scaled < 3.0))  # (1 + 1/50)^50 = 2.69 <= e
+    within("residual: forward, α=1/√L, final ratio", scaled, 2.0, 3.0)  # (1 + 1/50)^50 = 2.69 <= e
     np.testing.assert_array_equal(
         forward.second_moment[nets.index(rn.RESIDUAL_ZERO)],
         forward.second_moment[nets.index(rn.RESIDUAL_ZERO)][:, :1].repeat(depth + 1, axis=1),
     )
     bn = nets.index(rn.RESIDUAL_BN)
     predicted_bn = forward.predicted_ratio()[bn, -1]
-    assert np.all(np.abs(final[bn] / predicted_bn - 1) < 0.15)  # q_0 + l: linear, not exponential
-    assert 20 < predicted_bn < 150
+    # q_0 + l: linear, not exponential
+    expect(
+        "residual: forward, BN, |final ratio / predicted - 1|",
+        np.abs(final[bn] / predicted_bn - 1),
+        "<",
+        0.15,
+    )
+    within("residual: forward, BN, predicted final ratio", predicted_bn, 20, 150)
     plain = final[nets.index(rn.PLAIN)]
-    assert np.all((plain > 0.03) & (plain < 3.0))  # the mean is preserved; the typical network drifts down
+    # the mean is preserved; the typical network drifts down (log-normal across networks: log scale)
+    within("residual: forward, plain, log10 final ratio", np.log10(plain), math.log10(0.03), math.log10(3.0))
     np.testing.assert_allclose(forward.predicted_ratio()[he], 2.0**forward.blocks)
 
 
@@ -212,26 +265,38 @@ def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) 
 
 @pytest.fixture(scope="module")
 def sweep() -> rn.DepthSweepResult:
-    return rn.run_depth_sweep(rn.DepthSweepConfig())
+    return rn.run_depth_sweep(rn.DepthSweepConfig(**N_NETWORKS))
 
 
+@pytest.mark.claim
 def test_depth_sweep_numbers_the_chapter_states(sweep: rn.DepthSweepResult) -> None:
     nets = sweep.config.networks
     at100 = {spec: sweep.grad_ratio[nets.index(spec), :, -1] for spec in nets}  # every network at L = 100
     assert sweep.config.depths[-1] == 100
-    assert np.all((at100[rn.PLAIN] > 0.02) & (at100[rn.PLAIN] < 2.0))
-    assert np.all(at100[rn.PLAIN_BN] > 1e7)  # BatchNorm in a plain stack explodes the gradient
-    assert np.all(np.abs(np.log(at100[rn.RESIDUAL] / 2.0**50)) < math.log(4))  # (1 + 1)^(L/2)
-    assert np.all((at100[rn.RESIDUAL_BN] > 15) & (at100[rn.RESIDUAL_BN] < 80))
-    assert np.all((at100[rn.RESIDUAL_SCALED] > 1.3) & (at100[rn.RESIDUAL_SCALED] < 2.2))
+    # log-normal across networks: the claim is on the log scale
+    within(
+        "residual: sweep L=100, plain, log10 gradient ratio",
+        np.log10(at100[rn.PLAIN]),
+        math.log10(0.02),
+        math.log10(2.0),
+    )
+    # BatchNorm in a plain stack explodes the gradient
+    expect("residual: sweep L=100, plain + BN, log10 gradient ratio", np.log10(at100[rn.PLAIN_BN]), ">", 7)
+    log_error = np.abs(np.log(at100[rn.RESIDUAL] / 2.0**50))  # (1 + 1)^(L/2)
+    expect("residual: sweep L=100, α=1, |ln gradient ratio / 2^50|", log_error, "<", math.log(4))
+    within("residual: sweep L=100, residual + BN, gradient ratio", at100[rn.RESIDUAL_BN], 15, 80)
+    within("residual: sweep L=100, α=1/√L, gradient ratio", at100[rn.RESIDUAL_SCALED], 1.3, 2.2)
     np.testing.assert_allclose(sweep.grad_ratio[nets.index(rn.RESIDUAL_ZERO)], 1.0, rtol=1e-12)
     # typical values at 10 blocks, and polynomial (not exponential) growth of residual + BN
     at10 = {spec: sweep.grad_ratio[nets.index(spec), :, 0] for spec in nets}
-    assert np.all((at10[rn.PLAIN_BN] > 4) & (at10[rn.PLAIN_BN] < 30))
-    assert np.all((at10[rn.RESIDUAL_BN] > 3) & (at10[rn.RESIDUAL_BN] < 12))
+    within("residual: sweep L=10, plain + BN, gradient ratio", at10[rn.PLAIN_BN], 4, 30)
+    within("residual: sweep L=10, residual + BN, gradient ratio", at10[rn.RESIDUAL_BN], 3, 12)
     rbn = sweep.typical()[nets.index(rn.RESIDUAL_BN)]
-    assert 3 < rbn[-1] / rbn[0] < 10  # 10× the depth: a few times the ratio
-    assert np.all(np.diff(np.log(sweep.typical()[nets.index(rn.PLAIN_BN)])) > 1)
+    within(
+        "residual: sweep, residual + BN, typical ratio L=100 / L=10", rbn[-1] / rbn[0], 3, 10
+    )  # polynomial
+    plain_bn_steps = np.diff(np.log(sweep.typical()[nets.index(rn.PLAIN_BN)]))
+    expect("residual: sweep, plain + BN, smallest ln-step of the typical ratio", plain_bn_steps.min(), ">", 1)
     np.testing.assert_allclose(
         sweep.predicted_grad_ratio()[nets.index(rn.RESIDUAL)], 2.0 ** (sweep.depths / 2)
     )
@@ -246,7 +311,7 @@ def test_depth_sweep_numbers_the_chapter_states(sweep: rn.DepthSweepResult) -> N
 
 
 # ----------------------------------------------------------------------------------------------------
-# Degradation: the chapter's configuration at seeds 0, 1, 2
+# Degradation: the chapter's configuration at each seed of claims.SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -254,18 +319,36 @@ def degradation_runs() -> list[rn.DegradationResult]:
     return [rn.run_degradation(rn.DegradationConfig(seed=seed, device="cpu")) for seed in SEEDS]
 
 
+@pytest.mark.claim
 def test_deep_plain_trains_worse_and_its_residual_twin_does_not(degradation_runs) -> None:
     for result in degradation_runs:
         p18, p34, r34 = result.shallow_plain, result.deep_plain, result.deep_residual
         assert (p18.name, p34.name, r34.name) == ("plain-18", "plain-34", "residual-34")
         assert not any(run.history.diverged for run in result.runs)
-        assert p34.train_loss > 2.5 * p18.train_loss  # degradation: deeper plain trains worse
-        assert r34.train_loss < 0.5 * p18.train_loss  # the residual twin of plain-34 trains best
-        assert p34.train_accuracy < 0.85 < 0.9 < p18.train_accuracy < r34.train_accuracy
-        assert r34.train_accuracy > 0.97
-        assert p34.val_accuracy < p18.val_accuracy < r34.val_accuracy
-        assert p34.init_grad_ratio > 3 * p18.init_grad_ratio  # plain + BN: deeper, larger gradient ratio
-        assert r34.init_grad_ratio < 2 * p18.init_grad_ratio
+        # degradation: deeper plain trains worse; the residual twin of plain-34 trains best
+        expect(
+            "residual: degradation, train loss plain-34 / plain-18", p34.train_loss / p18.train_loss, ">", 2.5
+        )
+        expect(
+            "residual: degradation, train loss residual-34 / plain-18",
+            r34.train_loss / p18.train_loss,
+            "<",
+            0.5,
+        )
+        expect("residual: degradation, plain-34 train accuracy", p34.train_accuracy, "<", 0.85)
+        expect("residual: degradation, plain-18 train accuracy", p18.train_accuracy, ">", 0.9)
+        expect("residual: degradation, residual-34 train accuracy", r34.train_accuracy, ">", 0.97)
+        gap = r34.train_accuracy - p18.train_accuracy
+        expect("residual: degradation, train accuracy residual-34 - plain-18", gap, ">", 0)
+        gap = p18.val_accuracy - p34.val_accuracy
+        expect("residual: degradation, val accuracy plain-18 - plain-34", gap, ">", 0)
+        gap = r34.val_accuracy - p18.val_accuracy
+        expect("residual: degradation, val accuracy residual-34 - plain-18", gap, ">", 0)
+        # plain + BN: deeper, larger gradient ratio; residual + BN: about the same
+        ratio = p34.init_grad_ratio / p18.init_grad_ratio
+        expect("residual: degradation, init gradient ratio plain-34 / plain-18", ratio, ">", 3)
+        ratio = r34.init_grad_ratio / p18.init_grad_ratio
+        expect("residual: degradation, init gradient ratio residual-34 / plain-18", ratio, "<", 2)
         assert result.get("plain-34") is p34
     frame = degradation_runs[0].to_frame()
     assert list(frame.index) == ["plain-18", "plain-34", "residual-34"]
@@ -417,14 +500,20 @@ def test_panel_plots(small_results) -> None:
         plots.layer_profile_grid([])
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_small_multiples_numbers_the_chapter_states(seed: int) -> None:
     """Residual at L = 100: flat weight gradients under a huge backward ratio; plain at width 32 fades."""
     residual = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.RESIDUAL, depth=100, seed=seed))
-    assert residual.fc2_grad.max() / residual.fc2_grad.min() < 30
-    assert 1e12 < residual.stream.grad_ratio < 1e18
+    spread = residual.fc2_grad.max() / residual.fc2_grad.min()
+    expect("residual: profile L=100, α=1, largest / smallest fc2 gradient", spread, "<", 30)
+    within(
+        "residual: profile L=100, α=1, log10 gradient ratio", math.log10(residual.stream.grad_ratio), 12, 18
+    )
     plain = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.PLAIN, depth=100, seed=seed))
-    assert 1e-4 < plain.stream.grad_ratio < 0.1
+    within(
+        "residual: profile L=100, plain, log10 gradient ratio", math.log10(plain.stream.grad_ratio), -4, -1
+    )
 
 
 def test_explorer_updates_at_defaults_and_extremes() -> None:
