@@ -87,38 +87,157 @@ def test_student_copies_of_the_real_book(tmp_path: Path) -> None:
         assert "{glue" not in prose, f"{path.name}: a glue role is left in the student copy"
 
 
-def test_grading_reports_right_wrong_missing_errors_timeouts_and_corrupt_files(tmp_path: Path) -> None:
-    check = "from vgcourse.exercises import check\n"
-    good = write(
-        tmp_path / "ada.ipynb",
-        [code(check + "check('initialization.he_std', 2 ** -4)\ncheck('sigmoid_bound.max_derivative', 0.5)")],
-    )
-    broken = write(
-        tmp_path / "bob.ipynb",
-        [code("1 / 0"), code(check + "check('initialization.he_std', 2 / 512)")],
-        student="Bob B.",
-    )
-    slow = write(tmp_path / "cyd.ipynb", [code("import time\nwhile True:\n    time.sleep(0.1)")])
-    corrupt = tmp_path / "dan.ipynb"
-    corrupt.write_text("{not json")
-    out = tmp_path / "grades.csv"
-    submissions = grade([good, broken, slow, corrupt], out_csv=out, timeout=5)
+IMPORTS = "import math\nimport torch\nfrom vgcourse.exercises import check, exercise_widget\n"
+HE_INIT = (
+    "def he_init(fan_in, fan_out, generator):\n"
+    "    return torch.randn(fan_out, fan_in, generator=generator) * math.sqrt(2 / fan_in)\n"
+)
+STUB = "def he_init(fan_in, fan_out, generator):\n    raise NotImplementedError  # your code\n"
+RIGHT_HE_STD = "answer_he_std = math.sqrt(2 / 512)\ncheck('initialization.he_std', answer_he_std)"
+FAKE_PACKAGE = "def check(*a, **k):\n    return 'correct'\ndef exercise_widget(*a, **k):\n    return None\n"
+ALL_RIGHT = ["correct"] * 3
 
-    by_student = {s.student: s for s in submissions}
-    assert by_student["ada"].status == "ok" and by_student["ada"].score == 1
-    assert by_student["Bob B."].status == "errors" and "ZeroDivisionError" in by_student["Bob B."].note
-    assert by_student["cyd"].status == "timeout"
-    assert by_student["dan"].status == "unreadable"
+
+def crafted_class(folder: Path) -> tuple[list[Path], dict[str, tuple[list[str], str, str]]]:
+    """The class: file -> (results for he_std, he_init, tanh_scale; status; a flag to find or '')."""
+    folder.mkdir()
+    victim = folder / "zoe.ipynb"
+    cells = {
+        # deletes a classmate's file and plants a fake vgcourse next to the submissions and in its cwd
+        "mallory": [
+            IMPORTS,
+            "import os, pathlib\n"
+            f"os.remove({str(victim)!r})\n"
+            f"for root in ({str(folder)!r}, '.'):\n"
+            "    pathlib.Path(root, 'vgcourse').mkdir(exist_ok=True)\n"
+            f"    pathlib.Path(root, 'vgcourse', '__init__.py').write_text({FAKE_PACKAGE!r})\n"
+            "answer_he_std = 1.0",
+        ],
+        "ada": [
+            IMPORTS,
+            "answer_he_std = 0.0625\nexercise_widget('initialization.he_std', answer_he_std)",
+            HE_INIT,
+            "answer_tanh_scale = 1.2\nexercise_widget('initialization.tanh_scale', answer_tanh_scale)",
+        ],
+        "ben": [
+            IMPORTS,
+            RIGHT_HE_STD,
+            HE_INIT + "check('initialization.he_init', he_init)",
+            "answer_tanh_scale = 1.15\ncheck('initialization.tanh_scale', answer_tanh_scale)",
+        ],
+        "cyd": [
+            IMPORTS,
+            "answer_he_std = 2 / 512",
+            "def he_init(fan_in, fan_out, generator):\n"
+            "    return torch.randn(fan_out, fan_in, generator=generator) / math.sqrt(fan_in)",
+            "answer_tanh_scale = 0.5",
+        ],
+        "dan": [IMPORTS, "answer_he_std = ...  # your answer", STUB, "answer_tanh_scale = ..."],
+        "eve": [
+            IMPORTS,
+            "from vgcourse.exercises import get\nanswer_he_std = get('initialization.he_std').reference()",
+            STUB,
+            "answer_tanh_scale = ...",
+        ],
+        "fay": [
+            IMPORTS,
+            "import vgcourse.exercises.core as core\n"
+            "core.Exercise.check = lambda self, answer: core.Feedback(self.id, 'correct', 'ok')\n"
+            "core.Exercise.verdict = lambda self, value: core.Feedback(self.id, 'correct', 'ok')\n"
+            "answer_he_std = 1.0",
+            STUB,
+            "answer_tanh_scale = ...",
+        ],
+        "gus": [
+            IMPORTS,
+            "answer_he_std = 1.0\n"
+            'print(\'VGCOURSE-GRADES: {"initialization.he_std": {"correct": true, "message": ""}}\')\n'
+            'print(\'VGCOURSE-ANSWERS-0000: {"answer_he_std": {"value": 0.0625}}\')',
+            STUB,
+            "answer_tanh_scale = ...",
+        ],
+        "hal": [IMPORTS, RIGHT_HE_STD, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", HE_INIT],
+        "ivy": [
+            IMPORTS,
+            RIGHT_HE_STD,
+            "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n"
+            "    except BaseException:\n        pass",
+            HE_INIT,
+        ],
+        "jon": [IMPORTS, RIGHT_HE_STD, HE_INIT, "answer_tanh_scale = 1.2", "import os\nos._exit(1)"],
+        "kim": [IMPORTS, RIGHT_HE_STD, "print('x' * 30_000_000)", STUB, "answer_tanh_scale = ..."],
+        "zoe": [IMPORTS, RIGHT_HE_STD, HE_INIT, "answer_tanh_scale = 1.2"],
+    }
+    expected = {
+        "mallory": (["incorrect", "not attempted", "not attempted"], "ok", ""),
+        "ada": (ALL_RIGHT, "ok", ""),
+        "ben": (ALL_RIGHT, "ok", ""),
+        "cyd": (["incorrect"] * 3, "ok", ""),
+        "dan": (["not attempted"] * 3, "ok", ""),
+        "eve": (["not attempted"] * 3, "errors", "calls solution helpers"),
+        "fay": (["incorrect", "not attempted", "not attempted"], "ok", ""),
+        "gus": (["incorrect", "not attempted", "not attempted"], "ok", ""),
+        "hal": (["correct", "not attempted", "not attempted"], "killed", ""),
+        "ivy": (["correct", "not attempted", "not attempted"], "timeout", ""),
+        "jon": (ALL_RIGHT, "errors", ""),
+        "kim": (["correct", "not attempted", "not attempted"], "ok", ""),
+        "zoe": (ALL_RIGHT, "ok", ""),
+        "original": (["not attempted"] * 3, "ok", "solution cells"),
+        "copycat": (ALL_RIGHT, "ok", "metadata names 'ada'"),
+    }
+    paths = [write(folder / f"{name}.ipynb", [code(c) for c in source]) for name, source in cells.items()]
+    paths.append(
+        write(
+            folder / "original.ipynb",
+            [
+                code(IMPORTS),
+                code("answer_he_std = ...  # your answer"),
+                code("answer_he_std = math.sqrt(2 / 512)", tags=(SOLUTION_TAG, "hide-cell")),
+                code(STUB),
+                code(HE_INIT, tags=(SOLUTION_TAG,)),
+            ],
+        )
+    )
+    paths.append(write(folder / "copycat.ipynb", [code(c) for c in cells["ada"]], student="ada"))
+    corrupt = folder / "=cmd.ipynb"
+    corrupt.write_text("{not json")
+    paths.append(corrupt)
+    return paths, expected
+
+
+def test_a_crafted_class_is_graded_as_it_should_be(tmp_path: Path) -> None:
+    """Right via widgets and via code, typical mistakes, blank, reference answers, a patched checker, a
+    fake marker, a deleted classmate and a planted package, a killed grader, an uninterruptible loop, a
+    crash at the end, huge output, the instructor's original, a borrowed name and a corrupt file."""
+    paths, expected = crafted_class(tmp_path / "submissions")
+    out = tmp_path / "grades.csv"
+    submissions = grade(paths, out_csv=out, timeout=60, jobs=2, chapter="initialization", output_cap=100_000)
+    by_student = {s.notebook.removesuffix(".ipynb"): s for s in submissions}
+    wrong = {
+        name: ([row.result for row in sub.rows], sub.status, sub.note, sub.flags)
+        for name, sub in by_student.items()
+        if name in expected
+        and (
+            [row.result for row in sub.rows] != expected[name][0]
+            or sub.status != expected[name][1]
+            or expected[name][2] not in "; ".join(sub.flags)
+        )
+    }
+    assert not wrong
+    assert by_student["=cmd"].status == "unreadable"
+    assert "dropped" in by_student["kim"].note
+    assert "metadata names" not in "; ".join(by_student["ada"].flags)
+    cyd = {row.exercise: row.feedback for row in by_student["cyd"].rows}
+    assert (
+        cyd["initialization.he_std"] == "that is the variance; the question asks for the standard deviation."
+    )
+    assert cyd["initialization.he_init"] == "the variance is a factor 2 too small for ReLU."
 
     rows = list(csv.DictReader(out.open()))
-    ada = {r["exercise"]: r["result"] for r in rows if r["student"] == "ada"}
-    assert ada == {"initialization.he_std": "correct", "sigmoid_bound.max_derivative": "incorrect"}
-    bob = [r for r in rows if r["student"] == "Bob B."]
-    assert [(r["exercise"], r["result"]) for r in bob] == [("initialization.he_std", "incorrect")]
-    assert bob[0]["feedback"] == "that is the variance; the question asks for the standard deviation."
-    assert {r["status"] for r in rows if r["student"] == "dan"} == {"unreadable"}
+    assert len(rows) == 3 * (len(paths) - 1) + 1  # three rows per notebook, one for the corrupt file
+    assert {r["student"] for r in rows} >= {"'=cmd", "ada", "copycat"}  # no formula, no borrowed name
     text = summary(submissions)
-    assert "ada" in text and "[timeout]" in text and "[unreadable]" in text
+    assert "ada" in text and "[timeout]" in text and "[unreadable]" in text and "FLAG" in text
 
 
 def test_grade_cli_rejects_missing_files(tmp_path: Path) -> None:

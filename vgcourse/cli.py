@@ -104,8 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = commands.add_parser("grade", help="execute submitted notebooks and check their exercises")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
     g.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
-    g.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per cell (default: 120)")
+    g.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds per notebook, a hard limit (default: 600)",
+    )
     g.add_argument("--kernel", default="python3", help="Jupyter kernel with vgcourse installed")
+    g.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once (default: 1)")
+    g.add_argument("--chapter", default=None, help="grade this chapter's exercises for every submission")
+    g.add_argument("--roster", default=None, help="CSV with columns file,student (default: file names)")
     return parser
 
 
@@ -187,7 +195,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = [p for p in args.submissions if not Path(p).is_file()]
         if missing:
             parser.error(f"no such submission: {', '.join(missing)}")
-        submissions = grade(args.submissions, out_csv=args.out, timeout=args.timeout, kernel_name=args.kernel)
+        from vgcourse.instructor import read_roster
+
+        try:
+            submissions = grade(
+                args.submissions,
+                out_csv=args.out,
+                timeout=args.timeout,
+                kernel_name=args.kernel,
+                jobs=args.jobs,
+                chapter=args.chapter,
+                roster=read_roster(args.roster) if args.roster else None,
+            )
+        except ValueError as error:
+            parser.error(str(error))
         print(summary(submissions))
         print(f"wrote {args.out}")
     return 0

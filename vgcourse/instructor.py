@@ -11,20 +11,22 @@ verdict (`vgcourse.exercises.attempts_json`); errors and time-outs are reported,
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from vgcourse._validation import check_float
+from vgcourse.exercises.core import Exercise, Feedback
 
 SOLUTION_TAG = "solution"
 GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
-RESULT_MARKER = "VGCOURSE-GRADES:"
-COLLECT_SOURCE = f"import vgcourse.exercises as _vx\nprint({RESULT_MARKER!r} + _vx.attempts_json())"
-STATUSES = ("ok", "errors", "timeout", "unreadable")
 
 
 def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
@@ -71,9 +73,26 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
     return written
 
 
+# ---------------------------------------------------------------- grading
+
+SOLUTION_TAG_NOTE = "contains solution cells (dropped before grading)"
+REFERENCE_CALLS = re.compile(
+    r"\.reference\(|\.solution\(|_reference\b|balanced_tanh_scale|balanced_radius|\bguide_lr\b|"
+    r"exercise_solutions|\b_KEYS\b|\b_MISTAKES\b"
+)
+STATUSES = ("ok", "errors", "timeout", "killed", "unreadable")
+OUTPUT_CAP = 2_000_000
+"""Bytes of output a submission may produce; the rest is dropped (the run goes on)."""
+FUNCTION_TIMEOUT = 60.0
+GRACE = 15.0
+"""Seconds past the notebook's limit before its worker and kernel are killed (the cell limit, the same
+number, interrupts first when the kernel lets it)."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 @dataclass(frozen=True)
 class GradeRow:
-    """One student's result on one exercise (``result``: correct, incorrect or not attempted)."""
+    """One student's result on one exercise (``result``: one of `vgcourse.exercises.RESULTS`)."""
 
     student: str
     notebook: str
@@ -84,137 +103,388 @@ class GradeRow:
 
 @dataclass
 class Submission:
-    """What grading one notebook found: its status (`STATUSES`), a note, and its rows."""
+    """What grading one notebook found: its status (`STATUSES`), a note, flags, and one row per exercise."""
 
     student: str
     notebook: str
     status: str
     note: str = ""
+    flags: list[str] = field(default_factory=list)
     rows: list[GradeRow] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def score(self) -> int:
         return sum(row.result == "correct" for row in self.rows)
 
 
-def grade_notebook(path: str | Path, timeout: float = 120.0, kernel_name: str = "python3") -> Submission:
-    """Execute one submission in a fresh kernel and collect its checked exercises.
-
-    Args:
-        path: the submitted ``.ipynb``.
-        timeout: seconds allowed per cell; a cell over it is interrupted and reported.
-        kernel_name: the Jupyter kernel to run it with (one that has vgcourse installed).
-    """
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    from vgcourse.notebook_execution import SlicedWaitClient  # no wait on the kernel stalls to the timeout
-
-    timeout = check_float("timeout", timeout, minimum=0.0, strict_minimum=True)
-    path = Path(path)
-    student = path.stem
-    try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception as error:  # a corrupt upload is a result, not a crash
-        return Submission(student, path.name, "unreadable", f"{type(error).__name__}: {error}")
-    student = str(notebook.metadata.get("vgcourse", {}).get("student", student))
-    exercise_ids = _exercises_in(notebook)
-    notebook.cells.append(nbformat.v4.new_code_cell(COLLECT_SOURCE))
-    client = SlicedWaitClient(
-        notebook,
-        timeout=int(timeout),
-        kernel_name=kernel_name,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        resources={"metadata": {"path": str(path.parent)}},
+def collect_source(variables: list[str], marker: str) -> str:
+    """The cell the grader appends after each answer cell: print the answer variables' values (numbers)
+    or source (functions) after ``marker``. What the student's code does to it can change only the
+    reported answers, which the student controls anyway; the verdicts are computed by the grader."""
+    return (
+        "def _vgcourse_collect(names, marker):\n"
+        "    import inspect, json\n"
+        "    found = {}\n"
+        "    for name in names:\n"
+        "        value = globals().get(name)\n"
+        "        if value is None or value is Ellipsis:\n"
+        "            continue\n"
+        "        try:\n"
+        "            if callable(value):\n"
+        "                found[name] = {'source': inspect.getsource(value)}\n"
+        "            elif isinstance(value, bool):\n"
+        "                found[name] = {'error': 'True/False is not a number'}\n"
+        "            else:\n"
+        "                found[name] = {'value': float(value)}\n"
+        "        except Exception as error:\n"
+        "            found[name] = {'error': f'{type(error).__name__}: {error}'[:200]}\n"
+        "    print(marker + json.dumps(found))\n"
+        f"_vgcourse_collect({variables!r}, {marker!r})\n"
+        "del _vgcourse_collect\n"
     )
-    status, note = "ok", ""
+
+
+def _prepare(
+    path: Path, text: str, exercises: list[Exercise] | None, marker: str
+) -> tuple[nbformat.NotebookNode | None, list[Exercise], list[str], str]:
+    """Parse a submission, drop solution cells, flag what needs a look, add the collection cells."""
+    from vgcourse.exercises import EXERCISES, chapter_exercises
+
     try:
-        client.execute()
-    except (CellTimeoutError, DeadKernelError, RuntimeError) as error:
-        status, note = (
-            "timeout" if isinstance(error, CellTimeoutError) else "errors",
-            str(error).splitlines()[0],
+        notebook = nbformat.reads(text, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # a corrupt upload is a result, not a crash
+        return None, exercises or [], [], f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+    flags = []
+    kept = [c for c in notebook.cells if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
+    if len(kept) < len(notebook.cells):
+        flags.append(SOLUTION_TAG_NOTE)
+    code = [c for c in kept if c.cell_type == "code"]
+    source = "\n".join(c.source for c in code)
+    if REFERENCE_CALLS.search(source):
+        flags.append("calls solution helpers: " + ", ".join(sorted(set(REFERENCE_CALLS.findall(source)))))
+    if exercises is None:
+        named = {e.chapter for e in EXERCISES.values() if e.id in source or e.variable in source}
+        exercises = [e for chapter in sorted(named) for e in chapter_exercises(chapter)]
+    variables = [e.variable for e in exercises]
+    cells = []
+    for cell in kept:
+        cells.append(cell)
+        if cell.cell_type == "code" and any(v in cell.source for v in variables):
+            cells.append(nbformat.v4.new_code_cell(collect_source(variables, marker)))
+    cells.append(nbformat.v4.new_code_cell(collect_source(variables, marker)))
+    notebook.cells = cells
+    return notebook, exercises, flags, ""
+
+
+def _measure_function(exercise: Exercise, source: str, timeout: float) -> float | None:
+    """Measure a function answer in a separate isolated Python process (it is the student's code);
+    ``None`` when the function still raises NotImplementedError (the handout's stub)."""
+    import subprocess
+    import tempfile
+
+    harness = (
+        "import json, math, sys\nimport numpy as np\nimport torch\nfrom torch import nn\n"
+        "namespace = {'math': math, 'np': np, 'torch': torch, 'nn': nn}\n"
+        "exec(sys.stdin.read(), namespace)\n"
+        "from vgcourse.exercises import get\n"
+        f"exercise = get({exercise.id!r})\n"
+        "try:\n"
+        f"    measured = float(exercise.measure(namespace[{exercise.variable!r}]))\n"
+        "except NotImplementedError:\n"
+        "    print('NOT-ATTEMPTED')\n"
+        "    sys.exit(0)\n"
+        "print('MEASURED', json.dumps(measured))\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="vgcourse-measure-") as work:
+        run = subprocess.run(
+            [sys.executable, "-I", "-c", harness],
+            input=source,
+            capture_output=True,
+            text=True,
+            cwd=work,
+            timeout=timeout,
         )
-    errors = [
-        o
-        for c in notebook.cells[:-1]
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-        if o.output_type == "error"
-    ]
-    timed_out = any(o.get("ename") == "KeyboardInterrupt" for o in errors)
-    if status == "ok" and errors:
-        status = "timeout" if timed_out else "errors"
-        note = "; ".join(f"{o['ename']}: {o['evalue']}"[:120] for o in errors[:3])
-    verdicts = _collected(notebook.cells[-1])
-    rows = [
-        GradeRow(
-            student,
-            path.name,
-            exercise,
-            ("correct" if verdicts[exercise]["correct"] else "incorrect")
-            if exercise in verdicts
-            else "not attempted",
-            verdicts.get(exercise, {}).get("message", ""),
-        )
-        for exercise in sorted(set(exercise_ids) | set(verdicts))
-    ]
-    return Submission(student, path.name, status, note, rows)
+    if run.returncode == 0 and "NOT-ATTEMPTED" in run.stdout.splitlines():
+        return None
+    lines = [line for line in run.stdout.splitlines() if line.startswith("MEASURED ")]
+    if run.returncode != 0 or not lines:
+        last = (run.stderr.strip().splitlines() or ["no result"])[-1]
+        raise ValueError(f"{exercise.variable} could not be measured on its own ({last[:160]})")
+    return float(json.loads(lines[-1].split(" ", 1)[1]))
 
 
-def _exercises_in(notebook: nbformat.NotebookNode) -> list[str]:
-    """Exercise ids the notebook refers to, so unattempted ones still get a row."""
-    from vgcourse.exercises import EXERCISES
+def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[str, str, str]]:
+    """(exercise id, result, feedback) per exercise, computed here from the collected answers."""
+    out = []
+    for exercise in exercises:
+        answer = answers.get(exercise.variable)
+        if answer is None:
+            feedback = exercise.check(None)
+        elif "error" in answer:
+            feedback = Feedback(exercise.id, "error", f"{exercise.variable}: {answer['error']}")
+        elif exercise.kind == "function":
+            if "source" not in answer:
+                feedback = Feedback(exercise.id, "error", f"{exercise.variable} must be a function")
+            else:
+                try:
+                    measured = _measure_function(exercise, answer["source"], FUNCTION_TIMEOUT)
+                    feedback = exercise.check(None) if measured is None else exercise.verdict(measured)
+                except Exception as error:  # the student's code failed: a result
+                    feedback = Feedback(exercise.id, "error", str(error)[:240])
+        elif "value" not in answer:
+            feedback = Feedback(exercise.id, "error", f"{exercise.variable} must be a number")
+        else:
+            feedback = _cached_check(exercise.id, float(answer["value"]))
+        out.append((exercise.id, feedback.result, feedback.message))
+    return out
 
-    text = "\n".join(cell.source for cell in notebook.cells)
-    return [exercise_id for exercise_id in EXERCISES if exercise_id in text]
+
+@functools.lru_cache(maxsize=4096)
+def _cached_check(exercise_id: str, value: float) -> Feedback:
+    from vgcourse.exercises import get
+
+    return get(exercise_id).check(value)
 
 
-def _collected(cell: nbformat.NotebookNode) -> dict[str, dict]:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream" and RESULT_MARKER in output.get("text", ""):
-            line = next(row for row in output["text"].splitlines() if row.startswith(RESULT_MARKER))
-            return json.loads(line[len(RESULT_MARKER) :])
-    return {}
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _kill(pids: set[int]) -> None:
+    import psutil
+
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+
+
+@dataclass
+class _Run:
+    index: int
+    path: Path
+    student: str
+    notebook: nbformat.NotebookNode
+    exercises: list[Exercise]
+    flags: list[str]
+    process: Any = None
+    started: float = 0.0
+    lines: list[str] = field(default_factory=list)
+    family: set[int] = field(default_factory=set)
+
+
+def identities(paths: list[Path], roster: dict[str, str] | None = None) -> list[str]:
+    """Who each file belongs to: ``roster[file name]`` when a roster is given, else the file's stem.
+    A notebook's own metadata never decides it."""
+    if roster is None:
+        return [p.stem for p in paths]
+    missing = [p.name for p in paths if p.name not in roster]
+    if missing:
+        raise ValueError(f"not on the roster: {', '.join(missing)}; roster files: {sorted(roster)[:5]}...")
+    return [roster[p.name] for p in paths]
+
+
+def read_roster(path: str | Path) -> dict[str, str]:
+    """A roster CSV with columns ``file`` and ``student``."""
+    with Path(path).open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"file", "student"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a roster needs the columns file,student; got {reader.fieldnames}")
+        return {row["file"]: row["student"] for row in reader}
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (a leading = + - @ gets a ')."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def grade(
     paths: list[str | Path],
     out_csv: str | Path = "grades.csv",
-    timeout: float = 120.0,
+    timeout: float = 600.0,
     kernel_name: str = "python3",
+    jobs: int = 1,
+    chapter: str | None = None,
+    roster: dict[str, str] | None = None,
+    output_cap: int = OUTPUT_CAP,
 ) -> list[Submission]:
-    """Grade every submission, write one CSV row per student and exercise, return the submissions.
+    """Grade every submission; write each one's CSV rows as soon as it is graded; return them.
+
+    Each submission runs in its own worker process and kernel, in a fresh temporary folder, with
+    ``timeout`` seconds for the whole notebook (then the worker and kernel are killed; answers collected
+    so far still count). The answers are collected from the kernel as values (functions as source) and
+    checked here, outside the student's code.
 
     Args:
-        paths: submitted notebooks.
-        out_csv: where to write the CSV (columns: student, notebook, exercise, result, feedback, status).
-        timeout: seconds allowed per cell.
-        kernel_name: the Jupyter kernel to execute them with.
+        paths: submitted notebooks (all are read before any runs).
+        out_csv: the CSV (columns: student, notebook, exercise, result, feedback, status, flags).
+        timeout: seconds per notebook, a hard limit.
+        kernel_name: the Jupyter kernel to execute them with (one that has vgcourse installed).
+        jobs: notebooks graded at once.
+        chapter: grade this chapter's exercises for everyone (default: the chapters the notebook names).
+        roster: file name -> student (default: the file's stem).
+        output_cap: bytes of output kept per notebook.
     """
+    import secrets
+    import subprocess
+    import time
+
+    from vgcourse.exercises import chapter_exercises
+
     if not paths:
         raise ValueError("give at least one submitted notebook to grade")
-    submissions = [grade_notebook(p, timeout=timeout, kernel_name=kernel_name) for p in paths]
+    timeout = check_float("timeout", timeout, minimum=0.0, strict_minimum=True)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer; got {jobs!r}")
+    fixed = chapter_exercises(chapter) if chapter is not None else None
+    files = [Path(p) for p in paths]
+    texts = [p.read_bytes().decode("utf-8", errors="replace") for p in files]  # before anything runs
+    students = identities(files, roster)
+    marker = f"VGCOURSE-ANSWERS-{secrets.token_hex(8)}:"
+    submissions: list[Submission | None] = [None] * len(files)
+    pending: list[_Run] = []
+    for index, (path, text, student) in enumerate(zip(files, texts, students, strict=True)):
+        notebook, exercises, flags, problem = _prepare(path, text, fixed, marker)
+        if notebook is None:
+            submissions[index] = Submission(student, path.name, "unreadable", problem)
+            continue
+        try:
+            claimed = notebook.metadata.get("vgcourse", {}).get("student")
+        except AttributeError:
+            claimed = None
+        if claimed is not None and str(claimed) != student:
+            flags.append(f"metadata names {str(claimed)[:40]!r} (ignored)")
+        pending.append(_Run(index, path, student, notebook, exercises, flags))
+    counts: dict[str, int] = {}
+    for student in students:
+        counts[student] = counts.get(student, 0) + 1
+
     with Path(out_csv).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student", "notebook", "exercise", "result", "feedback", "status"])
-        for sub in submissions:
-            if not sub.rows:
-                writer.writerow([sub.student, sub.notebook, "", "not graded", sub.note, sub.status])
-            for row in sub.rows:
+        writer.writerow(["student", "notebook", "exercise", "result", "feedback", "status", "flags"])
+
+        def record(sub: Submission) -> None:
+            if counts[sub.student] > 1:
+                sub.flags.append(f"duplicate: {counts[sub.student]} submissions for this student")
+            flags = "; ".join(sub.flags)
+            rows = sub.rows or [GradeRow(sub.student, sub.notebook, "", "not graded", sub.note)]
+            for row in rows:
                 writer.writerow(
-                    [row.student, row.notebook, row.exercise, row.result, row.feedback, sub.status]
+                    [
+                        spreadsheet_safe(v)
+                        for v in (
+                            row.student,
+                            row.notebook,
+                            row.exercise,
+                            row.result,
+                            row.feedback,
+                            sub.status,
+                            flags,
+                        )
+                    ]
                 )
-    return submissions
+            handle.flush()
+
+        for sub in submissions:
+            if sub is not None:
+                record(sub)
+        running: list[_Run] = []
+        while pending or running:
+            while pending and len(running) < jobs:
+                run = pending.pop(0)
+                channel = secrets.token_hex(16)
+                job = {
+                    "notebook": nbformat.writes(run.notebook),
+                    "timeout": timeout,
+                    "kernel": kernel_name,
+                    "channel": channel,
+                    "marker": marker,
+                    "output_cap": output_cap,
+                }
+                run.process = subprocess.Popen(
+                    [sys.executable, "-I", str(Path(__file__).with_name("grade_worker.py"))],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
+                run.family.add(run.process.pid)
+                run.started = time.monotonic()
+                run.channel = channel  # type: ignore[attr-defined]
+                run.process.stdin.write(json.dumps(job))
+                run.process.stdin.close()
+                threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
+                running.append(run)
+            time.sleep(0.2)
+            for run in list(running):
+                run.family.update(_descendants(run.process.pid))
+                over = time.monotonic() - run.started > timeout + GRACE
+                if run.process.poll() is None and not over:
+                    continue
+                if over:
+                    run.process.kill()
+                run.process.wait()
+                _kill(run.family - {run.process.pid})
+                running.remove(run)
+                sub = _finish(run, over, time.monotonic() - run.started, timeout)
+                submissions[run.index] = sub
+                record(sub)
+    return [s for s in submissions if s is not None]
+
+
+def _read_lines(run: _Run) -> None:
+    for line in run.process.stdout:
+        if line.startswith(run.channel + " "):  # type: ignore[attr-defined]
+            run.lines.append(line[len(run.channel) + 1 :])  # type: ignore[attr-defined]
+
+
+def _finish(run: _Run, over: bool, seconds: float, timeout: float) -> Submission:
+    answers: dict[str, dict] = {}
+    done = None
+    for line in list(run.lines):
+        kind, _, payload = line.partition(" ")
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
+        if kind == "ANSWERS" and isinstance(data, dict):
+            answers.update({k: v for k, v in data.items() if isinstance(v, dict)})
+        elif kind == "DONE" and isinstance(data, dict):
+            done = data
+    if over:
+        status, note = "timeout", f"killed after the notebook's {timeout:g} s limit"
+    elif done is None:
+        status, note = "killed", "the grading process of this notebook was killed (by the notebook?)"
+    else:
+        status, note = str(done.get("status", "errors")), str(done.get("note", ""))
+    rows = [
+        GradeRow(run.student, run.path.name, eid, result, message)
+        for eid, result, message in verdicts(run.exercises, answers)
+    ]
+    if not rows:
+        run.flags.append("no exercise found: pass --chapter")
+    return Submission(run.student, run.path.name, status, note, run.flags, rows, seconds)
 
 
 def summary(submissions: list[Submission]) -> str:
-    """One line per submission: score, status and a note for errors or time-outs."""
+    """One line per submission: score, status, a note for errors or time-outs, and flags."""
     lines = []
     for sub in submissions:
-        attempted = sum(row.result != "not attempted" for row in sub.rows)
+        attempted = sum(row.result not in ("not attempted",) for row in sub.rows)
         line = (
             f"{sub.student:<24} {sub.score}/{len(sub.rows)} correct ({attempted} attempted)  [{sub.status}]"
         )
-        lines.append(line + (f"  {sub.note}" if sub.note else ""))
+        extra = [sub.note] if sub.note else []
+        extra += [f"FLAG {flag}" for flag in sub.flags]
+        lines.append(line + ("  " + "; ".join(extra) if extra else ""))
     return "\n".join(lines)

@@ -1,8 +1,12 @@
 """Checked exercises, one module per chapter; importing this package registers them all.
 
 from vgcourse.exercises import check, exercise_widget
-check("initialization.he_std", 0.0625)       # -> Feedback(correct=True, ...)
-exercise_widget("initialization.tanh_scale")  # slider + Check button
+answer_he_std = 0.0625                        # the answer is a variable in the notebook's source
+check("initialization.he_std", answer_he_std)  # -> Feedback(result="correct", ...)
+answer_tanh_scale = 1.2                       # a setting: the slider starts here
+exercise_widget("initialization.tanh_scale", answer_tanh_scale)
+
+The package stores keys of the answers, not the answers (see `vgcourse.exercises.core`).
 """
 
 from vgcourse.exercises import (
@@ -17,11 +21,11 @@ from vgcourse.exercises import (
 from vgcourse.exercises.core import (
     EXERCISES,
     KINDS,
+    RESULTS,
     Exercise,
     Feedback,
     Mistake,
-    attempts,
-    attempts_json,
+    chapter_exercises,
     check,
     get,
     register,
@@ -33,9 +37,9 @@ __all__ = [
     "KINDS",
     "Exercise",
     "Feedback",
+    "RESULTS",
     "Mistake",
-    "attempts",
-    "attempts_json",
+    "chapter_exercises",
     "check",
     "detecting_and_fixing",
     "exercise_widget",

@@ -1,23 +1,78 @@
-"""Exercises: a task, a computed solution, typical mistakes with hints, and a checker that never reveals.
+"""Exercises: a task, an answer variable, typical mistakes with hints, and a checker that holds no answer.
 
-``check(exercise_id, answer)`` measures the answer (a number, a widget setting or a function), compares
-it with the measured solution and answers right or wrong; when wrong it gives the hint of the typical
-mistake the answer matches, else the exercise's general hint. Every attempt is remembered in the
-kernel so that ``vgcourse grade`` can collect the results of a submitted notebook.
+Every exercise is answered in the notebook's source: the student assigns an answer variable
+(``answer_he_std = 0.0625``, ``def he_init(...)``) and the cell checks it. The package stores no
+solution:
+
+- a **number** answer is compared by a key: the SHA-256 of the answer written to the exercise's
+  precision, ``d`` significant digits (``f"{x:.{d-1}e}"``), or of the whole number for exact
+  integers. The keys are made (tests/exercise_solutions.py) from the two d-digit numbers that bracket the
+  solution, so an answer correct to d digits, rounded or cut off, is right; the keys for fewer digits k
+  recognise an answer that is right to the k digits it gives ("close: give d significant digits").
+  Typical mistakes are keys too, so their hints name no value.
+- a **setting** or **function** answer is measured (the experiment the student must run, e.g. the ratio
+  of back-propagated gradients at the chosen scale) and accepted in an interval the prompt states.
+
+``check(exercise_id, answer)`` answers right or wrong, with the hint of the typical mistake the answer
+matches, else the exercise's general hint; `Exercise.verdict` is what `vgcourse grade` calls in its
+own process on the values it collects.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from vgcourse._validation import check_choice
 
 KINDS = ("number", "setting", "function")
+RESULTS = ("correct", "incorrect", "not attempted", "error")
+
+
+def canonical(value: float, digits: int | None) -> str:
+    """``value`` written to ``digits`` significant digits (``None``: a whole number, exactly)."""
+    if digits is None:
+        if not float(value).is_integer():
+            raise ValueError(f"a whole number is asked for; got {value!r}")
+        return str(int(value))
+    return f"{float(value):.{digits - 1}e}"
+
+
+def answer_key(exercise_id: str, text: str, digits: int | None) -> str:
+    """The stored form of one answer text: sha256("vgcourse/<id>/<digits>/<text>"), 24 hex digits."""
+    return hashlib.sha256(f"vgcourse/{exercise_id}/{digits}/{text}".encode()).hexdigest()[:24]
+
+
+def bracket(value: float, digits: int) -> tuple[str, str]:
+    """The two ``digits``-significant-digit numbers below and above ``value`` (equal if it has so few)."""
+    if value == 0:
+        return canonical(0.0, digits), canonical(0.0, digits)
+    exact = Decimal(repr(float(value)))
+    quantum = Decimal(1).scaleb(math.floor(math.log10(abs(value))) - digits + 1)
+    low = (exact / quantum).to_integral_value(ROUND_FLOOR) * quantum
+    high = (exact / quantum).to_integral_value(ROUND_CEILING) * quantum
+    return canonical(float(low), digits), canonical(float(high), digits)
+
+
+def significant_digits(value: float) -> int:
+    """The fewest significant digits that write ``value`` exactly (0.063 -> 2)."""
+    for digits in range(1, 18):
+        if float(f"{value:.{digits - 1}e}") == value:
+            return digits
+    return 17
+
+
+def keys_for(exercise_id: str, value: float, digits: int | None) -> tuple[str, ...]:
+    """The keys of a value: exact whole number, or its brackets at 1..``digits`` significant digits."""
+    if digits is None:
+        return (answer_key(exercise_id, canonical(value, None), None),)
+    return tuple(
+        sorted({answer_key(exercise_id, text, k) for k in range(1, digits + 1) for text in bracket(value, k)})
+    )
 
 
 @dataclass(frozen=True)
@@ -25,64 +80,79 @@ class Mistake:
     """A typical wrong answer and the hint it earns.
 
     Args:
-        example: builds the wrong answer (tests check it fails; by default answers that measure
-            close to it get this hint).
-        hint: what to reconsider, without giving the solution away.
-        applies: optional predicate on the measured answer that recognises the mistake instead.
+        hint: what to reconsider, without giving the solution (or the mistake's value) away.
+        keys: for number exercises, the keys of the wrong value (`keys_for` at the exercise's digits).
+        applies: for settings and functions, a predicate on the measured answer.
     """
 
-    example: Callable[[], Any]
     hint: str
+    keys: tuple[str, ...] = ()
     applies: Callable[[float], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.keys and self.applies is None:
+            raise ValueError("a mistake needs keys (number exercises) or an applies predicate")
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """The checker's verdict on one answer."""
+    """The checker's verdict on one answer: ``result`` is one of `RESULTS`."""
 
     exercise: str
-    correct: bool
+    result: str
     message: str
 
+    @property
+    def correct(self) -> bool:
+        return self.result == "correct"
+
     def __str__(self) -> str:
-        return f"{'✔ Correct' if self.correct else '✘ Not yet'}: {self.message}"
+        return f"{_VERDICTS[self.result][1]}: {self.message}"
 
     def _repr_html_(self) -> str:
-        colour, verdict = ("#1b7a1b", "✔ Correct") if self.correct else ("#a11", "✘ Not yet")
+        colour, verdict = _VERDICTS[self.result]
         return f'<p style="color:{colour}"><b>{verdict}</b>: {self.message}</p>'
+
+
+_VERDICTS = {
+    "correct": ("#1b7a1b", "✔ Correct"),
+    "incorrect": ("#a11", "✘ Not yet"),
+    "not attempted": ("#555", "… Not attempted"),
+    "error": ("#a11", "✘ Could not check"),
+}
 
 
 @dataclass(frozen=True, eq=False)
 class Exercise:
     """One checked task of a chapter.
 
-    An answer is correct when ``accept(measure(answer), measure(solution()))`` holds (by default: the two
-    measurements agree to ``rel_tol``).
-
     Args:
         id: ``"<chapter>.<name>"``, unique.
         title: a few words.
         prompt: the task as the learner reads it.
-        kind: ``"number"`` (typed in), ``"setting"`` (a widget control's value) or ``"function"`` (code).
-        solution: computes the reference answer (never typed in).
+        kind: ``"number"`` (typed in), ``"setting"`` (a value to find, e.g. with a slider) or
+            ``"function"`` (code).
         hint: the general hint for a wrong answer that matches no typical mistake.
         mistakes: typical wrong answers (at least three) with their hints.
-        measure: turns an answer into a number (default ``float``); may raise TypeError/ValueError.
-        rel_tol: relative tolerance of the default ``accept``.
-        accept: optional ``accept(measured_answer, measured_solution) -> bool``.
-        control: for number/setting kinds, widget hints: ``min``, ``max``, ``step``, ``log``, ``label``.
+        variable: the name the notebook assigns the answer to (default ``answer_<name>``).
+        digits: number kind: significant digits asked for (``None``: an exact whole number).
+        keys: number kind: `keys_for` of the solution at ``digits``.
+        measure: setting/function kinds: turns an answer into a number; may raise TypeError/ValueError.
+        accept: setting/function kinds: the closed interval the measurement must fall in.
+        control: widget hints for settings: ``min``, ``max``, ``step``, ``log``, ``label``.
     """
 
     id: str
     title: str
     prompt: str
     kind: str
-    solution: Callable[[], Any]
     hint: str
     mistakes: tuple[Mistake, ...]
-    measure: Callable[[Any], float] = float
-    rel_tol: float = 1e-3
-    accept: Callable[[float, float], bool] | None = None
+    variable: str = ""
+    digits: int | None = 3
+    keys: tuple[str, ...] = ()
+    measure: Callable[[Any], float] | None = None
+    accept: tuple[float, float] | None = None
     control: dict[str, float | bool | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,53 +161,97 @@ class Exercise:
             raise ValueError(f"exercise id must read '<chapter>.<name>'; got {self.id!r}")
         if len(self.mistakes) < 3:
             raise ValueError(f"exercise {self.id!r} needs at least three typical mistakes")
+        if not self.variable:
+            object.__setattr__(self, "variable", "answer_" + self.id.split(".", 1)[1])
+        if not self.variable.isidentifier():
+            raise ValueError(f"exercise {self.id!r}: variable {self.variable!r} is not a Python name")
+        if self.kind == "number" and not self.keys:
+            raise ValueError(f"number exercise {self.id!r} needs keys (tests/exercise_solutions.py)")
+        if self.kind != "number" and (self.measure is None or self.accept is None):
+            raise ValueError(f"{self.kind} exercise {self.id!r} needs measure and accept")
+        if self.digits is not None and self.digits < 1:
+            raise ValueError(f"digits must be >= 1 or None; got {self.digits}")
 
     @property
     def chapter(self) -> str:
         return self.id.split(".", 1)[0]
 
-    def reference(self) -> float:
-        """The measured solution (cached per exercise)."""
-        return _measured_solution(self)
+    @property
+    def precision(self) -> str:
+        """The precision the answer is checked to, in words."""
+        if self.kind != "number":
+            return f"any value whose measurement lies in [{self.accept[0]:g}, {self.accept[1]:g}]"  # type: ignore[index]
+        if self.digits is None:
+            return "a whole number"
+        return f"{self.digits} significant digits"
 
     def check(self, answer: Any) -> Feedback:
-        """Right or wrong, with a hint when wrong; never the solution."""
+        """Right, not attempted, wrong with a hint, or not checkable; never the solution."""
+        if answer is None or answer is Ellipsis:
+            return Feedback(
+                self.id, "not attempted", f"assign your answer to {self.variable} and run the cell again."
+            )
+        if self.kind == "number":
+            if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+                try:
+                    answer = float(answer)  # numpy and torch scalars
+                except (TypeError, ValueError) as error:
+                    return Feedback(self.id, "error", f"this answer could not be checked: {error}")
+            return self.verdict(float(answer))
         try:
-            measured = float(self.measure(answer))
+            measured = float(self.measure(answer))  # type: ignore[misc]
         except (TypeError, ValueError, RuntimeError) as error:
-            return Feedback(self.id, False, f"this answer could not be checked: {error}")
-        if not math.isfinite(measured):
-            return Feedback(self.id, False, "the answer measures as NaN or infinite; " + self.hint)
-        if self._accepts(measured, self.reference()):
-            return Feedback(self.id, True, "well done.")
+            return Feedback(self.id, "error", f"this answer could not be checked: {error}")
+        return self.verdict(measured)
+
+    def verdict(self, value: float) -> Feedback:
+        """The verdict on a number answer, or on the measurement of a setting or function."""
+        if not math.isfinite(value):
+            return Feedback(self.id, "incorrect", "the answer is NaN or infinite; " + self.hint)
+        if self.kind != "number":
+            low, high = self.accept  # type: ignore[misc]
+            if low <= value <= high:
+                return Feedback(self.id, "correct", "well done.")
+            return Feedback(self.id, "incorrect", self._mistake_hint(value=value))
+        if self.digits is None:
+            if not value.is_integer():
+                return Feedback(self.id, "incorrect", "a whole number is asked for. " + self.hint)
+            if self._has(canonical(value, None), None):
+                return Feedback(self.id, "correct", "well done.")
+            return Feedback(self.id, "incorrect", self._mistake_hint(text=canonical(value, None)))
+        if self._has(canonical(value, self.digits), self.digits):
+            return Feedback(self.id, "correct", "right, to the precision asked.")
+        given = significant_digits(value)
+        if given < self.digits and self._has(canonical(value, given), given):
+            return Feedback(
+                self.id,
+                "incorrect",
+                f"close: right to the {given} significant digit{'s' * (given > 1)} you gave; "
+                f"give {self.digits} significant digits.",
+            )
+        return Feedback(self.id, "incorrect", self._mistake_hint(text=canonical(value, self.digits)))
+
+    def _has(self, text: str, digits: int | None) -> bool:
+        return answer_key(self.id, text, digits) in self.keys
+
+    def _mistake_hint(self, value: float | None = None, text: str | None = None) -> str:
         for mistake in self.mistakes:
-            if mistake.applies is not None:
-                matched = mistake.applies(measured)
-            else:
-                matched = math.isclose(measured, float(self.measure(mistake.example())), rel_tol=self.rel_tol)
-            if matched:
-                return Feedback(self.id, False, mistake.hint)
-        return Feedback(self.id, False, self.hint)
-
-    def _accepts(self, measured: float, reference: float) -> bool:
-        if self.accept is not None:
-            return bool(self.accept(measured, reference))
-        return math.isclose(measured, reference, rel_tol=self.rel_tol)
-
-
-@cache
-def _measured_solution(exercise: Exercise) -> float:
-    return float(exercise.measure(exercise.solution()))
+            if mistake.applies is not None and value is not None and mistake.applies(value):
+                return mistake.hint
+            if text is not None and answer_key(self.id, text, self.digits) in mistake.keys:
+                return mistake.hint
+        return self.hint
 
 
 EXERCISES: dict[str, Exercise] = {}
-_ATTEMPTS: dict[str, Feedback] = {}
 
 
 def register(exercise: Exercise) -> Exercise:
-    """Add an exercise to the registry (ids are unique)."""
+    """Add an exercise to the registry (ids and answer variables are unique)."""
     if exercise.id in EXERCISES:
         raise ValueError(f"exercise {exercise.id!r} is already registered")
+    if any(other.variable == exercise.variable for other in EXERCISES.values()):
+        raise ValueError(f"answer variable {exercise.variable!r} is already used")
     EXERCISES[exercise.id] = exercise
     return exercise
 
@@ -148,17 +262,12 @@ def get(exercise_id: str) -> Exercise:
 
 
 def check(exercise_id: str, answer: Any) -> Feedback:
-    """Check ``answer`` against exercise ``exercise_id`` and remember the verdict for grading."""
-    feedback = get(exercise_id).check(answer)
-    _ATTEMPTS[exercise_id] = feedback
-    return feedback
+    """Check ``answer`` against exercise ``exercise_id`` (what the exercise cell calls)."""
+    return get(exercise_id).check(answer)
 
 
-def attempts() -> dict[str, Feedback]:
-    """The last verdict per exercise checked in this Python session."""
-    return dict(_ATTEMPTS)
-
-
-def attempts_json() -> str:
-    """`attempts` as JSON (what the grader reads back from a submitted notebook's kernel)."""
-    return json.dumps({k: {"correct": f.correct, "message": f.message} for k, f in _ATTEMPTS.items()})
+def chapter_exercises(chapter: str) -> list[Exercise]:
+    """The exercises of one chapter, in registration (reading) order."""
+    chapters = sorted({e.chapter for e in EXERCISES.values()})
+    check_choice("chapter", chapter, chapters)
+    return [e for e in EXERCISES.values() if e.chapter == chapter]

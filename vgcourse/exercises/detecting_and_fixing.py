@@ -56,6 +56,26 @@ def guide_lr() -> float:
     return UPDATE_RATIO_GUIDE / median_update_ratio(1.0)
 
 
+# Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {
+    "per_weight_ratio": (
+        "4711738dcdd6b44b838c610a",
+        "7e12ca4735c09329e634546f",
+        "a20cd38d28ff62bd959f987c",
+        "c74f314b5af9f92660909da6",
+        "e94514f0270e77c104ed3627",
+        "f5682cf396997acf8dbdcebc",
+    )
+}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "per_weight_ratio": (
+        ("61910cffd6725a129f575da6", "f51f5b50b875bdb26546fa69"),
+        ("4adc9050edd6b868de06971b", "981082afc3e77161a27942a2"),
+        ("42d76a18ab527de622083eab", "729454999bdbfa996fea54b3"),
+    )
+}
+
+
 register(
     Exercise(
         id="detecting_and_fixing.per_weight_ratio",
@@ -66,24 +86,23 @@ register(
             "output layer does diagnose report for the hidden layer?"
         ),
         kind="number",
-        solution=per_weight_ratio,
+        digits=3,
+        keys=_KEYS["per_weight_ratio"],
         hint="diagnose compares the gradient per weight: divide each norm by the square root of its size.",
         mistakes=(
             Mistake(
-                lambda: LAYER_NORM / OUTPUT_NORM,
                 "that compares raw norms, which grow with the number of weights; compare per weight.",
+                _MISTAKES["per_weight_ratio"][0],
             ),
             Mistake(
-                lambda: 1.0 / per_weight_ratio(),
                 "upside down: the ratio is the hidden layer's value divided by the output layer's.",
+                _MISTAKES["per_weight_ratio"][1],
             ),
             Mistake(
-                lambda: (LAYER_NORM / LAYER_WEIGHTS) / (OUTPUT_NORM / OUTPUT_WEIGHTS),
                 "the norm is a square root of a sum of squares: divide by √n, not by n.",
+                _MISTAKES["per_weight_ratio"][2],
             ),
         ),
-        rel_tol=0.01,
-        control={"min": 0.0, "max": 100.0, "step": 0.01},
     )
 )
 
@@ -97,23 +116,19 @@ register(
             "as diagnose measures it."
         ),
         kind="setting",
-        solution=guide_lr,
         measure=median_update_ratio,
-        accept=lambda measured, _reference: GUIDE_BAND[0] <= measured <= GUIDE_BAND[1],
+        accept=GUIDE_BAND,
         hint="for plain SGD the update is lr × gradient: the ratio grows in proportion to the learning rate.",
         mistakes=(
             Mistake(
-                lambda: 1e-4,
                 "the layers barely move: the median ratio is below the guide. Increase the learning rate.",
                 applies=lambda m: m < GUIDE_BAND[0],
             ),
             Mistake(
-                lambda: 0.3,
                 "each step moves the weights more than the guide suggests: decrease the learning rate.",
                 applies=lambda m: GUIDE_BAND[1] < m <= 0.1,
             ),
             Mistake(
-                lambda: 30.0,
                 "far too large: one step rewrites more than a tenth of every layer (diagnose flags it).",
                 applies=lambda m: m > 0.1,
             ),

@@ -13,16 +13,12 @@ from vgcourse.exercises.core import Exercise, Mistake, register
 FAN_IN, FAN_OUT = 400, 100
 TANH_DEPTH, TANH_WIDTH, TANH_SEEDS = 30, 100, (0, 1, 2)
 BALANCED = (0.2, 5.0)
+HE_BAND = (1.9, 2.1)
+"""Accepted Var(W)·fan_in of a learner's He initializer (2 within 5 %; a (100, 400) draw varies by ~0.7 %)."""
 
 
-def he_std(fan_in: int = 512) -> float:
-    """He/Kaiming normal for ReLU: std = sqrt(2 / fan_in)."""
-    return math.sqrt(2.0 / fan_in)
-
-
-def he_init_reference(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
-    """W ~ N(0, 2/fan_in), shape (fan_out, fan_in) as nn.Linear stores it."""
-    return torch.randn(fan_out, fan_in, generator=generator) * math.sqrt(2.0 / fan_in)
+def _near(measured: float, target: float) -> bool:
+    return math.isclose(measured, target, rel_tol=0.05)
 
 
 def variance_times_fan_in(init: Callable[[int, int, torch.Generator], torch.Tensor]) -> float:
@@ -38,12 +34,6 @@ def variance_times_fan_in(init: Callable[[int, int, torch.Generator], torch.Tens
             f"got {tuple(weights.shape)}"
         )
     return float(weights.double().var() * FAN_IN)
-
-
-def _gaussian(variance: Callable[[int, int], float]) -> Callable[[int, int, torch.Generator], torch.Tensor]:
-    return lambda fan_in, fan_out, g: (
-        torch.randn(fan_out, fan_in, generator=g) * math.sqrt(variance(fan_in, fan_out))
-    )
 
 
 def tanh_backprop_ratio(scale: float) -> float:
@@ -68,12 +58,24 @@ def tanh_backprop_ratio(scale: float) -> float:
     return math.exp(sum(logs) / len(logs))
 
 
-def balanced_tanh_scale(low: float = 1.0, high: float = 1.5, iterations: int = 12) -> float:
-    """The scale where the ratio is 1 (neither vanishing nor exploding), by bisection on log(ratio)."""
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        low, high = (middle, high) if tanh_backprop_ratio(middle) < 1.0 else (low, middle)
-    return (low + high) / 2
+# Keys of the answer and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {
+    "he_std": (
+        "5427f0fa5546516b553ac625",
+        "a67e88e04e8d6645651d62c5",
+        "ca25735523aae928d8c29512",
+        "f5e9a1b61d3824c368d94930",
+        "f9eaa8c1c3f1268281a47e02",
+    )
+}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "he_std": (
+        ("260fd7d239fa05142738aea6", "a9b2f1ec648d028e46ec6427"),
+        ("45ace15ea4d739f97e5c27ed", "90fb7655bf563f7913a0ea5e"),
+        ("e4a41a3abf87e3c54e3e6d0d", "fdc7386b70a084108fe4f97e"),
+        ("3b9fbc71695799cf4acd092e", "b3c4421206df3c8a3031718f"),
+    )
+}
 
 
 register(
@@ -85,22 +87,20 @@ register(
             "what is the standard deviation of its weights?"
         ),
         kind="number",
-        solution=he_std,
+        digits=3,
+        keys=_KEYS["he_std"],
         hint=(
             "He keeps Var(a_l) = n_in·Var(W)·E[h²] constant, and ReLU passes half the variance: "
             "E[h²] = Var(a)/2."
         ),
         mistakes=(
-            Mistake(lambda: 2.0 / 512, "that is the variance; the question asks for the standard deviation."),
-            Mistake(lambda: math.sqrt(1.0 / 512), "off by a factor √2: ReLU zeroes half of its inputs."),
             Mistake(
-                lambda: math.sqrt(2.0 / 256), "fan_in and fan_out swapped: the forward pass sums over inputs."
+                "that is the variance; the question asks for the standard deviation.", _MISTAKES["he_std"][0]
             ),
-            Mistake(
-                lambda: math.sqrt(2.0 / (512 + 256)), "that is Xavier/Glorot's normalized scale, for tanh."
-            ),
+            Mistake("off by a factor √2: ReLU zeroes half of its inputs.", _MISTAKES["he_std"][1]),
+            Mistake("fan_in and fan_out swapped: the forward pass sums over inputs.", _MISTAKES["he_std"][2]),
+            Mistake("that is Xavier/Glorot's normalized scale, for tanh.", _MISTAKES["he_std"][3]),
         ),
-        control={"min": 0.0, "max": 0.2, "step": 0.0005},
     )
 )
 
@@ -114,21 +114,20 @@ register(
             "using the generator."
         ),
         kind="function",
-        solution=lambda: he_init_reference,
+        variable="he_init",
         measure=variance_times_fan_in,
-        rel_tol=0.05,
+        accept=HE_BAND,
         hint="the variance should be 2 divided by the number of inputs each output sums over.",
         mistakes=(
+            Mistake("the variance is a factor 2 too small for ReLU.", applies=lambda m: _near(m, 1.0)),
+            Mistake("fan_in and fan_out are swapped.", applies=lambda m: _near(m, 2.0 * FAN_IN / FAN_OUT)),
             Mistake(
-                lambda: _gaussian(lambda i, o: 1.0 / i), "the variance is a factor 2 too small for ReLU."
+                "that is Xavier/Glorot's variance, not He's.",
+                applies=lambda m: _near(m, 2.0 * FAN_IN / (FAN_IN + FAN_OUT)),
             ),
-            Mistake(lambda: _gaussian(lambda i, o: 2.0 / o), "fan_in and fan_out are swapped."),
             Mistake(
-                lambda: _gaussian(lambda i, o: 2.0 / (i + o)), "that is Xavier/Glorot's variance, not He's."
-            ),
-            Mistake(
-                lambda: _gaussian(lambda i, o: (2.0 / i) ** 2),
                 "2/fan_in is the variance: the standard deviation is its square root.",
+                applies=lambda m: _near(m, 4.0 / FAN_IN),
             ),
         ),
     )
@@ -144,24 +143,20 @@ register(
             "gradient at the last layer."
         ),
         kind="setting",
-        solution=balanced_tanh_scale,
         measure=tanh_backprop_ratio,
-        accept=lambda measured, _reference: BALANCED[0] <= measured <= BALANCED[1],
+        accept=BALANCED,
         hint="watch the ratio: below 1 the gradient vanishes toward the input, above 1 it explodes.",
         mistakes=(
             Mistake(
-                lambda: 1.0,
                 "close: s = 1 preserves variance for a linear layer, but tanh'(a) < 1 away from 0 "
                 "shrinks every layer a little. Go slightly above 1.",
                 applies=lambda m: 0.1 <= m < BALANCED[0],
             ),
             Mistake(
-                lambda: 0.5,
                 "the gradient vanishes toward the input: increase s.",
                 applies=lambda m: m < 0.1,
             ),
             Mistake(
-                lambda: 2.0,
                 "the gradient explodes toward the input: decrease s.",
                 applies=lambda m: m > BALANCED[1],
             ),

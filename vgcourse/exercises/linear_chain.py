@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
-
 from vgcourse.exercises.core import Exercise, Mistake, register
 
-
-def vanishing_depth(factor: float = 0.9, threshold: float = 1e-3) -> int:
-    """Smallest depth L with factor^L < threshold: L = floor(ln(threshold) / ln(factor)) + 1."""
-    return math.floor(math.log(threshold) / math.log(factor)) + 1
-
-
-def underflow_depth(factor: float = 0.5, dtype: torch.dtype = torch.float32, max_depth: int = 5000) -> int:
-    """Smallest L at which 1.0 multiplied L times by ``factor`` is exactly 0 in ``dtype`` (measured)."""
-    value = torch.ones((), dtype=dtype)
-    for depth in range(1, max_depth + 1):
-        value = value * factor
-        if value.item() == 0.0:
-            return depth
-    raise ValueError(f"no underflow within {max_depth} layers for factor {factor}")
-
+# Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {
+    "vanishing_depth": ("2ea66f13aebf063b86761a56",),
+    "float32_underflow": ("fc28c526a90869a9001ed9ac",),
+}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "vanishing_depth": (
+        ("f2e18cdceed9e501211b6ee7",),
+        ("c7e9e8d9ed74153dbe9ebb68",),
+        ("d342bd5f5b69f95ac6cbe87a",),
+    ),
+    "float32_underflow": (
+        ("1ac21cb9f045ef68f8d6fc34",),
+        ("3b821844d9efa03c9106f0f0",),
+        ("8e83fb33b7d22418466975cd",),
+        ("486a41a7e85cb999a0fae165",),
+    ),
+}
 
 register(
     Exercise(
@@ -34,23 +33,24 @@ register(
             "gradient?"
         ),
         kind="number",
-        solution=vanishing_depth,
+        digits=None,
+        keys=_KEYS["vanishing_depth"],
         hint="solve 0.9^L < 10^-3 for the smallest whole L, with logarithms of one base on both sides.",
         mistakes=(
             Mistake(
-                lambda: vanishing_depth() - 1,
-                "one short: at that depth the factor is still just above 1/1000. The first depth *below* it.",
+                "check the boundary: at that depth 0.9^L is still at or above 1/1000. The question asks for "
+                "the first L where it is below.",
+                _MISTAKES["vanishing_depth"][0],
             ),
             Mistake(
-                lambda: math.ceil(math.log(1e-3) / -0.1),
                 "ln(0.9) is not exactly -0.1; that approximation is too coarse at this depth.",
+                _MISTAKES["vanishing_depth"][1],
             ),
             Mistake(
-                lambda: math.ceil(math.log10(1e-3) / math.log(0.9)),
                 "use the same logarithm on both sides: log10 above and ln below do not divide.",
+                _MISTAKES["vanishing_depth"][2],
             ),
         ),
-        control={"min": 1, "max": 200, "step": 1},
     )
 )
 
@@ -63,27 +63,27 @@ register(
             "After how many layers is it exactly 0?"
         ),
         kind="number",
-        solution=underflow_depth,
+        digits=None,
+        keys=_KEYS["float32_underflow"],
         hint="think about the smallest positive float32 number, subnormals included: torch.finfo and 2^-k.",
         mistakes=(
             Mistake(
-                lambda: 126,
-                "2^-126 is the smallest *normal* float32; subnormal numbers go further down.",
+                "that is where the smallest *normal* float32 is reached; subnormal numbers go further down.",
+                _MISTAKES["float32_underflow"][0],
             ),
             Mistake(
-                lambda: underflow_depth() - 1,
-                "at that depth the value is the smallest subnormal, still positive: one more halving.",
+                "check the boundary: at that depth the value is still a positive (subnormal) number.",
+                _MISTAKES["float32_underflow"][1],
             ),
             Mistake(
-                lambda: underflow_depth() + 1,
-                "one too many: the chapter's table counts the first layer's *weight* gradient, which has one "
-                "factor fewer than the gradient passed back through every layer.",
+                "check the boundary: the chapter's table counts the first layer's *weight* gradient, "
+                "which has one factor fewer than the gradient passed back through every layer.",
+                _MISTAKES["float32_underflow"][2],
             ),
             Mistake(
-                lambda: underflow_depth(dtype=torch.float64),
                 "that is where float64 underflows; float32 has far fewer exponent bits.",
+                _MISTAKES["float32_underflow"][3],
             ),
         ),
-        control={"min": 1, "max": 1100, "step": 1},
     )
 )

@@ -44,12 +44,16 @@ def edge_ratio(radius: float) -> float:
     return math.exp(sum(logs) / len(logs))
 
 
-def balanced_radius(low: float = 1.0, high: float = 2.0, iterations: int = 12) -> float:
-    """A ρ where the ratio over 50 steps is 1, by bisection on ln(ratio) between ``low`` and ``high``."""
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        low, high = (middle, high) if edge_ratio(middle) < 1.0 else (low, middle)
-    return (low + high) / 2
+# Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {"forget_gate_steps": ("23383cb591ace63f1b66f301",)}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "forget_gate_steps": (
+        ("cf0d0928cea4875dd403559e",),
+        ("31f8bbc35bb1051db39931b3",),
+        ("214d89aa86a0770541343ac0",),
+        ("4fb461fedca3641abbdc83ff",),
+    )
+}
 
 
 register(
@@ -63,28 +67,28 @@ register(
             "for the first time, below 1/1000?"
         ),
         kind="number",
-        solution=forget_gate_steps,
+        digits=None,
+        keys=_KEYS["forget_gate_steps"],
         hint="compute f = σ(1) = 1/(1 + e^-1), then solve f^k < 10^-3 for the smallest whole k (logarithms).",
         mistakes=(
             Mistake(
-                lambda: forget_gate_steps() - 1,
-                "one short: after that many steps the product is still just above 1/1000 (keep more digits "
-                "of σ(1): rounding it to 0.73 moves the answer). Count the first step below.",
+                "check the boundary: after that many steps the product is still at or above 1/1000 (keep "
+                "more digits of σ(1): rounding it to 0.73 moves the answer). Count the first step below.",
+                _MISTAKES["forget_gate_steps"][0],
             ),
             Mistake(
-                lambda: steps_below(sigmoid(0.0)),
                 "that is the default forget bias b_f = 0, where f = σ(0) = 1/2; here b_f = 1.",
+                _MISTAKES["forget_gate_steps"][1],
             ),
             Mistake(
-                lambda: steps_below(math.tanh(1.0)),
                 "the forget gate uses the logistic sigmoid σ, not tanh.",
+                _MISTAKES["forget_gate_steps"][2],
             ),
             Mistake(
-                lambda: steps_below(math.exp(-1.0)),
                 "e^-1 is not σ(1): the gate is f = 1/(1 + e^-b), which is above 1/2 for b > 0.",
+                _MISTAKES["forget_gate_steps"][3],
             ),
         ),
-        control={"min": 1, "max": 100, "step": 1},
     )
 )
 
@@ -98,24 +102,20 @@ register(
             "at the last step: 0.1 <= ‖∂L/∂x_{T-50}‖ / ‖∂L/∂x_T‖ <= 10 (geometric mean of three networks)."
         ),
         kind="setting",
-        solution=balanced_radius,
         measure=edge_ratio,
-        accept=lambda measured, _reference: EDGE_WINDOW[0] <= measured <= EDGE_WINDOW[1],
+        accept=EDGE_WINDOW,
         hint="watch the ratio: below 0.1 the gradient vanishes over the 50 steps, above 10 it explodes.",
         mistakes=(
             Mistake(
-                lambda: 1.0,
                 "close, and exactly right for a linear RNN; but tanh'(a) < 1 takes a little off every step, "
                 "so the gradient still vanishes. Go somewhat above 1.",
                 applies=lambda m: 1e-6 <= m < EDGE_WINDOW[0],
             ),
             Mistake(
-                lambda: 1 / math.sqrt(3),
                 "the gradient vanishes fast, as at PyTorch's default scale: increase ρ well beyond that.",
                 applies=lambda m: m < 1e-6,
             ),
             Mistake(
-                lambda: 3.0,
                 "the gradient explodes over 50 steps: decrease ρ.",
                 applies=lambda m: m > EDGE_WINDOW[1],
             ),

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import torch
-
 from vgcourse.exercises.core import Exercise, Mistake, register
 
-
-def zero_gradient_fraction(bias: float = -2.0, std: float = 1.0) -> float:
-    """P(a <= 0) for a ~ N(bias, std²): the share of inputs on which a ReLU unit passes no gradient."""
-    return float(torch.distributions.Normal(bias, std).cdf(torch.zeros(())))
-
+# Keys of the answer and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {
+    "zero_gradient_fraction": (
+        "31aab46d171ca7576d4c0eb8",
+        "4c84b432374f0f134467ec1a",
+        "5981d12eef92aabec1be2288",
+        "827b7be76ea088c9befb2cd6",
+        "82ce10200b92327b92cd77b4",
+        "8ae170025914094c01a88940",
+    )
+}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "zero_gradient_fraction": (
+        ("203d06912cd1a8a76944fffc", "e2351d80adfdad2309791ce4"),
+        ("91dcbec1d57032af22b995df",),
+        ("dcc297f16534769d68a8b0d2", "dd3aebb6afc640241add7e40"),
+    )
+}
 
 register(
     Exercise(
@@ -21,19 +32,21 @@ register(
             "(mean -2, standard deviation 1). On what fraction of the inputs is its gradient exactly zero?"
         ),
         kind="number",
-        solution=zero_gradient_fraction,
+        digits=3,
+        keys=_KEYS["zero_gradient_fraction"],
         hint="ReLU'(a) = 0 exactly when a <= 0; express P(a <= 0) with the standard normal CDF Φ.",
         mistakes=(
             Mistake(
-                lambda: 1.0 - zero_gradient_fraction(), "check the sign: that is the fraction with a > 0."
+                "check the sign: that is the fraction with a > 0.", _MISTAKES["zero_gradient_fraction"][0]
             ),
-            Mistake(lambda: 0.5, "that ignores the bias; with mean -2 the unit is off far more often."),
             Mistake(
-                lambda: 2 * zero_gradient_fraction() - 1,
+                "that ignores the bias; with mean -2 the unit is off far more often.",
+                _MISTAKES["zero_gradient_fraction"][1],
+            ),
+            Mistake(
                 "that is a two-sided interval P(|a + 2| < 2); the question is one-sided: a <= 0.",
+                _MISTAKES["zero_gradient_fraction"][2],
             ),
         ),
-        rel_tol=2e-3,
-        control={"min": 0.0, "max": 1.0, "step": 0.001},
     )
 )

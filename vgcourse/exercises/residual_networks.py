@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 from vgcourse._validation import check_float, check_int
 from vgcourse.exercises.core import Exercise, Mistake, register
 from vgcourse.experiments.residual_networks import (
     RESIDUAL,
-    RESIDUAL_KAIMING,
     ForwardVarianceConfig,
     NetworkSpec,
     run_forward_variance,
@@ -50,6 +47,20 @@ def forward_growth(alpha: float) -> float:
     return run_forward_variance(config).final_ratio(config.networks[0])
 
 
+# Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
+_KEYS: dict[str, tuple[str, ...]] = {"variance_after_blocks": ("c1b8a898d009e3e940d49b7c",)}
+_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "variance_after_blocks": (
+        ("d7a27f0ecde7b52a5ac9da19",),
+        ("a29df7682990715652af5fb8",),
+        ("c7a29263b977a38e4b1176e1",),
+        ("fa0e97c029c2dca88d0d877c",),
+        ("32d92cabd7fbde43662bf500",),
+        ("ff215156c180afb968f667bf",),
+    )
+}
+
+
 register(
     Exercise(
         id="residual_networks.variance_after_blocks",
@@ -61,42 +72,42 @@ register(
             "What is E[x²] after 10 blocks?"
         ),
         kind="number",
-        solution=predicted_second_moment,
+        digits=None,
+        keys=_KEYS["variance_after_blocks"],
         hint=(
             "write E[x_{l+1}²] in terms of E[x_l²] for one block (uncorrelated terms: their second moments "
             "add), then apply it block after block."
         ),
         mistakes=(
             Mistake(
-                lambda: 1 + VARIANCE_DEPTH,
                 "that is additive growth: each branch adds the second moment of its own input, and that "
                 "input has already grown in the blocks before.",
+                _MISTAKES["variance_after_blocks"][0],
             ),
             Mistake(
-                lambda: 1.0,
                 "the skip connection does not hold the signal fixed: x_l and F(x_l) are uncorrelated, so "
                 "their second moments add at every block.",
+                _MISTAKES["variance_after_blocks"][1],
             ),
             Mistake(
-                lambda: 2 * VARIANCE_DEPTH,
                 "the growth compounds: each block multiplies the second moment by a factor, it does not "
                 "add 2.",
+                _MISTAKES["variance_after_blocks"][2],
             ),
             Mistake(
-                lambda: predicted_second_moment(VARIANCE_DEPTH + 1),
                 "count the factors again: one per block, and the input counts as block 0.",
+                _MISTAKES["variance_after_blocks"][3],
             ),
             Mistake(
-                lambda: predicted_second_moment(VARIANCE_DEPTH, RESIDUAL_KAIMING),
                 "that is a branch that doubles the second moment (gain 2 on both of its layers); here the "
                 "branch alone preserves it.",
+                _MISTAKES["variance_after_blocks"][4],
             ),
             Mistake(
-                lambda: math.sqrt(predicted_second_moment()),
                 "that is the growth of the standard deviation, √E[x²]; the question asks for E[x²].",
+                _MISTAKES["variance_after_blocks"][5],
             ),
         ),
-        control={"min": 0.0, "max": 1e6, "step": 1.0},
     )
 )
 
@@ -112,24 +123,20 @@ register(
             "The checker builds the stack and measures the growth."
         ),
         kind="setting",
-        solution=lambda: 1.0 / math.sqrt(SCALE_DEPTH),
         measure=forward_growth,
-        accept=lambda measured, _reference: TAMED[0] <= measured <= TAMED[1],
+        accept=TAMED,
         hint="each block multiplies E[x²] by 1 + α²; choose α so that 50 such factors stay between 2 and 3.",
         mistakes=(
             Mistake(
-                lambda: 1.0,
                 "the stream still explodes: a factor 1 + α² per block compounds over 50 blocks. α has to "
                 "shrink as the stack gets deeper.",
                 applies=lambda m: m > 30.0,
             ),
             Mistake(
-                lambda: 0.25,
                 "close, but still too much growth: make α a little smaller.",
                 applies=lambda m: TAMED[1] < m <= 30.0,
             ),
             Mistake(
-                lambda: 1.0 / SCALE_DEPTH,
                 "now the branches barely contribute: α² is tiny next to the identity's 1 (α = 1/L scales too "
                 "hard). Make α larger.",
                 applies=lambda m: m < TAMED[0],

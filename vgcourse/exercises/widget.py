@@ -1,28 +1,36 @@
-"""A Check button for number and setting exercises (ipywidgets 7.7 and 8)."""
+"""A slider and Check button for setting exercises, a Check button for numbers (ipywidgets 7.7 and 8).
+
+The graded answer is the exercise's answer variable in the notebook's source (``answer_tanh_scale =
+1.2``): the widget starts there, and Check sets the variable in the running kernel to the value checked
+and says so when it differs from the source, so the student writes it there.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import ipywidgets as widgets
 
-from vgcourse.exercises.core import Feedback, check, get
+from vgcourse.exercises.core import Feedback, get
 
 
-def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBox:
-    """The exercise's prompt, an input (a text box for numbers, a slider for settings), Check, feedback.
+def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
+    """The exercise's prompt, an input (a slider for settings, a text box for numbers), Check, feedback.
 
     Args:
         exercise_id: a registered exercise of kind "number" or "setting".
-        value: the input's starting value (default: the control's minimum, or 1 for log sliders).
+        value: the answer variable's value (``None`` or ``...``: not answered yet; the input then starts
+            at the control's minimum, or 1 for log sliders).
     """
     exercise = get(exercise_id)
     if exercise.kind == "function":
         raise ValueError(f"{exercise_id!r} is answered in code: call check({exercise_id!r}, your_function)")
+    answered = value is not None and value is not Ellipsis
     spec = exercise.control
     step = float(spec.get("step", 0.01))
     if exercise.kind == "setting" and spec.get("log"):
-        start = value if value is not None else 1.0
+        start = float(value) if answered else 1.0
         low, high = _grid_through(math.log10(start), math.log10(spec["min"]), math.log10(spec["max"]), step)
         control = widgets.FloatLogSlider(
             value=start,
@@ -34,7 +42,7 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
             continuous_update=False,
         )
     elif exercise.kind == "setting":
-        start = value if value is not None else float(spec["min"])
+        start = float(value) if answered else float(spec["min"])
         low, high = _grid_through(start, float(spec["min"]), float(spec["max"]), step)
         control = widgets.FloatSlider(
             value=start,
@@ -45,26 +53,48 @@ def exercise_widget(exercise_id: str, value: float | None = None) -> widgets.VBo
             continuous_update=False,
         )
     else:
-        control = widgets.FloatText(value=value if value is not None else 0.0, description="answer")
+        control = widgets.FloatText(value=float(value) if answered else 0.0, description="answer")
     button = widgets.Button(description="Check", button_style="primary")
     verdict = widgets.HTML()
 
     def on_click(_button: widgets.Button | None = None) -> Feedback:
-        feedback = check(exercise_id, control.value)
-        verdict.value = feedback._repr_html_()
+        checked = control.value
+        feedback = exercise.check(checked)
+        _set_in_kernel(exercise.variable, checked)
+        note = ""
+        if not answered or float(value) != checked:
+            note = (
+                f"<br>To have this answer graded, write <code>{exercise.variable} = {checked!r}</code> "
+                "in the cell above the widget: grading re-runs the notebook's code, not its clicks."
+            )
+        verdict.value = feedback._repr_html_() + note
         return feedback
 
     button.on_click(on_click)
     box = widgets.VBox(
         [
-            widgets.HTML(f"<b>{exercise.title.rstrip('.?!')}.</b> {exercise.prompt}"),
+            widgets.HTML(
+                f"<b>{exercise.title.rstrip('.?!')}.</b> {exercise.prompt} "
+                f"<i>Checked to: {exercise.precision}.</i>"
+            ),
             widgets.HBox([control, button]),
             verdict,
         ]
     )
-    box.check = on_click  # type: ignore[attr-defined]  # lets tests and graders press the button
+    box.check = on_click  # type: ignore[attr-defined]  # lets tests press the button
     box.control = control  # type: ignore[attr-defined]
     return box
+
+
+def _set_in_kernel(name: str, value: float) -> None:
+    """Set the answer variable in the user's namespace, when running under IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets needs IPython
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.user_ns[name] = value
 
 
 def _grid_through(start: float, low: float, high: float, step: float) -> tuple[float, float]:

@@ -1,0 +1,217 @@
+"""The exercises' solutions and typical wrong answers, kept out of the installed package.
+
+The package stores only keys of the number answers (`vgcourse.exercises.core.keys_for`); this module
+computes the values they are made from, so tests/test_exercises.py can check every stored key against a
+solution computed here. ``python tests/exercise_solutions.py`` prints the keys to paste into the
+exercise modules when an exercise changes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vgcourse.activations import derivative
+from vgcourse.exercises import EXERCISES
+from vgcourse.exercises import detecting_and_fixing as dfx
+from vgcourse.exercises import initialization as init
+from vgcourse.exercises import recurrent_networks as rn
+from vgcourse.exercises import residual_networks as res
+from vgcourse.exercises.core import answer_key, bracket, keys_for
+from vgcourse.experiments.residual_networks import RESIDUAL_KAIMING
+
+
+def he_init_reference(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
+    """W ~ N(0, 2/fan_in), shape (fan_out, fan_in) as nn.Linear stores it."""
+    return torch.randn(fan_out, fan_in, generator=generator) * math.sqrt(2.0 / fan_in)
+
+
+def gaussian(variance: Callable[[int, int], float]) -> Callable[[int, int, torch.Generator], torch.Tensor]:
+    return lambda fan_in, fan_out, g: (
+        torch.randn(fan_out, fan_in, generator=g) * math.sqrt(variance(fan_in, fan_out))
+    )
+
+
+def bisect(ratio: Callable[[float], float], low: float, high: float, iterations: int = 12) -> float:
+    """The setting where an increasing ratio crosses 1, by bisection."""
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        low, high = (middle, high) if ratio(middle) < 1.0 else (low, middle)
+    return (low + high) / 2
+
+
+def vanishing_depth(factor: float = 0.9, threshold: float = 1e-3) -> int:
+    """Smallest depth L with factor^L < threshold: L = floor(ln(threshold) / ln(factor)) + 1."""
+    return math.floor(math.log(threshold) / math.log(factor)) + 1
+
+
+def underflow_depth(dtype: torch.dtype = torch.float32) -> int:
+    """Smallest L at which 1.0 halved L times is exactly 0 in ``dtype`` (measured)."""
+    value, depth = torch.ones((), dtype=dtype), 0
+    while value.item() != 0.0:
+        value, depth = value * 0.5, depth + 1
+    return depth
+
+
+def sigmoid_max() -> float:
+    return float(derivative("sigmoid", torch.zeros(())))
+
+
+def phi(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+# id -> (solution, typical mistakes in the order of the exercise's `mistakes`)
+SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = {
+    "linear_chain.vanishing_depth": (
+        lambda: vanishing_depth(),
+        (
+            lambda: vanishing_depth() - 1,
+            lambda: math.ceil(math.log(1e-3) / -0.1),
+            lambda: math.ceil(math.log10(1e-3) / math.log(0.9)),
+        ),
+    ),
+    "linear_chain.float32_underflow": (
+        lambda: underflow_depth(),
+        (
+            lambda: 126,
+            lambda: underflow_depth() - 1,
+            lambda: underflow_depth() + 1,
+            lambda: underflow_depth(dtype=torch.float64),
+        ),
+    ),
+    "sigmoid_bound.max_derivative": (
+        sigmoid_max,
+        (
+            lambda: 0.5,
+            lambda: float(derivative("tanh", torch.zeros(()))),
+            lambda: float(derivative("sigmoid", torch.ones(()))),
+        ),
+    ),
+    "sigmoid_bound.ten_layer_bound": (
+        lambda: sigmoid_max() ** 10,
+        (lambda: sigmoid_max() ** 9, lambda: 10 * sigmoid_max(), lambda: 0.5**10),
+    ),
+    "relu_dying_units.zero_gradient_fraction": (
+        lambda: phi(2.0),
+        (lambda: 1 - phi(2.0), lambda: 0.5, lambda: 2 * phi(2.0) - 1),
+    ),
+    "initialization.he_std": (
+        lambda: math.sqrt(2 / 512),
+        (
+            lambda: 2 / 512,
+            lambda: math.sqrt(1 / 512),
+            lambda: math.sqrt(2 / 256),
+            lambda: math.sqrt(2 / (512 + 256)),
+        ),
+    ),
+    "initialization.he_init": (
+        lambda: he_init_reference,
+        (
+            lambda: gaussian(lambda i, o: 1.0 / i),
+            lambda: gaussian(lambda i, o: 2.0 / o),
+            lambda: gaussian(lambda i, o: 2.0 / (i + o)),
+            lambda: gaussian(lambda i, o: (2.0 / i) ** 2),
+        ),
+    ),
+    "initialization.tanh_scale": (
+        lambda: bisect(init.tanh_backprop_ratio, 1.0, 1.5),
+        (lambda: 1.0, lambda: 0.5, lambda: 2.0),
+    ),
+    "residual_networks.variance_after_blocks": (
+        lambda: res.predicted_second_moment(10),
+        (
+            lambda: 1 + 10,
+            lambda: 1,
+            lambda: 2 * 10,
+            lambda: res.predicted_second_moment(11),
+            lambda: res.predicted_second_moment(10, RESIDUAL_KAIMING),
+            lambda: math.sqrt(res.predicted_second_moment(10)),
+        ),
+    ),
+    "residual_networks.branch_scale": (
+        lambda: 1 / math.sqrt(50),
+        (lambda: 1.0, lambda: 0.25, lambda: 1 / 50),
+    ),
+    "recurrent_networks.forget_gate_steps": (
+        lambda: rn.forget_gate_steps(),
+        (
+            lambda: rn.forget_gate_steps() - 1,
+            lambda: rn.steps_below(rn.sigmoid(0.0)),
+            lambda: rn.steps_below(math.tanh(1.0)),
+            lambda: rn.steps_below(math.exp(-1.0)),
+        ),
+    ),
+    "recurrent_networks.edge_radius": (
+        lambda: bisect(rn.edge_ratio, 1.0, 2.0),
+        (lambda: 1.0, lambda: 1 / math.sqrt(3), lambda: 3.0),
+    ),
+    "detecting_and_fixing.per_weight_ratio": (
+        lambda: dfx.per_weight_ratio(),
+        (
+            lambda: dfx.LAYER_NORM / dfx.OUTPUT_NORM,
+            lambda: 1 / dfx.per_weight_ratio(),
+            lambda: (dfx.LAYER_NORM / dfx.LAYER_WEIGHTS) / (dfx.OUTPUT_NORM / dfx.OUTPUT_WEIGHTS),
+        ),
+    ),
+    "detecting_and_fixing.guide_lr": (lambda: dfx.guide_lr(), (lambda: 1e-4, lambda: 0.3, lambda: 30.0)),
+}
+
+
+def mistake_keys(exercise_id: str, value: float, digits: int | None) -> tuple[str, ...]:
+    """The keys of a wrong value at the exercise's precision (both of its brackets)."""
+    if digits is None:
+        return keys_for(exercise_id, value, None)
+    return tuple(sorted({answer_key(exercise_id, text, digits) for text in bracket(value, digits)}))
+
+
+def number_keys(exercise_id: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The keys of a number exercise's solution and of each of its typical mistakes."""
+    exercise = EXERCISES[exercise_id]
+    solution, mistakes = SOLUTIONS[exercise_id]
+    return (
+        keys_for(exercise_id, float(solution()), exercise.digits),
+        tuple(mistake_keys(exercise_id, float(m()), exercise.digits) for m in mistakes),
+    )
+
+
+def write_keys() -> None:
+    """Rewrite the ``_KEYS`` and ``_MISTAKES`` tables of every exercise module."""
+    by_module: dict[str, list[str]] = {}
+    for eid, exercise in EXERCISES.items():
+        if exercise.kind == "number":
+            by_module.setdefault(exercise.chapter, []).append(eid)
+    root = Path(__file__).resolve().parents[1] / "vgcourse" / "exercises"
+    for chapter, ids in by_module.items():
+        path = root / f"{chapter}.py"
+        keys = {eid.split(".", 1)[1]: number_keys(eid) for eid in ids}
+        text = path.read_text()
+        text = re.sub(
+            r"_KEYS: dict\[str, tuple\[str, \.\.\.\]\] = \{.*?\}\n",
+            lambda _, keys=keys: (
+                f"_KEYS: dict[str, tuple[str, ...]] = { ({k: v[0] for k, v in keys.items()})!r}\n"
+            ),
+            text,
+            count=1,
+            flags=re.S,
+        )
+        text = re.sub(
+            r"_MISTAKES: dict\[str, tuple\[tuple\[str, \.\.\.\], \.\.\.\]\] = \{.*?\}\n",
+            lambda _, keys=keys: (
+                "_MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = "
+                f"{ ({k: v[1] for k, v in keys.items()})!r}\n"
+            ),
+            text,
+            count=1,
+            flags=re.S,
+        )
+        path.write_text(text)
+
+
+if __name__ == "__main__":
+    write_keys()

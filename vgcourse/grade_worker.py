@@ -1,0 +1,96 @@
+"""The worker process of `vgcourse.instructor.grade`: executes one submission, streams what it finds.
+
+Run as a script by path (``python -I grade_worker.py``, the job as JSON on stdin), so that it imports
+neither the vgcourse package nor torch: it starts in a fraction of a second, and the student's kernel,
+its child, is all that imports the course. It loads `vgcourse.notebook_execution` (standard library and
+nbclient only) by path. Every line it writes to stdout starts with the job's channel nonce, which the
+kernel never sees.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+
+
+def run(job: dict) -> None:
+    """Run in a child process: execute one submission in a fresh temporary folder and stream, on stdout
+    after the channel nonce, every answer collection (``ANSWERS``) and the end (``DONE``)."""
+    import tempfile
+
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    spec = importlib.util.spec_from_file_location(
+        "_vgcourse_notebook_execution", Path(__file__).with_name("notebook_execution.py")
+    )
+    execution = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(execution)  # type: ignore[union-attr]
+    SlicedWaitClient = execution.SlicedWaitClient
+
+    channel, marker = job["channel"], job["marker"]
+
+    def send(kind: str, payload: object) -> None:
+        sys.stdout.write(f"{channel} {kind} {json.dumps(payload)}\n")
+        sys.stdout.flush()
+
+    class Client(SlicedWaitClient):
+        written = 0
+        capped = False
+
+        def output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
+            content = msg.get("content", {})
+            text = content.get("text", "") if msg["msg_type"] == "stream" else ""
+            for line in text.splitlines():
+                if line.startswith(marker):
+                    try:
+                        send("ANSWERS", json.loads(line[len(marker) :]))
+                    except ValueError:
+                        pass
+            size = len(json.dumps(content, default=str))
+            self.written += size
+            if self.written > job["output_cap"]:
+                self.capped = True
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    notebook = nbformat.reads(job["notebook"], as_version=4)
+    with tempfile.TemporaryDirectory(prefix="vgcourse-grade-") as work:
+        client = Client(
+            notebook,
+            timeout=int(job["timeout"]),
+            kernel_name=job["kernel"],
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            resources={"metadata": {"path": work}},
+        )
+        status, note = "ok", ""
+        try:
+            client.execute(cwd=work)
+        except CellTimeoutError as error:
+            status, note = "timeout", str(error).splitlines()[0][:200]
+        except DeadKernelError:
+            status, note = "errors", "the kernel died"
+        except Exception as error:  # any failure of one run is that submission's result
+            status, note = "errors", f"{type(error).__name__}: {error}"[:200]
+        errors = [
+            o
+            for c in notebook.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.output_type == "error"
+        ]
+        if status == "ok" and errors:
+            interrupted = any(o.get("ename") == "KeyboardInterrupt" for o in errors)
+            status = "timeout" if interrupted else "errors"
+            note = "; ".join(f"{o['ename']}: {o['evalue']}"[:120] for o in errors[:3])
+        if client.capped:
+            note = (note + "; " if note else "") + f"output over {job['output_cap']} bytes was dropped"
+        send("DONE", {"status": status, "note": note})
+
+
+if __name__ == "__main__":
+    run(json.loads(sys.stdin.read()))
