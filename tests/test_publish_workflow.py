@@ -22,6 +22,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 sys.path.insert(0, str(ROOT / "_ext"))
 from colab_launch import colab_url  # noqa: E402
+from static_explorers import chapter_colab_urls  # noqa: E402
 
 
 def _readme_commands() -> list[str]:
@@ -107,8 +108,17 @@ def test_release_job_checks_the_tag_and_publishes_by_trusted_publishing() -> Non
 def test_site_address_and_colab_urls_follow_the_repository() -> None:
     owner, repo = CONFIG["repository"]["url"].removeprefix("https://github.com/").split("/")
     assert CONFIG["html"]["baseurl"] == f"https://{owner}.github.io/{repo}/"  # GitHub Pages' address
-    assert CONFIG["sphinx"]["local_extensions"] == {"colab_launch": "_ext"}
+    assert CONFIG["sphinx"]["local_extensions"] == {"colab_launch": "_ext", "static_explorers": "_ext"}
     source = f"https://colab.research.google.com/github/{owner}/{repo}/blob/main/book/linear_chain.ipynb"
     assert colab_url(source, "colab") == source.replace("/blob/main/", "/blob/colab/")
+    # the explorers' "open in Colab" link on the static page: the same URL as the launch button
+    options = {
+        "repository_url": CONFIG["repository"]["url"],
+        "path_to_docs": CONFIG["repository"]["path_to_book"],
+        "launch_buttons": {"colab_url": CONFIG["launch_buttons"]["colab_url"]},
+    }
+    urls = chapter_colab_urls(options, "colab", ["book/linear_chain", "book/intro"])
+    assert urls["linear_chain"] == source.replace("/blob/main/", "/blob/colab/")
+    assert chapter_colab_urls({**options, "repository_url": ""}, "colab", ["book/intro"]) == {}
     with pytest.raises(ValueError, match="Colab URL"):
         colab_url("https://mybinder.org/v2/gh/x/y/main", "colab")

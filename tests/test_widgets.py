@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from matplotlib.figure import Figure
 
 from vgcourse.explorers import explorer_functions
 from vgcourse.glue import glue
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, compact_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,3 +214,116 @@ def test_sliders_update_on_release(label: str, explorer: Explorer) -> None:
     for name, control in {**explorer.controls, **explorer.view_controls}.items():
         if hasattr(control, "continuous_update"):
             assert control.continuous_update is False, f"{label}: {name}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The static page: views precomputed for a grid, switched in the browser through jslink
+
+
+def _browser_pick(explorer: Explorer, figure: widgets.Widget, **indices: int) -> widgets.Widget:
+    """What the browser shows after the reader moves page controls: set their ``index``, copy every
+    jslink's source to its target as the widget manager does, and follow the Stacks to the view."""
+    for name, index in indices.items():
+        explorer.page_controls[name].index = index
+    for link in explorer._page_links:
+        (source, source_trait), (target, target_trait) = link.source, link.target
+        setattr(target, target_trait, getattr(source, source_trait))
+    node = figure
+    while isinstance(node, widgets.Stack):
+        node = node.children[node.selected_index]
+    return node
+
+
+def test_page_widget_shows_the_view_computed_for_each_setting() -> None:
+    style = widgets.Dropdown(options=["-", "o"], value="-", description="style")
+    controls = {
+        "depth": widgets.IntSlider(value=5, min=1, max=50, description="depth"),
+        "scale": widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, description="scale"),
+    }
+    explorer = Explorer(
+        controls,
+        lambda depth, scale: Config(min(depth, 5), scale),  # depths 5 and 10: one config
+        counted_run,
+        plot,
+        readout=lambda r: f"last = {r.values[-1]:.3g}",
+        view_controls={"style": style},
+        page_grid={"depth": [2, 5, 10], "scale": [0.1, 1.0, 10.0]},
+    )
+    RUNS.clear()
+    page = explorer.page_widget()
+    assert len(RUNS) == 6  # each distinct config once, both styles drawn from it
+    assert explorer.page_dimensions() == [
+        ("style", ["-", "o"]),
+        ("depth", [2, 5, 10]),
+        ("scale", [0.1, 1.0, 10.0]),
+    ]
+    figure = page.children[-1]
+    assert isinstance(figure, widgets.Stack) and len(explorer._page_links) == 1 + 2 + 6
+    labels = {name: control.options for name, control in explorer.page_controls.items()}
+    assert labels["depth"] == (("2", 2), ("5", 5), ("10", 10))  # as the live slider's readout shows them
+    assert labels["scale"] == (("0.1", 0.1), ("1", 1.0), ("10", 10.0))
+    start = _browser_pick(explorer, figure)  # the page opens on the live explorer's starting setting
+    assert start.children[0].value == compact_png(explorer.update() and explorer.png)
+    seen = set()
+    for i, j, k in itertools.product(range(2), range(3), range(3)):
+        view = _browser_pick(explorer, figure, style=i, depth=j, scale=k)
+        image, readout = view.children
+        explorer.update(style=["-", "o"][i], depth=[2, 5, 10][j], scale=[0.1, 1.0, 10.0][k])
+        assert image.value == compact_png(explorer.png), (i, j, k)
+        assert readout.value == explorer.text.value
+        seen.add(bytes(image.value))
+    assert len(seen) == 12  # a setting whose config repeats another's shows the same view
+
+
+def test_page_widget_disables_what_it_cannot_vary() -> None:
+    explorer = make_explorer(page_grid={"depth": [5, 6]})
+    page = explorer.page_widget()
+    assert explorer.page_fixed() == ["scale"]
+    assert explorer.page_controls["scale"].disabled and not explorer.page_controls["depth"].disabled
+    note = page.children[0].value
+    assert "2 precomputed views" in note and "setting: fixed on this page" in note and "Colab" in note
+
+
+def test_page_note_links_the_chapter_in_colab(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://colab.research.google.com/github/o/r/blob/colab/book/linear_chain.ipynb"
+    monkeypatch.setenv("VGCOURSE_COLAB_URLS", json.dumps({"linear_chain": url}))
+    explorer = make_explorer(page_grid={"depth": [5, 6]}, chapter="linear_chain")
+    assert f'<a href="{url}"' in explorer.page_widget().children[0].value
+
+
+def test_show_returns_the_page_widget_while_the_book_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    explorer = make_explorer(page_grid={"depth": [5, 6]})
+    assert explorer.show() is explorer.widget
+    monkeypatch.setenv("VGCOURSE_SITE_BUILD", "1")
+    page = explorer.show()
+    assert page is not explorer.widget and isinstance(page.children[-1], widgets.Stack)
+
+
+@pytest.mark.parametrize(
+    ("grid", "match"),
+    [
+        ({"width": [1, 2]}, "unknown control"),
+        ({"depth": [1, 2]}, "starting value 5"),
+        ({"depth": [5, 60]}, "cannot take"),
+        ({"scale": [1.0, 100.0]}, "cannot take"),
+        ({"depth": [5, 5]}, "without repeats"),
+        ({"depth": []}, "non-empty"),
+    ],
+)
+def test_bad_page_grids_are_value_errors(grid: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_explorer(page_grid=grid)
+
+
+@pytest.mark.parametrize(
+    ("label", "explorer"), CHAPTER_EXPLORERS, ids=[label for label, _ in CHAPTER_EXPLORERS]
+)
+def test_chapter_page_grids_are_small_and_on_the_live_steps(label: str, explorer: Explorer) -> None:
+    # every chapter's explorer varies on the page; a page view costs ~0.15 s to build and ~10 kB
+    dimensions = explorer.page_dimensions()
+    assert dimensions and math.prod(len(values) for _, values in dimensions) <= 150, label
+    for name, values in dimensions:
+        control = {**explorer.controls, **explorer.view_controls}[name]
+        if isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):  # Colab's slider can show them
+            positions = [(value - control.min) / control.step for value in values]
+            assert all(p == pytest.approx(round(p), abs=1e-6) for p in positions), f"{label}: {name}"

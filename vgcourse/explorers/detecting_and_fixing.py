@@ -104,6 +104,13 @@ def remedy_explorer(
         plots.remedy_panel,
         readout=remedy_readout,
         title="What diagnose sees at initialization",
+        # the static page: 4 activations x 3 inits x 2 x 2 norms x 3 panels = 144 views at the start's depth
+        page_grid={
+            "activation": list(GRID_ACTIVATIONS),
+            "init": list(GRID_INITS),
+            "skip": [False, True],
+            "norm": sorted({"none", "batch", norm}, key=GRID_NORMS.index),
+        },
         view_controls={
             "panel": widgets.ToggleButtons(
                 options=list(plots.REMEDY_PANELS), value=panel, description="panel"

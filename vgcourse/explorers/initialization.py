@@ -94,4 +94,10 @@ def variance_explorer(
         profile,
         readout=variance_readout,
         title="Initialization: predicted (dashed, dotted) vs measured (band: seeds) variance by layer",
+        # the static page: 5 schemes x 4 activations x 5 depths = 100 views
+        page_grid={
+            "scheme": list(INIT_SCHEMES),
+            "activation": list(EXPLORER_ACTIVATIONS),
+            "depth": sorted({5, 10, 20, 30, 50, depth}),
+        },
     )

@@ -71,6 +71,10 @@ def layer_profile_explorer(
         "init": widgets.ToggleButtons(options=list(INITS), value=init, description="weights"),
     }
 
+    # The static page's grid (6 x 11 x 2 views): the start, and the depths and scales the chapter discusses.
+    page_depths = sorted({5, 10, 20, 30, 50, max_depth, depth} & set(range(1, max_depth + 1)))
+    page_scales = sorted({0.5, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1, 1.25, 2.0, float(scale)})
+
     def make_config(depth: int, scale: float, init: str) -> LayerProfileConfig:
         return LayerProfileConfig(depth=depth, width=width, scale=float(scale), init=init, seed=seed)
 
@@ -81,4 +85,5 @@ def layer_profile_explorer(
         plots.layer_profile,
         readout=layer_profile_readout,
         title="A deep linear network: per-layer norms",
+        page_grid={"depth": page_depths, "scale": page_scales, "init": list(INITS)},
     )

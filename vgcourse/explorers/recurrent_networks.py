@@ -98,4 +98,10 @@ def lag_profile_explorer(
         plots.lag_profile,
         readout=lag_profile_readout,
         title="Gradient against lag at initialization",
+        # the static page: 4 network choices x 3 lengths x 10 radii = 120 views
+        page_grid={
+            "arch": list(ARCH_CHOICES),
+            "seq_len": sorted({30, 60, 120, seq_len} & set(range(5, max_seq_len + 1, 5))),
+            "spectral_radius": sorted({0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, spectral_radius}),
+        },
     )

@@ -110,4 +110,11 @@ def layer_profile_explorer(
         plots.layer_profile,
         readout=layer_profile_readout,
         title="Residual or plain, normalized or not: per-block norms at initialization",
+        # the static page: 5 depths x 2 x 3 x 3 = 90 settings (60 distinct: without skips α is ignored)
+        page_grid={
+            "depth": sorted({5, 10, 30, 50, max_depth, depth} & set(range(1, max_depth + 1))),
+            "skip": list(SKIPS),
+            "norm": list(NORM_CHOICES),
+            "branch": list(BRANCHES),
+        },
     )

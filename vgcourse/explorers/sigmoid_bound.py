@@ -59,4 +59,11 @@ def init_gradients_explorer(
         plots.gradient_profile,
         readout=_readout,
         title="Gradients at initialization: how much of ∂J/∂h_L reaches each layer?",
+        # the static page: 3 activations x 5 inits x 3 depths x 3 scales = 135 views
+        page_grid={
+            "activation": ["sigmoid", "tanh", "relu"],
+            "depth": sorted({5, 20, 50, depth}),
+            "init": list(INITS),
+            "weight_scale": sorted({0.5, 1.0, 2.0, weight_scale}),
+        },
     )
