@@ -1,4 +1,5 @@
-"""Every exercise: the computed solution passes, each typical mistake fails with its own hint."""
+"""Every exercise: the solution passes, each typical mistake fails with its own hint, and the package
+stores keys of the answers, never the answers."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import re
 import ipywidgets as widgets
 import pytest
 import torch
+from exercise_solutions import SOLUTIONS, he_init_reference, number_keys
 
-from vgcourse.exercises import EXERCISES, Exercise, Feedback, Mistake, attempts, check, exercise_widget, get
-from vgcourse.exercises.initialization import BALANCED, he_init_reference, tanh_backprop_ratio
+import vgcourse.exercises as exercises_package
+from vgcourse.exercises import EXERCISES, Exercise, Feedback, Mistake, check, exercise_widget, get
+from vgcourse.exercises.initialization import BALANCED, tanh_backprop_ratio
 
 IDS = sorted(EXERCISES)
 MISTAKES = [(eid, i) for eid in IDS for i in range(len(EXERCISES[eid].mistakes))]
@@ -19,32 +22,77 @@ MISTAKES = [(eid, i) for eid in IDS for i in range(len(EXERCISES[eid].mistakes))
 def test_every_chapter_so_far_has_exercises() -> None:
     chapters = {EXERCISES[eid].chapter for eid in IDS}
     assert {"linear_chain", "sigmoid_bound", "relu_dying_units", "initialization"} <= chapters
+    assert set(SOLUTIONS) == set(EXERCISES)
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_answer_passes(exercise_id: str) -> None:
+def test_solution_passes(exercise_id: str) -> None:
     exercise = get(exercise_id)
-    assert exercise.check(exercise.solution()).correct
+    assert exercise.check(SOLUTIONS[exercise_id][0]()).correct
     assert len(exercise.mistakes) >= 3
+    assert len(SOLUTIONS[exercise_id][1]) == len(exercise.mistakes)
+
+
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind == "number"])
+def test_stored_keys_are_those_of_the_solution(exercise_id: str) -> None:
+    keys, mistakes = number_keys(exercise_id)
+    exercise = get(exercise_id)
+    assert exercise.keys == keys
+    assert tuple(m.keys for m in exercise.mistakes) == mistakes
 
 
 @pytest.mark.parametrize(("exercise_id", "index"), MISTAKES)
 def test_typical_mistake_fails_with_its_hint(exercise_id: str, index: int) -> None:
     exercise = get(exercise_id)
-    mistake = exercise.mistakes[index]
-    feedback = exercise.check(mistake.example())
+    feedback = exercise.check(SOLUTIONS[exercise_id][1][index]())
     assert not feedback.correct
-    assert feedback.message == mistake.hint
+    assert feedback.message == exercise.mistakes[index].hint
 
 
-@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind != "function"])
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind == "number"])
 def test_feedback_never_reveals_the_solution(exercise_id: str) -> None:
     exercise = get(exercise_id)
-    reference = exercise.reference()
+    solution = float(SOLUTIONS[exercise_id][0]())
     texts = [exercise.hint, exercise.prompt] + [m.hint for m in exercise.mistakes]
+    written = {f"{solution:.{d}f}" for d in (2, 3, 4)} | {f"{solution:.{d}g}" for d in (2, 3)}
     for text in texts:
-        for digits in (2, 3, 4):
-            assert f"{reference:.{digits}f}" not in text, f"{exercise_id} reveals {reference}"
+        for form in written - {"0.00", "0.000"}:
+            assert not re.search(rf"(?<![\d.]){re.escape(form)}(?!\d)", text), f"{exercise_id} says {form}"
+
+
+def test_the_package_hands_out_no_answers() -> None:
+    for exercise in EXERCISES.values():
+        assert not hasattr(exercise, "reference") and not hasattr(exercise, "solution")
+    names = {
+        n for module in vars(exercises_package).values() if hasattr(module, "__file__") for n in vars(module)
+    }
+    assert not {n for n in names if n.endswith("_reference") or n.startswith("balanced_")}
+
+
+def test_precision_and_rounding() -> None:
+    assert check("initialization.he_std", 0.0625).message == "right, to the precision asked."
+    assert check("initialization.he_std", 0.063).message.startswith(
+        "close: right to the 2 significant digits"
+    )
+    assert "give 3 significant digits" in check("initialization.he_std", 0.063).message
+    assert check("sigmoid_bound.ten_layer_bound", 9.54e-7).correct  # rounded
+    assert check("sigmoid_bound.ten_layer_bound", 9.53e-7).correct  # cut off
+    assert not check("sigmoid_bound.ten_layer_bound", 9.55e-7).correct
+    assert get("initialization.he_std").precision == "3 significant digits"
+    assert get("linear_chain.vanishing_depth").precision == "a whole number"
+
+
+def test_off_by_one_hints_do_not_name_the_answer() -> None:
+    for eid in ("linear_chain.vanishing_depth", "recurrent_networks.forget_gate_steps"):
+        solution = SOLUTIONS[eid][0]()
+        for wrong in (solution - 1,):
+            message = check(eid, wrong).message
+            assert "check the boundary" in message and str(solution) not in message
+
+
+def test_blank_answers_are_not_attempted() -> None:
+    for answer in (None, ...):
+        assert check("initialization.he_std", answer).result == "not attempted"
 
 
 def test_numbers_within_tolerance_pass_and_outside_fail() -> None:
@@ -55,6 +103,7 @@ def test_numbers_within_tolerance_pass_and_outside_fail() -> None:
 
 
 def test_answers_that_cannot_be_measured_get_a_message_not_an_exception() -> None:
+    assert check("initialization.he_std", "a lot").result == "error"
     assert "could not be checked" in check("initialization.he_std", "a lot").message
     assert "could not be checked" in check("initialization.he_init", 3).message
     transposed = lambda i, o, g: he_init_reference(i, o, g).T  # noqa: E731
@@ -80,12 +129,6 @@ def test_tanh_scale_accepts_the_balanced_window_over_other_seeds() -> None:
     assert check("initialization.tanh_scale", 1.2).correct
 
 
-def test_attempts_remember_the_last_verdict() -> None:
-    check("sigmoid_bound.max_derivative", 0.5)
-    check("sigmoid_bound.max_derivative", 0.25)
-    assert attempts()["sigmoid_bound.max_derivative"].correct
-
-
 def test_unknown_exercise_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"valid choices: .*initialization\.he_std"):
         check("initialization.lecun", 1.0)
@@ -97,6 +140,9 @@ def test_unknown_exercise_names_the_valid_ones() -> None:
         ({"kind": "essay"}, ValueError),
         ({"id": "nochapter"}, ValueError),
         ({"mistakes": ()}, ValueError),
+        ({"keys": ()}, ValueError),
+        ({"kind": "setting"}, ValueError),
+        ({"variable": "not a name"}, ValueError),
     ],
 )
 def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception]) -> None:
@@ -105,9 +151,9 @@ def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception]
         title="t",
         prompt="p",
         kind="number",
-        solution=lambda: 1.0,
+        keys=("k",),
         hint="h",
-        mistakes=tuple(Mistake(lambda v=v: v, "m") for v in (2.0, 3.0, 4.0)),
+        mistakes=tuple(Mistake("m", keys=(str(v),)) for v in (2.0, 3.0, 4.0)),
     )
     with pytest.raises(error):
         Exercise(**{**base, **kwargs})
@@ -122,8 +168,10 @@ def test_widget_checks_at_defaults_and_extremes(exercise_id: str) -> None:
         control.value = value
         feedback = box.check()
         assert isinstance(feedback, Feedback)
-    control.value = get(exercise_id).solution() if get(exercise_id).kind == "setting" else control.value
-    box.check()
+    if get(exercise_id).kind == "setting":
+        control.value = SOLUTIONS[exercise_id][0]()
+        assert box.check().correct
+    assert get(exercise_id).variable in box.children[-1].value  # says where to write the answer
 
 
 @pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind == "setting"])
