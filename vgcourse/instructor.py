@@ -3,9 +3,10 @@
 Solutions live in cells tagged ``solution``. A student copy is made from a chapter's reader notebook
 (`vgcourse.reader_notebooks`, written by ``make book`` to ``_build/colab``: the book's numbers are in
 its prose, not ``{glue:text}`` roles); it drops the solution cells with nbconvert's
-``TagRemovePreprocessor`` and clears every output. Grading executes each submission in a fresh
-kernel with a time limit per cell, then asks that kernel which exercises were checked and with what
-verdict (`vgcourse.exercises.attempts_json`); errors and time-outs are reported, never raised.
+``TagRemovePreprocessor`` and clears every output. `grade` runs each submission in its own worker
+process (`vgcourse.grade_worker`) and kernel in a fresh temporary folder, with a hard time limit; the
+kernel reports only the values of the answer variables, and the verdicts are computed here, outside
+the student's code. Errors, time-outs and killed runs are reported, never raised.
 """
 
 from __future__ import annotations
