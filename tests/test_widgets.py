@@ -327,3 +327,28 @@ def test_chapter_page_grids_are_small_and_on_the_live_steps(label: str, explorer
         if isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):  # Colab's slider can show them
             positions = [(value - control.min) / control.step for value in values]
             assert all(p == pytest.approx(round(p), abs=1e-6) for p in positions), f"{label}: {name}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exercises on the static page: no Python to check with, so no Check button and no template verdict
+
+
+def test_exercise_check_is_disabled_on_the_static_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vgcourse.exercises.sigmoid_bound  # noqa: F401 (registers the chapter's exercises)
+    from vgcourse.exercises import check, exercise_widget
+
+    live = exercise_widget("sigmoid_bound.max_derivative")
+    button = live.children[1].children[1]
+    assert not button.disabled and button.description == "Check"
+    assert "Not yet" in str(check("sigmoid_bound.max_derivative", 0.0))
+    url = "https://colab.research.google.com/github/o/r/blob/colab/book/sigmoid_bound.ipynb"
+    monkeypatch.setenv("VGCOURSE_SITE_BUILD", "1")
+    monkeypatch.setenv("VGCOURSE_COLAB_URLS", json.dumps({"sigmoid_bound": url}))
+    page = exercise_widget("sigmoid_bound.max_derivative")
+    button, note = page.children[1].children[1], page.children[2]
+    assert button.disabled and button.description == "Check in Colab"
+    assert f'<a href="{url}"' in note.value and "Not yet" not in note.value
+    template = check("sigmoid_bound.max_derivative", 0.0)  # an unanswered template's verdict
+    assert not template.correct and "Not yet" not in str(template) + template._repr_html_()
+    assert "Check in Colab" in template._repr_html_()
+    assert "Correct" in str(check("sigmoid_bound.max_derivative", 0.25))  # a solution's verdict stays

@@ -33,6 +33,24 @@ SITE_BUILD_ENV = "VGCOURSE_SITE_BUILD"
 COLAB_URLS_ENV = "VGCOURSE_COLAB_URLS"
 """While the book is built: JSON {chapter notebook name: the Colab URL of its reader notebook}."""
 
+
+def site_build() -> bool:
+    """Whether this kernel runs a chapter for the static site (``VGCOURSE_SITE_BUILD=1``)."""
+    return os.environ.get(SITE_BUILD_ENV) == "1"
+
+
+def colab_link(chapter: str, text: str = "in Colab") -> str:
+    """HTML: ``text`` linked to the chapter's reader notebook in Colab when the build passed its URL
+    (``VGCOURSE_COLAB_URLS``), else ``text`` alone."""
+    try:
+        url = json.loads(os.environ.get(COLAB_URLS_ENV, "{}")).get(chapter, "")
+    except json.JSONDecodeError:
+        url = ""
+    if not url:
+        return html.escape(text)
+    return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{html.escape(text)}</a>'
+
+
 ConfigT = TypeVar("ConfigT")
 ResultT = TypeVar("ResultT")
 
@@ -172,7 +190,7 @@ class Explorer(Generic[ConfigT, ResultT]):
     def show(self) -> widgets.VBox:
         """Draw the initial figure and return the widget (the last expression of a cell displays it).
         While the book is built (``VGCOURSE_SITE_BUILD=1``) return ``page_widget()`` instead."""
-        if os.environ.get(SITE_BUILD_ENV) == "1":
+        if site_build():
             return self.page_widget()
         self._refresh()
         return self.widget
@@ -274,14 +292,7 @@ class Explorer(Generic[ConfigT, ResultT]):
 
     def _page_note(self, n_views: int, fixed: Sequence[str]) -> str:
         """The line above the page controls: what they do on the page, and where to explore freely."""
-        try:
-            url = json.loads(os.environ.get(COLAB_URLS_ENV, "{}")).get(self.chapter, "")
-        except json.JSONDecodeError:
-            url = ""
-        where = "in Colab"
-        if url:
-            url = html.escape(url, quote=True)
-            where = f'<a href="{url}" target="_blank" rel="noopener">in Colab</a>'
+        where = colab_link(self.chapter)
         held = ""
         if fixed:
             every = {**self.controls, **self.view_controls}

@@ -107,11 +107,25 @@ class Feedback:
         return self.result == "correct"
 
     def __str__(self) -> str:
+        if self._on_static_page():
+            return _STATIC_PAGE
         return f"{_VERDICTS[self.result][1]}: {self.message}"
 
     def _repr_html_(self) -> str:
+        if self._on_static_page():
+            return f"<p><i>{_STATIC_PAGE}</i></p>"
         colour, verdict = _VERDICTS[self.result]
         return f'<p style="color:{colour}"><b>{verdict}</b>: {self.message}</p>'
+
+    def _on_static_page(self) -> bool:
+        """Whether this verdict is on an unanswered template shown on the static site, where a reader
+        cannot check: the page then says where to check instead of showing the template's verdict."""
+        from vgcourse.widgets import site_build
+
+        return site_build() and not self.correct
+
+
+_STATIC_PAGE = "Check in Colab or Jupyter: run this cell there with your answer to see the verdict."
 
 
 _VERDICTS = {

@@ -2,7 +2,9 @@
 
 The graded answer is the exercise's answer variable in the notebook's source (``answer_tanh_scale =
 1.2``): the widget starts there, and Check sets the variable in the running kernel to the value checked
-and says so when it differs from the source, so the student writes it there.
+and says so when it differs from the source, so the student writes it there. On the static site
+(``vgcourse.widgets.site_build``) there is no Python to check with: Check is disabled and labelled
+"Check in Colab", with a link to the chapter's notebook there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from vgcourse.exercises.core import Feedback, get
+from vgcourse.widgets import colab_link, site_build
 
 
 def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
@@ -71,6 +74,14 @@ def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
         return feedback
 
     button.on_click(on_click)
+    if site_build():  # the static page has no Python to check with: say where to check
+        button.disabled = True
+        button.description = "Check in Colab"
+        button.button_style = ""
+        verdict.value = (
+            f"<small>Checking needs Python: open this chapter {colab_link(exercise.chapter)} "
+            "(or in Jupyter) and press Check there.</small>"
+        )
     box = widgets.VBox(
         [
             widgets.HTML(
