@@ -14,7 +14,7 @@ __all__ = ["init_gradients_explorer"]
 
 
 def _readout(result: InitGradients) -> str:
-    return f"<code>{html.escape(result.summary())}</code>"
+    return html.escape(result.summary())  # plain text: legible in the page's light and dark modes
 
 
 def init_gradients_explorer(
