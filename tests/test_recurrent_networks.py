@@ -1,8 +1,9 @@
 """Chapter 6, recurrent networks: the closed forms against autograd, and every number the chapter states.
 
-The chapter's runs use seed 0; each claim is checked at seeds 0, 1 and 2 with a margin (the margins were
-checked by hand at seeds 3 to 5 as well). The training runs are the slow part: the adding-problem runs
-are made once per seed in module fixtures and shared by the tests.
+The chapter's runs use seed 0; each claim is checked at the seeds of ``claims.SEEDS`` (0, 1 and 2 unless
+VGCOURSE_CLAIM_SEEDS says otherwise) through ``claims.expect``, so ``benchmarks/claim_margins.py`` can
+report its margin across seeds and CPU kernel families. The training runs are the slow part: the
+adding-problem runs are made once per seed in module fixtures and shared by the tests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 import vgcourse.exercises.recurrent_networks as exercises
@@ -27,8 +29,13 @@ from vgcourse.plots import recurrent_networks as plots
 
 matplotlib.use("Agg")
 
-SEEDS = (0, 1, 2)
 F64 = torch.float64
+
+
+def between(name: str, value: object, low: float, high: float) -> None:
+    """The claim ``low < value < high``, as two recorded claims (each side has its own margin)."""
+    expect(f"{name} > {low:g}", value, ">", low)
+    expect(f"{name} < {high:g}", value, "<", high)
 
 
 @pytest.fixture(autouse=True)
@@ -165,11 +172,13 @@ def test_adding_baseline_is_the_variance_of_the_target() -> None:
 # The closed forms against autograd
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bptt_products_match_autograd(seed: int) -> None:
     result = rn.run_bptt_check(rn.BPTTCheckConfig(seed=seed))
-    assert result.rnn_errors.max() < 1e-12  # the chapter: "float64 rounding"
-    assert result.lstm_errors.max() < 1e-12 and result.gru_errors.max() < 1e-12
+    # the chapter: "float64 rounding"
+    errors = np.r_[result.rnn_errors.max(), result.lstm_errors.max(), result.gru_errors.max()]
+    expect("recurrent: BPTT closed forms vs autograd, max relative error", errors, "<", 1e-12)
     assert result.rnn_bound_holds.all()
     assert result.n_jacobians == 3 * result.config.n_models * result.config.seq_len
     frame = result.to_frame()
@@ -203,24 +212,35 @@ def sweep(request) -> rn.SpectralSweepResult:
     return rn.run_spectral_sweep(rn.SpectralSweepConfig(seed=request.param))
 
 
+@pytest.mark.claim
 def test_rate_follows_the_spectral_radius_below_one(sweep: rn.SpectralSweepResult) -> None:
-    assert 0.45 < sweep.rate("rnn", 0.5) < 0.5  # just under ρ: tanh' < 1
-    assert 0.70 < sweep.rate("rnn", 0.8) < 0.8
-    assert 0.78 < sweep.rate("rnn", 1.0) < 0.99  # tanh takes a little off every step
-    assert sweep.profile(0.5).ratio("rnn") < 1e-16
+    between("recurrent: rnn rate at rho 0.5", sweep.rate("rnn", 0.5), 0.45, 0.5)  # just under ρ: tanh' < 1
+    between("recurrent: rnn rate at rho 0.8", sweep.rate("rnn", 0.8), 0.70, 0.8)
+    # tanh takes a little off every step: below 1 (0.82 to 0.96 across seeds 0-4 and kernels)
+    between("recurrent: rnn rate at rho 1", sweep.rate("rnn", 1.0), 0.75, 1.0)
+    expect("recurrent: rnn far/near ratio at rho 0.5", sweep.profile(0.5).ratio("rnn"), "<", 1e-16)
 
 
+@pytest.mark.claim
 def test_saturation_tempers_but_does_not_stop_the_explosion(sweep: rn.SpectralSweepResult) -> None:
-    assert 1.15 < sweep.rate("rnn", 3.0) < 1.5  # far below ρ = 3, still above 1
-    assert sweep.profile(3.0).ratio("rnn") > 1e5
-    assert np.all(np.diff(sweep.rates[1:], axis=1) > -0.02)  # gated factors rise with ρ
+    between("recurrent: rnn rate at rho 3", sweep.rate("rnn", 3.0), 1.15, 1.5)  # far below ρ = 3, above 1
+    # log10 for the ratios that span decades: their spread across seeds is multiplicative
+    expect(
+        "recurrent: log10 rnn far/near ratio at rho 3", math.log10(sweep.profile(3.0).ratio("rnn")), ">", 5
+    )
+    # gated factors rise with ρ
+    expect("recurrent: gated rate step between radii", np.diff(sweep.rates[1:], axis=1), ">", -0.02)
 
 
+@pytest.mark.claim
 def test_default_scale_forgets_in_every_architecture(sweep: rn.SpectralSweepResult) -> None:
-    assert 0.5 < sweep.default.radius("rnn") < 0.75  # circular law: 1/√3 ≈ 0.577
+    # circular law: 1/√3 ≈ 0.577
+    between("recurrent: default-scale rnn spectral radius", sweep.default.radius("rnn"), 0.5, 0.75)
     for arch in rn.ARCHS:
-        assert 0.5 < sweep.default.rate(arch) < 0.72
-        assert sweep.default.ratio(arch) < 1e-10
+        # the claim is the upper bound (fast forgetting); the lower one only says the fit is sane (0.53 to
+        # 0.67 across seeds 0-4 and kernels)
+        between(f"recurrent: default-scale {arch} rate", sweep.default.rate(arch), 0.4, 0.72)
+        expect(f"recurrent: default-scale {arch} far/near ratio", sweep.default.ratio(arch), "<", 1e-10)
     frame = sweep.to_frame()
     assert list(frame.columns) == list(rn.ARCHS) and frame.index[-1] == "default"
 
@@ -229,20 +249,25 @@ def test_default_scale_forgets_in_every_architecture(sweep: rn.SpectralSweepResu
 # The forget gate
 
 
+@pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_forget_bias_of_one(seed: int) -> None:
     result = rn.run_forget_gate(rn.ForgetGateConfig(seed=seed))
     last = result.config.seq_len - 1
-    assert 0.47 < result.mean_gate(None) < 0.52
-    assert 0.72 < result.mean_gate(1.0) < 0.74
-    assert result.cell_path_at(None, last) < 1e-16
-    assert 3e-9 < result.cell_path_at(1.0, last) < 3e-8
-    for k, sigma in enumerate((0.5, 1 / (1 + math.exp(-1)))):
-        assert rn.fit_rate(result.cell_path[k]) == pytest.approx(sigma, abs=0.02)  # ∏ f ≈ σ(b_f)^k
+    between("recurrent: mean forget gate, default bias", result.mean_gate(None), 0.47, 0.52)
+    between("recurrent: mean forget gate, bias 1", result.mean_gate(1.0), 0.72, 0.74)
+    expect("recurrent: cell path at the far end, default bias", result.cell_path_at(None, last), "<", 1e-16)
+    between("recurrent: cell path at the far end, bias 1", result.cell_path_at(1.0, last), 3e-9, 3e-8)
+    for k, (label, sigma) in enumerate((("default bias", 0.5), ("bias 1", 1 / (1 + math.exp(-1))))):
+        error = abs(rn.fit_rate(result.cell_path[k]) - sigma)  # ∏ f ≈ σ(b_f)^k
+        expect(f"recurrent: |cell-path rate - sigma(b_f)|, {label}", error, "<", 0.02)
     default, one = result.profile(None), result.profile(1.0)
-    assert default.ratio("lstm") < 1e-10 and one.ratio("lstm") > 1e-7
-    assert one.ratio("lstm") / default.ratio("lstm") > 1e6
-    assert default.rate("lstm") < 0.7 and 0.75 < one.rate("lstm") < 0.92
+    expect("recurrent: lstm far/near ratio, default bias", default.ratio("lstm"), "<", 1e-10)
+    expect("recurrent: log10 lstm far/near ratio, bias 1", math.log10(one.ratio("lstm")), ">", -7)
+    gain = one.ratio("lstm") / default.ratio("lstm")
+    expect("recurrent: log10 lstm far/near ratio, bias 1 / default", math.log10(gain), ">", 6)
+    expect("recurrent: lstm rate, default bias", default.rate("lstm"), "<", 0.7)
+    between("recurrent: lstm rate, bias 1", one.rate("lstm"), 0.75, 0.92)
     assert list(result.to_frame().index) == ["default", "1"]
 
 
@@ -290,28 +315,45 @@ def clipped_rnn(request) -> rn.LongRangeResult:
 class TestAddingProblem:
     """Training runs on the adding problem (a class, so that pytest-xdist can run it beside the rest)."""
 
+    @pytest.mark.claim
     def test_gated_networks_solve_the_adding_problem_and_the_rnn_does_not(self, adding: Adding) -> None:
-        assert 0.14 < adding.baseline < 0.19
+        between("recurrent: adding-problem baseline MSE", adding.baseline, 0.14, 0.19)
         rel = {arch: adding.run(arch).val_loss / adding.baseline for arch in rn.ARCHS}
-        assert rel["rnn"] > 0.9
-        assert rel["gru"] < 0.02 and rel["lstm"] < 0.05
+        # 0.95 to 1.28 across seeds 0-4 and kernels: "does not learn" is a threshold of 0.8 with a margin
+        expect("recurrent: adding, rnn val MSE / baseline", rel["rnn"], ">", 0.8)
+        expect("recurrent: adding, gru val MSE / baseline", rel["gru"], "<", 0.02)
+        expect("recurrent: adding, lstm val MSE / baseline", rel["lstm"], "<", 0.05)
         first = {arch: adding.run(arch).history.val_loss[0] / adding.baseline for arch in rn.ARCHS}
         assert adding.run("gru").history.eval_steps[0] + 1 == adding.config.eval_every
-        assert first["gru"] < 0.9 and first["lstm"] > 0.9  # the GRU leaves the baseline first
+        # the GRU leaves the baseline first
+        expect("recurrent: adding, gru first val MSE / baseline", first["gru"], "<", 0.9)
+        expect("recurrent: adding, lstm first val MSE / baseline", first["lstm"], ">", 0.9)
 
+    @pytest.mark.claim
     def test_training_opens_the_gated_path(self, adding: Adding) -> None:
         rnn, gru, lstm = (adding.run(arch) for arch in rn.ARCHS)
-        assert rnn.far_ratio(trained=False) < 1e-3 and gru.far_ratio(trained=False) < 1e-3
-        assert 1e-4 < lstm.far_ratio(trained=False) < 0.1  # the forget bias's head start
-        assert gru.far_ratio() > 0.3 and lstm.far_ratio() > 0.3
-        assert rnn.far_ratio() < 0.5 * min(gru.far_ratio(), lstm.far_ratio())
+        expect("recurrent: adding, rnn far ratio at init", rnn.far_ratio(trained=False), "<", 1e-3)
+        expect("recurrent: adding, gru far ratio at init", gru.far_ratio(trained=False), "<", 1e-3)
+        # the forget bias's head start
+        far = math.log10(lstm.far_ratio(trained=False))
+        between("recurrent: adding, log10 lstm far ratio at init", far, -4, -1)
+        expect("recurrent: adding, gru far ratio trained", gru.far_ratio(), ">", 0.3)
+        expect("recurrent: adding, lstm far ratio trained", lstm.far_ratio(), ">", 0.3)
+        # No claim on the RNN's trained far ratio: it ranged from 2e-10 to 1.6 times the gated networks'
+        # across seeds 0-4 and kernels (0.8 at seed 0 under avx2), and the chapter says so.
         frame = adding.results[0].to_frame()
         assert frame.loc["rnn", "val MSE"] == rnn.val_loss
 
+    @pytest.mark.claim
     def test_clipping_does_not_cure_vanishing(self, clipped_rnn: rn.LongRangeResult) -> None:
         run = clipped_rnn.run("rnn")
-        assert run.val_loss / clipped_rnn.baseline > 0.9
-        assert 0.2 < run.clipped_fraction(1.0) < 0.8  # clipping did act, on a good share of the steps
+        expect(
+            "recurrent: adding, clipped rnn val MSE / baseline", run.val_loss / clipped_rnn.baseline, ">", 0.9
+        )
+        # clipping did act, on a good share of the steps
+        between(
+            "recurrent: adding, clipped rnn fraction of steps clipped", run.clipped_fraction(1.0), 0.2, 0.8
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -326,28 +368,52 @@ def clipping(request) -> rn.ClippingResult:
 class TestClipping:
     """The exploding RNN with and without clipping (a class, so that pytest-xdist can run it apart)."""
 
+    @pytest.mark.claim
     def test_exploding_rnn_diverges_without_clipping_and_not_with_it(
         self, clipping: rn.ClippingResult
     ) -> None:
         none, norm, value = (clipping.history(m) for m in rn.CLIP_METHODS)
-        assert none.diverged and none.steps_run <= 60 and none.steps_run == none.diverged_step + 1
+        assert none.diverged and none.steps_run == none.diverged_step + 1
+        # diverged within the budget (28 to 87 steps of 300 across seeds 0-4 and kernels)
+        expect(
+            "recurrent: exploding rnn, steps run before divergence",
+            none.steps_run,
+            "<",
+            clipping.config.steps,
+        )
         assert not np.isfinite(none.loss[-1]) or not np.isfinite(none.grad_norm_total[-1])
         for history in (norm, value, clipping.control):
             assert not history.diverged and history.steps_run == clipping.config.steps
-        assert clipping.baseline < norm.loss[-50:].mean() < min(2 * clipping.baseline, norm.loss[0])
-        assert value.loss[-50:].mean() < 2 * clipping.baseline
-        assert abs(clipping.control.loss[-50:].mean() / clipping.baseline - 1) < 0.2
-        assert (clipping.grad_norm / clipping.grad_norm_default).mean() > 10
-        assert 30 < clipping.grad_norm.mean() < 1000 and 2 < clipping.grad_norm_default.mean() < 6
-        assert 0.5 < clipping.default_radius < 0.75
+        late = norm.loss[-50:].mean() / clipping.baseline
+        expect("recurrent: norm-clipped late loss / baseline (lower)", late, ">", 1)
+        expect("recurrent: norm-clipped late loss / baseline (upper)", late, "<", 2)
+        fall = math.log10(norm.loss[-50:].mean() / norm.loss[0])
+        expect("recurrent: norm-clipped log10 late loss / first loss", fall, "<", 0)
+        expect(
+            "recurrent: value-clipped late loss / baseline",
+            value.loss[-50:].mean() / clipping.baseline,
+            "<",
+            2,
+        )
+        control = abs(clipping.control.loss[-50:].mean() / clipping.baseline - 1)
+        expect("recurrent: |control late loss / baseline - 1|", control, "<", 0.2)
+        # log10 for the gradient norms at ρ = 3: they vary by a factor across seeds
+        gain = (clipping.grad_norm / clipping.grad_norm_default).mean()
+        expect("recurrent: log10 gradient norm at rho 3 / default scale", math.log10(gain), ">", 1)
+        norm3 = math.log10(clipping.grad_norm.mean())
+        between("recurrent: log10 gradient norm at rho 3", norm3, math.log10(30), 3)
+        between("recurrent: gradient norm at default scale", clipping.grad_norm_default.mean(), 2, 6)
+        between("recurrent: clipping, default spectral radius", clipping.default_radius, 0.5, 0.75)
         assert list(clipping.to_frame()["diverged"]) == [True, False, False, False]
 
+    @pytest.mark.claim
     def test_norm_clipping_keeps_the_direction_value_clipping_turns_it(
         self, clipping: rn.ClippingResult
     ) -> None:
-        assert clipping.cosine_norm.min() > 1 - 1e-6
-        assert 0.35 < clipping.cosine_value.mean() < 0.8 and clipping.cosine_value.max() < 0.9
-        assert clipping.value_clipped.mean() > 0.8
+        expect("recurrent: norm clipping, min cosine", clipping.cosine_norm.min(), ">", 1 - 1e-6)
+        between("recurrent: value clipping, mean cosine", clipping.cosine_value.mean(), 0.35, 0.8)
+        expect("recurrent: value clipping, max cosine", clipping.cosine_value.max(), "<", 0.9)
+        expect("recurrent: value clipping, mean fraction clipped", clipping.value_clipped.mean(), ">", 0.8)
 
 
 def test_clipped_cosines_by_hand() -> None:
