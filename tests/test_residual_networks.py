@@ -8,8 +8,6 @@ not only on their mean.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -355,16 +353,8 @@ def test_deep_plain_trains_worse_and_its_residual_twin_does_not(degradation_runs
     assert list(frame["Linear layers"]) == [18, 34, 34]
 
 
-def _mnist_dir() -> Path | None:
-    for candidate in (os.environ.get("VGCOURSE_DATA"), Path(__file__).parents[2] / "shared/data/mnist"):
-        if candidate and Path(candidate).is_dir() and any(Path(candidate).rglob("t10k-images*")):
-            return Path(candidate)
-    return None
-
-
-@pytest.mark.skipif(_mnist_dir() is None, reason="MNIST files not found (set VGCOURSE_DATA)")
-def test_degradation_runs_on_the_mnist_split(monkeypatch) -> None:
-    monkeypatch.setenv("VGCOURSE_DATA", str(_mnist_dir()))
+def test_degradation_runs_on_the_mnist_split() -> None:
+    """The shipped MNIST test split (vgcourse/datasets/mnist): no download, no $VGCOURSE_DATA."""
     config = rn.DegradationConfig(
         shallow_depth=1, deep_depth=2, width=8, steps=3, dataset="mnist", device="cpu"
     )

@@ -347,8 +347,8 @@ def _digits(seed: int) -> DataSplit:
 
 
 def load_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
-    """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (via ``vgcourse.data.mnist``,
-    which looks in $VGCOURSE_DATA). Digits splits are cached per seed.
+    """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (``vgcourse.data.mnist``: the
+    10,000-image test split shipped with the package). Digits splits are cached per seed.
 
     Args:
         dataset: "digits" or "mnist".
@@ -748,7 +748,7 @@ class DegradationConfig:
         batch_size: examples per step.
         lr: learning rate.
         optimizer: "sgd", "momentum" (0.9) or "adam".
-        dataset: "digits" or "mnist" (needs $VGCOURSE_DATA or a download).
+        dataset: "digits" or "mnist" (the MNIST test split shipped with the package).
         seed: seed of the weights and of the minibatch order (the train/validation split is fixed).
         device: "auto" (CUDA when present), "cpu" or "cuda".
     """
