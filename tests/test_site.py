@@ -9,7 +9,13 @@ that leaves the local server is blocked and fails the test, so a page that needs
 Each page is loaded once (module-scoped cache) and the tests read what was recorded. The tests skip
 when the site is not built or the browser pieces are missing, unless VGCOURSE_REQUIRE_BROWSER=1
 (`make test` sets it after installing them), where a missing piece is a failure.
-Screenshots of the first two chapters are written to _build/screenshots/ for a reviewer.
+Screenshots of the first two chapters are written to _build/screenshots/ for a reviewer, with each
+chapter's explorer in dark mode and at phone width, and the phone's open sidebar.
+
+The reader's side: every enabled control of every explorer is moved and the page must show the view the
+saved jslinked Stacks hold for it; no Check button is active; the sidebar button works at desktop and
+phone width with one search box; wide tables scroll inside the column; dark-mode widget text is light.
+VGCOURSE_SITE_DIR points the tests at another build's html folder.
 """
 
 from __future__ import annotations
@@ -32,15 +38,17 @@ import pytest
 from book_toc import toc_entries
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+# VGCOURSE_SITE_DIR: test another build's html folder (e.g. `jupyter-book build --path-output /tmp/b .`
+# writes /tmp/b/_build/html); screenshots and reader notebooks are looked for next to it.
+SITE = Path(os.environ.get("VGCOURSE_SITE_DIR", ROOT / "_build" / "html")).resolve()
+SCREENSHOTS = SITE.parent / "screenshots"
 ASSETS = ROOT / "tests" / "browser" / "node_modules"
 CHROMIUM = Path(os.environ.get("VGCOURSE_CHROMIUM", "/usr/bin/chromium"))
 REQUIRED = os.environ.get("VGCOURSE_REQUIRE_BROWSER") == "1"
 # The Colab button opens the reader notebook (_build/colab/<chapter>.ipynb, which publish.yml pushes to
 # book/ on the colab branch), not the MyST source on main: _ext/colab_launch.py sets the branch.
 COLAB = "https://colab.research.google.com/github/vgcourse/vgcourse/blob/colab/"
-READER = ROOT / "_build" / "colab"
+READER = SITE.parent / "colab"
 JSDELIVR = re.compile(r"^https://cdn\.jsdelivr\.net/npm/((?:@[^/@]+/)?[^/@]+)@([^/]+)/([^?#]*)")
 WIDGET_STATE = 'script[type="application/vnd.jupyter.widget-state+json"]'
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
@@ -448,9 +456,10 @@ def _shows(readout: str, value: object) -> bool:
 def test_slider_readouts_show_the_values_the_figures_were_computed_for(visit: object, entry: str) -> None:
     # A browser slider snaps to min + k * step; a saved value between two steps would be shown as a
     # value the saved figure was not computed for (s = 1 shown as 0.998).
+    # (The saved state also holds the live explorers' sliders, which the page does not display.)
     record = visit(entry)
     saved = _saved_sliders(entry)
-    assert len(record.sliders) == sum(len(v) for v in saved.values()), f"{record.url}: {record.sliders}"
+    assert len(record.sliders) <= sum(len(v) for v in saved.values()), f"{record.url}: {record.sliders}"
     for slider in record.sliders:
         candidates = saved.get(slider["description"], [])
         assert any(_shows(slider["readout"], value) for value in candidates), (
@@ -483,3 +492,286 @@ def test_screenshots_of_two_chapters(visit: object) -> None:
         visit(entry)
         shot = SCREENSHOTS / f"{Path(entry).name}.png"
         assert shot.is_file() and shot.stat().st_size > 50_000, f"{shot} is missing or blank"
+
+
+# --- the page as a reader uses it: explorers, sidebar, Check buttons, tables, dark mode ----------------
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def open_page(browser: object, site_url: str) -> Iterator[object]:
+    """open_page(entry, **context options) -> a fresh page of the entry, widgets rendered (the CDN
+    scripts served offline as in `visit`, anything else from outside blocked)."""
+    contexts: list[object] = []
+
+    def route(route: object) -> None:
+        url = route.request.url
+        if url.startswith(site_url):
+            route.continue_()
+            return
+        path, _ = _cdn_file(url)
+        if path is None:
+            route.abort("blockedbyclient")
+            return
+        kind = "application/javascript" if path.suffix == ".js" else mimetypes.guess_type(path.name)[0]
+        route.fulfill(
+            path=path,
+            headers={"Content-Type": kind or "application/octet-stream", "Access-Control-Allow-Origin": "*"},
+        )
+
+    def load(entry: str, **options: object) -> object:
+        context = browser.new_context(**{"viewport": DESKTOP, "service_workers": "block", **options})
+        context.set_default_timeout(TIMEOUT_MS)
+        context.route("**/*", route)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{site_url}{entry}.html", wait_until="load")
+        if page.locator(WIDGET_STATE).count():
+            page.wait_for_function(_JS_WIDGETS_DONE, timeout=TIMEOUT_MS)
+        return page
+
+    yield load
+    for context in contexts:
+        context.close()
+
+
+def _widget_state(entry: str) -> dict[str, dict]:
+    """The page's saved widget models by id, each {"model_name", "state", "buffers"}."""
+    html = (SITE / f"{entry}.html").read_text()
+    found = re.search(
+        r'<script type="application/vnd\.jupyter\.widget-state\+json">(.*?)</script>', html, re.S
+    )
+    return json.loads(found.group(1))["state"] if found else {}
+
+
+def _ref(value: str) -> str:
+    return value.removeprefix("IPY_MODEL_")
+
+
+@dataclass
+class PageExplorer:
+    """An explorer as the page saved it: its controls (in the order shown), the start index of each,
+    which Stack each control's jslink drives, and the figure's root Stack."""
+
+    view_id: str
+    controls: list[str]
+    root: str
+    links: dict[str, str]  # Stack id -> the control id whose index selects its child
+
+    def image(self, models: dict[str, dict], indices: dict[str, int]) -> str:
+        """The base64 PNG the page should show when the controls are at ``indices``."""
+        node = self.root
+        while models[node]["model_name"] == "StackModel":
+            control = self.links[node]
+            node = _ref(models[node]["state"]["children"][indices[control]])
+        image = _ref(models[node]["state"]["children"][0])
+        assert models[image]["model_name"] == "ImageModel", models[image]["model_name"]
+        return next(b["data"] for b in models[image].get("buffers", []) if b["path"] == ["value"])
+
+
+def _page_explorers(entry: str) -> list[PageExplorer]:
+    """Every displayed explorer page widget (a VBox ending in a Stack) of the page, in page order."""
+    models = _widget_state(entry)
+    html = (SITE / f"{entry}.html").read_text()
+    shown = re.findall(
+        r'<script type="application/vnd\.jupyter\.widget-view\+json">(.*?)</script>', html, re.S
+    )
+    links = {
+        _ref(m["state"]["target"][0]): _ref(m["state"]["source"][0])
+        for m in models.values()
+        if m["model_name"] == "LinkModel" and m["state"]["target"][1] == "selected_index"
+    }
+    found = []
+    for view in shown:
+        view_id = json.loads(view)["model_id"]
+        children = [_ref(c) for c in models.get(view_id, {}).get("state", {}).get("children", [])]
+        if not children or models[children[-1]]["model_name"] != "StackModel":
+            continue
+        rows = [c for c in children if models[c]["model_name"] == "HBoxModel"]
+        controls = [_ref(c) for row in rows for c in models[row]["state"]["children"]]
+        found.append(PageExplorer(view_id, controls, children[-1], links))
+    return found
+
+
+_JS_SHOWN_IMAGE = """async (index) => {
+    const area = [...document.querySelectorAll('.widget-subarea')][index];
+    const images = [...area.querySelectorAll('img')].filter(img => img.offsetParent !== null);
+    if (images.length !== 1) return `${images.length} images shown`;
+    const bytes = new Uint8Array(await (await fetch(images[0].src)).arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    return btoa(text);
+}"""
+
+
+def _subarea_index(page: object, view_id: str) -> int:
+    """Index among the page's .widget-subarea elements of the one that shows model ``view_id``."""
+    return page.evaluate(
+        f"""(id) => [...document.querySelectorAll('{WIDGET_VIEW}')]
+            .filter(s => s.previousElementSibling?.classList.contains('widget-subarea'))
+            .findIndex(s => JSON.parse(s.textContent).model_id === id)""",
+        view_id,
+    )
+
+
+def _move(page: object, area: object, control: dict, position: int, to: int) -> None:
+    """Set page control number ``position`` of an explorer (a widget of ``area``) to option ``to``."""
+    element = area.locator(".widget-hbox > .lm-Widget").nth(position)
+    kind = control["model_name"]
+    if kind == "SelectionSliderModel":
+        handle = element.locator(".noUi-handle")
+        handle.focus()
+        handle.press("ArrowRight" if to > control["state"]["index"] else "ArrowLeft")
+    elif kind == "ToggleButtonsModel":
+        element.locator("button").nth(to).click()
+    elif kind == "DropdownModel":
+        element.locator("select").select_option(index=to)
+    else:
+        raise AssertionError(f"no way to move a {kind}")
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_explorers_show_the_view_computed_for_each_control(open_page: object, entry: str) -> None:
+    # Each enabled control of each explorer is moved by one step; the page must then show the saved
+    # view that the jslinked Stacks select for the new indices (which tests/test_widgets.py checks is
+    # the figure computed for those values), and that view must differ from the start for some control.
+    explorers = _page_explorers(entry)
+    assert explorers, f"{entry}: no precomputed explorer on the page"
+    models = _widget_state(entry)
+    page = open_page(entry)
+    for explorer in explorers:
+        index = _subarea_index(page, explorer.view_id)
+        area = page.locator(".widget-subarea").nth(index)
+        start = {c: models[c]["state"].get("index") for c in explorer.controls}
+        first = page.evaluate(_JS_SHOWN_IMAGE, index)
+        assert first == explorer.image(models, start), f"{entry}: the page opens on another view"
+        changed = 0
+        for position, control_id in enumerate(explorer.controls):
+            control = models[control_id]
+            driven = control_id in explorer.links.values()
+            if control["state"].get("disabled"):
+                assert not driven, f"{entry}: a disabled control drives the figure"
+                continue
+            assert driven, f"{entry}: control {control['state'].get('description')!r} drives nothing"
+            options = len(control["state"]["_options_labels"])
+            to = start[control_id] + 1 if start[control_id] + 1 < options else start[control_id] - 1
+            _move(page, area, control, position, to)
+            expected = explorer.image(models, {**start, control_id: to})
+            page.wait_for_function(
+                f"async (i) => ({_JS_SHOWN_IMAGE})(i).then(shown => shown === {json.dumps(expected)})",
+                arg=index,
+                timeout=10_000,
+            )
+            changed += expected != first
+            _move(
+                page,
+                area,
+                {**control, "state": {**control["state"], "index": to}},
+                position,
+                start[control_id],
+            )
+            page.wait_for_function(
+                f"async (i) => ({_JS_SHOWN_IMAGE})(i).then(shown => shown === {json.dumps(first)})",
+                arg=index,
+                timeout=10_000,
+            )
+        assert changed, f"{entry}: no control changes the figure"
+    page.context.close()
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_no_check_button_is_active_on_the_page(visit: object, open_page: object, entry: str) -> None:
+    page = open_page(entry)
+    buttons = page.eval_on_selector_all(
+        ".widget-button, .jupyter-button", "els => els.map(b => [b.textContent.trim(), b.disabled])"
+    )
+    active = [text for text, disabled in buttons if "Check" in text and not disabled]
+    assert not active, f"{entry}: Check buttons that need Python are active on the page: {active}"
+    text = page.inner_text("main")
+    assert "Not yet" not in text, f"{entry}: an executed template's verdict is on the page"
+    if any("Check" in t for t, _ in buttons):
+        assert "Check in Colab" in text
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_sidebar_button_works_and_one_search_box(open_page: object, viewport: dict) -> None:
+    page = open_page(CHAPTERS[0], viewport=viewport)
+    visible = "el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; }"
+    searches = [s for s in page.locator("form.bd-search, .search-button-field").all() if s.evaluate(visible)]
+    assert len(searches) <= 1, f"{len(searches)} search boxes shown at {viewport}"
+    toggles = [t for t in page.locator(".primary-toggle").all() if t.evaluate(visible)]
+    assert len(toggles) == 1, f"{len(toggles)} sidebar buttons shown at {viewport}"
+    sidebar = page.locator("#pst-primary-sidebar")
+    if viewport is PHONE:
+        toggles[0].click()
+        page.wait_for_function("() => document.getElementById('pst-primary-sidebar-modal').open")
+        dialog = page.locator("#pst-primary-sidebar-modal")
+        assert dialog.locator("nav a.reference").first.is_visible(), "the chapter list is not shown"
+        page.screenshot(path=_screenshot("sidebar-phone"))
+    else:
+        assert sidebar.evaluate(visible) and sidebar.is_visible()
+        toggles[0].click()
+        page.wait_for_function(
+            "() => getComputedStyle(document.getElementById('pst-primary-sidebar')).visibility === 'hidden'"
+        )
+        toggles[0].click()
+        page.wait_for_function(
+            "() => getComputedStyle(document.getElementById('pst-primary-sidebar')).visibility === 'visible'"
+        )
+    page.context.close()
+
+
+_JS_TABLES = """() => [...document.querySelectorAll('.cell_output table')].map(t => {
+    let box = t.parentElement;
+    while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+    const column = document.querySelector('.bd-article').getBoundingClientRect();
+    return {width: t.getBoundingClientRect().width, column: column.width,
+            scrolls: !!box && box.getBoundingClientRect().width <= column.width + 1};
+})"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_wide_tables_scroll_inside_the_column(open_page: object, viewport: dict) -> None:
+    for entry in CHAPTERS:
+        page = open_page(entry, viewport=viewport)
+        for table in page.evaluate(_JS_TABLES):
+            assert table["width"] <= table["column"] + 1 or table["scrolls"], (
+                f"{entry} at {viewport}: {table}"
+            )
+        page.context.close()
+
+
+def _screenshot(name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / f"{name}.png"
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (float(v) / 255 for v in re.findall(r"[\d.]+", css)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_dark_mode_explorer_text_is_legible(open_page: object, entry: str) -> None:
+    # In dark mode the explorer's text (title, note, readout, labels) is light on the dark page.
+    page = open_page(entry, color_scheme="dark")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    colours = page.eval_on_selector_all(
+        ".widget-subarea .widget-html-content, .widget-subarea .widget-label",
+        "els => els.filter(e => e.offsetParent && e.textContent.trim()).map(e => getComputedStyle(e).color)",
+    )
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert colours and _luminance(background) < 0.2
+    dim = [c for c in colours if _luminance(c) - _luminance(background) < 0.45]
+    assert not dim, f"{entry}: dark-mode widget text too close to the background {background}: {dim}"
+    area = page.locator(".widget-subarea").first
+    area.scroll_into_view_if_needed()
+    area.screenshot(path=_screenshot(f"{Path(entry).name}-explorer-dark"))
+    phone = open_page(entry, viewport=PHONE)
+    phone.locator(".widget-subarea").first.scroll_into_view_if_needed()
+    phone.screenshot(path=_screenshot(f"{Path(entry).name}-explorer-phone"))
+    page.context.close()
+    phone.context.close()
