@@ -281,7 +281,7 @@ def test_page_widget_disables_what_it_cannot_vary() -> None:
     assert explorer.page_fixed() == ["scale"]
     assert explorer.page_controls["scale"].disabled and not explorer.page_controls["depth"].disabled
     note = page.children[0].value
-    assert "2 precomputed views" in note and "setting: fixed on this page" in note and "Colab" in note
+    assert "2 precomputed views" in note and "Here: setting fixed at 1." in note and "Colab" in note
 
 
 def test_page_note_links_the_chapter_in_colab(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -291,16 +291,23 @@ class Explorer(Generic[ConfigT, ResultT]):
         return widgets.VBox([*header, note, *rows, figure])
 
     def _page_note(self, n_views: int, fixed: Sequence[str]) -> str:
-        """The line above the page controls: what they do on the page, and where to explore freely."""
-        where = colab_link(self.chapter)
-        held = ""
-        if fixed:
-            every = {**self.controls, **self.view_controls}
-            names = ", ".join(html.escape(_label_of(every[name])) for name in fixed)
-            held = f" {names}: fixed on this page."
+        """The line above the page controls: what they do on the page, what they cannot do there (fixed
+        controls, options left out of the grid), and where to explore freely."""
+        every = {**self.controls, **self.view_controls}
+        limits = [
+            html.escape(f"{_label_of(every[name])} fixed at {_shown(every[name], every[name].value)}")
+            for name in fixed
+        ]
+        for name, values in self.page_dimensions():
+            control = every[name]
+            if hasattr(control, "_options_values") and len(values) < len(control._options_values):
+                shown = ", ".join(html.escape(_shown(control, value)) for value in values)
+                limits.append(f"{html.escape(_label_of(control))}: {shown} only")
+        held = f" Here: {'; '.join(limits)}." if limits else ""
         return (
             f"<small>On this page the controls switch between {n_views} precomputed views; sliders snap "
-            f"to the computed values.{held} Open the chapter {where} to compute any setting.</small>"
+            f"to the computed values.{held} Open the chapter {colab_link(self.chapter)} to compute any "
+            "setting.</small>"
         )
 
     def _ipython_display_(self) -> None:
