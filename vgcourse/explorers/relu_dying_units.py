@@ -95,10 +95,11 @@ def dying_explorer() -> Explorer:
             f"Dead units per layer while training on digits ({base.depth} hidden layers of "
             f"{base.width} units, plain SGD, {base.steps} steps)"
         ),
-        # the static page: 6 learning rates x 5 bias inits x 3 activations = 90 training runs (He init)
+        # the static page: 5 learning rates x 4 bias inits x 3 activations = 60 training runs with He
+        # init (~25 s of one core at build time)
         page_grid={
-            "lr": [0.1, 0.3, 1.0, 3.0, 5.0, 10.0],
-            "bias_init": [-2.0, -1.0, -0.5, 0.0, 0.5],
+            "lr": [0.1, 0.3, 1.0, 3.0, 10.0],
+            "bias_init": [-2.0, -1.0, 0.0, 0.5],
             "activation": ["relu", "leaky_relu", "elu"],
         },
     )
