@@ -4,6 +4,7 @@
 ``vgcourse diagnose``: the same model and batch through ``vgcourse.diagnose``: flags and suggestions.
 ``vgcourse student-notebooks OUT_DIR``: the reader notebooks (``_build/colab``) without their solution cells.
 ``vgcourse grade SUBMISSION.ipynb ...``: execute submissions, check their exercises, write a CSV.
+``vgcourse export-otter --chapter CHAPTER --out DIR``: the chapter's exercises as an Otter-Grader assignment.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once (default: 1)")
     g.add_argument("--chapter", default=None, help="grade this chapter's exercises for every submission")
     g.add_argument("--roster", default=None, help="CSV with columns file,student (default: file names)")
+
+    o = commands.add_parser(
+        "export-otter", help="write a chapter's exercises as an Otter-Grader assignment (one question each)"
+    )
+    o.add_argument("--chapter", required=True, help="the chapter whose exercises become the questions")
+    o.add_argument("--out", required=True, metavar="DIR", help="folder for the master notebook and dist/")
+    o.add_argument(
+        "--no-assign", action="store_true", help="write the master notebook only (no `otter assign`)"
+    )
     return parser
 
 
@@ -211,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(error))
         print(summary(submissions))
         print(f"wrote {args.out}")
+    elif args.command == "export-otter":
+        from vgcourse.otter_export import export_otter
+
+        try:
+            master = export_otter(args.chapter, args.out, assign=not args.no_assign)
+        except (ValueError, ModuleNotFoundError) as error:
+            parser.error(str(error))
+        print(f"wrote {master}" + ("" if args.no_assign else f" and {master.parent / 'dist'}"))
     return 0
 
 
