@@ -257,21 +257,27 @@ class Explorer(Generic[ConfigT, ResultT]):
         for name in fixed:
             page_controls[name] = _disabled_copy(every[name])
         self._page_links: list[Any] = []
-        leaves: dict[tuple[bytes, str], widgets.Widget] = {}  # a repeated view: one widget, two places
+        # The page saves every model's whole state: widgets share one layout (and style) model per kind,
+        # a repeated view or readout is one widget shown in several places.
+        layout, image_layout = widgets.Layout(), widgets.Layout(max_width="100%")
+        style = widgets.HTML().style  # an HTMLStyle (not exported by ipywidgets)
+        leaves: dict[tuple[bytes, str], widgets.Widget] = {}
+        readouts: dict[str, widgets.HTML] = {}
 
         def level(depth: int, chosen: tuple) -> widgets.Widget:
             if depth == len(dimensions):
-                shown = views[chosen]
-                if shown not in leaves:
-                    image = widgets.Image(
-                        value=shown[0], format="png", layout=widgets.Layout(max_width="100%")
-                    )
-                    leaves[shown] = widgets.VBox([image, widgets.HTML(shown[1])])
-                return leaves[shown]
+                png, text = views[chosen]
+                if (png, text) not in leaves:
+                    image = widgets.Image(value=png, format="png", layout=image_layout)
+                    if text not in readouts:
+                        readouts[text] = widgets.HTML(text, layout=layout, style=style)
+                    leaves[png, text] = widgets.VBox([image, readouts[text]], layout=layout)
+                return leaves[png, text]
             name, values = dimensions[depth]
             stack = widgets.Stack(
                 [level(depth + 1, (*chosen, value)) for value in values],
                 selected_index=page_controls[name].index,
+                layout=layout,
             )
             self._page_links.append(widgets.jslink((page_controls[name], "index"), (stack, "selected_index")))
             return stack
