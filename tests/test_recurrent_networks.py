@@ -216,9 +216,22 @@ def sweep(request) -> rn.SpectralSweepResult:
 def test_rate_follows_the_spectral_radius_below_one(sweep: rn.SpectralSweepResult) -> None:
     between("recurrent: rnn rate at rho 0.5", sweep.rate("rnn", 0.5), 0.45, 0.5)  # just under ρ: tanh' < 1
     between("recurrent: rnn rate at rho 0.8", sweep.rate("rnn", 0.8), 0.70, 0.8)
-    # tanh takes a little off every step: below 1 (0.82 to 0.96 across seeds 0-4 and kernels)
-    between("recurrent: rnn rate at rho 1", sweep.rate("rnn", 1.0), 0.75, 1.0)
+    # near 1 at ρ = 1; whether one weight draw lands below 1 is tight (0.79 to 0.97 over seeds 0-7, spread
+    # 0.055 from the draw, not the kernels), so "below 1" is claimed for the mean over seeds (next test)
+    expect("recurrent: rnn rate at rho 1 > 0.75", sweep.rate("rnn", 1.0), ">", 0.75)
     expect("recurrent: rnn far/near ratio at rho 0.5", sweep.profile(0.5).ratio("rnn"), "<", 1e-16)
+
+
+@pytest.mark.claim
+def test_tanh_takes_a_little_off_every_step_at_rho_one() -> None:
+    """At ρ = 1 a linear recurrence neither shrinks nor grows; tanh' < 1 takes a little off every step."""
+    rates = [
+        rn.run_spectral_sweep(rn.SpectralSweepConfig(seed=seed, archs=("rnn",), radii=(1.0,))).rate(
+            "rnn", 1.0
+        )
+        for seed in SEEDS
+    ]
+    expect("recurrent: rnn rate at rho 1, mean over seeds", np.mean(rates), "<", 1.0)
 
 
 @pytest.mark.claim
