@@ -21,6 +21,8 @@ from torch import nn
 import vgcourse.exercises.detecting_and_fixing as exercises
 from vgcourse.diagnose import (
     CHAPTERS,
+    FORWARD_HIGH,
+    INITIAL_LOSS_FACTOR,
     SATURATED_FRACTION,
     SATURATION,
     UPDATE_RATIO_GUIDE,
@@ -143,6 +145,13 @@ def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSigns
     unflagged = len(run.report.layers) - len(run.report.flagged("update_too_large"))
     # all but at most two layers (0 or 1 at seeds 0-4)
     expect("detecting: exploding, layers not flagged update_too_large", unflagged, "<=", 2)
+    # the signals give it away: the forward second moment crosses FORWARD_HIGH in the top layers (the prose
+    # glues where), and the first loss is above INITIAL_LOSS_FACTOR ln 10
+    blowup = run.report.flagged("forward_blowup")
+    assert blowup and blowup == run.report.layer_names[-len(blowup) :]
+    assert all(run.report.layer(name).forward_gain > FORWARD_HIGH for name in blowup)
+    assert run.initial_loss > INITIAL_LOSS_FACTOR * CHANCE
+    assert {"forward_blowup", "initial_loss"} <= {f.kind for f in run.report.findings}
     steps = signs.exploding_steps
     assert steps.non_finite and steps.non_finite_at in steps.layer_names
     assert steps.steps_run <= signs.config.diagnose_steps
@@ -155,8 +164,12 @@ def test_clipping_keeps_the_exploding_network_alive(signs: dfx.WarningSignsResul
     expect("detecting: exploding clipped, final accuracy", run.final_accuracy, ">", 0.45)
     largest = max(run.report.values("update_ratio"))
     expect("detecting: exploding clipped, largest update ratio", largest, "<", 1e-3)
-    assert run.report.healthy
     assert "clip 1" in run.report.optimizer
+    # clipping bounds the step, not the initialization: the forward blow-up and the huge first loss remain
+    assert run.initial_loss == signs.run("exploding").initial_loss
+    assert not run.report.healthy
+    assert [f.kind for f in run.report.findings] == ["forward_blowup", "initial_loss"]
+    assert run.report.flagged("update_too_large") == run.report.flagged("exploding") == []
 
 
 def test_warning_signs_table() -> None:
@@ -210,7 +223,11 @@ def test_resnet18_cell(seed: int) -> None:
     between(
         "detecting: resnet18, conv1 log10 gradient ratio", math.log10(report.layer("conv1").ratio), 1.4, 2.0
     )
-    assert [(f.kind, f.layers) for f in report.findings] == [("update_too_large", ("conv1",))]
+    # every convolution feeds a BatchNorm: scale-invariant weights, an effective step, noted and not flagged
+    convs = tuple(layer.name for layer in report.layers[:-1])
+    assert len(convs) == 20 and all(report.layer(name).feeds_norm for name in convs)
+    assert [(f.kind, f.layers) for f in report.findings] == [("normalized", convs)]
+    assert report.healthy and report.flagged("update_too_large") == []
     between("detecting: resnet18, conv1 update ratio", report.layer("conv1").update_ratio, 0.1, 0.4)
 
 
