@@ -153,7 +153,9 @@ def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSigns
     assert run.initial_loss > INITIAL_LOSS_FACTOR * CHANCE
     assert {"forward_blowup", "initial_loss"} <= {f.kind for f in run.report.findings}
     steps = signs.exploding_steps
-    assert steps.non_finite and steps.non_finite_at in steps.layer_names
+    # where it shows first depends on the seed and kernels: a layer (the chapter's seed 0, glued), or the loss
+    # (seed 4 under ATEN_CPU_CAPABILITY=default)
+    assert steps.non_finite and steps.non_finite_at in [*steps.layer_names, "loss"]
     assert steps.steps_run <= signs.config.diagnose_steps
 
 
@@ -229,6 +231,45 @@ def test_resnet18_cell(seed: int) -> None:
     assert [(f.kind, f.layers) for f in report.findings] == [("normalized", convs)]
     assert report.healthy and report.flagged("update_too_large") == []
     between("detecting: resnet18, conv1 update ratio", report.layer("conv1").update_ratio, 0.1, 0.4)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gallery_forward_collapse_and_zero_head(seed: int) -> None:
+    gallery = dfx.diagnosis_gallery(seed)
+    assert list(gallery) == list(dfx.GALLERY)
+    collapse, zero_head = gallery["forward_collapse"], gallery["zero_head"]
+    # He et al. 2015: the signals collapse, the weight-gradient ratios do not; the finding is initialization
+    assert collapse.findings[0].kind == "forward_collapse"
+    assert collapse.flagged("vanishing") == []
+    collapsed = collapse.flagged("forward_collapse")
+    assert collapsed == collapse.layer_names[-len(collapsed) :]
+    between(
+        "detecting: gallery collapse, first collapsed layer", len(collapse.layers) - len(collapsed), 11, 16
+    )
+    expect(
+        "detecting: gallery collapse, log10 output gain",
+        math.log10(collapse.layers[-1].forward_gain),
+        "<",
+        -6,
+    )
+    expect("detecting: gallery collapse, output similarity", collapse.layers[-1].similarity, ">", 0.9)
+    expect(
+        "detecting: gallery collapse, log10 first backward ratio",
+        math.log10(collapse.layers[0].backward_ratio),
+        "<",
+        -3,
+    )
+    expect("detecting: gallery collapse, first layer gradient ratio", collapse.layers[0].ratio, ">", 0.1)
+    assert not any("learning rate" in f.suggestion and "not" not in f.suggestion for f in collapse.findings)
+    # a zero head: a note, the layers it blocked get exactly 0 and are not judged
+    assert zero_head.healthy and [(f.kind, f.layers) for f in zero_head.findings] == [
+        ("zero_start", ("output",))
+    ]
+    blocked = len(zero_head.layers) - 1  # the prose: every layer before the head got exactly 0 at step 1
+    assert f"({blocked} layers) got exactly 0" in zero_head.findings[0].message
+    with pytest.raises(TypeError):
+        dfx.diagnosis_gallery(0.5)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -364,7 +405,10 @@ def test_diagnose_at_init_separates_the_outcomes(grid: dfx.RemediesResult) -> No
         flags = {f.kind for f in run.report.problems}
         if flags & {"vanishing", "dead"}:
             assert not run.reached, run.remedy.label
-        assert ("update_too_large" in flags) == run.diverged, run.remedy.label
+        # every cell that diverged was flagged; not the converse (relu · he · skip · LayerNorm was flagged and
+        # trained at seed 3 under ATEN_CPU_CAPABILITY=default)
+        if run.diverged:
+            assert "update_too_large" in flags, run.remedy.label
 
 
 @pytest.mark.claim

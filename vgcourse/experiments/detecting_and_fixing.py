@@ -44,6 +44,7 @@ __all__ = [
     "CASES",
     "DESIGNS",
     "FACTORS",
+    "GALLERY",
     "GRID_ACTIVATIONS",
     "GRID_INITS",
     "GRID_NORMS",
@@ -60,6 +61,7 @@ __all__ = [
     "SignRun",
     "WarningSignsConfig",
     "WarningSignsResult",
+    "diagnosis_gallery",
     "full_design",
     "fractional_design",
     "run_calibration",
@@ -430,6 +432,35 @@ def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
         runs.append(SignRun(name, _SIGN_TEXT[name], history, report, weight_change(before, _weights(model))))
     assert exploding_steps is not None
     return WarningSignsResult(config, tuple(runs), exploding_steps)
+
+
+GALLERY = ("forward_collapse", "zero_head")
+"""Two networks that the signals and the zero-start rule judge: He et al. 2015's 30-layer ReLU MLP with
+Xavier weights (forward and backward signals collapse together), and a healthy He ReLU MLP whose output
+layer starts at 0 (a design choice, not a disease)."""
+
+
+def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, DiagnosisReport]:
+    """``diagnose`` at initialization of each network of ``GALLERY`` on the chapter's digits batch.
+
+    ``forward_collapse``: ``collapse_depth`` ReLU layers of width 64 with Xavier-normal weights, Var(W) =
+    1/n where ReLU needs 2/n, so q_l halves per layer (2^-13 < 1e-4 after 13 layers). ``zero_head``: the
+    warning signs' healthy reference (8 He-initialized ReLU layers of width 64) with its output weights 0.
+    Both at the warning signs' learning rate with momentum.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    collapse_depth = check_int("collapse_depth", collapse_depth, minimum=1)
+    config = WarningSignsConfig(seed=seed)
+    batch = _diagnosis_batch(_digits(config.data_seed))
+    seed_everything(seed)
+    collapse = MLP(64, 10, collapse_depth, 64, "relu")
+    initialize(collapse, "xavier_normal", generator=torch.Generator().manual_seed(seed))
+    zero_head = _sign_model("healthy", config)
+    nn.init.zeros_(zero_head.head.weight)
+    return {
+        name: diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum")
+        for name, model in zip(GALLERY, (collapse, zero_head), strict=True)
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
