@@ -245,7 +245,10 @@ def test_gallery_forward_collapse_and_zero_head(seed: int) -> None:
     collapsed = collapse.flagged("forward_collapse")
     assert collapsed == collapse.layer_names[-len(collapsed) :]
     between(
-        "detecting: gallery collapse, first collapsed layer", len(collapse.layers) - len(collapsed), 11, 16
+        "detecting: gallery collapse, layers before the collapse",
+        len(collapse.layers) - len(collapsed),
+        11,
+        16,
     )
     expect(
         "detecting: gallery collapse, log10 output gain",
@@ -253,14 +256,16 @@ def test_gallery_forward_collapse_and_zero_head(seed: int) -> None:
         "<",
         -6,
     )
-    expect("detecting: gallery collapse, output similarity", collapse.layers[-1].similarity, ">", 0.9)
+    # seeds 0-4, default and avx2 kernels: similarity 0.87 to 0.99, first layer's gradient ratio 0.49 to 1.67
+    expect("detecting: gallery collapse, output similarity", collapse.layers[-1].similarity, ">", 0.8)
     expect(
         "detecting: gallery collapse, log10 first backward ratio",
         math.log10(collapse.layers[0].backward_ratio),
         "<",
         -3,
     )
-    expect("detecting: gallery collapse, first layer gradient ratio", collapse.layers[0].ratio, ">", 0.1)
+    first_ratio = math.log10(collapse.layers[0].ratio)
+    expect("detecting: gallery collapse, first layer log10 gradient ratio", first_ratio, ">", -1)
     assert not any("learning rate" in f.suggestion and "not" not in f.suggestion for f in collapse.findings)
     # a zero head: a note, the layers it blocked get exactly 0 and are not judged
     assert zero_head.healthy and [(f.kind, f.layers) for f in zero_head.findings] == [
