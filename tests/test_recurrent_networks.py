@@ -21,7 +21,7 @@ from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 import vgcourse.exercises.recurrent_networks as exercises
-from vgcourse.exercises import check, get
+from vgcourse.exercises import check
 from vgcourse.experiments import recurrent_networks as rn
 from vgcourse.explorers import recurrent_networks as explorers
 from vgcourse.models import SequenceModel
@@ -499,15 +499,10 @@ def test_training_plots_on_small_runs() -> None:
     assert plots.clipping(clipping, ax=axes[1]) is fig
 
 
-def test_exercises_solutions_and_mistakes() -> None:
+def test_exercise_helpers_and_the_setting_window() -> None:
+    # solutions and typical mistakes of every exercise: tests/test_exercises.py (tests/exercise_solutions.py)
     assert exercises.forget_gate_steps() == 23
     assert exercises.forget_gate_steps(0.0) == 10
-    for exercise_id in ("recurrent_networks.forget_gate_steps", "recurrent_networks.edge_radius"):
-        exercise = get(exercise_id)
-        assert check(exercise_id, exercise.solution()).correct
-        for mistake in exercise.mistakes:
-            feedback = exercise.check(mistake.example())
-            assert not feedback.correct and feedback.message == mistake.hint
     # the accepted window of the setting exercise is wide enough to find with a slider
     assert check("recurrent_networks.edge_radius", 1.3).correct
     assert check("recurrent_networks.edge_radius", 1.6).correct
