@@ -49,6 +49,15 @@ def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
     )
 
 
+def _band(ax: Axes, low: float, high: float, labels: tuple[str, str]) -> None:
+    """The unflagged band [low, high] shaded, its edges dashed and labelled "<labels[0]> low" etc."""
+    ax.axhspan(low, high, color=_BAND, alpha=0.08, zorder=0)
+    ax.axhline(low, color=_BAND, linestyle="--", linewidth=1)
+    ax.axhline(high, color=_BAD, linestyle="--", linewidth=1)
+    _line_label(ax, low, f"{labels[0]} {low:g}", _BAND)
+    _line_label(ax, high, f"{labels[1]} {high:g}", _BAD)
+
+
 def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tuple[str, ...]) -> None:
     """One marker per layer (for a log axis, which the caller sets): red when flagged for one of ``kinds``,
     grey when not judged."""
@@ -102,11 +111,7 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
-    ax.axhspan(limits.vanishing, limits.exploding, color=_BAND, alpha=0.08, zorder=0)
-    ax.axhline(limits.vanishing, color=_BAND, linestyle="--", linewidth=1)
-    ax.axhline(limits.exploding, color=_BAD, linestyle="--", linewidth=1)
-    _line_label(ax, limits.vanishing, f"vanishing below {limits.vanishing:g}", _BAND)
-    _line_label(ax, limits.exploding, f"exploding above {limits.exploding:g}", _BAD)
+    _band(ax, limits.vanishing, limits.exploding, ("vanishing below", "exploding above"))
     _log_points(ax, report, report.values("ratio"), ("vanishing", "exploding"))
     log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
@@ -127,11 +132,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
-    ax.axhspan(limits.forward_low, limits.forward_high, color=_BAND, alpha=0.08, zorder=0)
-    ax.axhline(limits.forward_low, color=_BAND, linestyle="--", linewidth=1)
-    ax.axhline(limits.forward_high, color=_BAD, linestyle="--", linewidth=1)
-    _line_label(ax, limits.forward_low, f"collapse below {limits.forward_low:g}", _BAND)
-    _line_label(ax, limits.forward_high, f"blow-up above {limits.forward_high:g}", _BAD)
+    _band(ax, limits.forward_low, limits.forward_high, ("collapse below", "blow-up above"))
     _log_points(ax, report, report.values("forward_gain"), ("forward_collapse", "forward_blowup"))
     x = np.arange(1, len(report.layers) + 1)
     backward = positive_only(report.values("backward_ratio"))
