@@ -6,15 +6,18 @@ the table of contents from a local HTTP server on 127.0.0.1. The scripts the sit
 in tests/browser/node_modules (`npm ci`), at the versions _config.yml names; every other request
 that leaves the local server is blocked and fails the test, so a page that needs the internet shows.
 
-Each page is loaded once (module-scoped cache) and the tests read what was recorded. The tests skip
-when the site is not built or the browser pieces are missing, unless VGCOURSE_REQUIRE_BROWSER=1
-(`make test` sets it after installing them), where a missing piece is a failure.
-Screenshots of the first two chapters are written to _build/screenshots/ for a reviewer, with each
-chapter's explorer in dark mode and at phone width, and the phone's open sidebar.
+Each page is loaded once at desktop width (1366 px, module-scoped cache) and the tests read what was
+recorded. The tests skip when the site is not built or the browser pieces are missing, unless
+VGCOURSE_REQUIRE_BROWSER=1 (`make test` sets it after installing them), where a missing piece is a
+failure. Screenshots go to _build/screenshots/ for a reviewer: each chapter at desktop width (at its
+first figure), at phone width, in dark mode, its explorer in dark mode and at phone width; the first two
+chapters as full pages; the phone's open sidebar.
 
 The reader's side: every enabled control of every explorer is moved and the page must show the view the
 saved jslinked Stacks hold for it; no Check button is active; the sidebar button works at desktop and
-phone width with one search box; wide tables scroll inside the column; dark-mode widget text is light.
+phone width with one search box; every figure has a numbered caption and alt text in words and is shown
+at its own width on desktop; wide tables scroll inside the column at desktop and phone width; dark-mode
+widget text is light.
 VGCOURSE_SITE_DIR points the tests at another build's html folder.
 """
 
@@ -27,7 +30,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +55,8 @@ READER = SITE.parent / "colab"
 JSDELIVR = re.compile(r"^https://cdn\.jsdelivr\.net/npm/((?:@[^/@]+/)?[^/@]+)@([^/]+)/([^?#]*)")
 WIDGET_STATE = 'script[type="application/vnd.jupyter.widget-state+json"]'
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 900}
 TIMEOUT_MS = 90_000  # two busy cores: generous, but a page that never settles still fails
 
 # Flags for a headless Chromium that makes no connection of its own (no sync, updates, field trials).
@@ -152,6 +157,30 @@ def _cdn_file(url: str) -> tuple[Path | None, str]:
     return path, ""
 
 
+def _offline_route(site_url: str, on_blocked: Callable[[str], None] | None = None) -> Callable:
+    """A Playwright route handler: the local site as it is, the CDN scripts from the npm packages (with
+    jsDelivr's CORS header, which the crossorigin="anonymous" scripts need), anything else blocked and
+    passed to ``on_blocked`` as "url (why)"."""
+
+    def route(route: object) -> None:
+        url = route.request.url
+        if url.startswith(site_url):
+            route.continue_()
+            return
+        path, why = _cdn_file(url)
+        if path is None:
+            if on_blocked is not None:
+                on_blocked(f"{url} ({why})")
+            route.abort("blockedbyclient")
+            return
+        kind = {".js": "application/javascript", ".woff2": "font/woff2", ".woff": "font/woff"}.get(
+            path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        )
+        route.fulfill(path=path, headers={"Content-Type": kind, "Access-Control-Allow-Origin": "*"})
+
+    return route
+
+
 @dataclass
 class Visit:
     """What one page did in the browser."""
@@ -171,6 +200,8 @@ class Visit:
     sliders: list[dict] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     colab_links: list[str] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +221,23 @@ def browser(site_url: str) -> Iterator[object]:
 
 _JS_IMAGES = """() => [...document.images].map(img => ({
     src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
+
+# Every output image of a notebook cell outside the widgets: its figure's caption and number, its alt
+# text, and the width it is shown at against its own CSS width (the width attribute of a high-DPI image,
+# else its pixel width) and the text column's.
+_JS_FIGURES = """() => [...document.querySelectorAll('.cell_output img')]
+    .filter(img => !img.closest('.jupyter-widgets, .widget-subarea'))
+    .map(img => {
+        const caption = img.closest('figure')?.querySelector('figcaption');
+        return {
+            src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',
+            caption: caption ? caption.textContent.trim() : '',
+            number: caption?.querySelector('.caption-number')?.textContent.trim() || '',
+            shown: img.getBoundingClientRect().width,
+            own: parseFloat(img.getAttribute('width')) || img.naturalWidth,
+            column: document.querySelector('.bd-article').getBoundingClientRect().width,
+        };
+    })"""
 
 _JS_MATH = """() => {
     const math = [...document.querySelectorAll('.math')];
@@ -230,28 +278,11 @@ _JS_SLIDERS = """() => [...document.querySelectorAll('.widget-slider')].map(s =>
 @pytest.fixture(scope="module")
 def visit(browser: object, site_url: str) -> Iterator[object]:
     """visit(entry) -> Visit: load a page once, wait for math and widgets, record everything."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context = browser.new_context(viewport=DESKTOP, service_workers="block")
     context.set_default_timeout(TIMEOUT_MS)
     cache: dict[str, Visit] = {}
     current: list[Visit] = []
-
-    def route(route: object) -> None:
-        url = route.request.url
-        if url.startswith(site_url):
-            route.continue_()
-            return
-        path, why = _cdn_file(url)
-        if path is None:
-            current[-1].blocked.append(f"{url} ({why})")
-            route.abort("blockedbyclient")
-            return
-        kind = {".js": "application/javascript", ".woff2": "font/woff2", ".woff": "font/woff"}.get(
-            path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        )
-        # jsDelivr sends CORS headers; the crossorigin="anonymous" scripts need them to run.
-        route.fulfill(path=path, headers={"Content-Type": kind, "Access-Control-Allow-Origin": "*"})
-
-    context.route("**/*", route)
+    context.route("**/*", _offline_route(site_url, lambda blocked: current[-1].blocked.append(blocked)))
 
     def load(entry: str) -> Visit:
         if entry in cache:
@@ -287,14 +318,21 @@ def visit(browser: object, site_url: str) -> Iterator[object]:
         record.math_errors = math["errors"]
         record.links = page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
         record.colab_links = [link for link in record.links if link.startswith("https://colab.")]
-        if entry in CHAPTERS[:2]:
+        record.figures = page.evaluate(_JS_FIGURES)
+        record.tables = page.evaluate(_JS_TABLES)
+        if entry in CHAPTERS:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=SCREENSHOTS / f"{Path(entry).name}.png", full_page=True)
+            if entry in CHAPTERS[:2]:
+                page.screenshot(path=SCREENSHOTS / f"{Path(entry).name}.png", full_page=True)
+            figure = page.locator(".cell_output figure img, .cell_output img").first
+            if figure.count():
+                figure.scroll_into_view_if_needed()
+            page.screenshot(path=SCREENSHOTS / f"{Path(entry).name}-desktop.png")
         page.close()
         cache[entry] = record
         return record
 
-    if CHAPTERS[:2]:
+    if CHAPTERS:
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     yield load
     context.close()
@@ -496,30 +534,13 @@ def test_screenshots_of_two_chapters(visit: object) -> None:
 
 # --- the page as a reader uses it: explorers, sidebar, Check buttons, tables, dark mode ----------------
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 900}
-
 
 @pytest.fixture(scope="module")
 def open_page(browser: object, site_url: str) -> Iterator[object]:
     """open_page(entry, **context options) -> a fresh page of the entry, widgets rendered (the CDN
     scripts served offline as in `visit`, anything else from outside blocked)."""
     contexts: list[object] = []
-
-    def route(route: object) -> None:
-        url = route.request.url
-        if url.startswith(site_url):
-            route.continue_()
-            return
-        path, _ = _cdn_file(url)
-        if path is None:
-            route.abort("blockedbyclient")
-            return
-        kind = "application/javascript" if path.suffix == ".js" else mimetypes.guess_type(path.name)[0]
-        route.fulfill(
-            path=path,
-            headers={"Content-Type": kind or "application/octet-stream", "Access-Control-Allow-Origin": "*"},
-        )
+    route = _offline_route(site_url)
 
     def load(entry: str, **options: object) -> object:
         context = browser.new_context(**{"viewport": DESKTOP, "service_workers": "block", **options})
@@ -733,15 +754,40 @@ _JS_TABLES = """() => [...document.querySelectorAll('.cell_output table')].map(t
 })"""
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_wide_tables_scroll_inside_the_column(open_page: object, viewport: dict) -> None:
-    for entry in CHAPTERS:
-        page = open_page(entry, viewport=viewport)
-        for table in page.evaluate(_JS_TABLES):
-            assert table["width"] <= table["column"] + 1 or table["scrolls"], (
-                f"{entry} at {viewport}: {table}"
-            )
-        page.context.close()
+def _tables_fit(entry: str, tables: list[dict], where: str) -> None:
+    for table in tables:
+        assert table["width"] <= table["column"] + 1 or table["scrolls"], f"{entry} at {where}: {table}"
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_figures_are_numbered_captioned_described_and_shown_full_size(visit: object, entry: str) -> None:
+    # Every static figure has a numbered caption ("Fig. 3.2") and alt text in words (not a file path),
+    # and at 1366 px it is shown at its own width: vgcourse/plots/figure_check.py keeps every figure within
+    # the column and its text at a legible size at that width, so a figure shrunk here would not be.
+    record = visit(entry)
+    assert record.figures, f"{entry}: no figure found on the page"
+    for figure in record.figures:
+        name = figure["src"].rsplit("/", 1)[-1][:40]
+        assert figure["caption"] and re.match(r"Fig\. \d+\.\d+", figure["number"]), (
+            f"{entry}: figure {name} has no numbered caption: {figure}"
+        )
+        alt = figure["alt"]
+        assert len(alt.split()) >= 4 and not re.search(r"[/\\]|\.(png|svg|jpe?g)\b", alt), (
+            f"{entry}: figure {name} ({figure['number']}) has no alt text in words: {alt!r}"
+        )
+        assert figure["shown"] >= 0.97 * min(figure["own"], figure["column"]), (
+            f"{entry}: {figure['number']} is shrunk to {figure['shown']:.0f} px of its own "
+            f"{figure['own']:.0f} px (column {figure['column']:.0f} px): its text is below the legible size"
+        )
+        assert figure["own"] <= figure["column"] + 1, (
+            f"{entry}: {figure['number']} is {figure['own']:.0f} px wide, wider than the "
+            f"{figure['column']:.0f} px column"
+        )
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_wide_tables_scroll_inside_the_column_on_desktop(visit: object, entry: str) -> None:
+    _tables_fit(entry, visit(entry).tables, "desktop")
 
 
 def _screenshot(name: str) -> Path:
@@ -755,7 +801,7 @@ def _luminance(css: str) -> float:
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
-def test_dark_mode_explorer_text_is_legible(open_page: object, entry: str) -> None:
+def test_dark_mode_and_phone_width(open_page: object, entry: str) -> None:
     # In dark mode the explorer's text (title, note, readout, labels) is light on the dark page.
     page = open_page(entry, color_scheme="dark")
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
@@ -770,7 +816,11 @@ def test_dark_mode_explorer_text_is_legible(open_page: object, entry: str) -> No
     area = page.locator(".widget-subarea").first
     area.scroll_into_view_if_needed()
     area.screenshot(path=_screenshot(f"{Path(entry).name}-explorer-dark"))
+    page.screenshot(path=_screenshot(f"{Path(entry).name}-dark"))
+    # At phone width: wide tables scroll inside the column; the explorer as a phone reader sees it.
     phone = open_page(entry, viewport=PHONE)
+    _tables_fit(entry, phone.evaluate(_JS_TABLES), "phone width")
+    phone.screenshot(path=_screenshot(f"{Path(entry).name}-phone"))
     phone.locator(".widget-subarea").first.scroll_into_view_if_needed()
     phone.screenshot(path=_screenshot(f"{Path(entry).name}-explorer-phone"))
     page.context.close()
