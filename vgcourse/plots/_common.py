@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +18,44 @@ from matplotlib.ticker import LogFormatterSciNotation, LogLocator
 
 from vgcourse._validation import check_choice
 from vgcourse.monitor import METRICS, MonitorRecord
+from vgcourse.plots.figure_check import check_figure
+
+STRICT_FIGURES_ENV = "VGCOURSE_STRICT_FIGURES"
+"""Set to 1 (the book build does) and every public plot function checks the figure it returns."""
+
+_PlotFunction = TypeVar("_PlotFunction", bound=Callable[..., Any])
+_nesting = threading.local()
+
+
+def strict_figures() -> bool:
+    """Whether ``VGCOURSE_STRICT_FIGURES=1`` is set: plot functions then check their figures."""
+    return os.environ.get(STRICT_FIGURES_ENV, "") == "1"
+
+
+def checked(function: _PlotFunction) -> _PlotFunction:
+    """Decorator of the public plot functions: with ``VGCOURSE_STRICT_FIGURES=1``, pass the Figure the
+    function returns to ``vgcourse.plots.figure_check.check_figure`` (ValueError naming the axes and item
+    that break the book's figure limits). Only the outermost decorated call checks, so a grid function
+    that calls a panel function checks the finished grid once."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not strict_figures():
+            return function(*args, **kwargs)
+        depth = getattr(_nesting, "depth", 0)
+        _nesting.depth = depth + 1
+        try:
+            result = function(*args, **kwargs)
+        finally:
+            _nesting.depth = depth
+        if depth == 0 and isinstance(result, Figure):
+            try:
+                check_figure(result)
+            except ValueError as error:
+                raise ValueError(f"{function.__module__}.{function.__qualname__}: {error}") from None
+        return result
+
+    return wrapper  # type: ignore[return-value]
 
 
 def figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Axes]:

@@ -9,11 +9,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse._validation import check_choice, check_float
-from vgcourse.plots._common import figure_and_axes
+from vgcourse.plots._common import checked, figure_and_axes
 
 __all__ = ["activation_curves"]
 
 
+@checked
 def activation_curves(
     activations: str | Sequence[str] = ("sigmoid", "tanh", "relu"),
     *,

@@ -22,7 +22,7 @@ from vgcourse.experiments.detecting_and_fixing import (
     WarningSignsResult,
 )
 from vgcourse.plots import diagnose as diagnose_plots
-from vgcourse.plots._common import figure_and_axes, log_scale, positive_only
+from vgcourse.plots._common import checked, figure_and_axes, log_scale, positive_only
 from vgcourse.plots.layers import metric_over_training
 
 __all__ = [
@@ -75,6 +75,7 @@ def _threshold_band(ax: Axes, axis: str = "y") -> None:
     line(high, color="#c0392b", linestyle="--", linewidth=1)
 
 
+@checked
 def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
     """log10 rms(g_l)/rms(g_output) against the layer, one line per case (seed 0) and its seed range.
 
@@ -103,6 +104,7 @@ def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
     return fig
 
 
+@checked
 def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Left: the training loss of every run (×: where a run diverged). Right: how far each layer's
     weights moved during training, ‖W_T − W_0‖/‖W_0‖.
@@ -146,6 +148,7 @@ def _cell_color(remedy: Remedy) -> str:
     return "tab:red" if changed == 0 else ("tab:blue" if changed == 1 else "tab:purple")
 
 
+@checked
 def remedies(result: RemediesResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """One row per cell of the grid, three panels: the first layer's gradient ratio at initialization
     (log10, with the thresholds), the steps to reach the target loss ("never" when it did not) and the
@@ -198,6 +201,7 @@ def remedies(result: RemediesResult, *, axes: Sequence[Axes] | None = None) -> F
     return fig
 
 
+@checked
 def training_views(
     result: RemediesResult,
     cells: Sequence[Remedy] = (BASELINE,),
@@ -229,6 +233,7 @@ def training_views(
     return fig
 
 
+@checked
 def remedy_diagnosis(result: RemedyDiagnosisResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """The explorer's view: ``plots.diagnose.diagnosis`` of one cell at initialization.
 
@@ -250,6 +255,7 @@ REMEDY_PANELS = {
 """The three panels of ``plots.diagnose.diagnosis``, by name."""
 
 
+@checked
 def remedy_panel(
     result: RemedyDiagnosisResult, panel: str = "gradient ratios", *, ax: Axes | None = None
 ) -> Figure:
@@ -275,6 +281,7 @@ def remedy_panel(
     return fig
 
 
+@checked
 def remedy_small_multiples(
     results: Sequence[RemedyDiagnosisResult], *, axes: Sequence[Axes] | None = None
 ) -> Figure:

@@ -12,7 +12,14 @@ from matplotlib.figure import Figure
 
 from vgcourse.diagnose import UPDATE_RATIO_GUIDE, DiagnosisReport, Thresholds
 from vgcourse.monitor import MonitorRecord
-from vgcourse.plots._common import check_record, figure_and_axes, log_scale, positive_only, set_layer_ticks
+from vgcourse.plots._common import (
+    check_record,
+    checked,
+    figure_and_axes,
+    log_scale,
+    positive_only,
+    set_layer_ticks,
+)
 from vgcourse.plots.layers import metric_over_training
 
 __all__ = [
@@ -98,6 +105,7 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
     set_layer_ticks(ax, report.layer_names)
 
 
+@checked
 def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """rms(g_l) / rms(g_output) per layer on a log axis, with the vanishing and exploding thresholds.
 
@@ -120,6 +128,7 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     return fig
 
 
+@checked
 def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """The forward and backward signals per layer on a log axis: mean(h_l²)/mean(x²), the forward gain,
     with the collapse and blow-up thresholds (red markers: flagged layers), and rms(∂L/∂h_l) ÷ the output
@@ -149,6 +158,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     return fig
 
 
+@checked
 def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags.
 
@@ -167,6 +177,7 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     return fig
 
 
+@checked
 def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """Dead (ReLU family) and saturated (sigmoid/tanh) unit fractions per layer, with their thresholds.
 
@@ -200,6 +211,7 @@ def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure
     return fig
 
 
+@checked
 def diagnosis(
     report: DiagnosisReport, *, axes: Sequence[Axes] | None = None, title: str | None = None
 ) -> Figure:
@@ -248,6 +260,7 @@ def _guide_lines(ax: Axes, limits: Thresholds) -> list[Any]:
     return lines
 
 
+@checked
 def update_ratio_over_training(
     record: MonitorRecord, *, ax: Axes | None = None, thresholds: Thresholds | None = None
 ) -> Figure:

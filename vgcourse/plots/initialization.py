@@ -23,7 +23,7 @@ from vgcourse.experiments.initialization import (
     VarianceProfile,
 )
 from vgcourse.initializers import gain as torch_gain
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
 __all__ = [
     "SCHEME_COLORS",
@@ -87,6 +87,7 @@ def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | 
     ax.plot(x, _shown(center), color=color, linewidth=1.8, label=label)
 
 
+@checked
 def profile(
     result: VarianceProfile, *, ax: Axes | None = None, show_linear: bool = True, legend: bool = True
 ) -> Figure:
@@ -129,6 +130,7 @@ def profile(
     return fig
 
 
+@checked
 def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
     """Small multiples of ``profile``: one row per activation, one column per scheme.
 
@@ -156,6 +158,7 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
     return fig
 
 
+@checked
 def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
 
@@ -188,6 +191,7 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     return fig
 
 
+@checked
 def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     """Against the gain g (weights of variance g²/n): Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right).
 
@@ -231,6 +235,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     return fig
 
 
+@checked
 def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
     """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
 
@@ -261,6 +266,7 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
     return fig
 
 
+@checked
 def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
     """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
 

@@ -16,6 +16,7 @@ from vgcourse._validation import check_int
 from vgcourse.monitor import MonitorRecord
 from vgcourse.plots._common import (
     check_record,
+    checked,
     figure_and_axes,
     log_scale,
     positive_only,
@@ -26,6 +27,7 @@ from vgcourse.plots._common import (
 __all__ = ["grad_histograms", "grad_norms_by_layer", "metric_heatmap", "metric_over_training"]
 
 
+@checked
 def grad_norms_by_layer(
     record: MonitorRecord,
     *,
@@ -75,6 +77,7 @@ def _edges(steps: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * steps[0] - mid[0]], mid, [2 * steps[-1] - mid[-1]]])
 
 
+@checked
 def metric_heatmap(
     record: MonitorRecord, metric: str = "grad_norm", *, ax: Axes | None = None, log: bool = True
 ) -> Figure:
@@ -109,6 +112,7 @@ def metric_heatmap(
     return fig
 
 
+@checked
 def metric_over_training(
     record: MonitorRecord, metric: str = "grad_norm", *, ax: Axes | None = None, log: bool = True
 ) -> Figure:
@@ -178,6 +182,7 @@ def _gradient_arrays(grads: Any) -> list[tuple[str, np.ndarray]]:
     return pairs
 
 
+@checked
 def grad_histograms(
     grads: Mapping[str, Any] | Sequence[tuple[str, Any]] | nn.Module,
     *,

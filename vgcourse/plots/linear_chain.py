@@ -19,7 +19,7 @@ from vgcourse.experiments.linear_chain import (
     WidthSweepResult,
     float_format,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale, widen_log_limits
+from vgcourse.plots._common import checked, figure_and_axes, log_scale, widen_log_limits
 
 __all__ = [
     "depth_sweep",
@@ -67,6 +67,7 @@ def _figure_legend(fig: Figure, ax: Axes) -> None:
     fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
 
 
+@checked
 def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int | None = None) -> Figure:
     """s^L against L (log y) for each factor s, with the table's depths marked.
 
@@ -93,6 +94,7 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
     return fig
 
 
+@checked
 def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
     """‖∂J/∂W_1‖ against depth L (log y): median over networks (line), 10–90% band, and s^(L-1) (dashed).
 
@@ -120,6 +122,7 @@ def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool 
     return fig
 
 
+@checked
 def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 2) -> Figure:
     """``depth_sweep`` of several results side by side, sharing the y axis.
 
@@ -135,6 +138,7 @@ def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 2) -> Figu
     return fig
 
 
+@checked
 def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     """Geometric mean of ‖∂J/∂W_1‖ over networks ± one standard deviation of its log, by width.
 
@@ -169,6 +173,7 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     return fig
 
 
+@checked
 def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -> Figure:
     """σ_max and σ_min of P_L = W_L⋯W_1 and ‖∂J/∂h_0‖ = ‖P_L^T g‖ against L (log y).
 
@@ -210,6 +215,7 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
     return fig
 
 
+@checked
 def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 2) -> Figure:
     """``product_spectrum`` of several results side by side, sharing the y axis.
 
@@ -225,6 +231,7 @@ def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 2)
     return fig
 
 
+@checked
 def float_limits(
     result: FloatLimitsResult, dtype: str = "float16", *, ax: Axes | None = None, legend: bool = True
 ) -> Figure:
@@ -288,6 +295,7 @@ def float_limits(
     return fig
 
 
+@checked
 def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2) -> Figure:
     """``float_limits`` for every format of the result, one panel each.
 
@@ -304,6 +312,7 @@ def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2) -> Figure:
     return fig
 
 
+@checked
 def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Per layer l: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and their product ‖∂J/∂W_l‖ (log y).
 
@@ -337,6 +346,7 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     return fig
 
 
+@checked
 def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
     """Small multiples of ``layer_profile`` (shared y axis), e.g. one panel per weight scale.
 

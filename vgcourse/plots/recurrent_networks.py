@@ -18,7 +18,7 @@ from vgcourse.experiments.recurrent_networks import (
     LongRangeResult,
     SpectralSweepResult,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
 __all__ = [
     "ARCH_COLORS",
@@ -60,6 +60,7 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
     return float(min(finite.min(), 1.0)) / 10, float(max(finite.max(), 1.0)) * 10
 
 
+@checked
 def lag_profile(
     result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
 ) -> Figure:
@@ -96,6 +97,7 @@ def lag_profile(
     return fig
 
 
+@checked
 def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> Figure:
     """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ.
 
@@ -125,6 +127,7 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> 
     return fig
 
 
+@checked
 def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figure:
     """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.
 
@@ -157,6 +160,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
     return fig
 
 
+@checked
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖.
 
@@ -188,6 +192,7 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
     return fig
 
 
+@checked
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init and trained.
 
@@ -224,6 +229,7 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
     return fig
 
 
+@checked
 def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
     norm per step (before clipping), with the clipping threshold. A diverging run leaves the top of the

@@ -16,7 +16,7 @@ from vgcourse.experiments.relu_dying_units import (
     FrozenUnitsResult,
     GradientFlowResult,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
 __all__ = ["backward_factors", "dead_grid", "dead_over_training", "frozen_units", "gradient_flow"]
 
@@ -28,6 +28,7 @@ def _check(result: Any, kind: type, name: str) -> None:
         raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
 
 
+@checked
 def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figure:
     """‖∂J/∂W_l‖ against layer l at initialization, one line per activation (log y).
 
@@ -54,6 +55,7 @@ def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figu
     return fig
 
 
+@checked
 def backward_factors(result: GradientFlowResult, *, ax: Axes | None = None) -> Figure:
     """The per-layer factor ‖δ_l‖ / ‖δ_{l+1}‖ measured (markers) vs predicted ρ_l = g·rms f'(z_l) (line).
 
@@ -91,6 +93,7 @@ def _describe(config: Any) -> str:
     return f"lr {config.lr:g}, bias {config.bias_init:g}"
 
 
+@checked
 def dead_over_training(
     result: DyingResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
 ) -> Figure:
@@ -125,6 +128,7 @@ def dead_over_training(
     return fig
 
 
+@checked
 def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Figure:
     """Small multiples of ``dead_over_training``: rows over bias initialization, columns over learning rate.
 
@@ -160,6 +164,7 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
     return fig
 
 
+@checked
 def frozen_units(result: FrozenUnitsResult, *, ax: Axes | None = None) -> Figure:
     """Per layer: units dead at checkpoint A, split into those still silent at B (weights bit-identical)
     and those that fired again in between (revived, weights changed).

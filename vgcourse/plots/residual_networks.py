@@ -18,7 +18,7 @@ from vgcourse.experiments.residual_networks import (
     NetworkSpec,
     PathExpansionResult,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
 __all__ = [
     "degradation",
@@ -59,6 +59,7 @@ def _select(networks: tuple[NetworkSpec, ...], chosen: Sequence[NetworkSpec] | N
     return [networks.index(spec) for spec in chosen]
 
 
+@checked
 def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Figure:
     """‖P_k‖_F/√n against the path length k (log y): measured (markers) and the RMS prediction (dashed).
 
@@ -82,6 +83,7 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
     return fig
 
 
+@checked
 def forward_variance(
     result: ForwardVarianceResult,
     *,
@@ -115,6 +117,7 @@ def forward_variance(
     return fig
 
 
+@checked
 def forward_variance_panels(
     result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None
 ) -> Figure:
@@ -138,6 +141,7 @@ def forward_variance_panels(
     return fig
 
 
+@checked
 def depth_sweep(
     result: DepthSweepResult,
     metric: str = "grad_ratio",
@@ -176,6 +180,7 @@ def depth_sweep(
     return fig
 
 
+@checked
 def depth_sweep_panels(result: DepthSweepResult) -> Figure:
     """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend.
 
@@ -192,6 +197,7 @@ def depth_sweep_panels(result: DepthSweepResult) -> Figure:
     return fig
 
 
+@checked
 def degradation(result: DegradationResult, *, ax: Axes | None = None, window: int = 10) -> Figure:
     """Training loss per step (moving average over ``window`` minibatches, log y) of the three networks.
 
@@ -223,6 +229,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
     return fig
 
 
+@checked
 def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Block by block (log y): the backward signal ‖∂J/∂x_l‖, the forward signal √E[x_l²] and the weight
     gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out).
@@ -263,6 +270,7 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     return fig
 
 
+@checked
 def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
     """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
 

@@ -23,7 +23,7 @@ from vgcourse.experiments.sigmoid_bound import (
     MnistResult,
     SaturationSweep,
 )
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 from vgcourse.plots.activations import activation_curves
 from vgcourse.plots.layers import grad_histograms
 
@@ -73,6 +73,7 @@ def _many_axes(
 # -- the derivative ----------------------------------------------------------------------------------------
 
 
+@checked
 def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Figure:
     """Each activation and its derivative (``vgcourse.plots.activation_curves``), the measured maximum of
     f' marked with a dot and the proven bound (1/4 for sigmoid, 1 for tanh) as a dotted line.
@@ -103,6 +104,7 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
 # -- one network at initialization -------------------------------------------------------------------------
 
 
+@checked
 def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """||∂J/∂h_l|| / ||∂J/∂h_L|| against l = 0..L (log y), under the envelope ∏_{k>l} c·||W_k||_2, with
     the typical rate ∏_{k>l} rms f'(a_k)·||W_k||_F/√n for comparison.
@@ -132,6 +134,7 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     return fig
 
 
+@checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
     """Small multiples: ``gradient_profile`` of several networks side by side (e.g. one per activation).
 
@@ -152,6 +155,7 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
     return fig
 
 
+@checked
 def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
     """||∂J/∂W_l|| by layer (log y), one line per network: what a gradient monitor shows at initialization.
 
@@ -198,6 +202,7 @@ def _median_band(
         ax.fill_between(x, values.min(axis=-1), values.max(axis=-1), color=color, alpha=0.2, linewidth=0)
 
 
+@checked
 def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Two panels against depth L: (left) ||∂J/∂h_0|| / ||∂J/∂h_L|| per activation with the sigmoid's
     envelope and (1/4)^L; (right) the first/output layer weight-gradient ratio. Lines are medians over
@@ -230,6 +235,7 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
     return fig
 
 
+@checked
 def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Three panels against the weight scale, one line per input scale: (1) saturated fraction (all hidden
     layers solid, layer 1 dashed), (2) mean f'(a) under its bound, (3) the measured per-layer factor of the
@@ -273,6 +279,7 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
 # -- classic experiment (a): circles -----------------------------------------------------------------------
 
 
+@checked
 def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure:
     """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max).
 
@@ -294,6 +301,7 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
     return fig
 
 
+@checked
 def circles_statistics(
     result: CirclesResult, *, seed_index: int = 0, ax: Sequence[Axes] | None = None
 ) -> Figure:
@@ -347,6 +355,7 @@ def circles_statistics(
 # -- classic experiment (b): MNIST -------------------------------------------------------------------------
 
 
+@checked
 def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Axes] | None = None) -> Figure:
     """(left) All layers' weight gradients lumped into one histogram, as the tutorial showed them;
     (right) the same values per layer as violins of log10 |g| (``vgcourse.plots.grad_histograms``).

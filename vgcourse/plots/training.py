@@ -8,11 +8,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vgcourse.plots._common import figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
 __all__ = ["training_curves"]
 
 
+@checked
 def training_curves(history: Any, *, ax: Axes | None = None) -> Figure:
     """Training loss per step, validation loss at the evaluations, and validation accuracy (right axis).
 

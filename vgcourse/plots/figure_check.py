@@ -1,0 +1,219 @@
+"""Checks that a figure can be read where the book shows it: every series inside its axes, the figure no
+wider than the text column, no text below the legibility limit (issues 16 and 18).
+
+Where the limits come from (measured, not assumed):
+
+- The chapters render figures with matplotlib-inline 0.2.2, which no longer overrides matplotlib's
+  defaults: ``figure.dpi`` is 100 in the chapter kernels, and the inline backend saves PNGs with
+  ``bbox_inches="tight"`` (``savefig.pad_inches`` = 0.1 in around the tight box). A figure 7.5 in wide
+  therefore arrives as a PNG of about 750 px (less when the tight box trims margins, more when a legend
+  sticks out), and the page shows it at that many CSS pixels (a retina PNG carries half its pixel size in
+  its metadata, so the CSS size is the same).
+- The text column of the site is 757 px wide on a 1366 px desktop (issue 18). A wider image is scaled
+  down to fit, shrinking its text with it. So the saved (tight, padded) width may be at most
+  ``COLUMN_PX / INLINE_DPI`` = 7.57 in: ``MAX_WIDTH_IN``.
+- Issue 18 asks that no text be smaller than 70 % of the body text (16 px), i.e. 11.2 px. A figure that
+  fits the column is shown at 1 CSS px per rendered pixel, and text of size p pt renders at
+  p · 100 / 72 px, so p >= 11.2 · 72 / 100 = 8.06 pt: ``MIN_FONT_PT``. matplotlib's "small" (8.33 pt) and
+  the default 10 pt pass; 8 pt (11.1 px) and "x-small" (6.9 pt) do not.
+
+A series that is clipped on purpose (a reference line drawn across a wider range than the data the axes
+are meant to show) opts out of the inside-the-axes check with ``allow_clipping(artist)``, which sets its
+gid to ``CLIPPED_GID``. Use it only where the caption or the prose says the line leaves the axes.
+
+With the environment variable ``VGCOURSE_STRICT_FIGURES=1`` (the book build sets it), every public plot
+function of ``vgcourse.plots`` checks the figure it returns (``vgcourse.plots._common.checked``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+__all__ = [
+    "BODY_TEXT_PX",
+    "CLIPPED_GID",
+    "COLUMN_PX",
+    "INLINE_DPI",
+    "MAX_WIDTH_IN",
+    "MIN_FONT_PT",
+    "MIN_TEXT_FRACTION",
+    "allow_clipping",
+    "check_figure",
+    "figure_problems",
+]
+
+INLINE_DPI = 100.0
+"""Dots per inch of the inline backend's PNGs in the chapter kernels (matplotlib's figure.dpi)."""
+COLUMN_PX = 757.0
+"""Width of the site's text column on a 1366 px desktop, in CSS pixels."""
+BODY_TEXT_PX = 16.0
+"""Size of the site's body text, in CSS pixels."""
+MIN_TEXT_FRACTION = 0.7
+"""Issue 18: no text in a figure smaller than this fraction of the body text."""
+MAX_WIDTH_IN = COLUMN_PX / INLINE_DPI
+"""Widest saved figure (tight bounding box plus padding) that is shown without scaling: 7.57 in."""
+MIN_FONT_PT = MIN_TEXT_FRACTION * BODY_TEXT_PX * 72.0 / INLINE_DPI
+"""Smallest legible font size at 1 CSS px per rendered pixel: 8.06 pt."""
+CLIPPED_GID = "vgcourse-clipped"
+"""The gid that exempts an artist from the inside-the-axes check (see ``allow_clipping``)."""
+TOLERANCE = 1e-3
+"""How far (as a fraction of the axes' width or height) a point may lie outside the axes."""
+PAD_IN = 0.1
+"""Padding the inline backend adds around the tight bounding box (savefig.pad_inches)."""
+
+
+def allow_clipping(*artists: Artist) -> None:
+    """Mark artists (e.g. a reference line) as clipped on purpose: ``check_figure`` then ignores whether
+    they lie inside their axes. Say in the caption or prose that they leave the axes."""
+    for artist in artists:
+        if not isinstance(artist, Artist):
+            raise TypeError(f"allow_clipping takes matplotlib artists; got {type(artist).__name__}")
+        artist.set_gid(CLIPPED_GID)
+
+
+def _axes_name(ax: Axes) -> str:
+    title = ax.get_title() or ax.get_title("left") or ax.get_title("right")
+    if title:
+        return f"axes {title!r}"
+    return f"axes #{ax.figure.axes.index(ax) + 1} (untitled)"
+
+
+def _series_name(artist: Artist) -> str:
+    label = artist.get_label()
+    kind = type(artist).__name__
+    if label and not label.startswith("_"):
+        return f"{kind} {label!r}"
+    return f"{kind} (unlabelled)"
+
+
+def _outside(ax: Axes, points: np.ndarray, transform: object) -> tuple[int, int]:
+    """(number of finite points, number of them outside ``ax``) for ``points`` in ``transform``'s
+    coordinates, compared in axes coordinates (0 to 1 inside), which handles log axes and axhline."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    if points.size == 0:
+        return 0, 0
+    with np.errstate(all="ignore"):
+        in_axes = (transform - ax.transAxes).transform(points)  # type: ignore[operator]
+    finite = np.all(np.isfinite(in_axes), axis=1)
+    # A point that is not finite in data space (NaN gaps) or <= 0 on a log axis is not drawn.
+    finite &= np.all(np.isfinite(points), axis=1)
+    try:
+        in_data = transform.contains_branch_seperately(ax.transData)  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        in_data = (False, False)
+    scales = (ax.get_xscale(), ax.get_yscale())
+    for column, (uses_data, scale) in enumerate(zip(in_data, scales, strict=True)):
+        if uses_data and scale == "log":
+            finite &= points[:, column] > 0
+    inside = in_axes[finite]
+    out = np.any((inside < -TOLERANCE) | (inside > 1 + TOLERANCE), axis=1)
+    return int(finite.sum()), int(out.sum())
+
+
+def _series(ax: Axes) -> Iterator[tuple[Artist, np.ndarray, object]]:
+    for line in ax.lines:
+        yield line, line.get_xydata(), line.get_transform()
+    for collection in ax.collections:
+        offsets = collection.get_offsets()
+        if len(offsets):
+            yield collection, np.asarray(offsets), collection.get_offset_transform()
+
+
+def _texts(artist: Artist) -> Iterator[Text]:
+    """The non-empty Text artists under ``artist`` that are visible, with every parent visible."""
+    if not artist.get_visible():
+        return
+    if isinstance(artist, Text) and artist.get_text().strip():
+        yield artist
+    for child in artist.get_children():
+        yield from _texts(child)
+
+
+def _visible_tick_labels(fig: Figure) -> set[int]:
+    """ids of the tick labels matplotlib draws (ticks inside the view limits)."""
+    shown: set[int] = set()
+    for ax in fig.axes:
+        for axis in ax._axis_map.values():  # x, y (and z) axes
+            for minor in (False, True):
+                shown.update(id(label) for label in axis.get_ticklabels(minor=minor))
+    return shown
+
+
+def _text_kind(text: Text, tick_labels: set[int], all_tick_labels: set[int]) -> str | None:
+    if id(text) in all_tick_labels:
+        return "tick label" if id(text) in tick_labels else None
+    return "text"
+
+
+def _all_tick_labels(fig: Figure) -> set[int]:
+    labels: set[int] = set()
+    for ax in fig.axes:
+        for axis in ax._axis_map.values():
+            for tick in axis.majorTicks + axis.minorTicks:
+                labels.update((id(tick.label1), id(tick.label2)))
+    return labels
+
+
+def figure_problems(fig: Figure) -> list[str]:
+    """Every violation of the limits in the module docstring, one sentence each (empty: the figure is
+    fine). Draws the figure once without rendering, as saving it would, so limits and ticks are final."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
+    fig.draw_without_rendering()
+    problems: list[str] = []
+
+    width_in = fig.get_tightbbox().width + 2 * PAD_IN
+    if width_in > MAX_WIDTH_IN + 1e-9:
+        problems.append(
+            f"the figure is {width_in:.2f} in wide as saved (tight box + padding), "
+            f"{width_in * INLINE_DPI:.0f} px at {INLINE_DPI:.0f} dpi; the text column allows "
+            f"{MAX_WIDTH_IN:.2f} in ({COLUMN_PX:.0f} px):"
+            " use fewer columns and more rows"
+        )
+
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for artist, points, transform in _series(ax):
+            if not artist.get_visible() or artist.get_gid() == CLIPPED_GID:
+                continue
+            n, out = _outside(ax, points, transform)
+            if out:
+                xlim, ylim = ax.get_xlim(), ax.get_ylim()
+                problems.append(
+                    f"{_axes_name(ax)}: {_series_name(artist)} has {out} of {n} points outside the axes "
+                    f"(x limits {xlim[0]:.3g} to {xlim[1]:.3g}, y limits {ylim[0]:.3g} to {ylim[1]:.3g}); "
+                    f"widen the limits, or mark it with allow_clipping() if that is intended"
+                )
+
+    shown, every_tick_label = _visible_tick_labels(fig), _all_tick_labels(fig)
+    for text in _texts(fig):
+        kind = _text_kind(text, shown, every_tick_label)
+        if kind is None:
+            continue
+        size = float(text.get_fontsize())
+        if size < MIN_FONT_PT - 1e-9:
+            where = _axes_name(text.axes) if text.axes is not None else "the figure"
+            problems.append(
+                f"{where}: {kind} {text.get_text()!r} is {size:.3g} pt "
+                f"({size * INLINE_DPI / 72:.1f} px), below the legibility limit of {MIN_FONT_PT:.2f} pt "
+                f"({MIN_TEXT_FRACTION:.0%} of the {BODY_TEXT_PX:.0f} px body text)"
+            )
+    return problems
+
+
+def check_figure(fig: Figure) -> None:
+    """Raise ValueError naming each offending axes (by title) and item when ``fig`` breaks a limit of the
+    module docstring: a series partly outside its axes (beyond ``TOLERANCE``), a saved width above
+    ``MAX_WIDTH_IN`` or a visible text below ``MIN_FONT_PT``."""
+    problems = figure_problems(fig)
+    if problems:
+        title = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+        name = f"figure {title!r}" if title else "figure"
+        raise ValueError(f"{name} breaks the book's figure limits:\n- " + "\n- ".join(problems))
