@@ -448,7 +448,6 @@ def test_every_problem_points_to_a_chapter_of_the_course() -> None:
 def test_plots_return_figures_and_accept_axes() -> None:
     report = diagnose(dead_relu(0), CE, batch(), steps=3)
     assert isinstance(plots.diagnosis(report), Figure)
-    assert isinstance(report.plot(), Figure)
     fig, axes = plt.subplots(1, 3)
     assert plots.diagnosis(report, axes=axes, title="my model") is fig
     assert fig._suptitle.get_text().startswith("my model: flags: dead")

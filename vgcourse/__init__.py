@@ -44,9 +44,18 @@ from vgcourse.monitor import METRICS, GradientMonitor, MonitorRecord, snapshot
 from vgcourse.profiling import LayerProfile, Profile, profile
 from vgcourse.seeding import seed_everything
 from vgcourse.training import History, TrainConfig, evaluate, train
-from vgcourse.widgets import Explorer
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``vgcourse.Explorer`` on first use: importing the package does not import ipywidgets."""
+    if name == "Explorer":
+        from vgcourse.widgets import Explorer
+
+        return Explorer
+    raise AttributeError(f"module 'vgcourse' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS",

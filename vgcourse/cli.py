@@ -189,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_diagnose(args)
         print(json.dumps(report.to_dict()) if args.json else report.to_text())
         if args.plot is not None:
-            report.plot().savefig(args.plot)
+            from vgcourse.plots.diagnose import diagnosis
+
+            diagnosis(report).savefig(args.plot)
             print(f"wrote {args.plot}", file=sys.stderr)
     elif args.command == "student-notebooks":
         from vgcourse.instructor import student_notebooks

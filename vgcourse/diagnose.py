@@ -561,12 +561,6 @@ class DiagnosisReport:
             }
         )
 
-    def plot(self, **kwargs: Any) -> Any:
-        """The report as a figure: ``vgcourse.plots.diagnose.diagnosis(self, **kwargs)``."""
-        from vgcourse.plots.diagnose import diagnosis
-
-        return diagnosis(self, **kwargs)
-
 
 _NUMERIC = (
     "grad_norm",
