@@ -303,3 +303,17 @@ def test_inv_sqrt_depth_keeps_residual_stream_bounded() -> None:
         stream[scale] = h.std().item()
     assert stream["inv_sqrt_depth"] < stream[None]
     assert math.isfinite(stream[None])
+
+
+def test_standard_model_is_repeatable_and_leaves_the_global_generator_alone() -> None:
+    from vgcourse.profiling import standard_model
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = standard_model("mlp", depth=3, width=8, activation="tanh", init="default", seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before), "standard_model changed the global RNG"
+    second = standard_model("mlp", depth=3, width=8, activation="tanh", init="default", seed=5)
+    other = standard_model("mlp", depth=3, width=8, activation="tanh", init="default", seed=6)
+    pairs = list(zip(first.parameters(), second.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters(), strict=True))

@@ -13,7 +13,6 @@ from vgcourse.activations import ACTIVATIONS
 from vgcourse.initializers import SCHEMES, initialize
 from vgcourse.models import ARCHS, NORMS, SEQUENCE_ARCHS, build_model
 from vgcourse.monitor import MonitorRecord, snapshot
-from vgcourse.seeding import seed_everything
 
 N_CLASSES = 10
 MLP_FEATURES = 64
@@ -101,17 +100,20 @@ def standard_model(
             raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
     check_int("seed", seed, minimum=0)
 
-    seed_everything(seed)
     is_sequence = arch in SEQUENCE_ARCHS
-    model = build_model(
-        arch,
-        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
-        out_features=N_CLASSES,
-        depth=depth,
-        width=width,
-        activation=activation,
-        norm=norm,
-    )
+    # PyTorch's default layer initializations draw from the global generator: seed it inside fork_rng, so
+    # the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(
+            arch,
+            in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
+            out_features=N_CLASSES,
+            depth=depth,
+            width=width,
+            activation=activation,
+            norm=norm,
+        )
     if init != "default":
         initialize(model, init, activation=activation, generator=torch.Generator().manual_seed(seed))
     return model
