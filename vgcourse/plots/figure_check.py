@@ -120,9 +120,11 @@ def _series(ax: Axes) -> Iterator[tuple[Artist, np.ndarray, object]]:
     for line in ax.lines:
         yield line, line.get_xydata(), line.get_transform()
     for collection in ax.collections:
-        offsets = collection.get_offsets()
-        if len(offsets):
-            yield collection, np.asarray(offsets), collection.get_offset_transform()
+        # Scatter points are offsets in data coordinates; other collections (fill_between, vlines) keep
+        # a default offset of (0, 0) in pixels that is not a data point.
+        offset_transform = collection.get_offset_transform()
+        if any(offset_transform.contains_branch_seperately(ax.transData)):
+            yield collection, np.asarray(collection.get_offsets()), offset_transform
 
 
 def _texts(artist: Artist) -> Iterator[Text]:
@@ -133,22 +135,6 @@ def _texts(artist: Artist) -> Iterator[Text]:
         yield artist
     for child in artist.get_children():
         yield from _texts(child)
-
-
-def _visible_tick_labels(fig: Figure) -> set[int]:
-    """ids of the tick labels matplotlib draws (ticks inside the view limits)."""
-    shown: set[int] = set()
-    for ax in fig.axes:
-        for axis in ax._axis_map.values():  # x, y (and z) axes
-            for minor in (False, True):
-                shown.update(id(label) for label in axis.get_ticklabels(minor=minor))
-    return shown
-
-
-def _text_kind(text: Text, tick_labels: set[int], all_tick_labels: set[int]) -> str | None:
-    if id(text) in all_tick_labels:
-        return "tick label" if id(text) in tick_labels else None
-    return "text"
 
 
 def _all_tick_labels(fig: Figure) -> set[int]:
@@ -162,13 +148,15 @@ def _all_tick_labels(fig: Figure) -> set[int]:
 
 def figure_problems(fig: Figure) -> list[str]:
     """Every violation of the limits in the module docstring, one sentence each (empty: the figure is
-    fine). Draws the figure once without rendering, as saving it would, so limits and ticks are final."""
+    fine). Lays the figure out as the inline backend's tight ``savefig`` does (a layout engine, if any,
+    runs first), so limits, ticks and tick labels are final."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
-    fig.draw_without_rendering()
+    if fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
     problems: list[str] = []
 
-    width_in = fig.get_tightbbox().width + 2 * PAD_IN
+    width_in = fig.get_tightbbox().width + 2 * PAD_IN  # also updates every axis' ticks and labels
     if width_in > MAX_WIDTH_IN + 1e-9:
         problems.append(
             f"the figure is {width_in:.2f} in wide as saved (tight box + padding), "
@@ -192,11 +180,9 @@ def figure_problems(fig: Figure) -> list[str]:
                     f"widen the limits, or mark it with allow_clipping() if that is intended"
                 )
 
-    shown, every_tick_label = _visible_tick_labels(fig), _all_tick_labels(fig)
+    tick_labels = _all_tick_labels(fig)
     for text in _texts(fig):
-        kind = _text_kind(text, shown, every_tick_label)
-        if kind is None:
-            continue
+        kind = "tick label" if id(text) in tick_labels else "text"
         size = float(text.get_fontsize())
         if size < MIN_FONT_PT - 1e-9:
             where = _axes_name(text.axes) if text.axes is not None else "the figure"
