@@ -101,6 +101,8 @@ class ResidualBlock(nn.Module):
         skip: whether to add the identity path x.
         alpha: the branch scale α (used only when skip is True).
         bias: whether the linear maps have biases.
+        post_activation: apply f once more after the addition, x -> f(x + α·F(x)): the original ResNet's
+            block (He et al., 2016a); False keeps the identity path clean, as the pre-activation ResNet.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class ResidualBlock(nn.Module):
         skip: bool = True,
         alpha: float = 1.0,
         bias: bool = True,
+        post_activation: bool = False,
     ):
         super().__init__()
         check_int("width", width, minimum=1)
@@ -123,6 +126,7 @@ class ResidualBlock(nn.Module):
         self.act = make_activation(activation)
         self.fc2 = nn.Linear(width, width, bias=bias)
         self.norm2 = _make_norm(norm, width)
+        self.post_activation = _check_bool("post_activation", post_activation)
 
     def branch(self, x: Tensor) -> Tensor:
         """F(x), the residual branch."""
@@ -135,7 +139,8 @@ class ResidualBlock(nn.Module):
         return h
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.alpha * self.branch(x) if self.skip else self.branch(x)
+        out = x + self.alpha * self.branch(x) if self.skip else self.branch(x)
+        return self.act(out) if self.post_activation else out
 
 
 class ResidualMLP(nn.Module):
@@ -156,6 +161,8 @@ class ResidualMLP(nn.Module):
         zero_init_last: zero F's last Linear (or its norm's weight when normalized), so F(x) = 0 at init
             and, with skip, every block starts as the identity.
         bias: whether the linear maps have biases.
+        post_activation: each block applies the activation after the addition, x_{l+1} = f(x_l + α·F(x_l))
+            (the original ResNet's placement); default False.
     """
 
     def __init__(
@@ -170,6 +177,7 @@ class ResidualMLP(nn.Module):
         branch_scale: float | str | None = None,
         zero_init_last: bool = False,
         bias: bool = True,
+        post_activation: bool = False,
     ):
         super().__init__()
         _check_sizes(in_features, out_features, depth, width)
@@ -183,7 +191,8 @@ class ResidualMLP(nn.Module):
         _check_bool("zero_init_last", zero_init_last)
         self.stem = nn.Linear(in_features, width, bias=_check_bool("bias", bias))
         self.blocks = nn.ModuleList(
-            ResidualBlock(width, activation, norm, skip, self.alpha, bias) for _ in range(depth)
+            ResidualBlock(width, activation, norm, skip, self.alpha, bias, post_activation)
+            for _ in range(depth)
         )
         self.head = nn.Linear(width, out_features, bias=bias)
         if zero_init_last:

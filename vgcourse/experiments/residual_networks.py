@@ -20,6 +20,11 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
 - ``run_degradation``: He et al.'s (2016) degradation result at CPU scale: plain-18, plain-34 and a
   34-layer residual network trained on the digits data.
 - ``run_layer_profile``: one forward and backward pass, per-block norms (the explorer).
+- ``run_placement``: where the ReLU sits: the original block φ(x + F(x)) (Jacobian D(I + ∂F/∂x)) against the
+  clean one x + F(x) (Jacobian I + ∂F/∂x), per-block gradient norms and the share of the identity path
+  that survives the masks D.
+- ``run_shattered``: Balduzzi et al.'s (2017) shattered gradients: the lag-1 autocorrelation of df/dx
+  along a grid of one-dimensional inputs, plain against residual, against depth.
 """
 
 from __future__ import annotations
@@ -44,13 +49,17 @@ __all__ = [
     "DATASETS",
     "DTYPES",
     "INITS",
+    "PLACEMENT_NETWORKS",
     "PLAIN",
     "PLAIN_BN",
+    "POST_ACTIVATION",
+    "POST_ACTIVATION_BN",
     "RESIDUAL",
     "RESIDUAL_BN",
     "RESIDUAL_KAIMING",
     "RESIDUAL_SCALED",
     "RESIDUAL_ZERO",
+    "SHATTER_NETWORKS",
     "SWEEP_NETWORKS",
     "VARIANCE_NETWORKS",
     "DegradationConfig",
@@ -64,10 +73,19 @@ __all__ = [
     "NetworkSpec",
     "PathExpansionConfig",
     "PathExpansionResult",
+    "PlacementConfig",
+    "PlacementResult",
+    "ShatteredConfig",
+    "ShatteredResult",
     "StreamPass",
+    "TorchvisionBlockCheck",
+    "TorchvisionBlockSource",
     "TrainingRun",
     "build_network",
+    "check_torchvision_block",
+    "torchvision_block_source",
     "init_network",
+    "lag1_autocorrelation",
     "load_data",
     "n_linear_layers",
     "run_degradation",
@@ -75,6 +93,8 @@ __all__ = [
     "run_forward_variance",
     "run_layer_profile",
     "run_path_expansion",
+    "run_placement",
+    "run_shattered",
     "stream_pass",
 ]
 
@@ -100,6 +120,10 @@ class NetworkSpec:
         init: "he" (Var(W) = 2/n_in after a ReLU, 1/n_in elsewhere: every branch preserves E‖x‖²) or
             "kaiming_all" (2/n_in for every Linear, as ``initialize(model, "kaiming_normal")``: the
             branch doubles E‖x‖²).
+        post_activation: a ReLU after the addition, x_{l+1} = φ(x_l + α F(x_l)), the original ResNet's
+            block (He et al., 2016a), whose Jacobian is D(I + α ∂F/∂x); False (default) leaves the
+            identity path clean, Jacobian I + α ∂F/∂x, as in the pre-activation ResNet (He et al., 2016b).
+            Needs ``skip``.
     """
 
     skip: bool = True
@@ -107,9 +131,10 @@ class NetworkSpec:
     branch_scale: float | str | None = None
     zero_init_last: bool = False
     init: str = "he"
+    post_activation: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("skip", "zero_init_last"):
+        for name in ("skip", "zero_init_last", "post_activation"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if self.norm is not None:
@@ -119,9 +144,10 @@ class NetworkSpec:
         elif self.branch_scale is not None:
             check_float("branch_scale", self.branch_scale, minimum=0.0, strict_minimum=True)
         check_choice("init", self.init, INITS)
-        if not self.skip and (self.branch_scale is not None or self.zero_init_last):
+        if not self.skip and (self.branch_scale is not None or self.zero_init_last or self.post_activation):
             raise ValueError(
-                "branch_scale and zero_init_last need skip=True: a plain network has no branch to scale"
+                "branch_scale, zero_init_last and post_activation need skip=True: a plain network has no "
+                "branch to scale and no addition to follow"
             )
 
     @property
@@ -138,6 +164,8 @@ class NetworkSpec:
             text += ", zero-init"
         if self.init == "kaiming_all":
             text += ", Kaiming on every layer"
+        if self.post_activation:
+            text += ", ReLU after the addition"
         return text
 
     def alpha(self, depth: int) -> float:
@@ -151,12 +179,13 @@ class NetworkSpec:
 
     def growth_per_block(self, depth: int) -> float | None:
         """Predicted factor of E‖x‖² per block at initialization: 1 + α² g with skip, g without, 1 with
-        zero-init; None with a norm (a normalized branch adds a constant instead of multiplying).
+        zero-init; None with a norm (a normalized branch adds a constant instead of multiplying) or a
+        ReLU after the addition (no closed form here).
 
         Args:
             depth: the number of blocks L (α may depend on it).
         """
-        if self.norm is not None:
+        if self.norm is not None or self.post_activation:
             return None
         g = _BRANCH_GAIN[self.init]
         if self.zero_init_last:
@@ -171,6 +200,10 @@ RESIDUAL_BN = NetworkSpec(norm="batch")
 RESIDUAL_SCALED = NetworkSpec(branch_scale="inv_sqrt_depth")
 RESIDUAL_ZERO = NetworkSpec(zero_init_last=True)
 RESIDUAL_KAIMING = NetworkSpec(init="kaiming_all")
+POST_ACTIVATION = NetworkSpec(post_activation=True)
+POST_ACTIVATION_BN = NetworkSpec(norm="batch", post_activation=True)
+PLACEMENT_NETWORKS = (RESIDUAL, POST_ACTIVATION, RESIDUAL_BN, POST_ACTIVATION_BN)
+SHATTER_NETWORKS = (PLAIN_BN, RESIDUAL_BN)
 SWEEP_NETWORKS = (PLAIN, PLAIN_BN, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO)
 VARIANCE_NETWORKS = (RESIDUAL_KAIMING, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO, PLAIN)
 
@@ -250,6 +283,7 @@ def build_network(
         skip=spec.skip,
         branch_scale=spec.branch_scale,
         zero_init_last=spec.zero_init_last,
+        post_activation=spec.post_activation,
     )
     init_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
     return model.to(getattr(torch, dtype))
@@ -982,3 +1016,390 @@ def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
     )
     stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     return LayerProfileResult(config, stream)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    """One forward and backward pass (cross-entropy on a digits batch, float64) per network and seed.
+
+    The default networks come in pairs that share their weights and differ only in the ReLU after the
+    addition: clean (x_l = x_{l-1} + F(x_{l-1})) and original (x_l = φ(x_{l-1} + F(x_{l-1}))), without and
+    with BatchNorm in the branch.
+
+    Args:
+        depth: number of blocks L.
+        networks: the ``NetworkSpec`` s to compare (all with skips).
+        width: size of the stream.
+        batch_size: digits examples in the batch.
+        n_seeds: networks per spec (seeds ``seed``, ``seed + 1``, ...).
+        seed: the first seed.
+    """
+
+    depth: int = 50
+    networks: tuple[NetworkSpec, ...] = PLACEMENT_NETWORKS
+    width: int = 64
+    batch_size: int = 128
+    n_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth, minimum=1, maximum=500)
+        _check_networks(self.networks)
+        if not all(spec.skip for spec in self.networks):
+            raise ValueError(
+                "every network of a PlacementConfig needs skip=True (the ReLU follows the addition)"
+            )
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    """Per block l = 0..L, for network s of spec i:
+
+    - stream_grad[i, s, l] = ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖, the backward signal relative to the one leaving the
+      last block;
+    - identity_share[i, s, l] = the mean over examples and units of D_L ⋯ D_{l+1} (1 at l = L): the share
+      of the entries through which the identity path alone carries the gradient from x_L back to x_l; 1 at
+      every l for a clean block (no mask);
+    - active[i, s, l - 1] (l = 1..L) = the share of entries of x_{l-1} + α F(x_{l-1}) that are positive,
+      the 1s of D_l (1 for a clean block).
+
+    Args:
+        config: the configuration that produced it.
+        stream_grad: (n_networks, n_seeds, L + 1) array.
+        identity_share: (n_networks, n_seeds, L + 1) array.
+        active: (n_networks, n_seeds, L) array.
+    """
+
+    config: PlacementConfig
+    stream_grad: np.ndarray
+    identity_share: np.ndarray
+    active: np.ndarray
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """l = 0..L."""
+        return np.arange(self.config.depth + 1)
+
+    def typical_grad(self) -> np.ndarray:
+        """Geometric mean over networks of ``stream_grad``: (n_networks, L + 1)."""
+        return np.exp(np.log(self.stream_grad).mean(axis=1))
+
+    def grad_ratio(self, spec: NetworkSpec) -> float:
+        """‖∂J/∂x_0‖ / ‖∂J/∂x_L‖, geometric mean over networks."""
+        return float(self.typical_grad()[_index(spec, self.config.networks), 0])
+
+    def growth_per_block(self, spec: NetworkSpec) -> float:
+        """The typical factor of the backward signal per block, (‖∂J/∂x_0‖ / ‖∂J/∂x_L‖)^(1/L)."""
+        return self.grad_ratio(spec) ** (1.0 / self.config.depth)
+
+    def mean_active(self, spec: NetworkSpec) -> float:
+        """Share of the entries the ReLU after the addition lets through, mean over blocks and networks."""
+        return float(self.active[_index(spec, self.config.networks)].mean())
+
+    def identity_share_at_input(self, spec: NetworkSpec) -> float:
+        """Share of entries whose identity path survives every mask from x_L back to x_0 (mean over
+        networks)."""
+        return float(self.identity_share[_index(spec, self.config.networks), :, 0].mean())
+
+
+def run_placement(config: PlacementConfig) -> PlacementResult:
+    """``stream_pass`` on every network and seed (float64), and the masks D_l of the ReLU after each addition.
+
+    Networks of the same seed share their weights (``build_network``), so the clean and the original block
+    differ only by the ReLU after the addition.
+    """
+    data = load_data("digits")
+    x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
+    n, depth = len(config.networks), config.depth
+    grads = np.empty((n, config.n_seeds, depth + 1))
+    share = np.empty((n, config.n_seeds, depth + 1))
+    active = np.empty((n, config.n_seeds, depth))
+    for i, spec in enumerate(config.networks):
+        for s in range(config.n_seeds):
+            model = build_network(
+                spec,
+                depth=depth,
+                width=config.width,
+                in_features=data.in_features,
+                out_features=data.n_classes,
+                seed=config.seed + s,
+                dtype="float64",
+            )
+            result = stream_pass(model, x, y)
+            grads[i, s] = result.stream_grad / result.stream_grad[-1]
+            masks = []
+            with torch.no_grad():  # the same batch statistics as the pass above (training mode)
+                h = model.stem(x.double())
+                for block in model.blocks:
+                    masks.append(h + block.alpha * block.branch(h) > 0)
+                    h = block(h)
+            if not spec.post_activation:
+                masks = [torch.ones_like(m) for m in masks]
+            active[i, s] = [float(m.double().mean()) for m in masks]
+            survive = torch.ones_like(masks[0])
+            share[i, s, depth] = 1.0
+            for layer in range(depth, 0, -1):  # the identity path from x_L back to x_{layer-1}
+                survive = survive & masks[layer - 1]
+                share[i, s, layer - 1] = float(survive.double().mean())
+    return PlacementResult(config, grads, share, active)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shattered gradients: df/dx along a line of inputs, plain against residual
+
+
+def lag1_autocorrelation(values: np.ndarray) -> float:
+    """ρ = Σ_i (v_i − v̄)(v_{i+1} − v̄) / Σ_i (v_i − v̄)² of a 1-D sequence: near 1 for a smooth curve, near
+    0 for white noise (Balduzzi et al.'s measure of shattering, at lag 1)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size < 3:
+        raise ValueError(f"values must be a 1-D sequence of at least 3 numbers; got shape {v.shape}")
+    v = v - v.mean()
+    denominator = float(v @ v)
+    if denominator == 0.0:
+        return math.nan
+    return float(v[1:] @ v[:-1]) / denominator
+
+
+@dataclass(frozen=True)
+class ShatteredConfig:
+    """Networks with one input and one output, evaluated at ``n_points`` inputs evenly spaced on
+    [−interval, interval] (float64), as in Balduzzi et al. (2017).
+
+    Each BatchNorm takes its statistics from the grid of points (one training-mode pass) and keeps them,
+    so f is an ordinary function of one input and df/dx at each point is that point's own derivative.
+
+    Args:
+        depths: numbers of blocks L, increasing.
+        networks: the ``NetworkSpec`` s to compare.
+        width: size of the stream.
+        n_points: inputs on the grid.
+        interval: the grid covers [−interval, interval].
+        n_seeds: networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
+        seed: the first seed.
+    """
+
+    depths: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
+    networks: tuple[NetworkSpec, ...] = SHATTER_NETWORKS
+    width: int = 64
+    n_points: int = 256
+    interval: float = 2.0
+    n_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_depths(self.depths, maximum=500)
+        _check_networks(self.networks)
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("n_points", self.n_points, minimum=8, maximum=100_000)
+        check_float("interval", self.interval, minimum=0.0, strict_minimum=True)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class ShatteredResult:
+    """autocorrelation[i, s, d]: the lag-1 autocorrelation of df/dx along the grid for network s of spec i
+    at depth ``depths[d]``; gradient[i, p]: df/dx at point p of the first network (seed ``seed``) of spec i
+    at the deepest depth.
+
+    Args:
+        config: the configuration that produced it.
+        autocorrelation: (n_networks, n_seeds, n_depths) array.
+        gradient: (n_networks, n_points) array.
+    """
+
+    config: ShatteredConfig
+    autocorrelation: np.ndarray
+    gradient: np.ndarray
+
+    @property
+    def points(self) -> np.ndarray:
+        """The inputs x of the grid."""
+        return np.linspace(-self.config.interval, self.config.interval, self.config.n_points)
+
+    @property
+    def depths(self) -> np.ndarray:
+        """The depths L."""
+        return np.array(self.config.depths)
+
+    def mean(self) -> np.ndarray:
+        """Mean over networks of the autocorrelation: (n_networks, n_depths)."""
+        return self.autocorrelation.mean(axis=1)
+
+    def at(self, spec: NetworkSpec, depth: int) -> float:
+        """The mean over networks of the lag-1 autocorrelation for one spec and depth."""
+        if depth not in self.config.depths:
+            raise ValueError(f"depth {depth} was not measured; measured: {self.config.depths}")
+        return float(self.mean()[_index(spec, self.config.networks), self.config.depths.index(depth)])
+
+
+def _input_gradient(model: ResidualMLP, x: Tensor) -> np.ndarray:
+    """df/dx at every point of x (N, 1), with each BatchNorm's statistics taken from x and then frozen."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                module.momentum = 1.0  # running statistics := those of this one batch
+        model.train()(x)
+    model.eval()
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        model(x).sum().backward()  # points are independent in eval mode: the sum's gradient is df/dx
+    return x.grad[:, 0].numpy().copy()
+
+
+def run_shattered(config: ShatteredConfig) -> ShatteredResult:
+    """Build every network (one input, one output) and record the lag-1 autocorrelation of df/dx."""
+    x = torch.linspace(-config.interval, config.interval, config.n_points, dtype=torch.float64)[:, None]
+    shape = (len(config.networks), config.n_seeds, len(config.depths))
+    autocorrelation = np.empty(shape)
+    gradient = np.empty((len(config.networks), config.n_points))
+    for i, spec in enumerate(config.networks):
+        for s in range(config.n_seeds):
+            for d, depth in enumerate(config.depths):
+                model = build_network(
+                    spec,
+                    depth=depth,
+                    width=config.width,
+                    in_features=1,
+                    out_features=1,
+                    seed=config.seed + s,
+                    dtype="float64",
+                )
+                g = _input_gradient(model, x)
+                autocorrelation[i, s, d] = lag1_autocorrelation(g)
+                if s == 0 and d == len(config.depths) - 1:
+                    gradient[i] = g
+    return ShatteredResult(config, autocorrelation, gradient)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which block torchvision's ResNet-18 uses
+
+
+@dataclass(frozen=True)
+class TorchvisionBlockCheck:
+    """Autograd's Jacobian of a block of torchvision's ResNet-18 against the two block Jacobians.
+
+    Args:
+        block: the block checked, e.g. "layer1.0 (BasicBlock)".
+        n_inputs: entries of the input (the Jacobian is n_inputs × n_inputs).
+        output_min: the smallest entry of the block's output (0 when a ReLU follows the addition).
+        negative_share: share of the entries of x + F(x) that are negative (the 0s of D).
+        error_original: max |J − D(I + ∂F/∂x)|, the original (post-activation) block's Jacobian.
+        error_clean: max |J − (I + ∂F/∂x)|, the clean (pre-activation) block's Jacobian.
+    """
+
+    block: str
+    n_inputs: int
+    output_min: float
+    negative_share: float
+    error_original: float
+    error_clean: float
+
+
+def check_torchvision_block(seed: int = 0, size: int = 2) -> TorchvisionBlockCheck:
+    """Take the first block of ``torchvision.models.resnet18(weights=None)`` (layer1.0, a ``BasicBlock`` of 64
+    channels, eval mode, float64), feed it a random input (1, 64, size, size) and compare autograd's
+    Jacobian of the block with D(I + ∂F/∂x) and with I + ∂F/∂x, where F = bn2 ∘ conv2 ∘ relu ∘ bn1 ∘ conv1
+    is its branch and D = diag(1[x + F(x) > 0]).
+
+    Args:
+        seed: seed of the weights and of the input.
+        size: height and width of the input.
+    """
+    import torchvision
+
+    check_int("seed", seed, minimum=0)
+    check_int("size", size, minimum=1, maximum=8)
+    torch.manual_seed(seed)
+    block = torchvision.models.resnet18(weights=None).layer1[0].double().eval()
+    if block.downsample is not None:  # pragma: no cover - layer1.0 keeps the shape
+        raise RuntimeError("expected a BasicBlock without downsampling")
+    x = torch.randn(1, 64, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+    def branch(h: Tensor) -> Tensor:
+        return block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h)))))
+
+    n = x.numel()
+    with torch.no_grad():
+        out = block(x)
+        pre = x + branch(x)
+    jacobian = torch.autograd.functional.jacobian(block, x, vectorize=True).reshape(n, n)
+    branch_jacobian = torch.autograd.functional.jacobian(branch, x, vectorize=True).reshape(n, n)
+    clean = torch.eye(n, dtype=torch.float64) + branch_jacobian
+    mask = (pre.reshape(n) > 0).to(torch.float64)
+    original = mask[:, None] * clean
+    return TorchvisionBlockCheck(
+        block=f"layer1.0 ({type(block).__name__})",
+        n_inputs=n,
+        output_min=float(out.min()),
+        negative_share=float(1.0 - mask.mean()),
+        error_original=float((jacobian - original).abs().max()),
+        error_clean=float((jacobian - clean).abs().max()),
+    )
+
+
+@dataclass(frozen=True)
+class TorchvisionBlockSource:
+    """What the installed torchvision's ``BasicBlock.forward`` (the block of ResNet-18 and -34) does after
+    its branch, read from the source file without importing torchvision.
+
+    Args:
+        path: the source file, torchvision/models/resnet.py.
+        addition: the statement that adds the identity, e.g. "out += identity".
+        after_addition: the statements between the addition and the return, e.g. ["out = self.relu(out)"].
+        relu_after_addition: whether one of those applies the block's ReLU: the original, post-activation
+            block.
+    """
+
+    path: str
+    addition: str
+    after_addition: list[str]
+    relu_after_addition: bool
+
+
+def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlockSource:
+    """Parse ``class_name``'s ``forward`` in the installed torchvision/models/resnet.py (no import of
+    torchvision, which takes seconds): find the ``+=`` that adds the identity and what follows it.
+
+    Args:
+        class_name: "BasicBlock" (ResNet-18, -34) or "Bottleneck" (ResNet-50 and deeper).
+    """
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    check_choice("class_name", class_name, ("BasicBlock", "Bottleneck"))
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("torchvision is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "resnet.py"
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    forward = next(
+        item
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == class_name
+        for item in node.body
+        if isinstance(item, ast.FunctionDef) and item.name == "forward"
+    )
+    body = forward.body
+    index = next(
+        i for i, stmt in enumerate(body) if isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Add)
+    )
+    after = [stmt for stmt in body[index + 1 :] if not isinstance(stmt, ast.Return)]
+    after_text = [ast.get_source_segment(source, stmt) or "" for stmt in after]
+    relu = any("relu" in text for text in after_text)
+    return TorchvisionBlockSource(
+        str(path), ast.get_source_segment(source, body[index]) or "", after_text, relu
+    )
