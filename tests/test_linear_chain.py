@@ -16,6 +16,7 @@ from vgcourse.activations import max_derivative
 from vgcourse.experiments import linear_chain as lc
 from vgcourse.explorers import linear_chain as explorers
 from vgcourse.plots import linear_chain as plots
+from vgcourse.plots.figure_check import check_figure
 
 F64 = torch.float64
 
@@ -489,6 +490,37 @@ def test_grid_plots(small_results) -> None:
         plots.depth_sweeps([profile])
     with pytest.raises(ValueError):
         plots.float_limits(small_results["floats"], "float64")
+
+
+def test_every_chapter_figure_passes_the_figure_check(small_results) -> None:
+    """Issues 16/18: series inside their axes, the column's width and legible text, for each plot."""
+    sweep, spectrum = small_results["sweep"], small_results["spectrum"]
+    figures = [
+        plots.geometric(small_results["geometric"]),
+        plots.depth_sweeps([sweep, sweep]),
+        plots.width_sweep(small_results["width"]),
+        plots.product_spectra([spectrum, spectrum]),
+        plots.float_limits_grid(small_results["floats"]),
+        plots.layer_profile(small_results["profile"]),
+    ]
+    for fig in figures:
+        check_figure(fig)
+
+
+def test_layer_profile_grid_shows_every_line_of_the_chapters_panels() -> None:
+    """Issue 16 item 7: with one y axis per panel, the weight gradient and the s^(L-1) line of the s = 0.9
+    and s = 1.1 panels lie inside their axes (a shared axis pushed them off the scale)."""
+    profiles = [
+        lc.run_layer_profile(lc.LayerProfileConfig(depth=30, scale=s, init=init))
+        for s in (0.9, 1.0, 1.1)
+        for init in lc.INITS
+    ]
+    fig = plots.layer_profile_grid(profiles)
+    check_figure(fig)
+    for profile, ax in zip(profiles, fig.axes, strict=True):
+        low, high = ax.get_ylim()
+        assert low < profile.predicted_weight_grad_norm < high
+        assert low < profile.weight_grad_norm.min() and profile.weight_grad_norm.max() < high
 
 
 def test_layer_profile_of_a_flat_chain_spans_a_decade() -> None:

@@ -48,12 +48,18 @@ def _check_list(results: Sequence[object], kind: type) -> list:
     return list(results)
 
 
-def _grid(n: int, ncols: int, size: tuple[float, float], sharey: bool = True) -> tuple[Figure, np.ndarray]:
-    """A figure with n panels in rows of ``ncols`` (unused slots hidden)."""
+FIGURE_WIDTH = 7.2
+"""Width of every grid figure in inches: the book's text column holds 7.57 in at the inline backend's
+100 dpi (``vgcourse.plots.figure_check``), so panels get narrower as columns are added, never wider."""
+
+
+def _grid(n: int, ncols: int, height: float, sharey: bool = True) -> tuple[Figure, np.ndarray]:
+    """A figure ``FIGURE_WIDTH`` wide with n panels in rows of ``ncols`` (unused slots hidden), each panel
+    ``height`` inches tall."""
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), sharey=sharey, squeeze=False
+        nrows, ncols, figsize=(FIGURE_WIDTH, height * nrows), sharey=sharey, squeeze=False
     )
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -63,8 +69,9 @@ def _grid(n: int, ncols: int, size: tuple[float, float], sharey: bool = True) ->
 def _figure_legend(fig: Figure, ax: Axes) -> None:
     """One legend under the panels, from ``ax``'s lines; leaves room for it."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    rows = 1 if len(labels) <= 4 else 2
+    fig.tight_layout(rect=(0, 0.3 * rows / fig.get_figheight(), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=-(-len(labels) // rows), fontsize=9, frameon=False)
 
 
 @checked
@@ -123,15 +130,15 @@ def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool 
 
 
 @checked
-def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 2) -> Figure:
-    """``depth_sweep`` of several results side by side, sharing the y axis.
+def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 1) -> Figure:
+    """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
 
     Args:
         results: from ``run_depth_sweep``.
         ncols: panels per row.
     """
     results = _check_list(results, DepthSweepResult)
-    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), (5.0, 3.8))
+    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4)
     for result, ax in zip(results, axes, strict=True):
         depth_sweep(result, ax=ax)
     fig.tight_layout()
@@ -203,7 +210,7 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
             xycoords=("data", "axes fraction"),
             xytext=(4, 0),
             textcoords="offset points",
-            fontsize=8,
+            fontsize=9,
             color="0.3",
         )
     log_scale(ax, "y")
@@ -216,15 +223,15 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
 
 
 @checked
-def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 2) -> Figure:
-    """``product_spectrum`` of several results side by side, sharing the y axis.
+def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1) -> Figure:
+    """``product_spectrum`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
 
     Args:
         results: from ``run_product_spectrum``.
         ncols: panels per row.
     """
     results = _check_list(results, ProductSpectrumResult)
-    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), (5.0, 3.8))
+    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4)
     for result, ax in zip(results, axes, strict=True):
         product_spectrum(result, ax=ax)
     fig.tight_layout()
@@ -256,6 +263,7 @@ def float_limits(
     depths = np.arange(1, last + 1)
     pad = 0.08 * (info["largest finite"] - info["smallest subnormal"])
     bottom, top = info["smallest subnormal"] - pad, info["largest finite"] + pad
+    stacked = {"zero": 0, "inf": 0}  # labels already on each edge: the next one goes one line further in
     for limit in limits:
         trace = limit.trace[:last]
         with np.errstate(divide="ignore"):
@@ -272,12 +280,16 @@ def float_limits(
                 ms=8,
                 clip_on=False,
             )
+            right_half = limit.measured_depth > 0.5 * last  # label on the side with room for it
+            offset = 12 * stacked[limit.event]
+            stacked[limit.event] += 1
             ax.annotate(
                 f"{'0' if zero else 'inf'} at L = {limit.measured_depth}",
                 (limit.measured_depth, edge),
-                xytext=(7, 2 if zero else -10),
+                xytext=(-7 if right_half else 7, 2 + offset if zero else -11 - offset),
                 textcoords="offset points",
-                fontsize=8,
+                ha="right" if right_half else "left",
+                fontsize=9,
                 color=line.get_color(),
             )
     ax.axhspan(
@@ -291,7 +303,7 @@ def float_limits(
     ax.set_ylabel(r"$\log_2 |\partial J/\partial w_1|$")
     ax.set_title(dtype)
     if legend:
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.08))
+        ax.legend(fontsize=9, loc="lower left", bbox_to_anchor=(0.0, 0.08))
     return fig
 
 
@@ -305,7 +317,7 @@ def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2) -> Figure:
     """
     _check(result, FloatLimitsResult)
     dtypes = result.config.dtypes
-    fig, axes = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), (5.0, 3.4), sharey=False)
+    fig, axes = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False)
     for dtype, ax in zip(dtypes, axes, strict=True):
         float_limits(result, dtype, ax=ax, legend=False)
     _figure_legend(fig, axes[0])
@@ -342,13 +354,16 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     cfg = result.config
     ax.set_title(f"s = {cfg.scale:.3g}, L = {cfg.depth}, {cfg.init}")
     if legend:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return fig
 
 
 @checked
-def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
-    """Small multiples of ``layer_profile`` (shared y axis), e.g. one panel per weight scale.
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2) -> Figure:
+    """Small multiples of ``layer_profile``, e.g. one row per weight scale and one column per init.
+
+    Every panel has its own y axis: the norms of s = 0.9 and s = 1.1 lie decades apart, and a shared axis
+    would push the weight gradient and the s^(L-1) line of some panels off the scale.
 
     Args:
         results: from ``run_layer_profile``.
@@ -356,7 +371,7 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3)
     """
     results = _check_list(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
-    fig, axes = _grid(len(results), ncols, (3.4, 2.9))
+    fig, axes = _grid(len(results), ncols, 2.5, sharey=False)
     for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
         layer_profile(result, ax=ax, legend=False)
         if k % ncols:
