@@ -240,6 +240,34 @@ def test_saturation_numbers() -> None:
     expect(C + "per-layer factor, weights x16", factor16, ">", 1.0)
     assert np.all(sat.per_layer_factor <= sat.envelope_factor)
     assert sat.median("per_layer_factor", 1.0, 16.0) == np.median(at("per_layer_factor", 1.0, 16.0))
+    # "What Xavier was derived for": the linear-regime gain 1/f'(0) = 4 is one of the sweep's scales
+    gain = 1 / 0.25
+    assert gain in sat.config.weight_scales
+    # preact_w4 (2.4): the mean output 1/2 alone gives a std of at least g/2 = 2
+    expect(
+        C + "pre-activation std at the linear-regime gain (>= g/2)",
+        at("preact_std", 1.0, gain),
+        ">",
+        gain / 2,
+    )
+    # factor_w4 (0.62): raised from factor_w1 but not 1; sat_w4 (4.6%), meand_w4 (0.13)
+    factor4 = at("per_layer_factor", 1.0, gain)
+    expect(C + "per-layer factor at the linear-regime gain", factor4, ">", 0.5)
+    expect(C + "per-layer factor at the linear-regime gain", factor4, "<", 0.75)
+    expect(C + "per-layer factor, linear-regime gain - x1", factor4 - factor1, ">", 0.25)
+    expect(C + "per-layer factor, x8 - linear-regime gain", factor8 - factor4, ">", 0.1)
+    expect(
+        C + "mean derivative at the linear-regime gain (far below 1/4)",
+        at("mean_derivative", 1.0, gain),
+        "<",
+        0.16,
+    )
+    sat4 = at("saturated_frac", 1.0, gain)
+    expect(C + "saturated fraction at the linear-regime gain", sat4, ">", 0.02)
+    expect(C + "saturated fraction at the linear-regime gain", sat4, "<", 0.1)
+    # the std grows in proportion to the weight scale (pre-activations of layers 2..L see outputs in (0, 1))
+    ratio = at("preact_std", 1.0, 16.0) / at("preact_std", 1.0, 1.0)
+    expect(C + "pre-activation std, x16 / x1 (about 16 and more)", ratio, ">", 12)
 
 
 # -- 4. two circles ----------------------------------------------------------------------------------------
@@ -284,6 +312,12 @@ def test_circles_numbers(circ: sb.CirclesResult) -> None:
     assert np.all(np.abs(circ.grad_mean[..., -1]) < 1e-6)
     table = circ.accuracy_table()
     assert list(table.index) == ["sigmoid", "tanh", "relu"] and "min over seeds" in table.columns
+    assert np.all(np.isinf(table["epochs to 90 % accuracy"]["sigmoid"]))
+    # underfitting, not overfitting: the sigmoid network is at chance on its own training batches too
+    # (circ_train_acc_sigmoid: minibatch accuracy over the last epoch)
+    per_epoch = 800 // circ.config.batch_size
+    train_acc = [circ.histories[("sigmoid", seed)].train_accuracy[-per_epoch:].mean() for seed in SEEDS]
+    expect(C + "circles: sigmoid training accuracy, last epoch", train_acc, "<", 0.6)
 
 
 def test_circles_records_by_epoch(circ: sb.CirclesResult) -> None:
@@ -343,6 +377,27 @@ def test_mnist_deep_sigmoid_numbers(mnist_data, seed: int) -> None:
         1,
     )
     assert int(mn.lumped_counts_init.sum()) == sum(g.size for g in mn.grads_init)
+    # the forward collapse: the input-dependent part of h_l shrinks layer by layer (mn_spread_ratio 3e-3,
+    # mn_spread_step 4.3 per layer) around a mean of about 1/2 (mn_mean_out)
+    expect(C + "MNIST: |mean hidden output - 1/2| at init", np.abs(mn.mean_output_init - 0.5), "<", 0.05)
+    shrink = mn.spread_init[:-1] / mn.spread_init[1:]
+    expect(C + "MNIST: forward spread shrink per layer at init", shrink, ">", 3)
+    expect(C + "MNIST: forward spread shrink per layer at init", shrink, "<", 6)
+    expect(
+        C + "MNIST: log10 forward spread, last hidden layer / layer 1",
+        np.log10(mn.spread_init[-1] / mn.spread_init[0]),
+        "<",
+        -2,
+    )
+    # after the budget: the losses sit at a uniform guess's ln 10 (mn_val_loss, mn_train_loss)
+    expect(
+        C + "MNIST: |validation loss - ln 10| after the budget",
+        abs(mn.history.val_loss[-1] - math.log(10)),
+        "<",
+        0.05,
+    )
+    train_loss = mn.history.loss[-20:].mean()
+    expect(C + "MNIST: |training loss - ln 10| after the budget", abs(train_loss - math.log(10)), "<", 0.05)
 
 
 @pytest.mark.claim

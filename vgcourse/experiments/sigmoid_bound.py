@@ -255,6 +255,9 @@ class InitGradients:
             sigmoid or tanh).
         mean_derivative: (L,) mean of f'(a_l) over the batch and units, a_l = W_l h_{l-1} + b_l.
         rms_derivative: (L,) root mean square of f'(a_l).
+        preact_std: (L,) standard deviation of the pre-activations a_l over the batch and units; with
+            weights of variance g²/n and inputs h_{l-1} it is about g·sqrt(E[h²]), for the sigmoid at
+            least g/2 because E[h²] >= E[h]² ≈ 1/4.
         typical_factor: (L,) rms f'(a_l) · ||W_l||_F / √(rows of W_l): the per-layer shrink factor of a
             gradient pointing in a random direction (the measurement's typical rate).
         saturated_grad_ratio: in one layer, mean |∂J/∂a| over its saturated entries / over its
@@ -272,6 +275,7 @@ class InitGradients:
     saturated_frac: np.ndarray
     mean_derivative: np.ndarray
     rms_derivative: np.ndarray
+    preact_std: np.ndarray
     typical_factor: np.ndarray
     saturated_grad_ratio: float
 
@@ -388,6 +392,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         slopes = [derivative(config.activation, a.detach()) for a in pre]
         mean_d = torch.stack([s.mean() for s in slopes]).double()
         rms_d = torch.stack([s.pow(2).mean().sqrt() for s in slopes]).double()
+        preact_std = torch.stack([a.detach().std() for a in pre]).double()
         gain = torch.stack([w.norm() / math.sqrt(w.shape[0]) for w in weights]).double()
         ratios = []
         for h, a in zip(hidden, pre, strict=True):
@@ -408,6 +413,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         saturated_frac=record.saturated_frac[0, :-1],
         mean_derivative=mean_d.numpy(),
         rms_derivative=rms_d.numpy(),
+        preact_std=preact_std.numpy(),
         typical_factor=(rms_d * gain).numpy(),
         saturated_grad_ratio=ratio,
     )
@@ -584,6 +590,7 @@ _SATURATION_METRICS = (
     "per_layer_factor",
     "envelope_factor",
     "saturated_grad_ratio",
+    "preact_std",
 )
 
 
@@ -599,6 +606,8 @@ class SaturationSweep:
         per_layer_factor: (I, W, S) (||∂J/∂h_0|| / ||∂J/∂h_L||)^(1/L).
         envelope_factor: (I, W, S) the bound's per-layer factor, geometric mean of c·||W_l||_2.
         saturated_grad_ratio: (I, W, S) mean |∂J/∂a| of saturated / unsaturated units (NaN if none).
+        preact_std: (I, W, S) std of the pre-activations a_l, median over the layers above the first
+            (the first sees the inputs; the others see sigmoid outputs in (0, 1)).
     """
 
     config: SaturationConfig
@@ -608,6 +617,7 @@ class SaturationSweep:
     per_layer_factor: np.ndarray
     envelope_factor: np.ndarray
     saturated_grad_ratio: np.ndarray
+    preact_std: np.ndarray
 
     def at(self, metric: str, input_scale: float, weight_scale: float) -> np.ndarray:
         """The (S,) values of ``metric`` at one (input scale, weight scale) point."""
@@ -643,6 +653,7 @@ def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
                     r.per_layer_factor,
                     r.envelope_factor,
                     r.saturated_grad_ratio,
+                    np.median(r.preact_std[1:]) if r.depth > 1 else r.preact_std[0],
                 )
                 for name, value in zip(_SATURATION_METRICS, values, strict=True):
                     out[name][i, w, s] = value
@@ -766,8 +777,10 @@ class CirclesResult:
         return np.abs(self.weight_std[:, :, -1] / self.weight_std[:, :, 0] - 1.0)
 
     def accuracy_table(self) -> Any:
-        """pandas DataFrame, one row per activation: validation accuracy (mean over seeds, and min and max
-        when there are several), median epochs to 90% and the layer-1 / output gradient-std ratio."""
+        """pandas DataFrame indexed by "activation", one row per activation: "validation accuracy" (mean
+        over seeds, and "min/max over seeds" when there are several), and medians over seeds of "epochs to
+        90 % accuracy" (inf: never), "gradient std, layer 1 / output" and "largest change of a hidden
+        weight std" (``weight_change`` of the hidden layers)."""
         import pandas as pd
 
         ratio = self.first_last_grad_ratio
@@ -775,7 +788,7 @@ class CirclesResult:
         change = self.weight_change[..., :-1].max(axis=-1)
         rows = []
         for a, name in enumerate(self.config.activations):
-            row = {"activation": name, "val accuracy": self.val_accuracy[a].mean()}
+            row = {"activation": name, "validation accuracy": self.val_accuracy[a].mean()}
             if len(self.config.seeds) > 1:
                 row.update(
                     {
@@ -783,9 +796,9 @@ class CirclesResult:
                         "max over seeds": self.val_accuracy[a].max(),
                     }
                 )
-            row["epochs to 90%"] = np.median(to90[a])
-            row["grad std layer 1 / output"] = np.median(ratio[a])
-            row["hidden weight std change"] = np.median(change[a])
+            row["epochs to 90 % accuracy"] = np.median(to90[a])
+            row["gradient std, layer 1 / output"] = np.median(ratio[a])
+            row["largest change of a hidden weight std"] = np.median(change[a])
             rows.append(row)
         return pd.DataFrame(rows).set_index("activation")
 
@@ -979,6 +992,10 @@ class MnistResult:
         central_frac_init: (L+1,) fraction of each layer's gradient entries that fall in that
             histogram's central bin (the one around 0).
         central_frac_trained: (L+1,) the same after training (for the histogram of the trained grads).
+        spread_init: (L,) the input-dependent part of each hidden layer's output h_l on the snapshot
+            batch at initialization: the standard deviation over the examples, averaged over the units.
+        mean_output_init: (L,) the mean of h_l over the examples and units (a sigmoid's is near 1/2).
+        spread_trained: (L,) ``spread_init`` after training.
         history: the training ``History`` (its ``monitor`` has per-layer statistics over training).
     """
 
@@ -997,6 +1014,9 @@ class MnistResult:
     lumped_counts_init: np.ndarray
     central_frac_init: np.ndarray
     central_frac_trained: np.ndarray
+    spread_init: np.ndarray
+    mean_output_init: np.ndarray
+    spread_trained: np.ndarray
     history: History = field(repr=False)
 
     @property
@@ -1021,6 +1041,21 @@ class MnistResult:
 def _layer_grads(model: MLP) -> list[np.ndarray]:
     layers = [*(layer.linear for layer in model.layers), model.head]
     return [layer.weight.grad.detach().reshape(-1).float().cpu().numpy().copy() for layer in layers]
+
+
+def _forward_spread(model: MLP, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per hidden layer: mean over units of the std over examples of h_l, and the mean of h_l."""
+    outputs: list[Tensor] = []
+    handles = [layer.register_forward_hook(lambda _m, _a, out: outputs.append(out)) for layer in model.layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    spread = np.array([float(h.double().std(dim=0).mean()) for h in outputs])
+    mean = np.array([float(h.double().mean()) for h in outputs])
+    return spread, mean
 
 
 def _central_fraction(grads: list[np.ndarray], bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1057,9 +1092,11 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     model.to(device)
     snapshot(model, xb, yb, F.cross_entropy)
     grads_init = _layer_grads(model)
+    spread_init, mean_init = _forward_spread(model, xb)
     history = train(model, data, config.train_config(steps))
     snapshot(model, xb, yb, F.cross_entropy)
     grads_trained = _layer_grads(model)
+    spread_trained, _ = _forward_spread(model, xb)
     model.zero_grad(set_to_none=True)
     counts, edges, central_init = _central_fraction(grads_init, config.bins)
     _, _, central_trained = _central_fraction(grads_trained, config.bins)
@@ -1079,5 +1116,8 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
         lumped_counts_init=counts,
         central_frac_init=central_init,
         central_frac_trained=central_trained,
+        spread_init=spread_init,
+        mean_output_init=mean_init,
+        spread_trained=spread_trained,
         history=history,
     )
