@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from vgcourse.activations import derivative
+from vgcourse.diagnose import UPDATE_RATIO_GUIDE
 from vgcourse.exercises import EXERCISES
 from vgcourse.exercises import detecting_and_fixing as dfx
 from vgcourse.exercises import initialization as init
 from vgcourse.exercises import recurrent_networks as rn
 from vgcourse.exercises import residual_networks as res
 from vgcourse.exercises.core import answer_key, bracket, keys_for
-from vgcourse.experiments.residual_networks import RESIDUAL_KAIMING
+from vgcourse.experiments.residual_networks import RESIDUAL, RESIDUAL_KAIMING, NetworkSpec
 
 
 def he_init_reference(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
@@ -62,6 +63,45 @@ def sigmoid_max() -> float:
     return float(derivative("sigmoid", torch.zeros(())))
 
 
+def slope(activation: str, x: float) -> float:
+    """The activation's derivative at x, in float64 (the closed form of vgcourse.activations)."""
+    return float(derivative(activation, torch.tensor(x, dtype=torch.float64)))
+
+
+def predicted_second_moment(depth: int, spec: NetworkSpec = RESIDUAL) -> float:
+    """E[x_L²] for E[x_0²] = 1 after ``depth`` unnormalized blocks: (1 + α² g)^L (2^L for He-initialized
+    branches at α = 1)."""
+    growth = spec.growth_per_block(depth)
+    if growth is None:
+        raise ValueError(f"{spec.label!r} has a norm: its growth is not a constant factor per block")
+    return growth**depth
+
+
+def steps_below(factor: float, threshold: float = 1e-3) -> int:
+    """Smallest k with factor^k < threshold (0 < factor < 1): k = floor(ln(threshold) / ln(factor)) + 1."""
+    return math.floor(math.log(threshold) / math.log(factor)) + 1
+
+
+def forget_gate_steps(bias: float = 1.0, threshold: float = 1e-3) -> int:
+    """Steps after which the cell path ∏ f, every forget gate at σ(bias), is first below ``threshold``."""
+    return steps_below(1 / (1 + math.exp(-bias)), threshold)
+
+
+def per_weight_ratio(
+    layer_norm: float = dfx.LAYER_NORM,
+    layer_weights: int = dfx.LAYER_WEIGHTS,
+    output_norm: float = dfx.OUTPUT_NORM,
+    output_weights: int = dfx.OUTPUT_WEIGHTS,
+) -> float:
+    """The ratio ``diagnose`` reports: (‖g_l‖/√n_l) / (‖g_out‖/√n_out)."""
+    return (layer_norm / math.sqrt(layer_weights)) / (output_norm / math.sqrt(output_weights))
+
+
+def guide_lr() -> float:
+    """The learning rate that puts the median update:data ratio on the 1e-3 guide (plain SGD: ratio ∝ lr)."""
+    return UPDATE_RATIO_GUIDE / dfx.median_update_ratio(1.0)
+
+
 def phi(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
@@ -86,11 +126,12 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
         ),
     ),
     "sigmoid_bound.max_derivative": (
-        sigmoid_max,
+        lambda: slope("sigmoid", 2.0),  # σ' falls with |x|: largest at the edge |x| = 2
         (
-            lambda: 0.5,
-            lambda: float(derivative("tanh", torch.zeros(()))),
-            lambda: float(derivative("sigmoid", torch.ones(()))),
+            sigmoid_max,
+            lambda: 1 / (1 + math.exp(-2.0)),
+            lambda: math.exp(-2.0),
+            lambda: slope("tanh", 2.0),
         ),
     ),
     "sigmoid_bound.ten_layer_bound": (
@@ -124,27 +165,28 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
         (lambda: 1.0, lambda: 0.5, lambda: 2.0),
     ),
     "residual_networks.variance_after_blocks": (
-        lambda: res.predicted_second_moment(10),
+        lambda: predicted_second_moment(res.VARIANCE_DEPTH),
         (
-            lambda: 1 + 10,
+            lambda: 1 + res.VARIANCE_DEPTH,
             lambda: 1,
-            lambda: 2 * 10,
-            lambda: res.predicted_second_moment(11),
-            lambda: res.predicted_second_moment(10, RESIDUAL_KAIMING),
-            lambda: math.sqrt(res.predicted_second_moment(10)),
+            lambda: 2 * res.VARIANCE_DEPTH,
+            lambda: predicted_second_moment(res.VARIANCE_DEPTH + 1),
+            lambda: predicted_second_moment(res.VARIANCE_DEPTH, RESIDUAL_KAIMING),
+            lambda: math.sqrt(predicted_second_moment(res.VARIANCE_DEPTH)),
         ),
     ),
     "residual_networks.branch_scale": (
-        lambda: 1 / math.sqrt(50),
-        (lambda: 1.0, lambda: 0.25, lambda: 1 / 50),
+        # (1 + α²)^L at the window's geometric middle; the measured growth runs ~5 % below it
+        lambda: math.sqrt(math.sqrt(res.TAMED[0] * res.TAMED[1]) ** (1 / res.SCALE_DEPTH) - 1),
+        (lambda: 1.0, lambda: 1 / math.sqrt(res.SCALE_DEPTH), lambda: 0.25, lambda: 1 / res.SCALE_DEPTH),
     ),
     "recurrent_networks.forget_gate_steps": (
-        lambda: rn.forget_gate_steps(),
+        lambda: forget_gate_steps(),
         (
-            lambda: rn.forget_gate_steps() - 1,
-            lambda: rn.steps_below(rn.sigmoid(0.0)),
-            lambda: rn.steps_below(math.tanh(1.0)),
-            lambda: rn.steps_below(math.exp(-1.0)),
+            lambda: forget_gate_steps() - 1,
+            lambda: forget_gate_steps(0.0),
+            lambda: steps_below(math.tanh(1.0)),
+            lambda: steps_below(math.exp(-1.0)),
         ),
     ),
     "recurrent_networks.edge_radius": (
@@ -152,14 +194,14 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
         (lambda: 1.0, lambda: 1 / math.sqrt(3), lambda: 3.0),
     ),
     "detecting_and_fixing.per_weight_ratio": (
-        lambda: dfx.per_weight_ratio(),
+        lambda: per_weight_ratio(),
         (
             lambda: dfx.LAYER_NORM / dfx.OUTPUT_NORM,
-            lambda: 1 / dfx.per_weight_ratio(),
+            lambda: 1 / per_weight_ratio(),
             lambda: (dfx.LAYER_NORM / dfx.LAYER_WEIGHTS) / (dfx.OUTPUT_NORM / dfx.OUTPUT_WEIGHTS),
         ),
     ),
-    "detecting_and_fixing.guide_lr": (lambda: dfx.guide_lr(), (lambda: 1e-4, lambda: 0.3, lambda: 30.0)),
+    "detecting_and_fixing.guide_lr": (lambda: guide_lr(), (lambda: 1e-4, lambda: 0.3, lambda: 30.0)),
 }
 
 

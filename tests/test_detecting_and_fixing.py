@@ -558,10 +558,10 @@ def test_plots_return_figures_and_accept_axes(small_grid: dfx.RemediesResult) ->
 
 
 def test_exercises() -> None:
-    assert check("detecting_and_fixing.per_weight_ratio", exercises.per_weight_ratio()).correct
+    assert check("detecting_and_fixing.per_weight_ratio", (0.64 / 64) / (0.0253 / math.sqrt(640))).correct
     assert check("detecting_and_fixing.per_weight_ratio", 10).correct
     assert not check("detecting_and_fixing.per_weight_ratio", 0.64 / 0.0253).correct
-    lr = exercises.guide_lr()
+    lr = math.sqrt(exercises.GUIDE_BAND[0] * exercises.GUIDE_BAND[1]) / exercises.median_update_ratio(1.0)
     assert exercises.GUIDE_BAND[0] <= exercises.median_update_ratio(lr) <= exercises.GUIDE_BAND[1]
     assert exercises.median_update_ratio(2 * lr) == pytest.approx(
         2 * exercises.median_update_ratio(lr), rel=1e-3

@@ -3,9 +3,11 @@ stores keys of the answers, never the answers."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
+import exercise_solutions
 import ipywidgets as widgets
 import pytest
 import torch
@@ -14,6 +16,8 @@ from exercise_solutions import SOLUTIONS, he_init_reference, number_keys
 import vgcourse.exercises as exercises_package
 from vgcourse.exercises import EXERCISES, Exercise, Feedback, Mistake, check, exercise_widget, get
 from vgcourse.exercises.initialization import BALANCED, tanh_backprop_ratio
+from vgcourse.exercises.residual_networks import SCALE_DEPTH, TAMED, forward_growth
+from vgcourse.instructor import REFERENCE_HELPERS
 
 IDS = sorted(EXERCISES)
 MISTAKES = [(eid, i) for eid in IDS for i in range(len(EXERCISES[eid].mistakes))]
@@ -67,6 +71,11 @@ def test_the_package_hands_out_no_answers() -> None:
         n for module in vars(exercises_package).values() if hasattr(module, "__file__") for n in vars(module)
     }
     assert not {n for n in names if n.endswith("_reference") or n.startswith("balanced_")}
+    # helpers that returned an exercise's answer with their defaults live in tests/exercise_solutions.py
+    assert not names & set(REFERENCE_HELPERS)
+    assert {n for n in REFERENCE_HELPERS if callable(getattr(exercise_solutions, n, None))} == set(
+        REFERENCE_HELPERS
+    )
 
 
 def test_precision_and_rounding() -> None:
@@ -82,12 +91,87 @@ def test_precision_and_rounding() -> None:
     assert get("linear_chain.vanishing_depth").precision == "a whole number"
 
 
-def test_off_by_one_hints_do_not_name_the_answer() -> None:
-    for eid in ("linear_chain.vanishing_depth", "recurrent_networks.forget_gate_steps"):
-        solution = SOLUTIONS[eid][0]()
-        for wrong in (solution - 1,):
-            message = check(eid, wrong).message
-            assert "check the boundary" in message and str(solution) not in message
+NUMBERS = [eid for eid in IDS if EXERCISES[eid].kind == "number"]
+
+
+@pytest.mark.parametrize("exercise_id", NUMBERS)
+def test_a_rounded_answer_is_right_and_an_under_precise_one_is_close(exercise_id: str) -> None:
+    exercise = get(exercise_id)
+    solution = float(SOLUTIONS[exercise_id][0]())
+    if exercise.digits is None:
+        assert check(exercise_id, solution).message == "well done."
+        assert not check(exercise_id, solution + 0.5).correct
+        return
+    rounded = float(f"{solution:.{exercise.digits - 1}e}")
+    assert check(exercise_id, rounded).message == "right, to the precision asked."
+    assert check(exercise_id, solution).message == "right, to the precision asked."
+    fewer = float(f"{solution:.{exercise.digits - 2}e}")
+    if exercise.digits > 1 and fewer != rounded:  # (10 for 9.9992 is 10.0: right)
+        feedback = check(exercise_id, fewer)
+        assert not feedback.correct
+        assert feedback.message.startswith("close: right to the")
+        assert feedback.message.endswith(f"give {exercise.digits} significant digits.")
+
+
+@pytest.mark.parametrize("exercise_id", [eid for eid in NUMBERS if EXERCISES[eid].digits is None])
+def test_off_by_one_hints_do_not_name_the_answer(exercise_id: str) -> None:
+    solution = int(SOLUTIONS[exercise_id][0]())
+    for wrong in (solution - 1, solution + 1):
+        feedback = check(exercise_id, wrong)
+        assert not feedback.correct
+        assert not re.search(rf"(?<!\d){solution}(?!\d)", feedback.message), (exercise_id, wrong)
+    boundary = [m.hint for m in get(exercise_id).mistakes if m.hint.startswith("check the boundary")]
+    if boundary:  # the hint points at the boundary, not at the answer
+        assert check(exercise_id, solution - 1).message in boundary
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_an_unanswered_cell_states_the_task_and_the_precision(exercise_id: str) -> None:
+    exercise = get(exercise_id)
+    feedback = check(exercise_id, ...)
+    assert feedback.result == "not attempted"
+    assert exercise.prompt in feedback.message and exercise.variable in feedback.message
+    expected = {None: "Give a whole number."}.get(
+        exercise.digits, f"Give {exercise.digits} significant digits."
+    )
+    assert (
+        expected if exercise.kind == "number" else "Accepted: any value whose measurement"
+    ) in feedback.message
+
+
+def test_each_answer_cell_of_the_book_states_the_precision() -> None:
+    """The answer line of every number exercise in book/*.ipynb says the precision the checker uses."""
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    seen = set()
+    for path in sorted(book.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "solution" in cell.get("metadata", {}).get("tags", []):
+                continue
+            for eid in NUMBERS:
+                exercise = EXERCISES[eid]
+                line = re.search(rf"^{exercise.variable}\s*=\s*\.\.\.(.*)$", source, re.M)
+                if line:
+                    words = (
+                        "a whole number"
+                        if exercise.digits is None
+                        else f"{exercise.digits} significant digits"
+                    )
+                    assert words in line.group(1), f"{path.name}: {line.group(0)!r} does not say {words!r}"
+                    seen.add(eid)
+    assert seen == set(NUMBERS)
+
+
+def test_the_static_page_shows_the_task_of_an_unanswered_exercise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vgcourse.widgets
+
+    monkeypatch.setattr(vgcourse.widgets, "site_build", lambda: True)
+    text = str(check("sigmoid_bound.max_derivative", ...))
+    assert get("sigmoid_bound.max_derivative").prompt in text and "Check in Colab" in text
+    assert "Assign your answer" not in text
+    assert "Not yet" not in str(check("sigmoid_bound.max_derivative", 0.3))
 
 
 def test_blank_answers_are_not_attempted() -> None:
@@ -127,6 +211,14 @@ def test_tanh_scale_accepts_the_balanced_window_over_other_seeds() -> None:
     assert BALANCED[0] <= tanh_backprop_ratio(1.2) <= BALANCED[1]
     assert tanh_backprop_ratio(0.5) < 1e-6 and tanh_backprop_ratio(3.0) > 1e3
     assert check("initialization.tanh_scale", 1.2).correct
+
+
+def test_branch_scale_asks_for_less_growth_than_the_chapters_scale() -> None:
+    # the chapter derives α = 1/√L (growth → e); the exercise's window needs a computed α
+    solution = SOLUTIONS["residual_networks.branch_scale"][0]()
+    assert TAMED[0] + 0.1 < forward_growth(solution) < TAMED[1] - 0.1  # well inside the accepted band
+    chapter_scale = check("residual_networks.branch_scale", 1 / math.sqrt(SCALE_DEPTH))
+    assert not chapter_scale.correct and "1/√L" in chapter_scale.message
 
 
 def test_unknown_exercise_names_the_valid_ones() -> None:
@@ -191,7 +283,7 @@ def test_setting_sliders_start_on_a_step_inside_the_range(exercise_id: str) -> N
 
 
 def test_widget_reports_the_verdict_in_html() -> None:
-    box = exercise_widget("sigmoid_bound.max_derivative", value=0.25)
+    box = exercise_widget("sigmoid_bound.max_derivative", value=0.105)
     assert box.check().correct
     assert "Correct" in box.children[-1].value
 

@@ -501,8 +501,6 @@ def test_training_plots_on_small_runs() -> None:
 
 def test_exercise_helpers_and_the_setting_window() -> None:
     # solutions and typical mistakes of every exercise: tests/test_exercises.py (tests/exercise_solutions.py)
-    assert exercises.forget_gate_steps() == 23
-    assert exercises.forget_gate_steps(0.0) == 10
     # the accepted window of the setting exercise is wide enough to find with a slider
     assert check("recurrent_networks.edge_radius", 1.3).correct
     assert check("recurrent_networks.edge_radius", 1.6).correct

@@ -192,7 +192,6 @@ def test_growth_per_block_closed_forms() -> None:
     assert rn.NetworkSpec(branch_scale=0.5).alpha(10) == 0.5
     assert rn.PLAIN.alpha(10) == 1.0
     assert rn.n_linear_layers(8) == 18 and rn.n_linear_layers(16) == 34
-    assert exercises.predicted_second_moment(10) == 2**10
 
 
 def test_stream_pass_matches_autograd_and_the_monitor_names() -> None:
@@ -377,11 +376,11 @@ def test_a_diverged_run_is_kept_not_raised() -> None:
 
 
 def test_exercises_of_the_chapter() -> None:
-    assert check("residual_networks.variance_after_blocks", 2**10).correct
-    assert not check("residual_networks.variance_after_blocks", 11).correct
-    growth = exercises.forward_growth(1 / math.sqrt(exercises.SCALE_DEPTH))
-    assert exercises.TAMED[0] + 0.2 < growth < exercises.TAMED[1] - 0.2  # well inside the accepted band
-    assert check("residual_networks.branch_scale", 0.14).correct
+    assert check("residual_networks.variance_after_blocks", 2**exercises.VARIANCE_DEPTH).correct
+    assert not check("residual_networks.variance_after_blocks", exercises.VARIANCE_DEPTH + 1).correct
+    # the chapter's α = 1/√L grows the stream by about e: more than the exercise's window allows
+    assert exercises.forward_growth(1 / math.sqrt(exercises.SCALE_DEPTH)) > exercises.TAMED[1]
+    assert check("residual_networks.branch_scale", 0.105).correct
     assert not check("residual_networks.branch_scale", 0.5).correct
 
 

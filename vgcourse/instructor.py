@@ -77,8 +77,19 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- grading
 
 SOLUTION_TAG_NOTE = "contains solution cells (dropped before grading)"
+REFERENCE_HELPERS = (
+    "forget_gate_steps",
+    "guide_lr",
+    "per_weight_ratio",
+    "predicted_second_moment",
+    "steps_below",
+)
+"""Names of the reference computations (tests/exercise_solutions.py, once in the package): a submission
+that imports or calls one is flagged. An exercise id (``"detecting_and_fixing.guide_lr"``) or an answer
+variable (``answer_guide_lr``) that contains the name is not a call."""
 REFERENCE_CALLS = re.compile(
-    r"\.reference\(|\.solution\(|_reference\b|balanced_tanh_scale|balanced_radius|\bguide_lr\b|"
+    r"\.reference\(|\.solution\(|_reference\b|balanced_tanh_scale|balanced_radius|"
+    rf"(?<![\w.])(?:{'|'.join(REFERENCE_HELPERS)})\b|\.(?:{'|'.join(REFERENCE_HELPERS)})\s*\(|"
     r"exercise_solutions|\b_KEYS\b|\b_MISTAKES\b"
 )
 STATUSES = ("ok", "errors", "timeout", "killed", "unreadable")
@@ -222,7 +233,7 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
     for exercise in exercises:
         answer = answers.get(exercise.variable)
         if answer is None:
-            feedback = exercise.check(None)
+            feedback = _not_attempted(exercise)
         elif "error" in answer:
             feedback = Feedback(exercise.id, "error", f"{exercise.variable}: {answer['error']}")
         elif exercise.kind == "function":
@@ -231,7 +242,7 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
             else:
                 try:
                     measured = _measure_function(exercise, answer["source"], FUNCTION_TIMEOUT)
-                    feedback = exercise.check(None) if measured is None else exercise.verdict(measured)
+                    feedback = _not_attempted(exercise) if measured is None else exercise.verdict(measured)
                 except Exception as error:  # the student's code failed: a result
                     feedback = Feedback(exercise.id, "error", str(error)[:240])
         elif "value" not in answer:
@@ -240,6 +251,10 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
             feedback = _cached_check(exercise.id, float(answer["value"]))
         out.append((exercise.id, feedback.result, feedback.message))
     return out
+
+
+def _not_attempted(exercise: Exercise) -> Feedback:
+    return Feedback(exercise.id, "not attempted", f"no answer in {exercise.variable}")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -21,6 +21,7 @@ own process on the values it collects.
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,12 +109,12 @@ class Feedback:
 
     def __str__(self) -> str:
         if self._on_static_page():
-            return _STATIC_PAGE
+            return self._static_task() + _STATIC_PAGE
         return f"{_VERDICTS[self.result][1]}: {self.message}"
 
     def _repr_html_(self) -> str:
         if self._on_static_page():
-            return f"<p><i>{_STATIC_PAGE}</i></p>"
+            return f"<p>{html.escape(self._static_task())}<i>{_STATIC_PAGE}</i></p>"
         colour, verdict = _VERDICTS[self.result]
         return f'<p style="color:{colour}"><b>{verdict}</b>: {self.message}</p>'
 
@@ -124,8 +125,15 @@ class Feedback:
 
         return site_build() and not self.correct
 
+    def _static_task(self) -> str:
+        """The task of an unanswered exercise (its message minus the instruction to run the cell)."""
+        if self.result != "not attempted":
+            return ""
+        return self.message.split(_ASSIGN, 1)[0].strip() + " "
+
 
 _STATIC_PAGE = "Check in Colab or Jupyter: run this cell there with your answer to see the verdict."
+_ASSIGN = "Assign your answer to"
 
 
 _VERDICTS = {
@@ -191,6 +199,13 @@ class Exercise:
         return self.id.split(".", 1)[0]
 
     @property
+    def asked(self) -> str:
+        """The precision asked for, as an instruction ("Give 3 significant digits.")."""
+        if self.kind != "number":
+            return f"Accepted: {self.precision}."
+        return f"Give {'a whole number' if self.digits is None else self.precision}."
+
+    @property
     def precision(self) -> str:
         """The precision the answer is checked to, in words."""
         if self.kind != "number":
@@ -200,10 +215,13 @@ class Exercise:
         return f"{self.digits} significant digits"
 
     def check(self, answer: Any) -> Feedback:
-        """Right, not attempted, wrong with a hint, or not checkable; never the solution."""
+        """Right, not attempted (with the task and the precision asked), wrong with a hint, or not
+        checkable; never the solution."""
         if answer is None or answer is Ellipsis:
             return Feedback(
-                self.id, "not attempted", f"assign your answer to {self.variable} and run the cell again."
+                self.id,
+                "not attempted",
+                f"{self.prompt} {self.asked} {_ASSIGN} {self.variable} and run the cell again.",
             )
         if self.kind == "number":
             if isinstance(answer, bool) or not isinstance(answer, (int, float)):

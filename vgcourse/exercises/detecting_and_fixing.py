@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
@@ -20,16 +19,6 @@ from vgcourse.models import MLP
 LAYER_WEIGHTS, LAYER_NORM = 4096, 0.64
 OUTPUT_WEIGHTS, OUTPUT_NORM = 640, 0.0253
 GUIDE_BAND = (UPDATE_RATIO_GUIDE / 2, UPDATE_RATIO_GUIDE * 2)
-
-
-def per_weight_ratio(
-    layer_norm: float = LAYER_NORM,
-    layer_weights: int = LAYER_WEIGHTS,
-    output_norm: float = OUTPUT_NORM,
-    output_weights: int = OUTPUT_WEIGHTS,
-) -> float:
-    """The ratio ``diagnose`` reports: (‖g_l‖/√n_l) / (‖g_out‖/√n_out)."""
-    return (layer_norm / math.sqrt(layer_weights)) / (output_norm / math.sqrt(output_weights))
 
 
 @functools.cache
@@ -49,11 +38,6 @@ def median_update_ratio(lr: float) -> float:
     lr = check_float("lr", lr, 0.0, strict_minimum=True)
     model, batch = _healthy_network()
     return float(np.median(diagnose(model, nn.CrossEntropyLoss(), batch, lr=lr).values("update_ratio")))
-
-
-def guide_lr() -> float:
-    """The learning rate that puts the median update:data ratio on the 1e-3 guide (plain SGD: ratio ∝ lr)."""
-    return UPDATE_RATIO_GUIDE / median_update_ratio(1.0)
 
 
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).

@@ -14,21 +14,6 @@ EDGE_WINDOW = (0.1, 10.0)
 """The accepted range of the gradient ratio over ``EDGE_LAG`` steps: neither vanishing nor exploding."""
 
 
-def sigmoid(x: float) -> float:
-    """σ(x) = 1 / (1 + e^-x)."""
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def steps_below(factor: float, threshold: float = 1e-3) -> int:
-    """Smallest k with factor^k < threshold (0 < factor < 1): k = floor(ln(threshold) / ln(factor)) + 1."""
-    return math.floor(math.log(threshold) / math.log(factor)) + 1
-
-
-def forget_gate_steps(bias: float = 1.0, threshold: float = 1e-3) -> int:
-    """Steps after which the cell path ∏ f, every forget gate at σ(bias), is first below ``threshold``."""
-    return steps_below(sigmoid(bias), threshold)
-
-
 def edge_ratio(radius: float) -> float:
     """‖∂L/∂x_{T-50}‖ / ‖∂L/∂x_T‖ of a vanilla RNN with ρ(W_hh) = radius, T = 51, at initialization.
 

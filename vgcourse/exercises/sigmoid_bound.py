@@ -7,10 +7,12 @@ from vgcourse.exercises.core import Exercise, Mistake, register
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
 _KEYS: dict[str, tuple[str, ...]] = {
     "max_derivative": (
-        "59a7cf64e03f979ef9a1f3ae",
-        "93a1d03e012c9af237e4e2b5",
+        "11f81a1297b970a7d490ec1f",
+        "4ffe6084c0ebf63972fb4507",
+        "66b4582836aaca26f72556cc",
+        "8477135733b546d6bf2bb7ff",
         "957685798b1c42e87e59e143",
-        "a1bdd1fcd6e57a43363f7bf9",
+        "c05a04a69caf43a286496f49",
     ),
     "ten_layer_bound": (
         "26280929b45e51d84f4e466b",
@@ -23,9 +25,10 @@ _KEYS: dict[str, tuple[str, ...]] = {
 }
 _MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
     "max_derivative": (
-        ("9fecfc3cbe87283584ffd04e",),
-        ("1cb95b4069d6572001657e43",),
-        ("0810e0a32fc6ad69598f0bc8", "9ebdaa67a92f5ff49847babf"),
+        ("a1bdd1fcd6e57a43363f7bf9",),
+        ("29035c1eff64762f6d891cd4", "f6848d8e6fe713564d0b751c"),
+        ("6276736dd25a3cb7661da81b", "a01435e0458ed8ee0c29b5a9"),
+        ("6324c574ef16d9319367ea7a", "bd1a3efb579fde495fadafdd"),
     ),
     "ten_layer_bound": (
         ("1d4ad3c17c8a122fd5ef5e7f", "94fe6f0bd596ca7d02c4460d"),
@@ -37,20 +40,35 @@ _MISTAKES: dict[str, tuple[tuple[str, ...], ...]] = {
 register(
     Exercise(
         id="sigmoid_bound.max_derivative",
-        title="The largest slope of the sigmoid",
-        prompt="What is the largest value the derivative of the logistic sigmoid σ(x) = 1/(1+e^-x) takes?",
+        title="The steepest slope away from zero",
+        prompt=(
+            "A sigmoid unit's pre-activation x stays out of the middle: |x| ≥ 2 on every input. What is "
+            "the largest value the derivative of the logistic sigmoid σ(x) = 1/(1+e^-x) takes on |x| ≥ 2?"
+        ),
         kind="number",
         digits=3,
         keys=_KEYS["max_derivative"],
-        hint="write σ'(x) in terms of σ(x) itself and maximise a product p(1-p) over p in (0, 1).",
+        hint=(
+            "write σ'(x) in terms of σ(x) itself; where on |x| ≥ 2 is p(1-p) largest, with p = σ(x)? "
+            "σ' is symmetric and falls as |x| grows."
+        ),
         mistakes=(
             Mistake(
-                "that is σ(0), the value of the function, not of its derivative.",
+                "that is the peak at x = 0, which lies outside |x| ≥ 2: on that range σ' is largest "
+                "where |x| is smallest.",
                 _MISTAKES["max_derivative"][0],
             ),
-            Mistake("that is tanh's largest slope.", _MISTAKES["max_derivative"][1]),
             Mistake(
-                "that is the slope at x = 1; where is the sigmoid steepest?", _MISTAKES["max_derivative"][2]
+                "that is σ(2), the value of the function, not of its derivative.",
+                _MISTAKES["max_derivative"][1],
+            ),
+            Mistake(
+                "that is the bound e^-|x|, which σ' stays below; the question asks for σ' itself.",
+                _MISTAKES["max_derivative"][2],
+            ),
+            Mistake(
+                "that is tanh's slope; the question is about the logistic sigmoid.",
+                _MISTAKES["max_derivative"][3],
             ),
         ),
     )
