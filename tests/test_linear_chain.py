@@ -341,6 +341,35 @@ def test_float_limits_numbers_the_chapter_states(float_limits: lc.FloatLimitsRes
     assert frame.loc["float64", "0.9 → 0"] == "never (never)"
 
 
+def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.FloatLimitsResult) -> None:
+    """Issue 16 item 8: the 0.9 chain that never reaches 0 does reach it where the CPU flushes subnormal
+    results to zero, exactly at the depth where it would have become subnormal (float32, float64); the
+    mode is switched off again afterwards."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals to zero")
+    for dtype in ("float32", "float64"):
+        limit = float_limits.get(dtype, 0.9)
+        assert limit.measured_depth is None  # without flush-to-zero: never 0
+        assert lc.flush_to_zero_depth(0.9, dtype, float_limits.config.max_depth) == limit.subnormal_depth
+    assert lc.first_layer_gradient(0.9, 900, "float32") > 0  # the mode is off again
+    # float16 products are computed in float32 on the CPU, where float16's subnormals are normal numbers
+    assert lc.flush_to_zero_depth(0.9, "float16", 400) is None
+
+
+def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -> None:
+    steps = lc.run_first_steps((1.0, 1e-6, 1e-20), lr=1e-3, eps=1e-8)
+    np.testing.assert_allclose(steps.sgd_step, [1.0, 1e-6, 1e-20], rtol=1e-12)
+    for g in steps.gradients:
+        assert steps.adam(g) == pytest.approx(g / (g + steps.eps), rel=1e-9)
+    assert steps.adam(1e-6) > 0.99 and steps.adam(1.0) > 0.999
+    assert steps.adam(1e-20) == pytest.approx(1e-12, rel=1e-6)
+    assert steps.sgd(1e-20) == pytest.approx(1e-20)
+    with pytest.raises(ValueError, match="gradient"):
+        steps.adam(0.5)
+    with pytest.raises(ValueError):
+        lc.run_first_steps(())
+
+
 def test_sigmoid_bound_quoted_in_the_chapter() -> None:
     assert max_derivative("sigmoid") == 0.25
 

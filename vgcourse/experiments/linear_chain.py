@@ -40,6 +40,7 @@ __all__ = [
     "INITS",
     "DepthSweepConfig",
     "DepthSweepResult",
+    "FirstStepResult",
     "FloatLimit",
     "FloatLimitsConfig",
     "FloatLimitsResult",
@@ -58,6 +59,7 @@ __all__ = [
     "autograd_gradients",
     "first_layer_gradient",
     "float_format",
+    "flush_to_zero_depth",
     "forward_chain",
     "jacobian_product_gradients",
     "log_gain_drift",
@@ -67,6 +69,7 @@ __all__ = [
     "random_weights",
     "rounding_slack",
     "run_depth_sweep",
+    "run_first_steps",
     "run_float_limits",
     "run_geometric",
     "run_gradient_check",
@@ -1053,6 +1056,94 @@ def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float],
         confirmed=confirmed,
         trace=trace,
     )
+
+
+def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None:
+    """First depth L at which f^(L-1) is exactly 0 while the CPU flushes subnormal results to zero
+    (``torch.set_flush_denormal(True)``); None if not within ``max_depth``.
+
+    Flush-to-zero is a mode of the processor (x86 with SSE3 here; GPUs have their own), off by default in
+    PyTorch: with it on, a gradient becomes 0 as soon as it would become subnormal, so a factor in (1/2, 1)
+    reaches 0 after all. Switched off again afterwards (PyTorch's default).
+
+    Args:
+        factor: the per-layer factor f in (0, 1).
+        dtype: a name from ``DTYPES``.
+        max_depth: the deepest chain tried (one backward pass through a chain that deep).
+
+    Raises:
+        RuntimeError: this CPU cannot flush subnormals to zero.
+    """
+    check_float("factor", factor, 0.0, 1.0, strict_minimum=True)
+    check_int("max_depth", max_depth, minimum=2, maximum=100_000)
+    kind = _dtype(dtype)
+    if not torch.set_flush_denormal(True):
+        raise RuntimeError("this CPU cannot flush subnormal numbers to zero (torch.set_flush_denormal)")
+    try:
+        weight = torch.tensor(factor, dtype=kind)
+        with torch.enable_grad():
+            hidden = [torch.ones((), dtype=kind, requires_grad=True)]
+            for _ in range(max_depth - 1):
+                hidden.append(weight * hidden[-1])
+            grads = torch.autograd.grad(hidden[-1], hidden)
+    finally:
+        torch.set_flush_denormal(False)
+    trace = torch.stack(grads[::-1]).double().numpy()  # row L-1 = f^(L-1), as in run_float_limits
+    return int(np.argmax(trace == 0)) + 1 if (trace == 0).any() else None
+
+
+@dataclass(frozen=True)
+class FirstStepResult:
+    """How far one optimizer step moves a weight whose gradient is g, as a multiple of the learning rate.
+
+    SGD moves it by lr·|g|. Adam moves it by lr·|m̂|/(√v̂ + ε); at the first step (and at every step
+    while g stays the same) m̂ = g and v̂ = g², so the step is lr·|g|/(|g| + ε): lr for |g| ≫ ε, whatever
+    the scale of g, and lr·|g|/ε for |g| ≪ ε.
+
+    Args:
+        gradients: the gradients g tried.
+        sgd_step: |Δw|/lr under torch.optim.SGD, one per gradient.
+        adam_step: |Δw|/lr under torch.optim.Adam (default betas), one per gradient.
+        lr: the learning rate of both.
+        eps: Adam's ε (PyTorch's default 1e-8).
+    """
+
+    gradients: tuple[float, ...]
+    sgd_step: np.ndarray
+    adam_step: np.ndarray
+    lr: float
+    eps: float
+
+    def adam(self, gradient: float) -> float:
+        """Adam's first step for ``gradient``, in multiples of the learning rate."""
+        return float(self.adam_step[_index("gradient", gradient, self.gradients)])
+
+    def sgd(self, gradient: float) -> float:
+        """SGD's first step for ``gradient``, in multiples of the learning rate."""
+        return float(self.sgd_step[_index("gradient", gradient, self.gradients)])
+
+
+def run_first_steps(
+    gradients: Sequence[float] = (1.0, 1e-6, 1e-20), *, lr: float = 1e-3, eps: float = 1e-8
+) -> FirstStepResult:
+    """One step of SGD and of Adam on a float64 weight whose gradient is g, for each g in ``gradients``."""
+    values = tuple(check_float("gradient", g, minimum=0.0, strict_minimum=True) for g in gradients)
+    if not values:
+        raise ValueError("gradients must name at least one positive gradient")
+    check_float("lr", lr, minimum=0.0, strict_minimum=True)
+    check_float("eps", eps, minimum=0.0, strict_minimum=True)
+    steps: dict[str, list[float]] = {"sgd": [], "adam": []}
+    for g in values:
+        for name in steps:
+            weight = torch.zeros((), dtype=torch.float64, requires_grad=True)
+            if name == "sgd":
+                optimizer: torch.optim.Optimizer = torch.optim.SGD([weight], lr=lr)
+            else:
+                optimizer = torch.optim.Adam([weight], lr=lr, eps=eps)
+            weight.grad = torch.tensor(g, dtype=torch.float64)
+            optimizer.step()
+            steps[name].append(abs(float(weight.detach())) / lr)
+    return FirstStepResult(values, np.array(steps["sgd"]), np.array(steps["adam"]), lr, eps)
 
 
 # ----------------------------------------------------------------------------------------------------
