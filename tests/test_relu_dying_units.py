@@ -82,6 +82,13 @@ def _close_figures():
         (ex.RemediesConfig, {"negative_bias": ex.DyingConfig(activation="elu")}, ValueError),
         (ex.RemediesConfig, {"large_step": None}, TypeError),
         (ex.RemediesConfig, {"n_seeds": 0}, ValueError),
+        (ex.RankingConfig, {"base": None}, TypeError),
+        (ex.RankingConfig, {"activations": ("sigmoid",)}, ValueError),
+        (ex.RankingConfig, {"activations": ["relu"]}, TypeError),
+        (ex.RankingConfig, {"inits": ("default", "default")}, ValueError),
+        (ex.RankingConfig, {"lrs": (0.0,)}, ValueError),
+        (ex.RankingConfig, {"lrs": ()}, TypeError),
+        (ex.RankingConfig, {"n_seeds": 0}, ValueError),
     ],
 )
 def test_bad_configs_raise(factory, kwargs, error) -> None:
@@ -372,6 +379,85 @@ def test_remedies_table_and_accessors(remedies: ex.RemediesResult) -> None:
     assert config.lr == pytest.approx(0.3) and config.seed == 4 and config.activation == "relu"
     assert remedies.config.run_config("he init", "negative bias", seed=0).init == "kaiming_normal"
     assert remedies.config.run_config("elu", "negative bias", seed=0).activation == "elu"
+
+
+def test_stacked_runs_match_run_dying() -> None:
+    settings = [
+        ("relu", "default", -0.5, 1.0, 0),
+        ("relu", "kaiming_normal", 0.0, 0.3, 1),
+        ("silu", "kaiming_normal", -1.0, 1.0, 2),
+    ]
+    configs = [
+        ex.DyingConfig(activation=a, init=i, bias_init=b, lr=lr, seed=s, steps=30, measure_every=30)
+        for a, i, b, lr, s in settings
+    ]
+    blown = ex.DyingConfig(lr=1000.0, clip_norm=None, steps=40, measure_every=40)
+    for stacked, config in zip(ex.run_dying_stacked([*configs, blown]), [*configs, blown], strict=True):
+        alone = ex.run_dying(config)
+        assert stacked.config == config and stacked.steps.tolist() == alone.steps.tolist()
+        assert stacked.diverged == alone.diverged and stacked.steps_run == alone.steps_run
+        np.testing.assert_array_equal(stacked.dead_frac, alone.dead_frac)
+        assert stacked.final_accuracy == alone.final_accuracy
+        assert stacked.init_backward_gain == alone.init_backward_gain
+        finite = np.isfinite(alone.loss)
+        np.testing.assert_allclose(stacked.loss[finite], alone.loss[finite], rtol=1e-4)
+    mixed = ex.run_dying_stacked([configs[0], dataclasses.replace(configs[1], steps=31), configs[2]])
+    assert [r.steps_run for r in mixed] == [30, 31, 30]  # grouped by shape, returned in order
+    assert mixed[2].config == configs[2]
+    with pytest.raises(TypeError, match="list of DyingConfig"):
+        ex.run_dying_stacked((configs[0],))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The activations ranked at their best learning rate, over seeds, under two initializations
+
+
+@pytest.fixture(scope="module")
+def ranking() -> ex.RankingResult:
+    assert list(SEEDS) == list(range(SEEDS[0], SEEDS[0] + len(SEEDS))), "run_ranking runs consecutive seeds"
+    return ex.run_ranking(ex.RankingConfig(n_seeds=len(SEEDS), seed=SEEDS[0]))
+
+
+@pytest.mark.claim
+def test_ranking_under_default_init_survives_lr_and_seeds(ranking: ex.RankingResult) -> None:
+    best = {name: ranking.best(name, "default") for name in ex.RELU_FAMILY}
+    expect("relu: ranking default, elu best-lr accuracy", best["elu"], ">=", 0.95)
+    expect("relu: ranking default, silu best-lr accuracy", best["silu"], ">=", 0.7)
+    _between("relu: ranking default, gelu best-lr accuracy (partway)", best["gelu"], 0.15, 0.85)
+    # the order of the means: elu > silu > gelu > leaky_relu, each gap a claim of its own
+    for high, low in (("elu", "silu"), ("silu", "gelu"), ("gelu", "leaky_relu")):
+        gap = best[high].mean() - best[low].mean()
+        expect(f"relu: ranking default, mean best-lr accuracy {high} - {low}", gap, ">", 0.03)
+    i = ranking.config.inits.index("default")
+    for name in ("relu", "leaky_relu"):  # at chance at every learning rate and seed
+        a = ranking.config.activations.index(name)
+        expect(f"relu: ranking default, {name} accuracy at every lr", ranking.accuracy[a, i], "<=", 0.15)
+    assert not ranking.diverged.any()
+
+
+@pytest.mark.claim
+def test_ranking_disappears_under_he_init(ranking: ex.RankingResult) -> None:
+    best = {name: ranking.best(name, "kaiming_normal") for name in ex.RELU_FAMILY}
+    for name in ex.RELU_FAMILY:
+        expect(f"relu: ranking He, {name} best-lr accuracy", best[name], ">=", 0.95)
+    means = [best[name].mean() for name in ex.RELU_FAMILY]
+    expect("relu: ranking He, range of the mean best-lr accuracies", max(means) - min(means), "<=", 0.04)
+
+
+def test_ranking_accessors_and_table(ranking: ex.RankingResult) -> None:
+    frame = ranking.to_frame()
+    assert len(frame) == len(ex.RELU_FAMILY) * 2 and set(frame["initialization"]) == {"default", "He"}
+    row = frame[(frame["initialization"] == "He") & (frame["activation"] == "elu")].iloc[0]
+    assert row["best learning rate"] == ranking.best_lr("elu", "kaiming_normal")
+    assert row["val accuracy (mean)"] == pytest.approx(ranking.best("elu", "kaiming_normal").mean())
+    assert row["lowest seed"] <= row["val accuracy (mean)"] <= row["highest seed"]
+    a, i = ranking.config.activations.index("gelu"), ranking.config.inits.index("default")
+    best = ranking.config.lrs.index(ranking.best_lr("gelu", "default"))
+    assert ranking.accuracy[a, i].mean(axis=1).max() == ranking.accuracy[a, i, best].mean()
+    with pytest.raises(ValueError, match="valid choices"):
+        ranking.best("elu", "xavier_normal")
+    with pytest.raises(ValueError, match="valid choices"):
+        ranking.best("elu", "default", "loss")
 
 
 def test_negative_side_slopes_match_autograd() -> None:

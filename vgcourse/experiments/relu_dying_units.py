@@ -23,6 +23,10 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
 - ``run_frozen_units``: the gradient of dead units is exactly zero, and their weights stay bit-identical.
 - ``run_remedies``: LeakyReLU, ELU, GELU, SiLU, a smaller learning rate and He init against two causes
   of death (a negative bias, a too-large step): dead fraction and accuracy in one table.
+- ``run_ranking``: the activations under a negative bias, each at its best learning rate over seeds,
+  under PyTorch's default and He initialization.
+- ``run_dying_stacked``: many one-checkpoint ``run_dying`` runs of one shape trained at once with
+  batched matrix products (the remedies and the ranking use it).
 """
 
 from __future__ import annotations
@@ -59,15 +63,19 @@ __all__ = [
     "INITS",
     "REFERENCES",
     "REMEDIES",
+    "RankingConfig",
+    "RankingResult",
     "RemediesConfig",
     "RemediesResult",
     "dead_fraction",
     "dead_unit_masks",
     "pre_activations",
     "run_dying",
+    "run_dying_stacked",
     "run_dying_sweep",
     "run_frozen_units",
     "run_gradient_flow",
+    "run_ranking",
     "run_remedies",
 ]
 
@@ -485,14 +493,8 @@ def _checkpoints(config: DyingConfig) -> list[int]:
     return [*marks, config.steps]
 
 
-def run_dying(config: DyingConfig) -> DyingResult:
-    """Train with plain SGD and measure dead units per layer on the reference set at every checkpoint.
-
-    Args:
-        config: see :class:`DyingConfig`.
-    """
-    data = _digits(config.data_seed)
-    model = _build(config, data)
+def _start(model: MLP, config: DyingConfig, data: DataSplit) -> tuple[Tensor, Tensor, float]:
+    """The reference inputs, the rows of the per-batch count and ‖∂J/∂z_1‖ / ‖∂J/∂logits‖ at step 0."""
     device = next(model.parameters()).device
     reference, labels = (
         (data.x_train, data.y_train) if config.reference == "train" else (data.x_val, data.y_val)
@@ -502,8 +504,46 @@ def run_dying(config: DyingConfig) -> DyingResult:
     init_gain = float(zs[0].grad.norm() / logits.grad.norm())
     model.zero_grad(set_to_none=True)
     batch = torch.randperm(len(reference), generator=torch.Generator().manual_seed(config.seed))
-    batch = batch[: config.batch_size]
+    return reference, batch[: config.batch_size], init_gain
 
+
+def _dying_result(
+    config: DyingConfig,
+    steps: list[int],
+    rows: list[np.ndarray],
+    accuracies: list[float],
+    loss: np.ndarray,
+    init_gain: float,
+    diverged: bool,
+) -> DyingResult:
+    table = np.stack(rows)  # (K, 6, L)
+    return DyingResult(
+        config=config,
+        layer_names=[f"layer {i + 1}" for i in range(config.depth)],
+        steps=np.array(steps),
+        dead_frac=table[:, 0],
+        batch_dead_frac=table[:, 1],
+        active_frac=table[:, 2],
+        mean_derivative=table[:, 3],
+        preact_mean=table[:, 4],
+        preact_std=table[:, 5],
+        init_backward_gain=init_gain,
+        val_accuracy=np.array(accuracies),
+        loss=loss,
+        diverged=diverged,
+        steps_run=steps[-1],
+    )
+
+
+def run_dying(config: DyingConfig) -> DyingResult:
+    """Train with plain SGD and measure dead units per layer on the reference set at every checkpoint.
+
+    Args:
+        config: see :class:`DyingConfig`.
+    """
+    data = _digits(config.data_seed)
+    model = _build(config, data)
+    reference, batch, init_gain = _start(model, config, data)
     steps, rows = [0], [_activation_stats(model, reference, config.activation, batch)]
     accuracies, losses = [evaluate(model, data.x_val, data.y_val)[1]], []
     diverged, done = False, 0
@@ -519,23 +559,129 @@ def run_dying(config: DyingConfig) -> DyingResult:
         accuracies.append(accuracy)
         if diverged:
             break
-    table = np.stack(rows)  # (K, 6, L)
-    return DyingResult(
-        config=config,
-        layer_names=[f"layer {i + 1}" for i in range(config.depth)],
-        steps=np.array(steps),
-        dead_frac=table[:, 0],
-        batch_dead_frac=table[:, 1],
-        active_frac=table[:, 2],
-        mean_derivative=table[:, 3],
-        preact_mean=table[:, 4],
-        preact_std=table[:, 5],
-        init_backward_gain=init_gain,
-        val_accuracy=np.array(accuracies),
-        loss=np.concatenate(losses),
-        diverged=diverged,
-        steps_run=done,
-    )
+    return _dying_result(config, steps, rows, accuracies, np.concatenate(losses), init_gain, diverged)
+
+
+_STACK_KEYS = ("activation", "depth", "width", "steps", "batch_size", "clip_norm", "data_seed", "device")
+
+
+def _batch_orders(n_train: int, batch_size: int, steps: int, seed: int) -> Tensor:
+    """(steps, batch) the minibatch indices ``vgcourse.training.train`` draws with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    per_epoch = n_train // batch_size
+    epochs = -(-steps // per_epoch)
+    orders = [torch.randperm(n_train, generator=generator)[: per_epoch * batch_size] for _ in range(epochs)]
+    return torch.cat(orders).view(-1, batch_size)[:steps]
+
+
+def _train_stacked(
+    models: list[MLP], configs: list[DyingConfig], data: DataSplit
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train M runs that differ only in lr, seed, init and bias at once, in place, with batched matmuls.
+
+    Run m draws the minibatches ``train`` draws for its seed (one chunk, as ``run_dying`` with one
+    checkpoint) and takes plain SGD steps θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m with its own
+    gradient norm (the gradient of the sum of the M losses has the M gradients as its blocks). A run
+    whose loss or gradient stops being finite takes no more steps, as ``train`` stops there. The same
+    arithmetic as ``run_dying`` in another order of floating-point operations: runs at the edge of
+    stability (lr 3) end up differently, as they do under another CPU kernel family.
+
+    Returns:
+        (M, steps) the training loss of every step (NaN after a run stopped), (M,) steps run (the
+        stopping step included, as ``train`` counts) and (M,) whether each run diverged.
+    """
+    first = configs[0]
+    for config in configs:
+        for key in _STACK_KEYS:
+            if getattr(config, key) != getattr(first, key):
+                raise ValueError(f"stacked runs must share {key}; got {getattr(config, key)!r}")
+    linears = [[*(layer.linear for layer in m.layers), m.head] for m in models]
+    n_layers = len(linears[0])
+    params = [
+        torch.stack([getattr(ls[k], name).detach() for ls in linears]).requires_grad_(True)
+        for name in ("weight", "bias")
+        for k in range(n_layers)
+    ]
+    device = params[0].device
+    act = models[0].layers[0].activation
+    lr = torch.tensor([c.lr for c in configs], dtype=params[0].dtype, device=device)
+    orders = torch.stack(
+        [_batch_orders(data.n_train, first.batch_size, first.steps, c.seed * 100_003) for c in configs]
+    ).to(device)  # (M, steps, B): the order of chunk 0 in _train_steps
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    running = torch.ones(len(configs), dtype=torch.bool, device=device)
+    steps_run = torch.zeros(len(configs), dtype=torch.long, device=device)
+    losses = torch.full((len(configs), first.steps), math.nan, dtype=torch.float64)
+    for step in range(first.steps):
+        batch = orders[:, step]
+        h = x_train[batch]
+        for k in range(n_layers):
+            h = torch.baddbmm(params[n_layers + k].unsqueeze(1), h, params[k].transpose(1, 2))
+            if k < n_layers - 1:
+                h = act(h)
+        loss = F.cross_entropy(h.transpose(1, 2), y_train[batch], reduction="none").mean(dim=1)
+        grads = torch.autograd.grad(loss.sum(), params)
+        with torch.no_grad():
+            norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+            steps_run += running
+            losses[:, step] = torch.where(running, loss, math.nan).double().cpu()
+            running &= torch.isfinite(loss) & torch.isfinite(norm)
+            scale = torch.where(running, lr, 0.0)
+            if first.clip_norm is not None:
+                scale = scale * (first.clip_norm / (norm + 1e-6)).clamp(max=1.0)
+            for p, g in zip(params, grads, strict=True):
+                p -= scale.view(-1, *([1] * (g.ndim - 1))) * torch.nan_to_num(g)
+        if not running.any():
+            break
+    with torch.no_grad():
+        for m, ls in enumerate(linears):
+            for k, linear in enumerate(ls):
+                linear.weight.copy_(params[k][m])
+                linear.bias.copy_(params[n_layers + k][m])
+    return losses.numpy(), steps_run.cpu().numpy(), (~running).cpu().numpy()
+
+
+def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
+    """``run_dying`` for many runs with one checkpoint each, runs of one shape trained together.
+
+    Each result has checkpoints 0 and ``steps`` (or the step where the run diverged), whatever its
+    ``measure_every``; runs are grouped by their ``activation``, ``depth``, ``width``, ``steps``,
+    ``batch_size``, ``clip_norm``, ``data_seed`` and ``device``, and each group is one batched training.
+
+    Args:
+        configs: the runs (a list of ``DyingConfig``).
+    """
+    if not isinstance(configs, list) or not all(isinstance(c, DyingConfig) for c in configs):
+        raise TypeError("configs must be a list of DyingConfig")
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(tuple(getattr(config, key) for key in _STACK_KEYS), []).append(i)
+    results: list[DyingResult | None] = [None] * len(configs)
+    for indices in groups.values():
+        group = [configs[i] for i in indices]
+        data = _digits(group[0].data_seed)
+        models = [_build(config, data) for config in group]
+        starts = [_start(model, config, data) for model, config in zip(models, group, strict=True)]
+        before = [
+            (_activation_stats(m, ref, c.activation, batch), evaluate(m, data.x_val, data.y_val)[1])
+            for m, c, (ref, batch, _) in zip(models, group, starts, strict=True)
+        ]
+        losses, steps_run, diverged = _train_stacked(models, group, data)
+        for j, (i, model, config) in enumerate(zip(indices, models, group, strict=True)):
+            reference, batch, gain_at_init = starts[j]
+            after = _activation_stats(model, reference, config.activation, batch)
+            accuracy = evaluate(model, data.x_val, data.y_val)[1]
+            done = int(steps_run[j])
+            results[i] = _dying_result(
+                config,
+                [0, done],
+                [before[j][0], after],
+                [before[j][1], accuracy],
+                losses[j, :done],
+                gain_at_init,
+                bool(diverged[j]),
+            )
+    return [r for r in results if r is not None]
 
 
 @dataclass(frozen=True)
@@ -887,26 +1033,30 @@ class RemediesResult:
 
 
 def run_remedies(config: RemediesConfig) -> RemediesResult:
-    """Run every (remedy, cause, seed) cell with ``run_dying``.
+    """Run every (remedy, cause, seed) cell with ``run_dying_stacked`` (one checkpoint, at the end).
 
     Args:
         config: see :class:`RemediesConfig`.
     """
     shape = (len(config.remedies), len(CAUSES), config.n_seeds)
+    cells = [
+        (r, c, s)
+        for r in range(len(config.remedies))
+        for c in range(len(CAUSES))
+        for s in range(config.n_seeds)
+    ]
+    results = run_dying_stacked(
+        [config.run_config(config.remedies[r], CAUSES[c], config.seed + s) for r, c, s in cells]
+    )
     dead, accuracy, backward_gain = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     diverged = np.zeros(shape, dtype=bool)
-    runs: list[list[list[DyingResult]]] = []
-    for r, remedy in enumerate(config.remedies):
-        runs.append([])
-        for c, cause in enumerate(CAUSES):
-            runs[r].append([])
-            for s in range(config.n_seeds):
-                result = run_dying(config.run_config(remedy, cause, config.seed + s))
-                runs[r][c].append(result)
-                dead[r, c, s] = result.final_dead
-                accuracy[r, c, s] = result.final_accuracy
-                backward_gain[r, c, s] = result.init_backward_gain
-                diverged[r, c, s] = result.diverged
+    runs: list[list[list[DyingResult]]] = [[[] for _ in CAUSES] for _ in config.remedies]
+    for (r, c, s), result in zip(cells, results, strict=True):
+        runs[r][c].append(result)
+        dead[r, c, s] = result.final_dead
+        accuracy[r, c, s] = result.final_accuracy
+        backward_gain[r, c, s] = result.init_backward_gain
+        diverged[r, c, s] = result.diverged
     return RemediesResult(
         config=config,
         dead=dead,
@@ -914,4 +1064,147 @@ def run_remedies(config: RemediesConfig) -> RemediesResult:
         backward_gain=backward_gain,
         diverged=diverged,
         runs=runs,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The activations ranked fairly: each at its best learning rate, over seeds, under two initializations
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Every activation × initialization × learning rate × seed, all trained like ``base``.
+
+    The remedies table gives each activation one learning rate, one initialization and one bias. Here
+    each activation gets its best learning rate (the highest mean validation accuracy over seeds) under
+    each initialization, so that a ranking cannot come from one lucky or unlucky setting.
+
+    Args:
+        base: the shared settings (bias, steps, batch, width, depth, clipping); its activation, lr, init
+            and seed are replaced.
+        activations: names from ``RELU_FAMILY`` (distinct).
+        inits: names from ``INITS`` (distinct).
+        lrs: learning rates (distinct, each > 0); at least one.
+        n_seeds: seeds ``seed``, ``seed + 1``, ... per cell.
+        seed: the first seed.
+    """
+
+    base: DyingConfig = field(default_factory=_default_bias_cause)
+    activations: tuple[str, ...] = RELU_FAMILY
+    inits: tuple[str, ...] = ("default", "kaiming_normal")
+    lrs: tuple[float, ...] = (0.3, 1.0, 3.0)
+    n_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, DyingConfig):
+            raise TypeError(f"base must be a DyingConfig; got {type(self.base).__name__}")
+        for name, choices in (("activations", RELU_FAMILY), ("inits", INITS), ("lrs", None)):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values:
+                raise TypeError(f"{name} must be a non-empty tuple; got {values!r}")
+            if choices is None:
+                values = tuple(check_float("lr", v, 0.0, strict_minimum=True) for v in values)
+                object.__setattr__(self, name, values)
+            else:
+                for value in values:
+                    check_choice(name[:-1], value, choices)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must not repeat; got {values!r}")
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass
+class RankingResult:
+    """Final validation accuracy and dead fraction of every run; arrays are (A, I, R, S) for A
+    activations, I initializations, R learning rates and S seeds.
+
+    Args:
+        config: the configuration that produced this result.
+        accuracy: validation accuracy after ``base.steps`` steps (or where the run diverged).
+        dead: fraction of hidden units with z <= 0 on every training input at the end.
+        diverged: whether the run hit a non-finite loss or gradient.
+    """
+
+    config: RankingConfig
+    accuracy: np.ndarray
+    dead: np.ndarray
+    diverged: np.ndarray
+
+    def _cell(self, activation: str, init: str) -> tuple[int, int]:
+        a = self.config.activations.index(check_choice("activation", activation, self.config.activations))
+        return a, self.config.inits.index(check_choice("init", init, self.config.inits))
+
+    def best_lr(self, activation: str, init: str) -> float:
+        """The learning rate with the highest mean validation accuracy over seeds (the smaller on a tie).
+
+        Args:
+            activation: one of ``config.activations``.
+            init: one of ``config.inits``.
+        """
+        a, i = self._cell(activation, init)
+        return self.config.lrs[int(np.argmax(self.accuracy[a, i].mean(axis=1)))]
+
+    def best(self, activation: str, init: str, metric: str = "accuracy") -> np.ndarray:
+        """(S,) the per-seed "accuracy" or "dead" fraction at the activation's best learning rate.
+
+        Args:
+            activation: one of ``config.activations``.
+            init: one of ``config.inits``.
+            metric: "accuracy" or "dead".
+        """
+        a, i = self._cell(activation, init)
+        r = self.config.lrs.index(self.best_lr(activation, init))
+        return getattr(self, check_choice("metric", metric, ("accuracy", "dead")))[a, i, r].copy()
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per (initialization, activation), at the best learning rate."""
+        import pandas as pd
+
+        rows = []
+        for init in self.config.inits:
+            for activation in self.config.activations:
+                accuracy = self.best(activation, init)
+                rows.append(
+                    {
+                        "initialization": "He" if init == "kaiming_normal" else init,
+                        "activation": activation,
+                        "best learning rate": self.best_lr(activation, init),
+                        "val accuracy (mean)": accuracy.mean(),
+                        "lowest seed": accuracy.min(),
+                        "highest seed": accuracy.max(),
+                        "dead fraction (mean)": self.best(activation, init, "dead").mean(),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def run_ranking(config: RankingConfig) -> RankingResult:
+    """Train every (activation, init, lr, seed) run of the grid with ``run_dying_stacked``.
+
+    Args:
+        config: see :class:`RankingConfig`.
+    """
+    grid = [
+        (activation, init, lr, seed)
+        for activation in config.activations
+        for init in config.inits
+        for lr in config.lrs
+        for seed in range(config.seed, config.seed + config.n_seeds)
+    ]
+    results = run_dying_stacked(
+        [
+            dataclasses.replace(
+                config.base, activation=a, init=i, lr=lr, seed=s, measure_every=config.base.steps
+            )
+            for a, i, lr, s in grid
+        ]
+    )
+    shape = (len(config.activations), len(config.inits), len(config.lrs), config.n_seeds)
+    return RankingResult(
+        config=config,
+        accuracy=np.array([r.final_accuracy for r in results]).reshape(shape),
+        dead=np.array([r.final_dead for r in results]).reshape(shape),
+        diverged=np.array([r.diverged for r in results]).reshape(shape),
     )
