@@ -21,6 +21,7 @@ import pytest
 from myst_nb.core.variables import format_plain_text
 
 from vgcourse.reader_notebooks import (
+    Citation,
     Site,
     format_glue_text,
     glue_values,
@@ -67,6 +68,7 @@ samples; {glue:text}`ratio:g` in general form, {glue:text}`ratio` raw, {glue}`st
 
 See {doc}`intro`, {doc}`the setup <running>`, {ref}`chain-section`, {ref}`this part <later>`,
 {numref}`Figure %s <later>`, {cite}`hochreiter1991,bengio1994`, {math}`\alpha^L`, {eq}`eq-chain`,
+as {cite:t}`kingma2015` found {cite:p}`he2016`,
 {term}`gradient`, {abbr}`SGD (stochastic gradient descent)`, H{sub}`2`O, the [introduction](intro.md)
 and the [data section](running.md#data), an [outside page](https://pytorch.org/a.md) and `{doc}`-style
 code left as code.
@@ -136,7 +138,14 @@ FIXTURE_SITE = Site(
     URL,
     titles={"book/intro": "Introduction", "book/running": "Running the course"},
     labels={"chain-section": ("book/linear_chain", "A chain"), "later": ("book/linear_chain", "Later")},
+    citations={
+        "hochreiter1991": Citation("Hochreiter", "1991", ("hochreiter", "1991", "")),
+        "bengio1994": Citation("Bengio et al.", "1994", ("bengio simard frasconi", "1994", "")),
+        "kingma2015": Citation("Kingma and Ba", "2015", ("kingma ba", "2015", "")),
+        "he2016": Citation("He et al.", "2016", ("he zhang ren sun", "2016", "")),
+    },
 )
+REFS = "https://example.org/course/book/references.html"
 
 
 def raw_myst(text: str) -> list[str]:
@@ -193,7 +202,8 @@ def test_fixture_converts_to_plain_markdown() -> None:
         "[A chain](https://example.org/course/book/linear_chain.html#chain-section), "
         "[this part](https://example.org/course/book/linear_chain.html#later)",
         "[Figure](https://example.org/course/book/linear_chain.html#later), "
-        "[hochreiter1991, bengio1994], $\\alpha^L$, (eq-chain)",
+        f"[[Bengio et al., 1994]({REFS}), [Hochreiter, 1991]({REFS})], $\\alpha^L$, (eq-chain),",
+        f"as Kingma and Ba [[2015]({REFS})] found [[He et al., 2016]({REFS})],",
         "gradient, SGD, H<sub>2</sub>O, the [introduction](https://example.org/course/book/intro.html)",
         "[data section](https://example.org/course/book/running.html#data), an "
         "[outside page](https://pytorch.org/a.md) and `{doc}`-style",
@@ -273,6 +283,41 @@ def test_bad_input_is_named() -> None:
         format_glue_text({"image/png": "..."}, ".2f")
     with pytest.raises(ValueError, match="ending in '/'"):
         Site("https://example.org/course")
+    with pytest.raises(ValueError, match=r"cites \['nobody2020'\], which the bibliography lacks"):
+        to_plain_markdown("{cite:p}`he2016, nobody2020`", GLUE, FIXTURE_SITE, "book/x")
+
+
+def test_citations_read_like_the_site_from_the_books_bibliography() -> None:
+    """sphinxcontrib-bibtex's author_year style (measured on a Sphinx build of references.bib):
+    ':cite:t:`kingma2015adam`' gives "Kingma and Ba [2015]", ':cite:p:`saxe2014exact,
+    pennington2017resurrecting`' gives "[Pennington et al., 2017, Saxe et al., 2014]" (sorted)."""
+    site = site_of(ROOT / "book", URL)
+    assert site.citations["kingma2015adam"] == Citation(
+        "Kingma and Ba", "2015", ("kingma ba", "2015", "adam: a method for stochastic optimization")
+    )
+    assert site.citations["hochreiter1991untersuchungen"].authors == "Hochreiter"
+    assert site.citations["he2016identity"].authors == "He et al."
+    refs = site.page("book/references")
+    text = to_plain_markdown(
+        "{cite:t}`kingma2015adam` and {cite:p}`saxe2014exact,pennington2017resurrecting`.",
+        {},
+        site,
+        "book/linear_chain",
+    )
+    assert text == (
+        f"Kingma and Ba [[2015]({refs})] and "
+        f"[[Pennington et al., 2017]({refs}), [Saxe et al., 2014]({refs})]."
+    )
+    # Every key a page cites is in the bibliography, so the reader notebooks can write each one.
+    cited = set()
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        prose = "\n".join(
+            c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+        )
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", prose):
+            cited |= {k.strip() for k in keys.split(",")}
+    assert "kingma2015adam" in cited
+    assert cited - set(site.citations) == set()
 
 
 def test_reader_notebook_keeps_cells_and_drops_outputs(tmp_path: Path) -> None:

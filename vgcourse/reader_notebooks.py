@@ -15,8 +15,12 @@ executed it (``_build/jupyter_execute/book/<chapter>.ipynb``, with its glued val
   titled directives a bold title over their body, ``{math}`` blocks ``$$ … $$``, code directives
   fenced code, glue directives their value; ``{toctree}``-like directives are dropped;
 - ``{doc}``, ``{ref}`` and ``{numref}`` roles and Markdown links to other pages become links to the
-  course site; ``{math}`` becomes ``$…$``, ``{cite}`` ``[key]``, ``{eq}`` ``(label)``, other roles
-  their text;
+  course site; ``{math}`` becomes ``$…$``, ``{eq}`` ``(label)``, other roles their text;
+- ``{cite:t}``, ``{cite:p}`` and ``{cite}`` roles read as the site writes them with sphinxcontrib-bibtex's
+  author_year style, from the book's ``references.bib``: "He et al. [2016]" (textual) and
+  "[He et al., 2016]" (parenthetical; several keys sorted by author, year and title, as the site sorts
+  them), one author "Hochreiter", two "Kingma and Ba", three or more "He et al."; the year (textual)
+  or author and year (parenthetical) link to the site's references page;
 - ``(label)=`` targets, ``%`` comment lines and ``+++`` cell breaks are dropped.
 
 Code cells keep their source, so the Colab install cell stays first. No output is stored: a reader
@@ -41,8 +45,10 @@ from typing import Any
 import nbformat
 
 __all__ = [
+    "Citation",
     "Site",
     "format_glue_text",
+    "read_citations",
     "glue_values",
     "main",
     "reader_notebook",
@@ -86,6 +92,42 @@ _MATH_LABEL = re.compile(r"^(?P<fence>\s*\$\$)\s*\([\w:.-]+\)\s*$")
 
 
 @dataclass(frozen=True)
+class Citation:
+    """How the site cites one bibliography entry (sphinxcontrib-bibtex, author_year style).
+
+    Attributes:
+        authors: last names as the site writes them: "Hochreiter", "Kingma and Ba", "He et al.".
+        year: the entry's year.
+        sort_key: the order of several keys in one role: (authors' last names, year, title), lowercase.
+    """
+
+    authors: str
+    year: str
+    sort_key: tuple[str, str, str] = ("", "", "")
+
+
+def read_citations(bibfile: str | Path) -> dict[str, Citation]:
+    """`Citation` of every entry of a BibTeX file, keyed by citation key (pybtex parses the file)."""
+    from pybtex.database import parse_file
+    from pybtex.plugin import find_plugin
+
+    last_names = find_plugin("pybtex.style.names", "last")()
+    citations = {}
+    for key, entry in parse_file(str(bibfile)).entries.items():
+        persons = entry.persons.get("author") or entry.persons.get("editor") or []
+        names = [last_names.format(person, True).format().render_as("text") for person in persons]
+        if not names:
+            raise ValueError(f"{bibfile}: entry {key!r} has no author or editor")
+        authors = names[0] if len(names) == 1 else f"{names[0]} and {names[1]}"
+        if len(names) > 2:
+            authors = f"{names[0]} et al."
+        year = entry.fields.get("year", "")
+        title = str(entry.fields.get("title", ""))
+        citations[key] = Citation(authors, year, (" ".join(names).lower(), year, title.lower()))
+    return citations
+
+
+@dataclass(frozen=True)
 class Site:
     """Where the book is published and what its pages are called, for links that leave a notebook.
 
@@ -93,11 +135,15 @@ class Site:
         url: the site's address, ending in ``/`` (a page ``book/intro`` is at ``url + "book/intro.html"``).
         titles: page title of each document name (``"book/intro"``), for ``{doc}`` roles without text.
         labels: ``(document name, title)`` of each ``(label)=`` target, for ``{ref}`` roles.
+        citations: `Citation` of each bibliography key, for ``{cite}`` roles.
+        references: document name of the page that lists the references (citations link to it).
     """
 
     url: str
     titles: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    citations: Mapping[str, Citation] = field(default_factory=dict)
+    references: str = "book/references"
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not re.match(r"^https?://.+/$", self.url):
@@ -108,9 +154,12 @@ class Site:
         return f"{self.url}{docname}.html" + (f"#{anchor}" if anchor else "")
 
 
-def site_of(book_dir: str | Path, url: str) -> Site:
-    """`Site` of the book whose pages (``.md`` and ``.ipynb``) are in ``book_dir``, published at ``url``."""
+def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -> Site:
+    """`Site` of the book whose pages (``.md`` and ``.ipynb``) are in ``book_dir``, published at ``url``,
+    citing the entries of ``bibfile`` (default: ``references.bib`` beside ``book_dir``, if there is one)."""
     book = Path(book_dir)
+    bib = Path(bibfile) if bibfile is not None else book.parent / "references.bib"
+    citations = read_citations(bib) if bibfile is not None or bib.exists() else {}
     titles: dict[str, str] = {}
     labels: dict[str, tuple[str, str]] = {}
     for path in sorted([*book.glob("*.md"), *book.glob("*.ipynb")]):
@@ -129,7 +178,7 @@ def site_of(book_dir: str | Path, url: str) -> Site:
                 following = next((x for x in lines[index + 1 :] if x.strip()), "")
                 heading = _HEADING.match(following)
                 labels[target["label"]] = (docname, heading["title"] if heading else target["label"])
-    return Site(url, titles, labels)
+    return Site(url, titles, labels, citations)
 
 
 def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
@@ -244,7 +293,7 @@ class _Converter:
         if name == "eq":
             return text or f"({target})"
         if name.startswith("cite"):
-            return "[" + ", ".join(k.strip() for k in content.split(",")) + "]"
+            return self._cite(name, content)
         if name in ("sub", "sup", "kbd"):
             return f"<{name}>{content}</{name}>"
         if name == "abbr":
@@ -256,6 +305,22 @@ class _Converter:
         if name == "emphasis":
             return f"*{content}*"
         return text or target
+
+    def _cite(self, name: str, content: str) -> str:
+        """A citation role as the site writes it (author_year style; see the module docstring)."""
+        keys = [k.strip() for k in content.split(",") if k.strip()]
+        missing = [k for k in keys if k not in self.site.citations]
+        if missing:
+            raise ValueError(f"{self.docname}: {{{name}}} cites {missing}, which the bibliography lacks")
+        entries = sorted((self.site.citations[k] for k in keys), key=lambda c: c.sort_key)
+        url = self.site.page(self.site.references)
+        if name in ("cite:t", "cite:ts"):
+            return ", ".join(f"{c.authors} [[{c.year}]({url})]" for c in entries)
+        if name == "cite:author":
+            return ", ".join(f"[{c.authors}]({url})" for c in entries)
+        if name == "cite:year":
+            return ", ".join(f"[{c.year}]({url})" for c in entries)
+        return "[" + ", ".join(f"[{c.authors}, {c.year}]({url})" for c in entries) + "]"
 
     def _resolve(self, target: str) -> str:
         """Document name of a page reference relative to this page (``intro`` → ``book/intro``)."""
