@@ -30,10 +30,12 @@ $(STAMP): pyproject.toml constraints.txt
 # The data check runs first: missing or corrupted data files fail the build in seconds, with the way out.
 # After the site come the reader notebooks: each chapter for Colab and Jupyter readers in _build/colab/,
 # with the numbers the build computed written into the prose (vgcourse/reader_notebooks.py).
+# VGCOURSE_STRICT_FIGURES=1: every figure a plot function returns must fit the text column, keep its
+# series inside its axes and its text legible (vgcourse/plots/figure_check.py), or the chapter fails.
 book: $(STAMP)
 	$(BIN)/python -m vgcourse.datasets --check
 	rm -rf _build/html _build/.doctrees _build/colab
-	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	VGCOURSE_STRICT_FIGURES=1 $(BIN)/jupyter-book build --all -W -n --keep-going .
 	$(BIN)/python -m vgcourse.reader_notebooks --build _build --out _build/colab
 
 # The reader notebooks again, from the executed chapters of the last `make book`.
