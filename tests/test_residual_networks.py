@@ -530,3 +530,194 @@ def test_explorer_updates_at_defaults_and_extremes() -> None:
         explorers.layer_profile_explorer(depth=200)
     with pytest.raises(ValueError, match="valid choices"):
         explorers.layer_profile_explorer(norm="group")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_post_activation_block_jacobian_is_mask_times_identity_plus_branch(seed: int) -> None:
+    """φ(x + F(x)) has Jacobian D(I + ∂F/∂x), D = diag(1[x + F(x) > 0])."""
+    model = rn.build_network(
+        rn.POST_ACTIVATION, depth=3, width=6, in_features=6, out_features=2, seed=seed, dtype="float64"
+    )
+    x = torch.randn(6, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    block = model.blocks[1]
+    auto = torch.autograd.functional.jacobian(block, x)
+    branch = block.fc2.weight @ torch.diag((block.fc1(x) > 0).to(F64)) @ block.fc1.weight
+    mask = torch.diag((x + block.branch(x) > 0).to(F64))
+    torch.testing.assert_close(auto, mask @ (torch.eye(6, dtype=F64) + branch), rtol=1e-12, atol=1e-14)
+    assert 0 < int(mask.diag().sum()) < 6  # the mask removes some entries here: the test can tell D from I
+    assert float(block(x).detach().min()) >= 0.0
+    clean = rn.build_network(rn.RESIDUAL, depth=3, width=6, in_features=6, out_features=2, seed=seed)
+    post = rn.build_network(rn.POST_ACTIVATION, depth=3, width=6, in_features=6, out_features=2, seed=seed)
+    for a, b in zip(clean.parameters(), post.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same weights: only the ReLU differs
+
+
+def test_torchvision_resnet18_uses_the_original_post_activation_block() -> None:
+    source = rn.torchvision_block_source()
+    assert source.addition == "out += identity"
+    assert source.after_addition == ["out = self.relu(out)"]
+    assert source.relu_after_addition
+    assert rn.torchvision_block_source("Bottleneck").relu_after_addition
+    check = rn.check_torchvision_block(seed=0)
+    assert check.block == "layer1.0 (BasicBlock)"
+    assert check.output_min == 0.0
+    assert 0.2 < check.negative_share < 0.8
+    assert check.error_original < 1e-12  # J = D(I + ∂F/∂x) exactly
+    assert check.error_clean > 0.1  # and not I + ∂F/∂x
+    with pytest.raises(ValueError, match="valid choices"):
+        rn.torchvision_block_source("PreActBlock")
+
+
+@pytest.fixture(scope="module")
+def placement() -> rn.PlacementResult:
+    return rn.run_placement(rn.PlacementConfig(**N_NETWORKS))
+
+
+@pytest.mark.claim
+def test_placement_numbers_the_chapter_states(placement: rn.PlacementResult) -> None:
+    nets, depth = placement.config.networks, placement.config.depth
+    first = {spec: placement.stream_grad[nets.index(spec), :, 0] for spec in nets}  # per network
+    growth = {spec: first[spec] ** (1 / depth) for spec in nets}
+    within("residual: placement, clean, gradient growth per block", growth[rn.RESIDUAL], 1.3, 1.52)
+    within(
+        "residual: placement, ReLU after +, gradient growth per block", growth[rn.POST_ACTIVATION], 1.15, 1.38
+    )
+    expect(
+        "residual: placement, log10 gradient ratio clean / ReLU after +",
+        np.log10(first[rn.RESIDUAL] / first[rn.POST_ACTIVATION]),
+        ">",
+        1,
+    )
+    within(
+        "residual: placement, BN, gradient ratio ReLU after + / clean",
+        first[rn.POST_ACTIVATION_BN] / first[rn.RESIDUAL_BN],
+        1.5,
+        6,
+    )
+    active = {spec: placement.active[nets.index(spec)].mean(axis=1) for spec in nets}
+    within(
+        "residual: placement, ReLU after +, share of entries kept by D",
+        active[rn.POST_ACTIVATION],
+        0.62,
+        0.78,
+    )
+    within(
+        "residual: placement, BN, ReLU after +, share of entries kept by D",
+        active[rn.POST_ACTIVATION_BN],
+        0.8,
+        0.93,
+    )
+    share = {spec: placement.identity_share[nets.index(spec), :, 0] for spec in nets}
+    expect(
+        "residual: placement, ReLU after +, identity path share at x_0", share[rn.POST_ACTIVATION], "<", 0.01
+    )
+    within(
+        "residual: placement, BN, ReLU after +, identity path share at x_0",
+        share[rn.POST_ACTIVATION_BN],
+        0.04,
+        0.2,
+    )
+    for spec in (rn.RESIDUAL, rn.RESIDUAL_BN):
+        assert np.all(placement.identity_share[nets.index(spec)] == 1.0)
+        assert np.all(placement.active[nets.index(spec)] == 1.0)
+    assert placement.identity_share_at_input(rn.POST_ACTIVATION) == pytest.approx(
+        share[rn.POST_ACTIVATION].mean()
+    )
+    assert placement.growth_per_block(rn.RESIDUAL) == pytest.approx(
+        np.exp(np.log(first[rn.RESIDUAL]).mean()) ** (1 / depth)
+    )
+    assert np.all(placement.stream_grad[:, :, -1] == 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shattered gradients
+
+
+def test_lag1_autocorrelation() -> None:
+    t = np.linspace(0, 1, 256)
+    assert rn.lag1_autocorrelation(np.sin(2 * np.pi * t)) > 0.99
+    noise = np.random.default_rng(0).standard_normal(4096)
+    assert abs(rn.lag1_autocorrelation(noise)) < 0.05
+    assert rn.lag1_autocorrelation(np.array([1.0, -1.0] * 8)) < -0.9
+    assert math.isnan(rn.lag1_autocorrelation(np.ones(5)))
+    with pytest.raises(ValueError, match="1-D"):
+        rn.lag1_autocorrelation(np.ones((3, 3)))
+
+
+@pytest.fixture(scope="module")
+def shattered() -> rn.ShatteredResult:
+    return rn.run_shattered(rn.ShatteredConfig(**N_NETWORKS))
+
+
+@pytest.mark.claim
+def test_shattered_numbers_the_chapter_states(shattered: rn.ShatteredResult) -> None:
+    nets, depths = shattered.config.networks, list(shattered.config.depths)
+    rho = {spec: shattered.autocorrelation[nets.index(spec)] for spec in nets}  # (seeds, depths)
+    one, twenty, fifty = depths.index(1), depths.index(20), depths.index(50)
+    for spec in nets:
+        expect(f"residual: shattered, {spec.label}, L=1, lag-1 autocorrelation", rho[spec][:, one], ">", 0.95)
+    for index, depth in ((twenty, 20), (fifty, 50)):
+        expect(
+            f"residual: shattered, plain + BN, L={depth}, |lag-1 autocorrelation|",
+            np.abs(rho[rn.PLAIN_BN][:, index]),
+            "<",
+            0.35,
+        )
+    expect(
+        "residual: shattered, residual + BN, L=50, lag-1 autocorrelation",
+        rho[rn.RESIDUAL_BN][:, fifty],
+        ">",
+        0.4,
+    )
+    gap = rho[rn.RESIDUAL_BN][:, fifty] - rho[rn.PLAIN_BN][:, fifty]
+    expect("residual: shattered, L=50, residual - plain lag-1 autocorrelation", gap, ">", 0.3)
+    assert shattered.at(rn.PLAIN_BN, 50) == pytest.approx(rho[rn.PLAIN_BN][:, fifty].mean())
+    assert shattered.gradient.shape == (2, shattered.config.n_points)
+    with pytest.raises(ValueError, match="was not measured"):
+        shattered.at(rn.PLAIN_BN, 30)
+
+
+def test_shattered_gradient_is_each_points_own_derivative() -> None:
+    """With BatchNorm's statistics frozen, df/dx at a point matches a finite difference of f there."""
+    config = rn.ShatteredConfig(depths=(3,), width=8, n_points=16, n_seeds=1)
+    result = rn.run_shattered(config)
+    model = rn.build_network(rn.PLAIN_BN, depth=3, width=8, in_features=1, out_features=1, dtype="float64")
+    x = torch.linspace(-2, 2, 16, dtype=F64)[:, None]
+    gradient = rn._input_gradient(model, x)  # model is now in eval mode with frozen statistics
+    np.testing.assert_allclose(gradient, result.gradient[0])
+    h = 1e-6
+    with torch.no_grad():
+        numeric = (model(x + h) - model(x - h))[:, 0].numpy() / (2 * h)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: rn.NetworkSpec(skip=False, post_activation=True), ValueError),
+        (lambda: rn.NetworkSpec(post_activation=1), TypeError),
+        (lambda: rn.PlacementConfig(networks=(rn.PLAIN,)), ValueError),
+        (lambda: rn.PlacementConfig(depth=0), ValueError),
+        (lambda: rn.ShatteredConfig(depths=(5, 2)), ValueError),
+        (lambda: rn.ShatteredConfig(interval=0.0), ValueError),
+        (lambda: rn.ShatteredConfig(n_points=2), ValueError),
+    ],
+)
+def test_new_configs_reject_bad_input(make, error) -> None:
+    with pytest.raises(error):
+        make()
+
+
+def test_placement_and_shattered_plots() -> None:
+    placement = rn.run_placement(rn.PlacementConfig(depth=4, width=8, batch_size=16, n_seeds=2))
+    assert len(plots.relu_placement(placement).axes) == 2
+    shattered = rn.run_shattered(rn.ShatteredConfig(depths=(1, 3), width=8, n_points=32, n_seeds=2))
+    assert len(plots.shattered_gradients(shattered).axes) == 2
+    with pytest.raises(TypeError):
+        plots.relu_placement(shattered)
+    with pytest.raises(TypeError):
+        plots.shattered_gradients(placement)

@@ -892,10 +892,10 @@ class DegradationResult:
             {
                 "network": run.name,
                 "Linear layers": run.n_layers,
-                "train loss": run.train_loss,
-                "train accuracy": run.train_accuracy,
-                "val accuracy": run.val_accuracy,
-                "‖∂J/∂x₀‖/‖∂J/∂x_L‖ at init": run.init_grad_ratio,
+                "training loss": run.train_loss,
+                "training accuracy": run.train_accuracy,
+                "validation accuracy": run.val_accuracy,
+                "gradient ratio ‖∂J/∂x₀‖/‖∂J/∂x_L‖ at initialization": run.init_grad_ratio,
             }
             for run in self.runs
         ]
@@ -1135,14 +1135,15 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
             )
             result = stream_pass(model, x, y)
             grads[i, s] = result.stream_grad / result.stream_grad[-1]
+            if not spec.post_activation:  # a clean block has no mask: D = I
+                active[i, s], share[i, s] = 1.0, 1.0
+                continue
             masks = []
             with torch.no_grad():  # the same batch statistics as the pass above (training mode)
                 h = model.stem(x.double())
                 for block in model.blocks:
                     masks.append(h + block.alpha * block.branch(h) > 0)
                     h = block(h)
-            if not spec.post_activation:
-                masks = [torch.ones_like(m) for m in masks]
             active[i, s] = [float(m.double().mean()) for m in masks]
             survive = torch.ones_like(masks[0])
             share[i, s, depth] = 1.0

@@ -17,6 +17,8 @@ from vgcourse.experiments.residual_networks import (
     LayerProfileResult,
     NetworkSpec,
     PathExpansionResult,
+    PlacementResult,
+    ShatteredResult,
 )
 from vgcourse.plots._common import checked, figure_and_axes, log_scale
 
@@ -29,6 +31,8 @@ __all__ = [
     "layer_profile",
     "layer_profile_grid",
     "path_expansion",
+    "relu_placement",
+    "shattered_gradients",
 ]
 
 _METRIC_LABELS = {
@@ -79,7 +83,7 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
     ax.set_xlabel("path length k (branches the path goes through)")
     ax.set_ylabel(r"$\|P_k\|_F / \sqrt{n}$")
     ax.set_title(rf"$\partial x_L/\partial x_0 = \sum_k P_k$, L = {result.config.depth}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
 
 
@@ -113,7 +117,7 @@ def forward_variance(
     ax.set_ylabel(r"$\mathbb{E}[x_l^2] \,/\, \mathbb{E}[x_0^2]$")
     ax.set_title(f"forward signal at initialization (width {result.config.width})")
     if legend:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return fig
 
 
@@ -121,8 +125,8 @@ def forward_variance(
 def forward_variance_panels(
     result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None
 ) -> Figure:
-    """``forward_variance`` in side-by-side panels, one per group of specs (default: those whose growth
-    is exponential, then the others), each with its own y range.
+    """``forward_variance`` in panels one above the other, one per group of specs (default: those whose
+    growth is exponential, then the others), each with its own y range.
 
     Args:
         result: from ``run_forward_variance``.
@@ -134,7 +138,7 @@ def forward_variance_panels(
         fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
         slow = [s for s in result.config.networks if s not in fast]
         groups = [g for g in (fast, slow) if g]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.4 * len(groups), 4.0), squeeze=False)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(6.4, 3.6 * len(groups)), squeeze=False)
     for group, ax in zip(groups, axes.flat, strict=True):
         forward_variance(result, ax=ax, networks=list(group))
     fig.tight_layout()
@@ -176,7 +180,7 @@ def depth_sweep(
     ax.set_ylabel(_METRIC_LABELS[metric])
     ax.set_title("backward: gradient ratio" if metric == "grad_ratio" else "forward: signal growth")
     if legend:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
     return fig
 
 
@@ -188,12 +192,12 @@ def depth_sweep_panels(result: DepthSweepResult) -> Figure:
         result: from ``run_depth_sweep``.
     """
     _check(result, DepthSweepResult)
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(7.4, 5.0))
     depth_sweep(result, "grad_ratio", ax=axes[0], legend=False)
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.22, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
     return fig
 
 
@@ -225,7 +229,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
     ax.set_ylabel(f"training loss (mean of {window} minibatches)" if window > 1 else "training loss")
     norm = {None: "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}[result.config.norm]
     ax.set_title(f"{result.config.dataset}, width {result.config.width}, {norm}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
 
 
@@ -266,12 +270,12 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
     ax.set_ylabel("norm")
     ax.set_title(f"{result.config.network.label}, L = {result.config.depth}", fontsize=10)
     if legend:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
     return fig
 
 
 @checked
-def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3) -> Figure:
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2) -> Figure:
     """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
 
     Args:
@@ -284,7 +288,7 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3)
         _check(result, LayerProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False)
     for k, (result, ax) in enumerate(zip(results, axes.flat, strict=False)):
         layer_profile(result, ax=ax, legend=False)
         if k % ncols:
@@ -294,6 +298,78 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 3)
     for ax in axes.flat[len(results) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    bottom = 0.5 / fig.get_figheight()  # room for two rows of legend
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
+    return fig
+
+
+@checked
+def relu_placement(result: PlacementResult) -> Figure:
+    """Two panels against the block l: left, the backward signal ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (log y, geometric
+    mean over networks); right, the share of entries through which the identity path alone carries the
+    gradient from x_L back to x_l (mean over networks). Clean blocks solid, a ReLU after the addition
+    dashed; one colour per norm.
+
+    Args:
+        result: from ``run_placement``.
+    """
+    _check(result, PlacementResult)
+    fig, axes = plt.subplots(1, 2, figsize=(7.4, 4.0))
+    grads, share = result.typical_grad(), result.identity_share.mean(axis=1)
+    norms: list[str | None] = []
+    for i, spec in enumerate(result.config.networks):
+        if spec.norm not in norms:
+            norms.append(spec.norm)
+        style = {"color": f"C{norms.index(spec.norm)}", "ls": "--" if spec.post_activation else "-", "lw": 2}
+        axes[0].plot(result.blocks, _positive(grads[i]), label=spec.label, **style)
+        axes[1].plot(result.blocks, share[i], **style)
+    log_scale(axes[0], "y")
+    axes[0].set_ylabel(r"$\|\partial J/\partial x_l\| \,/\, \|\partial J/\partial x_L\|$")
+    axes[0].set_title("backward signal", fontsize=10)
+    axes[1].set_ylim(-0.03, 1.05)
+    axes[1].set_ylabel("share of entries kept")
+    axes[1].set_title("identity path from $x_L$ to $x_l$", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel(f"block l (L = {result.config.depth})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
+    return fig
+
+
+@checked
+def shattered_gradients(result: ShatteredResult) -> Figure:
+    """Two panels: left, df/dx along the grid of inputs for the deepest networks of each spec (each
+    standardized to mean 0 and standard deviation 1, and shifted apart); right, the lag-1 autocorrelation
+    of df/dx against the depth (log x; mean over networks, one marker per network).
+
+    Args:
+        result: from ``run_shattered``.
+    """
+    _check(result, ShatteredResult)
+    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.8))
+    deepest = result.config.depths[-1]
+    offsets = []
+    for i, spec in enumerate(result.config.networks):
+        g = result.gradient[i]
+        spread = g.std()
+        z = (g - g.mean()) / spread if spread > 0 else g - g.mean()
+        offset = -5.0 * i
+        offsets.append(offset)
+        axes[0].plot(result.points, z + offset, lw=0.9, color=f"C{i}")
+        (line,) = axes[1].plot(result.depths, result.mean()[i], "o-", color=f"C{i}", ms=4, label=spec.label)
+        for s in range(result.config.n_seeds):
+            axes[1].plot(result.depths, result.autocorrelation[i, s], ".", color=line.get_color(), ms=3)
+    axes[0].set_yticks(offsets, [spec.label for spec in result.config.networks], fontsize=9)
+    axes[0].set_xlabel("input x")
+    axes[0].set_title(f"df/dx, L = {deepest} (standardized)", fontsize=10)
+    axes[1].axhline(0.0, color="0.5", lw=0.8)
+    log_scale(axes[1], "x")
+    axes[1].set_ylim(-0.35, 1.05)
+    axes[1].set_xlabel("depth L (blocks)")
+    axes[1].set_ylabel("lag-1 autocorrelation of df/dx")
+    axes[1].set_title("1: smooth; 0: white noise", fontsize=10)
+    axes[1].legend(fontsize=9, loc="lower left")
+    fig.tight_layout()
     return fig
