@@ -524,3 +524,143 @@ def test_runs_beyond_float64_do_not_crash():
     assert isinstance(plots.scheme_grid(sweep), Figure)
     assert ex.geometric_mean([0.0, 1.0]) == 0.0
     assert ex.geometric_mean([np.inf, 1.0]) == np.inf
+
+
+# --------------------------------------------------------------------- biases: the critical line
+@pytest.fixture(scope="module")
+def critical() -> ex.CriticalProfile:
+    return ex.run_critical_profile(ex.CriticalConfig(seeds=OTHER_SEEDS))
+
+
+@pytest.fixture(scope="module")
+def symmetry() -> ex.Symmetry:
+    return ex.run_symmetry(ex.SymmetryConfig(seeds=SEEDS))
+
+
+def test_tanh_moments_match_the_trapezoid_integral():
+    for q in (0.01, 0.3, 1.0, 4.0, 30.0):
+        np.testing.assert_allclose(ex.tanh_moments(q), ex.layer_moments("tanh", q), rtol=1e-6, atol=1e-12)
+    assert ex.tanh_moments(0.0) == pytest.approx((0.0, 1.0), abs=1e-12)
+
+
+def test_fixed_point_agrees_with_plain_iteration():
+    for weight_var, bias_var in ((1.0, 0.05), (1.7609546, 0.05), (2.5, 0.0), (25 / 9, 0.05), (0.5, 0.3)):
+        q_star = ex.tanh_fixed_point(weight_var, bias_var)
+        assert q_star == pytest.approx(weight_var * ex.tanh_moments(q_star)[0] + bias_var, abs=1e-12)
+        q = 1.0
+        for _ in range(3000):  # every map here contracts by at least 0.99 per step near q*
+            q = weight_var * ex.tanh_moments(q)[0] + bias_var
+        assert q == pytest.approx(q_star, rel=1e-6)
+    assert ex.tanh_fixed_point(1.0, 0.0) == 0.0 and ex.tanh_fixed_point(0.8, 0.0) == 0.0
+
+
+def test_critical_line_values():
+    """Schoenholz et al. (2017): σ_b² = 0.05 puts the critical σ_w² near 1.76; the line rises from (1, 0)."""
+    weight_var = ex.critical_weight_var(0.05)
+    assert weight_var == pytest.approx(1.76, abs=0.01)
+    assert ex.tanh_chi(weight_var, 0.05) == pytest.approx(1.0, abs=1e-8)
+    assert ex.tanh_chi(weight_var * 0.95, 0.05) < 1 < ex.tanh_chi(weight_var * 1.05, 0.05)
+    assert ex.critical_weight_var(0.0) == 1.0
+    line = ex.critical_line([0.0, 0.01, 0.05, 0.1, 0.3])
+    assert np.all(np.diff(line.weight_var) > 0) and np.all(np.diff(line.fixed_point) > 0)
+    assert line.fixed_point[0] == 0.0 and line.fixed_point[2] == pytest.approx(0.570, abs=0.002)
+    chis = [ex.tanh_chi(w, 0.05) for w in np.linspace(1.0, 3.0, 9)]
+    assert np.all(np.diff(chis) > 0)  # χ increases with σ_w², so bisection finds the one root
+
+
+def test_predicted_ratio_on_the_line_is_one():
+    weight_var = ex.critical_weight_var(0.05)
+    q_star = ex.tanh_fixed_point(weight_var, 0.05)
+    q, grad = ex.predict_tanh_with_bias(weight_var, 0.05, 60, input_var=(q_star - 0.05) / weight_var)
+    np.testing.assert_allclose(q, q_star, rtol=1e-9)
+    assert grad[0] / grad[-1] == pytest.approx(1.0, rel=1e-6)
+    _, unit = ex.predict_tanh_with_bias(weight_var, 0.05, 60)  # unit-variance input: a transient only
+    _, longer = ex.predict_tanh_with_bias(weight_var, 0.05, 120)
+    assert unit[0] / unit[-1] == pytest.approx(longer[0] / longer[-1], rel=1e-6)
+
+
+@pytest.mark.claim
+def test_measured_ratio_near_one_on_the_line_only(critical):
+    ratio = critical.grad_ratio
+    on = critical.index(ex.critical_weight_var(critical.config.bias_var))
+    ordered, chaotic = critical.index(1.0), critical.index(25 / 9)
+    log = math.log10
+    _between(
+        "init: critical line, log10 geo-mean ratio on the line",
+        log(ex.geometric_mean(ratio[on])),
+        log(0.5),
+        log(2),
+    )
+    _between("init: critical line, log10 ratio per seed on the line", np.log10(ratio[on]), log(0.2), log(5))
+    expect("init: critical line, log10 ratio ordered (σ_w²=1)", np.log10(ratio[ordered]), "<", -4)
+    expect("init: critical line, log10 ratio chaotic (σ_w²=25/9)", np.log10(ratio[chaotic]), ">", 2)
+    for k in (ordered, chaotic):  # the off-line points follow their prediction within a factor 3
+        _between(
+            "init: critical line, log10 measured/predicted off the line",
+            math.log10(ex.geometric_mean(ratio[k]) / critical.predicted_ratio[k]),
+            -log(3),
+            log(3),
+        )
+    assert critical.chi[on] == pytest.approx(1.0, abs=1e-8)
+
+
+@pytest.mark.claim
+def test_symmetry_is_never_broken_by_training(symmetry):
+    s, c = symmetry, symmetry.config
+    zero, constant, xavier = (c.inits.index(name) for name in ("zero", "constant", "xavier"))
+    assert np.all(s.moved[zero] == 0.0)  # zero weights: every hidden gradient is exactly 0
+    expect("init: symmetry, zero init accuracy", s.val_accuracy[zero], "<", 0.15)
+    expect("init: symmetry, constant init row spread", s.row_spread[constant], "<", 1e-6)
+    expect("init: symmetry, constant init weights moved", s.moved[constant].min(axis=-1), ">", 0.005)
+    expect("init: symmetry, constant init accuracy", s.val_accuracy[constant], "<", 0.4)
+    expect("init: symmetry, width-one accuracy", s.width_one_accuracy, "<", 0.4)
+    expect("init: symmetry, xavier row spread", s.row_spread[xavier], ">", 0.5)
+    expect("init: symmetry, xavier accuracy", s.val_accuracy[xavier], ">", 0.9)
+    frame = s.to_frame()
+    assert list(frame["initialization"]) == [*c.inits, "xavier, width 1"]
+    assert "validation accuracy (mean over seeds)" in frame.columns
+
+
+def test_new_configs_and_arguments_raise():
+    for kwargs, error in (
+        ({"bias_var": 0.0}, ValueError),
+        ({"weight_vars": ()}, ValueError),
+        ({"weight_vars": "1"}, TypeError),
+        ({"weight_vars": (1.0, -1.0)}, ValueError),
+        ({"depth": 1}, ValueError),
+        ({"input_at_fixed_point": 1}, TypeError),
+        ({"seeds": (0, 0)}, ValueError),
+    ):
+        with pytest.raises(error):
+            ex.CriticalConfig(**kwargs)
+    for kwargs, error in (
+        ({"inits": ("ones",)}, ValueError),
+        ({"width": 1}, ValueError),
+        ({"lr": 0}, ValueError),
+    ):
+        with pytest.raises(error):
+            ex.SymmetryConfig(**kwargs)
+    with pytest.raises(ValueError):
+        ex.tanh_fixed_point(0.0, 0.1)
+    with pytest.raises(ValueError):
+        ex.critical_weight_var(-0.1)
+    with pytest.raises(TypeError):
+        ex.critical_line("0.05")
+    with pytest.raises(TypeError):
+        ex.run_critical_profile(None)
+    with pytest.raises(TypeError):
+        ex.run_symmetry(None)
+    with pytest.raises(ValueError):
+        ex.init_symmetric(MLP(4, 2, 1, 3, "tanh"), "ones")
+    model = ex.init_symmetric(MLP(4, 2, 2, 3, "tanh"), "constant", value=0.3)
+    assert ex.row_spread(model.layers[1].linear.weight) == 0.0
+    assert torch.all(model.layers[0].linear.bias == 0) and torch.all(model.head.weight == 0.3)
+
+
+def test_critical_figure(critical):
+    line = ex.critical_line([0.0, 0.05, 0.1])
+    assert isinstance(plots.critical_phase(line, critical, gains=(1.0, 5 / 3)), Figure)
+    fig, axes = plt.subplots(1, 2)
+    assert plots.critical_phase(line, critical, axes=axes) is fig
+    with pytest.raises(TypeError):
+        plots.critical_phase(critical, critical)

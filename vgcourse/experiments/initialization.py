@@ -14,6 +14,7 @@ experiments reproduce Glorot & Bengio (2010)'s back-propagated gradient histogra
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,23 @@ __all__ = [
     "INIT_SCHEMES",
     "PREDICTION_METHODS",
     "SCHEME_LABELS",
+    "SYMMETRY_INITS",
     "BackpropHistogramConfig",
+    "CriticalConfig",
+    "CriticalLine",
+    "CriticalProfile",
+    "Symmetry",
+    "SymmetryConfig",
+    "critical_line",
+    "critical_weight_var",
+    "init_symmetric",
+    "predict_tanh_with_bias",
+    "row_spread",
+    "run_critical_profile",
+    "run_symmetry",
+    "tanh_chi",
+    "tanh_fixed_point",
+    "tanh_moments",
     "BackpropHistograms",
     "DeepTraining",
     "DeepTrainingConfig",
@@ -856,3 +873,485 @@ def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
             row.append(train(model, data, c.train_config(seed)))
         histories.append(tuple(row))
     return DeepTraining(c, tuple(histories))
+
+
+# ------------------------------------------------------- biases: the critical line (Poole, Schoenholz)
+_QUADRATURE_NODES = 4001  # trapezoid nodes on z in [-10, 10]: spacing 0.005
+_FIXED_POINT_TOL = 1e-13
+_FIXED_POINT_ITERATIONS = 200
+
+
+@functools.cache
+def _quadrature() -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z_k and weights w_k with Σ_k w_k g(z_k) ≈ E[g(z)], z ~ N(0, 1): the trapezoid rule on
+    [-10, 10] with the density folded into the weights (the tails beyond |z| = 10 carry < 1e-22)."""
+    nodes = np.linspace(-10.0, 10.0, _QUADRATURE_NODES)
+    weights = np.full(nodes.shape, nodes[1] - nodes[0])
+    weights[[0, -1]] /= 2.0
+    return nodes, weights * np.exp(-0.5 * nodes**2) / math.sqrt(2.0 * math.pi)
+
+
+def tanh_moments(variance: float) -> tuple[float, float]:
+    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q), by quadrature.
+
+    E[g(a)] = ∫ g(√q z) φ(z) dz ≈ Σ_k w_k g(√q z_k) (trapezoid rule in z, node spacing 0.005), with
+    tanh'(a) = 1 - tanh(a)². The integrand is smooth and decays like φ, so the rule is accurate to about
+    1e-12 for q up to a few and 1e-7 at q = 30 (a node spacing of √q·0.005 in a).
+
+    Args:
+        variance: q = Var(a) >= 0.
+    """
+    q = check_float("variance", variance, 0.0)
+    nodes, weights = _quadrature()
+    t = np.tanh(math.sqrt(q) * nodes)
+    return float(weights @ (t * t)), float(weights @ (1.0 - t * t) ** 2)
+
+
+def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
+    """The stable fixed point q* of the forward map q ↦ σ_w² E[tanh(a)²] + σ_b², a ~ N(0, q).
+
+    A layer a_l = W_l h_{l-1} + b_l with Var(W_ij) = σ_w²/n and Var(b_i) = σ_b² maps the pre-activation
+    variance q_{l-1} to q_l = σ_w² E[tanh(a)²] + σ_b² (Poole et al., 2016). The map is increasing and
+    concave, so its stable fixed point is the root of F(q) = σ_w² m(q) + σ_b² - q in [σ_b², σ_w² + σ_b²]
+    (m = E[tanh²] < 1). Newton's iteration q ← q - F(q)/F'(q), started at the upper end, converges to it
+    monotonically; F'(q) = σ_w² m'(q) - 1 with m'(q) = ½ E[(tanh²)''(a)] = E[(1 - t²)(1 - 3t²)], t = tanh(a)
+    (the heat-equation identity d/dq E[g(a)] = ½ E[g''(a)]). With σ_b² = 0 and σ_w² <= 1 the only fixed
+    point is q* = 0 (approached only like 1/(2l)), returned directly.
+
+    Args:
+        weight_var: σ_w² > 0 (the weights' variance times the fan-in).
+        bias_var: σ_b² >= 0.
+    """
+    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
+    bias_var = check_float("bias_var", bias_var, 0.0)
+    if bias_var == 0.0 and weight_var <= 1.0:
+        return 0.0
+    nodes, weights = _quadrature()
+    q = weight_var + bias_var
+    for _ in range(_FIXED_POINT_ITERATIONS):
+        t = np.tanh(math.sqrt(q) * nodes)
+        value = weight_var * float(weights @ (t * t)) + bias_var - q
+        slope = weight_var * float(weights @ ((1.0 - t * t) * (1.0 - 3.0 * t * t))) - 1.0
+        step = value / slope
+        q = max(q - step, 0.5 * q)  # a step never more than halves q (q stays > 0)
+        if abs(step) <= _FIXED_POINT_TOL * max(1.0, q):
+            return q
+    raise RuntimeError(f"no fixed point within {_FIXED_POINT_ITERATIONS} iterations at σ_w²={weight_var}")
+
+
+def tanh_chi(weight_var: float, bias_var: float) -> float:
+    """The backward factor per layer at the forward fixed point: χ = σ_w² E[tanh'(a)²], a ~ N(0, q*).
+
+    Var(δ_{l-1}) = χ Var(δ_l) once q_l = q*: χ < 1 is the ordered phase (the gradient vanishes
+    geometrically), χ > 1 the chaotic one (it explodes), χ = 1 the critical line (Schoenholz et al., 2017).
+
+    Args:
+        weight_var: σ_w² > 0.
+        bias_var: σ_b² >= 0.
+    """
+    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
+    return weight_var * tanh_moments(tanh_fixed_point(weight_var, bias_var))[1]
+
+
+def critical_weight_var(bias_var: float, *, tol: float = 1e-10) -> float:
+    """The σ_w² with χ(σ_w², σ_b²) = 1 for a tanh network, by bisection.
+
+    χ increases with σ_w². With σ_b² = 0 the answer is 1 (q* = 0 and tanh'(0) = 1); with σ_b² > 0,
+    χ(1, σ_b²) < 1 (q* > 0 and tanh'² < 1 away from 0), so the root lies above 1: the bracket [1, hi] is
+    doubled until χ(hi) >= 1, then halved to ``tol``.
+
+    Args:
+        bias_var: σ_b² >= 0.
+        tol: width of the final bracket (> 0).
+    """
+    bias_var = check_float("bias_var", bias_var, 0.0)
+    tol = check_float("tol", tol, 0.0, strict_minimum=True)
+    if bias_var == 0.0:
+        return 1.0
+    low, high = 1.0, 2.0
+    while tanh_chi(high, bias_var) < 1.0:
+        low, high = high, 2.0 * high
+    while high - low > tol:
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if tanh_chi(middle, bias_var) < 1.0 else (low, middle)
+    return (low + high) / 2.0
+
+
+@dataclass(frozen=True)
+class CriticalLine:
+    """The critical line of tanh networks: for each σ_b², the σ_w² with χ = 1 and its fixed point q*.
+
+    Args:
+        bias_var: (B,) σ_b² values.
+        weight_var: (B,) critical σ_w² for each.
+        fixed_point: (B,) q* on the line.
+    """
+
+    bias_var: np.ndarray
+    weight_var: np.ndarray
+    fixed_point: np.ndarray
+
+
+def critical_line(bias_vars: Sequence[float]) -> CriticalLine:
+    """``critical_weight_var`` and ``tanh_fixed_point`` for every σ_b² in ``bias_vars``.
+
+    Args:
+        bias_vars: σ_b² values (>= 0), at least one.
+    """
+    if isinstance(bias_vars, str) or not isinstance(bias_vars, Sequence | np.ndarray) or len(bias_vars) == 0:
+        raise TypeError("bias_vars must be a non-empty sequence of non-negative numbers")
+    bias = np.array([check_float("bias_var", b, 0.0) for b in bias_vars])
+    weight = np.array([critical_weight_var(float(b)) for b in bias])
+    fixed = np.array([tanh_fixed_point(float(w), float(b)) for w, b in zip(weight, bias, strict=True)])
+    return CriticalLine(bias, weight, fixed)
+
+
+def predict_tanh_with_bias(
+    weight_var: float, bias_var: float, depth: int, *, input_var: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a tanh network with biases, width ≫ 1.
+
+    Forward q_1 = σ_w² E[x²] + σ_b², q_l = σ_w² E[tanh(a_{l-1})²] + σ_b²; backward from
+    Var(∂L/∂h_L) = 1: Var(δ_l) = E[tanh'(a_l)²] Var(∂L/∂h_l), Var(∂L/∂h_{l-1}) = σ_w² Var(δ_l).
+
+    Args:
+        weight_var: σ_w² > 0.
+        bias_var: σ_b² >= 0.
+        depth: L >= 1.
+        input_var: E[x²] of the input entries (>= 0).
+    """
+    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
+    bias_var = check_float("bias_var", bias_var, 0.0)
+    check_int("depth", depth, minimum=1)
+    second = check_float("input_var", input_var, 0.0)
+    q, slope = np.zeros(depth), np.zeros(depth)
+    for i in range(depth):
+        q[i] = weight_var * second + bias_var
+        second, slope[i] = tanh_moments(float(q[i]))
+    grad, upstream = np.zeros(depth), 1.0
+    for i in reversed(range(depth)):
+        grad[i] = slope[i] * upstream
+        upstream = weight_var * grad[i]
+    return q, grad
+
+
+@dataclass(frozen=True)
+class CriticalConfig:
+    """Deep tanh networks with biases, on and off the critical line, measured at initialization.
+
+    Weights W_ij ~ N(0, σ_w²/n), biases b_i ~ N(0, σ_b²), inputs x ~ N(0, s² I) and a backward signal
+    g ~ N(0, I) at the top, as in ``VarianceConfig``. With ``input_at_fixed_point`` the input scale is
+    s² = (q* - σ_b²)/σ_w², so the first layer's pre-activations already have the fixed point's variance q*
+    (the mean-field analysis's setting); otherwise s = 1 and the first few layers add a transient.
+
+    Args:
+        bias_var: σ_b² > 0 shared by every measured point.
+        weight_vars: the measured σ_w² values; None: (1, the critical σ_w², (5/3)²), i.e. Xavier's
+            scale, the critical line and PyTorch's tanh gain.
+        depth: number of layers L, 2..500.
+        width: units per layer, 1..2048.
+        batch_size: inputs per seed, >= 2.
+        seeds: the seeds (>= 1 distinct).
+        input_at_fixed_point: scale each point's input so that q_1 = q* (else unit-variance inputs).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    bias_var: float = 0.05
+    weight_vars: tuple[float, ...] | None = None
+    depth: int = 50
+    width: int = 128
+    batch_size: int = 64
+    seeds: tuple[int, ...] = tuple(range(6))
+    input_at_fixed_point: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_at_fixed_point, bool):
+            raise TypeError("input_at_fixed_point must be a bool")
+        bias_var = check_float("bias_var", self.bias_var, 0.0, strict_minimum=True)
+        object.__setattr__(self, "bias_var", bias_var)
+        if self.weight_vars is None:
+            values: Any = (1.0, critical_weight_var(bias_var), (5.0 / 3.0) ** 2)
+        elif isinstance(self.weight_vars, str) or not isinstance(self.weight_vars, Sequence):
+            raise TypeError("weight_vars must be None or a non-empty sequence of positive numbers")
+        else:
+            values = self.weight_vars
+        if len(values) == 0:
+            raise ValueError("weight_vars must hold at least one σ_w²")
+        weight_vars = tuple(check_float("weight_var", w, 0.0, strict_minimum=True) for w in values)
+        object.__setattr__(self, "weight_vars", weight_vars)
+        check_int("depth", self.depth, minimum=2, maximum=500)
+        check_int("width", self.width, minimum=1, maximum=2048)
+        check_int("batch_size", self.batch_size, minimum=2)
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
+        check_choice("device", self.device, DEVICES)
+        weights = len(self.seeds) * self.depth * self.width**2
+        if weights > _MAX_WEIGHTS:
+            raise ValueError(f"seeds × depth × width² = {weights:,} weights exceeds {_MAX_WEIGHTS:,}")
+
+
+@dataclass(frozen=True)
+class CriticalProfile:
+    """Measured and predicted variances of each point of a ``CriticalConfig``.
+
+    Args:
+        config: what was run.
+        activation_var: (P, S, L) measured E[a_l²] per point, seed and layer.
+        grad_var: (P, S, L) measured E[δ_l²].
+        predicted_activation_var: (P, L) from ``predict_tanh_with_bias``.
+        predicted_grad_var: (P, L).
+        chi: (P,) χ at each point's fixed point.
+    """
+
+    config: CriticalConfig
+    activation_var: np.ndarray
+    grad_var: np.ndarray
+    predicted_activation_var: np.ndarray
+    predicted_grad_var: np.ndarray
+    chi: np.ndarray
+
+    def index(self, weight_var: float) -> int:
+        """Position of a measured σ_w² in ``config.weight_vars`` (compared to 1e-9)."""
+        for k, w in enumerate(self.config.weight_vars or ()):
+            if abs(w - weight_var) < 1e-9:
+                return k
+        raise ValueError(f"σ_w² {weight_var!r} was not measured; measured: {self.config.weight_vars}")
+
+    @property
+    def grad_ratio(self) -> np.ndarray:
+        """(P, S) Var(δ_1) / Var(δ_L) per point and seed."""
+        return self.grad_var[:, :, 0] / self.grad_var[:, :, -1]
+
+    @property
+    def ratio_from_top(self) -> np.ndarray:
+        """(P, S, L) Var(δ_l) / Var(δ_L): the gradient ratio across the top L - l layers."""
+        return self.grad_var / self.grad_var[:, :, -1:]
+
+    @property
+    def predicted_ratio(self) -> np.ndarray:
+        """(P,) predicted Var(δ_1) / Var(δ_L)."""
+        return self.predicted_grad_var[:, 0] / self.predicted_grad_var[:, -1]
+
+    def input_var(self, weight_var: float) -> float:
+        """E[x²] of the inputs fed at σ_w²: (q* - σ_b²)/σ_w² at the fixed point, else 1."""
+        if not self.config.input_at_fixed_point:
+            return 1.0
+        q = tanh_fixed_point(weight_var, self.config.bias_var)
+        return (q - self.config.bias_var) / weight_var
+
+
+def run_critical_profile(config: CriticalConfig) -> CriticalProfile:
+    """Measure E[a_l²] and E[δ_l²] at initialization for every σ_w² and seed of ``config``.
+
+    Per seed, all points share the draw: W = √(σ_w²/n)·Z, b = σ_b·z with the same standard normal Z, z,
+    so the points differ only in scale. One batched float64 forward and backward pass per point.
+
+    Args:
+        config: the bias variance, weight variances, sizes, seeds and device.
+    """
+    if not isinstance(config, CriticalConfig):
+        raise TypeError(f"config must be a CriticalConfig; got {type(config).__name__}")
+    c = config
+    device = pick_device(c.device)
+    z_w, z_b, inputs, signals = [], [], [], []
+    for seed in c.seeds:
+        generator = torch.Generator().manual_seed(seed)
+        z_w.append(torch.randn(c.depth, c.width, c.width, generator=generator, dtype=torch.float64))
+        z_b.append(torch.randn(c.depth, 1, c.width, generator=generator, dtype=torch.float64))
+        inputs.append(torch.randn(c.batch_size, c.width, generator=generator, dtype=torch.float64))
+        signals.append(torch.randn(c.batch_size, c.width, generator=generator, dtype=torch.float64))
+    w0, b0 = torch.stack(z_w).to(device), torch.stack(z_b).to(device) * math.sqrt(c.bias_var)
+    x, g = torch.stack(inputs).to(device), torch.stack(signals).to(device)
+    weight_vars = c.weight_vars or ()
+    act = np.zeros((len(weight_vars), len(c.seeds), c.depth))
+    grad = np.zeros_like(act)
+    pred_a, pred_g = np.zeros((len(weight_vars), c.depth)), np.zeros((len(weight_vars), c.depth))
+    for k, weight_var in enumerate(weight_vars):
+        w = w0 * math.sqrt(weight_var / c.width)
+        input_var = 1.0
+        if c.input_at_fixed_point:
+            input_var = (tanh_fixed_point(weight_var, c.bias_var) - c.bias_var) / weight_var
+        h = (x * math.sqrt(input_var)).requires_grad_(True)
+        pre: list[Tensor] = []
+        for i in range(c.depth):
+            a = torch.baddbmm(b0[:, i], h, w[:, i].transpose(1, 2))
+            a.retain_grad()
+            pre.append(a)
+            h = torch.tanh(a)
+        (h * g).sum().backward()
+        act[k] = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1).cpu().numpy()
+        grad[k] = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1).cpu().numpy()
+        pred_a[k], pred_g[k] = predict_tanh_with_bias(weight_var, c.bias_var, c.depth, input_var=input_var)
+    chi = np.array([tanh_chi(w, c.bias_var) for w in weight_vars])
+    return CriticalProfile(c, act, grad, pred_a, pred_g, chi)
+
+
+# ------------------------------------------------------------------------------ symmetry breaking
+SYMMETRY_INITS = ("zero", "constant", "xavier")
+
+
+def init_symmetric(
+    model: MLP, init: str, *, value: float = 0.1, generator: torch.Generator | None = None
+) -> MLP:
+    """Initialize ``model`` for the symmetry-breaking experiment.
+
+    "zero": every weight and bias 0; "constant": every weight ``value``, biases 0; "xavier":
+    Xavier-uniform weights, zero biases (the random draw that breaks the symmetry). With equal rows,
+    every hidden unit of a layer computes the same output and receives the same gradient, so the rows
+    stay equal under any gradient step: the layer acts as one unit.
+
+    Args:
+        model: an ``MLP``.
+        init: one of ``SYMMETRY_INITS``.
+        value: the constant weight of "constant".
+        generator: random source of "xavier".
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be an MLP; got {type(model).__name__}")
+    check_choice("init", init, SYMMETRY_INITS)
+    value = check_float("value", value)
+    if init == "xavier":
+        return init_network(model, "xavier", generator=generator)  # type: ignore[return-value]
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.fill_(value if init == "constant" and name.endswith("weight") else 0.0)
+    return model
+
+
+def row_spread(weight: Tensor) -> float:
+    """max_i ‖W_i - W_1‖ / max(max_i ‖W_i‖, tiny): 0 when every row (hidden unit) has the same weights.
+
+    Args:
+        weight: a (units, inputs) weight matrix.
+    """
+    w = weight.detach().double()
+    scale = float(w.norm(dim=1).max())
+    return float((w - w[:1]).norm(dim=1).max()) / max(scale, 1e-300)
+
+
+@dataclass(frozen=True)
+class SymmetryConfig:
+    """Zero, constant and random initialization of one MLP, trained on digits.
+
+    Args:
+        inits: names from ``SYMMETRY_INITS``.
+        value: the constant weight of "constant".
+        activation: a name from ``ACTIVATIONS``.
+        depth: hidden layers, 1..20.
+        width: units per hidden layer, 2..1024.
+        steps: optimizer steps (>= 1).
+        lr: learning rate (> 0).
+        optimizer: "sgd", "momentum" (0.9) or "adam".
+        batch_size: examples per step.
+        seeds: minibatch (and, for "xavier", network) seeds (>= 1 distinct).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    inits: tuple[str, ...] = SYMMETRY_INITS
+    value: float = 0.1
+    activation: str = "tanh"
+    depth: int = 2
+    width: int = 32
+    steps: int = 100
+    lr: float = 0.05
+    optimizer: str = "momentum"
+    batch_size: int = 64
+    seeds: tuple[int, ...] = (0, 1)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inits", _check_names("init", self.inits, SYMMETRY_INITS))
+        object.__setattr__(self, "value", check_float("value", self.value))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=1, maximum=20)
+        check_int("width", self.width, minimum=2, maximum=1024)
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
+        self.train_config(self.seeds[0])
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The ``TrainConfig`` of the run with this seed."""
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            monitor_every=None,
+            eval_every=self.steps,
+            seed=seed,
+            device=self.device,
+        )
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """What training did to each initialization.
+
+    Args:
+        config: what was run.
+        row_spread: (I, S, L) ``row_spread`` of each hidden layer's weights after training.
+        moved: (I, S, L) max |W_after - W_before| of each hidden layer's weights.
+        val_accuracy: (I, S) validation accuracy after training.
+        width_one_accuracy: (S,) validation accuracy of the same network with one unit per hidden layer
+            (Xavier initialization), trained the same way.
+    """
+
+    config: SymmetryConfig
+    row_spread: np.ndarray
+    moved: np.ndarray
+    val_accuracy: np.ndarray
+    width_one_accuracy: np.ndarray
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: one row per initialization, the seeds' worst row spread and weight change and
+        the mean validation accuracy."""
+        import pandas as pd
+
+        rows = [
+            {
+                "initialization": init,
+                "largest row spread after training": float(self.row_spread[k].max()),
+                "largest hidden-weight change": float(self.moved[k].max()),
+                "validation accuracy (mean over seeds)": float(self.val_accuracy[k].mean()),
+            }
+            for k, init in enumerate(self.config.inits)
+        ]
+        rows.append(
+            {
+                "initialization": "xavier, width 1",
+                "largest row spread after training": math.nan,
+                "largest hidden-weight change": math.nan,
+                "validation accuracy (mean over seeds)": float(self.width_one_accuracy.mean()),
+            }
+        )
+        return pd.DataFrame(rows)
+
+
+def run_symmetry(config: SymmetryConfig) -> Symmetry:
+    """Train ``MLP(64, 10, depth, width, activation)`` from each initialization and seed on digits.
+
+    Args:
+        config: the initializations, network, optimizer, steps, seeds and device.
+    """
+    if not isinstance(config, SymmetryConfig):
+        raise TypeError(f"config must be a SymmetryConfig; got {type(config).__name__}")
+    c = config
+    data = digits()
+    shape = (len(c.inits), len(c.seeds), c.depth)
+    spread, moved, accuracy = np.zeros(shape), np.zeros(shape), np.zeros(shape[:2])
+    for k, init in enumerate(c.inits):
+        for j, seed in enumerate(c.seeds):
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            init_symmetric(model, init, value=c.value, generator=torch.Generator().manual_seed(seed))
+            start = [layer.linear.weight.detach().clone() for layer in model.layers]
+            history = train(model, data, c.train_config(seed))
+            model.cpu()
+            for i, layer in enumerate(model.layers):
+                spread[k, j, i] = row_spread(layer.linear.weight)
+                moved[k, j, i] = float((layer.linear.weight.detach() - start[i]).abs().max())
+            accuracy[k, j] = history.final_val_accuracy
+    width_one = []
+    for seed in c.seeds:
+        model = MLP(data.in_features, 10, c.depth, 1, c.activation)
+        init_network(model, "xavier", generator=torch.Generator().manual_seed(seed))
+        width_one.append(train(model, data, c.train_config(seed)).final_val_accuracy)
+    return Symmetry(c, spread, moved, accuracy, np.array(width_one))

@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from vgcourse.experiments.initialization import (
     SCHEME_LABELS,
     BackpropHistograms,
+    CriticalLine,
+    CriticalProfile,
     DeepTraining,
     GainSweep,
     SchemeSweep,
@@ -24,10 +26,12 @@ from vgcourse.experiments.initialization import (
 )
 from vgcourse.initializers import gain as torch_gain
 from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots.figure_check import allow_clipping
 
 __all__ = [
     "SCHEME_COLORS",
     "backprop_histograms",
+    "critical_phase",
     "deep_training",
     "gain_curves",
     "gradient_overview",
@@ -88,6 +92,7 @@ def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | 
 
 
 @checked
+@checked
 def profile(
     result: VarianceProfile, *, ax: Axes | None = None, show_linear: bool = True, legend: bool = True
 ) -> Figure:
@@ -111,7 +116,9 @@ def profile(
         ax.plot(x, _shown(predicted), color="black", linestyle="--", linewidth=1.0)
         drawn += [*_shown(measured).ravel(), *_shown(predicted)]
         if show_linear and not np.allclose(linear, predicted, rtol=0.02, equal_nan=True):
-            ax.plot(x, _shown(linear), color=color, linestyle=":", linewidth=1.4)
+            # the limits follow the measurement; a linear-regime prediction far off it leaves the panel
+            (dotted,) = ax.plot(x, _shown(linear), color=color, linestyle=":", linewidth=1.4)
+            allow_clipping(dotted)
     ax.plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
     if show_linear:
         ax.plot([], [], color="gray", linestyle=":", linewidth=1.4, label="predicted (linear regime)")
@@ -126,38 +133,40 @@ def profile(
     c = result.config
     ax.set_title(f"{result.label}, {c.activation}, width {c.width}", fontsize="medium")
     if legend:
-        ax.legend(fontsize="x-small", loc="best")
+        ax.legend(fontsize="small", loc="best")
     return fig
 
 
 @checked
+@checked
 def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
-    """Small multiples of ``profile``: one row per activation, one column per scheme.
+    """Small multiples of ``profile``: one row per scheme, one column per activation (at most 7.4 in wide).
 
     Args:
         sweep: a ``run_scheme_sweep`` result.
-        axes: len(activations) · len(schemes) axes to draw on; a new figure when None.
+        axes: len(schemes) · len(activations) axes to draw on (rows: schemes); a new figure when None.
         show_linear: also draw the linear-regime prediction.
     """
     _check(sweep, SchemeSweep, "sweep")
-    rows, cols = len(sweep.config.activations), len(sweep.config.schemes)
-    fig, grid = _axes_grid(axes, (rows, cols), (3.3 * cols, 3.0 * rows + 0.4))
-    for i, activation in enumerate(sweep.config.activations):
-        for j, scheme in enumerate(sweep.config.schemes):
+    rows, cols = len(sweep.config.schemes), len(sweep.config.activations)
+    fig, grid = _axes_grid(axes, (rows, cols), (min(7.4, 3.7 * cols), 2.5 * rows + 0.9))
+    for i, scheme in enumerate(sweep.config.schemes):
+        for j, activation in enumerate(sweep.config.activations):
             ax = grid[i, j]
             profile(sweep.get(scheme, activation), ax=ax, show_linear=show_linear, legend=False)
-            ax.set_title(f"{SCHEME_LABELS[scheme]}\n{activation}", fontsize="small")
+            ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
             if i < rows - 1:
                 ax.set_xlabel("")
             if j > 0:
                 ax.set_ylabel("")
     handles, labels = grid[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
     fig.suptitle(f"predicted vs measured, depth {sweep.config.depth}, {len(sweep.config.seeds)} seeds")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (2.5 * rows + 0.9), 1, 1))
     return fig
 
 
+@checked
 @checked
 def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
@@ -168,7 +177,7 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """
     _check(sweep, SchemeSweep, "sweep")
     cols = len(sweep.config.activations)
-    fig, grid = _axes_grid(axes, (2, cols), (5.0 * cols, 7.0), sharex=True)
+    fig, grid = _axes_grid(axes, (2, cols), (min(7.4, 3.7 * cols), 6.6), sharex=True)
     for j, activation in enumerate(sweep.config.activations):
         for scheme in sweep.config.schemes:
             p = sweep.get(scheme, activation)
@@ -178,19 +187,20 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
             ):
                 _band(grid[i, j], p.layers, measured, color, SCHEME_LABELS[scheme] if i == 0 else None)
                 grid[i, j].plot(p.layers, _shown(predicted), color=color, linestyle="--", linewidth=1.0)
-        grid[0, j].set_title(f"{activation} network, depth {sweep.config.depth}")
+        grid[0, j].set_title(f"{activation} network, depth {sweep.config.depth}", fontsize="medium")
         grid[0, j].set_ylabel(r"forward: $\mathrm{Var}(a_l)$")
-        grid[1, j].set_ylabel(r"backward: $\mathrm{Var}(\delta_l)$, $\delta_l = \partial L / \partial a_l$")
+        grid[1, j].set_ylabel(r"backward: $\mathrm{Var}(\delta_l)$")
         grid[1, j].set_xlabel("layer l (input → output)")
         for i in range(2):
             log_scale(grid[i, j], "y")
             grid[i, j].axhline(1.0, color="gray", linewidth=0.6)
     grid[0, 0].plot([], [], color="black", linestyle="--", linewidth=1.0, label="predicted (Gaussian)")
-    grid[0, 0].legend(fontsize="x-small", loc="best")
+    grid[0, 0].legend(fontsize="small", loc="best")
     fig.tight_layout()
     return fig
 
 
+@checked
 @checked
 def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     """Against the gain g (weights of variance g²/n): Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right).
@@ -203,7 +213,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
         axes: two axes to draw on; a new figure when None.
     """
     _check(sweep, GainSweep, "sweep")
-    fig, grid = _axes_grid(axes, (1, 2), (10.5, 4.0))
+    fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.6))
     left, right = grid[0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, activation in enumerate(sweep.config.activations):
@@ -224,17 +234,18 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     for ax in (left, right):
         log_scale(ax, "y")
         ax.set_xticks(sweep.config.gains, [_gain_label(g) for g in sweep.config.gains])
-        ax.set_xlabel(r"gain $g$, weights of variance $g^2/n$")
+        ax.set_xlabel(r"gain $g$ (Var(W) = $g^2/n$)")
     left.errorbar([], [], fmt="o", color="gray", label="measured")
     left.set_ylabel(r"$\mathrm{Var}(\delta_1) \,/\, \mathrm{Var}(\delta_L)$")
-    right.set_ylabel(rf"$\mathrm{{Var}}(a_L)$ at the last layer, L = {sweep.config.depth}")
-    left.set_title("gradient ratio across the network")
-    right.set_title("forward signal at the last layer")
-    left.legend(fontsize="x-small")
+    right.set_ylabel(rf"$\mathrm{{Var}}(a_L)$, L = {sweep.config.depth}")
+    left.set_title("gradient ratio across the network", fontsize="medium")
+    right.set_title("forward signal at the last layer", fontsize="medium")
+    left.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
 
+@checked
 @checked
 def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
     """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
@@ -248,24 +259,25 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 5:
         raise ValueError(f"bins must be an integer >= 5; got {bins!r}")
     schemes = result.config.schemes
-    fig, grid = _axes_grid(axes, (1, len(schemes)), (5.2 * len(schemes), 3.8), sharex=True)
+    fig, grid = _axes_grid(axes, (len(schemes), 1), (7.0, 2.6 * len(schemes) + 0.3), sharex=True)
     everything = np.concatenate([v for per_scheme in result.values for v in per_scheme])
     limit = float(np.quantile(np.abs(everything), 0.995))
     edges = np.linspace(-limit, limit, bins)
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, result.config.depth))
     for k, scheme in enumerate(schemes):
-        ax = grid[0, k]
+        ax = grid[k, 0]
         for i, values in enumerate(result.values[k]):
             counts, _ = np.histogram(values, bins=edges)
             ax.stairs(counts / max(1, len(values)), edges, color=colors[i], label=f"layer {i + 1}")
         ax.set_title(f"{SCHEME_LABELS[scheme]}, {result.config.activation}", fontsize="medium")
-        ax.set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost} / \partial a_l$")
-    grid[0, 0].set_ylabel("fraction of values")
-    grid[0, -1].legend(fontsize="x-small")
+        ax.set_ylabel("fraction of values")
+    grid[-1, 0].set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost} / \partial a_l$")
+    grid[0, 0].legend(fontsize="small", ncol=2)
     fig.tight_layout()
     return fig
 
 
+@checked
 @checked
 def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
     """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
@@ -295,4 +307,66 @@ def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int =
     ax.set_ylabel(f"training loss ({smooth}-step average)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small")
+    return fig
+
+
+_POINT_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+@checked
+def critical_phase(
+    line: CriticalLine, measured: CriticalProfile, *, gains: Any = (), axes: Any = None
+) -> Figure:
+    """The critical line of tanh networks (left) and the gradient ratio measured on and off it (right).
+
+    Left: σ_w² against σ_b², the line χ = 1 between the ordered (χ < 1, vanishing) and the chaotic (χ > 1,
+    exploding) phase; circles: the measured points; crosses on σ_b² = 0: the weight variances g² of
+    ``gains`` (the gain sweep's, without biases). Right: Var(δ_l)/Var(δ_L) against the number of layers
+    crossed, L - l, per measured point: geometric mean over seeds with a min..max band, prediction dashed.
+
+    Args:
+        line: a ``critical_line`` result.
+        measured: a ``run_critical_profile`` result.
+        gains: gains g whose σ_w² = g² (at σ_b² = 0) are marked on the left panel.
+        axes: two axes to draw on; a new figure when None.
+    """
+    _check(line, CriticalLine, "line")
+    _check(measured, CriticalProfile, "measured")
+    fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.5))
+    left, right = grid[0]
+    left.plot(line.weight_var, line.bias_var, color="black", linewidth=1.8, label="critical line χ = 1")
+    top = float(max(line.bias_var.max(), measured.config.bias_var) * 1.1)
+    weight_vars = list(measured.config.weight_vars or ())
+    squared = [float(g) ** 2 for g in gains]
+    right_edge = max([*line.weight_var, *weight_vars, *squared]) * 1.08
+    left.fill_betweenx(line.bias_var, 0.0, line.weight_var, color="tab:blue", alpha=0.08, linewidth=0)
+    left.fill_betweenx(line.bias_var, line.weight_var, right_edge, color="tab:red", alpha=0.08, linewidth=0)
+    left.text(0.05, 0.93, "ordered: χ < 1", transform=left.transAxes, fontsize="small", va="top")
+    left.text(0.95, 0.07, "chaotic: χ > 1", transform=left.transAxes, fontsize="small", ha="right")
+    if squared:
+        left.plot(squared, [0.0] * len(squared), "x", color="gray", label="gain sweep g² (no bias)")
+    for k, w in enumerate(weight_vars):
+        color = _POINT_COLORS[k % len(_POINT_COLORS)]
+        left.plot([w], [measured.config.bias_var], "o", color=color)
+    left.set_xlim(0.0, right_edge)
+    left.set_ylim(-0.02 * top, top)
+    left.set_xlabel(r"$\sigma_w^2$ (Var(W) = $\sigma_w^2/n$)")
+    left.set_ylabel(r"$\sigma_b^2$ (Var(b))")
+    left.set_title("tanh: ordered and chaotic phases", fontsize="medium")
+    left.legend(fontsize="small", loc="center left")
+    c = measured.config
+    crossed = c.depth - np.arange(1, c.depth + 1)  # L - l for l = 1..L
+    ratio = measured.ratio_from_top
+    predicted = measured.predicted_grad_var / measured.predicted_grad_var[:, -1:]
+    for k, (w, chi) in enumerate(zip(weight_vars, measured.chi, strict=True)):
+        color = _POINT_COLORS[k % len(_POINT_COLORS)]
+        _band(right, crossed, ratio[k], color, f"σ_w² = {w:.3g} (χ = {chi:.2f})")
+        right.plot(crossed, _shown(predicted[k]), color=color, linestyle="--", linewidth=1.0)
+    right.axhline(1.0, color="gray", linewidth=0.6)
+    log_scale(right, "y")
+    right.set_xlabel("layers crossed, L − l")
+    right.set_ylabel(r"$\mathrm{Var}(\delta_l) \,/\, \mathrm{Var}(\delta_L)$")
+    right.set_title(f"σ_b² = {c.bias_var:.3g}, width {c.width}, {len(c.seeds)} seeds", fontsize="medium")
+    right.legend(fontsize="small", loc="upper left")
+    fig.tight_layout()
     return fig
