@@ -367,9 +367,9 @@ def test_remedies_large_step(remedies: ex.RemediesResult) -> None:
 
 def test_remedies_table_and_accessors(remedies: ex.RemediesResult) -> None:
     frame = remedies.to_frame()
-    assert list(frame.index) == list(ex.REMEDIES)
+    assert list(frame.index) == [ex.LABELS[r] for r in ex.REMEDIES]
     assert frame.shape == (len(ex.REMEDIES), 6)
-    assert frame[("large step", "val accuracy")]["smaller lr"] == pytest.approx(
+    assert frame[("large step", "validation accuracy")][ex.LABELS["smaller lr"]] == pytest.approx(
         remedies.value("smaller lr", "large step", "accuracy")
     )
     assert remedies.value("relu", "negative bias", "backward_gain") == 0.0
@@ -446,11 +446,12 @@ def test_ranking_disappears_under_he_init(ranking: ex.RankingResult) -> None:
 
 def test_ranking_accessors_and_table(ranking: ex.RankingResult) -> None:
     frame = ranking.to_frame()
-    assert len(frame) == len(ex.RELU_FAMILY) * 2 and set(frame["initialization"]) == {"default", "He"}
-    row = frame[(frame["initialization"] == "He") & (frame["activation"] == "elu")].iloc[0]
+    assert len(frame) == len(ex.RELU_FAMILY) * 2
+    assert set(frame["initialization"]) == {"PyTorch default", "He"}
+    row = frame[(frame["initialization"] == "He") & (frame["activation"] == "ELU")].iloc[0]
     assert row["best learning rate"] == ranking.best_lr("elu", "kaiming_normal")
-    assert row["val accuracy (mean)"] == pytest.approx(ranking.best("elu", "kaiming_normal").mean())
-    assert row["lowest seed"] <= row["val accuracy (mean)"] <= row["highest seed"]
+    assert row["validation accuracy (mean)"] == pytest.approx(ranking.best("elu", "kaiming_normal").mean())
+    assert row["lowest seed"] <= row["validation accuracy (mean)"] <= row["highest seed"]
     a, i = ranking.config.activations.index("gelu"), ranking.config.inits.index("default")
     best = ranking.config.lrs.index(ranking.best_lr("gelu", "default"))
     assert ranking.accuracy[a, i].mean(axis=1).max() == ranking.accuracy[a, i, best].mean()

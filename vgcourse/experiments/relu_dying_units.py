@@ -61,6 +61,7 @@ __all__ = [
     "GradientFlowConfig",
     "GradientFlowResult",
     "INITS",
+    "LABELS",
     "REFERENCES",
     "REMEDIES",
     "RankingConfig",
@@ -87,6 +88,19 @@ REMEDIES = ("relu", "leaky_relu", "elu", "gelu", "silu", "smaller lr", "he init"
 """Rows of the remedies table: the ReLU baseline, four activations, and two changes to a ReLU run."""
 CAUSES = ("negative bias", "large step")
 """Columns of the remedies table: the two ways of killing units it compares."""
+LABELS = {
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "elu": "ELU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "smaller lr": "ReLU, smaller learning rate",
+    "he init": "ReLU, He initialization",
+    "default": "PyTorch default",
+    "kaiming_normal": "He",
+    "xavier_normal": "Glorot",
+}
+"""How the tables name remedies, activations and initializations."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1019,15 +1033,16 @@ class RemediesResult:
         return float(np.mean(getattr(self, metric)[r, c]))
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per remedy, columns (cause, metric), means over seeds."""
+        """A pandas DataFrame, one row per remedy (named by ``LABELS``), columns (cause, metric), means
+        over seeds."""
         import pandas as pd
 
         columns = {}
         for c, cause in enumerate(CAUSES):
             columns[(cause, "dead fraction")] = self.dead[:, c].mean(axis=1)
-            columns[(cause, "val accuracy")] = self.accuracy[:, c].mean(axis=1)
+            columns[(cause, "validation accuracy")] = self.accuracy[:, c].mean(axis=1)
             columns[(cause, "backward gain at init")] = _geometric_mean(self.backward_gain[:, c], axis=1)
-        frame = pd.DataFrame(columns, index=list(self.config.remedies))
+        frame = pd.DataFrame(columns, index=[LABELS[r] for r in self.config.remedies])
         frame.index.name = "remedy"
         return frame
 
@@ -1159,7 +1174,8 @@ class RankingResult:
         return getattr(self, check_choice("metric", metric, ("accuracy", "dead")))[a, i, r].copy()
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per (initialization, activation), at the best learning rate."""
+        """A pandas DataFrame, one row per (initialization, activation) named by ``LABELS``, at the
+        activation's best learning rate: mean, lowest and highest validation accuracy over the seeds."""
         import pandas as pd
 
         rows = []
@@ -1168,10 +1184,10 @@ class RankingResult:
                 accuracy = self.best(activation, init)
                 rows.append(
                     {
-                        "initialization": "He" if init == "kaiming_normal" else init,
-                        "activation": activation,
+                        "initialization": LABELS[init],
+                        "activation": LABELS[activation],
                         "best learning rate": self.best_lr(activation, init),
-                        "val accuracy (mean)": accuracy.mean(),
+                        "validation accuracy (mean)": accuracy.mean(),
                         "lowest seed": accuracy.min(),
                         "highest seed": accuracy.max(),
                         "dead fraction (mean)": self.best(activation, init, "dead").mean(),
