@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 _COLORS = {"sigmoid": "C0", "tanh": "C1", "relu": "C2"}
+#: Smallest text in the chapter's figures, in points: a figure at most 7.2 in wide is shown at the text
+#: column's width or larger, so 9 pt stays legible (issue 18).
+SMALL = 9
 
 
 def _color(activation: str, index: int) -> str:
@@ -94,7 +97,7 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
             (result.argmax[i], result.maximum[i]),
             textcoords="offset points",
             xytext=(8, 6 if i % 2 == 0 else -14),
-            fontsize="small",
+            fontsize=SMALL,
             color=color,
         )
     ax.set_title("activations, derivatives (dashed) and the bounds on f' (dotted)")
@@ -128,9 +131,9 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     log_scale(ax, "y")
     ax.set_xlabel("hidden state h_l (0 = input)")
     ax.set_ylabel("‖∂J/∂h_l‖ / ‖∂J/∂h_L‖")
-    ax.set_title(f"{name}, depth {depth}, {result.config.init}", fontsize="medium")
+    ax.set_title(f"{name}, depth {depth}, {result.config.init}", fontsize=SMALL + 1)
     if legend:
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize=SMALL)
     return fig
 
 
@@ -140,7 +143,7 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
 
     Args:
         results: 1 to 6 results of ``run_init_gradients``.
-        ax: one Axes per result; a new figure (up to 3 per row) when None.
+        ax: one Axes per result; a new figure (up to 2 per row, 7.2 in wide) when None.
     """
     if isinstance(results, InitGradients) or not isinstance(results, Sequence):
         raise TypeError("results must be a sequence of InitGradients")
@@ -148,7 +151,7 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
     for r in results:
         _check(r, InitGradients, "each result")
-    fig, axes = _many_axes(ax, len(results), ncols=3)
+    fig, axes = _many_axes(ax, len(results), ncols=2, panel=(3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
     fig.tight_layout()
@@ -186,7 +189,7 @@ def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | Non
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("‖∂J/∂W_l‖")
     ax.set_title(f"weight gradients at initialization, depth {results[0].depth}")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize=SMALL)
     return fig
 
 
@@ -210,10 +213,11 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
 
     Args:
         result: from ``run_depth_sweep``.
-        ax: two Axes; a new figure when None.
+        ax: two Axes (each gets its own legend); a new figure (7.2 in wide, one legend below the panels)
+            when None.
     """
     _check(result, DepthSweep)
-    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(5.0, 3.8))
+    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.8))
     depths = np.array(result.config.depths)
     for i, name in enumerate(result.config.activations):
         color = _color(name, i)
@@ -227,11 +231,17 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
         a.set_xlabel("depth L (hidden layers)")
     left.set_ylabel("‖∂J/∂h_0‖ / ‖∂J/∂h_L‖")
     right.set_ylabel("‖∂J/∂W_1‖ / ‖∂J/∂W_out‖")
-    left.set_title("backward signal reaching the input", fontsize="medium")
-    right.set_title("first-layer vs output-layer weight gradient", fontsize="medium")
-    left.legend(fontsize="x-small")
-    right.legend(fontsize="x-small")
-    fig.tight_layout()
+    left.set_title("backward signal reaching the input", fontsize=SMALL + 1)
+    right.set_title("layer 1 vs output weight gradient", fontsize=SMALL + 1)
+    if ax is not None:
+        left.legend(fontsize=SMALL)
+        right.legend(fontsize=SMALL)
+        fig.tight_layout()
+        return fig
+    # a new figure: one legend below both panels, where it covers no line
+    handles, labels = left.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=SMALL, frameon=False)
     return fig
 
 
@@ -239,14 +249,14 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
 def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Three panels against the weight scale, one line per input scale: (1) saturated fraction (all hidden
     layers solid, layer 1 dashed), (2) mean f'(a) under its bound, (3) the measured per-layer factor of the
-    backward pass and the bound's factor (dashed).
+    backward pass and the bound's factor (dashed). A new figure has two panels per row (7.2 in wide).
 
     Args:
         result: from ``run_saturation_sweep``.
         ax: three Axes; a new figure when None.
     """
     _check(result, SaturationSweep)
-    fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=3, panel=(4.2, 3.4))
+    fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=2, panel=(3.6, 3.0))
     scales = np.array(result.config.weight_scales)
     bound = 0.25 if result.config.activation == "sigmoid" else 1.0
     for i, input_scale in enumerate(result.config.input_scales):
@@ -270,8 +280,8 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     ):
         log_scale(a, "x", base=2)
         a.set_xlabel("weight scale (× Xavier)" if result.config.init.startswith("xavier") else "weight scale")
-        a.set_title(title, fontsize="medium")
-        a.legend(fontsize="x-small")
+        a.set_title(title, fontsize=SMALL + 1)
+        a.legend(fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -297,7 +307,7 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"two circles, {result.config.depth} hidden layers of {result.config.width} units")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize=SMALL)
     return fig
 
 
@@ -305,13 +315,14 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
 def circles_statistics(
     result: CirclesResult, *, seed_index: int = 0, ax: Sequence[Axes] | None = None
 ) -> Figure:
-    """The tutorial's figure, per layer: rows = activations; columns = weight mean, weight std, gradient
+    """The tutorial's figure, per layer: columns = activations; rows = weight mean, weight std, gradient
     mean and gradient std (log) by epoch; one line per layer, dark (layer 1) to light (output).
 
     Args:
         result: from ``run_circles``.
         seed_index: which seed's run to show (index into ``config.seeds``).
-        ax: 4 x (number of activations) Axes, row by row; a new figure when None.
+        ax: 4 x (number of activations) Axes, row by row (row = statistic, column = activation); a new
+            figure (7.2 in wide, the layers' legend below the panels) when None.
     """
     _check(result, CirclesResult)
     if isinstance(seed_index, bool) or not isinstance(seed_index, int):
@@ -319,7 +330,7 @@ def circles_statistics(
     if not -len(result.config.seeds) <= seed_index < len(result.config.seeds):
         raise ValueError(f"seed_index must index config.seeds {result.config.seeds}; got {seed_index}")
     n_act = len(result.config.activations)
-    fig, axes = _many_axes(ax, 4 * n_act, ncols=4, panel=(3.3, 2.4))
+    fig, axes = _many_axes(ax, 4 * n_act, ncols=n_act, panel=(7.2 / n_act, 2.1))
     cmap = plt.get_cmap("viridis")
     n_layers = len(result.layer_names)
     columns = (
@@ -330,7 +341,7 @@ def circles_statistics(
     )
     for a, name in enumerate(result.config.activations):
         for c, (title, values, log) in enumerate(columns):
-            panel = axes[4 * a + c]
+            panel = axes[n_act * c + a]
             series = values[a, seed_index]
             epochs = np.arange(len(series)) + (0 if series.shape[0] == result.config.epochs + 1 else 1)
             for layer in range(n_layers):
@@ -343,12 +354,16 @@ def circles_statistics(
                 )
             if log:
                 log_scale(panel, "y")
-            panel.set_title(f"{name}: {title}", fontsize="small")
-            panel.tick_params(labelsize="x-small")
-            if a == n_act - 1:
-                panel.set_xlabel("epoch", fontsize="small")
-    axes[0].legend(fontsize="xx-small", ncol=1)
-    fig.tight_layout()
+            panel.set_title(f"{name}: {title}", fontsize=SMALL + 1)
+            panel.tick_params(labelsize=SMALL)
+            if c == len(columns) - 1:
+                panel.set_xlabel("epoch", fontsize=SMALL)
+    if ax is not None:
+        axes[0].legend(fontsize=SMALL)
+        return fig
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=SMALL, frameon=False)
     return fig
 
 
@@ -367,7 +382,7 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     """
     _check(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
-    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(5.0, 3.8))
+    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.4))
     grads = result.grads(when)
     lumped = np.concatenate(list(grads.values()))
     top = float(np.abs(lumped).max()) or 1.0
@@ -375,13 +390,16 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     log_scale(left, "y")
     left.set_xlabel("gradient value (all layers)")
     left.set_ylabel("count")
-    left.set_title("lumped: one histogram for all layers", fontsize="medium")
+    left.set_title("lumped: all layers in one", fontsize=SMALL + 1)
     grad_histograms(grads, ax=right, log_abs=True)
-    right.set_title("per layer: log10 |gradient|", fontsize="medium")
+    names = list(grads)  # short tick labels ("1", ..., "out"): full names overlap at this width
+    short = [name.replace("layer ", "") if name.startswith("layer ") else name[:3] for name in names]
+    right.set_xticks(np.arange(1, len(names) + 1), short, rotation=0)
+    right.set_title("per layer: log10 |gradient|", fontsize=SMALL + 1)
     stage = "at initialization" if when == "init" else f"after {result.steps} steps"
     fig.suptitle(
         f"{result.config.activation} MLP 784→{result.width}×{result.config.depth}→10, {stage}",
-        fontsize="medium",
+        fontsize=SMALL + 1,
     )
     fig.tight_layout()
     return fig
