@@ -49,7 +49,7 @@ def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
         y,
         text,
         color=color,
-        fontsize="x-small",
+        fontsize=9,
         ha="right",
         va="bottom",
         transform=ax.get_yaxis_transform(),
@@ -90,7 +90,7 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
             transform=ax.get_xaxis_transform(),
             zorder=3,
         )
-        ax.text(0.01, 0.06, "▼ exactly 0", fontsize="x-small", transform=ax.transAxes)
+        ax.text(0.01, 0.06, "▼ exactly 0", fontsize=9, transform=ax.transAxes)
     for i, layer in enumerate(report.layers):
         if not finite[i] and layer.status == "non-finite":
             ax.annotate(
@@ -150,7 +150,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     ax.plot(
         [], [], color="tab:orange", marker="o", markerfacecolor="none", label="backward: rms ∂L/∂h ÷ output's"
     )
-    ax.legend(fontsize="x-small", loc="upper center", ncol=2)
+    ax.legend(fontsize=9, loc="upper center", ncol=2)
     log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("signal ÷ reference")
@@ -207,7 +207,7 @@ def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("fraction of units")
     ax.set_title("dead and saturated units")
-    ax.legend(fontsize="x-small", loc="upper center", ncol=4)
+    ax.legend(fontsize=9, loc="upper center", ncol=4)
     return fig
 
 
@@ -294,7 +294,7 @@ def update_ratio_over_training(
             c=colors[layers],
             transform=ax.get_xaxis_transform(),
         )
-        ax.text(0.01, 0.06, "▼ update exactly 0", fontsize="x-small", transform=ax.transAxes)
+        ax.text(0.01, 0.06, "▼ update exactly 0", fontsize=9, transform=ax.transAxes)
     ax.set_ylabel("update : data  (std ΔW / std W)")
     ax.set_title("update:data ratio per layer during training")
     return fig
