@@ -359,6 +359,18 @@ def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.Flo
 def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -> None:
     steps = lc.run_first_steps((1.0, 1e-6, 1e-20), lr=1e-3, eps=1e-8)
     np.testing.assert_allclose(steps.sgd_step, [1.0, 1e-6, 1e-20], rtol=1e-12)
+    # The update rule is PyTorch's: one step of torch.optim.Adam / SGD moves the weight as computed.
+    for optimizer, computed in ((torch.optim.Adam, steps.adam_step), (torch.optim.SGD, steps.sgd_step)):
+        for g, expected in zip(steps.gradients, computed, strict=True):
+            weight = torch.zeros((), dtype=torch.float64, requires_grad=True)
+            opt = (
+                optimizer([weight], lr=1e-3, eps=1e-8)
+                if optimizer is torch.optim.Adam
+                else optimizer([weight], lr=1e-3)
+            )
+            weight.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step()
+            assert abs(float(weight.detach())) / 1e-3 == pytest.approx(expected, rel=1e-9)
     for g in steps.gradients:
         assert steps.adam(g) == pytest.approx(g / (g + steps.eps), rel=1e-9)
     assert steps.adam(1e-6) > 0.99 and steps.adam(1.0) > 0.999
@@ -368,6 +380,8 @@ def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -
         steps.adam(0.5)
     with pytest.raises(ValueError):
         lc.run_first_steps(())
+    with pytest.raises(ValueError, match="below 1"):
+        lc.run_first_steps(betas=(1.0, 0.999))
 
 
 def test_sigmoid_bound_quoted_in_the_chapter() -> None:

@@ -1102,8 +1102,8 @@ class FirstStepResult:
 
     Args:
         gradients: the gradients g tried.
-        sgd_step: |Δw|/lr under torch.optim.SGD, one per gradient.
-        adam_step: |Δw|/lr under torch.optim.Adam (default betas), one per gradient.
+        sgd_step: |Δw|/lr under SGD, one per gradient.
+        adam_step: |Δw|/lr under Adam (default betas), one per gradient.
         lr: the learning rate of both.
         eps: Adam's ε (PyTorch's default 1e-8).
     """
@@ -1124,26 +1124,34 @@ class FirstStepResult:
 
 
 def run_first_steps(
-    gradients: Sequence[float] = (1.0, 1e-6, 1e-20), *, lr: float = 1e-3, eps: float = 1e-8
+    gradients: Sequence[float] = (1.0, 1e-6, 1e-20),
+    *,
+    lr: float = 1e-3,
+    eps: float = 1e-8,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> FirstStepResult:
-    """One step of SGD and of Adam on a float64 weight whose gradient is g, for each g in ``gradients``."""
+    """The first step of SGD and of Adam on a weight whose gradient is g, for each g in ``gradients``.
+
+    Adam's step is computed by its update rule (Kingma and Ba 2015, Algorithm 1, as ``torch.optim.Adam``
+    implements it; the tests compare the two): m = (1 - β₁)g, v = (1 - β₂)g², m̂ = m/(1 - β₁),
+    v̂ = v/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε). Building a torch optimizer costs seconds the first time (it
+    imports the compiler stack), which a chapter should not spend on three numbers.
+    """
     values = tuple(check_float("gradient", g, minimum=0.0, strict_minimum=True) for g in gradients)
     if not values:
         raise ValueError("gradients must name at least one positive gradient")
     check_float("lr", lr, minimum=0.0, strict_minimum=True)
     check_float("eps", eps, minimum=0.0, strict_minimum=True)
-    steps: dict[str, list[float]] = {"sgd": [], "adam": []}
+    beta1, beta2 = (check_float("beta", b, minimum=0.0, maximum=1.0) for b in betas)
+    if beta1 == 1.0 or beta2 == 1.0:
+        raise ValueError("betas must be below 1: Adam's bias correction divides by 1 - beta")
+    sgd, adam = [], []
     for g in values:
-        for name in steps:
-            weight = torch.zeros((), dtype=torch.float64, requires_grad=True)
-            if name == "sgd":
-                optimizer: torch.optim.Optimizer = torch.optim.SGD([weight], lr=lr)
-            else:
-                optimizer = torch.optim.Adam([weight], lr=lr, eps=eps)
-            weight.grad = torch.tensor(g, dtype=torch.float64)
-            optimizer.step()
-            steps[name].append(abs(float(weight.detach())) / lr)
-    return FirstStepResult(values, np.array(steps["sgd"]), np.array(steps["adam"]), lr, eps)
+        m_hat = (1 - beta1) * g / (1 - beta1)
+        v_hat = (1 - beta2) * g * g / (1 - beta2)
+        sgd.append(lr * g / lr)
+        adam.append(lr * m_hat / (math.sqrt(v_hat) + eps) / lr)
+    return FirstStepResult(values, np.array(sgd), np.array(adam), lr, eps)
 
 
 # ----------------------------------------------------------------------------------------------------
