@@ -8,8 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from vgcourse import instructor
 from vgcourse.cli import main
-from vgcourse.instructor import SOLUTION_TAG, grade, student_notebooks, summary
+from vgcourse.instructor import REFERENCE_CALLS, SOLUTION_TAG, grade, student_notebooks, summary
 
 
 def code(source: str, tags: tuple[str, ...] = ()) -> nbformat.NotebookNode:
@@ -206,13 +207,17 @@ def crafted_class(folder: Path) -> tuple[list[Path], dict[str, tuple[list[str], 
     return paths, expected
 
 
-def test_a_crafted_class_is_graded_as_it_should_be(tmp_path: Path) -> None:
+def test_a_crafted_class_is_graded_as_it_should_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Right via widgets and via code, typical mistakes, blank, reference answers, a patched checker, a
     fake marker, a deleted classmate and a planted package, a killed grader, an uninterruptible loop, a
     crash at the end, huge output, the instructor's original, a borrowed name and a corrupt file."""
     paths, expected = crafted_class(tmp_path / "submissions")
+    # The uninterruptible loop holds its worker, asleep, until the hard limit: it goes first, beside two
+    # workers that grade the rest meanwhile, and is killed 5 s (not 15) past the limit.
+    paths.sort(key=lambda path: path.stem != "ivy")
+    monkeypatch.setattr(instructor, "GRACE", 5.0)
     out = tmp_path / "grades.csv"
-    submissions = grade(paths, out_csv=out, timeout=60, jobs=2, chapter="initialization", output_cap=100_000)
+    submissions = grade(paths, out_csv=out, timeout=60, jobs=3, chapter="initialization", output_cap=100_000)
     by_student = {s.notebook.removesuffix(".ipynb"): s for s in submissions}
     wrong = {
         name: ([row.result for row in sub.rows], sub.status, sub.note, sub.flags)
@@ -239,6 +244,26 @@ def test_a_crafted_class_is_graded_as_it_should_be(tmp_path: Path) -> None:
     assert {r["student"] for r in rows} >= {"'=cmd", "ada", "copycat"}  # no formula, no borrowed name
     text = summary(submissions)
     assert "ada" in text and "[timeout]" in text and "[unreadable]" in text and "FLAG" in text
+
+
+def test_reference_calls_are_flagged_and_exercise_ids_are_not() -> None:
+    for source in (
+        "from vgcourse.exercises.detecting_and_fixing import guide_lr",
+        "answer_per_weight_ratio = dfx.per_weight_ratio()",
+        "answer_forget_gate_steps = forget_gate_steps(1.0)",
+        "answer_he_std = get('initialization.he_std').reference()",
+        "from exercise_solutions import SOLUTIONS",
+    ):
+        assert REFERENCE_CALLS.search(source), source
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "book").glob("*.ipynb")):  # the handouts' own code is not flagged
+        notebook = nbformat.read(path, as_version=4)
+        code = "\n".join(
+            c.source
+            for c in notebook.cells
+            if c.cell_type == "code" and SOLUTION_TAG not in c.metadata.get("tags", [])
+        )
+        assert not REFERENCE_CALLS.search(code), f"{path.name}: {REFERENCE_CALLS.search(code)}"
 
 
 def test_grade_cli_rejects_missing_files(tmp_path: Path) -> None:
