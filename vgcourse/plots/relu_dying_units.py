@@ -124,43 +124,51 @@ def dead_over_training(
         title = f"{config.activation}, {_describe(config)}: acc {result.final_accuracy:.2f}"
     ax.set_title(title, fontsize="medium")
     if legend:
-        ax.legend(fontsize="x-small", loc="best")
+        ax.legend(fontsize=9, loc="best")
     return fig
 
 
 @checked
 def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Figure:
-    """Small multiples of ``dead_over_training``: rows over bias initialization, columns over learning rate.
+    """Small multiples of ``dead_over_training``: rows over learning rate, columns over bias initialization.
+
+    Three bias columns fit the book's text column (<= 7.2 in wide) at readable font sizes (>= 9 pt).
 
     Args:
         sweep: from ``run_dying_sweep``.
-        axes: a (bias_inits, lrs) array of axes to draw on; a new figure when None.
+        axes: a (lrs, bias_inits) array of axes to draw on; a new figure when None.
     """
     _check(sweep, DyingSweepResult, "sweep")
-    rows, cols = len(sweep.config.bias_inits), len(sweep.config.lrs)
+    rows, cols = len(sweep.config.lrs), len(sweep.config.bias_inits)
     if axes is None:
         fig, axes = plt.subplots(
-            rows, cols, figsize=(2.6 * cols + 0.6, 2.2 * rows + 0.6), sharex=True, sharey=True, squeeze=False
+            rows,
+            cols,
+            figsize=(min(7.2, 2.2 * cols + 0.6), 1.75 * rows + 1.0),
+            sharex=True,
+            sharey=True,
+            squeeze=False,
         )
     else:
         axes = np.asarray(axes, dtype=object)
         if axes.size != rows * cols or not all(isinstance(a, Axes) for a in axes.flat):
-            raise ValueError(f"axes must hold {rows} x {cols} matplotlib Axes (bias_inits x lrs)")
+            raise ValueError(f"axes must hold {rows} x {cols} matplotlib Axes (lrs x bias_inits)")
         axes = axes.reshape(rows, cols)
         fig = axes[0, 0].figure
-    for i, bias in enumerate(sweep.config.bias_inits):
-        for j, lr in enumerate(sweep.config.lrs):
-            run = sweep.runs[i][j]
+    for i, lr in enumerate(sweep.config.lrs):
+        for j, bias in enumerate(sweep.config.bias_inits):
+            run = sweep.runs[j][i]
             title = f"lr {lr:g}, bias {bias:g}: acc {run.final_accuracy:.2f}"
             dead_over_training(run, ax=axes[i, j], legend=False, title=title)
+            axes[i, j].title.set_fontsize(9)
             if i < rows - 1:
                 axes[i, j].set_xlabel("")
             if j > 0:
                 axes[i, j].set_ylabel("")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(f"dead fraction per layer during training ({sweep.config.base.activation})")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
