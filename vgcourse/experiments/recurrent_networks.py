@@ -25,6 +25,9 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
   the lag before and after training.
 - ``run_clipping``: an RNN in the exploding regime trained without clipping, with norm clipping and
   with value clipping; and the cosine between each clipped gradient and the raw one.
+- ``run_cliff``: the loss and gradient norm along the line from the initial weights to where a few
+  unclipped steps took them: the cliff of Pascanu et al. (2013).
+- ``truncated_input_gradient_profile``: the lag profile under truncated BPTT (exactly 0 beyond k).
 
 All models are built by ``build_model``: a ``vgcourse.models.SequenceModel`` for the adding problem
 (2 input channels, 1 output) whose parameters are all drawn from PyTorch's default distribution
@@ -57,6 +60,7 @@ __all__ = [
     "BPTTCheckResult",
     "ClippingConfig",
     "ClippingResult",
+    "CliffResult",
     "ForgetGateConfig",
     "ForgetGateResult",
     "LagProfileConfig",
@@ -67,14 +71,17 @@ __all__ = [
     "SpectralSweepConfig",
     "SpectralSweepResult",
     "adding_baseline",
+    "average_grad_norm",
     "build_model",
     "cell_path_jacobians",
     "fit_rate",
     "gate_trajectory",
     "input_gradient_profile",
+    "truncated_input_gradient_profile",
     "recurrent_blocks",
     "rnn_state_jacobians",
     "run_bptt_check",
+    "run_cliff",
     "run_clipping",
     "run_forget_gate",
     "run_lag_profile",
@@ -385,6 +392,42 @@ def input_gradient_profile(model: SequenceModel, x: Tensor, y: Tensor) -> np.nda
     device = next(model.parameters()).device
     record = snapshot(model, x.to(device), y.to(device), F.mse_loss, track_inputs=True)
     return record.input_grad_norm[0][::-1].copy()
+
+
+def truncated_input_gradient_profile(
+    model: SequenceModel, x: Tensor, y: Tensor, truncation: int
+) -> np.ndarray:
+    """``input_gradient_profile`` under truncated BPTT: back propagation stops ``truncation`` steps back.
+
+    The first T - k steps run without a graph (their final state enters as a constant), the last k with
+    one, so ∂L/∂x_{T-j} is the full-BPTT value for lags j < k and exactly 0 for j >= k: no gradient, and
+    so no learning signal, from a dependency longer than k steps (Williams and Peng, 1990).
+
+    Args:
+        model: a one-layer ``SequenceModel``.
+        x: a batch of sequences, (N, T, input_size); moved to the model's device.
+        y: targets, (N, 1).
+        truncation: k, the number of steps back propagation runs through, 1..T.
+    """
+    _check_model(model)
+    if not isinstance(x, Tensor) or x.ndim != 3:
+        raise ValueError("x must be an (N, T, input_size) batch")
+    steps = x.shape[1]
+    check_int("truncation", truncation, 1, steps)
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    cut = steps - truncation
+    state = None
+    if cut > 0:
+        with torch.no_grad():
+            _, state = model.rnn(x[:, :cut])
+    tail = x[:, cut:].clone().requires_grad_(True)
+    out, _ = model.rnn(tail, state)
+    loss = F.mse_loss(model.head(out[:, -1]), y)
+    (grad,) = torch.autograd.grad(loss, tail)
+    norms = np.zeros(steps)
+    norms[:truncation] = grad.detach().double().cpu().pow(2).sum(dim=(0, 2)).sqrt().numpy()[::-1]
+    return norms
 
 
 def fit_rate(profile: np.ndarray, first: int = 1, last: int | None = None) -> float:
@@ -906,12 +949,14 @@ class LongRangeRun:
         history: the training history (``vgcourse.training.History``).
         profile_init: (T,) ‖∂L/∂x_{T-k}‖ on validation sequences before training, by lag k.
         profile_trained: (T,) the same after training.
+        model: the trained network (None where it was not kept).
     """
 
     arch: str
     history: History
     profile_init: np.ndarray
     profile_trained: np.ndarray
+    model: SequenceModel | None = None
 
     @property
     def val_loss(self) -> float:
@@ -951,6 +996,25 @@ class LongRangeResult:
     def run(self, arch: str) -> LongRangeRun:
         """The run of one architecture."""
         return self.runs[self.config.archs.index(check_choice("arch", arch, self.config.archs))]
+
+    def truncated_profile(self, arch: str, truncation: int) -> np.ndarray:
+        """The trained network's ‖∂L/∂x_{T-k}‖ on the profile sequences under truncated BPTT.
+
+        Same sequences as ``LongRangeRun.profile_trained`` (the first ``n_profile`` validation
+        sequences), with back propagation stopped ``truncation`` steps back
+        (``truncated_input_gradient_profile``): equal to ``profile_trained`` below that lag, 0 from it on.
+
+        Args:
+            arch: one of ``config.archs``.
+            truncation: k, 1..T.
+        """
+        run = self.run(arch)
+        if run.model is None:
+            raise ValueError(f"the {arch} run did not keep its trained model")
+        c = self.config
+        data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
+        x, y = data.x_val[: c.n_profile], data.y_val[: c.n_profile]
+        return truncated_input_gradient_profile(run.model, x, y, truncation)
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per architecture: validation MSE (and relative to the baseline),
@@ -993,7 +1057,8 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
         model = build_model(arch, c.hidden_size, c.seed, forget_bias=forget_bias).to(device)
         profile_init = input_gradient_profile(model, x_prof, y_prof)
         history = train(model, data, train_config)
-        runs.append(LongRangeRun(arch, history, profile_init, input_gradient_profile(model, x_prof, y_prof)))
+        profile_trained = input_gradient_profile(model, x_prof, y_prof)
+        runs.append(LongRangeRun(arch, history, profile_init, profile_trained, model))
     return LongRangeResult(c, adding_baseline(data), tuple(runs))
 
 
@@ -1005,8 +1070,8 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
 class ClippingConfig:
     """A vanilla RNN with W_hh scaled into the exploding regime, trained by SGD with and without clipping.
 
-    A control run trains the same network at PyTorch's default scale of W_hh (ρ ≈ 0.6), without clipping
-    and with the same learning rate, to show that the large ρ, not the learning rate alone, is the trouble.
+    An optional control run trains the same network at PyTorch's default scale of W_hh (ρ ≈ 0.6), without
+    clipping and with the same learning rate and optimizer.
 
     Args:
         methods: which runs to make, names from ``CLIP_METHODS`` ("none", "norm", "value").
@@ -1014,28 +1079,32 @@ class ClippingConfig:
         spectral_radius: ρ of W_hh at initialization.
         steps: SGD steps (a diverging run stops earlier).
         lr: SGD's learning rate.
+        optimizer: "sgd" or "momentum" (SGD with momentum 0.9, ``TrainConfig``'s default).
         batch_size: sequences per step.
         hidden_size: H.
         clip_norm: the threshold of norm clipping, ``clip_grad_norm_``.
         clip_value: the threshold of value clipping, ``clip_grad_value_``.
         n_samples: sequences in the data set (80% train, 20% validation).
         n_batches: training batches on which the clipped gradients are compared with the raw one.
+        eval_every: evaluate on the validation split every this many steps (and at the last step).
         control: also train the control network (default scale, no clipping).
         seed: seed of the data, the weights and the minibatch order.
         device: "auto" (CUDA when present), "cpu" or "cuda".
     """
 
     methods: tuple[str, ...] = CLIP_METHODS
-    seq_len: int = 20
-    spectral_radius: float = 3.0
-    steps: int = 300
-    lr: float = 0.1
+    seq_len: int = 10
+    spectral_radius: float = 2.0
+    steps: int = 800
+    lr: float = 0.3
+    optimizer: str = "momentum"
     batch_size: int = 64
     hidden_size: int = 32
-    clip_norm: float = 1.0
-    clip_value: float = 0.1
+    clip_norm: float = 0.1
+    clip_value: float = 0.01
     n_samples: int = 1000
     n_batches: int = 8
+    eval_every: int = 200
     control: bool = True
     seed: int = 0
     device: str = "auto"
@@ -1051,12 +1120,14 @@ class ClippingConfig:
         check_float("spectral_radius", self.spectral_radius, 0.0, strict_minimum=True)
         check_int("steps", self.steps, minimum=1)
         check_float("lr", self.lr, 0.0, strict_minimum=True)
+        check_choice("optimizer", self.optimizer, ("sgd", "momentum"))
         check_int("batch_size", self.batch_size, minimum=1)
         check_int("hidden_size", self.hidden_size, minimum=1)
         check_float("clip_norm", self.clip_norm, 0.0, strict_minimum=True)
         check_float("clip_value", self.clip_value, 0.0, strict_minimum=True)
         check_int("n_samples", self.n_samples, minimum=10)
         check_int("n_batches", self.n_batches, minimum=1)
+        check_int("eval_every", self.eval_every, minimum=1)
         if not isinstance(self.control, bool):
             raise TypeError(f"control must be True or False; got {self.control!r}")
         check_int("seed", self.seed, minimum=0)
@@ -1098,7 +1169,8 @@ class ClippingResult:
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per run (the methods, then the control): diverged, steps run (a
         diverged run stops at the step whose loss or gradient was inf/NaN), first loss, mean training loss
-        of the last 50 steps run, and the final validation MSE (NaN after divergence)."""
+        of the last 50 steps run, and the final validation MSE, alone and over the baseline (NaN after
+        divergence)."""
         pd = _pandas()
         rows = []
         runs = [
@@ -1108,6 +1180,7 @@ class ClippingResult:
         if self.control is not None:
             runs.append((f"none, default ρ = {self.default_radius:.2f}", self.control))
         for name, history in runs:
+            val = float("nan") if history.diverged else float(history.val_loss[-1])
             rows.append(
                 {
                     "clipping": name,
@@ -1115,7 +1188,8 @@ class ClippingResult:
                     "steps run": history.steps_run,
                     "first loss": float(history.loss[0]),
                     "loss, last 50 steps": float(np.mean(history.loss[-50:])),
-                    "val MSE": float("nan") if history.diverged else float(history.val_loss[-1]),
+                    "validation MSE": val,
+                    "validation MSE / baseline": val / self.baseline,
                 }
             )
         return pd.DataFrame(rows).set_index("clipping")
@@ -1160,11 +1234,11 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
             steps=c.steps,
             batch_size=c.batch_size,
             lr=c.lr,
-            optimizer="sgd",
+            optimizer=c.optimizer,
             clip_norm=c.clip_norm if method == "norm" else None,
             clip_value=c.clip_value if method == "value" else None,
             monitor_every=None,
-            eval_every=c.steps,
+            eval_every=c.eval_every,
             seed=c.seed,
             device=c.device,
         )
@@ -1182,4 +1256,123 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
         np.array(clipped),
         spectral_radius(default.rnn.weight_hh_l0),
         control,
+    )
+
+
+def average_grad_norm(history: History, start: int = 0, stop: int | None = None) -> float:
+    """The mean raw gradient norm (before clipping) over steps start..stop-1 of a run.
+
+    Pascanu et al. (2013) suggest a clipping threshold around this average, taken over a stretch of
+    training long enough to smooth out single batches.
+
+    Args:
+        history: a training run's ``History``.
+        start: first step of the stretch (0-based).
+        stop: one past the last step (default: the last step run).
+    """
+    if not isinstance(history, History):
+        raise TypeError(f"history must be a vgcourse.training.History; got {type(history).__name__}")
+    stop = history.steps_run if stop is None else stop
+    check_int("start", start, 0, history.steps_run - 1)
+    check_int("stop", stop, start + 1, history.steps_run)
+    return float(np.mean(history.grad_norm_total[start:stop]))
+
+
+@dataclass(frozen=True)
+class CliffResult:
+    """The loss and the gradient norm along the straight line from the initial weights θ₀ to θ_k, where k
+    unclipped SGD steps took them (Pascanu et al., 2013's cliff).
+
+    Args:
+        config: the ``ClippingConfig`` whose network, data and optimizer were used.
+        unclipped_steps: k.
+        distance: (n_points,) ‖θ − θ₀‖ at each point of the line, from 0 to ‖θ_k − θ₀‖.
+        loss: (n_points,) the MSE on a fixed batch of validation sequences at each point.
+        grad_norm: (n_points,) ‖∇L‖ on the same batch at each point.
+        clipped_distance: ‖θ'_k − θ₀‖ after k steps of the norm-clipped run from the same start.
+    """
+
+    config: ClippingConfig
+    unclipped_steps: int
+    distance: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    clipped_distance: float
+
+    @property
+    def loss_rise(self) -> float:
+        """L(θ_k) / L(θ₀): how much higher the unclipped steps left the loss."""
+        return float(self.loss[-1] / self.loss[0])
+
+    @property
+    def grad_rise(self) -> float:
+        """max ‖∇L‖ along the line / ‖∇L(θ₀)‖: the gradient norm's spike at the wall."""
+        return float(self.grad_norm.max() / self.grad_norm[0])
+
+    @property
+    def dip(self) -> float:
+        """min L along the line / L(θ₀): the loss first falls (< 1) before the wall."""
+        return float(self.loss.min() / self.loss[0])
+
+
+def run_cliff(
+    config: ClippingConfig, *, unclipped_steps: int = 2, n_points: int = 41, n_eval: int = 256
+) -> CliffResult:
+    """Walk the straight line θ₀ → θ_k of the unclipped run and measure the loss and gradient norm on it.
+
+    θ_k comes from ``train`` with ``config``'s settings and no clipping, stopped after k steps (the same
+    first steps as ``run_clipping``'s unclipped run); the clipped run's position after k steps from the
+    same start gives the distance a norm-clipped optimizer travels meanwhile.
+
+    Args:
+        config: the clipping experiment's settings (its ρ, T, learning rate, optimizer and seed).
+        unclipped_steps: k, steps of unclipped training that define the line.
+        n_points: points on the line, evenly spaced, both ends included.
+        n_eval: validation sequences on which the loss and gradient are measured.
+    """
+    if not isinstance(config, ClippingConfig):
+        raise TypeError(f"config must be a ClippingConfig; got {type(config).__name__}")
+    c = config
+    check_int("unclipped_steps", unclipped_steps, minimum=1)
+    check_int("n_points", n_points, minimum=2)
+    check_int("n_eval", n_eval, minimum=1)
+    data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
+    x, y = data.x_val[:n_eval], data.y_val[:n_eval]
+
+    def weights_after(clip_norm: float | None) -> Tensor:
+        model = build_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
+        settings = TrainConfig(
+            steps=unclipped_steps,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            optimizer=c.optimizer,
+            clip_norm=clip_norm,
+            monitor_every=None,
+            eval_every=unclipped_steps,
+            seed=c.seed,
+            device="cpu",
+        )
+        train(model, data, settings)
+        return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+
+    model = build_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
+    params = list(model.parameters())
+    start = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    end, clipped = weights_after(None), weights_after(c.clip_norm)
+    losses, norms = [], []
+    for s in np.linspace(0.0, 1.0, n_points):
+        torch.nn.utils.vector_to_parameters(start + float(s) * (end - start), params)
+        model.zero_grad(set_to_none=True)
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        norms.append(float(_flat_grad(model).norm()))
+    length = float((end - start).norm())
+    return CliffResult(
+        c,
+        unclipped_steps,
+        np.linspace(0.0, length, n_points),
+        np.array(losses),
+        np.array(norms),
+        float((clipped - start).norm()),
     )

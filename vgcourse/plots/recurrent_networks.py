@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from vgcourse._validation import check_int
 from vgcourse.experiments.recurrent_networks import (
+    CliffResult,
     ClippingResult,
     ForgetGateResult,
     LagProfileResult,
@@ -19,9 +20,11 @@ from vgcourse.experiments.recurrent_networks import (
     SpectralSweepResult,
 )
 from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots.figure_check import allow_clipping
 
 __all__ = [
     "ARCH_COLORS",
+    "cliff",
     "clipping",
     "decay_rates",
     "forget_gate",
@@ -41,7 +44,7 @@ def _check(result: Any, kind: type, name: str = "result") -> None:
         raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
 
 
-def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (5.0, 3.6)) -> tuple[Figure, list[Axes]]:
+def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (3.6, 3.2)) -> tuple[Figure, list[Axes]]:
     """n side-by-side axes: a new figure when ``ax`` is None, else the n given axes."""
     if ax is None:
         fig, axes = plt.subplots(1, n, figsize=(panel[0] * n, panel[1]), squeeze=False)
@@ -60,6 +63,7 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
     return float(min(finite.min(), 1.0)) / 10, float(max(finite.max(), 1.0)) * 10
 
 
+@checked
 @checked
 def lag_profile(
     result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
@@ -82,7 +86,8 @@ def lag_profile(
     radius = result.config.spectral_radius
     bottom, top = _log_limits(relative)
     if radius is not None:
-        ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label="ρᵏ")
+        # the linear prediction ρ^k leaves the axes where ρ > 1 (3^59 ≈ 1e28): clipped on purpose
+        allow_clipping(*ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label="ρᵏ"))
     ax.axhline(1.0, color="0.6", lw=0.6)
     log_scale(ax, "y")
     ax.set_ylim(bottom, top)
@@ -93,12 +98,13 @@ def lag_profile(
         title = f"{scale}, T = {result.config.seq_len}"
     ax.set_title(title)
     if legend:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return fig
 
 
 @checked
-def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> Figure:
+@checked
+def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2) -> Figure:
     """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ.
 
     Args:
@@ -111,7 +117,7 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> 
         _check(result, LagProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), sharey=True, squeeze=False)
     flat = list(axes.reshape(-1))
     for extra in flat[len(results) :]:
         extra.set_visible(False)
@@ -122,11 +128,12 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 4) -> 
             ax.set_ylabel("")
     flat[0].set_ylim(limits[:, 0].min(), limits[:, 1].max())
     handles, labels = flat[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=9, frameon=False)
     return fig
 
 
+@checked
 @checked
 def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figure:
     """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.
@@ -148,18 +155,20 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
             [result.default.radius(arch)], [result.default.rate(arch)], "o", mfc="none", color=color, ms=8
         )
     ax.plot([], [], "o", mfc="none", color="0.3", label="default scale")
-    line = np.linspace(0, radii.max(), 2)
+    top = max(1.5, float(np.nanmax(result.rates)) * 1.1)
+    line = np.linspace(0, min(radii.max(), top), 2)
     ax.plot(line, line, "k--", lw=0.8, label="factor = ρ")
     ax.axhline(1.0, color="0.6", lw=0.6)
     ax.set_xlim(0, radii.max() * 1.05)
-    ax.set_ylim(0, max(1.5, float(np.nanmax(result.rates)) * 1.1))
+    ax.set_ylim(0, top)
     ax.set_xlabel(r"spectral radius $\rho(W_{hh})$")
     ax.set_ylabel("gradient factor per step")
     ax.set_title(f"fitted over lags 1..{result.config.seq_len - 1}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
 
 
+@checked
 @checked
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖.
@@ -180,18 +189,19 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
         right.plot(lags, result.profiles[k].relative[0], color=color, label=name)
     left.plot([], [], "k--", lw=0.8, label=r"$\sigma(b_f)^k$")
     for ax_, title in (
-        (left, r"cell path $\partial c_T/\partial c_{T-k}$ (typical $\prod f$)"),
-        (right, r"every path: $\|\partial L/\partial x_{T-k}\|$, relative"),
+        (left, r"cell path: typical $\prod f$"),
+        (right, r"every path: relative $\|\partial L/\partial x_{T-k}\|$"),
     ):
         log_scale(ax_, "y")
         ax_.axhline(1.0, color="0.6", lw=0.6)
         ax_.set_xlabel("lag k")
         ax_.set_title(title, fontsize=10)
-    left.legend(fontsize=8)
+    left.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
 
+@checked
 @checked
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init and trained.
@@ -215,74 +225,100 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
     left.set_xlabel("training step")
     left.set_ylabel("validation MSE")
     left.set_title(f"adding problem, T = {result.config.seq_len}", fontsize=10)
-    left.legend(fontsize=8)
+    left.legend(fontsize=9)
     right.plot([], [], "k--", lw=1, label="at initialization")
     right.plot([], [], "k-", lw=1, label="after training")
     right.axhline(1.0, color="0.6", lw=0.6)
     right.axvspan(result.config.seq_len // 2, result.config.seq_len - 1, color="0.93", lw=0)
     log_scale(right, "y")
-    right.set_xlabel("lag k = T − t (shaded: where the first marked value can be)")
+    right.set_xlabel("lag k (shaded: first marked value)")
     right.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
-    right.set_title("gradient reaching the input k steps back", fontsize=10)
-    right.legend(fontsize=8, ncols=2)
+    right.set_title("gradient k steps back", fontsize=10)
+    right.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
 
 @checked
+@checked
 def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
-    norm per step (before clipping), with the clipping threshold. A diverging run leaves the top of the
-    axes; a dotted line marks the step at which its loss or gradient became inf/NaN.
+    norm per step (before clipping), with the clipping threshold. Log axes; a diverging run leaves the top
+    of the axes (its line is clipped there on purpose), and a dotted line marks the step at which its loss
+    or gradient became inf/NaN.
 
     Args:
         result: from ``run_clipping``.
         ax: two axes to draw on; a new figure when None.
     """
     _check(result, ClippingResult)
-    fig, (left, right) = _many_axes(ax, 2)
+    fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
     runs = [
         (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
         for method, history in zip(result.config.methods, result.histories, strict=True)
     ]
     if result.control is not None:
-        runs.append(
-            ("control", result.control, "0.55", f"no clipping, default ρ = {result.default_radius:.2f}")
-        )
-    tops = {left: 1e4, right: 1e6}
+        runs.append(("control", result.control, "0.55", f"none, default ρ = {result.default_radius:.2f}"))
+    tops = {left: 1e3, right: 1e5}
     for method, history, color, label in runs:
         steps = np.arange(1, history.steps_run + 1)
         loss = np.where(np.isfinite(history.loss), history.loss, np.nan)
         grad = np.where(np.isfinite(history.grad_norm_total), history.grad_norm_total, np.nan)
-        left.plot(steps, loss, color=color, lw=1, label=label)
+        (line,) = left.plot(steps, loss, color=color, lw=1, label=label)
+        lines = [line]
         if method != "control":
-            right.plot(steps, grad, color=color, lw=1, label=label)
+            lines += right.plot(steps, grad, color=color, lw=1, label=label)
         if history.diverged:
-            step = history.diverged_step + 1
+            allow_clipping(*lines)
             for ax_ in (left, right):
-                ax_.axvline(step, color=color, ls=":", lw=1)
-                ax_.annotate(
-                    f"inf/NaN at step {step}",
-                    (step, 0.97),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(4, 0),
-                    textcoords="offset points",
-                    ha="left",
-                    va="top",
-                    fontsize=8,
-                    color=color,
-                )
+                ax_.axvline(history.diverged_step + 1, color=color, ls=":", lw=1)
     left.axhline(result.baseline, color="k", ls=":", lw=1, label="predict the mean")
-    right.axhline(result.config.clip_norm, color="0.4", ls="--", lw=0.8, label="clip_norm")
+    right.axhline(result.config.clip_norm, color="0.4", ls="--", lw=0.8, label="threshold τ")
     for ax_, label in ((left, "training loss (MSE)"), (right, "gradient norm before clipping")):
         log_scale(ax_, "y")
-        bottom = ax_.get_ylim()[0]
-        ax_.set_ylim(bottom, tops[ax_])
+        ax_.set_xscale("log")
+        values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax_.get_lines()])
+        ax_.set_ylim(float(np.nanmin(values[values > 0])) / 3, tops[ax_])
+        ax_.set_xlim(1, result.config.steps * 1.05)
         ax_.set_xlabel("training step")
         ax_.set_ylabel(label)
-        ax_.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.88))
+    left.legend(fontsize=9, loc="upper right")
+    right.legend(fontsize=9, loc="lower left")
     cfg = result.config
-    left.set_title(rf"RNN, $\rho(W_{{hh}})$ = {cfg.spectral_radius:g}, SGD lr {cfg.lr:g}", fontsize=10)
-    right.set_title(f"adding problem, T = {cfg.seq_len}", fontsize=10)
+    left.set_title(rf"RNN, $\rho(W_{{hh}})$ = {cfg.spectral_radius:g}", fontsize=10)
+    right.set_title(f"SGD ({cfg.optimizer}), lr {cfg.lr:g}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+    """The loss (left) and the gradient norm (right) along the straight line from the initial weights to
+    where the unclipped steps took them, against the distance travelled; the dotted line marks how far the
+    norm-clipped run travelled in the same number of steps.
+
+    Args:
+        result: from ``run_cliff``.
+        ax: two axes to draw on; a new figure when None.
+    """
+    _check(result, CliffResult)
+    fig, (left, right) = _many_axes(ax, 2, (3.6, 3.0))
+    k = result.unclipped_steps
+    for ax_, values, label in (
+        (left, result.loss, "validation loss (MSE)"),
+        (right, result.grad_norm, "gradient norm"),
+    ):
+        ax_.plot(
+            result.distance, values, "o-", ms=3, color=_METHOD_COLORS["none"], label=f"{k} unclipped steps"
+        )
+        ax_.axvline(result.clipped_distance, color=_METHOD_COLORS["norm"], ls=":", lw=1.5)
+        log_scale(ax_, "y")
+        ax_.set_ylim(float(values.min()) / 3, float(values.max()) * 3)
+        ax_.set_xlabel(r"distance from $\theta_0$")
+        ax_.set_ylabel(label)
+    left.plot([], [], ls=":", color=_METHOD_COLORS["norm"], label=f"clipped run, {k} steps")
+    left.legend(fontsize=9, loc="lower right")
+    left.set_title("loss along the line", fontsize=10)
+    right.set_title("gradient norm along the line", fontsize=10)
     fig.tight_layout()
     return fig
