@@ -153,7 +153,12 @@ def test_strict_mode_checks_the_outermost_plot_function_only(monkeypatch: pytest
             ax.set_ylim(0, 1)  # fixed once the panel is drawn
         return fig
 
-    monkeypatch.setattr(_common, "check_figure", lambda fig: (calls.append(fig), check_figure(fig)))
+    def spy(fig: Figure, *, layout: bool) -> None:
+        calls.append(fig)
+        check_figure(fig, layout=layout)
+
+    monkeypatch.setattr(_common, "check_figure", spy)
+    monkeypatch.setattr(_common, "_checked_counts", {})
     monkeypatch.delenv(_common.STRICT_FIGURES_ENV, raising=False)
     panel()
     assert calls == []
@@ -163,3 +168,20 @@ def test_strict_mode_checks_the_outermost_plot_function_only(monkeypatch: pytest
     calls.clear()
     fig = grid()
     assert calls == [fig]
+    # Past FULL_CHECKS figures of one function, the series are still checked (without the layout).
+    for _ in range(_common.FULL_CHECKS + 1):
+        with pytest.raises(ValueError, match="outside the axes"):
+            panel()
+
+
+def test_the_check_without_layout_skips_width_and_tick_labels_only() -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(10.2, 3.0))
+    axes[0].plot([0, 1], [0, 1])
+    axes[0].set_ylim(0, 0.5)
+    axes[0].tick_params(labelsize=6)
+    axes[1].set_title("tiny title", fontsize=6)
+    problems = figure_problems(fig, layout=False)
+    assert len(problems) == 2
+    assert "outside the axes" in problems[0] and "'tiny title' is 6 pt" in problems[1]
+    full = figure_problems(fig)
+    assert any("text column" in p for p in full) and any("tick label" in p for p in full)

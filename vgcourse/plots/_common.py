@@ -23,8 +23,13 @@ from vgcourse.plots.figure_check import check_figure
 STRICT_FIGURES_ENV = "VGCOURSE_STRICT_FIGURES"
 """Set to 1 (the book build does) and every public plot function checks the figure it returns."""
 
+FULL_CHECKS = 3
+"""How many figures of each plot function get the full check (with layout) per process; the rest are
+checked without layout (series inside the axes, text sizes other than tick labels): see figure_check."""
+
 _PlotFunction = TypeVar("_PlotFunction", bound=Callable[..., Any])
 _nesting = threading.local()
+_checked_counts: dict[str, int] = {}
 
 
 def strict_figures() -> bool:
@@ -36,7 +41,9 @@ def checked(function: _PlotFunction) -> _PlotFunction:
     """Decorator of the public plot functions: with ``VGCOURSE_STRICT_FIGURES=1``, pass the Figure the
     function returns to ``vgcourse.plots.figure_check.check_figure`` (ValueError naming the axes and item
     that break the book's figure limits). Only the outermost decorated call checks, so a grid function
-    that calls a panel function checks the finished grid once."""
+    that calls a panel function checks the finished grid once. The first ``FULL_CHECKS`` figures of each
+    function get the full check, later ones the check without layout (an explorer's page grid draws one
+    figure per setting)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,10 +56,12 @@ def checked(function: _PlotFunction) -> _PlotFunction:
         finally:
             _nesting.depth = depth
         if depth == 0 and isinstance(result, Figure):
+            name = f"{function.__module__}.{function.__qualname__}"
+            count = _checked_counts[name] = _checked_counts.get(name, 0) + 1
             try:
-                check_figure(result)
+                check_figure(result, layout=count <= FULL_CHECKS)
             except ValueError as error:
-                raise ValueError(f"{function.__module__}.{function.__qualname__}: {error}") from None
+                raise ValueError(f"{name}: {error}") from None
         return result
 
     return wrapper  # type: ignore[return-value]

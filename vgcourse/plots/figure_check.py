@@ -22,7 +22,11 @@ are meant to show) opts out of the inside-the-axes check with ``allow_clipping(a
 gid to ``CLIPPED_GID``. Use it only where the caption or the prose says the line leaves the axes.
 
 With the environment variable ``VGCOURSE_STRICT_FIGURES=1`` (the book build sets it), every public plot
-function of ``vgcourse.plots`` checks the figure it returns (``vgcourse.plots._common.checked``).
+function of ``vgcourse.plots`` checks the figure it returns (``vgcourse.plots._common.checked``): fully
+for its first ``_common.FULL_CHECKS`` figures in a process, then without the layout (series and texts
+other than tick labels), because an explorer's page grid draws the same figure for up to a few hundred
+settings and a full check of each costs about a quarter of its render; width and font sizes are set by
+the plot function's code, which every setting shares, while whether a series fits depends on the data.
 """
 
 from __future__ import annotations
@@ -146,17 +150,20 @@ def _all_tick_labels(fig: Figure) -> set[int]:
     return labels
 
 
-def figure_problems(fig: Figure) -> list[str]:
+def figure_problems(fig: Figure, *, layout: bool = True) -> list[str]:
     """Every violation of the limits in the module docstring, one sentence each (empty: the figure is
     fine). Lays the figure out as the inline backend's tight ``savefig`` does (a layout engine, if any,
-    runs first), so limits, ticks and tick labels are final."""
+    runs first), so limits, ticks and tick labels are final.
+
+    ``layout=False`` skips the layout (most of the check's cost, about a quarter of a PNG render): the
+    width and the tick labels are not checked, the series and every other text are.
+    """
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
-    if fig.get_layout_engine() is not None:
-        fig.draw_without_rendering()
     problems: list[str] = []
-
-    width_in = fig.get_tightbbox().width + 2 * PAD_IN  # also updates every axis' ticks and labels
+    if layout and fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
+    width_in = fig.get_tightbbox().width + 2 * PAD_IN if layout else 0.0  # updates ticks and labels
     if width_in > MAX_WIDTH_IN + 1e-9:
         problems.append(
             f"the figure is {width_in:.2f} in wide as saved (tight box + padding), "
@@ -194,11 +201,11 @@ def figure_problems(fig: Figure) -> list[str]:
     return problems
 
 
-def check_figure(fig: Figure) -> None:
+def check_figure(fig: Figure, *, layout: bool = True) -> None:
     """Raise ValueError naming each offending axes (by title) and item when ``fig`` breaks a limit of the
     module docstring: a series partly outside its axes (beyond ``TOLERANCE``), a saved width above
-    ``MAX_WIDTH_IN`` or a visible text below ``MIN_FONT_PT``."""
-    problems = figure_problems(fig)
+    ``MAX_WIDTH_IN`` or a visible text below ``MIN_FONT_PT`` (``layout=False``: see ``figure_problems``)."""
+    problems = figure_problems(fig, layout=layout)
     if problems:
         title = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
         name = f"figure {title!r}" if title else "figure"
