@@ -423,7 +423,10 @@ def test_ranking_under_default_init_survives_lr_and_seeds(ranking: ex.RankingRes
     best = {name: ranking.best(name, "default") for name in ex.RELU_FAMILY}
     expect("relu: ranking default, elu best-lr accuracy", best["elu"], ">=", 0.95)
     expect("relu: ranking default, silu best-lr accuracy", best["silu"], ">=", 0.7)
-    _between("relu: ranking default, gelu best-lr accuracy (partway)", best["gelu"], 0.15, 0.85)
+    # GELU gets partway at its best lr: per seed 0.20 to 0.77 at seeds 0-4 x 3 kernel families (sd 0.17),
+    # so "off chance" is claimed for the mean over the seeds, "not fully" for every seed
+    expect("relu: ranking default, gelu mean best-lr accuracy (off chance)", best["gelu"].mean(), ">=", 0.15)
+    expect("relu: ranking default, gelu best-lr accuracy (not fully)", best["gelu"], "<=", 0.85)
     # the order of the means: elu > silu > gelu > leaky_relu, each gap a claim of its own
     for high, low in (("elu", "silu"), ("silu", "gelu"), ("gelu", "leaky_relu")):
         gap = best[high].mean() - best[low].mean()
