@@ -300,7 +300,10 @@ def test_other_schemes_leave_by_orders_of_magnitude(sweep30):
 def test_to_frame(sweep30):
     frame = sweep30.to_frame()
     assert len(frame) == 8
-    assert {"activation", "scheme", "measured (geo. mean)", "predicted (Gaussian)"} <= set(frame.columns)
+    columns = {"activation", "scheme", "Var(δ₁)/Var(δ_L) measured (geometric mean)", "predicted (Gaussian)"}
+    assert columns <= set(frame.columns)
+    center = frame.set_index(["scheme", "activation"])["Var(δ₁)/Var(δ_L) measured (geometric mean)"]
+    assert center["he", "relu"] == pytest.approx(ex.geometric_mean(sweep30.get("he", "relu").grad_ratio))
 
 
 # ----------------------------------------------------------------------------------------- gains
@@ -602,6 +605,9 @@ def test_measured_ratio_near_one_on_the_line_only(critical):
             log(3),
         )
     assert critical.chi[on] == pytest.approx(1.0, abs=1e-8)
+    q_star = ex.tanh_fixed_point(critical.config.weight_vars[on], critical.config.bias_var)
+    center = np.exp(np.log(critical.activation_var[on]).mean(axis=0))  # per layer, over seeds
+    _close("init: critical line, forward variance stays at q*", center, q_star, 0.25)
 
 
 @pytest.mark.claim
@@ -614,6 +620,8 @@ def test_symmetry_is_never_broken_by_training(symmetry):
     expect("init: symmetry, constant init weights moved", s.moved[constant].min(axis=-1), ">", 0.005)
     expect("init: symmetry, constant init accuracy", s.val_accuracy[constant], "<", 0.4)
     expect("init: symmetry, width-one accuracy", s.width_one_accuracy, "<", 0.4)
+    gap = abs(s.val_accuracy[constant].mean() - s.width_one_accuracy.mean())
+    expect("init: symmetry, constant vs width-one accuracy gap", gap, "<", 0.1)
     expect("init: symmetry, xavier row spread", s.row_spread[xavier], ">", 0.5)
     expect("init: symmetry, xavier accuracy", s.val_accuracy[xavier], ">", 0.9)
     frame = s.to_frame()

@@ -543,11 +543,11 @@ class SchemeSweep:
                 {
                     "activation": p.config.activation,
                     "scheme": p.config.scheme,
-                    "measured (geo. mean)": geometric_mean(ratio),
-                    "measured min": float(ratio.min()),
-                    "measured max": float(ratio.max()),
+                    "Var(δ₁)/Var(δ_L) measured (geometric mean)": geometric_mean(ratio),
+                    "smallest seed": float(ratio.min()),
+                    "largest seed": float(ratio.max()),
                     "predicted (Gaussian)": p.predicted.grad_ratio,
-                    "predicted (linear)": p.linear.grad_ratio,
+                    "predicted (linear regime)": p.linear.grad_ratio,
                 }
             )
         return pd.DataFrame(rows)
