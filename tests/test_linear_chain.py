@@ -566,6 +566,16 @@ def test_layer_profile_grid_shows_every_line_of_the_chapters_panels() -> None:
         assert low < profile.weight_grad_norm.min() and profile.weight_grad_norm.max() < high
 
 
+def test_layer_profile_keeps_the_prediction_on_the_scale() -> None:
+    # Gaussian weights at L = 100, s = 1.25 (a setting of the explorer's page grid): s^(L-1) lies
+    # decades above every measured norm; the axes still show it.
+    far = lc.run_layer_profile(lc.LayerProfileConfig(depth=100, scale=1.25, init="gaussian", width=32))
+    assert far.predicted_weight_grad_norm > 3 * far.weight_grad_norm.max()
+    fig = plots.layer_profile(far)
+    check_figure(fig)
+    assert fig.axes[0].get_ylim()[1] > far.predicted_weight_grad_norm
+
+
 def test_layer_profile_of_a_flat_chain_spans_a_decade() -> None:
     # s = 1 with orthogonal weights: every norm is 1 up to float rounding, which must not fill the axes
     flat = lc.run_layer_profile(lc.LayerProfileConfig(scale=1.0, init="orthogonal", depth=12, width=8))

@@ -346,7 +346,10 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
         lw=2,
         label="‖∂J/∂Wₗ‖",
     )
-    ax.axhline(result.predicted_weight_grad_norm, color="k", ls="--", lw=0.8, label="sᴸ⁻¹")
+    # A data line, not axhline: the y limits then include s^(L-1), which for Gaussian weights can lie
+    # decades away from every measured norm (L = 100, s = 1.25).
+    predicted = np.full(len(result.layers), result.predicted_weight_grad_norm)
+    ax.plot(result.layers, predicted, color="k", ls="--", lw=0.8, label="sᴸ⁻¹")
     log_scale(ax, "y")
     widen_log_limits(ax)
     ax.set_xlabel("layer l (input → output)")
