@@ -660,6 +660,12 @@ def test_shattered_numbers_the_chapter_states(shattered: rn.ShatteredResult) -> 
     one, twenty, fifty = depths.index(1), depths.index(20), depths.index(50)
     for spec in nets:
         expect(f"residual: shattered, {spec.label}, L=1, lag-1 autocorrelation", rho[spec][:, one], ">", 0.95)
+    within(
+        "residual: shattered, plain + BN, L=10, lag-1 autocorrelation",
+        rho[rn.PLAIN_BN][:, depths.index(10)],
+        0.1,
+        0.6,
+    )
     for index, depth in ((twenty, 20), (fifty, 50)):
         expect(
             f"residual: shattered, plain + BN, L={depth}, |lag-1 autocorrelation|",

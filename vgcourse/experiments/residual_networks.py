@@ -1111,7 +1111,8 @@ class PlacementResult:
 
 
 def run_placement(config: PlacementConfig) -> PlacementResult:
-    """``stream_pass`` on every network and seed (float64), and the masks D_l of the ReLU after each addition.
+    """``stream_pass`` on every network and seed (float64); the masks D_l of the ReLU after each addition are
+    read from the same pass (forward hooks on the blocks: x_l > 0 exactly where x_{l-1} + αF > 0).
 
     Networks of the same seed share their weights (``build_network``), so the clean and the original block
     differ only by the ReLU after the addition.
@@ -1133,17 +1134,20 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
                 seed=config.seed + s,
                 dtype="float64",
             )
-            result = stream_pass(model, x, y)
+            masks: list[Tensor] = []  # x_l = φ(pre) > 0 exactly where pre > 0: the 1s of D_l
+            hooks = [
+                block.register_forward_hook(lambda _m, _i, out, masks=masks: masks.append(out.detach() > 0))
+                for block in (model.blocks if spec.post_activation else ())
+            ]
+            try:
+                result = stream_pass(model, x, y)
+            finally:
+                for hook in hooks:
+                    hook.remove()
             grads[i, s] = result.stream_grad / result.stream_grad[-1]
             if not spec.post_activation:  # a clean block has no mask: D = I
                 active[i, s], share[i, s] = 1.0, 1.0
                 continue
-            masks = []
-            with torch.no_grad():  # the same batch statistics as the pass above (training mode)
-                h = model.stem(x.double())
-                for block in model.blocks:
-                    masks.append(h + block.alpha * block.branch(h) > 0)
-                    h = block(h)
             active[i, s] = [float(m.double().mean()) for m in masks]
             survive = torch.ones_like(masks[0])
             share[i, s, depth] = 1.0
@@ -1243,8 +1247,8 @@ class ShatteredResult:
         return float(self.mean()[_index(spec, self.config.networks), self.config.depths.index(depth)])
 
 
-def _input_gradient(model: ResidualMLP, x: Tensor) -> np.ndarray:
-    """df/dx at every point of x (N, 1), with each BatchNorm's statistics taken from x and then frozen."""
+def _freeze_batch_norm(model: ResidualMLP, x: Tensor) -> None:
+    """Give every BatchNorm the statistics of the batch x (one training-mode pass), then eval mode."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -1252,34 +1256,54 @@ def _input_gradient(model: ResidualMLP, x: Tensor) -> np.ndarray:
                 module.momentum = 1.0  # running statistics := those of this one batch
         model.train()(x)
     model.eval()
+
+
+def _input_gradient(model: ResidualMLP, x: Tensor) -> np.ndarray:
+    """df/dx at every point of x (N, 1), with each BatchNorm's statistics taken from x and then frozen."""
+    return _prefix_input_gradients(model, x, (len(model.blocks),))[0]
+
+
+def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ...]) -> list[np.ndarray]:
+    """df_L/dx at every point of x (N, 1) for each L in ``depths``, where f_L = head ∘ block_L ∘ ⋯ ∘ block_1
+    ∘ stem is the network cut after L blocks. BatchNorm statistics come from x and are then frozen (the
+    statistics of block l depend only on the blocks before it, so every prefix sees the ones it would
+    compute on its own); points are then independent, so the gradient of the sum is each point's df/dx."""
+    _freeze_batch_norm(model, x)
     x = x.clone().requires_grad_(True)
+    outputs = {}
     with torch.enable_grad():
-        model(x).sum().backward()  # points are independent in eval mode: the sum's gradient is df/dx
-    return x.grad[:, 0].numpy().copy()
+        h = model.stem(x)
+        for depth, block in enumerate(model.blocks, start=1):
+            h = block(h)
+            if depth in depths:
+                outputs[depth] = model.head(h).sum()
+        grads = [torch.autograd.grad(outputs[d], x, retain_graph=True)[0] for d in depths]
+    return [g[:, 0].numpy().copy() for g in grads]
 
 
 def run_shattered(config: ShatteredConfig) -> ShatteredResult:
-    """Build every network (one input, one output) and record the lag-1 autocorrelation of df/dx."""
+    """Build one network per spec and seed with the deepest depth (one input, one output), and record the
+    lag-1 autocorrelation of df/dx for each depth L of the config, cutting the network after L blocks
+    (stem, blocks 1..L, head): the networks of one seed share their first blocks."""
     x = torch.linspace(-config.interval, config.interval, config.n_points, dtype=torch.float64)[:, None]
     shape = (len(config.networks), config.n_seeds, len(config.depths))
     autocorrelation = np.empty(shape)
     gradient = np.empty((len(config.networks), config.n_points))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            for d, depth in enumerate(config.depths):
-                model = build_network(
-                    spec,
-                    depth=depth,
-                    width=config.width,
-                    in_features=1,
-                    out_features=1,
-                    seed=config.seed + s,
-                    dtype="float64",
-                )
-                g = _input_gradient(model, x)
-                autocorrelation[i, s, d] = lag1_autocorrelation(g)
-                if s == 0 and d == len(config.depths) - 1:
-                    gradient[i] = g
+            model = build_network(
+                spec,
+                depth=config.depths[-1],
+                width=config.width,
+                in_features=1,
+                out_features=1,
+                seed=config.seed + s,
+                dtype="float64",
+            )
+            grads = _prefix_input_gradients(model, x, config.depths)
+            autocorrelation[i, s] = [lag1_autocorrelation(g) for g in grads]
+            if s == 0:
+                gradient[i] = grads[-1]
     return ShatteredResult(config, autocorrelation, gradient)
 
 
