@@ -287,6 +287,12 @@ def test_bad_input_is_named() -> None:
         to_plain_markdown("{cite:p}`he2016, nobody2020`", GLUE, FIXTURE_SITE, "book/x")
 
 
+def test_text_on_an_admonitions_first_line_is_the_start_of_its_body() -> None:
+    # MyST passes it to a note (which takes no title) as the first line of the body, as the site shows.
+    text = to_plain_markdown(":::{tip} First line\nthe rest.\n:::", {}, FIXTURE_SITE, "book/x")
+    assert text.strip() == "> **Tip:** First line\n> the rest."
+
+
 def test_citations_read_like_the_site_from_the_books_bibliography() -> None:
     """sphinxcontrib-bibtex's author_year style (measured on a Sphinx build of references.bib):
     ':cite:t:`kingma2015adam`' gives "Kingma and Ba [2015]", ':cite:p:`saxe2014exact,

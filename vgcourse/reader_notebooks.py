@@ -413,8 +413,9 @@ class _Converter:
         if name in ADMONITIONS:
             if name == "admonition":  # a title of its own: a bold line over the body
                 lead = f"**{self.inline(argument).strip()}**\n\n"
-            else:
-                lead = f"**{ADMONITIONS[name]}:** "
+            else:  # MyST reads the first line of a note, tip, ... as the start of its body
+                first = f"{self.inline(argument).strip()}\n" if argument else ""
+                lead = f"**{ADMONITIONS[name]}:** {first}"
             quoted = [f"> {x}" if x else ">" for x in (lead + converted).split("\n")]
             return "\n".join(quoted)
         title = self.inline(argument).strip()
