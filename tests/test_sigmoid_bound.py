@@ -23,6 +23,7 @@ from vgcourse.experiments import sigmoid_bound as sb
 from vgcourse.explorers import sigmoid_bound as explorers
 from vgcourse.models import MLP
 from vgcourse.plots import sigmoid_bound as plots
+from vgcourse.plots.figure_check import check_figure
 
 C = "sigmoid_bound: "  # every claim's name starts with the chapter's
 
@@ -448,6 +449,8 @@ def test_mnist_runs_on_a_tiny_fake_split() -> None:
     assert len(mn.grads("init")) == 6 and len(mn.grads("trained")["output"]) == 80
     fig = plots.mnist_histograms(mn, when="trained")
     assert isinstance(fig, Figure)
+    check_figure(fig)
+    assert mn.spread_init.shape == mn.mean_output_init.shape == mn.spread_trained.shape == (5,)
     with pytest.raises(ValueError, match="init, trained"):
         mn.grads("later")
 
@@ -536,7 +539,9 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
         (plots.circles_accuracy, circ, {}),
     ]
     for fn, result, kwargs in single:
-        assert isinstance(fn(result, **kwargs), Figure)
+        fig = fn(result, **kwargs)
+        assert isinstance(fig, Figure)
+        check_figure(fig)  # every series inside its axes, no wider than the column, no text below the limit
         fig, ax = plt.subplots()
         assert fn(result, ax=ax) is fig
     multi = [
@@ -546,7 +551,9 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
         (plots.circles_statistics, circ, 8),
     ]
     for fn, result, n in multi:
-        assert isinstance(fn(result), Figure)
+        fig = fn(result)
+        assert isinstance(fig, Figure)
+        check_figure(fig)
         fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.0))
         assert fn(result, ax=list(axes)) is fig
         with pytest.raises(TypeError):
