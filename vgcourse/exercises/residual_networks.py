@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from vgcourse._validation import check_float
 from vgcourse.exercises.core import Exercise, Mistake, register
 from vgcourse.experiments.residual_networks import ForwardVarianceConfig, NetworkSpec, run_forward_variance
@@ -21,7 +23,12 @@ def forward_growth(alpha: float) -> float:
     Args:
         alpha: the branch scale α > 0.
     """
-    alpha = check_float("alpha", alpha, minimum=0.0, strict_minimum=True)
+    return _forward_growth(check_float("alpha", alpha, minimum=0.0, strict_minimum=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_growth(alpha: float) -> float:
+    """`forward_growth` of a checked α (seeded networks: one value per α, so a repeated check is free)."""
     config = ForwardVarianceConfig(
         depth=SCALE_DEPTH, networks=(NetworkSpec(branch_scale=alpha),), width=128, batch_size=128, n_seeds=3
     )
