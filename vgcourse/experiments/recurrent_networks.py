@@ -1286,9 +1286,9 @@ class CliffResult:
     Args:
         config: the ``ClippingConfig`` whose network, data and optimizer were used.
         unclipped_steps: k.
-        distance: (n_points,) ‖θ − θ₀‖ at each point of the line, from 0 to ‖θ_k − θ₀‖.
-        loss: (n_points,) the MSE on a fixed batch of validation sequences at each point.
-        grad_norm: (n_points,) ‖∇L‖ on the same batch at each point.
+        distance: (n,) ‖θ − θ₀‖ at each point of the line, from 0 to ‖θ_k − θ₀‖, increasing.
+        loss: (n,) the MSE on a fixed batch of validation sequences at each point.
+        grad_norm: (n,) ‖∇L‖ on the same batch at each point.
         clipped_distance: ‖θ'_k − θ₀‖ after k steps of the norm-clipped run from the same start.
     """
 
@@ -1316,7 +1316,7 @@ class CliffResult:
 
 
 def run_cliff(
-    config: ClippingConfig, *, unclipped_steps: int = 2, n_points: int = 41, n_eval: int = 256
+    config: ClippingConfig, *, unclipped_steps: int = 2, n_points: int = 31, n_eval: int = 256
 ) -> CliffResult:
     """Walk the straight line θ₀ → θ_k of the unclipped run and measure the loss and gradient norm on it.
 
@@ -1327,7 +1327,8 @@ def run_cliff(
     Args:
         config: the clipping experiment's settings (its ρ, T, learning rate, optimizer and seed).
         unclipped_steps: k, steps of unclipped training that define the line.
-        n_points: points on the line, evenly spaced, both ends included.
+        n_points: evenly spaced points on the line, both ends included (10 more points refine its first
+            tenth).
         n_eval: validation sequences on which the loss and gradient are measured.
     """
     if not isinstance(config, ClippingConfig):
@@ -1360,7 +1361,9 @@ def run_cliff(
     start = torch.nn.utils.parameters_to_vector(params).detach().clone()
     end, clipped = weights_after(None), weights_after(c.clip_norm)
     losses, norms = [], []
-    for s in np.linspace(0.0, 1.0, n_points):
+    # evenly spaced points, and a finer grid over the first tenth of the line, where the loss dips
+    fractions = np.unique(np.concatenate([np.linspace(0.0, 1.0, n_points), np.linspace(0.0, 0.1, 11)]))
+    for s in fractions:
         torch.nn.utils.vector_to_parameters(start + float(s) * (end - start), params)
         model.zero_grad(set_to_none=True)
         loss = F.mse_loss(model(x), y)
@@ -1371,7 +1374,7 @@ def run_cliff(
     return CliffResult(
         c,
         unclipped_steps,
-        np.linspace(0.0, length, n_points),
+        fractions * length,
         np.array(losses),
         np.array(norms),
         float((clipped - start).norm()),
