@@ -10,11 +10,15 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
   thresholds sit at three decades.
 - ``run_warning_signs``: short training runs that show each warning sign (slow progress, early layers
   not moving, dead units, saturated activations, exploding norms and NaN), with ``diagnose`` on each.
+- ``run_sanity_checks``: Karpathy's checks at initialization: the first loss against ln C, and the
+  per-layer activation histograms and saturated fractions of a Xavier and of a saturated tanh network.
 - ``run_remedies``: the remedies grid on the digits data at depth 20: activation × initialization ×
   skip connections × normalization × gradient clipping, as a fractional design (one factor at a time
   from a broken baseline, plus the interactions that matter) or the full factorial; per run the first
   layer's gradient ratio at initialization, the steps to reach a target validation loss and the final
   validation accuracy.
+- ``run_robust_remedies``: the same cells, each trained at several learning rates and seeds side by
+  side (one stacked network per architecture); per cell the best learning rate and the spread over seeds.
 - ``run_remedy_diagnosis``: ``diagnose`` of one grid cell at initialization (the explorer's run).
 """
 
@@ -33,7 +37,7 @@ from torch import nn
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.data import DataSplit, digits
 from vgcourse.device import DEVICES, pick_device
-from vgcourse.diagnose import DiagnosisReport, diagnose
+from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, named_layers
 from vgcourse.seeding import seed_everything
@@ -45,19 +49,26 @@ __all__ = [
     "DESIGNS",
     "FACTORS",
     "GALLERY",
+    "HEAD_SCALE",
     "GRID_ACTIVATIONS",
     "GRID_INITS",
     "GRID_NORMS",
     "INTERACTIONS",
+    "LEARNING_RATES",
+    "SANITY_CASES",
     "SIGNS",
     "CalibrationConfig",
     "CalibrationResult",
+    "CellRuns",
     "Remedy",
     "RemediesConfig",
     "RemediesResult",
     "RemedyDiagnosisConfig",
     "RemedyDiagnosisResult",
     "RemedyRun",
+    "RobustRemediesConfig",
+    "RobustRemediesResult",
+    "SanityResult",
     "SignRun",
     "WarningSignsConfig",
     "WarningSignsResult",
@@ -67,6 +78,8 @@ __all__ = [
     "run_calibration",
     "run_remedies",
     "run_remedy_diagnosis",
+    "run_robust_remedies",
+    "run_sanity_checks",
     "run_warning_signs",
     "steps_to_target",
     "weight_change",
@@ -464,6 +477,82 @@ def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, Diag
 
 
 # ----------------------------------------------------------------------------------------------------
+# Karpathy's sanity checks at initialization: the first loss against ln C, activation histograms
+
+HEAD_SCALE = 0.1
+"""The sanity checks' "healthy_small_head" network is the healthy reference with its output layer's
+weights multiplied by this (and its bias set to 0): Karpathy's fix for a first loss above ln C."""
+
+SANITY_CASES = ("xavier_tanh", "saturated")
+"""The tanh networks of the activation histograms: Xavier weights (std 1/√n) and the warning signs'
+saturated network (weights N(0, ``saturated_std``²))."""
+
+
+@dataclass(frozen=True)
+class SanityResult:
+    """The sanity checks of a classifier at initialization, on the chapter's diagnosis batch.
+
+    Args:
+        config: the warning signs' configuration (depth, width, seed, saturated_std).
+        initial_loss: per network of ``SIGNS`` (the clipped twin left out) and "healthy_small_head" (the
+            reference with its output weights × ``HEAD_SCALE``), the cross-entropy at initialization.
+        chance_loss: ln C for C = 10 classes: the loss of a uniform prediction.
+        activations: per case of ``SANITY_CASES``, every hidden layer's outputs on the batch (layer, values).
+        saturated: per case, every hidden layer's fraction of outputs with |u| > ``SATURATION``.
+    """
+
+    config: WarningSignsConfig
+    initial_loss: dict[str, float]
+    chance_loss: float
+    activations: dict[str, np.ndarray] = field(repr=False)
+    saturated: dict[str, np.ndarray]
+
+
+def _hidden_outputs(model: MLP, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Every hidden layer's output (layer, example·unit) and the logits, from one forward pass."""
+    outputs = []
+    handles = [
+        layer.register_forward_hook(lambda m, a, out: outputs.append(out.detach())) for layer in model.layers
+    ]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return np.stack([out.reshape(-1).numpy() for out in outputs]), logits
+
+
+def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
+    """The first loss of every warning-signs network at initialization, and the activation histograms
+    and saturated fractions (|tanh| > ``SATURATION``) of a Xavier and of the saturated tanh network.
+
+    A classifier that knows nothing should predict 1/C for every class, a loss of ln C; a first loss far
+    above it means confidently wrong logits (too large weights), the first thing Karpathy checks.
+    """
+    config = WarningSignsConfig(device="cpu") if config is None else config
+    x, y = _diagnosis_batch(_digits(config.data_seed))
+    models = {name: _sign_model(name, config) for name in SIGNS if name != "exploding_clipped"}
+    models["healthy_small_head"] = _sign_model("healthy", config)
+    with torch.no_grad():
+        models["healthy_small_head"].head.weight.mul_(HEAD_SCALE)
+        models["healthy_small_head"].head.bias.zero_()
+        initial_loss = {name: float(_CE(model(x), y)) for name, model in models.items()}
+    seed_everything(config.seed)
+    xavier = initialize(
+        MLP(64, 10, config.depth, config.width, "tanh"),
+        "xavier_normal",
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    activations, saturated = {}, {}
+    for case, model in zip(SANITY_CASES, (xavier, _sign_model("saturated", config)), strict=True):
+        values, _ = _hidden_outputs(model, x)
+        activations[case] = values
+        saturated[case] = np.mean(np.abs(values) > SATURATION, axis=1)
+    return SanityResult(config, initial_loss, math.log(10), activations, saturated)
+
+
+# ----------------------------------------------------------------------------------------------------
 # The remedies grid
 
 
@@ -794,6 +883,405 @@ def run_remedies(config: RemediesConfig) -> RemediesResult:
         history = train(model, data, config.train_config(remedy))
         runs.append(RemedyRun(remedy, report, history, steps_to_target(history, config.target_loss)))
     return RemediesResult(config, tuple(runs))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The remedies grid, robust: every cell at several learning rates and seeds, trained side by side
+
+LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
+"""The learning rates every cell of the robust grid is trained at (SGD with momentum 0.9)."""
+
+_ACTIVATION_FUNCTIONS = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "gelu": nn.functional.gelu,
+}
+
+
+def _stacked_forward(
+    remedy: Remedy,
+    blocks: int,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """``ResidualMLP.forward`` of E networks at once: parameters stacked on a first axis, x (E, B, 64).
+
+    Linear: h W^T + b per member (``baddbmm``). BatchNorm (``F.batch_norm`` on the members' channels side
+    by side) normalizes over each member's own batch and updates its running statistics when gradients
+    are enabled (training), and uses the running statistics under ``torch.no_grad()`` (evaluation);
+    LayerNorm normalizes each example over its units. Every other detail is ResidualMLP's (α = 1), and
+    the output equals ``remedy.build(...)(x[e])`` for member e (tested).
+    """
+    training = torch.is_grad_enabled()
+    act = _ACTIVATION_FUNCTIONS[remedy.activation]
+
+    def linear(name: str, h: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), h, params[f"{name}.weight"].transpose(1, 2))
+
+    def norm(name: str, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+        if remedy.norm == "layer":
+            return nn.functional.layer_norm(h, h.shape[-1:]) * weight.unsqueeze(1) + bias.unsqueeze(1)
+        # BatchNorm of member e over its own batch: the E·C channels of (B, E·C) are independent
+        members, rows, width = h.shape
+        flat = nn.functional.batch_norm(
+            h.transpose(0, 1).reshape(rows, members * width),
+            buffers[f"{name}.running_mean"].view(-1),
+            buffers[f"{name}.running_var"].view(-1),
+            weight.reshape(-1),
+            bias.reshape(-1),
+            training=training,
+        )
+        return flat.reshape(rows, members, width).transpose(0, 1)
+
+    h = linear("stem", x)
+    for i in range(blocks):
+        f = linear(f"blocks.{i}.fc1", h)
+        f = norm(f"blocks.{i}.norm1", f) if remedy.norm != "none" else f
+        f = linear(f"blocks.{i}.fc2", act(f))
+        f = norm(f"blocks.{i}.norm2", f) if remedy.norm != "none" else f
+        h = h + f if remedy.skip else f
+    return linear("head", h)
+
+
+@dataclass(frozen=True)
+class RobustRemediesConfig:
+    """The remedies grid with every cell trained at each of ``lrs`` and ``seeds`` (best learning rate kept).
+
+    The networks, data, optimizer (SGD with momentum 0.9), clipping and target are those of
+    ``RemediesConfig`` except the width (16 instead of 32, and 100 steps instead of 150: the grid trains
+    12 runs per cell, and this keeps it within the chapter's time budget). The runs of cells that share
+    an architecture train side by side as one stacked network (``_stacked_forward``), each with its own
+    initialization seed, minibatch order and learning rate. No ``GradientMonitor`` runs during training.
+
+    Args:
+        design: "fractional" or "full" (see ``RemediesConfig``).
+        remedies: explicit cells to run instead of ``design``.
+        blocks: blocks of two Linear layers.
+        width: width of every hidden layer.
+        steps: training steps.
+        batch_size: examples per step.
+        lrs: the learning rates (at least one, each > 0).
+        seeds: initialization and minibatch seeds (at least one).
+        clip_norm: the gradient-norm bound of the cells with ``clip`` (per run).
+        target_loss: the validation loss whose first crossing counts as "reached".
+        eval_every: steps between validation evaluations.
+        data_seed: seed of the digits split.
+    """
+
+    design: str = "fractional"
+    remedies: tuple[Remedy, ...] | None = None
+    blocks: int = 10
+    width: int = 16
+    steps: int = 100
+    batch_size: int = 64
+    lrs: tuple[float, ...] = LEARNING_RATES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    clip_norm: float = 1.0
+    target_loss: float = 0.5
+    eval_every: int = 10
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        RemediesConfig(
+            design=self.design,
+            remedies=self.remedies,
+            blocks=self.blocks,
+            width=self.width,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            clip_norm=self.clip_norm,
+            target_loss=self.target_loss,
+            eval_every=self.eval_every,
+            data_seed=self.data_seed,
+        )  # validates the shared fields
+        if not isinstance(self.lrs, tuple) or not self.lrs:
+            raise TypeError(f"lrs must be a non-empty tuple of positive floats; got {self.lrs!r}")
+        for lr in self.lrs:
+            check_float("lr", lr, 0.0, strict_minimum=True)
+        _check_seeds(self.seeds)
+
+    @property
+    def cells(self) -> tuple[Remedy, ...]:
+        """The cells this configuration runs."""
+        if self.remedies is not None:
+            return self.remedies
+        return fractional_design() if self.design == "fractional" else full_design()
+
+    @property
+    def depth(self) -> int:
+        """Hidden Linear layers: 2 per block."""
+        return 2 * self.blocks
+
+
+@dataclass(frozen=True)
+class CellRuns:
+    """One cell of the robust grid: every (learning rate, seed) run.
+
+    Args:
+        remedy: the cell.
+        lrs: the learning rates (rows of the arrays).
+        seeds: the seeds (columns).
+        accuracy: final validation accuracy, (len(lrs), len(seeds)); NaN where the run diverged.
+        steps_to_target: steps until the validation loss first was <= the target; inf: never.
+        diverged_step: the step whose loss or gradient was NaN/inf; NaN: never.
+        grad_ratio: per seed, rms(g_first)/rms(g_output) at initialization (``diagnose``'s first ratio).
+        flags: per seed, the kinds of ``diagnose``'s problems at initialization (at the middle lr).
+    """
+
+    remedy: Remedy
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    accuracy: np.ndarray
+    steps_to_target: np.ndarray
+    diverged_step: np.ndarray
+    grad_ratio: np.ndarray
+    flags: tuple[tuple[str, ...], ...]
+
+    @property
+    def best_index(self) -> int:
+        """Row of the best learning rate: the highest mean accuracy over seeds, a diverged run scoring 0."""
+        return int(np.argmax(np.nan_to_num(self.accuracy, nan=0.0).mean(axis=1)))
+
+    @property
+    def best_lr(self) -> float:
+        """The learning rate with the highest mean final accuracy (diverged runs count as 0)."""
+        return self.lrs[self.best_index]
+
+    @property
+    def best_accuracy(self) -> np.ndarray:
+        """Per seed, the final accuracy at the best learning rate (NaN: diverged)."""
+        return self.accuracy[self.best_index]
+
+    @property
+    def best_steps(self) -> np.ndarray:
+        """Per seed, the steps to the target at the best learning rate (inf: never)."""
+        return self.steps_to_target[self.best_index]
+
+    @property
+    def best_mean(self) -> float:
+        """Mean final accuracy over seeds at the best learning rate (a diverged run counts as 0)."""
+        return float(np.nan_to_num(self.best_accuracy, nan=0.0).mean())
+
+    @property
+    def best_low(self) -> float:
+        """The lowest seed's final accuracy at the best learning rate (0 when it diverged)."""
+        return float(np.nan_to_num(self.best_accuracy, nan=0.0).min())
+
+    @property
+    def best_high(self) -> float:
+        """The highest seed's final accuracy at the best learning rate."""
+        return float(np.nan_to_num(self.best_accuracy, nan=0.0).max())
+
+    @property
+    def slowest(self) -> float:
+        """The most steps any seed needed to reach the target at the best lr (inf: one never did)."""
+        return float(self.best_steps.max())
+
+    @property
+    def max_accuracy(self) -> float:
+        """The highest final accuracy of any run of the cell, any lr and seed (0: all diverged)."""
+        return float(np.nan_to_num(self.accuracy, nan=0.0).max())
+
+    def flagged(self, kind: str) -> int:
+        """At how many seeds ``diagnose`` reported a problem of ``kind`` (e.g. "vanishing") at init."""
+        return sum(kind in flags for flags in self.flags)
+
+    @property
+    def reached(self) -> bool:
+        """Whether every seed reached the target at the best learning rate."""
+        return bool(np.all(np.isfinite(self.best_steps)))
+
+    @property
+    def diverged_runs(self) -> int:
+        """How many of the len(lrs) × len(seeds) runs diverged."""
+        return int(np.sum(np.isfinite(self.diverged_step)))
+
+    def lr_diverged(self, lr: float) -> int:
+        """How many seeds diverged at learning rate ``lr`` (one of ``lrs``)."""
+        return int(np.sum(np.isfinite(self.diverged_step[self.lrs.index(lr)])))
+
+
+@dataclass(frozen=True)
+class RobustRemediesResult:
+    """The robust grid's cells, in the design's order."""
+
+    config: RobustRemediesConfig
+    cells: tuple[CellRuns, ...]
+
+    def cell(self, remedy: Remedy | None = None, **changes: Any) -> CellRuns:
+        """The runs of ``remedy``, or of the baseline with ``changes`` (e.g. ``cell(skip=True)``)."""
+        if remedy is None:
+            remedy = Remedy(**{**_fields(BASELINE), **changes})
+        elif changes:
+            raise TypeError("give a Remedy or keyword changes to the baseline, not both")
+        for cell in self.cells:
+            if cell.remedy == remedy:
+                return cell
+        raise ValueError(
+            f"{remedy.label!r} is not in this grid; it has: {[c.remedy.label for c in self.cells]}"
+        )
+
+    @property
+    def reached(self) -> list[str]:
+        """Labels of the cells whose every seed reached the target at their best learning rate."""
+        return [c.remedy.label for c in self.cells if c.reached]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per cell, with readable column names."""
+        pd = _pandas()
+        n_runs = len(self.config.lrs) * len(self.config.seeds)
+        rows = []
+        for cell in self.cells:
+            flags = sorted({kind.replace("_", " ") for seed_flags in cell.flags for kind in seed_flags})
+            rows.append(
+                {
+                    "cell": cell.remedy.label,
+                    "layer 1 ÷ output at init (median)": float(np.median(cell.grad_ratio)),
+                    "diagnose at init": ", ".join(flags) or "healthy",
+                    "best learning rate": cell.best_lr,
+                    "val accuracy (mean)": cell.best_mean,
+                    "val accuracy (lowest seed)": cell.best_low,
+                    "val accuracy (highest seed)": cell.best_high,
+                    f"steps to val loss ≤ {self.config.target_loss:g} (slowest seed)": cell.slowest,
+                    f"diverged runs (of {n_runs})": cell.diverged_runs,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _architecture(remedy: Remedy) -> tuple[str, bool, str]:
+    """What the stacked forward pass depends on: cells that differ only in init and clipping share it."""
+    return remedy.activation, remedy.skip, remedy.norm
+
+
+def _train_stacked(
+    members: list[tuple[Remedy, float, int]], config: RobustRemediesConfig, data: DataSplit
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train runs (cell, lr, seed) of one architecture side by side; per run return the final accuracy
+    (NaN: diverged), the steps to the target (inf: never) and the step that diverged (NaN: none).
+
+    Each step, per run r: loss_r = CE on its own minibatch (the order of its seed); g_r = ∇loss_r; clip
+    ‖g_r‖ to ``clip_norm`` when its cell clips; v_r ← 0.9 v_r + g_r; θ_r ← θ_r − lr_r v_r (what
+    ``torch.optim.SGD`` with momentum 0.9 does). A run whose loss or gradient norm is NaN/inf stops
+    there (its updates become 0); when every run has stopped, training ends.
+    """
+    architecture = members[0][0]
+    if any(_architecture(remedy) != _architecture(architecture) for remedy, _, _ in members):
+        raise ValueError("stacked runs must share activation, skip and norm")
+    n_members = len(members)
+    models = [remedy.build(config.blocks, config.width, seed) for remedy, _, seed in members]
+    per_model = [dict(m.named_parameters()) for m in models]
+    params = {
+        name: torch.stack([p[name].detach() for p in per_model]).requires_grad_(True) for name in per_model[0]
+    }
+    per_model = [{k: v for k, v in m.named_buffers() if v.is_floating_point()} for m in models]
+    buffers = {name: torch.stack([b[name] for b in per_model]).clone() for name in per_model[0]}
+    tensors = list(params.values())
+    velocity = [torch.zeros_like(p) for p in tensors]
+    shapes = [(n_members,) + (1,) * (p.dim() - 1) for p in tensors]
+    lr = torch.tensor([lr for _, lr, _ in members])
+    clips = torch.tensor([remedy.clip for remedy, _, _ in members])
+    alive = torch.ones(n_members, dtype=torch.bool)
+    diverged = np.full(n_members, np.nan)
+    reached = np.full(n_members, np.inf)
+    n_train = len(data.x_train)
+    batch = min(config.batch_size, n_train)
+    per_epoch = n_train // batch
+    seeds = sorted({seed for _, _, seed in members})
+    generators = {seed: torch.Generator().manual_seed(seed) for seed in seeds}
+    orders: dict[int, torch.Tensor] = {}
+    accuracy = torch.zeros(n_members)
+    y_val = data.y_val.repeat(n_members)
+    for step in range(config.steps):
+        i = step % per_epoch
+        if i == 0:
+            orders = {seed: torch.randperm(n_train, generator=g) for seed, g in generators.items()}
+        index = torch.stack([orders[seed][i * batch : (i + 1) * batch] for _, _, seed in members])
+        logits = _stacked_forward(architecture, config.blocks, params, buffers, data.x_train[index])
+        losses = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), data.y_train[index].reshape(-1), reduction="none"
+        )
+        losses = losses.reshape(n_members, -1).mean(1)
+        grads = list(torch.autograd.grad(losses.sum(), tensors))
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(torch.cat([g.reshape(n_members, -1) for g in grads], 1), dim=1)
+            bad = alive & ~(torch.isfinite(losses) & torch.isfinite(norm))
+            if bad.any():
+                diverged[bad.numpy()] = step
+                alive &= ~bad
+                grads = [g.nan_to_num(0.0, 0.0, 0.0) for g in grads]
+                if not alive.any():
+                    break
+            clipped = torch.where(clips, torch.clamp(config.clip_norm / (norm + 1e-6), max=1.0), 1.0)
+            scale = torch.where(alive, clipped, 0.0)
+            torch._foreach_mul_(velocity, 0.9)
+            torch._foreach_add_(velocity, torch._foreach_mul(grads, [scale.view(s) for s in shapes]))
+            step_lr = torch.where(alive, lr, 0.0)
+            torch._foreach_sub_(tensors, torch._foreach_mul(velocity, [step_lr.view(s) for s in shapes]))
+        if (step + 1) % config.eval_every == 0 or step == config.steps - 1:
+            with torch.no_grad():
+                x_val = data.x_val.expand(n_members, *data.x_val.shape)
+                out = _stacked_forward(architecture, config.blocks, params, buffers, x_val)
+                val_loss = nn.functional.cross_entropy(
+                    out.reshape(-1, out.shape[-1]), y_val, reduction="none"
+                )
+                val_loss = val_loss.reshape(n_members, -1).mean(1)
+                accuracy = (out.argmax(-1) == data.y_val).float().mean(1)
+            hit = (val_loss <= config.target_loss).numpy() & alive.numpy() & np.isinf(reached)
+            reached[hit] = step + 1
+    final = accuracy.numpy().astype(np.float64)
+    final[np.isfinite(diverged)] = np.nan
+    return final, reached, diverged
+
+
+def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
+    """Every cell: ``diagnose`` at initialization per seed (one SGD-momentum step at the middle learning
+    rate, ``sorted(lrs)[len(lrs) // 2]``); then every (lr, seed) run of every cell, trained side by side
+    with the other runs of the same architecture (cells that differ only in initialization or clipping)."""
+    data = _digits(config.data_seed)
+    batch = _diagnosis_batch(data)
+    shape = (len(config.lrs), len(config.seeds))
+    middle_lr = sorted(config.lrs)[len(config.lrs) // 2]
+    groups: dict[tuple[str, bool, str], list[Remedy]] = {}
+    for remedy in config.cells:
+        groups.setdefault(_architecture(remedy), []).append(remedy)
+    outcomes: dict[Remedy, tuple[np.ndarray, ...]] = {}
+    for remedies in groups.values():
+        members = [(remedy, lr, seed) for remedy in remedies for lr in config.lrs for seed in config.seeds]
+        results = _train_stacked(members, config, data)
+        for k, remedy in enumerate(remedies):
+            part = slice(k * shape[0] * shape[1], (k + 1) * shape[0] * shape[1])
+            outcomes[remedy] = tuple(values[part].reshape(shape) for values in results)
+    cells = []
+    for remedy in config.cells:
+        reports = [
+            diagnose(
+                remedy.build(config.blocks, config.width, seed),
+                _CE,
+                batch,
+                lr=middle_lr,
+                optimizer="momentum",
+                clip_norm=config.clip_norm if remedy.clip else None,
+            )
+            for seed in config.seeds
+        ]
+        accuracy, reached, diverged = outcomes[remedy]
+        cells.append(
+            CellRuns(
+                remedy,
+                config.lrs,
+                config.seeds,
+                accuracy,
+                reached,
+                diverged,
+                np.array([report.layers[0].ratio for report in reports]),
+                tuple(tuple(sorted({f.kind for f in report.problems})) for report in reports),
+            )
+        )
+    return RobustRemediesResult(config, tuple(cells))
 
 
 # ----------------------------------------------------------------------------------------------------

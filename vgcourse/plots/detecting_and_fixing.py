@@ -11,14 +11,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse._validation import check_choice
-from vgcourse.diagnose import EXPLODING_RATIO, VANISHING_RATIO
+from vgcourse.diagnose import EXPLODING_RATIO, SATURATION, VANISHING_RATIO
 from vgcourse.experiments.detecting_and_fixing import (
     BASELINE,
     CASES,
+    SANITY_CASES,
     CalibrationResult,
     RemediesResult,
     Remedy,
     RemedyDiagnosisResult,
+    RobustRemediesResult,
+    SanityResult,
     WarningSignsResult,
 )
 from vgcourse.plots import diagnose as diagnose_plots
@@ -27,11 +30,13 @@ from vgcourse.plots.layers import metric_over_training
 
 __all__ = [
     "REMEDY_PANELS",
+    "activation_histograms",
     "calibration",
     "remedies",
     "remedy_diagnosis",
     "remedy_panel",
     "remedy_small_multiples",
+    "robust_remedies",
     "training_views",
     "warning_signs",
 ]
@@ -106,7 +111,7 @@ def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
 
 @checked
 def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """Left: the training loss of every run (×: where a run diverged). Right: how far each layer's
+    """Top: the training loss of every run (×: where a run diverged). Bottom: how far each layer's
     weights moved during training, ‖W_T − W_0‖/‖W_0‖.
 
     Args:
@@ -115,7 +120,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
     """
     if not isinstance(result, WarningSignsResult):
         raise TypeError(f"result must be a WarningSignsResult; got {type(result).__name__}")
-    fig, (left, right) = _axes(axes, (1, 2), (13, 4.2))
+    fig, (left, right) = _axes(axes, (2, 1), (7.2, 7.0))
     for run in result.runs:
         color = _SIGN_COLORS[run.name]
         loss = np.asarray(run.history.loss, dtype=np.float64)
@@ -131,7 +136,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
     left.set_xlabel("step")
     left.set_ylabel("training loss")
     left.set_title("the loss curve (× = NaN/inf)")
-    left.legend(fontsize="small", ncol=2)
+    left.legend(fontsize=9, ncol=3)
     log_scale(right, "y")
     n = len(result.runs[0].weight_change)
     right.set_xticks([1, n // 2, n], ["1", str(n // 2), "output"])
@@ -202,6 +207,55 @@ def remedies(result: RemediesResult, *, axes: Sequence[Axes] | None = None) -> F
 
 
 @checked
+def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """One row per cell of the robust grid, two panels. Left: the first layer's gradient ratio at
+    initialization (log10, one dot per seed, with ``diagnose``'s thresholds). Right: the final validation
+    accuracy, mean over seeds, at every learning rate (the best one boxed; "NaN k" where k seeds diverged).
+
+    Args:
+        result: from ``run_robust_remedies``.
+        axes: two axes to draw on; a new figure when None.
+    """
+    if not isinstance(result, RobustRemediesResult):
+        raise TypeError(f"result must be a RobustRemediesResult; got {type(result).__name__}")
+    cells = result.cells
+    n, lrs = len(cells), result.config.lrs
+    fig, (ratio_ax, acc_ax) = _axes(axes, (1, 2), (7.3, 0.3 * n + 1.6))
+    y = np.arange(n)[::-1]
+    ratios = [np.log10(np.clip(cell.grad_ratio, 1e-30, None)) for cell in cells]
+    _threshold_band(ratio_ax, axis="x")
+    for yi, cell, values in zip(y, cells, ratios, strict=True):
+        ratio_ax.scatter(values, np.full(len(values), yi), s=12, color=_cell_color(cell.remedy), zorder=3)
+    ratio_ax.set_yticks(y, [cell.remedy.label for cell in cells], fontsize=9)
+    low = min(float(np.min(v)) for v in ratios)
+    ratio_ax.set_xlim(min(low, -3.0) - 1.0, 4.0)
+    ratio_ax.set_ylim(-0.6, n - 0.4)
+    ratio_ax.set_xlabel("log10 (layer 1 ÷ output)")
+    ratio_ax.set_title("gradient ratio at init", fontsize=10)
+
+    mean = np.array([np.nan_to_num(cell.accuracy, nan=0.0).mean(axis=1) for cell in cells])
+    acc_ax.imshow(mean[::-1], cmap="Greens", vmin=0.0, vmax=1.0, aspect="auto", origin="lower")
+    for row, cell in enumerate(cells):
+        yi = y[row]
+        for col in range(len(lrs)):
+            diverged = cell.lr_diverged(lrs[col])
+            text = f"{mean[row, col]:.2f}" if not diverged else f"NaN {diverged}"
+            color = "white" if mean[row, col] > 0.6 else "black"
+            acc_ax.text(col, yi, text, ha="center", va="center", fontsize=9, color=color)
+        acc_ax.add_patch(
+            plt.Rectangle(
+                (cell.best_index - 0.5, yi - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5
+            )
+        )
+    acc_ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=9)
+    acc_ax.set_yticks(y, [])
+    acc_ax.set_xlabel("learning rate")
+    acc_ax.set_title(f"val accuracy, mean of {len(result.config.seeds)} seeds", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@checked
 def training_views(
     result: RemediesResult,
     cells: Sequence[Remedy] = (BASELINE,),
@@ -221,14 +275,14 @@ def training_views(
     cells = list(cells)
     if not cells:
         raise ValueError("cells must name at least one cell of the grid")
-    fig, grid = _axes(axes, (len(cells), 2), (13, 3.6 * len(cells)))
+    fig, grid = _axes(axes, (len(cells), 2), (7.2, 3.3 * len(cells)))
     for row, remedy in enumerate(cells):
         record = result.run(remedy).history.monitor
         left, right = grid[2 * row], grid[2 * row + 1]
         diagnose_plots.update_ratio_over_training(record, ax=left)
         metric_over_training(record, "grad_norm", ax=right)
-        left.set_title(f"{remedy.label}: update:data ratio")
-        right.set_title(f"{remedy.label}: gradient norm per layer")
+        left.set_title(f"{remedy.label}:\nupdate:data ratio", fontsize=10)
+        right.set_title(f"{remedy.label}:\ngradient norm per layer", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -285,25 +339,71 @@ def remedy_panel(
 def remedy_small_multiples(
     results: Sequence[RemedyDiagnosisResult], *, axes: Sequence[Axes] | None = None
 ) -> Figure:
-    """The gradient-ratio panel of several cells side by side (the explorer's main effect, for a static
-    page).
+    """The gradient-ratio panel of several cells in a grid of two columns (the explorer's main effect, for
+    a static page).
 
     Args:
         results: 2 to 6 results of ``run_remedy_diagnosis``.
-        axes: one axes per result; a new figure (one row) when None.
+        axes: one axes per result (two columns, rows as needed; unused axes are hidden); a new figure
+            when None.
     """
     results = list(results)
     if not 1 <= len(results) <= 6 or not all(isinstance(r, RemedyDiagnosisResult) for r in results):
         raise TypeError("results must be 1 to 6 RemedyDiagnosisResult")
-    fig, grid = _axes(axes, (1, len(results)), (4.0 * len(results), 3.8))
-    for ax, result in zip(grid, results, strict=True):
+    rows = (len(results) + 1) // 2 if len(results) > 1 else 1
+    cols = 2 if len(results) > 1 else 1
+    fig, grid = _axes(axes, (rows, cols), (7.2, 3.4 * rows))
+    for ax in grid[len(results) :]:
+        ax.set_visible(False)
+    for ax, result in zip(grid, results, strict=False):
         diagnose_plots.gradient_ratios(result.report, ax=ax)
         kinds = sorted({f.kind.replace("_", " ") for f in result.report.problems})
         ax.set_title(f"{result.config.remedy.label}\n{', '.join(kinds) or 'healthy'}", fontsize="medium")
         ax.set_ylim(1e-14, 1e4)
         ax.set_xticks([])
         ax.set_xlabel("layer (input → output)")
-    for ax in grid[1:]:
+    for ax in grid[1::cols]:
         ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def activation_histograms(result: SanityResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """Karpathy's view of a tanh network at initialization: per hidden layer, the histogram of its
+    outputs on the batch (one line per layer, input dark to output yellow), one panel per case of
+    ``SANITY_CASES``, titled with the saturated fraction (|u| > ``SATURATION``) of every layer.
+
+    Args:
+        result: from ``run_sanity_checks``.
+        axes: one axes per case; a new figure (cases stacked) when None.
+    """
+    if not isinstance(result, SanityResult):
+        raise TypeError(f"result must be a SanityResult; got {type(result).__name__}")
+    fig, grid = _axes(axes, (len(SANITY_CASES), 1), (7.2, 3.0 * len(SANITY_CASES)))
+    titles = {"xavier_tanh": "tanh, Xavier weights", "saturated": "tanh, weights N(0, 1)"}
+    edges = np.linspace(-1.0, 1.0, 41)
+    for ax, case in zip(grid, SANITY_CASES, strict=True):
+        values = result.activations[case]
+        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(values)))
+        for layer, (row, color) in enumerate(zip(values, colors, strict=True)):
+            density, _ = np.histogram(row, bins=edges, density=True)
+            ax.plot(0.5 * (edges[1:] + edges[:-1]), density, color=color, label=f"layer {layer + 1}")
+        for x in (-SATURATION, SATURATION):
+            ax.axvline(x, color="0.4", linestyle=":", linewidth=1)
+        saturated = result.saturated[case]
+        ax.set_title(
+            f"{titles[case]}: {saturated.min():.0%} to {saturated.max():.0%} of each layer saturated",
+            fontsize=10,
+        )
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_ylim(0.0, 1.5 * ax.get_ylim()[1])  # room for the legend above the curves
+        ax.set_ylabel("density")
+    grid[-1].set_xlabel(
+        "tanh output u (dotted: the saturation lines |u| = SATURATION)".replace(
+            "SATURATION", f"{SATURATION:g}"
+        )
+    )
+    grid[0].legend(fontsize=9, ncol=4, loc="upper center")
     fig.tight_layout()
     return fig
