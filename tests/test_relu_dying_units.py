@@ -525,6 +525,29 @@ def test_explorer_updates_at_defaults_and_extremes() -> None:
     assert result.config.steps == explorers.EXPLORER_BASE.steps
 
 
+def test_live_view_blits_the_same_pixels_as_a_full_draw() -> None:
+    import io
+
+    from PIL import Image
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    explorer = explorers.dying_explorer()
+    explorer.show()
+    first = explorer.png
+    figure = explorer.update(lr=10.0, bias_init=-3.0)  # another run, blitted over the kept background
+    assert figure is explorer.update(lr=3.0, bias_init=0.0)  # the same figure, updated in place
+    np.testing.assert_array_equal(pixels(explorer.png), pixels(first))  # back at the start: same pixels
+    lines = figure.axes[0].get_lines()
+    np.testing.assert_array_equal(lines[0].get_ydata(), explorer.result.dead_frac[:, 0])
+    fresh = explorers.dying_explorer()
+    fresh.update(lr=10.0, bias_init=-3.0)  # drawn in full by a new view
+    explorer.update(lr=10.0, bias_init=-3.0)
+    np.testing.assert_array_equal(pixels(explorer.png), pixels(fresh.png))
+    assert not figure.canvas.dynamic[len(explorer.result.layer_names) + 1].get_visible()  # no divergence
+
+
 @pytest.mark.parametrize("module", [ex, plots, explorers], ids=lambda m: m.__name__)
 def test_public_names_are_sorted_and_exist(module) -> None:
     assert module.__all__ == sorted(module.__all__)
