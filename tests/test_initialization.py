@@ -23,6 +23,7 @@ from vgcourse.explorers import initialization as explorers
 from vgcourse.initializers import gain
 from vgcourse.models import MLP
 from vgcourse.plots import initialization as plots
+from vgcourse.plots.figure_check import check_figure
 
 OTHER_SEEDS = tuple(10 + s for s in SEEDS)  # the chapter uses seeds 0..9
 
@@ -467,6 +468,16 @@ def test_configs_accept_lists_and_store_tuples():
 # ------------------------------------------------------------------------------ plots and explorer
 def test_plots_return_figures_and_accept_axes(sweep30, gains, hist, deep):
     profile = sweep30.get("xavier", "tanh")
+    for figure in (
+        plots.profile(profile),
+        plots.scheme_grid(sweep30),
+        plots.gradient_overview(sweep30),
+        plots.gain_curves(gains),
+        plots.backprop_histograms(hist),
+        plots.deep_training(deep),
+    ):  # every series inside its axes, no wider than the column, no text below the legibility limit
+        check_figure(figure)
+    plt.close("all")
     assert isinstance(plots.profile(profile), Figure)
     fig, ax = plt.subplots()
     assert plots.profile(profile, ax=ax, show_linear=False, legend=False) is fig
@@ -500,7 +511,7 @@ def test_plots_return_figures_and_accept_axes(sweep30, gains, hist, deep):
 def test_explorer_updates_at_defaults_and_extremes():
     explorer = explorers.variance_explorer()
     assert explorer.show() is explorer.widget
-    assert isinstance(explorer.update(), Figure)
+    check_figure(explorer.update())  # the explorer's figure fits the column and is legible too
     updates = [{"depth": 2}, {"depth": 50}]
     updates += [{"scheme": s} for s in ex.INIT_SCHEMES]
     updates += [{"activation": a, "depth": 50} for a in explorers.EXPLORER_ACTIVATIONS]
@@ -667,7 +678,7 @@ def test_new_configs_and_arguments_raise():
 
 def test_critical_figure(critical):
     line = ex.critical_line([0.0, 0.05, 0.1])
-    assert isinstance(plots.critical_phase(line, critical, gains=(1.0, 5 / 3)), Figure)
+    check_figure(plots.critical_phase(line, critical, gains=(1.0, 5 / 3)))
     fig, axes = plt.subplots(1, 2)
     assert plots.critical_phase(line, critical, axes=axes) is fig
     with pytest.raises(TypeError):
