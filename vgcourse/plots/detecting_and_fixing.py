@@ -293,11 +293,17 @@ def remedy_diagnosis(result: RemedyDiagnosisResult, *, axes: Sequence[Axes] | No
 
     Args:
         result: from ``run_remedy_diagnosis``.
-        axes: three axes to draw on; a new figure when None.
+        axes: three or four axes to draw on; a new figure (four panels stacked) when None.
     """
     if not isinstance(result, RemedyDiagnosisResult):
         raise TypeError(f"result must be a RemedyDiagnosisResult; got {type(result).__name__}")
     title = f"{result.config.remedy.label}, {2 * result.config.blocks} hidden layers"
+    if axes is None:  # four panels stacked at the column width (the shared default is 14 in wide)
+        fig, grid = plt.subplots(4, 1, figsize=(7.2, 12.0))
+        diagnose_plots.diagnosis(result.report, axes=list(grid.flat), title=title)
+        fig.suptitle(fig.get_suptitle(), fontsize=10)
+        fig.tight_layout()
+        return fig
     return diagnose_plots.diagnosis(result.report, axes=axes, title=title)
 
 
