@@ -210,21 +210,17 @@ class _Act(NamedTuple):
     saturated: Tensor | None  # fraction of saturated outputs
 
 
-class _Batch:
-    """Collects small tensors during a step and brings them to the CPU with one copy."""
-
-    def __init__(self) -> None:
-        self.scalars: list[Tensor] = []
-        self.vectors: list[Tensor] = []
-
-    def fetch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the scalars (float64), all vectors concatenated (float64) and each vector's start in it."""
-        pieces = ([torch.stack(self.scalars)] if self.scalars else []) + self.vectors
-        if not pieces:
-            return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
-        flat = torch.cat(pieces).cpu().double().numpy()
-        starts = np.cumsum([0] + [v.numel() for v in self.vectors[:-1]])
-        return flat[: len(self.scalars)], flat[len(self.scalars) :], starts
+def _fetch(scalars: list[Tensor], vectors: list[Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bring small tensors to the CPU with one copy (the step's only host sync): return the scalars
+    (float64), all vectors concatenated (float64) and each vector's start in it."""
+    pieces = ([torch.stack(scalars)] if scalars else []) + vectors
+    if not pieces:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+    flat = (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).cpu().double().numpy()
+    starts = np.zeros(len(vectors), dtype=np.int64)
+    if len(vectors) > 1:
+        np.cumsum([v.numel() for v in vectors[:-1]], out=starts[1:])
+    return flat[: len(scalars)], flat[len(scalars) :], starts
 
 
 class GradientMonitor:
@@ -298,6 +294,7 @@ class GradientMonitor:
         self._input: Tensor | None = None
         self._before: dict[int, tuple[list[nn.Parameter], Tensor]] = {}  # weights before the update
         self._std_before = np.empty(0)
+        self._scratch: dict[tuple[Any, ...], Tensor] = {}  # W_before - W_after, one per shape
         self._awaiting_update = False
 
     # -- hooks -------------------------------------------------------------------------------------------
@@ -424,34 +421,46 @@ class GradientMonitor:
         self._awaiting_update = True
 
     def _statistics(self, act: dict[int, _Act], x: Tensor | None) -> np.ndarray:
-        """One (len(METRICS), L) row: gradient and activation statistics; also snapshots the weights."""
-        batch = _Batch()
+        """One (len(METRICS), L) row: gradient and activation statistics; also snapshots the weights.
+
+        Every reduction stays on the model's device; one stacked copy brings them all to the host."""
+        vector_norm = torch.linalg.vector_norm
+        scalars: list[Tensor] = []
+        before: dict[int, tuple[list[nn.Parameter], Tensor]] = {}
         grad_layers, n_grad, n_weight = [], [], []
         for i, params in enumerate(self._params):
-            params = [p for p in params if p.grad is not None]
-            if not params:
-                continue
-            g = _flat([p.grad for p in params])
-            batch.scalars += [g.sum(), torch.linalg.vector_norm(g), *torch.aminmax(g)]
-            before = self._copy_weights(i, params)  # while g and W are in the cache
-            batch.scalars += [before.sum(), torch.linalg.vector_norm(before)]
+            if len(params) == 1:  # the common case: one weight, statistics of its own tensors
+                if params[0].grad is None:
+                    continue
+                g, weight = params[0].grad, params[0].data
+            else:
+                params = [p for p in params if p.grad is not None]
+                if not params:
+                    continue
+                g, weight = _flat([p.grad for p in params]), _flat([p.data for p in params])
+            # max |g| = max(-min g, max g); amin and amax are exact and cheaper than aminmax
+            scalars += (g.sum(), vector_norm(g), g.amin(), g.amax())
+            buffer = self._buffer(i, weight).copy_(weight)  # while g and W are in the cache
+            before[i] = (params, buffer)
+            scalars += (buffer.sum(), vector_norm(buffer))
             grad_layers.append(i)
             n_grad.append(g.numel())
-            n_weight.append(before.numel())
-        self._before = {i: self._before[i] for i in grad_layers}
+            n_weight.append(buffer.numel())
+        self._before = before
         act_layers = list(act)
         sat_layers = [i for i in act_layers if act[i].saturated is not None]
         dead_layers = [i for i in act_layers if act[i].dead is not None]
-        batch.scalars += [act[i].norm for i in act_layers] + [act[i].saturated for i in sat_layers]
-        batch.vectors += [act[i].unit_sum for i in act_layers] + [act[i].dead for i in dead_layers]
+        scalars += [act[i].norm for i in act_layers]
+        scalars += [act[i].saturated for i in sat_layers]
+        vectors = [act[i].unit_sum for i in act_layers] + [act[i].dead for i in dead_layers]
         if x is not None and x.grad is not None:  # ||dL/dx_t||: reduce over all dims but time (dim 1)
             dims = [d for d in range(x.ndim) if d != 1]
-            batch.vectors.append(x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1))
+            vectors.append(x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1))
 
-        scalars, vectors, starts = batch.fetch()
+        scalars_np, flat, starts = _fetch(scalars, vectors)
         row = np.full((len(METRICS), len(self.layers)), np.nan)
         n = np.array(n_grad, dtype=np.float64)
-        total, norm, low, high, total_w, norm_w = scalars[: 6 * len(n)].reshape(-1, 6).T
+        total, norm, low, high, total_w, norm_w = scalars_np[: 6 * len(n)].reshape(-1, 6).T
         row[_ROW["grad_norm"], grad_layers] = norm
         row[_ROW["grad_mean"], grad_layers] = total / n
         row[_ROW["grad_std"], grad_layers] = _unbiased_std(norm**2, total, n)
@@ -459,29 +468,33 @@ class GradientMonitor:
         self._std_before = _unbiased_std(norm_w**2, total_w, np.array(n_weight, dtype=np.float64))
 
         n_act, n_dead = len(act_layers), len(dead_layers)
-        act_norm, saturated = np.split(scalars[6 * len(n) :], [n_act])
-        ends = np.append(starts[1:], len(vectors))
-        total = _segment_sums(vectors, starts[:n_act], ends[:n_act])
+        act_norm, saturated = np.split(scalars_np[6 * len(n) :], [n_act])
+        ends = np.append(starts[1:], len(flat))
+        total = _segment_sums(flat, starts[:n_act], ends[:n_act])
         n = np.array([act[i].numel for i in act_layers], dtype=np.float64)
         row[_ROW["act_mean"], act_layers] = total / n
         row[_ROW["act_std"], act_layers] = _unbiased_std(act_norm**2, total, n)
         row[_ROW["saturated_frac"], sat_layers] = saturated
         dead = slice(n_act, n_act + n_dead)
-        n_dead_units = _segment_sums(vectors <= 0, starts[dead], ends[dead])
+        n_dead_units = _segment_sums(flat <= 0, starts[dead], ends[dead])
         row[_ROW["dead_frac"], dead_layers] = n_dead_units / (ends[dead] - starts[dead])
         if self.track_inputs:
             has_input = len(starts) > n_act + n_dead
-            self._input_norms.append(vectors[starts[-1] :] if has_input else np.empty(0))
+            self._input_norms.append(flat[starts[-1] :] if has_input else np.empty(0))
         return row
 
-    def _copy_weights(self, index: int, params: list[nn.Parameter]) -> Tensor:
-        """Copy the layer's weights (flattened if there are several) into a reused buffer; return it."""
-        weight = _flat([p.data for p in params])
-        _, buffer = self._before.get(index, (params, None))
-        if buffer is None or buffer.shape != weight.shape or buffer.device != weight.device:
-            buffer = torch.empty_like(weight)
-        self._before[index] = (params, buffer.copy_(weight))
-        return buffer
+    def _buffer(self, index: int, weight: Tensor) -> Tensor:
+        """The layer's buffer for its weights before the update, reused from step to step."""
+        held = self._before.get(index)
+        if held is not None:
+            buffer = held[1]
+            if (
+                buffer.shape == weight.shape
+                and buffer.dtype == weight.dtype
+                and buffer.device == weight.device
+            ):
+                return buffer
+        return torch.empty_like(weight)
 
     def after_update(self) -> None:
         """Record update_ratio = std(W_after - W_before) / std(W_before) per layer for the recorded step.
@@ -491,14 +504,20 @@ class GradientMonitor:
         if not self._awaiting_update or not self._before:
             return
         self._awaiting_update = False
-        batch, layers = _Batch(), list(self._before)
-        for i in layers:
-            params, buffer = self._before[i]
-            buffer.sub_(_flat([p.data for p in params]))  # now W_before - W_after
-            batch.scalars += [buffer.sum(), torch.linalg.vector_norm(buffer)]
-        scalars, _, _ = batch.fetch()
-        total, norm = scalars.reshape(-1, 2).T
-        n = np.array([self._before[i][1].numel() for i in layers], dtype=np.float64)
+        vector_norm = torch.linalg.vector_norm
+        scalars: list[Tensor] = []
+        layers = list(self._before)
+        for params, buffer in self._before.values():
+            after = params[0].data if len(params) == 1 else _flat([p.data for p in params])
+            key = (buffer.shape, buffer.dtype, buffer.device)
+            delta = self._scratch.get(key)  # one per shape: it stays in the cache from layer to layer
+            if delta is None:
+                delta = self._scratch[key] = torch.empty_like(buffer)
+            torch.sub(buffer, after, out=delta)  # W_before - W_after
+            scalars += (delta.sum(), vector_norm(delta))
+        values, _, _ = _fetch(scalars, [])
+        total, norm = values.reshape(-1, 2).T
+        n = np.array([buffer.numel() for _, buffer in self._before.values()], dtype=np.float64)
         with np.errstate(all="ignore"):
             self._rows[-1][_ROW["update_ratio"], layers] = _unbiased_std(norm**2, total, n) / self._std_before
 
