@@ -268,6 +268,27 @@ def test_update_ratio_matches_manual_computation(optimizer: type[torch.optim.Opt
     np.testing.assert_allclose(mon.record().update_ratio, np.array(ratios, dtype=np.float64), rtol=1e-4)
 
 
+def test_same_shaped_layers_get_their_own_update_ratio_and_exact_grad_max() -> None:
+    torch.manual_seed(0)  # three 16x16 layers share one scratch tensor in after_update
+    model = nn.Sequential(*(m for _ in range(3) for m in (nn.Linear(16, 16), nn.Tanh())), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    layers = linear_layers(model)
+    with GradientMonitor(model, layers) as mon:
+        ratios, grad_max = [], []
+        for step in range(3):
+            before = [m.weight.detach().clone() for _, m in layers]
+            one_step(model, mon, torch.randn(8, 16), step)
+            grad_max.append([m.weight.grad.abs().max().item() for _, m in layers])
+            opt.step()
+            mon.after_update()
+            after = [m.weight.detach() for _, m in layers]
+            ratios.append([((a - b).std() / b.std()).item() for a, b in zip(after, before, strict=True)])
+    record = mon.record()
+    np.testing.assert_allclose(record.update_ratio, np.array(ratios, dtype=np.float64), rtol=1e-4)
+    assert len(set(record.update_ratio[-1].tolist())) == len(layers)
+    np.testing.assert_array_equal(record.grad_max, np.array(grad_max, dtype=np.float64))  # max is exact
+
+
 def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
     model = small_mlp()
     with warnings.catch_warnings(), GradientMonitor(model, linear_layers(model)) as mon:
