@@ -509,7 +509,8 @@ def test_clipped_cosines_by_hand() -> None:
 # Explorer, plots, exercises
 
 
-def test_explorer_runs_at_defaults_and_extremes() -> None:
+def test_explorer_runs_at_defaults_and_extremes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # every view must pass the book's figure check
     explorer = explorers.lag_profile_explorer()
     explorer.show()
     assert isinstance(explorer.update(), Figure)
@@ -532,7 +533,10 @@ def small_sweep() -> rn.SpectralSweepResult:
     return rn.run_spectral_sweep(rn.SpectralSweepConfig(radii=(0.5, 1.0, 3.0), seq_len=12, batch_size=8))
 
 
-def test_plots_return_figures_and_accept_axes(small_sweep: rn.SpectralSweepResult) -> None:
+def test_plots_return_figures_and_accept_axes(
+    small_sweep: rn.SpectralSweepResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # every figure must pass the book's figure check
     profile = small_sweep.profile(1.0)
     assert isinstance(plots.lag_profile(profile), Figure)
     assert isinstance(plots.lag_profile(small_sweep.default), Figure)  # no ρ^k line at the default scale
@@ -553,7 +557,8 @@ def test_plots_return_figures_and_accept_axes(small_sweep: rn.SpectralSweepResul
         plots.decay_rates(profile)
 
 
-def test_training_plots_on_small_runs() -> None:
+def test_training_plots_on_small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # every figure must pass the book's figure check
     adding = rn.run_long_range(
         rn.LongRangeConfig(seq_len=6, steps=4, eval_every=2, n_samples=40, device="cpu")
     )
