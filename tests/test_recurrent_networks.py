@@ -372,7 +372,7 @@ class TestAddingProblem:
         # No claim on the RNN's trained far ratio: it ranged from 2e-10 to 1.6 times the gated networks'
         # across seeds 0-4 and kernels (0.8 at seed 0 under avx2), and the chapter says so.
         frame = adding.results[0].to_frame()
-        assert frame.loc["rnn", "val MSE"] == rnn.val_loss
+        assert frame.loc["rnn", "validation MSE"] == rnn.val_loss
 
     @pytest.mark.claim
     def test_truncated_bptt_sends_nothing_to_the_far_lags(self, adding: Adding) -> None:

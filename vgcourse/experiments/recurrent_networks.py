@@ -854,16 +854,16 @@ class ForgetGateResult:
         for k, bias in enumerate(self.config.biases):
             rows.append(
                 {
-                    "b_f": "default" if bias is None else f"{bias:g}",
+                    "forget-gate bias b_f": "default" if bias is None else f"{bias:g}",
                     "σ(b_f)": 1 / (1 + math.exp(-bias)) if bias is not None else 0.5,
-                    "mean f": float(self.forget_mean[k]),
+                    "mean forget gate": float(self.forget_mean[k]),
                     f"∏ f over {last} steps": float(self.cell_path[k, last]),
                     f"g_{last}/g_0": self.profiles[k].ratio("lstm"),
                     "cell-path factor": fit_rate(self.cell_path[k]),
                     "‖∂L/∂x‖ factor": self.profiles[k].rate("lstm"),
                 }
             )
-        return pd.DataFrame(rows).set_index("b_f")
+        return pd.DataFrame(rows).set_index("forget-gate bias b_f")
 
 
 def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
@@ -1024,14 +1024,14 @@ class LongRangeResult:
         for run in self.runs:
             rows.append(
                 {
-                    "arch": run.arch,
-                    "val MSE": run.val_loss,
-                    "val MSE / baseline": run.val_loss / self.baseline,
-                    "far-lag gradient, init": run.far_ratio(trained=False),
-                    "far-lag gradient, trained": run.far_ratio(trained=True),
+                    "architecture": run.arch,
+                    "validation MSE": run.val_loss,
+                    "validation MSE / baseline": run.val_loss / self.baseline,
+                    "far-lag gradient at initialization": run.far_ratio(trained=False),
+                    "far-lag gradient after training": run.far_ratio(trained=True),
                 }
             )
-        return pd.DataFrame(rows).set_index("arch")
+        return pd.DataFrame(rows).set_index("architecture")
 
 
 def run_long_range(config: LongRangeConfig) -> LongRangeResult:
