@@ -223,8 +223,8 @@ _JS_IMAGES = """() => [...document.images].map(img => ({
     src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
 
 # Every output image of a notebook cell outside the widgets: its figure's caption and number, its alt
-# text, and the width it is shown at against its own CSS width (the width attribute of a high-DPI image,
-# else its pixel width) and the text column's.
+# text, and the width it is shown at against its own CSS width (a high-DPI image's style or width
+# attribute, else its pixel width) and the text column's.
 _JS_FIGURES = """() => [...document.querySelectorAll('.cell_output img')]
     .filter(img => !img.closest('.jupyter-widgets, .widget-subarea'))
     .map(img => {
@@ -234,7 +234,7 @@ _JS_FIGURES = """() => [...document.querySelectorAll('.cell_output img')]
             caption: caption ? caption.textContent.trim() : '',
             number: caption?.querySelector('.caption-number')?.textContent.trim() || '',
             shown: img.getBoundingClientRect().width,
-            own: parseFloat(img.getAttribute('width')) || img.naturalWidth,
+            own: parseFloat(img.style.width) || parseFloat(img.getAttribute('width')) || img.naturalWidth,
             column: document.querySelector('.bd-article').getBoundingClientRect().width,
         };
     })"""
