@@ -231,6 +231,7 @@ _JS_FIGURES = """() => [...document.querySelectorAll('.cell_output img')]
         const caption = img.closest('figure')?.querySelector('figcaption');
         return {
             src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',
+            link: img.closest('a')?.getAttribute('href') || '',
             caption: caption ? caption.textContent.trim() : '',
             number: caption?.querySelector('.caption-number')?.textContent.trim() || '',
             shown: img.getBoundingClientRect().width,
@@ -762,8 +763,10 @@ def _tables_fit(entry: str, tables: list[dict], where: str) -> None:
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_figures_are_numbered_captioned_described_and_shown_full_size(visit: object, entry: str) -> None:
     # Every static figure has a numbered caption ("Fig. 3.2") and alt text in words (not a file path),
-    # and at 1366 px it is shown at its own width: vgcourse/plots/figure_check.py keeps every figure within
-    # the column and its text at a legible size at that width, so a figure shrunk here would not be.
+    # opens full size on a click (Sphinx links a scaled image, as the high-DPI figures are, to its file),
+    # and at 1366 px it is shown at its own width:
+    # vgcourse/plots/figure_check.py keeps every figure within the column and its text at a legible size
+    # at that width, so a figure shrunk here would not be.
     record = visit(entry)
     assert record.figures, f"{entry}: no figure found on the page"
     for figure in record.figures:
@@ -779,6 +782,7 @@ def test_figures_are_numbered_captioned_described_and_shown_full_size(visit: obj
             f"{entry}: {figure['number']} is shrunk to {figure['shown']:.0f} px of its own "
             f"{figure['own']:.0f} px (column {figure['column']:.0f} px): its text is below the legible size"
         )
+        assert figure["link"] == figure["src"], f"{entry}: {figure['number']} does not open full size"
         assert figure["own"] <= figure["column"] + 1, (
             f"{entry}: {figure['number']} is {figure['own']:.0f} px wide, wider than the "
             f"{figure['column']:.0f} px column"
