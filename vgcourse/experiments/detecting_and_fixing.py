@@ -817,6 +817,18 @@ class RemedyRun:
             return np.log10(rms[:, 0] / rms[:, -1])
 
 
+def _find_remedy(entries: tuple[Any, ...], remedy: Remedy | None, changes: dict[str, Any], what: str) -> Any:
+    """The entry of ``entries`` (each has a ``remedy``) for ``remedy``, or the baseline with ``changes``."""
+    if remedy is None:
+        remedy = Remedy(**{**_fields(BASELINE), **changes})
+    elif changes:
+        raise TypeError("give a Remedy or keyword changes to the baseline, not both")
+    for entry in entries:
+        if entry.remedy == remedy:
+            return entry
+    raise ValueError(f"{remedy.label!r} is not in this {what}; it has: {[e.remedy.label for e in entries]}")
+
+
 @dataclass(frozen=True)
 class RemediesResult:
     """The trained cells, in the design's order.
@@ -831,16 +843,7 @@ class RemediesResult:
 
     def run(self, remedy: Remedy | None = None, **changes: Any) -> RemedyRun:
         """The run of ``remedy``, or of the baseline with ``changes`` (e.g. ``run(skip=True)``)."""
-        if remedy is None:
-            remedy = Remedy(**{**_fields(BASELINE), **changes})
-        elif changes:
-            raise TypeError("give a Remedy or keyword changes to the baseline, not both")
-        for run in self.runs:
-            if run.remedy == remedy:
-                return run
-        raise ValueError(
-            f"{remedy.label!r} is not in this design; it has: {[r.remedy.label for r in self.runs]}"
-        )
+        return _find_remedy(self.runs, remedy, changes, "design")
 
     @property
     def reached(self) -> list[str]:
@@ -1113,16 +1116,7 @@ class RobustRemediesResult:
 
     def cell(self, remedy: Remedy | None = None, **changes: Any) -> CellRuns:
         """The runs of ``remedy``, or of the baseline with ``changes`` (e.g. ``cell(skip=True)``)."""
-        if remedy is None:
-            remedy = Remedy(**{**_fields(BASELINE), **changes})
-        elif changes:
-            raise TypeError("give a Remedy or keyword changes to the baseline, not both")
-        for cell in self.cells:
-            if cell.remedy == remedy:
-                return cell
-        raise ValueError(
-            f"{remedy.label!r} is not in this grid; it has: {[c.remedy.label for c in self.cells]}"
-        )
+        return _find_remedy(self.cells, remedy, changes, "grid")
 
     @property
     def reached(self) -> list[str]:
