@@ -637,9 +637,6 @@ def test_plots_return_figures_and_accept_axes(
     fig, axes = plt.subplots(1, 2)
     assert plots.warning_signs(signs, axes=axes) is fig
     check_figure(plots.warning_signs(signs))
-    fig, axes = plt.subplots(1, 3)
-    assert plots.remedies(small_grid, axes=axes) is fig
-    assert isinstance(plots.remedies(small_grid), Figure)
     fig, axes = plt.subplots(2, 2)
     assert plots.training_views(small_grid, (dfx.BASELINE, RECIPE_LN), axes=axes) is fig
     check_figure(plots.training_views(small_grid, (dfx.BASELINE, RECIPE_LN)))
@@ -657,8 +654,6 @@ def test_plots_return_figures_and_accept_axes(
         plots.remedy_panel(results[0], "loss")
     with pytest.raises(TypeError):
         plots.remedy_panel(signs)
-    with pytest.raises(TypeError):
-        plots.remedies(signs)
     with pytest.raises(TypeError):
         plots.warning_signs(signs, axes=axes)
     with pytest.raises(ValueError):

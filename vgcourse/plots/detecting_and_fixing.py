@@ -32,7 +32,6 @@ __all__ = [
     "REMEDY_PANELS",
     "activation_histograms",
     "calibration",
-    "remedies",
     "remedy_diagnosis",
     "remedy_panel",
     "remedy_small_multiples",
@@ -151,59 +150,6 @@ def _cell_color(remedy: Remedy) -> str:
     """Red: the baseline; blue: one factor changed; purple: several."""
     changed = len(remedy.changes(BASELINE))
     return "tab:red" if changed == 0 else ("tab:blue" if changed == 1 else "tab:purple")
-
-
-@checked
-def remedies(result: RemediesResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """One row per cell of the grid, three panels: the first layer's gradient ratio at initialization
-    (log10, with the thresholds), the steps to reach the target loss ("never" when it did not) and the
-    final validation accuracy ("NaN" when training diverged).
-
-    Args:
-        result: from ``run_remedies``.
-        axes: three axes to draw on; a new figure when None.
-    """
-    if not isinstance(result, RemediesResult):
-        raise TypeError(f"result must be a RemediesResult; got {type(result).__name__}")
-    n = len(result.runs)
-    fig, (ratio_ax, steps_ax, acc_ax) = _axes(axes, (1, 3), (14, 0.32 * n + 1.6))
-    y = np.arange(n)[::-1]
-    labels = [run.remedy.label for run in result.runs]
-    colors = [_cell_color(run.remedy) for run in result.runs]
-
-    ratios = np.log10([run.grad_ratio for run in result.runs])
-    _threshold_band(ratio_ax, axis="x")
-    ratio_ax.scatter(ratios, y, c=colors, zorder=3)
-    ratio_ax.set_yticks(y, labels)
-    ratio_ax.set_xlabel("log10 (layer 1 ÷ output) at init")
-    ratio_ax.set_title("gradient ratio")
-
-    budget = result.config.steps
-    for yi, run, color in zip(y, result.runs, colors, strict=True):
-        if run.steps_to_target is None:
-            steps_ax.text(
-                budget, yi, " never" + (" (NaN)" if run.diverged else ""), va="center", fontsize="small"
-            )
-        else:
-            steps_ax.barh(yi, run.steps_to_target, color=color)
-        if run.diverged:
-            acc_ax.text(0.0, yi, " diverged (NaN)", va="center", fontsize="small", color="black")
-        else:
-            acc_ax.barh(yi, run.final_accuracy, color=color)
-    steps_ax.set_xlim(0, budget * 1.35)
-    steps_ax.axvline(budget, color="0.5", linestyle=":")
-    steps_ax.set_yticks(y, [])
-    steps_ax.set_xlabel(f"steps to val loss ≤ {result.config.target_loss:g}")
-    steps_ax.set_title(f"speed (budget {budget} steps)")
-    acc_ax.set_xlim(0, 1)
-    acc_ax.axvline(0.1, color="0.5", linestyle=":")
-    acc_ax.set_yticks(y, [])
-    acc_ax.set_xlabel("validation accuracy (chance 0.1)")
-    acc_ax.set_title("final accuracy")
-    for ax in (ratio_ax, steps_ax, acc_ax):
-        ax.set_ylim(-0.6, n - 0.4)
-    fig.tight_layout()
-    return fig
 
 
 @checked
