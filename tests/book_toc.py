@@ -31,3 +31,14 @@ def toc_entries() -> list[str]:
 def chapter_notebooks() -> list[Path]:
     """The notebooks among the toc entries, in reading order."""
     return [ROOT / f"{entry}.ipynb" for entry in toc_entries() if (ROOT / f"{entry}.ipynb").exists()]
+
+
+def numbered_chapters() -> list[str]:
+    """The files of the toc's numbered parts (the chapters) in reading order, e.g. "book/linear_chain"."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [
+        entry["file"]
+        for part in toc.get("parts", [])
+        if part.get("numbered")
+        for entry in part.get("chapters", [])
+    ]

@@ -82,6 +82,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse.chapters import CHAPTERS as _REGISTRY
 from vgcourse.models import named_layers
 from vgcourse.monitor import GradientMonitor, MonitorRecord, layer_weights
 from vgcourse.training import OPTIMIZERS, TrainConfig, loss_value, make_optimizer
@@ -143,16 +144,8 @@ ZERO_START_STEPS = 3
 LOSSES = ("cross_entropy", "mse")
 """Loss names ``diagnose`` accepts instead of a loss function."""
 
-CHAPTERS = {
-    "linear_chain": "The linear chain",
-    "sigmoid_bound": "The sigmoid's 0.25 bound",
-    "relu_dying_units": "ReLU and dying units",
-    "initialization": "Xavier/Glorot and He/Kaiming initialization",
-    "residual_networks": "Residual networks",
-    "recurrent_networks": "Recurrent networks: LSTMs and GRUs",
-    "detecting_and_fixing": "Detecting and fixing vanishing gradients",
-}
-"""The course's chapters by file name: the findings point to them by title."""
+CHAPTERS = {c.id: c.title for c in _REGISTRY}
+"""The course's chapters by file name (the registry, `vgcourse.chapters`): findings point to them by title."""
 
 FINDING_KINDS = (
     "non_finite",

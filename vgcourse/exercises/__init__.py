@@ -6,18 +6,14 @@ check("initialization.he_std", answer_he_std)  # -> Feedback(result="correct", .
 answer_tanh_scale = 1.2                       # a setting: the slider starts here
 exercise_widget("initialization.tanh_scale", answer_tanh_scale)
 
-The package stores keys of the answers, not the answers (see `vgcourse.exercises.core`).
+The package stores keys of the answers, not the answers (see `vgcourse.exercises.core`). The chapter
+modules are found through the registry (`vgcourse.chapters`): each registered chapter's
+``vgcourse.exercises.<id>`` that exists is imported, in reading order, and registers its exercises.
 """
 
-from vgcourse.exercises import (
-    detecting_and_fixing,
-    initialization,
-    linear_chain,
-    recurrent_networks,
-    relu_dying_units,
-    residual_networks,
-    sigmoid_bound,
-)
+import importlib
+
+from vgcourse.chapters import CHAPTERS, has_module
 from vgcourse.exercises.core import (
     EXERCISES,
     KINDS,
@@ -32,7 +28,13 @@ from vgcourse.exercises.core import (
 )
 from vgcourse.exercises.widget import exercise_widget
 
+CHAPTER_MODULES = tuple(c.id for c in CHAPTERS if has_module(c.id, "exercises"))
+"""The chapters whose exercise modules this package imported (registered), in reading order."""
+for _chapter_id in CHAPTER_MODULES:
+    importlib.import_module(f"{__name__}.{_chapter_id}")
+
 __all__ = [
+    "CHAPTER_MODULES",
     "EXERCISES",
     "KINDS",
     "Exercise",
@@ -41,14 +43,8 @@ __all__ = [
     "Mistake",
     "chapter_exercises",
     "check",
-    "detecting_and_fixing",
     "exercise_widget",
     "get",
-    "initialization",
-    "linear_chain",
-    "recurrent_networks",
     "register",
-    "relu_dying_units",
-    "residual_networks",
-    "sigmoid_bound",
+    *CHAPTER_MODULES,
 ]

@@ -1,0 +1,80 @@
+"""The course's chapters, in reading order: the one place that names them.
+
+A chapter's id is the file stem of its notebook (``book/<id>.ipynb``) and of its modules in each layer
+of the package (``vgcourse.<layer>.<id>`` for ``layer`` in ``LAYERS``); its number is its position
+in ``CHAPTERS`` (1-based), the number the book shows ("Fig. 3.2", "Exercise 3.1"). The table of
+contents test, ``diagnose``'s chapter links, exercise registration, explorer discovery and the contract
+tests all read this list. This module is data only: it imports nothing from the package, so every layer
+may read it.
+
+To add a chapter, append (or insert) a ``Chapter`` here and its file to ``_toc.yml`` (CONTRIBUTING.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CHAPTERS", "LAYERS", "Chapter", "chapter", "chapter_ids", "has_module"]
+
+LAYERS = ("experiments", "plots", "explorers", "exercises")
+"""The package's per-chapter layers: runs, figures, interactive explorers, checked exercises."""
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: ``id`` (the notebook's file stem), ``title`` (its first heading), ``number`` (1-based)."""
+
+    id: str
+    title: str
+    number: int
+
+    @property
+    def notebook(self) -> str:
+        """The notebook's path relative to the repository root, as _toc.yml names it (without suffix)."""
+        return f"book/{self.id}"
+
+    def module(self, layer: str) -> str:
+        """The dotted name of the chapter's module in ``layer`` (one of ``LAYERS``)."""
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}; got {layer!r}")
+        return f"vgcourse.{layer}.{self.id}"
+
+
+_TITLES = (
+    ("linear_chain", "The linear chain"),
+    ("sigmoid_bound", "The sigmoid's 0.25 bound"),
+    ("relu_dying_units", "ReLU and dying units"),
+    ("initialization", "Xavier/Glorot and He/Kaiming initialization"),
+    ("residual_networks", "Residual networks"),
+    ("recurrent_networks", "Recurrent networks: LSTMs and GRUs"),
+    ("normalization_and_optimizers", "Normalization layers and adaptive optimizers"),
+    ("transformers", "Transformers: residual streams, Post-LN and Pre-LN"),
+    ("detecting_and_fixing", "Detecting and fixing vanishing gradients"),
+)
+
+CHAPTERS: tuple[Chapter, ...] = tuple(
+    Chapter(id=cid, title=title, number=number) for number, (cid, title) in enumerate(_TITLES, start=1)
+)
+"""Every chapter, in reading order (the order of _toc.yml's numbered part)."""
+
+
+def chapter_ids() -> tuple[str, ...]:
+    """The chapters' ids in reading order."""
+    return tuple(c.id for c in CHAPTERS)
+
+
+def chapter(chapter_id: str) -> Chapter:
+    """The chapter with id ``chapter_id``; a ValueError names the valid ids."""
+    for c in CHAPTERS:
+        if c.id == chapter_id:
+            return c
+    raise ValueError(f"chapter must be one of {chapter_ids()}; got {chapter_id!r}")
+
+
+def has_module(chapter_id: str, layer: str) -> bool:
+    """Whether the chapter has a module in ``layer`` (looked up as a file: nothing is imported)."""
+    chapter(chapter_id).module(layer)  # validates both names
+    return (_PACKAGE / layer / f"{chapter_id}.py").is_file()
