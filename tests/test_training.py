@@ -10,9 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from vgcourse import training as train_module
 from vgcourse.data import DataSplit, adding_problem, circles, recall_task
-from vgcourse.training import History, TrainConfig, evaluate, train
+from vgcourse.training import (
+    Callback,
+    EvalEvent,
+    History,
+    StepEvent,
+    TrainConfig,
+    evaluate,
+    loss_value,
+    train,
+)
 
 has_monitor = importlib.util.find_spec("vgcourse.monitor") is not None
 needs_monitor = pytest.mark.skipif(not has_monitor, reason="vgcourse.monitor is not written yet")
@@ -52,19 +60,34 @@ def _regression(n: int = 64, scale: float = 10.0) -> DataSplit:
     return DataSplit("toy-regression", x[:n], y[:n], x[n:], y[n:], None)
 
 
-def _record_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
-    """Capture every parameter gradient just before each optimizer.step() inside train()."""
-    seen: list[list[torch.Tensor]] = []
-    original = train_module.make_optimizer
+class _StepGrads(Callback):
+    """Every parameter gradient the optimizer used at each step (after clipping): the gradients stay in
+    place until the next step's zero_grad, so on_step still sees them."""
 
-    def make(model, config):
-        optimizer = original(model, config)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.register_step_pre_hook(lambda *_: seen.append([p.grad.clone() for p in params]))
-        return optimizer
+    def __init__(self) -> None:
+        self.seen: list[list[torch.Tensor]] = []
 
-    monkeypatch.setattr(train_module, "make_optimizer", make)
-    return seen
+    def on_step(self, event: StepEvent) -> None:
+        params = [p for group in event.optimizer.param_groups for p in group["params"]]
+        self.seen.append([p.grad.clone() for p in params])
+
+
+class _Everything:
+    """Records every event (a plain object with both methods: no Callback base needed)."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepEvent] = []
+        self.evals: list[EvalEvent] = []
+        self.lrs: list[float] = []
+        self.weights: list[torch.Tensor] = []
+
+    def on_step(self, event: StepEvent) -> None:
+        self.steps.append(event)
+        self.lrs.append(event.optimizer.param_groups[0]["lr"])
+        self.weights.append(next(event.model.parameters()).detach().clone())
+
+    def on_eval(self, event: EvalEvent) -> None:
+        self.evals.append(event)
 
 
 def test_learns_circles_and_records_every_step(small_circles):
@@ -137,37 +160,44 @@ def test_normal_run_on_the_same_data_does_not_diverge():
     assert not history.diverged and history.steps_run == 100 and np.isfinite(history.loss).all()
 
 
-def test_clip_norm_bounds_the_total_norm(monkeypatch):
-    seen = _record_step_grads(monkeypatch)
+def test_clip_norm_bounds_the_total_norm():
+    recorder = _StepGrads()
     history = train(
-        _mlp(out_features=1), _regression(), TrainConfig(steps=20, lr=1e-3, clip_norm=0.5, monitor_every=None)
+        _mlp(out_features=1),
+        _regression(),
+        TrainConfig(steps=20, lr=1e-3, clip_norm=0.5, monitor_every=None),
+        callbacks=[recorder],
     )
-    clipped = np.array([torch.cat([g.flatten() for g in grads]).norm().item() for grads in seen])
+    clipped = np.array([torch.cat([g.flatten() for g in grads]).norm().item() for grads in recorder.seen])
     assert len(clipped) == 20 and np.all(clipped <= 0.5 * (1 + 1e-5))
     active = history.grad_norm_total > 0.5
     assert active.any() and np.allclose(clipped[active], 0.5, rtol=1e-5)
     assert np.allclose(clipped[~active], history.grad_norm_total[~active], rtol=1e-5)
 
 
-def test_clip_value_bounds_every_entry(monkeypatch):
-    seen = _record_step_grads(monkeypatch)
+def test_clip_value_bounds_every_entry():
+    recorder = _StepGrads()
     train(
         _mlp(out_features=1),
         _regression(),
         TrainConfig(steps=20, lr=1e-3, clip_value=0.05, monitor_every=None),
+        callbacks=[recorder],
     )
-    largest = [max(g.abs().max().item() for g in grads) for grads in seen]
+    largest = [max(g.abs().max().item() for g in grads) for grads in recorder.seen]
     bound = float(np.float32(0.05))  # the gradients are float32
     assert len(largest) == 20 and max(largest) <= bound and min(largest) == bound
 
 
-def test_grad_norm_total_is_measured_before_clipping(monkeypatch):
-    seen = _record_step_grads(monkeypatch)
+def test_grad_norm_total_is_measured_before_clipping():
+    recorder = _StepGrads()
     history = train(
-        _mlp(out_features=1), _regression(), TrainConfig(steps=3, clip_norm=1e-3, monitor_every=None)
+        _mlp(out_features=1),
+        _regression(),
+        TrainConfig(steps=3, clip_norm=1e-3, monitor_every=None),
+        callbacks=[recorder],
     )
-    assert np.all(history.grad_norm_total > 1e-2)
-    assert all(torch.cat([g.flatten() for g in grads]).norm() <= 1e-3 * (1 + 1e-5) for grads in seen)
+    assert np.all(history.grad_norm_total > 1e-2) and len(recorder.seen) == 3
+    assert all(torch.cat([g.flatten() for g in grads]).norm() <= 1e-3 * (1 + 1e-5) for grads in recorder.seen)
 
 
 def test_same_seed_identical_losses_other_seed_differs(small_circles):
@@ -259,6 +289,8 @@ def test_config_stores_floats_and_is_frozen():
         ),
         ({"steps": 1, "monitor_every": 0}, ValueError, "monitor_every"),
         ({"steps": 1, "eval_every": -1}, ValueError, "eval_every"),
+        ({"steps": 1, "warmup_steps": -1}, ValueError, "warmup_steps"),
+        ({"steps": 1, "warmup_steps": 2.0}, TypeError, "warmup_steps"),
         ({"steps": 1, "seed": -1}, ValueError, "seed"),
         ({"steps": 1, "device": "tpu"}, ValueError, "auto, cpu, cuda"),
         ({"steps": 1, "progress": "yes"}, TypeError, "progress"),
@@ -393,3 +425,114 @@ def test_make_optimizer_follows_the_config() -> None:
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         make_optimizer(model, TrainConfig(steps=1))
+
+
+def test_warmup_raises_the_lr_linearly_then_holds(small_circles):
+    recorder = _Everything()
+    history = train(
+        _mlp(),
+        small_circles,
+        TrainConfig(steps=6, lr=0.2, warmup_steps=4, monitor_every=None),
+        callbacks=[recorder],
+    )
+    assert np.allclose(recorder.lrs, [0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    plain = train(_mlp(), small_circles, TrainConfig(steps=6, lr=0.2, monitor_every=None))
+    assert history.loss[0] == plain.loss[0] and not np.array_equal(history.loss[1:], plain.loss[1:])
+
+
+def test_warmup_matches_a_hand_written_loop(small_circles):
+    config = TrainConfig(steps=5, lr=0.3, warmup_steps=3, batch_size=400, monitor_every=None)
+    model, reference = _mlp(), _mlp()
+    train(model, small_circles, config)
+    x, y = small_circles.x_train, small_circles.y_train
+    for step in range(5):
+        reference.zero_grad()
+        nn.functional.cross_entropy(reference(x), y).backward()
+        with torch.no_grad():
+            for p in reference.parameters():
+                p -= 0.3 * min(1.0, (step + 1) / 3) * p.grad
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_callbacks_see_every_step_and_evaluation_and_change_nothing(small_circles):
+    recorder, model = _Everything(), _mlp()
+    config = TrainConfig(steps=12, eval_every=5, monitor_every=None)
+    history = train(model, small_circles, config, callbacks=(recorder,))
+    assert [e.step for e in recorder.steps] == list(range(12))
+    assert np.array_equal([e.loss for e in recorder.steps], history.loss)
+    assert np.array_equal([e.grad_norm for e in recorder.steps], history.grad_norm_total)
+    assert all(e.model is model for e in recorder.steps + recorder.evals)
+    assert torch.equal(recorder.weights[-1], next(model.parameters()))  # seen after the update
+    assert not torch.equal(recorder.weights[0], recorder.weights[-1])
+    assert [e.step for e in recorder.evals] == list(history.eval_steps) == [4, 9, 11]
+    assert np.array_equal([e.val_loss for e in recorder.evals], history.val_loss)
+    assert np.array_equal([e.val_accuracy for e in recorder.evals], history.val_accuracy)
+    plain = train(_mlp(), small_circles, config)
+    assert np.array_equal(plain.loss, history.loss) and np.array_equal(plain.val_loss, history.val_loss)
+
+
+def test_callbacks_run_in_order_and_skip_a_diverged_step():
+    calls: list[tuple[str, int]] = []
+
+    class Named(Callback):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_step(self, event: StepEvent) -> None:
+            calls.append((self.name, event.step))
+
+    history = train(
+        _mlp(out_features=1),
+        _regression(scale=1e3),
+        TrainConfig(steps=50, lr=10.0, monitor_every=None),
+        callbacks=[Named("a"), Named("b")],
+    )
+    assert history.diverged and history.diverged_step is not None
+    assert calls == [(n, s) for s in range(history.diverged_step) for n in ("a", "b")]
+
+
+def test_callbacks_bad_input(small_circles):
+    config = TrainConfig(steps=1, monitor_every=None)
+    with pytest.raises(TypeError, match="on_step"):
+        train(_mlp(), small_circles, config, callbacks=[object()])
+    with pytest.raises(TypeError, match="sequence of callbacks"):
+        train(_mlp(), small_circles, config, callbacks=_Everything())
+
+
+class _PerPosition(nn.Module):
+    """(N, T, F) -> (N, T, C): a class per position."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(features, 16), nn.Tanh(), nn.Linear(16, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _positions(n: int = 96, steps: int = 5, classes: int = 3) -> DataSplit:
+    """Label each position by the largest of its first ``classes`` features."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n + 32, steps, 4, generator=g)
+    y = x[..., :classes].argmax(dim=-1)
+    return DataSplit("toy-positions", x[:n], y[:n], x[n:], y[n:], classes)
+
+
+def test_sequence_outputs_flatten_positions_in_loss_and_accuracy():
+    data = _positions()
+    model = _PerPosition(4, 3)
+    output = model(data.x_val)
+    flat = nn.functional.cross_entropy(output.reshape(-1, 3), data.y_val.reshape(-1))
+    assert torch.allclose(loss_value(output, data.y_val, "cross_entropy"), flat)
+    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, batch_size=7)
+    assert val_loss == pytest.approx(flat.item(), rel=1e-5)
+    assert val_acc == pytest.approx((output.argmax(-1) == data.y_val).float().mean().item())
+    mse_loss, _ = evaluate(model, data.x_val, data.y_val, "mse", batch_size=7)
+    one_hot = nn.functional.one_hot(data.y_val, 3).float()
+    assert mse_loss == pytest.approx(nn.functional.mse_loss(output, one_hot).item(), rel=1e-5)
+    history = train(model, data, TrainConfig(steps=150, lr=0.5, batch_size=32, monitor_every=None))
+    assert history.final_val_accuracy > 0.8 and history.train_accuracy[-1] > 0.8
+    with pytest.raises(ValueError, match=r"\(N, T, C\) with \(N, T\)"):
+        loss_value(output, data.y_val[:, :2], "cross_entropy")

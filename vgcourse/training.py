@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
 __all__ = [
     "LOSSES",
     "OPTIMIZERS",
+    "Callback",
+    "EvalEvent",
     "History",
+    "StepEvent",
     "TrainConfig",
     "evaluate",
     "loss_value",
@@ -51,6 +55,8 @@ class TrainConfig:
             (mse on class labels regresses one-hot targets).
         clip_norm: rescale gradients so the total L2 norm is <= clip_norm (``None``: no clipping).
         clip_value: clamp every gradient entry to [-clip_value, clip_value] (``None``: no clipping).
+        warmup_steps: linear learning-rate warmup: step s (0-based) uses lr * min(1, (s + 1) / warmup_steps);
+            0 = no warmup.
         monitor_every: record per-layer statistics every this many steps; ``None`` turns the monitor off.
         eval_every: evaluate on the validation split every this many steps; 0 = once per epoch. The
             last step is always evaluated.
@@ -69,6 +75,7 @@ class TrainConfig:
     loss: str = "auto"
     clip_norm: float | None = None
     clip_value: float | None = None
+    warmup_steps: int = 0
     monitor_every: int | None = 1
     eval_every: int = 0
     seed: int = 0
@@ -88,6 +95,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("loss", self.loss, LOSSES)
         check_int("eval_every", self.eval_every, minimum=0)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
         check_int("seed", self.seed, minimum=0)
         check_choice("device", self.device, DEVICES)
         if self.monitor_every is not None:
@@ -151,20 +159,98 @@ class History:
         return float(self.loss[-1]) if len(self.loss) else math.nan
 
 
+@dataclass(frozen=True)
+class StepEvent:
+    """What a callback sees after each optimizer step of ``train``.
+
+    Args:
+        step: 0-based index of the step whose update was just applied.
+        loss: the step's minibatch training loss (before the update).
+        grad_norm: total L2 gradient norm of the step, before clipping.
+        model: the network being trained (already updated).
+        optimizer: the optimizer (its ``param_groups`` hold the lr used, warmup included).
+    """
+
+    step: int
+    loss: float
+    grad_norm: float
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """What a callback sees after each evaluation of ``train``.
+
+    Args:
+        step: 0-based step after whose update the evaluation ran.
+        val_loss: mean validation loss.
+        val_accuracy: validation accuracy (NaN for regression).
+        model: the network being trained.
+    """
+
+    step: int
+    val_loss: float
+    val_accuracy: float
+    model: nn.Module
+
+
+class Callback:
+    """Base class of ``train``'s callbacks: override ``on_step`` and/or ``on_eval``.
+
+    Any object with an ``on_step(event)`` and/or ``on_eval(event)`` method works; this class only
+    supplies the do-nothing defaults. A callback must not change the model's parameters or the
+    optimizer if the run is to stay comparable with one without it.
+    """
+
+    def on_step(self, event: StepEvent) -> None:
+        """Called after every optimizer step (not after a diverged step, whose update is skipped)."""
+
+    def on_eval(self, event: EvalEvent) -> None:
+        """Called after every evaluation on the validation split."""
+
+
+def _check_callbacks(callbacks: Any) -> tuple[list[Any], list[Any]]:
+    """The bound on_step and on_eval methods of ``callbacks``; TypeError if one has neither."""
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a sequence of callbacks; got {type(callbacks).__name__}")
+    on_step, on_eval = [], []
+    for callback in callbacks:
+        step_hook, eval_hook = getattr(callback, "on_step", None), getattr(callback, "on_eval", None)
+        if not callable(step_hook) and not callable(eval_hook):
+            raise TypeError(
+                "a callback needs an on_step(event) or on_eval(event) method "
+                f"(see vgcourse.training.Callback); got {type(callback).__name__}"
+            )
+        if callable(step_hook):
+            on_step.append(step_hook)
+        if callable(eval_hook):
+            on_eval.append(eval_hook)
+    return on_step, on_eval
+
+
 def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
     """The loss ``train`` minimizes: cross-entropy on class labels, or MSE (on one-hot targets when ``y``
     holds class labels).
 
+    Sequence outputs (N, T, C) with labels (N, T) are flattened to N*T predictions, so "mean" averages
+    over every position of every example.
+
     Args:
-        output: the model's output (N, C).
-        y: class labels (N,) or float targets shaped like ``output``.
+        output: the model's output (N, C), or (N, T, C) for a label per position.
+        y: class labels (N,) or (N, T), or float targets shaped like ``output``.
         loss: "cross_entropy" or "mse" (``train`` resolves "auto" from ``y``'s dtype).
-        reduction: "mean" or "sum" over the batch.
+        reduction: "mean" or "sum" over the batch (and positions).
     """
     if loss == "cross_entropy":
         if y.is_floating_point():
             raise ValueError("loss 'cross_entropy' needs integer class labels; use loss='mse' for regression")
-        return F.cross_entropy(output, y, reduction=reduction)
+        if output.ndim != y.ndim + 1 or output.shape[:-1] != y.shape:
+            raise ValueError(
+                f"cross_entropy needs output (N, C) with labels (N,) or (N, T, C) with (N, T); got output "
+                f"{tuple(output.shape)} and labels {tuple(y.shape)}"
+            )
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), y.reshape(-1), reduction=reduction)
     target = y if y.is_floating_point() else F.one_hot(y, output.shape[-1]).to(output.dtype)
     if output.shape != target.shape:
         raise ValueError(f"model output {tuple(output.shape)} does not match target {tuple(target.shape)}")
@@ -172,7 +258,8 @@ def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") ->
 
 
 def _accuracy(output: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
-    """Share (or count, with reduction="sum") of argmax predictions equal to y; NaN for regression."""
+    """Share (or count, with reduction="sum") of argmax predictions equal to y, over every label of y
+    (every position for sequence labels (N, T)); NaN for regression."""
     if y.is_floating_point():
         return torch.tensor(math.nan, device=output.device)
     correct = (output.argmax(dim=-1) == y).float()
@@ -187,12 +274,14 @@ def evaluate(
     Args:
         model: the network; x and y are moved to the device of its parameters.
         x: inputs, first dimension = examples.
-        y: int64 class labels (N,) or float regression targets (N, out_features).
+        y: int64 class labels (N,) or (N, T) (one per position of a sequence output (N, T, C)), or float
+            regression targets shaped like the output.
         loss: "auto" (cross_entropy for integer y, else mse), "cross_entropy" or "mse".
         batch_size: examples per forward pass.
 
     Returns:
-        (loss, accuracy); accuracy is NaN for regression targets.
+        (loss, accuracy), each a mean over every label (every position, for sequence labels); accuracy
+        is NaN for regression targets.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -217,10 +306,10 @@ def evaluate(
             total_loss += float(loss_value(output, yb, loss, reduction="sum"))
             total_correct += float(_accuracy(output, yb, reduction="sum"))
     model.train(was_training)
-    n = len(x)
-    # mse with reduction="sum" sums over outputs too; divide by the entries per example to get the mean
-    per_example = 1 if loss == "cross_entropy" else max(1, output[0].numel())
-    return total_loss / (n * per_example), total_correct / n
+    # cross_entropy sums over labels (one per example, or per position), mse over every output entry
+    labels = y.numel() if not y.is_floating_point() else len(x)
+    entries = labels if loss == "cross_entropy" else len(x) * max(1, output[0].numel())
+    return total_loss / entries, total_correct / labels
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -235,11 +324,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
 
 
-def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
+def train(
+    model: nn.Module, data: DataSplit, config: TrainConfig, *, callbacks: Iterable[Any] = ()
+) -> History:
     """Train ``model`` on ``data.x_train`` with minibatch gradient descent, recording everything.
 
-    Each step: loss = L(model(x_B), y_B); backward; record the total gradient norm
-    sqrt(sum_p ||g_p||^2) (and the monitor's per-layer statistics); clip; update. A NaN or infinite loss
+    Each step s: loss = L(model(x_B), y_B); backward; record the total gradient norm
+    sqrt(sum_p ||g_p||^2) (and the monitor's per-layer statistics); clip; update with learning rate
+    lr * min(1, (s + 1) / warmup_steps) (lr without warmup); call the callbacks. A NaN or infinite loss
     or gradient norm stops the run at that step (``History.diverged``), keeping what was recorded.
     Minibatches are reshuffled each epoch from a generator seeded by ``config.seed``; an epoch is
     ``n_train // batch_size`` full batches (the remainder is dropped).
@@ -248,6 +340,9 @@ def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
         model: the network; moved to ``pick_device(config.device)`` and trained in place.
         data: the train/val split; class labels select cross-entropy, float targets select MSE.
         config: the run's settings (see :class:`TrainConfig`).
+        callbacks: code to run during training: each callback's ``on_step`` runs after every update and
+            its ``on_eval`` after every evaluation (see :class:`Callback`, :class:`StepEvent`,
+            :class:`EvalEvent`), in the order given.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -255,6 +350,7 @@ def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
         raise TypeError(f"data must be a DataSplit (see vgcourse.data); got {type(data).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    on_step, on_eval = _check_callbacks(callbacks)
     loss_name = config.loss
     if loss_name == "auto":
         loss_name = "cross_entropy" if data.n_classes else "mse"
@@ -315,14 +411,25 @@ def train(model: nn.Module, data: DataSplit, config: TrainConfig) -> History:
                 torch.nn.utils.clip_grads_with_norm_(params, config.clip_norm, grad_norm)
             elif config.clip_value is not None:
                 torch.nn.utils.clip_grad_value_(params, config.clip_value)
+            if config.warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
             optimizer.step()
             if monitor is not None:
                 monitor.after_update()
+            if on_step:
+                event = StepEvent(step, stats[0], stats[2], model, optimizer)
+                for hook in on_step:
+                    hook(event)
 
             if (step + 1) % eval_every == 0 or step == total_steps - 1:
                 val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss_name)
                 evals.append((step, val_loss, val_acc))
                 bar.set_postfix(loss=f"{stats[0]:.4g}", val_loss=f"{val_loss:.4g}")
+                if on_eval:
+                    eval_event = EvalEvent(step, val_loss, val_acc, model)
+                    for hook in on_eval:
+                        hook(eval_event)
         record = monitor.record() if monitor is not None else None
 
     values = np.array(per_step, dtype=np.float64).reshape(-1, 3)
