@@ -1,0 +1,169 @@
+"""The Config base: declared constraints, frozen and keyword-only configs, derive, and the labelled Grid."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from vgcourse.config import (
+    Config,
+    Grid,
+    constraints,
+    derive,
+    device_field,
+    flag,
+    in_range,
+    instance_of,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
+
+
+class Sweep(Config):
+    depth: int = integer(8, low=1, high=500)
+    lr: float = positive(0.1)
+    width: int = positive(16, integer=True)
+    momentum: float = in_range(0.0, 1.0, default=0.9)
+    shift: float = real(0.0)
+    clip: float | None = positive(None, optional=True)
+    activation: str = one_of("relu", "tanh", default="relu")
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1), unique=True)
+    skip: bool = flag(True)
+    spec: object = instance_of(object, default=None, optional=True)
+    seed: int = seed_field()
+    device: str = device_field()
+
+    def check(self) -> None:
+        if self.width < self.depth // 100:
+            raise ValueError("width must be at least depth / 100")
+
+
+class Point(Config):
+    depth: int = integer(1, low=1)
+    lr: float = positive(1.0)
+    seed: int = seed_field()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"depth": 0}, ValueError, "depth must be >= 1; got 0"),
+        ({"depth": 501}, ValueError, "depth must be <= 500"),
+        ({"depth": 2.0}, TypeError, "depth must be an integer"),
+        ({"depth": True}, TypeError, "depth must be an integer"),
+        ({"lr": 0.0}, ValueError, "lr must be > 0.0"),
+        ({"lr": float("nan")}, ValueError, "lr must be finite"),
+        ({"lr": "0.1"}, TypeError, "lr must be a number"),
+        ({"width": 0}, ValueError, "width must be >= 1"),
+        ({"momentum": 1.5}, ValueError, "momentum must be <= 1.0"),
+        ({"momentum": -0.1}, ValueError, "momentum must be >= 0.0"),
+        ({"shift": float("inf")}, ValueError, "shift must be finite"),
+        ({"clip": -1.0}, ValueError, "clip must be > 0.0"),
+        ({"activation": "gelu"}, ValueError, "valid choices: relu, tanh"),
+        ({"activation": 3}, TypeError, "activation must be a string, one of: relu, tanh"),
+        ({"lrs": ()}, ValueError, "lrs must hold at least one value"),
+        ({"lrs": "0.1"}, TypeError, "lrs must be a non-empty sequence"),
+        ({"lrs": (0.1, -1.0)}, ValueError, r"lrs\[1\] must be > 0.0"),
+        ({"seeds": (0, 0)}, ValueError, "seeds must not repeat a value"),
+        ({"seeds": (0, -1)}, ValueError, r"seeds\[1\] must be >= 0"),
+        ({"skip": 1}, TypeError, "skip must be True or False"),
+        ({"spec": None, "seed": -1}, ValueError, "seed must be >= 0"),
+        ({"device": "tpu"}, ValueError, "valid choices: auto, cpu, cuda"),
+        ({"depth": 500, "width": 4}, ValueError, "width must be at least depth / 100"),
+    ],
+)
+def test_every_constraint_rejects_bad_input_with_its_message(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Sweep(**kwargs)
+
+
+def test_instance_of_names_the_type():
+    class Holder(Config):
+        point: Point = instance_of(Point, default=Point())
+
+    with pytest.raises(TypeError, match="point must be a Point; got int"):
+        Holder(point=3)
+
+
+def test_values_are_normalized_and_defaults_valid():
+    config = Sweep(lrs=[1, 2], lr=1, clip=None)
+    assert config.lrs == (1.0, 2.0) and all(isinstance(v, float) for v in config.lrs)
+    assert isinstance(config.lr, float)
+    assert Sweep() == Sweep()
+    assert hash(Sweep()) == hash(Sweep())
+
+
+def test_configs_are_frozen_and_keyword_only():
+    config = Sweep()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.depth = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Sweep(8)  # type: ignore[misc]
+    assert dataclasses.replace(config, depth=9).depth == 9
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        dataclasses.replace(config, depth=0)
+
+
+def test_mutable_defaults_are_refused():
+    with pytest.raises(TypeError, match="use a tuple"):
+        nonempty(default=[1, 2])
+
+
+def test_constraints_are_readable():
+    table = constraints(Sweep)
+    assert list(table)[:3] == ["depth", "lr", "width"]
+    assert (table["depth"].low, table["depth"].high) == (1, 500)
+    assert table["activation"].choices == ("relu", "tanh")
+    assert table["lr"].low_open and table["lr"].describe() == "float in (0, inf]"
+    assert table["clip"].describe().endswith("or None")
+    assert table["lrs"].each is not None and table["lrs"].each.kind == "float"
+
+
+def test_derive_copies_shared_fields_then_overrides():
+    sweep = Sweep(depth=12, lr=0.5, seed=3)
+    assert derive(Point, sweep) == Point(depth=12, lr=0.5, seed=3)
+    assert derive(Point, sweep, lr=0.2).lr == 0.2
+    with pytest.raises(TypeError, match="has no field"):
+        derive(Point, sweep, width=3)
+    with pytest.raises(ValueError, match=r"lr must be > 0\.0"):
+        derive(Point, sweep, lr=-1.0)
+
+
+def test_grid_selects_by_coordinate_and_to_frame():
+    values = np.arange(12.0).reshape(2, 3, 2)
+    grid = Grid(values[..., 0], name="loss", lr=(0.01, 0.1), seed=(0, 1, 2))
+    assert grid.dims == ("lr", "seed")
+    assert grid.sel(lr=0.1, seed=2) == 10.0
+    row = grid.sel(lr=0.01)
+    assert isinstance(row, Grid) and row.dims == ("seed",)
+    np.testing.assert_array_equal(row.values, [0.0, 2.0, 4.0])
+    assert grid.sel(lr=0.1 * (1 + 1e-14), seed=0) == 6.0  # float coordinates match to rounding
+    frame = grid.to_frame()
+    assert list(frame.columns) == ["lr", "seed", "loss"]
+    assert len(frame) == 6 and frame.loc[(frame.lr == 0.1) & (frame.seed == 1), "loss"].item() == 8.0
+    with pytest.raises(KeyError, match=r"lr takes: 0\.01, 0\.1"):
+        grid.sel(lr=0.5)
+    with pytest.raises(KeyError, match="the axes are: lr, seed"):
+        grid.sel(depth=1)
+    with pytest.raises(AttributeError):
+        grid.name = "x"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        grid.values[0, 0] = 1.0
+
+
+def test_grid_keeps_trailing_dimensions_and_checks_shapes():
+    curves = Grid(np.zeros((2, 5)), lr=(0.1, 0.2))
+    assert curves.sel(lr=0.2).shape == (5,)
+    with pytest.raises(ValueError, match="select the trailing"):
+        curves.to_frame()
+    with pytest.raises(ValueError, match="do not match"):
+        Grid(np.zeros(3), lr=(0.1, 0.2))
+    with pytest.raises(ValueError, match="repeats"):
+        Grid(np.zeros(2), lr=(0.1, 0.1))

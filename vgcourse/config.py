@@ -1,0 +1,345 @@
+"""One Config discipline: frozen, keyword-only configs whose fields declare their constraints once.
+
+A chapter's experiment config subclasses :class:`Config` and declares each field's constraint with a
+field helper; :meth:`Config.__post_init__` checks every field at construction, in one place, with a
+message that names the valid range or choices::
+
+    class SweepConfig(Config):
+        depth: int = integer(8, low=1, high=500)
+        lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1))
+        activation: str = one_of(*ACTIVATIONS, default="relu")
+        seed: int = seed_field()
+
+    SweepConfig(depth=0)               # ValueError: depth must be >= 1; got 0
+    constraints(SweepConfig)["depth"]  # Constraint(kind='int', low=1, high=500, ...): explorers read it
+
+Subclasses are dataclasses automatically (frozen, keyword-only). Cross-field rules go in ``check(self)``.
+:func:`derive` builds one config from another's same-named fields (a sweep's point configs, a
+``TrainConfig``), and :class:`Grid` holds a sweep's results on labelled axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, dataclass
+from typing import Any, TypeVar, dataclass_transform
+
+import numpy as np
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.device import DEVICES
+
+__all__ = [
+    "Config",
+    "Constraint",
+    "Grid",
+    "constraints",
+    "derive",
+    "device_field",
+    "flag",
+    "in_range",
+    "instance_of",
+    "integer",
+    "nonempty",
+    "one_of",
+    "positive",
+    "real",
+    "seed_field",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What values a config field accepts.
+
+    Args:
+        kind: "int", "float", "choice", "bool", "tuple", "instance" or "any".
+        low, high: bounds of an "int"/"float" (None: unbounded); ``low_open`` makes ``low`` exclusive.
+        choices: the valid values of a "choice".
+        each: the constraint on every element of a "tuple".
+        unique: a "tuple" must not repeat an element.
+        cls: the type of an "instance".
+        optional: None is also accepted.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[Any, ...] = ()
+    each: Constraint | None = None
+    unique: bool = False
+    cls: type | None = None
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> Any:
+        """Return ``value`` (floats as float, sequences as tuple) or raise ValueError/TypeError naming it."""
+        if value is None and self.optional:
+            return None
+        if self.kind == "int":
+            return check_int(name, value, self.low, self.high)  # type: ignore[arg-type]
+        if self.kind == "float":
+            return check_float(name, value, self.low, self.high, strict_minimum=self.low_open)
+        if self.kind == "choice":
+            if all(isinstance(c, str) for c in self.choices):
+                return check_choice(name, value, self.choices)
+            if value not in self.choices:
+                raise ValueError(
+                    f"unknown {name} {value!r}; valid choices: {', '.join(map(str, self.choices))}"
+                )
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}")
+            return value
+        if self.kind == "instance":
+            assert self.cls is not None
+            if not isinstance(value, self.cls):
+                raise TypeError(f"{name} must be a {self.cls.__name__}; got {type(value).__name__}")
+            return value
+        if self.kind == "tuple":
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise TypeError(f"{name} must be a non-empty sequence; got {type(value).__name__}")
+            if len(value) == 0:
+                raise ValueError(f"{name} must hold at least one value")
+            items = tuple(self.each.check(f"{name}[{i}]", v) if self.each else v for i, v in enumerate(value))
+            if self.unique and len(set(items)) != len(items):
+                raise ValueError(f"{name} must not repeat a value; got {items}")
+            return items
+        return value
+
+    def describe(self) -> str:
+        """A short human description: "int in [1, 500]", "one of: a, b", ..."""
+        if self.kind in ("int", "float"):
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            hi = "inf" if self.high is None else f"{self.high:g}"
+            text = f"{self.kind} in {'(' if self.low_open or self.low is None else '['}{lo}, {hi}]"
+        elif self.kind == "choice":
+            text = "one of: " + ", ".join(map(str, self.choices))
+        elif self.kind == "tuple":
+            text = "non-empty tuple" + (f" of {self.each.describe()}" if self.each else "")
+        elif self.kind == "instance":
+            text = f"a {self.cls.__name__ if self.cls else '?'}"
+        else:
+            text = self.kind
+        return text + (" or None" if self.optional else "")
+
+
+def _field(default: Any, constraint: Constraint) -> Any:
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple (immutable) as a config field's default")
+    return dataclasses.field(default=default, metadata={"constraint": constraint})
+
+
+def _constraint_of(spec: Any) -> Constraint:
+    if isinstance(spec, Constraint):
+        return spec
+    if isinstance(spec, dataclasses.Field) and "constraint" in spec.metadata:
+        return spec.metadata["constraint"]
+    raise TypeError(f"expected a field helper such as positive() or a Constraint; got {spec!r}")
+
+
+def integer(
+    default: Any = MISSING, *, low: int | None = None, high: int | None = None, optional: bool = False
+):
+    """An int (not a bool) within [low, high]."""
+    return _field(default, Constraint("int", low, high, optional=optional))
+
+
+def real(
+    default: Any = MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+):
+    """A finite number within [low, high] (``low_open``: (low, high]), stored as float."""
+    return _field(default, Constraint("float", low, high, low_open, optional=optional))
+
+
+def positive(
+    default: Any = MISSING, *, integer: bool = False, high: float | None = None, optional: bool = False
+):
+    """A number > 0 (stored as float), or with ``integer=True`` an int >= 1."""
+    if integer:
+        return _field(default, Constraint("int", 1, high, optional=optional))
+    return _field(default, Constraint("float", 0.0, high, low_open=True, optional=optional))
+
+
+def in_range(lo: float, hi: float, *, default: Any = MISSING, integer: bool = False, low_open: bool = False):
+    """A number in [lo, hi] (``low_open``: (lo, hi]); with ``integer=True`` an int."""
+    return _field(default, Constraint("int" if integer else "float", lo, hi, low_open and not integer))
+
+
+def one_of(*choices: Any, default: Any = MISSING, optional: bool = False):
+    """One of ``choices`` (names, usually); the message lists them."""
+    if not choices:
+        raise ValueError("one_of needs at least one choice")
+    return _field(default, Constraint("choice", choices=tuple(choices), optional=optional))
+
+
+def nonempty(each: Any = None, *, default: Any = MISSING, unique: bool = False, optional: bool = False):
+    """A non-empty tuple (any sequence is converted); ``each`` (a field helper) constrains every element."""
+    inner = None if each is None else _constraint_of(each)
+    return _field(default, Constraint("tuple", each=inner, unique=unique, optional=optional))
+
+
+def flag(default: Any = MISSING):
+    """True or False (not 0/1)."""
+    return _field(default, Constraint("bool"))
+
+
+def instance_of(cls: type, *, default: Any = MISSING, optional: bool = False):
+    """An instance of ``cls``."""
+    return _field(default, Constraint("instance", cls=cls, optional=optional))
+
+
+def seed_field(default: int = 0):
+    """A random seed: an int >= 0."""
+    return _field(default, Constraint("int", 0))
+
+
+def device_field(default: str = "cpu"):
+    """A device name: one of ``vgcourse.device.DEVICES`` ("auto", "cpu", "cuda")."""
+    return _field(default, Constraint("choice", choices=DEVICES))
+
+
+@dataclass_transform(
+    kw_only_default=True,
+    frozen_default=True,
+    field_specifiers=(
+        dataclasses.field,
+        integer,
+        real,
+        positive,
+        in_range,
+        one_of,
+        nonempty,
+        flag,
+        instance_of,
+    ),
+)
+class Config:
+    """Base of every experiment config: subclasses are frozen, keyword-only dataclasses, checked once.
+
+    Each field declared with a helper of this module (``integer``, ``positive``, ``one_of``, ...) is
+    checked (and normalized: sequences to tuples, numbers to float) when the config is built; then
+    ``check()`` runs for rules between fields. ``dataclasses.replace(config, depth=4)`` checks again.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(frozen=True, kw_only=True)(cls)
+
+    def __post_init__(self) -> None:
+        for name, constraint in constraints(type(self)).items():
+            value = getattr(self, name)
+            checked = constraint.check(name, value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        self.check()
+
+    def check(self) -> None:
+        """Rules between fields (override; raise ValueError). The fields are already checked."""
+
+
+def constraints(config_cls: type) -> dict[str, Constraint]:
+    """Each declared field's :class:`Constraint`, in field order (for explorers and contract tests)."""
+    return {
+        f.name: f.metadata["constraint"] for f in dataclasses.fields(config_cls) if "constraint" in f.metadata
+    }
+
+
+def derive(target: Callable[..., T], source: Any, **overrides: Any) -> T:
+    """Build the dataclass ``target`` from ``source``'s fields of the same names, then ``overrides``.
+
+    ``derive(PointConfig, sweep, lr=0.1)`` replaces forwarding every shared field by hand; a field of
+    ``target`` that ``source`` lacks keeps its default unless given in ``overrides``.
+    """
+    names = {f.name for f in dataclasses.fields(target) if f.init}  # type: ignore[arg-type]
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"{getattr(target, '__name__', target)} has no field(s) {', '.join(sorted(unknown))}")
+    shared = {f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name in names}
+    return target(**(shared | overrides))
+
+
+def _position(axis: str, value: Any, coords: tuple[Any, ...]) -> int:
+    for k, c in enumerate(coords):
+        if c == value or (
+            isinstance(c, float) and isinstance(value, (int, float)) and math.isclose(c, value, rel_tol=1e-12)
+        ):
+            return k
+    raise KeyError(f"{axis}={value!r} is not on the grid; {axis} takes: {', '.join(map(str, coords))}")
+
+
+class Grid:
+    """Values on labelled axes: ``Grid(values, name="loss", lr=(0.01, 0.1), seed=(0, 1))``.
+
+    ``values`` has one dimension per axis, in the order given (trailing dimensions are allowed and are
+    kept unlabelled: a curve per cell). ``grid.sel(lr=0.1)`` drops that axis; selecting every axis of a
+    scalar grid returns a float. ``grid.to_frame()`` is a long pandas DataFrame, one row per cell.
+    """
+
+    __slots__ = ("axes", "name", "values")
+
+    values: np.ndarray
+    axes: dict[str, tuple[Any, ...]]
+    name: str
+
+    def __init__(self, values: Any, *, name: str = "value", **axes: Iterable[Any]) -> None:
+        array = np.asarray(values)
+        coords = {axis: tuple(c) for axis, c in axes.items()}
+        shape = tuple(len(c) for c in coords.values())
+        if array.shape[: len(shape)] != shape:
+            raise ValueError(f"values of shape {array.shape} do not match the axes' lengths {shape}")
+        for axis, c in coords.items():
+            if len(set(c)) != len(c):
+                raise ValueError(f"axis {axis} repeats a coordinate: {c}")
+        array.setflags(write=False)
+        object.__setattr__(self, "values", array)
+        object.__setattr__(self, "axes", coords)
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("a Grid is read-only")
+
+    def __repr__(self) -> str:
+        axes = ", ".join(f"{a}={len(c)}" for a, c in self.axes.items())
+        return f"Grid({self.name}: {axes}; shape {self.values.shape})"
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """The axis names, in the order of ``values``' dimensions."""
+        return tuple(self.axes)
+
+    def sel(self, **coords: Any) -> Any:
+        """The values at the given coordinates: a smaller Grid, or a float when nothing is left."""
+        unknown = set(coords) - set(self.axes)
+        if unknown:
+            raise KeyError(f"no axis {', '.join(sorted(unknown))}; the axes are: {', '.join(self.axes)}")
+        index = tuple(
+            _position(axis, coords[axis], c) if axis in coords else slice(None)
+            for axis, c in self.axes.items()
+        )
+        picked = self.values[index]
+        rest = {axis: c for axis, c in self.axes.items() if axis not in coords}
+        if not rest and np.ndim(picked) == 0:
+            return float(picked) if np.issubdtype(self.values.dtype, np.number) else picked.item()
+        if not rest:
+            return picked
+        return Grid(picked, name=self.name, **rest)
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: one column per axis and one ``name`` column, one row per cell."""
+        import pandas as pd
+
+        if self.values.ndim != len(self.axes):
+            raise ValueError("to_frame() needs one value per cell; select the trailing dimensions first")
+        index = pd.MultiIndex.from_product(list(self.axes.values()), names=list(self.axes))
+        return pd.DataFrame({self.name: self.values.reshape(-1)}, index=index).reset_index()
