@@ -1,0 +1,820 @@
+"""Experiments of chapter 7, normalization layers and adaptive optimizers.
+
+First half (normalization): the Jacobians of BatchNorm, LayerNorm and RMSNorm checked against autograd,
+BatchNorm's train/eval difference, per-layer forward and backward signals of deep plain networks with
+each normalization, and scale invariance (gradient ∝ 1/‖W‖, effective learning rate lr/‖W‖², weight
+decay's equilibrium). Second half: adaptive optimizers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.data import DataSplit, digits
+
+__all__ = [
+    "ACTIVATIONS",
+    "NORM_KINDS",
+    "BatchSizeConfig",
+    "BatchSizeResult",
+    "JacobianCheckConfig",
+    "JacobianCheckResult",
+    "NormGrowthConfig",
+    "NormGrowthResult",
+    "NormProfileConfig",
+    "NormProfileResult",
+    "RMSNorm",
+    "SamePathConfig",
+    "SamePathResult",
+    "ScaleInvarianceConfig",
+    "ScaleInvarianceResult",
+    "TrainEvalConfig",
+    "TrainEvalResult",
+    "gaussian_moments",
+    "load_data",
+    "make_norm",
+    "plain_normalized_stack",
+    "predicted_growth",
+    "run_batch_size_growth",
+    "run_jacobian_check",
+    "run_norm_growth",
+    "run_norm_profile",
+    "run_same_path",
+    "run_scale_invariance",
+    "run_train_eval",
+]
+
+NORM_KINDS = ("none", "batch", "layer", "rms")
+"""The normalizations of the chapter: none, BatchNorm1d, LayerNorm and RMSNorm."""
+
+ACTIVATIONS = ("relu", "tanh")
+
+_DIGITS: dict[int, DataSplit] = {}
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019): y = γ ⊙ x / sqrt(mean(x²) + ε) over the last dimension, no centring
+    and no shift (``torch.nn.RMSNorm`` from torch 2.4 computes the same; this one runs on older torch)."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__()
+        check_int("width", width, minimum=1)
+        self.eps = check_float("eps", eps, minimum=0.0)
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
+def load_data(seed: int = 0) -> DataSplit:
+    """sklearn's 8×8 digits, standardized per pixel (``vgcourse.data.digits``), cached per split seed."""
+    check_int("seed", seed, minimum=0)
+    if seed not in _DIGITS:
+        _DIGITS[seed] = digits(seed=seed)
+    return _DIGITS[seed]
+
+
+def make_norm(kind: str, width: int) -> nn.Module | None:
+    """The normalization layer ``kind`` over ``width`` features (None for "none").
+
+    batch: y = γ (x − μ_B) / sqrt(σ_B² + ε) + β with μ_B, σ_B² per feature over the batch;
+    layer: the same with μ, σ² per example over its features; rms: y = γ x / sqrt(mean(x²) + ε).
+    """
+    check_choice("norm", kind, NORM_KINDS)
+    check_int("width", width, minimum=1)
+    if kind == "none":
+        return None
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    return RMSNorm(width)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Jacobians
+# ----------------------------------------------------------------------------------------------------
+
+
+def _layer_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """J = diag(γ)/σ (I − 11ᵀ/n − x̂x̂ᵀ/n) for one example x of n features."""
+    n = x.numel()
+    sigma = torch.sqrt(x.var(unbiased=False) + eps)
+    xhat = (x - x.mean()) / sigma
+    eye = torch.eye(n, dtype=x.dtype)
+    return gamma[:, None] / sigma * (eye - torch.ones(n, n, dtype=x.dtype) / n - torch.outer(xhat, xhat) / n)
+
+
+def _rms_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """J = diag(γ)/rms (I − x̂x̂ᵀ/n), x̂ = x / rms, for one example x of n features."""
+    n = x.numel()
+    rms = torch.sqrt((x**2).mean() + eps)
+    xhat = x / rms
+    return gamma[:, None] / rms * (torch.eye(n, dtype=x.dtype) - torch.outer(xhat, xhat) / n)
+
+
+def _batch_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """∂y[b, j] / ∂x[c, k] = δ_jk γ_j/σ_j (δ_bc − 1/B − x̂[b, j] x̂[c, k] / B): the layer-norm formula applied
+    to each feature over the batch; features do not mix, examples do. Shape (B, n, B, n)."""
+    batch, n = x.shape
+    jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
+    for j in range(n):
+        jac[:, j, :, j] = _layer_norm_jacobian(x[:, j], gamma[j].expand(batch), eps)
+    return jac
+
+
+@dataclass(frozen=True)
+class JacobianCheckConfig:
+    """The Jacobians of the three normalizations at a random input, by formula and by autograd (float64).
+
+    Args:
+        width: features n.
+        batch_size: examples B (batch norm's Jacobian couples them).
+        mean: the inputs' mean (x = mean + scale · N(0, 1)).
+        scale: the inputs' standard deviation.
+        seed: random seed of the inputs and of γ.
+    """
+
+    width: int = 16
+    batch_size: int = 8
+    mean: float = 0.5
+    scale: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("width", self.width, minimum=2, maximum=256)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=256)
+        check_float("mean", self.mean)
+        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class JacobianCheckResult:
+    """Per normalization ("batch", "layer", "rms"): the largest |formula − autograd| over the largest
+    |autograd| entry (``relative_error``), the gain of the Jacobian along the input's own direction
+    ``‖J x‖ / (‖J‖₂ ‖x‖)`` (``gain_along_x``), along the constant direction 1 (``gain_along_ones``), and
+    ``‖J(c x)‖₂ · c / ‖J(x)‖₂`` for c = 10 (``scale_ratio``, 1 when ‖J‖ ∝ 1/σ)."""
+
+    config: JacobianCheckConfig
+    relative_error: dict[str, float]
+    gain_along_x: dict[str, float]
+    gain_along_ones: dict[str, float]
+    scale_ratio: dict[str, float]
+
+    def to_frame(self):  # noqa: ANN201 (pandas is imported lazily)
+        """One row per normalization, readable column names."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "normalization": list(self.relative_error),
+                "max relative error vs autograd": list(self.relative_error.values()),
+                "gain along x": list(self.gain_along_x.values()),
+                "gain along 1": list(self.gain_along_ones.values()),
+                "‖J(10x)‖·10 / ‖J(x)‖": list(self.scale_ratio.values()),
+            }
+        )
+
+
+def _flat_jacobian(module: nn.Module, x: Tensor) -> Tensor:
+    jac = torch.autograd.functional.jacobian(module, x)
+    return jac.reshape(x.numel(), x.numel())
+
+
+def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
+    """Compare each normalization's Jacobian formula with ``torch.autograd.functional.jacobian`` (float64,
+    training-mode batch statistics, random γ around 1), and measure what the Jacobian does to the input's
+    own direction, to the constant direction and under scaling of the input."""
+    gen = torch.Generator().manual_seed(config.seed)
+    n, batch = config.width, config.batch_size
+    x = config.mean + config.scale * torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    gamma = 1.0 + 0.3 * torch.randn(n, generator=gen, dtype=torch.float64)
+    errors, along_x, along_ones, scale_ratio = {}, {}, {}, {}
+    for kind in ("batch", "layer", "rms"):
+        module = make_norm(kind, n).double().train()
+        with torch.no_grad():
+            module.weight.copy_(gamma)
+        eps = float(module.eps)
+
+        def apply(v: Tensor, module: nn.Module = module, kind: str = kind) -> Tensor:
+            return module(v) if kind == "batch" else module(v[None])[0]
+
+        sample = x if kind == "batch" else x[0]
+        formula = {"batch": _batch_norm_jacobian, "layer": _layer_norm_jacobian, "rms": _rms_norm_jacobian}
+        jf = formula[kind](sample, gamma, eps).reshape(sample.numel(), sample.numel())
+        ja = _flat_jacobian(apply, sample)
+        errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
+        spectral = float(torch.linalg.matrix_norm(ja, ord=2))
+        flat = sample.reshape(-1)
+        along_x[kind] = float((ja @ flat).norm() / (spectral * flat.norm()))
+        ones = torch.ones_like(flat)
+        along_ones[kind] = float((ja @ ones).norm() / (spectral * ones.norm()))
+        scaled = float(torch.linalg.matrix_norm(_flat_jacobian(apply, 10.0 * sample), ord=2))
+        scale_ratio[kind] = scaled * 10.0 / spectral
+    return JacobianCheckResult(config, errors, along_x, along_ones, scale_ratio)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. BatchNorm in training and in evaluation mode
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainEvalConfig:
+    """A Linear(64 → width) + BatchNorm1d layer on digits whose running statistics are those of the whole
+    training split; its output on random small batches in training mode (batch statistics) vs evaluation
+    mode (running statistics).
+
+    Args:
+        batch_sizes: the batch sizes B.
+        width: features of the layer.
+        n_batches: random batches per batch size.
+        seed: seed of the weights and of the batches.
+    """
+
+    batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256)
+    width: int = 64
+    n_batches: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_sizes, tuple) or not self.batch_sizes:
+            raise TypeError("batch_sizes must be a non-empty tuple of integers")
+        for b in self.batch_sizes:
+            check_int("batch size", b, minimum=2, maximum=1024)
+        check_int("width", self.width, minimum=1, maximum=512)
+        check_int("n_batches", self.n_batches, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class TrainEvalResult:
+    """``relative_difference[i]``: mean over batches of ‖y_train − y_eval‖ / ‖y_eval‖ at ``batch_sizes[i]``."""
+
+    config: TrainEvalConfig
+    relative_difference: np.ndarray
+
+    def at(self, batch_size: int) -> float:
+        """The mean relative difference at one of the configured batch sizes."""
+        return float(self.relative_difference[self.config.batch_sizes.index(batch_size)])
+
+
+def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
+    """Measure how far BatchNorm's training-mode output (normalized with the batch's own mean and
+    variance) is from its evaluation-mode output (running statistics, here the full training split's)."""
+    data = load_data()
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    linear = nn.Linear(data.in_features, config.width)
+    norm = nn.BatchNorm1d(config.width)
+    with torch.no_grad():
+        h = linear(data.x_train)
+        norm.running_mean.copy_(h.mean(0))
+        norm.running_var.copy_(h.var(0, unbiased=True))
+    out = []
+    with torch.no_grad():
+        for b in config.batch_sizes:
+            diffs = []
+            for _ in range(config.n_batches):
+                idx = torch.randperm(data.n_train, generator=gen)[:b]
+                hb = linear(data.x_train[idx])
+                y_train = norm.train()(hb)
+                y_eval = norm.eval()(hb)
+                diffs.append(float((y_train - y_eval).norm() / y_eval.norm()))
+            out.append(float(np.mean(diffs)))
+    norm.running_mean.zero_()  # leave nothing shared behind
+    return TrainEvalResult(config, np.asarray(out))
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Deep plain networks with each normalization: per-layer forward and backward signals
+# ----------------------------------------------------------------------------------------------------
+
+
+def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
+    """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1), by Gauss–Hermite quadrature (ReLU: 1/2,
+    1/2 − 1/(2π), 1/2)."""
+    check_choice("activation", activation, ACTIVATIONS)
+    z, w = np.polynomial.hermite_e.hermegauss(n_points)
+    w = w / w.sum()
+    if activation == "relu":
+        return 0.5, 0.5 - 1.0 / (2.0 * math.pi), 0.5
+    phi, dphi = np.tanh(z), 1.0 - np.tanh(z) ** 2
+    mean = float(w @ phi)
+    second = float(w @ phi**2)
+    return float(w @ dphi**2), second - mean**2, second
+
+
+def predicted_growth(norm: str, activation: str) -> float:
+    """Mean-field growth per layer of the backward signal's norm in a deep plain network with the
+    normalization ``norm`` before each activation (large width and batch, gradients independent of the
+    forward pass): sqrt(E[φ'(z)²] / V) with V = Var φ(z) for batch norm (the batch mean is removed) and
+    V = E[φ(z)²] for layer and RMS norm (over units, random weights keep the mean). NaN for "none"."""
+    check_choice("norm", norm, NORM_KINDS)
+    d2, var, second = gaussian_moments(activation)
+    if norm == "none":
+        return float("nan")
+    return math.sqrt(d2 / (var if norm == "batch" else second))
+
+
+class _PlainStack(nn.Module):
+    """x_l = φ(N(W_l x_{l−1})), l = 1..L, then a linear head; no biases in the W_l (the norms have β)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, depth: int, width: int, norm: str, activation: str
+    ):
+        super().__init__()
+        sizes = [in_features] + [width] * depth
+        self.linears = nn.ModuleList(nn.Linear(sizes[i], width, bias=False) for i in range(depth))
+        norms = [make_norm(norm, width) for _ in range(depth)]
+        self.norms = nn.ModuleList(m if m is not None else nn.Identity() for m in norms)
+        self.activation = nn.ReLU() if activation == "relu" else nn.Tanh()
+        self.head = nn.Linear(width, out_features)
+        gain = 2.0 if activation == "relu" else 1.0
+        with torch.no_grad():
+            for i, linear in enumerate(self.linears):
+                fan_in = sizes[i]
+                linear.weight.normal_(0.0, math.sqrt((1.0 if i == 0 else gain) / fan_in))
+            self.head.weight.normal_(0.0, math.sqrt(1.0 / width))
+            self.head.bias.zero_()
+
+    def forward(self, x: Tensor, record: list[Tensor] | None = None) -> Tensor:
+        for linear, norm in zip(self.linears, self.norms, strict=True):
+            h = linear(x)
+            if record is not None:
+                h.retain_grad()
+                record.append(h)
+            x = self.activation(norm(h))
+        return self.head(x)
+
+
+def plain_normalized_stack(
+    depth: int, width: int, norm: str, activation: str, in_features: int = 64, out_features: int = 10
+) -> nn.Module:
+    """A plain network x_l = φ(N(W_l x_{l−1})) of ``depth`` layers with normalization ``norm`` before each
+    activation, weights N(0, g/n_in) (g = 2 for ReLU, 1 for tanh; the first layer g = 1: He/LeCun) and no
+    biases in the W_l; ``forward(x, record)`` appends each pre-normalization h_l (grad retained)."""
+    check_int("depth", depth, minimum=1, maximum=1000)
+    check_int("width", width, minimum=2, maximum=1024)
+    check_choice("norm", norm, NORM_KINDS)
+    check_choice("activation", activation, ACTIVATIONS)
+    return _PlainStack(in_features, out_features, depth, width, norm, activation)
+
+
+@dataclass(frozen=True)
+class NormProfileConfig:
+    """One forward and backward pass (cross-entropy) of a freshly initialized plain network on one
+    batch of digits; normalizations in training mode (batch statistics).
+
+    Args:
+        norm: "none", "batch", "layer" or "rms".
+        activation: "relu" or "tanh".
+        depth: layers L.
+        width: units per layer.
+        batch_size: examples in the batch.
+        seed: seed of the weights and of the batch.
+    """
+
+    norm: str = "batch"
+    activation: str = "relu"
+    depth: int = 50
+    width: int = 64
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("norm", self.norm, NORM_KINDS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("depth", self.depth, minimum=2, maximum=500)
+        check_int("width", self.width, minimum=2, maximum=512)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class NormProfileResult:
+    """Per layer l = 1..L: ``forward[l-1]`` = rms of the pre-normalization signal h_l, ``backward[l-1]`` =
+    ‖∂J/∂h_l‖ (Frobenius over the batch), ``weight_grad[l-1]`` = ‖∂J/∂W_l‖."""
+
+    config: NormProfileConfig
+    forward: np.ndarray
+    backward: np.ndarray
+    weight_grad: np.ndarray
+    loss: float
+
+    @property
+    def grad_ratio(self) -> float:
+        """‖∂J/∂h_1‖ / ‖∂J/∂h_L‖: how much the backward signal grows from the last layer to the first."""
+        return float(self.backward[0] / self.backward[-1])
+
+    def growth_per_layer(self, skip: int = 5) -> float:
+        """Geometric-mean growth of ‖∂J/∂h_l‖ per layer toward the input, from layer L − skip down to
+        layer skip + 1 (leaving out the layers near the input and the head, which are not typical)."""
+        b = self.backward
+        lo, hi = skip, len(b) - 1 - skip
+        if hi <= lo:
+            lo, hi = 0, len(b) - 1
+        return float(np.exp((np.log(b[lo]) - np.log(b[hi])) / (hi - lo)))
+
+
+def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
+    """Measure the forward signal, the backward signal and the weight gradients layer by layer."""
+    torch.manual_seed(config.seed)
+    data = load_data()
+    model = plain_normalized_stack(config.depth, config.width, config.norm, config.activation)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
+    record: list[Tensor] = []
+    loss = nn.functional.cross_entropy(model(data.x_train[idx], record), data.y_train[idx])
+    loss.backward()
+    forward = np.array([float(h.detach().pow(2).mean().sqrt()) for h in record])
+    backward = np.array([float(h.grad.norm()) for h in record])
+    weight_grad = np.array([float(lin.weight.grad.norm()) for lin in model.linears])
+    return NormProfileResult(config, forward, backward, weight_grad, float(loss.detach()))
+
+
+@dataclass(frozen=True)
+class BatchSizeConfig:
+    """Growth per layer of the backward signal against the batch size, averaged over networks.
+
+    Args:
+        norms: normalizations compared.
+        activations: activations compared.
+        batch_sizes: batch sizes.
+        depth: layers.
+        width: units per layer.
+        n_seeds: networks (seeds) per setting; the growth is the geometric mean over them.
+        seed: first seed.
+    """
+
+    norms: tuple[str, ...] = ("batch", "layer")
+    activations: tuple[str, ...] = ("relu", "tanh")
+    batch_sizes: tuple[int, ...] = (4, 8, 16, 64, 256)
+    depth: int = 40
+    width: int = 64
+    n_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("norms", "activations", "batch_sizes"):
+            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
+                raise TypeError(f"{name} must be a non-empty tuple")
+        for norm in self.norms:
+            check_choice("norm", norm, NORM_KINDS)
+        for act in self.activations:
+            check_choice("activation", act, ACTIVATIONS)
+        for b in self.batch_sizes:
+            check_int("batch size", b, minimum=2, maximum=1024)
+        check_int("depth", self.depth, minimum=12, maximum=500)
+        check_int("width", self.width, minimum=2, maximum=512)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class BatchSizeResult:
+    """``growth[(norm, activation)][i]``: geometric mean over seeds of the growth per layer at
+    ``batch_sizes[i]``."""
+
+    config: BatchSizeConfig
+    growth: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def at(self, norm: str, activation: str, batch_size: int) -> float:
+        """The growth per layer of one setting at one of the configured batch sizes."""
+        return float(self.growth[(norm, activation)][self.config.batch_sizes.index(batch_size)])
+
+
+def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
+    """``run_norm_profile`` for every norm × activation × batch size × seed; growth per layer."""
+    growth = {}
+    for norm in config.norms:
+        for act in config.activations:
+            values = []
+            for b in config.batch_sizes:
+                logs = [
+                    math.log(
+                        run_norm_profile(
+                            NormProfileConfig(
+                                norm=norm,
+                                activation=act,
+                                depth=config.depth,
+                                width=config.width,
+                                batch_size=b,
+                                seed=config.seed + s,
+                            )
+                        ).growth_per_layer()
+                    )
+                    for s in range(config.n_seeds)
+                ]
+                values.append(math.exp(float(np.mean(logs))))
+            growth[(norm, act)] = np.asarray(values)
+    return BatchSizeResult(config, growth)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. Scale invariance
+# ----------------------------------------------------------------------------------------------------
+
+
+class _OneNormNet(nn.Module):
+    """digits → W (no bias) → norm → ReLU → head: f(cW) = f(W) for every c > 0 (up to the norm's ε)."""
+
+    def __init__(self, norm: str, width: int, in_features: int = 64, out_features: int = 10):
+        super().__init__()
+        self.linear = nn.Linear(in_features, width, bias=False)
+        self.norm = make_norm(norm, width)
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.relu(self.norm(self.linear(x))))
+
+
+def _one_norm_net(norm: str, width: int, seed: int) -> _OneNormNet:
+    torch.manual_seed(seed)
+    return _OneNormNet(norm, width).double()
+
+
+@dataclass(frozen=True)
+class ScaleInvarianceConfig:
+    """Loss and gradient of a one-hidden-layer network W → norm → ReLU → head at W scaled by c (float64).
+
+    Args:
+        norm: "batch", "layer" or "rms".
+        width: hidden units.
+        scales: the factors c.
+        batch_size: examples.
+        seed: seed of the weights and of the batch.
+    """
+
+    norm: str = "batch"
+    width: int = 64
+    scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("norm", self.norm, NORM_KINDS[1:])
+        check_int("width", self.width, minimum=2, maximum=512)
+        if not isinstance(self.scales, tuple) or 1.0 not in self.scales:
+            raise ValueError("scales must be a tuple of positive floats that holds 1.0")
+        for c in self.scales:
+            check_float("scale", c, minimum=0.0, strict_minimum=True)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class ScaleInvarianceResult:
+    """Per scale c: ``loss[i]``, ``grad_norm[i]`` = ‖∇_W J(cW)‖ and ``cosine[i]`` = cos(∇_W J(cW), W)."""
+
+    config: ScaleInvarianceConfig
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    cosine: np.ndarray
+
+    @property
+    def loss_spread(self) -> float:
+        """max |J(cW) − J(W)| / J(W) over the scales."""
+        ref = self.loss[self.config.scales.index(1.0)]
+        return float(np.abs(self.loss - ref).max() / ref)
+
+    @property
+    def inverse_scaling_error(self) -> float:
+        """max |c ‖∇J(cW)‖ / ‖∇J(W)‖ − 1| over the scales: 0 when the gradient scales as 1/c."""
+        ref = self.grad_norm[self.config.scales.index(1.0)]
+        return float(np.abs(np.asarray(self.config.scales) * self.grad_norm / ref - 1.0).max())
+
+
+def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
+    """Evaluate J(cW) and ∇_W J(cW) for each c, with the same batch and the other weights fixed."""
+    model = _one_norm_net(config.norm, config.width, config.seed)
+    data = load_data()
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
+    x, y = data.x_train[idx].double(), data.y_train[idx]
+    base = model.linear.weight.detach().clone()
+    losses, norms, cosines = [], [], []
+    for c in config.scales:
+        with torch.no_grad():
+            model.linear.weight.copy_(c * base)
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        g = model.linear.weight.grad
+        losses.append(float(loss.detach()))
+        norms.append(float(g.norm()))
+        w = model.linear.weight.detach()
+        cosines.append(float((g * w).sum() / (g.norm() * w.norm())))
+    return ScaleInvarianceResult(config, np.asarray(losses), np.asarray(norms), np.asarray(cosines))
+
+
+@dataclass(frozen=True)
+class SamePathConfig:
+    """Two SGD runs (float64, full-batch-free minibatches shared by both) of W → norm → ReLU → head: one
+    from W with learning rate lr, one from cW with lr c² on W (the same lr on the head).
+
+    Args:
+        norm: "batch", "layer" or "rms".
+        width: hidden units.
+        scale: c.
+        lr: learning rate of the first run.
+        steps: SGD steps.
+        batch_size: examples per step.
+        seed: seed of the weights and of the batches.
+    """
+
+    norm: str = "batch"
+    width: int = 64
+    scale: float = 4.0
+    lr: float = 0.1
+    steps: int = 200
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("norm", self.norm, NORM_KINDS[1:])
+        check_int("width", self.width, minimum=2, maximum=512)
+        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
+        check_float("lr", self.lr, minimum=0.0, strict_minimum=True)
+        check_int("steps", self.steps, minimum=1, maximum=100_000)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class SamePathResult:
+    """``losses[0]``: the run from W; ``losses[1]``: the run from cW with lr c²; ``weight_norms`` the same
+    for ‖W‖ (the second run's divided by c); plus a third run from cW with the unchanged lr
+    (``losses[2]``, ``weight_norms[2]`` divided by c)."""
+
+    config: SamePathConfig
+    losses: np.ndarray
+    weight_norms: np.ndarray
+
+    @property
+    def max_difference(self) -> float:
+        """max over steps of |loss₁ − loss₀| / loss₀."""
+        return float(np.abs(self.losses[1] - self.losses[0]).max() / self.losses[0].min())
+
+    @property
+    def final_losses(self) -> tuple[float, float, float]:
+        """Mean loss over the last 20 steps of the three runs."""
+        tail = self.losses[:, -20:].mean(axis=1)
+        return float(tail[0]), float(tail[1]), float(tail[2])
+
+
+def _sgd_path(model: _OneNormNet, lr_w: float, lr: float, steps: int, batches: list[Tensor], data: DataSplit):
+    losses, norms = [], []
+    x_all, y_all = data.x_train.double(), data.y_train
+    for step in range(steps):
+        idx = batches[step]
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= (lr_w if p is model.linear.weight else lr) * p.grad
+        losses.append(float(loss.detach()))
+        norms.append(float(model.linear.weight.norm()))
+    return losses, norms
+
+
+def run_same_path(config: SamePathConfig) -> SamePathResult:
+    """Train three copies: (W, lr), (cW, c² lr on W) and (cW, lr); same batches and other weights."""
+    data = load_data()
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
+    c = config.scale
+    runs = []
+    for w_scale, lr_w in ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr)):
+        model = _one_norm_net(config.norm, config.width, config.seed)
+        with torch.no_grad():
+            model.linear.weight.mul_(w_scale)
+        losses, norms = _sgd_path(model, lr_w, config.lr, config.steps, batches, data)
+        runs.append((losses, np.asarray(norms) / w_scale))
+    return SamePathResult(config, np.array([r[0] for r in runs]), np.array([r[1] for r in runs]))
+
+
+@dataclass(frozen=True)
+class NormGrowthConfig:
+    """SGD (no momentum) on W → norm → ReLU → head, with weight decay λ on W only, for each λ.
+
+    Args:
+        norm: "batch", "layer" or "rms".
+        width: hidden units.
+        weight_decays: the λ values (0 = none).
+        lr: learning rate.
+        steps: SGD steps.
+        batch_size: examples per step.
+        init_scale: W starts at init_scale × PyTorch's default initialization.
+        seed: seed of the weights and of the batches.
+    """
+
+    norm: str = "batch"
+    width: int = 64
+    weight_decays: tuple[float, ...] = (0.0, 0.01, 0.05)
+    lr: float = 0.5
+    steps: int = 600
+    batch_size: int = 64
+    init_scale: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("norm", self.norm, NORM_KINDS[1:])
+        check_int("width", self.width, minimum=2, maximum=512)
+        if not isinstance(self.weight_decays, tuple) or not self.weight_decays:
+            raise TypeError("weight_decays must be a non-empty tuple of floats >= 0")
+        for wd in self.weight_decays:
+            check_float("weight decay", wd, minimum=0.0)
+        check_float("lr", self.lr, minimum=0.0, strict_minimum=True)
+        check_int("steps", self.steps, minimum=1, maximum=100_000)
+        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
+        check_float("init_scale", self.init_scale, minimum=0.0, strict_minimum=True)
+        check_int("seed", self.seed, minimum=0)
+
+
+@dataclass(frozen=True)
+class NormGrowthResult:
+    """Per weight decay (rows) and step (columns): ``weight_norm`` ‖W‖ after the step, ``update_ratio``
+    lr‖g‖/‖W‖ (the gradient's part of the step, ``vgcourse.diagnose``'s ratio), ``loss``, and
+    ``growth_error``: max over steps without weight decay of |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²."""
+
+    config: NormGrowthConfig
+    weight_norm: np.ndarray
+    update_ratio: np.ndarray
+    loss: np.ndarray
+    initial_norm: float
+    growth_error: float
+
+    @property
+    def effective_lr(self) -> np.ndarray:
+        """lr / ‖W‖² after each step."""
+        return self.config.lr / self.weight_norm**2
+
+    def predicted_ratio(self, weight_decay: float) -> float:
+        """The equilibrium update ratio sqrt(2 lr λ − (lr λ)²) (van Laarhoven 2017; exact balance of
+        the shrinking (1 − lr λ)² ‖W‖² and the growth lr² ‖g‖²)."""
+        a = self.config.lr * weight_decay
+        return math.sqrt(2 * a - a * a)
+
+    def tail_ratio(self, weight_decay: float, fraction: float = 0.25) -> float:
+        """Geometric mean of the update ratio over the last ``fraction`` of the steps."""
+        row = self.update_ratio[self.config.weight_decays.index(weight_decay)]
+        tail = row[int(len(row) * (1 - fraction)) :]
+        return float(np.exp(np.log(tail).mean()))
+
+    def norm_at_end(self, weight_decay: float) -> float:
+        """‖W‖ after the last step, over ‖W‖ at the start."""
+        return float(self.weight_norm[self.config.weight_decays.index(weight_decay), -1] / self.initial_norm)
+
+
+def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
+    """SGD with W ← (1 − lr λ) W − lr g on the normalized layer's W and W ← W − lr g elsewhere; the same
+    initial weights and batches for every λ."""
+    data = load_data()
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
+    x_all, y_all = data.x_train.double(), data.y_train
+    norms, ratios, losses = [], [], []
+    growth_error = 0.0
+    initial = 0.0
+    for wd in config.weight_decays:
+        model = _one_norm_net(config.norm, config.width, config.seed)
+        w = model.linear.weight
+        with torch.no_grad():
+            w.mul_(config.init_scale)
+        initial = float(w.norm())
+        row_n, row_r, row_l = [], [], []
+        for step in range(config.steps):
+            idx = batches[step]
+            model.zero_grad()
+            loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+            loss.backward()
+            with torch.no_grad():
+                before = float(w.norm()) ** 2
+                g2 = float(w.grad.norm()) ** 2
+                row_r.append(config.lr * math.sqrt(g2) / math.sqrt(before))
+                w.mul_(1.0 - config.lr * wd)
+                for p in model.parameters():
+                    p -= config.lr * p.grad
+                after = float(w.norm()) ** 2
+                if wd == 0.0:
+                    growth_error = max(growth_error, abs(after - before - config.lr**2 * g2) / after)
+            row_n.append(math.sqrt(after))
+            row_l.append(float(loss.detach()))
+        norms.append(row_n)
+        ratios.append(row_r)
+        losses.append(row_l)
+    return NormGrowthResult(
+        config, np.array(norms), np.array(ratios), np.array(losses), initial, growth_error
+    )
+
+
+# --- Adaptive optimizers (N2) ---
