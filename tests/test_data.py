@@ -298,7 +298,7 @@ def test_full_empty_folder_without_download_names_the_ways_out(tmp_path, monkeyp
     with pytest.raises(DataUnavailableError) as info:
         mnist(tmp_path, source="full", download=False)
     message = str(info.value)
-    assert "connect to the internet so torchvision can download MNIST" in message
+    assert "connect to the internet so vgcourse can download MNIST" in message
     assert "VGCOURSE_DATA=/path" in message and "root=" in message and str(tmp_path) in message
     assert "source='shipped'" in message
     assert isinstance(info.value, FileNotFoundError)
@@ -357,3 +357,52 @@ def test_full_rejects_a_file_that_is_not_idx(tmp_path):
     _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3))
     with pytest.raises(ValueError, match="not an IDX file"):
         mnist(tmp_path, source="full", download=False)
+
+
+def test_full_download_uses_a_per_request_timeout_and_checks_md5(tmp_path, monkeypatch):
+    # the download never changes process-wide settings (the socket default timeout): each request has its own
+    import hashlib
+    import urllib.request
+
+    from torchvision.datasets import MNIST
+
+    payloads = {"train-images-idx3-ubyte.gz": b"images", "train-labels-idx1-ubyte.gz": b"labels"}
+    md5 = {name: hashlib.md5(data, usedforsecurity=False).hexdigest() for name, data in payloads.items()}
+    resources = [(name, md5[name]) for name in payloads] + [("t10k-labels-idx1-ubyte.gz", "0" * 32)]
+    monkeypatch.setattr(MNIST, "resources", resources)
+    monkeypatch.setattr(MNIST, "mirrors", ["https://first.invalid/", "https://second.invalid/"])
+    requests = []
+
+    class Response:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def read(self) -> bytes:
+            return self.data
+
+    def urlopen(request, timeout=None):
+        requests.append((request.full_url, timeout, socket.getdefaulttimeout()))
+        if request.full_url.startswith("https://first"):
+            raise urllib.error.URLError("unreachable")
+        return Response(payloads[request.full_url.rsplit("/", 1)[1]])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    default = socket.getdefaulttimeout()
+    data_module._download_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == payloads  # the test split is not fetched
+    assert [(url.split("/")[2], t) for url, t, _ in requests] == [
+        ("first.invalid", data_module._DOWNLOAD_TIMEOUT_S),
+        ("second.invalid", data_module._DOWNLOAD_TIMEOUT_S),
+    ] * 2
+    assert all(d == default for _, _, d in requests) and socket.getdefaulttimeout() == default
+    monkeypatch.setattr(MNIST, "resources", [("train-labels-idx1-ubyte.gz", "1" * 32)])
+    (raw / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(OSError, match="md5 is not the published"):
+        data_module._download_mnist(tmp_path)

@@ -317,3 +317,47 @@ def test_standard_model_is_repeatable_and_leaves_the_global_generator_alone() ->
     pairs = list(zip(first.parameters(), second.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters(), strict=True))
+
+
+_SEEDED = [
+    ("mlp", lambda **kw: MLP(3, 2, 2, 5, "tanh", **kw)),
+    ("resmlp", lambda **kw: ResidualMLP(3, 2, 2, 5, norm="layer", **kw)),
+    ("gru", lambda **kw: SequenceModel("gru", 3, 5, 2, num_layers=2, **kw)),
+    ("lstm", lambda **kw: build_model("lstm", in_features=3, out_features=2, depth=1, width=5, **kw)),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), _SEEDED, ids=[name for name, _ in _SEEDED])
+def test_a_seed_gives_the_weights_of_global_seeding_and_leaves_the_global_state_alone(name, make) -> None:
+    torch.manual_seed(7)
+    old_way = make()  # what callers did before models took a seed: seed the process, then build
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    seeded = make(seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before), f"{name} changed the global RNG"
+    for a, b in zip(old_way.parameters(), seeded.parameters(), strict=True):
+        assert torch.equal(a, b)
+    other = make(seed=8)
+    assert not all(torch.equal(a, b) for a, b in zip(seeded.parameters(), other.parameters(), strict=True))
+
+
+def test_a_generator_draws_one_seed_per_model() -> None:
+    g = torch.Generator().manual_seed(0)
+    first, second = MLP(3, 2, 1, 4, generator=g), MLP(3, 2, 1, 4, generator=g)
+    again = MLP(3, 2, 1, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first.head.weight, again.head.weight)
+    assert not torch.equal(first.head.weight, second.head.weight)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"seed": -1}, ValueError),
+        ({"seed": 1.5}, TypeError),
+        ({"seed": 0, "generator": torch.Generator()}, ValueError),
+        ({"generator": 0}, TypeError),
+    ],
+)
+def test_bad_seed_or_generator(kwargs: dict, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        SequenceModel("rnn", 2, 3, 1, **kwargs)

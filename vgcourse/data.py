@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,15 +321,41 @@ def check_data() -> str:
 
 
 def _download_mnist(root: Path) -> None:
-    """Download MNIST into ``root/MNIST/raw`` with torchvision, giving up after a short socket timeout."""
+    """Download MNIST's two train files into ``root/MNIST/raw`` (gzipped IDX, torchvision's layout) from
+    torchvision's mirrors, checking each file's md5 against torchvision's list.
+
+    Each request gives up after ``_DOWNLOAD_TIMEOUT_S`` seconds without data (urllib's per-request
+    ``timeout``): nothing process-wide, such as the socket default timeout, is changed.
+    """
+    from urllib.request import Request, urlopen
+
     from torchvision.datasets import MNIST
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
-    try:
-        MNIST(str(root), train=True, download=True)
-    finally:
-        socket.setdefaulttimeout(previous)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in MNIST.resources:
+        target = raw / filename
+        if not filename.startswith("train-") or (target.is_file() and _md5(target) == md5):
+            continue
+        errors = []
+        for mirror in MNIST.mirrors:
+            url = f"{mirror}{filename}"
+            try:
+                request = Request(url, headers={"User-Agent": "vgcourse"})
+                with urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                    payload = response.read()
+            except OSError as error:  # URLError, timeouts, refused connections
+                errors.append(f"{url}: {error}")
+                continue
+            if hashlib.md5(payload, usedforsecurity=False).hexdigest() != md5:
+                errors.append(f"{url}: the file's md5 is not the published {md5}")
+                continue
+            partial = target.with_name(f"{filename}.part")
+            partial.write_bytes(payload)
+            partial.replace(target)
+            break
+        else:
+            raise OSError(f"could not download {filename}: {'; '.join(errors)}")
 
 
 def _full_mnist_files(root: str | Path | None, download: bool | None) -> tuple[Path, Path]:
@@ -350,7 +375,7 @@ def _full_mnist_files(root: str | Path | None, download: bool | None) -> tuple[P
     if files is None:
         raise DataUnavailableError(
             f"source='full' needs MNIST's 60,000-image train files, not found in {folder} or "
-            f"{folder / 'MNIST' / 'raw'} ({reason}). Ways out: connect to the internet so torchvision can "
+            f"{folder / 'MNIST' / 'raw'} ({reason}). Ways out: connect to the internet so vgcourse can "
             "download MNIST (download=True), or set VGCOURSE_DATA=/path (or pass root=) to a folder with "
             "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], or use the default "
             "source='shipped' (the 10,000-image test split inside the package, no download)."
@@ -374,8 +399,8 @@ def mnist(
     seeded) into train and val: 8,334 / 1,666 with the default ``val_fraction``. ``source="full"`` is the
     reader's explicit choice of the 60,000-image train split: read from ``root``, else ``$VGCOURSE_DATA``,
     else ``~/.cache/vgcourse`` (the IDX files directly in the folder or in ``MNIST/raw/`` below it),
-    downloaded there with torchvision when missing (unless ``download=False``); val is carved from it
-    (stratified), 50,000 / 10,000 by default.
+    downloaded there from torchvision's mirrors when missing (unless ``download=False``); val is carved
+    from it (stratified), 50,000 / 10,000 by default.
 
     Args:
         root: with ``source="full"``, the folder holding the IDX files; ``None`` uses ``$VGCOURSE_DATA`` or
@@ -383,9 +408,10 @@ def mnist(
         source: one of ``MNIST_SOURCES``: "shipped" or "full".
         val_fraction: fraction of each class held out for validation, in (0, 1).
         seed: seed for the split.
-        download: with ``source="full"``: ``False`` never downloads; ``None``/``True`` download with
-            torchvision when no files are found. Raises :class:`DataUnavailableError` when that is not
-            possible. Must be ``None`` or ``False`` with ``source="shipped"`` (which never downloads).
+        download: with ``source="full"``: ``False`` never downloads; ``None``/``True`` download them
+            (torchvision's mirrors and md5s) when no files are found. Raises :class:`DataUnavailableError`
+            when that is not possible. Must be ``None`` or ``False`` with ``source="shipped"`` (which never
+            downloads).
         flatten: ``True`` gives x (N, 784), ``False`` gives x (N, 1, 28, 28).
     """
     if root is not None and not isinstance(root, (str, Path)):

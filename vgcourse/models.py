@@ -1,8 +1,18 @@
-"""The networks of the course, and `named_layers`: the "layer 1 … layer L" list every report uses."""
+"""The networks of the course, and `named_layers`: the "layer 1 … layer L" list every report uses.
+
+**Initial weights.** Every model takes keyword-only ``seed`` or ``generator``. With one of them, the
+model's layers draw their default initialization (PyTorch's, per layer type) in a forked copy of the
+global random state seeded with ``seed`` (or with a seed drawn from ``generator``): the weights are those
+``torch.manual_seed(seed)`` followed by the constructor would give, bit for bit, and the caller's random
+state is left exactly as it was. With neither, the layers draw from the global generator, as every
+``torch.nn`` module does. Library code always passes one.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +30,7 @@ __all__ = [
     "ResidualMLP",
     "SequenceModel",
     "build_model",
+    "initial_weights",
     "named_layers",
 ]
 
@@ -28,6 +39,34 @@ NORMS = ("batch", "layer")
 SEQUENCE_ARCHS = ("rnn", "gru", "lstm")
 
 Activation = str | nn.Module | type[nn.Module]
+
+
+@contextmanager
+def initial_weights(seed: int | None = None, generator: torch.Generator | None = None) -> Iterator[None]:
+    """Modules built inside draw their default initialization from ``seed`` (or a seed drawn from
+    ``generator``) in a forked global random state, which is restored on exit; with neither, a no-op.
+
+    ``with initial_weights(seed=s): m = nn.Linear(4, 3)`` gives the weights of ``torch.manual_seed(s);
+    m = nn.Linear(4, 3)`` and leaves the global state untouched. A ``generator`` is advanced by one draw
+    (the seed, uniform in [0, 2^62)), so successive models from one generator differ.
+
+    Args:
+        seed: a non-negative integer, or None.
+        generator: a CPU ``torch.Generator``, or None (give at most one of the two).
+    """
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+        if seed is not None:
+            raise ValueError("give seed or generator, not both")
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+    if seed is None:
+        yield
+        return
+    check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class Dense(nn.Module):
@@ -63,6 +102,8 @@ class MLP(nn.Module):
         width: units per hidden layer.
         activation: the hidden nonlinearity (a name from ``ACTIVATIONS``, a module or a module class).
         bias: whether the linear maps have biases.
+        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
+        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
     """
 
     def __init__(
@@ -73,12 +114,16 @@ class MLP(nn.Module):
         width: int,
         activation: Activation = "relu",
         bias: bool = True,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
         _check_sizes(in_features, out_features, depth, width)
         sizes = [in_features] + [width] * depth
-        self.layers = nn.ModuleList(Dense(sizes[i], width, activation, bias) for i in range(depth))
-        self.head = nn.Linear(width, out_features, bias=bias)
+        with initial_weights(seed, generator):
+            self.layers = nn.ModuleList(Dense(sizes[i], width, activation, bias) for i in range(depth))
+            self.head = nn.Linear(width, out_features, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -163,6 +208,8 @@ class ResidualMLP(nn.Module):
         bias: whether the linear maps have biases.
         post_activation: each block applies the activation after the addition, x_{l+1} = f(x_l + α·F(x_l))
             (the original ResNet's placement); default False.
+        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
+        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
     """
 
     def __init__(
@@ -178,6 +225,9 @@ class ResidualMLP(nn.Module):
         zero_init_last: bool = False,
         bias: bool = True,
         post_activation: bool = False,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
         _check_sizes(in_features, out_features, depth, width)
@@ -189,12 +239,13 @@ class ResidualMLP(nn.Module):
         else:
             self.alpha = check_float("branch_scale", branch_scale, minimum=0.0, strict_minimum=True)
         _check_bool("zero_init_last", zero_init_last)
-        self.stem = nn.Linear(in_features, width, bias=_check_bool("bias", bias))
-        self.blocks = nn.ModuleList(
-            ResidualBlock(width, activation, norm, skip, self.alpha, bias, post_activation)
-            for _ in range(depth)
-        )
-        self.head = nn.Linear(width, out_features, bias=bias)
+        with initial_weights(seed, generator):
+            self.stem = nn.Linear(in_features, width, bias=_check_bool("bias", bias))
+            self.blocks = nn.ModuleList(
+                ResidualBlock(width, activation, norm, skip, self.alpha, bias, post_activation)
+                for _ in range(depth)
+            )
+            self.head = nn.Linear(width, out_features, bias=bias)
         if zero_init_last:
             with torch.no_grad():
                 for block in self.blocks:
@@ -224,9 +275,21 @@ class SequenceModel(nn.Module):
         hidden_size: size of the hidden state.
         out_features: size of each output.
         num_layers: number of stacked recurrent layers.
+        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
+        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
     """
 
-    def __init__(self, arch: str, input_size: int, hidden_size: int, out_features: int, num_layers: int = 1):
+    def __init__(
+        self,
+        arch: str,
+        input_size: int,
+        hidden_size: int,
+        out_features: int,
+        num_layers: int = 1,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.arch = check_choice("arch", arch, SEQUENCE_ARCHS)
         check_int("input_size", input_size, minimum=1)
@@ -235,8 +298,9 @@ class SequenceModel(nn.Module):
         check_int("num_layers", num_layers, minimum=1)
         kind = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[arch]
         extra = {"nonlinearity": "tanh"} if arch == "rnn" else {}
-        self.rnn = kind(input_size, hidden_size, num_layers=num_layers, batch_first=True, **extra)
-        self.head = nn.Linear(hidden_size, out_features)
+        with initial_weights(seed, generator):
+            self.rnn = kind(input_size, hidden_size, num_layers=num_layers, batch_first=True, **extra)
+            self.head = nn.Linear(hidden_size, out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         check_tensor("x", x, ndim=3)
@@ -300,6 +364,8 @@ def build_model(
     branch_scale: float | str | None = None,
     zero_init_last: bool = False,
     bias: bool = True,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> nn.Module:
     """Build any model of the course by name.
 
@@ -320,6 +386,8 @@ def build_model(
         branch_scale: residual branch scale α: None, a positive float or "inv_sqrt_depth" (resmlp only).
         zero_init_last: start each residual branch at zero (resmlp only).
         bias: whether linear maps have biases (mlp and resmlp).
+        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
+        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
     """
     check_choice("arch", arch, ARCHS)
     _check_sizes(in_features, out_features, depth, width)
@@ -340,7 +408,7 @@ def build_model(
         if used:
             raise ValueError(f"{', '.join(used)} only apply to arch 'resmlp'; got arch {arch!r}")
     if arch == "mlp":
-        return MLP(in_features, out_features, depth, width, activation, bias)
+        return MLP(in_features, out_features, depth, width, activation, bias, seed=seed, generator=generator)
     if arch == "resmlp":
         return ResidualMLP(
             in_features,
@@ -353,10 +421,14 @@ def build_model(
             branch_scale=branch_scale,
             zero_init_last=zero_init_last,
             bias=bias,
+            seed=seed,
+            generator=generator,
         )
     if not bias:
         raise ValueError(f"bias=False is only supported by arch 'mlp' and 'resmlp'; got arch {arch!r}")
-    return SequenceModel(arch, in_features, width, out_features, num_layers=depth)
+    return SequenceModel(
+        arch, in_features, width, out_features, num_layers=depth, seed=seed, generator=generator
+    )
 
 
 def _is_layer(module: nn.Module) -> bool:

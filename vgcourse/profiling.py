@@ -101,19 +101,18 @@ def standard_model(
     check_int("seed", seed, minimum=0)
 
     is_sequence = arch in SEQUENCE_ARCHS
-    # PyTorch's default layer initializations draw from the global generator: seed it inside fork_rng, so
-    # the caller's random state is left as it was.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(
-            arch,
-            in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
-            out_features=N_CLASSES,
-            depth=depth,
-            width=width,
-            activation=activation,
-            norm=norm,
-        )
+    # the default initialization is drawn from ``seed`` in a forked random state (models.initial_weights):
+    # the caller's random state is left as it was
+    model = build_model(
+        arch,
+        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
+        out_features=N_CLASSES,
+        depth=depth,
+        width=width,
+        activation=activation,
+        norm=norm,
+        seed=seed,
+    )
     if init != "default":
         initialize(model, init, activation=activation, generator=torch.Generator().manual_seed(seed))
     return model

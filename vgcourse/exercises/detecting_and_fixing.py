@@ -1,4 +1,4 @@
-"""Exercises of chapter 7, detecting and fixing vanishing gradients."""
+"""Exercises of the chapter "Detecting and fixing vanishing gradients" (chapter 9)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ GUIDE_BAND = (UPDATE_RATIO_GUIDE / 2, UPDATE_RATIO_GUIDE * 2)
 @functools.cache
 def _healthy_network() -> tuple[MLP, tuple[torch.Tensor, torch.Tensor]]:
     """The chapter's healthy reference: 8 He-initialized ReLU layers of width 64, and 128 digits."""
-    torch.manual_seed(0)
     model = initialize(
-        MLP(64, 10, 8, 64, "relu"), "kaiming_normal", generator=torch.Generator().manual_seed(0)
+        MLP(64, 10, 8, 64, "relu", seed=0), "kaiming_normal", generator=torch.Generator().manual_seed(0)
     )
     data = digits(seed=0)
     return model, (data.x_train[:128], data.y_train[:128])
