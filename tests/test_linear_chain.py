@@ -447,11 +447,11 @@ def test_layer_profile_weight_gradient_is_backward_times_forward(seed: int) -> N
     [
         (lambda: lc.GradientCheckConfig(n_chains=0), ValueError),
         (lambda: lc.GradientCheckConfig(activations=("swish",)), ValueError),
-        (lambda: lc.GradientCheckConfig(activations=["tanh"]), TypeError),
+        (lambda: lc.GradientCheckConfig(activations="tanh"), TypeError),
         (lambda: lc.GradientCheckConfig(n_scalar=50), ValueError),
         (lambda: lc.GeometricConfig(factors=(0.0,)), ValueError),
         (lambda: lc.GeometricConfig(depths=(-1,)), ValueError),
-        (lambda: lc.GeometricConfig(depths=()), TypeError),
+        (lambda: lc.GeometricConfig(depths=()), ValueError),
         (lambda: lc.DepthSweepConfig(init="xavier"), ValueError),
         (lambda: lc.DepthSweepConfig(scales=(1.0, -0.5)), ValueError),
         (lambda: lc.DepthSweepConfig(max_depth=2.5), TypeError),

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation
+from vgcourse.config import Config, flag, in_range, integer, nonempty, one_of, positive, seed_field
 
 __all__ = [
     "DTYPES",
@@ -206,40 +207,25 @@ def autograd_gradients(
 # The closed form vs autograd, on random chains
 
 
-@dataclass(frozen=True)
-class GradientCheckConfig:
+class GradientCheckConfig(Config):
     """Random chains on which to compare ``jacobian_product_gradients`` with autograd (float64).
 
     Chain c uses ``activations[c % len(activations)]``, a depth drawn from 1..max_depth and widths from
     1..max_width (the first ``n_scalar`` chains have every width 1: scalar chains). Weights N(0, 1/n_in),
     input x and output gradient g standard normal.
-
-    Args:
-        n_chains: number of random chains.
-        max_depth: largest number of layers.
-        max_width: largest layer size.
-        activations: names from ``ACTIVATIONS`` to cycle through.
-        n_scalar: how many of the chains are scalar chains.
-        seed: the random seed.
     """
 
-    n_chains: int = 40
-    max_depth: int = 8
-    max_width: int = 6
-    activations: tuple[str, ...] = ("identity", "tanh", "sigmoid", "relu")
-    n_scalar: int = 4
-    seed: int = 0
+    n_chains: int = positive(40, integer=True)
+    max_depth: int = positive(8, integer=True)
+    max_width: int = positive(6, integer=True)
+    activations: tuple[str, ...] = nonempty(
+        one_of(*ACTIVATIONS), default=("identity", "tanh", "sigmoid", "relu")
+    )
+    n_scalar: int = integer(4, low=0)
+    seed: int = seed_field()
 
-    def __post_init__(self) -> None:
-        check_int("n_chains", self.n_chains, minimum=1)
-        check_int("max_depth", self.max_depth, minimum=1)
-        check_int("max_width", self.max_width, minimum=1)
-        if not isinstance(self.activations, tuple) or not self.activations:
-            raise TypeError(f"activations must be a non-empty tuple of names from: {', '.join(ACTIVATIONS)}")
-        for name in self.activations:
-            check_choice("activation", name, ACTIVATIONS)
+    def check(self) -> None:
         check_int("n_scalar", self.n_scalar, minimum=0, maximum=self.n_chains)
-        check_int("seed", self.seed, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -247,7 +233,6 @@ class GradientCheckResult:
     """Per chain: its activation, widths and each layer's relative error ‖G_closed − G_autograd‖/‖G_autograd‖.
 
     Args:
-        config: the configuration that produced it.
         activations: the activation of each chain.
         widths: the layer sizes (n_0, ..., n_L) of each chain.
         errors: per chain, an (L,) array of relative errors, layer 1 first.
@@ -322,26 +307,11 @@ def _relative_error(value: Tensor, reference: Tensor) -> float:
 # Geometric growth: s^L
 
 
-@dataclass(frozen=True)
-class GeometricConfig:
-    """The products s^L for a few factors s and depths L.
+class GeometricConfig(Config):
+    """The products s^L for a few factors s (> 0) and depths L (>= 0)."""
 
-    Args:
-        factors: the per-layer factors s (> 0).
-        depths: the depths L (>= 0).
-    """
-
-    factors: tuple[float, ...] = (0.99, 1.01)
-    depths: tuple[int, ...] = (3, 7, 100, 300)
-
-    def __post_init__(self) -> None:
-        for name, values in (("factors", self.factors), ("depths", self.depths)):
-            if not isinstance(values, tuple) or not values:
-                raise TypeError(f"{name} must be a non-empty tuple")
-        for s in self.factors:
-            check_float("factor", s, minimum=0.0, strict_minimum=True)
-        for depth in self.depths:
-            check_int("depth", depth, minimum=0)
+    factors: tuple[float, ...] = nonempty(positive(), default=(0.99, 1.01))
+    depths: tuple[int, ...] = nonempty(integer(low=0), default=(3, 7, 100, 300))
 
 
 @dataclass(frozen=True)
@@ -349,7 +319,6 @@ class GeometricResult:
     """values[i, j] = factors[j] ** depths[i]; ``halving_depths[j]`` = ln 2 / |ln s_j| (inf for s = 1).
 
     Args:
-        config: the configuration that produced it.
         values: (n_depths, n_factors) array of s^L.
         halving_depths: layers after which s^L has halved (s < 1) or doubled (s > 1).
     """
@@ -383,39 +352,21 @@ def run_geometric(config: GeometricConfig) -> GeometricResult:
 # The first layer's gradient vs depth
 
 
-@dataclass(frozen=True)
-class DepthSweepConfig:
+class DepthSweepConfig(Config):
     """Deep linear networks h_L = W_L⋯W_1 x of width n, J = g·h_L with unit x and g (float64).
 
     Every layer has weight scale s (see ``random_weights``); the same random matrices are used for every
-    scale, so the scales differ only by the factor s^(L-1).
-
-    Args:
-        max_depth: the deepest network; depths 1..max_depth are measured.
-        width: n, the size of every layer.
-        scales: the weight scales s.
-        init: "orthogonal" (s·Q, exactly norm-preserving at s = 1) or "gaussian" (N(0, s²/n)).
-        n_seeds: independent networks per scale.
-        seed: the random seed.
+    scale, so the scales differ only by the factor s^(L-1). Depths 1..max_depth are measured, ``n_seeds``
+    independent networks per scale; ``init`` "orthogonal" (s·Q, exactly norm-preserving at s = 1) or
+    "gaussian" (N(0, s²/n)).
     """
 
-    max_depth: int = 100
-    width: int = 64
-    scales: tuple[float, ...] = (0.9, 1.0, 1.1)
-    init: str = "orthogonal"
-    n_seeds: int = 16
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("max_depth", self.max_depth, minimum=1, maximum=10_000)
-        check_int("width", self.width, minimum=1, maximum=4096)
-        if not isinstance(self.scales, tuple) or not self.scales:
-            raise TypeError("scales must be a non-empty tuple of positive numbers")
-        for s in self.scales:
-            check_float("scale", s, minimum=0.0, strict_minimum=True)
-        check_choice("init", self.init, INITS)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    max_depth: int = integer(100, low=1, high=10_000)
+    width: int = integer(64, low=1, high=4096)
+    scales: tuple[float, ...] = nonempty(positive(), default=(0.9, 1.0, 1.1))
+    init: str = one_of(*INITS, default="orthogonal")
+    n_seeds: int = positive(16, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -423,7 +374,6 @@ class DepthSweepResult:
     """grad_norm[i, k, L-1] = ‖∂J/∂W_1‖ of network k of depth L at scale ``scales[i]``.
 
     Args:
-        config: the configuration that produced it.
         depths: the depths 1..max_depth.
         grad_norm: (n_scales, n_seeds, max_depth) array.
     """
@@ -508,33 +458,15 @@ def _unit(v: Tensor) -> Tensor:
     return v / torch.linalg.norm(v, dim=-1, keepdim=True)
 
 
-@dataclass(frozen=True)
-class WidthSweepConfig:
-    """Gaussian deep linear networks at one scale for several widths: how the spread shrinks with n.
+class WidthSweepConfig(Config):
+    """Gaussian deep linear networks (N(0, s²/n) entries) at one scale s for several widths n: how the
+    spread over ``n_seeds`` networks shrinks with n."""
 
-    Args:
-        widths: the layer sizes n to compare.
-        max_depth: the deepest network.
-        scale: the weight scale s (N(0, s²/n) entries).
-        n_seeds: independent networks per width.
-        seed: the random seed.
-    """
-
-    widths: tuple[int, ...] = (8, 32, 128)
-    max_depth: int = 100
-    scale: float = 1.0
-    n_seeds: int = 16
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.widths, tuple) or not self.widths:
-            raise TypeError("widths must be a non-empty tuple of positive integers")
-        for n in self.widths:
-            check_int("width", n, minimum=1, maximum=4096)
-        check_int("max_depth", self.max_depth, minimum=1, maximum=10_000)
-        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
-        check_int("n_seeds", self.n_seeds, minimum=2)
-        check_int("seed", self.seed, minimum=0)
+    widths: tuple[int, ...] = nonempty(integer(low=1, high=4096), default=(8, 32, 128))
+    max_depth: int = integer(100, low=1, high=10_000)
+    scale: float = positive(1.0)
+    n_seeds: int = integer(16, low=2)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -542,7 +474,6 @@ class WidthSweepResult:
     """One Gaussian ``DepthSweepResult`` (a single scale) per width.
 
     Args:
-        config: the configuration that produced it.
         sweeps: the depth sweeps, in the order of ``config.widths``.
     """
 
@@ -587,27 +518,13 @@ def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
     return WidthSweepResult(config, sweeps)
 
 
-@dataclass(frozen=True)
-class LayerGainConfig:
-    """One n × n layer W^T applied to unit vectors u: how much it scales them, by weight standard deviation.
+class LayerGainConfig(Config):
+    """One n × n layer W^T applied to unit vectors u: how much it scales them, by weight standard deviation
+    (``n_samples`` random (W, u) pairs per width n)."""
 
-    Args:
-        widths: the layer sizes n.
-        n_samples: random (W, u) pairs per width.
-        seed: the random seed.
-    """
-
-    widths: tuple[int, ...] = (16, 64, 256)
-    n_samples: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.widths, tuple) or not self.widths:
-            raise TypeError("widths must be a non-empty tuple of positive integers")
-        for n in self.widths:
-            check_int("width", n, minimum=1, maximum=4096)
-        check_int("n_samples", self.n_samples, minimum=2)
-        check_int("seed", self.seed, minimum=0)
+    widths: tuple[int, ...] = nonempty(integer(low=1, high=4096), default=(16, 64, 256))
+    n_samples: int = integer(64, low=2)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -615,7 +532,6 @@ class LayerGainResult:
     """Root-mean-square gains √mean‖W^T u‖² with entries N(0, 1) (≈ √n) and N(0, 1/n) (≈ 1).
 
     Args:
-        config: the configuration that produced it.
         unscaled_gain: (n_widths,) gains with standard deviation 1.
         scaled_gain: (n_widths,) gains with standard deviation 1/√n.
     """
@@ -651,33 +567,17 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
 # Singular values of the product W_L⋯W_1
 
 
-@dataclass(frozen=True)
-class ProductSpectrumConfig:
-    """The product P_L = W_L⋯W_1 of one n-wide chain: its extreme singular values and ‖P_L^T g‖ (float64).
-
-    Args:
-        max_depth: products of 1..max_depth layers are measured.
-        width: n, the size of every layer.
-        scale: the weight scale s.
-        init: "orthogonal" or "gaussian".
-        resolution: singular values below ``resolution``·σ_max are not resolved by float64 arithmetic.
-        seed: the random seed.
+class ProductSpectrumConfig(Config):
+    """The product P_L = W_L⋯W_1 of one n-wide chain: its extreme singular values and ‖P_L^T g‖ (float64),
+    for L = 1..max_depth. Singular values below ``resolution``·σ_max are not resolved by float64 arithmetic.
     """
 
-    max_depth: int = 100
-    width: int = 32
-    scale: float = 1.0
-    init: str = "gaussian"
-    resolution: float = 1e-12
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("max_depth", self.max_depth, minimum=1, maximum=2000)
-        check_int("width", self.width, minimum=1, maximum=1024)
-        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
-        check_choice("init", self.init, INITS)
-        check_float("resolution", self.resolution, minimum=0.0, maximum=1.0, strict_minimum=True)
-        check_int("seed", self.seed, minimum=0)
+    max_depth: int = integer(100, low=1, high=2000)
+    width: int = integer(32, low=1, high=1024)
+    scale: float = positive(1.0)
+    init: str = one_of(*INITS, default="gaussian")
+    resolution: float = in_range(0.0, 1.0, default=1e-12, low_open=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -685,7 +585,6 @@ class ProductSpectrumResult:
     """Per depth L: σ_max(P_L), σ_min(P_L) and the input gradient ‖∂J/∂h_0‖ = ‖P_L^T g‖ (‖g‖ = 1).
 
     Args:
-        config: the configuration that produced it.
         depths: 1..max_depth.
         sigma_max: (max_depth,) largest singular values.
         sigma_min: (max_depth,) smallest singular values, as float64 computes them.
@@ -866,36 +765,19 @@ def first_layer_gradient(factor: float, depth: int, dtype: str) -> float:
     return float(grad.double())
 
 
-@dataclass(frozen=True)
-class FloatLimitsConfig:
-    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L) run in each float format, as deep as ``max_depth``.
+class FloatLimitsConfig(Config):
+    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L) run in each float format, as deep as ``max_depth``
+    (a depth not reached by then is reported as None), for factors f > 0, not 1. ``confirm``: also build
+    fresh chains at the measured depth and one layer less, and read w_1's gradient."""
 
-    Args:
-        dtypes: names from ``DTYPES``.
-        factors: per-layer factors f (> 0, not 1).
-        max_depth: the deepest chain; a depth not reached by then is reported as None.
-        confirm: also build fresh chains at the measured depth and one layer less, and read w_1's gradient.
-    """
+    dtypes: tuple[str, ...] = nonempty(one_of(*DTYPES), default=DTYPES)
+    factors: tuple[float, ...] = nonempty(positive(), default=(0.5, 2.0, 0.9, 1.1))
+    max_depth: int = integer(8000, low=2, high=100_000)
+    confirm: bool = flag(True)
 
-    dtypes: tuple[str, ...] = DTYPES
-    factors: tuple[float, ...] = (0.5, 2.0, 0.9, 1.1)
-    max_depth: int = 8000
-    confirm: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.dtypes, tuple) or not self.dtypes:
-            raise TypeError(f"dtypes must be a non-empty tuple of names from: {', '.join(DTYPES)}")
-        for name in self.dtypes:
-            check_choice("dtype", name, DTYPES)
-        if not isinstance(self.factors, tuple) or not self.factors:
-            raise TypeError("factors must be a non-empty tuple of positive numbers other than 1")
-        for f in self.factors:
-            check_float("factor", f, minimum=0.0, strict_minimum=True)
-            if f == 1.0:
-                raise ValueError("factor 1 neither vanishes nor explodes; use factors below or above 1")
-        check_int("max_depth", self.max_depth, minimum=2, maximum=100_000)
-        if not isinstance(self.confirm, bool):
-            raise TypeError(f"confirm must be a bool; got {type(self.confirm).__name__}")
+    def check(self) -> None:
+        if 1.0 in self.factors:
+            raise ValueError("factor 1 neither vanishes nor explodes; use factors below or above 1")
 
 
 @dataclass(frozen=True)
@@ -950,7 +832,6 @@ class FloatLimitsResult:
     """One ``FloatLimit`` per (dtype, factor), dtypes outer.
 
     Args:
-        config: the configuration that produced it.
         limits: the measurements.
     """
 
@@ -1158,30 +1039,15 @@ def run_first_steps(
 # Per-layer norms in one network (the explorer)
 
 
-@dataclass(frozen=True)
-class LayerProfileConfig:
-    """One deep linear network of width n and scale s; J = g·h_L with unit x and g (float64).
+class LayerProfileConfig(Config):
+    """One deep linear network of ``depth`` layers, width n and scale s; J = g·h_L with unit x and g
+    (float64)."""
 
-    Args:
-        depth: the number of layers L.
-        width: n, the size of every layer.
-        scale: the weight scale s.
-        init: "orthogonal" or "gaussian".
-        seed: the random seed.
-    """
-
-    depth: int = 30
-    width: int = 32
-    scale: float = 1.0
-    init: str = "orthogonal"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=1, maximum=1000)
-        check_int("width", self.width, minimum=1, maximum=1024)
-        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
-        check_choice("init", self.init, INITS)
-        check_int("seed", self.seed, minimum=0)
+    depth: int = integer(30, low=1, high=1000)
+    width: int = integer(32, low=1, high=1024)
+    scale: float = positive(1.0)
+    init: str = one_of(*INITS, default="orthogonal")
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -1189,7 +1055,6 @@ class LayerProfileResult:
     """Per layer l = 1..L: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and ‖∂J/∂W_l‖_F = ‖δ_l‖·‖h_{l-1}‖.
 
     Args:
-        config: the configuration that produced it.
         layers: 1..L.
         backward_norm: ‖δ_l‖ = ‖∂J/∂a_l‖, the gradient signal arriving at layer l.
         input_norm: ‖h_{l-1}‖, the activation entering layer l.
