@@ -8,6 +8,7 @@ decay's equilibrium). Second half: adaptive optimizers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -16,7 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
-from vgcourse.data import DataSplit, digits
+from vgcourse.config import Config, integer, nonempty, positive, real
+from vgcourse.data import DataSplit, circles, digits
+from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
+from vgcourse.initializers import initialize
+from vgcourse.models import MLP
+from vgcourse.training import TrainConfig, train
 
 __all__ = [
     "ACTIVATIONS",
@@ -168,7 +174,7 @@ class JacobianCheckResult:
     gain_along_ones: dict[str, float]
     scale_ratio: dict[str, float]
 
-    def to_frame(self):  # noqa: ANN201 (pandas is imported lazily)
+    def to_frame(self):
         """One row per normalization, readable column names."""
         import pandas as pd
 
@@ -256,7 +262,8 @@ class TrainEvalConfig:
 
 @dataclass(frozen=True)
 class TrainEvalResult:
-    """``relative_difference[i]``: mean over batches of ‖y_train − y_eval‖ / ‖y_eval‖ at ``batch_sizes[i]``."""
+    """``relative_difference[i]``: the mean over batches of ‖y_train − y_eval‖ / ‖y_eval‖ at
+    ``batch_sizes[i]``."""
 
     config: TrainEvalConfig
     relative_difference: np.ndarray
@@ -682,7 +689,7 @@ def _sgd_path(model: _OneNormNet, lr_w: float, lr: float, steps: int, batches: l
             for p in model.parameters():
                 p -= (lr_w if p is model.linear.weight else lr) * p.grad
         losses.append(float(loss.detach()))
-        norms.append(float(model.linear.weight.norm()))
+        norms.append(float(model.linear.weight.detach().norm()))
     return losses, norms
 
 
@@ -718,11 +725,11 @@ class NormGrowthConfig:
     """
 
     norm: str = "batch"
-    width: int = 64
-    weight_decays: tuple[float, ...] = (0.0, 0.01, 0.05)
-    lr: float = 0.5
-    steps: int = 600
-    batch_size: int = 64
+    width: int = 16
+    weight_decays: tuple[float, ...] = (0.0, 0.005, 0.02)
+    lr: float = 1.0
+    steps: int = 800
+    batch_size: int = 16
     init_scale: float = 1.0
     seed: int = 0
 
@@ -744,7 +751,8 @@ class NormGrowthConfig:
 class NormGrowthResult:
     """Per weight decay (rows) and step (columns): ``weight_norm`` ‖W‖ after the step, ``update_ratio``
     lr‖g‖/‖W‖ (the gradient's part of the step, ``vgcourse.diagnose``'s ratio), ``loss``, and
-    ``growth_error``: max over steps without weight decay of |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²."""
+    ``growth_error``: the max over steps without weight decay of
+    |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²."""
 
     config: NormGrowthConfig
     weight_norm: np.ndarray
@@ -765,10 +773,11 @@ class NormGrowthResult:
         return math.sqrt(2 * a - a * a)
 
     def tail_ratio(self, weight_decay: float, fraction: float = 0.25) -> float:
-        """Geometric mean of the update ratio over the last ``fraction`` of the steps."""
+        """Root mean square of the update ratio over the last ``fraction`` of the steps (the balance
+        of the norm involves the mean of the squared ratio)."""
         row = self.update_ratio[self.config.weight_decays.index(weight_decay)]
         tail = row[int(len(row) * (1 - fraction)) :]
-        return float(np.exp(np.log(tail).mean()))
+        return float(np.sqrt((tail**2).mean()))
 
     def norm_at_end(self, weight_decay: float) -> float:
         """‖W‖ after the last step, over ‖W‖ at the start."""
@@ -790,7 +799,7 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
         w = model.linear.weight
         with torch.no_grad():
             w.mul_(config.init_scale)
-        initial = float(w.norm())
+        initial = float(w.detach().norm())
         row_n, row_r, row_l = [], [], []
         for step in range(config.steps):
             idx = batches[step]

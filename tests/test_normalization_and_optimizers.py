@@ -1,0 +1,199 @@
+"""Chapter 7, normalization layers and adaptive optimizers: the Jacobian formulas vs autograd, and every
+number the chapter states (first half: normalization; second half: adaptive optimizers).
+
+The chapter runs each experiment at seed 0 (the batch-size sweep at seeds 0, 1, 2); the claim tests rerun
+them at each seed of ``claims.SEEDS``, so every stated margin holds on each of those networks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from claims import SEEDS, expect
+from matplotlib.figure import Figure
+
+from vgcourse.experiments import normalization_and_optimizers as no
+from vgcourse.explorers import normalization_and_optimizers as explorers
+from vgcourse.plots import normalization_and_optimizers as plots
+
+
+def within(name: str, value: object, low: float, high: float) -> None:
+    """The claim low < value < high, recorded as two one-sided claims."""
+    expect(f"{name} (lower bound)", value, ">", low)
+    expect(f"{name} (upper bound)", value, "<", high)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# --- Normalization (N1) ---
+
+
+def test_rms_norm_matches_definition_and_torch():
+    x = torch.randn(5, 7, dtype=torch.float64)
+    norm = no.RMSNorm(7).double()
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
+    assert torch.allclose(norm(x), expected)
+    if hasattr(torch.nn, "RMSNorm"):
+        reference = torch.nn.RMSNorm(7, eps=norm.eps).double()
+        assert torch.allclose(norm(x), reference(x))
+
+
+def test_make_norm_kinds_and_errors():
+    assert no.make_norm("none", 4) is None
+    assert isinstance(no.make_norm("batch", 4), torch.nn.BatchNorm1d)
+    assert isinstance(no.make_norm("layer", 4), torch.nn.LayerNorm)
+    assert isinstance(no.make_norm("rms", 4), no.RMSNorm)
+    with pytest.raises(ValueError, match="norm"):
+        no.make_norm("group", 4)
+    with pytest.raises(ValueError):
+        no.NormProfileConfig(activation="gelu")
+    with pytest.raises(ValueError):
+        no.ScaleInvarianceConfig(scales=(2.0, 4.0))
+    with pytest.raises(TypeError):
+        no.TrainEvalConfig(batch_sizes=[4, 8])
+
+
+def test_gaussian_moments_of_relu_and_tanh():
+    d2, var, second = no.gaussian_moments("relu")
+    assert (d2, second) == (0.5, 0.5) and math.isclose(var, 0.5 - 1 / (2 * math.pi))
+    assert math.isclose(no.predicted_growth("batch", "relu"), math.sqrt(math.pi / (math.pi - 1)))
+    d2, var, second = no.gaussian_moments("tanh")
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(400_000)
+    assert abs(second - np.mean(np.tanh(z) ** 2)) < 3e-3
+    assert abs(d2 - np.mean((1 - np.tanh(z) ** 2) ** 2)) < 3e-3
+    # the Gaussian Poincaré inequality Var φ(z) <= E[φ'(z)²]: batch norm's growth is >= 1 for both
+    for act in no.ACTIVATIONS:
+        assert no.predicted_growth("batch", act) > 1.0
+    assert math.isnan(no.predicted_growth("none", "relu"))
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_jacobian_formulas_match_autograd(seed):
+    result = no.run_jacobian_check(no.JacobianCheckConfig(seed=seed))
+    for kind in ("batch", "layer", "rms"):
+        expect(f"norm: {kind} Jacobian formula vs autograd", result.relative_error[kind], "<", 1e-12)
+        expect(f"norm: {kind} Jacobian kills x", result.gain_along_x[kind], "<", 1e-4)
+        within(f"norm: {kind} Jacobian scales as 1/sigma", result.scale_ratio[kind], 1 - 1e-4, 1 + 1e-4)
+    for kind in ("batch", "layer"):
+        expect(f"norm: {kind} Jacobian kills the mean", result.gain_along_ones[kind], "<", 1e-12)
+    expect("norm: rms Jacobian keeps the mean direction", result.gain_along_ones["rms"], ">", 0.1)
+    assert list(result.to_frame()["normalization"]) == ["batch", "layer", "rms"]
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_norm_train_eval_difference(seed):
+    result = no.run_train_eval(no.TrainEvalConfig(seed=seed))
+    expect("norm: BN train/eval difference at B=4", result.at(4), ">", 0.4)
+    expect("norm: BN train/eval difference at B=256", result.at(256), "<", 0.15)
+    expect("norm: BN train/eval difference, B=4 over B=256", result.at(4) / result.at(256), ">", 3.0)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_norm_profiles_follow_mean_field(seed):
+    profiles = {
+        (n, a): no.run_norm_profile(no.NormProfileConfig(norm=n, activation=a, seed=seed))
+        for a in no.ACTIVATIONS
+        for n in no.NORM_KINDS
+    }
+    for (norm, act), p in profiles.items():
+        assert p.backward.shape == (p.config.depth,) and np.all(np.isfinite(p.backward))
+        if norm != "none":
+            gap = abs(p.growth_per_layer() - no.predicted_growth(norm, act))
+            expect(f"norm: {norm} {act} growth per layer vs mean field", gap, "<", 0.05)
+            # the forward signal is normalized: no drift over the layers
+            within(f"norm: {norm} {act} forward rms, last layer", p.forward[-1], 0.4, 2.0)
+    bn = profiles[("batch", "relu")]
+    expect("norm: BN relu gradient ratio over 50 layers", bn.grad_ratio, ">", 1e3)
+    expect("norm: LN relu gradient ratio over 50 layers", profiles[("layer", "relu")].grad_ratio, "<", 20)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_size_growth(seed):
+    result = no.run_batch_size_growth(no.BatchSizeConfig(n_seeds=1, seed=seed))
+    expect(
+        "norm: BN relu growth, B=4 minus B=256",
+        result.at("batch", "relu", 4) - result.at("batch", "relu", 256),
+        ">",
+        0.15,
+    )
+    gap = abs(result.at("batch", "relu", 256) - no.predicted_growth("batch", "relu"))
+    expect("norm: BN relu growth at B=256 vs mean field", gap, "<", 0.04)
+    ln = result.growth[("layer", "relu")]
+    expect("norm: LN relu growth, spread over batch sizes", ln.max() - ln.min(), "<", 0.05)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scale_invariance(seed):
+    for norm in ("batch", "layer", "rms"):
+        result = no.run_scale_invariance(no.ScaleInvarianceConfig(norm=norm, seed=seed))
+        expect(f"norm: {norm} loss unchanged by scaling W", result.loss_spread, "<", 1e-4)
+        expect(f"norm: {norm} gradient scales as 1/c", result.inverse_scaling_error, "<", 1e-3)
+        expect(f"norm: {norm} gradient orthogonal to W", np.abs(result.cosine).max(), "<", 1e-4)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_same_path_and_norm_growth(seed):
+    path = no.run_same_path(no.SamePathConfig(seed=seed))
+    expect("norm: (cW, c^2 lr) follows (W, lr)", path.max_difference, "<", 1e-3)
+    first, _, slow = path.final_losses
+    expect("norm: (cW, lr) final loss over (W, lr)", slow / first, ">", 1.5)
+    growth = no.run_norm_growth(no.NormGrowthConfig(seed=seed))
+    expect("norm: |W|^2 grows by lr^2 |g|^2", growth.growth_error, "<", 1e-5)
+    expect("norm: |W| growth without weight decay", growth.norm_at_end(0.0), ">", 4.0)
+    for wd in growth.config.weight_decays[1:]:
+        ratio = growth.tail_ratio(wd) / growth.predicted_ratio(wd)
+        within(f"norm: update ratio over sqrt(2 lr wd), wd={wd}", ratio, 0.9, 1.1)
+        expect(
+            f"norm: |W| with wd={wd} below no decay",
+            growth.norm_at_end(wd) / growth.norm_at_end(0.0),
+            "<",
+            0.8,
+        )
+    expect(
+        "norm: update ratio without weight decay", growth.tail_ratio(0.0), "<", 0.5 * growth.tail_ratio(0.005)
+    )
+
+
+def test_plots_and_explorer_return_figures():
+    profiles = [
+        no.run_norm_profile(no.NormProfileConfig(norm=n, activation=a, depth=12, batch_size=16))
+        for a in no.ACTIVATIONS
+        for n in no.NORM_KINDS
+    ]
+    assert isinstance(plots.layer_profiles(profiles), Figure)
+    assert isinstance(plots.layer_profile(profiles[1]), Figure)
+    te = no.run_train_eval(no.TrainEvalConfig(batch_sizes=(4, 64), n_batches=2))
+    assert isinstance(plots.train_eval(te), Figure)
+    bs = no.run_batch_size_growth(no.BatchSizeConfig(batch_sizes=(8, 32), depth=12, n_seeds=1))
+    assert isinstance(plots.batch_size_growth(bs), Figure)
+    si = no.run_scale_invariance(no.ScaleInvarianceConfig(scales=(0.5, 1.0, 2.0)))
+    sp = no.run_same_path(no.SamePathConfig(steps=15))
+    assert isinstance(plots.scale_invariance(si, sp), Figure)
+    ng = no.run_norm_growth(no.NormGrowthConfig(steps=60))
+    assert isinstance(plots.norm_growth(ng), Figure)
+    with pytest.raises(TypeError):
+        plots.layer_profile(te)
+    explorer = explorers.norm_profile_explorer(depth=10)
+    assert "growth per layer" in explorers.norm_profile_readout(
+        explorer.run(explorer.make_config(**explorer.values()))
+    )
+    with pytest.raises(ValueError):
+        explorers.norm_profile_explorer(batch_size=5)
+
+
+# --- Adaptive optimizers (N2) ---

@@ -1,0 +1,218 @@
+"""Figures of chapter 7, normalization layers and adaptive optimizers (first half: normalization)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vgcourse.experiments.normalization_and_optimizers import (
+    BatchSizeResult,
+    NormGrowthResult,
+    NormProfileResult,
+    SamePathResult,
+    ScaleInvarianceResult,
+    TrainEvalResult,
+    predicted_growth,
+)
+from vgcourse.plots._common import checked, figure_and_axes, log_scale
+
+__all__ = [
+    "NORM_COLORS",
+    "batch_size_growth",
+    "layer_profile",
+    "layer_profiles",
+    "norm_growth",
+    "scale_invariance",
+    "train_eval",
+]
+
+NORM_COLORS = {"none": "0.45", "batch": "C3", "layer": "C0", "rms": "C2"}
+NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "rms": "RMSNorm"}
+_FONT = 9
+
+
+def _axes_grid(axes: Sequence[Axes] | None, n: int, nrows: int, figsize: tuple[float, float]):
+    if axes is None:
+        fig, grid = plt.subplots(nrows, n // nrows, figsize=figsize, squeeze=False)
+        return fig, list(grid.ravel())
+    axes = list(np.ravel(axes))
+    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+        raise TypeError(f"axes must be {n} matplotlib Axes or None")
+    return axes[0].figure, axes
+
+
+@checked
+def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
+    """BatchNorm's relative difference between training-mode and evaluation-mode outputs against the
+    batch size (log-log)."""
+    if not isinstance(result, TrainEvalResult):
+        raise TypeError(f"result must be a TrainEvalResult; got {type(result).__name__}")
+    fig, ax = figure_and_axes(ax, figsize=(4.8, 3.2))
+    sizes = np.asarray(result.config.batch_sizes)
+    ax.plot(sizes, result.relative_difference, "o-", color=NORM_COLORS["batch"], label="measured")
+    ax.set_xscale("log", base=2)
+    log_scale(ax)
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("‖y_train − y_eval‖ / ‖y_eval‖")
+    ax.set_title("BatchNorm: batch vs running statistics", fontsize=_FONT + 1)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _profile_panel(ax: Axes, results: Sequence[NormProfileResult], which: str, predict: bool) -> None:
+    for r in results:
+        layers = np.arange(1, r.config.depth + 1)
+        color = NORM_COLORS[r.config.norm]
+        if which == "backward":
+            values = r.backward / r.backward[-1]
+        else:
+            values = r.forward
+        ax.plot(layers, values, color=color, label=NORM_LABELS[r.config.norm])
+        if predict and which == "backward" and r.config.norm != "none":
+            rate = predicted_growth(r.config.norm, r.config.activation)
+            ax.plot(layers, rate ** (r.config.depth - layers), color=color, ls="--", lw=1)
+    log_scale(ax)
+    ax.set_xlabel("layer l")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+@checked
+def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | None = None) -> Figure:
+    """Rows: activations; left: the rms of the pre-normalization signal h_l; right: ‖∂J/∂h_l‖ over
+    ‖∂J/∂h_L‖, per layer, one line per normalization; dashed, the mean-field growth ``predicted_growth``."""
+    results = list(results)
+    if not results or not all(isinstance(r, NormProfileResult) for r in results):
+        raise TypeError("results must be a non-empty sequence of NormProfileResult")
+    activations = list(dict.fromkeys(r.config.activation for r in results))
+    fig, grid = _axes_grid(axes, 2 * len(activations), len(activations), (7.2, 3.0 * len(activations)))
+    for row, act in enumerate(activations):
+        mine = [r for r in results if r.config.activation == act]
+        left, right = grid[2 * row], grid[2 * row + 1]
+        _profile_panel(left, mine, "forward", False)
+        _profile_panel(right, mine, "backward", True)
+        left.set_ylabel("rms of h_l")
+        right.set_ylabel("‖∂J/∂h_l‖ / ‖∂J/∂h_L‖")
+        left.set_title(f"{act}: forward signal", fontsize=_FONT + 1)
+        right.set_title(f"{act}: backward signal", fontsize=_FONT + 1)
+    grid[1].legend(fontsize=_FONT, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
+    """One network: per layer, ‖∂J/∂h_l‖, the rms of h_l and ‖∂J/∂W_l‖ on one log axis (the explorer's
+    view); dashed, the backward signal's mean-field growth from the last layer."""
+    if not isinstance(result, NormProfileResult):
+        raise TypeError(f"result must be a NormProfileResult; got {type(result).__name__}")
+    fig, ax = figure_and_axes(ax, figsize=(6.4, 3.6))
+    cfg = result.config
+    layers = np.arange(1, cfg.depth + 1)
+    ax.plot(layers, result.backward, color="C3", label="‖∂J/∂h_l‖ (backward)")
+    ax.plot(layers, result.weight_grad, color="C1", label="‖∂J/∂W_l‖ (weight gradient)")
+    ax.plot(layers, result.forward, color="C0", label="rms of h_l (forward)")
+    if cfg.norm != "none":
+        rate = predicted_growth(cfg.norm, cfg.activation)
+        ax.plot(layers, result.backward[-1] * rate ** (cfg.depth - layers), "k--", lw=1, label="mean field")
+    log_scale(ax)
+    ax.set_xlabel("layer l")
+    ax.set_title(f"{NORM_LABELS[cfg.norm]}, {cfg.activation}, L = {cfg.depth}", fontsize=_FONT + 1)
+    ax.legend(fontsize=_FONT, loc="best")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure:
+    """Growth per layer of the backward signal against the batch size; dashed, the mean-field value."""
+    if not isinstance(result, BatchSizeResult):
+        raise TypeError(f"result must be a BatchSizeResult; got {type(result).__name__}")
+    fig, ax = figure_and_axes(ax, figsize=(5.6, 3.4))
+    sizes = np.asarray(result.config.batch_sizes)
+    styles = {"relu": "-", "tanh": ":"}
+    for (norm, act), values in result.growth.items():
+        color = NORM_COLORS[norm]
+        ax.plot(sizes, values, "o" + styles[act], color=color, label=f"{NORM_LABELS[norm]}, {act}")
+        ax.axhline(predicted_growth(norm, act), color=color, ls="--", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("growth per layer")
+    ax.legend(fontsize=_FONT, ncol=2, loc="upper right")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def scale_invariance(
+    result: ScaleInvarianceResult, path: SamePathResult, axes: Sequence[Axes] | None = None
+) -> Figure:
+    """Left: ‖∇_W J(cW)‖ against c (log-log) with the line 1/c. Right: the training loss of the runs
+    (W, lr), (cW, c² lr) and (cW, lr)."""
+    if not isinstance(result, ScaleInvarianceResult) or not isinstance(path, SamePathResult):
+        raise TypeError("scale_invariance needs a ScaleInvarianceResult and a SamePathResult")
+    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
+    scales = np.asarray(result.config.scales)
+    ref = result.grad_norm[result.config.scales.index(1.0)]
+    left.plot(scales, ref / scales, "k--", lw=1, label="‖∇J(W)‖ / c")
+    left.plot(scales, result.grad_norm, "o", color=NORM_COLORS[result.config.norm], label="measured")
+    left.set_xscale("log", base=2)
+    log_scale(left)
+    left.set_xlabel("scale c of W")
+    left.set_ylabel("‖∇_W J(cW)‖")
+    left.legend(fontsize=_FONT)
+    left.grid(True, which="major", alpha=0.3)
+    c = path.config.scale
+    steps = np.arange(1, path.config.steps + 1)
+    kernel = np.ones(10) / 10
+    labels = ("W, lr", f"{c:g}W, {c * c:g}·lr", f"{c:g}W, lr")
+    styles = (("C0", "-", 2.5), ("C1", "--", 1.2), ("0.45", "-", 1.2))
+    for losses, label, (color, ls, lw) in zip(path.losses, labels, styles, strict=True):
+        smooth = np.convolve(losses, kernel, mode="valid")
+        right.plot(steps[len(kernel) - 1 :], smooth, color=color, ls=ls, lw=lw, label=label)
+    log_scale(right)
+    right.set_xlabel("SGD step")
+    right.set_ylabel("training loss (10-step mean)")
+    right.legend(fontsize=_FONT)
+    right.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) -> Figure:
+    """Left: ‖W‖ over its initial value, step by step, one line per weight decay λ. Right: the update
+    ratio lr‖g‖/‖W‖ (50-step root mean square) with the equilibrium sqrt(2 lr λ − (lr λ)²) dashed."""
+    if not isinstance(result, NormGrowthResult):
+        raise TypeError(f"result must be a NormGrowthResult; got {type(result).__name__}")
+    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
+    steps = np.arange(1, result.config.steps + 1)
+    window = 50
+    for i, wd in enumerate(result.config.weight_decays):
+        color = f"C{i}"
+        label = "no weight decay" if wd == 0 else f"λ = {wd:g}"
+        left.plot(steps, result.weight_norm[i] / result.initial_norm, color=color, label=label)
+        rms = np.sqrt(np.convolve(result.update_ratio[i] ** 2, np.ones(window) / window, mode="valid"))
+        right.plot(steps[window - 1 :], rms, color=color, label=label)
+        if wd > 0:
+            right.axhline(result.predicted_ratio(wd), color=color, ls="--", lw=1)
+    left.set_ylim(bottom=0)
+    left.set_xlabel("SGD step")
+    left.set_ylabel("‖W‖ / ‖W₀‖")
+    left.legend(fontsize=_FONT)
+    log_scale(right)
+    right.set_xlabel("SGD step")
+    right.set_ylabel("update ratio lr‖g‖/‖W‖")
+    for ax in (left, right):
+        ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --- Adaptive optimizers (N2) ---
