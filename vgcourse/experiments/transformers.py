@@ -1,0 +1,548 @@
+"""Chapter 8, transformers: the residual stream, where layer norm sits, residual scaling, attention's softmax.
+
+A transformer block has two residual sublayers G (attention, then the MLP). Where the layer norm LN sits
+decides each sublayer's Jacobian (x the sublayer's input, J_G = ∂G/∂x):
+
+- Post-LN (Vaswani et al. 2017), x <- LN(x + G(x)):   J = J_LN(x + G(x))·(I + J_G);
+- Pre-LN (Xiong et al. 2020),     x <- x + G(LN(x)):   J = I + J_G(LN x)·J_LN(x).
+
+A Pre-LN stack keeps an identity term in every factor, so the gradient at the top of the stream reaches
+the input unchanged along the identity path. In a Post-LN stack every factor passes through an LN
+Jacobian, J_LN(z) = diag(γ)/σ(z)·(I − 11ᵀ/d − ẑẑᵀ/d), which at initialization (γ = 1) divides by
+σ(z) = RMS(x + G(x)) > 1 and removes two directions.
+
+Experiments (a frozen ``...Config`` and a ``run_...`` function each), all at initialization:
+
+- ``run_block_jacobian``: the two Jacobian formulas checked against autograd (float64).
+- ``run_identity_path``: how much of the gradient at the top of the stream reaches its input along the
+  identity path alone, Post-LN against Pre-LN, against depth.
+- ``run_gradient_profile``: per-block weight-gradient norms and the stream's RMS for Post-LN, Pre-LN and
+  the residual-scaling schemes (GPT-2's 1/√(2L) initialization, the residual chapter's 1/√L branch
+  scale, DeepNorm), at several depths: one forward and backward pass each, read with
+  ``vgcourse.monitor.snapshot``.
+- ``run_attention_entropy``: the entropy of attention rows, the logits' spread and the softmax Jacobian
+  diag(p) − ppᵀ against d_head, with and without the 1/√d_head scale.
+
+The setting throughout: tokens and next-token targets drawn uniformly at random from a vocabulary of
+``vocab_size`` ids, cross-entropy loss averaged over every position of the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vgcourse.config import Config, integer, nonempty, one_of, seed_field
+from vgcourse.monitor import snapshot
+from vgcourse.transformer import Transformer
+
+__all__ = [
+    "VARIANTS",
+    "WEIGHTS",
+    "AttentionEntropyConfig",
+    "AttentionEntropyResult",
+    "BlockJacobianConfig",
+    "BlockJacobianResult",
+    "GradientProfileConfig",
+    "GradientProfileResult",
+    "IdentityPathConfig",
+    "IdentityPathResult",
+    "Variant",
+    "build_variant",
+    "cross_entropy",
+    "random_batch",
+    "run_attention_entropy",
+    "run_block_jacobian",
+    "run_gradient_profile",
+    "run_identity_path",
+    "softmax_jacobian",
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of building the stack: where LN sits and which residual scaling it uses.
+
+    Args:
+        label: the name figures and tables show.
+        ln: "post" or "pre".
+        residual: "none", "gpt2", "inv_sqrt_depth" or "deepnorm" (see ``vgcourse.transformer``).
+    """
+
+    label: str
+    ln: str
+    residual: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.label: v
+    for v in (
+        Variant("Post-LN", "post", "none"),
+        Variant("Pre-LN", "pre", "none"),
+        Variant("Pre-LN, GPT-2 init", "pre", "gpt2"),
+        Variant("Pre-LN, branch 1/√L", "pre", "inv_sqrt_depth"),
+        Variant("DeepNorm (Post-LN)", "post", "deepnorm"),
+    )
+}
+"""The stacks the chapter compares, by label."""
+
+WEIGHTS = ("q", "k", "v", "out", "fc", "proj")
+"""The six weight matrices of a block, in order: attention's query, key, value and output projections,
+the MLP's first (fc, W¹) and second (proj, W²) maps."""
+
+
+def random_batch(batch: int, seq_len: int, vocab_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Token ids and next-token targets drawn uniformly at random, each shape (batch, seq_len)."""
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.randint(vocab_size, (batch, seq_len), generator=generator)
+    return idx, torch.randint(vocab_size, (batch, seq_len), generator=generator)
+
+
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy over every position: logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def build_variant(variant: Variant, n_layers: int, config: Any, seed: int) -> Transformer:
+    """The Transformer of ``variant`` with ``n_layers`` blocks and the sizes of ``config``."""
+    return Transformer(
+        config.vocab_size,
+        config.seq_len,
+        n_layers,
+        config.d_model,
+        config.n_heads,
+        ln=variant.ln,
+        residual=variant.residual,
+        seed=seed,
+    )
+
+
+def _variant(label: str) -> Variant:
+    try:
+        return VARIANTS[label]
+    except KeyError:
+        raise ValueError(f"unknown variant {label!r}; valid choices: {', '.join(VARIANTS)}") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# The two Jacobians, checked against autograd
+
+
+class BlockJacobianConfig(Config):
+    """One MLP sublayer at one position (float64): its Jacobian by autograd against the formula."""
+
+    d_model: int = integer(16, low=2, high=256)
+    seed: int = seed_field()
+
+
+@dataclass(frozen=True)
+class BlockJacobianResult:
+    """Max |autograd − formula| of the Post-LN and Pre-LN sublayer Jacobians, and the formulas' parts.
+
+    Args:
+        config: the configuration that produced it.
+        post_error: max |J_auto − J_LN(x + G(x))(I + J_G(x))| for x <- LN(x + G(x)).
+        pre_error: max |J_auto − (I + J_G(LN x) J_LN(x))| for x <- x + G(LN(x)).
+        ln_error: max |J_LN(z) by autograd − diag(γ)/σ (I − 11ᵀ/d − ẑẑᵀ/d)|.
+    """
+
+    config: BlockJacobianConfig
+    post_error: float
+    pre_error: float
+    ln_error: float
+
+
+def _ln_jacobian(norm: torch.nn.LayerNorm, z: Tensor) -> Tensor:
+    """diag(γ)/σ (I − 11ᵀ/d − ẑẑᵀ/d), σ = √(Var z + ε), ẑ = (z − mean z)/σ."""
+    d = z.numel()
+    sigma = torch.sqrt(z.var(unbiased=False) + norm.eps)
+    zhat = (z - z.mean()) / sigma
+    eye = torch.eye(d, dtype=z.dtype)
+    return (
+        torch.diag(norm.weight)
+        / sigma
+        @ (eye - torch.ones(d, d, dtype=z.dtype) / d - torch.outer(zhat, zhat) / d)
+    )
+
+
+def run_block_jacobian(config: BlockJacobianConfig) -> BlockJacobianResult:
+    """Build one block's MLP sublayer and LN, evaluate both layouts' Jacobians at a random x."""
+    d = config.d_model
+    model = Transformer(7, 2, 1, d, 1, seed=config.seed).double()
+    block = model.blocks[0]
+    mlp, norm = block.mlp, block.ln2
+    x = torch.randn(d, dtype=torch.float64, generator=torch.Generator().manual_seed(config.seed + 1))
+    jac = torch.autograd.functional.jacobian
+    eye = torch.eye(d, dtype=torch.float64)
+    post_auto = jac(lambda v: norm(v + mlp(v)), x)
+    post_formula = _ln_jacobian(norm, x + mlp(x)) @ (eye + jac(mlp, x))
+    pre_auto = jac(lambda v: v + mlp(norm(v)), x)
+    pre_formula = eye + jac(mlp, norm(x)) @ _ln_jacobian(norm, x)
+    ln_error = (jac(norm, x) - _ln_jacobian(norm, x)).abs().max()
+    return BlockJacobianResult(
+        config,
+        float((post_auto - post_formula).abs().max().detach()),
+        float((pre_auto - pre_formula).abs().max().detach()),
+        float(ln_error.detach()),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The identity path: Pre-LN keeps it, Post-LN sends it through an LN Jacobian per sublayer
+
+
+class IdentityPathConfig(Config):
+    """Post-LN and Pre-LN stacks of each depth (float64), one batch of random tokens per seed."""
+
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
+    d_model: int = integer(64, low=4, high=256)
+    n_heads: int = integer(4, low=1, high=16)
+    seq_len: int = integer(16, low=2, high=256)
+    batch: int = integer(8, low=1, high=256)
+    vocab_size: int = integer(32, low=2, high=1024)
+    n_seeds: int = integer(3, low=1, high=20)
+    seed: int = seed_field()
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class IdentityPathResult:
+    """Per layout, depth and seed: the gradient at the stream's input relative to the gradient at its top.
+
+    Args:
+        config: the configuration that produced it.
+        layouts: ("post", "pre").
+        identity_gain: (layout, depth, seed) ‖identity-path part of ∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖: for Post-LN the
+            top gradient sent back through the 2L LN Jacobians alone, for Pre-LN exactly 1.
+        inverse_sigma: (layout, depth, seed) ∏ 1/σ(z) over the 2L LN inputs z (Post-LN; 1 for Pre-LN):
+            an upper bound of ``identity_gain`` (each J_LN has norm ≤ 1/σ at γ = 1).
+        full_gain: (layout, depth, seed) ‖∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖ by autograd (every path).
+    """
+
+    config: IdentityPathConfig
+    layouts: tuple[str, ...]
+    identity_gain: np.ndarray
+    inverse_sigma: np.ndarray
+    full_gain: np.ndarray
+
+    def per_sublayer(self, layout: str = "post") -> np.ndarray:
+        """(depth, seed): the identity gain's geometric mean per sublayer, gain^(1/(2L))."""
+        i = self.layouts.index(layout)
+        depths = np.asarray(self.config.depths, dtype=float)[:, None]
+        return self.identity_gain[i] ** (1.0 / (2.0 * depths))
+
+
+def _record_input(store: list[tuple[torch.nn.LayerNorm, Tensor]], module: Any, args: tuple[Any, ...]) -> None:
+    store.append((module, args[0]))
+
+
+def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
+    """For each layout, depth and seed: one forward and backward pass in float64, then the top gradient
+    ∂ℓ/∂x_L sent back through the LN Jacobians alone (vector-Jacobian products at the recorded LN inputs)."""
+    layouts = ("post", "pre")
+    shape = (2, len(config.depths), config.n_seeds)
+    identity, inv_sigma, full = np.ones(shape), np.ones(shape), np.ones(shape)
+    for i, ln in enumerate(layouts):
+        for j, depth in enumerate(config.depths):
+            for s in range(config.n_seeds):
+                seed = config.seed + s
+                model = build_variant(Variant(ln, ln, "none"), depth, config, seed).double()
+                idx, targets = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
+                inputs: list[tuple[torch.nn.LayerNorm, Tensor]] = []
+                handles = [
+                    norm.register_forward_pre_hook(functools.partial(_record_input, inputs))
+                    for block in model.blocks
+                    for norm in (block.ln1, block.ln2)
+                ]
+                with torch.enable_grad():
+                    x0 = model.embed(idx).detach().requires_grad_(True)
+                    x = x0
+                    for block in model.blocks:
+                        x = block(x)
+                    top = x
+                    loss = cross_entropy(model.head(model.ln_f(top)), targets)
+                    g_top, g0 = torch.autograd.grad(loss, [top, x0], retain_graph=True)
+                    for handle in handles:
+                        handle.remove()
+                    top_norm = float(torch.linalg.norm(g_top))
+                    full[i, j, s] = float(torch.linalg.norm(g0)) / top_norm
+                    if ln == "post":
+                        v = g_top
+                        for norm, z in reversed(inputs):
+                            (v,) = torch.autograd.grad(norm(z), z, v, retain_graph=True)
+                        identity[i, j, s] = float(torch.linalg.norm(v)) / top_norm
+                        sig = [
+                            torch.sqrt(z.detach().var(-1, unbiased=False) + norm.eps) for norm, z in inputs
+                        ]
+                        # per position; the bound holds position by position, report the RMS over positions
+                        inv = torch.stack(sig).reciprocal().prod(0)
+                        inv_sigma[i, j, s] = float(inv.square().mean().sqrt())
+    return IdentityPathResult(config, layouts, identity, inv_sigma, full)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-block gradient norms and the stream's size, across depth and residual scaling
+
+
+class GradientProfileConfig(Config):
+    """The stacks ``variants`` (labels of ``VARIANTS``) at each depth, ``n_seeds`` networks each.
+
+    One forward and backward pass per network on a batch of random tokens with random targets.
+    """
+
+    variants: tuple[str, ...] = nonempty(one_of(*VARIANTS), default=tuple(VARIANTS), unique=True)
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
+    d_model: int = integer(64, low=4, high=256)
+    n_heads: int = integer(4, low=1, high=16)
+    seq_len: int = integer(16, low=2, high=256)
+    batch: int = integer(8, low=1, high=256)
+    vocab_size: int = integer(32, low=2, high=1024)
+    n_seeds: int = integer(3, low=1, high=20)
+    seed: int = seed_field()
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class GradientProfileResult:
+    """Per variant, depth, seed and block: weight-gradient norms and the residual stream's size.
+
+    Arrays are padded with NaN beyond each depth (block index ≥ depth).
+
+    Args:
+        config: the configuration that produced it.
+        grad_norm: (variant, depth, seed, block, weight) ‖∂ℓ/∂W‖_F of each block's six weights (``WEIGHTS``).
+        stream_rms: (variant, depth, seed, block + 1) RMS of the stream x_0, x_1, …, x_L (over every
+            coordinate of every position).
+        update_ratio: (variant, depth, seed, block) ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖, how much block l changes
+            the stream.
+        loss: (variant, depth, seed) the loss at initialization.
+    """
+
+    config: GradientProfileConfig
+    grad_norm: np.ndarray
+    stream_rms: np.ndarray
+    update_ratio: np.ndarray
+    loss: np.ndarray
+
+    def _index(self, variant: str, depth: int) -> tuple[int, int]:
+        _variant(variant)
+        if variant not in self.config.variants:
+            raise ValueError(
+                f"variant {variant!r} was not measured; measured: {', '.join(self.config.variants)}"
+            )
+        if depth not in self.config.depths:
+            raise ValueError(f"depth {depth!r} was not measured; measured: {self.config.depths}")
+        return self.config.variants.index(variant), self.config.depths.index(depth)
+
+    def profile(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
+        """(seed, block): ‖∂ℓ/∂W‖_F of ``weight`` in blocks 1..depth."""
+        i, j = self._index(variant, depth)
+        return self.grad_norm[i, j, :, :depth, WEIGHTS.index(weight)]
+
+    def last_block(self, variant: str, weight: str = "proj") -> np.ndarray:
+        """(depth, seed): the gradient norm of ``weight`` in the last block, at each depth."""
+        return np.stack([self.profile(variant, d, weight)[:, -1] for d in self.config.depths])
+
+    def spread(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
+        """(seed,): max over blocks / min over blocks of the gradient norm (1 = perfectly level)."""
+        p = self.profile(variant, depth, weight)
+        return p.max(axis=1) / p.min(axis=1)
+
+    def first_over_last(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
+        """(seed,): gradient norm in block 1 / in block L."""
+        p = self.profile(variant, depth, weight)
+        return p[:, 0] / p[:, -1]
+
+    def stream(self, variant: str, depth: int) -> np.ndarray:
+        """(seed, depth + 1): RMS of x_0..x_L."""
+        i, j = self._index(variant, depth)
+        return self.stream_rms[i, j, :, : depth + 1]
+
+    def updates(self, variant: str, depth: int) -> np.ndarray:
+        """(seed, depth): ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖ for l = 1..depth."""
+        i, j = self._index(variant, depth)
+        return self.update_ratio[i, j, :, :depth]
+
+    def depth_slope(self, variant: str, weight: str = "proj", low: int | None = None) -> np.ndarray:
+        """(seed,): slope of log(last-block gradient) against log L over the depths ≥ ``low`` (all when
+        None): −1/2 is the 1/√L law."""
+        depths = np.asarray(self.config.depths, dtype=float)
+        keep = depths >= (low if low is not None else depths.min())
+        values = np.log(self.last_block(variant, weight)[keep])
+        x = np.log(depths[keep])
+        return np.array([np.polyfit(x, values[:, s], 1)[0] for s in range(values.shape[1])])
+
+    def to_frame(self, weight: str = "proj") -> Any:
+        """One row per variant and depth: seed means of the gradient in block 1 and block L, their ratio,
+        and the stream's growth RMS(x_L)/RMS(x_0)."""
+        import pandas as pd
+
+        rows = []
+        for variant in self.config.variants:
+            for depth in self.config.depths:
+                p = self.profile(variant, depth, weight)
+                s = self.stream(variant, depth)
+                rows.append(
+                    {
+                        "stack": variant,
+                        "blocks L": depth,
+                        f"‖∂ℓ/∂W‖ block 1 ({weight})": p[:, 0].mean(),
+                        f"‖∂ℓ/∂W‖ block L ({weight})": p[:, -1].mean(),
+                        "block 1 / block L": (p[:, 0] / p[:, -1]).mean(),
+                        "RMS(x_L) / RMS(x_0)": (s[:, -1] / s[:, 0]).mean(),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult:
+    """Build each stack, run one batch through it, record per-block gradient norms (``monitor.snapshot``
+    on the blocks' six weights) and the stream x_0..x_L."""
+    n_v, n_d, n_s, top = len(config.variants), len(config.depths), config.n_seeds, max(config.depths)
+    grads = np.full((n_v, n_d, n_s, top, len(WEIGHTS)), np.nan)
+    rms = np.full((n_v, n_d, n_s, top + 1), np.nan)
+    updates = np.full((n_v, n_d, n_s, top), np.nan)
+    losses = np.full((n_v, n_d, n_s), np.nan)
+    for i, label in enumerate(config.variants):
+        variant = _variant(label)
+        for j, depth in enumerate(config.depths):
+            for s in range(n_s):
+                seed = config.seed + s
+                model = build_variant(variant, depth, config, seed)
+                idx, targets = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
+                layers = [
+                    (f"block {b + 1} {w}", getattr(block.attn if w in WEIGHTS[:4] else block.mlp, w))
+                    for b, block in enumerate(model.blocks)
+                    for w in WEIGHTS
+                ]
+                record = snapshot(model, idx, targets, cross_entropy, layers)
+                grads[i, j, s, :depth] = record.grad_norm[0].reshape(depth, len(WEIGHTS))
+                with torch.no_grad():
+                    xs = model.stream(idx)
+                    losses[i, j, s] = float(cross_entropy(model.head(model.ln_f(xs[-1])), targets))
+                rms[i, j, s, : depth + 1] = [float(x.square().mean().sqrt()) for x in xs]
+                updates[i, j, s, :depth] = [
+                    float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in itertools.pairwise(xs)
+                ]
+    return GradientProfileResult(config, grads, rms, updates, losses)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention's own saturation: the softmax of large logits
+
+
+def softmax_jacobian(p: Tensor) -> Tensor:
+    """∂softmax/∂logits = diag(p) − ppᵀ for each row p (last dim), shape (..., T, T)."""
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+_ATTENTION_METRICS = ("entropy", "max_prob", "logit_std", "jacobian_norm", "logit_grad")
+
+
+class AttentionEntropyConfig(Config):
+    """One attention layer (one head of size d_head, no mask) at initialization, for each d_head, with
+    and without the 1/√d_head scale; its input is LN of random token + position embeddings."""
+
+    d_heads: tuple[int, ...] = nonempty(integer(low=1, high=1024), default=(4, 16, 64, 256), unique=True)
+    seq_len: int = integer(16, low=2, high=256)
+    batch: int = integer(16, low=1, high=256)
+    vocab_size: int = integer(32, low=2, high=1024)
+    n_seeds: int = integer(3, low=1, high=20)
+    seed: int = seed_field()
+
+
+@dataclass(frozen=True)
+class AttentionEntropyResult:
+    """Per scale, d_head and seed: statistics of the attention rows (each a softmax over seq_len keys).
+
+    Args:
+        config: the configuration that produced it.
+        scales: ("inv_sqrt_d", "none").
+        entropy: (scale, d_head, seed) mean row entropy −Σ p log p (nats); ln(seq_len) is uniform attention.
+        max_prob: (scale, d_head, seed) mean over rows of the largest weight max_j p_j.
+        logit_std: (scale, d_head, seed) std of the logits.
+        jacobian_norm: (scale, d_head, seed) mean over rows of ‖diag(p) − ppᵀ‖_F.
+        logit_grad: (scale, d_head, seed) ‖∂ℓ/∂logits‖ / ‖∂ℓ/∂p‖ for a random upstream gradient ∂ℓ/∂p.
+    """
+
+    config: AttentionEntropyConfig
+    scales: tuple[str, ...]
+    entropy: np.ndarray
+    max_prob: np.ndarray
+    logit_std: np.ndarray
+    jacobian_norm: np.ndarray
+    logit_grad: np.ndarray
+
+    @property
+    def uniform_entropy(self) -> float:
+        """ln(seq_len): the entropy of uniform attention (the most a row can have)."""
+        return math.log(self.config.seq_len)
+
+    @property
+    def uniform_jacobian_norm(self) -> float:
+        """‖diag(p) − ppᵀ‖_F at p uniform: √(T − 1)/T."""
+        t = self.config.seq_len
+        return math.sqrt(t - 1) / t
+
+    def values(self, metric: str, scale: str) -> np.ndarray:
+        """(d_head, seed) of ``metric`` (a field name) at ``scale``."""
+        if metric not in _ATTENTION_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid choices: {', '.join(_ATTENTION_METRICS)}")
+        if scale not in self.scales:
+            raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(self.scales)}")
+        return getattr(self, metric)[self.scales.index(scale)]
+
+
+def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyResult:
+    """Attention weights of a one-block, one-head Pre-LN model's attention on LN(x₀), x₀ = embeddings."""
+    scales = ("inv_sqrt_d", "none")
+    shape = (2, len(config.d_heads), config.n_seeds)
+    out = {
+        name: np.zeros(shape) for name in ("entropy", "max_prob", "logit_std", "jacobian_norm", "logit_grad")
+    }
+    for i, scale in enumerate(scales):
+        for j, d_head in enumerate(config.d_heads):
+            for s in range(config.n_seeds):
+                seed = config.seed + s
+                model = Transformer(
+                    config.vocab_size, config.seq_len, 1, d_head, 1, causal=False, attn_scale=scale, seed=seed
+                ).double()
+                idx, _ = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
+                block = model.blocks[0]
+                with torch.no_grad():
+                    h = block.ln1(model.embed(idx))
+                    logits = block.attn.logits(h)
+                    p = torch.softmax(logits, dim=-1)
+                    jac = softmax_jacobian(p)
+                    upstream = torch.randn(
+                        p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(seed)
+                    )
+                    down = (jac @ upstream.unsqueeze(-1)).squeeze(-1)  # J symmetric: Jᵀg = Jg
+                entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
+                out["entropy"][i, j, s] = float(entropy.mean())
+                out["max_prob"][i, j, s] = float(p.max(-1).values.mean())
+                out["logit_std"][i, j, s] = float(logits.std())
+                out["jacobian_norm"][i, j, s] = float(torch.linalg.matrix_norm(jac).mean())
+                out["logit_grad"][i, j, s] = float(torch.linalg.norm(down) / torch.linalg.norm(upstream))
+    return AttentionEntropyResult(config, scales, **out)
+
+
+# --- Training, warmup and diagnose (T2) ---

@@ -1,0 +1,308 @@
+"""Figures of chapter 8, transformers; each takes a result of ``experiments.transformers``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from vgcourse._validation import check_choice
+from vgcourse.experiments.transformers import (
+    VARIANTS,
+    WEIGHTS,
+    AttentionEntropyResult,
+    GradientProfileResult,
+    IdentityPathResult,
+)
+from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
+
+__all__ = [
+    "attention_saturation",
+    "gradient_profiles",
+    "identity_path",
+    "last_block_gradient",
+    "layer_profile",
+    "stream_growth",
+]
+
+_WEIGHT_LABELS = {
+    "q": "attention W_Q",
+    "k": "attention W_K",
+    "v": "attention W_V",
+    "out": "attention W_O",
+    "fc": "MLP W¹ (fc)",
+    "proj": "MLP W² (proj)",
+}
+_COLORS = dict(zip(VARIANTS, ("C3", "C0", "C2", "C4", "C1"), strict=True))
+
+
+def _check(result: object, kind: type, name: str = "result") -> None:
+    if not isinstance(result, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+
+
+def _variants(result: GradientProfileResult, variants: Sequence[str] | None) -> list[str]:
+    if variants is None:
+        return list(result.config.variants)
+    if isinstance(variants, str) or not isinstance(variants, Sequence) or not variants:
+        raise TypeError("variants must be a non-empty sequence of variant labels (or None for all)")
+    for label in variants:
+        check_choice("variant", label, result.config.variants)
+    return list(variants)
+
+
+@checked
+def identity_path(result: IdentityPathResult, *, ax: Axes | None = None) -> Figure:
+    """Against depth L (log y): the share of the top gradient that reaches the stream's input along the
+    identity path alone (Post-LN: through 2L LN Jacobians; Pre-LN: exactly 1), the bound ∏ 1/σ, and the
+    full gradient ratio ‖∂ℓ/∂x₀‖/‖∂ℓ/∂x_L‖ (every path). One marker per seed, lines through the means.
+
+    Args:
+        result: from ``run_identity_path``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, IdentityPathResult)
+    fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
+    depths = np.asarray(result.config.depths)
+    post, pre = result.layouts.index("post"), result.layouts.index("pre")
+    series = [
+        (result.identity_gain[post], "C3", "-", "o", "Post-LN, identity path only"),
+        (result.inverse_sigma[post], "C3", ":", None, "Post-LN, bound ∏ 1/σ(z)"),
+        (result.full_gain[post], "C3", "--", "s", "Post-LN, every path"),
+        (result.identity_gain[pre], "C0", "-", "o", "Pre-LN, identity path only"),
+        (result.full_gain[pre], "C0", "--", "s", "Pre-LN, every path"),
+    ]
+    for values, color, style, marker, label in series:
+        ax.plot(depths, np.exp(np.log(values).mean(axis=1)), color=color, ls=style, lw=1.5, label=label)
+        if marker is not None:
+            for s in range(values.shape[1]):
+                ax.plot(depths, values[:, s], marker, color=color, ms=3.5, alpha=0.6, ls="none")
+    log_scale(ax, "y")
+    ax.set_xlabel("blocks L")
+    ax.set_ylabel("‖gradient at x₀‖ / ‖∂ℓ/∂x_L‖")
+    ax.legend(fontsize=9, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def layer_profile(
+    result: GradientProfileResult,
+    variant: str | None = None,
+    depth: int | None = None,
+    weight: str = "proj",
+    *,
+    ax: Axes | None = None,
+) -> Figure:
+    """One stack: ‖∂ℓ/∂W‖_F of ``weight`` in each block (one line per seed, log y), and the stream's
+    RMS at each block's input on the right axis.
+
+    Args:
+        result: from ``run_gradient_profile``.
+        variant: which stack (default: the first measured).
+        depth: which depth (default: the deepest measured).
+        weight: one of ``WEIGHTS``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, GradientProfileResult)
+    variant = result.config.variants[0] if variant is None else variant
+    depth = max(result.config.depths) if depth is None else depth
+    check_choice("weight", weight, WEIGHTS)
+    profile = result.profile(variant, depth, weight)
+    stream = result.stream(variant, depth)
+    fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
+    blocks = np.arange(1, depth + 1)
+    for s in range(profile.shape[0]):
+        ax.plot(blocks, profile[s], "o-", color=_COLORS.get(variant, "C0"), ms=3, lw=1, alpha=0.8)
+    log_scale(ax, "y")
+    low, high = np.nanmin(profile), np.nanmax(profile)
+    ax.set_ylim(min(low, 0.3 * high) / 1.5, max(high, 3 * low) * 1.5)
+    ax.set_xlabel("block l (input → output)")
+    ax.set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
+    ax.set_title(f"{variant}, L = {depth}", fontsize=10)
+    right = ax.twinx()
+    right.plot(blocks, stream[:, :-1].mean(axis=0), color="0.4", ls="--", lw=1.2)
+    right.set_ylim(0, max(1.0, float(np.nanmax(stream))) * 1.15)
+    right.set_ylabel("RMS of the stream into block l (dashed)", color="0.3")
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def gradient_profiles(
+    result: GradientProfileResult,
+    variants: Sequence[str] | None = ("Post-LN", "Pre-LN"),
+    weight: str = "proj",
+    *,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """One panel per stack: ‖∂ℓ/∂W‖_F of ``weight`` in block l (x: l/L, so depths share an axis), one line
+    per depth (seed means, log y, shared y range).
+
+    Args:
+        result: from ``run_gradient_profile``.
+        variants: which stacks (default Post-LN and Pre-LN; None for every measured one).
+        weight: one of ``WEIGHTS``.
+        axes: as many axes as variants; a new figure when None.
+    """
+    _check(result, GradientProfileResult)
+    chosen = _variants(result, variants)
+    check_choice("weight", weight, WEIGHTS)
+    ncols = min(2, len(chosen))
+    nrows = -(-len(chosen) // ncols)
+    fig, flat, own = figure_and_axes_grid(
+        axes,
+        len(chosen),
+        lambda: plt.subplots(nrows, ncols, figsize=(7.2, 3.0 * nrows), squeeze=False, sharey=True),
+    )
+    cmap = plt.get_cmap("viridis")
+    depths = result.config.depths
+    for ax, variant in zip(flat, chosen, strict=True):
+        for k, depth in enumerate(depths):
+            mean = result.profile(variant, depth, weight).mean(axis=0)
+            position = np.arange(1, depth + 1) / depth
+            color = cmap(k / max(1, len(depths) - 1) * 0.85)
+            ax.plot(position, mean, "o-", color=color, ms=3, lw=1.2, label=f"L = {depth}")
+        log_scale(ax, "y")
+        ax.set_title(variant, fontsize=10)
+        ax.set_xlabel("block position l / L")
+        ax.set_xlim(0, 1.03)
+    flat[0].set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
+    flat[0].legend(fontsize=9, ncols=2)
+    if own:
+        for ax in list(fig.axes)[len(chosen) :]:
+            ax.set_visible(False)
+        fig.tight_layout()
+    return fig
+
+
+@checked
+def last_block_gradient(
+    result: GradientProfileResult,
+    variants: Sequence[str] | None = None,
+    weight: str = "proj",
+    *,
+    ax: Axes | None = None,
+) -> Figure:
+    """The last block's ‖∂ℓ/∂W‖_F against depth L (log-log, seed means with each seed's marker), with a
+    dotted 1/√L guide through the Pre-LN value at the smallest depth.
+
+    Args:
+        result: from ``run_gradient_profile``.
+        variants: which stacks (None: every measured one).
+        weight: one of ``WEIGHTS``.
+        ax: axes to draw on; a new figure when None.
+    """
+    _check(result, GradientProfileResult)
+    chosen = _variants(result, variants)
+    check_choice("weight", weight, WEIGHTS)
+    fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
+    depths = np.asarray(result.config.depths, dtype=float)
+    for variant in chosen:
+        values = result.last_block(variant, weight)
+        color = _COLORS.get(variant)
+        ax.plot(depths, values.mean(axis=1), "-", color=color, lw=1.5, label=variant)
+        for s in range(values.shape[1]):
+            ax.plot(depths, values[:, s], "o", color=color, ms=3, alpha=0.6)
+    reference = chosen[0]
+    start = result.last_block(reference, weight)[0].mean()
+    ax.plot(depths, start * np.sqrt(depths[0] / depths), ":", color="0.3", lw=1.2, label="∝ 1/√L")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(depths, [str(int(d)) for d in depths])
+    log_scale(ax, "y")
+    ax.set_xlabel("blocks L")
+    ax.set_ylabel(f"‖∂ℓ/∂W‖ in block L, {_WEIGHT_LABELS[weight]}")
+    ax.legend(fontsize=9, loc="lower left", ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def stream_growth(
+    result: GradientProfileResult,
+    variants: Sequence[str] | None = None,
+    depth: int | None = None,
+    *,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Two panels for one depth: the RMS of the residual stream x_l against l (left), and how much each
+    block changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means.
+
+    Args:
+        result: from ``run_gradient_profile``.
+        variants: which stacks (None: every measured one).
+        depth: which depth (default: the deepest measured).
+        axes: two axes; a new figure when None.
+    """
+    _check(result, GradientProfileResult)
+    chosen = _variants(result, variants)
+    depth = max(result.config.depths) if depth is None else depth
+    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
+    for variant in chosen:
+        color = _COLORS.get(variant)
+        style = "--" if variant == "Post-LN" else "-"  # Post-LN and DeepNorm streams both have RMS 1
+        left.plot(
+            np.arange(depth + 1), result.stream(variant, depth).mean(axis=0), color=color, lw=1.5, ls=style
+        )
+        right.plot(
+            np.arange(1, depth + 1),
+            result.updates(variant, depth).mean(axis=0),
+            color=color,
+            lw=1.5,
+            label=variant,
+        )
+    left.set_xlabel("block l")
+    left.set_ylabel("RMS of x_l")
+    left.set_ylim(bottom=0)
+    right.set_xlabel("block l")
+    right.set_ylabel("‖x_l − x_{l−1}‖ / ‖x_{l−1}‖")
+    log_scale(right, "y")
+    if own:
+        fig.legend(*right.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+@checked
+def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """Against d_head (log x), with and without the 1/√d_head scale: the mean entropy of an attention row
+    (left, with ln T, uniform attention, dotted) and the mean ‖diag(p) − ppᵀ‖_F (right). Seed means, each
+    seed a marker.
+
+    Args:
+        result: from ``run_attention_entropy``.
+        axes: two axes; a new figure when None.
+    """
+    _check(result, AttentionEntropyResult)
+    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.3)))
+    d = np.asarray(result.config.d_heads, dtype=float)
+    labels = {"inv_sqrt_d": "logits scaled by 1/√d_head", "none": "unscaled logits"}
+    colors = {"inv_sqrt_d": "C0", "none": "C3"}
+    for scale in result.scales:
+        for ax, metric in ((left, "entropy"), (right, "jacobian_norm")):
+            values = result.values(metric, scale)
+            ax.plot(d, values.mean(axis=1), "-", color=colors[scale], lw=1.5, label=labels[scale])
+            for s in range(values.shape[1]):
+                ax.plot(d, values[:, s], "o", color=colors[scale], ms=3, alpha=0.6)
+    left.axhline(result.uniform_entropy, color="0.4", ls=":", lw=1.2, label="uniform row, ln T")
+    left.set_ylim(0, result.uniform_entropy * 1.12)
+    left.set_ylabel("row entropy (nats)")
+    right.set_ylim(bottom=0)
+    right.set_ylabel("‖diag(p) − ppᵀ‖_F")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(d, [str(int(v)) for v in d])
+        ax.set_xlabel("d_head")
+    if own:
+        fig.legend(*left.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+# --- Training, warmup and diagnose (T2) ---
