@@ -10,6 +10,7 @@ import pytest
 from vgcourse.config import (
     Config,
     Grid,
+    check_config,
     constraints,
     derive,
     device_field,
@@ -134,6 +135,13 @@ def test_derive_copies_shared_fields_then_overrides():
         derive(Point, sweep, width=3)
     with pytest.raises(ValueError, match=r"lr must be > 0\.0"):
         derive(Point, sweep, lr=-1.0)
+
+
+def test_check_config_names_the_expected_class():
+    point = Point()
+    assert check_config(point, Point) is point
+    with pytest.raises(TypeError, match="config must be a Point; got Sweep"):
+        check_config(Sweep(), Point)
 
 
 def test_grid_selects_by_coordinate_and_to_frame():

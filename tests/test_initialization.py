@@ -152,7 +152,9 @@ def test_one_layer_forward_and_backward_variance_against_autograd(seed):
 
 def test_batched_measurement_equals_the_mlp_module():
     """run_variance_profile's batched pass reproduces a plain forward/backward through vgcourse's MLP."""
-    config = ex.VarianceConfig("xavier", "tanh", depth=6, width=16, batch_size=8, seeds=(3, 4))
+    config = ex.VarianceConfig(
+        scheme="xavier", activation="tanh", depth=6, width=16, batch_size=8, seeds=(3, 4)
+    )
     profile = ex.run_variance_profile(config)
     for row, seed in enumerate(config.seeds):
         generator = torch.Generator().manual_seed(seed)
@@ -410,7 +412,7 @@ def test_histogram_input_second_moment(hist):
         (ex.SchemeSweepConfig, {"activations": ("tanh", "softplus")}, ValueError),
         (ex.SchemeSweepConfig, {"depth": 501}, ValueError),
         (ex.GainSweepConfig, {"gains": (1.0, -1.0)}, ValueError),
-        (ex.GainSweepConfig, {"gains": ()}, TypeError),
+        (ex.GainSweepConfig, {"gains": ()}, ValueError),
         (ex.GainSweepConfig, {"grid": 1}, ValueError),
         (ex.BackpropHistogramConfig, {"n_examples": 5000}, ValueError),
         (ex.BackpropHistogramConfig, {"schemes": ("standard", "lecun")}, ValueError),
@@ -452,7 +454,7 @@ def test_lookups_and_determinism(sweep30, gains):
         sweep30.get("standard", "tanh")
     with pytest.raises(ValueError):
         gains.get("tanh", 3.0)
-    config = ex.VarianceConfig("he", "relu", depth=5, width=8, seeds=(0, 1))
+    config = ex.VarianceConfig(scheme="he", activation="relu", depth=5, width=8, seeds=(0, 1))
     first, second = ex.run_variance_profile(config), ex.run_variance_profile(config)
     np.testing.assert_array_equal(first.activation_var, second.activation_var)
     np.testing.assert_array_equal(first.grad_var, second.grad_var)

@@ -35,6 +35,7 @@ __all__ = [
     "Config",
     "Constraint",
     "Grid",
+    "check_config",
     "constraints",
     "derive",
     "device_field",
@@ -253,6 +254,13 @@ def constraints(config_cls: type) -> dict[str, Constraint]:
     return {
         f.name: f.metadata["constraint"] for f in dataclasses.fields(config_cls) if "constraint" in f.metadata
     }
+
+
+def check_config(config: Any, cls: type[T]) -> T:
+    """Return ``config`` if it is a ``cls``, else a TypeError naming both (a run function's first check)."""
+    if not isinstance(config, cls):
+        raise TypeError(f"config must be a {cls.__name__}; got {type(config).__name__}")
+    return config
 
 
 def derive(target: Callable[..., T], source: Any, **overrides: Any) -> T:

@@ -27,11 +27,24 @@ from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, derivative, make_activation
+from vgcourse.config import (
+    Config,
+    check_config,
+    derive,
+    device_field,
+    flag,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import digits
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 from vgcourse.initializers import expected_weight_variance, initialize
 from vgcourse.models import MLP, named_layers
-from vgcourse.training import History, TrainConfig, train
+from vgcourse.training import OPTIMIZERS, History, TrainConfig, train
 
 __all__ = [
     "INIT_SCHEMES",
@@ -207,7 +220,7 @@ def layer_moments(activation: str, variance: float, method: str = "gaussian") ->
     return float(second), float(slope)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VariancePrediction:
     """Per-layer variances predicted by the recursion, layers 1..L (input to output).
 
@@ -298,75 +311,38 @@ def geometric_mean(values: Any) -> float:
         return float(np.exp(np.mean(np.log(array))))
 
 
-def _check_seeds(seeds: Any) -> tuple[int, ...]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds must be a sequence of non-negative integers; got {type(seeds).__name__}")
-    if len(seeds) == 0:
-        raise ValueError("seeds must hold at least one seed")
-    for seed in seeds:
-        check_int("seed", seed, minimum=0)
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct; got {tuple(seeds)}")
-    return tuple(seeds)
+def _check_size(weights: int) -> None:
+    if weights > _MAX_WEIGHTS:
+        raise ValueError(
+            f"seeds × depth × width² = {weights:,} weights exceeds {_MAX_WEIGHTS:,} (all seeds run at "
+            "once, in float64); use fewer seeds, fewer layers or a narrower network"
+        )
 
 
-def _check_names(name: str, values: Any, choices: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a sequence of names from: {', '.join(choices)}")
-    if len(values) == 0:
-        raise ValueError(f"{name} must hold at least one of: {', '.join(choices)}")
-    for value in values:
-        check_choice(name, value, choices)
-    return tuple(values)
+class VarianceConfig(Config):
+    """One initialization scheme on one plain network (the input has ``width`` features too), measured at
+    initialization over several seeds: one network, input batch x ~ N(0, I) and backward signal per seed,
+    float64 throughout (the naive schemes reach 10^±100). ``gain`` multiplies every weight after the draw.
+    """
+
+    scheme: str = one_of(*INIT_SCHEMES, default="he")
+    activation: str = one_of(*ACTIVATIONS, default="relu")
+    depth: int = integer(50, low=1, high=500)
+    width: int = integer(128, low=1, high=2048)
+    batch_size: int = integer(64, low=2)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
+    gain: float = positive(1.0)
+    device: str = device_field()
+
+    def check(self) -> None:
+        _check_size(len(self.seeds) * self.depth * self.width**2)
 
 
 @dataclass(frozen=True)
-class VarianceConfig:
-    """One initialization scheme on one plain network, measured at initialization over several seeds.
-
-    Args:
-        scheme: one of ``INIT_SCHEMES``.
-        activation: a name from ``ACTIVATIONS``.
-        depth: number of layers L, 1..500.
-        width: units per layer (the input has ``width`` features too), 1..2048.
-        batch_size: inputs x ~ N(0, I) per seed, >= 2.
-        seeds: one network, input batch and backward signal per seed (>= 1 distinct seeds).
-        gain: factor multiplying every weight after the draw (> 0).
-        device: "auto", "cpu" or "cuda" (float64 throughout: the naive schemes reach 10^±100).
-    """
-
-    scheme: str = "he"
-    activation: str = "relu"
-    depth: int = 50
-    width: int = 128
-    batch_size: int = 64
-    seeds: tuple[int, ...] = tuple(range(10))
-    gain: float = 1.0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        check_choice("scheme", self.scheme, INIT_SCHEMES)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=500)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("batch_size", self.batch_size, minimum=2)
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        object.__setattr__(self, "gain", check_float("gain", self.gain, 0.0, strict_minimum=True))
-        check_choice("device", self.device, DEVICES)
-        weights = len(self.seeds) * self.depth * self.width**2
-        if weights > _MAX_WEIGHTS:
-            raise ValueError(
-                f"seeds × depth × width² = {weights:,} weights exceeds {_MAX_WEIGHTS:,} (all seeds run at "
-                "once, in float64); use fewer seeds, fewer layers or a narrower network"
-            )
-
-
-@dataclass
 class VarianceProfile:
     """Measured and predicted per-layer variances of one configuration; rows = seeds, columns = layers.
 
     Args:
-        config: what was run.
         activation_var: (S, L) measured E[a_l²] over the batch and the units (the mean of a_l is 0).
         grad_var: (S, L) measured E[δ_l²], δ_l = ∂L/∂a_l by autograd.
         predicted: the "gaussian" ``VariancePrediction``.
@@ -433,13 +409,8 @@ def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
     Per seed: draw the network with ``init_network``, an input batch x ~ N(0, I) and a backward signal
     g ~ N(0, I) at the top, so L = Σ g·h_L and ∂L/∂h_L = g (unit variance, independent of the forward
     pass). All seeds run as one batched float64 forward and backward pass through the drawn weights.
-
-    Args:
-        config: the scheme, activation, sizes, seeds and device.
     """
-    if not isinstance(config, VarianceConfig):
-        raise TypeError(f"config must be a VarianceConfig; got {type(config).__name__}")
-    c = config
+    c = check_config(config, VarianceConfig)
     device = pick_device(c.device)
     model = MLP(c.width, 1, c.depth, c.width, c.activation, bias=False)
     weights, inputs, signals = [], [], []
@@ -471,46 +442,30 @@ def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
     )
 
 
-@dataclass(frozen=True)
-class SchemeSweepConfig:
-    """Every (activation, scheme) pair measured as in ``VarianceConfig``.
+class SchemeSweepConfig(Config):
+    """Every (activation, scheme) pair measured as in ``VarianceConfig`` (its fields of the same names)."""
 
-    Args:
-        schemes: names from ``INIT_SCHEMES``.
-        activations: names from ``ACTIVATIONS``.
-        depth: number of layers, 1..500.
-        width: units per layer, 1..2048.
-        batch_size: inputs per seed, >= 2.
-        seeds: the seeds (>= 1 distinct).
-        device: "auto", "cpu" or "cuda".
-    """
+    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=("naive", "small", "xavier", "he"))
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"))
+    depth: int = integer(30, low=1, high=500)
+    width: int = integer(128, low=1, high=2048)
+    batch_size: int = integer(64, low=2)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
+    device: str = device_field()
 
-    schemes: tuple[str, ...] = ("naive", "small", "xavier", "he")
-    activations: tuple[str, ...] = ("tanh", "relu")
-    depth: int = 30
-    width: int = 128
-    batch_size: int = 64
-    seeds: tuple[int, ...] = tuple(range(10))
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
-        object.__setattr__(self, "activations", _check_names("activation", self.activations, ACTIVATIONS))
-        self.profile_config(self.schemes[0], self.activations[0])  # validates the shared fields
+    def check(self) -> None:
+        self.profile_config(self.schemes[0], self.activations[0])  # the size limit
 
     def profile_config(self, scheme: str, activation: str) -> VarianceConfig:
         """The ``VarianceConfig`` of one (scheme, activation) cell."""
-        return VarianceConfig(
-            scheme, activation, self.depth, self.width, self.batch_size, self.seeds, device=self.device
-        )
+        return derive(VarianceConfig, self, scheme=scheme, activation=activation)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SchemeSweep:
     """One ``VarianceProfile`` per (activation, scheme), activation-major.
 
     Args:
-        config: what was run.
         profiles: the profiles, ordered as ``[(a, s) for a in activations for s in schemes]``.
     """
 
@@ -554,13 +509,8 @@ class SchemeSweep:
 
 
 def run_scheme_sweep(config: SchemeSweepConfig) -> SchemeSweep:
-    """Run ``run_variance_profile`` for every activation and scheme of ``config``.
-
-    Args:
-        config: the schemes, activations, sizes, seeds and device.
-    """
-    if not isinstance(config, SchemeSweepConfig):
-        raise TypeError(f"config must be a SchemeSweepConfig; got {type(config).__name__}")
+    """Run ``run_variance_profile`` for every activation and scheme of ``config``."""
+    check_config(config, SchemeSweepConfig)
     profiles = tuple(
         run_variance_profile(config.profile_config(scheme, activation))
         for activation in config.activations
@@ -569,52 +519,33 @@ def run_scheme_sweep(config: SchemeSweepConfig) -> SchemeSweep:
     return SchemeSweep(config, profiles)
 
 
-@dataclass(frozen=True)
-class GainSweepConfig:
-    """Weights of variance gain²/n (Xavier's scale at equal fans, times a gain), measured at several gains.
+class GainSweepConfig(Config):
+    """Weights of variance gain²/n (Xavier's scale at equal fans, times a gain), measured at several gains
+    (e.g. 1, √2 (relu's) and 5/3 (tanh's)) as in ``VarianceConfig``; the predicted curve has ``grid``
+    gains from min(gains)/1.25 to max(gains)·1.25."""
 
-    Args:
-        activations: names from ``ACTIVATIONS``.
-        gains: measured gains (> 0), e.g. 1, √2 (relu's) and 5/3 (tanh's).
-        depth: number of layers, 1..500.
-        width: units per layer, 1..2048.
-        batch_size: inputs per seed, >= 2.
-        seeds: the seeds (>= 1 distinct).
-        grid: number of gains on the predicted curve, from min(gains)/1.25 to max(gains)·1.25 (>= 2).
-        device: "auto", "cpu" or "cuda".
-    """
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"))
+    gains: tuple[float, ...] = nonempty(positive(), default=(1.0, 1.2, math.sqrt(2.0), 5.0 / 3.0))
+    depth: int = integer(30, low=1, high=500)
+    width: int = integer(128, low=1, high=2048)
+    batch_size: int = integer(64, low=2)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
+    grid: int = integer(40, low=2)
+    device: str = device_field()
 
-    activations: tuple[str, ...] = ("tanh", "relu")
-    gains: tuple[float, ...] = (1.0, 1.2, math.sqrt(2.0), 5.0 / 3.0)
-    depth: int = 30
-    width: int = 128
-    batch_size: int = 64
-    seeds: tuple[int, ...] = tuple(range(10))
-    grid: int = 40
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "activations", _check_names("activation", self.activations, ACTIVATIONS))
-        if isinstance(self.gains, str) or not isinstance(self.gains, Sequence) or len(self.gains) == 0:
-            raise TypeError("gains must be a non-empty sequence of positive numbers")
-        gains = tuple(check_float("gain", g, 0.0, strict_minimum=True) for g in self.gains)
-        object.__setattr__(self, "gains", gains)
-        check_int("grid", self.grid, minimum=2)
-        self.profile_config(self.activations[0], gains[0])
+    def check(self) -> None:
+        self.profile_config(self.activations[0], self.gains[0])  # the size limit
 
     def profile_config(self, activation: str, gain: float) -> VarianceConfig:
         """The ``VarianceConfig`` of one (activation, gain) point."""
-        return VarianceConfig(
-            "xavier", activation, self.depth, self.width, self.batch_size, self.seeds, gain, self.device
-        )
+        return derive(VarianceConfig, self, scheme="xavier", activation=activation, gain=gain)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GainSweep:
     """Var(δ_1)/Var(δ_L) and Var(a_L) against the gain: measured points and the predicted curve.
 
     Args:
-        config: what was run.
         profiles: (activation-major) one ``VarianceProfile`` per (activation, gain).
         grid: (G,) gains of the predicted curve.
         predicted_ratio: (A, G) predicted Var(δ_1)/Var(δ_L) per activation along ``grid``.
@@ -643,14 +574,8 @@ class GainSweep:
 
 
 def run_gain_sweep(config: GainSweepConfig) -> GainSweep:
-    """Measure every (activation, gain) of ``config`` and predict the ratio along a grid of gains.
-
-    Args:
-        config: the activations, gains, sizes, seeds and device.
-    """
-    if not isinstance(config, GainSweepConfig):
-        raise TypeError(f"config must be a GainSweepConfig; got {type(config).__name__}")
-    c = config
+    """Measure every (activation, gain) of ``config`` and predict the ratio along a grid of gains."""
+    c = check_config(config, GainSweepConfig)
     profiles = tuple(run_variance_profile(c.profile_config(a, g)) for a in c.activations for g in c.gains)
     grid = np.geomspace(min(c.gains) / 1.25, max(c.gains) * 1.25, c.grid)
     ratio, top = np.zeros((len(c.activations), c.grid)), np.zeros((len(c.activations), c.grid))
@@ -662,44 +587,25 @@ def run_gain_sweep(config: GainSweepConfig) -> GainSweep:
 
 
 # ------------------------------------------------------------ Glorot & Bengio (2010), Figure 7 style
+class BackpropHistogramConfig(Config):
+    """Back-propagated gradients ∂Cost/∂a_l at initialization: digits (the first ``n_examples`` training
+    examples), cross-entropy summed over examples. Glorot & Bengio compared "standard" with "xavier" (the
+    normalized one) at 5 hidden layers; the histograms show the first seed."""
+
+    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=("standard", "xavier"))
+    activation: str = one_of(*ACTIVATIONS, default="tanh")
+    depth: int = integer(5, low=1, high=100)
+    width: int = integer(256, low=1, high=4096)
+    n_examples: int = integer(512, low=2, high=1438)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2), unique=True)
+    device: str = device_field()
+
+
 @dataclass(frozen=True)
-class BackpropHistogramConfig:
-    """Back-propagated gradients ∂Cost/∂a_l at initialization: digits, cross-entropy summed over examples.
-
-    Args:
-        schemes: names from ``INIT_SCHEMES`` (Glorot & Bengio: "standard" vs "xavier", the normalized one).
-        activation: a name from ``ACTIVATIONS``.
-        depth: hidden layers, 1..100 (the paper used 5).
-        width: units per hidden layer, 1..4096.
-        n_examples: training examples in the batch, 2..1438.
-        seeds: network seeds (>= 1 distinct); the histograms show the first.
-        device: "auto", "cpu" or "cuda".
-    """
-
-    schemes: tuple[str, ...] = ("standard", "xavier")
-    activation: str = "tanh"
-    depth: int = 5
-    width: int = 256
-    n_examples: int = 512
-    seeds: tuple[int, ...] = (0, 1, 2)
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=100)
-        check_int("width", self.width, minimum=1, maximum=4096)
-        check_int("n_examples", self.n_examples, minimum=2, maximum=1438)
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        check_choice("device", self.device, DEVICES)
-
-
-@dataclass
 class BackpropHistograms:
     """Back-propagated gradients per scheme and layer.
 
     Args:
-        config: what was run.
         values: values[k][l] = the (n_examples · width,) entries of δ_{l+1} for scheme k, first seed.
         grad_std: (K, S, L) standard deviation of δ_l per scheme, seed and layer.
         input_var: E[x²] of the digits batch (the prediction's input second moment).
@@ -741,14 +647,8 @@ class BackpropHistograms:
 
 
 def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistograms:
-    """One forward and backward pass of a digits batch through freshly initialized networks.
-
-    Args:
-        config: the schemes, activation, sizes, seeds and device.
-    """
-    if not isinstance(config, BackpropHistogramConfig):
-        raise TypeError(f"config must be a BackpropHistogramConfig; got {type(config).__name__}")
-    c = config
+    """One forward and backward pass of a digits batch through freshly initialized networks."""
+    c = check_config(config, BackpropHistogramConfig)
     device = pick_device(c.device)
     data = digits()
     x, y = data.x_train[: c.n_examples].to(device), data.y_train[: c.n_examples].to(device)
@@ -772,65 +672,38 @@ def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistogra
 
 
 # ----------------------------------------------------------------- He et al. (2015), Figure 3 style
-@dataclass(frozen=True)
-class DeepTrainingConfig:
+class DeepTrainingConfig(Config):
     """A deep plain network trained on digits from each scheme, as He et al.'s 30-layer experiment.
 
-    Args:
-        schemes: names from ``INIT_SCHEMES`` (default He vs Xavier).
-        activation: a name from ``ACTIVATIONS``.
-        depth: hidden layers, 1..200.
-        width: units per hidden layer, 1..4096.
-        steps: optimizer steps per run (>= 1).
-        lr: learning rate (> 0).
-        optimizer: "sgd", "momentum" (0.9) or "adam".
-        batch_size: examples per step.
-        seeds: network and minibatch seeds (>= 1 distinct).
-        tail: the final loss is the mean training loss over the last ``tail`` steps (1..steps).
-        device: "auto" (CUDA when present), "cpu" or "cuda".
+    ``optimizer`` is "sgd", "momentum" (0.9) or "adam"; the seeds seed the network and the minibatches; the
+    final loss is the mean training loss over the last ``tail`` steps.
     """
 
-    schemes: tuple[str, ...] = ("he", "xavier")
-    activation: str = "relu"
-    depth: int = 30
-    width: int = 64
-    steps: int = 400
-    lr: float = 0.002
-    optimizer: str = "momentum"
-    batch_size: int = 64
-    seeds: tuple[int, ...] = (0, 1, 2)
-    tail: int = 50
-    device: str = "auto"
+    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=("he", "xavier"))
+    activation: str = one_of(*ACTIVATIONS, default="relu")
+    depth: int = integer(30, low=1, high=200)
+    width: int = integer(64, low=1, high=4096)
+    steps: int = positive(400, integer=True)
+    lr: float = positive(0.002)
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
+    batch_size: int = positive(64, integer=True)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2), unique=True)
+    tail: int = positive(50, integer=True)
+    device: str = device_field("auto")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "schemes", _check_names("scheme", self.schemes, INIT_SCHEMES))
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=200)
-        check_int("width", self.width, minimum=1, maximum=4096)
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        self.train_config(self.seeds[0])  # validates steps, lr, optimizer, batch_size, device
+    def check(self) -> None:
         check_int("tail", self.tail, minimum=1, maximum=self.steps)
 
     def train_config(self, seed: int) -> TrainConfig:
         """The ``TrainConfig`` of the run with this seed."""
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            monitor_every=None,
-            eval_every=self.steps,
-            seed=seed,
-            device=self.device,
-        )
+        return derive(TrainConfig, self, monitor_every=None, eval_every=self.steps, seed=seed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeepTraining:
     """Training runs per scheme and seed.
 
     Args:
-        config: what was run.
         histories: histories[k][j] of scheme k and seed j.
     """
 
@@ -855,14 +728,8 @@ class DeepTraining:
 
 
 def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
-    """Train one ``MLP(64, 10, depth, width, activation)`` per scheme and seed on digits.
-
-    Args:
-        config: the schemes, network, optimizer, steps, seeds and device.
-    """
-    if not isinstance(config, DeepTrainingConfig):
-        raise TypeError(f"config must be a DeepTrainingConfig; got {type(config).__name__}")
-    c = config
+    """Train one ``MLP(64, 10, depth, width, activation)`` per scheme and seed on digits."""
+    c = check_config(config, DeepTrainingConfig)
     data = digits()
     histories = []
     for scheme in c.schemes:
@@ -1035,59 +902,32 @@ def predict_tanh_with_bias(
     return q, grad
 
 
-@dataclass(frozen=True)
-class CriticalConfig:
+class CriticalConfig(Config):
     """Deep tanh networks with biases, on and off the critical line, measured at initialization.
 
     Weights W_ij ~ N(0, σ_w²/n), biases b_i ~ N(0, σ_b²), inputs x ~ N(0, s² I) and a backward signal
     g ~ N(0, I) at the top, as in ``VarianceConfig``. With ``input_at_fixed_point`` the input scale is
     s² = (q* - σ_b²)/σ_w², so the first layer's pre-activations already have the fixed point's variance q*
-    (the mean-field analysis's setting); otherwise s = 1 and the first few layers add a transient.
-
-    Args:
-        bias_var: σ_b² > 0 shared by every measured point.
-        weight_vars: the measured σ_w² values; None: (1, the critical σ_w², (5/3)²), i.e. Xavier's
-            scale, the critical line and PyTorch's tanh gain.
-        depth: number of layers L, 2..500.
-        width: units per layer, 1..2048.
-        batch_size: inputs per seed, >= 2.
-        seeds: the seeds (>= 1 distinct).
-        input_at_fixed_point: scale each point's input so that q_1 = q* (else unit-variance inputs).
-        device: "auto", "cpu" or "cuda".
+    (the mean-field analysis's setting); otherwise s = 1 and the first few layers add a transient. Every
+    point shares σ_b² = ``bias_var``; ``weight_vars`` None measures (1, the critical σ_w², (5/3)²), i.e.
+    Xavier's scale, the critical line and PyTorch's tanh gain.
     """
 
-    bias_var: float = 0.05
-    weight_vars: tuple[float, ...] | None = None
-    depth: int = 50
-    width: int = 128
-    batch_size: int = 64
-    seeds: tuple[int, ...] = tuple(range(6))
-    input_at_fixed_point: bool = True
-    device: str = "cpu"
+    bias_var: float = positive(0.05)
+    weight_vars: tuple[float, ...] | None = nonempty(positive(), default=None, optional=True)
+    depth: int = integer(50, low=2, high=500)
+    width: int = integer(128, low=1, high=2048)
+    batch_size: int = integer(64, low=2)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(6)), unique=True)
+    input_at_fixed_point: bool = flag(True)
+    device: str = device_field()
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.input_at_fixed_point, bool):
-            raise TypeError("input_at_fixed_point must be a bool")
-        bias_var = check_float("bias_var", self.bias_var, 0.0, strict_minimum=True)
-        object.__setattr__(self, "bias_var", bias_var)
+    def check(self) -> None:
         if self.weight_vars is None:
-            values: Any = (1.0, critical_weight_var(bias_var), (5.0 / 3.0) ** 2)
-        elif isinstance(self.weight_vars, str) or not isinstance(self.weight_vars, Sequence):
-            raise TypeError("weight_vars must be None or a non-empty sequence of positive numbers")
-        else:
-            values = self.weight_vars
-        if len(values) == 0:
-            raise ValueError("weight_vars must hold at least one σ_w²")
-        weight_vars = tuple(check_float("weight_var", w, 0.0, strict_minimum=True) for w in values)
-        object.__setattr__(self, "weight_vars", weight_vars)
-        check_int("depth", self.depth, minimum=2, maximum=500)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("batch_size", self.batch_size, minimum=2)
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        check_choice("device", self.device, DEVICES)
-        weights = len(self.seeds) * self.depth * self.width**2
-        if weights > _MAX_WEIGHTS:
-            raise ValueError(f"seeds × depth × width² = {weights:,} weights exceeds {_MAX_WEIGHTS:,}")
+            object.__setattr__(
+                self, "weight_vars", (1.0, critical_weight_var(self.bias_var), (5.0 / 3.0) ** 2)
+            )
+        _check_size(len(self.seeds) * self.depth * self.width**2)
 
 
 @dataclass(frozen=True)
@@ -1095,7 +935,6 @@ class CriticalProfile:
     """Measured and predicted variances of each point of a ``CriticalConfig``.
 
     Args:
-        config: what was run.
         activation_var: (P, S, L) measured E[a_l²] per point, seed and layer.
         grad_var: (P, S, L) measured E[δ_l²].
         predicted_activation_var: (P, L) from ``predict_tanh_with_bias``.
@@ -1145,13 +984,8 @@ def run_critical_profile(config: CriticalConfig) -> CriticalProfile:
 
     Per seed, all points share the draw: W = √(σ_w²/n)·Z, b = σ_b·z with the same standard normal Z, z,
     so the points differ only in scale. One batched float64 forward and backward pass per point.
-
-    Args:
-        config: the bias variance, weight variances, sizes, seeds and device.
     """
-    if not isinstance(config, CriticalConfig):
-        raise TypeError(f"config must be a CriticalConfig; got {type(config).__name__}")
-    c = config
+    c = check_config(config, CriticalConfig)
     device = pick_device(c.device)
     z_w, z_b, inputs, signals = [], [], [], []
     for seed in c.seeds:
@@ -1229,57 +1063,25 @@ def row_spread(weight: Tensor) -> float:
     return float((w - w[:1]).norm(dim=1).max()) / max(scale, 1e-300)
 
 
-@dataclass(frozen=True)
-class SymmetryConfig:
-    """Zero, constant and random initialization of one MLP, trained on digits.
+class SymmetryConfig(Config):
+    """Zero, constant (every weight ``value``) and random initialization of one MLP, trained on digits;
+    the seeds seed the minibatches (and, for "xavier", the network)."""
 
-    Args:
-        inits: names from ``SYMMETRY_INITS``.
-        value: the constant weight of "constant".
-        activation: a name from ``ACTIVATIONS``.
-        depth: hidden layers, 1..20.
-        width: units per hidden layer, 2..1024.
-        steps: optimizer steps (>= 1).
-        lr: learning rate (> 0).
-        optimizer: "sgd", "momentum" (0.9) or "adam".
-        batch_size: examples per step.
-        seeds: minibatch (and, for "xavier", network) seeds (>= 1 distinct).
-        device: "auto", "cpu" or "cuda".
-    """
-
-    inits: tuple[str, ...] = SYMMETRY_INITS
-    value: float = 0.1
-    activation: str = "tanh"
-    depth: int = 2
-    width: int = 32
-    steps: int = 100
-    lr: float = 0.05
-    optimizer: str = "momentum"
-    batch_size: int = 64
-    seeds: tuple[int, ...] = (0, 1)
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inits", _check_names("init", self.inits, SYMMETRY_INITS))
-        object.__setattr__(self, "value", check_float("value", self.value))
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=20)
-        check_int("width", self.width, minimum=2, maximum=1024)
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        self.train_config(self.seeds[0])
+    inits: tuple[str, ...] = nonempty(one_of(*SYMMETRY_INITS), default=SYMMETRY_INITS)
+    value: float = real(0.1)
+    activation: str = one_of(*ACTIVATIONS, default="tanh")
+    depth: int = integer(2, low=1, high=20)
+    width: int = integer(32, low=2, high=1024)
+    steps: int = positive(100, integer=True)
+    lr: float = positive(0.05)
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
+    batch_size: int = positive(64, integer=True)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1), unique=True)
+    device: str = device_field()
 
     def train_config(self, seed: int) -> TrainConfig:
         """The ``TrainConfig`` of the run with this seed."""
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            monitor_every=None,
-            eval_every=self.steps,
-            seed=seed,
-            device=self.device,
-        )
+        return derive(TrainConfig, self, monitor_every=None, eval_every=self.steps, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -1287,7 +1089,6 @@ class Symmetry:
     """What training did to each initialization.
 
     Args:
-        config: what was run.
         row_spread: (I, S, L) ``row_spread`` of each hidden layer's weights after training.
         moved: (I, S, L) max |W_after - W_before| of each hidden layer's weights.
         val_accuracy: (I, S) validation accuracy after training.
@@ -1327,14 +1128,8 @@ class Symmetry:
 
 
 def run_symmetry(config: SymmetryConfig) -> Symmetry:
-    """Train ``MLP(64, 10, depth, width, activation)`` from each initialization and seed on digits.
-
-    Args:
-        config: the initializations, network, optimizer, steps, seeds and device.
-    """
-    if not isinstance(config, SymmetryConfig):
-        raise TypeError(f"config must be a SymmetryConfig; got {type(config).__name__}")
-    c = config
+    """Train ``MLP(64, 10, depth, width, activation)`` from each initialization and seed on digits."""
+    c = check_config(config, SymmetryConfig)
     data = digits()
     shape = (len(c.inits), len(c.seeds), c.depth)
     spread, moved, accuracy = np.zeros(shape), np.zeros(shape), np.zeros(shape[:2])

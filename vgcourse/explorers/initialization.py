@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import ipywidgets as widgets
@@ -69,7 +70,14 @@ def variance_explorer(
         seeds: the seeds measured at every update.
     """
     check_int("depth", depth, minimum=2, maximum=50)
-    base = VarianceConfig(scheme, activation, depth, width, batch_size, tuple(seeds))
+    base = VarianceConfig(
+        scheme=scheme,
+        activation=activation,
+        depth=depth,
+        width=width,
+        batch_size=batch_size,
+        seeds=tuple(seeds),
+    )
     if activation not in EXPLORER_ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; valid choices: {', '.join(EXPLORER_ACTIVATIONS)}"
@@ -85,7 +93,7 @@ def variance_explorer(
     }
 
     def make_config(scheme: str, activation: str, depth: int) -> VarianceConfig:
-        return VarianceConfig(scheme, activation, depth, base.width, base.batch_size, base.seeds)
+        return dataclasses.replace(base, scheme=scheme, activation=activation, depth=depth)
 
     return Explorer(
         controls,
