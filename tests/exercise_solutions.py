@@ -21,6 +21,7 @@ from vgcourse.diagnose import UPDATE_RATIO_GUIDE
 from vgcourse.exercises import EXERCISES
 from vgcourse.exercises import detecting_and_fixing as dfx
 from vgcourse.exercises import initialization as init
+from vgcourse.exercises import normalization_and_optimizers as nox
 from vgcourse.exercises import recurrent_networks as rn
 from vgcourse.exercises import residual_networks as res
 from vgcourse.exercises.core import answer_key, bracket, keys_for
@@ -49,6 +50,19 @@ def bisect(ratio: Callable[[float], float], low: float, high: float, iterations:
 def vanishing_depth(factor: float = 0.9, threshold: float = 1e-3) -> int:
     """Smallest depth L with factor^L < threshold: L = floor(ln(threshold) / ln(factor)) + 1."""
     return math.floor(math.log(threshold) / math.log(factor)) + 1
+
+
+def adam_first_step(gradient: float, corrected: bool = True) -> float:
+    """|Δw|/lr of Adam's first step, measured with torch.optim.Adam (float64); ``corrected=False`` takes
+    the step without the bias correction, lr·m/(√v + ε) with m = (1 - β1)·g and v = (1 - β2)·g²."""
+    if not corrected:
+        m, v = (1 - nox.BETA1) * gradient, (1 - nox.BETA2) * gradient**2
+        return abs(m) / (math.sqrt(v) + nox.EPS)
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([w], lr=1.0, betas=(nox.BETA1, nox.BETA2), eps=nox.EPS)
+    w.grad = torch.full_like(w, gradient)
+    optimizer.step()
+    return float(w.detach().abs())
 
 
 def underflow_depth(dtype: torch.dtype = torch.float32) -> int:
@@ -192,6 +206,23 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
     "recurrent_networks.edge_radius": (
         lambda: bisect(rn.edge_ratio, 1.0, 2.0),
         (lambda: 1.0, lambda: 1 / math.sqrt(3), lambda: 3.0),
+    ),
+    "normalization_and_optimizers.tiny_gradient_step": (
+        lambda: adam_first_step(nox.TINY_GRADIENT),
+        (
+            lambda: 1.0,
+            lambda: nox.TINY_GRADIENT / nox.EPS,
+            lambda: nox.TINY_GRADIENT,
+            lambda: adam_first_step(nox.TINY_GRADIENT, corrected=False),
+        ),
+    ),
+    "normalization_and_optimizers.uncorrected_first_step": (
+        lambda: adam_first_step(1.0, corrected=False),
+        (
+            lambda: 1.0,
+            lambda: 1 - nox.BETA1,
+            lambda: (1 - nox.BETA1) / (1 - nox.BETA2),
+        ),
     ),
     "detecting_and_fixing.per_weight_ratio": (
         lambda: per_weight_ratio(),
