@@ -57,8 +57,10 @@ def test_make_norm_kinds_and_errors():
         no.NormProfileConfig(activation="gelu")
     with pytest.raises(ValueError):
         no.ScaleInvarianceConfig(scales=(2.0, 4.0))
+    with pytest.raises((TypeError, ValueError)):
+        no.TrainEvalConfig(batch_sizes=())
     with pytest.raises(TypeError):
-        no.TrainEvalConfig(batch_sizes=[4, 8])
+        no.NormProfileConfig("batch")  # keyword only
 
 
 def test_gaussian_moments_of_relu_and_tanh():
@@ -96,6 +98,7 @@ def test_batch_norm_train_eval_difference(seed):
     result = no.run_train_eval(no.TrainEvalConfig(seed=seed))
     expect("norm: BN train/eval difference at B=4", result.at(4), ">", 0.4)
     expect("norm: BN train/eval difference at B=256", result.at(256), "<", 0.15)
+    expect("norm: BN train/eval difference at B=2", result.at(2), ">", 0.8)
     expect("norm: BN train/eval difference, B=4 over B=256", result.at(4) / result.at(256), ">", 3.0)
 
 

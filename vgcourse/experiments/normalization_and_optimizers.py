@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
-from vgcourse.config import Config, integer, nonempty, positive, real
+from vgcourse.config import Config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
@@ -135,8 +135,7 @@ def _batch_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
     return jac
 
 
-@dataclass(frozen=True)
-class JacobianCheckConfig:
+class JacobianCheckConfig(Config):
     """The Jacobians of the three normalizations at a random input, by formula and by autograd (float64).
 
     Args:
@@ -147,18 +146,11 @@ class JacobianCheckConfig:
         seed: random seed of the inputs and of γ.
     """
 
-    width: int = 16
-    batch_size: int = 8
-    mean: float = 0.5
-    scale: float = 2.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("width", self.width, minimum=2, maximum=256)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=256)
-        check_float("mean", self.mean)
-        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
-        check_int("seed", self.seed, minimum=0)
+    width: int = integer(16, low=2, high=256)
+    batch_size: int = integer(8, low=2, high=256)
+    mean: float = real(0.5)
+    scale: float = positive(2.0)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -232,8 +224,7 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
 # ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainEvalConfig:
+class TrainEvalConfig(Config):
     """A Linear(64 → width) + BatchNorm1d layer on digits whose running statistics are those of the whole
     training split; its output on random small batches in training mode (batch statistics) vs evaluation
     mode (running statistics).
@@ -245,19 +236,12 @@ class TrainEvalConfig:
         seed: seed of the weights and of the batches.
     """
 
-    batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256)
-    width: int = 64
-    n_batches: int = 20
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.batch_sizes, tuple) or not self.batch_sizes:
-            raise TypeError("batch_sizes must be a non-empty tuple of integers")
-        for b in self.batch_sizes:
-            check_int("batch size", b, minimum=2, maximum=1024)
-        check_int("width", self.width, minimum=1, maximum=512)
-        check_int("n_batches", self.n_batches, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    batch_sizes: tuple[int, ...] = nonempty(
+        integer(low=2, high=1024), default=(2, 4, 8, 16, 32, 64, 128, 256)
+    )
+    width: int = integer(64, low=1, high=512)
+    n_batches: int = positive(20, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -375,8 +359,7 @@ def plain_normalized_stack(
     return _PlainStack(in_features, out_features, depth, width, norm, activation)
 
 
-@dataclass(frozen=True)
-class NormProfileConfig:
+class NormProfileConfig(Config):
     """One forward and backward pass (cross-entropy) of a freshly initialized plain network on one
     batch of digits; normalizations in training mode (batch statistics).
 
@@ -389,20 +372,12 @@ class NormProfileConfig:
         seed: seed of the weights and of the batch.
     """
 
-    norm: str = "batch"
-    activation: str = "relu"
-    depth: int = 50
-    width: int = 64
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_choice("norm", self.norm, NORM_KINDS)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=2, maximum=500)
-        check_int("width", self.width, minimum=2, maximum=512)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
-        check_int("seed", self.seed, minimum=0)
+    norm: str = one_of(*NORM_KINDS, default="batch")
+    activation: str = one_of(*ACTIVATIONS, default="relu")
+    depth: int = integer(50, low=2, high=500)
+    width: int = integer(64, low=2, high=512)
+    batch_size: int = integer(64, low=2, high=1024)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -447,8 +422,7 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     return NormProfileResult(config, forward, backward, weight_grad, float(loss.detach()))
 
 
-@dataclass(frozen=True)
-class BatchSizeConfig:
+class BatchSizeConfig(Config):
     """Growth per layer of the backward signal against the batch size, averaged over networks.
 
     Args:
@@ -461,28 +435,13 @@ class BatchSizeConfig:
         seed: first seed.
     """
 
-    norms: tuple[str, ...] = ("batch", "layer")
-    activations: tuple[str, ...] = ("relu", "tanh")
-    batch_sizes: tuple[int, ...] = (4, 8, 16, 64, 256)
-    depth: int = 40
-    width: int = 64
-    n_seeds: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("norms", "activations", "batch_sizes"):
-            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
-                raise TypeError(f"{name} must be a non-empty tuple")
-        for norm in self.norms:
-            check_choice("norm", norm, NORM_KINDS)
-        for act in self.activations:
-            check_choice("activation", act, ACTIVATIONS)
-        for b in self.batch_sizes:
-            check_int("batch size", b, minimum=2, maximum=1024)
-        check_int("depth", self.depth, minimum=12, maximum=500)
-        check_int("width", self.width, minimum=2, maximum=512)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    norms: tuple[str, ...] = nonempty(one_of(*NORM_KINDS), default=("batch", "layer"))
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("relu", "tanh"))
+    batch_sizes: tuple[int, ...] = nonempty(integer(low=2, high=1024), default=(4, 8, 16, 64, 256))
+    depth: int = integer(40, low=12, high=500)
+    width: int = integer(64, low=2, high=512)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -548,8 +507,7 @@ def _one_norm_net(norm: str, width: int, seed: int) -> _OneNormNet:
     return _OneNormNet(norm, width).double()
 
 
-@dataclass(frozen=True)
-class ScaleInvarianceConfig:
+class ScaleInvarianceConfig(Config):
     """Loss and gradient of a one-hidden-layer network W → norm → ReLU → head at W scaled by c (float64).
 
     Args:
@@ -560,21 +518,15 @@ class ScaleInvarianceConfig:
         seed: seed of the weights and of the batch.
     """
 
-    norm: str = "batch"
-    width: int = 64
-    scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    batch_size: int = 128
-    seed: int = 0
+    norm: str = one_of("batch", "layer", "rms", default="batch")
+    width: int = integer(64, low=2, high=512)
+    scales: tuple[float, ...] = nonempty(positive(), default=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
+    batch_size: int = integer(128, low=2, high=1024)
+    seed: int = seed_field()
 
-    def __post_init__(self) -> None:
-        check_choice("norm", self.norm, NORM_KINDS[1:])
-        check_int("width", self.width, minimum=2, maximum=512)
-        if not isinstance(self.scales, tuple) or 1.0 not in self.scales:
-            raise ValueError("scales must be a tuple of positive floats that holds 1.0")
-        for c in self.scales:
-            check_float("scale", c, minimum=0.0, strict_minimum=True)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
-        check_int("seed", self.seed, minimum=0)
+    def check(self) -> None:
+        if 1.0 not in self.scales:
+            raise ValueError(f"scales must hold 1.0 (the reference); got {self.scales}")
 
 
 @dataclass(frozen=True)
@@ -622,8 +574,7 @@ def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult
     return ScaleInvarianceResult(config, np.asarray(losses), np.asarray(norms), np.asarray(cosines))
 
 
-@dataclass(frozen=True)
-class SamePathConfig:
+class SamePathConfig(Config):
     """Two SGD runs (float64, full-batch-free minibatches shared by both) of W → norm → ReLU → head: one
     from W with learning rate lr, one from cW with lr c² on W (the same lr on the head).
 
@@ -637,22 +588,13 @@ class SamePathConfig:
         seed: seed of the weights and of the batches.
     """
 
-    norm: str = "batch"
-    width: int = 64
-    scale: float = 4.0
-    lr: float = 0.1
-    steps: int = 200
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_choice("norm", self.norm, NORM_KINDS[1:])
-        check_int("width", self.width, minimum=2, maximum=512)
-        check_float("scale", self.scale, minimum=0.0, strict_minimum=True)
-        check_float("lr", self.lr, minimum=0.0, strict_minimum=True)
-        check_int("steps", self.steps, minimum=1, maximum=100_000)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
-        check_int("seed", self.seed, minimum=0)
+    norm: str = one_of("batch", "layer", "rms", default="batch")
+    width: int = integer(64, low=2, high=512)
+    scale: float = positive(4.0)
+    lr: float = positive(0.1)
+    steps: int = integer(200, low=1, high=100_000)
+    batch_size: int = integer(64, low=2, high=1024)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -709,8 +651,7 @@ def run_same_path(config: SamePathConfig) -> SamePathResult:
     return SamePathResult(config, np.array([r[0] for r in runs]), np.array([r[1] for r in runs]))
 
 
-@dataclass(frozen=True)
-class NormGrowthConfig:
+class NormGrowthConfig(Config):
     """SGD (no momentum) on W → norm → ReLU → head, with weight decay λ on W only, for each λ.
 
     Args:
@@ -724,27 +665,14 @@ class NormGrowthConfig:
         seed: seed of the weights and of the batches.
     """
 
-    norm: str = "batch"
-    width: int = 16
-    weight_decays: tuple[float, ...] = (0.0, 0.005, 0.02)
-    lr: float = 1.0
-    steps: int = 800
-    batch_size: int = 16
-    init_scale: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_choice("norm", self.norm, NORM_KINDS[1:])
-        check_int("width", self.width, minimum=2, maximum=512)
-        if not isinstance(self.weight_decays, tuple) or not self.weight_decays:
-            raise TypeError("weight_decays must be a non-empty tuple of floats >= 0")
-        for wd in self.weight_decays:
-            check_float("weight decay", wd, minimum=0.0)
-        check_float("lr", self.lr, minimum=0.0, strict_minimum=True)
-        check_int("steps", self.steps, minimum=1, maximum=100_000)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1024)
-        check_float("init_scale", self.init_scale, minimum=0.0, strict_minimum=True)
-        check_int("seed", self.seed, minimum=0)
+    norm: str = one_of("batch", "layer", "rms", default="batch")
+    width: int = integer(16, low=2, high=512)
+    weight_decays: tuple[float, ...] = nonempty(real(low=0.0), default=(0.0, 0.005, 0.02))
+    lr: float = positive(1.0)
+    steps: int = integer(800, low=1, high=100_000)
+    batch_size: int = integer(16, low=2, high=1024)
+    init_scale: float = positive(1.0)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -827,3 +755,505 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
 
 
 # --- Adaptive optimizers (N2) ---
+
+ADAM_EPS = 1e-8
+"""Adam's ε: PyTorch's default (``torch.optim.Adam(eps=1e-8)``), which ``vgcourse.training`` uses."""
+
+OPTIMIZER_NAMES = {"momentum": "SGD, momentum 0.9", "adam": "Adam"}
+"""Readable names of the optimizers the adaptive half compares."""
+
+
+def _circles_update_sizes(result: sigmoid_bound.CirclesResult, lr: float) -> np.ndarray:
+    """(S, L+1) mean over the recorded steps of std(ΔW)/lr per layer, ΔW one optimizer step's change.
+
+    The monitor records update_ratio = std(ΔW)/std(W) at steps 0, k, 2k, ... (k = monitor_every); with
+    k = the steps per epoch, W before the step at e·k is the weight after e epochs, whose std
+    ``run_circles`` also records, so std(ΔW) = update_ratio · std(W).
+    """
+    rows = []
+    for s, seed in enumerate(result.config.seeds):
+        ratio = result.histories[("sigmoid", seed)].monitor.update_ratio  # (recorded steps, L+1)
+        rows.append(np.nanmean(ratio * result.weight_std[0, s, : len(ratio)], axis=0) / lr)
+    return np.array(rows)
+
+
+class OptimizerGridConfig(Config):
+    """The sigmoid chapter's two-circles network, trained by SGD with momentum and by Adam over a grid of
+    learning rates and seeds. Everything else is ``sigmoid_bound.CirclesConfig()``'s: 4 hidden sigmoid
+    layers of 5 units, Xavier-uniform weights, batches of 32, 30 epochs (750 steps).
+
+    Args:
+        momentum_lrs: learning rates of SGD with momentum 0.9 (the sigmoid chapter's optimizer).
+        adam_lrs: learning rates of Adam (β1 = 0.9, β2 = 0.999, ε = 1e-8: the same momentum, plus the
+            per-parameter scaling).
+        seeds: each seeds the weights and the minibatch order.
+    """
+
+    momentum_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1, 1.0), unique=True)
+    adam_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.03, 0.1), unique=True)
+    seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0, 1, 2), unique=True)
+
+    def circles_config(self, optimizer: str, lr: float) -> sigmoid_bound.CirclesConfig:
+        """The ``CirclesConfig`` of one grid cell (all seeds), recording the monitor once per epoch."""
+        base = sigmoid_bound.CirclesConfig()
+        per_epoch = int(0.8 * base.n_samples) // base.batch_size
+        return sigmoid_bound.CirclesConfig(
+            activations=("sigmoid",),
+            seeds=self.seeds,
+            optimizer=optimizer,
+            lr=lr,
+            monitor_every=per_epoch,
+            device="cpu",
+        )
+
+
+@dataclass(frozen=True)
+class OptimizerGridResult:
+    """Validation accuracy and per-layer step sizes for each optimizer, learning rate (R) and seed (S).
+
+    Args:
+        config: the settings.
+        optimizers: ("momentum", "adam").
+        lrs: each optimizer's learning rates.
+        val_accuracy: per optimizer, (R, S) validation accuracy after the last epoch.
+        update_size: per optimizer, (R, S, L+1) std(ΔW)/lr per layer averaged over the run (once per
+            epoch): how far one step moves a layer's weights, in learning rates.
+        grad_std: per optimizer, (R, S, L+1) the weight gradient's std per layer averaged over the run.
+        layer_names: "layer 1" ... "layer 4", "output".
+    """
+
+    config: OptimizerGridConfig
+    optimizers: tuple[str, ...]
+    lrs: tuple[tuple[float, ...], ...]
+    val_accuracy: tuple[np.ndarray, ...]
+    update_size: tuple[np.ndarray, ...]
+    grad_std: tuple[np.ndarray, ...]
+    layer_names: tuple[str, ...]
+
+    def _cell(self, optimizer: str, lr: float | None) -> tuple[int, int]:
+        o = self.optimizers.index(check_choice("optimizer", optimizer, self.optimizers))
+        lr = self.best_lr(optimizer) if lr is None else lr
+        if lr not in self.lrs[o]:
+            raise ValueError(f"lr {lr!r} is not in the grid of {optimizer}: {self.lrs[o]}")
+        return o, self.lrs[o].index(lr)
+
+    def best_lr(self, optimizer: str) -> float:
+        """The learning rate with the highest validation accuracy averaged over the seeds (the first on
+        a tie, the grid's smallest)."""
+        o = self.optimizers.index(check_choice("optimizer", optimizer, self.optimizers))
+        return self.lrs[o][int(np.argmax(self.val_accuracy[o].mean(axis=1)))]
+
+    def accuracy(self, optimizer: str, lr: float | None = None) -> np.ndarray:
+        """(S,) validation accuracy per seed at ``lr`` (default: the optimizer's best)."""
+        o, r = self._cell(optimizer, lr)
+        return self.val_accuracy[o][r]
+
+    def updates(self, optimizer: str, lr: float | None = None) -> np.ndarray:
+        """(S, L+1) std(ΔW)/lr per seed and layer at ``lr`` (default: the optimizer's best)."""
+        o, r = self._cell(optimizer, lr)
+        return self.update_size[o][r]
+
+    def grads(self, optimizer: str, lr: float | None = None) -> np.ndarray:
+        """(S, L+1) gradient std per seed and layer at ``lr`` (default: the optimizer's best)."""
+        o, r = self._cell(optimizer, lr)
+        return self.grad_std[o][r]
+
+    def first_to_output(self, optimizer: str, lr: float | None = None) -> np.ndarray:
+        """(S,) layer 1's step size over the output layer's, at ``lr`` (default: the best)."""
+        u = self.updates(optimizer, lr)
+        return u[:, 0] / u[:, -1]
+
+    def to_frame(self) -> object:
+        """pandas DataFrame, one row per (optimizer, learning rate): validation accuracy (mean, min and max
+        over the seeds) and the medians over seeds of layer 1's and the output layer's step std(ΔW)/lr."""
+        import pandas as pd
+
+        rows = []
+        for o, optimizer in enumerate(self.optimizers):
+            for r, lr in enumerate(self.lrs[o]):
+                acc, upd = self.val_accuracy[o][r], self.update_size[o][r]
+                rows.append(
+                    {
+                        "optimizer": OPTIMIZER_NAMES[optimizer],
+                        "learning rate": lr,
+                        "validation accuracy (mean)": acc.mean(),
+                        "min over seeds": acc.min(),
+                        "max over seeds": acc.max(),
+                        "step of layer 1 / lr": np.median(upd[:, 0]),
+                        "step of the output layer / lr": np.median(upd[:, -1]),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
+    """``sigmoid_bound.run_circles`` (sigmoid only) for every optimizer and learning rate of the grid."""
+    if not isinstance(config, OptimizerGridConfig):
+        raise TypeError(f"config must be an OptimizerGridConfig; got {type(config).__name__}")
+    optimizers = ("momentum", "adam")
+    grids = (config.momentum_lrs, config.adam_lrs)
+    acc, upd, grad = [], [], []
+    names: list[str] = []
+    for optimizer, lrs in zip(optimizers, grids, strict=True):
+        rows_a, rows_u, rows_g = [], [], []
+        for lr in lrs:
+            result = sigmoid_bound.run_circles(config.circles_config(optimizer, lr))
+            names = result.layer_names
+            rows_a.append(result.val_accuracy[0])
+            rows_u.append(_circles_update_sizes(result, lr))
+            rows_g.append(np.nanmean(result.grad_std[0], axis=1))
+        acc.append(np.array(rows_a))
+        upd.append(np.array(rows_u))
+        grad.append(np.array(rows_g))
+    return OptimizerGridResult(
+        config=config,
+        optimizers=optimizers,
+        lrs=grids,
+        val_accuracy=tuple(acc),
+        update_size=tuple(upd),
+        grad_std=tuple(grad),
+        layer_names=tuple(names),
+    )
+
+
+class FirstStepConfig(Config):
+    """Adam's first step, layer by layer, in a deeper copy of the sigmoid chapter's two-circles network
+    (hidden sigmoid layers of 5 units, Xavier-uniform weights, a batch of 32).
+
+    Args:
+        depth: hidden layers (the sigmoid chapter's network has 4): deep enough that the first layers'
+            gradients fall below Adam's ε.
+        lr: Adam's learning rate.
+        seeds: each seeds the weights and the first minibatch.
+    """
+
+    depth: int = integer(20, low=1, high=100)
+    lr: float = positive(0.01)
+    seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0, 1, 2), unique=True)
+
+
+@dataclass(frozen=True)
+class FirstStepResult:
+    """Per layer, the gradient and Adam's first step on it, for each seed (S) and layer (L+1).
+
+    At step 1 Adam's m̂ = g and v̂ = g², so each weight moves by lr·|g|/(|g| + ε): by lr whenever
+    |g| ≫ ε, whatever the gradient's size, and by lr·|g|/ε when |g| ≪ ε.
+
+    Args:
+        config: the settings.
+        layer_names: "layer 1" ... "layer L", "output".
+        grad_rms: (S, L+1) root mean square of the weight gradient's entries.
+        step: (S, L+1) root mean square of the first step's entries in learning rates, rms(ΔW)/lr,
+            measured on the float32 weights (a step below a weight's float32 resolution is lost).
+        predicted: (S, L+1) rms over the entries of |g|/(|g| + ε): the update rule's value.
+    """
+
+    config: FirstStepConfig
+    layer_names: tuple[str, ...]
+    grad_rms: np.ndarray
+    step: np.ndarray
+    predicted: np.ndarray
+
+    @property
+    def eps(self) -> float:
+        """Adam's ε."""
+        return ADAM_EPS
+
+    def layers_below(self, gradient: float) -> np.ndarray:
+        """(S,) the number of layers whose gradient rms is below ``gradient``."""
+        return (self.grad_rms < check_float("gradient", gradient, 0.0, strict_minimum=True)).sum(axis=1)
+
+
+def _keep_grad(store: dict[int, Tensor], index: int, grad: Tensor) -> None:
+    store[index] = grad.detach().clone()
+
+
+def run_first_step(config: FirstStepConfig) -> FirstStepResult:
+    """One Adam step (``vgcourse.training.train`` with steps=1) of the deep two-circles sigmoid network;
+    a tensor hook keeps every weight gradient during the backward pass (each entry enters the prediction)."""
+    if not isinstance(config, FirstStepConfig):
+        raise TypeError(f"config must be a FirstStepConfig; got {type(config).__name__}")
+    base = sigmoid_bound.CirclesConfig()
+    data = circles(n_samples=base.n_samples, noise=base.noise, seed=base.data_seed)
+    grad_rms, step, predicted = [], [], []
+    for seed in config.seeds:
+        model = MLP(data.in_features, data.n_classes, config.depth, base.width, "sigmoid")
+        initialize(model, base.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
+        weights = [layer.linear.weight for layer in model.layers] + [model.head.weight]
+        before = [w.detach().clone() for w in weights]
+        grads: dict[int, Tensor] = {}
+        hooks = [w.register_hook(functools.partial(_keep_grad, grads, i)) for i, w in enumerate(weights)]
+        try:
+            train(
+                model,
+                data,
+                TrainConfig(
+                    steps=1,
+                    batch_size=base.batch_size,
+                    lr=config.lr,
+                    optimizer="adam",
+                    monitor_every=None,
+                    seed=seed,
+                    device="cpu",
+                ),
+            )
+        finally:
+            for hook in hooks:
+                hook.remove()
+        with torch.no_grad():
+            g = [grads[i].double() for i in range(len(weights))]
+            moved = [(w.detach() - b).double() for w, b in zip(weights, before, strict=True)]
+            grad_rms.append([float(x.square().mean().sqrt()) for x in g])
+            step.append([float(x.square().mean().sqrt()) / config.lr for x in moved])
+            predicted.append([float((x.abs() / (x.abs() + ADAM_EPS)).square().mean().sqrt()) for x in g])
+    return FirstStepResult(
+        config=config,
+        layer_names=(*(f"layer {i + 1}" for i in range(config.depth)), "output"),
+        grad_rms=np.array(grad_rms),
+        step=np.array(step),
+        predicted=np.array(predicted),
+    )
+
+
+class FarLagConfig(Config):
+    """The recurrent chapter's vanilla RNN (``recurrent_networks.build_model("rnn", ...)``) at
+    initialization, on one batch of its adding problem: W_hh's gradient split by lag.
+
+    Args:
+        seq_len: T, the sequence length.
+        hidden_size: H.
+        batch_size: sequences in the batch.
+        far_from: lags k >= far_from count as far.
+        seeds: each seeds the weights and the batch.
+    """
+
+    seq_len: int = integer(60, low=3, high=1000)
+    hidden_size: int = integer(32, low=1, high=512)
+    batch_size: int = integer(64, low=1)
+    far_from: int = integer(20, low=1)
+    seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0, 1, 2), unique=True)
+
+    def check(self) -> None:
+        if self.far_from >= self.seq_len:
+            raise ValueError(f"far_from must be below seq_len ({self.seq_len}); got {self.far_from}")
+
+
+@dataclass(frozen=True)
+class FarLagResult:
+    """W_hh's gradient G = Σ_k G_k, with G_k = δ_{T-k} h_{T-k-1}^T the term of lag k, and how much the far
+    terms F = Σ_{k >= far_from} G_k change each optimizer's first step.
+
+    SGD's step is -lr·G, so the far terms change it by ‖F‖/‖G‖. Adam's first step is -lr·s(G) with
+    s(g) = g/(|g| + ε) entrywise, so they change it by ‖s(G) - s(G - F)‖/‖s(G)‖.
+
+    Args:
+        config: the settings.
+        lag_norm: (S, T) ‖G_k‖_F for the lags k = 0..T-1.
+        autograd_error: (S,) max |Σ_k G_k - autograd's ∂L/∂W_hh| / max |∂L/∂W_hh|: the split's check.
+        sgd_share: (S,) ‖F‖/‖G‖.
+        adam_share: (S,) ‖s(G) - s(G - F)‖/‖s(G)‖.
+    """
+
+    config: FarLagConfig
+    lag_norm: np.ndarray
+    autograd_error: np.ndarray
+    sgd_share: np.ndarray
+    adam_share: np.ndarray
+
+
+def _lag_terms(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(T, H, H) the term of each lag k = 0..T-1 in ∂L/∂W_hh (float64), and autograd's ∂L/∂W_hh.
+
+    The RNN is unrolled by hand, h_t = tanh(W_ih x_t + b_ih + W_hh^(t) h_{t-1} + b_hh), with its own copy
+    W_hh^(t) of the same matrix at each step t, so ∂L/∂W_hh^(t) is step t's term (lag T - t).
+    """
+    rnn, head = model.rnn, model.head
+    w_ih = rnn.weight_ih_l0.detach().double()
+    w_hh = rnn.weight_hh_l0.detach().double()
+    bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().double()
+    xd = x.double()
+    copies = [w_hh.clone().requires_grad_(True) for _ in range(x.shape[1])]
+    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=torch.float64)
+    for t, w in enumerate(copies):
+        h = torch.tanh(xd[:, t] @ w_ih.T + h @ w.T + bias)
+    out = h @ head.weight.detach().double().T + head.bias.detach().double()
+    terms = torch.autograd.grad(torch.nn.functional.mse_loss(out, y.double()), copies)
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    return torch.stack(terms[::-1]), rnn.weight_hh_l0.grad.detach().double()
+
+
+def _adam_direction(g: Tensor) -> Tensor:
+    """Adam's first step in learning rates, g/(|g| + ε) entrywise."""
+    return g / (g.abs() + ADAM_EPS)
+
+
+def run_far_lag(config: FarLagConfig) -> FarLagResult:
+    """Split ∂L/∂W_hh of a fresh vanilla RNN by lag at each seed (one backward pass, no training)."""
+    if not isinstance(config, FarLagConfig):
+        raise TypeError(f"config must be a FarLagConfig; got {type(config).__name__}")
+    lag_norm, error, sgd, adam = [], [], [], []
+    for seed in config.seeds:
+        model = recurrent_networks.build_model("rnn", config.hidden_size, seed)
+        data = recurrent_networks.adding_problem(
+            n_samples=2 * config.batch_size, seq_len=config.seq_len, val_fraction=0.5, seed=seed
+        )
+        terms, autograd = _lag_terms(model, data.x_train, data.y_train)
+        total, far = terms.sum(0), terms[config.far_from :].sum(0)
+        lag_norm.append(terms.flatten(1).norm(dim=1).numpy())
+        error.append(float((total - autograd).abs().max() / autograd.abs().max()))
+        sgd.append(float(far.norm() / total.norm()))
+        step = _adam_direction(total)
+        adam.append(float((step - _adam_direction(total - far)).norm() / step.norm()))
+    return FarLagResult(
+        config=config,
+        lag_norm=np.array(lag_norm),
+        autograd_error=np.array(error),
+        sgd_share=np.array(sgd),
+        adam_share=np.array(adam),
+    )
+
+
+class DeadUnitsConfig(Config):
+    """The ReLU chapter's digits network with every bias started at ``bias_init`` (its frozen-units
+    setting: 4 hidden ReLU layers of 64 units, He-normal weights, bias -2), trained by Adam.
+
+    Args:
+        lr: Adam's learning rate.
+        steps: Adam steps, batches of 64.
+        bias_init: the value every bias starts at.
+        seeds: each seeds the weights and the minibatch order.
+    """
+
+    lr: float = positive(0.01)
+    steps: int = integer(300, low=1)
+    bias_init: float = real(-2.0)
+    seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
+
+    def dying_config(self, seed: int) -> relu_dying_units.DyingConfig:
+        """The ReLU chapter's ``DyingConfig`` of the network (its SGD learning rate is not used here)."""
+        return relu_dying_units.DyingConfig(
+            bias_init=self.bias_init, steps=self.steps, seed=seed, device="cpu"
+        )
+
+
+@dataclass(frozen=True)
+class DeadUnitsResult:
+    """Units dead at initialization (z <= 0 on the whole training set) and what Adam did to them, per seed.
+
+    Args:
+        config: the settings.
+        units: hidden units in the network.
+        dead_at_start: (S,) hidden units dead at initialization.
+        silent: (S,) of those, units that did not fire on any training batch of the run.
+        silent_identical: (S,) of those, units whose incoming weights and bias are bit-identical at the end.
+        revived: (S,) units dead at the start that fired at least once (their inputs changed).
+        alive_moved: (S,) median over the units alive at the start of rms(Δw)/lr, how far their incoming
+            weights moved over the run, in learning rates.
+        val_accuracy: (S,) validation accuracy at the end.
+    """
+
+    config: DeadUnitsConfig
+    units: int
+    dead_at_start: np.ndarray
+    silent: np.ndarray
+    silent_identical: np.ndarray
+    revived: np.ndarray
+    alive_moved: np.ndarray
+    val_accuracy: np.ndarray
+
+
+def _watch_firing(store: list[Tensor], index: int, module: nn.Module, args: object, output: Tensor) -> None:
+    if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
+        store[index] |= (output > 0).any(dim=0)
+
+
+def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
+    """Train with Adam (``vgcourse.training.train``), watching which units fire on every training batch.
+
+    A unit that never fires has f'(z) = 0 on every batch, so its incoming weights get gradient exactly 0
+    at every step: Adam's m and v stay 0 and its step lr·m̂/(√v̂ + ε) is exactly 0.
+    """
+    if not isinstance(config, DeadUnitsConfig):
+        raise TypeError(f"config must be a DeadUnitsConfig; got {type(config).__name__}")
+    counts, moved, accuracy = [], [], []
+    units = 0
+    for seed in config.seeds:
+        base = config.dying_config(seed)
+        data = digits(seed=base.data_seed)
+        model = MLP(data.in_features, data.n_classes, base.depth, base.width, base.activation)
+        initialize(
+            model,
+            base.init,
+            activation=base.activation,
+            bias=base.bias_init,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        dead = relu_dying_units.dead_unit_masks(model, data.x_train)
+        units = sum(int(mask.numel()) for mask in dead)
+        before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
+        fired = [torch.zeros_like(mask) for mask in dead]
+        handles = [
+            m.register_forward_hook(functools.partial(_watch_firing, fired, i))
+            for i, m in enumerate(model.layers)
+        ]
+        try:
+            history = train(
+                model,
+                data,
+                TrainConfig(
+                    steps=config.steps,
+                    batch_size=base.batch_size,
+                    lr=config.lr,
+                    optimizer="adam",
+                    monitor_every=None,
+                    eval_every=config.steps,
+                    seed=seed,
+                    device="cpu",
+                ),
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        row = np.zeros(4, dtype=np.int64)
+        change = []
+        for m, (w, b), mask, hit in zip(model.layers, before, dead, fired, strict=True):
+            same = (m.linear.weight.detach() == w).all(dim=1) & (m.linear.bias.detach() == b)
+            silent = mask & ~hit
+            row += [int(mask.sum()), int(silent.sum()), int((silent & same).sum()), int((mask & hit).sum())]
+            change.append((m.linear.weight.detach() - w).square().mean(dim=1).sqrt()[~mask] / config.lr)
+        counts.append(row)
+        moved.append(float(torch.cat(change).median()))
+        accuracy.append(history.final_val_accuracy)
+    table = np.array(counts)
+    return DeadUnitsResult(
+        config=config,
+        units=units,
+        dead_at_start=table[:, 0],
+        silent=table[:, 1],
+        silent_identical=table[:, 2],
+        revived=table[:, 3],
+        alive_moved=np.array(moved),
+        val_accuracy=np.array(accuracy),
+    )
+
+
+__all__ = sorted(
+    [
+        *__all__,
+        "ADAM_EPS",
+        "DeadUnitsConfig",
+        "DeadUnitsResult",
+        "FarLagConfig",
+        "FarLagResult",
+        "FirstStepConfig",
+        "FirstStepResult",
+        "OPTIMIZER_NAMES",
+        "OptimizerGridConfig",
+        "OptimizerGridResult",
+        "run_dead_units",
+        "run_far_lag",
+        "run_first_step",
+        "run_optimizer_grid",
+    ]
+)
