@@ -6,14 +6,21 @@ The registry is the one place that names the chapters: the toc's numbered part, 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from book_toc import numbered_chapters
 
 from vgcourse import chapters
 from vgcourse.chapters import CHAPTERS, LAYERS, chapter, chapter_ids, has_module
+from vgcourse.config import Config, Constraint, constraints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,3 +83,159 @@ def test_explorer_discovery_follows_the_registry() -> None:
 
     found = list(dict.fromkeys(label.split(".")[0] for label in explorer_functions()))
     assert found == [c.id for c in CHAPTERS if has_module(c.id, "explorers")]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every chapter has a module in every layer
+
+BEING_WRITTEN = ("normalization_and_optimizers", "transformers")
+"""Chapters still being written (session 5, until about 07:00 UTC): a module they do not have yet is an
+explicit xfail, not a failure. Remove an id when its chapter is complete."""
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("chapter_id", chapter_ids())
+def test_every_chapter_has_a_module_in_every_layer(chapter_id: str, layer: str, request) -> None:
+    if chapter_id in BEING_WRITTEN and not has_module(chapter_id, layer):
+        request.applymarker(pytest.mark.xfail(reason="chapter being written", strict=True))
+    assert has_module(chapter_id, layer), f"vgcourse/{layer}/{chapter_id}.py is missing"
+    importlib.import_module(chapter(chapter_id).module(layer))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every experiment Config rejects bad input, naming the field
+
+
+def _config_classes(chapter_id: str) -> list[type]:
+    module = importlib.import_module(chapter(chapter_id).module("experiments"))
+    return [
+        cls
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls) and name.endswith("Config")
+    ]
+
+
+def _bad_values(constraint: Constraint) -> list[Any]:
+    """Values ``constraint`` must reject: out of its bounds, of the wrong type, not a choice, empty."""
+    kind = constraint.kind
+    if kind in ("int", "float"):
+        bad: list[Any] = ["1"]
+        if constraint.low is not None:
+            bad.append(constraint.low if constraint.low_open else constraint.low - 1)
+        if constraint.high is not None:
+            bad.append(constraint.high + 1)
+        if kind == "float":
+            bad.append(math.nan)
+        return bad
+    if kind == "choice":
+        return ["no such choice"]
+    if kind == "bool":
+        return [1]
+    if kind == "instance":
+        return [object()]
+    if kind == "tuple":
+        inner = _bad_values(constraint.each) if constraint.each is not None else []
+        return [(), *[(value,) for value in inner[:1]]]
+    return []
+
+
+@pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
+def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id: str) -> None:
+    classes = _config_classes(chapter_id)
+    assert classes, f"vgcourse.experiments.{chapter_id} defines no *Config dataclass"
+    checked = 0
+    for cls in classes:
+        cls()  # the defaults are valid
+        if issubclass(cls, Config):  # declared constraints: every one is enforced at construction
+            for name, constraint in constraints(cls).items():
+                for value in _bad_values(constraint):
+                    with pytest.raises((ValueError, TypeError), match=re.escape(name)):
+                        cls(**{name: value})
+                    checked += 1
+        elif "seed" in {f.name for f in dataclasses.fields(cls)}:  # not converted yet: what exists
+            with pytest.raises(ValueError, match="seed"):
+                cls(seed=-1)
+            checked += 1
+    assert checked, f"no Config of {chapter_id} declares a constraint or a seed"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every plot function draws into given axes
+
+SHARED_PLOTS = ("activations", "diagnose", "layers", "training")
+"""Plot modules that belong to no chapter."""
+
+
+def _plot_functions(module_name: str) -> list[tuple[str, Any]]:
+    module = importlib.import_module(f"vgcourse.plots.{module_name}")
+    return [
+        (name, function)
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if not name.startswith("_") and function.__module__ == module.__name__
+    ]
+
+
+@pytest.mark.parametrize(
+    "module_name", [*[c for c in chapter_ids() if has_module(c, "plots")], *SHARED_PLOTS]
+)
+def test_every_plot_function_takes_ax_or_axes(module_name: str) -> None:
+    functions = _plot_functions(module_name)
+    assert functions, f"vgcourse.plots.{module_name} has no public function"
+    without = [name for name, f in functions if not {"ax", "axes"} & set(inspect.signature(f).parameters)]
+    assert not without, f"vgcourse.plots.{module_name}: {without} take neither ax nor axes"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every explorer builds, and updates at both ends of every control
+
+
+def _ends(control: Any) -> list[Any]:
+    """The first and last value a control offers (a log slider's are base**min and base**max)."""
+    import ipywidgets as widgets
+
+    if isinstance(control, widgets.FloatLogSlider):
+        return [control.base**control.min, control.base**control.max]
+    if isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):
+        return [control.min, control.max]
+    if isinstance(control, (widgets.Checkbox, widgets.ToggleButton)):
+        return [False, True]
+    options = getattr(control, "options", None)
+    if options:
+        values = [value for _, value in widgets.widget_selection._make_options(options)]
+        return [values[0], values[-1]]
+    return []
+
+
+def _explorer_cases() -> list[Any]:
+    from vgcourse.explorers import explorer_functions
+
+    found = explorer_functions()
+    cases = [pytest.param(label, id=label) for label in found]
+    for c in BEING_WRITTEN:
+        if not has_module(c, "explorers") or not any(label.startswith(f"{c}.") for label in found):
+            marks = pytest.mark.xfail(reason="chapter being written", strict=True)
+            cases.append(pytest.param(f"{c}.<missing>", id=f"{c}.<missing>", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("label", _explorer_cases())
+def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_controls(label: str) -> None:
+    # corners: every control at its first value at once, then every control at its last value (each
+    # control's end, in the company of the others' ends: where a run is smallest, largest or most extreme)
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from vgcourse.explorers import explorer_functions
+
+    explorer = explorer_functions()[label]()
+    assert isinstance(explorer.update(), Figure)
+    every = {**explorer.controls, **explorer.view_controls}
+    ends = {name: _ends(control) for name, control in every.items()}
+    unknown = [name for name, values in ends.items() if not values]
+    assert not unknown, f"{label}: no range known for controls {unknown}"
+    for corner in (0, 1):
+        values = {name: pair[corner] for name, pair in ends.items()}
+        assert isinstance(explorer.update(**values), Figure), (label, values)
+        assert explorer.values() == {name: values[name] for name in explorer.controls}
+        assert explorer.png.startswith(b"\x89PNG")
+    plt.close("all")

@@ -527,6 +527,15 @@ def test_grid_plots(small_results) -> None:
     assert len(plots.float_limits_grid(small_results["floats"]).axes) == 2
     fig = plots.layer_profile_grid([profile] * 5, ncols=3)
     assert sum(ax.get_visible() for ax in fig.axes) == 5
+    fig, axes = plt.subplots(2, 2)  # the grids draw into given axes too, one per panel
+    assert plots.depth_sweeps([sweep], axes=axes[0, :1]) is fig and axes[0, 0].has_data()
+    assert plots.product_spectra([small_results["spectrum"]], axes=[axes[0, 1]]) is fig
+    assert plots.float_limits_grid(small_results["floats"], axes=axes[1]) is fig
+    assert axes[1, 0].get_legend() is not None and len(fig.axes) == 4
+    assert plots.layer_profile_grid([profile] * 4, axes=axes) is fig
+    with pytest.raises(TypeError, match="2 matplotlib Axes"):
+        plots.float_limits_grid(small_results["floats"], axes=axes)
+    plt.close("all")
     with pytest.raises(TypeError):
         plots.layer_profile_grid([])
     with pytest.raises(TypeError):

@@ -545,6 +545,9 @@ def test_plots_return_figures_and_accept_axes(
     fig, axes = plt.subplots(1, 3)
     assert plots.lag_profile(profile, ax=axes[0]) is fig
     assert plots.decay_rates(small_sweep, ax=axes[1]) is fig
+    grid_fig, grid = plt.subplots(1, len(small_sweep.profiles), figsize=(7.2, 3))
+    assert plots.lag_profile_grid(small_sweep.profiles, axes=grid) is grid_fig
+    assert len({ax.get_ylim() for ax in grid}) == 1  # one y range, as on a new figure
     forget = rn.run_forget_gate(rn.ForgetGateConfig(biases=(None, 0.0, 2.0), seq_len=10, batch_size=4))
     assert isinstance(plots.forget_gate(forget), Figure)
     fig2, pair = plt.subplots(1, 2)

@@ -481,6 +481,14 @@ def test_panel_plots(small_results) -> None:
     assert isinstance(plots.degradation(small_results["degradation"], window=1), Figure)
     fig = plots.layer_profile_grid([small_results["profile"]] * 4, ncols=3)
     assert sum(ax.get_visible() for ax in fig.axes) == 4
+    fig, axes = plt.subplots(2, 2)  # the panel functions draw into given axes too
+    assert plots.forward_variance_panels(small_results["forward"], axes=axes[0]) is fig
+    assert plots.depth_sweep_panels(small_results["sweep"], axes=axes[1]) is fig
+    assert axes[1, 0].get_legend() is not None and len(fig.axes) == 4
+    assert plots.layer_profile_grid([small_results["profile"]] * 4, axes=axes) is fig
+    with pytest.raises(TypeError, match="2 matplotlib Axes"):
+        plots.depth_sweep_panels(small_results["sweep"], axes=axes)
+    plt.close("all")
     with pytest.raises(ValueError, match="valid choices"):
         plots.depth_sweep(small_results["sweep"], "loss")
     with pytest.raises(ValueError, match="not in the result"):
@@ -723,6 +731,10 @@ def test_placement_and_shattered_plots() -> None:
     assert len(plots.relu_placement(placement).axes) == 2
     shattered = rn.run_shattered(rn.ShatteredConfig(depths=(1, 3), width=8, n_points=32, n_seeds=2))
     assert len(plots.shattered_gradients(shattered).axes) == 2
+    fig, axes = plt.subplots(2, 2)
+    assert plots.relu_placement(placement, axes=axes[0]) is fig and axes[0, 0].get_legend() is not None
+    assert plots.shattered_gradients(shattered, axes=axes[1]) is fig and len(fig.axes) == 4
+    plt.close(fig)
     with pytest.raises(TypeError):
         plots.relu_placement(shattered)
     with pytest.raises(TypeError):

@@ -77,6 +77,25 @@ def figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) 
     return ax.figure, ax
 
 
+def figure_and_axes_grid(
+    axes: Any, n: int, new: Callable[[], tuple[Figure, Any]]
+) -> tuple[Figure, list[Axes], bool]:
+    """The figure and ``n`` axes a multi-panel plot function draws on, and whether it owns the figure.
+
+    ``axes`` None: the figure ``new()`` makes (e.g. ``plt.subplots(...)``) and its first ``n`` axes, True
+    (the function lays the figure out and may add a figure legend). Otherwise ``axes`` must hold exactly
+    ``n`` matplotlib Axes (a list, or an array from ``plt.subplots``): their figure and the axes, False
+    (the caller's figure: the function leaves its layout alone). A TypeError names the count needed.
+    """
+    if axes is None:
+        fig, grid = new()
+        return fig, list(np.ravel(np.asarray(grid, dtype=object)))[:n], True
+    flat = list(np.ravel(np.asarray(axes, dtype=object)))
+    if len(flat) != n or not all(isinstance(a, Axes) for a in flat):
+        raise TypeError(f"axes must be {n} matplotlib Axes or None; got {len(flat)} object(s)")
+    return flat[0].figure, flat, False
+
+
 _SUPERSCRIPTS = str.maketrans("0123456789-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁻")
 _MATHDEFAULT = re.compile(r"\$\\mathdefault\{(.*)\}\$")
 _EXPONENT = re.compile(r"\^\{([^{}]*)\}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +20,7 @@ from vgcourse.experiments.linear_chain import (
     WidthSweepResult,
     float_format,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale, widen_log_limits
+from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale, widen_log_limits
 
 __all__ = [
     "depth_sweep",
@@ -53,21 +54,30 @@ FIGURE_WIDTH = 7.2
 100 dpi (``vgcourse.plots.figure_check``), so panels get narrower as columns are added, never wider."""
 
 
-def _grid(n: int, ncols: int, height: float, sharey: bool = True) -> tuple[Figure, np.ndarray]:
+def _grid(
+    n: int, ncols: int, height: float, sharey: bool = True, axes: Any = None
+) -> tuple[Figure, list[Axes], bool]:
     """A figure ``FIGURE_WIDTH`` wide with n panels in rows of ``ncols`` (unused slots hidden), each panel
-    ``height`` inches tall."""
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(FIGURE_WIDTH, height * nrows), sharey=sharey, squeeze=False
-    )
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes.flat[:n]
+    ``height`` inches tall; or the ``n`` given ``axes`` (False: the caller's figure, layout left alone)."""
+
+    def new() -> tuple[Figure, Any]:
+        nrows = -(-n // min(ncols, n))
+        fig, grid = plt.subplots(
+            nrows, min(ncols, n), figsize=(FIGURE_WIDTH, height * nrows), sharey=sharey, squeeze=False
+        )
+        for ax in grid.flat[n:]:
+            ax.set_visible(False)
+        return fig, grid
+
+    return figure_and_axes_grid(axes, n, new)
 
 
-def _figure_legend(fig: Figure, ax: Axes) -> None:
-    """One legend under the panels, from ``ax``'s lines; leaves room for it."""
+def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
+    """One legend under the panels, from ``ax``'s lines; leaves room for it. On a caller's figure
+    (``own`` False) the legend goes into ``ax`` and the layout is left alone."""
+    if not own:
+        ax.legend(fontsize=9)
+        return
     handles, labels = ax.get_legend_handles_labels()
     rows = 1 if len(labels) <= 4 else 2
     fig.tight_layout(rect=(0, 0.3 * rows / fig.get_figheight(), 1, 1))
@@ -130,18 +140,20 @@ def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool 
 
 
 @checked
-def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 1) -> Figure:
+def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
     """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
 
     Args:
         results: from ``run_depth_sweep``.
         ncols: panels per row.
+        axes: one axes per result to draw on; a new figure when None.
     """
     results = _check_list(results, DepthSweepResult)
-    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4)
+    fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
         depth_sweep(result, ax=ax)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -223,18 +235,20 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
 
 
 @checked
-def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1) -> Figure:
+def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1, axes: Any = None) -> Figure:
     """``product_spectrum`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
 
     Args:
         results: from ``run_product_spectrum``.
         ncols: panels per row.
+        axes: one axes per result to draw on; a new figure when None.
     """
     results = _check_list(results, ProductSpectrumResult)
-    fig, axes = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4)
+    fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
         product_spectrum(result, ax=ax)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -308,19 +322,20 @@ def float_limits(
 
 
 @checked
-def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2) -> Figure:
+def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = None) -> Figure:
     """``float_limits`` for every format of the result, one panel each.
 
     Args:
         result: from ``run_float_limits``.
         ncols: panels per row.
+        axes: one axes per format to draw on; a new figure when None.
     """
     _check(result, FloatLimitsResult)
     dtypes = result.config.dtypes
-    fig, axes = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False)
+    fig, axes, own = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False, axes=axes)
     for dtype, ax in zip(dtypes, axes, strict=True):
         float_limits(result, dtype, ax=ax, legend=False)
-    _figure_legend(fig, axes[0])
+    _figure_legend(fig, axes[0], own)
     return fig
 
 
@@ -362,7 +377,7 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
 
 
 @checked
-def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2) -> Figure:
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``layer_profile``, e.g. one row per weight scale and one column per init.
 
     Every panel has its own y axis: the norms of s = 0.9 and s = 1.1 lie decades apart, and a shared axis
@@ -371,15 +386,16 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2)
     Args:
         results: from ``run_layer_profile``.
         ncols: panels per row.
+        axes: one axes per result to draw on; a new figure when None.
     """
     results = _check_list(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
-    fig, axes = _grid(len(results), ncols, 2.5, sharey=False)
+    fig, axes, own = _grid(len(results), ncols, 2.5, sharey=False, axes=axes)
     for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
         layer_profile(result, ax=ax, legend=False)
         if k % ncols:
             ax.set_ylabel("")
         if k < len(results) - ncols:
             ax.set_xlabel("")
-    _figure_legend(fig, axes[0])
+    _figure_legend(fig, axes[0], own)
     return fig

@@ -19,7 +19,7 @@ from vgcourse.experiments.recurrent_networks import (
     LongRangeResult,
     SpectralSweepResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 from vgcourse.plots.figure_check import allow_clipping
 
 __all__ = [
@@ -104,12 +104,13 @@ def lag_profile(
 
 @checked
 @checked
-def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2) -> Figure:
+def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ.
 
     Args:
         results: from ``run_lag_profile`` (or ``SpectralSweepResult.profiles``).
         ncols: panels per row.
+        axes: one axes per result to draw on (given the same y range); a new figure when None.
     """
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of LagProfileResult")
@@ -117,23 +118,30 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2) -> 
         _check(result, LagProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), sharey=True, squeeze=False)
-    flat = list(axes.reshape(-1))
-    for extra in flat[len(results) :]:
-        extra.set_visible(False)
+
+    def new() -> tuple[Figure, Any]:
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), sharey=True, squeeze=False)
+        for extra in grid.flat[len(results) :]:
+            extra.set_visible(False)
+        return fig, grid
+
+    fig, flat, own = figure_and_axes_grid(axes, len(results), new)
     limits = np.array([_log_limits(r.relative) for r in results])
     for k, (result, ax) in enumerate(zip(results, flat, strict=False)):
         lag_profile(result, ax=ax, legend=False)
         if k % ncols:
             ax.set_ylabel("")
-    flat[0].set_ylim(limits[:, 0].min(), limits[:, 1].max())
+    for ax in flat:  # one y range (a new figure's panels share y anyway)
+        ax.set_ylim(limits[:, 0].min(), limits[:, 1].max())
+    if not own:
+        flat[0].legend(fontsize=9)
+        return fig
     handles, labels = flat[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=9, frameon=False)
     return fig
 
 
-@checked
 @checked
 def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figure:
     """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,7 +21,7 @@ from vgcourse.experiments.residual_networks import (
     PlacementResult,
     ShatteredResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 __all__ = [
     "degradation",
@@ -123,7 +124,7 @@ def forward_variance(
 
 @checked
 def forward_variance_panels(
-    result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None
+    result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None, *, axes: Any = None
 ) -> Figure:
     """``forward_variance`` in panels one above the other, one per group of specs (default: those whose
     growth is exponential, then the others), each with its own y range.
@@ -131,6 +132,7 @@ def forward_variance_panels(
     Args:
         result: from ``run_forward_variance``.
         groups: the specs of each panel.
+        axes: one axes per group to draw on; a new figure when None.
     """
     _check(result, ForwardVarianceResult)
     if groups is None:
@@ -138,10 +140,15 @@ def forward_variance_panels(
         fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
         slow = [s for s in result.config.networks if s not in fast]
         groups = [g for g in (fast, slow) if g]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(6.4, 3.6 * len(groups)), squeeze=False)
-    for group, ax in zip(groups, axes.flat, strict=True):
+    fig, axes, own = figure_and_axes_grid(
+        axes,
+        len(groups),
+        lambda: plt.subplots(len(groups), 1, figsize=(6.4, 3.6 * len(groups)), squeeze=False),
+    )
+    for group, ax in zip(groups, axes, strict=True):
         forward_variance(result, ax=ax, networks=list(group))
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -185,16 +192,19 @@ def depth_sweep(
 
 
 @checked
-def depth_sweep_panels(result: DepthSweepResult) -> Figure:
+def depth_sweep_panels(result: DepthSweepResult, *, axes: Any = None) -> Figure:
     """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend.
 
     Args:
         result: from ``run_depth_sweep``.
+        axes: two axes to draw on; a new figure when None.
     """
     _check(result, DepthSweepResult)
-    fig, axes = plt.subplots(1, 2, figsize=(7.4, 5.0))
-    depth_sweep(result, "grad_ratio", ax=axes[0], legend=False)
+    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 5.0)))
+    depth_sweep(result, "grad_ratio", ax=axes[0], legend=not own)
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
+    if not own:
+        return fig
     handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.22, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
@@ -275,12 +285,13 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
 
 
 @checked
-def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2) -> Figure:
+def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
 
     Args:
         results: from ``run_layer_profile``.
         ncols: panels per row.
+        axes: one axes per result to draw on; a new figure when None.
     """
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of LayerProfileResult")
@@ -288,16 +299,23 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2)
         _check(result, LayerProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False)
-    for k, (result, ax) in enumerate(zip(results, axes.flat, strict=False)):
-        layer_profile(result, ax=ax, legend=False)
+
+    def new() -> tuple[Figure, Any]:
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False)
+        for ax in grid.flat[len(results) :]:
+            ax.set_visible(False)
+        return fig, grid
+
+    fig, axes, own = figure_and_axes_grid(axes, len(results), new)
+    for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
+        layer_profile(result, ax=ax, legend=not own and k == 0)
         if k % ncols:
             ax.set_ylabel("")
         if k < len(results) - ncols:
             ax.set_xlabel("")
-    for ax in axes.flat[len(results) :]:
-        ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if not own:
+        return fig
+    handles, labels = axes[0].get_legend_handles_labels()
     bottom = 0.5 / fig.get_figheight()  # room for two rows of legend
     fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
@@ -305,7 +323,7 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2)
 
 
 @checked
-def relu_placement(result: PlacementResult) -> Figure:
+def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     """Two panels against the block l: left, the backward signal ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (log y, geometric
     mean over networks); right, the share of entries through which the identity path alone carries the
     gradient from x_L back to x_l (mean over networks). Clean blocks solid, a ReLU after the addition
@@ -313,9 +331,10 @@ def relu_placement(result: PlacementResult) -> Figure:
 
     Args:
         result: from ``run_placement``.
+        axes: two axes to draw on; a new figure when None.
     """
     _check(result, PlacementResult)
-    fig, axes = plt.subplots(1, 2, figsize=(7.4, 4.0))
+    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
     grads, share = result.typical_grad(), result.identity_share.mean(axis=1)
     norms: list[str | None] = []
     for i, spec in enumerate(result.config.networks):
@@ -332,6 +351,9 @@ def relu_placement(result: PlacementResult) -> Figure:
     axes[1].set_title("identity path from $x_L$ to $x_l$", fontsize=10)
     for ax in axes:
         ax.set_xlabel(f"block l (L = {result.config.depth})")
+    if not own:
+        axes[0].legend(fontsize=9)
+        return fig
     handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
@@ -339,16 +361,17 @@ def relu_placement(result: PlacementResult) -> Figure:
 
 
 @checked
-def shattered_gradients(result: ShatteredResult) -> Figure:
+def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
     """Two panels: left, df/dx along the grid of inputs for the deepest networks of each spec (each
     standardized to mean 0 and standard deviation 1, and shifted apart); right, the lag-1 autocorrelation
     of df/dx against the depth (log x; mean over networks, one marker per network).
 
     Args:
         result: from ``run_shattered``.
+        axes: two axes to draw on; a new figure when None.
     """
     _check(result, ShatteredResult)
-    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.8))
+    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
     deepest = result.config.depths[-1]
     offsets = []
     for i, spec in enumerate(result.config.networks):
@@ -371,5 +394,6 @@ def shattered_gradients(result: ShatteredResult) -> Figure:
     axes[1].set_ylabel("lag-1 autocorrelation of df/dx")
     axes[1].set_title("1: smooth; 0: white noise", fontsize=10)
     axes[1].legend(fontsize=9, loc="lower left")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
