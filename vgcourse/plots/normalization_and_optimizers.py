@@ -10,9 +10,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse.experiments.normalization_and_optimizers import (
+    OPTIMIZER_NAMES,
     BatchSizeResult,
+    FirstStepResult,
     NormGrowthResult,
     NormProfileResult,
+    OptimizerGridResult,
     SamePathResult,
     ScaleInvarianceResult,
     TrainEvalResult,
@@ -35,6 +38,14 @@ NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "r
 _FONT = 9
 
 
+def _batch_ticks(ax: Axes, sizes: np.ndarray) -> None:
+    """A base-2 log x axis labelled with the batch sizes themselves (4, 16, 64, not 2², 2⁴, 2⁶)."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{int(b)}" for b in sizes])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+
+
 def _axes_grid(axes: Sequence[Axes] | None, n: int, nrows: int, figsize: tuple[float, float]):
     if axes is None:
         fig, grid = plt.subplots(nrows, n // nrows, figsize=figsize, squeeze=False)
@@ -54,8 +65,8 @@ def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
     fig, ax = figure_and_axes(ax, figsize=(4.8, 3.2))
     sizes = np.asarray(result.config.batch_sizes)
     ax.plot(sizes, result.relative_difference, "o-", color=NORM_COLORS["batch"], label="measured")
-    ax.set_xscale("log", base=2)
     log_scale(ax)
+    _batch_ticks(ax, sizes)
     ax.set_xlabel("batch size B")
     ax.set_ylabel("‖y_train − y_eval‖ / ‖y_eval‖")
     ax.set_title("BatchNorm: batch vs running statistics", fontsize=_FONT + 1)
@@ -140,7 +151,7 @@ def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure
         color = NORM_COLORS[norm]
         ax.plot(sizes, values, "o" + styles[act], color=color, label=f"{NORM_LABELS[norm]}, {act}")
         ax.axhline(predicted_growth(norm, act), color=color, ls="--", lw=0.8)
-    ax.set_xscale("log", base=2)
+    _batch_ticks(ax, sizes)
     ax.set_xlabel("batch size B")
     ax.set_ylabel("growth per layer")
     ax.legend(fontsize=_FONT, ncol=2, loc="upper right")
@@ -216,3 +227,83 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
 
 
 # --- Adaptive optimizers (N2) ---
+
+OPTIMIZER_COLORS = {"momentum": "0.35", "adam": "C1"}
+
+
+@checked
+def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = None) -> Figure:
+    """Left: validation accuracy against the learning rate, one dot per seed and the mean over seeds as a
+    line, for SGD with momentum and for Adam. Right: at each optimizer's best learning rate, how far one
+    step moves each layer's weights, std(ΔW)/lr (log scale; median over seeds, band: min to max)."""
+    if not isinstance(result, OptimizerGridResult):
+        raise TypeError(f"result must be an OptimizerGridResult; got {type(result).__name__}")
+    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
+    layers = np.arange(1, len(result.layer_names) + 1)
+    for o, optimizer in enumerate(result.optimizers):
+        color, label = OPTIMIZER_COLORS[optimizer], OPTIMIZER_NAMES[optimizer]
+        lrs = np.asarray(result.lrs[o])
+        acc = result.val_accuracy[o]
+        for s in range(acc.shape[1]):
+            left.plot(lrs, acc[:, s], "o", color=color, ms=3.5, alpha=0.6)
+        left.plot(lrs, acc.mean(axis=1), "-", color=color, label=label)
+        best = result.best_lr(optimizer)
+        steps = result.updates(optimizer, best)
+        right.plot(layers, np.median(steps, axis=0), "o-", color=color, label=f"{label}, lr {best:g}")
+        right.fill_between(layers, steps.min(axis=0), steps.max(axis=0), color=color, alpha=0.2, lw=0)
+    log_scale(left, "x")
+    left.set_ylim(0.4, 1.02)
+    left.set_xlabel("learning rate")
+    left.set_ylabel("validation accuracy")
+    left.set_title("after 30 epochs", fontsize=_FONT + 1)
+    left.legend(fontsize=_FONT, loc="upper left")
+    log_scale(right)
+    right.set_xticks(layers, [name.replace("layer ", "") for name in result.layer_names])
+    right.set_xlabel("layer")
+    right.set_ylabel("std(ΔW) / lr")
+    right.set_title("one step, in learning rates", fontsize=_FONT + 1)
+    right.legend(fontsize=_FONT, loc="lower right")
+    for ax in (left, right):
+        ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+@checked
+def first_step(result: FirstStepResult, axes: Sequence[Axes] | None = None) -> Figure:
+    """Left: the rms of each layer's weight gradient at initialization (log scale, one line per seed) and
+    Adam's ε. Right: Adam's first step in learning rates, rms(ΔW)/lr, against the gradient's rms, one dot
+    per layer and seed, with the update rule's g/(g + ε); steps that round to 0 in float32 are not drawn."""
+    if not isinstance(result, FirstStepResult):
+        raise TypeError(f"result must be a FirstStepResult; got {type(result).__name__}")
+    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
+    layers = np.arange(1, len(result.layer_names) + 1)
+    for s in range(result.grad_rms.shape[0]):
+        left.plot(
+            layers, result.grad_rms[s], "-", color="C0", alpha=0.7, label="gradient rms" if s == 0 else None
+        )
+    left.axhline(result.eps, color="C3", ls="--", lw=1, label="Adam's ε")
+    log_scale(left)
+    left.set_xlabel("layer (the last is the output layer)")
+    left.set_ylabel("rms of ∂J/∂W")
+    left.set_title(f"{result.config.depth} sigmoid layers of 5 units", fontsize=_FONT + 1)
+    left.legend(fontsize=_FONT, loc="upper left")
+    g = result.grad_rms.ravel()
+    step = np.where(result.step.ravel() > 0, result.step.ravel(), np.nan)
+    right.plot(g, step, "o", color="C1", ms=3.5, alpha=0.8, label="measured")
+    grid = np.geomspace(g.min(), g.max(), 200)
+    right.plot(grid, grid / (grid + result.eps), "-", color="0.3", lw=1, label="g / (g + ε)")
+    right.axvline(result.eps, color="C3", ls="--", lw=1)
+    log_scale(right, "x")
+    log_scale(right)
+    right.set_xlabel("rms of ∂J/∂W")
+    right.set_ylabel("rms(ΔW) / lr")
+    right.set_title(f"Adam's first step, lr {result.config.lr:g}", fontsize=_FONT + 1)
+    right.legend(fontsize=_FONT, loc="lower right")
+    for ax in (left, right):
+        ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = sorted([*__all__, "OPTIMIZER_COLORS", "first_step", "optimizer_grid"])
