@@ -42,6 +42,10 @@ def test_the_toc_numbers_exactly_the_registered_chapters_in_order() -> None:
     assert numbered_chapters() == [c.notebook for c in CHAPTERS]
 
 
+def test_every_notebook_of_the_book_is_a_registered_chapter() -> None:
+    assert sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")) == sorted(chapter_ids())
+
+
 def test_numbers_are_reading_order_and_ids_are_unique() -> None:
     assert [c.number for c in CHAPTERS] == list(range(1, len(CHAPTERS) + 1))
     assert len(set(chapter_ids())) == len(CHAPTERS)
