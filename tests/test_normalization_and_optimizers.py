@@ -200,3 +200,90 @@ def test_plots_and_explorer_return_figures():
 
 
 # --- Adaptive optimizers (N2) ---
+
+ADAM_BEST_LR = 0.03
+"""The Adam learning rate the chapter finds best in its grid at seeds 0-2 (the grid's middle value)."""
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def optimizer_grid(request):
+    return no.run_optimizer_grid(no.OptimizerGridConfig(seeds=(request.param,)))
+
+
+@pytest.mark.claim
+def test_adam_trains_the_sigmoid_circles_network_that_sgd_leaves_at_chance(optimizer_grid):
+    grid = optimizer_grid
+    for lr in grid.config.momentum_lrs:
+        within("adam: SGD+momentum stays at chance", grid.accuracy("momentum", lr)[0], 0.45, 0.55)
+    expect("adam: Adam at the chapter's best lr", grid.accuracy("adam", ADAM_BEST_LR)[0], ">", 0.65)
+    expect(
+        "adam: Adam's best gain over SGD's best",
+        grid.accuracy("adam")[0] - grid.accuracy("momentum")[0],
+        ">",
+        0.15,
+    )
+    # the step: Adam moves layer 1 about as far as the output layer, SGD hundreds of times less
+    within("adam: Adam's layer-1 step / output step", grid.first_to_output("adam", ADAM_BEST_LR)[0], 0.5, 10)
+    for lr in grid.config.momentum_lrs:
+        expect("adam: SGD's layer-1 step / output step", grid.first_to_output("momentum", lr)[0], "<", 0.01)
+    frame = grid.to_frame()
+    assert len(frame) == len(grid.config.momentum_lrs) + len(grid.config.adam_lrs)
+    assert "validation accuracy (mean)" in frame.columns
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adam_first_step_is_lr_above_eps_and_g_over_eps_below(seed):
+    result = no.run_first_step(no.FirstStepConfig(seeds=(seed,)))
+    g, step, pred = result.grad_rms[0], result.step[0], result.predicted[0]
+    expect("adam: layers of the depth-20 network below eps", int((g < no.ADAM_EPS).sum()), ">=", 5)
+    expect(
+        "adam: first step of layers with rms g > 100 eps, in lr", step[g > 100 * no.ADAM_EPS].min(), ">", 0.95
+    )
+    expect("adam: layer 1's first step, in lr", step[0], "<", 1e-4)
+    big = pred > 1e-3
+    expect("adam: first step vs g/(g+eps)", np.abs(step[big] / pred[big] - 1).max(), "<", 0.01)
+    # below float32's resolution the step is lost: never larger than the rule's value
+    expect("adam: float32 step never above the rule", (step / pred)[~big].max(initial=0.0), "<", 1.2)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_far_lags_are_as_small_a_share_of_adams_step_as_of_sgds(seed):
+    result = no.run_far_lag(no.FarLagConfig(seeds=(seed,)))
+    expect("adam: lag split of dL/dW_hh vs autograd", result.autograd_error[0], "<", 1e-5)
+    expect("adam: far-lag share of SGD's step", result.sgd_share[0], "<", 1e-3)
+    expect("adam: far-lag share of Adam's first step", result.adam_share[0], "<", 1e-3)
+    expect("adam: Adam's far share / SGD's", result.adam_share[0] / result.sgd_share[0], "<", 1.0)
+    profile = result.lag_norm[0]
+    expect("adam: lag term 20 / lag term 0", profile[20] / profile[0], "<", 1e-3)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adam_leaves_silent_dead_units_bit_identical(seed):
+    result = no.run_dead_units(no.DeadUnitsConfig(seeds=(seed,)))
+    expect("adam: units dead at init", int(result.dead_at_start[0]), ">=", 20)
+    expect("adam: dead units silent for the whole run", int(result.silent[0]), ">=", 10)
+    assert result.silent_identical[0] == result.silent[0]  # an exact 0 gradient: an exact 0 step
+    assert result.revived[0] + result.silent[0] == result.dead_at_start[0]
+    expect("adam: alive units' movement, in lr", float(result.alive_moved[0]), ">", 1.0)
+
+
+def test_adaptive_configs_validate_and_plots_draw(optimizer_grid, monkeypatch):
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # the book's figure limits
+    with pytest.raises(ValueError):
+        no.FarLagConfig(seq_len=10, far_from=10)
+    with pytest.raises(ValueError):
+        no.OptimizerGridConfig(adam_lrs=())
+    with pytest.raises(TypeError):
+        no.run_first_step(no.FarLagConfig())
+    with pytest.raises(ValueError, match="optimizer"):
+        optimizer_grid.best_lr("rmsprop")
+    with pytest.raises(ValueError, match="grid"):
+        optimizer_grid.accuracy("adam", 0.5)
+    assert isinstance(plots.optimizer_grid(optimizer_grid), Figure)
+    first = no.run_first_step(no.FirstStepConfig(depth=12, seeds=(0, 1)))
+    assert isinstance(plots.first_step(first), Figure)
+    with pytest.raises(TypeError):
+        plots.first_step(optimizer_grid)

@@ -818,7 +818,8 @@ class OptimizerGridResult:
         val_accuracy: per optimizer, (R, S) validation accuracy after the last epoch.
         update_size: per optimizer, (R, S, L+1) std(ΔW)/lr per layer averaged over the run (once per
             epoch): how far one step moves a layer's weights, in learning rates.
-        grad_std: per optimizer, (R, S, L+1) the weight gradient's std per layer averaged over the run.
+        grad_norm: per optimizer, (R, S, L+1) the norm of each layer's gradient (weights and bias),
+            averaged over the run (once per epoch).
         layer_names: "layer 1" ... "layer 4", "output".
     """
 
@@ -827,7 +828,7 @@ class OptimizerGridResult:
     lrs: tuple[tuple[float, ...], ...]
     val_accuracy: tuple[np.ndarray, ...]
     update_size: tuple[np.ndarray, ...]
-    grad_std: tuple[np.ndarray, ...]
+    grad_norm: tuple[np.ndarray, ...]
     layer_names: tuple[str, ...]
 
     def _cell(self, optimizer: str, lr: float | None) -> tuple[int, int]:
@@ -854,9 +855,9 @@ class OptimizerGridResult:
         return self.update_size[o][r]
 
     def grads(self, optimizer: str, lr: float | None = None) -> np.ndarray:
-        """(S, L+1) gradient std per seed and layer at ``lr`` (default: the optimizer's best)."""
+        """(S, L+1) gradient norm per seed and layer at ``lr`` (default: the optimizer's best)."""
         o, r = self._cell(optimizer, lr)
-        return self.grad_std[o][r]
+        return self.grad_norm[o][r]
 
     def first_to_output(self, optimizer: str, lr: float | None = None) -> np.ndarray:
         """(S,) layer 1's step size over the output layer's, at ``lr`` (default: the best)."""
@@ -901,7 +902,9 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
             names = result.layer_names
             rows_a.append(result.val_accuracy[0])
             rows_u.append(_circles_update_sizes(result, lr))
-            rows_g.append(np.nanmean(result.grad_std[0], axis=1))
+            rows_g.append(
+                np.array([np.nanmean(h.monitor.grad_norm, axis=0) for h in result.histories.values()])
+            )
         acc.append(np.array(rows_a))
         upd.append(np.array(rows_u))
         grad.append(np.array(rows_g))
@@ -911,7 +914,7 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
         lrs=grids,
         val_accuracy=tuple(acc),
         update_size=tuple(upd),
-        grad_std=tuple(grad),
+        grad_norm=tuple(grad),
         layer_names=tuple(names),
     )
 
@@ -1119,13 +1122,13 @@ class DeadUnitsConfig(Config):
     setting: 4 hidden ReLU layers of 64 units, He-normal weights, bias -2), trained by Adam.
 
     Args:
-        lr: Adam's learning rate.
+        lr: Adam's learning rate (its usual default, 1e-3).
         steps: Adam steps, batches of 64.
         bias_init: the value every bias starts at.
         seeds: each seeds the weights and the minibatch order.
     """
 
-    lr: float = positive(0.01)
+    lr: float = positive(1e-3)
     steps: int = integer(300, low=1)
     bias_init: float = real(-2.0)
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
