@@ -40,10 +40,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse.config import (
+    Config,
+    derive,
+    device_field,
+    flag,
+    instance_of,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    seed_field,
+)
 from vgcourse.data import DataSplit, digits, mnist
-from vgcourse.device import DEVICES
 from vgcourse.models import NORMS, ResidualMLP, named_layers
-from vgcourse.training import History, TrainConfig, evaluate, train
+from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
 
 __all__ = [
     "DATASETS",
@@ -108,8 +119,7 @@ _BRANCH_GAIN = {"he": 1.0, "kaiming_all": 2.0}  # E‖F(x)‖² / E‖x‖² of 
 # Networks: what to build, how to initialize it, one forward and backward pass along the stream
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(Config):
     """One kind of network of the chapter: a ``ResidualMLP`` (ReLU) with or without skips, norm, scaling.
 
     Args:
@@ -126,24 +136,18 @@ class NetworkSpec:
             Needs ``skip``.
     """
 
-    skip: bool = True
-    norm: str | None = None
+    skip: bool = flag(True)
+    norm: str | None = one_of(*NORMS, default=None, optional=True)
     branch_scale: float | str | None = None
-    zero_init_last: bool = False
-    init: str = "he"
-    post_activation: bool = False
+    zero_init_last: bool = flag(False)
+    init: str = one_of(*INITS, default="he")
+    post_activation: bool = flag(False)
 
-    def __post_init__(self) -> None:
-        for name in ("skip", "zero_init_last", "post_activation"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
-        if self.norm is not None:
-            check_choice("norm", self.norm, NORMS)
+    def check(self) -> None:
         if isinstance(self.branch_scale, str):
             check_choice("branch_scale", self.branch_scale, ("inv_sqrt_depth",))
         elif self.branch_scale is not None:
             check_float("branch_scale", self.branch_scale, minimum=0.0, strict_minimum=True)
-        check_choice("init", self.init, INITS)
         if not self.skip and (self.branch_scale is not None or self.zero_init_last or self.post_activation):
             raise ValueError(
                 "branch_scale, zero_init_last and post_activation need skip=True: a plain network has no "
@@ -393,21 +397,23 @@ def load_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
     return _digits(seed) if dataset == "digits" else mnist(seed=seed)
 
 
-def _check_networks(networks: Any) -> None:
-    if not isinstance(networks, tuple) or not networks:
-        raise TypeError("networks must be a non-empty tuple of NetworkSpec")
-    for spec in networks:
-        if not isinstance(spec, NetworkSpec):
-            raise TypeError(f"networks must hold NetworkSpec objects; got {type(spec).__name__}")
+def _networks(default: tuple[NetworkSpec, ...]) -> Any:
+    return nonempty(instance_of(NetworkSpec), default=default)
 
 
-def _check_depths(depths: Any, maximum: int) -> None:
-    if not isinstance(depths, tuple) or not depths:
-        raise TypeError("depths must be a non-empty tuple of positive integers")
-    for depth in depths:
-        check_int("depth", depth, minimum=1, maximum=maximum)
+def _check_increasing(depths: tuple[int, ...]) -> None:
     if list(depths) != sorted(set(depths)):
         raise ValueError(f"depths must be increasing and distinct; got {depths}")
+
+
+def _build(
+    spec: NetworkSpec, data: Any, *, depth: int, width: int, seed: int, dtype: str = "float32"
+) -> ResidualMLP:
+    """``build_network`` sized for ``data`` (a ``DataSplit``, or (in_features, out_features))."""
+    n_in, n_out = data if isinstance(data, tuple) else (data.in_features, data.n_classes)
+    return build_network(
+        spec, depth=depth, width=width, in_features=n_in, out_features=n_out, seed=seed, dtype=dtype
+    )
 
 
 def _index(spec: NetworkSpec, networks: tuple[NetworkSpec, ...]) -> int:
@@ -421,34 +427,23 @@ def _index(spec: NetworkSpec, networks: tuple[NetworkSpec, ...]) -> int:
 # The product of block Jacobians, expanded by path length
 
 
-@dataclass(frozen=True)
-class PathExpansionConfig:
-    """Expand ∂x_L/∂x_0 = ∏_l (I + α J_l) of one input by path length, for a few unnormalized networks.
+class PathExpansionConfig(Config):
+    """Expand ∂x_L/∂x_0 = ∏_l (I + α J_l) of one input by path length, for a few unnormalized networks of
+    ``depth`` blocks and stream width n (the per-example Jacobian of a BatchNorm network is not defined:
+    BatchNorm couples the examples of a batch). ``seed`` seeds the weights and the input."""
 
-    Args:
-        depth: number of blocks L.
-        width: size of the stream n.
-        networks: unnormalized ``NetworkSpec`` s (the per-example Jacobian of a BatchNorm network is
-            not defined: BatchNorm couples the examples of a batch).
-        seed: seed of the weights and of the input.
-    """
+    depth: int = integer(20, low=1, high=200)
+    width: int = integer(64, low=1, high=1024)
+    networks: tuple[NetworkSpec, ...] = _networks((PLAIN, RESIDUAL, RESIDUAL_SCALED))
+    seed: int = seed_field()
 
-    depth: int = 20
-    width: int = 64
-    networks: tuple[NetworkSpec, ...] = (PLAIN, RESIDUAL, RESIDUAL_SCALED)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=1, maximum=200)
-        check_int("width", self.width, minimum=1, maximum=1024)
-        _check_networks(self.networks)
+    def check(self) -> None:
         for spec in self.networks:
             if spec.norm is not None:
                 raise ValueError(
                     f"the path expansion needs unnormalized networks; {spec.label!r} has a norm, which "
                     "couples the examples of a batch"
                 )
-        check_int("seed", self.seed, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -459,7 +454,6 @@ class PathExpansionResult:
     ∂x_L/∂x_0 = Σ_k P_k (for the plain twin only P_L, the product of all L Jacobians, is nonzero).
 
     Args:
-        config: the configuration that produced it.
         path_gain: (n_networks, L + 1) array, k = 0..L.
         total_gain: (n_networks,) ‖∂x_L/∂x_0‖_F / √n.
         relative_error: (n_networks,) ‖Σ_k P_k − autograd's Jacobian‖_F / ‖autograd's Jacobian‖_F.
@@ -557,33 +551,16 @@ def _run_blocks(model: ResidualMLP, h: Tensor) -> Tensor:
 # Forward: E[x_l²] block by block
 
 
-@dataclass(frozen=True)
-class ForwardVarianceConfig:
-    """E[x_l²] after each block of networks at initialization, on a batch of digits (float64).
+class ForwardVarianceConfig(Config):
+    """E[x_l²] after each of ``depth`` blocks of networks at initialization, on a batch of digits
+    (float64), ``n_seeds`` independent networks per spec (seeds ``seed``, ``seed + 1``, ...)."""
 
-    Args:
-        depth: number of blocks L.
-        networks: the ``NetworkSpec`` s to compare.
-        width: size of the stream.
-        batch_size: digits examples in the batch.
-        n_seeds: independent networks per spec (seeds ``seed``, ``seed + 1``, ...).
-        seed: the first seed.
-    """
-
-    depth: int = 50
-    networks: tuple[NetworkSpec, ...] = VARIANCE_NETWORKS
-    width: int = 128
-    batch_size: int = 256
-    n_seeds: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=1, maximum=500)
-        _check_networks(self.networks)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    depth: int = integer(50, low=1, high=500)
+    networks: tuple[NetworkSpec, ...] = _networks(VARIANCE_NETWORKS)
+    width: int = integer(128, low=1, high=2048)
+    batch_size: int = integer(256, low=2, high=1437)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -591,7 +568,6 @@ class ForwardVarianceResult:
     """second_moment[i, s, l] = E[x_l²] of network s of spec i after l blocks (l = 0 is the stem's output).
 
     Args:
-        config: the configuration that produced it.
         second_moment: (n_networks, n_seeds, L + 1) array.
     """
 
@@ -638,14 +614,8 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
     out = np.empty((len(config.networks), config.n_seeds, config.depth + 1))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = build_network(
-                spec,
-                depth=config.depth,
-                width=config.width,
-                in_features=data.in_features,
-                out_features=data.n_classes,
-                seed=config.seed + s,
-                dtype="float64",
+            model = _build(
+                spec, data, depth=config.depth, width=config.width, seed=config.seed + s, dtype="float64"
             ).train()
             with torch.no_grad():
                 h = model.stem(x)
@@ -661,36 +631,21 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
 # Depth sweep: gradient ratio and forward growth against depth
 
 
-@dataclass(frozen=True)
-class DepthSweepConfig:
-    """One forward and backward pass (cross-entropy on a digits batch) per network, depth and seed.
+class DepthSweepConfig(Config):
+    """One forward and backward pass (cross-entropy on a digits batch) per network, depth L (increasing)
+    and seed (``n_seeds`` networks per spec and depth: seeds ``seed``, ``seed + 1``, ...). ``dtype``
+    "float64" by default: 2^L growth overflows float32 beyond L ≈ 120."""
 
-    Args:
-        depths: numbers of blocks L, increasing.
-        networks: the ``NetworkSpec`` s to compare.
-        width: size of the stream.
-        batch_size: digits examples in the batch.
-        n_seeds: independent networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
-        seed: the first seed.
-        dtype: "float64" (default: 2^L growth overflows float32 beyond L ≈ 120) or "float32".
-    """
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(10, 20, 50, 100))
+    networks: tuple[NetworkSpec, ...] = _networks(SWEEP_NETWORKS)
+    width: int = integer(64, low=1, high=2048)
+    batch_size: int = integer(128, low=2, high=1437)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
+    dtype: str = one_of(*DTYPES, default="float64")
 
-    depths: tuple[int, ...] = (10, 20, 50, 100)
-    networks: tuple[NetworkSpec, ...] = SWEEP_NETWORKS
-    width: int = 64
-    batch_size: int = 128
-    n_seeds: int = 3
-    seed: int = 0
-    dtype: str = "float64"
-
-    def __post_init__(self) -> None:
-        _check_depths(self.depths, maximum=1000)
-        _check_networks(self.networks)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("dtype", self.dtype, DTYPES)
+    def check(self) -> None:
+        _check_increasing(self.depths)
 
 
 @dataclass(frozen=True)
@@ -699,7 +654,6 @@ class DepthSweepResult:
     network s of spec i at depth ``depths[d]``.
 
     Args:
-        config: the configuration that produced it.
         grad_ratio: (n_networks, n_seeds, n_depths) array.
         variance_ratio: (n_networks, n_seeds, n_depths) array.
     """
@@ -747,14 +701,8 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             for d, depth in enumerate(config.depths):
-                model = build_network(
-                    spec,
-                    depth=depth,
-                    width=config.width,
-                    in_features=data.in_features,
-                    out_features=data.n_classes,
-                    seed=config.seed + s,
-                    dtype=config.dtype,
+                model = _build(
+                    spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype=config.dtype
                 )
                 result = stream_pass(model, x, y)
                 grad[i, s, d], var[i, s, d] = result.grad_ratio, result.variance_ratio
@@ -765,57 +713,35 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
 # Degradation: a deeper plain network trains worse; its residual twin does not
 
 
-@dataclass(frozen=True)
-class DegradationConfig:
+class DegradationConfig(Config):
     """Train a shallow plain, a deep plain and a deep residual network (same width, norm and recipe).
 
     The defaults mirror He et al.'s (2016) plain-18 / plain-34 / ResNet-34 comparison in linear layers:
     8 blocks are 2·8 + 2 = 18 Linear layers, 16 blocks are 34; BatchNorm in every block, as theirs.
-
-    Args:
-        shallow_depth: blocks of the shallow plain network.
-        deep_depth: blocks of the deep plain and residual networks (> shallow_depth).
-        width: size of the stream.
-        norm: None, "batch" or "layer" in every block.
-        branch_scale: α of the residual network (None: 1; "inv_sqrt_depth"; a positive number).
-        steps: SGD steps.
-        batch_size: examples per step.
-        lr: learning rate.
-        optimizer: "sgd", "momentum" (0.9) or "adam".
-        dataset: "digits" or "mnist" (the MNIST test split shipped with the package).
-        seed: seed of the weights and of the minibatch order (the train/validation split is fixed).
-        device: "auto" (CUDA when present), "cpu" or "cuda".
+    ``branch_scale`` is the residual network's α (see ``NetworkSpec``); "mnist" is the MNIST test split
+    shipped with the package; ``seed`` seeds the weights and the minibatch order (the train/validation
+    split is fixed).
     """
 
-    shallow_depth: int = 8
-    deep_depth: int = 16
-    width: int = 32
-    norm: str | None = "batch"
+    shallow_depth: int = integer(8, low=1, high=500)
+    deep_depth: int = integer(16, low=2, high=500)
+    width: int = integer(32, low=1, high=4096)
+    norm: str | None = one_of(*NORMS, default="batch", optional=True)
     branch_scale: float | str | None = None
-    steps: int = 150
-    batch_size: int = 64
-    lr: float = 0.05
-    optimizer: str = "momentum"
-    dataset: str = "digits"
-    seed: int = 0
-    device: str = "auto"
+    steps: int = positive(150, integer=True)
+    batch_size: int = positive(64, integer=True)
+    lr: float = positive(0.05)
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
+    dataset: str = one_of(*DATASETS, default="digits")
+    seed: int = seed_field()
+    device: str = device_field("auto")
 
-    def __post_init__(self) -> None:
-        check_int("shallow_depth", self.shallow_depth, minimum=1, maximum=500)
-        check_int("deep_depth", self.deep_depth, minimum=2, maximum=500)
+    def check(self) -> None:
         if self.deep_depth <= self.shallow_depth:
             raise ValueError(
                 f"deep_depth must exceed shallow_depth; got {self.deep_depth} <= {self.shallow_depth}"
             )
-        check_int("width", self.width, minimum=1, maximum=4096)
-        NetworkSpec(norm=self.norm, branch_scale=self.branch_scale)  # validates both
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        object.__setattr__(self, "lr", check_float("lr", self.lr, minimum=0.0, strict_minimum=True))
-        check_choice("optimizer", self.optimizer, ("sgd", "momentum", "adam"))
-        check_choice("dataset", self.dataset, DATASETS)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+        NetworkSpec(branch_scale=self.branch_scale)  # validates it
 
     def networks(self) -> tuple[tuple[NetworkSpec, int], ...]:
         """(spec, depth) of the three networks: shallow plain, deep plain, deep residual."""
@@ -859,7 +785,6 @@ class DegradationResult:
     """The three runs, in the order shallow plain, deep plain, deep residual.
 
     Args:
-        config: the configuration that produced it.
         runs: the ``TrainingRun`` s.
     """
 
@@ -907,28 +832,12 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
     weights), record their gradient ratio at initialization, train each with ``vgcourse.training.train``
     and evaluate on the whole training and validation sets. A diverged run is kept (its losses NaN)."""
     data = load_data(config.dataset)
-    train_config = TrainConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        optimizer=config.optimizer,
-        monitor_every=None,
-        eval_every=config.steps,
-        seed=config.seed,
-        device=config.device,
-    )
+    train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
     first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
     first = first[: min(config.batch_size, data.n_train)]
     runs = []
     for spec, depth in config.networks():
-        model = build_network(
-            spec,
-            depth=depth,
-            width=config.width,
-            in_features=data.in_features,
-            out_features=data.n_classes,
-            seed=config.seed,
-        )
+        model = _build(spec, data, depth=depth, width=config.width, seed=config.seed)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         ratio = stream_pass(model, data.x_train[first], data.y_train[first]).grad_ratio
         model.load_state_dict(before)  # undo the BatchNorm running statistics of that pass
@@ -948,31 +857,15 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
 # One network, block by block (the explorer)
 
 
-@dataclass(frozen=True)
-class LayerProfileConfig:
-    """One forward and backward pass of one network on a digits batch (float32), read block by block.
+class LayerProfileConfig(Config):
+    """One forward and backward pass of one network of ``depth`` blocks on a batch of digits (float32),
+    read block by block; ``seed`` seeds the weights."""
 
-    Args:
-        network: what to build.
-        depth: number of blocks L.
-        width: size of the stream.
-        batch_size: digits examples in the batch.
-        seed: seed of the weights.
-    """
-
-    network: NetworkSpec = RESIDUAL
-    depth: int = 30
-    width: int = 32
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.network, NetworkSpec):
-            raise TypeError(f"network must be a NetworkSpec; got {type(self.network).__name__}")
-        check_int("depth", self.depth, minimum=1, maximum=500)
-        check_int("width", self.width, minimum=1, maximum=1024)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
-        check_int("seed", self.seed, minimum=0)
+    network: NetworkSpec = instance_of(NetworkSpec, default=RESIDUAL)
+    depth: int = integer(30, low=1, high=500)
+    width: int = integer(32, low=1, high=1024)
+    batch_size: int = integer(64, low=2, high=1437)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -980,7 +873,6 @@ class LayerProfileResult:
     """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2.
 
     Args:
-        config: the configuration that produced it.
         stream: the pass.
     """
 
@@ -1006,14 +898,7 @@ class LayerProfileResult:
 def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
     """Build the network and run ``stream_pass`` on the first ``batch_size`` training digits."""
     data = load_data("digits")
-    model = build_network(
-        config.network,
-        depth=config.depth,
-        width=config.width,
-        in_features=data.in_features,
-        out_features=data.n_classes,
-        seed=config.seed,
-    )
+    model = _build(config.network, data, depth=config.depth, width=config.width, seed=config.seed)
     stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     return LayerProfileResult(config, stream)
 
@@ -1022,41 +907,27 @@ def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
 # Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
 
 
-@dataclass(frozen=True)
-class PlacementConfig:
+class PlacementConfig(Config):
     """One forward and backward pass (cross-entropy on a digits batch, float64) per network and seed.
 
     The default networks come in pairs that share their weights and differ only in the ReLU after the
     addition: clean (x_l = x_{l-1} + F(x_{l-1})) and original (x_l = φ(x_{l-1} + F(x_{l-1}))), without and
-    with BatchNorm in the branch.
-
-    Args:
-        depth: number of blocks L.
-        networks: the ``NetworkSpec`` s to compare (all with skips).
-        width: size of the stream.
-        batch_size: digits examples in the batch.
-        n_seeds: networks per spec (seeds ``seed``, ``seed + 1``, ...).
-        seed: the first seed.
+    with BatchNorm in the branch. Every network needs skips; ``n_seeds`` networks per spec (seeds
+    ``seed``, ``seed + 1``, ...).
     """
 
-    depth: int = 50
-    networks: tuple[NetworkSpec, ...] = PLACEMENT_NETWORKS
-    width: int = 64
-    batch_size: int = 128
-    n_seeds: int = 3
-    seed: int = 0
+    depth: int = integer(50, low=1, high=500)
+    networks: tuple[NetworkSpec, ...] = _networks(PLACEMENT_NETWORKS)
+    width: int = integer(64, low=1, high=2048)
+    batch_size: int = integer(128, low=2, high=1437)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=1, maximum=500)
-        _check_networks(self.networks)
+    def check(self) -> None:
         if not all(spec.skip for spec in self.networks):
             raise ValueError(
                 "every network of a PlacementConfig needs skip=True (the ReLU follows the addition)"
             )
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("batch_size", self.batch_size, minimum=2, maximum=1437)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -1072,7 +943,6 @@ class PlacementResult:
       the 1s of D_l (1 for a clean block).
 
     Args:
-        config: the configuration that produced it.
         stream_grad: (n_networks, n_seeds, L + 1) array.
         identity_share: (n_networks, n_seeds, L + 1) array.
         active: (n_networks, n_seeds, L) array.
@@ -1125,15 +995,7 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
     active = np.empty((n, config.n_seeds, depth))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = build_network(
-                spec,
-                depth=depth,
-                width=config.width,
-                in_features=data.in_features,
-                out_features=data.n_classes,
-                seed=config.seed + s,
-                dtype="float64",
-            )
+            model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
             masks: list[Tensor] = []  # x_l = φ(pre) > 0 exactly where pre > 0: the 1s of D_l
             hooks = [
                 block.register_forward_hook(lambda _m, _i, out, masks=masks: masks.append(out.detach() > 0))
@@ -1174,40 +1036,25 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
     return float(v[1:] @ v[:-1]) / denominator
 
 
-@dataclass(frozen=True)
-class ShatteredConfig:
+class ShatteredConfig(Config):
     """Networks with one input and one output, evaluated at ``n_points`` inputs evenly spaced on
-    [−interval, interval] (float64), as in Balduzzi et al. (2017).
+    [−interval, interval] (float64), as in Balduzzi et al. (2017), at increasing depths L.
 
     Each BatchNorm takes its statistics from the grid of points (one training-mode pass) and keeps them,
     so f is an ordinary function of one input and df/dx at each point is that point's own derivative.
-
-    Args:
-        depths: numbers of blocks L, increasing.
-        networks: the ``NetworkSpec`` s to compare.
-        width: size of the stream.
-        n_points: inputs on the grid.
-        interval: the grid covers [−interval, interval].
-        n_seeds: networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
-        seed: the first seed.
+    ``n_seeds`` networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
     """
 
-    depths: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
-    networks: tuple[NetworkSpec, ...] = SHATTER_NETWORKS
-    width: int = 64
-    n_points: int = 256
-    interval: float = 2.0
-    n_seeds: int = 3
-    seed: int = 0
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=500), default=(1, 2, 5, 10, 20, 50))
+    networks: tuple[NetworkSpec, ...] = _networks(SHATTER_NETWORKS)
+    width: int = integer(64, low=1, high=2048)
+    n_points: int = integer(256, low=8, high=100_000)
+    interval: float = positive(2.0)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
-    def __post_init__(self) -> None:
-        _check_depths(self.depths, maximum=500)
-        _check_networks(self.networks)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        check_int("n_points", self.n_points, minimum=8, maximum=100_000)
-        check_float("interval", self.interval, minimum=0.0, strict_minimum=True)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    def check(self) -> None:
+        _check_increasing(self.depths)
 
 
 @dataclass(frozen=True)
@@ -1217,7 +1064,6 @@ class ShatteredResult:
     at the deepest depth.
 
     Args:
-        config: the configuration that produced it.
         autocorrelation: (n_networks, n_seeds, n_depths) array.
         gradient: (n_networks, n_points) array.
     """
@@ -1291,12 +1137,11 @@ def run_shattered(config: ShatteredConfig) -> ShatteredResult:
     gradient = np.empty((len(config.networks), config.n_points))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = build_network(
+            model = _build(
                 spec,
+                (1, 1),
                 depth=config.depths[-1],
                 width=config.width,
-                in_features=1,
-                out_features=1,
                 seed=config.seed + s,
                 dtype="float64",
             )
