@@ -1,16 +1,26 @@
 """Chapter 8, transformers: the model (Post-LN / Pre-LN layouts, masking, residual scaling) and every number
-the chapter states."""
+the chapter states.
+
+The chapter's experiments measure ``n_seeds`` = 3 networks per setting (seeds 0, 1, 2); here the same
+configurations run with one network per seed of ``claims.SEEDS``, and each claim is checked on every one.
+"""
 
 from __future__ import annotations
 
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
+from claims import SEEDS, expect
+from matplotlib.figure import Figure
 
 from vgcourse import transformer as tf
+from vgcourse.experiments import transformers as tx
+from vgcourse.explorers import transformers as explorers
 from vgcourse.models import named_layers
+from vgcourse.plots import transformers as plots
 
 F64 = torch.float64
 
@@ -19,6 +29,15 @@ F64 = torch.float64
 def _close_figures():
     yield
     plt.close("all")
+
+
+N_NETWORKS = dict(n_seeds=len(SEEDS), seed=min(SEEDS))  # seeds min(SEEDS), min + 1, ...
+
+
+def within(name: str, value: object, low: float, high: float) -> None:
+    """The claim low < value < high, recorded as two one-sided claims."""
+    expect(f"{name} (lower bound)", value, ">", low)
+    expect(f"{name} (upper bound)", value, "<", high)
 
 
 def _tokens(batch: int, time: int, vocab: int, seed: int = 0) -> torch.Tensor:
@@ -178,3 +197,238 @@ def test_bad_inputs() -> None:
         model(_tokens(1, 5, 7))
     with pytest.raises(TypeError, match="integer token ids"):
         model(torch.zeros(1, 3))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The chapter: Jacobians and the identity path
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sublayer_jacobian_formulas_match_autograd(seed: int) -> None:
+    result = tx.run_block_jacobian(tx.BlockJacobianConfig(seed=seed))
+    expect("transformers: Post-LN sublayer Jacobian error", result.post_error, "<", 1e-12)
+    expect("transformers: Pre-LN sublayer Jacobian error", result.pre_error, "<", 1e-12)
+    expect("transformers: LN Jacobian error", result.ln_error, "<", 1e-12)
+
+
+def test_softmax_jacobian_and_its_trace_bound() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = (
+        torch.randn(50, 7, dtype=F64, generator=generator) * torch.linspace(0.1, 20, 50, dtype=F64)[:, None]
+    )
+    p = torch.softmax(logits, -1)
+    jac = tx.softmax_jacobian(p)
+    auto = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, -1), logits[3])
+    torch.testing.assert_close(jac[3], auto, rtol=0, atol=1e-15)
+    assert bool((torch.linalg.eigvalsh(jac) > -1e-15).all())  # positive semi-definite
+    frobenius = torch.linalg.matrix_norm(jac)
+    trace = 1 - p.square().sum(-1)
+    assert bool((frobenius <= trace + 1e-15).all())
+    assert bool((trace <= 2 * (1 - p.max(-1).values) + 1e-15).all())
+
+
+@pytest.fixture(scope="module")
+def identity() -> tx.IdentityPathResult:
+    return tx.run_identity_path(tx.IdentityPathConfig(**N_NETWORKS))
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_post_ln_identity_path_shrinks_geometrically(identity: tx.IdentityPathResult, seed: int) -> None:
+    s = seed - min(SEEDS)
+    post, pre = identity.layouts.index("post"), identity.layouts.index("pre")
+    assert np.array_equal(identity.identity_gain[pre, :, s], np.ones(len(identity.config.depths)))
+    # the bound is exact: a projection divided by sigma, token by token
+    assert bool(
+        (identity.identity_gain[post, :, s] <= identity.inverse_sigma[post, :, s] * (1 + 1e-12)).all()
+    )
+    within(
+        "transformers: Post-LN identity path at the deepest stack",
+        identity.identity_gain[post, -1, s],
+        1e-5,
+        1e-3,
+    )
+    within(
+        "transformers: Post-LN identity factor per sublayer", identity.per_sublayer("post")[:, s], 0.75, 0.88
+    )
+    within("transformers: Post-LN every-path gradient ratio", identity.full_gain[post, :, s], 0.3, 4.0)
+    expect(
+        "transformers: Pre-LN every-path ratio at the deepest stack", identity.full_gain[pre, -1, s], ">", 2.5
+    )
+    full_pre = identity.full_gain[pre, :, s]
+    expect(
+        "transformers: Pre-LN every-path ratio, deepest / shallowest", full_pre[-1] / full_pre[0], ">", 2.0
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The chapter: gradient profiles and residual scaling
+
+
+@pytest.fixture(scope="module")
+def profile() -> tx.GradientProfileResult:
+    return tx.run_gradient_profile(tx.GradientProfileConfig(**N_NETWORKS))
+
+
+GPT2, BRANCH, DEEP = "Pre-LN, GPT-2 init", "Pre-LN, branch 1/√L", "DeepNorm (Post-LN)"
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_post_ln_last_block_gradient_does_not_shrink_pre_ln_does(
+    profile: tx.GradientProfileResult, seed: int
+) -> None:
+    s = seed - min(SEEDS)
+    depths = profile.config.depths
+    post, pre = profile.last_block("Post-LN")[:, s], profile.last_block("Pre-LN")[:, s]
+    expect("transformers: Post-LN last block, deepest / shallowest", post[-1] / post[0], ">", 1.0)
+    expect("transformers: Pre-LN last block, deepest / shallowest", pre[-1] / pre[0], "<", 0.7)
+    expect("transformers: Post-LN / Pre-LN last block at the deepest stack", post[-1] / pre[-1], ">", 3.0)
+    within(
+        "transformers: Pre-LN depth slope from 6 blocks", profile.depth_slope("Pre-LN", low=6)[s], -0.5, -0.15
+    )
+    first_over_last = [profile.first_over_last("Post-LN", d)[s] for d in depths]
+    within("transformers: Post-LN block 1 / block L", first_over_last, 0.3, 3.0)
+    high = depths[-1]
+    expect(
+        "transformers: Pre-LN block 1 / block L, deepest",
+        profile.first_over_last("Pre-LN", high)[s],
+        ">",
+        2.0,
+    )
+    ratio = profile.spread("Pre-LN", high)[s] / profile.stream_scaled_spread("Pre-LN", high)[s]
+    expect("transformers: Pre-LN spread / stream-scaled spread", ratio, ">", 1.5)
+    stream = profile.stream("Pre-LN", high)[s]
+    expect("transformers: Pre-LN stream growth", stream[-1] / stream[0], ">", 2.5)
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_residual_scaling_levels_the_profile(profile: tx.GradientProfileResult, seed: int) -> None:
+    s = seed - min(SEEDS)
+    high = profile.config.depths[-1]
+    for label, bound in ((GPT2, 1.2), (BRANCH, 1.3)):
+        stream = profile.stream(label, high)[s]
+        expect(f"transformers: {label} stream growth", stream[-1] / stream[0], "<", bound)
+    for label in ("Post-LN", DEEP):  # a norm ends every sublayer: RMS 1 (up to LN's epsilon)
+        assert np.allclose(profile.stream(label, high)[s, 1:], 1.0, atol=1e-4)
+    expect("transformers: Post-LN last block update", profile.updates("Post-LN", high)[s, -1], ">", 0.6)
+    expect("transformers: DeepNorm last block update", profile.updates(DEEP, high)[s, -1], "<", 0.05)
+    pre_updates = profile.updates("Pre-LN", high)[s]
+    expect("transformers: Pre-LN first / last block update", pre_updates[0] / pre_updates[-1], ">", 1.5)
+    for label, bound in ((GPT2, 1.3), (BRANCH, 1.4), (DEEP, 1.2)):
+        expect(f"transformers: {label} profile spread", profile.spread(label, high)[s], "<", bound)
+    within("transformers: GPT-2 init depth slope", profile.depth_slope(GPT2)[s], -0.15, 0.15)
+    gpt2 = profile.last_block(GPT2)[:, s]
+    within("transformers: GPT-2 init last block, deepest / shallowest", gpt2[-1] / gpt2[0], 0.8, 1.2)
+    within("transformers: branch 1/sqrt(L) depth slope", profile.depth_slope(BRANCH)[s], -0.65, -0.35)
+    within("transformers: DeepNorm depth slope", profile.depth_slope(DEEP)[s], -0.65, -0.4)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The chapter: attention's saturation
+
+
+@pytest.fixture(scope="module")
+def attention() -> tx.AttentionEntropyResult:
+    return tx.run_attention_entropy(tx.AttentionEntropyConfig(**N_NETWORKS))
+
+
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_unscaled_attention_saturates(attention: tx.AttentionEntropyResult, seed: int) -> None:
+    s = seed - min(SEEDS)
+    d_max = attention.config.d_heads[-1]
+    within("transformers: scaled logit std", attention.values("logit_std", "inv_sqrt_d")[:, s], 0.5, 1.5)
+    raw_std = attention.values("logit_std", "none")[-1, s] / math.sqrt(d_max)
+    within("transformers: unscaled logit std / sqrt(d_head)", raw_std, 0.7, 1.4)
+    expect("transformers: scaled row entropy", attention.values("entropy", "inv_sqrt_d")[:, s], ">", 2.0)
+    expect(
+        "transformers: unscaled row entropy at the largest head",
+        attention.values("entropy", "none")[-1, s],
+        "<",
+        0.5,
+    )
+    expect("transformers: unscaled largest weight", attention.values("max_prob", "none")[-1, s], ">", 0.8)
+    jac = (
+        attention.values("jacobian_norm", "inv_sqrt_d")[-1, s]
+        / attention.values("jacobian_norm", "none")[-1, s]
+    )
+    expect("transformers: softmax Jacobian, scaled / unscaled", jac, ">", 2.0)
+    grad = attention.values("logit_grad", "inv_sqrt_d")[-1, s] / attention.values("logit_grad", "none")[-1, s]
+    expect("transformers: gradient to the logits, scaled / unscaled", grad, ">", 1.3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots and the explorer
+
+
+@pytest.fixture(scope="module")
+def small_profile() -> tx.GradientProfileResult:
+    return tx.run_gradient_profile(tx.GradientProfileConfig(depths=(2, 4), n_seeds=2, d_model=16, seq_len=6))
+
+
+def test_plots_return_figures_and_accept_axes(
+    small_profile: tx.GradientProfileResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
+    identity = tx.run_identity_path(tx.IdentityPathConfig(depths=(1, 3), n_seeds=2, d_model=16, seq_len=6))
+    attention = tx.run_attention_entropy(tx.AttentionEntropyConfig(d_heads=(4, 16), n_seeds=2, seq_len=6))
+    figures = [
+        plots.identity_path(identity),
+        plots.layer_profile(small_profile, "Pre-LN", 4, "q"),
+        plots.gradient_profiles(small_profile),
+        plots.gradient_profiles(small_profile, None),
+        plots.last_block_gradient(small_profile),
+        plots.stream_growth(small_profile),
+        plots.attention_saturation(attention),
+    ]
+    assert all(isinstance(f, Figure) for f in figures)
+    fig, axes = plt.subplots(1, 2)
+    assert plots.stream_growth(small_profile, axes=axes) is fig
+    fig, axes = plt.subplots(1, 2)
+    assert plots.attention_saturation(attention, axes=axes) is fig
+    _, ax = plt.subplots()
+    assert plots.last_block_gradient(small_profile, ("Pre-LN",), ax=ax) is ax.figure
+    with pytest.raises(ValueError, match="valid choices"):
+        plots.gradient_profiles(small_profile, ("Pre-LN", "ReZero"))
+    with pytest.raises(ValueError, match="valid choices"):
+        plots.layer_profile(small_profile, weight="w")
+    with pytest.raises(TypeError, match="GradientProfileResult"):
+        plots.last_block_gradient(identity)
+
+
+def test_result_accessors_check_their_arguments(small_profile: tx.GradientProfileResult) -> None:
+    assert small_profile.profile("Post-LN", 4).shape == (2, 4)
+    assert small_profile.stream("Pre-LN", 2).shape == (2, 3)
+    assert small_profile.updates("Pre-LN", 4).shape == (2, 4)
+    frame = small_profile.to_frame()
+    assert list(frame["blocks L"][:2]) == [2, 4] and len(frame) == 2 * len(tx.VARIANTS)
+    with pytest.raises(ValueError, match="was not measured"):
+        small_profile.profile("Pre-LN", 6)
+    with pytest.raises(ValueError, match="valid choices"):
+        small_profile.profile("Sandwich-LN", 2)
+    with pytest.raises(ValueError, match="n_heads must divide d_model"):
+        tx.GradientProfileConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="valid choices"):
+        tx.GradientProfileConfig(variants=("Pre-LN", "Admin"))
+
+
+def test_explorer_runs_at_defaults_and_extremes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # every view must pass the book's figure check
+    explorer = explorers.gradient_profile_explorer(n_seeds=1)
+    explorer.show()
+    assert isinstance(explorer.update(), Figure)
+    for values in (
+        {"depth": 1, "stack": "Post-LN"},
+        {"depth": 48, "stack": "DeepNorm (Post-LN)"},
+        {"weight": "q"},
+        {"depth": 24, "stack": "Pre-LN, GPT-2 init"},
+    ):
+        assert isinstance(explorer.update(**values), Figure)
+        assert "block 1 / block L" in explorer.text.value
+    with pytest.raises(ValueError, match="valid choices"):
+        explorers.gradient_profile_explorer(stack="Sandwich")
+    with pytest.raises(ValueError):
+        explorers.gradient_profile_explorer(depth=100)

@@ -40,8 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vgcourse.config import Config, integer, nonempty, one_of, seed_field
+from vgcourse._validation import check_int
+from vgcourse.config import Config, check_config, integer, nonempty, one_of, positive, seed_field
+from vgcourse.data import DataSplit
 from vgcourse.monitor import snapshot
+from vgcourse.training import TrainConfig, train
 from vgcourse.transformer import Transformer
 
 __all__ = [
@@ -64,6 +67,17 @@ __all__ = [
     "run_gradient_profile",
     "run_identity_path",
     "softmax_jacobian",
+    # training, warmup and diagnose (T2)
+    "SORT_LEN",
+    "SORT_VOCAB",
+    "TRAINED_ACCURACY",
+    "TRAINING_VARIANTS",
+    "TrainingVariant",
+    "WarmupConfig",
+    "WarmupResult",
+    "build_training_model",
+    "run_warmup",
+    "sorting_task",
 ]
 
 
@@ -227,8 +241,9 @@ class IdentityPathResult:
         layouts: ("post", "pre").
         identity_gain: (layout, depth, seed) ‖identity-path part of ∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖: for Post-LN the
             top gradient sent back through the 2L LN Jacobians alone, for Pre-LN exactly 1.
-        inverse_sigma: (layout, depth, seed) ∏ 1/σ(z) over the 2L LN inputs z (Post-LN; 1 for Pre-LN):
-            an upper bound of ``identity_gain`` (each J_LN has norm ≤ 1/σ at γ = 1).
+        inverse_sigma: (layout, depth, seed) the bound ‖(∏_k 1/σ(z_k,t))·∂ℓ/∂x_L,t‖ / ‖∂ℓ/∂x_L‖, position t
+            by position, over the 2L LN inputs z_k (Post-LN; 1 for Pre-LN): at γ = 1 each J_LN(z) is a
+            projection divided by σ(z), so ``identity_gain`` cannot exceed it.
         full_gain: (layout, depth, seed) ‖∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖ by autograd (every path).
     """
 
@@ -287,9 +302,10 @@ def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
                         sig = [
                             torch.sqrt(z.detach().var(-1, unbiased=False) + norm.eps) for norm, z in inputs
                         ]
-                        # per position; the bound holds position by position, report the RMS over positions
+                        # each position's LN Jacobians shrink its gradient by at most ∏ 1/σ (γ = 1 at init)
                         inv = torch.stack(sig).reciprocal().prod(0)
-                        inv_sigma[i, j, s] = float(inv.square().mean().sqrt())
+                        bound = torch.linalg.norm(inv.unsqueeze(-1) * g_top)
+                        inv_sigma[i, j, s] = float(bound) / top_norm
     return IdentityPathResult(config, layouts, identity, inv_sigma, full)
 
 
@@ -364,6 +380,13 @@ class GradientProfileResult:
     def spread(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
         """(seed,): max over blocks / min over blocks of the gradient norm (1 = perfectly level)."""
         p = self.profile(variant, depth, weight)
+        return p.max(axis=1) / p.min(axis=1)
+
+    def stream_scaled_spread(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
+        """(seed,): the spread (max/min over blocks) of ‖∂ℓ/∂W_l‖·RMS(x_{l−1}), the gradient times the
+        size of the stream entering block l: what is left once each block's LN, which divides by that
+        size, is accounted for."""
+        p = self.profile(variant, depth, weight) * self.stream(variant, depth)[:, :-1]
         return p.max(axis=1) / p.min(axis=1)
 
     def first_over_last(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
@@ -546,3 +569,244 @@ def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyRes
 
 
 # --- Training, warmup and diagnose (T2) ---
+#
+# Training a transformer with Adam (the optimizer of Vaswani et al. 2017 and Xiong et al. 2020) on a task
+# that runs on a CPU in seconds: sort a sequence of SORT_LEN tokens drawn from a vocabulary of SORT_VOCAB
+# (an encoder, ``causal=False``: every output position needs the whole input). Every run goes through
+# ``vgcourse.training.train``; warmup is ``TrainConfig.warmup_steps`` (linear, then constant).
+
+SORT_VOCAB = 16
+"""Vocabulary of the sorting task: chance accuracy 1/16, chance loss ln 16 ≈ 2.77."""
+SORT_LEN = 8
+"""Tokens per sequence of the sorting task."""
+TRAINED_ACCURACY = 0.5
+"""A run "trains" when its final validation accuracy (per position) reaches this (chance: 1/SORT_VOCAB)."""
+
+
+def sorting_task(
+    n_train: int = 4096,
+    n_val: int = 512,
+    seq_len: int = SORT_LEN,
+    vocab_size: int = SORT_VOCAB,
+    seed: int = 0,
+) -> DataSplit:
+    """Sort a sequence of tokens: x (N, T) int64 ids drawn uniformly from ``vocab_size``, y (N, T) = x
+    sorted in ascending order; one class label per position (``n_classes = vocab_size``).
+
+    Args:
+        n_train, n_val: sequences in each split (drawn independently, >= 1 each).
+        seq_len: tokens per sequence (>= 2).
+        vocab_size: number of token ids (>= 2).
+        seed: seed of the draw.
+    """
+    check_int("n_train", n_train, minimum=1)
+    check_int("n_val", n_val, minimum=1)
+    check_int("seq_len", seq_len, minimum=2)
+    check_int("vocab_size", vocab_size, minimum=2)
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    x = torch.randint(vocab_size, (n_train + n_val, seq_len), generator=generator)
+    y = x.sort(dim=1).values
+    return DataSplit("sorting", x[:n_train], y[:n_train], x[n_train:], y[n_train:], vocab_size)
+
+
+@dataclass(frozen=True)
+class TrainingVariant:
+    """A layout and a learning-rate schedule: where LN sits and how many warmup steps Adam gets.
+
+    Args:
+        label: the name figures and tables show.
+        ln: "post" or "pre".
+        warmup: True for the config's ``warmup_steps`` of linear warmup, False for none.
+    """
+
+    label: str
+    ln: str
+    warmup: bool
+
+
+TRAINING_VARIANTS: dict[str, TrainingVariant] = {
+    v.label: v
+    for v in (
+        TrainingVariant("Post-LN", "post", False),
+        TrainingVariant("Post-LN + warmup", "post", True),
+        TrainingVariant("Pre-LN", "pre", False),
+    )
+}
+"""The runs of the warmup experiment, by label."""
+
+
+class WarmupConfig(Config):
+    """Post-LN with and without warmup and Pre-LN, trained with Adam on ``sorting_task``, at each learning
+    rate and seed (the seed draws the weights and the minibatch order; the data are drawn once).
+
+    Args:
+        variants: labels of ``TRAINING_VARIANTS``.
+        lrs: peak learning rates of Adam.
+        seeds: seeds of the runs.
+        n_layers, d_model, n_heads: the transformer's depth and sizes (d_ff = 4·d_model).
+        warmup_steps: linear warmup length of the "+ warmup" variants.
+        steps, batch_size: Adam steps and sequences per step.
+        n_train, n_val, data_seed: the sorting task's splits.
+        eval_every: steps between validation evaluations (the last step is always evaluated).
+    """
+
+    variants: tuple[str, ...] = nonempty(
+        one_of(*TRAINING_VARIANTS), default=tuple(TRAINING_VARIANTS), unique=True
+    )
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.003, 0.01), unique=True)
+    seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
+    n_layers: int = integer(6, low=1, high=48)
+    d_model: int = integer(32, low=4, high=256)
+    n_heads: int = integer(4, low=1, high=16)
+    warmup_steps: int = integer(50, low=1)
+    steps: int = integer(200, low=1)
+    batch_size: int = integer(32, low=1)
+    n_train: int = integer(4096, low=1)
+    n_val: int = integer(512, low=1)
+    data_seed: int = seed_field()
+    eval_every: int = integer(25, low=1)
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    """Arrays indexed [variant, lr, seed(, step)] in the config's orders.
+
+    Args:
+        config: the settings.
+        loss: training loss of every step, (V, L, S, steps); NaN after a run diverged.
+        eval_steps: steps after which the validation split was evaluated, (E,).
+        val_loss: validation loss at ``eval_steps``, (V, L, S, E); NaN after a divergence.
+        val_accuracy: validation accuracy per position at ``eval_steps``, (V, L, S, E).
+        diverged: whether the run stopped on a NaN or infinite loss or gradient, (V, L, S).
+        messages: ``History.message`` of every run, [variant][lr][seed].
+    """
+
+    config: WarmupConfig
+    loss: np.ndarray
+    eval_steps: np.ndarray
+    val_loss: np.ndarray
+    val_accuracy: np.ndarray
+    diverged: np.ndarray
+    messages: tuple[tuple[tuple[str, ...], ...], ...]
+
+    def index(self, variant: str, lr: float) -> tuple[int, int]:
+        """Positions (variant, lr) in the arrays; ValueError naming the valid ones."""
+        if variant not in self.config.variants:
+            raise ValueError(
+                f"unknown variant {variant!r}; this result has: {', '.join(self.config.variants)}"
+            )
+        for j, value in enumerate(self.config.lrs):
+            if math.isclose(value, lr, rel_tol=1e-9):
+                return self.config.variants.index(variant), j
+        raise ValueError(f"lr {lr!r} is not in this result; it has: {', '.join(map(str, self.config.lrs))}")
+
+    def final_accuracy(self, variant: str, lr: float) -> np.ndarray:
+        """Validation accuracy after the last step, per seed (NaN for a run that diverged)."""
+        i, j = self.index(variant, lr)
+        return self.val_accuracy[i, j, :, -1].copy()
+
+    def final_val_loss(self, variant: str, lr: float) -> np.ndarray:
+        """Validation loss after the last step, per seed (NaN for a run that diverged)."""
+        i, j = self.index(variant, lr)
+        return self.val_loss[i, j, :, -1].copy()
+
+    def trains(self, variant: str, lr: float) -> np.ndarray:
+        """Per seed: the final validation accuracy reached ``TRAINED_ACCURACY`` (a diverged run did not)."""
+        return np.nan_to_num(self.final_accuracy(variant, lr), nan=0.0) >= TRAINED_ACCURACY
+
+    def trained_lrs(self, variant: str) -> tuple[float, ...]:
+        """The learning rates at which every seed of ``variant`` trained."""
+        return tuple(lr for lr in self.config.lrs if bool(self.trains(variant, lr).all()))
+
+    def to_frame(self) -> Any:
+        """One row per variant and learning rate: mean final validation accuracy and loss over the seeds,
+        and how many seeds trained."""
+        import pandas as pd
+
+        rows = []
+        for variant in self.config.variants:
+            for lr in self.config.lrs:
+                trained = self.trains(variant, lr)
+                rows.append(
+                    {
+                        "variant": variant,
+                        "learning rate": lr,
+                        "final validation accuracy": float(np.nanmean(self.final_accuracy(variant, lr))),
+                        "final validation loss": float(np.nanmean(self.final_val_loss(variant, lr))),
+                        "seeds that trained": f"{int(trained.sum())} of {len(trained)}",
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def build_training_model(variant: TrainingVariant, config: WarmupConfig, seed: int) -> Transformer:
+    """The encoder of the warmup experiment: ``variant``'s layout, Xavier-normal weights, ``causal=False``."""
+    return Transformer(
+        SORT_VOCAB,
+        SORT_LEN,
+        config.n_layers,
+        config.d_model,
+        config.n_heads,
+        ln=variant.ln,
+        causal=False,
+        seed=seed,
+    )
+
+
+def run_warmup(config: WarmupConfig) -> WarmupResult:
+    """Train every (variant, lr, seed) with ``train`` and Adam: ``steps`` steps of ``batch_size`` sorted
+    sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s."""
+    check_config(config, WarmupConfig)
+    data = sorting_task(config.n_train, config.n_val, seed=config.data_seed)
+    shape = (len(config.variants), len(config.lrs), len(config.seeds))
+    eval_steps = np.array(
+        sorted(set(range(config.eval_every - 1, config.steps, config.eval_every)) | {config.steps - 1})
+    )
+    n_evals = len(eval_steps)
+    loss = np.full((*shape, config.steps), np.nan)
+    val_loss = np.full((*shape, n_evals), np.nan)
+    val_accuracy = np.full((*shape, n_evals), np.nan)
+    diverged = np.zeros(shape, dtype=bool)
+    messages: list[list[list[str]]] = []
+    for i, label in enumerate(config.variants):
+        variant = TRAINING_VARIANTS[label]
+        messages.append([])
+        for j, lr in enumerate(config.lrs):
+            messages[i].append([])
+            for k, seed in enumerate(config.seeds):
+                model = build_training_model(variant, config, seed)
+                train_config = TrainConfig(
+                    steps=config.steps,
+                    batch_size=config.batch_size,
+                    lr=lr,
+                    optimizer="adam",
+                    warmup_steps=config.warmup_steps if variant.warmup else 0,
+                    monitor_every=None,
+                    eval_every=config.eval_every,
+                    seed=seed,
+                    device="cpu",
+                )
+                history = train(model, data, train_config)
+                loss[i, j, k, : history.steps_run] = history.loss
+                n = len(history.val_loss)
+                val_loss[i, j, k, :n] = history.val_loss
+                val_accuracy[i, j, k, :n] = history.val_accuracy
+                diverged[i, j, k] = history.diverged
+                if history.diverged:
+                    loss[i, j, k, history.diverged_step :] = np.nan
+                messages[i][j].append(history.message)
+    return WarmupResult(
+        config,
+        loss,
+        eval_steps,
+        val_loss,
+        val_accuracy,
+        diverged,
+        tuple(tuple(tuple(m) for m in per_lr) for per_lr in messages),
+    )

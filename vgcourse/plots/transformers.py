@@ -10,13 +10,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from vgcourse._validation import check_choice
+from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.transformers import (
+    SORT_VOCAB,
     VARIANTS,
     WEIGHTS,
     AttentionEntropyResult,
     GradientProfileResult,
     IdentityPathResult,
+    WarmupResult,
 )
 from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 
@@ -27,6 +29,7 @@ __all__ = [
     "last_block_gradient",
     "layer_profile",
     "stream_growth",
+    "warmup_curves",
 ]
 
 _WEIGHT_LABELS = {
@@ -306,3 +309,68 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
 
 
 # --- Training, warmup and diagnose (T2) ---
+
+_TRAINING_COLORS = {"Post-LN": "C3", "Post-LN + warmup": "C1", "Pre-LN": "C0"}
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each step and the ``window`` - 1 steps before it (fewer at the start); NaN stays NaN."""
+    window = max(1, min(window, len(values)))
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    out = np.empty_like(values)
+    for t in range(len(values)):
+        start = max(0, t - window + 1)
+        out[t] = (cumulative[t + 1] - cumulative[start]) / (t + 1 - start)
+    return out
+
+
+@checked
+def warmup_curves(
+    result: WarmupResult,
+    lrs: Sequence[float] | None = None,
+    *,
+    window: int = 10,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Training loss against step, one panel per learning rate, one line per variant and seed (a moving
+    average over ``window`` steps of the minibatch loss), with the chance loss ln V dotted.
+
+    Args:
+        result: from ``run_warmup``.
+        lrs: which learning rates (None: every one of the result, at most three).
+        window: steps of the moving average (>= 1).
+        axes: one axes per learning rate; a new figure when None.
+    """
+    _check(result, WarmupResult)
+    chosen = list(result.config.lrs if lrs is None else lrs)
+    if not chosen or len(chosen) > 3:
+        raise ValueError(f"give one to three learning rates; got {len(chosen)}")
+    columns = [result.index(result.config.variants[0], lr)[1] for lr in chosen]  # ValueError: bad lr
+    check_int("window", window, minimum=1)
+    n = len(chosen)
+    fig, panels, own = figure_and_axes_grid(
+        axes, n, lambda: plt.subplots(1, n, figsize=(2.4 * n + 0.6, 3.3), sharey=True, squeeze=False)
+    )
+    chance = float(np.log(SORT_VOCAB))
+    steps = np.arange(1, result.config.steps + 1)
+    for ax, lr, j in zip(panels, chosen, columns, strict=True):
+        for i, variant in enumerate(result.config.variants):
+            for s in range(len(result.config.seeds)):
+                curve = _moving_average(result.loss[i, j, s], window)
+                ax.plot(
+                    steps,
+                    curve,
+                    color=_TRAINING_COLORS.get(variant),
+                    lw=1.2,
+                    alpha=0.85,
+                    label=variant if s == 0 else None,
+                )
+        ax.axhline(chance, color="0.4", ls=":", lw=1.2, label="chance, ln 16")
+        ax.set_title(f"lr = {lr:g}", fontsize=10)
+        ax.set_xlabel("Adam step")
+        ax.set_ylim(0, chance * 1.15)
+    panels[0].set_ylabel("training loss")
+    if own:
+        fig.legend(*panels[0].get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=4)
+        fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return fig
