@@ -192,7 +192,7 @@ def last_block_gradient(
     ax: Axes | None = None,
 ) -> Figure:
     """The last block's ‖∂ℓ/∂W‖_F against depth L (log-log, seed means with each seed's marker), with a
-    dotted 1/√L guide through the Pre-LN value at the smallest depth.
+    dotted 1/√L guide through the Pre-LN value at the smallest depth (the first variant's without Pre-LN).
 
     Args:
         result: from ``run_gradient_profile``.
@@ -211,7 +211,7 @@ def last_block_gradient(
         ax.plot(depths, values.mean(axis=1), "-", color=color, lw=1.5, label=variant)
         for s in range(values.shape[1]):
             ax.plot(depths, values[:, s], "o", color=color, ms=3, alpha=0.6)
-    reference = chosen[0]
+    reference = "Pre-LN" if "Pre-LN" in chosen else chosen[0]
     start = result.last_block(reference, weight)[0].mean()
     ax.plot(depths, start * np.sqrt(depths[0] / depths), ":", color="0.3", lw=1.2, label="∝ 1/√L")
     ax.set_xscale("log")
@@ -260,10 +260,10 @@ def stream_growth(
             label=variant,
         )
     left.set_xlabel("block l")
-    left.set_ylabel("RMS of x_l")
+    left.set_ylabel(r"RMS of $x_l$")
     left.set_ylim(bottom=0)
     right.set_xlabel("block l")
-    right.set_ylabel("‖x_l − x_{l−1}‖ / ‖x_{l−1}‖")
+    right.set_ylabel(r"$\|x_l - x_{l-1}\| \,/\, \|x_{l-1}\|$")
     log_scale(right, "y")
     if own:
         fig.legend(*right.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
