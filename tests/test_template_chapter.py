@@ -1,0 +1,89 @@
+"""The chapter template (templates/chapter/, CONTRIBUTING.md): copied and registered as CONTRIBUTING.md
+says, its modules import, its claim test passes and the contract tests find it, with nothing else to
+edit; uncopied, it is in neither the book's toc nor the package's registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from book_toc import toc_entries
+
+from vgcourse.chapters import CHAPTERS, chapter_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "templates" / "chapter"
+ID = "example_chapter"
+TITLE = "Example chapter: gradients through a deep sigmoid network"
+
+
+def test_the_template_is_not_part_of_the_book_or_the_package() -> None:
+    assert ID not in chapter_ids()
+    assert not any(Path(entry).name == ID for entry in toc_entries())
+    assert not list((ROOT / "vgcourse").glob(f"*/{ID}.py"))
+    assert not (ROOT / "book" / f"{ID}.ipynb").exists()
+    assert "templates" in yaml.safe_load((ROOT / "_config.yml").read_text())["exclude_patterns"]
+
+
+def _copy_as_contributing_says(repo: Path) -> None:
+    """A copy of the project with the template copied in and registered (CONTRIBUTING.md, steps 1-2)."""
+    # the package as committed (files git tracks; all of them outside a git checkout): a module someone
+    # is writing and has not added yet stays out of the copy
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "vgcourse"], cwd=ROOT, capture_output=True, check=True
+        ).stdout.decode()
+        package = [ROOT / name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        package = []
+    if not package:
+        package = [p for p in (ROOT / "vgcourse").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in package:
+        target = repo / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    (repo / "tests").mkdir()
+    for name in ("claims.py", "book_toc.py", "test_contracts.py"):
+        shutil.copy(ROOT / "tests" / name, repo / "tests" / name)
+    (repo / "book").mkdir()
+    for c in CHAPTERS:
+        shutil.copy(ROOT / f"{c.notebook}.ipynb", repo / f"{c.notebook}.ipynb")
+    shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    # step 1: copy the template's files to the same paths in the project
+    for path in TEMPLATE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts and path.name != "ruff.toml":
+            target = repo / path.relative_to(TEMPLATE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    # step 2: register the chapter in vgcourse/chapters.py and _toc.yml (here: last)
+    registry = repo / "vgcourse" / "chapters.py"
+    text = registry.read_text()
+    last = '    ("detecting_and_fixing", "Detecting and fixing vanishing gradients"),\n'
+    assert last in text, "vgcourse/chapters.py changed: update this test's registration step"
+    registry.write_text(text.replace(last, last + f'    ("{ID}", "{TITLE}"),\n'))
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = next(part for part in toc["parts"] if part.get("numbered"))
+    numbered["chapters"].append({"file": f"book/{ID}"})
+    (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+
+
+def test_a_copied_and_registered_template_passes_its_claims_and_the_contracts(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _copy_as_contributing_says(repo)
+    code = (
+        "import sys, pytest, vgcourse\n"
+        f"assert vgcourse.__file__.startswith({str(repo)!r}), vgcourse.__file__\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-o', 'addopts=--strict-markers',\n"
+        f"    'tests/test_{ID}.py', 'tests/test_contracts.py',\n"
+        f"    '-k', '{ID} or toc or registered or diagnose or exercises_register or discovery']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo), "MPLBACKEND": "Agg", "VGCOURSE_CLAIM_SEEDS": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout and "xfail" not in done.stdout
