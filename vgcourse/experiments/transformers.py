@@ -456,7 +456,7 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
                     for b, block in enumerate(model.blocks)
                     for w in WEIGHTS
                 ]
-                record = snapshot(model, idx, targets, cross_entropy, layers)
+                record = snapshot(model, idx, targets, cross_entropy, layers=layers)
                 grads[i, j, s, :depth] = record.grad_norm[0].reshape(depth, len(WEIGHTS))
                 with torch.no_grad():
                     xs = model.stream(idx)
