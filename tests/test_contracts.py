@@ -153,8 +153,10 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
         if issubclass(cls, Config):  # declared constraints: every one is enforced at construction
             for name, constraint in constraints(cls).items():
                 for value in _bad_values(constraint):
-                    with pytest.raises((ValueError, TypeError), match=re.escape(name)):
+                    with pytest.raises((ValueError, TypeError), match=re.escape(name)) as error:
                         cls(**{name: value})
+                    if constraint.kind == "choice":  # the message names the valid choices
+                        assert all(str(c) in str(error.value) for c in constraint.choices), str(error.value)
                     checked += 1
         elif "seed" in {f.name for f in dataclasses.fields(cls)}:  # not converted yet: what exists
             with pytest.raises(ValueError, match="seed"):
