@@ -46,8 +46,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse.config import (
+    Config,
+    check_config,
+    derive,
+    device_field,
+    flag,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import DataSplit, adding_problem
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 from vgcourse.models import SEQUENCE_ARCHS, SequenceModel
 from vgcourse.monitor import snapshot
 from vgcourse.training import History, TrainConfig, train
@@ -457,53 +470,24 @@ def _pandas() -> Any:
     return pd
 
 
-def _check_archs(archs: Any) -> None:
-    if not isinstance(archs, tuple) or not archs:
-        raise TypeError(f"archs must be a non-empty tuple of names from: {', '.join(ARCHS)}")
-    for arch in archs:
-        check_choice("arch", arch, ARCHS)
-    if len(set(archs)) != len(archs):
-        raise ValueError(f"archs must not repeat a name; got {archs}")
-
-
-def _check_optional_float(name: str, value: Any, minimum: float | None = None, strict: bool = False) -> None:
-    if value is not None:
-        check_float(name, value, minimum, strict_minimum=strict)
+def _archs() -> Any:
+    return nonempty(one_of(*ARCHS), default=ARCHS, unique=True)
 
 
 # ----------------------------------------------------------------------------------------------------
 # The closed forms against autograd
 
 
-@dataclass(frozen=True)
-class BPTTCheckConfig:
-    """Random small networks on which to compare the Jacobian products with autograd (float64).
+class BPTTCheckConfig(Config):
+    """Random small networks on which to compare the Jacobian products with autograd (float64): model m
+    of each architecture (seed ``seed + m``) gets W_hh rescaled to ``radii[m % len(radii)]``; sequences of
+    T = ``seq_len`` steps, H = ``hidden_size``."""
 
-    Model m of each architecture gets W_hh rescaled to ``radii[m % len(radii)]`` and its own seed.
-
-    Args:
-        n_models: networks per architecture.
-        seq_len: T, steps per sequence.
-        hidden_size: H.
-        radii: spectral radii of W_hh to cycle through.
-        seed: the random seed (models use seed, seed + 1, ...).
-    """
-
-    n_models: int = 6
-    seq_len: int = 12
-    hidden_size: int = 6
-    radii: tuple[float, ...] = (0.5, 1.0, 2.0)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("n_models", self.n_models, minimum=1)
-        check_int("seq_len", self.seq_len, minimum=2)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        if not isinstance(self.radii, tuple) or not self.radii:
-            raise TypeError("radii must be a non-empty tuple of positive numbers")
-        for radius in self.radii:
-            check_float("radius", radius, 0.0, strict_minimum=True)
-        check_int("seed", self.seed, minimum=0)
+    n_models: int = positive(6, integer=True)
+    seq_len: int = integer(12, low=2)
+    hidden_size: int = positive(6, integer=True)
+    radii: tuple[float, ...] = nonempty(positive(), default=(0.5, 1.0, 2.0))
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -511,7 +495,6 @@ class BPTTCheckResult:
     """Relative errors ‖J_formula − J_autograd‖_F / ‖J_autograd‖_F of the three Jacobian formulas.
 
     Args:
-        config: the configuration that produced it.
         rnn_errors: (n_models, T) errors of ∂h_T/∂h_t = ∏ D_k W_hh, one per t = 0..T-1.
         lstm_errors: (n_models, T) errors of ∂c_T/∂c_t = diag(∏ f_k) against autograd with gates fixed.
         gru_errors: (n_models, T) errors of ∂h_T/∂h_t = diag(∏ z_k) against autograd with gates fixed.
@@ -591,36 +574,21 @@ def _adding_batch(seq_len: int, batch_size: int, seed: int) -> tuple[Tensor, Ten
     return data.x_train, data.y_train
 
 
-@dataclass(frozen=True)
-class LagProfileConfig:
-    """One forward and backward pass per architecture at initialization, on a batch of the adding problem.
+class LagProfileConfig(Config):
+    """One forward and backward pass per architecture at initialization, on a batch of the adding problem
+    of length T = ``seq_len`` (lags 0..T-1 are measured); ``seed`` seeds the weights and the batch.
 
-    Args:
-        archs: architectures to measure, names from ``ARCHS``.
-        seq_len: T, the length of the sequences (lags 0..T-1 are measured).
-        spectral_radius: rescale W_hh (every gate block) to this ρ; None keeps PyTorch's default scale.
-        forget_bias: the LSTM's forget-gate bias b_f; None keeps the default (≈ 0). Ignored by rnn/gru.
-        hidden_size: H.
-        batch_size: sequences in the batch.
-        seed: seed of the weights and of the batch.
+    ``spectral_radius`` rescales W_hh (every gate block) to this ρ (None keeps PyTorch's default scale);
+    ``forget_bias`` is the LSTM's forget-gate bias b_f (None keeps the default ≈ 0; ignored by rnn/gru).
     """
 
-    archs: tuple[str, ...] = ARCHS
-    seq_len: int = 60
-    spectral_radius: float | None = None
-    forget_bias: float | None = None
-    hidden_size: int = 32
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_archs(self.archs)
-        check_int("seq_len", self.seq_len, minimum=3)
-        _check_optional_float("spectral_radius", self.spectral_radius, 0.0, strict=True)
-        _check_optional_float("forget_bias", self.forget_bias)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    archs: tuple[str, ...] = _archs()
+    seq_len: int = integer(60, low=3)
+    spectral_radius: float | None = positive(None, optional=True)
+    forget_bias: float | None = real(None, optional=True)
+    hidden_size: int = positive(32, integer=True)
+    batch_size: int = positive(64, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -628,7 +596,6 @@ class LagProfileResult:
     """‖∂L/∂x_{T-k}‖ against the lag k for each architecture.
 
     Args:
-        config: the configuration that produced it.
         lags: (T,) the lags 0..T-1.
         grad_norm: (n_archs, T) the gradient norm at each lag, one row per ``config.archs``.
         radii: (n_archs,) the spectral radius of W_hh (largest over the gate blocks) of each model.
@@ -689,42 +656,20 @@ def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
     return LagProfileResult(c, np.arange(c.seq_len), np.array(rows), np.array(radii))
 
 
-@dataclass(frozen=True)
-class SpectralSweepConfig:
-    """``run_lag_profile`` for each spectral radius ρ of W_hh, and once at PyTorch's default scale.
+class SpectralSweepConfig(Config):
+    """``run_lag_profile`` for each spectral radius ρ of W_hh, and once at PyTorch's default scale; the
+    seed of the weights and the batch is the same for every ρ: only the scale of W_hh changes."""
 
-    Args:
-        archs: architectures, names from ``ARCHS``.
-        radii: the spectral radii ρ (> 0).
-        seq_len: T.
-        hidden_size: H.
-        batch_size: sequences per batch.
-        seed: seed of the weights and the batch (the same for every ρ: only the scale of W_hh changes).
-    """
-
-    archs: tuple[str, ...] = ARCHS
-    radii: tuple[float, ...] = (0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0)
-    seq_len: int = 60
-    hidden_size: int = 32
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_archs(self.archs)
-        if not isinstance(self.radii, tuple) or not self.radii:
-            raise TypeError("radii must be a non-empty tuple of positive numbers")
-        for radius in self.radii:
-            check_float("radius", radius, 0.0, strict_minimum=True)
-        check_int("seq_len", self.seq_len, minimum=3)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    archs: tuple[str, ...] = _archs()
+    radii: tuple[float, ...] = nonempty(positive(), default=(0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0))
+    seq_len: int = integer(60, low=3)
+    hidden_size: int = positive(32, integer=True)
+    batch_size: int = positive(64, integer=True)
+    seed: int = seed_field()
 
     def profile_config(self, radius: float | None) -> LagProfileConfig:
         """The ``LagProfileConfig`` of one ρ (None: the default scale)."""
-        return LagProfileConfig(
-            self.archs, self.seq_len, radius, None, self.hidden_size, self.batch_size, self.seed
-        )
+        return derive(LagProfileConfig, self, spectral_radius=radius)
 
 
 @dataclass(frozen=True)
@@ -732,7 +677,6 @@ class SpectralSweepResult:
     """Lag profiles over ρ, and the fitted per-step factor of each.
 
     Args:
-        config: the configuration that produced it.
         profiles: one ``LagProfileResult`` per ρ in ``config.radii``.
         default: the profile at PyTorch's default scale (W_hh ~ U(-1/√H, 1/√H)).
     """
@@ -778,35 +722,16 @@ def run_spectral_sweep(config: SpectralSweepConfig) -> SpectralSweepResult:
 # The LSTM's forget gate at initialization
 
 
-@dataclass(frozen=True)
-class ForgetGateConfig:
-    """LSTMs that differ only in the forget-gate bias b_f, at initialization.
+class ForgetGateConfig(Config):
+    """LSTMs that differ only in the forget-gate bias b_f, at initialization. A bias None is PyTorch's
+    default (b_ih + b_hh, each U(-1/√H, 1/√H), so ≈ 0); ``seed`` seeds the weights (the same for every
+    bias) and the batch."""
 
-    Args:
-        biases: the biases b_f; None is PyTorch's default (b_ih + b_hh, each U(-1/√H, 1/√H), so ≈ 0).
-        seq_len: T.
-        hidden_size: H.
-        batch_size: sequences per batch.
-        seed: seed of the weights (the same for every bias) and of the batch.
-    """
-
-    biases: tuple[float | None, ...] = (None, 1.0)
-    seq_len: int = 60
-    hidden_size: int = 32
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.biases, tuple) or not self.biases:
-            raise TypeError("biases must be a non-empty tuple of numbers or None (the default bias)")
-        for bias in self.biases:
-            _check_optional_float("forget_bias", bias)
-        if len(set(self.biases)) != len(self.biases):
-            raise ValueError(f"biases must not repeat a value; got {self.biases}")
-        check_int("seq_len", self.seq_len, minimum=3)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    biases: tuple[float | None, ...] = nonempty(real(optional=True), default=(None, 1.0), unique=True)
+    seq_len: int = integer(60, low=3)
+    hidden_size: int = positive(32, integer=True)
+    batch_size: int = positive(64, integer=True)
+    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -814,7 +739,6 @@ class ForgetGateResult:
     """Forget gates, the cell path and ‖∂L/∂x_t‖ of LSTMs with different forget-gate biases.
 
     Args:
-        config: the configuration that produced it.
         forget_mean: (n_biases,) the mean forget gate f over the batch, the steps and the units.
         cell_path: (n_biases, T) geometric mean over the batch and the units of the cell path's
             diagonal ∏_{j=T-k+1}^{T} f_j = ∂c_T/∂c_{T-k} (gates held fixed), for lags k = 0..T-1.
@@ -878,11 +802,7 @@ def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
         # lag k: sum of ln f over the last k steps, averaged over the batch and the units, then exp
         log_suffix = torch.cumsum(torch.flip(torch.log(f), [1]), dim=1).mean(dim=(0, 2))
         paths.append(np.exp(np.concatenate([[0.0], log_suffix[:-1].numpy()])))
-        profiles.append(
-            run_lag_profile(
-                LagProfileConfig(("lstm",), c.seq_len, None, bias, c.hidden_size, c.batch_size, c.seed)
-            )
-        )
+        profiles.append(run_lag_profile(derive(LagProfileConfig, c, archs=("lstm",), forget_bias=bias)))
     return ForgetGateResult(c, np.array(means), np.array(paths), tuple(profiles))
 
 
@@ -890,54 +810,29 @@ def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
 # A long-range task: the adding problem
 
 
-@dataclass(frozen=True)
-class LongRangeConfig:
-    """Train each architecture on the same adding problem with the same optimizer and budget.
+class LongRangeConfig(Config):
+    """Train each architecture on the same adding problem with the same optimizer (Adam) and budget.
 
-    Args:
-        archs: architectures to train, names from ``ARCHS``.
-        seq_len: T; the first marked value sits T/2 to T - 1 steps before the last step.
-        steps: Adam steps.
-        hidden_size: H.
-        batch_size: sequences per step.
-        lr: Adam's learning rate.
-        forget_bias: the LSTM's forget-gate bias b_f (None: the default ≈ 0).
-        clip_norm: clip the total gradient norm to this value (None: no clipping).
-        n_samples: sequences in the data set (80% train, 20% validation).
-        eval_every: evaluate on the validation split every this many steps.
-        n_profile: validation sequences on which ‖∂L/∂x_t‖ is measured before and after training.
-        seed: seed of the data, the weights and the minibatch order.
-        device: "auto" (CUDA when present), "cpu" or "cuda".
+    The first marked value sits T/2 to T - 1 steps before the last step (T = ``seq_len``). ``forget_bias``
+    is the LSTM's b_f (None: the default ≈ 0); ``clip_norm`` clips the total gradient norm (None: no
+    clipping); ``n_samples`` sequences are split 80% train, 20% validation, evaluated every ``eval_every``
+    steps; ‖∂L/∂x_t‖ is measured on ``n_profile`` validation sequences before and after training; ``seed``
+    seeds the data, the weights and the minibatch order.
     """
 
-    archs: tuple[str, ...] = ARCHS
-    seq_len: int = 30
-    steps: int = 800
-    hidden_size: int = 32
-    batch_size: int = 32
-    lr: float = 0.02
-    forget_bias: float | None = 1.0
-    clip_norm: float | None = None
-    n_samples: int = 2000
-    eval_every: int = 100
-    n_profile: int = 256
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        _check_archs(self.archs)
-        check_int("seq_len", self.seq_len, minimum=4)
-        check_int("steps", self.steps, minimum=1)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, 0.0, strict_minimum=True)
-        _check_optional_float("forget_bias", self.forget_bias)
-        _check_optional_float("clip_norm", self.clip_norm, 0.0, strict=True)
-        check_int("n_samples", self.n_samples, minimum=10)
-        check_int("eval_every", self.eval_every, minimum=1)
-        check_int("n_profile", self.n_profile, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    archs: tuple[str, ...] = _archs()
+    seq_len: int = integer(30, low=4)
+    steps: int = positive(800, integer=True)
+    hidden_size: int = positive(32, integer=True)
+    batch_size: int = positive(32, integer=True)
+    lr: float = positive(0.02)
+    forget_bias: float | None = real(1.0, optional=True)
+    clip_norm: float | None = positive(None, optional=True)
+    n_samples: int = integer(2000, low=10)
+    eval_every: int = positive(100, integer=True)
+    n_profile: int = positive(256, integer=True)
+    seed: int = seed_field()
+    device: str = device_field("auto")
 
 
 @dataclass(frozen=True)
@@ -984,7 +879,6 @@ class LongRangeResult:
     """Training runs of several architectures on one adding problem.
 
     Args:
-        config: the configuration that produced it.
         baseline: validation MSE of predicting the mean (``adding_baseline``), ≈ 0.167.
         runs: one ``LongRangeRun`` per architecture, in ``config.archs`` order.
     """
@@ -1040,17 +934,7 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
     x_prof, y_prof = data.x_val[: c.n_profile], data.y_val[: c.n_profile]
     device = pick_device(c.device)
-    train_config = TrainConfig(
-        steps=c.steps,
-        batch_size=c.batch_size,
-        lr=c.lr,
-        optimizer="adam",
-        clip_norm=c.clip_norm,
-        monitor_every=None,
-        eval_every=c.eval_every,
-        seed=c.seed,
-        device=c.device,
-    )
+    train_config = derive(TrainConfig, c, optimizer="adam", monitor_every=None)
     runs = []
     for arch in c.archs:
         forget_bias = c.forget_bias if arch == "lstm" else None
@@ -1066,72 +950,33 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
 # Exploding gradients and clipping
 
 
-@dataclass(frozen=True)
-class ClippingConfig:
+class ClippingConfig(Config):
     """A vanilla RNN with W_hh scaled into the exploding regime, trained by SGD with and without clipping.
 
-    An optional control run trains the same network at PyTorch's default scale of W_hh (ρ ≈ 0.6), without
-    clipping and with the same learning rate and optimizer.
-
-    Args:
-        methods: which runs to make, names from ``CLIP_METHODS`` ("none", "norm", "value").
-        seq_len: T of the adding problem.
-        spectral_radius: ρ of W_hh at initialization.
-        steps: SGD steps (a diverging run stops earlier).
-        lr: SGD's learning rate.
-        optimizer: "sgd" or "momentum" (SGD with momentum 0.9, ``TrainConfig``'s default).
-        batch_size: sequences per step.
-        hidden_size: H.
-        clip_norm: the threshold of norm clipping, ``clip_grad_norm_``.
-        clip_value: the threshold of value clipping, ``clip_grad_value_``.
-        n_samples: sequences in the data set (80% train, 20% validation).
-        n_batches: training batches on which the clipped gradients are compared with the raw one.
-        eval_every: evaluate on the validation split every this many steps (and at the last step).
-        control: also train the control network (default scale, no clipping).
-        seed: seed of the data, the weights and the minibatch order.
-        device: "auto" (CUDA when present), "cpu" or "cuda".
+    ``methods`` names the runs ("none", "norm": ``clip_grad_norm_`` at ``clip_norm``, "value":
+    ``clip_grad_value_`` at ``clip_value``); a diverging run stops early. The optional ``control`` run
+    trains the same network at PyTorch's default scale of W_hh (ρ ≈ 0.6), without clipping and with the
+    same learning rate and optimizer ("momentum": ``TrainConfig``'s 0.9). ``n_samples`` sequences are split
+    80% train, 20% validation; the clipped gradients are compared with the raw one on ``n_batches``
+    training batches; ``seed`` seeds the data, the weights and the minibatch order.
     """
 
-    methods: tuple[str, ...] = CLIP_METHODS
-    seq_len: int = 10
-    spectral_radius: float = 2.0
-    steps: int = 800
-    lr: float = 0.3
-    optimizer: str = "momentum"
-    batch_size: int = 64
-    hidden_size: int = 32
-    clip_norm: float = 0.1
-    clip_value: float = 0.01
-    n_samples: int = 1000
-    n_batches: int = 8
-    eval_every: int = 200
-    control: bool = True
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.methods, tuple) or not self.methods:
-            raise TypeError(f"methods must be a non-empty tuple of names from: {', '.join(CLIP_METHODS)}")
-        for method in self.methods:
-            check_choice("method", method, CLIP_METHODS)
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods must not repeat a name; got {self.methods}")
-        check_int("seq_len", self.seq_len, minimum=2)
-        check_float("spectral_radius", self.spectral_radius, 0.0, strict_minimum=True)
-        check_int("steps", self.steps, minimum=1)
-        check_float("lr", self.lr, 0.0, strict_minimum=True)
-        check_choice("optimizer", self.optimizer, ("sgd", "momentum"))
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("hidden_size", self.hidden_size, minimum=1)
-        check_float("clip_norm", self.clip_norm, 0.0, strict_minimum=True)
-        check_float("clip_value", self.clip_value, 0.0, strict_minimum=True)
-        check_int("n_samples", self.n_samples, minimum=10)
-        check_int("n_batches", self.n_batches, minimum=1)
-        check_int("eval_every", self.eval_every, minimum=1)
-        if not isinstance(self.control, bool):
-            raise TypeError(f"control must be True or False; got {self.control!r}")
-        check_int("seed", self.seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    methods: tuple[str, ...] = nonempty(one_of(*CLIP_METHODS), default=CLIP_METHODS, unique=True)
+    seq_len: int = integer(10, low=2)
+    spectral_radius: float = positive(2.0)
+    steps: int = positive(800, integer=True)
+    lr: float = positive(0.3)
+    optimizer: str = one_of("sgd", "momentum", default="momentum")
+    batch_size: int = positive(64, integer=True)
+    hidden_size: int = positive(32, integer=True)
+    clip_norm: float = positive(0.1)
+    clip_value: float = positive(0.01)
+    n_samples: int = integer(1000, low=10)
+    n_batches: int = positive(8, integer=True)
+    eval_every: int = positive(200, integer=True)
+    control: bool = flag(True)
+    seed: int = seed_field()
+    device: str = device_field("auto")
 
 
 @dataclass(frozen=True)
@@ -1139,7 +984,6 @@ class ClippingResult:
     """Training runs with each clipping method, and the clipped gradients' directions.
 
     Args:
-        config: the configuration that produced it.
         baseline: validation MSE of predicting the mean.
         histories: one ``History`` per method, in ``config.methods`` order.
         grad_norm: (n_batches,) ‖g‖ of the raw gradient at initialization, ρ(W_hh) = ``spectral_radius``.
@@ -1230,18 +1074,11 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
         clipped.append(float((raw.abs() > c.clip_value).double().mean()))
 
     def train_config(method: str) -> TrainConfig:
-        return TrainConfig(
-            steps=c.steps,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            optimizer=c.optimizer,
-            clip_norm=c.clip_norm if method == "norm" else None,
-            clip_value=c.clip_value if method == "value" else None,
-            monitor_every=None,
-            eval_every=c.eval_every,
-            seed=c.seed,
-            device=c.device,
+        clip_norm, clip_value = (
+            (c.clip_norm if method == "norm" else None),
+            (c.clip_value if method == "value" else None),
         )
+        return derive(TrainConfig, c, clip_norm=clip_norm, clip_value=clip_value, monitor_every=None)
 
     histories = [train(model_at(c.spectral_radius), data, train_config(m)) for m in c.methods]
     control = train(model_at(None), data, train_config("none")) if c.control else None
@@ -1331,9 +1168,7 @@ def run_cliff(
             tenth).
         n_eval: validation sequences on which the loss and gradient are measured.
     """
-    if not isinstance(config, ClippingConfig):
-        raise TypeError(f"config must be a ClippingConfig; got {type(config).__name__}")
-    c = config
+    c = check_config(config, ClippingConfig)
     check_int("unclipped_steps", unclipped_steps, minimum=1)
     check_int("n_points", n_points, minimum=2)
     check_int("n_eval", n_eval, minimum=1)
@@ -1342,15 +1177,14 @@ def run_cliff(
 
     def weights_after(clip_norm: float | None) -> Tensor:
         model = build_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
-        settings = TrainConfig(
+        settings = derive(
+            TrainConfig,
+            c,
             steps=unclipped_steps,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            optimizer=c.optimizer,
             clip_norm=clip_norm,
+            clip_value=None,
             monitor_every=None,
             eval_every=unclipped_steps,
-            seed=c.seed,
             device="cpu",
         )
         train(model, data, settings)
