@@ -252,7 +252,7 @@ def test_post_ln_identity_path_shrinks_geometrically(identity: tx.IdentityPathRe
     within(
         "transformers: Post-LN identity factor per sublayer", identity.per_sublayer("post")[:, s], 0.75, 0.88
     )
-    within("transformers: Post-LN every-path gradient ratio", identity.full_gain[post, :, s], 0.3, 4.0)
+    within("transformers: Post-LN every-path gradient ratio", identity.full_gain[post, :, s], 0.2, 4.0)
     expect(
         "transformers: Pre-LN every-path ratio at the deepest stack", identity.full_gain[pre, -1, s], ">", 2.5
     )
@@ -326,6 +326,50 @@ def test_residual_scaling_levels_the_profile(profile: tx.GradientProfileResult, 
     within("transformers: DeepNorm depth slope", profile.depth_slope(DEEP)[s], -0.65, -0.4)
 
 
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_post_ln_tokens_collapse_and_query_gradients_fade(
+    profile: tx.GradientProfileResult, seed: int
+) -> None:
+    s = seed - min(SEEDS)
+    high = profile.config.depths[-1]
+    expect("transformers: Post-LN token cosine at x_L", profile.cosine("Post-LN", high)[s, -1], ">", 0.95)
+    within("transformers: Pre-LN token cosine at x_L", profile.cosine("Pre-LN", high)[s, -1], 0.4, 0.9)
+    for label in (GPT2, BRANCH, DEEP):
+        expect(f"transformers: {label} token cosine at x_L", profile.cosine(label, high)[s, -1], "<", 0.2)
+        expect(
+            f"transformers: {label} W_Q block 1 / block L",
+            profile.first_over_last(label, high, "q")[s],
+            "<",
+            3.0,
+        )
+    expect(
+        "transformers: Post-LN W_Q block 1 / block L",
+        profile.first_over_last("Post-LN", high, "q")[s],
+        ">",
+        30.0,
+    )
+    expect(
+        "transformers: Pre-LN W_Q block 1 / block L",
+        profile.first_over_last("Pre-LN", high, "q")[s],
+        ">",
+        3.0,
+    )
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_identical_tokens_give_query_and_key_no_gradient(causal: bool) -> None:
+    """Each softmax row's gradient sums to zero: with every key and query equal, ∂ℓ/∂W_Q = ∂ℓ/∂W_K = 0."""
+    model = tf.Transformer(vocab_size=7, seq_len=6, n_layers=1, d_model=16, n_heads=2, causal=causal).double()
+    attn = model.blocks[0].attn
+    x = torch.randn(1, 1, 16, dtype=F64, generator=torch.Generator().manual_seed(1)).expand(3, 6, 16)
+    upstream = torch.randn(3, 6, 16, dtype=F64, generator=torch.Generator().manual_seed(2))
+    (attn(x) * upstream).sum().backward()
+    assert attn.v.weight.grad.norm() > 0.1
+    assert attn.q.weight.grad.norm() < 1e-12 and attn.k.weight.grad.norm() < 1e-12
+    assert tx.token_cosine(x) == pytest.approx(1.0)
+
+
 # ----------------------------------------------------------------------------------------------------
 # The chapter: attention's saturation
 
@@ -340,7 +384,7 @@ def attention() -> tx.AttentionEntropyResult:
 def test_unscaled_attention_saturates(attention: tx.AttentionEntropyResult, seed: int) -> None:
     s = seed - min(SEEDS)
     d_max = attention.config.d_heads[-1]
-    within("transformers: scaled logit std", attention.values("logit_std", "inv_sqrt_d")[:, s], 0.5, 1.5)
+    within("transformers: scaled logit std", attention.values("logit_std", "inv_sqrt_d")[:, s], 0.4, 2.0)
     raw_std = attention.values("logit_std", "none")[-1, s] / math.sqrt(d_max)
     within("transformers: unscaled logit std / sqrt(d_head)", raw_std, 0.7, 1.4)
     expect("transformers: scaled row entropy", attention.values("entropy", "inv_sqrt_d")[:, s], ">", 2.0)
@@ -357,7 +401,7 @@ def test_unscaled_attention_saturates(attention: tx.AttentionEntropyResult, seed
     )
     expect("transformers: softmax Jacobian, scaled / unscaled", jac, ">", 2.0)
     grad = attention.values("logit_grad", "inv_sqrt_d")[-1, s] / attention.values("logit_grad", "none")[-1, s]
-    expect("transformers: gradient to the logits, scaled / unscaled", grad, ">", 1.3)
+    expect("transformers: gradient to the logits, scaled / unscaled", grad, ">", 1.2)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -382,6 +426,7 @@ def test_plots_return_figures_and_accept_axes(
         plots.gradient_profiles(small_profile, None),
         plots.last_block_gradient(small_profile),
         plots.stream_growth(small_profile),
+        plots.token_similarity(small_profile),
         plots.attention_saturation(attention),
     ]
     assert all(isinstance(f, Figure) for f in figures)

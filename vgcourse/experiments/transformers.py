@@ -67,6 +67,7 @@ __all__ = [
     "run_gradient_profile",
     "run_identity_path",
     "softmax_jacobian",
+    "token_cosine",
     # training, warmup and diagnose (T2)
     "SORT_LEN",
     "SORT_VOCAB",
@@ -350,6 +351,8 @@ class GradientProfileResult:
         update_ratio: (variant, depth, seed, block) ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖, how much block l changes
             the stream.
         loss: (variant, depth, seed) the loss at initialization.
+        token_cosine: (variant, depth, seed, block + 1) the mean cosine similarity between the vectors of
+            two different positions of a sequence in x_0, x_1, …, x_L (1: every token looks the same).
     """
 
     config: GradientProfileConfig
@@ -357,6 +360,7 @@ class GradientProfileResult:
     stream_rms: np.ndarray
     update_ratio: np.ndarray
     loss: np.ndarray
+    token_cosine: np.ndarray
 
     def _index(self, variant: str, depth: int) -> tuple[int, int]:
         _variant(variant)
@@ -398,6 +402,11 @@ class GradientProfileResult:
         """(seed, depth + 1): RMS of x_0..x_L."""
         i, j = self._index(variant, depth)
         return self.stream_rms[i, j, :, : depth + 1]
+
+    def cosine(self, variant: str, depth: int) -> np.ndarray:
+        """(seed, depth + 1): mean cosine similarity between positions in x_0..x_L."""
+        i, j = self._index(variant, depth)
+        return self.token_cosine[i, j, :, : depth + 1]
 
     def updates(self, variant: str, depth: int) -> np.ndarray:
         """(seed, depth): ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖ for l = 1..depth."""
@@ -444,6 +453,7 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
     rms = np.full((n_v, n_d, n_s, top + 1), np.nan)
     updates = np.full((n_v, n_d, n_s, top), np.nan)
     losses = np.full((n_v, n_d, n_s), np.nan)
+    cosines = np.full((n_v, n_d, n_s, top + 1), np.nan)
     for i, label in enumerate(config.variants):
         variant = _variant(label)
         for j, depth in enumerate(config.depths):
@@ -465,7 +475,21 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
                 updates[i, j, s, :depth] = [
                     float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in itertools.pairwise(xs)
                 ]
-    return GradientProfileResult(config, grads, rms, updates, losses)
+                cosines[i, j, s, : depth + 1] = [token_cosine(x) for x in xs]
+    return GradientProfileResult(config, grads, rms, updates, losses, cosines)
+
+
+def token_cosine(x: Tensor) -> float:
+    """Mean cosine similarity between the vectors of two different positions of a sequence, x (B, T, d),
+    averaged over the T(T − 1) ordered pairs and the batch."""
+    unit = F.normalize(x, dim=-1)
+    gram = unit @ unit.transpose(-1, -2)
+    time = x.shape[1]
+    if time < 2:
+        raise ValueError("token_cosine needs at least two positions")
+    return float(
+        ((gram.sum((-1, -2)) - gram.diagonal(dim1=-2, dim2=-1).sum(-1)) / (time * (time - 1))).mean()
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -653,7 +677,7 @@ class WarmupConfig(Config):
     variants: tuple[str, ...] = nonempty(
         one_of(*TRAINING_VARIANTS), default=tuple(TRAINING_VARIANTS), unique=True
     )
-    lrs: tuple[float, ...] = nonempty(positive(), default=(0.003, 0.01), unique=True)
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.01,), unique=True)
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
     n_layers: int = integer(6, low=1, high=48)
     d_model: int = integer(32, low=4, high=256)

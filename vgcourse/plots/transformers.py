@@ -272,6 +272,52 @@ def stream_growth(
 
 
 @checked
+def token_similarity(
+    result: GradientProfileResult,
+    variants: Sequence[str] | None = None,
+    depth: int | None = None,
+    weight: str = "q",
+    *,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Two panels for one depth, seed means: the mean cosine similarity between the positions of x_l
+    against l (left), and ‖∂ℓ/∂W‖_F of ``weight`` in each block (right, log y).
+
+    Args:
+        result: from ``run_gradient_profile``.
+        variants: which stacks (None: every measured one).
+        depth: which depth (default: the deepest measured).
+        weight: one of ``WEIGHTS`` (default the query weights).
+        axes: two axes; a new figure when None.
+    """
+    _check(result, GradientProfileResult)
+    chosen = _variants(result, variants)
+    check_choice("weight", weight, WEIGHTS)
+    depth = max(result.config.depths) if depth is None else depth
+    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
+    for variant in chosen:
+        color = _COLORS.get(variant)
+        left.plot(np.arange(depth + 1), result.cosine(variant, depth).mean(axis=0), color=color, lw=1.5)
+        right.plot(
+            np.arange(1, depth + 1),
+            result.profile(variant, depth, weight).mean(axis=0),
+            color=color,
+            lw=1.5,
+            label=variant,
+        )
+    left.set_xlabel("block l")
+    left.set_ylabel(r"cosine between two tokens of $x_l$")
+    left.set_ylim(-0.05, 1.05)
+    right.set_xlabel("block l")
+    right.set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
+    log_scale(right, "y")
+    if own:
+        fig.legend(*right.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+@checked
 def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Against d_head (log x), with and without the 1/√d_head scale: the mean entropy of an attention row
     (left, with ln T, uniform attention, dotted) and the mean ‖diag(p) − ppᵀ‖_F (right). Seed means, each
@@ -326,51 +372,51 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 @checked
 def warmup_curves(
-    result: WarmupResult,
-    lrs: Sequence[float] | None = None,
+    results: WarmupResult | Sequence[WarmupResult],
     *,
     window: int = 10,
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
-    """Training loss against step, one panel per learning rate, one line per variant and seed (a moving
-    average over ``window`` steps of the minibatch loss), with the chance loss ln V dotted.
+    """Training loss against Adam step, one panel per learning rate of each result (at most three panels),
+    one line per variant and seed (a moving average over ``window`` steps of the minibatch loss), with the
+    chance loss ln V dotted.
 
     Args:
-        result: from ``run_warmup``.
-        lrs: which learning rates (None: every one of the result, at most three).
+        results: one result of ``run_warmup`` or several (e.g. two learning rates run with different
+            variants); panels follow their order, then each result's learning rates.
         window: steps of the moving average (>= 1).
-        axes: one axes per learning rate; a new figure when None.
+        axes: one axes per panel; a new figure when None.
     """
-    _check(result, WarmupResult)
-    chosen = list(result.config.lrs if lrs is None else lrs)
-    if not chosen or len(chosen) > 3:
-        raise ValueError(f"give one to three learning rates; got {len(chosen)}")
-    columns = [result.index(result.config.variants[0], lr)[1] for lr in chosen]  # ValueError: bad lr
+    items = [results] if isinstance(results, WarmupResult) else results
+    if isinstance(items, str) or not isinstance(items, Sequence) or not items:
+        raise TypeError("results must be a WarmupResult or a non-empty sequence of them")
+    for result in items:
+        _check(result, WarmupResult, "each result")
+    panels_of = [(result, j) for result in items for j in range(len(result.config.lrs))]
+    if len(panels_of) > 3:
+        raise ValueError(f"at most three panels (learning rates) fit the page; got {len(panels_of)}")
     check_int("window", window, minimum=1)
-    n = len(chosen)
+    n = len(panels_of)
     fig, panels, own = figure_and_axes_grid(
-        axes, n, lambda: plt.subplots(1, n, figsize=(2.4 * n + 0.6, 3.3), sharey=True, squeeze=False)
+        axes, n, lambda: plt.subplots(1, n, figsize=(2.4 * n + 0.8, 3.3), sharey=True, squeeze=False)
     )
     chance = float(np.log(SORT_VOCAB))
-    steps = np.arange(1, result.config.steps + 1)
-    for ax, lr, j in zip(panels, chosen, columns, strict=True):
+    handles: dict[str, object] = {}
+    for ax, (result, j) in zip(panels, panels_of, strict=True):
+        steps = np.arange(1, result.config.steps + 1)
         for i, variant in enumerate(result.config.variants):
             for s in range(len(result.config.seeds)):
                 curve = _moving_average(result.loss[i, j, s], window)
-                ax.plot(
-                    steps,
-                    curve,
-                    color=_TRAINING_COLORS.get(variant),
-                    lw=1.2,
-                    alpha=0.85,
-                    label=variant if s == 0 else None,
-                )
-        ax.axhline(chance, color="0.4", ls=":", lw=1.2, label="chance, ln 16")
-        ax.set_title(f"lr = {lr:g}", fontsize=10)
+                (line,) = ax.plot(steps, curve, color=_TRAINING_COLORS.get(variant), lw=1.2, alpha=0.85)
+                handles.setdefault(variant, line)
+        handles.setdefault(f"chance, ln {SORT_VOCAB}", ax.axhline(chance, color="0.4", ls=":", lw=1.2))
+        ax.set_title(f"lr = {result.config.lrs[j]:g}", fontsize=10)
         ax.set_xlabel("Adam step")
         ax.set_ylim(0, chance * 1.15)
     panels[0].set_ylabel("training loss")
     if own:
-        fig.legend(*panels[0].get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=4)
+        fig.legend(list(handles.values()), list(handles), fontsize=9, loc="lower center", ncols=4)
         fig.tight_layout(rect=(0, 0.13, 1, 1))
+    else:
+        panels[0].legend(list(handles.values()), list(handles), fontsize=9)
     return fig
