@@ -58,6 +58,15 @@ def test_each_chapter_notebook_exists_and_carries_the_registered_title(entry: ch
     assert _first_heading(notebook) == entry.title
 
 
+def test_the_registry_is_data_that_every_layer_may_read() -> None:
+    import ast
+
+    tree = ast.parse(Path(chapters.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {name for name in imported if name.startswith("vgcourse")}, imported
+
+
 def test_lookups_name_the_valid_choices() -> None:
     assert chapter("initialization").number == 4
     with pytest.raises(ValueError, match="linear_chain"):
