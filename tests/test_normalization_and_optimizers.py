@@ -172,6 +172,17 @@ def test_same_path_and_norm_growth(seed):
     )
 
 
+@pytest.mark.claim
+@pytest.mark.parametrize("seed", SEEDS)
+def test_injected_shift_trains_like_batch_norm(seed):
+    result = no.run_shift(no.ShiftConfig(seed=seed))
+    assert result.diverged("none")
+    expect("norm: noisy BN final loss", result.final_loss["noisy batch"], "<", 0.15)
+    expect("norm: BN final loss", result.final_loss["batch"], "<", 0.15)
+    ratio = result.final_loss["noisy batch"] / result.final_loss["batch"]
+    within("norm: noisy BN loss over BN loss", ratio, 0.5, 1.6)
+
+
 def test_plots_and_explorer_return_figures():
     profiles = [
         no.run_norm_profile(no.NormProfileConfig(norm=n, activation=a, depth=12, batch_size=16))
@@ -207,7 +218,7 @@ ADAM_BEST_LR = 0.03
 
 @pytest.fixture(scope="module", params=SEEDS)
 def optimizer_grid(request):
-    return no.run_optimizer_grid(no.OptimizerGridConfig(seeds=(request.param,)))
+    return no.run_optimizer_grid(no.OptimizerGridConfig(seeds=(request.param,), grid_seeds=(request.param,)))
 
 
 @pytest.mark.claim
@@ -228,7 +239,7 @@ def test_adam_trains_the_sigmoid_circles_network_that_sgd_leaves_at_chance(optim
         expect("adam: SGD's layer-1 step / output step", grid.first_to_output("momentum", lr)[0], "<", 0.01)
     frame = grid.to_frame()
     assert len(frame) == len(grid.config.momentum_lrs) + len(grid.config.adam_lrs)
-    assert "validation accuracy (mean)" in frame.columns
+    assert "validation accuracy" in frame.columns
 
 
 @pytest.mark.claim
@@ -294,13 +305,25 @@ def test_adaptive_configs_validate_and_plots_draw(optimizer_grid, monkeypatch):
 def test_diagnose_reads_the_update_column_under_adam(seed):
     result = no.run_diagnose(no.DiagnoseConfig(seed=seed))
     sgd, adam = result.reports["momentum"], result.reports["adam"]
-    assert "layer 1" in sgd.flagged("vanishing") and "layer 1" in sgd.flagged("update_too_small")
-    assert "layer 1" in adam.flagged("vanishing") and not adam.flagged("update_too_small")
+    assert "layer 1" in sgd.flagged("update_too_small") and "layer 1" not in adam.flagged("update_too_small")
     assert "adaptive" in result.kinds("adam") and "adaptive" not in result.kinds("momentum")
     expect(
         "adam: diagnose, SGD's layer-1 update ratio", float(result.update_ratios("momentum")[0]), "<", 1e-5
     )
-    spread = result.update_ratios("adam").max() / result.update_ratios("adam").min()
-    expect("adam: diagnose, Adam's update ratios max/min", float(spread), "<", 1.5)
+    expect(
+        "adam: diagnose, Adam's median update ratio",
+        float(np.median(result.update_ratios("adam"))),
+        ">",
+        0.03,
+    )
     # the same network and batch: the gradient column is the same under both optimizers
     assert np.array_equal(sgd.values("grad_rms"), adam.values("grad_rms"))
+
+
+def test_diagnose_update_ratio_misses_a_same_signed_adam_step():
+    """At seed 1 Adam's first step moves layer 1's weights by about lr each, nearly all in the same
+    direction, so std(ΔW), the update:data ratio's numerator, is tiny (a single setting, no claim)."""
+    result = no.run_diagnose(no.DiagnoseConfig(seed=1))
+    ratios = result.update_ratios("adam")
+    assert ratios[0] < 1e-3 < 0.03 < ratios[1:].min()
+    assert result.reports["adam"].values("grad_rms")[0] > 1e3 * no.ADAM_EPS  # so each weight moved by ≈ lr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,13 @@ __all__ = [
     "NormProfileConfig",
     "NormProfileResult",
     "RMSNorm",
+    "SHIFT_NETWORKS",
     "SamePathConfig",
     "SamePathResult",
     "ScaleInvarianceConfig",
     "ScaleInvarianceResult",
+    "ShiftConfig",
+    "ShiftResult",
     "TrainEvalConfig",
     "TrainEvalResult",
     "gaussian_moments",
@@ -53,6 +57,7 @@ __all__ = [
     "run_norm_profile",
     "run_same_path",
     "run_scale_invariance",
+    "run_shift",
     "run_train_eval",
 ]
 
@@ -754,6 +759,117 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     )
 
 
+# ----------------------------------------------------------------------------------------------------
+# 5. Internal covariate shift: batch norm with injected random shifts (after Santurkar et al. 2018)
+# ----------------------------------------------------------------------------------------------------
+
+SHIFT_NETWORKS = ("none", "batch", "noisy batch")
+
+
+class _NoisyBatchNorm(nn.Module):
+    """BatchNorm1d whose training-mode output is shifted at random at every call:
+    y ← a ⊙ y + b with a_j ~ U(1 − amp, 1 + amp) and b_j ~ N(0, amp²) per unit, fresh each step."""
+
+    def __init__(self, width: int, amplitude: float, generator: torch.Generator):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(width)
+        self.amplitude = amplitude
+        self.generator = generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.bn(x)
+        if self.training and self.amplitude > 0:
+            width = y.shape[1]
+            a = 1 + self.amplitude * (2 * torch.rand(1, width, generator=self.generator) - 1)
+            b = self.amplitude * torch.randn(1, width, generator=self.generator)
+            y = y * a + b
+        return y
+
+
+class ShiftConfig(Config):
+    """Plain ReLU networks (He initialization, biases) trained with SGD + momentum 0.9 on digits: without
+    normalization, with BatchNorm before each ReLU, and with BatchNorm followed by a random shift
+    (``_NoisyBatchNorm``) that changes every layer's input distribution at every step.
+
+    Args:
+        depth: hidden layers.
+        width: units per layer.
+        lr: learning rate.
+        steps: SGD steps.
+        batch_size: examples per step.
+        amplitude: the injected shift's size (scale U(1 ± amplitude), offset N(0, amplitude²)).
+        seed: seed of the weights, the batches and the noise.
+    """
+
+    depth: int = integer(10, low=1, high=100)
+    width: int = integer(64, low=2, high=512)
+    lr: float = positive(0.1)
+    steps: int = integer(300, low=1, high=100_000)
+    batch_size: int = integer(64, low=2, high=1024)
+    amplitude: float = real(0.25, low=0.0, high=1.0)
+    seed: int = seed_field()
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """``final_loss[name]``: the cross-entropy on the whole training split after training, in evaluation
+    mode (inf when the run diverged), for each of ``SHIFT_NETWORKS``."""
+
+    config: ShiftConfig
+    final_loss: dict[str, float]
+
+    def diverged(self, name: str) -> bool:
+        """Whether the run ``name`` ended with a non-finite (or chance-level or worse) loss."""
+        return not self.final_loss[name] < math.log(10)
+
+
+def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    n = 64
+    for _ in range(config.depth):
+        layers.append(nn.Linear(n, config.width))
+        if name == "batch":
+            layers.append(nn.BatchNorm1d(config.width))
+        elif name == "noisy batch":
+            layers.append(_NoisyBatchNorm(config.width, config.amplitude, generator))
+        layers.append(nn.ReLU())
+        n = config.width
+    layers.append(nn.Linear(n, 10))
+    model = nn.Sequential(*layers)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_features), generator=generator)
+                layer.bias.zero_()
+    return model
+
+
+def run_shift(config: ShiftConfig) -> ShiftResult:
+    """Train the three networks from the same seed on the same batches; evaluate each on the training
+    split (BatchNorm with its running statistics, no injected shift)."""
+    data = load_data()
+    final = {}
+    for name in SHIFT_NETWORKS:
+        generator = torch.Generator().manual_seed(config.seed)
+        model = _shift_network(name, config, generator)
+        batches = torch.Generator().manual_seed(config.seed + 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+        loss = torch.tensor(0.0)
+        for _ in range(config.steps):
+            idx = torch.randint(0, data.n_train, (config.batch_size,), generator=batches)
+            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            if not torch.isfinite(loss):
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            value = float(nn.functional.cross_entropy(model(data.x_train), data.y_train))
+        final[name] = value if math.isfinite(value) and torch.isfinite(loss) else math.inf
+    return ShiftResult(config, final)
+
+
 # --- Adaptive optimizers (N2) ---
 
 ADAM_EPS = 1e-8
@@ -778,28 +894,34 @@ def _circles_update_sizes(result: sigmoid_bound.CirclesResult, lr: float) -> np.
 
 
 class OptimizerGridConfig(Config):
-    """The sigmoid chapter's two-circles network, trained by SGD with momentum and by Adam over a grid of
-    learning rates and seeds. Everything else is ``sigmoid_bound.CirclesConfig()``'s: 4 hidden sigmoid
-    layers of 5 units, Xavier-uniform weights, batches of 32, 30 epochs (750 steps).
+    """The sigmoid chapter's two-circles network, trained by SGD with momentum and by Adam: each optimizer
+    over a grid of learning rates at ``grid_seeds``, then at its best one at every seed of ``seeds``.
+    Everything else is ``sigmoid_bound.CirclesConfig()``'s: 4 hidden sigmoid layers of 5 units,
+    Xavier-uniform weights, batches of 32, 30 epochs (750 steps).
 
     Args:
         momentum_lrs: learning rates of SGD with momentum 0.9 (the sigmoid chapter's optimizer).
         adam_lrs: learning rates of Adam (β1 = 0.9, β2 = 0.999, ε = 1e-8: the same momentum, plus the
             per-parameter scaling).
-        seeds: each seeds the weights and the minibatch order.
+        grid_seeds: the seeds every learning rate runs at; the best is the highest mean accuracy there.
+        seeds: the seeds the best learning rate runs at (those also in ``grid_seeds`` are reused).
     """
 
     momentum_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1, 1.0), unique=True)
     adam_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.03, 0.1), unique=True)
+    grid_seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0, 1, 2), unique=True)
 
-    def circles_config(self, optimizer: str, lr: float) -> sigmoid_bound.CirclesConfig:
-        """The ``CirclesConfig`` of one grid cell (all seeds), recording the monitor once per epoch."""
+    def circles_config(
+        self, optimizer: str, lr: float, seeds: tuple[int, ...]
+    ) -> sigmoid_bound.CirclesConfig:
+        """The ``CirclesConfig`` of one optimizer and learning rate at ``seeds``, recording the monitor once
+        per epoch."""
         base = sigmoid_bound.CirclesConfig()
         per_epoch = int(0.8 * base.n_samples) // base.batch_size
         return sigmoid_bound.CirclesConfig(
             activations=("sigmoid",),
-            seeds=self.seeds,
+            seeds=seeds,
             optimizer=optimizer,
             lr=lr,
             monitor_every=per_epoch,
@@ -809,113 +931,138 @@ class OptimizerGridConfig(Config):
 
 @dataclass(frozen=True)
 class OptimizerGridResult:
-    """Validation accuracy and per-layer step sizes for each optimizer, learning rate (R) and seed (S).
+    """Validation accuracy and per-layer step sizes, per optimizer: over its grid of learning rates (R) at
+    the grid seeds (G), and at its best learning rate at every seed (S).
 
     Args:
         config: the settings.
         optimizers: ("momentum", "adam").
         lrs: each optimizer's learning rates.
-        val_accuracy: per optimizer, (R, S) validation accuracy after the last epoch.
-        update_size: per optimizer, (R, S, L+1) std(ΔW)/lr per layer averaged over the run (once per
+        grid_accuracy: per optimizer, (R, G) validation accuracy after the last epoch.
+        grid_update_size: per optimizer, (R, G, L+1) std(ΔW)/lr per layer averaged over the run (once per
             epoch): how far one step moves a layer's weights, in learning rates.
-        grad_norm: per optimizer, (R, S, L+1) the norm of each layer's gradient (weights and bias),
-            averaged over the run (once per epoch).
+        best_accuracy: per optimizer, (S,) validation accuracy at its best learning rate.
+        best_update_size: per optimizer, (S, L+1) std(ΔW)/lr at its best learning rate.
+        best_grad_norm: per optimizer, (S, L+1) the norm of each layer's gradient (weights and bias)
+            averaged over the run (once per epoch), at its best learning rate.
         layer_names: "layer 1" ... "layer 4", "output".
     """
 
     config: OptimizerGridConfig
     optimizers: tuple[str, ...]
     lrs: tuple[tuple[float, ...], ...]
-    val_accuracy: tuple[np.ndarray, ...]
-    update_size: tuple[np.ndarray, ...]
-    grad_norm: tuple[np.ndarray, ...]
+    grid_accuracy: tuple[np.ndarray, ...]
+    grid_update_size: tuple[np.ndarray, ...]
+    best_accuracy: tuple[np.ndarray, ...]
+    best_update_size: tuple[np.ndarray, ...]
+    best_grad_norm: tuple[np.ndarray, ...]
     layer_names: tuple[str, ...]
 
-    def _cell(self, optimizer: str, lr: float | None) -> tuple[int, int]:
-        o = self.optimizers.index(check_choice("optimizer", optimizer, self.optimizers))
-        lr = self.best_lr(optimizer) if lr is None else lr
+    def _o(self, optimizer: str) -> int:
+        return self.optimizers.index(check_choice("optimizer", optimizer, self.optimizers))
+
+    def _r(self, optimizer: str, lr: float) -> tuple[int, int]:
+        o = self._o(optimizer)
         if lr not in self.lrs[o]:
             raise ValueError(f"lr {lr!r} is not in the grid of {optimizer}: {self.lrs[o]}")
         return o, self.lrs[o].index(lr)
 
     def best_lr(self, optimizer: str) -> float:
-        """The learning rate with the highest validation accuracy averaged over the seeds (the first on
-        a tie, the grid's smallest)."""
-        o = self.optimizers.index(check_choice("optimizer", optimizer, self.optimizers))
-        return self.lrs[o][int(np.argmax(self.val_accuracy[o].mean(axis=1)))]
+        """The learning rate with the highest validation accuracy averaged over the grid seeds (the first
+        on a tie, the grid's smallest)."""
+        o = self._o(optimizer)
+        return self.lrs[o][int(np.argmax(self.grid_accuracy[o].mean(axis=1)))]
 
     def accuracy(self, optimizer: str, lr: float | None = None) -> np.ndarray:
-        """(S,) validation accuracy per seed at ``lr`` (default: the optimizer's best)."""
-        o, r = self._cell(optimizer, lr)
-        return self.val_accuracy[o][r]
+        """Validation accuracy: (S,) over ``config.seeds`` at the best learning rate (``lr`` None), or (G,)
+        over ``config.grid_seeds`` at ``lr``."""
+        if lr is None:
+            return self.best_accuracy[self._o(optimizer)]
+        o, r = self._r(optimizer, lr)
+        return self.grid_accuracy[o][r]
 
     def updates(self, optimizer: str, lr: float | None = None) -> np.ndarray:
-        """(S, L+1) std(ΔW)/lr per seed and layer at ``lr`` (default: the optimizer's best)."""
-        o, r = self._cell(optimizer, lr)
-        return self.update_size[o][r]
+        """std(ΔW)/lr per layer: (S, L+1) over ``config.seeds`` at the best learning rate (``lr`` None), or
+        (G, L+1) over ``config.grid_seeds`` at ``lr``."""
+        if lr is None:
+            return self.best_update_size[self._o(optimizer)]
+        o, r = self._r(optimizer, lr)
+        return self.grid_update_size[o][r]
 
-    def grads(self, optimizer: str, lr: float | None = None) -> np.ndarray:
-        """(S, L+1) gradient norm per seed and layer at ``lr`` (default: the optimizer's best)."""
-        o, r = self._cell(optimizer, lr)
-        return self.grad_norm[o][r]
+    def grads(self, optimizer: str) -> np.ndarray:
+        """(S, L+1) gradient norm per seed and layer at the best learning rate."""
+        return self.best_grad_norm[self._o(optimizer)]
 
     def first_to_output(self, optimizer: str, lr: float | None = None) -> np.ndarray:
-        """(S,) layer 1's step size over the output layer's, at ``lr`` (default: the best)."""
+        """Layer 1's step size over the output layer's (per seed, as ``updates``)."""
         u = self.updates(optimizer, lr)
         return u[:, 0] / u[:, -1]
 
     def to_frame(self) -> object:
-        """pandas DataFrame, one row per (optimizer, learning rate): validation accuracy (mean, min and max
-        over the seeds) and the medians over seeds of layer 1's and the output layer's step std(ΔW)/lr."""
+        """pandas DataFrame, one row per (optimizer, learning rate) of the grid: the validation accuracy and
+        the step std(ΔW)/lr of layer 1 and of the output layer, each the mean over the grid seeds."""
         import pandas as pd
 
         rows = []
         for o, optimizer in enumerate(self.optimizers):
             for r, lr in enumerate(self.lrs[o]):
-                acc, upd = self.val_accuracy[o][r], self.update_size[o][r]
+                upd = self.grid_update_size[o][r]
                 rows.append(
                     {
                         "optimizer": OPTIMIZER_NAMES[optimizer],
                         "learning rate": lr,
-                        "validation accuracy (mean)": acc.mean(),
-                        "min over seeds": acc.min(),
-                        "max over seeds": acc.max(),
-                        "step of layer 1 / lr": np.median(upd[:, 0]),
-                        "step of the output layer / lr": np.median(upd[:, -1]),
+                        "validation accuracy": self.grid_accuracy[o][r].mean(),
+                        "step of layer 1 / lr": upd[:, 0].mean(),
+                        "step of the output layer / lr": upd[:, -1].mean(),
                     }
                 )
         return pd.DataFrame(rows)
 
 
+def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds: tuple[int, ...]) -> dict:
+    """{seed: (validation accuracy, (L+1,) std(ΔW)/lr, (L+1,) gradient norm)} of ``run_circles``."""
+    result = sigmoid_bound.run_circles(config.circles_config(optimizer, lr, seeds))
+    steps = _circles_update_sizes(result, lr)
+    return {
+        seed: (
+            float(result.val_accuracy[0, s]),
+            steps[s],
+            np.nanmean(result.histories[("sigmoid", seed)].monitor.grad_norm, axis=0),
+        )
+        for s, seed in enumerate(seeds)
+    }
+
+
 def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
-    """``sigmoid_bound.run_circles`` (sigmoid only) for every optimizer and learning rate of the grid."""
+    """``sigmoid_bound.run_circles`` (sigmoid only) for every optimizer and learning rate of the grid at the
+    grid seeds, then at each optimizer's best learning rate at the other seeds."""
     if not isinstance(config, OptimizerGridConfig):
         raise TypeError(f"config must be an OptimizerGridConfig; got {type(config).__name__}")
     optimizers = ("momentum", "adam")
     grids = (config.momentum_lrs, config.adam_lrs)
-    acc, upd, grad = [], [], []
-    names: list[str] = []
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("acc", "upd", "best_acc", "best_upd", "best_grad")}
     for optimizer, lrs in zip(optimizers, grids, strict=True):
-        rows_a, rows_u, rows_g = [], [], []
-        for lr in lrs:
-            result = sigmoid_bound.run_circles(config.circles_config(optimizer, lr))
-            names = result.layer_names
-            rows_a.append(result.val_accuracy[0])
-            rows_u.append(_circles_update_sizes(result, lr))
-            rows_g.append(
-                np.array([np.nanmean(h.monitor.grad_norm, axis=0) for h in result.histories.values()])
-            )
-        acc.append(np.array(rows_a))
-        upd.append(np.array(rows_u))
-        grad.append(np.array(rows_g))
+        runs = {lr: _circles_runs(config, optimizer, lr, config.grid_seeds) for lr in lrs}
+        out["acc"].append(np.array([[runs[lr][s][0] for s in config.grid_seeds] for lr in lrs]))
+        out["upd"].append(np.array([[runs[lr][s][1] for s in config.grid_seeds] for lr in lrs]))
+        best = lrs[int(np.argmax(out["acc"][-1].mean(axis=1)))]
+        missing = tuple(s for s in config.seeds if s not in config.grid_seeds)
+        if missing:
+            runs[best].update(_circles_runs(config, optimizer, best, missing))
+        out["best_acc"].append(np.array([runs[best][s][0] for s in config.seeds]))
+        out["best_upd"].append(np.array([runs[best][s][1] for s in config.seeds]))
+        out["best_grad"].append(np.array([runs[best][s][2] for s in config.seeds]))
+    depth = sigmoid_bound.CirclesConfig().depth
     return OptimizerGridResult(
         config=config,
         optimizers=optimizers,
         lrs=grids,
-        val_accuracy=tuple(acc),
-        update_size=tuple(upd),
-        grad_norm=tuple(grad),
-        layer_names=tuple(names),
+        grid_accuracy=tuple(out["acc"]),
+        grid_update_size=tuple(out["upd"]),
+        best_accuracy=tuple(out["best_acc"]),
+        best_update_size=tuple(out["best_upd"]),
+        best_grad_norm=tuple(out["best_grad"]),
+        layer_names=(*(f"layer {i + 1}" for i in range(depth)), "output"),
     )
 
 
@@ -1260,3 +1407,65 @@ __all__ = sorted(
         "run_optimizer_grid",
     ]
 )
+
+
+class DiagnoseConfig(Config):
+    """``vgcourse.diagnose`` on the sigmoid chapter's two-circles network at initialization, once per
+    optimizer: one step on one batch of training points.
+
+    Args:
+        momentum_lr: learning rate of SGD with momentum 0.9.
+        adam_lr: learning rate of Adam.
+        batch_size: training points in the batch (the first ones of the training split).
+        seed: seeds the weights.
+    """
+
+    momentum_lr: float = positive(0.01)
+    adam_lr: float = positive(0.03)
+    batch_size: int = integer(64, low=2)
+    seed: int = integer(0, low=0)
+
+
+@dataclass(frozen=True)
+class DiagnoseResult:
+    """The two reports, SGD with momentum first.
+
+    Args:
+        config: the settings.
+        reports: {"momentum": report, "adam": report} (``vgcourse.diagnose.DiagnosisReport``).
+    """
+
+    config: DiagnoseConfig
+    reports: dict[str, Any]
+
+    def update_ratios(self, optimizer: str) -> np.ndarray:
+        """(L+1,) the update:data ratio of each layer under ``optimizer``."""
+        check_choice("optimizer", optimizer, tuple(self.reports))
+        return self.reports[optimizer].values("update_ratio")
+
+    def kinds(self, optimizer: str) -> list[str]:
+        """The kinds of the findings (problems and notes) under ``optimizer``, most urgent first."""
+        check_choice("optimizer", optimizer, tuple(self.reports))
+        return [finding.kind for finding in self.reports[optimizer].findings]
+
+
+def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
+    """``diagnose(model, CrossEntropyLoss(), batch, optimizer=..., lr=...)`` for SGD with momentum and Adam,
+    on the same fresh network (``diagnose`` works on a copy) and batch."""
+    if not isinstance(config, DiagnoseConfig):
+        raise TypeError(f"config must be a DiagnoseConfig; got {type(config).__name__}")
+    from vgcourse.diagnose import diagnose
+
+    base = sigmoid_bound.CirclesConfig()
+    data = circles(n_samples=base.n_samples, noise=base.noise, seed=base.data_seed)
+    model = MLP(data.in_features, data.n_classes, base.depth, base.width, "sigmoid")
+    initialize(model, base.init, activation="sigmoid", generator=torch.Generator().manual_seed(config.seed))
+    batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
+    reports = {
+        name: diagnose(model, nn.CrossEntropyLoss(), batch, optimizer=name, lr=lr)
+        for name, lr in (("momentum", config.momentum_lr), ("adam", config.adam_lr))
+    }
+    return DiagnoseResult(config=config, reports=reports)
+
+
+__all__ = sorted([*__all__, "DiagnoseConfig", "DiagnoseResult", "run_diagnose"])
