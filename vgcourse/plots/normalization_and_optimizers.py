@@ -233,9 +233,10 @@ OPTIMIZER_COLORS = {"momentum": "0.35", "adam": "C1"}
 
 @checked
 def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = None) -> Figure:
-    """Left: validation accuracy against the learning rate, one dot per seed and the mean over seeds as a
-    line, for SGD with momentum and for Adam. Right: at each optimizer's best learning rate, how far one
-    step moves each layer's weights, std(ΔW)/lr (log scale; median over seeds, band: min to max)."""
+    """Left: validation accuracy against the learning rate for SGD with momentum and for Adam: the grid
+    (mean over the grid seeds, line) and the best learning rate at every seed (dots). Right: at each
+    optimizer's best learning rate, how far one step moves each layer's weights, std(ΔW)/lr (log scale;
+    median over seeds, band: min to max)."""
     if not isinstance(result, OptimizerGridResult):
         raise TypeError(f"result must be an OptimizerGridResult; got {type(result).__name__}")
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
@@ -243,12 +244,11 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
     for o, optimizer in enumerate(result.optimizers):
         color, label = OPTIMIZER_COLORS[optimizer], OPTIMIZER_NAMES[optimizer]
         lrs = np.asarray(result.lrs[o])
-        acc = result.val_accuracy[o]
-        for s in range(acc.shape[1]):
-            left.plot(lrs, acc[:, s], "o", color=color, ms=3.5, alpha=0.6)
-        left.plot(lrs, acc.mean(axis=1), "-", color=color, label=label)
+        left.plot(lrs, result.grid_accuracy[o].mean(axis=1), "-", color=color, label=label)
         best = result.best_lr(optimizer)
-        steps = result.updates(optimizer, best)
+        accuracy = result.accuracy(optimizer)
+        left.plot(np.full(len(accuracy), best), accuracy, "o", color=color, ms=4, alpha=0.7)
+        steps = result.updates(optimizer)
         right.plot(layers, np.median(steps, axis=0), "o-", color=color, label=f"{label}, lr {best:g}")
         right.fill_between(layers, steps.min(axis=0), steps.max(axis=0), color=color, alpha=0.2, lw=0)
     log_scale(left, "x")
