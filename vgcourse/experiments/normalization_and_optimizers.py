@@ -421,9 +421,9 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     record: list[Tensor] = []
     loss = nn.functional.cross_entropy(model(data.x_train[idx], record), data.y_train[idx])
     loss.backward()
-    forward = np.array([float(h.detach().pow(2).mean().sqrt()) for h in record])
-    backward = np.array([float(h.grad.norm()) for h in record])
-    weight_grad = np.array([float(lin.weight.grad.norm()) for lin in model.linears])
+    forward = np.array([float(h.detach().double().pow(2).mean().sqrt()) for h in record])
+    backward = np.array([float(h.grad.double().norm()) for h in record])  # float64: no overflow of Σg²
+    weight_grad = np.array([float(lin.weight.grad.double().norm()) for lin in model.linears])
     return NormProfileResult(config, forward, backward, weight_grad, float(loss.detach()))
 
 
