@@ -24,6 +24,7 @@ from vgcourse.exercises import initialization as init
 from vgcourse.exercises import normalization_and_optimizers as nox
 from vgcourse.exercises import recurrent_networks as rn
 from vgcourse.exercises import residual_networks as res
+from vgcourse.exercises import transformers as tfx
 from vgcourse.exercises.core import answer_key, bracket, keys_for
 from vgcourse.experiments.residual_networks import RESIDUAL, RESIDUAL_KAIMING, NetworkSpec
 
@@ -63,6 +64,16 @@ def adam_first_step(gradient: float, corrected: bool = True) -> float:
     w.grad = torch.full_like(w, gradient)
     optimizer.step()
     return float(w.detach().abs())
+
+
+def first_step_warmup(std: float | None = None, step: float | None = None, round_down: bool = False) -> int:
+    """Smallest whole W with (η·a/W)/σ <= the rule of thumb: a = |Δw|/lr of Adam's first step (measured,
+    ``adam_first_step``), σ = √(2/(d + d)) (Xavier-normal, d × d); ``std``, ``step`` and ``round_down``
+    make the typical mistakes."""
+    a = adam_first_step(1.0) if step is None else step
+    sigma = math.sqrt(2.0 / (tfx.WIDTH + tfx.WIDTH)) if std is None else std
+    exact = tfx.PEAK_LR * a / (tfx.FIRST_STEP_RATIO * sigma)
+    return math.floor(exact) if round_down else math.ceil(exact - 1e-9)
 
 
 def underflow_depth(dtype: torch.dtype = torch.float32) -> int:
@@ -224,6 +235,17 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
             lambda: (1 - nox.BETA1) / (1 - nox.BETA2),
         ),
     ),
+    "transformers.first_step_warmup": (
+        lambda: first_step_warmup(),
+        (
+            lambda: first_step_warmup(std=1.0),
+            lambda: first_step_warmup(std=2.0 / (tfx.WIDTH + tfx.WIDTH)),
+            lambda: first_step_warmup(std=math.sqrt(2.0 / tfx.WIDTH)),
+            lambda: first_step_warmup(round_down=True),
+            lambda: first_step_warmup(step=adam_first_step(1.0, corrected=False)),
+        ),
+    ),
+    "transformers.rescue_post_ln": (lambda: 50, (lambda: 0, lambda: 10, lambda: 25)),
     "detecting_and_fixing.per_weight_ratio": (
         lambda: per_weight_ratio(),
         (

@@ -32,8 +32,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from vgcourse.data import DataSplit
 from vgcourse.monitor import snapshot
 from vgcourse.training import TrainConfig, train
 from vgcourse.transformer import Transformer
+
+if TYPE_CHECKING:
+    from vgcourse.diagnose import DiagnosisReport
 
 __all__ = [
     "VARIANTS",
@@ -73,10 +76,13 @@ __all__ = [
     "SORT_VOCAB",
     "TRAINED_ACCURACY",
     "TRAINING_VARIANTS",
+    "DIAGNOSIS_BATCH",
     "TrainingVariant",
     "WarmupConfig",
+    "WarmupDiagnosis",
     "WarmupResult",
     "build_training_model",
+    "diagnose_warmup",
     "run_warmup",
     "sorting_task",
 ]
@@ -709,6 +715,7 @@ class WarmupResult:
         val_accuracy: validation accuracy per position at ``eval_steps``, (V, L, S, E).
         diverged: whether the run stopped on a NaN or infinite loss or gradient, (V, L, S).
         messages: ``History.message`` of every run, [variant][lr][seed].
+        models: the trained networks, [variant][lr][seed] (for ``diagnose_warmup``).
     """
 
     config: WarmupConfig
@@ -718,6 +725,7 @@ class WarmupResult:
     val_accuracy: np.ndarray
     diverged: np.ndarray
     messages: tuple[tuple[tuple[str, ...], ...], ...]
+    models: tuple[tuple[tuple[Transformer, ...], ...], ...] = field(default=(), repr=False, compare=False)
 
     def index(self, variant: str, lr: float) -> tuple[int, int]:
         """Positions (variant, lr) in the arrays; ValueError naming the valid ones."""
@@ -729,6 +737,13 @@ class WarmupResult:
             if math.isclose(value, lr, rel_tol=1e-9):
                 return self.config.variants.index(variant), j
         raise ValueError(f"lr {lr!r} is not in this result; it has: {', '.join(map(str, self.config.lrs))}")
+
+    def model(self, variant: str, lr: float, seed: int) -> Transformer:
+        """The network of (variant, lr, seed) after training."""
+        i, j = self.index(variant, lr)
+        if seed not in self.config.seeds:
+            raise ValueError(f"seed {seed!r} is not in this result; it has: {self.config.seeds}")
+        return self.models[i][j][self.config.seeds.index(seed)]
 
     def final_accuracy(self, variant: str, lr: float) -> np.ndarray:
         """Validation accuracy after the last step, per seed (NaN for a run that diverged)."""
@@ -798,11 +813,14 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
     val_accuracy = np.full((*shape, n_evals), np.nan)
     diverged = np.zeros(shape, dtype=bool)
     messages: list[list[list[str]]] = []
+    models: list[list[list[Transformer]]] = []
     for i, label in enumerate(config.variants):
         variant = TRAINING_VARIANTS[label]
         messages.append([])
+        models.append([])
         for j, lr in enumerate(config.lrs):
             messages[i].append([])
+            models[i].append([])
             for k, seed in enumerate(config.seeds):
                 model = build_training_model(variant, config, seed)
                 train_config = TrainConfig(
@@ -825,6 +843,7 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
                 if history.diverged:
                     loss[i, j, k, history.diverged_step :] = np.nan
                 messages[i][j].append(history.message)
+                models[i][j].append(model)
     return WarmupResult(
         config,
         loss,
@@ -833,4 +852,47 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
         val_accuracy,
         diverged,
         tuple(tuple(tuple(m) for m in per_lr) for per_lr in messages),
+        tuple(tuple(tuple(m) for m in per_lr) for per_lr in models),
     )
+
+
+DIAGNOSIS_BATCH = 64
+"""Validation sequences ``diagnose_warmup`` diagnoses on."""
+
+
+@dataclass(frozen=True)
+class WarmupDiagnosis:
+    """``vgcourse.diagnose`` reports of the warmup experiment's networks, by variant label.
+
+    Args:
+        lr: the learning rate the networks were trained at, and of the one Adam step ``diagnose`` takes.
+        seed: the seed of the networks.
+        at_init: each variant's freshly initialized network (the same weights its run started from).
+        trained: each variant's network after its run.
+    """
+
+    lr: float
+    seed: int
+    at_init: dict[str, DiagnosisReport]
+    trained: dict[str, DiagnosisReport]
+
+
+def diagnose_warmup(result: WarmupResult, lr: float, seed: int | None = None) -> WarmupDiagnosis:
+    """``diagnose`` every variant of ``result`` at ``lr`` (seed: the result's first by default), at
+    initialization and after training: one Adam step at ``lr`` on the first ``DIAGNOSIS_BATCH``
+    validation sequences of the sorting task, cross-entropy over every position."""
+    from vgcourse.diagnose import diagnose
+
+    if not isinstance(result, WarmupResult):
+        raise TypeError(f"result must be a WarmupResult; got {type(result).__name__}")
+    config = result.config
+    seed = config.seeds[0] if seed is None else seed
+    data = sorting_task(config.n_train, config.n_val, seed=config.data_seed)
+    batch = (data.x_val[:DIAGNOSIS_BATCH], data.y_val[:DIAGNOSIS_BATCH])
+    at_init, trained = {}, {}
+    for label in config.variants:
+        model = result.model(label, lr, seed)
+        fresh = build_training_model(TRAINING_VARIANTS[label], config, seed)
+        at_init[label] = diagnose(fresh, "cross_entropy", batch, optimizer="adam", lr=lr)
+        trained[label] = diagnose(model, "cross_entropy", batch, optimizer="adam", lr=lr)
+    return WarmupDiagnosis(float(lr), seed, at_init, trained)

@@ -402,17 +402,20 @@ def warmup_curves(
     )
     chance = float(np.log(SORT_VOCAB))
     handles: dict[str, object] = {}
+    top = chance * 1.15
     for ax, (result, j) in zip(panels, panels_of, strict=True):
         steps = np.arange(1, result.config.steps + 1)
         for i, variant in enumerate(result.config.variants):
             for s in range(len(result.config.seeds)):
                 curve = _moving_average(result.loss[i, j, s], window)
+                top = max(top, float(np.nanmax(curve, initial=0.0)) * 1.05)
                 (line,) = ax.plot(steps, curve, color=_TRAINING_COLORS.get(variant), lw=1.2, alpha=0.85)
                 handles.setdefault(variant, line)
         handles.setdefault(f"chance, ln {SORT_VOCAB}", ax.axhline(chance, color="0.4", ls=":", lw=1.2))
         ax.set_title(f"lr = {result.config.lrs[j]:g}", fontsize=10)
         ax.set_xlabel("Adam step")
-        ax.set_ylim(0, chance * 1.15)
+    for ax in panels:
+        ax.set_ylim(0, top)
     panels[0].set_ylabel("training loss")
     if own:
         fig.legend(list(handles.values()), list(handles), fontsize=9, loc="lower center", ncols=4)

@@ -1,0 +1,144 @@
+"""Chapter 8, transformers, training half: the sorting task, learning-rate warmup with Adam (Post-LN with
+and without warmup against Pre-LN), ``diagnose`` on both layouts, the warmup figure and exercises 8.1-8.2.
+
+The chapter trains one network per (variant, learning rate) at seed 0; here the same configuration runs at
+every seed of ``claims.SEEDS``, and each claim is checked on every one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from claims import SEEDS, expect
+from matplotlib.figure import Figure
+
+from vgcourse.experiments import transformers as tx
+from vgcourse.plots import transformers as plots
+
+POST, WARM, PRE = "Post-LN", "Post-LN + warmup", "Pre-LN"
+LOW_LR, HIGH_LR = 0.003, 0.01
+CHANCE_LOSS = math.log(tx.SORT_VOCAB)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def warmup() -> tx.WarmupResult:
+    """The chapter's warmup experiment at lr 1e-2 (every variant) at every claim seed."""
+    return tx.run_warmup(tx.WarmupConfig(lrs=(HIGH_LR,), seeds=SEEDS))
+
+
+@pytest.fixture(scope="module")
+def warmup_low() -> tx.WarmupResult:
+    """The chapter's Post-LN run at lr 3e-3, without warmup, at every claim seed."""
+    return tx.run_warmup(tx.WarmupConfig(variants=(POST,), lrs=(LOW_LR,), seeds=SEEDS))
+
+
+def test_sorting_task() -> None:
+    data = tx.sorting_task(n_train=64, n_val=16, seed=3)
+    assert data.x_train.shape == (64, tx.SORT_LEN) and data.x_val.shape == (16, tx.SORT_LEN)
+    assert data.x_train.dtype == torch.int64 and data.n_classes == tx.SORT_VOCAB
+    assert torch.equal(data.y_train, data.x_train.sort(dim=1).values)
+    assert bool((data.y_val[:, 1:] >= data.y_val[:, :-1]).all())
+    assert int(data.x_train.max()) < tx.SORT_VOCAB and int(data.x_train.min()) >= 0
+    again = tx.sorting_task(n_train=64, n_val=16, seed=3)
+    assert torch.equal(again.x_train, data.x_train)
+    with pytest.raises(ValueError, match="seq_len"):
+        tx.sorting_task(seq_len=1)
+
+
+def test_warmup_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="variants"):
+        tx.WarmupConfig(variants=("Post-LN", "Sandwich-LN"))
+    with pytest.raises(ValueError, match="n_heads must divide d_model"):
+        tx.WarmupConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="lrs"):
+        tx.WarmupConfig(lrs=(0.01, -1.0))
+    with pytest.raises(TypeError):
+        tx.run_warmup("not a config")  # type: ignore[arg-type]
+
+
+@pytest.mark.claim
+def test_post_ln_fails_without_warmup_and_trains_with_it(warmup: tx.WarmupResult) -> None:
+    # at lr 1e-2: Post-LN stays at chance (loss ln 16, accuracy 1/16), with warmup it trains, Pre-LN trains
+    expect(
+        "transformers: Post-LN at lr 1e-2, final val accuracy",
+        warmup.final_accuracy(POST, HIGH_LR),
+        "<",
+        0.15,
+    )
+    expect("transformers: Post-LN at lr 1e-2, final val loss", warmup.final_val_loss(POST, HIGH_LR), ">", 2.5)
+    for variant in (WARM, PRE):
+        accuracy = warmup.final_accuracy(variant, HIGH_LR)
+        expect(f"transformers: {variant} at lr 1e-2, final val accuracy", accuracy, ">=", tx.TRAINED_ACCURACY)
+    # Pre-LN without warmup learns faster than Post-LN with it (Xiong et al. 2020)
+    gap = warmup.final_accuracy(PRE, HIGH_LR) - warmup.final_accuracy(WARM, HIGH_LR)
+    expect("transformers: Pre-LN minus Post-LN + warmup accuracy at lr 1e-2", gap, ">", 0.0)
+    assert not warmup.diverged.any(), "no run of the warmup experiment diverges: it fails by collapsing"
+
+
+@pytest.mark.claim
+def test_post_ln_trains_at_a_lower_rate(warmup: tx.WarmupResult, warmup_low: tx.WarmupResult) -> None:
+    # the failure is the learning rate's: at lr 3e-3 Post-LN trains without warmup
+    accuracy = warmup_low.final_accuracy(POST, LOW_LR)
+    expect("transformers: Post-LN at lr 3e-3, final val accuracy", accuracy, ">=", tx.TRAINED_ACCURACY)
+    assert warmup_low.trained_lrs(POST) == (LOW_LR,)
+    assert warmup.trained_lrs(POST) == ()
+    assert warmup.trained_lrs(PRE) == (HIGH_LR,) == warmup.trained_lrs(WARM)
+
+
+def test_warmup_result_shapes_and_table(warmup: tx.WarmupResult) -> None:
+    config = warmup.config
+    shape = (len(config.variants), len(config.lrs), len(config.seeds))
+    assert warmup.loss.shape == (*shape, config.steps)
+    assert warmup.val_accuracy.shape == (*shape, len(warmup.eval_steps))
+    assert warmup.eval_steps[-1] == config.steps - 1
+    assert np.isfinite(warmup.loss).all()
+    # the first step's loss is near chance for every run (a 16-way guess)
+    assert np.all(np.abs(warmup.loss[..., 0] - CHANCE_LOSS) < 1.0)
+    frame = warmup.to_frame()
+    assert list(frame.columns) == [
+        "variant",
+        "learning rate",
+        "final validation accuracy",
+        "final validation loss",
+        "seeds that trained",
+    ]
+    assert len(frame) == len(config.variants) * len(config.lrs)
+    with pytest.raises(ValueError, match="unknown variant"):
+        warmup.final_accuracy("Sandwich-LN", HIGH_LR)
+    with pytest.raises(ValueError, match="not in this result"):
+        warmup.final_accuracy(POST, 0.5)
+
+
+def test_warmup_uses_train_and_its_schedule() -> None:
+    # one short run: the "+ warmup" variant's losses differ from the plain one's from the first update on,
+    # and both start from the same weights (same seed) and the same first minibatch
+    config = tx.WarmupConfig(variants=(POST, WARM), lrs=(HIGH_LR,), steps=3, eval_every=3, warmup_steps=50)
+    result = tx.run_warmup(config)
+    assert result.loss[0, 0, 0, 0] == result.loss[1, 0, 0, 0]
+    assert result.loss[0, 0, 0, 2] != result.loss[1, 0, 0, 2]
+
+
+def test_warmup_curves_figure(
+    warmup: tx.WarmupResult, warmup_low: tx.WarmupResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
+    fig = plots.warmup_curves([warmup_low, warmup])
+    assert isinstance(fig, Figure)
+    assert fig.get_size_inches()[0] <= 7.2
+    assert [ax.get_title() for ax in fig.axes] == ["lr = 0.003", "lr = 0.01"]
+    fig, axes = plt.subplots(1, 1)
+    assert plots.warmup_curves(warmup, axes=[axes]) is fig
+    with pytest.raises(ValueError, match="at most three panels"):
+        plots.warmup_curves([warmup, warmup, warmup, warmup])
+    with pytest.raises(TypeError):
+        plots.warmup_curves("result")  # type: ignore[arg-type]
