@@ -43,7 +43,7 @@ def one_step(model: nn.Module, monitor: GradientMonitor, x: torch.Tensor, step: 
 def test_gradient_statistics_match_torch() -> None:
     model = small_mlp()
     x = torch.randn(64, 5)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         one_step(model, mon, x)
     record = mon.record()
     grads = [m.weight.grad for _, m in linear_layers(model)]
@@ -59,7 +59,7 @@ def test_gradient_statistics_match_torch() -> None:
 def test_activation_mean_std_match_torch_and_last_layer_reports_its_output() -> None:
     model = small_mlp(nn.Tanh)
     x = torch.randn(64, 5)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         out = one_step(model, mon, x)
     h1 = torch.tanh(model[0](x))
     h2 = torch.tanh(model[2](h1))
@@ -82,7 +82,7 @@ def test_dead_fraction_on_hand_built_layer(activation: type[nn.Module], k: int) 
         layer.bias.fill_(1.0)
         layer.bias[:k] = -1.0  # pre-activation -1 for every example: exactly k dead units
     model = nn.Sequential(layer, activation(), nn.Linear(n, 1))
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         one_step(model, mon, torch.randn(10, 4))
     assert mon.record().dead_frac[0, 0] == pytest.approx(k / n)
     assert np.isnan(mon.record().dead_frac[0, 1])
@@ -95,7 +95,7 @@ def test_unit_alive_on_a_single_example_is_not_dead() -> None:
         layer.bias.copy_(torch.tensor([-2.5, -10.0]))
     x = torch.tensor([[0.0], [1.0], [3.0]])  # unit 0 fires only on the last example; unit 1 never
     model = nn.Sequential(layer, nn.ReLU(inplace=True), nn.Linear(2, 1))
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         one_step(model, mon, x)
     assert mon.record().dead_frac[0, 0] == 0.5
 
@@ -107,7 +107,7 @@ def test_saturated_fraction_on_hand_built_layer(activation: type[nn.Module]) -> 
         layer.weight.copy_(torch.tensor([[20.0], [-20.0], [0.1], [0.0], [1.0]]))
         layer.bias.zero_()
     model = nn.Sequential(layer, activation(), nn.Linear(5, 1))
-    with GradientMonitor(model, linear_layers(model), saturation=0.99) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all", saturation=0.99) as mon:
         one_step(model, mon, torch.ones(7, 1))
     # units 0 and 1 saturate (tanh(±20), sigmoid(±20)); 0.1, 0 and 1 do not
     assert mon.record().saturated_frac[0, 0] == pytest.approx(2 / 5)
@@ -117,7 +117,10 @@ def test_saturated_fraction_on_hand_built_layer(activation: type[nn.Module]) -> 
 def test_hooks_are_removed_after_an_exception() -> None:
     model = small_mlp()
     before = hook_count(model)
-    with pytest.raises(RuntimeError, match="boom"), GradientMonitor(model, linear_layers(model)) as mon:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        GradientMonitor(model, layers=linear_layers(model), stats="all") as mon,
+    ):
         assert hook_count(model) > before
         one_step(model, mon, torch.randn(4, 5))
         raise RuntimeError("boom")
@@ -129,7 +132,7 @@ def test_hooks_are_removed_after_an_exception() -> None:
 def test_layer_hooks_are_attached_only_before_recorded_steps() -> None:
     model = small_mlp()
     n_model_hooks = 2  # the model's pre-hook and hook stay while the monitor is open
-    with GradientMonitor(model, linear_layers(model), every=3) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all", every=3) as mon:
         attached = []
         for step in range(4):
             attached.append(hook_count(model) > n_model_hooks)
@@ -153,7 +156,7 @@ def test_frozen_and_unused_layers_give_nan() -> None:
 
     model = TwoHeads()
     model.body.weight.requires_grad_(False)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         one_step(model, mon, torch.randn(8, 3))
         with torch.no_grad():  # plain SGD by hand
             for p in model.parameters():
@@ -174,7 +177,7 @@ def test_conv_bn_relu_reports_to_the_conv() -> None:
         bn.bias.copy_(torch.tensor([-50.0, 0.0, 0.0, -50.0]))  # channels 0 and 3 are dead
     model = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 2))
     x = torch.randn(6, 2, 5, 5)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         one_step(model, mon, x)
     record = mon.record()
     relu_out = torch.relu(bn(conv(x)))
@@ -199,7 +202,7 @@ def test_reused_activation_module_reports_to_the_layer_that_ran_last() -> None:
     with torch.no_grad():
         model.fc1.weight.fill_(1.0)
         model.fc1.bias.fill_(1.0)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         model.zero_grad()
         model(torch.rand(5, 3)).sum().backward()
         mon.step(0)
@@ -220,7 +223,9 @@ def test_lstm_with_track_inputs_matches_manual_input_gradients() -> None:
 
     model = Net()
     steps = [torch.randn(4, 7, 3) for _ in range(2)]
-    with GradientMonitor(model, [("lstm", model.rnn), ("head", model.head)], track_inputs=True) as mon:
+    with GradientMonitor(
+        model, layers=[("lstm", model.rnn), ("head", model.head)], stats="all", track_inputs=True
+    ) as mon:
         for step, x in enumerate(steps):
             one_step(model, mon, x, step)
     record = mon.record()
@@ -242,7 +247,7 @@ def test_vanilla_rnn_reports_its_tanh_saturation() -> None:
     with torch.no_grad():
         rnn.weight_ih_l0.mul_(40.0)
     x = torch.randn(3, 5, 2)
-    with GradientMonitor(rnn, [("rnn", rnn)]) as mon:
+    with GradientMonitor(rnn, layers=[("rnn", rnn)], stats="all") as mon:
         rnn.zero_grad()
         out, _ = rnn(x)
         out.sum().backward()
@@ -256,7 +261,7 @@ def test_update_ratio_matches_manual_computation(optimizer: type[torch.optim.Opt
     opt = optimizer(model.parameters(), lr=0.01)
     x = torch.randn(32, 5)
     layers = linear_layers(model)
-    with GradientMonitor(model, layers) as mon:
+    with GradientMonitor(model, layers=layers, stats="all") as mon:
         ratios = []
         for step in range(3):
             before = [m.weight.detach().clone() for _, m in layers]
@@ -273,7 +278,7 @@ def test_same_shaped_layers_get_their_own_update_ratio_and_exact_grad_max() -> N
     model = nn.Sequential(*(m for _ in range(3) for m in (nn.Linear(16, 16), nn.Tanh())), nn.Linear(16, 2))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     layers = linear_layers(model)
-    with GradientMonitor(model, layers) as mon:
+    with GradientMonitor(model, layers=layers, stats="all") as mon:
         ratios, grad_max = [], []
         for step in range(3):
             before = [m.weight.detach().clone() for _, m in layers]
@@ -291,7 +296,7 @@ def test_same_shaped_layers_get_their_own_update_ratio_and_exact_grad_max() -> N
 
 def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
     model = small_mlp()
-    with warnings.catch_warnings(), GradientMonitor(model, linear_layers(model)) as mon:
+    with warnings.catch_warnings(), GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         warnings.simplefilter("error")
         model(torch.randn(4, 5)).sum().backward()
         model[0].weight.grad[0, 0] = math.inf
@@ -307,7 +312,7 @@ def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
 def test_every_records_only_those_steps_with_activation_stats() -> None:
     model = small_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with GradientMonitor(model, linear_layers(model), every=3) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all", every=3) as mon:
         for step in range(7):
             one_step(model, mon, torch.randn(8, 5), step)
             opt.step()
@@ -321,7 +326,7 @@ def test_every_records_only_those_steps_with_activation_stats() -> None:
 def test_forward_without_grad_does_not_replace_the_training_activations() -> None:
     model = small_mlp()
     x = torch.randn(16, 5)
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         model.zero_grad()
         model(x).sum().backward()
         with torch.no_grad():
@@ -337,7 +342,7 @@ def test_default_layers_follow_named_layers() -> None:
     torch.manual_seed(0)
     model = MLP(4, 2, depth=3, width=8, activation="relu")
     x = torch.randn(16, 4)
-    with GradientMonitor(model) as mon:
+    with GradientMonitor(model, stats="all") as mon:
         one_step(model, mon, x)
     record = mon.record()
     assert record.layer_names == model.layer_names()
@@ -365,7 +370,7 @@ def test_snapshot_returns_a_one_step_record_and_keeps_the_weights() -> None:
 
 def test_record_helpers_and_frame() -> None:
     model = small_mlp()
-    with GradientMonitor(model, linear_layers(model)) as mon:
+    with GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:
         for step in range(2):
             one_step(model, mon, torch.randn(8, 5), step)
     record = mon.record()
@@ -442,7 +447,7 @@ def test_bad_calls_are_rejected() -> None:
     model = small_mlp()
     with pytest.raises(TypeError, match="model"):
         GradientMonitor("model", linear_layers(model))
-    mon = GradientMonitor(model, linear_layers(model))
+    mon = GradientMonitor(model, layers=linear_layers(model), stats="all")
     with pytest.raises(ValueError, match="step"):
         mon.step(-1)
     with pytest.raises(TypeError, match="step"):
@@ -477,3 +482,208 @@ def test_layer_weights_of_linear_rnn_and_norm_layers() -> None:
     assert layer_weights(nn.ReLU()) == []
     norm = nn.BatchNorm1d(4)
     assert layer_weights(norm) == [norm.weight]  # a weight, though named_layers skips 1-D ones
+
+
+# -- the optimizer-driven monitor (no calls in the loop) and its default statistics -------------------------
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[torch.Tensor]) -> None:
+    for x in batches:
+        optimizer.zero_grad(set_to_none=True)
+        model(x).pow(2).mean().backward()
+        optimizer.step()
+
+
+def test_default_record_equals_a_hand_computed_reference() -> None:
+    model, reference = small_mlp(nn.Tanh), small_mlp(nn.Tanh)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    ref_optimizer = torch.optim.SGD(reference.parameters(), lr=0.5, momentum=0.9)
+    batches = [torch.randn(8, 5, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    with GradientMonitor(model, optimizer, layers=linear_layers(model)) as mon:
+        train_steps(model, optimizer, batches)
+    record = mon.record()
+    assert set(record.recorded) == {"grad_norm", "backward_norm", "forward_rms", "update_ratio"}
+    assert record.steps.tolist() == [0, 1, 2]
+    layers = [m for _, m in linear_layers(reference)]
+    for step, x in enumerate(batches):
+        outputs: list[torch.Tensor] = []
+        handles = [m.register_forward_hook(lambda m, a, out, keep=outputs: keep.append(out)) for m in layers]
+        ref_optimizer.zero_grad(set_to_none=True)
+        out = reference(x)
+        for h in outputs:
+            h.retain_grad()
+        out.pow(2).mean().backward()
+        before = [m.weight.detach().clone() for m in layers]
+        ref_optimizer.step()
+        for handle in handles:
+            handle.remove()
+        expected = {
+            "grad_norm": [m.weight.grad.norm().item() for m in layers],
+            "backward_norm": [h.grad.norm().item() for h in outputs],
+            "forward_rms": [h.detach().pow(2).mean().sqrt().item() for h in outputs],
+            "update_ratio": [
+                ((m.weight.detach() - b).std() / b.std()).item() for m, b in zip(layers, before, strict=True)
+            ],
+        }
+        for metric, values in expected.items():
+            np.testing.assert_allclose(record.values(metric)[step], values, rtol=2e-5, err_msg=metric)
+    assert np.isnan(record.grad_std).all() and np.isnan(record.dead_frac).all()  # not asked for
+    with pytest.raises(ValueError, match=r"dead_frac was not recorded.*stats="):
+        record.values("dead_frac")
+
+
+def test_optimizer_hooks_give_the_same_record_as_the_manual_calls() -> None:
+    batches = [torch.randn(16, 5, generator=torch.Generator().manual_seed(s)) for s in range(5)]
+    records = []
+    for hooked in (False, True):
+        model = small_mlp()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        monitor = GradientMonitor(model, optimizer if hooked else None, every=2, stats=METRICS)
+        with monitor:
+            for step, x in enumerate(batches):
+                optimizer.zero_grad(set_to_none=True)
+                model(x).pow(2).mean().backward()
+                if not hooked:
+                    monitor.step(step)
+                optimizer.step()
+                if not hooked:
+                    monitor.after_update()
+        records.append(monitor.record())
+    assert records[1].steps.tolist() == [0, 2, 4]
+    for metric in METRICS:
+        np.testing.assert_array_equal(records[0].values(metric), records[1].values(metric), err_msg=metric)
+
+
+def test_hooked_monitor_syncs_once_per_recorded_step_and_removes_its_hooks(monkeypatch) -> None:
+    from vgcourse import monitor as monitor_module
+
+    fetches = []
+    original = monitor_module._Pending.fetch
+    monkeypatch.setattr(monitor_module._Pending, "fetch", lambda self: fetches.append(1) or original(self))
+    model = small_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with GradientMonitor(model, optimizer, every=3) as mon:
+        assert len(optimizer._optimizer_step_pre_hooks) == len(optimizer._optimizer_step_post_hooks) == 1
+        train_steps(model, optimizer, [torch.randn(4, 5) for _ in range(7)])
+        with pytest.raises(RuntimeError, match="step hooks"):
+            mon.step(7)
+        with pytest.raises(RuntimeError, match="step hooks"):
+            mon.after_update()
+    assert len(fetches) == 3 and mon.record().steps.tolist() == [0, 3, 6]
+    assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
+    assert hook_count(model) == 0
+    optimizer.step()  # steps after the block are not recorded
+    assert mon.record().steps.tolist() == [0, 3, 6]
+
+
+def test_backward_and_forward_signal_of_a_layer_called_twice() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 4)
+    model = nn.Sequential(layer, nn.Tanh(), layer)  # one module, two calls: their norms add in squares
+    x = torch.randn(6, 4)
+    h1 = layer(x)
+    h2 = layer(torch.tanh(h1))
+    h1.retain_grad()
+    h2.retain_grad()
+    h2.pow(2).mean().backward()
+    backward = math.sqrt(h1.grad.norm().item() ** 2 + h2.grad.norm().item() ** 2)
+    forward = math.sqrt((h1.pow(2).sum() + h2.pow(2).sum()).item() / (h1.numel() + h2.numel()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with GradientMonitor(model, optimizer, layers=[("shared", layer)]) as mon:
+        train_steps(model, optimizer, [x])
+    record = mon.record()
+    assert record.backward_norm[0, 0] == pytest.approx(backward, rel=1e-5)
+    assert record.forward_rms[0, 0] == pytest.approx(forward, rel=1e-5)
+
+
+def test_functional_activations_are_reported_not_silently_nan() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x)))
+
+    model = Functional()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with (
+        pytest.warns(UserWarning, match=r"no activation module.*F\.relu"),
+        GradientMonitor(model, optimizer, stats=("dead_frac", "forward_rms")) as mon,
+    ):
+        train_steps(model, optimizer, [torch.randn(4, 5)])
+    record = mon.record()
+    assert record.activations == ("", "") and np.isnan(record.dead_frac).all()
+    assert np.isfinite(record.forward_rms).all()
+    module_model = small_mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = snapshot(
+            module_model, torch.randn(4, 5), torch.randn(4, 3), nn.MSELoss(), linear_layers(module_model)
+        )
+    assert record.activations == ("relu", "relu", "")
+
+
+def test_histograms_count_activations_and_log_gradients() -> None:
+    model = small_mlp(nn.Tanh)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(32, 5)
+    outputs: list[torch.Tensor] = []
+    handles = [
+        m.register_forward_hook(lambda m, a, out: outputs.append(out.detach()))
+        for m in model
+        if isinstance(m, nn.Tanh)
+    ]
+    stats = ("act_hist", "grad_hist")
+    with GradientMonitor(
+        model, optimizer, layers=linear_layers(model), stats=stats, bins=8, act_range=(-1, 1)
+    ) as mon:
+        optimizer.zero_grad()
+        model(x).pow(2).mean().backward()
+        grads = [m.weight.grad.clone() for _, m in linear_layers(model)]
+        optimizer.step()
+    for handle in handles:
+        handle.remove()
+    record = mon.record()
+    assert record.act_hist.shape == (1, 3, 8) and record.grad_hist.shape == (1, 3, 8)
+    np.testing.assert_allclose(record.act_hist_edges, np.linspace(-1, 1, 9))
+    for k, u in enumerate(outputs):  # tanh outputs lie in (-1, 1): all counted
+        counts, _ = np.histogram(u.numpy(), bins=record.act_hist_edges)
+        np.testing.assert_array_equal(record.act_hist[0, k], counts)
+    for k, g in enumerate(grads):
+        counts, _ = np.histogram(np.log10(np.abs(g.numpy())), bins=record.grad_hist_edges)
+        assert np.abs(record.grad_hist[0, k] - counts).sum() <= 2  # float32 vs float64 at the bin edges
+        assert record.grad_hist[0, k].sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"stats": "cheap"}, TypeError, "default"),
+        ({"stats": ["grad_nrom"]}, ValueError, "grad_nrom"),
+        ({"bins": 0}, ValueError, "bins"),
+        ({"act_range": (1.0, 1.0)}, ValueError, "act_range"),
+        ({"grad_range": 3}, TypeError, "grad_range"),
+    ],
+)
+def test_bad_new_options_are_rejected(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        GradientMonitor(small_mlp(), **kwargs)
+    with pytest.raises(TypeError, match="layers="):
+        GradientMonitor(small_mlp(), [("a", nn.Linear(2, 2))])
+
+
+def test_skipped_step_records_gradients_without_an_update() -> None:
+    model = small_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with GradientMonitor(model, optimizer) as mon:
+        train_steps(model, optimizer, [torch.randn(4, 5)])
+        optimizer.zero_grad()
+        model(torch.randn(4, 5)).pow(2).mean().backward()
+        mon.skipped_step()  # as train() does at a diverged step: no optimizer.step()
+    record = mon.record()
+    assert record.steps.tolist() == [0, 1]
+    assert np.isfinite(record.update_ratio[0]).all() and np.isnan(record.update_ratio[1]).all()
+    assert np.isfinite(record.grad_norm).all() and np.isfinite(record.backward_norm).all()
+    with pytest.raises(RuntimeError, match="optimizer"):
+        GradientMonitor(model).skipped_step()

@@ -349,9 +349,10 @@ def test_monitor_record_has_one_row_per_recorded_step(small_circles):
 @needs_monitor
 def test_monitor_on_a_diverged_run_keeps_the_diverged_step():
     history = train(_mlp(out_features=1), _regression(), TrainConfig(steps=200, lr=10.0, batch_size=16))
-    assert history.diverged
+    assert history.diverged and history.diverged_step == history.steps_run - 1 > 0
     assert history.monitor.steps.tolist() == list(range(history.steps_run))
     assert np.isnan(history.monitor.update_ratio[-1]).all()
+    assert np.isfinite(history.monitor.update_ratio[0]).all()
 
 
 @needs_monitor
@@ -536,3 +537,32 @@ def test_sequence_outputs_flatten_positions_in_loss_and_accuracy():
     assert history.final_val_accuracy > 0.8 and history.train_accuracy[-1] > 0.8
     with pytest.raises(ValueError, match=r"\(N, T, C\) with \(N, T\)"):
         loss_value(output, data.y_val[:, :2], "cross_entropy")
+
+
+@needs_monitor
+def test_monitor_records_the_gradient_before_clipping_and_the_stats_asked_for(small_circles):
+    config = TrainConfig(steps=4, clip_norm=1e-4, monitor_every=1, monitor_stats=("grad_norm", "grad_std"))
+    history = train(_mlp(), small_circles, config)
+    record = history.monitor
+    assert record.recorded == ("grad_norm", "grad_std")
+    # every layer's weight gradient alone is far above the clipping bound: measured before clipping
+    assert np.all(record.grad_norm > 1e-3) and np.all(record.grad_norm <= history.grad_norm_total[:, None])
+    assert np.isnan(record.update_ratio).all()
+    with pytest.raises(ValueError, match="not recorded"):
+        record.values("update_ratio")
+    default = train(_mlp(), small_circles, TrainConfig(steps=2)).monitor
+    assert set(default.recorded) == {"grad_norm", "update_ratio", "backward_norm", "forward_rms"}
+    assert np.isfinite(default.backward_norm).all() and np.isnan(default.grad_std).all()
+
+
+def test_fused_optimizers_match_the_default_ones(small_circles):
+    for optimizer in ("sgd", "momentum", "adam"):
+        runs = [
+            train(_mlp(), small_circles, TrainConfig(steps=5, optimizer=optimizer, lr=0.01, fused=fused))
+            for fused in (False, True)
+        ]
+        np.testing.assert_allclose(runs[0].loss, runs[1].loss, rtol=1e-5)
+    for bad, error in (({"fused": 1}, TypeError), ({"monitor_stats": ("grad_nrom",)}, ValueError)):
+        with pytest.raises(error, match=r"fused|grad_nrom"):
+            TrainConfig(steps=1, **bad)
+    assert TrainConfig(steps=1, monitor_stats=["grad_norm"]).monitor_stats == ("grad_norm",)

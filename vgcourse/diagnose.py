@@ -895,7 +895,7 @@ def diagnose(
     signals: dict[str, np.ndarray] | None = None
     non_finite_at = None if bool(torch.isfinite(x).all()) else "input"
     try:
-        with GradientMonitor(work, work_layers, saturation=saturation) as monitor:
+        with GradientMonitor(work, layers=work_layers, stats="all", saturation=saturation) as monitor:
             for step in range(run_steps):
                 watch.reset()
                 work.zero_grad(set_to_none=True)

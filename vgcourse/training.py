@@ -58,6 +58,10 @@ class TrainConfig:
         warmup_steps: linear learning-rate warmup: step s (0-based) uses lr * min(1, (s + 1) / warmup_steps);
             0 = no warmup.
         monitor_every: record per-layer statistics every this many steps; ``None`` turns the monitor off.
+        monitor_stats: what the monitor records: "default" (``vgcourse.monitor.DEFAULT_STATS``: gradient
+            norm, backward-signal norm, forward rms, update ratio), "all", or a tuple of metric names.
+        fused: use the optimizer's fused implementation (one kernel for all parameters; SGD and Adam,
+            CPU and CUDA); the same update up to rounding.
         eval_every: evaluate on the validation split every this many steps; 0 = once per epoch. The
             last step is always evaluated.
         seed: seed of the minibatch shuffling.
@@ -77,6 +81,8 @@ class TrainConfig:
     clip_value: float | None = None
     warmup_steps: int = 0
     monitor_every: int | None = 1
+    monitor_stats: str | tuple[str, ...] = "default"
+    fused: bool = False
     eval_every: int = 0
     seed: int = 0
     device: str = "auto"
@@ -100,8 +106,14 @@ class TrainConfig:
         check_choice("device", self.device, DEVICES)
         if self.monitor_every is not None:
             check_int("monitor_every", self.monitor_every, minimum=1)
-        if not isinstance(self.progress, bool):
-            raise TypeError(f"progress must be a bool; got {self.progress!r}")
+        for name in ("progress", "fused"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+        from vgcourse.monitor import _check_stats
+
+        stats = _check_stats(self.monitor_stats)  # validates; a sequence is stored as a tuple
+        if not isinstance(self.monitor_stats, str):
+            object.__setattr__(self, "monitor_stats", stats)
         floats = {
             "lr": check_float("lr", self.lr, 0.0, strict_minimum=True),
             "momentum": check_float("momentum", self.momentum, 0.0),
@@ -128,7 +140,8 @@ class History:
         eval_steps: 0-based step after whose update each evaluation ran, (E,).
         val_loss: validation loss at each of ``eval_steps``, (E,).
         val_accuracy: validation accuracy at each of ``eval_steps`` (NaN for regression), (E,).
-        monitor: per-layer statistics from the GradientMonitor, or ``None`` when it was off.
+        monitor: per-layer statistics from the GradientMonitor (a diverged step is recorded without its
+            update), or ``None`` when it was off.
         grad_norm_total: L2 norm of all gradients before clipping, sqrt(sum_p ||g_p||^2), (steps_run,).
         diverged: whether the loss or the gradient norm became NaN or infinite.
         diverged_step: 0-based step at which that happened (its update was not applied), else ``None``.
@@ -314,14 +327,17 @@ def evaluate(
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``train`` uses for ``config``: SGD (momentum 0 or ``config.momentum``) or Adam, with
-    ``config.lr`` and ``config.weight_decay``, over the model's trainable parameters."""
+    ``config.lr``, ``config.weight_decay`` and ``config.fused``, over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
+    fused = True if config.fused else None  # None: torch's default (foreach where it can)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     momentum = config.momentum if config.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay, fused=fused
+    )
 
 
 def train(
@@ -376,12 +392,24 @@ def train(
     if config.monitor_every is not None:
         from vgcourse.monitor import GradientMonitor
 
-        monitor = GradientMonitor(model, every=config.monitor_every)
+        monitor = GradientMonitor(model, optimizer, every=config.monitor_every, stats=config.monitor_stats)
+    grad_norm = torch.zeros(())
+
+    def clip(*_: Any) -> None:
+        """Clip before the update, as a step pre-hook registered after the monitor's: the monitor records
+        the gradient before clipping, like ``History.grad_norm_total``."""
+        if config.clip_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, config.clip_norm, grad_norm)
+        elif config.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, config.clip_value)
 
     with (
         monitor if monitor is not None else contextlib.nullcontext(),
         tqdm(total=total_steps, disable=not config.progress) as bar,
+        contextlib.ExitStack() as hooks,
     ):
+        if config.clip_norm is not None or config.clip_value is not None:
+            hooks.callback(optimizer.register_step_pre_hook(clip).remove)
         order = torch.empty(0, dtype=torch.long)
         for step in range(total_steps):
             position = step % steps_per_epoch
@@ -394,8 +422,6 @@ def train(
             output = model(xb)
             loss = loss_value(output, yb, loss_name)
             loss.backward()
-            if monitor is not None:
-                monitor.step(step)
             grads = [p.grad for p in params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
             stats = torch.stack(
@@ -405,18 +431,14 @@ def train(
             bar.update(1)
             if not (math.isfinite(stats[0]) and math.isfinite(stats[2])):
                 diverged_step = step
+                if monitor is not None:
+                    monitor.skipped_step()  # its gradients are what a reader wants to see
                 break
 
-            if config.clip_norm is not None:
-                torch.nn.utils.clip_grads_with_norm_(params, config.clip_norm, grad_norm)
-            elif config.clip_value is not None:
-                torch.nn.utils.clip_grad_value_(params, config.clip_value)
             if config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
-            optimizer.step()
-            if monitor is not None:
-                monitor.after_update()
+            optimizer.step()  # the monitor records through the optimizer's step hooks
             if on_step:
                 event = StepEvent(step, stats[0], stats[2], model, optimizer)
                 for hook in on_step:

@@ -48,7 +48,7 @@ from vgcourse.data import DataSplit, digits
 from vgcourse.device import DEVICES, pick_device
 from vgcourse.initializers import gain, initialize
 from vgcourse.models import MLP
-from vgcourse.training import TrainConfig, evaluate, train
+from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, evaluate, train
 
 __all__ = [
     "CAUSES",
@@ -484,29 +484,6 @@ def _build(config: DyingConfig, data: DataSplit) -> MLP:
     return model.to(pick_device(config.device))
 
 
-def _train_steps(model: MLP, data: DataSplit, config: DyingConfig, steps: int, chunk: int) -> Any:
-    """``steps`` plain-SGD steps with ``vgcourse.training.train``; chunk k reshuffles with its own seed.
-
-    SGD without momentum keeps no state between steps, so training in chunks is training in one go.
-    """
-    train_config = TrainConfig(
-        steps=steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        clip_norm=config.clip_norm,
-        monitor_every=None,
-        eval_every=steps,
-        seed=config.seed * 100_003 + chunk,
-        device=config.device,
-    )
-    return train(model, data, train_config)
-
-
-def _checkpoints(config: DyingConfig) -> list[int]:
-    marks = list(range(config.measure_every, config.steps, config.measure_every))
-    return [*marks, config.steps]
-
-
 def _start(model: MLP, config: DyingConfig, data: DataSplit) -> tuple[Tensor, Tensor, float]:
     """The reference inputs, the rows of the per-batch count and ‖∂J/∂z_1‖ / ‖∂J/∂logits‖ at step 0."""
     device = next(model.parameters()).device
@@ -552,6 +529,9 @@ def _dying_result(
 def run_dying(config: DyingConfig) -> DyingResult:
     """Train with plain SGD and measure dead units per layer on the reference set at every checkpoint.
 
+    One ``vgcourse.training.train`` run (minibatches shuffled with seed ``seed * 100_003``); its
+    evaluations fall on the checkpoints, where a callback measures the units.
+
     Args:
         config: see :class:`DyingConfig`.
     """
@@ -559,21 +539,31 @@ def run_dying(config: DyingConfig) -> DyingResult:
     model = _build(config, data)
     reference, batch, init_gain = _start(model, config, data)
     steps, rows = [0], [_activation_stats(model, reference, config.activation, batch)]
-    accuracies, losses = [evaluate(model, data.x_val, data.y_val)[1]], []
-    diverged, done = False, 0
-    for k, mark in enumerate(_checkpoints(config)):
-        history = _train_steps(model, data, config, mark - done, k)
-        losses.append(history.loss)
-        done += history.steps_run
-        diverged = history.diverged
-        # train() evaluated after its last step; a diverged step's update is not applied (finite weights)
-        accuracy = evaluate(model, data.x_val, data.y_val)[1] if diverged else history.final_val_accuracy
-        steps.append(done)
+    accuracies = [evaluate(model, data.x_val, data.y_val)[1]]
+
+    class Checkpoints(Callback):
+        def on_eval(self, event: EvalEvent) -> None:  # after steps measure_every, 2 measure_every, ...
+            steps.append(event.step + 1)
+            with torch.no_grad():
+                rows.append(_activation_stats(model, reference, config.activation, batch))
+            accuracies.append(event.val_accuracy)
+
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        clip_norm=config.clip_norm,
+        monitor_every=None,
+        eval_every=config.measure_every,
+        seed=config.seed * 100_003,
+        device=config.device,
+    )
+    history = train(model, data, train_config, callbacks=[Checkpoints()])
+    if history.diverged:  # stopped at the diverged step, whose update was not applied (finite weights)
+        steps.append(history.steps_run)
         rows.append(_activation_stats(model, reference, config.activation, batch))
-        accuracies.append(accuracy)
-        if diverged:
-            break
-    return _dying_result(config, steps, rows, accuracies, np.concatenate(losses), init_gain, diverged)
+        accuracies.append(evaluate(model, data.x_val, data.y_val)[1])
+    return _dying_result(config, steps, rows, accuracies, history.loss, init_gain, history.diverged)
 
 
 _STACK_KEYS = ("activation", "depth", "width", "steps", "batch_size", "clip_norm", "data_seed", "device")
@@ -593,12 +583,12 @@ def _train_stacked(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train M runs that differ only in lr, seed, init and bias at once, in place, with batched matmuls.
 
-    Run m draws the minibatches ``train`` draws for its seed (one chunk, as ``run_dying`` with one
-    checkpoint) and takes plain SGD steps θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m with its own
-    gradient norm (the gradient of the sum of the M losses has the M gradients as its blocks). A run
-    whose loss or gradient stops being finite takes no more steps, as ``train`` stops there. The same
-    arithmetic as ``run_dying`` in another order of floating-point operations: runs at the edge of
-    stability (lr 3) end up differently, as they do under another CPU kernel family.
+    Run m draws the minibatches ``train`` draws for its seed (as ``run_dying``) and takes plain SGD
+    steps θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m with its own gradient norm (the gradient of
+    the sum of the M losses has the M gradients as its blocks). A run whose loss or gradient stops being
+    finite takes no more steps, as ``train`` stops there. The same arithmetic as ``run_dying`` in another
+    order of floating-point operations: runs at the edge of stability (lr 3) end up differently, as they
+    do under another CPU kernel family.
 
     Returns:
         (M, steps) the training loss of every step (NaN after a run stopped), (M,) steps run (the
@@ -621,7 +611,7 @@ def _train_stacked(
     lr = torch.tensor([c.lr for c in configs], dtype=params[0].dtype, device=device)
     orders = torch.stack(
         [_batch_orders(data.n_train, first.batch_size, first.steps, c.seed * 100_003) for c in configs]
-    ).to(device)  # (M, steps, B): the order of chunk 0 in _train_steps
+    ).to(device)  # (M, steps, B): the order of run_dying's train()
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     running = torch.ones(len(configs), dtype=torch.bool, device=device)
     steps_run = torch.zeros(len(configs), dtype=torch.long, device=device)
@@ -849,42 +839,68 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
     base = dataclasses.replace(config.base, steps=config.steps_a + config.steps_b)
     data = _digits(base.data_seed)
     model = _build(base, data)
-    history = _train_steps(model, data, base, config.steps_a, 0)
-    if history.diverged:
-        raise RuntimeError(f"the run diverged before checkpoint A ({history.message}); lower base.lr")
-    x, y = data.x_train.to(next(model.parameters()).device), data.y_train
-    dead_a = dead_unit_masks(model, x)
-
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y.to(x.device)).backward()
-    linears = [layer.linear for layer in model.layers] + [model.head]
-    zero = torch.zeros((), device=x.device)  # the maximum over no units at all
-    dead_in, dead_out, alive = [zero], [zero], []
-    for layer, mask, nxt in zip(model.layers, dead_a, linears[1:], strict=True):
-        w, b = layer.linear.weight.grad, layer.linear.bias.grad
-        dead_in += [w[mask].abs().flatten(), b[mask].abs()]
-        dead_out.append(nxt.weight.grad[:, mask].abs().flatten())
-        alive.append(w[~mask].abs().flatten())
-    max_dead = float(torch.cat([t.reshape(-1) for t in dead_in]).max())
-    max_out = float(torch.cat([t.reshape(-1) for t in dead_out]).max())
-    max_alive = float(torch.cat(alive).max()) if torch.cat(alive).numel() else math.nan
-    model.zero_grad(set_to_none=True)
-
-    before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
-    fired = [torch.zeros_like(mask) for mask in dead_a]
+    x = data.x_train.to(next(model.parameters()).device)
+    y = data.y_train.to(x.device)
+    at_a: dict[str, Any] = {}
+    fired: list[Tensor] = []
+    handles: list[Any] = []
 
     def watch(index: int, module: Any, args: Any, output: Tensor) -> None:
         if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
             fired[index] |= (output > 0).any(dim=0)
 
-    handles = [m.register_forward_hook(functools.partial(watch, i)) for i, m in enumerate(model.layers)]
+    class CheckpointA(Callback):
+        """At A (after step steps_a): dead units, their gradient on the full training set, the weights;
+        then watch every training forward pass until B. The update of step A has been applied, and the
+        gradients computed here are replaced by the next step's."""
+
+        def on_step(self, event: StepEvent) -> None:
+            if event.step != config.steps_a - 1:
+                return
+            dead_a = dead_unit_masks(model, x)
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            linears = [layer.linear for layer in model.layers] + [model.head]
+            zero = torch.zeros((), device=x.device)  # the maximum over no units at all
+            dead_in, dead_out, alive = [zero], [zero], []
+            for layer, mask, nxt in zip(model.layers, dead_a, linears[1:], strict=True):
+                w, b = layer.linear.weight.grad, layer.linear.bias.grad
+                dead_in += [w[mask].abs().flatten(), b[mask].abs()]
+                dead_out.append(nxt.weight.grad[:, mask].abs().flatten())
+                alive.append(w[~mask].abs().flatten())
+            at_a["dead"] = dead_a
+            at_a["max_dead"] = float(torch.cat([t.reshape(-1) for t in dead_in]).max())
+            at_a["max_out"] = float(torch.cat([t.reshape(-1) for t in dead_out]).max())
+            at_a["max_alive"] = float(torch.cat(alive).max()) if torch.cat(alive).numel() else math.nan
+            model.zero_grad(set_to_none=True)
+            at_a["before"] = [
+                (m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers
+            ]
+            fired.extend(torch.zeros_like(mask) for mask in dead_a)
+            handles.extend(
+                m.register_forward_hook(functools.partial(watch, i)) for i, m in enumerate(model.layers)
+            )
+
+    train_config = TrainConfig(
+        steps=base.steps,
+        batch_size=base.batch_size,
+        lr=base.lr,
+        clip_norm=base.clip_norm,
+        monitor_every=None,
+        eval_every=base.steps,
+        seed=base.seed * 100_003,
+        device=base.device,
+    )
     try:
-        history = _train_steps(model, data, base, config.steps_b, 1)
+        history = train(model, data, train_config, callbacks=[CheckpointA()])
     finally:
         for handle in handles:
             handle.remove()
     if history.diverged:
-        raise RuntimeError(f"the run diverged between A and B ({history.message}); lower base.lr")
+        where = "before checkpoint A" if "dead" not in at_a else "between A and B"
+        raise RuntimeError(f"the run diverged {where} ({history.message}); lower base.lr")
+    dead_a, before = at_a["dead"], at_a["before"]
+    max_dead, max_out, max_alive = at_a["max_dead"], at_a["max_out"], at_a["max_alive"]
     dead_b = dead_unit_masks(model, x)
     counts = np.zeros((5, base.depth), dtype=np.int64)
     for i, (m, (w, b), mask, hit) in enumerate(zip(model.layers, before, dead_a, fired, strict=True)):

@@ -30,7 +30,7 @@ from vgcourse.device import DEVICES, pick_device
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP
 from vgcourse.monitor import GradientMonitor, MonitorRecord, snapshot
-from vgcourse.training import History, TrainConfig, train
+from vgcourse.training import Callback, History, StepEvent, TrainConfig, train
 
 __all__ = [
     "DTYPES",
@@ -374,7 +374,9 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     handles += [layer.register_forward_hook(_keep_output(hidden)) for layer in model.layers]
     x.requires_grad_(True)
     try:
-        with GradientMonitor(model, saturation=config.saturation) as monitor:
+        with GradientMonitor(
+            model, stats=("grad_norm", "saturated_frac"), saturation=config.saturation
+        ) as monitor:
             F.cross_entropy(model(x), y).backward()
             monitor.step(0)
     finally:
@@ -722,6 +724,7 @@ class CirclesConfig:
             lr=self.lr,
             optimizer=self.optimizer,
             monitor_every=self.monitor_every,
+            monitor_stats=("grad_mean", "grad_std"),
             seed=seed,
             device=self.device,
         )
@@ -803,20 +806,18 @@ class CirclesResult:
         return pd.DataFrame(rows).set_index("activation")
 
 
-class _WeightRecorder:
-    """Forward pre-hook: every layer's weight mean and std at every ``every``-th training forward pass."""
+class _WeightRecorder(Callback):
+    """A ``train`` callback: every layer's weight mean and std at the start and after every ``every``-th
+    step."""
 
     def __init__(self, layers: list[Any], every: int) -> None:
         self.layers = layers
         self.every = every
-        self.calls = 0
-        self.rows: list[Tensor] = []
+        self.rows: list[Tensor] = [self.stats()]
 
-    def __call__(self, module: Any, args: Any) -> None:
-        if module.training:
-            if self.calls % self.every == 0:
-                self.rows.append(self.stats())
-            self.calls += 1
+    def on_step(self, event: StepEvent) -> None:
+        if (event.step + 1) % self.every == 0:
+            self.rows.append(self.stats())
 
     def stats(self) -> Tensor:
         with torch.no_grad():
@@ -826,8 +827,7 @@ class _WeightRecorder:
 def run_circles(config: CirclesConfig) -> CirclesResult:
     """Train one network per (activation, seed) with ``vgcourse.training.train``; collect statistics by epoch.
 
-    ``train`` makes one training-mode forward pass per step; a forward pre-hook records the weights'
-    mean and std there, so the pass at step e·(steps per epoch) sees the weights after e epochs.
+    A callback records the weights' mean and std at the start and after every epoch's last step.
     """
     if not isinstance(config, CirclesConfig):
         raise TypeError(f"config must be a CirclesConfig; got {type(config).__name__}")
@@ -848,11 +848,7 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
             _initialize(model, config.init, activation, torch.Generator().manual_seed(seed))
             layers = [*(layer.linear for layer in model.layers), model.head]
             recorder = _WeightRecorder(layers, per_epoch)
-            handle = model.register_forward_pre_hook(recorder)
-            try:
-                history = train(model, data, config.train_config(seed))
-            finally:
-                handle.remove()
+            history = train(model, data, config.train_config(seed), callbacks=[recorder])
             rows = [*recorder.rows[:epochs], recorder.stats()]
             stats = torch.stack(rows).cpu().double().numpy()
             w_stats[a, s, : len(stats)] = stats
@@ -965,6 +961,7 @@ class MnistConfig:
             optimizer="momentum",
             momentum=self.momentum,
             monitor_every=self.monitor_every,
+            monitor_stats="all",
             eval_every=max(1, steps // 10),
             seed=self.seed,
             device=self.device,

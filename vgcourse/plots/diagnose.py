@@ -276,7 +276,10 @@ def update_ratio_over_training(
     """
     values = check_record(record, "update_ratio")
     if not np.any(np.isfinite(values)):
-        raise ValueError("the record has no update ratios: call after_update() after each optimizer step")
+        raise ValueError(
+            "the record has no update ratios: attach the monitor to the optimizer, "
+            "GradientMonitor(model, optimizer), or call after_update() after each optimizer step"
+        )
     limits = Thresholds() if thresholds is None else thresholds
     if not isinstance(limits, Thresholds):
         raise TypeError(f"thresholds must be a Thresholds or None; got {type(limits).__name__}")
