@@ -19,7 +19,8 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
 
-.PHONY: book reader-notebooks test lint pytest pytest-unbuilt pytest-built nbval claims-other-kernels browser constraints clean
+.PHONY: book reader-notebooks test lint pytest pytest-unbuilt pytest-built nbval claims-other-kernels versions \
+	versions-lock browser constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -111,10 +112,23 @@ claims-other-kernels: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "no claim test collected: failing"; exit 1; fi; \
 	exit $$status
 
-# The book build and the tests that do not read it run side by side (-j2), then the rest.
+# The two ends of pyproject.toml's version ranges (ci/version_ends.py): the package's unit tests (not the
+# claims, notebooks or site) once with every direct dependency at its floor (lowest-direct resolution, on
+# the oldest Python requires-python allows) and once with the newest releases (on the newest Python here),
+# each in its own environment cached in ~/.cache/vgcourse/version-venvs/ and installed from its lock file
+# (constraints-lowest.txt, constraints-newest.txt: every package pinned; `make versions-lock` resolves them
+# again, which needs the package index). constraints.txt stays the one set the book is built and tested with.
+versions: $(STAMP)
+	$(BIN)/python ci/version_ends.py test lowest newest
+
+versions-lock: $(STAMP)
+	$(BIN)/python ci/version_ends.py lock lowest newest
+
+# The book build and the tests that do not read it run side by side (-j2), then the rest. `versions` takes
+# the core the book build leaves free once the other tests are done (the build runs one chapter at a time).
 test: $(STAMP) browser
 	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory --output-sync=target -j2 book pytest-unbuilt
+	$(MAKE) --no-print-directory --output-sync=target -j2 book pytest-unbuilt versions
 	$(MAKE) --no-print-directory pytest-built
 	$(MAKE) --no-print-directory claims-other-kernels
 
