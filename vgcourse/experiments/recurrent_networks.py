@@ -195,7 +195,7 @@ def build_model(
     check_choice("arch", arch, ARCHS)
     check_int("hidden_size", hidden_size, minimum=1)
     check_int("seed", seed, minimum=0)
-    model = SequenceModel(arch, INPUT_SIZE, hidden_size, 1)
+    model = SequenceModel(arch, INPUT_SIZE, hidden_size, 1, seed=seed)  # every parameter is redrawn below
     generator = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(hidden_size)
     with torch.no_grad():

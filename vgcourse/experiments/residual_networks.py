@@ -53,7 +53,7 @@ from vgcourse.config import (
     seed_field,
 )
 from vgcourse.data import DataSplit, digits, mnist
-from vgcourse.models import NORMS, ResidualMLP, named_layers
+from vgcourse.models import NORMS, ResidualMLP, initial_weights, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
 
 __all__ = [
@@ -1191,8 +1191,8 @@ def check_torchvision_block(seed: int = 0, size: int = 2) -> TorchvisionBlockChe
 
     check_int("seed", seed, minimum=0)
     check_int("size", size, minimum=1, maximum=8)
-    torch.manual_seed(seed)
-    block = torchvision.models.resnet18(weights=None).layer1[0].double().eval()
+    with initial_weights(seed):  # torchvision's default initialization from seed, global RNG untouched
+        block = torchvision.models.resnet18(weights=None).layer1[0].double().eval()
     if block.downsample is not None:  # pragma: no cover - layer1.0 keeps the shape
         raise RuntimeError("expected a BasicBlock without downsampling")
     x = torch.randn(1, 64, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
