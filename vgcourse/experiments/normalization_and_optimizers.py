@@ -22,7 +22,7 @@ from vgcourse.config import Config, integer, nonempty, one_of, positive, real, s
 from vgcourse.data import DataSplit, circles, digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP
+from vgcourse.models import MLP, initial_weights
 from vgcourse.training import TrainConfig, train
 
 __all__ = [
@@ -267,9 +267,9 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     variance) is from its evaluation-mode output (running statistics, here the full training split's)."""
     data = load_data()
     gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    linear = nn.Linear(data.in_features, config.width)
-    norm = nn.BatchNorm1d(config.width)
+    with initial_weights(config.seed):
+        linear = nn.Linear(data.in_features, config.width)
+        norm = nn.BatchNorm1d(config.width)
     with torch.no_grad():
         h = linear(data.x_train)
         norm.running_mean.copy_(h.mean(0))
@@ -285,7 +285,6 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
                 y_eval = norm.eval()(hb)
                 diffs.append(float((y_train - y_eval).norm() / y_eval.norm()))
             out.append(float(np.mean(diffs)))
-    norm.running_mean.zero_()  # leave nothing shared behind
     return TrainEvalResult(config, np.asarray(out))
 
 
@@ -413,9 +412,9 @@ class NormProfileResult:
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     """Measure the forward signal, the backward signal and the weight gradients layer by layer."""
-    torch.manual_seed(config.seed)
     data = load_data()
-    model = plain_normalized_stack(config.depth, config.width, config.norm, config.activation)
+    with initial_weights(config.seed):
+        model = plain_normalized_stack(config.depth, config.width, config.norm, config.activation)
     gen = torch.Generator().manual_seed(config.seed + 1)
     idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
     record: list[Tensor] = []
@@ -508,8 +507,8 @@ class _OneNormNet(nn.Module):
 
 
 def _one_norm_net(norm: str, width: int, seed: int) -> _OneNormNet:
-    torch.manual_seed(seed)
-    return _OneNormNet(norm, width).double()
+    with initial_weights(seed):
+        return _OneNormNet(norm, width).double()
 
 
 class ScaleInvarianceConfig(Config):
@@ -851,7 +850,8 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
     final = {}
     for name in SHIFT_NETWORKS:
         generator = torch.Generator().manual_seed(config.seed)
-        model = _shift_network(name, config, generator)
+        with initial_weights(config.seed):  # the constructors' default draws; the weights come from generator
+            model = _shift_network(name, config, generator)
         batches = torch.Generator().manual_seed(config.seed + 1)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
         loss = torch.tensor(0.0)
