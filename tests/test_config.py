@@ -112,6 +112,16 @@ def test_configs_are_frozen_and_keyword_only():
         dataclasses.replace(config, depth=0)
 
 
+def test_a_value_like_spec_may_opt_out_of_keyword_only():
+    class Cell(Config, kw_only=False):
+        activation: str = one_of("relu", "tanh", default="relu")
+        skip: bool = flag(False)
+
+    assert Cell("tanh", True) == Cell(activation="tanh", skip=True)
+    with pytest.raises(TypeError, match="skip must be True or False"):
+        Cell("tanh", 1)
+
+
 def test_mutable_defaults_are_refused():
     with pytest.raises(TypeError, match="use a tuple"):
         nonempty(default=[1, 2])

@@ -233,9 +233,11 @@ class Config:
     ``check()`` runs for rules between fields. ``dataclasses.replace(config, depth=4)`` checks again.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, kw_only: bool = True, **kwargs: Any) -> None:
+        # ``class Cell(Config, kw_only=False)``: a small value-like spec whose fields read naturally in
+        # order (a coordinate such as ``Remedy("relu", "he")``); experiment configs stay keyword-only.
         super().__init_subclass__(**kwargs)
-        dataclass(frozen=True, kw_only=True)(cls)
+        dataclass(frozen=True, kw_only=kw_only)(cls)
 
     def __post_init__(self) -> None:
         for name, constraint in constraints(type(self)).items():
