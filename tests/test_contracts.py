@@ -125,7 +125,9 @@ def _config_classes(chapter_id: str) -> list[type]:
     return [
         cls
         for name, cls in inspect.getmembers(module, inspect.isclass)
-        if cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls) and name.endswith("Config")
+        if cls.__module__ == module.__name__
+        and dataclasses.is_dataclass(cls)
+        and (name.endswith("Config") or issubclass(cls, Config))  # NetworkSpec-like parts of a config too
     ]
 
 
@@ -149,7 +151,7 @@ def _bad_values(constraint: Constraint) -> list[Any]:
         return [object()]
     if kind == "tuple":
         inner = _bad_values(constraint.each) if constraint.each is not None else []
-        return [(), *[(value,) for value in inner[:1]]]
+        return [(), "a string", *[(value,) for value in inner[:1]]]
     return []
 
 
@@ -161,8 +163,13 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
     for cls in classes:
         cls()  # the defaults are valid
         if issubclass(cls, Config):  # declared constraints: every one is enforced at construction
+            defaults = {f.name: f.default for f in dataclasses.fields(cls)}
             for name, constraint in constraints(cls).items():
-                for value in _bad_values(constraint):
+                bad = _bad_values(constraint)
+                default = defaults.get(name)
+                if constraint.unique and isinstance(default, tuple) and default:
+                    bad.append((default[0], default[0]))  # a repeated value
+                for value in bad:
                     with pytest.raises((ValueError, TypeError), match=re.escape(name)) as error:
                         cls(**{name: value})
                     if constraint.kind == "choice":  # the message names the valid choices
