@@ -1,7 +1,11 @@
 """Contracts every chapter keeps, read from the chapter registry (`vgcourse.chapters`).
 
 The registry is the one place that names the chapters: the toc's numbered part, the notebooks' titles,
-``diagnose``'s chapter links, exercise registration and explorer discovery must all agree with it.
+``diagnose``'s chapter links, exercise registration and explorer discovery must all agree with it. Then,
+for every registered chapter: a module in each layer (experiments, plots, explorers, exercises); every
+config builds from its defaults and rejects a bad value of each declared field, naming the field; every
+plot function takes ``ax`` or ``axes``; every explorer updates at its defaults and with all its controls
+at their first, then at their last values. A chapter's own test file holds its claims, not these.
 """
 
 from __future__ import annotations
