@@ -142,3 +142,53 @@ def test_warmup_curves_figure(
         plots.warmup_curves([warmup, warmup, warmup, warmup])
     with pytest.raises(TypeError):
         plots.warmup_curves("result")  # type: ignore[arg-type]
+
+
+@pytest.mark.claim
+def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.WarmupResult) -> None:
+    for seed in warmup.config.seeds:
+        diagnosis = tx.diagnose_warmup(warmup, HIGH_LR, seed)
+        post0, pre0 = diagnosis.at_init[POST], diagnosis.at_init[PRE]
+        post1, pre1 = diagnosis.trained[POST], diagnosis.trained[PRE]
+        assert post0.healthy and pre0.healthy, (post0.summary(), pre0.summary())
+        # Adam's first step: each attention matrix moves by lr / σ of its scale (σ = √(2/(d + d)))
+        attention = [n for n in post0.layer_names if n.split()[-1] in ("q", "k", "v", "out")]
+        predicted = HIGH_LR / math.sqrt(2 / (2 * warmup.config.d_model))
+        for report in (post0, pre0):
+            ratio = np.array([report.layer(n).update_ratio for n in attention]) / predicted
+            expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, ">", 0.9)
+            expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, "<", 1.1)
+        # after training: the failed Post-LN run has collapsed (every sequence the same vector at the head)
+        expect(
+            "transformers: collapsed Post-LN, layers flagged vanishing",
+            len(post1.flagged("vanishing")),
+            ">=",
+            5,
+        )
+        expect(
+            "transformers: collapsed Post-LN, head input similarity",
+            post1.layer("head").similarity,
+            ">",
+            0.99,
+        )
+        expect("transformers: trained Pre-LN, head input similarity", pre1.layer("head").similarity, "<", 0.9)
+        assert pre1.healthy, pre1.summary()
+
+
+def test_first_adam_step_under_warmup_moves_each_weight_by_lr_over_w() -> None:
+    # the premise of exercise 8.1, through train(): step 0 uses lr / W, and Adam moves each entry by it
+    from vgcourse.training import TrainConfig, train
+
+    config = tx.WarmupConfig()
+    model = tx.build_training_model(tx.TRAINING_VARIANTS[WARM], config, seed=0)
+    before = model.blocks[0].attn.q.weight.detach().clone()
+    data = tx.sorting_task(n_train=64, n_val=16)
+    train(
+        model,
+        data,
+        TrainConfig(
+            steps=1, batch_size=32, lr=HIGH_LR, optimizer="adam", warmup_steps=50, monitor_every=None
+        ),
+    )
+    change = (model.blocks[0].attn.q.weight.detach() - before).abs()
+    assert torch.allclose(change, torch.full_like(change, HIGH_LR / 50), rtol=1e-3)

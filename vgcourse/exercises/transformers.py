@@ -137,17 +137,17 @@ register(
                 "the run is still at chance (1/16 of the positions right): the first steps came at nearly "
                 "the full learning rate and Post-LN collapsed as it does without warmup. Warm up much "
                 "longer.",
-                applies=lambda m: m < 0.1,
+                applies=lambda m: m < 0.09,
             ),
             Mistake(
                 "the run leaves chance but learns too little in the steps it has: the warmup was long "
                 "enough to avoid the collapse only partly. Warm up longer.",
-                applies=lambda m: 0.1 <= m < 0.3,
+                applies=lambda m: 0.09 <= m < 0.2,
             ),
             Mistake(
                 "close: the run trains, but not yet well enough by the end. A somewhat longer warmup "
                 "protects the early steps better.",
-                applies=lambda m: 0.3 <= m < TRAINED_ACCURACY,
+                applies=lambda m: 0.2 <= m < TRAINED_ACCURACY,
             ),
         ),
         control={"min": 0, "max": WARMUP_LIMIT, "step": 5, "label": "warmup steps W"},

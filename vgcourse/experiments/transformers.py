@@ -44,7 +44,7 @@ from vgcourse._validation import check_int
 from vgcourse.config import Config, check_config, integer, nonempty, one_of, positive, seed_field
 from vgcourse.data import DataSplit
 from vgcourse.monitor import snapshot
-from vgcourse.training import TrainConfig, train
+from vgcourse.training import History, TrainConfig, train
 from vgcourse.transformer import Transformer
 
 if TYPE_CHECKING:
@@ -800,9 +800,11 @@ def build_training_model(variant: TrainingVariant, config: WarmupConfig, seed: i
 
 def run_warmup(config: WarmupConfig) -> WarmupResult:
     """Train every (variant, lr, seed) with ``train`` and Adam: ``steps`` steps of ``batch_size`` sorted
-    sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s."""
+    sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s.
+
+    Each run is deterministic, and its outcome is kept for the process (``_training_run``): a run that
+    another config (or exercise 8.2's checker) already made is not trained again."""
     check_config(config, WarmupConfig)
-    data = sorting_task(config.n_train, config.n_val, seed=config.data_seed)
     shape = (len(config.variants), len(config.lrs), len(config.seeds))
     eval_steps = np.array(
         sorted(set(range(config.eval_every - 1, config.steps, config.eval_every)) | {config.steps - 1})
@@ -815,26 +817,23 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
     messages: list[list[list[str]]] = []
     models: list[list[list[Transformer]]] = []
     for i, label in enumerate(config.variants):
-        variant = TRAINING_VARIANTS[label]
+        warmup_steps = config.warmup_steps if TRAINING_VARIANTS[label].warmup else 0
         messages.append([])
         models.append([])
         for j, lr in enumerate(config.lrs):
             messages[i].append([])
             models[i].append([])
             for k, seed in enumerate(config.seeds):
-                model = build_training_model(variant, config, seed)
-                train_config = TrainConfig(
-                    steps=config.steps,
-                    batch_size=config.batch_size,
-                    lr=lr,
-                    optimizer="adam",
-                    warmup_steps=config.warmup_steps if variant.warmup else 0,
-                    monitor_every=None,
-                    eval_every=config.eval_every,
-                    seed=seed,
-                    device="cpu",
+                run = _training_run(
+                    label,
+                    lr,
+                    seed,
+                    warmup_steps,
+                    (config.n_layers, config.d_model, config.n_heads),
+                    (config.steps, config.batch_size, config.eval_every),
+                    (config.n_train, config.n_val, config.data_seed),
                 )
-                history = train(model, data, train_config)
+                history = run.history
                 loss[i, j, k, : history.steps_run] = history.loss
                 n = len(history.val_loss)
                 val_loss[i, j, k, :n] = history.val_loss
@@ -843,7 +842,7 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
                 if history.diverged:
                     loss[i, j, k, history.diverged_step :] = np.nan
                 messages[i][j].append(history.message)
-                models[i][j].append(model)
+                models[i][j].append(run.model)
     return WarmupResult(
         config,
         loss,
@@ -854,6 +853,51 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
         tuple(tuple(tuple(m) for m in per_lr) for per_lr in messages),
         tuple(tuple(tuple(m) for m in per_lr) for per_lr in models),
     )
+
+
+@dataclass(frozen=True)
+class _Run:
+    history: History
+    model: Transformer
+
+
+@functools.lru_cache(maxsize=64)
+def _training_run(
+    label: str,
+    lr: float,
+    seed: int,
+    warmup_steps: int,
+    sizes: tuple[int, int, int],
+    schedule: tuple[int, int, int],
+    split: tuple[int, int, int],
+) -> _Run:
+    """One run of ``run_warmup`` (kept: the same arguments give the same run, bit for bit)."""
+    n_layers, d_model, n_heads = sizes
+    steps, batch_size, eval_every = schedule
+    n_train, n_val, data_seed = split
+    model = Transformer(
+        SORT_VOCAB,
+        SORT_LEN,
+        n_layers,
+        d_model,
+        n_heads,
+        ln=TRAINING_VARIANTS[label].ln,
+        causal=False,
+        seed=seed,
+    )
+    train_config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer="adam",
+        warmup_steps=warmup_steps,
+        monitor_every=None,
+        eval_every=eval_every,
+        seed=seed,
+        device="cpu",
+    )
+    history = train(model, sorting_task(n_train, n_val, seed=data_seed), train_config)
+    return _Run(history, model)
 
 
 DIAGNOSIS_BATCH = 64

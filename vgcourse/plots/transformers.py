@@ -13,6 +13,7 @@ from matplotlib.ticker import NullFormatter
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.transformers import (
     SORT_VOCAB,
+    TRAINING_VARIANTS,
     VARIANTS,
     WEIGHTS,
     AttentionEntropyResult,
@@ -411,12 +412,14 @@ def warmup_curves(
                 top = max(top, float(np.nanmax(curve, initial=0.0)) * 1.05)
                 (line,) = ax.plot(steps, curve, color=_TRAINING_COLORS.get(variant), lw=1.2, alpha=0.85)
                 handles.setdefault(variant, line)
-        handles.setdefault(f"chance, ln {SORT_VOCAB}", ax.axhline(chance, color="0.4", ls=":", lw=1.2))
+        chance_line = ax.axhline(chance, color="0.4", ls=":", lw=1.2)
         ax.set_title(f"lr = {result.config.lrs[j]:g}", fontsize=10)
         ax.set_xlabel("Adam step")
     for ax in panels:
         ax.set_ylim(0, top)
     panels[0].set_ylabel("training loss")
+    order = [label for label in TRAINING_VARIANTS if label in handles]
+    handles = {label: handles[label] for label in order} | {f"chance, ln {SORT_VOCAB}": chance_line}
     if own:
         fig.legend(list(handles.values()), list(handles), fontsize=9, loc="lower center", ncols=4)
         fig.tight_layout(rect=(0, 0.13, 1, 1))
