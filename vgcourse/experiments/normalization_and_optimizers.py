@@ -269,7 +269,8 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     gen = torch.Generator().manual_seed(config.seed)
     with initial_weights(config.seed):
         linear = nn.Linear(data.in_features, config.width)
-        norm = nn.BatchNorm1d(config.width)
+        # momentum 0: the training-mode calls below must not overwrite the running statistics
+        norm = nn.BatchNorm1d(config.width, momentum=0.0)
     with torch.no_grad():
         h = linear(data.x_train)
         norm.running_mean.copy_(h.mean(0))
