@@ -83,6 +83,19 @@ def test_post_ln_fails_without_warmup_and_trains_with_it(warmup: tx.WarmupResult
     gap = warmup.final_accuracy(PRE, HIGH_LR) - warmup.final_accuracy(WARM, HIGH_LR)
     expect("transformers: Pre-LN minus Post-LN + warmup accuracy at lr 1e-2", gap, ">", 0.0)
     assert not warmup.diverged.any(), "no run of the warmup experiment diverges: it fails by collapsing"
+    for seed in warmup.config.seeds:  # the collapsed network predicts one token, at every position
+        expect(
+            "transformers: Post-LN at lr 1e-2, distinct tokens predicted",
+            warmup.distinct_predictions(POST, HIGH_LR, seed),
+            "<=",
+            1,
+        )
+        expect(
+            "transformers: Pre-LN at lr 1e-2, distinct tokens predicted",
+            warmup.distinct_predictions(PRE, HIGH_LR, seed),
+            ">=",
+            tx.SORT_VOCAB - 1,
+        )
 
 
 @pytest.mark.claim
@@ -147,7 +160,7 @@ def test_warmup_curves_figure(
 @pytest.mark.claim
 def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.WarmupResult) -> None:
     for seed in warmup.config.seeds:
-        diagnosis = tx.diagnose_warmup(warmup, HIGH_LR, seed)
+        diagnosis = tx.diagnose_warmup(warmup, HIGH_LR, seed, (POST, PRE))
         post0, pre0 = diagnosis.at_init[POST], diagnosis.at_init[PRE]
         post1, pre1 = diagnosis.trained[POST], diagnosis.trained[PRE]
         assert post0.healthy and pre0.healthy, (post0.summary(), pre0.summary())
@@ -158,7 +171,7 @@ def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.Warmu
             ratio = np.array([report.layer(n).update_ratio for n in attention]) / predicted
             expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, ">", 0.9)
             expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, "<", 1.1)
-        # after training: the failed Post-LN run has collapsed (every sequence the same vector at the head)
+        # after training: the failed Post-LN run has collapsed (every sequence gets the same logits)
         expect(
             "transformers: collapsed Post-LN, layers flagged vanishing",
             len(post1.flagged("vanishing")),
@@ -171,7 +184,9 @@ def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.Warmu
             ">",
             0.99,
         )
-        expect("transformers: trained Pre-LN, head input similarity", pre1.layer("head").similarity, "<", 0.9)
+        expect(
+            "transformers: trained Pre-LN, similarity of the logits", pre1.layer("head").similarity, "<", 0.9
+        )
         assert pre1.healthy, pre1.summary()
 
 

@@ -745,6 +745,18 @@ class WarmupResult:
             raise ValueError(f"seed {seed!r} is not in this result; it has: {self.config.seeds}")
         return self.models[i][j][self.config.seeds.index(seed)]
 
+    def distinct_predictions(self, variant: str, lr: float, seed: int) -> int:
+        """How many different tokens the trained network of (variant, lr, seed) predicts over every
+        position of the validation split (1: the same token everywhere, whatever the input)."""
+        model = self.model(variant, lr, seed)
+        data = sorting_task(self.config.n_train, self.config.n_val, seed=self.config.data_seed)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            predictions = model(data.x_val).argmax(dim=-1)
+        model.train(was_training)
+        return int(torch.unique(predictions).numel())
+
     def final_accuracy(self, variant: str, lr: float) -> np.ndarray:
         """Validation accuracy after the last step, per seed (NaN for a run that diverged)."""
         i, j = self.index(variant, lr)
@@ -921,10 +933,13 @@ class WarmupDiagnosis:
     trained: dict[str, DiagnosisReport]
 
 
-def diagnose_warmup(result: WarmupResult, lr: float, seed: int | None = None) -> WarmupDiagnosis:
-    """``diagnose`` every variant of ``result`` at ``lr`` (seed: the result's first by default), at
-    initialization and after training: one Adam step at ``lr`` on the first ``DIAGNOSIS_BATCH``
-    validation sequences of the sorting task, cross-entropy over every position."""
+def diagnose_warmup(
+    result: WarmupResult, lr: float, seed: int | None = None, variants: tuple[str, ...] | None = None
+) -> WarmupDiagnosis:
+    """``diagnose`` the networks of ``result`` at ``lr`` (seed: the result's first by default; variants:
+    all of the result's by default), at initialization and after training: one Adam step at ``lr`` on the
+    first ``DIAGNOSIS_BATCH`` validation sequences of the sorting task, cross-entropy over every
+    position."""
     from vgcourse.diagnose import diagnose
 
     if not isinstance(result, WarmupResult):
@@ -934,7 +949,7 @@ def diagnose_warmup(result: WarmupResult, lr: float, seed: int | None = None) ->
     data = sorting_task(config.n_train, config.n_val, seed=config.data_seed)
     batch = (data.x_val[:DIAGNOSIS_BATCH], data.y_val[:DIAGNOSIS_BATCH])
     at_init, trained = {}, {}
-    for label in config.variants:
+    for label in config.variants if variants is None else variants:
         model = result.model(label, lr, seed)
         fresh = build_training_model(TRAINING_VARIANTS[label], config, seed)
         at_init[label] = diagnose(fresh, "cross_entropy", batch, optimizer="adam", lr=lr)
