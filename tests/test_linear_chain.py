@@ -112,7 +112,7 @@ def test_geometric_table() -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_orthogonal_depth_sweep_is_exactly_s_to_the_depth_minus_one(seed: int) -> None:
-    result = lc.run_depth_sweep(lc.DepthSweepConfig(seed=seed))
+    result = lc.run_chain_depth_sweep(lc.ChainDepthSweepConfig(seed=seed))
     ratio = result.grad_norm / result.predicted_norm()[:, None, :]
     assert np.abs(ratio - 1).max() < 1e-12
     assert result.at(100, 0.9) == pytest.approx(0.9**99, rel=1e-12)
@@ -123,7 +123,7 @@ def test_orthogonal_depth_sweep_is_exactly_s_to_the_depth_minus_one(seed: int) -
 @pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gaussian_depth_sweep_median_vanishes_with_a_wide_spread(seed: int) -> None:
-    result = lc.run_depth_sweep(lc.DepthSweepConfig(init="gaussian", seed=seed))
+    result = lc.run_chain_depth_sweep(lc.ChainDepthSweepConfig(init="gaussian", seed=seed))
     median, low, high = result.at(100, 1.0), result.at(100, 1.0, 0.1), result.at(100, 1.0, 0.9)
     # typical network: smaller than s^(L-1) = 1
     expect("linear chain: gaussian L=100 s=1, median norm (lower bound)", median, ">", 0.15)
@@ -146,8 +146,10 @@ def test_gaussian_depth_sweep_median_vanishes_with_a_wide_spread(seed: int) -> N
 
 def test_depth_sweep_reads_every_depth_off_one_stack_exactly() -> None:
     """The depth-L network (the top L layers of the stack, fed with x) gives the same ‖∂J/∂W_1‖."""
-    config = lc.DepthSweepConfig(max_depth=6, width=5, scales=(0.7, 1.3), init="gaussian", n_seeds=2, seed=3)
-    result = lc.run_depth_sweep(config)
+    config = lc.ChainDepthSweepConfig(
+        max_depth=6, width=5, scales=(0.7, 1.3), init="gaussian", n_seeds=2, seed=3
+    )
+    result = lc.run_chain_depth_sweep(config)
     gen = torch.Generator().manual_seed(config.seed)
     base = lc.random_weights([5] * 7, "gaussian", generator=gen, batch=(2,))
     x = torch.randn(2, 5, generator=gen, dtype=F64)
@@ -460,7 +462,7 @@ def test_bad_input_is_rejected(make, error) -> None:
 
 def test_error_messages_name_the_choices() -> None:
     with pytest.raises(ValueError, match="orthogonal, gaussian"):
-        lc.DepthSweepConfig(init="xavier")
+        lc.ChainDepthSweepConfig(init="xavier")
     with pytest.raises(ValueError, match="float16, bfloat16, float32, float64"):
         lc.FloatLimitsConfig(dtypes=("half",))
 
@@ -473,7 +475,9 @@ def test_error_messages_name_the_choices() -> None:
 def small_results() -> dict[str, object]:
     return {
         "geometric": lc.run_geometric(lc.GeometricConfig()),
-        "sweep": lc.run_depth_sweep(lc.DepthSweepConfig(max_depth=10, width=8, init="gaussian", n_seeds=4)),
+        "sweep": lc.run_chain_depth_sweep(
+            lc.ChainDepthSweepConfig(max_depth=10, width=8, init="gaussian", n_seeds=4)
+        ),
         "width": lc.run_width_sweep(lc.WidthSweepConfig(widths=(4, 8), max_depth=10, n_seeds=4)),
         "spectrum": lc.run_product_spectrum(lc.ProductSpectrumConfig(max_depth=30, width=8)),
         "floats": lc.run_float_limits(lc.FloatLimitsConfig(dtypes=("float16", "bfloat16"), max_depth=1200)),

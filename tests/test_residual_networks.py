@@ -156,7 +156,7 @@ def test_init_network_variances_and_zero_branches() -> None:
     )
     assert all(not b.norm2.weight.any() and b.fc2.weight.any() for b in zero_bn.blocks)
     with pytest.raises(TypeError):
-        rn.init_network(torch.nn.Linear(2, 2))
+        rn.init_residual_network(torch.nn.Linear(2, 2))
 
 
 def test_same_seed_gives_the_plain_and_residual_twins_the_same_weights() -> None:
@@ -261,12 +261,12 @@ def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) 
 
 
 @pytest.fixture(scope="module")
-def sweep() -> rn.DepthSweepResult:
-    return rn.run_depth_sweep(rn.DepthSweepConfig(**N_NETWORKS))
+def sweep() -> rn.StreamDepthSweepResult:
+    return rn.run_stream_depth_sweep(rn.StreamDepthSweepConfig(**N_NETWORKS))
 
 
 @pytest.mark.claim
-def test_depth_sweep_numbers_the_chapter_states(sweep: rn.DepthSweepResult) -> None:
+def test_depth_sweep_numbers_the_chapter_states(sweep: rn.StreamDepthSweepResult) -> None:
     nets = sweep.config.networks
     at100 = {spec: sweep.grad_ratio[nets.index(spec), :, -1] for spec in nets}  # every network at L = 100
     assert sweep.config.depths[-1] == 100
@@ -398,7 +398,7 @@ def test_exercises_of_the_chapter() -> None:
         (lambda: rn.NetworkSpec(skip=False, branch_scale=0.5), ValueError),
         (lambda: rn.NetworkSpec(skip=False, zero_init_last=True), ValueError),
         (lambda: rn.PathExpansionConfig(networks=(rn.RESIDUAL_BN,)), ValueError),
-        (lambda: rn.DepthSweepConfig(depths=(20, 10)), ValueError),
+        (lambda: rn.StreamDepthSweepConfig(depths=(20, 10)), ValueError),
         (lambda: rn.DegradationConfig(shallow_depth=16, deep_depth=8), ValueError),
         (lambda: rn.load_data("cifar"), ValueError),
         (lambda: rn.build_network("plain", depth=2, width=4, in_features=2, out_features=2), TypeError),
@@ -433,7 +433,9 @@ def small_results() -> dict[str, object]:
         "forward": rn.run_forward_variance(
             rn.ForwardVarianceConfig(depth=5, width=8, batch_size=16, n_seeds=2)
         ),
-        "sweep": rn.run_depth_sweep(rn.DepthSweepConfig(depths=(2, 4), width=8, batch_size=16, n_seeds=2)),
+        "sweep": rn.run_stream_depth_sweep(
+            rn.StreamDepthSweepConfig(depths=(2, 4), width=8, batch_size=16, n_seeds=2)
+        ),
         "degradation": rn.run_degradation(
             rn.DegradationConfig(shallow_depth=1, deep_depth=2, width=8, steps=12, device="cpu")
         ),

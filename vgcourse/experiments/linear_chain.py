@@ -12,7 +12,7 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
 
 - ``run_gradient_check``: the closed form above, built as explicit Jacobian matrices, vs autograd.
 - ``run_geometric``: the numbers s^L for s close to 1 (0.99^L, 1.01^L).
-- ``run_depth_sweep``, ``run_width_sweep``: the first layer's gradient norm vs depth, for orthogonal and
+- ``run_chain_depth_sweep``, ``run_width_sweep``: the first layer's gradient norm vs depth, for orthogonal and
   Gaussian weights of scale s.
 - ``run_layer_gain``: why Gaussian weights need standard deviation s/√n.
 - ``run_product_spectrum``: the singular values of W_L⋯W_1, which bound the gradient.
@@ -39,8 +39,8 @@ from vgcourse.config import Config, flag, in_range, integer, nonempty, one_of, p
 __all__ = [
     "DTYPES",
     "INITS",
-    "DepthSweepConfig",
-    "DepthSweepResult",
+    "ChainDepthSweepConfig",
+    "ChainDepthSweepResult",
     "FirstStepResult",
     "FloatLimit",
     "FloatLimitsConfig",
@@ -69,7 +69,7 @@ __all__ = [
     "predicted_zero_depth",
     "random_weights",
     "rounding_slack",
-    "run_depth_sweep",
+    "run_chain_depth_sweep",
     "run_first_steps",
     "run_float_limits",
     "run_geometric",
@@ -352,7 +352,7 @@ def run_geometric(config: GeometricConfig) -> GeometricResult:
 # The first layer's gradient vs depth
 
 
-class DepthSweepConfig(Config):
+class ChainDepthSweepConfig(Config):
     """Deep linear networks h_L = W_L⋯W_1 x of width n, J = g·h_L with unit x and g (float64).
 
     Every layer has weight scale s (see ``random_weights``); the same random matrices are used for every
@@ -370,7 +370,7 @@ class DepthSweepConfig(Config):
 
 
 @dataclass(frozen=True)
-class DepthSweepResult:
+class ChainDepthSweepResult:
     """grad_norm[i, k, L-1] = ‖∂J/∂W_1‖ of network k of depth L at scale ``scales[i]``.
 
     Args:
@@ -378,7 +378,7 @@ class DepthSweepResult:
         grad_norm: (n_scales, n_seeds, max_depth) array.
     """
 
-    config: DepthSweepConfig
+    config: ChainDepthSweepConfig
     depths: np.ndarray
     grad_norm: np.ndarray
 
@@ -430,7 +430,7 @@ def log_gain_drift(width: int, init: str = "gaussian") -> float:
     return 0.5 * (float(torch.special.digamma(torch.tensor(width / 2, dtype=_FLOAT64))) + math.log(2 / width))
 
 
-def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
+def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResult:
     """Measure ‖∂J/∂W_1‖ = ‖W_2^T⋯W_L^T g‖·‖x‖ for every depth L with one autograd pass per scale.
 
     The network of depth L is the top L layers of one stack of ``max_depth`` layers, fed with x. Its
@@ -451,7 +451,7 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
             deltas = torch.autograd.grad((g * hidden[-1]).sum(), pre)
         delta_norms = torch.stack([torch.linalg.norm(d, dim=-1) for d in deltas], dim=-1)  # (seeds, D)
         norms[i] = delta_norms.flip(-1).numpy() * torch.linalg.norm(x, dim=-1, keepdim=True).numpy()
-    return DepthSweepResult(config, np.arange(1, depth + 1), norms)
+    return ChainDepthSweepResult(config, np.arange(1, depth + 1), norms)
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -471,14 +471,14 @@ class WidthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class WidthSweepResult:
-    """One Gaussian ``DepthSweepResult`` (a single scale) per width.
+    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width.
 
     Args:
         sweeps: the depth sweeps, in the order of ``config.widths``.
     """
 
     config: WidthSweepConfig
-    sweeps: tuple[DepthSweepResult, ...]
+    sweeps: tuple[ChainDepthSweepResult, ...]
 
     def log_mean(self) -> np.ndarray:
         """Measured mean over networks of ln‖∂J/∂W_1‖: (n_widths, max_depth)."""
@@ -501,10 +501,10 @@ class WidthSweepResult:
 
 
 def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
-    """Run a Gaussian ``run_depth_sweep`` at each width (seeds ``config.seed + i``)."""
+    """Run a Gaussian ``run_chain_depth_sweep`` at each width (seeds ``config.seed + i``)."""
     sweeps = tuple(
-        run_depth_sweep(
-            DepthSweepConfig(
+        run_chain_depth_sweep(
+            ChainDepthSweepConfig(
                 max_depth=config.max_depth,
                 width=n,
                 scales=(config.scale,),

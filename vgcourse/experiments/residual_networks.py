@@ -15,7 +15,7 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
 
 - ``run_path_expansion``: the product ∏(I + αJ_l) expanded by path length k, checked against autograd.
 - ``run_forward_variance``: E[x_l²] block by block, against (1 + α² g)^l.
-- ``run_depth_sweep``: the gradient ratio ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and the forward growth E[x_L²]/E[x_0²]
+- ``run_stream_depth_sweep``: the gradient ratio ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and the forward growth E[x_L²]/E[x_0²]
   against depth, for plain and residual networks with and without BatchNorm and branch scaling.
 - ``run_degradation``: He et al.'s (2016) degradation result at CPU scale: plain-18, plain-34 and a
   34-layer residual network trained on the digits data.
@@ -75,8 +75,8 @@ __all__ = [
     "VARIANCE_NETWORKS",
     "DegradationConfig",
     "DegradationResult",
-    "DepthSweepConfig",
-    "DepthSweepResult",
+    "StreamDepthSweepConfig",
+    "StreamDepthSweepResult",
     "ForwardVarianceConfig",
     "ForwardVarianceResult",
     "LayerProfileConfig",
@@ -95,12 +95,12 @@ __all__ = [
     "build_network",
     "check_torchvision_block",
     "torchvision_block_source",
-    "init_network",
+    "init_residual_network",
     "lag1_autocorrelation",
     "load_data",
     "n_linear_layers",
     "run_degradation",
-    "run_depth_sweep",
+    "run_stream_depth_sweep",
     "run_forward_variance",
     "run_layer_profile",
     "run_path_expansion",
@@ -217,7 +217,7 @@ def n_linear_layers(depth: int) -> int:
     return 2 * check_int("depth", depth, minimum=1) + 2
 
 
-def init_network(
+def init_residual_network(
     model: ResidualMLP, init: str = "he", *, generator: torch.Generator | None = None
 ) -> ResidualMLP:
     """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and zeroed layers are kept.
@@ -258,7 +258,7 @@ def build_network(
     seed: int = 0,
     dtype: str = "float32",
 ) -> ResidualMLP:
-    """A ``ResidualMLP`` (ReLU) as ``spec`` describes, initialized by ``init_network`` from ``seed``.
+    """A ``ResidualMLP`` (ReLU) as ``spec`` describes, initialized by ``init_residual_network`` from ``seed``.
 
     Networks built with the same seed, depth and width start from the same weights whatever their skip
     and norm settings (zero-initialized branches aside), so a plain network and its residual twin differ
@@ -289,7 +289,7 @@ def build_network(
         zero_init_last=spec.zero_init_last,
         post_activation=spec.post_activation,
     )
-    init_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
+    init_residual_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
     return model.to(getattr(torch, dtype))
 
 
@@ -631,7 +631,7 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
 # Depth sweep: gradient ratio and forward growth against depth
 
 
-class DepthSweepConfig(Config):
+class StreamDepthSweepConfig(Config):
     """One forward and backward pass (cross-entropy on a digits batch) per network, depth L (increasing)
     and seed (``n_seeds`` networks per spec and depth: seeds ``seed``, ``seed + 1``, ...). ``dtype``
     "float64" by default: 2^L growth overflows float32 beyond L ≈ 120."""
@@ -649,7 +649,7 @@ class DepthSweepConfig(Config):
 
 
 @dataclass(frozen=True)
-class DepthSweepResult:
+class StreamDepthSweepResult:
     """grad_ratio[i, s, d] = ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and variance_ratio[i, s, d] = E[x_L²] / E[x_0²] of
     network s of spec i at depth ``depths[d]``.
 
@@ -658,7 +658,7 @@ class DepthSweepResult:
         variance_ratio: (n_networks, n_seeds, n_depths) array.
     """
 
-    config: DepthSweepConfig
+    config: StreamDepthSweepConfig
     grad_ratio: np.ndarray
     variance_ratio: np.ndarray
 
@@ -692,7 +692,7 @@ class DepthSweepResult:
         return out
 
 
-def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
+def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepResult:
     """``stream_pass`` on every network, depth and seed; keep the two ratios."""
     data = load_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
@@ -706,7 +706,7 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweepResult:
                 )
                 result = stream_pass(model, x, y)
                 grad[i, s, d], var[i, s, d] = result.grad_ratio, result.variance_ratio
-    return DepthSweepResult(config, grad, var)
+    return StreamDepthSweepResult(config, grad, var)
 
 
 # ----------------------------------------------------------------------------------------------------

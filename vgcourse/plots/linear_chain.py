@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.linear_chain import (
-    DepthSweepResult,
+    ChainDepthSweepResult,
     FloatLimitsResult,
     GeometricResult,
     LayerProfileResult,
@@ -112,15 +112,15 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
 
 
 @checked
-def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
+def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
     """‖∂J/∂W_1‖ against depth L (log y): median over networks (line), 10–90% band, and s^(L-1) (dashed).
 
     Args:
-        result: from ``run_depth_sweep``.
+        result: from ``run_chain_depth_sweep``.
         ax: axes to draw on; a new figure when None.
         band: shade the 10–90% range over networks (only visible for Gaussian weights).
     """
-    _check(result, DepthSweepResult)
+    _check(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
     median, predicted = result.median(), result.predicted_norm()
     low, high = result.quantile(0.1), result.quantile(0.9)
@@ -140,15 +140,15 @@ def depth_sweep(result: DepthSweepResult, *, ax: Axes | None = None, band: bool 
 
 
 @checked
-def depth_sweeps(results: Sequence[DepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
+def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
     """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
 
     Args:
-        results: from ``run_depth_sweep``.
+        results: from ``run_chain_depth_sweep``.
         ncols: panels per row.
         axes: one axes per result to draw on; a new figure when None.
     """
-    results = _check_list(results, DepthSweepResult)
+    results = _check_list(results, ChainDepthSweepResult)
     fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
         depth_sweep(result, ax=ax)

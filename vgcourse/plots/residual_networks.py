@@ -13,13 +13,13 @@ from matplotlib.figure import Figure
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.residual_networks import (
     DegradationResult,
-    DepthSweepResult,
     ForwardVarianceResult,
     LayerProfileResult,
     NetworkSpec,
     PathExpansionResult,
     PlacementResult,
     ShatteredResult,
+    StreamDepthSweepResult,
 )
 from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 
@@ -154,7 +154,7 @@ def forward_variance_panels(
 
 @checked
 def depth_sweep(
-    result: DepthSweepResult,
+    result: StreamDepthSweepResult,
     metric: str = "grad_ratio",
     *,
     ax: Axes | None = None,
@@ -164,12 +164,12 @@ def depth_sweep(
     and, for the gradient ratio of unnormalized networks, the prediction (1 + α² g)^(L/2) (dashed).
 
     Args:
-        result: from ``run_depth_sweep``.
+        result: from ``run_stream_depth_sweep``.
         metric: "grad_ratio" (‖∂J/∂x_0‖/‖∂J/∂x_L‖) or "variance_ratio" (E[x_L²]/E[x_0²]).
         ax: axes to draw on; a new figure when None.
         legend: draw the legend.
     """
-    _check(result, DepthSweepResult)
+    _check(result, StreamDepthSweepResult)
     check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax)
     typical = result.typical(metric)
@@ -192,14 +192,14 @@ def depth_sweep(
 
 
 @checked
-def depth_sweep_panels(result: DepthSweepResult, *, axes: Any = None) -> Figure:
+def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> Figure:
     """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend.
 
     Args:
-        result: from ``run_depth_sweep``.
+        result: from ``run_stream_depth_sweep``.
         axes: two axes to draw on; a new figure when None.
     """
-    _check(result, DepthSweepResult)
+    _check(result, StreamDepthSweepResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 5.0)))
     depth_sweep(result, "grad_ratio", ax=axes[0], legend=not own)
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
