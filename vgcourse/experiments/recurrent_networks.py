@@ -29,7 +29,7 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
   unclipped steps took them: the cliff of Pascanu et al. (2013).
 - ``truncated_input_gradient_profile``: the lag profile under truncated BPTT (exactly 0 beyond k).
 
-All models are built by ``build_model``: a ``vgcourse.models.SequenceModel`` for the adding problem
+All models are built by ``build_adding_model``: a ``vgcourse.models.SequenceModel`` for the adding problem
 (2 input channels, 1 output) whose parameters are all drawn from PyTorch's default distribution
 U(-1/√H, 1/√H) with a seeded generator, so every run is repeatable without touching the global seed.
 """
@@ -85,7 +85,7 @@ __all__ = [
     "SpectralSweepResult",
     "adding_baseline",
     "average_grad_norm",
-    "build_model",
+    "build_adding_model",
     "cell_path_jacobians",
     "fit_rate",
     "gate_trajectory",
@@ -171,7 +171,7 @@ def scale_recurrent_weights(model: SequenceModel, radius: float) -> SequenceMode
     return model
 
 
-def build_model(
+def build_adding_model(
     arch: str,
     hidden_size: int = 32,
     seed: int = 0,
@@ -548,7 +548,7 @@ def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
         radius = c.radii[m % len(c.radii)]
         seed = c.seed + m
         x = torch.randn(steps, INPUT_SIZE, generator=torch.Generator().manual_seed(seed + 10_000))
-        rnn = build_model("rnn", c.hidden_size, seed, spectral_radius=radius)
+        rnn = build_adding_model("rnn", c.hidden_size, seed, spectral_radius=radius)
         closed, auto = rnn_state_jacobians(rnn, x), state_jacobians_autograd(rnn, x)
         w_norm = float(torch.linalg.matrix_norm(_layer_weights(rnn)[1], ord=2))
         for t in range(steps):
@@ -556,7 +556,7 @@ def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
             norm = float(torch.linalg.matrix_norm(closed[t], ord=2))
             bound[m, t] = norm <= w_norm ** (steps - t) * (1 + 1e-12)
         for arch, errors in (("lstm", lstm_err), ("gru", gru_err)):
-            model = build_model(arch, c.hidden_size, seed, spectral_radius=radius)
+            model = build_adding_model(arch, c.hidden_size, seed, spectral_radius=radius)
             diag = cell_path_jacobians(model, x)
             fixed = state_jacobians_autograd(model, x, gated_path_only=True)
             for t in range(steps):
@@ -648,7 +648,7 @@ def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
     rows, radii = [], []
     for arch in c.archs:
         forget_bias = c.forget_bias if arch == "lstm" else None
-        model = build_model(
+        model = build_adding_model(
             arch, c.hidden_size, c.seed, spectral_radius=c.spectral_radius, forget_bias=forget_bias
         )
         radii.append(max(spectral_radius(block) for block in recurrent_blocks(model)))
@@ -796,7 +796,7 @@ def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
     x, _ = _adding_batch(c.seq_len, c.batch_size, c.seed)
     means, paths, profiles = [], [], []
     for bias in c.biases:
-        model = build_model("lstm", c.hidden_size, c.seed, forget_bias=bias)
+        model = build_adding_model("lstm", c.hidden_size, c.seed, forget_bias=bias)
         f = gate_trajectory(model, x)["f"]  # (N, T, H)
         means.append(float(f.mean()))
         # lag k: sum of ln f over the last k steps, averaged over the batch and the units, then exp
@@ -938,7 +938,7 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
     runs = []
     for arch in c.archs:
         forget_bias = c.forget_bias if arch == "lstm" else None
-        model = build_model(arch, c.hidden_size, c.seed, forget_bias=forget_bias).to(device)
+        model = build_adding_model(arch, c.hidden_size, c.seed, forget_bias=forget_bias).to(device)
         profile_init = input_gradient_profile(model, x_prof, y_prof)
         history = train(model, data, train_config)
         profile_trained = input_gradient_profile(model, x_prof, y_prof)
@@ -1050,7 +1050,7 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
     device = pick_device(c.device)
 
     def model_at(radius: float | None) -> SequenceModel:
-        return build_model("rnn", c.hidden_size, c.seed, spectral_radius=radius).to(device)
+        return build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=radius).to(device)
 
     # directions: raw gradient vs its clipped versions, on the first n_batches training batches
     model, default = model_at(c.spectral_radius), model_at(None)
@@ -1176,7 +1176,7 @@ def run_cliff(
     x, y = data.x_val[:n_eval], data.y_val[:n_eval]
 
     def weights_after(clip_norm: float | None) -> Tensor:
-        model = build_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
+        model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
         settings = derive(
             TrainConfig,
             c,
@@ -1190,7 +1190,7 @@ def run_cliff(
         train(model, data, settings)
         return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 
-    model = build_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
+    model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
     params = list(model.parameters())
     start = torch.nn.utils.parameters_to_vector(params).detach().clone()
     end, clipped = weights_after(None), weights_after(c.clip_norm)
