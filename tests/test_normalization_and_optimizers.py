@@ -226,12 +226,12 @@ def test_adam_trains_the_sigmoid_circles_network_that_sgd_leaves_at_chance(optim
     grid = optimizer_grid
     for lr in grid.config.momentum_lrs:
         within("adam: SGD+momentum stays at chance", grid.accuracy("momentum", lr)[0], 0.45, 0.55)
-    expect("adam: Adam at the chapter's best lr", grid.accuracy("adam", ADAM_BEST_LR)[0], ">", 0.65)
+    expect("adam: Adam at the chapter's best lr", grid.accuracy("adam", ADAM_BEST_LR)[0], ">", 0.62)
     expect(
         "adam: Adam's best gain over SGD's best",
         grid.accuracy("adam")[0] - grid.accuracy("momentum")[0],
         ">",
-        0.15,
+        0.12,
     )
     # the step: Adam moves layer 1 about as far as the output layer, SGD hundreds of times less
     within("adam: Adam's layer-1 step / output step", grid.first_to_output("adam", ADAM_BEST_LR)[0], 0.5, 10)

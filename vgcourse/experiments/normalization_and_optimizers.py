@@ -8,6 +8,7 @@ decay's equilibrium). Second half: adaptive optimizers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from vgcourse.data import DataSplit, circles, digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, initial_weights
-from vgcourse.training import TrainConfig, train
+from vgcourse.training import Callback, StepEvent, TrainConfig, train
 
 __all__ = [
     "ACTIVATIONS",
@@ -880,18 +881,21 @@ OPTIMIZER_NAMES = {"momentum": "SGD, momentum 0.9", "adam": "Adam"}
 """Readable names of the optimizers the adaptive half compares."""
 
 
-def _circles_update_sizes(result: sigmoid_bound.CirclesResult, lr: float) -> np.ndarray:
-    """(S, L+1) mean over the recorded steps of std(ΔW)/lr per layer, ΔW one optimizer step's change.
+class _StepSizes(Callback):
+    """``train`` callback: std(ΔW) of each weight matrix at steps 0, k, 2k, ... (ΔW = that step's change),
+    from a copy of the weights made after the step before."""
 
-    The monitor records update_ratio = std(ΔW)/std(W) at steps 0, k, 2k, ... (k = monitor_every); with
-    k = the steps per epoch, W before the step at e·k is the weight after e epochs, whose std
-    ``run_circles`` also records, so std(ΔW) = update_ratio · std(W).
-    """
-    rows = []
-    for s, seed in enumerate(result.config.seeds):
-        ratio = result.histories[("sigmoid", seed)].monitor.update_ratio  # (recorded steps, L+1)
-        rows.append(np.nanmean(ratio * result.weight_std[0, s, : len(ratio)], axis=0) / lr)
-    return np.array(rows)
+    def __init__(self, weights: list[nn.Parameter], every: int) -> None:
+        self.weights, self.every = weights, every
+        self.before = [w.detach().clone() for w in weights]
+        self.rows: list[list[float]] = []
+
+    def on_step(self, event: StepEvent) -> None:
+        if event.step % self.every == 0:
+            pairs = zip(self.weights, self.before, strict=True)
+            self.rows.append([float((w.detach() - b).std()) for w, b in pairs])
+        if (event.step + 1) % self.every == 0:
+            self.before = [w.detach().clone() for w in self.weights]
 
 
 class OptimizerGridConfig(Config):
@@ -906,6 +910,7 @@ class OptimizerGridConfig(Config):
             per-parameter scaling).
         grid_seeds: the seeds every learning rate runs at; the best is the highest mean accuracy there.
         seeds: the seeds the best learning rate runs at (those also in ``grid_seeds`` are reused).
+        every: measure the step sizes at every this many steps.
     """
 
     momentum_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1, 1.0), unique=True)
@@ -913,19 +918,18 @@ class OptimizerGridConfig(Config):
     grid_seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0, 1, 2), unique=True)
 
+    every: int = integer(25, low=1)
+
     def circles_config(
         self, optimizer: str, lr: float, seeds: tuple[int, ...]
     ) -> sigmoid_bound.CirclesConfig:
-        """The ``CirclesConfig`` of one optimizer and learning rate at ``seeds``, recording the monitor once
-        per epoch."""
-        base = sigmoid_bound.CirclesConfig()
-        per_epoch = int(0.8 * base.n_samples) // base.batch_size
+        """The sigmoid chapter's ``CirclesConfig`` for one optimizer and learning rate at ``seeds``."""
         return sigmoid_bound.CirclesConfig(
             activations=("sigmoid",),
             seeds=seeds,
             optimizer=optimizer,
             lr=lr,
-            monitor_every=per_epoch,
+            monitor_every=self.every,
             device="cpu",
         )
 
@@ -940,12 +944,10 @@ class OptimizerGridResult:
         optimizers: ("momentum", "adam").
         lrs: each optimizer's learning rates.
         grid_accuracy: per optimizer, (R, G) validation accuracy after the last epoch.
-        grid_update_size: per optimizer, (R, G, L+1) std(ΔW)/lr per layer averaged over the run (once per
-            epoch): how far one step moves a layer's weights, in learning rates.
+        grid_update_size: per optimizer, (R, G, L+1) std(ΔW)/lr per weight matrix averaged over the run
+            (every ``config.every`` steps): how far one step moves a layer's weights, in learning rates.
         best_accuracy: per optimizer, (S,) validation accuracy at its best learning rate.
         best_update_size: per optimizer, (S, L+1) std(ΔW)/lr at its best learning rate.
-        best_grad_norm: per optimizer, (S, L+1) the norm of each layer's gradient (weights and bias)
-            averaged over the run (once per epoch), at its best learning rate.
         layer_names: "layer 1" ... "layer 4", "output".
     """
 
@@ -956,7 +958,6 @@ class OptimizerGridResult:
     grid_update_size: tuple[np.ndarray, ...]
     best_accuracy: tuple[np.ndarray, ...]
     best_update_size: tuple[np.ndarray, ...]
-    best_grad_norm: tuple[np.ndarray, ...]
     layer_names: tuple[str, ...]
 
     def _o(self, optimizer: str) -> int:
@@ -990,10 +991,6 @@ class OptimizerGridResult:
         o, r = self._r(optimizer, lr)
         return self.grid_update_size[o][r]
 
-    def grads(self, optimizer: str) -> np.ndarray:
-        """(S, L+1) gradient norm per seed and layer at the best learning rate."""
-        return self.best_grad_norm[self._o(optimizer)]
-
     def first_to_output(self, optimizer: str, lr: float | None = None) -> np.ndarray:
         """Layer 1's step size over the output layer's (per seed, as ``updates``)."""
         u = self.updates(optimizer, lr)
@@ -1021,17 +1018,21 @@ class OptimizerGridResult:
 
 
 def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds: tuple[int, ...]) -> dict:
-    """{seed: (validation accuracy, (L+1,) std(ΔW)/lr, (L+1,) gradient norm)} of ``run_circles``."""
-    result = sigmoid_bound.run_circles(config.circles_config(optimizer, lr, seeds))
-    steps = _circles_update_sizes(result, lr)
-    return {
-        seed: (
-            float(result.val_accuracy[0, s]),
-            steps[s],
-            np.nanmean(result.histories[("sigmoid", seed)].monitor.grad_norm, axis=0),
+    """{seed: (validation accuracy, (L+1,) mean std(ΔW)/lr)} of the sigmoid chapter's two-circles run (its
+    data, ``MLP``, initialization and ``train_config``, without the gradient monitor), once per seed."""
+    cc = config.circles_config(optimizer, lr, seeds)
+    data = circles(n_samples=cc.n_samples, noise=cc.noise, seed=cc.data_seed)
+    out = {}
+    for seed in seeds:
+        model = MLP(data.in_features, data.n_classes, cc.depth, cc.width, "sigmoid")
+        initialize(model, cc.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
+        steps = _StepSizes(
+            [*(layer.linear.weight for layer in model.layers), model.head.weight], config.every
         )
-        for s, seed in enumerate(seeds)
-    }
+        train_config = dataclasses.replace(cc.train_config(seed), monitor_every=None)
+        history = train(model, data, train_config, callbacks=[steps])
+        out[seed] = (history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr)
+    return out
 
 
 def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
@@ -1041,7 +1042,7 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
         raise TypeError(f"config must be an OptimizerGridConfig; got {type(config).__name__}")
     optimizers = ("momentum", "adam")
     grids = (config.momentum_lrs, config.adam_lrs)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("acc", "upd", "best_acc", "best_upd", "best_grad")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("acc", "upd", "best_acc", "best_upd")}
     for optimizer, lrs in zip(optimizers, grids, strict=True):
         runs = {lr: _circles_runs(config, optimizer, lr, config.grid_seeds) for lr in lrs}
         out["acc"].append(np.array([[runs[lr][s][0] for s in config.grid_seeds] for lr in lrs]))
@@ -1052,7 +1053,6 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
             runs[best].update(_circles_runs(config, optimizer, best, missing))
         out["best_acc"].append(np.array([runs[best][s][0] for s in config.seeds]))
         out["best_upd"].append(np.array([runs[best][s][1] for s in config.seeds]))
-        out["best_grad"].append(np.array([runs[best][s][2] for s in config.seeds]))
     depth = sigmoid_bound.CirclesConfig().depth
     return OptimizerGridResult(
         config=config,
@@ -1062,7 +1062,6 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
         grid_update_size=tuple(out["upd"]),
         best_accuracy=tuple(out["best_acc"]),
         best_update_size=tuple(out["best_upd"]),
-        best_grad_norm=tuple(out["best_grad"]),
         layer_names=(*(f"layer {i + 1}" for i in range(depth)), "output"),
     )
 
