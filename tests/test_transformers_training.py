@@ -207,3 +207,19 @@ def test_first_adam_step_under_warmup_moves_each_weight_by_lr_over_w() -> None:
     )
     change = (model.blocks[0].attn.q.weight.detach() - before).abs()
     assert torch.allclose(change, torch.full_like(change, HIGH_LR / 50), rtol=1e-3)
+
+
+def test_warmup_explorer(warmup: tx.WarmupResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vgcourse.explorers import transformers as explorers
+
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
+    explorer = explorers.warmup_explorer()  # Post-LN, no warmup, lr 1e-2: the chapter's (cached) run
+    explorer.show()
+    assert isinstance(explorer.update(), Figure)
+    assert "fails" in explorer.text.value
+    assert isinstance(explorer.update(warmup=50), Figure)  # the chapter's Post-LN + warmup run
+    assert "trains" in explorer.text.value
+    with pytest.raises(ValueError, match="multiple of 25"):
+        explorers.warmup_explorer(warmup=30)
+    with pytest.raises(ValueError):
+        explorers.warmup_explorer(lr=0.1)

@@ -660,9 +660,10 @@ TRAINING_VARIANTS: dict[str, TrainingVariant] = {
         TrainingVariant("Post-LN", "post", False),
         TrainingVariant("Post-LN + warmup", "post", True),
         TrainingVariant("Pre-LN", "pre", False),
+        TrainingVariant("Pre-LN + warmup", "pre", True),
     )
 }
-"""The runs of the warmup experiment, by label."""
+"""The runs of the warmup experiment, by label (the chapter runs the first three)."""
 
 
 class WarmupConfig(Config):
@@ -681,7 +682,7 @@ class WarmupConfig(Config):
     """
 
     variants: tuple[str, ...] = nonempty(
-        one_of(*TRAINING_VARIANTS), default=tuple(TRAINING_VARIANTS), unique=True
+        one_of(*TRAINING_VARIANTS), default=("Post-LN", "Post-LN + warmup", "Pre-LN"), unique=True
     )
     lrs: tuple[float, ...] = nonempty(positive(), default=(0.01,), unique=True)
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)

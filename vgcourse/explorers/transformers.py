@@ -6,16 +6,27 @@ import ipywidgets as widgets
 
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.transformers import (
+    TRAINED_ACCURACY,
     VARIANTS,
     WEIGHTS,
     GradientProfileConfig,
     GradientProfileResult,
+    WarmupConfig,
+    WarmupResult,
     run_gradient_profile,
+    run_warmup,
 )
 from vgcourse.plots import transformers as plots
 from vgcourse.widgets import Explorer
 
-__all__ = ["GRID_DEPTHS", "gradient_profile_explorer", "gradient_profile_readout"]
+__all__ = [
+    "GRID_DEPTHS",
+    "WARMUP_LRS",
+    "gradient_profile_explorer",
+    "gradient_profile_readout",
+    "warmup_explorer",
+    "warmup_readout",
+]
 
 GRID_DEPTHS = (2, 6, 12, 24)
 """The depths the static page precomputes."""
@@ -87,5 +98,66 @@ def gradient_profile_explorer(
         },
         view_controls={
             "weight": widgets.ToggleButtons(options=list(WEIGHTS), value=weight, description="weight")
+        },
+    )
+
+
+# --- Training, warmup and diagnose (T2) ---
+
+WARMUP_LRS = (0.003, 0.01, 0.03)
+"""The peak learning rates the warmup explorer offers."""
+
+
+def warmup_readout(result: WarmupResult) -> str:
+    """One line of HTML: the run's final validation accuracy and loss, and whether it trained."""
+    variant, lr = result.config.variants[0], result.config.lrs[0]
+    accuracy = float(result.final_accuracy(variant, lr)[0])
+    verdict = "trains" if accuracy >= TRAINED_ACCURACY else "fails"
+    return (
+        f"{variant} at lr {lr:g}: final validation accuracy {accuracy:.3f} &nbsp;·&nbsp; "
+        f"loss {float(result.final_val_loss(variant, lr)[0]):.3f} &nbsp;·&nbsp; {verdict} "
+        f"(the chapter's line: {TRAINED_ACCURACY:.0%}; chance 1/16)"
+    )
+
+
+def warmup_explorer(layout: str = "Post-LN", warmup: int = 0, lr: float = 0.01) -> Explorer:
+    """The chapter's sorting transformer trained with Adam (``run_warmup``, seed 0, 200 steps): where LN
+    sits, the linear warmup length and the peak learning rate; draws ``plots.warmup_curves``.
+
+    Args:
+        layout: "Post-LN" or "Pre-LN".
+        warmup: the initial warmup length in steps (0: none), a multiple of 25 in [0, 100].
+        lr: the initial peak learning rate, one of ``WARMUP_LRS``.
+    """
+    check_choice("layout", layout, ("Post-LN", "Pre-LN"))
+    check_int("warmup", warmup, minimum=0, maximum=100)
+    if warmup % 25:
+        raise ValueError(f"warmup must be a multiple of 25 in [0, 100]; got {warmup}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr not in WARMUP_LRS:
+        raise ValueError(f"lr must be one of {', '.join(map(str, WARMUP_LRS))}; got {lr!r}")
+    controls = {
+        "layout": widgets.ToggleButtons(options=["Post-LN", "Pre-LN"], value=layout, description="layout"),
+        "warmup": widgets.IntSlider(
+            value=warmup, min=0, max=100, step=25, description="warmup W", continuous_update=False
+        ),
+        "lr": widgets.Dropdown(options=list(WARMUP_LRS), value=lr, description="peak lr"),
+    }
+
+    def make_config(layout: str, warmup: int, lr: float) -> WarmupConfig:
+        variant = layout if warmup == 0 else f"{layout} + warmup"
+        return WarmupConfig(variants=(variant,), lrs=(lr,), warmup_steps=max(warmup, 1))
+
+    return Explorer(
+        controls,
+        make_config,
+        run_warmup,
+        plots.warmup_curves,
+        readout=warmup_readout,
+        title="Adam on the sorting task: where the norm sits, warmup and the learning rate",
+        # the static page: 2 layouts x 2 warmups x 2 rates = 8 runs, 4 of them the chapter's own
+        page_grid={
+            "layout": ["Post-LN", "Pre-LN"],
+            "warmup": sorted({0, 50, warmup}),
+            "lr": sorted({0.003, 0.01, lr}),
         },
     )

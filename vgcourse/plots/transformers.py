@@ -357,7 +357,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
 
 # --- Training, warmup and diagnose (T2) ---
 
-_TRAINING_COLORS = {"Post-LN": "C3", "Post-LN + warmup": "C1", "Pre-LN": "C0"}
+_TRAINING_COLORS = {"Post-LN": "C3", "Post-LN + warmup": "C1", "Pre-LN": "C0", "Pre-LN + warmup": "C2"}
 
 
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
