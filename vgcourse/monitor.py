@@ -257,8 +257,9 @@ def _unbiased_std(sum_sq: np.ndarray, total: np.ndarray, n: np.ndarray) -> np.nd
 
 def _per_layer(values: np.ndarray, owner: np.ndarray, n_layers: int, ufunc: Any = np.add) -> np.ndarray:
     """Combine per-tensor values into per-layer ones (sum, or ``np.minimum``/``np.maximum``)."""
-    start = {np.add: 0.0, np.minimum: np.inf, np.maximum: -np.inf}[ufunc]
-    out = np.full(n_layers, start)
+    if ufunc is np.add:
+        return np.bincount(owner, weights=values, minlength=n_layers)
+    out = np.full(n_layers, np.inf if ufunc is np.minimum else -np.inf)
     ufunc.at(out, owner, values)
     return out
 
@@ -739,33 +740,38 @@ class GradientMonitor:
         info = pending.info
         have = np.array(info["grads"], dtype=np.int64)
         owner = self._owner[have]
-        layers = np.unique(owner)
-        count = _per_layer(self._numel[have], owner, n_layers)[layers]
-        if "g_norm" in got and "grad_norm" in self.stats:
-            row[_ROW["grad_norm"], layers] = np.sqrt(_per_layer(got["g_norm"] ** 2, owner, n_layers))[layers]
+        if len(owner) == n_layers and np.array_equal(owner, np.arange(n_layers)):  # one tensor per layer
+            layers = owner
+
+            def per_layer(values: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
+                return values
+
+        else:
+            layers = np.unique(owner)
+
+            def per_layer(values: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
+                return _per_layer(values, owner, n_layers, ufunc)[layers]
+
+        count = per_layer(self._numel[have])
+        if "g_norm" in got:
+            sum_sq = per_layer(got["g_norm"] ** 2)
+            if "grad_norm" in self.stats:
+                row[_ROW["grad_norm"], layers] = np.sqrt(sum_sq)
         if "g_sum" in got:
-            sum_sq = _per_layer(got["g_norm"] ** 2, owner, n_layers)[layers]
-            total = _per_layer(got["g_sum"], owner, n_layers)[layers]
-            low = _per_layer(got["g_min"], owner, n_layers, np.minimum)[layers]
-            high = _per_layer(got["g_max"], owner, n_layers, np.maximum)[layers]
+            total = per_layer(got["g_sum"])
             for name, value in (
                 ("grad_mean", total / count),
                 ("grad_std", _unbiased_std(sum_sq, total, count)),
-                ("grad_max", np.maximum(-low, high)),
+                (
+                    "grad_max",
+                    np.maximum(-per_layer(got["g_min"], np.minimum), per_layer(got["g_max"], np.maximum)),
+                ),
             ):
                 if name in self.stats:
                     row[_ROW[name], layers] = value
         if "d_norm" in got:
-            w_std = _unbiased_std(
-                _per_layer(got["w_norm"] ** 2, owner, n_layers)[layers],
-                _per_layer(got["w_sum"], owner, n_layers)[layers],
-                count,
-            )
-            d_std = _unbiased_std(
-                _per_layer(got["d_norm"] ** 2, owner, n_layers)[layers],
-                _per_layer(got["d_sum"], owner, n_layers)[layers],
-                count,
-            )
+            w_std = _unbiased_std(per_layer(got["w_norm"] ** 2), per_layer(got["w_sum"]), count)
+            d_std = _unbiased_std(per_layer(got["d_norm"] ** 2), per_layer(got["d_sum"]), count)
             row[_ROW["update_ratio"], layers] = d_std / w_std
         act = info["act"]
         if act:
@@ -785,14 +791,14 @@ class GradientMonitor:
             if info["saturated"]:
                 row[_ROW["saturated_frac"], info["saturated"]] = got["a_saturated"]
         if info["forward"]:
-            seen = np.unique(info["forward"])
+            seen = sorted(info["forward_numel"])
             sum_sq = _per_layer(got["f_norm"] ** 2, np.array(info["forward"]), n_layers)[seen]
             numel = np.array([info["forward_numel"][i] for i in seen], dtype=np.float64)
             row[_ROW["forward_rms"], seen] = np.sqrt(sum_sq / numel)
         if info["back"]:
-            back = np.sqrt(_per_layer(got["b_norm"] ** 2, np.array(info["back"]), n_layers))
-            seen = np.unique(info["back"])
-            row[_ROW["backward_norm"], seen] = back[seen]
+            owner = np.array(info["back"])
+            seen = np.bincount(owner, minlength=n_layers) > 0
+            row[_ROW["backward_norm"], seen] = np.sqrt(_per_layer(got["b_norm"] ** 2, owner, n_layers))[seen]
         for name, key, where in (("act_hist", "a_hist", act), ("grad_hist", "g_hist", None)):
             if name not in self.stats:
                 continue
