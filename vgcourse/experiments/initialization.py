@@ -487,10 +487,8 @@ class SchemeSweep:
     def to_frame(self) -> Any:
         """A pandas DataFrame: one row per (activation, scheme) with the measured Var(δ_1)/Var(δ_L)
         (geometric mean, min and max over seeds) and the two predictions."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - pandas ships with Colab and the test extra
-            raise ImportError("to_frame needs pandas: pip install pandas") from error
+        import pandas as pd
+
         rows = []
         for p in self.profiles:
             ratio = p.grad_ratio
@@ -627,23 +625,14 @@ class BackpropHistograms:
         Args:
             method: one of ``PREDICTION_METHODS``.
         """
-        c = self.config
-        return np.array(
-            [
-                math.sqrt(
-                    predict_variances(
-                        s,
-                        c.activation,
-                        c.depth,
-                        c.width,
-                        in_features=_DIGITS_FEATURES,
-                        input_var=self.input_var,
-                        method=method,
-                    ).grad_ratio
-                )
-                for s in c.schemes
-            ]
+        c, kwargs = (
+            self.config,
+            {"in_features": _DIGITS_FEATURES, "input_var": self.input_var, "method": method},
         )
+        ratios = [
+            predict_variances(s, c.activation, c.depth, c.width, **kwargs).grad_ratio for s in c.schemes
+        ]
+        return np.sqrt(np.array(ratios))
 
 
 def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistograms:

@@ -255,7 +255,8 @@ class GradientCheckResult:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
-        pd = _pandas()
+        import pandas as pd
+
         rows = []
         for name in dict.fromkeys(self.activations):
             errors = [e for a, e in zip(self.activations, self.errors, strict=True) if a == name]
@@ -334,7 +335,8 @@ class GeometricResult:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: one row per depth L, one column "s^L" per factor."""
-        pd = _pandas()
+        import pandas as pd
+
         columns = {f"{s:g}^L": self.values[:, j] for j, s in enumerate(self.config.factors)}
         return pd.DataFrame(columns, index=pd.Index(self.config.depths, name="L"))
 
@@ -542,7 +544,8 @@ class LayerGainResult:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per width: √n and both measured gains."""
-        pd = _pandas()
+        import pandas as pd
+
         widths = np.array(self.config.widths)
         return pd.DataFrame(
             {"√n": np.sqrt(widths), "gain, std 1": self.unscaled_gain, "gain, std 1/√n": self.scaled_gain},
@@ -848,7 +851,8 @@ class FloatLimitsResult:
     def to_frame(self) -> Any:
         """A pandas DataFrame: per format (rows), "measured (predicted)" depths at which f^(L-1) becomes
         0 or inf, and, for f in (1/2, 1), subnormal (columns "f → 0", "f → inf", "f → subnormal")."""
-        pd = _pandas()
+        import pandas as pd
+
         table: dict[str, dict[str, str]] = {}
 
         def cell(measured: int | None, predicted: int | None) -> str:
@@ -869,7 +873,8 @@ class FloatLimitsResult:
 
     def formats_frame(self) -> Any:
         """A pandas DataFrame of ``float_format`` for each format."""
-        pd = _pandas()
+        import pandas as pd
+
         frame = pd.DataFrame({name: float_format(name) for name in self.config.dtypes}).T
         frame = frame.astype({"exponent bits": int, "mantissa bits": int})
         frame.index.name = "format"
@@ -1100,11 +1105,3 @@ def _index(name: str, value: float, options: Sequence[float]) -> int:
         if option == value:
             return k
     raise ValueError(f"{name} {value!r} was not measured; measured: {', '.join(map(str, options))}")
-
-
-def _pandas() -> Any:
-    try:
-        import pandas as pd
-    except ImportError as error:  # pragma: no cover - pandas ships with Colab and the test extra
-        raise ImportError("to_frame() needs pandas: pip install pandas") from error
-    return pd
