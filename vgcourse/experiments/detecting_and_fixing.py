@@ -1,4 +1,4 @@
-"""Chapter 7, detecting and fixing vanishing gradients: the warning signs, ``diagnose``, and the remedies.
+"""Chapter 9, detecting and fixing vanishing gradients: the warning signs, ``diagnose``, and the remedies.
 
 ``vgcourse.diagnose`` compares each layer's gradient per weight, rms(g_l) = ‖g_l‖/√n_l, with the output
 layer's, and flags ratios below 10^-3 (vanishing) or above 10^3 (exploding); it also flags dead and
@@ -12,7 +12,7 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
   not moving, dead units, saturated activations, exploding norms and NaN), with ``diagnose`` on each.
 - ``run_sanity_checks``: Karpathy's checks at initialization: the first loss against ln C, and the
   per-layer activation histograms and saturated fractions of a Xavier and of a saturated tanh network.
-- ``run_remedies``: the remedies grid on the digits data at depth 20: activation × initialization ×
+- ``run_monitored_remedies``: the remedies grid on the digits data at depth 20: activation × initialization ×
   skip connections × normalization × gradient clipping, as a fractional design (one factor at a time
   from a broken baseline, plus the interactions that matter) or the full factorial; per run the first
   layer's gradient ratio at initialization, the steps to reach a target validation loss and the final
@@ -34,9 +34,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse._validation import check_choice, check_int
+from vgcourse.config import (
+    Config,
+    derive,
+    device_field,
+    flag,
+    instance_of,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import DataSplit, digits
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, named_layers
@@ -61,8 +74,8 @@ __all__ = [
     "CalibrationResult",
     "CellRuns",
     "Remedy",
-    "RemediesConfig",
-    "RemediesResult",
+    "MonitoredRemediesConfig",
+    "MonitoredRemediesResult",
     "RemedyDiagnosisConfig",
     "RemedyDiagnosisResult",
     "RemedyRun",
@@ -76,7 +89,7 @@ __all__ = [
     "full_design",
     "fractional_design",
     "run_calibration",
-    "run_remedies",
+    "run_monitored_remedies",
     "run_remedy_diagnosis",
     "run_robust_remedies",
     "run_sanity_checks",
@@ -130,22 +143,10 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
 
 
 def weight_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> np.ndarray:
-    """Per layer, how far training moved the weights: ‖W_after − W_before‖ / ‖W_before‖.
-
-    Args:
-        before: the layers' weights before training (input to output).
-        after: the same weights after training.
-    """
+    """Per layer (input to output), how far training moved the weights: ‖W_after − W_before‖ / ‖W_before‖."""
     if len(before) != len(after):
         raise ValueError(f"before and after must list the same layers; got {len(before)} and {len(after)}")
     return np.array([float((a - b).norm() / b.norm()) for b, a in zip(before, after, strict=True)])
-
-
-def _check_seeds(seeds: Any) -> None:
-    if not isinstance(seeds, tuple) or not seeds:
-        raise TypeError(f"seeds must be a non-empty tuple of integers; got {seeds!r}")
-    for seed in seeds:
-        check_int("seed", seed, minimum=0)
 
 
 def _pandas() -> Any:
@@ -164,27 +165,15 @@ CASES = ("he_relu", "he_relu_wide", "xavier_tanh", "default_sigmoid")
 """Networks of the calibration: He-initialized ReLU (width w and 4w), Xavier tanh, default sigmoid."""
 
 
-@dataclass(frozen=True)
-class CalibrationConfig:
-    """MLPs of one depth at initialization, each diagnosed on the same batch of digits.
+class CalibrationConfig(Config):
+    """MLPs of ``depth`` hidden layers at initialization, one network of each case per seed, each diagnosed
+    on the same batch of digits (``data_seed`` seeds the train/validation split). "he_relu_wide" uses
+    width 4w."""
 
-    Args:
-        depth: hidden layers of every network.
-        width: w, the hidden width ("he_relu_wide" uses 4w).
-        seeds: one network of each case per seed.
-        data_seed: seed of the digits train/validation split.
-    """
-
-    depth: int = 10
-    width: int = 64
-    seeds: tuple[int, ...] = (0,)
-    data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=2, maximum=200)
-        check_int("width", self.width, minimum=1, maximum=2048)
-        _check_seeds(self.seeds)
-        check_int("data_seed", self.data_seed, minimum=0)
+    depth: int = integer(10, low=2, high=200)
+    width: int = integer(64, low=1, high=2048)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,))
+    data_seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -192,7 +181,6 @@ class CalibrationResult:
     """log10 of each layer's gradient ratio to the output layer, per case and seed.
 
     Args:
-        config: the configuration that produced it.
         log_ratio: case -> (n_seeds, depth + 1) array of log10 rms(g_l)/rms(g_output), input to output.
         saturated: case -> (n_seeds, depth + 1) array of saturated output fractions (NaN: not sigmoid/tanh).
     """
@@ -268,54 +256,32 @@ _SIGN_TEXT = {
 }
 
 
-@dataclass(frozen=True)
-class WarningSignsConfig:
-    """Six MLPs trained on digits with the same optimizer; each shows one warning sign (or none).
+class WarningSignsConfig(Config):
+    """Six MLPs trained on digits with the same optimizer (SGD with momentum 0.9) and learning rate; each
+    shows one warning sign (or none).
 
     Args:
-        depth: hidden layers.
-        width: hidden units per layer.
-        steps: training steps (SGD with momentum 0.9).
-        batch_size: examples per step.
-        lr: learning rate, the same for every run.
         dead_bias: the initial bias of every hidden layer of the "dead" run.
         saturated_std: the weight standard deviation of the "saturated" tanh run.
         exploding_scale: the "exploding" run's weights are this many times He's standard deviation.
         clip_norm: the gradient-norm clipping of the "exploding_clipped" run.
         diagnose_steps: steps of the ``diagnose`` call that repeats the exploding run on one batch.
-        seed: seeds the initializations and the minibatches.
-        data_seed: seed of the digits train/validation split.
-        device: "auto", "cpu" or "cuda".
+        seed: seeds the initializations and the minibatches (``data_seed``: the digits split).
     """
 
-    depth: int = 8
-    width: int = 64
-    steps: int = 150
-    batch_size: int = 64
-    lr: float = 0.01
-    dead_bias: float = -1.0
-    saturated_std: float = 1.0
-    exploding_scale: float = 2.0
-    clip_norm: float = 1.0
-    diagnose_steps: int = 10
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, minimum=1, maximum=100)
-        check_int("width", self.width, minimum=1, maximum=4096)
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, 0.0, strict_minimum=True)
-        check_float("dead_bias", self.dead_bias)
-        check_float("saturated_std", self.saturated_std, 0.0, strict_minimum=True)
-        check_float("exploding_scale", self.exploding_scale, 0.0, strict_minimum=True)
-        check_float("clip_norm", self.clip_norm, 0.0, strict_minimum=True)
-        check_int("diagnose_steps", self.diagnose_steps, minimum=1, maximum=1000)
-        check_int("seed", self.seed, minimum=0)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    depth: int = integer(8, low=1, high=100)
+    width: int = integer(64, low=1, high=4096)
+    steps: int = positive(150, integer=True)
+    batch_size: int = positive(64, integer=True)
+    lr: float = positive(0.01)
+    dead_bias: float = real(-1.0)
+    saturated_std: float = positive(1.0)
+    exploding_scale: float = positive(2.0)
+    clip_norm: float = positive(1.0)
+    diagnose_steps: int = integer(10, low=1, high=1000)
+    seed: int = seed_field()
+    data_seed: int = seed_field()
+    device: str = device_field("auto")
 
 
 @dataclass(frozen=True)
@@ -358,7 +324,6 @@ class WarningSignsResult:
     """The runs, in ``SIGNS`` order, and ``diagnose`` repeating the exploding run on one batch.
 
     Args:
-        config: the configuration that produced it.
         runs: one ``SignRun`` per name of ``SIGNS``.
         exploding_steps: ``diagnose(..., steps=config.diagnose_steps)`` of the exploding network: it
             reports where the NaN/inf appeared instead of raising.
@@ -430,16 +395,13 @@ def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
                 model, _CE, batch, steps=config.diagnose_steps, lr=config.lr, optimizer="momentum"
             )
         before = _weights(model)
-        train_config = TrainConfig(
-            steps=config.steps,
-            batch_size=config.batch_size,
-            lr=config.lr,
+        train_config = derive(
+            TrainConfig,
+            config,
             optimizer="momentum",
             clip_norm=clip,
             monitor_every=None,
             eval_every=config.steps,
-            seed=config.seed,
-            device=config.device,
         )
         history = train(model, data, train_config)
         runs.append(SignRun(name, _SIGN_TEXT[name], history, report, weight_change(before, _weights(model))))
@@ -556,9 +518,8 @@ def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
 # The remedies grid
 
 
-@dataclass(frozen=True)
-class Remedy:
-    """One cell of the remedies grid.
+class Remedy(Config, kw_only=False):
+    """One cell of the remedies grid (its fields may be given in order: ``Remedy("relu", "he")``).
 
     Args:
         activation: hidden activation, one of ``GRID_ACTIVATIONS``.
@@ -569,19 +530,11 @@ class Remedy:
         clip: whether training clips the gradient norm.
     """
 
-    activation: str = "sigmoid"
-    init: str = "default"
-    skip: bool = False
-    norm: str = "none"
-    clip: bool = False
-
-    def __post_init__(self) -> None:
-        check_choice("activation", self.activation, GRID_ACTIVATIONS)
-        check_choice("init", self.init, GRID_INITS)
-        check_choice("norm", self.norm, GRID_NORMS)
-        for name in ("skip", "clip"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
+    activation: str = one_of(*GRID_ACTIVATIONS, default="sigmoid")
+    init: str = one_of(*GRID_INITS, default="default")
+    skip: bool = flag(False)
+    norm: str = one_of(*GRID_NORMS, default="none")
+    clip: bool = flag(False)
 
     @property
     def label(self) -> str:
@@ -597,13 +550,8 @@ class Remedy:
         return tuple(f for f in FACTORS if getattr(self, f) != getattr(baseline, f))
 
     def build(self, blocks: int, width: int, seed: int) -> ResidualMLP:
-        """The network: stem Linear(64, width), ``blocks`` blocks of two Linears, head Linear(width, 10).
-
-        Args:
-            blocks: number of blocks (2·blocks hidden Linear layers).
-            width: width of every hidden layer.
-            seed: seeds the initialization.
-        """
+        """The network: stem Linear(64, width), ``blocks`` blocks of two Linears (2·blocks hidden Linear
+        layers), head Linear(width, 10); ``seed`` seeds the initialization."""
         seed_everything(seed)
         model = ResidualMLP(
             64, 10, blocks, width, activation=self.activation, norm=_NORM_NAMES[self.norm], skip=self.skip
@@ -669,64 +617,28 @@ def _fields(remedy: Remedy) -> dict[str, Any]:
     return {f: getattr(remedy, f) for f in FACTORS}
 
 
-@dataclass(frozen=True)
-class RemediesConfig:
-    """The remedies grid: one task (digits), one depth, one optimizer; only the five factors vary.
+class _GridConfig(Config):
+    """Fields and helpers shared by the remedies grids: the cells, the network and the recipe.
 
     Args:
         design: "fractional" (``fractional_design()``: 17 cells) or "full" (144 cells).
         remedies: explicit cells to run instead of ``design``.
         blocks: blocks of two Linear layers each (20 hidden layers for 10 blocks).
-        width: width of every hidden layer.
-        steps: training steps (SGD with momentum 0.9).
-        batch_size: examples per step.
-        lr: learning rate.
         clip_norm: the gradient-norm bound of the cells with ``clip``.
         target_loss: the validation loss whose first crossing counts as "reached".
         eval_every: steps between validation evaluations (the resolution of steps-to-target).
-        monitor_every: steps between ``GradientMonitor`` records (for the over-training views).
-        seed: seeds every cell's initialization and minibatches.
-        data_seed: seed of the digits train/validation split.
-        device: "auto", "cpu" or "cuda".
     """
 
-    design: str = "fractional"
-    remedies: tuple[Remedy, ...] | None = None
-    blocks: int = 10
-    width: int = 32
-    steps: int = 150
-    batch_size: int = 64
-    lr: float = 0.05
-    clip_norm: float = 1.0
-    target_loss: float = 0.5
-    eval_every: int = 10
-    monitor_every: int = 5
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_choice("design", self.design, DESIGNS)
-        if self.remedies is not None:
-            if not isinstance(self.remedies, tuple) or not self.remedies:
-                raise TypeError(
-                    f"remedies must be None or a non-empty tuple of Remedy; got {self.remedies!r}"
-                )
-            for remedy in self.remedies:
-                if not isinstance(remedy, Remedy):
-                    raise TypeError(f"remedies must hold Remedy cells; got {type(remedy).__name__}")
-        check_int("blocks", self.blocks, minimum=1, maximum=200)
-        check_int("width", self.width, minimum=1, maximum=4096)
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, 0.0, strict_minimum=True)
-        check_float("clip_norm", self.clip_norm, 0.0, strict_minimum=True)
-        check_float("target_loss", self.target_loss, 0.0, strict_minimum=True)
-        check_int("eval_every", self.eval_every, minimum=1)
-        check_int("monitor_every", self.monitor_every, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    design: str = one_of(*DESIGNS, default="fractional")
+    remedies: tuple[Remedy, ...] | None = nonempty(instance_of(Remedy), default=None, optional=True)
+    blocks: int = integer(10, low=1, high=200)
+    width: int = integer(32, low=1, high=4096)
+    steps: int = positive(150, integer=True)
+    batch_size: int = positive(64, integer=True)
+    clip_norm: float = positive(1.0)
+    target_loss: float = positive(0.5)
+    eval_every: int = positive(10, integer=True)
+    data_seed: int = seed_field()
 
     @property
     def cells(self) -> tuple[Remedy, ...]:
@@ -740,19 +652,21 @@ class RemediesConfig:
         """Hidden Linear layers: 2 per block."""
         return 2 * self.blocks
 
+
+class MonitoredRemediesConfig(_GridConfig):
+    """The remedies grid: one task (digits), one depth, one optimizer (SGD with momentum 0.9, learning
+    rate ``lr``); only the five factors vary. ``GradientMonitor`` records every ``monitor_every`` steps (for
+    the over-training views); ``seed`` seeds every cell's initialization and minibatches."""
+
+    lr: float = positive(0.05)
+    monitor_every: int = positive(5, integer=True)
+    seed: int = seed_field()
+    device: str = device_field("auto")
+
     def train_config(self, remedy: Remedy) -> TrainConfig:
         """The ``TrainConfig`` of one cell."""
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer="momentum",
-            clip_norm=self.clip_norm if remedy.clip else None,
-            monitor_every=self.monitor_every,
-            eval_every=self.eval_every,
-            seed=self.seed,
-            device=self.device,
-        )
+        clip_norm = self.clip_norm if remedy.clip else None
+        return derive(TrainConfig, self, optimizer="momentum", clip_norm=clip_norm)
 
 
 @dataclass(frozen=True)
@@ -830,15 +744,14 @@ def _find_remedy(entries: tuple[Any, ...], remedy: Remedy | None, changes: dict[
 
 
 @dataclass(frozen=True)
-class RemediesResult:
+class MonitoredRemediesResult:
     """The trained cells, in the design's order.
 
     Args:
-        config: the configuration that produced it.
         runs: one ``RemedyRun`` per cell.
     """
 
-    config: RemediesConfig
+    config: MonitoredRemediesConfig
     runs: tuple[RemedyRun, ...]
 
     def run(self, remedy: Remedy | None = None, **changes: Any) -> RemedyRun:
@@ -873,7 +786,7 @@ class RemediesResult:
         return frame
 
 
-def run_remedies(config: RemediesConfig) -> RemediesResult:
+def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemediesResult:
     """Diagnose every cell at initialization, then train it and measure the outcome."""
     data = _digits(config.data_seed)
     batch = _diagnosis_batch(data)
@@ -885,7 +798,7 @@ def run_remedies(config: RemediesConfig) -> RemediesResult:
         report = diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum", clip_norm=clip)
         history = train(model, data, config.train_config(remedy))
         runs.append(RemedyRun(remedy, report, history, steps_to_target(history, config.target_loss)))
-    return RemediesResult(config, tuple(runs))
+    return MonitoredRemediesResult(config, tuple(runs))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -949,74 +862,21 @@ def _stacked_forward(
     return linear("head", h)
 
 
-@dataclass(frozen=True)
-class RobustRemediesConfig:
+class RobustRemediesConfig(_GridConfig):
     """The remedies grid with every cell trained at each of ``lrs`` and ``seeds`` (best learning rate kept).
 
-    The networks, data, optimizer (SGD with momentum 0.9), clipping and target are those of
-    ``RemediesConfig`` except the width (16 instead of 32, and 100 steps instead of 150: the grid trains
-    12 runs per cell, and this keeps it within the chapter's time budget). The runs of cells that share
-    an architecture train side by side as one stacked network (``_stacked_forward``), each with its own
-    initialization seed, minibatch order and learning rate. No ``GradientMonitor`` runs during training.
-
-    Args:
-        design: "fractional" or "full" (see ``RemediesConfig``).
-        remedies: explicit cells to run instead of ``design``.
-        blocks: blocks of two Linear layers.
-        width: width of every hidden layer.
-        steps: training steps.
-        batch_size: examples per step.
-        lrs: the learning rates (at least one, each > 0).
-        seeds: initialization and minibatch seeds (at least one).
-        clip_norm: the gradient-norm bound of the cells with ``clip`` (per run).
-        target_loss: the validation loss whose first crossing counts as "reached".
-        eval_every: steps between validation evaluations.
-        data_seed: seed of the digits split.
+    The networks, data, optimizer (SGD with momentum 0.9), clipping (per run) and target are those of
+    ``MonitoredRemediesConfig`` except the width (16 instead of 32, and 100 steps instead of 150: the grid
+    trains 12 runs per cell, and this keeps it within the chapter's time budget). The runs of cells that
+    share an architecture train side by side as one stacked network (``_stacked_forward``), each with its
+    own initialization seed, minibatch order and learning rate. No ``GradientMonitor`` runs during
+    training.
     """
 
-    design: str = "fractional"
-    remedies: tuple[Remedy, ...] | None = None
-    blocks: int = 10
-    width: int = 16
-    steps: int = 100
-    batch_size: int = 64
-    lrs: tuple[float, ...] = LEARNING_RATES
-    seeds: tuple[int, ...] = (0, 1, 2)
-    clip_norm: float = 1.0
-    target_loss: float = 0.5
-    eval_every: int = 10
-    data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        RemediesConfig(
-            design=self.design,
-            remedies=self.remedies,
-            blocks=self.blocks,
-            width=self.width,
-            steps=self.steps,
-            batch_size=self.batch_size,
-            clip_norm=self.clip_norm,
-            target_loss=self.target_loss,
-            eval_every=self.eval_every,
-            data_seed=self.data_seed,
-        )  # validates the shared fields
-        if not isinstance(self.lrs, tuple) or not self.lrs:
-            raise TypeError(f"lrs must be a non-empty tuple of positive floats; got {self.lrs!r}")
-        for lr in self.lrs:
-            check_float("lr", lr, 0.0, strict_minimum=True)
-        _check_seeds(self.seeds)
-
-    @property
-    def cells(self) -> tuple[Remedy, ...]:
-        """The cells this configuration runs."""
-        if self.remedies is not None:
-            return self.remedies
-        return fractional_design() if self.design == "fractional" else full_design()
-
-    @property
-    def depth(self) -> int:
-        """Hidden Linear layers: 2 per block."""
-        return 2 * self.blocks
+    width: int = integer(16, low=1, high=4096)
+    steps: int = positive(100, integer=True)
+    lrs: tuple[float, ...] = nonempty(positive(), default=LEARNING_RATES)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
 
 
 @dataclass(frozen=True)
@@ -1282,39 +1142,20 @@ def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
 # One cell at initialization (the explorer)
 
 
-@dataclass(frozen=True)
-class RemedyDiagnosisConfig:
-    """``diagnose`` of one grid cell at initialization, on the first 128 training examples of digits.
-
-    Args:
-        activation: one of ``GRID_ACTIVATIONS``.
-        init: one of ``GRID_INITS``.
-        skip: whether blocks add their input.
-        norm: one of ``GRID_NORMS``.
-        blocks: blocks of two Linear layers.
-        width: width of every hidden layer.
-        lr: learning rate of the one SGD-momentum step.
-        seed: seeds the initialization.
-        data_seed: seed of the digits split.
+class RemedyDiagnosisConfig(Config):
+    """``diagnose`` of one grid cell (see ``Remedy``) at initialization, on the first 128 training examples
+    of digits: one SGD-momentum step at ``lr``; ``seed`` seeds the initialization, ``data_seed`` the split.
     """
 
-    activation: str = "sigmoid"
-    init: str = "default"
-    skip: bool = False
-    norm: str = "none"
-    blocks: int = 10
-    width: int = 32
-    lr: float = 0.05
-    seed: int = 0
-    data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        Remedy(self.activation, self.init, self.skip, self.norm)  # validates the four factors
-        check_int("blocks", self.blocks, minimum=1, maximum=100)
-        check_int("width", self.width, minimum=1, maximum=1024)
-        check_float("lr", self.lr, 0.0, strict_minimum=True)
-        check_int("seed", self.seed, minimum=0)
-        check_int("data_seed", self.data_seed, minimum=0)
+    activation: str = one_of(*GRID_ACTIVATIONS, default="sigmoid")
+    init: str = one_of(*GRID_INITS, default="default")
+    skip: bool = flag(False)
+    norm: str = one_of(*GRID_NORMS, default="none")
+    blocks: int = integer(10, low=1, high=100)
+    width: int = integer(32, low=1, high=1024)
+    lr: float = positive(0.05)
+    seed: int = seed_field()
+    data_seed: int = seed_field()
 
     @property
     def remedy(self) -> Remedy:

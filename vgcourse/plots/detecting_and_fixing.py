@@ -17,7 +17,7 @@ from vgcourse.experiments.detecting_and_fixing import (
     CASES,
     SANITY_CASES,
     CalibrationResult,
-    RemediesResult,
+    MonitoredRemediesResult,
     Remedy,
     RemedyDiagnosisResult,
     RobustRemediesResult,
@@ -203,7 +203,7 @@ def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None
 
 @checked
 def training_views(
-    result: RemediesResult,
+    result: MonitoredRemediesResult,
     cells: Sequence[Remedy] = (BASELINE,),
     *,
     axes: Sequence[Axes] | None = None,
@@ -212,12 +212,12 @@ def training_views(
     guide) and the gradient norm of every layer. Rows are cells, input layers dark, output yellow.
 
     Args:
-        result: from ``run_remedies`` (its runs carry a ``GradientMonitor`` record).
+        result: from ``run_monitored_remedies`` (its runs carry a ``GradientMonitor`` record).
         cells: the cells to show, one row each.
         axes: 2 × len(cells) axes to draw on; a new figure when None.
     """
-    if not isinstance(result, RemediesResult):
-        raise TypeError(f"result must be a RemediesResult; got {type(result).__name__}")
+    if not isinstance(result, MonitoredRemediesResult):
+        raise TypeError(f"result must be a MonitoredRemediesResult; got {type(result).__name__}")
     cells = list(cells)
     if not cells:
         raise ValueError("cells must name at least one cell of the grid")
