@@ -327,3 +327,14 @@ def test_diagnose_update_ratio_misses_a_same_signed_adam_step():
     ratios = result.update_ratios("adam")
     assert ratios[0] < 1e-3 < 0.03 < ratios[1:].min()
     assert result.reports["adam"].values("grad_rms")[0] > 1e3 * no.ADAM_EPS  # so each weight moved by ≈ lr
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_diagnose_normalized_note_prints_lr_over_w_squared(seed):
+    result = no.run_norm_diagnose(no.NormDiagnoseConfig(seed=seed))
+    report = result.report
+    assert report.healthy and [f.kind for f in report.findings] == ["normalized"]
+    (note,) = report.findings
+    assert list(note.layers) == [f"linears.{i}" for i in range(result.config.depth)]
+    low, high = result.effective_lr.min(), result.effective_lr.max()
+    assert f"{low:.2g} to {high:.2g}" in note.message  # the note's range is lr/‖W‖², computed directly

@@ -1166,7 +1166,7 @@ def run_first_step(config: FirstStepConfig) -> FirstStepResult:
 
 
 class FarLagConfig(Config):
-    """The recurrent chapter's vanilla RNN (``recurrent_networks.build_model("rnn", ...)``) at
+    """The recurrent chapter's vanilla RNN (``recurrent_networks.build_adding_model("rnn", ...)``) at
     initialization, on one batch of its adding problem: W_hh's gradient split by lag.
 
     Args:
@@ -1244,7 +1244,7 @@ def run_far_lag(config: FarLagConfig) -> FarLagResult:
         raise TypeError(f"config must be a FarLagConfig; got {type(config).__name__}")
     lag_norm, error, sgd, adam = [], [], [], []
     for seed in config.seeds:
-        model = recurrent_networks.build_model("rnn", config.hidden_size, seed)
+        model = recurrent_networks.build_adding_model("rnn", config.hidden_size, seed)
         data = recurrent_networks.adding_problem(
             n_samples=2 * config.batch_size, seq_len=config.seq_len, val_fraction=0.5, seed=seed
         )
@@ -1469,3 +1469,60 @@ def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
 
 
 __all__ = sorted([*__all__, "DiagnoseConfig", "DiagnoseResult", "run_diagnose"])
+
+
+class NormDiagnoseConfig(Config):
+    """``vgcourse.diagnose`` on the first half's plain batch-normalized network (``plain_normalized_stack``,
+    digits): one SGD step on one batch.
+
+    Args:
+        depth: layers.
+        width: units per layer.
+        norm: the normalization, one of ``NORM_KINDS`` other than "none".
+        lr: plain SGD's learning rate.
+        batch_size: training images in the batch (the first ones of the split).
+        seed: seeds the weights (``models.initial_weights``).
+    """
+
+    depth: int = integer(8, low=1, high=64)
+    width: int = integer(32, low=2, high=256)
+    norm: str = one_of("batch", "layer", "rms", default="batch")
+    lr: float = positive(0.1)
+    batch_size: int = integer(128, low=2)
+    seed: int = integer(0, low=0)
+
+
+@dataclass(frozen=True)
+class NormDiagnoseResult:
+    """The report and, computed directly from the weights, each normalization-fed layer's lr/‖W‖².
+
+    Args:
+        config: the settings.
+        report: the ``DiagnosisReport``.
+        effective_lr: (L,) lr/‖W_l‖² of the layers feeding a normalization, input to output.
+    """
+
+    config: NormDiagnoseConfig
+    report: Any
+    effective_lr: np.ndarray
+
+
+def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
+    """``diagnose(model, CrossEntropyLoss(), batch, optimizer="sgd", lr=...)`` on a fresh
+    ``plain_normalized_stack`` (ReLU), and lr/‖W‖² of its normalization-fed weights."""
+    if not isinstance(config, NormDiagnoseConfig):
+        raise TypeError(f"config must be a NormDiagnoseConfig; got {type(config).__name__}")
+    from vgcourse.diagnose import diagnose
+    from vgcourse.models import initial_weights
+
+    data = load_data(0)
+    with initial_weights(config.seed):
+        model = plain_normalized_stack(config.depth, config.width, config.norm, "relu")
+    batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
+    report = diagnose(model, nn.CrossEntropyLoss(), batch, optimizer="sgd", lr=config.lr)
+    with torch.no_grad():
+        squares = [float(linear.weight.double().square().sum()) for linear in model.linears]
+    return NormDiagnoseResult(config=config, report=report, effective_lr=config.lr / np.array(squares))
+
+
+__all__ = sorted([*__all__, "NormDiagnoseConfig", "NormDiagnoseResult", "run_norm_diagnose"])
