@@ -6,7 +6,7 @@ import functools
 
 from vgcourse._validation import check_int
 from vgcourse.exercises.core import Exercise, Mistake, register
-from vgcourse.experiments.transformers import TRAINED_ACCURACY, WarmupConfig, run_warmup
+from vgcourse.experiments.transformers import SORT_VOCAB, TRAINED_ACCURACY, WarmupConfig, run_warmup
 
 __all__ = [
     "FIRST_STEP_RATIO",
@@ -134,9 +134,9 @@ register(
         ),
         mistakes=(
             Mistake(
-                "the run is still at chance (1/16 of the positions right): the first steps came at nearly "
-                "the full learning rate and Post-LN collapsed as it does without warmup. Warm up much "
-                "longer.",
+                f"the run is still at chance (1/{SORT_VOCAB} of the positions right): the first steps came "
+                "at nearly the full learning rate and Post-LN collapsed as it does without warmup. Warm up "
+                "much longer.",
                 applies=lambda m: m < 0.09,
             ),
             Mistake(

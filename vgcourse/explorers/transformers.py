@@ -6,6 +6,7 @@ import ipywidgets as widgets
 
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.transformers import (
+    SORT_VOCAB,
     TRAINED_ACCURACY,
     VARIANTS,
     WEIGHTS,
@@ -116,7 +117,7 @@ def warmup_readout(result: WarmupResult) -> str:
     return (
         f"{variant} at lr {lr:g}: final validation accuracy {accuracy:.3f} &nbsp;·&nbsp; "
         f"loss {float(result.final_val_loss(variant, lr)[0]):.3f} &nbsp;·&nbsp; {verdict} "
-        f"(the chapter's line: {TRAINED_ACCURACY:.0%}; chance 1/16)"
+        f"(the chapter's line: {TRAINED_ACCURACY:.0%}; chance 1/{SORT_VOCAB})"
     )
 
 
