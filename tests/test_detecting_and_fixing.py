@@ -678,4 +678,13 @@ def test_exercises() -> None:
     assert check("detecting_and_fixing.guide_lr", lr).correct
 
 
+def test_runs_leave_the_global_rng_untouched() -> None:
+    state = torch.get_rng_state()
+    dfx.run_remedy_diagnosis(dfx.RemedyDiagnosisConfig(blocks=2, width=8))
+    dfx.run_calibration(dfx.CalibrationConfig(depth=3, width=8))
+    dfx.run_sanity_checks(dfx.WarningSignsConfig(depth=3, width=8))
+    dfx.diagnosis_gallery(collapse_depth=3)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 # (each Config's field constraints and choice messages: tests/test_contracts.py)

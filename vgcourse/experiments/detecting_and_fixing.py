@@ -53,7 +53,6 @@ from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, named_layers
-from vgcourse.seeding import seed_everything
 from vgcourse.training import History, TrainConfig, train
 
 __all__ = [
@@ -216,14 +215,13 @@ class CalibrationResult:
 
 
 def _calibration_model(case: str, depth: int, width: int, seed: int) -> MLP:
-    seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     if case in ("he_relu", "he_relu_wide"):
-        model = MLP(64, 10, depth, width * (4 if case == "he_relu_wide" else 1), "relu")
+        model = MLP(64, 10, depth, width * (4 if case == "he_relu_wide" else 1), "relu", seed=seed)
         return initialize(model, "kaiming_normal", generator=generator)
     if case == "xavier_tanh":
-        return initialize(MLP(64, 10, depth, width, "tanh"), "xavier_normal", generator=generator)
-    return MLP(64, 10, depth, width, "sigmoid")  # PyTorch's default initialization
+        return initialize(MLP(64, 10, depth, width, "tanh", seed=seed), "xavier_normal", generator=generator)
+    return MLP(64, 10, depth, width, "sigmoid", seed=seed)  # PyTorch's default initialization
 
 
 def run_calibration(config: CalibrationConfig) -> CalibrationResult:
@@ -360,15 +358,14 @@ class WarningSignsResult:
 
 
 def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
-    seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    depth, width = config.depth, config.width
+    depth, width, seed = config.depth, config.width, config.seed
     if name == "vanishing":
-        return MLP(64, 10, depth, width, "sigmoid")
+        return MLP(64, 10, depth, width, "sigmoid", seed=seed)
     if name == "saturated":
-        model = MLP(64, 10, depth, width, "tanh")
+        model = MLP(64, 10, depth, width, "tanh", seed=seed)
         return initialize(model, "normal", std=config.saturated_std, generator=generator)
-    model = MLP(64, 10, depth, width, "relu")
+    model = MLP(64, 10, depth, width, "relu", seed=seed)
     if name in ("exploding", "exploding_clipped"):
         he_std = math.sqrt(2.0 / width)
         initialize(model, "normal", std=config.exploding_scale * he_std, generator=generator)
@@ -427,8 +424,7 @@ def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, Diag
     collapse_depth = check_int("collapse_depth", collapse_depth, minimum=1)
     config = WarningSignsConfig(seed=seed)
     batch = _diagnosis_batch(_digits(config.data_seed))
-    seed_everything(seed)
-    collapse = MLP(64, 10, collapse_depth, 64, "relu")
+    collapse = MLP(64, 10, collapse_depth, 64, "relu", seed=seed)
     initialize(collapse, "xavier_normal", generator=torch.Generator().manual_seed(seed))
     zero_head = _sign_model("healthy", config)
     nn.init.zeros_(zero_head.head.weight)
@@ -500,9 +496,8 @@ def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
         models["healthy_small_head"].head.weight.mul_(HEAD_SCALE)
         models["healthy_small_head"].head.bias.zero_()
         initial_loss = {name: float(_CE(model(x), y)) for name, model in models.items()}
-    seed_everything(config.seed)
     xavier = initialize(
-        MLP(64, 10, config.depth, config.width, "tanh"),
+        MLP(64, 10, config.depth, config.width, "tanh", seed=config.seed),
         "xavier_normal",
         generator=torch.Generator().manual_seed(config.seed),
     )
@@ -552,10 +547,8 @@ class Remedy(Config, kw_only=False):
     def build(self, blocks: int, width: int, seed: int) -> ResidualMLP:
         """The network: stem Linear(64, width), ``blocks`` blocks of two Linears (2·blocks hidden Linear
         layers), head Linear(width, 10); ``seed`` seeds the initialization."""
-        seed_everything(seed)
-        model = ResidualMLP(
-            64, 10, blocks, width, activation=self.activation, norm=_NORM_NAMES[self.norm], skip=self.skip
-        )
+        act, norm = self.activation, _NORM_NAMES[self.norm]
+        model = ResidualMLP(64, 10, blocks, width, activation=act, norm=norm, skip=self.skip, seed=seed)
         if self.init != "default":
             generator = torch.Generator().manual_seed(seed)
             initialize(model, _SCHEMES[self.init], activation=self.activation, generator=generator)
