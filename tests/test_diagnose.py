@@ -419,6 +419,8 @@ def test_text_html_frame_and_json() -> None:
     rows = 1 + len(report.layers) + len(report.parameter_groups())  # header, layers, other parameters
     assert "<table" in page and page.count("<tr>") == rows and "#b00020" in page
     assert [g["role"] for g in report.parameter_groups()] == ["bias"]
+    count = report.parameter_groups()[0]["count"]
+    assert count > 1 and f"{count} biases (" in text and "biass" not in text
     frame = report.to_frame()
     assert list(frame.index) == report.layer_names
     assert {"grad_rms", "ratio", "update_ratio", "dead_frac", "saturated_frac", "status", "flags"} <= set(

@@ -609,10 +609,20 @@ def _text_row(layer: LayerDiagnosis) -> tuple[str, ...]:
     )
 
 
+def _plural(role: str, count: int) -> str:
+    """A parameter role's name for ``count`` of them: "bias" → "biases", "matrix" → "matrices"."""
+    if count == 1:
+        return role
+    for singular, plural in (("bias", "biases"), ("matrix", "matrices")):
+        if role.endswith(singular):
+            return role[: -len(singular)] + plural
+    return role + "s"
+
+
 def _group_cells(group: Mapping[str, Any]) -> tuple[str, ...]:
     extra = [f"{group[k]} {k.replace('_', ' ')}" for k in ("zero_start", "frozen") if group[k]]
     return (
-        f"{group['count']} {group['role']}{'s' if group['count'] > 1 else ''} ({group['numel']} entries)",
+        f"{group['count']} {_plural(group['role'], group['count'])} ({group['numel']} entries)",
         f"grad rms {group['grad_rms']}",
         f"update {group['update_ratio']}",
         *extra,
@@ -1556,7 +1566,8 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
                 "with an adaptive optimizer (Adam, RMSprop...), each weight moves by about lr per step "
                 "whatever its gradient's size (the update is g/√v): a small gradient does not by itself slow "
                 "a layer down; it does mean that the layer changes the loss little, or that its gradient is "
-                "mostly noise (and below Adam's eps, 1e-8, the weight stops moving).",
+                "mostly noise (and a gradient far below Adam's eps, 1e-8, moves the weight by only about "
+                "lr·|g|/eps).",
                 "read the update column, not the gradient column, for how fast a layer learns; a vanishing "
                 "gradient still means a network that passes little signal back.",
             )
