@@ -261,7 +261,8 @@ def constraints(config_cls: type) -> dict[str, Constraint]:
 def check_config(config: Any, cls: type[T]) -> T:
     """Return ``config`` if it is a ``cls``, else a TypeError naming both (a run function's first check)."""
     if not isinstance(config, cls):
-        raise TypeError(f"config must be a {cls.__name__}; got {type(config).__name__}")
+        article = "an" if cls.__name__[:1] in "AEIOU" else "a"
+        raise TypeError(f"config must be {article} {cls.__name__}; got {type(config).__name__}")
     return config
 
 

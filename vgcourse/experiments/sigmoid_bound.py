@@ -14,7 +14,6 @@ Experiments, each a frozen config and a ``run_...(config) -> result``:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +22,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse._validation import check_choice, check_float
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation, max_derivative
+from vgcourse.config import (
+    Config,
+    check_config,
+    derive,
+    device_field,
+    in_range,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import MNIST_SOURCES, DataSplit, circles, mnist
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP
 from vgcourse.monitor import GradientMonitor, MonitorRecord, snapshot
-from vgcourse.training import Callback, History, StepEvent, TrainConfig, train
+from vgcourse.training import OPTIMIZERS, Callback, History, StepEvent, TrainConfig, train
 
 __all__ = [
     "DTYPES",
@@ -66,39 +78,10 @@ _DTYPE = {"float32": torch.float32, "float64": torch.float64}
 # -- validation helpers ----------------------------------------------------------------------------------
 
 
-def _tuple_of(name: str, values: Any, check: Any) -> tuple:
-    """Return ``values`` as a non-empty tuple after checking every item with ``check(name, item)``."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a non-empty tuple; got {type(values).__name__} {values!r}")
-    if len(values) == 0:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(check(f"{name}[{i}]", v) for i, v in enumerate(values))
-
-
-def _set(config: Any, name: str, value: Any) -> None:
-    object.__setattr__(config, name, value)
-
-
-def _check_seeds(config: Any) -> None:
-    _set(config, "seeds", _tuple_of("seeds", config.seeds, lambda n, v: check_int(n, v, minimum=0)))
-
-
-def _check_activations(config: Any) -> None:
-    acts = _tuple_of("activations", config.activations, lambda n, v: check_choice(n, v, ACTIVATIONS))
-    if len(set(acts)) != len(acts):
-        raise ValueError(f"activations must not repeat; got {acts}")
-    _set(config, "activations", acts)
-
-
-def _positive_floats(name: str, values: Any) -> tuple[float, ...]:
-    return _tuple_of(name, values, lambda n, v: check_float(n, v, minimum=0.0, strict_minimum=True))
-
-
 # -- 1. the derivative's maximum ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DerivativeMaxConfig:
+class DerivativeMaxConfig(Config):
     """A fine grid on which to find sup f'(x) by autograd.
 
     Args:
@@ -109,23 +92,18 @@ class DerivativeMaxConfig:
         dtype: "float64" (default) or "float32".
     """
 
-    activations: tuple[str, ...] = ("sigmoid", "tanh")
-    x_min: float = -10.0
-    x_max: float = 10.0
-    n_points: int = 200_001
-    dtype: str = "float64"
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("sigmoid", "tanh"), unique=True)
+    x_min: float = real(-10.0)
+    x_max: float = real(10.0)
+    n_points: int = integer(200_001, low=3, high=10_000_000)
+    dtype: str = one_of(*DTYPES, default="float64")
 
-    def __post_init__(self) -> None:
-        _check_activations(self)
-        _set(self, "x_min", check_float("x_min", self.x_min))
-        _set(self, "x_max", check_float("x_max", self.x_max))
+    def check(self) -> None:
         if self.x_max <= self.x_min:
             raise ValueError(f"x_max must be > x_min; got x_min={self.x_min}, x_max={self.x_max}")
-        check_int("n_points", self.n_points, minimum=3, maximum=10_000_000)
-        check_choice("dtype", self.dtype, DTYPES)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DerivativeMaxima:
     """f'(x) on the grid by autograd and in closed form, and where it peaks.
 
@@ -158,8 +136,7 @@ class DerivativeMaxima:
 
 def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
     """Differentiate each activation on the grid with autograd; compare with the closed form and the bound."""
-    if not isinstance(config, DerivativeMaxConfig):
-        raise TypeError(f"config must be a DerivativeMaxConfig; got {type(config).__name__}")
+    check_config(config, DerivativeMaxConfig)
     dtype = _DTYPE[config.dtype]
     x = torch.linspace(config.x_min, config.x_max, config.n_points, dtype=dtype)
     values, grads, closed = [], [], []
@@ -188,8 +165,7 @@ def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
 # -- 2. one network at initialization ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class InitGradientConfig:
+class InitGradientConfig(Config):
     """One MLP at initialization, one batch of random inputs, one backward pass.
 
     The network is ``MLP(width, 10, depth, width, activation)``: h_l = f(W_l h_{l-1} + b_l), biases 0,
@@ -210,33 +186,23 @@ class InitGradientConfig:
         dtype: "float64" (default: keeps ratios like 1e-30 exact) or "float32".
     """
 
-    activation: str = "sigmoid"
-    depth: int = 20
-    width: int = 64
-    batch_size: int = 64
-    init: str = "xavier_normal"
-    weight_scale: float = 1.0
-    input_scale: float = 1.0
-    seed: int = 0
-    saturation: float = 0.99
-    dtype: str = "float64"
+    activation: str = one_of(*ACTIVATIONS, default="sigmoid")
+    depth: int = integer(20, low=1, high=1000)
+    width: int = positive(64, integer=True)
+    batch_size: int = positive(64, integer=True)
+    init: str = one_of(*INITS, default="xavier_normal")
+    weight_scale: float = positive(1.0)
+    input_scale: float = positive(1.0)
+    seed: int = seed_field()
+    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)
+    dtype: str = one_of(*DTYPES, default="float64")
 
-    def __post_init__(self) -> None:
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=1000)
-        check_int("width", self.width, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_choice("init", self.init, INITS)
-        _set(self, "weight_scale", check_float("weight_scale", self.weight_scale, 0.0, strict_minimum=True))
-        _set(self, "input_scale", check_float("input_scale", self.input_scale, 0.0, strict_minimum=True))
-        check_int("seed", self.seed, minimum=0)
-        _set(self, "saturation", check_float("saturation", self.saturation, 0.0, 1.0, strict_minimum=True))
+    def check(self) -> None:
         if self.saturation >= 1.0:
             raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
-        check_choice("dtype", self.dtype, DTYPES)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InitGradients:
     """Per-layer gradients of one network at initialization, and the envelope they stay under.
 
@@ -356,8 +322,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     Backprop gives G_{l-1} = (G_l ⊙ f'(A_l)) W_l, so row by row ||g_{l-1}|| <= ||W_l||_2 · sup f' · ||g_l||,
     and over the batch ||G_l||_F / ||G_L||_F <= ∏_{k>l} sup f' · ||W_k||_2 (sigmoid: sup f' = 1/4).
     """
-    if not isinstance(config, InitGradientConfig):
-        raise TypeError(f"config must be an InitGradientConfig; got {type(config).__name__}")
+    check_config(config, InitGradientConfig)
     dtype = _DTYPE[config.dtype]
     generator = torch.Generator().manual_seed(config.seed)
     model = MLP(config.width, 10, config.depth, config.width, config.activation).to(dtype)
@@ -424,8 +389,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
 # -- 3. depth sweep ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DepthSweepConfig:
+class DepthSweepConfig(Config):
     """``run_init_gradients`` over activations x depths x seeds (everything else shared).
 
     Args:
@@ -438,37 +402,22 @@ class DepthSweepConfig:
         dtype: "float64" or "float32".
     """
 
-    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu")
-    depths: tuple[int, ...] = (5, 10, 20, 30, 50)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    width: int = 64
-    batch_size: int = 64
-    init: str = "xavier_normal"
-    dtype: str = "float64"
-
-    def __post_init__(self) -> None:
-        _check_activations(self)
-        _set(self, "depths", _tuple_of("depths", self.depths, lambda n, v: check_int(n, v, 1, 1000)))
-        _check_seeds(self)
-        check_int("width", self.width, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_choice("init", self.init, INITS)
-        check_choice("dtype", self.dtype, DTYPES)
+    activations: tuple[str, ...] = nonempty(
+        one_of(*ACTIVATIONS), default=("sigmoid", "tanh", "relu"), unique=True
+    )
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(5, 10, 20, 30, 50))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
+    width: int = positive(64, integer=True)
+    batch_size: int = positive(64, integer=True)
+    init: str = one_of(*INITS, default="xavier_normal")
+    dtype: str = one_of(*DTYPES, default="float64")
 
     def point(self, activation: str, depth: int, seed: int) -> InitGradientConfig:
         """The ``InitGradientConfig`` of one point of the sweep."""
-        return InitGradientConfig(
-            activation=activation,
-            depth=depth,
-            width=self.width,
-            batch_size=self.batch_size,
-            init=self.init,
-            seed=seed,
-            dtype=self.dtype,
-        )
+        return derive(InitGradientConfig, self, activation=activation, depth=depth, seed=seed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DepthSweep:
     """Per-network summaries over activations (A) x depths (D) x seeds (S).
 
@@ -508,8 +457,7 @@ class DepthSweep:
 
 def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
     """Measure every (activation, depth, seed) network at initialization."""
-    if not isinstance(config, DepthSweepConfig):
-        raise TypeError(f"config must be a DepthSweepConfig; got {type(config).__name__}")
+    check_config(config, DepthSweepConfig)
     shape = (len(config.activations), len(config.depths), len(config.seeds))
     names = ("decay", "envelope", "per_layer_factor", "envelope_factor", "typical_rate", "bound_slack")
     arrays = {name: np.empty(shape) for name in (*names, "weight_ratio")}
@@ -531,8 +479,7 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
 # -- 4. saturation -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SaturationConfig:
+class SaturationConfig(Config):
     """Sigmoid (or tanh) MLPs at initialization with scaled weights and inputs.
 
     Args:
@@ -547,42 +494,23 @@ class SaturationConfig:
         saturation: the saturation threshold (see ``InitGradientConfig``).
     """
 
-    weight_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-    input_scales: tuple[float, ...] = (1.0, 10.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    activation: str = "sigmoid"
-    depth: int = 10
-    width: int = 64
-    batch_size: int = 64
-    init: str = "xavier_normal"
-    saturation: float = 0.99
+    weight_scales: tuple[float, ...] = nonempty(positive(), default=(0.5, 1.0, 2.0, 4.0, 8.0, 16.0))
+    input_scales: tuple[float, ...] = nonempty(positive(), default=(1.0, 10.0))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
+    activation: str = one_of("sigmoid", "tanh", default="sigmoid")
+    depth: int = integer(10, low=1, high=1000)
+    width: int = positive(64, integer=True)
+    batch_size: int = positive(64, integer=True)
+    init: str = one_of(*INITS, default="xavier_normal")
+    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)
 
-    def __post_init__(self) -> None:
-        _set(self, "weight_scales", _positive_floats("weight_scales", self.weight_scales))
-        _set(self, "input_scales", _positive_floats("input_scales", self.input_scales))
-        _check_seeds(self)
-        check_choice("activation", self.activation, ("sigmoid", "tanh"))
-        check_int("depth", self.depth, minimum=1, maximum=1000)
-        check_int("width", self.width, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_choice("init", self.init, INITS)
-        _set(self, "saturation", check_float("saturation", self.saturation, 0.0, 1.0, strict_minimum=True))
+    def check(self) -> None:
         if self.saturation >= 1.0:
             raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
 
     def point(self, input_scale: float, weight_scale: float, seed: int) -> InitGradientConfig:
         """The ``InitGradientConfig`` of one point of the sweep."""
-        return InitGradientConfig(
-            activation=self.activation,
-            depth=self.depth,
-            width=self.width,
-            batch_size=self.batch_size,
-            init=self.init,
-            weight_scale=weight_scale,
-            input_scale=input_scale,
-            seed=seed,
-            saturation=self.saturation,
-        )
+        return derive(InitGradientConfig, self, weight_scale=weight_scale, input_scale=input_scale, seed=seed)
 
 
 _SATURATION_METRICS = (
@@ -596,7 +524,7 @@ _SATURATION_METRICS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SaturationSweep:
     """Summaries over input scales (I) x weight scales (W) x seeds (S).
 
@@ -640,8 +568,7 @@ class SaturationSweep:
 
 def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
     """Measure saturation and the gradient at every (input scale, weight scale, seed)."""
-    if not isinstance(config, SaturationConfig):
-        raise TypeError(f"config must be a SaturationConfig; got {type(config).__name__}")
+    check_config(config, SaturationConfig)
     shape = (len(config.input_scales), len(config.weight_scales), len(config.seeds))
     out = {name: np.empty(shape) for name in _SATURATION_METRICS}
     for i, input_scale in enumerate(config.input_scales):
@@ -665,8 +592,7 @@ def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
 # -- 5. classic experiment (a): two circles ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CirclesConfig:
+class CirclesConfig(Config):
     """A ``depth``-hidden-layer, ``width``-unit MLP on sklearn's two circles, per activation and seed.
 
     Args:
@@ -687,50 +613,29 @@ class CirclesConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda".
     """
 
-    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu")
-    seeds: tuple[int, ...] = (0,)
-    depth: int = 4
-    width: int = 5
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 0.05
-    optimizer: str = "momentum"
-    init: str = "xavier_uniform"
-    n_samples: int = 1000
-    noise: float = 0.1
-    data_seed: int = 0
-    monitor_every: int = 5
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        _check_activations(self)
-        _check_seeds(self)
-        check_int("depth", self.depth, minimum=1, maximum=100)
-        check_int("width", self.width, minimum=1)
-        check_int("epochs", self.epochs, minimum=1)
-        check_int("n_samples", self.n_samples, minimum=10)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_int("monitor_every", self.monitor_every, minimum=1)
-        check_choice("init", self.init, INITS)
-        check_choice("device", self.device, DEVICES)
-        _set(self, "noise", check_float("noise", self.noise, minimum=0.0))
-        self.train_config(0)  # TrainConfig validates batch_size, lr and optimizer
+    activations: tuple[str, ...] = nonempty(
+        one_of(*ACTIVATIONS), default=("sigmoid", "tanh", "relu"), unique=True
+    )
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,))
+    depth: int = integer(4, low=1, high=100)
+    width: int = positive(5, integer=True)
+    epochs: int = positive(30, integer=True)
+    batch_size: int = positive(32, integer=True)
+    lr: float = positive(0.05)
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
+    init: str = one_of(*INITS, default="xavier_uniform")
+    n_samples: int = integer(1000, low=10)
+    noise: float = real(0.1, low=0.0)
+    data_seed: int = seed_field()
+    monitor_every: int = positive(5, integer=True)
+    device: str = device_field("auto")
 
     def train_config(self, seed: int) -> TrainConfig:
         """The ``TrainConfig`` of one run."""
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            monitor_every=self.monitor_every,
-            monitor_stats=("grad_mean", "grad_std"),
-            seed=seed,
-            device=self.device,
-        )
+        return derive(TrainConfig, self, monitor_stats=("grad_mean", "grad_std"), seed=seed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CirclesResult:
     """Per-layer statistics by epoch, for activations (A) x seeds (S) x epochs (E) x layers (L+1).
 
@@ -829,8 +734,7 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
 
     A callback records the weights' mean and std at the start and after every epoch's last step.
     """
-    if not isinstance(config, CirclesConfig):
-        raise TypeError(f"config must be a CirclesConfig; got {type(config).__name__}")
+    check_config(config, CirclesConfig)
     data = circles(n_samples=config.n_samples, noise=config.noise, seed=config.data_seed)
     n_act, n_seed = len(config.activations), len(config.seeds)
     epochs, n_layers = config.epochs, config.depth + 1
@@ -880,8 +784,7 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
 # -- 6. classic experiment (b): the deep sigmoid network on MNIST ------------------------------------------
 
 
-@dataclass(frozen=True)
-class MnistConfig:
+class MnistConfig(Config):
     """784 -> width x depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
 
     The same sizes on every machine, GPU or not: ``size`` picks them, never the hardware. "small" (the
@@ -909,38 +812,26 @@ class MnistConfig:
         root: with ``source="full"``, the folder with MNIST's train files; None uses ``$VGCOURSE_DATA``.
     """
 
-    activation: str = "sigmoid"
-    depth: int = 5
-    size: str = "small"
-    width: int | None = None
-    steps: int | None = None
+    activation: str = one_of(*ACTIVATIONS, default="sigmoid")
+    depth: int = integer(5, low=1, high=100)
+    size: str = one_of(*MNIST_SIZES, default="small")
+    width: int | None = positive(None, integer=True, optional=True)
+    steps: int | None = positive(None, integer=True, optional=True)
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
-    init: str = "xavier_uniform"
-    snapshot_size: int = 256
-    bins: int = 51
-    seed: int = 0
+    init: str = one_of(*INITS, default="xavier_uniform")
+    snapshot_size: int = positive(256, integer=True)
+    bins: int = integer(51, low=3)
+    seed: int = seed_field()
     monitor_every: int = 10
-    device: str = "auto"
-    source: str = "shipped"
+    device: str = device_field("auto")
+    source: str = one_of(*MNIST_SOURCES, default="shipped")
     root: str | None = None
 
-    def __post_init__(self) -> None:
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_int("depth", self.depth, minimum=1, maximum=100)
-        check_choice("size", self.size, tuple(MNIST_SIZES))
-        if self.width is not None:
-            check_int("width", self.width, minimum=1)
-        if self.steps is not None:
-            check_int("steps", self.steps, minimum=1)
-        check_int("snapshot_size", self.snapshot_size, minimum=1)
-        check_int("bins", self.bins, minimum=3)
+    def check(self) -> None:
         if self.bins % 2 == 0:
             raise ValueError(f"bins must be odd (so that 0 is the center of a bin); got {self.bins}")
-        check_choice("init", self.init, INITS)
-        check_choice("device", self.device, DEVICES)
-        check_choice("source", self.source, MNIST_SOURCES)
         if self.root is not None and not isinstance(self.root, str):
             raise TypeError(f"root must be a string path or None; got {type(self.root).__name__}")
         if self.root is not None and self.source != "full":
@@ -954,21 +845,17 @@ class MnistConfig:
 
     def train_config(self, steps: int) -> TrainConfig:
         """The ``TrainConfig`` of the run."""
-        return TrainConfig(
+        return derive(
+            TrainConfig,
+            self,
             steps=steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
             optimizer="momentum",
-            momentum=self.momentum,
-            monitor_every=self.monitor_every,
             monitor_stats="all",
             eval_every=max(1, steps // 10),
-            seed=self.seed,
-            device=self.device,
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class MnistResult:
     """Per-layer weight gradients on a fixed batch, at initialization and after training.
 
@@ -1073,8 +960,7 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
         data: an MNIST ``DataSplit`` to reuse; None loads ``vgcourse.data.mnist`` from ``config.source``
             (and ``config.root``).
     """
-    if not isinstance(config, MnistConfig):
-        raise TypeError(f"config must be an MnistConfig; got {type(config).__name__}")
+    check_config(config, MnistConfig)
     if data is None:
         data = mnist(config.root, source=config.source)
     elif not isinstance(data, DataSplit):
