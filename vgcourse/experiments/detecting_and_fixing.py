@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -591,7 +591,7 @@ def fractional_design(
     for factor in FACTORS:
         for level in levels[factor]:
             if level != getattr(baseline, factor):
-                cells.append(Remedy(**{**_fields(baseline), factor: level}))
+                cells.append(replace(baseline, **{factor: level}))
     cells += list(interactions)
     return tuple(dict.fromkeys(cells))
 
@@ -604,10 +604,6 @@ def full_design() -> tuple[Remedy, ...]:
             GRID_ACTIVATIONS, GRID_INITS, (False, True), GRID_NORMS, (False, True)
         )
     )
-
-
-def _fields(remedy: Remedy) -> dict[str, Any]:
-    return {f: getattr(remedy, f) for f in FACTORS}
 
 
 class _GridConfig(Config):
@@ -727,7 +723,7 @@ class RemedyRun:
 def _find_remedy(entries: tuple[Any, ...], remedy: Remedy | None, changes: dict[str, Any], what: str) -> Any:
     """The entry of ``entries`` (each has a ``remedy``) for ``remedy``, or the baseline with ``changes``."""
     if remedy is None:
-        remedy = Remedy(**{**_fields(BASELINE), **changes})
+        remedy = replace(BASELINE, **changes)
     elif changes:
         raise TypeError("give a Remedy or keyword changes to the baseline, not both")
     for entry in entries:
@@ -1153,7 +1149,7 @@ class RemedyDiagnosisConfig(Config):
     @property
     def remedy(self) -> Remedy:
         """The grid cell (without clipping, which does not act at initialization)."""
-        return Remedy(self.activation, self.init, self.skip, self.norm)
+        return derive(Remedy, self)
 
 
 @dataclass(frozen=True)
