@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,10 +42,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse._validation import check_choice, check_int, check_tensor
 from vgcourse.activations import ACTIVATIONS, RELU_FAMILY, derivative
+from vgcourse.config import (
+    Config,
+    derive,
+    device_field,
+    in_range,
+    instance_of,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import DataSplit, digits
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 from vgcourse.initializers import gain, initialize
 from vgcourse.models import MLP
 from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, evaluate, train
@@ -211,8 +224,7 @@ def _digits(seed: int) -> DataSplit:
 # Why ReLU helps: per-layer gradient norms at init
 
 
-@dataclass(frozen=True)
-class GradientFlowConfig:
+class GradientFlowConfig(Config):
     """Deep networks at initialization, one backward pass on a batch of digits.
 
     Each activation gets weights N(0, g²/n) with its own gain g (``vgcourse.initializers.gain``: relu √2,
@@ -229,32 +241,17 @@ class GradientFlowConfig:
         device: "auto", "cpu" or "cuda".
     """
 
-    activations: tuple[str, ...] = ("relu", "sigmoid")
-    depth: int = 20
-    width: int = 64
-    batch_size: int = 256
-    n_seeds: int = 5
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.activations, tuple) or not self.activations:
-            raise TypeError(f"activations must be a non-empty tuple of names; got {self.activations!r}")
-        for name in self.activations:
-            check_choice("activation", name, ACTIVATIONS)
-        if len(set(self.activations)) != len(self.activations):
-            raise ValueError(f"activations must not repeat; got {self.activations!r}")
-        check_int("depth", self.depth, minimum=2)
-        check_int("width", self.width, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("relu", "sigmoid"), unique=True)
+    depth: int = integer(20, low=2)
+    width: int = positive(64, integer=True)
+    batch_size: int = positive(256, integer=True)
+    n_seeds: int = positive(5, integer=True)
+    seed: int = seed_field()
+    data_seed: int = seed_field()
+    device: str = device_field("auto")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GradientFlowResult:
     """Per-layer backward quantities; arrays are (A, S, ·) for A activations and S seeds.
 
@@ -356,8 +353,7 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
 # Dying units during training
 
 
-@dataclass(frozen=True)
-class DyingConfig:
+class DyingConfig(Config):
     """Train an MLP on the digits data with plain SGD; measure its units on a reference set as it trains.
 
     Plain SGD (no momentum, no weight decay) is used on purpose: a zero gradient then means a zero step.
@@ -383,42 +379,23 @@ class DyingConfig:
         device: "auto", "cpu" or "cuda".
     """
 
-    activation: str = "relu"
-    lr: float = 0.3
-    bias_init: float = 0.0
-    init: str = "kaiming_normal"
-    depth: int = 4
-    width: int = 64
-    steps: int = 300
-    batch_size: int = 64
-    measure_every: int = 20
-    clip_norm: float | None = 1.0
-    reference: str = "train"
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_choice("activation", self.activation, RELU_FAMILY)
-        object.__setattr__(self, "lr", check_float("lr", self.lr, 0.0, strict_minimum=True))
-        object.__setattr__(self, "bias_init", check_float("bias_init", self.bias_init))
-        check_choice("init", self.init, INITS)
-        check_int("depth", self.depth, minimum=1)
-        check_int("width", self.width, minimum=1)
-        check_int("steps", self.steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("measure_every", self.measure_every, minimum=1)
-        if self.clip_norm is not None:
-            object.__setattr__(
-                self, "clip_norm", check_float("clip_norm", self.clip_norm, 0.0, strict_minimum=True)
-            )
-        check_choice("reference", self.reference, REFERENCES)
-        check_int("seed", self.seed, minimum=0)
-        check_int("data_seed", self.data_seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
+    activation: str = one_of(*RELU_FAMILY, default="relu")
+    lr: float = positive(0.3)
+    bias_init: float = real(0.0)
+    init: str = one_of(*INITS, default="kaiming_normal")
+    depth: int = positive(4, integer=True)
+    width: int = positive(64, integer=True)
+    steps: int = positive(300, integer=True)
+    batch_size: int = positive(64, integer=True)
+    measure_every: int = positive(20, integer=True)
+    clip_norm: float | None = positive(1.0, optional=True)
+    reference: str = one_of(*REFERENCES, default="train")
+    seed: int = seed_field()
+    data_seed: int = seed_field()
+    device: str = device_field("auto")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DyingResult:
     """What the units did during one run, at K checkpoints (step 0 included), for L hidden layers.
 
@@ -548,15 +525,8 @@ def run_dying(config: DyingConfig) -> DyingResult:
                 rows.append(_activation_stats(model, reference, config.activation, batch))
             accuracies.append(event.val_accuracy)
 
-    train_config = TrainConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        clip_norm=config.clip_norm,
-        monitor_every=None,
-        eval_every=config.measure_every,
-        seed=config.seed * 100_003,
-        device=config.device,
+    train_config = derive(
+        TrainConfig, config, monitor_every=None, eval_every=config.measure_every, seed=config.seed * 100_003
     )
     history = train(model, data, train_config, callbacks=[Checkpoints()])
     if history.diverged:  # stopped at the diverged step, whose update was not applied (finite weights)
@@ -688,8 +658,7 @@ def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
     return [r for r in results if r is not None]
 
 
-@dataclass(frozen=True)
-class DyingSweepConfig:
+class DyingSweepConfig(Config):
     """``run_dying`` for every learning rate × bias initialization, everything else from ``base``.
 
     Args:
@@ -698,24 +667,12 @@ class DyingSweepConfig:
         base: the other settings (its ``lr`` and ``bias_init`` are replaced).
     """
 
-    lrs: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
-    bias_inits: tuple[float, ...] = (0.0, -1.0, -2.0)
-    base: DyingConfig = field(default_factory=DyingConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("lrs", "bias_inits"):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or not values:
-                raise TypeError(f"{name} must be a non-empty tuple of numbers; got {values!r}")
-        object.__setattr__(
-            self, "lrs", tuple(check_float("lr", v, 0.0, strict_minimum=True) for v in self.lrs)
-        )
-        object.__setattr__(self, "bias_inits", tuple(check_float("bias_init", v) for v in self.bias_inits))
-        if not isinstance(self.base, DyingConfig):
-            raise TypeError(f"base must be a DyingConfig; got {type(self.base).__name__}")
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.1, 0.3, 1.0, 3.0))
+    bias_inits: tuple[float, ...] = nonempty(real(), default=(0.0, -1.0, -2.0))
+    base: DyingConfig = instance_of(DyingConfig, default=DyingConfig())
 
 
-@dataclass
+@dataclass(frozen=True)
 class DyingSweepResult:
     """The runs of a sweep: ``runs[i][j]`` has bias ``bias_inits[i]`` and learning rate ``lrs[j]``.
 
@@ -770,8 +727,7 @@ def run_dying_sweep(config: DyingSweepConfig) -> DyingSweepResult:
 # Dead units are frozen
 
 
-@dataclass(frozen=True)
-class FrozenUnitsConfig:
+class FrozenUnitsConfig(Config):
     """Train a ReLU network to checkpoint A, find its dead units, keep training to B and compare.
 
     Args:
@@ -781,24 +737,20 @@ class FrozenUnitsConfig:
         steps_b: SGD steps from A to checkpoint B.
     """
 
-    base: DyingConfig = field(default_factory=lambda: DyingConfig(bias_init=-2.0, lr=0.3))
-    steps_a: int = 150
-    steps_b: int = 150
+    base: DyingConfig = instance_of(DyingConfig, default=DyingConfig(bias_init=-2.0, lr=0.3))
+    steps_a: int = positive(150, integer=True)
+    steps_b: int = positive(150, integer=True)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.base, DyingConfig):
-            raise TypeError(f"base must be a DyingConfig; got {type(self.base).__name__}")
+    def check(self) -> None:
         if self.base.activation != "relu":
             raise ValueError(
                 f"base.activation must be 'relu' (only ReLU has f' = 0); got {self.base.activation!r}"
             )
         if self.base.reference != "train":
             raise ValueError("base.reference must be 'train': the gradient comes from training inputs")
-        check_int("steps_a", self.steps_a, minimum=1)
-        check_int("steps_b", self.steps_b, minimum=1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrozenUnitsResult:
     """Dead units at checkpoint A and what happened to them by checkpoint B; counts are per layer (L,).
 
@@ -881,15 +833,8 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
                 m.register_forward_hook(functools.partial(watch, i)) for i, m in enumerate(model.layers)
             )
 
-    train_config = TrainConfig(
-        steps=base.steps,
-        batch_size=base.batch_size,
-        lr=base.lr,
-        clip_norm=base.clip_norm,
-        monitor_every=None,
-        eval_every=base.steps,
-        seed=base.seed * 100_003,
-        device=base.device,
+    train_config = derive(
+        TrainConfig, base, monitor_every=None, eval_every=base.steps, seed=base.seed * 100_003
     )
     try:
         history = train(model, data, train_config, callbacks=[CheckpointA()])
@@ -934,8 +879,7 @@ def _default_step_cause() -> DyingConfig:
     return DyingConfig(init="default", bias_init=0.0, lr=3.0, measure_every=300)
 
 
-@dataclass(frozen=True)
-class RemediesConfig:
+class RemediesConfig(Config):
     """Each remedy changes one thing in a ReLU run that kills units, for two causes of death.
 
     Remedies: "relu" (the unchanged baseline), "leaky_relu", "elu", "gelu", "silu" (the activation),
@@ -950,34 +894,22 @@ class RemediesConfig:
         seed: the first seed (replaces the causes' own seeds).
     """
 
-    negative_bias: DyingConfig = field(default_factory=_default_bias_cause)
-    large_step: DyingConfig = field(default_factory=_default_step_cause)
-    remedies: tuple[str, ...] = REMEDIES
-    lr_factor: float = 0.1
-    n_seeds: int = 3
-    seed: int = 0
+    negative_bias: DyingConfig = instance_of(DyingConfig, default=_default_bias_cause())
+    large_step: DyingConfig = instance_of(DyingConfig, default=_default_step_cause())
+    remedies: tuple[str, ...] = nonempty(one_of(*REMEDIES), default=REMEDIES, unique=True)
+    lr_factor: float = in_range(0.0, 1.0, default=0.1, low_open=True)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for name in ("negative_bias", "large_step"):
             cause = getattr(self, name)
-            if not isinstance(cause, DyingConfig):
-                raise TypeError(f"{name} must be a DyingConfig; got {type(cause).__name__}")
             if cause.activation != "relu":
                 raise ValueError(
                     f"{name}.activation must be 'relu' (the remedies change it); got {cause.activation!r}"
                 )
-        if not isinstance(self.remedies, tuple) or not self.remedies:
-            raise TypeError(f"remedies must be a non-empty tuple of names; got {self.remedies!r}")
-        for remedy in self.remedies:
-            check_choice("remedy", remedy, REMEDIES)
-        if len(set(self.remedies)) != len(self.remedies):
-            raise ValueError(f"remedies must not repeat; got {self.remedies!r}")
-        factor = check_float("lr_factor", self.lr_factor, 0.0, strict_minimum=True)
-        if factor >= 1.0:
+        if self.lr_factor >= 1.0:
             raise ValueError(f"lr_factor must be in (0, 1); got {self.lr_factor!r}")
-        object.__setattr__(self, "lr_factor", factor)
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
 
     def run_config(self, remedy: str, cause: str, seed: int) -> DyingConfig:
         """The ``DyingConfig`` of one cell of the table.
@@ -999,7 +931,7 @@ class RemediesConfig:
         return dataclasses.replace(base, **changes)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RemediesResult:
     """The remedies table: arrays are (R, 2, S) for R remedies, the two causes and S seeds.
 
@@ -1102,8 +1034,7 @@ def run_remedies(config: RemediesConfig) -> RemediesResult:
 # The activations ranked fairly: each at its best learning rate, over seeds, under two initializations
 
 
-@dataclass(frozen=True)
-class RankingConfig:
+class RankingConfig(Config):
     """Every activation × initialization × learning rate × seed, all trained like ``base``.
 
     The remedies table gives each activation one learning rate, one initialization and one bias. Here
@@ -1120,33 +1051,15 @@ class RankingConfig:
         seed: the first seed.
     """
 
-    base: DyingConfig = field(default_factory=_default_bias_cause)
-    activations: tuple[str, ...] = RELU_FAMILY
-    inits: tuple[str, ...] = ("default", "kaiming_normal")
-    lrs: tuple[float, ...] = (0.3, 1.0, 3.0)
-    n_seeds: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.base, DyingConfig):
-            raise TypeError(f"base must be a DyingConfig; got {type(self.base).__name__}")
-        for name, choices in (("activations", RELU_FAMILY), ("inits", INITS), ("lrs", None)):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or not values:
-                raise TypeError(f"{name} must be a non-empty tuple; got {values!r}")
-            if choices is None:
-                values = tuple(check_float("lr", v, 0.0, strict_minimum=True) for v in values)
-                object.__setattr__(self, name, values)
-            else:
-                for value in values:
-                    check_choice(name[:-1], value, choices)
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name} must not repeat; got {values!r}")
-        check_int("n_seeds", self.n_seeds, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+    base: DyingConfig = instance_of(DyingConfig, default=_default_bias_cause())
+    activations: tuple[str, ...] = nonempty(one_of(*RELU_FAMILY), default=RELU_FAMILY, unique=True)
+    inits: tuple[str, ...] = nonempty(one_of(*INITS), default=("default", "kaiming_normal"), unique=True)
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.3, 1.0, 3.0), unique=True)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankingResult:
     """Final validation accuracy and dead fraction of every run; arrays are (A, I, R, S) for A
     activations, I initializations, R learning rates and S seeds.
