@@ -99,15 +99,16 @@ def test_geometric_table() -> None:
     result = lc.run_geometric(lc.GeometricConfig(factors=(0.9, 0.99, 1.01, 1.1)))
     for s in result.config.factors:
         for depth in result.config.depths:
-            assert result.value(s, depth) == pytest.approx(s**depth, rel=1e-14)
-    assert result.value(0.99, 100) == pytest.approx(0.366, abs=1e-3)
-    assert result.value(1.01, 300) == pytest.approx(19.79, abs=1e-2)
-    assert result.value(1.01, 100) / result.value(0.99, 100) == pytest.approx(7.39, abs=0.01)
+            assert result.powers.sel(factor=s, depth=depth) == pytest.approx(s**depth, rel=1e-14)
+    assert result.powers.sel(factor=0.99, depth=100) == pytest.approx(0.366, abs=1e-3)
+    assert result.powers.sel(factor=1.01, depth=300) == pytest.approx(19.79, abs=1e-2)
+    ratio = result.powers.sel(factor=1.01, depth=100) / result.powers.sel(factor=0.99, depth=100)
+    assert ratio == pytest.approx(7.39, abs=0.01)
     assert result.halving_depths[1] == pytest.approx(68.97, abs=0.01)  # 0.99 halves every ~69 layers
     assert result.halving_depths[2] == pytest.approx(69.66, abs=0.01)  # 1.01 doubles every ~70 layers
     assert list(result.to_frame().index) == [3, 7, 100, 300]
-    with pytest.raises(ValueError, match="measured"):
-        result.value(0.5, 100)
+    with pytest.raises(KeyError, match="factor takes"):
+        result.powers.sel(factor=0.5, depth=100)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

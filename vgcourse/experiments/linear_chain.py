@@ -34,7 +34,7 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation
-from vgcourse.config import Config, flag, in_range, integer, nonempty, one_of, positive, seed_field
+from vgcourse.config import Config, Grid, flag, in_range, integer, nonempty, one_of, positive, seed_field
 
 __all__ = [
     "DTYPES",
@@ -317,27 +317,19 @@ class GeometricConfig(Config):
 
 @dataclass(frozen=True)
 class GeometricResult:
-    """values[i, j] = factors[j] ** depths[i]; ``halving_depths[j]`` = ln 2 / |ln s_j| (inf for s = 1).
-
-    Args:
-        values: (n_depths, n_factors) array of s^L.
-        halving_depths: layers after which s^L has halved (s < 1) or doubled (s > 1).
-    """
+    """powers: s^L on the axes depth (L) × factor (s), ``powers.sel(factor=0.99, depth=100)``;
+    ``halving_depths[j]`` = ln 2 / |ln s_j| (inf for s = 1): layers after which s^L has halved (s < 1) or
+    doubled (s > 1)."""
 
     config: GeometricConfig
-    values: np.ndarray
+    powers: Grid
     halving_depths: np.ndarray
-
-    def value(self, factor: float, depth: int) -> float:
-        """s^L for one of the configured factors and depths."""
-        i = _index("depth", depth, self.config.depths)
-        return float(self.values[i, _index("factor", factor, self.config.factors)])
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: one row per depth L, one column "s^L" per factor."""
         import pandas as pd
 
-        columns = {f"{s:g}^L": self.values[:, j] for j, s in enumerate(self.config.factors)}
+        columns = {f"{s:g}^L": self.powers.values[:, j] for j, s in enumerate(self.config.factors)}
         return pd.DataFrame(columns, index=pd.Index(self.config.depths, name="L"))
 
 
@@ -347,7 +339,8 @@ def run_geometric(config: GeometricConfig) -> GeometricResult:
     depths = np.array(config.depths, dtype=np.float64)
     with np.errstate(divide="ignore"):
         halving = np.log(2.0) / np.abs(np.log(factors))
-    return GeometricResult(config, factors[None, :] ** depths[:, None], halving)
+    powers = Grid(factors[None, :] ** depths[:, None], name="s^L", depth=config.depths, factor=config.factors)
+    return GeometricResult(config, powers, halving)
 
 
 # ----------------------------------------------------------------------------------------------------

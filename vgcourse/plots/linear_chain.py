@@ -101,7 +101,7 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
     for j, s in enumerate(result.config.factors):
         (line,) = ax.plot(grid, s**grid, label=f"s = {s:g}")
         shown = depths <= last
-        ax.plot(depths[shown], result.values[shown, j], "o", color=line.get_color())
+        ax.plot(depths[shown], result.powers.values[shown, j], "o", color=line.get_color())
     ax.axhline(1.0, color="0.5", lw=0.8)
     log_scale(ax, "y")
     ax.set_xlabel("depth L")
