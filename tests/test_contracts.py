@@ -189,6 +189,34 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
 
 
 # ----------------------------------------------------------------------------------------------------
+# One naming rule: a run's name says which chapter's run it is
+
+
+def _public_definitions(chapter_id: str) -> list[str]:
+    """Names of the public classes and functions that ``vgcourse.experiments.<chapter_id>`` defines itself
+    (imported names excluded)."""
+    module = importlib.import_module(chapter(chapter_id).module("experiments"))
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == module.__name__
+    ]
+
+
+def test_experiment_classes_and_functions_have_unique_names_across_chapters() -> None:
+    owners: dict[str, list[str]] = {}
+    for chapter_id in (c for c in chapter_ids() if has_module(c, "experiments")):
+        for name in _public_definitions(chapter_id):
+            owners.setdefault(name, []).append(chapter_id)
+    shared = {name: ids for name, ids in sorted(owners.items()) if len(ids) > 1}
+    assert not shared, (
+        f"names defined by more than one chapter's experiments module (rename the later one): {shared}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
 # Every plot function draws into given axes
 
 SHARED_PLOTS = ("activations", "diagnose", "layers", "training")

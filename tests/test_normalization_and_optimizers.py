@@ -245,7 +245,7 @@ def test_adam_trains_the_sigmoid_circles_network_that_sgd_leaves_at_chance(optim
 @pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_adam_first_step_is_lr_above_eps_and_g_over_eps_below(seed):
-    result = no.run_first_step(no.FirstStepConfig(seeds=(seed,)))
+    result = no.run_adam_first_step(no.AdamFirstStepConfig(seeds=(seed,)))
     g, step, pred = result.grad_rms[0], result.step[0], result.predicted[0]
     expect("adam: layers of the depth-20 network below eps", int((g < no.ADAM_EPS).sum()), ">=", 5)
     expect(
@@ -288,13 +288,13 @@ def test_adaptive_configs_validate_and_plots_draw(optimizer_grid, monkeypatch):
     with pytest.raises(ValueError):
         no.OptimizerGridConfig(adam_lrs=())
     with pytest.raises(TypeError):
-        no.run_first_step(no.FarLagConfig())
+        no.run_adam_first_step(no.FarLagConfig())
     with pytest.raises(ValueError, match="optimizer"):
         optimizer_grid.best_lr("rmsprop")
     with pytest.raises(ValueError, match="grid"):
         optimizer_grid.accuracy("adam", 0.5)
     assert isinstance(plots.optimizer_grid(optimizer_grid), Figure)
-    first = no.run_first_step(no.FirstStepConfig(depth=12, seeds=(0, 1)))
+    first = no.run_adam_first_step(no.AdamFirstStepConfig(depth=12, seeds=(0, 1)))
     assert isinstance(plots.first_step(first), Figure)
     with pytest.raises(TypeError):
         plots.first_step(optimizer_grid)

@@ -196,7 +196,7 @@ def test_growth_per_block_closed_forms() -> None:
 
 def test_stream_pass_matches_autograd_and_the_monitor_names() -> None:
     model = rn.build_network(rn.RESIDUAL_BN, depth=3, width=8, in_features=64, out_features=10, seed=1)
-    data = rn.load_data()
+    data = rn.load_image_data()
     result = rn.stream_pass(model, data.x_train[:16], data.y_train[:16])
     assert result.layer_names == ["input"] + [f"block {b} {f}" for b in (1, 2, 3) for f in ("fc1", "fc2")] + [
         "output"
@@ -400,7 +400,7 @@ def test_exercises_of_the_chapter() -> None:
         (lambda: rn.PathExpansionConfig(networks=(rn.RESIDUAL_BN,)), ValueError),
         (lambda: rn.StreamDepthSweepConfig(depths=(20, 10)), ValueError),
         (lambda: rn.DegradationConfig(shallow_depth=16, deep_depth=8), ValueError),
-        (lambda: rn.load_data("cifar"), ValueError),
+        (lambda: rn.load_image_data("cifar"), ValueError),
         (lambda: rn.build_network("plain", depth=2, width=4, in_features=2, out_features=2), TypeError),
         (
             lambda: rn.build_network(rn.PLAIN, depth=2, width=4, in_features=2, out_features=2, dtype="half"),
@@ -439,7 +439,7 @@ def small_results() -> dict[str, object]:
         "degradation": rn.run_degradation(
             rn.DegradationConfig(shallow_depth=1, deep_depth=2, width=8, steps=12, device="cpu")
         ),
-        "profile": rn.run_layer_profile(rn.LayerProfileConfig(depth=4, width=8)),
+        "profile": rn.run_block_profile(rn.BlockProfileConfig(depth=4, width=8)),
     }
 
 
@@ -488,13 +488,13 @@ def test_panel_plots(small_results) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_small_multiples_numbers_the_chapter_states(seed: int) -> None:
     """Residual at L = 100: flat weight gradients under a huge backward ratio; plain at width 32 fades."""
-    residual = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.RESIDUAL, depth=100, seed=seed))
+    residual = rn.run_block_profile(rn.BlockProfileConfig(network=rn.RESIDUAL, depth=100, seed=seed))
     spread = residual.fc2_grad.max() / residual.fc2_grad.min()
     expect("residual: profile L=100, α=1, largest / smallest fc2 gradient", spread, "<", 30)
     within(
         "residual: profile L=100, α=1, log10 gradient ratio", math.log10(residual.stream.grad_ratio), 12, 18
     )
-    plain = rn.run_layer_profile(rn.LayerProfileConfig(network=rn.PLAIN, depth=100, seed=seed))
+    plain = rn.run_block_profile(rn.BlockProfileConfig(network=rn.PLAIN, depth=100, seed=seed))
     within(
         "residual: profile L=100, plain, log10 gradient ratio", math.log10(plain.stream.grad_ratio), -4, -1
     )
@@ -515,7 +515,7 @@ def test_explorer_updates_at_defaults_and_extremes() -> None:
     ):
         assert isinstance(explorer.update(**values), Figure)
         assert "‖∂J/∂x₀‖" in explorer.text.value
-    assert isinstance(explorer.result, rn.LayerProfileResult)
+    assert isinstance(explorer.result, rn.BlockProfileResult)
     assert explorer.result.config.network == rn.RESIDUAL_BN
     explorer.update(skip="on", norm="none", branch="zero-init", depth=5)
     assert "exactly 0" in explorer.text.value

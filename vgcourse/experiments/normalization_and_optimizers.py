@@ -48,7 +48,7 @@ __all__ = [
     "TrainEvalConfig",
     "TrainEvalResult",
     "gaussian_moments",
-    "load_data",
+    "load_normalization_digits",
     "make_norm",
     "plain_normalized_stack",
     "predicted_growth",
@@ -84,7 +84,7 @@ class RMSNorm(nn.Module):
         return self.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
 
 
-def load_data(seed: int = 0) -> DataSplit:
+def load_normalization_digits(seed: int = 0) -> DataSplit:
     """sklearn's 8×8 digits, standardized per pixel (``vgcourse.data.digits``), cached per split seed."""
     check_int("seed", seed, minimum=0)
     if seed not in _DIGITS:
@@ -266,7 +266,7 @@ class TrainEvalResult:
 def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     """Measure how far BatchNorm's training-mode output (normalized with the batch's own mean and
     variance) is from its evaluation-mode output (running statistics, here the full training split's)."""
-    data = load_data()
+    data = load_normalization_digits()
     gen = torch.Generator().manual_seed(config.seed)
     with initial_weights(config.seed):
         linear = nn.Linear(data.in_features, config.width)
@@ -414,7 +414,7 @@ class NormProfileResult:
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     """Measure the forward signal, the backward signal and the weight gradients layer by layer."""
-    data = load_data()
+    data = load_normalization_digits()
     with initial_weights(config.seed):
         model = plain_normalized_stack(config.depth, config.width, config.norm, config.activation)
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -560,7 +560,7 @@ class ScaleInvarianceResult:
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
     """Evaluate J(cW) and ∇_W J(cW) for each c, with the same batch and the other weights fixed."""
     model = _one_norm_net(config.norm, config.width, config.seed)
-    data = load_data()
+    data = load_normalization_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
     x, y = data.x_train[idx].double(), data.y_train[idx]
@@ -643,7 +643,7 @@ def _sgd_path(model: _OneNormNet, lr_w: float, lr: float, steps: int, batches: l
 
 def run_same_path(config: SamePathConfig) -> SamePathResult:
     """Train three copies: (W, lr), (cW, c² lr on W) and (cW, lr); same batches and other weights."""
-    data = load_data()
+    data = load_normalization_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
     c = config.scale
@@ -721,7 +721,7 @@ class NormGrowthResult:
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     """SGD with W ← (1 − lr λ) W − lr g on the normalized layer's W and W ← W − lr g elsewhere; the same
     initial weights and batches for every λ."""
-    data = load_data()
+    data = load_normalization_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
     x_all, y_all = data.x_train.double(), data.y_train
@@ -848,7 +848,7 @@ def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -
 def run_shift(config: ShiftConfig) -> ShiftResult:
     """Train the three networks from the same seed on the same batches; evaluate each on the training
     split (BatchNorm with its running statistics, no injected shift)."""
-    data = load_data()
+    data = load_normalization_digits()
     final = {}
     for name in SHIFT_NETWORKS:
         generator = torch.Generator().manual_seed(config.seed)
@@ -1066,7 +1066,7 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
     )
 
 
-class FirstStepConfig(Config):
+class AdamFirstStepConfig(Config):
     """Adam's first step, layer by layer, in a deeper copy of the sigmoid chapter's two-circles network
     (hidden sigmoid layers of 5 units, Xavier-uniform weights, a batch of 32).
 
@@ -1083,7 +1083,7 @@ class FirstStepConfig(Config):
 
 
 @dataclass(frozen=True)
-class FirstStepResult:
+class AdamFirstStepResult:
     """Per layer, the gradient and Adam's first step on it, for each seed (S) and layer (L+1).
 
     At step 1 Adam's m̂ = g and v̂ = g², so each weight moves by lr·|g|/(|g| + ε): by lr whenever
@@ -1098,7 +1098,7 @@ class FirstStepResult:
         predicted: (S, L+1) rms over the entries of |g|/(|g| + ε): the update rule's value.
     """
 
-    config: FirstStepConfig
+    config: AdamFirstStepConfig
     layer_names: tuple[str, ...]
     grad_rms: np.ndarray
     step: np.ndarray
@@ -1118,11 +1118,11 @@ def _keep_grad(store: dict[int, Tensor], index: int, grad: Tensor) -> None:
     store[index] = grad.detach().clone()
 
 
-def run_first_step(config: FirstStepConfig) -> FirstStepResult:
+def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
     """One Adam step (``vgcourse.training.train`` with steps=1) of the deep two-circles sigmoid network;
     a tensor hook keeps every weight gradient during the backward pass (each entry enters the prediction)."""
-    if not isinstance(config, FirstStepConfig):
-        raise TypeError(f"config must be a FirstStepConfig; got {type(config).__name__}")
+    if not isinstance(config, AdamFirstStepConfig):
+        raise TypeError(f"config must be an AdamFirstStepConfig; got {type(config).__name__}")
     base = sigmoid_bound.CirclesConfig()
     data = circles(n_samples=base.n_samples, noise=base.noise, seed=base.data_seed)
     grad_rms, step, predicted = [], [], []
@@ -1156,7 +1156,7 @@ def run_first_step(config: FirstStepConfig) -> FirstStepResult:
             grad_rms.append([float(x.square().mean().sqrt()) for x in g])
             step.append([float(x.square().mean().sqrt()) / config.lr for x in moved])
             predicted.append([float((x.abs() / (x.abs() + ADAM_EPS)).square().mean().sqrt()) for x in g])
-    return FirstStepResult(
+    return AdamFirstStepResult(
         config=config,
         layer_names=(*(f"layer {i + 1}" for i in range(config.depth)), "output"),
         grad_rms=np.array(grad_rms),
@@ -1396,14 +1396,14 @@ __all__ = sorted(
         "DeadUnitsResult",
         "FarLagConfig",
         "FarLagResult",
-        "FirstStepConfig",
-        "FirstStepResult",
+        "AdamFirstStepConfig",
+        "AdamFirstStepResult",
         "OPTIMIZER_NAMES",
         "OptimizerGridConfig",
         "OptimizerGridResult",
         "run_dead_units",
         "run_far_lag",
-        "run_first_step",
+        "run_adam_first_step",
         "run_optimizer_grid",
     ]
 )
@@ -1515,7 +1515,7 @@ def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
     from vgcourse.diagnose import diagnose
     from vgcourse.models import initial_weights
 
-    data = load_data(0)
+    data = load_normalization_digits(0)
     with initial_weights(config.seed):
         model = plain_normalized_stack(config.depth, config.width, config.norm, "relu")
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])

@@ -19,7 +19,7 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
   against depth, for plain and residual networks with and without BatchNorm and branch scaling.
 - ``run_degradation``: He et al.'s (2016) degradation result at CPU scale: plain-18, plain-34 and a
   34-layer residual network trained on the digits data.
-- ``run_layer_profile``: one forward and backward pass, per-block norms (the explorer).
+- ``run_block_profile``: one forward and backward pass, per-block norms (the explorer).
 - ``run_placement``: where the ReLU sits: the original block φ(x + F(x)) (Jacobian D(I + ∂F/∂x)) against the
   clean one x + F(x) (Jacobian I + ∂F/∂x), per-block gradient norms and the share of the identity path
   that survives the masks D.
@@ -79,8 +79,8 @@ __all__ = [
     "StreamDepthSweepResult",
     "ForwardVarianceConfig",
     "ForwardVarianceResult",
-    "LayerProfileConfig",
-    "LayerProfileResult",
+    "BlockProfileConfig",
+    "BlockProfileResult",
     "NetworkSpec",
     "PathExpansionConfig",
     "PathExpansionResult",
@@ -97,12 +97,12 @@ __all__ = [
     "torchvision_block_source",
     "init_residual_network",
     "lag1_autocorrelation",
-    "load_data",
+    "load_image_data",
     "n_linear_layers",
     "run_degradation",
     "run_stream_depth_sweep",
     "run_forward_variance",
-    "run_layer_profile",
+    "run_block_profile",
     "run_path_expansion",
     "run_placement",
     "run_shattered",
@@ -384,7 +384,7 @@ def _digits(seed: int) -> DataSplit:
     return digits(seed=seed)
 
 
-def load_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
+def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
     """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (``vgcourse.data.mnist``: the
     10,000-image test split shipped with the package). Digits splits are cached per seed.
 
@@ -609,7 +609,7 @@ class ForwardVarianceResult:
 
 def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult:
     """Run each network forward (training mode, no gradients) and record E[x_l²] after every block."""
-    data = load_data("digits")
+    data = load_image_data("digits")
     x = data.x_train[: config.batch_size].double()
     out = np.empty((len(config.networks), config.n_seeds, config.depth + 1))
     for i, spec in enumerate(config.networks):
@@ -694,7 +694,7 @@ class StreamDepthSweepResult:
 
 def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepResult:
     """``stream_pass`` on every network, depth and seed; keep the two ratios."""
-    data = load_data("digits")
+    data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     shape = (len(config.networks), config.n_seeds, len(config.depths))
     grad, var = np.empty(shape), np.empty(shape)
@@ -831,7 +831,7 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
     """Build the three networks from the same seed (the deep plain and residual ones start from identical
     weights), record their gradient ratio at initialization, train each with ``vgcourse.training.train``
     and evaluate on the whole training and validation sets. A diverged run is kept (its losses NaN)."""
-    data = load_data(config.dataset)
+    data = load_image_data(config.dataset)
     train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
     first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
     first = first[: min(config.batch_size, data.n_train)]
@@ -857,7 +857,7 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
 # One network, block by block (the explorer)
 
 
-class LayerProfileConfig(Config):
+class BlockProfileConfig(Config):
     """One forward and backward pass of one network of ``depth`` blocks on a batch of digits (float32),
     read block by block; ``seed`` seeds the weights."""
 
@@ -869,14 +869,14 @@ class LayerProfileConfig(Config):
 
 
 @dataclass(frozen=True)
-class LayerProfileResult:
+class BlockProfileResult:
     """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2.
 
     Args:
         stream: the pass.
     """
 
-    config: LayerProfileConfig
+    config: BlockProfileConfig
     stream: StreamPass
 
     @property
@@ -895,12 +895,12 @@ class LayerProfileResult:
         return self.stream.weight_grad[2:-1:2]
 
 
-def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
+def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
     """Build the network and run ``stream_pass`` on the first ``batch_size`` training digits."""
-    data = load_data("digits")
+    data = load_image_data("digits")
     model = _build(config.network, data, depth=config.depth, width=config.width, seed=config.seed)
     stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
-    return LayerProfileResult(config, stream)
+    return BlockProfileResult(config, stream)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -987,7 +987,7 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
     Networks of the same seed share their weights (``build_network``), so the clean and the original block
     differ only by the ReLU after the addition.
     """
-    data = load_data("digits")
+    data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     n, depth = len(config.networks), config.depth
     grads = np.empty((n, config.n_seeds, depth + 1))

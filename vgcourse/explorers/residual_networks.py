@@ -6,10 +6,10 @@ import ipywidgets as widgets
 
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.residual_networks import (
-    LayerProfileConfig,
-    LayerProfileResult,
+    BlockProfileConfig,
+    BlockProfileResult,
     NetworkSpec,
-    run_layer_profile,
+    run_block_profile,
 )
 from vgcourse.plots import residual_networks as plots
 from vgcourse.widgets import Explorer
@@ -49,7 +49,7 @@ def network_spec(skip: str = "on", norm: str = "none", branch: str = "1") -> Net
     )
 
 
-def layer_profile_readout(result: LayerProfileResult) -> str:
+def layer_profile_readout(result: BlockProfileResult) -> str:
     """One line of HTML: the gradient ratio across the blocks, the forward growth and the loss."""
     stream = result.stream
     text = (
@@ -73,7 +73,7 @@ def layer_profile_explorer(
     seed: int = 0,
 ) -> Explorer:
     """Sliders and buttons for depth L, skip connections, normalization and branch scale; shows
-    ``plots.layer_profile`` of ``run_layer_profile`` (one forward and one backward pass on 64 digits).
+    ``plots.layer_profile`` of ``run_block_profile`` (one forward and one backward pass on 64 digits).
 
     Args:
         depth: the initial number of blocks L.
@@ -98,15 +98,15 @@ def layer_profile_explorer(
         "branch": widgets.ToggleButtons(options=list(BRANCHES), value=branch, description="branch α"),
     }
 
-    def make_config(depth: int, skip: str, norm: str, branch: str) -> LayerProfileConfig:
-        return LayerProfileConfig(
+    def make_config(depth: int, skip: str, norm: str, branch: str) -> BlockProfileConfig:
+        return BlockProfileConfig(
             network=network_spec(skip, norm, branch), depth=depth, width=width, seed=seed
         )
 
     return Explorer(
         controls,
         make_config,
-        run_layer_profile,
+        run_block_profile,
         plots.layer_profile,
         readout=layer_profile_readout,
         title="Residual or plain, normalized or not: per-block norms at initialization",

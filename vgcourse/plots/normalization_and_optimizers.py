@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 
 from vgcourse.experiments.normalization_and_optimizers import (
     OPTIMIZER_NAMES,
+    AdamFirstStepResult,
     BatchSizeResult,
-    FirstStepResult,
     NormGrowthResult,
     NormProfileResult,
     OptimizerGridResult,
@@ -270,12 +270,12 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
 
 
 @checked
-def first_step(result: FirstStepResult, axes: Sequence[Axes] | None = None) -> Figure:
+def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) -> Figure:
     """Left: the rms of each layer's weight gradient at initialization (log scale, one line per seed) and
     Adam's ε. Right: Adam's first step in learning rates, rms(ΔW)/lr, against the gradient's rms, one dot
     per layer and seed, with the update rule's g/(g + ε); steps that round to 0 in float32 are not drawn."""
-    if not isinstance(result, FirstStepResult):
-        raise TypeError(f"result must be a FirstStepResult; got {type(result).__name__}")
+    if not isinstance(result, AdamFirstStepResult):
+        raise TypeError(f"result must be an AdamFirstStepResult; got {type(result).__name__}")
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
     for s in range(result.grad_rms.shape[0]):

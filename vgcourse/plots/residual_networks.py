@@ -12,9 +12,9 @@ from matplotlib.figure import Figure
 
 from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.residual_networks import (
+    BlockProfileResult,
     DegradationResult,
     ForwardVarianceResult,
-    LayerProfileResult,
     NetworkSpec,
     PathExpansionResult,
     PlacementResult,
@@ -244,16 +244,16 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
 
 
 @checked
-def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
+def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Block by block (log y): the backward signal ‖∂J/∂x_l‖, the forward signal √E[x_l²] and the weight
     gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out).
 
     Args:
-        result: from ``run_layer_profile``.
+        result: from ``run_block_profile``.
         ax: axes to draw on; a new figure when None.
         legend: draw the legend.
     """
-    _check(result, LayerProfileResult)
+    _check(result, BlockProfileResult)
     fig, ax = figure_and_axes(ax)
     stream, blocks = result.stream, np.arange(result.config.depth + 1)
     marker = "o" if result.config.depth <= 40 else None
@@ -285,18 +285,18 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
 
 
 @checked
-def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
+def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
 
     Args:
-        results: from ``run_layer_profile``.
+        results: from ``run_block_profile``.
         ncols: panels per row.
         axes: one axes per result to draw on; a new figure when None.
     """
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of LayerProfileResult")
+        raise TypeError("results must be a non-empty sequence of BlockProfileResult")
     for result in results:
-        _check(result, LayerProfileResult, "each result")
+        _check(result, BlockProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
 
