@@ -126,11 +126,12 @@ versions-lock: $(STAMP)
 
 # The book build and the tests that do not read it run side by side (-j2), then the rest. `versions` takes
 # the core the book build leaves free once the other tests are done (the build runs one chapter at a time).
+# The tests that read the build and the claims under another kernel family also run side by side: the
+# built tests keep a core busy with one Colab chapter at a time and leave gaps the claims fill.
 test: $(STAMP) browser
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory --output-sync=target -j2 book pytest-unbuilt versions
-	$(MAKE) --no-print-directory pytest-built
-	$(MAKE) --no-print-directory claims-other-kernels
+	$(MAKE) --no-print-directory --output-sync=target -j2 pytest-built claims-other-kernels
 
 constraints: $(STAMP)
 	{ echo "# Exact versions CI and the book build install (pip install -c constraints.txt ...)."; \

@@ -17,7 +17,8 @@ in), whose first cell, only on Colab, runs `%pip install "vgcourse==X"`. Here:
    module planted first so the install cell installs; pip finds the wheel through PIP_FIND_LINKS and the
    other packages at the versions of constraints.txt through PIP_CONSTRAINT (torch, torchvision and, on
    the ipywidgets 7.7 runtime, the ipywidgets family are left out of it, so a cell that upgraded them would
-   show). The "colab" runtime (Python 3.12, ipywidgets 7.7.1) runs every chapter. The "ipywidgets8"
+   show). The "colab" runtimes (Python 3.12, ipywidgets 7.7.1; two clones of one image, each running half
+   of the chapters, so that two pytest-xdist workers share them) run every chapter. The "ipywidgets8"
    runtime (Python 3.13, no ipywidgets: the install cell brings ipywidgets 8) runs the first two chapters
    only: the install cell's two cases (installs, finds vgcourse installed) on the other Python and widget
    major; the book build already runs every chapter with ipywidgets 8.
@@ -258,7 +259,7 @@ class Runtime:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _runtime(variant: str, wheel: Path, tmp_path: Path) -> Iterator[Runtime]:
+def _runtime(variant: str, wheel: Path, tmp_path: Path, label: str) -> Iterator[Runtime]:
     image = _image(variant)
     for stale in image.parent.glob(f"run-{variant}-*"):  # left by a run that was killed
         with contextlib.suppress(ValueError, ProcessLookupError):
@@ -292,7 +293,7 @@ def _runtime(variant: str, wheel: Path, tmp_path: Path) -> Iterator[Runtime]:
         yield runtime
     finally:
         OUTPUT.mkdir(parents=True, exist_ok=True)
-        (OUTPUT / f"{variant}-times.json").write_text(json.dumps(runtime.seconds, indent=1) + "\n")
+        (OUTPUT / f"{label}-times.json").write_text(json.dumps(runtime.seconds, indent=1) + "\n")
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -388,7 +389,7 @@ def runtime(
 ) -> Iterator[Runtime]:
     """The throw-away runtime of the test class's variant, shared by its chapters (in toc order)."""
     variant = request.cls.VARIANT
-    yield from _runtime(variant, wheel, tmp_path_factory.mktemp(variant))
+    yield from _runtime(variant, wheel, tmp_path_factory.mktemp(variant), request.cls.__name__)
 
 
 def _reader_notebook(chapter: Path) -> Path:
@@ -399,14 +400,30 @@ def _reader_notebook(chapter: Path) -> Path:
     return path
 
 
-# Two classes, so that pytest-xdist (--dist loadscope) may run the two runtimes side by side.
+# One class per runtime and half of the chapters, so that pytest-xdist (--dist loadscope: one class
+# per worker at a time) runs the Colab chapters on both cores instead of one after another on one.
+HALF = (len(CHAPTERS) + 1) // 2
+
+
 @pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
 class TestColab:
-    """As Colab is: Python 3.12, an older torch, ipywidgets 7.7.1 preinstalled (the install cell keeps it)."""
+    """As Colab is: Python 3.12, an older torch, ipywidgets 7.7.1 preinstalled (the install cell keeps it).
+    The first half of the chapters, in toc order."""
 
     VARIANT = "colab"
 
-    @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
+    @pytest.mark.parametrize("chapter", CHAPTERS[:HALF], ids=lambda path: path.stem)
+    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
+        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+
+
+@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
+class TestColabSecondHalf:
+    """The same Colab runtime (a fresh clone of its image) for the other half of the chapters."""
+
+    VARIANT = "colab"
+
+    @pytest.mark.parametrize("chapter", CHAPTERS[HALF:], ids=lambda path: path.stem)
     def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
         _check_chapter(runtime, wheel, _reader_notebook(chapter))
 
