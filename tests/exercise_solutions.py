@@ -245,7 +245,7 @@ SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = 
             lambda: first_step_warmup(step=adam_first_step(1.0, corrected=False)),
         ),
     ),
-    "transformers.rescue_post_ln": (lambda: 50, (lambda: 0, lambda: 5)),
+    "transformers.rescue_post_ln": (lambda: 50, (lambda: 0, lambda: 6, lambda: 10)),
     "detecting_and_fixing.per_weight_ratio": (
         lambda: per_weight_ratio(),
         (

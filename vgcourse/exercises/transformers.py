@@ -142,12 +142,12 @@ register(
             Mistake(
                 "the run leaves chance but learns too little in the steps it has: the warmup was long "
                 "enough to avoid the collapse only partly. Warm up longer.",
-                applies=lambda m: 0.09 <= m < 0.2,
+                applies=lambda m: 0.09 <= m < 0.35,
             ),
             Mistake(
                 "close: the run trains, but not yet well enough by the end. A somewhat longer warmup "
                 "protects the early steps better.",
-                applies=lambda m: 0.2 <= m < TRAINED_ACCURACY,
+                applies=lambda m: 0.35 <= m < TRAINED_ACCURACY,
             ),
         ),
         control={"min": 0, "max": WARMUP_LIMIT, "step": 5, "label": "warmup steps W"},
