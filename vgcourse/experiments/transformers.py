@@ -220,10 +220,9 @@ def run_block_jacobian(config: BlockJacobianConfig) -> BlockJacobianResult:
 # The identity path: Pre-LN keeps it, Post-LN sends it through an LN Jacobian per sublayer
 
 
-class IdentityPathConfig(Config):
-    """Post-LN and Pre-LN stacks of each depth (float64), one batch of random tokens per seed."""
+class _StackShape(Config):
+    """The sizes of a stack measured at initialization, shared by the identity-path and profile runs."""
 
-    depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
     d_model: int = integer(64, low=4, high=256)
     n_heads: int = integer(4, low=1, high=16)
     seq_len: int = integer(16, low=2, high=256)
@@ -237,6 +236,12 @@ class IdentityPathConfig(Config):
             raise ValueError(
                 f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
             )
+
+
+class IdentityPathConfig(_StackShape):
+    """Post-LN and Pre-LN stacks of each depth (float64), one batch of random tokens per seed."""
+
+    depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
 
 
 @dataclass(frozen=True)
@@ -320,7 +325,7 @@ def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
 # Per-block gradient norms and the stream's size, across depth and residual scaling
 
 
-class GradientProfileConfig(Config):
+class GradientProfileConfig(_StackShape):
     """The stacks ``variants`` (labels of ``VARIANTS``) at each depth, ``n_seeds`` networks each.
 
     One forward and backward pass per network on a batch of random tokens with random targets.
@@ -328,19 +333,6 @@ class GradientProfileConfig(Config):
 
     variants: tuple[str, ...] = nonempty(one_of(*VARIANTS), default=tuple(VARIANTS), unique=True)
     depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
-    d_model: int = integer(64, low=4, high=256)
-    n_heads: int = integer(4, low=1, high=16)
-    seq_len: int = integer(16, low=2, high=256)
-    batch: int = integer(8, low=1, high=256)
-    vocab_size: int = integer(32, low=2, high=1024)
-    n_seeds: int = integer(3, low=1, high=20)
-    seed: int = seed_field()
-
-    def check(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
-            )
 
 
 @dataclass(frozen=True)
