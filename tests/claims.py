@@ -67,3 +67,9 @@ def expect(name: str, value: object, op: str, threshold: float) -> None:
             return
     held = _OPS[op](values, threshold)
     assert np.all(held), f"claim {name!r}: {values[~held]} not {op} {threshold} (all values: {values})"
+
+
+def within(name: str, value: object, low: float, high: float) -> None:
+    """The claim low < value < high, recorded as two one-sided claims."""
+    expect(f"{name} (lower bound)", value, ">", low)
+    expect(f"{name} (upper bound)", value, "<", high)

@@ -13,18 +13,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from claims import SEEDS, expect
+from claims import SEEDS, expect, within
 from matplotlib.figure import Figure
 
 from vgcourse.experiments import normalization_and_optimizers as no
 from vgcourse.explorers import normalization_and_optimizers as explorers
 from vgcourse.plots import normalization_and_optimizers as plots
-
-
-def within(name: str, value: object, low: float, high: float) -> None:
-    """The claim low < value < high, recorded as two one-sided claims."""
-    expect(f"{name} (lower bound)", value, ">", low)
-    expect(f"{name} (upper bound)", value, "<", high)
 
 
 @pytest.fixture(autouse=True)

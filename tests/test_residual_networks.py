@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from claims import SEEDS, expect
+from claims import SEEDS, expect, within
 from matplotlib.figure import Figure
 
 import vgcourse.exercises.residual_networks as exercises
@@ -26,12 +26,6 @@ F64 = torch.float64
 N_NETWORKS = dict(
     n_seeds=len(SEEDS), seed=min(SEEDS)
 )  # the module experiments: seeds min(SEEDS), min + 1, ...
-
-
-def within(name: str, value: object, low: float, high: float) -> None:
-    """The claim low < value < high, recorded as two one-sided claims."""
-    expect(f"{name} (lower bound)", value, ">", low)
-    expect(f"{name} (upper bound)", value, "<", high)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from claims import SEEDS, expect
+from claims import SEEDS, expect, within
 from matplotlib.figure import Figure
 
 from vgcourse import transformer as tf
@@ -32,12 +32,6 @@ def _close_figures():
 
 
 N_NETWORKS = dict(n_seeds=len(SEEDS), seed=min(SEEDS))  # seeds min(SEEDS), min + 1, ...
-
-
-def within(name: str, value: object, low: float, high: float) -> None:
-    """The claim low < value < high, recorded as two one-sided claims."""
-    expect(f"{name} (lower bound)", value, ">", low)
-    expect(f"{name} (upper bound)", value, "<", high)
 
 
 def _tokens(batch: int, time: int, vocab: int, seed: int = 0) -> torch.Tensor:
