@@ -400,40 +400,45 @@ def _reader_notebook(chapter: Path) -> Path:
     return path
 
 
-# One class per runtime and half of the chapters, so that pytest-xdist (--dist loadscope: one class
-# per worker at a time) runs the Colab chapters on both cores instead of one after another on one.
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each runtime class runs the chapters its ``CHAPTER_FILES`` names, in toc order."""
+    if "chapter" in metafunc.fixturenames:
+        metafunc.parametrize("chapter", metafunc.cls.CHAPTER_FILES, ids=lambda path: path.stem)
+
+
+@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
+class _Chapters:
+    """Runs each of ``CHAPTER_FILES`` in one throw-away runtime of ``VARIANT`` (a class per runtime)."""
+
+    VARIANT: str
+    CHAPTER_FILES: list[Path]
+
+    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
+        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+
+
+# Two classes for Colab's runtime, each with half of the chapters, so that pytest-xdist (--dist
+# loadscope: one class per worker at a time) runs the Colab chapters on both cores, not one after another.
 HALF = (len(CHAPTERS) + 1) // 2
 
 
-@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
-class TestColab:
+class TestColab(_Chapters):
     """As Colab is: Python 3.12, an older torch, ipywidgets 7.7.1 preinstalled (the install cell keeps it).
-    The first half of the chapters, in toc order."""
+    The first half of the chapters."""
 
     VARIANT = "colab"
-
-    @pytest.mark.parametrize("chapter", CHAPTERS[:HALF], ids=lambda path: path.stem)
-    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
-        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+    CHAPTER_FILES = CHAPTERS[:HALF]
 
 
-@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
-class TestColabSecondHalf:
+class TestColabSecondHalf(_Chapters):
     """The same Colab runtime (a fresh clone of its image) for the other half of the chapters."""
 
     VARIANT = "colab"
-
-    @pytest.mark.parametrize("chapter", CHAPTERS[HALF:], ids=lambda path: path.stem)
-    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
-        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+    CHAPTER_FILES = CHAPTERS[HALF:]
 
 
-@pytest.mark.skipif(not CHAPTERS, reason="the toc lists no chapter notebook yet")
-class TestIpywidgets8:
+class TestIpywidgets8(_Chapters):
     """Python 3.13 and no ipywidgets: the install cell brings ipywidgets 8 (first two chapters only)."""
 
     VARIANT = "ipywidgets8"
-
-    @pytest.mark.parametrize("chapter", CHAPTERS[:2], ids=lambda path: path.stem)
-    def test_chapter_runs_after_its_install_cell(self, runtime: Runtime, wheel: Path, chapter: Path) -> None:
-        _check_chapter(runtime, wheel, _reader_notebook(chapter))
+    CHAPTER_FILES = CHAPTERS[:2]
