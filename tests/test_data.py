@@ -28,6 +28,7 @@ from vgcourse.data import (
     load_dataset,
     mnist,
     recall_task,
+    shared_digits,
 )
 
 MNIST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -89,6 +90,13 @@ def test_digits_is_standardized_with_train_statistics():
     assert torch.allclose(std[varying], torch.ones_like(std[varying]), atol=1e-4)
     assert split.x_val.mean(0).abs().max() > 1e-3  # val is not re-standardized with its own statistics
     assert torch.bincount(split.y_val, minlength=10).min() >= 35
+
+
+def test_shared_digits_is_digits_loaded_once_per_seed():
+    shared = shared_digits(3)
+    assert shared is shared_digits(3) and shared is not shared_digits(4)
+    fresh = digits(seed=3)
+    assert torch.equal(shared.x_train, fresh.x_train) and torch.equal(shared.y_val, fresh.y_val)
 
 
 def test_adding_problem_definition_and_baseline():

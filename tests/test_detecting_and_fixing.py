@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import vgcourse.exercises.detecting_and_fixing as exercises
+from vgcourse.data import shared_digits
 from vgcourse.diagnose import (
     CHAPTERS,
     FORWARD_HIGH,
@@ -444,7 +445,7 @@ def test_diagnose_at_init_separates_the_outcomes(robust: dfx.RobustRemediesResul
 
 
 def test_stacked_forward_equals_the_networks() -> None:
-    data = dfx._digits(0)
+    data = shared_digits(0)
     x = data.x_train[:40]
     for remedy in (
         Remedy("gelu", "he", skip=True, norm="batch"),

@@ -6,6 +6,7 @@ float32 targets of shape (N, 1) (regression), split deterministically by ``seed`
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "circles",
     "digits",
     "load_dataset",
+    "shared_digits",
     "mnist",
     "recall_task",
     "shipped_mnist_files",
@@ -188,6 +190,13 @@ def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
     return DataSplit(
         "digits", (split.x_train - mean) / std, split.y_train, (split.x_val - mean) / std, split.y_val, 10
     )
+
+
+@functools.lru_cache(maxsize=8)
+def shared_digits(seed: int = 0) -> DataSplit:
+    """``digits(seed=seed)``, loaded once per process and shared by every caller (the loader reads a file
+    from sklearn): treat its tensors as read-only."""
+    return digits(seed=seed)
 
 
 def adding_problem(

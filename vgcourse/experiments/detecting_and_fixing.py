@@ -24,7 +24,6 @@ Experiments (a frozen ``...Config`` and a ``run_...`` function each):
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from dataclasses import dataclass, field, replace
@@ -48,7 +47,7 @@ from vgcourse.config import (
     real,
     seed_field,
 )
-from vgcourse.data import DataSplit, digits
+from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
@@ -114,11 +113,6 @@ _CE = nn.CrossEntropyLoss()
 
 # ----------------------------------------------------------------------------------------------------
 # Shared pieces
-
-
-@functools.cache
-def _digits(seed: int) -> DataSplit:
-    return digits(seed=seed)
 
 
 def _diagnosis_batch(data: DataSplit, size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +220,7 @@ def _calibration_model(case: str, depth: int, width: int, seed: int) -> MLP:
 
 def run_calibration(config: CalibrationConfig) -> CalibrationResult:
     """Diagnose every case at every seed on the first 128 training examples of digits."""
-    batch = _diagnosis_batch(_digits(config.data_seed))
+    batch = _diagnosis_batch(shared_digits(config.data_seed))
     log_ratio, saturated = {}, {}
     for case in CASES:
         reports = [
@@ -378,7 +372,7 @@ def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
 
 def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
     """Train each network of ``SIGNS`` and diagnose it at initialization."""
-    data = _digits(config.data_seed)
+    data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
     runs = []
@@ -423,7 +417,7 @@ def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, Diag
     seed = check_int("seed", seed, minimum=0)
     collapse_depth = check_int("collapse_depth", collapse_depth, minimum=1)
     config = WarningSignsConfig(seed=seed)
-    batch = _diagnosis_batch(_digits(config.data_seed))
+    batch = _diagnosis_batch(shared_digits(config.data_seed))
     collapse = MLP(64, 10, collapse_depth, 64, "relu", seed=seed)
     initialize(collapse, "xavier_normal", generator=torch.Generator().manual_seed(seed))
     zero_head = _sign_model("healthy", config)
@@ -489,7 +483,7 @@ def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
     above it means confidently wrong logits (too large weights), the first thing Karpathy checks.
     """
     config = WarningSignsConfig(device="cpu") if config is None else config
-    x, y = _diagnosis_batch(_digits(config.data_seed))
+    x, y = _diagnosis_batch(shared_digits(config.data_seed))
     models = {name: _sign_model(name, config) for name in SIGNS if name != "exploding_clipped"}
     models["healthy_small_head"] = _sign_model("healthy", config)
     with torch.no_grad():
@@ -777,7 +771,7 @@ class MonitoredRemediesResult:
 
 def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemediesResult:
     """Diagnose every cell at initialization, then train it and measure the outcome."""
-    data = _digits(config.data_seed)
+    data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
     runs = []
@@ -1084,7 +1078,7 @@ def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
     """Every cell: ``diagnose`` at initialization per seed (one SGD-momentum step at the middle learning
     rate, ``sorted(lrs)[len(lrs) // 2]``); then every (lr, seed) run of every cell, trained side by side
     with the other runs of the same architecture (cells that differ only in initialization or clipping)."""
-    data = _digits(config.data_seed)
+    data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     shape = (len(config.lrs), len(config.seeds))
     middle_lr = sorted(config.lrs)[len(config.lrs) // 2]
@@ -1163,5 +1157,5 @@ class RemedyDiagnosisResult:
 def run_remedy_diagnosis(config: RemedyDiagnosisConfig) -> RemedyDiagnosisResult:
     """Build the cell on the CPU and diagnose it (one forward, backward and update)."""
     model = config.remedy.build(config.blocks, config.width, config.seed)
-    batch = _diagnosis_batch(_digits(config.data_seed))
+    batch = _diagnosis_batch(shared_digits(config.data_seed))
     return RemedyDiagnosisResult(config, diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum"))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.config import Config, integer, nonempty, one_of, positive, real, seed_field
-from vgcourse.data import DataSplit, circles, digits
+from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, initial_weights
@@ -48,7 +48,6 @@ __all__ = [
     "TrainEvalConfig",
     "TrainEvalResult",
     "gaussian_moments",
-    "load_normalization_digits",
     "make_norm",
     "plain_normalized_stack",
     "predicted_growth",
@@ -67,8 +66,6 @@ NORM_KINDS = ("none", "batch", "layer", "rms")
 
 ACTIVATIONS = ("relu", "tanh")
 
-_DIGITS: dict[int, DataSplit] = {}
-
 
 class RMSNorm(nn.Module):
     """RMSNorm (Zhang & Sennrich 2019): y = γ ⊙ x / sqrt(mean(x²) + ε) over the last dimension, no centring
@@ -82,14 +79,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-
-
-def load_normalization_digits(seed: int = 0) -> DataSplit:
-    """sklearn's 8×8 digits, standardized per pixel (``vgcourse.data.digits``), cached per split seed."""
-    check_int("seed", seed, minimum=0)
-    if seed not in _DIGITS:
-        _DIGITS[seed] = digits(seed=seed)
-    return _DIGITS[seed]
 
 
 def make_norm(kind: str, width: int) -> nn.Module | None:
@@ -266,7 +255,7 @@ class TrainEvalResult:
 def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     """Measure how far BatchNorm's training-mode output (normalized with the batch's own mean and
     variance) is from its evaluation-mode output (running statistics, here the full training split's)."""
-    data = load_normalization_digits()
+    data = shared_digits()
     gen = torch.Generator().manual_seed(config.seed)
     with initial_weights(config.seed):
         linear = nn.Linear(data.in_features, config.width)
@@ -414,7 +403,7 @@ class NormProfileResult:
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     """Measure the forward signal, the backward signal and the weight gradients layer by layer."""
-    data = load_normalization_digits()
+    data = shared_digits()
     with initial_weights(config.seed):
         model = plain_normalized_stack(config.depth, config.width, config.norm, config.activation)
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -560,7 +549,7 @@ class ScaleInvarianceResult:
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
     """Evaluate J(cW) and ∇_W J(cW) for each c, with the same batch and the other weights fixed."""
     model = _one_norm_net(config.norm, config.width, config.seed)
-    data = load_normalization_digits()
+    data = shared_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
     x, y = data.x_train[idx].double(), data.y_train[idx]
@@ -643,7 +632,7 @@ def _sgd_path(model: _OneNormNet, lr_w: float, lr: float, steps: int, batches: l
 
 def run_same_path(config: SamePathConfig) -> SamePathResult:
     """Train three copies: (W, lr), (cW, c² lr on W) and (cW, lr); same batches and other weights."""
-    data = load_normalization_digits()
+    data = shared_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
     c = config.scale
@@ -721,7 +710,7 @@ class NormGrowthResult:
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     """SGD with W ← (1 − lr λ) W − lr g on the normalized layer's W and W ← W − lr g elsewhere; the same
     initial weights and batches for every λ."""
-    data = load_normalization_digits()
+    data = shared_digits()
     gen = torch.Generator().manual_seed(config.seed + 1)
     batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
     x_all, y_all = data.x_train.double(), data.y_train
@@ -848,7 +837,7 @@ def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -
 def run_shift(config: ShiftConfig) -> ShiftResult:
     """Train the three networks from the same seed on the same batches; evaluate each on the training
     split (BatchNorm with its running statistics, no injected shift)."""
-    data = load_normalization_digits()
+    data = shared_digits()
     final = {}
     for name in SHIFT_NETWORKS:
         generator = torch.Generator().manual_seed(config.seed)
@@ -1330,7 +1319,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     units = 0
     for seed in config.seeds:
         base = config.dying_config(seed)
-        data = digits(seed=base.data_seed)
+        data = shared_digits(base.data_seed)
         model = MLP(data.in_features, data.n_classes, base.depth, base.width, base.activation)
         initialize(
             model,
@@ -1515,7 +1504,7 @@ def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
     from vgcourse.diagnose import diagnose
     from vgcourse.models import initial_weights
 
-    data = load_normalization_digits(0)
+    data = shared_digits(0)
     with initial_weights(config.seed):
         model = plain_normalized_stack(config.depth, config.width, config.norm, "relu")
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])

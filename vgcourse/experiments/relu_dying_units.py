@@ -57,7 +57,7 @@ from vgcourse.config import (
     real,
     seed_field,
 )
-from vgcourse.data import DataSplit, digits
+from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.initializers import gain, initialize
 from vgcourse.models import MLP
@@ -214,12 +214,6 @@ def _geometric_mean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
         return np.exp(np.mean(np.log(values), axis=axis))
 
 
-@functools.lru_cache(maxsize=8)
-def _digits(seed: int) -> DataSplit:
-    """The digits split for ``seed``, loaded once per process (the loader reads a file from sklearn)."""
-    return digits(seed=seed)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Why ReLU helps: per-layer gradient norms at init
 
@@ -318,7 +312,7 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
     Args:
         config: see :class:`GradientFlowConfig`.
     """
-    data = _digits(config.data_seed)
+    data = shared_digits(config.data_seed)
     device = pick_device(config.device)
     x = data.x_train[: config.batch_size].to(device)
     y = data.y_train[: config.batch_size].to(device)
@@ -512,7 +506,7 @@ def run_dying(config: DyingConfig) -> DyingResult:
     Args:
         config: see :class:`DyingConfig`.
     """
-    data = _digits(config.data_seed)
+    data = shared_digits(config.data_seed)
     model = _build(config, data)
     reference, batch, init_gain = _start(model, config, data)
     steps, rows = [0], [_activation_stats(model, reference, config.activation, batch)]
@@ -633,7 +627,7 @@ def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
     results: list[DyingResult | None] = [None] * len(configs)
     for indices in groups.values():
         group = [configs[i] for i in indices]
-        data = _digits(group[0].data_seed)
+        data = shared_digits(group[0].data_seed)
         models = [_build(config, data) for config in group]
         starts = [_start(model, config, data) for model, config in zip(models, group, strict=True)]
         before = [
@@ -789,7 +783,7 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
         config: see :class:`FrozenUnitsConfig`.
     """
     base = dataclasses.replace(config.base, steps=config.steps_a + config.steps_b)
-    data = _digits(base.data_seed)
+    data = shared_digits(base.data_seed)
     model = _build(base, data)
     x = data.x_train.to(next(model.parameters()).device)
     y = data.y_train.to(x.device)

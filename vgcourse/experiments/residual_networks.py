@@ -52,7 +52,7 @@ from vgcourse.config import (
     positive,
     seed_field,
 )
-from vgcourse.data import DataSplit, digits, mnist
+from vgcourse.data import DataSplit, mnist, shared_digits
 from vgcourse.models import NORMS, ResidualMLP, initial_weights, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
 
@@ -379,11 +379,6 @@ def _nan() -> Tensor:
     return torch.tensor(math.nan, dtype=torch.float64)
 
 
-@functools.cache
-def _digits(seed: int) -> DataSplit:
-    return digits(seed=seed)
-
-
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
     """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (``vgcourse.data.mnist``: the
     10,000-image test split shipped with the package). Digits splits are cached per seed.
@@ -394,7 +389,7 @@ def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
     """
     check_choice("dataset", dataset, DATASETS)
     check_int("seed", seed, minimum=0)
-    return _digits(seed) if dataset == "digits" else mnist(seed=seed)
+    return shared_digits(seed) if dataset == "digits" else mnist(seed=seed)
 
 
 def _networks(default: tuple[NetworkSpec, ...]) -> Any:
