@@ -176,6 +176,17 @@ def test_grid_selects_by_coordinate_and_to_frame():
         grid.values[0, 0] = 1.0
 
 
+def test_grid_mean_over_an_axis():
+    grid = Grid(np.array([[1.0, 4.0], [2.0, 8.0]]), name="ratio", lr=(0.1, 0.2), seed=(0, 1))
+    mean = grid.mean("seed")
+    assert mean.dims == ("lr",) and mean.name == "ratio"
+    np.testing.assert_allclose(mean.values, [2.5, 5.0])
+    assert grid.mean("seed", geometric=True).sel(lr=0.2) == pytest.approx(4.0)
+    assert grid.mean("lr").sel(seed=1) == 6.0
+    with pytest.raises(KeyError, match="the axes are: lr, seed"):
+        grid.mean("depth")
+
+
 def test_grid_keeps_trailing_dimensions_and_checks_shapes():
     curves = Grid(np.zeros((2, 5)), lr=(0.1, 0.2))
     assert curves.sel(lr=0.2).shape == (5,)

@@ -341,10 +341,21 @@ class Grid:
         picked = self.values[index]
         rest = {axis: c for axis, c in self.axes.items() if axis not in coords}
         if not rest and np.ndim(picked) == 0:
-            return float(picked) if np.issubdtype(self.values.dtype, np.number) else picked.item()
+            if np.issubdtype(self.values.dtype, np.number):
+                return float(picked)
+            return picked.item() if isinstance(picked, np.generic) else picked  # an object grid's cell
         if not rest:
             return picked
         return Grid(picked, name=self.name, **rest)
+
+    def mean(self, axis: str, *, geometric: bool = False) -> Grid:
+        """The mean over one axis (``geometric``: exp of the mean of ln, for ratios), a Grid without it."""
+        if axis not in self.axes:
+            raise KeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+        k = self.dims.index(axis)
+        with np.errstate(divide="ignore"):  # a ratio that underflowed to 0 has a geometric mean of 0
+            values = np.exp(np.log(self.values).mean(axis=k)) if geometric else self.values.mean(axis=k)
+        return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: one column per axis and one ``name`` column, one row per cell."""
