@@ -114,32 +114,32 @@ def test_geometric_table() -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_orthogonal_depth_sweep_is_exactly_s_to_the_depth_minus_one(seed: int) -> None:
     result = lc.run_chain_depth_sweep(lc.ChainDepthSweepConfig(seed=seed))
-    ratio = result.grad_norm / result.predicted_norm()[:, None, :]
+    ratio = result.grad_norm.values / result.predicted_norm.values[:, None, :]
     assert np.abs(ratio - 1).max() < 1e-12
-    assert result.at(100, 0.9) == pytest.approx(0.9**99, rel=1e-12)
-    assert result.at(100, 1.1) == pytest.approx(1.1**99, rel=1e-12)
-    np.testing.assert_allclose(result.predicted_log_std(), 0.0)
+    assert result.quantiles.sel(q=0.5, scale=0.9, depth=100) == pytest.approx(0.9**99, rel=1e-12)
+    assert result.quantiles.sel(q=0.5, scale=1.1, depth=100) == pytest.approx(1.1**99, rel=1e-12)
+    np.testing.assert_allclose(result.predicted_log_std, 0.0)
 
 
 @pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gaussian_depth_sweep_median_vanishes_with_a_wide_spread(seed: int) -> None:
     result = lc.run_chain_depth_sweep(lc.ChainDepthSweepConfig(init="gaussian", seed=seed))
-    median, low, high = result.at(100, 1.0), result.at(100, 1.0, 0.1), result.at(100, 1.0, 0.9)
+    at_100 = result.quantiles.sel(scale=1.0, depth=100)
+    median, low, high = (at_100.sel(q=q) for q in (0.5, 0.1, 0.9))
     # typical network: smaller than s^(L-1) = 1
     expect("linear chain: gaussian L=100 s=1, median norm (lower bound)", median, ">", 0.15)
     expect("linear chain: gaussian L=100 s=1, median norm (upper bound)", median, "<", 0.95)
     # the middle 80% of networks span a wide range (a factor 4.4 to 10.0 at seeds 0-4, margin report)
     expect("linear chain: gaussian L=100 s=1, 90th / 10th percentile", high / low, ">", 2)
-    assert result.predicted_typical(100, 1.0) == pytest.approx(
-        math.exp(99 * lc.log_gain_drift(64, "gaussian"))
-    )
+    typical = math.exp(result.predicted_log_mean.sel(scale=1.0, depth=100))
+    assert typical == pytest.approx(math.exp(99 * lc.log_gain_drift(64, "gaussian")))
     # mean of ln-norm within 4 standard errors of (L-1)(ln s + c_n), at every scale
-    logs = np.log(result.grad_norm[:, :, -1]).mean(axis=1)
-    se = result.predicted_log_std()[-1] / math.sqrt(result.config.n_seeds)
+    logs = np.log(result.grad_norm.values[:, :, -1]).mean(axis=1)
+    se = result.predicted_log_std[-1] / math.sqrt(result.config.n_seeds)
     expect(
         "linear chain: gaussian L=100, |mean ln-norm - predicted| / SE",
-        np.abs(logs - result.predicted_log_mean()[:, -1]) / se,
+        np.abs(logs - result.predicted_log_mean.values[:, -1]) / se,
         "<",
         4,
     )
@@ -161,7 +161,9 @@ def test_depth_sweep_reads_every_depth_off_one_stack_exactly() -> None:
             for depth in range(1, 7):
                 weights = [s * w[k] for w in base[6 - depth :]]
                 grad = lc.autograd_gradients(weights, x[k], g[k])[0]
-                assert result.grad_norm[i, k, depth - 1] == pytest.approx(grad.norm().item(), rel=1e-12)
+                assert result.grad_norm.values[i, k, depth - 1] == pytest.approx(
+                    grad.norm().item(), rel=1e-12
+                )
 
 
 @pytest.mark.claim
@@ -181,14 +183,12 @@ def test_width_sweep_matches_the_log_normal_prediction(seed: int) -> None:
     n_seeds = result.config.n_seeds
     for k, n in enumerate(result.config.widths):
         sweep = result.sweeps[k]
-        sigma = sweep.predicted_log_std()[-1]
-        measured, predicted = (
-            math.log(result.measured_typical(n, 100)),
-            math.log(result.predicted_typical(n, 100)),
-        )
+        sigma = sweep.predicted_log_std[-1]
+        measured = result.log_mean.sel(width=n, depth=100)
+        predicted = result.predicted_log_mean.sel(width=n, depth=100)
         error = abs(measured - predicted) / (sigma / math.sqrt(n_seeds))
         expect("linear chain: width sweep L=100, |ln typical - predicted| / SE", error, "<", 4)
-        spread = result.log_std()[k, -1] / sigma
+        spread = result.log_std.sel(width=n, depth=100) / sigma
         expect(
             "linear chain: width sweep L=100, measured / predicted std of ln-norm (lower bound)",
             spread,
@@ -201,7 +201,7 @@ def test_width_sweep_matches_the_log_normal_prediction(seed: int) -> None:
             "<",
             1.6,
         )
-    typical = [result.predicted_typical(n, 100) for n in result.config.widths]
+    typical = list(np.exp(result.predicted_log_mean.sel(depth=100).values))
     assert typical == sorted(typical)  # wider layers: the typical gradient vanishes less
     assert typical[0] < 0.01 and typical[-1] > 0.5
 
@@ -221,7 +221,8 @@ def test_log_gain_drift_is_about_minus_one_over_two_n() -> None:
 def test_gradient_norm_lies_between_the_extreme_singular_values(seed: int) -> None:
     for init in lc.INITS:
         result = lc.run_product_spectrum(lc.ProductSpectrumConfig(init=init, seed=seed))
-        assert result.bound_holds(rtol=1e-12).all()
+        low, high, grads = result.sigma_min * (1 - 1e-12), result.sigma_max * (1 + 1e-12), result.grad_norm
+        assert ((low <= grads) & (grads <= high)).all() and result.bound_holds.all()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -296,17 +297,19 @@ def float_limits() -> lc.FloatLimitsResult:
 
 
 def test_float_limits_measured_depths_match_predictions(float_limits: lc.FloatLimitsResult) -> None:
-    for limit in float_limits.limits:
+    for limit in float_limits.limits.values():
         assert limit.agrees, limit
         if limit.predicted_depth is not None:
             assert abs(limit.measured_depth - limit.predicted_depth) <= 2
         if limit.measured_depth is not None:
             assert limit.confirmed is True
-    assert all(limit.measured_depth == limit.predicted_depth for limit in float_limits.limits)
+    assert all(limit.measured_depth == limit.predicted_depth for limit in float_limits.limits.values())
 
 
 def test_float_limits_numbers_the_chapter_states(float_limits: lc.FloatLimitsResult) -> None:
-    get = float_limits.get
+    def get(dtype: str, factor: float) -> lc.FloatLimit:
+        return float_limits.limits[dtype, factor]
+
     assert get("float16", 0.5).measured_depth == 26  # 2^-25: half the smallest subnormal 2^-24
     assert get("float16", 2.0).measured_depth == 17  # 2^16 > 65504
     assert get("float32", 0.5).measured_depth == 151
@@ -351,7 +354,7 @@ def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.Flo
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush subnormals to zero")
     for dtype in ("float32", "float64"):
-        limit = float_limits.get(dtype, 0.9)
+        limit = float_limits.limits[dtype, 0.9]
         assert limit.measured_depth is None  # without flush-to-zero: never 0
         assert lc.flush_to_zero_depth(0.9, dtype, float_limits.config.max_depth) == limit.subnormal_depth
     assert lc.first_layer_gradient(0.9, 900, "float32") > 0  # the mode is off again
@@ -361,10 +364,11 @@ def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.Flo
 
 def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -> None:
     steps = lc.run_first_steps((1.0, 1e-6, 1e-20), lr=1e-3, eps=1e-8)
-    np.testing.assert_allclose(steps.sgd_step, [1.0, 1e-6, 1e-20], rtol=1e-12)
+    np.testing.assert_allclose(steps.sgd_step.values, [1.0, 1e-6, 1e-20], rtol=1e-12)
+    gradients = steps.adam_step.axes["gradient"]
     # The update rule is PyTorch's: one step of torch.optim.Adam / SGD moves the weight as computed.
     for optimizer, computed in ((torch.optim.Adam, steps.adam_step), (torch.optim.SGD, steps.sgd_step)):
-        for g, expected in zip(steps.gradients, computed, strict=True):
+        for g, expected in zip(gradients, computed.values, strict=True):
             weight = torch.zeros((), dtype=torch.float64, requires_grad=True)
             opt = (
                 optimizer([weight], lr=1e-3, eps=1e-8)
@@ -374,13 +378,14 @@ def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -
             weight.grad = torch.tensor(g, dtype=torch.float64)
             opt.step()
             assert abs(float(weight.detach())) / 1e-3 == pytest.approx(expected, rel=1e-9)
-    for g in steps.gradients:
-        assert steps.adam(g) == pytest.approx(g / (g + steps.eps), rel=1e-9)
-    assert steps.adam(1e-6) > 0.99 and steps.adam(1.0) > 0.999
-    assert steps.adam(1e-20) == pytest.approx(1e-12, rel=1e-6)
-    assert steps.sgd(1e-20) == pytest.approx(1e-20)
-    with pytest.raises(ValueError, match="gradient"):
-        steps.adam(0.5)
+    adam = steps.adam_step.sel
+    for g in gradients:
+        assert adam(gradient=g) == pytest.approx(g / (g + steps.eps), rel=1e-9)
+    assert adam(gradient=1e-6) > 0.99 and adam(gradient=1.0) > 0.999
+    assert adam(gradient=1e-20) == pytest.approx(1e-12, rel=1e-6)
+    assert steps.sgd_step.sel(gradient=1e-20) == pytest.approx(1e-20)
+    with pytest.raises(KeyError, match="gradient"):
+        adam(gradient=0.5)
     with pytest.raises(ValueError):
         lc.run_first_steps(())
     with pytest.raises(ValueError, match="below 1"):
@@ -417,10 +422,9 @@ def test_small_float_limits_run_without_confirmation() -> None:
     result = lc.run_float_limits(
         lc.FloatLimitsConfig(dtypes=("float16",), factors=(0.25, 3.0), max_depth=40, confirm=False)
     )
-    assert all(limit.confirmed is None for limit in result.limits)
-    assert all(limit.agrees for limit in result.limits)
-    with pytest.raises(ValueError, match="no measurement"):
-        result.get("float32", 0.25)
+    assert all(limit.confirmed is None for limit in result.limits.values())
+    assert all(limit.agrees for limit in result.limits.values())
+    assert set(result.limits) == {("float16", 0.25), ("float16", 3.0)}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -7,17 +7,6 @@ propagation is the chain rule from the output down, with D_l = diag f'(a_l):
 
 so the gradient that reaches layer l is a product of one Jacobian D_k W_k per layer above it. With
 identity activations (D_l = I) a product of L-1 factors of size s shrinks or grows like s^(L-1).
-
-Experiments (a frozen ``...Config`` and a ``run_...`` function each):
-
-- ``run_gradient_check``: the closed form above, built as explicit Jacobian matrices, vs autograd.
-- ``run_geometric``: the numbers s^L for s close to 1 (0.99^L, 1.01^L).
-- ``run_chain_depth_sweep``, ``run_width_sweep``: the first layer's gradient norm vs depth, for orthogonal and
-  Gaussian weights of scale s.
-- ``run_layer_gain``: why Gaussian weights need standard deviation s/√n.
-- ``run_product_spectrum``: the singular values of W_L⋯W_1, which bound the gradient.
-- ``run_float_limits``: the depth at which the gradient becomes exactly 0 or inf in each float format.
-- ``run_layer_profile``: per-layer norms in one network (the explorer).
 """
 
 from __future__ import annotations
@@ -34,7 +23,18 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation
-from vgcourse.config import Config, Grid, flag, in_range, integer, nonempty, one_of, positive, seed_field
+from vgcourse.config import (
+    Config,
+    Grid,
+    derive,
+    flag,
+    in_range,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    seed_field,
+)
 
 __all__ = [
     "DTYPES",
@@ -98,18 +98,11 @@ def random_weights(
     batch: tuple[int, ...] = (),
     dtype: torch.dtype = _FLOAT64,
 ) -> list[Tensor]:
-    """Weights W_1..W_L of a chain with layer sizes ``widths`` = (n_0, ..., n_L); W_l is n_l × n_{l-1}.
+    """Weights W_1..W_L (W_l is n_l × n_{l-1}) of a chain with sizes ``widths`` = (n_0, ..., n_L), with a
+    leading ``batch`` shape for many chains at once.
 
     gaussian: entries N(0, s²/n_{l-1}), so E‖W_l v‖² = s²‖v‖². orthogonal: s·Q with Q's columns (or rows,
     when it is wide) orthonormal, uniformly random (Haar), so ‖W_l v‖ = s‖v‖ exactly when n_l >= n_{l-1}.
-
-    Args:
-        widths: the L + 1 layer sizes, input first.
-        init: "gaussian" or "orthogonal".
-        scale: the weight scale s.
-        generator: the random generator (None: torch's global one).
-        batch: leading batch shape, for many independent chains at once.
-        dtype: the floating-point type.
     """
     check_choice("init", init, INITS)
     check_float("scale", scale)
@@ -140,13 +133,7 @@ def _haar(rows: int, cols: int, batch: tuple[int, ...], generator: torch.Generat
 def forward_chain(
     weights: Sequence[Tensor], x: Tensor, activation: str = "identity"
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """Run a_l = W_l h_{l-1}, h_l = f(a_l) from h_0 = x; return ([a_1..a_L], [h_0..h_L]).
-
-    Args:
-        weights: W_1..W_L, each (..., n_l, n_{l-1}).
-        x: the input h_0, shape (..., n_0).
-        activation: f, a name from ``ACTIVATIONS``.
-    """
+    """Run a_l = W_l h_{l-1}, h_l = f(a_l) from h_0 = x, shape (..., n_0); return ([a_1..a_L], [h_0..h_L])."""
     f = make_activation(check_choice("activation", activation, ACTIVATIONS))
     pre, hidden = [], [x]
     for w in weights:
@@ -188,14 +175,7 @@ def jacobian_product_gradients(
 def autograd_gradients(
     weights: Sequence[Tensor], x: Tensor, output_grad: Tensor, activation: str = "identity"
 ) -> list[Tensor]:
-    """∂J/∂W_l for J = g·h_L, computed by PyTorch's autograd (the reference for the closed form).
-
-    Args:
-        weights: W_1..W_L, each n_l × n_{l-1}.
-        x: the input h_0, shape (n_0,).
-        output_grad: g = ∂J/∂h_L, shape (n_L,).
-        activation: f, a name from ``ACTIVATIONS``.
-    """
+    """∂J/∂W_l for J = g·h_L (g = ``output_grad``) by PyTorch's autograd: the closed form's reference."""
     leaves = [w.detach().clone().requires_grad_(True) for w in weights]
     with torch.enable_grad():
         _, hidden = forward_chain(leaves, x, activation)
@@ -230,28 +210,15 @@ class GradientCheckConfig(Config):
 
 @dataclass(frozen=True)
 class GradientCheckResult:
-    """Per chain: its activation, widths and each layer's relative error ‖G_closed − G_autograd‖/‖G_autograd‖.
-
-    Args:
-        activations: the activation of each chain.
-        widths: the layer sizes (n_0, ..., n_L) of each chain.
-        errors: per chain, an (L,) array of relative errors, layer 1 first.
-    """
+    """Per chain: its activation, widths (n_0, ..., n_L) and (L,) relative errors ‖G_closed − G_autograd‖ /
+    ‖G_autograd‖, layer 1 first; over all of them the largest error and how many layers were compared."""
 
     config: GradientCheckConfig
     activations: tuple[str, ...]
     widths: tuple[tuple[int, ...], ...]
     errors: tuple[np.ndarray, ...]
-
-    @property
-    def max_relative_error(self) -> float:
-        """The largest relative error over every layer of every chain."""
-        return float(max(e.max() for e in self.errors))
-
-    @property
-    def n_layers(self) -> int:
-        """How many layer gradients were compared."""
-        return int(sum(e.size for e in self.errors))
+    max_relative_error: float
+    n_layers: int
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
@@ -292,7 +259,8 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
         errors.append(np.array([_relative_error(c_, a_) for c_, a_ in zip(closed, auto, strict=True)]))
         activations.append(activation)
         widths.append(sizes)
-    return GradientCheckResult(config, tuple(activations), tuple(widths), tuple(errors))
+    max_error, n_layers = float(max(e.max() for e in errors)), int(sum(e.size for e in errors))
+    return GradientCheckResult(config, tuple(activations), tuple(widths), tuple(errors), max_error, n_layers)
 
 
 def _relative_error(value: Tensor, reference: Tensor) -> float:
@@ -366,59 +334,22 @@ class ChainDepthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class ChainDepthSweepResult:
-    """grad_norm[i, k, L-1] = ‖∂J/∂W_1‖ of network k of depth L at scale ``scales[i]``.
-
-    Args:
-        depths: the depths 1..max_depth.
-        grad_norm: (n_scales, n_seeds, max_depth) array.
-    """
+    """‖∂J/∂W_1‖ of network k of depth L at scale s, its quantiles over networks, and the predictions:
+    s^(L-1) (exact for orthogonal weights, the root-mean-square for Gaussian ones), E ln‖∂J/∂W_1‖ =
+    (L-1)(ln s + c_n) (``log_gain_drift``) and the std of ln‖∂J/∂W_1‖, 0 (orthogonal) or ½√((L-1)ψ'(n/2))."""
 
     config: ChainDepthSweepConfig
-    depths: np.ndarray
-    grad_norm: np.ndarray
-
-    def quantile(self, q: float) -> np.ndarray:
-        """The q-quantile over networks of ‖∂J/∂W_1‖: (n_scales, max_depth)."""
-        return np.quantile(self.grad_norm, check_float("q", q, 0.0, 1.0), axis=1)
-
-    def median(self) -> np.ndarray:
-        """The median over networks of ‖∂J/∂W_1‖: (n_scales, max_depth)."""
-        return self.quantile(0.5)
-
-    def at(self, depth: int, scale: float, q: float = 0.5) -> float:
-        """The q-quantile over networks of ‖∂J/∂W_1‖ at one depth and scale."""
-        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
-        return float(self.quantile(q)[_index("scale", scale, self.config.scales), depth - 1])
-
-    def predicted_typical(self, depth: int, scale: float) -> float:
-        """exp(E ln‖∂J/∂W_1‖) at one depth and scale: the typical (geometric-mean) network's gradient."""
-        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
-        return float(np.exp(self.predicted_log_mean()[_index("scale", scale, self.config.scales), depth - 1]))
-
-    def predicted_norm(self) -> np.ndarray:
-        """s^(L-1): exact for orthogonal weights, the root-mean-square √E‖∂J/∂W_1‖² for Gaussian ones."""
-        return np.array(self.config.scales)[:, None] ** (self.depths[None, :] - 1.0)
-
-    def predicted_log_mean(self) -> np.ndarray:
-        """E ln‖∂J/∂W_1‖ = (L-1)·(ln s + c_n): c_n = 0 (orthogonal) or ½(ψ(n/2) + ln(2/n)) < 0 (Gaussian)."""
-        per_layer = np.log(self.config.scales)[:, None] + log_gain_drift(self.config.width, self.config.init)
-        return per_layer * (self.depths[None, :] - 1.0)
-
-    def predicted_log_std(self) -> np.ndarray:
-        """Std of ln‖∂J/∂W_1‖ over networks: 0 (orthogonal) or ½√((L-1)·ψ'(n/2)) (Gaussian); (max_depth,)."""
-        if self.config.init == "orthogonal":
-            return np.zeros_like(self.depths, dtype=np.float64)
-        trigamma = float(torch.special.polygamma(1, torch.tensor(self.config.width / 2, dtype=_FLOAT64)))
-        return 0.5 * np.sqrt((self.depths - 1.0) * trigamma)
+    depths: np.ndarray  # 1..max_depth
+    grad_norm: Grid  # scale × seed × depth
+    quantiles: Grid  # q (0.1, 0.5, 0.9) × scale × depth
+    predicted_norm: Grid  # scale × depth: s^(L-1)
+    predicted_log_mean: Grid  # scale × depth: E ln‖∂J/∂W_1‖
+    predicted_log_std: np.ndarray  # (max_depth,)
 
 
 def log_gain_drift(width: int, init: str = "gaussian") -> float:
-    """c_n = E ln(‖W^T u‖/‖u‖) at scale 1: 0 for orthogonal W, ½(ψ(n/2) + ln(2/n)) ≈ −1/(2n) for N(0, 1/n).
-
-    Args:
-        width: n, the size of the (square) layer.
-        init: "gaussian" or "orthogonal".
-    """
+    """c_n = E ln(‖W^T u‖/‖u‖) at scale 1 for an n × n layer: 0 for orthogonal W, ½(ψ(n/2) + ln(2/n)) ≈
+    −1/(2n) for N(0, 1/n)."""
     check_int("width", width, minimum=1)
     if check_choice("init", init, INITS) == "orthogonal":
         return 0.0
@@ -446,7 +377,23 @@ def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResul
             deltas = torch.autograd.grad((g * hidden[-1]).sum(), pre)
         delta_norms = torch.stack([torch.linalg.norm(d, dim=-1) for d in deltas], dim=-1)  # (seeds, D)
         norms[i] = delta_norms.flip(-1).numpy() * torch.linalg.norm(x, dim=-1, keepdim=True).numpy()
-    return ChainDepthSweepResult(config, np.arange(1, depth + 1), norms)
+    depths = np.arange(1, depth + 1)
+    log_std = np.zeros_like(depths, dtype=np.float64)
+    if config.init == "gaussian":
+        trigamma = float(torch.special.polygamma(1, torch.tensor(n / 2, dtype=_FLOAT64)))
+        log_std = 0.5 * np.sqrt((depths - 1.0) * trigamma)
+    per_layer = np.log(config.scales)[:, None] + log_gain_drift(n, config.init)
+    axes = {"scale": config.scales, "depth": tuple(depths.tolist())}
+    quantiles = np.quantile(norms, (0.1, 0.5, 0.9), axis=1)
+    return ChainDepthSweepResult(
+        config,
+        depths,
+        Grid(norms, name="‖∂J/∂W_1‖", scale=config.scales, seed=tuple(range(seeds)), depth=axes["depth"]),
+        Grid(quantiles, name="quantile of ‖∂J/∂W_1‖", q=(0.1, 0.5, 0.9), **axes),
+        Grid(np.array(config.scales)[:, None] ** (depths[None, :] - 1.0), name="s^(L-1)", **axes),
+        Grid(per_layer * (depths[None, :] - 1.0), name="E ln‖∂J/∂W_1‖", **axes),
+        log_std,
+    )
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -466,51 +413,33 @@ class WidthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class WidthSweepResult:
-    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width.
-
-    Args:
-        sweeps: the depth sweeps, in the order of ``config.widths``.
-    """
+    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width, and on the axes width × depth the
+    mean and standard deviation over networks of ln‖∂J/∂W_1‖ and the predicted mean (L-1)(ln s + c_n)."""
 
     config: WidthSweepConfig
     sweeps: tuple[ChainDepthSweepResult, ...]
-
-    def log_mean(self) -> np.ndarray:
-        """Measured mean over networks of ln‖∂J/∂W_1‖: (n_widths, max_depth)."""
-        return np.stack([np.log(s.grad_norm[0]).mean(axis=0) for s in self.sweeps])
-
-    def log_std(self) -> np.ndarray:
-        """Measured standard deviation over networks of ln‖∂J/∂W_1‖: (n_widths, max_depth)."""
-        return np.stack([np.log(s.grad_norm[0]).std(axis=0, ddof=1) for s in self.sweeps])
-
-    def measured_typical(self, width: int, depth: int) -> float:
-        """exp(mean over networks of ln‖∂J/∂W_1‖) at one width and depth (the geometric mean)."""
-        check_int("depth", depth, minimum=1, maximum=self.config.max_depth)
-        return float(np.exp(self.log_mean()[_index("width", width, self.config.widths), depth - 1]))
-
-    def predicted_typical(self, width: int, depth: int) -> float:
-        """exp(E ln‖∂J/∂W_1‖) = exp((L-1)(ln s + c_n)) at one width and depth."""
-        return self.sweeps[_index("width", width, self.config.widths)].predicted_typical(
-            depth, self.config.scale
-        )
+    log_mean: Grid
+    log_std: Grid
+    predicted_log_mean: Grid
 
 
 def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
     """Run a Gaussian ``run_chain_depth_sweep`` at each width (seeds ``config.seed + i``)."""
     sweeps = tuple(
         run_chain_depth_sweep(
-            ChainDepthSweepConfig(
-                max_depth=config.max_depth,
-                width=n,
-                scales=(config.scale,),
-                init="gaussian",
-                n_seeds=config.n_seeds,
-                seed=config.seed + i,
-            )
+            derive(ChainDepthSweepConfig, config, width=n, scales=(config.scale,), init="gaussian", seed=seed)
         )
-        for i, n in enumerate(config.widths)
+        for seed, n in enumerate(config.widths, start=config.seed)
     )
-    return WidthSweepResult(config, sweeps)
+    logs = [np.log(s.grad_norm.values[0]) for s in sweeps]
+    axes = {"width": config.widths, "depth": tuple(range(1, config.max_depth + 1))}
+    return WidthSweepResult(
+        config,
+        sweeps,
+        Grid(np.stack([v.mean(axis=0) for v in logs]), name="mean ln‖∂J/∂W_1‖", **axes),
+        Grid(np.stack([v.std(axis=0, ddof=1) for v in logs]), name="std ln‖∂J/∂W_1‖", **axes),
+        Grid(np.stack([s.predicted_log_mean.values[0] for s in sweeps]), name="E ln‖∂J/∂W_1‖", **axes),
+    )
 
 
 class LayerGainConfig(Config):
@@ -524,12 +453,7 @@ class LayerGainConfig(Config):
 
 @dataclass(frozen=True)
 class LayerGainResult:
-    """Root-mean-square gains √mean‖W^T u‖² with entries N(0, 1) (≈ √n) and N(0, 1/n) (≈ 1).
-
-    Args:
-        unscaled_gain: (n_widths,) gains with standard deviation 1.
-        scaled_gain: (n_widths,) gains with standard deviation 1/√n.
-    """
+    """Per width, root-mean-square gains √mean‖W^T u‖² with entries N(0, 1) (≈ √n) and N(0, 1/n) (≈ 1)."""
 
     config: LayerGainConfig
     unscaled_gain: np.ndarray
@@ -578,42 +502,17 @@ class ProductSpectrumConfig(Config):
 
 @dataclass(frozen=True)
 class ProductSpectrumResult:
-    """Per depth L: σ_max(P_L), σ_min(P_L) and the input gradient ‖∂J/∂h_0‖ = ‖P_L^T g‖ (‖g‖ = 1).
-
-    Args:
-        depths: 1..max_depth.
-        sigma_max: (max_depth,) largest singular values.
-        sigma_min: (max_depth,) smallest singular values, as float64 computes them.
-        grad_norm: (max_depth,) ‖∂J/∂h_0‖ from autograd.
-    """
+    """Per depth L: σ_max(P_L), σ_min(P_L) (as float64 computes it) and ‖∂J/∂h_0‖ = ‖P_L^T g‖ (‖g‖ = 1)."""
 
     config: ProductSpectrumConfig
-    depths: np.ndarray
+    depths: np.ndarray  # 1..max_depth
     sigma_max: np.ndarray
     sigma_min: np.ndarray
-    grad_norm: np.ndarray
-
-    @property
-    def condition(self) -> np.ndarray:
-        """σ_max / σ_min per depth."""
-        return self.sigma_max / self.sigma_min
-
-    @property
-    def resolved(self) -> np.ndarray:
-        """Whether σ_min >= resolution·σ_max, i.e. float64 still resolves the smallest singular value."""
-        return self.sigma_min >= self.config.resolution * self.sigma_max
-
-    @property
-    def unresolved_depth(self) -> int | None:
-        """The first depth whose σ_min float64 no longer resolves (None if every depth is resolved)."""
-        bad = np.flatnonzero(~self.resolved)
-        return int(self.depths[bad[0]]) if bad.size else None
-
-    def bound_holds(self, rtol: float = 1e-9) -> np.ndarray:
-        """Per depth: σ_min‖g‖ <= ‖P_L^T g‖ <= σ_max‖g‖ (within a relative tolerance)."""
-        return (self.sigma_min * (1 - rtol) <= self.grad_norm) & (
-            self.grad_norm <= self.sigma_max * (1 + rtol)
-        )
+    grad_norm: np.ndarray  # from autograd
+    condition: np.ndarray  # σ_max / σ_min
+    resolved: np.ndarray  # σ_min >= resolution·σ_max: float64 still resolves σ_min
+    unresolved_depth: int | None  # the first depth not resolved
+    bound_holds: np.ndarray  # σ_min <= ‖P_L^T g‖ <= σ_max (relative tolerance 1e-9)
 
 
 def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult:
@@ -634,13 +533,13 @@ def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult
         for h in hidden[1:]:
             (grad,) = torch.autograd.grad((g * h).sum(), x, retain_graph=True)
             grads.append(float(torch.linalg.norm(grad)))
-    return ProductSpectrumResult(
-        config,
-        np.arange(1, config.max_depth + 1),
-        sigmas[:, 0].numpy(),
-        sigmas[:, -1].numpy(),
-        np.array(grads),
-    )
+    depths = np.arange(1, config.max_depth + 1)
+    high, low, grads = sigmas[:, 0].numpy(), sigmas[:, -1].numpy(), np.array(grads)
+    resolved = low >= config.resolution * high
+    bad = np.flatnonzero(~resolved)
+    bound = (low * (1 - 1e-9) <= grads) & (grads <= high * (1 + 1e-9))
+    unresolved = int(depths[bad[0]]) if bad.size else None
+    return ProductSpectrumResult(config, depths, high, low, grads, high / low, resolved, unresolved, bound)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -653,11 +552,7 @@ def _dtype(name: str) -> torch.dtype:
 
 def float_format(dtype: str) -> dict[str, float]:
     """Bits of exponent and of mantissa (stored, without the implicit leading 1), smallest subnormal,
-    smallest normal, largest finite value and machine epsilon ε = 2^-mantissa bits of a float format.
-
-    Args:
-        dtype: "float16", "bfloat16", "float32" or "float64".
-    """
+    smallest normal, largest finite value and machine epsilon ε = 2^-mantissa bits of a float format."""
     info = torch.finfo(_dtype(dtype))
     mantissa_bits = round(-math.log2(info.eps))
     return {
@@ -676,15 +571,11 @@ def _rounded(factor: float, dtype: str) -> float:
 
 
 def predicted_zero_depth(factor: float, dtype: str) -> int | None:
-    """Depth L at which f^(L-1) rounds to exactly 0; None when it never does (stored factor > 1/2).
+    """Depth L at which f^(L-1) (0 < f < 1) rounds to exactly 0; None when it never does (stored f > 1/2).
 
     f^k is 0 once it drops to half the smallest subnormal (a tie rounds to the even 0). For f in (1/2, 1)
     it never does: at a few multiples of the smallest subnormal, ×f moves it by less than half a step and
     rounding to nearest gives the same number back.
-
-    Args:
-        factor: the per-layer factor f in (0, 1).
-        dtype: a name from ``DTYPES``.
     """
     f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
     if f > 0.5 or f == 1.0:
@@ -695,12 +586,7 @@ def predicted_zero_depth(factor: float, dtype: str) -> int | None:
 
 
 def predicted_subnormal_depth(factor: float, dtype: str) -> int:
-    """Depth L at which f^(L-1) first drops below the smallest normal number (into the subnormals).
-
-    Args:
-        factor: the per-layer factor f in (0, 1).
-        dtype: a name from ``DTYPES``.
-    """
+    """Depth L at which f^(L-1) (0 < f < 1) first drops below the smallest normal number."""
     f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
     if f >= 1.0:
         raise ValueError(f"factor {factor} is 1 in {dtype}: the product never shrinks")
@@ -709,12 +595,7 @@ def predicted_subnormal_depth(factor: float, dtype: str) -> int:
 
 
 def predicted_inf_depth(factor: float, dtype: str) -> int:
-    """Depth L at which f^(L-1) first exceeds the largest finite number (and rounds to inf).
-
-    Args:
-        factor: the per-layer factor f > 1.
-        dtype: a name from ``DTYPES``.
-    """
+    """Depth L at which f^(L-1) (f > 1) first exceeds the largest finite number (and rounds to inf)."""
     f = _rounded(check_float("factor", factor, 1.0, strict_minimum=True), dtype)
     if f <= 1.0:
         raise ValueError(f"factor {factor} is 1 in {dtype}: the product never grows")
@@ -723,15 +604,10 @@ def predicted_inf_depth(factor: float, dtype: str) -> int:
 
 
 def rounding_slack(factor: float, dtype: str, depth: int) -> int:
-    """Layers by which rounding can move a predicted depth, at worst: max(2, ⌈(L-1)·(ε/2)/|ln f|⌉).
+    """Layers by which rounding can move a predicted depth L, at worst: max(2, ⌈(L-1)·(ε/2)/|ln f|⌉).
 
     Each product ×f is rounded with relative error at most ε/2, so after L-1 of them ln|f^(L-1)| is off
     by at most (L-1)·ε/2, which is (L-1)·(ε/2)/|ln f| layers' worth of factors.
-
-    Args:
-        factor: the per-layer factor f (not 1).
-        dtype: a name from ``DTYPES``.
-        depth: the predicted depth L.
     """
     f = _rounded(check_float("factor", factor, minimum=0.0, strict_minimum=True), dtype)
     check_int("depth", depth, minimum=1)
@@ -742,13 +618,7 @@ def rounding_slack(factor: float, dtype: str, depth: int) -> int:
 
 
 def first_layer_gradient(factor: float, depth: int, dtype: str) -> float:
-    """∂J/∂w_1 of a fresh scalar chain h_l = w_l h_{l-1}, all w_l = f, x = 1, J = h_L: f^(L-1) in ``dtype``.
-
-    Args:
-        factor: the per-layer factor f.
-        depth: the number of layers L.
-        dtype: a name from ``DTYPES``.
-    """
+    """∂J/∂w_1 of a fresh scalar chain h_l = w_l h_{l-1}, all w_l = f, x = 1, J = h_L: f^(L-1) in a format."""
     check_float("factor", factor)
     check_int("depth", depth, minimum=1)
     kind = _dtype(dtype)
@@ -759,6 +629,18 @@ def first_layer_gradient(factor: float, depth: int, dtype: str) -> float:
             h = w * h
         (grad,) = torch.autograd.grad(h, weights[0])
     return float(grad.double())
+
+
+def _chain_trace(factors: Any, dtype: torch.dtype, max_depth: int) -> np.ndarray:
+    """|f^(L-1)| for L = 1..max_depth (rows), read off one scalar chain per factor by one backward pass."""
+    weight = torch.tensor(factors, dtype=dtype)
+    with torch.enable_grad():
+        hidden = [torch.ones(weight.shape, dtype=dtype, requires_grad=True)]
+        for _ in range(max_depth - 1):
+            hidden.append(weight * hidden[-1])
+        grads = torch.autograd.grad(hidden[-1].sum(), hidden)
+    # grads[l] = f^(D-1-l); depth L reads grads[D - L] (L = 1: the output layer itself, gradient 1)
+    return torch.stack(grads[::-1]).abs().double().numpy()
 
 
 class FloatLimitsConfig(Config):
@@ -778,35 +660,21 @@ class FloatLimitsConfig(Config):
 
 @dataclass(frozen=True)
 class FloatLimit:
-    """What happened to the first layer's gradient f^(L-1) for one factor in one format.
-
-    Args:
-        dtype: the float format.
-        factor: the requested factor f.
-        stored_factor: f as the format stores it.
-        event: "zero" (f < 1) or "inf" (f > 1).
-        measured_depth: first depth L whose gradient is exactly 0 / inf (None: not within max_depth).
-        predicted_depth: the same, from ``predicted_zero_depth`` / ``predicted_inf_depth``.
-        subnormal_depth: first depth whose gradient is subnormal (f < 1), measured; else None.
-        predicted_subnormal_depth: the same, from ``predicted_subnormal_depth``.
-        floor: the smallest nonzero gradient seen (f < 1), in multiples of the smallest subnormal.
-        floor_depth: the first depth at which the gradient equals that floor (f < 1); else None.
-        confirmed: fresh chains agree at the measured depth and one layer less (None if not checked).
-        trace: |gradient| for depths 1..max_depth, as float64.
-    """
+    """What happened to the first layer's gradient f^(L-1) for one factor in one format. Depths are the
+    first L at which it happens (None: not within max_depth); the predictions are ``predicted_*_depth``'s."""
 
     dtype: str
     factor: float
-    stored_factor: float
-    event: str
-    measured_depth: int | None
+    stored_factor: float  # f as the format stores it
+    event: str  # "zero" (f < 1) or "inf" (f > 1)
+    measured_depth: int | None  # the gradient is exactly 0 / inf
     predicted_depth: int | None
-    subnormal_depth: int | None
+    subnormal_depth: int | None  # the gradient is subnormal (f < 1)
     predicted_subnormal_depth: int | None
-    floor: float | None
-    floor_depth: int | None
-    confirmed: bool | None
-    trace: np.ndarray = field(repr=False)
+    floor: float | None  # the smallest nonzero gradient (f < 1), in multiples of the smallest subnormal
+    floor_depth: int | None  # the first depth at which the gradient equals that floor
+    confirmed: bool | None  # fresh chains agree at the measured depth and one layer less (None: unchecked)
+    trace: np.ndarray = field(repr=False)  # |gradient| for depths 1..max_depth, as float64
 
     @property
     def agrees(self) -> bool:
@@ -825,21 +693,10 @@ class FloatLimit:
 
 @dataclass(frozen=True)
 class FloatLimitsResult:
-    """One ``FloatLimit`` per (dtype, factor), dtypes outer.
-
-    Args:
-        limits: the measurements.
-    """
+    """One ``FloatLimit`` per (dtype, factor): ``limits["bfloat16", 0.9]``, dtypes outer."""
 
     config: FloatLimitsConfig
-    limits: tuple[FloatLimit, ...]
-
-    def get(self, dtype: str, factor: float) -> FloatLimit:
-        """The measurement for one format and factor."""
-        for limit in self.limits:
-            if limit.dtype == dtype and limit.factor == factor:
-                return limit
-        raise ValueError(f"no measurement for dtype {dtype!r} and factor {factor}")
+    limits: dict[tuple[str, float], FloatLimit]
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: per format (rows), "measured (predicted)" depths at which f^(L-1) becomes
@@ -853,7 +710,7 @@ class FloatLimitsResult:
                 f"{'never' if measured is None else measured} ({'never' if predicted is None else predicted})"
             )
 
-        for limit in self.limits:
+        for limit in self.limits.values():
             if limit.event == "zero" and limit.predicted_depth is None:
                 column = f"{limit.factor:g} → subnormal"
                 value = cell(limit.subnormal_depth, limit.predicted_subnormal_depth)
@@ -881,21 +738,13 @@ def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
     same order, as the first layer's gradient f^(L-1) of a fresh chain of depth L = D - l + 1 (x = 1), so
     one backward pass gives every depth. ``confirm`` checks this on fresh chains.
     """
-    limits = []
+    limits = {}
     for name in config.dtypes:
-        kind = _dtype(name)
         info = float_format(name)
-        weight = torch.tensor(config.factors, dtype=kind)
-        with torch.enable_grad():
-            hidden = [torch.ones(len(config.factors), dtype=kind, requires_grad=True)]
-            for _ in range(config.max_depth - 1):
-                hidden.append(weight * hidden[-1])
-            grads = torch.autograd.grad(hidden[-1].sum(), hidden)
-        # grads[l] = f^(D-1-l); depth L reads grads[D - L] (L = 1: the output layer itself, gradient 1)
-        trace = torch.stack(grads[::-1]).abs().double().numpy()  # (D, n_factors), row L-1 = f^(L-1)
+        trace = _chain_trace(config.factors, _dtype(name), config.max_depth)  # (D, n_factors)
         for j, f in enumerate(config.factors):
-            limits.append(_limit(name, f, trace[:, j], info, config.confirm))
-    return FloatLimitsResult(config, tuple(limits))
+            limits[name, f] = _limit(name, f, trace[:, j], info, config.confirm)
+    return FloatLimitsResult(config, limits)
 
 
 def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float], confirm: bool) -> FloatLimit:
@@ -921,37 +770,19 @@ def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float],
             confirmed = at == 0.0 and before != 0.0
         else:
             confirmed = math.isinf(at) and math.isfinite(before)
-    return FloatLimit(
-        dtype=dtype,
-        factor=factor,
-        stored_factor=_rounded(factor, dtype),
-        event="zero" if shrinking else "inf",
-        measured_depth=measured,
-        predicted_depth=predicted,
-        subnormal_depth=subnormal,
-        predicted_subnormal_depth=predicted_sub,
-        floor=floor,
-        floor_depth=floor_depth,
-        confirmed=confirmed,
-        trace=trace,
-    )
+    depths = (measured, predicted, subnormal, predicted_sub, floor, floor_depth)
+    event = "zero" if shrinking else "inf"
+    return FloatLimit(dtype, factor, _rounded(factor, dtype), event, *depths, confirmed, trace)
 
 
 def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None:
-    """First depth L at which f^(L-1) is exactly 0 while the CPU flushes subnormal results to zero
-    (``torch.set_flush_denormal(True)``); None if not within ``max_depth``.
+    """First depth L at which f^(L-1) (0 < f < 1) is exactly 0 while the CPU flushes subnormal results to
+    zero (``torch.set_flush_denormal(True)``); None if not within ``max_depth``.
 
     Flush-to-zero is a mode of the processor (x86 with SSE3 here; GPUs have their own), off by default in
     PyTorch: with it on, a gradient becomes 0 as soon as it would become subnormal, so a factor in (1/2, 1)
-    reaches 0 after all. Switched off again afterwards (PyTorch's default).
-
-    Args:
-        factor: the per-layer factor f in (0, 1).
-        dtype: a name from ``DTYPES``.
-        max_depth: the deepest chain tried (one backward pass through a chain that deep).
-
-    Raises:
-        RuntimeError: this CPU cannot flush subnormals to zero.
+    reaches 0 after all. Switched off again afterwards (PyTorch's default). RuntimeError where the CPU
+    cannot flush subnormals to zero.
     """
     check_float("factor", factor, 0.0, 1.0, strict_minimum=True)
     check_int("max_depth", max_depth, minimum=2, maximum=100_000)
@@ -959,47 +790,26 @@ def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None
     if not torch.set_flush_denormal(True):
         raise RuntimeError("this CPU cannot flush subnormal numbers to zero (torch.set_flush_denormal)")
     try:
-        weight = torch.tensor(factor, dtype=kind)
-        with torch.enable_grad():
-            hidden = [torch.ones((), dtype=kind, requires_grad=True)]
-            for _ in range(max_depth - 1):
-                hidden.append(weight * hidden[-1])
-            grads = torch.autograd.grad(hidden[-1], hidden)
+        trace = _chain_trace((factor,), kind, max_depth)[:, 0]  # row L-1 = f^(L-1), as in run_float_limits
     finally:
         torch.set_flush_denormal(False)
-    trace = torch.stack(grads[::-1]).double().numpy()  # row L-1 = f^(L-1), as in run_float_limits
     return int(np.argmax(trace == 0)) + 1 if (trace == 0).any() else None
 
 
 @dataclass(frozen=True)
 class FirstStepResult:
-    """How far one optimizer step moves a weight whose gradient is g, as a multiple of the learning rate.
+    """How far one optimizer step moves a weight whose gradient is g, as a multiple of the learning rate,
+    on the axis gradient: ``adam_step.sel(gradient=1e-6)``.
 
     SGD moves it by lr·|g|. Adam moves it by lr·|m̂|/(√v̂ + ε); at the first step (and at every step
     while g stays the same) m̂ = g and v̂ = g², so the step is lr·|g|/(|g| + ε): lr for |g| ≫ ε, whatever
     the scale of g, and lr·|g|/ε for |g| ≪ ε.
-
-    Args:
-        gradients: the gradients g tried.
-        sgd_step: |Δw|/lr under SGD, one per gradient.
-        adam_step: |Δw|/lr under Adam (default betas), one per gradient.
-        lr: the learning rate of both.
-        eps: Adam's ε (PyTorch's default 1e-8).
     """
 
-    gradients: tuple[float, ...]
-    sgd_step: np.ndarray
-    adam_step: np.ndarray
+    sgd_step: Grid
+    adam_step: Grid  # with default betas
     lr: float
-    eps: float
-
-    def adam(self, gradient: float) -> float:
-        """Adam's first step for ``gradient``, in multiples of the learning rate."""
-        return float(self.adam_step[_index("gradient", gradient, self.gradients)])
-
-    def sgd(self, gradient: float) -> float:
-        """SGD's first step for ``gradient``, in multiples of the learning rate."""
-        return float(self.sgd_step[_index("gradient", gradient, self.gradients)])
+    eps: float  # Adam's ε (PyTorch's default 1e-8)
 
 
 def run_first_steps(
@@ -1030,7 +840,12 @@ def run_first_steps(
         v_hat = (1 - beta2) * g * g / (1 - beta2)
         sgd.append(lr * g / lr)
         adam.append(lr * m_hat / (math.sqrt(v_hat) + eps) / lr)
-    return FirstStepResult(values, np.array(sgd), np.array(adam), lr, eps)
+    return FirstStepResult(
+        Grid(sgd, name="SGD step / lr", gradient=values),
+        Grid(adam, name="Adam step / lr", gradient=values),
+        lr,
+        eps,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1050,25 +865,14 @@ class LayerProfileConfig(Config):
 
 @dataclass(frozen=True)
 class LayerProfileResult:
-    """Per layer l = 1..L: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and ‖∂J/∂W_l‖_F = ‖δ_l‖·‖h_{l-1}‖.
-
-    Args:
-        layers: 1..L.
-        backward_norm: ‖δ_l‖ = ‖∂J/∂a_l‖, the gradient signal arriving at layer l.
-        input_norm: ‖h_{l-1}‖, the activation entering layer l.
-        weight_grad_norm: ‖∂J/∂W_l‖_F from autograd.
-    """
+    """Per layer l = 1..L: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and ‖∂J/∂W_l‖_F = ‖δ_l‖·‖h_{l-1}‖."""
 
     config: LayerProfileConfig
-    layers: np.ndarray
-    backward_norm: np.ndarray
-    input_norm: np.ndarray
-    weight_grad_norm: np.ndarray
-
-    @property
-    def predicted_weight_grad_norm(self) -> float:
-        """s^(L-1): exact at every layer for orthogonal weights, the root-mean-square for Gaussian ones."""
-        return self.config.scale ** (self.config.depth - 1)
+    layers: np.ndarray  # 1..L
+    backward_norm: np.ndarray  # ‖δ_l‖ = ‖∂J/∂a_l‖, the gradient signal arriving at layer l
+    input_norm: np.ndarray  # ‖h_{l-1}‖, the activation entering layer l
+    weight_grad_norm: np.ndarray  # ‖∂J/∂W_l‖_F from autograd
+    predicted_weight_grad_norm: float  # s^(L-1): exact for orthogonal weights, the RMS for Gaussian ones
 
 
 def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
@@ -1089,12 +893,5 @@ def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
         np.array([float(torch.linalg.norm(d)) for d in grads[depth:]]),
         np.array([float(torch.linalg.norm(h.detach())) for h in hidden[:-1]]),
         np.array([float(torch.linalg.norm(w)) for w in grads[:depth]]),
+        config.scale ** (config.depth - 1),
     )
-
-
-def _index(name: str, value: float, options: Sequence[float]) -> int:
-    """Position of ``value`` in a config's tuple ``options``; ValueError naming the options."""
-    for k, option in enumerate(options):
-        if option == value:
-            return k
-    raise ValueError(f"{name} {value!r} was not measured; measured: {', '.join(map(str, options))}")

@@ -122,8 +122,8 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: 
     """
     _check(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
-    median, predicted = result.median(), result.predicted_norm()
-    low, high = result.quantile(0.1), result.quantile(0.9)
+    median, low, high = (result.quantiles.sel(q=q).values for q in (0.5, 0.1, 0.9))
+    predicted = result.predicted_norm.values
     for i, s in enumerate(result.config.scales):
         (line,) = ax.plot(result.depths, median[i], label=f"s = {s:g}")
         if band and result.config.n_seeds > 1:
@@ -169,7 +169,7 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     """
     _check(result, WidthSweepResult)
     fig, ax = figure_and_axes(ax)
-    mean, std = result.log_mean(), result.log_std()
+    mean, std = result.log_mean.values, result.log_std.values
     for k, sweep in enumerate(result.sweeps):
         depths = sweep.depths
         (line,) = ax.plot(depths, np.exp(mean[k]), label=f"n = {sweep.config.width}")
@@ -177,7 +177,7 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
         ax.fill_between(
             depths, np.exp(mean[k] - std[k]), np.exp(mean[k] + std[k]), color=color, alpha=0.2, lw=0
         )
-        mu, sigma = sweep.predicted_log_mean()[0], sweep.predicted_log_std()
+        mu, sigma = sweep.predicted_log_mean.values[0], sweep.predicted_log_std
         ax.plot(depths, np.exp(mu), "--", color=color, lw=1)
         ax.plot(depths, np.exp(mu - sigma), ":", color=color, lw=1)
         ax.plot(depths, np.exp(mu + sigma), ":", color=color, lw=1)
@@ -271,7 +271,7 @@ def float_limits(
     check_choice("dtype", dtype, result.config.dtypes)
     fig, ax = figure_and_axes(ax)
     info = {key: np.log2(value) for key, value in float_format(dtype).items()}
-    limits = [limit for limit in result.limits if limit.dtype == dtype]
+    limits = [limit for limit in result.limits.values() if limit.dtype == dtype]
     events = [d for limit in limits for d in (limit.measured_depth, limit.floor_depth) if d is not None]
     last = min(result.config.max_depth, int(1.15 * max(events, default=result.config.max_depth)) + 5)
     depths = np.arange(1, last + 1)
