@@ -8,6 +8,7 @@ not only on their mean.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,11 +16,13 @@ import pytest
 import torch
 from claims import SEEDS, expect, within
 from matplotlib.figure import Figure
+from torch import Tensor
 
 import vgcourse.exercises.residual_networks as exercises
 from vgcourse.exercises import check
 from vgcourse.experiments import residual_networks as rn
 from vgcourse.explorers import residual_networks as explorers
+from vgcourse.models import initial_weights
 from vgcourse.plots import residual_networks as plots
 
 F64 = torch.float64
@@ -68,8 +71,10 @@ def test_two_blocks_expand_into_four_paths() -> None:
     j1, j2 = jacobians
     expected = [torch.eye(5, dtype=F64), j1 + j2, j2 @ j1]
     for k in range(3):
-        assert result.path_gain[0, k] == pytest.approx(float(expected[k].norm()) / math.sqrt(5), rel=1e-12)
-    assert list(result.n_paths()) == [1, 2, 1]
+        gain = result.path_gain.sel(network=rn.RESIDUAL, length=k)
+        assert gain == pytest.approx(float(expected[k].norm()) / math.sqrt(5), rel=1e-12)
+    # C(2, k) = 1, 2, 1 paths of gain 1 each (α² g = 1): the RMS prediction √C(2, k)
+    np.testing.assert_allclose(result.predicted_gain.values[0], np.sqrt([1, 2, 1]))
 
 
 @pytest.mark.claim
@@ -78,14 +83,15 @@ def test_path_expansion_matches_autograd_and_the_chapter(seed: int) -> None:
     result = rn.run_path_expansion(rn.PathExpansionConfig(seed=seed))
     depth = result.config.depth
     assert result.relative_error.max() < 1e-12  # Σ_k P_k is autograd's Jacobian
-    plain = result.get(rn.PLAIN)
+    gains = {spec: result.path_gain.sel(network=spec).values for spec in result.config.networks}
+    plain = gains[rn.PLAIN]
     assert np.all(plain[:-1] == 0) and plain[-1] > 0  # the plain net has a single path, of length L
     for spec in (rn.RESIDUAL, rn.RESIDUAL_SCALED):
-        assert result.get(spec)[0] == pytest.approx(1.0, rel=1e-12)  # the identity path
+        assert gains[spec][0] == pytest.approx(1.0, rel=1e-12)  # the identity path
     # measured vs the RMS prediction: within a factor 2 for the short paths, 10 for every path
-    predicted = result.predicted_gain()
+    predicted = result.predicted_gain.values
     for i in (1, 2):
-        log_ratio = np.abs(np.log(result.path_gain[i] / predicted[i]))
+        log_ratio = np.abs(np.log(result.path_gain.values[i] / predicted[i]))
         expect(
             "residual: path gain, max |ln measured/predicted|, lengths <= 10",
             log_ratio[:11].max(),
@@ -98,20 +104,24 @@ def test_path_expansion_matches_autograd_and_the_chapter(seed: int) -> None:
             "<",
             math.log(10),
         )
+
     # α = 1: paths of length near L/2 dominate; α = 1/√L: the short ones do
+    def share_up_to_3(gain):
+        return float((gain[:4] ** 2).sum() / (gain**2).sum())
+
     expect(
         "residual: α=1, |typical path length - L/2|",
-        abs(result.typical_length(rn.RESIDUAL) - depth / 2),
+        abs(int(gains[rn.RESIDUAL].argmax()) - depth / 2),
         "<=",
         2,
     )
-    expect("residual: α=1, share of paths of length <= 3", result.share_up_to(rn.RESIDUAL, 3), "<", 0.01)
+    expect("residual: α=1, share of paths of length <= 3", share_up_to_3(gains[rn.RESIDUAL]), "<", 0.01)
     # lengths 0 and 1 have the same predicted gain and length 2 has 0.7 of it: the argmax is 0 or 1 at
     # seeds 0-4 (margin report), 2 would still be a short path
-    expect("residual: α=1/√L, typical path length", result.typical_length(rn.RESIDUAL_SCALED), "<=", 2)
+    expect("residual: α=1/√L, typical path length", int(gains[rn.RESIDUAL_SCALED].argmax()), "<=", 2)
     expect(
         "residual: α=1/√L, share of paths of length <= 3",
-        result.share_up_to(rn.RESIDUAL_SCALED, 3),
+        share_up_to_3(gains[rn.RESIDUAL_SCALED]),
         ">",
         0.95,
     )
@@ -215,27 +225,28 @@ def forward() -> rn.ForwardVarianceResult:
 def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) -> None:
     depth = forward.config.depth
     nets = forward.config.networks
-    final = forward.second_moment[:, :, -1] / forward.second_moment[:, :, 0]  # (spec, network)
+    moments = forward.second_moment.values
+    final = moments[:, :, -1] / moments[:, :, 0]  # (spec, network)
+    typical = forward.ratio.mean("seed", geometric=True).sel(block=depth)
     per_block = final ** (1 / depth)
     he, kaiming = nets.index(rn.RESIDUAL), nets.index(rn.RESIDUAL_KAIMING)
     within("residual: forward, He, growth per block (each network)", per_block[he], 1.9, 2.08)  # ≈ 2
     within(
         "residual: forward, Kaiming, growth per block (each network)", per_block[kaiming], 2.8, 3.15
     )  # ≈ 3
-    within(
-        "residual: forward, He, growth per block (typical)", forward.growth_per_block(rn.RESIDUAL), 1.92, 2.04
-    )
-    kaiming_typical = forward.growth_per_block(rn.RESIDUAL_KAIMING)
+    he_typical = typical.sel(network=rn.RESIDUAL) ** (1 / depth)
+    within("residual: forward, He, growth per block (typical)", he_typical, 1.92, 2.04)
+    kaiming_typical = typical.sel(network=rn.RESIDUAL_KAIMING) ** (1 / depth)
     within("residual: forward, Kaiming, growth per block (typical)", kaiming_typical, 2.85, 3.08)
-    within("residual: forward, He, final ratio / 2^L", forward.final_ratio(rn.RESIDUAL) / 2**depth, 0.1, 1.2)
+    within("residual: forward, He, final ratio / 2^L", typical.sel(network=rn.RESIDUAL) / 2**depth, 0.1, 1.2)
     scaled = final[nets.index(rn.RESIDUAL_SCALED)]
     within("residual: forward, α=1/√L, final ratio", scaled, 2.0, 3.0)  # (1 + 1/50)^50 = 2.69 <= e
     np.testing.assert_array_equal(
-        forward.second_moment[nets.index(rn.RESIDUAL_ZERO)],
-        forward.second_moment[nets.index(rn.RESIDUAL_ZERO)][:, :1].repeat(depth + 1, axis=1),
+        moments[nets.index(rn.RESIDUAL_ZERO)],
+        moments[nets.index(rn.RESIDUAL_ZERO)][:, :1].repeat(depth + 1, axis=1),
     )
     bn = nets.index(rn.RESIDUAL_BN)
-    predicted_bn = forward.predicted_ratio()[bn, -1]
+    predicted_bn = forward.predicted.values[bn, -1]
     # q_0 + l: linear, not exponential
     expect(
         "residual: forward, BN, |final ratio / predicted - 1|",
@@ -247,7 +258,7 @@ def test_forward_variance_grows_as_predicted(forward: rn.ForwardVarianceResult) 
     plain = final[nets.index(rn.PLAIN)]
     # the mean is preserved; the typical network drifts down (log-normal across networks: log scale)
     within("residual: forward, plain, log10 final ratio", np.log10(plain), math.log10(0.03), math.log10(3.0))
-    np.testing.assert_allclose(forward.predicted_ratio()[he], 2.0**forward.blocks)
+    np.testing.assert_allclose(forward.predicted.values[he], 2.0 ** np.arange(depth + 1))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -262,7 +273,8 @@ def sweep() -> rn.StreamDepthSweepResult:
 @pytest.mark.claim
 def test_depth_sweep_numbers_the_chapter_states(sweep: rn.StreamDepthSweepResult) -> None:
     nets = sweep.config.networks
-    at100 = {spec: sweep.grad_ratio[nets.index(spec), :, -1] for spec in nets}  # every network at L = 100
+    ratios = sweep.grad_ratio.values  # (network, seed, depth)
+    at100 = {spec: ratios[nets.index(spec), :, -1] for spec in nets}  # every network at L = 100
     assert sweep.config.depths[-1] == 100
     # log-normal across networks: the claim is on the log scale
     within(
@@ -277,28 +289,30 @@ def test_depth_sweep_numbers_the_chapter_states(sweep: rn.StreamDepthSweepResult
     expect("residual: sweep L=100, α=1, |ln gradient ratio / 2^50|", log_error, "<", math.log(4))
     within("residual: sweep L=100, residual + BN, gradient ratio", at100[rn.RESIDUAL_BN], 15, 80)
     within("residual: sweep L=100, α=1/√L, gradient ratio", at100[rn.RESIDUAL_SCALED], 1.3, 2.2)
-    np.testing.assert_allclose(sweep.grad_ratio[nets.index(rn.RESIDUAL_ZERO)], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(ratios[nets.index(rn.RESIDUAL_ZERO)], 1.0, rtol=1e-12)
     # typical values at 10 blocks, and polynomial (not exponential) growth of residual + BN
-    at10 = {spec: sweep.grad_ratio[nets.index(spec), :, 0] for spec in nets}
+    at10 = {spec: ratios[nets.index(spec), :, 0] for spec in nets}
     within("residual: sweep L=10, plain + BN, gradient ratio", at10[rn.PLAIN_BN], 4, 30)
     within("residual: sweep L=10, residual + BN, gradient ratio", at10[rn.RESIDUAL_BN], 3, 12)
-    rbn = sweep.typical()[nets.index(rn.RESIDUAL_BN)]
+    typical = sweep.grad_ratio.mean("seed", geometric=True)
+    rbn = typical.sel(network=rn.RESIDUAL_BN).values
     within(
         "residual: sweep, residual + BN, typical ratio L=100 / L=10", rbn[-1] / rbn[0], 3, 10
     )  # polynomial
-    plain_bn_steps = np.diff(np.log(sweep.typical()[nets.index(rn.PLAIN_BN)]))
+    plain_bn_steps = np.diff(np.log(typical.sel(network=rn.PLAIN_BN).values))
     expect("residual: sweep, plain + BN, smallest ln-step of the typical ratio", plain_bn_steps.min(), ">", 1)
+    predicted = sweep.predicted_grad_ratio
     np.testing.assert_allclose(
-        sweep.predicted_grad_ratio()[nets.index(rn.RESIDUAL)], 2.0 ** (sweep.depths / 2)
+        predicted.sel(network=rn.RESIDUAL).values, 2.0 ** (np.array(sweep.config.depths) / 2)
     )
-    assert np.isnan(sweep.predicted_grad_ratio()[nets.index(rn.RESIDUAL_BN)]).all()
-    assert sweep.at(rn.RESIDUAL_SCALED, 100) == pytest.approx(
+    assert np.isnan(predicted.sel(network=rn.RESIDUAL_BN).values).all()
+    assert typical.sel(network=rn.RESIDUAL_SCALED, depth=100) == pytest.approx(
         np.exp(np.log(at100[rn.RESIDUAL_SCALED]).mean())
     )
-    with pytest.raises(ValueError, match="was not measured"):
-        sweep.at(rn.RESIDUAL, 30)
-    with pytest.raises(ValueError, match="was not measured"):
-        sweep.at(rn.RESIDUAL_KAIMING, 100)
+    with pytest.raises(KeyError, match="not on the grid"):
+        typical.sel(network=rn.RESIDUAL, depth=30)
+    with pytest.raises(KeyError, match="not on the grid"):
+        typical.sel(network=rn.RESIDUAL_KAIMING, depth=100)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -313,7 +327,7 @@ def degradation_runs() -> list[rn.DegradationResult]:
 @pytest.mark.claim
 def test_deep_plain_trains_worse_and_its_residual_twin_does_not(degradation_runs) -> None:
     for result in degradation_runs:
-        p18, p34, r34 = result.shallow_plain, result.deep_plain, result.deep_residual
+        p18, p34, r34 = result.runs
         assert (p18.name, p34.name, r34.name) == ("plain-18", "plain-34", "residual-34")
         assert not any(run.history.diverged for run in result.runs)
         # degradation: deeper plain trains worse; the residual twin of plain-34 trains best
@@ -340,7 +354,6 @@ def test_deep_plain_trains_worse_and_its_residual_twin_does_not(degradation_runs
         expect("residual: degradation, init gradient ratio plain-34 / plain-18", ratio, ">", 3)
         ratio = r34.init_grad_ratio / p18.init_grad_ratio
         expect("residual: degradation, init gradient ratio residual-34 / plain-18", ratio, "<", 2)
-        assert result.get("plain-34") is p34
     frame = degradation_runs[0].to_frame()
     assert list(frame.index) == ["plain-18", "plain-34", "residual-34"]
     assert list(frame["Linear layers"]) == [18, 34, 34]
@@ -361,8 +374,9 @@ def test_a_diverged_run_is_kept_not_raised() -> None:
         shallow_depth=1, deep_depth=12, width=16, norm=None, steps=20, lr=5.0, device="cpu"
     )
     result = rn.run_degradation(config)
-    assert result.deep_residual.history.diverged
-    assert math.isnan(result.deep_residual.train_loss)
+    deep_residual = result.runs[2]
+    assert deep_residual.history.diverged
+    assert math.isnan(deep_residual.train_loss)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -525,6 +539,52 @@ def test_explorer_updates_at_defaults_and_extremes() -> None:
 # Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
 
 
+@dataclass(frozen=True)
+class TorchvisionBlockCheck:
+    """Autograd's Jacobian J of a block of torchvision's ResNet-18 against the two block Jacobians."""
+
+    block: str  # e.g. "layer1.0 (BasicBlock)"
+    n_inputs: int  # entries of the input (J is n_inputs × n_inputs)
+    output_min: float  # the smallest entry of the output (0 when a ReLU follows the addition)
+    negative_share: float  # share of the entries of x + F(x) that are negative (the 0s of D)
+    error_original: float  # max |J − D(I + ∂F/∂x)|, the original (post-activation) block
+    error_clean: float  # max |J − (I + ∂F/∂x)|, the clean (pre-activation) block
+
+
+def check_torchvision_block(seed: int = 0, size: int = 2) -> TorchvisionBlockCheck:
+    """Compare autograd's Jacobian of ``resnet18(weights=None).layer1[0]`` (a 64-channel ``BasicBlock``,
+    eval mode, float64) at a random input (1, 64, size, size) with D(I + ∂F/∂x) and I + ∂F/∂x, where
+    F = bn2 ∘ conv2 ∘ relu ∘ bn1 ∘ conv1 and D = diag(1[x + F(x) > 0]); ``seed`` seeds weights and input."""
+    import torchvision
+
+    with initial_weights(seed):  # torchvision's default initialization from seed, global RNG untouched
+        block = torchvision.models.resnet18(weights=None).layer1[0].double().eval()
+    if block.downsample is not None:  # pragma: no cover - layer1.0 keeps the shape
+        raise RuntimeError("expected a BasicBlock without downsampling")
+    x = torch.randn(1, 64, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+    def branch(h: Tensor) -> Tensor:
+        return block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h)))))
+
+    n = x.numel()
+    with torch.no_grad():
+        out = block(x)
+        pre = x + branch(x)
+    jacobian = torch.autograd.functional.jacobian(block, x, vectorize=True).reshape(n, n)
+    branch_jacobian = torch.autograd.functional.jacobian(branch, x, vectorize=True).reshape(n, n)
+    clean = torch.eye(n, dtype=torch.float64) + branch_jacobian
+    mask = (pre.reshape(n) > 0).to(torch.float64)
+    original = mask[:, None] * clean
+    return TorchvisionBlockCheck(
+        block=f"layer1.0 ({type(block).__name__})",
+        n_inputs=n,
+        output_min=float(out.min()),
+        negative_share=float(1.0 - mask.mean()),
+        error_original=float((jacobian - original).abs().max()),
+        error_clean=float((jacobian - clean).abs().max()),
+    )
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_post_activation_block_jacobian_is_mask_times_identity_plus_branch(seed: int) -> None:
     """φ(x + F(x)) has Jacobian D(I + ∂F/∂x), D = diag(1[x + F(x) > 0])."""
@@ -551,7 +611,7 @@ def test_torchvision_resnet18_uses_the_original_post_activation_block() -> None:
     assert source.after_addition == ["out = self.relu(out)"]
     assert source.relu_after_addition
     assert rn.torchvision_block_source("Bottleneck").relu_after_addition
-    check = rn.check_torchvision_block(seed=0)
+    check = check_torchvision_block(seed=0)
     assert check.block == "layer1.0 (BasicBlock)"
     assert check.output_min == 0.0
     assert 0.2 < check.negative_share < 0.8
@@ -569,7 +629,7 @@ def placement() -> rn.PlacementResult:
 @pytest.mark.claim
 def test_placement_numbers_the_chapter_states(placement: rn.PlacementResult) -> None:
     nets, depth = placement.config.networks, placement.config.depth
-    first = {spec: placement.stream_grad[nets.index(spec), :, 0] for spec in nets}  # per network
+    first = {spec: placement.stream_grad.sel(network=spec, block=0).values for spec in nets}  # per network
     growth = {spec: first[spec] ** (1 / depth) for spec in nets}
     within("residual: placement, clean, gradient growth per block", growth[rn.RESIDUAL], 1.3, 1.52)
     within(
@@ -587,7 +647,7 @@ def test_placement_numbers_the_chapter_states(placement: rn.PlacementResult) -> 
         1.5,
         6,
     )
-    active = {spec: placement.active[nets.index(spec)].mean(axis=1) for spec in nets}
+    active = {spec: placement.active.sel(network=spec).values.mean(axis=1) for spec in nets}
     within(
         "residual: placement, ReLU after +, share of entries kept by D",
         active[rn.POST_ACTIVATION],
@@ -600,7 +660,7 @@ def test_placement_numbers_the_chapter_states(placement: rn.PlacementResult) -> 
         0.8,
         0.93,
     )
-    share = {spec: placement.identity_share[nets.index(spec), :, 0] for spec in nets}
+    share = {spec: placement.identity_share.sel(network=spec, block=0).values for spec in nets}
     expect(
         "residual: placement, ReLU after +, identity path share at x_0", share[rn.POST_ACTIVATION], "<", 0.01
     )
@@ -611,15 +671,13 @@ def test_placement_numbers_the_chapter_states(placement: rn.PlacementResult) -> 
         0.2,
     )
     for spec in (rn.RESIDUAL, rn.RESIDUAL_BN):
-        assert np.all(placement.identity_share[nets.index(spec)] == 1.0)
-        assert np.all(placement.active[nets.index(spec)] == 1.0)
-    assert placement.identity_share_at_input(rn.POST_ACTIVATION) == pytest.approx(
-        share[rn.POST_ACTIVATION].mean()
+        assert np.all(placement.identity_share.sel(network=spec).values == 1.0)
+        assert np.all(placement.active.sel(network=spec).values == 1.0)
+    typical = placement.stream_grad.mean("seed", geometric=True)
+    assert typical.sel(network=rn.RESIDUAL, block=0) == pytest.approx(
+        np.exp(np.log(first[rn.RESIDUAL]).mean())
     )
-    assert placement.growth_per_block(rn.RESIDUAL) == pytest.approx(
-        np.exp(np.log(first[rn.RESIDUAL]).mean()) ** (1 / depth)
-    )
-    assert np.all(placement.stream_grad[:, :, -1] == 1.0)
+    assert np.all(placement.stream_grad.sel(block=depth).values == 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -645,7 +703,7 @@ def shattered() -> rn.ShatteredResult:
 @pytest.mark.claim
 def test_shattered_numbers_the_chapter_states(shattered: rn.ShatteredResult) -> None:
     nets, depths = shattered.config.networks, list(shattered.config.depths)
-    rho = {spec: shattered.autocorrelation[nets.index(spec)] for spec in nets}  # (seeds, depths)
+    rho = {spec: shattered.autocorrelation.sel(network=spec).values for spec in nets}  # (seeds, depths)
     one, twenty, fifty = depths.index(1), depths.index(20), depths.index(50)
     for spec in nets:
         expect(f"residual: shattered, {spec.label}, L=1, lag-1 autocorrelation", rho[spec][:, one], ">", 0.95)
@@ -670,10 +728,11 @@ def test_shattered_numbers_the_chapter_states(shattered: rn.ShatteredResult) -> 
     )
     gap = rho[rn.RESIDUAL_BN][:, fifty] - rho[rn.PLAIN_BN][:, fifty]
     expect("residual: shattered, L=50, residual - plain lag-1 autocorrelation", gap, ">", 0.3)
-    assert shattered.at(rn.PLAIN_BN, 50) == pytest.approx(rho[rn.PLAIN_BN][:, fifty].mean())
-    assert shattered.gradient.shape == (2, shattered.config.n_points)
-    with pytest.raises(ValueError, match="was not measured"):
-        shattered.at(rn.PLAIN_BN, 30)
+    mean = shattered.autocorrelation.mean("seed")
+    assert mean.sel(network=rn.PLAIN_BN, depth=50) == pytest.approx(rho[rn.PLAIN_BN][:, fifty].mean())
+    assert shattered.gradient.values.shape == (2, shattered.config.n_points)
+    with pytest.raises(KeyError, match="not on the grid"):
+        mean.sel(network=rn.PLAIN_BN, depth=30)
 
 
 def test_shattered_gradient_is_each_points_own_derivative() -> None:
@@ -682,8 +741,8 @@ def test_shattered_gradient_is_each_points_own_derivative() -> None:
     result = rn.run_shattered(config)
     model = rn.build_network(rn.PLAIN_BN, depth=3, width=8, in_features=1, out_features=1, dtype="float64")
     x = torch.linspace(-2, 2, 16, dtype=F64)[:, None]
-    gradient = rn._input_gradient(model, x)  # model is now in eval mode with frozen statistics
-    np.testing.assert_allclose(gradient, result.gradient[0])
+    (gradient,) = rn._prefix_input_gradients(model, x, (3,))  # model is now in eval mode, statistics frozen
+    np.testing.assert_allclose(gradient, result.gradient.values[0])
     h = 1e-6
     with torch.no_grad():
         numeric = (model(x + h) - model(x - h))[:, 0].numpy() / (2 * h)

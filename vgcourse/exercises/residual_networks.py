@@ -32,7 +32,7 @@ def _forward_growth(alpha: float) -> float:
     config = ForwardVarianceConfig(
         depth=SCALE_DEPTH, networks=(NetworkSpec(branch_scale=alpha),), width=128, batch_size=128, n_seeds=3
     )
-    return run_forward_variance(config).final_ratio(config.networks[0])
+    return float(run_forward_variance(config).ratio.mean("seed", geometric=True).values[0, -1])
 
 
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).

@@ -1,30 +1,9 @@
 """Chapter 5, residual networks: why a skip connection lets the gradient through, measured.
 
-A residual block computes x_{l+1} = x_l + α F(x_l), so its Jacobian is
-
-    ∂x_{l+1}/∂x_l = I + α J_l,   J_l = ∂F/∂x_l,
-
-and the Jacobian of L blocks is the product ∏_l (I + α J_l). Expanded, it is a sum over the 2^L ways of
-taking, at each block, either the identity or the branch: Σ_k α^k P_k with P_k the sum of the C(L, k)
-ordered products of k branch Jacobians. The plain twin, x_{l+1} = F(x_l), keeps only the single product
-J_L⋯J_1. With He initialization each branch preserves the second moment, E‖F(x)‖² = E‖x‖² (gain g = 1),
-and F(x) is uncorrelated with x, so an unnormalized residual stack grows it by (1 + α² g) per block:
-2^L at α = 1, at most e at α = 1/√L, exactly 1 when the branch's last layer starts at zero.
-
-Experiments (a frozen ``...Config`` and a ``run_...`` function each):
-
-- ``run_path_expansion``: the product ∏(I + αJ_l) expanded by path length k, checked against autograd.
-- ``run_forward_variance``: E[x_l²] block by block, against (1 + α² g)^l.
-- ``run_stream_depth_sweep``: the gradient ratio ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and the forward growth E[x_L²]/E[x_0²]
-  against depth, for plain and residual networks with and without BatchNorm and branch scaling.
-- ``run_degradation``: He et al.'s (2016) degradation result at CPU scale: plain-18, plain-34 and a
-  34-layer residual network trained on the digits data.
-- ``run_block_profile``: one forward and backward pass, per-block norms (the explorer).
-- ``run_placement``: where the ReLU sits: the original block φ(x + F(x)) (Jacobian D(I + ∂F/∂x)) against the
-  clean one x + F(x) (Jacobian I + ∂F/∂x), per-block gradient norms and the share of the identity path
-  that survives the masks D.
-- ``run_shattered``: Balduzzi et al.'s (2017) shattered gradients: the lag-1 autocorrelation of df/dx
-  along a grid of one-dimensional inputs, plain against residual, against depth.
+A block computes x_{l+1} = x_l + α F(x_l), Jacobian I + α J_l; L blocks multiply to ∏_l (I + α J_l), a sum
+over the 2^L paths that take the identity or the branch at each block (the plain twin keeps J_L⋯J_1).
+A He-initialized branch has gain g = E‖F(x)‖²/E‖x‖² = 1 and is uncorrelated with x, so an unnormalized
+stack grows E‖x‖² by 1 + α² g per block: 2^L at α = 1, at most e at α = 1/√L, 1 with zero-init branches.
 """
 
 from __future__ import annotations
@@ -42,6 +21,7 @@ from torch import Tensor, nn
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 from vgcourse.config import (
     Config,
+    Grid,
     derive,
     device_field,
     flag,
@@ -53,61 +33,8 @@ from vgcourse.config import (
     seed_field,
 )
 from vgcourse.data import DataSplit, mnist, shared_digits
-from vgcourse.models import NORMS, ResidualMLP, initial_weights, named_layers
+from vgcourse.models import NORMS, ResidualMLP, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
-
-__all__ = [
-    "DATASETS",
-    "DTYPES",
-    "INITS",
-    "PLACEMENT_NETWORKS",
-    "PLAIN",
-    "PLAIN_BN",
-    "POST_ACTIVATION",
-    "POST_ACTIVATION_BN",
-    "RESIDUAL",
-    "RESIDUAL_BN",
-    "RESIDUAL_KAIMING",
-    "RESIDUAL_SCALED",
-    "RESIDUAL_ZERO",
-    "SHATTER_NETWORKS",
-    "SWEEP_NETWORKS",
-    "VARIANCE_NETWORKS",
-    "DegradationConfig",
-    "DegradationResult",
-    "StreamDepthSweepConfig",
-    "StreamDepthSweepResult",
-    "ForwardVarianceConfig",
-    "ForwardVarianceResult",
-    "BlockProfileConfig",
-    "BlockProfileResult",
-    "NetworkSpec",
-    "PathExpansionConfig",
-    "PathExpansionResult",
-    "PlacementConfig",
-    "PlacementResult",
-    "ShatteredConfig",
-    "ShatteredResult",
-    "StreamPass",
-    "TorchvisionBlockCheck",
-    "TorchvisionBlockSource",
-    "TrainingRun",
-    "build_network",
-    "check_torchvision_block",
-    "torchvision_block_source",
-    "init_residual_network",
-    "lag1_autocorrelation",
-    "load_image_data",
-    "n_linear_layers",
-    "run_degradation",
-    "run_stream_depth_sweep",
-    "run_forward_variance",
-    "run_block_profile",
-    "run_path_expansion",
-    "run_placement",
-    "run_shattered",
-    "stream_pass",
-]
 
 INITS = ("he", "kaiming_all")
 DTYPES = ("float32", "float64")
@@ -115,33 +42,22 @@ DATASETS = ("digits", "mnist")
 _BRANCH_GAIN = {"he": 1.0, "kaiming_all": 2.0}  # E‖F(x)‖² / E‖x‖² of one branch at initialization
 
 
-# ----------------------------------------------------------------------------------------------------
 # Networks: what to build, how to initialize it, one forward and backward pass along the stream
-
-
 class NetworkSpec(Config):
     """One kind of network of the chapter: a ``ResidualMLP`` (ReLU) with or without skips, norm, scaling.
 
-    Args:
-        skip: add the identity path, x_{l+1} = x_l + α F(x_l); False gives the plain twin x_{l+1} = F(x_l).
-        norm: None, "batch" or "layer": a norm after each Linear inside F.
-        branch_scale: α: None (1), a positive number, or "inv_sqrt_depth" (1/√L); needs ``skip``.
-        zero_init_last: start each branch's last layer (or its norm's weight) at zero; needs ``skip``.
-        init: "he" (Var(W) = 2/n_in after a ReLU, 1/n_in elsewhere: every branch preserves E‖x‖²) or
-            "kaiming_all" (2/n_in for every Linear, as ``initialize(model, "kaiming_normal")``: the
-            branch doubles E‖x‖²).
-        post_activation: a ReLU after the addition, x_{l+1} = φ(x_l + α F(x_l)), the original ResNet's
-            block (He et al., 2016a), whose Jacobian is D(I + α ∂F/∂x); False (default) leaves the
-            identity path clean, Jacobian I + α ∂F/∂x, as in the pre-activation ResNet (He et al., 2016b).
-            Needs ``skip``.
+    ``init``: "he" gives Var(W) = 2/n_in after a ReLU and 1/n_in elsewhere (each branch preserves E‖x‖²);
+    "kaiming_all" 2/n_in for every Linear (each branch doubles it). ``post_activation``: the original
+    ResNet block φ(x_l + α F(x_l)) (He et al., 2016a), Jacobian D(I + α ∂F/∂x); False leaves the identity
+    path clean, I + α ∂F/∂x, as the pre-activation ResNet (He et al., 2016b). The last three need ``skip``.
     """
 
-    skip: bool = flag(True)
-    norm: str | None = one_of(*NORMS, default=None, optional=True)
-    branch_scale: float | str | None = None
-    zero_init_last: bool = flag(False)
+    skip: bool = flag(True)  # x_{l+1} = x_l + α F(x_l); False: the plain twin x_{l+1} = F(x_l)
+    norm: str | None = one_of(*NORMS, default=None, optional=True)  # a norm after each Linear inside F
+    branch_scale: float | str | None = None  # α: None (1), a number > 0, or "inv_sqrt_depth" (1/√L)
+    zero_init_last: bool = flag(False)  # each branch's last layer (or its norm's weight) starts at 0
     init: str = one_of(*INITS, default="he")
-    post_activation: bool = flag(False)
+    post_activation: bool = flag(False)  # a ReLU after the addition
 
     def check(self) -> None:
         if isinstance(self.branch_scale, str):
@@ -183,12 +99,7 @@ class NetworkSpec(Config):
 
     def growth_per_block(self, depth: int) -> float | None:
         """Predicted factor of E‖x‖² per block at initialization: 1 + α² g with skip, g without, 1 with
-        zero-init; None with a norm (a normalized branch adds a constant instead of multiplying) or a
-        ReLU after the addition (no closed form here).
-
-        Args:
-            depth: the number of blocks L (α may depend on it).
-        """
+        zero-init; None with a norm (it adds a constant instead) or a ReLU after the addition."""
         if self.norm is not None or self.post_activation:
             return None
         g = _BRANCH_GAIN[self.init]
@@ -220,18 +131,10 @@ def n_linear_layers(depth: int) -> int:
 def init_residual_network(
     model: ResidualMLP, init: str = "he", *, generator: torch.Generator | None = None
 ) -> ResidualMLP:
-    """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and zeroed layers are kept.
+    """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and all-zero layers are kept.
 
-    "he": gain 2 for a layer whose input comes out of a ReLU (each block's fc2) and 1 for the others
-    (the stem and each fc1 read the un-rectified stream; the head feeds the loss), so that every layer,
-    and hence every branch, preserves the second moment E[x²] of the signal (He et al., 2015, applied
-    to what each layer actually receives). "kaiming_all": gain 2 for every Linear. A Linear whose weight
-    is all zero (the last layer of a zero-initialized branch) stays zero.
-
-    Args:
-        model: the network, from ``build_network`` or ``ResidualMLP``.
-        init: "he" or "kaiming_all".
-        generator: random source of the draws (None: torch's global one).
+    "he": gain 2 for a layer fed by a ReLU (each block's fc2), 1 for the stem, each fc1 and the head, so
+    every layer preserves E[x²] of what it receives (He et al., 2015); "kaiming_all": gain 2 everywhere.
     """
     if not isinstance(model, ResidualMLP):
         raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
@@ -240,8 +143,7 @@ def init_residual_network(
         for name, module in model.named_modules():
             if not isinstance(module, nn.Linear) or not module.weight.any():
                 continue
-            after_relu = name.endswith("fc2")
-            gain = 2.0 if (after_relu or init == "kaiming_all") else 1.0
+            gain = 2.0 if (name.endswith("fc2") or init == "kaiming_all") else 1.0
             module.weight.normal_(0.0, math.sqrt(gain / module.in_features), generator=generator)
             if module.bias is not None:
                 module.bias.zero_()
@@ -258,36 +160,15 @@ def build_network(
     seed: int = 0,
     dtype: str = "float32",
 ) -> ResidualMLP:
-    """A ``ResidualMLP`` (ReLU) as ``spec`` describes, initialized by ``init_residual_network`` from ``seed``.
-
-    Networks built with the same seed, depth and width start from the same weights whatever their skip
-    and norm settings (zero-initialized branches aside), so a plain network and its residual twin differ
-    only by the identity paths.
-
-    Args:
-        spec: what to build.
-        depth: number of blocks L.
-        width: size of the residual stream.
-        in_features: size of each input.
-        out_features: number of classes.
-        seed: seed of the weights.
-        dtype: "float32" or "float64".
-    """
+    """A ``ResidualMLP`` of ``depth`` blocks as ``spec`` says, initialized by ``init_residual_network`` from
+    ``seed``: networks of one seed, depth and width share their weights whatever their skip and norm."""
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
     check_int("seed", seed, minimum=0)
     check_choice("dtype", dtype, DTYPES)
+    parts = ("norm", "skip", "branch_scale", "zero_init_last", "post_activation")
     model = ResidualMLP(
-        in_features,
-        out_features,
-        depth,
-        width,
-        "relu",
-        norm=spec.norm,
-        skip=spec.skip,
-        branch_scale=spec.branch_scale,
-        zero_init_last=spec.zero_init_last,
-        post_activation=spec.post_activation,
+        in_features, out_features, depth, width, "relu", **{k: getattr(spec, k) for k in parts}
     )
     init_residual_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
     return model.to(getattr(torch, dtype))
@@ -295,23 +176,13 @@ def build_network(
 
 @dataclass(frozen=True)
 class StreamPass:
-    """One forward and backward pass of a ``ResidualMLP`` on a batch, read along the residual stream.
+    """One forward and backward pass read along the stream: x_0 the stem's output, x_l block l's output."""
 
-    x_0 is the stem's output (the first block's input), x_l the output of block l.
-
-    Args:
-        second_moment: (L + 1,) E[x_l²], the mean of x_l² over the batch and the units, l = 0..L.
-        stream_grad: (L + 1,) ‖∂J/∂x_l‖ (Frobenius norm over the batch), l = 0..L.
-        layer_names: names of ``named_layers(model)``: "input", "block 1 fc1", ..., "output".
-        weight_grad: (2L + 2,) ‖∂J/∂W‖ of each of those layers.
-        loss: the cross-entropy J.
-    """
-
-    second_moment: np.ndarray
-    stream_grad: np.ndarray
-    layer_names: list[str]
-    weight_grad: np.ndarray
-    loss: float
+    second_moment: np.ndarray  # (L + 1,) E[x_l²] over the batch and the units
+    stream_grad: np.ndarray  # (L + 1,) ‖∂J/∂x_l‖ (Frobenius norm over the batch)
+    layer_names: list[str]  # of named_layers(model): "input", "block 1 fc1", ..., "output"
+    weight_grad: np.ndarray  # (2L + 2,) ‖∂J/∂W‖ of each of those layers
+    loss: float  # the cross-entropy J
 
     @property
     def grad_ratio(self) -> float:
@@ -327,17 +198,8 @@ class StreamPass:
 
 
 def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
-    """Run ``model`` on (x, y) in training mode (BatchNorm uses batch statistics), back-propagate the
-    cross-entropy, and record E[x_l²] and ‖∂J/∂x_l‖ along the stream and ‖∂J/∂W‖ per layer.
-
-    The weights do not change; their ``.grad`` is left filled (and BatchNorm's running statistics move,
-    as in any training-mode forward pass).
-
-    Args:
-        model: a ``ResidualMLP``.
-        x: inputs (N, in_features), converted to the model's dtype.
-        y: int64 class labels (N,).
-    """
+    """Cross-entropy of ``model`` on (x, y) in training mode, back-propagated: E[x_l²] and ‖∂J/∂x_l‖ along
+    the stream, ‖∂J/∂W‖ per layer. The weights do not change (their .grad is left filled)."""
     if not isinstance(model, ResidualMLP):
         raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
     check_tensor("x", x, ndim=2)
@@ -356,44 +218,33 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
             h.retain_grad()
         loss = F.cross_entropy(model.head(h), y.to(weight.device))
         loss.backward()
+    nan = torch.tensor(math.nan, dtype=torch.float64)
     with torch.no_grad():
         moments = torch.stack([h.double().square().mean() for h in stream])
         grads = torch.stack([torch.linalg.vector_norm(h.grad.double()) for h in stream])
         layers = named_layers(model)
         weight_grads = torch.stack(
             [
-                torch.linalg.vector_norm(m.weight.grad.double()) if m.weight.grad is not None else _nan()
+                torch.linalg.vector_norm(m.weight.grad.double()) if m.weight.grad is not None else nan
                 for _, m in layers
             ]
         )
+    names = [name for name, _ in layers]
     return StreamPass(
-        moments.cpu().numpy(),
-        grads.cpu().numpy(),
-        [name for name, _ in layers],
-        weight_grads.cpu().numpy(),
-        float(loss.detach()),
+        moments.cpu().numpy(), grads.cpu().numpy(), names, weight_grads.cpu().numpy(), float(loss.detach())
     )
 
 
-def _nan() -> Tensor:
-    return torch.tensor(math.nan, dtype=torch.float64)
-
-
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
-    """The chapter's data: "digits" (sklearn's 8×8 digits, shipped) or "mnist" (``vgcourse.data.mnist``: the
-    10,000-image test split shipped with the package). Digits splits are cached per seed.
-
-    Args:
-        dataset: "digits" or "mnist".
-        seed: seed of the train/validation split.
-    """
+    """ "digits" (sklearn's 8×8 digits, shared per process) or "mnist" (the shipped 10,000-image test split);
+    ``seed`` seeds the train/validation split."""
     check_choice("dataset", dataset, DATASETS)
     check_int("seed", seed, minimum=0)
     return shared_digits(seed) if dataset == "digits" else mnist(seed=seed)
 
 
 def _networks(default: tuple[NetworkSpec, ...]) -> Any:
-    return nonempty(instance_of(NetworkSpec), default=default)
+    return nonempty(instance_of(NetworkSpec), default=default, unique=True)
 
 
 def _check_increasing(depths: tuple[int, ...]) -> None:
@@ -411,21 +262,16 @@ def _build(
     )
 
 
-def _index(spec: NetworkSpec, networks: tuple[NetworkSpec, ...]) -> int:
-    if spec not in networks:
-        labels = ", ".join(s.label for s in networks)
-        raise ValueError(f"network {spec.label!r} was not measured; measured: {labels}")
-    return networks.index(spec)
+def _grid(values: Any, name: str, config: Any, last: str, coords: Any) -> Grid:
+    """A (network, seed, ``last``) Grid of one value per network of ``config`` (seeds seed, seed + 1, ...)."""
+    seeds = tuple(range(config.seed, config.seed + config.n_seeds))
+    return Grid(values, name=name, network=config.networks, seed=seeds, **{last: tuple(coords)})
 
 
-# ----------------------------------------------------------------------------------------------------
 # The product of block Jacobians, expanded by path length
-
-
 class PathExpansionConfig(Config):
-    """Expand ∂x_L/∂x_0 = ∏_l (I + α J_l) of one input by path length, for a few unnormalized networks of
-    ``depth`` blocks and stream width n (the per-example Jacobian of a BatchNorm network is not defined:
-    BatchNorm couples the examples of a batch). ``seed`` seeds the weights and the input."""
+    """Expand ∂x_L/∂x_0 = ∏_l (I + α J_l) of one input by path length, for unnormalized networks (BatchNorm
+    couples a batch's examples: no per-example Jacobian). ``seed`` seeds the weights and the input."""
 
     depth: int = integer(20, low=1, high=200)
     width: int = integer(64, low=1, high=1024)
@@ -443,72 +289,25 @@ class PathExpansionConfig(Config):
 
 @dataclass(frozen=True)
 class PathExpansionResult:
-    """path_gain[i, k] = ‖P_k‖_F / √n: the RMS gain of the paths through exactly k branches (float64).
-
-    P_k is the sum of the α^k-weighted ordered products of k of the L branch Jacobians, so that
-    ∂x_L/∂x_0 = Σ_k P_k (for the plain twin only P_L, the product of all L Jacobians, is nonzero).
-
-    Args:
-        path_gain: (n_networks, L + 1) array, k = 0..L.
-        total_gain: (n_networks,) ‖∂x_L/∂x_0‖_F / √n.
-        relative_error: (n_networks,) ‖Σ_k P_k − autograd's Jacobian‖_F / ‖autograd's Jacobian‖_F.
-    """
+    """‖P_k‖_F / √n, the RMS gain of the paths through exactly k branches (float64): P_k sums the
+    α^k-weighted ordered products of k of the L branch Jacobians, and ∂x_L/∂x_0 = Σ_k P_k."""
 
     config: PathExpansionConfig
-    path_gain: np.ndarray
-    total_gain: np.ndarray
-    relative_error: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """The path lengths k = 0..L."""
-        return np.arange(self.config.depth + 1)
-
-    def n_paths(self) -> np.ndarray:
-        """C(L, k): how many paths go through exactly k of the L branches, k = 0..L."""
-        return np.array([math.comb(self.config.depth, k) for k in range(self.config.depth + 1)], dtype=float)
-
-    def predicted_gain(self) -> np.ndarray:
-        """RMS prediction √(C(L, k)) (α² g)^(k/2) for residual networks; g^(L/2) at k = L for the plain
-        twin (other k: 0). Branches that start at zero give 1 at k = 0 and 0 elsewhere.
-        Shape (n_networks, L + 1)."""
-        depth = self.config.depth
-        out = np.zeros((len(self.config.networks), depth + 1))
-        for i, spec in enumerate(self.config.networks):
-            g = _BRANCH_GAIN[spec.init]
-            if not spec.skip:
-                out[i, depth] = g ** (depth / 2)
-            elif spec.zero_init_last:
-                out[i, 0] = 1.0
-            else:
-                out[i] = np.sqrt(self.n_paths() * (spec.alpha(depth) ** 2 * g) ** self.lengths)
-        return out
-
-    def share_up_to(self, spec: NetworkSpec, k: int) -> float:
-        """Σ_{j<=k} ‖P_j‖² / Σ_j ‖P_j‖²: the share of the squared gain carried by paths of length <= k."""
-        check_int("k", k, minimum=0, maximum=self.config.depth)
-        squares = self.path_gain[_index(spec, self.config.networks)] ** 2
-        return float(squares[: k + 1].sum() / squares.sum())
-
-    def typical_length(self, spec: NetworkSpec) -> int:
-        """The path length k whose paths carry the largest part ‖P_k‖ of the Jacobian."""
-        return int(np.argmax(self.path_gain[_index(spec, self.config.networks)]))
-
-    def get(self, spec: NetworkSpec) -> np.ndarray:
-        """The (L + 1,) path gains of one network."""
-        return self.path_gain[_index(spec, self.config.networks)]
+    path_gain: Grid  # axes network, length k = 0..L
+    predicted_gain: Grid  # √C(L, k) (α² g)^(k/2) (residual), g^(L/2) at k = L (plain), 1 at k = 0 (zero-init)
+    total_gain: np.ndarray  # (n_networks,) ‖∂x_L/∂x_0‖_F / √n
+    relative_error: np.ndarray  # (n_networks,) ‖Σ_k P_k − autograd's Jacobian‖_F / ‖autograd's‖_F
 
 
 def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
-    """Build J_l = W_2 diag(1[W_1 x_l + b_1 > 0]) W_1 for one input and accumulate the sum by path length.
-
-    Recursion over blocks: after block l, P_k ← P_k + α J_l P_{k-1} (residual) or P_k ← J_l P_{k-1}
-    (plain). Σ_k P_k is compared with ``torch.autograd.functional.jacobian`` of the stack of blocks.
-    """
+    """Build J_l = W_2 diag(1[W_1 x_l + b_1 > 0]) W_1 for one input and accumulate P_k ← P_k + α J_l P_{k-1}
+    (plain: P_k ← J_l P_{k-1}) block by block; compare Σ_k P_k with autograd's Jacobian of the blocks."""
     depth, n = config.depth, config.width
     gen = torch.Generator().manual_seed(config.seed + 10_000)
     x0 = torch.randn(n, dtype=torch.float64, generator=gen)
-    gains, totals, errors = [], [], []
+    lengths = np.arange(depth + 1)
+    n_paths = np.array([math.comb(depth, k) for k in range(depth + 1)], dtype=float)
+    gains, predicted, totals, errors = [], [], [], []
     for spec in config.networks:
         model = build_network(
             spec, depth=depth, width=n, in_features=n, out_features=1, seed=config.seed, dtype="float64"
@@ -533,7 +332,22 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
         gains.append([float(torch.linalg.norm(p)) / math.sqrt(n) for p in paths])
         totals.append(float(torch.linalg.norm(reference)) / math.sqrt(n))
         errors.append(float(torch.linalg.norm(total - reference) / torch.linalg.norm(reference)))
-    return PathExpansionResult(config, np.array(gains), np.array(totals), np.array(errors))
+        g, rms = _BRANCH_GAIN[spec.init], np.zeros(depth + 1)
+        if not spec.skip:
+            rms[depth] = g ** (depth / 2)
+        elif spec.zero_init_last:
+            rms[0] = 1.0
+        else:
+            rms[:] = np.sqrt(n_paths * (alpha**2 * g) ** lengths)
+        predicted.append(rms)
+    axes = {"network": config.networks, "length": tuple(range(depth + 1))}
+    return PathExpansionResult(
+        config,
+        Grid(np.array(gains), name="path gain", **axes),
+        Grid(np.array(predicted), name="predicted path gain", **axes),
+        np.array(totals),
+        np.array(errors),
+    )
 
 
 def _run_blocks(model: ResidualMLP, h: Tensor) -> Tensor:
@@ -542,13 +356,10 @@ def _run_blocks(model: ResidualMLP, h: Tensor) -> Tensor:
     return h
 
 
-# ----------------------------------------------------------------------------------------------------
 # Forward: E[x_l²] block by block
-
-
 class ForwardVarianceConfig(Config):
-    """E[x_l²] after each of ``depth`` blocks of networks at initialization, on a batch of digits
-    (float64), ``n_seeds`` independent networks per spec (seeds ``seed``, ``seed + 1``, ...)."""
+    """E[x_l²] after each of ``depth`` blocks at initialization, on a batch of digits (float64), ``n_seeds``
+    networks per spec (seeds ``seed``, ``seed + 1``, ...)."""
 
     depth: int = integer(50, low=1, high=500)
     networks: tuple[NetworkSpec, ...] = _networks(VARIANCE_NETWORKS)
@@ -560,57 +371,26 @@ class ForwardVarianceConfig(Config):
 
 @dataclass(frozen=True)
 class ForwardVarianceResult:
-    """second_moment[i, s, l] = E[x_l²] of network s of spec i after l blocks (l = 0 is the stem's output).
-
-    Args:
-        second_moment: (n_networks, n_seeds, L + 1) array.
-    """
+    """E[x_l²] of each network after l blocks (l = 0: the stem's output); ``ratio.mean("seed",
+    geometric=True)`` is the typical growth E[x_l²] / E[x_0²] of a spec."""
 
     config: ForwardVarianceConfig
-    second_moment: np.ndarray
-
-    @property
-    def blocks(self) -> np.ndarray:
-        """Block indices l = 0..L."""
-        return np.arange(self.config.depth + 1)
-
-    def ratio(self) -> np.ndarray:
-        """E[x_l²] / E[x_0²], geometric mean over the networks of each spec: (n_networks, L + 1)."""
-        with np.errstate(divide="ignore"):
-            logs = np.log(self.second_moment / self.second_moment[:, :, :1])
-        return np.exp(logs.mean(axis=1))
-
-    def growth_per_block(self, spec: NetworkSpec) -> float:
-        """(E[x_L²] / E[x_0²])^(1/L), geometric mean over networks: the measured factor per block."""
-        return float(self.ratio()[_index(spec, self.config.networks), -1] ** (1.0 / self.config.depth))
-
-    def final_ratio(self, spec: NetworkSpec) -> float:
-        """E[x_L²] / E[x_0²] of one spec (geometric mean over networks)."""
-        return float(self.ratio()[_index(spec, self.config.networks), -1])
-
-    def predicted_ratio(self) -> np.ndarray:
-        """(1 + α² g)^l for unnormalized specs (``NetworkSpec.growth_per_block``); for a normalized branch,
-        whose output has E[F²] = 1, (E[x_0²] + l) / E[x_0²] with the measured E[x_0²]. (n_networks, L + 1)."""
-        out = np.empty((len(self.config.networks), self.config.depth + 1))
-        for i, spec in enumerate(self.config.networks):
-            growth = spec.growth_per_block(self.config.depth)
-            if growth is not None:
-                out[i] = growth**self.blocks
-            else:
-                q0 = np.exp(np.log(self.second_moment[i, :, 0]).mean())
-                out[i] = (q0 + spec.alpha(self.config.depth) ** 2 * self.blocks) / q0
-        return out
+    second_moment: Grid  # E[x_l²], axes network, seed, block l = 0..L
+    ratio: Grid  # E[x_l²] / E[x_0²], same axes
+    predicted: Grid  # (1 + α² g)^l; normalized branch (E[F²] = 1): (q_0 + α² l)/q_0, q_0 the measured E[x_0²]
 
 
 def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult:
     """Run each network forward (training mode, no gradients) and record E[x_l²] after every block."""
     data = load_image_data("digits")
     x = data.x_train[: config.batch_size].double()
-    out = np.empty((len(config.networks), config.n_seeds, config.depth + 1))
+    depth, blocks = config.depth, np.arange(config.depth + 1)
+    out = np.empty((len(config.networks), config.n_seeds, depth + 1))
+    predicted = np.empty((len(config.networks), depth + 1))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             model = _build(
-                spec, data, depth=config.depth, width=config.width, seed=config.seed + s, dtype="float64"
+                spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64"
             ).train()
             with torch.no_grad():
                 h = model.stem(x)
@@ -619,17 +399,24 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
                     h = block(h)
                     moments.append(h.square().mean())
             out[i, s] = torch.stack(moments).numpy()
-    return ForwardVarianceResult(config, out)
+        growth = spec.growth_per_block(depth)
+        if growth is not None:
+            predicted[i] = growth**blocks
+        else:
+            q0 = np.exp(np.log(out[i, :, 0]).mean())
+            predicted[i] = (q0 + spec.alpha(depth) ** 2 * blocks) / q0
+    return ForwardVarianceResult(
+        config,
+        _grid(out, "E[x_l²]", config, "block", blocks),
+        _grid(out / out[:, :, :1], "E[x_l²] / E[x_0²]", config, "block", blocks),
+        Grid(predicted, name="predicted E[x_l²] / E[x_0²]", network=config.networks, block=tuple(blocks)),
+    )
 
 
-# ----------------------------------------------------------------------------------------------------
 # Depth sweep: gradient ratio and forward growth against depth
-
-
 class StreamDepthSweepConfig(Config):
     """One forward and backward pass (cross-entropy on a digits batch) per network, depth L (increasing)
-    and seed (``n_seeds`` networks per spec and depth: seeds ``seed``, ``seed + 1``, ...). ``dtype``
-    "float64" by default: 2^L growth overflows float32 beyond L ≈ 120."""
+    and seed. ``dtype`` "float64" by default: 2^L growth overflows float32 beyond L ≈ 120."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(10, 20, 50, 100))
     networks: tuple[NetworkSpec, ...] = _networks(SWEEP_NETWORKS)
@@ -645,46 +432,13 @@ class StreamDepthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class StreamDepthSweepResult:
-    """grad_ratio[i, s, d] = ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ and variance_ratio[i, s, d] = E[x_L²] / E[x_0²] of
-    network s of spec i at depth ``depths[d]``.
-
-    Args:
-        grad_ratio: (n_networks, n_seeds, n_depths) array.
-        variance_ratio: (n_networks, n_seeds, n_depths) array.
-    """
+    """Per network, seed and depth L: the two ratios of ``StreamPass``; ``.mean("seed", geometric=True)``
+    gives a spec's typical value."""
 
     config: StreamDepthSweepConfig
-    grad_ratio: np.ndarray
-    variance_ratio: np.ndarray
-
-    @property
-    def depths(self) -> np.ndarray:
-        """The depths L."""
-        return np.array(self.config.depths)
-
-    def typical(self, metric: str = "grad_ratio") -> np.ndarray:
-        """Geometric mean over networks of "grad_ratio" or "variance_ratio": (n_networks, n_depths)."""
-        values = getattr(self, check_choice("metric", metric, ("grad_ratio", "variance_ratio")))
-        return np.exp(np.log(values).mean(axis=1))
-
-    def at(self, spec: NetworkSpec, depth: int, metric: str = "grad_ratio") -> float:
-        """The geometric mean over networks of ``metric`` for one spec and depth."""
-        if depth not in self.config.depths:
-            raise ValueError(f"depth {depth} was not measured; measured: {self.config.depths}")
-        return float(
-            self.typical(metric)[_index(spec, self.config.networks), self.config.depths.index(depth)]
-        )
-
-    def predicted_grad_ratio(self) -> np.ndarray:
-        """(1 + α² g)^(L/2) for unnormalized specs: the backward signal grows through the blocks as the
-        forward one does; NaN for normalized ones. (n_networks, n_depths)."""
-        out = np.full((len(self.config.networks), len(self.config.depths)), np.nan)
-        for i, spec in enumerate(self.config.networks):
-            for d, depth in enumerate(self.config.depths):
-                growth = spec.growth_per_block(depth)
-                if growth is not None:
-                    out[i, d] = growth ** (depth / 2)
-        return out
+    grad_ratio: Grid  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖, axes network, seed, depth
+    variance_ratio: Grid  # E[x_L²] / E[x_0²], same axes
+    predicted_grad_ratio: Grid  # (1 + α² g)^(L/2) (unnormalized specs; NaN otherwise), axes network, depth
 
 
 def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepResult:
@@ -693,6 +447,7 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     shape = (len(config.networks), config.n_seeds, len(config.depths))
     grad, var = np.empty(shape), np.empty(shape)
+    predicted = np.full((len(config.networks), len(config.depths)), np.nan)
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             for d, depth in enumerate(config.depths):
@@ -701,28 +456,31 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
                 )
                 result = stream_pass(model, x, y)
                 grad[i, s, d], var[i, s, d] = result.grad_ratio, result.variance_ratio
-    return StreamDepthSweepResult(config, grad, var)
+        for d, depth in enumerate(config.depths):
+            growth = spec.growth_per_block(depth)
+            if growth is not None:
+                predicted[i, d] = growth ** (depth / 2)
+    return StreamDepthSweepResult(
+        config,
+        _grid(grad, "gradient ratio", config, "depth", config.depths),
+        _grid(var, "variance ratio", config, "depth", config.depths),
+        Grid(predicted, name="predicted gradient ratio", network=config.networks, depth=config.depths),
+    )
 
 
-# ----------------------------------------------------------------------------------------------------
 # Degradation: a deeper plain network trains worse; its residual twin does not
-
-
 class DegradationConfig(Config):
     """Train a shallow plain, a deep plain and a deep residual network (same width, norm and recipe).
 
-    The defaults mirror He et al.'s (2016) plain-18 / plain-34 / ResNet-34 comparison in linear layers:
-    8 blocks are 2·8 + 2 = 18 Linear layers, 16 blocks are 34; BatchNorm in every block, as theirs.
-    ``branch_scale`` is the residual network's α (see ``NetworkSpec``); "mnist" is the MNIST test split
-    shipped with the package; ``seed`` seeds the weights and the minibatch order (the train/validation
-    split is fixed).
+    The defaults mirror He et al.'s (2016) plain-18 / plain-34 / ResNet-34 in Linear layers (2·8 + 2 = 18,
+    2·16 + 2 = 34), BatchNorm in every block. ``seed`` seeds the weights and the minibatch order.
     """
 
     shallow_depth: int = integer(8, low=1, high=500)
     deep_depth: int = integer(16, low=2, high=500)
     width: int = integer(32, low=1, high=4096)
     norm: str | None = one_of(*NORMS, default="batch", optional=True)
-    branch_scale: float | str | None = None
+    branch_scale: float | str | None = None  # the residual network's α (see NetworkSpec)
     steps: int = positive(150, integer=True)
     batch_size: int = positive(64, integer=True)
     lr: float = positive(0.05)
@@ -738,80 +496,36 @@ class DegradationConfig(Config):
             )
         NetworkSpec(branch_scale=self.branch_scale)  # validates it
 
-    def networks(self) -> tuple[tuple[NetworkSpec, int], ...]:
-        """(spec, depth) of the three networks: shallow plain, deep plain, deep residual."""
-        plain = NetworkSpec(skip=False, norm=self.norm)
-        residual = NetworkSpec(norm=self.norm, branch_scale=self.branch_scale)
-        return ((plain, self.shallow_depth), (plain, self.deep_depth), (residual, self.deep_depth))
-
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One trained network of ``run_degradation``.
+    """One trained network of ``run_degradation``; losses and accuracies on the whole sets (eval mode)."""
 
-    Args:
-        name: e.g. "plain-18" (kind and number of Linear layers).
-        spec: what was built.
-        depth: number of blocks.
-        history: the training history (per-step minibatch loss, ...).
-        train_loss: cross-entropy on the whole training set after training (eval mode).
-        train_accuracy: accuracy on the whole training set after training.
-        val_accuracy: accuracy on the validation set after training.
-        init_grad_ratio: ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ at initialization, on the first training batch.
-    """
-
-    name: str
+    name: str  # e.g. "plain-18": kind and number of Linear layers
     spec: NetworkSpec
-    depth: int
+    depth: int  # blocks
     history: History
     train_loss: float
     train_accuracy: float
     val_accuracy: float
-    init_grad_ratio: float
-
-    @property
-    def n_layers(self) -> int:
-        """Linear layers: 2·depth + 2."""
-        return n_linear_layers(self.depth)
+    init_grad_ratio: float  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖ at initialization, on the first training batch
 
 
 @dataclass(frozen=True)
 class DegradationResult:
-    """The three runs, in the order shallow plain, deep plain, deep residual.
-
-    Args:
-        runs: the ``TrainingRun`` s.
-    """
+    """The three runs, in the order shallow plain, deep plain, deep residual."""
 
     config: DegradationConfig
     runs: tuple[TrainingRun, ...]
 
-    @property
-    def shallow_plain(self) -> TrainingRun:
-        return self.runs[0]
-
-    @property
-    def deep_plain(self) -> TrainingRun:
-        return self.runs[1]
-
-    @property
-    def deep_residual(self) -> TrainingRun:
-        return self.runs[2]
-
-    def get(self, name: str) -> TrainingRun:
-        """The run called ``name`` (e.g. "plain-34")."""
-        names = [run.name for run in self.runs]
-        return self.runs[names.index(check_choice("name", name, names))]
-
     def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per network: layers, training loss and accuracy, validation accuracy,
-        and the gradient ratio at initialization."""
+        """One row per network: layers, training loss and accuracy, validation accuracy, gradient ratio."""
         import pandas as pd
 
         rows = [
             {
                 "network": run.name,
-                "Linear layers": run.n_layers,
+                "Linear layers": n_linear_layers(run.depth),
                 "training loss": run.train_loss,
                 "training accuracy": run.train_accuracy,
                 "validation accuracy": run.val_accuracy,
@@ -823,15 +537,21 @@ class DegradationResult:
 
 
 def run_degradation(config: DegradationConfig) -> DegradationResult:
-    """Build the three networks from the same seed (the deep plain and residual ones start from identical
-    weights), record their gradient ratio at initialization, train each with ``vgcourse.training.train``
-    and evaluate on the whole training and validation sets. A diverged run is kept (its losses NaN)."""
+    """Build the three networks from one seed (deep plain and residual start from identical weights), record
+    their gradient ratio at initialization, train each with ``train`` and evaluate on the whole training
+    and validation sets. A diverged run is kept (its losses NaN)."""
     data = load_image_data(config.dataset)
     train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
     first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
     first = first[: min(config.batch_size, data.n_train)]
+    plain = NetworkSpec(skip=False, norm=config.norm)
+    residual = NetworkSpec(norm=config.norm, branch_scale=config.branch_scale)
     runs = []
-    for spec, depth in config.networks():
+    for spec, depth in (
+        (plain, config.shallow_depth),
+        (plain, config.deep_depth),
+        (residual, config.deep_depth),
+    ):
         model = _build(spec, data, depth=depth, width=config.width, seed=config.seed)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         ratio = stream_pass(model, data.x_train[first], data.y_train[first]).grad_ratio
@@ -848,13 +568,9 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
     return DegradationResult(config, tuple(runs))
 
 
-# ----------------------------------------------------------------------------------------------------
 # One network, block by block (the explorer)
-
-
 class BlockProfileConfig(Config):
-    """One forward and backward pass of one network of ``depth`` blocks on a batch of digits (float32),
-    read block by block; ``seed`` seeds the weights."""
+    """One forward and backward pass of one network on a batch of digits (float32), read block by block."""
 
     network: NetworkSpec = instance_of(NetworkSpec, default=RESIDUAL)
     depth: int = integer(30, low=1, high=500)
@@ -865,19 +581,10 @@ class BlockProfileConfig(Config):
 
 @dataclass(frozen=True)
 class BlockProfileResult:
-    """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2.
-
-    Args:
-        stream: the pass.
-    """
+    """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2."""
 
     config: BlockProfileConfig
     stream: StreamPass
-
-    @property
-    def blocks(self) -> np.ndarray:
-        """Block numbers 1..L."""
-        return np.arange(1, self.config.depth + 1)
 
     @property
     def fc1_grad(self) -> np.ndarray:
@@ -898,18 +605,11 @@ def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
     return BlockProfileResult(config, stream)
 
 
-# ----------------------------------------------------------------------------------------------------
 # Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
-
-
 class PlacementConfig(Config):
-    """One forward and backward pass (cross-entropy on a digits batch, float64) per network and seed.
-
-    The default networks come in pairs that share their weights and differ only in the ReLU after the
-    addition: clean (x_l = x_{l-1} + F(x_{l-1})) and original (x_l = φ(x_{l-1} + F(x_{l-1}))), without and
-    with BatchNorm in the branch. Every network needs skips; ``n_seeds`` networks per spec (seeds
-    ``seed``, ``seed + 1``, ...).
-    """
+    """One forward and backward pass (cross-entropy on a digits batch, float64) per network and seed. The
+    default networks come in pairs of shared weights, clean x_{l-1} + F(x_{l-1}) and original
+    φ(x_{l-1} + F(x_{l-1})), without and with BatchNorm; every network needs skips."""
 
     depth: int = integer(50, low=1, high=500)
     networks: tuple[NetworkSpec, ...] = _networks(PLACEMENT_NETWORKS)
@@ -927,61 +627,17 @@ class PlacementConfig(Config):
 
 @dataclass(frozen=True)
 class PlacementResult:
-    """Per block l = 0..L, for network s of spec i:
-
-    - stream_grad[i, s, l] = ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖, the backward signal relative to the one leaving the
-      last block;
-    - identity_share[i, s, l] = the mean over examples and units of D_L ⋯ D_{l+1} (1 at l = L): the share
-      of the entries through which the identity path alone carries the gradient from x_L back to x_l; 1 at
-      every l for a clean block (no mask);
-    - active[i, s, l - 1] (l = 1..L) = the share of entries of x_{l-1} + α F(x_{l-1}) that are positive,
-      the 1s of D_l (1 for a clean block).
-
-    Args:
-        stream_grad: (n_networks, n_seeds, L + 1) array.
-        identity_share: (n_networks, n_seeds, L + 1) array.
-        active: (n_networks, n_seeds, L) array.
-    """
+    """Per network, seed and block; D_l = diag(1[x_{l-1} + α F(x_{l-1}) > 0]) (I for a clean block)."""
 
     config: PlacementConfig
-    stream_grad: np.ndarray
-    identity_share: np.ndarray
-    active: np.ndarray
-
-    @property
-    def blocks(self) -> np.ndarray:
-        """l = 0..L."""
-        return np.arange(self.config.depth + 1)
-
-    def typical_grad(self) -> np.ndarray:
-        """Geometric mean over networks of ``stream_grad``: (n_networks, L + 1)."""
-        return np.exp(np.log(self.stream_grad).mean(axis=1))
-
-    def grad_ratio(self, spec: NetworkSpec) -> float:
-        """‖∂J/∂x_0‖ / ‖∂J/∂x_L‖, geometric mean over networks."""
-        return float(self.typical_grad()[_index(spec, self.config.networks), 0])
-
-    def growth_per_block(self, spec: NetworkSpec) -> float:
-        """The typical factor of the backward signal per block, (‖∂J/∂x_0‖ / ‖∂J/∂x_L‖)^(1/L)."""
-        return self.grad_ratio(spec) ** (1.0 / self.config.depth)
-
-    def mean_active(self, spec: NetworkSpec) -> float:
-        """Share of the entries the ReLU after the addition lets through, mean over blocks and networks."""
-        return float(self.active[_index(spec, self.config.networks)].mean())
-
-    def identity_share_at_input(self, spec: NetworkSpec) -> float:
-        """Share of entries whose identity path survives every mask from x_L back to x_0 (mean over
-        networks)."""
-        return float(self.identity_share[_index(spec, self.config.networks), :, 0].mean())
+    stream_grad: Grid  # ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖, axes network, seed, block l = 0..L
+    identity_share: Grid  # mean entry of D_L ⋯ D_{l+1}: where the identity path alone reaches x_l; same axes
+    active: Grid  # share of the 1s of D_l, axes network, seed, block l = 1..L
 
 
 def run_placement(config: PlacementConfig) -> PlacementResult:
-    """``stream_pass`` on every network and seed (float64); the masks D_l of the ReLU after each addition are
-    read from the same pass (forward hooks on the blocks: x_l > 0 exactly where x_{l-1} + αF > 0).
-
-    Networks of the same seed share their weights (``build_network``), so the clean and the original block
-    differ only by the ReLU after the addition.
-    """
+    """``stream_pass`` on every network and seed (float64); the masks D_l are read from the same pass (x_l > 0
+    exactly where x_{l-1} + αF > 0). Networks of one seed share their weights."""
     data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     n, depth = len(config.networks), config.depth
@@ -1011,16 +667,18 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
             for layer in range(depth, 0, -1):  # the identity path from x_L back to x_{layer-1}
                 survive = survive & masks[layer - 1]
                 share[i, s, layer - 1] = float(survive.double().mean())
-    return PlacementResult(config, grads, share, active)
+    return PlacementResult(
+        config,
+        _grid(grads, "‖∂J/∂x_l‖ / ‖∂J/∂x_L‖", config, "block", range(depth + 1)),
+        _grid(share, "identity path share", config, "block", range(depth + 1)),
+        _grid(active, "share kept by D_l", config, "block", range(1, depth + 1)),
+    )
 
 
-# ----------------------------------------------------------------------------------------------------
 # Shattered gradients: df/dx along a line of inputs, plain against residual
-
-
 def lag1_autocorrelation(values: np.ndarray) -> float:
-    """ρ = Σ_i (v_i − v̄)(v_{i+1} − v̄) / Σ_i (v_i − v̄)² of a 1-D sequence: near 1 for a smooth curve, near
-    0 for white noise (Balduzzi et al.'s measure of shattering, at lag 1)."""
+    """ρ = Σ_i (v_i − v̄)(v_{i+1} − v̄) / Σ_i (v_i − v̄)²: near 1 for a smooth curve, 0 for white noise
+    (Balduzzi et al.'s measure of shattering, at lag 1)."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size < 3:
         raise ValueError(f"values must be a 1-D sequence of at least 3 numbers; got shape {v.shape}")
@@ -1032,13 +690,9 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
 
 
 class ShatteredConfig(Config):
-    """Networks with one input and one output, evaluated at ``n_points`` inputs evenly spaced on
-    [−interval, interval] (float64), as in Balduzzi et al. (2017), at increasing depths L.
-
-    Each BatchNorm takes its statistics from the grid of points (one training-mode pass) and keeps them,
-    so f is an ordinary function of one input and df/dx at each point is that point's own derivative.
-    ``n_seeds`` networks per spec and depth (seeds ``seed``, ``seed + 1``, ...).
-    """
+    """Networks with one input and one output at ``n_points`` inputs evenly spaced on [−interval, interval]
+    (float64), as in Balduzzi et al. (2017), at increasing depths L. BatchNorm takes its statistics from
+    the grid of points once and keeps them, so df/dx at each point is that point's own derivative."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=500), default=(1, 2, 5, 10, 20, 50))
     networks: tuple[NetworkSpec, ...] = _networks(SHATTER_NETWORKS)
@@ -1054,38 +708,11 @@ class ShatteredConfig(Config):
 
 @dataclass(frozen=True)
 class ShatteredResult:
-    """autocorrelation[i, s, d]: the lag-1 autocorrelation of df/dx along the grid for network s of spec i
-    at depth ``depths[d]``; gradient[i, p]: df/dx at point p of the first network (seed ``seed``) of spec i
-    at the deepest depth.
-
-    Args:
-        autocorrelation: (n_networks, n_seeds, n_depths) array.
-        gradient: (n_networks, n_points) array.
-    """
+    """The lag-1 autocorrelation of df/dx along the grid, and df/dx itself at the deepest depth."""
 
     config: ShatteredConfig
-    autocorrelation: np.ndarray
-    gradient: np.ndarray
-
-    @property
-    def points(self) -> np.ndarray:
-        """The inputs x of the grid."""
-        return np.linspace(-self.config.interval, self.config.interval, self.config.n_points)
-
-    @property
-    def depths(self) -> np.ndarray:
-        """The depths L."""
-        return np.array(self.config.depths)
-
-    def mean(self) -> np.ndarray:
-        """Mean over networks of the autocorrelation: (n_networks, n_depths)."""
-        return self.autocorrelation.mean(axis=1)
-
-    def at(self, spec: NetworkSpec, depth: int) -> float:
-        """The mean over networks of the lag-1 autocorrelation for one spec and depth."""
-        if depth not in self.config.depths:
-            raise ValueError(f"depth {depth} was not measured; measured: {self.config.depths}")
-        return float(self.mean()[_index(spec, self.config.networks), self.config.depths.index(depth)])
+    autocorrelation: Grid  # axes network, seed, depth
+    gradient: Grid  # df/dx of the first network (seed ``seed``) at the deepest depth, axes network, x
 
 
 def _freeze_batch_norm(model: ResidualMLP, x: Tensor) -> None:
@@ -1099,16 +726,10 @@ def _freeze_batch_norm(model: ResidualMLP, x: Tensor) -> None:
     model.eval()
 
 
-def _input_gradient(model: ResidualMLP, x: Tensor) -> np.ndarray:
-    """df/dx at every point of x (N, 1), with each BatchNorm's statistics taken from x and then frozen."""
-    return _prefix_input_gradients(model, x, (len(model.blocks),))[0]
-
-
 def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ...]) -> list[np.ndarray]:
-    """df_L/dx at every point of x (N, 1) for each L in ``depths``, where f_L = head ∘ block_L ∘ ⋯ ∘ block_1
-    ∘ stem is the network cut after L blocks. BatchNorm statistics come from x and are then frozen (the
-    statistics of block l depend only on the blocks before it, so every prefix sees the ones it would
-    compute on its own); points are then independent, so the gradient of the sum is each point's df/dx."""
+    """df_L/dx at every point of x (N, 1) for each L in ``depths``, f_L = head ∘ block_L ∘ ⋯ ∘ block_1 ∘ stem.
+    BatchNorm statistics come from x, then are frozen (block l's depend only on the blocks before it, so
+    every prefix sees its own); the points are then independent: the gradient of the sum is each df/dx."""
     _freeze_batch_norm(model, x)
     x = x.clone().requires_grad_(True)
     outputs = {}
@@ -1123,123 +744,41 @@ def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ..
 
 
 def run_shattered(config: ShatteredConfig) -> ShatteredResult:
-    """Build one network per spec and seed with the deepest depth (one input, one output), and record the
-    lag-1 autocorrelation of df/dx for each depth L of the config, cutting the network after L blocks
-    (stem, blocks 1..L, head): the networks of one seed share their first blocks."""
+    """One network per spec and seed at the deepest depth, cut after L blocks (stem, blocks 1..L, head) for
+    each depth L: the lag-1 autocorrelation of df/dx along the grid."""
     x = torch.linspace(-config.interval, config.interval, config.n_points, dtype=torch.float64)[:, None]
-    shape = (len(config.networks), config.n_seeds, len(config.depths))
-    autocorrelation = np.empty(shape)
+    autocorrelation = np.empty((len(config.networks), config.n_seeds, len(config.depths)))
     gradient = np.empty((len(config.networks), config.n_points))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = _build(
-                spec,
-                (1, 1),
-                depth=config.depths[-1],
-                width=config.width,
-                seed=config.seed + s,
-                dtype="float64",
-            )
+            depth, seed = config.depths[-1], config.seed + s
+            model = _build(spec, (1, 1), depth=depth, width=config.width, seed=seed, dtype="float64")
             grads = _prefix_input_gradients(model, x, config.depths)
             autocorrelation[i, s] = [lag1_autocorrelation(g) for g in grads]
             if s == 0:
                 gradient[i] = grads[-1]
-    return ShatteredResult(config, autocorrelation, gradient)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Which block torchvision's ResNet-18 uses
-
-
-@dataclass(frozen=True)
-class TorchvisionBlockCheck:
-    """Autograd's Jacobian of a block of torchvision's ResNet-18 against the two block Jacobians.
-
-    Args:
-        block: the block checked, e.g. "layer1.0 (BasicBlock)".
-        n_inputs: entries of the input (the Jacobian is n_inputs × n_inputs).
-        output_min: the smallest entry of the block's output (0 when a ReLU follows the addition).
-        negative_share: share of the entries of x + F(x) that are negative (the 0s of D).
-        error_original: max |J − D(I + ∂F/∂x)|, the original (post-activation) block's Jacobian.
-        error_clean: max |J − (I + ∂F/∂x)|, the clean (pre-activation) block's Jacobian.
-    """
-
-    block: str
-    n_inputs: int
-    output_min: float
-    negative_share: float
-    error_original: float
-    error_clean: float
-
-
-def check_torchvision_block(seed: int = 0, size: int = 2) -> TorchvisionBlockCheck:
-    """Take the first block of ``torchvision.models.resnet18(weights=None)`` (layer1.0, a ``BasicBlock`` of 64
-    channels, eval mode, float64), feed it a random input (1, 64, size, size) and compare autograd's
-    Jacobian of the block with D(I + ∂F/∂x) and with I + ∂F/∂x, where F = bn2 ∘ conv2 ∘ relu ∘ bn1 ∘ conv1
-    is its branch and D = diag(1[x + F(x) > 0]).
-
-    Args:
-        seed: seed of the weights and of the input.
-        size: height and width of the input.
-    """
-    import torchvision
-
-    check_int("seed", seed, minimum=0)
-    check_int("size", size, minimum=1, maximum=8)
-    with initial_weights(seed):  # torchvision's default initialization from seed, global RNG untouched
-        block = torchvision.models.resnet18(weights=None).layer1[0].double().eval()
-    if block.downsample is not None:  # pragma: no cover - layer1.0 keeps the shape
-        raise RuntimeError("expected a BasicBlock without downsampling")
-    x = torch.randn(1, 64, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-
-    def branch(h: Tensor) -> Tensor:
-        return block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h)))))
-
-    n = x.numel()
-    with torch.no_grad():
-        out = block(x)
-        pre = x + branch(x)
-    jacobian = torch.autograd.functional.jacobian(block, x, vectorize=True).reshape(n, n)
-    branch_jacobian = torch.autograd.functional.jacobian(branch, x, vectorize=True).reshape(n, n)
-    clean = torch.eye(n, dtype=torch.float64) + branch_jacobian
-    mask = (pre.reshape(n) > 0).to(torch.float64)
-    original = mask[:, None] * clean
-    return TorchvisionBlockCheck(
-        block=f"layer1.0 ({type(block).__name__})",
-        n_inputs=n,
-        output_min=float(out.min()),
-        negative_share=float(1.0 - mask.mean()),
-        error_original=float((jacobian - original).abs().max()),
-        error_clean=float((jacobian - clean).abs().max()),
+    points = tuple(np.linspace(-config.interval, config.interval, config.n_points))
+    return ShatteredResult(
+        config,
+        _grid(autocorrelation, "lag-1 autocorrelation", config, "depth", config.depths),
+        Grid(gradient, name="df/dx", network=config.networks, x=points),
     )
 
 
+# Which block torchvision's ResNet-18 uses
 @dataclass(frozen=True)
 class TorchvisionBlockSource:
-    """What the installed torchvision's ``BasicBlock.forward`` (the block of ResNet-18 and -34) does after
-    its branch, read from the source file without importing torchvision.
+    """What the installed torchvision's ``forward`` of a ResNet block does after its branch."""
 
-    Args:
-        path: the source file, torchvision/models/resnet.py.
-        addition: the statement that adds the identity, e.g. "out += identity".
-        after_addition: the statements between the addition and the return, e.g. ["out = self.relu(out)"].
-        relu_after_addition: whether one of those applies the block's ReLU: the original, post-activation
-            block.
-    """
-
-    path: str
-    addition: str
-    after_addition: list[str]
-    relu_after_addition: bool
+    path: str  # torchvision/models/resnet.py
+    addition: str  # the statement that adds the identity, e.g. "out += identity"
+    after_addition: list[str]  # the statements between it and the return, e.g. ["out = self.relu(out)"]
+    relu_after_addition: bool  # one of them applies the ReLU: the original, post-activation block
 
 
 def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlockSource:
-    """Parse ``class_name``'s ``forward`` in the installed torchvision/models/resnet.py (no import of
-    torchvision, which takes seconds): find the ``+=`` that adds the identity and what follows it.
-
-    Args:
-        class_name: "BasicBlock" (ResNet-18, -34) or "Bottleneck" (ResNet-50 and deeper).
-    """
+    """Parse ``class_name``'s ``forward`` ("BasicBlock": ResNet-18, -34; "Bottleneck": ResNet-50 and deeper)
+    in the installed torchvision/models/resnet.py without importing torchvision (which takes seconds)."""
     import ast
     import importlib.util
     from pathlib import Path
@@ -1250,10 +789,9 @@ def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlock
         raise ModuleNotFoundError("torchvision is not installed")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / "resnet.py"
     source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source)
     forward = next(
         item
-        for node in tree.body
+        for node in ast.parse(source).body
         if isinstance(node, ast.ClassDef) and node.name == class_name
         for item in node.body
         if isinstance(item, ast.FunctionDef) and item.name == "forward"
@@ -1262,9 +800,8 @@ def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlock
     index = next(
         i for i, stmt in enumerate(body) if isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Add)
     )
-    after = [stmt for stmt in body[index + 1 :] if not isinstance(stmt, ast.Return)]
-    after_text = [ast.get_source_segment(source, stmt) or "" for stmt in after]
-    relu = any("relu" in text for text in after_text)
-    return TorchvisionBlockSource(
-        str(path), ast.get_source_segment(source, body[index]) or "", after_text, relu
-    )
+    after = [
+        ast.get_source_segment(source, s) or "" for s in body[index + 1 :] if not isinstance(s, ast.Return)
+    ]
+    addition = ast.get_source_segment(source, body[index]) or ""
+    return TorchvisionBlockSource(str(path), addition, after, any("relu" in text for text in after))

@@ -74,10 +74,10 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
     """
     _check(result, PathExpansionResult)
     fig, ax = figure_and_axes(ax)
-    k = result.lengths
-    predicted = result.predicted_gain()
+    k = np.arange(result.config.depth + 1)
+    gain, predicted = result.path_gain.values, result.predicted_gain.values
     for i, spec in enumerate(result.config.networks):
-        (line,) = ax.plot(k, _positive(result.path_gain[i]), "o", ms=4, label=spec.label)
+        (line,) = ax.plot(k, _positive(gain[i]), "o", ms=4, label=spec.label)
         ax.plot(k, _positive(predicted[i]), "--", color=line.get_color(), lw=1)
     ax.plot([], [], "--", color="k", lw=1, label=r"RMS prediction $\sqrt{\binom{L}{k}}\,\alpha^k$")
     log_scale(ax, "y")
@@ -108,10 +108,11 @@ def forward_variance(
     _check(result, ForwardVarianceResult)
     chosen = _select(result.config.networks, networks)
     fig, ax = figure_and_axes(ax)
-    ratio, predicted = result.ratio(), result.predicted_ratio()
+    ratio, predicted = result.ratio.mean("seed", geometric=True).values, result.predicted.values
+    blocks = np.arange(result.config.depth + 1)
     for i in chosen:
-        (line,) = ax.plot(result.blocks, ratio[i], lw=2, label=result.config.networks[i].label)
-        ax.plot(result.blocks, predicted[i], "--", color=line.get_color(), lw=1)
+        (line,) = ax.plot(blocks, ratio[i], lw=2, label=result.config.networks[i].label)
+        ax.plot(blocks, predicted[i], "--", color=line.get_color(), lw=1)
     ax.plot([], [], "--", color="k", lw=1, label="predicted")
     log_scale(ax, "y")
     ax.set_xlabel("block l")
@@ -172,12 +173,13 @@ def depth_sweep(
     _check(result, StreamDepthSweepResult)
     check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax)
-    typical = result.typical(metric)
-    predicted = result.predicted_grad_ratio() if metric == "grad_ratio" else None
+    typical = getattr(result, metric).mean("seed", geometric=True).values
+    predicted = result.predicted_grad_ratio.values if metric == "grad_ratio" else None
+    depths = np.array(result.config.depths)
     for i, spec in enumerate(result.config.networks):
-        (line,) = ax.plot(result.depths, _positive(typical[i]), "o-", ms=4, label=spec.label)
+        (line,) = ax.plot(depths, _positive(typical[i]), "o-", ms=4, label=spec.label)
         if predicted is not None and np.isfinite(predicted[i]).any():
-            ax.plot(result.depths, predicted[i], "--", color=line.get_color(), lw=1)
+            ax.plot(depths, predicted[i], "--", color=line.get_color(), lw=1)
     if predicted is not None:
         ax.plot([], [], "--", color="k", lw=1, label=r"predicted $(1+\alpha^2)^{L/2}$")
     ax.axhline(1.0, color="0.5", lw=0.8)
@@ -259,22 +261,8 @@ def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend:
     marker = "o" if result.config.depth <= 40 else None
     ax.plot(blocks, _positive(stream.stream_grad), lw=2, label="backward ‖∂J/∂xₗ‖")
     ax.plot(blocks, _positive(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label="forward √E[xₗ²]")
-    ax.plot(
-        result.blocks,
-        _positive(result.fc1_grad),
-        marker=marker,
-        ms=3,
-        lw=0.8,
-        label="‖∂J/∂W‖ fc1",
-    )
-    ax.plot(
-        result.blocks,
-        _positive(result.fc2_grad),
-        marker=marker,
-        ms=3,
-        lw=0.8,
-        label="‖∂J/∂W‖ fc2",
-    )
+    for name, grad in (("fc1", result.fc1_grad), ("fc2", result.fc2_grad)):
+        ax.plot(blocks[1:], _positive(grad), marker=marker, ms=3, lw=0.8, label=f"‖∂J/∂W‖ {name}")
     log_scale(ax, "y")
     ax.set_xlabel("block l (input → output)")
     ax.set_ylabel("norm")
@@ -335,14 +323,15 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     """
     _check(result, PlacementResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
-    grads, share = result.typical_grad(), result.identity_share.mean(axis=1)
+    grads = result.stream_grad.mean("seed", geometric=True).values
+    share, blocks = result.identity_share.mean("seed").values, np.arange(result.config.depth + 1)
     norms: list[str | None] = []
     for i, spec in enumerate(result.config.networks):
         if spec.norm not in norms:
             norms.append(spec.norm)
         style = {"color": f"C{norms.index(spec.norm)}", "ls": "--" if spec.post_activation else "-", "lw": 2}
-        axes[0].plot(result.blocks, _positive(grads[i]), label=spec.label, **style)
-        axes[1].plot(result.blocks, share[i], **style)
+        axes[0].plot(blocks, _positive(grads[i]), label=spec.label, **style)
+        axes[1].plot(blocks, share[i], **style)
     log_scale(axes[0], "y")
     axes[0].set_ylabel(r"$\|\partial J/\partial x_l\| \,/\, \|\partial J/\partial x_L\|$")
     axes[0].set_title("backward signal", fontsize=10)
@@ -373,17 +362,18 @@ def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
     _check(result, ShatteredResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
     deepest = result.config.depths[-1]
-    offsets = []
+    offsets, depths = [], np.array(result.config.depths)
+    points, mean = np.array(result.gradient.axes["x"]), result.autocorrelation.mean("seed").values
     for i, spec in enumerate(result.config.networks):
-        g = result.gradient[i]
+        g = result.gradient.values[i]
         spread = g.std()
         z = (g - g.mean()) / spread if spread > 0 else g - g.mean()
         offset = -5.0 * i
         offsets.append(offset)
-        axes[0].plot(result.points, z + offset, lw=0.9, color=f"C{i}")
-        (line,) = axes[1].plot(result.depths, result.mean()[i], "o-", color=f"C{i}", ms=4, label=spec.label)
+        axes[0].plot(points, z + offset, lw=0.9, color=f"C{i}")
+        (line,) = axes[1].plot(depths, mean[i], "o-", color=f"C{i}", ms=4, label=spec.label)
         for s in range(result.config.n_seeds):
-            axes[1].plot(result.depths, result.autocorrelation[i, s], ".", color=line.get_color(), ms=3)
+            axes[1].plot(depths, result.autocorrelation.values[i, s], ".", color=line.get_color(), ms=3)
     axes[0].set_yticks(offsets, [spec.label for spec in result.config.networks], fontsize=9)
     axes[0].set_xlabel("input x")
     axes[0].set_title(f"df/dx, L = {deepest} (standardized)", fontsize=10)
