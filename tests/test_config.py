@@ -187,6 +187,15 @@ def test_grid_mean_over_an_axis():
         grid.mean("depth")
 
 
+def test_grid_median_over_an_axis():
+    grid = Grid(np.array([[1.0, 4.0, 9.0], [2.0, 8.0, 3.0]]), name="ratio", lr=(0.1, 0.2), seed=(0, 1, 2))
+    median = grid.median("seed")
+    assert median.dims == ("lr",) and median.name == "ratio"
+    assert median.sel(lr=0.1) == 4.0 and median.sel(lr=0.2) == 3.0
+    with pytest.raises(KeyError, match="the axes are: lr, seed"):
+        grid.median("depth")
+
+
 def test_grid_keeps_trailing_dimensions_and_checks_shapes():
     curves = Grid(np.zeros((2, 5)), lr=(0.1, 0.2))
     assert curves.sel(lr=0.2).shape == (5,)

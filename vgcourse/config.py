@@ -357,6 +357,13 @@ class Grid:
             values = np.exp(np.log(self.values).mean(axis=k)) if geometric else self.values.mean(axis=k)
         return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
 
+    def median(self, axis: str) -> Grid:
+        """The median over one axis (seeds, usually), a Grid without it."""
+        if axis not in self.axes:
+            raise KeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+        values = np.median(self.values, axis=self.dims.index(axis))
+        return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
+
     def to_frame(self) -> Any:
         """A pandas DataFrame: one column per axis and one ``name`` column, one row per cell."""
         import pandas as pd
