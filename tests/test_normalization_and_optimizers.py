@@ -90,10 +90,11 @@ def test_jacobian_formulas_match_autograd(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_batch_norm_train_eval_difference(seed):
     result = no.run_train_eval(no.TrainEvalConfig(seed=seed))
-    expect("norm: BN train/eval difference at B=4", result.at(4), ">", 0.4)
-    expect("norm: BN train/eval difference at B=256", result.at(256), "<", 0.15)
-    expect("norm: BN train/eval difference at B=2", result.at(2), ">", 0.8)
-    expect("norm: BN train/eval difference, B=4 over B=256", result.at(4) / result.at(256), ">", 3.0)
+    at = {b: result.relative_difference.sel(batch_size=b) for b in (2, 4, 256)}
+    expect("norm: BN train/eval difference at B=4", at[4], ">", 0.4)
+    expect("norm: BN train/eval difference at B=256", at[256], "<", 0.15)
+    expect("norm: BN train/eval difference at B=2", at[2], ">", 0.8)
+    expect("norm: BN train/eval difference, B=4 over B=256", at[4] / at[256], ">", 3.0)
 
 
 @pytest.mark.claim
@@ -107,7 +108,7 @@ def test_norm_profiles_follow_mean_field(seed):
     for (norm, act), p in profiles.items():
         assert p.backward.shape == (p.config.depth,) and np.all(np.isfinite(p.backward))
         if norm != "none":
-            gap = abs(p.growth_per_layer() - no.predicted_growth(norm, act))
+            gap = abs(p.growth_per_layer - no.predicted_growth(norm, act))
             expect(f"norm: {norm} {act} growth per layer vs mean field", gap, "<", 0.08)
             # the forward signal is normalized: no drift over the layers
             within(f"norm: {norm} {act} forward rms, last layer", p.forward[-1], 0.4, 2.0)
@@ -120,15 +121,11 @@ def test_norm_profiles_follow_mean_field(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_batch_size_growth(seed):
     result = no.run_batch_size_growth(no.BatchSizeConfig(n_seeds=1, seed=seed))
-    expect(
-        "norm: BN relu growth, B=4 minus B=256",
-        result.at("batch", "relu", 4) - result.at("batch", "relu", 256),
-        ">",
-        0.15,
-    )
-    gap = abs(result.at("batch", "relu", 256) - no.predicted_growth("batch", "relu"))
+    bn = result.growth.sel(norm="batch", activation="relu")
+    expect("norm: BN relu growth, B=4 minus B=256", bn.sel(batch_size=4) - bn.sel(batch_size=256), ">", 0.15)
+    gap = abs(bn.sel(batch_size=256) - no.predicted_growth("batch", "relu"))
     expect("norm: BN relu growth at B=256 vs mean field", gap, "<", 0.04)
-    ln = result.growth[("layer", "relu")]
+    ln = result.growth.sel(norm="layer", activation="relu").values
     expect("norm: LN relu growth, spread over batch sizes", ln.max() - ln.min(), "<", 0.05)
 
 
@@ -139,7 +136,7 @@ def test_scale_invariance(seed):
         result = no.run_scale_invariance(no.ScaleInvarianceConfig(norm=norm, seed=seed))
         expect(f"norm: {norm} loss unchanged by scaling W", result.loss_spread, "<", 1e-4)
         expect(f"norm: {norm} gradient scales as 1/c", result.inverse_scaling_error, "<", 1e-3)
-        expect(f"norm: {norm} gradient orthogonal to W", np.abs(result.cosine).max(), "<", 1e-4)
+        expect(f"norm: {norm} gradient orthogonal to W", np.abs(result.cosine.values).max(), "<", 1e-4)
 
 
 @pytest.mark.claim
@@ -151,18 +148,18 @@ def test_same_path_and_norm_growth(seed):
     expect("norm: (cW, lr) final loss over (W, lr)", slow / first, ">", 1.5)
     growth = no.run_norm_growth(no.NormGrowthConfig(seed=seed))
     expect("norm: |W|^2 grows by lr^2 |g|^2", growth.growth_error, "<", 1e-5)
-    expect("norm: |W| growth without weight decay", growth.norm_at_end(0.0), ">", 4.0)
+    norm_at_end, tail = growth.norm_at_end.sel, growth.tail_ratio.sel
+    expect("norm: |W| growth without weight decay", norm_at_end(weight_decay=0.0), ">", 4.0)
     for wd in growth.config.weight_decays[1:]:
-        ratio = growth.tail_ratio(wd) / growth.predicted_ratio(wd)
+        ratio = tail(weight_decay=wd) / growth.predicted_ratio.sel(weight_decay=wd)
         within(f"norm: update ratio over sqrt(2 lr wd), wd={wd}", ratio, 0.9, 1.1)
-        expect(
-            f"norm: |W| with wd={wd} below no decay",
-            growth.norm_at_end(wd) / growth.norm_at_end(0.0),
-            "<",
-            0.8,
-        )
+        relative = norm_at_end(weight_decay=wd) / norm_at_end(weight_decay=0.0)
+        expect(f"norm: |W| with wd={wd} below no decay", relative, "<", 0.8)
     expect(
-        "norm: update ratio without weight decay", growth.tail_ratio(0.0), "<", 0.5 * growth.tail_ratio(0.005)
+        "norm: update ratio without weight decay",
+        tail(weight_decay=0.0),
+        "<",
+        0.5 * tail(weight_decay=0.005),
     )
 
 
@@ -170,7 +167,7 @@ def test_same_path_and_norm_growth(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_injected_shift_trains_like_batch_norm(seed):
     result = no.run_shift(no.ShiftConfig(seed=seed))
-    assert result.diverged("none")
+    assert not result.final_loss["none"] < math.log(10)  # diverged or at chance
     expect("norm: noisy BN final loss", result.final_loss["noisy batch"], "<", 0.15)
     expect("norm: BN final loss", result.final_loss["batch"], "<", 0.15)
     ratio = result.final_loss["noisy batch"] / result.final_loss["batch"]
@@ -215,22 +212,26 @@ def optimizer_grid(request):
     return no.run_optimizer_grid(no.OptimizerGridConfig(seeds=(request.param,), grid_seeds=(request.param,)))
 
 
+def _first_to_output(grid, optimizer, lr):
+    """Layer 1's step size over the output layer's at one learning rate of the grid (the first seed)."""
+    steps = grid.grid_update_size[optimizer].sel(lr=lr).values[0]
+    return steps[0] / steps[-1]
+
+
 @pytest.mark.claim
 def test_adam_trains_the_sigmoid_circles_network_that_sgd_leaves_at_chance(optimizer_grid):
     grid = optimizer_grid
     for lr in grid.config.momentum_lrs:
-        within("adam: SGD+momentum stays at chance", grid.accuracy("momentum", lr)[0], 0.45, 0.55)
-    expect("adam: Adam at the chapter's best lr", grid.accuracy("adam", ADAM_BEST_LR)[0], ">", 0.62)
-    expect(
-        "adam: Adam's best gain over SGD's best",
-        grid.accuracy("adam")[0] - grid.accuracy("momentum")[0],
-        ">",
-        0.12,
-    )
+        accuracy = grid.grid_accuracy["momentum"].sel(lr=lr).values[0]
+        within("adam: SGD+momentum stays at chance", accuracy, 0.45, 0.55)
+    adam = grid.grid_accuracy["adam"].sel(lr=ADAM_BEST_LR).values[0]
+    expect("adam: Adam at the chapter's best lr", adam, ">", 0.62)
+    best = grid.accuracy.values[:, 0]  # momentum, adam at their best learning rates
+    expect("adam: Adam's best gain over SGD's best", best[1] - best[0], ">", 0.12)
     # the step: Adam moves layer 1 about as far as the output layer, SGD hundreds of times less
-    within("adam: Adam's layer-1 step / output step", grid.first_to_output("adam", ADAM_BEST_LR)[0], 0.5, 10)
+    within("adam: Adam's layer-1 step / output step", _first_to_output(grid, "adam", ADAM_BEST_LR), 0.5, 10)
     for lr in grid.config.momentum_lrs:
-        expect("adam: SGD's layer-1 step / output step", grid.first_to_output("momentum", lr)[0], "<", 0.01)
+        expect("adam: SGD's layer-1 step / output step", _first_to_output(grid, "momentum", lr), "<", 0.01)
     frame = grid.to_frame()
     assert len(frame) == len(grid.config.momentum_lrs) + len(grid.config.adam_lrs)
     assert "validation accuracy" in frame.columns
@@ -283,10 +284,8 @@ def test_adaptive_configs_validate_and_plots_draw(optimizer_grid, monkeypatch):
         no.OptimizerGridConfig(adam_lrs=())
     with pytest.raises(TypeError):
         no.run_adam_first_step(no.FarLagConfig())
-    with pytest.raises(ValueError, match="optimizer"):
-        optimizer_grid.best_lr("rmsprop")
-    with pytest.raises(ValueError, match="grid"):
-        optimizer_grid.accuracy("adam", 0.5)
+    with pytest.raises(KeyError, match="not on the grid"):
+        optimizer_grid.grid_accuracy["adam"].sel(lr=0.5)
     assert isinstance(plots.optimizer_grid(optimizer_grid), Figure)
     first = no.run_adam_first_step(no.AdamFirstStepConfig(depth=12, seeds=(0, 1)))
     assert isinstance(plots.first_step(first), Figure)
@@ -300,16 +299,11 @@ def test_diagnose_reads_the_update_column_under_adam(seed):
     result = no.run_diagnose(no.DiagnoseConfig(seed=seed))
     sgd, adam = result.reports["momentum"], result.reports["adam"]
     assert "layer 1" in sgd.flagged("update_too_small") and "layer 1" not in adam.flagged("update_too_small")
-    assert "adaptive" in result.kinds("adam") and "adaptive" not in result.kinds("momentum")
-    expect(
-        "adam: diagnose, SGD's layer-1 update ratio", float(result.update_ratios("momentum")[0]), "<", 1e-5
-    )
-    expect(
-        "adam: diagnose, Adam's median update ratio",
-        float(np.median(result.update_ratios("adam"))),
-        ">",
-        0.03,
-    )
+    kinds = {name: [f.kind for f in report.findings] for name, report in result.reports.items()}
+    assert "adaptive" in kinds["adam"] and "adaptive" not in kinds["momentum"]
+    sgd_ratio, adam_ratio = sgd.values("update_ratio"), adam.values("update_ratio")
+    expect("adam: diagnose, SGD's layer-1 update ratio", float(sgd_ratio[0]), "<", 1e-5)
+    expect("adam: diagnose, Adam's median update ratio", float(np.median(adam_ratio)), ">", 0.03)
     # the same network and batch: the gradient column is the same under both optimizers
     assert np.array_equal(sgd.values("grad_rms"), adam.values("grad_rms"))
 
@@ -318,7 +312,7 @@ def test_diagnose_update_ratio_misses_a_same_signed_adam_step():
     """At seed 1 Adam's first step moves layer 1's weights by about lr each, nearly all in the same
     direction, so std(ΔW), the update:data ratio's numerator, is tiny (a single setting, no claim)."""
     result = no.run_diagnose(no.DiagnoseConfig(seed=1))
-    ratios = result.update_ratios("adam")
+    ratios = result.reports["adam"].values("update_ratio")
     assert ratios[0] < 1e-3 < 0.03 < ratios[1:].min()
     assert result.reports["adam"].values("grad_rms")[0] > 1e3 * no.ADAM_EPS  # so each weight moved by ≈ lr
 

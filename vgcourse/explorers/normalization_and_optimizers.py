@@ -26,7 +26,7 @@ def norm_profile_readout(result: NormProfileResult) -> str:
     cfg = result.config
     text = (
         f"‖∂J/∂h₁‖ / ‖∂J/∂h_L‖ = {result.grad_ratio:.3g} &nbsp;·&nbsp; "
-        f"growth per layer = {result.growth_per_layer():.3f}"
+        f"growth per layer = {result.growth_per_layer:.3f}"
     )
     if cfg.norm != "none":
         text += f" (mean field: {predicted_growth(cfg.norm, cfg.activation):.3f})"

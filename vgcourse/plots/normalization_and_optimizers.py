@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -10,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse.experiments.normalization_and_optimizers import (
+    ADAM_EPS,
     OPTIMIZER_NAMES,
     AdamFirstStepResult,
     BatchSizeResult,
@@ -64,7 +66,7 @@ def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
         raise TypeError(f"result must be a TrainEvalResult; got {type(result).__name__}")
     fig, ax = figure_and_axes(ax, figsize=(4.8, 3.2))
     sizes = np.asarray(result.config.batch_sizes)
-    ax.plot(sizes, result.relative_difference, "o-", color=NORM_COLORS["batch"], label="measured")
+    ax.plot(sizes, result.relative_difference.values, "o-", color=NORM_COLORS["batch"], label="measured")
     log_scale(ax)
     _batch_ticks(ax, sizes)
     ax.set_xlabel("batch size B")
@@ -147,8 +149,8 @@ def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure
     fig, ax = figure_and_axes(ax, figsize=(5.6, 3.4))
     sizes = np.asarray(result.config.batch_sizes)
     styles = {"relu": "-", "tanh": ":"}
-    for (norm, act), values in result.growth.items():
-        color = NORM_COLORS[norm]
+    for norm, act in itertools.product(result.config.norms, result.config.activations):
+        color, values = NORM_COLORS[norm], result.growth.sel(norm=norm, activation=act).values
         ax.plot(sizes, values, "o" + styles[act], color=color, label=f"{NORM_LABELS[norm]}, {act}")
         ax.axhline(predicted_growth(norm, act), color=color, ls="--", lw=0.8)
     _batch_ticks(ax, sizes)
@@ -170,9 +172,9 @@ def scale_invariance(
         raise TypeError("scale_invariance needs a ScaleInvarianceResult and a SamePathResult")
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
     scales = np.asarray(result.config.scales)
-    ref = result.grad_norm[result.config.scales.index(1.0)]
+    ref = result.grad_norm.sel(scale=1.0)
     left.plot(scales, ref / scales, "k--", lw=1, label="‖∇J(W)‖ / c")
-    left.plot(scales, result.grad_norm, "o", color=NORM_COLORS[result.config.norm], label="measured")
+    left.plot(scales, result.grad_norm.values, "o", color=NORM_COLORS[result.config.norm], label="measured")
     left.set_xscale("log", base=2)
     log_scale(left)
     left.set_xlabel("scale c of W")
@@ -212,7 +214,7 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
         rms = np.sqrt(np.convolve(result.update_ratio[i] ** 2, np.ones(window) / window, mode="valid"))
         right.plot(steps[window - 1 :], rms, color=color, label=label)
         if wd > 0:
-            right.axhline(result.predicted_ratio(wd), color=color, ls="--", lw=1)
+            right.axhline(result.predicted_ratio.sel(weight_decay=wd), color=color, ls="--", lw=1)
     left.set_ylim(bottom=0)
     left.set_xlabel("SGD step")
     left.set_ylabel("‖W‖ / ‖W₀‖")
@@ -241,14 +243,14 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
         raise TypeError(f"result must be an OptimizerGridResult; got {type(result).__name__}")
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
-    for o, optimizer in enumerate(result.optimizers):
+    for optimizer in result.optimizers:
         color, label = OPTIMIZER_COLORS[optimizer], OPTIMIZER_NAMES[optimizer]
-        lrs = np.asarray(result.lrs[o])
-        left.plot(lrs, result.grid_accuracy[o].mean(axis=1), "-", color=color, label=label)
-        best = result.best_lr(optimizer)
-        accuracy = result.accuracy(optimizer)
+        grid = result.grid_accuracy[optimizer]
+        left.plot(np.asarray(grid.axes["lr"]), grid.values.mean(axis=1), "-", color=color, label=label)
+        best = result.best_lr[optimizer]
+        accuracy = result.accuracy.sel(optimizer=optimizer).values
         left.plot(np.full(len(accuracy), best), accuracy, "o", color=color, ms=4, alpha=0.7)
-        steps = result.updates(optimizer)
+        steps = result.update_size.sel(optimizer=optimizer).values
         right.plot(layers, np.median(steps, axis=0), "o-", color=color, label=f"{label}, lr {best:g}")
         right.fill_between(layers, steps.min(axis=0), steps.max(axis=0), color=color, alpha=0.2, lw=0)
     log_scale(left, "x")
@@ -282,7 +284,7 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
         left.plot(
             layers, result.grad_rms[s], "-", color="C0", alpha=0.7, label="gradient rms" if s == 0 else None
         )
-    left.axhline(result.eps, color="C3", ls="--", lw=1, label="Adam's ε")
+    left.axhline(ADAM_EPS, color="C3", ls="--", lw=1, label="Adam's ε")
     log_scale(left)
     left.set_xlabel("layer (the last is the output layer)")
     left.set_ylabel("rms of ∂J/∂W")
@@ -292,8 +294,8 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     step = np.where(result.step.ravel() > 0, result.step.ravel(), np.nan)
     right.plot(g, step, "o", color="C1", ms=3.5, alpha=0.8, label="measured")
     grid = np.geomspace(g.min(), g.max(), 200)
-    right.plot(grid, grid / (grid + result.eps), "-", color="0.3", lw=1, label="g / (g + ε)")
-    right.axvline(result.eps, color="C3", ls="--", lw=1)
+    right.plot(grid, grid / (grid + ADAM_EPS), "-", color="0.3", lw=1, label="g / (g + ε)")
+    right.axvline(ADAM_EPS, color="C3", ls="--", lw=1)
     log_scale(right, "x")
     log_scale(right)
     right.set_xlabel("rms of ∂J/∂W")
