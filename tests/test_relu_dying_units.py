@@ -19,6 +19,7 @@ from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 from vgcourse.activations import derivative, make_activation
+from vgcourse.config import Grid
 from vgcourse.data import digits
 from vgcourse.experiments import relu_dying_units as ex
 from vgcourse.explorers import relu_dying_units as explorers
@@ -105,11 +106,11 @@ def test_bad_inputs_of_helpers_and_results() -> None:
         ex.pre_activations(MLP(2, 2, 1, 3), torch.zeros(2))
     with pytest.raises(TypeError, match="Tensor"):
         ex.dead_fraction(MLP(2, 2, 1, 3), [[0.0, 1.0]])
-    sweep = ex.DyingSweepResult(ex.DyingSweepConfig(lrs=(0.1,), bias_inits=(0.0,)), [[None]])
-    with pytest.raises(ValueError, match="not in the sweep"):
-        sweep.run(0.3, 0.0)
-    with pytest.raises(ValueError, match="valid choices"):
-        sweep.table("accuracy")
+    runs = Grid(np.array([[None]], dtype=object), bias_init=(0.0,), lr=(0.1,))
+    sweep = ex.DyingSweepResult(ex.DyingSweepConfig(lrs=(0.1,), bias_inits=(0.0,)), runs)
+    assert sweep.runs.sel(lr=0.1, bias_init=0.0) is None  # a cell of an object grid, as stored
+    with pytest.raises(KeyError, match=r"lr takes: 0\.1"):
+        sweep.runs.sel(lr=0.3, bias_init=0.0)
 
 
 def test_configs_are_frozen_and_store_floats() -> None:
@@ -183,23 +184,25 @@ def _flow(seed: int) -> ex.GradientFlowResult:
 @pytest.mark.parametrize("seed", [5 * s for s in SEEDS])  # seeds s..s+4 each: 0-4 is the chapter's draw
 def test_gradient_flow_claims(seed: int) -> None:
     flow = _flow(seed)
+    relu, sigmoid = (
+        {q: flow.summary.sel(activation=a, quantity=q) for q in ex.FLOW_QUANTITIES}
+        for a in ("relu", "sigmoid")
+    )
     # ReLU with gain √2: each layer keeps the backward signal; the first layer gets a fair share
     for measured in (True, False):
         kind = "measured" if measured else "predicted"
-        _between(f"relu: relu mean backward factor, {kind}", flow.mean_factor("relu", measured), 0.95, 1.05)
-    _between("relu: relu delta_1/delta_L", flow.delta_ratio("relu"), 0.5, 2.0)
-    _between("relu: relu grad W_1/W_L", flow.grad_ratio("relu"), 0.2, 0.7)
+        _between(f"relu: relu mean backward factor, {kind}", relu[f"{kind} factor"], 0.95, 1.05)
+    _between("relu: relu delta_1/delta_L", relu["delta ratio"], 0.5, 2.0)
+    _between("relu: relu grad W_1/W_L", relu["grad ratio"], 0.2, 0.7)
     # sigmoid: every layer loses more than three quarters, as predicted
     for measured in (True, False):
         kind = "measured" if measured else "predicted"
-        _between(
-            f"relu: sigmoid mean backward factor, {kind}", flow.mean_factor("sigmoid", measured), 0.22, 0.25
-        )
+        _between(f"relu: sigmoid mean backward factor, {kind}", sigmoid[f"{kind} factor"], 0.22, 0.25)
     expect("relu: sigmoid predicted per-layer factor", flow.predicted_factor[1], "<=", 0.25)
-    _between("relu: sigmoid log10 delta_1/delta_L", np.log10(flow.delta_ratio("sigmoid")), -13, -11)
-    measured_over_predicted = flow.delta_ratio("sigmoid") / flow.predicted_ratio("sigmoid")
+    _between("relu: sigmoid log10 delta_1/delta_L", np.log10(sigmoid["delta ratio"]), -13, -11)
+    measured_over_predicted = sigmoid["delta ratio"] / sigmoid["predicted ratio"]
     _between("relu: sigmoid delta ratio measured/predicted", measured_over_predicted, 0.5, 2.0)
-    expect("relu: sigmoid log10 grad W_1/W_L", np.log10(flow.grad_ratio("sigmoid")), "<=", -10)
+    expect("relu: sigmoid log10 grad W_1/W_L", np.log10(sigmoid["grad ratio"]), "<=", -10)
     # the per-layer prediction ρ_l = g·rms f'(z_l) matches autograd's ‖δ_l‖/‖δ_{l+1}‖ layer by layer
     ratio = flow.measured_factor / flow.predicted_factor
     expect("relu: per-layer |log(measured/predicted factor)|", np.abs(np.log(ratio)), "<", np.log(1.35))
@@ -312,8 +315,7 @@ def remedies() -> ex.RemediesResult:
 
 
 def _cell(result: ex.RemediesResult, remedy: str, cause: str, metric: str) -> np.ndarray:
-    r, c = result.config.remedies.index(remedy), ex.CAUSES.index(cause)
-    return getattr(result, metric)[r, c]
+    return getattr(result, metric).sel(remedy=remedy, cause=cause).values
 
 
 @pytest.mark.claim
@@ -336,7 +338,8 @@ def test_remedies_negative_bias(remedies: ex.RemediesResult) -> None:
     expect("relu: negative bias, log10 leaky_relu gain", np.log10(gain["leaky_relu"]), "<=", -4)
     expect("relu: negative bias, he init gain", gain["he init"], ">=", 0.1)
     for s in range(remedies.config.n_seeds):
-        relu, he = remedies.run("relu", cause, s), remedies.run("he init", cause, s)
+        runs = remedies.runs.sel(cause=cause, seed=remedies.config.seed + s)
+        relu, he = runs.sel(remedy="relu"), runs.sel(remedy="he init")
         expect("relu: negative bias, relu std z last layer at init", relu.preact_std[0, -1], "<=", 0.01)
         expect("relu: negative bias, he init std z last layer at init", he.preact_std[0, -1], ">=", 0.3)
         expect("relu: negative bias, relu std z layer 1 at init", relu.preact_std[0, 0], ">=", 0.4)
@@ -362,19 +365,21 @@ def test_remedies_large_step(remedies: ex.RemediesResult) -> None:
         gap = acc["smaller lr"].mean() - acc[remedy].mean()
         expect(f"relu: large step, smaller lr - {remedy} mean accuracy", gap, ">", 0)
     expect("relu: large step, others' largest mean dead", max(dead[r].mean() for r in OTHERS), "<=", 0.3)
-    assert not remedies.diverged.any()
+    assert not remedies.diverged.values.any()
 
 
 def test_remedies_table_and_accessors(remedies: ex.RemediesResult) -> None:
     frame = remedies.to_frame()
     assert list(frame.index) == [ex.LABELS[r] for r in ex.REMEDIES]
     assert frame.shape == (len(ex.REMEDIES), 6)
-    assert frame[("large step", "validation accuracy")][ex.LABELS["smaller lr"]] == pytest.approx(
-        remedies.value("smaller lr", "large step", "accuracy")
-    )
-    assert remedies.value("relu", "negative bias", "backward_gain") == 0.0
-    with pytest.raises(ValueError, match="valid choices"):
-        remedies.value("relu", "too hot")
+    cell = remedies.table.sel(remedy="smaller lr", cause="large step", metric="validation accuracy")
+    assert frame[("large step", "validation accuracy")][ex.LABELS["smaller lr"]] == cell
+    accuracy = remedies.accuracy.sel(remedy="smaller lr", cause="large step").values
+    assert cell == pytest.approx(accuracy.mean())
+    assert remedies.table.sel(remedy="relu", cause="negative bias", metric="backward gain at init") == 0.0
+    with pytest.raises(KeyError, match="cause takes"):
+        remedies.table.sel(remedy="relu", cause="too hot")
+    assert remedies.runs.sel(remedy="elu", cause="large step", seed=SEEDS[0]).config.activation == "elu"
     config = remedies.config.run_config("smaller lr", "large step", seed=4)
     assert config.lr == pytest.approx(0.3) and config.seed == 4 and config.activation == "relu"
     assert remedies.config.run_config("he init", "negative bias", seed=0).init == "kaiming_normal"
@@ -420,7 +425,9 @@ def ranking() -> ex.RankingResult:
 
 @pytest.mark.claim
 def test_ranking_under_default_init_survives_lr_and_seeds(ranking: ex.RankingResult) -> None:
-    best = {name: ranking.best(name, "default") for name in ex.RELU_FAMILY}
+    best = {
+        name: ranking.best_accuracy.sel(activation=name, init="default").values for name in ex.RELU_FAMILY
+    }
     expect("relu: ranking default, elu best-lr accuracy", best["elu"], ">=", 0.95)
     expect("relu: ranking default, silu best-lr accuracy", best["silu"], ">=", 0.7)
     # GELU gets partway at its best lr: per seed 0.20 to 0.77 at seeds 0-4 x 3 kernel families (sd 0.17),
@@ -431,16 +438,18 @@ def test_ranking_under_default_init_survives_lr_and_seeds(ranking: ex.RankingRes
     for high, low in (("elu", "silu"), ("silu", "gelu"), ("gelu", "leaky_relu")):
         gap = best[high].mean() - best[low].mean()
         expect(f"relu: ranking default, mean best-lr accuracy {high} - {low}", gap, ">", 0.03)
-    i = ranking.config.inits.index("default")
     for name in ("relu", "leaky_relu"):  # at chance at every learning rate and seed
-        a = ranking.config.activations.index(name)
-        expect(f"relu: ranking default, {name} accuracy at every lr", ranking.accuracy[a, i], "<=", 0.15)
-    assert not ranking.diverged.any()
+        accuracy = ranking.accuracy.sel(activation=name, init="default").values
+        expect(f"relu: ranking default, {name} accuracy at every lr", accuracy, "<=", 0.15)
+    assert not ranking.diverged.values.any()
 
 
 @pytest.mark.claim
 def test_ranking_disappears_under_he_init(ranking: ex.RankingResult) -> None:
-    best = {name: ranking.best(name, "kaiming_normal") for name in ex.RELU_FAMILY}
+    best = {
+        name: ranking.best_accuracy.sel(activation=name, init="kaiming_normal").values
+        for name in ex.RELU_FAMILY
+    }
     for name in ex.RELU_FAMILY:
         expect(f"relu: ranking He, {name} best-lr accuracy", best[name], ">=", 0.95)
     means = [best[name].mean() for name in ex.RELU_FAMILY]
@@ -452,16 +461,19 @@ def test_ranking_accessors_and_table(ranking: ex.RankingResult) -> None:
     assert len(frame) == len(ex.RELU_FAMILY) * 2
     assert set(frame["initialization"]) == {"PyTorch default", "He"}
     row = frame[(frame["initialization"] == "He") & (frame["activation"] == "ELU")].iloc[0]
-    assert row["best learning rate"] == ranking.best_lr("elu", "kaiming_normal")
-    assert row["validation accuracy (mean)"] == pytest.approx(ranking.best("elu", "kaiming_normal").mean())
+    elu = {"activation": "elu", "init": "kaiming_normal"}
+    assert row["best learning rate"] == ranking.best_lr.sel(**elu)
+    assert row["validation accuracy (mean)"] == pytest.approx(ranking.best_accuracy.sel(**elu).values.mean())
     assert row["lowest seed"] <= row["validation accuracy (mean)"] <= row["highest seed"]
-    a, i = ranking.config.activations.index("gelu"), ranking.config.inits.index("default")
-    best = ranking.config.lrs.index(ranking.best_lr("gelu", "default"))
-    assert ranking.accuracy[a, i].mean(axis=1).max() == ranking.accuracy[a, i, best].mean()
-    with pytest.raises(ValueError, match="valid choices"):
-        ranking.best("elu", "xavier_normal")
-    with pytest.raises(ValueError, match="valid choices"):
-        ranking.best("elu", "default", "loss")
+    gelu = ranking.accuracy.sel(activation="gelu", init="default")  # axes lr, seed
+    best_lr = ranking.best_lr.sel(activation="gelu", init="default")
+    assert gelu.values.mean(axis=1).max() == gelu.sel(lr=best_lr).values.mean()
+    np.testing.assert_array_equal(
+        ranking.best_dead.sel(activation="gelu", init="default").values,
+        ranking.dead.sel(activation="gelu", init="default", lr=best_lr).values,
+    )
+    with pytest.raises(KeyError, match="init takes"):
+        ranking.best_accuracy.sel(activation="elu", init="xavier_normal")
 
 
 def test_negative_side_slopes_match_autograd() -> None:
@@ -548,7 +560,7 @@ def test_live_view_blits_the_same_pixels_as_a_full_draw() -> None:
     assert not figure.canvas.dynamic[len(explorer.result.layer_names) + 1].get_visible()  # no divergence
 
 
-@pytest.mark.parametrize("module", [ex, plots, explorers], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [plots, explorers], ids=lambda m: m.__name__)
 def test_public_names_are_sorted_and_exist(module) -> None:
     assert module.__all__ == sorted(module.__all__)
     for name in module.__all__:

@@ -157,7 +157,7 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
         fig = axes[0, 0].figure
     for i, lr in enumerate(sweep.config.lrs):
         for j, bias in enumerate(sweep.config.bias_inits):
-            run = sweep.runs[j][i]
+            run = sweep.runs.sel(lr=lr, bias_init=bias)
             title = f"lr {lr:g}, bias {bias:g}: acc {run.final_accuracy:.2f}"
             dead_over_training(run, ax=axes[i, j], legend=False, title=title)
             axes[i, j].title.set_fontsize(9)
