@@ -43,7 +43,7 @@ def maxima() -> sb.DerivativeMaxima:
 
 
 def test_derivative_maxima_are_quarter_and_one_at_zero(maxima: sb.DerivativeMaxima) -> None:
-    sig, tnh = maxima.index("sigmoid"), maxima.index("tanh")
+    sig, tnh = maxima.activations.index("sigmoid"), maxima.activations.index("tanh")
     assert maxima.maximum[sig] == pytest.approx(0.25, abs=1e-12)
     assert maxima.maximum[tnh] == pytest.approx(1.0, abs=1e-12)
     assert abs(maxima.argmax[sig]) < 1e-9 and abs(maxima.argmax[tnh]) < 1e-9
@@ -148,43 +148,48 @@ def sweep() -> sb.DepthSweep:
 
 @pytest.mark.claim
 def test_depth_sweep_numbers(sweep: sb.DepthSweep) -> None:
-    s, t, r = sweep.index("sigmoid"), sweep.index("tanh"), sweep.index("relu")
+    def at(metric: str, activation: str) -> np.ndarray:  # depth × seed
+        return getattr(sweep, metric).sel(activation=activation).values
+
     # sig_factor (chapter: 0.234, range 0.224-0.238): every layer loses a little more than a factor of 4
-    expect(C + "sigmoid per-layer factor", sweep.per_layer_factor[s], "<", 0.25)
-    expect(C + "sigmoid per-layer factor", sweep.per_layer_factor[s], ">", 0.20)
-    expect(C + "sigmoid envelope factor (about 1/2)", sweep.envelope_factor[s], ">", 0.45)  # 0.485
-    expect(C + "sigmoid envelope factor (about 1/2)", sweep.envelope_factor[s], "<", 0.52)
+    expect(C + "sigmoid per-layer factor", at("per_layer_factor", "sigmoid"), "<", 0.25)
+    expect(C + "sigmoid per-layer factor", at("per_layer_factor", "sigmoid"), ">", 0.20)
+    expect(C + "sigmoid envelope factor (about 1/2)", at("envelope_factor", "sigmoid"), ">", 0.45)  # 0.485
+    expect(C + "sigmoid envelope factor (about 1/2)", at("envelope_factor", "sigmoid"), "<", 0.52)
     # sig_decay50 (4.7e-32) < quarter50 (7.9e-31) < sig_env50 (1.7e-16)
     # (every depth: "sigmoid per-layer factor" < 0.25 is the same statement, decay < (1/4)^depth)
-    below_quarter = np.log10(sweep.decay[s, -1] / 0.25 ** sweep.config.depths[-1])
+    below_quarter = np.log10(at("decay", "sigmoid")[-1] / 0.25 ** sweep.config.depths[-1])
     expect(C + "log10 sigmoid decay / (1/4)^50 at depth 50", below_quarter, "<", 0)
-    expect(C + "log10 sigmoid decay at depth 50", np.log10(sweep.decay[s, -1]), "<", -28)
-    expect(C + "log10 sigmoid envelope at depth 50", np.log10(sweep.envelope[s, -1]), ">", -18)
-    expect(C + "log10 sigmoid envelope at depth 50", np.log10(sweep.envelope[s, -1]), "<", -14)
+    expect(C + "log10 sigmoid decay at depth 50", np.log10(at("decay", "sigmoid")[-1]), "<", -28)
+    expect(C + "log10 sigmoid envelope at depth 50", np.log10(at("envelope", "sigmoid")[-1]), ">", -18)
+    expect(C + "log10 sigmoid envelope at depth 50", np.log10(at("envelope", "sigmoid")[-1]), "<", -14)
     # Xavier n x n: ||W||_2 close to 2
-    spectral = sweep.example("sigmoid", 50).spectral_norm
+    spectral = sweep.examples["sigmoid", 50].spectral_norm
     expect(C + "Xavier ||W||_2 (close to 2)", spectral, ">", 1.7)
     expect(C + "Xavier ||W||_2 (close to 2)", spectral, "<", 2.2)
     # max_slack (0.55): never above the bound, and not close to it with Xavier weights
-    assert np.all(sweep.bound_slack <= 1 + 1e-9)
-    expect(C + "sweep max ratio / envelope (not tight)", sweep.bound_slack.max(), "<", 0.7)
+    assert np.all(sweep.bound_slack.values <= 1 + 1e-9)
+    expect(C + "sweep max ratio / envelope (not tight)", sweep.bound_slack.values.max(), "<", 0.7)
     # weight-gradient ratios at depth 50: sigmoid 6e-32, tanh 2.1, relu 3.5
     expect(
-        C + "log10 sigmoid weight-gradient ratio at depth 50", np.log10(sweep.weight_ratio[s, -1]), "<", -25
+        C + "log10 sigmoid weight-gradient ratio at depth 50",
+        np.log10(at("weight_ratio", "sigmoid")[-1]),
+        "<",
+        -25,
     )
-    for name, row in (("tanh", t), ("relu", r)):
-        ratio = np.log10(sweep.weight_ratio[row, -1])
+    for name in ("tanh", "relu"):
+        ratio = np.log10(at("weight_ratio", name)[-1])
         expect(C + f"log10 {name} weight-gradient ratio at depth 50", ratio, ">", math.log10(0.3))
         expect(C + f"log10 {name} weight-gradient ratio at depth 50", ratio, "<", 1)
     # relu_factor (0.69 per layer on ∂J/∂h); tanh_factor50 (0.96)
-    expect(C + "relu per-layer factor", sweep.per_layer_factor[r], ">", 0.6)
-    expect(C + "relu per-layer factor", sweep.per_layer_factor[r], "<", 0.8)
-    expect(C + "tanh per-layer factor at depth 50", sweep.per_layer_factor[t, -1], ">", 0.9)
-    expect(C + "tanh per-layer factor at depth 50", sweep.per_layer_factor[t, -1], "<=", 1.0)
+    expect(C + "relu per-layer factor", at("per_layer_factor", "relu"), ">", 0.6)
+    expect(C + "relu per-layer factor", at("per_layer_factor", "relu"), "<", 0.8)
+    expect(C + "tanh per-layer factor at depth 50", at("per_layer_factor", "tanh")[-1], ">", 0.9)
+    expect(C + "tanh per-layer factor at depth 50", at("per_layer_factor", "tanh")[-1], "<=", 1.0)
     # typical_rate (0.236) vs measured_rate (0.236): within 3% at depth 50
-    gap = np.abs(sweep.typical_rate[s, -1] / sweep.per_layer_factor[s, -1] - 1)
+    gap = np.abs(at("typical_rate", "sigmoid")[-1] / at("per_layer_factor", "sigmoid")[-1] - 1)
     expect(C + "|typical rate / measured rate - 1| at depth 50", gap, "<", 0.03)
-    assert sweep.example("sigmoid", 50).depth == 50
+    assert sweep.examples["sigmoid", 50].depth == 50
 
 
 @pytest.mark.claim
@@ -212,7 +217,10 @@ def test_tanh_kaiming_gradient_grows_with_depth(seed: int) -> None:
 @pytest.mark.claim
 def test_saturation_numbers() -> None:
     sat = sb.run_saturation_sweep(sb.SaturationConfig(seeds=SEEDS))
-    at = sat.at
+
+    def at(metric: str, input_scale: float, weight_scale: float) -> np.ndarray:  # one value per seed
+        return getattr(sat, metric).sel(input_scale=input_scale, weight_scale=weight_scale).values
+
     expect(C + "saturated fraction, weights x1", at("saturated_frac", 1.0, 1.0), "<", 0.005)  # sat_w1 0.0%
     expect(C + "saturated fraction, weights x8", at("saturated_frac", 1.0, 8.0), ">", 0.2)  # sat_w8 33%
     expect(C + "saturated fraction, weights x8", at("saturated_frac", 1.0, 8.0), "<", 0.5)
@@ -239,8 +247,9 @@ def test_saturation_numbers() -> None:
     expect(C + "per-layer factor, weights x8", factor8, ">", 0.7)
     expect(C + "per-layer factor, weights x8", factor8, "<", 1.0)
     expect(C + "per-layer factor, weights x16", factor16, ">", 1.0)
-    assert np.all(sat.per_layer_factor <= sat.envelope_factor)
-    assert sat.median("per_layer_factor", 1.0, 16.0) == np.median(at("per_layer_factor", 1.0, 16.0))
+    assert np.all(sat.per_layer_factor.values <= sat.envelope_factor.values)
+    median = sat.per_layer_factor.median("seed").sel(input_scale=1.0, weight_scale=16.0)
+    assert median == np.median(at("per_layer_factor", 1.0, 16.0))
     # "What Xavier was derived for": the linear-regime gain 1/f'(0) = 4 is one of the sweep's scales
     gain = 1 / 0.25
     assert gain in sat.config.weight_scales
@@ -281,7 +290,7 @@ def circ() -> sb.CirclesResult:
 
 @pytest.mark.claim
 def test_circles_numbers(circ: sb.CirclesResult) -> None:
-    s, t, r = (circ.index(a) for a in ("sigmoid", "tanh", "relu"))
+    s, t, r = (circ.config.activations.index(a) for a in ("sigmoid", "tanh", "relu"))
     # accuracies (chapter, seed 0: 0.500, 0.970, 0.985)
     expect(C + "circles: sigmoid accuracy (chance 0.5)", circ.val_accuracy[s], "<", 0.6)
     expect(C + "circles: tanh accuracy", circ.val_accuracy[t], ">", 0.9)
@@ -311,7 +320,7 @@ def test_circles_numbers(circ: sb.CirclesResult) -> None:
     expect(C + "circles: sigmoid / tanh hidden weight std change", change[s] / change[t], "<", 0.05)
     # the output layer's gradient mean is zero for a two-class softmax
     assert np.all(np.abs(circ.grad_mean[..., -1]) < 1e-6)
-    table = circ.accuracy_table()
+    table = circ.to_frame()
     assert list(table.index) == ["sigmoid", "tanh", "relu"] and "min over seeds" in table.columns
     assert np.all(np.isinf(table["epochs to 90 % accuracy"]["sigmoid"]))
     # underfitting, not overfitting: the sigmoid network is at chance on its own training batches too
@@ -363,7 +372,7 @@ def test_mnist_deep_sigmoid_numbers(mnist_data, seed: int) -> None:
     )  # 99.9%
     expect(C + "MNIST: output layer share in the central bin", mn.central_frac_init[-1], "<", 0.3)  # 0.9%
     assert mn.share_of_entries[0] == pytest.approx(784 * 256 / (784 * 256 + 4 * 256**2 + 2560))  # 43%
-    rec = mn.record
+    rec = mn.history.monitor
     # layer 1 stays far below the others all run
     expect(
         C + "MNIST: log10 layer 1 / output gradient std during training",
@@ -446,13 +455,11 @@ def test_mnist_runs_on_a_tiny_fake_split() -> None:
     x, y = torch.randn(80, 784, generator=g), torch.randint(0, 10, (80,), generator=g)
     data = DataSplit("mnist", x[:64], y[:64], x[64:], y[64:], 10)
     mn = sb.run_mnist(sb.MnistConfig(width=8, steps=3, snapshot_size=16, device="cpu"), data=data)
-    assert len(mn.grads("init")) == 6 and len(mn.grads("trained")["output"]) == 80
+    assert len(mn.grads_init) == len(mn.layer_names) == 6 and len(mn.grads_trained[-1]) == 80
     fig = plots.mnist_histograms(mn, when="trained")
     assert isinstance(fig, Figure)
     check_figure(fig)
     assert mn.spread_init.shape == mn.mean_output_init.shape == mn.spread_trained.shape == (5,)
-    with pytest.raises(ValueError, match="init, trained"):
-        mn.grads("later")
 
 
 # -- configs: bad inputs -----------------------------------------------------------------------------------
@@ -506,9 +513,9 @@ def test_configs_name_valid_choices_and_normalize_sequences() -> None:
     assert config.depths == (3, 4) and config.seeds == (1,)
     with pytest.raises(TypeError):
         sb.run_depth_sweep(sb.InitGradientConfig())
-    with pytest.raises(ValueError, match="not swept"):
-        sb.run_depth_sweep(sb.DepthSweepConfig(activations=("sigmoid",), depths=(2,), seeds=(0,))).example(
-            "sigmoid", 3
+    with pytest.raises(KeyError, match="depth=3 is not on the grid"):
+        sb.run_depth_sweep(sb.DepthSweepConfig(activations=("sigmoid",), depths=(2,), seeds=(0,))).decay.sel(
+            depth=3
         )
 
 

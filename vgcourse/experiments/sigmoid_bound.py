@@ -1,18 +1,14 @@
 """Chapter 2, the sigmoid's 0.25 bound: σ'(x) = σ(x)(1 - σ(x)) <= 1/4, and what it does to a deep network.
 
-Experiments, each a frozen config and a ``run_...(config) -> result``:
-
-- ``run_derivative_maxima``: f'(x) on a fine grid by autograd, its maximum and the closed form's error.
-- ``run_init_gradients``: one MLP at initialization: per-layer gradient norms ||∂J/∂h_l||, the
-  envelope ∏_{k>l} c·||W_k||_2 (c = sup f', 1/4 for sigmoid) they must stay under, saturation.
-- ``run_depth_sweep``: the same over activations x depths x seeds.
-- ``run_saturation_sweep``: saturated sigmoid units and their gradients vs weight and input scale.
-- ``run_circles``: the classic 4-hidden-layer width-5 MLP on two circles, per-layer statistics by epoch.
-- ``run_mnist``: the classic deep sigmoid network on MNIST, per-layer gradient histograms.
+Backprop multiplies the gradient by diag f'(a_l) W_l^T at every layer, so ‖∂J/∂h_l‖ / ‖∂J/∂h_L‖ stays under
+the envelope ∏_{k>l} c·‖W_k‖_2 (c = sup f', 1/4 for the sigmoid). The runs measure it at initialization
+(one network, sweeps over depth and over weight/input scale) and in the two classic experiments, two
+circles and a deep sigmoid MLP on MNIST.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vgcourse._validation import check_choice, check_float
+from vgcourse._validation import check_float
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation, max_derivative
 from vgcourse.config import (
     Config,
+    Grid,
     check_config,
     derive,
     device_field,
@@ -41,12 +38,13 @@ from vgcourse.data import MNIST_SOURCES, DataSplit, circles, mnist
 from vgcourse.device import pick_device
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP
-from vgcourse.monitor import GradientMonitor, MonitorRecord, snapshot
+from vgcourse.monitor import GradientMonitor, snapshot
 from vgcourse.training import OPTIMIZERS, Callback, History, StepEvent, TrainConfig, train
 
 __all__ = [
     "DTYPES",
     "INITS",
+    "MNIST_SIZES",
     "CirclesConfig",
     "CirclesResult",
     "DepthSweep",
@@ -55,7 +53,6 @@ __all__ = [
     "DerivativeMaxima",
     "InitGradientConfig",
     "InitGradients",
-    "MNIST_SIZES",
     "MnistConfig",
     "MnistResult",
     "SaturationConfig",
@@ -75,22 +72,11 @@ MNIST_SIZES = {"small": (256, 200), "full": (1000, 2000)}
 _DTYPE = {"float32": torch.float32, "float64": torch.float64}
 
 
-# -- validation helpers ----------------------------------------------------------------------------------
-
-
 # -- 1. the derivative's maximum ---------------------------------------------------------------------------
 
 
 class DerivativeMaxConfig(Config):
-    """A fine grid on which to find sup f'(x) by autograd.
-
-    Args:
-        activations: names from ``ACTIVATIONS`` (default sigmoid and tanh).
-        x_min: left end of the grid.
-        x_max: right end of the grid, > x_min.
-        n_points: grid points (>= 3); an odd count on a symmetric grid contains x = 0 exactly.
-        dtype: "float64" (default) or "float32".
-    """
+    """A fine grid on which to find sup f'(x) by autograd (an odd count on a symmetric grid holds x = 0)."""
 
     activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("sigmoid", "tanh"), unique=True)
     x_min: float = real(-10.0)
@@ -105,33 +91,17 @@ class DerivativeMaxConfig(Config):
 
 @dataclass(frozen=True)
 class DerivativeMaxima:
-    """f'(x) on the grid by autograd and in closed form, and where it peaks.
-
-    Args:
-        activations: the A activation names.
-        x: (N,) the grid.
-        values: (A, N) f(x).
-        autograd: (A, N) f'(x) from ``torch.autograd``.
-        closed_form: (A, N) f'(x) from ``vgcourse.activations.derivative`` (sigmoid σ(1-σ), tanh 1-tanh²).
-        maximum: (A,) max over the grid of the autograd derivative.
-        argmax: (A,) the grid point where it is reached.
-        bound: (A,) the proven sup f' (``max_derivative``: 1/4 for sigmoid, 1 for tanh).
-        max_error: (A,) max |closed form - autograd| over the grid.
-    """
+    """f(x) and f'(x) on the grid x, per activation (rows, in the order of ``activations``)."""
 
     activations: list[str]
-    x: np.ndarray
-    values: np.ndarray
-    autograd: np.ndarray
-    closed_form: np.ndarray
-    maximum: np.ndarray
-    argmax: np.ndarray
-    bound: np.ndarray
-    max_error: np.ndarray
-
-    def index(self, activation: str) -> int:
-        """Row of ``activation`` in the arrays."""
-        return self.activations.index(check_choice("activation", activation, self.activations))
+    x: np.ndarray  # (N,)
+    values: np.ndarray  # (A, N) f(x)
+    autograd: np.ndarray  # (A, N) f'(x) from torch.autograd
+    closed_form: np.ndarray  # (A, N) f'(x) from vgcourse.activations.derivative: σ(1-σ), 1-tanh²
+    maximum: np.ndarray  # (A,) max of the autograd derivative over the grid
+    argmax: np.ndarray  # (A,) the grid point where it is reached
+    bound: np.ndarray  # (A,) the proven sup f' (max_derivative: 1/4 for sigmoid, 1 for tanh)
+    max_error: np.ndarray  # (A,) max |closed form - autograd| over the grid
 
 
 def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
@@ -166,36 +136,21 @@ def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
 
 
 class InitGradientConfig(Config):
-    """One MLP at initialization, one batch of random inputs, one backward pass.
-
-    The network is ``MLP(width, 10, depth, width, activation)``: h_l = f(W_l h_{l-1} + b_l), biases 0,
-    inputs x ~ N(0, input_scale² I), random labels, cross-entropy loss J.
-
-    Args:
-        activation: a name from ``ACTIVATIONS``.
-        depth: number of hidden layers L (>= 1).
-        width: units per hidden layer (and input size).
-        batch_size: examples in the batch.
-        init: weight initialization, one of ``INITS``: "default" (PyTorch's U(±1/√n_in)),
-            "xavier_normal"/"xavier_uniform" (Var = 2/(n_in + n_out)), "kaiming_normal" (Var =
-            gain(activation)²/n_in) or "orthogonal" (every singular value 1).
-        weight_scale: every hidden weight matrix is multiplied by this after initialization.
-        input_scale: standard deviation of the inputs.
-        seed: seeds the weights, the inputs and the labels.
-        saturation: a sigmoid/tanh output u is saturated when |2u - 1| (sigmoid) or |u| (tanh) exceeds it.
-        dtype: "float64" (default: keeps ratios like 1e-30 exact) or "float32".
-    """
+    """One ``MLP(width, 10, depth, width, activation)`` at initialization (biases 0, every hidden weight then
+    multiplied by ``weight_scale``), inputs x ~ N(0, input_scale² I), random labels, cross-entropy J, one
+    backward pass. ``init``: "default" (PyTorch's U(±1/√n_in)), "xavier_normal"/"xavier_uniform" (Var =
+    2/(n_in + n_out)), "kaiming_normal" (Var = gain²/n_in) or "orthogonal" (every singular value 1)."""
 
     activation: str = one_of(*ACTIVATIONS, default="sigmoid")
-    depth: int = integer(20, low=1, high=1000)
-    width: int = positive(64, integer=True)
+    depth: int = integer(20, low=1, high=1000)  # hidden layers L
+    width: int = positive(64, integer=True)  # units per hidden layer (and input size)
     batch_size: int = positive(64, integer=True)
     init: str = one_of(*INITS, default="xavier_normal")
     weight_scale: float = positive(1.0)
     input_scale: float = positive(1.0)
-    seed: int = seed_field()
-    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)
-    dtype: str = one_of(*DTYPES, default="float64")
+    seed: int = seed_field()  # the weights, the inputs and the labels
+    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)  # saturated: |2u - 1| or |u| above
+    dtype: str = one_of(*DTYPES, default="float64")  # float64 keeps ratios like 1e-30 exact
 
     def check(self) -> None:
         if self.saturation >= 1.0:
@@ -206,79 +161,34 @@ class InitGradientConfig(Config):
 class InitGradients:
     """Per-layer gradients of one network at initialization, and the envelope they stay under.
 
-    Hidden states are h_0 = x, h_1, ..., h_L; G_l = ∂J/∂h_l is the (batch x width) matrix of gradients.
-
-    Args:
-        config: the run's settings.
-        layer_names: the monitor's names ["layer 1", ..., "layer L", "output"].
-        hidden_grad_norm: (L+1,) ||G_l||_F for l = 0..L.
-        ratio: (L+1,) ||G_l||_F / ||G_L||_F: how much of the gradient reaching the top survives to h_l.
-        spectral_norm: (L,) ||W_l||_2, the largest singular value of layer l's weight.
-        envelope: (L+1,) ∏_{k=l+1}^{L} c·||W_k||_2 with c = sup f' (sigmoid 1/4): the proven bound on
-            ``ratio`` (envelope[L] = 1).
-        weight_grad_norm: (L+1,) ||∂J/∂W_l||_F for the L hidden layers and the output layer (monitor).
-        saturated_frac: (L,) fraction of saturated outputs per hidden layer (monitor; NaN unless
-            sigmoid or tanh).
-        mean_derivative: (L,) mean of f'(a_l) over the batch and units, a_l = W_l h_{l-1} + b_l.
-        rms_derivative: (L,) root mean square of f'(a_l).
-        preact_std: (L,) standard deviation of the pre-activations a_l over the batch and units; with
-            weights of variance g²/n and inputs h_{l-1} it is about g·sqrt(E[h²]), for the sigmoid at
-            least g/2 because E[h²] >= E[h]² ≈ 1/4.
-        typical_factor: (L,) rms f'(a_l) · ||W_l||_F / √(rows of W_l): the per-layer shrink factor of a
-            gradient pointing in a random direction (the measurement's typical rate).
-        saturated_grad_ratio: in one layer, mean |∂J/∂a| over its saturated entries / over its
-            unsaturated ones; geometric mean over the layers that have both (NaN when none has, or the
-            activation does not saturate).
+    Hidden states h_0 = x, ..., h_L; G_l = ∂J/∂h_l (batch × width); "ratio" is ‖G_l‖_F / ‖G_L‖_F, the part of
+    the gradient reaching the top that survives to h_l, and the envelope ∏_{k>l} c·‖W_k‖_2 (c = sup f') is its
+    proven bound. Per-layer factors are geometric means over the L layers.
     """
 
     config: InitGradientConfig
-    layer_names: list[str]
-    hidden_grad_norm: np.ndarray
-    ratio: np.ndarray
-    spectral_norm: np.ndarray
-    envelope: np.ndarray
-    weight_grad_norm: np.ndarray
-    saturated_frac: np.ndarray
-    mean_derivative: np.ndarray
-    rms_derivative: np.ndarray
+    layer_names: list[str]  # the monitor's: "layer 1", ..., "layer L", "output"
+    hidden_grad_norm: np.ndarray  # (L+1,) ‖G_l‖_F, l = 0..L
+    ratio: np.ndarray  # (L+1,) ‖G_l‖_F / ‖G_L‖_F
+    spectral_norm: np.ndarray  # (L,) ‖W_l‖_2
+    envelope: np.ndarray  # (L+1,) ∏_{k=l+1}^{L} c·‖W_k‖_2 (envelope[L] = 1)
+    weight_grad_norm: np.ndarray  # (L+1,) ‖∂J/∂W_l‖_F, hidden layers and the output layer
+    saturated_frac: np.ndarray  # (L,) saturated outputs per hidden layer (NaN unless sigmoid or tanh)
+    mean_derivative: np.ndarray  # (L,) mean of f'(a_l), a_l = W_l h_{l-1} + b_l
+    rms_derivative: np.ndarray  # (L,) root mean square of f'(a_l)
+    # (L,) std of a_l: about g·√E[h²] for weights of variance g²/n, so >= g/2 for the sigmoid (E[h] ≈ 1/2)
     preact_std: np.ndarray
-    typical_factor: np.ndarray
+    typical_factor: np.ndarray  # (L,) rms f'(a_l)·‖W_l‖_F/√rows: the shrink of a random-direction gradient
+    # mean |∂J/∂a| over a layer's saturated entries / over its unsaturated ones, geometric mean over the
+    # layers that have both (NaN when none has)
     saturated_grad_ratio: float
-
-    @property
-    def depth(self) -> int:
-        """Number of hidden layers L."""
-        return self.config.depth
-
-    @property
-    def decay(self) -> float:
-        """||G_0||_F / ||G_L||_F: the fraction of the top gradient that reaches the input."""
-        return float(self.ratio[0])
-
-    @property
-    def per_layer_factor(self) -> float:
-        """Measured geometric-mean shrink factor per layer, (||G_0|| / ||G_L||)^(1/L)."""
-        return float(self.ratio[0] ** (1.0 / self.depth))
-
-    @property
-    def envelope_factor(self) -> float:
-        """Geometric mean over layers of the bound's factor c·||W_l||_2."""
-        return float(self.envelope[0] ** (1.0 / self.depth))
-
-    @property
-    def typical_rate(self) -> float:
-        """Geometric mean over layers of ``typical_factor``."""
-        return float(np.exp(np.mean(np.log(self.typical_factor))))
-
-    @property
-    def bound_slack(self) -> float:
-        """max over l < L of ratio_l / envelope_l: <= 1 is the theorem; near 1 means the bound is tight."""
-        return float(np.max(self.ratio[:-1] / self.envelope[:-1]))
-
-    @property
-    def weight_ratio(self) -> float:
-        """||∂J/∂W_1|| / ||∂J/∂W_out||: first hidden layer vs output layer weight gradient."""
-        return float(self.weight_grad_norm[0] / self.weight_grad_norm[-1])
+    depth: int  # L
+    decay: float  # ‖G_0‖_F / ‖G_L‖_F
+    per_layer_factor: float  # decay^(1/L)
+    envelope_factor: float  # envelope[0]^(1/L)
+    typical_rate: float  # geometric mean of typical_factor
+    bound_slack: float  # max over l < L of ratio_l / envelope_l: <= 1 is the theorem
+    weight_ratio: float  # ‖∂J/∂W_1‖ / ‖∂J/∂W_out‖
 
     def summary(self) -> str:
         """One line for the explorer's readout."""
@@ -369,20 +279,29 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
                 ratios.append(float(delta[sat].mean() / delta[~sat].mean()))
         ratio = float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
     hidden_norm = grad_norm.numpy()
+    ratios, envelope, weight_norm = hidden_norm / hidden_norm[-1], envelope.numpy(), record.grad_norm[0]
+    typical, depth = (rms_d * gain).numpy(), config.depth
     return InitGradients(
         config=config,
         layer_names=record.layer_names,
         hidden_grad_norm=hidden_norm,
-        ratio=hidden_norm / hidden_norm[-1],
+        ratio=ratios,
         spectral_norm=spectral.numpy(),
-        envelope=envelope.numpy(),
-        weight_grad_norm=record.grad_norm[0],
+        envelope=envelope,
+        weight_grad_norm=weight_norm,
         saturated_frac=record.saturated_frac[0, :-1],
         mean_derivative=mean_d.numpy(),
         rms_derivative=rms_d.numpy(),
         preact_std=preact_std.numpy(),
-        typical_factor=(rms_d * gain).numpy(),
+        typical_factor=typical,
         saturated_grad_ratio=ratio,
+        depth=depth,
+        decay=float(ratios[0]),
+        per_layer_factor=float(ratios[0] ** (1.0 / depth)),
+        envelope_factor=float(envelope[0] ** (1.0 / depth)),
+        typical_rate=float(np.exp(np.mean(np.log(typical)))),
+        bound_slack=float(np.max(ratios[:-1] / envelope[:-1])),
+        weight_ratio=float(weight_norm[0] / weight_norm[-1]),
     )
 
 
@@ -390,113 +309,71 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
 
 
 class DepthSweepConfig(Config):
-    """``run_init_gradients`` over activations x depths x seeds (everything else shared).
-
-    Args:
-        activations: names from ``ACTIVATIONS``.
-        depths: numbers of hidden layers, each >= 1.
-        seeds: one network per seed.
-        width: units per hidden layer.
-        batch_size: examples in the batch.
-        init: one of ``INITS``.
-        dtype: "float64" or "float32".
-    """
+    """``run_init_gradients`` over activations × depths × seeds (everything else shared)."""
 
     activations: tuple[str, ...] = nonempty(
         one_of(*ACTIVATIONS), default=("sigmoid", "tanh", "relu"), unique=True
     )
     depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(5, 10, 20, 30, 50))
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2), unique=True)
     width: int = positive(64, integer=True)
     batch_size: int = positive(64, integer=True)
     init: str = one_of(*INITS, default="xavier_normal")
     dtype: str = one_of(*DTYPES, default="float64")
 
-    def point(self, activation: str, depth: int, seed: int) -> InitGradientConfig:
-        """The ``InitGradientConfig`` of one point of the sweep."""
-        return derive(InitGradientConfig, self, activation=activation, depth=depth, seed=seed)
+
+_SWEPT = ("decay", "per_layer_factor", "envelope_factor", "typical_rate", "bound_slack", "weight_ratio")
 
 
 @dataclass(frozen=True)
 class DepthSweep:
-    """Per-network summaries over activations (A) x depths (D) x seeds (S).
-
-    Args:
-        config: the sweep's settings.
-        decay: (A, D, S) ||∂J/∂h_0|| / ||∂J/∂h_L||.
-        envelope: (A, D, S) the bound on ``decay``, ∏_l c·||W_l||_2.
-        per_layer_factor: (A, D, S) decay^(1/L).
-        envelope_factor: (A, D, S) envelope^(1/L).
-        typical_rate: (A, D, S) geometric mean of rms f'(a_l)·||W_l||_F/√n.
-        bound_slack: (A, D, S) max over layers l < L of ratio_l / envelope_l (<= 1 by the theorem).
-        weight_ratio: (A, D, S) ||∂J/∂W_1|| / ||∂J/∂W_out||.
-        examples: the full ``InitGradients`` of the first seed, keyed by (activation, depth).
-    """
+    """``InitGradients``' summaries on the axes activation × depth × seed (``envelope`` is envelope[0], the
+    bound on ``decay``), and the first seed's full ``InitGradients`` by (activation, depth): ``examples``."""
 
     config: DepthSweepConfig
-    decay: np.ndarray
-    envelope: np.ndarray
-    per_layer_factor: np.ndarray
-    envelope_factor: np.ndarray
-    typical_rate: np.ndarray
-    bound_slack: np.ndarray
-    weight_ratio: np.ndarray
+    decay: Grid
+    envelope: Grid
+    per_layer_factor: Grid
+    envelope_factor: Grid
+    typical_rate: Grid
+    bound_slack: Grid
+    weight_ratio: Grid
     examples: dict[tuple[str, int], InitGradients] = field(repr=False)
-
-    def index(self, activation: str) -> int:
-        """Row of ``activation``."""
-        return self.config.activations.index(check_choice("activation", activation, self.config.activations))
-
-    def example(self, activation: str, depth: int) -> InitGradients:
-        """The first seed's network for (activation, depth)."""
-        self.index(activation)
-        if depth not in self.config.depths:
-            raise ValueError(f"depth {depth} was not swept; valid: {self.config.depths}")
-        return self.examples[(activation, depth)]
 
 
 def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
     """Measure every (activation, depth, seed) network at initialization."""
     check_config(config, DepthSweepConfig)
-    shape = (len(config.activations), len(config.depths), len(config.seeds))
-    names = ("decay", "envelope", "per_layer_factor", "envelope_factor", "typical_rate", "bound_slack")
-    arrays = {name: np.empty(shape) for name in (*names, "weight_ratio")}
+    arrays = {
+        name: np.empty((len(config.activations), len(config.depths), len(config.seeds)))
+        for name in (*_SWEPT, "envelope")
+    }
     examples = {}
     for a, activation in enumerate(config.activations):
         for d, depth in enumerate(config.depths):
             for s, seed in enumerate(config.seeds):
-                result = run_init_gradients(config.point(activation, depth, seed))
-                arrays["decay"][a, d, s] = result.decay
-                arrays["envelope"][a, d, s] = result.envelope[0]
-                for name in names[2:]:
+                point = derive(InitGradientConfig, config, activation=activation, depth=depth, seed=seed)
+                result = run_init_gradients(point)
+                for name in _SWEPT:
                     arrays[name][a, d, s] = getattr(result, name)
-                arrays["weight_ratio"][a, d, s] = result.weight_ratio
+                arrays["envelope"][a, d, s] = result.envelope[0]
                 if s == 0:
                     examples[(activation, depth)] = result
-    return DepthSweep(config=config, examples=examples, **arrays)
+    axes = {"activation": config.activations, "depth": config.depths, "seed": config.seeds}
+    grids = {name: Grid(values, name=name, **axes) for name, values in arrays.items()}
+    return DepthSweep(config=config, examples=examples, **grids)
 
 
 # -- 4. saturation -----------------------------------------------------------------------------------------
 
 
 class SaturationConfig(Config):
-    """Sigmoid (or tanh) MLPs at initialization with scaled weights and inputs.
+    """Sigmoid (or tanh) MLPs at initialization (``InitGradientConfig``) over input scales (the inputs' std)
+    × weight scales (multipliers of every hidden weight matrix after ``init``) × seeds."""
 
-    Args:
-        weight_scales: multipliers of every hidden weight matrix (after ``init``), each > 0.
-        input_scales: standard deviations of the inputs, each > 0.
-        seeds: one network per seed.
-        activation: "sigmoid" or "tanh".
-        depth: number of hidden layers.
-        width: units per hidden layer.
-        batch_size: examples in the batch.
-        init: one of ``INITS``.
-        saturation: the saturation threshold (see ``InitGradientConfig``).
-    """
-
-    weight_scales: tuple[float, ...] = nonempty(positive(), default=(0.5, 1.0, 2.0, 4.0, 8.0, 16.0))
-    input_scales: tuple[float, ...] = nonempty(positive(), default=(1.0, 10.0))
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
+    weight_scales: tuple[float, ...] = nonempty(positive(), default=(0.5, 1, 2, 4, 8, 16), unique=True)
+    input_scales: tuple[float, ...] = nonempty(positive(), default=(1.0, 10.0), unique=True)
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2), unique=True)
     activation: str = one_of("sigmoid", "tanh", default="sigmoid")
     depth: int = integer(10, low=1, high=1000)
     width: int = positive(64, integer=True)
@@ -508,73 +385,37 @@ class SaturationConfig(Config):
         if self.saturation >= 1.0:
             raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
 
-    def point(self, input_scale: float, weight_scale: float, seed: int) -> InitGradientConfig:
-        """The ``InitGradientConfig`` of one point of the sweep."""
-        return derive(InitGradientConfig, self, weight_scale=weight_scale, input_scale=input_scale, seed=seed)
-
-
-_SATURATION_METRICS = (
-    "saturated_frac",
-    "first_layer_saturated_frac",
-    "mean_derivative",
-    "per_layer_factor",
-    "envelope_factor",
-    "saturated_grad_ratio",
-    "preact_std",
-)
-
 
 @dataclass(frozen=True)
 class SaturationSweep:
-    """Summaries over input scales (I) x weight scales (W) x seeds (S).
-
-    Args:
-        config: the sweep's settings.
-        saturated_frac: (I, W, S) saturated outputs, mean over the hidden layers (monitor's saturated_frac).
-        first_layer_saturated_frac: (I, W, S) the same in layer 1 only.
-        mean_derivative: (I, W, S) mean f'(a) over all hidden units, examples and layers.
-        per_layer_factor: (I, W, S) (||∂J/∂h_0|| / ||∂J/∂h_L||)^(1/L).
-        envelope_factor: (I, W, S) the bound's per-layer factor, geometric mean of c·||W_l||_2.
-        saturated_grad_ratio: (I, W, S) mean |∂J/∂a| of saturated / unsaturated units (NaN if none).
-        preact_std: (I, W, S) std of the pre-activations a_l, median over the layers above the first
-            (the first sees the inputs; the others see sigmoid outputs in (0, 1)).
-    """
+    """Summaries on the axes input_scale × weight_scale × seed: ``saturated_frac.sel(input_scale=1.0,
+    weight_scale=8.0)`` is one value per seed; ``.median("seed")`` the median over seeds."""
 
     config: SaturationConfig
-    saturated_frac: np.ndarray
-    first_layer_saturated_frac: np.ndarray
-    mean_derivative: np.ndarray
-    per_layer_factor: np.ndarray
-    envelope_factor: np.ndarray
-    saturated_grad_ratio: np.ndarray
-    preact_std: np.ndarray
-
-    def at(self, metric: str, input_scale: float, weight_scale: float) -> np.ndarray:
-        """The (S,) values of ``metric`` at one (input scale, weight scale) point."""
-        check_choice("metric", metric, _SATURATION_METRICS)
-        if input_scale not in self.config.input_scales or weight_scale not in self.config.weight_scales:
-            raise ValueError(
-                f"({input_scale}, {weight_scale}) is not a swept point; input_scales "
-                f"{self.config.input_scales}, weight_scales {self.config.weight_scales}"
-            )
-        i = self.config.input_scales.index(input_scale)
-        w = self.config.weight_scales.index(weight_scale)
-        return getattr(self, metric)[i, w].copy()
-
-    def median(self, metric: str, input_scale: float, weight_scale: float) -> float:
-        """Median over seeds of ``metric`` at one (input scale, weight scale) point."""
-        return float(np.median(self.at(metric, input_scale, weight_scale)))
+    saturated_frac: Grid  # saturated outputs, mean over the hidden layers
+    first_layer_saturated_frac: Grid  # the same in layer 1 only
+    mean_derivative: Grid  # mean f'(a) over all hidden units, examples and layers
+    per_layer_factor: Grid  # (‖∂J/∂h_0‖ / ‖∂J/∂h_L‖)^(1/L)
+    envelope_factor: Grid  # the bound's per-layer factor, geometric mean of c·‖W_l‖_2
+    saturated_grad_ratio: Grid  # mean |∂J/∂a| of saturated / unsaturated units (NaN if none)
+    # std of the pre-activations a_l, median over the layers above the first (the first sees the inputs;
+    # the others see sigmoid outputs in (0, 1))
+    preact_std: Grid
 
 
 def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
     """Measure saturation and the gradient at every (input scale, weight scale, seed)."""
     check_config(config, SaturationConfig)
-    shape = (len(config.input_scales), len(config.weight_scales), len(config.seeds))
-    out = {name: np.empty(shape) for name in _SATURATION_METRICS}
+    names = [f.name for f in dataclasses.fields(SaturationSweep)][1:]
+    out = {
+        name: np.empty((len(config.input_scales), len(config.weight_scales), len(config.seeds)))
+        for name in names
+    }
     for i, input_scale in enumerate(config.input_scales):
         for w, weight_scale in enumerate(config.weight_scales):
             for s, seed in enumerate(config.seeds):
-                r = run_init_gradients(config.point(input_scale, weight_scale, seed))
+                scales = {"weight_scale": weight_scale, "input_scale": input_scale}
+                r = run_init_gradients(derive(InitGradientConfig, config, **scales, seed=seed))
                 values = (
                     np.mean(r.saturated_frac),
                     r.saturated_frac[0],
@@ -584,50 +425,34 @@ def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
                     r.saturated_grad_ratio,
                     np.median(r.preact_std[1:]) if r.depth > 1 else r.preact_std[0],
                 )
-                for name, value in zip(_SATURATION_METRICS, values, strict=True):
+                for name, value in zip(names, values, strict=True):
                     out[name][i, w, s] = value
-    return SaturationSweep(config=config, **out)
+    axes = {"input_scale": config.input_scales, "weight_scale": config.weight_scales, "seed": config.seeds}
+    return SaturationSweep(config, **{name: Grid(values, name=name, **axes) for name, values in out.items()})
 
 
 # -- 5. classic experiment (a): two circles ----------------------------------------------------------------
 
 
 class CirclesConfig(Config):
-    """A ``depth``-hidden-layer, ``width``-unit MLP on sklearn's two circles, per activation and seed.
-
-    Args:
-        activations: names from ``ACTIVATIONS`` (default sigmoid, tanh, relu).
-        seeds: each seeds the weights and the minibatch order (the data set is fixed by ``data_seed``).
-        depth: hidden layers (the tutorials: 4).
-        width: units per hidden layer (the tutorials: 5).
-        epochs: passes over the training set.
-        batch_size: examples per step.
-        lr: learning rate.
-        optimizer: "sgd", "momentum" (SGD with momentum 0.9) or "adam".
-        init: one of ``INITS`` (default "xavier_uniform", Keras's default, in which the tutorials were
-            written).
-        n_samples: points in the data set (80% train, 20% validation).
-        noise: the circles' noise.
-        data_seed: seed of the data set and its split.
-        monitor_every: record per-layer gradient statistics every this many steps.
-        device: "auto" (CUDA when present), "cpu" or "cuda".
-    """
+    """A ``depth``-hidden-layer, ``width``-unit MLP on sklearn's two circles (80 % train, 20 % validation),
+    per activation and seed (the weights and the minibatch order; ``data_seed`` fixes the data set)."""
 
     activations: tuple[str, ...] = nonempty(
         one_of(*ACTIVATIONS), default=("sigmoid", "tanh", "relu"), unique=True
     )
     seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,))
-    depth: int = integer(4, low=1, high=100)
-    width: int = positive(5, integer=True)
+    depth: int = integer(4, low=1, high=100)  # the tutorials: 4
+    width: int = positive(5, integer=True)  # the tutorials: 5
     epochs: int = positive(30, integer=True)
     batch_size: int = positive(32, integer=True)
     lr: float = positive(0.05)
-    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
-    init: str = one_of(*INITS, default="xavier_uniform")
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")  # momentum: SGD with momentum 0.9
+    init: str = one_of(*INITS, default="xavier_uniform")  # Keras's default, the tutorials' framework
     n_samples: int = integer(1000, low=10)
     noise: float = real(0.1, low=0.0)
     data_seed: int = seed_field()
-    monitor_every: int = positive(5, integer=True)
+    monitor_every: int = positive(5, integer=True)  # steps between the monitor's records
     device: str = device_field("auto")
 
     def train_config(self, seed: int) -> TrainConfig:
@@ -637,35 +462,18 @@ class CirclesConfig(Config):
 
 @dataclass(frozen=True)
 class CirclesResult:
-    """Per-layer statistics by epoch, for activations (A) x seeds (S) x epochs (E) x layers (L+1).
-
-    Layers are the monitor's: "layer 1" ... "layer L" and "output".
-
-    Args:
-        config: the settings.
-        layer_names: the L+1 layer names.
-        val_accuracy: (A, S) validation accuracy after the last epoch.
-        accuracy_by_epoch: (A, S, E) validation accuracy after each epoch.
-        weight_mean: (A, S, E+1, L+1) mean of each weight matrix after e epochs (e = 0 is the init).
-        weight_std: (A, S, E+1, L+1) its standard deviation.
-        grad_mean: (A, S, E, L+1) mean of the weight gradient, averaged over the epoch's recorded steps.
-        grad_std: (A, S, E, L+1) standard deviation of the weight gradient, averaged likewise.
-        histories: the ``History`` of each run, keyed by (activation, seed).
-    """
+    """Per-layer statistics by epoch, for activations (A, in the order of ``config.activations``) × seeds
+    (S) × epochs (E) × layers (the monitor's L+1: "layer 1" ... "layer L", "output")."""
 
     config: CirclesConfig
     layer_names: list[str]
-    val_accuracy: np.ndarray
-    accuracy_by_epoch: np.ndarray
-    weight_mean: np.ndarray
-    weight_std: np.ndarray
-    grad_mean: np.ndarray
-    grad_std: np.ndarray
-    histories: dict[tuple[str, int], History] = field(repr=False)
-
-    def index(self, activation: str) -> int:
-        """Row of ``activation``."""
-        return self.config.activations.index(check_choice("activation", activation, self.config.activations))
+    val_accuracy: np.ndarray  # (A, S) after the last epoch
+    accuracy_by_epoch: np.ndarray  # (A, S, E) validation accuracy after each epoch
+    weight_mean: np.ndarray  # (A, S, E+1, L+1) mean of each weight matrix after e epochs (e = 0: the init)
+    weight_std: np.ndarray  # (A, S, E+1, L+1) its standard deviation
+    grad_mean: np.ndarray  # (A, S, E, L+1) mean of the weight gradient, averaged over the epoch's records
+    grad_std: np.ndarray  # (A, S, E, L+1) its standard deviation, averaged likewise
+    histories: dict[tuple[str, int], History] = field(repr=False)  # by (activation, seed)
 
     @property
     def first_last_grad_ratio(self) -> np.ndarray:
@@ -684,11 +492,10 @@ class CirclesResult:
         """(A, S, L+1) |std of W after training / std at initialization - 1|: how far each layer moved."""
         return np.abs(self.weight_std[:, :, -1] / self.weight_std[:, :, 0] - 1.0)
 
-    def accuracy_table(self) -> Any:
-        """pandas DataFrame indexed by "activation", one row per activation: "validation accuracy" (mean
-        over seeds, and "min/max over seeds" when there are several), and medians over seeds of "epochs to
-        90 % accuracy" (inf: never), "gradient std, layer 1 / output" and "largest change of a hidden
-        weight std" (``weight_change`` of the hidden layers)."""
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per activation: "validation accuracy" (mean over seeds, and "min/max
+        over seeds" when there are several), and medians over seeds of "epochs to 90 % accuracy" (inf:
+        never), "gradient std, layer 1 / output" and "largest change of a hidden weight std"."""
         import pandas as pd
 
         ratio = self.first_last_grad_ratio
@@ -785,49 +592,31 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
 
 
 class MnistConfig(Config):
-    """784 -> width x depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
+    """784 -> width × depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
 
     The same sizes on every machine, GPU or not: ``size`` picks them, never the hardware. "small" (the
-    default, seconds on a CPU) is width 256 and 200 steps; "full" is the original 784 -> 1000 x 5 -> 10
+    default, seconds on a CPU) is width 256 and 200 steps; "full" is the original 784 -> 1000 × 5 -> 10
     trained for 2000 steps (minutes on a CPU, best on a GPU). The data is ``vgcourse.data.mnist``'s:
     the 10,000-image test split shipped in the package (``source="shipped"``, the default), or the
     60,000-image train split the reader asks for with ``source="full"`` (downloaded, or from ``root``).
-
-    Args:
-        activation: a name from ``ACTIVATIONS`` (the experiment: "sigmoid").
-        depth: hidden layers (5).
-        size: one of ``MNIST_SIZES``: "small" (width 256, 200 steps) or "full" (width 1000, 2000 steps).
-        width: units per hidden layer; None takes it from ``size``.
-        steps: optimizer steps; None takes it from ``size``.
-        batch_size: examples per step.
-        lr: learning rate.
-        momentum: SGD momentum.
-        init: one of ``INITS``.
-        snapshot_size: examples in the fixed batch whose gradients are histogrammed.
-        bins: bins of the lumped (all layers in one) histogram; odd, so that 0 is a bin's center.
-        seed: seeds the weights, the minibatch order and the snapshot batch.
-        monitor_every: record per-layer statistics every this many steps during training.
-        device: "auto" (CUDA when present), "cpu" or "cuda": where it runs, not what it runs.
-        source: ``vgcourse.data.mnist``'s source, "shipped" (default) or "full".
-        root: with ``source="full"``, the folder with MNIST's train files; None uses ``$VGCOURSE_DATA``.
     """
 
     activation: str = one_of(*ACTIVATIONS, default="sigmoid")
     depth: int = integer(5, low=1, high=100)
     size: str = one_of(*MNIST_SIZES, default="small")
-    width: int | None = positive(None, integer=True, optional=True)
-    steps: int | None = positive(None, integer=True, optional=True)
+    width: int | None = positive(None, integer=True, optional=True)  # None: from size
+    steps: int | None = positive(None, integer=True, optional=True)  # None: from size
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
     init: str = one_of(*INITS, default="xavier_uniform")
-    snapshot_size: int = positive(256, integer=True)
-    bins: int = integer(51, low=3)
-    seed: int = seed_field()
+    snapshot_size: int = positive(256, integer=True)  # examples in the batch whose gradients are histogrammed
+    bins: int = integer(51, low=3)  # of the lumped (all layers in one) histogram; odd: 0 is a bin's center
+    seed: int = seed_field()  # the weights, the minibatch order and the snapshot batch
     monitor_every: int = 10
-    device: str = device_field("auto")
+    device: str = device_field("auto")  # where it runs, not what it runs
     source: str = one_of(*MNIST_SOURCES, default="shipped")
-    root: str | None = None
+    root: str | None = None  # with source="full": the folder with MNIST's train files (None: $VGCOURSE_DATA)
 
     def check(self) -> None:
         if self.bins % 2 == 0:
@@ -857,69 +646,33 @@ class MnistConfig(Config):
 
 @dataclass(frozen=True)
 class MnistResult:
-    """Per-layer weight gradients on a fixed batch, at initialization and after training.
+    """Per-layer weight gradients on a fixed batch (the snapshot), at initialization and after training.
 
-    Args:
-        config: the settings.
-        width: the width used.
-        steps: the steps trained.
-        device: where it ran ("cpu" or "cuda").
-        n_train: training examples (8,334 from the shipped 10,000-image split, 50,000 with source="full").
-        n_val: validation examples (1,666 from the shipped split, 10,000 with source="full").
-        layer_names: ["layer 1", ..., "layer L", "output"].
-        grads_init: per layer, the weight gradient values (float32, flattened) at initialization.
-        grads_trained: the same after training.
-        grad_std_init: (L+1,) std of each layer's gradient at initialization.
-        grad_std_trained: (L+1,) the same after training.
-        lumped_edges_init: (bins+1,) edges of the all-layers-in-one histogram at initialization.
-        lumped_counts_init: (bins,) its counts.
-        central_frac_init: (L+1,) fraction of each layer's gradient entries that fall in that
-            histogram's central bin (the one around 0).
-        central_frac_trained: (L+1,) the same after training (for the histogram of the trained grads).
-        spread_init: (L,) the input-dependent part of each hidden layer's output h_l on the snapshot
-            batch at initialization: the standard deviation over the examples, averaged over the units.
-        mean_output_init: (L,) the mean of h_l over the examples and units (a sigmoid's is near 1/2).
-        spread_trained: (L,) ``spread_init`` after training.
-        history: the training ``History`` (its ``monitor`` has per-layer statistics over training).
+    The lumped histogram puts all layers' gradients in one (bins over ±max|g|), as the tutorial showed
+    them; "central" is its bin around 0. The spread of a hidden output h_l is its input-dependent part:
+    the std over the snapshot's examples, averaged over the units.
     """
 
     config: MnistConfig
     width: int
     steps: int
-    device: str
-    n_train: int
-    n_val: int
-    layer_names: list[str]
-    grads_init: list[np.ndarray] = field(repr=False)
+    device: str  # where it ran: "cpu" or "cuda"
+    n_train: int  # 8,334 from the shipped 10,000-image split, 50,000 with source="full"
+    n_val: int  # 1,666 from the shipped split, 10,000 with source="full"
+    layer_names: list[str]  # "layer 1", ..., "layer L", "output"
+    grads_init: list[np.ndarray] = field(repr=False)  # per layer, the gradient values (float32, flat)
     grads_trained: list[np.ndarray] = field(repr=False)
-    grad_std_init: np.ndarray
-    grad_std_trained: np.ndarray
-    lumped_edges_init: np.ndarray
-    lumped_counts_init: np.ndarray
-    central_frac_init: np.ndarray
-    central_frac_trained: np.ndarray
-    spread_init: np.ndarray
-    mean_output_init: np.ndarray
-    spread_trained: np.ndarray
-    history: History = field(repr=False)
-
-    @property
-    def record(self) -> MonitorRecord:
-        """Per-layer statistics recorded during training."""
-        assert self.history.monitor is not None
-        return self.history.monitor
-
-    def grads(self, when: str = "init") -> dict[str, np.ndarray]:
-        """Layer name -> gradient values, ``when`` = "init" or "trained"."""
-        check_choice("when", when, ("init", "trained"))
-        values = self.grads_init if when == "init" else self.grads_trained
-        return dict(zip(self.layer_names, values, strict=True))
-
-    @property
-    def share_of_entries(self) -> np.ndarray:
-        """(L+1,) each layer's share of all gradient entries in the lumped histogram."""
-        sizes = np.array([g.size for g in self.grads_init], dtype=np.float64)
-        return sizes / sizes.sum()
+    grad_std_init: np.ndarray  # (L+1,)
+    grad_std_trained: np.ndarray  # (L+1,)
+    lumped_edges_init: np.ndarray  # (bins+1,)
+    lumped_counts_init: np.ndarray  # (bins,)
+    central_frac_init: np.ndarray  # (L+1,) each layer's share of its entries in the central bin
+    central_frac_trained: np.ndarray  # (L+1,) the same in the trained gradients' lumped histogram
+    share_of_entries: np.ndarray  # (L+1,) each layer's share of all gradient entries
+    spread_init: np.ndarray  # (L,)
+    mean_output_init: np.ndarray  # (L,) mean of h_l over the examples and units (a sigmoid's is near 1/2)
+    spread_trained: np.ndarray  # (L,)
+    history: History = field(repr=False)  # its monitor holds per-layer statistics over training
 
 
 def _layer_grads(model: MLP) -> list[np.ndarray]:
@@ -953,13 +706,8 @@ def _central_fraction(grads: list[np.ndarray], bins: int) -> tuple[np.ndarray, n
 
 
 def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult:
-    """Histogram each layer's weight gradient on a fixed batch at init, train, and histogram again.
-
-    Args:
-        config: the settings.
-        data: an MNIST ``DataSplit`` to reuse; None loads ``vgcourse.data.mnist`` from ``config.source``
-            (and ``config.root``).
-    """
+    """Histogram each layer's weight gradient on a fixed batch at init, train, and histogram again; ``data``
+    is an MNIST ``DataSplit`` to reuse (None: load ``vgcourse.data.mnist`` from ``config.source``)."""
     check_config(config, MnistConfig)
     if data is None:
         data = mnist(config.root, source=config.source)
@@ -982,6 +730,7 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     spread_trained, _ = _forward_spread(model, xb)
     model.zero_grad(set_to_none=True)
     counts, edges, central_init = _central_fraction(grads_init, config.bins)
+    sizes = np.array([g.size for g in grads_init], dtype=np.float64)
     _, _, central_trained = _central_fraction(grads_trained, config.bins)
     return MnistResult(
         config=config,
@@ -999,6 +748,7 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
         lumped_counts_init=counts,
         central_frac_init=central_init,
         central_frac_trained=central_trained,
+        share_of_entries=sizes / sizes.sum(),
         spread_init=spread_init,
         mean_output_init=mean_init,
         spread_trained=spread_trained,

@@ -221,10 +221,10 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
     depths = np.array(result.config.depths)
     for i, name in enumerate(result.config.activations):
         color = _color(name, i)
-        _median_band(left, depths, result.decay[i], color, name)
-        _median_band(right, depths, result.weight_ratio[i], color, name)
+        _median_band(left, depths, result.decay.values[i], color, name)
+        _median_band(right, depths, result.weight_ratio.values[i], color, name)
         if name == "sigmoid":
-            _median_band(left, depths, result.envelope[i], "0.35", "sigmoid bound ∏ ¼‖W_l‖₂", "--")
+            _median_band(left, depths, result.envelope.values[i], "0.35", "sigmoid bound ∏ ¼‖W_l‖₂", "--")
             left.plot(depths, 0.25 ** depths.astype(float), ":", color="0.35", label="(1/4)^L")
     for a in (left, right):
         log_scale(a, "y")
@@ -262,11 +262,11 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     for i, input_scale in enumerate(result.config.input_scales):
         color = f"C{i}"
         label = f"input std {input_scale:g}"
-        _median_band(a1, scales, result.saturated_frac[i], color, label)
-        a1.plot(scales, np.median(result.first_layer_saturated_frac[i], axis=-1), "--", color=color)
-        _median_band(a2, scales, result.mean_derivative[i], color, label)
-        _median_band(a3, scales, result.per_layer_factor[i], color, label)
-        a3.plot(scales, np.median(result.envelope_factor[i], axis=-1), "--", color=color)
+        _median_band(a1, scales, result.saturated_frac.values[i], color, label)
+        a1.plot(scales, np.median(result.first_layer_saturated_frac.values[i], axis=-1), "--", color=color)
+        _median_band(a2, scales, result.mean_derivative.values[i], color, label)
+        _median_band(a3, scales, result.per_layer_factor.values[i], color, label)
+        a3.plot(scales, np.median(result.envelope_factor.values[i], axis=-1), "--", color=color)
     a2.axhline(bound, color="0.35", linestyle=":", label=f"sup f' = {bound:g}")
     a3.axhline(1.0, color="0.35", linestyle=":", linewidth=1)
     a1.set_ylabel("saturated fraction (dashed: layer 1)")
@@ -383,7 +383,8 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     _check(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
     fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.4))
-    grads = result.grads(when)
+    values = result.grads_init if when == "init" else result.grads_trained
+    grads = dict(zip(result.layer_names, values, strict=True))
     lumped = np.concatenate(list(grads.values()))
     top = float(np.abs(lumped).max()) or 1.0
     left.hist(lumped, bins=result.config.bins, range=(-top, top), color="0.45")
