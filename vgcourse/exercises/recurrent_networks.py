@@ -24,7 +24,7 @@ def edge_ratio(radius: float) -> float:
     logs = []
     for seed in EDGE_SEEDS:
         config = LagProfileConfig(archs=("rnn",), seq_len=EDGE_LAG + 1, spectral_radius=radius, seed=seed)
-        ratio = run_lag_profile(config).ratio("rnn", EDGE_LAG)
+        ratio = run_lag_profile(config).relative.sel(arch="rnn", lag=EDGE_LAG)
         logs.append(math.log(max(ratio, sys.float_info.min)))  # a ratio that underflowed to 0: tiny
     return math.exp(sum(logs) / len(logs))
 

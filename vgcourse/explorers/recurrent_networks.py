@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ipywidgets as widgets
-
-from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.experiments.recurrent_networks import (
     ARCHS,
     LagProfileConfig,
@@ -12,7 +9,7 @@ from vgcourse.experiments.recurrent_networks import (
     run_lag_profile,
 )
 from vgcourse.plots import recurrent_networks as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control, select
 
 __all__ = ["ARCH_CHOICES", "lag_profile_explorer", "lag_profile_readout"]
 
@@ -25,8 +22,8 @@ def lag_profile_readout(result: LagProfileResult) -> str:
     """One line of HTML per architecture: its per-step factor and the gradient at the longest lag."""
     last = result.config.seq_len - 1
     parts = [
-        f"<b>{arch.upper()}</b>: factor per step {result.rate(arch):.3f}, "
-        f"‖∂L/∂x<sub>T−{last}</sub>‖ / ‖∂L/∂x<sub>T</sub>‖ = {result.ratio(arch):.2e}"
+        f"<b>{arch.upper()}</b>: factor per step {result.rate.sel(arch=arch):.3f}, "
+        f"‖∂L/∂x<sub>T−{last}</sub>‖ / ‖∂L/∂x<sub>T</sub>‖ = {result.relative.sel(arch=arch, lag=last):.2e}"
         for arch in result.config.archs
     ]
     return " &nbsp;·&nbsp; ".join(parts)
@@ -48,36 +45,22 @@ def lag_profile_explorer(
     initialization, with every H×H gate block of W_hh rescaled to spectral radius ρ (for the GRU and the
     LSTM each gate's recurrent matrix, and the candidate's, gets the same ρ).
 
-    Args:
-        arch: the initial architecture, "all", "rnn", "gru" or "lstm".
-        seq_len: the initial sequence length T.
-        spectral_radius: the initial ρ, in [0.25, 4].
-        hidden_size: H (fixed).
-        batch_size: sequences per pass (fixed).
-        max_seq_len: the T slider's upper end.
-        seed: seed of the weights and the batch (fixed).
+    The arguments are the controls' starting values (ρ in [0.25, 4]), the T slider's upper end and the
+    fixed H, batch and seed. The architecture buttons ("all" or one of ``ARCHS``) set ``archs``.
     """
-    check_choice("arch", arch, ARCH_CHOICES)
-    check_int("max_seq_len", max_seq_len, minimum=5, maximum=1000)
-    check_int("seq_len", seq_len, minimum=5, maximum=max_seq_len)
-    check_float("spectral_radius", spectral_radius, *RADIUS_RANGE)
-    check_int("hidden_size", hidden_size, minimum=1, maximum=512)
-    check_int("batch_size", batch_size, minimum=1, maximum=1024)
-    check_int("seed", seed, minimum=0)
     controls = {
-        "arch": widgets.ToggleButtons(options=list(ARCH_CHOICES), value=arch, description="network"),
-        "seq_len": widgets.IntSlider(
-            value=seq_len, min=5, max=max_seq_len, step=5, description="length T", continuous_update=False
-        ),
+        "arch": select("arch", arch, ARCH_CHOICES, "network"),
+        "seq_len": control(LagProfileConfig, "seq_len", seq_len, "length T", low=5, high=max_seq_len, step=5),
         # steps of 0.05 from 0.25: ρ = 1 and the sweep's 0.5, 1.5, 3 are exact slider positions
-        "spectral_radius": widgets.FloatSlider(
-            value=spectral_radius,
-            min=RADIUS_RANGE[0],
-            max=RADIUS_RANGE[1],
+        "spectral_radius": control(
+            LagProfileConfig,
+            "spectral_radius",
+            spectral_radius,
+            "ρ(W_hh)",
+            low=RADIUS_RANGE[0],
+            high=RADIUS_RANGE[1],
             step=0.05,
             readout_format=".2f",
-            description="ρ(W_hh)",
-            continuous_update=False,
         ),
     }
 

@@ -80,14 +80,14 @@ def lag_profile(
     """
     _check(result, LagProfileResult)
     fig, ax = figure_and_axes(ax)
-    relative = result.relative
+    relative, lags = result.relative.values, np.arange(result.config.seq_len)
     for arch, row in zip(result.config.archs, relative, strict=True):
-        ax.plot(result.lags, row, color=ARCH_COLORS[arch], label=_LABELS[arch])
+        ax.plot(lags, row, color=ARCH_COLORS[arch], label=_LABELS[arch])
     radius = result.config.spectral_radius
     bottom, top = _log_limits(relative)
     if radius is not None:
         # the linear prediction ρ^k leaves the axes where ρ > 1 (3^59 ≈ 1e28): clipped on purpose
-        allow_clipping(*ax.plot(result.lags, radius ** result.lags.astype(float), "k--", lw=0.8, label="ρᵏ"))
+        allow_clipping(*ax.plot(lags, radius ** lags.astype(float), "k--", lw=0.8, label="ρᵏ"))
     ax.axhline(1.0, color="0.6", lw=0.6)
     log_scale(ax, "y")
     ax.set_ylim(bottom, top)
@@ -126,7 +126,7 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axe
         return fig, grid
 
     fig, flat, own = figure_and_axes_grid(axes, len(results), new)
-    limits = np.array([_log_limits(r.relative) for r in results])
+    limits = np.array([_log_limits(r.relative.values) for r in results])
     for k, (result, ax) in enumerate(zip(results, flat, strict=False)):
         lag_profile(result, ax=ax, legend=False)
         if k % ncols:
@@ -156,14 +156,14 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
     _check(result, SpectralSweepResult)
     fig, ax = figure_and_axes(ax)
     radii = np.array(result.config.radii)
-    for arch, rates in zip(result.config.archs, result.rates, strict=True):
+    default = result.default
+    for arch, rates in zip(result.config.archs, result.rate.values.T, strict=True):
         color = ARCH_COLORS[arch]
         ax.plot(radii, rates, "o-", color=color, ms=4, label=_LABELS[arch])
-        ax.plot(
-            [result.default.radius(arch)], [result.default.rate(arch)], "o", mfc="none", color=color, ms=8
-        )
+        point = [default.radius.sel(arch=arch)], [default.rate.sel(arch=arch)]
+        ax.plot(*point, "o", mfc="none", color=color, ms=8)
     ax.plot([], [], "o", mfc="none", color="0.3", label="default scale")
-    top = max(1.5, float(np.nanmax(result.rates)) * 1.1)
+    top = max(1.5, float(np.nanmax(result.rate.values)) * 1.1)
     line = np.linspace(0, min(radii.max(), top), 2)
     ax.plot(line, line, "k--", lw=0.8, label="factor = ρ")
     ax.axhline(1.0, color="0.6", lw=0.6)
@@ -191,10 +191,10 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
     for k, bias in enumerate(result.config.biases):
         color = f"C{k}"
         name = "default $b_f$" if bias is None else f"$b_f$ = {bias:g}"
-        left.plot(lags, result.cell_path[k], color=color, label=name)
+        left.plot(lags, result.cell_path.values[k], color=color, label=name)
         sigma = 0.5 if bias is None else 1 / (1 + np.exp(-bias))
         left.plot(lags, sigma ** lags.astype(float), "--", color=color, lw=0.8)
-        right.plot(lags, result.profiles[k].relative[0], color=color, label=name)
+        right.plot(lags, result.profiles[bias].relative.values[0], color=color, label=name)
     left.plot([], [], "k--", lw=0.8, label=r"$\sigma(b_f)^k$")
     for ax_, title in (
         (left, r"cell path: typical $\prod f$"),
@@ -221,7 +221,7 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
     _check(result, LongRangeResult)
     fig, (left, right) = _many_axes(ax, 2)
     lags = np.arange(result.config.seq_len)
-    for run in result.runs:
+    for run in result.runs.values():
         color = ARCH_COLORS[run.arch]
         left.plot(
             run.history.eval_steps + 1, run.history.val_loss, "o-", ms=3, color=color, label=_LABELS[run.arch]
@@ -263,7 +263,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
     runs = [
         (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
-        for method, history in zip(result.config.methods, result.histories, strict=True)
+        for method, history in result.histories.items()
     ]
     if result.control is not None:
         runs.append(("control", result.control, "0.55", f"none, default ρ = {result.default_radius:.2f}"))
