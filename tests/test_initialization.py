@@ -210,10 +210,13 @@ def test_xavier_tanh_decays_polynomially():
 # -------------------------------------------------------------------------- depth 50, all schemes
 @pytest.mark.claim
 def test_depth50_per_layer_factors(sweep50):
-    naive, small = sweep50.get("naive", "relu"), sweep50.get("small", "relu")
+    naive, small = (
+        sweep50.profiles.sel(scheme="naive", activation="relu"),
+        sweep50.profiles.sel(scheme="small", activation="relu"),
+    )
     _close("init: depth 50, naive relu per-layer factor vs n/2 = 64", naive.per_layer_factor(), 64.0, 0.05)
     _close("init: depth 50, small relu per-layer factor vs 0.0064", small.per_layer_factor(), 0.0064, 0.05)
-    naive_tanh = sweep50.get("naive", "tanh")
+    naive_tanh = sweep50.profiles.sel(scheme="naive", activation="tanh")
     measured_top, predicted_top = naive_tanh.activation_var[:, -1], naive_tanh.predicted.activation_var[-1]
     _close("init: depth 50, naive tanh Var(a_L) vs predicted", measured_top, predicted_top, 0.05)
     assert 110 < naive_tanh.predicted.activation_var[-1] < 128  # saturated: q ≈ n E[tanh²] ≈ n
@@ -227,7 +230,7 @@ def test_depth50_per_layer_factors(sweep50):
 @pytest.mark.claim
 def test_depth50_measurement_follows_the_gaussian_prediction(sweep50):
     """Chapter: within a factor ~3.9 except naive tanh (up to ~13 below, in the gradient)."""
-    for profile in sweep50.profiles:
+    for profile in sweep50.profiles.values.flat:
         if (profile.config.scheme, profile.config.activation) == ("naive", "tanh"):
             expect(
                 "init: depth 50, naive tanh activation deviation",
@@ -247,7 +250,7 @@ def test_depth50_measurement_follows_the_gaussian_prediction(sweep50):
             for quantity in ("activation", "grad"):
                 deviation = profile.deviation_factor(quantity)
                 expect(f"init: depth 50, {profile.label} {quantity} deviation", deviation, "<", 8)
-    variances = [v for p in sweep50.profiles for v in (p.activation_var, p.grad_var)]
+    variances = [v for p in sweep50.profiles.values.flat for v in (p.activation_var, p.grad_var)]
     expect("init: depth 50, smallest log10 variance", min(math.log10(v.min()) for v in variances), "<", -100)
     expect("init: depth 50, largest log10 variance", max(math.log10(v.max()) for v in variances), ">", 80)
 
@@ -255,7 +258,7 @@ def test_depth50_measurement_follows_the_gaussian_prediction(sweep50):
 # ---------------------------------------------------------------------------- depth 30, the ratios
 @pytest.mark.claim
 def test_matched_pairs_keep_the_gradient_ratio(sweep30):
-    he = sweep30.get("he", "relu")
+    he = sweep30.profiles.sel(scheme="he", activation="relu")
     _between(
         "init: depth 30, he relu log10 grad ratio", np.log10(he.grad_ratio), math.log10(0.2), math.log10(5)
     )
@@ -263,7 +266,7 @@ def test_matched_pairs_keep_the_gradient_ratio(sweep30):
     expect(
         "init: depth 30, he relu band ln 5 / std ln ratio", math.log(5) / log_std, ">", 2.5
     )  # chapter: 3.9
-    xavier = sweep30.get("xavier", "tanh")
+    xavier = sweep30.profiles.sel(scheme="xavier", activation="tanh")
     _between("init: depth 30, xavier tanh log10 grad ratio", np.log10(xavier.grad_ratio), -2, -1)
     measured = ex.geometric_mean(xavier.grad_ratio)
     _close(
@@ -274,7 +277,7 @@ def test_matched_pairs_keep_the_gradient_ratio(sweep30):
 
 @pytest.mark.claim
 def test_other_schemes_leave_by_orders_of_magnitude(sweep30):
-    r = {(p.config.scheme, p.config.activation): np.log10(p.grad_ratio) for p in sweep30.profiles}
+    r = {(p.config.scheme, p.config.activation): np.log10(p.grad_ratio) for p in sweep30.profiles.values.flat}
     expect("init: depth 30, naive tanh log10 grad ratio", r["naive", "tanh"], ">", 18)  # chapter: 7e22
     expect("init: depth 30, naive relu log10 grad ratio", r["naive", "relu"], ">", 50)  # chapter: 2e52
     expect("init: depth 30, small tanh log10 grad ratio", r["small", "tanh"], "<", -53)  # chapter: 1e-55
@@ -284,11 +287,11 @@ def test_other_schemes_leave_by_orders_of_magnitude(sweep30):
         "init: depth 30, xavier relu log10 (grad ratio / 2^-29)", xavier_relu, -math.log10(5), math.log10(5)
     )
     _between("init: depth 30, he tanh grad ratio", 10 ** r["he", "tanh"], 4, 20)  # chapter: 8.4
-    for profile in sweep30.profiles:  # the Gaussian prediction is right to an order of magnitude
+    for profile in sweep30.profiles.values.flat:  # the Gaussian prediction is right to an order of magnitude
         tolerance = 1.5 if (profile.config.scheme, profile.config.activation) == ("naive", "tanh") else 0.5
         off = abs(math.log10(ex.geometric_mean(profile.grad_ratio) / profile.predicted.grad_ratio))
         expect(f"init: depth 30, {profile.label} |log10 measured/predicted ratio|", off, "<", tolerance)
-    naive_tanh = sweep30.get("naive", "tanh")
+    naive_tanh = sweep30.profiles.sel(scheme="naive", activation="tanh")
     measured = ex.geometric_mean(naive_tanh.grad_ratio)
     orders = math.log10(naive_tanh.linear.grad_ratio / measured)
     expect("init: depth 30, naive tanh log10 linear/measured ratio", orders, ">", 35)  # chapter: 38
@@ -306,17 +309,19 @@ def test_to_frame(sweep30):
     columns = {"activation", "scheme", "Var(δ₁)/Var(δ_L) measured (geometric mean)", "predicted (Gaussian)"}
     assert columns <= set(frame.columns)
     center = frame.set_index(["scheme", "activation"])["Var(δ₁)/Var(δ_L) measured (geometric mean)"]
-    assert center["he", "relu"] == pytest.approx(ex.geometric_mean(sweep30.get("he", "relu").grad_ratio))
+    assert center["he", "relu"] == pytest.approx(
+        ex.geometric_mean(sweep30.profiles.sel(scheme="he", activation="relu").grad_ratio)
+    )
 
 
 # ----------------------------------------------------------------------------------------- gains
 @pytest.mark.claim
 def test_gain_sweep_claims(gains):
     def ratio(activation, g):
-        return math.log10(ex.geometric_mean(gains.get(activation, g).grad_ratio))
+        return math.log10(ex.geometric_mean(gains.profiles.sel(activation=activation, gain=g).grad_ratio))
 
     def top(activation, g):
-        return ex.geometric_mean(gains.get(activation, g).activation_var[:, -1])
+        return ex.geometric_mean(gains.profiles.sel(activation=activation, gain=g).activation_var[:, -1])
 
     log5, log2 = math.log10(5), math.log10(2)
     _between("init: gains, relu at sqrt 2, log10 ratio", ratio("relu", math.sqrt(2)), -log5, log5)  # 1.23
@@ -329,7 +334,7 @@ def test_gain_sweep_claims(gains):
     _between("init: gains, tanh at 1.2, log10 ratio", ratio("tanh", 1.2), math.log10(0.3), log2)  # 0.78
     _between("init: gains, tanh at 5/3, Var(a_L)", top("tanh", 5 / 3), 0.9, 1.5)  # chapter: 1.18
     _between("init: gains, tanh at 5/3, log10 ratio", ratio("tanh", 5 / 3), math.log10(50), math.log10(500))
-    per_layer = ex.geometric_mean(gains.get("tanh", 5 / 3).per_layer_factor("grad"))
+    per_layer = ex.geometric_mean(gains.profiles.sel(activation="tanh", gain=5 / 3).per_layer_factor("grad"))
     _between("init: gains, tanh at 5/3, per-layer grad factor", per_layer, 1.12, 1.26)  # chapter: 1.187
     relu = list(gains.config.activations).index("relu")
     np.testing.assert_allclose(gains.predicted_ratio[relu], (gains.grid**2 / 2) ** 29, rtol=1e-9)
@@ -427,10 +432,10 @@ def test_bad_arguments_raise():
 
 
 def test_lookups_and_determinism(sweep30, gains):
-    with pytest.raises(ValueError):
-        sweep30.get("standard", "tanh")
-    with pytest.raises(ValueError):
-        gains.get("tanh", 3.0)
+    with pytest.raises(KeyError, match="scheme takes"):
+        sweep30.profiles.sel(scheme="standard", activation="tanh")
+    with pytest.raises(KeyError, match="gain takes"):
+        gains.profiles.sel(activation="tanh", gain=3.0)
     config = ex.VarianceConfig(scheme="he", activation="relu", depth=5, width=8, seeds=(0, 1))
     first, second = ex.run_variance_profile(config), ex.run_variance_profile(config)
     np.testing.assert_array_equal(first.activation_var, second.activation_var)
@@ -446,7 +451,7 @@ def test_configs_accept_lists_and_store_tuples():
 
 # ------------------------------------------------------------------------------ plots and explorer
 def test_plots_return_figures_and_accept_axes(sweep30, gains, hist, deep):
-    profile = sweep30.get("xavier", "tanh")
+    profile = sweep30.profiles.sel(scheme="xavier", activation="tanh")
     for figure in (
         plots.profile(profile),
         plots.scheme_grid(sweep30),
@@ -510,7 +515,7 @@ def test_runs_beyond_float64_do_not_crash():
         schemes=("naive", "small"), activations=("relu",), depth=500, width=64, seeds=(0,)
     )
     sweep = ex.run_scheme_sweep(config)
-    naive = sweep.get("naive", "relu")
+    naive = sweep.profiles.sel(scheme="naive", activation="relu")
     assert not np.all(np.isfinite(naive.predicted.activation_var))
     assert not np.all(np.isfinite(naive.activation_var))
     assert len(sweep.to_frame()) == 2
@@ -574,9 +579,9 @@ def test_predicted_ratio_on_the_line_is_one():
 
 @pytest.mark.claim
 def test_measured_ratio_near_one_on_the_line_only(critical):
-    ratio = critical.grad_ratio
-    on = critical.index(ex.critical_weight_var(critical.config.bias_var))
-    ordered, chaotic = critical.index(1.0), critical.index(25 / 9)
+    on = ex.critical_weight_var(critical.config.bias_var)
+    ordered, chaotic = 1.0, 25 / 9
+    ratio = {w: critical.grad_ratio.sel(weight_var=w).values for w in (on, ordered, chaotic)}
     log = math.log10
     _between(
         "init: critical line, log10 geo-mean ratio on the line",
@@ -590,13 +595,15 @@ def test_measured_ratio_near_one_on_the_line_only(critical):
     for k in (ordered, chaotic):  # the off-line points follow their prediction within a factor 3
         _between(
             "init: critical line, log10 measured/predicted off the line",
-            math.log10(ex.geometric_mean(ratio[k]) / critical.predicted_ratio[k]),
+            math.log10(ex.geometric_mean(ratio[k]) / critical.predicted_ratio.sel(weight_var=k)),
             -log(3),
             log(3),
         )
-    assert critical.chi[on] == pytest.approx(1.0, abs=1e-8)
-    q_star = ex.tanh_fixed_point(critical.config.weight_vars[on], critical.config.bias_var)
-    center = np.exp(np.log(critical.activation_var[on]).mean(axis=0))  # per layer, over seeds
+    assert critical.chi.sel(weight_var=on) == pytest.approx(1.0, abs=1e-8)
+    q_star = ex.tanh_fixed_point(on, critical.config.bias_var)
+    center = np.exp(
+        np.log(critical.activation_var[critical.config.weight_vars.index(on)]).mean(axis=0)
+    )  # per layer, over seeds
     _close("init: critical line, forward variance stays at q*", center, q_star, 0.25)
 
 

@@ -1,15 +1,14 @@
 """Chapter 4, Xavier/Glorot and He/Kaiming initialization: variance propagation, predicted and measured.
 
-A plain network a_l = W_l h_{l-1}, h_l = f(a_l) (no biases) passes a signal forward and a gradient
-backward. With zero-mean independent weights of variance σ_l² and fan-in n_l:
+A plain network a_l = W_l h_{l-1}, h_l = f(a_l) (no biases), zero-mean weights of variance σ_l², fan-in
+n_l and fan-out m_l, δ_l = ∂L/∂a_l:
 
     forward    Var(a_l) = n_l σ_l² E[h_{l-1}²],            E[h_l²] = E[f(a_l)²]
     backward   Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l),        Var(∂L/∂h_{l-1}) = m_l σ_l² Var(δ_l)
 
-with δ_l = ∂L/∂a_l and m_l the fan-out. ``predict_variances`` runs this recursion layer by layer;
-``run_variance_profile`` measures the same quantities with autograd over several seeds. The other
-experiments reproduce Glorot & Bengio (2010)'s back-propagated gradient histograms and He et al.
-(2015)'s 30-layer ReLU network that trains with He initialization and stalls with Xavier's.
+``predict_variances`` runs this recursion; ``run_variance_profile`` measures it with autograd. The other
+experiments reproduce Glorot & Bengio (2010)'s back-propagated gradient histograms, He et al. (2015)'s
+30-layer ReLU network, the critical line of tanh networks with biases and symmetry breaking.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, derivative, make_activation
 from vgcourse.config import (
     Config,
+    Grid,
     check_config,
     derive,
     device_field,
@@ -46,51 +46,6 @@ from vgcourse.initializers import expected_weight_variance, initialize
 from vgcourse.models import MLP, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, train
 
-__all__ = [
-    "INIT_SCHEMES",
-    "PREDICTION_METHODS",
-    "SCHEME_LABELS",
-    "SYMMETRY_INITS",
-    "BackpropHistogramConfig",
-    "CriticalConfig",
-    "CriticalLine",
-    "CriticalProfile",
-    "Symmetry",
-    "SymmetryConfig",
-    "critical_line",
-    "critical_weight_var",
-    "init_symmetric",
-    "predict_tanh_with_bias",
-    "row_spread",
-    "run_critical_profile",
-    "run_symmetry",
-    "tanh_chi",
-    "tanh_fixed_point",
-    "tanh_moments",
-    "BackpropHistograms",
-    "DeepTraining",
-    "DeepTrainingConfig",
-    "GainSweep",
-    "GainSweepConfig",
-    "SchemeSweep",
-    "SchemeSweepConfig",
-    "VarianceConfig",
-    "VariancePrediction",
-    "VarianceProfile",
-    "draw_weights",
-    "geometric_mean",
-    "init_kwargs",
-    "init_network",
-    "layer_moments",
-    "predict_variances",
-    "run_backprop_histograms",
-    "run_deep_training",
-    "run_gain_sweep",
-    "run_scheme_sweep",
-    "run_variance_profile",
-    "weight_variance",
-]
-
 INIT_SCHEMES = ("naive", "small", "standard", "xavier", "he")
 SCHEME_LABELS = {
     "naive": "naive N(0, 1)",
@@ -101,8 +56,8 @@ SCHEME_LABELS = {
 }
 PREDICTION_METHODS = ("gaussian", "linear")
 
-# The chapter's schemes as arguments of vgcourse.initializers.initialize. "standard" is Glorot & Bengio's
-# name for U(±1/√n_in), which is also what PyTorch's nn.Linear draws by default.
+# The schemes as arguments of vgcourse.initializers.initialize. "standard" is Glorot & Bengio's name for
+# U(±1/√n_in), which is also what PyTorch's nn.Linear draws by default.
 _INIT_KWARGS: dict[str, dict[str, Any]] = {
     "naive": {"scheme": "normal", "std": 1.0},
     "small": {"scheme": "normal", "std": 0.01},
@@ -118,24 +73,12 @@ _TAIL_WINDOW = 20.0  # |a| beyond which every activation here is linear or const
 
 # ----------------------------------------------------------------------------------------- schemes
 def init_kwargs(scheme: str) -> dict[str, Any]:
-    """Return the keyword arguments of ``vgcourse.initializers.initialize`` that draw ``scheme``.
-
-    Args:
-        scheme: one of ``INIT_SCHEMES``: naive N(0, 1), small N(0, 0.01²), standard U(±1/√n_in)
-            (PyTorch's nn.Linear default), xavier U(±√6/√(n_in+n_out)), he N(0, 2/n_in).
-    """
+    """The keyword arguments of ``vgcourse.initializers.initialize`` that draw ``scheme``."""
     return dict(_INIT_KWARGS[check_choice("scheme", scheme, INIT_SCHEMES)])
 
 
 def weight_variance(scheme: str, fan_in: int, fan_out: int, gain: float = 1.0) -> float:
-    """Var(W_ij) = gain² · σ²(scheme): 1, 10⁻⁴, 1/(3 n_in), 2/(n_in + n_out) or 2/n_in.
-
-    Args:
-        scheme: one of ``INIT_SCHEMES``.
-        fan_in: inputs per unit, n_in.
-        fan_out: outputs per input, n_out.
-        gain: factor multiplying every weight after the draw (> 0).
-    """
+    """Var(W_ij) = gain² · σ²(scheme): 1, 10⁻⁴, 1/(3 n_in), 2/(n_in + n_out) or 2/n_in."""
     gain = check_float("gain", gain, 0.0, strict_minimum=True)
     return gain**2 * expected_weight_variance(fan_in=fan_in, fan_out=fan_out, **init_kwargs(scheme))
 
@@ -143,14 +86,8 @@ def weight_variance(scheme: str, fan_in: int, fan_out: int, gain: float = 1.0) -
 def init_network(
     model: nn.Module, scheme: str, *, gain: float = 1.0, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """Initialize every layer of ``model`` with ``scheme``, multiply the weights by ``gain``, zero the biases.
-
-    Args:
-        model: the network (its ``named_layers`` are initialized in place).
-        scheme: one of ``INIT_SCHEMES``.
-        gain: factor multiplying every weight after the draw (> 0).
-        generator: random source of the draw (default: the global RNG).
-    """
+    """Initialize every layer of ``model`` with ``scheme``, multiply the weights by ``gain`` (> 0), zero
+    the biases; ``generator`` (default: the global RNG) draws the weights."""
     gain = check_float("gain", gain, 0.0, strict_minimum=True)
     initialize(model, **init_kwargs(scheme), generator=generator)
     if gain != 1.0:
@@ -163,15 +100,7 @@ def init_network(
 
 
 def draw_weights(scheme: str, fan_in: int, fan_out: int, *, gain: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Draw one (fan_out, fan_in) weight matrix of a linear layer with ``scheme`` (and ``gain``).
-
-    Args:
-        scheme: one of ``INIT_SCHEMES``.
-        fan_in: inputs of the layer, n_in >= 1.
-        fan_out: outputs of the layer, n_out >= 1.
-        gain: factor multiplying the weights (> 0).
-        seed: seed of the draw (>= 0).
-    """
+    """One (fan_out, fan_in) weight matrix of a linear layer drawn with ``scheme`` (and ``gain``)."""
     check_int("fan_in", fan_in, minimum=1)
     check_int("fan_out", fan_out, minimum=1)
     check_int("seed", seed, minimum=0)
@@ -182,17 +111,11 @@ def draw_weights(scheme: str, fan_in: int, fan_out: int, *, gain: float = 1.0, s
 
 # -------------------------------------------------------------------------------------- prediction
 def layer_moments(activation: str, variance: float, method: str = "gaussian") -> tuple[float, float]:
-    """Return (E[f(a)²], E[f'(a)²]) for a pre-activation a of mean 0 and the given variance q.
+    """(E[f(a)²], E[f'(a)²]) for a pre-activation a of mean 0 and variance q.
 
-    "gaussian": a ~ N(0, q), expectations by numerical integration (exact closed forms q·(1+s²)/2 and
-    (1+s²)/2 for the piecewise-linear relu, leaky_relu (slope s) and identity). "linear": Glorot &
-    Bengio's linear regime, f(a) ≈ f(0) + f'(0)·a, giving f(0)² + f'(0)²·q and f'(0)²; piecewise-linear
-    activations keep their exact values.
-
-    Args:
-        activation: a name from ``ACTIVATIONS``.
-        variance: Var(a) = q >= 0.
-        method: one of ``PREDICTION_METHODS``.
+    "gaussian": a ~ N(0, q), by numerical integration (closed forms q·(1+s²)/2 and (1+s²)/2 for the
+    piecewise-linear relu, leaky_relu (slope s) and identity). "linear": Glorot & Bengio's linear regime
+    f(a) ≈ f(0) + f'(0)·a: f(0)² + f'(0)²·q and f'(0)² (piecewise-linear activations stay exact).
     """
     check_choice("activation", activation, ACTIVATIONS)
     q = check_float("variance", variance, 0.0)
@@ -222,19 +145,12 @@ def layer_moments(activation: str, variance: float, method: str = "gaussian") ->
 
 @dataclass(frozen=True)
 class VariancePrediction:
-    """Per-layer variances predicted by the recursion, layers 1..L (input to output).
+    """Per-layer variances predicted by the recursion, layers 1..L (input to output)."""
 
-    Args:
-        method: "gaussian" or "linear" (see ``layer_moments``).
-        activation_var: (L,) Var(a_l) of the pre-activations.
-        grad_var: (L,) Var(δ_l), δ_l = ∂L/∂a_l, for a unit-variance gradient arriving at h_L.
-        weight_var: (L,) Var(W_l) of the scheme.
-    """
-
-    method: str
-    activation_var: np.ndarray
-    grad_var: np.ndarray
-    weight_var: np.ndarray
+    method: str  # "gaussian" or "linear" (see layer_moments)
+    activation_var: np.ndarray  # (L,) Var(a_l)
+    grad_var: np.ndarray  # (L,) Var(δ_l) for a unit-variance gradient arriving at h_L
+    weight_var: np.ndarray  # (L,) Var(W_l) of the scheme
 
     @property
     def grad_ratio(self) -> float:
@@ -254,20 +170,10 @@ def predict_variances(
     input_var: float = 1.0,
     method: str = "gaussian",
 ) -> VariancePrediction:
-    """Predict Var(a_l) and Var(δ_l) of a ``depth``-layer network, one layer at a time.
+    """Var(a_l) and Var(δ_l) of a ``depth``-layer network of ``width`` units (layer 1 has ``in_features``
+    inputs, default ``width``), weights times ``gain``, E[h_0²] = ``input_var`` and Var(∂L/∂h_L) = 1.
 
-    Forward Var(a_l) = n_in σ_l² E[h_{l-1}²] with E[h_0²] = ``input_var``; backward, from
-    Var(∂L/∂h_L) = 1: Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l) and Var(∂L/∂h_{l-1}) = n_out σ_l² Var(δ_l).
-
-    Args:
-        scheme: one of ``INIT_SCHEMES``.
-        activation: a name from ``ACTIVATIONS``.
-        depth: number of layers L (>= 1).
-        width: units per layer.
-        in_features: inputs of layer 1 (default: ``width``).
-        gain: factor multiplying every weight (> 0).
-        input_var: E[x²] of the input entries (>= 0).
-        method: "gaussian" (a_l ~ N(0, q_l), exact for wide networks) or "linear" (f ≈ its tangent at 0).
+    "gaussian" takes a_l ~ N(0, q_l) (exact for wide networks), "linear" f ≈ its tangent at 0.
     """
     check_choice("scheme", scheme, INIT_SCHEMES)
     check_choice("activation", activation, ACTIVATIONS)
@@ -297,17 +203,11 @@ def predict_variances(
 
 # ------------------------------------------------------------------------------ measured profiles
 def geometric_mean(values: Any) -> float:
-    """exp(mean(ln v)): the centre of positive numbers that span orders of magnitude.
-
-    A value that under- or overflowed float64 (0 or inf) makes the result 0 or inf; NaN gives NaN.
-
-    Args:
-        values: array-like of non-negative numbers.
-    """
+    """exp(mean(ln v)) of non-negative values: 0 if one under- flowed to 0, inf if one overflowed."""
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0 or np.any(array < 0):
         raise ValueError("geometric_mean needs a non-empty array of non-negative values")
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0 (underflow) gives 0, inf gives inf, NaN NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.exp(np.mean(np.log(array))))
 
 
@@ -319,60 +219,52 @@ def _check_size(weights: int) -> None:
         )
 
 
-class VarianceConfig(Config):
-    """One initialization scheme on one plain network (the input has ``width`` features too), measured at
-    initialization over several seeds: one network, input batch x ~ N(0, I) and backward signal per seed,
-    float64 throughout (the naive schemes reach 10^±100). ``gain`` multiplies every weight after the draw.
-    """
+class _Network(Config):
+    """A plain network's shape and the seeds it is measured over (``VarianceConfig`` and its sweeps)."""
 
-    scheme: str = one_of(*INIT_SCHEMES, default="he")
-    activation: str = one_of(*ACTIVATIONS, default="relu")
-    depth: int = integer(50, low=1, high=500)
-    width: int = integer(128, low=1, high=2048)
+    depth: int = integer(30, low=1, high=500)
+    width: int = integer(128, low=1, high=2048)  # also the input's features
     batch_size: int = integer(64, low=2)
     seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
-    gain: float = positive(1.0)
     device: str = device_field()
 
     def check(self) -> None:
         _check_size(len(self.seeds) * self.depth * self.width**2)
 
 
+class VarianceConfig(_Network):
+    """One scheme on one plain network, measured at initialization over several seeds: per seed a network,
+    an input batch x ~ N(0, I) and a backward signal, in float64 (the naive schemes reach 10^±100)."""
+
+    scheme: str = one_of(*INIT_SCHEMES, default="he")
+    activation: str = one_of(*ACTIVATIONS, default="relu")
+    depth: int = integer(50, low=1, high=500)
+    gain: float = positive(1.0)  # multiplies every weight after the draw
+
+
 @dataclass(frozen=True)
 class VarianceProfile:
-    """Measured and predicted per-layer variances of one configuration; rows = seeds, columns = layers.
-
-    Args:
-        activation_var: (S, L) measured E[a_l²] over the batch and the units (the mean of a_l is 0).
-        grad_var: (S, L) measured E[δ_l²], δ_l = ∂L/∂a_l by autograd.
-        predicted: the "gaussian" ``VariancePrediction``.
-        linear: the "linear" (Glorot & Bengio's linear regime) ``VariancePrediction``.
-    """
+    """Measured and predicted per-layer variances of one configuration; rows = seeds, columns = layers."""
 
     config: VarianceConfig
-    activation_var: np.ndarray
-    grad_var: np.ndarray
-    predicted: VariancePrediction
-    linear: VariancePrediction
+    activation_var: np.ndarray  # (S, L) E[a_l²] over the batch and the units (the mean of a_l is 0)
+    grad_var: np.ndarray  # (S, L) E[δ_l²] by autograd
+    predicted: VariancePrediction  # "gaussian"
+    linear: VariancePrediction  # Glorot & Bengio's linear regime
 
     @property
     def layers(self) -> np.ndarray:
-        """Layer numbers 1..L."""
         return np.arange(1, self.config.depth + 1)
 
     @property
     def grad_ratio(self) -> np.ndarray:
-        """(S,) measured Var(δ_1) / Var(δ_L) per seed (NaN where float64 under- or overflowed)."""
+        """(S,) Var(δ_1) / Var(δ_L) per seed (NaN where float64 under- or overflowed)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.grad_var[:, 0] / self.grad_var[:, -1]
 
     def per_layer_factor(self, quantity: str = "activation") -> np.ndarray:
-        """(S,) average factor per layer, (v_L / v_1)^(1/(L-1)), per seed.
-
-        Args:
-            quantity: "activation" (Var(a_l) from layer 1 up to L) or "grad" (Var(δ_l) from layer L down
-                to 1, i.e. (Var(δ_1)/Var(δ_L))^(1/(L-1))).
-        """
+        """(S,) the average factor per layer (v_L / v_1)^(1/(L-1)) of Var(a_l) ("activation", from layer 1
+        up) or, for "grad", of Var(δ_l) from layer L down: (Var(δ_1)/Var(δ_L))^(1/(L-1))."""
         check_choice("quantity", quantity, ("activation", "grad"))
         if self.config.depth < 2:
             raise ValueError("a per-layer factor needs depth >= 2")
@@ -384,11 +276,8 @@ class VarianceProfile:
             return ratio ** (1.0 / (self.config.depth - 1))
 
     def deviation_factor(self, quantity: str = "activation") -> float:
-        """Largest factor, over the layers, between the measured geometric mean and the Gaussian prediction.
-
-        Args:
-            quantity: "activation" (Var(a_l)) or "grad" (Var(δ_l)).
-        """
+        """The largest factor, over the layers, between the measured geometric mean of Var(a_l)
+        ("activation") or Var(δ_l) ("grad") and the Gaussian prediction."""
         check_choice("quantity", quantity, ("activation", "grad"))
         measured = self.activation_var if quantity == "activation" else self.grad_var
         predicted = self.predicted.activation_var if quantity == "activation" else self.predicted.grad_var
@@ -403,12 +292,28 @@ class VarianceProfile:
         return label if self.config.gain == 1.0 else f"{label} × {self.config.gain:.3g}"
 
 
+def _measure(w: Tensor, b: Tensor | None, x: Tensor, g: Tensor, f: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(S, L) E[a_l²] and E[δ_l²] of S batched networks a_l = h_{l-1} W_l^T (+ b_l), h_l = f(a_l), h_0 = x
+    (S, B, n), with the loss Σ g·h_L (so ∂L/∂h_L = g): one forward and one backward pass."""
+    h = x.requires_grad_(True)
+    pre: list[Tensor] = []
+    for i in range(w.shape[1]):
+        weight = w[:, i].transpose(1, 2)
+        a = torch.bmm(h, weight) if b is None else torch.baddbmm(b[:, i], h, weight)
+        a.retain_grad()
+        pre.append(a)
+        h = f(a)
+    (h * g).sum().backward()
+    activation_var = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
+    grad_var = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
+    return activation_var.cpu().numpy(), grad_var.cpu().numpy()
+
+
 def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
     """Measure E[a_l²] and E[δ_l²] at initialization for every seed; predict both with ``predict_variances``.
 
-    Per seed: draw the network with ``init_network``, an input batch x ~ N(0, I) and a backward signal
-    g ~ N(0, I) at the top, so L = Σ g·h_L and ∂L/∂h_L = g (unit variance, independent of the forward
-    pass). All seeds run as one batched float64 forward and backward pass through the drawn weights.
+    Per seed: the network (``init_network``), x ~ N(0, I) and g ~ N(0, I) at the top, so L = Σ g·h_L and
+    ∂L/∂h_L = g; all seeds run as one batched float64 forward and backward pass.
     """
     c = check_config(config, VarianceConfig)
     device = pick_device(c.device)
@@ -421,76 +326,48 @@ def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
         inputs.append(torch.randn(c.batch_size, c.width, generator=generator))
         signals.append(torch.randn(c.batch_size, c.width, generator=generator))
     w = torch.stack(weights).to(device, torch.float64)  # (S, L, n_out, n_in)
-    h = torch.stack(inputs).to(device, torch.float64).requires_grad_(True)  # (S, B, n)
-    f = model.layers[0].activation
-    pre: list[Tensor] = []
-    for i in range(c.depth):
-        a = torch.bmm(h, w[:, i].transpose(1, 2))
-        a.retain_grad()
-        pre.append(a)
-        h = f(a)
-    (h * torch.stack(signals).to(device, torch.float64)).sum().backward()
-    activation_var = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
-    grad_var = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
-    kwargs = {"gain": c.gain, "input_var": 1.0}
-    return VarianceProfile(
-        config=c,
-        activation_var=activation_var.cpu().numpy(),
-        grad_var=grad_var.cpu().numpy(),
-        predicted=predict_variances(c.scheme, c.activation, c.depth, c.width, method="gaussian", **kwargs),
-        linear=predict_variances(c.scheme, c.activation, c.depth, c.width, method="linear", **kwargs),
+    x, g = (torch.stack(t).to(device, torch.float64) for t in (inputs, signals))  # (S, B, n)
+    activation_var, grad_var = _measure(w, None, x, g, model.layers[0].activation)
+    gaussian, linear = (
+        predict_variances(c.scheme, c.activation, c.depth, c.width, gain=c.gain, method=method)
+        for method in PREDICTION_METHODS
     )
+    return VarianceProfile(c, activation_var, grad_var, gaussian, linear)
 
 
-class SchemeSweepConfig(Config):
-    """Every (activation, scheme) pair measured as in ``VarianceConfig`` (its fields of the same names)."""
+def _profiles(configs: list[VarianceConfig], **axes: tuple[Any, ...]) -> Grid:
+    """A Grid of ``run_variance_profile`` results on ``axes``, ``configs`` in row-major order."""
+    profiles = np.array([run_variance_profile(c) for c in configs], dtype=object)
+    return Grid(profiles.reshape([len(c) for c in axes.values()]), name="profile", **axes)
 
-    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=("naive", "small", "xavier", "he"))
-    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"))
-    depth: int = integer(30, low=1, high=500)
-    width: int = integer(128, low=1, high=2048)
-    batch_size: int = integer(64, low=2)
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
-    device: str = device_field()
 
-    def check(self) -> None:
-        self.profile_config(self.schemes[0], self.activations[0])  # the size limit
+_SWEPT_SCHEMES = ("naive", "small", "xavier", "he")
+
+
+class SchemeSweepConfig(_Network):
+    """Every (activation, scheme) pair measured as in ``VarianceConfig``."""
+
+    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=_SWEPT_SCHEMES, unique=True)
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"), unique=True)
 
     def profile_config(self, scheme: str, activation: str) -> VarianceConfig:
-        """The ``VarianceConfig`` of one (scheme, activation) cell."""
         return derive(VarianceConfig, self, scheme=scheme, activation=activation)
 
 
 @dataclass(frozen=True)
 class SchemeSweep:
-    """One ``VarianceProfile`` per (activation, scheme), activation-major.
-
-    Args:
-        profiles: the profiles, ordered as ``[(a, s) for a in activations for s in schemes]``.
-    """
-
     config: SchemeSweepConfig
-    profiles: tuple[VarianceProfile, ...]
-
-    def get(self, scheme: str, activation: str) -> VarianceProfile:
-        """The profile of one (scheme, activation) pair.
-
-        Args:
-            scheme: one of ``config.schemes``.
-            activation: one of ``config.activations``.
-        """
-        check_choice("scheme", scheme, self.config.schemes)
-        check_choice("activation", activation, self.config.activations)
-        i = self.config.activations.index(activation) * len(self.config.schemes)
-        return self.profiles[i + self.config.schemes.index(scheme)]
+    profiles: (
+        Grid  # (activation, scheme): VarianceProfiles, e.g. profiles.sel(scheme="he", activation="relu")
+    )
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame: one row per (activation, scheme) with the measured Var(δ_1)/Var(δ_L)
-        (geometric mean, min and max over seeds) and the two predictions."""
+        """One row per (activation, scheme): the measured Var(δ_1)/Var(δ_L) (geometric mean, min and max
+        over seeds) and the two predictions."""
         import pandas as pd
 
         rows = []
-        for p in self.profiles:
+        for p in self.profiles.values.flat:
             ratio = p.grad_ratio
             rows.append(
                 {
@@ -508,73 +385,40 @@ class SchemeSweep:
 
 def run_scheme_sweep(config: SchemeSweepConfig) -> SchemeSweep:
     """Run ``run_variance_profile`` for every activation and scheme of ``config``."""
-    check_config(config, SchemeSweepConfig)
-    profiles = tuple(
-        run_variance_profile(config.profile_config(scheme, activation))
-        for activation in config.activations
-        for scheme in config.schemes
-    )
-    return SchemeSweep(config, profiles)
+    c = check_config(config, SchemeSweepConfig)
+    configs = [c.profile_config(s, a) for a in c.activations for s in c.schemes]
+    return SchemeSweep(c, _profiles(configs, activation=c.activations, scheme=c.schemes))
 
 
-class GainSweepConfig(Config):
+class GainSweepConfig(_Network):
     """Weights of variance gain²/n (Xavier's scale at equal fans, times a gain), measured at several gains
     (e.g. 1, √2 (relu's) and 5/3 (tanh's)) as in ``VarianceConfig``; the predicted curve has ``grid``
     gains from min(gains)/1.25 to max(gains)·1.25."""
 
-    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"))
-    gains: tuple[float, ...] = nonempty(positive(), default=(1.0, 1.2, math.sqrt(2.0), 5.0 / 3.0))
-    depth: int = integer(30, low=1, high=500)
-    width: int = integer(128, low=1, high=2048)
-    batch_size: int = integer(64, low=2)
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=tuple(range(10)), unique=True)
+    activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"), unique=True)
+    gains: tuple[float, ...] = nonempty(positive(), default=(1.0, 1.2, math.sqrt(2), 5 / 3), unique=True)
     grid: int = integer(40, low=2)
-    device: str = device_field()
-
-    def check(self) -> None:
-        self.profile_config(self.activations[0], self.gains[0])  # the size limit
 
     def profile_config(self, activation: str, gain: float) -> VarianceConfig:
-        """The ``VarianceConfig`` of one (activation, gain) point."""
         return derive(VarianceConfig, self, scheme="xavier", activation=activation, gain=gain)
 
 
 @dataclass(frozen=True)
 class GainSweep:
-    """Var(δ_1)/Var(δ_L) and Var(a_L) against the gain: measured points and the predicted curve.
-
-    Args:
-        profiles: (activation-major) one ``VarianceProfile`` per (activation, gain).
-        grid: (G,) gains of the predicted curve.
-        predicted_ratio: (A, G) predicted Var(δ_1)/Var(δ_L) per activation along ``grid``.
-        predicted_top_var: (A, G) predicted Var(a_L).
-    """
+    """Var(δ_1)/Var(δ_L) and Var(a_L) against the gain: measured points and the predicted curve."""
 
     config: GainSweepConfig
-    profiles: tuple[VarianceProfile, ...]
-    grid: np.ndarray
-    predicted_ratio: np.ndarray
-    predicted_top_var: np.ndarray
-
-    def get(self, activation: str, gain: float) -> VarianceProfile:
-        """The profile measured at one (activation, gain); ``gain`` must be one of ``config.gains``.
-
-        Args:
-            activation: one of ``config.activations``.
-            gain: one of ``config.gains`` (compared to 1e-12).
-        """
-        check_choice("activation", activation, self.config.activations)
-        matches = [k for k, g in enumerate(self.config.gains) if abs(g - gain) < 1e-12]
-        if not matches:
-            raise ValueError(f"gain {gain!r} was not measured; measured: {self.config.gains}")
-        i = self.config.activations.index(activation) * len(self.config.gains)
-        return self.profiles[i + matches[0]]
+    profiles: Grid  # (activation, gain): the VarianceProfile measured at each
+    grid: np.ndarray  # (G,) gains of the predicted curve
+    predicted_ratio: np.ndarray  # (A, G) predicted Var(δ_1)/Var(δ_L) along grid
+    predicted_top_var: np.ndarray  # (A, G) predicted Var(a_L)
 
 
 def run_gain_sweep(config: GainSweepConfig) -> GainSweep:
     """Measure every (activation, gain) of ``config`` and predict the ratio along a grid of gains."""
     c = check_config(config, GainSweepConfig)
-    profiles = tuple(run_variance_profile(c.profile_config(a, g)) for a in c.activations for g in c.gains)
+    configs = [c.profile_config(a, g) for a in c.activations for g in c.gains]
+    profiles = _profiles(configs, activation=c.activations, gain=c.gains)
     grid = np.geomspace(min(c.gains) / 1.25, max(c.gains) * 1.25, c.grid)
     ratio, top = np.zeros((len(c.activations), c.grid)), np.zeros((len(c.activations), c.grid))
     for i, activation in enumerate(c.activations):
@@ -601,18 +445,12 @@ class BackpropHistogramConfig(Config):
 
 @dataclass(frozen=True)
 class BackpropHistograms:
-    """Back-propagated gradients per scheme and layer.
-
-    Args:
-        values: values[k][l] = the (n_examples · width,) entries of δ_{l+1} for scheme k, first seed.
-        grad_std: (K, S, L) standard deviation of δ_l per scheme, seed and layer.
-        input_var: E[x²] of the digits batch (the prediction's input second moment).
-    """
+    """Back-propagated gradients per scheme and layer."""
 
     config: BackpropHistogramConfig
-    values: tuple[tuple[np.ndarray, ...], ...]
-    grad_std: np.ndarray
-    input_var: float
+    values: tuple[tuple[np.ndarray, ...], ...]  # values[k][l]: the entries of δ_{l+1}, scheme k, first seed
+    grad_std: np.ndarray  # (K, S, L) standard deviation of δ_l per scheme, seed and layer
+    input_var: float  # E[x²] of the digits batch (the prediction's input second moment)
 
     @property
     def std_ratio(self) -> np.ndarray:
@@ -620,17 +458,11 @@ class BackpropHistograms:
         return self.grad_std[..., 0] / self.grad_std[..., -1]
 
     def predicted_std_ratio(self, method: str = "gaussian") -> np.ndarray:
-        """(K,) √(Var(δ_1)/Var(δ_L)) from ``predict_variances`` with the digits' input second moment.
-
-        Args:
-            method: one of ``PREDICTION_METHODS``.
-        """
-        c, kwargs = (
-            self.config,
-            {"in_features": _DIGITS_FEATURES, "input_var": self.input_var, "method": method},
-        )
+        """(K,) √(Var(δ_1)/Var(δ_L)) from ``predict_variances`` with the digits' input second moment."""
+        c, kwargs = self.config, {"in_features": _DIGITS_FEATURES, "input_var": self.input_var}
         ratios = [
-            predict_variances(s, c.activation, c.depth, c.width, **kwargs).grad_ratio for s in c.schemes
+            predict_variances(s, c.activation, c.depth, c.width, **kwargs, method=method).grad_ratio
+            for s in c.schemes
         ]
         return np.sqrt(np.array(ratios))
 
@@ -662,11 +494,8 @@ def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistogra
 
 # ----------------------------------------------------------------- He et al. (2015), Figure 3 style
 class DeepTrainingConfig(Config):
-    """A deep plain network trained on digits from each scheme, as He et al.'s 30-layer experiment.
-
-    ``optimizer`` is "sgd", "momentum" (0.9) or "adam"; the seeds seed the network and the minibatches; the
-    final loss is the mean training loss over the last ``tail`` steps.
-    """
+    """A deep plain network trained on digits from each scheme, as He et al.'s 30-layer experiment; the
+    seeds seed the network and the minibatches; the final loss is the mean over the last ``tail`` steps."""
 
     schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=("he", "xavier"))
     activation: str = one_of(*ACTIVATIONS, default="relu")
@@ -674,7 +503,7 @@ class DeepTrainingConfig(Config):
     width: int = integer(64, low=1, high=4096)
     steps: int = positive(400, integer=True)
     lr: float = positive(0.002)
-    optimizer: str = one_of(*OPTIMIZERS, default="momentum")
+    optimizer: str = one_of(*OPTIMIZERS, default="momentum")  # "momentum": 0.9
     batch_size: int = positive(64, integer=True)
     seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2), unique=True)
     tail: int = positive(50, integer=True)
@@ -684,36 +513,15 @@ class DeepTrainingConfig(Config):
         check_int("tail", self.tail, minimum=1, maximum=self.steps)
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The ``TrainConfig`` of the run with this seed."""
         return derive(TrainConfig, self, monitor_every=None, eval_every=self.steps, seed=seed)
 
 
 @dataclass(frozen=True)
 class DeepTraining:
-    """Training runs per scheme and seed.
-
-    Args:
-        histories: histories[k][j] of scheme k and seed j.
-    """
-
     config: DeepTrainingConfig
-    histories: tuple[tuple[History, ...], ...]
-
-    @property
-    def final_loss(self) -> np.ndarray:
-        """(K, S) mean training loss over the last ``config.tail`` steps (NaN for a diverged run)."""
-        tail = self.config.tail
-        return np.array(
-            [
-                [math.nan if h.diverged else float(np.mean(h.loss[-tail:])) for h in row]
-                for row in self.histories
-            ]
-        )
-
-    @property
-    def val_accuracy(self) -> np.ndarray:
-        """(K, S) validation accuracy after the last step."""
-        return np.array([[h.final_val_accuracy for h in row] for row in self.histories])
+    histories: tuple[tuple[History, ...], ...]  # histories[k][j] of scheme k and seed j
+    final_loss: np.ndarray  # (K, S) mean training loss over the last config.tail steps (NaN: diverged)
+    val_accuracy: np.ndarray  # (K, S) validation accuracy after the last step
 
 
 def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
@@ -728,7 +536,9 @@ def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
             init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
             row.append(train(model, data, c.train_config(seed)))
         histories.append(tuple(row))
-    return DeepTraining(c, tuple(histories))
+    loss = [[math.nan if h.diverged else float(np.mean(h.loss[-c.tail :])) for h in row] for row in histories]
+    accuracy = [[h.final_val_accuracy for h in row] for row in histories]
+    return DeepTraining(c, tuple(histories), np.array(loss), np.array(accuracy))
 
 
 # ------------------------------------------------------- biases: the critical line (Poole, Schoenholz)
@@ -748,14 +558,10 @@ def _quadrature() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tanh_moments(variance: float) -> tuple[float, float]:
-    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q), by quadrature.
+    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q), by quadrature: E[g(a)] = ∫ g(√q z) φ(z) dz.
 
-    E[g(a)] = ∫ g(√q z) φ(z) dz ≈ Σ_k w_k g(√q z_k) (trapezoid rule in z, node spacing 0.005), with
-    tanh'(a) = 1 - tanh(a)². The integrand is smooth and decays like φ, so the rule is accurate to about
-    1e-12 for q up to a few and 1e-7 at q = 30 (a node spacing of √q·0.005 in a).
-
-    Args:
-        variance: q = Var(a) >= 0.
+    The integrand is smooth and decays like φ, so the rule is accurate to about 1e-12 for q up to a few
+    and 1e-7 at q = 30 (a node spacing of √q·0.005 in a).
     """
     q = check_float("variance", variance, 0.0)
     nodes, weights = _quadrature()
@@ -766,17 +572,11 @@ def tanh_moments(variance: float) -> tuple[float, float]:
 def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
     """The stable fixed point q* of the forward map q ↦ σ_w² E[tanh(a)²] + σ_b², a ~ N(0, q).
 
-    A layer a_l = W_l h_{l-1} + b_l with Var(W_ij) = σ_w²/n and Var(b_i) = σ_b² maps the pre-activation
-    variance q_{l-1} to q_l = σ_w² E[tanh(a)²] + σ_b² (Poole et al., 2016). The map is increasing and
-    concave, so its stable fixed point is the root of F(q) = σ_w² m(q) + σ_b² - q in [σ_b², σ_w² + σ_b²]
-    (m = E[tanh²] < 1). Newton's iteration q ← q - F(q)/F'(q), started at the upper end, converges to it
-    monotonically; F'(q) = σ_w² m'(q) - 1 with m'(q) = ½ E[(tanh²)''(a)] = E[(1 - t²)(1 - 3t²)], t = tanh(a)
-    (the heat-equation identity d/dq E[g(a)] = ½ E[g''(a)]). With σ_b² = 0 and σ_w² <= 1 the only fixed
-    point is q* = 0 (approached only like 1/(2l)), returned directly.
-
-    Args:
-        weight_var: σ_w² > 0 (the weights' variance times the fan-in).
-        bias_var: σ_b² >= 0.
+    With Var(W_ij) = σ_w²/n and Var(b_i) = σ_b², a layer maps q_{l-1} to q_l = σ_w² E[tanh(a)²] + σ_b²
+    (Poole et al., 2016). The map is increasing and concave: Newton's iteration on
+    F(q) = σ_w² m(q) + σ_b² - q (m = E[tanh²]) from the upper end σ_w² + σ_b² converges monotonically, with
+    m'(q) = ½ E[(tanh²)''(a)] = E[(1 - t²)(1 - 3t²)], t = tanh(a) (the heat-equation identity). With
+    σ_b² = 0 and σ_w² <= 1 the only fixed point is q* = 0 (approached only like 1/(2l)).
     """
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     bias_var = check_float("bias_var", bias_var, 0.0)
@@ -800,25 +600,16 @@ def tanh_chi(weight_var: float, bias_var: float) -> float:
 
     Var(δ_{l-1}) = χ Var(δ_l) once q_l = q*: χ < 1 is the ordered phase (the gradient vanishes
     geometrically), χ > 1 the chaotic one (it explodes), χ = 1 the critical line (Schoenholz et al., 2017).
-
-    Args:
-        weight_var: σ_w² > 0.
-        bias_var: σ_b² >= 0.
     """
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     return weight_var * tanh_moments(tanh_fixed_point(weight_var, bias_var))[1]
 
 
 def critical_weight_var(bias_var: float, *, tol: float = 1e-10) -> float:
-    """The σ_w² with χ(σ_w², σ_b²) = 1 for a tanh network, by bisection.
+    """The σ_w² with χ(σ_w², σ_b²) = 1 for a tanh network, by bisection to a bracket of width ``tol``.
 
     χ increases with σ_w². With σ_b² = 0 the answer is 1 (q* = 0 and tanh'(0) = 1); with σ_b² > 0,
-    χ(1, σ_b²) < 1 (q* > 0 and tanh'² < 1 away from 0), so the root lies above 1: the bracket [1, hi] is
-    doubled until χ(hi) >= 1, then halved to ``tol``.
-
-    Args:
-        bias_var: σ_b² >= 0.
-        tol: width of the final bracket (> 0).
+    χ(1, σ_b²) < 1, so the root lies above 1: the bracket [1, hi] is doubled until χ(hi) >= 1, then halved.
     """
     bias_var = check_float("bias_var", bias_var, 0.0)
     tol = check_float("tol", tol, 0.0, strict_minimum=True)
@@ -835,25 +626,15 @@ def critical_weight_var(bias_var: float, *, tol: float = 1e-10) -> float:
 
 @dataclass(frozen=True)
 class CriticalLine:
-    """The critical line of tanh networks: for each σ_b², the σ_w² with χ = 1 and its fixed point q*.
+    """The critical line of tanh networks: for each σ_b², the σ_w² with χ = 1 and its fixed point q*."""
 
-    Args:
-        bias_var: (B,) σ_b² values.
-        weight_var: (B,) critical σ_w² for each.
-        fixed_point: (B,) q* on the line.
-    """
-
-    bias_var: np.ndarray
-    weight_var: np.ndarray
-    fixed_point: np.ndarray
+    bias_var: np.ndarray  # (B,) σ_b²
+    weight_var: np.ndarray  # (B,) critical σ_w²
+    fixed_point: np.ndarray  # (B,) q* on the line
 
 
 def critical_line(bias_vars: Sequence[float]) -> CriticalLine:
-    """``critical_weight_var`` and ``tanh_fixed_point`` for every σ_b² in ``bias_vars``.
-
-    Args:
-        bias_vars: σ_b² values (>= 0), at least one.
-    """
+    """``critical_weight_var`` and ``tanh_fixed_point`` for every σ_b² >= 0 in ``bias_vars``."""
     if isinstance(bias_vars, str) or not isinstance(bias_vars, Sequence | np.ndarray) or len(bias_vars) == 0:
         raise TypeError("bias_vars must be a non-empty sequence of non-negative numbers")
     bias = np.array([check_float("bias_var", b, 0.0) for b in bias_vars])
@@ -865,16 +646,10 @@ def critical_line(bias_vars: Sequence[float]) -> CriticalLine:
 def predict_tanh_with_bias(
     weight_var: float, bias_var: float, depth: int, *, input_var: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a tanh network with biases, width ≫ 1.
+    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a wide tanh network with biases.
 
     Forward q_1 = σ_w² E[x²] + σ_b², q_l = σ_w² E[tanh(a_{l-1})²] + σ_b²; backward from
     Var(∂L/∂h_L) = 1: Var(δ_l) = E[tanh'(a_l)²] Var(∂L/∂h_l), Var(∂L/∂h_{l-1}) = σ_w² Var(δ_l).
-
-    Args:
-        weight_var: σ_w² > 0.
-        bias_var: σ_b² >= 0.
-        depth: L >= 1.
-        input_var: E[x²] of the input entries (>= 0).
     """
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     bias_var = check_float("bias_var", bias_var, 0.0)
@@ -894,16 +669,15 @@ def predict_tanh_with_bias(
 class CriticalConfig(Config):
     """Deep tanh networks with biases, on and off the critical line, measured at initialization.
 
-    Weights W_ij ~ N(0, σ_w²/n), biases b_i ~ N(0, σ_b²), inputs x ~ N(0, s² I) and a backward signal
-    g ~ N(0, I) at the top, as in ``VarianceConfig``. With ``input_at_fixed_point`` the input scale is
-    s² = (q* - σ_b²)/σ_w², so the first layer's pre-activations already have the fixed point's variance q*
-    (the mean-field analysis's setting); otherwise s = 1 and the first few layers add a transient. Every
-    point shares σ_b² = ``bias_var``; ``weight_vars`` None measures (1, the critical σ_w², (5/3)²), i.e.
-    Xavier's scale, the critical line and PyTorch's tanh gain.
+    W_ij ~ N(0, σ_w²/n), b_i ~ N(0, σ_b²), inputs x ~ N(0, s² I) and a backward signal g ~ N(0, I) at the
+    top, as in ``VarianceConfig``. With ``input_at_fixed_point`` s² = (q* - σ_b²)/σ_w², so the first
+    layer's pre-activations already have the fixed point's variance q*; otherwise s = 1 (a transient in
+    the first layers). ``weight_vars`` None measures (1, the critical σ_w², (5/3)²): Xavier's scale, the
+    critical line and PyTorch's tanh gain.
     """
 
     bias_var: float = positive(0.05)
-    weight_vars: tuple[float, ...] | None = nonempty(positive(), default=None, optional=True)
+    weight_vars: tuple[float, ...] | None = nonempty(positive(), default=None, optional=True, unique=True)
     depth: int = integer(50, low=2, high=500)
     width: int = integer(128, low=1, high=2048)
     batch_size: int = integer(64, low=2)
@@ -921,51 +695,16 @@ class CriticalConfig(Config):
 
 @dataclass(frozen=True)
 class CriticalProfile:
-    """Measured and predicted variances of each point of a ``CriticalConfig``.
-
-    Args:
-        activation_var: (P, S, L) measured E[a_l²] per point, seed and layer.
-        grad_var: (P, S, L) measured E[δ_l²].
-        predicted_activation_var: (P, L) from ``predict_tanh_with_bias``.
-        predicted_grad_var: (P, L).
-        chi: (P,) χ at each point's fixed point.
-    """
+    """Measured and predicted variances at each point σ_w² of a ``CriticalConfig`` (P points)."""
 
     config: CriticalConfig
-    activation_var: np.ndarray
-    grad_var: np.ndarray
-    predicted_activation_var: np.ndarray
-    predicted_grad_var: np.ndarray
-    chi: np.ndarray
-
-    def index(self, weight_var: float) -> int:
-        """Position of a measured σ_w² in ``config.weight_vars`` (compared to 1e-9)."""
-        for k, w in enumerate(self.config.weight_vars or ()):
-            if abs(w - weight_var) < 1e-9:
-                return k
-        raise ValueError(f"σ_w² {weight_var!r} was not measured; measured: {self.config.weight_vars}")
-
-    @property
-    def grad_ratio(self) -> np.ndarray:
-        """(P, S) Var(δ_1) / Var(δ_L) per point and seed."""
-        return self.grad_var[:, :, 0] / self.grad_var[:, :, -1]
-
-    @property
-    def ratio_from_top(self) -> np.ndarray:
-        """(P, S, L) Var(δ_l) / Var(δ_L): the gradient ratio across the top L - l layers."""
-        return self.grad_var / self.grad_var[:, :, -1:]
-
-    @property
-    def predicted_ratio(self) -> np.ndarray:
-        """(P,) predicted Var(δ_1) / Var(δ_L)."""
-        return self.predicted_grad_var[:, 0] / self.predicted_grad_var[:, -1]
-
-    def input_var(self, weight_var: float) -> float:
-        """E[x²] of the inputs fed at σ_w²: (q* - σ_b²)/σ_w² at the fixed point, else 1."""
-        if not self.config.input_at_fixed_point:
-            return 1.0
-        q = tanh_fixed_point(weight_var, self.config.bias_var)
-        return (q - self.config.bias_var) / weight_var
+    activation_var: np.ndarray  # (P, S, L) measured E[a_l²] per point, seed and layer
+    grad_var: np.ndarray  # (P, S, L) measured E[δ_l²]
+    predicted_activation_var: np.ndarray  # (P, L) from predict_tanh_with_bias
+    predicted_grad_var: np.ndarray  # (P, L)
+    grad_ratio: Grid  # (weight_var, seed) measured Var(δ_1) / Var(δ_L)
+    predicted_ratio: Grid  # (weight_var,) predicted Var(δ_1) / Var(δ_L)
+    chi: Grid  # (weight_var,) χ at each point's fixed point
 
 
 def run_critical_profile(config: CriticalConfig) -> CriticalProfile:
@@ -994,19 +733,13 @@ def run_critical_profile(config: CriticalConfig) -> CriticalProfile:
         input_var = 1.0
         if c.input_at_fixed_point:
             input_var = (tanh_fixed_point(weight_var, c.bias_var) - c.bias_var) / weight_var
-        h = (x * math.sqrt(input_var)).requires_grad_(True)
-        pre: list[Tensor] = []
-        for i in range(c.depth):
-            a = torch.baddbmm(b0[:, i], h, w[:, i].transpose(1, 2))
-            a.retain_grad()
-            pre.append(a)
-            h = torch.tanh(a)
-        (h * g).sum().backward()
-        act[k] = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1).cpu().numpy()
-        grad[k] = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1).cpu().numpy()
+        act[k], grad[k] = _measure(w, b0, x * math.sqrt(input_var), g, torch.tanh)
         pred_a[k], pred_g[k] = predict_tanh_with_bias(weight_var, c.bias_var, c.depth, input_var=input_var)
-    chi = np.array([tanh_chi(w, c.bias_var) for w in weight_vars])
-    return CriticalProfile(c, act, grad, pred_a, pred_g, chi)
+    points = {"weight_var": weight_vars}
+    chi = Grid([tanh_chi(w, c.bias_var) for w in weight_vars], name="chi", **points)
+    ratio = Grid(grad[:, :, 0] / grad[:, :, -1], name="grad ratio", **points, seed=c.seeds)
+    predicted = Grid(pred_g[:, 0] / pred_g[:, -1], name="predicted ratio", **points)
+    return CriticalProfile(c, act, grad, pred_a, pred_g, ratio, predicted, chi)
 
 
 # ------------------------------------------------------------------------------ symmetry breaking
@@ -1016,19 +749,10 @@ SYMMETRY_INITS = ("zero", "constant", "xavier")
 def init_symmetric(
     model: MLP, init: str, *, value: float = 0.1, generator: torch.Generator | None = None
 ) -> MLP:
-    """Initialize ``model`` for the symmetry-breaking experiment.
-
-    "zero": every weight and bias 0; "constant": every weight ``value``, biases 0; "xavier":
-    Xavier-uniform weights, zero biases (the random draw that breaks the symmetry). With equal rows,
-    every hidden unit of a layer computes the same output and receives the same gradient, so the rows
-    stay equal under any gradient step: the layer acts as one unit.
-
-    Args:
-        model: an ``MLP``.
-        init: one of ``SYMMETRY_INITS``.
-        value: the constant weight of "constant".
-        generator: random source of "xavier".
-    """
+    """Initialize ``model`` for the symmetry-breaking experiment: "zero" (every weight and bias 0),
+    "constant" (every weight ``value``, biases 0) or "xavier" (Xavier-uniform weights from ``generator``,
+    zero biases). With equal rows, every hidden unit of a layer computes the same output and receives the
+    same gradient, so the rows stay equal under any gradient step: the layer acts as one unit."""
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an MLP; got {type(model).__name__}")
     check_choice("init", init, SYMMETRY_INITS)
@@ -1042,11 +766,7 @@ def init_symmetric(
 
 
 def row_spread(weight: Tensor) -> float:
-    """max_i ‖W_i - W_1‖ / max(max_i ‖W_i‖, tiny): 0 when every row (hidden unit) has the same weights.
-
-    Args:
-        weight: a (units, inputs) weight matrix.
-    """
+    """max_i ‖W_i - W_1‖ / max(max_i ‖W_i‖, tiny) of a (units, inputs) matrix: 0 when all rows are equal."""
     w = weight.detach().double()
     scale = float(w.norm(dim=1).max())
     return float((w - w[:1]).norm(dim=1).max()) / max(scale, 1e-300)
@@ -1069,51 +789,31 @@ class SymmetryConfig(Config):
     device: str = device_field()
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The ``TrainConfig`` of the run with this seed."""
         return derive(TrainConfig, self, monitor_every=None, eval_every=self.steps, seed=seed)
 
 
 @dataclass(frozen=True)
 class Symmetry:
-    """What training did to each initialization.
-
-    Args:
-        row_spread: (I, S, L) ``row_spread`` of each hidden layer's weights after training.
-        moved: (I, S, L) max |W_after - W_before| of each hidden layer's weights.
-        val_accuracy: (I, S) validation accuracy after training.
-        width_one_accuracy: (S,) validation accuracy of the same network with one unit per hidden layer
-            (Xavier initialization), trained the same way.
-    """
+    """What training did to each initialization."""
 
     config: SymmetryConfig
-    row_spread: np.ndarray
-    moved: np.ndarray
-    val_accuracy: np.ndarray
-    width_one_accuracy: np.ndarray
+    row_spread: np.ndarray  # (I, S, L) row_spread of each hidden layer's weights after training
+    moved: np.ndarray  # (I, S, L) max |W_after - W_before| of each hidden layer's weights
+    val_accuracy: np.ndarray  # (I, S) after training
+    width_one_accuracy: np.ndarray  # (S,) the same network with one unit per hidden layer (Xavier init)
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame: one row per initialization, the seeds' worst row spread and weight change and
-        the mean validation accuracy."""
+        """One row per initialization: the seeds' worst row spread and weight change, the mean accuracy."""
         import pandas as pd
 
-        rows = [
-            {
-                "initialization": init,
-                "largest row spread after training": float(self.row_spread[k].max()),
-                "largest hidden-weight change": float(self.moved[k].max()),
-                "validation accuracy (mean over seeds)": float(self.val_accuracy[k].mean()),
-            }
-            for k, init in enumerate(self.config.inits)
-        ]
-        rows.append(
-            {
-                "initialization": "xavier, width 1",
-                "largest row spread after training": math.nan,
-                "largest hidden-weight change": math.nan,
-                "validation accuracy (mean over seeds)": float(self.width_one_accuracy.mean()),
-            }
-        )
-        return pd.DataFrame(rows)
+        accuracy = [*self.val_accuracy.mean(axis=1), self.width_one_accuracy.mean()]
+        columns = {
+            "initialization": [*self.config.inits, "xavier, width 1"],
+            "largest row spread after training": [*self.row_spread.max(axis=(1, 2)), math.nan],
+            "largest hidden-weight change": [*self.moved.max(axis=(1, 2)), math.nan],
+            "validation accuracy (mean over seeds)": accuracy,
+        }
+        return pd.DataFrame(columns)
 
 
 def run_symmetry(config: SymmetryConfig) -> Symmetry:

@@ -153,7 +153,12 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
     for i, scheme in enumerate(sweep.config.schemes):
         for j, activation in enumerate(sweep.config.activations):
             ax = grid[i, j]
-            profile(sweep.get(scheme, activation), ax=ax, show_linear=show_linear, legend=False)
+            profile(
+                sweep.profiles.sel(scheme=scheme, activation=activation),
+                ax=ax,
+                show_linear=show_linear,
+                legend=False,
+            )
             ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
             if i < rows - 1:
                 ax.set_xlabel("")
@@ -180,7 +185,7 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     fig, grid = _axes_grid(axes, (2, cols), (min(7.4, 3.7 * cols), 6.6), sharex=True)
     for j, activation in enumerate(sweep.config.activations):
         for scheme in sweep.config.schemes:
-            p = sweep.get(scheme, activation)
+            p = sweep.profiles.sel(scheme=scheme, activation=activation)
             color = SCHEME_COLORS[scheme]
             for i, (measured, predicted) in enumerate(
                 ((p.activation_var, p.predicted.activation_var), (p.grad_var, p.predicted.grad_var))
@@ -223,7 +228,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
         for ax, metric in ((left, "ratio"), (right, "top")):
             values = [
                 (p.grad_ratio if metric == "ratio" else p.activation_var[:, -1])
-                for p in (sweep.get(activation, g) for g in sweep.config.gains)
+                for p in sweep.profiles.sel(activation=activation).values
             ]
             center = np.array([np.exp(np.mean(np.log(v))) for v in values])
             errors = np.array([[c - v.min(), v.max() - c] for c, v in zip(center, values, strict=True)]).T
@@ -356,9 +361,9 @@ def critical_phase(
     left.legend(fontsize="small", loc="center left")
     c = measured.config
     crossed = c.depth - np.arange(1, c.depth + 1)  # L - l for l = 1..L
-    ratio = measured.ratio_from_top
+    ratio = measured.grad_var / measured.grad_var[:, :, -1:]  # Var(δ_l) / Var(δ_L)
     predicted = measured.predicted_grad_var / measured.predicted_grad_var[:, -1:]
-    for k, (w, chi) in enumerate(zip(weight_vars, measured.chi, strict=True)):
+    for k, (w, chi) in enumerate(zip(weight_vars, measured.chi.values, strict=True)):
         color = _POINT_COLORS[k % len(_POINT_COLORS)]
         _band(right, crossed, ratio[k], color, f"σ_w² = {w:.3g} (χ = {chi:.2f})")
         right.plot(crossed, _shown(predicted[k]), color=color, linestyle="--", linewidth=1.0)
