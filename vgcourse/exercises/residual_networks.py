@@ -18,11 +18,7 @@ TAMED = (1.5, 2.0)
 
 def forward_growth(alpha: float) -> float:
     """E[x_50²]/E[x_0²] of a 50-block He-initialized residual stack with branch scale α, measured on digits
-    (width 128, 128 examples, geometric mean over 3 networks).
-
-    Args:
-        alpha: the branch scale α > 0.
-    """
+    (width 128, 128 examples, geometric mean over 3 networks)."""
     return _forward_growth(check_float("alpha", alpha, minimum=0.0, strict_minimum=True))
 
 

@@ -236,8 +236,8 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
 
 
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
-    """ "digits" (sklearn's 8×8 digits, shared per process) or "mnist" (the shipped 10,000-image test split);
-    ``seed`` seeds the train/validation split."""
+    """The chapter's data: "digits" (sklearn's 8×8 digits, one copy per process) or "mnist" (the shipped
+    10,000-image test split); ``seed`` seeds the train/validation split."""
     check_choice("dataset", dataset, DATASETS)
     check_int("seed", seed, minimum=0)
     return shared_digits(seed) if dataset == "digits" else mnist(seed=seed)

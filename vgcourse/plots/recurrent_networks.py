@@ -22,17 +22,6 @@ from vgcourse.experiments.recurrent_networks import (
 from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 from vgcourse.plots.figure_check import allow_clipping
 
-__all__ = [
-    "ARCH_COLORS",
-    "cliff",
-    "clipping",
-    "decay_rates",
-    "forget_gate",
-    "lag_profile",
-    "lag_profile_grid",
-    "long_range",
-]
-
 ARCH_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}
 """One colour per architecture, the same in every figure of the chapter."""
 _METHOD_COLORS = {"none": "C3", "norm": "C0", "value": "C4"}
@@ -70,14 +59,8 @@ def lag_profile(
 ) -> Figure:
     """‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖ against the lag k (log y), one line per architecture.
 
-    When W_hh was rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction.
-
-    Args:
-        result: from ``run_lag_profile``.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
-        title: the panel title (default: ρ and T).
-    """
+    When W_hh was rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction; ``title``
+    defaults to ρ and T."""
     _check(result, LagProfileResult)
     fig, ax = figure_and_axes(ax)
     relative, lags = result.relative.values, np.arange(result.config.seq_len)
@@ -105,13 +88,7 @@ def lag_profile(
 @checked
 @checked
 def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
-    """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ.
-
-    Args:
-        results: from ``run_lag_profile`` (or ``SpectralSweepResult.profiles``).
-        ncols: panels per row.
-        axes: one axes per result to draw on (given the same y range); a new figure when None.
-    """
+    """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ."""
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of LagProfileResult")
     for result in results:
@@ -147,12 +124,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
     """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.
 
     The dashed diagonal is ρ itself (the prediction when tanh' ≈ 1); open markers are the networks at
-    PyTorch's default scale, at their measured ρ.
-
-    Args:
-        result: from ``run_spectral_sweep``.
-        ax: axes to draw on; a new figure when None.
-    """
+    PyTorch's default scale, at their measured ρ."""
     _check(result, SpectralSweepResult)
     fig, ax = figure_and_axes(ax)
     radii = np.array(result.config.radii)
@@ -179,12 +151,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 @checked
 @checked
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖.
-
-    Args:
-        result: from ``run_forget_gate``.
-        ax: two axes to draw on; a new figure when None.
-    """
+    """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖."""
     _check(result, ForgetGateResult)
     fig, (left, right) = _many_axes(ax, 2)
     lags = np.arange(result.config.seq_len)
@@ -212,12 +179,7 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
 @checked
 @checked
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Left: validation MSE over training, with the baseline. Right: gradient against lag, init and trained.
-
-    Args:
-        result: from ``run_long_range``.
-        ax: two axes to draw on; a new figure when None.
-    """
+    """Left: validation MSE over training, with the baseline. Right: gradient against lag, init/trained."""
     _check(result, LongRangeResult)
     fig, (left, right) = _many_axes(ax, 2)
     lags = np.arange(result.config.seq_len)
@@ -253,12 +215,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
     """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
     norm per step (before clipping), with the clipping threshold. Log axes; a diverging run leaves the top
     of the axes (its line is clipped there on purpose), and a dotted line marks the step at which its loss
-    or gradient became inf/NaN.
-
-    Args:
-        result: from ``run_clipping``.
-        ax: two axes to draw on; a new figure when None.
-    """
+    or gradient became inf/NaN."""
     _check(result, ClippingResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
     runs = [
@@ -303,12 +260,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
 def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """The loss (left) and the gradient norm (right) along the straight line from the initial weights to
     where the unclipped steps took them, against the distance travelled; the dotted line marks how far the
-    norm-clipped run travelled in the same number of steps.
-
-    Args:
-        result: from ``run_cliff``.
-        ax: two axes to draw on; a new figure when None.
-    """
+    norm-clipped run travelled in the same number of steps."""
     _check(result, CliffResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.0))
     k = result.unclipped_steps

@@ -23,19 +23,6 @@ from vgcourse.experiments.residual_networks import (
 )
 from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
 
-__all__ = [
-    "degradation",
-    "depth_sweep",
-    "depth_sweep_panels",
-    "forward_variance",
-    "forward_variance_panels",
-    "layer_profile",
-    "layer_profile_grid",
-    "path_expansion",
-    "relu_placement",
-    "shattered_gradients",
-]
-
 _METRIC_LABELS = {
     "grad_ratio": r"$\|\partial J/\partial x_0\| \,/\, \|\partial J/\partial x_L\|$",
     "variance_ratio": r"$\mathbb{E}[x_L^2] \,/\, \mathbb{E}[x_0^2]$",
@@ -66,12 +53,7 @@ def _select(networks: tuple[NetworkSpec, ...], chosen: Sequence[NetworkSpec] | N
 
 @checked
 def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Figure:
-    """‖P_k‖_F/√n against the path length k (log y): measured (markers) and the RMS prediction (dashed).
-
-    Args:
-        result: from ``run_path_expansion``.
-        ax: axes to draw on; a new figure when None.
-    """
+    """‖P_k‖_F/√n against the path length k (log y): measured (markers) and the RMS prediction (dashed)."""
     _check(result, PathExpansionResult)
     fig, ax = figure_and_axes(ax)
     k = np.arange(result.config.depth + 1)
@@ -96,15 +78,8 @@ def forward_variance(
     networks: Sequence[NetworkSpec] | None = None,
     legend: bool = True,
 ) -> Figure:
-    """E[x_l²]/E[x_0²] against the block l (log y): measured (geometric mean over networks, solid) and
-    predicted (dashed).
-
-    Args:
-        result: from ``run_forward_variance``.
-        ax: axes to draw on; a new figure when None.
-        networks: which of the result's specs to draw (default: all).
-        legend: draw the legend.
-    """
+    """E[x_l²]/E[x_0²] against the block l (log y) of ``networks`` (default: all the result's specs): measured
+    (geometric mean over networks, solid) and predicted (dashed)."""
     _check(result, ForwardVarianceResult)
     chosen = _select(result.config.networks, networks)
     fig, ax = figure_and_axes(ax)
@@ -128,13 +103,7 @@ def forward_variance_panels(
     result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None, *, axes: Any = None
 ) -> Figure:
     """``forward_variance`` in panels one above the other, one per group of specs (default: those whose
-    growth is exponential, then the others), each with its own y range.
-
-    Args:
-        result: from ``run_forward_variance``.
-        groups: the specs of each panel.
-        axes: one axes per group to draw on; a new figure when None.
-    """
+    growth is exponential, then the others), each with its own y range."""
     _check(result, ForwardVarianceResult)
     if groups is None:
         depth = result.config.depth
@@ -161,15 +130,9 @@ def depth_sweep(
     ax: Axes | None = None,
     legend: bool = True,
 ) -> Figure:
-    """A ratio against the depth L (log-log): measured (markers and line, geometric mean over networks)
-    and, for the gradient ratio of unnormalized networks, the prediction (1 + α² g)^(L/2) (dashed).
-
-    Args:
-        result: from ``run_stream_depth_sweep``.
-        metric: "grad_ratio" (‖∂J/∂x_0‖/‖∂J/∂x_L‖) or "variance_ratio" (E[x_L²]/E[x_0²]).
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
-    """
+    """``metric`` ("grad_ratio" ‖∂J/∂x_0‖/‖∂J/∂x_L‖ or "variance_ratio" E[x_L²]/E[x_0²]) against the depth L
+    (log-log): measured (geometric mean over networks) and, for the gradient ratio of unnormalized networks,
+    the prediction (1 + α² g)^(L/2) (dashed)."""
     _check(result, StreamDepthSweepResult)
     check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax)
@@ -195,12 +158,7 @@ def depth_sweep(
 
 @checked
 def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> Figure:
-    """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend.
-
-    Args:
-        result: from ``run_stream_depth_sweep``.
-        axes: two axes to draw on; a new figure when None.
-    """
+    """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend."""
     _check(result, StreamDepthSweepResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 5.0)))
     depth_sweep(result, "grad_ratio", ax=axes[0], legend=not own)
@@ -215,13 +173,7 @@ def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> F
 
 @checked
 def degradation(result: DegradationResult, *, ax: Axes | None = None, window: int = 10) -> Figure:
-    """Training loss per step (moving average over ``window`` minibatches, log y) of the three networks.
-
-    Args:
-        result: from ``run_degradation``.
-        ax: axes to draw on; a new figure when None.
-        window: minibatches averaged per point (1: the raw minibatch losses).
-    """
+    """Training loss per step (moving average over ``window`` minibatches, log y) of the three networks."""
     _check(result, DegradationResult)
     window = check_int("window", window, minimum=1)
     fig, ax = figure_and_axes(ax)
@@ -248,13 +200,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
 @checked
 def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Block by block (log y): the backward signal ‖∂J/∂x_l‖, the forward signal √E[x_l²] and the weight
-    gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out).
-
-    Args:
-        result: from ``run_block_profile``.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
-    """
+    gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out)."""
     _check(result, BlockProfileResult)
     fig, ax = figure_and_axes(ax)
     stream, blocks = result.stream, np.arange(result.config.depth + 1)
@@ -274,13 +220,7 @@ def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend:
 
 @checked
 def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
-    """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below.
-
-    Args:
-        results: from ``run_block_profile``.
-        ncols: panels per row.
-        axes: one axes per result to draw on; a new figure when None.
-    """
+    """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below."""
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of BlockProfileResult")
     for result in results:
@@ -315,12 +255,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     """Two panels against the block l: left, the backward signal ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (log y, geometric
     mean over networks); right, the share of entries through which the identity path alone carries the
     gradient from x_L back to x_l (mean over networks). Clean blocks solid, a ReLU after the addition
-    dashed; one colour per norm.
-
-    Args:
-        result: from ``run_placement``.
-        axes: two axes to draw on; a new figure when None.
-    """
+    dashed; one colour per norm."""
     _check(result, PlacementResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
     grads = result.stream_grad.mean("seed", geometric=True).values
@@ -353,12 +288,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
 def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
     """Two panels: left, df/dx along the grid of inputs for the deepest networks of each spec (each
     standardized to mean 0 and standard deviation 1, and shifted apart); right, the lag-1 autocorrelation
-    of df/dx against the depth (log x; mean over networks, one marker per network).
-
-    Args:
-        result: from ``run_shattered``.
-        axes: two axes to draw on; a new figure when None.
-    """
+    of df/dx against the depth (log x; mean over networks, one marker per network)."""
     _check(result, ShatteredResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
     deepest = result.config.depths[-1]
