@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from vgcourse.data import mnist
 from vgcourse.experiments import sigmoid_bound as sb
 from vgcourse.explorers import sigmoid_bound as explorers
+from vgcourse.initializers import initialize
 from vgcourse.models import MLP
 from vgcourse.plots import sigmoid_bound as plots
 from vgcourse.plots.figure_check import check_figure
@@ -109,7 +110,7 @@ def test_init_gradients_against_a_hand_computation() -> None:
     # rebuild the same network and inputs
     generator = torch.Generator().manual_seed(config.seed)
     model = MLP(16, 10, 6, 16, "sigmoid").double()
-    sb._initialize(model, config.init, "sigmoid", generator)
+    initialize(model, config.init, activation="sigmoid", generator=generator)
     x = torch.randn(8, 16, generator=generator, dtype=torch.float64)
     y = torch.randint(0, 10, (8,), generator=generator)
     hs, pres = [x], []

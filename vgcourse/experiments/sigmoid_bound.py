@@ -41,30 +41,6 @@ from vgcourse.models import MLP
 from vgcourse.monitor import GradientMonitor, snapshot
 from vgcourse.training import OPTIMIZERS, Callback, History, StepEvent, TrainConfig, train
 
-__all__ = [
-    "DTYPES",
-    "INITS",
-    "MNIST_SIZES",
-    "CirclesConfig",
-    "CirclesResult",
-    "DepthSweep",
-    "DepthSweepConfig",
-    "DerivativeMaxConfig",
-    "DerivativeMaxima",
-    "InitGradientConfig",
-    "InitGradients",
-    "MnistConfig",
-    "MnistResult",
-    "SaturationConfig",
-    "SaturationSweep",
-    "run_circles",
-    "run_depth_sweep",
-    "run_derivative_maxima",
-    "run_init_gradients",
-    "run_mnist",
-    "run_saturation_sweep",
-]
-
 INITS = ("default", "xavier_normal", "xavier_uniform", "kaiming_normal", "orthogonal")
 DTYPES = ("float32", "float64")
 #: MnistConfig presets, (width, steps): chosen by the reader, never by the hardware.
@@ -73,8 +49,6 @@ _DTYPE = {"float32": torch.float32, "float64": torch.float64}
 
 
 # -- 1. the derivative's maximum ---------------------------------------------------------------------------
-
-
 class DerivativeMaxConfig(Config):
     """A fine grid on which to find sup f'(x) by autograd (an odd count on a symmetric grid holds x = 0)."""
 
@@ -133,8 +107,6 @@ def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
 
 
 # -- 2. one network at initialization ----------------------------------------------------------------------
-
-
 class InitGradientConfig(Config):
     """One ``MLP(width, 10, depth, width, activation)`` at initialization (biases 0, every hidden weight then
     multiplied by ``weight_scale``), inputs x ~ N(0, input_scale² I), random labels, cross-entropy J, one
@@ -202,11 +174,6 @@ class InitGradients:
         )
 
 
-def _initialize(model: MLP, init: str, activation: str, generator: torch.Generator) -> None:
-    """``initialize`` by name; kaiming_normal uses the gain of ``activation`` (the others ignore it)."""
-    initialize(model, init, activation=activation, generator=generator)
-
-
 def _keep_output(store: list[Tensor]) -> Any:
     """A forward hook that keeps the module's output, and its gradient after backward, in ``store``."""
 
@@ -236,14 +203,13 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     dtype = _DTYPE[config.dtype]
     generator = torch.Generator().manual_seed(config.seed)
     model = MLP(config.width, 10, config.depth, config.width, config.activation).to(dtype)
-    _initialize(model, config.init, config.activation, generator)
+    initialize(model, config.init, activation=config.activation, generator=generator)
     with torch.no_grad():
         for layer in model.layers:
             layer.linear.weight.mul_(config.weight_scale)
     x = config.input_scale * torch.randn(config.batch_size, config.width, generator=generator, dtype=dtype)
     y = torch.randint(0, 10, (config.batch_size,), generator=generator)
-
-    pre: list[Tensor] = []  # a_l = W_l h_{l-1} + b_l
+    pre: list[Tensor] = []  # a_l = W_l h_{l-1} + b_l, kept with their gradients by forward hooks
     hidden: list[Tensor] = []  # h_l = f(a_l)
     handles = [layer.linear.register_forward_hook(_keep_output(pre)) for layer in model.layers]
     handles += [layer.register_forward_hook(_keep_output(hidden)) for layer in model.layers]
@@ -258,7 +224,6 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         for handle in handles:
             handle.remove()
     record = monitor.record()
-
     with torch.no_grad():
         grad_norm = torch.stack([x.grad.norm()] + [h.grad.norm() for h in hidden]).double()
         weights = [layer.linear.weight for layer in model.layers]
@@ -306,8 +271,6 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
 
 
 # -- 3. depth sweep ----------------------------------------------------------------------------------------
-
-
 class DepthSweepConfig(Config):
     """``run_init_gradients`` over activations × depths × seeds (everything else shared)."""
 
@@ -365,8 +328,6 @@ def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
 
 
 # -- 4. saturation -----------------------------------------------------------------------------------------
-
-
 class SaturationConfig(Config):
     """Sigmoid (or tanh) MLPs at initialization (``InitGradientConfig``) over input scales (the inputs' std)
     × weight scales (multipliers of every hidden weight matrix after ``init``) × seeds."""
@@ -432,8 +393,6 @@ def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
 
 
 # -- 5. classic experiment (a): two circles ----------------------------------------------------------------
-
-
 class CirclesConfig(Config):
     """A ``depth``-hidden-layer, ``width``-unit MLP on sklearn's two circles (80 % train, 20 % validation),
     per activation and seed (the weights and the minibatch order; ``data_seed`` fixes the data set)."""
@@ -505,11 +464,9 @@ class CirclesResult:
         for a, name in enumerate(self.config.activations):
             row = {"activation": name, "validation accuracy": self.val_accuracy[a].mean()}
             if len(self.config.seeds) > 1:
-                row.update(
-                    {
-                        "min over seeds": self.val_accuracy[a].min(),
-                        "max over seeds": self.val_accuracy[a].max(),
-                    }
+                row["min over seeds"], row["max over seeds"] = (
+                    self.val_accuracy[a].min(),
+                    self.val_accuracy[a].max(),
                 )
             row["epochs to 90 % accuracy"] = np.median(to90[a])
             row["gradient std, layer 1 / output"] = np.median(ratio[a])
@@ -519,8 +476,7 @@ class CirclesResult:
 
 
 class _WeightRecorder(Callback):
-    """A ``train`` callback: every layer's weight mean and std at the start and after every ``every``-th
-    step."""
+    """A ``train`` callback: each layer's weight mean and std at the start and after every ``every`` steps."""
 
     def __init__(self, layers: list[Any], every: int) -> None:
         self.layers = layers
@@ -537,10 +493,8 @@ class _WeightRecorder(Callback):
 
 
 def run_circles(config: CirclesConfig) -> CirclesResult:
-    """Train one network per (activation, seed) with ``vgcourse.training.train``; collect statistics by epoch.
-
-    A callback records the weights' mean and std at the start and after every epoch's last step.
-    """
+    """Train one network per (activation, seed) with ``vgcourse.training.train``; collect statistics by epoch
+    (a callback records the weights' mean and std at the start and after every epoch's last step)."""
     check_config(config, CirclesConfig)
     data = circles(n_samples=config.n_samples, noise=config.noise, seed=config.data_seed)
     n_act, n_seed = len(config.activations), len(config.seeds)
@@ -556,7 +510,9 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
     for a, activation in enumerate(config.activations):
         for s, seed in enumerate(config.seeds):
             model = MLP(data.in_features, data.n_classes, config.depth, config.width, activation)
-            _initialize(model, config.init, activation, torch.Generator().manual_seed(seed))
+            initialize(
+                model, config.init, activation=activation, generator=torch.Generator().manual_seed(seed)
+            )
             layers = [*(layer.linear for layer in model.layers), model.head]
             recorder = _WeightRecorder(layers, per_epoch)
             history = train(model, data, config.train_config(seed), callbacks=[recorder])
@@ -589,16 +545,13 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
 
 
 # -- 6. classic experiment (b): the deep sigmoid network on MNIST ------------------------------------------
-
-
 class MnistConfig(Config):
     """784 -> width × depth -> 10 MLP on MNIST, SGD with momentum; gradients per layer before and after.
 
-    The same sizes on every machine, GPU or not: ``size`` picks them, never the hardware. "small" (the
-    default, seconds on a CPU) is width 256 and 200 steps; "full" is the original 784 -> 1000 × 5 -> 10
-    trained for 2000 steps (minutes on a CPU, best on a GPU). The data is ``vgcourse.data.mnist``'s:
-    the 10,000-image test split shipped in the package (``source="shipped"``, the default), or the
-    60,000-image train split the reader asks for with ``source="full"`` (downloaded, or from ``root``).
+    ``size`` picks the sizes, never the hardware: "small" (seconds on a CPU) is width 256 and 200 steps,
+    "full" the original 784 -> 1000 × 5 -> 10 trained for 2000 steps (minutes on a CPU). The data is
+    ``vgcourse.data.mnist``'s 10,000-image test split shipped in the package (``source="shipped"``) or its
+    60,000-image train split (``source="full"``: downloaded, or from ``root``).
     """
 
     activation: str = one_of(*ACTIVATIONS, default="sigmoid")
@@ -634,14 +587,8 @@ class MnistConfig(Config):
 
     def train_config(self, steps: int) -> TrainConfig:
         """The ``TrainConfig`` of the run."""
-        return derive(
-            TrainConfig,
-            self,
-            steps=steps,
-            optimizer="momentum",
-            monitor_stats="all",
-            eval_every=max(1, steps // 10),
-        )
+        settings = {"optimizer": "momentum", "monitor_stats": "all", "eval_every": max(1, steps // 10)}
+        return derive(TrainConfig, self, steps=steps, **settings)
 
 
 @dataclass(frozen=True)
@@ -682,14 +629,11 @@ def _layer_grads(model: MLP) -> list[np.ndarray]:
 
 def _forward_spread(model: MLP, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per hidden layer: mean over units of the std over examples of h_l, and the mean of h_l."""
-    outputs: list[Tensor] = []
-    handles = [layer.register_forward_hook(lambda _m, _a, out: outputs.append(out)) for layer in model.layers]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    outputs = [x]
+    with torch.no_grad():
+        for layer in model.layers:  # MLP.forward without the head
+            outputs.append(layer(outputs[-1]))
+    outputs = outputs[1:]
     spread = np.array([float(h.double().std(dim=0).mean()) for h in outputs])
     mean = np.array([float(h.double().mean()) for h in outputs])
     return spread, mean
@@ -717,7 +661,7 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     device = pick_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     model = MLP(data.in_features, data.n_classes or 10, config.depth, width, config.activation)
-    _initialize(model, config.init, config.activation, generator)
+    initialize(model, config.init, activation=config.activation, generator=generator)
     pick = torch.randperm(data.n_train, generator=generator)[: config.snapshot_size]
     xb, yb = data.x_train[pick].to(device), data.y_train[pick].to(device)
     model.to(device)

@@ -80,10 +80,6 @@ def _many_axes(
 def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Figure:
     """Each activation and its derivative (``vgcourse.plots.activation_curves``), the measured maximum of
     f' marked with a dot and the proven bound (1/4 for sigmoid, 1 for tanh) as a dotted line.
-
-    Args:
-        result: from ``run_derivative_maxima``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, DerivativeMaxima)
     fig, ax = figure_and_axes(ax)
@@ -111,11 +107,6 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
 def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """||∂J/∂h_l|| / ||∂J/∂h_L|| against l = 0..L (log y), under the envelope ∏_{k>l} c·||W_k||_2, with
     the typical rate ∏_{k>l} rms f'(a_k)·||W_k||_F/√n for comparison.
-
-    Args:
-        result: from ``run_init_gradients``.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
     """
     _check(result, InitGradients)
     fig, ax = figure_and_axes(ax)
@@ -139,12 +130,7 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
 
 @checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Small multiples: ``gradient_profile`` of several networks side by side (e.g. one per activation).
-
-    Args:
-        results: 1 to 6 results of ``run_init_gradients``.
-        ax: one Axes per result; a new figure (up to 2 per row, 7.2 in wide) when None.
-    """
+    """Small multiples: ``gradient_profile`` of 1 to 6 networks side by side (e.g. one per activation)."""
     if isinstance(results, InitGradients) or not isinstance(results, Sequence):
         raise TypeError("results must be a sequence of InitGradients")
     if not 1 <= len(results) <= 6:
@@ -160,12 +146,7 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
 
 @checked
 def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
-    """||∂J/∂W_l|| by layer (log y), one line per network: what a gradient monitor shows at initialization.
-
-    Args:
-        results: results of ``run_init_gradients`` with the same depth.
-        ax: axes to draw on; a new figure when None.
-    """
+    """||∂J/∂W_l|| by layer (log y), one line per network: what a gradient monitor shows at initialization."""
     if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of InitGradients")
     for r in results:
@@ -209,12 +190,7 @@ def _median_band(
 def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Two panels against depth L: (left) ||∂J/∂h_0|| / ||∂J/∂h_L|| per activation with the sigmoid's
     envelope and (1/4)^L; (right) the first/output layer weight-gradient ratio. Lines are medians over
-    seeds, bands min to max.
-
-    Args:
-        result: from ``run_depth_sweep``.
-        ax: two Axes (each gets its own legend); a new figure (7.2 in wide, one legend below the panels)
-            when None.
+    seeds, bands min to max. Given ``ax``, each panel gets its own legend; a new figure has one below both.
     """
     _check(result, DepthSweep)
     fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.8))
@@ -250,10 +226,6 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     """Three panels against the weight scale, one line per input scale: (1) saturated fraction (all hidden
     layers solid, layer 1 dashed), (2) mean f'(a) under its bound, (3) the measured per-layer factor of the
     backward pass and the bound's factor (dashed). A new figure has two panels per row (7.2 in wide).
-
-    Args:
-        result: from ``run_saturation_sweep``.
-        ax: three Axes; a new figure when None.
     """
     _check(result, SaturationSweep)
     fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=2, panel=(3.6, 3.0))
@@ -291,12 +263,7 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
 
 @checked
 def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure:
-    """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max).
-
-    Args:
-        result: from ``run_circles``.
-        ax: axes to draw on; a new figure when None.
-    """
+    """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max)."""
     _check(result, CirclesResult)
     fig, ax = figure_and_axes(ax)
     epochs = np.arange(1, result.config.epochs + 1)
@@ -318,11 +285,8 @@ def circles_statistics(
     """The tutorial's figure, per layer: columns = activations; rows = weight mean, weight std, gradient
     mean and gradient std (log) by epoch; one line per layer, dark (layer 1) to light (output).
 
-    Args:
-        result: from ``run_circles``.
-        seed_index: which seed's run to show (index into ``config.seeds``).
-        ax: 4 x (number of activations) Axes, row by row (row = statistic, column = activation); a new
-            figure (7.2 in wide, the layers' legend below the panels) when None.
+    ``seed_index``: which seed's run to show (index into ``config.seeds``); ``ax``: 4 × (activations) Axes,
+    row by row; a new figure has the layers' legend below the panels.
     """
     _check(result, CirclesResult)
     if isinstance(seed_index, bool) or not isinstance(seed_index, int):
@@ -375,10 +339,7 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     """(left) All layers' weight gradients lumped into one histogram, as the tutorial showed them;
     (right) the same values per layer as violins of log10 |g| (``vgcourse.plots.grad_histograms``).
 
-    Args:
-        result: from ``run_mnist``.
-        when: "init" (before training) or "trained" (after).
-        ax: two Axes; a new figure when None.
+    ``when``: "init" (before training) or "trained" (after).
     """
     _check(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
