@@ -1,13 +1,9 @@
 """Chapter 3, ReLU and dying units: why ReLU keeps gradients alive, and how ReLU units die.
 
-Backpropagation through a hidden layer multiplies the gradient by the activation's derivative,
-δ_l = f'(z_l) ⊙ W_{l+1}^T δ_{l+1}. With weights of variance g²/n (g the activation's gain),
-‖δ_l‖ / ‖δ_{l+1}‖ ≈ ρ_l = g · sqrt(mean f'(z_l)²): sigmoid (f' <= 1/4, g = 1) loses > 3/4 per layer,
-ReLU (f' ∈ {0, 1}, g = √2) keeps ρ ≈ 1 when half its units are active.
-
-A unit is *dead* on a reference set R (the full training set) when z = w·h + b <= 0 for every input in
-R: its derivative is 0 on all of R, the gradient of its incoming weights is exactly 0.0 and plain SGD
-leaves them where they are.
+Backpropagation multiplies the gradient by f'(z_l): δ_l = f'(z_l) ⊙ W_{l+1}^T δ_{l+1}, so with weights of
+variance g²/n, ‖δ_l‖ / ‖δ_{l+1}‖ ≈ ρ_l = g · sqrt(mean f'(z_l)²): < 1/4 for sigmoid (g = 1), ≈ 1 for ReLU
+(g = √2, half its units active). A unit is *dead* on a reference set R (the training set) when
+z = w·h + b <= 0 for every input in R: the gradient of its incoming weights is exactly 0.0.
 """
 
 from __future__ import annotations
@@ -73,9 +69,7 @@ LABELS = {
 def pre_activations(model: MLP, x: Tensor) -> list[Tensor]:
     """z_l = W_l h_{l-1} + b_l of every hidden layer of an ``MLP`` for the inputs x (N, in_features)."""
     if not isinstance(model, MLP):
-        raise TypeError(
-            f"model must be a vgcourse.models.MLP (it has .layers of Dense); got {type(model).__name__}"
-        )
+        raise TypeError(f"model must be a vgcourse.models.MLP; got {type(model).__name__}")
     h = check_tensor("x", x, ndim=2).to(next(model.parameters()).device)
     zs = []
     for layer in model.layers:
@@ -169,8 +163,7 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
     x = data.x_train[: config.batch_size].to(device)
     y = data.y_train[: config.batch_size].to(device)
     shape = (len(config.activations), config.n_seeds)
-    grad_norm = np.zeros((*shape, config.depth))
-    delta_norm = np.zeros((*shape, config.depth))
+    grad_norm, delta_norm = np.zeros((2, *shape, config.depth))
     predicted = np.zeros((*shape, config.depth - 1))
     for a, activation in enumerate(config.activations):
         for s in range(config.n_seeds):
@@ -180,9 +173,7 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
             zs, _ = _forward_backward(model.to(device), x, y)
             with torch.no_grad():
                 delta_norm[a, s] = torch.stack([z.grad.norm() for z in zs]).cpu().double().numpy()
-                grad_norm[a, s] = (
-                    torch.stack([m.linear.weight.grad.norm() for m in model.layers]).cpu().numpy()
-                )
+                grad_norm[a, s] = torch.stack([m.linear.weight.grad.norm() for m in model.layers]).cpu()
                 rho = [derivative(activation, z.detach()).pow(2).mean().sqrt() for z in zs[:-1]]
                 predicted[a, s] = gain(activation) * torch.stack(rho).cpu().double().numpy()
     measured = delta_norm[..., :-1] / delta_norm[..., 1:]
@@ -245,13 +236,11 @@ class DyingResult:
         return float(self.val_accuracy[-1])
 
     @property
-    def initial_dead(self) -> float:
-        """Fraction of all hidden units dead at step 0."""
+    def initial_dead(self) -> float:  # of all hidden units
         return float(self.dead_frac[0].mean())
 
     @property
-    def final_dead(self) -> float:
-        """Fraction of all hidden units dead at the last checkpoint."""
+    def final_dead(self) -> float:  # of all hidden units, at the last checkpoint
         return float(self.dead_frac[-1].mean())
 
 
@@ -308,9 +297,8 @@ def run_dying(config: DyingConfig) -> DyingResult:
                 stats = _activation_stats(model, start[0], config.activation, start[1])
             checkpoints.append((event.step + 1, stats, event.val_accuracy))
 
-    train_config = derive(
-        TrainConfig, config, monitor_every=None, eval_every=config.measure_every, seed=config.seed * 100_003
-    )
+    seed = config.seed * 100_003
+    train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.measure_every, seed=seed)
     history = train(model, data, train_config, callbacks=[Checkpoints()])
     if history.diverged:  # stopped at the diverged step, whose update was not applied (finite weights)
         checkpoints.append((history.steps_run, *_checkpoint(model, config, start, data)))
@@ -332,15 +320,11 @@ def _batch_orders(n_train: int, batch_size: int, steps: int, seed: int) -> Tenso
 def _train_stacked(
     models: list[MLP], configs: list[DyingConfig], data: DataSplit
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train M runs that differ only in lr, seed, init and bias at once, in place, with batched matmuls.
-
-    Run m draws ``train``'s minibatches for its seed and takes plain SGD steps
-    θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m with its own gradient norm, and stops where its loss or
-    gradient stops being finite, as ``train`` does. The same arithmetic as ``run_dying`` in another order
-    of floating-point operations: runs at the edge of stability (lr 3) end up differently, as they do
-    under another CPU kernel family. Returns (M, steps) losses (NaN after a stop), (M,) steps run and
-    (M,) whether each run diverged.
-    """
+    """Train M runs that differ only in lr, seed, init and bias at once, in place, with batched matmuls:
+    run m takes ``train``'s minibatches and steps θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m until its
+    loss or gradient is not finite, as ``run_dying`` in another order of floating-point operations (runs at
+    the edge of stability, lr 3, end up differently, as under another CPU kernel family). Returns (M, steps)
+    losses (NaN after a stop), (M,) steps run and (M,) whether each run diverged."""
     first = configs[0]  # the runs share the _STACK_KEYS
     linears = [[*(layer.linear for layer in m.layers), m.head] for m in models]
     n_layers = len(linears[0])
@@ -434,14 +418,8 @@ def run_dying_sweep(config: DyingSweepConfig) -> DyingSweepResult:
         for bias in config.bias_inits
         for lr in config.lrs
     ]
-    return DyingSweepResult(
-        config,
-        Grid(
-            np.array(runs, dtype=object).reshape(len(config.bias_inits), -1),
-            bias_init=config.bias_inits,
-            lr=config.lrs,
-        ),
-    )
+    runs = np.array(runs, dtype=object).reshape(len(config.bias_inits), -1)
+    return DyingSweepResult(config, Grid(runs, name="run", bias_init=config.bias_inits, lr=config.lrs))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -500,9 +478,8 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
             fired[index] |= (output > 0).any(dim=0)
 
     class CheckpointA(Callback):
-        """At A (after step steps_a): dead units, their gradient on the full training set, the weights;
-        then watch every training forward pass until B. The update of step A has been applied, and the
-        gradients computed here are replaced by the next step's."""
+        """At A (after step steps_a's update): dead units, their gradient on the full training set (the next
+        step replaces it), the weights; then watch every training forward pass until B."""
 
         def on_step(self, event: StepEvent) -> None:
             if event.step != config.steps_a - 1:
@@ -601,13 +578,11 @@ def _run_grids(configs: list[DyingConfig], axes: dict[str, tuple[Any, ...]]) -> 
     fraction, final validation accuracy, backward gain at step 0, divergence, and of the runs."""
     results = run_dying_stacked(configs)
     shape = tuple(len(c) for c in axes.values())
-    values = {
-        "dead": [r.final_dead for r in results],
-        "accuracy": [r.final_accuracy for r in results],
-        "backward_gain": [r.init_backward_gain for r in results],
-        "diverged": [r.diverged for r in results],
+    fields = {"dead": "final_dead", "accuracy": "final_accuracy", "backward_gain": "init_backward_gain"}
+    grids = {
+        name: Grid(np.array([getattr(r, f) for r in results]).reshape(shape), name=name, **axes)
+        for name, f in (fields | {"diverged": "diverged"}).items()
     }
-    grids = {name: Grid(np.array(v).reshape(shape), name=name, **axes) for name, v in values.items()}
     return grids | {"runs": Grid(np.array(results, dtype=object).reshape(shape), name="runs", **axes)}
 
 
@@ -683,23 +658,18 @@ class RankingResult(_StackedRuns):
         """One row per (initialization, activation) named by ``LABELS``, at the best learning rate."""
         import pandas as pd
 
-        rows = []
-        for init in self.config.inits:
-            for activation in self.config.activations:
-                cell = {"activation": activation, "init": init}
-                accuracy = self.best_accuracy.sel(**cell).values
-                rows.append(
-                    {
-                        "initialization": LABELS[init],
-                        "activation": LABELS[activation],
-                        "best learning rate": self.best_lr.sel(**cell),
-                        "validation accuracy (mean)": accuracy.mean(),
-                        "lowest seed": accuracy.min(),
-                        "highest seed": accuracy.max(),
-                        "dead fraction (mean)": self.best_dead.sel(**cell).values.mean(),
-                    }
-                )
-        return pd.DataFrame(rows)
+        cells = [{"activation": a, "init": i} for i in self.config.inits for a in self.config.activations]
+        accuracy = [self.best_accuracy.sel(**cell).values for cell in cells]
+        columns = {
+            "initialization": [LABELS[cell["init"]] for cell in cells],
+            "activation": [LABELS[cell["activation"]] for cell in cells],
+            "best learning rate": [self.best_lr.sel(**cell) for cell in cells],
+            "validation accuracy (mean)": [x.mean() for x in accuracy],
+            "lowest seed": [x.min() for x in accuracy],
+            "highest seed": [x.max() for x in accuracy],
+            "dead fraction (mean)": [self.best_dead.sel(**cell).values.mean() for cell in cells],
+        }
+        return pd.DataFrame(columns)
 
 
 def run_ranking(config: RankingConfig) -> RankingResult:

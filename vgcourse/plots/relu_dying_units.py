@@ -1,4 +1,8 @@
-"""Figures of chapter 3, ReLU and dying units: gradient flow at init, dead units over training."""
+"""Figures of chapter 3, ReLU and dying units: gradient flow at init, dead units over training.
+
+Each function takes a result of ``vgcourse.experiments.relu_dying_units`` and ``ax`` (or ``axes``) to draw
+into (a new figure when None), and returns the Figure.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +37,6 @@ def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figu
     """‖∂J/∂W_l‖ against layer l at initialization, one line per activation (log y).
 
     The line is the geometric mean over seeds, the band spans the smallest to the largest seed.
-
-    Args:
-        result: from ``run_gradient_flow``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, GradientFlowResult, "result")
     fig, ax = figure_and_axes(ax)
@@ -60,10 +60,6 @@ def backward_factors(result: GradientFlowResult, *, ax: Axes | None = None) -> F
     """The per-layer factor ‖δ_l‖ / ‖δ_{l+1}‖ measured (markers) vs predicted ρ_l = g·rms f'(z_l) (line).
 
     Values are geometric means over seeds; dotted lines mark 1 (no loss) and 1/4 (sigmoid's bound).
-
-    Args:
-        result: from ``run_gradient_flow``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, GradientFlowResult, "result")
     fig, ax = figure_and_axes(ax)
@@ -101,11 +97,8 @@ def dead_over_training(
 
     Both share the y axis [0, 1]. A run that diverged ends with a red cross.
 
-    Args:
-        result: from ``run_dying``.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
-        title: the axes title; default: activation, learning rate, bias and final accuracy.
+    ``legend``: draw the legend; ``title``: the axes title (default: activation, learning rate, bias and
+    final accuracy).
     """
     _check(result, DyingResult, "result")
     fig, ax = figure_and_axes(ax)
@@ -134,9 +127,7 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
 
     Three bias columns fit the book's text column (<= 7.2 in wide) at readable font sizes (>= 9 pt).
 
-    Args:
-        sweep: from ``run_dying_sweep``.
-        axes: a (lrs, bias_inits) array of axes to draw on; a new figure when None.
+    ``axes``: a (lrs, bias_inits) array of axes to draw on; a new figure when None.
     """
     _check(sweep, DyingSweepResult, "sweep")
     rows, cols = len(sweep.config.lrs), len(sweep.config.bias_inits)
@@ -176,10 +167,6 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
 def frozen_units(result: FrozenUnitsResult, *, ax: Axes | None = None) -> Figure:
     """Per layer: units dead at checkpoint A, split into those still silent at B (weights bit-identical)
     and those that fired again in between (revived, weights changed).
-
-    Args:
-        result: from ``run_frozen_units``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, FrozenUnitsResult, "result")
     fig, ax = figure_and_axes(ax)
