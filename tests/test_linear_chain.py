@@ -407,13 +407,16 @@ def test_first_layer_gradient_of_fresh_chains() -> None:
 def test_rounding_slack_and_predictions() -> None:
     assert lc.rounding_slack(0.5, "float16", 26) == 2
     assert lc.rounding_slack(0.9, "bfloat16", 817) > 3
-    assert lc.predicted_zero_depth(0.9, "float32") is None
-    assert lc.predicted_zero_depth(0.25, "float16") == 14
-    assert lc.predicted_subnormal_depth(0.5, "float64") == 1024
-    with pytest.raises(ValueError):
-        lc.predicted_inf_depth(0.5, "float32")
-    with pytest.raises(ValueError):
-        lc.predicted_subnormal_depth(0.99999, "bfloat16")  # rounds to 1 in bfloat16
+    assert lc.predicted_depth(0.9, "float32", "zero") is None
+    assert lc.predicted_depth(0.25, "float16", "zero") == 14
+    assert lc.predicted_depth(0.5, "float64", "subnormal") == 1024
+    assert lc.predicted_depth(2.0, "float16", "inf") == 17
+    with pytest.raises(ValueError, match="never becomes inf"):
+        lc.predicted_depth(0.5, "float32", "inf")
+    with pytest.raises(ValueError, match="never becomes subnormal"):
+        lc.predicted_depth(0.99999, "bfloat16", "subnormal")  # rounds to 1 in bfloat16
+    with pytest.raises(ValueError, match="valid choices"):
+        lc.predicted_depth(0.5, "float32", "nan")
     with pytest.raises(ValueError, match="valid choices"):
         lc.float_format("float8")
 

@@ -1,12 +1,8 @@
 """Chapter 1, the linear chain: back propagation as a product of Jacobians, measured.
 
-A chain of L layers maps h_0 = x through a_l = W_l h_{l-1}, h_l = f(a_l) to a loss J(h_L). Back
-propagation is the chain rule from the output down, with D_l = diag f'(a_l):
-
-    δ_L = D_L ∂J/∂h_L,   δ_l = D_l W_{l+1}^T δ_{l+1},   ∂J/∂W_l = δ_l h_{l-1}^T,
-
-so the gradient that reaches layer l is a product of one Jacobian D_k W_k per layer above it. With
-identity activations (D_l = I) a product of L-1 factors of size s shrinks or grows like s^(L-1).
+A chain a_l = W_l h_{l-1}, h_l = f(a_l) back-propagates δ_L = D_L ∂J/∂h_L, δ_l = D_l W_{l+1}^T δ_{l+1},
+∂J/∂W_l = δ_l h_{l-1}^T (D_l = diag f'(a_l)): a product of one Jacobian D_k W_k per layer above l, which
+with identity activations shrinks or grows like s^(L-1) for factors of size s.
 """
 
 from __future__ import annotations
@@ -36,59 +32,12 @@ from vgcourse.config import (
     seed_field,
 )
 
-__all__ = [
-    "DTYPES",
-    "INITS",
-    "ChainDepthSweepConfig",
-    "ChainDepthSweepResult",
-    "FirstStepResult",
-    "FloatLimit",
-    "FloatLimitsConfig",
-    "FloatLimitsResult",
-    "GeometricConfig",
-    "GeometricResult",
-    "GradientCheckConfig",
-    "GradientCheckResult",
-    "LayerGainConfig",
-    "LayerGainResult",
-    "LayerProfileConfig",
-    "LayerProfileResult",
-    "ProductSpectrumConfig",
-    "ProductSpectrumResult",
-    "WidthSweepConfig",
-    "WidthSweepResult",
-    "autograd_gradients",
-    "first_layer_gradient",
-    "float_format",
-    "flush_to_zero_depth",
-    "forward_chain",
-    "jacobian_product_gradients",
-    "log_gain_drift",
-    "predicted_inf_depth",
-    "predicted_subnormal_depth",
-    "predicted_zero_depth",
-    "random_weights",
-    "rounding_slack",
-    "run_chain_depth_sweep",
-    "run_first_steps",
-    "run_float_limits",
-    "run_geometric",
-    "run_gradient_check",
-    "run_layer_gain",
-    "run_layer_profile",
-    "run_product_spectrum",
-    "run_width_sweep",
-]
-
 INITS = ("orthogonal", "gaussian")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 _FLOAT64 = torch.float64
 
 
-# ----------------------------------------------------------------------------------------------------
-# Building blocks: weights, the forward chain, gradients by Jacobian products and by autograd
-
-
+# -- Building blocks: weights, the forward chain, gradients by Jacobian products and by autograd -------------
 def random_weights(
     widths: Sequence[int],
     init: str = "gaussian",
@@ -96,14 +45,9 @@ def random_weights(
     *,
     generator: torch.Generator | None = None,
     batch: tuple[int, ...] = (),
-    dtype: torch.dtype = _FLOAT64,
 ) -> list[Tensor]:
-    """Weights W_1..W_L (W_l is n_l × n_{l-1}) of a chain with sizes ``widths`` = (n_0, ..., n_L), with a
-    leading ``batch`` shape for many chains at once.
-
-    gaussian: entries N(0, s²/n_{l-1}), so E‖W_l v‖² = s²‖v‖². orthogonal: s·Q with Q's columns (or rows,
-    when it is wide) orthonormal, uniformly random (Haar), so ‖W_l v‖ = s‖v‖ exactly when n_l >= n_{l-1}.
-    """
+    """Weights W_1..W_L (n_l × n_{l-1}, leading shape ``batch``) for sizes (n_0..n_L): "gaussian" entries
+    N(0, s²/n_{l-1}), "orthogonal" s·Q with Q Haar-random, orthonormal columns (or rows, when wide)."""
     check_choice("init", init, INITS)
     check_float("scale", scale)
     if len(widths) < 2:
@@ -113,19 +57,19 @@ def random_weights(
     weights = []
     for n_in, n_out in itertools.pairwise(widths):
         if init == "gaussian":
-            z = torch.randn(*batch, n_out, n_in, generator=generator, dtype=dtype)
+            z = torch.randn(*batch, n_out, n_in, generator=generator, dtype=_FLOAT64)
             weights.append(z.mul_(scale / math.sqrt(n_in)))
         else:
-            weights.append(scale * _haar(n_out, n_in, batch, generator, dtype))
+            weights.append(scale * _haar(n_out, n_in, batch, generator))
     return weights
 
 
-def _haar(rows: int, cols: int, batch: tuple[int, ...], generator: torch.Generator | None, dtype) -> Tensor:
+def _haar(rows: int, cols: int, batch: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
     """A uniformly random rows × cols matrix with orthonormal columns (rows >= cols) or rows."""
     tall = rows >= cols
-    z = torch.randn(*batch, max(rows, cols), min(rows, cols), generator=generator, dtype=dtype)
+    z = torch.randn(*batch, max(rows, cols), min(rows, cols), generator=generator, dtype=_FLOAT64)
     q, r = torch.linalg.qr(z)
-    sign = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) >= 0, 1.0, -1.0).to(dtype)
+    sign = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) >= 0, 1.0, -1.0).to(_FLOAT64)
     q = q * sign.unsqueeze(-2)  # fix QR's sign freedom so Q is Haar-distributed
     return q if tall else q.transpose(-1, -2)
 
@@ -148,14 +92,8 @@ def jacobian_product_gradients(
 ) -> list[Tensor]:
     """∂J/∂W_l = δ_l h_{l-1}^T with δ_l = M_l^T g, M_l = ∂h_L/∂a_l = (D_L W_L)⋯(D_{l+1} W_{l+1}) D_l.
 
-    Builds every Jacobian M_l as an explicit matrix, from the output down, without autograd. For one
-    input (x 1-D); g = ∂J/∂h_L is the output gradient.
-
-    Args:
-        weights: W_1..W_L, each n_l × n_{l-1}.
-        x: the input h_0, shape (n_0,).
-        output_grad: g = ∂J/∂h_L, shape (n_L,).
-        activation: f, a name from ``ACTIVATIONS``.
+    Builds every Jacobian M_l as an explicit matrix, from the output down, without autograd, for one
+    input x (shape (n_0,)) and the output gradient g = ∂J/∂h_L (``output_grad``, shape (n_L,)).
     """
     depth = len(weights)
     with torch.no_grad():
@@ -183,17 +121,11 @@ def autograd_gradients(
         return list(torch.autograd.grad(loss, leaves))
 
 
-# ----------------------------------------------------------------------------------------------------
-# The closed form vs autograd, on random chains
-
-
+# -- The closed form vs autograd, on random chains -----------------------------------------------------------
 class GradientCheckConfig(Config):
-    """Random chains on which to compare ``jacobian_product_gradients`` with autograd (float64).
-
-    Chain c uses ``activations[c % len(activations)]``, a depth drawn from 1..max_depth and widths from
-    1..max_width (the first ``n_scalar`` chains have every width 1: scalar chains). Weights N(0, 1/n_in),
-    input x and output gradient g standard normal.
-    """
+    """Random chains to compare ``jacobian_product_gradients`` with autograd on (float64): chain c uses
+    ``activations[c % len(activations)]``, a depth from 1..max_depth and widths from 1..max_width (all 1 in
+    the first ``n_scalar`` chains); weights N(0, 1/n_in), x and g standard normal."""
 
     n_chains: int = positive(40, integer=True)
     max_depth: int = positive(8, integer=True)
@@ -224,18 +156,14 @@ class GradientCheckResult:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
         import pandas as pd
 
-        rows = []
-        for name in dict.fromkeys(self.activations):
-            errors = [e for a, e in zip(self.activations, self.errors, strict=True) if a == name]
-            rows.append(
-                {
-                    "activation": name,
-                    "chains": len(errors),
-                    "layers compared": int(sum(e.size for e in errors)),
-                    "max relative error": float(max(e.max() for e in errors)),
-                }
-            )
-        return pd.DataFrame(rows).set_index("activation")
+        columns = {
+            "activation": self.activations,
+            "chains": 1,
+            "layers compared": [e.size for e in self.errors],
+        }
+        columns["max relative error"] = [e.max() for e in self.errors]
+        agg = {"chains": "sum", "layers compared": "sum", "max relative error": "max"}
+        return pd.DataFrame(columns).groupby("activation", sort=False).agg(agg)
 
 
 def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
@@ -256,26 +184,17 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
         g = torch.randn(sizes[-1], generator=generator, dtype=_FLOAT64)
         closed = jacobian_product_gradients(weights, x, g, activation)
         auto = autograd_gradients(weights, x, g, activation)
-        errors.append(np.array([_relative_error(c_, a_) for c_, a_ in zip(closed, auto, strict=True)]))
+        pairs = zip(closed, auto, strict=True)
+        norms = [(float(torch.linalg.norm(c_ - a_)), float(torch.linalg.norm(a_))) for c_, a_ in pairs]
+        # ‖closed − autograd‖ / ‖autograd‖: 0 when both are 0, inf when only autograd's is
+        errors.append(np.array([d / r if r else (0.0 if d == 0.0 else math.inf) for d, r in norms]))
         activations.append(activation)
         widths.append(sizes)
     max_error, n_layers = float(max(e.max() for e in errors)), int(sum(e.size for e in errors))
     return GradientCheckResult(config, tuple(activations), tuple(widths), tuple(errors), max_error, n_layers)
 
 
-def _relative_error(value: Tensor, reference: Tensor) -> float:
-    """‖value − reference‖ / ‖reference‖ (0 when both are 0; inf when only the reference is 0)."""
-    diff = float(torch.linalg.norm(value - reference))
-    ref = float(torch.linalg.norm(reference))
-    if ref == 0.0:
-        return 0.0 if diff == 0.0 else math.inf
-    return diff / ref
-
-
-# ----------------------------------------------------------------------------------------------------
-# Geometric growth: s^L
-
-
+# -- Geometric growth: s^L -----------------------------------------------------------------------------------
 class GeometricConfig(Config):
     """The products s^L for a few factors s (> 0) and depths L (>= 0)."""
 
@@ -311,18 +230,10 @@ def run_geometric(config: GeometricConfig) -> GeometricResult:
     return GeometricResult(config, powers, halving)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The first layer's gradient vs depth
-
-
+# -- The first layer's gradient vs depth ---------------------------------------------------------------------
 class ChainDepthSweepConfig(Config):
-    """Deep linear networks h_L = W_L⋯W_1 x of width n, J = g·h_L with unit x and g (float64).
-
-    Every layer has weight scale s (see ``random_weights``); the same random matrices are used for every
-    scale, so the scales differ only by the factor s^(L-1). Depths 1..max_depth are measured, ``n_seeds``
-    independent networks per scale; ``init`` "orthogonal" (s·Q, exactly norm-preserving at s = 1) or
-    "gaussian" (N(0, s²/n)).
-    """
+    """``n_seeds`` deep linear networks h_L = W_L⋯W_1 x of width n and depths 1..max_depth, J = g·h_L with
+    unit x and g (float64), at each weight scale s (``random_weights``): the same matrices at every scale."""
 
     max_depth: int = integer(100, low=1, high=10_000)
     width: int = integer(64, low=1, high=4096)
@@ -357,13 +268,8 @@ def log_gain_drift(width: int, init: str = "gaussian") -> float:
 
 
 def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResult:
-    """Measure ‖∂J/∂W_1‖ = ‖W_2^T⋯W_L^T g‖·‖x‖ for every depth L with one autograd pass per scale.
-
-    The network of depth L is the top L layers of one stack of ``max_depth`` layers, fed with x. Its
-    first layer receives δ_{D-L+1} of the stack (D = max_depth): a linear chain's backward pass never
-    uses the forward values, so reading δ_l off the deep stack is exact (``tests`` checks it against
-    separately built networks).
-    """
+    """‖∂J/∂W_1‖ = ‖W_2^T⋯W_L^T g‖·‖x‖ for every depth L, one autograd pass per scale: depth L is the top L
+    layers of one stack fed with x (exact: a linear chain's backward pass never uses forward values)."""
     generator = torch.Generator().manual_seed(config.seed)
     n, depth, seeds = config.width, config.max_depth, config.n_seeds
     base = random_weights([n] * (depth + 1), config.init, 1.0, generator=generator, batch=(seeds,))
@@ -464,10 +370,12 @@ class LayerGainResult:
         import pandas as pd
 
         widths = np.array(self.config.widths)
-        return pd.DataFrame(
-            {"√n": np.sqrt(widths), "gain, std 1": self.unscaled_gain, "gain, std 1/√n": self.scaled_gain},
-            index=pd.Index(widths, name="width n"),
-        )
+        columns = {
+            "√n": np.sqrt(widths),
+            "gain, std 1": self.unscaled_gain,
+            "gain, std 1/√n": self.scaled_gain,
+        }
+        return pd.DataFrame(columns, index=pd.Index(widths, name="width n"))
 
 
 def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
@@ -483,14 +391,10 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
     return LayerGainResult(config, np.array(unscaled), np.array(scaled))
 
 
-# ----------------------------------------------------------------------------------------------------
-# Singular values of the product W_L⋯W_1
-
-
+# -- Singular values of the product W_L⋯W_1 ------------------------------------------------------------------
 class ProductSpectrumConfig(Config):
-    """The product P_L = W_L⋯W_1 of one n-wide chain: its extreme singular values and ‖P_L^T g‖ (float64),
-    for L = 1..max_depth. Singular values below ``resolution``·σ_max are not resolved by float64 arithmetic.
-    """
+    """P_L = W_L⋯W_1 of one n-wide chain, L = 1..max_depth: extreme singular values and ‖P_L^T g‖ (float64,
+    which does not resolve singular values below ``resolution``·σ_max)."""
 
     max_depth: int = integer(100, low=1, high=2000)
     width: int = integer(32, low=1, high=1024)
@@ -542,10 +446,7 @@ def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult
     return ProductSpectrumResult(config, depths, high, low, grads, high / low, resolved, unresolved, bound)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Floating-point limits: the depth at which the gradient becomes exactly 0 or inf
-
-
+# -- Floating-point limits: the depth at which the gradient becomes exactly 0 or inf -------------------------
 def _dtype(name: str) -> torch.dtype:
     return getattr(torch, check_choice("dtype", name, DTYPES))
 
@@ -570,45 +471,26 @@ def _rounded(factor: float, dtype: str) -> float:
     return float(torch.tensor(factor, dtype=_dtype(dtype)).double())
 
 
-def predicted_zero_depth(factor: float, dtype: str) -> int | None:
-    """Depth L at which f^(L-1) (0 < f < 1) rounds to exactly 0; None when it never does (stored f > 1/2).
-
-    f^k is 0 once it drops to half the smallest subnormal (a tie rounds to the even 0). For f in (1/2, 1)
-    it never does: at a few multiples of the smallest subnormal, ×f moves it by less than half a step and
-    rounding to nearest gives the same number back.
-    """
-    f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
-    if f > 0.5 or f == 1.0:
-        return None
-    half_step = math.log(float_format(dtype)["smallest subnormal"]) - math.log(2.0)  # no underflow
-    k = math.ceil(half_step / math.log(f) - 1e-9)
-    return k + 1
-
-
-def predicted_subnormal_depth(factor: float, dtype: str) -> int:
-    """Depth L at which f^(L-1) (0 < f < 1) first drops below the smallest normal number."""
-    f = _rounded(check_float("factor", factor, 0.0, 1.0, strict_minimum=True), dtype)
-    if f >= 1.0:
-        raise ValueError(f"factor {factor} is 1 in {dtype}: the product never shrinks")
-    k = math.floor(math.log(float_format(dtype)["smallest normal"]) / math.log(f) + 1e-9) + 1
-    return k + 1
-
-
-def predicted_inf_depth(factor: float, dtype: str) -> int:
-    """Depth L at which f^(L-1) (f > 1) first exceeds the largest finite number (and rounds to inf)."""
-    f = _rounded(check_float("factor", factor, 1.0, strict_minimum=True), dtype)
-    if f <= 1.0:
-        raise ValueError(f"factor {factor} is 1 in {dtype}: the product never grows")
-    k = math.ceil(math.log(float_format(dtype)["largest finite"]) / math.log(f) - 1e-9)
-    return k + 1
+def predicted_depth(factor: float, dtype: str, event: str) -> int | None:
+    """Depth L at which f^(L-1) first becomes exactly 0 (f < 1), subnormal (f < 1: below the smallest normal
+    number) or inf (f > 1: above the largest finite one). 0 needs f^k <= half the smallest subnormal (a tie
+    rounds to the even 0): never for stored f in (1/2, 1), where ×f then rounds back to the same number."""
+    f = _rounded(check_float("factor", factor, minimum=0.0, strict_minimum=True), dtype)
+    shrinks = check_choice("event", event, ("zero", "subnormal", "inf")) != "inf"
+    if (f >= 1.0) if shrinks else (f <= 1.0):
+        raise ValueError(f"factor {factor} is {f:g} in {dtype}: f^(L-1) never becomes {event}")
+    info = float_format(dtype)
+    if event == "zero":
+        half_step = math.log(info["smallest subnormal"]) - math.log(2.0)  # no underflow
+        return None if f > 0.5 else math.ceil(half_step / math.log(f) - 1e-9) + 1
+    if event == "subnormal":
+        return math.floor(math.log(info["smallest normal"]) / math.log(f) + 1e-9) + 2
+    return math.ceil(math.log(info["largest finite"]) / math.log(f) - 1e-9) + 1
 
 
 def rounding_slack(factor: float, dtype: str, depth: int) -> int:
-    """Layers by which rounding can move a predicted depth L, at worst: max(2, ⌈(L-1)·(ε/2)/|ln f|⌉).
-
-    Each product ×f is rounded with relative error at most ε/2, so after L-1 of them ln|f^(L-1)| is off
-    by at most (L-1)·ε/2, which is (L-1)·(ε/2)/|ln f| layers' worth of factors.
-    """
+    """Layers by which rounding can move a predicted depth L, at worst: max(2, ⌈(L-1)·(ε/2)/|ln f|⌉), since
+    each ×f has relative error <= ε/2, so ln|f^(L-1)| is off by at most (L-1)·ε/2."""
     f = _rounded(check_float("factor", factor, minimum=0.0, strict_minimum=True), dtype)
     check_int("depth", depth, minimum=1)
     if f == 1.0:
@@ -682,13 +564,12 @@ class FloatLimit:
         pairs = [(self.measured_depth, self.predicted_depth)]
         if self.event == "zero":
             pairs.append((self.subnormal_depth, self.predicted_subnormal_depth))
-        for measured, predicted in pairs:
-            if measured is None or predicted is None:
-                if not (measured is None and predicted is None):
-                    return False
-            elif abs(measured - predicted) > rounding_slack(self.factor, self.dtype, predicted):
-                return False
-        return True
+        return all(
+            m is None and p is None
+            if None in (m, p)
+            else abs(m - p) <= rounding_slack(self.factor, self.dtype, p)
+            for m, p in pairs
+        )
 
 
 @dataclass(frozen=True)
@@ -704,19 +585,13 @@ class FloatLimitsResult:
         import pandas as pd
 
         table: dict[str, dict[str, str]] = {}
-
-        def cell(measured: int | None, predicted: int | None) -> str:
-            return (
-                f"{'never' if measured is None else measured} ({'never' if predicted is None else predicted})"
-            )
-
         for limit in self.limits.values():
-            if limit.event == "zero" and limit.predicted_depth is None:
-                column = f"{limit.factor:g} → subnormal"
-                value = cell(limit.subnormal_depth, limit.predicted_subnormal_depth)
-                table.setdefault(column, {})[limit.dtype] = value
-            column = f"{limit.factor:g} → {'0' if limit.event == 'zero' else 'inf'}"
-            table.setdefault(column, {})[limit.dtype] = cell(limit.measured_depth, limit.predicted_depth)
+            cells = {"0" if limit.event == "zero" else "inf": (limit.measured_depth, limit.predicted_depth)}
+            if limit.event == "zero" and limit.predicted_depth is None:  # the subnormal column first
+                cells = {"subnormal": (limit.subnormal_depth, limit.predicted_subnormal_depth), **cells}
+            for event, depths in cells.items():
+                measured, predicted = ("never" if d is None else d for d in depths)
+                table.setdefault(f"{limit.factor:g} → {event}", {})[limit.dtype] = f"{measured} ({predicted})"
         frame = pd.DataFrame(table).loc[list(self.config.dtypes)]
         frame.index.name = "format"
         return frame
@@ -732,12 +607,8 @@ class FloatLimitsResult:
 
 
 def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
-    """Back-propagate through a ``max_depth`` scalar chain per format (all factors at once, elementwise).
-
-    In one chain of depth D, autograd's ∂J/∂h_l is f^(D-l) computed by the same multiplications, in the
-    same order, as the first layer's gradient f^(L-1) of a fresh chain of depth L = D - l + 1 (x = 1), so
-    one backward pass gives every depth. ``confirm`` checks this on fresh chains.
-    """
+    """One backward pass through a ``max_depth`` scalar chain per format gives every depth: ∂J/∂h_l = f^(D-l)
+    takes the multiplications, in order, of the first layer's gradient of a fresh chain of depth D - l + 1."""
     limits = {}
     for name in config.dtypes:
         info = float_format(name)
@@ -749,41 +620,26 @@ def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
 
 def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float], confirm: bool) -> FloatLimit:
     shrinking = factor < 1
-    hit = trace == 0 if shrinking else np.isinf(trace)
-    measured = int(np.argmax(hit)) + 1 if hit.any() else None
+    measured = _first(trace == 0 if shrinking else np.isinf(trace))
+    predicted = predicted_depth(factor, dtype, "zero" if shrinking else "inf")
     subnormal = floor = floor_depth = predicted_sub = None
     if shrinking:
-        predicted = predicted_zero_depth(factor, dtype)
-        is_sub = (trace > 0) & (trace < info["smallest normal"])
-        subnormal = int(np.argmax(is_sub)) + 1 if is_sub.any() else None
-        predicted_sub = predicted_subnormal_depth(factor, dtype)
+        subnormal = _first((trace > 0) & (trace < info["smallest normal"]))
+        predicted_sub = predicted_depth(factor, dtype, "subnormal")
         smallest = trace[trace > 0].min()
-        floor = float(smallest / info["smallest subnormal"])
-        floor_depth = int(np.argmax(trace == smallest)) + 1
-    else:
-        predicted = predicted_inf_depth(factor, dtype)
+        floor, floor_depth = float(smallest / info["smallest subnormal"]), _first(trace == smallest)
     confirmed = None
     if confirm and measured is not None:
-        at = first_layer_gradient(factor, measured, dtype)
-        before = first_layer_gradient(factor, measured - 1, dtype)
-        if shrinking:
-            confirmed = at == 0.0 and before != 0.0
-        else:
-            confirmed = math.isinf(at) and math.isfinite(before)
+        at, before = (first_layer_gradient(factor, depth, dtype) for depth in (measured, measured - 1))
+        confirmed = (at == 0.0 and before != 0.0) if shrinking else (math.isinf(at) and math.isfinite(before))
     depths = (measured, predicted, subnormal, predicted_sub, floor, floor_depth)
     event = "zero" if shrinking else "inf"
     return FloatLimit(dtype, factor, _rounded(factor, dtype), event, *depths, confirmed, trace)
 
 
 def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None:
-    """First depth L at which f^(L-1) (0 < f < 1) is exactly 0 while the CPU flushes subnormal results to
-    zero (``torch.set_flush_denormal(True)``); None if not within ``max_depth``.
-
-    Flush-to-zero is a mode of the processor (x86 with SSE3 here; GPUs have their own), off by default in
-    PyTorch: with it on, a gradient becomes 0 as soon as it would become subnormal, so a factor in (1/2, 1)
-    reaches 0 after all. Switched off again afterwards (PyTorch's default). RuntimeError where the CPU
-    cannot flush subnormals to zero.
-    """
+    """First depth L at which f^(L-1) (0 < f < 1) is exactly 0 when the CPU flushes subnormal results to 0
+    (``torch.set_flush_denormal``, then off again; RuntimeError where it cannot); None: not by max_depth."""
     check_float("factor", factor, 0.0, 1.0, strict_minimum=True)
     check_int("max_depth", max_depth, minimum=2, maximum=100_000)
     kind = _dtype(dtype)
@@ -793,18 +649,18 @@ def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None
         trace = _chain_trace((factor,), kind, max_depth)[:, 0]  # row L-1 = f^(L-1), as in run_float_limits
     finally:
         torch.set_flush_denormal(False)
-    return int(np.argmax(trace == 0)) + 1 if (trace == 0).any() else None
+    return _first(trace == 0)
+
+
+def _first(hit: np.ndarray) -> int | None:
+    """The first depth L (row L-1) where ``hit`` holds; None if nowhere."""
+    return int(np.argmax(hit)) + 1 if hit.any() else None
 
 
 @dataclass(frozen=True)
 class FirstStepResult:
-    """How far one optimizer step moves a weight whose gradient is g, as a multiple of the learning rate,
-    on the axis gradient: ``adam_step.sel(gradient=1e-6)``.
-
-    SGD moves it by lr·|g|. Adam moves it by lr·|m̂|/(√v̂ + ε); at the first step (and at every step
-    while g stays the same) m̂ = g and v̂ = g², so the step is lr·|g|/(|g| + ε): lr for |g| ≫ ε, whatever
-    the scale of g, and lr·|g|/ε for |g| ≪ ε.
-    """
+    """|Δw|/lr of one step on a weight with gradient g, on the axis gradient. SGD: |g|. Adam: |m̂|/(√v̂ + ε)
+    with m̂ = g, v̂ = g² at step 1 (and while g stays), so |g|/(|g| + ε): 1 for |g| ≫ ε, |g|/ε for |g| ≪ ε."""
 
     sgd_step: Grid
     adam_step: Grid  # with default betas
@@ -819,13 +675,8 @@ def run_first_steps(
     eps: float = 1e-8,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> FirstStepResult:
-    """The first step of SGD and of Adam on a weight whose gradient is g, for each g in ``gradients``.
-
-    Adam's step is computed by its update rule (Kingma and Ba 2015, Algorithm 1, as ``torch.optim.Adam``
-    implements it; the tests compare the two): m = (1 - β₁)g, v = (1 - β₂)g², m̂ = m/(1 - β₁),
-    v̂ = v/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε). Building a torch optimizer costs seconds the first time (it
-    imports the compiler stack), which a chapter should not spend on three numbers.
-    """
+    """The first step of SGD and of Adam for each gradient by Adam's rule (Kingma and Ba 2015, Algorithm 1;
+    tested against torch.optim.Adam): m̂ = (1 - β₁)g/(1 - β₁), v̂ = (1 - β₂)g²/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε)."""
     values = tuple(check_float("gradient", g, minimum=0.0, strict_minimum=True) for g in gradients)
     if not values:
         raise ValueError("gradients must name at least one positive gradient")
@@ -834,27 +685,15 @@ def run_first_steps(
     beta1, beta2 = (check_float("beta", b, minimum=0.0, maximum=1.0) for b in betas)
     if beta1 == 1.0 or beta2 == 1.0:
         raise ValueError("betas must be below 1: Adam's bias correction divides by 1 - beta")
-    sgd, adam = [], []
-    for g in values:
-        m_hat = (1 - beta1) * g / (1 - beta1)
-        v_hat = (1 - beta2) * g * g / (1 - beta2)
-        sgd.append(lr * g / lr)
-        adam.append(lr * m_hat / (math.sqrt(v_hat) + eps) / lr)
-    return FirstStepResult(
-        Grid(sgd, name="SGD step / lr", gradient=values),
-        Grid(adam, name="Adam step / lr", gradient=values),
-        lr,
-        eps,
-    )
+    g = np.array(values)
+    m_hat, v_hat = (1 - beta1) * g / (1 - beta1), (1 - beta2) * g * g / (1 - beta2)
+    adam = lr * m_hat / (np.sqrt(v_hat) + eps) / lr
+    return FirstStepResult(Grid(lr * g / lr, gradient=values), Grid(adam, gradient=values), lr, eps)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Per-layer norms in one network (the explorer)
-
-
+# -- Per-layer norms in one network (the explorer) -----------------------------------------------------------
 class LayerProfileConfig(Config):
-    """One deep linear network of ``depth`` layers, width n and scale s; J = g·h_L with unit x and g
-    (float64)."""
+    """One deep linear network of ``depth`` layers, width n and scale s; J = g·h_L, unit x and g (float64)."""
 
     depth: int = integer(30, low=1, high=1000)
     width: int = integer(32, low=1, high=1024)

@@ -88,10 +88,7 @@ def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
 def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int | None = None) -> Figure:
     """s^L against L (log y) for each factor s, with the table's depths marked.
 
-    Args:
-        result: from ``run_geometric``.
-        ax: axes to draw on; a new figure when None.
-        max_depth: the last L drawn (default: the largest depth of the table).
+    ``max_depth``: the last L drawn (default: the largest depth of the table).
     """
     _check(result, GeometricResult)
     depths = np.array(result.config.depths)
@@ -115,10 +112,7 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
 def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
     """‖∂J/∂W_1‖ against depth L (log y): median over networks (line), 10–90% band, and s^(L-1) (dashed).
 
-    Args:
-        result: from ``run_chain_depth_sweep``.
-        ax: axes to draw on; a new figure when None.
-        band: shade the 10–90% range over networks (only visible for Gaussian weights).
+    ``band``: shade the 10–90% range over networks (only visible for Gaussian weights).
     """
     _check(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
@@ -141,13 +135,7 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: 
 
 @checked
 def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
-    """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
-
-    Args:
-        results: from ``run_chain_depth_sweep``.
-        ncols: panels per row.
-        axes: one axes per result to draw on; a new figure when None.
-    """
+    """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis."""
     results = _check_list(results, ChainDepthSweepResult)
     fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
@@ -162,10 +150,6 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     """Geometric mean of ‖∂J/∂W_1‖ over networks ± one standard deviation of its log, by width.
 
     Measured: lines and shaded bands; predicted exp((L-1)(ln s + c_n)) and its ±1 std: dashed and dotted.
-
-    Args:
-        result: from ``run_width_sweep``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, WidthSweepResult)
     fig, ax = figure_and_axes(ax)
@@ -197,10 +181,6 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
     """σ_max and σ_min of P_L = W_L⋯W_1 and ‖∂J/∂h_0‖ = ‖P_L^T g‖ against L (log y).
 
     σ_min is drawn only while float64 resolves it (σ_min >= resolution·σ_max).
-
-    Args:
-        result: from ``run_product_spectrum``.
-        ax: axes to draw on; a new figure when None.
     """
     _check(result, ProductSpectrumResult)
     fig, ax = figure_and_axes(ax)
@@ -236,13 +216,7 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
 
 @checked
 def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1, axes: Any = None) -> Figure:
-    """``product_spectrum`` of several results, one above the other (``ncols`` = 1), sharing the y axis.
-
-    Args:
-        results: from ``run_product_spectrum``.
-        ncols: panels per row.
-        axes: one axes per result to draw on; a new figure when None.
-    """
+    """``product_spectrum`` of several results, one above the other (``ncols`` = 1), sharing the y axis."""
     results = _check_list(results, ProductSpectrumResult)
     fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
@@ -261,11 +235,7 @@ def float_limits(
     The y axis is the binary exponent (log₂ keeps float64's 2^-1074..2^1024 drawable). The subnormal
     range is shaded; an exact 0 is marked with ▼ on the bottom edge, inf with ▲ on the top edge.
 
-    Args:
-        result: from ``run_float_limits``.
-        dtype: which of the result's formats to draw.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
+    ``dtype``: which of the result's formats to draw.
     """
     _check(result, FloatLimitsResult)
     check_choice("dtype", dtype, result.config.dtypes)
@@ -323,13 +293,7 @@ def float_limits(
 
 @checked
 def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = None) -> Figure:
-    """``float_limits`` for every format of the result, one panel each.
-
-    Args:
-        result: from ``run_float_limits``.
-        ncols: panels per row.
-        axes: one axes per format to draw on; a new figure when None.
-    """
+    """``float_limits`` for every format of the result, one panel each."""
     _check(result, FloatLimitsResult)
     dtypes = result.config.dtypes
     fig, axes, own = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False, axes=axes)
@@ -341,13 +305,7 @@ def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = 
 
 @checked
 def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
-    """Per layer l: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and their product ‖∂J/∂W_l‖ (log y).
-
-    Args:
-        result: from ``run_layer_profile``.
-        ax: axes to draw on; a new figure when None.
-        legend: draw the legend.
-    """
+    """Per layer l: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and their product ‖∂J/∂W_l‖ (log y)."""
     _check(result, LayerProfileResult)
     fig, ax = figure_and_axes(ax)
     marker = "o" if len(result.layers) <= 40 else None
@@ -382,11 +340,6 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2,
 
     Every panel has its own y axis: the norms of s = 0.9 and s = 1.1 lie decades apart, and a shared axis
     would push the weight gradient and the s^(L-1) line of some panels off the scale.
-
-    Args:
-        results: from ``run_layer_profile``.
-        ncols: panels per row.
-        axes: one axes per result to draw on; a new figure when None.
     """
     results = _check_list(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
