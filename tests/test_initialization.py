@@ -17,6 +17,7 @@ import torch
 from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
+from vgcourse import meanfield
 from vgcourse.activations import derivative, make_activation
 from vgcourse.experiments import initialization as ex
 from vgcourse.explorers import initialization as explorers
@@ -112,19 +113,19 @@ def test_layer_moments_match_monte_carlo(q):
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(2_000_000, generator=generator, dtype=torch.float64) * math.sqrt(q)
     for activation in ("tanh", "relu", "sigmoid", "gelu", "leaky_relu"):
-        second, slope = ex.layer_moments(activation, q)
+        second, slope = meanfield.layer_moments(activation, q)
         h = make_activation(activation)(a)
         assert second == pytest.approx(float(h.pow(2).mean()), rel=0.01), activation
         assert slope == pytest.approx(float(derivative(activation, a).pow(2).mean()), rel=0.01), activation
 
 
 def test_layer_moments_closed_forms_and_linear_regime():
-    assert ex.layer_moments("relu", 3.0) == pytest.approx((1.5, 0.5))
-    assert ex.layer_moments("identity", 3.0, "linear") == pytest.approx((3.0, 1.0))
-    assert ex.layer_moments("tanh", 3.0, "linear") == pytest.approx((3.0, 1.0))
-    assert ex.layer_moments("sigmoid", 2.0, "linear") == pytest.approx((0.25 + 2 / 16, 1 / 16))
-    assert ex.layer_moments("tanh", 0.0) == pytest.approx((0.0, 1.0))
-    second, slope = ex.layer_moments("tanh", 1.0)
+    assert meanfield.layer_moments("relu", 3.0) == pytest.approx((1.5, 0.5))
+    assert meanfield.layer_moments("identity", 3.0, "linear") == pytest.approx((3.0, 1.0))
+    assert meanfield.layer_moments("tanh", 3.0, "linear") == pytest.approx((3.0, 1.0))
+    assert meanfield.layer_moments("sigmoid", 2.0, "linear") == pytest.approx((0.25 + 2 / 16, 1 / 16))
+    assert meanfield.layer_moments("tanh", 0.0) == pytest.approx((0.0, 1.0))
+    second, slope = meanfield.layer_moments("tanh", 1.0)
     assert second < 1.0 and slope < 1.0  # tanh compresses: the linear regime over-estimates both
 
 
@@ -414,7 +415,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="valid choices"):
         ex.predict_variances("xavier", "tanh", 3, 8, method="exact")
     with pytest.raises(ValueError):
-        ex.layer_moments("tanh", -1.0)
+        meanfield.layer_moments("tanh", -1.0)
     with pytest.raises(ValueError):
         ex.weight_variance("he", 8, 8, gain=0)
     with pytest.raises(ValueError, match="valid choices"):
@@ -537,49 +538,51 @@ def symmetry() -> ex.Symmetry:
 
 def test_tanh_moments_match_the_trapezoid_integral():
     for q in (0.01, 0.3, 1.0, 4.0, 30.0):
-        np.testing.assert_allclose(ex.tanh_moments(q), ex.layer_moments("tanh", q), rtol=1e-6, atol=1e-12)
-    assert ex.tanh_moments(0.0) == pytest.approx((0.0, 1.0), abs=1e-12)
+        np.testing.assert_allclose(
+            meanfield.tanh_moments(q), meanfield.layer_moments("tanh", q), rtol=1e-6, atol=1e-12
+        )
+    assert meanfield.tanh_moments(0.0) == pytest.approx((0.0, 1.0), abs=1e-12)
 
 
 def test_fixed_point_agrees_with_plain_iteration():
     for weight_var, bias_var in ((1.0, 0.05), (1.7609546, 0.05), (2.5, 0.0), (25 / 9, 0.05), (0.5, 0.3)):
-        q_star = ex.tanh_fixed_point(weight_var, bias_var)
-        assert q_star == pytest.approx(weight_var * ex.tanh_moments(q_star)[0] + bias_var, abs=1e-12)
+        q_star = meanfield.tanh_fixed_point(weight_var, bias_var)
+        assert q_star == pytest.approx(weight_var * meanfield.tanh_moments(q_star)[0] + bias_var, abs=1e-12)
         q = 1.0
         for _ in range(3000):  # every map here contracts by at least 0.99 per step near q*
-            q = weight_var * ex.tanh_moments(q)[0] + bias_var
+            q = weight_var * meanfield.tanh_moments(q)[0] + bias_var
         assert q == pytest.approx(q_star, rel=1e-6)
-    assert ex.tanh_fixed_point(1.0, 0.0) == 0.0 and ex.tanh_fixed_point(0.8, 0.0) == 0.0
+    assert meanfield.tanh_fixed_point(1.0, 0.0) == 0.0 and meanfield.tanh_fixed_point(0.8, 0.0) == 0.0
 
 
 def test_critical_line_values():
     """Schoenholz et al. (2017): σ_b² = 0.05 puts the critical σ_w² near 1.76; the line rises from (1, 0)."""
-    weight_var = ex.critical_weight_var(0.05)
+    weight_var = meanfield.critical_weight_var(0.05)
     assert weight_var == pytest.approx(1.76, abs=0.01)
-    assert ex.tanh_chi(weight_var, 0.05) == pytest.approx(1.0, abs=1e-8)
-    assert ex.tanh_chi(weight_var * 0.95, 0.05) < 1 < ex.tanh_chi(weight_var * 1.05, 0.05)
-    assert ex.critical_weight_var(0.0) == 1.0
-    line = ex.critical_line([0.0, 0.01, 0.05, 0.1, 0.3])
+    assert meanfield.tanh_chi(weight_var, 0.05) == pytest.approx(1.0, abs=1e-8)
+    assert meanfield.tanh_chi(weight_var * 0.95, 0.05) < 1 < meanfield.tanh_chi(weight_var * 1.05, 0.05)
+    assert meanfield.critical_weight_var(0.0) == 1.0
+    line = meanfield.critical_line([0.0, 0.01, 0.05, 0.1, 0.3])
     assert np.all(np.diff(line.weight_var) > 0) and np.all(np.diff(line.fixed_point) > 0)
     assert line.fixed_point[0] == 0.0 and line.fixed_point[2] == pytest.approx(0.570, abs=0.002)
-    chis = [ex.tanh_chi(w, 0.05) for w in np.linspace(1.0, 3.0, 9)]
+    chis = [meanfield.tanh_chi(w, 0.05) for w in np.linspace(1.0, 3.0, 9)]
     assert np.all(np.diff(chis) > 0)  # χ increases with σ_w², so bisection finds the one root
 
 
 def test_predicted_ratio_on_the_line_is_one():
-    weight_var = ex.critical_weight_var(0.05)
-    q_star = ex.tanh_fixed_point(weight_var, 0.05)
-    q, grad = ex.predict_tanh_with_bias(weight_var, 0.05, 60, input_var=(q_star - 0.05) / weight_var)
+    weight_var = meanfield.critical_weight_var(0.05)
+    q_star = meanfield.tanh_fixed_point(weight_var, 0.05)
+    q, grad = meanfield.predict_tanh_with_bias(weight_var, 0.05, 60, input_var=(q_star - 0.05) / weight_var)
     np.testing.assert_allclose(q, q_star, rtol=1e-9)
     assert grad[0] / grad[-1] == pytest.approx(1.0, rel=1e-6)
-    _, unit = ex.predict_tanh_with_bias(weight_var, 0.05, 60)  # unit-variance input: a transient only
-    _, longer = ex.predict_tanh_with_bias(weight_var, 0.05, 120)
+    _, unit = meanfield.predict_tanh_with_bias(weight_var, 0.05, 60)  # unit-variance input: a transient only
+    _, longer = meanfield.predict_tanh_with_bias(weight_var, 0.05, 120)
     assert unit[0] / unit[-1] == pytest.approx(longer[0] / longer[-1], rel=1e-6)
 
 
 @pytest.mark.claim
 def test_measured_ratio_near_one_on_the_line_only(critical):
-    on = ex.critical_weight_var(critical.config.bias_var)
+    on = meanfield.critical_weight_var(critical.config.bias_var)
     ordered, chaotic = 1.0, 25 / 9
     ratio = {w: critical.grad_ratio.sel(weight_var=w).values for w in (on, ordered, chaotic)}
     log = math.log10
@@ -600,7 +603,7 @@ def test_measured_ratio_near_one_on_the_line_only(critical):
             log(3),
         )
     assert critical.chi.sel(weight_var=on) == pytest.approx(1.0, abs=1e-8)
-    q_star = ex.tanh_fixed_point(on, critical.config.bias_var)
+    q_star = meanfield.tanh_fixed_point(on, critical.config.bias_var)
     center = np.exp(
         np.log(critical.activation_var[critical.config.weight_vars.index(on)]).mean(axis=0)
     )  # per layer, over seeds
@@ -646,11 +649,11 @@ def test_new_configs_and_arguments_raise():
         with pytest.raises(error):
             ex.SymmetryConfig(**kwargs)
     with pytest.raises(ValueError):
-        ex.tanh_fixed_point(0.0, 0.1)
+        meanfield.tanh_fixed_point(0.0, 0.1)
     with pytest.raises(ValueError):
-        ex.critical_weight_var(-0.1)
+        meanfield.critical_weight_var(-0.1)
     with pytest.raises(TypeError):
-        ex.critical_line("0.05")
+        meanfield.critical_line("0.05")
     with pytest.raises(TypeError):
         ex.run_critical_profile(None)
     with pytest.raises(TypeError):
@@ -663,7 +666,7 @@ def test_new_configs_and_arguments_raise():
 
 
 def test_critical_figure(critical):
-    line = ex.critical_line([0.0, 0.05, 0.1])
+    line = meanfield.critical_line([0.0, 0.05, 0.1])
     check_figure(plots.critical_phase(line, critical, gains=(1.0, 5 / 3)))
     fig, axes = plt.subplots(1, 2)
     assert plots.critical_phase(line, critical, axes=axes) is fig

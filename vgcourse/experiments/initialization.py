@@ -6,16 +6,15 @@ n_l and fan-out m_l, δ_l = ∂L/∂a_l:
     forward    Var(a_l) = n_l σ_l² E[h_{l-1}²],            E[h_l²] = E[f(a_l)²]
     backward   Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l),        Var(∂L/∂h_{l-1}) = m_l σ_l² Var(δ_l)
 
-``predict_variances`` runs this recursion; ``run_variance_profile`` measures it with autograd. The other
-experiments reproduce Glorot & Bengio (2010)'s back-propagated gradient histograms, He et al. (2015)'s
-30-layer ReLU network, the critical line of tanh networks with biases and symmetry breaking.
+``predict_variances`` runs this recursion with the per-layer moments of ``vgcourse.meanfield``;
+``run_variance_profile`` measures it with autograd. The other experiments reproduce Glorot & Bengio
+(2010)'s back-propagated gradient histograms, He et al. (2015)'s 30-layer ReLU network, the critical line
+of tanh networks with biases (its theory in ``vgcourse.meanfield``) and symmetry breaking.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
-from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, derivative, make_activation
+from vgcourse.activations import ACTIVATIONS
 from vgcourse.config import (
     Config,
     Grid,
@@ -43,6 +42,14 @@ from vgcourse.config import (
 from vgcourse.data import digits
 from vgcourse.device import pick_device
 from vgcourse.initializers import expected_weight_variance, initialize
+from vgcourse.meanfield import (
+    PREDICTION_METHODS,
+    critical_weight_var,
+    layer_moments,
+    predict_tanh_with_bias,
+    tanh_chi,
+    tanh_fixed_point,
+)
 from vgcourse.models import MLP, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, train
 
@@ -54,7 +61,6 @@ SCHEME_LABELS = {
     "xavier": "Xavier U(±√6/√(n_in+n_out))",
     "he": "He N(0, 2/n_in)",
 }
-PREDICTION_METHODS = ("gaussian", "linear")
 
 # The schemes as arguments of vgcourse.initializers.initialize. "standard" is Glorot & Bengio's name for
 # U(±1/√n_in), which is also what PyTorch's nn.Linear draws by default.
@@ -65,10 +71,8 @@ _INIT_KWARGS: dict[str, dict[str, Any]] = {
     "xavier": {"scheme": "xavier_uniform"},
     "he": {"scheme": "kaiming_normal", "activation": "relu"},
 }
-_HOMOGENEOUS = {"identity": 1.0, "relu": 0.0, "leaky_relu": LEAKY_RELU_SLOPE}  # f(a) = a·(1 or slope)
 _MAX_WEIGHTS = 100_000_000  # float64 weights held at once by run_variance_profile (800 MB)
 _DIGITS_FEATURES = 64  # 8 x 8 pixels
-_TAIL_WINDOW = 20.0  # |a| beyond which every activation here is linear or constant to machine precision
 
 
 # ----------------------------------------------------------------------------------------- schemes
@@ -110,39 +114,6 @@ def draw_weights(scheme: str, fan_in: int, fan_out: int, *, gain: float = 1.0, s
 
 
 # -------------------------------------------------------------------------------------- prediction
-def layer_moments(activation: str, variance: float, method: str = "gaussian") -> tuple[float, float]:
-    """(E[f(a)²], E[f'(a)²]) for a pre-activation a of mean 0 and variance q.
-
-    "gaussian": a ~ N(0, q), by numerical integration (closed forms q·(1+s²)/2 and (1+s²)/2 for the
-    piecewise-linear relu, leaky_relu (slope s) and identity). "linear": Glorot & Bengio's linear regime
-    f(a) ≈ f(0) + f'(0)·a: f(0)² + f'(0)²·q and f'(0)² (piecewise-linear activations stay exact).
-    """
-    check_choice("activation", activation, ACTIVATIONS)
-    q = check_float("variance", variance, 0.0)
-    check_choice("method", method, PREDICTION_METHODS)
-    if activation in _HOMOGENEOUS:  # f(a) = a on a > 0 and s·a on a < 0: each side carries half of q
-        slope = _HOMOGENEOUS[activation]
-        factor = 1.0 if activation == "identity" else (1.0 + slope**2) / 2.0
-        return factor * q, factor
-    f = make_activation(activation)
-    if method == "linear":
-        zero = torch.zeros(1, dtype=torch.float64)
-        f0, d0 = float(f(zero)), float(derivative(activation, zero))
-        return f0**2 + d0**2 * q, d0**2
-    s = math.sqrt(q)
-    z = np.linspace(-10.0, 10.0, 2001)  # z = a / s, the Gaussian's bulk
-    if s > 1.0:  # also resolve f's structure near a = 0 (|a| < 20), narrow in z when q is large
-        fine = np.linspace(-_TAIL_WINDOW, _TAIL_WINDOW, 4001) / s
-        z = np.sort(np.concatenate([z, fine[np.abs(fine) <= 10.0]]))
-    density = torch.from_numpy(np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi))
-    z_t = torch.from_numpy(z)
-    a = s * z_t
-    with torch.no_grad():
-        second = torch.trapezoid(f(a) ** 2 * density, z_t)
-        slope = torch.trapezoid(derivative(activation, a) ** 2 * density, z_t)
-    return float(second), float(slope)
-
-
 @dataclass(frozen=True)
 class VariancePrediction:
     """Per-layer variances predicted by the recursion, layers 1..L (input to output)."""
@@ -542,130 +513,6 @@ def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
 
 
 # ------------------------------------------------------- biases: the critical line (Poole, Schoenholz)
-_QUADRATURE_NODES = 4001  # trapezoid nodes on z in [-10, 10]: spacing 0.005
-_FIXED_POINT_TOL = 1e-13
-_FIXED_POINT_ITERATIONS = 200
-
-
-@functools.cache
-def _quadrature() -> tuple[np.ndarray, np.ndarray]:
-    """Nodes z_k and weights w_k with Σ_k w_k g(z_k) ≈ E[g(z)], z ~ N(0, 1): the trapezoid rule on
-    [-10, 10] with the density folded into the weights (the tails beyond |z| = 10 carry < 1e-22)."""
-    nodes = np.linspace(-10.0, 10.0, _QUADRATURE_NODES)
-    weights = np.full(nodes.shape, nodes[1] - nodes[0])
-    weights[[0, -1]] /= 2.0
-    return nodes, weights * np.exp(-0.5 * nodes**2) / math.sqrt(2.0 * math.pi)
-
-
-def tanh_moments(variance: float) -> tuple[float, float]:
-    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q), by quadrature: E[g(a)] = ∫ g(√q z) φ(z) dz.
-
-    The integrand is smooth and decays like φ, so the rule is accurate to about 1e-12 for q up to a few
-    and 1e-7 at q = 30 (a node spacing of √q·0.005 in a).
-    """
-    q = check_float("variance", variance, 0.0)
-    nodes, weights = _quadrature()
-    t = np.tanh(math.sqrt(q) * nodes)
-    return float(weights @ (t * t)), float(weights @ (1.0 - t * t) ** 2)
-
-
-def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
-    """The stable fixed point q* of the forward map q ↦ σ_w² E[tanh(a)²] + σ_b², a ~ N(0, q).
-
-    With Var(W_ij) = σ_w²/n and Var(b_i) = σ_b², a layer maps q_{l-1} to q_l = σ_w² E[tanh(a)²] + σ_b²
-    (Poole et al., 2016). The map is increasing and concave: Newton's iteration on
-    F(q) = σ_w² m(q) + σ_b² - q (m = E[tanh²]) from the upper end σ_w² + σ_b² converges monotonically, with
-    m'(q) = ½ E[(tanh²)''(a)] = E[(1 - t²)(1 - 3t²)], t = tanh(a) (the heat-equation identity). With
-    σ_b² = 0 and σ_w² <= 1 the only fixed point is q* = 0 (approached only like 1/(2l)).
-    """
-    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
-    bias_var = check_float("bias_var", bias_var, 0.0)
-    if bias_var == 0.0 and weight_var <= 1.0:
-        return 0.0
-    nodes, weights = _quadrature()
-    q = weight_var + bias_var
-    for _ in range(_FIXED_POINT_ITERATIONS):
-        t = np.tanh(math.sqrt(q) * nodes)
-        value = weight_var * float(weights @ (t * t)) + bias_var - q
-        slope = weight_var * float(weights @ ((1.0 - t * t) * (1.0 - 3.0 * t * t))) - 1.0
-        step = value / slope
-        q = max(q - step, 0.5 * q)  # a step never more than halves q (q stays > 0)
-        if abs(step) <= _FIXED_POINT_TOL * max(1.0, q):
-            return q
-    raise RuntimeError(f"no fixed point within {_FIXED_POINT_ITERATIONS} iterations at σ_w²={weight_var}")
-
-
-def tanh_chi(weight_var: float, bias_var: float) -> float:
-    """The backward factor per layer at the forward fixed point: χ = σ_w² E[tanh'(a)²], a ~ N(0, q*).
-
-    Var(δ_{l-1}) = χ Var(δ_l) once q_l = q*: χ < 1 is the ordered phase (the gradient vanishes
-    geometrically), χ > 1 the chaotic one (it explodes), χ = 1 the critical line (Schoenholz et al., 2017).
-    """
-    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
-    return weight_var * tanh_moments(tanh_fixed_point(weight_var, bias_var))[1]
-
-
-def critical_weight_var(bias_var: float, *, tol: float = 1e-10) -> float:
-    """The σ_w² with χ(σ_w², σ_b²) = 1 for a tanh network, by bisection to a bracket of width ``tol``.
-
-    χ increases with σ_w². With σ_b² = 0 the answer is 1 (q* = 0 and tanh'(0) = 1); with σ_b² > 0,
-    χ(1, σ_b²) < 1, so the root lies above 1: the bracket [1, hi] is doubled until χ(hi) >= 1, then halved.
-    """
-    bias_var = check_float("bias_var", bias_var, 0.0)
-    tol = check_float("tol", tol, 0.0, strict_minimum=True)
-    if bias_var == 0.0:
-        return 1.0
-    low, high = 1.0, 2.0
-    while tanh_chi(high, bias_var) < 1.0:
-        low, high = high, 2.0 * high
-    while high - low > tol:
-        middle = (low + high) / 2.0
-        low, high = (middle, high) if tanh_chi(middle, bias_var) < 1.0 else (low, middle)
-    return (low + high) / 2.0
-
-
-@dataclass(frozen=True)
-class CriticalLine:
-    """The critical line of tanh networks: for each σ_b², the σ_w² with χ = 1 and its fixed point q*."""
-
-    bias_var: np.ndarray  # (B,) σ_b²
-    weight_var: np.ndarray  # (B,) critical σ_w²
-    fixed_point: np.ndarray  # (B,) q* on the line
-
-
-def critical_line(bias_vars: Sequence[float]) -> CriticalLine:
-    """``critical_weight_var`` and ``tanh_fixed_point`` for every σ_b² >= 0 in ``bias_vars``."""
-    if isinstance(bias_vars, str) or not isinstance(bias_vars, Sequence | np.ndarray) or len(bias_vars) == 0:
-        raise TypeError("bias_vars must be a non-empty sequence of non-negative numbers")
-    bias = np.array([check_float("bias_var", b, 0.0) for b in bias_vars])
-    weight = np.array([critical_weight_var(float(b)) for b in bias])
-    fixed = np.array([tanh_fixed_point(float(w), float(b)) for w, b in zip(weight, bias, strict=True)])
-    return CriticalLine(bias, weight, fixed)
-
-
-def predict_tanh_with_bias(
-    weight_var: float, bias_var: float, depth: int, *, input_var: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a wide tanh network with biases.
-
-    Forward q_1 = σ_w² E[x²] + σ_b², q_l = σ_w² E[tanh(a_{l-1})²] + σ_b²; backward from
-    Var(∂L/∂h_L) = 1: Var(δ_l) = E[tanh'(a_l)²] Var(∂L/∂h_l), Var(∂L/∂h_{l-1}) = σ_w² Var(δ_l).
-    """
-    weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
-    bias_var = check_float("bias_var", bias_var, 0.0)
-    check_int("depth", depth, minimum=1)
-    second = check_float("input_var", input_var, 0.0)
-    q, slope = np.zeros(depth), np.zeros(depth)
-    for i in range(depth):
-        q[i] = weight_var * second + bias_var
-        second, slope[i] = tanh_moments(float(q[i]))
-    grad, upstream = np.zeros(depth), 1.0
-    for i in reversed(range(depth)):
-        grad[i] = slope[i] * upstream
-        upstream = weight_var * grad[i]
-    return q, grad
-
-
 class CriticalConfig(Config):
     """Deep tanh networks with biases, on and off the critical line, measured at initialization.
 

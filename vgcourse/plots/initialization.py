@@ -1,7 +1,8 @@
 """Figures of chapter 4 (Xavier/Glorot and He/Kaiming initialization): predicted vs measured variances.
 
 Measured curves are the geometric mean over seeds with a band from the smallest to the largest seed;
-predictions are dashed (Gaussian recursion) or dotted (Glorot & Bengio's linear regime).
+predictions are dashed (Gaussian recursion) or dotted (Glorot & Bengio's linear regime). Each function
+takes its result and ``ax`` (or ``axes``) to draw into (a new figure when None), and returns the Figure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from matplotlib.figure import Figure
 from vgcourse.experiments.initialization import (
     SCHEME_LABELS,
     BackpropHistograms,
-    CriticalLine,
     CriticalProfile,
     DeepTraining,
     GainSweep,
@@ -25,6 +25,7 @@ from vgcourse.experiments.initialization import (
     VarianceProfile,
 )
 from vgcourse.initializers import gain as torch_gain
+from vgcourse.meanfield import CriticalLine
 from vgcourse.plots._common import checked, figure_and_axes, log_scale
 from vgcourse.plots.figure_check import allow_clipping
 
@@ -92,17 +93,13 @@ def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | 
 
 
 @checked
-@checked
 def profile(
     result: VarianceProfile, *, ax: Axes | None = None, show_linear: bool = True, legend: bool = True
 ) -> Figure:
     """Var(a_l) (forward) and Var(δ_l) (backward) by layer: measured band and line, predicted dashed.
 
-    Args:
-        result: a ``run_variance_profile`` result.
-        ax: axes to draw on; a new figure when None.
-        show_linear: also draw the linear-regime prediction (dotted) where it differs from the Gaussian one.
-        legend: draw the legend.
+    ``show_linear``: also draw the linear-regime prediction (dotted) where it differs from the Gaussian one;
+    ``legend``: draw the legend.
     """
     _check(result, VarianceProfile, "result")
     fig, ax = figure_and_axes(ax, figsize=(5.6, 4.0))
@@ -142,10 +139,8 @@ def profile(
 def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
     """Small multiples of ``profile``: one row per scheme, one column per activation (at most 7.4 in wide).
 
-    Args:
-        sweep: a ``run_scheme_sweep`` result.
-        axes: len(schemes) · len(activations) axes to draw on (rows: schemes); a new figure when None.
-        show_linear: also draw the linear-regime prediction.
+    ``axes``: len(schemes) · len(activations) axes to draw on (rows: schemes); a new figure when None;
+    ``show_linear``: also draw the linear-regime prediction.
     """
     _check(sweep, SchemeSweep, "sweep")
     rows, cols = len(sweep.config.schemes), len(sweep.config.activations)
@@ -176,9 +171,7 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
 def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
 
-    Args:
-        sweep: a ``run_scheme_sweep`` result.
-        axes: 2 · len(activations) axes to draw on; a new figure when None.
+    ``axes``: 2 · len(activations) axes to draw on; a new figure when None.
     """
     _check(sweep, SchemeSweep, "sweep")
     cols = len(sweep.config.activations)
@@ -212,10 +205,6 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
 
     Lines are the Gaussian prediction, markers the measured geometric mean with min..max error bars;
     thin vertical lines mark each activation's PyTorch gain (tanh 5/3, relu √2).
-
-    Args:
-        sweep: a ``run_gain_sweep`` result.
-        axes: two axes to draw on; a new figure when None.
     """
     _check(sweep, GainSweep, "sweep")
     fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.6))
@@ -255,10 +244,8 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
 def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
     """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
 
-    Args:
-        result: a ``run_backprop_histograms`` result.
-        axes: one axes per scheme; a new figure when None.
-        bins: number of histogram bins (>= 5), shared by all panels.
+    ``axes``: one axes per scheme; a new figure when None; ``bins``: number of histogram bins (>= 5), shared
+    by all panels.
     """
     _check(result, BackpropHistograms, "result")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 5:
@@ -287,10 +274,7 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
 def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
     """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
 
-    Args:
-        result: a ``run_deep_training`` result.
-        ax: axes to draw on; a new figure when None.
-        smooth: moving-average window in steps (>= 1).
+    ``smooth``: moving-average window in steps (>= 1).
     """
     _check(result, DeepTraining, "result")
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
@@ -329,11 +313,7 @@ def critical_phase(
     ``gains`` (the gain sweep's, without biases). Right: Var(δ_l)/Var(δ_L) against the number of layers
     crossed, L - l, per measured point: geometric mean over seeds with a min..max band, prediction dashed.
 
-    Args:
-        line: a ``critical_line`` result.
-        measured: a ``run_critical_profile`` result.
-        gains: gains g whose σ_w² = g² (at σ_b² = 0) are marked on the left panel.
-        axes: two axes to draw on; a new figure when None.
+    ``gains``: gains g whose σ_w² = g² (at σ_b² = 0) are marked on the left panel.
     """
     _check(line, CriticalLine, "line")
     _check(measured, CriticalProfile, "measured")
