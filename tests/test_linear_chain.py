@@ -468,13 +468,6 @@ def test_bad_input_is_rejected(make, error) -> None:
         make()
 
 
-def test_error_messages_name_the_choices() -> None:
-    with pytest.raises(ValueError, match="orthogonal, gaussian"):
-        lc.ChainDepthSweepConfig(init="xavier")
-    with pytest.raises(ValueError, match="float16, bfloat16, float32, float64"):
-        lc.FloatLimitsConfig(dtypes=("half",))
-
-
 # ----------------------------------------------------------------------------------------------------
 # Plots and the explorer
 

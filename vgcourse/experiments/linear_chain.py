@@ -543,7 +543,7 @@ class FloatLimitsConfig(Config):
 @dataclass(frozen=True)
 class FloatLimit:
     """What happened to the first layer's gradient f^(L-1) for one factor in one format. Depths are the
-    first L at which it happens (None: not within max_depth); the predictions are ``predicted_*_depth``'s."""
+    first L at which it happens (None: not within max_depth); the predictions are ``predicted_depth``'s."""
 
     dtype: str
     factor: float
