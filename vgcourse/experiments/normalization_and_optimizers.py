@@ -18,77 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_float, check_int
-from vgcourse.config import (
-    Config,
-    Grid,
-    check_config,
-    derive,
-    integer,
-    nonempty,
-    one_of,
-    positive,
-    real,
-    seed_field,
-)
+from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, initial_weights
 from vgcourse.training import Callback, StepEvent, TrainConfig, train
-
-__all__ = [
-    "ACTIVATIONS",
-    "ADAM_EPS",
-    "NORM_KINDS",
-    "OPTIMIZER_NAMES",
-    "SHIFT_NETWORKS",
-    "AdamFirstStepConfig",
-    "AdamFirstStepResult",
-    "BatchSizeConfig",
-    "BatchSizeResult",
-    "DeadUnitsConfig",
-    "DeadUnitsResult",
-    "DiagnoseConfig",
-    "DiagnoseResult",
-    "FarLagConfig",
-    "FarLagResult",
-    "JacobianCheckConfig",
-    "JacobianCheckResult",
-    "NormDiagnoseConfig",
-    "NormDiagnoseResult",
-    "NormGrowthConfig",
-    "NormGrowthResult",
-    "NormProfileConfig",
-    "NormProfileResult",
-    "OptimizerGridConfig",
-    "OptimizerGridResult",
-    "RMSNorm",
-    "SamePathConfig",
-    "SamePathResult",
-    "ScaleInvarianceConfig",
-    "ScaleInvarianceResult",
-    "ShiftConfig",
-    "ShiftResult",
-    "TrainEvalConfig",
-    "TrainEvalResult",
-    "gaussian_moments",
-    "make_norm",
-    "predicted_growth",
-    "run_adam_first_step",
-    "run_batch_size_growth",
-    "run_dead_units",
-    "run_diagnose",
-    "run_far_lag",
-    "run_jacobian_check",
-    "run_norm_diagnose",
-    "run_norm_growth",
-    "run_norm_profile",
-    "run_optimizer_grid",
-    "run_same_path",
-    "run_scale_invariance",
-    "run_shift",
-    "run_train_eval",
-]
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
@@ -184,10 +119,6 @@ class JacobianCheckResult:
         )
 
 
-def _flat_jacobian(module: Any, x: Tensor) -> Tensor:
-    return torch.autograd.functional.jacobian(module, x).reshape(x.numel(), x.numel())
-
-
 def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
     """Formula vs ``torch.autograd.functional.jacobian`` (batch statistics, γ ~ 1 + 0.3 N(0, 1))."""
     check_config(config, JacobianCheckConfig)
@@ -206,15 +137,17 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
             return module(v) if kind == "batch" else module(v[None])[0]
 
         sample = x if kind == "batch" else x[0]
-        jf = formula[kind](sample, gamma, float(module.eps)).reshape(sample.numel(), sample.numel())
-        ja = _flat_jacobian(apply, sample)
+        m = sample.numel()
+        jf = formula[kind](sample, gamma, float(module.eps)).reshape(m, m)
+        ja = torch.autograd.functional.jacobian(apply, sample).reshape(m, m)
         errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
         spectral = float(torch.linalg.matrix_norm(ja, ord=2))
         flat = sample.reshape(-1)
         along_x[kind] = float((ja @ flat).norm() / (spectral * flat.norm()))
         ones = torch.ones_like(flat)
         along_ones[kind] = float((ja @ ones).norm() / (spectral * ones.norm()))
-        scaled = float(torch.linalg.matrix_norm(_flat_jacobian(apply, 10.0 * sample), ord=2))
+        ja10 = torch.autograd.functional.jacobian(apply, 10.0 * sample).reshape(m, m)
+        scaled = float(torch.linalg.matrix_norm(ja10, ord=2))
         scale_ratio[kind] = scaled * 10.0 / spectral
     return JacobianCheckResult(config, errors, along_x, along_ones, scale_ratio)
 
@@ -392,11 +325,10 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
     check_config(config, BatchSizeConfig)
 
     def growth(norm: str, act: str, b: int) -> float:
-        points = (
-            derive(NormProfileConfig, config, norm=norm, activation=act, batch_size=b, seed=config.seed + s)
-            for s in range(config.n_seeds)
-        )
-        return math.exp(float(np.mean([math.log(run_norm_profile(p).growth_per_layer) for p in points])))
+        c = NormProfileConfig(norm=norm, activation=act, depth=config.depth, width=config.width, batch_size=b)
+        seeds = range(config.seed, config.seed + config.n_seeds)
+        logs = [math.log(run_norm_profile(dataclasses.replace(c, seed=s)).growth_per_layer) for s in seeds]
+        return math.exp(float(np.mean(logs)))
 
     values = [
         [[growth(n, a, b) for b in config.batch_sizes] for a in config.activations] for n in config.norms
@@ -408,28 +340,34 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
 # --- 4. Scale invariance ---
 
 
-class _OneNormNet(nn.Module):
-    """digits → W (no bias) → norm → ReLU → head: f(cW) = f(W) for every c > 0 (up to the norm's ε)."""
-
-    def __init__(self, norm: str, width: int):
-        super().__init__()
-        self.linear = nn.Linear(64, width, bias=False)
-        self.norm = make_norm(norm, width)
-        self.head = nn.Linear(width, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(torch.relu(self.norm(self.linear(x))))
-
-
-def _one_norm_net(norm: str, width: int, seed: int) -> _OneNormNet:
+def _one_norm_net(norm: str, width: int, seed: int) -> nn.Sequential:
+    """digits → W (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for every c > 0 (up to ε)."""
     with initial_weights(seed):
-        return _OneNormNet(norm, width).double()
+        return nn.Sequential(
+            nn.Linear(64, width, bias=False), make_norm(norm, width), nn.ReLU(), nn.Linear(width, 10)
+        ).double()
 
 
-def _batches(config: Any, data: DataSplit) -> list[Tensor]:
-    """One random batch of ``config.batch_size`` indices per step, from seed + 1."""
+def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> list[tuple[float, ...]]:
+    """SGD on ``_one_norm_net`` with one random batch per step (from seed + 1): W ← (1 − lr_w λ) W − lr_w g,
+    the other weights ← − lr g. Over the steps: the losses, ‖W‖² before each step, ‖W‖ after it, ‖g‖²."""
+    data = shared_digits()
+    x_all, y_all = data.x_train.double(), data.y_train
     gen = torch.Generator().manual_seed(config.seed + 1)
-    return [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
+    batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
+    w, rows = model[0].weight, []
+    for idx in batches:
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+        loss.backward()
+        with torch.no_grad():
+            before, g2 = float(w.norm()) ** 2, float(w.grad.norm()) ** 2
+            w.mul_(1.0 - lr_w * wd)
+            for p in model.parameters():
+                p -= (lr_w if p is w else config.lr) * p.grad
+            after = float(w.norm())
+        rows.append((float(loss.detach()), before, after, g2))
+    return list(zip(*rows, strict=True))
 
 
 class ScaleInvarianceConfig(Config):
@@ -466,15 +404,15 @@ def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult
     gen = torch.Generator().manual_seed(config.seed + 1)
     idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
     x, y = data.x_train[idx].double(), data.y_train[idx]
-    base = model.linear.weight.detach().clone()
+    base = model[0].weight.detach().clone()
     losses, norms, cosines = [], [], []
     for c in config.scales:
         with torch.no_grad():
-            model.linear.weight.copy_(c * base)
+            model[0].weight.copy_(c * base)
         model.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
-        g, w = model.linear.weight.grad, model.linear.weight.detach()
+        g, w = model[0].weight.grad, model[0].weight.detach()
         losses.append(float(loss.detach()))
         norms.append(float(g.norm()))
         cosines.append(float((g * w).sum() / (g.norm() * w.norm())))
@@ -514,27 +452,15 @@ class SamePathResult:
 def run_same_path(config: SamePathConfig) -> SamePathResult:
     """Train three copies: (W, lr), (cW, c² lr on W) and (cW, lr); the same batches and other weights."""
     check_config(config, SamePathConfig)
-    data = shared_digits()
-    batches = _batches(config, data)
-    x_all, y_all = data.x_train.double(), data.y_train
     c = config.scale
     losses, norms = [], []
     for w_scale, lr_w in ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr)):
         model = _one_norm_net(config.norm, config.width, config.seed)
         with torch.no_grad():
-            model.linear.weight.mul_(w_scale)
-        row_l, row_n = [], []
-        for idx in batches:
-            model.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
-            loss.backward()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p -= (lr_w if p is model.linear.weight else config.lr) * p.grad
-            row_l.append(float(loss.detach()))
-            row_n.append(float(model.linear.weight.detach().norm()))
-        losses.append(row_l)
-        norms.append(np.asarray(row_n) / w_scale)
+            model[0].weight.mul_(w_scale)
+        loss, _, after, _ = _sgd(model, config, lr_w)
+        losses.append(loss)
+        norms.append(np.asarray(after) / w_scale)
     losses = np.array(losses)
     difference = float(np.abs(losses[1] - losses[0]).max() / losses[0].min())
     tail = losses[:, -20:].mean(axis=1)
@@ -578,37 +504,22 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     """SGD with W ← (1 − lr λ) W − lr g on the normalized layer's W and W ← W − lr g elsewhere; the same
     initial weights and batches for every λ."""
     check_config(config, NormGrowthConfig)
-    data = shared_digits()
-    batches = _batches(config, data)
-    x_all, y_all = data.x_train.double(), data.y_train
     norms, ratios, losses = [], [], []
     growth_error = initial = 0.0
     for wd in config.weight_decays:
         model = _one_norm_net(config.norm, config.width, config.seed)
-        w = model.linear.weight
         with torch.no_grad():
-            w.mul_(config.init_scale)
-        initial = float(w.detach().norm())
-        row_n, row_r, row_l = [], [], []
-        for idx in batches:
-            model.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
-            loss.backward()
-            with torch.no_grad():
-                before = float(w.norm()) ** 2
-                g2 = float(w.grad.norm()) ** 2
-                row_r.append(config.lr * math.sqrt(g2) / math.sqrt(before))
-                w.mul_(1.0 - config.lr * wd)
-                for p in model.parameters():
-                    p -= config.lr * p.grad
-                after = float(w.norm()) ** 2
-                if wd == 0.0:
-                    growth_error = max(growth_error, abs(after - before - config.lr**2 * g2) / after)
-            row_n.append(math.sqrt(after))
-            row_l.append(float(loss.detach()))
-        norms.append(row_n)
-        ratios.append(row_r)
-        losses.append(row_l)
+            model[0].weight.mul_(config.init_scale)
+        initial = float(model[0].weight.detach().norm())
+        loss, before, after, g2 = _sgd(model, config, config.lr, wd)
+        losses.append(loss)
+        norms.append(after)
+        ratios.append([config.lr * math.sqrt(g) / math.sqrt(b) for g, b in zip(g2, before, strict=True)])
+        if wd == 0.0:
+            errors = (
+                abs(a**2 - b - config.lr**2 * g) / a**2 for a, b, g in zip(after, before, g2, strict=True)
+            )
+            growth_error = max(growth_error, *errors)
     weight_norm, update_ratio = np.array(norms), np.array(ratios)
     tails = [row[int(len(row) * 0.75) :] for row in update_ratio]
     a = [config.lr * wd for wd in config.weight_decays]
@@ -721,6 +632,16 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
 
 ADAM_EPS = 1e-8  # Adam's ε: PyTorch's default, which ``vgcourse.training`` uses
 OPTIMIZER_NAMES = {"momentum": "SGD, momentum 0.9", "adam": "Adam"}
+_ADAM = {"optimizer": "adam", "monitor_every": None, "device": "cpu"}  # Adam runs' TrainConfig
+
+
+def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.CirclesConfig, DataSplit, MLP]:
+    """The sigmoid chapter's ``CirclesConfig()``, two-circles data and network (``depth`` hidden layers)."""
+    c = sigmoid_bound.CirclesConfig()
+    data = circles(n_samples=c.n_samples, noise=c.noise, seed=c.data_seed)
+    model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid")
+    initialize(model, c.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
+    return c, data, model
 
 
 class _StepSizes(Callback):
@@ -791,18 +712,11 @@ def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds:
     """{seed: (validation accuracy, (L+1,) mean std(ΔW)/lr)} of the sigmoid chapter's two-circles run (its
     data, ``MLP``, initialization and ``train_config``, without the gradient monitor)."""
     cc = sigmoid_bound.CirclesConfig(
-        activations=("sigmoid",),
-        seeds=seeds,
-        optimizer=optimizer,
-        lr=lr,
-        monitor_every=config.every,
-        device="cpu",
+        activations=("sigmoid",), seeds=seeds, optimizer=optimizer, lr=lr, device="cpu"
     )
-    data = circles(n_samples=cc.n_samples, noise=cc.noise, seed=cc.data_seed)
     out = {}
     for seed in seeds:
-        model = MLP(data.in_features, data.n_classes, cc.depth, cc.width, "sigmoid")
-        initialize(model, cc.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
+        _, data, model = _circles_net(seed)
         steps = _StepSizes(
             [*(layer.linear.weight for layer in model.layers), model.head.weight], config.every
         )
@@ -874,29 +788,16 @@ def _keep_grad(store: dict[int, Tensor], index: int, grad: Tensor) -> None:
 def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
     """One Adam step (``train`` with steps=1); a tensor hook keeps every weight gradient."""
     check_config(config, AdamFirstStepConfig)
-    base = sigmoid_bound.CirclesConfig()
-    data = circles(n_samples=base.n_samples, noise=base.noise, seed=base.data_seed)
     grad_rms, step, predicted = [], [], []
     for seed in config.seeds:
-        model = MLP(data.in_features, data.n_classes, config.depth, base.width, "sigmoid")
-        initialize(model, base.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
+        c, data, model = _circles_net(seed, config.depth)
         weights = [layer.linear.weight for layer in model.layers] + [model.head.weight]
         before = [w.detach().clone() for w in weights]
         grads: dict[int, Tensor] = {}
         hooks = [w.register_hook(functools.partial(_keep_grad, grads, i)) for i, w in enumerate(weights)]
         try:
             train(
-                model,
-                data,
-                TrainConfig(
-                    steps=1,
-                    batch_size=base.batch_size,
-                    lr=config.lr,
-                    optimizer="adam",
-                    monitor_every=None,
-                    seed=seed,
-                    device="cpu",
-                ),
+                model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM)
             )
         finally:
             for hook in hooks:
@@ -1039,20 +940,10 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
             for i, m in enumerate(model.layers)
         ]
         try:
-            history = train(
-                model,
-                data,
-                TrainConfig(
-                    steps=config.steps,
-                    batch_size=base.batch_size,
-                    lr=config.lr,
-                    optimizer="adam",
-                    monitor_every=None,
-                    eval_every=config.steps,
-                    seed=seed,
-                    device="cpu",
-                ),
+            adam = TrainConfig(
+                steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM
             )
+            history = train(model, data, dataclasses.replace(adam, eval_every=config.steps))
         finally:
             for handle in handles:
                 handle.remove()
@@ -1095,10 +986,7 @@ def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
     check_config(config, DiagnoseConfig)
     from vgcourse.diagnose import diagnose
 
-    base = sigmoid_bound.CirclesConfig()
-    data = circles(n_samples=base.n_samples, noise=base.noise, seed=base.data_seed)
-    model = MLP(data.in_features, data.n_classes, base.depth, base.width, "sigmoid")
-    initialize(model, base.init, activation="sigmoid", generator=torch.Generator().manual_seed(config.seed))
+    _, data, model = _circles_net(config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     reports = {
         name: diagnose(model, nn.CrossEntropyLoss(), batch, optimizer=name, lr=lr)
