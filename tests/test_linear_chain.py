@@ -363,7 +363,7 @@ def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.Flo
 
 
 def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -> None:
-    steps = lc.run_first_steps((1.0, 1e-6, 1e-20), lr=1e-3, eps=1e-8)
+    steps = lc.run_first_steps(lc.FirstStepsConfig(gradients=(1.0, 1e-6, 1e-20), lr=1e-3, eps=1e-8))
     np.testing.assert_allclose(steps.sgd_step.values, [1.0, 1e-6, 1e-20], rtol=1e-12)
     gradients = steps.adam_step.axes["gradient"]
     # The update rule is PyTorch's: one step of torch.optim.Adam / SGD moves the weight as computed.
@@ -380,16 +380,14 @@ def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -
             assert abs(float(weight.detach())) / 1e-3 == pytest.approx(expected, rel=1e-9)
     adam = steps.adam_step.sel
     for g in gradients:
-        assert adam(gradient=g) == pytest.approx(g / (g + steps.eps), rel=1e-9)
+        assert adam(gradient=g) == pytest.approx(g / (g + steps.config.eps), rel=1e-9)
     assert adam(gradient=1e-6) > 0.99 and adam(gradient=1.0) > 0.999
     assert adam(gradient=1e-20) == pytest.approx(1e-12, rel=1e-6)
     assert steps.sgd_step.sel(gradient=1e-20) == pytest.approx(1e-20)
     with pytest.raises(KeyError, match="gradient"):
         adam(gradient=0.5)
-    with pytest.raises(ValueError):
-        lc.run_first_steps(())
     with pytest.raises(ValueError, match="below 1"):
-        lc.run_first_steps(betas=(1.0, 0.999))
+        lc.FirstStepsConfig(beta1=1.0)
 
 
 def test_sigmoid_bound_quoted_in_the_chapter() -> None:

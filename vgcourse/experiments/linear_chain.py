@@ -19,18 +19,7 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation
-from vgcourse.config import (
-    Config,
-    Grid,
-    derive,
-    flag,
-    in_range,
-    integer,
-    nonempty,
-    one_of,
-    positive,
-    seed_field,
-)
+from vgcourse.config import Config, Grid, derive, flag, integer, nonempty, one_of, positive, real, seed_field
 
 INITS = ("orthogonal", "gaussian")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -81,9 +70,8 @@ def forward_chain(
     f = make_activation(check_choice("activation", activation, ACTIVATIONS))
     pre, hidden = [], [x]
     for w in weights:
-        a = (w @ hidden[-1].unsqueeze(-1)).squeeze(-1)
-        pre.append(a)
-        hidden.append(f(a))
+        pre.append((w @ hidden[-1].unsqueeze(-1)).squeeze(-1))
+        hidden.append(f(pre[-1]))
     return pre, hidden
 
 
@@ -284,10 +272,8 @@ def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResul
         delta_norms = torch.stack([torch.linalg.norm(d, dim=-1) for d in deltas], dim=-1)  # (seeds, D)
         norms[i] = delta_norms.flip(-1).numpy() * torch.linalg.norm(x, dim=-1, keepdim=True).numpy()
     depths = np.arange(1, depth + 1)
-    log_std = np.zeros_like(depths, dtype=np.float64)
-    if config.init == "gaussian":
-        trigamma = float(torch.special.polygamma(1, torch.tensor(n / 2, dtype=_FLOAT64)))
-        log_std = 0.5 * np.sqrt((depths - 1.0) * trigamma)
+    gaussian = config.init == "gaussian"  # ψ'(n/2) (0 for orthogonal weights)
+    trigamma = float(torch.special.polygamma(1, torch.tensor(n / 2, dtype=_FLOAT64))) if gaussian else 0.0
     per_layer = np.log(config.scales)[:, None] + log_gain_drift(n, config.init)
     axes = {"scale": config.scales, "depth": tuple(depths.tolist())}
     quantiles = np.quantile(norms, (0.1, 0.5, 0.9), axis=1)
@@ -298,7 +284,7 @@ def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResul
         Grid(quantiles, name="quantile of ‖∂J/∂W_1‖", q=(0.1, 0.5, 0.9), **axes),
         Grid(np.array(config.scales)[:, None] ** (depths[None, :] - 1.0), name="s^(L-1)", **axes),
         Grid(per_layer * (depths[None, :] - 1.0), name="E ln‖∂J/∂W_1‖", **axes),
-        log_std,
+        0.5 * np.sqrt((depths - 1.0) * trigamma),
     )
 
 
@@ -400,7 +386,7 @@ class ProductSpectrumConfig(Config):
     width: int = integer(32, low=1, high=1024)
     scale: float = positive(1.0)
     init: str = one_of(*INITS, default="gaussian")
-    resolution: float = in_range(0.0, 1.0, default=1e-12, low_open=True)
+    resolution: float = real(1e-12, low=0.0, high=1.0, low_open=True)
     seed: int = seed_field()
 
 
@@ -426,11 +412,8 @@ def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult
     weights = random_weights([n] * (config.max_depth + 1), config.init, config.scale, generator=generator)
     x = torch.randn(n, generator=generator, dtype=_FLOAT64, requires_grad=True)
     g = _unit(torch.randn(n, generator=generator, dtype=_FLOAT64))
-    products, product = [], torch.eye(n, dtype=_FLOAT64)
-    for w in weights:
-        product = w @ product
-        products.append(product)
-    sigmas = torch.linalg.svdvals(torch.stack(products))  # (D, n), descending
+    products = itertools.accumulate(weights, lambda p, w: w @ p, initial=torch.eye(n, dtype=_FLOAT64))
+    sigmas = torch.linalg.svdvals(torch.stack(list(products)[1:]))  # (D, n), descending
     grads = []
     with torch.enable_grad():
         _, hidden = forward_chain(weights, x)
@@ -526,9 +509,8 @@ def _chain_trace(factors: Any, dtype: torch.dtype, max_depth: int) -> np.ndarray
 
 
 class FloatLimitsConfig(Config):
-    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L) run in each float format, as deep as ``max_depth``
-    (a depth not reached by then is reported as None), for factors f > 0, not 1. ``confirm``: also build
-    fresh chains at the measured depth and one layer less, and read w_1's gradient."""
+    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L, f > 0 not 1) in each float format, up to ``max_depth``;
+    ``confirm``: read w_1's gradient of fresh chains at the measured depth and one layer less."""
 
     dtypes: tuple[str, ...] = nonempty(one_of(*DTYPES), default=DTYPES)
     factors: tuple[float, ...] = nonempty(positive(), default=(0.5, 2.0, 0.9, 1.1))
@@ -657,38 +639,38 @@ def _first(hit: np.ndarray) -> int | None:
     return int(np.argmax(hit)) + 1 if hit.any() else None
 
 
+class FirstStepsConfig(Config):
+    """One optimizer step on a weight whose gradient is g, for each g in ``gradients``."""
+
+    gradients: tuple[float, ...] = nonempty(positive(), default=(1.0, 1e-6, 1e-20))
+    lr: float = positive(1e-3)
+    eps: float = positive(1e-8)  # Adam's ε (PyTorch's default)
+    beta1: float = real(0.9, low=0.0, high=1.0)
+    beta2: float = real(0.999, low=0.0, high=1.0)
+
+    def check(self) -> None:
+        if 1.0 in (self.beta1, self.beta2):
+            raise ValueError("beta1 and beta2 must be below 1: Adam's bias correction divides by 1 - beta")
+
+
 @dataclass(frozen=True)
 class FirstStepResult:
     """|Δw|/lr of one step on a weight with gradient g, on the axis gradient. SGD: |g|. Adam: |m̂|/(√v̂ + ε)
     with m̂ = g, v̂ = g² at step 1 (and while g stays), so |g|/(|g| + ε): 1 for |g| ≫ ε, |g|/ε for |g| ≪ ε."""
 
+    config: FirstStepsConfig
     sgd_step: Grid
-    adam_step: Grid  # with default betas
-    lr: float
-    eps: float  # Adam's ε (PyTorch's default 1e-8)
+    adam_step: Grid
 
 
-def run_first_steps(
-    gradients: Sequence[float] = (1.0, 1e-6, 1e-20),
-    *,
-    lr: float = 1e-3,
-    eps: float = 1e-8,
-    betas: tuple[float, float] = (0.9, 0.999),
-) -> FirstStepResult:
+def run_first_steps(config: FirstStepsConfig) -> FirstStepResult:
     """The first step of SGD and of Adam for each gradient by Adam's rule (Kingma and Ba 2015, Algorithm 1;
     tested against torch.optim.Adam): m̂ = (1 - β₁)g/(1 - β₁), v̂ = (1 - β₂)g²/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε)."""
-    values = tuple(check_float("gradient", g, minimum=0.0, strict_minimum=True) for g in gradients)
-    if not values:
-        raise ValueError("gradients must name at least one positive gradient")
-    check_float("lr", lr, minimum=0.0, strict_minimum=True)
-    check_float("eps", eps, minimum=0.0, strict_minimum=True)
-    beta1, beta2 = (check_float("beta", b, minimum=0.0, maximum=1.0) for b in betas)
-    if beta1 == 1.0 or beta2 == 1.0:
-        raise ValueError("betas must be below 1: Adam's bias correction divides by 1 - beta")
-    g = np.array(values)
+    g, lr, beta1, beta2 = np.array(config.gradients), config.lr, config.beta1, config.beta2
     m_hat, v_hat = (1 - beta1) * g / (1 - beta1), (1 - beta2) * g * g / (1 - beta2)
-    adam = lr * m_hat / (np.sqrt(v_hat) + eps) / lr
-    return FirstStepResult(Grid(lr * g / lr, gradient=values), Grid(adam, gradient=values), lr, eps)
+    adam = lr * m_hat / (np.sqrt(v_hat) + config.eps) / lr
+    axis = {"gradient": config.gradients}
+    return FirstStepResult(config, Grid(lr * g / lr, **axis), Grid(adam, **axis))
 
 
 # -- Per-layer norms in one network (the explorer) -----------------------------------------------------------
