@@ -27,6 +27,7 @@ from vgcourse.config import (
     derive,
     device_field,
     in_range,
+    instance_of,
     integer,
     nonempty,
     one_of,
@@ -559,26 +560,25 @@ class MnistConfig(Config):
     size: str = one_of(*MNIST_SIZES, default="small")
     width: int | None = positive(None, integer=True, optional=True)  # None: from size
     steps: int | None = positive(None, integer=True, optional=True)  # None: from size
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
+    batch_size: int = positive(64, integer=True)
+    lr: float = positive(0.1)
+    momentum: float = real(0.9, low=0.0, high=1.0)  # in [0, 1)
     init: str = one_of(*INITS, default="xavier_uniform")
     snapshot_size: int = positive(256, integer=True)  # examples in the batch whose gradients are histogrammed
     bins: int = integer(51, low=3)  # of the lumped (all layers in one) histogram; odd: 0 is a bin's center
     seed: int = seed_field()  # the weights, the minibatch order and the snapshot batch
-    monitor_every: int = 10
+    monitor_every: int = positive(10, integer=True)  # steps between the monitor's records
     device: str = device_field("auto")  # where it runs, not what it runs
     source: str = one_of(*MNIST_SOURCES, default="shipped")
-    root: str | None = None  # with source="full": the folder with MNIST's train files (None: $VGCOURSE_DATA)
+    # with source="full": the folder with MNIST's train files (None: $VGCOURSE_DATA)
+    root: str | None = instance_of(str, default=None, optional=True)
 
     def check(self) -> None:
         if self.bins % 2 == 0:
             raise ValueError(f"bins must be odd (so that 0 is the center of a bin); got {self.bins}")
-        if self.root is not None and not isinstance(self.root, str):
-            raise TypeError(f"root must be a string path or None; got {type(self.root).__name__}")
         if self.root is not None and self.source != "full":
             raise ValueError("root= only applies to source='full' (the shipped test split needs no folder)")
-        self.train_config(self.steps or 1)  # validates batch_size, lr, momentum, seed, monitor_every
+        self.train_config(self.steps or 1)  # TrainConfig's rules between fields (momentum below 1)
 
     def resolved(self) -> tuple[int, int]:
         """(width, steps): the given values, else the ``size`` preset's; the same on every device."""
