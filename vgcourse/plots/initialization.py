@@ -135,7 +135,6 @@ def profile(
 
 
 @checked
-@checked
 def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
     """Small multiples of ``profile``: one row per scheme, one column per activation (at most 7.4 in wide).
 
@@ -167,7 +166,6 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
 
 
 @checked
-@checked
 def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
 
@@ -198,7 +196,6 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     return fig
 
 
-@checked
 @checked
 def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     """Against the gain g (weights of variance g²/n): Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right).
@@ -240,7 +237,6 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
 
 
 @checked
-@checked
 def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
     """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
 
@@ -269,7 +265,6 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
     return fig
 
 
-@checked
 @checked
 def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
     """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
