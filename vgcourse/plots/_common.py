@@ -110,6 +110,8 @@ class PlainLogFormatter(LogFormatterSciNotation):
     """
 
     def __call__(self, x: float, pos: int | None = None) -> str:
+        if not math.isfinite(x):  # a tick beyond float64 (axis limits near 1e±300): no label, no crash
+            return ""
         label = super().__call__(x, pos)
         match = _MATHDEFAULT.fullmatch(label)
         if match is None:
