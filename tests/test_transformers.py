@@ -231,26 +231,35 @@ def identity() -> tx.IdentityPathResult:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_post_ln_identity_path_shrinks_geometrically(identity: tx.IdentityPathResult, seed: int) -> None:
     s = seed - min(SEEDS)
-    post, pre = identity.layouts.index("post"), identity.layouts.index("pre")
-    assert np.array_equal(identity.identity_gain[pre, :, s], np.ones(len(identity.config.depths)))
+    post, pre = (
+        identity.identity_gain.axes["layout"].index("post"),
+        identity.identity_gain.axes["layout"].index("pre"),
+    )
+    assert np.array_equal(identity.identity_gain.values[pre, :, s], np.ones(len(identity.config.depths)))
     # the bound is exact: a projection divided by sigma, token by token
     assert bool(
-        (identity.identity_gain[post, :, s] <= identity.inverse_sigma[post, :, s] * (1 + 1e-12)).all()
+        (
+            identity.identity_gain.values[post, :, s]
+            <= identity.inverse_sigma.values[post, :, s] * (1 + 1e-12)
+        ).all()
     )
     within(
         "transformers: Post-LN identity path at the deepest stack",
-        identity.identity_gain[post, -1, s],
+        identity.identity_gain.values[post, -1, s],
         1e-5,
         1e-3,
     )
     within(
         "transformers: Post-LN identity factor per sublayer", identity.per_sublayer("post")[:, s], 0.75, 0.88
     )
-    within("transformers: Post-LN every-path gradient ratio", identity.full_gain[post, :, s], 0.2, 4.0)
+    within("transformers: Post-LN every-path gradient ratio", identity.full_gain.values[post, :, s], 0.2, 4.0)
     expect(
-        "transformers: Pre-LN every-path ratio at the deepest stack", identity.full_gain[pre, -1, s], ">", 2.5
+        "transformers: Pre-LN every-path ratio at the deepest stack",
+        identity.full_gain.values[pre, -1, s],
+        ">",
+        2.5,
     )
-    full_pre = identity.full_gain[pre, :, s]
+    full_pre = identity.full_gain.values[pre, :, s]
     expect(
         "transformers: Pre-LN every-path ratio, deepest / shallowest", full_pre[-1] / full_pre[0], ">", 2.0
     )
@@ -291,9 +300,9 @@ def test_post_ln_last_block_gradient_does_not_shrink_pre_ln_does(
         ">",
         2.0,
     )
-    ratio = profile.spread("Pre-LN", high)[s] / profile.stream_scaled_spread("Pre-LN", high)[s]
+    ratio = profile.spread("Pre-LN", high)[s] / profile.spread("Pre-LN", high, stream_scaled=True)[s]
     expect("transformers: Pre-LN spread / stream-scaled spread", ratio, ">", 1.5)
-    stream = profile.stream("Pre-LN", high)[s]
+    stream = profile.stream_rms.sel(variant="Pre-LN", depth=high).values[s]
     expect("transformers: Pre-LN stream growth", stream[-1] / stream[0], ">", 2.5)
 
 
@@ -303,13 +312,23 @@ def test_residual_scaling_levels_the_profile(profile: tx.GradientProfileResult, 
     s = seed - min(SEEDS)
     high = profile.config.depths[-1]
     for label, bound in ((GPT2, 1.2), (BRANCH, 1.3)):
-        stream = profile.stream(label, high)[s]
+        stream = profile.stream_rms.sel(variant=label, depth=high).values[s]
         expect(f"transformers: {label} stream growth", stream[-1] / stream[0], "<", bound)
     for label in ("Post-LN", DEEP):  # a norm ends every sublayer: RMS 1 (up to LN's epsilon)
-        assert np.allclose(profile.stream(label, high)[s, 1:], 1.0, atol=1e-4)
-    expect("transformers: Post-LN last block update", profile.updates("Post-LN", high)[s, -1], ">", 0.6)
-    expect("transformers: DeepNorm last block update", profile.updates(DEEP, high)[s, -1], "<", 0.05)
-    pre_updates = profile.updates("Pre-LN", high)[s]
+        assert np.allclose(profile.stream_rms.sel(variant=label, depth=high).values[s, 1:], 1.0, atol=1e-4)
+    expect(
+        "transformers: Post-LN last block update",
+        profile.update_ratio.sel(variant="Post-LN", depth=high).values[s, -1],
+        ">",
+        0.6,
+    )
+    expect(
+        "transformers: DeepNorm last block update",
+        profile.update_ratio.sel(variant=DEEP, depth=high).values[s, -1],
+        "<",
+        0.05,
+    )
+    pre_updates = profile.update_ratio.sel(variant="Pre-LN", depth=high).values[s]
     expect("transformers: Pre-LN first / last block update", pre_updates[0] / pre_updates[-1], ">", 1.5)
     for label, bound in ((GPT2, 1.3), (BRANCH, 1.4), (DEEP, 1.2)):
         expect(f"transformers: {label} profile spread", profile.spread(label, high)[s], "<", bound)
@@ -327,10 +346,25 @@ def test_post_ln_tokens_collapse_and_query_gradients_fade(
 ) -> None:
     s = seed - min(SEEDS)
     high = profile.config.depths[-1]
-    expect("transformers: Post-LN token cosine at x_L", profile.cosine("Post-LN", high)[s, -1], ">", 0.95)
-    within("transformers: Pre-LN token cosine at x_L", profile.cosine("Pre-LN", high)[s, -1], 0.4, 0.9)
+    expect(
+        "transformers: Post-LN token cosine at x_L",
+        profile.token_cosine.sel(variant="Post-LN", depth=high).values[s, -1],
+        ">",
+        0.95,
+    )
+    within(
+        "transformers: Pre-LN token cosine at x_L",
+        profile.token_cosine.sel(variant="Pre-LN", depth=high).values[s, -1],
+        0.4,
+        0.9,
+    )
     for label in (GPT2, BRANCH, DEEP):
-        expect(f"transformers: {label} token cosine at x_L", profile.cosine(label, high)[s, -1], "<", 0.2)
+        expect(
+            f"transformers: {label} token cosine at x_L",
+            profile.token_cosine.sel(variant=label, depth=high).values[s, -1],
+            "<",
+            0.2,
+        )
         expect(
             f"transformers: {label} W_Q block 1 / block L",
             profile.first_over_last(label, high, "q")[s],
@@ -375,23 +409,32 @@ def attention() -> tx.AttentionEntropyResult:
 def test_unscaled_attention_saturates(attention: tx.AttentionEntropyResult, seed: int) -> None:
     s = seed - min(SEEDS)
     d_max = attention.config.d_heads[-1]
-    within("transformers: scaled logit std", attention.values("logit_std", "inv_sqrt_d")[:, s], 0.4, 2.0)
-    raw_std = attention.values("logit_std", "none")[-1, s] / math.sqrt(d_max)
+    within(
+        "transformers: scaled logit std", attention.logit_std.sel(scale="inv_sqrt_d").values[:, s], 0.4, 2.0
+    )
+    raw_std = attention.logit_std.sel(scale="none").values[-1, s] / math.sqrt(d_max)
     within("transformers: unscaled logit std / sqrt(d_head)", raw_std, 0.7, 1.4)
-    expect("transformers: scaled row entropy", attention.values("entropy", "inv_sqrt_d")[:, s], ">", 2.0)
+    expect(
+        "transformers: scaled row entropy", attention.entropy.sel(scale="inv_sqrt_d").values[:, s], ">", 2.0
+    )
     expect(
         "transformers: unscaled row entropy at the largest head",
-        attention.values("entropy", "none")[-1, s],
+        attention.entropy.sel(scale="none").values[-1, s],
         "<",
         0.5,
     )
-    expect("transformers: unscaled largest weight", attention.values("max_prob", "none")[-1, s], ">", 0.8)
+    expect(
+        "transformers: unscaled largest weight", attention.max_prob.sel(scale="none").values[-1, s], ">", 0.8
+    )
     jac = (
-        attention.values("jacobian_norm", "inv_sqrt_d")[-1, s]
-        / attention.values("jacobian_norm", "none")[-1, s]
+        attention.jacobian_norm.sel(scale="inv_sqrt_d").values[-1, s]
+        / attention.jacobian_norm.sel(scale="none").values[-1, s]
     )
     expect("transformers: softmax Jacobian, scaled / unscaled", jac, ">", 2.0)
-    grad = attention.values("logit_grad", "inv_sqrt_d")[-1, s] / attention.values("logit_grad", "none")[-1, s]
+    grad = (
+        attention.logit_grad.sel(scale="inv_sqrt_d").values[-1, s]
+        / attention.logit_grad.sel(scale="none").values[-1, s]
+    )
     expect("transformers: gradient to the logits, scaled / unscaled", grad, ">", 1.2)
 
 
@@ -437,13 +480,14 @@ def test_plots_return_figures_and_accept_axes(
 
 def test_result_accessors_check_their_arguments(small_profile: tx.GradientProfileResult) -> None:
     assert small_profile.profile("Post-LN", 4).shape == (2, 4)
-    assert small_profile.stream("Pre-LN", 2).shape == (2, 3)
-    assert small_profile.updates("Pre-LN", 4).shape == (2, 4)
+    stream = small_profile.stream_rms.sel(variant="Pre-LN", depth=2).values  # x_0..x_2, NaN beyond
+    assert stream.shape == (2, 5) and np.isfinite(stream[:, :3]).all() and np.isnan(stream[:, 3:]).all()
+    assert small_profile.update_ratio.sel(variant="Pre-LN", depth=4).values.shape == (2, 4)
     frame = small_profile.to_frame()
     assert list(frame["blocks L"][:2]) == [2, 4] and len(frame) == 2 * len(tx.VARIANTS)
-    with pytest.raises(ValueError, match="was not measured"):
+    with pytest.raises(KeyError, match="depth takes"):
         small_profile.profile("Pre-LN", 6)
-    with pytest.raises(ValueError, match="valid choices"):
+    with pytest.raises(KeyError, match="variant takes"):
         small_profile.profile("Sandwich-LN", 2)
     with pytest.raises(ValueError, match="n_heads must divide d_model"):
         tx.GradientProfileConfig(d_model=30, n_heads=4)

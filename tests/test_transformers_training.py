@@ -71,18 +71,28 @@ def test_post_ln_fails_without_warmup_and_trains_with_it(warmup: tx.WarmupResult
     # at lr 1e-2: Post-LN stays at chance (loss ln 16, accuracy 1/16), with warmup it trains, Pre-LN trains
     expect(
         "transformers: Post-LN at lr 1e-2, final val accuracy",
-        warmup.final_accuracy(POST, HIGH_LR),
+        warmup.final_accuracy.sel(variant=POST, lr=HIGH_LR).values,
         "<",
         0.15,
     )
-    expect("transformers: Post-LN at lr 1e-2, final val loss", warmup.final_val_loss(POST, HIGH_LR), ">", 2.5)
+    expect(
+        "transformers: Post-LN at lr 1e-2, final val loss",
+        warmup.final_val_loss.sel(variant=POST, lr=HIGH_LR).values,
+        ">",
+        2.5,
+    )
     for variant in (WARM, PRE):
-        accuracy = warmup.final_accuracy(variant, HIGH_LR)
+        accuracy = warmup.final_accuracy.sel(variant=variant, lr=HIGH_LR).values
         expect(f"transformers: {variant} at lr 1e-2, final val accuracy", accuracy, ">=", tx.TRAINED_ACCURACY)
     # Pre-LN without warmup learns faster than Post-LN with it (Xiong et al. 2020)
-    gap = warmup.final_accuracy(PRE, HIGH_LR) - warmup.final_accuracy(WARM, HIGH_LR)
+    gap = (
+        warmup.final_accuracy.sel(variant=PRE, lr=HIGH_LR).values
+        - warmup.final_accuracy.sel(variant=WARM, lr=HIGH_LR).values
+    )
     expect("transformers: Pre-LN minus Post-LN + warmup accuracy at lr 1e-2", gap, ">", 0.0)
-    assert not warmup.diverged.any(), "no run of the warmup experiment diverges: it fails by collapsing"
+    assert not warmup.diverged.values.any(), (
+        "no run of the warmup experiment diverges: it fails by collapsing"
+    )
     for seed in warmup.config.seeds:  # the collapsed network predicts one token, at every position
         expect(
             "transformers: Post-LN at lr 1e-2, distinct tokens predicted",
@@ -101,22 +111,23 @@ def test_post_ln_fails_without_warmup_and_trains_with_it(warmup: tx.WarmupResult
 @pytest.mark.claim
 def test_post_ln_trains_at_a_lower_rate(warmup: tx.WarmupResult, warmup_low: tx.WarmupResult) -> None:
     # the failure is the learning rate's: at lr 3e-3 Post-LN trains without warmup
-    accuracy = warmup_low.final_accuracy(POST, LOW_LR)
+    accuracy = warmup_low.final_accuracy.sel(variant=POST, lr=LOW_LR).values
     expect("transformers: Post-LN at lr 3e-3, final val accuracy", accuracy, ">=", tx.TRAINED_ACCURACY)
-    assert warmup_low.trained_lrs(POST) == (LOW_LR,)
-    assert warmup.trained_lrs(POST) == ()
-    assert warmup.trained_lrs(PRE) == (HIGH_LR,) == warmup.trained_lrs(WARM)
+    assert warmup_low.trained.sel(variant=POST, lr=LOW_LR).values.all()
+    assert not warmup.trained.sel(variant=POST, lr=HIGH_LR).values.all()
+    assert warmup.trained.sel(variant=PRE, lr=HIGH_LR).values.all()
+    assert warmup.trained.sel(variant=WARM, lr=HIGH_LR).values.all()
 
 
 def test_warmup_result_shapes_and_table(warmup: tx.WarmupResult) -> None:
     config = warmup.config
     shape = (len(config.variants), len(config.lrs), len(config.seeds))
-    assert warmup.loss.shape == (*shape, config.steps)
-    assert warmup.val_accuracy.shape == (*shape, len(warmup.eval_steps))
+    assert warmup.loss.values.shape == (*shape, config.steps)
+    assert warmup.val_accuracy.values.shape == (*shape, len(warmup.eval_steps))
     assert warmup.eval_steps[-1] == config.steps - 1
-    assert np.isfinite(warmup.loss).all()
+    assert np.isfinite(warmup.loss.values).all()
     # the first step's loss is near chance for every run (a 16-way guess)
-    assert np.all(np.abs(warmup.loss[..., 0] - CHANCE_LOSS) < 1.0)
+    assert np.all(np.abs(warmup.loss.values[..., 0] - CHANCE_LOSS) < 1.0)
     frame = warmup.to_frame()
     assert list(frame.columns) == [
         "variant",
@@ -126,10 +137,10 @@ def test_warmup_result_shapes_and_table(warmup: tx.WarmupResult) -> None:
         "seeds that trained",
     ]
     assert len(frame) == len(config.variants) * len(config.lrs)
-    with pytest.raises(ValueError, match="unknown variant"):
-        warmup.final_accuracy("Sandwich-LN", HIGH_LR)
-    with pytest.raises(ValueError, match="not in this result"):
-        warmup.final_accuracy(POST, 0.5)
+    with pytest.raises(KeyError, match="variant takes"):
+        warmup.final_accuracy.sel(variant="Sandwich-LN", lr=HIGH_LR)
+    with pytest.raises(KeyError, match="lr takes"):
+        warmup.final_accuracy.sel(variant=POST, lr=0.5)
 
 
 def test_warmup_uses_train_and_its_schedule() -> None:
@@ -137,8 +148,8 @@ def test_warmup_uses_train_and_its_schedule() -> None:
     # and both start from the same weights (same seed) and the same first minibatch
     config = tx.WarmupConfig(variants=(POST, WARM), lrs=(HIGH_LR,), steps=3, eval_every=3, warmup_steps=50)
     result = tx.run_warmup(config)
-    assert result.loss[0, 0, 0, 0] == result.loss[1, 0, 0, 0]
-    assert result.loss[0, 0, 0, 2] != result.loss[1, 0, 0, 2]
+    assert result.loss.values[0, 0, 0, 0] == result.loss.values[1, 0, 0, 0]
+    assert result.loss.values[0, 0, 0, 2] != result.loss.values[1, 0, 0, 2]
 
 
 def test_warmup_curves_figure(

@@ -43,9 +43,9 @@ def _warmup_accuracy(warmup: int) -> float:
     """`warmup_accuracy` of a checked length (one seeded run per length, so a repeated check is free)."""
     if warmup == 0:
         config = WarmupConfig(variants=("Post-LN",), lrs=(PEAK_LR,), seeds=(0,))
-        return float(run_warmup(config).final_accuracy("Post-LN", PEAK_LR)[0])
+        return float(run_warmup(config).final_accuracy.values[0, 0, 0])
     config = WarmupConfig(variants=("Post-LN + warmup",), lrs=(PEAK_LR,), seeds=(0,), warmup_steps=warmup)
-    return float(run_warmup(config).final_accuracy("Post-LN + warmup", PEAK_LR)[0])
+    return float(run_warmup(config).final_accuracy.values[0, 0, 0])
 
 
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).

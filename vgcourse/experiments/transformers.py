@@ -1,30 +1,14 @@
 """Chapter 8, transformers: the residual stream, where layer norm sits, residual scaling, attention's softmax.
 
-A transformer block has two residual sublayers G (attention, then the MLP). Where the layer norm LN sits
-decides each sublayer's Jacobian (x the sublayer's input, J_G = ∂G/∂x):
+A block has two residual sublayers G (attention, then the MLP); x the sublayer's input, J_G = ∂G/∂x:
 
 - Post-LN (Vaswani et al. 2017), x <- LN(x + G(x)):   J = J_LN(x + G(x))·(I + J_G);
 - Pre-LN (Xiong et al. 2020),     x <- x + G(LN(x)):   J = I + J_G(LN x)·J_LN(x).
 
-A Pre-LN stack keeps an identity term in every factor, so the gradient at the top of the stream reaches
-the input unchanged along the identity path. In a Post-LN stack every factor passes through an LN
-Jacobian, J_LN(z) = diag(γ)/σ(z)·(I − 11ᵀ/d − ẑẑᵀ/d), which at initialization (γ = 1) divides by
-σ(z) = RMS(x + G(x)) > 1 and removes two directions.
-
-Experiments (a frozen ``...Config`` and a ``run_...`` function each), all at initialization:
-
-- ``run_block_jacobian``: the two Jacobian formulas checked against autograd (float64).
-- ``run_identity_path``: how much of the gradient at the top of the stream reaches its input along the
-  identity path alone, Post-LN against Pre-LN, against depth.
-- ``run_gradient_profile``: per-block weight-gradient norms and the stream's RMS for Post-LN, Pre-LN and
-  the residual-scaling schemes (GPT-2's 1/√(2L) initialization, the residual chapter's 1/√L branch
-  scale, DeepNorm), at several depths: one forward and backward pass each, read with
-  ``vgcourse.monitor.snapshot``.
-- ``run_attention_entropy``: the entropy of attention rows, the logits' spread and the softmax Jacobian
-  diag(p) − ppᵀ against d_head, with and without the 1/√d_head scale.
-
-The setting throughout: tokens and next-token targets drawn uniformly at random from a vocabulary of
-``vocab_size`` ids, cross-entropy loss averaged over every position of the batch.
+Pre-LN keeps an identity term in every factor; Post-LN sends every path through
+J_LN(z) = diag(γ)/σ(z)·(I − 11ᵀ/d − ẑẑᵀ/d), which at initialization divides by σ(z) > 1. All the
+measurements at initialization use random tokens and next-token targets from ``vocab_size`` ids and the
+mean cross-entropy over every position; the training half sorts short sequences with Adam.
 """
 
 from __future__ import annotations
@@ -32,7 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vgcourse._validation import check_int
-from vgcourse.config import Config, check_config, integer, nonempty, one_of, positive, seed_field
+from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, seed_field
 from vgcourse.data import DataSplit
 from vgcourse.monitor import snapshot
 from vgcourse.training import History, TrainConfig, train
@@ -50,55 +34,13 @@ from vgcourse.transformer import Transformer
 if TYPE_CHECKING:
     from vgcourse.diagnose import DiagnosisReport
 
-__all__ = [
-    "VARIANTS",
-    "WEIGHTS",
-    "AttentionEntropyConfig",
-    "AttentionEntropyResult",
-    "BlockJacobianConfig",
-    "BlockJacobianResult",
-    "GradientProfileConfig",
-    "GradientProfileResult",
-    "IdentityPathConfig",
-    "IdentityPathResult",
-    "Variant",
-    "build_variant",
-    "cross_entropy",
-    "random_batch",
-    "run_attention_entropy",
-    "run_block_jacobian",
-    "run_gradient_profile",
-    "run_identity_path",
-    "softmax_jacobian",
-    "token_cosine",
-    # training, warmup and diagnose (T2)
-    "SORT_LEN",
-    "SORT_VOCAB",
-    "TRAINED_ACCURACY",
-    "TRAINING_VARIANTS",
-    "DIAGNOSIS_BATCH",
-    "TrainingVariant",
-    "WarmupConfig",
-    "WarmupDiagnosis",
-    "WarmupResult",
-    "build_training_model",
-    "diagnose_warmup",
-    "run_warmup",
-    "sorting_task",
-]
-
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of building the stack: where LN sits and which residual scaling it uses.
+    """One way of building the stack: where LN sits ("post", "pre") and its residual scaling ("none",
+    "gpt2", "inv_sqrt_depth", "deepnorm"; see ``vgcourse.transformer``)."""
 
-    Args:
-        label: the name figures and tables show.
-        ln: "post" or "pre".
-        residual: "none", "gpt2", "inv_sqrt_depth" or "deepnorm" (see ``vgcourse.transformer``).
-    """
-
-    label: str
+    label: str  # the name figures and tables show
     ln: str
     residual: str
 
@@ -116,8 +58,7 @@ VARIANTS: dict[str, Variant] = {
 """The stacks the chapter compares, by label."""
 
 WEIGHTS = ("q", "k", "v", "out", "fc", "proj")
-"""The six weight matrices of a block, in order: attention's query, key, value and output projections,
-the MLP's first (fc, W¹) and second (proj, W²) maps."""
+"""A block's six weights: attention's query, key, value and output maps, the MLP's fc (W¹) and proj (W²)."""
 
 
 def random_batch(batch: int, seq_len: int, vocab_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -134,23 +75,15 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 def build_variant(variant: Variant, n_layers: int, config: Any, seed: int) -> Transformer:
     """The Transformer of ``variant`` with ``n_layers`` blocks and the sizes of ``config``."""
-    return Transformer(
-        config.vocab_size,
-        config.seq_len,
-        n_layers,
-        config.d_model,
-        config.n_heads,
-        ln=variant.ln,
-        residual=variant.residual,
-        seed=seed,
-    )
+    sizes = (config.vocab_size, config.seq_len, n_layers, config.d_model, config.n_heads)
+    return Transformer(*sizes, ln=variant.ln, residual=variant.residual, seed=seed)
 
 
-def _variant(label: str) -> Variant:
-    try:
-        return VARIANTS[label]
-    except KeyError:
-        raise ValueError(f"unknown variant {label!r}; valid choices: {', '.join(VARIANTS)}") from None
+def _n_heads_divide(config: Any) -> None:
+    if config.d_model % config.n_heads:
+        raise ValueError(
+            f"n_heads must divide d_model; got d_model={config.d_model}, n_heads={config.n_heads}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,19 +99,12 @@ class BlockJacobianConfig(Config):
 
 @dataclass(frozen=True)
 class BlockJacobianResult:
-    """Max |autograd − formula| of the Post-LN and Pre-LN sublayer Jacobians, and the formulas' parts.
-
-    Args:
-        config: the configuration that produced it.
-        post_error: max |J_auto − J_LN(x + G(x))(I + J_G(x))| for x <- LN(x + G(x)).
-        pre_error: max |J_auto − (I + J_G(LN x) J_LN(x))| for x <- x + G(LN(x)).
-        ln_error: max |J_LN(z) by autograd − diag(γ)/σ (I − 11ᵀ/d − ẑẑᵀ/d)|.
-    """
+    """Max |autograd − formula| of each Jacobian."""
 
     config: BlockJacobianConfig
-    post_error: float
-    pre_error: float
-    ln_error: float
+    post_error: float  # J_LN(x + G(x))(I + J_G(x)), for x <- LN(x + G(x))
+    pre_error: float  # I + J_G(LN x) J_LN(x), for x <- x + G(LN(x))
+    ln_error: float  # J_LN(z) = diag(γ)/σ (I − 11ᵀ/d − ẑẑᵀ/d)
 
 
 def _ln_jacobian(norm: torch.nn.LayerNorm, z: Tensor) -> Tensor:
@@ -232,10 +158,7 @@ class _StackShape(Config):
     seed: int = seed_field()
 
     def check(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
-            )
+        _n_heads_divide(self)
 
 
 class IdentityPathConfig(_StackShape):
@@ -246,30 +169,17 @@ class IdentityPathConfig(_StackShape):
 
 @dataclass(frozen=True)
 class IdentityPathResult:
-    """Per layout, depth and seed: the gradient at the stream's input relative to the gradient at its top.
-
-    Args:
-        config: the configuration that produced it.
-        layouts: ("post", "pre").
-        identity_gain: (layout, depth, seed) ‖identity-path part of ∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖: for Post-LN the
-            top gradient sent back through the 2L LN Jacobians alone, for Pre-LN exactly 1.
-        inverse_sigma: (layout, depth, seed) the bound ‖(∏_k 1/σ(z_k,t))·∂ℓ/∂x_L,t‖ / ‖∂ℓ/∂x_L‖, position t
-            by position, over the 2L LN inputs z_k (Post-LN; 1 for Pre-LN): at γ = 1 each J_LN(z) is a
-            projection divided by σ(z), so ``identity_gain`` cannot exceed it.
-        full_gain: (layout, depth, seed) ‖∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖ by autograd (every path).
-    """
+    """Grids over (layout, depth, seed) of gradient norms at the stream's input x₀ / at its top x_L."""
 
     config: IdentityPathConfig
-    layouts: tuple[str, ...]
-    identity_gain: np.ndarray
-    inverse_sigma: np.ndarray
-    full_gain: np.ndarray
+    identity_gain: Grid  # the identity path alone: Post-LN through its 2L LN Jacobians, Pre-LN exactly 1
+    inverse_sigma: Grid  # Post-LN's bound ‖(∏_k 1/σ(z_k,t))·∂ℓ/∂x_L,t‖ position by position (Pre-LN: 1)
+    full_gain: Grid  # every path, by autograd
 
     def per_sublayer(self, layout: str = "post") -> np.ndarray:
         """(depth, seed): the identity gain's geometric mean per sublayer, gain^(1/(2L))."""
-        i = self.layouts.index(layout)
         depths = np.asarray(self.config.depths, dtype=float)[:, None]
-        return self.identity_gain[i] ** (1.0 / (2.0 * depths))
+        return self.identity_gain.sel(layout=layout).values ** (1.0 / (2.0 * depths))
 
 
 def _record_input(store: list[tuple[torch.nn.LayerNorm, Tensor]], module: Any, args: tuple[Any, ...]) -> None:
@@ -318,7 +228,13 @@ def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
                         inv = torch.stack(sig).reciprocal().prod(0)
                         bound = torch.linalg.norm(inv.unsqueeze(-1) * g_top)
                         inv_sigma[i, j, s] = float(bound) / top_norm
-    return IdentityPathResult(config, layouts, identity, inv_sigma, full)
+    axes = {"layout": layouts, "depth": config.depths, "seed": range(config.n_seeds)}
+    return IdentityPathResult(
+        config,
+        Grid(identity, name="identity gain", **axes),
+        Grid(inv_sigma, name="inverse sigma", **axes),
+        Grid(full, name="full gain", **axes),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -326,10 +242,8 @@ def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
 
 
 class GradientProfileConfig(_StackShape):
-    """The stacks ``variants`` (labels of ``VARIANTS``) at each depth, ``n_seeds`` networks each.
-
-    One forward and backward pass per network on a batch of random tokens with random targets.
-    """
+    """The stacks ``variants`` (labels of ``VARIANTS``) at each depth, ``n_seeds`` networks each, one
+    forward and backward pass per network on a batch of random tokens with random targets."""
 
     variants: tuple[str, ...] = nonempty(one_of(*VARIANTS), default=tuple(VARIANTS), unique=True)
     depths: tuple[int, ...] = nonempty(integer(low=1, high=200), default=(2, 6, 12, 24), unique=True)
@@ -337,79 +251,37 @@ class GradientProfileConfig(_StackShape):
 
 @dataclass(frozen=True)
 class GradientProfileResult:
-    """Per variant, depth, seed and block: weight-gradient norms and the residual stream's size.
-
-    Arrays are padded with NaN beyond each depth (block index ≥ depth).
-
-    Args:
-        config: the configuration that produced it.
-        grad_norm: (variant, depth, seed, block, weight) ‖∂ℓ/∂W‖_F of each block's six weights (``WEIGHTS``).
-        stream_rms: (variant, depth, seed, block + 1) RMS of the stream x_0, x_1, …, x_L (over every
-            coordinate of every position).
-        update_ratio: (variant, depth, seed, block) ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖, how much block l changes
-            the stream.
-        loss: (variant, depth, seed) the loss at initialization.
-        token_cosine: (variant, depth, seed, block + 1) the mean cosine similarity between the vectors of
-            two different positions of a sequence in x_0, x_1, …, x_L (1: every token looks the same).
-    """
+    """Grids over (variant, depth, seed); a trailing block axis is NaN beyond each depth."""
 
     config: GradientProfileConfig
-    grad_norm: np.ndarray
-    stream_rms: np.ndarray
-    update_ratio: np.ndarray
-    loss: np.ndarray
-    token_cosine: np.ndarray
-
-    def _index(self, variant: str, depth: int) -> tuple[int, int]:
-        _variant(variant)
-        if variant not in self.config.variants:
-            raise ValueError(
-                f"variant {variant!r} was not measured; measured: {', '.join(self.config.variants)}"
-            )
-        if depth not in self.config.depths:
-            raise ValueError(f"depth {depth!r} was not measured; measured: {self.config.depths}")
-        return self.config.variants.index(variant), self.config.depths.index(depth)
+    grad_norm: Grid  # (block, weight): ‖∂ℓ/∂W‖_F of each block's six ``WEIGHTS``
+    stream_rms: Grid  # (block + 1): RMS of the stream x_0, x_1, …, x_L over every coordinate
+    update_ratio: Grid  # (block): ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖, how much block l changes the stream
+    loss: Grid  # the loss at initialization
+    token_cosine: Grid  # (block + 1): mean cosine between two positions' vectors in x_l (1: all alike)
 
     def profile(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
         """(seed, block): ‖∂ℓ/∂W‖_F of ``weight`` in blocks 1..depth."""
-        i, j = self._index(variant, depth)
-        return self.grad_norm[i, j, :, :depth, WEIGHTS.index(weight)]
+        return self.grad_norm.sel(variant=variant, depth=depth).values[:, :depth, WEIGHTS.index(weight)]
 
     def last_block(self, variant: str, weight: str = "proj") -> np.ndarray:
         """(depth, seed): the gradient norm of ``weight`` in the last block, at each depth."""
         return np.stack([self.profile(variant, d, weight)[:, -1] for d in self.config.depths])
 
-    def spread(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
-        """(seed,): max over blocks / min over blocks of the gradient norm (1 = perfectly level)."""
+    def spread(
+        self, variant: str, depth: int, weight: str = "proj", stream_scaled: bool = False
+    ) -> np.ndarray:
+        """(seed,): max / min over blocks of the gradient norm (1 = level); ``stream_scaled``: of
+        ‖∂ℓ/∂W_l‖·RMS(x_{l−1}), what is left once each block's LN (which divides by that size) is undone."""
         p = self.profile(variant, depth, weight)
-        return p.max(axis=1) / p.min(axis=1)
-
-    def stream_scaled_spread(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
-        """(seed,): the spread (max/min over blocks) of ‖∂ℓ/∂W_l‖·RMS(x_{l−1}), the gradient times the
-        size of the stream entering block l: what is left once each block's LN, which divides by that
-        size, is accounted for."""
-        p = self.profile(variant, depth, weight) * self.stream(variant, depth)[:, :-1]
+        if stream_scaled:
+            p = p * self.stream_rms.sel(variant=variant, depth=depth).values[:, :depth]
         return p.max(axis=1) / p.min(axis=1)
 
     def first_over_last(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
         """(seed,): gradient norm in block 1 / in block L."""
         p = self.profile(variant, depth, weight)
         return p[:, 0] / p[:, -1]
-
-    def stream(self, variant: str, depth: int) -> np.ndarray:
-        """(seed, depth + 1): RMS of x_0..x_L."""
-        i, j = self._index(variant, depth)
-        return self.stream_rms[i, j, :, : depth + 1]
-
-    def cosine(self, variant: str, depth: int) -> np.ndarray:
-        """(seed, depth + 1): mean cosine similarity between positions in x_0..x_L."""
-        i, j = self._index(variant, depth)
-        return self.token_cosine[i, j, :, : depth + 1]
-
-    def updates(self, variant: str, depth: int) -> np.ndarray:
-        """(seed, depth): ‖x_l − x_{l−1}‖ / ‖x_{l−1}‖ for l = 1..depth."""
-        i, j = self._index(variant, depth)
-        return self.update_ratio[i, j, :, :depth]
 
     def depth_slope(self, variant: str, weight: str = "proj", low: int | None = None) -> np.ndarray:
         """(seed,): slope of log(last-block gradient) against log L over the depths ≥ ``low`` (all when
@@ -426,20 +298,19 @@ class GradientProfileResult:
         import pandas as pd
 
         rows = []
-        for variant in self.config.variants:
-            for depth in self.config.depths:
-                p = self.profile(variant, depth, weight)
-                s = self.stream(variant, depth)
-                rows.append(
-                    {
-                        "stack": variant,
-                        "blocks L": depth,
-                        f"‖∂ℓ/∂W‖ block 1 ({weight})": p[:, 0].mean(),
-                        f"‖∂ℓ/∂W‖ block L ({weight})": p[:, -1].mean(),
-                        "block 1 / block L": (p[:, 0] / p[:, -1]).mean(),
-                        "RMS(x_L) / RMS(x_0)": (s[:, -1] / s[:, 0]).mean(),
-                    }
-                )
+        for variant, depth in itertools.product(self.config.variants, self.config.depths):
+            p = self.profile(variant, depth, weight)
+            s = self.stream_rms.sel(variant=variant, depth=depth).values
+            rows.append(
+                {
+                    "stack": variant,
+                    "blocks L": depth,
+                    f"‖∂ℓ/∂W‖ block 1 ({weight})": p[:, 0].mean(),
+                    f"‖∂ℓ/∂W‖ block L ({weight})": p[:, -1].mean(),
+                    "block 1 / block L": (p[:, 0] / p[:, -1]).mean(),
+                    "RMS(x_L) / RMS(x_0)": (s[:, depth] / s[:, 0]).mean(),
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -453,11 +324,10 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
     losses = np.full((n_v, n_d, n_s), np.nan)
     cosines = np.full((n_v, n_d, n_s, top + 1), np.nan)
     for i, label in enumerate(config.variants):
-        variant = _variant(label)
         for j, depth in enumerate(config.depths):
             for s in range(n_s):
                 seed = config.seed + s
-                model = build_variant(variant, depth, config, seed)
+                model = build_variant(VARIANTS[label], depth, config, seed)
                 idx, targets = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
                 layers = [
                     (f"block {b + 1} {w}", getattr(block.attn if w in WEIGHTS[:4] else block.mlp, w))
@@ -474,7 +344,15 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
                     float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in itertools.pairwise(xs)
                 ]
                 cosines[i, j, s, : depth + 1] = [token_cosine(x) for x in xs]
-    return GradientProfileResult(config, grads, rms, updates, losses, cosines)
+    axes = {"variant": config.variants, "depth": config.depths, "seed": range(n_s)}
+    return GradientProfileResult(
+        config,
+        Grid(grads, name="gradient norm", **axes),
+        Grid(rms, name="stream RMS", **axes),
+        Grid(updates, name="update ratio", **axes),
+        Grid(losses, name="loss", **axes),
+        Grid(cosines, name="token cosine", **axes),
+    )
 
 
 def token_cosine(x: Tensor) -> float:
@@ -499,9 +377,6 @@ def softmax_jacobian(p: Tensor) -> Tensor:
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
-_ATTENTION_METRICS = ("entropy", "max_prob", "logit_std", "jacobian_norm", "logit_grad")
-
-
 class AttentionEntropyConfig(Config):
     """One attention layer (one head of size d_head, no mask) at initialization, for each d_head, with
     and without the 1/√d_head scale; its input is LN of random token + position embeddings."""
@@ -516,44 +391,19 @@ class AttentionEntropyConfig(Config):
 
 @dataclass(frozen=True)
 class AttentionEntropyResult:
-    """Per scale, d_head and seed: statistics of the attention rows (each a softmax over seq_len keys).
-
-    Args:
-        config: the configuration that produced it.
-        scales: ("inv_sqrt_d", "none").
-        entropy: (scale, d_head, seed) mean row entropy −Σ p log p (nats); ln(seq_len) is uniform attention.
-        max_prob: (scale, d_head, seed) mean over rows of the largest weight max_j p_j.
-        logit_std: (scale, d_head, seed) std of the logits.
-        jacobian_norm: (scale, d_head, seed) mean over rows of ‖diag(p) − ppᵀ‖_F.
-        logit_grad: (scale, d_head, seed) ‖∂ℓ/∂logits‖ / ‖∂ℓ/∂p‖ for a random upstream gradient ∂ℓ/∂p.
-    """
+    """Grids over (scale: "inv_sqrt_d" or "none", d_head, seed) of the attention rows' statistics."""
 
     config: AttentionEntropyConfig
-    scales: tuple[str, ...]
-    entropy: np.ndarray
-    max_prob: np.ndarray
-    logit_std: np.ndarray
-    jacobian_norm: np.ndarray
-    logit_grad: np.ndarray
+    entropy: Grid  # mean row entropy −Σ p log p (nats); ln(seq_len) is uniform attention
+    max_prob: Grid  # mean over rows of the largest weight max_j p_j
+    logit_std: Grid  # std of the logits
+    jacobian_norm: Grid  # mean over rows of ‖diag(p) − ppᵀ‖_F
+    logit_grad: Grid  # ‖∂ℓ/∂logits‖ / ‖∂ℓ/∂p‖ for a random upstream gradient ∂ℓ/∂p
 
     @property
     def uniform_entropy(self) -> float:
         """ln(seq_len): the entropy of uniform attention (the most a row can have)."""
         return math.log(self.config.seq_len)
-
-    @property
-    def uniform_jacobian_norm(self) -> float:
-        """‖diag(p) − ppᵀ‖_F at p uniform: √(T − 1)/T."""
-        t = self.config.seq_len
-        return math.sqrt(t - 1) / t
-
-    def values(self, metric: str, scale: str) -> np.ndarray:
-        """(d_head, seed) of ``metric`` (a field name) at ``scale``."""
-        if metric not in _ATTENTION_METRICS:
-            raise ValueError(f"unknown metric {metric!r}; valid choices: {', '.join(_ATTENTION_METRICS)}")
-        if scale not in self.scales:
-            raise ValueError(f"unknown scale {scale!r}; valid choices: {', '.join(self.scales)}")
-        return getattr(self, metric)[self.scales.index(scale)]
 
 
 def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyResult:
@@ -587,14 +437,13 @@ def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyRes
                 out["logit_std"][i, j, s] = float(logits.std())
                 out["jacobian_norm"][i, j, s] = float(torch.linalg.matrix_norm(jac).mean())
                 out["logit_grad"][i, j, s] = float(torch.linalg.norm(down) / torch.linalg.norm(upstream))
-    return AttentionEntropyResult(config, scales, **out)
+    axes = {"scale": scales, "d_head": config.d_heads, "seed": range(config.n_seeds)}
+    return AttentionEntropyResult(config, **{k: Grid(v, name=k, **axes) for k, v in out.items()})
 
 
-# --- Training, warmup and diagnose (T2) ---
-#
-# Training a transformer with Adam (the optimizer of Vaswani et al. 2017 and Xiong et al. 2020) on a task
-# that runs on a CPU in seconds: sort a sequence of SORT_LEN tokens drawn from a vocabulary of SORT_VOCAB
-# (an encoder, ``causal=False``: every output position needs the whole input). Every run goes through
+# ----------------------------------------------------------------------------------------------------
+# Training with Adam on a task that runs on a CPU in seconds: sort SORT_LEN tokens of SORT_VOCAB (an
+# encoder, ``causal=False``: every output position needs the whole input). Every run goes through
 # ``vgcourse.training.train``; warmup is ``TrainConfig.warmup_steps`` (linear, then constant).
 
 SORT_VOCAB = 16
@@ -612,18 +461,9 @@ def sorting_task(
     vocab_size: int = SORT_VOCAB,
     seed: int = 0,
 ) -> DataSplit:
-    """Sort a sequence of tokens: x (N, T) int64 ids drawn uniformly from ``vocab_size``, y (N, T) = x
-    sorted in ascending order; one class label per position (``n_classes = vocab_size``).
-
-    Args:
-        n_train, n_val: sequences in each split (drawn independently, >= 1 each).
-        seq_len: tokens per sequence (>= 2).
-        vocab_size: number of token ids (>= 2).
-        seed: seed of the draw.
-    """
-    check_int("n_train", n_train, minimum=1)
-    check_int("n_val", n_val, minimum=1)
-    check_int("seq_len", seq_len, minimum=2)
+    """x (N, T): ids drawn uniformly from ``vocab_size``; y = x sorted ascending, one class per position."""
+    for name, value, low in (("n_train", n_train, 1), ("n_val", n_val, 1), ("seq_len", seq_len, 2)):
+        check_int(name, value, minimum=low)
     check_int("vocab_size", vocab_size, minimum=2)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randint(vocab_size, (n_train + n_val, seq_len), generator=generator)
@@ -633,15 +473,9 @@ def sorting_task(
 
 @dataclass(frozen=True)
 class TrainingVariant:
-    """A layout and a learning-rate schedule: where LN sits and how many warmup steps Adam gets.
+    """A layout ("post", "pre") and whether Adam gets the config's ``warmup_steps`` of linear warmup."""
 
-    Args:
-        label: the name figures and tables show.
-        ln: "post" or "pre".
-        warmup: True for the config's ``warmup_steps`` of linear warmup, False for none.
-    """
-
-    label: str
+    label: str  # the name figures and tables show
     ln: str
     warmup: bool
 
@@ -659,89 +493,48 @@ TRAINING_VARIANTS: dict[str, TrainingVariant] = {
 
 
 class WarmupConfig(Config):
-    """Post-LN with and without warmup and Pre-LN, trained with Adam on ``sorting_task``, at each learning
-    rate and seed (the seed draws the weights and the minibatch order; the data are drawn once).
-
-    Args:
-        variants: labels of ``TRAINING_VARIANTS``.
-        lrs: peak learning rates of Adam.
-        seeds: seeds of the runs.
-        n_layers, d_model, n_heads: the transformer's depth and sizes (d_ff = 4·d_model).
-        warmup_steps: linear warmup length of the "+ warmup" variants.
-        steps, batch_size: Adam steps and sequences per step.
-        n_train, n_val, data_seed: the sorting task's splits.
-        eval_every: steps between validation evaluations (the last step is always evaluated).
-    """
+    """Transformers trained with Adam on ``sorting_task`` at each variant, learning rate and seed (the
+    seed draws the weights and the minibatch order; ``data_seed`` the data, drawn once)."""
 
     variants: tuple[str, ...] = nonempty(
         one_of(*TRAINING_VARIANTS), default=("Post-LN", "Post-LN + warmup", "Pre-LN"), unique=True
     )
-    lrs: tuple[float, ...] = nonempty(positive(), default=(0.01,), unique=True)
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.01,), unique=True)  # Adam's peak rates
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)
     n_layers: int = integer(6, low=1, high=48)
-    d_model: int = integer(32, low=4, high=256)
+    d_model: int = integer(32, low=4, high=256)  # d_ff = 4·d_model
     n_heads: int = integer(4, low=1, high=16)
-    warmup_steps: int = integer(50, low=1)
+    warmup_steps: int = integer(50, low=1)  # of the "+ warmup" variants
     steps: int = integer(200, low=1)
     batch_size: int = integer(32, low=1)
     n_train: int = integer(4096, low=1)
     n_val: int = integer(512, low=1)
     data_seed: int = seed_field()
-    eval_every: int = integer(25, low=1)
+    eval_every: int = integer(25, low=1)  # the last step is always evaluated
 
     def check(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"n_heads must divide d_model; got d_model={self.d_model}, n_heads={self.n_heads}"
-            )
+        _n_heads_divide(self)
 
 
 @dataclass(frozen=True)
 class WarmupResult:
-    """Arrays indexed [variant, lr, seed(, step)] in the config's orders.
-
-    Args:
-        config: the settings.
-        loss: training loss of every step, (V, L, S, steps); NaN after a run diverged.
-        eval_steps: steps after which the validation split was evaluated, (E,).
-        val_loss: validation loss at ``eval_steps``, (V, L, S, E); NaN after a divergence.
-        val_accuracy: validation accuracy per position at ``eval_steps``, (V, L, S, E).
-        diverged: whether the run stopped on a NaN or infinite loss or gradient, (V, L, S).
-        messages: ``History.message`` of every run, [variant][lr][seed].
-        models: the trained networks, [variant][lr][seed] (for ``diagnose_warmup``).
-    """
+    """Grids over (variant, lr, seed); NaN after a run diverged."""
 
     config: WarmupConfig
-    loss: np.ndarray
-    eval_steps: np.ndarray
-    val_loss: np.ndarray
-    val_accuracy: np.ndarray
-    diverged: np.ndarray
-    messages: tuple[tuple[tuple[str, ...], ...], ...]
-    models: tuple[tuple[tuple[Transformer, ...], ...], ...] = field(default=(), repr=False, compare=False)
-
-    def index(self, variant: str, lr: float) -> tuple[int, int]:
-        """Positions (variant, lr) in the arrays; ValueError naming the valid ones."""
-        if variant not in self.config.variants:
-            raise ValueError(
-                f"unknown variant {variant!r}; this result has: {', '.join(self.config.variants)}"
-            )
-        for j, value in enumerate(self.config.lrs):
-            if math.isclose(value, lr, rel_tol=1e-9):
-                return self.config.variants.index(variant), j
-        raise ValueError(f"lr {lr!r} is not in this result; it has: {', '.join(map(str, self.config.lrs))}")
-
-    def model(self, variant: str, lr: float, seed: int) -> Transformer:
-        """The network of (variant, lr, seed) after training."""
-        i, j = self.index(variant, lr)
-        if seed not in self.config.seeds:
-            raise ValueError(f"seed {seed!r} is not in this result; it has: {self.config.seeds}")
-        return self.models[i][j][self.config.seeds.index(seed)]
+    loss: Grid  # (step): the training loss of every step
+    eval_steps: np.ndarray  # steps after which the validation split was evaluated
+    val_loss: Grid  # (eval): validation loss at ``eval_steps``
+    val_accuracy: Grid  # (eval): validation accuracy per position at ``eval_steps``
+    final_accuracy: Grid  # validation accuracy after the last step
+    final_val_loss: Grid  # validation loss after the last step
+    trained: Grid  # the final accuracy reached ``TRAINED_ACCURACY`` (a diverged run did not)
+    diverged: Grid  # the run stopped on a NaN or infinite loss or gradient
+    models: dict[tuple[str, float, int], Transformer]  # the trained networks by (variant, lr, seed)
 
     def distinct_predictions(self, variant: str, lr: float, seed: int) -> int:
-        """How many different tokens the trained network of (variant, lr, seed) predicts over every
-        position of the validation split (1: the same token everywhere, whatever the input)."""
-        model = self.model(variant, lr, seed)
+        """How many different tokens the trained network predicts over every position of the validation
+        split (1: the same token everywhere, whatever the input)."""
+        model = self.models[variant, lr, seed]
         data = sorting_task(self.config.n_train, self.config.n_val, seed=self.config.data_seed)
         was_training = model.training
         model.eval()
@@ -750,120 +543,84 @@ class WarmupResult:
         model.train(was_training)
         return int(torch.unique(predictions).numel())
 
-    def final_accuracy(self, variant: str, lr: float) -> np.ndarray:
-        """Validation accuracy after the last step, per seed (NaN for a run that diverged)."""
-        i, j = self.index(variant, lr)
-        return self.val_accuracy[i, j, :, -1].copy()
-
-    def final_val_loss(self, variant: str, lr: float) -> np.ndarray:
-        """Validation loss after the last step, per seed (NaN for a run that diverged)."""
-        i, j = self.index(variant, lr)
-        return self.val_loss[i, j, :, -1].copy()
-
-    def trains(self, variant: str, lr: float) -> np.ndarray:
-        """Per seed: the final validation accuracy reached ``TRAINED_ACCURACY`` (a diverged run did not)."""
-        return np.nan_to_num(self.final_accuracy(variant, lr), nan=0.0) >= TRAINED_ACCURACY
-
-    def trained_lrs(self, variant: str) -> tuple[float, ...]:
-        """The learning rates at which every seed of ``variant`` trained."""
-        return tuple(lr for lr in self.config.lrs if bool(self.trains(variant, lr).all()))
-
     def to_frame(self) -> Any:
         """One row per variant and learning rate: mean final validation accuracy and loss over the seeds,
         and how many seeds trained."""
         import pandas as pd
 
         rows = []
-        for variant in self.config.variants:
-            for lr in self.config.lrs:
-                trained = self.trains(variant, lr)
-                rows.append(
-                    {
-                        "variant": variant,
-                        "learning rate": lr,
-                        "final validation accuracy": float(np.nanmean(self.final_accuracy(variant, lr))),
-                        "final validation loss": float(np.nanmean(self.final_val_loss(variant, lr))),
-                        "seeds that trained": f"{int(trained.sum())} of {len(trained)}",
-                    }
-                )
+        for variant, lr in itertools.product(self.config.variants, self.config.lrs):
+            trained = self.trained.sel(variant=variant, lr=lr).values
+            rows.append(
+                {
+                    "variant": variant,
+                    "learning rate": lr,
+                    "final validation accuracy": float(
+                        np.nanmean(self.final_accuracy.sel(variant=variant, lr=lr).values)
+                    ),
+                    "final validation loss": float(
+                        np.nanmean(self.final_val_loss.sel(variant=variant, lr=lr).values)
+                    ),
+                    "seeds that trained": f"{int(trained.sum())} of {len(trained)}",
+                }
+            )
         return pd.DataFrame(rows)
 
 
 def build_training_model(variant: TrainingVariant, config: WarmupConfig, seed: int) -> Transformer:
     """The encoder of the warmup experiment: ``variant``'s layout, Xavier-normal weights, ``causal=False``."""
-    return Transformer(
-        SORT_VOCAB,
-        SORT_LEN,
-        config.n_layers,
-        config.d_model,
-        config.n_heads,
-        ln=variant.ln,
-        causal=False,
-        seed=seed,
-    )
+    sizes = (SORT_VOCAB, SORT_LEN, config.n_layers, config.d_model, config.n_heads)
+    return Transformer(*sizes, ln=variant.ln, causal=False, seed=seed)
 
 
 def run_warmup(config: WarmupConfig) -> WarmupResult:
     """Train every (variant, lr, seed) with ``train`` and Adam: ``steps`` steps of ``batch_size`` sorted
-    sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s.
-
-    Each run is deterministic, and its outcome is kept for the process (``_training_run``): a run that
-    another config (or exercise 8.2's checker) already made is not trained again."""
+    sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s. Each run is kept
+    for the process (``_training_run``): a run another config (or exercise 8.2) made is not trained again."""
     check_config(config, WarmupConfig)
     shape = (len(config.variants), len(config.lrs), len(config.seeds))
     eval_steps = np.array(
         sorted(set(range(config.eval_every - 1, config.steps, config.eval_every)) | {config.steps - 1})
     )
-    n_evals = len(eval_steps)
     loss = np.full((*shape, config.steps), np.nan)
-    val_loss = np.full((*shape, n_evals), np.nan)
-    val_accuracy = np.full((*shape, n_evals), np.nan)
+    val_loss = np.full((*shape, len(eval_steps)), np.nan)
+    val_accuracy = np.full((*shape, len(eval_steps)), np.nan)
     diverged = np.zeros(shape, dtype=bool)
-    messages: list[list[list[str]]] = []
-    models: list[list[list[Transformer]]] = []
-    for i, label in enumerate(config.variants):
+    models = {}
+    for (i, label), (j, lr), (k, seed) in itertools.product(
+        enumerate(config.variants), enumerate(config.lrs), enumerate(config.seeds)
+    ):
         warmup_steps = config.warmup_steps if TRAINING_VARIANTS[label].warmup else 0
-        messages.append([])
-        models.append([])
-        for j, lr in enumerate(config.lrs):
-            messages[i].append([])
-            models[i].append([])
-            for k, seed in enumerate(config.seeds):
-                run = _training_run(
-                    label,
-                    lr,
-                    seed,
-                    warmup_steps,
-                    (config.n_layers, config.d_model, config.n_heads),
-                    (config.steps, config.batch_size, config.eval_every),
-                    (config.n_train, config.n_val, config.data_seed),
-                )
-                history = run.history
-                loss[i, j, k, : history.steps_run] = history.loss
-                n = len(history.val_loss)
-                val_loss[i, j, k, :n] = history.val_loss
-                val_accuracy[i, j, k, :n] = history.val_accuracy
-                diverged[i, j, k] = history.diverged
-                if history.diverged:
-                    loss[i, j, k, history.diverged_step :] = np.nan
-                messages[i][j].append(history.message)
-                models[i][j].append(run.model)
+        history, models[label, lr, seed] = _training_run(
+            label,
+            lr,
+            seed,
+            warmup_steps,
+            (config.n_layers, config.d_model, config.n_heads),
+            (config.steps, config.batch_size, config.eval_every),
+            (config.n_train, config.n_val, config.data_seed),
+        )
+        loss[i, j, k, : history.steps_run] = history.loss
+        n = len(history.val_loss)
+        val_loss[i, j, k, :n] = history.val_loss
+        val_accuracy[i, j, k, :n] = history.val_accuracy
+        diverged[i, j, k] = history.diverged
+        if history.diverged:
+            loss[i, j, k, history.diverged_step :] = np.nan
+    axes = {"variant": config.variants, "lr": config.lrs, "seed": config.seeds}
+    final = val_accuracy[..., -1]
     return WarmupResult(
         config,
-        loss,
+        Grid(loss, name="training loss", **axes),
         eval_steps,
-        val_loss,
-        val_accuracy,
-        diverged,
-        tuple(tuple(tuple(m) for m in per_lr) for per_lr in messages),
-        tuple(tuple(tuple(m) for m in per_lr) for per_lr in models),
+        Grid(val_loss, name="validation loss", **axes),
+        Grid(val_accuracy, name="validation accuracy", **axes),
+        Grid(final, name="final validation accuracy", **axes),
+        Grid(val_loss[..., -1], name="final validation loss", **axes),
+        Grid(np.nan_to_num(final, nan=0.0) >= TRAINED_ACCURACY, name="trained", **axes),
+        Grid(diverged, name="diverged", **axes),
+        models,
     )
-
-
-@dataclass(frozen=True)
-class _Run:
-    history: History
-    model: Transformer
 
 
 @functools.lru_cache(maxsize=64)
@@ -875,21 +632,11 @@ def _training_run(
     sizes: tuple[int, int, int],
     schedule: tuple[int, int, int],
     split: tuple[int, int, int],
-) -> _Run:
+) -> tuple[History, Transformer]:
     """One run of ``run_warmup`` (kept: the same arguments give the same run, bit for bit)."""
-    n_layers, d_model, n_heads = sizes
     steps, batch_size, eval_every = schedule
     n_train, n_val, data_seed = split
-    model = Transformer(
-        SORT_VOCAB,
-        SORT_LEN,
-        n_layers,
-        d_model,
-        n_heads,
-        ln=TRAINING_VARIANTS[label].ln,
-        causal=False,
-        seed=seed,
-    )
+    model = Transformer(SORT_VOCAB, SORT_LEN, *sizes, ln=TRAINING_VARIANTS[label].ln, causal=False, seed=seed)
     train_config = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -902,8 +649,7 @@ def _training_run(
         seed=seed,
         device="cpu",
     )
-    history = train(model, sorting_task(n_train, n_val, seed=data_seed), train_config)
-    return _Run(history, model)
+    return train(model, sorting_task(n_train, n_val, seed=data_seed), train_config), model
 
 
 DIAGNOSIS_BATCH = 64
@@ -912,16 +658,10 @@ DIAGNOSIS_BATCH = 64
 
 @dataclass(frozen=True)
 class WarmupDiagnosis:
-    """``vgcourse.diagnose`` reports of the warmup experiment's networks, by variant label.
+    """``vgcourse.diagnose`` reports of the warmup experiment's networks by variant label, at
+    initialization (the weights each run started from) and after training."""
 
-    Args:
-        lr: the learning rate the networks were trained at, and of the one Adam step ``diagnose`` takes.
-        seed: the seed of the networks.
-        at_init: each variant's freshly initialized network (the same weights its run started from).
-        trained: each variant's network after its run.
-    """
-
-    lr: float
+    lr: float  # the networks' learning rate, and that of the one Adam step ``diagnose`` takes
     seed: int
     at_init: dict[str, DiagnosisReport]
     trained: dict[str, DiagnosisReport]
@@ -930,10 +670,9 @@ class WarmupDiagnosis:
 def diagnose_warmup(
     result: WarmupResult, lr: float, seed: int | None = None, variants: tuple[str, ...] | None = None
 ) -> WarmupDiagnosis:
-    """``diagnose`` the networks of ``result`` at ``lr`` (seed: the result's first by default; variants:
-    all of the result's by default), at initialization and after training: one Adam step at ``lr`` on the
-    first ``DIAGNOSIS_BATCH`` validation sequences of the sorting task, cross-entropy over every
-    position."""
+    """``diagnose`` the networks of ``result`` at ``lr`` (default: the first seed, every variant) at
+    initialization and after training: one Adam step at ``lr`` on the first ``DIAGNOSIS_BATCH``
+    validation sequences, cross-entropy over every position."""
     from vgcourse.diagnose import diagnose
 
     if not isinstance(result, WarmupResult):
@@ -944,8 +683,9 @@ def diagnose_warmup(
     batch = (data.x_val[:DIAGNOSIS_BATCH], data.y_val[:DIAGNOSIS_BATCH])
     at_init, trained = {}, {}
     for label in config.variants if variants is None else variants:
-        model = result.model(label, lr, seed)
         fresh = build_training_model(TRAINING_VARIANTS[label], config, seed)
         at_init[label] = diagnose(fresh, "cross_entropy", batch, optimizer="adam", lr=lr)
-        trained[label] = diagnose(model, "cross_entropy", batch, optimizer="adam", lr=lr)
+        trained[label] = diagnose(
+            result.models[label, lr, seed], "cross_entropy", batch, optimizer="adam", lr=lr
+        )
     return WarmupDiagnosis(float(lr), seed, at_init, trained)

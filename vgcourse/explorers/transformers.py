@@ -37,12 +37,12 @@ def gradient_profile_readout(result: GradientProfileResult) -> str:
     """One line of HTML: block 1 / block L gradient, the last block's gradient, the stream's growth."""
     variant, depth = result.config.variants[0], result.config.depths[0]
     profile = result.profile(variant, depth)
-    stream = result.stream(variant, depth)
+    stream = result.stream_rms.sel(variant=variant, depth=depth).values[:, : depth + 1]
     return (
         f"MLP W² gradient: block 1 / block L = {float((profile[:, 0] / profile[:, -1]).mean()):.3g}"
         f" &nbsp;·&nbsp; block L = {float(profile[:, -1].mean()):.3g}"
         f" &nbsp;·&nbsp; RMS(x_L) / RMS(x₀) = {float((stream[:, -1] / stream[:, 0]).mean()):.3g}"
-        f" &nbsp;·&nbsp; loss at init = {float(result.loss.mean()):.3g}"
+        f" &nbsp;·&nbsp; loss at init = {float(result.loss.values.mean()):.3g}"
     )
 
 
@@ -112,11 +112,11 @@ WARMUP_LRS = (0.003, 0.01, 0.03)
 def warmup_readout(result: WarmupResult) -> str:
     """One line of HTML: the run's final validation accuracy and loss, and whether it trained."""
     variant, lr = result.config.variants[0], result.config.lrs[0]
-    accuracy = float(result.final_accuracy(variant, lr)[0])
+    accuracy = float(result.final_accuracy.values[0, 0, 0])
     verdict = "trains" if accuracy >= TRAINED_ACCURACY else "fails"
     return (
         f"{variant} at lr {lr:g}: final validation accuracy {accuracy:.3f} &nbsp;·&nbsp; "
-        f"loss {float(result.final_val_loss(variant, lr)[0]):.3f} &nbsp;·&nbsp; {verdict} "
+        f"loss {float(result.final_val_loss.values[0, 0, 0]):.3f} &nbsp;·&nbsp; {verdict} "
         f"(the chapter's line: {TRAINED_ACCURACY:.0%}; chance 1/{SORT_VOCAB})"
     )
 

@@ -72,15 +72,15 @@ def identity_path(result: IdentityPathResult, *, ax: Axes | None = None) -> Figu
     _check(result, IdentityPathResult)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     depths = np.asarray(result.config.depths)
-    post, pre = result.layouts.index("post"), result.layouts.index("pre")
     series = [
-        (result.identity_gain[post], "C3", "-", "o", "Post-LN, identity path only"),
-        (result.inverse_sigma[post], "C3", ":", None, "Post-LN, bound ∏ 1/σ(z)"),
-        (result.full_gain[post], "C3", "--", "s", "Post-LN, every path"),
-        (result.identity_gain[pre], "C0", "-", "o", "Pre-LN, identity path only"),
-        (result.full_gain[pre], "C0", "--", "s", "Pre-LN, every path"),
+        (result.identity_gain, "post", "C3", "-", "o", "Post-LN, identity path only"),
+        (result.inverse_sigma, "post", "C3", ":", None, "Post-LN, bound ∏ 1/σ(z)"),
+        (result.full_gain, "post", "C3", "--", "s", "Post-LN, every path"),
+        (result.identity_gain, "pre", "C0", "-", "o", "Pre-LN, identity path only"),
+        (result.full_gain, "pre", "C0", "--", "s", "Pre-LN, every path"),
     ]
-    for values, color, style, marker, label in series:
+    for grid, layout, color, style, marker, label in series:
+        values = grid.sel(layout=layout).values
         ax.plot(depths, np.exp(np.log(values).mean(axis=1)), color=color, ls=style, lw=1.5, label=label)
         if marker is not None:
             for s in range(values.shape[1]):
@@ -117,7 +117,7 @@ def layer_profile(
     depth = max(result.config.depths) if depth is None else depth
     check_choice("weight", weight, WEIGHTS)
     profile = result.profile(variant, depth, weight)
-    stream = result.stream(variant, depth)
+    stream = result.stream_rms.sel(variant=variant, depth=depth).values[:, : depth + 1]
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     blocks = np.arange(1, depth + 1)
     for s in range(profile.shape[0]):
@@ -250,12 +250,12 @@ def stream_growth(
     for variant in chosen:
         color = _COLORS.get(variant)
         style = "--" if variant == "Post-LN" else "-"  # Post-LN and DeepNorm streams both have RMS 1
-        left.plot(
-            np.arange(depth + 1), result.stream(variant, depth).mean(axis=0), color=color, lw=1.5, ls=style
-        )
+        cell = {"variant": variant, "depth": depth}
+        stream = result.stream_rms.sel(**cell).values[:, : depth + 1]
+        left.plot(np.arange(depth + 1), stream.mean(axis=0), color=color, lw=1.5, ls=style)
         right.plot(
             np.arange(1, depth + 1),
-            result.updates(variant, depth).mean(axis=0),
+            result.update_ratio.sel(**cell).values[:, :depth].mean(axis=0),
             color=color,
             lw=1.5,
             label=variant,
@@ -298,7 +298,8 @@ def token_similarity(
     fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
     for variant in chosen:
         color = _COLORS.get(variant)
-        left.plot(np.arange(depth + 1), result.cosine(variant, depth).mean(axis=0), color=color, lw=1.5)
+        cosine = result.token_cosine.sel(variant=variant, depth=depth).values[:, : depth + 1]
+        left.plot(np.arange(depth + 1), cosine.mean(axis=0), color=color, lw=1.5)
         right.plot(
             np.arange(1, depth + 1),
             result.profile(variant, depth, weight).mean(axis=0),
@@ -333,9 +334,9 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
     d = np.asarray(result.config.d_heads, dtype=float)
     labels = {"inv_sqrt_d": "logits scaled by 1/√d_head", "none": "unscaled logits"}
     colors = {"inv_sqrt_d": "C0", "none": "C3"}
-    for scale in result.scales:
-        for ax, metric in ((left, "entropy"), (right, "jacobian_norm")):
-            values = result.values(metric, scale)
+    for scale in result.entropy.axes["scale"]:
+        for ax, grid in ((left, result.entropy), (right, result.jacobian_norm)):
+            values = grid.sel(scale=scale).values
             ax.plot(d, values.mean(axis=1), "-", color=colors[scale], lw=1.5, label=labels[scale])
             for s in range(values.shape[1]):
                 ax.plot(d, values[:, s], "o", color=colors[scale], ms=3, alpha=0.6)
@@ -408,7 +409,7 @@ def warmup_curves(
         steps = np.arange(1, result.config.steps + 1)
         for i, variant in enumerate(result.config.variants):
             for s in range(len(result.config.seeds)):
-                curve = _moving_average(result.loss[i, j, s], window)
+                curve = _moving_average(result.loss.values[i, j, s], window)
                 top = max(top, float(np.nanmax(curve, initial=0.0)) * 1.05)
                 (line,) = ax.plot(steps, curve, color=_TRAINING_COLORS.get(variant), lw=1.2, alpha=0.85)
                 handles.setdefault(variant, line)
