@@ -95,7 +95,7 @@ def small_grid() -> dfx.MonitoredRemediesResult:
 
 @pytest.mark.claim
 def test_healthy_reference_trains_and_is_not_flagged(signs: dfx.WarningSignsResult) -> None:
-    run = signs.run("healthy")
+    run = signs.runs["healthy"]
     expect("detecting: healthy, final loss", run.final_loss, "<", 0.2)  # 0.055 to 0.144 at seeds 0-4
     expect("detecting: healthy, final accuracy", run.final_accuracy, ">", 0.9)
     assert run.report.healthy and run.report.findings == ()
@@ -106,7 +106,7 @@ def test_healthy_reference_trains_and_is_not_flagged(signs: dfx.WarningSignsResu
 def test_vanishing_sigmoid_stays_at_chance_and_its_early_layers_do_not_move(
     signs: dfx.WarningSignsResult,
 ) -> None:
-    run, healthy = signs.run("vanishing"), signs.run("healthy")
+    run, healthy = signs.runs["vanishing"], signs.runs["healthy"]
     expect("detecting: vanishing, |final loss - chance|", abs(run.final_loss - CHANCE), "<", 0.05)
     expect("detecting: vanishing, final accuracy", run.final_accuracy, "<", 0.12)
     expect("detecting: vanishing, first loss - chance", run.initial_loss - CHANCE, ">", -0.1)
@@ -122,7 +122,7 @@ def test_vanishing_sigmoid_stays_at_chance_and_its_early_layers_do_not_move(
 
 @pytest.mark.claim
 def test_negative_bias_kills_the_top_layers(signs: dfx.WarningSignsResult) -> None:
-    run = signs.run("dead")
+    run = signs.runs["dead"]
     flagged = run.report.flagged("dead")
     first = int(flagged[0].split()[1])
     assert flagged == [f"layer {i}" for i in range(first, 9)]
@@ -135,7 +135,7 @@ def test_negative_bias_kills_the_top_layers(signs: dfx.WarningSignsResult) -> No
 
 @pytest.mark.claim
 def test_naive_tanh_saturates_every_layer_and_trains_slowly(signs: dfx.WarningSignsResult) -> None:
-    run, healthy = signs.run("saturated"), signs.run("healthy")
+    run, healthy = signs.runs["saturated"], signs.runs["healthy"]
     assert run.report.flagged("saturated") == [f"layer {i}" for i in range(1, 9)]
     saturated = min(run.report.values("saturated_frac")[:-1])
     expect("detecting: saturated, least saturated hidden layer", saturated, ">", 0.6)
@@ -149,7 +149,7 @@ def test_naive_tanh_saturates_every_layer_and_trains_slowly(signs: dfx.WarningSi
 
 @pytest.mark.claim
 def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSignsResult) -> None:
-    run = signs.run("exploding")
+    run = signs.runs["exploding"]
     expect("detecting: exploding, log10 first loss", math.log10(run.initial_loss), ">", 2)  # 434 to 1646
     assert run.history.diverged
     expect("detecting: exploding, divergence step", run.history.diverged_step, "<=", 10)
@@ -181,14 +181,14 @@ def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSigns
 
 @pytest.mark.claim
 def test_clipping_keeps_the_exploding_network_alive(signs: dfx.WarningSignsResult) -> None:
-    run = signs.run("exploding_clipped")
+    run = signs.runs["exploding_clipped"]
     assert not run.history.diverged
     expect("detecting: exploding clipped, final accuracy", run.final_accuracy, ">", 0.45)
     largest = max(run.report.values("update_ratio"))
     expect("detecting: exploding clipped, largest update ratio", largest, "<", 1e-3)
     assert "clip 1" in run.report.optimizer
     # clipping bounds the step, not the initialization: the forward blow-up and the huge first loss remain
-    assert run.initial_loss == signs.run("exploding").initial_loss
+    assert run.initial_loss == signs.runs["exploding"].initial_loss
     assert not run.report.healthy
     assert [f.kind for f in run.report.findings] == ["forward_blowup", "initial_loss"]
     assert run.report.flagged("update_too_large") == run.report.flagged("exploding") == []
@@ -199,8 +199,7 @@ def test_warning_signs_table() -> None:
     frame = result.to_frame()
     assert list(frame.index) == list(dfx.SIGNS)
     assert {"first loss", "final loss", "val accuracy", "diagnose at init"} <= set(frame.columns)
-    with pytest.raises(ValueError, match="valid choices"):
-        result.run("slow")
+    assert list(result.runs) == list(dfx.SIGNS)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -322,26 +321,36 @@ def test_vanishing_cells_stay_at_chance_at_every_learning_rate_and_seed(
     robust: dfx.RobustRemediesResult,
 ) -> None:
     n = len(robust.config.seeds)
-    base = robust.cell()
+    base = robust.cells[dfx.BASELINE]
     expect("detecting: baseline, gradient ratio", base.grad_ratio, "<", 1e-9)
-    vanishing = {c.remedy for c in robust.cells if c.flagged("vanishing") == n}
+    vanishing = {c.remedy for c in robust.cells.values() if c.flagged("vanishing") == n}
     singles = {Remedy(activation=a) for a in ("tanh", "relu", "gelu")} | {
         Remedy(init=i) for i in ("xavier", "he")
     }
     assert vanishing == {dfx.BASELINE, Remedy(norm="layer"), Remedy(clip=True)} | singles
-    for cell in robust.cells:
+    for cell in robust.cells.values():
         if cell.remedy in vanishing:
             # every run of every lr and seed at chance (at most 0.103 at seeds 0-4)
             expect(f"detecting: {cell.remedy.label}, every run's accuracy", cell.accuracy, "<", 0.12)
             assert not np.isfinite(cell.steps_to_target).any(), cell.remedy.label
             assert cell.diverged_runs == 0, cell.remedy.label
     for activation in ("tanh", "relu", "gelu"):
-        cell = robust.cell(activation=activation)
+        cell = robust.cells[Remedy(activation=activation)]
         expect(f"detecting: {activation} alone, gradient ratio", cell.grad_ratio, "<", 1e-3)
-    assert robust.cell(activation="relu").flagged("dead") == n
+    assert robust.cells[Remedy(activation="relu")].flagged("dead") == n
     for init in ("xavier", "he"):
-        expect(f"detecting: {init} init alone, gradient ratio", robust.cell(init=init).grad_ratio, "<", 1e-5)
-    expect("detecting: sigmoid LayerNorm, gradient ratio", robust.cell(norm="layer").grad_ratio, "<", 1e-3)
+        expect(
+            f"detecting: {init} init alone, gradient ratio",
+            robust.cells[Remedy(init=init)].grad_ratio,
+            "<",
+            1e-5,
+        )
+    expect(
+        "detecting: sigmoid LayerNorm, gradient ratio",
+        robust.cells[Remedy(norm="layer")].grad_ratio,
+        "<",
+        1e-3,
+    )
 
 
 @pytest.mark.claim
@@ -352,9 +361,8 @@ def test_a_larger_gain_lifts_the_sigmoid_factor_at_the_cost_of_saturation() -> N
         sigmoid_bound.SaturationConfig(weight_scales=(1.0, 8.0, 16.0), input_scales=(1.0,), seeds=SEEDS)
     )
     factor, saturated, derivative = (
-        sweep.per_layer_factor[0],
-        sweep.saturated_frac[0],
-        sweep.mean_derivative[0],
+        grid.sel(input_scale=1.0).values
+        for grid in (sweep.per_layer_factor, sweep.saturated_frac, sweep.mean_derivative)
     )
     expect("detecting: sigmoid factor at 1x Xavier", factor[0], "<", 0.25)  # 0.23
     between("detecting: sigmoid factor at 8x Xavier", factor[1], 0.75, 1.0)  # 0.88
@@ -369,7 +377,7 @@ def test_matching_activation_and_init_balance_the_gradient_but_do_not_train_well
     robust: dfx.RobustRemediesResult,
 ) -> None:
     n = len(robust.config.seeds)
-    tanh_x, relu_he = robust.cell(Remedy("tanh", "xavier")), robust.cell(Remedy("relu", "he"))
+    tanh_x, relu_he = robust.cells[Remedy("tanh", "xavier")], robust.cells[Remedy("relu", "he")]
     # balanced: within a decade of the output layer (0.42 to 1.47 at width 16, seeds 0-4)
     between("detecting: tanh xavier, log10 gradient ratio", np.log10(tanh_x.grad_ratio), -1, 1)
     between("detecting: relu he, log10 gradient ratio", np.log10(relu_he.grad_ratio), -1, 0)
@@ -388,18 +396,18 @@ def test_matching_activation_and_init_balance_the_gradient_but_do_not_train_well
 
 @pytest.mark.claim
 def test_clipping_does_nothing_for_vanishing_and_rescues_exploding(robust: dfx.RobustRemediesResult) -> None:
-    base, clipped = robust.cell(), robust.cell(clip=True)
+    base, clipped = robust.cells[dfx.BASELINE], robust.cells[Remedy(clip=True)]
     np.testing.assert_array_equal(clipped.accuracy, base.accuracy)
     np.testing.assert_array_equal(clipped.grad_ratio, base.grad_ratio)
-    rescued, relu_he = robust.cell(Remedy("relu", "he", clip=True)), robust.cell(Remedy("relu", "he"))
+    rescued, relu_he = robust.cells[Remedy("relu", "he", clip=True)], robust.cells[Remedy("relu", "he")]
     assert rescued.diverged_runs == 0
     expect("detecting: relu he clipped, best-lr mean accuracy", rescued.best_mean, ">", 0.25)  # 0.41
     expect(
         "detecting: relu he clipped minus unclipped, best mean", rescued.best_mean - relu_he.best_mean, ">", 0
     )
-    residual = robust.cell(Remedy("relu", "he", skip=True))
+    residual = robust.cells[Remedy("relu", "he", skip=True)]
     assert residual.diverged_runs == residual.accuracy.size  # every lr, every seed
-    residual_clipped = robust.cell(Remedy("relu", "he", skip=True, clip=True))
+    residual_clipped = robust.cells[Remedy("relu", "he", skip=True, clip=True)]
     assert residual_clipped.diverged_runs == 0
     expect("detecting: relu he skip clipped, best-lr accuracy", residual_clipped.best_accuracy, ">", 0.75)
 
@@ -408,12 +416,12 @@ def test_clipping_does_nothing_for_vanishing_and_rescues_exploding(robust: dfx.R
 def test_skip_connections_and_batchnorm_fix_the_sigmoid_network_layernorm_does_not(
     robust: dfx.RobustRemediesResult,
 ) -> None:
-    skip = robust.cell(skip=True)
+    skip = robust.cells[Remedy(skip=True)]
     between("detecting: sigmoid skip, gradient ratio", skip.grad_ratio, 0.1, 1.0)
     assert skip.reached
     expect("detecting: sigmoid skip, best-lr steps to target", skip.best_steps, "<=", 50)  # 30
     expect("detecting: sigmoid skip, best-lr accuracy", skip.best_accuracy, ">", 0.93)  # 0.964 to 0.975
-    batch = robust.cell(norm="batch")
+    batch = robust.cells[Remedy(norm="batch")]
     between("detecting: sigmoid BatchNorm, gradient ratio", batch.grad_ratio, 0.3, 2.0)
     expect("detecting: sigmoid BatchNorm, best-lr accuracy", batch.best_accuracy, ">", 0.75)  # 0.84 to 0.91
 
@@ -421,22 +429,24 @@ def test_skip_connections_and_batchnorm_fix_the_sigmoid_network_layernorm_does_n
 @pytest.mark.claim
 def test_the_recipe_trains_with_either_norm(robust: dfx.RobustRemediesResult) -> None:
     for remedy in (RECIPE_BN, RECIPE_LN):
-        cell = robust.cell(remedy)
+        cell = robust.cells[remedy]
         assert cell.reached and cell.diverged_runs == 0
         expect(f"detecting: {remedy.label}, best-lr steps to target", cell.best_steps, "<=", 80)  # 30 to 60
         expect(
             f"detecting: {remedy.label}, best-lr accuracy", cell.best_accuracy, ">", 0.95
         )  # 0.967 to 0.989
-    assert {"sigmoid · default · skip", RECIPE_BN.label, RECIPE_LN.label} <= set(robust.reached)
+    assert {"sigmoid · default · skip", RECIPE_BN.label, RECIPE_LN.label} <= {
+        c.remedy.label for c in robust.cells.values() if c.reached
+    }
 
 
 @pytest.mark.claim
 def test_diagnose_at_init_separates_the_outcomes(robust: dfx.RobustRemediesResult) -> None:
     # "the best learning rate of some cells sits at the edge of the range tried"
     edges = (0, len(robust.config.lrs) - 1)
-    assert any(c.best_index in edges and c.best_mean > 0.5 for c in robust.cells)
+    assert any(c.best_index in edges and c.best_mean > 0.5 for c in robust.cells.values())
     middle = sorted(robust.config.lrs)[len(robust.config.lrs) // 2]
-    for cell in robust.cells:
+    for cell in robust.cells.values():
         if cell.flagged("vanishing"):
             assert cell.max_accuracy < 0.12, cell.remedy.label
         # a cell that diverged at the lr diagnose stepped with was flagged there (not the converse)
@@ -479,15 +489,12 @@ def test_stacked_forward_equals_the_networks() -> None:
 
 def test_robust_remedies_table_and_lookups(tiny_robust: dfx.RobustRemediesResult) -> None:
     frame = tiny_robust.to_frame()
-    assert list(frame["cell"]) == [c.remedy.label for c in tiny_robust.cells]
+    assert list(frame["cell"]) == [c.remedy.label for c in tiny_robust.cells.values()]
     assert "best learning rate" in frame.columns and "diverged runs (of 4)" in frame.columns
-    cell = tiny_robust.cell()
+    cell = tiny_robust.cells[dfx.BASELINE]
     assert cell.accuracy.shape == (2, 2) and cell.best_lr in (0.01, 0.1)
     assert cell.best_low <= cell.best_mean <= cell.best_high <= cell.max_accuracy
-    with pytest.raises(ValueError, match="not in this grid"):
-        tiny_robust.cell(skip=True)
-    with pytest.raises(TypeError):
-        tiny_robust.cell(dfx.BASELINE, skip=True)
+    assert list(tiny_robust.cells) == list(tiny_robust.config.cells)
 
 
 @pytest.mark.claim
@@ -516,7 +523,7 @@ def test_sanity_checks_first_loss_and_histograms(seed: int) -> None:
 
 @pytest.mark.claim
 def test_training_views_numbers(views: dfx.MonitoredRemediesResult) -> None:
-    base, recipe = views.run(), views.run(RECIPE_LN)
+    base, recipe = views.runs[dfx.BASELINE], views.runs[RECIPE_LN]
     # "the first 6 layers did not move at all"
     expect("detecting: baseline, frozen layers", base.frozen_layers, ">=", 4)
     low, high = base.log_update_range()
@@ -538,16 +545,11 @@ def test_training_views_numbers(views: dfx.MonitoredRemediesResult) -> None:
     expect("detecting: recipe, largest |log10 gradient ratio| over training", spread, "<", 1.0)
 
 
-def test_remedies_table_and_lookups(small_grid: dfx.MonitoredRemediesResult) -> None:
-    frame = small_grid.to_frame()
-    assert list(frame.index) == [r.remedy.label for r in small_grid.runs]
-    assert frame.loc["sigmoid · default", "changed"] == "(baseline)"
-    assert str(frame["steps to val loss ≤ 0.5"].dtype) == "Int64"
-    assert small_grid.run() is small_grid.runs[0]
-    with pytest.raises(ValueError, match="not in this design"):
-        small_grid.run(skip=True)
-    with pytest.raises(TypeError):
-        small_grid.run(dfx.BASELINE, skip=True)
+def test_monitored_remedies_runs(small_grid: dfx.MonitoredRemediesResult) -> None:
+    assert list(small_grid.runs) == list(small_grid.config.cells)
+    for remedy, run in small_grid.runs.items():
+        assert run.remedy == remedy and run.history.monitor is not None
+        assert run.steps_to_target == dfx.steps_to_target(run.history, small_grid.config.target_loss)
 
 
 def test_steps_to_target_and_weight_change() -> None:

@@ -120,7 +120,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
     if not isinstance(result, WarningSignsResult):
         raise TypeError(f"result must be a WarningSignsResult; got {type(result).__name__}")
     fig, (left, right) = _axes(axes, (2, 1), (7.2, 7.0))
-    for run in result.runs:
+    for run in result.runs.values():
         color = _SIGN_COLORS[run.name]
         loss = np.asarray(run.history.loss, dtype=np.float64)
         shown = np.where(np.isfinite(loss) & (loss < 1e6), loss, np.nan)
@@ -137,7 +137,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
     left.set_title("the loss curve (× = NaN/inf)")
     left.legend(fontsize=9, ncol=3)
     log_scale(right, "y")
-    n = len(result.runs[0].weight_change)
+    n = len(next(iter(result.runs.values())).weight_change)
     right.set_xticks([1, n // 2, n], ["1", str(n // 2), "output"])
     right.set_xlabel("layer (input → output)")
     right.set_ylabel("‖W_T − W_0‖ / ‖W_0‖")
@@ -164,7 +164,7 @@ def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None
     """
     if not isinstance(result, RobustRemediesResult):
         raise TypeError(f"result must be a RobustRemediesResult; got {type(result).__name__}")
-    cells = result.cells
+    cells = list(result.cells.values())
     n, lrs = len(cells), result.config.lrs
     fig, (ratio_ax, acc_ax) = _axes(axes, (1, 2), (7.3, 0.3 * n + 1.6))
     y = np.arange(n)[::-1]
@@ -223,7 +223,7 @@ def training_views(
         raise ValueError("cells must name at least one cell of the grid")
     fig, grid = _axes(axes, (len(cells), 2), (7.2, 3.3 * len(cells)))
     for row, remedy in enumerate(cells):
-        record = result.run(remedy).history.monitor
+        record = result.runs[remedy].history.monitor
         left, right = grid[2 * row], grid[2 * row + 1]
         diagnose_plots.update_ratio_over_training(record, ax=left)
         metric_over_training(record, "grad_norm", ax=right)
