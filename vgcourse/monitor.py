@@ -1,12 +1,9 @@
 """Per-layer statistics recorded while a model trains: forward signal, backward signal, weight gradients
 and updates, through forward hooks, tensor hooks and the optimizer's step hooks.
 
-``GradientMonitor(model, optimizer)`` is a context manager: inside it, every ``optimizer.step()`` of a
-recorded step stores, per layer, the weight gradient's norm, the backward signal ‖∂L/∂h_l‖ at the layer's
-output, the forward signal's rms and the update:data ratio (the cheap default set); dead and saturated
-fractions, means, standard deviations and histograms are opt-in (``stats=...``). ``record()`` returns it
-all as NumPy arrays. Without an optimizer, ``step(step)`` after ``loss.backward()`` and ``after_update()``
-after ``optimizer.step()`` do the same by hand.
+``with GradientMonitor(model, optimizer, every=10) as mon:`` records at every 10th ``optimizer.step()``;
+``mon.record()`` returns a ``MonitorRecord`` of (steps, layers) NumPy arrays. Without an optimizer, call
+``step(step)`` after ``loss.backward()`` and ``after_update()`` after ``optimizer.step()``.
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ METRICS = (
     "backward_norm",
     "forward_rms",
 )
-# What a monitor records unless asked for more: one norm per tensor and step, batched, one host sync.
+# What a monitor records unless asked for more: one norm per tensor and step, one host sync.
 DEFAULT_STATS = ("grad_norm", "backward_norm", "forward_rms", "update_ratio")
 # Optional per-step histograms: of the activation output u, and of log10 |g| of the weight gradient.
 HISTOGRAMS = ("act_hist", "grad_hist")
@@ -69,58 +66,35 @@ _KIND_OF_ACTIVATION: dict[type[nn.Module], str] = {
 
 @dataclass
 class MonitorRecord:
-    """Per-layer statistics at the recorded steps: every metric is an (S, L) float64 array.
-
-    Row s is the step ``steps[s]``, column l the layer ``layer_names[l]`` (input to output). NaN marks
-    "not measured": a frozen or unused layer, an activation without that statistic, no update yet, or a
-    metric the monitor was not asked for (``recorded`` names those it was; ``values`` refuses the others).
-
-    Args:
-        layer_names: the L layer names, input to output.
-        steps: (S,) the recorded step numbers.
-        grad_norm: ||g||_2 of the layer's weight gradient g.
-        grad_mean: mean(g).
-        grad_std: std(g) (unbiased, like ``torch.std``).
-        grad_max: max |g|.
-        act_mean: mean of the activation output u (of the layer output when no activation module follows).
-        act_std: std(u) (unbiased).
-        dead_frac: ReLU family: fraction of units whose pre-activation is <= 0 on every example.
-        saturated_frac: sigmoid/tanh: fraction of outputs with |u| > saturation (sigmoid: |2u - 1|).
-        update_ratio: std(W_after - W_before) / std(W_before) of the optimizer step.
-        backward_norm: ||dL/dh||_2, the backward signal at the layer's output h (before its activation),
-            summed in squares over the layer's calls in the forward pass.
-        forward_rms: sqrt(mean(h^2)), the forward signal at the same h (over every call of the layer).
-        input_grad_norm: (S, T) ||dL/dx_t|| per time step of the input (``track_inputs=True``), else None.
-        recorded: the metrics that were measured (default: all of them).
-        activations: per layer, the activation module whose output u is described ("relu", "tanh", ...,
-            "rnn" for an RNN's own nonlinearity, "" when none followed: a functional activation such as
-            ``F.relu`` is invisible to the monitor, so dead_frac and saturated_frac stay NaN there).
-        act_hist: (S, L, B) counts of u in the bins ``act_hist_edges`` (``stats`` with "act_hist").
-        grad_hist: (S, L, B) counts of log10 |g| in the bins ``grad_hist_edges`` (g = 0 is not counted).
-        act_hist_edges: (B + 1,) bin edges of ``act_hist``.
-        grad_hist_edges: (B + 1,) bin edges of ``grad_hist``, in log10 |g|.
-    """
+    """Per-layer statistics at the recorded steps: every metric is an (S, L) float64 array, row s the step
+    ``steps[s]``, column l the layer ``layer_names[l]`` (input to output). NaN marks "not measured": a
+    frozen or unused layer, an activation without that statistic, no update yet, or a metric the monitor
+    was not asked for (``recorded`` names those it was; ``values`` refuses the others). g is the layer's
+    weight gradient, u its activation output (its output h when no activation module follows), W its
+    weight."""
 
     layer_names: list[str]
-    steps: np.ndarray
-    grad_norm: np.ndarray
+    steps: np.ndarray  # (S,) the recorded step numbers
+    grad_norm: np.ndarray  # ||g||_2
     grad_mean: np.ndarray
-    grad_std: np.ndarray
-    grad_max: np.ndarray
-    act_mean: np.ndarray
-    act_std: np.ndarray
-    dead_frac: np.ndarray
-    saturated_frac: np.ndarray
-    update_ratio: np.ndarray
-    backward_norm: np.ndarray | None = None
-    forward_rms: np.ndarray | None = None
-    input_grad_norm: np.ndarray | None = None
-    recorded: tuple[str, ...] = METRICS
+    grad_std: np.ndarray  # unbiased, like torch.std
+    grad_max: np.ndarray  # max |g|
+    act_mean: np.ndarray  # mean(u)
+    act_std: np.ndarray  # std(u), unbiased
+    dead_frac: np.ndarray  # ReLU family: fraction of units whose pre-activation is <= 0 on every example
+    saturated_frac: np.ndarray  # sigmoid/tanh: fraction of outputs with |u| > saturation (sigmoid |2u - 1|)
+    update_ratio: np.ndarray  # std(W_after - W_before) / std(W_before) of the optimizer step
+    backward_norm: np.ndarray | None = None  # ||dL/dh||_2 at the output h, squares summed over calls
+    forward_rms: np.ndarray | None = None  # sqrt(mean(h^2)) over every call of the layer
+    input_grad_norm: np.ndarray | None = None  # (S, T) ||dL/dx_t|| per input time step (track_inputs)
+    recorded: tuple[str, ...] = METRICS  # the metrics that were measured
+    # Per layer, the activation module u comes from ("relu", "tanh", ..., "rnn" for an RNN's own
+    # nonlinearity, "" when none followed: functional activations such as F.relu are invisible to hooks).
     activations: tuple[str, ...] | None = None
-    act_hist: np.ndarray | None = None
-    grad_hist: np.ndarray | None = None
-    act_hist_edges: np.ndarray | None = field(default=None, repr=False)
-    grad_hist_edges: np.ndarray | None = field(default=None, repr=False)
+    act_hist: np.ndarray | None = None  # (S, L, B) counts of u in the bins act_hist_edges
+    grad_hist: np.ndarray | None = None  # (S, L, B) counts of log10 |g| (g = 0 not counted)
+    act_hist_edges: np.ndarray | None = field(default=None, repr=False)  # (B + 1,)
+    grad_hist_edges: np.ndarray | None = field(default=None, repr=False)  # (B + 1,), in log10 |g|
 
     METRICS: ClassVar[tuple[str, ...]] = METRICS
 
@@ -135,9 +109,7 @@ class MonitorRecord:
                 raise ValueError(f"{metric} must have shape (steps, layers) = {shape}; got {values.shape}")
             setattr(self, metric, values)
         self.recorded = tuple(check_choice("recorded", m, METRICS + HISTOGRAMS) for m in self.recorded)
-        if self.activations is None:
-            self.activations = ("",) * len(self.layer_names)
-        self.activations = tuple(str(a) for a in self.activations)
+        self.activations = tuple(str(a) for a in self.activations or ("",) * len(self.layer_names))
         if len(self.activations) != len(self.layer_names):
             raise ValueError(f"activations must name one activation per layer; got {len(self.activations)}")
         if self.input_grad_norm is not None:
@@ -148,11 +120,7 @@ class MonitorRecord:
                 )
 
     def values(self, metric: str) -> np.ndarray:
-        """Return the (S, L) array of ``metric``.
-
-        Args:
-            metric: one of ``METRICS``, and one the monitor recorded (see ``recorded``).
-        """
+        """The (S, L) array of ``metric``, one of ``METRICS`` that the monitor recorded."""
         check_choice("metric", metric, METRICS)
         if metric not in self.recorded:
             raise ValueError(
@@ -162,23 +130,14 @@ class MonitorRecord:
         return getattr(self, metric)
 
     def last(self, metric: str) -> np.ndarray:
-        """Return ``metric`` at the last recorded step: an (L,) array, input to output.
-
-        Args:
-            metric: one of ``METRICS``.
-        """
+        """``metric`` at the last recorded step: an (L,) array, input to output."""
         values = self.values(metric)
         if len(values) == 0:
             raise ValueError("the record is empty: no step was recorded")
         return values[-1].copy()
 
     def ratio_first_last(self, metric: str = "grad_norm", step: int = -1) -> float:
-        """Return metric[layer 1] / metric[last layer] at one recorded step: << 1 vanishing, >> 1 exploding.
-
-        Args:
-            metric: one of ``METRICS``.
-            step: row index into ``steps`` (negative counts from the end); -1 is the last recorded step.
-        """
+        """metric[layer 1] / metric[last layer] at row ``step``: << 1 vanishing, >> 1 exploding."""
         values = self.values(metric)
         if len(values) == 0:
             raise ValueError("the record is empty: no step was recorded")
@@ -187,13 +146,10 @@ class MonitorRecord:
             return float(values[step, 0] / values[step, -1])
 
     def to_frame(self) -> Any:
-        """Return a long pandas DataFrame: one row per (step, layer) with columns step, layer,
-        layer_index (1 = first layer) and one column per recorded metric. ``input_grad_norm`` and the
-        histograms are not included."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - pandas is a dependency of the course
-            raise ImportError("MonitorRecord.to_frame() needs pandas: pip install pandas") from error
+        """A long DataFrame: one row per (step, layer), columns step, layer, layer_index (1 = first layer)
+        and one per recorded metric (not ``input_grad_norm`` nor the histograms)."""
+        import pandas as pd
+
         n_steps, n_layers = len(self.steps), len(self.layer_names)
         columns: dict[str, Any] = {
             "step": np.repeat(self.steps, n_layers),
@@ -249,8 +205,7 @@ def layer_weights(module: nn.Module) -> list[nn.Parameter]:
 
 
 def _unbiased_std(sum_sq: np.ndarray, total: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """std = sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)) from the sum of squares, the sum and the count
-    (n >= 1); NaN for n = 1, like ``torch.std``."""
+    """std = sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)); NaN for n = 1, like ``torch.std``."""
     var = np.divide(sum_sq - total**2 / n, n - 1, out=np.full(np.shape(n), np.nan), where=n > 1)
     return np.sqrt(np.maximum(var, 0.0))
 
@@ -275,67 +230,63 @@ class _Act(NamedTuple):
     hist: Tensor | None  # counts of u in the histogram bins
 
 
-def _copy_norm_sum(
-    buffers: list[Tensor], weights: list[Tensor], *, subtract: bool = False
-) -> tuple[Tensor, Tensor]:
-    """buffer <- weight (or buffer <- buffer - weight), then (||buffer||_2, sum(buffer)) of each buffer.
+def _copy_norm_sum(buffers: list[Tensor], weights: list[Tensor], *, subtract: bool = False) -> list[Tensor]:
+    """buffer <- weight (or buffer - weight), then [||buffer_1||, ..., sum(buffer_1), ...] as 0-d tensors.
 
-    On a GPU the work is batched (``torch._foreach_*``: a few kernel launches for all layers); on the CPU,
-    where launches are cheap and memory traffic is the cost, one layer at a time, so each buffer is reduced
-    while it is still in the cache (about 25 % less time than the batched order for a 20-layer MLP)."""
+    On a GPU batched (``torch._foreach_*``); on the CPU one tensor at a time, so each buffer is reduced while
+    it is still in the cache (about 25 % less time than the batched order for a 20-layer MLP)."""
     if buffers and buffers[0].device.type != "cpu":
         (torch._foreach_sub_ if subtract else torch._foreach_copy_)(buffers, weights)
-        return torch.stack(torch._foreach_norm(buffers)), torch.stack([b.sum() for b in buffers])
+        return [*torch._foreach_norm(buffers), *(b.sum() for b in buffers)]
     norms, sums = [], []
     for buffer, weight in zip(buffers, weights, strict=True):
         buffer.sub_(weight) if subtract else buffer.copy_(weight)
         norms.append(torch.linalg.vector_norm(buffer))
         sums.append(buffer.sum())
-    return torch.stack(norms), torch.stack(sums)
+    return norms + sums
 
 
 class _Pending:
-    """One recorded step's statistics, still on the device: named pieces fetched with one copy."""
+    """One recorded step's statistics, still on the device, fetched with one copy: ``add(name, tensors)``
+    takes a list of 0-d tensors (or of 1-d ones, concatenated)."""
 
     def __init__(self, step: int) -> None:
         self.step = step
-        self.pieces: dict[str, Tensor] = {}
         self.info: dict[str, Any] = {}
+        self.names: list[tuple[str, int]] = []
+        self.tensors: list[Tensor] = []
+        self.scalars = True  # only 0-d tensors so far: one torch.stack
 
-    def add(self, *items: Any) -> None:
-        """add(name, value) or add(name_1, name_2, value_1, value_2)."""
-        half = len(items) // 2
-        for name, value in zip(items[:half], items[half:], strict=True):
-            self._add(name, value)
+    def add(self, name: str, values: list[Tensor]) -> None:
+        if values:
+            self.names.append((name, len(values)))
+            self.tensors += values
+            self.scalars = self.scalars and values[0].ndim == 0
 
-    def _add(self, name: str, value: Tensor | list[Tensor]) -> None:
-        if isinstance(value, list):
-            if not value:
-                return
-            value = torch.cat([v.reshape(-1) for v in value]) if len(value) > 1 else value[0].reshape(-1)
-        self.pieces[name] = value.reshape(-1)
-
-    def fetch(self) -> dict[str, np.ndarray]:
-        """Every piece as a float64 NumPy array, through one concatenation and one device-to-host copy."""
-        if not self.pieces:
-            return {}
-        values = list(self.pieces.values())
-        dtype = functools.reduce(torch.promote_types, (v.dtype for v in values))
-        values = [v if v.dtype == dtype else v.to(dtype) for v in values]
-        flat = (values[0] if len(values) == 1 else torch.cat(values)).cpu().double().numpy()
-        out, start = {}, 0
-        for name, value in zip(self.pieces, values, strict=True):
-            out[name] = flat[start : start + value.numel()]
-            start += value.numel()
-        return out
+    def fetch(self) -> tuple[tuple[tuple[str, int], ...], np.ndarray]:
+        """((name, size) per piece, every piece in one float64 array): one stack (or concatenation) and one
+        device-to-host copy; the tensors are dropped (a long run keeps only these numbers)."""
+        if not self.tensors:
+            return (), np.empty(0)
+        tensors, dtypes = self.tensors, {t.dtype for t in self.tensors}
+        if len(dtypes) > 1:
+            dtype = functools.reduce(torch.promote_types, dtypes)
+            tensors = [t.to(dtype) for t in tensors]
+        if self.scalars:
+            flat = torch.stack(tensors).cpu().double().numpy()
+        else:
+            flat = torch.cat([t.reshape(-1) for t in tensors]).cpu().double().numpy()
+        sizes, k = [], 0
+        for name, count in self.names:
+            sizes.append((name, count if self.scalars else sum(t.numel() for t in tensors[k : k + count])))
+            k += count
+        self.tensors = []
+        return tuple(sizes), flat
 
 
 class GradientMonitor:
     """Record per-layer statistics of the forward signal, the backward signal, the weight gradients and the
-    updates while a model trains.
-
-    Attach it to the optimizer and train as usual; the optimizer's step hooks do the recording, and every
-    hook is removed on exit (also after an exception)::
+    updates while a model trains; every hook is removed on exit (also after an exception)::
 
         with GradientMonitor(model, optimizer, every=10) as mon:
             for x, y in batches:
@@ -344,41 +295,30 @@ class GradientMonitor:
                 optimizer.step()
         record = mon.record()
 
-    The k-th ``optimizer.step()`` inside the block is step k (0, 1, ...); a step is recorded when
-    ``step % every == 0``. Gradients are read in the optimizer's step pre-hook, so they are the ones the
-    optimizer uses (after any clipping done before ``optimizer.step()``; a clipping step pre-hook
-    registered after the monitor runs after it, so the monitor then sees the gradient before clipping).
-    Without an optimizer, call ``step(step)`` after ``loss.backward()`` and ``after_update()`` after
-    ``optimizer.step()``.
+    The k-th ``optimizer.step()`` inside the block is step k (0, 1, ...), recorded when ``step % every ==
+    0``. Gradients are read in the optimizer's step pre-hook, so they are the ones the optimizer uses (after
+    clipping done before ``optimizer.step()``; a clipping step pre-hook registered after the monitor's runs
+    after it). Without an optimizer, call ``step(step)`` after ``loss.backward()`` and ``after_update()``
+    after ``optimizer.step()``. The forward and tensor hooks are attached only for the forward and backward
+    pass before a recorded step, so with ``every > 1`` the other steps run the plain loop.
 
-    What is recorded per layer (``stats``): by default the cheap set ``DEFAULT_STATS`` = ``grad_norm``
-    (||dL/dW||), ``backward_norm`` (||dL/dh|| at the layer's output h, by a tensor hook), ``forward_rms``
-    (of h) and ``update_ratio``: a few norms per step, batched, fetched with one host sync.
-    ``stats="all"`` adds the gradient's mean, std and max |g|, the activation's mean and std, dead and
-    saturated fractions; names from ``HISTOGRAMS`` add histograms. See ``MonitorRecord`` for the
-    definitions.
+    ``stats``: "default" = ``DEFAULT_STATS`` (grad_norm, backward_norm ||dL/dh|| at the layer's output h,
+    forward_rms of h, update_ratio: a few norms per step, one host sync); "all" = ``METRICS``; or names from
+    ``METRICS`` and ``HISTOGRAMS``. See ``MonitorRecord`` for the definitions.
 
     An activation module (ReLU family, Sigmoid, Tanh) reports to the last layer that ran before it in the
     same forward pass, so conv -> bn -> relu reports to the conv; a layer that no activation module follows
-    reports its own output (``MonitorRecord.activations`` says which). A functional activation such as
-    ``F.relu`` is invisible to hooks, so dead and saturated fractions need activation modules; the monitor
-    warns when they were asked for by name and it saw none. A unit is a channel (dim 1) of a conv output,
-    else the last dim. Forward statistics come from the last forward pass with gradients enabled before a
-    recorded step.
+    reports its own output. A functional activation such as ``F.relu`` is invisible to hooks: the monitor
+    warns when dead or saturated fractions were asked for by name and it saw no activation module. A unit
+    is a channel (dim 1) of a conv output, else the last dim. Forward statistics come from the last forward
+    pass with gradients enabled before a recorded step.
 
     Args:
-        model: the network.
-        optimizer: the optimizer whose steps drive the recording; None to call ``step``/``after_update``.
         layers: (name, module) pairs to watch, input to output; default ``vgcourse.models.named_layers``.
-        every: record every this many steps.
-        stats: "default" (``DEFAULT_STATS``), "all" (``METRICS``), or a sequence of names from
-            ``METRICS`` and ``HISTOGRAMS``.
         saturation: threshold in (0, 1) for "saturated" sigmoid/tanh outputs.
-        track_inputs: make the model's first input require grad and record ||dL/dx_t|| per time step
-            (dim 1 of a batch-first (N, T, F) input; one value for a 2-D input).
-        bins: number of histogram bins.
-        act_range: (low, high) of the activation histogram; values outside are not counted.
-        grad_range: (low, high) of the gradient histogram, in log10 |g|.
+        track_inputs: make the model's first input require grad and record ||dL/dx_t|| per time step (dim 1
+            of a batch-first (N, T, F) input; one value for a 2-D input).
+        bins, act_range, grad_range: histogram bins and (low, high) ranges (of u, and of log10 |g|).
     """
 
     def __init__(
@@ -406,8 +346,7 @@ class GradientMonitor:
             from vgcourse.models import named_layers
 
             layers = named_layers(model)
-        self.model = model
-        self.optimizer = optimizer
+        self.model, self.optimizer = model, optimizer
         self.layers = _check_layers(layers)
         self.layer_names = [name for name, _ in self.layers]
         self.every = check_int("every", every, minimum=1)
@@ -441,11 +380,14 @@ class GradientMonitor:
         )
         self._numel = np.array([p.numel() for p in self._tensors], dtype=np.float64)
         self._channels_first = [isinstance(m, nn.modules.conv._ConvNd) for _, m in self.layers]
-        self._handles: list[RemovableHandle] = []  # model and optimizer hooks, while the monitor is open
-        self._layer_handles: list[RemovableHandle] = []
+        self._grad_hooks = [functools.partial(self._grad_hook, i) for i in range(len(self.layers))]
+        self._handles: list[RemovableHandle] = []  # optimizer hooks, while the monitor is open
+        self._layer_handles: list[RemovableHandle] = []  # model, layer and activation hooks, when armed
+        self._open = False
         # What has been recorded: one (len(METRICS), L) array per recorded step.
         self._steps: list[int] = []
         self._rows: list[np.ndarray] = []
+        self._fetched: list[tuple[int, tuple, np.ndarray]] = []  # (step, layout, numbers), for record()
         self._hists: dict[str, list[np.ndarray]] = {name: [] for name in HISTOGRAMS}
         self._input_norms: list[np.ndarray] = []
         self._kinds = [""] * len(self.layers)
@@ -457,9 +399,8 @@ class GradientMonitor:
         self._current: int | None = None  # index of the last layer that ran
         self._pending_out: tuple[int, Tensor] | None = None  # a layer output waiting for its activation
         self._act: dict[int, _Act] = {}
-        self._back: dict[int, list[Tensor]] = {}  # ||dL/dh|| per call of each layer
-        self._forward: dict[int, list[Tensor]] = {}  # ||h|| per call of each layer
-        self._forward_numel: dict[int, int] = {}
+        self._forward: list[tuple[int, Tensor, int]] = []  # (layer, ||h||, numel) per call
+        self._back: list[tuple[int, Tensor]] = []  # (layer, ||dL/dh||) per call
         self._input: Tensor | None = None
         self._pending: _Pending | None = None  # the recorded step whose update is still to come
         self._updated: list[int] = []  # tensors whose weights were copied before the update
@@ -468,13 +409,10 @@ class GradientMonitor:
     # -- hooks -------------------------------------------------------------------------------------------
 
     def __enter__(self) -> GradientMonitor:
-        if not self._handles:
-            self._handles = [
-                self.model.register_forward_pre_hook(self._model_pre_hook),
-                self.model.register_forward_hook(self._model_hook),
-            ]
+        if not self._open:
+            self._open = True
             if self.optimizer is not None:
-                self._handles += [
+                self._handles = [
                     self.optimizer.register_step_pre_hook(self._optimizer_pre_hook),
                     self.optimizer.register_step_post_hook(self._optimizer_post_hook),
                 ]
@@ -490,37 +428,41 @@ class GradientMonitor:
         self._watch_layers(False)
         for handle in self._handles:
             handle.remove()
-        self._handles = []
-        self._pending_out = None
-        self._input = None
+        self._handles, self._open = [], False
+        self._pending_out = self._input = None
 
     def _watch_layers(self, on: bool) -> None:
-        """Attach (on) or remove the layer and activation hooks. They are needed only in the forward pass
-        before a recorded step, so with ``every > 1`` the other steps run without them."""
-        if not on:
+        """Attach (on) or remove the model, layer and activation hooks: they are needed only in the forward
+        pass before a recorded step."""
+        if not on or not self._open:
             for handle in self._layer_handles:
                 handle.remove()
             self._layer_handles = []
-        elif not self._layer_handles and self._handles:
-            if self._want_act or self._want_back or self._want_forward:
-                for i, (_, module) in enumerate(self.layers):
-                    hook = functools.partial(self._layer_hook, i)
-                    self._layer_handles.append(module.register_forward_hook(hook))
-            if self._want_act:
-                for module in self.model.modules():
-                    kind = _KIND_OF_ACTIVATION.get(type(module))
-                    if kind is not None:
-                        hook = functools.partial(self._activation_hook, kind)
-                        self._layer_handles.append(module.register_forward_hook(hook))
-            if self.track_inputs and not self._layer_handles:  # the model hooks still need _collect
-                self._layer_handles.append(self.model.register_forward_hook(lambda *args: None))
+            return
+        if self._layer_handles:
+            return
+        handles = [
+            self.model.register_forward_pre_hook(self._model_pre_hook),
+            self.model.register_forward_hook(self._model_hook),
+        ]
+        if self._want_act or self._want_back or self._want_forward:
+            for i, (_, module) in enumerate(self.layers):
+                handles.append(module.register_forward_hook(functools.partial(self._layer_hook, i)))
+        if self._want_act:
+            for module in self.model.modules():
+                kind = _KIND_OF_ACTIVATION.get(type(module))
+                if kind is not None:
+                    handles.append(
+                        module.register_forward_hook(functools.partial(self._activation_hook, kind))
+                    )
+        self._layer_handles = handles
 
     def _model_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        self._collect = bool(self._layer_handles) and torch.is_grad_enabled()
+        self._collect = torch.is_grad_enabled()
         if not self._collect:
             return None
         self._take()
-        self._current, self._pending_out = None, None
+        self._current = self._pending_out = None
         if self.track_inputs and args and isinstance(args[0], Tensor) and args[0].is_floating_point():
             self._input = args[0].detach().requires_grad_(True)
             return (self._input, *args[1:])
@@ -532,16 +474,16 @@ class GradientMonitor:
     def _layer_hook(self, index: int, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._collect:
             return
-        self._flush()
+        if self._pending_out is not None:
+            self._flush()
         self._current = index
         out = output[0] if isinstance(output, tuple) else output  # RNNs return (output, h_n)
         if not isinstance(out, Tensor):
             return
         if self._want_forward:
-            self._forward.setdefault(index, []).append(torch.linalg.vector_norm(out.detach()))
-            self._forward_numel[index] = self._forward_numel.get(index, 0) + out.numel()
+            self._forward.append((index, torch.linalg.vector_norm(out.detach()), out.numel()))
         if self._want_back and out.requires_grad:
-            out.register_hook(functools.partial(self._grad_hook, index))
+            out.register_hook(self._grad_hooks[index])
         if not self._want_act:
             return
         if isinstance(module, nn.RNN):  # h_t = tanh(...) or relu(...): the layer is its own activation
@@ -550,7 +492,7 @@ class GradientMonitor:
             self._pending_out = (index, out)
 
     def _grad_hook(self, index: int, grad: Tensor) -> None:
-        self._back.setdefault(index, []).append(torch.linalg.vector_norm(grad.detach()))
+        self._back.append((index, torch.linalg.vector_norm(grad.detach())))
 
     def _activation_hook(self, kind: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._collect or self._current is None or not isinstance(output, Tensor):
@@ -614,12 +556,8 @@ class GradientMonitor:
     # -- recording ---------------------------------------------------------------------------------------
 
     def step(self, step: int) -> None:
-        """Record this step's statistics if ``step % every == 0``; call it after ``loss.backward()``
-        (only for a monitor without an optimizer; with one, the optimizer's step hooks do this).
-
-        Args:
-            step: the training step number (0, 1, 2, ...).
-        """
+        """Record step ``step`` (0, 1, ...) if ``step % every == 0``: call it after ``loss.backward()``, for
+        a monitor without an optimizer (with one, the optimizer's step hooks do this)."""
         if self.optimizer is not None:
             raise RuntimeError("this monitor records through its optimizer's step hooks: do not call step()")
         check_int("step", step, minimum=0)
@@ -633,9 +571,8 @@ class GradientMonitor:
             self._take()
 
     def after_update(self) -> None:
-        """Record update_ratio = std(W_after - W_before) / std(W_before) per layer for the recorded step;
-        call it after ``optimizer.step()`` (only without an optimizer). Does nothing when the last step was
-        not recorded."""
+        """Record the recorded step's update_ratio: call it after ``optimizer.step()``, for a monitor without
+        an optimizer. Does nothing when the last step was not recorded."""
         if self.optimizer is not None:
             raise RuntimeError(
                 "this monitor records through its optimizer's step hooks: do not call after_update()"
@@ -644,7 +581,7 @@ class GradientMonitor:
 
     def _begin(self, step: int) -> None:
         """Start recording ``step``: reduce the gradients, copy the weights; nothing leaves the device."""
-        act, back, forward, forward_numel, x = self._take()
+        act, forward, back, x = self._take()
         pending = self._pending = _Pending(step)
         want = self.stats
         with torch.no_grad():
@@ -652,61 +589,60 @@ class GradientMonitor:
             grads = [self._tensors[k].grad for k in have]
             pending.info["grads"] = have
             if grads and (self._want_grad or "grad_norm" in want):
-                pending.add("g_norm", torch.stack(torch._foreach_norm(grads)))
+                pending.add("g_norm", torch._foreach_norm(grads))
             if grads and self._want_grad:
-                pending.add("g_sum", torch.stack([g.sum() for g in grads]))
-                pending.add("g_min", torch.stack([g.amin() for g in grads]))
-                pending.add("g_max", torch.stack([g.amax() for g in grads]))
+                pending.add("g_sum", [g.sum() for g in grads])
+                pending.add("g_min", [g.amin() for g in grads])
+                pending.add("g_max", [g.amax() for g in grads])
+            self._updated = []
+            if grads and "update_ratio" in want:
+                weights = [self._tensors[k].detach() for k in have]
+                buffers = [self._buffer(k, w) for k, w in zip(have, weights, strict=True)]
+                pending.add("w_norm_sum", _copy_norm_sum(buffers, weights))
+                self._updated = have
+            pending.info["forward"] = [(i, n) for i, _, n in forward]
+            pending.add("f_norm", [norm for _, norm, _ in forward])
+            pending.info["back"] = [i for i, _ in back]
+            pending.add("b_norm", [norm for _, norm in back])
+            layers = sorted(act)
+            pending.info["act"] = layers
+            pending.info["numel"] = [act[i].numel for i in layers]
+            pending.add("a_norm", [act[i].norm for i in layers])
+            saturated = [i for i in layers if act[i].saturated is not None]
+            pending.info["saturated"] = saturated
+            pending.add("a_saturated", [act[i].saturated for i in saturated])
+            # 1-d pieces (the statistics that are not one number per tensor) come last
+            if self._want_units:
+                pending.add("a_units", [act[i].unit_sum.reshape(-1) for i in layers])
+                pending.info["a_units"] = [act[i].unit_sum.numel() for i in layers]
+            dead = [i for i in layers if act[i].dead is not None]
+            pending.info["dead"] = dead
+            pending.add("a_dead", [act[i].dead.reshape(-1) for i in dead])
+            pending.info["a_dead"] = [act[i].dead.numel() for i in dead]
+            pending.add("a_hist", [act[i].hist for i in layers if act[i].hist is not None])
             if grads and "grad_hist" in want:
                 low, high = self._ranges["grad_range"]
                 hists = [
                     torch.histc(g.abs().log10().float(), bins=self.bins, min=low, max=high) for g in grads
                 ]
                 pending.add("g_hist", hists)
-            self._updated = []
-            if grads and "update_ratio" in want:
-                weights = [self._tensors[k].detach() for k in have]
-                buffers = [self._buffer(k, w) for k, w in zip(have, weights, strict=True)]
-                pending.add("w_norm", "w_sum", *_copy_norm_sum(buffers, weights))
-                self._updated = have
-            layers = sorted(act)
-            pending.info["act"] = layers
-            pending.info["numel"] = [act[i].numel for i in layers]
-            pending.add("a_norm", [act[i].norm for i in layers])
-            if self._want_units:
-                pending.add("a_units", [act[i].unit_sum for i in layers])
-                pending.info["a_units"] = [act[i].unit_sum.numel() for i in layers]
-            dead = [i for i in layers if act[i].dead is not None]
-            saturated = [i for i in layers if act[i].saturated is not None]
-            pending.info["dead"], pending.info["saturated"] = dead, saturated
-            pending.add("a_dead", [act[i].dead for i in dead])
-            pending.info["a_dead"] = [act[i].dead.numel() for i in dead]
-            pending.add("a_saturated", [act[i].saturated for i in saturated])
-            pending.add("a_hist", [act[i].hist for i in layers if act[i].hist is not None])
-            pending.info["forward"] = [i for i in sorted(forward) for _ in forward[i]]
-            pending.info["forward_numel"] = forward_numel
-            pending.add("f_norm", [n for i in sorted(forward) for n in forward[i]])
-            back_layers = [i for i in sorted(back) for _ in back[i]]
-            pending.info["back"] = back_layers
-            pending.add("b_norm", [n for i in sorted(back) for n in back[i]])
             if x is not None and x.grad is not None:  # ||dL/dx_t||: reduce over all dims but time (dim 1)
                 dims = [d for d in range(x.ndim) if d != 1]
-                pending.add("x_grad", x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1))
+                pending.add("x_grad", [x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1)])
 
-    def _take(self) -> tuple[dict, dict, dict, dict, Tensor | None]:
+    def _take(self) -> tuple[dict, list, list, Tensor | None]:
         """Hand over (and forget) what the last forward and backward pass collected."""
-        taken = (self._act, self._back, self._forward, self._forward_numel, self._input)
-        self._act, self._back, self._forward, self._forward_numel, self._input = {}, {}, {}, {}, None
+        taken = (self._act, self._forward, self._back, self._input)
+        self._act, self._forward, self._back, self._input = {}, [], [], None
         return taken
 
     def _buffer(self, k: int, weight: Tensor) -> Tensor:
         """Tensor k's buffer for its weights before the update, reused from step to step."""
         buffer = self._buffers.get(k)
-        if (
-            buffer is None
-            or buffer.shape != weight.shape
-            or buffer.dtype != weight.dtype
-            or buffer.device != weight.device
+        if buffer is None or (buffer.shape, buffer.dtype, buffer.device) != (
+            weight.shape,
+            weight.dtype,
+            weight.device,
         ):
             buffer = self._buffers[k] = torch.empty_like(weight)
         return buffer
@@ -720,9 +656,12 @@ class GradientMonitor:
             with torch.no_grad():
                 buffers = [self._buffers[k] for k in self._updated]
                 weights = [self._tensors[k].detach() for k in self._updated]
-                pending.add("d_norm", "d_sum", *_copy_norm_sum(buffers, weights, subtract=True))
-        with np.errstate(all="ignore"):  # inf/NaN gradients give NaN statistics, silently
-            self._decode(pending, pending.fetch())
+                pending.add("d_norm_sum", _copy_norm_sum(buffers, weights, subtract=True))
+        sizes, flat = pending.fetch()
+        layout = (pending.info, sizes)
+        if self._fetched and self._fetched[-1][1] == layout:  # share it: fewer objects for the collector
+            layout = self._fetched[-1][1]
+        self._fetched.append((pending.step, layout, flat))
         if self._explicit and not self._warned and {"dead_frac", "saturated_frac"} & set(self.stats):
             if pending.info["act"] and not any(self._kinds):
                 self._warned = True
@@ -733,72 +672,62 @@ class GradientMonitor:
                     stacklevel=3,
                 )
 
-    def _decode(self, pending: _Pending, got: dict[str, np.ndarray]) -> None:
-        """Turn the fetched pieces into the step's (len(METRICS), L) row and histograms."""
+    def _decode(self, step: int, info: dict[str, Any], got: dict[str, np.ndarray]) -> None:
+        """Turn a step's fetched pieces into its (len(METRICS), L) row and histograms."""
         n_layers = len(self.layers)
         row = np.full((len(METRICS), n_layers), np.nan)
-        info = pending.info
         have = np.array(info["grads"], dtype=np.int64)
         owner = self._owner[have]
-        if len(owner) == n_layers and np.array_equal(owner, np.arange(n_layers)):  # one tensor per layer
-            layers = owner
+        layers = np.unique(owner)
+        one_each = len(owner) == n_layers and np.array_equal(owner, np.arange(n_layers))  # the common case
 
-            def per_layer(values: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
-                return values
+        def per_layer(values: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
+            return values if one_each else _per_layer(values, owner, n_layers, ufunc)[layers]
 
-        else:
-            layers = np.unique(owner)
-
-            def per_layer(values: np.ndarray, ufunc: Any = np.add) -> np.ndarray:
-                return _per_layer(values, owner, n_layers, ufunc)[layers]
+        def put(name: str, value: np.ndarray, where: Any = layers) -> None:
+            if name in self.stats:
+                row[_ROW[name], where] = value
 
         count = per_layer(self._numel[have])
         if "g_norm" in got:
             sum_sq = per_layer(got["g_norm"] ** 2)
-            if "grad_norm" in self.stats:
-                row[_ROW["grad_norm"], layers] = np.sqrt(sum_sq)
+            put("grad_norm", np.sqrt(sum_sq))
         if "g_sum" in got:
             total = per_layer(got["g_sum"])
-            for name, value in (
-                ("grad_mean", total / count),
-                ("grad_std", _unbiased_std(sum_sq, total, count)),
-                (
-                    "grad_max",
-                    np.maximum(-per_layer(got["g_min"], np.minimum), per_layer(got["g_max"], np.maximum)),
-                ),
-            ):
-                if name in self.stats:
-                    row[_ROW[name], layers] = value
-        if "d_norm" in got:
-            w_std = _unbiased_std(per_layer(got["w_norm"] ** 2), per_layer(got["w_sum"]), count)
-            d_std = _unbiased_std(per_layer(got["d_norm"] ** 2), per_layer(got["d_sum"]), count)
-            row[_ROW["update_ratio"], layers] = d_std / w_std
+            put("grad_mean", total / count)
+            put("grad_std", _unbiased_std(sum_sq, total, count))
+            put(
+                "grad_max",
+                np.maximum(-per_layer(got["g_min"], np.minimum), per_layer(got["g_max"], np.maximum)),
+            )
+        if "d_norm_sum" in got:
+            (w_norm, w_sum), (d_norm, d_sum) = (np.split(got[k], 2) for k in ("w_norm_sum", "d_norm_sum"))
+            w_std = _unbiased_std(per_layer(w_norm**2), per_layer(w_sum), count)
+            put("update_ratio", _unbiased_std(per_layer(d_norm**2), per_layer(d_sum), count) / w_std)
+        if info["forward"]:
+            owner_f = np.array([i for i, _ in info["forward"]])
+            seen = np.bincount(owner_f, minlength=n_layers) > 0
+            numel = np.bincount(owner_f, weights=[n for _, n in info["forward"]], minlength=n_layers)
+            sum_sq = _per_layer(got["f_norm"] ** 2, owner_f, n_layers)
+            put("forward_rms", np.sqrt(sum_sq[seen] / numel[seen]), seen)
+        if info["back"]:
+            owner_b = np.array(info["back"])
+            seen = np.bincount(owner_b, minlength=n_layers) > 0
+            put("backward_norm", np.sqrt(_per_layer(got["b_norm"] ** 2, owner_b, n_layers))[seen], seen)
         act = info["act"]
         if act:
             n = np.array(info["numel"], dtype=np.float64)
-            norm = got["a_norm"]
             if self._want_units:
-                ends = np.cumsum(info["a_units"])
-                total = np.add.reduceat(got["a_units"], ends - info["a_units"], dtype=np.float64)
-                if "act_mean" in self.stats:
-                    row[_ROW["act_mean"], act] = total / n
-                if "act_std" in self.stats:
-                    row[_ROW["act_std"], act] = _unbiased_std(norm**2, total, n)
+                sizes = info["a_units"]
+                total = np.add.reduceat(got["a_units"], np.cumsum(sizes) - sizes, dtype=np.float64)
+                put("act_mean", total / n, act)
+                put("act_std", _unbiased_std(got["a_norm"] ** 2, total, n), act)
             if info["dead"]:
                 sizes = np.array(info["a_dead"])
                 dead = np.add.reduceat(got["a_dead"] <= 0, np.cumsum(sizes) - sizes, dtype=np.float64)
                 row[_ROW["dead_frac"], info["dead"]] = dead / sizes
             if info["saturated"]:
                 row[_ROW["saturated_frac"], info["saturated"]] = got["a_saturated"]
-        if info["forward"]:
-            seen = sorted(info["forward_numel"])
-            sum_sq = _per_layer(got["f_norm"] ** 2, np.array(info["forward"]), n_layers)[seen]
-            numel = np.array([info["forward_numel"][i] for i in seen], dtype=np.float64)
-            row[_ROW["forward_rms"], seen] = np.sqrt(sum_sq / numel)
-        if info["back"]:
-            owner = np.array(info["back"])
-            seen = np.bincount(owner, minlength=n_layers) > 0
-            row[_ROW["backward_norm"], seen] = np.sqrt(_per_layer(got["b_norm"] ** 2, owner, n_layers))[seen]
         for name, key, where in (("act_hist", "a_hist", act), ("grad_hist", "g_hist", None)):
             if name not in self.stats:
                 continue
@@ -808,17 +737,24 @@ class GradientMonitor:
                 if where is None:
                     np.add.at(counts, owner, values)
                 else:
-                    counts[[i for i in where]] = values
+                    counts[list(where)] = values
             self._hists[name].append(counts)
         if self.track_inputs:
             self._input_norms.append(got.get("x_grad", np.empty(0)))
         self._rows.append(row)
-        self._steps.append(pending.step)
+        self._steps.append(step)
 
     def record(self) -> MonitorRecord:
-        """Return everything recorded so far as a ``MonitorRecord`` (a copy; recording can go on). A step
-        whose update has not come yet is completed without its update ratio."""
+        """Everything recorded so far (a copy; recording can go on). A step whose update has not come yet is
+        completed without its update ratio."""
         self._finish(update=False)
+        with np.errstate(all="ignore"):  # inf/NaN gradients give NaN statistics, silently
+            for step, (info, sizes), flat in self._fetched:
+                got, start = {}, 0
+                for name, size in sizes:
+                    got[name], start = flat[start : start + size], start + size
+                self._decode(step, info, got)
+        self._fetched = []
         data = np.stack(self._rows) if self._rows else np.empty((0, len(METRICS), len(self.layers)))
         input_grad_norm = None
         if self.track_inputs:
@@ -838,7 +774,7 @@ class GradientMonitor:
             steps=np.array(self._steps, dtype=np.int64),
             **{metric: data[:, k].copy() for k, metric in enumerate(METRICS)},
             input_grad_norm=input_grad_norm,
-            recorded=tuple(m for m in self.stats),
+            recorded=self.stats,
             activations=tuple(self._kinds),
             **hists,
         )
@@ -855,20 +791,10 @@ def snapshot(
     saturation: float = 0.99,
     track_inputs: bool = False,
 ) -> MonitorRecord:
-    """One forward and backward pass on a batch; return its one-step ``MonitorRecord`` (update_ratio NaN).
-
-    The model's gradients are reset first and left in ``.grad`` afterwards; the weights do not change.
-
-    Args:
-        model: the network (its train/eval mode is kept).
-        x: the input batch.
-        y: the targets, passed to ``loss_fn``.
-        loss_fn: ``loss_fn(model(x), y)`` returns a scalar loss tensor, e.g. ``nn.CrossEntropyLoss()``.
-        layers: (name, module) pairs to watch; default ``vgcourse.models.named_layers(model)``.
-        stats: what to record, as ``GradientMonitor``'s ``stats``; a single pass is cheap, so "all".
-        saturation: threshold in (0, 1) for saturated sigmoid/tanh outputs.
-        track_inputs: also record ||dL/dx_t|| per time step of ``x`` (see ``GradientMonitor``).
-    """
+    """One forward and backward pass of ``loss_fn(model(x), y)``; its one-step ``MonitorRecord`` (update_ratio
+    NaN). The gradients are reset first and left in ``.grad``; the weights and train/eval mode are kept.
+    ``layers``, ``stats``, ``saturation``, ``track_inputs``: as for ``GradientMonitor`` (stats "all": a
+    single pass is cheap)."""
     check_tensor("x", x)
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, e.g. nn.CrossEntropyLoss(); got {type(loss_fn).__name__}")
