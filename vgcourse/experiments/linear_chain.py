@@ -192,13 +192,12 @@ class GeometricConfig(Config):
 
 @dataclass(frozen=True)
 class GeometricResult:
-    """powers: s^L on the axes depth (L) × factor (s), ``powers.sel(factor=0.99, depth=100)``;
-    ``halving_depths[j]`` = ln 2 / |ln s_j| (inf for s = 1): layers after which s^L has halved (s < 1) or
-    doubled (s > 1)."""
+    """s^L on the axes depth × factor (``powers.sel(factor=0.99, depth=100)``) and, per factor, the layers
+    ln 2 / |ln s| after which s^L has halved (s < 1) or doubled (s > 1); inf for s = 1."""
 
     config: GeometricConfig
     powers: Grid
-    halving_depths: np.ndarray
+    halving_depths: Grid
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: one row per depth L, one column "s^L" per factor."""
@@ -215,7 +214,7 @@ def run_geometric(config: GeometricConfig) -> GeometricResult:
     with np.errstate(divide="ignore"):
         halving = np.log(2.0) / np.abs(np.log(factors))
     powers = Grid(factors[None, :] ** depths[:, None], name="s^L", depth=config.depths, factor=config.factors)
-    return GeometricResult(config, powers, halving)
+    return GeometricResult(config, powers, Grid(halving, name="halving depth", factor=config.factors))
 
 
 # -- The first layer's gradient vs depth ---------------------------------------------------------------------
@@ -348,20 +347,16 @@ class LayerGainResult:
     """Per width, root-mean-square gains √mean‖W^T u‖² with entries N(0, 1) (≈ √n) and N(0, 1/n) (≈ 1)."""
 
     config: LayerGainConfig
-    unscaled_gain: np.ndarray
-    scaled_gain: np.ndarray
+    unscaled_gain: Grid  # on the axis width
+    scaled_gain: Grid
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per width: √n and both measured gains."""
         import pandas as pd
 
         widths = np.array(self.config.widths)
-        columns = {
-            "√n": np.sqrt(widths),
-            "gain, std 1": self.unscaled_gain,
-            "gain, std 1/√n": self.scaled_gain,
-        }
-        return pd.DataFrame(columns, index=pd.Index(widths, name="width n"))
+        gains = {"gain, std 1": self.unscaled_gain.values, "gain, std 1/√n": self.scaled_gain.values}
+        return pd.DataFrame({"√n": np.sqrt(widths), **gains}, index=pd.Index(widths, name="width n"))
 
 
 def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
@@ -374,7 +369,10 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
         gain2 = (torch.linalg.norm((z.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1), dim=-1) ** 2).mean()
         unscaled.append(float(gain2.sqrt()))
         scaled.append(float((gain2 / n).sqrt()))
-    return LayerGainResult(config, np.array(unscaled), np.array(scaled))
+    axis = {"width": config.widths}
+    return LayerGainResult(
+        config, Grid(unscaled, name="gain, std 1", **axis), Grid(scaled, name="gain, std 1/√n", **axis)
+    )
 
 
 # -- Singular values of the product W_L⋯W_1 ------------------------------------------------------------------
