@@ -319,3 +319,38 @@ def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_contr
         assert explorer.values() == {name: values[name] for name in explorer.controls}
         assert explorer.png.startswith(b"\x89PNG")
     plt.close("all")
+
+
+# Controls that set no single config field, built by hand (every other control of an explorer is built by
+# vgcourse.widgets.control from its field's declared constraint); view controls choose what the plot shows.
+HAND_BUILT = {
+    "recurrent_networks.lag_profile_explorer": {"arch"},  # "all" or one architecture: the archs tuple
+    "residual_networks.layer_profile_explorer": {"skip", "norm", "branch"},  # together: the NetworkSpec
+    "transformers.warmup_explorer": {"layout", "warmup"},  # together: the variant and warmup_steps
+}
+
+
+@pytest.mark.parametrize("label", _explorer_cases())
+def test_every_explorer_control_stays_inside_its_config_fields_declared_constraint(label: str) -> None:
+    # each control derived from a field offers only values the field's constraint accepts, and its first
+    # and last values reach that field of the config the explorer builds
+    from vgcourse.explorers import explorer_functions
+
+    explorer = explorer_functions()[label]()
+    derived = {name: c for name, c in explorer.controls.items() if hasattr(c, "config_field")}
+    assert set(explorer.controls) - set(derived) == HAND_BUILT.get(label, set()), label
+    for name, control in derived.items():
+        cls, field = control.config_field
+        rule = constraints(cls)[field]
+        element = rule.each if rule.kind == "tuple" and rule.each is not None else rule
+        offered = list(getattr(control, "_options_values", ())) or _ends(control)
+        for value in offered:
+            element.check(f"{label}: {name}", value)  # a ValueError or TypeError names the control
+        for value in _ends(control):
+            config = explorer.make_config(**{**explorer.values(), name: value})
+            held = getattr(config, field)
+            assert isinstance(config, cls) and (value in held if rule.kind == "tuple" else held == value), (
+                label,
+                name,
+                value,
+            )

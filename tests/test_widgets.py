@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
+from vgcourse import config as vc
 from vgcourse.explorers import explorer_functions
 from vgcourse.glue import glue
-from vgcourse.widgets import Explorer, compact_png
+from vgcourse.widgets import Explorer, compact_png, control
 
 ROOT = Path(__file__).resolve().parents[1]
 # The static page's widget (Explorer.page_widget) nests ipywidgets 8's Stack: the book is built with
@@ -180,6 +181,73 @@ def test_glue_unwraps_numpy_and_torch_scalars() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Controls built from a config field's declared constraint
+
+
+class Knobs(vc.Config):
+    depth: int = vc.integer(5, low=1, high=100)
+    scale: float = vc.positive(1.0)
+    act: str = vc.one_of("relu", "tanh", default="relu")
+    skip: bool = vc.flag(False)
+    depths: tuple[int, ...] = vc.nonempty(vc.integer(low=1, high=50), default=(5,))
+
+
+def test_control_takes_its_range_or_choices_from_the_fields_constraint() -> None:
+    depth = control(Knobs, "depth", 5, "depth L")
+    assert isinstance(depth, widgets.IntSlider) and (depth.min, depth.max, depth.step) == (1, 100, 1)
+    assert depth.description == "depth L" and depth.continuous_update is False
+    assert depth.config_field == (Knobs, "depth")
+    assert control(Knobs, "depth", 5, high=50).max == 50  # an explorer may narrow the range
+    act = control(Knobs, "act", "tanh")
+    assert isinstance(act, widgets.ToggleButtons) and act.options == ("relu", "tanh") and act.value == "tanh"
+    assert isinstance(control(Knobs, "act", "relu", kind=widgets.Dropdown), widgets.Dropdown)
+    assert isinstance(control(Knobs, "skip", True), widgets.Checkbox)
+    labelled = control(Knobs, "skip", False, options=[("plain", False), ("skip", True)])
+    assert labelled._options_labels == ("plain", "skip") and labelled.value is False
+    log = control(Knobs, "scale", 2.0, low=0.25, high=16, step=0.5, base=2)
+    assert isinstance(log, widgets.FloatLogSlider) and (log.min, log.max, log.base) == (-2, 4, 2)
+    linear = control(Knobs, "scale", 1.0, low=0.5, high=2.0, step=0.05, readout_format=".2f")
+    assert isinstance(linear, widgets.FloatSlider) and linear.readout_format == ".2f"
+    stops = control(Knobs, "scale", 0.3, options=[0.1, 0.3, 1.0], kind=widgets.SelectionSlider)
+    assert stops._options_values == (0.1, 0.3, 1.0) and stops.continuous_update is False
+    element = control(Knobs, "depths", 7, name="depth")  # a tuple field: one element's constraint
+    assert element.max == 50 and element.config_field == (Knobs, "depths")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kwargs", "error", "match"),
+    [
+        ("depth", 5, {"high": 200}, ValueError, "depth's upper end must be <= 100"),  # never widen
+        ("depth", 0, {}, ValueError, "depth must be >= 1"),
+        ("depth", 60, {"high": 50}, ValueError, "depth must be <= 50"),
+        ("depth", 2.5, {}, TypeError, "depth must be an integer"),
+        ("depth", 5, {"low": 5, "high": 5}, ValueError, "low < high"),
+        ("act", "gelu", {}, ValueError, "valid choices: relu, tanh"),
+        ("act", "relu", {"options": ["relu", "gelu"]}, ValueError, "valid choices: relu, tanh"),
+        ("act", "tanh", {"options": ["relu"]}, ValueError, "unknown act 'tanh'; valid choices: relu"),
+        ("skip", 1, {}, TypeError, "True or False"),
+        ("scale", 1.0, {"low": 0.0, "high": 2.0, "step": 0.1}, ValueError, "lower end must be > 0"),
+        ("scale", 1.05, {"low": 0.5, "high": 2.0, "step": 0.1}, ValueError, "steps of 0.1 from 0.5"),
+        ("scale", 1.0, {}, ValueError, "needs low, high"),
+        ("depths", 60, {"name": "depth", "high": 50}, ValueError, "depth must be <= 50"),
+    ],
+)
+def test_control_rejects_what_its_field_does_not_accept(
+    field: str, value: object, kwargs: dict, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        control(Knobs, field, value, **kwargs)
+
+
+def test_explorer_checks_its_config_when_built() -> None:
+    # a fixed argument outside its field's range fails at once, not at the first update
+    with pytest.raises(ValueError, match="depth must be <= 100"):
+        Explorer(
+            {"scale": widgets.FloatText(value=1.0)}, lambda scale: Knobs(depth=500, scale=scale), run, plot
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
 # Every chapter's explorer: its sliders start where the browser's slider can be
 
 
@@ -195,14 +263,14 @@ CHAPTER_EXPLORERS = [(label, make()) for label, make in explorer_functions().ite
 def test_sliders_start_on_a_step_of_their_range(label: str, explorer: Explorer) -> None:
     # The browser snaps a slider to min + k * step (of the exponent, for a log slider) and shows that
     # value; a start between two steps would show a value the figure was not computed for.
-    for name, control in {**explorer.controls, **explorer.view_controls}.items():
-        if isinstance(control, widgets.FloatLogSlider):
-            position = (math.log(control.value, control.base) - control.min) / control.step
-        elif isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):
-            position = (control.value - control.min) / control.step
+    for name, widget in explorer.every.items():
+        if isinstance(widget, widgets.FloatLogSlider):
+            position = (math.log(widget.value, widget.base) - widget.min) / widget.step
+        elif isinstance(widget, (widgets.FloatSlider, widgets.IntSlider)):
+            position = (widget.value - widget.min) / widget.step
         else:
             continue
-        assert position == pytest.approx(round(position), abs=1e-6), f"{label}: {name} = {control.value}"
+        assert position == pytest.approx(round(position), abs=1e-6), f"{label}: {name} = {widget.value}"
 
 
 @pytest.mark.parametrize(
@@ -210,9 +278,9 @@ def test_sliders_start_on_a_step_of_their_range(label: str, explorer: Explorer) 
 )
 def test_sliders_update_on_release(label: str, explorer: Explorer) -> None:
     # an update takes ~0.1 s: recomputing at every pixel of a drag would queue updates behind the mouse
-    for name, control in {**explorer.controls, **explorer.view_controls}.items():
-        if hasattr(control, "continuous_update"):
-            assert control.continuous_update is False, f"{label}: {name}"
+    for name, widget in explorer.every.items():
+        if hasattr(widget, "continuous_update"):
+            assert widget.continuous_update is False, f"{label}: {name}"
 
 
 # ----------------------------------------------------------------------------------------------------

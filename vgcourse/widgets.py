@@ -1,15 +1,10 @@
-"""Explorers: widget controls wired to an experiment's ``run`` and a ``plots`` function.
+"""Explorers: controls -> config -> the chapter's own ``run`` -> its ``plots`` function, shown as a PNG.
 
-An explorer owns no computation of its own: each change of a control builds a config from the
-controls' values, calls the same ``run(config)`` and plot function that the chapter's static figure
-uses, and shows the figure. Works with ipywidgets 7.7 (Colab) and 8.
-
-On the static site there is no Python to call: while the book is built (the Sphinx extension
-_ext/static_explorers.py sets ``VGCOURSE_SITE_BUILD=1`` and ``VGCOURSE_COLAB_URLS`` for the kernels),
-``show`` returns ``page_widget()`` instead: every view of a grid of settings computed in advance, in
-nested ``Stack`` containers whose ``selected_index`` is ``jslink``-ed to the index of a page control.
-The embedded widget manager runs those links in the browser, so moving a control shows the figure
-computed for its value. The live explorer (Colab, Jupyter) is unchanged.
+Controls come from a config field's declared constraint (:func:`control`). Works with ipywidgets 7.7
+(Colab) and 8. While the book is built (_ext/static_explorers.py sets ``VGCOURSE_SITE_BUILD=1`` and
+``VGCOURSE_COLAB_URLS``), ``Explorer.show`` returns ``page_widget()``: views precomputed for a grid of
+settings in nested ``Stack`` containers whose ``selected_index`` is ``jslink``-ed to a page control's
+index, so the browser switches views without Python.
 """
 
 from __future__ import annotations
@@ -20,7 +15,6 @@ import itertools
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -28,10 +22,11 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-SITE_BUILD_ENV = "VGCOURSE_SITE_BUILD"
-"""Set to "1" while the book is built: explorers show their precomputed page widget."""
-COLAB_URLS_ENV = "VGCOURSE_COLAB_URLS"
-"""While the book is built: JSON {chapter notebook name: the Colab URL of its reader notebook}."""
+from vgcourse._validation import check_float, check_int
+from vgcourse.config import constraints
+
+SITE_BUILD_ENV = "VGCOURSE_SITE_BUILD"  # "1" while the book is built: explorers show their page widget
+COLAB_URLS_ENV = "VGCOURSE_COLAB_URLS"  # JSON {chapter: the Colab URL of its reader notebook}, in a build
 
 
 def site_build() -> bool:
@@ -51,28 +46,102 @@ def colab_link(chapter: str, text: str = "in Colab") -> str:
     return f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{html.escape(text)}</a>'
 
 
+def select(
+    name: str,
+    value: Any,
+    options: Sequence[Any],
+    description: str | None = None,
+    *,
+    kind: type[widgets.Widget] = widgets.ToggleButtons,
+) -> widgets.Widget:
+    """A ``kind`` selection widget (ToggleButtons, Dropdown, SelectionSlider) over ``options`` (values or
+    (label, value) pairs), starting at ``value``: else a ValueError naming the valid choices."""
+    values = [o[1] if isinstance(o, tuple) else o for o in options]
+    if not any(value == v and type(value) is type(v) for v in values):
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, values))}")
+    extra = {"continuous_update": False} if kind is widgets.SelectionSlider else {}
+    description = name if description is None else description
+    return kind(options=list(options), value=value, description=description, **extra)
+
+
+def control(
+    config: type,
+    field: str,
+    value: Any,
+    description: str | None = None,
+    *,
+    name: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    step: float | None = None,
+    base: float | None = None,
+    options: Sequence[Any] | None = None,
+    kind: type[widgets.Widget] = widgets.ToggleButtons,
+    **traits: Any,
+) -> widgets.Widget:
+    """A control for ``config``'s field ``field`` (one element of a tuple field), built from the field's
+    declared constraint ``constraints(config)[field]``: an int -> IntSlider over [low, high]; a real ->
+    FloatSlider by ``step`` (with ``base``: FloatLogSlider, exponents by ``step``); a choice -> ``kind``
+    over its choices; a flag -> Checkbox. ``options`` (values or (label, value) pairs) makes a ``kind``
+    selection instead. low, high and options may narrow the constraint, never widen it; ``value`` must be
+    one the control offers. Each is a ValueError or TypeError naming ``name`` (default: ``field``) and the
+    valid range or choices. ``traits`` go to a slider (``readout_format``). The widget remembers
+    ``config_field = (config, field)`` (contract tests)."""
+    rule = constraints(config)[field]
+    rule = rule.each if rule.kind == "tuple" and rule.each is not None else rule
+    name = name or field
+    description = name if description is None else description
+    value = rule.check(name, value)
+    if options is None and rule.kind == "choice":
+        options = rule.choices
+    if options is not None:
+        for option in options:
+            rule.check(name, option[1] if isinstance(option, tuple) else option)
+        widget = select(name, value, options, description, kind=kind)
+    elif rule.kind == "bool":
+        widget = widgets.Checkbox(value=value, description=description)
+    elif rule.kind in ("int", "float"):
+        low, high = rule.low if low is None else low, rule.high if high is None else high
+        if low is None or high is None or (step is None and rule.kind == "float"):
+            raise ValueError(f"a slider for {name} needs low, high and (for a real) step")
+        rule.check(f"{name}'s lower end", low)  # inside the declared range
+        rule.check(f"{name}'s upper end", high)
+        if not low < high:
+            raise ValueError(f"{name}'s slider needs low < high; got [{low}, {high}]")
+        check = check_int if rule.kind == "int" else check_float
+        check(name, value, low, high)
+        step = step or 1
+        scale = (lambda x: math.log(x, base)) if base else (lambda x: x)
+        position = (scale(value) - scale(low)) / step
+        if abs(position - round(position)) > 1e-6:
+            raise ValueError(f"{name} must lie on the slider's steps of {step} from {low}; got {value}")
+        real = widgets.FloatLogSlider if base else widgets.FloatSlider
+        slider = widgets.IntSlider if rule.kind == "int" else real
+        ends = {"min": round(scale(low), 12), "max": round(scale(high), 12)} | (
+            {"base": base} if base else {}
+        )
+        widget = slider(
+            value=value, step=step, description=description, continuous_update=False, **ends, **traits
+        )
+    else:
+        raise TypeError(f"{config.__name__}.{field} ({rule.describe()}) has no control; build one by hand")
+    widget.config_field = (config, field)
+    return widget
+
+
 ConfigT = TypeVar("ConfigT")
 ResultT = TypeVar("ResultT")
 
 
 class Explorer(Generic[ConfigT, ResultT]):
-    """Controls -> ``make_config(**values)`` -> ``run(config)`` -> ``plot(result, **view)`` shown as a PNG.
+    """``controls`` (a widget per keyword of ``make_config``) -> ``make_config(**values)`` ->
+    ``run(config)`` -> ``plot(result, **view)``, shown as a PNG with ``readout(result)`` (HTML) under it.
 
-    Args:
-        controls: widget per keyword of ``make_config`` (each has a ``value``).
-        make_config: builds the experiment's config from the controls' values.
-        run: the experiment's ``run(config) -> result``.
-        plot: a ``plots`` function ``plot(result, **view) -> Figure``.
-        readout: optional ``readout(result) -> str`` shown as text under the figure.
-        title: a line of text above the controls.
-        view_controls: widget per keyword of ``plot`` (e.g. which panel to show); changing one redraws
-            the current result without recomputing it.
-        page_grid: the values each control takes on the static page (``page_widget``), which shows the
-            view computed for every combination. A control it does not name keeps its starting value
-            there and is shown disabled; a view control it does not name takes all its options. Every
-            list must hold the control's starting value.
-        chapter: the chapter's notebook name, for the page's "open in Colab" link (default: the module
-            ``vgcourse.explorers.<chapter>`` that defines ``make_config``).
+    ``view_controls`` (a widget per keyword of ``plot``) redraw the current result without recomputing.
+    ``page_grid`` lists the values each control takes on the static page (each list holds the control's
+    starting value); a control it does not name stays at its start there (shown disabled), a view
+    control takes all its options. ``chapter`` (for the page's Colab link) defaults to the module
+    ``vgcourse.experiments.<chapter>`` (or ``explorers``) that defines ``run``.
     """
 
     def __init__(
@@ -98,13 +167,13 @@ class Explorer(Generic[ConfigT, ResultT]):
             raise ValueError(f"{sorted(shared)} cannot be both a control and a view control")
         self.controls = dict(controls)
         self.view_controls = view_controls
-        self.page_grid = _check_page_grid(dict(page_grid or {}), self.controls, self.view_controls)
-        module = getattr(make_config, "__module__", "") or ""
-        self.chapter = chapter or (
-            module.rpartition(".")[2] if module.startswith("vgcourse.explorers.") else ""
-        )
+        self.every = {**self.controls, **view_controls}  # controls and view controls, by name
+        self.page_grid = _check_page_grid(dict(page_grid or {}), self.every)
+        module = getattr(run, "__module__", "") or ""  # vgcourse.experiments.<chapter>, usually
+        in_chapter = module.startswith(("vgcourse.experiments.", "vgcourse.explorers."))
+        self.chapter = chapter or (module.rpartition(".")[2] if in_chapter else "")
+        make_config(**self.values())  # a bad fixed argument (width, seed...) fails here, naming its field
         self.title = title
-        self.page_seconds = 0.0
         self.make_config = make_config
         self.run = run
         self.plot = plot
@@ -114,13 +183,18 @@ class Explorer(Generic[ConfigT, ResultT]):
         self.result: ResultT | None = None
         self.png: bytes = b""
         self._margins: dict[tuple, dict[str, float]] = {}
-        header = [widgets.HTML(f"<b>{title}</b>")] if title else []
-        wrap = {"flex_flow": "row wrap"}  # controls wrap onto more lines in a narrow notebook
-        rows = [widgets.HBox(list(self.controls.values()), layout=widgets.Layout(**wrap))]
-        if self.view_controls:
-            rows.append(widgets.HBox(list(self.view_controls.values()), layout=widgets.Layout(**wrap)))
-        self.widget = widgets.VBox([*header, *rows, self.output, self.text])
+        self.widget = widgets.VBox([*self._rows(self.controls, self.view_controls), self.output, self.text])
+        self._on_change = lambda _change: self._refresh()
+        self._on_view_change = lambda _change: self._refresh(recompute=False)
         self._observe(True)
+
+    def _rows(self, controls: Mapping[str, Any], view_controls: Mapping[str, Any]) -> list[widgets.Widget]:
+        """The title, then a row of controls and one of view controls (rows wrap in a narrow notebook)."""
+        rows = [widgets.HTML(f"<b>{self.title}</b>")] if self.title else []
+        for group in (controls, view_controls):
+            if group:
+                rows.append(widgets.HBox(list(group.values()), layout=widgets.Layout(flex_flow="row wrap")))
+        return rows
 
     def values(self) -> dict[str, Any]:
         """The controls' current values, by keyword (the view controls' are in ``view()``)."""
@@ -133,29 +207,21 @@ class Explorer(Generic[ConfigT, ResultT]):
     def update(self, **values: Any) -> Figure:
         """Set any given controls, recompute (unless only view controls changed) and redraw; return the
         new figure (already closed)."""
-        every = {**self.controls, **self.view_controls}
-        unknown = set(values) - set(every)
+        unknown = set(values) - set(self.every)
         if unknown:
-            raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: {sorted(every)}")
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: {sorted(self.every)}")
         self._observe(False)
         try:
             for name, value in values.items():
-                every[name].value = value
+                self.every[name].value = value
         finally:
             self._observe(True)
         return self._refresh(recompute=not set(values) <= set(self.view_controls))
 
     def _observe(self, on: bool) -> None:
-        for control in self.controls.values():
-            (control.observe if on else control.unobserve)(self._on_change, names="value")
-        for control in self.view_controls.values():
-            (control.observe if on else control.unobserve)(self._on_view_change, names="value")
-
-    def _on_change(self, _change: Any) -> None:
-        self._refresh()
-
-    def _on_view_change(self, _change: Any) -> None:
-        self._refresh(recompute=False)
+        for group, handler in ((self.controls, self._on_change), (self.view_controls, self._on_view_change)):
+            for control in group.values():
+                (control.observe if on else control.unobserve)(handler, names="value")
 
     def _refresh(self, recompute: bool = True) -> Figure:
         """Run the experiment (when asked, or when there is no result yet), plot, render and show."""
@@ -201,26 +267,25 @@ class Explorer(Generic[ConfigT, ResultT]):
         ``page_widget``). A view control ``page_grid`` does not name takes all its options."""
         grid = dict(self.page_grid)
         for name, control in self.view_controls.items():
-            grid.setdefault(name, list(_option_values(control)))
+            grid.setdefault(name, list(control._options_values))
         varied = [(name, list(values)) for name, values in grid.items() if len(values) > 1]
         return sorted(varied, key=lambda item: len(item[1]))
 
     def page_fixed(self) -> list[str]:
         """The controls (and view controls) that keep their starting value on the static page."""
         varied = {name for name, _ in self.page_dimensions()}
-        return [name for name in {**self.controls, **self.view_controls} if name not in varied]
+        return [name for name in self.every if name not in varied]
 
     def page_views(self) -> dict[tuple, tuple[bytes, str]]:
         """Every view of the page's grid: {values in ``page_dimensions`` order: (PNG, readout)}, the PNG
         reduced by ``compact_png``. Each distinct config is run once and its views drawn from that
         result; a setting whose config or view repeats another's (a control its config ignores) shares
-        its PNG. Controls outside the grid keep their current values."""
+        its PNG (configs are frozen, so hashable). Controls outside the grid keep their current values."""
         dimensions = self.page_dimensions()
         names = [name for name, _ in dimensions]
         values = dict(dimensions)
         config_names = [name for name in names if name in self.controls]
         view_names = [name for name in names if name in self.view_controls]
-        started = time.perf_counter()
         drawn: dict[Any, tuple[bytes, str]] = {}
         views: dict[tuple, tuple[bytes, str]] = {}
         for config_values in itertools.product(*(values[name] for name in config_names)):
@@ -229,19 +294,14 @@ class Explorer(Generic[ConfigT, ResultT]):
             result = None
             for view_values in itertools.product(*(values[name] for name in view_names)):
                 view = {**self.view(), **dict(zip(view_names, view_values, strict=True))}
-                key = _hashable((config, tuple(view.items())))
-                if key is None or key not in drawn:
+                key = (config, tuple(view.items()))
+                if key not in drawn:
                     result = self.run(config) if result is None else result
                     figure = self.plot(result, **view)
                     png = compact_png(self._render(figure, key=tuple(view.values())))
                     plt.close(figure)
-                    shown = (png, self.readout(result) if self.readout else "")
-                    if key is None:
-                        views[tuple({**setting, **view}[name] for name in names)] = shown
-                        continue
-                    drawn[key] = shown
+                    drawn[key] = (png, self.readout(result) if self.readout else "")
                 views[tuple({**setting, **view}[name] for name in names)] = drawn[key]
-        self.page_seconds = time.perf_counter() - started
         return views
 
     def page_widget(self) -> widgets.VBox:
@@ -251,11 +311,10 @@ class Explorer(Generic[ConfigT, ResultT]):
         (``Stack``), the version the book is built with."""
         dimensions = self.page_dimensions()
         views = self.page_views()
-        every = {**self.controls, **self.view_controls}
-        page_controls = {name: _page_control(every[name], values) for name, values in dimensions}
+        page_controls = {name: _page_control(self.every[name], values) for name, values in dimensions}
         fixed = self.page_fixed()
         for name in fixed:
-            page_controls[name] = _disabled_copy(every[name])
+            page_controls[name] = _disabled_copy(self.every[name])
         self._page_links: list[Any] = []
         # The page saves every model's whole state: widgets share one layout (and style) model per kind,
         # a repeated view or readout is one widget shown in several places.
@@ -283,23 +342,18 @@ class Explorer(Generic[ConfigT, ResultT]):
             return stack
 
         figure = level(0, ())
-        header = [widgets.HTML(f"<b>{self.title}</b>")] if self.title else []
         note = widgets.HTML(self._page_note(len(views), fixed), layout=widgets.Layout(width="100%"))
-        wrap = {"flex_flow": "row wrap"}
-        rows = [widgets.HBox([page_controls[name] for name in self.controls], layout=widgets.Layout(**wrap))]
-        if self.view_controls:
-            rows.append(
-                widgets.HBox(
-                    [page_controls[name] for name in self.view_controls], layout=widgets.Layout(**wrap)
-                )
-            )
+        rows = self._rows(
+            *({name: page_controls[name] for name in g} for g in (self.controls, self.view_controls))
+        )
+        rows.insert(1 if self.title else 0, note)
         self.page_controls = page_controls
-        return widgets.VBox([*header, note, *rows, figure])
+        return widgets.VBox([*rows, figure])
 
     def _page_note(self, n_views: int, fixed: Sequence[str]) -> str:
         """The line above the page controls: what they do on the page, what they cannot do there (fixed
         controls, options left out of the grid), and where to explore freely."""
-        every = {**self.controls, **self.view_controls}
+        every = self.every
         limits = [
             html.escape(f"{_label_of(every[name])} fixed at {_shown(every[name], every[name].value)}")
             for name in fixed
@@ -317,7 +371,11 @@ class Explorer(Generic[ConfigT, ResultT]):
         )
 
     def _ipython_display_(self) -> None:
-        _display(self.show())
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:  # outside IPython there is nowhere to show it
+            display(self.show())
 
 
 def compact_png(png: bytes, colors: int = 256) -> bytes:
@@ -330,20 +388,6 @@ def compact_png(png: bytes, colors: int = 256) -> bytes:
     buffer = io.BytesIO()
     image.quantize(colors=colors, method=method).save(buffer, format="png", optimize=True)
     return buffer.getvalue()
-
-
-def _hashable(key: Any) -> Any:
-    """``key`` if it can be a dict key (a frozen dataclass config can), else None."""
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def _option_values(control: widgets.Widget) -> tuple:
-    """The values a selection widget (Dropdown, ToggleButtons, SelectionSlider...) offers."""
-    return tuple(control._options_values)
 
 
 def _label_of(control: widgets.Widget) -> str:
@@ -362,14 +406,11 @@ def _shown(control: widgets.Widget, value: Any) -> str:
 def _page_control(control: widgets.Widget, values: Sequence[Any]) -> widgets.Widget:
     """A control whose ``index`` selects among ``values``: the same kind of selection widget restricted
     to them, or, for a numeric slider, a SelectionSlider labelled as the slider's readout."""
-    description = getattr(control, "description", "")
     options = [(_shown(control, value), value) for value in values]
-    if hasattr(control, "_options_values"):
-        kind = type(control)
-        extra = {"continuous_update": True} if isinstance(control, widgets.SelectionSlider) else {}
-        return kind(options=options, value=control.value, description=description, **extra)
-    return widgets.SelectionSlider(
-        options=options, value=control.value, description=description, continuous_update=True
+    kind = type(control) if hasattr(control, "_options_values") else widgets.SelectionSlider
+    extra = {"continuous_update": True} if kind is widgets.SelectionSlider else {}
+    return kind(
+        options=options, value=control.value, description=getattr(control, "description", ""), **extra
     )
 
 
@@ -384,13 +425,8 @@ def _disabled_copy(control: widgets.Widget) -> widgets.Widget:
     return type(control)(**{k: getattr(control, k) for k in keys if hasattr(control, k)}, disabled=True)
 
 
-def _check_page_grid(
-    grid: dict[str, list[Any]],
-    controls: Mapping[str, widgets.Widget],
-    view_controls: Mapping[str, widgets.Widget],
-) -> dict[str, list[Any]]:
+def _check_page_grid(grid: dict[str, list[Any]], every: Mapping[str, widgets.Widget]) -> dict[str, list[Any]]:
     """``grid`` with each list checked: a known control, no repeats, values it can take, its start."""
-    every = {**controls, **view_controls}
     unknown = set(grid) - set(every)
     if unknown:
         raise ValueError(f"page_grid names unknown control(s) {sorted(unknown)}; valid: {sorted(every)}")
@@ -401,21 +437,19 @@ def _check_page_grid(
             raise ValueError(f"page_grid[{name!r}] must be a non-empty list without repeats; got {values}")
         if hasattr(control, "_options_values"):
             bad = [v for v in values if v not in control._options_values]
-        else:
-            bad = [v for v in values if not control.min <= _exponent(control, v) <= control.max]
+        else:  # a log slider's ends are exponents
+            log = isinstance(control, widgets.FloatLogSlider)
+            bad = [
+                v
+                for v in values
+                if not control.min <= (math.log(v, control.base) if log else v) <= control.max
+            ]
         if bad:
             raise ValueError(f"page_grid[{name!r}] has values {name} cannot take: {bad}")
         if not any(v == control.value for v in values):
             raise ValueError(f"page_grid[{name!r}] must hold the starting value {control.value!r}")
         checked[name] = values
     return checked
-
-
-def _exponent(control: widgets.Widget, value: float) -> float:
-    """Where ``value`` sits on the slider's scale (its exponent for a log slider)."""
-    if isinstance(control, widgets.FloatLogSlider):
-        return math.log(value, control.base)
-    return value
 
 
 def _show_png(output: widgets.Output, png: bytes) -> None:
@@ -429,12 +463,3 @@ def _show_png(output: widgets.Output, png: bytes) -> None:
     with output:
         output.clear_output(wait=True)
         display(Image(data=png, format="png"))
-
-
-def _display(obj: Any) -> None:
-    """Show ``obj`` in the running notebook; outside IPython there is nowhere to show it."""
-    from IPython import get_ipython
-    from IPython.display import display
-
-    if get_ipython() is not None:
-        display(obj)

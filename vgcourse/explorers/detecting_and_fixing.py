@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import ipywidgets as widgets
 
-from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse._validation import check_int
 from vgcourse.experiments.detecting_and_fixing import (
     GRID_ACTIVATIONS,
     GRID_INITS,
@@ -14,7 +16,7 @@ from vgcourse.experiments.detecting_and_fixing import (
     run_remedy_diagnosis,
 )
 from vgcourse.plots import detecting_and_fixing as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control, select
 
 __all__ = ["remedy_explorer", "remedy_readout"]
 
@@ -48,58 +50,24 @@ def remedy_explorer(
     Each change builds the network (a ``ResidualMLP``: 2·blocks hidden layers) and runs
     ``run_remedy_diagnosis``: one forward, backward and SGD-momentum step on 128 digits.
 
-    Args:
-        activation: the initial activation, one of ``GRID_ACTIVATIONS``.
-        init: the initial initialization, one of ``GRID_INITS``.
-        skip: whether blocks start with skip connections.
-        norm: the initial normalization, one of ``GRID_NORMS``.
-        blocks: the initial number of blocks.
-        panel: the initial panel, one of ``plots.detecting_and_fixing.REMEDY_PANELS``.
-        width: the hidden width (fixed).
-        lr: the learning rate of the diagnosed step (fixed).
-        max_blocks: the blocks slider's upper end (<= 25: depth <= 50).
-        seed: the initialization's seed (fixed).
+    The arguments are the controls' starting values (``panel``: one of
+    ``plots.detecting_and_fixing.REMEDY_PANELS``), the blocks slider's upper end (<= 25: depth <= 50) and
+    the fixed hidden width, learning rate of the diagnosed step and seed.
     """
-    check_choice("activation", activation, GRID_ACTIVATIONS)
-    check_choice("init", init, GRID_INITS)
-    if not isinstance(skip, bool):
-        raise TypeError(f"skip must be True or False; got {skip!r}")
-    check_choice("norm", norm, GRID_NORMS)
-    check_choice("panel", panel, tuple(plots.REMEDY_PANELS))
     check_int("max_blocks", max_blocks, minimum=1, maximum=25)
-    check_int("blocks", blocks, minimum=1, maximum=max_blocks)
-    check_int("width", width, minimum=1, maximum=256)
-    check_float("lr", lr, 0.0, strict_minimum=True)
-    check_int("seed", seed, minimum=0)
     controls = {
-        "activation": widgets.Dropdown(
-            options=list(GRID_ACTIVATIONS), value=activation, description="activation"
+        "activation": control(RemedyDiagnosisConfig, "activation", activation, kind=widgets.Dropdown),
+        "init": control(RemedyDiagnosisConfig, "init", init),
+        "skip": control(
+            RemedyDiagnosisConfig, "skip", skip, "blocks", options=[("plain", False), ("skip", True)]
         ),
-        "init": widgets.ToggleButtons(options=list(GRID_INITS), value=init, description="init"),
-        "skip": widgets.ToggleButtons(
-            options=[("plain", False), ("skip", True)], value=skip, description="blocks"
-        ),
-        "norm": widgets.ToggleButtons(options=list(GRID_NORMS), value=norm, description="norm"),
-        "blocks": widgets.IntSlider(
-            value=blocks, min=1, max=max_blocks, step=1, description="blocks", continuous_update=False
-        ),
+        "norm": control(RemedyDiagnosisConfig, "norm", norm),
+        "blocks": control(RemedyDiagnosisConfig, "blocks", blocks, high=max_blocks),
     }
-
-    def make_config(activation: str, init: str, skip: bool, norm: str, blocks: int) -> RemedyDiagnosisConfig:
-        return RemedyDiagnosisConfig(
-            activation=activation,
-            init=init,
-            skip=skip,
-            norm=norm,
-            blocks=blocks,
-            width=width,
-            lr=lr,
-            seed=seed,
-        )
 
     return Explorer(
         controls,
-        make_config,
+        partial(RemedyDiagnosisConfig, width=width, lr=lr, seed=seed),
         run_remedy_diagnosis,
         plots.remedy_panel,
         readout=remedy_readout,
@@ -112,9 +80,5 @@ def remedy_explorer(
             "skip": [False, True],
             "norm": sorted({"none", "batch", norm}, key=GRID_NORMS.index),
         },
-        view_controls={
-            "panel": widgets.ToggleButtons(
-                options=list(plots.REMEDY_PANELS), value=panel, description="panel"
-            )
-        },
+        view_controls={"panel": select("panel", panel, plots.REMEDY_PANELS)},
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from functools import partial
 
 import ipywidgets as widgets
 
-from vgcourse._validation import check_int
 from vgcourse.experiments.initialization import (
     INIT_SCHEMES,
     SCHEME_LABELS,
@@ -17,7 +16,7 @@ from vgcourse.experiments.initialization import (
     run_variance_profile,
 )
 from vgcourse.plots.initialization import profile
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = [
     "EXPLORER_ACTIVATIONS",
@@ -33,11 +32,7 @@ EXPLORER_SEEDS = (0, 1, 2)
 
 
 def variance_readout(result: VarianceProfile) -> str:
-    """One line: measured Var(δ_1)/Var(δ_L) (geometric mean, min..max over seeds) vs the two predictions.
-
-    Args:
-        result: a ``run_variance_profile`` result.
-    """
+    """One line: measured Var(δ_1)/Var(δ_L) (geometric mean, min..max over seeds) vs the two predictions."""
     ratio = result.grad_ratio
     center = geometric_mean(ratio)
     gaussian, linear = result.predicted.grad_ratio, result.linear.grad_ratio
@@ -61,43 +56,25 @@ def variance_explorer(
     Each change runs ``run_variance_profile`` (one batched forward and backward pass per seed) and
     redraws ``vgcourse.plots.initialization.profile``, the figure of the chapter's small multiples.
 
-    Args:
-        scheme: initial scheme, one of ``INIT_SCHEMES``.
-        activation: initial activation, one of ``EXPLORER_ACTIVATIONS``.
-        depth: initial depth, 2..50.
-        width: units per layer (kept small so that an update is fast).
-        batch_size: inputs per seed.
-        seeds: the seeds measured at every update.
+    scheme, activation (one of ``EXPLORER_ACTIVATIONS``) and depth (2 to 50) are the controls' starting
+    values; width, batch size (inputs per seed) and the seeds measured at every update are fixed.
     """
-    check_int("depth", depth, minimum=2, maximum=50)
-    base = VarianceConfig(
-        scheme=scheme,
-        activation=activation,
-        depth=depth,
-        width=width,
-        batch_size=batch_size,
-        seeds=tuple(seeds),
-    )
-    if activation not in EXPLORER_ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; valid choices: {', '.join(EXPLORER_ACTIVATIONS)}"
-        )
     controls = {
-        "scheme": widgets.Dropdown(
-            options=[(SCHEME_LABELS[s], s) for s in INIT_SCHEMES], value=scheme, description="init"
+        "scheme": control(
+            VarianceConfig,
+            "scheme",
+            scheme,
+            "init",
+            options=[(SCHEME_LABELS[s], s) for s in INIT_SCHEMES],
+            kind=widgets.Dropdown,
         ),
-        "activation": widgets.ToggleButtons(options=list(EXPLORER_ACTIVATIONS), value=activation),
-        "depth": widgets.IntSlider(
-            value=depth, min=2, max=50, step=1, description="depth", continuous_update=False
-        ),
+        "activation": control(VarianceConfig, "activation", activation, "", options=EXPLORER_ACTIVATIONS),
+        "depth": control(VarianceConfig, "depth", depth, low=2, high=50),
     }
-
-    def make_config(scheme: str, activation: str, depth: int) -> VarianceConfig:
-        return dataclasses.replace(base, scheme=scheme, activation=activation, depth=depth)
 
     return Explorer(
         controls,
-        make_config,
+        partial(VarianceConfig, width=width, batch_size=batch_size, seeds=tuple(seeds)),
         run_variance_profile,
         profile,
         readout=variance_readout,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ipywidgets as widgets
+from functools import partial
 
-from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.experiments.linear_chain import (
     INITS,
     LayerProfileConfig,
@@ -12,7 +11,7 @@ from vgcourse.experiments.linear_chain import (
     run_layer_profile,
 )
 from vgcourse.plots import linear_chain as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = ["layer_profile_explorer", "layer_profile_readout"]
 
@@ -38,49 +37,26 @@ def layer_profile_explorer(
 ) -> Explorer:
     """Sliders for depth L and weight scale s, buttons for the init; shows ``plots.layer_profile``.
 
-    Each change runs ``run_layer_profile`` (one forward and one backward pass of an n-wide network).
-
-    Args:
-        depth: the initial number of layers L.
-        scale: the initial weight scale s, in [0.5, 2].
-        init: the initial weights, "orthogonal" or "gaussian".
-        width: n, the size of every layer (fixed).
-        max_depth: the depth slider's upper end.
-        seed: the random seed of the weights (fixed).
+    Each change runs ``run_layer_profile`` (one forward and one backward pass of an n-wide network). The
+    arguments are the controls' starting values (scale in [0.5, 2]), the depth slider's upper end and the
+    fixed width n and seed.
     """
-    check_int("max_depth", max_depth, minimum=2, maximum=1000)
-    check_int("depth", depth, minimum=1, maximum=max_depth)
-    check_float("scale", scale, minimum=0.5, maximum=2.0)
-    check_choice("init", init, INITS)
-    check_int("width", width, minimum=1, maximum=1024)
-    check_int("seed", seed, minimum=0)
     controls = {
-        "depth": widgets.IntSlider(
-            value=depth, min=1, max=max_depth, step=1, description="depth L", continuous_update=False
-        ),
+        "depth": control(LayerProfileConfig, "depth", depth, "depth L", high=max_depth),
         # linear steps of 0.005 from 0.5: s = 1 and round values like 0.95 are exact slider positions
-        "scale": widgets.FloatSlider(
-            value=scale,
-            min=0.5,
-            max=2.0,
-            step=0.005,
-            description="scale s",
-            readout_format=".3f",
-            continuous_update=False,
+        "scale": control(
+            LayerProfileConfig, "scale", scale, "scale s", low=0.5, high=2.0, step=0.005, readout_format=".3f"
         ),
-        "init": widgets.ToggleButtons(options=list(INITS), value=init, description="weights"),
+        "init": control(LayerProfileConfig, "init", init, "weights"),
     }
 
     # The static page's grid (6 x 11 x 2 views): the start, and the depths and scales the chapter discusses.
     page_depths = sorted({5, 10, 20, 30, 50, max_depth, depth} & set(range(1, max_depth + 1)))
     page_scales = sorted({0.5, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1, 1.25, 2.0, float(scale)})
 
-    def make_config(depth: int, scale: float, init: str) -> LayerProfileConfig:
-        return LayerProfileConfig(depth=depth, width=width, scale=float(scale), init=init, seed=seed)
-
     return Explorer(
         controls,
-        make_config,
+        partial(LayerProfileConfig, width=width, seed=seed),
         run_layer_profile,
         plots.layer_profile,
         readout=layer_profile_readout,

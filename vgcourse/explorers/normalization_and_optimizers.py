@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import ipywidgets as widgets
 
-from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.normalization_and_optimizers import (
     ACTIVATIONS,
     NORM_KINDS,
@@ -14,7 +15,7 @@ from vgcourse.experiments.normalization_and_optimizers import (
     run_norm_profile,
 )
 from vgcourse.plots import normalization_and_optimizers as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = ["norm_profile_explorer", "norm_profile_readout"]
 
@@ -46,40 +47,21 @@ def norm_profile_explorer(
     """Controls for depth L, normalization, activation and batch size; shows ``plots.layer_profile`` of
     ``run_norm_profile`` (one forward and one backward pass of a plain network on a batch of digits).
 
-    Args:
-        depth: the initial number of layers L.
-        norm: the initial normalization, "none", "batch", "layer" or "rms".
-        activation: the initial activation, "relu" or "tanh".
-        batch_size: the initial batch size (one of 4, 16, 64, 256).
-        width: units per layer (fixed).
-        max_depth: the depth slider's upper end.
-        seed: the random seed of the weights and the batch (fixed).
+    The arguments are the controls' starting values, the depth slider's upper end and the fixed width
+    and seed (of the weights and the batch).
     """
-    check_int("max_depth", max_depth, minimum=2, maximum=500)
-    check_int("depth", depth, minimum=2, maximum=max_depth)
-    check_choice("norm", norm, NORM_KINDS)
-    check_choice("activation", activation, ACTIVATIONS)
-    if batch_size not in BATCH_SIZES:
-        raise ValueError(f"batch_size must be one of {BATCH_SIZES}; got {batch_size!r}")
-    check_int("width", width, minimum=2, maximum=512)
-    check_int("seed", seed, minimum=0)
     controls = {
-        "depth": widgets.IntSlider(
-            value=depth, min=2, max=max_depth, step=1, description="layers L", continuous_update=False
+        "depth": control(NormProfileConfig, "depth", depth, "layers L", high=max_depth),
+        "norm": control(NormProfileConfig, "norm", norm, kind=widgets.Dropdown),
+        "activation": control(NormProfileConfig, "activation", activation, "φ"),
+        "batch_size": control(
+            NormProfileConfig, "batch_size", batch_size, "batch", options=BATCH_SIZES, kind=widgets.Dropdown
         ),
-        "norm": widgets.Dropdown(options=list(NORM_KINDS), value=norm, description="norm"),
-        "activation": widgets.ToggleButtons(options=list(ACTIVATIONS), value=activation, description="φ"),
-        "batch_size": widgets.Dropdown(options=list(BATCH_SIZES), value=batch_size, description="batch"),
     }
-
-    def make_config(depth: int, norm: str, activation: str, batch_size: int) -> NormProfileConfig:
-        return NormProfileConfig(
-            norm=norm, activation=activation, depth=depth, width=width, batch_size=batch_size, seed=seed
-        )
 
     return Explorer(
         controls,
-        make_config,
+        partial(NormProfileConfig, width=width, seed=seed),
         run_norm_profile,
         plots.layer_profile,
         readout=norm_profile_readout,

@@ -12,10 +12,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vgcourse.activations import RELU_FAMILY
 from vgcourse.experiments.relu_dying_units import DyingConfig, DyingResult, run_dying
 from vgcourse.plots.relu_dying_units import dead_over_training
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = ["EXPLORER_BASE", "LEARNING_RATES", "LiveView", "dying_explorer", "explorer_config"]
 
@@ -32,14 +31,7 @@ slower dying of the chapter's lr-3 run needs its 300 steps."""
 def explorer_config(
     lr: float = 3.0, bias_init: float = 0.0, activation: str = "relu", init: str = "kaiming_normal"
 ) -> DyingConfig:
-    """The ``DyingConfig`` the explorer runs for these control values (everything else from EXPLORER_BASE).
-
-    Args:
-        lr: learning rate.
-        bias_init: initial value of every bias.
-        activation: one of ``RELU_FAMILY``.
-        init: "kaiming_normal" (He) or "default" (PyTorch's).
-    """
+    """The ``DyingConfig`` the explorer runs for these control values (everything else from EXPLORER_BASE)."""
     return dataclasses.replace(EXPLORER_BASE, lr=lr, bias_init=bias_init, activation=activation, init=init)
 
 
@@ -191,26 +183,24 @@ def dying_explorer() -> Explorer:
     """
     base = EXPLORER_BASE
     controls = {
-        "lr": widgets.SelectionSlider(
+        "lr": control(
+            DyingConfig,
+            "lr",
+            3.0,
+            "learning rate",
             options=[(f"{lr:g}", lr) for lr in LEARNING_RATES],
-            value=3.0,
-            description="learning rate",
-            continuous_update=False,
+            kind=widgets.SelectionSlider,
         ),
-        "bias_init": widgets.FloatSlider(
-            value=0.0,
-            min=-3.0,
-            max=1.0,
-            step=0.25,
-            description="bias init",
-            readout_format=".2f",
-            continuous_update=False,
+        "bias_init": control(
+            DyingConfig, "bias_init", 0.0, "bias init", low=-3.0, high=1.0, step=0.25, readout_format=".2f"
         ),
-        "activation": widgets.Dropdown(options=list(RELU_FAMILY), value="relu", description="activation"),
-        "init": widgets.ToggleButtons(
+        "activation": control(DyingConfig, "activation", "relu", kind=widgets.Dropdown),
+        "init": control(
+            DyingConfig,
+            "init",
+            "kaiming_normal",
+            "weights",
             options=[("He", "kaiming_normal"), ("PyTorch default", "default")],
-            value="kaiming_normal",
-            description="weights",
         ),
     }
     return Explorer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from vgcourse._validation import check_choice, check_int
+from vgcourse._validation import check_choice
 from vgcourse.experiments.residual_networks import (
     BlockProfileConfig,
     BlockProfileResult,
@@ -12,7 +12,7 @@ from vgcourse.experiments.residual_networks import (
     run_block_profile,
 )
 from vgcourse.plots import residual_networks as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control, select
 
 __all__ = [
     "BRANCHES",
@@ -30,12 +30,8 @@ BRANCHES = ("1", "1/sqrt(L)", "zero-init")
 
 def network_spec(skip: str = "on", norm: str = "none", branch: str = "1") -> NetworkSpec:
     """The ``NetworkSpec`` of the explorer's controls. Without skip connections there is no branch to
-    scale, so ``branch`` is ignored.
-
-    Args:
-        skip: "on" (residual) or "off" (plain).
-        norm: "none", "batch" or "layer".
-        branch: "1" (α = 1), "1/sqrt(L)" (α = 1/√L) or "zero-init" (each branch's last layer starts at 0).
+    scale, so ``branch`` is ignored. ``branch``: "1" (α = 1), "1/sqrt(L)" (α = 1/√L) or "zero-init"
+    (each branch's last layer starts at 0).
     """
     check_choice("skip", skip, SKIPS)
     check_choice("norm", norm, NORM_CHOICES)
@@ -74,28 +70,14 @@ def layer_profile_explorer(
 ) -> Explorer:
     """Sliders and buttons for depth L, skip connections, normalization and branch scale; shows
     ``plots.layer_profile`` of ``run_block_profile`` (one forward and one backward pass on 64 digits).
-
-    Args:
-        depth: the initial number of blocks L.
-        skip: the initial skip setting, "on" or "off".
-        norm: the initial normalization, "none", "batch" or "layer".
-        branch: the initial branch scale, "1", "1/sqrt(L)" or "zero-init" (ignored without skips).
-        width: size of the stream (fixed).
-        max_depth: the depth slider's upper end.
-        seed: the random seed of the weights (fixed).
+    The arguments are the controls' starting values (see ``network_spec``), the depth slider's upper end
+    and the fixed stream width and seed. Skip, norm and branch together set the config's ``network``.
     """
-    check_int("max_depth", max_depth, minimum=2, maximum=500)
-    check_int("depth", depth, minimum=1, maximum=max_depth)
-    network_spec(skip, norm, branch)  # validates the three
-    check_int("width", width, minimum=1, maximum=512)
-    check_int("seed", seed, minimum=0)
     controls = {
-        "depth": widgets.IntSlider(
-            value=depth, min=1, max=max_depth, step=1, description="blocks L", continuous_update=False
-        ),
-        "skip": widgets.ToggleButtons(options=list(SKIPS), value=skip, description="skip"),
-        "norm": widgets.Dropdown(options=list(NORM_CHOICES), value=norm, description="norm"),
-        "branch": widgets.ToggleButtons(options=list(BRANCHES), value=branch, description="branch α"),
+        "depth": control(BlockProfileConfig, "depth", depth, "blocks L", high=max_depth),
+        "skip": select("skip", skip, SKIPS),
+        "norm": select("norm", norm, NORM_CHOICES, kind=widgets.Dropdown),
+        "branch": select("branch", branch, BRANCHES, "branch α"),
     }
 
     def make_config(depth: int, skip: str, norm: str, branch: str) -> BlockProfileConfig:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import html
 
-import ipywidgets as widgets
+from ipywidgets import Dropdown
 
 from vgcourse.experiments.sigmoid_bound import INITS, InitGradientConfig, InitGradients, run_init_gradients
 from vgcourse.plots import sigmoid_bound as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = ["init_gradients_explorer"]
 
@@ -23,38 +23,30 @@ def init_gradients_explorer(
     """Controls for activation, depth, initialization and weight scale; shows ``plots.gradient_profile``
     of ``run_init_gradients`` (||∂J/∂h_l|| under its envelope) and reads out the saturated fraction.
 
-    Args:
-        activation: starting activation ("sigmoid", "tanh" or "relu").
-        depth: starting number of hidden layers (2 to 50).
-        init: starting initialization, one of ``INITS``.
-        weight_scale: starting multiplier of the hidden weights (1/4 to 16).
+    The arguments are the controls' starting values: activation ("sigmoid", "tanh" or "relu"), hidden
+    layers (2 to 50), initialization and multiplier of the hidden weights (1/4 to 16).
     """
-    InitGradientConfig(activation=activation, depth=depth, init=init, weight_scale=weight_scale)  # validate
     controls = {
-        "activation": widgets.Dropdown(
-            options=["sigmoid", "tanh", "relu"], value=activation, description="activation"
+        "activation": control(
+            InitGradientConfig, "activation", activation, options=["sigmoid", "tanh", "relu"], kind=Dropdown
         ),
-        "depth": widgets.IntSlider(
-            value=depth, min=2, max=50, step=1, description="depth", continuous_update=False
-        ),
-        "init": widgets.Dropdown(options=list(INITS), value=init, description="init"),
-        "weight_scale": widgets.FloatLogSlider(
-            value=weight_scale,
-            base=2,
-            min=-2,
-            max=4,
+        "depth": control(InitGradientConfig, "depth", depth, low=2, high=50),
+        "init": control(InitGradientConfig, "init", init, kind=Dropdown),
+        "weight_scale": control(
+            InitGradientConfig,
+            "weight_scale",
+            weight_scale,
+            "weight scale",
+            low=0.25,
+            high=16,
             step=0.5,
-            description="weight scale",
-            continuous_update=False,
+            base=2,
         ),
     }
 
-    def make_config(activation: str, depth: int, init: str, weight_scale: float) -> InitGradientConfig:
-        return InitGradientConfig(activation=activation, depth=depth, init=init, weight_scale=weight_scale)
-
     return Explorer(
         controls,
-        make_config,
+        InitGradientConfig,
         run_init_gradients,
         plots.gradient_profile,
         readout=_readout,

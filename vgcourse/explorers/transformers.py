@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.transformers import (
     SORT_VOCAB,
     TRAINED_ACCURACY,
@@ -18,7 +17,7 @@ from vgcourse.experiments.transformers import (
     run_warmup,
 )
 from vgcourse.plots import transformers as plots
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control, select
 
 __all__ = [
     "GRID_DEPTHS",
@@ -58,24 +57,14 @@ def gradient_profile_explorer(
     ``plots.layer_profile`` of ``run_gradient_profile`` (one forward and backward pass per seed; d_model 64,
     4 heads, 16 tokens, batch 8, random tokens and targets).
 
-    Args:
-        depth: the initial number of blocks L.
-        stack: the initial stack, a label of ``VARIANTS``.
-        weight: the initial weight shown, one of ``WEIGHTS``.
-        max_depth: the depth slider's upper end.
-        n_seeds: networks per setting (seeds 0, 1, ...), one line each.
+    The arguments are the controls' starting values (stack: a label of ``VARIANTS``, weight: one of
+    ``WEIGHTS``), the depth slider's upper end and the networks per setting (seeds 0, 1, ...).
     """
-    check_int("max_depth", max_depth, minimum=2, maximum=200)
-    check_int("depth", depth, minimum=1, maximum=max_depth)
-    check_choice("stack", stack, VARIANTS)
-    check_choice("weight", weight, WEIGHTS)
-    check_int("n_seeds", n_seeds, minimum=1, maximum=10)
     controls = {
-        "depth": widgets.IntSlider(
-            value=depth, min=1, max=max_depth, step=1, description="blocks L", continuous_update=False
-        ),
-        "stack": widgets.Dropdown(options=list(VARIANTS), value=stack, description="stack"),
+        "depth": control(GradientProfileConfig, "depths", depth, "blocks L", name="depth", high=max_depth),
+        "stack": control(GradientProfileConfig, "variants", stack, name="stack", kind=widgets.Dropdown),
     }
+    view_controls = {"weight": select("weight", weight, WEIGHTS)}
 
     def make_config(depth: int, stack: str) -> GradientProfileConfig:
         return GradientProfileConfig(variants=(stack,), depths=(depth,), n_seeds=n_seeds)
@@ -97,9 +86,7 @@ def gradient_profile_explorer(
             "stack": list(VARIANTS),
             "weight": sorted({"proj", "q", weight}, key=WEIGHTS.index),
         },
-        view_controls={
-            "weight": widgets.ToggleButtons(options=list(WEIGHTS), value=weight, description="weight")
-        },
+        view_controls=view_controls,
     )
 
 
@@ -125,23 +112,19 @@ def warmup_explorer(layout: str = "Post-LN", warmup: int = 0, lr: float = 0.01) 
     """The chapter's sorting transformer trained with Adam (``run_warmup``, seed 0, 200 steps): where LN
     sits, the linear warmup length and the peak learning rate; draws ``plots.warmup_curves``.
 
-    Args:
-        layout: "Post-LN" or "Pre-LN".
-        warmup: the initial warmup length in steps (0: none), a multiple of 25 in [0, 100].
-        lr: the initial peak learning rate, one of ``WARMUP_LRS``.
+    The arguments are the controls' starting values: ``layout`` "Post-LN" or "Pre-LN", ``warmup`` the
+    warmup length in steps (0: none; a multiple of 25 in [0, 100]), ``lr`` one of ``WARMUP_LRS``.
     """
-    check_choice("layout", layout, ("Post-LN", "Pre-LN"))
-    check_int("warmup", warmup, minimum=0, maximum=100)
-    if warmup % 25:
+    if warmup not in range(0, 101, 25):  # 0 is no warmup: not a value of the config's warmup_steps
         raise ValueError(f"warmup must be a multiple of 25 in [0, 100]; got {warmup}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr not in WARMUP_LRS:
-        raise ValueError(f"lr must be one of {', '.join(map(str, WARMUP_LRS))}; got {lr!r}")
     controls = {
-        "layout": widgets.ToggleButtons(options=["Post-LN", "Pre-LN"], value=layout, description="layout"),
+        "layout": select("layout", layout, ["Post-LN", "Pre-LN"]),
         "warmup": widgets.IntSlider(
             value=warmup, min=0, max=100, step=25, description="warmup W", continuous_update=False
         ),
-        "lr": widgets.Dropdown(options=list(WARMUP_LRS), value=lr, description="peak lr"),
+        "lr": control(
+            WarmupConfig, "lrs", lr, "peak lr", name="lr", options=WARMUP_LRS, kind=widgets.Dropdown
+        ),
     }
 
     def make_config(layout: str, warmup: int, lr: float) -> WarmupConfig:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from vgcourse.config import constraints
 from vgcourse.experiments.example_chapter import ACTIVATIONS, GainConfig, GainResult, run_gain
 from vgcourse.plots.example_chapter import gradient_profile
-from vgcourse.widgets import Explorer
+from vgcourse.widgets import Explorer, control
 
 __all__ = ["gain_explorer", "gain_readout"]
 
@@ -27,21 +26,13 @@ def gain_explorer(depth: int = 10, activation: str = "sigmoid") -> Explorer:
         depth: the initial depth L.
         activation: the initial activation, one of ``ACTIVATIONS``.
     """
-    GainConfig(depth=depth, activation=activation)  # a bad start is a ValueError naming the field
-    span = constraints(GainConfig)["depth"]  # the slider's range is the config's declared range
-    controls = {
-        "depth": widgets.IntSlider(
-            value=depth, min=span.low, max=span.high, step=1, description="depth L", continuous_update=False
-        ),
-        "activation": widgets.Dropdown(options=list(ACTIVATIONS), value=activation, description="activation"),
+    controls = {  # built from the config's declared constraints (a bad start is an error naming them)
+        "depth": control(GainConfig, "depth", depth, "depth L"),
+        "activation": control(GainConfig, "activation", activation, kind=widgets.Dropdown),
     }
-
-    def make_config(depth: int, activation: str) -> GainConfig:
-        return GainConfig(depth=depth, activation=activation)
-
     return Explorer(
         controls,
-        make_config,
+        GainConfig,
         run_gain,
         gradient_profile,
         readout=gain_readout,
