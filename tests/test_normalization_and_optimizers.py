@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from vgcourse.experiments import normalization_and_optimizers as no
 from vgcourse.explorers import normalization_and_optimizers as explorers
+from vgcourse.models import RMSNorm, make_norm
 from vgcourse.plots import normalization_and_optimizers as plots
 
 
@@ -32,7 +33,7 @@ def _close_figures():
 
 def test_rms_norm_matches_definition_and_torch():
     x = torch.randn(5, 7, dtype=torch.float64)
-    norm = no.RMSNorm(7).double()
+    norm = RMSNorm(7).double()
     expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
     assert torch.allclose(norm(x), expected)
     if hasattr(torch.nn, "RMSNorm"):
@@ -41,12 +42,12 @@ def test_rms_norm_matches_definition_and_torch():
 
 
 def test_make_norm_kinds_and_errors():
-    assert no.make_norm("none", 4) is None
-    assert isinstance(no.make_norm("batch", 4), torch.nn.BatchNorm1d)
-    assert isinstance(no.make_norm("layer", 4), torch.nn.LayerNorm)
-    assert isinstance(no.make_norm("rms", 4), no.RMSNorm)
+    assert make_norm("none", 4) is None and make_norm(None, 4) is None
+    assert isinstance(make_norm("batch", 4), torch.nn.BatchNorm1d)
+    assert isinstance(make_norm("layer", 4), torch.nn.LayerNorm)
+    assert isinstance(make_norm("rms", 4), RMSNorm)
     with pytest.raises(ValueError, match="norm"):
-        no.make_norm("group", 4)
+        make_norm("group", 4)
     with pytest.raises(ValueError):
         no.NormProfileConfig(activation="gelu")
     with pytest.raises(ValueError):

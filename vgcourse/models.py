@@ -24,6 +24,7 @@ __all__ = [
     "ARCHS",
     "MLP",
     "NORMS",
+    "RMSNorm",
     "SEQUENCE_ARCHS",
     "Dense",
     "ResidualBlock",
@@ -31,6 +32,7 @@ __all__ = [
     "SequenceModel",
     "build_model",
     "initial_weights",
+    "make_norm",
     "named_layers",
 ]
 
@@ -167,10 +169,10 @@ class ResidualBlock(nn.Module):
         self.skip = _check_bool("skip", skip)
         self.alpha = check_float("alpha", alpha)
         self.fc1 = nn.Linear(width, width, bias=_check_bool("bias", bias))
-        self.norm1 = _make_norm(norm, width)
+        self.norm1 = make_norm(norm, width)
         self.act = make_activation(activation)
         self.fc2 = nn.Linear(width, width, bias=bias)
-        self.norm2 = _make_norm(norm, width)
+        self.norm2 = make_norm(norm, width)
         self.post_activation = _check_bool("post_activation", post_activation)
 
     def branch(self, x: Tensor) -> Tensor:
@@ -438,10 +440,27 @@ def _is_layer(module: nn.Module) -> bool:
     return isinstance(weight, Tensor) and weight.ndim >= 2
 
 
-def _make_norm(norm: str | None, width: int) -> nn.Module | None:
-    if norm is None:
-        return None
-    return nn.BatchNorm1d(width) if norm == "batch" else nn.LayerNorm(width)
+class RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019): y = γ ⊙ x / sqrt(mean(x²) + ε) over the last dimension (what
+    ``torch.nn.RMSNorm`` computes from torch 2.4)."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__()
+        check_int("width", width, minimum=1)
+        self.eps = check_float("eps", eps, minimum=0.0)
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
+def make_norm(kind: str | None, width: int) -> nn.Module | None:
+    """The normalization ``kind`` over ``width`` features (None for None or "none"). batch: y = γ (x − μ) /
+    sqrt(σ² + ε) + β, μ and σ² per feature over the batch; layer: per example over its features; rms."""
+    check_choice("norm", "none" if kind is None else kind, ("none", "batch", "layer", "rms"))
+    check_int("width", width, minimum=1)
+    modules = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "rms": RMSNorm}
+    return modules[kind](width) if kind not in (None, "none") else None
 
 
 def _check_bool(name: str, value: object) -> bool:

@@ -17,40 +17,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse._validation import check_choice
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights
+from vgcourse.models import MLP, initial_weights, make_norm
 from vgcourse.training import Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
 SCALE_INVARIANT = ("batch", "layer", "rms")  # the norms after which f(cW) = f(W)
-
-
-class RMSNorm(nn.Module):
-    """RMSNorm (Zhang & Sennrich 2019): y = γ ⊙ x / sqrt(mean(x²) + ε) over the last dimension (what
-    ``torch.nn.RMSNorm`` computes from torch 2.4)."""
-
-    def __init__(self, width: int, eps: float = 1e-5):
-        super().__init__()
-        check_int("width", width, minimum=1)
-        self.eps = check_float("eps", eps, minimum=0.0)
-        self.weight = nn.Parameter(torch.ones(width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-
-
-def make_norm(kind: str, width: int) -> nn.Module | None:
-    """The normalization ``kind`` over ``width`` features (None for "none"). batch: y = γ (x − μ_B) /
-    sqrt(σ_B² + ε) + β, statistics per feature over the batch; layer: per example over its features; rms."""
-    check_choice("norm", kind, NORM_KINDS)
-    check_int("width", width, minimum=1)
-    modules = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "rms": RMSNorm}
-    return modules[kind](width) if kind != "none" else None
 
 
 # --- 1. Jacobians ---
