@@ -2,8 +2,7 @@
 
 A chain a_l = W_l h_{l-1}, h_l = f(a_l) back-propagates δ_L = D_L ∂J/∂h_L, δ_l = D_l W_{l+1}^T δ_{l+1},
 ∂J/∂W_l = δ_l h_{l-1}^T (D_l = diag f'(a_l)): a product of one Jacobian D_k W_k per layer above l, which
-with identity activations shrinks or grows like s^(L-1) for factors of size s.
-"""
+with identity activations shrinks or grows like s^(L-1) for factors of size s."""
 
 from __future__ import annotations
 
@@ -105,8 +104,7 @@ def autograd_gradients(
     leaves = [w.detach().clone().requires_grad_(True) for w in weights]
     with torch.enable_grad():
         _, hidden = forward_chain(leaves, x, activation)
-        loss = (output_grad * hidden[-1]).sum()
-        return list(torch.autograd.grad(loss, leaves))
+        return list(torch.autograd.grad((output_grad * hidden[-1]).sum(), leaves))
 
 
 # -- The closed form vs autograd, on random chains -----------------------------------------------------------
@@ -144,14 +142,11 @@ class GradientCheckResult:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
         import pandas as pd
 
-        columns = {
-            "activation": self.activations,
-            "chains": 1,
-            "layers compared": [e.size for e in self.errors],
-        }
-        columns["max relative error"] = [e.max() for e in self.errors]
+        frame = pd.DataFrame({"activation": self.activations, "chains": 1})
+        frame["layers compared"] = [e.size for e in self.errors]
+        frame["max relative error"] = [e.max() for e in self.errors]
         agg = {"chains": "sum", "layers compared": "sum", "max relative error": "max"}
-        return pd.DataFrame(columns).groupby("activation", sort=False).agg(agg)
+        return frame.groupby("activation", sort=False).agg(agg)
 
 
 def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
@@ -161,12 +156,9 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
     for c in range(config.n_chains):
         activation = config.activations[c % len(config.activations)]
         depth = int(torch.randint(1, config.max_depth + 1, (), generator=generator))
-        if c < config.n_scalar:
-            sizes = (1,) * (depth + 1)
-        else:
-            sizes = tuple(
-                int(n) for n in torch.randint(1, config.max_width + 1, (depth + 1,), generator=generator)
-            )
+        sizes = (1,) * (depth + 1)  # a scalar chain, else widths drawn from 1..max_width
+        if c >= config.n_scalar:
+            sizes = tuple(torch.randint(1, config.max_width + 1, (depth + 1,), generator=generator).tolist())
         weights = random_weights(sizes, "gaussian", generator=generator)
         x = torch.randn(sizes[0], generator=generator, dtype=_FLOAT64)
         g = torch.randn(sizes[-1], generator=generator, dtype=_FLOAT64)
@@ -370,9 +362,7 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
         unscaled.append(float(gain2.sqrt()))
         scaled.append(float((gain2 / n).sqrt()))
     axis = {"width": config.widths}
-    return LayerGainResult(
-        config, Grid(unscaled, name="gain, std 1", **axis), Grid(scaled, name="gain, std 1/√n", **axis)
-    )
+    return LayerGainResult(config, Grid(unscaled, **axis), Grid(scaled, **axis))
 
 
 # -- Singular values of the product W_L⋯W_1 ------------------------------------------------------------------
@@ -421,9 +411,8 @@ def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult
     depths = np.arange(1, config.max_depth + 1)
     high, low, grads = sigmas[:, 0].numpy(), sigmas[:, -1].numpy(), np.array(grads)
     resolved = low >= config.resolution * high
-    bad = np.flatnonzero(~resolved)
     bound = (low * (1 - 1e-9) <= grads) & (grads <= high * (1 + 1e-9))
-    unresolved = int(depths[bad[0]]) if bad.size else None
+    unresolved = None if resolved.all() else int(depths[~resolved][0])
     return ProductSpectrumResult(config, depths, high, low, grads, high / low, resolved, unresolved, bound)
 
 
@@ -572,18 +561,14 @@ class FloatLimitsResult:
             for event, depths in cells.items():
                 measured, predicted = ("never" if d is None else d for d in depths)
                 table.setdefault(f"{limit.factor:g} → {event}", {})[limit.dtype] = f"{measured} ({predicted})"
-        frame = pd.DataFrame(table).loc[list(self.config.dtypes)]
-        frame.index.name = "format"
-        return frame
+        return pd.DataFrame(table).loc[list(self.config.dtypes)].rename_axis("format")
 
     def formats_frame(self) -> Any:
         """A pandas DataFrame of ``float_format`` for each format."""
         import pandas as pd
 
         frame = pd.DataFrame({name: float_format(name) for name in self.config.dtypes}).T
-        frame = frame.astype({"exponent bits": int, "mantissa bits": int})
-        frame.index.name = "format"
-        return frame
+        return frame.astype({"exponent bits": int, "mantissa bits": int}).rename_axis("format")
 
 
 def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
@@ -591,15 +576,14 @@ def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
     takes the multiplications, in order, of the first layer's gradient of a fresh chain of depth D - l + 1."""
     limits = {}
     for name in config.dtypes:
-        info = float_format(name)
         trace = _chain_trace(config.factors, _dtype(name), config.max_depth)  # (D, n_factors)
         for j, f in enumerate(config.factors):
-            limits[name, f] = _limit(name, f, trace[:, j], info, config.confirm)
+            limits[name, f] = _limit(name, f, trace[:, j], config.confirm)
     return FloatLimitsResult(config, limits)
 
 
-def _limit(dtype: str, factor: float, trace: np.ndarray, info: dict[str, float], confirm: bool) -> FloatLimit:
-    shrinking = factor < 1
+def _limit(dtype: str, factor: float, trace: np.ndarray, confirm: bool) -> FloatLimit:
+    shrinking, info = factor < 1, float_format(dtype)
     measured = _first(trace == 0 if shrinking else np.isinf(trace))
     predicted = predicted_depth(factor, dtype, "zero" if shrinking else "inf")
     subnormal = floor = floor_depth = predicted_sub = None
