@@ -166,7 +166,7 @@ def test_grid_selects_by_coordinate_and_to_frame():
     frame = grid.to_frame()
     assert list(frame.columns) == ["lr", "seed", "loss"]
     assert len(frame) == 6 and frame.loc[(frame.lr == 0.1) & (frame.seed == 1), "loss"].item() == 8.0
-    with pytest.raises(KeyError, match=r"lr takes: 0\.01, 0\.1"):
+    with pytest.raises(ValueError, match=r"lr takes: 0\.01, 0\.1"):
         grid.sel(lr=0.5)
     with pytest.raises(KeyError, match="the axes are: lr, seed"):
         grid.sel(depth=1)

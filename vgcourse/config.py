@@ -280,13 +280,20 @@ def derive(target: Callable[..., T], source: Any, **overrides: Any) -> T:
     return target(**(shared | overrides))
 
 
+class GridKeyError(KeyError, ValueError):
+    """A coordinate or axis that is not on a Grid: a KeyError (a lookup) and a ValueError (bad input)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _position(axis: str, value: Any, coords: tuple[Any, ...]) -> int:
     for k, c in enumerate(coords):
         if c == value or (
             isinstance(c, float) and isinstance(value, (int, float)) and math.isclose(c, value, rel_tol=1e-12)
         ):
             return k
-    raise KeyError(f"{axis}={value!r} is not on the grid; {axis} takes: {', '.join(map(str, coords))}")
+    raise GridKeyError(f"{axis}={value!r} is not on the grid; {axis} takes: {', '.join(map(str, coords))}")
 
 
 class Grid:
@@ -333,7 +340,7 @@ class Grid:
         """The values at the given coordinates: a smaller Grid, or a float when nothing is left."""
         unknown = set(coords) - set(self.axes)
         if unknown:
-            raise KeyError(f"no axis {', '.join(sorted(unknown))}; the axes are: {', '.join(self.axes)}")
+            raise GridKeyError(f"no axis {', '.join(sorted(unknown))}; the axes are: {', '.join(self.axes)}")
         index = tuple(
             _position(axis, coords[axis], c) if axis in coords else slice(None)
             for axis, c in self.axes.items()
@@ -351,7 +358,7 @@ class Grid:
     def mean(self, axis: str, *, geometric: bool = False) -> Grid:
         """The mean over one axis (``geometric``: exp of the mean of ln, for ratios), a Grid without it."""
         if axis not in self.axes:
-            raise KeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+            raise GridKeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
         k = self.dims.index(axis)
         with np.errstate(divide="ignore"):  # a ratio that underflowed to 0 has a geometric mean of 0
             values = np.exp(np.log(self.values).mean(axis=k)) if geometric else self.values.mean(axis=k)
@@ -360,7 +367,7 @@ class Grid:
     def median(self, axis: str) -> Grid:
         """The median over one axis (seeds, usually), a Grid without it."""
         if axis not in self.axes:
-            raise KeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+            raise GridKeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
         values = np.median(self.values, axis=self.dims.index(axis))
         return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
 
