@@ -35,18 +35,6 @@ from torch.nn import functional as F
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 
-__all__ = [
-    "ATTN_SCALES",
-    "LN_PLACEMENTS",
-    "RESIDUALS",
-    "MLP",
-    "Block",
-    "SelfAttention",
-    "Transformer",
-    "deepnorm_alpha",
-    "deepnorm_beta",
-]
-
 LN_PLACEMENTS = ("post", "pre")
 RESIDUALS = ("none", "gpt2", "inv_sqrt_depth", "deepnorm")
 ATTN_SCALES = ("inv_sqrt_d", "none")
@@ -67,13 +55,7 @@ class SelfAttention(nn.Module):
 
     Q = x W_q, K = x W_k, V = x W_v split into ``n_heads`` heads of size d_head = d_model / n_heads;
     s = 1/√d_head (``scale="inv_sqrt_d"``, Vaswani et al. 2017) or 1 (``scale="none"``). With
-    ``causal=True`` position t attends to positions ≤ t only.
-
-    Args:
-        d_model: width of the residual stream.
-        n_heads: number of heads (must divide d_model).
-        causal: mask future positions.
-        scale: "inv_sqrt_d" or "none".
+    ``causal=True`` position t attends to positions ≤ t only. ``n_heads`` must divide ``d_model``.
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = True, scale: str = "inv_sqrt_d"):
@@ -133,15 +115,7 @@ class Block(nn.Module):
 
     Post-LN: x <- LN₁(α·x + c·Attn(x)); x <- LN₂(α·x + c·MLP(x)).
     Pre-LN:  x <- x + c·Attn(LN₁(x));   x <- x + c·MLP(LN₂(x)).
-    α is the residual weight (1, or DeepNorm's (2L)^{1/4}); c the branch scale (1, or 1/√L).
-
-    Args:
-        d_model, n_heads, d_ff: sizes.
-        ln: "post" or "pre".
-        causal: causal attention mask.
-        attn_scale: "inv_sqrt_d" or "none".
-        alpha: residual weight α (> 0).
-        branch_scale: branch multiplier c (> 0).
+    α is the residual weight ``alpha`` (1, or DeepNorm's (2L)^{1/4}); c the ``branch_scale`` (1, or 1/√L).
     """
 
     def __init__(
@@ -188,40 +162,24 @@ class Transformer(nn.Module):
     Initialization: biases 0, LN weight 1 and bias 0; embeddings N(0, emb_std²); every linear weight
     Xavier-normal (std = √(2/(fan_in + fan_out))) or, with ``init_std``, N(0, init_std²) (GPT-2 uses
     0.02); then the ``residual`` scheme (module docstring) rescales what it names.
-
-    Args:
-        vocab_size: number of token ids (inputs and outputs).
-        seq_len: the longest sequence (size of the position embedding).
-        n_layers: number of blocks L (>= 1).
-        d_model: width of the residual stream.
-        n_heads: attention heads per block.
-        d_ff: hidden width of the MLP (default 4·d_model).
-        ln: "post" or "pre".
-        residual: "none", "gpt2", "inv_sqrt_depth" or "deepnorm" (post only).
-        attn_scale: "inv_sqrt_d" or "none".
-        causal: causal attention mask.
-        init_std: None (Xavier normal) or the std of every linear weight.
-        emb_std: std of the token and position embeddings.
-        seed: seeds a fresh ``torch.Generator`` for the weights (ignored when ``generator`` is given).
-        generator: the generator to draw the weights from.
     """
 
     def __init__(
         self,
-        vocab_size: int,
-        seq_len: int,
-        n_layers: int,
-        d_model: int = 32,
+        vocab_size: int,  # token ids (inputs and outputs)
+        seq_len: int,  # the longest sequence (the position embedding's size)
+        n_layers: int,  # blocks L
+        d_model: int = 32,  # width of the residual stream
         n_heads: int = 4,
-        d_ff: int | None = None,
+        d_ff: int | None = None,  # the MLP's hidden width (default 4·d_model)
         *,
-        ln: str = "pre",
-        residual: str = "none",
-        attn_scale: str = "inv_sqrt_d",
+        ln: str = "pre",  # "post" or "pre"
+        residual: str = "none",  # "none", "gpt2", "inv_sqrt_depth" or "deepnorm" (post only)
+        attn_scale: str = "inv_sqrt_d",  # or "none"
         causal: bool = True,
-        init_std: float | None = None,
-        emb_std: float = 1.0,
-        seed: int = 0,
+        init_std: float | None = None,  # None: Xavier normal; else the std of every linear weight
+        emb_std: float = 1.0,  # of the token and position embeddings
+        seed: int = 0,  # of a fresh torch.Generator for the weights, unless ``generator`` is given
         generator: torch.Generator | None = None,
     ):
         super().__init__()

@@ -8,14 +8,6 @@ from vgcourse._validation import check_int
 from vgcourse.exercises.core import Exercise, Mistake, register
 from vgcourse.experiments.transformers import SORT_VOCAB, TRAINED_ACCURACY, WarmupConfig, run_warmup
 
-__all__ = [
-    "FIRST_STEP_RATIO",
-    "PEAK_LR",
-    "WARMUP_LIMIT",
-    "WIDTH",
-    "warmup_accuracy",
-]
-
 PEAK_LR = 0.01
 """The peak learning rate of both exercises: the chapter's rate at which Post-LN fails without warmup."""
 WIDTH = 32
@@ -28,11 +20,8 @@ WARMUP_LIMIT = 200
 
 def warmup_accuracy(warmup: int) -> float:
     """Final validation accuracy of the chapter's Post-LN transformer trained at lr ``PEAK_LR`` with a
-    linear warmup of ``warmup`` steps (0: none), seed 0, everything else as ``WarmupConfig()``.
-
-    Args:
-        warmup: warmup steps, a whole number in [0, WARMUP_LIMIT].
-    """
+    linear warmup of ``warmup`` steps (a whole number in [0, WARMUP_LIMIT]; 0: none), seed 0, everything
+    else as ``WarmupConfig()``."""
     if isinstance(warmup, float) and warmup.is_integer():
         warmup = int(warmup)
     return _warmup_accuracy(check_int("warmup", warmup, minimum=0, maximum=WARMUP_LIMIT))

@@ -1,4 +1,6 @@
-"""Figures of chapter 7, detecting and fixing vanishing gradients."""
+"""Figures of chapter 9, detecting and fixing vanishing gradients; each takes a result of
+``experiments.detecting_and_fixing`` and draws on ``ax`` (one panel) or ``axes`` (several) when given,
+else on a new figure."""
 
 from __future__ import annotations
 
@@ -25,20 +27,8 @@ from vgcourse.experiments.detecting_and_fixing import (
     WarningSignsResult,
 )
 from vgcourse.plots import diagnose as diagnose_plots
-from vgcourse.plots._common import checked, figure_and_axes, log_scale, positive_only
+from vgcourse.plots._common import check_result, checked, figure_and_axes, log_scale, positive_only
 from vgcourse.plots.layers import metric_over_training
-
-__all__ = [
-    "REMEDY_PANELS",
-    "activation_histograms",
-    "calibration",
-    "remedy_diagnosis",
-    "remedy_panel",
-    "remedy_small_multiples",
-    "robust_remedies",
-    "training_views",
-    "warning_signs",
-]
 
 _CASE_STYLE = {
     "he_relu": ("He ReLU, width w", "tab:blue"),
@@ -83,14 +73,8 @@ def _threshold_band(ax: Axes, axis: str = "y") -> None:
 def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
     """log10 rms(g_l)/rms(g_output) against the layer, one line per case (seed 0) and its seed range.
 
-    The dashed lines are ``diagnose``'s thresholds, three decades either side of the output layer.
-
-    Args:
-        result: from ``run_calibration``.
-        ax: axes to draw on; a new figure when None.
-    """
-    if not isinstance(result, CalibrationResult):
-        raise TypeError(f"result must be a CalibrationResult; got {type(result).__name__}")
+    The dashed lines are ``diagnose``'s thresholds, three decades either side of the output layer."""
+    check_result(result, CalibrationResult)
     fig, ax = figure_and_axes(ax, figsize=(7.0, 4.2))
     _threshold_band(ax)
     for case in CASES:
@@ -111,14 +95,8 @@ def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
 @checked
 def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Top: the training loss of every run (×: where a run diverged). Bottom: how far each layer's
-    weights moved during training, ‖W_T − W_0‖/‖W_0‖.
-
-    Args:
-        result: from ``run_warning_signs``.
-        axes: two axes to draw on; a new figure when None.
-    """
-    if not isinstance(result, WarningSignsResult):
-        raise TypeError(f"result must be a WarningSignsResult; got {type(result).__name__}")
+    weights moved during training, ‖W_T − W_0‖/‖W_0‖."""
+    check_result(result, WarningSignsResult)
     fig, (left, right) = _axes(axes, (2, 1), (7.2, 7.0))
     for run in result.runs.values():
         color = _SIGN_COLORS[run.name]
@@ -156,14 +134,8 @@ def _cell_color(remedy: Remedy) -> str:
 def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """One row per cell of the robust grid, two panels. Left: the first layer's gradient ratio at
     initialization (log10, one dot per seed, with ``diagnose``'s thresholds). Right: the final validation
-    accuracy, mean over seeds, at every learning rate (the best one boxed; "NaN k" where k seeds diverged).
-
-    Args:
-        result: from ``run_robust_remedies``.
-        axes: two axes to draw on; a new figure when None.
-    """
-    if not isinstance(result, RobustRemediesResult):
-        raise TypeError(f"result must be a RobustRemediesResult; got {type(result).__name__}")
+    accuracy, mean over seeds, at every learning rate (the best one boxed; "NaN k" where k seeds diverged)."""
+    check_result(result, RobustRemediesResult)
     cells = list(result.cells.values())
     n, lrs = len(cells), result.config.lrs
     fig, (ratio_ax, acc_ax) = _axes(axes, (1, 2), (7.3, 0.3 * n + 1.6))
@@ -209,15 +181,10 @@ def training_views(
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Per cell, two views over training: the update:data ratio of every layer (log, with the 1e-3
-    guide) and the gradient norm of every layer. Rows are cells, input layers dark, output yellow.
-
-    Args:
-        result: from ``run_monitored_remedies`` (its runs carry a ``GradientMonitor`` record).
-        cells: the cells to show, one row each.
-        axes: 2 × len(cells) axes to draw on; a new figure when None.
+    guide) and the gradient norm of every layer. Rows are ``cells`` (two axes each), input layers dark,
+    output yellow.
     """
-    if not isinstance(result, MonitoredRemediesResult):
-        raise TypeError(f"result must be a MonitoredRemediesResult; got {type(result).__name__}")
+    check_result(result, MonitoredRemediesResult)
     cells = list(cells)
     if not cells:
         raise ValueError("cells must name at least one cell of the grid")
@@ -235,14 +202,9 @@ def training_views(
 
 @checked
 def remedy_diagnosis(result: RemedyDiagnosisResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """The explorer's view: ``plots.diagnose.diagnosis`` of one cell at initialization.
-
-    Args:
-        result: from ``run_remedy_diagnosis``.
-        axes: three or four axes to draw on; a new figure (four panels stacked) when None.
-    """
-    if not isinstance(result, RemedyDiagnosisResult):
-        raise TypeError(f"result must be a RemedyDiagnosisResult; got {type(result).__name__}")
+    """The explorer's view: ``plots.diagnose.diagnosis`` of one cell at initialization, on three or four
+    ``axes`` (new: four stacked)."""
+    check_result(result, RemedyDiagnosisResult)
     title = f"{result.config.remedy.label}, {2 * result.config.blocks} hidden layers"
     if axes is None:  # four panels stacked at the column width (the shared default is 14 in wide)
         fig, grid = plt.subplots(4, 1, figsize=(7.2, 12.0))
@@ -266,15 +228,10 @@ def remedy_panel(
     result: RemedyDiagnosisResult, panel: str = "gradient ratios", *, ax: Axes | None = None
 ) -> Figure:
     """The explorer's view: one panel of ``plots.diagnose.diagnosis`` of one cell at initialization, titled
-    with the cell and what ``diagnose`` flagged (one panel draws in a third of the time of three).
-
-    Args:
-        result: from ``run_remedy_diagnosis``.
-        panel: one of ``REMEDY_PANELS``.
-        ax: axes to draw on; a new figure when None.
+    with the cell and what ``diagnose`` flagged (one panel draws in a third of the time of three);
+    ``panel``: one of ``REMEDY_PANELS``.
     """
-    if not isinstance(result, RemedyDiagnosisResult):
-        raise TypeError(f"result must be a RemedyDiagnosisResult; got {type(result).__name__}")
+    check_result(result, RemedyDiagnosisResult)
     draw = REMEDY_PANELS[check_choice("panel", panel, tuple(REMEDY_PANELS))]
     fig = draw(result.report, ax=ax)
     ax = fig.axes[0] if ax is None else ax
@@ -291,14 +248,8 @@ def remedy_panel(
 def remedy_small_multiples(
     results: Sequence[RemedyDiagnosisResult], *, axes: Sequence[Axes] | None = None
 ) -> Figure:
-    """The gradient-ratio panel of several cells in a grid of two columns (the explorer's main effect, for
-    a static page).
-
-    Args:
-        results: 2 to 6 results of ``run_remedy_diagnosis``.
-        axes: one axes per result (two columns, rows as needed; unused axes are hidden); a new figure
-            when None.
-    """
+    """The gradient-ratio panel of one to six cells, one axes each (new: two columns, unused axes hidden):
+    the explorer's main effect, for a static page."""
     results = list(results)
     if not 1 <= len(results) <= 6 or not all(isinstance(r, RemedyDiagnosisResult) for r in results):
         raise TypeError("results must be 1 to 6 RemedyDiagnosisResult")
@@ -324,14 +275,10 @@ def remedy_small_multiples(
 def activation_histograms(result: SanityResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Karpathy's view of a tanh network at initialization: per hidden layer, the histogram of its
     outputs on the batch (one line per layer, input dark to output yellow), one panel per case of
-    ``SANITY_CASES``, titled with the saturated fraction (|u| > ``SATURATION``) of every layer.
-
-    Args:
-        result: from ``run_sanity_checks``.
-        axes: one axes per case; a new figure (cases stacked) when None.
+    ``SANITY_CASES`` (new: stacked), titled with the saturated fraction (|u| > ``SATURATION``) of every
+    layer.
     """
-    if not isinstance(result, SanityResult):
-        raise TypeError(f"result must be a SanityResult; got {type(result).__name__}")
+    check_result(result, SanityResult)
     fig, grid = _axes(axes, (len(SANITY_CASES), 1), (7.2, 3.0 * len(SANITY_CASES)))
     titles = {"xavier_tanh": "tanh, Xavier weights", "saturated": "tanh, weights N(0, 1)"}
     edges = np.linspace(-1.0, 1.0, 41)

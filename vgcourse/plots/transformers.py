@@ -1,4 +1,6 @@
-"""Figures of chapter 8, transformers; each takes a result of ``experiments.transformers``."""
+"""Figures of chapter 8, transformers; each takes a result of ``experiments.transformers`` and draws on
+``ax`` (one panel) or ``axes`` (several) when given, else on a new figure. ``variants``: labels of
+``VARIANTS`` (None: every measured one); ``weight``: one of ``WEIGHTS``; ``depth``: default the deepest."""
 
 from __future__ import annotations
 
@@ -21,17 +23,7 @@ from vgcourse.experiments.transformers import (
     IdentityPathResult,
     WarmupResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
-
-__all__ = [
-    "attention_saturation",
-    "gradient_profiles",
-    "identity_path",
-    "last_block_gradient",
-    "layer_profile",
-    "stream_growth",
-    "warmup_curves",
-]
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 _WEIGHT_LABELS = {
     "q": "attention W_Q",
@@ -42,11 +34,6 @@ _WEIGHT_LABELS = {
     "proj": "MLP W² (proj)",
 }
 _COLORS = dict(zip(VARIANTS, ("C3", "C0", "C2", "C4", "C1"), strict=True))
-
-
-def _check(result: object, kind: type, name: str = "result") -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
 
 
 def _variants(result: GradientProfileResult, variants: Sequence[str] | None) -> list[str]:
@@ -63,13 +50,8 @@ def _variants(result: GradientProfileResult, variants: Sequence[str] | None) -> 
 def identity_path(result: IdentityPathResult, *, ax: Axes | None = None) -> Figure:
     """Against depth L (log y): the share of the top gradient that reaches the stream's input along the
     identity path alone (Post-LN: through 2L LN Jacobians; Pre-LN: exactly 1), the bound ∏ 1/σ, and the
-    full gradient ratio ‖∂ℓ/∂x₀‖/‖∂ℓ/∂x_L‖ (every path). One marker per seed, lines through the means.
-
-    Args:
-        result: from ``run_identity_path``.
-        ax: axes to draw on; a new figure when None.
-    """
-    _check(result, IdentityPathResult)
+    full gradient ratio ‖∂ℓ/∂x₀‖/‖∂ℓ/∂x_L‖ (every path). One marker per seed, lines through the means."""
+    check_result(result, IdentityPathResult)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     depths = np.asarray(result.config.depths)
     series = [
@@ -103,16 +85,9 @@ def layer_profile(
     ax: Axes | None = None,
 ) -> Figure:
     """One stack: ‖∂ℓ/∂W‖_F of ``weight`` in each block (one line per seed, log y), and the stream's
-    RMS at each block's input on the right axis.
-
-    Args:
-        result: from ``run_gradient_profile``.
-        variant: which stack (default: the first measured).
-        depth: which depth (default: the deepest measured).
-        weight: one of ``WEIGHTS``.
-        ax: axes to draw on; a new figure when None.
+    RMS at each block's input on the right axis. ``variant`` defaults to the first measured.
     """
-    _check(result, GradientProfileResult)
+    check_result(result, GradientProfileResult)
     variant = result.config.variants[0] if variant is None else variant
     depth = max(result.config.depths) if depth is None else depth
     check_choice("weight", weight, WEIGHTS)
@@ -145,15 +120,8 @@ def gradient_profiles(
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """One panel per stack: ‖∂ℓ/∂W‖_F of ``weight`` in block l (x: l/L, so depths share an axis), one line
-    per depth (seed means, log y, shared y range).
-
-    Args:
-        result: from ``run_gradient_profile``.
-        variants: which stacks (default Post-LN and Pre-LN; None for every measured one).
-        weight: one of ``WEIGHTS``.
-        axes: as many axes as variants; a new figure when None.
-    """
-    _check(result, GradientProfileResult)
+    per depth (seed means, log y, shared y range)."""
+    check_result(result, GradientProfileResult)
     chosen = _variants(result, variants)
     check_choice("weight", weight, WEIGHTS)
     ncols = min(2, len(chosen))
@@ -193,15 +161,8 @@ def last_block_gradient(
     ax: Axes | None = None,
 ) -> Figure:
     """The last block's ‖∂ℓ/∂W‖_F against depth L (log-log, seed means with each seed's marker), with a
-    dotted 1/√L guide through the Pre-LN value at the smallest depth (the first variant's without Pre-LN).
-
-    Args:
-        result: from ``run_gradient_profile``.
-        variants: which stacks (None: every measured one).
-        weight: one of ``WEIGHTS``.
-        ax: axes to draw on; a new figure when None.
-    """
-    _check(result, GradientProfileResult)
+    dotted 1/√L guide through the Pre-LN value at the smallest depth (the first variant's without Pre-LN)."""
+    check_result(result, GradientProfileResult)
     chosen = _variants(result, variants)
     check_choice("weight", weight, WEIGHTS)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
@@ -235,15 +196,8 @@ def stream_growth(
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Two panels for one depth: the RMS of the residual stream x_l against l (left), and how much each
-    block changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means.
-
-    Args:
-        result: from ``run_gradient_profile``.
-        variants: which stacks (None: every measured one).
-        depth: which depth (default: the deepest measured).
-        axes: two axes; a new figure when None.
-    """
-    _check(result, GradientProfileResult)
+    block changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means."""
+    check_result(result, GradientProfileResult)
     chosen = _variants(result, variants)
     depth = max(result.config.depths) if depth is None else depth
     fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
@@ -282,16 +236,8 @@ def token_similarity(
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Two panels for one depth, seed means: the mean cosine similarity between the positions of x_l
-    against l (left), and ‖∂ℓ/∂W‖_F of ``weight`` in each block (right, log y).
-
-    Args:
-        result: from ``run_gradient_profile``.
-        variants: which stacks (None: every measured one).
-        depth: which depth (default: the deepest measured).
-        weight: one of ``WEIGHTS`` (default the query weights).
-        axes: two axes; a new figure when None.
-    """
-    _check(result, GradientProfileResult)
+    against l (left), and ‖∂ℓ/∂W‖_F of ``weight`` in each block (right, log y)."""
+    check_result(result, GradientProfileResult)
     chosen = _variants(result, variants)
     check_choice("weight", weight, WEIGHTS)
     depth = max(result.config.depths) if depth is None else depth
@@ -323,13 +269,8 @@ def token_similarity(
 def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Against d_head (log x), with and without the 1/√d_head scale: the mean entropy of an attention row
     (left, with ln T, uniform attention, dotted) and the mean ‖diag(p) − ppᵀ‖_F (right). Seed means, each
-    seed a marker.
-
-    Args:
-        result: from ``run_attention_entropy``.
-        axes: two axes; a new figure when None.
-    """
-    _check(result, AttentionEntropyResult)
+    seed a marker."""
+    check_result(result, AttentionEntropyResult)
     fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.3)))
     d = np.asarray(result.config.d_heads, dtype=float)
     labels = {"inv_sqrt_d": "logits scaled by 1/√d_head", "none": "unscaled logits"}
@@ -381,19 +322,14 @@ def warmup_curves(
 ) -> Figure:
     """Training loss against Adam step, one panel per learning rate of each result (at most three panels),
     one line per variant and seed (a moving average over ``window`` steps of the minibatch loss), with the
-    chance loss ln V dotted.
-
-    Args:
-        results: one result of ``run_warmup`` or several (e.g. two learning rates run with different
-            variants); panels follow their order, then each result's learning rates.
-        window: steps of the moving average (>= 1).
-        axes: one axes per panel; a new figure when None.
+    chance loss ln V dotted. Panels follow the order of
+    ``results`` (one or several), then each result's learning rates.
     """
     items = [results] if isinstance(results, WarmupResult) else results
     if isinstance(items, str) or not isinstance(items, Sequence) or not items:
         raise TypeError("results must be a WarmupResult or a non-empty sequence of them")
     for result in items:
-        _check(result, WarmupResult, "each result")
+        check_result(result, WarmupResult, "each result")
     panels_of = [(result, j) for result in items for j in range(len(result.config.lrs))]
     if len(panels_of) > 3:
         raise ValueError(f"at most three panels (learning rates) fit the page; got {len(panels_of)}")
