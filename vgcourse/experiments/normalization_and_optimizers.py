@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from vgcourse._validation import check_choice
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, shared_digits
+from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, initial_weights, make_norm
@@ -85,15 +86,9 @@ class JacobianCheckResult:
         """One row per normalization."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {
-                "normalization": list(self.relative_error),
-                "max relative error vs autograd": list(self.relative_error.values()),
-                "gain along x": list(self.gain_along_x.values()),
-                "gain along 1": list(self.gain_along_ones.values()),
-                "‖J(10x)‖·10 / ‖J(x)‖": list(self.scale_ratio.values()),
-            }
-        )
+        columns = {"max relative error vs autograd": self.relative_error, "gain along x": self.gain_along_x}
+        columns |= {"gain along 1": self.gain_along_ones, "‖J(10x)‖·10 / ‖J(x)‖": self.scale_ratio}
+        return pd.DataFrame(columns).rename_axis("normalization").reset_index()
 
 
 def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
@@ -670,19 +665,13 @@ class OptimizerGridResult:
         import pandas as pd
 
         rows = []
-        for optimizer in self.optimizers:
-            accuracy, steps = self.grid_accuracy[optimizer], self.grid_update_size[optimizer]
+        for o in self.optimizers:
+            accuracy, steps = self.grid_accuracy[o], self.grid_update_size[o].values
             for r, lr in enumerate(accuracy.axes["lr"]):
-                rows.append(
-                    {
-                        "optimizer": OPTIMIZER_NAMES[optimizer],
-                        "learning rate": lr,
-                        "validation accuracy": accuracy.values[r].mean(),
-                        "step of layer 1 / lr": steps.values[r][:, 0].mean(),
-                        "step of the output layer / lr": steps.values[r][:, -1].mean(),
-                    }
-                )
-        return pd.DataFrame(rows)
+                mean = accuracy.values[r].mean()
+                rows.append((OPTIMIZER_NAMES[o], lr, mean, steps[r][:, 0].mean(), steps[r][:, -1].mean()))
+        columns = ("optimizer", "learning rate", "validation accuracy", "step of layer 1 / lr")
+        return pd.DataFrame(rows, columns=[*columns, "step of the output layer / lr"])
 
 
 def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds: tuple[int, ...]) -> dict:
@@ -961,8 +950,6 @@ def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
     """``diagnose(model, CrossEntropyLoss(), batch, optimizer=..., lr=...)`` for SGD with momentum and
     Adam, on the same fresh network (``diagnose`` works on a copy) and batch."""
     check_config(config, DiagnoseConfig)
-    from vgcourse.diagnose import diagnose
-
     _, data, model = _circles_net(config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     reports = {
@@ -995,8 +982,6 @@ def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
     """``diagnose(model, CrossEntropyLoss(), batch, optimizer="sgd", lr=...)`` on a fresh plain normalized
     network, and lr/‖W‖² of its normalization-fed weights."""
     check_config(config, NormDiagnoseConfig)
-    from vgcourse.diagnose import diagnose
-
     data = shared_digits(0)
     with initial_weights(config.seed):
         model = _PlainStack(config.depth, config.width, config.norm, "relu")
