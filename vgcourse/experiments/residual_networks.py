@@ -8,7 +8,6 @@ stack grows E‖x‖² by 1 + α² g per block: 2^L at α = 1, at most e at α =
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -44,19 +43,16 @@ _BRANCH_GAIN = {"he": 1.0, "kaiming_all": 2.0}  # E‖F(x)‖² / E‖x‖² of 
 
 # Networks: what to build, how to initialize it, one forward and backward pass along the stream
 class NetworkSpec(Config):
-    """One kind of network of the chapter: a ``ResidualMLP`` (ReLU) with or without skips, norm, scaling.
-
-    ``init``: "he" gives Var(W) = 2/n_in after a ReLU and 1/n_in elsewhere (each branch preserves E‖x‖²);
-    "kaiming_all" 2/n_in for every Linear (each branch doubles it). ``post_activation``: the original
-    ResNet block φ(x_l + α F(x_l)) (He et al., 2016a), Jacobian D(I + α ∂F/∂x); False leaves the identity
-    path clean, I + α ∂F/∂x, as the pre-activation ResNet (He et al., 2016b). The last three need ``skip``.
-    """
+    """One kind of ``ResidualMLP`` (ReLU) of the chapter. ``post_activation``: the original ResNet block
+    φ(x_l + α F(x_l)), Jacobian D(I + α ∂F/∂x); False: the clean path I + α ∂F/∂x (pre-activation ResNet)."""
 
     skip: bool = flag(True)  # x_{l+1} = x_l + α F(x_l); False: the plain twin x_{l+1} = F(x_l)
     norm: str | None = one_of(*NORMS, default=None, optional=True)  # a norm after each Linear inside F
     branch_scale: float | str | None = None  # α: None (1), a number > 0, or "inv_sqrt_depth" (1/√L)
     zero_init_last: bool = flag(False)  # each branch's last layer (or its norm's weight) starts at 0
-    init: str = one_of(*INITS, default="he")
+    init: str = one_of(
+        *INITS, default="he"
+    )  # Var(W): he 2/n_in after a ReLU, else 1/n_in; kaiming_all 2/n_in
     post_activation: bool = flag(False)  # a ReLU after the addition
 
     def check(self) -> None:
@@ -73,29 +69,21 @@ class NetworkSpec(Config):
     @property
     def label(self) -> str:
         """A short name for legends: "plain", "residual + BN", "residual, α = 1/√L", ..."""
-        text = "residual" if self.skip else "plain"
-        if self.norm is not None:
-            text += " + BN" if self.norm == "batch" else " + LN"
-        if self.branch_scale == "inv_sqrt_depth":
-            text += ", α = 1/√L"
-        elif self.branch_scale is not None:
-            text += f", α = {self.branch_scale:g}"
-        if self.zero_init_last:
-            text += ", zero-init"
-        if self.init == "kaiming_all":
-            text += ", Kaiming on every layer"
-        if self.post_activation:
-            text += ", ReLU after the addition"
-        return text
+        scale = self.branch_scale
+        parts = [
+            ("residual" if self.skip else "plain") + {None: "", "batch": " + BN"}.get(self.norm, " + LN"),
+            "" if scale is None else "α = " + ("1/√L" if scale == "inv_sqrt_depth" else f"{scale:g}"),
+            "zero-init" * self.zero_init_last,
+            "Kaiming on every layer" * (self.init == "kaiming_all"),
+            "ReLU after the addition" * self.post_activation,
+        ]
+        return ", ".join(part for part in parts if part)
 
     def alpha(self, depth: int) -> float:
         """The branch scale α of a network of ``depth`` blocks (1 for the plain twin)."""
-        check_int("depth", depth, minimum=1)
         if self.branch_scale is None or not self.skip:
             return 1.0
-        if self.branch_scale == "inv_sqrt_depth":
-            return 1.0 / math.sqrt(depth)
-        return float(self.branch_scale)
+        return 1.0 / math.sqrt(depth) if self.branch_scale == "inv_sqrt_depth" else float(self.branch_scale)
 
     def growth_per_block(self, depth: int) -> float | None:
         """Predicted factor of E‖x‖² per block at initialization: 1 + α² g with skip, g without, 1 with
@@ -103,9 +91,7 @@ class NetworkSpec(Config):
         if self.norm is not None or self.post_activation:
             return None
         g = _BRANCH_GAIN[self.init]
-        if self.zero_init_last:
-            return 1.0
-        return 1.0 + self.alpha(depth) ** 2 * g if self.skip else g
+        return 1.0 if self.zero_init_last else (1.0 + self.alpha(depth) ** 2 * g if self.skip else g)
 
 
 PLAIN = NetworkSpec(skip=False)
@@ -117,8 +103,6 @@ RESIDUAL_ZERO = NetworkSpec(zero_init_last=True)
 RESIDUAL_KAIMING = NetworkSpec(init="kaiming_all")
 POST_ACTIVATION = NetworkSpec(post_activation=True)
 POST_ACTIVATION_BN = NetworkSpec(norm="batch", post_activation=True)
-PLACEMENT_NETWORKS = (RESIDUAL, POST_ACTIVATION, RESIDUAL_BN, POST_ACTIVATION_BN)
-SHATTER_NETWORKS = (PLAIN_BN, RESIDUAL_BN)
 SWEEP_NETWORKS = (PLAIN, PLAIN_BN, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO)
 VARIANCE_NETWORKS = (RESIDUAL_KAIMING, RESIDUAL, RESIDUAL_BN, RESIDUAL_SCALED, RESIDUAL_ZERO, PLAIN)
 
@@ -132,10 +116,7 @@ def init_residual_network(
     model: ResidualMLP, init: str = "he", *, generator: torch.Generator | None = None
 ) -> ResidualMLP:
     """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and all-zero layers are kept.
-
-    "he": gain 2 for a layer fed by a ReLU (each block's fc2), 1 for the stem, each fc1 and the head, so
-    every layer preserves E[x²] of what it receives (He et al., 2015); "kaiming_all": gain 2 everywhere.
-    """
+    "he": gain 2 after a ReLU (each fc2), else 1: each layer keeps E[x²]; "kaiming_all": gain 2 everywhere."""
     if not isinstance(model, ResidualMLP):
         raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
     check_choice("init", init, INITS)
@@ -160,15 +141,15 @@ def build_network(
     seed: int = 0,
     dtype: str = "float32",
 ) -> ResidualMLP:
-    """A ``ResidualMLP`` of ``depth`` blocks as ``spec`` says, initialized by ``init_residual_network`` from
-    ``seed``: networks of one seed, depth and width share their weights whatever their skip and norm."""
+    """A ``ResidualMLP`` as ``spec`` says, weights by ``init_residual_network`` from ``seed`` (shared by
+    networks of one seed, depth and width whatever their skip and norm)."""
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
     check_int("seed", seed, minimum=0)
     check_choice("dtype", dtype, DTYPES)
-    parts = ("norm", "skip", "branch_scale", "zero_init_last", "post_activation")
+    keys = ("norm", "skip", "branch_scale", "zero_init_last", "post_activation")
     model = ResidualMLP(
-        in_features, out_features, depth, width, "relu", **{k: getattr(spec, k) for k in parts}
+        in_features, out_features, depth, width, "relu", **{k: getattr(spec, k) for k in keys}
     )
     init_residual_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
     return model.to(getattr(torch, dtype))
@@ -183,18 +164,8 @@ class StreamPass:
     layer_names: list[str]  # of named_layers(model): "input", "block 1 fc1", ..., "output"
     weight_grad: np.ndarray  # (2L + 2,) ‖∂J/∂W‖ of each of those layers
     loss: float  # the cross-entropy J
-
-    @property
-    def grad_ratio(self) -> float:
-        """‖∂J/∂x_0‖ / ‖∂J/∂x_L‖: backward signal entering the first block over the one leaving the last."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(self.stream_grad[0] / self.stream_grad[-1])
-
-    @property
-    def variance_ratio(self) -> float:
-        """E[x_L²] / E[x_0²]: how much the blocks grow the forward signal."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(self.second_moment[-1] / self.second_moment[0])
+    grad_ratio: float  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖: the backward signal entering the first block over the last's
+    variance_ratio: float  # E[x_L²] / E[x_0²]: how much the blocks grow the forward signal
 
 
 def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
@@ -209,35 +180,26 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
     model.train()
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        h = model.stem(x)
-        stream = [h]
+        stream = [model.stem(x)]
         for block in model.blocks:
-            h = block(h)
-            stream.append(h)
+            stream.append(block(stream[-1]))
         for h in stream:
             h.retain_grad()
-        loss = F.cross_entropy(model.head(h), y.to(weight.device))
+        loss = F.cross_entropy(model.head(stream[-1]), y.to(weight.device))
         loss.backward()
-    nan = torch.tensor(math.nan, dtype=torch.float64)
-    with torch.no_grad():
-        moments = torch.stack([h.double().square().mean() for h in stream])
-        grads = torch.stack([torch.linalg.vector_norm(h.grad.double()) for h in stream])
-        layers = named_layers(model)
-        weight_grads = torch.stack(
-            [
-                torch.linalg.vector_norm(m.weight.grad.double()) if m.weight.grad is not None else nan
-                for _, m in layers
-            ]
-        )
-    names = [name for name, _ in layers]
+    layers = named_layers(model)
+    moments = np.array([float(h.detach().double().square().mean()) for h in stream])
+    grads = np.array([float(torch.linalg.vector_norm(h.grad.double())) for h in stream])
+    weight_grads = np.array([float(torch.linalg.vector_norm(m.weight.grad.double())) for _, m in layers])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = float(grads[0] / grads[-1]), float(moments[-1] / moments[0])
     return StreamPass(
-        moments.cpu().numpy(), grads.cpu().numpy(), names, weight_grads.cpu().numpy(), float(loss.detach())
+        moments, grads, [name for name, _ in layers], weight_grads, float(loss.detach()), *ratios
     )
 
 
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
-    """The chapter's data: "digits" (sklearn's 8×8 digits, one copy per process) or "mnist" (the shipped
-    10,000-image test split); ``seed`` seeds the train/validation split."""
+    """sklearn's 8×8 "digits" (one copy per process) or the shipped 10,000-image "mnist"; ``seed`` splits."""
     check_choice("dataset", dataset, DATASETS)
     check_int("seed", seed, minimum=0)
     return shared_digits(seed) if dataset == "digits" else mnist(seed=seed)
@@ -252,14 +214,10 @@ def _check_increasing(depths: tuple[int, ...]) -> None:
         raise ValueError(f"depths must be increasing and distinct; got {depths}")
 
 
-def _build(
-    spec: NetworkSpec, data: Any, *, depth: int, width: int, seed: int, dtype: str = "float32"
-) -> ResidualMLP:
+def _build(spec: NetworkSpec, data: Any, **options: Any) -> ResidualMLP:
     """``build_network`` sized for ``data`` (a ``DataSplit``, or (in_features, out_features))."""
     n_in, n_out = data if isinstance(data, tuple) else (data.in_features, data.n_classes)
-    return build_network(
-        spec, depth=depth, width=width, in_features=n_in, out_features=n_out, seed=seed, dtype=dtype
-    )
+    return build_network(spec, in_features=n_in, out_features=n_out, **options)
 
 
 def _grid(values: Any, name: str, config: Any, last: str, coords: Any) -> Grid:
@@ -281,10 +239,7 @@ class PathExpansionConfig(Config):
     def check(self) -> None:
         for spec in self.networks:
             if spec.norm is not None:
-                raise ValueError(
-                    f"the path expansion needs unnormalized networks; {spec.label!r} has a norm, which "
-                    "couples the examples of a batch"
-                )
+                raise ValueError(f"the path expansion needs unnormalized networks; {spec.label!r} has a norm")
 
 
 @dataclass(frozen=True)
@@ -309,9 +264,7 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
     n_paths = np.array([math.comb(depth, k) for k in range(depth + 1)], dtype=float)
     gains, predicted, totals, errors = [], [], [], []
     for spec in config.networks:
-        model = build_network(
-            spec, depth=depth, width=n, in_features=n, out_features=1, seed=config.seed, dtype="float64"
-        )
+        model = _build(spec, (n, 1), depth=depth, width=n, seed=config.seed, dtype="float64")
         alpha = spec.alpha(depth)
         eye = torch.eye(n, dtype=torch.float64)
         paths = [eye] + [torch.zeros(n, n, dtype=torch.float64) for _ in range(depth)]
@@ -320,15 +273,13 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
             for block in model.blocks:
                 mask = (block.fc1(h) > 0).to(torch.float64)
                 jac = block.fc2.weight @ (mask[:, None] * block.fc1.weight)
-                if spec.skip:
-                    paths = [paths[0]] + [
-                        p + alpha * jac @ q for p, q in zip(paths[1:], paths[:-1], strict=True)
-                    ]
+                if spec.skip:  # P_k + α J P_{k-1} for k = 1..L
+                    paths = paths[:1] + [p + alpha * jac @ q for p, q in zip(paths[1:], paths, strict=False)]
                 else:
                     paths = [torch.zeros_like(eye)] + [jac @ q for q in paths[:-1]]
                 h = block(h)
             total = torch.stack(paths).sum(0)
-        reference = torch.autograd.functional.jacobian(functools.partial(_run_blocks, model), x0)
+        reference = torch.autograd.functional.jacobian(nn.Sequential(*model.blocks), x0)
         gains.append([float(torch.linalg.norm(p)) / math.sqrt(n) for p in paths])
         totals.append(float(torch.linalg.norm(reference)) / math.sqrt(n))
         errors.append(float(torch.linalg.norm(total - reference) / torch.linalg.norm(reference)))
@@ -350,16 +301,9 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
     )
 
 
-def _run_blocks(model: ResidualMLP, h: Tensor) -> Tensor:
-    for block in model.blocks:
-        h = block(h)
-    return h
-
-
 # Forward: E[x_l²] block by block
 class ForwardVarianceConfig(Config):
-    """E[x_l²] after each of ``depth`` blocks at initialization, on a batch of digits (float64), ``n_seeds``
-    networks per spec (seeds ``seed``, ``seed + 1``, ...)."""
+    """E[x_l²] after each block at initialization on a digits batch (float64); seeds seed, seed + 1, ..."""
 
     depth: int = integer(50, low=1, high=500)
     networks: tuple[NetworkSpec, ...] = _networks(VARIANCE_NETWORKS)
@@ -371,8 +315,7 @@ class ForwardVarianceConfig(Config):
 
 @dataclass(frozen=True)
 class ForwardVarianceResult:
-    """E[x_l²] of each network after l blocks (l = 0: the stem's output); ``ratio.mean("seed",
-    geometric=True)`` is the typical growth E[x_l²] / E[x_0²] of a spec."""
+    """E[x_l²] of each network after l blocks (l = 0: the stem's output)."""
 
     config: ForwardVarianceConfig
     second_moment: Grid  # E[x_l²], axes network, seed, block l = 0..L
@@ -389,9 +332,7 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
     predicted = np.empty((len(config.networks), depth + 1))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = _build(
-                spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64"
-            ).train()
+            model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
             with torch.no_grad():
                 h = model.stem(x)
                 moments = [h.square().mean()]
@@ -415,8 +356,7 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
 
 # Depth sweep: gradient ratio and forward growth against depth
 class StreamDepthSweepConfig(Config):
-    """One forward and backward pass (cross-entropy on a digits batch) per network, depth L (increasing)
-    and seed. ``dtype`` "float64" by default: 2^L growth overflows float32 beyond L ≈ 120."""
+    """``stream_pass`` on a digits batch per network, depth L and seed (float64: 2^L overflows float32)."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(10, 20, 50, 100))
     networks: tuple[NetworkSpec, ...] = _networks(SWEEP_NETWORKS)
@@ -432,8 +372,7 @@ class StreamDepthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class StreamDepthSweepResult:
-    """Per network, seed and depth L: the two ratios of ``StreamPass``; ``.mean("seed", geometric=True)``
-    gives a spec's typical value."""
+    """Per network, seed and depth L: the two ratios of ``StreamPass``."""
 
     config: StreamDepthSweepConfig
     grad_ratio: Grid  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖, axes network, seed, depth
@@ -445,8 +384,7 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
     """``stream_pass`` on every network, depth and seed; keep the two ratios."""
     data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
-    shape = (len(config.networks), config.n_seeds, len(config.depths))
-    grad, var = np.empty(shape), np.empty(shape)
+    grad, var = np.empty((2, len(config.networks), config.n_seeds, len(config.depths)))
     predicted = np.full((len(config.networks), len(config.depths)), np.nan)
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
@@ -470,11 +408,8 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
 
 # Degradation: a deeper plain network trains worse; its residual twin does not
 class DegradationConfig(Config):
-    """Train a shallow plain, a deep plain and a deep residual network (same width, norm and recipe).
-
-    The defaults mirror He et al.'s (2016) plain-18 / plain-34 / ResNet-34 in Linear layers (2·8 + 2 = 18,
-    2·16 + 2 = 34), BatchNorm in every block. ``seed`` seeds the weights and the minibatch order.
-    """
+    """Train a shallow plain, a deep plain and a deep residual network (same width, norm and recipe): by
+    default He et al.'s plain-18 / plain-34 / ResNet-34 in Linear layers, BatchNorm in every block."""
 
     shallow_depth: int = integer(8, low=1, high=500)
     deep_depth: int = integer(16, low=2, high=500)
@@ -522,28 +457,24 @@ class DegradationResult:
         """One row per network: layers, training loss and accuracy, validation accuracy, gradient ratio."""
         import pandas as pd
 
-        rows = [
-            {
-                "network": run.name,
-                "Linear layers": n_linear_layers(run.depth),
-                "training loss": run.train_loss,
-                "training accuracy": run.train_accuracy,
-                "validation accuracy": run.val_accuracy,
-                "gradient ratio ‖∂J/∂x₀‖/‖∂J/∂x_L‖ at initialization": run.init_grad_ratio,
-            }
-            for run in self.runs
-        ]
-        return pd.DataFrame(rows).set_index("network")
+        columns = {
+            "Linear layers": [n_linear_layers(run.depth) for run in self.runs],
+            "training loss": [run.train_loss for run in self.runs],
+            "training accuracy": [run.train_accuracy for run in self.runs],
+            "validation accuracy": [run.val_accuracy for run in self.runs],
+            "gradient ratio ‖∂J/∂x₀‖/‖∂J/∂x_L‖ at initialization": [run.init_grad_ratio for run in self.runs],
+        }
+        return pd.DataFrame(columns, index=pd.Index([run.name for run in self.runs], name="network"))
 
 
 def run_degradation(config: DegradationConfig) -> DegradationResult:
-    """Build the three networks from one seed (deep plain and residual start from identical weights), record
-    their gradient ratio at initialization, train each with ``train`` and evaluate on the whole training
-    and validation sets. A diverged run is kept (its losses NaN)."""
+    """Build the three networks from one seed (deep plain and residual share their weights), record their
+    gradient ratio at initialization, train each and evaluate on the whole sets (NaN after divergence)."""
     data = load_image_data(config.dataset)
     train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
-    first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
-    first = first[: min(config.batch_size, data.n_train)]
+    first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))[
+        : config.batch_size
+    ]
     plain = NetworkSpec(skip=False, norm=config.norm)
     residual = NetworkSpec(norm=config.norm, branch_scale=config.branch_scale)
     runs = []
@@ -585,16 +516,8 @@ class BlockProfileResult:
 
     config: BlockProfileConfig
     stream: StreamPass
-
-    @property
-    def fc1_grad(self) -> np.ndarray:
-        """‖∂J/∂W‖ of each block's first Linear, (L,)."""
-        return self.stream.weight_grad[1:-1:2]
-
-    @property
-    def fc2_grad(self) -> np.ndarray:
-        """‖∂J/∂W‖ of each block's second Linear, (L,)."""
-        return self.stream.weight_grad[2:-1:2]
+    fc1_grad: np.ndarray  # (L,) ‖∂J/∂W‖ of each block's first Linear
+    fc2_grad: np.ndarray  # (L,) of each block's second Linear
 
 
 def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
@@ -602,17 +525,18 @@ def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
     data = load_image_data("digits")
     model = _build(config.network, data, depth=config.depth, width=config.width, seed=config.seed)
     stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
-    return BlockProfileResult(config, stream)
+    return BlockProfileResult(config, stream, stream.weight_grad[1:-1:2], stream.weight_grad[2:-1:2])
 
 
 # Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
 class PlacementConfig(Config):
-    """One forward and backward pass (cross-entropy on a digits batch, float64) per network and seed. The
-    default networks come in pairs of shared weights, clean x_{l-1} + F(x_{l-1}) and original
-    φ(x_{l-1} + F(x_{l-1})), without and with BatchNorm; every network needs skips."""
+    """``stream_pass`` on a digits batch (float64) per network and seed; by default pairs of shared weights,
+    clean x + F(x) and original φ(x + F(x)), without and with BatchNorm."""
 
     depth: int = integer(50, low=1, high=500)
-    networks: tuple[NetworkSpec, ...] = _networks(PLACEMENT_NETWORKS)
+    networks: tuple[NetworkSpec, ...] = _networks(
+        (RESIDUAL, POST_ACTIVATION, RESIDUAL_BN, POST_ACTIVATION_BN)
+    )
     width: int = integer(64, low=1, high=2048)
     batch_size: int = integer(128, low=2, high=1437)
     n_seeds: int = positive(3, integer=True)
@@ -641,32 +565,22 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
     data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     n, depth = len(config.networks), config.depth
-    grads = np.empty((n, config.n_seeds, depth + 1))
-    share = np.empty((n, config.n_seeds, depth + 1))
+    grads, share = np.empty((2, n, config.n_seeds, depth + 1))
     active = np.empty((n, config.n_seeds, depth))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
             masks: list[Tensor] = []  # x_l = φ(pre) > 0 exactly where pre > 0: the 1s of D_l
-            hooks = [
+            for block in model.blocks if spec.post_activation else ():  # the model is dropped after this pass
                 block.register_forward_hook(lambda _m, _i, out, masks=masks: masks.append(out.detach() > 0))
-                for block in (model.blocks if spec.post_activation else ())
-            ]
-            try:
-                result = stream_pass(model, x, y)
-            finally:
-                for hook in hooks:
-                    hook.remove()
+            result = stream_pass(model, x, y)
             grads[i, s] = result.stream_grad / result.stream_grad[-1]
             if not spec.post_activation:  # a clean block has no mask: D = I
                 active[i, s], share[i, s] = 1.0, 1.0
                 continue
             active[i, s] = [float(m.double().mean()) for m in masks]
-            survive = torch.ones_like(masks[0])
-            share[i, s, depth] = 1.0
-            for layer in range(depth, 0, -1):  # the identity path from x_L back to x_{layer-1}
-                survive = survive & masks[layer - 1]
-                share[i, s, layer - 1] = float(survive.double().mean())
+            survive = torch.stack(masks[::-1]).double().cumprod(0)  # row j: D_L ⋯ D_{L-j} kept the entry
+            share[i, s] = [*survive.mean(dim=(1, 2)).numpy()[::-1], 1.0]
     return PlacementResult(
         config,
         _grid(grads, "‖∂J/∂x_l‖ / ‖∂J/∂x_L‖", config, "block", range(depth + 1)),
@@ -677,25 +591,21 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
 
 # Shattered gradients: df/dx along a line of inputs, plain against residual
 def lag1_autocorrelation(values: np.ndarray) -> float:
-    """ρ = Σ_i (v_i − v̄)(v_{i+1} − v̄) / Σ_i (v_i − v̄)²: near 1 for a smooth curve, 0 for white noise
-    (Balduzzi et al.'s measure of shattering, at lag 1)."""
+    """ρ = Σ_i (v_i − v̄)(v_{i+1} − v̄) / Σ_i (v_i − v̄)²: near 1 for a smooth curve, 0 for white noise."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size < 3:
         raise ValueError(f"values must be a 1-D sequence of at least 3 numbers; got shape {v.shape}")
     v = v - v.mean()
     denominator = float(v @ v)
-    if denominator == 0.0:
-        return math.nan
-    return float(v[1:] @ v[:-1]) / denominator
+    return float(v[1:] @ v[:-1]) / denominator if denominator != 0.0 else math.nan
 
 
 class ShatteredConfig(Config):
-    """Networks with one input and one output at ``n_points`` inputs evenly spaced on [−interval, interval]
-    (float64), as in Balduzzi et al. (2017), at increasing depths L. BatchNorm takes its statistics from
-    the grid of points once and keeps them, so df/dx at each point is that point's own derivative."""
+    """Networks R → R at ``n_points`` inputs evenly spaced on [−interval, interval] (float64), as Balduzzi et
+    al. (2017), at increasing depths L; BatchNorm keeps the statistics of the whole grid."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=500), default=(1, 2, 5, 10, 20, 50))
-    networks: tuple[NetworkSpec, ...] = _networks(SHATTER_NETWORKS)
+    networks: tuple[NetworkSpec, ...] = _networks((PLAIN_BN, RESIDUAL_BN))
     width: int = integer(64, low=1, high=2048)
     n_points: int = integer(256, low=8, high=100_000)
     interval: float = positive(2.0)
@@ -715,22 +625,16 @@ class ShatteredResult:
     gradient: Grid  # df/dx of the first network (seed ``seed``) at the deepest depth, axes network, x
 
 
-def _freeze_batch_norm(model: ResidualMLP, x: Tensor) -> None:
-    """Give every BatchNorm the statistics of the batch x (one training-mode pass), then eval mode."""
-    with torch.no_grad():
+def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ...]) -> list[np.ndarray]:
+    """df_L/dx at every point of x (N, 1) for each L in ``depths``, f_L = head ∘ block_L ∘ ⋯ ∘ block_1 ∘ stem.
+    BatchNorm statistics come from x, then are frozen, so the gradient of the sum is each point's df/dx."""
+    with torch.no_grad():  # every BatchNorm gets the statistics of x, then eval mode
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.reset_running_stats()
                 module.momentum = 1.0  # running statistics := those of this one batch
         model.train()(x)
     model.eval()
-
-
-def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ...]) -> list[np.ndarray]:
-    """df_L/dx at every point of x (N, 1) for each L in ``depths``, f_L = head ∘ block_L ∘ ⋯ ∘ block_1 ∘ stem.
-    BatchNorm statistics come from x, then are frozen (block l's depend only on the blocks before it, so
-    every prefix sees its own); the points are then independent: the gradient of the sum is each df/dx."""
-    _freeze_batch_norm(model, x)
     x = x.clone().requires_grad_(True)
     outputs = {}
     with torch.enable_grad():
@@ -744,8 +648,7 @@ def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ..
 
 
 def run_shattered(config: ShatteredConfig) -> ShatteredResult:
-    """One network per spec and seed at the deepest depth, cut after L blocks (stem, blocks 1..L, head) for
-    each depth L: the lag-1 autocorrelation of df/dx along the grid."""
+    """One network per spec and seed at the deepest depth, cut after L blocks for each depth L."""
     x = torch.linspace(-config.interval, config.interval, config.n_points, dtype=torch.float64)[:, None]
     autocorrelation = np.empty((len(config.networks), config.n_seeds, len(config.depths)))
     gradient = np.empty((len(config.networks), config.n_points))
@@ -770,10 +673,8 @@ def run_shattered(config: ShatteredConfig) -> ShatteredResult:
 class TorchvisionBlockSource:
     """What the installed torchvision's ``forward`` of a ResNet block does after its branch."""
 
-    path: str  # torchvision/models/resnet.py
     addition: str  # the statement that adds the identity, e.g. "out += identity"
     after_addition: list[str]  # the statements between it and the return, e.g. ["out = self.relu(out)"]
-    relu_after_addition: bool  # one of them applies the ReLU: the original, post-activation block
 
 
 def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlockSource:
@@ -789,19 +690,9 @@ def torchvision_block_source(class_name: str = "BasicBlock") -> TorchvisionBlock
         raise ModuleNotFoundError("torchvision is not installed")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / "resnet.py"
     source = path.read_text(encoding="utf-8")
-    forward = next(
-        item
-        for node in ast.parse(source).body
-        if isinstance(node, ast.ClassDef) and node.name == class_name
-        for item in node.body
-        if isinstance(item, ast.FunctionDef) and item.name == "forward"
-    )
-    body = forward.body
-    index = next(
-        i for i, stmt in enumerate(body) if isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Add)
-    )
-    after = [
-        ast.get_source_segment(source, s) or "" for s in body[index + 1 :] if not isinstance(s, ast.Return)
-    ]
-    addition = ast.get_source_segment(source, body[index]) or ""
-    return TorchvisionBlockSource(str(path), addition, after, any("relu" in text for text in after))
+    block = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    body = next(f for f in block.body if isinstance(f, ast.FunctionDef) and f.name == "forward").body
+    index = next(i for i, s in enumerate(body) if isinstance(s, ast.AugAssign) and isinstance(s.op, ast.Add))
+    text = [ast.get_source_segment(source, s) or "" for s in body]
+    after = [text[i] for i in range(index + 1, len(body)) if not isinstance(body[i], ast.Return)]
+    return TorchvisionBlockSource(text[index], after)
