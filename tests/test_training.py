@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
@@ -10,12 +11,14 @@ import pytest
 import torch
 from torch import nn
 
+from vgcourse.config import constraints
 from vgcourse.data import DataSplit, adding_problem, circles, recall_task
 from vgcourse.training import (
     Callback,
     EvalEvent,
     History,
     StepEvent,
+    StopTraining,
     TrainConfig,
     evaluate,
     loss_value,
@@ -306,7 +309,7 @@ def test_train_bad_input(small_circles):
     with pytest.raises(TypeError, match=r"nn\.Module"):
         train("model", small_circles, config)
     with pytest.raises(TypeError, match="DataSplit"):
-        train(_mlp(), (small_circles.x_train, small_circles.y_train), config)
+        train(_mlp(), [small_circles.x_train, small_circles.y_train], config)
     with pytest.raises(TypeError, match="TrainConfig"):
         train(_mlp(), small_circles, {"steps": 1})
     with pytest.raises(ValueError, match="cross_entropy"):
@@ -493,12 +496,97 @@ def test_callbacks_run_in_order_and_skip_a_diverged_step():
     assert calls == [(n, s) for s in range(history.diverged_step) for n in ("a", "b")]
 
 
+def test_a_run_that_does_not_stop_on_divergence_reports_where_it_began():
+    data = _regression(scale=1e3)
+    config = TrainConfig(steps=50, lr=10.0, monitor_every=None)
+    stopped = train(_mlp(out_features=1), data, config)
+    going = train(_mlp(out_features=1), data, dataclasses.replace(config, stop_on_divergence=False))
+    assert going.steps_run == 50 and going.diverged and going.diverged_step == stopped.diverged_step
+    assert np.array_equal(going.loss[: stopped.steps_run], stopped.loss)
+    assert f"NaN or inf from step {stopped.diverged_step}" in going.message
+
+
 def test_callbacks_bad_input(small_circles):
     config = TrainConfig(steps=1, monitor_every=None)
     with pytest.raises(TypeError, match="on_step"):
         train(_mlp(), small_circles, config, callbacks=[object()])
     with pytest.raises(TypeError, match="sequence of callbacks"):
         train(_mlp(), small_circles, config, callbacks=_Everything())
+
+
+def test_fixed_batch_with_a_loss_fn_an_optimizer_and_a_monitor(small_circles):
+    from vgcourse.monitor import GradientMonitor
+
+    x, y = small_circles.x_train[:64], small_circles.y_train[:64]
+    model = _mlp()
+    model.eval()  # a fixed batch is a probe of the model as it is: its mode stays
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.5)
+    monitor = GradientMonitor(model, optimizer, stats=("grad_norm",))
+    config = TrainConfig(steps=5, monitor_every=None)
+    history = train(
+        model, (x, y), config, loss_fn=nn.CrossEntropyLoss(), optimizer=optimizer, monitor=monitor
+    )
+    assert not model.training and history.steps_run == 5 and len(history.eval_steps) == 0
+    assert np.isnan(history.train_accuracy).all() and history.monitor.grad_norm.shape == (5, 3)
+    reference = _mlp()  # the same steps written out by hand
+    by_hand = torch.optim.SGD(reference.parameters(), lr=0.2, momentum=0.5)
+    losses = []
+    for _ in range(5):
+        by_hand.zero_grad()
+        loss = nn.functional.cross_entropy(reference(x), y)
+        loss.backward()
+        by_hand.step()
+        losses.append(loss.item())
+    assert np.array_equal(history.loss, losses)
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+    named = train(_mlp(), (x, y), TrainConfig(steps=3, monitor_every=None))  # config.loss on a fixed batch
+    assert np.isfinite(named.train_accuracy).all() and named.monitor is None
+    other = torch.optim.SGD(_mlp().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="monitor must watch"):
+        train(model, (x, y), config, optimizer=optimizer, monitor=GradientMonitor(model, other))
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
+        train(model, (x, y), config, optimizer="sgd")
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        train(model, (x, y), config, loss_fn="mse")
+
+
+class _Stop(Callback):
+    """Stops the run from ``hook`` at step ``at``; records the gradient norm each backward pass sees."""
+
+    def __init__(self, hook: str, at: int) -> None:
+        self.hook, self.at, self.norms = hook, at, []
+
+    def on_backward(self, event: StepEvent) -> None:
+        grads = [p.grad for p in event.model.parameters()]
+        self.norms.append(float(torch.nn.utils.get_total_norm(grads)))
+        if self.hook == "on_backward" and event.step == self.at:
+            raise StopTraining("enough")
+
+    def on_step(self, event: StepEvent) -> None:
+        if self.hook == "on_step" and event.step == self.at:
+            raise StopTraining("enough")
+
+
+@needs_monitor
+def test_stop_training_keeps_the_history_and_on_backward_sees_unclipped_gradients(small_circles):
+    config = TrainConfig(steps=10, clip_norm=1e-3, eval_every=2, monitor_every=1, device="cpu")
+    three = train(_mlp(), small_circles, dataclasses.replace(config, steps=3))
+    before = _Stop("on_backward", 3)
+    model = _mlp()
+    history = train(model, small_circles, config, callbacks=[before])
+    assert history.steps_run == 4 and not history.diverged and "stopped by a callback" in history.message
+    assert "enough" in history.message and np.array_equal(history.loss[:3], three.loss)
+    np.testing.assert_allclose(before.norms, history.grad_norm_total, rtol=1e-6)
+    assert np.all(history.grad_norm_total > 1e-3)  # before clipping
+    assert history.monitor.steps.tolist() == [0, 1, 2, 3] and np.isnan(history.monitor.update_ratio[3]).all()
+    trained = _mlp()
+    train(trained, small_circles, dataclasses.replace(config, steps=3))
+    for p, q in zip(model.parameters(), trained.parameters(), strict=True):
+        assert torch.equal(p, q)  # the stopped step's update was not applied
+    after = train(_mlp(), small_circles, config, callbacks=[_Stop("on_step", 2)])
+    assert after.steps_run == 3 and np.array_equal(after.loss, three.loss)
+    assert after.eval_steps.tolist() == [1, 2]  # the last step run is evaluated
 
 
 class _PerPosition(nn.Module):
@@ -566,3 +654,15 @@ def test_fused_optimizers_match_the_default_ones(small_circles):
         with pytest.raises(error, match=r"fused|grad_nrom"):
             TrainConfig(steps=1, **bad)
     assert TrainConfig(steps=1, monitor_stats=["grad_norm"]).monitor_stats == ("grad_norm",)
+
+
+def test_config_declares_its_constraints():
+    declared = constraints(TrainConfig)
+    assert declared["lr"].kind == "float" and declared["lr"].low == 0 and declared["lr"].low_open
+    assert declared["optimizer"].choices == ("sgd", "momentum", "adam") and declared["steps"].optional
+    config = TrainConfig(steps=1, lr=1, clip_norm=2)
+    assert isinstance(config.lr, float) and isinstance(config.clip_norm, float)
+    with pytest.raises(TypeError):
+        TrainConfig(1)  # keyword-only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 0.5

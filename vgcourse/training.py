@@ -1,10 +1,16 @@
-"""A small, deterministic training loop that records losses, gradient norms and per-layer statistics."""
+"""A small, deterministic training loop with callbacks.
+
+``train`` records each step's loss, accuracy and total gradient norm, evaluations on the validation split
+and (through a ``GradientMonitor``) per-layer statistics. A diverging run (NaN or infinite loss or
+gradient norm) stops cleanly at that step and keeps its history; so does a run a callback stops.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +20,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vgcourse._validation import check_choice, check_float, check_int
+from vgcourse._validation import check_choice, check_int
+from vgcourse.config import (
+    Config,
+    check_config,
+    device_field,
+    flag,
+    integer,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 from vgcourse.data import DataSplit
-from vgcourse.device import DEVICES, pick_device
+from vgcourse.device import pick_device
 
 if TYPE_CHECKING:
-    from vgcourse.monitor import MonitorRecord
+    from vgcourse.monitor import GradientMonitor, MonitorRecord
 
 __all__ = [
     "LOSSES",
@@ -28,6 +45,7 @@ __all__ = [
     "EvalEvent",
     "History",
     "StepEvent",
+    "StopTraining",
     "TrainConfig",
     "evaluate",
     "loss_value",
@@ -39,127 +57,60 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSSES = ("auto", "cross_entropy", "mse")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: length, optimizer, loss, clipping, monitoring. Validated on creation.
+class TrainConfig(Config):
+    """How to train: length, optimizer, loss, clipping, monitoring (give exactly one of steps and epochs)."""
 
-    Args:
-        steps: number of optimizer steps (give exactly one of ``steps`` and ``epochs``).
-        epochs: number of passes over the training set, each ``n_train // batch_size`` steps.
-        batch_size: examples per step (capped at ``n_train``).
-        lr: learning rate, > 0.
-        optimizer: "sgd", "momentum" (SGD with ``momentum``) or "adam".
-        momentum: momentum coefficient in [0, 1), used by "momentum" only.
-        weight_decay: L2 penalty coefficient, >= 0.
-        loss: "auto" (cross_entropy when the data has classes, else mse), "cross_entropy" or "mse"
-            (mse on class labels regresses one-hot targets).
-        clip_norm: rescale gradients so the total L2 norm is <= clip_norm (``None``: no clipping).
-        clip_value: clamp every gradient entry to [-clip_value, clip_value] (``None``: no clipping).
-        warmup_steps: linear learning-rate warmup: step s (0-based) uses lr * min(1, (s + 1) / warmup_steps);
-            0 = no warmup.
-        monitor_every: record per-layer statistics every this many steps; ``None`` turns the monitor off.
-        monitor_stats: what the monitor records: "default" (``vgcourse.monitor.DEFAULT_STATS``: gradient
-            norm, backward-signal norm, forward rms, update ratio), "all", or a tuple of metric names.
-        fused: use the optimizer's fused implementation (one kernel for all parameters; SGD and Adam,
-            CPU and CUDA); the same update up to rounding.
-        eval_every: evaluate on the validation split every this many steps; 0 = once per epoch. The
-            last step is always evaluated.
-        seed: seed of the minibatch shuffling.
-        device: "auto", "cpu" or "cuda".
-        progress: show a tqdm progress bar.
-    """
+    steps: int | None = integer(None, low=1, optional=True)  # optimizer steps
+    epochs: int | None = integer(None, low=1, optional=True)  # passes of n_train // batch_size steps
+    batch_size: int = positive(64, integer=True)  # examples per step (at most n_train)
+    lr: float = positive(0.1)
+    optimizer: str = one_of(*OPTIMIZERS, default="sgd")  # "momentum": SGD with ``momentum``
+    momentum: float = real(0.9, low=0.0, high=1.0)  # in [0, 1), for "momentum" only
+    weight_decay: float = real(0.0, low=0.0)  # L2 penalty coefficient
+    loss: str = one_of(*LOSSES, default="auto")  # auto: cross_entropy on class labels, else mse
+    clip_norm: float | None = positive(None, optional=True)  # rescale to total gradient L2 norm <= this
+    clip_value: float | None = positive(None, optional=True)  # clamp each gradient entry to [-v, v]
+    warmup_steps: int = integer(0, low=0)  # step s uses lr * min(1, (s + 1) / warmup_steps); 0: none
+    monitor_every: int | None = positive(1, integer=True, optional=True)  # GradientMonitor; None: off
+    monitor_stats: str | tuple[str, ...] = "default"  # "default", "all" or names (vgcourse.monitor)
+    fused: bool = flag(False)  # the optimizer's fused kernel: the same update up to rounding
+    eval_every: int = integer(0, low=0)  # evaluate every this many steps; 0: once per epoch (and last step)
+    seed: int = seed_field()  # of the minibatch shuffling
+    device: str = device_field("auto")
+    progress: bool = flag(False)  # a tqdm progress bar
+    stop_on_divergence: bool = flag(True)  # False: a NaN/inf loss or gradient norm does not stop the run
 
-    steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    loss: str = "auto"
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    warmup_steps: int = 0
-    monitor_every: int | None = 1
-    monitor_stats: str | tuple[str, ...] = "default"
-    fused: bool = False
-    eval_every: int = 0
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = False
-
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(
                 f"give exactly one of steps and epochs; got steps={self.steps}, epochs={self.epochs}"
             )
-        if self.steps is not None:
-            check_int("steps", self.steps, minimum=1)
-        if self.epochs is not None:
-            check_int("epochs", self.epochs, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("loss", self.loss, LOSSES)
-        check_int("eval_every", self.eval_every, minimum=0)
-        check_int("warmup_steps", self.warmup_steps, minimum=0)
-        check_int("seed", self.seed, minimum=0)
-        check_choice("device", self.device, DEVICES)
-        if self.monitor_every is not None:
-            check_int("monitor_every", self.monitor_every, minimum=1)
-        for name in ("progress", "fused"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool; got {getattr(self, name)!r}")
+        if self.momentum >= 1.0:
+            raise ValueError(f"momentum must be in [0, 1); got {self.momentum!r}")
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ValueError("give at most one of clip_norm and clip_value")
         from vgcourse.monitor import _check_stats
 
         stats = _check_stats(self.monitor_stats)  # validates; a sequence is stored as a tuple
         if not isinstance(self.monitor_stats, str):
             object.__setattr__(self, "monitor_stats", stats)
-        floats = {
-            "lr": check_float("lr", self.lr, 0.0, strict_minimum=True),
-            "momentum": check_float("momentum", self.momentum, 0.0),
-            "weight_decay": check_float("weight_decay", self.weight_decay, 0.0),
-        }
-        if floats["momentum"] >= 1.0:
-            raise ValueError(f"momentum must be in [0, 1); got {self.momentum!r}")
-        if self.clip_norm is not None and self.clip_value is not None:
-            raise ValueError("give at most one of clip_norm and clip_value")
-        for name in ("clip_norm", "clip_value"):
-            if getattr(self, name) is not None:
-                floats[name] = check_float(name, getattr(self, name), 0.0, strict_minimum=True)
-        for name, value in floats.items():  # store ints given for floats as floats
-            object.__setattr__(self, name, value)
 
 
 @dataclass
 class History:
-    """What happened during one training run; per-step arrays have length ``steps_run``.
+    """What happened during one training run; per-step arrays have length ``steps_run``."""
 
-    Args:
-        loss: training loss of each step's minibatch, (steps_run,).
-        train_accuracy: accuracy of each step's minibatch (NaN for regression), (steps_run,).
-        eval_steps: 0-based step after whose update each evaluation ran, (E,).
-        val_loss: validation loss at each of ``eval_steps``, (E,).
-        val_accuracy: validation accuracy at each of ``eval_steps`` (NaN for regression), (E,).
-        monitor: per-layer statistics from the GradientMonitor (a diverged step is recorded without its
-            update), or ``None`` when it was off.
-        grad_norm_total: L2 norm of all gradients before clipping, sqrt(sum_p ||g_p||^2), (steps_run,).
-        diverged: whether the loss or the gradient norm became NaN or infinite.
-        diverged_step: 0-based step at which that happened (its update was not applied), else ``None``.
-        message: one line saying how the run ended.
-        steps_run: number of steps whose forward and backward pass ran (the diverged step included).
-    """
-
-    loss: np.ndarray
-    train_accuracy: np.ndarray
-    eval_steps: np.ndarray
-    val_loss: np.ndarray
-    val_accuracy: np.ndarray
-    monitor: MonitorRecord | None
-    grad_norm_total: np.ndarray
-    diverged: bool
-    diverged_step: int | None
-    message: str
-    steps_run: int
+    loss: np.ndarray  # training loss of each step's minibatch
+    train_accuracy: np.ndarray  # accuracy of each step's minibatch (NaN for regression or a custom loss)
+    eval_steps: np.ndarray  # 0-based step after whose update each evaluation ran
+    val_loss: np.ndarray  # at each of eval_steps
+    val_accuracy: np.ndarray  # at each of eval_steps (NaN for regression)
+    monitor: MonitorRecord | None  # per-layer statistics (a step stopped before its update: no update ratio)
+    grad_norm_total: np.ndarray  # sqrt(sum_p ||g_p||^2) before clipping
+    diverged: bool  # the loss or the gradient norm became NaN or infinite
+    diverged_step: int | None  # the first step at which it did (its update was not applied if it stopped)
+    message: str  # one line saying how the run ended
+    steps_run: int  # steps whose forward and backward pass ran (the last, stopped one included)
 
     @property
     def final_val_accuracy(self) -> float:
@@ -174,86 +125,87 @@ class History:
 
 @dataclass(frozen=True)
 class StepEvent:
-    """What a callback sees after each optimizer step of ``train``.
+    """What ``on_backward`` (gradients in ``p.grad``, before clipping and the update) and ``on_step`` (after
+    the update) see."""
 
-    Args:
-        step: 0-based index of the step whose update was just applied.
-        loss: the step's minibatch training loss (before the update).
-        grad_norm: total L2 gradient norm of the step, before clipping.
-        model: the network being trained (already updated).
-        optimizer: the optimizer (its ``param_groups`` hold the lr used, warmup included).
-    """
-
-    step: int
-    loss: float
-    grad_norm: float
+    step: int  # 0-based
+    loss: float  # the step's minibatch loss (before the update)
+    grad_norm: float  # total L2 gradient norm, before clipping
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # its param_groups hold the lr used, warmup included
 
 
 @dataclass(frozen=True)
 class EvalEvent:
-    """What a callback sees after each evaluation of ``train``.
+    """What ``on_eval`` sees after each evaluation on the validation split."""
 
-    Args:
-        step: 0-based step after whose update the evaluation ran.
-        val_loss: mean validation loss.
-        val_accuracy: validation accuracy (NaN for regression).
-        model: the network being trained.
-    """
-
-    step: int
+    step: int  # 0-based step after whose update the evaluation ran
     val_loss: float
-    val_accuracy: float
+    val_accuracy: float  # NaN for regression
     model: nn.Module
 
 
-class Callback:
-    """Base class of ``train``'s callbacks: override ``on_step`` and/or ``on_eval``.
+class StopTraining(Exception):
+    """Raised by a callback to end ``train``: from ``on_backward`` the step's update is not applied, from
+    ``on_step``/``on_eval`` the run ends after that step. The history so far is kept; the exception's text
+    is the reason given in ``History.message``."""
 
-    Any object with an ``on_step(event)`` and/or ``on_eval(event)`` method works; this class only
-    supplies the do-nothing defaults. A callback must not change the model's parameters or the
-    optimizer if the run is to stay comparable with one without it.
+
+class Callback:
+    """Base class of ``train``'s callbacks: override ``on_backward``, ``on_step`` and/or ``on_eval``.
+
+    Any object with one of these methods works; this class only supplies do-nothing defaults. A callback
+    that changes the parameters or the optimizer makes the run differ from one without it.
     """
 
+    def on_backward(self, event: StepEvent) -> None:
+        """Called after every backward pass, before clipping and the update (also on a diverged step)."""
+
     def on_step(self, event: StepEvent) -> None:
-        """Called after every optimizer step (not after a diverged step, whose update is skipped)."""
+        """Called after every optimizer step."""
 
     def on_eval(self, event: EvalEvent) -> None:
         """Called after every evaluation on the validation split."""
 
 
-def _check_callbacks(callbacks: Any) -> tuple[list[Any], list[Any]]:
-    """The bound on_step and on_eval methods of ``callbacks``; TypeError if one has neither."""
+_HOOKS = ("on_backward", "on_step", "on_eval")
+
+
+def _hooks(callbacks: Any) -> dict[str, list[Callable[[Any], None]]]:
+    """The callbacks' bound methods by hook name; TypeError if a callback has none."""
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
         raise TypeError(f"callbacks must be a sequence of callbacks; got {type(callbacks).__name__}")
-    on_step, on_eval = [], []
+    hooks: dict[str, list[Callable[[Any], None]]] = {name: [] for name in _HOOKS}
     for callback in callbacks:
-        step_hook, eval_hook = getattr(callback, "on_step", None), getattr(callback, "on_eval", None)
-        if not callable(step_hook) and not callable(eval_hook):
+        found = {name: getattr(callback, name, None) for name in _HOOKS}
+        if not any(callable(hook) for hook in found.values()):
             raise TypeError(
-                "a callback needs an on_step(event) or on_eval(event) method "
+                "a callback needs an on_backward(event), on_step(event) or on_eval(event) method "
                 f"(see vgcourse.training.Callback); got {type(callback).__name__}"
             )
-        if callable(step_hook):
-            on_step.append(step_hook)
-        if callable(eval_hook):
-            on_eval.append(eval_hook)
-    return on_step, on_eval
+        for name, hook in found.items():
+            if callable(hook):
+                hooks[name].append(hook)
+    return hooks
+
+
+def _call(hooks: list[Callable[[Any], None]], event: Callable[[], Any]) -> StopTraining | None:
+    """Run ``hooks`` on ``event()`` (built only when there are hooks); the StopTraining one raised, if any."""
+    if hooks:
+        made = event()
+        try:
+            for hook in hooks:
+                hook(made)
+        except StopTraining as stop:
+            return stop
+    return None
 
 
 def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
-    """The loss ``train`` minimizes: cross-entropy on class labels, or MSE (on one-hot targets when ``y``
-    holds class labels).
+    """Cross-entropy on class labels, or MSE (on one-hot targets when ``y`` holds class labels).
 
-    Sequence outputs (N, T, C) with labels (N, T) are flattened to N*T predictions, so "mean" averages
-    over every position of every example.
-
-    Args:
-        output: the model's output (N, C), or (N, T, C) for a label per position.
-        y: class labels (N,) or (N, T), or float targets shaped like ``output``.
-        loss: "cross_entropy" or "mse" (``train`` resolves "auto" from ``y``'s dtype).
-        reduction: "mean" or "sum" over the batch (and positions).
+    ``output`` is (N, C) with ``y`` (N,), or (N, T, C) with (N, T): flattened to N*T predictions, so "mean"
+    averages over every position. ``loss``: "cross_entropy" or "mse"; ``reduction``: "mean" or "sum".
     """
     if loss == "cross_entropy":
         if y.is_floating_point():
@@ -282,20 +234,9 @@ def _accuracy(output: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, loss: str = "auto", *, batch_size: int = 1024
 ) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on (x, y), in eval mode and without gradients.
-
-    Args:
-        model: the network; x and y are moved to the device of its parameters.
-        x: inputs, first dimension = examples.
-        y: int64 class labels (N,) or (N, T) (one per position of a sequence output (N, T, C)), or float
-            regression targets shaped like the output.
-        loss: "auto" (cross_entropy for integer y, else mse), "cross_entropy" or "mse".
-        batch_size: examples per forward pass.
-
-    Returns:
-        (loss, accuracy), each a mean over every label (every position, for sequence labels); accuracy
-        is NaN for regression targets.
-    """
+    """(mean loss, accuracy) of ``model`` on (x, y) in eval mode without gradients, over every label (every
+    position for sequence labels (N, T)); accuracy is NaN for float regression targets. x and y move to
+    the model's device; ``loss`` as ``TrainConfig.loss``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
@@ -326,8 +267,8 @@ def evaluate(
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``train`` uses for ``config``: SGD (momentum 0 or ``config.momentum``) or Adam, with
-    ``config.lr``, ``config.weight_decay`` and ``config.fused``, over the model's trainable parameters."""
+    """SGD (momentum 0 or ``config.momentum``) or Adam with ``config``'s lr, weight_decay and fused, over the
+    model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -340,59 +281,111 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
-def train(
-    model: nn.Module, data: DataSplit, config: TrainConfig, *, callbacks: Iterable[Any] = ()
-) -> History:
-    """Train ``model`` on ``data.x_train`` with minibatch gradient descent, recording everything.
+def _batches(data: DataSplit | tuple[Tensor, Any], config: TrainConfig, device: torch.device) -> Any:
+    """(batch(step) -> (x, y), steps per epoch): a reshuffle of the training set every epoch from a
+    generator seeded by ``config.seed`` (the remainder of n_train // batch_size dropped), or the fixed
+    batch at every step (an epoch of one step)."""
+    if not isinstance(data, DataSplit):
+        x, y = data[0].to(device), data[1].to(device) if isinstance(data[1], Tensor) else data[1]
+        return (lambda step: (x, y)), 1
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    size = min(config.batch_size, data.n_train)
+    per_epoch = data.n_train // size
+    order = torch.empty(0, dtype=torch.long)
 
-    Each step s: loss = L(model(x_B), y_B); backward; record the total gradient norm
-    sqrt(sum_p ||g_p||^2) (and the monitor's per-layer statistics); clip; update with learning rate
-    lr * min(1, (s + 1) / warmup_steps) (lr without warmup); call the callbacks. A NaN or infinite loss
-    or gradient norm stops the run at that step (``History.diverged``), keeping what was recorded.
-    Minibatches are reshuffled each epoch from a generator seeded by ``config.seed``; an epoch is
-    ``n_train // batch_size`` full batches (the remainder is dropped).
+    def batch(step: int) -> tuple[Tensor, Tensor]:
+        nonlocal order
+        position = step % per_epoch
+        if position == 0:
+            order = torch.randperm(data.n_train, generator=generator).to(device)
+        index = order[position * size : (position + 1) * size]
+        return x_train[index], y_train[index]
+
+    return batch, per_epoch
+
+
+def train(
+    model: nn.Module,
+    data: DataSplit | tuple[Tensor, Any],
+    config: TrainConfig,
+    *,
+    callbacks: Iterable[Any] = (),
+    loss_fn: Callable[[Any, Any], Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    monitor: GradientMonitor | None = None,
+) -> History:
+    """Train ``model`` in place with minibatch gradient descent.
+
+    Step s: loss = L(model(x_B), y_B); backward; total gradient norm sqrt(sum_p ||g_p||^2); ``on_backward``
+    callbacks; clip; update with lr * min(1, (s + 1) / warmup_steps) (lr without warmup; the monitor
+    records through the optimizer's step hooks); ``on_step`` callbacks; every ``eval_every`` steps an
+    evaluation and ``on_eval``. A NaN or infinite loss or gradient norm stops the run at that step without
+    its update (``History.diverged``; unless ``config.stop_on_divergence`` is False), as does a callback
+    raising ``StopTraining``; the history is kept.
 
     Args:
-        model: the network; moved to ``pick_device(config.device)`` and trained in place.
-        data: the train/val split; class labels select cross-entropy, float targets select MSE.
-        config: the run's settings (see :class:`TrainConfig`).
-        callbacks: code to run during training: each callback's ``on_step`` runs after every update and
-            its ``on_eval`` after every evaluation (see :class:`Callback`, :class:`StepEvent`,
-            :class:`EvalEvent`), in the order given.
+        model: the network, moved to ``pick_device(config.device)`` and put in training mode.
+        data: a ``DataSplit`` (class labels select cross-entropy, float targets MSE), or a fixed batch
+            (x, y) trained on at every step, with no validation split: a probe of the model as it is
+            (it keeps its device and train/eval mode; the batch moves to its device).
+        config: the run's settings; with ``optimizer`` given, its optimizer fields are unused (lr: warmup).
+        callbacks: objects with ``on_backward``/``on_step``/``on_eval`` methods (see ``Callback``), run in
+            the order given.
+        loss_fn: ``loss_fn(output, y)`` -> scalar tensor instead of ``config.loss`` (train_accuracy is then
+            NaN); a loss that depends on no trainable parameter is not back-propagated.
+        optimizer: an optimizer over the model's parameters instead of ``make_optimizer(model, config)``.
+        monitor: a ``GradientMonitor`` on ``optimizer`` instead of the one ``config.monitor_every`` builds.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if not isinstance(data, DataSplit):
-        raise TypeError(f"data must be a DataSplit (see vgcourse.data); got {type(data).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
-    on_step, on_eval = _check_callbacks(callbacks)
-    loss_name = config.loss
-    if loss_name == "auto":
-        loss_name = "cross_entropy" if data.n_classes else "mse"
-    if loss_name == "cross_entropy" and not data.n_classes:
-        raise ValueError(f"loss 'cross_entropy' needs a classification data set; {data.name!r} is regression")
+    fixed = not isinstance(data, DataSplit)
+    if fixed and not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor)):
+        raise TypeError(
+            f"data must be a DataSplit (see vgcourse.data) or a fixed batch (x, y); got {type(data).__name__}"
+        )
+    check_config(config, TrainConfig)
+    hooks = _hooks(callbacks)
+    accuracy = loss_fn is None
+    y = data[1] if fixed else data.y_train
+    classes = bool(data.n_classes) if not fixed else isinstance(y, Tensor) and not y.is_floating_point()
+    name = config.loss if config.loss != "auto" else ("cross_entropy" if classes else "mse")
+    if loss_fn is None:
+        if not isinstance(y, Tensor):
+            raise TypeError(f"a fixed batch's y must be a tensor without a loss_fn; got {type(y).__name__}")
+        if name == "cross_entropy" and not classes:
+            where = f"{data.name!r} is regression" if not fixed else "y holds floats"
+            raise ValueError(f"loss 'cross_entropy' needs class labels; {where}")
+        loss_fn = functools.partial(loss_value, loss=name)
+    elif not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (output, y) -> loss; got {type(loss_fn).__name__}")
 
-    device = pick_device(config.device)
-    model.to(device)
-    model.train()
-    optimizer = make_optimizer(model, config)
+    if fixed:  # a probe of the model as it is: its device and train/eval mode stay
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    else:
+        device = pick_device(config.device)
+        model.to(device)
+        model.train()
+    if optimizer is None:
+        optimizer = make_optimizer(model, config)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+    if monitor is None and config.monitor_every is not None:
+        from vgcourse.monitor import GradientMonitor
+
+        monitor = GradientMonitor(model, optimizer, every=config.monitor_every, stats=config.monitor_stats)
+    elif monitor is not None and monitor.optimizer is not optimizer:
+        raise ValueError(
+            "monitor must watch the optimizer train uses: GradientMonitor(model, optimizer, ...)"
+        )
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    generator = torch.Generator().manual_seed(config.seed)
-    batch_size = min(config.batch_size, data.n_train)
-    steps_per_epoch = data.n_train // batch_size
+    batch, steps_per_epoch = _batches(data, config, device)
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
 
     per_step: list[list[float]] = []  # [loss, accuracy, grad norm] per step
     evals: list[tuple[int, float, float]] = []
-    diverged_step = None
-    monitor = None
-    if config.monitor_every is not None:
-        from vgcourse.monitor import GradientMonitor
-
-        monitor = GradientMonitor(model, optimizer, every=config.monitor_every, stats=config.monitor_stats)
+    diverged_step = stop = None
     grad_norm = torch.zeros(())
 
     def clip(*_: Any) -> None:
@@ -406,31 +399,29 @@ def train(
     with (
         monitor if monitor is not None else contextlib.nullcontext(),
         tqdm(total=total_steps, disable=not config.progress) as bar,
-        contextlib.ExitStack() as hooks,
+        contextlib.ExitStack() as handles,
     ):
         if config.clip_norm is not None or config.clip_value is not None:
-            hooks.callback(optimizer.register_step_pre_hook(clip).remove)
-        order = torch.empty(0, dtype=torch.long)
+            handles.callback(optimizer.register_step_pre_hook(clip).remove)
         for step in range(total_steps):
-            position = step % steps_per_epoch
-            if position == 0:
-                order = torch.randperm(data.n_train, generator=generator).to(device)
-            batch = order[position * batch_size : (position + 1) * batch_size]
-            xb, yb = x_train[batch], y_train[batch]
-
-            optimizer.zero_grad(set_to_none=True)
+            xb, yb = batch(step)
+            model.zero_grad(set_to_none=True)
             output = model(xb)
-            loss = loss_value(output, yb, loss_name)
-            loss.backward()
+            loss = loss_fn(output, yb)
+            if loss.requires_grad:
+                loss.backward()
             grads = [p.grad for p in params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-            stats = torch.stack(
-                [loss.detach(), _accuracy(output.detach(), yb), grad_norm.to(device)]
-            ).tolist()
+            correct = _accuracy(output.detach(), yb) if accuracy else torch.full((), math.nan)
+            stats = [loss.detach().reshape(()), correct.to(loss.device), grad_norm.to(loss.device)]
+            stats = torch.stack(stats).tolist()
             per_step.append(stats)
             bar.update(1)
-            if not (math.isfinite(stats[0]) and math.isfinite(stats[2])):
+            event = functools.partial(StepEvent, step, stats[0], stats[2], model, optimizer)
+            stop = _call(hooks["on_backward"], event)
+            if diverged_step is None and not (math.isfinite(stats[0]) and math.isfinite(stats[2])):
                 diverged_step = step
+            if stop is not None or (diverged_step == step and config.stop_on_divergence):
                 if monitor is not None:
                     monitor.skipped_step()  # its gradients are what a reader wants to see
                 break
@@ -438,31 +429,31 @@ def train(
             if config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
-            optimizer.step()  # the monitor records through the optimizer's step hooks
-            if on_step:
-                event = StepEvent(step, stats[0], stats[2], model, optimizer)
-                for hook in on_step:
-                    hook(event)
-
-            if (step + 1) % eval_every == 0 or step == total_steps - 1:
-                val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss_name)
+            optimizer.step()
+            stop = _call(hooks["on_step"], event)
+            last = step == total_steps - 1 or stop is not None
+            if not fixed and ((step + 1) % eval_every == 0 or last):
+                val_loss, val_acc = evaluate(model, data.x_val, data.y_val, name)
                 evals.append((step, val_loss, val_acc))
                 bar.set_postfix(loss=f"{stats[0]:.4g}", val_loss=f"{val_loss:.4g}")
-                if on_eval:
-                    eval_event = EvalEvent(step, val_loss, val_acc, model)
-                    for hook in on_eval:
-                        hook(eval_event)
+                done = functools.partial(EvalEvent, step, val_loss, val_acc, model)
+                stop = _call(hooks["on_eval"], done) or stop
+            if stop is not None:
+                break
         record = monitor.record() if monitor is not None else None
 
     values = np.array(per_step, dtype=np.float64).reshape(-1, 3)
     eval_values = np.array(evals, dtype=np.float64).reshape(-1, 3)
-    if diverged_step is None:
-        message = f"finished {len(per_step)} steps; final train loss {values[-1, 0]:.4g}"
-    else:
+    if diverged_step is not None and config.stop_on_divergence:
         message = (
             f"diverged at step {diverged_step}: loss {values[-1, 0]}, gradient norm {values[-1, 2]}; "
             "stopped there, the history up to that step is kept"
         )
+    elif stop is not None:
+        message = f"stopped by a callback after {len(per_step)} steps: {stop}; the history is kept"
+    else:
+        message = f"finished {len(per_step)} steps; final train loss {values[-1, 0]:.4g}"
+        message += "" if diverged_step is None else f" (NaN or inf from step {diverged_step})"
     return History(
         loss=values[:, 0],
         train_accuracy=values[:, 1],
