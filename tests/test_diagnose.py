@@ -373,6 +373,19 @@ def test_nan_loss_is_reported() -> None:
     assert math.isnan(report.losses[0])
 
 
+def test_an_overflowing_gradient_norm_is_not_a_non_finite_gradient() -> None:
+    """Gradient entries of about 1e22 are finite but their float32 norm overflows: the run goes on, as the
+    optimizer would, until a value itself is NaN/inf, and reports where."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    with torch.no_grad():
+        for i in (0, 2):
+            model[i].weight.mul_(1e8)
+    report = diagnose(model, "mse", (torch.randn(32, 8), torch.randn(32, 4)), steps=3, lr=0.1)
+    assert np.isinf(report.record.grad_norm[0]).all() and math.isfinite(report.losses[0])
+    assert report.steps_run == 2 and report.non_finite_at == "2"
+
+
 class SqrtNet(nn.Module):
     """sqrt(0·|a|) = 0 is finite, but sqrt's derivative at 0 is inf, and inf × 0 is NaN."""
 

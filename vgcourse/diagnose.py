@@ -1,69 +1,27 @@
 """Diagnose a model's signals and gradients from one batch: collapse, vanishing, exploding, dead, saturated.
 
-``diagnose(model, loss_fn, (x, y))`` copies the model, runs ``steps`` training steps on the batch with a
-``GradientMonitor`` attached, and returns a ``DiagnosisReport``: per layer (``named_layers`` order,
-input to output) the gradient's size and its ratio to the output layer, the update:data ratio of the
-step, the dead and saturated unit fractions, whether anything was NaN or infinite, and one finding per
-problem with a one-line suggestion that names the chapter explaining the fix. The report prints as
-text, shows as a table in a notebook and draws as a figure (``vgcourse.plots.diagnose``).
+``diagnose(model, loss_fn, (x, y))`` trains a copy of the model for ``steps`` steps on the batch
+(``vgcourse.training.train`` with a ``GradientMonitor``) and returns a ``DiagnosisReport``: per layer
+(input to output) the gradient per weight rms(g) = ‖g‖/√n and its ratio to the output layer's, the
+update:data ratio std(ΔW)/std(W), dead and saturated unit fractions, the forward gain q_l/q_0 (q = mean(h²)
+of the layer's output h_l, q_0 of the input), the mean cosine similarity between the examples' outputs and
+the backward signal rms(∂L/∂h_l) ÷ the output layer's; then one finding per problem with a one-line
+suggestion naming the chapter that explains the fix. It prints as text, shows as a table in a notebook and
+draws as a figure (``vgcourse.plots.diagnose``).
 
-**The signals themselves.** Next to the weight gradient, each layer reports the quantities the chapters
-derive, measured on its output h_l (the pre-activation; a tensor hook, so in-place activations are fine):
-the forward gain q_l/q_0 with q_l = mean(h_l²) and q_0 = mean(x²) of the input; the mean cosine
-similarity between the examples' outputs (near 1: the output no longer depends on the input); and the
-backward signal ‖∂L/∂h_l‖, as rms per entry ÷ the output layer's. The weight gradient of a layer is the
-product of the two signals (∂L/∂W_l = Σ δ_l h_{l−1}ᵀ), so when both collapse together, as in He et al.
-2015's 30-layer ReLU MLP with Xavier weights, the gradient ratios stay near 1: only the signals show it.
-``FORWARD_LOW = 1e-4`` and ``FORWARD_HIGH = 1e4`` on the gain are two decades either side in rms: a
-variance-preserving network stays within one (He ReLU, Xavier tanh), a wrong scale crosses them
-geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers; He × 2 quadruples it).
+Why both signals: ∂L/∂W_l = Σ δ_l h_{l−1}ᵀ, so when the forward and backward signals collapse together (He
+et al. 2015's 30-layer ReLU MLP with Xavier weights) the gradient ratios stay near 1 and only the signals
+show it. Why per weight: ‖g‖ of a layer with n weights grows like √n (a ResNet-18 has 9,408 weights in
+``conv1`` and 2,359,296 in ``layer4.1.conv2``); rms(g) is what SGD moves each weight by, per unit lr.
 
-**What is not judged.** Weights whose output goes straight into a normalization layer are scale-invariant:
-their update ratio is an effective (angular) step, reported but not flagged. Parameters that start at
-exactly 0 (a zero head, the last layer or BatchNorm scale of a residual branch) block the first step, so
-``diagnose`` runs at least ``ZERO_START_STEPS`` steps and does not flag the layers they blocked.
-Vanishing/exploding are trends in depth: a layer is flagged when it and the median of the judged layers
-from the input up to it are beyond the threshold (a squeeze-excitation gate alone is not). A learning-rate
-suggestion appears only when the measurements point at the step size: update flags on most layers with
-healthy signals. Every parameter that is not a layer weight (biases, norm scales and shifts, class
-tokens, position embeddings) is listed in ``DiagnosisReport.parameters``; ``nn.MultiheadAttention`` is a
-layer (its ``in_proj_weight``). ``INITIAL_LOSS_FACTOR = 4``: a C-class cross-entropy that starts above
-4 ln C is flagged (Karpathy's check; He-initialized ReLU MLPs, whose output layer is He-scaled too, start
-up to 6.7 at C = 10 on ``standard_batch`` seeds 0-7, i.e. below 4 ln 10 = 9.2; tanh with N(0, 1) weights
-starts above 10).
-
-**Gradient size per weight.** Layers differ in size by orders of magnitude (a ResNet-18 has 9,408
-weights in ``conv1`` and 2,359,296 in ``layer4.1.conv2``), and the raw norm ‖g‖ of a layer with n
-weights grows like √n even when every weight gets the same gradient. The report compares the root mean
-square per weight, rms(g) = ‖g‖/√n, which is what plain SGD moves each weight by (times the learning
-rate), and is the same per-entry scale the update:data ratio uses. The ratio of a layer is
-rms(g_l) / rms(g_output), with the output layer the last layer that received a finite gradient.
-
-**Thresholds** (named constants below, all overridable through ``Thresholds``):
-
-- ``VANISHING_RATIO = 1e-3`` and ``EXPLODING_RATIO = 1e3``: three decades either side of the output
-  layer. Healthy networks put layers up to about 1.5-2 decades away from the output for structural
-  reasons (measured at initialization: He-initialized ReLU MLPs of width 64-1024 reach 10^-1.4, because
-  the hidden layers share the output error among more units; a ResNet-18 on 16 images of 32×32 reaches
-  10^+1.7 in ``conv1``, whose weights collect gradient from every image position). Vanishing and
-  exploding gradients are geometric in depth (a default-initialized sigmoid MLP loses about 0.85 decades
-  per layer), so they cross three decades within a few layers: the thresholds sit a decade beyond the
-  healthy spread.
-- ``DEAD_FRACTION = 0.5``: a ReLU-family unit is dead on the batch when its pre-activation is <= 0 for
-  every example; a layer is flagged when more than half of its units are. Healthy deep ReLU networks
-  show some dead-on-the-batch units (inputs become correlated with depth: up to about 25% in a
-  10-layer He-initialized MLP on 128 examples); more than half means the layer works at less than half
-  its width. With B examples an independent healthy unit looks dead with probability 2^-B, so use a
-  batch of at least ``MIN_BATCH`` examples.
-- ``SATURATED_FRACTION = 0.2``: sigmoid/tanh outputs with |u| > 0.99 (sigmoid: |2u − 1| > 0.99), where
-  the derivative is below 2% of its maximum. A Xavier-initialized tanh layer has pre-activations of
-  standard deviation about 1 and about 1% of saturated outputs; 20% means pre-activations spread about
-  twice as wide, and the gradient through the layer is being cut.
-- ``UPDATE_RATIO_GUIDE = 1e-3`` with ``UPDATE_RATIO_LOW = 1e-5`` and ``UPDATE_RATIO_HIGH = 1e-1``:
-  the update:data ratio std(ΔW)/std(W) of one step. Around 1e-3 is the rule of thumb of practitioners
-  (Karpathy's lectures): a guide, not a law. The flags are two decades either side: below 1e-5 a layer
-  needs more than 100,000 steps to change by its own scale (it barely moves); above 1e-1 one step
-  rewrites a tenth of it.
+Not judged: weights feeding a normalization layer (scale-invariant: their update ratio is an angular step);
+parameters starting at exactly 0 (a zero head or residual-branch end blocks the first step, so at least
+``ZERO_START_STEPS`` steps run and the layers they blocked are not flagged). Vanishing/exploding are trends
+in depth: a layer is flagged when it and the median of the judged layers from the input up to it cross the
+threshold (a squeeze-excitation gate alone does not). A learning-rate suggestion appears only when update
+flags cover most layers with healthy signals. Parameters that are not layer weights (biases, norm affine
+parameters, tokens, position embeddings) are listed in ``DiagnosisReport.parameters``. The thresholds
+(``Thresholds``) and the evidence for them are at their named constants below.
 """
 
 from __future__ import annotations
@@ -73,7 +31,7 @@ import functools
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -83,9 +41,19 @@ from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 from vgcourse.chapters import CHAPTERS as _REGISTRY
+from vgcourse.config import Config, positive, real
 from vgcourse.models import named_layers
 from vgcourse.monitor import GradientMonitor, MonitorRecord, layer_weights
-from vgcourse.training import OPTIMIZERS, TrainConfig, loss_value, make_optimizer
+from vgcourse.training import (
+    OPTIMIZERS,
+    Callback,
+    StepEvent,
+    StopTraining,
+    TrainConfig,
+    loss_value,
+    make_optimizer,
+    train,
+)
 
 __all__ = [
     "CHAPTERS",
@@ -115,29 +83,39 @@ __all__ = [
 ]
 
 VANISHING_RATIO = 1e-3
-"""A layer whose gradient per weight is below this fraction of the output layer's is vanishing."""
+"""A layer whose rms gradient is below this fraction of the output layer's is vanishing. Three decades
+below: healthy networks stay within 1.5-2 (He-initialized ReLU MLPs of width 64-1024 reach 10^-1.4 at
+initialization), while vanishing is geometric in depth (a default sigmoid MLP loses ~0.85 decades/layer)."""
 EXPLODING_RATIO = 1e3
-"""A layer whose gradient per weight is above this multiple of the output layer's is exploding."""
+"""A layer above this multiple of the output layer's rms gradient is exploding (a ResNet-18 on 16 images
+of 32×32 reaches 10^+1.7 in ``conv1``, whose weights collect gradient from every image position)."""
 DEAD_FRACTION = 0.5
-"""A layer with more than this fraction of dead units (silent on every example) is flagged."""
+"""A layer with more than this fraction of dead ReLU-family units (pre-activation <= 0 on every example) is
+flagged; a healthy 10-layer He MLP on 128 examples shows up to ~25 % (inputs correlate with depth)."""
 SATURATED_FRACTION = 0.2
-"""A sigmoid/tanh layer with more than this fraction of saturated outputs is flagged."""
+"""A sigmoid/tanh layer with more than this fraction of saturated outputs (derivative < 2 % of its maximum)
+is flagged; a Xavier tanh layer has ~1 %, and 20 % means pre-activations spread about twice as wide."""
 SATURATION = 0.99
 """|u| above which a tanh output (|2u - 1| for a sigmoid output) counts as saturated."""
 UPDATE_RATIO_GUIDE = 1e-3
-"""The rule-of-thumb update:data ratio std(ΔW)/std(W) of one step (a guide, not a law)."""
+"""The practitioners' rule-of-thumb update:data ratio std(ΔW)/std(W) of one step (Karpathy): a guide."""
 UPDATE_RATIO_LOW = 1e-5
-"""Below this update:data ratio a layer barely moves."""
+"""Below this update:data ratio a layer barely moves (> 100,000 steps to change by its own scale)."""
 UPDATE_RATIO_HIGH = 1e-1
-"""Above this update:data ratio one step rewrites a large part of a layer."""
+"""Above this update:data ratio one step rewrites a tenth of a layer."""
 MIN_BATCH = 16
-"""Fewer examples than this make dead-unit fractions (and batch norm statistics) unreliable."""
+"""Fewer examples make dead fractions (a healthy unit looks dead with probability 2^-B) and batch-norm
+statistics unreliable."""
 FORWARD_LOW = 1e-4
-"""Below this output second moment ÷ the input's, a layer's forward signal has collapsed."""
+"""Below this forward gain q_l/q_0 the forward signal has collapsed: two decades in rms below 1, where a
+variance-preserving network stays within one (He ReLU, Xavier tanh) and a wrong scale crosses it
+geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers)."""
 FORWARD_HIGH = 1e4
-"""Above this output second moment ÷ the input's, a layer's forward signal has blown up."""
+"""Above this forward gain the forward signal has blown up (He × 2 quadruples q per layer)."""
 INITIAL_LOSS_FACTOR = 4.0
-"""A C-class cross-entropy whose first loss is above this many times ln C is flagged (Karpathy's check)."""
+"""A C-class cross-entropy whose first loss is above this many times ln C is flagged (Karpathy's check):
+He-initialized ReLU MLPs start up to 6.7 < 4 ln 10 = 9.2 at C = 10 on ``standard_batch`` seeds 0-7; tanh
+with N(0, 1) weights starts above 10."""
 ZERO_START_STEPS = 3
 """Steps ``diagnose`` runs at least when a parameter starts at exactly zero (it blocks the first step)."""
 
@@ -188,192 +166,107 @@ PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")
 """How ``DiagnosisReport.parameters`` sorts the trainable parameters that are not layer weights."""
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Where ``diagnose`` draws its lines (defaults: the module's constants; see the module docstring).
+class Thresholds(Config):
+    """Where ``diagnose`` draws its lines (defaults: the named constants above)."""
 
-    Args:
-        vanishing: flag layers whose rms gradient / output layer's is below this (in (0, 1)).
-        exploding: flag layers whose ratio is above this (> 1).
-        dead: flag layers with more than this fraction of dead units (in [0, 1)).
-        saturated: flag layers with more than this fraction of saturated outputs (in [0, 1)).
-        update_low: flag layers whose update:data ratio is below this (> 0).
-        update_high: flag layers whose update:data ratio is above this (> update_low).
-        forward_low: flag layers whose output second moment ÷ the input's is below this (in (0, 1)).
-        forward_high: flag layers whose output second moment ÷ the input's is above this (> 1).
-    """
+    vanishing: float = real(VANISHING_RATIO, low=0.0, high=1.0, low_open=True)  # rms grad ÷ output's
+    exploding: float = real(EXPLODING_RATIO, low=1.0, low_open=True)
+    dead: float = real(DEAD_FRACTION, low=0.0, high=1.0)  # fraction of dead units
+    saturated: float = real(SATURATED_FRACTION, low=0.0, high=1.0)  # fraction of saturated outputs
+    update_low: float = positive(UPDATE_RATIO_LOW)  # update:data ratio
+    update_high: float = positive(UPDATE_RATIO_HIGH)
+    forward_low: float = real(FORWARD_LOW, low=0.0, high=1.0, low_open=True)  # forward gain q_l/q_0
+    forward_high: float = real(FORWARD_HIGH, low=1.0, low_open=True)
 
-    vanishing: float = VANISHING_RATIO
-    exploding: float = EXPLODING_RATIO
-    dead: float = DEAD_FRACTION
-    saturated: float = SATURATED_FRACTION
-    update_low: float = UPDATE_RATIO_LOW
-    update_high: float = UPDATE_RATIO_HIGH
-    forward_low: float = FORWARD_LOW
-    forward_high: float = FORWARD_HIGH
-
-    def __post_init__(self) -> None:
-        check_float("forward_low", self.forward_low, 0.0, 1.0, strict_minimum=True)
-        if self.forward_low >= 1.0:
-            raise ValueError(f"forward_low must be in (0, 1); got {self.forward_low!r}")
-        check_float("forward_high", self.forward_high, 1.0, strict_minimum=True)
-        check_float("vanishing", self.vanishing, 0.0, 1.0, strict_minimum=True)
-        if self.vanishing >= 1.0:
-            raise ValueError(f"vanishing must be in (0, 1); got {self.vanishing!r}")
-        check_float("exploding", self.exploding, 1.0, strict_minimum=True)
-        for name in ("dead", "saturated"):
-            value = check_float(name, getattr(self, name), 0.0, 1.0)
-            if value >= 1.0:
-                raise ValueError(f"{name} must be in [0, 1); got {value!r}")
-        check_float("update_low", self.update_low, 0.0, strict_minimum=True)
-        check_float("update_high", self.update_high, 0.0, strict_minimum=True)
+    def check(self) -> None:
+        for name, interval in (
+            ("vanishing", "(0, 1)"),
+            ("forward_low", "(0, 1)"),
+            ("dead", "[0, 1)"),
+            ("saturated", "[0, 1)"),
+        ):
+            if getattr(self, name) >= 1.0:
+                raise ValueError(f"{name} must be in {interval}; got {getattr(self, name)!r}")
         if self.update_high <= self.update_low:
             raise ValueError(
                 f"update_high must be > update_low; got {self.update_high!r} <= {self.update_low!r}"
             )
-        for f in fields(self):  # store ints given for floats as floats
-            object.__setattr__(self, f.name, float(getattr(self, f.name)))
 
 
 @dataclass(frozen=True)
 class LayerDiagnosis:
-    """One layer of a ``DiagnosisReport`` (NaN = not measured).
+    """One layer of a ``DiagnosisReport`` (NaN = not measured); h_l is the layer's output (pre-activation)."""
 
-    Args:
-        name: the layer's name (``named_layers``).
-        index: 1 for the first layer, L for the output layer.
-        kind: the module's class name (Linear, Conv2d, LSTM, ...).
-        n_weights: n, the number of monitored weights (all ``weight_*`` of an RNN).
-        grad_norm: ‖g‖₂ of the weight gradient.
-        grad_rms: ‖g‖₂ / √n, the gradient per weight.
-        ratio: grad_rms / the reference (output) layer's grad_rms.
-        update_ratio: std(W_after − W_before) / std(W_before) of the optimizer step.
-        dead_frac: fraction of ReLU-family units with pre-activation <= 0 on every example.
-        saturated_frac: fraction of sigmoid/tanh outputs in the flat tails.
-        status: "ok", "frozen" (no weight requires grad), "no gradient" (trainable, but grad is None)
-            or "non-finite" (NaN/inf in its output or gradient).
-        flags: the finding kinds this layer is flagged for (see ``FINDING_KINDS``).
-        forward_ms: q_l = mean(h_l²), the second moment of the layer's output h_l (its pre-activation).
-        forward_gain: q_l / q_0, with q_0 = mean(x²) of the input (of the first layer's output when the
-            input is not a float tensor): ≈ 1 through a variance-preserving network.
-        similarity: the mean cosine similarity cos(h_l(x_i), h_l(x_j)) over pairs of examples i ≠ j:
-            near 1, the layer's output no longer depends on which example came in.
-        backward_norm: ‖∂L/∂h_l‖₂, the backward signal at the layer's output (a tensor hook).
-        backward_ratio: rms(∂L/∂h_l) / rms(∂L/∂h) of the reference (output) layer, per entry.
-        feeds_norm: the output goes straight into a normalization layer (BatchNorm, LayerNorm, ...), so
-            the loss does not change when W is scaled: the update ratio is an effective (angular) step.
-        zero_start: every weight of the layer was exactly 0 before the first step.
-    """
-
-    name: str
-    index: int
-    kind: str
-    n_weights: int
-    grad_norm: float
-    grad_rms: float
-    ratio: float
-    update_ratio: float
-    dead_frac: float
-    saturated_frac: float
-    status: str
-    flags: tuple[str, ...]
-    forward_ms: float = math.nan
-    forward_gain: float = math.nan
-    similarity: float = math.nan
-    backward_norm: float = math.nan
-    backward_ratio: float = math.nan
-    feeds_norm: bool = False
-    zero_start: bool = False
+    name: str  # as in diagnosis_layers
+    index: int  # 1 for the first layer, L for the output layer
+    kind: str  # the module's class name (Linear, Conv2d, LSTM, ...)
+    n_weights: int  # n, the monitored weights (all weight_* of an RNN)
+    grad_norm: float  # ‖g‖₂ of the weight gradient
+    grad_rms: float  # ‖g‖₂ / √n
+    ratio: float  # grad_rms ÷ the reference (output) layer's
+    update_ratio: float  # std(W_after − W_before) / std(W_before) of the step
+    dead_frac: float  # ReLU-family units with pre-activation <= 0 on every example
+    saturated_frac: float  # sigmoid/tanh outputs in the flat tails
+    status: str  # "ok", "frozen", "no gradient" (trainable, grad None) or "non-finite" (output or gradient)
+    flags: tuple[str, ...]  # the FINDING_KINDS it is flagged for
+    forward_ms: float = math.nan  # q_l = mean(h_l²)
+    forward_gain: float = math.nan  # q_l / q_0 (q_0 of the input, or of the first layer's output)
+    similarity: float = math.nan  # mean cos(h_l(x_i), h_l(x_j)) over pairs i ≠ j: near 1, input ignored
+    backward_norm: float = math.nan  # ‖∂L/∂h_l‖₂ (a tensor hook)
+    backward_ratio: float = math.nan  # rms(∂L/∂h_l) ÷ the reference layer's
+    feeds_norm: bool = False  # h_l goes straight into a normalization layer: scale-invariant W
+    zero_start: bool = False  # every weight was exactly 0 before the first step
 
 
 @dataclass(frozen=True)
 class ParameterDiagnosis:
-    """A trainable parameter that is not a layer weight (biases, norm affine parameters, tokens...).
+    """A trainable parameter that is not a layer weight (biases, norm affine parameters, tokens...)."""
 
-    Args:
-        name: its qualified name (``model.named_parameters``).
-        role: one of ``PARAMETER_ROLES``: "norm weight"/"norm bias" (affine parameters of a normalization
-            layer), "bias", "matrix" (>= 2-D, e.g. a class token or position embedding) or "vector".
-        module: the owning module's class name.
-        numel: its number of entries n.
-        grad_rms: ‖g‖₂/√n of its gradient (NaN: no gradient).
-        update_ratio: std(ΔP)/std(P) of the step (inf when it started at 0 and moved).
-        zero_start: every entry was exactly 0 before the first step (biases excluded: zero is their default).
-        status: "ok", "frozen", "no gradient" or "non-finite".
-    """
-
-    name: str
-    role: str
-    module: str
-    numel: int
-    grad_rms: float
-    update_ratio: float
-    zero_start: bool
-    status: str
+    name: str  # model.named_parameters' name
+    role: str  # one of PARAMETER_ROLES ("matrix": >= 2-D, e.g. a class token or position embedding)
+    module: str  # the owning module's class name
+    numel: int  # n
+    grad_rms: float  # ‖g‖₂/√n (NaN: no gradient)
+    update_ratio: float  # std(ΔP)/std(P) of the step (inf when it started at 0 and moved)
+    zero_start: bool  # every entry was exactly 0 before the first step (never for biases)
+    status: str  # "ok", "frozen", "no gradient" or "non-finite"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing the report found, with a one-line suggestion.
+    """One thing the report found, with a one-line suggestion naming the chapter(s) that explain it."""
 
-    Args:
-        kind: one of ``FINDING_KINDS``.
-        layers: the layers concerned, input to output (empty when it is about the whole model).
-        message: what was measured, one line.
-        suggestion: what to try, one line, naming the chapter(s) that explain it.
-        chapters: the titles of those chapters (values of ``CHAPTERS``).
-    """
-
-    kind: str
-    layers: tuple[str, ...]
-    message: str
-    suggestion: str
-    chapters: tuple[str, ...] = ()
+    kind: str  # one of FINDING_KINDS
+    layers: tuple[str, ...]  # input to output; empty when it is about the whole model
+    message: str  # what was measured
+    suggestion: str  # what to try
+    chapters: tuple[str, ...] = ()  # titles (values of CHAPTERS)
 
     @property
     def is_problem(self) -> bool:
-        """False for notes (``no_gradient``, ``small_batch``), True otherwise."""
+        """False for notes (the last five FINDING_KINDS), True otherwise."""
         return self.kind not in _NOTES
 
 
 @dataclass(frozen=True, repr=False)
 class DiagnosisReport:
-    """What ``diagnose`` found: layers input to output, findings most urgent first.
+    """What ``diagnose`` found: layers input to output, findings most urgent first."""
 
-    Args:
-        model_name: the model's class name.
-        layers: one ``LayerDiagnosis`` per layer.
-        findings: problems and notes, in ``FINDING_KINDS`` order.
-        reference: the layer the ratios are relative to (the output layer when it has a gradient).
-        losses: the loss at each step run.
-        steps_run: steps whose forward and backward pass ran (< the steps asked when a loss or gradient
-            became NaN/inf: the run stops there, without applying that update).
-        batch_size: examples in the batch.
-        device: where the model lives.
-        optimizer: the optimizer's description, e.g. "sgd lr=0.1".
-        thresholds: the thresholds used.
-        record: the ``MonitorRecord`` of every step (for ``vgcourse.plots`` over-training views).
-        non_finite_at: where NaN/inf first appeared ("input", a layer name, "loss" or "gradient"), or None.
-        parameters: the trainable parameters that are not layer weights (``ParameterDiagnosis``).
-        input_ms: q_0, the second moment the forward gains are relative to.
-        steps_asked: the steps asked for (``steps_run`` can be more when a parameter starts at 0).
-    """
-
-    model_name: str
+    model_name: str  # the model's class name
     layers: tuple[LayerDiagnosis, ...]
-    findings: tuple[Finding, ...]
-    reference: str | None
-    losses: tuple[float, ...]
-    steps_run: int
+    findings: tuple[Finding, ...]  # in FINDING_KINDS order
+    reference: str | None  # the layer ratios are relative to (the output layer when it has a gradient)
+    losses: tuple[float, ...]  # the loss at each step run
+    steps_run: int  # fewer than asked when NaN/inf stopped the run (before that step's update)
     batch_size: int
     device: str
-    optimizer: str
+    optimizer: str  # e.g. "sgd lr=0.1"
     thresholds: Thresholds
-    record: MonitorRecord = field(repr=False)
-    non_finite_at: str | None = None
-    parameters: tuple[ParameterDiagnosis, ...] = ()
-    input_ms: float = math.nan
-    steps_asked: int = 1
+    record: MonitorRecord = field(repr=False)  # every step's statistics (over-training plots)
+    non_finite_at: str | None = None  # where NaN/inf first appeared: "input", a layer, "loss" or "gradient"
+    parameters: tuple[ParameterDiagnosis, ...] = ()  # the trainable parameters that are not layer weights
+    input_ms: float = math.nan  # q_0, the second moment the forward gains are relative to
+    steps_asked: int = 1  # steps_run can be more when a parameter starts at 0
 
     @property
     def layer_names(self) -> list[str]:
@@ -405,12 +298,8 @@ class DiagnosisReport:
         return self.layers[self.layer_names.index(check_choice("name", name, self.layer_names))]
 
     def values(self, column: str) -> np.ndarray:
-        """One numeric column over the layers, input to output: an (L,) float array.
-
-        Args:
-            column: grad_norm, grad_rms, ratio, update_ratio, dead_frac, saturated_frac, forward_ms,
-                forward_gain, similarity, backward_norm or backward_ratio.
-        """
+        """One float column of ``LayerDiagnosis`` (grad_norm, ratio, update_ratio, forward_gain, ...) over the
+        layers, input to output: an (L,) array."""
         check_choice("column", column, _NUMERIC)
         return np.array([getattr(layer, column) for layer in self.layers], dtype=np.float64)
 
@@ -522,10 +411,8 @@ class DiagnosisReport:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per layer (index: the layer name) and one column per field."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - pandas is a dependency of the course
-            raise ImportError("DiagnosisReport.to_frame() needs pandas: pip install pandas") from error
+        import pandas as pd
+
         rows = [asdict(layer) for layer in self.layers]
         for row in rows:
             row["flags"] = ", ".join(row["flags"])
@@ -555,19 +442,7 @@ class DiagnosisReport:
         )
 
 
-_NUMERIC = (
-    "grad_norm",
-    "grad_rms",
-    "ratio",
-    "update_ratio",
-    "dead_frac",
-    "saturated_frac",
-    "forward_ms",
-    "forward_gain",
-    "similarity",
-    "backward_norm",
-    "backward_ratio",
-)
+_NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  # the values() columns
 
 
 def _fmt(value: float, spec: str = ".2e") -> str:
@@ -665,9 +540,10 @@ class _SignalWatch:
         self._handles += [
             m.register_forward_pre_hook(self._norm_hook) for m in model.modules() if isinstance(m, _NORMS)
         ]
+        self._handles.append(model.register_forward_pre_hook(lambda *_: self.reset()))
 
     def reset(self) -> None:
-        """Forget the last forward and backward pass."""
+        """Forget the last forward and backward pass (at the start of each forward pass of the model)."""
         self.finite: list[Tensor | None] = [None] * self.n
         self.order: list[int] = []  # execution order of the layers in the last forward pass
         self._outputs: dict[int, tuple[int, Tensor]] = {}  # storage address -> (layer, its output)
@@ -807,30 +683,103 @@ def _check_thresholds(thresholds: Any) -> Thresholds:
 
 
 def _make_step_optimizer(
-    model: nn.Module, optimizer: Any, lr: float
-) -> tuple[torch.optim.Optimizer | None, str]:
-    """The optimizer over the trainable parameters (None when there are none) and its description."""
+    model: nn.Module, optimizer: Any, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, str, bool]:
+    """The optimizer over the trainable parameters, its description, and whether it is adaptive. With no
+    trainable parameter, a placeholder SGD keeps ``train``'s loop (and the monitor's step hooks) running."""
+    params = [p for p in model.parameters() if p.requires_grad]
     if isinstance(optimizer, str):
-        config = TrainConfig(steps=1, lr=lr, optimizer=check_choice("optimizer", optimizer, OPTIMIZERS))
-        if not any(p.requires_grad for p in model.parameters()):
-            return None, f"{optimizer} lr={lr:g}"
-        return make_optimizer(model, config), f"{optimizer} lr={lr:g}"
-    if not callable(optimizer):
+        name = f"{optimizer} lr={config.lr:g}"
+        built = make_optimizer(model, config) if params else None
+    elif not callable(optimizer):
         raise TypeError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)} or a callable params -> "
             f"torch.optim.Optimizer; got {type(optimizer).__name__}"
         )
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return None, "custom optimizer"
-    built = optimizer(params)
-    if not isinstance(built, torch.optim.Optimizer):
-        raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer; got {type(built).__name__}")
-    return built, type(built).__name__
+    else:
+        built = optimizer(params) if params else None
+        if params and not isinstance(built, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer(params) must return a torch.optim.Optimizer; got {type(built).__name__}"
+            )
+        name = type(built).__name__ if params else "custom optimizer"
+    if built is None:
+        device = next(model.parameters()).device
+        return torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=config.lr), name, False
+    return built, name, isinstance(built, _ADAPTIVE)
 
 
 def _to(value: Any, device: torch.device) -> Any:
     return value.to(device) if isinstance(value, Tensor) else value
+
+
+class _Probe(Callback):
+    """``train``'s callback for ``diagnose``. After each backward pass: the layers' signals and the gradient
+    rms of the other parameters (those that are not layer weights), stopping before the update at the
+    first NaN/inf; after each update: the other parameters' update ratios. ``loss`` wraps the loss
+    function: a scalar check, and C from the first output."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[tuple[str, nn.Module]],
+        loss_fn: Callable[[Any, Any], Tensor],
+        x: Tensor,
+        params: list[nn.Parameter],
+    ) -> None:
+        self.watch = _SignalWatch(model, layers, len(x))
+        self.layers, self.loss_fn, self.params = layers, loss_fn, params
+        self.classes: int | None = None
+        self.signals: dict[str, np.ndarray] | None = None
+        self.non_finite_at = None if bool(torch.isfinite(x).all()) else "input"
+        self._first = True
+        self.grad_rms = [math.nan] * len(params)
+        self.update_ratio = [math.nan] * len(params)
+        self._before: list[Tensor | None] = [None] * len(params)
+        self._finite = [True] * len(params)
+
+    def loss(self, output: Any, y: Any) -> Tensor:
+        loss = self.loss_fn(output, y)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError(f"loss_fn must return a scalar tensor; got {type(loss).__name__}")
+        if self._first:
+            self.classes, self._first = _classes(self.loss_fn, output), False
+        return loss
+
+    def on_backward(self, event: StepEvent) -> None:
+        self.signals = self.watch.signals()
+        with torch.no_grad():
+            for k, p in enumerate(self.params):
+                self.update_ratio[k], self._before[k] = math.nan, None
+                if p.grad is None:
+                    self.grad_rms[k] = math.nan
+                    continue
+                g = p.grad.detach().double()
+                self.grad_rms[k] = float(torch.linalg.vector_norm(g)) / math.sqrt(max(p.numel(), 1))
+                self._finite[k] = math.isfinite(self.grad_rms[k])
+                self._before[k] = p.detach().clone()
+        problem = self.non_finite_at or _first_non_finite(self.watch, event.loss, event.model, self.layers)
+        if problem is not None:
+            self.non_finite_at = problem
+            raise StopTraining(f"NaN or inf at {problem}")
+
+    def on_step(self, event: StepEvent) -> None:
+        with torch.no_grad(), np.errstate(all="ignore"):
+            for k, p in enumerate(self.params):
+                before = self._before[k]
+                if before is None or p.numel() < 2:
+                    continue
+                change = float((p.detach() - before).double().std())
+                scale = float(before.double().std())
+                self.update_ratio[k] = change / scale if scale > 0 else (math.inf if change > 0 else math.nan)
+
+    def status(self, k: int) -> str:
+        """The k-th other parameter's status: "frozen", "no gradient", "ok" or "non-finite"."""
+        if not self.params[k].requires_grad:
+            return "frozen"
+        if not math.isfinite(self.grad_rms[k]) and self._before[k] is None:
+            return "no gradient"
+        return "ok" if self._finite[k] else "non-finite"
 
 
 def diagnose(
@@ -847,14 +796,15 @@ def diagnose(
 ) -> DiagnosisReport:
     """Run ``steps`` training steps on one batch, on a copy of ``model``, and report what the gradients do.
 
-    Step s: loss = loss_fn(model(x), y); backward; record per-layer statistics (``GradientMonitor``);
-    clip the gradient norm (if asked); optimizer step; record the update:data ratio. The report describes
-    the last step run. A NaN or infinite loss or gradient stops the run at that step and is reported,
-    never raised. The model passed in is not modified (weights, gradients, batch-norm statistics and
-    train/eval mode stay as they are); the copy runs on the model's device, and the batch is moved there.
+    The steps are ``train(copy, batch, ...)`` with a ``GradientMonitor`` on the optimizer (per-layer
+    statistics before clipping, update:data ratios) and a callback that measures the signals after each
+    backward pass. The report describes the last step run. A NaN or infinite loss or gradient stops the run
+    at that step, before its update, and is reported, never raised. The model passed in is not modified
+    (weights, gradients, batch-norm statistics and train/eval mode stay as they are); the copy runs on the
+    model's device, in its mode, and the batch is moved there.
 
     Args:
-        model: any ``nn.Module`` (MLP, CNN, RNN, a torchvision model...); layers are ``named_layers(model)``.
+        model: any ``nn.Module`` (MLP, CNN, RNN, a torchvision model...); layers are ``diagnosis_layers``.
         loss_fn: ``loss_fn(output, y)`` -> scalar tensor (e.g. ``nn.CrossEntropyLoss()``), or a name in
             ``LOSSES``.
         batch: the pair (x, y); x a tensor whose first dimension is the examples.
@@ -884,67 +834,49 @@ def diagnose(
         raise ValueError("model has no parameters: nothing to diagnose")
     if not diagnosis_layers(model):
         raise ValueError("model has no layers to diagnose (modules with a >= 2-D weight, or RNNs)")
+    if isinstance(optimizer, str):
+        check_choice("optimizer", optimizer, OPTIMIZERS)
 
     work = copy.deepcopy(model)
     device = first.device
     x, y = x.to(device), _to(y, device)
     work_layers = diagnosis_layers(work)
-    opt, opt_name = _make_step_optimizer(work, optimizer, lr)
-    others = _other_parameters(work, work_layers)
     zero_start = _zero_start(work)
+    run_steps = max(steps, ZERO_START_STEPS) if zero_start else steps
+    name = optimizer if isinstance(optimizer, str) else "sgd"
+    config = TrainConfig(  # the probe stops at the first NaN/inf value, not at an overflowing norm
+        steps=run_steps,
+        lr=lr,
+        optimizer=name,
+        clip_norm=clip_norm,
+        monitor_every=None,
+        stop_on_divergence=False,
+    )
+    opt, opt_name, adaptive = _make_step_optimizer(work, optimizer, config)
+    others = _other_parameters(work, work_layers)
     with torch.no_grad():
         zero_layers = tuple(
             bool(ws) and all(p.requires_grad and not bool(p.any()) for p in ws)
             for ws in (layer_weights(m) for _, m in work_layers)
         )
-    run_steps = max(steps, ZERO_START_STEPS) if zero_start else steps
-    watch = _SignalWatch(work, work_layers, len(x))
-    tracker = _ParameterTracker([p for _, p, _, _ in others])
-    losses: list[float] = []
-    classes = None
-    signals: dict[str, np.ndarray] | None = None
-    non_finite_at = None if bool(torch.isfinite(x).all()) else "input"
+    probe = _Probe(work, work_layers, loss_fn, x, [p for _, p, _, _ in others])
+    monitor = GradientMonitor(work, opt, layers=work_layers, stats="all", saturation=saturation)
     try:
-        with GradientMonitor(work, layers=work_layers, stats="all", saturation=saturation) as monitor:
-            for step in range(run_steps):
-                watch.reset()
-                work.zero_grad(set_to_none=True)
-                with torch.enable_grad():
-                    output = work(x)
-                    loss = loss_fn(output, y)
-                    if not isinstance(loss, Tensor) or loss.numel() != 1:
-                        raise ValueError(f"loss_fn must return a scalar tensor; got {type(loss).__name__}")
-                    if loss.requires_grad:
-                        loss.backward()
-                monitor.step(step)
-                signals = watch.signals()
-                tracker.before_update()
-                losses.append(float(loss.detach()))
-                if step == 0:
-                    classes = _classes(loss_fn, output)
-                problem = non_finite_at or _first_non_finite(watch, loss, work, work_layers)
-                if problem is not None:
-                    non_finite_at = problem
-                    break
-                if opt is not None:
-                    if clip_norm is not None:
-                        nn.utils.clip_grad_norm_(
-                            [p for p in work.parameters() if p.grad is not None], clip_norm
-                        )
-                    opt.step()
-                    monitor.after_update()
-                    tracker.after_update()
-        record = monitor.record()
+        with torch.enable_grad():
+            history = train(
+                work, (x, y), config, loss_fn=probe.loss, optimizer=opt, monitor=monitor, callbacks=[probe]
+            )
     finally:
-        watch.close()
+        probe.watch.close()
     if clip_norm is not None:
         opt_name += f", clip {clip_norm:g}"
+    watch = probe.watch
     measured = _Measured(
-        signals=signals if signals is not None else watch.signals(),
+        signals=probe.signals if probe.signals is not None else watch.signals(),
         feeds_norm=tuple(watch.feeds_norm),
         finite=tuple(watch.finite),
         input_ms=float(x.double().square().mean()) if x.is_floating_point() and x.numel() else math.nan,
-        classes=classes,
+        classes=probe.classes,
         zero_start=zero_start,
         zero_layers=zero_layers,
         others=tuple(
@@ -953,18 +885,30 @@ def diagnose(
                 role=role,
                 module=kind,
                 numel=p.numel(),
-                grad_rms=tracker.grad_rms[k],
-                update_ratio=tracker.update_ratio[k],
+                grad_rms=probe.grad_rms[k],
+                update_ratio=probe.update_ratio[k],
                 zero_start=name in zero_start,
-                status=tracker.status(k, p),
+                status=probe.status(k),
             )
             for k, (name, p, role, kind) in enumerate(others)
         ),
-        adaptive=isinstance(opt, _ADAPTIVE),
+        adaptive=adaptive,
         lr=lr if isinstance(optimizer, str) else None,
         steps_asked=steps,
     )
-    return _report(model, work_layers, record, measured, losses, x, device, opt_name, limits, non_finite_at)
+    losses = [float(v) for v in history.loss]
+    return _report(
+        model,
+        work_layers,
+        history.monitor,
+        measured,
+        losses,
+        x,
+        device,
+        opt_name,
+        limits,
+        probe.non_finite_at,
+    )
 
 
 def diagnosis_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -1025,47 +969,6 @@ def _classes(loss_fn: Callable[[Any, Any], Tensor], output: Any) -> int | None:
     return None
 
 
-class _ParameterTracker:
-    """Gradient rms and update ratio of the parameters that are not layer weights, at the last step."""
-
-    def __init__(self, params: list[nn.Parameter]) -> None:
-        self.params = params
-        self.grad_rms = [math.nan] * len(params)
-        self.update_ratio = [math.nan] * len(params)
-        self._before: list[Tensor | None] = [None] * len(params)
-        self._finite = [True] * len(params)
-
-    def before_update(self) -> None:
-        with torch.no_grad():
-            for k, p in enumerate(self.params):
-                self.update_ratio[k] = math.nan
-                self._before[k] = None
-                if p.grad is None:
-                    self.grad_rms[k] = math.nan
-                    continue
-                g = p.grad.detach().double()
-                self.grad_rms[k] = float(torch.linalg.vector_norm(g)) / math.sqrt(max(p.numel(), 1))
-                self._finite[k] = math.isfinite(self.grad_rms[k])
-                self._before[k] = p.detach().clone()
-
-    def after_update(self) -> None:
-        with torch.no_grad(), np.errstate(all="ignore"):
-            for k, p in enumerate(self.params):
-                before = self._before[k]
-                if before is None or p.numel() < 2:
-                    continue
-                change = float((p.detach() - before).double().std())
-                scale = float(before.double().std())
-                self.update_ratio[k] = change / scale if scale > 0 else (math.inf if change > 0 else math.nan)
-
-    def status(self, k: int, p: nn.Parameter) -> str:
-        if not p.requires_grad:
-            return "frozen"
-        if not math.isfinite(self.grad_rms[k]) and self._before[k] is None:
-            return "no gradient"
-        return "ok" if self._finite[k] else "non-finite"
-
-
 @dataclass(frozen=True)
 class _Measured:
     """What the run measured besides the ``MonitorRecord``."""
@@ -1084,14 +987,14 @@ class _Measured:
 
 
 def _first_non_finite(
-    watch: _SignalWatch, loss: Tensor, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
+    watch: _SignalWatch, loss: float, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
 ) -> str | None:
     """Where NaN/inf first appeared in this step: a layer (in execution order), the loss or a gradient."""
     for i in watch.order:
         finite = watch.finite[i]
         if finite is not None and not bool(finite):
             return layers[i][0]
-    if not bool(torch.isfinite(loss.detach())):
+    if not math.isfinite(loss):
         return "loss"
     for p in model.parameters():
         if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
@@ -1204,22 +1107,10 @@ def _report(
         )
         for i, (name, _) in enumerate(layers)
     )
-    context = _Context(
-        model=model,
-        layers=layers,
-        diagnoses=diagnoses,
-        limits=limits,
-        non_finite_at=non_finite_at,
-        batch_size=len(x),
-        reference=reference,
-        measured=measured,
-        losses=tuple(losses),
-        blocked=tuple(diagnoses[i].name for i in sorted(blocked)),
-    )
-    return DiagnosisReport(
+    report = DiagnosisReport(
         model_name=type(model).__name__,
         layers=diagnoses,
-        findings=_findings(context),
+        findings=(),
         reference=None if reference is None else layers[reference][0],
         losses=tuple(losses),
         steps_run=len(losses),
@@ -1233,22 +1124,8 @@ def _report(
         input_ms=float(input_ms),
         steps_asked=measured.steps_asked,
     )
-
-
-@dataclass(frozen=True)
-class _Context:
-    """Everything ``_findings`` reads."""
-
-    model: nn.Module
-    layers: Sequence[tuple[str, nn.Module]]
-    diagnoses: tuple[LayerDiagnosis, ...]
-    limits: Thresholds
-    non_finite_at: str | None
-    batch_size: int
-    reference: int | None
-    measured: _Measured
-    losses: tuple[float, ...]
-    blocked: tuple[str, ...]
+    blocked_names = tuple(diagnoses[i].name for i in sorted(blocked))
+    return replace(report, findings=_findings(report, model, layers, measured, blocked_names))
 
 
 def _names(names: Sequence[str], limit: int = 4) -> str:
@@ -1274,27 +1151,37 @@ def _range(values: Sequence[float]) -> str:
     return f"{low:.2g}" if f"{low:.2g}" == f"{high:.2g}" else f"{low:.2g} to {high:.2g}"
 
 
-def _findings(c: _Context) -> tuple[Finding, ...]:
+def _findings(
+    report: DiagnosisReport,
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    measured: _Measured,
+    blocked: tuple[str, ...],
+) -> tuple[Finding, ...]:
     """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order."""
-    diagnoses, limits, layers = c.diagnoses, c.limits, c.layers
+    diagnoses, limits, losses, batch_size = report.layers, report.thresholds, report.losses, report.batch_size
     by_kind = {kind: [d.name for d in diagnoses if kind in d.flags] for kind in _LAYER_FLAGS}
     is_recurrent = any(isinstance(module, nn.RNNBase) for _, module in layers)
-    saturating = any(isinstance(module, _SATURATING) for module in c.model.modules())
+    saturating = any(isinstance(module, _SATURATING) for module in model.modules())
     findings: list[Finding] = []
+
+    def add(kind: str, names: Sequence[str], message: str, suggestion: str, chapters: tuple = ()) -> None:
+        findings.append(Finding(kind, tuple(names), message, suggestion, chapters))
+
     init = _quote("initialization")
     activation_init = "He (Kaiming) for ReLU, Xavier for tanh" + (
-        "; replace sigmoid by ReLU or tanh"
-        if any(isinstance(m, nn.Sigmoid) for m in c.model.modules())
-        else ""
+        "; replace sigmoid by ReLU or tanh" if any(isinstance(m, nn.Sigmoid) for m in model.modules()) else ""
     )
 
-    if c.non_finite_at is not None:
+    if report.non_finite_at is not None:
         where = {
             "input": "the input batch holds NaN or inf",
             "loss": "the loss is NaN or inf (every layer output was finite)",
             "gradient": "a gradient holds NaN or inf (the forward pass was finite)",
-        }.get(c.non_finite_at, f"the forward pass first produced NaN/inf at layer {c.non_finite_at!r}")
-        if c.non_finite_at == "input":
+        }.get(
+            report.non_finite_at, f"the forward pass first produced NaN/inf at layer {report.non_finite_at!r}"
+        )
+        if report.non_finite_at == "input":
             suggestion = "clean or standardize the data: NaN/inf in the input propagates everywhere."
             chapters: tuple[str, ...] = ()
         else:
@@ -1304,22 +1191,20 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
                 + _see(chapters)
                 + " (clipping)."
             )
-        findings.append(Finding("non_finite", tuple(by_kind["non_finite"]), where, suggestion, chapters))
+        add("non_finite", by_kind["non_finite"], where, suggestion, chapters)
 
     names = by_kind["forward_blowup"]
     if names:
-        gains = [c.diagnoses[i].forward_gain for i, d in enumerate(diagnoses) if d.name in names]
-        findings.append(
-            Finding(
-                "forward_blowup",
-                tuple(names),
-                f"forward signal blows up: the second moment mean(h²) of the outputs of {_names(names)} is "
-                f"more than {limits.forward_high:g}× the input's (up to {max(gains):.2g}×): the weights are "
-                "too large for the activation, and the backward signal grows with the forward one.",
-                f"initialize with the variance-preserving scale ({activation_init}) and standardize the "
-                f"inputs; {_see(init)}.",
-                init,
-            )
+        gains = [diagnoses[i].forward_gain for i, d in enumerate(diagnoses) if d.name in names]
+        add(
+            "forward_blowup",
+            names,
+            f"forward signal blows up: the second moment mean(h²) of the outputs of {_names(names)} is "
+            f"more than {limits.forward_high:g}× the input's (up to {max(gains):.2g}×): the weights are "
+            "too large for the activation, and the backward signal grows with the forward one.",
+            f"initialize with the variance-preserving scale ({activation_init}) and standardize the "
+            f"inputs; {_see(init)}.",
+            init,
         )
 
     names = by_kind["forward_collapse"]
@@ -1333,17 +1218,15 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
             if math.isfinite(back) and back < 1
             else ""
         )
-        findings.append(
-            Finding(
-                "forward_collapse",
-                tuple(names),
-                f"forward signal collapses: the second moment mean(h²) of the outputs of {_names(names)} is "
-                f"below {limits.forward_low:g} of the input's (down to {min(gains):.2g}): each layer shrinks "
-                f"it, and the output hardly depends on the input.{back_text}",
-                f"initialize for the activation ({activation_init}): the learning rate is not the cause; "
-                f"{_see(init)}.",
-                init,
-            )
+        add(
+            "forward_collapse",
+            names,
+            f"forward signal collapses: the second moment mean(h²) of the outputs of {_names(names)} is "
+            f"below {limits.forward_low:g} of the input's (down to {min(gains):.2g}): each layer shrinks "
+            f"it, and the output hardly depends on the input.{back_text}",
+            f"initialize for the activation ({activation_init}): the learning rate is not the cause; "
+            f"{_see(init)}.",
+            init,
         )
 
     names = by_kind["exploding"]
@@ -1354,18 +1237,16 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
             if names == [diagnoses[0].name]
             else ""
         )
-        findings.append(
-            Finding(
-                "exploding",
-                tuple(names),
-                f"exploding gradient: {_names(names)} get more than {limits.exploding:g}× the output "
-                "layer's gradient per weight.",
-                "initialize with the variance-preserving scale (Xavier/He) and clip the gradient norm; "
-                + _see(chapters)
-                + "."
-                + extra,
-                chapters,
-            )
+        add(
+            "exploding",
+            names,
+            f"exploding gradient: {_names(names)} get more than {limits.exploding:g}× the output "
+            "layer's gradient per weight.",
+            "initialize with the variance-preserving scale (Xavier/He) and clip the gradient norm; "
+            + _see(chapters)
+            + "."
+            + extra,
+            chapters,
         )
 
     names = by_kind["vanishing"]
@@ -1379,46 +1260,40 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
         else:
             chapters = _quote("initialization", "residual_networks")
             fix = "initialize for the activation (He for ReLU), or add skip connections with normalization"
-        findings.append(
-            Finding(
-                "vanishing",
-                tuple(names),
-                f"vanishing gradient: {_names(names)} get less than {limits.vanishing:g} of the output "
-                "layer's gradient per weight.",
-                f"{fix}; {_see(chapters)}.",
-                chapters,
-            )
+        add(
+            "vanishing",
+            names,
+            f"vanishing gradient: {_names(names)} get less than {limits.vanishing:g} of the output "
+            "layer's gradient per weight.",
+            f"{fix}; {_see(chapters)}.",
+            chapters,
         )
 
     names = by_kind["dead"]
     if names:
         chapters = _quote("relu_dying_units")
-        findings.append(
-            Finding(
-                "dead",
-                tuple(names),
-                f"dead units: more than {limits.dead:.0%} of the units of {_names(names)} are <= 0 on every "
-                f"example of the batch (they pass no gradient).",
-                "lower the learning rate, start biases at 0 (not negative), or use LeakyReLU/GELU; "
-                + _see(chapters)
-                + ".",
-                chapters,
-            )
+        add(
+            "dead",
+            names,
+            f"dead units: more than {limits.dead:.0%} of the units of {_names(names)} are <= 0 on every "
+            f"example of the batch (they pass no gradient).",
+            "lower the learning rate, start biases at 0 (not negative), or use LeakyReLU/GELU; "
+            + _see(chapters)
+            + ".",
+            chapters,
         )
 
     names = by_kind["saturated"]
     if names:
         chapters = _quote("sigmoid_bound", "initialization")
-        findings.append(
-            Finding(
-                "saturated",
-                tuple(names),
-                f"saturated units: more than {limits.saturated:.0%} of the outputs of {_names(names)} sit in "
-                "the flat tails of sigmoid/tanh, where the derivative is almost 0.",
-                "shrink the weights (Xavier scale), standardize the inputs, or use a non-saturating "
-                "activation; " + _see(chapters) + ".",
-                chapters,
-            )
+        add(
+            "saturated",
+            names,
+            f"saturated units: more than {limits.saturated:.0%} of the outputs of {_names(names)} sit in "
+            "the flat tails of sigmoid/tanh, where the derivative is almost 0.",
+            "shrink the weights (Xavier scale), standardize the inputs, or use a non-saturating "
+            "activation; " + _see(chapters) + ".",
+            chapters,
         )
 
     signal_problem = by_kind["forward_blowup"] or by_kind["exploding"]
@@ -1442,16 +1317,14 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
         else:
             chapters = _quote("detecting_and_fixing")
             fix = "lower the learning rate, or clip the gradient norm"
-        findings.append(
-            Finding(
-                "update_too_large",
-                tuple(names),
-                f"large steps: one update changes the weights of {_names(names)} by more than "
-                f"{limits.update_high:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
-                "typical).",
-                f"{fix}; {_see(chapters)}.",
-                chapters,
-            )
+        add(
+            "update_too_large",
+            names,
+            f"large steps: one update changes the weights of {_names(names)} by more than "
+            f"{limits.update_high:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
+            "typical).",
+            f"{fix}; {_see(chapters)}.",
+            chapters,
         )
 
     names = by_kind["update_too_small"]
@@ -1474,135 +1347,119 @@ def _findings(c: _Context) -> tuple[Finding, ...]:
                 "embeddings (large initial weights, sparse gradients) or gates (squeeze-excitation): "
                 "watch them over training"
             )
-        elif c.measured.adaptive:
+        elif measured.adaptive:
             cause = "raise the learning rate (an adaptive optimizer moves each weight by about lr per step)"
         else:
             cause = "raise the learning rate (the signals are balanced: the step size is the cause)"
-        findings.append(
-            Finding(
-                "update_too_small",
-                tuple(names),
-                f"layers not moving: one update changes the weights of {_names(names)} by less than "
-                f"{limits.update_low:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
-                "typical).",
-                f"{cause}; " + _see(chapters) + ".",
-                chapters,
-            )
+        add(
+            "update_too_small",
+            names,
+            f"layers not moving: one update changes the weights of {_names(names)} by less than "
+            f"{limits.update_low:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
+            "typical).",
+            f"{cause}; " + _see(chapters) + ".",
+            chapters,
         )
 
-    classes = c.measured.classes
-    if classes is not None and c.losses and c.losses[0] > INITIAL_LOSS_FACTOR * math.log(classes):
+    classes = measured.classes
+    if classes is not None and losses and losses[0] > INITIAL_LOSS_FACTOR * math.log(classes):
         chance = math.log(classes)
-        findings.append(
-            Finding(
-                "initial_loss",
-                (),
-                f"the first loss is {c.losses[0]:.3g}, more than {INITIAL_LOSS_FACTOR:g} × ln C = "
-                f"{INITIAL_LOSS_FACTOR * chance:.3g}; a {classes}-class classifier that knows nothing scores "
-                f"ln C = {chance:.3g} (Karpathy's check): the right class gets probability e^-loss = "
-                f"{math.exp(-c.losses[0]):.2g} on (geometric) average, so the first logits are large and "
-                "confidently wrong.",
-                "scale the output layer's initial weights down (or start them at 0) so that the first "
-                f"logits are near 0, and check the labels; {_see(init)}.",
-                init,
-            )
+        add(
+            "initial_loss",
+            (),
+            f"the first loss is {losses[0]:.3g}, more than {INITIAL_LOSS_FACTOR:g} × ln C = "
+            f"{INITIAL_LOSS_FACTOR * chance:.3g}; a {classes}-class classifier that knows nothing scores "
+            f"ln C = {chance:.3g} (Karpathy's check): the right class gets probability e^-loss = "
+            f"{math.exp(-losses[0]):.2g} on (geometric) average, so the first logits are large and "
+            "confidently wrong.",
+            "scale the output layer's initial weights down (or start them at 0) so that the first "
+            f"logits are near 0, and check the labels; {_see(init)}.",
+            init,
         )
 
     zero_layers = [d.name for d in diagnoses if d.zero_start]
-    zero_params = sorted(p.name for p in c.measured.others if p.zero_start)
-    if c.measured.zero_start:
+    zero_params = sorted(p.name for p in report.parameters if p.zero_start)
+    if measured.zero_start:
         blocked = (
-            f"on the first step no gradient passed back through them, so {_names(list(c.blocked))} got "
+            f"on the first step no gradient passed back through them, so {_names(list(blocked))} got "
             "exactly 0 (not judged as vanishing or not moving); "
-            if c.blocked
+            if blocked
             else ""
         )
         ran = (
-            f"diagnose ran {len(c.losses)} steps (not {c.measured.steps_asked}) to see past it"
-            if len(c.losses) > c.measured.steps_asked
-            else f"the report shows step {len(c.losses)}"
+            f"diagnose ran {len(losses)} steps (not {measured.steps_asked}) to see past it"
+            if len(losses) > measured.steps_asked
+            else f"the report shows step {len(losses)}"
         )
-        findings.append(
-            Finding(
-                "zero_start",
-                tuple(zero_layers),
-                f"starting at exactly 0: {_names(zero_layers + zero_params)} (a zero-initialized output "
-                f"layer, residual-branch end or normalization scale: a design, not a fault); {blocked}{ran}.",
-                "nothing to fix; judge the layers before them after more steps (diagnose(..., steps=n)); "
-                "neither they nor the layers they block are flagged for their update ratios.",
-            )
+        add(
+            "zero_start",
+            tuple(zero_layers),
+            f"starting at exactly 0: {_names(zero_layers + zero_params)} (a zero-initialized output "
+            f"layer, residual-branch end or normalization scale: a design, not a fault); {blocked}{ran}.",
+            "nothing to fix; judge the layers before them after more steps (diagnose(..., steps=n)); "
+            "neither they nor the layers they block are flagged for their update ratios.",
         )
 
     names = [d.name for d in diagnoses if d.feeds_norm and d.status == "ok"]
     if names:
         steps = [d.update_ratio for d in diagnoses if d.name in names]
-        lr = c.measured.lr
+        lr = measured.lr
         effective = ""
-        if lr is not None and not c.measured.adaptive:
+        if lr is not None and not measured.adaptive:
             sq = [
                 sum(float(p.detach().double().square().sum()) for p in layer_weights(m))
                 for n, m in layers
                 if n in names
             ]
             effective = f" (effective learning rate lr/‖W‖² now {_range([lr / v for v in sq if v > 0])})"
-        findings.append(
-            Finding(
-                "normalized",
-                tuple(names),
-                f"{_names(names)} feed a normalization layer, so the loss does not change when their "
-                "weights are scaled: their update:data ratio "
-                f"({_range(steps)}) is an effective, angular step{effective}, and a large one grows ‖W‖, "
-                "which shrinks the next steps.",
-                "their update ratios are reported, not flagged; the norm layers' own scales and shifts are "
-                "listed among the other parameters.",
-            )
+        add(
+            "normalized",
+            names,
+            f"{_names(names)} feed a normalization layer, so the loss does not change when their "
+            "weights are scaled: their update:data ratio "
+            f"({_range(steps)}) is an effective, angular step{effective}, and a large one grows ‖W‖, "
+            "which shrinks the next steps.",
+            "their update ratios are reported, not flagged; the norm layers' own scales and shifts are "
+            "listed among the other parameters.",
         )
 
-    if c.measured.adaptive:
-        findings.append(
-            Finding(
-                "adaptive",
-                (),
-                "with an adaptive optimizer (Adam, RMSprop...), each weight moves by about lr per step "
-                "whatever its gradient's size (the update is g/√v): a small gradient does not by itself slow "
-                "a layer down; it does mean that the layer changes the loss little, or that its gradient is "
-                "mostly noise (and a gradient far below Adam's eps, 1e-8, moves the weight by only about "
-                "lr·|g|/eps).",
-                "read the update column, not the gradient column, for how fast a layer learns; a vanishing "
-                "gradient still means a network that passes little signal back.",
-            )
+    if measured.adaptive:
+        add(
+            "adaptive",
+            (),
+            "with an adaptive optimizer (Adam, RMSprop...), each weight moves by about lr per step "
+            "whatever its gradient's size (the update is g/√v): a small gradient does not by itself slow "
+            "a layer down; it does mean that the layer changes the loss little, or that its gradient is "
+            "mostly noise (and a gradient far below Adam's eps, 1e-8, moves the weight by only about "
+            "lr·|g|/eps).",
+            "read the update column, not the gradient column, for how fast a layer learns; a vanishing "
+            "gradient still means a network that passes little signal back.",
         )
 
     names = [d.name for d in diagnoses if d.status == "no gradient"]
     if names:
-        findings.append(
-            Finding(
-                "no_gradient",
-                tuple(names),
-                f"no gradient reached {_names(names)} although their weights require grad.",
-                "they are unused in this forward pass or detached from the loss (.detach(), torch.no_grad).",
-            )
+        add(
+            "no_gradient",
+            names,
+            f"no gradient reached {_names(names)} although their weights require grad.",
+            "they are unused in this forward pass or detached from the loss (.detach(), torch.no_grad).",
         )
     has_dead_units = any(math.isfinite(d.dead_frac) for d in diagnoses)
-    if c.batch_size < MIN_BATCH and (has_dead_units or _has_batch_norm(c.model)):
-        findings.append(
-            Finding(
-                "small_batch",
-                (),
-                f"the batch has only {c.batch_size} examples: dead-unit fractions and batch-norm statistics "
-                "are noisy (a healthy unit looks dead on all of them with probability about "
-                f"{0.5**c.batch_size:.2g}).",
-                f"diagnose on a batch of {MIN_BATCH} or more examples for these numbers to mean much.",
-            )
+    if batch_size < MIN_BATCH and (has_dead_units or _has_batch_norm(model)):
+        add(
+            "small_batch",
+            (),
+            f"the batch has only {batch_size} examples: dead-unit fractions and batch-norm statistics "
+            "are noisy (a healthy unit looks dead on all of them with probability about "
+            f"{0.5**batch_size:.2g}).",
+            f"diagnose on a batch of {MIN_BATCH} or more examples for these numbers to mean much.",
         )
-    if c.reference is None and any(d.status == "ok" for d in diagnoses):
-        findings.append(
-            Finding(
-                "no_gradient",
-                (),
-                "the output layer's gradient is 0 or not finite: ratios to it are not defined.",
-                "check that the loss depends on the last layer (a dead or detached one gets no gradient).",
-            )
+    if report.reference is None and any(d.status == "ok" for d in diagnoses):
+        add(
+            "no_gradient",
+            (),
+            "the output layer's gradient is 0 or not finite: ratios to it are not defined.",
+            "check that the loss depends on the last layer (a dead or detached one gets no gradient).",
         )
     order = {kind: k for k, kind in enumerate(FINDING_KINDS)}
     return tuple(sorted(findings, key=lambda f: order[f.kind]))

@@ -111,10 +111,6 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
 
     The shaded band is where a layer is not flagged; red markers are flagged layers, grey ones frozen
     or without a gradient.
-
-    Args:
-        report: what ``vgcourse.diagnose.diagnose`` returned.
-        ax: axes to draw on; a new figure when None.
     """
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
@@ -133,10 +129,6 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """The forward and backward signals per layer on a log axis: mean(h_l²)/mean(x²), the forward gain,
     with the collapse and blow-up thresholds (red markers: flagged layers), and rms(∂L/∂h_l) ÷ the output
     layer's, the backward signal (hollow markers).
-
-    Args:
-        report: what ``vgcourse.diagnose.diagnose`` returned.
-        ax: axes to draw on; a new figure when None.
     """
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
@@ -160,12 +152,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
 
 @checked
 def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
-    """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags.
-
-    Args:
-        report: what ``vgcourse.diagnose.diagnose`` returned.
-        ax: axes to draw on; a new figure when None.
-    """
+    """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags."""
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
     _guide_lines(ax, report.thresholds)
@@ -179,12 +166,7 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
 
 @checked
 def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
-    """Dead (ReLU family) and saturated (sigmoid/tanh) unit fractions per layer, with their thresholds.
-
-    Args:
-        report: what ``vgcourse.diagnose.diagnose`` returned.
-        ax: axes to draw on; a new figure when None.
-    """
+    """Dead (ReLU family) and saturated (sigmoid/tanh) unit fractions per layer, with their thresholds."""
     report = _check_report(report)
     fig, ax = figure_and_axes(ax)
     x = np.arange(1, len(report.layers) + 1)
@@ -218,12 +200,8 @@ def diagnosis(
     """The whole report in four panels: forward and backward signals, gradient ratios, update:data
     ratios, dead/saturated units (three axes given: the last three only).
 
-    The title gives the verdict: the finding kinds, "NaN/inf" in red when something was not finite.
-
-    Args:
-        report: what ``vgcourse.diagnose.diagnose`` returned.
-        axes: four (or three) axes to draw on; a new figure (two rows of two panels) when None.
-        title: what the verdict is about (default: the model's class name).
+    A new figure has two rows of two panels. The title gives the verdict about ``title`` (default: the
+    model's class name): the finding kinds, in red when something was not finite.
     """
     report = _check_report(report)
     if axes is None:
@@ -269,10 +247,8 @@ def update_ratio_over_training(
     The view of Karpathy's lectures: healthy layers settle near the guide; a layer far below it is not
     learning, far above it is being rewritten at every step.
 
-    Args:
-        record: a ``MonitorRecord`` with update ratios (``train`` or ``diagnose(..., steps=n)``).
-        ax: axes to draw on; a new figure when None.
-        thresholds: where the flag lines go (default ``Thresholds()``).
+    ``record`` needs update ratios (``train`` or ``diagnose(..., steps=n)``); ``thresholds`` places the flag
+    lines (default ``Thresholds()``).
     """
     values = check_record(record, "update_ratio")
     if not np.any(np.isfinite(values)):
