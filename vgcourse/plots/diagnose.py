@@ -14,6 +14,7 @@ from vgcourse.diagnose import UPDATE_RATIO_GUIDE, DiagnosisReport, Thresholds
 from vgcourse.monitor import MonitorRecord
 from vgcourse.plots._common import (
     check_record,
+    check_result,
     checked,
     figure_and_axes,
     log_scale,
@@ -32,14 +33,6 @@ __all__ = [
 ]
 
 _OK, _BAD, _OFF, _BAND = "tab:blue", "#c0392b", "0.6", "#2e8b57"
-
-
-def _check_report(report: Any) -> DiagnosisReport:
-    if not isinstance(report, DiagnosisReport):
-        raise TypeError(
-            f"report must be a DiagnosisReport (from vgcourse.diagnose); got {type(report).__name__}"
-        )
-    return report
 
 
 def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
@@ -112,7 +105,7 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     The shaded band is where a layer is not flagged; red markers are flagged layers, grey ones frozen
     or without a gradient.
     """
-    report = _check_report(report)
+    check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
     _band(ax, limits.vanishing, limits.exploding, ("vanishing below", "exploding above"))
@@ -130,7 +123,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     with the collapse and blow-up thresholds (red markers: flagged layers), and rms(∂L/∂h_l) ÷ the output
     layer's, the backward signal (hollow markers).
     """
-    report = _check_report(report)
+    check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
     _band(ax, limits.forward_low, limits.forward_high, ("collapse below", "blow-up above"))
@@ -153,7 +146,7 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
 @checked
 def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """The update:data ratio std(ΔW)/std(W) of the step per layer, with the 1e-3 guide and the flags."""
-    report = _check_report(report)
+    check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     _guide_lines(ax, report.thresholds)
     _log_points(ax, report, report.values("update_ratio"), ("update_too_large", "update_too_small"))
@@ -167,7 +160,7 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
 @checked
 def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     """Dead (ReLU family) and saturated (sigmoid/tanh) unit fractions per layer, with their thresholds."""
-    report = _check_report(report)
+    check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     x = np.arange(1, len(report.layers) + 1)
     dead, saturated = report.values("dead_frac"), report.values("saturated_frac")
@@ -203,7 +196,7 @@ def diagnosis(
     A new figure has two rows of two panels. The title gives the verdict about ``title`` (default: the
     model's class name): the finding kinds, in red when something was not finite.
     """
-    report = _check_report(report)
+    check_result(report, DiagnosisReport, "report")
     if axes is None:
         fig, grid = plt.subplots(2, 2, figsize=(14, 9))
         axes = list(grid.flat)
@@ -257,8 +250,7 @@ def update_ratio_over_training(
             "GradientMonitor(model, optimizer), or call after_update() after each optimizer step"
         )
     limits = Thresholds() if thresholds is None else thresholds
-    if not isinstance(limits, Thresholds):
-        raise TypeError(f"thresholds must be a Thresholds or None; got {type(limits).__name__}")
+    check_result(limits, Thresholds, "thresholds")
     fig, ax = figure_and_axes(ax)
     metric_over_training(record, "update_ratio", ax=ax, log=True)
     _guide_lines(ax, limits)
