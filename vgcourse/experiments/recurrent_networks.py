@@ -4,8 +4,7 @@ A vanilla RNN runs h_t = tanh(W_ih x_t + W_hh h_{t-1} + b); with D_k = diag(1 - 
 ∂h_T/∂h_t = (D_T W_hh)⋯(D_{t+1} W_hh), a product of T - t Jacobians of norm at most ‖W_hh‖₂^(T-t), which
 for small states grows or shrinks like ρ(W_hh)^(T-t). An LSTM's cell c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t has
 the path ∂c_T/∂c_t = diag(f_{t+1} ⊙ ⋯ ⊙ f_T) (gates held fixed): no weight matrix, no tanh'; a GRU's
-h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1} has the same kind of path through z. Every model comes from
-``build_adding_model`` (seeded, PyTorch's default distribution U(-1/√H, 1/√H)); no global seed is touched.
+h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1} has the same kind of path through z.
 """
 
 from __future__ import annotations
@@ -59,9 +58,7 @@ def recurrent_blocks(model: SequenceModel) -> list[Tensor]:
     """The H×H gate blocks of the first layer's W_hh, views in PyTorch's order: rnn [W_hh]; gru [W_hr, W_hz,
     W_hn]; lstm [W_hi, W_hf, W_hg, W_ho]."""
     _check_model(model)
-    size = model.rnn.hidden_size
-    weight = model.rnn.weight_hh_l0
-    return [weight[k * size : (k + 1) * size] for k in range(_GATES[model.arch])]
+    return list(model.rnn.weight_hh_l0.chunk(_GATES[model.arch]))
 
 
 def scale_recurrent_weights(model: SequenceModel, radius: float) -> SequenceModel:
@@ -69,13 +66,10 @@ def scale_recurrent_weights(model: SequenceModel, radius: float) -> SequenceMode
     W ← ρ·W/ρ(W), so "ρ" means the same for the three architectures."""
     _check_model(model)
     radius = check_float("radius", radius, 0.0, strict_minimum=True)
-    size = model.rnn.hidden_size
     with torch.no_grad():
         for name, weight in model.rnn.named_parameters():
-            if name.startswith("weight_hh"):
-                for k in range(_GATES[model.arch]):
-                    block = weight[k * size : (k + 1) * size]
-                    block.mul_(radius / spectral_radius(block))
+            for block in weight.chunk(_GATES[model.arch]) if name.startswith("weight_hh") else ():
+                block.mul_(radius / spectral_radius(block))
     return model
 
 
@@ -90,10 +84,7 @@ def build_adding_model(
     """A ``SequenceModel`` for the adding problem (2 inputs, 1 output) whose every parameter is drawn from
     U(-1/√H, 1/√H) with a generator seeded by ``seed``; W_hh optionally rescaled to ``spectral_radius``,
     and (LSTM only) the forget-gate bias b_f set to ``forget_bias`` (None: random, ≈ 0)."""
-    check_choice("arch", arch, ARCHS)
-    check_int("hidden_size", hidden_size, minimum=1)
-    check_int("seed", seed, minimum=0)
-    model = SequenceModel(arch, INPUT_SIZE, hidden_size, 1, seed=seed)  # every parameter is redrawn below
+    model = SequenceModel(arch, INPUT_SIZE, hidden_size, 1, seed=seed)  # checks the arguments; redrawn below
     generator = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(hidden_size)
     with torch.no_grad():
@@ -119,47 +110,37 @@ def _layer_weights(model: SequenceModel) -> tuple[Tensor, Tensor, Tensor, Tensor
 
 
 def gate_trajectory(model: SequenceModel, x: Tensor) -> dict[str, Tensor]:
-    """The first recurrent layer unrolled by hand (float64, matches ``model.rnn``): states and gates.
-
-    Keys: rnn "h"; lstm "h", "c", "i", "f", "g", "o"; gru "h", "r", "z", "n". States have T + 1 rows (row 0
-    the zero initial state), gates T rows (row k - 1 for step k), each H wide; a batch x (N, T, F) instead
-    of one sequence (T, F) adds a leading batch dimension.
-    """
+    """The first recurrent layer unrolled by hand (float64): states "h" (lstm also "c"), T + 1 rows with row 0
+    zero; gates (lstm "i", "f", "g", "o"; gru "r", "z", "n"), T rows; x (N, T, F) adds a batch dimension."""
     _check_model(model)
     if not isinstance(x, Tensor) or x.ndim not in (2, 3):
         raise ValueError("x must be a (T, input_size) sequence or an (N, T, input_size) batch")
     single = x.ndim == 2
-    xs = x.detach().double().cpu()
-    xs = xs[None] if single else xs
+    xs = x.detach().double().cpu().reshape(-1, *x.shape[-2:])  # (N, T, F)
     w_ih, w_hh, b_ih, b_hh = _layer_weights(model)
     size = model.rnn.hidden_size
-    h = torch.zeros(len(xs), size, dtype=_F64)
-    c = torch.zeros(len(xs), size, dtype=_F64)
-    out: dict[str, list[Tensor]] = {"h": [h]}
-    if model.arch == "lstm":
-        out.update(c=[c], i=[], f=[], g=[], o=[])
-    elif model.arch == "gru":
-        out.update(r=[], z=[], n=[])
-    for step in range(xs.shape[1]):
-        x_t = xs[:, step]
+    h = c = torch.zeros(len(xs), size, dtype=_F64)
+    keys = {"rnn": "h", "lstm": "hcifgo", "gru": "hrzn"}[model.arch]
+    out: dict[str, list[Tensor]] = {key: [h] if key in "hc" else [] for key in keys}
+    for x_t in xs.unbind(1):
         if model.arch == "rnn":
             h = torch.tanh(x_t @ w_ih.T + h @ w_hh.T + b_ih + b_hh)
+            values: tuple[Tensor, ...] = (h,)
         elif model.arch == "lstm":
             i, f, g, o = (x_t @ w_ih.T + b_ih + h @ w_hh.T + b_hh).split(size, dim=-1)
             i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
             c = f * c + i * g
             h = o * torch.tanh(c)
-            for key, value in (("c", c), ("i", i), ("f", f), ("g", g), ("o", o)):
-                out[key].append(value)
+            values = (h, c, i, f, g, o)
         else:
             xr, xz, xn = (x_t @ w_ih.T + b_ih).split(size, dim=-1)
             hr, hz, hn = (h @ w_hh.T + b_hh).split(size, dim=-1)
             r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
             n = torch.tanh(xn + r * hn)
             h = (1 - z) * n + z * h
-            for key, value in (("r", r), ("z", z), ("n", n)):
-                out[key].append(value)
-        out["h"].append(h)
+            values = (h, r, z, n)
+        for key, value in zip(keys, values, strict=True):
+            out[key].append(value)
     stacked = {key: torch.stack(values, dim=1) for key, values in out.items()}
     return {key: value[0] for key, value in stacked.items()} if single else stacked
 
@@ -192,11 +173,7 @@ def cell_path_jacobians(model: SequenceModel, x: Tensor) -> Tensor:
 
 def state_jacobians_autograd(model: SequenceModel, x: Tensor, *, gated_path_only: bool = False) -> Tensor:
     """Autograd's ∂s_T/∂s_t for t = 0..T-1, s = h (rnn, gru) or c (lstm): (T, H, H), float64.
-
-    ``gated_path_only`` (lstm, gru) detaches h where it enters the gates, so only c_k = f_k ⊙ c_{k-1} +
-    i_k ⊙ g_k (gru: h_k = (1 - z_k) ⊙ n_k + z_k ⊙ h_{k-1}) carries the derivative: the reference for
-    ``cell_path_jacobians``. Without it every path counts.
-    """
+    ``gated_path_only`` detaches h where it enters the gates: the reference for ``cell_path_jacobians``."""
     _check_model(model)
     if gated_path_only and model.arch == "rnn":
         raise ValueError("gated_path_only needs arch 'lstm' or 'gru'")
@@ -238,8 +215,6 @@ def state_jacobians_autograd(model: SequenceModel, x: Tensor, *, gated_path_only
 
 def adding_baseline(data: DataSplit) -> float:
     """Validation MSE of always predicting the training mean of y (≈ Var(y) = 2/12 for the adding problem)."""
-    if not isinstance(data, DataSplit):
-        raise TypeError(f"data must be a DataSplit; got {type(data).__name__}")
     return float(((data.y_val - data.y_train.mean()) ** 2).mean())
 
 
@@ -255,9 +230,8 @@ def input_gradient_profile(model: SequenceModel, x: Tensor, y: Tensor) -> np.nda
 def truncated_input_gradient_profile(
     model: SequenceModel, x: Tensor, y: Tensor, truncation: int
 ) -> np.ndarray:
-    """``input_gradient_profile`` under truncated BPTT, back propagation stopped k = ``truncation`` steps
-    back: the first T - k steps run without a graph, so ∂L/∂x_{T-j} is the full value for j < k and
-    exactly 0 for j >= k (Williams and Peng, 1990). ``model``: one layer; ``x`` (N, T, F)."""
+    """``input_gradient_profile`` under truncated BPTT stopped k = ``truncation`` steps back (the first T - k
+    steps run without a graph): the full ∂L/∂x_{T-j} for j < k, exactly 0 for j >= k. ``x``: (N, T, F)."""
     _check_model(model)
     if not isinstance(x, Tensor) or x.ndim != 3:
         raise ValueError("x must be an (N, T, input_size) batch")
@@ -321,18 +295,16 @@ class BPTTCheckResult:
         """One row per formula: Jacobians compared and the largest relative error."""
         import pandas as pd
 
-        rows = [
-            ("RNN: ∂h_T/∂h_t = ∏ D_k W_hh", self.rnn_errors),
-            ("LSTM cell path: ∂c_T/∂c_t = diag(∏ f_k)", self.lstm_errors),
-            ("GRU direct path: ∂h_T/∂h_t = diag(∏ z_k)", self.gru_errors),
-        ]
-        return pd.DataFrame(
-            {
-                "Jacobians": [errors.size for _, errors in rows],
-                "max relative error": [float(errors.max()) for _, errors in rows],
-            },
-            index=pd.Index([name for name, _ in rows], name="formula"),
-        )
+        rows = {
+            "RNN: ∂h_T/∂h_t = ∏ D_k W_hh": self.rnn_errors,
+            "LSTM cell path: ∂c_T/∂c_t = diag(∏ f_k)": self.lstm_errors,
+            "GRU direct path: ∂h_T/∂h_t = diag(∏ z_k)": self.gru_errors,
+        }
+        columns = {
+            "Jacobians": [e.size for e in rows.values()],
+            "max relative error": [e.max() for e in rows.values()],
+        }
+        return pd.DataFrame(columns, index=pd.Index(list(rows), name="formula"))
 
 
 def _relative_error(value: Tensor, reference: Tensor) -> float:
@@ -346,8 +318,7 @@ def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
     steps = c.seq_len
     rnn_err, lstm_err, gru_err, bound = (np.zeros((c.n_models, steps)) for _ in range(4))
     for m in range(c.n_models):
-        radius = c.radii[m % len(c.radii)]
-        seed = c.seed + m
+        radius, seed = c.radii[m % len(c.radii)], c.seed + m
         x = torch.randn(steps, INPUT_SIZE, generator=torch.Generator().manual_seed(seed + 10_000))
         rnn = build_adding_model("rnn", c.hidden_size, seed, spectral_radius=radius)
         closed, auto = rnn_state_jacobians(rnn, x), state_jacobians_autograd(rnn, x)
@@ -372,17 +343,21 @@ def _adding_batch(seq_len: int, batch_size: int, seed: int) -> tuple[Tensor, Ten
     return data.x_train, data.y_train
 
 
-class LagProfileConfig(Config):
-    """One forward and backward pass per architecture at initialization on a batch of the adding problem of
-    length T = ``seq_len``; ``seed`` seeds the weights and the batch."""
+class _AtInit(Config):
+    """Networks at initialization on one batch of the adding problem of length T = ``seq_len``."""
 
-    archs: tuple[str, ...] = _archs()
     seq_len: int = integer(60, low=3)
-    spectral_radius: float | None = positive(None, optional=True)  # rescale W_hh to ρ (None: default scale)
-    forget_bias: float | None = real(None, optional=True)  # the LSTM's b_f (None: default ≈ 0)
     hidden_size: int = positive(32, integer=True)
     batch_size: int = positive(64, integer=True)
-    seed: int = seed_field()
+    seed: int = seed_field()  # seeds the weights and the batch
+
+
+class LagProfileConfig(_AtInit):
+    """One forward and backward pass per architecture."""
+
+    archs: tuple[str, ...] = _archs()
+    spectral_radius: float | None = positive(None, optional=True)  # rescale W_hh to ρ (None: default scale)
+    forget_bias: float | None = real(None, optional=True)  # the LSTM's b_f (None: default ≈ 0)
 
 
 @dataclass(frozen=True)
@@ -418,16 +393,12 @@ def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
     )
 
 
-class SpectralSweepConfig(Config):
+class SpectralSweepConfig(_AtInit):
     """``run_lag_profile`` at each spectral radius ρ of W_hh and once at PyTorch's default scale, with the
     same weights and batch for every ρ: only the scale of W_hh changes."""
 
     archs: tuple[str, ...] = _archs()
     radii: tuple[float, ...] = nonempty(positive(), default=(0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0), unique=True)
-    seq_len: int = integer(60, low=3)
-    hidden_size: int = positive(32, integer=True)
-    batch_size: int = positive(64, integer=True)
-    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -450,15 +421,11 @@ def run_spectral_sweep(config: SpectralSweepConfig) -> SpectralSweepResult:
 
 
 # The LSTM's forget gate at initialization
-class ForgetGateConfig(Config):
-    """LSTMs that differ only in the forget-gate bias b_f, at initialization; None is PyTorch's default
-    (b_ih + b_hh, each U(-1/√H, 1/√H), so ≈ 0). ``seed`` seeds the weights (the same for every bias)."""
+class ForgetGateConfig(_AtInit):
+    """LSTMs (the same weights) that differ only in the forget-gate bias b_f; None is PyTorch's default
+    (b_ih + b_hh, each U(-1/√H, 1/√H), so ≈ 0)."""
 
     biases: tuple[float | None, ...] = nonempty(real(optional=True), default=(None, 1.0), unique=True)
-    seq_len: int = integer(60, low=3)
-    hidden_size: int = positive(32, integer=True)
-    batch_size: int = positive(64, integer=True)
-    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -475,20 +442,18 @@ class ForgetGateResult:
         import pandas as pd
 
         last = self.config.seq_len - 1
-        rows = []
-        for k, bias in enumerate(self.config.biases):
-            profile = self.profiles[bias]
-            rows.append(
-                {
-                    "forget-gate bias b_f": "default" if bias is None else f"{bias:g}",
-                    "σ(b_f)": 1 / (1 + math.exp(-bias)) if bias is not None else 0.5,
-                    "mean forget gate": float(self.forget_mean.values[k]),
-                    f"∏ f over {last} steps": float(self.cell_path.values[k, last]),
-                    f"g_{last}/g_0": profile.relative.sel(arch="lstm", lag=last),
-                    "cell-path factor": fit_rate(self.cell_path.values[k]),
-                    "‖∂L/∂x‖ factor": profile.rate.sel(arch="lstm"),
-                }
-            )
+        rows = [
+            {
+                "forget-gate bias b_f": "default" if bias is None else f"{bias:g}",
+                "σ(b_f)": 1 / (1 + math.exp(-bias)) if bias is not None else 0.5,
+                "mean forget gate": float(self.forget_mean.values[k]),
+                f"∏ f over {last} steps": float(self.cell_path.values[k, last]),
+                f"g_{last}/g_0": self.profiles[bias].relative.sel(arch="lstm", lag=last),
+                "cell-path factor": fit_rate(self.cell_path.values[k]),
+                "‖∂L/∂x‖ factor": self.profiles[bias].rate.sel(arch="lstm"),
+            }
+            for k, bias in enumerate(self.config.biases)
+        ]
         return pd.DataFrame(rows).set_index("forget-gate bias b_f")
 
 
@@ -515,9 +480,8 @@ def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
 
 # A long-range task: the adding problem
 class LongRangeConfig(Config):
-    """Train each architecture on the same adding problem with Adam and the same budget. The first marked
-    value sits T/2 to T - 1 steps before the last; ``n_samples`` sequences are split 80/20; ‖∂L/∂x_t‖ is
-    measured on ``n_profile`` validation sequences before and after training; ``seed`` seeds everything."""
+    """Train each architecture on one adding problem (first marked value T/2 to T - 1 steps back; 80/20 split)
+    with Adam; ‖∂L/∂x_t‖ on ``n_profile`` validation sequences before and after training."""
 
     archs: tuple[str, ...] = _archs()
     seq_len: int = integer(30, low=4)
@@ -545,7 +509,7 @@ class LongRangeRun:
     val_loss: float  # the validation MSE at the end of training
     far_init: float  # geometric mean of g_k / g_0 over the lags T/2..T-1 (the first marked value's), at init
     far_trained: float  # the same after training
-    model: SequenceModel | None = None  # the trained network
+    model: SequenceModel  # the trained network
 
 
 def _far_ratio(profile: np.ndarray) -> float:
@@ -563,12 +527,9 @@ class LongRangeResult:
     runs: dict[str, LongRangeRun]  # by architecture, in ``config.archs`` order
 
     def truncated_profile(self, arch: str, truncation: int) -> np.ndarray:
-        """The trained network's g_k on the profile sequences under truncated BPTT
-        (``truncated_input_gradient_profile``): ``profile_trained`` below lag ``truncation``, 0 from it on."""
-        model = self.runs[check_choice("arch", arch, self.config.archs)].model
-        if model is None:
-            raise ValueError(f"the {arch} run did not keep its trained model")
-        c = self.config
+        """The trained network's g_k on the profile sequences under truncated BPTT (``profile_trained`` below
+        lag ``truncation``, 0 from it on)."""
+        model, c = self.runs[check_choice("arch", arch, self.config.archs)].model, self.config
         data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
         return truncated_input_gradient_profile(
             model, data.x_val[: c.n_profile], data.y_val[: c.n_profile], truncation
@@ -606,19 +567,15 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
         init = input_gradient_profile(model, x_prof, y_prof)
         history = train(model, data, train_config)
         trained = input_gradient_profile(model, x_prof, y_prof)
-        val_loss = float(history.val_loss[-1])
-        runs[arch] = LongRangeRun(
-            arch, history, init, trained, val_loss, _far_ratio(init), _far_ratio(trained), model
-        )
+        far = _far_ratio(init), _far_ratio(trained)
+        runs[arch] = LongRangeRun(arch, history, init, trained, float(history.val_loss[-1]), *far, model)
     return LongRangeResult(c, adding_baseline(data), runs)
 
 
 # Exploding gradients and clipping
 class ClippingConfig(Config):
-    """A vanilla RNN with W_hh scaled into the exploding regime, trained with each clipping method of
-    ``methods`` (a diverging run stops early); the optional ``control`` run trains the same network at
-    PyTorch's default scale of W_hh (ρ ≈ 0.6) without clipping. ``n_samples`` sequences are split 80/20;
-    clipped and raw gradients are compared on ``n_batches`` training batches; ``seed`` seeds everything."""
+    """A vanilla RNN with W_hh scaled to explode, trained with each clipping method (a diverging run stops
+    early); ``control`` also trains it at PyTorch's default scale (ρ ≈ 0.6) without clipping."""
 
     methods: tuple[str, ...] = nonempty(one_of(*CLIP_METHODS), default=CLIP_METHODS, unique=True)
     seq_len: int = integer(10, low=2)
@@ -655,29 +612,22 @@ class ClippingResult:
     control: History | None  # the control run (default scale, no clipping)
 
     def to_frame(self) -> Any:
-        """One row per run (the methods, then the control): diverged, steps run (a diverged run stops at
-        the step whose loss or gradient was inf/NaN), first loss, mean training loss of the last 50 steps,
-        and the final validation MSE, alone and over the baseline (NaN after divergence)."""
+        """One row per run (the methods, then the control); the validation MSE is NaN after divergence."""
         import pandas as pd
 
         runs = [(f"{m}, ρ = {self.config.spectral_radius:g}", h) for m, h in self.histories.items()]
         if self.control is not None:
             runs.append((f"none, default ρ = {self.default_radius:.2f}", self.control))
-        rows = []
-        for name, history in runs:
-            val = float("nan") if history.diverged else float(history.val_loss[-1])
-            rows.append(
-                {
-                    "clipping": name,
-                    "diverged": history.diverged,
-                    "steps run": history.steps_run,
-                    "first loss": float(history.loss[0]),
-                    "loss, last 50 steps": float(np.mean(history.loss[-50:])),
-                    "validation MSE": val,
-                    "validation MSE / baseline": val / self.baseline,
-                }
-            )
-        return pd.DataFrame(rows).set_index("clipping")
+        val = [math.nan if h.diverged else float(h.val_loss[-1]) for _, h in runs]
+        columns = {
+            "diverged": [h.diverged for _, h in runs],
+            "steps run": [h.steps_run for _, h in runs],
+            "first loss": [float(h.loss[0]) for _, h in runs],
+            "loss, last 50 steps": [float(np.mean(h.loss[-50:])) for _, h in runs],
+            "validation MSE": val,
+            "validation MSE / baseline": [v / self.baseline for v in val],
+        }
+        return pd.DataFrame(columns, index=pd.Index([name for name, _ in runs], name="clipping"))
 
 
 def _flat_grad(model: torch.nn.Module) -> Tensor:
@@ -721,18 +671,9 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
 
     histories = {m: train(model_at(c.spectral_radius), data, train_config(m)) for m in c.methods}
     control = train(model_at(None), data, train_config("none")) if c.control else None
-    return ClippingResult(
-        c,
-        adding_baseline(data),
-        histories,
-        np.array(norms),
-        np.array(norms_default),
-        np.array(cos_norm),
-        np.array(cos_value),
-        np.array(clipped),
-        spectral_radius(default.rnn.weight_hh_l0),
-        control,
-    )
+    arrays = map(np.array, (norms, norms_default, cos_norm, cos_value, clipped))
+    radius = spectral_radius(default.rnn.weight_hh_l0)
+    return ClippingResult(c, adding_baseline(data), histories, *arrays, radius, control)
 
 
 def average_grad_norm(history: History, start: int = 0, stop: int | None = None) -> float:
@@ -762,10 +703,8 @@ class CliffResult:
 def run_cliff(
     config: ClippingConfig, *, unclipped_steps: int = 2, n_points: int = 31, n_eval: int = 256
 ) -> CliffResult:
-    """Walk the straight line θ₀ → θ_k of the unclipped run (``train`` with ``config``'s settings stopped
-    after k = ``unclipped_steps`` steps, as ``run_clipping``'s first steps) at ``n_points`` evenly spaced
-    points and 10 more over its first tenth, measuring loss and gradient norm on ``n_eval`` validation
-    sequences; the norm-clipped run's position after k steps is the distance a clipped optimizer travels."""
+    """Walk the line θ₀ → θ_k of the unclipped run (``run_clipping``'s first k = ``unclipped_steps`` steps) at
+    ``n_points`` points and 10 more over its first tenth; compare with the norm-clipped run's k steps."""
     c = check_config(config, ClippingConfig)
     check_int("unclipped_steps", unclipped_steps, minimum=1)
     check_int("n_points", n_points, minimum=2)
@@ -775,17 +714,8 @@ def run_cliff(
 
     def weights_after(clip_norm: float | None) -> Tensor:
         model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
-        settings = derive(
-            TrainConfig,
-            c,
-            steps=unclipped_steps,
-            clip_norm=clip_norm,
-            clip_value=None,
-            monitor_every=None,
-            eval_every=unclipped_steps,
-            device="cpu",
-        )
-        train(model, data, settings)
+        settings = dict(steps=unclipped_steps, clip_norm=clip_norm, clip_value=None, monitor_every=None)
+        train(model, data, derive(TrainConfig, c, **settings, eval_every=unclipped_steps, device="cpu"))
         return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 
     model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
@@ -802,8 +732,7 @@ def run_cliff(
         loss.backward()
         losses.append(float(loss.detach()))
         norms.append(float(_flat_grad(model).norm()))
-    length = float((end - start).norm())
-    distance = fractions * length
+    distance = fractions * float((end - start).norm())
     return CliffResult(
         c, unclipped_steps, distance, np.array(losses), np.array(norms), float((clipped - start).norm())
     )
