@@ -199,4 +199,5 @@ def set_layer_ticks(ax: Axes, names: list[str], axis: str = "x", max_labels: int
 def check_result(result: Any, cls: type, name: str = "result") -> None:
     """TypeError unless ``result`` is a ``cls`` (a plot function's first check), naming both."""
     if not isinstance(result, cls):
-        raise TypeError(f"{name} must be a {cls.__name__}; got {type(result).__name__}")
+        article = "an" if cls.__name__[:1] in "AEIOU" else "a"
+        raise TypeError(f"{name} must be {article} {cls.__name__}; got {type(result).__name__}")

@@ -23,17 +23,7 @@ from vgcourse.experiments.normalization_and_optimizers import (
     TrainEvalResult,
     predicted_growth,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
-
-__all__ = [
-    "NORM_COLORS",
-    "batch_size_growth",
-    "layer_profile",
-    "layer_profiles",
-    "norm_growth",
-    "scale_invariance",
-    "train_eval",
-]
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 NORM_COLORS = {"none": "0.45", "batch": "C3", "layer": "C0", "rms": "C2"}
 NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "rms": "RMSNorm"}
@@ -49,21 +39,18 @@ def _batch_ticks(ax: Axes, sizes: np.ndarray) -> None:
 
 
 def _axes_grid(axes: Sequence[Axes] | None, n: int, nrows: int, figsize: tuple[float, float]):
-    if axes is None:
-        fig, grid = plt.subplots(nrows, n // nrows, figsize=figsize, squeeze=False)
-        return fig, list(grid.ravel())
-    axes = list(np.ravel(axes))
-    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
-        raise TypeError(f"axes must be {n} matplotlib Axes or None")
-    return axes[0].figure, axes
+    def new():
+        return plt.subplots(nrows, n // nrows, figsize=figsize, squeeze=False)
+
+    fig, grid, _ = figure_and_axes_grid(axes, n, new)
+    return fig, grid
 
 
 @checked
 def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
     """BatchNorm's relative difference between training-mode and evaluation-mode outputs against the
     batch size (log-log)."""
-    if not isinstance(result, TrainEvalResult):
-        raise TypeError(f"result must be a TrainEvalResult; got {type(result).__name__}")
+    check_result(result, TrainEvalResult)
     fig, ax = figure_and_axes(ax, figsize=(4.8, 3.2))
     sizes = np.asarray(result.config.batch_sizes)
     ax.plot(sizes, result.relative_difference.values, "o-", color=NORM_COLORS["batch"], label="measured")
@@ -121,8 +108,7 @@ def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | 
 def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
     """One network: per layer, ‖∂J/∂h_l‖, the rms of h_l and ‖∂J/∂W_l‖ on one log axis (the explorer's
     view); dashed, the backward signal's mean-field growth from the last layer."""
-    if not isinstance(result, NormProfileResult):
-        raise TypeError(f"result must be a NormProfileResult; got {type(result).__name__}")
+    check_result(result, NormProfileResult)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.6))
     cfg = result.config
     layers = np.arange(1, cfg.depth + 1)
@@ -144,8 +130,7 @@ def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
 @checked
 def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure:
     """Growth per layer of the backward signal against the batch size; dashed, the mean-field value."""
-    if not isinstance(result, BatchSizeResult):
-        raise TypeError(f"result must be a BatchSizeResult; got {type(result).__name__}")
+    check_result(result, BatchSizeResult)
     fig, ax = figure_and_axes(ax, figsize=(5.6, 3.4))
     sizes = np.asarray(result.config.batch_sizes)
     styles = {"relu": "-", "tanh": ":"}
@@ -202,8 +187,7 @@ def scale_invariance(
 def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) -> Figure:
     """Left: ‖W‖ over its initial value, step by step, one line per weight decay λ. Right: the update
     ratio lr‖g‖/‖W‖ (50-step root mean square) with the equilibrium sqrt(2 lr λ − (lr λ)²) dashed."""
-    if not isinstance(result, NormGrowthResult):
-        raise TypeError(f"result must be a NormGrowthResult; got {type(result).__name__}")
+    check_result(result, NormGrowthResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
     steps = np.arange(1, result.config.steps + 1)
     window = 50
@@ -239,8 +223,7 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
     (mean over the grid seeds, line) and the best learning rate at every seed (dots). Right: at each
     optimizer's best learning rate, how far one step moves each layer's weights, std(ΔW)/lr (log scale;
     median over seeds, band: min to max)."""
-    if not isinstance(result, OptimizerGridResult):
-        raise TypeError(f"result must be an OptimizerGridResult; got {type(result).__name__}")
+    check_result(result, OptimizerGridResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
     for optimizer in result.optimizers:
@@ -276,8 +259,7 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     """Left: the rms of each layer's weight gradient at initialization (log scale, one line per seed) and
     Adam's ε. Right: Adam's first step in learning rates, rms(ΔW)/lr, against the gradient's rms, one dot
     per layer and seed, with the update rule's g/(g + ε); steps that round to 0 in float32 are not drawn."""
-    if not isinstance(result, AdamFirstStepResult):
-        raise TypeError(f"result must be an AdamFirstStepResult; got {type(result).__name__}")
+    check_result(result, AdamFirstStepResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
     for s in range(result.grad_rms.shape[0]):
@@ -306,6 +288,3 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
         ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-__all__ = sorted([*__all__, "OPTIMIZER_COLORS", "first_step", "optimizer_grid"])
