@@ -11,7 +11,7 @@ state is left exactly as it was. With neither, the layers draw from the global g
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -32,6 +32,7 @@ __all__ = [
     "SequenceModel",
     "build_model",
     "initial_weights",
+    "keep_outputs",
     "make_norm",
     "named_layers",
 ]
@@ -474,3 +475,22 @@ def _check_sizes(in_features: int, out_features: int, depth: int, width: int) ->
     check_int("out_features", out_features, minimum=1)
     check_int("depth", depth, minimum=1)
     check_int("width", width, minimum=1)
+
+
+@contextmanager
+def keep_outputs(modules: Iterable[nn.Module]) -> Iterator[list[Tensor]]:
+    """While open, every call of one of ``modules`` appends its output to the yielded list (call order) and
+    retains its gradient: after ``loss.backward()``, ``out.grad`` is ∂L/∂out, the backward signal there."""
+
+    def keep(_module: nn.Module, _args: object, out: Tensor) -> None:
+        if out.requires_grad:
+            out.retain_grad()
+        kept.append(out)
+
+    kept: list[Tensor] = []
+    handles = [module.register_forward_hook(keep) for module in modules]
+    try:
+        yield kept
+    finally:
+        for handle in handles:
+            handle.remove()

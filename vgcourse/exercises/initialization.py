@@ -48,13 +48,11 @@ def tanh_backprop_ratio(scale: float) -> float:
         x = torch.randn(64, TANH_WIDTH, generator=g, requires_grad=True)
         h, inputs = x, []
         for _ in range(TANH_DEPTH):
-            if h is not x:
-                h.retain_grad()
             inputs.append(h)
             weight = torch.randn(TANH_WIDTH, TANH_WIDTH, generator=g) * scale / math.sqrt(TANH_WIDTH)
             h = torch.tanh(h @ weight.T)
-        h.backward(torch.randn(h.shape, generator=g))
-        logs.append(math.log(float(inputs[0].grad.norm() / inputs[-1].grad.norm())))
+        first, last = torch.autograd.grad(h, (x, inputs[-1]), torch.randn(h.shape, generator=g))
+        logs.append(math.log(float(first.norm() / last.norm())))
     return math.exp(sum(logs) / len(logs))
 
 

@@ -50,7 +50,7 @@ from vgcourse.meanfield import (
     tanh_chi,
     tanh_fixed_point,
 )
-from vgcourse.models import MLP, named_layers
+from vgcourse.models import MLP, keep_outputs, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, train
 
 INIT_SCHEMES = ("naive", "small", "standard", "xavier", "he")
@@ -270,13 +270,11 @@ def _measure(w: Tensor, b: Tensor | None, x: Tensor, g: Tensor, f: Any) -> tuple
     pre: list[Tensor] = []
     for i in range(w.shape[1]):
         weight = w[:, i].transpose(1, 2)
-        a = torch.bmm(h, weight) if b is None else torch.baddbmm(b[:, i], h, weight)
-        a.retain_grad()
-        pre.append(a)
-        h = f(a)
-    (h * g).sum().backward()
+        pre.append(torch.bmm(h, weight) if b is None else torch.baddbmm(b[:, i], h, weight))
+        h = f(pre[-1])
+    grads = torch.autograd.grad((h * g).sum(), pre)
     activation_var = torch.stack([a.detach().pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
-    grad_var = torch.stack([a.grad.pow(2).mean(dim=(1, 2)) for a in pre], dim=1)
+    grad_var = torch.stack([d.pow(2).mean(dim=(1, 2)) for d in grads], dim=1)
     return activation_var.cpu().numpy(), grad_var.cpu().numpy()
 
 
@@ -449,14 +447,8 @@ def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistogra
         for j, seed in enumerate(c.seeds):
             model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
             init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
-            model.to(device)
-            pre, h = [], x
-            for layer in model.layers:
-                a = layer.linear(h)
-                a.retain_grad()
-                pre.append(a)
-                h = layer.activation(a)
-            F.cross_entropy(model.head(h), y, reduction="sum").backward()
+            with keep_outputs(layer.linear for layer in model.to(device).layers) as pre:
+                F.cross_entropy(model(x), y, reduction="sum").backward()
             stds[k, j] = [float(a.grad.std()) for a in pre]
             if j == 0:
                 values.append(tuple(a.grad.detach().cpu().numpy().reshape(-1) for a in pre))

@@ -38,7 +38,7 @@ from vgcourse.config import (
 from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.initializers import gain, initialize
-from vgcourse.models import MLP
+from vgcourse.models import MLP, keep_outputs
 from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, evaluate, train
 
 INITS = ("kaiming_normal", "default", "xavier_normal")  # He (with the activation's gain), PyTorch's, Glorot
@@ -105,16 +105,9 @@ def _activation_stats(model: MLP, x: Tensor, activation: str, batch: Tensor) -> 
 
 def _forward_backward(model: MLP, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
     """Cross-entropy forward and backward pass keeping every z_l and the logits with their gradients."""
-    h, zs = x, []
-    for layer in model.layers:
-        z = layer.linear(h)
-        z.retain_grad()
-        zs.append(z)
-        h = layer.activation(z)
-    logits = model.head(h)
-    logits.retain_grad()
-    F.cross_entropy(logits, y).backward()
-    return zs, logits
+    with keep_outputs([*(layer.linear for layer in model.layers), model.head]) as kept:
+        F.cross_entropy(model(x), y).backward()
+    return kept[:-1], kept[-1]
 
 
 def _geometric_mean(values: np.ndarray, axis: int | None = None) -> np.ndarray:

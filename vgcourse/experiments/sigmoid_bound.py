@@ -38,7 +38,7 @@ from vgcourse.config import (
 from vgcourse.data import MNIST_SOURCES, DataSplit, circles, mnist
 from vgcourse.device import pick_device
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP
+from vgcourse.models import MLP, keep_outputs
 from vgcourse.monitor import GradientMonitor, snapshot
 from vgcourse.training import OPTIMIZERS, Callback, History, StepEvent, TrainConfig, train
 
@@ -175,16 +175,6 @@ class InitGradients:
         )
 
 
-def _keep_output(store: list[Tensor]) -> Any:
-    """A forward hook that keeps the module's output, and its gradient after backward, in ``store``."""
-
-    def hook(_module: Any, _args: Any, out: Tensor) -> None:
-        out.retain_grad()
-        store.append(out)
-
-    return hook
-
-
 def _saturated(activation: str, out: Tensor, threshold: float) -> Tensor | None:
     """Boolean mask of saturated outputs, the monitor's rule: |2u - 1| > s (sigmoid), |u| > s (tanh)."""
     if activation == "sigmoid":
@@ -210,20 +200,15 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
             layer.linear.weight.mul_(config.weight_scale)
     x = config.input_scale * torch.randn(config.batch_size, config.width, generator=generator, dtype=dtype)
     y = torch.randint(0, 10, (config.batch_size,), generator=generator)
-    pre: list[Tensor] = []  # a_l = W_l h_{l-1} + b_l, kept with their gradients by forward hooks
-    hidden: list[Tensor] = []  # h_l = f(a_l)
-    handles = [layer.linear.register_forward_hook(_keep_output(pre)) for layer in model.layers]
-    handles += [layer.register_forward_hook(_keep_output(hidden)) for layer in model.layers]
     x.requires_grad_(True)
-    try:
-        with GradientMonitor(
-            model, stats=("grad_norm", "saturated_frac"), saturation=config.saturation
-        ) as monitor:
-            F.cross_entropy(model(x), y).backward()
-            monitor.step(0)
-    finally:
-        for handle in handles:
-            handle.remove()
+    stats = ("grad_norm", "saturated_frac")
+    with (
+        keep_outputs(layer.linear for layer in model.layers) as pre,  # a_l = W_l h_{l-1} + b_l
+        keep_outputs(model.layers) as hidden,  # h_l = f(a_l)
+        GradientMonitor(model, stats=stats, saturation=config.saturation) as monitor,
+    ):
+        F.cross_entropy(model(x), y).backward()
+        monitor.step(0)
     record = monitor.record()
     with torch.no_grad():
         grad_norm = torch.stack([x.grad.norm()] + [h.grad.norm() for h in hidden]).double()
