@@ -13,7 +13,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,34 +26,24 @@ if TYPE_CHECKING:
     from vgcourse.diagnose import DiagnosisReport
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def _number(cast: Callable[[str], float], ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    """An argparse ``type``: ``cast(text)`` if ``ok`` of it, else an error saying ``what`` was expected."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,16 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("profile", "diagnose"):
         _check_model_arguments(parser, args)
     if args.command == "profile":
-        result = profile(
-            arch=args.arch,
-            depth=args.depth,
-            width=args.width,
-            activation=args.activation,
-            init=args.init,
-            norm=args.norm,
-            seq_len=args.seq_len,
-            seed=args.seed,
-        )
+        model = (args.arch, args.depth, args.width, args.activation, args.init, args.norm)
+        result = profile(*model, seq_len=args.seq_len, seed=args.seed)
         print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
     elif args.command == "diagnose":
         report = run_diagnose(args)
@@ -202,12 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(error))
         print(f"wrote {len(written)} student notebooks to {args.out_dir}")
     elif args.command == "grade":
-        from vgcourse.instructor import grade, summary
+        from vgcourse.instructor import grade, read_roster, summary
 
         missing = [p for p in args.submissions if not Path(p).is_file()]
         if missing:
             parser.error(f"no such submission: {', '.join(missing)}")
-        from vgcourse.instructor import read_roster
 
         try:
             submissions = grade(

@@ -1,10 +1,7 @@
 """The worker process of `vgcourse.instructor.grade`: executes one submission, streams what it finds.
 
-Run as a script by path (``python -I grade_worker.py``, the job as JSON on stdin), so that it imports
-neither the vgcourse package nor torch: it starts in a fraction of a second, and the student's kernel,
-its child, is all that imports the course. It loads `vgcourse.notebook_execution` (standard library and
-nbclient only) by path. Every line it writes to stdout starts with the job's channel nonce, which the
-kernel never sees.
+Run by path (``python -I grade_worker.py``, the job as JSON on stdin) so that it imports neither vgcourse
+nor torch (only the student's kernel does); every stdout line starts with the job's channel nonce.
 """
 
 from __future__ import annotations
@@ -76,13 +73,8 @@ def run(job: dict) -> None:
             status, note = "errors", "the kernel died"
         except Exception as error:  # any failure of one run is that submission's result
             status, note = "errors", f"{type(error).__name__}: {error}"[:200]
-        errors = [
-            o
-            for c in notebook.cells
-            if c.cell_type == "code"
-            for o in c.get("outputs", [])
-            if o.output_type == "error"
-        ]
+        outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        errors = [o for o in outputs if o.output_type == "error"]
         if status == "ok" and errors:
             interrupted = any(o.get("ename") == "KeyboardInterrupt" for o in errors)
             status = "timeout" if interrupted else "errors"

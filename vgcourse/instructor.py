@@ -17,7 +17,8 @@ import json
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,8 @@ GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
 
 
 def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write every ``*.ipynb`` of ``book_dir`` to ``out_dir`` without solution cells and outputs.
-
-    Args:
-        book_dir: folder of the reader notebooks (``_build/colab`` after ``make book``).
-        out_dir: destination folder, created if needed.
-
-    Raises:
-        FileNotFoundError: ``book_dir`` has no notebooks.
-        ValueError: a notebook's prose still holds glue roles (a MyST source such as ``book/``).
-    """
+    """Write every ``*.ipynb`` of ``book_dir`` (the reader notebooks, ``_build/colab``) to ``out_dir``
+    without solution cells and outputs; ValueError for a MyST source (glue roles in its prose)."""
     from nbconvert.exporters import NotebookExporter
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
     from traitlets.config import Config
@@ -77,12 +70,8 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- grading
 
 SOLUTION_TAG_NOTE = "contains solution cells (dropped before grading)"
-REFERENCE_HELPERS = (
-    "forget_gate_steps",
-    "guide_lr",
-    "per_weight_ratio",
-    "predicted_second_moment",
-    "steps_below",
+REFERENCE_HELPERS = tuple(
+    "forget_gate_steps guide_lr per_weight_ratio predicted_second_moment steps_below".split()
 )
 """Names of the reference computations (tests/exercise_solutions.py, once in the package): a submission
 that imports or calls one is flagged. An exercise id (``"detecting_and_fixing.guide_lr"``) or an answer
@@ -92,7 +81,6 @@ REFERENCE_CALLS = re.compile(
     rf"(?<![\w.])(?:{'|'.join(REFERENCE_HELPERS)})\b|\.(?:{'|'.join(REFERENCE_HELPERS)})\s*\(|"
     r"exercise_solutions|\b_KEYS\b|\b_MISTAKES\b"
 )
-STATUSES = ("ok", "errors", "timeout", "killed", "unreadable")
 OUTPUT_CAP = 2_000_000
 """Bytes of output a submission may produce; the rest is dropped (the run goes on)."""
 FUNCTION_TIMEOUT = 60.0
@@ -115,11 +103,11 @@ class GradeRow:
 
 @dataclass
 class Submission:
-    """What grading one notebook found: its status (`STATUSES`), a note, flags, and one row per exercise."""
+    """What grading one notebook found: its status, a note, flags, and one row per exercise."""
 
     student: str
     notebook: str
-    status: str
+    status: str  # "ok", "errors", "timeout", "killed" or "unreadable"
     note: str = ""
     flags: list[str] = field(default_factory=list)
     rows: list[GradeRow] = field(default_factory=list)
@@ -305,6 +293,7 @@ class _Run:
     started: float = 0.0
     lines: list[str] = field(default_factory=list)
     family: set[int] = field(default_factory=set)
+    channel: str = ""
 
 
 def identities(paths: list[Path], roster: dict[str, str] | None = None) -> list[str]:
@@ -345,20 +334,10 @@ def grade(
 ) -> list[Submission]:
     """Grade every submission; write each one's CSV rows as soon as it is graded; return them.
 
-    Each submission runs in its own worker process and kernel, in a fresh temporary folder, with
-    ``timeout`` seconds for the whole notebook (then the worker and kernel are killed; answers collected
-    so far still count). The answers are collected from the kernel as values (functions as source) and
-    checked here, outside the student's code.
-
-    Args:
-        paths: submitted notebooks (all are read before any runs).
-        out_csv: the CSV (columns: student, notebook, exercise, result, feedback, status, flags).
-        timeout: seconds per notebook, a hard limit.
-        kernel_name: the Jupyter kernel to execute them with (one that has vgcourse installed).
-        jobs: notebooks graded at once.
-        chapter: grade this chapter's exercises for everyone (default: the chapters the notebook names).
-        roster: file name -> student (default: the file's stem).
-        output_cap: bytes of output kept per notebook.
+    Each runs in its own worker process and kernel (``kernel_name``), in a fresh temporary folder, with
+    ``timeout`` seconds for the whole notebook (then both are killed; answers collected so far count),
+    ``jobs`` at once. ``chapter`` grades that chapter's exercises for everyone (default: the chapters a
+    notebook names); ``roster`` maps file name -> student (default: the file's stem).
     """
     import secrets
     import subprocess
@@ -390,9 +369,7 @@ def grade(
         if claimed is not None and str(claimed) != student:
             flags.append(f"metadata names {str(claimed)[:40]!r} (ignored)")
         pending.append(_Run(index, path, student, notebook, exercises, flags))
-    counts: dict[str, int] = {}
-    for student in students:
-        counts[student] = counts.get(student, 0) + 1
+    counts = Counter(students)
 
     with Path(out_csv).open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -404,20 +381,7 @@ def grade(
             flags = "; ".join(sub.flags)
             rows = sub.rows or [GradeRow(sub.student, sub.notebook, "", "not graded", sub.note)]
             for row in rows:
-                writer.writerow(
-                    [
-                        spreadsheet_safe(v)
-                        for v in (
-                            row.student,
-                            row.notebook,
-                            row.exercise,
-                            row.result,
-                            row.feedback,
-                            sub.status,
-                            flags,
-                        )
-                    ]
-                )
+                writer.writerow([spreadsheet_safe(v) for v in (*astuple(row), sub.status, flags)])
             handle.flush()
 
         for sub in submissions:
@@ -427,12 +391,12 @@ def grade(
         while pending or running:
             while pending and len(running) < jobs:
                 run = pending.pop(0)
-                channel = secrets.token_hex(16)
+                run.channel = secrets.token_hex(16)
                 job = {
                     "notebook": nbformat.writes(run.notebook),
                     "timeout": timeout,
                     "kernel": kernel_name,
-                    "channel": channel,
+                    "channel": run.channel,
                     "marker": marker,
                     "output_cap": output_cap,
                 }
@@ -446,7 +410,6 @@ def grade(
                 )
                 run.family.add(run.process.pid)
                 run.started = time.monotonic()
-                run.channel = channel  # type: ignore[attr-defined]
                 run.process.stdin.write(json.dumps(job))
                 run.process.stdin.close()
                 threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
@@ -470,8 +433,8 @@ def grade(
 
 def _read_lines(run: _Run) -> None:
     for line in run.process.stdout:
-        if line.startswith(run.channel + " "):  # type: ignore[attr-defined]
-            run.lines.append(line[len(run.channel) + 1 :])  # type: ignore[attr-defined]
+        if line.startswith(run.channel + " "):
+            run.lines.append(line[len(run.channel) + 1 :])
 
 
 def _finish(run: _Run, over: bool, seconds: float, timeout: float) -> Submission:
@@ -506,7 +469,7 @@ def summary(submissions: list[Submission]) -> str:
     """One line per submission: score, status, a note for errors or time-outs, and flags."""
     lines = []
     for sub in submissions:
-        attempted = sum(row.result not in ("not attempted",) for row in sub.rows)
+        attempted = sum(row.result != "not attempted" for row in sub.rows)
         line = (
             f"{sub.student:<24} {sub.score}/{len(sub.rows)} correct ({attempted} attempted)  [{sub.status}]"
         )

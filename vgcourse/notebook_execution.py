@@ -1,27 +1,13 @@
 """Notebook execution whose waits for kernel messages cannot stall for a whole cell timeout.
 
-nbclient (0.11, with jupyter_client 8's asyncio client and pyzmq 27) waits for a cell's reply with one
-``await shell_channel.get_msg(timeout=cell_timeout)`` and for its output with
-``await iopub_channel.get_msg(timeout=None)``. Each is ``await socket.poll(timeout)`` on a
-``zmq.asyncio`` socket, which the event loop watches through the socket's ``zmq.FD``. That descriptor is
-edge-triggered: anything that touches the socket (reading ``zmq.EVENTS``, ``zmq_poll``, a send) after
-a message arrived and before the loop looked clears it, and the poll then sees the message only when its
-timeout fires (tests/test_notebook_execution.py makes this happen on purpose). In CI, with two notebook
-runs at once (pytest-xdist), a chapter paused so for its whole cell timeout (600 s) after its first
-widget cell, the kernel idle and its reply already in the client's socket; which operation cleared the
-descriptor there is not known. Upstream: jupyter/nbclient#312 (open: "when cell contains ipywidget,
-execute cell will sometimes blocks"). benchmarks/notebook_stall.py is the reproducer.
-
-The fix bounds every wait on the shell and IOPub channels to slices of ``slice_s`` seconds (1 s) under
-the same overall deadline: a poll that times out ends with ``zmq_poll(0)``, which does see a waiting
-message, so a missed wake-up costs at most one slice, and the cell timeout still means what it says.
-`SlicedWaitClient` is an ``nbclient.NotebookClient`` that does this; `patch_nbclient` makes every
-``NotebookClient`` do it (for myst-nb, which creates its own clients: see `setup`, a Sphinx extension
-listed in ``_config.yml``). nbval is not affected: it uses jupyter_client's blocking client, whose waits
-are a plain ``zmq_poll`` that checks the socket itself.
-
-This module uses only the standard library and nbclient, so the Colab-path runner
-(tests/colab/run_notebook.py) loads it by path, before the chapter's install cell installs vgcourse.
+nbclient (0.11) awaits kernel messages with ``socket.poll(timeout)`` on ``zmq.asyncio`` sockets, whose
+``zmq.FD`` is edge-triggered: touching the socket between a message's arrival and the event loop's look
+clears it, and the message is then seen only when the timeout fires (in CI a chapter paused for its
+whole 600 s cell timeout; upstream jupyter/nbclient#312; reproducer benchmarks/notebook_stall.py). The
+fix waits in slices of ``SLICE_S`` under the same deadline: a timed-out poll ends with ``zmq_poll(0)``,
+which sees a waiting message, so a missed wake-up costs one slice. `SlicedWaitClient` does this;
+`patch_nbclient` (via the Sphinx extension `setup`) makes every ``NotebookClient`` do it, for myst-nb.
+Standard library and nbclient only: tests/colab/run_notebook.py loads it by path before vgcourse exists.
 """
 
 from __future__ import annotations
@@ -40,11 +26,8 @@ GetMsg = Callable[..., Awaitable[dict]]
 
 
 def sliced_get_msg(get_msg: GetMsg, slice_s: float = SLICE_S) -> GetMsg:
-    """Wrap an async ``get_msg(timeout=None)`` so that it waits in slices of at most ``slice_s`` seconds.
-
-    With ``timeout = T`` the wrapper gives up (raises ``queue.Empty``) at the same deadline ``now + T``;
-    with ``timeout=None`` it waits for ever, one slice at a time. Each slice is one call of ``get_msg``.
-    """
+    """Wrap an async ``get_msg(timeout=None)`` to wait in calls of at most ``slice_s`` seconds, giving up
+    (``queue.Empty``) at the same deadline ``now + timeout`` (never, for ``timeout=None``)."""
     if not slice_s > 0:
         raise ValueError(f"slice_s must be > 0 seconds, got {slice_s!r}")
 

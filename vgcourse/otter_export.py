@@ -8,9 +8,7 @@ variable, so a failed test shows the course's hint (``✘ Not yet: <hint>``) as 
 The package holds no solutions (`vgcourse.exercises.core`), so the master has none either: Otter
 Assign is told not to run the tests against it (``run_tests: false``).
 
-``otter assign MASTER DIST`` then writes ``DIST/student/`` (the notebook to hand out) and
-``DIST/autograder/`` (the autograder zip that ``otter run`` uses locally, ``otter grade`` in Docker,
-or Gradescope).
+``otter assign MASTER DIST`` then writes ``DIST/student/`` (the handout) and ``DIST/autograder/``.
 """
 
 from __future__ import annotations
@@ -69,11 +67,7 @@ def _test_cell(exercise: Exercise) -> str:
 
 def otter_master(chapter: str, requirements: str = "requirements.txt") -> nbformat.NotebookNode:
     """The Otter Assign master notebook of ``chapter``'s exercises: one question per exercise, worth
-    `POINTS_PER_EXERCISE`, whose hidden test passes exactly when the package's checker says correct.
-
-    Raises:
-        ValueError: ``chapter`` has no exercises (the message lists the chapters that have).
-    """
+    `POINTS_PER_EXERCISE`, whose hidden test passes exactly when the package's checker says correct."""
     exercises = chapter_exercises(chapter)
     config = (
         "# ASSIGNMENT CONFIG\n"
@@ -126,17 +120,9 @@ def otter_master(chapter: str, requirements: str = "requirements.txt") -> nbform
 
 
 def export_otter(chapter: str, out_dir: str | Path, assign: bool = True) -> Path:
-    """Write ``OUT/<chapter>.ipynb`` (the master) and ``OUT/requirements.txt`` (this vgcourse version,
-    installed in Otter's grading image); with ``assign``, run ``otter assign`` into ``OUT/dist``.
-
-    Returns:
-        The master notebook's path.
-
-    Raises:
-        ValueError: unknown chapter.
-        ModuleNotFoundError: ``assign`` without Otter-Grader installed (``pip install vgcourse[grading]``).
-        RuntimeError: ``otter assign`` failed (its output is in the message).
-    """
+    """Write ``OUT/<chapter>.ipynb`` (the master, whose path is returned) and ``OUT/requirements.txt``
+    (this vgcourse version, for Otter's grading image); with ``assign``, run ``otter assign`` into
+    ``OUT/dist`` (RuntimeError with its output when it fails)."""
     from vgcourse import __version__
 
     master = otter_master(chapter)

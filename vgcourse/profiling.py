@@ -12,7 +12,7 @@ from vgcourse._validation import check_choice, check_int
 from vgcourse.activations import ACTIVATIONS
 from vgcourse.initializers import SCHEMES, initialize
 from vgcourse.models import ARCHS, NORMS, SEQUENCE_ARCHS, build_model
-from vgcourse.monitor import MonitorRecord, snapshot
+from vgcourse.monitor import snapshot
 
 N_CLASSES = 10
 MLP_FEATURES = 64
@@ -78,17 +78,8 @@ def standard_model(
     norm: str | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """The model ``vgcourse profile`` and ``vgcourse diagnose`` study: inputs as `standard_batch`, 10 outputs.
-
-    Args:
-        arch: one of ``ARCHS`` (mlp, resmlp, rnn, gru, lstm).
-        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
-        width: hidden units per layer.
-        activation: one of ``ACTIVATIONS`` (ignored by gru/lstm, whose gates fix it).
-        init: one of ``PROFILE_INITS``, the initialization schemes that need no extra parameter.
-        norm: ``None``, ``"batch"`` or ``"layer"`` (resmlp only).
-        seed: seeds the initialization.
-    """
+    """The model ``vgcourse profile`` and ``vgcourse diagnose`` study (`build_model`, then ``init``, one of
+    ``PROFILE_INITS``, drawn from ``seed``): inputs as `standard_batch`, 10 outputs."""
     check_choice("arch", arch, ARCHS)
     check_int("depth", depth, minimum=1)
     check_int("width", width, minimum=1)
@@ -100,12 +91,9 @@ def standard_model(
             raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
     check_int("seed", seed, minimum=0)
 
-    is_sequence = arch in SEQUENCE_ARCHS
-    # the default initialization is drawn from ``seed`` in a forked random state (models.initial_weights):
-    # the caller's random state is left as it was
     model = build_model(
         arch,
-        in_features=SEQ_FEATURES if is_sequence else MLP_FEATURES,
+        in_features=SEQ_FEATURES if arch in SEQUENCE_ARCHS else MLP_FEATURES,
         out_features=N_CLASSES,
         depth=depth,
         width=width,
@@ -129,38 +117,13 @@ def profile(
     seed: int = 0,
     batch_size: int = 128,
 ) -> Profile:
-    """Build a model, run one cross-entropy forward/backward pass on `standard_batch`, report per layer.
-
-    Args:
-        arch: one of ``ARCHS`` (mlp, resmlp, rnn, gru, lstm).
-        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
-        width: hidden units per layer.
-        activation: one of ``ACTIVATIONS`` (ignored by gru/lstm, whose gates fix it).
-        init: one of the initialization ``SCHEMES`` that needs no extra parameter.
-        norm: ``None``, ``"batch"`` or ``"layer"`` (resmlp only).
-        seq_len: time steps of the sequence batch (sequence models only).
-        seed: seeds the model's initialization and the batch.
-        batch_size: examples in the batch.
-    """
+    """`standard_model`, one cross-entropy forward/backward pass on `standard_batch` (``seq_len`` steps for
+    sequence models), statistics per layer."""
     check_int("seq_len", seq_len, minimum=1)
     check_int("batch_size", batch_size, minimum=2)
     model = standard_model(arch, depth, width, activation, init, norm, seed)
-    is_sequence = arch in SEQUENCE_ARCHS
     x, y = standard_batch(arch, seq_len, batch_size, seed)
-    record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=is_sequence)
-    return _to_profile(record, arch, depth, width, activation, init, norm, seed)
-
-
-def _to_profile(
-    record: MonitorRecord,
-    arch: str,
-    depth: int,
-    width: int,
-    activation: str,
-    init: str,
-    norm: str | None,
-    seed: int,
-) -> Profile:
+    record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=arch in SEQUENCE_ARCHS)
     columns = [f.name for f in LayerProfile.__dataclass_fields__.values() if f.name != "name"]
     layers = [
         LayerProfile(name, **{c: float(getattr(record, c)[-1, i]) for c in columns})

@@ -1,32 +1,11 @@
 """Reader notebooks: the chapters as Colab and Jupyter show them, with the book's numbers in the prose.
 
-A chapter's prose is MyST Markdown written for the book build: ``{glue:text}`key:fmt``` roles,
-directives (```` ```{note} ````, ``:::{dropdown}``), cross-reference roles and ``(label)=`` targets,
-which Colab and Jupyter show as raw text. `reader_notebook` takes a chapter as the book build
-executed it (``_build/jupyter_execute/book/<chapter>.ipynb``, with its glued values in
-``<chapter>.glue.json`` beside it) and returns the same cells with plain Markdown prose:
-
-- a glue role becomes the value the page shows. ``{glue:text}`key:spec``` is formatted by myst-nb's
-  rule: v = ``ast.literal_eval`` of the glued ``text/plain`` (the text itself if that fails), cast to
-  int for the types ``bcdoxX``, to float for ``eEfFgGn%``, to str for ``s``, then ``format(v, spec)``;
-  no ``:spec`` means ``s``. ``{glue}`key``` shows the glued output of highest priority for HTML (an
-  image as a data URI, LaTeX as ``$…$``, Markdown, else the plain text);
-- admonitions become a quoted paragraph led by a bold label (``> **Note:** …``), dropdowns and other
-  titled directives a bold title over their body, ``{math}`` blocks ``$$ … $$``, code directives
-  fenced code, glue directives their value; ``{toctree}``-like directives are dropped;
-- ``{doc}``, ``{ref}`` and ``{numref}`` roles and Markdown links to other pages become links to the
-  course site; ``{math}`` becomes ``$…$``, ``{eq}`` ``(label)``, other roles their text;
-- ``{cite:t}``, ``{cite:p}`` and ``{cite}`` roles read as the site writes them with sphinxcontrib-bibtex's
-  author_year style, from the book's ``references.bib``: "He et al. [2016]" (textual) and
-  "[He et al., 2016]" (parenthetical; several keys sorted by author, year and title, as the site sorts
-  them), one author "Hochreiter", two "Kingma and Ba", three or more "He et al."; the year (textual)
-  or author and year (parenthetical) link to the site's references page;
-- ``(label)=`` targets, ``%`` comment lines and ``+++`` cell breaks are dropped.
-
-Code cells keep their source, so the Colab install cell stays first. No output is stored: a reader
-sees what their own run produces (the plots and widgets of the site come from running the cells), and
-the files stay small. ``make book`` writes them to ``_build/colab/``; ``python -m
-vgcourse.reader_notebooks`` writes them again from an existing build.
+`reader_notebook` turns an executed chapter (``_build/jupyter_execute/book/<chapter>.ipynb`` and its
+``.glue.json``) into the same cells with plain Markdown prose: glue roles become the values the page
+shows (myst-nb's rules), admonitions quoted paragraphs with a bold label, cross-references and citations
+links to the site (author_year style: "He et al. [2016]", "[He et al., 2016]"); targets, ``%`` comments
+and ``+++`` breaks go. Code cells keep their source, without outputs. ``make book`` writes them to
+``_build/colab/``; ``python -m vgcourse.reader_notebooks`` writes them again from an existing build.
 """
 
 from __future__ import annotations
@@ -44,32 +23,9 @@ from typing import Any
 
 import nbformat
 
-__all__ = [
-    "Citation",
-    "Site",
-    "format_glue_text",
-    "read_citations",
-    "glue_values",
-    "main",
-    "reader_notebook",
-    "site_of",
-    "to_plain_markdown",
-    "write_reader_notebooks",
-]
-
-ADMONITIONS = {
-    "admonition": "",
-    "attention": "Attention",
-    "caution": "Caution",
-    "danger": "Danger",
-    "error": "Error",
-    "hint": "Hint",
-    "important": "Important",
-    "note": "Note",
-    "seealso": "See also",
-    "tip": "Tip",
-    "todo": "To do",
-    "warning": "Warning",
+ADMONITIONS = {"admonition": "", "seealso": "See also", "todo": "To do"} | {
+    name: name.capitalize()
+    for name in "attention caution danger error hint important note tip warning".split()
 }
 DROPPED_DIRECTIVES = {"toctree", "tableofcontents", "bibliography", "index", "include", "only", "raw"}
 CODE_DIRECTIVES = {"code", "code-block", "sourcecode", "code-cell"}
@@ -88,22 +44,21 @@ _TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
 _EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
 _LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^()\s]+\.(?:md|ipynb))(?P<anchor>#[^()\s]*)?\)")
 _HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*\s*$", re.M)
+_ROLE_FORMATS = {"math": "${}$", "emphasis": "*{}*"} | {
+    **{name: f"<{name}>{{}}</{name}>" for name in ("sub", "sup", "kbd")},
+    **dict.fromkeys(("code", "literal", "samp", "file", "command", "program"), "`{}`"),
+    **dict.fromkeys(("guilabel", "menuselection", "strong"), "**{}**"),
+}
 _MATH_LABEL = re.compile(r"^(?P<fence>\s*\$\$)\s*\([\w:.-]+\)\s*$")
 
 
 @dataclass(frozen=True)
 class Citation:
-    """How the site cites one bibliography entry (sphinxcontrib-bibtex, author_year style).
+    """How the site cites one bibliography entry (sphinxcontrib-bibtex, author_year style)."""
 
-    Attributes:
-        authors: last names as the site writes them: "Hochreiter", "Kingma and Ba", "He et al.".
-        year: the entry's year.
-        sort_key: the order of several keys in one role: (authors' last names, year, title), lowercase.
-    """
-
-    authors: str
+    authors: str  # "Hochreiter", "Kingma and Ba", "He et al."
     year: str
-    sort_key: tuple[str, str, str] = ("", "", "")
+    sort_key: tuple[str, str, str] = ("", "", "")  # (last names, year, title), lowercase: order in one role
 
 
 def read_citations(bibfile: str | Path) -> dict[str, Citation]:
@@ -129,21 +84,13 @@ def read_citations(bibfile: str | Path) -> dict[str, Citation]:
 
 @dataclass(frozen=True)
 class Site:
-    """Where the book is published and what its pages are called, for links that leave a notebook.
+    """Where the book is published and what its pages are called, for links that leave a notebook."""
 
-    Attributes:
-        url: the site's address, ending in ``/`` (a page ``book/intro`` is at ``url + "book/intro.html"``).
-        titles: page title of each document name (``"book/intro"``), for ``{doc}`` roles without text.
-        labels: ``(document name, title)`` of each ``(label)=`` target, for ``{ref}`` roles.
-        citations: `Citation` of each bibliography key, for ``{cite}`` roles.
-        references: document name of the page that lists the references (citations link to it).
-    """
-
-    url: str
-    titles: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    citations: Mapping[str, Citation] = field(default_factory=dict)
-    references: str = "book/references"
+    url: str  # ends in "/"; page "book/intro" is at url + "book/intro.html"
+    titles: Mapping[str, str] = field(default_factory=dict)  # docname -> title, for {doc} without text
+    labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, title)
+    citations: Mapping[str, Citation] = field(default_factory=dict)  # bibliography key -> Citation
+    references: str = "book/references"  # docname of the page citations link to
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not re.match(r"^https?://.+/$", self.url):
@@ -288,22 +235,14 @@ class _Converter:
             docname, title = self.site.labels.get(target, ("", target))
             text = re.sub(r"\s*(%s|\{number\}|\{name\})\s*", " ", text or title).strip() or title
             return f"[{text}]({self.site.page(docname, target)})" if docname else text
-        if name == "math":
-            return f"${content}$"
+        if name in _ROLE_FORMATS:
+            return _ROLE_FORMATS[name].format(content)
         if name == "eq":
             return text or f"({target})"
         if name.startswith("cite"):
             return self._cite(name, content)
-        if name in ("sub", "sup", "kbd"):
-            return f"<{name}>{content}</{name}>"
         if name == "abbr":
             return re.sub(r"\s*\(.*\)$", "", content, flags=re.S)
-        if name in ("code", "literal", "samp", "file", "command", "program"):
-            return f"`{content}`"
-        if name in ("guilabel", "menuselection", "strong"):
-            return f"**{content}**"
-        if name == "emphasis":
-            return f"*{content}*"
         return text or target
 
     def _cite(self, name: str, content: str) -> str:
@@ -455,14 +394,8 @@ def _options(body: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def to_plain_markdown(text: str, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str) -> str:
-    """MyST Markdown of page ``docname`` (``book/linear_chain``) as plain Markdown (module docstring).
-
-    Args:
-        text: the Markdown.
-        glue: the page's glued outputs, ``{key: {"data": {mime: value}, "metadata": {...}}}``.
-        site: where links to other pages go.
-        docname: the page's document name, for relative references.
-    """
+    """MyST Markdown of page ``docname`` (``book/linear_chain``) as plain Markdown; ``glue`` holds the
+    page's glued outputs, ``{key: {"data": {mime: value}, "metadata": {...}}}``."""
     return _Converter(glue, site, docname).markdown(text)
 
 
@@ -514,18 +447,8 @@ def _glue_of(executed_path: Path, executed: nbformat.NotebookNode) -> dict[str, 
 def write_reader_notebooks(
     book_dir: str | Path, build_dir: str | Path, out_dir: str | Path, site_url: str
 ) -> list[Path]:
-    """Write ``out_dir/<chapter>.ipynb`` for every chapter ``book_dir/<chapter>.ipynb`` of a built book.
-
-    Args:
-        book_dir: the chapters' folder (``book``); its name is also the folder of the executed copies.
-        build_dir: the book build's folder (``_build``), holding ``jupyter_execute/<book>/``.
-        out_dir: destination, created if needed (``_build/colab``).
-        site_url: the published site, for links to other pages.
-
-    Raises:
-        FileNotFoundError: a chapter has no executed copy (the book is not built).
-        ValueError: a chapter changed after the build, or its prose cannot be converted.
-    """
+    """Write ``out_dir/<chapter>.ipynb`` for every chapter ``book_dir/<chapter>.ipynb`` of the book built
+    in ``build_dir`` (executed copies in ``build_dir/jupyter_execute/<book_dir name>/``)."""
     book, out = Path(book_dir), Path(out_dir)
     chapters = sorted(book.glob("*.ipynb"))
     if not chapters:
@@ -540,9 +463,7 @@ def write_reader_notebooks(
             raise FileNotFoundError(f"{executed_path} is missing: build the book first (`make book`)")
         executed = nbformat.read(executed_path, as_version=4)
         source = nbformat.read(source_path, as_version=4)
-        if [(c.cell_type, c.source) for c in executed.cells] != [
-            (c.cell_type, c.source) for c in source.cells
-        ]:
+        if _sources(executed) != _sources(source):
             raise ValueError(f"{source_path} changed after the book was built: run `make book` again")
         docname = f"{book.name}/{source_path.stem}"
         notebook = reader_notebook(executed, _glue_of(executed_path, executed), site, docname)
