@@ -48,12 +48,6 @@ def between(name: str, value: object, low: float, high: float) -> None:
     expect(f"{name} < {high:g}", value, "<", high)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
 def signs(request: pytest.FixtureRequest) -> dfx.WarningSignsResult:
     return dfx.run_warning_signs(dfx.WarningSignsConfig(seed=request.param, device="cpu"))

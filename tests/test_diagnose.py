@@ -40,12 +40,6 @@ SEEDS = (0, 1, 2)
 CE = nn.CrossEntropyLoss()
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def layers(*numbers: int) -> set[str]:
     return {f"layer {n}" for n in numbers}
 

@@ -3,8 +3,6 @@ the plot functions (VGCOURSE_STRICT_FIGURES=1)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,12 +21,6 @@ from vgcourse.plots.figure_check import (
     check_figure,
     figure_problems,
 )
-
-
-@pytest.fixture(autouse=True)
-def close_figures() -> Iterator[None]:
-    yield
-    plt.close("all")
 
 
 def compliant(width: float = 6.4) -> Figure:

@@ -40,12 +40,6 @@ def _close(name: str, value: object, target: object, rtol: float) -> None:
     expect(name, np.abs(np.asarray(value) / np.asarray(target) - 1), "<", rtol)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module")
 def sweep30() -> ex.SchemeSweep:
     return ex.run_scheme_sweep(ex.SchemeSweepConfig(depth=30, seeds=OTHER_SEEDS))

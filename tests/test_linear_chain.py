@@ -21,12 +21,6 @@ from vgcourse.plots.figure_check import check_figure
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 # ----------------------------------------------------------------------------------------------------
 # The derivation: closed forms vs autograd
 

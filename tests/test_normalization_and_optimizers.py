@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -20,13 +19,6 @@ from vgcourse.experiments import normalization_and_optimizers as no
 from vgcourse.explorers import normalization_and_optimizers as explorers
 from vgcourse.models import RMSNorm, make_norm
 from vgcourse.plots import normalization_and_optimizers as plots
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
 
 # --- Normalization (N1) ---
 

@@ -44,12 +44,6 @@ def far(profile: rn.LagProfileResult, arch: str) -> float:
     return profile.relative.sel(arch=arch, lag=profile.config.seq_len - 1)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Bad inputs to the building blocks (each Config's field constraints: tests/test_contracts.py)
 

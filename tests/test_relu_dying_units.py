@@ -39,12 +39,6 @@ def _between(name: str, value: object, low: float, high: float) -> None:
     expect(f"{name} <= high", value, "<=", high)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Bad inputs
 

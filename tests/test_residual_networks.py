@@ -31,12 +31,6 @@ N_NETWORKS = dict(
 )  # the module experiments: seeds min(SEEDS), min + 1, ...
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 # ----------------------------------------------------------------------------------------------------
 # The derivation: one block's Jacobian is I + αJ, and the product expands into paths
 

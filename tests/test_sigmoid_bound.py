@@ -29,12 +29,6 @@ from vgcourse.plots.figure_check import check_figure
 C = "sigmoid_bound: "  # every claim's name starts with the chapter's
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 # -- 1. the derivative ------------------------------------------------------------------------------------
 
 

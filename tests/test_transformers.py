@@ -25,12 +25,6 @@ from vgcourse.plots import transformers as plots
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 N_NETWORKS = dict(n_seeds=len(SEEDS), seed=min(SEEDS))  # seeds min(SEEDS), min + 1, ...
 
 

@@ -24,12 +24,6 @@ LOW_LR, HIGH_LR = 0.003, 0.01
 CHANCE_LOSS = math.log(tx.SORT_VOCAB)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module")
 def warmup() -> tx.WarmupResult:
     """The chapter's warmup experiment at lr 1e-2 (every variant) at every claim seed."""
