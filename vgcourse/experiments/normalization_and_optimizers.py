@@ -31,9 +31,7 @@ ACTIVATIONS = ("relu", "tanh")
 SCALE_INVARIANT = ("batch", "layer", "rms")  # the norms after which f(cW) = f(W)
 
 
-# --- 1. Jacobians ---
-
-
+# -- 1. Jacobians --------------------------------------------------------------------------------------------
 def _layer_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
     """J = diag(γ)/σ (I − 11ᵀ/n − x̂x̂ᵀ/n) for one example x of n features."""
     n = x.numel()
@@ -124,9 +122,7 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
     return JacobianCheckResult(config, errors, along_x, along_ones, scale_ratio)
 
 
-# --- 2. BatchNorm in training and in evaluation mode ---
-
-
+# -- 2. BatchNorm in training and in evaluation mode ---------------------------------------------------------
 class TrainEvalConfig(Config):
     """Linear(64 → width) + BatchNorm1d on digits, running statistics = the whole training split's; its
     output on random small batches in training mode (batch statistics) vs evaluation mode."""
@@ -170,9 +166,7 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     return TrainEvalResult(config, grid)
 
 
-# --- 3. Deep plain networks with each normalization: per-layer forward and backward signals ---
-
-
+# -- 3. Deep plain networks with each normalization: per-layer forward and backward signals ------------------
 def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
     """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1) by Gauss–Hermite quadrature (ReLU: 1/2, 1/2 − 1/(2π),
     1/2)."""
@@ -309,9 +303,7 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
     return BatchSizeResult(config, Grid(values, name="growth per layer", **axes))
 
 
-# --- 4. Scale invariance ---
-
-
+# -- 4. Scale invariance -------------------------------------------------------------------------------------
 def _one_norm_net(norm: str, width: int, seed: int) -> nn.Sequential:
     """digits → W (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for every c > 0 (up to ε)."""
     with initial_weights(seed):
@@ -322,7 +314,7 @@ def _one_norm_net(norm: str, width: int, seed: int) -> nn.Sequential:
 
 def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> list[tuple[float, ...]]:
     """SGD on ``_one_norm_net`` with one random batch per step (from seed + 1): W ← (1 − lr_w λ) W − lr_w g,
-    the other weights ← − lr g. Over the steps: the losses, ‖W‖² before each step, ‖W‖ after it, ‖g‖²."""
+    the rest ← − lr g. Per step: the loss, ‖W‖ after it, lr_w‖g‖/‖W‖, |Δ‖W‖² − lr_w²‖g‖²| / ‖W‖² (λ = 0)."""
     data = shared_digits()
     x_all, y_all = data.x_train.double(), data.y_train
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -338,7 +330,11 @@ def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> lis
             for p in model.parameters():
                 p -= (lr_w if p is w else config.lr) * p.grad
             after = float(w.norm())
-        rows.append((float(loss.detach()), before, after, g2))
+        ratio, error = (
+            lr_w * math.sqrt(g2) / math.sqrt(before),
+            abs(after**2 - before - lr_w**2 * g2) / after**2,
+        )
+        rows.append((float(loss.detach()), after, ratio, error))
     return list(zip(*rows, strict=True))
 
 
@@ -430,7 +426,7 @@ def run_same_path(config: SamePathConfig) -> SamePathResult:
         model = _one_norm_net(config.norm, config.width, config.seed)
         with torch.no_grad():
             model[0].weight.mul_(w_scale)
-        loss, _, after, _ = _sgd(model, config, lr_w)
+        loss, after, _, _ = _sgd(model, config, lr_w)
         losses.append(loss)
         norms.append(np.asarray(after) / w_scale)
     losses = np.array(losses)
@@ -483,15 +479,12 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
         with torch.no_grad():
             model[0].weight.mul_(config.init_scale)
         initial = float(model[0].weight.detach().norm())
-        loss, before, after, g2 = _sgd(model, config, config.lr, wd)
+        loss, after, ratio, error = _sgd(model, config, config.lr, wd)
         losses.append(loss)
         norms.append(after)
-        ratios.append([config.lr * math.sqrt(g) / math.sqrt(b) for g, b in zip(g2, before, strict=True)])
+        ratios.append(ratio)
         if wd == 0.0:
-            errors = (
-                abs(a**2 - b - config.lr**2 * g) / a**2 for a, b, g in zip(after, before, g2, strict=True)
-            )
-            growth_error = max(growth_error, *errors)
+            growth_error = max(growth_error, *error)
     weight_norm, update_ratio = np.array(norms), np.array(ratios)
     tails = [row[int(len(row) * 0.75) :] for row in update_ratio]
     a = [config.lr * wd for wd in config.weight_decays]
@@ -509,8 +502,7 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     )
 
 
-# --- 5. Internal covariate shift: batch norm with injected random shifts (after Santurkar et al. 2018) ---
-
+# -- 5. Internal covariate shift: batch norm with injected random shifts (after Santurkar et al. 2018) -------
 SHIFT_NETWORKS = ("none", "batch", "noisy batch")
 
 
@@ -600,8 +592,7 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
     return ShiftResult(config, final)
 
 
-# --- 6. Adaptive optimizers ---
-
+# -- 6. Adaptive optimizers ----------------------------------------------------------------------------------
 ADAM_EPS = 1e-8  # Adam's ε: PyTorch's default, which ``vgcourse.training`` uses
 OPTIMIZER_NAMES = {"momentum": "SGD, momentum 0.9", "adam": "Adam"}
 _ADAM = {"optimizer": "adam", "monitor_every": None, "device": "cpu"}  # Adam runs' TrainConfig
@@ -927,9 +918,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     return DeadUnitsResult(config, units, *table.T, np.array(moved), np.array(accuracy))
 
 
-# --- 7. vgcourse.diagnose under Adam and on a normalized network ---
-
-
+# -- 7. vgcourse.diagnose under Adam and on a normalized network ---------------------------------------------
 class DiagnoseConfig(Config):
     """``vgcourse.diagnose`` on the sigmoid chapter's two-circles network at initialization, once per
     optimizer: one step on the first ``batch_size`` training points."""
