@@ -36,6 +36,7 @@ from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, named_layers
+from vgcourse.monitor import DEFAULT_STATS
 from vgcourse.training import History, TrainConfig, train
 
 GRID_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
@@ -517,7 +518,9 @@ def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemedies
         model = remedy.build(config.blocks, config.width, config.seed).to(device)
         clip = config.clip_norm if remedy.clip else None
         report = diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum", clip_norm=clip)
-        history = train(model, data, derive(TrainConfig, config, optimizer="momentum", clip_norm=clip))
+        stats = (*DEFAULT_STATS, "update_ratio")  # RemedyRun reads the update ratios
+        train_config = derive(TrainConfig, config, optimizer="momentum", clip_norm=clip, monitor_stats=stats)
+        history = train(model, data, train_config)
         runs[remedy] = RemedyRun(remedy, report, history, steps_to_target(history, config.target_loss))
     return MonitoredRemediesResult(config, runs)
 
