@@ -23,7 +23,7 @@ from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights, make_norm
+from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm
 from vgcourse.training import Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
@@ -194,7 +194,7 @@ def predicted_growth(norm: str, activation: str) -> float:
 
 class _PlainStack(nn.Module):
     """x_l = φ(N(W_l x_{l−1})), l = 1..L, then a linear head; W_l ~ N(0, g/n_in) without bias (g = 2 for
-    ReLU, 1 for tanh and for the first layer); ``forward(x, record)`` appends each h_l = W_l x_{l−1}."""
+    ReLU, 1 for tanh and for the first layer)."""
 
     def __init__(self, depth: int, width: int, norm: str, activation: str, in_features: int = 64):
         super().__init__()
@@ -212,13 +212,9 @@ class _PlainStack(nn.Module):
             self.head.weight.normal_(0.0, math.sqrt(1.0 / width))
             self.head.bias.zero_()
 
-    def forward(self, x: Tensor, record: list[Tensor] | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         for linear, norm in zip(self.linears, self.norms, strict=True):
-            h = linear(x)
-            if record is not None:
-                h.retain_grad()
-                record.append(h)
-            x = self.activation(norm(h))
+            x = self.activation(norm(linear(x)))
         return self.head(x)
 
 
@@ -255,9 +251,9 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
         model = _PlainStack(config.depth, config.width, config.norm, config.activation)
     gen = torch.Generator().manual_seed(config.seed + 1)
     idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
-    record: list[Tensor] = []
-    loss = nn.functional.cross_entropy(model(data.x_train[idx], record), data.y_train[idx])
-    loss.backward()
+    with keep_outputs(model.linears) as record:  # h_l = W_l x_{l−1}
+        loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        loss.backward()
     forward = np.array([float(h.detach().double().pow(2).mean().sqrt()) for h in record])
     b = np.array([float(h.grad.double().norm()) for h in record])  # float64: no overflow of Σg²
     weight_grad = np.array([float(lin.weight.grad.double().norm()) for lin in model.linears])
@@ -738,29 +734,17 @@ class AdamFirstStepResult:
     predicted: np.ndarray  # rms over the entries of |g|/(|g| + ε): the update rule's value
 
 
-def _keep_grad(store: dict[int, Tensor], index: int, grad: Tensor) -> None:
-    store[index] = grad.detach().clone()
-
-
 def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
-    """One Adam step (``train`` with steps=1); a tensor hook keeps every weight gradient."""
+    """One Adam step (``train`` with steps=1); its gradient stays in ``w.grad``."""
     check_config(config, AdamFirstStepConfig)
     grad_rms, step, predicted = [], [], []
     for seed in config.seeds:
         c, data, model = _circles_net(seed, config.depth)
         weights = [layer.linear.weight for layer in model.layers] + [model.head.weight]
         before = [w.detach().clone() for w in weights]
-        grads: dict[int, Tensor] = {}
-        hooks = [w.register_hook(functools.partial(_keep_grad, grads, i)) for i, w in enumerate(weights)]
-        try:
-            train(
-                model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM)
-            )
-        finally:
-            for hook in hooks:
-                hook.remove()
+        train(model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM))
         with torch.no_grad():
-            g = [grads[i].double() for i in range(len(weights))]
+            g = [w.grad.double() for w in weights]
             moved = [(w.detach() - b).double() for w, b in zip(weights, before, strict=True)]
             grad_rms.append([float(x.square().mean().sqrt()) for x in g])
             step.append([float(x.square().mean().sqrt()) / config.lr for x in moved])
@@ -816,11 +800,6 @@ def _lag_terms(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(terms[::-1]), rnn.weight_hh_l0.grad.detach().double()
 
 
-def _adam_direction(g: Tensor) -> Tensor:
-    """Adam's first step in learning rates, g/(|g| + ε) entrywise."""
-    return g / (g.abs() + ADAM_EPS)
-
-
 def run_far_lag(config: FarLagConfig) -> FarLagResult:
     """Split ∂L/∂W_hh of a fresh vanilla RNN by lag at each seed (one backward pass, no training)."""
     check_config(config, FarLagConfig)
@@ -835,8 +814,8 @@ def run_far_lag(config: FarLagConfig) -> FarLagResult:
         lag_norm.append(terms.flatten(1).norm(dim=1).numpy())
         error.append(float((total - autograd).abs().max() / autograd.abs().max()))
         sgd.append(float(far.norm() / total.norm()))
-        step = _adam_direction(total)
-        adam.append(float((step - _adam_direction(total - far)).norm() / step.norm()))
+        step, rest = total / (total.abs() + ADAM_EPS), total - far  # Adam's first step g/(|g| + ε), in lr
+        adam.append(float((step - rest / (rest.abs() + ADAM_EPS)).norm() / step.norm()))
     return FarLagResult(config, np.array(lag_norm), np.array(error), np.array(sgd), np.array(adam))
 
 
