@@ -9,13 +9,13 @@ naive recorder that copies every gradient to NumPy each step. Time is the proces
 the median over rounds of (variant / plain - 1) within a round, with its interquartile range.
 Goal (issue 14): default statistics <= +10 % at every=1 and <= +2 % at every=10.
 
-Measured (session 6, 2-core VM shared with seven other jobs, load average 3.5-6, 40 rounds): default +17.9 %
-[IQR +14.5, +20.5] at every=1 and +3.3 % [+1.0, +5.8] at every=10 (before this session's changes: +48 % and
-+9 %, 10 rounds, similar load); the update ratio adds ~20 points at every=1, so it is opt-in; "all" +61 % and
-+7 %; naive +39 %. The goals are not met on that loaded machine. A recorded step costs ~1.9 ms there: 21
-forward hooks and 21 backward tensor hooks (a norm each), 21 gradient norms read from memory, one host copy;
-its parts timed alone add up to ~0.7 ms (~8 % of a quiet 8.5 ms step). The update ratio needs an exact copy
-of the weights before the step and their difference after it: 4 passes over 5 MB, ~+12 % alone.
+Measured (session 6, 2-core VM shared with other jobs, 40 rounds, load average 1.8): default +17.1 % [IQR
++15.3, +19.6] at every=1 and +2.7 % [+0.0, +6.2] at every=10 (load 3.5: +17.9 % and +3.3 %; before this
+session's changes +48 % and +9 %); the update ratio adds ~18 points at every=1, so it is opt-in; "all" +56 %
+and +8 %; naive +39 %. The goals are not met. A recorded step costs ~1.7 ms: 21 forward hooks and 21
+backward tensor hooks (a norm each), 21 gradient norms read from memory, one host copy; timed alone these
+parts add up to ~0.7 ms, in the training loop they cost more than twice that. The update ratio needs an
+exact copy of the weights before the step and their difference after it: 4 passes over 5 MB, ~+12 % alone.
 """
 
 from __future__ import annotations
