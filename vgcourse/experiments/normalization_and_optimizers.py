@@ -142,7 +142,6 @@ class TrainEvalResult:
 
 
 def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
-    """BatchNorm normalized by the batch's own mean and variance vs by the running statistics."""
     check_config(config, TrainEvalConfig)
     data = shared_digits()
     gen = torch.Generator().manual_seed(config.seed)
@@ -244,7 +243,6 @@ class NormProfileResult:
 
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
-    """The forward signal, the backward signal and the weight gradients layer by layer."""
     check_config(config, NormProfileConfig)
     data = shared_digits()
     with initial_weights(config.seed):
@@ -283,7 +281,6 @@ class BatchSizeResult:
 
 
 def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
-    """``run_norm_profile`` for every norm × activation × batch size × seed."""
     check_config(config, BatchSizeConfig)
 
     def growth(norm: str, act: str, b: int) -> float:
@@ -301,7 +298,7 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
 
 # -- 4. Scale invariance -------------------------------------------------------------------------------------
 def _one_norm_net(norm: str, width: int, seed: int) -> nn.Sequential:
-    """digits → W (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for every c > 0 (up to ε)."""
+    """digits → W (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for c > 0 (up to ε)."""
     with initial_weights(seed):
         return nn.Sequential(
             nn.Linear(64, width, bias=False), make_norm(norm, width), nn.ReLU(), nn.Linear(width, 10)
@@ -361,7 +358,6 @@ class ScaleInvarianceResult:
 
 
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
-    """J(cW) and ∇_W J(cW) for each c, with the same batch and the other weights fixed."""
     check_config(config, ScaleInvarianceConfig)
     model = _one_norm_net(config.norm, config.width, config.seed)
     data = shared_digits()
@@ -414,7 +410,7 @@ class SamePathResult:
 
 
 def run_same_path(config: SamePathConfig) -> SamePathResult:
-    """Train three copies: (W, lr), (cW, c² lr on W) and (cW, lr); the same batches and other weights."""
+    """Train the three copies on the same batches."""
     check_config(config, SamePathConfig)
     c = config.scale
     losses, norms = [], []
@@ -446,27 +442,22 @@ class NormGrowthConfig(Config):
 
 @dataclass(frozen=True)
 class NormGrowthResult:
-    """Rows: weight decays; columns: steps. ``weight_norm`` ‖W‖ after the step, ``update_ratio`` lr‖g‖/‖W‖
-    (``vgcourse.diagnose``'s ratio), ``loss``; ``growth_error`` = max over steps without weight decay of
-    |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖². Grids over the weight decay λ: ``norm_at_end`` ‖W‖ at the
-    end over ‖W‖ at the start, ``tail_ratio`` rms of the update ratio over the last quarter of the steps,
-    ``predicted_ratio`` its equilibrium sqrt(2 lr λ − (lr λ)²) (van Laarhoven 2017: (1 − lr λ)² ‖W‖² +
-    lr² ‖g‖² = ‖W‖²)."""
+    """Arrays: rows weight decays, columns steps. Equilibrium (van Laarhoven 2017): (1 − lr λ)² ‖W‖² +
+    lr² ‖g‖² = ‖W‖², so the update ratio tends to sqrt(2 lr λ − (lr λ)²)."""
 
     config: NormGrowthConfig
-    weight_norm: np.ndarray
-    update_ratio: np.ndarray
+    weight_norm: np.ndarray  # ‖W‖ after each step
+    update_ratio: np.ndarray  # lr‖g‖/‖W‖ (``vgcourse.diagnose``'s ratio)
     loss: np.ndarray
     initial_norm: float
-    growth_error: float
-    norm_at_end: Grid
-    tail_ratio: Grid
-    predicted_ratio: Grid
+    growth_error: float  # max over steps at λ = 0 of |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²
+    norm_at_end: Grid  # (weight_decay,) ‖W‖ at the end / at the start
+    tail_ratio: Grid  # rms of the update ratio over the last quarter of the steps
+    predicted_ratio: Grid  # the equilibrium sqrt(2 lr λ − (lr λ)²)
 
 
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
-    """SGD with W ← (1 − lr λ) W − lr g on the normalized layer's W and W ← W − lr g elsewhere; the same
-    initial weights and batches for every λ."""
+    """SGD with W ← (1 − lr λ) W − lr g on the normalized layer, the same start and batches for every λ."""
     check_config(config, NormGrowthConfig)
     norms, ratios, losses = [], [], []
     growth_error = initial = 0.0
@@ -481,20 +472,19 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
         ratios.append(ratio)
         if wd == 0.0:
             growth_error = max(growth_error, *error)
-    weight_norm, update_ratio = np.array(norms), np.array(ratios)
-    tails = [row[int(len(row) * 0.75) :] for row in update_ratio]
-    a = [config.lr * wd for wd in config.weight_decays]
-    wds = {"weight_decay": config.weight_decays}
-    return NormGrowthResult(
-        config,
-        weight_norm,
-        update_ratio,
-        np.array(losses),
-        initial,
-        growth_error,
+    weight_norm, update_ratio, wds = np.array(norms), np.array(ratios), {"weight_decay": config.weight_decays}
+    tails = [float(np.sqrt((row[int(len(row) * 0.75) :] ** 2).mean())) for row in update_ratio]
+    grids = (
         Grid(weight_norm[:, -1] / initial, name="‖W‖ at the end / at the start", **wds),
-        Grid([float(np.sqrt((tail**2).mean())) for tail in tails], name="update ratio (rms)", **wds),
-        Grid([math.sqrt(2 * x - x * x) for x in a], name="equilibrium update ratio", **wds),
+        Grid(tails, name="update ratio (rms)", **wds),
+        Grid(
+            [math.sqrt(2 * a - a * a) for a in np.multiply(config.lr, config.weight_decays)],
+            name="equilibrium update ratio",
+            **wds,
+        ),
+    )
+    return NormGrowthResult(
+        config, weight_norm, update_ratio, np.array(losses), initial, growth_error, *grids
     )
 
 
@@ -561,8 +551,7 @@ def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -
 
 
 def run_shift(config: ShiftConfig) -> ShiftResult:
-    """Train the three networks from the same seed on the same batches; evaluate each on the training
-    split (BatchNorm with its running statistics, no injected shift)."""
+    """The three networks from the same seed on the same batches, evaluated in eval mode (no shift)."""
     check_config(config, ShiftConfig)
     data = shared_digits()
     final = {}
@@ -633,10 +622,9 @@ class OptimizerGridConfig(Config):
 
 @dataclass(frozen=True)
 class OptimizerGridResult:
-    """Validation accuracy after the last epoch and std(ΔW)/lr per weight matrix (mean over the run: how
-    far one step moves a layer, in learning rates). Per optimizer over its grid, Grids (lr, seed[, layer])
-    at the grid seeds; at each optimizer's best learning rate (highest mean accuracy over the grid seeds,
-    the smallest on a tie), Grids (optimizer, seed[, layer]) at ``config.seeds``."""
+    """Validation accuracy after the last epoch and std(ΔW)/lr per weight matrix (mean over the run): per
+    optimizer over its lr grid at the grid seeds, and at its best lr (highest mean accuracy, the smallest on
+    a tie) at ``config.seeds``."""
 
     config: OptimizerGridConfig
     optimizers: tuple[str, ...]  # ("momentum", "adam")
@@ -681,8 +669,7 @@ def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds:
 
 
 def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
-    """The two-circles run for every optimizer and learning rate at the grid seeds, then at each
-    optimizer's best learning rate at the other seeds."""
+    """Every optimizer and learning rate at the grid seeds, then each optimizer's best at the other seeds."""
     check_config(config, OptimizerGridConfig)
     optimizers = ("momentum", "adam")
     grid_acc, grid_upd, best_lr, acc, upd = {}, {}, {}, [], []
@@ -801,7 +788,7 @@ def _lag_terms(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def run_far_lag(config: FarLagConfig) -> FarLagResult:
-    """Split ∂L/∂W_hh of a fresh vanilla RNN by lag at each seed (one backward pass, no training)."""
+    """Split ∂L/∂W_hh of a fresh vanilla RNN by lag at each seed (no training)."""
     check_config(config, FarLagConfig)
     lag_norm, error, sgd, adam = [], [], [], []
     for seed in config.seeds:
@@ -837,8 +824,7 @@ class DeadUnitsConfig(Config):
 
 @dataclass(frozen=True)
 class DeadUnitsResult:
-    """Hidden units dead at initialization (z <= 0 on the whole training set) and what Adam did to them.
-    Arrays are per seed."""
+    """Per seed: hidden units dead at initialization (z <= 0 on the whole training set) and their fate."""
 
     config: DeadUnitsConfig
     units: int  # hidden units in the network
@@ -856,8 +842,8 @@ def _watch_firing(store: list[Tensor], index: int, module: nn.Module, args: obje
 
 
 def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
-    """Train with Adam, watching which units fire on every training batch. A unit that never fires gets
-    gradient exactly 0 at every step: Adam's m and v stay 0 and its step lr·m̂/(√v̂ + ε) is exactly 0."""
+    """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
+    and its step lr·m̂/(√v̂ + ε) is exactly 0."""
     check_config(config, DeadUnitsConfig)
     counts, moved, accuracy = [], [], []
     units = 0
@@ -915,8 +901,7 @@ class DiagnoseResult:
 
 
 def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
-    """``diagnose(model, CrossEntropyLoss(), batch, optimizer=..., lr=...)`` for SGD with momentum and
-    Adam, on the same fresh network (``diagnose`` works on a copy) and batch."""
+    """``diagnose`` for each optimizer on the same fresh network (it works on a copy) and batch."""
     check_config(config, DiagnoseConfig)
     _, data, model = _circles_net(config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
@@ -947,8 +932,7 @@ class NormDiagnoseResult:
 
 
 def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
-    """``diagnose(model, CrossEntropyLoss(), batch, optimizer="sgd", lr=...)`` on a fresh plain normalized
-    network, and lr/‖W‖² of its normalization-fed weights."""
+    """``diagnose`` with plain SGD, and lr/‖W‖² of the normalization-fed weights."""
     check_config(config, NormDiagnoseConfig)
     data = shared_digits(0)
     with initial_weights(config.seed):
