@@ -18,8 +18,6 @@ from vgcourse.experiments.detecting_and_fixing import (
 from vgcourse.plots import detecting_and_fixing as plots
 from vgcourse.widgets import Explorer, control, select
 
-__all__ = ["remedy_explorer", "remedy_readout"]
-
 
 def remedy_readout(result: RemedyDiagnosisResult) -> str:
     """One line of HTML: the first layer's gradient ratio and what ``diagnose`` flagged."""

@@ -18,14 +18,6 @@ from vgcourse.experiments.initialization import (
 from vgcourse.plots.initialization import profile
 from vgcourse.widgets import Explorer, control
 
-__all__ = [
-    "EXPLORER_ACTIVATIONS",
-    "EXPLORER_SEEDS",
-    "EXPLORER_WIDTH",
-    "variance_explorer",
-    "variance_readout",
-]
-
 EXPLORER_ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 EXPLORER_WIDTH = 64  # narrower than the chapter's 128 so that an update at depth 50 stays well under 150 ms
 EXPLORER_SEEDS = (0, 1, 2)

@@ -13,8 +13,6 @@ from vgcourse.experiments.linear_chain import (
 from vgcourse.plots import linear_chain as plots
 from vgcourse.widgets import Explorer, control
 
-__all__ = ["layer_profile_explorer", "layer_profile_readout"]
-
 
 def layer_profile_readout(result: LayerProfileResult) -> str:
     """One line of HTML: the first and last layer's gradient norms and the prediction s^(L-1)."""

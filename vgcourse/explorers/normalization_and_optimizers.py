@@ -17,8 +17,6 @@ from vgcourse.experiments.normalization_and_optimizers import (
 from vgcourse.plots import normalization_and_optimizers as plots
 from vgcourse.widgets import Explorer, control
 
-__all__ = ["norm_profile_explorer", "norm_profile_readout"]
-
 BATCH_SIZES = (4, 16, 64, 256)
 
 

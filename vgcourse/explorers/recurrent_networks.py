@@ -11,8 +11,6 @@ from vgcourse.experiments.recurrent_networks import (
 from vgcourse.plots import recurrent_networks as plots
 from vgcourse.widgets import Explorer, control, select
 
-__all__ = ["ARCH_CHOICES", "lag_profile_explorer", "lag_profile_readout"]
-
 ARCH_CHOICES = ("all", *ARCHS)
 """The explorer's architecture buttons: all three at once, or one of ``ARCHS``."""
 RADIUS_RANGE = (0.25, 4.0)
@@ -67,8 +65,8 @@ def lag_profile_explorer(
     def make_config(arch: str, seq_len: int, spectral_radius: float) -> LagProfileConfig:
         return LagProfileConfig(
             archs=ARCHS if arch == "all" else (arch,),
-            seq_len=int(seq_len),
-            spectral_radius=float(spectral_radius),
+            seq_len=seq_len,
+            spectral_radius=spectral_radius,
             hidden_size=hidden_size,
             batch_size=batch_size,
             seed=seed,

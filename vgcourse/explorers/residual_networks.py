@@ -14,15 +14,6 @@ from vgcourse.experiments.residual_networks import (
 from vgcourse.plots import residual_networks as plots
 from vgcourse.widgets import Explorer, control, select
 
-__all__ = [
-    "BRANCHES",
-    "NORM_CHOICES",
-    "SKIPS",
-    "layer_profile_explorer",
-    "layer_profile_readout",
-    "network_spec",
-]
-
 SKIPS = ("off", "on")
 NORM_CHOICES = ("none", "batch", "layer")
 BRANCHES = ("1", "1/sqrt(L)", "zero-init")

@@ -10,8 +10,6 @@ from vgcourse.experiments.sigmoid_bound import INITS, InitGradientConfig, InitGr
 from vgcourse.plots import sigmoid_bound as plots
 from vgcourse.widgets import Explorer, control
 
-__all__ = ["init_gradients_explorer"]
-
 
 def _readout(result: InitGradients) -> str:
     return html.escape(result.summary())  # plain text: legible in the page's light and dark modes

@@ -19,15 +19,6 @@ from vgcourse.experiments.transformers import (
 from vgcourse.plots import transformers as plots
 from vgcourse.widgets import Explorer, control, select
 
-__all__ = [
-    "GRID_DEPTHS",
-    "WARMUP_LRS",
-    "gradient_profile_explorer",
-    "gradient_profile_readout",
-    "warmup_explorer",
-    "warmup_readout",
-]
-
 GRID_DEPTHS = (2, 6, 12, 24)
 """The depths the static page precomputes."""
 
