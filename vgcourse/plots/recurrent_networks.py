@@ -19,18 +19,13 @@ from vgcourse.experiments.recurrent_networks import (
     LongRangeResult,
     SpectralSweepResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 from vgcourse.plots.figure_check import allow_clipping
 
 ARCH_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}
 """One colour per architecture, the same in every figure of the chapter."""
 _METHOD_COLORS = {"none": "C3", "norm": "C0", "value": "C4"}
 _LABELS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
-
-
-def _check(result: Any, kind: type, name: str = "result") -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
 
 
 def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (3.6, 3.2)) -> tuple[Figure, list[Axes]]:
@@ -61,7 +56,7 @@ def lag_profile(
 
     When W_hh was rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction; ``title``
     defaults to ρ and T."""
-    _check(result, LagProfileResult)
+    check_result(result, LagProfileResult)
     fig, ax = figure_and_axes(ax)
     relative, lags = result.relative.values, np.arange(result.config.seq_len)
     for arch, row in zip(result.config.archs, relative, strict=True):
@@ -92,7 +87,7 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axe
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of LagProfileResult")
     for result in results:
-        _check(result, LagProfileResult, "each result")
+        check_result(result, LagProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
 
@@ -125,7 +120,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 
     The dashed diagonal is ρ itself (the prediction when tanh' ≈ 1); open markers are the networks at
     PyTorch's default scale, at their measured ρ."""
-    _check(result, SpectralSweepResult)
+    check_result(result, SpectralSweepResult)
     fig, ax = figure_and_axes(ax)
     radii = np.array(result.config.radii)
     default = result.default
@@ -152,7 +147,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 @checked
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖."""
-    _check(result, ForgetGateResult)
+    check_result(result, ForgetGateResult)
     fig, (left, right) = _many_axes(ax, 2)
     lags = np.arange(result.config.seq_len)
     for k, bias in enumerate(result.config.biases):
@@ -180,7 +175,7 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
 @checked
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init/trained."""
-    _check(result, LongRangeResult)
+    check_result(result, LongRangeResult)
     fig, (left, right) = _many_axes(ax, 2)
     lags = np.arange(result.config.seq_len)
     for run in result.runs.values():
@@ -216,7 +211,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
     norm per step (before clipping), with the clipping threshold. Log axes; a diverging run leaves the top
     of the axes (its line is clipped there on purpose), and a dotted line marks the step at which its loss
     or gradient became inf/NaN."""
-    _check(result, ClippingResult)
+    check_result(result, ClippingResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
     runs = [
         (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
@@ -261,7 +256,7 @@ def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """The loss (left) and the gradient norm (right) along the straight line from the initial weights to
     where the unclipped steps took them, against the distance travelled; the dotted line marks how far the
     norm-clipped run travelled in the same number of steps."""
-    _check(result, CliffResult)
+    check_result(result, CliffResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.0))
     k = result.unclipped_steps
     for ax_, values, label in (
