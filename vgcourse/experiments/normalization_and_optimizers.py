@@ -8,7 +8,6 @@ rate lr/‖W‖², weight decay's equilibrium) and injected covariate shift. Sec
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -169,15 +168,12 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
 def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
     """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1) by Gauss–Hermite quadrature (ReLU: 1/2, 1/2 − 1/(2π),
     1/2)."""
-    check_choice("activation", activation, ACTIVATIONS)
-    z, w = np.polynomial.hermite_e.hermegauss(n_points)
-    w = w / w.sum()
-    if activation == "relu":
+    if check_choice("activation", activation, ACTIVATIONS) == "relu":
         return 0.5, 0.5 - 1.0 / (2.0 * math.pi), 0.5
-    phi, dphi = np.tanh(z), 1.0 - np.tanh(z) ** 2
-    mean = float(w @ phi)
-    second = float(w @ phi**2)
-    return float(w @ dphi**2), second - mean**2, second
+    z, w = np.polynomial.hermite_e.hermegauss(n_points)
+    w, phi = w / w.sum(), np.tanh(z)
+    mean, second = float(w @ phi), float(w @ phi**2)
+    return float(w @ (1.0 - phi**2) ** 2), second - mean**2, second
 
 
 def predicted_growth(norm: str, activation: str) -> float:
@@ -836,11 +832,6 @@ class DeadUnitsResult:
     val_accuracy: np.ndarray
 
 
-def _watch_firing(store: list[Tensor], index: int, module: nn.Module, args: object, output: Tensor) -> None:
-    if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
-        store[index] |= (output > 0).any(dim=0)
-
-
 def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
     and its step lr·m̂/(√v̂ + ε) is exactly 0."""
@@ -856,19 +847,13 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
         dead = relu_dying_units.dead_unit_masks(model, data.x_train)
         units = sum(int(mask.numel()) for mask in dead)
         before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
-        fired = [torch.zeros_like(mask) for mask in dead]
-        handles = [
-            m.register_forward_hook(functools.partial(_watch_firing, fired, i))
-            for i, m in enumerate(model.layers)
-        ]
-        try:
-            adam = TrainConfig(
-                steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM
-            )
+        adam = TrainConfig(steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM)
+        with keep_outputs(model.layers) as outputs:
             history = train(model, data, dataclasses.replace(adam, eval_every=config.steps))
-        finally:
-            for handle in handles:
-                handle.remove()
+        n = len(model.layers)  # layer i's outputs: i, n + i, ... (those of training passes need grad)
+        fired = [
+            torch.stack([(o > 0).any(0) for o in outputs[i::n] if o.requires_grad]).any(0) for i in range(n)
+        ]
         row = np.zeros(4, dtype=np.int64)
         change = []
         for m, (w, b), mask, hit in zip(model.layers, before, dead, fired, strict=True):
