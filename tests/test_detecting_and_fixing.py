@@ -210,8 +210,8 @@ def test_calibration_margins() -> None:
     between("detecting: calibration, sigmoid decades per layer", result.sigmoid_decades_per_layer, 0.75, 0.95)
     # "at most 1.0%"
     expect("detecting: calibration, xavier tanh saturated", result.xavier_tanh_saturated, "<", 0.03)
-    assert set(result.log_ratio) == set(dfx.CASES)
-    assert all(v.shape == (len(SEEDS), 11) for v in result.log_ratio.values())
+    assert result.log_ratio.axes == {"case": dfx.CASES, "seed": tuple(SEEDS)}
+    assert result.log_ratio.values.shape == (len(dfx.CASES), len(SEEDS), 11)
 
 
 def test_saturation_spread_and_threshold_arithmetic() -> None:

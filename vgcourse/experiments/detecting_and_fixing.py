@@ -20,6 +20,7 @@ from vgcourse._validation import check_int
 from vgcourse.activations import make_activation
 from vgcourse.config import (
     Config,
+    Grid,
     derive,
     device_field,
     flag,
@@ -88,17 +89,17 @@ class CalibrationConfig(Config):
 
     depth: int = integer(10, low=2, high=200)
     width: int = integer(64, low=1, high=2048)
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,), unique=True)
     data_seed: int = seed_field()
 
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """Per case, (seed, layer) arrays, input to output."""
+    """Grids over (case, seed | layer, input to output), and four summaries."""
 
     config: CalibrationConfig
-    log_ratio: dict[str, np.ndarray]  # log10 rms(g_l)/rms(g_output)
-    saturated: dict[str, np.ndarray]  # saturated output fractions (NaN: not sigmoid/tanh)
+    log_ratio: Grid  # log10 rms(g_l)/rms(g_output)
+    saturated: Grid  # saturated output fractions (NaN: not sigmoid/tanh)
     healthy_lowest: float  # the lowest log10 ratio of any layer of the healthy cases (CASES[:3])
     healthy_highest: float  # the highest of any hidden layer of the healthy cases
     sigmoid_decades_per_layer: float  # median drop of log10 ratio per hidden layer, default sigmoid
@@ -127,10 +128,11 @@ def run_calibration(config: CalibrationConfig) -> CalibrationResult:
         log_ratio[case] = np.stack([np.log10(r.values("ratio")) for r in reports])
         saturated[case] = np.stack([r.values("saturated_frac") for r in reports])
     healthy = [log_ratio[case] for case in CASES[:3]]
+    axes = {"case": CASES, "seed": config.seeds}
     return CalibrationResult(
         config,
-        log_ratio,
-        saturated,
+        Grid(np.stack(list(log_ratio.values())), name="log10 gradient ratio", **axes),
+        Grid(np.stack(list(saturated.values())), name="saturated fraction", **axes),
         float(min(v.min() for v in healthy)),
         float(max(v[:, :-1].max() for v in healthy)),
         float(np.median(np.diff(log_ratio["default_sigmoid"][:, :-1], axis=1))),

@@ -78,7 +78,7 @@ def calibration(result: CalibrationResult, *, ax: Axes | None = None) -> Figure:
     fig, ax = figure_and_axes(ax, figsize=(7.0, 4.2))
     _threshold_band(ax)
     for case in CASES:
-        values = result.log_ratio[case]
+        values = result.log_ratio.sel(case=case).values
         x = np.arange(1, values.shape[1] + 1)
         label, color = _CASE_STYLE[case]
         ax.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
