@@ -21,17 +21,12 @@ from vgcourse.experiments.residual_networks import (
     ShatteredResult,
     StreamDepthSweepResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 _METRIC_LABELS = {
     "grad_ratio": r"$\|\partial J/\partial x_0\| \,/\, \|\partial J/\partial x_L\|$",
     "variance_ratio": r"$\mathbb{E}[x_L^2] \,/\, \mathbb{E}[x_0^2]$",
 }
-
-
-def _check(result: object, kind: type, name: str = "result") -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -54,7 +49,7 @@ def _select(networks: tuple[NetworkSpec, ...], chosen: Sequence[NetworkSpec] | N
 @checked
 def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Figure:
     """‖P_k‖_F/√n against the path length k (log y): measured (markers) and the RMS prediction (dashed)."""
-    _check(result, PathExpansionResult)
+    check_result(result, PathExpansionResult)
     fig, ax = figure_and_axes(ax)
     k = np.arange(result.config.depth + 1)
     gain, predicted = result.path_gain.values, result.predicted_gain.values
@@ -80,7 +75,7 @@ def forward_variance(
 ) -> Figure:
     """E[x_l²]/E[x_0²] against the block l (log y) of ``networks`` (default: all the result's specs): measured
     (geometric mean over networks, solid) and predicted (dashed)."""
-    _check(result, ForwardVarianceResult)
+    check_result(result, ForwardVarianceResult)
     chosen = _select(result.config.networks, networks)
     fig, ax = figure_and_axes(ax)
     ratio, predicted = result.ratio.mean("seed", geometric=True).values, result.predicted.values
@@ -104,7 +99,7 @@ def forward_variance_panels(
 ) -> Figure:
     """``forward_variance`` in panels one above the other, one per group of specs (default: those whose
     growth is exponential, then the others), each with its own y range."""
-    _check(result, ForwardVarianceResult)
+    check_result(result, ForwardVarianceResult)
     if groups is None:
         depth = result.config.depth
         fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
@@ -133,7 +128,7 @@ def depth_sweep(
     """``metric`` ("grad_ratio" ‖∂J/∂x_0‖/‖∂J/∂x_L‖ or "variance_ratio" E[x_L²]/E[x_0²]) against the depth L
     (log-log): measured (geometric mean over networks) and, for the gradient ratio of unnormalized networks,
     the prediction (1 + α² g)^(L/2) (dashed)."""
-    _check(result, StreamDepthSweepResult)
+    check_result(result, StreamDepthSweepResult)
     check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax)
     typical = getattr(result, metric).mean("seed", geometric=True).values
@@ -159,7 +154,7 @@ def depth_sweep(
 @checked
 def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> Figure:
     """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend."""
-    _check(result, StreamDepthSweepResult)
+    check_result(result, StreamDepthSweepResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 5.0)))
     depth_sweep(result, "grad_ratio", ax=axes[0], legend=not own)
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
@@ -174,7 +169,7 @@ def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> F
 @checked
 def degradation(result: DegradationResult, *, ax: Axes | None = None, window: int = 10) -> Figure:
     """Training loss per step (moving average over ``window`` minibatches, log y) of the three networks."""
-    _check(result, DegradationResult)
+    check_result(result, DegradationResult)
     window = check_int("window", window, minimum=1)
     fig, ax = figure_and_axes(ax)
     for run in result.runs:
@@ -201,7 +196,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
 def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Block by block (log y): the backward signal ‖∂J/∂x_l‖, the forward signal √E[x_l²] and the weight
     gradients ‖∂J/∂W‖ of each block's two Linear layers (exact zeros are left out)."""
-    _check(result, BlockProfileResult)
+    check_result(result, BlockProfileResult)
     fig, ax = figure_and_axes(ax)
     stream, blocks = result.stream, np.arange(result.config.depth + 1)
     marker = "o" if result.config.depth <= 40 else None
@@ -224,7 +219,7 @@ def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2,
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of BlockProfileResult")
     for result in results:
-        _check(result, BlockProfileResult, "each result")
+        check_result(result, BlockProfileResult, "each result")
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
     nrows = -(-len(results) // ncols)
 
@@ -256,7 +251,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     mean over networks); right, the share of entries through which the identity path alone carries the
     gradient from x_L back to x_l (mean over networks). Clean blocks solid, a ReLU after the addition
     dashed; one colour per norm."""
-    _check(result, PlacementResult)
+    check_result(result, PlacementResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
     grads = result.stream_grad.mean("seed", geometric=True).values
     share, blocks = result.identity_share.mean("seed").values, np.arange(result.config.depth + 1)
@@ -289,7 +284,7 @@ def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
     """Two panels: left, df/dx along the grid of inputs for the deepest networks of each spec (each
     standardized to mean 0 and standard deviation 1, and shifted apart); right, the lag-1 autocorrelation
     of df/dx against the depth (log x; mean over networks, one marker per network)."""
-    _check(result, ShatteredResult)
+    check_result(result, ShatteredResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
     deepest = result.config.depths[-1]
     offsets, depths = [], np.array(result.config.depths)
