@@ -21,7 +21,7 @@ def training_curves(history: Any, *, ax: Axes | None = None) -> Figure:
     losses are positive and span at least a factor of 10.
 
     Args:
-        history: a ``vgcourse.train.History`` (anything with ``loss`` and, optionally, ``eval_steps``,
+        history: a ``vgcourse.training.History`` (anything with ``loss`` and, optionally, ``eval_steps``,
             ``val_loss``, ``val_accuracy`` and ``diverged_step``).
         ax: axes to draw on; a new figure when None.
     """
