@@ -554,6 +554,36 @@ def test_fixed_batch_with_a_loss_fn_an_optimizer_and_a_monitor(small_circles):
         train(model, (x, y), config, loss_fn="mse")
 
 
+def test_a_batch_source_trains_like_the_loop_it_replaces(small_circles):
+    x, y = small_circles.x_train, small_circles.y_train
+
+    def sampler(seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        return lambda step: (lambda idx: (x[idx], y[idx]))(
+            torch.randint(0, len(x), (32,), generator=generator)
+        )
+
+    by_hand, losses = _mlp(), []
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.1, momentum=0.9)
+    batches = sampler(1)
+    for step in range(8):
+        xb, yb = batches(step)
+        loss = nn.functional.cross_entropy(by_hand(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model = _mlp()
+    config = TrainConfig(steps=8, loss="cross_entropy", monitor_every=None)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    history = train(model, sampler(1), config, optimizer=optimizer)
+    assert np.array_equal(history.loss, losses) and np.isfinite(history.train_accuracy).all()
+    for p, q in zip(model.parameters(), by_hand.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="batch source needs a loss_fn"):
+        train(_mlp(), sampler(1), TrainConfig(steps=1, monitor_every=None))
+
+
 class _Stop(Callback):
     """Stops the run from ``hook`` at step ``at``; records the gradient norm each backward pass sees."""
 
@@ -573,7 +603,8 @@ class _Stop(Callback):
 
 @needs_monitor
 def test_stop_training_keeps_the_history_and_on_backward_sees_unclipped_gradients(small_circles):
-    config = TrainConfig(steps=10, clip_norm=1e-3, eval_every=2, monitor_every=1, device="cpu")
+    stats = (*DEFAULT_STATS, "update_ratio")
+    config = TrainConfig(steps=10, clip_norm=1e-3, eval_every=2, monitor_stats=stats, device="cpu")
     three = train(_mlp(), small_circles, dataclasses.replace(config, steps=3))
     before = _Stop("on_backward", 3)
     model = _mlp()
@@ -583,6 +614,7 @@ def test_stop_training_keeps_the_history_and_on_backward_sees_unclipped_gradient
     np.testing.assert_allclose(before.norms, history.grad_norm_total, rtol=1e-6)
     assert np.all(history.grad_norm_total > 1e-3)  # before clipping
     assert history.monitor.steps.tolist() == [0, 1, 2, 3] and np.isnan(history.monitor.update_ratio[3]).all()
+    assert np.isfinite(history.monitor.update_ratio[:3]).all()  # the applied updates were recorded
     trained = _mlp()
     train(trained, small_circles, dataclasses.replace(config, steps=3))
     for p, q in zip(model.parameters(), trained.parameters(), strict=True):

@@ -281,12 +281,18 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
-def _batches(data: DataSplit | tuple[Tensor, Any], config: TrainConfig, device: torch.device) -> Any:
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, Tensor) else value
+
+
+def _batches(data: Any, config: TrainConfig, device: torch.device) -> Any:
     """(batch(step) -> (x, y), steps per epoch): a reshuffle of the training set every epoch from a
-    generator seeded by ``config.seed`` (the remainder of n_train // batch_size dropped), or the fixed
-    batch at every step (an epoch of one step)."""
+    generator seeded by ``config.seed`` (the remainder of n_train // batch_size dropped), the source's
+    batches moved to ``device``, or the fixed batch at every step (an epoch of one step)."""
+    if callable(data) and not isinstance(data, DataSplit):
+        return (lambda step: tuple(_to(v, device) for v in data(step))), 1
     if not isinstance(data, DataSplit):
-        x, y = data[0].to(device), data[1].to(device) if isinstance(data[1], Tensor) else data[1]
+        x, y = data[0].to(device), _to(data[1], device)
         return (lambda step: (x, y)), 1
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -307,7 +313,7 @@ def _batches(data: DataSplit | tuple[Tensor, Any], config: TrainConfig, device: 
 
 def train(
     model: nn.Module,
-    data: DataSplit | tuple[Tensor, Any],
+    data: DataSplit | tuple[Tensor, Any] | Callable[[int], tuple[Tensor, Any]],
     config: TrainConfig,
     *,
     callbacks: Iterable[Any] = (),
@@ -326,9 +332,10 @@ def train(
 
     Args:
         model: the network, moved to ``pick_device(config.device)`` and put in training mode.
-        data: a ``DataSplit`` (class labels select cross-entropy, float targets MSE), or a fixed batch
-            (x, y) trained on at every step, with no validation split: a probe of the model as it is
-            (it keeps its device and train/eval mode; the batch moves to its device).
+        data: a ``DataSplit`` (class labels select cross-entropy, float targets MSE); or, with no
+            validation split, a fixed batch (x, y) trained on at every step or a batch source
+            ``batch(step) -> (x, y)`` (give ``loss_fn`` or a ``config.loss`` name): these train the model
+            as it is (it keeps its device and train/eval mode; batches move to its device).
         config: the run's settings; with ``optimizer`` given, its optimizer fields are unused (lr: warmup).
         callbacks: objects with ``on_backward``/``on_step``/``on_eval`` methods (see ``Callback``), run in
             the order given.
@@ -339,33 +346,38 @@ def train(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    fixed = not isinstance(data, DataSplit)
-    if fixed and not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor)):
+    split, source = isinstance(data, DataSplit), callable(data) and not isinstance(data, DataSplit)
+    if not (split or source or (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor))):
         raise TypeError(
-            f"data must be a DataSplit (see vgcourse.data) or a fixed batch (x, y); got {type(data).__name__}"
+            "data must be a DataSplit (see vgcourse.data), a fixed batch (x, y) or a batch source "
+            f"batch(step) -> (x, y); got {type(data).__name__}"
         )
     check_config(config, TrainConfig)
     hooks = _hooks(callbacks)
     accuracy = loss_fn is None
-    y = data[1] if fixed else data.y_train
-    classes = bool(data.n_classes) if not fixed else isinstance(y, Tensor) and not y.is_floating_point()
+    y = data.y_train if split else None if source else data[1]
+    classes = (
+        bool(data.n_classes) if split else source or (isinstance(y, Tensor) and not y.is_floating_point())
+    )
     name = config.loss if config.loss != "auto" else ("cross_entropy" if classes else "mse")
     if loss_fn is None:
-        if not isinstance(y, Tensor):
+        if source and config.loss == "auto":
+            raise ValueError("a batch source needs a loss_fn or config.loss 'cross_entropy' or 'mse'")
+        if not (source or isinstance(y, Tensor)):
             raise TypeError(f"a fixed batch's y must be a tensor without a loss_fn; got {type(y).__name__}")
         if name == "cross_entropy" and not classes:
-            where = f"{data.name!r} is regression" if not fixed else "y holds floats"
+            where = f"{data.name!r} is regression" if split else "y holds floats"
             raise ValueError(f"loss 'cross_entropy' needs class labels; {where}")
         loss_fn = functools.partial(loss_value, loss=name)
     elif not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable (output, y) -> loss; got {type(loss_fn).__name__}")
 
-    if fixed:  # a probe of the model as it is: its device and train/eval mode stay
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    else:
+    if split:
         device = pick_device(config.device)
         model.to(device)
         model.train()
+    else:  # the model as it is: its device and train/eval mode stay
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if optimizer is None:
         optimizer = make_optimizer(model, config)
     elif not isinstance(optimizer, torch.optim.Optimizer):
@@ -432,7 +444,7 @@ def train(
             optimizer.step()
             stop = _call(hooks["on_step"], event)
             last = step == total_steps - 1 or stop is not None
-            if not fixed and ((step + 1) % eval_every == 0 or last):
+            if split and ((step + 1) % eval_every == 0 or last):
                 val_loss, val_acc = evaluate(model, data.x_val, data.y_val, name)
                 evals.append((step, val_loss, val_acc))
                 bar.set_postfix(loss=f"{stats[0]:.4g}", val_loss=f"{val_loss:.4g}")
