@@ -133,6 +133,8 @@ def test_fit_rate_recovers_a_geometric_rate() -> None:
 def test_adding_baseline_is_the_variance_of_the_target() -> None:
     data = rn.adding_problem(n_samples=20000, seq_len=10, seed=0)
     assert rn.adding_baseline(data) == pytest.approx(2 / 12, rel=0.05)
+    with pytest.raises(TypeError, match="data must be a DataSplit; got tuple"):
+        rn.adding_baseline((data.x_val, data.y_val))
 
 
 # ----------------------------------------------------------------------------------------------------
