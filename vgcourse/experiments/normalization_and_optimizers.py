@@ -293,12 +293,15 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
 
 
 # -- 4. Scale invariance -------------------------------------------------------------------------------------
-def _one_norm_net(norm: str, width: int, seed: int) -> nn.Sequential:
-    """digits → W (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for c > 0 (up to ε)."""
+def _one_norm_net(norm: str, width: int, seed: int, scale: float = 1.0) -> nn.Sequential:
+    """digits → cW (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for c > 0 (up to ε)."""
     with initial_weights(seed):
-        return nn.Sequential(
+        model = nn.Sequential(
             nn.Linear(64, width, bias=False), make_norm(norm, width), nn.ReLU(), nn.Linear(width, 10)
         ).double()
+    with torch.no_grad():
+        model[0].weight.mul_(scale)  # in float64, as the runs did; c = 1: exactly W
+    return model
 
 
 def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> list[tuple[float, ...]]:
@@ -319,11 +322,8 @@ def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> lis
             for p in model.parameters():
                 p -= (lr_w if p is w else config.lr) * p.grad
             after = float(w.norm())
-        ratio, error = (
-            lr_w * math.sqrt(g2) / math.sqrt(before),
-            abs(after**2 - before - lr_w**2 * g2) / after**2,
-        )
-        rows.append((float(loss.detach()), after, ratio, error))
+        ratio = lr_w * math.sqrt(g2) / math.sqrt(before)
+        rows.append((float(loss.detach()), after, ratio, abs(after**2 - before - lr_w**2 * g2) / after**2))
     return list(zip(*rows, strict=True))
 
 
@@ -411,9 +411,7 @@ def run_same_path(config: SamePathConfig) -> SamePathResult:
     c = config.scale
     losses, norms = [], []
     for w_scale, lr_w in ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr)):
-        model = _one_norm_net(config.norm, config.width, config.seed)
-        with torch.no_grad():
-            model[0].weight.mul_(w_scale)
+        model = _one_norm_net(config.norm, config.width, config.seed, w_scale)
         loss, after, _, _ = _sgd(model, config, lr_w)
         losses.append(loss)
         norms.append(np.asarray(after) / w_scale)
@@ -458,9 +456,7 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     norms, ratios, losses = [], [], []
     growth_error = initial = 0.0
     for wd in config.weight_decays:
-        model = _one_norm_net(config.norm, config.width, config.seed)
-        with torch.no_grad():
-            model[0].weight.mul_(config.init_scale)
+        model = _one_norm_net(config.norm, config.width, config.seed, config.init_scale)
         initial = float(model[0].weight.detach().norm())
         loss, after, ratio, error = _sgd(model, config, config.lr, wd)
         losses.append(loss)
