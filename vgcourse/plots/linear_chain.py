@@ -1,4 +1,4 @@
-"""Figures of chapter 1, the linear chain. Each takes a result of ``vgcourse.experiments.linear_chain``."""
+"""Figures of chapter 1, the linear chain, from results of ``vgcourse.experiments.linear_chain``."""
 
 from __future__ import annotations
 
@@ -20,45 +20,31 @@ from vgcourse.experiments.linear_chain import (
     WidthSweepResult,
     float_format,
 )
-from vgcourse.plots._common import checked, figure_and_axes, figure_and_axes_grid, log_scale, widen_log_limits
-
-__all__ = [
-    "depth_sweep",
-    "depth_sweeps",
-    "float_limits",
-    "float_limits_grid",
-    "geometric",
-    "layer_profile",
-    "layer_profile_grid",
-    "product_spectra",
-    "product_spectrum",
-    "width_sweep",
-]
-
-
-def _check(result: object, kind: type, name: str = "result") -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
+from vgcourse.plots._common import (
+    check_result,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    log_scale,
+    widen_log_limits,
+)
 
 
 def _check_list(results: Sequence[object], kind: type) -> list:
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
         raise TypeError(f"results must be a non-empty sequence of {kind.__name__}")
     for result in results:
-        _check(result, kind, "each result")
+        check_result(result, kind, "each result")
     return list(results)
 
 
-FIGURE_WIDTH = 7.2
-"""Width of every grid figure in inches: the book's text column holds 7.57 in at the inline backend's
-100 dpi (``vgcourse.plots.figure_check``), so panels get narrower as columns are added, never wider."""
+FIGURE_WIDTH = 7.2  # inches: the book's text column holds 7.57 in (vgcourse.plots.figure_check)
 
 
 def _grid(
     n: int, ncols: int, height: float, sharey: bool = True, axes: Any = None
 ) -> tuple[Figure, list[Axes], bool]:
-    """A figure ``FIGURE_WIDTH`` wide with n panels in rows of ``ncols`` (unused slots hidden), each panel
-    ``height`` inches tall; or the ``n`` given ``axes`` (False: the caller's figure, layout left alone)."""
+    """n panels ``height`` in tall in rows of ``ncols`` on a new figure ``FIGURE_WIDTH`` wide, or ``axes``."""
 
     def new() -> tuple[Figure, Any]:
         nrows = -(-n // min(ncols, n))
@@ -73,8 +59,7 @@ def _grid(
 
 
 def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
-    """One legend under the panels, from ``ax``'s lines; leaves room for it. On a caller's figure
-    (``own`` False) the legend goes into ``ax`` and the layout is left alone."""
+    """One legend of ``ax``'s lines under the panels (``own``), else inside ``ax``."""
     if not own:
         ax.legend(fontsize=9)
         return
@@ -86,11 +71,8 @@ def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
 
 @checked
 def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int | None = None) -> Figure:
-    """s^L against L (log y) for each factor s, with the table's depths marked.
-
-    ``max_depth``: the last L drawn (default: the largest depth of the table).
-    """
-    _check(result, GeometricResult)
+    """s^L against L (log y) for each factor s up to ``max_depth``, the table's depths marked."""
+    check_result(result, GeometricResult)
     depths = np.array(result.config.depths)
     last = int(depths.max()) if max_depth is None else check_int("max_depth", max_depth, minimum=1)
     fig, ax = figure_and_axes(ax)
@@ -110,11 +92,8 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
 
 @checked
 def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
-    """‖∂J/∂W_1‖ against depth L (log y): median over networks (line), 10–90% band, and s^(L-1) (dashed).
-
-    ``band``: shade the 10–90% range over networks (only visible for Gaussian weights).
-    """
-    _check(result, ChainDepthSweepResult)
+    """‖∂J/∂W_1‖ against depth L (log y): median over networks, 10–90% ``band``, s^(L-1) dashed."""
+    check_result(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
     median, low, high = (result.quantiles.sel(q=q).values for q in (0.5, 0.1, 0.9))
     predicted = result.predicted_norm.values
@@ -133,25 +112,27 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: 
     return fig
 
 
-@checked
-def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
-    """``depth_sweep`` of several results, one above the other (``ncols`` = 1), sharing the y axis."""
-    results = _check_list(results, ChainDepthSweepResult)
+def _stacked(draw: Any, results: Sequence[Any], kind: type, ncols: int, axes: Any) -> Figure:
+    """``draw`` of each result in its own panel, one above the other (``ncols`` = 1), sharing the y axis."""
+    results = _check_list(results, kind)
     fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
-        depth_sweep(result, ax=ax)
+        draw(result, ax=ax)
     if own:
         fig.tight_layout()
     return fig
 
 
 @checked
-def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
-    """Geometric mean of ‖∂J/∂W_1‖ over networks ± one standard deviation of its log, by width.
+def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
+    """``depth_sweep`` of several results in a column."""
+    return _stacked(depth_sweep, results, ChainDepthSweepResult, ncols, axes)
 
-    Measured: lines and shaded bands; predicted exp((L-1)(ln s + c_n)) and its ±1 std: dashed and dotted.
-    """
-    _check(result, WidthSweepResult)
+
+@checked
+def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
+    """Geometric mean of ‖∂J/∂W_1‖ ± one std of its log per width; predicted exp((L-1)(ln s + c_n)) dashed."""
+    check_result(result, WidthSweepResult)
     fig, ax = figure_and_axes(ax)
     mean, std = result.log_mean.values, result.log_std.values
     for k, sweep in enumerate(result.sweeps):
@@ -178,11 +159,8 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
 
 @checked
 def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -> Figure:
-    """σ_max and σ_min of P_L = W_L⋯W_1 and ‖∂J/∂h_0‖ = ‖P_L^T g‖ against L (log y).
-
-    σ_min is drawn only while float64 resolves it (σ_min >= resolution·σ_max).
-    """
-    _check(result, ProductSpectrumResult)
+    """σ_max, σ_min (while float64 resolves it) of P_L = W_L⋯W_1 and ‖∂J/∂h_0‖ = ‖P_L^T g‖ against L."""
+    check_result(result, ProductSpectrumResult)
     fig, ax = figure_and_axes(ax)
     resolved = result.resolved
     ax.fill_between(
@@ -216,28 +194,16 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
 
 @checked
 def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1, axes: Any = None) -> Figure:
-    """``product_spectrum`` of several results, one above the other (``ncols`` = 1), sharing the y axis."""
-    results = _check_list(results, ProductSpectrumResult)
-    fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
-    for result, ax in zip(results, axes, strict=True):
-        product_spectrum(result, ax=ax)
-    if own:
-        fig.tight_layout()
-    return fig
+    """``product_spectrum`` of several results in a column."""
+    return _stacked(product_spectrum, results, ProductSpectrumResult, ncols, axes)
 
 
 @checked
 def float_limits(
     result: FloatLimitsResult, dtype: str = "float16", *, ax: Axes | None = None, legend: bool = True
 ) -> Figure:
-    """log₂|∂J/∂w_1| = log₂ f^(L-1) as the format computed it, against L, with the format's limits.
-
-    The y axis is the binary exponent (log₂ keeps float64's 2^-1074..2^1024 drawable). The subnormal
-    range is shaded; an exact 0 is marked with ▼ on the bottom edge, inf with ▲ on the top edge.
-
-    ``dtype``: which of the result's formats to draw.
-    """
-    _check(result, FloatLimitsResult)
+    """log₂|∂J/∂w_1| = log₂ f^(L-1) as ``dtype`` computed it against L; subnormals shaded, 0 ▼, inf ▲."""
+    check_result(result, FloatLimitsResult)
     check_choice("dtype", dtype, result.config.dtypes)
     fig, ax = figure_and_axes(ax)
     info = {key: np.log2(value) for key, value in float_format(dtype).items()}
@@ -294,7 +260,7 @@ def float_limits(
 @checked
 def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = None) -> Figure:
     """``float_limits`` for every format of the result, one panel each."""
-    _check(result, FloatLimitsResult)
+    check_result(result, FloatLimitsResult)
     dtypes = result.config.dtypes
     fig, axes, own = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False, axes=axes)
     for dtype, ax in zip(dtypes, axes, strict=True):
@@ -306,21 +272,13 @@ def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = 
 @checked
 def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
     """Per layer l: ‖δ_l‖ (backward), ‖h_{l-1}‖ (forward) and their product ‖∂J/∂W_l‖ (log y)."""
-    _check(result, LayerProfileResult)
+    check_result(result, LayerProfileResult)
     fig, ax = figure_and_axes(ax)
     marker = "o" if len(result.layers) <= 40 else None
     ax.plot(result.layers, result.backward_norm, marker=marker, ms=3, label="backward ‖δₗ‖")
     ax.plot(result.layers, result.input_norm, marker=marker, ms=3, label="forward ‖hₗ₋₁‖")
-    ax.plot(
-        result.layers,
-        result.weight_grad_norm,
-        marker=marker,
-        ms=4,
-        lw=2,
-        label="‖∂J/∂Wₗ‖",
-    )
-    # A data line, not axhline: the y limits then include s^(L-1), which for Gaussian weights can lie
-    # decades away from every measured norm (L = 100, s = 1.25).
+    ax.plot(result.layers, result.weight_grad_norm, marker=marker, ms=4, lw=2, label="‖∂J/∂Wₗ‖")
+    # a data line, not axhline, so that the y limits include s^(L-1)
     predicted = np.full(len(result.layers), result.predicted_weight_grad_norm)
     ax.plot(result.layers, predicted, color="k", ls="--", lw=0.8, label="sᴸ⁻¹")
     log_scale(ax, "y")
@@ -336,11 +294,7 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
 
 @checked
 def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
-    """Small multiples of ``layer_profile``, e.g. one row per weight scale and one column per init.
-
-    Every panel has its own y axis: the norms of s = 0.9 and s = 1.1 lie decades apart, and a shared axis
-    would push the weight gradient and the s^(L-1) line of some panels off the scale.
-    """
+    """Small multiples of ``layer_profile``, each with its own y axis (norms lie decades apart)."""
     results = _check_list(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
     fig, axes, own = _grid(len(results), ncols, 2.5, sharey=False, axes=axes)
