@@ -20,4 +20,4 @@ def test_sigmoid_gradient_ratio_is_below_a_millionth_at_depth_10(seed: int) -> N
     # the prose: "with 10 sigmoid layers of width 32, the first layer's gradient is less than a
     # millionth of the last layer's" (seeds 0-9 give 3e-9 to 1e-8)
     result = ex.run_gain(ex.GainConfig(depth=10, width=32, activation="sigmoid", seed=seed))
-    expect("example: sigmoid depth 10, first/last gradient ratio", result.ratio(), "<", 1e-6)
+    expect("example: sigmoid depth 10, first/last gradient ratio", result.ratio, "<", 1e-6)

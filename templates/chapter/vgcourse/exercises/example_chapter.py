@@ -26,7 +26,7 @@ def sigmoid_ratio(depth: int) -> float:
     Args:
         depth: hidden layers L, 2 to 100.
     """
-    return run_gain(GainConfig(depth=check_int("depth", depth, minimum=2, maximum=100))).ratio()
+    return run_gain(GainConfig(depth=check_int("depth", depth, minimum=2, maximum=100))).ratio
 
 
 register(

@@ -7,8 +7,9 @@ first layer's gradient is a product of L factors smaller than 1: ``GainResult.ra
 ‖∂J/∂W_L‖ shrinks geometrically with the depth.
 
 The shape every chapter follows: a frozen, keyword-only ``Config`` whose fields declare their constraints
-(``vgcourse.config``), a frozen ``Result``, and ``run_x(config) -> Result`` that draws every random
-number from the config's seed (no global random state).
+(``vgcourse.config``), a frozen ``Result`` whose derived values are fields filled by the run (a sweep's
+values go in a ``vgcourse.config.Grid``), and ``run_x(config) -> Result`` that draws every random number
+from the config's seed (no global random state).
 """
 
 from __future__ import annotations
@@ -27,38 +28,27 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
 class GainConfig(Config):
-    """One gradient profile at initialization.
+    """One gradient profile at initialization."""
 
-    Args:
-        depth: hidden layers L.
-        width: units per hidden layer (and input size).
-        activation: one of ``ACTIVATIONS``.
-        batch_size: Gaussian inputs x ~ N(0, I) in the batch.
-        seed: seed of the weights (``MLP(seed=...)``) and of the inputs.
-    """
-
-    depth: int = integer(10, low=2, high=100)
-    width: int = integer(32, low=1, high=512)
+    depth: int = integer(10, low=2, high=100)  # hidden layers L
+    width: int = integer(32, low=1, high=512)  # units per hidden layer (and input size)
     activation: str = one_of(*ACTIVATIONS, default="sigmoid")
-    batch_size: int = integer(64, low=1, high=4096)
-    seed: int = seed_field()
+    batch_size: int = integer(64, low=1, high=4096)  # Gaussian inputs x ~ N(0, I)
+    seed: int = seed_field()  # the weights (MLP(seed=...)) and the inputs
 
 
 @dataclass(frozen=True)
 class GainResult:
-    """``grad_norms[l - 1]`` = ‖∂J/∂W_l‖ of hidden layer l = 1..L (input to output)."""
+    """One gradient profile: ‖∂J/∂W_l‖ for l = 1..L and the first-to-last ratio."""
 
     config: GainConfig
-    grad_norms: np.ndarray
+    grad_norms: np.ndarray  # [l - 1] = ‖∂J/∂W_l‖ of hidden layer l = 1..L (input to output)
+    ratio: float  # ‖∂J/∂W_1‖ / ‖∂J/∂W_L‖: how much smaller the first layer's gradient is than the last's
 
     @property
     def layers(self) -> np.ndarray:
         """The layer numbers 1..L."""
         return np.arange(1, len(self.grad_norms) + 1)
-
-    def ratio(self) -> float:
-        """‖∂J/∂W_1‖ / ‖∂J/∂W_L‖: how much smaller the first layer's gradient is than the last's."""
-        return float(self.grad_norms[0] / self.grad_norms[-1])
 
 
 def run_gain(config: GainConfig) -> GainResult:
@@ -69,4 +59,4 @@ def run_gain(config: GainConfig) -> GainResult:
     x = torch.randn(c.batch_size, c.width, generator=torch.Generator().manual_seed(c.seed))
     model(x).pow(2).mean().backward()
     norms = [float(layer.linear.weight.grad.norm()) for layer in model.layers]
-    return GainResult(config=c, grad_norms=np.array(norms))
+    return GainResult(config=c, grad_norms=np.array(norms), ratio=norms[0] / norms[-1])

@@ -13,7 +13,7 @@ __all__ = ["gain_explorer", "gain_readout"]
 
 def gain_readout(result: GainResult) -> str:
     """One line of HTML under the figure: the first-to-last gradient ratio."""
-    ratio = result.ratio()
+    ratio = result.ratio
     if ratio == 0:
         return "‖∂J/∂W₁‖ / ‖∂J/∂W_L‖ = 0: the first layers' gradients underflowed float32"
     return f"‖∂J/∂W₁‖ / ‖∂J/∂W_L‖ = {ratio:.3g}"
