@@ -552,20 +552,20 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
         with initial_weights(config.seed):  # the constructors' default draws; the weights come from generator
             model = _shift_network(name, config, generator)
         batches = torch.Generator().manual_seed(config.seed + 1)
+
+        def batch(_step: int, gen: torch.Generator = batches) -> Any:
+            idx = torch.randint(0, data.n_train, (config.batch_size,), generator=gen)  # with replacement
+            return data.x_train[idx], data.y_train[idx]
+
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-        loss = torch.tensor(0.0)
-        for _ in range(config.steps):
-            idx = torch.randint(0, data.n_train, (config.batch_size,), generator=batches)
-            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-            if not torch.isfinite(loss):
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        sgd = TrainConfig(
+            steps=config.steps, lr=config.lr, loss="cross_entropy", monitor_every=None, device="cpu"
+        )
+        history = train(model, batch, sgd, optimizer=optimizer)  # stops, no update, at a non-finite loss
         model.eval()
         with torch.no_grad():
             value = float(nn.functional.cross_entropy(model(data.x_train), data.y_train))
-        final[name] = value if math.isfinite(value) and torch.isfinite(loss) else math.inf
+        final[name] = value if math.isfinite(value) and history.diverged_step is None else math.inf
     return ShiftResult(config, final)
 
 
