@@ -1,5 +1,4 @@
-"""Figures of chapter 2, the sigmoid's 0.25 bound. Each takes a result of
-``vgcourse.experiments.sigmoid_bound`` and ``ax=None`` and returns the matplotlib Figure.
+"""Figures of chapter 2, the sigmoid's 0.25 bound, from results of ``vgcourse.experiments.sigmoid_bound``.
 
 Multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the documented order).
 """
@@ -14,7 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vgcourse._validation import check_choice
+from vgcourse._validation import check_choice, check_int
 from vgcourse.experiments.sigmoid_bound import (
     CirclesResult,
     DepthSweep,
@@ -23,65 +22,38 @@ from vgcourse.experiments.sigmoid_bound import (
     MnistResult,
     SaturationSweep,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 from vgcourse.plots.activations import activation_curves
 from vgcourse.plots.layers import grad_histograms
 
-__all__ = [
-    "circles_accuracy",
-    "circles_statistics",
-    "depth_sweep",
-    "derivative_maxima",
-    "gradient_profile",
-    "mnist_histograms",
-    "profiles",
-    "saturation",
-    "weight_gradient_profiles",
-]
-
 _COLORS = {"sigmoid": "C0", "tanh": "C1", "relu": "C2"}
-#: Smallest text in the chapter's figures, in points: a figure at most 7.2 in wide is shown at the text
-#: column's width or larger, so 9 pt stays legible (issue 18).
-SMALL = 9
+SMALL = 9  # smallest text in points that stays legible at the text column's width (issue 18)
 
 
 def _color(activation: str, index: int) -> str:
     return _COLORS.get(activation, f"C{3 + index % 7}")
 
 
-def _check(result: Any, kind: type, name: str = "result") -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
-
-
 def _many_axes(
     ax: Sequence[Axes] | Any | None, n: int, ncols: int, panel: tuple[float, float] = (4.0, 3.2)
 ) -> tuple[Figure, list[Axes]]:
-    """n axes: a new figure with a grid of ``ncols`` columns when ``ax`` is None, else the given ones."""
-    if ax is None:
-        nrows = -(-n // ncols)
-        fig, grid = plt.subplots(
-            nrows, min(n, ncols), figsize=(panel[0] * min(n, ncols), panel[1] * nrows), squeeze=False
-        )
-        axes = list(grid.reshape(-1))
-        for extra in axes[n:]:
+    """The n given axes, or a new figure of ``panel``-sized axes in ``ncols`` columns."""
+
+    def new() -> tuple[Figure, Any]:
+        nrows, cols = -(-n // ncols), min(n, ncols)
+        fig, grid = plt.subplots(nrows, cols, figsize=(panel[0] * cols, panel[1] * nrows), squeeze=False)
+        for extra in grid.flat[n:]:
             extra.remove()
-        return fig, axes[:n]
-    axes = list(np.asarray(ax, dtype=object).reshape(-1)) if not isinstance(ax, Axes) else [ax]
-    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
-        raise TypeError(f"ax must be None or a sequence of {n} matplotlib Axes; got {ax!r:.80}")
-    return axes[0].figure, axes
+        return fig, grid
 
-
-# -- the derivative ----------------------------------------------------------------------------------------
+    fig, axes, _ = figure_and_axes_grid(ax, n, new)
+    return fig, axes
 
 
 @checked
 def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Figure:
-    """Each activation and its derivative (``vgcourse.plots.activation_curves``), the measured maximum of
-    f' marked with a dot and the proven bound (1/4 for sigmoid, 1 for tanh) as a dotted line.
-    """
-    _check(result, DerivativeMaxima)
+    """Each activation and its derivative, the measured max of f' (dot) and its bound (dotted)."""
+    check_result(result, DerivativeMaxima)
     fig, ax = figure_and_axes(ax)
     activation_curves(result.activations, derivative=True, ax=ax)
     for i, name in enumerate(result.activations):
@@ -100,15 +72,10 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
     return fig
 
 
-# -- one network at initialization -------------------------------------------------------------------------
-
-
 @checked
 def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: bool = True) -> Figure:
-    """||∂J/∂h_l|| / ||∂J/∂h_L|| against l = 0..L (log y), under the envelope ∏_{k>l} c·||W_k||_2, with
-    the typical rate ∏_{k>l} rms f'(a_k)·||W_k||_F/√n for comparison.
-    """
-    _check(result, InitGradients)
+    """‖∂J/∂h_l‖ / ‖∂J/∂h_L‖ against l (log y), its bound ∏_{k>l} c·‖W_k‖₂ and ∏_{k>l} rms f'·‖W_k‖_F/√n."""
+    check_result(result, InitGradients)
     fig, ax = figure_and_axes(ax)
     depth = result.depth
     layers = np.arange(depth + 1)
@@ -130,13 +97,13 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
 
 @checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Small multiples: ``gradient_profile`` of 1 to 6 networks side by side (e.g. one per activation)."""
+    """``gradient_profile`` of 1 to 6 networks side by side."""
     if isinstance(results, InitGradients) or not isinstance(results, Sequence):
         raise TypeError("results must be a sequence of InitGradients")
     if not 1 <= len(results) <= 6:
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
     for r in results:
-        _check(r, InitGradients, "each result")
+        check_result(r, InitGradients, "each result")
     fig, axes = _many_axes(ax, len(results), ncols=2, panel=(3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
@@ -146,11 +113,11 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
 
 @checked
 def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
-    """||∂J/∂W_l|| by layer (log y), one line per network: what a gradient monitor shows at initialization."""
+    """‖∂J/∂W_l‖ by layer (log y), one line per network."""
     if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
         raise TypeError("results must be a non-empty sequence of InitGradients")
     for r in results:
-        _check(r, InitGradients, "each result")
+        check_result(r, InitGradients, "each result")
     if len({r.depth for r in results}) != 1:
         raise ValueError("all results must have the same depth")
     fig, ax = figure_and_axes(ax)
@@ -174,9 +141,6 @@ def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | Non
     return fig
 
 
-# -- sweeps ------------------------------------------------------------------------------------------------
-
-
 def _median_band(
     ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str, style: str = "o-"
 ) -> None:
@@ -188,11 +152,9 @@ def _median_band(
 
 @checked
 def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Two panels against depth L: (left) ||∂J/∂h_0|| / ||∂J/∂h_L|| per activation with the sigmoid's
-    envelope and (1/4)^L; (right) the first/output layer weight-gradient ratio. Lines are medians over
-    seeds, bands min to max. Given ``ax``, each panel gets its own legend; a new figure has one below both.
-    """
-    _check(result, DepthSweep)
+    """Against depth L: ‖∂J/∂h_0‖ / ‖∂J/∂h_L‖ with the sigmoid's bound and (1/4)^L (left), the layer 1 /
+    output weight-gradient ratio (right); medians over seeds, bands min to max."""
+    check_result(result, DepthSweep)
     fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.8))
     depths = np.array(result.config.depths)
     for i, name in enumerate(result.config.activations):
@@ -223,11 +185,9 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
 
 @checked
 def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Three panels against the weight scale, one line per input scale: (1) saturated fraction (all hidden
-    layers solid, layer 1 dashed), (2) mean f'(a) under its bound, (3) the measured per-layer factor of the
-    backward pass and the bound's factor (dashed). A new figure has two panels per row (7.2 in wide).
-    """
-    _check(result, SaturationSweep)
+    """Against the weight scale, per input scale: saturated fraction (layer 1 dashed), mean f'(a), and the
+    backward pass's per-layer factor (bound dashed)."""
+    check_result(result, SaturationSweep)
     fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=2, panel=(3.6, 3.0))
     scales = np.array(result.config.weight_scales)
     bound = 0.25 if result.config.activation == "sigmoid" else 1.0
@@ -258,13 +218,10 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     return fig
 
 
-# -- classic experiment (a): circles -----------------------------------------------------------------------
-
-
 @checked
 def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure:
     """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max)."""
-    _check(result, CirclesResult)
+    check_result(result, CirclesResult)
     fig, ax = figure_and_axes(ax)
     epochs = np.arange(1, result.config.epochs + 1)
     for i, name in enumerate(result.config.activations):
@@ -282,17 +239,10 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
 def circles_statistics(
     result: CirclesResult, *, seed_index: int = 0, ax: Sequence[Axes] | None = None
 ) -> Figure:
-    """The tutorial's figure, per layer: columns = activations; rows = weight mean, weight std, gradient
-    mean and gradient std (log) by epoch; one line per layer, dark (layer 1) to light (output).
-
-    ``seed_index``: which seed's run to show (index into ``config.seeds``); ``ax``: 4 × (activations) Axes,
-    row by row; a new figure has the layers' legend below the panels.
-    """
-    _check(result, CirclesResult)
-    if isinstance(seed_index, bool) or not isinstance(seed_index, int):
-        raise TypeError(f"seed_index must be an int; got {seed_index!r}")
-    if not -len(result.config.seeds) <= seed_index < len(result.config.seeds):
-        raise ValueError(f"seed_index must index config.seeds {result.config.seeds}; got {seed_index}")
+    """Per activation (columns): weight mean/std and gradient mean/std (rows) by epoch, one line per layer,
+    for the run of ``config.seeds[seed_index]``."""
+    check_result(result, CirclesResult)
+    check_int("seed_index", seed_index, -len(result.config.seeds), len(result.config.seeds) - 1)
     n_act = len(result.config.activations)
     fig, axes = _many_axes(ax, 4 * n_act, ncols=n_act, panel=(7.2 / n_act, 2.1))
     cmap = plt.get_cmap("viridis")
@@ -331,17 +281,11 @@ def circles_statistics(
     return fig
 
 
-# -- classic experiment (b): MNIST -------------------------------------------------------------------------
-
-
 @checked
 def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Axes] | None = None) -> Figure:
-    """(left) All layers' weight gradients lumped into one histogram, as the tutorial showed them;
-    (right) the same values per layer as violins of log10 |g| (``vgcourse.plots.grad_histograms``).
-
-    ``when``: "init" (before training) or "trained" (after).
-    """
-    _check(result, MnistResult)
+    """Weight gradients of all layers in one histogram (left) and per layer as violins of log10 |g|
+    (right), ``when`` "init" or "trained"."""
+    check_result(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
     fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.4))
     values = result.grads_init if when == "init" else result.grads_trained
