@@ -473,7 +473,7 @@ def test_plots_return_figures_and_accept_axes() -> None:
     assert isinstance(plots.dead_grid(sweep), Figure)
     fig, axes = plt.subplots(1, 2)
     assert plots.dead_grid(sweep, axes=axes) is fig
-    with pytest.raises(ValueError, match="Axes"):
+    with pytest.raises(TypeError, match="Axes"):
         plots.dead_grid(sweep, axes=axes[:1])
     with pytest.raises(TypeError):
         plots.dead_grid(run)

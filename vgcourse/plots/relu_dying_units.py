@@ -1,8 +1,4 @@
-"""Figures of chapter 3, ReLU and dying units: gradient flow at init, dead units over training.
-
-Each function takes a result of ``vgcourse.experiments.relu_dying_units`` and ``ax`` (or ``axes``) to draw
-into (a new figure when None), and returns the Figure.
-"""
+"""Figures of chapter 3, ReLU and dying units, from results of ``vgcourse.experiments.relu_dying_units``."""
 
 from __future__ import annotations
 
@@ -20,25 +16,17 @@ from vgcourse.experiments.relu_dying_units import (
     FrozenUnitsResult,
     GradientFlowResult,
 )
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 __all__ = ["backward_factors", "dead_grid", "dead_over_training", "frozen_units", "gradient_flow"]
 
 _LAYER_COLORS = plt.get_cmap("viridis")
 
 
-def _check(result: Any, kind: type, name: str) -> None:
-    if not isinstance(result, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(result).__name__}")
-
-
 @checked
 def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figure:
-    """‖∂J/∂W_l‖ against layer l at initialization, one line per activation (log y).
-
-    The line is the geometric mean over seeds, the band spans the smallest to the largest seed.
-    """
-    _check(result, GradientFlowResult, "result")
+    """‖∂J/∂W_l‖ against layer l at initialization per activation (log y): geometric mean, band min..max."""
+    check_result(result, GradientFlowResult)
     fig, ax = figure_and_axes(ax)
     layers = np.arange(1, result.config.depth + 1)
     for a, activation in enumerate(result.config.activations):
@@ -57,11 +45,8 @@ def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figu
 
 @checked
 def backward_factors(result: GradientFlowResult, *, ax: Axes | None = None) -> Figure:
-    """The per-layer factor ‖δ_l‖ / ‖δ_{l+1}‖ measured (markers) vs predicted ρ_l = g·rms f'(z_l) (line).
-
-    Values are geometric means over seeds; dotted lines mark 1 (no loss) and 1/4 (sigmoid's bound).
-    """
-    _check(result, GradientFlowResult, "result")
+    """‖δ_l‖ / ‖δ_{l+1}‖ measured (markers) vs predicted ρ_l = g·rms f'(z_l), geometric means over seeds."""
+    check_result(result, GradientFlowResult)
     fig, ax = figure_and_axes(ax)
     layers = np.arange(1, result.config.depth)
     for a, activation in enumerate(result.config.activations):
@@ -93,14 +78,8 @@ def _describe(config: Any) -> str:
 def dead_over_training(
     result: DyingResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
 ) -> Figure:
-    """Dead fraction of each hidden layer against training step, with the validation accuracy (dashed).
-
-    Both share the y axis [0, 1]. A run that diverged ends with a red cross.
-
-    ``legend``: draw the legend; ``title``: the axes title (default: activation, learning rate, bias and
-    final accuracy).
-    """
-    _check(result, DyingResult, "result")
+    """Dead fraction of each hidden layer and validation accuracy (dashed) by step; divergence: red x."""
+    check_result(result, DyingResult)
     fig, ax = figure_and_axes(ax)
     n_layers = len(result.layer_names)
     for i, name in enumerate(result.layer_names):
@@ -123,29 +102,14 @@ def dead_over_training(
 
 @checked
 def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Figure:
-    """Small multiples of ``dead_over_training``: rows over learning rate, columns over bias initialization.
-
-    Three bias columns fit the book's text column (<= 7.2 in wide) at readable font sizes (>= 9 pt).
-
-    ``axes``: a (lrs, bias_inits) array of axes to draw on; a new figure when None.
-    """
-    _check(sweep, DyingSweepResult, "sweep")
+    """Small multiples of ``dead_over_training``: rows over learning rate, columns over bias init."""
+    check_result(sweep, DyingSweepResult, "sweep")
     rows, cols = len(sweep.config.lrs), len(sweep.config.bias_inits)
-    if axes is None:
-        fig, axes = plt.subplots(
-            rows,
-            cols,
-            figsize=(min(7.2, 2.2 * cols + 0.6), 1.75 * rows + 1.0),
-            sharex=True,
-            sharey=True,
-            squeeze=False,
-        )
-    else:
-        axes = np.asarray(axes, dtype=object)
-        if axes.size != rows * cols or not all(isinstance(a, Axes) for a in axes.flat):
-            raise ValueError(f"axes must hold {rows} x {cols} matplotlib Axes (lrs x bias_inits)")
-        axes = axes.reshape(rows, cols)
-        fig = axes[0, 0].figure
+    size = (min(7.2, 2.2 * cols + 0.6), 1.75 * rows + 1.0)
+    fig, flat, _ = figure_and_axes_grid(
+        axes, rows * cols, lambda: plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True)
+    )
+    axes = np.array(flat, dtype=object).reshape(rows, cols)
     for i, lr in enumerate(sweep.config.lrs):
         for j, bias in enumerate(sweep.config.bias_inits):
             run = sweep.runs.sel(lr=lr, bias_init=bias)
@@ -165,10 +129,8 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
 
 @checked
 def frozen_units(result: FrozenUnitsResult, *, ax: Axes | None = None) -> Figure:
-    """Per layer: units dead at checkpoint A, split into those still silent at B (weights bit-identical)
-    and those that fired again in between (revived, weights changed).
-    """
-    _check(result, FrozenUnitsResult, "result")
+    """Per layer: units dead at checkpoint A, split into still silent at B and fired again (revived)."""
+    check_result(result, FrozenUnitsResult)
     fig, ax = figure_and_axes(ax)
     x = np.arange(len(result.layer_names))
     ax.bar(x, result.silent_identical, color="tab:gray", label="silent A→B: weights bit-identical")
