@@ -463,7 +463,7 @@ def test_plots_return_figures_and_accept_axes(sweep30, gains, hist, deep):
     assert isinstance(plots.scheme_grid(sweep30), Figure)
     fig, axes = plt.subplots(2, 4)
     assert plots.scheme_grid(sweep30, axes=axes) is fig
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="Axes"):
         plots.scheme_grid(sweep30, axes=axes[0])
     assert isinstance(plots.gradient_overview(sweep30), Figure)
     fig, axes = plt.subplots(2, 2)

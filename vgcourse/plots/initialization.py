@@ -1,8 +1,6 @@
-"""Figures of chapter 4 (Xavier/Glorot and He/Kaiming initialization): predicted vs measured variances.
+"""Figures of chapter 4, initialization: predicted (dashed) vs measured variances.
 
-Measured curves are the geometric mean over seeds with a band from the smallest to the largest seed;
-predictions are dashed (Gaussian recursion) or dotted (Glorot & Bengio's linear regime). Each function
-takes its result and ``ax`` (or ``axes``) to draw into (a new figure when None), and returns the Figure.
+Measured curves are the geometric mean over seeds with a band from the smallest to the largest seed.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vgcourse._validation import check_int
 from vgcourse.experiments.initialization import (
     SCHEME_LABELS,
     BackpropHistograms,
@@ -26,19 +25,8 @@ from vgcourse.experiments.initialization import (
 )
 from vgcourse.initializers import gain as torch_gain
 from vgcourse.meanfield import CriticalLine
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 from vgcourse.plots.figure_check import allow_clipping
-
-__all__ = [
-    "SCHEME_COLORS",
-    "backprop_histograms",
-    "critical_phase",
-    "deep_training",
-    "gain_curves",
-    "gradient_overview",
-    "profile",
-    "scheme_grid",
-]
 
 SCHEME_COLORS = {
     "naive": "tab:red",
@@ -50,22 +38,14 @@ SCHEME_COLORS = {
 _FORWARD, _BACKWARD = "tab:blue", "tab:orange"
 
 
-def _check(value: Any, kind: type, name: str) -> None:
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}; got {type(value).__name__}")
-
-
 def _axes_grid(
     axes: Any, shape: tuple[int, int], figsize: tuple[float, float], **kwargs: Any
 ) -> tuple[Figure, np.ndarray]:
-    """A new (rows, cols) grid, or the given axes reshaped to it (they must be that many)."""
-    if axes is None:
-        fig, grid = plt.subplots(*shape, figsize=figsize, squeeze=False, **kwargs)
-        return fig, grid
-    grid = np.asarray(axes, dtype=object).reshape(-1)
-    if len(grid) != shape[0] * shape[1] or not all(isinstance(ax, Axes) for ax in grid):
-        raise ValueError(f"axes must be {shape[0] * shape[1]} matplotlib Axes; got {len(grid)} objects")
-    return grid[0].figure, grid.reshape(shape)
+    """A new (rows, cols) grid, or the given axes reshaped to it."""
+    fig, flat, _ = figure_and_axes_grid(
+        axes, shape[0] * shape[1], lambda: plt.subplots(*shape, figsize=figsize, squeeze=False, **kwargs)
+    )
+    return fig, np.array(flat, dtype=object).reshape(shape)
 
 
 def _gain_label(g: float) -> str:
@@ -96,12 +76,8 @@ def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | 
 def profile(
     result: VarianceProfile, *, ax: Axes | None = None, show_linear: bool = True, legend: bool = True
 ) -> Figure:
-    """Var(a_l) (forward) and Var(δ_l) (backward) by layer: measured band and line, predicted dashed.
-
-    ``show_linear``: also draw the linear-regime prediction (dotted) where it differs from the Gaussian one;
-    ``legend``: draw the legend.
-    """
-    _check(result, VarianceProfile, "result")
+    """Var(a_l) and Var(δ_l) by layer, measured and predicted; ``show_linear``: the linear regime's too."""
+    check_result(result, VarianceProfile)
     fig, ax = figure_and_axes(ax, figsize=(5.6, 4.0))
     x = result.layers
     drawn = []
@@ -136,12 +112,8 @@ def profile(
 
 @checked
 def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
-    """Small multiples of ``profile``: one row per scheme, one column per activation (at most 7.4 in wide).
-
-    ``axes``: len(schemes) · len(activations) axes to draw on (rows: schemes); a new figure when None;
-    ``show_linear``: also draw the linear-regime prediction.
-    """
-    _check(sweep, SchemeSweep, "sweep")
+    """Small multiples of ``profile``: one row per scheme, one column per activation."""
+    check_result(sweep, SchemeSweep, "sweep")
     rows, cols = len(sweep.config.schemes), len(sweep.config.activations)
     fig, grid = _axes_grid(axes, (rows, cols), (min(7.4, 3.7 * cols), 2.5 * rows + 0.9))
     for i, scheme in enumerate(sweep.config.schemes):
@@ -167,11 +139,8 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
 
 @checked
 def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
-    """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation.
-
-    ``axes``: 2 · len(activations) axes to draw on; a new figure when None.
-    """
-    _check(sweep, SchemeSweep, "sweep")
+    """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation."""
+    check_result(sweep, SchemeSweep, "sweep")
     cols = len(sweep.config.activations)
     fig, grid = _axes_grid(axes, (2, cols), (min(7.4, 3.7 * cols), 6.6), sharex=True)
     for j, activation in enumerate(sweep.config.activations):
@@ -198,12 +167,8 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
 
 @checked
 def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
-    """Against the gain g (weights of variance g²/n): Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right).
-
-    Lines are the Gaussian prediction, markers the measured geometric mean with min..max error bars;
-    thin vertical lines mark each activation's PyTorch gain (tanh 5/3, relu √2).
-    """
-    _check(sweep, GainSweep, "sweep")
+    """Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right) against the gain g (Var(W) = g²/n), PyTorch's dotted."""
+    check_result(sweep, GainSweep, "sweep")
     fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.6))
     left, right = grid[0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -238,14 +203,9 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
 
 @checked
 def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: int = 81) -> Figure:
-    """Glorot & Bengio (2010) Fig. 7 style: normalized histograms of δ_l per layer, one panel per scheme.
-
-    ``axes``: one axes per scheme; a new figure when None; ``bins``: number of histogram bins (>= 5), shared
-    by all panels.
-    """
-    _check(result, BackpropHistograms, "result")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 5:
-        raise ValueError(f"bins must be an integer >= 5; got {bins!r}")
+    """Normalized histograms of δ_l per layer, one panel per scheme (Glorot & Bengio 2010, Fig. 7)."""
+    check_result(result, BackpropHistograms)
+    check_int("bins", bins, minimum=5)
     schemes = result.config.schemes
     fig, grid = _axes_grid(axes, (len(schemes), 1), (7.0, 2.6 * len(schemes) + 0.3), sharex=True)
     everything = np.concatenate([v for per_scheme in result.values for v in per_scheme])
@@ -267,13 +227,9 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
 
 @checked
 def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int = 10) -> Figure:
-    """Training loss per step, one thin line per seed and colour per scheme; ln(10) = chance level.
-
-    ``smooth``: moving-average window in steps (>= 1).
-    """
-    _check(result, DeepTraining, "result")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ValueError(f"smooth must be an integer >= 1; got {smooth!r}")
+    """Training loss per step (``smooth``-step moving average), one line per seed, a colour per scheme."""
+    check_result(result, DeepTraining)
+    check_int("smooth", smooth, minimum=1)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 4.0))
     kernel = np.ones(smooth) / smooth
     for scheme, row in zip(result.config.schemes, result.histories, strict=True):
@@ -301,17 +257,10 @@ _POINT_COLORS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
 def critical_phase(
     line: CriticalLine, measured: CriticalProfile, *, gains: Any = (), axes: Any = None
 ) -> Figure:
-    """The critical line of tanh networks (left) and the gradient ratio measured on and off it (right).
-
-    Left: σ_w² against σ_b², the line χ = 1 between the ordered (χ < 1, vanishing) and the chaotic (χ > 1,
-    exploding) phase; circles: the measured points; crosses on σ_b² = 0: the weight variances g² of
-    ``gains`` (the gain sweep's, without biases). Right: Var(δ_l)/Var(δ_L) against the number of layers
-    crossed, L - l, per measured point: geometric mean over seeds with a min..max band, prediction dashed.
-
-    ``gains``: gains g whose σ_w² = g² (at σ_b² = 0) are marked on the left panel.
-    """
-    _check(line, CriticalLine, "line")
-    _check(measured, CriticalProfile, "measured")
+    """tanh's critical line χ = 1 in (σ_w², σ_b²) with the measured points and ``gains``' g² (left), and
+    Var(δ_l)/Var(δ_L) against L - l at each point (right)."""
+    check_result(line, CriticalLine, "line")
+    check_result(measured, CriticalProfile, "measured")
     fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.5))
     left, right = grid[0]
     left.plot(line.weight_var, line.bias_var, color="black", linewidth=1.8, label="critical line χ = 1")
