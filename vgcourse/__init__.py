@@ -42,7 +42,6 @@ from vgcourse.models import (
 )
 from vgcourse.monitor import METRICS, GradientMonitor, MonitorRecord, snapshot
 from vgcourse.profiling import LayerProfile, Profile, profile
-from vgcourse.seeding import seed_everything
 from vgcourse.training import History, TrainConfig, evaluate, train
 
 __version__ = "0.1.0"
@@ -101,7 +100,6 @@ __all__ = [
     "pick_device",
     "profile",
     "recall_task",
-    "seed_everything",
     "snapshot",
     "train",
 ]

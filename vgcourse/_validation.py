@@ -38,20 +38,15 @@ def check_float(
     *,
     strict_minimum: bool = False,
 ) -> float:
-    """Return ``float(value)`` if it is a finite real number within the bounds.
-
-    ``strict_minimum=True`` makes the lower bound exclusive (``value > minimum``).
-    """
+    """Return ``float(value)`` if it is a finite real number within the bounds (``strict_minimum``: the
+    lower bound is exclusive)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}")
-    if minimum is not None:
-        if strict_minimum and number <= minimum:
-            raise ValueError(f"{name} must be > {minimum}; got {value!r}")
-        if not strict_minimum and number < minimum:
-            raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    if minimum is not None and (number <= minimum if strict_minimum else number < minimum):
+        raise ValueError(f"{name} must be {'>' if strict_minimum else '>='} {minimum}; got {value!r}")
     if maximum is not None and number > maximum:
         raise ValueError(f"{name} must be <= {maximum}; got {value!r}")
     return number

@@ -10,17 +10,6 @@ from torch import Tensor, nn
 
 from vgcourse._validation import check_choice, check_tensor
 
-__all__ = [
-    "ACTIVATIONS",
-    "LEAKY_RELU_SLOPE",
-    "RELU_FAMILY",
-    "SATURATING",
-    "activation_name",
-    "derivative",
-    "make_activation",
-    "max_derivative",
-]
-
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
 SATURATING = ("sigmoid", "tanh")
@@ -39,26 +28,16 @@ _MODULES: dict[str, type[nn.Module]] = {
 
 # sup_x f'(x). gelu: f' = Φ(x) + x·φ(x) peaks at x = √2 with Φ(√2) + e^{-1}/√π.
 # silu: f' = σ(x)(1 + x(1 - σ(x))) peaks where 2 + x(1 - 2σ(x)) = 0, x ≈ 2.39936 (solved numerically).
-_MAX_DERIVATIVE = {
-    "identity": 1.0,
+_MAX_DERIVATIVE = dict.fromkeys(ACTIVATIONS, 1.0) | {
     "sigmoid": 0.25,
-    "tanh": 1.0,
-    "relu": 1.0,
-    "leaky_relu": 1.0,
-    "elu": 1.0,
     "gelu": 0.5 * (1.0 + math.erf(1.0)) + math.exp(-1.0) / math.sqrt(math.pi),
     "silu": 1.0998393201288668,
 }
 
 
 def make_activation(activation: str | nn.Module | type[nn.Module]) -> nn.Module:
-    """Return a fresh activation module.
-
-    Args:
-        activation: a name from ``ACTIVATIONS`` (leaky_relu has slope 0.01), an ``nn.Module`` instance
-            (a deep copy is returned, so layers never share one), or an ``nn.Module`` subclass (called
-            with no arguments).
-    """
+    """A fresh activation module from a name in ``ACTIVATIONS`` (leaky_relu: slope 0.01), an ``nn.Module``
+    (deep-copied, so layers never share one) or an ``nn.Module`` subclass (called with no arguments)."""
     if isinstance(activation, str):
         return _MODULES[check_choice("activation", activation, ACTIVATIONS)]()
     if isinstance(activation, nn.Module):
@@ -72,11 +51,7 @@ def make_activation(activation: str | nn.Module | type[nn.Module]) -> nn.Module:
 
 
 def activation_name(module: nn.Module) -> str | None:
-    """Return the name in ``ACTIVATIONS`` of an activation module (ReLU6 counts as relu), else None.
-
-    Args:
-        module: any ``nn.Module``.
-    """
+    """Return the name in ``ACTIVATIONS`` of an activation module (ReLU6 counts as relu), else None."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module; got {type(module).__name__}")
     if isinstance(module, nn.ReLU6):
@@ -90,11 +65,8 @@ def activation_name(module: nn.Module) -> str | None:
 def derivative(activation: str, x: Tensor) -> Tensor:
     """Closed-form f'(x), elementwise: sigmoid σ(1-σ), tanh 1-tanh², relu 1[x>0], gelu Φ(x)+xφ(x), ...
 
-    At the kink x = 0 the value matches PyTorch's autograd (relu 0, leaky_relu 0.01, elu 1).
-
-    Args:
-        activation: a name from ``ACTIVATIONS``.
-        x: the pre-activations (integer tensors are converted to the default float dtype).
+    At the kink x = 0 the value matches PyTorch's autograd (relu 0, leaky_relu 0.01, elu 1). Integer ``x``
+    is converted to the default float dtype.
     """
     check_choice("activation", activation, ACTIVATIONS)
     check_tensor("x", x)
@@ -126,8 +98,5 @@ def max_derivative(activation: str) -> float:
     """Return sup_x f'(x): the most one layer's activation can amplify a gradient (sigmoid 0.25, tanh 1).
 
     gelu (≈1.129) and silu (≈1.100) slightly exceed 1 just right of zero.
-
-    Args:
-        activation: a name from ``ACTIVATIONS``.
     """
     return _MAX_DERIVATIVE[check_choice("activation", activation, ACTIVATIONS)]

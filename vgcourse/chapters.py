@@ -2,12 +2,8 @@
 
 A chapter's id is the file stem of its notebook (``book/<id>.ipynb``) and of its modules in each layer
 of the package (``vgcourse.<layer>.<id>`` for ``layer`` in ``LAYERS``); its number is its position
-in ``CHAPTERS`` (1-based), the number the book shows ("Fig. 3.2", "Exercise 3.1"). The table of
-contents test, ``diagnose``'s chapter links, exercise registration, explorer discovery and the contract
-tests all read this list. This module is data only: it imports nothing from the package, so every layer
-may read it.
-
-To add a chapter, append (or insert) a ``Chapter`` here and its file to ``_toc.yml`` (CONTRIBUTING.md).
+in ``CHAPTERS`` (1-based), the number the book shows ("Fig. 3.2", "Exercise 3.1"). Data only: it imports
+nothing from the package, so every layer may read it. To add a chapter, see CONTRIBUTING.md.
 """
 
 from __future__ import annotations
@@ -15,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHAPTERS", "LAYERS", "Chapter", "chapter", "chapter_ids", "has_module"]
-
-LAYERS = ("experiments", "plots", "explorers", "exercises")
-"""The package's per-chapter layers: runs, figures, interactive explorers, checked exercises."""
+LAYERS = ("experiments", "plots", "explorers", "exercises")  # runs, figures, explorers, checked exercises
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -55,10 +48,9 @@ _TITLES = (
     ("detecting_and_fixing", "Detecting and fixing vanishing gradients"),
 )
 
-CHAPTERS: tuple[Chapter, ...] = tuple(
+CHAPTERS: tuple[Chapter, ...] = tuple(  # in reading order, as _toc.yml's numbered part
     Chapter(id=cid, title=title, number=number) for number, (cid, title) in enumerate(_TITLES, start=1)
 )
-"""Every chapter, in reading order (the order of _toc.yml's numbered part)."""
 
 
 def chapter_ids() -> tuple[str, ...]:

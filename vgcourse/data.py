@@ -20,24 +20,6 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 
-__all__ = [
-    "DATASETS",
-    "DataSplit",
-    "DataUnavailableError",
-    "MNIST_DIR",
-    "MNIST_MD5",
-    "MNIST_SOURCES",
-    "adding_problem",
-    "check_data",
-    "circles",
-    "digits",
-    "load_dataset",
-    "shared_digits",
-    "mnist",
-    "recall_task",
-    "shipped_mnist_files",
-]
-
 DATASETS = ("circles", "digits", "mnist", "adding", "recall")
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -54,23 +36,14 @@ _DOWNLOAD_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class DataSplit:
-    """A train/validation split of one data set.
+    """A train/validation split of one data set."""
 
-    Args:
-        name: the data set's name (one of ``DATASETS``).
-        x_train: training inputs, (N, F) tabular, (N, T, F) sequences or (N, 1, 28, 28) images.
-        y_train: training targets, int64 (N,) class labels or float32 (N, 1) regression targets.
-        x_val: validation inputs, same layout as ``x_train``.
-        y_val: validation targets, same layout as ``y_train``.
-        n_classes: number of classes, or ``None`` for regression.
-    """
-
-    name: str
-    x_train: Tensor
-    y_train: Tensor
+    name: str  # one of DATASETS
+    x_train: Tensor  # (N, F) tabular, (N, T, F) sequences or (N, 1, 28, 28) images
+    y_train: Tensor  # int64 (N,) class labels or float32 (N, 1) regression targets
     x_val: Tensor
     y_val: Tensor
-    n_classes: int | None
+    n_classes: int | None  # None for regression
 
     def __post_init__(self) -> None:
         if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
@@ -85,12 +58,10 @@ class DataSplit:
 
     @property
     def n_train(self) -> int:
-        """Number of training examples."""
         return len(self.x_train)
 
     @property
     def n_val(self) -> int:
-        """Number of validation examples."""
         return len(self.x_val)
 
     def __repr__(self) -> str:
@@ -144,15 +115,8 @@ def _classification_split(name: str, x: Tensor, y: Tensor, val_fraction: float, 
 def circles(
     n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, val_fraction: float = 0.2, seed: int = 0
 ) -> DataSplit:
-    """Two concentric circles (sklearn ``make_circles``): 2 classes, x float32 (N, 2), y int64 (N,).
-
-    Args:
-        n_samples: total number of points (train + val), at least 2.
-        noise: standard deviation of the Gaussian noise added to the points, >= 0.
-        factor: radius of the inner circle relative to the outer one, in (0, 1).
-        val_fraction: fraction of each class held out for validation, in (0, 1).
-        seed: seed for the points and the split.
-    """
+    """Two concentric circles (sklearn ``make_circles``, inner radius ``factor``, Gaussian ``noise``):
+    x float32 (N, 2), 2 classes; ``val_fraction`` of each class held out."""
     from sklearn.datasets import make_circles
 
     check_int("n_samples", n_samples, minimum=2)
@@ -168,14 +132,9 @@ def circles(
 
 
 def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
-    """8x8 handwritten digits (sklearn ``load_digits``, shipped, no download): x float32 (N, 64), 10 classes.
+    """8x8 handwritten digits (sklearn ``load_digits``, no download): x float32 (N, 64), 10 classes.
 
-    Pixels are scaled to [0, 1] by /16, then standardized x' = (x - mean) / std with the train split's
-    per-pixel mean and std (std 0, for always-blank pixels, is replaced by 1).
-
-    Args:
-        val_fraction: fraction of each class held out for validation, in (0, 1).
-        seed: seed for the (stratified) split.
+    x' = (x/16 - mean) / std with the train split's per-pixel mean and std (std 0 replaced by 1).
     """
     from sklearn.datasets import load_digits
 
@@ -204,15 +163,8 @@ def adding_problem(
 ) -> DataSplit:
     """Adding problem (Hochreiter & Schmidhuber, 1997): regression, y = sum of the two marked values.
 
-    x (N, T, 2): channel 0 holds values U(0, 1), channel 1 is a marker with exactly two 1s, one in each
-    half of the sequence; y float32 (N, 1). Baseline: always predicting 1.0 gives MSE = Var(u1 + u2) =
-    2/12 ~ 0.167, so a model must beat ~0.167 to have learned anything.
-
-    Args:
-        n_samples: total number of sequences (train + val), at least 2.
-        seq_len: sequence length T, at least 2; larger T means longer-range dependencies.
-        val_fraction: fraction held out for validation, in (0, 1).
-        seed: seed for the sequences.
+    x (N, T, 2): channel 0 holds values U(0, 1), channel 1 marks exactly two of them, one in each half;
+    y float32 (N, 1). Always predicting 1.0 gives MSE = Var(u1 + u2) = 2/12 ~ 0.167, the bar to beat.
     """
     check_int("n_samples", n_samples, minimum=2)
     check_int("seq_len", seq_len, minimum=2)
@@ -240,13 +192,6 @@ def recall_task(
 
     x (N, lag + 1, n_symbols + 1): step 0 is the one-hot symbol, steps 1..lag are blank, and the last
     channel is a "go" marker set to 1 at the last step; y int64 (N,) = the symbol.
-
-    Args:
-        n_samples: total number of sequences (train + val), at least 2.
-        lag: number of blank steps between the symbol and the answer, at least 1.
-        n_symbols: number of distinct symbols (= classes), at least 2.
-        val_fraction: fraction held out for validation, in (0, 1).
-        seed: seed for the symbols.
     """
     check_int("n_samples", n_samples, minimum=2)
     check_int("lag", lag, minimum=1)
@@ -296,11 +241,8 @@ def _md5(path: Path) -> str:
 
 
 def shipped_mnist_files() -> tuple[Path, Path]:
-    """(images, labels): the MNIST test split shipped in the package, after checking each file's md5.
-
-    Raises :class:`DataUnavailableError` naming the way out when a file is missing or its md5 differs
-    from the published one (``MNIST_MD5``).
-    """
+    """(images, labels): the MNIST test split shipped in the package, each file's md5 checked
+    (`DataUnavailableError`, naming the way out, when one is missing or differs from ``MNIST_MD5``)."""
     paths = []
     for name, expected in MNIST_MD5.items():
         path = MNIST_DIR / name
@@ -320,22 +262,15 @@ def shipped_mnist_files() -> tuple[Path, Path]:
 
 
 def check_data() -> str:
-    """Verify the data the book needs (the shipped MNIST files, by md5) without loading it; one line back.
-
-    Raises :class:`DataUnavailableError`, whose message names the way out, when it cannot be verified.
-    """
+    """Verify the data the book needs (the shipped MNIST files, by md5) without loading it; one line back."""
     images, labels = shipped_mnist_files()
     size = (images.stat().st_size + labels.stat().st_size) / 1e6
     return f"vgcourse data OK: MNIST test split in {images.parent} ({size:.1f} MB, md5 verified)"
 
 
 def _download_mnist(root: Path) -> None:
-    """Download MNIST's two train files into ``root/MNIST/raw`` (gzipped IDX, torchvision's layout) from
-    torchvision's mirrors, checking each file's md5 against torchvision's list.
-
-    Each request gives up after ``_DOWNLOAD_TIMEOUT_S`` seconds without data (urllib's per-request
-    ``timeout``): nothing process-wide, such as the socket default timeout, is changed.
-    """
+    """Download MNIST's two train files into ``root/MNIST/raw`` from torchvision's mirrors, md5-checked;
+    each request has its own timeout (nothing process-wide changes)."""
     from urllib.request import Request, urlopen
 
     from torchvision.datasets import MNIST
@@ -401,27 +336,13 @@ def mnist(
     download: bool | None = None,
     flatten: bool = True,
 ) -> DataSplit:
-    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes.
+    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes, x (N, 784), or
+    (N, 1, 28, 28) with ``flatten=False``; a stratified, seeded split.
 
-    ``source="shipped"`` (the default) reads the 10,000-image MNIST test split that ships inside the
-    package (md5-checked, no network, the same on every machine) and splits it (stratified by class,
-    seeded) into train and val: 8,334 / 1,666 with the default ``val_fraction``. ``source="full"`` is the
-    reader's explicit choice of the 60,000-image train split: read from ``root``, else ``$VGCOURSE_DATA``,
-    else ``~/.cache/vgcourse`` (the IDX files directly in the folder or in ``MNIST/raw/`` below it),
-    downloaded there from torchvision's mirrors when missing (unless ``download=False``); val is carved
-    from it (stratified), 50,000 / 10,000 by default.
-
-    Args:
-        root: with ``source="full"``, the folder holding the IDX files; ``None`` uses ``$VGCOURSE_DATA`` or
-            ``~/.cache/vgcourse``. Must be ``None`` with ``source="shipped"``.
-        source: one of ``MNIST_SOURCES``: "shipped" or "full".
-        val_fraction: fraction of each class held out for validation, in (0, 1).
-        seed: seed for the split.
-        download: with ``source="full"``: ``False`` never downloads; ``None``/``True`` download them
-            (torchvision's mirrors and md5s) when no files are found. Raises :class:`DataUnavailableError`
-            when that is not possible. Must be ``None`` or ``False`` with ``source="shipped"`` (which never
-            downloads).
-        flatten: ``True`` gives x (N, 784), ``False`` gives x (N, 1, 28, 28).
+    ``source="shipped"``: the 10,000-image test split inside the package (md5-checked, no network; 8,334 /
+    1,666 by default). ``source="full"``: the 60,000-image train split from ``root``, else
+    ``$VGCOURSE_DATA``, else ``~/.cache/vgcourse`` (in the folder or its ``MNIST/raw/``), downloaded there
+    when missing unless ``download=False`` (`DataUnavailableError` when that fails).
     """
     if root is not None and not isinstance(root, (str, Path)):
         raise TypeError(f"root must be a str, a Path or None; got {type(root).__name__}")
@@ -452,19 +373,8 @@ def mnist(
 
 
 def load_dataset(name: str, **kwargs: Any) -> DataSplit:
-    """Load a data set by name; ``kwargs`` go to its loader (e.g. ``load_dataset("recall", lag=50)``).
-
-    Args:
-        name: one of ``DATASETS``: "circles", "digits", "mnist", "adding", "recall".
-        **kwargs: keyword arguments of :func:`circles`, :func:`digits`, :func:`mnist`,
-            :func:`adding_problem` or :func:`recall_task`.
-    """
+    """Load a data set by name (one of ``DATASETS``); ``kwargs`` go to its loader
+    (e.g. ``load_dataset("recall", lag=50)``)."""
     check_choice("dataset", name, DATASETS)
-    loaders = {
-        "circles": circles,
-        "digits": digits,
-        "mnist": mnist,
-        "adding": adding_problem,
-        "recall": recall_task,
-    }
+    loaders = dict(zip(DATASETS, (circles, digits, mnist, adding_problem, recall_task), strict=True))
     return loaders[name](**kwargs)

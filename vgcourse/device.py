@@ -10,11 +10,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """Return ``torch.device``: ``"auto"`` picks CUDA when available, else CPU.
-
-    Args:
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-    """
+    """``device`` (one of ``DEVICES`` or a ``torch.device``) as a ``torch.device``; "auto" picks CUDA when
+    available, else CPU."""
     if isinstance(device, torch.device):
         return device
     check_choice("device", device, DEVICES)

@@ -6,15 +6,8 @@ from typing import Any
 
 
 def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Register ``value`` under ``name`` for ``{glue:text}`name``` roles; return ``value``.
-
-    In Colab or plain Jupyter (no myst-nb) this only returns the value, so cells run everywhere.
-
-    Args:
-        name: the key the prose refers to.
-        value: the computed value (a number, string or figure); NumPy and torch scalars become Python numbers.
-        display: also show the value as the cell's output.
-    """
+    """Register ``value`` (NumPy and torch scalars as Python numbers) under ``name`` for
+    ``{glue:text}`name``` roles and return it; without myst-nb (Colab, Jupyter) only return it."""
     if not isinstance(name, str) or not name:
         raise TypeError("glue name must be a non-empty string")
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:

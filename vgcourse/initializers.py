@@ -11,19 +11,8 @@ from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE
 from vgcourse.models import named_layers
 
-__all__ = ["ALIASES", "MODES", "SCHEMES", "expected_weight_variance", "gain", "initialize"]
-
-SCHEMES = (
-    "default",
-    "normal",
-    "uniform",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "constant",
-)
+SCHEMES = ("default", "normal", "uniform", "xavier_uniform", "xavier_normal")
+SCHEMES += ("kaiming_uniform", "kaiming_normal", "orthogonal", "constant")
 ALIASES = {
     "glorot_uniform": "xavier_uniform",
     "glorot_normal": "xavier_normal",
@@ -41,10 +30,7 @@ def gain(activation: str, param: float | None = None) -> float:
 
     identity 1, sigmoid 1, tanh 5/3, relu √2, leaky_relu √(2/(1+a²)). elu, gelu and silu are
     ReLU-like (≈0 for x << 0, ≈x for x >> 0) and get relu's √2: a convention, not an exact fixed point.
-
-    Args:
-        activation: a name from ``ACTIVATIONS``.
-        param: the leaky_relu negative slope a (default 0.01); only allowed for leaky_relu.
+    ``param``: the leaky_relu slope a (default 0.01), for leaky_relu only.
     """
     check_choice("activation", activation, ACTIVATIONS)
     if param is not None and activation != "leaky_relu":
@@ -74,17 +60,8 @@ def expected_weight_variance(
     default (PyTorch's U(±1/√fan_in)) 1/(3·fan_in); normal std²; uniform U(±a) a²/3;
     xavier 2/(fan_in + fan_out) (gain 1, as Glorot & Bengio); kaiming g²/fan with g = gain(activation)
     and fan = fan_in or fan_out by ``mode``; orthogonal 1/max(fan_in, fan_out) (a Linear's rows or
-    columns are unit vectors, gain 1); constant 0. For RNNs pass one gate block's fans (default:
-    fan_in = hidden_size).
-
-    Args:
-        scheme: a name from ``SCHEMES`` or ``ALIASES``.
-        fan_in: inputs per output unit.
-        fan_out: outputs per input unit.
-        activation: the nonlinearity kaiming's gain is for.
-        std: standard deviation, required by (and only for) "normal".
-        a: uniform bound, required by (and only for) "uniform".
-        mode: "fan_in" (preserve forward variance) or "fan_out" (backward), for kaiming.
+    columns are unit vectors, gain 1); constant 0. For RNNs pass one gate block's fans. ``std`` and ``a``
+    are required by (and only for) "normal" and "uniform".
     """
     scheme = _canonical(scheme)
     check_int("fan_in", fan_in, minimum=1)
@@ -125,17 +102,8 @@ def initialize(
     normal/uniform/xavier/kaiming draw N(0, σ²) or U(±√3·σ) with σ² = ``expected_weight_variance``;
     "default" re-runs each layer's ``reset_parameters()`` (PyTorch's own init). An RNN's weight_ih and
     weight_hh are initialized one gate block at a time (i, f, g, o for LSTM). Norm layers are untouched.
-
-    Args:
-        model: the network.
-        scheme: a name from ``SCHEMES`` or ``ALIASES`` (glorot_* = xavier_*, he_* = kaiming_*).
-        activation: the nonlinearity kaiming's gain is for.
-        std: standard deviation, required by (and only for) "normal".
-        a: uniform bound U(-a, a), required by (and only for) "uniform".
-        mode: "fan_in" or "fan_out", for kaiming.
-        value: the constant, required by (and only for) "constant".
-        bias: value every bias is set to (all schemes, "default" included).
-        generator: random source for reproducible draws (default: the global RNG).
+    ``scheme``: from ``SCHEMES`` or ``ALIASES`` (glorot_* = xavier_*, he_* = kaiming_*); ``std``, ``a``,
+    ``value``: required by (and only for) "normal", "uniform", "constant"; draws from ``generator``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")

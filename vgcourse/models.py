@@ -1,11 +1,8 @@
 """The networks of the course, and `named_layers`: the "layer 1 … layer L" list every report uses.
 
-**Initial weights.** Every model takes keyword-only ``seed`` or ``generator``. With one of them, the
-model's layers draw their default initialization (PyTorch's, per layer type) in a forked copy of the
-global random state seeded with ``seed`` (or with a seed drawn from ``generator``): the weights are those
-``torch.manual_seed(seed)`` followed by the constructor would give, bit for bit, and the caller's random
-state is left exactly as it was. With neither, the layers draw from the global generator, as every
-``torch.nn`` module does. Library code always passes one.
+Every model takes keyword-only ``seed`` or ``generator`` (`initial_weights`): its layers get PyTorch's
+default initialization exactly as after ``torch.manual_seed(seed)``, and the caller's random state is left
+as it was. With neither, they draw from the global generator, as ``torch.nn`` modules do.
 """
 
 from __future__ import annotations
@@ -20,23 +17,6 @@ from torch import Tensor, nn
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
 from vgcourse.activations import make_activation
 
-__all__ = [
-    "ARCHS",
-    "MLP",
-    "NORMS",
-    "RMSNorm",
-    "SEQUENCE_ARCHS",
-    "Dense",
-    "ResidualBlock",
-    "ResidualMLP",
-    "SequenceModel",
-    "build_model",
-    "initial_weights",
-    "keep_outputs",
-    "make_norm",
-    "named_layers",
-]
-
 ARCHS = ("mlp", "resmlp", "rnn", "gru", "lstm")
 NORMS = ("batch", "layer")
 SEQUENCE_ARCHS = ("rnn", "gru", "lstm")
@@ -50,12 +30,8 @@ def initial_weights(seed: int | None = None, generator: torch.Generator | None =
     ``generator``) in a forked global random state, which is restored on exit; with neither, a no-op.
 
     ``with initial_weights(seed=s): m = nn.Linear(4, 3)`` gives the weights of ``torch.manual_seed(s);
-    m = nn.Linear(4, 3)`` and leaves the global state untouched. A ``generator`` is advanced by one draw
-    (the seed, uniform in [0, 2^62)), so successive models from one generator differ.
-
-    Args:
-        seed: a non-negative integer, or None.
-        generator: a CPU ``torch.Generator``, or None (give at most one of the two).
+    m = nn.Linear(4, 3)``. A ``generator`` gives one draw (the seed, uniform in [0, 2^62)), so successive
+    models from one generator differ. Give at most one of the two.
     """
     if generator is not None:
         if not isinstance(generator, torch.Generator):
@@ -73,14 +49,7 @@ def initial_weights(seed: int | None = None, generator: torch.Generator | None =
 
 
 class Dense(nn.Module):
-    """One hidden layer: y = f(W x + b).
-
-    Args:
-        in_features: size of each input.
-        out_features: size of each output.
-        activation: the nonlinearity f (a name from ``ACTIVATIONS``, a module or a module class).
-        bias: whether the linear map has a bias b.
-    """
+    """One hidden layer: y = f(W x + b); f is a name from ``ACTIVATIONS``, a module or a module class."""
 
     def __init__(
         self, in_features: int, out_features: int, activation: Activation = "relu", bias: bool = True
@@ -96,18 +65,7 @@ class Dense(nn.Module):
 
 
 class MLP(nn.Module):
-    """A plain deep network: h_l = f(W_l h_{l-1} + b_l) for l = 1..depth, then a linear head.
-
-    Args:
-        in_features: size of each input.
-        out_features: size of each output (classes, or 1 for regression).
-        depth: number of hidden Dense layers (>= 1).
-        width: units per hidden layer.
-        activation: the hidden nonlinearity (a name from ``ACTIVATIONS``, a module or a module class).
-        bias: whether the linear maps have biases.
-        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
-        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
-    """
+    """A plain deep network: h_l = f(W_l h_{l-1} + b_l) for l = 1..depth, then a linear head."""
 
     def __init__(
         self,
@@ -141,16 +99,8 @@ class MLP(nn.Module):
 class ResidualBlock(nn.Module):
     """x -> x + α·F(x) (skip) or F(x) (no skip), with F = Linear -> [Norm] -> f -> Linear -> [Norm].
 
-    Args:
-        width: size of the input and output.
-        activation: the nonlinearity f (a name from ``ACTIVATIONS``, a module or a module class).
-        norm: None, "batch" (BatchNorm1d) or "layer" (LayerNorm); stored as ``.norm1``/``.norm2`` (None
-            without norm).
-        skip: whether to add the identity path x.
-        alpha: the branch scale α (used only when skip is True).
-        bias: whether the linear maps have biases.
-        post_activation: apply f once more after the addition, x -> f(x + α·F(x)): the original ResNet's
-            block (He et al., 2016a); False keeps the identity path clean, as the pre-activation ResNet.
+    ``norm``: None, "batch" or "layer" (``.norm1``/``.norm2``, None without). ``post_activation``: x ->
+    f(x + α·F(x)), the original ResNet's block (He et al., 2016a); False keeps the identity path clean.
     """
 
     def __init__(
@@ -194,25 +144,10 @@ class ResidualBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """Residual network: stem Linear, then x_{l+1} = x_l + α·F(x_l) for l = 1..depth, then a linear head.
 
-    With skip=False each block is x_{l+1} = F(x_l) (the "plain" twin, α unused). Note that
-    `vgcourse.initializers.initialize` re-initializes fc2 and so undoes ``zero_init_last`` without norm.
-
-    Args:
-        in_features: size of each input.
-        out_features: size of each output.
-        depth: number of residual blocks (>= 1).
-        width: size of the residual stream.
-        activation: the nonlinearity inside F (a name from ``ACTIVATIONS``, a module or a module class).
-        norm: None, "batch" or "layer": a norm after each Linear inside F.
-        skip: whether blocks add the identity path.
-        branch_scale: α: None (1), a positive float, or "inv_sqrt_depth" (1/√depth).
-        zero_init_last: zero F's last Linear (or its norm's weight when normalized), so F(x) = 0 at init
-            and, with skip, every block starts as the identity.
-        bias: whether the linear maps have biases.
-        post_activation: each block applies the activation after the addition, x_{l+1} = f(x_l + α·F(x_l))
-            (the original ResNet's placement); default False.
-        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
-        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
+    With skip=False each block is x_{l+1} = F(x_l) (the "plain" twin). ``branch_scale`` α: None (1), a
+    positive float or "inv_sqrt_depth" (1/√depth). ``zero_init_last`` zeroes F's last Linear (or its norm's
+    weight), so every block starts as the identity (`vgcourse.initializers.initialize` undoes it without
+    norm). ``norm``, ``post_activation``: as in `ResidualBlock`.
     """
 
     def __init__(
@@ -272,14 +207,7 @@ class ResidualMLP(nn.Module):
 class SequenceModel(nn.Module):
     """Recurrent classifier/regressor: run an RNN over x (N, T, F), map the last hidden state h_T to outputs.
 
-    Args:
-        arch: "rnn" (vanilla, h_t = tanh(W x_t + U h_{t-1} + b)), "gru" or "lstm".
-        input_size: features per time step F.
-        hidden_size: size of the hidden state.
-        out_features: size of each output.
-        num_layers: number of stacked recurrent layers.
-        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
-        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
+    ``arch``: "rnn" (h_t = tanh(W x_t + U h_{t-1} + b)), "gru" or "lstm"; ``num_layers`` stacked layers.
     """
 
     def __init__(
@@ -315,14 +243,8 @@ class SequenceModel(nn.Module):
         return [self.arch, "output"]
 
     def set_forget_bias(self, value: float) -> None:
-        """Make every LSTM forget gate start with total bias b_f = value (e.g. 1: f_t ≈ σ(1) ≈ 0.73).
-
-        PyTorch adds two biases, bias_ih and bias_hh, in gate order (i, f, g, o); the forget slice
-        [H:2H] of bias_ih is set to ``value`` and that of bias_hh to 0, so their sum is ``value``.
-
-        Args:
-            value: the forget-gate bias.
-        """
+        """Make every LSTM forget gate start with total bias b_f = value (e.g. 1: f_t ≈ σ(1) ≈ 0.73):
+        the forget slice [H:2H] (gate order i, f, g, o) of bias_ih is set to ``value``, of bias_hh to 0."""
         if self.arch != "lstm":
             raise ValueError(f"set_forget_bias needs arch 'lstm' (it has a forget gate); got {self.arch!r}")
         value = check_float("value", value)
@@ -339,9 +261,6 @@ def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     A layer is a module with a ``weight`` tensor of ndim >= 2 (Linear, Conv*, Embedding, Bilinear) or an
     ``nn.RNNBase``; norm layers (1-D weight) are not layers. Names come from ``model.layer_names()`` when
     the model has it, else the dotted module path ("conv1", "layer1.0.conv1", "fc").
-
-    Args:
-        model: any ``nn.Module``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
@@ -370,27 +289,12 @@ def build_model(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Build any model of the course by name.
+    """Build any model of the course by name (one of ``ARCHS``): `MLP`, `ResidualMLP` or `SequenceModel`.
 
     For "rnn"/"gru"/"lstm", in_features is the per-step input size, width the hidden size and depth the
-    number of stacked recurrent layers; their nonlinearities are fixed (rnn: tanh), so ``activation``
-    is ignored. Options a model does not have (norm, skip, branch_scale, zero_init_last for all but
-    "resmlp"; bias=False for recurrent models) must stay at their defaults.
-
-    Args:
-        arch: one of ``ARCHS``.
-        in_features: size of each input (per time step for recurrent models).
-        out_features: size of each output.
-        depth: hidden layers (mlp), residual blocks (resmlp) or stacked recurrent layers.
-        width: hidden width / hidden size.
-        activation: hidden nonlinearity of mlp and resmlp.
-        norm: None, "batch" or "layer" (resmlp only).
-        skip: whether residual blocks add the identity path (resmlp only).
-        branch_scale: residual branch scale α: None, a positive float or "inv_sqrt_depth" (resmlp only).
-        zero_init_last: start each residual branch at zero (resmlp only).
-        bias: whether linear maps have biases (mlp and resmlp).
-        seed: the initial weights' seed (``initial_weights``); None with no generator: the global RNG.
-        generator: a ``torch.Generator`` to draw that seed from, instead of ``seed``.
+    number of stacked recurrent layers; ``activation`` is ignored (rnn: tanh). Options a model does not
+    have (norm, skip, branch_scale, zero_init_last for all but "resmlp"; bias=False for recurrent models)
+    must stay at their defaults.
     """
     check_choice("arch", arch, ARCHS)
     _check_sizes(in_features, out_features, depth, width)
@@ -410,28 +314,15 @@ def build_model(
         used = [name for name, is_changed in changed.items() if is_changed]
         if used:
             raise ValueError(f"{', '.join(used)} only apply to arch 'resmlp'; got arch {arch!r}")
+    init = {"seed": seed, "generator": generator}
     if arch == "mlp":
-        return MLP(in_features, out_features, depth, width, activation, bias, seed=seed, generator=generator)
+        return MLP(in_features, out_features, depth, width, activation, bias, **init)
     if arch == "resmlp":
-        return ResidualMLP(
-            in_features,
-            out_features,
-            depth,
-            width,
-            activation,
-            norm=norm,
-            skip=skip,
-            branch_scale=branch_scale,
-            zero_init_last=zero_init_last,
-            bias=bias,
-            seed=seed,
-            generator=generator,
-        )
+        options = (norm, skip, branch_scale, zero_init_last, bias)
+        return ResidualMLP(in_features, out_features, depth, width, activation, *options, **init)
     if not bias:
         raise ValueError(f"bias=False is only supported by arch 'mlp' and 'resmlp'; got arch {arch!r}")
-    return SequenceModel(
-        arch, in_features, width, out_features, num_layers=depth, seed=seed, generator=generator
-    )
+    return SequenceModel(arch, in_features, width, out_features, num_layers=depth, **init)
 
 
 def _is_layer(module: nn.Module) -> bool:

@@ -1,9 +1,7 @@
 """Tables as the book shows them: three significant figures, named columns, no index, "never" for never.
 
 A result's ``to_frame()`` gives the numbers (tests read those); ``styled(frame)`` is how a chapter shows
-them. Floats are written with ``digits`` significant figures (``f"{x:.3g}"``); an infinite value in a
-column named in ``never`` (a step count that was never reached) reads "never", any other infinite value
-"∞", and a missing value "–".
+them.
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from typing import Any
-
-__all__ = ["format_value", "styled"]
 
 
 def format_value(value: Any, *, digits: int = 3, never: bool = False) -> str:

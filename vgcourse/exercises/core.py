@@ -78,17 +78,11 @@ def keys_for(exercise_id: str, value: float, digits: int | None) -> tuple[str, .
 
 @dataclass(frozen=True)
 class Mistake:
-    """A typical wrong answer and the hint it earns.
-
-    Args:
-        hint: what to reconsider, without giving the solution (or the mistake's value) away.
-        keys: for number exercises, the keys of the wrong value (`keys_for` at the exercise's digits).
-        applies: for settings and functions, a predicate on the measured answer.
-    """
+    """A typical wrong answer and the hint it earns (giving neither the solution nor its own value away)."""
 
     hint: str
-    keys: tuple[str, ...] = ()
-    applies: Callable[[float], bool] | None = None
+    keys: tuple[str, ...] = ()  # number exercises: `keys_for` of the wrong value at the exercise's digits
+    applies: Callable[[float], bool] | None = None  # settings and functions: predicate on the measurement
 
     def __post_init__(self) -> None:
         if not self.keys and self.applies is None:
@@ -146,36 +140,20 @@ _VERDICTS = {
 
 @dataclass(frozen=True, eq=False)
 class Exercise:
-    """One checked task of a chapter.
+    """One checked task of a chapter."""
 
-    Args:
-        id: ``"<chapter>.<name>"``, unique.
-        title: a few words.
-        prompt: the task as the learner reads it.
-        kind: ``"number"`` (typed in), ``"setting"`` (a value to find, e.g. with a slider) or
-            ``"function"`` (code).
-        hint: the general hint for a wrong answer that matches no typical mistake.
-        mistakes: typical wrong answers (at least three) with their hints.
-        variable: the name the notebook assigns the answer to (default ``answer_<name>``).
-        digits: number kind: significant digits asked for (``None``: an exact whole number).
-        keys: number kind: `keys_for` of the solution at ``digits``.
-        measure: setting/function kinds: turns an answer into a number; may raise TypeError/ValueError.
-        accept: setting/function kinds: the closed interval the measurement must fall in.
-        control: widget hints for settings: ``min``, ``max``, ``step``, ``log``, ``label``.
-    """
-
-    id: str
+    id: str  # "<chapter>.<name>", unique
     title: str
-    prompt: str
-    kind: str
-    hint: str
-    mistakes: tuple[Mistake, ...]
-    variable: str = ""
-    digits: int | None = 3
-    keys: tuple[str, ...] = ()
-    measure: Callable[[Any], float] | None = None
-    accept: tuple[float, float] | None = None
-    control: dict[str, float | bool | str] = field(default_factory=dict)
+    prompt: str  # the task as the learner reads it
+    kind: str  # "number" (typed in), "setting" (a value to find, e.g. with a slider) or "function" (code)
+    hint: str  # for a wrong answer that matches no typical mistake
+    mistakes: tuple[Mistake, ...]  # at least three
+    variable: str = ""  # the answer's name in the notebook (default answer_<name>)
+    digits: int | None = 3  # number kind: significant digits asked for (None: an exact whole number)
+    keys: tuple[str, ...] = ()  # number kind: `keys_for` of the solution at digits
+    measure: Callable[[Any], float] | None = None  # setting/function: answer -> number (may raise)
+    accept: tuple[float, float] | None = None  # setting/function: closed interval for the measurement
+    control: dict[str, float | bool | str] = field(default_factory=dict)  # widget: min, max, step, log, label
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)

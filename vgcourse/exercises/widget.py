@@ -20,40 +20,23 @@ from vgcourse.widgets import colab_link, site_build
 
 def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
     """The exercise's prompt, an input (a slider for settings, a text box for numbers), Check, feedback.
-
-    Args:
-        exercise_id: a registered exercise of kind "number" or "setting".
-        value: the answer variable's value (``None`` or ``...``: not answered yet; the input then starts
-            at the control's minimum, or 1 for log sliders).
-    """
+    ``value``: the answer variable's value (``None`` or ``...``: not answered; a slider then starts at its
+    minimum, or at 1 when logarithmic)."""
     exercise = get(exercise_id)
     if exercise.kind == "function":
         raise ValueError(f"{exercise_id!r} is answered in code: call check({exercise_id!r}, your_function)")
     answered = value is not None and value is not Ellipsis
     spec = exercise.control
     step = float(spec.get("step", 0.01))
-    if exercise.kind == "setting" and spec.get("log"):
-        start = float(value) if answered else 1.0
-        low, high = _grid_through(math.log10(start), math.log10(spec["min"]), math.log10(spec["max"]), step)
-        control = widgets.FloatLogSlider(
-            value=start,
-            base=10,
-            min=low,
-            max=high,
-            step=step,
-            description=str(spec.get("label", "value")),
-            continuous_update=False,
-        )
-    elif exercise.kind == "setting":
-        start = float(value) if answered else float(spec["min"])
-        low, high = _grid_through(start, float(spec["min"]), float(spec["max"]), step)
-        control = widgets.FloatSlider(
-            value=start,
-            min=low,
-            max=high,
-            step=step,
-            description=str(spec.get("label", "value")),
-            continuous_update=False,
+    if exercise.kind == "setting":
+        log = bool(spec.get("log"))
+        start = float(value) if answered else (1.0 if log else float(spec["min"]))
+        scale = math.log10 if log else float
+        low, high = _grid_through(scale(start), scale(spec["min"]), scale(spec["max"]), step)
+        slider, base = (widgets.FloatLogSlider, {"base": 10}) if log else (widgets.FloatSlider, {})
+        label = str(spec.get("label", "value"))
+        control = slider(
+            value=start, min=low, max=high, step=step, description=label, continuous_update=False, **base
         )
     else:
         control = widgets.FloatText(value=float(value) if answered else 0.0, description="answer")

@@ -1,32 +1,14 @@
 """Checks that a figure can be read where the book shows it: every series inside its axes, the figure no
 wider than the text column, no text below the legibility limit (issues 16 and 18).
 
-Where the limits come from (measured, not assumed):
-
-- The chapters render figures with matplotlib-inline 0.2.2, which no longer overrides matplotlib's
-  defaults: ``figure.dpi`` is 100 in the chapter kernels, and the inline backend saves PNGs with
-  ``bbox_inches="tight"`` (``savefig.pad_inches`` = 0.1 in around the tight box). A figure 7.5 in wide
-  therefore arrives as a PNG of about 750 px (less when the tight box trims margins, more when a legend
-  sticks out), and the page shows it at that many CSS pixels (a retina PNG carries half its pixel size in
-  its metadata, so the CSS size is the same).
-- The text column of the site is 757 px wide on a 1366 px desktop (issue 18). A wider image is scaled
-  down to fit, shrinking its text with it. So the saved (tight, padded) width may be at most
-  ``COLUMN_PX / INLINE_DPI`` = 7.57 in: ``MAX_WIDTH_IN``.
-- Issue 18 asks that no text be smaller than 70 % of the body text (16 px), i.e. 11.2 px. A figure that
-  fits the column is shown at 1 CSS px per rendered pixel, and text of size p pt renders at
-  p · 100 / 72 px, so p >= 11.2 · 72 / 100 = 8.06 pt: ``MIN_FONT_PT``. matplotlib's "small" (8.33 pt) and
-  the default 10 pt pass; 8 pt (11.1 px) and "x-small" (6.9 pt) do not.
-
-A series that is clipped on purpose (a reference line drawn across a wider range than the data the axes
-are meant to show) opts out of the inside-the-axes check with ``allow_clipping(artist)``, which sets its
-gid to ``CLIPPED_GID``. Use it only where the caption or the prose says the line leaves the axes.
-
-With the environment variable ``VGCOURSE_STRICT_FIGURES=1`` (the book build sets it), every public plot
-function of ``vgcourse.plots`` checks the figure it returns (``vgcourse.plots._common.checked``): fully
-for its first ``_common.FULL_CHECKS`` figures in a process, then without the layout (series and texts
-other than tick labels), because an explorer's page grid draws the same figure for up to a few hundred
-settings and a full check of each costs about a quarter of its render; width and font sizes are set by
-the plot function's code, which every setting shares, while whether a series fits depends on the data.
+The limits (measured): the chapter kernels save PNGs at ``figure.dpi`` 100 with a tight box padded by
+0.1 in, shown at 1 CSS px per pixel in a 757 px text column (1366 px desktop), so the saved width may be
+at most 757 / 100 = 7.57 in (``MAX_WIDTH_IN``); issue 18's smallest text, 70 % of the 16 px body text,
+is 11.2 px = 11.2 · 72 / 100 = 8.06 pt (``MIN_FONT_PT``: "small", 8.33 pt, passes; 8 pt does not).
+``allow_clipping(artist)`` exempts a series clipped on purpose (say so in the caption). With
+``VGCOURSE_STRICT_FIGURES=1`` (the book build) every plot function checks its figure
+(``_common.checked``): fully for the first ``_common.FULL_CHECKS`` figures of a process, then only the
+data-dependent part (series and non-tick texts), since an explorer's grid draws hundreds of settings.
 """
 
 from __future__ import annotations
@@ -39,37 +21,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-__all__ = [
-    "BODY_TEXT_PX",
-    "CLIPPED_GID",
-    "COLUMN_PX",
-    "INLINE_DPI",
-    "MAX_WIDTH_IN",
-    "MIN_FONT_PT",
-    "MIN_TEXT_FRACTION",
-    "allow_clipping",
-    "check_figure",
-    "figure_problems",
-]
-
-INLINE_DPI = 100.0
-"""Dots per inch of the inline backend's PNGs in the chapter kernels (matplotlib's figure.dpi)."""
-COLUMN_PX = 757.0
-"""Width of the site's text column on a 1366 px desktop, in CSS pixels."""
-BODY_TEXT_PX = 16.0
-"""Size of the site's body text, in CSS pixels."""
-MIN_TEXT_FRACTION = 0.7
-"""Issue 18: no text in a figure smaller than this fraction of the body text."""
-MAX_WIDTH_IN = COLUMN_PX / INLINE_DPI
-"""Widest saved figure (tight bounding box plus padding) that is shown without scaling: 7.57 in."""
-MIN_FONT_PT = MIN_TEXT_FRACTION * BODY_TEXT_PX * 72.0 / INLINE_DPI
-"""Smallest legible font size at 1 CSS px per rendered pixel: 8.06 pt."""
-CLIPPED_GID = "vgcourse-clipped"
-"""The gid that exempts an artist from the inside-the-axes check (see ``allow_clipping``)."""
-TOLERANCE = 1e-3
-"""How far (as a fraction of the axes' width or height) a point may lie outside the axes."""
-PAD_IN = 0.1
-"""Padding the inline backend adds around the tight bounding box (savefig.pad_inches)."""
+INLINE_DPI = 100.0  # the inline backend's figure.dpi in the chapter kernels
+COLUMN_PX = 757.0  # the site's text column on a 1366 px desktop, CSS px
+BODY_TEXT_PX = 16.0  # the site's body text, CSS px
+MIN_TEXT_FRACTION = 0.7  # issue 18: no text below this fraction of the body text
+MAX_WIDTH_IN = COLUMN_PX / INLINE_DPI  # widest saved figure (tight box plus padding): 7.57 in
+MIN_FONT_PT = MIN_TEXT_FRACTION * BODY_TEXT_PX * 72.0 / INLINE_DPI  # 8.06 pt
+CLIPPED_GID = "vgcourse-clipped"  # exempts an artist from the inside-the-axes check (allow_clipping)
+TOLERANCE = 1e-3  # how far outside the axes a point may lie, as a fraction of their width or height
+PAD_IN = 0.1  # the inline backend's padding around the tight box (savefig.pad_inches)
 
 
 def allow_clipping(*artists: Artist) -> None:

@@ -24,8 +24,6 @@ from vgcourse.plots._common import (
     use_log_scale,
 )
 
-__all__ = ["grad_histograms", "grad_norms_by_layer", "metric_heatmap", "metric_over_training"]
-
 
 @checked
 def grad_norms_by_layer(
@@ -39,15 +37,8 @@ def grad_norms_by_layer(
     """Plot one recorded step's ``metric`` (default ||dL/dW_l||) against layer l = 1..L, log y.
 
     A straight falling line on the log axis from output to input is the signature of vanishing gradients.
-    Call it again with the same ``ax`` and a ``label`` to compare runs.
-
-    Args:
-        record: what a ``GradientMonitor`` recorded.
-        step: row index into ``record.steps`` (-1 = the last recorded step).
-        ax: axes to draw on; a new figure when None.
-        label: legend entry for this line; default "step <n>".
-        metric: one of ``METRICS``; the y axis is logarithmic unless a value is negative (values <= 0
-            are then not drawn).
+    ``step`` indexes ``record.steps``; call again with the same ``ax`` and a ``label`` to compare runs.
+    The y axis is logarithmic (values <= 0 not drawn) unless a value is negative.
     """
     values = check_record(record, metric)
     check_int("step", step, minimum=-len(values), maximum=len(values) - 1)
@@ -81,15 +72,8 @@ def _edges(steps: np.ndarray) -> np.ndarray:
 def metric_heatmap(
     record: MonitorRecord, metric: str = "grad_norm", *, ax: Axes | None = None, log: bool = True
 ) -> Figure:
-    """Color map of ``metric`` with the recorded steps across and the layers (input at the bottom) up.
-
-    Args:
-        record: what a ``GradientMonitor`` recorded.
-        metric: one of ``METRICS``.
-        ax: axes to draw on; a new figure when None.
-        log: logarithmic colors unless a value is negative. NaN cells (and cells <= 0 on the log
-            scale) stay blank.
-    """
+    """Color map of ``metric`` with the recorded steps across and the layers (input at the bottom) up;
+    ``log`` colors unless a value is negative. NaN cells (and cells <= 0 on the log scale) stay blank."""
     values = check_record(record, metric)
     if not isinstance(log, bool):
         raise TypeError(f"log must be a bool; got {type(log).__name__}")
@@ -116,14 +100,8 @@ def metric_heatmap(
 def metric_over_training(
     record: MonitorRecord, metric: str = "grad_norm", *, ax: Axes | None = None, log: bool = True
 ) -> Figure:
-    """One line per layer: ``metric`` against the recorded steps, colored from input (dark) to output.
-
-    Args:
-        record: what a ``GradientMonitor`` recorded.
-        metric: one of ``METRICS``.
-        ax: axes to draw on; a new figure when None.
-        log: logarithmic y axis unless a value is negative (values <= 0 are then not drawn).
-    """
+    """One line per layer: ``metric`` against the recorded steps, colored from input (dark) to output;
+    ``log`` y axis unless a value is negative (values <= 0 are then not drawn)."""
     values = check_record(record, metric)
     if not isinstance(log, bool):
         raise TypeError(f"log must be a bool; got {type(log).__name__}")
@@ -192,12 +170,8 @@ def grad_histograms(
 ) -> Figure:
     """Violin plot of each layer's gradient values at one step, layers input to output.
 
-    Args:
-        grads: gradient values per layer: a dict name -> array, a list of (name, array), or a model
-            whose layers (``vgcourse.models.named_layers``) hold ``.grad`` from a backward pass.
-        ax: axes to draw on; a new figure when None.
-        log_abs: plot log10 |g| (zeros dropped) so layers whose scales differ by decades stay visible.
-        max_points: at most this many evenly spaced values per layer go into each violin.
+    ``grads``: a dict name -> array, a list of (name, array), or a model whose layers hold ``.grad``.
+    ``log_abs`` plots log10 |g| (zeros dropped); at most ``max_points`` evenly spaced values per violin.
     """
     pairs = _gradient_arrays(grads)
     if not isinstance(log_abs, bool):
