@@ -188,6 +188,22 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
     assert checked, f"no Config of {chapter_id} declares a constraint or a seed"
 
 
+@pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
+def test_every_run_rejects_a_config_of_the_wrong_type_naming_its_class(chapter_id: str) -> None:
+    module = importlib.import_module(chapter(chapter_id).module("experiments"))
+    runs = [
+        (fn, cls)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("run") and fn.__module__ == module.__name__
+        for cls in [next(iter(inspect.signature(fn, eval_str=True).parameters.values()), None)]
+        if cls is not None and isinstance(cls.annotation, type) and issubclass(cls.annotation, Config)
+    ]
+    assert runs, f"vgcourse.experiments.{chapter_id} has no run function taking a Config"
+    for fn, parameter in runs:
+        with pytest.raises(TypeError, match=parameter.annotation.__name__):
+            fn("not a config")
+
+
 # ----------------------------------------------------------------------------------------------------
 # One naming rule: a run's name says which chapter's run it is
 

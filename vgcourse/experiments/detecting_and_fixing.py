@@ -21,6 +21,7 @@ from vgcourse.activations import make_activation
 from vgcourse.config import (
     Config,
     Grid,
+    check_config,
     derive,
     device_field,
     flag,
@@ -118,6 +119,7 @@ def _calibration_model(case: str, depth: int, width: int, seed: int) -> MLP:
 
 def run_calibration(config: CalibrationConfig) -> CalibrationResult:
     """Diagnose every case at every seed on the first 128 training examples of digits."""
+    check_config(config, CalibrationConfig)
     batch = _diagnosis_batch(shared_digits(config.data_seed))
     log_ratio, saturated = {}, {}
     for case in CASES:
@@ -252,6 +254,7 @@ def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
 
 def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
     """Train each network of ``SIGNS`` and diagnose it at initialization."""
+    check_config(config, WarningSignsConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
@@ -512,6 +515,7 @@ class MonitoredRemediesResult:
 
 def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemediesResult:
     """Diagnose every cell at initialization, then train it and measure the outcome."""
+    check_config(config, MonitoredRemediesConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
@@ -765,6 +769,7 @@ def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
     rate, ``sorted(lrs)[len(lrs) // 2]``); then every (lr, seed) run of every cell, trained side by side
     with the runs of cells of the same architecture (activation, skip, norm: differing only in init and
     clipping)."""
+    check_config(config, RobustRemediesConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     shape = (len(config.lrs), len(config.seeds))
@@ -833,6 +838,7 @@ class RemedyDiagnosisResult:
 
 def run_remedy_diagnosis(config: RemedyDiagnosisConfig) -> RemedyDiagnosisResult:
     """Build the cell on the CPU and diagnose it (one forward, backward and update)."""
+    check_config(config, RemedyDiagnosisConfig)
     model = config.remedy.build(config.blocks, config.width, config.seed)
     batch = _diagnosis_batch(shared_digits(config.data_seed))
     return RemedyDiagnosisResult(config, diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum"))

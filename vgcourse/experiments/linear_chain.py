@@ -18,7 +18,19 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, derivative, make_activation
-from vgcourse.config import Config, Grid, derive, flag, integer, nonempty, one_of, positive, real, seed_field
+from vgcourse.config import (
+    Config,
+    Grid,
+    check_config,
+    derive,
+    flag,
+    integer,
+    nonempty,
+    one_of,
+    positive,
+    real,
+    seed_field,
+)
 
 INITS = ("orthogonal", "gaussian")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -151,6 +163,7 @@ class GradientCheckResult:
 
 def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
     """Compare the Jacobian-product gradients with autograd's on ``config.n_chains`` random chains."""
+    check_config(config, GradientCheckConfig)
     generator = torch.Generator().manual_seed(config.seed)
     activations, widths, errors = [], [], []
     for c in range(config.n_chains):
@@ -201,6 +214,7 @@ class GeometricResult:
 
 def run_geometric(config: GeometricConfig) -> GeometricResult:
     """Compute s^L for every factor and depth (in float64)."""
+    check_config(config, GeometricConfig)
     factors = np.array(config.factors, dtype=np.float64)
     depths = np.array(config.depths, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -249,6 +263,7 @@ def log_gain_drift(width: int, init: str = "gaussian") -> float:
 def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResult:
     """‖∂J/∂W_1‖ = ‖W_2^T⋯W_L^T g‖·‖x‖ for every depth L, one autograd pass per scale: depth L is the top L
     layers of one stack fed with x (exact: a linear chain's backward pass never uses forward values)."""
+    check_config(config, ChainDepthSweepConfig)
     generator = torch.Generator().manual_seed(config.seed)
     n, depth, seeds = config.width, config.max_depth, config.n_seeds
     base = random_weights([n] * (depth + 1), config.init, 1.0, generator=generator, batch=(seeds,))
@@ -308,6 +323,7 @@ class WidthSweepResult:
 
 def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
     """Run a Gaussian ``run_chain_depth_sweep`` at each width (seeds ``config.seed + i``)."""
+    check_config(config, WidthSweepConfig)
     sweeps = tuple(
         run_chain_depth_sweep(
             derive(ChainDepthSweepConfig, config, width=n, scales=(config.scale,), init="gaussian", seed=seed)
@@ -353,6 +369,7 @@ class LayerGainResult:
 
 def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
     """Measure the RMS gain E‖W^T u‖² = n·std²: standard deviation 1/√n keeps it at 1."""
+    check_config(config, LayerGainConfig)
     generator = torch.Generator().manual_seed(config.seed)
     unscaled, scaled = [], []
     for n in config.widths:
@@ -395,6 +412,7 @@ class ProductSpectrumResult:
 
 def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult:
     """Accumulate P_L = W_L P_{L-1}, take its singular values, and ∂(g·P_L x)/∂x by autograd per depth."""
+    check_config(config, ProductSpectrumConfig)
     generator = torch.Generator().manual_seed(config.seed)
     n = config.width
     weights = random_weights([n] * (config.max_depth + 1), config.init, config.scale, generator=generator)
@@ -574,6 +592,7 @@ class FloatLimitsResult:
 def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
     """One backward pass through a ``max_depth`` scalar chain per format gives every depth: ∂J/∂h_l = f^(D-l)
     takes the multiplications, in order, of the first layer's gradient of a fresh chain of depth D - l + 1."""
+    check_config(config, FloatLimitsConfig)
     limits = {}
     for name in config.dtypes:
         trace = _chain_trace(config.factors, _dtype(name), config.max_depth)  # (D, n_factors)
@@ -648,6 +667,7 @@ class FirstStepResult:
 def run_first_steps(config: FirstStepsConfig) -> FirstStepResult:
     """The first step of SGD and of Adam for each gradient by Adam's rule (Kingma and Ba 2015, Algorithm 1;
     tested against torch.optim.Adam): m̂ = (1 - β₁)g/(1 - β₁), v̂ = (1 - β₂)g²/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε)."""
+    check_config(config, FirstStepsConfig)
     g, lr, beta1, beta2 = np.array(config.gradients), config.lr, config.beta1, config.beta2
     m_hat, v_hat = (1 - beta1) * g / (1 - beta1), (1 - beta2) * g * g / (1 - beta2)
     adam = lr * m_hat / (np.sqrt(v_hat) + config.eps) / lr
@@ -680,6 +700,7 @@ class LayerProfileResult:
 
 def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
     """One forward and one autograd backward pass; record the per-layer norms."""
+    check_config(config, LayerProfileConfig)
     generator = torch.Generator().manual_seed(config.seed)
     n = config.width
     weights = random_weights([n] * (config.depth + 1), config.init, config.scale, generator=generator)

@@ -133,6 +133,7 @@ def _relative_error(value: Tensor, reference: Tensor) -> float:
 
 def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
     """Compare ``rnn_state_jacobians`` and ``cell_path_jacobians`` with autograd on random networks."""
+    check_config(config, BPTTCheckConfig)
     c = config
     steps = c.seq_len
     rnn_err, lstm_err, gru_err, bound = (np.zeros((c.n_models, steps)) for _ in range(4))
@@ -192,6 +193,7 @@ class LagProfileResult:
 
 def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
     """Measure ‖∂L/∂x_{T-k}‖ for every lag k at initialization, for each architecture (one pass each)."""
+    check_config(config, LagProfileConfig)
     c = config
     x, y = _adding_batch(c.seq_len, c.batch_size, c.seed)
     rows, radii = [], []
@@ -232,6 +234,7 @@ class SpectralSweepResult:
 
 def run_spectral_sweep(config: SpectralSweepConfig) -> SpectralSweepResult:
     """``run_lag_profile`` at each ρ of ``config.radii`` and at the default scale."""
+    check_config(config, SpectralSweepConfig)
     profiles = {r: run_lag_profile(derive(LagProfileConfig, config, spectral_radius=r)) for r in config.radii}
     rates = [profile.rate.values for profile in profiles.values()]
     default = run_lag_profile(derive(LagProfileConfig, config, spectral_radius=None))
@@ -278,6 +281,7 @@ class ForgetGateResult:
 
 def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
     """Measure the forget gates, the cell path and the input-gradient profile for each forget-gate bias."""
+    check_config(config, ForgetGateConfig)
     c = config
     x, _ = _adding_batch(c.seq_len, c.batch_size, c.seed)
     means, paths, profiles = [], [], {}
@@ -374,6 +378,7 @@ class LongRangeResult:
 
 def run_long_range(config: LongRangeConfig) -> LongRangeResult:
     """Train every architecture of ``config.archs`` on the adding problem; measure before and after."""
+    check_config(config, LongRangeConfig)
     c = config
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
     x_prof, y_prof = data.x_val[: c.n_profile], data.y_val[: c.n_profile]
@@ -455,6 +460,7 @@ def _flat_grad(model: torch.nn.Module) -> Tensor:
 
 def run_clipping(config: ClippingConfig) -> ClippingResult:
     """Train the exploding RNN with each method; compare clipped and raw gradients at initialization."""
+    check_config(config, ClippingConfig)
     c = config
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
     device = pick_device(c.device)

@@ -24,6 +24,7 @@ from vgcourse.activations import ACTIVATIONS, RELU_FAMILY, derivative
 from vgcourse.config import (
     Config,
     Grid,
+    check_config,
     derive,
     device_field,
     in_range,
@@ -151,6 +152,7 @@ class GradientFlowResult:
 
 def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
     """One forward and backward pass of a cross-entropy loss through deep MLPs at initialization."""
+    check_config(config, GradientFlowConfig)
     data = shared_digits(config.data_seed)
     device = pick_device(config.device)
     x = data.x_train[: config.batch_size].to(device)
@@ -279,6 +281,7 @@ def _dying_result(
 def run_dying(config: DyingConfig) -> DyingResult:
     """Train with plain SGD (``vgcourse.training.train``, minibatches shuffled with seed
     ``seed * 100_003``) and measure the units on the reference set at each evaluation (the checkpoints)."""
+    check_config(config, DyingConfig)
     data = shared_digits(config.data_seed)
     model = _build(config, data)
     start = _start(model, config, data)
@@ -406,6 +409,7 @@ class DyingSweepResult:
 
 def run_dying_sweep(config: DyingSweepConfig) -> DyingSweepResult:
     """Run ``run_dying`` on the grid bias_inits × lrs."""
+    check_config(config, DyingSweepConfig)
     runs = [
         run_dying(dataclasses.replace(config.base, lr=lr, bias_init=bias))
         for bias in config.bias_inits
@@ -457,6 +461,7 @@ def _largest(tensors: list[Tensor], empty: float) -> float:
 
 def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
     """Measure the gradient of dead units at A, then watch every training forward pass from A to B."""
+    check_config(config, FrozenUnitsConfig)
     base = dataclasses.replace(config.base, steps=config.steps_a + config.steps_b)
     data = shared_digits(base.data_seed)
     model = _build(base, data)
@@ -610,6 +615,7 @@ class RemediesResult(_StackedRuns):
 
 def run_remedies(config: RemediesConfig) -> RemediesResult:
     """Run every (remedy, cause, seed) cell with ``run_dying_stacked`` (one checkpoint, at the end)."""
+    check_config(config, RemediesConfig)
     seeds = tuple(range(config.seed, config.seed + config.n_seeds))
     configs = [config.run_config(r, c, s) for r in config.remedies for c in CAUSES for s in seeds]
     grids = _run_grids(configs, {"remedy": config.remedies, "cause": CAUSES, "seed": seeds})
@@ -667,6 +673,7 @@ class RankingResult(_StackedRuns):
 
 def run_ranking(config: RankingConfig) -> RankingResult:
     """Train every (activation, init, lr, seed) run of the grid with ``run_dying_stacked``."""
+    check_config(config, RankingConfig)
     seeds = tuple(range(config.seed, config.seed + config.n_seeds))
     axes = {"activation": config.activations, "init": config.inits, "lr": config.lrs, "seed": seeds}
     base = dataclasses.replace(config.base, measure_every=config.base.steps)

@@ -21,6 +21,7 @@ from vgcourse._validation import check_choice, check_float, check_int, check_ten
 from vgcourse.config import (
     Config,
     Grid,
+    check_config,
     derive,
     device_field,
     flag,
@@ -257,6 +258,7 @@ class PathExpansionResult:
 def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
     """Build J_l = W_2 diag(1[W_1 x_l + b_1 > 0]) W_1 for one input and accumulate P_k ← P_k + α J_l P_{k-1}
     (plain: P_k ← J_l P_{k-1}) block by block; compare Σ_k P_k with autograd's Jacobian of the blocks."""
+    check_config(config, PathExpansionConfig)
     depth, n = config.depth, config.width
     gen = torch.Generator().manual_seed(config.seed + 10_000)
     x0 = torch.randn(n, dtype=torch.float64, generator=gen)
@@ -325,6 +327,7 @@ class ForwardVarianceResult:
 
 def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult:
     """Run each network forward (training mode, no gradients) and record E[x_l²] after every block."""
+    check_config(config, ForwardVarianceConfig)
     data = load_image_data("digits")
     x = data.x_train[: config.batch_size].double()
     depth, blocks = config.depth, np.arange(config.depth + 1)
@@ -382,6 +385,7 @@ class StreamDepthSweepResult:
 
 def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepResult:
     """``stream_pass`` on every network, depth and seed; keep the two ratios."""
+    check_config(config, StreamDepthSweepConfig)
     data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     grad, var = np.empty((2, len(config.networks), config.n_seeds, len(config.depths)))
@@ -470,6 +474,7 @@ class DegradationResult:
 def run_degradation(config: DegradationConfig) -> DegradationResult:
     """Build the three networks from one seed (deep plain and residual share their weights), record their
     gradient ratio at initialization, train each and evaluate on the whole sets (NaN after divergence)."""
+    check_config(config, DegradationConfig)
     data = load_image_data(config.dataset)
     train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
     first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))[
@@ -522,6 +527,7 @@ class BlockProfileResult:
 
 def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
     """Build the network and run ``stream_pass`` on the first ``batch_size`` training digits."""
+    check_config(config, BlockProfileConfig)
     data = load_image_data("digits")
     model = _build(config.network, data, depth=config.depth, width=config.width, seed=config.seed)
     stream = stream_pass(model, data.x_train[: config.batch_size], data.y_train[: config.batch_size])
@@ -562,6 +568,7 @@ class PlacementResult:
 def run_placement(config: PlacementConfig) -> PlacementResult:
     """``stream_pass`` on every network and seed (float64); the masks D_l are read from the same pass (x_l > 0
     exactly where x_{l-1} + αF > 0). Networks of one seed share their weights."""
+    check_config(config, PlacementConfig)
     data = load_image_data("digits")
     x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     n, depth = len(config.networks), config.depth
@@ -649,6 +656,7 @@ def _prefix_input_gradients(model: ResidualMLP, x: Tensor, depths: tuple[int, ..
 
 def run_shattered(config: ShatteredConfig) -> ShatteredResult:
     """One network per spec and seed at the deepest depth, cut after L blocks for each depth L."""
+    check_config(config, ShatteredConfig)
     x = torch.linspace(-config.interval, config.interval, config.n_points, dtype=torch.float64)[:, None]
     autocorrelation = np.empty((len(config.networks), config.n_seeds, len(config.depths)))
     gradient = np.empty((len(config.networks), config.n_points))

@@ -122,6 +122,7 @@ def _ln_jacobian(norm: torch.nn.LayerNorm, z: Tensor) -> Tensor:
 
 def run_block_jacobian(config: BlockJacobianConfig) -> BlockJacobianResult:
     """Build one block's MLP sublayer and LN, evaluate both layouts' Jacobians at a random x."""
+    check_config(config, BlockJacobianConfig)
     d = config.d_model
     model = Transformer(7, 2, 1, d, 1, seed=config.seed).double()
     block = model.blocks[0]
@@ -189,6 +190,7 @@ def _record_input(store: list[tuple[torch.nn.LayerNorm, Tensor]], module: Any, a
 def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
     """For each layout, depth and seed: one forward and backward pass in float64, then the top gradient
     ∂ℓ/∂x_L sent back through the LN Jacobians alone (vector-Jacobian products at the recorded LN inputs)."""
+    check_config(config, IdentityPathConfig)
     layouts = ("post", "pre")
     shape = (2, len(config.depths), config.n_seeds)
     identity, inv_sigma, full = np.ones(shape), np.ones(shape), np.ones(shape)
@@ -317,6 +319,7 @@ class GradientProfileResult:
 def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult:
     """Build each stack, run one batch through it, record per-block gradient norms (``monitor.snapshot``
     on the blocks' six weights) and the stream x_0..x_L."""
+    check_config(config, GradientProfileConfig)
     n_v, n_d, n_s, top = len(config.variants), len(config.depths), config.n_seeds, max(config.depths)
     grads = np.full((n_v, n_d, n_s, top, len(WEIGHTS)), np.nan)
     rms = np.full((n_v, n_d, n_s, top + 1), np.nan)
@@ -408,6 +411,7 @@ class AttentionEntropyResult:
 
 def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyResult:
     """Attention weights of a one-block, one-head Pre-LN model's attention on LN(x₀), x₀ = embeddings."""
+    check_config(config, AttentionEntropyConfig)
     scales = ("inv_sqrt_d", "none")
     shape = (2, len(config.d_heads), config.n_seeds)
     out = {
