@@ -33,7 +33,7 @@ from vgcourse.config import (
     seed_field,
 )
 from vgcourse.data import DataSplit, mnist, shared_digits
-from vgcourse.models import NORMS, ResidualMLP, named_layers
+from vgcourse.models import NORMS, ResidualMLP, keep_outputs, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
 
 INITS = ("he", "kaiming_all")
@@ -577,10 +577,9 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
-            masks: list[Tensor] = []  # x_l = φ(pre) > 0 exactly where pre > 0: the 1s of D_l
-            for block in model.blocks if spec.post_activation else ():  # the model is dropped after this pass
-                block.register_forward_hook(lambda _m, _i, out, masks=masks: masks.append(out.detach() > 0))
-            result = stream_pass(model, x, y)
+            with keep_outputs(model.blocks if spec.post_activation else ()) as outputs:
+                result = stream_pass(model, x, y)
+            masks = [out.detach() > 0 for out in outputs]  # x_l = φ(pre) > 0 exactly where pre > 0: D_l's 1s
             grads[i, s] = result.stream_grad / result.stream_grad[-1]
             if not spec.post_activation:  # a clean block has no mask: D = I
                 active[i, s], share[i, s] = 1.0, 1.0
