@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -828,6 +829,11 @@ class DeadUnitsResult:
     val_accuracy: np.ndarray
 
 
+def _watch_firing(fired: Tensor, _module: nn.Module, _args: object, output: Tensor) -> None:
+    if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
+        fired |= (output > 0).any(dim=0)
+
+
 def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
     and its step lr·m̂/(√v̂ + ε) is exactly 0."""
@@ -844,12 +850,14 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
         units = sum(int(mask.numel()) for mask in dead)
         before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
         adam = TrainConfig(steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM)
-        with keep_outputs(model.layers) as outputs:
+        fired = [torch.zeros_like(mask) for mask in dead]  # unit j of layer i fired on some training batch
+        pairs = zip(model.layers, fired, strict=True)
+        hooks = [m.register_forward_hook(partial(_watch_firing, hit)) for m, hit in pairs]
+        try:
             history = train(model, data, dataclasses.replace(adam, eval_every=config.steps))
-        n = len(model.layers)  # layer i's outputs: i, n + i, ... (those of training passes need grad)
-        fired = [
-            torch.stack([(o > 0).any(0) for o in outputs[i::n] if o.requires_grad]).any(0) for i in range(n)
-        ]
+        finally:
+            for hook in hooks:
+                hook.remove()
         row = np.zeros(4, dtype=np.int64)
         change = []
         for m, (w, b), mask, hit in zip(model.layers, before, dead, fired, strict=True):
