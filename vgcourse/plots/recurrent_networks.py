@@ -30,13 +30,10 @@ _LABELS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 
 def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (3.6, 3.2)) -> tuple[Figure, list[Axes]]:
     """n side-by-side axes: a new figure when ``ax`` is None, else the n given axes."""
-    if ax is None:
-        fig, axes = plt.subplots(1, n, figsize=(panel[0] * n, panel[1]), squeeze=False)
-        return fig, list(axes[0])
-    axes = [ax] if isinstance(ax, Axes) else list(np.asarray(ax, dtype=object).reshape(-1))
-    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
-        raise TypeError(f"ax must be None or a sequence of {n} matplotlib Axes")
-    return axes[0].figure, axes
+    fig, axes, _ = figure_and_axes_grid(
+        ax, n, lambda: plt.subplots(1, n, figsize=(panel[0] * n, panel[1]), squeeze=False)
+    )
+    return fig, axes
 
 
 def _log_limits(values: np.ndarray) -> tuple[float, float]:
