@@ -338,9 +338,7 @@ class Grid:
 
     def sel(self, **coords: Any) -> Any:
         """The values at the given coordinates: a smaller Grid, or a float when nothing is left."""
-        unknown = set(coords) - set(self.axes)
-        if unknown:
-            raise GridKeyError(f"no axis {', '.join(sorted(unknown))}; the axes are: {', '.join(self.axes)}")
+        self._check_axes(coords)
         index = tuple(
             _position(axis, coords[axis], c) if axis in coords else slice(None)
             for axis, c in self.axes.items()
@@ -357,8 +355,7 @@ class Grid:
 
     def mean(self, axis: str, *, geometric: bool = False) -> Grid:
         """The mean over one axis (``geometric``: exp of the mean of ln, for ratios), a Grid without it."""
-        if axis not in self.axes:
-            raise GridKeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+        self._check_axes([axis])
         k = self.dims.index(axis)
         with np.errstate(divide="ignore"):  # a ratio that underflowed to 0 has a geometric mean of 0
             values = np.exp(np.log(self.values).mean(axis=k)) if geometric else self.values.mean(axis=k)
@@ -366,10 +363,15 @@ class Grid:
 
     def median(self, axis: str) -> Grid:
         """The median over one axis (seeds, usually), a Grid without it."""
-        if axis not in self.axes:
-            raise GridKeyError(f"no axis {axis}; the axes are: {', '.join(self.axes)}")
+        self._check_axes([axis])
         values = np.median(self.values, axis=self.dims.index(axis))
         return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
+
+    def _check_axes(self, names: Iterable[str]) -> None:
+        """GridKeyError naming any of ``names`` that is not an axis, and the axes."""
+        unknown = set(names) - set(self.axes)
+        if unknown:
+            raise GridKeyError(f"no axis {', '.join(sorted(unknown))}; the axes are: {', '.join(self.axes)}")
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: one column per axis and one ``name`` column, one row per cell."""
