@@ -258,11 +258,12 @@ def constraints(config_cls: type) -> dict[str, Constraint]:
     }
 
 
-def check_config(config: Any, cls: type[T]) -> T:
-    """Return ``config`` if it is a ``cls``, else a TypeError naming both (a run function's first check)."""
+def check_config(config: Any, cls: type[T], name: str = "config") -> T:
+    """Return ``config`` if it is a ``cls``, else a TypeError naming ``name`` and both types (a run
+    function's first check; plots.check_result's too)."""
     if not isinstance(config, cls):
         article = "an" if cls.__name__[:1] in "AEIOU" else "a"
-        raise TypeError(f"config must be {article} {cls.__name__}; got {type(config).__name__}")
+        raise TypeError(f"{name} must be {article} {cls.__name__}; got {type(config).__name__}")
     return config
 
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator
 
 from vgcourse._validation import check_choice
+from vgcourse.config import check_config
 from vgcourse.monitor import METRICS, MonitorRecord
 from vgcourse.plots.figure_check import check_figure
 
@@ -198,6 +199,4 @@ def set_layer_ticks(ax: Axes, names: list[str], axis: str = "x", max_labels: int
 
 def check_result(result: Any, cls: type, name: str = "result") -> None:
     """TypeError unless ``result`` is a ``cls`` (a plot function's first check), naming both."""
-    if not isinstance(result, cls):
-        article = "an" if cls.__name__[:1] in "AEIOU" else "a"
-        raise TypeError(f"{name} must be {article} {cls.__name__}; got {type(result).__name__}")
+    check_config(result, cls, name)
