@@ -40,7 +40,7 @@ from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.initializers import gain, initialize
 from vgcourse.models import MLP, keep_outputs
-from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, evaluate, train
+from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, _batches, evaluate, train
 
 INITS = ("kaiming_normal", "default", "xavier_normal")  # He (with the activation's gain), PyTorch's, Glorot
 REFERENCES = ("train", "val")  # the set a unit must be silent on to count as dead
@@ -278,6 +278,12 @@ def _dying_result(
     )
 
 
+def _train_config(config: DyingConfig) -> TrainConfig:
+    """``run_dying``'s ``train`` config: minibatches shuffled with seed ``seed * 100_003``."""
+    seed = config.seed * 100_003
+    return derive(TrainConfig, config, monitor_every=None, eval_every=config.measure_every, seed=seed)
+
+
 def run_dying(config: DyingConfig) -> DyingResult:
     """Train with plain SGD (``vgcourse.training.train``, minibatches shuffled with seed
     ``seed * 100_003``) and measure the units on the reference set at each evaluation (the checkpoints)."""
@@ -293,24 +299,13 @@ def run_dying(config: DyingConfig) -> DyingResult:
                 stats = _activation_stats(model, start[0], config.activation, start[1])
             checkpoints.append((event.step + 1, stats, event.val_accuracy))
 
-    seed = config.seed * 100_003
-    train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.measure_every, seed=seed)
-    history = train(model, data, train_config, callbacks=[Checkpoints()])
+    history = train(model, data, _train_config(config), callbacks=[Checkpoints()])
     if history.diverged:  # stopped at the diverged step, whose update was not applied (finite weights)
         checkpoints.append((history.steps_run, *_checkpoint(model, config, start, data)))
     return _dying_result(config, checkpoints, history.loss, start[2], history.diverged)
 
 
 _STACK_KEYS = ("activation", "depth", "width", "steps", "batch_size", "clip_norm", "data_seed", "device")
-
-
-def _batch_orders(n_train: int, batch_size: int, steps: int, seed: int) -> Tensor:
-    """(steps, batch) the minibatch indices ``vgcourse.training.train`` draws with ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    per_epoch = n_train // batch_size
-    epochs = -(-steps // per_epoch)
-    orders = [torch.randperm(n_train, generator=generator)[: per_epoch * batch_size] for _ in range(epochs)]
-    return torch.cat(orders).view(-1, batch_size)[:steps]
 
 
 def _train_stacked(
@@ -332,21 +327,18 @@ def _train_stacked(
     device = params[0].device
     act = models[0].layers[0].activation
     lr = torch.tensor([c.lr for c in configs], dtype=params[0].dtype, device=device)
-    orders = torch.stack(
-        [_batch_orders(data.n_train, first.batch_size, first.steps, c.seed * 100_003) for c in configs]
-    ).to(device)  # (M, steps, B): the order of run_dying's train()
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    batches = [_batches(data, _train_config(c), device)[0] for c in configs]  # run_dying's train() order
     running = torch.ones(len(configs), dtype=torch.bool, device=device)
     steps_run = torch.zeros(len(configs), dtype=torch.long, device=device)
     losses = torch.full((len(configs), first.steps), math.nan, dtype=torch.float64)
     for step in range(first.steps):
-        batch = orders[:, step]
-        h = x_train[batch]
+        xs, ys = zip(*(batch(step) for batch in batches), strict=True)
+        h, y = torch.stack(xs), torch.stack(ys)
         for k in range(n_layers):
             h = torch.baddbmm(params[n_layers + k].unsqueeze(1), h, params[k].transpose(1, 2))
             if k < n_layers - 1:
                 h = act(h)
-        loss = F.cross_entropy(h.transpose(1, 2), y_train[batch], reduction="none").mean(dim=1)
+        loss = F.cross_entropy(h.transpose(1, 2), y, reduction="none").mean(dim=1)
         grads = torch.autograd.grad(loss.sum(), params)
         with torch.no_grad():
             norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
