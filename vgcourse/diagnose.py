@@ -50,6 +50,7 @@ from vgcourse.training import (
     StepEvent,
     StopTraining,
     TrainConfig,
+    _to,
     loss_value,
     make_optimizer,
     train,
@@ -707,10 +708,6 @@ def _make_step_optimizer(
         device = next(model.parameters()).device
         return torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=config.lr), name, False
     return built, name, isinstance(built, _ADAPTIVE)
-
-
-def _to(value: Any, device: torch.device) -> Any:
-    return value.to(device) if isinstance(value, Tensor) else value
 
 
 class _Probe(Callback):
