@@ -247,6 +247,15 @@ def test_explorer_checks_its_config_when_built() -> None:
         )
 
 
+@pytest.mark.parametrize("warmup", [25.0, False])
+def test_a_hand_built_slider_rejects_a_start_of_the_wrong_type(warmup: object) -> None:
+    # the warmup slider sets no single config field (0 means no warmup), so its start is checked by hand
+    from vgcourse.explorers.transformers import warmup_explorer
+
+    with pytest.raises(TypeError, match="warmup must be an integer"):
+        warmup_explorer(warmup=warmup)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Every chapter's explorer: its sliders start where the browser's slider can be
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
+from vgcourse._validation import check_int
 from vgcourse.experiments.transformers import (
     SORT_VOCAB,
     TRAINED_ACCURACY,
@@ -106,7 +107,8 @@ def warmup_explorer(layout: str = "Post-LN", warmup: int = 0, lr: float = 0.01) 
     The arguments are the controls' starting values: ``layout`` "Post-LN" or "Pre-LN", ``warmup`` the
     warmup length in steps (0: none; a multiple of 25 in [0, 100]), ``lr`` one of ``WARMUP_LRS``.
     """
-    if warmup not in range(0, 101, 25):  # 0 is no warmup: not a value of the config's warmup_steps
+    check_int("warmup", warmup)  # 0 is no warmup: not a value of the config's warmup_steps
+    if warmup not in range(0, 101, 25):
         raise ValueError(f"warmup must be a multiple of 25 in [0, 100]; got {warmup}")
     controls = {
         "layout": select("layout", layout, ["Post-LN", "Pre-LN"]),
