@@ -191,16 +191,16 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
 def test_every_run_rejects_a_config_of_the_wrong_type_naming_its_class(chapter_id: str) -> None:
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
-    runs = [
-        (fn, cls)
-        for name, fn in inspect.getmembers(module, inspect.isfunction)
-        if name.startswith("run") and fn.__module__ == module.__name__
-        for cls in [next(iter(inspect.signature(fn, eval_str=True).parameters.values()), None)]
-        if cls is not None and isinstance(cls.annotation, type) and issubclass(cls.annotation, Config)
-    ]
+    runs = []  # (run function, the Config class its first parameter is annotated with)
+    for name, fn in inspect.getmembers(module, inspect.isfunction):
+        if not name.startswith("run") or fn.__module__ != module.__name__:
+            continue
+        first = next(iter(inspect.signature(fn, eval_str=True).parameters.values()), None)
+        if first is not None and isinstance(first.annotation, type) and issubclass(first.annotation, Config):
+            runs.append((fn, first.annotation))
     assert runs, f"vgcourse.experiments.{chapter_id} has no run function taking a Config"
-    for fn, parameter in runs:
-        with pytest.raises(TypeError, match=parameter.annotation.__name__):
+    for fn, config_class in runs:
+        with pytest.raises(TypeError, match=config_class.__name__):
             fn("not a config")
 
 
