@@ -79,8 +79,7 @@ def build_adding_model(
 
 def adding_baseline(data: DataSplit) -> float:
     """Validation MSE of always predicting the training mean of y (≈ Var(y) = 2/12 for the adding problem)."""
-    if not isinstance(data, DataSplit):
-        raise TypeError(f"data must be a DataSplit; got {type(data).__name__}")
+    check_config(data, DataSplit, "data")
     return float(((data.y_val - data.y_train.mean()) ** 2).mean())
 
 

@@ -640,8 +640,8 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     check_config(config, MnistConfig)
     if data is None:
         data = mnist(config.root, source=config.source)
-    elif not isinstance(data, DataSplit):
-        raise TypeError(f"data must be a DataSplit; got {type(data).__name__}")
+    else:
+        check_config(data, DataSplit, "data")
     width, steps = config.resolved()
     device = pick_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
