@@ -266,6 +266,10 @@ class GradientProfileResult:
         """(seed, block): ‖∂ℓ/∂W‖_F of ``weight`` in blocks 1..depth."""
         return self.grad_norm.sel(variant=variant, depth=depth).values[:, :depth, WEIGHTS.index(weight)]
 
+    def stream(self, variant: str, depth: int) -> np.ndarray:
+        """(seed, block + 1): RMS of the stream x_0, x_1, …, x_depth."""
+        return self.stream_rms.sel(variant=variant, depth=depth).values[:, : depth + 1]
+
     def last_block(self, variant: str, weight: str = "proj") -> np.ndarray:
         """(depth, seed): the gradient norm of ``weight`` in the last block, at each depth."""
         return np.stack([self.profile(variant, d, weight)[:, -1] for d in self.config.depths])
@@ -277,7 +281,7 @@ class GradientProfileResult:
         ‖∂ℓ/∂W_l‖·RMS(x_{l−1}), what is left once each block's LN (which divides by that size) is undone."""
         p = self.profile(variant, depth, weight)
         if stream_scaled:
-            p = p * self.stream_rms.sel(variant=variant, depth=depth).values[:, :depth]
+            p = p * self.stream(variant, depth)[:, :depth]
         return p.max(axis=1) / p.min(axis=1)
 
     def first_over_last(self, variant: str, depth: int, weight: str = "proj") -> np.ndarray:
@@ -302,7 +306,7 @@ class GradientProfileResult:
         rows = []
         for variant, depth in itertools.product(self.config.variants, self.config.depths):
             p = self.profile(variant, depth, weight)
-            s = self.stream_rms.sel(variant=variant, depth=depth).values
+            s = self.stream(variant, depth)
             rows.append(
                 {
                     "stack": variant,

@@ -28,7 +28,7 @@ def gradient_profile_readout(result: GradientProfileResult) -> str:
     """One line of HTML: block 1 / block L gradient, the last block's gradient, the stream's growth."""
     variant, depth = result.config.variants[0], result.config.depths[0]
     profile = result.profile(variant, depth)
-    stream = result.stream_rms.sel(variant=variant, depth=depth).values[:, : depth + 1]
+    stream = result.stream(variant, depth)
     return (
         f"MLP W² gradient: block 1 / block L = {float((profile[:, 0] / profile[:, -1]).mean()):.3g}"
         f" &nbsp;·&nbsp; block L = {float(profile[:, -1].mean()):.3g}"

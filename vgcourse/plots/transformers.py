@@ -92,7 +92,7 @@ def layer_profile(
     depth = max(result.config.depths) if depth is None else depth
     check_choice("weight", weight, WEIGHTS)
     profile = result.profile(variant, depth, weight)
-    stream = result.stream_rms.sel(variant=variant, depth=depth).values[:, : depth + 1]
+    stream = result.stream(variant, depth)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     blocks = np.arange(1, depth + 1)
     for s in range(profile.shape[0]):
@@ -205,7 +205,7 @@ def stream_growth(
         color = _COLORS.get(variant)
         style = "--" if variant == "Post-LN" else "-"  # Post-LN and DeepNorm streams both have RMS 1
         cell = {"variant": variant, "depth": depth}
-        stream = result.stream_rms.sel(**cell).values[:, : depth + 1]
+        stream = result.stream(variant, depth)
         left.plot(np.arange(depth + 1), stream.mean(axis=0), color=color, lw=1.5, ls=style)
         right.plot(
             np.arange(1, depth + 1),
