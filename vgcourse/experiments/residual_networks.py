@@ -51,9 +51,7 @@ class NetworkSpec(Config):
     norm: str | None = one_of(*NORMS, default=None, optional=True)  # a norm after each Linear inside F
     branch_scale: float | str | None = None  # α: None (1), a number > 0, or "inv_sqrt_depth" (1/√L)
     zero_init_last: bool = flag(False)  # each branch's last layer (or its norm's weight) starts at 0
-    init: str = one_of(
-        *INITS, default="he"
-    )  # Var(W): he 2/n_in after a ReLU, else 1/n_in; kaiming_all 2/n_in
+    init: str = one_of(*INITS, default="he")  # Var(W) = 2/n_in after a ReLU, else 1/n_in; kaiming_all: 2/n_in
     post_activation: bool = flag(False)  # a ReLU after the addition
 
     def check(self) -> None:
@@ -118,8 +116,7 @@ def init_residual_network(
 ) -> ResidualMLP:
     """Draw every Linear weight from N(0, gain/n_in) in place, biases 0; norms and all-zero layers are kept.
     "he": gain 2 after a ReLU (each fc2), else 1: each layer keeps E[x²]; "kaiming_all": gain 2 everywhere."""
-    if not isinstance(model, ResidualMLP):
-        raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
+    check_config(model, ResidualMLP, "model")
     check_choice("init", init, INITS)
     with torch.no_grad():
         for name, module in model.named_modules():
@@ -144,8 +141,7 @@ def build_network(
 ) -> ResidualMLP:
     """A ``ResidualMLP`` as ``spec`` says, weights by ``init_residual_network`` from ``seed`` (shared by
     networks of one seed, depth and width whatever their skip and norm)."""
-    if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
+    check_config(spec, NetworkSpec, "spec")
     check_int("seed", seed, minimum=0)
     check_choice("dtype", dtype, DTYPES)
     keys = ("norm", "skip", "branch_scale", "zero_init_last", "post_activation")
@@ -172,8 +168,7 @@ class StreamPass:
 def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
     """Cross-entropy of ``model`` on (x, y) in training mode, back-propagated: E[x_l²] and ‖∂J/∂x_l‖ along
     the stream, ‖∂J/∂W‖ per layer. The weights do not change (their .grad is left filled)."""
-    if not isinstance(model, ResidualMLP):
-        raise TypeError(f"model must be a vgcourse.models.ResidualMLP; got {type(model).__name__}")
+    check_config(model, ResidualMLP, "model")
     check_tensor("x", x, ndim=2)
     check_tensor("y", y, ndim=1)
     weight = model.stem.weight
@@ -202,7 +197,6 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
     """sklearn's 8×8 "digits" (one copy per process) or the shipped 10,000-image "mnist"; ``seed`` splits."""
     check_choice("dataset", dataset, DATASETS)
-    check_int("seed", seed, minimum=0)
     return shared_digits(seed) if dataset == "digits" else mnist(seed=seed)
 
 
@@ -221,10 +215,21 @@ def _build(spec: NetworkSpec, data: Any, **options: Any) -> ResidualMLP:
     return build_network(spec, in_features=n_in, out_features=n_out, **options)
 
 
-def _grid(values: Any, name: str, config: Any, last: str, coords: Any) -> Grid:
-    """A (network, seed, ``last``) Grid of one value per network of ``config`` (seeds seed, seed + 1, ...)."""
-    seeds = tuple(range(config.seed, config.seed + config.n_seeds))
-    return Grid(values, name=name, network=config.networks, seed=seeds, **{last: tuple(coords)})
+class _Seeds(Config):
+    """Each of ``networks`` built ``n_seeds`` times, from seeds seed, seed + 1, ..."""
+
+    networks: tuple[NetworkSpec, ...] = _networks(SWEEP_NETWORKS)
+    width: int = integer(64, low=1, high=2048)
+    n_seeds: int = positive(3, integer=True)
+    seed: int = seed_field()
+
+    def _model(self, spec: NetworkSpec, s: int, data: Any, depth: int, dtype: str = "float64") -> ResidualMLP:
+        return _build(spec, data, depth=depth, width=self.width, seed=self.seed + s, dtype=dtype)
+
+    def _grid(self, values: Any, name: str, last: str, coords: Any) -> Grid:
+        """A (network, seed, ``last``) Grid of one value per network and seed."""
+        seeds = tuple(range(self.seed, self.seed + self.n_seeds))
+        return Grid(values, name=name, network=self.networks, seed=seeds, **{last: tuple(coords)})
 
 
 # The product of block Jacobians, expanded by path length
@@ -304,15 +309,13 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
 
 
 # Forward: E[x_l²] block by block
-class ForwardVarianceConfig(Config):
+class ForwardVarianceConfig(_Seeds):
     """E[x_l²] after each block at initialization on a digits batch (float64); seeds seed, seed + 1, ..."""
 
     depth: int = integer(50, low=1, high=500)
     networks: tuple[NetworkSpec, ...] = _networks(VARIANCE_NETWORKS)
     width: int = integer(128, low=1, high=2048)
     batch_size: int = integer(256, low=2, high=1437)
-    n_seeds: int = positive(3, integer=True)
-    seed: int = seed_field()
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,7 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
     predicted = np.empty((len(config.networks), depth + 1))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
+            model = config._model(spec, s, data, depth)
             with torch.no_grad():
                 h = model.stem(x)
                 moments = [h.square().mean()]
@@ -351,22 +354,18 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
             predicted[i] = (q0 + spec.alpha(depth) ** 2 * blocks) / q0
     return ForwardVarianceResult(
         config,
-        _grid(out, "E[x_l²]", config, "block", blocks),
-        _grid(out / out[:, :, :1], "E[x_l²] / E[x_0²]", config, "block", blocks),
+        config._grid(out, "E[x_l²]", "block", blocks),
+        config._grid(out / out[:, :, :1], "E[x_l²] / E[x_0²]", "block", blocks),
         Grid(predicted, name="predicted E[x_l²] / E[x_0²]", network=config.networks, block=tuple(blocks)),
     )
 
 
 # Depth sweep: gradient ratio and forward growth against depth
-class StreamDepthSweepConfig(Config):
+class StreamDepthSweepConfig(_Seeds):
     """``stream_pass`` on a digits batch per network, depth L and seed (float64: 2^L overflows float32)."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=1000), default=(10, 20, 50, 100))
-    networks: tuple[NetworkSpec, ...] = _networks(SWEEP_NETWORKS)
-    width: int = integer(64, low=1, high=2048)
     batch_size: int = integer(128, low=2, high=1437)
-    n_seeds: int = positive(3, integer=True)
-    seed: int = seed_field()
     dtype: str = one_of(*DTYPES, default="float64")
 
     def check(self) -> None:
@@ -393,10 +392,7 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             for d, depth in enumerate(config.depths):
-                model = _build(
-                    spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype=config.dtype
-                )
-                result = stream_pass(model, x, y)
+                result = stream_pass(config._model(spec, s, data, depth, config.dtype), x, y)
                 grad[i, s, d], var[i, s, d] = result.grad_ratio, result.variance_ratio
         for d, depth in enumerate(config.depths):
             growth = spec.growth_per_block(depth)
@@ -404,8 +400,8 @@ def run_stream_depth_sweep(config: StreamDepthSweepConfig) -> StreamDepthSweepRe
                 predicted[i, d] = growth ** (depth / 2)
     return StreamDepthSweepResult(
         config,
-        _grid(grad, "gradient ratio", config, "depth", config.depths),
-        _grid(var, "variance ratio", config, "depth", config.depths),
+        config._grid(grad, "gradient ratio", "depth", config.depths),
+        config._grid(var, "variance ratio", "depth", config.depths),
         Grid(predicted, name="predicted gradient ratio", network=config.networks, depth=config.depths),
     )
 
@@ -477,20 +473,15 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
     check_config(config, DegradationConfig)
     data = load_image_data(config.dataset)
     train_config = derive(TrainConfig, config, monitor_every=None, eval_every=config.steps)
-    first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))[
-        : config.batch_size
-    ]
+    first = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
+    x, y = data.x_train[first[: config.batch_size]], data.y_train[first[: config.batch_size]]
     plain = NetworkSpec(skip=False, norm=config.norm)
     residual = NetworkSpec(norm=config.norm, branch_scale=config.branch_scale)
-    runs = []
-    for spec, depth in (
-        (plain, config.shallow_depth),
-        (plain, config.deep_depth),
-        (residual, config.deep_depth),
-    ):
+    shallow, deep, runs = config.shallow_depth, config.deep_depth, []
+    for spec, depth in ((plain, shallow), (plain, deep), (residual, deep)):
         model = _build(spec, data, depth=depth, width=config.width, seed=config.seed)
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        ratio = stream_pass(model, data.x_train[first], data.y_train[first]).grad_ratio
+        ratio = stream_pass(model, x, y).grad_ratio
         model.load_state_dict(before)  # undo the BatchNorm running statistics of that pass
         model.zero_grad(set_to_none=True)
         history = train(model, data, train_config)
@@ -535,7 +526,7 @@ def run_block_profile(config: BlockProfileConfig) -> BlockProfileResult:
 
 
 # Where the ReLU sits: the original block φ(x + F(x)) against the clean block x + F(x)
-class PlacementConfig(Config):
+class PlacementConfig(_Seeds):
     """``stream_pass`` on a digits batch (float64) per network and seed; by default pairs of shared weights,
     clean x + F(x) and original φ(x + F(x)), without and with BatchNorm."""
 
@@ -543,10 +534,7 @@ class PlacementConfig(Config):
     networks: tuple[NetworkSpec, ...] = _networks(
         (RESIDUAL, POST_ACTIVATION, RESIDUAL_BN, POST_ACTIVATION_BN)
     )
-    width: int = integer(64, low=1, high=2048)
     batch_size: int = integer(128, low=2, high=1437)
-    n_seeds: int = positive(3, integer=True)
-    seed: int = seed_field()
 
     def check(self) -> None:
         if not all(spec.skip for spec in self.networks):
@@ -576,7 +564,7 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
     active = np.empty((n, config.n_seeds, depth))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            model = _build(spec, data, depth=depth, width=config.width, seed=config.seed + s, dtype="float64")
+            model = config._model(spec, s, data, depth)
             with keep_outputs(model.blocks if spec.post_activation else ()) as outputs:
                 result = stream_pass(model, x, y)
             masks = [out.detach() > 0 for out in outputs]  # x_l = φ(pre) > 0 exactly where pre > 0: D_l's 1s
@@ -589,9 +577,9 @@ def run_placement(config: PlacementConfig) -> PlacementResult:
             share[i, s] = [*survive.mean(dim=(1, 2)).numpy()[::-1], 1.0]
     return PlacementResult(
         config,
-        _grid(grads, "‖∂J/∂x_l‖ / ‖∂J/∂x_L‖", config, "block", range(depth + 1)),
-        _grid(share, "identity path share", config, "block", range(depth + 1)),
-        _grid(active, "share kept by D_l", config, "block", range(1, depth + 1)),
+        config._grid(grads, "‖∂J/∂x_l‖ / ‖∂J/∂x_L‖", "block", range(depth + 1)),
+        config._grid(share, "identity path share", "block", range(depth + 1)),
+        config._grid(active, "share kept by D_l", "block", range(1, depth + 1)),
     )
 
 
@@ -606,17 +594,14 @@ def lag1_autocorrelation(values: np.ndarray) -> float:
     return float(v[1:] @ v[:-1]) / denominator if denominator != 0.0 else math.nan
 
 
-class ShatteredConfig(Config):
+class ShatteredConfig(_Seeds):
     """Networks R → R at ``n_points`` inputs evenly spaced on [−interval, interval] (float64), as Balduzzi et
     al. (2017), at increasing depths L; BatchNorm keeps the statistics of the whole grid."""
 
     depths: tuple[int, ...] = nonempty(integer(low=1, high=500), default=(1, 2, 5, 10, 20, 50))
     networks: tuple[NetworkSpec, ...] = _networks((PLAIN_BN, RESIDUAL_BN))
-    width: int = integer(64, low=1, high=2048)
     n_points: int = integer(256, low=8, high=100_000)
     interval: float = positive(2.0)
-    n_seeds: int = positive(3, integer=True)
-    seed: int = seed_field()
 
     def check(self) -> None:
         _check_increasing(self.depths)
@@ -661,8 +646,7 @@ def run_shattered(config: ShatteredConfig) -> ShatteredResult:
     gradient = np.empty((len(config.networks), config.n_points))
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
-            depth, seed = config.depths[-1], config.seed + s
-            model = _build(spec, (1, 1), depth=depth, width=config.width, seed=seed, dtype="float64")
+            model = config._model(spec, s, (1, 1), config.depths[-1])
             grads = _prefix_input_gradients(model, x, config.depths)
             autocorrelation[i, s] = [lag1_autocorrelation(g) for g in grads]
             if s == 0:
@@ -670,7 +654,7 @@ def run_shattered(config: ShatteredConfig) -> ShatteredResult:
     points = tuple(np.linspace(-config.interval, config.interval, config.n_points))
     return ShatteredResult(
         config,
-        _grid(autocorrelation, "lag-1 autocorrelation", config, "depth", config.depths),
+        config._grid(autocorrelation, "lag-1 autocorrelation", "depth", config.depths),
         Grid(gradient, name="df/dx", network=config.networks, x=points),
     )
 
