@@ -21,6 +21,7 @@ from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 import vgcourse.exercises.recurrent_networks as exercises
+from vgcourse import bptt
 from vgcourse.data import adding_problem
 from vgcourse.exercises import check
 from vgcourse.experiments import recurrent_networks as rn
@@ -54,17 +55,17 @@ def test_bad_arguments_of_the_building_blocks() -> None:
     with pytest.raises(ValueError, match="lstm"):
         rn.build_adding_model("gru", forget_bias=1.0)
     with pytest.raises(TypeError):
-        rn.recurrent_blocks(torch.nn.Linear(2, 2))
+        bptt.recurrent_blocks(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="rnn"):
-        rn.rnn_state_jacobians(rn.build_adding_model("lstm", 4), torch.zeros(3, 2))
+        bptt.rnn_state_jacobians(rn.build_adding_model("lstm", 4), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="gates"):
-        rn.cell_path_jacobians(rn.build_adding_model("rnn", 4), torch.zeros(3, 2))
+        bptt.cell_path_jacobians(rn.build_adding_model("rnn", 4), torch.zeros(3, 2))
     with pytest.raises(ValueError):
-        rn.gate_trajectory(rn.build_adding_model("rnn", 4), torch.zeros(2))
+        bptt.gate_trajectory(rn.build_adding_model("rnn", 4), torch.zeros(2))
     with pytest.raises(ValueError):
-        rn.spectral_radius(torch.zeros(2, 3))
+        bptt.spectral_radius(torch.zeros(2, 3))
     with pytest.raises(ValueError):
-        rn.fit_rate(np.ones(3), first=1, last=1)
+        bptt.fit_rate(np.ones(3), first=1, last=1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -88,17 +89,17 @@ def test_build_adding_model_is_repeatable_and_uses_pytorchs_default_range(arch: 
 @pytest.mark.parametrize("arch", rn.ARCHS)
 def test_every_gate_block_is_rescaled_to_the_spectral_radius(arch: str) -> None:
     model = rn.build_adding_model(arch, 12, 0, spectral_radius=1.7)
-    blocks = rn.recurrent_blocks(model)
+    blocks = bptt.recurrent_blocks(model)
     assert len(blocks) == {"rnn": 1, "gru": 3, "lstm": 4}[arch]
     for block in blocks:
-        assert rn.spectral_radius(block) == pytest.approx(1.7, rel=1e-5)
+        assert bptt.spectral_radius(block) == pytest.approx(1.7, rel=1e-5)
 
 
 def test_forget_bias_sets_the_lstm_forget_gate() -> None:
     model = rn.build_adding_model("lstm", 8, 0, forget_bias=1.0)
     total = model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0
     torch.testing.assert_close(total[8:16], torch.ones(8))
-    trajectory = rn.gate_trajectory(model, torch.zeros(5, 2))
+    trajectory = bptt.gate_trajectory(model, torch.zeros(5, 2))
     # with zero input the forget gate is σ(1 + W_hf h); h stays small, so f ≈ σ(1)
     assert abs(float(trajectory["f"].mean()) - 1 / (1 + math.exp(-1))) < 0.05
 
@@ -107,17 +108,17 @@ def test_forget_bias_sets_the_lstm_forget_gate() -> None:
 def test_hand_unroll_matches_pytorch(arch: str) -> None:
     model = rn.build_adding_model(arch, 6, 1)
     x = torch.randn(4, 9, 2, generator=torch.Generator().manual_seed(0))
-    trajectory = rn.gate_trajectory(model, x)
+    trajectory = bptt.gate_trajectory(model, x)
     out, _ = model.rnn(x)
     torch.testing.assert_close(trajectory["h"][:, 1:], out.double(), rtol=1e-5, atol=1e-6)
-    single = rn.gate_trajectory(model, x[2])
+    single = bptt.gate_trajectory(model, x[2])
     torch.testing.assert_close(single["h"], trajectory["h"][2])
 
 
 def test_input_gradient_profile_matches_autograd() -> None:
     model = rn.build_adding_model("gru", 8, 0)
     x, y = rn._adding_batch(12, 16, 0)
-    profile = rn.input_gradient_profile(model, x, y)
+    profile = bptt.input_gradient_profile(model, x, y)
     leaf = x.clone().requires_grad_(True)
     F.mse_loss(model(leaf), y).backward()
     expected = leaf.grad.norm(dim=(0, 2)).numpy()[::-1]
@@ -126,12 +127,12 @@ def test_input_gradient_profile_matches_autograd() -> None:
 
 def test_fit_rate_recovers_a_geometric_rate() -> None:
     lags = np.arange(40)
-    assert rn.fit_rate(3.0 * 0.7**lags) == pytest.approx(0.7, rel=1e-10)
-    assert rn.fit_rate(np.r_[5.0, 2.0 * 1.3 ** lags[1:]]) == pytest.approx(1.3, rel=1e-10)
+    assert bptt.fit_rate(3.0 * 0.7**lags) == pytest.approx(0.7, rel=1e-10)
+    assert bptt.fit_rate(np.r_[5.0, 2.0 * 1.3 ** lags[1:]]) == pytest.approx(1.3, rel=1e-10)
 
 
 def test_adding_baseline_is_the_variance_of_the_target() -> None:
-    data = rn.adding_problem(n_samples=20000, seq_len=10, seed=0)
+    data = adding_problem(n_samples=20000, seq_len=10, seed=0)
     assert rn.adding_baseline(data) == pytest.approx(2 / 12, rel=0.05)
     with pytest.raises(TypeError, match="data must be a DataSplit; got tuple"):
         rn.adding_baseline((data.x_val, data.y_val))
@@ -158,8 +159,8 @@ def test_the_gated_path_is_not_the_whole_lstm_jacobian() -> None:
     """Detaching h where it enters the gates matters: the full Jacobian has other paths too."""
     model = rn.build_adding_model("lstm", 5, 0, spectral_radius=1.0)
     x = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
-    full = rn.state_jacobians_autograd(model, x)
-    cell = rn.cell_path_jacobians(model, x)
+    full = bptt.state_jacobians_autograd(model, x)
+    cell = bptt.cell_path_jacobians(model, x)
     assert not torch.allclose(full[0], torch.diag(cell[0]), rtol=1e-3)
     torch.testing.assert_close(cell[-1], torch.ones(5, dtype=F64))
 
@@ -167,9 +168,9 @@ def test_the_gated_path_is_not_the_whole_lstm_jacobian() -> None:
 def test_rnn_jacobian_of_a_single_step_is_d_times_w() -> None:
     model = rn.build_adding_model("rnn", 4, 2)
     x = torch.randn(1, 2, generator=torch.Generator().manual_seed(0))
-    h = rn.gate_trajectory(model, x)["h"]
+    h = bptt.gate_trajectory(model, x)["h"]
     w_hh = model.rnn.weight_hh_l0.detach().double()
-    torch.testing.assert_close(rn.rnn_state_jacobians(model, x)[0], torch.diag(1 - h[1] ** 2) @ w_hh)
+    torch.testing.assert_close(bptt.rnn_state_jacobians(model, x)[0], torch.diag(1 - h[1] ** 2) @ w_hh)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_forget_bias_of_one(seed: int) -> None:
     expect("recurrent: cell path at the far end, default bias", cell.sel(bias=None, lag=last), "<", 1e-16)
     between("recurrent: cell path at the far end, bias 1", cell.sel(bias=1.0, lag=last), 3e-9, 3e-8)
     for k, (label, sigma) in enumerate((("default bias", 0.5), ("bias 1", 1 / (1 + math.exp(-1))))):
-        error = abs(rn.fit_rate(result.cell_path.values[k]) - sigma)  # ∏ f ≈ σ(b_f)^k
+        error = abs(bptt.fit_rate(result.cell_path.values[k]) - sigma)  # ∏ f ≈ σ(b_f)^k
         expect(f"recurrent: |cell-path rate - sigma(b_f)|, {label}", error, "<", 0.02)
     default, one = result.profiles[None], result.profiles[1.0]
     expect("recurrent: lstm far/near ratio, default bias", far(default, "lstm"), "<", 1e-10)
@@ -461,16 +462,16 @@ def test_average_grad_norm_and_bad_arguments() -> None:
 def test_truncated_bptt_profile_is_the_full_one_below_k_and_zero_beyond(arch: str) -> None:
     data = adding_problem(n_samples=32, seq_len=9, seed=0)
     model = rn.build_adding_model(arch, 6, 0, spectral_radius=1.3)
-    full = rn.input_gradient_profile(model, data.x_train, data.y_train)
-    truncated = rn.truncated_input_gradient_profile(model, data.x_train, data.y_train, 4)
+    full = bptt.input_gradient_profile(model, data.x_train, data.y_train)
+    truncated = bptt.truncated_input_gradient_profile(model, data.x_train, data.y_train, 4)
     np.testing.assert_allclose(truncated[:4], full[:4], rtol=1e-5)
     assert np.all(truncated[4:] == 0) and np.all(full[4:] > 0)
-    whole = rn.truncated_input_gradient_profile(model, data.x_train, data.y_train, 9)
+    whole = bptt.truncated_input_gradient_profile(model, data.x_train, data.y_train, 9)
     np.testing.assert_allclose(whole, full, rtol=1e-5)
     with pytest.raises(ValueError):
-        rn.truncated_input_gradient_profile(model, data.x_train, data.y_train, 10)
+        bptt.truncated_input_gradient_profile(model, data.x_train, data.y_train, 10)
     with pytest.raises(ValueError):
-        rn.truncated_input_gradient_profile(model, data.x_train[0], data.y_train, 2)
+        bptt.truncated_input_gradient_profile(model, data.x_train[0], data.y_train, 2)
 
 
 def test_clipped_cosines_by_hand() -> None:

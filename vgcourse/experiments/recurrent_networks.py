@@ -15,19 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vgcourse import bptt
 from vgcourse._validation import check_choice, check_int
-from vgcourse.bptt import (
-    cell_path_jacobians,
-    fit_rate,
-    gate_trajectory,
-    input_gradient_profile,
-    recurrent_blocks,
-    rnn_state_jacobians,
-    scale_recurrent_weights,
-    spectral_radius,
-    state_jacobians_autograd,
-    truncated_input_gradient_profile,
-)
 from vgcourse.config import (
     Config,
     Grid,
@@ -71,7 +60,7 @@ def build_adding_model(
         for param in model.parameters():
             param.uniform_(-bound, bound, generator=generator)
     if spectral_radius is not None:
-        scale_recurrent_weights(model, spectral_radius)
+        bptt.scale_recurrent_weights(model, spectral_radius)
     if forget_bias is not None:
         model.set_forget_bias(forget_bias)  # ValueError for rnn/gru
     return model
@@ -132,15 +121,14 @@ def _relative_error(value: Tensor, reference: Tensor) -> float:
 
 def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
     """Compare ``rnn_state_jacobians`` and ``cell_path_jacobians`` with autograd on random networks."""
-    check_config(config, BPTTCheckConfig)
-    c = config
+    c = check_config(config, BPTTCheckConfig)
     steps = c.seq_len
     rnn_err, lstm_err, gru_err, bound = (np.zeros((c.n_models, steps)) for _ in range(4))
     for m in range(c.n_models):
         radius, seed = c.radii[m % len(c.radii)], c.seed + m
         x = torch.randn(steps, INPUT_SIZE, generator=torch.Generator().manual_seed(seed + 10_000))
         rnn = build_adding_model("rnn", c.hidden_size, seed, spectral_radius=radius)
-        closed, auto = rnn_state_jacobians(rnn, x), state_jacobians_autograd(rnn, x)
+        closed, auto = bptt.rnn_state_jacobians(rnn, x), bptt.state_jacobians_autograd(rnn, x)
         w_norm = float(torch.linalg.matrix_norm(rnn.rnn.weight_hh_l0.detach().double(), ord=2))
         for t in range(steps):
             rnn_err[m, t] = _relative_error(closed[t], auto[t])
@@ -148,8 +136,8 @@ def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:
             bound[m, t] = norm <= w_norm ** (steps - t) * (1 + 1e-12)
         for arch, errors in (("lstm", lstm_err), ("gru", gru_err)):
             model = build_adding_model(arch, c.hidden_size, seed, spectral_radius=radius)
-            diag = cell_path_jacobians(model, x)
-            fixed = state_jacobians_autograd(model, x, gated_path_only=True)
+            diag = bptt.cell_path_jacobians(model, x)
+            fixed = bptt.state_jacobians_autograd(model, x, gated_path_only=True)
             for t in range(steps):
                 errors[m, t] = _relative_error(torch.diag(diag[t]), fixed[t])
     return BPTTCheckResult(c, rnn_err, lstm_err, gru_err, bound.astype(bool))
@@ -192,8 +180,7 @@ class LagProfileResult:
 
 def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
     """Measure ‖∂L/∂x_{T-k}‖ for every lag k at initialization, for each architecture (one pass each)."""
-    check_config(config, LagProfileConfig)
-    c = config
+    c = check_config(config, LagProfileConfig)
     x, y = _adding_batch(c.seq_len, c.batch_size, c.seed)
     rows, radii = [], []
     for arch in c.archs:
@@ -201,14 +188,14 @@ def run_lag_profile(config: LagProfileConfig) -> LagProfileResult:
         model = build_adding_model(
             arch, c.hidden_size, c.seed, spectral_radius=c.spectral_radius, forget_bias=forget_bias
         )
-        radii.append(max(spectral_radius(block) for block in recurrent_blocks(model)))
-        rows.append(input_gradient_profile(model, x, y))
+        radii.append(max(bptt.spectral_radius(block) for block in bptt.recurrent_blocks(model)))
+        rows.append(bptt.input_gradient_profile(model, x, y))
     grad, axes = np.array(rows), {"arch": c.archs, "lag": range(c.seq_len)}
     return LagProfileResult(
         c,
         Grid(grad, name="‖∂L/∂x_{T-k}‖", **axes),
         Grid(grad / grad[:, :1], name="g_k / g_0", **axes),
-        Grid([fit_rate(row) for row in grad], name="factor per step", arch=c.archs),
+        Grid([bptt.fit_rate(row) for row in grad], name="factor per step", arch=c.archs),
         Grid(radii, name="ρ(W_hh)", arch=c.archs),
     )
 
@@ -270,7 +257,7 @@ class ForgetGateResult:
                 "mean forget gate": float(self.forget_mean.values[k]),
                 f"∏ f over {last} steps": float(self.cell_path.values[k, last]),
                 f"g_{last}/g_0": self.profiles[bias].relative.sel(arch="lstm", lag=last),
-                "cell-path factor": fit_rate(self.cell_path.values[k]),
+                "cell-path factor": bptt.fit_rate(self.cell_path.values[k]),
                 "‖∂L/∂x‖ factor": self.profiles[bias].rate.sel(arch="lstm"),
             }
             for k, bias in enumerate(self.config.biases)
@@ -280,13 +267,12 @@ class ForgetGateResult:
 
 def run_forget_gate(config: ForgetGateConfig) -> ForgetGateResult:
     """Measure the forget gates, the cell path and the input-gradient profile for each forget-gate bias."""
-    check_config(config, ForgetGateConfig)
-    c = config
+    c = check_config(config, ForgetGateConfig)
     x, _ = _adding_batch(c.seq_len, c.batch_size, c.seed)
     means, paths, profiles = [], [], {}
     for bias in c.biases:
         model = build_adding_model("lstm", c.hidden_size, c.seed, forget_bias=bias)
-        f = gate_trajectory(model, x)["f"]  # (N, T, H)
+        f = bptt.gate_trajectory(model, x)["f"]  # (N, T, H)
         means.append(float(f.mean()))
         # lag k: sum of ln f over the last k steps, averaged over the batch and the units, then exp
         log_suffix = torch.cumsum(torch.flip(torch.log(f), [1]), dim=1).mean(dim=(0, 2))
@@ -353,7 +339,7 @@ class LongRangeResult:
         lag ``truncation``, 0 from it on)."""
         model, c = self.runs[check_choice("arch", arch, self.config.archs)].model, self.config
         data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
-        return truncated_input_gradient_profile(
+        return bptt.truncated_input_gradient_profile(
             model, data.x_val[: c.n_profile], data.y_val[: c.n_profile], truncation
         )
 
@@ -377,8 +363,7 @@ class LongRangeResult:
 
 def run_long_range(config: LongRangeConfig) -> LongRangeResult:
     """Train every architecture of ``config.archs`` on the adding problem; measure before and after."""
-    check_config(config, LongRangeConfig)
-    c = config
+    c = check_config(config, LongRangeConfig)
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
     x_prof, y_prof = data.x_val[: c.n_profile], data.y_val[: c.n_profile]
     device = pick_device(c.device)
@@ -387,9 +372,9 @@ def run_long_range(config: LongRangeConfig) -> LongRangeResult:
     for arch in c.archs:
         forget_bias = c.forget_bias if arch == "lstm" else None
         model = build_adding_model(arch, c.hidden_size, c.seed, forget_bias=forget_bias).to(device)
-        init = input_gradient_profile(model, x_prof, y_prof)
+        init = bptt.input_gradient_profile(model, x_prof, y_prof)
         history = train(model, data, train_config)
-        trained = input_gradient_profile(model, x_prof, y_prof)
+        trained = bptt.input_gradient_profile(model, x_prof, y_prof)
         far = _far_ratio(init), _far_ratio(trained)
         runs[arch] = LongRangeRun(arch, history, init, trained, float(history.val_loss[-1]), *far, model)
     return LongRangeResult(c, adding_baseline(data), runs)
@@ -459,8 +444,7 @@ def _flat_grad(model: torch.nn.Module) -> Tensor:
 
 def run_clipping(config: ClippingConfig) -> ClippingResult:
     """Train the exploding RNN with each method; compare clipped and raw gradients at initialization."""
-    check_config(config, ClippingConfig)
-    c = config
+    c = check_config(config, ClippingConfig)
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
     device = pick_device(c.device)
 
@@ -496,15 +480,14 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
     histories = {m: train(model_at(c.spectral_radius), data, train_config(m)) for m in c.methods}
     control = train(model_at(None), data, train_config("none")) if c.control else None
     arrays = map(np.array, (norms, norms_default, cos_norm, cos_value, clipped))
-    radius = spectral_radius(default.rnn.weight_hh_l0)
+    radius = bptt.spectral_radius(default.rnn.weight_hh_l0)
     return ClippingResult(c, adding_baseline(data), histories, *arrays, radius, control)
 
 
 def average_grad_norm(history: History, start: int = 0, stop: int | None = None) -> float:
     """The mean raw gradient norm (before clipping) over steps start..stop-1 (default: to the last step run):
     Pascanu et al. (2013) suggest a clipping threshold around this average over a long stretch."""
-    if not isinstance(history, History):
-        raise TypeError(f"history must be a vgcourse.training.History; got {type(history).__name__}")
+    check_config(history, History, "history")
     stop = history.steps_run if stop is None else stop
     check_int("start", start, 0, history.steps_run - 1)
     check_int("stop", stop, start + 1, history.steps_run)
