@@ -52,8 +52,7 @@ def random_weights(
     check_float("scale", scale)
     if len(widths) < 2:
         raise ValueError(f"widths needs at least 2 sizes (input and output); got {list(widths)}")
-    for n in widths:
-        check_int("width", n, minimum=1)
+    widths = [check_int("width", n, minimum=1) for n in widths]
     weights = []
     for n_in, n_out in itertools.pairwise(widths):
         if init == "gaussian":
@@ -66,12 +65,11 @@ def random_weights(
 
 def _haar(rows: int, cols: int, batch: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
     """A uniformly random rows × cols matrix with orthonormal columns (rows >= cols) or rows."""
-    tall = rows >= cols
     z = torch.randn(*batch, max(rows, cols), min(rows, cols), generator=generator, dtype=_FLOAT64)
     q, r = torch.linalg.qr(z)
     sign = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) >= 0, 1.0, -1.0).to(_FLOAT64)
     q = q * sign.unsqueeze(-2)  # fix QR's sign freedom so Q is Haar-distributed
-    return q if tall else q.transpose(-1, -2)
+    return q if rows >= cols else q.transpose(-1, -2)
 
 
 def forward_chain(
@@ -121,17 +119,16 @@ def autograd_gradients(
 
 # -- The closed form vs autograd, on random chains -----------------------------------------------------------
 class GradientCheckConfig(Config):
-    """Random chains to compare ``jacobian_product_gradients`` with autograd on (float64): chain c uses
-    ``activations[c % len(activations)]``, a depth from 1..max_depth and widths from 1..max_width (all 1 in
-    the first ``n_scalar`` chains); weights N(0, 1/n_in), x and g standard normal."""
+    """Random float64 chains on which to compare ``jacobian_product_gradients`` with autograd: weights
+    N(0, 1/n_in), x and g standard normal, chain c's activation ``activations[c % len(activations)]``."""
 
     n_chains: int = positive(40, integer=True)
-    max_depth: int = positive(8, integer=True)
-    max_width: int = positive(6, integer=True)
+    max_depth: int = positive(8, integer=True)  # each chain's depth is drawn from 1..max_depth
+    max_width: int = positive(6, integer=True)  # and each width from 1..max_width
     activations: tuple[str, ...] = nonempty(
         one_of(*ACTIVATIONS), default=("identity", "tanh", "sigmoid", "relu")
     )
-    n_scalar: int = integer(4, low=0)
+    n_scalar: int = integer(4, low=0)  # the first n_scalar chains have every width 1
     seed: int = seed_field()
 
     def check(self) -> None:
@@ -140,13 +137,12 @@ class GradientCheckConfig(Config):
 
 @dataclass(frozen=True)
 class GradientCheckResult:
-    """Per chain: its activation, widths (n_0, ..., n_L) and (L,) relative errors ‖G_closed − G_autograd‖ /
-    ‖G_autograd‖, layer 1 first; over all of them the largest error and how many layers were compared."""
+    """Per chain its activation, widths and errors; over all chains the largest error and layers compared."""
 
     config: GradientCheckConfig
     activations: tuple[str, ...]
-    widths: tuple[tuple[int, ...], ...]
-    errors: tuple[np.ndarray, ...]
+    widths: tuple[tuple[int, ...], ...]  # (n_0, ..., n_L)
+    errors: tuple[np.ndarray, ...]  # (L,) ‖G_closed − G_autograd‖ / ‖G_autograd‖, layer 1 first
     max_relative_error: float
     n_layers: int
 
@@ -243,7 +239,6 @@ class ChainDepthSweepResult:
     (L-1)(ln s + c_n) (``log_gain_drift``) and the std of ln‖∂J/∂W_1‖, 0 (orthogonal) or ½√((L-1)ψ'(n/2))."""
 
     config: ChainDepthSweepConfig
-    depths: np.ndarray  # 1..max_depth
     grad_norm: Grid  # scale × seed × depth
     quantiles: Grid  # q (0.1, 0.5, 0.9) × scale × depth
     predicted_norm: Grid  # scale × depth: s^(L-1)
@@ -285,7 +280,6 @@ def run_chain_depth_sweep(config: ChainDepthSweepConfig) -> ChainDepthSweepResul
     quantiles = np.quantile(norms, (0.1, 0.5, 0.9), axis=1)
     return ChainDepthSweepResult(
         config,
-        depths,
         Grid(norms, name="‖∂J/∂W_1‖", scale=config.scales, seed=tuple(range(seeds)), depth=axes["depth"]),
         Grid(quantiles, name="quantile of ‖∂J/∂W_1‖", q=(0.1, 0.5, 0.9), **axes),
         Grid(np.array(config.scales)[:, None] ** (depths[None, :] - 1.0), name="s^(L-1)", **axes),
@@ -299,8 +293,7 @@ def _unit(v: Tensor) -> Tensor:
 
 
 class WidthSweepConfig(Config):
-    """Gaussian deep linear networks (N(0, s²/n) entries) at one scale s for several widths n: how the
-    spread over ``n_seeds`` networks shrinks with n."""
+    """Gaussian deep linear networks (N(0, s²/n) entries) at several widths n: how their spread shrinks."""
 
     widths: tuple[int, ...] = nonempty(integer(low=1, high=4096), default=(8, 32, 128))
     max_depth: int = integer(100, low=1, high=10_000)
@@ -311,14 +304,13 @@ class WidthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class WidthSweepResult:
-    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width, and on the axes width × depth the
-    mean and standard deviation over networks of ln‖∂J/∂W_1‖ and the predicted mean (L-1)(ln s + c_n)."""
+    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width, and statistics of ln‖∂J/∂W_1‖."""
 
     config: WidthSweepConfig
     sweeps: tuple[ChainDepthSweepResult, ...]
-    log_mean: Grid
-    log_std: Grid
-    predicted_log_mean: Grid
+    log_mean: Grid  # width × depth: the mean over networks
+    log_std: Grid  # width × depth: the standard deviation over networks
+    predicted_log_mean: Grid  # width × depth: (L-1)(ln s + c_n)
 
 
 def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
@@ -342,8 +334,7 @@ def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
 
 
 class LayerGainConfig(Config):
-    """One n × n layer W^T applied to unit vectors u: how much it scales them, by weight standard deviation
-    (``n_samples`` random (W, u) pairs per width n)."""
+    """How much one n × n layer W^T scales unit vectors u, by weight std (``n_samples`` (W, u) per n)."""
 
     widths: tuple[int, ...] = nonempty(integer(low=1, high=4096), default=(16, 64, 256))
     n_samples: int = integer(64, low=2)
@@ -384,14 +375,13 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
 
 # -- Singular values of the product W_L⋯W_1 ------------------------------------------------------------------
 class ProductSpectrumConfig(Config):
-    """P_L = W_L⋯W_1 of one n-wide chain, L = 1..max_depth: extreme singular values and ‖P_L^T g‖ (float64,
-    which does not resolve singular values below ``resolution``·σ_max)."""
+    """P_L = W_L⋯W_1 of one n-wide float64 chain, L = 1..max_depth: extreme singular values and ‖P_L^T g‖."""
 
     max_depth: int = integer(100, low=1, high=2000)
     width: int = integer(32, low=1, high=1024)
     scale: float = positive(1.0)
     init: str = one_of(*INITS, default="gaussian")
-    resolution: float = real(1e-12, low=0.0, high=1.0, low_open=True)
+    resolution: float = real(1e-12, low=0.0, high=1.0, low_open=True)  # float64 resolves σ >= this·σ_max
     seed: int = seed_field()
 
 
@@ -430,7 +420,7 @@ def run_product_spectrum(config: ProductSpectrumConfig) -> ProductSpectrumResult
     high, low, grads = sigmas[:, 0].numpy(), sigmas[:, -1].numpy(), np.array(grads)
     resolved = low >= config.resolution * high
     bound = (low * (1 - 1e-9) <= grads) & (grads <= high * (1 + 1e-9))
-    unresolved = None if resolved.all() else int(depths[~resolved][0])
+    unresolved = _first(~resolved)
     return ProductSpectrumResult(config, depths, high, low, grads, high / low, resolved, unresolved, bound)
 
 
@@ -440,8 +430,7 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def float_format(dtype: str) -> dict[str, float]:
-    """Bits of exponent and of mantissa (stored, without the implicit leading 1), smallest subnormal,
-    smallest normal, largest finite value and machine epsilon ε = 2^-mantissa bits of a float format."""
+    """A float format's exponent and stored mantissa bits, smallest subnormal and normal, largest, ε."""
     info = torch.finfo(_dtype(dtype))
     mantissa_bits = round(-math.log2(info.eps))
     return {
@@ -514,13 +503,12 @@ def _chain_trace(factors: Any, dtype: torch.dtype, max_depth: int) -> np.ndarray
 
 
 class FloatLimitsConfig(Config):
-    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L, f > 0 not 1) in each float format, up to ``max_depth``;
-    ``confirm``: read w_1's gradient of fresh chains at the measured depth and one layer less."""
+    """Scalar chains h_l = f·h_{l-1} (x = 1, J = h_L, f > 0, f ≠ 1) in each float format, to ``max_depth``."""
 
     dtypes: tuple[str, ...] = nonempty(one_of(*DTYPES), default=DTYPES)
     factors: tuple[float, ...] = nonempty(positive(), default=(0.5, 2.0, 0.9, 1.1))
     max_depth: int = integer(8000, low=2, high=100_000)
-    confirm: bool = flag(True)
+    confirm: bool = flag(True)  # read w_1's gradient of fresh chains at the measured depth and one layer less
 
     def check(self) -> None:
         if 1.0 in self.factors:
@@ -529,34 +517,21 @@ class FloatLimitsConfig(Config):
 
 @dataclass(frozen=True)
 class FloatLimit:
-    """What happened to the first layer's gradient f^(L-1) for one factor in one format. Depths are the
-    first L at which it happens (None: not within max_depth); the predictions are ``predicted_depth``'s."""
+    """What happens to f^(L-1) for one factor in one format: depths are first L (None: not by max_depth)."""
 
     dtype: str
     factor: float
     stored_factor: float  # f as the format stores it
     event: str  # "zero" (f < 1) or "inf" (f > 1)
     measured_depth: int | None  # the gradient is exactly 0 / inf
-    predicted_depth: int | None
+    predicted_depth: int | None  # by ``predicted_depth``
     subnormal_depth: int | None  # the gradient is subnormal (f < 1)
     predicted_subnormal_depth: int | None
     floor: float | None  # the smallest nonzero gradient (f < 1), in multiples of the smallest subnormal
     floor_depth: int | None  # the first depth at which the gradient equals that floor
     confirmed: bool | None  # fresh chains agree at the measured depth and one layer less (None: unchecked)
+    agrees: bool  # measured and predicted depths (event and subnormal) agree within ``rounding_slack``
     trace: np.ndarray = field(repr=False)  # |gradient| for depths 1..max_depth, as float64
-
-    @property
-    def agrees(self) -> bool:
-        """Measured and predicted depths (event and, for f < 1, subnormal) agree within ``rounding_slack``."""
-        pairs = [(self.measured_depth, self.predicted_depth)]
-        if self.event == "zero":
-            pairs.append((self.subnormal_depth, self.predicted_subnormal_depth))
-        return all(
-            m is None and p is None
-            if None in (m, p)
-            else abs(m - p) <= rounding_slack(self.factor, self.dtype, p)
-            for m, p in pairs
-        )
 
 
 @dataclass(frozen=True)
@@ -603,8 +578,9 @@ def run_float_limits(config: FloatLimitsConfig) -> FloatLimitsResult:
 
 def _limit(dtype: str, factor: float, trace: np.ndarray, confirm: bool) -> FloatLimit:
     shrinking, info = factor < 1, float_format(dtype)
+    event = "zero" if shrinking else "inf"
     measured = _first(trace == 0 if shrinking else np.isinf(trace))
-    predicted = predicted_depth(factor, dtype, "zero" if shrinking else "inf")
+    predicted = predicted_depth(factor, dtype, event)
     subnormal = floor = floor_depth = predicted_sub = None
     if shrinking:
         subnormal = _first((trace > 0) & (trace < info["smallest normal"]))
@@ -615,9 +591,12 @@ def _limit(dtype: str, factor: float, trace: np.ndarray, confirm: bool) -> Float
     if confirm and measured is not None:
         at, before = (first_layer_gradient(factor, depth, dtype) for depth in (measured, measured - 1))
         confirmed = (at == 0.0 and before != 0.0) if shrinking else (math.isinf(at) and math.isfinite(before))
+    pairs = ((measured, predicted), (subnormal, predicted_sub))  # within the slack, or both None
+    agrees = all(
+        m == p if None in (m, p) else abs(m - p) <= rounding_slack(factor, dtype, p) for m, p in pairs
+    )
     depths = (measured, predicted, subnormal, predicted_sub, floor, floor_depth)
-    event = "zero" if shrinking else "inf"
-    return FloatLimit(dtype, factor, _rounded(factor, dtype), event, *depths, confirmed, trace)
+    return FloatLimit(dtype, factor, _rounded(factor, dtype), event, *depths, confirmed, agrees, trace)
 
 
 def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None:

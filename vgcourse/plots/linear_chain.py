@@ -96,12 +96,12 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: 
     check_result(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
     median, low, high = (result.quantiles.sel(q=q).values for q in (0.5, 0.1, 0.9))
-    predicted = result.predicted_norm.values
+    predicted, depths = result.predicted_norm.values, result.predicted_norm.axes["depth"]
     for i, s in enumerate(result.config.scales):
-        (line,) = ax.plot(result.depths, median[i], label=f"s = {s:g}")
+        (line,) = ax.plot(depths, median[i], label=f"s = {s:g}")
         if band and result.config.n_seeds > 1:
-            ax.fill_between(result.depths, low[i], high[i], color=line.get_color(), alpha=0.2, lw=0)
-        ax.plot(result.depths, predicted[i], "--", color="k", lw=0.8)
+            ax.fill_between(depths, low[i], high[i], color=line.get_color(), alpha=0.2, lw=0)
+        ax.plot(depths, predicted[i], "--", color="k", lw=0.8)
     ax.plot([], [], "--", color="k", lw=0.8, label="$s^{L-1}$")
     log_scale(ax, "y")
     ax.set_xlabel("depth L")
@@ -134,9 +134,8 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     """Geometric mean of ‖∂J/∂W_1‖ ± one std of its log per width; predicted exp((L-1)(ln s + c_n)) dashed."""
     check_result(result, WidthSweepResult)
     fig, ax = figure_and_axes(ax)
-    mean, std = result.log_mean.values, result.log_std.values
+    mean, std, depths = result.log_mean.values, result.log_std.values, result.log_mean.axes["depth"]
     for k, sweep in enumerate(result.sweeps):
-        depths = sweep.depths
         (line,) = ax.plot(depths, np.exp(mean[k]), label=f"n = {sweep.config.width}")
         color = line.get_color()
         ax.fill_between(
