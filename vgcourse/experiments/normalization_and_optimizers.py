@@ -305,27 +305,55 @@ def _one_norm_net(norm: str, width: int, seed: int, scale: float = 1.0) -> nn.Se
     return model
 
 
-def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> list[tuple[float, ...]]:
-    """SGD on ``_one_norm_net`` with one random batch per step (from seed + 1): W ← (1 − lr_w λ) W − lr_w g,
-    the rest ← − lr g. Per step: the loss, ‖W‖ after it, lr_w‖g‖/‖W‖, |Δ‖W‖² − lr_w²‖g‖²| / ‖W‖² (λ = 0)."""
+class _SGDW(torch.optim.Optimizer):
+    """SGDW, decoupled weight decay (Loshchilov & Hutter 2019): p ← (1 − lr λ) p − lr g, per group."""
+
+    def __init__(self, params: Any, lr: float, weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.mul_(1.0 - group["lr"] * group["weight_decay"])
+                p -= group["lr"] * p.grad
+
+
+class _WeightNorm(Callback):
+    """Per step: ‖W‖ after it, lr_w‖g‖/‖W‖ and |Δ‖W‖² − lr_w²‖g‖²| / ‖W‖² (the growth law's error, λ = 0)."""
+
+    def __init__(self, w: Tensor, lr_w: float) -> None:
+        self.w, self.lr_w, self.rows = w, lr_w, []
+
+    def on_backward(self, event: StepEvent) -> None:
+        self.before, self.g2 = float(self.w.detach().norm()) ** 2, float(self.w.grad.norm()) ** 2
+
+    def on_step(self, event: StepEvent) -> None:
+        after, lr_w = float(self.w.detach().norm()), self.lr_w
+        ratio = lr_w * math.sqrt(self.g2) / math.sqrt(self.before)
+        self.rows.append((after, ratio, abs(after**2 - self.before - lr_w**2 * self.g2) / after**2))
+
+
+def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> tuple[np.ndarray, ...]:
+    """SGDW on ``_one_norm_net``, one random batch per step (from seed + 1): W ← (1 − lr_w λ) W − lr_w g, the
+    rest ← − lr g. Per step: the loss and ``_WeightNorm``'s three columns."""
     data = shared_digits()
     x_all, y_all = data.x_train.double(), data.y_train
     gen = torch.Generator().manual_seed(config.seed + 1)
-    batches = [torch.randperm(data.n_train, generator=gen)[: config.batch_size] for _ in range(config.steps)]
-    w, rows = model[0].weight, []
-    for idx in batches:
-        model.zero_grad()
-        loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
-        loss.backward()
-        with torch.no_grad():
-            before, g2 = float(w.norm()) ** 2, float(w.grad.norm()) ** 2
-            w.mul_(1.0 - lr_w * wd)
-            for p in model.parameters():
-                p -= (lr_w if p is w else config.lr) * p.grad
-            after = float(w.norm())
-        ratio = lr_w * math.sqrt(g2) / math.sqrt(before)
-        rows.append((float(loss.detach()), after, ratio, abs(after**2 - before - lr_w**2 * g2) / after**2))
-    return list(zip(*rows, strict=True))
+
+    def batch(_step: int) -> tuple[Tensor, Tensor]:
+        idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
+        return x_all[idx], y_all[idx]
+
+    w = model[0].weight
+    rest = [p for p in model.parameters() if p is not w]
+    optimizer = _SGDW([{"params": [w], "lr": lr_w, "weight_decay": wd}, {"params": rest}], lr=config.lr)
+    record = _WeightNorm(w, lr_w)
+    sgd = TrainConfig(
+        steps=config.steps, loss="cross_entropy", monitor_every=None, device="cpu", stop_on_divergence=False
+    )
+    history = train(model, batch, sgd, optimizer=optimizer, callbacks=[record])
+    return history.loss, *np.array(record.rows).T
 
 
 class ScaleInvarianceConfig(Config):
