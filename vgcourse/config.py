@@ -1,8 +1,4 @@
-"""One Config discipline: frozen, keyword-only configs whose fields declare their constraints once.
-
-A chapter's experiment config subclasses :class:`Config` and declares each field's constraint with a
-field helper; :meth:`Config.__post_init__` checks every field at construction, in one place, with a
-message that names the valid range or choices::
+"""Frozen, keyword-only configs whose fields declare their constraints once, checked at construction::
 
     class SweepConfig(Config):
         depth: int = integer(8, low=1, high=500)
@@ -13,9 +9,8 @@ message that names the valid range or choices::
     SweepConfig(depth=0)               # ValueError: depth must be >= 1; got 0
     constraints(SweepConfig)["depth"]  # Constraint(kind='int', low=1, high=500, ...): explorers read it
 
-Subclasses are dataclasses automatically (frozen, keyword-only). Cross-field rules go in ``check(self)``.
-:func:`derive` builds one config from another's same-named fields (a sweep's point configs, a
-``TrainConfig``), and :class:`Grid` holds a sweep's results on labelled axes.
+Cross-field rules go in ``check(self)``. :func:`derive` builds one config from another's same-named
+fields; :class:`Grid` holds a sweep's results on labelled axes.
 """
 
 from __future__ import annotations
@@ -55,27 +50,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Constraint:
-    """What values a config field accepts.
+    """What values a config field accepts."""
 
-    Args:
-        kind: "int", "float", "choice", "bool", "tuple", "instance" or "any".
-        low, high: bounds of an "int"/"float" (None: unbounded); ``low_open`` makes ``low`` exclusive.
-        choices: the valid values of a "choice".
-        each: the constraint on every element of a "tuple".
-        unique: a "tuple" must not repeat an element.
-        cls: the type of an "instance".
-        optional: None is also accepted.
-    """
-
-    kind: str
-    low: float | None = None
+    kind: str  # "int", "float", "choice", "bool", "tuple", "instance" or "any"
+    low: float | None = None  # bounds of an int/float (None: unbounded)
     high: float | None = None
-    low_open: bool = False
-    choices: tuple[Any, ...] = ()
-    each: Constraint | None = None
-    unique: bool = False
-    cls: type | None = None
-    optional: bool = False
+    low_open: bool = False  # low is exclusive
+    choices: tuple[Any, ...] = ()  # of a "choice"
+    each: Constraint | None = None  # on every element of a "tuple"
+    unique: bool = False  # a "tuple" must not repeat an element
+    cls: type | None = None  # of an "instance"
+    optional: bool = False  # None is also accepted
 
     def check(self, name: str, value: Any) -> Any:
         """Return ``value`` (floats as float, sequences as tuple) or raise ValueError/TypeError naming it."""
@@ -226,12 +211,8 @@ def device_field(default: str = "cpu"):
     ),
 )
 class Config:
-    """Base of every experiment config: subclasses are frozen, keyword-only dataclasses, checked once.
-
-    Each field declared with a helper of this module (``integer``, ``positive``, ``one_of``, ...) is
-    checked (and normalized: sequences to tuples, numbers to float) when the config is built; then
-    ``check()`` runs for rules between fields. ``dataclasses.replace(config, depth=4)`` checks again.
-    """
+    """Base of every config: a frozen, keyword-only dataclass whose declared fields are checked and
+    normalized (sequences to tuples, reals to float) when built (``replace`` too), then ``check()``."""
 
     def __init_subclass__(cls, *, kw_only: bool = True, **kwargs: Any) -> None:
         # ``class Cell(Config, kw_only=False)``: a small value-like spec whose fields read naturally in
@@ -259,8 +240,7 @@ def constraints(config_cls: type) -> dict[str, Constraint]:
 
 
 def check_config(config: Any, cls: type[T], name: str = "config") -> T:
-    """Return ``config`` if it is a ``cls``, else a TypeError naming ``name`` and both types (a run
-    function's first check; plots.check_result's too)."""
+    """Return ``config`` if it is a ``cls``, else a TypeError naming ``name`` and both types."""
     if not isinstance(config, cls):
         article = "an" if cls.__name__[:1] in "AEIOU" else "a"
         raise TypeError(f"{name} must be {article} {cls.__name__}; got {type(config).__name__}")
@@ -268,17 +248,24 @@ def check_config(config: Any, cls: type[T], name: str = "config") -> T:
 
 
 def derive(target: Callable[..., T], source: Any, **overrides: Any) -> T:
-    """Build the dataclass ``target`` from ``source``'s fields of the same names, then ``overrides``.
-
-    ``derive(PointConfig, sweep, lr=0.1)`` replaces forwarding every shared field by hand; a field of
-    ``target`` that ``source`` lacks keeps its default unless given in ``overrides``.
-    """
+    """``target`` from ``source``'s same-named fields and ``overrides``: ``derive(Point, sweep, lr=0.1)``."""
     names = {f.name for f in dataclasses.fields(target) if f.init}  # type: ignore[arg-type]
     unknown = set(overrides) - names
     if unknown:
         raise TypeError(f"{getattr(target, '__name__', target)} has no field(s) {', '.join(sorted(unknown))}")
     shared = {f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name in names}
     return target(**(shared | overrides))
+
+
+def geometric_mean(values: Any, axis: int | None = None) -> Any:
+    """exp(mean(ln v)) of non-negative values (over ``axis``; a float over all of them by default): 0 if
+    one underflowed to 0, inf if one overflowed."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0 or np.any(array < 0):
+        raise ValueError("geometric_mean needs a non-empty array of non-negative values")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.exp(np.mean(np.log(array), axis=axis))
+    return float(mean) if axis is None else mean
 
 
 class GridKeyError(KeyError, ValueError):
@@ -298,12 +285,8 @@ def _position(axis: str, value: Any, coords: tuple[Any, ...]) -> int:
 
 
 class Grid:
-    """Values on labelled axes: ``Grid(values, name="loss", lr=(0.01, 0.1), seed=(0, 1))``.
-
-    ``values`` has one dimension per axis, in the order given (trailing dimensions are allowed and are
-    kept unlabelled: a curve per cell). ``grid.sel(lr=0.1)`` drops that axis; selecting every axis of a
-    scalar grid returns a float. ``grid.to_frame()`` is a long pandas DataFrame, one row per cell.
-    """
+    """Values on labelled axes: ``Grid(values, name="loss", lr=(0.01, 0.1), seed=(0, 1))``; one dimension
+    per axis, in order (trailing dimensions stay unlabelled: a curve per cell)."""
 
     __slots__ = ("axes", "name", "values")
 

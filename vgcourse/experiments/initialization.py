@@ -32,6 +32,7 @@ from vgcourse.config import (
     derive,
     device_field,
     flag,
+    geometric_mean,
     integer,
     nonempty,
     one_of,
@@ -173,15 +174,6 @@ def predict_variances(
 
 
 # ------------------------------------------------------------------------------ measured profiles
-def geometric_mean(values: Any) -> float:
-    """exp(mean(ln v)) of non-negative values: 0 if one under- flowed to 0, inf if one overflowed."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.size == 0 or np.any(array < 0):
-        raise ValueError("geometric_mean needs a non-empty array of non-negative values")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.exp(np.mean(np.log(array))))
-
-
 def _check_size(weights: int) -> None:
     if weights > _MAX_WEIGHTS:
         raise ValueError(
@@ -539,8 +531,7 @@ class CriticalProfile:
     config: CriticalConfig
     activation_var: np.ndarray  # (P, S, L) measured E[a_l²] per point, seed and layer
     grad_var: np.ndarray  # (P, S, L) measured E[δ_l²]
-    predicted_activation_var: np.ndarray  # (P, L) from predict_tanh_with_bias
-    predicted_grad_var: np.ndarray  # (P, L)
+    predicted_grad_var: np.ndarray  # (P, L) from predict_tanh_with_bias
     grad_ratio: Grid  # (weight_var, seed) measured Var(δ_1) / Var(δ_L)
     predicted_ratio: Grid  # (weight_var,) predicted Var(δ_1) / Var(δ_L)
     chi: Grid  # (weight_var,) χ at each point's fixed point
@@ -566,19 +557,19 @@ def run_critical_profile(config: CriticalConfig) -> CriticalProfile:
     weight_vars = c.weight_vars or ()
     act = np.zeros((len(weight_vars), len(c.seeds), c.depth))
     grad = np.zeros_like(act)
-    pred_a, pred_g = np.zeros((len(weight_vars), c.depth)), np.zeros((len(weight_vars), c.depth))
+    pred_g = np.zeros((len(weight_vars), c.depth))
     for k, weight_var in enumerate(weight_vars):
         w = w0 * math.sqrt(weight_var / c.width)
         input_var = 1.0
         if c.input_at_fixed_point:
             input_var = (tanh_fixed_point(weight_var, c.bias_var) - c.bias_var) / weight_var
         act[k], grad[k] = _measure(w, b0, x * math.sqrt(input_var), g, torch.tanh)
-        pred_a[k], pred_g[k] = predict_tanh_with_bias(weight_var, c.bias_var, c.depth, input_var=input_var)
+        _, pred_g[k] = predict_tanh_with_bias(weight_var, c.bias_var, c.depth, input_var=input_var)
     points = {"weight_var": weight_vars}
     chi = Grid([tanh_chi(w, c.bias_var) for w in weight_vars], name="chi", **points)
     ratio = Grid(grad[:, :, 0] / grad[:, :, -1], name="grad ratio", **points, seed=c.seeds)
     predicted = Grid(pred_g[:, 0] / pred_g[:, -1], name="predicted ratio", **points)
-    return CriticalProfile(c, act, grad, pred_a, pred_g, ratio, predicted, chi)
+    return CriticalProfile(c, act, grad, pred_g, ratio, predicted, chi)
 
 
 # ------------------------------------------------------------------------------ symmetry breaking

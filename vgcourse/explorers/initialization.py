@@ -7,12 +7,12 @@ from functools import partial
 
 import ipywidgets as widgets
 
+from vgcourse.config import geometric_mean
 from vgcourse.experiments.initialization import (
     INIT_SCHEMES,
     SCHEME_LABELS,
     VarianceConfig,
     VarianceProfile,
-    geometric_mean,
     run_variance_profile,
 )
 from vgcourse.plots.initialization import profile
