@@ -108,8 +108,8 @@ def test_vanishing_sigmoid_stays_at_chance_and_its_early_layers_do_not_move(
     expect("detecting: vanishing, last layer's weight change", run.weight_change[-1], ">", 1e-2)
     moved = run.weight_change[0] / healthy.weight_change[0]
     expect("detecting: vanishing / healthy first layer's weight change", moved, "<", 1e-4)
-    flagged = run.report.flagged("vanishing")
-    assert flagged == [f"layer {i}" for i in range(1, len(flagged) + 1)]
+    flagged = run.report.flagged["vanishing"]
+    assert flagged == tuple(f"layer {i}" for i in range(1, len(flagged) + 1))
     between("detecting: vanishing, layers flagged", len(flagged), 3.5, 6.5)  # 4 to 6 (5 or 6 at seeds 0-4)
     expect("detecting: vanishing, first layer's gradient ratio", run.report.layers[0].ratio, "<", 1e-6)
 
@@ -117,9 +117,9 @@ def test_vanishing_sigmoid_stays_at_chance_and_its_early_layers_do_not_move(
 @pytest.mark.claim
 def test_negative_bias_kills_the_top_layers(signs: dfx.WarningSignsResult) -> None:
     run = signs.runs["dead"]
-    flagged = run.report.flagged("dead")
+    flagged = run.report.flagged["dead"]
     first = int(flagged[0].split()[1])
-    assert flagged == [f"layer {i}" for i in range(first, 9)]
+    assert flagged == tuple(f"layer {i}" for i in range(first, 9))
     between("detecting: dead, first layer flagged", first, 2.5, 5.5)  # 3 to 5
     assert run.report.layers[-2].dead_frac == 1.0
     expect("detecting: dead, |final loss - chance|", abs(run.final_loss - CHANCE), "<", 0.02)
@@ -130,8 +130,8 @@ def test_negative_bias_kills_the_top_layers(signs: dfx.WarningSignsResult) -> No
 @pytest.mark.claim
 def test_naive_tanh_saturates_every_layer_and_trains_slowly(signs: dfx.WarningSignsResult) -> None:
     run, healthy = signs.runs["saturated"], signs.runs["healthy"]
-    assert run.report.flagged("saturated") == [f"layer {i}" for i in range(1, 9)]
-    saturated = min(run.report.values("saturated_frac")[:-1])
+    assert run.report.flagged["saturated"] == tuple(f"layer {i}" for i in range(1, 9))
+    saturated = min(run.report.columns["saturated_frac"][:-1])
     expect("detecting: saturated, least saturated hidden layer", saturated, ">", 0.6)
     expect("detecting: saturated, first loss", run.initial_loss, ">", 5.0)
     between("detecting: saturated, final accuracy", run.final_accuracy, 0.2, 0.6)
@@ -147,23 +147,23 @@ def test_too_large_relu_explodes_with_balanced_gradients(signs: dfx.WarningSigns
     expect("detecting: exploding, log10 first loss", math.log10(run.initial_loss), ">", 2)  # 434 to 1646
     assert run.history.diverged
     expect("detecting: exploding, divergence step", run.history.diverged_step, "<=", 10)
-    assert run.report.flagged("vanishing") == run.report.flagged("exploding") == []
-    ratios = run.report.values("ratio")
+    assert run.report.flagged["vanishing"] == run.report.flagged["exploding"] == ()
+    ratios = run.report.columns["ratio"]
     expect("detecting: exploding, smallest gradient ratio", ratios.min(), ">", 0.1)  # "between 0.17 and 1.00"
     assert ratios.max() <= 1.0 + 1e-9
-    updates = run.report.values("update_ratio")
+    updates = run.report.columns["update_ratio"]
     expect("detecting: exploding, smallest update ratio", updates.min(), ">", 0.05)
     expect(
         "detecting: exploding, log10 largest update ratio", math.log10(updates.max()), ">", math.log10(0.3)
     )
-    unflagged = len(run.report.layers) - len(run.report.flagged("update_too_large"))
+    unflagged = len(run.report.layers) - len(run.report.flagged["update_too_large"])
     # all but at most two layers (0 or 1 at seeds 0-4)
     expect("detecting: exploding, layers not flagged update_too_large", unflagged, "<=", 2)
     # the signals give it away: the forward second moment crosses FORWARD_HIGH in the top layers (the prose
     # glues where), and the first loss is above INITIAL_LOSS_FACTOR ln 10
-    blowup = run.report.flagged("forward_blowup")
-    assert blowup and blowup == run.report.layer_names[-len(blowup) :]
-    assert all(run.report.layer(name).forward_gain > FORWARD_HIGH for name in blowup)
+    blowup = run.report.flagged["forward_blowup"]
+    assert blowup and list(blowup) == run.report.layer_names[-len(blowup) :]
+    assert all(run.report.layer[name].forward_gain > FORWARD_HIGH for name in blowup)
     assert run.initial_loss > INITIAL_LOSS_FACTOR * CHANCE
     assert {"forward_blowup", "initial_loss"} <= {f.kind for f in run.report.findings}
     steps = signs.exploding_steps
@@ -178,14 +178,14 @@ def test_clipping_keeps_the_exploding_network_alive(signs: dfx.WarningSignsResul
     run = signs.runs["exploding_clipped"]
     assert not run.history.diverged
     expect("detecting: exploding clipped, final accuracy", run.final_accuracy, ">", 0.45)
-    largest = max(run.report.values("update_ratio"))
+    largest = max(run.report.columns["update_ratio"])
     expect("detecting: exploding clipped, largest update ratio", largest, "<", 1e-3)
     assert "clip 1" in run.report.optimizer
     # clipping bounds the step, not the initialization: the forward blow-up and the huge first loss remain
     assert run.initial_loss == signs.runs["exploding"].initial_loss
     assert not run.report.healthy
     assert [f.kind for f in run.report.findings] == ["forward_blowup", "initial_loss"]
-    assert run.report.flagged("update_too_large") == run.report.flagged("exploding") == []
+    assert run.report.flagged["update_too_large"] == run.report.flagged["exploding"] == ()
 
 
 def test_warning_signs_table() -> None:
@@ -234,16 +234,16 @@ def test_resnet18_cell(seed: int) -> None:
     images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
     report = diagnose(resnet, nn.CrossEntropyLoss(), (images, torch.arange(16)))
     assert len(report.layers) == 21
-    assert report.layer("conv1").n_weights == 9408 and report.layer("layer4.1.conv2").n_weights == 2359296
+    assert report.layer["conv1"].n_weights == 9408 and report.layer["layer4.1.conv2"].n_weights == 2359296
     between(
-        "detecting: resnet18, conv1 log10 gradient ratio", math.log10(report.layer("conv1").ratio), 1.4, 2.0
+        "detecting: resnet18, conv1 log10 gradient ratio", math.log10(report.layer["conv1"].ratio), 1.4, 2.0
     )
     # every convolution feeds a BatchNorm: scale-invariant weights, an effective step, noted and not flagged
     convs = tuple(layer.name for layer in report.layers[:-1])
-    assert len(convs) == 20 and all(report.layer(name).feeds_norm for name in convs)
+    assert len(convs) == 20 and all(report.layer[name].feeds_norm for name in convs)
     assert [(f.kind, f.layers) for f in report.findings] == [("normalized", convs)]
-    assert report.healthy and report.flagged("update_too_large") == []
-    between("detecting: resnet18, conv1 update ratio", report.layer("conv1").update_ratio, 0.1, 0.4)
+    assert report.healthy and report.flagged["update_too_large"] == ()
+    between("detecting: resnet18, conv1 update ratio", report.layer["conv1"].update_ratio, 0.1, 0.4)
 
 
 @pytest.mark.claim
@@ -254,9 +254,9 @@ def test_gallery_forward_collapse_and_zero_head(seed: int) -> None:
     collapse, zero_head = gallery["forward_collapse"], gallery["zero_head"]
     # He et al. 2015: the signals collapse, the weight-gradient ratios do not; the finding is initialization
     assert collapse.findings[0].kind == "forward_collapse"
-    assert collapse.flagged("vanishing") == []
-    collapsed = collapse.flagged("forward_collapse")
-    assert collapsed == collapse.layer_names[-len(collapsed) :]
+    assert collapse.flagged["vanishing"] == ()
+    collapsed = collapse.flagged["forward_collapse"]
+    assert list(collapsed) == collapse.layer_names[-len(collapsed) :]
     between(
         "detecting: gallery collapse, layers before the collapse",
         len(collapse.layers) - len(collapsed),

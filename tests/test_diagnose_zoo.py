@@ -216,15 +216,15 @@ def test_attention_projections_norm_parameters_and_tokens_are_covered() -> None:
     assert roles["encoder.ln.weight"] == "norm weight" and roles["encoder.ln.bias"] == "norm bias"
     assert all(math.isfinite(p.grad_rms) for p in report.parameters if p.status == "ok")
     # the head starts at 0 (torchvision's choice): reported as a design, diagnosed over several steps
-    assert report.layer("heads.head").zero_start and report.steps_run == 3 and report.steps_asked == 1
+    assert report.layer["heads.head"].zero_start and report.steps_run == 3 and report.steps_asked == 1
     assert [f.kind for f in report.findings] == ["zero_start"] and report.healthy
     assert_every_parameter_is_covered(model, report)
 
 
 def test_weights_feeding_normalization_report_an_effective_step() -> None:
     report = run(HEALTHY["resnet18"])
-    conv1 = report.layer("conv1")
-    assert conv1.feeds_norm and not report.layer("fc").feeds_norm
+    conv1 = report.layer["conv1"]
+    assert conv1.feeds_norm and not report.layer["fc"].feeds_norm
     assert conv1.update_ratio > 0.1 and "update_too_large" not in conv1.flags  # scale-invariant: not flagged
     (note,) = [f for f in report.findings if f.kind == "normalized"]
     assert "conv1" in note.layers and "effective learning rate lr/‖W‖²" in note.message
@@ -333,7 +333,7 @@ def test_he_2015_case_points_at_initialization_not_the_learning_rate(lr: float) 
     assert "the learning rate is not the cause" in collapse.suggestion
     assert not suggests_learning_rate(report)
     # the weight gradients look balanced: forward and backward signals collapse together
-    ratios = report.values("ratio")
+    ratios = report.columns["ratio"]
     assert ratios.min() > report.thresholds.vanishing
     assert report.layers[-1].forward_gain < 1e-8 and report.layers[0].backward_ratio < 1e-3
     # He initialization of the same network: no collapse
@@ -386,7 +386,7 @@ def test_each_pathology_gets_its_finding_and_suggestion(name: str) -> None:
     assert phrase in finding.suggestion and CHAPTERS[chapter] in finding.chapters
     assert set(FINDING_KINDS) >= {f.kind for f in report.findings}
     if kind == "non_finite":
-        assert report.non_finite_at == "4" and report.layer("4").status == "non-finite"
+        assert report.non_finite_at == "4" and report.layer["4"].status == "non-finite"
     if kind in ("forward_collapse", "forward_blowup", "initial_loss"):
         assert "raise the learning rate" not in " ".join(f.suggestion for f in report.findings)
 
@@ -398,7 +398,7 @@ def test_zero_initialized_head_is_a_design_not_a_vanishing_gradient() -> None:
     (note,) = report.findings
     head = report.layer_names[-1]
     assert note.layers == (head,) and "got exactly 0" in note.message
-    assert report.layer(head).zero_start and not report.layer(head).flags
+    assert report.layer[head].zero_start and not report.layer[head].flags
     assert report.record.grad_norm[0, :-1].max() == 0.0 and report.record.grad_norm[-1, :-1].min() > 0
     zero_resnet = _seeded(lambda: torchvision.models.resnet18(num_classes=10, zero_init_residual=True))
     report = diagnose(zero_resnet(), CE, images(16, 32))

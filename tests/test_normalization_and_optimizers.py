@@ -291,23 +291,23 @@ def test_adaptive_configs_validate_and_plots_draw(optimizer_grid, monkeypatch):
 def test_diagnose_reads_the_update_column_under_adam(seed):
     result = no.run_diagnose(no.DiagnoseConfig(seed=seed))
     sgd, adam = result.reports["momentum"], result.reports["adam"]
-    assert "layer 1" in sgd.flagged("update_too_small") and "layer 1" not in adam.flagged("update_too_small")
+    assert "layer 1" in sgd.flagged["update_too_small"] and "layer 1" not in adam.flagged["update_too_small"]
     kinds = {name: [f.kind for f in report.findings] for name, report in result.reports.items()}
     assert "adaptive" in kinds["adam"] and "adaptive" not in kinds["momentum"]
-    sgd_ratio, adam_ratio = sgd.values("update_ratio"), adam.values("update_ratio")
+    sgd_ratio, adam_ratio = sgd.columns["update_ratio"], adam.columns["update_ratio"]
     expect("adam: diagnose, SGD's layer-1 update ratio", float(sgd_ratio[0]), "<", 1e-5)
     expect("adam: diagnose, Adam's median update ratio", float(np.median(adam_ratio)), ">", 0.03)
     # the same network and batch: the gradient column is the same under both optimizers
-    assert np.array_equal(sgd.values("grad_rms"), adam.values("grad_rms"))
+    assert np.array_equal(sgd.columns["grad_rms"], adam.columns["grad_rms"])
 
 
 def test_diagnose_update_ratio_misses_a_same_signed_adam_step():
     """At seed 1 Adam's first step moves layer 1's weights by about lr each, nearly all in the same
     direction, so std(ΔW), the update:data ratio's numerator, is tiny (a single setting, no claim)."""
     result = no.run_diagnose(no.DiagnoseConfig(seed=1))
-    ratios = result.reports["adam"].values("update_ratio")
+    ratios = result.reports["adam"].columns["update_ratio"]
     assert ratios[0] < 1e-3 < 0.03 < ratios[1:].min()
-    assert result.reports["adam"].values("grad_rms")[0] > 1e3 * no.ADAM_EPS  # so each weight moved by ≈ lr
+    assert result.reports["adam"].columns["grad_rms"][0] > 1e3 * no.ADAM_EPS  # so each weight moved by ≈ lr
 
 
 @pytest.mark.parametrize("seed", SEEDS)

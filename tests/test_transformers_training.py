@@ -169,24 +169,24 @@ def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.Warmu
         attention = [n for n in post0.layer_names if n.split()[-1] in ("q", "k", "v", "out")]
         predicted = HIGH_LR / math.sqrt(2 / (2 * warmup.config.d_model))
         for report in (post0, pre0):
-            ratio = np.array([report.layer(n).update_ratio for n in attention]) / predicted
+            ratio = np.array([report.layer[n].update_ratio for n in attention]) / predicted
             expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, ">", 0.9)
             expect("transformers: first Adam step, attention update ratio / (lr/σ)", ratio, "<", 1.1)
         # after training: the failed Post-LN run has collapsed (every sequence gets the same logits)
         expect(
             "transformers: collapsed Post-LN, layers flagged vanishing",
-            len(post1.flagged("vanishing")),
+            len(post1.flagged["vanishing"]),
             ">=",
             5,
         )
         expect(
             "transformers: collapsed Post-LN, head input similarity",
-            post1.layer("head").similarity,
+            post1.layer["head"].similarity,
             ">",
             0.99,
         )
         expect(
-            "transformers: trained Pre-LN, similarity of the logits", pre1.layer("head").similarity, "<", 0.9
+            "transformers: trained Pre-LN, similarity of the logits", pre1.layer["head"].similarity, "<", 0.9
         )
         assert pre1.healthy, pre1.summary()
 

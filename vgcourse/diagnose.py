@@ -249,6 +249,9 @@ class Finding:
         return self.kind not in _NOTES
 
 
+_NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  # DiagnosisReport.columns
+
+
 @dataclass(frozen=True, repr=False)
 class DiagnosisReport:
     """What ``diagnose`` found: layers input to output, findings most urgent first."""
@@ -268,6 +271,20 @@ class DiagnosisReport:
     parameters: tuple[ParameterDiagnosis, ...] = ()  # the trainable parameters that are not layer weights
     input_ms: float = math.nan  # q_0, the second moment the forward gains are relative to
     steps_asked: int = 1  # steps_run can be more when a parameter starts at 0
+    # Indexes built from ``layers``: report.layer["conv1"], report.flagged["dead"] (layer names, input to
+    # output, for each of the nine layer flags) and report.columns["ratio"] (a float field of every layer).
+    layer: dict[str, LayerDiagnosis] = field(init=False, repr=False, compare=False)
+    flagged: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    columns: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        columns = {c: np.array([getattr(d, c) for d in self.layers], dtype=np.float64) for c in _NUMERIC}
+        for values in columns.values():
+            values.setflags(write=False)
+        flagged = {kind: tuple(d.name for d in self.layers if kind in d.flags) for kind in _LAYER_FLAGS}
+        object.__setattr__(self, "layer", {d.name: d for d in self.layers})
+        object.__setattr__(self, "flagged", flagged)
+        object.__setattr__(self, "columns", columns)
 
     @property
     def layer_names(self) -> list[str]:
@@ -288,21 +305,6 @@ class DiagnosisReport:
     def non_finite(self) -> bool:
         """True when the input, a layer's output, the loss or a gradient held NaN or inf."""
         return self.non_finite_at is not None
-
-    def flagged(self, kind: str) -> list[str]:
-        """Names of the layers flagged for ``kind`` (one of ``FINDING_KINDS``), input to output."""
-        check_choice("kind", kind, FINDING_KINDS)
-        return [layer.name for layer in self.layers if kind in layer.flags]
-
-    def layer(self, name: str) -> LayerDiagnosis:
-        """The ``LayerDiagnosis`` of the layer called ``name``."""
-        return self.layers[self.layer_names.index(check_choice("name", name, self.layer_names))]
-
-    def values(self, column: str) -> np.ndarray:
-        """One float column of ``LayerDiagnosis`` (grad_norm, ratio, update_ratio, forward_gain, ...) over the
-        layers, input to output: an (L,) array."""
-        check_choice("column", column, _NUMERIC)
-        return np.array([getattr(layer, column) for layer in self.layers], dtype=np.float64)
 
     # -- rendering -----------------------------------------------------------------------------------
 
@@ -441,9 +443,6 @@ class DiagnosisReport:
                 "findings": [asdict(f) | {"is_problem": f.is_problem} for f in self.findings],
             }
         )
-
-
-_NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  # the values() columns
 
 
 def _fmt(value: float, spec: str = ".2e") -> str:

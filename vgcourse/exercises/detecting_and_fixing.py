@@ -36,7 +36,7 @@ def median_update_ratio(lr: float) -> float:
     with ``diagnose`` on the chapter's healthy network."""
     lr = check_float("lr", lr, 0.0, strict_minimum=True)
     model, batch = _healthy_network()
-    return float(np.median(diagnose(model, nn.CrossEntropyLoss(), batch, lr=lr).values("update_ratio")))
+    return float(np.median(diagnose(model, nn.CrossEntropyLoss(), batch, lr=lr).columns["update_ratio"]))
 
 
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).

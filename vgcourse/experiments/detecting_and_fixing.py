@@ -127,8 +127,8 @@ def run_calibration(config: CalibrationConfig) -> CalibrationResult:
             diagnose(_calibration_model(case, config.depth, config.width, seed), _CE, batch)
             for seed in config.seeds
         ]
-        log_ratio[case] = np.stack([np.log10(r.values("ratio")) for r in reports])
-        saturated[case] = np.stack([r.values("saturated_frac") for r in reports])
+        log_ratio[case] = np.stack([np.log10(r.columns["ratio"]) for r in reports])
+        saturated[case] = np.stack([r.columns["saturated_frac"] for r in reports])
     healthy = [log_ratio[case] for case in CASES[:3]]
     axes = {"case": CASES, "seed": config.seeds}
     return CalibrationResult(

@@ -109,7 +109,7 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
     _band(ax, limits.vanishing, limits.exploding, ("vanishing below", "exploding above"))
-    _log_points(ax, report, report.values("ratio"), ("vanishing", "exploding"))
+    _log_points(ax, report, report.columns["ratio"], ("vanishing", "exploding"))
     log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient per weight ÷ output layer's")
@@ -127,9 +127,9 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     fig, ax = figure_and_axes(ax)
     limits = report.thresholds
     _band(ax, limits.forward_low, limits.forward_high, ("collapse below", "blow-up above"))
-    _log_points(ax, report, report.values("forward_gain"), ("forward_collapse", "forward_blowup"))
+    _log_points(ax, report, report.columns["forward_gain"], ("forward_collapse", "forward_blowup"))
     x = np.arange(1, len(report.layers) + 1)
-    backward = positive_only(report.values("backward_ratio"))
+    backward = positive_only(report.columns["backward_ratio"])
     ax.plot(x, backward, color="tab:orange", linewidth=1, marker="o", markerfacecolor="none", zorder=2)
     ax.plot([], [], color=_OK, marker="o", label="forward: mean(h²) ÷ input's")
     ax.plot(
@@ -149,7 +149,7 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     _guide_lines(ax, report.thresholds)
-    _log_points(ax, report, report.values("update_ratio"), ("update_too_large", "update_too_small"))
+    _log_points(ax, report, report.columns["update_ratio"], ("update_too_large", "update_too_small"))
     log_scale(ax, "y")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("update : data  (std ΔW / std W)")
@@ -163,7 +163,7 @@ def unit_fractions(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure
     check_result(report, DiagnosisReport, "report")
     fig, ax = figure_and_axes(ax)
     x = np.arange(1, len(report.layers) + 1)
-    dead, saturated = report.values("dead_frac"), report.values("saturated_frac")
+    dead, saturated = report.columns["dead_frac"], report.columns["saturated_frac"]
     limits = report.thresholds
     # vlines draw all bars as one collection (many Rectangle patches are slow to create)
     ax.vlines(x - 0.15, 0, np.nan_to_num(dead), color="tab:purple", linewidth=4, label="dead")
