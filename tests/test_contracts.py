@@ -235,7 +235,7 @@ def test_experiment_classes_and_functions_have_unique_names_across_chapters() ->
 # ----------------------------------------------------------------------------------------------------
 # Every plot function draws into given axes
 
-SHARED_PLOTS = ("activations", "diagnose", "layers", "training")
+SHARED_PLOTS = ("activations", "diagnose", "layers")
 """Plot modules that belong to no chapter."""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -13,7 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -48,11 +46,8 @@ def real_record() -> MonitorRecord:
     return snapshot(model, torch.randn(16, 4), torch.randint(0, 2, (16,)), nn.CrossEntropyLoss(), layers)
 
 
-RECORD_PLOTS = [plots.grad_norms_by_layer, plots.metric_heatmap, plots.metric_over_training]
-
-
-@pytest.mark.parametrize("plot", RECORD_PLOTS)
-def test_record_plots_return_a_figure_and_use_the_given_ax(plot) -> None:
+def test_record_plot_returns_a_figure_and_uses_the_given_ax() -> None:
+    plot = plots.metric_over_training
     record = make_record()
     fig = plot(record)
     assert isinstance(fig, Figure) and fig.axes
@@ -60,33 +55,6 @@ def test_record_plots_return_a_figure_and_use_the_given_ax(plot) -> None:
     assert plot(record, ax=axes[1]) is other
     assert axes[1].has_data() and not axes[0].has_data()
     assert isinstance(plot(real_record()), Figure)
-
-
-def test_grad_norms_by_layer_draws_the_chosen_step_on_log_axes() -> None:
-    record = make_record()
-    fig = plots.grad_norms_by_layer(record, step=1, label="run A")
-    ax = fig.axes[0]
-    x, y = ax.lines[0].get_data()
-    np.testing.assert_array_equal(x, [1, 2, 3])
-    np.testing.assert_allclose(y, record.grad_norm[1])
-    assert ax.get_yscale() == "log"
-    assert [t.get_text() for t in ax.get_xticklabels()] == record.layer_names
-    assert ax.get_legend().get_texts()[0].get_text() == "run A"
-    plots.grad_norms_by_layer(make_record(), ax=ax, label="run B")
-    assert len(ax.lines) == 2
-    assert plots.grad_norms_by_layer(record, metric="grad_mean").axes[0].get_yscale() == "linear"
-
-
-def test_metric_heatmap_maps_steps_by_layers_with_a_colorbar() -> None:
-    record = make_record()
-    fig = plots.metric_heatmap(record, "grad_norm")
-    mesh = next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
-    assert mesh.get_coordinates().shape[:2] == (3 + 1, 4 + 1)  # layers x steps (cell corners: any matplotlib)
-    assert len(fig.axes) == 2  # the colorbar
-    assert isinstance(mesh.norm, matplotlib.colors.LogNorm)
-    linear = plots.metric_heatmap(record, "grad_mean", log=True)  # negative values: linear colors
-    assert not isinstance(linear.axes[0].collections[0].norm, matplotlib.colors.LogNorm)
-    assert isinstance(plots.metric_heatmap(record, "dead_frac"), Figure)  # all NaN
 
 
 def test_metric_over_training_draws_one_line_per_layer() -> None:
@@ -137,61 +105,14 @@ def test_activation_curves_draw_each_function_and_its_derivative() -> None:
     assert [line.get_label() for line in other.lines if not line.get_label().startswith("_")] == ["tanh"]
 
 
-def history(diverged_step: int | None = None, accuracy: bool = True) -> SimpleNamespace:
-    return SimpleNamespace(
-        loss=np.geomspace(5.0, 0.1, 20),
-        eval_steps=np.array([9, 19]),
-        val_loss=np.array([1.2, 0.7]),
-        val_accuracy=np.array([0.6, 0.8]) if accuracy else np.full(2, np.nan),
-        diverged_step=diverged_step,
-    )
-
-
-def test_training_curves_show_losses_accuracy_and_divergence() -> None:
-    fig = plots.training_curves(history())
-    assert len(fig.axes) == 2  # loss axes + accuracy twin
-    ax = fig.axes[0]
-    assert ax.get_yscale() == "log"
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), [1.2, 0.7])
-    diverged = plots.training_curves(history(diverged_step=7, accuracy=False))
-    assert len(diverged.axes) == 1
-    assert plots.training_curves(SimpleNamespace(loss=[1.0, 0.5])).axes[0].get_yscale() == "linear"
-    assert any("diverged" in t.get_text() for t in diverged.axes[0].get_legend().get_texts())
-    _, other = plt.subplots()
-    assert plots.training_curves(SimpleNamespace(loss=[1.0, 0.5]), ax=other) is other.figure
-
-
-def test_training_curves_with_a_real_history() -> None:
-    from vgcourse.training import History
-
-    result = History(
-        loss=np.array([2.0, 1.0, np.inf]),
-        train_accuracy=np.array([0.5, 0.6, 0.6]),
-        eval_steps=np.array([1]),
-        val_loss=np.array([1.1]),
-        val_accuracy=np.array([0.55]),
-        monitor=make_record(),
-        grad_norm_total=np.array([1.0, 2.0, np.inf]),
-        diverged=True,
-        diverged_step=2,
-        message="diverged at step 2",
-        steps_run=3,
-    )
-    fig = plots.training_curves(result)
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert isinstance(plots.metric_heatmap(result.monitor), Figure)
-
-
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda r: plots.grad_norms_by_layer(r, metric="grad_nrom"), ValueError, "unknown metric"),
-        (lambda r: plots.grad_norms_by_layer({"grad_norm": 1}), TypeError, "MonitorRecord"),
-        (lambda r: plots.grad_norms_by_layer(r, step=10), ValueError, "step"),
-        (lambda r: plots.grad_norms_by_layer(r, ax="left"), TypeError, "Axes"),
-        (lambda r: plots.grad_norms_by_layer(r, label=3), TypeError, "label"),
-        (lambda r: plots.metric_heatmap(r, log="yes"), TypeError, "log"),
-        (lambda r: plots.metric_heatmap(r, metric=None), TypeError, "metric"),
+        (lambda r: plots.metric_over_training(r, metric="grad_nrom"), ValueError, "unknown metric"),
+        (lambda r: plots.metric_over_training({"grad_norm": 1}), TypeError, "MonitorRecord"),
+        (lambda r: plots.metric_over_training(r, ax="left"), TypeError, "Axes"),
+        (lambda r: plots.metric_over_training(r, log="yes"), TypeError, "log"),
+        (lambda r: plots.metric_over_training(r, metric=None), TypeError, "metric"),
         (lambda r: plots.metric_over_training(r, "loss"), ValueError, "valid choices"),
         (lambda r: plots.metric_over_training(MonitorRecord(["a"], [], **EMPTY)), ValueError, "empty"),
         (lambda r: plots.grad_histograms(3.0), TypeError, "grads"),
@@ -204,12 +125,6 @@ def test_training_curves_with_a_real_history() -> None:
         (lambda r: plots.activation_curves(x_range=(2, -2)), ValueError, "low < high"),
         (lambda r: plots.activation_curves(x_range=3), TypeError, "x_range"),
         (lambda r: plots.activation_curves(derivative="yes"), TypeError, "derivative"),
-        (lambda r: plots.training_curves([1.0, 0.5]), TypeError, "loss"),
-        (
-            lambda r: plots.training_curves(SimpleNamespace(loss=[1.0], eval_steps=[0], val_loss=[])),
-            ValueError,
-            "length",
-        ),
     ],
 )
 def test_bad_arguments_are_rejected(call, error: type[Exception], match: str) -> None:

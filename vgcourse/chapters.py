@@ -1,9 +1,7 @@
 """The course's chapters, in reading order: the one place that names them.
 
-A chapter's id is the file stem of its notebook (``book/<id>.ipynb``) and of its modules in each layer
-of the package (``vgcourse.<layer>.<id>`` for ``layer`` in ``LAYERS``); its number is its position
-in ``CHAPTERS`` (1-based), the number the book shows ("Fig. 3.2", "Exercise 3.1"). Data only: it imports
-nothing from the package, so every layer may read it. To add a chapter, see CONTRIBUTING.md.
+A chapter's id is the stem of ``book/<id>.ipynb`` and of ``vgcourse.<layer>.<id>``; its number is its
+1-based position. It imports nothing from the package, so every layer may read it (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Instructor tooling: student copies of the chapters, and grading of submitted notebooks.
 
-Solutions live in cells tagged ``solution``. A student copy is made from a chapter's reader notebook
-(`vgcourse.reader_notebooks`, written by ``make book`` to ``_build/colab``: the book's numbers are in
-its prose, not ``{glue:text}`` roles); it drops the solution cells with nbconvert's
-``TagRemovePreprocessor`` and clears every output. `grade` runs each submission in its own worker
-process (`vgcourse.grade_worker`) and kernel in a fresh temporary folder, with a hard time limit; the
-kernel reports only the values of the answer variables, and the verdicts are computed here, outside
-the student's code. Errors, time-outs and killed runs are reported, never raised.
+A student copy is a reader notebook (``_build/colab``) without its ``solution``-tagged cells and outputs.
+`grade` runs each submission in its own worker process and kernel in a temporary folder, with a hard time
+limit; the kernel reports only the answers, the verdicts are computed here. Failures are reported, not raised.
 """
 
 from __future__ import annotations
@@ -32,8 +28,7 @@ GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
 
 
 def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write every ``*.ipynb`` of ``book_dir`` (the reader notebooks, ``_build/colab``) to ``out_dir``
-    without solution cells and outputs; ValueError for a MyST source (glue roles in its prose)."""
+    """Write every reader notebook of ``book_dir`` to ``out_dir`` without solution cells and outputs."""
     from nbconvert.exporters import NotebookExporter
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
     from traitlets.config import Config
@@ -73,9 +68,8 @@ SOLUTION_TAG_NOTE = "contains solution cells (dropped before grading)"
 REFERENCE_HELPERS = tuple(
     "forget_gate_steps guide_lr per_weight_ratio predicted_second_moment steps_below".split()
 )
-"""Names of the reference computations (tests/exercise_solutions.py, once in the package): a submission
-that imports or calls one is flagged. An exercise id (``"detecting_and_fixing.guide_lr"``) or an answer
-variable (``answer_guide_lr``) that contains the name is not a call."""
+"""Reference computations (tests/exercise_solutions.py): a submission calling one is flagged; an exercise
+id or answer variable that contains the name is not a call."""
 REFERENCE_CALLS = re.compile(
     r"\.reference\(|\.solution\(|_reference\b|balanced_tanh_scale|balanced_radius|"
     rf"(?<![\w.])(?:{'|'.join(REFERENCE_HELPERS)})\b|\.(?:{'|'.join(REFERENCE_HELPERS)})\s*\(|"
@@ -119,9 +113,8 @@ class Submission:
 
 
 def collect_source(variables: list[str], marker: str) -> str:
-    """The cell the grader appends after each answer cell: print the answer variables' values (numbers)
-    or source (functions) after ``marker``. What the student's code does to it can change only the
-    reported answers, which the student controls anyway; the verdicts are computed by the grader."""
+    """The cell appended after each answer cell: print the answers' values (or functions' source) after
+    ``marker``. Student code can change only the reported answers, which the student controls anyway."""
     return (
         "def _vgcourse_collect(names, marker):\n"
         "    import inspect, json\n"
@@ -179,8 +172,7 @@ def _prepare(
 
 
 def _measure_function(exercise: Exercise, source: str, timeout: float) -> float | None:
-    """Measure a function answer in a separate isolated Python process (it is the student's code);
-    ``None`` when the function still raises NotImplementedError (the handout's stub)."""
+    """Measure a function answer in an isolated Python process; ``None`` for the handout's stub."""
     import subprocess
     import tempfile
 
@@ -243,9 +235,8 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
 
 @functools.lru_cache(maxsize=256)
 def _measured_source(exercise_id: str, source: str) -> float | None:
-    """`_measure_function`, once per distinct source: the measurement runs the function's source alone
-    (no other cell of the notebook) with a fixed generator, so equal sources measure equal. A class's
-    copies of the handout's stub or of one common answer start one process, not one each."""
+    """`_measure_function` once per distinct source (it runs the source alone, so equal sources measure
+    equal)."""
     from vgcourse.exercises import get
 
     return _measure_function(get(exercise_id), source, FUNCTION_TIMEOUT)
@@ -297,8 +288,7 @@ class _Run:
 
 
 def identities(paths: list[Path], roster: dict[str, str] | None = None) -> list[str]:
-    """Who each file belongs to: ``roster[file name]`` when a roster is given, else the file's stem.
-    A notebook's own metadata never decides it."""
+    """Each file's student: ``roster[file name]``, else the file's stem (never the notebook's metadata)."""
     if roster is None:
         return [p.stem for p in paths]
     missing = [p.name for p in paths if p.name not in roster]
@@ -332,12 +322,10 @@ def grade(
     roster: dict[str, str] | None = None,
     output_cap: int = OUTPUT_CAP,
 ) -> list[Submission]:
-    """Grade every submission; write each one's CSV rows as soon as it is graded; return them.
+    """Grade every submission, ``jobs`` at once, writing its CSV rows as soon as it is graded.
 
-    Each runs in its own worker process and kernel (``kernel_name``), in a fresh temporary folder, with
-    ``timeout`` seconds for the whole notebook (then both are killed; answers collected so far count),
-    ``jobs`` at once. ``chapter`` grades that chapter's exercises for everyone (default: the chapters a
-    notebook names); ``roster`` maps file name -> student (default: the file's stem).
+    ``timeout``: seconds for a whole notebook (then it is killed; answers so far count). ``chapter``: grade
+    that chapter's exercises (default: the chapters a notebook names); ``roster``: file name -> student.
     """
     import secrets
     import subprocess

@@ -1,13 +1,9 @@
 """Notebook execution whose waits for kernel messages cannot stall for a whole cell timeout.
 
-nbclient (0.11) awaits kernel messages with ``socket.poll(timeout)`` on ``zmq.asyncio`` sockets, whose
-``zmq.FD`` is edge-triggered: touching the socket between a message's arrival and the event loop's look
-clears it, and the message is then seen only when the timeout fires (in CI a chapter paused for its
-whole 600 s cell timeout; upstream jupyter/nbclient#312; reproducer benchmarks/notebook_stall.py). The
-fix waits in slices of ``SLICE_S`` under the same deadline: a timed-out poll ends with ``zmq_poll(0)``,
-which sees a waiting message, so a missed wake-up costs one slice. `SlicedWaitClient` does this;
-`patch_nbclient` (via the Sphinx extension `setup`) makes every ``NotebookClient`` do it, for myst-nb.
-Standard library and nbclient only: tests/colab/run_notebook.py loads it by path before vgcourse exists.
+nbclient's ``socket.poll(timeout)`` on edge-triggered ``zmq.asyncio`` sockets can miss a wake-up and see
+the message only at the timeout (jupyter/nbclient#312; benchmarks/notebook_stall.py). Waiting in slices of
+``SLICE_S`` under the same deadline bounds a missed wake-up to one slice. Standard library and nbclient
+only: tests/colab/run_notebook.py loads it by path.
 """
 
 from __future__ import annotations
@@ -26,8 +22,7 @@ GetMsg = Callable[..., Awaitable[dict]]
 
 
 def sliced_get_msg(get_msg: GetMsg, slice_s: float = SLICE_S) -> GetMsg:
-    """Wrap an async ``get_msg(timeout=None)`` to wait in calls of at most ``slice_s`` seconds, giving up
-    (``queue.Empty``) at the same deadline ``now + timeout`` (never, for ``timeout=None``)."""
+    """``get_msg(timeout)`` waiting at most ``slice_s`` s a call, ``queue.Empty`` at the same deadline."""
     if not slice_s > 0:
         raise ValueError(f"slice_s must be > 0 seconds, got {slice_s!r}")
 

@@ -1,14 +1,8 @@
 """Export a chapter's exercises as an Otter-Grader assignment.
 
-`otter_master` builds a notebook in Otter Assign's format (version 1): an ``# ASSIGNMENT CONFIG`` raw
-cell, then one question per exercise of the chapter. A question is the exercise's prompt and the
-precision it is checked to, the cell the student answers in (``answer_<name> = ...``, as in the
-chapter), and one hidden exception-based test that calls the package's checker on the answer
-variable, so a failed test shows the course's hint (``✘ Not yet: <hint>``) as its feedback.
-The package holds no solutions (`vgcourse.exercises.core`), so the master has none either: Otter
-Assign is told not to run the tests against it (``run_tests: false``).
-
-``otter assign MASTER DIST`` then writes ``DIST/student/`` (the handout) and ``DIST/autograder/``.
+`otter_master` builds an Otter Assign (v1) master: one question per exercise, its answer cell as in the
+chapter and a hidden test that calls the package's checker (a failure shows the course's hint). The
+package holds no solutions, so neither does the master (``run_tests: false``).
 """
 
 from __future__ import annotations
@@ -120,9 +114,8 @@ def otter_master(chapter: str, requirements: str = "requirements.txt") -> nbform
 
 
 def export_otter(chapter: str, out_dir: str | Path, assign: bool = True) -> Path:
-    """Write ``OUT/<chapter>.ipynb`` (the master, whose path is returned) and ``OUT/requirements.txt``
-    (this vgcourse version, for Otter's grading image); with ``assign``, run ``otter assign`` into
-    ``OUT/dist`` (RuntimeError with its output when it fails)."""
+    """Write the master ``OUT/<chapter>.ipynb`` (returned) and ``OUT/requirements.txt``; with ``assign``, run
+    ``otter assign`` into ``OUT/dist``."""
     from vgcourse import __version__
 
     master = otter_master(chapter)

@@ -78,8 +78,7 @@ def standard_model(
     norm: str | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """The model ``vgcourse profile`` and ``vgcourse diagnose`` study (`build_model`, then ``init``, one of
-    ``PROFILE_INITS``, drawn from ``seed``): inputs as `standard_batch`, 10 outputs."""
+    """The model ``vgcourse profile`` and ``diagnose`` study: `build_model`, then ``init`` from ``seed``."""
     check_choice("arch", arch, ARCHS)
     check_int("depth", depth, minimum=1)
     check_int("width", width, minimum=1)
@@ -117,8 +116,7 @@ def profile(
     seed: int = 0,
     batch_size: int = 128,
 ) -> Profile:
-    """`standard_model`, one cross-entropy forward/backward pass on `standard_batch` (``seq_len`` steps for
-    sequence models), statistics per layer."""
+    """Per-layer statistics of one cross-entropy backward pass of `standard_model` on `standard_batch`."""
     check_int("seq_len", seq_len, minimum=1)
     check_int("batch_size", batch_size, minimum=2)
     model = standard_model(arch, depth, width, activation, init, norm, seed)

@@ -1,10 +1,8 @@
 """Reader notebooks: the chapters as Colab and Jupyter show them, with the book's numbers in the prose.
 
-`reader_notebook` turns an executed chapter (``_build/jupyter_execute/book/<chapter>.ipynb`` and its
-``.glue.json``) into the same cells with plain Markdown prose: glue roles become the values the page
-shows (myst-nb's rules), admonitions quoted paragraphs with a bold label, cross-references and citations
-links to the site (author_year style: "He et al. [2016]", "[He et al., 2016]"); targets, ``%`` comments
-and ``+++`` breaks go. Code cells keep their source, without outputs. ``make book`` writes them to
+An executed chapter and its ``.glue.json`` become the same cells with plain Markdown prose: glue roles
+become the values the page shows, admonitions quoted paragraphs, references and citations links to the
+site ("He et al. [2016]"). Code cells keep their source, without outputs. ``make book`` writes them to
 ``_build/colab/``; ``python -m vgcourse.reader_notebooks`` writes them again from an existing build.
 """
 
@@ -102,8 +100,7 @@ class Site:
 
 
 def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -> Site:
-    """`Site` of the book whose pages (``.md`` and ``.ipynb``) are in ``book_dir``, published at ``url``,
-    citing the entries of ``bibfile`` (default: ``references.bib`` beside ``book_dir``, if there is one)."""
+    """`Site` of the pages in ``book_dir`` at ``url``, citing ``bibfile`` (default: references.bib)."""
     book = Path(book_dir)
     bib = Path(bibfile) if bibfile is not None else book.parent / "references.bib"
     citations = read_citations(bib) if bibfile is not None or bib.exists() else {}
@@ -394,8 +391,7 @@ def _options(body: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def to_plain_markdown(text: str, glue: Mapping[str, Mapping[str, Any]], site: Site, docname: str) -> str:
-    """MyST Markdown of page ``docname`` (``book/linear_chain``) as plain Markdown; ``glue`` holds the
-    page's glued outputs, ``{key: {"data": {mime: value}, "metadata": {...}}}``."""
+    """Page ``docname``'s MyST Markdown as plain Markdown; ``glue``: {key: {"data", "metadata"}}."""
     return _Converter(glue, site, docname).markdown(text)
 
 
@@ -447,8 +443,7 @@ def _glue_of(executed_path: Path, executed: nbformat.NotebookNode) -> dict[str, 
 def write_reader_notebooks(
     book_dir: str | Path, build_dir: str | Path, out_dir: str | Path, site_url: str
 ) -> list[Path]:
-    """Write ``out_dir/<chapter>.ipynb`` for every chapter ``book_dir/<chapter>.ipynb`` of the book built
-    in ``build_dir`` (executed copies in ``build_dir/jupyter_execute/<book_dir name>/``)."""
+    """Write ``out_dir/<chapter>.ipynb`` for every chapter of the book built in ``build_dir``."""
     book, out = Path(book_dir), Path(out_dir)
     chapters = sorted(book.glob("*.ipynb"))
     if not chapters:

@@ -1,8 +1,4 @@
-"""Tables as the book shows them: three significant figures, named columns, no index, "never" for never.
-
-A result's ``to_frame()`` gives the numbers (tests read those); ``styled(frame)`` is how a chapter shows
-them.
-"""
+"""Tables as the book shows them (``styled(result.to_frame())``): three significant figures, no index."""
 
 from __future__ import annotations
 
@@ -30,11 +26,7 @@ def format_value(value: Any, *, digits: int = 3, never: bool = False) -> str:
 
 
 def styled(frame: Any, *, digits: int = 3, never: Iterable[str] = (), caption: str | None = None) -> Any:
-    """``frame`` (a pandas DataFrame) as a Styler: formatted cells, hidden index, optional caption.
-
-    Named index levels become ordinary columns first, so a table keyed by (scheme, activation) keeps
-    those labels; an unnamed 0..n-1 index is dropped.
-    """
+    """``frame`` as a Styler: formatted cells, named index levels as columns, no index, optional caption."""
     import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):

@@ -1,10 +1,7 @@
-"""Explorers: controls -> config -> the chapter's own ``run`` -> its ``plots`` function, shown as a PNG.
+"""Explorers: controls -> config -> the chapter's ``run`` -> its plot, shown as a PNG (ipywidgets 7.7 and 8).
 
-Controls come from a config field's declared constraint (:func:`control`). Works with ipywidgets 7.7
-(Colab) and 8. While the book is built (_ext/static_explorers.py sets ``VGCOURSE_SITE_BUILD=1`` and
-``VGCOURSE_COLAB_URLS``), ``Explorer.show`` returns ``page_widget()``: views precomputed for a grid of
-settings in nested ``Stack`` containers whose ``selected_index`` is ``jslink``-ed to a page control's
-index, so the browser switches views without Python.
+While the book is built (``VGCOURSE_SITE_BUILD=1``), ``Explorer.show`` returns ``page_widget()``: views
+precomputed for a grid of settings, switched in the browser through ``jslink``-ed ``Stack`` containers.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ def site_build() -> bool:
 
 
 def colab_link(chapter: str, text: str = "in Colab") -> str:
-    """HTML: ``text`` linked to the chapter's reader notebook in Colab when the build passed its URL
-    (``VGCOURSE_COLAB_URLS``), else ``text`` alone."""
+    """HTML: ``text`` linked to the chapter's Colab notebook when the build passed its URL, else ``text``."""
     try:
         url = json.loads(os.environ.get(COLAB_URLS_ENV, "{}")).get(chapter, "")
     except json.JSONDecodeError:
@@ -54,8 +50,7 @@ def select(
     *,
     kind: type[widgets.Widget] = widgets.ToggleButtons,
 ) -> widgets.Widget:
-    """A ``kind`` selection widget (ToggleButtons, Dropdown, SelectionSlider) over ``options`` (values or
-    (label, value) pairs), starting at ``value``: else a ValueError naming the valid choices."""
+    """A ``kind`` selection widget over ``options`` (values or (label, value) pairs) starting at ``value``."""
     values = [o[1] if isinstance(o, tuple) else o for o in options]
     if not any(value == v and type(value) is type(v) for v in values):
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, values))}")
@@ -79,14 +74,10 @@ def control(
     kind: type[widgets.Widget] = widgets.ToggleButtons,
     **traits: Any,
 ) -> widgets.Widget:
-    """A control for ``config``'s field ``field`` (one element of a tuple field), built from the field's
-    declared constraint ``constraints(config)[field]``: an int -> IntSlider over [low, high]; a real ->
-    FloatSlider by ``step`` (with ``base``: FloatLogSlider, exponents by ``step``); a choice -> ``kind``
-    over its choices; a flag -> Checkbox. ``options`` (values or (label, value) pairs) makes a ``kind``
-    selection instead. low, high and options may narrow the constraint, never widen it; ``value`` must be
-    one the control offers. Each is a ValueError or TypeError naming ``name`` (default: ``field``) and the
-    valid range or choices. ``traits`` go to a slider (``readout_format``). The widget remembers
-    ``config_field = (config, field)`` (contract tests)."""
+    """A control for ``config.field`` (an element of a tuple field) from its declared constraint: an int ->
+    IntSlider, a real -> FloatSlider by ``step`` (``base``: FloatLogSlider), a choice or ``options`` -> a
+    ``kind`` selection, a flag -> Checkbox. low, high and options may narrow the constraint, never widen
+    it. The widget remembers ``config_field = (config, field)``."""
     rule = constraints(config)[field]
     rule = rule.each if rule.kind == "tuple" and rule.each is not None else rule
     name = name or field
@@ -134,14 +125,9 @@ ResultT = TypeVar("ResultT")
 
 
 class Explorer(Generic[ConfigT, ResultT]):
-    """``controls`` (a widget per keyword of ``make_config``) -> ``make_config(**values)`` ->
-    ``run(config)`` -> ``plot(result, **view)``, shown as a PNG with ``readout(result)`` (HTML) under it.
-
-    ``view_controls`` (a widget per keyword of ``plot``) redraw the current result without recomputing.
-    ``page_grid`` lists the values each control takes on the static page (each list holds the control's
-    starting value); a control it does not name stays at its start there (shown disabled), a view
-    control takes all its options. ``chapter`` (for the page's Colab link) defaults to the module
-    ``vgcourse.experiments.<chapter>`` (or ``explorers``) that defines ``run``.
+    """``controls`` -> ``make_config(**values)`` -> ``run(config)`` -> ``plot(result, **view)``, shown as a
+    PNG with ``readout(result)`` under it; ``view_controls`` redraw without recomputing. ``page_grid``: the
+    values each control takes on the static page (others stay at their start; view controls take all).
     """
 
     def __init__(
@@ -205,8 +191,7 @@ class Explorer(Generic[ConfigT, ResultT]):
         return {name: control.value for name, control in self.view_controls.items()}
 
     def update(self, **values: Any) -> Figure:
-        """Set any given controls, recompute (unless only view controls changed) and redraw; return the
-        new figure (already closed)."""
+        """Set the given controls, recompute (unless only views changed), redraw; the (closed) figure."""
         unknown = set(values) - set(self.every)
         if unknown:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: {sorted(self.every)}")
@@ -236,9 +221,8 @@ class Explorer(Generic[ConfigT, ResultT]):
         return figure
 
     def _render(self, figure: Figure, key: tuple = ()) -> bytes:
-        """The figure as PNG bytes, drawn once. The margins are fitted to the labels (``tight_layout``) on
-        the first update of each view and reused after: fitting measures every label, which would double
-        the drawing time, as the inline backend's ``bbox_inches="tight"`` does on every update."""
+        """The figure as PNG bytes; margins fitted (``tight_layout``) on a view's first draw and reused, since
+        fitting every time would double the drawing time."""
         if figure.get_layout_engine() is None:  # else the figure lays itself out when it is drawn
             margins = self._margins.get(key)
             if margins is None:
@@ -254,17 +238,14 @@ class Explorer(Generic[ConfigT, ResultT]):
         return buffer.getvalue()
 
     def show(self) -> widgets.VBox:
-        """Draw the initial figure and return the widget (the last expression of a cell displays it).
-        While the book is built (``VGCOURSE_SITE_BUILD=1``) return ``page_widget()`` instead."""
+        """Draw the initial figure and return the widget (``page_widget()`` while the book is built)."""
         if site_build():
             return self.page_widget()
         self._refresh()
         return self.widget
 
     def page_dimensions(self) -> list[tuple[str, list[Any]]]:
-        """The static page's grid: (control name, its values) for every control and view control that
-        takes more than one value on the page, fewest values first (the nesting order of
-        ``page_widget``). A view control ``page_grid`` does not name takes all its options."""
+        """(control name, values) of every control varied on the static page, fewest values first."""
         grid = dict(self.page_grid)
         for name, control in self.view_controls.items():
             grid.setdefault(name, list(control._options_values))
@@ -277,10 +258,8 @@ class Explorer(Generic[ConfigT, ResultT]):
         return [name for name in self.every if name not in varied]
 
     def page_views(self) -> dict[tuple, tuple[bytes, str]]:
-        """Every view of the page's grid: {values in ``page_dimensions`` order: (PNG, readout)}, the PNG
-        reduced by ``compact_png``. Each distinct config is run once and its views drawn from that
-        result; a setting whose config or view repeats another's (a control its config ignores) shares
-        its PNG (configs are frozen, so hashable). Controls outside the grid keep their current values."""
+        """{values in ``page_dimensions`` order: (compact PNG, readout)}; each distinct config runs once and
+        equal (config, view) pairs share one PNG."""
         dimensions = self.page_dimensions()
         names = [name for name, _ in dimensions]
         values = dict(dimensions)
@@ -305,10 +284,8 @@ class Explorer(Generic[ConfigT, ResultT]):
         return views
 
     def page_widget(self) -> widgets.VBox:
-        """The explorer for a page without Python: page controls over ``page_dimensions`` and the views
-        of ``page_views`` in nested ``Stack`` containers (level k is chosen by control k's index through
-        ``jslink``, which the browser runs). Fixed controls are shown disabled. Needs ipywidgets 8
-        (``Stack``), the version the book is built with."""
+        """The explorer without Python: page controls ``jslink``-ed to nested ``Stack``s of ``page_views``
+        (level k chosen by control k); fixed controls shown disabled. Needs ipywidgets 8."""
         dimensions = self.page_dimensions()
         views = self.page_views()
         page_controls = {name: _page_control(self.every[name], values) for name, values in dimensions}
@@ -351,8 +328,7 @@ class Explorer(Generic[ConfigT, ResultT]):
         return widgets.VBox([*rows, figure])
 
     def _page_note(self, n_views: int, fixed: Sequence[str]) -> str:
-        """The line above the page controls: what they do on the page, what they cannot do there (fixed
-        controls, options left out of the grid), and where to explore freely."""
+        """The line above the page controls: what they can and cannot do there, and where to go for more."""
         every = self.every
         limits = [
             html.escape(f"{_label_of(every[name])} fixed at {_shown(every[name], every[name].value)}")
@@ -379,8 +355,7 @@ class Explorer(Generic[ConfigT, ResultT]):
 
 
 def compact_png(png: bytes, colors: int = 256) -> bytes:
-    """``png`` with at most ``colors`` colours (a palette PNG): about a third of the bytes of a
-    matplotlib figure, which has few colours but anti-aliased edges. Transparency is kept."""
+    """``png`` as a palette PNG of at most ``colors`` colours (about a third of the bytes)."""
     from PIL import Image
 
     image = Image.open(io.BytesIO(png))
@@ -404,8 +379,7 @@ def _shown(control: widgets.Widget, value: Any) -> str:
 
 
 def _page_control(control: widgets.Widget, values: Sequence[Any]) -> widgets.Widget:
-    """A control whose ``index`` selects among ``values``: the same kind of selection widget restricted
-    to them, or, for a numeric slider, a SelectionSlider labelled as the slider's readout."""
+    """A control whose ``index`` selects among ``values``: the same selection widget, or a SelectionSlider."""
     options = [(_shown(control, value), value) for value in values]
     kind = type(control) if hasattr(control, "_options_values") else widgets.SelectionSlider
     extra = {"continuous_update": True} if kind is widgets.SelectionSlider else {}
@@ -453,8 +427,7 @@ def _check_page_grid(grid: dict[str, list[Any]], every: Mapping[str, widgets.Wid
 
 
 def _show_png(output: widgets.Output, png: bytes) -> None:
-    """Replace what ``output`` shows by the PNG (as the inline backend shows a figure). Outside IPython
-    there is nowhere to show it, and clearing would print terminal escape codes."""
+    """Show the PNG in ``output`` (outside IPython, nothing: clearing would print escape codes)."""
     from IPython import get_ipython
     from IPython.display import Image, display
 

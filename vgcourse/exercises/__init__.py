@@ -6,9 +6,7 @@ check("initialization.he_std", answer_he_std)  # -> Feedback(result="correct", .
 answer_tanh_scale = 1.2                       # a setting: the slider starts here
 exercise_widget("initialization.tanh_scale", answer_tanh_scale)
 
-The package stores keys of the answers, not the answers (see `vgcourse.exercises.core`). The chapter
-modules are found through the registry (`vgcourse.chapters`): each registered chapter's
-``vgcourse.exercises.<id>`` that exists is imported, in reading order, and registers its exercises.
+Each registered chapter's ``vgcourse.exercises.<id>`` (`vgcourse.chapters`) is imported in reading order.
 """
 
 import importlib

@@ -1,21 +1,10 @@
 """Exercises: a task, an answer variable, typical mistakes with hints, and a checker that holds no answer.
 
-Every exercise is answered in the notebook's source: the student assigns an answer variable
-(``answer_he_std = 0.0625``, ``def he_init(...)``) and the cell checks it. The package stores no
-solution:
-
-- a **number** answer is compared by a key: the SHA-256 of the answer written to the exercise's
-  precision, ``d`` significant digits (``f"{x:.{d-1}e}"``), or of the whole number for exact
-  integers. The keys are made (tests/exercise_solutions.py) from the two d-digit numbers that bracket the
-  solution, so an answer correct to d digits, rounded or cut off, is right; the keys for fewer digits k
-  recognise an answer that is right to the k digits it gives ("close: give d significant digits").
-  Typical mistakes are keys too, so their hints name no value.
-- a **setting** or **function** answer is measured (the experiment the student must run, e.g. the ratio
-  of back-propagated gradients at the chosen scale) and accepted in an interval the prompt states.
-
-``check(exercise_id, answer)`` answers right or wrong, with the hint of the typical mistake the answer
-matches, else the exercise's general hint; `Exercise.verdict` is what `vgcourse grade` calls in its
-own process on the values it collects.
+The student assigns an answer variable (``answer_he_std = 0.0625``) and the cell checks it; the package
+stores no solution. A **number** is compared by key: the SHA-256 of the answer at ``d`` significant digits
+(``f"{x:.{d-1}e}"``), keys made from the two d-digit numbers bracketing the solution (so rounded or cut off
+is right) and at fewer digits k ("close"); typical mistakes are keys too. A **setting** or **function** is
+measured and accepted in an interval the prompt states.
 """
 
 from __future__ import annotations
@@ -113,8 +102,7 @@ class Feedback:
         return f'<p style="color:{colour}"><b>{verdict}</b>: {self.message}</p>'
 
     def _on_static_page(self) -> bool:
-        """Whether this verdict is on an unanswered template shown on the static site, where a reader
-        cannot check: the page then says where to check instead of showing the template's verdict."""
+        """On the static site a reader cannot check: an unanswered template says where to check instead."""
         from vgcourse.widgets import site_build
 
         return site_build() and not self.correct
@@ -193,8 +181,7 @@ class Exercise:
         return f"{self.digits} significant digits"
 
     def check(self, answer: Any) -> Feedback:
-        """Right, not attempted (with the task and the precision asked), wrong with a hint, or not
-        checkable; never the solution."""
+        """Right, not attempted (with the task), wrong with a hint, or not checkable; never the solution."""
         if answer is None or answer is Ellipsis:
             return Feedback(
                 self.id,

@@ -1,10 +1,7 @@
 """A slider and Check button for setting exercises, a Check button for numbers (ipywidgets 7.7 and 8).
 
-The graded answer is the exercise's answer variable in the notebook's source (``answer_tanh_scale =
-1.2``): the widget starts there, and Check sets the variable in the running kernel to the value checked
-and says so when it differs from the source, so the student writes it there. On the static site
-(``vgcourse.widgets.site_build``) there is no Python to check with: Check is disabled and labelled
-"Check in Colab", with a link to the chapter's notebook there.
+The widget starts at the answer variable's value in the source; Check sets the variable in the kernel and
+says so when it differs from the source. On the static site Check is disabled, with a link to Colab.
 """
 
 from __future__ import annotations
@@ -19,9 +16,8 @@ from vgcourse.widgets import colab_link, site_build
 
 
 def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
-    """The exercise's prompt, an input (a slider for settings, a text box for numbers), Check, feedback.
-    ``value``: the answer variable's value (``None`` or ``...``: not answered; a slider then starts at its
-    minimum, or at 1 when logarithmic)."""
+    """The prompt, an input (a slider for settings, a text box for numbers), Check and feedback; an
+    unanswered (``None``/``...``) slider starts at its minimum (at 1 when logarithmic)."""
     exercise = get(exercise_id)
     if exercise.kind == "function":
         raise ValueError(f"{exercise_id!r} is answered in code: call check({exercise_id!r}, your_function)")

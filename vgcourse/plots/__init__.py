@@ -5,14 +5,6 @@ calls ``plt.show()``.
 """
 
 from vgcourse.plots.activations import activation_curves
-from vgcourse.plots.layers import grad_histograms, grad_norms_by_layer, metric_heatmap, metric_over_training
-from vgcourse.plots.training import training_curves
+from vgcourse.plots.layers import grad_histograms, metric_over_training
 
-__all__ = [
-    "activation_curves",
-    "grad_histograms",
-    "grad_norms_by_layer",
-    "metric_heatmap",
-    "metric_over_training",
-    "training_curves",
-]
+__all__ = ["activation_curves", "grad_histograms", "metric_over_training"]

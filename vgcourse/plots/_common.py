@@ -25,8 +25,7 @@ STRICT_FIGURES_ENV = "VGCOURSE_STRICT_FIGURES"
 """Set to 1 (the book build does) and every public plot function checks the figure it returns."""
 
 FULL_CHECKS = 3
-"""How many figures of each plot function get the full check (with layout) per process; the rest are
-checked without layout (series inside the axes, text sizes other than tick labels): see figure_check."""
+"""Figures of each plot function per process that get the full check (with layout); later ones without."""
 
 _PlotFunction = TypeVar("_PlotFunction", bound=Callable[..., Any])
 _nesting = threading.local()
@@ -39,12 +38,8 @@ def strict_figures() -> bool:
 
 
 def checked(function: _PlotFunction) -> _PlotFunction:
-    """Decorator of the public plot functions: with ``VGCOURSE_STRICT_FIGURES=1``, pass the Figure the
-    function returns to ``vgcourse.plots.figure_check.check_figure`` (ValueError naming the axes and item
-    that break the book's figure limits). Only the outermost decorated call checks, so a grid function
-    that calls a panel function checks the finished grid once. The first ``FULL_CHECKS`` figures of each
-    function get the full check, later ones the check without layout (an explorer's page grid draws one
-    figure per setting)."""
+    """Decorator of the public plot functions: with ``VGCOURSE_STRICT_FIGURES=1``, `check_figure` the Figure
+    returned by the outermost decorated call (a grid once, not each panel)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -81,13 +76,8 @@ def figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) 
 def figure_and_axes_grid(
     axes: Any, n: int, new: Callable[[], tuple[Figure, Any]]
 ) -> tuple[Figure, list[Axes], bool]:
-    """The figure and ``n`` axes a multi-panel plot function draws on, and whether it owns the figure.
-
-    ``axes`` None: the figure ``new()`` makes (e.g. ``plt.subplots(...)``) and its first ``n`` axes, True
-    (the function lays the figure out and may add a figure legend). Otherwise ``axes`` must hold exactly
-    ``n`` matplotlib Axes (a list, or an array from ``plt.subplots``): their figure and the axes, False
-    (the caller's figure: the function leaves its layout alone). A TypeError names the count needed.
-    """
+    """(figure, ``n`` axes, owned): ``new()``'s figure and first ``n`` axes when ``axes`` is None (owned: the
+    function may lay it out), else the ``n`` Axes given and their figure."""
     if axes is None:
         fig, grid = new()
         return fig, list(np.ravel(np.asarray(grid, dtype=object)))[:n], True
@@ -103,12 +93,8 @@ _EXPONENT = re.compile(r"\^\{([^{}]*)\}")
 
 
 class PlainLogFormatter(LogFormatterSciNotation):
-    """Log-axis tick labels as plain text with Unicode superscripts (10⁻³, 2×10⁴) instead of mathtext.
-
-    Same labels as matplotlib's default log formatter; plain text is measured and drawn several times
-    faster, because matplotlib parses every mathtext label again for each new figure (about 7 ms a label
-    here), which is most of the time an explorer update spends drawing.
-    """
+    """Log-axis tick labels as plain text with Unicode superscripts (10⁻³, 2×10⁴) instead of mathtext, which
+    matplotlib parses again for every figure (most of an explorer update's drawing time)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         if not math.isfinite(x):  # a tick beyond float64 (axis limits near 1e±300): no label, no crash
@@ -122,9 +108,7 @@ class PlainLogFormatter(LogFormatterSciNotation):
 
 
 class SparseMinorLogLocator(LogLocator):
-    """Minor ticks of a base-10 log axis: at 2, 3, ..., 9 × 10^k (matplotlib's) on an axis spanning up to
-    two decades, and only at 2 and 5 × 10^k beyond, where eight per decade would be clutter, and each
-    tick an artist that costs drawing time."""
+    """Minor log ticks at 2, 3, ..., 9 × 10^k over up to two decades, only at 2 and 5 × 10^k beyond."""
 
     def __init__(self) -> None:
         super().__init__(10.0, subs=(2.0, 5.0))
@@ -137,8 +121,7 @@ class SparseMinorLogLocator(LogLocator):
 
 
 def log_scale(ax: Axes, axis: str = "y", base: float = 10) -> None:
-    """Put ``axis`` ("x" or "y") of ``ax`` on a log scale of ``base`` labelled by ``PlainLogFormatter``
-    (base 10: minor ticks from ``SparseMinorLogLocator``)."""
+    """Put ``axis`` ("x" or "y") on a log scale labelled by ``PlainLogFormatter``."""
     check_choice("axis", axis, ("x", "y"))
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -149,8 +132,8 @@ def log_scale(ax: Axes, axis: str = "y", base: float = 10) -> None:
 
 
 def widen_log_limits(ax: Axes, min_decades: float = 1.0) -> None:
-    """Make a log y axis span at least ``min_decades`` decades around its data (same geometric centre), so
-    that float rounding on a flat line (norms of 1 ± 1e-7) is not stretched to fill the axes."""
+    """Make a log y axis span at least ``min_decades`` decades around its data, so that rounding on a flat
+    line (1 ± 1e-7) is not stretched to fill the axes."""
     low, high = ax.dataLim.intervaly
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
         return
@@ -176,8 +159,7 @@ def use_log_scale(values: np.ndarray, log: bool) -> bool:
 
 
 def positive_only(values: np.ndarray) -> np.ndarray:
-    """A copy with values <= 0 replaced by NaN, which log axes cannot show (e.g. an update below float
-    precision gives update_ratio 0)."""
+    """A copy with values <= 0 (which log axes cannot show) replaced by NaN."""
     return np.where(values > 0, values, np.nan)
 
 

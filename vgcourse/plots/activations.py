@@ -22,16 +22,8 @@ def activation_curves(
     ax: Axes | None = None,
     x_range: tuple[float, float] = (-6.0, 6.0),
 ) -> Figure:
-    """Plot f(x) (solid) and, with ``derivative``, f'(x) (dashed, same color) for each activation.
-
-    The derivative is the factor a layer multiplies the backward gradient by: sigmoid's is at most 1/4.
-
-    Args:
-        activations: one name or several from ``vgcourse.activations.ACTIVATIONS``.
-        derivative: also draw f'(x) (``vgcourse.activations.derivative``).
-        ax: axes to draw on; a new figure when None.
-        x_range: (low, high) of the x axis, low < high.
-    """
+    """f(x) (solid) and, with ``derivative``, f'(x) (dashed), the factor a layer multiplies the backward
+    gradient by, for each activation over ``x_range``."""
     from vgcourse import activations as acts
 
     names = [activations] if isinstance(activations, str) else activations

@@ -1,14 +1,9 @@
 """Checks that a figure can be read where the book shows it: every series inside its axes, the figure no
 wider than the text column, no text below the legibility limit (issues 16 and 18).
 
-The limits (measured): the chapter kernels save PNGs at ``figure.dpi`` 100 with a tight box padded by
-0.1 in, shown at 1 CSS px per pixel in a 757 px text column (1366 px desktop), so the saved width may be
-at most 757 / 100 = 7.57 in (``MAX_WIDTH_IN``); issue 18's smallest text, 70 % of the 16 px body text,
-is 11.2 px = 11.2 · 72 / 100 = 8.06 pt (``MIN_FONT_PT``: "small", 8.33 pt, passes; 8 pt does not).
-``allow_clipping(artist)`` exempts a series clipped on purpose (say so in the caption). With
-``VGCOURSE_STRICT_FIGURES=1`` (the book build) every plot function checks its figure
-(``_common.checked``): fully for the first ``_common.FULL_CHECKS`` figures of a process, then only the
-data-dependent part (series and non-tick texts), since an explorer's grid draws hundreds of settings.
+PNGs saved at 100 dpi show at 1 CSS px per pixel in a 757 px column: at most 7.57 in wide; the smallest
+text, 70 % of the 16 px body text, is 8.06 pt. ``allow_clipping(artist)`` exempts a series clipped on
+purpose (say so in the caption).
 """
 
 from __future__ import annotations
@@ -57,8 +52,7 @@ def _series_name(artist: Artist) -> str:
 
 
 def _outside(ax: Axes, points: np.ndarray, transform: object) -> tuple[int, int]:
-    """(number of finite points, number of them outside ``ax``) for ``points`` in ``transform``'s
-    coordinates, compared in axes coordinates (0 to 1 inside), which handles log axes and axhline."""
+    """(finite points, points outside ``ax``), compared in axes coordinates (handles log axes, axhline)."""
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     if points.size == 0:
         return 0, 0
@@ -111,13 +105,8 @@ def _all_tick_labels(fig: Figure) -> set[int]:
 
 
 def figure_problems(fig: Figure, *, layout: bool = True) -> list[str]:
-    """Every violation of the limits in the module docstring, one sentence each (empty: the figure is
-    fine). Lays the figure out as the inline backend's tight ``savefig`` does (a layout engine, if any,
-    runs first), so limits, ticks and tick labels are final.
-
-    ``layout=False`` skips the layout (most of the check's cost, about a quarter of a PNG render): the
-    width and the tick labels are not checked, the series and every other text are.
-    """
+    """Every violation of the limits, one sentence each, after laying the figure out as a tight ``savefig``
+    does; ``layout=False`` skips the layout (most of the cost), the width and the tick labels."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure; got {type(fig).__name__}")
     problems: list[str] = []
@@ -162,9 +151,7 @@ def figure_problems(fig: Figure, *, layout: bool = True) -> list[str]:
 
 
 def check_figure(fig: Figure, *, layout: bool = True) -> None:
-    """Raise ValueError naming each offending axes (by title) and item when ``fig`` breaks a limit of the
-    module docstring: a series partly outside its axes (beyond ``TOLERANCE``), a saved width above
-    ``MAX_WIDTH_IN`` or a visible text below ``MIN_FONT_PT`` (``layout=False``: see ``figure_problems``)."""
+    """ValueError naming each axes and item of ``fig`` that breaks a limit (see ``figure_problems``)."""
     problems = figure_problems(fig, layout=layout)
     if problems:
         title = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""

@@ -1,4 +1,4 @@
-"""Per-layer pictures of a ``MonitorRecord``: one step across layers, step x layer maps, layers over time."""
+"""Per-layer pictures: a ``MonitorRecord``'s layers over time, gradient distributions per layer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
@@ -23,77 +23,6 @@ from vgcourse.plots._common import (
     set_layer_ticks,
     use_log_scale,
 )
-
-
-@checked
-def grad_norms_by_layer(
-    record: MonitorRecord,
-    *,
-    step: int = -1,
-    ax: Axes | None = None,
-    label: str | None = None,
-    metric: str = "grad_norm",
-) -> Figure:
-    """Plot one recorded step's ``metric`` (default ||dL/dW_l||) against layer l = 1..L, log y.
-
-    A straight falling line on the log axis from output to input is the signature of vanishing gradients.
-    ``step`` indexes ``record.steps``; call again with the same ``ax`` and a ``label`` to compare runs.
-    The y axis is logarithmic (values <= 0 not drawn) unless a value is negative.
-    """
-    values = check_record(record, metric)
-    check_int("step", step, minimum=-len(values), maximum=len(values) - 1)
-    if label is not None and not isinstance(label, str):
-        raise TypeError(f"label must be a string or None; got {type(label).__name__}")
-    fig, ax = figure_and_axes(ax)
-    row = values[step]
-    log = use_log_scale(row, True)
-    label = f"step {int(record.steps[step])}" if label is None else label
-    ax.plot(np.arange(1, len(row) + 1), positive_only(row) if log else row, marker="o", label=label)
-    if log:
-        log_scale(ax, "y")
-    set_layer_ticks(ax, record.layer_names)
-    ax.set_xlabel("layer (input → output)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by layer")
-    ax.legend()
-    return fig
-
-
-def _edges(steps: np.ndarray) -> np.ndarray:
-    """Cell edges around each recorded step for pcolormesh (midpoints, ends extended by half a gap)."""
-    steps = steps.astype(np.float64)
-    if len(steps) == 1:
-        return np.array([steps[0] - 0.5, steps[0] + 0.5])
-    mid = (steps[1:] + steps[:-1]) / 2
-    return np.concatenate([[2 * steps[0] - mid[0]], mid, [2 * steps[-1] - mid[-1]]])
-
-
-@checked
-def metric_heatmap(
-    record: MonitorRecord, metric: str = "grad_norm", *, ax: Axes | None = None, log: bool = True
-) -> Figure:
-    """Color map of ``metric`` with the recorded steps across and the layers (input at the bottom) up;
-    ``log`` colors unless a value is negative. NaN cells (and cells <= 0 on the log scale) stay blank."""
-    values = check_record(record, metric)
-    if not isinstance(log, bool):
-        raise TypeError(f"log must be a bool; got {type(log).__name__}")
-    fig, ax = figure_and_axes(ax, figsize=(7.0, 4.0))
-    if use_log_scale(values, log):
-        values = positive_only(values)
-        finite = values[np.isfinite(values)]
-        norm: Normalize = LogNorm(vmin=finite.min(), vmax=finite.max())
-    else:
-        finite = values[np.isfinite(values)]
-        norm = Normalize(*(finite.min(), finite.max()) if finite.size else (0.0, 1.0))
-    n_layers = values.shape[1]
-    cells = np.ma.masked_invalid(values.T)
-    mesh = ax.pcolormesh(_edges(record.steps), np.arange(0.5, n_layers + 1), cells, norm=norm, cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label=metric)
-    set_layer_ticks(ax, record.layer_names, axis="y")
-    ax.set_xlabel("step")
-    ax.set_ylabel("layer")
-    ax.set_title(f"{metric} per layer and step")
-    return fig
 
 
 @checked
