@@ -175,13 +175,8 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
     x = x.to(device=weight.device, dtype=weight.dtype)
     model.train()
     model.zero_grad(set_to_none=True)
-    with torch.enable_grad():
-        stream = [model.stem(x)]
-        for block in model.blocks:
-            stream.append(block(stream[-1]))
-        for h in stream:
-            h.retain_grad()
-        loss = F.cross_entropy(model.head(stream[-1]), y.to(weight.device))
+    with torch.enable_grad(), keep_outputs([model.stem, *model.blocks]) as stream:
+        loss = F.cross_entropy(model(x), y.to(weight.device))
         loss.backward()
     layers = named_layers(model)
     moments = np.array([float(h.detach().double().square().mean()) for h in stream])
@@ -339,13 +334,9 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
     for i, spec in enumerate(config.networks):
         for s in range(config.n_seeds):
             model = config._model(spec, s, data, depth)
-            with torch.no_grad():
-                h = model.stem(x)
-                moments = [h.square().mean()]
-                for block in model.blocks:
-                    h = block(h)
-                    moments.append(h.square().mean())
-            out[i, s] = torch.stack(moments).numpy()
+            with torch.no_grad(), keep_outputs([model.stem, *model.blocks]) as stream:
+                model(x)
+            out[i, s] = torch.stack([h.square().mean() for h in stream]).numpy()
         growth = spec.growth_per_block(depth)
         if growth is not None:
             predicted[i] = growth**blocks
