@@ -462,15 +462,11 @@ def run_clipping(config: ClippingConfig) -> ClippingResult:
             net.zero_grad(set_to_none=True)
             F.mse_loss(net(xb), yb).backward()
             out.append(float(_flat_grad(net).norm()))
-        grads = [p.grad.clone() for p in model.parameters()]
-        raw = _flat_grad(model).clone()
+        raw = _flat_grad(model)  # clip_grad_value_ would clamp each entry to [-c, c]
+        cos_value.append(float(F.cosine_similarity(raw, raw.clamp(-c.clip_value, c.clip_value), dim=0)))
+        clipped.append(float((raw.abs() > c.clip_value).double().mean()))
         torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm)
         cos_norm.append(float(F.cosine_similarity(raw, _flat_grad(model), dim=0)))
-        for param, grad in zip(model.parameters(), grads, strict=True):
-            param.grad = grad  # the raw gradient again
-        torch.nn.utils.clip_grad_value_(model.parameters(), c.clip_value)
-        cos_value.append(float(F.cosine_similarity(raw, _flat_grad(model), dim=0)))
-        clipped.append(float((raw.abs() > c.clip_value).double().mean()))
 
     def train_config(method: str) -> TrainConfig:
         clip_norm = c.clip_norm if method == "norm" else None
