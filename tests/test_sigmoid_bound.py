@@ -18,6 +18,7 @@ import torch
 from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
+from vgcourse.config import Grid
 from vgcourse.data import mnist
 from vgcourse.experiments import sigmoid_bound as sb
 from vgcourse.explorers import sigmoid_bound as explorers
@@ -38,20 +39,20 @@ def maxima() -> sb.DerivativeMaxima:
 
 
 def test_derivative_maxima_are_quarter_and_one_at_zero(maxima: sb.DerivativeMaxima) -> None:
-    sig, tnh = maxima.activations.index("sigmoid"), maxima.activations.index("tanh")
-    assert maxima.maximum[sig] == pytest.approx(0.25, abs=1e-12)
-    assert maxima.maximum[tnh] == pytest.approx(1.0, abs=1e-12)
-    assert abs(maxima.argmax[sig]) < 1e-9 and abs(maxima.argmax[tnh]) < 1e-9
-    assert maxima.max_error.max() < 1e-12  # closed forms σ(1-σ), 1-tanh² equal autograd
+    assert maxima.maximum.sel(activation="sigmoid") == pytest.approx(0.25, abs=1e-12)
+    assert maxima.maximum.sel(activation="tanh") == pytest.approx(1.0, abs=1e-12)
+    assert np.all(np.abs(maxima.argmax.values) < 1e-9)
+    assert maxima.max_error.values.max() < 1e-12  # closed forms σ(1-σ), 1-tanh² equal autograd
     assert len(maxima.x) == 200_001 and maxima.x[1] - maxima.x[0] == pytest.approx(1e-4)
-    np.testing.assert_array_equal(maxima.bound, [0.25, 1.0])
+    assert maxima.bound.sel(activation="sigmoid") == 0.25 and maxima.bound.sel(activation="tanh") == 1.0
 
 
 def test_equality_only_at_zero(maxima: sb.DerivativeMaxima) -> None:
     away = np.abs(maxima.x) > 1e-3
-    for i, bound in enumerate(maxima.bound):
-        assert np.all(maxima.autograd[i] <= bound)
-        assert np.all(maxima.autograd[i][away] < bound - 1e-8)
+    for name in maxima.config.activations:
+        bound, slope = maxima.bound.sel(activation=name), maxima.autograd.sel(activation=name)
+        assert np.all(slope <= bound)
+        assert np.all(slope[away] < bound - 1e-8)
     # saturation |2σ - 1| > 0.99 starts at |x| = ln 199 ≈ 5.29, where σ' = 0.995·0.005, 50x below 1/4
     edge = torch.sigmoid(torch.tensor(math.log(199.0), dtype=torch.float64))
     assert float(edge) == pytest.approx(0.995) and math.log(199.0) == pytest.approx(5.29, abs=0.005)
@@ -285,36 +286,41 @@ def circ() -> sb.CirclesResult:
 
 @pytest.mark.claim
 def test_circles_numbers(circ: sb.CirclesResult) -> None:
-    s, t, r = (circ.config.activations.index(a) for a in ("sigmoid", "tanh", "relu"))
+    def seeds(grid: Grid, activation: str) -> np.ndarray:  # one value per seed (and the further axes)
+        return grid.sel(activation=activation).values
+
+    accuracy = circ.val_accuracy
     # accuracies (chapter, seed 0: 0.500, 0.970, 0.985)
-    expect(C + "circles: sigmoid accuracy (chance 0.5)", circ.val_accuracy[s], "<", 0.6)
-    expect(C + "circles: tanh accuracy", circ.val_accuracy[t], ">", 0.9)
-    expect(C + "circles: relu accuracy", circ.val_accuracy[r], ">", 0.9)
+    expect(C + "circles: sigmoid accuracy (chance 0.5)", seeds(accuracy, "sigmoid"), "<", 0.6)
+    expect(C + "circles: tanh accuracy", seeds(accuracy, "tanh"), ">", 0.9)
+    expect(C + "circles: relu accuracy", seeds(accuracy, "relu"), ">", 0.9)
     # epochs to 90% (seed 0: tanh 4, relu 21); sigmoid never
     to90 = circ.epochs_to(0.9)
-    assert np.all(np.isinf(to90[s]))
-    expect(C + "circles: tanh epochs to 90%", to90[t], "<=", 10)
-    expect(C + "circles: relu epochs to 90%", to90[r], "<=", circ.config.epochs)
+    assert np.all(np.isinf(seeds(to90, "sigmoid")))
+    expect(C + "circles: tanh epochs to 90%", seeds(to90, "tanh"), "<=", 10)
+    expect(C + "circles: relu epochs to 90%", seeds(to90, "relu"), "<=", circ.config.epochs)
     # layer 1 / output gradient std (seed 0: 1.9e-3, 5.1, 4.0)
     ratio = circ.first_last_grad_ratio
-    expect(C + "circles: log10 sigmoid layer 1 / output gradient", np.log10(ratio[s]), "<", -2)
-    expect(C + "circles: tanh layer 1 / output gradient", ratio[t], ">", 2)
-    expect(C + "circles: relu layer 1 / output gradient", ratio[r], ">", 2)
+    expect(C + "circles: log10 sigmoid layer 1 / output gradient", np.log10(seeds(ratio, "sigmoid")), "<", -2)
+    expect(C + "circles: tanh layer 1 / output gradient", seeds(ratio, "tanh"), ">", 2)
+    expect(C + "circles: relu layer 1 / output gradient", seeds(ratio, "relu"), ">", 2)
     # sigmoid: gradient std stacked in layer order; hidden weights barely move (0.8% vs tanh 310%)
-    mean_std = circ.grad_std[s].mean(axis=1)
+    mean_std = circ.grad_std.mean("epoch").sel(activation="sigmoid").values  # seed × layer
     expect(
         C + "circles: sigmoid gradient std, layer above / layer below",
         mean_std[:, 1:] / mean_std[:, :-1],
         ">",
         1,
     )
-    change = circ.weight_change[..., :-1].max(axis=-1)
+    change = {name: seeds(circ.weight_change, name)[:, :-1].max(axis=-1) for name in ("sigmoid", "tanh")}
     # 0.8% at seed 0 but up to 3.9% at seeds 0-4 (margin report): "barely" is below 10%, and far below tanh
-    expect(C + "circles: sigmoid hidden weight std change", change[s], "<", 0.1)
-    expect(C + "circles: tanh hidden weight std change", change[t], ">", 0.5)
-    expect(C + "circles: sigmoid / tanh hidden weight std change", change[s] / change[t], "<", 0.05)
+    expect(C + "circles: sigmoid hidden weight std change", change["sigmoid"], "<", 0.1)
+    expect(C + "circles: tanh hidden weight std change", change["tanh"], ">", 0.5)
+    expect(
+        C + "circles: sigmoid / tanh hidden weight std change", change["sigmoid"] / change["tanh"], "<", 0.05
+    )
     # the output layer's gradient mean is zero for a two-class softmax
-    assert np.all(np.abs(circ.grad_mean[..., -1]) < 1e-6)
+    assert np.all(np.abs(circ.grad_mean.sel(layer="output").values) < 1e-6)
     table = circ.to_frame()
     assert list(table.index) == ["sigmoid", "tanh", "relu"] and "min over seeds" in table.columns
     assert np.all(np.isinf(table["epochs to 90 % accuracy"]["sigmoid"]))
@@ -327,11 +333,16 @@ def test_circles_numbers(circ: sb.CirclesResult) -> None:
 
 def test_circles_records_by_epoch(circ: sb.CirclesResult) -> None:
     epochs, n = circ.config.epochs, len(SEEDS)
-    assert circ.weight_std.shape == (3, n, epochs + 1, 5) and circ.grad_std.shape == (3, n, epochs, 5)
-    assert np.all(np.isfinite(circ.weight_std)) and np.all(np.isfinite(circ.grad_std))
-    assert circ.layer_names == ["layer 1", "layer 2", "layer 3", "layer 4", "output"]
+    assert circ.weight_std.values.shape == (3, n, epochs + 1, 5)
+    assert circ.grad_std.values.shape == (3, n, epochs, 5)
+    assert circ.weight_std.axes["epoch"] == tuple(range(epochs + 1))  # 0: at initialization
+    assert circ.grad_std.axes["epoch"] == tuple(range(1, epochs + 1))
+    assert np.all(np.isfinite(circ.weight_std.values)) and np.all(np.isfinite(circ.grad_std.values))
+    assert circ.grad_std.axes["layer"] == ("layer 1", "layer 2", "layer 3", "layer 4", "output")
     h = circ.histories[("relu", SEEDS[0])]
-    np.testing.assert_allclose(circ.accuracy_by_epoch[2, 0], h.val_accuracy)
+    np.testing.assert_allclose(
+        circ.accuracy_by_epoch.sel(activation="relu", seed=SEEDS[0]).values, h.val_accuracy
+    )
 
 
 # -- 5. MNIST ----------------------------------------------------------------------------------------------

@@ -66,44 +66,37 @@ class DerivativeMaxConfig(Config):
 
 @dataclass(frozen=True)
 class DerivativeMaxima:
-    """f(x) and f'(x) on the grid x, per activation (rows, in the order of ``activations``)."""
+    """f'(x) on the grid x and its max, Grids on the axis activation: ``maximum.sel(activation="tanh")``."""
 
-    activations: list[str]
-    x: np.ndarray  # (N,)
-    values: np.ndarray  # (A, N) f(x)
-    autograd: np.ndarray  # (A, N) f'(x) from torch.autograd
-    closed_form: np.ndarray  # (A, N) f'(x) from vgcourse.activations.derivative: σ(1-σ), 1-tanh²
-    maximum: np.ndarray  # (A,) max of the autograd derivative over the grid
-    argmax: np.ndarray  # (A,) the grid point where it is reached
-    bound: np.ndarray  # (A,) the proven sup f' (max_derivative: 1/4 for sigmoid, 1 for tanh)
-    max_error: np.ndarray  # (A,) max |closed form - autograd| over the grid
+    config: DerivativeMaxConfig
+    x: np.ndarray  # (N,) the grid
+    autograd: Grid  # activation × (N,): f'(x) from torch.autograd
+    maximum: Grid  # max of f' over the grid
+    argmax: Grid  # the grid point where it is reached
+    bound: Grid  # the proven sup f' (max_derivative: 1/4 for sigmoid, 1 for tanh)
+    max_error: Grid  # max |closed form - autograd| (vgcourse.activations.derivative: σ(1-σ), 1-tanh²)
 
 
 def run_derivative_maxima(config: DerivativeMaxConfig) -> DerivativeMaxima:
     """Differentiate each activation on the grid with autograd; compare with the closed form and the bound."""
     check_config(config, DerivativeMaxConfig)
-    dtype = _DTYPE[config.dtype]
-    x = torch.linspace(config.x_min, config.x_max, config.n_points, dtype=dtype)
-    values, grads, closed = [], [], []
+    x = torch.linspace(config.x_min, config.x_max, config.n_points, dtype=_DTYPE[config.dtype])
+    grads, errors = [], []
     for name in config.activations:
         xr = x.clone().requires_grad_(True)
-        y = make_activation(name)(xr)
-        (g,) = torch.autograd.grad(y.sum(), xr)  # each y_i depends on x_i only: the sum's gradient is f'(x)
-        values.append(y.detach())
-        grads.append(g)
-        closed.append(derivative(name, x))
-    values_t, grads_t, closed_t = (torch.stack(t).numpy() for t in (values, grads, closed))
-    best = grads_t.argmax(axis=1)
+        (g,) = torch.autograd.grad(make_activation(name)(xr).sum(), xr)  # y_i depends on x_i only: f'(x)
+        grads.append(g.numpy())
+        errors.append((derivative(name, x) - g).abs().max().item())
+    grads = np.stack(grads)
+    axis = {"activation": config.activations}
     return DerivativeMaxima(
-        activations=list(config.activations),
+        config=config,
         x=x.numpy(),
-        values=values_t,
-        autograd=grads_t,
-        closed_form=closed_t,
-        maximum=grads_t.max(axis=1),
-        argmax=x.numpy()[best],
-        bound=np.array([max_derivative(a) for a in config.activations]),
-        max_error=np.abs(closed_t - grads_t).max(axis=1),
+        autograd=Grid(grads, name="f'(x)", **axis),
+        maximum=Grid(grads.max(axis=1), name="max f'", **axis),
+        argmax=Grid(x.numpy()[grads.argmax(axis=1)], name="argmax f'", **axis),
+        bound=Grid([max_derivative(a) for a in config.activations], name="sup f'", **axis),
+        max_error=Grid(errors, name="max |closed form - autograd|", **axis),
     )
 
 
@@ -386,7 +379,7 @@ class CirclesConfig(Config):
     activations: tuple[str, ...] = nonempty(
         one_of(*ACTIVATIONS), default=("sigmoid", "tanh", "relu"), unique=True
     )
-    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,))
+    seeds: tuple[int, ...] = nonempty(seed_field(), default=(0,), unique=True)
     depth: int = integer(4, low=1, high=100)  # the tutorials: 4
     width: int = positive(5, integer=True)  # the tutorials: 5
     epochs: int = positive(30, integer=True)
@@ -407,35 +400,30 @@ class CirclesConfig(Config):
 
 @dataclass(frozen=True)
 class CirclesResult:
-    """Per-layer statistics by epoch, for activations (A, in the order of ``config.activations``) × seeds
-    (S) × epochs (E) × layers (the monitor's L+1: "layer 1" ... "layer L", "output")."""
+    """Per-layer statistics by epoch, as Grids on the axes activation × seed (× epoch × layer, the monitor's
+    "layer 1" ... "layer L", "output"): ``val_accuracy.sel(activation="tanh", seed=0)``."""
 
     config: CirclesConfig
-    layer_names: list[str]
-    val_accuracy: np.ndarray  # (A, S) after the last epoch
-    accuracy_by_epoch: np.ndarray  # (A, S, E) validation accuracy after each epoch
-    weight_mean: np.ndarray  # (A, S, E+1, L+1) mean of each weight matrix after e epochs (e = 0: the init)
-    weight_std: np.ndarray  # (A, S, E+1, L+1) its standard deviation
-    grad_mean: np.ndarray  # (A, S, E, L+1) mean of the weight gradient, averaged over the epoch's records
-    grad_std: np.ndarray  # (A, S, E, L+1) its standard deviation, averaged likewise
+    val_accuracy: Grid  # activation × seed: after the last epoch
+    accuracy_by_epoch: Grid  # activation × seed × epoch (1..E): validation accuracy after each epoch
+    weight_mean: Grid  # activation × seed × epoch (0..E, 0: the init) × layer: mean of each weight matrix
+    weight_std: Grid  # activation × seed × epoch (0..E) × layer: its standard deviation
+    grad_mean: (
+        Grid  # activation × seed × epoch (1..E) × layer: weight gradient mean, over the epoch's records
+    )
+    grad_std: Grid  # activation × seed × epoch (1..E) × layer: its standard deviation, averaged likewise
+    first_last_grad_ratio: (
+        Grid  # activation × seed: grad_std of layer 1 / of the output, both over all epochs
+    )
+    weight_change: Grid  # activation × seed × layer: |weight std after training / at initialization - 1|
     histories: dict[tuple[str, int], History] = field(repr=False)  # by (activation, seed)
 
-    @property
-    def first_last_grad_ratio(self) -> np.ndarray:
-        """(A, S) gradient std of layer 1 / of the output layer, each averaged over all epochs."""
-        return self.grad_std[..., 0].mean(axis=-1) / self.grad_std[..., -1].mean(axis=-1)
-
-    def epochs_to(self, accuracy: float) -> np.ndarray:
-        """(A, S) first epoch (1-based) whose validation accuracy reaches ``accuracy``; inf if never."""
+    def epochs_to(self, accuracy: float) -> Grid:
+        """activation × seed: the first epoch whose validation accuracy reaches ``accuracy``; inf if never."""
         accuracy = check_float("accuracy", accuracy, 0.0, 1.0)
-        reached = self.accuracy_by_epoch >= accuracy
-        first = reached.argmax(axis=-1).astype(np.float64) + 1
-        return np.where(reached.any(axis=-1), first, np.inf)
-
-    @property
-    def weight_change(self) -> np.ndarray:
-        """(A, S, L+1) |std of W after training / std at initialization - 1|: how far each layer moved."""
-        return np.abs(self.weight_std[:, :, -1] / self.weight_std[:, :, 0] - 1.0)
+        reached = self.accuracy_by_epoch.values >= accuracy
+        first = np.where(reached.any(axis=-1), reached.argmax(axis=-1) + 1.0, np.inf)
+        return Grid(first, name=f"epochs to {accuracy:g}", **self.val_accuracy.axes)
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per activation: "validation accuracy" (mean over seeds, and "min/max
@@ -443,22 +431,15 @@ class CirclesResult:
         never), "gradient std, layer 1 / output" and "largest change of a hidden weight std"."""
         import pandas as pd
 
-        ratio = self.first_last_grad_ratio
-        to90 = self.epochs_to(0.9)
-        change = self.weight_change[..., :-1].max(axis=-1)
-        rows = []
-        for a, name in enumerate(self.config.activations):
-            row = {"activation": name, "validation accuracy": self.val_accuracy[a].mean()}
-            if len(self.config.seeds) > 1:
-                row["min over seeds"], row["max over seeds"] = (
-                    self.val_accuracy[a].min(),
-                    self.val_accuracy[a].max(),
-                )
-            row["epochs to 90 % accuracy"] = np.median(to90[a])
-            row["gradient std, layer 1 / output"] = np.median(ratio[a])
-            row["largest change of a hidden weight std"] = np.median(change[a])
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("activation")
+        accuracy = self.val_accuracy.values
+        columns = {"validation accuracy": accuracy.mean(axis=1)}
+        if len(self.config.seeds) > 1:
+            columns.update({"min over seeds": accuracy.min(axis=1), "max over seeds": accuracy.max(axis=1)})
+        columns["epochs to 90 % accuracy"] = self.epochs_to(0.9).median("seed").values
+        columns["gradient std, layer 1 / output"] = self.first_last_grad_ratio.median("seed").values
+        hidden_change = self.weight_change.values[..., :-1].max(axis=-1)
+        columns["largest change of a hidden weight std"] = np.median(hidden_change, axis=1)
+        return pd.DataFrame(columns, index=pd.Index(self.config.activations, name="activation"))
 
 
 class _WeightRecorder(Callback):
@@ -492,7 +473,6 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
     g_mean = np.full((n_act, n_seed, epochs, n_layers), np.nan)
     g_std = np.full((n_act, n_seed, epochs, n_layers), np.nan)
     histories: dict[tuple[str, int], History] = {}
-    layer_names: list[str] = []
     for a, activation in enumerate(config.activations):
         for s, seed in enumerate(config.seeds):
             model = MLP(data.in_features, data.n_classes, config.depth, config.width, activation)
@@ -506,7 +486,6 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
             stats = torch.stack(rows).cpu().double().numpy()
             w_stats[a, s, : len(stats)] = stats
             record = history.monitor
-            layer_names = record.layer_names
             epoch_of = record.steps // per_epoch
             for e in range(epochs):
                 here = epoch_of == e
@@ -517,15 +496,19 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
             accuracy[a, s, : len(done)] = done
             val_accuracy[a, s] = history.final_val_accuracy
             histories[(activation, seed)] = history
+    runs = {"activation": config.activations, "seed": config.seeds}
+    layers = {"layer": record.layer_names}
+    from_init, after = {"epoch": range(epochs + 1)}, {"epoch": range(1, epochs + 1)}
     return CirclesResult(
         config=config,
-        layer_names=layer_names,
-        val_accuracy=val_accuracy,
-        accuracy_by_epoch=accuracy,
-        weight_mean=w_stats[..., 0],
-        weight_std=w_stats[..., 1],
-        grad_mean=g_mean,
-        grad_std=g_std,
+        val_accuracy=Grid(val_accuracy, name="validation accuracy", **runs),
+        accuracy_by_epoch=Grid(accuracy, name="validation accuracy", **runs, **after),
+        weight_mean=Grid(w_stats[..., 0], name="weight mean", **runs, **from_init, **layers),
+        weight_std=Grid(w_stats[..., 1], name="weight std", **runs, **from_init, **layers),
+        grad_mean=Grid(g_mean, name="gradient mean", **runs, **after, **layers),
+        grad_std=Grid(g_std, name="gradient std", **runs, **after, **layers),
+        first_last_grad_ratio=Grid(g_std[..., 0].mean(axis=-1) / g_std[..., -1].mean(axis=-1), **runs),
+        weight_change=Grid(np.abs(w_stats[:, :, -1, :, 1] / w_stats[:, :, 0, :, 1] - 1.0), **runs, **layers),
         histories=histories,
     )
 

@@ -55,14 +55,15 @@ def derivative_maxima(result: DerivativeMaxima, *, ax: Axes | None = None) -> Fi
     """Each activation and its derivative, the measured max of f' (dot) and its bound (dotted)."""
     check_result(result, DerivativeMaxima)
     fig, ax = figure_and_axes(ax)
-    activation_curves(result.activations, derivative=True, ax=ax)
-    for i, name in enumerate(result.activations):
+    activation_curves(result.config.activations, derivative=True, ax=ax)
+    for i, name in enumerate(result.config.activations):
         color = ax.get_lines()[2 * i].get_color()
-        ax.axhline(result.bound[i], color=color, linestyle=":", linewidth=1)
-        ax.plot([result.argmax[i]], [result.maximum[i]], "o", color=color)
+        top, at = result.maximum.sel(activation=name), result.argmax.sel(activation=name)
+        ax.axhline(result.bound.sel(activation=name), color=color, linestyle=":", linewidth=1)
+        ax.plot([at], [top], "o", color=color)
         ax.annotate(
-            f"max {name}' = {result.maximum[i]:.4g} at x = {result.argmax[i] + 0.0:.2g}",
-            (result.argmax[i], result.maximum[i]),
+            f"max {name}' = {top:.4g} at x = {at + 0.0:.2g}",
+            (at, top),
             textcoords="offset points",
             xytext=(8, 6 if i % 2 == 0 else -14),
             fontsize=SMALL,
@@ -223,9 +224,10 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
     """Validation accuracy after each epoch, one line per activation (median over seeds, band min-max)."""
     check_result(result, CirclesResult)
     fig, ax = figure_and_axes(ax)
-    epochs = np.arange(1, result.config.epochs + 1)
+    accuracy = result.accuracy_by_epoch  # activation × seed × epoch
     for i, name in enumerate(result.config.activations):
-        _median_band(ax, epochs, np.moveaxis(result.accuracy_by_epoch[i], 0, -1), _color(name, i), name, "-")
+        runs = accuracy.sel(activation=name).values  # seed × epoch
+        _median_band(ax, np.array(accuracy.axes["epoch"]), runs.T, _color(name, i), name, "-")
     ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance")
     ax.set_ylim(0.3, 1.02)
     ax.set_xlabel("epoch")
@@ -246,7 +248,8 @@ def circles_statistics(
     n_act = len(result.config.activations)
     fig, axes = _many_axes(ax, 4 * n_act, ncols=n_act, panel=(7.2 / n_act, 2.1))
     cmap = plt.get_cmap("viridis")
-    n_layers = len(result.layer_names)
+    layer_names = result.weight_std.axes["layer"]
+    n_layers, seed = len(layer_names), result.config.seeds[seed_index]
     columns = (
         ("weight mean", result.weight_mean, False),
         ("weight std", result.weight_std, False),
@@ -254,16 +257,15 @@ def circles_statistics(
         ("gradient std", result.grad_std, True),
     )
     for a, name in enumerate(result.config.activations):
-        for c, (title, values, log) in enumerate(columns):
+        for c, (title, grid, log) in enumerate(columns):
             panel = axes[n_act * c + a]
-            series = values[a, seed_index]
-            epochs = np.arange(len(series)) + (0 if series.shape[0] == result.config.epochs + 1 else 1)
+            series = grid.sel(activation=name, seed=seed).values  # epoch × layer
             for layer in range(n_layers):
                 panel.plot(
-                    epochs,
+                    np.array(grid.axes["epoch"]),
                     series[:, layer],
                     color=cmap(layer / max(n_layers - 1, 1) * 0.9),
-                    label=result.layer_names[layer],
+                    label=layer_names[layer],
                     linewidth=1.2,
                 )
             if log:
