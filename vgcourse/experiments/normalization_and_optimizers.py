@@ -1,14 +1,15 @@
 """Experiments of chapter 7, normalization layers and adaptive optimizers.
 
-First half: the Jacobians of BatchNorm, LayerNorm and RMSNorm, BatchNorm's train/eval gap, per-layer
-signals of deep plain networks with each normalization, scale invariance (∇J ∝ 1/‖W‖, effective learning
-rate lr/‖W‖², weight decay's equilibrium) and injected covariate shift. Second half: Adam against SGD.
+First half: the Jacobians of BatchNorm, LayerNorm and RMSNorm, BatchNorm's train/eval gap, the per-layer
+signals of deep normalized networks, scale invariance and weight decay, injected covariate shift. Second
+half: Adam against SGD.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -29,34 +30,42 @@ from vgcourse.training import Callback, StepEvent, TrainConfig, train
 NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
 SCALE_INVARIANT = ("batch", "layer", "rms")  # the norms after which f(cW) = f(W)
+_QUIET = {"monitor_every": None, "device": "cpu"}  # TrainConfig fields of every run here
+
+
+def _digit_batches(seed: int, size: int, double: bool = False) -> Callable[..., tuple[Tensor, Tensor]]:
+    """batch(step) -> (x, y): ``size`` distinct training digits per call, from a generator seeded seed + 1."""
+    data = shared_digits()
+    x_all = data.x_train.double() if double else data.x_train
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def batch(_step: int = 0) -> tuple[Tensor, Tensor]:
+        idx = torch.randperm(data.n_train, generator=gen)[:size]
+        return x_all[idx], data.y_train[idx]
+
+    return batch
 
 
 # -- 1. Jacobians --------------------------------------------------------------------------------------------
-def _layer_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
-    """J = diag(γ)/σ (I − 11ᵀ/n − x̂x̂ᵀ/n) for one example x of n features."""
+def _norm_jacobian(kind: str, x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """The Jacobian by formula. One example x of n features: layer J = diag(γ)/σ (I − 11ᵀ/n − x̂x̂ᵀ/n), rms
+    J = diag(γ)/rms (I − x̂x̂ᵀ/n) with x̂ = x / rms. Batch (x: (B, n), J: (B, n, B, n)): the layer formula per
+    feature over the batch, ∂y[b, j] / ∂x[c, k] = δ_jk γ_j/σ_j (δ_bc − 1/B − x̂[b, j] x̂[c, k] / B)."""
+    if kind == "batch":
+        batch, n = x.shape
+        jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
+        for j in range(n):
+            jac[:, j, :, j] = _norm_jacobian("layer", x[:, j], gamma[j].expand(batch), eps)
+        return jac
     n = x.numel()
-    sigma = torch.sqrt(x.var(unbiased=False) + eps)
-    xhat = (x - x.mean()) / sigma
     eye = torch.eye(n, dtype=x.dtype)
-    return gamma[:, None] / sigma * (eye - torch.ones(n, n, dtype=x.dtype) / n - torch.outer(xhat, xhat) / n)
-
-
-def _rms_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
-    """J = diag(γ)/rms (I − x̂x̂ᵀ/n), x̂ = x / rms, for one example x of n features."""
-    n = x.numel()
-    rms = torch.sqrt((x**2).mean() + eps)
-    xhat = x / rms
-    return gamma[:, None] / rms * (torch.eye(n, dtype=x.dtype) - torch.outer(xhat, xhat) / n)
-
-
-def _batch_norm_jacobian(x: Tensor, gamma: Tensor, eps: float) -> Tensor:
-    """∂y[b, j] / ∂x[c, k] = δ_jk γ_j/σ_j (δ_bc − 1/B − x̂[b, j] x̂[c, k] / B): the layer-norm formula per
-    feature over the batch. Shape (B, n, B, n)."""
-    batch, n = x.shape
-    jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
-    for j in range(n):
-        jac[:, j, :, j] = _layer_norm_jacobian(x[:, j], gamma[j].expand(batch), eps)
-    return jac
+    if kind == "layer":
+        sigma = torch.sqrt(x.var(unbiased=False) + eps)
+        xhat, centering = (x - x.mean()) / sigma, eye - torch.ones(n, n, dtype=x.dtype) / n
+    else:
+        sigma = torch.sqrt((x**2).mean() + eps)
+        xhat, centering = x / sigma, eye
+    return gamma[:, None] / sigma * (centering - torch.outer(xhat, xhat) / n)
 
 
 class JacobianCheckConfig(Config):
@@ -66,7 +75,7 @@ class JacobianCheckConfig(Config):
     batch_size: int = integer(8, low=2, high=256)  # examples B (batch norm's Jacobian couples them)
     mean: float = real(0.5)
     scale: float = positive(2.0)
-    seed: int = seed_field()  # the inputs and γ
+    seed: int = seed_field()  # the inputs and γ ~ 1 + 0.3 N(0, 1)
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,6 @@ class JacobianCheckResult:
     scale_ratio: dict[str, float]
 
     def to_frame(self):
-        """One row per normalization."""
         import pandas as pd
 
         columns = {"max relative error vs autograd": self.relative_error, "gain along x": self.gain_along_x}
@@ -90,16 +98,14 @@ class JacobianCheckResult:
 
 
 def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
-    """Formula vs ``torch.autograd.functional.jacobian`` (batch statistics, γ ~ 1 + 0.3 N(0, 1))."""
     check_config(config, JacobianCheckConfig)
     gen = torch.Generator().manual_seed(config.seed)
     n, batch = config.width, config.batch_size
     x = config.mean + config.scale * torch.randn(batch, n, generator=gen, dtype=torch.float64)
     gamma = 1.0 + 0.3 * torch.randn(n, generator=gen, dtype=torch.float64)
-    formula = {"batch": _batch_norm_jacobian, "layer": _layer_norm_jacobian, "rms": _rms_norm_jacobian}
     errors, along_x, along_ones, scale_ratio = {}, {}, {}, {}
     for kind in SCALE_INVARIANT:
-        module = make_norm(kind, n).double().train()
+        module = make_norm(kind, n).double().train()  # batch statistics
         with torch.no_grad():
             module.weight.copy_(gamma)
 
@@ -108,7 +114,7 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
 
         sample = x if kind == "batch" else x[0]
         m = sample.numel()
-        jf = formula[kind](sample, gamma, float(module.eps)).reshape(m, m)
+        jf = _norm_jacobian(kind, sample, gamma, float(module.eps)).reshape(m, m)
         ja = torch.autograd.functional.jacobian(apply, sample).reshape(m, m)
         errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
         spectral = float(torch.linalg.matrix_norm(ja, ord=2))
@@ -117,15 +123,14 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
         ones = torch.ones_like(flat)
         along_ones[kind] = float((ja @ ones).norm() / (spectral * ones.norm()))
         ja10 = torch.autograd.functional.jacobian(apply, 10.0 * sample).reshape(m, m)
-        scaled = float(torch.linalg.matrix_norm(ja10, ord=2))
-        scale_ratio[kind] = scaled * 10.0 / spectral
+        scale_ratio[kind] = float(torch.linalg.matrix_norm(ja10, ord=2)) * 10.0 / spectral
     return JacobianCheckResult(config, errors, along_x, along_ones, scale_ratio)
 
 
 # -- 2. BatchNorm in training and in evaluation mode ---------------------------------------------------------
 class TrainEvalConfig(Config):
-    """Linear(64 → width) + BatchNorm1d on digits, running statistics = the whole training split's; its
-    output on random small batches in training mode (batch statistics) vs evaluation mode."""
+    """Linear(64 → width) + BatchNorm1d on digits (running statistics: the training split's), in training
+    vs evaluation mode on random small batches."""
 
     batch_sizes: tuple[int, ...] = nonempty(
         integer(low=2, high=1024), default=(2, 4, 8, 16, 32, 64, 128, 256)
@@ -161,8 +166,7 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
                 y_train, y_eval = norm.train()(hb), norm.eval()(hb)
                 diffs.append(float((y_train - y_eval).norm() / y_eval.norm()))
             out.append(float(np.mean(diffs)))
-    grid = Grid(out, name="relative difference", batch_size=config.batch_sizes)
-    return TrainEvalResult(config, grid)
+    return TrainEvalResult(config, Grid(out, name="relative difference", batch_size=config.batch_sizes))
 
 
 # -- 3. Deep plain networks with each normalization: per-layer forward and backward signals ------------------
@@ -178,9 +182,9 @@ def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float,
 
 
 def predicted_growth(norm: str, activation: str) -> float:
-    """Mean-field growth per layer of the backward signal with ``norm`` before each activation:
-    sqrt(E[φ'(z)²] / V), V = Var φ(z) for batch norm (the batch mean is removed), E[φ(z)²] for layer and
-    RMS norm (large width and batch). NaN for "none"."""
+    """Mean-field growth per layer of the backward signal, ``norm`` before each activation: sqrt(E[φ'(z)²] /
+    V), V = Var φ(z) for batch norm (it removes the batch mean), E[φ(z)²] for layer and RMS norm. NaN for
+    "none"."""
     check_choice("norm", norm, NORM_KINDS)
     d2, var, second = gaussian_moments(activation)
     if norm == "none":
@@ -215,8 +219,7 @@ class _PlainStack(nn.Module):
 
 
 class NormProfileConfig(Config):
-    """One forward and backward pass (cross-entropy) of a fresh plain network on a batch of digits,
-    normalizations in training mode."""
+    """One forward and backward pass (cross-entropy) of a fresh ``_PlainStack`` on a batch of digits."""
 
     norm: str = one_of(*NORM_KINDS, default="batch")
     activation: str = one_of(*ACTIVATIONS, default="relu")
@@ -241,13 +244,11 @@ class NormProfileResult:
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     check_config(config, NormProfileConfig)
-    data = shared_digits()
     with initial_weights(config.seed):
         model = _PlainStack(config.depth, config.width, config.norm, config.activation)
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
+    x, y = _digit_batches(config.seed, config.batch_size)()
     with keep_outputs(model.linears) as record:  # h_l = W_l x_{l−1}
-        loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
     forward = np.array([float(h.detach().double().pow(2).mean().sqrt()) for h in record])
     b = np.array([float(h.grad.double().norm()) for h in record])  # float64: no overflow of Σg²
@@ -335,24 +336,15 @@ class _WeightNorm(Callback):
 
 
 def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> tuple[np.ndarray, ...]:
-    """SGDW on ``_one_norm_net``, one random batch per step (from seed + 1): W ← (1 − lr_w λ) W − lr_w g, the
-    rest ← − lr g. Per step: the loss and ``_WeightNorm``'s three columns."""
-    data = shared_digits()
-    x_all, y_all = data.x_train.double(), data.y_train
-    gen = torch.Generator().manual_seed(config.seed + 1)
-
-    def batch(_step: int) -> tuple[Tensor, Tensor]:
-        idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
-        return x_all[idx], y_all[idx]
-
+    """SGDW on ``_one_norm_net``: W ← (1 − lr_w λ) W − lr_w g, the rest ← − lr g, one random batch per step.
+    Per step: the loss and ``_WeightNorm``'s three columns."""
     w = model[0].weight
     rest = [p for p in model.parameters() if p is not w]
     optimizer = _SGDW([{"params": [w], "lr": lr_w, "weight_decay": wd}, {"params": rest}], lr=config.lr)
     record = _WeightNorm(w, lr_w)
-    sgd = TrainConfig(
-        steps=config.steps, loss="cross_entropy", monitor_every=None, device="cpu", stop_on_divergence=False
-    )
-    history = train(model, batch, sgd, optimizer=optimizer, callbacks=[record])
+    sgd = TrainConfig(steps=config.steps, loss="cross_entropy", stop_on_divergence=False, **_QUIET)
+    batches = _digit_batches(config.seed, config.batch_size, double=True)
+    history = train(model, batches, sgd, optimizer=optimizer, callbacks=[record])
     return history.loss, *np.array(record.rows).T
 
 
@@ -372,12 +364,9 @@ class ScaleInvarianceConfig(Config):
 
 @dataclass(frozen=True)
 class ScaleInvarianceResult:
-    """Over the scales c: J(cW), ‖∇_W J(cW)‖ and cos(∇_W J(cW), W)."""
-
     config: ScaleInvarianceConfig
-    loss: Grid
-    grad_norm: Grid
-    cosine: Grid
+    grad_norm: Grid  # (scale,) ‖∇_W J(cW)‖
+    cosine: Grid  # (scale,) cos(∇_W J(cW), W)
     loss_spread: float  # max |J(cW) − J(W)| / J(W)
     inverse_scaling_error: float  # max |c ‖∇J(cW)‖ / ‖∇J(W)‖ − 1|: 0 when the gradient scales as 1/c
 
@@ -385,10 +374,7 @@ class ScaleInvarianceResult:
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
     check_config(config, ScaleInvarianceConfig)
     model = _one_norm_net(config.norm, config.width, config.seed)
-    data = shared_digits()
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    idx = torch.randperm(data.n_train, generator=gen)[: config.batch_size]
-    x, y = data.x_train[idx].double(), data.y_train[idx]
+    x, y = _digit_batches(config.seed, config.batch_size, double=True)()
     base = model[0].weight.detach().clone()
     losses, norms, cosines = [], [], []
     for c in config.scales:
@@ -406,13 +392,12 @@ def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult
     spread = float(np.abs(loss - loss[ref]).max() / loss[ref])
     error = float(np.abs(np.asarray(config.scales) * norm / norm[ref] - 1.0).max())
     scale = {"scale": config.scales}
-    grids = [Grid(v, name=k, **scale) for k, v in (("loss", loss), ("grad_norm", norm), ("cosine", cosines))]
+    grids = Grid(norm, name="grad_norm", **scale), Grid(cosines, name="cosine", **scale)
     return ScaleInvarianceResult(config, *grids, spread, error)
 
 
 class SamePathConfig(Config):
-    """SGD (float64) on W → norm → ReLU → head from W with lr, from cW with lr c² on W, and from cW with lr
-    (the same lr on the head, the same minibatches)."""
+    """SGD on ``_one_norm_net`` from (W, lr), (cW, c² lr) and (cW, lr), lr on W (the head: lr)."""
 
     norm: str = one_of(*SCALE_INVARIANT, default="batch")
     width: int = integer(64, low=2, high=512)
@@ -425,33 +410,26 @@ class SamePathConfig(Config):
 
 @dataclass(frozen=True)
 class SamePathResult:
-    """Rows: the runs (W, lr), (cW, c² lr), (cW, lr); columns: steps. ‖W‖ of the cW runs divided by c."""
-
     config: SamePathConfig
-    losses: np.ndarray
-    weight_norms: np.ndarray
+    losses: np.ndarray  # (run, step) the runs (W, lr), (cW, c² lr), (cW, lr)
     max_difference: float  # max over steps of |loss₁ − loss₀| / min loss₀
     final_losses: tuple[float, float, float]  # mean loss over the last 20 steps of each run
 
 
 def run_same_path(config: SamePathConfig) -> SamePathResult:
-    """Train the three copies on the same batches."""
     check_config(config, SamePathConfig)
     c = config.scale
-    losses, norms = [], []
-    for w_scale, lr_w in ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr)):
-        model = _one_norm_net(config.norm, config.width, config.seed, w_scale)
-        loss, after, _, _ = _sgd(model, config, lr_w)
-        losses.append(loss)
-        norms.append(np.asarray(after) / w_scale)
-    losses = np.array(losses)
+    runs = ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr))  # (scale of W, lr on W)
+    losses = np.array(
+        [_sgd(_one_norm_net(config.norm, config.width, config.seed, s), config, lr)[0] for s, lr in runs]
+    )
     difference = float(np.abs(losses[1] - losses[0]).max() / losses[0].min())
     tail = losses[:, -20:].mean(axis=1)
-    return SamePathResult(config, losses, np.array(norms), difference, tuple(float(t) for t in tail))
+    return SamePathResult(config, losses, difference, tuple(float(t) for t in tail))
 
 
 class NormGrowthConfig(Config):
-    """SGD (no momentum) on W → norm → ReLU → head with weight decay λ on W only, for each λ."""
+    """SGD (no momentum) on W → norm → ReLU → head with decoupled weight decay λ on W only, for each λ."""
 
     norm: str = one_of(*SCALE_INVARIANT, default="batch")
     width: int = integer(16, low=2, high=512)
@@ -465,13 +443,12 @@ class NormGrowthConfig(Config):
 
 @dataclass(frozen=True)
 class NormGrowthResult:
-    """Arrays: rows weight decays, columns steps. Equilibrium (van Laarhoven 2017): (1 − lr λ)² ‖W‖² +
-    lr² ‖g‖² = ‖W‖², so the update ratio tends to sqrt(2 lr λ − (lr λ)²)."""
+    """Rows: weight decays, columns: steps. Equilibrium (van Laarhoven 2017): (1 − lr λ)² ‖W‖² + lr² ‖g‖² =
+    ‖W‖², so the update ratio tends to sqrt(2 lr λ − (lr λ)²)."""
 
     config: NormGrowthConfig
     weight_norm: np.ndarray  # ‖W‖ after each step
     update_ratio: np.ndarray  # lr‖g‖/‖W‖ (``vgcourse.diagnose``'s ratio)
-    loss: np.ndarray
     initial_norm: float
     growth_error: float  # max over steps at λ = 0 of |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²
     norm_at_end: Grid  # (weight_decay,) ‖W‖ at the end / at the start
@@ -480,33 +457,26 @@ class NormGrowthResult:
 
 
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
-    """SGD with W ← (1 − lr λ) W − lr g on the normalized layer, the same start and batches for every λ."""
     check_config(config, NormGrowthConfig)
-    norms, ratios, losses = [], [], []
+    norms, ratios = [], []
     growth_error = initial = 0.0
     for wd in config.weight_decays:
         model = _one_norm_net(config.norm, config.width, config.seed, config.init_scale)
         initial = float(model[0].weight.detach().norm())
-        loss, after, ratio, error = _sgd(model, config, config.lr, wd)
-        losses.append(loss)
+        _, after, ratio, error = _sgd(model, config, config.lr, wd)
         norms.append(after)
         ratios.append(ratio)
         if wd == 0.0:
             growth_error = max(growth_error, *error)
     weight_norm, update_ratio, wds = np.array(norms), np.array(ratios), {"weight_decay": config.weight_decays}
     tails = [float(np.sqrt((row[int(len(row) * 0.75) :] ** 2).mean())) for row in update_ratio]
+    predicted = [math.sqrt(2 * a - a * a) for a in np.multiply(config.lr, config.weight_decays)]
     grids = (
         Grid(weight_norm[:, -1] / initial, name="‖W‖ at the end / at the start", **wds),
         Grid(tails, name="update ratio (rms)", **wds),
-        Grid(
-            [math.sqrt(2 * a - a * a) for a in np.multiply(config.lr, config.weight_decays)],
-            name="equilibrium update ratio",
-            **wds,
-        ),
+        Grid(predicted, name="equilibrium update ratio", **wds),
     )
-    return NormGrowthResult(
-        config, weight_norm, update_ratio, np.array(losses), initial, growth_error, *grids
-    )
+    return NormGrowthResult(config, weight_norm, update_ratio, initial, growth_error, *grids)
 
 
 # -- 5. Internal covariate shift: batch norm with injected random shifts (after Santurkar et al. 2018) -------
@@ -514,8 +484,8 @@ SHIFT_NETWORKS = ("none", "batch", "noisy batch")
 
 
 class _NoisyBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d whose training-mode output is shifted at random at every call: y ← a ⊙ y + b with
-    a_j ~ U(1 − amp, 1 + amp) and b_j ~ N(0, amp²) per unit, fresh each step."""
+    """BatchNorm1d whose training-mode output is y ← a ⊙ y + b with a_j ~ U(1 − amp, 1 + amp) and b_j ~
+    N(0, amp²) per unit, fresh at every call."""
 
     def __init__(self, width: int, amplitude: float, generator: torch.Generator):
         super().__init__(width)
@@ -532,9 +502,7 @@ class _NoisyBatchNorm(nn.BatchNorm1d):
 
 
 class ShiftConfig(Config):
-    """Plain ReLU networks (He initialization, biases) trained by SGD with momentum 0.9 on digits: without
-    normalization, with BatchNorm before each ReLU, and with BatchNorm followed by a random shift that
-    changes every layer's input distribution at every step."""
+    """Plain ReLU networks (He-normal, biases) by SGD with momentum 0.9 on digits, per SHIFT_NETWORKS."""
 
     depth: int = integer(10, low=1, high=100)
     width: int = integer(64, low=2, high=512)
@@ -572,7 +540,6 @@ def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -
 
 
 def run_shift(config: ShiftConfig) -> ShiftResult:
-    """The three networks from the same seed on the same batches, evaluated in eval mode (no shift)."""
     check_config(config, ShiftConfig)
     data = shared_digits()
     final = {}
@@ -587,9 +554,7 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
             return data.x_train[idx], data.y_train[idx]
 
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-        sgd = TrainConfig(
-            steps=config.steps, lr=config.lr, loss="cross_entropy", monitor_every=None, device="cpu"
-        )
+        sgd = TrainConfig(steps=config.steps, lr=config.lr, loss="cross_entropy", **_QUIET)
         history = train(model, batch, sgd, optimizer=optimizer)  # stops, no update, at a non-finite loss
         model.eval()
         with torch.no_grad():
@@ -601,7 +566,7 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
 # -- 6. Adaptive optimizers ----------------------------------------------------------------------------------
 ADAM_EPS = 1e-8  # Adam's ε: PyTorch's default, which ``vgcourse.training`` uses
 OPTIMIZER_NAMES = {"momentum": "SGD, momentum 0.9", "adam": "Adam"}
-_ADAM = {"optimizer": "adam", "monitor_every": None, "device": "cpu"}  # Adam runs' TrainConfig
+_ADAM = {"optimizer": "adam", **_QUIET}  # Adam runs' TrainConfig
 
 
 def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.CirclesConfig, DataSplit, MLP]:
@@ -611,6 +576,10 @@ def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.Cir
     model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid")
     initialize(model, c.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
     return c, data, model
+
+
+def _weights(model: MLP) -> list[nn.Parameter]:
+    return [*(layer.linear.weight for layer in model.layers), model.head.weight]
 
 
 class _StepSizes(Callback):
@@ -630,9 +599,8 @@ class _StepSizes(Callback):
 
 
 class OptimizerGridConfig(Config):
-    """The sigmoid chapter's two-circles network (``sigmoid_bound.CirclesConfig()``: 4 sigmoid layers of 5
-    units, Xavier-uniform, batches of 32, 30 epochs) trained by SGD with momentum 0.9 and by Adam (β =
-    (0.9, 0.999), ε = 1e-8): each over its learning rates at ``grid_seeds``, then at its best at ``seeds``."""
+    """The sigmoid chapter's two-circles run (``sigmoid_bound.CirclesConfig()``) by SGD with momentum 0.9
+    and by Adam: each over its learning rates at ``grid_seeds``, then at its best at ``seeds``."""
 
     momentum_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1, 1.0), unique=True)
     adam_lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.03, 0.1), unique=True)
@@ -643,9 +611,8 @@ class OptimizerGridConfig(Config):
 
 @dataclass(frozen=True)
 class OptimizerGridResult:
-    """Validation accuracy after the last epoch and std(ΔW)/lr per weight matrix (mean over the run): per
-    optimizer over its lr grid at the grid seeds, and at its best lr (highest mean accuracy, the smallest on
-    a tie) at ``config.seeds``."""
+    """Validation accuracy after the last epoch and std(ΔW)/lr per weight matrix (mean over the run): over
+    each lr grid at the grid seeds, and at the best lr (highest mean accuracy, the smallest on a tie)."""
 
     config: OptimizerGridConfig
     optimizers: tuple[str, ...]  # ("momentum", "adam")
@@ -671,26 +638,21 @@ class OptimizerGridResult:
 
 
 def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds: tuple[int, ...]) -> dict:
-    """{seed: (validation accuracy, (L+1,) mean std(ΔW)/lr)} of the sigmoid chapter's two-circles run (its
-    data, ``MLP``, initialization and ``train_config``, without the gradient monitor)."""
+    """{seed: (validation accuracy, (L+1,) mean std(ΔW)/lr)} of the sigmoid chapter's two-circles run."""
     cc = sigmoid_bound.CirclesConfig(
         activations=("sigmoid",), seeds=seeds, optimizer=optimizer, lr=lr, device="cpu"
     )
     out = {}
     for seed in seeds:
         _, data, model = _circles_net(seed)
-        steps = _StepSizes(
-            [*(layer.linear.weight for layer in model.layers), model.head.weight], config.every
-        )
-        history = train(
-            model, data, dataclasses.replace(cc.train_config(seed), monitor_every=None), callbacks=[steps]
-        )
+        steps = _StepSizes(_weights(model), config.every)
+        sgd = dataclasses.replace(cc.train_config(seed), monitor_every=None)
+        history = train(model, data, sgd, callbacks=[steps])
         out[seed] = (history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr)
     return out
 
 
 def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
-    """Every optimizer and learning rate at the grid seeds, then each optimizer's best at the other seeds."""
     check_config(config, OptimizerGridConfig)
     optimizers = ("momentum", "adam")
     grid_acc, grid_upd, best_lr, acc, upd = {}, {}, {}, [], []
@@ -707,23 +669,17 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
             runs[best].update(_circles_runs(config, optimizer, best, missing))
         acc.append([runs[best][s][0] for s in config.seeds])
         upd.append([runs[best][s][1] for s in config.seeds])
-    depth = sigmoid_bound.CirclesConfig().depth
+    names = (*(f"layer {i + 1}" for i in range(sigmoid_bound.CirclesConfig().depth)), "output")
     axes = {"optimizer": optimizers, "seed": config.seeds}
-    return OptimizerGridResult(
-        config=config,
-        optimizers=optimizers,
-        layer_names=(*(f"layer {i + 1}" for i in range(depth)), "output"),
-        grid_accuracy=grid_acc,
-        grid_update_size=grid_upd,
-        best_lr=best_lr,
-        accuracy=Grid(np.array(acc), name="validation accuracy", **axes),
-        update_size=Grid(np.array(upd), name="std(ΔW) / lr", **axes),
+    best = (
+        Grid(np.array(acc), name="validation accuracy", **axes),
+        Grid(np.array(upd), name="std(ΔW) / lr", **axes),
     )
+    return OptimizerGridResult(config, optimizers, names, grid_acc, grid_upd, best_lr, *best)
 
 
 class AdamFirstStepConfig(Config):
-    """Adam's first step, layer by layer, in a deeper copy of the sigmoid chapter's two-circles network
-    (sigmoid layers of 5 units, Xavier-uniform weights, a batch of 32)."""
+    """Adam's first step, layer by layer, in a deeper copy of the sigmoid chapter's two-circles network."""
 
     depth: int = integer(20, low=1, high=100)  # deep enough that the first layers' gradients fall below ε
     lr: float = positive(0.01)
@@ -736,19 +692,17 @@ class AdamFirstStepResult:
     lr·|g|/(|g| + ε): by lr when |g| ≫ ε, whatever the gradient's size, by lr·|g|/ε when |g| ≪ ε."""
 
     config: AdamFirstStepConfig
-    layer_names: tuple[str, ...]  # "layer 1" ... "layer L", "output"
-    grad_rms: np.ndarray  # rms of the weight gradient's entries
+    grad_rms: np.ndarray  # rms of the weight gradient's entries (layers 1..L, then the output layer)
     step: np.ndarray  # rms(ΔW)/lr on the float32 weights (a step below their resolution is lost)
     predicted: np.ndarray  # rms over the entries of |g|/(|g| + ε): the update rule's value
 
 
 def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
-    """One Adam step (``train`` with steps=1); its gradient stays in ``w.grad``."""
     check_config(config, AdamFirstStepConfig)
     grad_rms, step, predicted = [], [], []
     for seed in config.seeds:
         c, data, model = _circles_net(seed, config.depth)
-        weights = [layer.linear.weight for layer in model.layers] + [model.head.weight]
+        weights = _weights(model)
         before = [w.detach().clone() for w in weights]
         train(model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM))
         with torch.no_grad():
@@ -757,13 +711,11 @@ def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
             grad_rms.append([float(x.square().mean().sqrt()) for x in g])
             step.append([float(x.square().mean().sqrt()) / config.lr for x in moved])
             predicted.append([float((x.abs() / (x.abs() + ADAM_EPS)).square().mean().sqrt()) for x in g])
-    names = (*(f"layer {i + 1}" for i in range(config.depth)), "output")
-    return AdamFirstStepResult(config, names, np.array(grad_rms), np.array(step), np.array(predicted))
+    return AdamFirstStepResult(config, np.array(grad_rms), np.array(step), np.array(predicted))
 
 
 class FarLagConfig(Config):
-    """The recurrent chapter's vanilla RNN (``recurrent_networks.build_adding_model("rnn", ...)``) at
-    initialization on one batch of its adding problem: W_hh's gradient split by lag."""
+    """W_hh's gradient of the recurrent chapter's fresh vanilla RNN on its adding problem, split by lag."""
 
     seq_len: int = integer(60, low=3, high=1000)  # T
     hidden_size: int = integer(32, low=1, high=512)  # H
@@ -809,7 +761,6 @@ def _lag_terms(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def run_far_lag(config: FarLagConfig) -> FarLagResult:
-    """Split ∂L/∂W_hh of a fresh vanilla RNN by lag at each seed (no training)."""
     check_config(config, FarLagConfig)
     lag_norm, error, sgd, adam = [], [], [], []
     for seed in config.seeds:
@@ -854,7 +805,6 @@ class DeadUnitsResult:
     silent_identical: np.ndarray  # of those, units whose incoming weights and bias end bit-identical
     revived: np.ndarray  # units dead at the start that fired at least once
     alive_moved: np.ndarray  # median over the units alive at the start of rms(Δw)/lr over the run
-    val_accuracy: np.ndarray
 
 
 def _watch_firing(fired: Tensor, _module: nn.Module, _args: object, output: Tensor) -> None:
@@ -866,7 +816,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
     and its step lr·m̂/(√v̂ + ε) is exactly 0."""
     check_config(config, DeadUnitsConfig)
-    counts, moved, accuracy = [], [], []
+    counts, moved = [], []
     units = 0
     for seed in config.seeds:
         base = config.dying_config(seed)
@@ -882,7 +832,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
         pairs = zip(model.layers, fired, strict=True)
         hooks = [m.register_forward_hook(partial(_watch_firing, hit)) for m, hit in pairs]
         try:
-            history = train(model, data, dataclasses.replace(adam, eval_every=config.steps))
+            train(model, data, dataclasses.replace(adam, eval_every=config.steps))
         finally:
             for hook in hooks:
                 hook.remove()
@@ -895,15 +845,12 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
             change.append((m.linear.weight.detach() - w).square().mean(dim=1).sqrt()[~mask] / config.lr)
         counts.append(row)
         moved.append(float(torch.cat(change).median()))
-        accuracy.append(history.final_val_accuracy)
-    table = np.array(counts)
-    return DeadUnitsResult(config, units, *table.T, np.array(moved), np.array(accuracy))
+    return DeadUnitsResult(config, units, *np.array(counts).T, np.array(moved))
 
 
 # -- 7. vgcourse.diagnose under Adam and on a normalized network ---------------------------------------------
 class DiagnoseConfig(Config):
-    """``vgcourse.diagnose`` on the sigmoid chapter's two-circles network at initialization, once per
-    optimizer: one step on the first ``batch_size`` training points."""
+    """``vgcourse.diagnose`` on a fresh ``_circles_net`` per optimizer, on the first ``batch_size`` points."""
 
     momentum_lr: float = positive(0.01)  # SGD with momentum 0.9
     adam_lr: float = positive(0.03)
@@ -918,7 +865,6 @@ class DiagnoseResult:
 
 
 def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
-    """``diagnose`` for each optimizer on the same fresh network (it works on a copy) and batch."""
     check_config(config, DiagnoseConfig)
     _, data, model = _circles_net(config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
@@ -930,8 +876,7 @@ def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
 
 
 class NormDiagnoseConfig(Config):
-    """``vgcourse.diagnose`` on the first half's plain normalized ReLU network (digits): one SGD step on the
-    first ``batch_size`` training images."""
+    """``vgcourse.diagnose`` (plain SGD) on a ReLU ``_PlainStack`` and the first ``batch_size`` digits."""
 
     depth: int = integer(8, low=1, high=64)
     width: int = integer(32, low=2, high=256)
@@ -949,7 +894,6 @@ class NormDiagnoseResult:
 
 
 def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
-    """``diagnose`` with plain SGD, and lr/‖W‖² of the normalization-fed weights."""
     check_config(config, NormDiagnoseConfig)
     data = shared_digits(0)
     with initial_weights(config.seed):

@@ -261,7 +261,7 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     per layer and seed, with the update rule's g/(g + ε); steps that round to 0 in float32 are not drawn."""
     check_result(result, AdamFirstStepResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
-    layers = np.arange(1, len(result.layer_names) + 1)
+    layers = np.arange(1, result.grad_rms.shape[1] + 1)
     for s in range(result.grad_rms.shape[0]):
         left.plot(
             layers, result.grad_rms[s], "-", color="C0", alpha=0.7, label="gradient rms" if s == 0 else None
