@@ -196,7 +196,7 @@ def test_first_adam_step_under_warmup_moves_each_weight_by_lr_over_w() -> None:
     from vgcourse.training import TrainConfig, train
 
     config = tx.WarmupConfig()
-    model = tx.build_training_model(tx.TRAINING_VARIANTS[WARM], config, seed=0)
+    model = tx.build_training_model(WARM, config, seed=0)
     before = model.blocks[0].attn.q.weight.detach().clone()
     data = tx.sorting_task(n_train=64, n_val=16)
     train(

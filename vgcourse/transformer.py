@@ -38,6 +38,7 @@ from vgcourse._validation import check_choice, check_float, check_int, check_ten
 LN_PLACEMENTS = ("post", "pre")
 RESIDUALS = ("none", "gpt2", "inv_sqrt_depth", "deepnorm")
 ATTN_SCALES = ("inv_sqrt_d", "none")
+WEIGHTS = ("q", "k", "v", "out", "fc", "proj")  # a block's: attention's query, key, value, output; the MLP's
 
 
 def deepnorm_alpha(n_layers: int) -> float:
@@ -140,26 +141,19 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = MLP(d_model, d_ff)
 
-    def sublayers(self) -> tuple[tuple[nn.LayerNorm, nn.Module], tuple[nn.LayerNorm, nn.Module]]:
-        """The two (layer norm, sublayer) pairs in order: (ln1, attn), (ln2, mlp)."""
-        return (self.ln1, self.attn), (self.ln2, self.mlp)
-
-    def residual_step(self, x: Tensor, norm: nn.LayerNorm, sublayer: nn.Module) -> Tensor:
-        """One residual sublayer: LN(α·x + c·G(x)) (post) or x + c·G(LN(x)) (pre)."""
-        if self.ln == "post":
-            return norm(self.alpha * x + self.branch_scale * sublayer(x))
-        return x + self.branch_scale * sublayer(norm(x))
-
     def forward(self, x: Tensor) -> Tensor:
-        for norm, sublayer in self.sublayers():
-            x = self.residual_step(x, norm, sublayer)
+        for norm, sublayer in ((self.ln1, self.attn), (self.ln2, self.mlp)):
+            if self.ln == "post":
+                x = norm(self.alpha * x + self.branch_scale * sublayer(x))
+            else:
+                x = x + self.branch_scale * sublayer(norm(x))
         return x
 
 
 class Transformer(nn.Module):
     """Token + position embedding, ``n_layers`` blocks, a final LN (Pre-LN only), a linear head.
 
-    Initialization: biases 0, LN weight 1 and bias 0; embeddings N(0, emb_std²); every linear weight
+    Initialization: biases 0, LN weight 1 and bias 0; embeddings N(0, 1); every linear weight
     Xavier-normal (std = √(2/(fan_in + fan_out))) or, with ``init_std``, N(0, init_std²) (GPT-2 uses
     0.02); then the ``residual`` scheme (module docstring) rescales what it names.
     """
@@ -178,7 +172,6 @@ class Transformer(nn.Module):
         attn_scale: str = "inv_sqrt_d",  # or "none"
         causal: bool = True,
         init_std: float | None = None,  # None: Xavier normal; else the std of every linear weight
-        emb_std: float = 1.0,  # of the token and position embeddings
         seed: int = 0,  # of a fresh torch.Generator for the weights, unless ``generator`` is given
         generator: torch.Generator | None = None,
     ):
@@ -194,7 +187,6 @@ class Transformer(nn.Module):
             raise ValueError("residual='deepnorm' is a Post-LN scheme: it needs ln='post'; got ln='pre'")
         if init_std is not None:
             init_std = check_float("init_std", init_std, minimum=0.0, strict_minimum=True)
-        emb_std = check_float("emb_std", emb_std, minimum=0.0, strict_minimum=True)
         if generator is None:
             generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
         elif not isinstance(generator, torch.Generator):
@@ -213,17 +205,17 @@ class Transformer(nn.Module):
             )
             self.ln_f = nn.LayerNorm(d_model) if ln == "pre" else nn.Identity()
             self.head = nn.Linear(d_model, vocab_size)
-        self._initialize(init_std, emb_std, generator)
+        self._initialize(init_std, generator)
 
     @torch.no_grad()
-    def _initialize(self, init_std: float | None, emb_std: float, generator: torch.Generator) -> None:
+    def _initialize(self, init_std: float | None, generator: torch.Generator) -> None:
         def draw(weight: Tensor, gain: float = 1.0) -> None:
             fan_out, fan_in = weight.shape
             std = gain * (math.sqrt(2.0 / (fan_in + fan_out)) if init_std is None else init_std)
             weight.normal_(0.0, std, generator=generator)
 
         for emb in (self.tok, self.pos):
-            emb.weight.normal_(0.0, emb_std, generator=generator)
+            emb.weight.normal_(0.0, 1.0, generator=generator)
         beta = deepnorm_beta(self.n_layers) if self.residual == "deepnorm" else 1.0
         gpt2 = 1.0 / math.sqrt(2 * self.n_layers) if self.residual == "gpt2" else 1.0
         for block in self.blocks:
@@ -268,8 +260,7 @@ class Transformer(nn.Module):
 
     def layer_names(self) -> list[str]:
         """Names of `vgcourse.models.named_layers(self)`, input to output (embeddings, blocks, head)."""
-        per_block = ("q", "k", "v", "out", "fc", "proj")
-        names = [f"block {i + 1} {n}" for i in range(self.n_layers) for n in per_block]
+        names = [f"block {i + 1} {n}" for i in range(self.n_layers) for n in WEIGHTS]
         return ["token embedding", "position embedding", *names, "head"]
 
 

@@ -28,55 +28,37 @@ from vgcourse._validation import check_int
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, seed_field
 from vgcourse.data import DataSplit
 from vgcourse.monitor import snapshot
-from vgcourse.training import History, TrainConfig, train
-from vgcourse.transformer import Transformer
+from vgcourse.training import History, TrainConfig, loss_value, train
+from vgcourse.transformer import WEIGHTS, Transformer
 
 if TYPE_CHECKING:
     from vgcourse.diagnose import DiagnosisReport
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One way of building the stack: where LN sits ("post", "pre") and its residual scaling ("none",
-    "gpt2", "inv_sqrt_depth", "deepnorm"; see ``vgcourse.transformer``)."""
-
-    label: str  # the name figures and tables show
-    ln: str
-    residual: str
-
-
-VARIANTS: dict[str, Variant] = {
-    v.label: v
-    for v in (
-        Variant("Post-LN", "post", "none"),
-        Variant("Pre-LN", "pre", "none"),
-        Variant("Pre-LN, GPT-2 init", "pre", "gpt2"),
-        Variant("Pre-LN, branch 1/√L", "pre", "inv_sqrt_depth"),
-        Variant("DeepNorm (Post-LN)", "post", "deepnorm"),
-    )
+VARIANTS = {  # the stacks the chapter compares: label -> (LN placement, residual scaling; see Transformer)
+    "Post-LN": ("post", "none"),
+    "Pre-LN": ("pre", "none"),
+    "Pre-LN, GPT-2 init": ("pre", "gpt2"),
+    "Pre-LN, branch 1/√L": ("pre", "inv_sqrt_depth"),
+    "DeepNorm (Post-LN)": ("post", "deepnorm"),
 }
-"""The stacks the chapter compares, by label."""
-
-WEIGHTS = ("q", "k", "v", "out", "fc", "proj")
-"""A block's six weights: attention's query, key, value and output maps, the MLP's fc (W¹) and proj (W²)."""
 
 
-def random_batch(batch: int, seq_len: int, vocab_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Token ids and next-token targets drawn uniformly at random, each shape (batch, seq_len)."""
-    generator = torch.Generator().manual_seed(seed)
-    idx = torch.randint(vocab_size, (batch, seq_len), generator=generator)
-    return idx, torch.randint(vocab_size, (batch, seq_len), generator=generator)
+def _random_batch(config: Any, seed: int) -> tuple[Tensor, Tensor]:
+    """Token ids and next-token targets, each (batch, seq_len), uniform over ``vocab_size`` ids (drawn from
+    seed + 10⁴, a stream apart from the weights')."""
+    generator = torch.Generator().manual_seed(seed + 10_000)
+    idx = torch.randint(config.vocab_size, (config.batch, config.seq_len), generator=generator)
+    return idx, torch.randint(config.vocab_size, (config.batch, config.seq_len), generator=generator)
 
 
-def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over every position: logits (B, T, V), targets (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+_CE = functools.partial(loss_value, loss="cross_entropy")  # mean over every position: logits (B, T, V)
 
 
-def build_variant(variant: Variant, n_layers: int, config: Any, seed: int) -> Transformer:
-    """The Transformer of ``variant`` with ``n_layers`` blocks and the sizes of ``config``."""
+def _stack(config: Any, n_layers: int, seed: int, ln: str, residual: str = "none") -> Transformer:
+    """A Transformer with ``n_layers`` blocks and the sizes of ``config``."""
     sizes = (config.vocab_size, config.seq_len, n_layers, config.d_model, config.n_heads)
-    return Transformer(*sizes, ln=variant.ln, residual=variant.residual, seed=seed)
+    return Transformer(*sizes, ln=ln, residual=residual, seed=seed)
 
 
 def _n_heads_divide(config: Any) -> None:
@@ -112,12 +94,8 @@ def _ln_jacobian(norm: torch.nn.LayerNorm, z: Tensor) -> Tensor:
     d = z.numel()
     sigma = torch.sqrt(z.var(unbiased=False) + norm.eps)
     zhat = (z - z.mean()) / sigma
-    eye = torch.eye(d, dtype=z.dtype)
-    return (
-        torch.diag(norm.weight)
-        / sigma
-        @ (eye - torch.ones(d, d, dtype=z.dtype) / d - torch.outer(zhat, zhat) / d)
-    )
+    centering = torch.eye(d, dtype=z.dtype) - 1.0 / d - torch.outer(zhat, zhat) / d
+    return torch.diag(norm.weight) / sigma @ centering
 
 
 def run_block_jacobian(config: BlockJacobianConfig) -> BlockJacobianResult:
@@ -183,53 +161,46 @@ class IdentityPathResult:
         return self.identity_gain.sel(layout=layout).values ** (1.0 / (2.0 * depths))
 
 
-def _record_input(store: list[tuple[torch.nn.LayerNorm, Tensor]], module: Any, args: tuple[Any, ...]) -> None:
-    store.append((module, args[0]))
+def _path_gains(model: Transformer, idx: Tensor, targets: Tensor) -> tuple[float, float, float]:
+    """‖∂ℓ/∂x₀‖ / ‖∂ℓ/∂x_L‖ of one stack: along the identity path (∂ℓ/∂x_L sent back through the LN
+    Jacobians alone, vector-Jacobian products at the recorded LN inputs), Post-LN's bound ∏ 1/σ (both 1
+    for Pre-LN), and along every path (autograd)."""
+    inputs: list[tuple[torch.nn.LayerNorm, Tensor]] = []
+    handles = [
+        norm.register_forward_pre_hook(lambda module, args: inputs.append((module, args[0])))
+        for block in model.blocks
+        for norm in (block.ln1, block.ln2)
+    ]
+    with torch.enable_grad():
+        xs = model.stream(idx)
+        loss = _CE(model.head(model.ln_f(xs[-1])), targets)
+        g_top, g0 = torch.autograd.grad(loss, [xs[-1], xs[0]], retain_graph=True)
+        for handle in handles:
+            handle.remove()
+        top_norm = float(torch.linalg.norm(g_top))
+        full = float(torch.linalg.norm(g0)) / top_norm
+        if model.ln == "pre":
+            return 1.0, 1.0, full
+        v = g_top
+        for norm, z in reversed(inputs):
+            (v,) = torch.autograd.grad(norm(z), z, v, retain_graph=True)
+    sigma = [torch.sqrt(z.detach().var(-1, unbiased=False) + norm.eps) for norm, z in inputs]
+    # each position's LN Jacobians shrink its gradient by at most ∏ 1/σ (γ = 1 at init)
+    bound = torch.linalg.norm(torch.stack(sigma).reciprocal().prod(0).unsqueeze(-1) * g_top)
+    return float(torch.linalg.norm(v)) / top_norm, float(bound) / top_norm, full
 
 
 def run_identity_path(config: IdentityPathConfig) -> IdentityPathResult:
-    """For each layout, depth and seed: one forward and backward pass in float64, then the top gradient
-    ∂ℓ/∂x_L sent back through the LN Jacobians alone (vector-Jacobian products at the recorded LN inputs)."""
+    """For each layout, depth and seed: ``_path_gains`` of a float64 stack on a batch of random tokens."""
     check_config(config, IdentityPathConfig)
     layouts = ("post", "pre")
-    shape = (2, len(config.depths), config.n_seeds)
-    identity, inv_sigma, full = np.ones(shape), np.ones(shape), np.ones(shape)
+    identity, inv_sigma, full = (np.ones((2, len(config.depths), config.n_seeds)) for _ in range(3))
     for i, ln in enumerate(layouts):
         for j, depth in enumerate(config.depths):
             for s in range(config.n_seeds):
-                seed = config.seed + s
-                model = build_variant(Variant(ln, ln, "none"), depth, config, seed).double()
-                idx, targets = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
-                inputs: list[tuple[torch.nn.LayerNorm, Tensor]] = []
-                handles = [
-                    norm.register_forward_pre_hook(functools.partial(_record_input, inputs))
-                    for block in model.blocks
-                    for norm in (block.ln1, block.ln2)
-                ]
-                with torch.enable_grad():
-                    x0 = model.embed(idx).detach().requires_grad_(True)
-                    x = x0
-                    for block in model.blocks:
-                        x = block(x)
-                    top = x
-                    loss = cross_entropy(model.head(model.ln_f(top)), targets)
-                    g_top, g0 = torch.autograd.grad(loss, [top, x0], retain_graph=True)
-                    for handle in handles:
-                        handle.remove()
-                    top_norm = float(torch.linalg.norm(g_top))
-                    full[i, j, s] = float(torch.linalg.norm(g0)) / top_norm
-                    if ln == "post":
-                        v = g_top
-                        for norm, z in reversed(inputs):
-                            (v,) = torch.autograd.grad(norm(z), z, v, retain_graph=True)
-                        identity[i, j, s] = float(torch.linalg.norm(v)) / top_norm
-                        sig = [
-                            torch.sqrt(z.detach().var(-1, unbiased=False) + norm.eps) for norm, z in inputs
-                        ]
-                        # each position's LN Jacobians shrink its gradient by at most ∏ 1/σ (γ = 1 at init)
-                        inv = torch.stack(sig).reciprocal().prod(0)
-                        bound = torch.linalg.norm(inv.unsqueeze(-1) * g_top)
-                        inv_sigma[i, j, s] = float(bound) / top_norm
+                model = _stack(config, depth, config.seed + s, ln).double()
+                batch = _random_batch(config, config.seed + s)
+                identity[i, j, s], inv_sigma[i, j, s], full[i, j, s] = _path_gains(model, *batch)
     axes = {"layout": layouts, "depth": config.depths, "seed": range(config.n_seeds)}
     return IdentityPathResult(
         config,
@@ -334,18 +305,18 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
         for j, depth in enumerate(config.depths):
             for s in range(n_s):
                 seed = config.seed + s
-                model = build_variant(VARIANTS[label], depth, config, seed)
-                idx, targets = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
+                model = _stack(config, depth, seed, *VARIANTS[label])
+                idx, targets = _random_batch(config, seed)
                 layers = [
                     (f"block {b + 1} {w}", getattr(block.attn if w in WEIGHTS[:4] else block.mlp, w))
                     for b, block in enumerate(model.blocks)
                     for w in WEIGHTS
                 ]
-                record = snapshot(model, idx, targets, cross_entropy, layers=layers)
+                record = snapshot(model, idx, targets, _CE, layers=layers)
                 grads[i, j, s, :depth] = record.grad_norm[0].reshape(depth, len(WEIGHTS))
                 with torch.no_grad():
                     xs = model.stream(idx)
-                    losses[i, j, s] = float(cross_entropy(model.head(model.ln_f(xs[-1])), targets))
+                    losses[i, j, s] = float(_CE(model.head(model.ln_f(xs[-1])), targets))
                 rms[i, j, s, : depth + 1] = [float(x.square().mean().sqrt()) for x in xs]
                 updates[i, j, s, :depth] = [
                     float(torch.linalg.norm(b - a) / torch.linalg.norm(a)) for a, b in itertools.pairwise(xs)
@@ -428,7 +399,7 @@ def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyRes
                 model = Transformer(
                     config.vocab_size, config.seq_len, 1, d_head, 1, causal=False, attn_scale=scale, seed=seed
                 ).double()
-                idx, _ = random_batch(config.batch, config.seq_len, config.vocab_size, seed + 10_000)
+                idx, _ = _random_batch(config, seed)
                 block = model.blocks[0]
                 with torch.no_grad():
                     h = block.ln1(model.embed(idx))
@@ -454,12 +425,9 @@ def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyRes
 # encoder, ``causal=False``: every output position needs the whole input). Every run goes through
 # ``vgcourse.training.train``; warmup is ``TrainConfig.warmup_steps`` (linear, then constant).
 
-SORT_VOCAB = 16
-"""Vocabulary of the sorting task: chance accuracy 1/16, chance loss ln 16 ≈ 2.77."""
-SORT_LEN = 8
-"""Tokens per sequence of the sorting task."""
-TRAINED_ACCURACY = 0.5
-"""A run "trains" when its final validation accuracy (per position) reaches this (chance: 1/SORT_VOCAB)."""
+SORT_VOCAB = 16  # the sorting task's vocabulary: chance accuracy 1/16, chance loss ln 16 ≈ 2.77
+SORT_LEN = 8  # tokens per sequence
+TRAINED_ACCURACY = 0.5  # a run "trains" when its final validation accuracy (per position) reaches this
 
 
 def sorting_task(
@@ -479,25 +447,12 @@ def sorting_task(
     return DataSplit("sorting", x[:n_train], y[:n_train], x[n_train:], y[n_train:], vocab_size)
 
 
-@dataclass(frozen=True)
-class TrainingVariant:
-    """A layout ("post", "pre") and whether Adam gets the config's ``warmup_steps`` of linear warmup."""
-
-    label: str  # the name figures and tables show
-    ln: str
-    warmup: bool
-
-
-TRAINING_VARIANTS: dict[str, TrainingVariant] = {
-    v.label: v
-    for v in (
-        TrainingVariant("Post-LN", "post", False),
-        TrainingVariant("Post-LN + warmup", "post", True),
-        TrainingVariant("Pre-LN", "pre", False),
-        TrainingVariant("Pre-LN + warmup", "pre", True),
-    )
+TRAINING_VARIANTS = {  # the runs of the warmup experiment: label -> (layout, Adam with the config's warmup)
+    "Post-LN": ("post", False),
+    "Post-LN + warmup": ("post", True),
+    "Pre-LN": ("pre", False),
+    "Pre-LN + warmup": ("pre", True),
 }
-"""The runs of the warmup experiment, by label (the chapter runs the first three)."""
 
 
 class WarmupConfig(Config):
@@ -541,14 +496,10 @@ class WarmupResult:
 
     def distinct_predictions(self, variant: str, lr: float, seed: int) -> int:
         """How many different tokens the trained network predicts over every position of the validation
-        split (1: the same token everywhere, whatever the input)."""
-        model = self.models[variant, lr, seed]
+        split (1: the same token everywhere, whatever the input; no dropout, so the mode does not matter)."""
         data = sorting_task(self.config.n_train, self.config.n_val, seed=self.config.data_seed)
-        was_training = model.training
-        model.eval()
         with torch.no_grad():
-            predictions = model(data.x_val).argmax(dim=-1)
-        model.train(was_training)
+            predictions = self.models[variant, lr, seed](data.x_val).argmax(dim=-1)
         return int(torch.unique(predictions).numel())
 
     def to_frame(self) -> Any:
@@ -558,27 +509,24 @@ class WarmupResult:
 
         rows = []
         for variant, lr in itertools.product(self.config.variants, self.config.lrs):
-            trained = self.trained.sel(variant=variant, lr=lr).values
+            cell = {"variant": variant, "lr": lr}
+            trained = self.trained.sel(**cell).values
             rows.append(
                 {
                     "variant": variant,
                     "learning rate": lr,
-                    "final validation accuracy": float(
-                        np.nanmean(self.final_accuracy.sel(variant=variant, lr=lr).values)
-                    ),
-                    "final validation loss": float(
-                        np.nanmean(self.final_val_loss.sel(variant=variant, lr=lr).values)
-                    ),
+                    "final validation accuracy": float(np.nanmean(self.final_accuracy.sel(**cell).values)),
+                    "final validation loss": float(np.nanmean(self.final_val_loss.sel(**cell).values)),
                     "seeds that trained": f"{int(trained.sum())} of {len(trained)}",
                 }
             )
         return pd.DataFrame(rows)
 
 
-def build_training_model(variant: TrainingVariant, config: WarmupConfig, seed: int) -> Transformer:
-    """The encoder of the warmup experiment: ``variant``'s layout, Xavier-normal weights, ``causal=False``."""
+def build_training_model(label: str, config: WarmupConfig, seed: int) -> Transformer:
+    """The encoder of the warmup experiment: ``label``'s layout, Xavier-normal weights, ``causal=False``."""
     sizes = (SORT_VOCAB, SORT_LEN, config.n_layers, config.d_model, config.n_heads)
-    return Transformer(*sizes, ln=variant.ln, causal=False, seed=seed)
+    return Transformer(*sizes, ln=TRAINING_VARIANTS[label][0], causal=False, seed=seed)
 
 
 def run_warmup(config: WarmupConfig) -> WarmupResult:
@@ -598,16 +546,22 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
     for (i, label), (j, lr), (k, seed) in itertools.product(
         enumerate(config.variants), enumerate(config.lrs), enumerate(config.seeds)
     ):
-        warmup_steps = config.warmup_steps if TRAINING_VARIANTS[label].warmup else 0
-        history, models[label, lr, seed] = _training_run(
-            label,
-            lr,
-            seed,
-            warmup_steps,
-            (config.n_layers, config.d_model, config.n_heads),
-            (config.steps, config.batch_size, config.eval_every),
-            (config.n_train, config.n_val, config.data_seed),
+        ln, warmup = TRAINING_VARIANTS[label]
+        train_config = TrainConfig(
+            steps=config.steps,
+            batch_size=config.batch_size,
+            eval_every=config.eval_every,
+            lr=lr,
+            seed=seed,
+            warmup_steps=config.warmup_steps if warmup else 0,
+            optimizer="adam",
+            fused=True,  # the same update in one kernel: about a third less time per step on a CPU
+            monitor_every=None,
+            device="cpu",
         )
+        sizes = (config.n_layers, config.d_model, config.n_heads)
+        split = (config.n_train, config.n_val, config.data_seed)
+        history, models[label, lr, seed] = _training_run(ln, sizes, split, train_config)
         loss[i, j, k, : history.steps_run] = history.loss
         n = len(history.val_loss)
         val_loss[i, j, k, :n] = history.val_loss
@@ -633,35 +587,15 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
 
 @functools.lru_cache(maxsize=64)
 def _training_run(
-    label: str,
-    lr: float,
-    seed: int,
-    warmup_steps: int,
-    sizes: tuple[int, int, int],
-    schedule: tuple[int, int, int],
-    split: tuple[int, int, int],
+    ln: str, sizes: tuple[int, int, int], split: tuple[int, int, int], train_config: TrainConfig
 ) -> tuple[History, Transformer]:
     """One run of ``run_warmup`` (kept: the same arguments give the same run, bit for bit)."""
-    steps, batch_size, eval_every = schedule
+    model = Transformer(SORT_VOCAB, SORT_LEN, *sizes, ln=ln, causal=False, seed=train_config.seed)
     n_train, n_val, data_seed = split
-    model = Transformer(SORT_VOCAB, SORT_LEN, *sizes, ln=TRAINING_VARIANTS[label].ln, causal=False, seed=seed)
-    train_config = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer="adam",
-        fused=True,  # the same update in one kernel: about a third less time per step on a CPU
-        warmup_steps=warmup_steps,
-        monitor_every=None,
-        eval_every=eval_every,
-        seed=seed,
-        device="cpu",
-    )
     return train(model, sorting_task(n_train, n_val, seed=data_seed), train_config), model
 
 
-DIAGNOSIS_BATCH = 64
-"""Validation sequences ``diagnose_warmup`` diagnoses on."""
+DIAGNOSIS_BATCH = 64  # validation sequences ``diagnose_warmup`` diagnoses on
 
 
 @dataclass(frozen=True)
@@ -683,15 +617,13 @@ def diagnose_warmup(
     validation sequences, cross-entropy over every position."""
     from vgcourse.diagnose import diagnose
 
-    if not isinstance(result, WarmupResult):
-        raise TypeError(f"result must be a WarmupResult; got {type(result).__name__}")
-    config = result.config
+    config = check_config(result, WarmupResult, "result").config
     seed = config.seeds[0] if seed is None else seed
     data = sorting_task(config.n_train, config.n_val, seed=config.data_seed)
     batch = (data.x_val[:DIAGNOSIS_BATCH], data.y_val[:DIAGNOSIS_BATCH])
     at_init, trained = {}, {}
     for label in config.variants if variants is None else variants:
-        fresh = build_training_model(TRAINING_VARIANTS[label], config, seed)
+        fresh = build_training_model(label, config, seed)
         at_init[label] = diagnose(fresh, "cross_entropy", batch, optimizer="adam", lr=lr)
         trained[label] = diagnose(
             result.models[label, lr, seed], "cross_entropy", batch, optimizer="adam", lr=lr
