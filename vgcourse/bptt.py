@@ -62,6 +62,27 @@ def _layer_weights(model: SequenceModel) -> tuple[Tensor, Tensor, Tensor, Tensor
     return tuple(w.detach().double().cpu() for w in weights)  # type: ignore[return-value]
 
 
+def _step(
+    arch: str, weights: tuple[Tensor, ...], x: Tensor, h: Tensor, c: Tensor, detach: bool = False
+) -> dict[str, Tensor]:
+    """One step of the layer on row vectors x (..., F), h and c (..., H): the new states and the gates;
+    ``detach``: h enters the gates detached (the gates are held fixed)."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    size, h_in = w_hh.shape[1], h.detach() if detach else h
+    if arch == "rnn":
+        return {"h": torch.tanh(x @ w_ih.T + h_in @ w_hh.T + b_ih + b_hh)}
+    if arch == "lstm":
+        i, f, g, o = (x @ w_ih.T + b_ih + h_in @ w_hh.T + b_hh).split(size, dim=-1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        return {"h": o * torch.tanh(c), "c": c, "i": i, "f": f, "g": g, "o": o}
+    xr, xz, xn = (x @ w_ih.T + b_ih).split(size, dim=-1)
+    hr, hz, hn = (h_in @ w_hh.T + b_hh).split(size, dim=-1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return {"h": (1 - z) * n + z * h, "r": r, "z": z, "n": n}
+
+
 def gate_trajectory(model: SequenceModel, x: Tensor) -> dict[str, Tensor]:
     """The first recurrent layer unrolled by hand (float64): states "h" (lstm also "c"), T + 1 rows with row 0
     zero; gates (lstm "i", "f", "g", "o"; gru "r", "z", "n"), T rows; x (N, T, F) adds a batch dimension."""
@@ -70,30 +91,14 @@ def gate_trajectory(model: SequenceModel, x: Tensor) -> dict[str, Tensor]:
         raise ValueError("x must be a (T, input_size) sequence or an (N, T, input_size) batch")
     single = x.ndim == 2
     xs = x.detach().double().cpu().reshape(-1, *x.shape[-2:])  # (N, T, F)
-    w_ih, w_hh, b_ih, b_hh = _layer_weights(model)
-    size = model.rnn.hidden_size
-    h = c = torch.zeros(len(xs), size, dtype=_F64)
-    keys = {"rnn": "h", "lstm": "hcifgo", "gru": "hrzn"}[model.arch]
-    out: dict[str, list[Tensor]] = {key: [h] if key in "hc" else [] for key in keys}
+    weights = _layer_weights(model)
+    h = c = torch.zeros(len(xs), model.rnn.hidden_size, dtype=_F64)
+    out: dict[str, list[Tensor]] = {}
     for x_t in xs.unbind(1):
-        if model.arch == "rnn":
-            h = torch.tanh(x_t @ w_ih.T + h @ w_hh.T + b_ih + b_hh)
-            values: tuple[Tensor, ...] = (h,)
-        elif model.arch == "lstm":
-            i, f, g, o = (x_t @ w_ih.T + b_ih + h @ w_hh.T + b_hh).split(size, dim=-1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            c = f * c + i * g
-            h = o * torch.tanh(c)
-            values = (h, c, i, f, g, o)
-        else:
-            xr, xz, xn = (x_t @ w_ih.T + b_ih).split(size, dim=-1)
-            hr, hz, hn = (h @ w_hh.T + b_hh).split(size, dim=-1)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
-            h = (1 - z) * n + z * h
-            values = (h, r, z, n)
-        for key, value in zip(keys, values, strict=True):
-            out[key].append(value)
+        step = _step(model.arch, weights, x_t, h, c)
+        h, c = step["h"], step.get("c", c)
+        for key, value in step.items():
+            out.setdefault(key, [torch.zeros_like(value)] if key in "hc" else []).append(value)
     stacked = {key: torch.stack(values, dim=1) for key, values in out.items()}
     return {key: value[0] for key, value in stacked.items()} if single else stacked
 
@@ -130,37 +135,26 @@ def state_jacobians_autograd(model: SequenceModel, x: Tensor, *, gated_path_only
     _check_model(model)
     if gated_path_only and model.arch == "rnn":
         raise ValueError("gated_path_only needs arch 'lstm' or 'gru'")
-    traj = gate_trajectory(model, x)
-    w_ih, w_hh, b_ih, b_hh = _layer_weights(model)
+    traj, weights = gate_trajectory(model, x), _layer_weights(model)
     xs = x.detach().double().cpu()
-    size, steps = model.rnn.hidden_size, len(xs)
-    cut = (lambda v: v.detach()) if gated_path_only else (lambda v: v)
+    key = "c" if model.arch == "lstm" else "h"
 
     def run_from(t: int, state: Tensor) -> Tensor:
-        if model.arch == "rnn":
-            h, b = state, b_ih + b_hh
+        h = c = state
+        if model.arch == "rnn":  # written apart from _step: the closed form's h comes from _step
+            w_ih, w_hh, b_ih, b_hh = weights
             for x_k in xs[t:]:
-                h = torch.tanh(w_ih @ x_k + w_hh @ h + b)
+                h = torch.tanh(w_ih @ x_k + w_hh @ h + (b_ih + b_hh))
             return h
         if model.arch == "lstm":  # state is c_t; h_t = o_t ⊙ tanh(c_t), o_t from the recorded trajectory
-            c = state
-            h = traj["o"][t - 1] * torch.tanh(c) if t > 0 else torch.zeros(size, dtype=_F64)
-            for k in range(t, steps):
-                i, f, g, o = (w_ih @ xs[k] + b_ih + w_hh @ cut(h) + b_hh).split(size)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-            return c
-        h = state
-        for k in range(t, steps):
-            xr, xz, xn = (w_ih @ xs[k] + b_ih).split(size)
-            hr, hz, hn = (w_hh @ cut(h) + b_hh).split(size)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
-        return h
+            h = traj["o"][t - 1] * torch.tanh(c) if t > 0 else torch.zeros_like(c)
+        for x_k in xs[t:]:
+            step = _step(model.arch, weights, x_k, h, c, gated_path_only)
+            h, c = step["h"], step.get("c", c)
+        return step[key]
 
-    key = "c" if model.arch == "lstm" else "h"
     jacobians = []
-    for t in range(steps):
+    for t in range(len(xs)):
         start = traj[key][t].clone()
         jacobians.append(torch.autograd.functional.jacobian(lambda s, t=t: run_from(t, s), start))
     return torch.stack(jacobians)
