@@ -45,7 +45,6 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
 
 
 @checked
-@checked
 def lag_profile(
     result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
 ) -> Figure:
@@ -77,7 +76,6 @@ def lag_profile(
     return fig
 
 
-@checked
 @checked
 def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ."""
@@ -141,7 +139,6 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 
 
 @checked
-@checked
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖."""
     check_result(result, ForgetGateResult)
@@ -168,7 +165,6 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
     return fig
 
 
-@checked
 @checked
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init/trained."""
@@ -201,7 +197,6 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
     return fig
 
 
-@checked
 @checked
 def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
