@@ -302,24 +302,20 @@ def _profiles(configs: list[VarianceConfig], **axes: tuple[Any, ...]) -> Grid:
     return Grid(profiles.reshape([len(c) for c in axes.values()]), name="profile", **axes)
 
 
-_SWEPT_SCHEMES = ("naive", "small", "xavier", "he")
-
-
 class SchemeSweepConfig(_Network):
     """Every (activation, scheme) pair measured as in ``VarianceConfig``."""
 
-    schemes: tuple[str, ...] = nonempty(one_of(*INIT_SCHEMES), default=_SWEPT_SCHEMES, unique=True)
+    schemes: tuple[str, ...] = nonempty(
+        one_of(*INIT_SCHEMES), default=("naive", "small", "xavier", "he"), unique=True
+    )
     activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"), unique=True)
-
-    def profile_config(self, scheme: str, activation: str) -> VarianceConfig:
-        return derive(VarianceConfig, self, scheme=scheme, activation=activation)
 
 
 @dataclass(frozen=True)
 class SchemeSweep:
     config: SchemeSweepConfig
     profiles: (
-        Grid  # (activation, scheme): VarianceProfiles, e.g. profiles.sel(scheme="he", activation="relu")
+        Grid  # (activation, scheme): VarianceProfiles, e.g. profiles.sel(scheme="he", activation="tanh")
     )
 
     def to_frame(self) -> Any:
@@ -327,27 +323,24 @@ class SchemeSweep:
         over seeds) and the two predictions."""
         import pandas as pd
 
-        rows = []
-        for p in self.profiles.values.flat:
-            ratio = p.grad_ratio
-            rows.append(
-                {
-                    "activation": p.config.activation,
-                    "scheme": p.config.scheme,
-                    "Var(δ₁)/Var(δ_L) measured (geometric mean)": geometric_mean(ratio),
-                    "smallest seed": float(ratio.min()),
-                    "largest seed": float(ratio.max()),
-                    "predicted (Gaussian)": p.predicted.grad_ratio,
-                    "predicted (linear regime)": p.linear.grad_ratio,
-                }
-            )
-        return pd.DataFrame(rows)
+        profiles = list(self.profiles.values.flat)
+        ratios = [p.grad_ratio for p in profiles]
+        columns = {
+            "activation": [p.config.activation for p in profiles],
+            "scheme": [p.config.scheme for p in profiles],
+            "Var(δ₁)/Var(δ_L) measured (geometric mean)": [geometric_mean(r) for r in ratios],
+            "smallest seed": [float(r.min()) for r in ratios],
+            "largest seed": [float(r.max()) for r in ratios],
+            "predicted (Gaussian)": [p.predicted.grad_ratio for p in profiles],
+            "predicted (linear regime)": [p.linear.grad_ratio for p in profiles],
+        }
+        return pd.DataFrame(columns)
 
 
 def run_scheme_sweep(config: SchemeSweepConfig) -> SchemeSweep:
     """Run ``run_variance_profile`` for every activation and scheme of ``config``."""
     c = check_config(config, SchemeSweepConfig)
-    configs = [c.profile_config(s, a) for a in c.activations for s in c.schemes]
+    configs = [derive(VarianceConfig, c, scheme=s, activation=a) for a in c.activations for s in c.schemes]
     return SchemeSweep(c, _profiles(configs, activation=c.activations, scheme=c.schemes))
 
 
@@ -359,9 +352,6 @@ class GainSweepConfig(_Network):
     activations: tuple[str, ...] = nonempty(one_of(*ACTIVATIONS), default=("tanh", "relu"), unique=True)
     gains: tuple[float, ...] = nonempty(positive(), default=(1.0, 1.2, math.sqrt(2), 5 / 3), unique=True)
     grid: int = integer(40, low=2)
-
-    def profile_config(self, activation: str, gain: float) -> VarianceConfig:
-        return derive(VarianceConfig, self, scheme="xavier", activation=activation, gain=gain)
 
 
 @dataclass(frozen=True)
@@ -378,7 +368,11 @@ class GainSweep:
 def run_gain_sweep(config: GainSweepConfig) -> GainSweep:
     """Measure every (activation, gain) of ``config`` and predict the ratio along a grid of gains."""
     c = check_config(config, GainSweepConfig)
-    configs = [c.profile_config(a, g) for a in c.activations for g in c.gains]
+    configs = [
+        derive(VarianceConfig, c, scheme="xavier", activation=a, gain=g)
+        for a in c.activations
+        for g in c.gains
+    ]
     profiles = _profiles(configs, activation=c.activations, gain=c.gains)
     grid = np.geomspace(min(c.gains) / 1.25, max(c.gains) * 1.25, c.grid)
     ratio, top = np.zeros((len(c.activations), c.grid)), np.zeros((len(c.activations), c.grid))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from vgcourse._validation import check_tensor
 from vgcourse.activations import ACTIVATIONS, RELU_FAMILY, derivative
@@ -27,6 +27,7 @@ from vgcourse.config import (
     check_config,
     derive,
     device_field,
+    geometric_mean,
     in_range,
     instance_of,
     integer,
@@ -40,7 +41,16 @@ from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.initializers import gain, initialize
 from vgcourse.models import MLP, keep_outputs
-from vgcourse.training import Callback, EvalEvent, StepEvent, TrainConfig, _batches, evaluate, train
+from vgcourse.training import (
+    Callback,
+    EvalEvent,
+    StepEvent,
+    StopTraining,
+    TrainConfig,
+    _batches,
+    evaluate,
+    train,
+)
 
 INITS = ("kaiming_normal", "default", "xavier_normal")  # He (with the activation's gain), PyTorch's, Glorot
 REFERENCES = ("train", "val")  # the set a unit must be silent on to count as dead
@@ -62,8 +72,7 @@ LABELS = {
 }
 
 
-# ----------------------------------------------------------------------------------------------------
-# Measuring units on a reference set
+# Measuring units on a reference set -------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -71,11 +80,8 @@ def pre_activations(model: MLP, x: Tensor) -> list[Tensor]:
     """z_l = W_l h_{l-1} + b_l of every hidden layer of an ``MLP`` for the inputs x (N, in_features)."""
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a vgcourse.models.MLP; got {type(model).__name__}")
-    h = check_tensor("x", x, ndim=2).to(next(model.parameters()).device)
-    zs = []
-    for layer in model.layers:
-        zs.append(layer.linear(h))
-        h = layer.activation(zs[-1])
+    with keep_outputs(layer.linear for layer in model.layers) as zs:
+        model(check_tensor("x", x, ndim=2).to(next(model.parameters()).device))
     return zs
 
 
@@ -84,11 +90,6 @@ def dead_unit_masks(model: MLP, x: Tensor) -> list[Tensor]:
     if check_tensor("x", x, ndim=2).shape[0] == 0:
         raise ValueError("the reference set x is empty")
     return [z.amax(dim=0) <= 0 for z in pre_activations(model, x)]
-
-
-def dead_fraction(model: MLP, x: Tensor) -> np.ndarray:
-    """(L,) the fraction of each hidden layer's units that are dead on x (see ``dead_unit_masks``)."""
-    return np.array([float(mask.float().mean()) for mask in dead_unit_masks(model, x)])
 
 
 def _activation_stats(model: MLP, x: Tensor, activation: str, batch: Tensor) -> np.ndarray:
@@ -111,14 +112,7 @@ def _forward_backward(model: MLP, x: Tensor, y: Tensor) -> tuple[list[Tensor], T
     return kept[:-1], kept[-1]
 
 
-def _geometric_mean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """exp(mean(log v)); 0 when any value is 0."""
-    with np.errstate(divide="ignore"):
-        return np.exp(np.mean(np.log(values), axis=axis))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Why ReLU helps: per-layer gradient norms at init
+# Why ReLU helps: per-layer gradient norms at init -----------------------------------------------------------
 
 
 class GradientFlowConfig(Config):
@@ -142,8 +136,7 @@ class GradientFlowResult:
     config: GradientFlowConfig
     layer_names: list[str]
     grad_norm: np.ndarray  # (A, S, L) ‖∂J/∂W_l‖_F
-    delta_norm: np.ndarray  # (A, S, L) ‖δ_l‖ = ‖∂J/∂z_l‖ over the batch
-    measured_factor: np.ndarray  # (A, S, L-1) ‖δ_l‖ / ‖δ_{l+1}‖
+    measured_factor: np.ndarray  # (A, S, L-1) ‖δ_l‖ / ‖δ_{l+1}‖ with δ_l = ∂J/∂z_l over the batch
     predicted_factor: np.ndarray  # (A, S, L-1) ρ_l = g · sqrt(mean f'(z_l)²), from the forward pass
     # (activation, quantity), geometric means over seeds: "grad ratio" ‖∂J/∂W_1‖/‖∂J/∂W_L‖, "delta ratio"
     # ‖δ_1‖/‖δ_L‖, "predicted ratio" ∏ ρ_l; "measured factor", "predicted factor" also over layers
@@ -172,18 +165,17 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
                 rho = [derivative(activation, z.detach()).pow(2).mean().sqrt() for z in zs[:-1]]
                 predicted[a, s] = gain(activation) * torch.stack(rho).cpu().double().numpy()
     measured = delta_norm[..., :-1] / delta_norm[..., 1:]
-    gm = _geometric_mean
+    gm = geometric_mean
     summary = [
         [gm(g[:, 0] / g[:, -1]), gm(d[:, 0] / d[:, -1]), np.exp(np.mean(np.sum(np.log(r), 1))), gm(m), gm(r)]
         for g, d, m, r in zip(grad_norm, delta_norm, measured, predicted, strict=True)
     ]
     names = [f"layer {i + 1}" for i in range(config.depth)]
     summary_grid = Grid(summary, activation=config.activations, quantity=FLOW_QUANTITIES)
-    return GradientFlowResult(config, names, grad_norm, delta_norm, measured, predicted, summary_grid)
+    return GradientFlowResult(config, names, grad_norm, measured, predicted, summary_grid)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Dying units during training
+# Dying units during training --------------------------------------------------------------------------------
 
 
 class DyingConfig(Config):
@@ -308,56 +300,86 @@ def run_dying(config: DyingConfig) -> DyingResult:
 _STACK_KEYS = ("activation", "depth", "width", "steps", "batch_size", "clip_norm", "data_seed", "device")
 
 
-def _train_stacked(
-    models: list[MLP], configs: list[DyingConfig], data: DataSplit
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train M runs that differ only in lr, seed, init and bias at once, in place, with batched matmuls:
-    run m takes ``train``'s minibatches and steps θ ← θ - η_m · min(1, c / (‖g_m‖ + 10⁻⁶)) · g_m until its
-    loss or gradient is not finite, as ``run_dying`` in another order of floating-point operations (runs at
-    the edge of stability, lr 3, end up differently, as under another CPU kernel family). Returns (M, steps)
-    losses (NaN after a stop), (M,) steps run and (M,) whether each run diverged."""
-    first = configs[0]  # the runs share the _STACK_KEYS
-    linears = [[*(layer.linear for layer in m.layers), m.head] for m in models]
-    n_layers = len(linears[0])
-    params = [
-        torch.stack([getattr(ls[k], name).detach() for ls in linears]).requires_grad_(True)
-        for name in ("weight", "bias")
-        for k in range(n_layers)
-    ]
-    device = params[0].device
-    act = models[0].layers[0].activation
-    lr = torch.tensor([c.lr for c in configs], dtype=params[0].dtype, device=device)
+class _StackedMLP(nn.Module):
+    """M MLPs of one shape as one module (a copy, weights stacked on dim 0): h ← f(h W_kᵀ + b_k), batched."""
+
+    def __init__(self, models: list[MLP]) -> None:
+        super().__init__()
+        self.runs = [[*(layer.linear for layer in m.layers), m.head] for m in models]
+        layers = list(zip(*self.runs, strict=True))  # layer k of every run
+        self.weights = nn.ParameterList(torch.stack([m.weight.detach() for m in layer]) for layer in layers)
+        self.biases = nn.ParameterList(torch.stack([m.bias.detach() for m in layer]) for layer in layers)
+        self.activation = models[0].layers[0].activation
+
+    def forward(self, h: Tensor) -> Tensor:
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            h = self.activation(h) if k < len(self.weights) - 1 else h
+        return h
+
+    @torch.no_grad()
+    def copy_back(self) -> None:
+        """Write each run's weights back into its MLP."""
+        for m, run in enumerate(self.runs):
+            for linear, w, b in zip(run, self.weights, self.biases, strict=True):
+                linear.weight.copy_(w[m])
+                linear.bias.copy_(b[m])
+
+
+class _RunwiseSGD(torch.optim.Optimizer):
+    """SGD on parameters stacked over M runs (dim 0), each on its own: θ_m ← θ_m - η_m · min(1, c / (‖g_m‖
+    + 10⁻⁶)) · g_m until run m's loss (``self.loss``, set by the loss function) or gradient is not finite."""
+
+    def __init__(self, params: Any, lr: Tensor, clip_norm: float | None) -> None:
+        super().__init__(params, {"lr": lr})
+        self.clip_norm, self.loss = clip_norm, torch.zeros(0)
+        self.running = torch.ones(len(lr), dtype=torch.bool, device=lr.device)
+        self.steps_run = torch.zeros(len(lr), dtype=torch.long, device=lr.device)
+        self.losses: list[Tensor] = []
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        (group,) = self.param_groups
+        grads = [p.grad for p in group["params"]]
+        norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        self.steps_run += self.running
+        self.losses.append(torch.where(self.running, self.loss, math.nan).double().cpu())
+        self.running &= torch.isfinite(self.loss) & torch.isfinite(norm)
+        scale = torch.where(self.running, group["lr"], 0.0)
+        if self.clip_norm is not None:
+            scale = scale * (self.clip_norm / (norm + 1e-6)).clamp(max=1.0)
+        for p, g in zip(group["params"], grads, strict=True):
+            p -= scale.view(-1, *([1] * (g.ndim - 1))) * torch.nan_to_num(g)
+
+
+def _train_stacked(models: list[MLP], configs: list[DyingConfig], data: DataSplit) -> _RunwiseSGD:
+    """Train M runs that differ only in lr, seed, init and bias at once, in place, on ``run_dying``'s
+    minibatches: ``run_dying`` in another order of floating-point operations (runs at the edge of
+    stability, lr 3, end up differently, as under another CPU kernel family). The optimizer holds each
+    run's losses, steps run and whether it is still running."""
+    stacked = _StackedMLP(models)
+    device = stacked.weights[0].device
+    lr = torch.tensor([c.lr for c in configs], dtype=stacked.weights[0].dtype, device=device)
+    optimizer = _RunwiseSGD(stacked.parameters(), lr, configs[0].clip_norm)
     batches = [_batches(data, _train_config(c), device)[0] for c in configs]  # run_dying's train() order
-    running = torch.ones(len(configs), dtype=torch.bool, device=device)
-    steps_run = torch.zeros(len(configs), dtype=torch.long, device=device)
-    losses = torch.full((len(configs), first.steps), math.nan, dtype=torch.float64)
-    for step in range(first.steps):
-        xs, ys = zip(*(batch(step) for batch in batches), strict=True)
-        h, y = torch.stack(xs), torch.stack(ys)
-        for k in range(n_layers):
-            h = torch.baddbmm(params[n_layers + k].unsqueeze(1), h, params[k].transpose(1, 2))
-            if k < n_layers - 1:
-                h = act(h)
-        loss = F.cross_entropy(h.transpose(1, 2), y, reduction="none").mean(dim=1)
-        grads = torch.autograd.grad(loss.sum(), params)
-        with torch.no_grad():
-            norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
-            steps_run += running
-            losses[:, step] = torch.where(running, loss, math.nan).double().cpu()
-            running &= torch.isfinite(loss) & torch.isfinite(norm)
-            scale = torch.where(running, lr, 0.0)
-            if first.clip_norm is not None:
-                scale = scale * (first.clip_norm / (norm + 1e-6)).clamp(max=1.0)
-            for p, g in zip(params, grads, strict=True):
-                p -= scale.view(-1, *([1] * (g.ndim - 1))) * torch.nan_to_num(g)
-        if not running.any():
-            break
-    with torch.no_grad():
-        for m, ls in enumerate(linears):
-            for k, linear in enumerate(ls):
-                linear.weight.copy_(params[k][m])
-                linear.bias.copy_(params[n_layers + k][m])
-    return losses.numpy(), steps_run.cpu().numpy(), (~running).cpu().numpy()
+
+    def batch(step: int) -> tuple[Tensor, Tensor]:
+        xs, ys = zip(*(b(step) for b in batches), strict=True)
+        return torch.stack(xs), torch.stack(ys)
+
+    def loss_fn(output: Tensor, y: Tensor) -> Tensor:
+        optimizer.loss = F.cross_entropy(output.transpose(1, 2), y, reduction="none").mean(dim=1)
+        return optimizer.loss.sum()
+
+    class Stop(Callback):
+        def on_step(self, event: StepEvent) -> None:
+            if not optimizer.running.any():
+                raise StopTraining("every run stopped")
+
+    config = TrainConfig(steps=configs[0].steps, monitor_every=None, stop_on_divergence=False)
+    train(stacked, batch, config, callbacks=[Stop()], loss_fn=loss_fn, optimizer=optimizer)
+    stacked.copy_back()
+    return optimizer
 
 
 def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
@@ -375,13 +397,12 @@ def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
         models = [_build(config, data) for config in group]
         starts = [_start(model, config, data) for model, config in zip(models, group, strict=True)]
         before = [(0, *_checkpoint(*run, data)) for run in zip(models, group, starts, strict=True)]
-        losses, steps_run, diverged = _train_stacked(models, group, data)
+        trained = _train_stacked(models, group, data)
+        losses = torch.stack(trained.losses, dim=1).numpy()
         for j, i in enumerate(indices):
-            done = int(steps_run[j])
+            done, diverged = int(trained.steps_run[j]), not trained.running[j]
             after = (done, *_checkpoint(models[j], group[j], starts[j], data))
-            results[i] = _dying_result(
-                group[j], [before[j], after], losses[j, :done], starts[j][2], bool(diverged[j])
-            )
+            results[i] = _dying_result(group[j], [before[j], after], losses[j, :done], starts[j][2], diverged)
     return results
 
 
@@ -411,8 +432,7 @@ def run_dying_sweep(config: DyingSweepConfig) -> DyingSweepResult:
     return DyingSweepResult(config, Grid(runs, name="run", bias_init=config.bias_inits, lr=config.lrs))
 
 
-# ----------------------------------------------------------------------------------------------------
-# Dead units are frozen
+# Dead units are frozen --------------------------------------------------------------------------------------
 
 
 class FrozenUnitsConfig(Config):
@@ -442,7 +462,6 @@ class FrozenUnitsResult:
     silent_identical: np.ndarray  # of those, incoming weights and bias bit-identical at B
     revived: np.ndarray  # dead at A, fired at least once between A and B
     revived_changed: np.ndarray  # of those, incoming weights changed
-    dead_at_b: np.ndarray  # units dead on the full training set at B
 
 
 def _largest(tensors: list[Tensor], empty: float) -> float:
@@ -454,7 +473,8 @@ def _largest(tensors: list[Tensor], empty: float) -> float:
 def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
     """Measure the gradient of dead units at A, then watch every training forward pass from A to B."""
     check_config(config, FrozenUnitsConfig)
-    base = dataclasses.replace(config.base, steps=config.steps_a + config.steps_b)
+    steps = config.steps_a + config.steps_b  # one evaluation, at the end
+    base = dataclasses.replace(config.base, steps=steps, measure_every=steps)
     data = shared_digits(base.data_seed)
     model = _build(base, data)
     x = data.x_train.to(next(model.parameters()).device)
@@ -480,11 +500,13 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
             linears = [layer.linear for layer in model.layers] + [model.head]
             incoming = [torch.cat([m.weight.grad, m.bias.grad[:, None]], 1).abs() for m in linears[:-1]]
             outgoing = [m.weight.grad.T.abs() for m in linears[1:]]  # row j: unit j's outgoing weights
-            at_a["dead"] = dead_a
-            at_a["max_dead"] = _largest([g[mask] for g, mask in zip(incoming, dead_a, strict=True)], 0.0)
-            at_a["max_out"] = _largest([g[mask] for g, mask in zip(outgoing, dead_a, strict=True)], 0.0)
             alive = [m.weight.grad[~mask].abs() for m, mask in zip(linears[:-1], dead_a, strict=True)]
-            at_a["max_alive"] = _largest(alive, math.nan)
+            at_a["dead"] = dead_a
+            at_a["maxima"] = (  # the FrozenUnitsResult fields max_grad_dead, _dead_outgoing, _alive
+                _largest([g[mask] for g, mask in zip(incoming, dead_a, strict=True)], 0.0),
+                _largest([g[mask] for g, mask in zip(outgoing, dead_a, strict=True)], 0.0),
+                _largest(alive, math.nan),
+            )
             model.zero_grad(set_to_none=True)
             at_a["before"] = [
                 (m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers
@@ -494,11 +516,8 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
                 m.register_forward_hook(functools.partial(watch, i)) for i, m in enumerate(model.layers)
             )
 
-    train_config = derive(
-        TrainConfig, base, monitor_every=None, eval_every=base.steps, seed=base.seed * 100_003
-    )
     try:
-        history = train(model, data, train_config, callbacks=[CheckpointA()])
+        history = train(model, data, _train_config(base), callbacks=[CheckpointA()])
     finally:
         for handle in handles:
             handle.remove()
@@ -506,25 +525,16 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
         where = "before checkpoint A" if "dead" not in at_a else "between A and B"
         raise RuntimeError(f"the run diverged {where} ({history.message}); lower base.lr")
     dead_a, before = at_a["dead"], at_a["before"]
-    dead_b = dead_unit_masks(model, x)
-    counts = np.zeros((5, base.depth), dtype=np.int64)
+    counts = np.zeros((4, base.depth), dtype=np.int64)
     for i, (m, (w, b), mask, hit) in enumerate(zip(model.layers, before, dead_a, fired, strict=True)):
         same = (m.linear.weight.detach() == w).all(dim=1) & (m.linear.bias.detach() == b)
         silent, revived = mask & ~hit, mask & hit
-        counts[:, i] = [int(t.sum()) for t in (silent, silent & same, revived, revived & ~same, dead_b[i])]
-    return FrozenUnitsResult(
-        config,
-        [f"layer {i + 1}" for i in range(base.depth)],
-        np.array([int(mask.sum()) for mask in dead_a]),
-        at_a["max_dead"],
-        at_a["max_out"],
-        at_a["max_alive"],
-        *counts,
-    )
+        counts[:, i] = [int(t.sum()) for t in (silent, silent & same, revived, revived & ~same)]
+    dead_counts = np.array([int(mask.sum()) for mask in dead_a])
+    return FrozenUnitsResult(config, model.layer_names()[:-1], dead_counts, *at_a["maxima"], *counts)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Remedies side by side
+# Remedies side by side --------------------------------------------------------------------------------------
 
 
 _NEGATIVE_BIAS = DyingConfig(init="default", bias_init=-0.5, lr=1.0, measure_every=300)
@@ -611,14 +621,13 @@ def run_remedies(config: RemediesConfig) -> RemediesResult:
     seeds = tuple(range(config.seed, config.seed + config.n_seeds))
     configs = [config.run_config(r, c, s) for r in config.remedies for c in CAUSES for s in seeds]
     grids = _run_grids(configs, {"remedy": config.remedies, "cause": CAUSES, "seed": seeds})
-    dead, accuracy, gain = (grids[name].values for name in ("dead", "accuracy", "backward_gain"))
-    table = np.stack([dead.mean(axis=2), accuracy.mean(axis=2), _geometric_mean(gain, axis=2)], axis=-1)
+    names = ("dead", "accuracy", "backward_gain")
+    table = np.stack([grids[n].mean("seed", geometric=n == "backward_gain").values for n in names], axis=-1)
     metrics = Grid(table, remedy=config.remedies, cause=CAUSES, metric=REMEDY_METRICS)
     return RemediesResult(config=config, **grids, table=metrics)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The activations ranked fairly: each at its best learning rate, over seeds, under two initializations
+# The activations ranked fairly: each at its best learning rate, over seeds, under two initializations -------
 
 
 class RankingConfig(Config):

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse._validation import check_int
+from vgcourse.config import geometric_mean
 from vgcourse.experiments.initialization import (
     SCHEME_LABELS,
     BackpropHistograms,
@@ -65,8 +66,7 @@ def _shown(values: Any) -> np.ndarray:
 
 def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | None) -> None:
     """Geometric mean over rows (seeds) as a line, min..max as a shaded band."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        center = np.exp(np.mean(np.log(values), axis=0))
+    center = geometric_mean(values, axis=0)
     low, high = _shown(values.min(axis=0)), _shown(values.max(axis=0))
     ax.fill_between(x, low, high, color=color, alpha=0.25, linewidth=0)
     ax.plot(x, _shown(center), color=color, linewidth=1.8, label=label)
@@ -181,7 +181,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
                 (p.grad_ratio if metric == "ratio" else p.activation_var[:, -1])
                 for p in sweep.profiles.sel(activation=activation).values
             ]
-            center = np.array([np.exp(np.mean(np.log(v))) for v in values])
+            center = np.array([geometric_mean(v) for v in values])
             errors = np.array([[c - v.min(), v.max() - c] for c, v in zip(center, values, strict=True)]).T
             ax.errorbar(sweep.config.gains, center, yerr=errors, fmt="o", color=color, capsize=3)
         for ax in (left, right):

@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from vgcourse.config import geometric_mean
 from vgcourse.experiments.relu_dying_units import (
     DyingResult,
     DyingSweepResult,
@@ -31,7 +32,7 @@ def gradient_flow(result: GradientFlowResult, *, ax: Axes | None = None) -> Figu
     layers = np.arange(1, result.config.depth + 1)
     for a, activation in enumerate(result.config.activations):
         values = result.grad_norm[a]
-        center = np.exp(np.log(values).mean(axis=0))
+        center = geometric_mean(values, axis=0)
         (line,) = ax.plot(layers, center, marker="o", markersize=3, label=activation)
         ax.fill_between(layers, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
     log_scale(ax, "y")
@@ -50,8 +51,8 @@ def backward_factors(result: GradientFlowResult, *, ax: Axes | None = None) -> F
     fig, ax = figure_and_axes(ax)
     layers = np.arange(1, result.config.depth)
     for a, activation in enumerate(result.config.activations):
-        measured = np.exp(np.log(result.measured_factor[a]).mean(axis=0))
-        predicted = np.exp(np.log(result.predicted_factor[a]).mean(axis=0))
+        measured = geometric_mean(result.measured_factor[a], axis=0)
+        predicted = geometric_mean(result.predicted_factor[a], axis=0)
         (line,) = ax.plot(layers, predicted, label=f"{activation}: predicted " + r"$\rho_l$")
         ax.plot(layers, measured, "o", color=line.get_color(), markersize=4, label=f"{activation}: measured")
     for level in (1.0, 0.25):
