@@ -8,9 +8,10 @@ circles and a deep sigmoid MLP on MNIST.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -141,14 +142,12 @@ class InitGradients:
     weight_grad_norm: np.ndarray  # (L+1,) ‖∂J/∂W_l‖_F, hidden layers and the output layer
     saturated_frac: np.ndarray  # (L,) saturated outputs per hidden layer (NaN unless sigmoid or tanh)
     mean_derivative: np.ndarray  # (L,) mean of f'(a_l), a_l = W_l h_{l-1} + b_l
-    rms_derivative: np.ndarray  # (L,) root mean square of f'(a_l)
     # (L,) std of a_l: about g·√E[h²] for weights of variance g²/n, so >= g/2 for the sigmoid (E[h] ≈ 1/2)
     preact_std: np.ndarray
     typical_factor: np.ndarray  # (L,) rms f'(a_l)·‖W_l‖_F/√rows: the shrink of a random-direction gradient
     # mean |∂J/∂a| over a layer's saturated entries / over its unsaturated ones, geometric mean over the
     # layers that have both (NaN when none has)
     saturated_grad_ratio: float
-    depth: int  # L
     decay: float  # ‖G_0‖_F / ‖G_L‖_F
     per_layer_factor: float  # decay^(1/L)
     envelope_factor: float  # envelope[0]^(1/L)
@@ -161,7 +160,7 @@ class InitGradients:
         sat = np.nanmean(self.saturated_frac) if np.isfinite(self.saturated_frac).any() else math.nan
         sat_text = "n/a (not sigmoid/tanh)" if math.isnan(sat) else f"{100 * sat:.1f}%"
         return (
-            f"{self.config.activation}, depth {self.depth}, {self.config.init}: "
+            f"{self.config.activation}, depth {self.config.depth}, {self.config.init}: "
             f"||∂J/∂h_0|| / ||∂J/∂h_L|| = {self.decay:.3g} (bound {self.envelope[0]:.3g}); "
             f"per layer {self.per_layer_factor:.3f} (bound {self.envelope_factor:.3f}); "
             f"mean f'(a) = {np.mean(self.mean_derivative):.3f}; saturated units: {sat_text}"
@@ -235,11 +234,9 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         weight_grad_norm=weight_norm,
         saturated_frac=record.saturated_frac[0, :-1],
         mean_derivative=mean_d.numpy(),
-        rms_derivative=rms_d.numpy(),
         preact_std=preact_std.numpy(),
         typical_factor=typical,
         saturated_grad_ratio=ratio,
-        depth=depth,
         decay=float(ratios[0]),
         per_layer_factor=float(ratios[0] ** (1.0 / depth)),
         envelope_factor=float(envelope[0] ** (1.0 / depth)),
@@ -247,6 +244,23 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         bound_slack=float(np.max(ratios[:-1] / envelope[:-1])),
         weight_ratio=float(weight_norm[0] / weight_norm[-1]),
     )
+
+
+def _init_sweep(
+    config: Config, summaries: dict[str, Callable[[InitGradients], float]], **axes: tuple[Any, ...]
+) -> tuple[dict[str, Grid], dict[tuple[Any, ...], InitGradients]]:
+    """``run_init_gradients`` at every point of the axes (``InitGradientConfig`` fields, the others from
+    ``config``): each summary of the results as a Grid on those axes, and the results by point."""
+    shape = tuple(len(values) for values in axes.values())
+    arrays = {name: np.empty(shape) for name in summaries}
+    results = {}
+    for index in np.ndindex(shape):
+        point = {axis: values[i] for (axis, values), i in zip(axes.items(), index, strict=True)}
+        result = run_init_gradients(derive(InitGradientConfig, config, **point))
+        results[tuple(point.values())] = result
+        for name, summary in summaries.items():
+            arrays[name][index] = summary(result)
+    return {name: Grid(values, name=name, **axes) for name, values in arrays.items()}, results
 
 
 # -- 3. depth sweep ----------------------------------------------------------------------------------------
@@ -286,23 +300,11 @@ class DepthSweep:
 def run_depth_sweep(config: DepthSweepConfig) -> DepthSweep:
     """Measure every (activation, depth, seed) network at initialization."""
     check_config(config, DepthSweepConfig)
-    arrays = {
-        name: np.empty((len(config.activations), len(config.depths), len(config.seeds)))
-        for name in (*_SWEPT, "envelope")
-    }
-    examples = {}
-    for a, activation in enumerate(config.activations):
-        for d, depth in enumerate(config.depths):
-            for s, seed in enumerate(config.seeds):
-                point = derive(InitGradientConfig, config, activation=activation, depth=depth, seed=seed)
-                result = run_init_gradients(point)
-                for name in _SWEPT:
-                    arrays[name][a, d, s] = getattr(result, name)
-                arrays["envelope"][a, d, s] = result.envelope[0]
-                if s == 0:
-                    examples[(activation, depth)] = result
+    summaries = {name: attrgetter(name) for name in _SWEPT} | {"envelope": lambda r: r.envelope[0]}
     axes = {"activation": config.activations, "depth": config.depths, "seed": config.seeds}
-    grids = {name: Grid(values, name=name, **axes) for name, values in arrays.items()}
+    grids, results = _init_sweep(config, summaries, **axes)
+    first = config.seeds[0]
+    examples = {(a, d): results[a, d, first] for a in config.activations for d in config.depths}
     return DepthSweep(config=config, examples=examples, **grids)
 
 
@@ -346,29 +348,18 @@ class SaturationSweep:
 def run_saturation_sweep(config: SaturationConfig) -> SaturationSweep:
     """Measure saturation and the gradient at every (input scale, weight scale, seed)."""
     check_config(config, SaturationConfig)
-    names = [f.name for f in dataclasses.fields(SaturationSweep)][1:]
-    out = {
-        name: np.empty((len(config.input_scales), len(config.weight_scales), len(config.seeds)))
-        for name in names
+    summaries = {
+        "saturated_frac": lambda r: np.mean(r.saturated_frac),
+        "first_layer_saturated_frac": lambda r: r.saturated_frac[0],
+        "mean_derivative": lambda r: np.mean(r.mean_derivative),
+        **{
+            name: attrgetter(name) for name in ("per_layer_factor", "envelope_factor", "saturated_grad_ratio")
+        },
+        "preact_std": lambda r: np.median(r.preact_std[1:]) if r.config.depth > 1 else r.preact_std[0],
     }
-    for i, input_scale in enumerate(config.input_scales):
-        for w, weight_scale in enumerate(config.weight_scales):
-            for s, seed in enumerate(config.seeds):
-                scales = {"weight_scale": weight_scale, "input_scale": input_scale}
-                r = run_init_gradients(derive(InitGradientConfig, config, **scales, seed=seed))
-                values = (
-                    np.mean(r.saturated_frac),
-                    r.saturated_frac[0],
-                    np.mean(r.mean_derivative),
-                    r.per_layer_factor,
-                    r.envelope_factor,
-                    r.saturated_grad_ratio,
-                    np.median(r.preact_std[1:]) if r.depth > 1 else r.preact_std[0],
-                )
-                for name, value in zip(names, values, strict=True):
-                    out[name][i, w, s] = value
     axes = {"input_scale": config.input_scales, "weight_scale": config.weight_scales, "seed": config.seeds}
-    return SaturationSweep(config, **{name: Grid(values, name=name, **axes) for name, values in out.items()})
+    grids, _ = _init_sweep(config, summaries, **axes)
+    return SaturationSweep(config, **grids)
 
 
 # -- 5. classic experiment (a): two circles ----------------------------------------------------------------
@@ -579,14 +570,10 @@ class MnistResult:
     grads_trained: list[np.ndarray] = field(repr=False)
     grad_std_init: np.ndarray  # (L+1,)
     grad_std_trained: np.ndarray  # (L+1,)
-    lumped_edges_init: np.ndarray  # (bins+1,)
-    lumped_counts_init: np.ndarray  # (bins,)
     central_frac_init: np.ndarray  # (L+1,) each layer's share of its entries in the central bin
-    central_frac_trained: np.ndarray  # (L+1,) the same in the trained gradients' lumped histogram
     share_of_entries: np.ndarray  # (L+1,) each layer's share of all gradient entries
     spread_init: np.ndarray  # (L,)
     mean_output_init: np.ndarray  # (L,) mean of h_l over the examples and units (a sigmoid's is near 1/2)
-    spread_trained: np.ndarray  # (L,)
     history: History = field(repr=False)  # its monitor holds per-layer statistics over training
 
 
@@ -607,14 +594,13 @@ def _forward_spread(model: MLP, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return spread, mean
 
 
-def _central_fraction(grads: list[np.ndarray], bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Histogram all layers' values in one (bins over ±max|g|); per layer, the share in the central bin."""
+def _central_fraction(grads: list[np.ndarray], bins: int) -> np.ndarray:
+    """One histogram of all layers' values (bins over ±max|g|); per layer, the share in the central bin."""
     lumped = np.concatenate(grads)
     top = float(np.abs(lumped).max()) or 1.0
-    counts, edges = np.histogram(lumped, bins=bins, range=(-top, top))
+    edges = np.histogram_bin_edges(lumped, bins=bins, range=(-top, top))
     low, high = edges[bins // 2], edges[bins // 2 + 1]
-    central = np.array([np.mean((g >= low) & (g < high)) for g in grads])
-    return counts, edges, central
+    return np.array([np.mean((g >= low) & (g < high)) for g in grads])
 
 
 def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult:
@@ -639,11 +625,8 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     history = train(model, data, config.train_config(steps))
     snapshot(model, xb, yb, F.cross_entropy)
     grads_trained = _layer_grads(model)
-    spread_trained, _ = _forward_spread(model, xb)
     model.zero_grad(set_to_none=True)
-    counts, edges, central_init = _central_fraction(grads_init, config.bins)
     sizes = np.array([g.size for g in grads_init], dtype=np.float64)
-    _, _, central_trained = _central_fraction(grads_trained, config.bins)
     return MnistResult(
         config=config,
         width=width,
@@ -656,13 +639,9 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
         grads_trained=grads_trained,
         grad_std_init=np.array([g.std() for g in grads_init], dtype=np.float64),
         grad_std_trained=np.array([g.std() for g in grads_trained], dtype=np.float64),
-        lumped_edges_init=edges,
-        lumped_counts_init=counts,
-        central_frac_init=central_init,
-        central_frac_trained=central_trained,
+        central_frac_init=_central_fraction(grads_init, config.bins),
         share_of_entries=sizes / sizes.sum(),
         spread_init=spread_init,
         mean_output_init=mean_init,
-        spread_trained=spread_trained,
         history=history,
     )

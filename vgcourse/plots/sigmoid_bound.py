@@ -78,7 +78,7 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     """‖∂J/∂h_l‖ / ‖∂J/∂h_L‖ against l (log y), its bound ∏_{k>l} c·‖W_k‖₂ and ∏_{k>l} rms f'·‖W_k‖_F/√n."""
     check_result(result, InitGradients)
     fig, ax = figure_and_axes(ax)
-    depth = result.depth
+    depth = result.config.depth
     layers = np.arange(depth + 1)
     typical = np.ones(depth + 1)
     typical[:-1] = np.cumprod(result.typical_factor[::-1])[::-1]
@@ -96,15 +96,20 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     return fig
 
 
+def _init_results(results: Sequence[InitGradients]) -> list[InitGradients]:
+    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
+        raise TypeError("results must be a non-empty sequence of InitGradients")
+    for r in results:
+        check_result(r, InitGradients, "each result")
+    return list(results)
+
+
 @checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
     """``gradient_profile`` of 1 to 6 networks side by side."""
-    if isinstance(results, InitGradients) or not isinstance(results, Sequence):
-        raise TypeError("results must be a sequence of InitGradients")
-    if not 1 <= len(results) <= 6:
+    results = _init_results(results)
+    if len(results) > 6:
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
-    for r in results:
-        check_result(r, InitGradients, "each result")
     fig, axes = _many_axes(ax, len(results), ncols=2, panel=(3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
@@ -115,11 +120,8 @@ def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = No
 @checked
 def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
     """‖∂J/∂W_l‖ by layer (log y), one line per network."""
-    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of InitGradients")
-    for r in results:
-        check_result(r, InitGradients, "each result")
-    if len({r.depth for r in results}) != 1:
+    results = _init_results(results)
+    if len({r.config.depth for r in results}) != 1:
         raise ValueError("all results must have the same depth")
     fig, ax = figure_and_axes(ax)
     names = results[0].layer_names
@@ -137,7 +139,7 @@ def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | Non
     ax.set_xticks(np.arange(1, len(names) + 1)[::stride], names[::stride], rotation=45, ha="right")
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("‖∂J/∂W_l‖")
-    ax.set_title(f"weight gradients at initialization, depth {results[0].depth}")
+    ax.set_title(f"weight gradients at initialization, depth {results[0].config.depth}")
     ax.legend(fontsize=SMALL)
     return fig
 
