@@ -196,9 +196,7 @@ def test_stream_pass_matches_autograd_and_the_monitor_names() -> None:
     model = rn.build_network(rn.RESIDUAL_BN, depth=3, width=8, in_features=64, out_features=10, seed=1)
     data = rn.load_image_data()
     result = rn.stream_pass(model, data.x_train[:16], data.y_train[:16])
-    assert result.layer_names == ["input"] + [f"block {b} {f}" for b in (1, 2, 3) for f in ("fc1", "fc2")] + [
-        "output"
-    ]
+    assert result.weight_grad.shape == (len(model.layer_names()),) == (8,)  # stem, 3 × (fc1, fc2), head
     np.testing.assert_allclose(result.weight_grad[0], model.stem.weight.grad.norm().item(), rtol=1e-6)
     np.testing.assert_allclose(result.weight_grad[-1], model.head.weight.grad.norm().item(), rtol=1e-6)
     assert result.stream_grad.shape == result.second_moment.shape == (4,)

@@ -158,8 +158,7 @@ class StreamPass:
 
     second_moment: np.ndarray  # (L + 1,) E[x_l²] over the batch and the units
     stream_grad: np.ndarray  # (L + 1,) ‖∂J/∂x_l‖ (Frobenius norm over the batch)
-    layer_names: list[str]  # of named_layers(model): "input", "block 1 fc1", ..., "output"
-    weight_grad: np.ndarray  # (2L + 2,) ‖∂J/∂W‖ of each of those layers
+    weight_grad: np.ndarray  # (2L + 2,) ‖∂J/∂W‖ of each of named_layers(model): stem, block 1 fc1, ..., head
     loss: float  # the cross-entropy J
     grad_ratio: float  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖: the backward signal entering the first block over the last's
     variance_ratio: float  # E[x_L²] / E[x_0²]: how much the blocks grow the forward signal
@@ -178,15 +177,13 @@ def stream_pass(model: ResidualMLP, x: Tensor, y: Tensor) -> StreamPass:
     with torch.enable_grad(), keep_outputs([model.stem, *model.blocks]) as stream:
         loss = F.cross_entropy(model(x), y.to(weight.device))
         loss.backward()
-    layers = named_layers(model)
     moments = np.array([float(h.detach().double().square().mean()) for h in stream])
     grads = np.array([float(torch.linalg.vector_norm(h.grad.double())) for h in stream])
-    weight_grads = np.array([float(torch.linalg.vector_norm(m.weight.grad.double())) for _, m in layers])
+    layers = [module for _, module in named_layers(model)]
+    weight_grads = np.array([float(torch.linalg.vector_norm(m.weight.grad.double())) for m in layers])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = float(grads[0] / grads[-1]), float(moments[-1] / moments[0])
-    return StreamPass(
-        moments, grads, [name for name, _ in layers], weight_grads, float(loss.detach()), *ratios
-    )
+    return StreamPass(moments, grads, weight_grads, float(loss.detach()), *ratios)
 
 
 def load_image_data(dataset: str = "digits", seed: int = 0) -> DataSplit:
