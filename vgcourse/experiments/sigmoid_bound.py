@@ -155,17 +155,6 @@ class InitGradients:
     bound_slack: float  # max over l < L of ratio_l / envelope_l: <= 1 is the theorem
     weight_ratio: float  # ‖∂J/∂W_1‖ / ‖∂J/∂W_out‖
 
-    def summary(self) -> str:
-        """One line for the explorer's readout."""
-        sat = np.nanmean(self.saturated_frac) if np.isfinite(self.saturated_frac).any() else math.nan
-        sat_text = "n/a (not sigmoid/tanh)" if math.isnan(sat) else f"{100 * sat:.1f}%"
-        return (
-            f"{self.config.activation}, depth {self.config.depth}, {self.config.init}: "
-            f"||∂J/∂h_0|| / ||∂J/∂h_L|| = {self.decay:.3g} (bound {self.envelope[0]:.3g}); "
-            f"per layer {self.per_layer_factor:.3f} (bound {self.envelope_factor:.3f}); "
-            f"mean f'(a) = {np.mean(self.mean_derivative):.3f}; saturated units: {sat_text}"
-        )
-
 
 def _saturated(activation: str, out: Tensor, threshold: float) -> Tensor | None:
     """Boolean mask of saturated outputs, the monitor's rule: |2u - 1| > s (sigmoid), |u| > s (tanh)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import math
 
+import numpy as np
 from ipywidgets import Dropdown
 
 from vgcourse.experiments.sigmoid_bound import INITS, InitGradientConfig, InitGradients, run_init_gradients
@@ -11,8 +13,17 @@ from vgcourse.plots import sigmoid_bound as plots
 from vgcourse.widgets import Explorer, control
 
 
-def _readout(result: InitGradients) -> str:
-    return html.escape(result.summary())  # plain text: legible in the page's light and dark modes
+def init_gradients_readout(result: InitGradients) -> str:
+    """One line of plain text (legible in the page's light and dark modes): the decay and its bound, in all
+    and per layer, the mean f'(a) and the saturated fraction."""
+    sat = np.nanmean(result.saturated_frac) if np.isfinite(result.saturated_frac).any() else math.nan
+    sat_text = "n/a (not sigmoid/tanh)" if math.isnan(sat) else f"{100 * sat:.1f}%"
+    return html.escape(
+        f"{result.config.activation}, depth {result.config.depth}, {result.config.init}: "
+        f"||∂J/∂h_0|| / ||∂J/∂h_L|| = {result.decay:.3g} (bound {result.envelope[0]:.3g}); "
+        f"per layer {result.per_layer_factor:.3f} (bound {result.envelope_factor:.3f}); "
+        f"mean f'(a) = {np.mean(result.mean_derivative):.3f}; saturated units: {sat_text}"
+    )
 
 
 def init_gradients_explorer(
@@ -47,7 +58,7 @@ def init_gradients_explorer(
         InitGradientConfig,
         run_init_gradients,
         plots.gradient_profile,
-        readout=_readout,
+        readout=init_gradients_readout,
         title="Gradients at initialization: how much of ∂J/∂h_L reaches each layer?",
         # the static page: 3 activations x 5 inits x 3 depths x 3 scales = 135 views
         page_grid={
