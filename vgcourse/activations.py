@@ -63,11 +63,8 @@ def activation_name(module: nn.Module) -> str | None:
 
 
 def derivative(activation: str, x: Tensor) -> Tensor:
-    """Closed-form f'(x), elementwise: sigmoid σ(1-σ), tanh 1-tanh², relu 1[x>0], gelu Φ(x)+xφ(x), ...
-
-    At the kink x = 0 the value matches PyTorch's autograd (relu 0, leaky_relu 0.01, elu 1). Integer ``x``
-    is converted to the default float dtype.
-    """
+    """Closed-form f'(x): sigmoid σ(1-σ), tanh 1-tanh², relu 1[x>0], gelu Φ(x)+xφ(x), ...; at x = 0 as
+    autograd (relu 0, leaky_relu 0.01, elu 1)."""
     check_choice("activation", activation, ACTIVATIONS)
     check_tensor("x", x)
     if not x.is_floating_point():
@@ -95,8 +92,5 @@ def derivative(activation: str, x: Tensor) -> Tensor:
 
 
 def max_derivative(activation: str) -> float:
-    """Return sup_x f'(x): the most one layer's activation can amplify a gradient (sigmoid 0.25, tanh 1).
-
-    gelu (≈1.129) and silu (≈1.100) slightly exceed 1 just right of zero.
-    """
+    """sup_x f'(x), the most one activation amplifies a gradient: sigmoid 0.25, tanh 1, gelu ≈1.129."""
     return _MAX_DERIVATIVE[check_choice("activation", activation, ACTIVATIONS)]

@@ -1,8 +1,5 @@
-"""Small data sets for the course: toy classification, long-range sequence tasks and MNIST.
-
-Every loader returns a :class:`DataSplit` with float32 inputs, int64 class labels (classification) or
-float32 targets of shape (N, 1) (regression), split deterministically by ``seed``.
-"""
+"""Small data sets: toy classification, long-range sequence tasks and MNIST, each a seeded :class:`DataSplit`
+(float32 inputs; int64 labels or float32 (N, 1) regression targets)."""
 
 from __future__ import annotations
 
@@ -115,8 +112,7 @@ def _classification_split(name: str, x: Tensor, y: Tensor, val_fraction: float, 
 def circles(
     n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, val_fraction: float = 0.2, seed: int = 0
 ) -> DataSplit:
-    """Two concentric circles (sklearn ``make_circles``, inner radius ``factor``, Gaussian ``noise``):
-    x float32 (N, 2), 2 classes; ``val_fraction`` of each class held out."""
+    """Two concentric circles (sklearn ``make_circles``, inner radius ``factor``): x (N, 2), 2 classes."""
     from sklearn.datasets import make_circles
 
     check_int("n_samples", n_samples, minimum=2)
@@ -132,10 +128,8 @@ def circles(
 
 
 def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
-    """8x8 handwritten digits (sklearn ``load_digits``, no download): x float32 (N, 64), 10 classes.
-
-    x' = (x/16 - mean) / std with the train split's per-pixel mean and std (std 0 replaced by 1).
-    """
+    """8x8 digits (sklearn, no download), x (N, 64), 10 classes: x' = (x/16 - mean) / std with the train
+    split's per-pixel mean and std (std 0 -> 1)."""
     from sklearn.datasets import load_digits
 
     val_fraction = _check_fraction(val_fraction)
@@ -153,19 +147,15 @@ def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
 
 @functools.lru_cache(maxsize=8)
 def shared_digits(seed: int = 0) -> DataSplit:
-    """``digits(seed=seed)``, loaded once per process and shared by every caller (the loader reads a file
-    from sklearn): treat its tensors as read-only."""
+    """``digits(seed=seed)``, loaded once per process and shared: treat its tensors as read-only."""
     return digits(seed=seed)
 
 
 def adding_problem(
     n_samples: int = 2000, seq_len: int = 50, val_fraction: float = 0.2, seed: int = 0
 ) -> DataSplit:
-    """Adding problem (Hochreiter & Schmidhuber, 1997): regression, y = sum of the two marked values.
-
-    x (N, T, 2): channel 0 holds values U(0, 1), channel 1 marks exactly two of them, one in each half;
-    y float32 (N, 1). Always predicting 1.0 gives MSE = Var(u1 + u2) = 2/12 ~ 0.167, the bar to beat.
-    """
+    """Adding problem (Hochreiter & Schmidhuber, 1997): x (N, T, 2) holds U(0, 1) values and marks on two
+    of them, one per half; y (N, 1) their sum. Predicting 1.0 gives MSE = 2/12 ~ 0.167, the bar to beat."""
     check_int("n_samples", n_samples, minimum=2)
     check_int("seq_len", seq_len, minimum=2)
     val_fraction = _check_fraction(val_fraction)
@@ -188,11 +178,8 @@ def adding_problem(
 def recall_task(
     n_samples: int = 2000, lag: int = 20, n_symbols: int = 8, val_fraction: float = 0.2, seed: int = 0
 ) -> DataSplit:
-    """Recall a symbol after ``lag`` blank steps: chance accuracy = 1 / n_symbols.
-
-    x (N, lag + 1, n_symbols + 1): step 0 is the one-hot symbol, steps 1..lag are blank, and the last
-    channel is a "go" marker set to 1 at the last step; y int64 (N,) = the symbol.
-    """
+    """Recall a symbol after ``lag`` blank steps (chance 1 / n_symbols): x (N, lag + 1, n_symbols + 1), a
+    one-hot symbol at step 0 and a "go" marker in the last channel at the last step; y = the symbol."""
     check_int("n_samples", n_samples, minimum=2)
     check_int("lag", lag, minimum=1)
     check_int("n_symbols", n_symbols, minimum=2)
@@ -241,8 +228,7 @@ def _md5(path: Path) -> str:
 
 
 def shipped_mnist_files() -> tuple[Path, Path]:
-    """(images, labels): the MNIST test split shipped in the package, each file's md5 checked
-    (`DataUnavailableError`, naming the way out, when one is missing or differs from ``MNIST_MD5``)."""
+    """(images, labels) of the MNIST test split shipped in the package, md5-checked."""
     paths = []
     for name, expected in MNIST_MD5.items():
         path = MNIST_DIR / name
@@ -269,8 +255,7 @@ def check_data() -> str:
 
 
 def _download_mnist(root: Path) -> None:
-    """Download MNIST's two train files into ``root/MNIST/raw`` from torchvision's mirrors, md5-checked;
-    each request has its own timeout (nothing process-wide changes)."""
+    """Download MNIST's train files into ``root/MNIST/raw`` from torchvision's mirrors, md5-checked."""
     from urllib.request import Request, urlopen
 
     from torchvision.datasets import MNIST
@@ -336,13 +321,11 @@ def mnist(
     download: bool | None = None,
     flatten: bool = True,
 ) -> DataSplit:
-    """MNIST digits from the raw IDX files: x' = (x / 255 - 0.1307) / 0.3081, 10 classes, x (N, 784), or
-    (N, 1, 28, 28) with ``flatten=False``; a stratified, seeded split.
+    """MNIST, x' = (x / 255 - 0.1307) / 0.3081, x (N, 784) or (N, 1, 28, 28), a stratified seeded split.
 
-    ``source="shipped"``: the 10,000-image test split inside the package (md5-checked, no network; 8,334 /
-    1,666 by default). ``source="full"``: the 60,000-image train split from ``root``, else
-    ``$VGCOURSE_DATA``, else ``~/.cache/vgcourse`` (in the folder or its ``MNIST/raw/``), downloaded there
-    when missing unless ``download=False`` (`DataUnavailableError` when that fails).
+    ``source="shipped"``: the 10,000-image test split in the package (no network). ``source="full"``: the
+    60,000-image train split from ``root``, ``$VGCOURSE_DATA`` or ``~/.cache/vgcourse``, downloaded there
+    when missing unless ``download=False``.
     """
     if root is not None and not isinstance(root, (str, Path)):
         raise TypeError(f"root must be a str, a Path or None; got {type(root).__name__}")
@@ -373,8 +356,7 @@ def mnist(
 
 
 def load_dataset(name: str, **kwargs: Any) -> DataSplit:
-    """Load a data set by name (one of ``DATASETS``); ``kwargs`` go to its loader
-    (e.g. ``load_dataset("recall", lag=50)``)."""
+    """Load a data set by name (one of ``DATASETS``): ``load_dataset("recall", lag=50)``."""
     check_choice("dataset", name, DATASETS)
     loaders = dict(zip(DATASETS, (circles, digits, mnist, adding_problem, recall_task), strict=True))
     return loaders[name](**kwargs)

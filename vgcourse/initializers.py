@@ -26,12 +26,8 @@ _GATES = {"LSTM": 4, "GRU": 3}  # gate blocks stacked in an RNN's weight_ih / we
 
 
 def gain(activation: str, param: float | None = None) -> float:
-    """Return the gain g that keeps activations' scale through a layer, as torch.nn.init.calculate_gain.
-
-    identity 1, sigmoid 1, tanh 5/3, relu √2, leaky_relu √(2/(1+a²)). elu, gelu and silu are
-    ReLU-like (≈0 for x << 0, ≈x for x >> 0) and get relu's √2: a convention, not an exact fixed point.
-    ``param``: the leaky_relu slope a (default 0.01), for leaky_relu only.
-    """
+    """The gain g of torch.nn.init.calculate_gain: identity and sigmoid 1, tanh 5/3, relu √2, leaky_relu
+    √(2/(1+a²)) (``param`` = a, default 0.01); the ReLU-like elu, gelu, silu get √2 by convention."""
     check_choice("activation", activation, ACTIVATIONS)
     if param is not None and activation != "leaky_relu":
         raise ValueError(f"param is the leaky_relu slope; activation {activation!r} takes none")
@@ -55,14 +51,9 @@ def expected_weight_variance(
     a: float | None = None,
     mode: str = "fan_in",
 ) -> float:
-    """Return Var(W_ij) of a ``scheme``-initialized weight with the given fans (receptive field included).
-
-    default (PyTorch's U(±1/√fan_in)) 1/(3·fan_in); normal std²; uniform U(±a) a²/3;
-    xavier 2/(fan_in + fan_out) (gain 1, as Glorot & Bengio); kaiming g²/fan with g = gain(activation)
-    and fan = fan_in or fan_out by ``mode``; orthogonal 1/max(fan_in, fan_out) (a Linear's rows or
-    columns are unit vectors, gain 1); constant 0. For RNNs pass one gate block's fans. ``std`` and ``a``
-    are required by (and only for) "normal" and "uniform".
-    """
+    """Var(W_ij) under ``scheme``: default 1/(3·fan_in); normal std²; uniform U(±a) a²/3; xavier
+    2/(fan_in + fan_out); kaiming gain(activation)²/fan (fan by ``mode``); orthogonal 1/max(fan_in, fan_out);
+    constant 0. For RNNs pass one gate block's fans."""
     scheme = _canonical(scheme)
     check_int("fan_in", fan_in, minimum=1)
     check_int("fan_out", fan_out, minimum=1)
@@ -97,14 +88,9 @@ def initialize(
     bias: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Initialize, in place, the weights of every layer in ``named_layers(model)`` and set biases to ``bias``.
-
-    normal/uniform/xavier/kaiming draw N(0, σ²) or U(±√3·σ) with σ² = ``expected_weight_variance``;
-    "default" re-runs each layer's ``reset_parameters()`` (PyTorch's own init). An RNN's weight_ih and
-    weight_hh are initialized one gate block at a time (i, f, g, o for LSTM). Norm layers are untouched.
-    ``scheme``: from ``SCHEMES`` or ``ALIASES`` (glorot_* = xavier_*, he_* = kaiming_*); ``std``, ``a``,
-    ``value``: required by (and only for) "normal", "uniform", "constant"; draws from ``generator``.
-    """
+    """Initialize every layer of ``named_layers(model)`` in place, biases to ``bias``: N(0, σ²) or U(±√3·σ)
+    with σ² = ``expected_weight_variance`` (an RNN's weights one gate block at a time); "default" re-runs
+    ``reset_parameters()``. ``std``, ``a``, ``value``: for "normal", "uniform", "constant" only."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
     scheme = _canonical(scheme)

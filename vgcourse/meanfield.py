@@ -1,10 +1,7 @@
-"""Mean-field moments of a network at initialization: a pre-activation a ~ N(0, q) in a wide layer.
-
-``layer_moments`` gives E[f(a)²] and E[f'(a)²], the two numbers the variance recursion of a plain network
-needs per layer (forward Var(a_l) = n σ² E[h_{l-1}²], backward Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l)). With
-biases, a tanh layer maps q to σ_w² E[tanh(a)²] + σ_b²: ``tanh_fixed_point`` is the variance q* the depth
-converges to, ``tanh_chi`` the backward factor per layer there, and ``critical_line`` the (σ_b², σ_w²)
-with χ = 1 between the ordered and the chaotic phase (Poole et al., 2016; Schoenholz et al., 2017).
+"""Mean-field moments at initialization, a pre-activation a ~ N(0, q) in a wide layer: E[f(a)²] and E[f'(a)²]
+(forward Var(a_l) = n σ² E[h_{l-1}²], backward Var(δ_l) = E[f'(a_l)²] Var(∂L/∂h_l)); for tanh with biases,
+q ↦ σ_w² E[tanh(a)²] + σ_b², its fixed point q*, χ there and the critical line χ = 1 (Poole et al., 2016;
+Schoenholz et al., 2017).
 """
 
 from __future__ import annotations
@@ -26,12 +23,8 @@ _TAIL_WINDOW = 20.0  # |a| beyond which every activation here is linear or const
 
 
 def layer_moments(activation: str, variance: float, method: str = "gaussian") -> tuple[float, float]:
-    """(E[f(a)²], E[f'(a)²]) for a pre-activation a of mean 0 and variance q.
-
-    "gaussian": a ~ N(0, q), by numerical integration (closed forms q·(1+s²)/2 and (1+s²)/2 for the
-    piecewise-linear relu, leaky_relu (slope s) and identity). "linear": Glorot & Bengio's linear regime
-    f(a) ≈ f(0) + f'(0)·a: f(0)² + f'(0)²·q and f'(0)² (piecewise-linear activations stay exact).
-    """
+    """(E[f(a)²], E[f'(a)²]) for a ~ N(0, q) ("gaussian", numerically; q·(1+s²)/2 and (1+s²)/2 for slope s
+    piecewise-linear f), or in the linear regime f(a) ≈ f(0) + f'(0)·a ("linear": f(0)² + f'(0)²q, f'(0)²)."""
     check_choice("activation", activation, ACTIVATIONS)
     q = check_float("variance", variance, 0.0)
     check_choice("method", method, PREDICTION_METHODS)
@@ -75,11 +68,7 @@ def _quadrature() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tanh_moments(variance: float) -> tuple[float, float]:
-    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q), by quadrature: E[g(a)] = ∫ g(√q z) φ(z) dz.
-
-    The integrand is smooth and decays like φ, so the rule is accurate to about 1e-12 for q up to a few
-    and 1e-7 at q = 30 (a node spacing of √q·0.005 in a).
-    """
+    """(E[tanh(a)²], E[tanh'(a)²]) for a ~ N(0, q): ∫ g(√q z) φ(z) dz by quadrature (1e-7 at q = 30)."""
     q = check_float("variance", variance, 0.0)
     nodes, weights = _quadrature()
     t = np.tanh(math.sqrt(q) * nodes)
@@ -87,14 +76,9 @@ def tanh_moments(variance: float) -> tuple[float, float]:
 
 
 def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
-    """The stable fixed point q* of the forward map q ↦ σ_w² E[tanh(a)²] + σ_b², a ~ N(0, q).
-
-    With Var(W_ij) = σ_w²/n and Var(b_i) = σ_b², a layer maps q_{l-1} to q_l = σ_w² E[tanh(a)²] + σ_b²
-    (Poole et al., 2016). The map is increasing and concave: Newton's iteration on
-    F(q) = σ_w² m(q) + σ_b² - q (m = E[tanh²]) from the upper end σ_w² + σ_b² converges monotonically, with
-    m'(q) = ½ E[(tanh²)''(a)] = E[(1 - t²)(1 - 3t²)], t = tanh(a) (the heat-equation identity). With
-    σ_b² = 0 and σ_w² <= 1 the only fixed point is q* = 0 (approached only like 1/(2l)).
-    """
+    """The stable fixed point q* of q ↦ σ_w² E[tanh(a)²] + σ_b² (Poole et al., 2016): Newton on the concave
+    F(q) = σ_w² m(q) + σ_b² - q from σ_w² + σ_b², m'(q) = E[(1 - t²)(1 - 3t²)], t = tanh(a); 0 when σ_b² = 0
+    and σ_w² <= 1."""
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     bias_var = check_float("bias_var", bias_var, 0.0)
     if bias_var == 0.0 and weight_var <= 1.0:
@@ -113,21 +97,14 @@ def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
 
 
 def tanh_chi(weight_var: float, bias_var: float) -> float:
-    """The backward factor per layer at the forward fixed point: χ = σ_w² E[tanh'(a)²], a ~ N(0, q*).
-
-    Var(δ_{l-1}) = χ Var(δ_l) once q_l = q*: χ < 1 is the ordered phase (the gradient vanishes
-    geometrically), χ > 1 the chaotic one (it explodes), χ = 1 the critical line (Schoenholz et al., 2017).
-    """
+    """χ = σ_w² E[tanh'(a)²], a ~ N(0, q*): Var(δ_{l-1}) = χ Var(δ_l) at the fixed point; χ < 1 ordered
+    (vanishing), χ > 1 chaotic (exploding), χ = 1 critical (Schoenholz et al., 2017)."""
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     return weight_var * tanh_moments(tanh_fixed_point(weight_var, bias_var))[1]
 
 
 def critical_weight_var(bias_var: float, *, tol: float = 1e-10) -> float:
-    """The σ_w² with χ(σ_w², σ_b²) = 1 for a tanh network, by bisection to a bracket of width ``tol``.
-
-    χ increases with σ_w². With σ_b² = 0 the answer is 1 (q* = 0 and tanh'(0) = 1); with σ_b² > 0,
-    χ(1, σ_b²) < 1, so the root lies above 1: the bracket [1, hi] is doubled until χ(hi) >= 1, then halved.
-    """
+    """The σ_w² with χ(σ_w², σ_b²) = 1 (1 for σ_b² = 0; else above 1), by bisection of a doubled bracket."""
     bias_var = check_float("bias_var", bias_var, 0.0)
     tol = check_float("tol", tol, 0.0, strict_minimum=True)
     if bias_var == 0.0:
@@ -163,11 +140,8 @@ def critical_line(bias_vars: Sequence[float]) -> CriticalLine:
 def predict_tanh_with_bias(
     weight_var: float, bias_var: float, depth: int, *, input_var: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a wide tanh network with biases.
-
-    Forward q_1 = σ_w² E[x²] + σ_b², q_l = σ_w² E[tanh(a_{l-1})²] + σ_b²; backward from
-    Var(∂L/∂h_L) = 1: Var(δ_l) = E[tanh'(a_l)²] Var(∂L/∂h_l), Var(∂L/∂h_{l-1}) = σ_w² Var(δ_l).
-    """
+    """Predicted (Var(a_l), Var(δ_l)), l = 1..L, of a wide tanh network with biases: q_l = σ_w² E[h²] + σ_b²;
+    from Var(∂L/∂h_L) = 1, Var(δ_l) = E[tanh'(a_l)²] Var(∂L/∂h_l), Var(∂L/∂h_{l-1}) = σ_w² Var(δ_l)."""
     weight_var = check_float("weight_var", weight_var, 0.0, strict_minimum=True)
     bias_var = check_float("bias_var", bias_var, 0.0)
     check_int("depth", depth, minimum=1)

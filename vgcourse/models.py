@@ -1,8 +1,7 @@
 """The networks of the course, and `named_layers`: the "layer 1 … layer L" list every report uses.
 
-Every model takes keyword-only ``seed`` or ``generator`` (`initial_weights`): its layers get PyTorch's
-default initialization exactly as after ``torch.manual_seed(seed)``, and the caller's random state is left
-as it was. With neither, they draw from the global generator, as ``torch.nn`` modules do.
+Every model takes ``seed`` or ``generator`` (`initial_weights`): PyTorch's default initialization as after
+``torch.manual_seed(seed)``, the caller's random state untouched; with neither, the global generator.
 """
 
 from __future__ import annotations
@@ -26,13 +25,8 @@ Activation = str | nn.Module | type[nn.Module]
 
 @contextmanager
 def initial_weights(seed: int | None = None, generator: torch.Generator | None = None) -> Iterator[None]:
-    """Modules built inside draw their default initialization from ``seed`` (or a seed drawn from
-    ``generator``) in a forked global random state, which is restored on exit; with neither, a no-op.
-
-    ``with initial_weights(seed=s): m = nn.Linear(4, 3)`` gives the weights of ``torch.manual_seed(s);
-    m = nn.Linear(4, 3)``. A ``generator`` gives one draw (the seed, uniform in [0, 2^62)), so successive
-    models from one generator differ. Give at most one of the two.
-    """
+    """Modules built inside initialize from ``seed`` (or one seed drawn from ``generator``, uniform in
+    [0, 2^62)) in a forked global random state, restored on exit; with neither, a no-op."""
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
@@ -97,11 +91,8 @@ class MLP(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x -> x + α·F(x) (skip) or F(x) (no skip), with F = Linear -> [Norm] -> f -> Linear -> [Norm].
-
-    ``norm``: None, "batch" or "layer" (``.norm1``/``.norm2``, None without). ``post_activation``: x ->
-    f(x + α·F(x)), the original ResNet's block (He et al., 2016a); False keeps the identity path clean.
-    """
+    """x -> x + α·F(x) (skip) or F(x), F = Linear -> [Norm] -> f -> Linear -> [Norm]; ``post_activation``:
+    f(x + α·F(x)), the original ResNet block (He et al., 2016a)."""
 
     def __init__(
         self,
@@ -142,12 +133,10 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    """Residual network: stem Linear, then x_{l+1} = x_l + α·F(x_l) for l = 1..depth, then a linear head.
+    """Stem Linear, x_{l+1} = x_l + α·F(x_l) for l = 1..depth (skip=False: F(x_l)), a linear head.
 
-    With skip=False each block is x_{l+1} = F(x_l) (the "plain" twin). ``branch_scale`` α: None (1), a
-    positive float or "inv_sqrt_depth" (1/√depth). ``zero_init_last`` zeroes F's last Linear (or its norm's
-    weight), so every block starts as the identity (`vgcourse.initializers.initialize` undoes it without
-    norm). ``norm``, ``post_activation``: as in `ResidualBlock`.
+    α = ``branch_scale``: None (1), a float > 0 or "inv_sqrt_depth" (1/√depth). ``zero_init_last`` zeroes
+    F's last Linear (or norm weight): every block starts as the identity.
     """
 
     def __init__(
@@ -205,10 +194,8 @@ class ResidualMLP(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """Recurrent classifier/regressor: run an RNN over x (N, T, F), map the last hidden state h_T to outputs.
-
-    ``arch``: "rnn" (h_t = tanh(W x_t + U h_{t-1} + b)), "gru" or "lstm"; ``num_layers`` stacked layers.
-    """
+    """An RNN over x (N, T, F), then a linear head on h_T; ``arch``: "rnn" (h_t = tanh(W x_t + U h_{t-1} +
+    b)), "gru" or "lstm"."""
 
     def __init__(
         self,
@@ -256,12 +243,8 @@ class SequenceModel(nn.Module):
 
 
 def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Return the parameter-holding layers of ``model``, input to output (registration order).
-
-    A layer is a module with a ``weight`` tensor of ndim >= 2 (Linear, Conv*, Embedding, Bilinear) or an
-    ``nn.RNNBase``; norm layers (1-D weight) are not layers. Names come from ``model.layer_names()`` when
-    the model has it, else the dotted module path ("conv1", "layer1.0.conv1", "fc").
-    """
+    """(name, module) of every module with a weight of ndim >= 2 or an ``nn.RNNBase`` (not norms), in
+    registration order; named by ``model.layer_names()`` when it has one, else by module path."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
     layers = [(name, m) for name, m in model.named_modules() if _is_layer(m)]
@@ -289,13 +272,8 @@ def build_model(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Build any model of the course by name (one of ``ARCHS``): `MLP`, `ResidualMLP` or `SequenceModel`.
-
-    For "rnn"/"gru"/"lstm", in_features is the per-step input size, width the hidden size and depth the
-    number of stacked recurrent layers; ``activation`` is ignored (rnn: tanh). Options a model does not
-    have (norm, skip, branch_scale, zero_init_last for all but "resmlp"; bias=False for recurrent models)
-    must stay at their defaults.
-    """
+    """`MLP`, `ResidualMLP` or `SequenceModel` by ``arch`` (for recurrent ones width is the hidden size,
+    depth the stacked layers; activation ignored); options a model lacks must keep their defaults."""
     check_choice("arch", arch, ARCHS)
     _check_sizes(in_features, out_features, depth, width)
     make_activation(activation)  # validate even where unused
@@ -347,8 +325,8 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(kind: str | None, width: int) -> nn.Module | None:
-    """The normalization ``kind`` over ``width`` features (None for None or "none"). batch: y = γ (x − μ) /
-    sqrt(σ² + ε) + β, μ and σ² per feature over the batch; layer: per example over its features; rms."""
+    """y = γ (x − μ) / sqrt(σ² + ε) + β with μ, σ² per feature over the batch ("batch") or per example
+    ("layer"), or RMSNorm ("rms"); None for None or "none"."""
     check_choice("norm", "none" if kind is None else kind, ("none", "batch", "layer", "rms"))
     check_int("width", width, minimum=1)
     modules = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "rms": RMSNorm}

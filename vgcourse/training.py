@@ -1,9 +1,6 @@
-"""A small, deterministic training loop with callbacks.
-
-``train`` records each step's loss, accuracy and total gradient norm, evaluations on the validation split
-and (through a ``GradientMonitor``) per-layer statistics. A diverging run (NaN or infinite loss or
-gradient norm) stops cleanly at that step and keeps its history; so does a run a callback stops.
-"""
+"""A small, deterministic training loop with callbacks: ``train`` records each step's loss, accuracy and
+gradient norm, evaluations and (through a ``GradientMonitor``) per-layer statistics; a diverging run stops
+at that step and keeps its history."""
 
 from __future__ import annotations
 
@@ -125,8 +122,7 @@ class History:
 
 @dataclass(frozen=True)
 class StepEvent:
-    """What ``on_backward`` (gradients in ``p.grad``, before clipping and the update) and ``on_step`` (after
-    the update) see."""
+    """What ``on_backward`` (before clipping and the update) and ``on_step`` (after the update) see."""
 
     step: int  # 0-based
     loss: float  # the step's minibatch loss (before the update)
@@ -146,26 +142,21 @@ class EvalEvent:
 
 
 class StopTraining(Exception):
-    """Raised by a callback to end ``train``: from ``on_backward`` the step's update is not applied, from
-    ``on_step``/``on_eval`` the run ends after that step. The history so far is kept; the exception's text
-    is the reason given in ``History.message``."""
+    """Raised by a callback to end ``train`` (from ``on_backward``: without that step's update); the history
+    is kept and the exception's text goes into ``History.message``."""
 
 
 class Callback:
-    """Base class of ``train``'s callbacks: override ``on_backward``, ``on_step`` and/or ``on_eval``.
-
-    Any object with one of these methods works; this class only supplies do-nothing defaults. A callback
-    that changes the parameters or the optimizer makes the run differ from one without it.
-    """
+    """Do-nothing defaults of ``train``'s hooks; any object with one of these methods is a callback."""
 
     def on_backward(self, event: StepEvent) -> None:
-        """Called after every backward pass, before clipping and the update (also on a diverged step)."""
+        """After every backward pass, before clipping and the update (also on a diverged step)."""
 
     def on_step(self, event: StepEvent) -> None:
-        """Called after every optimizer step."""
+        """After every optimizer step."""
 
     def on_eval(self, event: EvalEvent) -> None:
-        """Called after every evaluation on the validation split."""
+        """After every evaluation on the validation split."""
 
 
 _HOOKS = ("on_backward", "on_step", "on_eval")
@@ -202,11 +193,8 @@ def _call(hooks: list[Callable[[Any], None]], event: Callable[[], Any]) -> StopT
 
 
 def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
-    """Cross-entropy on class labels, or MSE (on one-hot targets when ``y`` holds class labels).
-
-    ``output`` is (N, C) with ``y`` (N,), or (N, T, C) with (N, T): flattened to N*T predictions, so "mean"
-    averages over every position. ``loss``: "cross_entropy" or "mse"; ``reduction``: "mean" or "sum".
-    """
+    """Cross-entropy on class labels, or MSE (on one-hot targets for class labels); output (N, C) with y
+    (N,), or (N, T, C) with (N, T), flattened to N*T predictions."""
     if loss == "cross_entropy":
         if y.is_floating_point():
             raise ValueError("loss 'cross_entropy' needs integer class labels; use loss='mse' for regression")
@@ -234,9 +222,8 @@ def _accuracy(output: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, loss: str = "auto", *, batch_size: int = 1024
 ) -> tuple[float, float]:
-    """(mean loss, accuracy) of ``model`` on (x, y) in eval mode without gradients, over every label (every
-    position for sequence labels (N, T)); accuracy is NaN for float regression targets. x and y move to
-    the model's device; ``loss`` as ``TrainConfig.loss``."""
+    """(mean loss, accuracy) of ``model`` on (x, y) in eval mode, over every label; accuracy NaN for float
+    targets; ``loss`` as ``TrainConfig.loss``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
@@ -267,8 +254,7 @@ def evaluate(
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum 0 or ``config.momentum``) or Adam with ``config``'s lr, weight_decay and fused, over the
-    model's trainable parameters."""
+    """SGD (with ``config.momentum`` for "momentum") or Adam over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -286,9 +272,8 @@ def _to(value: Any, device: torch.device) -> Any:
 
 
 def _batches(data: Any, config: TrainConfig, device: torch.device) -> Any:
-    """(batch(step) -> (x, y), steps per epoch): a reshuffle of the training set every epoch from a
-    generator seeded by ``config.seed`` (the remainder of n_train // batch_size dropped), the source's
-    batches moved to ``device``, or the fixed batch at every step (an epoch of one step)."""
+    """(batch(step) -> (x, y), steps per epoch): a seeded reshuffle of a DataSplit every epoch (remainder
+    dropped), a batch source's batches, or the fixed batch (an epoch of one step), on ``device``."""
     if callable(data) and not isinstance(data, DataSplit):
         return (lambda step: tuple(_to(v, device) for v in data(step))), 1
     if not isinstance(data, DataSplit):
@@ -321,28 +306,15 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     monitor: GradientMonitor | None = None,
 ) -> History:
-    """Train ``model`` in place with minibatch gradient descent.
+    """Train ``model`` in place. Step s: loss = L(model(x_B), y_B); backward; grad norm sqrt(sum_p ||g_p||^2);
+    ``on_backward``; clip; update with lr * min(1, (s + 1) / warmup_steps); ``on_step``; every ``eval_every``
+    steps an evaluation and ``on_eval``. A NaN/inf loss or grad norm (unless ``stop_on_divergence`` is
+    False) or ``StopTraining`` ends the run at that step, keeping the history.
 
-    Step s: loss = L(model(x_B), y_B); backward; total gradient norm sqrt(sum_p ||g_p||^2); ``on_backward``
-    callbacks; clip; update with lr * min(1, (s + 1) / warmup_steps) (lr without warmup; the monitor
-    records through the optimizer's step hooks); ``on_step`` callbacks; every ``eval_every`` steps an
-    evaluation and ``on_eval``. A NaN or infinite loss or gradient norm stops the run at that step without
-    its update (``History.diverged``; unless ``config.stop_on_divergence`` is False), as does a callback
-    raising ``StopTraining``; the history is kept.
-
-    Args:
-        model: the network, moved to ``pick_device(config.device)`` and put in training mode.
-        data: a ``DataSplit`` (class labels select cross-entropy, float targets MSE); or, with no
-            validation split, a fixed batch (x, y) trained on at every step or a batch source
-            ``batch(step) -> (x, y)`` (give ``loss_fn`` or a ``config.loss`` name): these train the model
-            as it is (it keeps its device and train/eval mode; batches move to its device).
-        config: the run's settings; with ``optimizer`` given, its optimizer fields are unused (lr: warmup).
-        callbacks: objects with ``on_backward``/``on_step``/``on_eval`` methods (see ``Callback``), run in
-            the order given.
-        loss_fn: ``loss_fn(output, y)`` -> scalar tensor instead of ``config.loss`` (train_accuracy is then
-            NaN); a loss that depends on no trainable parameter is not back-propagated.
-        optimizer: an optimizer over the model's parameters instead of ``make_optimizer(model, config)``.
-        monitor: a ``GradientMonitor`` on ``optimizer`` instead of the one ``config.monitor_every`` builds.
+    ``data``: a ``DataSplit`` (the model moves to ``config.device`` and trains), or a fixed batch (x, y) or
+    batch source ``batch(step) -> (x, y)`` (the model keeps its device and mode). ``loss_fn(output, y)``
+    replaces ``config.loss`` (train_accuracy NaN), ``optimizer`` ``make_optimizer``, ``monitor`` the one
+    ``config.monitor_every`` builds.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -401,8 +373,7 @@ def train(
     grad_norm = torch.zeros(())
 
     def clip(*_: Any) -> None:
-        """Clip before the update, as a step pre-hook registered after the monitor's: the monitor records
-        the gradient before clipping, like ``History.grad_norm_total``."""
+        """A step pre-hook after the monitor's: the monitor records the gradient before clipping."""
         if config.clip_norm is not None:
             torch.nn.utils.clip_grads_with_norm_(params, config.clip_norm, grad_norm)
         elif config.clip_value is not None:
