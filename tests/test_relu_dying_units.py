@@ -19,7 +19,6 @@ from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 from vgcourse.activations import derivative, make_activation
-from vgcourse.config import Grid
 from vgcourse.data import digits
 from vgcourse.experiments import relu_dying_units as ex
 from vgcourse.explorers import relu_dying_units as explorers
@@ -68,11 +67,6 @@ def test_bad_inputs_of_helpers_and_results() -> None:
         ex.pre_activations(MLP(2, 2, 1, 3), torch.zeros(2))
     with pytest.raises(TypeError, match="Tensor"):
         ex.dead_unit_masks(MLP(2, 2, 1, 3), [[0.0, 1.0]])
-    runs = Grid(np.array([[None]], dtype=object), bias_init=(0.0,), lr=(0.1,))
-    sweep = ex.DyingSweepResult(ex.DyingSweepConfig(lrs=(0.1,), bias_inits=(0.0,)), runs)
-    assert sweep.runs.sel(lr=0.1, bias_init=0.0) is None  # a cell of an object grid, as stored
-    with pytest.raises(KeyError, match=r"lr takes: 0\.1"):
-        sweep.runs.sel(lr=0.3, bias_init=0.0)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -314,9 +314,7 @@ class SchemeSweepConfig(_Network):
 @dataclass(frozen=True)
 class SchemeSweep:
     config: SchemeSweepConfig
-    profiles: (
-        Grid  # (activation, scheme): VarianceProfiles, e.g. profiles.sel(scheme="he", activation="tanh")
-    )
+    profiles: Grid  # (activation, scheme): VarianceProfiles, e.g. .sel(scheme="he", activation="tanh")
 
     def to_frame(self) -> Any:
         """One row per (activation, scheme): the measured Var(δ_1)/Var(δ_L) (geometric mean, min and max

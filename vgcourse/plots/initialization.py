@@ -119,12 +119,8 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
     for i, scheme in enumerate(sweep.config.schemes):
         for j, activation in enumerate(sweep.config.activations):
             ax = grid[i, j]
-            profile(
-                sweep.profiles.sel(scheme=scheme, activation=activation),
-                ax=ax,
-                show_linear=show_linear,
-                legend=False,
-            )
+            p = sweep.profiles.sel(scheme=scheme, activation=activation)
+            profile(p, ax=ax, show_linear=show_linear, legend=False)
             ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
             if i < rows - 1:
                 ax.set_xlabel("")
@@ -177,10 +173,8 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
         left.plot(sweep.grid, sweep.predicted_ratio[i], color=color, label=f"{activation} (predicted)")
         right.plot(sweep.grid, sweep.predicted_top_var[i], color=color, label=f"{activation} (predicted)")
         for ax, metric in ((left, "ratio"), (right, "top")):
-            values = [
-                (p.grad_ratio if metric == "ratio" else p.activation_var[:, -1])
-                for p in sweep.profiles.sel(activation=activation).values
-            ]
+            profiles = sweep.profiles.sel(activation=activation).values
+            values = [p.grad_ratio if metric == "ratio" else p.activation_var[:, -1] for p in profiles]
             center = np.array([geometric_mean(v) for v in values])
             errors = np.array([[c - v.min(), v.max() - c] for c, v in zip(center, values, strict=True)]).T
             ax.errorbar(sweep.config.gains, center, yerr=errors, fmt="o", color=color, capsize=3)
