@@ -8,6 +8,7 @@ stack grows E‖x‖² by 1 + α² g per block: 2^L at α = 1, at most e at α =
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -468,10 +469,8 @@ def run_degradation(config: DegradationConfig) -> DegradationResult:
     shallow, deep, runs = config.shallow_depth, config.deep_depth, []
     for spec, depth in ((plain, shallow), (plain, deep), (residual, deep)):
         model = _build(spec, data, depth=depth, width=config.width, seed=config.seed)
-        before = {k: v.clone() for k, v in model.state_dict().items()}
-        ratio = stream_pass(model, x, y).grad_ratio
-        model.load_state_dict(before)  # undo the BatchNorm running statistics of that pass
-        model.zero_grad(set_to_none=True)
+        # on a copy: the pass would leave BatchNorm running statistics and .grad in the trained model
+        ratio = stream_pass(copy.deepcopy(model), x, y).grad_ratio
         history = train(model, data, train_config)
         if history.diverged:
             train_loss = train_acc = val_acc = math.nan
