@@ -494,9 +494,8 @@ class _NoisyBatchNorm(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:
         y = super().forward(x)
         if self.training and self.amplitude > 0:
-            width = y.shape[1]
-            a = 1 + self.amplitude * (2 * torch.rand(1, width, generator=self.generator) - 1)
-            b = self.amplitude * torch.randn(1, width, generator=self.generator)
+            a = 1 + self.amplitude * (2 * torch.rand(1, y.shape[1], generator=self.generator) - 1)
+            b = self.amplitude * torch.randn(1, y.shape[1], generator=self.generator)
             y = y * a + b
         return y
 
@@ -553,9 +552,10 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
             idx = torch.randint(0, data.n_train, (config.batch_size,), generator=gen)  # with replacement
             return data.x_train[idx], data.y_train[idx]
 
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-        sgd = TrainConfig(steps=config.steps, lr=config.lr, loss="cross_entropy", **_QUIET)
-        history = train(model, batch, sgd, optimizer=optimizer)  # stops, no update, at a non-finite loss
+        sgd = TrainConfig(
+            steps=config.steps, lr=config.lr, optimizer="momentum", loss="cross_entropy", **_QUIET
+        )
+        history = train(model, batch, sgd)  # stops, no update, at a non-finite loss
         model.eval()
         with torch.no_grad():
             value = float(nn.functional.cross_entropy(model(data.x_train), data.y_train))
@@ -615,7 +615,6 @@ class OptimizerGridResult:
     each lr grid at the grid seeds, and at the best lr (highest mean accuracy, the smallest on a tie)."""
 
     config: OptimizerGridConfig
-    optimizers: tuple[str, ...]  # ("momentum", "adam")
     layer_names: tuple[str, ...]  # "layer 1" ... "layer 4", "output"
     grid_accuracy: dict[str, Grid]
     grid_update_size: dict[str, Grid]
@@ -628,7 +627,7 @@ class OptimizerGridResult:
         import pandas as pd
 
         rows = []
-        for o in self.optimizers:
+        for o in OPTIMIZER_NAMES:
             accuracy, steps = self.grid_accuracy[o], self.grid_update_size[o].values
             for r, lr in enumerate(accuracy.axes["lr"]):
                 mean = accuracy.values[r].mean()
@@ -637,45 +636,36 @@ class OptimizerGridResult:
         return pd.DataFrame(rows, columns=[*columns, "step of the output layer / lr"])
 
 
-def _circles_runs(config: OptimizerGridConfig, optimizer: str, lr: float, seeds: tuple[int, ...]) -> dict:
-    """{seed: (validation accuracy, (L+1,) mean std(ΔW)/lr)} of the sigmoid chapter's two-circles run."""
-    cc = sigmoid_bound.CirclesConfig(
-        activations=("sigmoid",), seeds=seeds, optimizer=optimizer, lr=lr, device="cpu"
-    )
-    out = {}
-    for seed in seeds:
-        _, data, model = _circles_net(seed)
-        steps = _StepSizes(_weights(model), config.every)
-        sgd = dataclasses.replace(cc.train_config(seed), monitor_every=None)
-        history = train(model, data, sgd, callbacks=[steps])
-        out[seed] = (history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr)
-    return out
+def _circles_run(config: OptimizerGridConfig, optimizer: str, lr: float, seed: int) -> tuple[float, Any]:
+    """(validation accuracy, (L+1,) mean std(ΔW)/lr) of the sigmoid chapter's two-circles run at ``seed``."""
+    c, data, model = _circles_net(seed)
+    steps = _StepSizes(_weights(model), config.every)
+    setup = dataclasses.replace(c, optimizer=optimizer, lr=lr, device="cpu").train_config(seed)
+    history = train(model, data, dataclasses.replace(setup, monitor_every=None), callbacks=[steps])
+    return history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr
 
 
 def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
     check_config(config, OptimizerGridConfig)
-    optimizers = ("momentum", "adam")
     grid_acc, grid_upd, best_lr, acc, upd = {}, {}, {}, [], []
-    for optimizer, lrs in zip(optimizers, (config.momentum_lrs, config.adam_lrs), strict=True):
-        runs = {lr: _circles_runs(config, optimizer, lr, config.grid_seeds) for lr in lrs}
+    for optimizer, lrs in zip(OPTIMIZER_NAMES, (config.momentum_lrs, config.adam_lrs), strict=True):
+        runs = {(lr, s): _circles_run(config, optimizer, lr, s) for lr in lrs for s in config.grid_seeds}
         axes = {"lr": lrs, "seed": config.grid_seeds}
-        accuracy = np.array([[runs[lr][s][0] for s in config.grid_seeds] for lr in lrs])
+        accuracy = np.array([[runs[lr, s][0] for s in config.grid_seeds] for lr in lrs])
         grid_acc[optimizer] = Grid(accuracy, name="validation accuracy", **axes)
-        steps = [[runs[lr][s][1] for s in config.grid_seeds] for lr in lrs]
-        grid_upd[optimizer] = Grid(np.array(steps), name="std(ΔW) / lr", **axes)
+        steps = np.array([[runs[lr, s][1] for s in config.grid_seeds] for lr in lrs])
+        grid_upd[optimizer] = Grid(steps, name="std(ΔW) / lr", **axes)
         best = best_lr[optimizer] = lrs[int(np.argmax(accuracy.mean(axis=1)))]
-        missing = tuple(s for s in config.seeds if s not in config.grid_seeds)
-        if missing:
-            runs[best].update(_circles_runs(config, optimizer, best, missing))
-        acc.append([runs[best][s][0] for s in config.seeds])
-        upd.append([runs[best][s][1] for s in config.seeds])
+        at_best = [runs.get((best, s)) or _circles_run(config, optimizer, best, s) for s in config.seeds]
+        acc.append([a for a, _ in at_best])
+        upd.append([u for _, u in at_best])
     names = (*(f"layer {i + 1}" for i in range(sigmoid_bound.CirclesConfig().depth)), "output")
-    axes = {"optimizer": optimizers, "seed": config.seeds}
+    axes = {"optimizer": tuple(OPTIMIZER_NAMES), "seed": config.seeds}
     best = (
         Grid(np.array(acc), name="validation accuracy", **axes),
         Grid(np.array(upd), name="std(ΔW) / lr", **axes),
     )
-    return OptimizerGridResult(config, optimizers, names, grid_acc, grid_upd, best_lr, *best)
+    return OptimizerGridResult(config, names, grid_acc, grid_upd, best_lr, *best)
 
 
 class AdamFirstStepConfig(Config):
@@ -827,15 +817,11 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
         dead = relu_dying_units.dead_unit_masks(model, data.x_train)
         units = sum(int(mask.numel()) for mask in dead)
         before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
-        adam = TrainConfig(steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM)
         fired = [torch.zeros_like(mask) for mask in dead]  # unit j of layer i fired on some training batch
-        pairs = zip(model.layers, fired, strict=True)
-        hooks = [m.register_forward_hook(partial(_watch_firing, hit)) for m, hit in pairs]
-        try:
-            train(model, data, dataclasses.replace(adam, eval_every=config.steps))
-        finally:
-            for hook in hooks:
-                hook.remove()
+        for m, hit in zip(model.layers, fired, strict=True):
+            m.register_forward_hook(partial(_watch_firing, hit))  # on this run's model only
+        adam = TrainConfig(steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM)
+        train(model, data, dataclasses.replace(adam, eval_every=config.steps))
         row = np.zeros(4, dtype=np.int64)
         change = []
         for m, (w, b), mask, hit in zip(model.layers, before, dead, fired, strict=True):

@@ -226,7 +226,7 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
     check_result(result, OptimizerGridResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
-    for optimizer in result.optimizers:
+    for optimizer in OPTIMIZER_NAMES:
         color, label = OPTIMIZER_COLORS[optimizer], OPTIMIZER_NAMES[optimizer]
         grid = result.grid_accuracy[optimizer]
         left.plot(np.asarray(grid.axes["lr"]), grid.values.mean(axis=1), "-", color=color, label=label)
