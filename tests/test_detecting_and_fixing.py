@@ -250,7 +250,7 @@ def test_resnet18_cell(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gallery_forward_collapse_and_zero_head(seed: int) -> None:
     gallery = dfx.diagnosis_gallery(seed)
-    assert list(gallery) == list(dfx.GALLERY)
+    assert list(gallery) == ["forward_collapse", "zero_head"]
     collapse, zero_head = gallery["forward_collapse"], gallery["zero_head"]
     # He et al. 2015: the signals collapse, the weight-gradient ratios do not; the finding is initialization
     assert collapse.findings[0].kind == "forward_collapse"
@@ -317,7 +317,7 @@ def test_vanishing_cells_stay_at_chance_at_every_learning_rate_and_seed(
     n = len(robust.config.seeds)
     base = robust.cells[dfx.BASELINE]
     expect("detecting: baseline, gradient ratio", base.grad_ratio, "<", 1e-9)
-    vanishing = {c.remedy for c in robust.cells.values() if c.flagged("vanishing") == n}
+    vanishing = {c.remedy for c in robust.cells.values() if c.flagged["vanishing"] == n}
     singles = {Remedy(activation=a) for a in ("tanh", "relu", "gelu")} | {
         Remedy(init=i) for i in ("xavier", "he")
     }
@@ -327,11 +327,11 @@ def test_vanishing_cells_stay_at_chance_at_every_learning_rate_and_seed(
             # every run of every lr and seed at chance (at most 0.103 at seeds 0-4)
             expect(f"detecting: {cell.remedy.label}, every run's accuracy", cell.accuracy, "<", 0.12)
             assert not np.isfinite(cell.steps_to_target).any(), cell.remedy.label
-            assert cell.diverged_runs == 0, cell.remedy.label
+            assert cell.diverged.sum() == 0, cell.remedy.label
     for activation in ("tanh", "relu", "gelu"):
         cell = robust.cells[Remedy(activation=activation)]
         expect(f"detecting: {activation} alone, gradient ratio", cell.grad_ratio, "<", 1e-3)
-    assert robust.cells[Remedy(activation="relu")].flagged("dead") == n
+    assert robust.cells[Remedy(activation="relu")].flagged["dead"] == n
     for init in ("xavier", "he"):
         expect(
             f"detecting: {init} init alone, gradient ratio",
@@ -375,17 +375,17 @@ def test_matching_activation_and_init_balance_the_gradient_but_do_not_train_well
     # balanced: within a decade of the output layer (0.42 to 1.47 at width 16, seeds 0-4)
     between("detecting: tanh xavier, log10 gradient ratio", np.log10(tanh_x.grad_ratio), -1, 1)
     between("detecting: relu he, log10 gradient ratio", np.log10(relu_he.grad_ratio), -1, 0)
-    assert all(not flags for flags in tanh_x.flags)  # "healthy" at initialization
+    assert not tanh_x.flagged  # "healthy" at initialization
     # trains, but slowly: 0.47 to 0.70 at its best lr (seeds 0-2), the target not within 60 steps
     between("detecting: tanh xavier, best-lr accuracy", tanh_x.best_accuracy, 0.3, 0.9)
     expect("detecting: tanh xavier, best-lr steps to target", np.minimum(tanh_x.best_steps, 1000), ">", 60)
     # ReLU with He: every seed diverges from lr 0.03 up; the best (smallest) lr trains poorly
     middle = sorted(robust.config.lrs)[len(robust.config.lrs) // 2]
-    for lr in robust.config.lrs:
+    for lr, diverged in zip(robust.config.lrs, relu_he.diverged, strict=True):
         if lr >= middle:
-            assert relu_he.lr_diverged(lr) == n, lr
-    expect("detecting: relu he, best-lr mean accuracy", relu_he.best_mean, "<", 0.6)
-    assert relu_he.flagged("update_too_large") >= 1
+            assert diverged == n, lr
+    expect("detecting: relu he, best-lr mean accuracy", relu_he.best_accuracy.mean(), "<", 0.6)
+    assert relu_he.flagged["update_too_large"] >= 1
 
 
 @pytest.mark.claim
@@ -394,15 +394,20 @@ def test_clipping_does_nothing_for_vanishing_and_rescues_exploding(robust: dfx.R
     np.testing.assert_array_equal(clipped.accuracy, base.accuracy)
     np.testing.assert_array_equal(clipped.grad_ratio, base.grad_ratio)
     rescued, relu_he = robust.cells[Remedy("relu", "he", clip=True)], robust.cells[Remedy("relu", "he")]
-    assert rescued.diverged_runs == 0
-    expect("detecting: relu he clipped, best-lr mean accuracy", rescued.best_mean, ">", 0.25)  # 0.41
+    assert rescued.diverged.sum() == 0
     expect(
-        "detecting: relu he clipped minus unclipped, best mean", rescued.best_mean - relu_he.best_mean, ">", 0
+        "detecting: relu he clipped, best-lr mean accuracy", rescued.best_accuracy.mean(), ">", 0.25
+    )  # 0.41
+    expect(
+        "detecting: relu he clipped minus unclipped, best mean",
+        rescued.best_accuracy.mean() - relu_he.best_accuracy.mean(),
+        ">",
+        0,
     )
     residual = robust.cells[Remedy("relu", "he", skip=True)]
-    assert residual.diverged_runs == residual.accuracy.size  # every lr, every seed
+    assert residual.diverged.sum() == residual.accuracy.size  # every lr, every seed
     residual_clipped = robust.cells[Remedy("relu", "he", skip=True, clip=True)]
-    assert residual_clipped.diverged_runs == 0
+    assert residual_clipped.diverged.sum() == 0
     expect("detecting: relu he skip clipped, best-lr accuracy", residual_clipped.best_accuracy, ">", 0.75)
 
 
@@ -424,7 +429,7 @@ def test_skip_connections_and_batchnorm_fix_the_sigmoid_network_layernorm_does_n
 def test_the_recipe_trains_with_either_norm(robust: dfx.RobustRemediesResult) -> None:
     for remedy in (RECIPE_BN, RECIPE_LN):
         cell = robust.cells[remedy]
-        assert cell.reached and cell.diverged_runs == 0
+        assert cell.reached and cell.diverged.sum() == 0
         expect(f"detecting: {remedy.label}, best-lr steps to target", cell.best_steps, "<=", 80)  # 30 to 60
         expect(
             f"detecting: {remedy.label}, best-lr accuracy", cell.best_accuracy, ">", 0.95
@@ -438,14 +443,17 @@ def test_the_recipe_trains_with_either_norm(robust: dfx.RobustRemediesResult) ->
 def test_diagnose_at_init_separates_the_outcomes(robust: dfx.RobustRemediesResult) -> None:
     # "the best learning rate of some cells sits at the edge of the range tried"
     edges = (0, len(robust.config.lrs) - 1)
-    assert any(c.best_index in edges and c.best_mean > 0.5 for c in robust.cells.values())
+    assert any(
+        robust.config.lrs.index(c.best_lr) in edges and c.best_accuracy.mean() > 0.5
+        for c in robust.cells.values()
+    )
     middle = sorted(robust.config.lrs)[len(robust.config.lrs) // 2]
     for cell in robust.cells.values():
-        if cell.flagged("vanishing"):
-            assert cell.max_accuracy < 0.12, cell.remedy.label
+        if cell.flagged["vanishing"]:
+            assert np.nan_to_num(cell.accuracy).max() < 0.12, cell.remedy.label
         # a cell that diverged at the lr diagnose stepped with was flagged there (not the converse)
-        if cell.lr_diverged(middle):
-            assert cell.flagged("update_too_large") > 0, cell.remedy.label
+        if cell.diverged[robust.config.lrs.index(middle)]:
+            assert cell.flagged["update_too_large"] > 0, cell.remedy.label
 
 
 def test_stacked_forward_equals_the_networks() -> None:
@@ -487,7 +495,8 @@ def test_robust_remedies_table_and_lookups(tiny_robust: dfx.RobustRemediesResult
     assert "best learning rate" in frame.columns and "diverged runs (of 4)" in frame.columns
     cell = tiny_robust.cells[dfx.BASELINE]
     assert cell.accuracy.shape == (2, 2) and cell.best_lr in (0.01, 0.1)
-    assert cell.best_low <= cell.best_mean <= cell.best_high <= cell.max_accuracy
+    best = cell.best_accuracy
+    assert best.min() <= best.mean() <= best.max() <= np.nan_to_num(cell.accuracy).max()
     assert list(tiny_robust.cells) == list(tiny_robust.config.cells)
 
 
@@ -496,7 +505,6 @@ def test_robust_remedies_table_and_lookups(tiny_robust: dfx.RobustRemediesResult
 def test_sanity_checks_first_loss_and_histograms(seed: int) -> None:
     result = dfx.run_sanity_checks(dfx.WarningSignsConfig(seed=seed, device="cpu"))
     loss = result.initial_loss
-    assert result.chance_loss == pytest.approx(CHANCE)
     # Above ln C: with logits of mean 0, E[logsumexp(z) - z_y] >= logsumexp(E z) = ln C (Jensen), so this
     # side is a consequence of convexity over a batch of examples, asserted as such; the claim is the
     # other side, below diagnose's line (2.46 to 3.61 at seeds 0-4).

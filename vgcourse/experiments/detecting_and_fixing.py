@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import stack_module_state
 
 from vgcourse._validation import check_int
 from vgcourse.activations import make_activation
@@ -37,7 +39,7 @@ from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, ResidualMLP, named_layers
+from vgcourse.models import MLP, ResidualMLP, keep_outputs, named_layers
 from vgcourse.monitor import DEFAULT_STATS
 from vgcourse.training import History, TrainConfig, train
 
@@ -45,9 +47,8 @@ GRID_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 GRID_INITS = ("default", "xavier", "he")  # PyTorch's default, Xavier/Glorot normal, He/Kaiming normal
 GRID_NORMS = ("none", "batch", "layer")  # inside each block
 FACTORS = ("activation", "init", "skip", "norm", "clip")
-DESIGNS = ("fractional", "full")  # the baseline, each factor alone and INTERACTIONS; or all 144 cells
 _SCHEMES = {"default": "default", "xavier": "xavier_normal", "he": "kaiming_normal"}
-_NORM_NAMES = {"none": None, "batch": "batch", "layer": "layer"}
+_LEVELS = (GRID_ACTIVATIONS, GRID_INITS, (False, True), GRID_NORMS, (False, True))  # of FACTORS
 _CE = nn.CrossEntropyLoss()
 
 
@@ -62,31 +63,22 @@ def steps_to_target(history: History, target: float) -> int | None:
     return int(history.eval_steps[hits[0]]) + 1 if len(hits) else None
 
 
-def _final_accuracy(history: History) -> float:
-    """Validation accuracy at the end (NaN when the run diverged)."""
-    return math.nan if history.diverged else history.final_val_accuracy
-
-
 def _weights(model: nn.Module) -> list[torch.Tensor]:
     return [module.weight.detach().clone() for _, module in named_layers(model)]
 
 
 def weight_change(before: list[torch.Tensor], after: list[torch.Tensor]) -> np.ndarray:
     """Per layer (input to output), how far training moved the weights: ‖W_after − W_before‖ / ‖W_before‖."""
-    if len(before) != len(after):
-        raise ValueError(f"before and after must list the same layers; got {len(before)} and {len(after)}")
     return np.array([float((a - b).norm() / b.norm()) for b, a in zip(before, after, strict=True)])
 
 
 # --- Calibration: where healthy networks sit, and how fast a vanishing one leaves
 
-CASES = ("he_relu", "he_relu_wide", "xavier_tanh", "default_sigmoid")
-"""He-initialized ReLU (width w and 4w), Xavier tanh, PyTorch's default sigmoid."""
+CASES = ("he_relu", "he_relu_wide", "xavier_tanh", "default_sigmoid")  # He ReLU (width w, 4w), Xavier tanh
 
 
 class CalibrationConfig(Config):
-    """MLPs of ``depth`` hidden layers at initialization, one per case and seed, diagnosed on the same
-    batch of digits (``data_seed`` seeds the split)."""
+    """MLPs of ``depth`` hidden layers at initialization, one per case and seed, diagnosed on digits."""
 
     depth: int = integer(10, low=2, high=200)
     width: int = integer(64, low=1, high=2048)
@@ -144,9 +136,7 @@ def run_calibration(config: CalibrationConfig) -> CalibrationResult:
 
 # --- The warning signs, each on a real run
 
-SIGNS = ("healthy", "vanishing", "dead", "saturated", "exploding", "exploding_clipped")
-"""The runs of ``run_warning_signs``: a healthy reference and one run per warning sign."""
-_SIGN_TEXT = {
+SIGNS = {  # the runs of ``run_warning_signs``: a healthy reference and one run per warning sign
     "healthy": "He-initialized ReLU (the reference)",
     "vanishing": "sigmoid, PyTorch's default initialization",
     "dead": "ReLU, He initialization, every bias starting at -1",
@@ -157,8 +147,7 @@ _SIGN_TEXT = {
 
 
 class WarningSignsConfig(Config):
-    """Six MLPs trained on digits with SGD (momentum 0.9) at one learning rate; each shows one warning
-    sign (or none). ``seed`` seeds the initializations and minibatches, ``data_seed`` the split."""
+    """Six MLPs trained on digits with SGD (momentum 0.9) at one lr, each showing one warning sign or none."""
 
     depth: int = integer(8, low=1, high=100)
     width: int = integer(64, low=1, high=4096)
@@ -181,24 +170,12 @@ class SignRun:
     initialization (with the run's optimizer, lr and clipping), and per layer ‖W_T − W_0‖ / ‖W_0‖."""
 
     name: str
-    description: str
     history: History
     report: DiagnosisReport
     weight_change: np.ndarray
-
-    @property
-    def initial_loss(self) -> float:
-        """Training loss of the first step."""
-        return float(self.history.loss[0])
-
-    @property
-    def final_loss(self) -> float:
-        """Mean training loss of the last 10 steps (NaN when the run diverged)."""
-        return math.nan if self.history.diverged else float(np.mean(self.history.loss[-10:]))
-
-    @property
-    def final_accuracy(self) -> float:
-        return _final_accuracy(self.history)
+    initial_loss: float  # training loss of the first step
+    final_loss: float  # mean training loss of the last 10 steps (NaN when the run diverged)
+    final_accuracy: float  # validation accuracy at the end (NaN when the run diverged)
 
 
 @dataclass(frozen=True)
@@ -220,7 +197,7 @@ class WarningSignsResult:
             rows.append(
                 {
                     "run": run.name,
-                    "network": run.description,
+                    "network": SIGNS[run.name],
                     "first loss": run.initial_loss,
                     "final loss": run.final_loss,
                     "val accuracy": run.final_accuracy,
@@ -258,40 +235,36 @@ def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
+    train_config = derive(
+        TrainConfig, config, optimizer="momentum", monitor_every=None, eval_every=config.steps
+    )
     runs = {}
     for name in SIGNS:
         model = _sign_model(name, config).to(device)
         clip = config.clip_norm if name == "exploding_clipped" else None
         report = diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum", clip_norm=clip)
-        if name == "exploding":
-            exploding_steps = diagnose(
-                model, _CE, batch, steps=config.diagnose_steps, lr=config.lr, optimizer="momentum"
-            )
         before = _weights(model)
-        train_config = derive(
-            TrainConfig,
-            config,
-            optimizer="momentum",
-            clip_norm=clip,
-            monitor_every=None,
-            eval_every=config.steps,
+        history = train(model, data, replace(train_config, clip_norm=clip))
+        runs[name] = SignRun(
+            name,
+            history,
+            report,
+            weight_change(before, _weights(model)),
+            float(history.loss[0]),
+            math.nan if history.diverged else float(np.mean(history.loss[-10:])),
+            math.nan if history.diverged else history.final_val_accuracy,
         )
-        history = train(model, data, train_config)
-        runs[name] = SignRun(name, _SIGN_TEXT[name], history, report, weight_change(before, _weights(model)))
-    return WarningSignsResult(config, runs, exploding_steps)
-
-
-GALLERY = ("forward_collapse", "zero_head")
-"""Two networks the signals and the zero-start rule judge: He et al. 2015's 30-layer ReLU MLP with Xavier
-weights (forward and backward signals collapse together), and a healthy He ReLU MLP whose output layer
-starts at 0 (a design choice, not a disease)."""
+    exploding = _sign_model("exploding", config).to(device)  # afresh: diagnose it over diagnose_steps steps
+    steps = diagnose(exploding, _CE, batch, steps=config.diagnose_steps, lr=config.lr, optimizer="momentum")
+    return WarningSignsResult(config, runs, steps)
 
 
 def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, DiagnosisReport]:
-    """``diagnose`` at initialization of each network of ``GALLERY`` on the chapter's digits batch, at the
-    warning signs' learning rate with momentum. ``forward_collapse``: Var(W) = 1/n where ReLU needs 2/n,
-    so q_l halves per layer (2^-13 < 1e-4 after 13 layers); ``zero_head``: the warning signs' healthy
-    reference with its output weights 0."""
+    """``diagnose`` at initialization of two networks on the chapter's digits batch, at the
+    warning signs' learning rate with momentum. ``forward_collapse``: He et al. 2015's ReLU MLP with Xavier
+    weights, Var(W) = 1/n where ReLU needs 2/n, so q_l halves per layer (2^-13 < 1e-4 after 13 layers):
+    forward and backward signals collapse together; ``zero_head``: the warning signs' healthy reference with
+    its output weights 0 (a design choice, not a disease)."""
     seed = check_int("seed", seed, minimum=0)
     collapse_depth = check_int("collapse_depth", collapse_depth, minimum=1)
     config = WarningSignsConfig(seed=seed)
@@ -300,19 +273,14 @@ def diagnosis_gallery(seed: int = 0, collapse_depth: int = 30) -> dict[str, Diag
     initialize(collapse, "xavier_normal", generator=torch.Generator().manual_seed(seed))
     zero_head = _sign_model("healthy", config)
     nn.init.zeros_(zero_head.head.weight)
-    return {
-        name: diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum")
-        for name, model in zip(GALLERY, (collapse, zero_head), strict=True)
-    }
+    models = {"forward_collapse": collapse, "zero_head": zero_head}
+    return {name: diagnose(m, _CE, batch, lr=config.lr, optimizer="momentum") for name, m in models.items()}
 
 
 # --- Karpathy's sanity checks at initialization: the first loss against ln C, activation histograms
 
-HEAD_SCALE = 0.1
-""""healthy_small_head" is the healthy reference with its output weights × this and its bias 0:
-Karpathy's fix for a first loss above ln C."""
-SANITY_CASES = ("xavier_tanh", "saturated")
-"""The tanh networks of the histograms: Xavier weights and the warning signs' saturated network."""
+HEAD_SCALE = 0.1  # "healthy_small_head": output weights × this, bias 0 (Karpathy's fix for a loss above ln C)
+SANITY_CASES = ("xavier_tanh", "saturated")  # the tanh networks of the histograms
 
 
 @dataclass(frozen=True)
@@ -321,19 +289,8 @@ class SanityResult:
 
     config: WarningSignsConfig
     initial_loss: dict[str, float]  # per network of SIGNS (not the clipped twin) and "healthy_small_head"
-    chance_loss: float  # ln C for C = 10 classes: the loss of a uniform prediction
     activations: dict[str, np.ndarray] = field(repr=False)  # per SANITY_CASES: (hidden layer, values)
     saturated: dict[str, np.ndarray]  # per case and hidden layer: the fraction with |u| > SATURATION
-
-
-def _hidden_outputs(model: MLP, x: torch.Tensor) -> np.ndarray:
-    """Every hidden layer's output (layer, example·unit) from one forward pass."""
-    outputs = []
-    with torch.no_grad():
-        for layer in model.layers:
-            x = layer(x)
-            outputs.append(x.reshape(-1).numpy())
-    return np.stack(outputs)
 
 
 def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
@@ -347,26 +304,23 @@ def run_sanity_checks(config: WarningSignsConfig | None = None) -> SanityResult:
         models["healthy_small_head"].head.weight.mul_(HEAD_SCALE)
         models["healthy_small_head"].head.bias.zero_()
         initial_loss = {name: float(_CE(model(x), y)) for name, model in models.items()}
-    xavier = initialize(
-        MLP(64, 10, config.depth, config.width, "tanh", seed=config.seed),
-        "xavier_normal",
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    activations = {
-        case: _hidden_outputs(model, x)
-        for case, model in zip(SANITY_CASES, (xavier, _sign_model("saturated", config)), strict=True)
-    }
+    xavier = _calibration_model("xavier_tanh", config.depth, config.width, config.seed)
+    activations = {}  # every hidden layer's output (layer, example·unit), from one forward pass
+    for case, model in zip(SANITY_CASES, (xavier, _sign_model("saturated", config)), strict=True):
+        with torch.no_grad(), keep_outputs(model.layers) as outputs:
+            model(x)
+        activations[case] = np.stack([output.reshape(-1).numpy() for output in outputs])
     saturated = {case: np.mean(np.abs(values) > SATURATION, axis=1) for case, values in activations.items()}
-    return SanityResult(config, initial_loss, math.log(10), activations, saturated)
+    return SanityResult(config, initial_loss, activations, saturated)
 
 
 # --- The remedies grid
 
 
 class Remedy(Config, kw_only=False):
-    """One cell of the remedies grid (fields in order: ``Remedy("relu", "he")``). ``init`` "he" uses the
-    activation's gain; ``skip``: each block adds its input (x + F(x)); ``norm``: after each Linear inside
-    a block; ``clip``: training clips the gradient norm."""
+    """A cell of the remedies grid, fields in order (``Remedy("relu", "he")``): "he" init uses the
+    activation's gain; ``skip``: blocks are x + F(x); ``norm``: after each Linear in a block; ``clip``: of
+    the gradient norm."""
 
     activation: str = one_of(*GRID_ACTIVATIONS, default="sigmoid")
     init: str = one_of(*GRID_INITS, default="default")
@@ -377,11 +331,9 @@ class Remedy(Config, kw_only=False):
     @property
     def label(self) -> str:
         """A short name, e.g. "relu · he · skip · LayerNorm · clip"."""
-        parts = [self.activation, self.init]
-        parts += ["skip"] if self.skip else []
-        parts += [{"batch": "BatchNorm", "layer": "LayerNorm"}[self.norm]] if self.norm != "none" else []
-        parts += ["clip"] if self.clip else []
-        return " · ".join(parts)
+        norm = {"none": "", "batch": "BatchNorm", "layer": "LayerNorm"}[self.norm]
+        parts = (self.activation, self.init, "skip" if self.skip else "", norm, "clip" if self.clip else "")
+        return " · ".join(part for part in parts if part)
 
     def changes(self, baseline: Remedy) -> tuple[str, ...]:
         """The factors (names from ``FACTORS``) in which this cell differs from ``baseline``."""
@@ -389,16 +341,15 @@ class Remedy(Config, kw_only=False):
 
     def build(self, blocks: int, width: int, seed: int) -> ResidualMLP:
         """Stem Linear(64, width), ``blocks`` blocks of two Linears, head Linear(width, 10)."""
-        act, norm = self.activation, _NORM_NAMES[self.norm]
-        model = ResidualMLP(64, 10, blocks, width, activation=act, norm=norm, skip=self.skip, seed=seed)
+        norm = None if self.norm == "none" else self.norm
+        model = ResidualMLP(64, 10, blocks, width, self.activation, norm, skip=self.skip, seed=seed)
         if self.init != "default":
             generator = torch.Generator().manual_seed(seed)
             initialize(model, _SCHEMES[self.init], activation=self.activation, generator=generator)
         return model
 
 
-BASELINE = Remedy()
-"""The broken network every remedy is compared with: sigmoid, default init, no skip, no norm, no clip."""
+BASELINE = Remedy()  # the broken network every remedy is compared with: sigmoid, default init, nothing else
 
 INTERACTIONS = (
     Remedy("tanh", "xavier"),
@@ -408,32 +359,25 @@ INTERACTIONS = (
     Remedy("relu", "he", skip=True, clip=True),
     Remedy("relu", "he", skip=True, norm="batch"),
     Remedy("relu", "he", skip=True, norm="layer"),
-)
-"""Each activation with its own initialization, and the modern recipe built up one piece at a time."""
+)  # each activation with its own initialization, and the modern recipe built up one piece at a time
 
 
-def fractional_design(
-    baseline: Remedy = BASELINE, interactions: tuple[Remedy, ...] = INTERACTIONS
-) -> tuple[Remedy, ...]:
-    """The baseline, every other level of every factor changed alone, then ``interactions`` (no repeats)."""
-    levels = (GRID_ACTIVATIONS, GRID_INITS, (False, True), GRID_NORMS, (False, True))
-    cells = [baseline]
-    for factor, values in zip(FACTORS, levels, strict=True):
-        cells += [replace(baseline, **{factor: v}) for v in values if v != getattr(baseline, factor)]
-    return tuple(dict.fromkeys(cells + list(interactions)))
+def fractional_design() -> tuple[Remedy, ...]:
+    """The baseline, every other level of every factor changed alone, then ``INTERACTIONS`` (no repeats)."""
+    alone = [replace(BASELINE, **{f: v}) for f, values in zip(FACTORS, _LEVELS, strict=True) for v in values]
+    return tuple(dict.fromkeys([BASELINE, *alone, *INTERACTIONS]))
 
 
 def full_design() -> tuple[Remedy, ...]:
     """All 4 × 3 × 2 × 3 × 2 = 144 cells."""
-    levels = (GRID_ACTIVATIONS, GRID_INITS, (False, True), GRID_NORMS, (False, True))
-    return tuple(Remedy(*values) for values in itertools.product(*levels))
+    return tuple(Remedy(*values) for values in itertools.product(*_LEVELS))
 
 
 class _GridConfig(Config):
     """Shared by the remedies grids: the cells (``remedies`` instead of ``design`` when given), the network
     (``blocks`` of two Linears: 20 hidden layers for 10), the recipe, and the target validation loss."""
 
-    design: str = one_of(*DESIGNS, default="fractional")
+    design: str = one_of("fractional", "full", default="fractional")  # fractional_design or full_design
     remedies: tuple[Remedy, ...] | None = nonempty(instance_of(Remedy), default=None, optional=True)
     blocks: int = integer(10, low=1, high=200)
     width: int = integer(32, low=1, high=4096)
@@ -451,15 +395,9 @@ class _GridConfig(Config):
             return self.remedies
         return fractional_design() if self.design == "fractional" else full_design()
 
-    @property
-    def depth(self) -> int:
-        """Hidden Linear layers: 2 per block."""
-        return 2 * self.blocks
-
 
 class MonitoredRemediesConfig(_GridConfig):
-    """The remedies grid on digits at one depth, SGD with momentum 0.9 at ``lr``; a ``GradientMonitor``
-    records every ``monitor_every`` steps; ``seed`` seeds every cell's initialization and minibatches."""
+    """The remedies grid on digits: SGD (momentum 0.9) at ``lr``, recorded every ``monitor_every`` steps."""
 
     lr: float = positive(0.05)
     monitor_every: int = positive(5, integer=True)
@@ -476,15 +414,6 @@ class RemedyRun:
     report: DiagnosisReport
     history: History
     steps_to_target: int | None
-
-    @property
-    def grad_ratio(self) -> float:
-        """rms(g_first) / rms(g_output) at initialization: the first layer's gradient ratio."""
-        return float(self.report.layers[0].ratio)
-
-    @property
-    def final_accuracy(self) -> float:
-        return _final_accuracy(self.history)
 
     @property
     def frozen_layers(self) -> int:
@@ -533,21 +462,16 @@ def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemedies
 
 # --- The remedies grid, robust: every cell at several learning rates and seeds, trained side by side
 
-LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
-"""The learning rates every cell of the robust grid is trained at (SGD with momentum 0.9)."""
+LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)  # every cell of the robust grid is trained at each
+_Stacked = dict[str, torch.Tensor]  # parameters or buffers of E networks, each stacked on a first axis
 
 
 def _stacked_forward(
-    remedy: Remedy,
-    blocks: int,
-    params: dict[str, torch.Tensor],
-    buffers: dict[str, torch.Tensor],
-    x: torch.Tensor,
+    remedy: Remedy, blocks: int, params: _Stacked, buffers: _Stacked, x: torch.Tensor
 ) -> torch.Tensor:
-    """``ResidualMLP.forward`` of E networks at once: parameters stacked on a first axis, x (E, B, 64);
-    equals ``remedy.build(...)(x[e])`` for member e (tested). BatchNorm normalizes each member over its
-    own batch and updates its running statistics when gradients are enabled, and uses them under
-    ``torch.no_grad()``."""
+    """``ResidualMLP.forward`` of E networks at once: tensors stacked on a first axis, x (E, B, 64); equals
+    ``remedy.build(...)(x[e])`` for member e (tested). BatchNorm normalizes each member over its own batch,
+    updating its running statistics when gradients are enabled, and uses them under ``torch.no_grad()``."""
     training = torch.is_grad_enabled()
     act = make_activation(remedy.activation)
 
@@ -581,9 +505,8 @@ def _stacked_forward(
 
 
 class RobustRemediesConfig(_GridConfig):
-    """The remedies grid with every cell trained at each of ``lrs`` and ``seeds`` (best lr kept): the
-    monitored grid's networks, data, optimizer and target, at width 16 and 100 steps (12 runs per cell
-    within the chapter's time budget), runs of one architecture trained side by side, no monitor."""
+    """The monitored grid's networks, data, optimizer and target, every cell trained at each of ``lrs`` and
+    ``seeds`` (the best lr kept), at width 16 and 100 steps: 12 runs per cell within the time budget."""
 
     width: int = integer(16, low=1, high=4096)
     steps: int = positive(100, integer=True)
@@ -593,68 +516,19 @@ class RobustRemediesConfig(_GridConfig):
 
 @dataclass(frozen=True)
 class CellRuns:
-    """One cell of the robust grid: arrays (lr, seed) of every run, and per seed ``diagnose`` at init (at
-    the middle lr). A diverged run has NaN accuracy and counts as 0 in the best lr's (highest mean
-    accuracy's) statistics; the slowest seed's steps to the target are inf when one never got there."""
+    """One cell of the robust grid: arrays (lr, seed) of every run, per seed ``diagnose`` at init (at the
+    middle lr), and the runs at the best lr: the highest mean accuracy, a diverged run counting as 0."""
 
     remedy: Remedy
-    lrs: tuple[float, ...]
-    accuracy: np.ndarray  # final validation accuracy
+    accuracy: np.ndarray  # final validation accuracy; NaN: diverged
     steps_to_target: np.ndarray  # until the validation loss first was <= the target; inf: never
-    diverged_step: np.ndarray  # the step whose loss or gradient was NaN/inf; NaN: never
+    diverged: np.ndarray  # per lr, at how many seeds the loss or gradient became NaN/inf
     grad_ratio: np.ndarray  # per seed, rms(g_first)/rms(g_output) at initialization
-    flags: tuple[tuple[str, ...], ...]  # per seed, the kinds of diagnose's problems
-
-    @property
-    def best_index(self) -> int:
-        return int(np.argmax(np.nan_to_num(self.accuracy, nan=0.0).mean(axis=1)))
-
-    @property
-    def best_lr(self) -> float:
-        return self.lrs[self.best_index]
-
-    @property
-    def best_accuracy(self) -> np.ndarray:
-        return self.accuracy[self.best_index]
-
-    @property
-    def best_steps(self) -> np.ndarray:
-        return self.steps_to_target[self.best_index]
-
-    @property
-    def best_mean(self) -> float:
-        return float(np.nan_to_num(self.best_accuracy, nan=0.0).mean())
-
-    @property
-    def best_low(self) -> float:
-        return float(np.nan_to_num(self.best_accuracy, nan=0.0).min())
-
-    @property
-    def best_high(self) -> float:
-        return float(np.nan_to_num(self.best_accuracy, nan=0.0).max())
-
-    @property
-    def slowest(self) -> float:
-        return float(self.best_steps.max())
-
-    @property
-    def max_accuracy(self) -> float:
-        return float(np.nan_to_num(self.accuracy, nan=0.0).max())
-
-    def flagged(self, kind: str) -> int:
-        """At how many seeds ``diagnose`` reported a problem of ``kind`` (e.g. "vanishing") at init."""
-        return sum(kind in flags for flags in self.flags)
-
-    @property
-    def reached(self) -> bool:
-        return bool(np.all(np.isfinite(self.best_steps)))
-
-    @property
-    def diverged_runs(self) -> int:
-        return int(np.sum(np.isfinite(self.diverged_step)))
-
-    def lr_diverged(self, lr: float) -> int:
-        return int(np.sum(np.isfinite(self.diverged_step[self.lrs.index(lr)])))
+    flagged: Counter[str]  # per kind of diagnose's problems at init, at how many seeds (0: none)
+    best_lr: float
+    best_accuracy: np.ndarray  # per seed at the best lr (a diverged run: 0)
+    best_steps: np.ndarray  # per seed at the best lr
+    reached: bool  # every seed reached the target at the best lr
 
 
 @dataclass(frozen=True)
@@ -668,66 +542,56 @@ class RobustRemediesResult:
         """One row per cell, with readable column names."""
         import pandas as pd
 
-        n_runs = len(self.config.lrs) * len(self.config.seeds)
+        slowest = f"steps to val loss ≤ {self.config.target_loss:g} (slowest seed)"
         rows = []
         for cell in self.cells.values():
-            flags = sorted({kind.replace("_", " ") for seed_flags in cell.flags for kind in seed_flags})
+            flags = sorted(kind.replace("_", " ") for kind in cell.flagged)
             rows.append(
                 {
                     "cell": cell.remedy.label,
                     "layer 1 ÷ output at init (median)": float(np.median(cell.grad_ratio)),
                     "diagnose at init": ", ".join(flags) or "healthy",
                     "best learning rate": cell.best_lr,
-                    "val accuracy (mean)": cell.best_mean,
-                    "val accuracy (lowest seed)": cell.best_low,
-                    "val accuracy (highest seed)": cell.best_high,
-                    f"steps to val loss ≤ {self.config.target_loss:g} (slowest seed)": cell.slowest,
-                    f"diverged runs (of {n_runs})": cell.diverged_runs,
+                    "val accuracy (mean)": float(cell.best_accuracy.mean()),
+                    "val accuracy (lowest seed)": float(cell.best_accuracy.min()),
+                    "val accuracy (highest seed)": float(cell.best_accuracy.max()),
+                    slowest: float(cell.best_steps.max()),
+                    f"diverged runs (of {cell.accuracy.size})": int(cell.diverged.sum()),
                 }
             )
         return pd.DataFrame(rows)
 
 
 def _train_stacked(
-    members: list[tuple[Remedy, float, int]], config: RobustRemediesConfig, data: DataSplit
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train runs (cell, lr, seed) of one architecture side by side; per run return the final accuracy
-    (NaN: diverged), the steps to the target (inf: never) and the step that diverged (NaN: none).
-
-    Per run r and step: loss_r = CE on its own minibatch (its seed's order); clip ‖g_r‖ when its cell
-    clips; v_r ← 0.9 v_r + g_r; θ_r ← θ_r − lr_r v_r (``torch.optim.SGD`` with momentum 0.9). A run whose
-    loss or gradient norm is NaN/inf stops there (its updates become 0).
+    remedies: list[Remedy], config: RobustRemediesConfig, data: DataSplit
+) -> dict[Remedy, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Train every (lr, seed) run of ``remedies`` (one architecture) side by side. Per run r and step:
+    loss_r = CE on its own minibatch (its seed's order); clip ‖g_r‖ if its cell clips; v_r ← 0.9 v_r + g_r;
+    θ_r ← θ_r − lr_r v_r (``torch.optim.SGD``, momentum 0.9); a NaN/inf loss or gradient norm stops run r.
+    Per cell, arrays (lr, seed): final accuracy (NaN: diverged), steps to the target (inf: never), diverged.
     """
-    architecture = members[0][0]
+    members = [(remedy, lr, seed) for remedy in remedies for lr in config.lrs for seed in config.seeds]
     n_members = len(members)
     models = [remedy.build(config.blocks, config.width, seed) for remedy, _, seed in members]
-    per_model = [dict(m.named_parameters()) for m in models]
-    params = {
-        name: torch.stack([p[name].detach() for p in per_model]).requires_grad_(True) for name in per_model[0]
-    }
-    per_model = [{k: v for k, v in m.named_buffers() if v.is_floating_point()} for m in models]
-    buffers = {name: torch.stack([b[name] for b in per_model]).clone() for name in per_model[0]}
+    params, buffers = stack_module_state(models)  # each tensor stacked on a first (run) axis
     tensors = list(params.values())
     velocity = [torch.zeros_like(p) for p in tensors]
     shapes = [(n_members,) + (1,) * (p.dim() - 1) for p in tensors]
     lr = torch.tensor([lr for _, lr, _ in members])
     clips = torch.tensor([remedy.clip for remedy, _, _ in members])
     alive = torch.ones(n_members, dtype=torch.bool)
-    diverged = np.full(n_members, np.nan)
     reached = np.full(n_members, np.inf)
-    n_train = len(data.x_train)
-    batch = min(config.batch_size, n_train)
-    per_epoch = n_train // batch
-    generators = {seed: torch.Generator().manual_seed(seed) for seed in sorted({s for _, _, s in members})}
-    orders: dict[int, torch.Tensor] = {}
+    batch = min(config.batch_size, data.n_train)
+    per_epoch = data.n_train // batch
+    generators = {seed: torch.Generator().manual_seed(seed) for seed in config.seeds}
     accuracy = torch.zeros(n_members)
     y_val = data.y_val.repeat(n_members)
     for step in range(config.steps):
         i = step % per_epoch
         if i == 0:
-            orders = {seed: torch.randperm(n_train, generator=g) for seed, g in generators.items()}
+            orders = {seed: torch.randperm(data.n_train, generator=g) for seed, g in generators.items()}
         index = torch.stack([orders[seed][i * batch : (i + 1) * batch] for _, _, seed in members])
-        logits = _stacked_forward(architecture, config.blocks, params, buffers, data.x_train[index])
+        logits = _stacked_forward(remedies[0], config.blocks, params, buffers, data.x_train[index])
         losses = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), data.y_train[index].reshape(-1), reduction="none"
         )
@@ -737,7 +601,6 @@ def _train_stacked(
             norm = torch.linalg.vector_norm(torch.cat([g.reshape(n_members, -1) for g in grads], 1), dim=1)
             bad = alive & ~(torch.isfinite(losses) & torch.isfinite(norm))
             if bad.any():
-                diverged[bad.numpy()] = step
                 alive &= ~bad
                 grads = [g.nan_to_num(0.0, 0.0, 0.0) for g in grads]
                 if not alive.any():
@@ -751,59 +614,50 @@ def _train_stacked(
         if (step + 1) % config.eval_every == 0 or step == config.steps - 1:
             with torch.no_grad():
                 x_val = data.x_val.expand(n_members, *data.x_val.shape)
-                out = _stacked_forward(architecture, config.blocks, params, buffers, x_val)
-                val_loss = nn.functional.cross_entropy(
-                    out.reshape(-1, out.shape[-1]), y_val, reduction="none"
-                )
+                out = _stacked_forward(remedies[0], config.blocks, params, buffers, x_val)
+                val_loss = nn.functional.cross_entropy(out.flatten(0, 1), y_val, reduction="none")
                 val_loss = val_loss.reshape(n_members, -1).mean(1)
                 accuracy = (out.argmax(-1) == data.y_val).float().mean(1)
             hit = (val_loss <= config.target_loss).numpy() & alive.numpy() & np.isinf(reached)
             reached[hit] = step + 1
     final = accuracy.numpy().astype(np.float64)
-    final[np.isfinite(diverged)] = np.nan
-    return final, reached, diverged
+    final[~alive.numpy()] = np.nan  # the runs that diverged
+    shape = (len(remedies), len(config.lrs), len(config.seeds))
+    outcomes = [values.reshape(shape) for values in (final, reached, ~alive.numpy())]
+    return {remedy: tuple(values[k] for values in outcomes) for k, remedy in enumerate(remedies)}
 
 
 def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
-    """Every cell: ``diagnose`` at initialization per seed (one SGD-momentum step at the middle learning
-    rate, ``sorted(lrs)[len(lrs) // 2]``); then every (lr, seed) run of every cell, trained side by side
-    with the runs of cells of the same architecture (activation, skip, norm: differing only in init and
-    clipping)."""
+    """Every cell: ``diagnose`` at init per seed (one SGD-momentum step at the middle lr); then its (lr, seed)
+    runs, trained side by side with those of every cell of its architecture (activation, skip, norm)."""
     check_config(config, RobustRemediesConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
-    shape = (len(config.lrs), len(config.seeds))
     middle_lr = sorted(config.lrs)[len(config.lrs) // 2]
     groups: dict[tuple[str, bool, str], list[Remedy]] = {}
     for remedy in config.cells:
         groups.setdefault((remedy.activation, remedy.skip, remedy.norm), []).append(remedy)
-    outcomes: dict[Remedy, tuple[np.ndarray, ...]] = {}
+    outcomes = {}
     for remedies in groups.values():
-        members = [(remedy, lr, seed) for remedy in remedies for lr in config.lrs for seed in config.seeds]
-        results = _train_stacked(members, config, data)
-        for k, remedy in enumerate(remedies):
-            part = slice(k * shape[0] * shape[1], (k + 1) * shape[0] * shape[1])
-            outcomes[remedy] = tuple(values[part].reshape(shape) for values in results)
+        outcomes |= _train_stacked(remedies, config, data)
     cells = {}
     for remedy in config.cells:
         clip = config.clip_norm if remedy.clip else None
-        reports = [
-            diagnose(
-                remedy.build(config.blocks, config.width, seed),
-                _CE,
-                batch,
-                lr=middle_lr,
-                optimizer="momentum",
-                clip_norm=clip,
-            )
-            for seed in config.seeds
-        ]
+        nets = [remedy.build(config.blocks, config.width, seed) for seed in config.seeds]
+        reports = [diagnose(m, _CE, batch, lr=middle_lr, optimizer="momentum", clip_norm=clip) for m in nets]
+        accuracy, steps, diverged = outcomes[remedy]
+        best = int(np.argmax(np.nan_to_num(accuracy, nan=0.0).mean(axis=1)))
         cells[remedy] = CellRuns(
             remedy,
-            config.lrs,
-            *outcomes[remedy],
+            accuracy,
+            steps,
+            diverged.sum(axis=1),
             np.array([report.layers[0].ratio for report in reports]),
-            tuple(tuple(sorted({f.kind for f in report.problems})) for report in reports),
+            Counter(kind for report in reports for kind in {f.kind for f in report.problems}),
+            config.lrs[best],
+            np.nan_to_num(accuracy[best], nan=0.0),
+            steps[best],
+            bool(np.all(np.isfinite(steps[best]))),
         )
     return RobustRemediesResult(config, cells)
 

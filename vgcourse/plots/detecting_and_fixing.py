@@ -156,13 +156,13 @@ def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None
     for row, cell in enumerate(cells):
         yi = y[row]
         for col in range(len(lrs)):
-            diverged = cell.lr_diverged(lrs[col])
+            diverged = cell.diverged[col]
             text = f"{mean[row, col]:.2f}" if not diverged else f"NaN {diverged}"
             color = "white" if mean[row, col] > 0.6 else "black"
             acc_ax.text(col, yi, text, ha="center", va="center", fontsize=9, color=color)
         acc_ax.add_patch(
             plt.Rectangle(
-                (cell.best_index - 0.5, yi - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5
+                (lrs.index(cell.best_lr) - 0.5, yi - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5
             )
         )
     acc_ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=9)
