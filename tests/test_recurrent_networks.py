@@ -452,8 +452,6 @@ def test_average_grad_norm_and_bad_arguments() -> None:
         rn.average_grad_norm(history, 4, 4)
     with pytest.raises(TypeError):
         rn.average_grad_norm([1.0])
-    with pytest.raises(TypeError):
-        rn.run_cliff(rn.LongRangeConfig())
     with pytest.raises(ValueError):
         rn.run_cliff(rn.ClippingConfig(), n_points=1)
 

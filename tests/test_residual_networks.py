@@ -413,15 +413,6 @@ def test_bad_input_is_rejected(make, error) -> None:
         make()
 
 
-def test_error_messages_name_the_choices() -> None:
-    with pytest.raises(ValueError, match="batch, layer"):
-        rn.NetworkSpec(norm="group")
-    with pytest.raises(ValueError, match="he, kaiming_all"):
-        rn.NetworkSpec(init="xavier")
-    with pytest.raises(ValueError, match="digits, mnist"):
-        rn.DegradationConfig(dataset="cifar")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Plots and the explorer
 
