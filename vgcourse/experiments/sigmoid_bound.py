@@ -573,11 +573,8 @@ def _layer_grads(model: MLP) -> list[np.ndarray]:
 
 def _forward_spread(model: MLP, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per hidden layer: mean over units of the std over examples of h_l, and the mean of h_l."""
-    outputs = [x]
-    with torch.no_grad():
-        for layer in model.layers:  # MLP.forward without the head
-            outputs.append(layer(outputs[-1]))
-    outputs = outputs[1:]
+    with torch.no_grad(), keep_outputs(model.layers) as outputs:
+        model(x)
     spread = np.array([float(h.double().std(dim=0).mean()) for h in outputs])
     mean = np.array([float(h.double().mean()) for h in outputs])
     return spread, mean
