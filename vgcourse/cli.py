@@ -58,12 +58,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=_non_negative_int, default=0)
 
 
-def _check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Combinations argparse cannot check alone; exits with status 2."""
-    if args.norm is not None and args.arch != "resmlp":
-        parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; invalid values exit with status 2 and list the valid choices."""
     parser = argparse.ArgumentParser(prog="vgcourse", description=__doc__)
@@ -161,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vgcourse`` console script and ``python -m vgcourse``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("profile", "diagnose"):
-        _check_model_arguments(parser, args)
+    if args.command in ("profile", "diagnose") and args.norm is not None and args.arch != "resmlp":
+        parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
     if args.command == "profile":
         model = (args.arch, args.depth, args.width, args.activation, args.init, args.norm)
         result = profile(*model, seq_len=args.seq_len, seed=args.seed)

@@ -1,27 +1,18 @@
-"""Diagnose a model's signals and gradients from one batch: collapse, vanishing, exploding, dead, saturated.
+"""Diagnose a model from one batch: signals collapsing or blowing up, vanishing or exploding gradients,
+dead or saturated units, steps too large or too small; each finding with a suggestion naming a chapter.
 
-``diagnose(model, loss_fn, (x, y))`` trains a copy of the model for ``steps`` steps on the batch
-(``vgcourse.training.train`` with a ``GradientMonitor``) and returns a ``DiagnosisReport``: per layer
-(input to output) the gradient per weight rms(g) = ‖g‖/√n and its ratio to the output layer's, the
-update:data ratio std(ΔW)/std(W), dead and saturated unit fractions, the forward gain q_l/q_0 (q = mean(h²)
-of the layer's output h_l, q_0 of the input), the mean cosine similarity between the examples' outputs and
-the backward signal rms(∂L/∂h_l) ÷ the output layer's; then one finding per problem with a one-line
-suggestion naming the chapter that explains the fix. It prints as text, shows as a table in a notebook and
-draws as a figure (``vgcourse.plots.diagnose``).
+``diagnose(model, loss_fn, (x, y))`` trains a copy of the model for ``steps`` steps (``training.train``
+with a ``GradientMonitor``) and returns a ``DiagnosisReport`` of every layer, input to output: the gradient
+per weight rms(g) = ‖g‖/√n and its ratio to the output layer's, the update:data ratio std(ΔW)/std(W), dead
+and saturated unit fractions, the forward gain q_l/q_0 (q = mean(h²) of the layer's output), the mean
+cosine between the examples' outputs, and the backward signal rms(∂L/∂h_l) ÷ the output layer's.
 
-Why both signals: ∂L/∂W_l = Σ δ_l h_{l−1}ᵀ, so when the forward and backward signals collapse together (He
-et al. 2015's 30-layer ReLU MLP with Xavier weights) the gradient ratios stay near 1 and only the signals
-show it. Why per weight: ‖g‖ of a layer with n weights grows like √n (a ResNet-18 has 9,408 weights in
-``conv1`` and 2,359,296 in ``layer4.1.conv2``); rms(g) is what SGD moves each weight by, per unit lr.
-
-Not judged: weights feeding a normalization layer (scale-invariant: their update ratio is an angular step);
-parameters starting at exactly 0 (a zero head or residual-branch end blocks the first step, so at least
-``ZERO_START_STEPS`` steps run and the layers they blocked are not flagged). Vanishing/exploding are trends
-in depth: a layer is flagged when it and the median of the judged layers from the input up to it cross the
-threshold (a squeeze-excitation gate alone does not). A learning-rate suggestion appears only when update
-flags cover most layers with healthy signals. Parameters that are not layer weights (biases, norm affine
-parameters, tokens, position embeddings) are listed in ``DiagnosisReport.parameters``. The thresholds
-(``Thresholds``) and the evidence for them are at their named constants below.
+Both signals, because ∂L/∂W_l = Σ δ_l h_{l−1}ᵀ: when they collapse together (He et al. 2015's 30-layer ReLU
+MLP with Xavier weights) the gradient ratios stay near 1. Per weight, because ‖g‖ grows like √n (ResNet-18:
+9,408 weights in ``conv1``, 2,359,296 in ``layer4.1.conv2``). Not judged: weights feeding a normalization
+layer (scale-invariant: an angular step), parameters starting at exactly 0 and the layers they block on the
+first step. Vanishing/exploding are trends in depth: a layer is flagged when it and the median of the judged
+layers from the input up to it cross the threshold (a squeeze-excitation gate alone does not).
 """
 
 from __future__ import annotations
@@ -56,76 +47,36 @@ from vgcourse.training import (
     train,
 )
 
-__all__ = [
-    "CHAPTERS",
-    "DEAD_FRACTION",
-    "EXPLODING_RATIO",
-    "FINDING_KINDS",
-    "LOSSES",
-    "MIN_BATCH",
-    "SATURATED_FRACTION",
-    "SATURATION",
-    "UPDATE_RATIO_GUIDE",
-    "UPDATE_RATIO_HIGH",
-    "UPDATE_RATIO_LOW",
-    "VANISHING_RATIO",
-    "DiagnosisReport",
-    "Finding",
-    "LayerDiagnosis",
-    "FORWARD_HIGH",
-    "INITIAL_LOSS_FACTOR",
-    "FORWARD_LOW",
-    "PARAMETER_ROLES",
-    "ZERO_START_STEPS",
-    "ParameterDiagnosis",
-    "Thresholds",
-    "diagnose",
-    "diagnosis_layers",
-]
-
+# The thresholds (defaults of ``Thresholds``) and the evidence for them.
+# Rms gradient ÷ the output layer's: healthy networks stay within 1.5-2 decades (He ReLU MLPs of width 64-1024
+# reach 10^-1.4); vanishing is geometric in depth (a default sigmoid MLP loses ~0.85 decades per layer).
 VANISHING_RATIO = 1e-3
-"""A layer whose rms gradient is below this fraction of the output layer's is vanishing. Three decades
-below: healthy networks stay within 1.5-2 (He-initialized ReLU MLPs of width 64-1024 reach 10^-1.4 at
-initialization), while vanishing is geometric in depth (a default sigmoid MLP loses ~0.85 decades/layer)."""
-EXPLODING_RATIO = 1e3
-"""A layer above this multiple of the output layer's rms gradient is exploding (a ResNet-18 on 16 images
-of 32×32 reaches 10^+1.7 in ``conv1``, whose weights collect gradient from every image position)."""
+EXPLODING_RATIO = 1e3  # a ResNet-18 on 16 images of 32×32 reaches 10^+1.7 in conv1 (every position adds)
+# Dead: ReLU-family units with pre-activation <= 0 on every example; a healthy 10-layer He MLP on 128
+# examples shows up to ~25 % (inputs correlate with depth).
 DEAD_FRACTION = 0.5
-"""A layer with more than this fraction of dead ReLU-family units (pre-activation <= 0 on every example) is
-flagged; a healthy 10-layer He MLP on 128 examples shows up to ~25 % (inputs correlate with depth)."""
+# Saturated: sigmoid/tanh outputs with derivative < 2 % of its maximum; a Xavier tanh layer has ~1 %, 20 %
+# means pre-activations spread about twice as wide.
 SATURATED_FRACTION = 0.2
-"""A sigmoid/tanh layer with more than this fraction of saturated outputs (derivative < 2 % of its maximum)
-is flagged; a Xavier tanh layer has ~1 %, and 20 % means pre-activations spread about twice as wide."""
-SATURATION = 0.99
-"""|u| above which a tanh output (|2u - 1| for a sigmoid output) counts as saturated."""
-UPDATE_RATIO_GUIDE = 1e-3
-"""The practitioners' rule-of-thumb update:data ratio std(ΔW)/std(W) of one step (Karpathy): a guide."""
-UPDATE_RATIO_LOW = 1e-5
-"""Below this update:data ratio a layer barely moves (> 100,000 steps to change by its own scale)."""
-UPDATE_RATIO_HIGH = 1e-1
-"""Above this update:data ratio one step rewrites a tenth of a layer."""
-MIN_BATCH = 16
-"""Fewer examples make dead fractions (a healthy unit looks dead with probability 2^-B) and batch-norm
-statistics unreliable."""
+SATURATION = 0.99  # |u| above which a tanh output (|2u - 1| for a sigmoid's) counts as saturated
+UPDATE_RATIO_GUIDE = 1e-3  # the rule-of-thumb update:data ratio std(ΔW)/std(W) of one step (Karpathy)
+UPDATE_RATIO_LOW = 1e-5  # a layer barely moves: > 100,000 steps to change by its own scale
+UPDATE_RATIO_HIGH = 1e-1  # one step rewrites a tenth of a layer
+MIN_BATCH = 16  # fewer: dead fractions (a healthy unit looks dead w.p. 2^-B) and batch norm are unreliable
+# Forward gain q_l/q_0: a variance-preserving network (He ReLU, Xavier tanh) stays within a decade in rms; a
+# wrong scale crosses 1e-4 geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers).
 FORWARD_LOW = 1e-4
-"""Below this forward gain q_l/q_0 the forward signal has collapsed: two decades in rms below 1, where a
-variance-preserving network stays within one (He ReLU, Xavier tanh) and a wrong scale crosses it
-geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers)."""
-FORWARD_HIGH = 1e4
-"""Above this forward gain the forward signal has blown up (He × 2 quadruples q per layer)."""
+FORWARD_HIGH = 1e4  # He × 2 quadruples q per layer
+# A C-class cross-entropy starting above 4 ln C (Karpathy's check): He ReLU MLPs start up to 6.7 < 4 ln 10 =
+# 9.2 at C = 10 on ``standard_batch`` seeds 0-7; tanh with N(0, 1) weights starts above 10.
 INITIAL_LOSS_FACTOR = 4.0
-"""A C-class cross-entropy whose first loss is above this many times ln C is flagged (Karpathy's check):
-He-initialized ReLU MLPs start up to 6.7 < 4 ln 10 = 9.2 at C = 10 on ``standard_batch`` seeds 0-7; tanh
-with N(0, 1) weights starts above 10."""
-ZERO_START_STEPS = 3
-"""Steps ``diagnose`` runs at least when a parameter starts at exactly zero (it blocks the first step)."""
+ZERO_START_STEPS = 3  # steps run at least when a parameter starts at exactly 0 (it blocks the first step)
 
-LOSSES = ("cross_entropy", "mse")
-"""Loss names ``diagnose`` accepts instead of a loss function."""
+LOSSES = ("cross_entropy", "mse")  # loss names diagnose accepts instead of a loss function
+CHAPTERS = {c.id: c.title for c in _REGISTRY}  # findings name chapters by title
 
-CHAPTERS = {c.id: c.title for c in _REGISTRY}
-"""The course's chapters by file name (the registry, `vgcourse.chapters`): findings point to them by title."""
-
+# What a finding can be about, most urgent first; the nine layer flags, then the model-level problem
+# "initial_loss", then five notes.
 FINDING_KINDS = (
     "non_finite",
     "forward_blowup",
@@ -143,8 +94,7 @@ FINDING_KINDS = (
     "no_gradient",
     "small_batch",
 )
-"""What a finding can be about, most urgent first (the last five are notes, not problems)."""
-_NOTES = ("zero_start", "normalized", "adaptive", "no_gradient", "small_batch")
+_NOTES = FINDING_KINDS[10:]
 _LAYER_FLAGS = FINDING_KINDS[:9]
 _SATURATING = (nn.Sigmoid, nn.Tanh)
 _NORMS: tuple[type[nn.Module], ...] = (
@@ -153,30 +103,23 @@ _NORMS: tuple[type[nn.Module], ...] = (
     nn.LayerNorm,
     nn.GroupNorm,
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
-_ADAPTIVE = (
-    torch.optim.Adam,
-    torch.optim.AdamW,
-    torch.optim.Adamax,
-    torch.optim.NAdam,
-    torch.optim.RAdam,
-    torch.optim.RMSprop,
-    torch.optim.Adagrad,
-    torch.optim.Adadelta,
+_ADAPTIVE = tuple(
+    getattr(torch.optim, name)
+    for name in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 )
-PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")
-"""How ``DiagnosisReport.parameters`` sorts the trainable parameters that are not layer weights."""
+PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")  # how DiagnosisReport sorts them
 
 
 class Thresholds(Config):
     """Where ``diagnose`` draws its lines (defaults: the named constants above)."""
 
-    vanishing: float = real(VANISHING_RATIO, low=0.0, high=1.0, low_open=True)  # rms grad ÷ output's
+    vanishing: float = real(VANISHING_RATIO, low=0.0, high=1.0, low_open=True)  # rms grad ÷ output's, < 1
     exploding: float = real(EXPLODING_RATIO, low=1.0, low_open=True)
-    dead: float = real(DEAD_FRACTION, low=0.0, high=1.0)  # fraction of dead units
-    saturated: float = real(SATURATED_FRACTION, low=0.0, high=1.0)  # fraction of saturated outputs
+    dead: float = real(DEAD_FRACTION, low=0.0, high=1.0)  # fraction of dead units, < 1
+    saturated: float = real(SATURATED_FRACTION, low=0.0, high=1.0)  # fraction of saturated outputs, < 1
     update_low: float = positive(UPDATE_RATIO_LOW)  # update:data ratio
     update_high: float = positive(UPDATE_RATIO_HIGH)
-    forward_low: float = real(FORWARD_LOW, low=0.0, high=1.0, low_open=True)  # forward gain q_l/q_0
+    forward_low: float = real(FORWARD_LOW, low=0.0, high=1.0, low_open=True)  # forward gain q_l/q_0, < 1
     forward_high: float = real(FORWARD_HIGH, low=1.0, low_open=True)
 
     def check(self) -> None:
@@ -358,19 +301,7 @@ class DiagnosisReport:
         body = []
         for layer in self.layers:
             cells = _text_row(layer)
-            marks = [
-                False,
-                False,
-                "non_finite" in layer.flags,
-                bool({"vanishing", "exploding"} & set(layer.flags)),
-                bool({"update_too_large", "update_too_small"} & set(layer.flags)),
-                bool({"forward_blowup", "forward_collapse"} & set(layer.flags)),
-                False,
-                False,
-                "dead" in layer.flags,
-                "saturated" in layer.flags,
-                bool(layer.flags),
-            ]
+            marks = [bool(set(red) & set(layer.flags)) for _, red in _COLUMNS]
             tds = "".join(
                 f'<td style="color:#b00020;font-weight:bold">{esc(c)}</td>' if bad else f"<td>{esc(c)}</td>"
                 for c, bad in zip(cells, marks, strict=True)
@@ -449,19 +380,21 @@ def _fmt(value: float, spec: str = ".2e") -> str:
     return "—" if not math.isfinite(value) else format(value, spec)
 
 
-_HEADER = (
-    "layer",
-    "weights",
-    "grad rms",
-    "÷ output",
-    "update",
-    "fwd ÷ in",
-    "cos",
-    "bwd ÷ out",
-    "dead",
-    "saturated",
-    "flags",
+# The report's table: (column header, the flags that turn the layer's cell red in a notebook).
+_COLUMNS = (
+    ("layer", ()),
+    ("weights", ()),
+    ("grad rms", ("non_finite",)),
+    ("÷ output", ("vanishing", "exploding")),
+    ("update", ("update_too_large", "update_too_small")),
+    ("fwd ÷ in", ("forward_blowup", "forward_collapse")),
+    ("cos", ()),
+    ("bwd ÷ out", ()),
+    ("dead", ("dead",)),
+    ("saturated", ("saturated",)),
+    ("flags", _LAYER_FLAGS),
 )
+_HEADER = tuple(header for header, _ in _COLUMNS)
 
 
 def _text_row(layer: LayerDiagnosis) -> tuple[str, ...]:
@@ -519,13 +452,9 @@ def _clean(value: Any) -> Any:
 
 
 class _SignalWatch:
-    """Forward hooks on every layer: is its output finite, its second moment, how alike the examples'
-    outputs are, whether it feeds a normalization layer; and a tensor hook on the output for ‖∂L/∂h‖.
-
-    A tensor hook (not ``register_full_backward_hook``) keeps working when an in-place activation
-    (``nn.ReLU(inplace=True)``) overwrites the output: it fires with the gradient of the output as the
-    layer returned it.
-    """
+    """Forward hooks on every layer (is the output h finite, mean(h²) in float64, the examples' mean cosine,
+    does h feed a normalization layer) and a tensor hook on h for ‖∂L/∂h‖ (it keeps working when an in-place
+    activation overwrites h, unlike ``register_full_backward_hook``)."""
 
     def __init__(self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], batch_size: int) -> None:
         self.n = len(layers)
@@ -790,28 +719,15 @@ def diagnose(
     thresholds: Thresholds | Mapping[str, float] | None = None,
     saturation: float = SATURATION,
 ) -> DiagnosisReport:
-    """Run ``steps`` training steps on one batch, on a copy of ``model``, and report what the gradients do.
+    """Train a copy of ``model`` for ``steps`` steps on ``batch`` = (x, y) and report the last step run.
 
-    The steps are ``train(copy, batch, ...)`` with a ``GradientMonitor`` on the optimizer (per-layer
-    statistics before clipping, update:data ratios) and a callback that measures the signals after each
-    backward pass. The report describes the last step run. A NaN or infinite loss or gradient stops the run
-    at that step, before its update, and is reported, never raised. The model passed in is not modified
-    (weights, gradients, batch-norm statistics and train/eval mode stay as they are); the copy runs on the
-    model's device, in its mode, and the batch is moved there.
-
-    Args:
-        model: any ``nn.Module`` (MLP, CNN, RNN, a torchvision model...); layers are ``diagnosis_layers``.
-        loss_fn: ``loss_fn(output, y)`` -> scalar tensor (e.g. ``nn.CrossEntropyLoss()``), or a name in
-            ``LOSSES``.
-        batch: the pair (x, y); x a tensor whose first dimension is the examples.
-        steps: training steps on the batch (>= 1); the statistics are those of the last one.
-        lr: learning rate of the optimizer, when it is given by name.
-        optimizer: "sgd", "momentum" or "adam" (as ``TrainConfig``), or a callable building an optimizer
-            from the list of trainable parameters.
-        clip_norm: clip the total gradient norm to this before each update, as ``TrainConfig.clip_norm``
-            (the gradient statistics are those before clipping); None: no clipping.
-        thresholds: a ``Thresholds``, a dict overriding some of its fields, or None for the defaults.
-        saturation: |u| above which a sigmoid/tanh output counts as saturated, in (0, 1).
+    ``loss_fn(output, y)`` returns a scalar (or name one of ``LOSSES``); ``optimizer`` is a name from
+    ``OPTIMIZERS`` (with ``lr``) or a callable params -> optimizer; ``clip_norm`` clips the total gradient
+    norm before each update (the statistics are those before clipping); ``thresholds``: a ``Thresholds``,
+    a dict of some of its fields or None; ``saturation``: |u| above which a sigmoid/tanh output is saturated.
+    The steps are ``train`` with a ``GradientMonitor`` on the optimizer and a callback measuring the signals.
+    NaN/inf stops the run before that step's update and is reported, never raised. ``model`` is not modified
+    (weights, gradients, norm statistics, mode); the copy runs on its device and in its mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
@@ -822,9 +738,6 @@ def diagnose(
     if clip_norm is not None:
         clip_norm = check_float("clip_norm", clip_norm, 0.0, strict_minimum=True)
     limits = _check_thresholds(thresholds)
-    check_float("saturation", saturation, 0.0, 1.0, strict_minimum=True)
-    if saturation >= 1.0:
-        raise ValueError(f"saturation must be in (0, 1); got {saturation!r}")
     first = next(iter(model.parameters()), None)
     if first is None:
         raise ValueError("model has no parameters: nothing to diagnose")
@@ -855,8 +768,9 @@ def diagnose(
             bool(ws) and all(p.requires_grad and not bool(p.any()) for p in ws)
             for ws in (layer_weights(m) for _, m in work_layers)
         )
-    probe = _Probe(work, work_layers, loss_fn, x, [p for _, p, _, _ in others])
+    # the monitor checks saturation (in (0, 1)); it hooks the model only inside train, after the probe
     monitor = GradientMonitor(work, opt, layers=work_layers, stats="all", saturation=saturation)
+    probe = _Probe(work, work_layers, loss_fn, x, [p for _, p, _, _ in others])
     try:
         with torch.enable_grad():
             history = train(
@@ -891,20 +805,13 @@ def diagnose(
         adaptive=adaptive,
         lr=lr if isinstance(optimizer, str) else None,
         steps_asked=steps,
+        losses=tuple(float(v) for v in history.loss),
+        batch_size=len(x),
+        device=str(device),
+        optimizer=opt_name,
+        non_finite_at=probe.non_finite_at,
     )
-    losses = [float(v) for v in history.loss]
-    return _report(
-        model,
-        work_layers,
-        history.monitor,
-        measured,
-        losses,
-        x,
-        device,
-        opt_name,
-        limits,
-        probe.non_finite_at,
-    )
+    return _report(model, work_layers, history.monitor, measured, limits)
 
 
 def diagnosis_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -967,7 +874,7 @@ def _classes(loss_fn: Callable[[Any, Any], Tensor], output: Any) -> int | None:
 
 @dataclass(frozen=True)
 class _Measured:
-    """What the run measured besides the ``MonitorRecord``."""
+    """What the run measured besides the ``MonitorRecord``, and how it ran."""
 
     signals: dict[str, np.ndarray]
     feeds_norm: tuple[bool, ...]
@@ -980,6 +887,11 @@ class _Measured:
     adaptive: bool
     lr: float | None
     steps_asked: int
+    losses: tuple[float, ...]
+    batch_size: int
+    device: str
+    optimizer: str  # its description, e.g. "sgd lr=0.1"
+    non_finite_at: str | None
 
 
 def _first_non_finite(
@@ -1003,24 +915,18 @@ def _report(
     layers: Sequence[tuple[str, nn.Module]],
     record: MonitorRecord,
     measured: _Measured,
-    losses: list[float],
-    x: Tensor,
-    device: torch.device,
-    optimizer: str,
     limits: Thresholds,
-    non_finite_at: str | None,
 ) -> DiagnosisReport:
     """Turn the monitor's last row and the measured signals into per-layer diagnoses and findings."""
     n_layers = len(layers)
     last = {m: record.values(m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
     first_grad = record.values("grad_norm")[0]
-    status, n_weights, kinds, zero = [], [], [], []
+    zero = measured.zero_layers
+    status, n_weights = [], []
     for i, (_, module) in enumerate(layers):
         weights = layer_weights(module)
         with_grad = [p for p in weights if p.grad is not None]
         n_weights.append(sum(p.numel() for p in (with_grad or weights)))
-        kinds.append(type(module).__name__)
-        zero.append(measured.zero_layers[i])
         finite_out = measured.finite[i]
         if not any(p.requires_grad for p in weights):
             status.append("frozen")
@@ -1083,7 +989,7 @@ def _report(
         LayerDiagnosis(
             name=name,
             index=i + 1,
-            kind=kinds[i],
+            kind=type(module).__name__,
             n_weights=int(n_weights[i]),
             grad_norm=float(last["grad_norm"][i]),
             grad_rms=float(rms[i]),
@@ -1101,21 +1007,21 @@ def _report(
             feeds_norm=bool(measured.feeds_norm[i]),
             zero_start=bool(zero[i]),
         )
-        for i, (name, _) in enumerate(layers)
+        for i, (name, module) in enumerate(layers)
     )
     report = DiagnosisReport(
         model_name=type(model).__name__,
         layers=diagnoses,
         findings=(),
         reference=None if reference is None else layers[reference][0],
-        losses=tuple(losses),
-        steps_run=len(losses),
-        batch_size=len(x),
-        device=str(device),
-        optimizer=optimizer,
+        losses=measured.losses,
+        steps_run=len(measured.losses),
+        batch_size=measured.batch_size,
+        device=measured.device,
+        optimizer=measured.optimizer,
         thresholds=limits,
         record=record,
-        non_finite_at=non_finite_at,
+        non_finite_at=measured.non_finite_at,
         parameters=measured.others,
         input_ms=float(input_ms),
         steps_asked=measured.steps_asked,
@@ -1156,51 +1062,46 @@ def _findings(
 ) -> tuple[Finding, ...]:
     """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order."""
     diagnoses, limits, losses, batch_size = report.layers, report.thresholds, report.losses, report.batch_size
-    by_kind = {kind: [d.name for d in diagnoses if kind in d.flags] for kind in _LAYER_FLAGS}
-    is_recurrent = any(isinstance(module, nn.RNNBase) for _, module in layers)
-    saturating = any(isinstance(module, _SATURATING) for module in model.modules())
+    by_kind = report.flagged
     findings: list[Finding] = []
 
-    def add(kind: str, names: Sequence[str], message: str, suggestion: str, chapters: tuple = ()) -> None:
+    def add(
+        kind: str, names: Sequence[str], message: str, fix: str, see: tuple = (), after: str = ""
+    ) -> None:
+        """A finding whose suggestion is ``fix``, then "; see <the chapters with ids see>." and ``after``."""
+        chapters = _quote(*see)
+        suggestion = f"{fix}; {_see(chapters)}.{after}" if see else fix
         findings.append(Finding(kind, tuple(names), message, suggestion, chapters))
 
-    init = _quote("initialization")
     activation_init = "He (Kaiming) for ReLU, Xavier for tanh" + (
         "; replace sigmoid by ReLU or tanh" if any(isinstance(m, nn.Sigmoid) for m in model.modules()) else ""
     )
 
-    if report.non_finite_at is not None:
-        where = {
-            "input": "the input batch holds NaN or inf",
+    where = report.non_finite_at
+    if where == "input":
+        fix = "clean or standardize the data: NaN/inf in the input propagates everywhere."
+        add("non_finite", by_kind["non_finite"], "the input batch holds NaN or inf", fix)
+    elif where is not None:
+        message = {
             "loss": "the loss is NaN or inf (every layer output was finite)",
             "gradient": "a gradient holds NaN or inf (the forward pass was finite)",
-        }.get(
-            report.non_finite_at, f"the forward pass first produced NaN/inf at layer {report.non_finite_at!r}"
-        )
-        if report.non_finite_at == "input":
-            suggestion = "clean or standardize the data: NaN/inf in the input propagates everywhere."
-            chapters: tuple[str, ...] = ()
-        else:
-            chapters = _quote("initialization", "recurrent_networks")
-            suggestion = (
-                "lower the learning rate, shrink the initial weights and clip the gradient norm; "
-                + _see(chapters)
-                + " (clipping)."
-            )
-        add("non_finite", by_kind["non_finite"], where, suggestion, chapters)
+        }.get(where, f"the forward pass first produced NaN/inf at layer {where!r}")
+        chapters = _quote("initialization", "recurrent_networks")
+        fix = "lower the learning rate, shrink the initial weights and clip the gradient norm"
+        fix = f"{fix}; {_see(chapters)} (clipping)."
+        findings.append(Finding("non_finite", by_kind["non_finite"], message, fix, chapters))
 
     names = by_kind["forward_blowup"]
     if names:
-        gains = [diagnoses[i].forward_gain for i, d in enumerate(diagnoses) if d.name in names]
+        gains = [d.forward_gain for d in diagnoses if d.name in names]
         add(
             "forward_blowup",
             names,
             f"forward signal blows up: the second moment mean(h²) of the outputs of {_names(names)} is "
             f"more than {limits.forward_high:g}× the input's (up to {max(gains):.2g}×): the weights are "
             "too large for the activation, and the backward signal grows with the forward one.",
-            f"initialize with the variance-preserving scale ({activation_init}) and standardize the "
-            f"inputs; {_see(init)}.",
-            init,
+            f"initialize with the variance-preserving scale ({activation_init}) and standardize the inputs",
+            ("initialization",),
         )
 
     names = by_kind["forward_collapse"]
@@ -1220,90 +1121,77 @@ def _findings(
             f"forward signal collapses: the second moment mean(h²) of the outputs of {_names(names)} is "
             f"below {limits.forward_low:g} of the input's (down to {min(gains):.2g}): each layer shrinks "
             f"it, and the output hardly depends on the input.{back_text}",
-            f"initialize for the activation ({activation_init}): the learning rate is not the cause; "
-            f"{_see(init)}.",
-            init,
+            f"initialize for the activation ({activation_init}): the learning rate is not the cause",
+            ("initialization",),
         )
 
     names = by_kind["exploding"]
     if names:
-        chapters = _quote("initialization", "recurrent_networks")
-        extra = (
-            " If only the first layer is flagged, check that the inputs are standardized."
-            if names == [diagnoses[0].name]
-            else ""
-        )
         add(
             "exploding",
             names,
             f"exploding gradient: {_names(names)} get more than {limits.exploding:g}× the output "
             "layer's gradient per weight.",
-            "initialize with the variance-preserving scale (Xavier/He) and clip the gradient norm; "
-            + _see(chapters)
-            + "."
-            + extra,
-            chapters,
+            "initialize with the variance-preserving scale (Xavier/He) and clip the gradient norm",
+            ("initialization", "recurrent_networks"),
+            " If only the first layer is flagged, check that the inputs are standardized."
+            if names == (diagnoses[0].name,)
+            else "",
         )
 
     names = by_kind["vanishing"]
     if names:
-        if is_recurrent and any(isinstance(m, nn.RNNBase) and n in names for n, m in layers):
-            chapters = _quote("recurrent_networks")
+        if any(isinstance(m, nn.RNNBase) and n in names for n, m in layers):
+            see = ("recurrent_networks",)
             fix = "use an LSTM or GRU (gated paths through time) instead of a vanilla RNN"
-        elif saturating:
-            chapters = _quote("sigmoid_bound", "initialization")
+        elif any(isinstance(module, _SATURATING) for module in model.modules()):
+            see = ("sigmoid_bound", "initialization")
             fix = "replace sigmoid/tanh hidden activations by ReLU/GELU with He initialization"
         else:
-            chapters = _quote("initialization", "residual_networks")
+            see = ("initialization", "residual_networks")
             fix = "initialize for the activation (He for ReLU), or add skip connections with normalization"
         add(
             "vanishing",
             names,
             f"vanishing gradient: {_names(names)} get less than {limits.vanishing:g} of the output "
             "layer's gradient per weight.",
-            f"{fix}; {_see(chapters)}.",
-            chapters,
+            fix,
+            see,
         )
 
     names = by_kind["dead"]
     if names:
-        chapters = _quote("relu_dying_units")
         add(
             "dead",
             names,
             f"dead units: more than {limits.dead:.0%} of the units of {_names(names)} are <= 0 on every "
             f"example of the batch (they pass no gradient).",
-            "lower the learning rate, start biases at 0 (not negative), or use LeakyReLU/GELU; "
-            + _see(chapters)
-            + ".",
-            chapters,
+            "lower the learning rate, start biases at 0 (not negative), or use LeakyReLU/GELU",
+            ("relu_dying_units",),
         )
 
     names = by_kind["saturated"]
     if names:
-        chapters = _quote("sigmoid_bound", "initialization")
         add(
             "saturated",
             names,
             f"saturated units: more than {limits.saturated:.0%} of the outputs of {_names(names)} sit in "
             "the flat tails of sigmoid/tanh, where the derivative is almost 0.",
-            "shrink the weights (Xavier scale), standardize the inputs, or use a non-saturating "
-            "activation; " + _see(chapters) + ".",
-            chapters,
+            "shrink the weights (Xavier scale), standardize the inputs, or use a non-saturating activation",
+            ("sigmoid_bound", "initialization"),
         )
 
-    signal_problem = by_kind["forward_blowup"] or by_kind["exploding"]
     moving = [d.name for d in diagnoses if math.isfinite(d.update_ratio) and d.status == "ok"]
     names = by_kind["update_too_large"]
     if names:
-        if signal_problem:
-            chapters = _quote("initialization", "detecting_and_fixing")
+        see = ("detecting_and_fixing",)
+        if by_kind["forward_blowup"] or by_kind["exploding"]:
+            see = ("initialization", "detecting_and_fixing")
             fix = (
                 "the steps are large because the signal is too large (above): fix the initialization first; "
                 "clipping the gradient norm bounds the step meanwhile"
             )
         elif 2 * len(names) < len(moving):
-            chapters = _quote("detecting_and_fixing")
             fix = (
                 f"the other {len(moving) - len(names)} layers move at typical rates, so these start small (a "
                 "head initialized at a small scale) and one step is large for them: watch that their ratio "
@@ -1311,7 +1199,6 @@ def _findings(
                 "gradient norm"
             )
         else:
-            chapters = _quote("detecting_and_fixing")
             fix = "lower the learning rate, or clip the gradient norm"
         add(
             "update_too_large",
@@ -1319,15 +1206,15 @@ def _findings(
             f"large steps: one update changes the weights of {_names(names)} by more than "
             f"{limits.update_high:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
             "typical).",
-            f"{fix}; {_see(chapters)}.",
-            chapters,
+            fix,
+            see,
         )
 
     names = by_kind["update_too_small"]
     if names:
-        chapters = _quote("detecting_and_fixing")
+        see = ("detecting_and_fixing",)
         if by_kind["forward_collapse"]:
-            chapters = _quote("initialization", "detecting_and_fixing")
+            see = ("initialization", "detecting_and_fixing")
             cause = (
                 "the forward and backward signals collapsed (above): fix the initialization, not the "
                 "learning rate"
@@ -1353,8 +1240,8 @@ def _findings(
             f"layers not moving: one update changes the weights of {_names(names)} by less than "
             f"{limits.update_low:g} of their scale (update:data ratio; about {UPDATE_RATIO_GUIDE:g} is "
             "typical).",
-            f"{cause}; " + _see(chapters) + ".",
-            chapters,
+            cause,
+            see,
         )
 
     classes = measured.classes
@@ -1369,14 +1256,14 @@ def _findings(
             f"{math.exp(-losses[0]):.2g} on (geometric) average, so the first logits are large and "
             "confidently wrong.",
             "scale the output layer's initial weights down (or start them at 0) so that the first "
-            f"logits are near 0, and check the labels; {_see(init)}.",
-            init,
+            "logits are near 0, and check the labels",
+            ("initialization",),
         )
 
-    zero_layers = [d.name for d in diagnoses if d.zero_start]
-    zero_params = sorted(p.name for p in report.parameters if p.zero_start)
     if measured.zero_start:
-        blocked = (
+        zero_layers = [d.name for d in diagnoses if d.zero_start]
+        zero_params = sorted(p.name for p in report.parameters if p.zero_start)
+        passed = (
             f"on the first step no gradient passed back through them, so {_names(list(blocked))} got "
             "exactly 0 (not judged as vanishing or not moving); "
             if blocked
@@ -1389,9 +1276,9 @@ def _findings(
         )
         add(
             "zero_start",
-            tuple(zero_layers),
+            zero_layers,
             f"starting at exactly 0: {_names(zero_layers + zero_params)} (a zero-initialized output "
-            f"layer, residual-branch end or normalization scale: a design, not a fault); {blocked}{ran}.",
+            f"layer, residual-branch end or normalization scale: a design, not a fault); {passed}{ran}.",
             "nothing to fix; judge the layers before them after more steps (diagnose(..., steps=n)); "
             "neither they nor the layers they block are flagged for their update ratios.",
         )
@@ -1399,15 +1286,15 @@ def _findings(
     names = [d.name for d in diagnoses if d.feeds_norm and d.status == "ok"]
     if names:
         steps = [d.update_ratio for d in diagnoses if d.name in names]
-        lr = measured.lr
         effective = ""
-        if lr is not None and not measured.adaptive:
+        if measured.lr is not None and not measured.adaptive:
             sq = [
                 sum(float(p.detach().double().square().sum()) for p in layer_weights(m))
                 for n, m in layers
                 if n in names
             ]
-            effective = f" (effective learning rate lr/‖W‖² now {_range([lr / v for v in sq if v > 0])})"
+            lrs = [measured.lr / v for v in sq if v > 0]
+            effective = f" (effective learning rate lr/‖W‖² now {_range(lrs)})"
         add(
             "normalized",
             names,
@@ -1441,7 +1328,8 @@ def _findings(
             "they are unused in this forward pass or detached from the loss (.detach(), torch.no_grad).",
         )
     has_dead_units = any(math.isfinite(d.dead_frac) for d in diagnoses)
-    if batch_size < MIN_BATCH and (has_dead_units or _has_batch_norm(model)):
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_size < MIN_BATCH and (has_dead_units or has_batch_norm):
         add(
             "small_batch",
             (),
@@ -1459,7 +1347,3 @@ def _findings(
         )
     order = {kind: k for k, kind in enumerate(FINDING_KINDS)}
     return tuple(sorted(findings, key=lambda f: order[f.kind]))
-
-
-def _has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

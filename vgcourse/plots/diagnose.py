@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,29 +22,13 @@ from vgcourse.plots._common import (
 )
 from vgcourse.plots.layers import metric_over_training
 
-__all__ = [
-    "diagnosis",
-    "gradient_ratios",
-    "signals",
-    "unit_fractions",
-    "update_ratio_over_training",
-    "update_ratios",
-]
-
 _OK, _BAD, _OFF, _BAND = "tab:blue", "#c0392b", "0.6", "#2e8b57"
 
 
 def _line_label(ax: Axes, y: float, text: str, color: str) -> None:
     """Label a horizontal line at its right end, just above it (cheaper and less in the way than a legend)."""
     ax.text(
-        0.99,
-        y,
-        text,
-        color=color,
-        fontsize=9,
-        ha="right",
-        va="bottom",
-        transform=ax.get_yaxis_transform(),
+        0.99, y, text, color=color, fontsize=9, ha="right", va="bottom", transform=ax.get_yaxis_transform()
     )
 
 
@@ -60,7 +43,7 @@ def _band(ax: Axes, low: float, high: float, labels: tuple[str, str]) -> None:
 
 def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tuple[str, ...]) -> None:
     """One marker per layer (for a log axis, which the caller sets): red when flagged for one of ``kinds``,
-    grey when not judged."""
+    grey when not judged; the layer ticks and label."""
     x = np.arange(1, len(values) + 1)
     shown = positive_only(values)
     colors = [
@@ -96,6 +79,7 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
                 fontsize="small",
             )
     set_layer_ticks(ax, report.layer_names)
+    ax.set_xlabel("layer (input → output)")
 
 
 @checked
@@ -111,7 +95,6 @@ def gradient_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figur
     _band(ax, limits.vanishing, limits.exploding, ("vanishing below", "exploding above"))
     _log_points(ax, report, report.columns["ratio"], ("vanishing", "exploding"))
     log_scale(ax, "y")
-    ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient per weight ÷ output layer's")
     ax.set_title("gradient ratio to the output layer")
     return fig
@@ -137,7 +120,6 @@ def signals(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     )
     ax.legend(fontsize=9, loc="upper center", ncol=2)
     log_scale(ax, "y")
-    ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("signal ÷ reference")
     ax.set_title("forward and backward signals")
     return fig
@@ -151,7 +133,6 @@ def update_ratios(report: DiagnosisReport, *, ax: Axes | None = None) -> Figure:
     _guide_lines(ax, report.thresholds)
     _log_points(ax, report, report.columns["update_ratio"], ("update_too_large", "update_too_small"))
     log_scale(ax, "y")
-    ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("update : data  (std ΔW / std W)")
     ax.set_title(f"one step of {report.optimizer}")
     return fig
@@ -193,15 +174,15 @@ def diagnosis(
     """The whole report in four panels: forward and backward signals, gradient ratios, update:data
     ratios, dead/saturated units (three axes given: the last three only).
 
-    A new figure has two rows of two panels. The title gives the verdict about ``title`` (default: the
-    model's class name): the finding kinds, in red when something was not finite.
+    A new figure stacks the four panels at the text column's width (7.2 in). The title gives the verdict
+    about ``title`` (default: the model's class name): the finding kinds, red when something was not finite.
     """
     check_result(report, DiagnosisReport, "report")
     if axes is None:
-        fig, grid = plt.subplots(2, 2, figsize=(14, 9))
+        fig, grid = plt.subplots(4, 1, figsize=(7.2, 12))
         axes = list(grid.flat)
         # fixed margins: tight_layout would measure every tick label and triple the drawing time
-        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.92, wspace=0.22, hspace=0.6)
+        fig.subplots_adjust(left=0.12, right=0.98, bottom=0.08, top=0.94, hspace=0.75)
     else:
         axes = list(axes)
         if len(axes) not in (3, 4) or not all(isinstance(a, Axes) for a in axes):
@@ -217,32 +198,23 @@ def diagnosis(
     return fig
 
 
-def _guide_lines(ax: Axes, limits: Thresholds) -> list[Any]:
-    """The 1e-3 guide and the two flag lines of the update:data ratio, labelled; returns the lines."""
+def _guide_lines(ax: Axes, limits: Thresholds) -> None:
+    """The 1e-3 guide and the two flag lines of the update:data ratio, labelled."""
     ax.axhspan(limits.update_low, limits.update_high, color=_BAND, alpha=0.08, zorder=0)
-    lines = [
-        ax.axhline(UPDATE_RATIO_GUIDE, color="black", linestyle="--", linewidth=1.2),
-        ax.axhline(limits.update_low, color=_OFF, linestyle=":", linewidth=1),
-        ax.axhline(limits.update_high, color=_BAD, linestyle=":", linewidth=1),
-    ]
+    ax.axhline(UPDATE_RATIO_GUIDE, color="black", linestyle="--", linewidth=1.2)
+    ax.axhline(limits.update_low, color=_OFF, linestyle=":", linewidth=1)
+    ax.axhline(limits.update_high, color=_BAD, linestyle=":", linewidth=1)
     _line_label(ax, UPDATE_RATIO_GUIDE, f"guide {UPDATE_RATIO_GUIDE:g}", "black")
     _line_label(ax, limits.update_low, f"too small below {limits.update_low:g}", "0.4")
     _line_label(ax, limits.update_high, f"too large above {limits.update_high:g}", _BAD)
-    return lines
 
 
 @checked
 def update_ratio_over_training(
     record: MonitorRecord, *, ax: Axes | None = None, thresholds: Thresholds | None = None
 ) -> Figure:
-    """log-scale update:data ratio of every layer against the step, with the 1e-3 guide line.
-
-    The view of Karpathy's lectures: healthy layers settle near the guide; a layer far below it is not
-    learning, far above it is being rewritten at every step.
-
-    ``record`` needs update ratios (``train`` or ``diagnose(..., steps=n)``); ``thresholds`` places the flag
-    lines (default ``Thresholds()``).
-    """
+    """log-scale update:data ratio of every layer against the step, with the 1e-3 guide (Karpathy's view:
+    healthy layers settle near it); ``record`` needs update ratios, ``thresholds`` places the flag lines."""
     values = check_record(record, "update_ratio")
     if not np.any(np.isfinite(values)):
         raise ValueError(
