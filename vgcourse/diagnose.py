@@ -63,8 +63,8 @@ UPDATE_RATIO_GUIDE = 1e-3  # the rule-of-thumb update:data ratio std(ΔW)/std(W)
 UPDATE_RATIO_LOW = 1e-5  # a layer barely moves: > 100,000 steps to change by its own scale
 UPDATE_RATIO_HIGH = 1e-1  # one step rewrites a tenth of a layer
 MIN_BATCH = 16  # fewer: dead fractions (a healthy unit looks dead w.p. 2^-B) and batch norm are unreliable
-# Forward gain q_l/q_0: a variance-preserving network (He ReLU, Xavier tanh) stays within a decade in rms; a
-# wrong scale crosses 1e-4 geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4 after 13 layers).
+# Forward gain q_l/q_0, 1e-4 = two decades in rms: a variance-preserving network (He ReLU, Xavier tanh) stays
+# within one; a wrong scale crosses it geometrically (Xavier on ReLU halves q per layer: 2^-13 < 1e-4).
 FORWARD_LOW = 1e-4
 FORWARD_HIGH = 1e4  # He × 2 quadruples q per layer
 # A C-class cross-entropy starting above 4 ln C (Karpathy's check): He ReLU MLPs start up to 6.7 < 4 ln 10 =
