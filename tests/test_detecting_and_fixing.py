@@ -654,7 +654,6 @@ def test_plots_return_figures_and_accept_axes(
     assert plots.remedy_small_multiples(results, axes=axes) is fig
     check_figure(plots.remedy_small_multiples(results + results[:1]))  # 3 panels: a 2 × 2 grid, one hidden
     fig, axes = plt.subplots(1, 3)
-    assert plots.remedy_diagnosis(results[0], axes=axes) is fig
     for panel in plots.REMEDY_PANELS:
         fig, ax = plt.subplots()
         assert plots.remedy_panel(results[0], panel, ax=ax) is fig

@@ -8,14 +8,10 @@ from vgcourse._validation import check_int
 from vgcourse.exercises.core import Exercise, Mistake, register
 from vgcourse.experiments.transformers import SORT_VOCAB, TRAINED_ACCURACY, WarmupConfig, run_warmup
 
-PEAK_LR = 0.01
-"""The peak learning rate of both exercises: the chapter's rate at which Post-LN fails without warmup."""
-WIDTH = 32
-"""d_model of the chapter's transformer: attention's W_Q, W_K, W_V and W_O are WIDTH × WIDTH."""
-FIRST_STEP_RATIO = 1e-3
-"""The rule-of-thumb update:data ratio of exercise 8.1 (``vgcourse.diagnose.UPDATE_RATIO_GUIDE``)."""
-WARMUP_LIMIT = 200
-"""The longest warmup exercise 8.2 accepts: the chapter's run length."""
+PEAK_LR = 0.01  # of both exercises: the chapter's rate at which Post-LN fails without warmup
+WIDTH = 32  # d_model of the chapter's transformer: W_Q, W_K, W_V and W_O are WIDTH × WIDTH
+FIRST_STEP_RATIO = 1e-3  # the rule-of-thumb update:data ratio (``vgcourse.diagnose.UPDATE_RATIO_GUIDE``)
+WARMUP_LIMIT = 200  # the longest warmup exercise 8.2 accepts: the chapter's run length
 
 
 def warmup_accuracy(warmup: int) -> float:
@@ -30,10 +26,8 @@ def warmup_accuracy(warmup: int) -> float:
 @functools.lru_cache(maxsize=64)
 def _warmup_accuracy(warmup: int) -> float:
     """`warmup_accuracy` of a checked length (one seeded run per length, so a repeated check is free)."""
-    if warmup == 0:
-        config = WarmupConfig(variants=("Post-LN",), lrs=(PEAK_LR,), seeds=(0,))
-        return float(run_warmup(config).final_accuracy.values[0, 0, 0])
-    config = WarmupConfig(variants=("Post-LN + warmup",), lrs=(PEAK_LR,), seeds=(0,), warmup_steps=warmup)
+    variant = "Post-LN + warmup" if warmup else "Post-LN"  # Post-LN ignores warmup_steps
+    config = WarmupConfig(variants=(variant,), lrs=(PEAK_LR,), seeds=(0,), warmup_steps=max(warmup, 1))
     return float(run_warmup(config).final_accuracy.values[0, 0, 0])
 
 

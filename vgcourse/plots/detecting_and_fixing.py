@@ -200,27 +200,11 @@ def training_views(
     return fig
 
 
-@checked
-def remedy_diagnosis(result: RemedyDiagnosisResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """The explorer's view: ``plots.diagnose.diagnosis`` of one cell at initialization, on three or four
-    ``axes`` (new: four stacked)."""
-    check_result(result, RemedyDiagnosisResult)
-    title = f"{result.config.remedy.label}, {2 * result.config.blocks} hidden layers"
-    if axes is None:  # four panels stacked at the column width (the shared default is 14 in wide)
-        fig, grid = plt.subplots(4, 1, figsize=(7.2, 12.0))
-        diagnose_plots.diagnosis(result.report, axes=list(grid.flat), title=title)
-        fig.suptitle(fig.get_suptitle(), fontsize=10)
-        fig.tight_layout()
-        return fig
-    return diagnose_plots.diagnosis(result.report, axes=axes, title=title)
-
-
-REMEDY_PANELS = {
+REMEDY_PANELS = {  # the three panels of ``plots.diagnose.diagnosis``, by name
     "gradient ratios": diagnose_plots.gradient_ratios,
     "update ratios": diagnose_plots.update_ratios,
     "unit fractions": diagnose_plots.unit_fractions,
 }
-"""The three panels of ``plots.diagnose.diagnosis``, by name."""
 
 
 @checked
