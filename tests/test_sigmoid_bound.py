@@ -528,7 +528,6 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
     single = [
         (plots.derivative_maxima, maxima, {}),
         (plots.gradient_profile, r[0], {}),
-        (plots.weight_gradient_profiles, r, {}),
         (plots.circles_accuracy, circ, {}),
     ]
     for fn, result, kwargs in single:

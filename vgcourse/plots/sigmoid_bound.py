@@ -96,51 +96,19 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
     return fig
 
 
-def _init_results(results: Sequence[InitGradients]) -> list[InitGradients]:
-    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of InitGradients")
-    for r in results:
-        check_result(r, InitGradients, "each result")
-    return list(results)
-
-
 @checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
     """``gradient_profile`` of 1 to 6 networks side by side."""
-    results = _init_results(results)
+    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
+        raise TypeError("results must be a non-empty sequence of InitGradients")
     if len(results) > 6:
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
+    for r in results:
+        check_result(r, InitGradients, "each result")
     fig, axes = _many_axes(ax, len(results), ncols=2, panel=(3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
     fig.tight_layout()
-    return fig
-
-
-@checked
-def weight_gradient_profiles(results: Sequence[InitGradients], *, ax: Axes | None = None) -> Figure:
-    """‖∂J/∂W_l‖ by layer (log y), one line per network."""
-    results = _init_results(results)
-    if len({r.config.depth for r in results}) != 1:
-        raise ValueError("all results must have the same depth")
-    fig, ax = figure_and_axes(ax)
-    names = results[0].layer_names
-    for i, r in enumerate(results):
-        ax.plot(
-            np.arange(1, len(names) + 1),
-            r.weight_grad_norm,
-            "o-",
-            markersize=3,
-            color=_color(r.config.activation, i),
-            label=r.config.activation,
-        )
-    log_scale(ax, "y")
-    stride = max(1, -(-len(names) // 10))
-    ax.set_xticks(np.arange(1, len(names) + 1)[::stride], names[::stride], rotation=45, ha="right")
-    ax.set_xlabel("layer (input → output)")
-    ax.set_ylabel("‖∂J/∂W_l‖")
-    ax.set_title(f"weight gradients at initialization, depth {results[0].config.depth}")
-    ax.legend(fontsize=SMALL)
     return fig
 
 
