@@ -200,9 +200,7 @@ class _PlainStack(nn.Module):
         super().__init__()
         sizes = [in_features] + [width] * depth
         self.linears = nn.ModuleList(nn.Linear(sizes[i], width, bias=False) for i in range(depth))
-        self.norms = nn.ModuleList(
-            nn.Identity() if norm == "none" else make_norm(norm, width) for _ in range(depth)
-        )
+        self.norms = nn.ModuleList(make_norm(norm, width) or nn.Identity() for _ in range(depth))
         self.activation = nn.ReLU() if activation == "relu" else nn.Tanh()
         self.head = nn.Linear(width, 10)
         gain = 2.0 if activation == "relu" else 1.0

@@ -46,6 +46,14 @@ def _axes_grid(axes: Sequence[Axes] | None, n: int, nrows: int, figsize: tuple[f
     return fig, grid
 
 
+def _finish(fig: Figure, *axes: Axes) -> Figure:
+    """Major grid lines on ``axes``, then the figure laid out."""
+    for ax in axes:
+        ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 @checked
 def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
     """BatchNorm's relative difference between training-mode and evaluation-mode outputs against the
@@ -59,26 +67,20 @@ def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
     ax.set_xlabel("batch size B")
     ax.set_ylabel("‖y_train − y_eval‖ / ‖y_eval‖")
     ax.set_title("BatchNorm: batch vs running statistics", fontsize=_FONT + 1)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def _profile_panel(ax: Axes, results: Sequence[NormProfileResult], which: str, predict: bool) -> None:
     for r in results:
         layers = np.arange(1, r.config.depth + 1)
         color = NORM_COLORS[r.config.norm]
-        if which == "backward":
-            values = r.backward / r.backward[-1]
-        else:
-            values = r.forward
+        values = r.backward / r.backward[-1] if which == "backward" else r.forward
         ax.plot(layers, values, color=color, label=NORM_LABELS[r.config.norm])
         if predict and which == "backward" and r.config.norm != "none":
             rate = predicted_growth(r.config.norm, r.config.activation)
             ax.plot(layers, rate ** (r.config.depth - layers), color=color, ls="--", lw=1)
     log_scale(ax)
     ax.set_xlabel("layer l")
-    ax.grid(True, which="major", alpha=0.3)
 
 
 @checked
@@ -100,8 +102,7 @@ def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | 
         left.set_title(f"{act}: forward signal", fontsize=_FONT + 1)
         right.set_title(f"{act}: backward signal", fontsize=_FONT + 1)
     grid[1].legend(fontsize=_FONT, loc="upper right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, *grid)
 
 
 @checked
@@ -122,9 +123,7 @@ def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
     ax.set_xlabel("layer l")
     ax.set_title(f"{NORM_LABELS[cfg.norm]}, {cfg.activation}, L = {cfg.depth}", fontsize=_FONT + 1)
     ax.legend(fontsize=_FONT, loc="best")
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 @checked
@@ -142,9 +141,7 @@ def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure
     ax.set_xlabel("batch size B")
     ax.set_ylabel("growth per layer")
     ax.legend(fontsize=_FONT, ncol=2, loc="upper right")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 @checked
@@ -165,7 +162,6 @@ def scale_invariance(
     left.set_xlabel("scale c of W")
     left.set_ylabel("‖∇_W J(cW)‖")
     left.legend(fontsize=_FONT)
-    left.grid(True, which="major", alpha=0.3)
     c = path.config.scale
     steps = np.arange(1, path.config.steps + 1)
     kernel = np.ones(10) / 10
@@ -178,9 +174,7 @@ def scale_invariance(
     right.set_xlabel("SGD step")
     right.set_ylabel("training loss (10-step mean)")
     right.legend(fontsize=_FONT)
-    right.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, left, right)
 
 
 @checked
@@ -206,10 +200,7 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
     log_scale(right)
     right.set_xlabel("SGD step")
     right.set_ylabel("update ratio lr‖g‖/‖W‖")
-    for ax in (left, right):
-        ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, left, right)
 
 
 # --- Adaptive optimizers (N2) ---
@@ -248,10 +239,7 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
     right.set_ylabel("std(ΔW) / lr")
     right.set_title("one step, in learning rates", fontsize=_FONT + 1)
     right.legend(fontsize=_FONT, loc="lower right")
-    for ax in (left, right):
-        ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, left, right)
 
 
 @checked
@@ -284,7 +272,4 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     right.set_ylabel("rms(ΔW) / lr")
     right.set_title(f"Adam's first step, lr {result.config.lr:g}", fontsize=_FONT + 1)
     right.legend(fontsize=_FONT, loc="lower right")
-    for ax in (left, right):
-        ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, left, right)
