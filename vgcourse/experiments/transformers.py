@@ -27,6 +27,7 @@ from torch import Tensor
 from vgcourse._validation import check_int
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, seed_field
 from vgcourse.data import DataSplit
+from vgcourse.models import named_layers
 from vgcourse.monitor import snapshot
 from vgcourse.training import History, TrainConfig, loss_value, train
 from vgcourse.transformer import WEIGHTS, Transformer
@@ -307,12 +308,8 @@ def run_gradient_profile(config: GradientProfileConfig) -> GradientProfileResult
                 seed = config.seed + s
                 model = _stack(config, depth, seed, *VARIANTS[label])
                 idx, targets = _random_batch(config, seed)
-                layers = [
-                    (f"block {b + 1} {w}", getattr(block.attn if w in WEIGHTS[:4] else block.mlp, w))
-                    for b, block in enumerate(model.blocks)
-                    for w in WEIGHTS
-                ]
-                record = snapshot(model, idx, targets, _CE, layers=layers)
+                blocks = named_layers(model)[2:-1]  # "block l w" for the six WEIGHTS of every block
+                record = snapshot(model, idx, targets, _CE, layers=blocks)
                 grads[i, j, s, :depth] = record.grad_norm[0].reshape(depth, len(WEIGHTS))
                 with torch.no_grad():
                     xs = model.stream(idx)
@@ -377,11 +374,7 @@ class AttentionEntropyResult:
     logit_std: Grid  # std of the logits
     jacobian_norm: Grid  # mean over rows of ‖diag(p) − ppᵀ‖_F
     logit_grad: Grid  # ‖∂ℓ/∂logits‖ / ‖∂ℓ/∂p‖ for a random upstream gradient ∂ℓ/∂p
-
-    @property
-    def uniform_entropy(self) -> float:
-        """ln(seq_len): the entropy of uniform attention (the most a row can have)."""
-        return math.log(self.config.seq_len)
+    uniform_entropy: float  # ln(seq_len): the entropy of uniform attention (the most a row can have)
 
 
 def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyResult:
@@ -417,7 +410,8 @@ def run_attention_entropy(config: AttentionEntropyConfig) -> AttentionEntropyRes
                 out["jacobian_norm"][i, j, s] = float(torch.linalg.matrix_norm(jac).mean())
                 out["logit_grad"][i, j, s] = float(torch.linalg.norm(down) / torch.linalg.norm(upstream))
     axes = {"scale": scales, "d_head": config.d_heads, "seed": range(config.n_seeds)}
-    return AttentionEntropyResult(config, **{k: Grid(v, name=k, **axes) for k, v in out.items()})
+    grids = {k: Grid(v, name=k, **axes) for k, v in out.items()}
+    return AttentionEntropyResult(config, **grids, uniform_entropy=math.log(config.seq_len))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from vgcourse.experiments.transformers import (
 from vgcourse.plots import transformers as plots
 from vgcourse.widgets import Explorer, control, select
 
-GRID_DEPTHS = (2, 6, 12, 24)
-"""The depths the static page precomputes."""
+GRID_DEPTHS = (2, 6, 12, 24)  # the depths the static page precomputes
 
 
 def gradient_profile_readout(result: GradientProfileResult) -> str:
@@ -84,8 +83,7 @@ def gradient_profile_explorer(
 
 # --- Training, warmup and diagnose (T2) ---
 
-WARMUP_LRS = (0.003, 0.01, 0.03)
-"""The peak learning rates the warmup explorer offers."""
+WARMUP_LRS = (0.003, 0.01, 0.03)  # the peak learning rates the warmup explorer offers
 
 
 def warmup_readout(result: WarmupResult) -> str:
