@@ -134,7 +134,6 @@ class InitGradients:
     """
 
     config: InitGradientConfig
-    layer_names: list[str]  # the monitor's: "layer 1", ..., "layer L", "output"
     hidden_grad_norm: np.ndarray  # (L+1,) ‖G_l‖_F, l = 0..L
     ratio: np.ndarray  # (L+1,) ‖G_l‖_F / ‖G_L‖_F
     spectral_norm: np.ndarray  # (L,) ‖W_l‖_2
@@ -215,7 +214,6 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     typical, depth = (rms_d * gain).numpy(), config.depth
     return InitGradients(
         config=config,
-        layer_names=record.layer_names,
         hidden_grad_norm=hidden_norm,
         ratio=ratios,
         spectral_norm=spectral.numpy(),
