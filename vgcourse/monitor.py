@@ -1,9 +1,6 @@
-"""Per-layer statistics recorded while a model trains: forward signal, backward signal, weight gradients
-and updates, through forward hooks, tensor hooks and the optimizer's step hooks.
-
-``with GradientMonitor(model, optimizer, every=10) as mon:`` records at every 10th ``optimizer.step()``;
-``mon.record()`` returns a ``MonitorRecord`` of (steps, layers) NumPy arrays. Without an optimizer, call
-``step(step)`` after ``loss.backward()`` and ``after_update()`` after ``optimizer.step()``.
+"""Per-layer statistics recorded while a model trains (forward signal, backward signal, weight gradients
+and updates) through forward hooks, autograd hooks and the optimizer's step hooks: ``GradientMonitor``
+records, ``MonitorRecord`` holds (steps, layers) arrays, ``snapshot`` records one forward-backward pass.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ import functools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -98,8 +95,6 @@ class MonitorRecord:
     act_hist_edges: np.ndarray | None = field(default=None, repr=False)  # (B + 1,)
     grad_hist_edges: np.ndarray | None = field(default=None, repr=False)  # (B + 1,), in log10 |g|
 
-    METRICS: ClassVar[tuple[str, ...]] = METRICS
-
     def __post_init__(self) -> None:
         self.layer_names = [str(name) for name in self.layer_names]
         self.steps = np.asarray(self.steps, dtype=np.int64).reshape(-1)
@@ -130,22 +125,6 @@ class MonitorRecord:
                 f"GradientMonitor(..., stats=[...]) or TrainConfig(monitor_stats=[...])"
             )
         return getattr(self, metric)
-
-    def last(self, metric: str) -> np.ndarray:
-        """``metric`` at the last recorded step: an (L,) array, input to output."""
-        values = self.values(metric)
-        if len(values) == 0:
-            raise ValueError("the record is empty: no step was recorded")
-        return values[-1].copy()
-
-    def ratio_first_last(self, metric: str = "grad_norm", step: int = -1) -> float:
-        """metric[layer 1] / metric[last layer] at row ``step``: << 1 vanishing, >> 1 exploding."""
-        values = self.values(metric)
-        if len(values) == 0:
-            raise ValueError("the record is empty: no step was recorded")
-        check_int("step", step, minimum=-len(values), maximum=len(values) - 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(values[step, 0] / values[step, -1])
 
     def to_frame(self) -> Any:
         """A long DataFrame: one row per (step, layer), columns step, layer, layer_index (1 = first layer)
@@ -249,46 +228,52 @@ def _copy_norm_sum(buffers: list[Tensor], weights: list[Tensor], *, subtract: bo
 
 
 class _Pending:
-    """One recorded step's statistics, still on the device, fetched with one copy: ``add(name, tensors)``
-    takes a list of 0-d tensors (or of 1-d ones, concatenated)."""
+    """One recorded step's statistics until they are fetched: ``add(name, values)`` takes 0-d or 1-d tensors
+    (1-d ones are concatenated). On a GPU they stay there until ``fetch``: one stack (or concatenation) and
+    one device-to-host copy. On the CPU (``read``) there is no device to wait for, so each value is read as
+    it comes, while it is still in the cache (a hook may give the number itself)."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, read: bool) -> None:
+        self.step, self.read = step, read
         self.info: dict[str, Any] = {}
-        self.names: list[tuple[str, int]] = []
-        self.tensors: list[Tensor] = []
-        self.scalars = True  # only 0-d tensors so far: one torch.stack
+        self.sizes: list[tuple[str, int]] = []
+        self.values: list[Any] = []  # tensors, or (read) numbers and float64 arrays
+        self.scalars = True  # only 0-d values so far
 
-    def add(self, name: str, values: list[Tensor]) -> None:
-        if values:
-            self.names.append((name, len(values)))
-            self.tensors += values
-            self.scalars = self.scalars and values[0].ndim == 0
+    def add(self, name: str, values: Sequence[Tensor | float]) -> None:
+        if not values:
+            return
+        scalars = all(isinstance(v, float) or v.ndim == 0 for v in values)
+        self.sizes.append((name, len(values) if scalars else sum(v.numel() for v in values)))
+        self.scalars = self.scalars and scalars
+        if self.read:
+            values = [
+                v.double().numpy() if not scalars else v if isinstance(v, float) else v.item() for v in values
+            ]
+        self.values += values
 
     def fetch(self) -> tuple[tuple[tuple[str, int], ...], np.ndarray]:
-        """((name, size) per piece, every piece in one float64 array): one stack (or concatenation) and one
-        device-to-host copy; the tensors are dropped (a long run keeps only these numbers)."""
-        if not self.tensors:
+        """((name, size) per piece, every piece in one float64 array); the tensors are dropped (a long run
+        keeps only these numbers)."""
+        values, self.values = self.values, []
+        if not values:
             return (), np.empty(0)
-        tensors, dtypes = self.tensors, {t.dtype for t in self.tensors}
+        if self.read:
+            flat = np.array(values) if self.scalars else np.concatenate([np.atleast_1d(v) for v in values])
+            return tuple(self.sizes), flat.astype(np.float64, copy=False)
+        dtypes = {t.dtype for t in values}
         if len(dtypes) > 1:
             dtype = functools.reduce(torch.promote_types, dtypes)
-            tensors = [t.to(dtype) for t in tensors]
+            values = [t.to(dtype) for t in values]
         if self.scalars:
-            flat = torch.stack(tensors).cpu().double().numpy()
+            flat = torch.stack(values).cpu().double().numpy()
         else:
-            flat = torch.cat([t.reshape(-1) for t in tensors]).cpu().double().numpy()
-        sizes, k = [], 0
-        for name, count in self.names:
-            sizes.append((name, count if self.scalars else sum(t.numel() for t in tensors[k : k + count])))
-            k += count
-        self.tensors = []
-        return tuple(sizes), flat
+            flat = torch.cat([t.reshape(-1) for t in values]).cpu().double().numpy()
+        return tuple(self.sizes), flat
 
 
 class GradientMonitor:
-    """Record per-layer statistics of the forward signal, the backward signal, the weight gradients and the
-    updates while a model trains; every hook is removed on exit (also after an exception)::
+    """Record per-layer statistics while a model trains; every hook is removed on exit (also on an error)::
 
         with GradientMonitor(model, optimizer, every=10) as mon:
             for x, y in batches:
@@ -297,30 +282,23 @@ class GradientMonitor:
                 optimizer.step()
         record = mon.record()
 
-    The k-th ``optimizer.step()`` inside the block is step k (0, 1, ...), recorded when ``step % every ==
-    0``. Gradients are read in the optimizer's step pre-hook, so they are the ones the optimizer uses (after
-    clipping done before ``optimizer.step()``; a clipping step pre-hook registered after the monitor's runs
-    after it). Without an optimizer, call ``step(step)`` after ``loss.backward()`` and ``after_update()``
-    after ``optimizer.step()``. The forward and tensor hooks are attached only for the forward and backward
-    pass before a recorded step, so with ``every > 1`` the other steps run the plain loop.
+    The k-th ``optimizer.step()`` in the block is step k, recorded when ``k % every == 0``. Gradients are
+    read in the optimizer's step pre-hook: the ones it uses, after any clipping done before the step.
+    Forward and autograd hooks are attached only for the pass before a recorded step, so the other steps
+    run the plain loop. Without an optimizer, call ``step(k)`` after ``loss.backward()`` and
+    ``after_update()`` after ``optimizer.step()``.
 
-    ``stats``: "default" = ``DEFAULT_STATS`` (grad_norm, backward_norm ||dL/dh|| at the layer's output h,
-    forward_rms of h: a few norms per step, one host sync); "all" = ``METRICS``; or names from ``METRICS``
-    and ``HISTOGRAMS``, e.g. ``[*DEFAULT_STATS, "update_ratio"]``. See ``MonitorRecord`` for the
-    definitions.
-
-    An activation module (ReLU family, Sigmoid, Tanh) reports to the last layer that ran before it in the
-    same forward pass, so conv -> bn -> relu reports to the conv; a layer that no activation module follows
-    reports its own output. A functional activation such as ``F.relu`` is invisible to hooks: the monitor
-    warns when dead or saturated fractions were asked for by name and it saw no activation module. A unit
-    is a channel (dim 1) of a conv output, else the last dim. Forward statistics come from the last forward
-    pass with gradients enabled before a recorded step.
+    ``stats``: "default" (``DEFAULT_STATS``), "all" (``METRICS``) or names from ``METRICS`` and
+    ``HISTOGRAMS``; ``MonitorRecord`` defines them. An activation module (ReLU family, Sigmoid, Tanh)
+    reports to the last layer that ran before it in the same forward pass (conv -> bn -> relu: the conv); a
+    layer no activation module follows reports its own output. Functional activations (``F.relu``) are
+    invisible to hooks: the monitor warns when dead or saturated fractions were asked for by name and it saw
+    no activation module. A unit is a channel (dim 1) of a conv output, else the last dim.
 
     Args:
         layers: (name, module) pairs to watch, input to output; default ``vgcourse.models.named_layers``.
         saturation: threshold in (0, 1) for "saturated" sigmoid/tanh outputs.
-        track_inputs: make the model's first input require grad and record ||dL/dx_t|| per time step (dim 1
-            of a batch-first (N, T, F) input; one value for a 2-D input).
+        track_inputs: record ||dL/dx_t|| per time step t (dim 1) of the model's first input.
         bins, act_range, grad_range: histogram bins and (low, high) ranges (of u, and of log10 |g|).
     """
 
@@ -382,8 +360,20 @@ class GradientMonitor:
             [i for i, (_, module) in enumerate(self.layers) for _ in layer_weights(module)], dtype=np.int64
         )
         self._numel = np.array([p.numel() for p in self._tensors], dtype=np.float64)
+        self._read = all(p.device.type == "cpu" for p in self._tensors)  # read numbers as they come
         self._channels_first = [isinstance(m, nn.modules.conv._ConvNd) for _, m in self.layers]
-        self._grad_hooks = [functools.partial(self._grad_hook, i) for i in range(len(self.layers))]
+        # The layer and activation modules' forward hooks, attached for each recorded step (found once).
+        self._forward_hooks: list[tuple[nn.Module, Callable[..., None]]] = []
+        if self._want_act or self._want_back or self._want_forward:
+            self._forward_hooks += [
+                (m, functools.partial(self._layer_hook, i)) for i, (_, m) in enumerate(self.layers)
+            ]
+        if self._want_act:
+            self._forward_hooks += [
+                (m, functools.partial(self._activation_hook, _KIND_OF_ACTIVATION[type(m)]))
+                for m in model.modules()
+                if type(m) in _KIND_OF_ACTIVATION
+            ]
         self._handles: list[RemovableHandle] = []  # optimizer hooks, while the monitor is open
         self._layer_handles: list[RemovableHandle] = []  # model, layer and activation hooks, when armed
         self._open = False
@@ -444,21 +434,11 @@ class GradientMonitor:
             return
         if self._layer_handles:
             return
-        handles = [
+        self._layer_handles = [
             self.model.register_forward_pre_hook(self._model_pre_hook),
             self.model.register_forward_hook(self._model_hook),
+            *(module.register_forward_hook(hook) for module, hook in self._forward_hooks),
         ]
-        if self._want_act or self._want_back or self._want_forward:
-            for i, (_, module) in enumerate(self.layers):
-                handles.append(module.register_forward_hook(functools.partial(self._layer_hook, i)))
-        if self._want_act:
-            for module in self.model.modules():
-                kind = _KIND_OF_ACTIVATION.get(type(module))
-                if kind is not None:
-                    handles.append(
-                        module.register_forward_hook(functools.partial(self._activation_hook, kind))
-                    )
-        self._layer_handles = handles
 
     def _model_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         self._collect = torch.is_grad_enabled()
@@ -484,9 +464,10 @@ class GradientMonitor:
         if not isinstance(out, Tensor):
             return
         if self._want_forward:
-            self._forward.append((index, torch.linalg.vector_norm(out.detach()), out.numel()))
-        if self._want_back and out.requires_grad:
-            out.register_hook(self._grad_hooks[index])
+            norm = torch.linalg.vector_norm(out.detach())
+            self._forward.append((index, norm.item() if self._read else norm, out.numel()))
+        if self._want_back and out.grad_fn is not None:  # a pre-hook on the node that made h: dL/dh
+            out.grad_fn.register_prehook(functools.partial(self._grad_hook, index, out.output_nr))
         if not self._want_act:
             return
         if isinstance(module, nn.RNN):  # h_t = tanh(...) or relu(...): the layer is its own activation
@@ -494,8 +475,11 @@ class GradientMonitor:
         else:
             self._pending_out = (index, out)
 
-    def _grad_hook(self, index: int, grad: Tensor) -> None:
-        self._back.append((index, torch.linalg.vector_norm(grad.detach())))
+    def _grad_hook(self, index: int, output_nr: int, grads: tuple[Tensor | None, ...]) -> None:
+        grad = grads[output_nr]
+        if grad is not None:
+            norm = torch.linalg.vector_norm(grad.detach() if grad.requires_grad else grad)
+            self._back.append((index, norm.item() if self._read else norm))
 
     def _activation_hook(self, kind: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._collect or self._current is None or not isinstance(output, Tensor):
@@ -585,7 +569,7 @@ class GradientMonitor:
     def _begin(self, step: int) -> None:
         """Start recording ``step``: reduce the gradients, copy the weights; nothing leaves the device."""
         act, forward, back, x = self._take()
-        pending = self._pending = _Pending(step)
+        pending = self._pending = _Pending(step, self._read)
         want = self.stats
         with torch.no_grad():
             have = [k for k, p in enumerate(self._tensors) if p.grad is not None]
