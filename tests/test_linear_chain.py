@@ -181,9 +181,8 @@ def test_layer_gain_needs_std_one_over_sqrt_n(seed: int) -> None:
 def test_width_sweep_matches_the_log_normal_prediction(seed: int) -> None:
     result = lc.run_width_sweep(lc.WidthSweepConfig(seed=seed))
     n_seeds = result.config.n_seeds
-    for k, n in enumerate(result.config.widths):
-        sweep = result.sweeps[k]
-        sigma = sweep.predicted_log_std[-1]
+    for n in result.config.widths:
+        sigma = result.predicted_log_std.sel(width=n, depth=100)
         measured = result.log_mean.sel(width=n, depth=100)
         predicted = result.predicted_log_mean.sel(width=n, depth=100)
         error = abs(measured - predicted) / (sigma / math.sqrt(n_seeds))

@@ -304,13 +304,13 @@ class WidthSweepConfig(Config):
 
 @dataclass(frozen=True)
 class WidthSweepResult:
-    """One Gaussian ``ChainDepthSweepResult`` (a single scale) per width, and statistics of ln‖∂J/∂W_1‖."""
+    """Statistics of ln‖∂J/∂W_1‖ over each width's Gaussian networks, measured and predicted."""
 
     config: WidthSweepConfig
-    sweeps: tuple[ChainDepthSweepResult, ...]
     log_mean: Grid  # width × depth: the mean over networks
     log_std: Grid  # width × depth: the standard deviation over networks
     predicted_log_mean: Grid  # width × depth: (L-1)(ln s + c_n)
+    predicted_log_std: Grid  # width × depth: ½√((L-1)ψ'(n/2))
 
 
 def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
@@ -326,10 +326,10 @@ def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
     axes = {"width": config.widths, "depth": tuple(range(1, config.max_depth + 1))}
     return WidthSweepResult(
         config,
-        sweeps,
         Grid(np.stack([v.mean(axis=0) for v in logs]), name="mean ln‖∂J/∂W_1‖", **axes),
         Grid(np.stack([v.std(axis=0, ddof=1) for v in logs]), name="std ln‖∂J/∂W_1‖", **axes),
         Grid(np.stack([s.predicted_log_mean.values[0] for s in sweeps]), name="E ln‖∂J/∂W_1‖", **axes),
+        Grid(np.stack([s.predicted_log_std for s in sweeps]), name="predicted std ln‖∂J/∂W_1‖", **axes),
     )
 
 

@@ -135,13 +135,13 @@ def width_sweep(result: WidthSweepResult, *, ax: Axes | None = None) -> Figure:
     check_result(result, WidthSweepResult)
     fig, ax = figure_and_axes(ax)
     mean, std, depths = result.log_mean.values, result.log_std.values, result.log_mean.axes["depth"]
-    for k, sweep in enumerate(result.sweeps):
-        (line,) = ax.plot(depths, np.exp(mean[k]), label=f"n = {sweep.config.width}")
+    for k, n in enumerate(result.config.widths):
+        (line,) = ax.plot(depths, np.exp(mean[k]), label=f"n = {n}")
         color = line.get_color()
         ax.fill_between(
             depths, np.exp(mean[k] - std[k]), np.exp(mean[k] + std[k]), color=color, alpha=0.2, lw=0
         )
-        mu, sigma = sweep.predicted_log_mean.values[0], sweep.predicted_log_std
+        mu, sigma = result.predicted_log_mean.values[k], result.predicted_log_std.values[k]
         ax.plot(depths, np.exp(mu), "--", color=color, lw=1)
         ax.plot(depths, np.exp(mu - sigma), ":", color=color, lw=1)
         ax.plot(depths, np.exp(mu + sigma), ":", color=color, lw=1)
