@@ -45,13 +45,9 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
 
 
 @checked
-def lag_profile(
-    result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True, title: str | None = None
-) -> Figure:
-    """‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖ against the lag k (log y), one line per architecture.
-
-    When W_hh was rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction; ``title``
-    defaults to ρ and T."""
+def lag_profile(result: LagProfileResult, *, ax: Axes | None = None, legend: bool = True) -> Figure:
+    """‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖ against the lag k (log y), one line per architecture; when W_hh was
+    rescaled to a spectral radius ρ, the dashed line is ρ^k, the linear prediction."""
     check_result(result, LagProfileResult)
     fig, ax = figure_and_axes(ax)
     relative, lags = result.relative.values, np.arange(result.config.seq_len)
@@ -67,10 +63,8 @@ def lag_profile(
     ax.set_ylim(bottom, top)
     ax.set_xlabel("lag k = T − t")
     ax.set_ylabel(r"$\|\partial L/\partial x_{T-k}\| \,/\, \|\partial L/\partial x_T\|$")
-    if title is None:
-        scale = "default scale" if radius is None else f"ρ(Wₕₕ) = {radius:g}"
-        title = f"{scale}, T = {result.config.seq_len}"
-    ax.set_title(title)
+    scale = "default scale" if radius is None else f"ρ(Wₕₕ) = {radius:g}"
+    ax.set_title(f"{scale}, T = {result.config.seq_len}")
     if legend:
         ax.legend(fontsize=9)
     return fig

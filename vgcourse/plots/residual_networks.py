@@ -67,11 +67,7 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
 
 @checked
 def forward_variance(
-    result: ForwardVarianceResult,
-    *,
-    ax: Axes | None = None,
-    networks: Sequence[NetworkSpec] | None = None,
-    legend: bool = True,
+    result: ForwardVarianceResult, *, ax: Axes | None = None, networks: Sequence[NetworkSpec] | None = None
 ) -> Figure:
     """E[x_l²]/E[x_0²] against the block l (log y) of ``networks`` (default: all the result's specs): measured
     (geometric mean over networks, solid) and predicted (dashed)."""
@@ -88,8 +84,7 @@ def forward_variance(
     ax.set_xlabel("block l")
     ax.set_ylabel(r"$\mathbb{E}[x_l^2] \,/\, \mathbb{E}[x_0^2]$")
     ax.set_title(f"forward signal at initialization (width {result.config.width})")
-    if legend:
-        ax.legend(fontsize=9)
+    ax.legend(fontsize=9)
     return fig
 
 
