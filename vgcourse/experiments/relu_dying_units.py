@@ -238,36 +238,36 @@ def _build(config: DyingConfig, data: DataSplit) -> MLP:
     return model.to(pick_device(config.device))
 
 
-def _start(model: MLP, config: DyingConfig, data: DataSplit) -> tuple[Tensor, Tensor, float]:
-    """The reference inputs, the rows of the per-batch count and ‖∂J/∂z_1‖ / ‖∂J/∂logits‖ at step 0."""
-    device = next(model.parameters()).device
-    reference, labels = (
-        (data.x_train, data.y_train) if config.reference == "train" else (data.x_val, data.y_val)
-    )
-    reference, labels = reference.to(device), labels.to(device)
-    zs, logits = _forward_backward(model, reference, labels)
-    init_gain = float(zs[0].grad.norm() / logits.grad.norm())
-    model.zero_grad(set_to_none=True)
-    batch = torch.randperm(len(reference), generator=torch.Generator().manual_seed(config.seed))
-    return reference, batch[: config.batch_size], init_gain
+class _Probe:
+    """One run's measurements: ``_activation_stats`` on the reference set and the validation accuracy at
+    each checkpoint, and ‖∂J/∂z_1‖ / ‖∂J/∂logits‖ at step 0; built before the first step (checkpoint 0)."""
 
+    def __init__(self, model: MLP, config: DyingConfig, data: DataSplit) -> None:
+        self.model, self.config, self.data = model, config, data
+        device = next(model.parameters()).device
+        x, y = (data.x_train, data.y_train) if config.reference == "train" else (data.x_val, data.y_val)
+        self.reference = x.to(device)
+        zs, logits = _forward_backward(model, self.reference, y.to(device))
+        self.init_gain = float(zs[0].grad.norm() / logits.grad.norm())
+        model.zero_grad(set_to_none=True)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
+        self.batch = order[: config.batch_size]  # the rows of the per-batch count
+        self.checkpoints: list[tuple[int, np.ndarray, float]] = []
+        self.measure(0)
 
-def _checkpoint(model: MLP, config: DyingConfig, start: tuple, data: DataSplit) -> tuple[np.ndarray, float]:
-    """``_activation_stats`` on the reference set (``start``: ``_start``'s) and the validation accuracy."""
-    stats = _activation_stats(model, start[0], config.activation, start[1])
-    return stats, evaluate(model, data.x_val, data.y_val)[1]
+    def measure(self, step: int, accuracy: float | None = None) -> None:
+        """A checkpoint after ``step`` steps (the validation accuracy is evaluated unless given)."""
+        stats = _activation_stats(self.model, self.reference, self.config.activation, self.batch)
+        if accuracy is None:
+            accuracy = evaluate(self.model, self.data.x_val, self.data.y_val)[1]
+        self.checkpoints.append((step, stats, accuracy))
 
-
-def _dying_result(
-    config: DyingConfig, checkpoints: list[tuple], loss: np.ndarray, init_gain: float, diverged: bool
-) -> DyingResult:
-    """The result from the checkpoints (step, ``_activation_stats``, validation accuracy)."""
-    steps, rows, accuracies = zip(*checkpoints, strict=True)
-    stats = np.stack(rows).transpose(1, 0, 2)  # the 6 rows of _activation_stats, each (K, L)
-    names = [f"layer {i + 1}" for i in range(config.depth)]
-    return DyingResult(
-        config, names, np.array(steps), *stats, init_gain, np.array(accuracies), loss, diverged, steps[-1]
-    )
+    def result(self, loss: np.ndarray, diverged: bool) -> DyingResult:
+        steps, rows, accuracies = zip(*self.checkpoints, strict=True)
+        stats = np.stack(rows).transpose(1, 0, 2)  # the 6 rows of _activation_stats, each (K, L)
+        names = [f"layer {i + 1}" for i in range(self.config.depth)]
+        measured = (np.array(steps), *stats, self.init_gain, np.array(accuracies))
+        return DyingResult(self.config, names, *measured, loss, diverged, steps[-1])
 
 
 def _train_config(config: DyingConfig) -> TrainConfig:
@@ -282,19 +282,16 @@ def run_dying(config: DyingConfig) -> DyingResult:
     check_config(config, DyingConfig)
     data = shared_digits(config.data_seed)
     model = _build(config, data)
-    start = _start(model, config, data)
-    checkpoints = [(0, *_checkpoint(model, config, start, data))]
+    probe = _Probe(model, config, data)
 
     class Checkpoints(Callback):
         def on_eval(self, event: EvalEvent) -> None:  # after steps measure_every, 2 measure_every, ...
-            with torch.no_grad():
-                stats = _activation_stats(model, start[0], config.activation, start[1])
-            checkpoints.append((event.step + 1, stats, event.val_accuracy))
+            probe.measure(event.step + 1, event.val_accuracy)
 
     history = train(model, data, _train_config(config), callbacks=[Checkpoints()])
     if history.diverged:  # stopped at the diverged step, whose update was not applied (finite weights)
-        checkpoints.append((history.steps_run, *_checkpoint(model, config, start, data)))
-    return _dying_result(config, checkpoints, history.loss, start[2], history.diverged)
+        probe.measure(history.steps_run)
+    return probe.result(history.loss, history.diverged)
 
 
 _STACK_KEYS = ("activation", "depth", "width", "steps", "batch_size", "clip_norm", "data_seed", "device")
@@ -395,14 +392,13 @@ def run_dying_stacked(configs: list[DyingConfig]) -> list[DyingResult]:
         group = [configs[i] for i in indices]
         data = shared_digits(group[0].data_seed)
         models = [_build(config, data) for config in group]
-        starts = [_start(model, config, data) for model, config in zip(models, group, strict=True)]
-        before = [(0, *_checkpoint(*run, data)) for run in zip(models, group, starts, strict=True)]
+        probes = [_Probe(model, config, data) for model, config in zip(models, group, strict=True)]
         trained = _train_stacked(models, group, data)
         losses = torch.stack(trained.losses, dim=1).numpy()
-        for j, i in enumerate(indices):
-            done, diverged = int(trained.steps_run[j]), not trained.running[j]
-            after = (done, *_checkpoint(models[j], group[j], starts[j], data))
-            results[i] = _dying_result(group[j], [before[j], after], losses[j, :done], starts[j][2], diverged)
+        for j, (i, probe) in enumerate(zip(indices, probes, strict=True)):
+            done = int(trained.steps_run[j])
+            probe.measure(done)
+            results[i] = probe.result(losses[j, :done], diverged=not trained.running[j])
     return results
 
 
