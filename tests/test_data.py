@@ -16,7 +16,6 @@ import torch
 
 from vgcourse import data as data_module
 from vgcourse.data import (
-    DATASETS,
     MNIST_DIR,
     MNIST_MD5,
     DataSplit,
@@ -25,12 +24,11 @@ from vgcourse.data import (
     check_data,
     circles,
     digits,
-    load_dataset,
     mnist,
-    recall_task,
     shared_digits,
 )
 
+LOADERS = {"circles": circles, "digits": digits, "adding": adding_problem}
 MNIST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -47,11 +45,10 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         ("circles", (800, 2), (800,), torch.int64, 2),
         ("digits", (1438, 64), (1438,), torch.int64, 10),
         ("adding", (1600, 50, 2), (1600, 1), torch.float32, None),
-        ("recall", (1600, 21, 9), (1600,), torch.int64, 8),
     ],
 )
 def test_shapes_and_dtypes(name, x_shape, y_shape, y_dtype, n_classes):
-    split = load_dataset(name)
+    split = LOADERS[name]()
     assert isinstance(split, DataSplit) and split.name == name
     assert tuple(split.x_train.shape) == x_shape and split.x_train.dtype == torch.float32
     assert tuple(split.y_train.shape) == y_shape and split.y_train.dtype == y_dtype
@@ -61,15 +58,11 @@ def test_shapes_and_dtypes(name, x_shape, y_shape, y_dtype, n_classes):
     assert name in repr(split) and "tensor" not in repr(split)
 
 
-@pytest.mark.parametrize("name", ["circles", "digits", "adding", "recall"])
+@pytest.mark.parametrize("name", ["circles", "digits", "adding"])
 def test_same_seed_same_data_other_seed_differs(name):
-    a, b, c = load_dataset(name, seed=1), load_dataset(name, seed=1), load_dataset(name, seed=2)
+    a, b, c = LOADERS[name](seed=1), LOADERS[name](seed=1), LOADERS[name](seed=2)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
     assert not torch.equal(a.x_train, c.x_train)
-
-
-def test_datasets_names():
-    assert DATASETS == ("circles", "digits", "mnist", "adding", "recall")
 
 
 def test_circles_split_is_stratified():
@@ -112,22 +105,6 @@ def test_adding_problem_definition_and_baseline():
     assert abs(baseline_mse - 1 / 6) < 0.015
 
 
-def test_recall_task_definition():
-    split = recall_task(n_samples=500, lag=7, n_symbols=5)
-    x, y = split.x_train, split.y_train
-    assert x.shape[1:] == (8, 6) and split.n_classes == 5 and split.in_features == 6
-    assert torch.equal(x[:, 0, :5].argmax(1), y) and (x[:, 0].sum(1) == 1).all()
-    assert (x[:, 1:-1] == 0).all()
-    assert (x[:, -1, 5] == 1).all() and (x[:, -1, :5] == 0).all() and (x[:, :-1, 5] == 0).all()
-    assert set(y.tolist()) == set(range(5))
-
-
-def test_load_dataset_forwards_kwargs():
-    direct = recall_task(n_samples=100, lag=3, seed=4)
-    loaded = load_dataset("recall", n_samples=100, lag=3, seed=4)
-    assert torch.equal(direct.x_val, loaded.x_val) and torch.equal(direct.y_train, loaded.y_train)
-
-
 @pytest.mark.parametrize(
     ("call", "error"),
     [
@@ -146,14 +123,7 @@ def test_load_dataset_forwards_kwargs():
         (lambda: adding_problem(n_samples=1), ValueError),
         (lambda: adding_problem(seq_len=1), ValueError),
         (lambda: adding_problem(n_samples=10, val_fraction=0.01), ValueError),
-        (lambda: recall_task(lag=0), ValueError),
-        (lambda: recall_task(lag=-3), ValueError),
-        (lambda: recall_task(n_symbols=1), ValueError),
-        (lambda: recall_task(n_samples=0), ValueError),
-        (lambda: recall_task(val_fraction=float("nan")), ValueError),
-        (lambda: load_dataset("cifar"), ValueError),
-        (lambda: load_dataset(3), TypeError),
-        (lambda: load_dataset("circles", bogus=1), TypeError),
+        (lambda: adding_problem(val_fraction=float("nan")), ValueError),
         (lambda: mnist(root=3, source="full", download=False), TypeError),
         (lambda: mnist(download="yes"), TypeError),
         (lambda: mnist(flatten=1), TypeError),
@@ -166,11 +136,6 @@ def test_load_dataset_forwards_kwargs():
 def test_bad_input(call, error):
     with pytest.raises(error):
         call()
-
-
-def test_unknown_dataset_names_the_choices():
-    with pytest.raises(ValueError, match="circles, digits, mnist, adding, recall"):
-        load_dataset("imagenet")
 
 
 def test_datasplit_rejects_mismatched_lengths():

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vgcourse.config import constraints
-from vgcourse.data import DataSplit, adding_problem, circles, recall_task
+from vgcourse.data import DataSplit, adding_problem, circles
 from vgcourse.monitor import DEFAULT_STATS
 from vgcourse.training import (
     Callback,
@@ -131,8 +131,18 @@ def test_regression_sequence_model_on_adding_problem():
     assert math.isnan(history.final_val_accuracy)
 
 
+def _recall(n: int = 200, lag: int = 3, symbols: int = 4) -> DataSplit:
+    """Recall the one-hot symbol of step 0 after ``lag`` blank steps (a "go" channel marks the last)."""
+    y = torch.randint(0, symbols, (n,), generator=torch.Generator().manual_seed(0))
+    x = torch.zeros(n, lag + 1, symbols + 1)
+    x[torch.arange(n), 0, y] = 1.0
+    x[:, -1, symbols] = 1.0
+    k = n * 4 // 5
+    return DataSplit("recall", x[:k], y[:k], x[k:], y[k:], symbols)
+
+
 def test_classification_sequence_model_on_recall_task():
-    data = recall_task(n_samples=200, lag=3, n_symbols=4)
+    data = _recall()
     history = train(
         _Recurrent(nn.LSTM, 5, 4), data, TrainConfig(steps=30, lr=0.01, optimizer="adam", monitor_every=None)
     )
@@ -381,10 +391,9 @@ has_models = importlib.util.find_spec("vgcourse.models") is not None
     ],
 )
 def test_course_models_train_with_the_monitor(arch, dataset, layers):
-    from vgcourse.data import load_dataset
     from vgcourse.models import build_model
 
-    data = load_dataset(dataset, n_samples=200)
+    data = circles(n_samples=200) if dataset == "circles" else _recall()
     depth = 1 if arch != "mlp" else 2
     torch.manual_seed(0)
     model = build_model(arch, in_features=data.in_features, out_features=data.n_classes, depth=depth, width=8)

@@ -8,22 +8,17 @@ activation statistics while they train, and plot what was recorded. Chapter expe
 from vgcourse.activations import (
     ACTIVATIONS,
     RELU_FAMILY,
-    SATURATING,
-    activation_name,
     derivative,
     make_activation,
     max_derivative,
 )
 from vgcourse.data import (
-    DATASETS,
     DataSplit,
     DataUnavailableError,
     adding_problem,
     circles,
     digits,
-    load_dataset,
     mnist,
-    recall_task,
 )
 from vgcourse.device import pick_device
 from vgcourse.glue import glue
@@ -59,7 +54,6 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "ACTIVATIONS",
     "ARCHS",
-    "DATASETS",
     "DataSplit",
     "DataUnavailableError",
     "Dense",
@@ -75,13 +69,11 @@ __all__ = [
     "RELU_FAMILY",
     "ResidualBlock",
     "ResidualMLP",
-    "SATURATING",
     "SCHEMES",
     "SEQUENCE_ARCHS",
     "SequenceModel",
     "TrainConfig",
     "__version__",
-    "activation_name",
     "adding_problem",
     "build_model",
     "circles",
@@ -92,14 +84,12 @@ __all__ = [
     "gain",
     "glue",
     "initialize",
-    "load_dataset",
     "make_activation",
     "max_derivative",
     "mnist",
     "named_layers",
     "pick_device",
     "profile",
-    "recall_task",
     "snapshot",
     "train",
 ]

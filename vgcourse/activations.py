@@ -12,7 +12,6 @@ from vgcourse._validation import check_choice, check_tensor
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
-SATURATING = ("sigmoid", "tanh")
 LEAKY_RELU_SLOPE = 0.01
 
 _MODULES: dict[str, type[nn.Module]] = {
@@ -48,18 +47,6 @@ def make_activation(activation: str | nn.Module | type[nn.Module]) -> nn.Module:
         "activation must be a name (one of: " + ", ".join(ACTIVATIONS) + "), an nn.Module or an "
         f"nn.Module subclass; got {type(activation).__name__}"
     )
-
-
-def activation_name(module: nn.Module) -> str | None:
-    """Return the name in ``ACTIVATIONS`` of an activation module (ReLU6 counts as relu), else None."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be an nn.Module; got {type(module).__name__}")
-    if isinstance(module, nn.ReLU6):
-        return "relu"
-    for name, kind in _MODULES.items():
-        if isinstance(module, kind):
-            return name
-    return None
 
 
 def derivative(activation: str, x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Small data sets: toy classification, long-range sequence tasks and MNIST, each a seeded :class:`DataSplit`
+"""Small data sets: toy classification, a long-range sequence task and MNIST, each a seeded :class:`DataSplit`
 (float32 inputs; int64 labels or float32 (N, 1) regression targets)."""
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from torch import Tensor
 
 from vgcourse._validation import check_choice, check_float, check_int
 
-DATASETS = ("circles", "digits", "mnist", "adding", "recall")
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_SOURCES = ("shipped", "full")
 #: The MNIST test split shipped inside the package, and the md5 of each file (as torchvision lists them).
@@ -35,7 +33,7 @@ _DOWNLOAD_TIMEOUT_S = 10.0
 class DataSplit:
     """A train/validation split of one data set."""
 
-    name: str  # one of DATASETS
+    name: str  # "circles", "digits", "mnist", "adding", ...
     x_train: Tensor  # (N, F) tabular, (N, T, F) sequences or (N, 1, 28, 28) images
     y_train: Tensor  # int64 (N,) class labels or float32 (N, 1) regression targets
     x_val: Tensor
@@ -173,25 +171,6 @@ def adding_problem(
     x = torch.stack([values, markers], dim=-1)
     y = (values[rows, first] + values[rows, second]).unsqueeze(1)
     return DataSplit("adding", x[:n_train], y[:n_train], x[n_train:], y[n_train:], None)
-
-
-def recall_task(
-    n_samples: int = 2000, lag: int = 20, n_symbols: int = 8, val_fraction: float = 0.2, seed: int = 0
-) -> DataSplit:
-    """Recall a symbol after ``lag`` blank steps (chance 1 / n_symbols): x (N, lag + 1, n_symbols + 1), a
-    one-hot symbol at step 0 and a "go" marker in the last channel at the last step; y = the symbol."""
-    check_int("n_samples", n_samples, minimum=2)
-    check_int("lag", lag, minimum=1)
-    check_int("n_symbols", n_symbols, minimum=2)
-    val_fraction = _check_fraction(val_fraction)
-    check_int("seed", seed, minimum=0)
-    n_train, _ = _split_sizes(n_samples, val_fraction)
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, n_symbols, (n_samples,), generator=generator)
-    x = torch.zeros(n_samples, lag + 1, n_symbols + 1)
-    x[torch.arange(n_samples), 0, y] = 1.0
-    x[:, -1, n_symbols] = 1.0
-    return DataSplit("recall", x[:n_train], y[:n_train], x[n_train:], y[n_train:], n_symbols)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -353,10 +332,3 @@ def mnist(
     x = (images.float() / 255.0 - MNIST_MEAN) / MNIST_STD
     x = x.reshape(len(x), 784) if flatten else x.unsqueeze(1)
     return _classification_split("mnist", x, labels.long(), val_fraction, seed)
-
-
-def load_dataset(name: str, **kwargs: Any) -> DataSplit:
-    """Load a data set by name (one of ``DATASETS``): ``load_dataset("recall", lag=50)``."""
-    check_choice("dataset", name, DATASETS)
-    loaders = dict(zip(DATASETS, (circles, digits, mnist, adding_problem, recall_task), strict=True))
-    return loaders[name](**kwargs)
