@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from vgcourse.experiments import normalization_and_optimizers as no
 from vgcourse.explorers import normalization_and_optimizers as explorers
+from vgcourse.meanfield import gaussian_moments, predicted_growth
 from vgcourse.models import RMSNorm, make_norm
 from vgcourse.plots import normalization_and_optimizers as plots
 
@@ -45,18 +46,18 @@ def test_make_norm_kinds_and_errors():
 
 
 def test_gaussian_moments_of_relu_and_tanh():
-    d2, var, second = no.gaussian_moments("relu")
+    d2, var, second = gaussian_moments("relu")
     assert (d2, second) == (0.5, 0.5) and math.isclose(var, 0.5 - 1 / (2 * math.pi))
-    assert math.isclose(no.predicted_growth("batch", "relu"), math.sqrt(math.pi / (math.pi - 1)))
-    d2, var, second = no.gaussian_moments("tanh")
+    assert math.isclose(predicted_growth("batch", "relu"), math.sqrt(math.pi / (math.pi - 1)))
+    d2, var, second = gaussian_moments("tanh")
     rng = np.random.default_rng(0)
     z = rng.standard_normal(400_000)
     assert abs(second - np.mean(np.tanh(z) ** 2)) < 3e-3
     assert abs(d2 - np.mean((1 - np.tanh(z) ** 2) ** 2)) < 3e-3
     # the Gaussian Poincaré inequality Var φ(z) <= E[φ'(z)²]: batch norm's growth is >= 1 for both
     for act in no.ACTIVATIONS:
-        assert no.predicted_growth("batch", act) > 1.0
-    assert math.isnan(no.predicted_growth("none", "relu"))
+        assert predicted_growth("batch", act) > 1.0
+    assert math.isnan(predicted_growth("none", "relu"))
 
 
 @pytest.mark.claim
@@ -95,7 +96,7 @@ def test_norm_profiles_follow_mean_field(seed):
     for (norm, act), p in profiles.items():
         assert p.backward.shape == (p.config.depth,) and np.all(np.isfinite(p.backward))
         if norm != "none":
-            gap = abs(p.growth_per_layer - no.predicted_growth(norm, act))
+            gap = abs(p.growth_per_layer - predicted_growth(norm, act))
             expect(f"norm: {norm} {act} growth per layer vs mean field", gap, "<", 0.08)
             # the forward signal is normalized: no drift over the layers
             within(f"norm: {norm} {act} forward rms, last layer", p.forward[-1], 0.4, 2.0)
@@ -110,7 +111,7 @@ def test_batch_size_growth(seed):
     result = no.run_batch_size_growth(no.BatchSizeConfig(n_seeds=1, seed=seed))
     bn = result.growth.sel(norm="batch", activation="relu")
     expect("norm: BN relu growth, B=4 minus B=256", bn.sel(batch_size=4) - bn.sel(batch_size=256), ">", 0.15)
-    gap = abs(bn.sel(batch_size=256) - no.predicted_growth("batch", "relu"))
+    gap = abs(bn.sel(batch_size=256) - predicted_growth("batch", "relu"))
     expect("norm: BN relu growth at B=256 vs mean field", gap, "<", 0.04)
     ln = result.growth.sel(norm="layer", activation="relu").values
     expect("norm: LN relu growth, spread over batch sizes", ln.max() - ln.min(), "<", 0.05)

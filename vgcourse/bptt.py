@@ -205,3 +205,24 @@ def fit_rate(profile: np.ndarray, first: int = 1, last: int | None = None) -> fl
     lags = np.arange(first, last + 1)
     logs = np.log(np.maximum(values[first : last + 1], np.finfo(np.float64).tiny))
     return float(np.exp(np.polyfit(lags, logs, 1)[0]))
+
+
+def lag_terms(model: SequenceModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(T, H, H) the term of each lag k = 0..T-1 in ∂L/∂W_hh of a vanilla-RNN ``SequenceModel`` under the MSE
+    loss (float64), and autograd's ∂L/∂W_hh: the RNN unrolled by hand, h_t = tanh(W_ih x_t + b + W_hh^(t)
+    h_{t-1}), with its own copy W_hh^(t) per step."""
+    _check_model(model)
+    rnn, head = model.rnn, model.head
+    w_ih = rnn.weight_ih_l0.detach().double()
+    w_hh = rnn.weight_hh_l0.detach().double()
+    bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().double()
+    xd = x.double()
+    copies = [w_hh.clone().requires_grad_(True) for _ in range(x.shape[1])]
+    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=torch.float64)
+    for t, w in enumerate(copies):
+        h = torch.tanh(xd[:, t] @ w_ih.T + h @ w.T + bias)
+    out = h @ head.weight.detach().double().T + head.bias.detach().double()
+    terms = torch.autograd.grad(F.mse_loss(out, y.double()), copies)
+    model.zero_grad(set_to_none=True)
+    F.mse_loss(model(x), y).backward()
+    return torch.stack(terms[::-1]), rnn.weight_hh_l0.grad.detach().double()

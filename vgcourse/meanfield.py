@@ -155,3 +155,25 @@ def predict_tanh_with_bias(
         grad[i] = slope[i] * upstream
         upstream = weight_var * grad[i]
     return q, grad
+
+
+def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
+    """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1), φ = ReLU (1/2, 1/2 − 1/(2π), 1/2) or tanh (by
+    Gauss–Hermite quadrature)."""
+    if check_choice("activation", activation, ("relu", "tanh")) == "relu":
+        return 0.5, 0.5 - 1.0 / (2.0 * math.pi), 0.5
+    z, w = np.polynomial.hermite_e.hermegauss(n_points)
+    w, phi = w / w.sum(), np.tanh(z)
+    mean, second = float(w @ phi), float(w @ phi**2)
+    return float(w @ (1.0 - phi**2) ** 2), second - mean**2, second
+
+
+def predicted_growth(norm: str, activation: str) -> float:
+    """Mean-field growth per layer of the backward signal, ``norm`` before each activation: sqrt(E[φ'(z)²] /
+    V), V = Var φ(z) for batch norm (it removes the batch mean), E[φ(z)²] for layer and RMS norm. NaN for
+    "none"."""
+    check_choice("norm", norm, ("none", "batch", "layer", "rms"))
+    d2, var, second = gaussian_moments(activation)
+    if norm == "none":
+        return float("nan")
+    return math.sqrt(d2 / (var if norm == "batch" else second))

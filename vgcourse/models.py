@@ -363,3 +363,25 @@ def keep_outputs(modules: Iterable[nn.Module]) -> Iterator[list[Tensor]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def norm_jacobian(kind: str, x: Tensor, gamma: Tensor, eps: float) -> Tensor:
+    """A normalization's Jacobian by formula. One example x of n features: layer J = diag(γ)/σ (I − 11ᵀ/n −
+    x̂x̂ᵀ/n), rms J = diag(γ)/rms (I − x̂x̂ᵀ/n) with x̂ = x / rms. Batch (x: (B, n), J: (B, n, B, n)): the
+    layer formula per feature over the batch, ∂y[b, j] / ∂x[c, k] = δ_jk γ_j/σ_j (δ_bc − 1/B − x̂[b, j] x̂[c, k]
+    / B)."""
+    if check_choice("kind", kind, ("batch", "layer", "rms")) == "batch":
+        batch, n = x.shape
+        jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
+        for j in range(n):
+            jac[:, j, :, j] = norm_jacobian("layer", x[:, j], gamma[j].expand(batch), eps)
+        return jac
+    n = x.numel()
+    eye = torch.eye(n, dtype=x.dtype)
+    if kind == "layer":
+        sigma = torch.sqrt(x.var(unbiased=False) + eps)
+        xhat, centering = (x - x.mean()) / sigma, eye - torch.ones(n, n, dtype=x.dtype) / n
+    else:
+        sigma = torch.sqrt((x**2).mean() + eps)
+        xhat, centering = x / sigma, eye
+    return gamma[:, None] / sigma * (centering - torch.outer(xhat, xhat) / n)

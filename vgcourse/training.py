@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOSSES",
     "OPTIMIZERS",
+    "SGDW",
     "Callback",
     "EvalEvent",
     "History",
@@ -450,3 +451,17 @@ def train(
         message=message,
         steps_run=len(per_step),
     )
+
+
+class SGDW(torch.optim.Optimizer):
+    """SGD with decoupled weight decay (Loshchilov & Hutter 2019): p ← (1 − lr λ) p − lr g, per group."""
+
+    def __init__(self, params: Any, lr: float, weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.mul_(1.0 - group["lr"] * group["weight_decay"])
+                p -= group["lr"] * p.grad

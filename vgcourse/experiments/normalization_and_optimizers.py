@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vgcourse._validation import check_choice
+from vgcourse.bptt import lag_terms
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm
-from vgcourse.training import Callback, StepEvent, TrainConfig, train
+from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm, norm_jacobian
+from vgcourse.training import SGDW, Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
@@ -47,27 +47,6 @@ def _digit_batches(seed: int, size: int, double: bool = False) -> Callable[..., 
 
 
 # -- 1. Jacobians --------------------------------------------------------------------------------------------
-def _norm_jacobian(kind: str, x: Tensor, gamma: Tensor, eps: float) -> Tensor:
-    """The Jacobian by formula. One example x of n features: layer J = diag(γ)/σ (I − 11ᵀ/n − x̂x̂ᵀ/n), rms
-    J = diag(γ)/rms (I − x̂x̂ᵀ/n) with x̂ = x / rms. Batch (x: (B, n), J: (B, n, B, n)): the layer formula per
-    feature over the batch, ∂y[b, j] / ∂x[c, k] = δ_jk γ_j/σ_j (δ_bc − 1/B − x̂[b, j] x̂[c, k] / B)."""
-    if kind == "batch":
-        batch, n = x.shape
-        jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
-        for j in range(n):
-            jac[:, j, :, j] = _norm_jacobian("layer", x[:, j], gamma[j].expand(batch), eps)
-        return jac
-    n = x.numel()
-    eye = torch.eye(n, dtype=x.dtype)
-    if kind == "layer":
-        sigma = torch.sqrt(x.var(unbiased=False) + eps)
-        xhat, centering = (x - x.mean()) / sigma, eye - torch.ones(n, n, dtype=x.dtype) / n
-    else:
-        sigma = torch.sqrt((x**2).mean() + eps)
-        xhat, centering = x / sigma, eye
-    return gamma[:, None] / sigma * (centering - torch.outer(xhat, xhat) / n)
-
-
 class JacobianCheckConfig(Config):
     """Each normalization's Jacobian at x = mean + scale · N(0, 1) (float64), by formula and by autograd."""
 
@@ -114,7 +93,7 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
 
         sample = x if kind == "batch" else x[0]
         m = sample.numel()
-        jf = _norm_jacobian(kind, sample, gamma, float(module.eps)).reshape(m, m)
+        jf = norm_jacobian(kind, sample, gamma, float(module.eps)).reshape(m, m)
         ja = torch.autograd.functional.jacobian(apply, sample).reshape(m, m)
         errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
         spectral = float(torch.linalg.matrix_norm(ja, ord=2))
@@ -170,28 +149,6 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
 
 
 # -- 3. Deep plain networks with each normalization: per-layer forward and backward signals ------------------
-def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
-    """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1) by Gauss–Hermite quadrature (ReLU: 1/2, 1/2 − 1/(2π),
-    1/2)."""
-    if check_choice("activation", activation, ACTIVATIONS) == "relu":
-        return 0.5, 0.5 - 1.0 / (2.0 * math.pi), 0.5
-    z, w = np.polynomial.hermite_e.hermegauss(n_points)
-    w, phi = w / w.sum(), np.tanh(z)
-    mean, second = float(w @ phi), float(w @ phi**2)
-    return float(w @ (1.0 - phi**2) ** 2), second - mean**2, second
-
-
-def predicted_growth(norm: str, activation: str) -> float:
-    """Mean-field growth per layer of the backward signal, ``norm`` before each activation: sqrt(E[φ'(z)²] /
-    V), V = Var φ(z) for batch norm (it removes the batch mean), E[φ(z)²] for layer and RMS norm. NaN for
-    "none"."""
-    check_choice("norm", norm, NORM_KINDS)
-    d2, var, second = gaussian_moments(activation)
-    if norm == "none":
-        return float("nan")
-    return math.sqrt(d2 / (var if norm == "batch" else second))
-
-
 class _PlainStack(nn.Module):
     """x_l = φ(N(W_l x_{l−1})), l = 1..L, then a linear head; W_l ~ N(0, g/n_in) without bias (g = 2 for
     ReLU, 1 for tanh and for the first layer)."""
@@ -304,20 +261,6 @@ def _one_norm_net(norm: str, width: int, seed: int, scale: float = 1.0) -> nn.Se
     return model
 
 
-class _SGDW(torch.optim.Optimizer):
-    """SGDW, decoupled weight decay (Loshchilov & Hutter 2019): p ← (1 − lr λ) p − lr g, per group."""
-
-    def __init__(self, params: Any, lr: float, weight_decay: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.mul_(1.0 - group["lr"] * group["weight_decay"])
-                p -= group["lr"] * p.grad
-
-
 class _WeightNorm(Callback):
     """Per step: ‖W‖ after it, lr_w‖g‖/‖W‖ and |Δ‖W‖² − lr_w²‖g‖²| / ‖W‖² (the growth law's error, λ = 0)."""
 
@@ -338,7 +281,7 @@ def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> tup
     Per step: the loss and ``_WeightNorm``'s three columns."""
     w = model[0].weight
     rest = [p for p in model.parameters() if p is not w]
-    optimizer = _SGDW([{"params": [w], "lr": lr_w, "weight_decay": wd}, {"params": rest}], lr=config.lr)
+    optimizer = SGDW([{"params": [w], "lr": lr_w, "weight_decay": wd}, {"params": rest}], lr=config.lr)
     record = _WeightNorm(w, lr_w)
     sgd = TrainConfig(steps=config.steps, loss="cross_entropy", stop_on_divergence=False, **_QUIET)
     batches = _digit_batches(config.seed, config.batch_size, double=True)
@@ -729,25 +672,6 @@ class FarLagResult:
     adam_share: np.ndarray
 
 
-def _lag_terms(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(T, H, H) the term of each lag k = 0..T-1 in ∂L/∂W_hh (float64), and autograd's ∂L/∂W_hh: the RNN
-    unrolled by hand, h_t = tanh(W_ih x_t + b + W_hh^(t) h_{t-1}), with its own copy W_hh^(t) per step."""
-    rnn, head = model.rnn, model.head
-    w_ih = rnn.weight_ih_l0.detach().double()
-    w_hh = rnn.weight_hh_l0.detach().double()
-    bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().double()
-    xd = x.double()
-    copies = [w_hh.clone().requires_grad_(True) for _ in range(x.shape[1])]
-    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=torch.float64)
-    for t, w in enumerate(copies):
-        h = torch.tanh(xd[:, t] @ w_ih.T + h @ w.T + bias)
-    out = h @ head.weight.detach().double().T + head.bias.detach().double()
-    terms = torch.autograd.grad(torch.nn.functional.mse_loss(out, y.double()), copies)
-    model.zero_grad(set_to_none=True)
-    torch.nn.functional.mse_loss(model(x), y).backward()
-    return torch.stack(terms[::-1]), rnn.weight_hh_l0.grad.detach().double()
-
-
 def run_far_lag(config: FarLagConfig) -> FarLagResult:
     check_config(config, FarLagConfig)
     lag_norm, error, sgd, adam = [], [], [], []
@@ -756,7 +680,7 @@ def run_far_lag(config: FarLagConfig) -> FarLagResult:
         data = recurrent_networks.adding_problem(
             n_samples=2 * config.batch_size, seq_len=config.seq_len, val_fraction=0.5, seed=seed
         )
-        terms, autograd = _lag_terms(model, data.x_train, data.y_train)
+        terms, autograd = lag_terms(model, data.x_train, data.y_train)
         total, far = terms.sum(0), terms[config.far_from :].sum(0)
         lag_norm.append(terms.flatten(1).norm(dim=1).numpy())
         error.append(float((total - autograd).abs().max() / autograd.abs().max()))

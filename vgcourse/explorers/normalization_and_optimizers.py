@@ -11,9 +11,9 @@ from vgcourse.experiments.normalization_and_optimizers import (
     NORM_KINDS,
     NormProfileConfig,
     NormProfileResult,
-    predicted_growth,
     run_norm_profile,
 )
+from vgcourse.meanfield import predicted_growth
 from vgcourse.plots import normalization_and_optimizers as plots
 from vgcourse.widgets import Explorer, control
 

@@ -21,8 +21,8 @@ from vgcourse.experiments.normalization_and_optimizers import (
     SamePathResult,
     ScaleInvarianceResult,
     TrainEvalResult,
-    predicted_growth,
 )
+from vgcourse.meanfield import predicted_growth
 from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
 
 NORM_COLORS = {"none": "0.45", "batch": "C3", "layer": "C0", "rms": "C2"}
