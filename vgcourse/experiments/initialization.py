@@ -244,8 +244,8 @@ class VarianceProfile:
         check_choice("quantity", quantity, ("activation", "grad"))
         measured = self.activation_var if quantity == "activation" else self.grad_var
         predicted = self.predicted.activation_var if quantity == "activation" else self.predicted.grad_var
+        center = geometric_mean(measured, axis=0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            center = np.exp(np.mean(np.log(measured), axis=0))
             return float(np.exp(np.max(np.abs(np.log(center / predicted)))))
 
     @property
