@@ -456,7 +456,7 @@ def test_diagnose_at_init_separates_the_outcomes(robust: dfx.RobustRemediesResul
             assert cell.flagged["update_too_large"] > 0, cell.remedy.label
 
 
-def test_stacked_forward_equals_the_networks() -> None:
+def test_stacked_nets_equal_the_networks() -> None:
     data = shared_digits(0)
     x = data.x_train[:40]
     for remedy in (
@@ -465,28 +465,50 @@ def test_stacked_forward_equals_the_networks() -> None:
         dfx.BASELINE,
     ):
         models = [remedy.build(3, 16, seed) for seed in (0, 1)]
-        params = {
-            n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
-            for n, _ in models[0].named_parameters()
-        }
-        buffers = {
-            n: torch.stack([dict(m.named_buffers())[n] for m in models]).clone()
-            for n, b in models[0].named_buffers()
-            if b.is_floating_point()
-        }
-        stacked = dfx._stacked_forward(remedy, 3, params, buffers, x.expand(2, *x.shape))
+        stacked = dfx._StackedNets(remedy, 3, models)
+        output = stacked(x.expand(2, *x.shape))
         for e, model in enumerate(models):
             model.train()
-            torch.testing.assert_close(stacked[e], model(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(output[e], model(x), rtol=1e-5, atol=1e-5)
             for n, b in model.named_buffers():
                 if b.is_floating_point():
-                    torch.testing.assert_close(buffers[n][e], b)
+                    torch.testing.assert_close(stacked.stacked_buffers[n][e], b)
         with torch.no_grad():
-            stacked = dfx._stacked_forward(remedy, 3, params, buffers, x.expand(2, *x.shape))
+            output = stacked(x.expand(2, *x.shape))
         for e, model in enumerate(models):
             model.eval()
             with torch.no_grad():
-                torch.testing.assert_close(stacked[e], model(x), rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(output[e], model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_runwise_momentum_steps_each_run_like_torch_sgd() -> None:
+    # run 0 unclipped at lr 0.1, run 1 clipped to norm 0.5 at lr 0.05; run 1's loss is NaN at step 3
+    gen = torch.Generator().manual_seed(0)
+    initial = [torch.randn(2, 3, 4, generator=gen), torch.randn(2, 4, generator=gen)]
+    params = [nn.Parameter(t.clone()) for t in initial]
+    optimizer = dfx._RunwiseMomentum(params, torch.tensor([0.1, 0.05]), torch.tensor([False, True]), 0.5)
+    singles = [[nn.Parameter(t[r].clone()) for t in initial] for r in range(2)]
+    references = [
+        torch.optim.SGD(ps, lr=lr, momentum=0.9) for ps, lr in zip(singles, (0.1, 0.05), strict=True)
+    ]
+    for step in range(4):
+        grads = [torch.randn(p.shape, generator=gen) for p in params]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        optimizer.loss = torch.tensor([1.0, math.nan if step == 3 else 1.0])
+        optimizer.step()
+        for r, (ps, reference) in enumerate(zip(singles, references, strict=True)):
+            if step == 3 and r == 1:
+                continue  # stopped: its parameters stay
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g[r].clone()
+            if r == 1:
+                assert float(torch.nn.utils.clip_grad_norm_(ps, 0.5)) > 0.5  # the clipping acts
+            reference.step()
+        for r, ps in enumerate(singles):
+            for p, q in zip(params, ps, strict=True):
+                torch.testing.assert_close(p.detach()[r], q.detach())
+    assert optimizer.alive.tolist() == [True, False]
 
 
 def test_robust_remedies_table_and_lookups(tiny_robust: dfx.RobustRemediesResult) -> None:

@@ -2,8 +2,7 @@
 
 ``vgcourse.diagnose`` flags layers whose gradient per weight, rms(g_l) = ‖g_l‖/√n_l, is below 10^-3
 (vanishing) or above 10^3 (exploding) times the output layer's. Here: the calibration of those lines,
-runs that show each warning sign, sanity checks at initialization, and the remedies grid on digits.
-"""
+runs that show each warning sign, sanity checks at initialization, and the remedies grid on digits."""
 
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, keep_outputs, named_layers
 from vgcourse.monitor import DEFAULT_STATS
-from vgcourse.training import History, TrainConfig, train
+from vgcourse.training import Callback, History, StepEvent, StopTraining, TrainConfig, _batches, train
 
 GRID_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 GRID_INITS = ("default", "xavier", "he")  # PyTorch's default, Xavier/Glorot normal, He/Kaiming normal
@@ -115,10 +114,8 @@ def run_calibration(config: CalibrationConfig) -> CalibrationResult:
     batch = _diagnosis_batch(shared_digits(config.data_seed))
     log_ratio, saturated = {}, {}
     for case in CASES:
-        reports = [
-            diagnose(_calibration_model(case, config.depth, config.width, seed), _CE, batch)
-            for seed in config.seeds
-        ]
+        models = [_calibration_model(case, config.depth, config.width, seed) for seed in config.seeds]
+        reports = [diagnose(model, _CE, batch) for model in models]
         log_ratio[case] = np.stack([np.log10(r.columns["ratio"]) for r in reports])
         saturated[case] = np.stack([r.columns["saturated_frac"] for r in reports])
     healthy = [log_ratio[case] for case in CASES[:3]]
@@ -462,46 +459,70 @@ def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemedies
 
 # --- The remedies grid, robust: every cell at several learning rates and seeds, trained side by side
 
-LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)  # every cell of the robust grid is trained at each
-_Stacked = dict[str, torch.Tensor]  # parameters or buffers of E networks, each stacked on a first axis
 
+class _StackedNets(nn.Module):
+    """E ``remedy.build(blocks, ...)`` networks as one module, parameters and buffers stacked on a first axis:
+    output[e] = network e's output on x[e] for x (E, B, 64) (tested). BatchNorm normalizes each over its own
+    batch, updating its running statistics when gradients are enabled, using them under ``no_grad``."""
 
-def _stacked_forward(
-    remedy: Remedy, blocks: int, params: _Stacked, buffers: _Stacked, x: torch.Tensor
-) -> torch.Tensor:
-    """``ResidualMLP.forward`` of E networks at once: tensors stacked on a first axis, x (E, B, 64); equals
-    ``remedy.build(...)(x[e])`` for member e (tested). BatchNorm normalizes each member over its own batch,
-    updating its running statistics when gradients are enabled, and uses them under ``torch.no_grad()``."""
-    training = torch.is_grad_enabled()
-    act = make_activation(remedy.activation)
+    def __init__(self, remedy: Remedy, blocks: int, models: list[ResidualMLP]) -> None:
+        super().__init__()
+        params, self.stacked_buffers = stack_module_state(models)
+        self.tensors = nn.ParameterList(params.values())
+        self.params = dict(zip(params, self.tensors, strict=True))
+        self.remedy, self.blocks, self.act = remedy, blocks, make_activation(remedy.activation)
 
-    def linear(name: str, h: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), h, params[f"{name}.weight"].transpose(1, 2))
+    def linear(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]
+        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
 
-    def norm(name: str, h: torch.Tensor) -> torch.Tensor:
-        weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
-        if remedy.norm == "layer":
+    def norm(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.params[f"{name}.weight"], self.params[f"{name}.bias"]
+        if self.remedy.norm == "layer":
             return nn.functional.layer_norm(h, h.shape[-1:]) * weight.unsqueeze(1) + bias.unsqueeze(1)
-        # BatchNorm of member e over its own batch: the E·C channels of (B, E·C) are independent
-        members, rows, width = h.shape
+        members, rows, width = h.shape  # BatchNorm: the E·C channels of (B, E·C) are independent
+        mean, var = (self.stacked_buffers[f"{name}.running_{stat}"].view(-1) for stat in ("mean", "var"))
+        flat = h.transpose(0, 1).reshape(rows, members * width)
         flat = nn.functional.batch_norm(
-            h.transpose(0, 1).reshape(rows, members * width),
-            buffers[f"{name}.running_mean"].view(-1),
-            buffers[f"{name}.running_var"].view(-1),
-            weight.reshape(-1),
-            bias.reshape(-1),
-            training=training,
+            flat, mean, var, weight.reshape(-1), bias.reshape(-1), training=torch.is_grad_enabled()
         )
         return flat.reshape(rows, members, width).transpose(0, 1)
 
-    h = linear("stem", x)
-    for i in range(blocks):
-        f = linear(f"blocks.{i}.fc1", h)
-        f = norm(f"blocks.{i}.norm1", f) if remedy.norm != "none" else f
-        f = linear(f"blocks.{i}.fc2", act(f))
-        f = norm(f"blocks.{i}.norm2", f) if remedy.norm != "none" else f
-        h = h + f if remedy.skip else f
-    return linear("head", h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear("stem", x)
+        for i in range(self.blocks):
+            f = self.linear(f"blocks.{i}.fc1", h)
+            f = self.norm(f"blocks.{i}.norm1", f) if self.remedy.norm != "none" else f
+            f = self.linear(f"blocks.{i}.fc2", self.act(f))
+            f = self.norm(f"blocks.{i}.norm2", f) if self.remedy.norm != "none" else f
+            h = h + f if self.remedy.skip else f
+        return self.linear("head", h)
+
+
+class _RunwiseMomentum(torch.optim.Optimizer):
+    """SGD, momentum 0.9, on parameters stacked over runs (dim 0): g_r clipped to norm c if ``clips[r]``;
+    v_r ← 0.9 v_r + g_r; θ_r ← θ_r − lr_r v_r; a NaN/inf ``self.loss[r]`` or ‖g_r‖ stops run r (``alive``)."""
+
+    def __init__(self, params: Any, lr: torch.Tensor, clips: torch.Tensor, clip_norm: float) -> None:
+        super().__init__(params, {"lr": lr})
+        self.clips, self.clip_norm, self.loss = clips, clip_norm, torch.zeros(0)
+        self.alive = torch.ones(len(lr), dtype=torch.bool)
+        self.velocity = [torch.zeros_like(p) for p in self.param_groups[0]["params"]]
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        (group,) = self.param_groups
+        tensors, runs = group["params"], len(group["lr"])
+        shapes = [(runs,) + (1,) * (p.dim() - 1) for p in tensors]
+        norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(runs, -1) for p in tensors], 1), dim=1)
+        self.alive &= torch.isfinite(self.loss) & torch.isfinite(norm)
+        grads = [p.grad.nan_to_num(0.0, 0.0, 0.0) for p in tensors]  # a stopped run's: times 0 below
+        clipped = torch.where(self.clips, torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0), 1.0)
+        scale = torch.where(self.alive, clipped, 0.0)
+        torch._foreach_mul_(self.velocity, 0.9)
+        torch._foreach_add_(self.velocity, torch._foreach_mul(grads, [scale.view(s) for s in shapes]))
+        step_lr = torch.where(self.alive, group["lr"], 0.0)
+        torch._foreach_sub_(tensors, torch._foreach_mul(self.velocity, [step_lr.view(s) for s in shapes]))
 
 
 class RobustRemediesConfig(_GridConfig):
@@ -510,7 +531,7 @@ class RobustRemediesConfig(_GridConfig):
 
     width: int = integer(16, low=1, high=4096)
     steps: int = positive(100, integer=True)
-    lrs: tuple[float, ...] = nonempty(positive(), default=LEARNING_RATES)
+    lrs: tuple[float, ...] = nonempty(positive(), default=(0.003, 0.01, 0.03, 0.1))  # every cell at each
     seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1, 2))
 
 
@@ -565,65 +586,47 @@ class RobustRemediesResult:
 def _train_stacked(
     remedies: list[Remedy], config: RobustRemediesConfig, data: DataSplit
 ) -> dict[Remedy, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Train every (lr, seed) run of ``remedies`` (one architecture) side by side. Per run r and step:
-    loss_r = CE on its own minibatch (its seed's order); clip ‖g_r‖ if its cell clips; v_r ← 0.9 v_r + g_r;
-    θ_r ← θ_r − lr_r v_r (``torch.optim.SGD``, momentum 0.9); a NaN/inf loss or gradient norm stops run r.
-    Per cell, arrays (lr, seed): final accuracy (NaN: diverged), steps to the target (inf: never), diverged.
-    """
+    """Train the (lr, seed) runs of ``remedies`` (one architecture) side by side, each on its seed's batches.
+    Per cell, arrays (lr, seed): final accuracy (NaN: diverged), steps to target (inf: never), diverged."""
     members = [(remedy, lr, seed) for remedy in remedies for lr in config.lrs for seed in config.seeds]
-    n_members = len(members)
-    models = [remedy.build(config.blocks, config.width, seed) for remedy, _, seed in members]
-    params, buffers = stack_module_state(models)  # each tensor stacked on a first (run) axis
-    tensors = list(params.values())
-    velocity = [torch.zeros_like(p) for p in tensors]
-    shapes = [(n_members,) + (1,) * (p.dim() - 1) for p in tensors]
-    lr = torch.tensor([lr for _, lr, _ in members])
-    clips = torch.tensor([remedy.clip for remedy, _, _ in members])
-    alive = torch.ones(n_members, dtype=torch.bool)
-    reached = np.full(n_members, np.inf)
-    batch = min(config.batch_size, data.n_train)
-    per_epoch = data.n_train // batch
-    generators = {seed: torch.Generator().manual_seed(seed) for seed in config.seeds}
-    accuracy = torch.zeros(n_members)
-    y_val = data.y_val.repeat(n_members)
-    for step in range(config.steps):
-        i = step % per_epoch
-        if i == 0:
-            orders = {seed: torch.randperm(data.n_train, generator=g) for seed, g in generators.items()}
-        index = torch.stack([orders[seed][i * batch : (i + 1) * batch] for _, _, seed in members])
-        logits = _stacked_forward(remedies[0], config.blocks, params, buffers, data.x_train[index])
-        losses = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), data.y_train[index].reshape(-1), reduction="none"
-        )
-        losses = losses.reshape(n_members, -1).mean(1)
-        grads = list(torch.autograd.grad(losses.sum(), tensors))
-        with torch.no_grad():
-            norm = torch.linalg.vector_norm(torch.cat([g.reshape(n_members, -1) for g in grads], 1), dim=1)
-            bad = alive & ~(torch.isfinite(losses) & torch.isfinite(norm))
-            if bad.any():
-                alive &= ~bad
-                grads = [g.nan_to_num(0.0, 0.0, 0.0) for g in grads]
-                if not alive.any():
-                    break
-            clipped = torch.where(clips, torch.clamp(config.clip_norm / (norm + 1e-6), max=1.0), 1.0)
-            scale = torch.where(alive, clipped, 0.0)
-            torch._foreach_mul_(velocity, 0.9)
-            torch._foreach_add_(velocity, torch._foreach_mul(grads, [scale.view(s) for s in shapes]))
-            step_lr = torch.where(alive, lr, 0.0)
-            torch._foreach_sub_(tensors, torch._foreach_mul(velocity, [step_lr.view(s) for s in shapes]))
-        if (step + 1) % config.eval_every == 0 or step == config.steps - 1:
-            with torch.no_grad():
-                x_val = data.x_val.expand(n_members, *data.x_val.shape)
-                out = _stacked_forward(remedies[0], config.blocks, params, buffers, x_val)
-                val_loss = nn.functional.cross_entropy(out.flatten(0, 1), y_val, reduction="none")
-                val_loss = val_loss.reshape(n_members, -1).mean(1)
-                accuracy = (out.argmax(-1) == data.y_val).float().mean(1)
-            hit = (val_loss <= config.target_loss).numpy() & alive.numpy() & np.isinf(reached)
-            reached[hit] = step + 1
-    final = accuracy.numpy().astype(np.float64)
-    final[~alive.numpy()] = np.nan  # the runs that diverged
+    runs = len(members)
+    nets = [remedy.build(config.blocks, config.width, seed) for remedy, _, seed in members]
+    model = _StackedNets(remedies[0], config.blocks, nets)
+    lr, clips = torch.tensor([lr for _, lr, _ in members]), torch.tensor([r.clip for r, _, _ in members])
+    optimizer = _RunwiseMomentum(model.parameters(), lr, clips, config.clip_norm)
+    train_config = derive(TrainConfig, config, clip_norm=None, monitor_every=None, stop_on_divergence=False)
+    batches = [_batches(data, replace(train_config, seed=seed), "cpu")[0] for *_, seed in members]
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*(b(step) for b in batches), strict=True)
+        return torch.stack(xs), torch.stack(ys)
+
+    def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (runs,) each run's mean
+        losses = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return losses.view(runs, -1).mean(1)
+
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.loss = cross_entropy(logits, y)
+        return optimizer.loss.sum()
+
+    reached, accuracy = np.full(runs, np.inf), torch.zeros(runs)
+
+    class Validate(Callback):  # every eval_every steps and at the last; stops when every run stopped
+        def on_step(self, event: StepEvent) -> None:
+            alive = optimizer.alive.numpy()
+            if not alive.any():
+                raise StopTraining("every run diverged")
+            if (event.step + 1) % config.eval_every == 0 or event.step == config.steps - 1:
+                with torch.no_grad():
+                    out = model(data.x_val.expand(runs, *data.x_val.shape))
+                    val_loss = cross_entropy(out, data.y_val.expand(runs, -1))
+                    accuracy.copy_((out.argmax(-1) == data.y_val).float().mean(1))
+                reached[(val_loss <= config.target_loss).numpy() & alive & np.isinf(reached)] = event.step + 1
+
+    train(model, batch, train_config, callbacks=[Validate()], loss_fn=loss_fn, optimizer=optimizer)
+    final = np.where(optimizer.alive.numpy(), accuracy.double().numpy(), np.nan)  # NaN: diverged
     shape = (len(remedies), len(config.lrs), len(config.seeds))
-    outcomes = [values.reshape(shape) for values in (final, reached, ~alive.numpy())]
+    outcomes = [values.reshape(shape) for values in (final, reached, ~optimizer.alive.numpy())]
     return {remedy: tuple(values[k] for values in outcomes) for k, remedy in enumerate(remedies)}
 
 
@@ -634,11 +637,9 @@ def run_robust_remedies(config: RobustRemediesConfig) -> RobustRemediesResult:
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     middle_lr = sorted(config.lrs)[len(config.lrs) // 2]
-    groups: dict[tuple[str, bool, str], list[Remedy]] = {}
-    for remedy in config.cells:
-        groups.setdefault((remedy.activation, remedy.skip, remedy.norm), []).append(remedy)
-    outcomes = {}
-    for remedies in groups.values():
+    outcomes = {}  # the cells of one architecture (activation, skip, norm) train side by side
+    for arch in dict.fromkeys((r.activation, r.skip, r.norm) for r in config.cells):
+        remedies = [r for r in config.cells if (r.activation, r.skip, r.norm) == arch]
         outcomes |= _train_stacked(remedies, config, data)
     cells = {}
     for remedy in config.cells:
