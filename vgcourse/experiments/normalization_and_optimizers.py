@@ -24,7 +24,7 @@ from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm, norm_jacobian
+from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm, named_layers, norm_jacobian
 from vgcourse.training import SGDW, Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
@@ -426,7 +426,7 @@ SHIFT_NETWORKS = ("none", "batch", "noisy batch")
 
 class _NoisyBatchNorm(nn.BatchNorm1d):
     """BatchNorm1d whose training-mode output is y ← a ⊙ y + b with a_j ~ U(1 − amp, 1 + amp) and b_j ~
-    N(0, amp²) per unit, fresh at every call."""
+    N(0, amp²) per unit, fresh at every call (amp = 0: plain BatchNorm1d)."""
 
     def __init__(self, width: int, amplitude: float, generator: torch.Generator):
         super().__init__(width)
@@ -459,34 +459,26 @@ class ShiftResult:
     final_loss: dict[str, float]  # per SHIFT_NETWORKS: training-split loss in eval mode (inf: diverged)
 
 
-def _shift_network(name: str, config: ShiftConfig, generator: torch.Generator) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    n = 64
-    for _ in range(config.depth):
-        layers.append(nn.Linear(n, config.width))
-        if name == "batch":
-            layers.append(nn.BatchNorm1d(config.width))
-        elif name == "noisy batch":
-            layers.append(_NoisyBatchNorm(config.width, config.amplitude, generator))
-        layers.append(nn.ReLU())
-        n = config.width
-    model = nn.Sequential(*layers, nn.Linear(n, 10))
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_features), generator=generator)
-                layer.bias.zero_()
-    return model
-
-
 def run_shift(config: ShiftConfig) -> ShiftResult:
     check_config(config, ShiftConfig)
     data = shared_digits()
     final = {}
     for name in SHIFT_NETWORKS:
         generator = torch.Generator().manual_seed(config.seed)
+        amplitude = config.amplitude if name == "noisy batch" else 0.0
+        layers: list[nn.Module] = []
         with initial_weights(config.seed):  # the constructors' default draws; the weights come from generator
-            model = _shift_network(name, config, generator)
+            for i in range(config.depth):
+                layers.append(nn.Linear(64 if i == 0 else config.width, config.width))
+                if name != "none":
+                    layers.append(_NoisyBatchNorm(config.width, amplitude, generator))
+                layers.append(nn.ReLU())
+            model = nn.Sequential(*layers, nn.Linear(config.width, 10))
+        with torch.no_grad():
+            for layer in model:  # He-normal weights, zero biases
+                if isinstance(layer, nn.Linear):
+                    layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_features), generator=generator)
+                    layer.bias.zero_()
         batches = torch.Generator().manual_seed(config.seed + 1)
 
         def batch(_step: int, gen: torch.Generator = batches) -> Any:
@@ -517,10 +509,6 @@ def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.Cir
     model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid")
     initialize(model, c.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
     return c, data, model
-
-
-def _weights(model: MLP) -> list[nn.Parameter]:
-    return [*(layer.linear.weight for layer in model.layers), model.head.weight]
 
 
 class _StepSizes(Callback):
@@ -580,7 +568,7 @@ class OptimizerGridResult:
 def _circles_run(config: OptimizerGridConfig, optimizer: str, lr: float, seed: int) -> tuple[float, Any]:
     """(validation accuracy, (L+1,) mean std(ΔW)/lr) of the sigmoid chapter's two-circles run at ``seed``."""
     c, data, model = _circles_net(seed)
-    steps = _StepSizes(_weights(model), config.every)
+    steps = _StepSizes([m.weight for _, m in named_layers(model)], config.every)
     setup = dataclasses.replace(c, optimizer=optimizer, lr=lr, device="cpu").train_config(seed)
     history = train(model, data, dataclasses.replace(setup, monitor_every=None), callbacks=[steps])
     return history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr
@@ -633,7 +621,7 @@ def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
     grad_rms, step, predicted = [], [], []
     for seed in config.seeds:
         c, data, model = _circles_net(seed, config.depth)
-        weights = _weights(model)
+        weights = [m.weight for _, m in named_layers(model)]
         before = [w.detach().clone() for w in weights]
         train(model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM))
         with torch.no_grad():
