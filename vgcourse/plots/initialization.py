@@ -111,7 +111,7 @@ def profile(
 
 
 @checked
-def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = True) -> Figure:
+def scheme_grid(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """Small multiples of ``profile``: one row per scheme, one column per activation."""
     check_result(sweep, SchemeSweep, "sweep")
     rows, cols = len(sweep.config.schemes), len(sweep.config.activations)
@@ -120,7 +120,7 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None, show_linear: bool = Tru
         for j, activation in enumerate(sweep.config.activations):
             ax = grid[i, j]
             p = sweep.profiles.sel(scheme=scheme, activation=activation)
-            profile(p, ax=ax, show_linear=show_linear, legend=False)
+            profile(p, ax=ax, legend=False)
             ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
             if i < rows - 1:
                 ax.set_xlabel("")

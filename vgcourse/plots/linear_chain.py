@@ -70,17 +70,15 @@ def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
 
 
 @checked
-def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int | None = None) -> Figure:
-    """s^L against L (log y) for each factor s up to ``max_depth``, the table's depths marked."""
+def geometric(result: GeometricResult, *, ax: Axes | None = None) -> Figure:
+    """s^L against L (log y) for each factor s, the table's depths marked."""
     check_result(result, GeometricResult)
     depths = np.array(result.config.depths)
-    last = int(depths.max()) if max_depth is None else check_int("max_depth", max_depth, minimum=1)
     fig, ax = figure_and_axes(ax)
-    grid = np.arange(0, last + 1)
+    grid = np.arange(0, int(depths.max()) + 1)
     for j, s in enumerate(result.config.factors):
         (line,) = ax.plot(grid, s**grid, label=f"s = {s:g}")
-        shown = depths <= last
-        ax.plot(depths[shown], result.powers.values[shown, j], "o", color=line.get_color())
+        ax.plot(depths, result.powers.values[:, j], "o", color=line.get_color())
     ax.axhline(1.0, color="0.5", lw=0.8)
     log_scale(ax, "y")
     ax.set_xlabel("depth L")
@@ -91,15 +89,15 @@ def geometric(result: GeometricResult, *, ax: Axes | None = None, max_depth: int
 
 
 @checked
-def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: bool = True) -> Figure:
-    """‖∂J/∂W_1‖ against depth L (log y): median over networks, 10–90% ``band``, s^(L-1) dashed."""
+def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None) -> Figure:
+    """‖∂J/∂W_1‖ against depth L (log y): median over networks, 10–90% band, s^(L-1) dashed."""
     check_result(result, ChainDepthSweepResult)
     fig, ax = figure_and_axes(ax)
     median, low, high = (result.quantiles.sel(q=q).values for q in (0.5, 0.1, 0.9))
     predicted, depths = result.predicted_norm.values, result.predicted_norm.axes["depth"]
     for i, s in enumerate(result.config.scales):
         (line,) = ax.plot(depths, median[i], label=f"s = {s:g}")
-        if band and result.config.n_seeds > 1:
+        if result.config.n_seeds > 1:
             ax.fill_between(depths, low[i], high[i], color=line.get_color(), alpha=0.2, lw=0)
         ax.plot(depths, predicted[i], "--", color="k", lw=0.8)
     ax.plot([], [], "--", color="k", lw=0.8, label="$s^{L-1}$")
@@ -112,10 +110,10 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None, band: 
     return fig
 
 
-def _stacked(draw: Any, results: Sequence[Any], kind: type, ncols: int, axes: Any) -> Figure:
-    """``draw`` of each result in its own panel, one above the other (``ncols`` = 1), sharing the y axis."""
+def _stacked(draw: Any, results: Sequence[Any], kind: type, axes: Any) -> Figure:
+    """``draw`` of each result in its own panel, one above the other, sharing the y axis."""
     results = _check_list(results, kind)
-    fig, axes, own = _grid(len(results), check_int("ncols", ncols, minimum=1), 3.4, axes=axes)
+    fig, axes, own = _grid(len(results), 1, 3.4, axes=axes)
     for result, ax in zip(results, axes, strict=True):
         draw(result, ax=ax)
     if own:
@@ -124,9 +122,9 @@ def _stacked(draw: Any, results: Sequence[Any], kind: type, ncols: int, axes: An
 
 
 @checked
-def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, ncols: int = 1, axes: Any = None) -> Figure:
+def depth_sweeps(results: Sequence[ChainDepthSweepResult], *, axes: Any = None) -> Figure:
     """``depth_sweep`` of several results in a column."""
-    return _stacked(depth_sweep, results, ChainDepthSweepResult, ncols, axes)
+    return _stacked(depth_sweep, results, ChainDepthSweepResult, axes)
 
 
 @checked
@@ -192,9 +190,9 @@ def product_spectrum(result: ProductSpectrumResult, *, ax: Axes | None = None) -
 
 
 @checked
-def product_spectra(results: Sequence[ProductSpectrumResult], *, ncols: int = 1, axes: Any = None) -> Figure:
+def product_spectra(results: Sequence[ProductSpectrumResult], *, axes: Any = None) -> Figure:
     """``product_spectrum`` of several results in a column."""
-    return _stacked(product_spectrum, results, ProductSpectrumResult, ncols, axes)
+    return _stacked(product_spectrum, results, ProductSpectrumResult, axes)
 
 
 @checked
@@ -257,11 +255,11 @@ def float_limits(
 
 
 @checked
-def float_limits_grid(result: FloatLimitsResult, *, ncols: int = 2, axes: Any = None) -> Figure:
-    """``float_limits`` for every format of the result, one panel each."""
+def float_limits_grid(result: FloatLimitsResult, *, axes: Any = None) -> Figure:
+    """``float_limits`` for every format of the result, one panel each, in two columns."""
     check_result(result, FloatLimitsResult)
     dtypes = result.config.dtypes
-    fig, axes, own = _grid(len(dtypes), check_int("ncols", ncols, minimum=1), 3.0, sharey=False, axes=axes)
+    fig, axes, own = _grid(len(dtypes), 2, 3.0, sharey=False, axes=axes)
     for dtype, ax in zip(dtypes, axes, strict=True):
         float_limits(result, dtype, ax=ax, legend=False)
     _figure_legend(fig, axes[0], own)

@@ -89,17 +89,14 @@ def forward_variance(
 
 
 @checked
-def forward_variance_panels(
-    result: ForwardVarianceResult, groups: Sequence[Sequence[NetworkSpec]] | None = None, *, axes: Any = None
-) -> Figure:
-    """``forward_variance`` in panels one above the other, one per group of specs (default: those whose
-    growth is exponential, then the others), each with its own y range."""
+def forward_variance_panels(result: ForwardVarianceResult, *, axes: Any = None) -> Figure:
+    """``forward_variance`` of the specs whose growth is exponential above those of the others, each panel
+    with its own y range."""
     check_result(result, ForwardVarianceResult)
-    if groups is None:
-        depth = result.config.depth
-        fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
-        slow = [s for s in result.config.networks if s not in fast]
-        groups = [g for g in (fast, slow) if g]
+    depth = result.config.depth
+    fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
+    slow = [s for s in result.config.networks if s not in fast]
+    groups = [g for g in (fast, slow) if g]
     fig, axes, own = figure_and_axes_grid(
         axes,
         len(groups),

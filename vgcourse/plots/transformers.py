@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from vgcourse._validation import check_choice, check_int
+from vgcourse._validation import check_choice
 from vgcourse.experiments.transformers import (
     SORT_VOCAB,
     TRAINING_VARIANTS,
@@ -187,21 +187,25 @@ def last_block_gradient(
     return fig
 
 
+def _pair(axes: Sequence[Axes] | None, height: float) -> tuple[Figure, list[Axes], bool]:
+    """Two given axes, or two side by side on a new figure 7.2 in wide."""
+    return figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, height)))
+
+
+def _legend_below(fig: Figure, ax: Axes, bottom: float) -> None:
+    """``ax``'s legend in three columns under the panels, which keep the figure above ``bottom``."""
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
 @checked
-def stream_growth(
-    result: GradientProfileResult,
-    variants: Sequence[str] | None = None,
-    depth: int | None = None,
-    *,
-    axes: Sequence[Axes] | None = None,
-) -> Figure:
-    """Two panels for one depth: the RMS of the residual stream x_l against l (left), and how much each
-    block changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means."""
+def stream_growth(result: GradientProfileResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """At the deepest depth: the RMS of the residual stream x_l against l (left), and how much each block
+    changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means."""
     check_result(result, GradientProfileResult)
-    chosen = _variants(result, variants)
-    depth = max(result.config.depths) if depth is None else depth
-    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
-    for variant in chosen:
+    depth = max(result.config.depths)
+    fig, (left, right), own = _pair(axes, 3.4)
+    for variant in result.config.variants:
         color = _COLORS.get(variant)
         style = "--" if variant == "Post-LN" else "-"  # Post-LN and DeepNorm streams both have RMS 1
         cell = {"variant": variant, "depth": depth}
@@ -221,28 +225,18 @@ def stream_growth(
     right.set_ylabel(r"$\|x_l - x_{l-1}\| \,/\, \|x_{l-1}\|$")
     log_scale(right, "y")
     if own:
-        fig.legend(*right.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
-        fig.tight_layout(rect=(0, 0.14, 1, 1))
+        _legend_below(fig, right, 0.14)
     return fig
 
 
 @checked
-def token_similarity(
-    result: GradientProfileResult,
-    variants: Sequence[str] | None = None,
-    depth: int | None = None,
-    weight: str = "q",
-    *,
-    axes: Sequence[Axes] | None = None,
-) -> Figure:
-    """Two panels for one depth, seed means: the mean cosine similarity between the positions of x_l
-    against l (left), and ‖∂ℓ/∂W‖_F of ``weight`` in each block (right, log y)."""
+def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """At the deepest depth, seed means: the mean cosine similarity between the positions of x_l against l
+    (left), and ‖∂ℓ/∂W_Q‖_F in each block (right, log y)."""
     check_result(result, GradientProfileResult)
-    chosen = _variants(result, variants)
-    check_choice("weight", weight, WEIGHTS)
-    depth = max(result.config.depths) if depth is None else depth
-    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.4)))
-    for variant in chosen:
+    depth, weight = max(result.config.depths), "q"
+    fig, (left, right), own = _pair(axes, 3.4)
+    for variant in result.config.variants:
         color = _COLORS.get(variant)
         cosine = result.token_cosine.sel(variant=variant, depth=depth).values[:, : depth + 1]
         left.plot(np.arange(depth + 1), cosine.mean(axis=0), color=color, lw=1.5)
@@ -260,8 +254,7 @@ def token_similarity(
     right.set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
     log_scale(right, "y")
     if own:
-        fig.legend(*right.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
-        fig.tight_layout(rect=(0, 0.14, 1, 1))
+        _legend_below(fig, right, 0.14)
     return fig
 
 
@@ -271,7 +264,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
     (left, with ln T, uniform attention, dotted) and the mean ‖diag(p) − ppᵀ‖_F (right). Seed means, each
     seed a marker."""
     check_result(result, AttentionEntropyResult)
-    fig, (left, right), own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, 3.3)))
+    fig, (left, right), own = _pair(axes, 3.3)
     d = np.asarray(result.config.d_heads, dtype=float)
     labels = {"inv_sqrt_d": "logits scaled by 1/√d_head", "none": "unscaled logits"}
     colors = {"inv_sqrt_d": "C0", "none": "C3"}
@@ -292,8 +285,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
         ax.set_xticks(d, [str(int(v)) for v in d])
         ax.set_xlabel("d_head")
     if own:
-        fig.legend(*left.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        _legend_below(fig, left, 0.12)
     return fig
 
 
@@ -302,7 +294,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
 _TRAINING_COLORS = {"Post-LN": "C3", "Post-LN + warmup": "C1", "Pre-LN": "C0", "Pre-LN + warmup": "C2"}
 
 
-def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+def _moving_average(values: np.ndarray, window: int = 10) -> np.ndarray:
     """Mean of each step and the ``window`` - 1 steps before it (fewer at the start); NaN stays NaN."""
     window = max(1, min(window, len(values)))
     cumulative = np.cumsum(np.insert(values, 0, 0.0))
@@ -315,16 +307,10 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 @checked
 def warmup_curves(
-    results: WarmupResult | Sequence[WarmupResult],
-    *,
-    window: int = 10,
-    axes: Sequence[Axes] | None = None,
+    results: WarmupResult | Sequence[WarmupResult], *, axes: Sequence[Axes] | None = None
 ) -> Figure:
-    """Training loss against Adam step, one panel per learning rate of each result (at most three panels),
-    one line per variant and seed (a moving average over ``window`` steps of the minibatch loss), with the
-    chance loss ln V dotted. Panels follow the order of
-    ``results`` (one or several), then each result's learning rates.
-    """
+    """Training loss (10-step moving average) against Adam step, one line per variant and seed, chance loss
+    ln V dotted; one panel per learning rate of each result in order (at most three)."""
     items = [results] if isinstance(results, WarmupResult) else results
     if isinstance(items, str) or not isinstance(items, Sequence) or not items:
         raise TypeError("results must be a WarmupResult or a non-empty sequence of them")
@@ -333,7 +319,6 @@ def warmup_curves(
     panels_of = [(result, j) for result in items for j in range(len(result.config.lrs))]
     if len(panels_of) > 3:
         raise ValueError(f"at most three panels (learning rates) fit the page; got {len(panels_of)}")
-    check_int("window", window, minimum=1)
     n = len(panels_of)
     fig, panels, own = figure_and_axes_grid(
         axes, n, lambda: plt.subplots(1, n, figsize=(2.4 * n + 0.8, 3.3), sharey=True, squeeze=False)
@@ -345,7 +330,7 @@ def warmup_curves(
         steps = np.arange(1, result.config.steps + 1)
         for i, variant in enumerate(result.config.variants):
             for s in range(len(result.config.seeds)):
-                curve = _moving_average(result.loss.values[i, j, s], window)
+                curve = _moving_average(result.loss.values[i, j, s])
                 top = max(top, float(np.nanmax(curve, initial=0.0)) * 1.05)
                 (line,) = ax.plot(steps, curve, color=_TRAINING_COLORS.get(variant), lw=1.2, alpha=0.85)
                 handles.setdefault(variant, line)
