@@ -1,7 +1,5 @@
-"""Figures of chapter 4, initialization: predicted (dashed) vs measured variances.
-
-Measured curves are the geometric mean over seeds with a band from the smallest to the largest seed.
-"""
+"""Figures of chapter 4, initialization: predicted (dashed) vs measured variances (geometric mean over
+seeds, band from the smallest to the largest seed)."""
 
 from __future__ import annotations
 

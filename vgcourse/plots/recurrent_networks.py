@@ -105,10 +105,8 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axe
 
 @checked
 def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figure:
-    """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh), one line per architecture.
-
-    The dashed diagonal is ρ itself (the prediction when tanh' ≈ 1); open markers are the networks at
-    PyTorch's default scale, at their measured ρ."""
+    """The fitted per-step factor of ‖∂L/∂x_{T-k}‖ against ρ(W_hh) per architecture; dashed: ρ (tanh' ≈ 1);
+    open markers: PyTorch's default scale at its measured ρ."""
     check_result(result, SpectralSweepResult)
     fig, ax = figure_and_axes(ax)
     radii = np.array(result.config.radii)
@@ -193,10 +191,8 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
 
 @checked
 def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """Left: training loss per step for each clipping method and the control run. Right: the raw gradient
-    norm per step (before clipping), with the clipping threshold. Log axes; a diverging run leaves the top
-    of the axes (its line is clipped there on purpose), and a dotted line marks the step at which its loss
-    or gradient became inf/NaN."""
+    """Training loss (left) and gradient norm before clipping with the threshold (right) per step, per method
+    and the control run (log axes); a diverging run leaves the top, a dotted line at its inf/NaN step."""
     check_result(result, ClippingResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
     runs = [
@@ -239,9 +235,8 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
 
 @checked
 def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
-    """The loss (left) and the gradient norm (right) along the straight line from the initial weights to
-    where the unclipped steps took them, against the distance travelled; the dotted line marks how far the
-    norm-clipped run travelled in the same number of steps."""
+    """Loss (left) and gradient norm (right) along the line from θ_0 to where the unclipped steps went,
+    against the distance; dotted: how far the norm-clipped run went in as many steps."""
     check_result(result, CliffResult)
     fig, (left, right) = _many_axes(ax, 2, (3.6, 3.0))
     k = result.unclipped_steps

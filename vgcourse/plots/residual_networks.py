@@ -117,9 +117,8 @@ def depth_sweep(
     ax: Axes | None = None,
     legend: bool = True,
 ) -> Figure:
-    """``metric`` ("grad_ratio" ‖∂J/∂x_0‖/‖∂J/∂x_L‖ or "variance_ratio" E[x_L²]/E[x_0²]) against the depth L
-    (log-log): measured (geometric mean over networks) and, for the gradient ratio of unnormalized networks,
-    the prediction (1 + α² g)^(L/2) (dashed)."""
+    """``metric`` ("grad_ratio" ‖∂J/∂x_0‖/‖∂J/∂x_L‖ or "variance_ratio" E[x_L²]/E[x_0²]) against depth L
+    (log-log), geometric mean over networks; the gradient ratio's prediction (1 + α² g)^(L/2) dashed."""
     check_result(result, StreamDepthSweepResult)
     check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax)
@@ -239,10 +238,8 @@ def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2,
 
 @checked
 def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
-    """Two panels against the block l: left, the backward signal ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (log y, geometric
-    mean over networks); right, the share of entries through which the identity path alone carries the
-    gradient from x_L back to x_l (mean over networks). Clean blocks solid, a ReLU after the addition
-    dashed; one colour per norm."""
+    """Against block l: ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (left, log y) and the share of entries the identity path alone
+    carries from x_L to x_l (right); ReLU after the addition dashed, one colour per norm."""
     check_result(result, PlacementResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
     grads = result.stream_grad.mean("seed", geometric=True).values
@@ -273,9 +270,8 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
 
 @checked
 def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
-    """Two panels: left, df/dx along the grid of inputs for the deepest networks of each spec (each
-    standardized to mean 0 and standard deviation 1, and shifted apart); right, the lag-1 autocorrelation
-    of df/dx against the depth (log x; mean over networks, one marker per network)."""
+    """df/dx over the inputs of each spec's deepest network, standardized and shifted apart (left); the lag-1
+    autocorrelation of df/dx against depth (right, log x; mean line, a marker per network)."""
     check_result(result, ShatteredResult)
     fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
     deepest = result.config.depths[-1]

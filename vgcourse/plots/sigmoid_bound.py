@@ -1,7 +1,5 @@
-"""Figures of chapter 2, the sigmoid's 0.25 bound, from results of ``vgcourse.experiments.sigmoid_bound``.
-
-Multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the documented order).
-"""
+"""Figures of chapter 2, the sigmoid's 0.25 bound, from results of ``vgcourse.experiments.sigmoid_bound``;
+multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the documented order)."""
 
 from __future__ import annotations
 

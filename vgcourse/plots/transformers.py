@@ -1,5 +1,4 @@
-"""Figures of chapter 8, transformers; each takes a result of ``experiments.transformers`` and draws on
-``ax`` (one panel) or ``axes`` (several) when given, else on a new figure. ``variants``: labels of
+"""Figures of chapter 8, transformers, from results of ``experiments.transformers``. ``variants``: labels of
 ``VARIANTS`` (None: every measured one); ``weight``: one of ``WEIGHTS``; ``depth``: default the deepest."""
 
 from __future__ import annotations
@@ -48,9 +47,8 @@ def _variants(result: GradientProfileResult, variants: Sequence[str] | None) -> 
 
 @checked
 def identity_path(result: IdentityPathResult, *, ax: Axes | None = None) -> Figure:
-    """Against depth L (log y): the share of the top gradient that reaches the stream's input along the
-    identity path alone (Post-LN: through 2L LN Jacobians; Pre-LN: exactly 1), the bound ∏ 1/σ, and the
-    full gradient ratio ‖∂ℓ/∂x₀‖/‖∂ℓ/∂x_L‖ (every path). One marker per seed, lines through the means."""
+    """Against depth L (log y): the gradient share reaching x₀ along the identity path alone (Post-LN: 2L LN
+    Jacobians, bound ∏ 1/σ; Pre-LN: 1) and ‖∂ℓ/∂x₀‖/‖∂ℓ/∂x_L‖; a marker per seed, lines through the means."""
     check_result(result, IdentityPathResult)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     depths = np.asarray(result.config.depths)
@@ -84,9 +82,8 @@ def layer_profile(
     *,
     ax: Axes | None = None,
 ) -> Figure:
-    """One stack: ‖∂ℓ/∂W‖_F of ``weight`` in each block (one line per seed, log y), and the stream's
-    RMS at each block's input on the right axis. ``variant`` defaults to the first measured.
-    """
+    """‖∂ℓ/∂W‖_F of ``weight`` in each block of one stack (a line per seed, log y; ``variant`` default the
+    first measured), the stream's RMS into each block on the right axis."""
     check_result(result, GradientProfileResult)
     variant = result.config.variants[0] if variant is None else variant
     depth = max(result.config.depths) if depth is None else depth
@@ -260,9 +257,8 @@ def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | No
 
 @checked
 def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """Against d_head (log x), with and without the 1/√d_head scale: the mean entropy of an attention row
-    (left, with ln T, uniform attention, dotted) and the mean ‖diag(p) − ppᵀ‖_F (right). Seed means, each
-    seed a marker."""
+    """Against d_head (log x), logits scaled by 1/√d_head or not: mean attention-row entropy (left; ln T,
+    uniform, dotted) and mean ‖diag(p) − ppᵀ‖_F (right). Seed means, a marker per seed."""
     check_result(result, AttentionEntropyResult)
     fig, (left, right), own = _pair(axes, 3.3)
     d = np.asarray(result.config.d_heads, dtype=float)
