@@ -35,9 +35,9 @@ def test_jacobian_products_match_autograd_on_random_chains(seed: int) -> None:
     expect(
         "linear chain: gradient check, max relative error / eps", result.max_relative_error / eps, "<", 1000
     )
-    assert set(result.activations) == {"identity", "tanh", "sigmoid", "relu"}
-    assert all(all(n == 1 for n in w) for w in result.widths[: result.config.n_scalar])
-    assert result.n_layers == sum(len(w) - 1 for w in result.widths)
+    assert {c.activation for c in result.chains} == {"identity", "tanh", "sigmoid", "relu"}
+    assert all(all(n == 1 for n in c.widths) for c in result.chains[: result.config.n_scalar])
+    assert result.n_layers == sum(len(c.widths) - 1 for c in result.chains)
     frame = result.to_frame()
     assert frame["chains"].sum() == result.config.n_chains
     assert frame["max relative error"].max() == result.max_relative_error

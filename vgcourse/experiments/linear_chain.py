@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -87,11 +87,9 @@ def forward_chain(
 def jacobian_product_gradients(
     weights: Sequence[Tensor], x: Tensor, output_grad: Tensor, activation: str = "identity"
 ) -> list[Tensor]:
-    """∂J/∂W_l = δ_l h_{l-1}^T with δ_l = M_l^T g, M_l = ∂h_L/∂a_l = (D_L W_L)⋯(D_{l+1} W_{l+1}) D_l.
-
-    Builds every Jacobian M_l as an explicit matrix, from the output down, without autograd, for one
-    input x (shape (n_0,)) and the output gradient g = ∂J/∂h_L (``output_grad``, shape (n_L,)).
-    """
+    """∂J/∂W_l = δ_l h_{l-1}^T with δ_l = M_l^T g, M_l = ∂h_L/∂a_l = (D_L W_L)⋯(D_{l+1} W_{l+1}) D_l, each M_l
+    an explicit matrix built from the output down without autograd, for one input x (shape (n_0,)) and the
+    output gradient g = ∂J/∂h_L (``output_grad``, shape (n_L,))."""
     depth = len(weights)
     with torch.no_grad():
         pre, hidden = forward_chain(weights, x, activation)  # [a_1 .. a_L], [h_0 .. h_L]
@@ -135,14 +133,20 @@ class GradientCheckConfig(Config):
         check_int("n_scalar", self.n_scalar, minimum=0, maximum=self.n_chains)
 
 
+class CheckedChain(NamedTuple):
+    """One random chain of ``run_gradient_check``."""
+
+    activation: str
+    widths: tuple[int, ...]  # (n_0, ..., n_L)
+    errors: np.ndarray  # (L,) ‖G_closed − G_autograd‖ / ‖G_autograd‖, layer 1 first
+
+
 @dataclass(frozen=True)
 class GradientCheckResult:
-    """Per chain its activation, widths and errors; over all chains the largest error and layers compared."""
+    """Every chain checked, and over all chains the largest relative error and the layers compared."""
 
     config: GradientCheckConfig
-    activations: tuple[str, ...]
-    widths: tuple[tuple[int, ...], ...]  # (n_0, ..., n_L)
-    errors: tuple[np.ndarray, ...]  # (L,) ‖G_closed − G_autograd‖ / ‖G_autograd‖, layer 1 first
+    chains: tuple[CheckedChain, ...]
     max_relative_error: float
     n_layers: int
 
@@ -150,9 +154,8 @@ class GradientCheckResult:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
         import pandas as pd
 
-        frame = pd.DataFrame({"activation": self.activations, "chains": 1})
-        frame["layers compared"] = [e.size for e in self.errors]
-        frame["max relative error"] = [e.max() for e in self.errors]
+        rows = [(c.activation, 1, c.errors.size, c.errors.max()) for c in self.chains]
+        frame = pd.DataFrame(rows, columns=["activation", "chains", "layers compared", "max relative error"])
         agg = {"chains": "sum", "layers compared": "sum", "max relative error": "max"}
         return frame.groupby("activation", sort=False).agg(agg)
 
@@ -161,7 +164,7 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
     """Compare the Jacobian-product gradients with autograd's on ``config.n_chains`` random chains."""
     check_config(config, GradientCheckConfig)
     generator = torch.Generator().manual_seed(config.seed)
-    activations, widths, errors = [], [], []
+    chains = []
     for c in range(config.n_chains):
         activation = config.activations[c % len(config.activations)]
         depth = int(torch.randint(1, config.max_depth + 1, (), generator=generator))
@@ -172,15 +175,13 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
         x = torch.randn(sizes[0], generator=generator, dtype=_FLOAT64)
         g = torch.randn(sizes[-1], generator=generator, dtype=_FLOAT64)
         closed = jacobian_product_gradients(weights, x, g, activation)
-        auto = autograd_gradients(weights, x, g, activation)
-        pairs = zip(closed, auto, strict=True)
+        pairs = zip(closed, autograd_gradients(weights, x, g, activation), strict=True)
         norms = [(float(torch.linalg.norm(c_ - a_)), float(torch.linalg.norm(a_))) for c_, a_ in pairs]
         # ‖closed − autograd‖ / ‖autograd‖: 0 when both are 0, inf when only autograd's is
-        errors.append(np.array([d / r if r else (0.0 if d == 0.0 else math.inf) for d, r in norms]))
-        activations.append(activation)
-        widths.append(sizes)
-    max_error, n_layers = float(max(e.max() for e in errors)), int(sum(e.size for e in errors))
-    return GradientCheckResult(config, tuple(activations), tuple(widths), tuple(errors), max_error, n_layers)
+        errors = np.array([d / r if r else (0.0 if d == 0.0 else math.inf) for d, r in norms])
+        chains.append(CheckedChain(activation, sizes, errors))
+    max_error, n_layers = max(ch.errors.max() for ch in chains), sum(ch.errors.size for ch in chains)
+    return GradientCheckResult(config, tuple(chains), float(max_error), int(n_layers))
 
 
 # -- Geometric growth: s^L -----------------------------------------------------------------------------------
@@ -369,8 +370,7 @@ def run_layer_gain(config: LayerGainConfig) -> LayerGainResult:
         gain2 = (torch.linalg.norm((z.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1), dim=-1) ** 2).mean()
         unscaled.append(float(gain2.sqrt()))
         scaled.append(float((gain2 / n).sqrt()))
-    axis = {"width": config.widths}
-    return LayerGainResult(config, Grid(unscaled, **axis), Grid(scaled, **axis))
+    return LayerGainResult(config, Grid(unscaled, width=config.widths), Grid(scaled, width=config.widths))
 
 
 # -- Singular values of the product W_L⋯W_1 ------------------------------------------------------------------
