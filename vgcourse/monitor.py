@@ -392,8 +392,8 @@ class GradientMonitor:
         self._current: int | None = None  # index of the last layer that ran
         self._pending_out: tuple[int, Tensor] | None = None  # a layer output waiting for its activation
         self._act: dict[int, _Act] = {}
-        self._forward: list[tuple[int, Tensor, int]] = []  # (layer, ||h||, numel) per call
-        self._back: list[tuple[int, Tensor]] = []  # (layer, ||dL/dh||) per call
+        self._forward: list[tuple[int, Tensor | float, int]] = []  # (layer, ||h||, numel) per call
+        self._back: list[tuple[int, Tensor | float]] = []  # (layer, ||dL/dh||) per call
         self._input: Tensor | None = None
         self._pending: _Pending | None = None  # the recorded step whose update is still to come
         self._updated: list[int] = []  # tensors whose weights were copied before the update
@@ -567,16 +567,18 @@ class GradientMonitor:
         self._finish(update=True)
 
     def _begin(self, step: int) -> None:
-        """Start recording ``step``: reduce the gradients, copy the weights; nothing leaves the device."""
+        """Start recording ``step``: reduce the gradients, copy the weights."""
         act, forward, back, x = self._take()
         pending = self._pending = _Pending(step, self._read)
         want = self.stats
         with torch.no_grad():
-            have = [k for k, p in enumerate(self._tensors) if p.grad is not None]
-            grads = [self._tensors[k].grad for k in have]
+            grads = [p.grad for p in self._tensors]
+            have = [k for k, g in enumerate(grads) if g is not None]
+            grads = [grads[k] for k in have]
             pending.info["grads"] = have
             if grads and (self._want_grad or "grad_norm" in want):
-                pending.add("g_norm", torch._foreach_norm(grads))
+                # Last to first: the optimizer starts with the first ones and finds them still in the cache.
+                pending.add("g_norm", torch._foreach_norm(grads[::-1])[::-1])
             if grads and self._want_grad:
                 pending.add("g_sum", [g.sum() for g in grads])
                 pending.add("g_min", [g.amin() for g in grads])
