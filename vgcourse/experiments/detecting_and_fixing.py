@@ -516,11 +516,11 @@ class _RunwiseMomentum(torch.optim.Optimizer):
         shapes = [(runs,) + (1,) * (p.dim() - 1) for p in tensors]
         norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(runs, -1) for p in tensors], 1), dim=1)
         self.alive &= torch.isfinite(self.loss) & torch.isfinite(norm)
-        grads = [p.grad.nan_to_num(0.0, 0.0, 0.0) for p in tensors]  # a stopped run's: times 0 below
         clipped = torch.where(self.clips, torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0), 1.0)
         scale = torch.where(self.alive, clipped, 0.0)
         torch._foreach_mul_(self.velocity, 0.9)
-        torch._foreach_add_(self.velocity, torch._foreach_mul(grads, [scale.view(s) for s in shapes]))
+        grads = torch._foreach_mul([p.grad for p in tensors], [scale.view(s) for s in shapes])
+        torch._foreach_add_(self.velocity, grads)  # a stopped run's NaN/inf: its outcome is discarded
         step_lr = torch.where(self.alive, group["lr"], 0.0)
         torch._foreach_sub_(tensors, torch._foreach_mul(self.velocity, [step_lr.view(s) for s in shapes]))
 
@@ -595,10 +595,11 @@ def _train_stacked(
     lr, clips = torch.tensor([lr for _, lr, _ in members]), torch.tensor([r.clip for r, _, _ in members])
     optimizer = _RunwiseMomentum(model.parameters(), lr, clips, config.clip_norm)
     train_config = derive(TrainConfig, config, clip_norm=None, monitor_every=None, stop_on_divergence=False)
-    batches = [_batches(data, replace(train_config, seed=seed), "cpu")[0] for *_, seed in members]
+    sources = {seed: _batches(data, replace(train_config, seed=seed), "cpu")[0] for seed in config.seeds}
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*(b(step) for b in batches), strict=True)
+        drawn = {seed: source(step) for seed, source in sources.items()}
+        xs, ys = zip(*(drawn[seed] for *_, seed in members), strict=True)
         return torch.stack(xs), torch.stack(ys)
 
     def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (runs,) each run's mean
