@@ -219,14 +219,8 @@ def float_limits(
         if limit.measured_depth is not None and limit.measured_depth <= last:
             zero = limit.event == "zero"
             edge = bottom if zero else top
-            ax.plot(
-                [limit.measured_depth],
-                [edge],
-                "v" if zero else "^",
-                color=line.get_color(),
-                ms=8,
-                clip_on=False,
-            )
+            marker = "v" if zero else "^"
+            ax.plot([limit.measured_depth], [edge], marker, color=line.get_color(), ms=8, clip_on=False)
             right_half = limit.measured_depth > 0.5 * last  # label on the side with room for it
             offset = 12 * stacked[limit.event]
             stacked[limit.event] += 1

@@ -285,8 +285,7 @@ def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
         offsets.append(offset)
         axes[0].plot(points, z + offset, lw=0.9, color=f"C{i}")
         (line,) = axes[1].plot(depths, mean[i], "o-", color=f"C{i}", ms=4, label=spec.label)
-        for s in range(result.config.n_seeds):
-            axes[1].plot(depths, result.autocorrelation.values[i, s], ".", color=line.get_color(), ms=3)
+        axes[1].plot(depths, result.autocorrelation.values[i].T, ".", color=line.get_color(), ms=3)
     axes[0].set_yticks(offsets, [spec.label for spec in result.config.networks], fontsize=9)
     axes[0].set_xlabel("input x")
     axes[0].set_title(f"df/dx, L = {deepest} (standardized)", fontsize=10)

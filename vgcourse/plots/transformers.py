@@ -63,8 +63,7 @@ def identity_path(result: IdentityPathResult, *, ax: Axes | None = None) -> Figu
         values = grid.sel(layout=layout).values
         ax.plot(depths, np.exp(np.log(values).mean(axis=1)), color=color, ls=style, lw=1.5, label=label)
         if marker is not None:
-            for s in range(values.shape[1]):
-                ax.plot(depths, values[:, s], marker, color=color, ms=3.5, alpha=0.6, ls="none")
+            ax.plot(depths, values, marker, color=color, ms=3.5, alpha=0.6, ls="none")  # a line per seed
     log_scale(ax, "y")
     ax.set_xlabel("blocks L")
     ax.set_ylabel("‖gradient at x₀‖ / ‖∂ℓ/∂x_L‖")
@@ -92,8 +91,7 @@ def layer_profile(
     stream = result.stream(variant, depth)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.8))
     blocks = np.arange(1, depth + 1)
-    for s in range(profile.shape[0]):
-        ax.plot(blocks, profile[s], "o-", color=_COLORS.get(variant, "C0"), ms=3, lw=1, alpha=0.8)
+    ax.plot(blocks, profile.T, "o-", color=_COLORS.get(variant, "C0"), ms=3, lw=1, alpha=0.8)
     log_scale(ax, "y")
     low, high = np.nanmin(profile), np.nanmax(profile)
     ax.set_ylim(min(low, 0.3 * high) / 1.5, max(high, 3 * low) * 1.5)
@@ -168,8 +166,7 @@ def last_block_gradient(
         values = result.last_block(variant, weight)
         color = _COLORS.get(variant)
         ax.plot(depths, values.mean(axis=1), "-", color=color, lw=1.5, label=variant)
-        for s in range(values.shape[1]):
-            ax.plot(depths, values[:, s], "o", color=color, ms=3, alpha=0.6)
+        ax.plot(depths, values, "o", color=color, ms=3, alpha=0.6)
     reference = "Pre-LN" if "Pre-LN" in chosen else chosen[0]
     start = result.last_block(reference, weight)[0].mean()
     ax.plot(depths, start * np.sqrt(depths[0] / depths), ":", color="0.3", lw=1.2, label="∝ 1/√L")
@@ -268,8 +265,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
         for ax, grid in ((left, result.entropy), (right, result.jacobian_norm)):
             values = grid.sel(scale=scale).values
             ax.plot(d, values.mean(axis=1), "-", color=colors[scale], lw=1.5, label=labels[scale])
-            for s in range(values.shape[1]):
-                ax.plot(d, values[:, s], "o", color=colors[scale], ms=3, alpha=0.6)
+            ax.plot(d, values, "o", color=colors[scale], ms=3, alpha=0.6)
     left.axhline(result.uniform_entropy, color="0.4", ls=":", lw=1.2, label="uniform row, ln T")
     left.set_ylim(0, result.uniform_entropy * 1.12)
     left.set_ylabel("row entropy (nats)")
