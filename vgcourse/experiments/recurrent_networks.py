@@ -24,6 +24,7 @@ from vgcourse.config import (
     derive,
     device_field,
     flag,
+    geometric_mean,
     integer,
     nonempty,
     one_of,
@@ -321,9 +322,8 @@ class LongRangeRun:
 
 
 def _far_ratio(profile: np.ndarray) -> float:
-    half = len(profile) // 2
-    with np.errstate(divide="ignore"):  # a gradient that underflowed to 0 gives a ratio of 0
-        return float(np.exp(np.mean(np.log(profile[half:] / profile[0]))))
+    """Geometric mean of the far half of a lag profile over its first value (0 if one underflowed to 0)."""
+    return geometric_mean(profile[len(profile) // 2 :] / profile[0])
 
 
 @dataclass(frozen=True)

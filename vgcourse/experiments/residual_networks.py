@@ -26,6 +26,7 @@ from vgcourse.config import (
     derive,
     device_field,
     flag,
+    geometric_mean,
     instance_of,
     integer,
     nonempty,
@@ -339,7 +340,7 @@ def run_forward_variance(config: ForwardVarianceConfig) -> ForwardVarianceResult
         if growth is not None:
             predicted[i] = growth**blocks
         else:
-            q0 = np.exp(np.log(out[i, :, 0]).mean())
+            q0 = geometric_mean(out[i, :, 0])
             predicted[i] = (q0 + spec.alpha(depth) ** 2 * blocks) / q0
     return ForwardVarianceResult(
         config,
