@@ -11,8 +11,12 @@ import csv
 import functools
 import json
 import re
+import secrets
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
@@ -21,7 +25,7 @@ from typing import Any
 import nbformat
 
 from vgcourse._validation import check_float
-from vgcourse.exercises.core import Exercise, Feedback
+from vgcourse.exercises import EXERCISES, Exercise, Feedback, chapter_exercises, get
 
 SOLUTION_TAG = "solution"
 GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
@@ -30,7 +34,6 @@ GLUE_ROLE = re.compile(r"\{glue(:[a-z]*)?\}`")
 def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Write every reader notebook of ``book_dir`` to ``out_dir`` without solution cells and outputs."""
     from nbconvert.exporters import NotebookExporter
-    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
     from traitlets.config import Config
 
     book, out = Path(book_dir), Path(out_dir)
@@ -38,13 +41,12 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
     if not notebooks:
         raise FileNotFoundError(f"no .ipynb notebooks in {book}; pass the course's book/ folder")
     out.mkdir(parents=True, exist_ok=True)
-    config = Config()
-    config.TagRemovePreprocessor.remove_cell_tags = {SOLUTION_TAG}
-    config.TagRemovePreprocessor.enabled = True
-    config.ClearOutputPreprocessor.enabled = True
+    # Two of the exporter's default preprocessors, switched on: drop the solution cells, clear outputs.
+    config = Config(
+        TagRemovePreprocessor={"enabled": True, "remove_cell_tags": {SOLUTION_TAG}},
+        ClearOutputPreprocessor={"enabled": True},
+    )
     exporter = NotebookExporter(config=config)
-    exporter.register_preprocessor(TagRemovePreprocessor(config=config), enabled=True)
-    exporter.register_preprocessor(ClearOutputPreprocessor(config=config), enabled=True)
     written = []
     for path in notebooks:
         prose = "".join(
@@ -64,23 +66,21 @@ def student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
 
 # ---------------------------------------------------------------- grading
 
-SOLUTION_TAG_NOTE = "contains solution cells (dropped before grading)"
+# Reference computations (tests/exercise_solutions.py): a submission calling one is flagged; an exercise
+# id or answer variable that contains the name is not a call.
 REFERENCE_HELPERS = tuple(
     "forget_gate_steps guide_lr per_weight_ratio predicted_second_moment steps_below".split()
 )
-"""Reference computations (tests/exercise_solutions.py): a submission calling one is flagged; an exercise
-id or answer variable that contains the name is not a call."""
 REFERENCE_CALLS = re.compile(
     r"\.reference\(|\.solution\(|_reference\b|balanced_tanh_scale|balanced_radius|"
     rf"(?<![\w.])(?:{'|'.join(REFERENCE_HELPERS)})\b|\.(?:{'|'.join(REFERENCE_HELPERS)})\s*\(|"
     r"exercise_solutions|\b_KEYS\b|\b_MISTAKES\b"
 )
-OUTPUT_CAP = 2_000_000
-"""Bytes of output a submission may produce; the rest is dropped (the run goes on)."""
-FUNCTION_TIMEOUT = 60.0
+OUTPUT_CAP = 2_000_000  # bytes of output a submission may produce; the rest is dropped (the run goes on)
+FUNCTION_TIMEOUT = 60.0  # seconds to measure one function answer on its own
+# Seconds past the notebook's limit before its worker and kernel are killed (the cell limit, the same
+# number, interrupts first when the kernel lets it).
 GRACE = 15.0
-"""Seconds past the notebook's limit before its worker and kernel are killed (the cell limit, the same
-number, interrupts first when the kernel lets it)."""
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -105,7 +105,6 @@ class Submission:
     note: str = ""
     flags: list[str] = field(default_factory=list)
     rows: list[GradeRow] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def score(self) -> int:
@@ -142,8 +141,6 @@ def _prepare(
     path: Path, text: str, exercises: list[Exercise] | None, marker: str
 ) -> tuple[nbformat.NotebookNode | None, list[Exercise], list[str], str]:
     """Parse a submission, drop solution cells, flag what needs a look, add the collection cells."""
-    from vgcourse.exercises import EXERCISES, chapter_exercises
-
     try:
         notebook = nbformat.reads(text, as_version=4)
         nbformat.validate(notebook)
@@ -152,7 +149,7 @@ def _prepare(
     flags = []
     kept = [c for c in notebook.cells if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
     if len(kept) < len(notebook.cells):
-        flags.append(SOLUTION_TAG_NOTE)
+        flags.append("contains solution cells (dropped before grading)")
     code = [c for c in kept if c.cell_type == "code"]
     source = "\n".join(c.source for c in code)
     if REFERENCE_CALLS.search(source):
@@ -171,11 +168,11 @@ def _prepare(
     return notebook, exercises, flags, ""
 
 
-def _measure_function(exercise: Exercise, source: str, timeout: float) -> float | None:
-    """Measure a function answer in an isolated Python process; ``None`` for the handout's stub."""
-    import subprocess
-    import tempfile
-
+@functools.lru_cache(maxsize=256)
+def _measured_source(exercise_id: str, source: str) -> float | None:
+    """A function answer measured in an isolated Python process (once per distinct source: it runs alone,
+    so equal sources measure equal); ``None`` for the handout's stub."""
+    exercise = get(exercise_id)
     harness = (
         "import json, math, sys\nimport numpy as np\nimport torch\nfrom torch import nn\n"
         "namespace = {'math': math, 'np': np, 'torch': torch, 'nn': nn}\n"
@@ -196,7 +193,7 @@ def _measure_function(exercise: Exercise, source: str, timeout: float) -> float 
             capture_output=True,
             text=True,
             cwd=work,
-            timeout=timeout,
+            timeout=FUNCTION_TIMEOUT,
         )
     if run.returncode == 0 and "NOT-ATTEMPTED" in run.stdout.splitlines():
         return None
@@ -216,15 +213,14 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
             feedback = _not_attempted(exercise)
         elif "error" in answer:
             feedback = Feedback(exercise.id, "error", f"{exercise.variable}: {answer['error']}")
+        elif exercise.kind == "function" and "source" not in answer:
+            feedback = Feedback(exercise.id, "error", f"{exercise.variable} must be a function")
         elif exercise.kind == "function":
-            if "source" not in answer:
-                feedback = Feedback(exercise.id, "error", f"{exercise.variable} must be a function")
-            else:
-                try:
-                    measured = _measured_source(exercise.id, answer["source"])
-                    feedback = _not_attempted(exercise) if measured is None else exercise.verdict(measured)
-                except Exception as error:  # the student's code failed: a result
-                    feedback = Feedback(exercise.id, "error", str(error)[:240])
+            try:
+                measured = _measured_source(exercise.id, answer["source"])
+                feedback = _not_attempted(exercise) if measured is None else exercise.verdict(measured)
+            except Exception as error:  # the student's code failed: a result
+                feedback = Feedback(exercise.id, "error", str(error)[:240])
         elif "value" not in answer:
             feedback = Feedback(exercise.id, "error", f"{exercise.variable} must be a number")
         else:
@@ -233,23 +229,12 @@ def verdicts(exercises: list[Exercise], answers: dict[str, dict]) -> list[tuple[
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def _measured_source(exercise_id: str, source: str) -> float | None:
-    """`_measure_function` once per distinct source (it runs the source alone, so equal sources measure
-    equal)."""
-    from vgcourse.exercises import get
-
-    return _measure_function(get(exercise_id), source, FUNCTION_TIMEOUT)
-
-
 def _not_attempted(exercise: Exercise) -> Feedback:
     return Feedback(exercise.id, "not attempted", f"no answer in {exercise.variable}")
 
 
 @functools.lru_cache(maxsize=4096)
 def _cached_check(exercise_id: str, value: float) -> Feedback:
-    from vgcourse.exercises import get
-
     return get(exercise_id).check(value)
 
 
@@ -327,12 +312,6 @@ def grade(
     ``timeout``: seconds for a whole notebook (then it is killed; answers so far count). ``chapter``: grade
     that chapter's exercises (default: the chapters a notebook names); ``roster``: file name -> student.
     """
-    import secrets
-    import subprocess
-    import time
-
-    from vgcourse.exercises import chapter_exercises
-
     if not paths:
         raise ValueError("give at least one submitted notebook to grade")
     timeout = check_float("timeout", timeout, minimum=0.0, strict_minimum=True)
@@ -343,6 +322,7 @@ def grade(
     texts = [p.read_bytes().decode("utf-8", errors="replace") for p in files]  # before anything runs
     students = identities(files, roster)
     marker = f"VGCOURSE-ANSWERS-{secrets.token_hex(8)}:"
+    job = {"timeout": timeout, "kernel": kernel_name, "marker": marker, "output_cap": output_cap}
     submissions: list[Submission | None] = [None] * len(files)
     pending: list[_Run] = []
     for index, (path, text, student) in enumerate(zip(files, texts, students, strict=True)):
@@ -350,10 +330,8 @@ def grade(
         if notebook is None:
             submissions[index] = Submission(student, path.name, "unreadable", problem)
             continue
-        try:
-            claimed = notebook.metadata.get("vgcourse", {}).get("student")
-        except AttributeError:
-            claimed = None
+        ours = notebook.metadata.get("vgcourse")
+        claimed = ours.get("student") if isinstance(ours, dict) else None
         if claimed is not None and str(claimed) != student:
             flags.append(f"metadata names {str(claimed)[:40]!r} (ignored)")
         pending.append(_Run(index, path, student, notebook, exercises, flags))
@@ -378,30 +356,7 @@ def grade(
         running: list[_Run] = []
         while pending or running:
             while pending and len(running) < jobs:
-                run = pending.pop(0)
-                run.channel = secrets.token_hex(16)
-                job = {
-                    "notebook": nbformat.writes(run.notebook),
-                    "timeout": timeout,
-                    "kernel": kernel_name,
-                    "channel": run.channel,
-                    "marker": marker,
-                    "output_cap": output_cap,
-                }
-                run.process = subprocess.Popen(
-                    [sys.executable, "-I", str(Path(__file__).with_name("grade_worker.py"))],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                    start_new_session=True,
-                )
-                run.family.add(run.process.pid)
-                run.started = time.monotonic()
-                run.process.stdin.write(json.dumps(job))
-                run.process.stdin.close()
-                threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
-                running.append(run)
+                running.append(_start(pending.pop(0), job))
             time.sleep(0.2)
             for run in list(running):
                 run.family.update(_descendants(run.process.pid))
@@ -413,10 +368,31 @@ def grade(
                 run.process.wait()
                 _kill(run.family - {run.process.pid})
                 running.remove(run)
-                sub = _finish(run, over, time.monotonic() - run.started, timeout)
+                sub = _finish(run, over, timeout)
                 submissions[run.index] = sub
                 record(sub)
     return [s for s in submissions if s is not None]
+
+
+def _start(run: _Run, job: dict[str, Any]) -> _Run:
+    """Start ``run``'s worker (grade_worker.py, by path) on ``job`` and a thread that reads its channel."""
+    run.channel = secrets.token_hex(16)
+    payload = json.dumps({**job, "notebook": nbformat.writes(run.notebook), "channel": run.channel})
+    worker = [sys.executable, "-I", str(Path(__file__).with_name("grade_worker.py"))]
+    run.process = subprocess.Popen(
+        worker,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    run.family.add(run.process.pid)
+    run.started = time.monotonic()
+    run.process.stdin.write(payload)
+    run.process.stdin.close()
+    threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
+    return run
 
 
 def _read_lines(run: _Run) -> None:
@@ -425,7 +401,7 @@ def _read_lines(run: _Run) -> None:
             run.lines.append(line[len(run.channel) + 1 :])
 
 
-def _finish(run: _Run, over: bool, seconds: float, timeout: float) -> Submission:
+def _finish(run: _Run, over: bool, timeout: float) -> Submission:
     answers: dict[str, dict] = {}
     done = None
     for line in list(run.lines):
@@ -450,7 +426,7 @@ def _finish(run: _Run, over: bool, seconds: float, timeout: float) -> Submission
     ]
     if not rows:
         run.flags.append("no exercise found: pass --chapter")
-    return Submission(run.student, run.path.name, status, note, run.flags, rows, seconds)
+    return Submission(run.student, run.path.name, status, note, run.flags, rows)
 
 
 def summary(submissions: list[Submission]) -> str:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from vgcourse.exercises import chapter_exercises
-from vgcourse.exercises.core import Exercise
+from vgcourse.exercises import Exercise, chapter_exercises
 
 POINTS_PER_EXERCISE = 1
 

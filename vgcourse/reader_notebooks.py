@@ -146,16 +146,6 @@ def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
     return format(value, spec)
 
 
-def _split_role_key(role: str, content: str) -> tuple[str, str]:
-    """(key, spec) of a glue role's content; myst-nb splits ``key:spec`` at the last colon."""
-    if role == "glue:text":
-        key, _, spec = content.rpartition(":") if ":" in content else (content, "", "s")
-        return key, spec
-    if role == "glue:md":
-        return content.rpartition(":")[0] if ":" in content else content, ""
-    return content, ""
-
-
 def _glue_output(glue: Mapping[str, Mapping[str, Any]], key: str, page: str) -> Mapping[str, Any]:
     if "::" in key:
         raise ValueError(f"{page}: glue from another document ({key!r}) is not supported in reader notebooks")
@@ -213,7 +203,10 @@ class _Converter:
             return match[0]  # an inline code span stays as it is
         name, content = match["name"], match["content"]
         if name in GLUE_ROLES:
-            key, spec = _split_role_key(name, content)
+            # myst-nb splits key:spec at the last colon (the spec is glue:text's format; glue:md ignores it)
+            key, colon, spec = content.rpartition(":")
+            if not colon or name not in ("glue:text", "glue:md"):
+                key, spec = content, ""
             output = _glue_output(self.glue, key, self.docname)
             if name == "glue:text":
                 value = format_glue_text(output.get("data", {}), spec)
@@ -382,9 +375,7 @@ def _options(body: list[str]) -> tuple[dict[str, str], list[str]]:
             options[key.strip()] = value.strip()
         return options, body[end + 1 :]
     index = 0
-    while index < len(body) and _OPTION.match(body[index].strip()):
-        option = _OPTION.match(body[index].strip())
-        assert option is not None
+    while index < len(body) and (option := _OPTION.match(body[index].strip())):
         options[option["key"]] = option["value"]
         index += 1
     return options, body[index:]
