@@ -385,3 +385,21 @@ def norm_jacobian(kind: str, x: Tensor, gamma: Tensor, eps: float) -> Tensor:
         sigma = torch.sqrt((x**2).mean() + eps)
         xhat, centering = x / sigma, eye
     return gamma[:, None] / sigma * (centering - torch.outer(xhat, xhat) / n)
+
+
+class NoisyBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d whose training-mode output is y ← a ⊙ y + b with a_j ~ U(1 − amp, 1 + amp) and b_j ~
+    N(0, amp²) per unit, fresh at every call from ``generator`` (amp = 0: plain BatchNorm1d); the injected
+    "internal covariate shift" of Santurkar et al. (2018)."""
+
+    def __init__(self, width: int, amplitude: float, generator: torch.Generator):
+        super().__init__(width)
+        self.amplitude, self.generator = check_float("amplitude", amplitude, 0.0), generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x)
+        if self.training and self.amplitude > 0:
+            a = 1 + self.amplitude * (2 * torch.rand(1, y.shape[1], generator=self.generator) - 1)
+            b = self.amplitude * torch.randn(1, y.shape[1], generator=self.generator)
+            y = y * a + b
+        return y

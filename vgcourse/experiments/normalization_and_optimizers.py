@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vgcourse import models
 from vgcourse.bptt import lag_terms
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
 from vgcourse.data import DataSplit, circles, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm, named_layers, norm_jacobian
+from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm
 from vgcourse.training import SGDW, Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
@@ -93,7 +94,7 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
 
         sample = x if kind == "batch" else x[0]
         m = sample.numel()
-        jf = norm_jacobian(kind, sample, gamma, float(module.eps)).reshape(m, m)
+        jf = models.norm_jacobian(kind, sample, gamma, float(module.eps)).reshape(m, m)
         ja = torch.autograd.functional.jacobian(apply, sample).reshape(m, m)
         errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
         spectral = float(torch.linalg.matrix_norm(ja, ord=2))
@@ -424,23 +425,6 @@ def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
 SHIFT_NETWORKS = ("none", "batch", "noisy batch")
 
 
-class _NoisyBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d whose training-mode output is y ← a ⊙ y + b with a_j ~ U(1 − amp, 1 + amp) and b_j ~
-    N(0, amp²) per unit, fresh at every call (amp = 0: plain BatchNorm1d)."""
-
-    def __init__(self, width: int, amplitude: float, generator: torch.Generator):
-        super().__init__(width)
-        self.amplitude, self.generator = amplitude, generator
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = super().forward(x)
-        if self.training and self.amplitude > 0:
-            a = 1 + self.amplitude * (2 * torch.rand(1, y.shape[1], generator=self.generator) - 1)
-            b = self.amplitude * torch.randn(1, y.shape[1], generator=self.generator)
-            y = y * a + b
-        return y
-
-
 class ShiftConfig(Config):
     """Plain ReLU networks (He-normal, biases) by SGD with momentum 0.9 on digits, per SHIFT_NETWORKS."""
 
@@ -471,7 +455,7 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
             for i in range(config.depth):
                 layers.append(nn.Linear(64 if i == 0 else config.width, config.width))
                 if name != "none":
-                    layers.append(_NoisyBatchNorm(config.width, amplitude, generator))
+                    layers.append(models.NoisyBatchNorm(config.width, amplitude, generator))
                 layers.append(nn.ReLU())
             model = nn.Sequential(*layers, nn.Linear(config.width, 10))
         with torch.no_grad():
@@ -568,7 +552,7 @@ class OptimizerGridResult:
 def _circles_run(config: OptimizerGridConfig, optimizer: str, lr: float, seed: int) -> tuple[float, Any]:
     """(validation accuracy, (L+1,) mean std(ΔW)/lr) of the sigmoid chapter's two-circles run at ``seed``."""
     c, data, model = _circles_net(seed)
-    steps = _StepSizes([m.weight for _, m in named_layers(model)], config.every)
+    steps = _StepSizes([m.weight for _, m in models.named_layers(model)], config.every)
     setup = dataclasses.replace(c, optimizer=optimizer, lr=lr, device="cpu").train_config(seed)
     history = train(model, data, dataclasses.replace(setup, monitor_every=None), callbacks=[steps])
     return history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr
@@ -621,7 +605,7 @@ def run_adam_first_step(config: AdamFirstStepConfig) -> AdamFirstStepResult:
     grad_rms, step, predicted = [], [], []
     for seed in config.seeds:
         c, data, model = _circles_net(seed, config.depth)
-        weights = [m.weight for _, m in named_layers(model)]
+        weights = [m.weight for _, m in models.named_layers(model)]
         before = [w.detach().clone() for w in weights]
         train(model, data, TrainConfig(steps=1, batch_size=c.batch_size, lr=config.lr, seed=seed, **_ADAM))
         with torch.no_grad():
