@@ -1,36 +1,42 @@
 """How much does GradientMonitor slow training down? Median time per step of interleaved loops.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/monitor_overhead.py --rounds 40`` (CPU; 20 steps per round by
-default, so an every=10 round holds two recorded steps, not one). A 20-layer width-256 ReLU MLP trained with
-SGD on random batches of 128; in alternating rounds of one run: the plain loop; the
-loop inside ``GradientMonitor(model, optimizer, every=...)`` (the optimizer's step hooks, no calls in the
-loop) with the default statistics (``DEFAULT_STATS``: weight-gradient norm, backward-signal norm, forward
-rms), with the update ratio added, and with every statistic (``stats="all"``), at every=1 and every=10; and a
-naive recorder that copies every gradient to NumPy each step. Time is the process's CPU time; the overhead is
-the median over rounds of (variant / plain - 1) within a round, with its interquartile range.
+default, so an every=10 round holds two recorded steps). A 20-layer width-256 ReLU MLP trained with SGD on
+random batches of 128, in alternating rounds of one process: the plain loop; the same loop inside
+``GradientMonitor(model, optimizer, every=...)`` (the optimizer's step hooks, no calls in the loop) with the
+default statistics (``DEFAULT_STATS``: weight-gradient norm, backward-signal norm, forward rms), with the
+update ratio added, and with every statistic (``stats="all"``), at every=1 and every=10; and a naive recorder
+that copies every gradient to NumPy each step. Time is the process's CPU time; the overhead is the median over
+rounds of (variant / plain - 1) within a round, with its interquartile range. Other jobs on the machine move
+the ratios by a few points, so the load average is printed with them.
 Goal (issue 14): default statistics <= +10 % at every=1 and <= +2 % at every=10.
 
-Measured (session 6, 2-core VM shared with other jobs, 40 rounds, load average 1.8): default +17.1 % [IQR
-+15.3, +19.6] at every=1 and +2.7 % [+0.0, +6.2] at every=10 (load 3.5: +17.9 % and +3.3 %; before this
-session's changes +48 % and +9 %); the update ratio adds ~18 points at every=1, so it is opt-in; "all" +56 %
-and +8 %; naive +39 %. The goals are not met. A recorded step costs ~1.7 ms: 21 forward hooks and 21
-backward tensor hooks (a norm each), 21 gradient norms read from memory, one host copy; timed alone these
-parts add up to ~0.7 ms, in the training loop they cost more than twice that. The update ratio needs an
-exact copy of the weights before the step and their difference after it: 4 passes over 5 MB, ~+12 % alone.
-Later the same day (load 4-8, --rounds 40 --steps 20): default +18.1 % [+15.5, +20.3] and +4.3 % [+1.5, +6.5].
-Tried and dropped, each timed against the committed monitor in one process, interleaved: hooks that only keep
-the output and gradient tensors, reduced at the step with one torch._foreach_norm per list (+28 % against
-+15 %: on the CPU _foreach_norm is a loop of the same kernels, the kept tensors are read again from beyond the
-cache and stay alive until the step); a pre-hook on the node that made h instead of Tensor.register_hook
-(+19 % against +18 %, within noise). Bare hooks, one kind at a time (load 4-6): register_hook with a no-op
-+3 to +4 %, with the norm +9 to +11 %; 21 weight-gradient norms in a step pre-hook +7 to +9 %; a forward hook
-with a norm +3 %. Summed, these bare parts (+19 to +23 %) are no less than the monitor's own overhead: what
-is left is the reductions and hook calls themselves, not the monitor's bookkeeping.
+Measured (session 7, 60 rounds, 2-core VM shared with other jobs, load average 7.0-7.1): default +16.7 %
+[IQR +14.0, +19.6] at every=1, goal not met, and +1.7 % [-2.2, +3.6] at every=10; with the update ratio
++37.5 % and +2.7 %; "all" +60.2 % and +4.3 %; naive +35.9 %. Interleaved in one process with the session-6
+monitor (load 6.9, 60 rounds of 10 steps): every=1 +18.2 % against +18.9 %, every=10 -0.1 % against +1.7 %;
+five earlier interleaved runs at load 5-10 put every=1 1 to 3 points below it. Session 6, quiet machine
+(load 0.1-0.7): +14.5 % and +2.2 %.
+
+Where a recorded step's time goes (session 7, each part alone in the training loop, load 6-11): a norm per
+weight gradient (21 reads of 256 KB) about +5 %, a backward pre-hook per layer with its norm about +6 %, a
+forward hook per layer with its norm about +3 %. Small operations cost several times more inside the loop
+than alone (reading 63 scalar tensors: 71 us there, 13 us when repeated at once): between the large matrix
+products their objects and code have left the cache. So on the CPU the monitor reads each number as it is
+computed instead of stacking 0-d tensors at the step's end; it hooks the autograd node that made a layer's
+output instead of calling Tensor.register_hook; it takes the weight-gradient norms last layer first, so the
+optimizer, which starts with the first layers, finds their gradients still in the cache. Tried and dropped:
+one torch._foreach_norm over outputs and gradients kept until the step (session 6: +28 % against +15 %);
+weight-gradient norms taken in the backward pass while the gradient is fresh, kept when its version is
+unchanged at the step (no gain measured); module full backward pre-hooks (+22 % against +6 % for the node
+pre-hooks). The rest is the norms themselves: records stay bit-identical, so each is the same
+torch.linalg.vector_norm as before.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per round and variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]  # other jobs on the machine disturb the ratios: report the load
     loops = {variant: make_loop(variant) for variant in VARIANTS}
     for run in loops.values():  # warm-up
         run(args.steps)
@@ -107,7 +114,8 @@ def main() -> None:
             times[variant].append(loops[variant](args.steps))
     plain = np.array(times["plain"])
     threads = torch.get_num_threads()
-    print(f"{DEPTH}-layer width-{WIDTH} ReLU MLP, batch {BATCH}, SGD, CPU, {threads} thread(s)")
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (1 min)"
+    print(f"{DEPTH}-layer width-{WIDTH} ReLU MLP, batch {BATCH}, SGD, CPU, {threads} thread(s); {load}")
     print(f"{args.rounds} alternating rounds x {args.steps} steps per variant; CPU time per step:")
     print(f"  {'variant':22s} {'median':>10s} {'overhead':>9s} {'(IQR over rounds)':>22s}  goal")
     for variant, values in times.items():
