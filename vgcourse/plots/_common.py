@@ -7,7 +7,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
@@ -85,6 +85,33 @@ def figure_and_axes_grid(
     if len(flat) != n or not all(isinstance(a, Axes) for a in flat):
         raise TypeError(f"axes must be {n} matplotlib Axes or None; got {len(flat)} object(s)")
     return flat[0].figure, flat, False
+
+
+def small_multiples(
+    axes: Any, n: int, ncols: int, panel: tuple[float, float], *, width: float | None = None, **subplots: Any
+) -> tuple[Figure, list[Axes], bool]:
+    """`figure_and_axes_grid` of n panels in rows of ``ncols``, each ``panel`` (w, h) inches (the figure
+    ``width`` wide if given); a new grid's unused axes are hidden."""
+
+    def new() -> tuple[Figure, Any]:
+        cols = min(ncols, n)
+        rows = -(-n // cols)
+        size = (panel[0] * cols if width is None else width, panel[1] * rows)
+        fig, grid = plt.subplots(rows, cols, figsize=size, squeeze=False, **subplots)
+        for ax in grid.flat[n:]:
+            ax.set_visible(False)
+        return fig, grid
+
+    return figure_and_axes_grid(axes, n, new)
+
+
+def legend_below(fig: Figure, ax: Axes, bottom: float, ncols: int | None = None, **legend: Any) -> None:
+    """``ax``'s legend under the panels in ``ncols`` columns (default one row), after a tight layout that
+    keeps the panels above ``bottom`` (a fraction of the figure's height)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    options = {"fontsize": 9, "frameon": False} | legend
+    fig.legend(handles, labels, loc="lower center", ncols=ncols or len(labels), **options)
 
 
 _SUPERSCRIPTS = str.maketrans("0123456789-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁻")
@@ -182,3 +209,12 @@ def set_layer_ticks(ax: Axes, names: list[str], axis: str = "x", max_labels: int
 def check_result(result: Any, cls: type, name: str = "result") -> None:
     """TypeError unless ``result`` is a ``cls`` (a plot function's first check), naming both."""
     check_config(result, cls, name)
+
+
+def check_results(results: Any, cls: type) -> list:
+    """The non-empty sequence ``results`` as a list, after `check_result` of each item."""
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
+        raise TypeError(f"results must be a non-empty sequence of {cls.__name__}")
+    for result in results:
+        check_result(result, cls, "each result")
+    return list(results)

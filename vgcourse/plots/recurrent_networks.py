@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -19,21 +18,21 @@ from vgcourse.experiments.recurrent_networks import (
     LongRangeResult,
     SpectralSweepResult,
 )
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    check_results,
+    checked,
+    figure_and_axes,
+    legend_below,
+    log_scale,
+    small_multiples,
+)
 from vgcourse.plots.figure_check import allow_clipping
 
 ARCH_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}
 """One colour per architecture, the same in every figure of the chapter."""
 _METHOD_COLORS = {"none": "C3", "norm": "C0", "value": "C4"}
 _LABELS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
-
-
-def _many_axes(ax: Any, n: int, panel: tuple[float, float] = (3.6, 3.2)) -> tuple[Figure, list[Axes]]:
-    """n side-by-side axes: a new figure when ``ax`` is None, else the n given axes."""
-    fig, axes, _ = figure_and_axes_grid(
-        ax, n, lambda: plt.subplots(1, n, figsize=(panel[0] * n, panel[1]), squeeze=False)
-    )
-    return fig, axes
 
 
 def _log_limits(values: np.ndarray) -> tuple[float, float]:
@@ -73,20 +72,9 @@ def lag_profile(result: LagProfileResult, *, ax: Axes | None = None, legend: boo
 @checked
 def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``lag_profile`` (shared log y axis), e.g. one panel per spectral radius ρ."""
-    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of LagProfileResult")
-    for result in results:
-        check_result(result, LagProfileResult, "each result")
+    results = check_results(results, LagProfileResult)
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
-    nrows = -(-len(results) // ncols)
-
-    def new() -> tuple[Figure, Any]:
-        fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), sharey=True, squeeze=False)
-        for extra in grid.flat[len(results) :]:
-            extra.set_visible(False)
-        return fig, grid
-
-    fig, flat, own = figure_and_axes_grid(axes, len(results), new)
+    fig, flat, own = small_multiples(axes, len(results), ncols, (3.6, 2.9), sharey=True)
     limits = np.array([_log_limits(r.relative.values) for r in results])
     for k, (result, ax) in enumerate(zip(results, flat, strict=False)):
         lag_profile(result, ax=ax, legend=False)
@@ -97,9 +85,7 @@ def lag_profile_grid(results: Sequence[LagProfileResult], *, ncols: int = 2, axe
     if not own:
         flat[0].legend(fontsize=9)
         return fig
-    handles, labels = flat[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=9, frameon=False)
+    legend_below(fig, flat[0], 0.06)
     return fig
 
 
@@ -134,7 +120,7 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖."""
     check_result(result, ForgetGateResult)
-    fig, (left, right) = _many_axes(ax, 2)
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.2))
     lags = np.arange(result.config.seq_len)
     for k, bias in enumerate(result.config.biases):
         color = f"C{k}"
@@ -161,7 +147,7 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
 def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init/trained."""
     check_result(result, LongRangeResult)
-    fig, (left, right) = _many_axes(ax, 2)
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.2))
     lags = np.arange(result.config.seq_len)
     for run in result.runs.values():
         color = ARCH_COLORS[run.arch]
@@ -194,7 +180,7 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
     """Training loss (left) and gradient norm before clipping with the threshold (right) per step, per method
     and the control run (log axes); a diverging run leaves the top, a dotted line at its inf/NaN step."""
     check_result(result, ClippingResult)
-    fig, (left, right) = _many_axes(ax, 2, (3.6, 3.4))
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.4))
     runs = [
         (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
         for method, history in result.histories.items()
@@ -238,7 +224,7 @@ def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Loss (left) and gradient norm (right) along the line from θ_0 to where the unclipped steps went,
     against the distance; dotted: how far the norm-clipped run went in as many steps."""
     check_result(result, CliffResult)
-    fig, (left, right) = _many_axes(ax, 2, (3.6, 3.0))
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.0))
     k = result.unclipped_steps
     for ax_, values, label in (
         (left, result.loss, "validation loss (MSE)"),

@@ -21,7 +21,16 @@ from vgcourse.experiments.residual_networks import (
     ShatteredResult,
     StreamDepthSweepResult,
 )
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    check_results,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    legend_below,
+    log_scale,
+    small_multiples,
+)
 
 _METRIC_LABELS = {
     "grad_ratio": r"$\|\partial J/\partial x_0\| \,/\, \|\partial J/\partial x_L\|$",
@@ -151,9 +160,7 @@ def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> F
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
     if not own:
         return fig
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.22, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
+    legend_below(fig, axes[0], 0.22, 2)
     return fig
 
 
@@ -207,20 +214,9 @@ def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend:
 @checked
 def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``layer_profile`` (each panel with its own y range), one legend below."""
-    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of BlockProfileResult")
-    for result in results:
-        check_result(result, BlockProfileResult, "each result")
+    results = check_results(results, BlockProfileResult)
     ncols = min(check_int("ncols", ncols, minimum=1), len(results))
-    nrows = -(-len(results) // ncols)
-
-    def new() -> tuple[Figure, Any]:
-        fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False)
-        for ax in grid.flat[len(results) :]:
-            ax.set_visible(False)
-        return fig, grid
-
-    fig, axes, own = figure_and_axes_grid(axes, len(results), new)
+    fig, axes, own = small_multiples(axes, len(results), ncols, (3.6, 2.9))
     for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
         layer_profile(result, ax=ax, legend=not own and k == 0)
         if k % ncols:
@@ -229,10 +225,7 @@ def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2,
             ax.set_xlabel("")
     if not own:
         return fig
-    handles, labels = axes[0].get_legend_handles_labels()
-    bottom = 0.5 / fig.get_figheight()  # room for two rows of legend
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
+    legend_below(fig, axes[0], 0.5 / fig.get_figheight(), 2)  # room for two rows of legend
     return fig
 
 
@@ -262,9 +255,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     if not own:
         axes[0].legend(fontsize=9)
         return fig
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=9, frameon=False)
+    legend_below(fig, axes[0], 0.13, 2)
     return fig
 
 

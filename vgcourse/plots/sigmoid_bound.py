@@ -4,7 +4,6 @@ multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the doc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,7 +19,15 @@ from vgcourse.experiments.sigmoid_bound import (
     MnistResult,
     SaturationSweep,
 )
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    check_results,
+    checked,
+    figure_and_axes,
+    legend_below,
+    log_scale,
+    small_multiples,
+)
 from vgcourse.plots.activations import activation_curves
 from vgcourse.plots.layers import grad_histograms
 
@@ -30,22 +37,6 @@ SMALL = 9  # smallest text in points that stays legible at the text column's wid
 
 def _color(activation: str, index: int) -> str:
     return _COLORS.get(activation, f"C{3 + index % 7}")
-
-
-def _many_axes(
-    ax: Sequence[Axes] | Any | None, n: int, ncols: int, panel: tuple[float, float] = (4.0, 3.2)
-) -> tuple[Figure, list[Axes]]:
-    """The n given axes, or a new figure of ``panel``-sized axes in ``ncols`` columns."""
-
-    def new() -> tuple[Figure, Any]:
-        nrows, cols = -(-n // ncols), min(n, ncols)
-        fig, grid = plt.subplots(nrows, cols, figsize=(panel[0] * cols, panel[1] * nrows), squeeze=False)
-        for extra in grid.flat[n:]:
-            extra.remove()
-        return fig, grid
-
-    fig, axes, _ = figure_and_axes_grid(ax, n, new)
-    return fig, axes
 
 
 @checked
@@ -97,13 +88,10 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
 @checked
 def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
     """``gradient_profile`` of 1 to 6 networks side by side."""
-    if isinstance(results, InitGradients) or not isinstance(results, Sequence) or not results:
-        raise TypeError("results must be a non-empty sequence of InitGradients")
+    results = check_results(results, InitGradients)
     if len(results) > 6:
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
-    for r in results:
-        check_result(r, InitGradients, "each result")
-    fig, axes = _many_axes(ax, len(results), ncols=2, panel=(3.6, 3.0))
+    fig, axes, _ = small_multiples(ax, len(results), 2, (3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
     fig.tight_layout()
@@ -124,7 +112,7 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
     """Against depth L: ‖∂J/∂h_0‖ / ‖∂J/∂h_L‖ with the sigmoid's bound and (1/4)^L (left), the layer 1 /
     output weight-gradient ratio (right); medians over seeds, bands min to max."""
     check_result(result, DepthSweep)
-    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.8))
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.8))
     depths = np.array(result.config.depths)
     for i, name in enumerate(result.config.activations):
         color = _color(name, i)
@@ -146,9 +134,7 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
         fig.tight_layout()
         return fig
     # a new figure: one legend below both panels, where it covers no line
-    handles, labels = left.get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=SMALL, frameon=False)
+    legend_below(fig, left, 0.13, 3, fontsize=SMALL)
     return fig
 
 
@@ -157,7 +143,7 @@ def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> 
     """Against the weight scale, per input scale: saturated fraction (layer 1 dashed), mean f'(a), and the
     backward pass's per-layer factor (bound dashed)."""
     check_result(result, SaturationSweep)
-    fig, (a1, a2, a3) = _many_axes(ax, 3, ncols=2, panel=(3.6, 3.0))
+    fig, (a1, a2, a3), _ = small_multiples(ax, 3, 2, (3.6, 3.0))
     scales = np.array(result.config.weight_scales)
     bound = 0.25 if result.config.activation == "sigmoid" else 1.0
     for i, input_scale in enumerate(result.config.input_scales):
@@ -214,7 +200,7 @@ def circles_statistics(
     check_result(result, CirclesResult)
     check_int("seed_index", seed_index, -len(result.config.seeds), len(result.config.seeds) - 1)
     n_act = len(result.config.activations)
-    fig, axes = _many_axes(ax, 4 * n_act, ncols=n_act, panel=(7.2 / n_act, 2.1))
+    fig, axes, _ = small_multiples(ax, 4 * n_act, n_act, (7.2 / n_act, 2.1))
     cmap = plt.get_cmap("viridis")
     layer_names = result.weight_std.axes["layer"]
     n_layers, seed = len(layer_names), result.config.seeds[seed_index]
@@ -245,9 +231,7 @@ def circles_statistics(
     if ax is not None:
         axes[0].legend(fontsize=SMALL)
         return fig
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=SMALL, frameon=False)
+    legend_below(fig, axes[0], 0.05, fontsize=SMALL)
     return fig
 
 
@@ -257,7 +241,7 @@ def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Ax
     (right), ``when`` "init" or "trained"."""
     check_result(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
-    fig, (left, right) = _many_axes(ax, 2, ncols=2, panel=(3.6, 3.4))
+    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.4))
     values = result.grads_init if when == "init" else result.grads_trained
     grads = dict(zip(result.layer_names, values, strict=True))
     lumped = np.concatenate(list(grads.values()))
