@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -22,40 +21,20 @@ from vgcourse.experiments.linear_chain import (
 )
 from vgcourse.plots._common import (
     check_result,
+    check_results,
     checked,
     figure_and_axes,
-    figure_and_axes_grid,
     log_scale,
+    small_multiples,
     widen_log_limits,
 )
-
-
-def _check_list(results: Sequence[object], kind: type) -> list:
-    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence) or not results:
-        raise TypeError(f"results must be a non-empty sequence of {kind.__name__}")
-    for result in results:
-        check_result(result, kind, "each result")
-    return list(results)
-
 
 FIGURE_WIDTH = 7.2  # inches: the book's text column holds 7.57 in (vgcourse.plots.figure_check)
 
 
-def _grid(
-    n: int, ncols: int, height: float, sharey: bool = True, axes: Any = None
-) -> tuple[Figure, list[Axes], bool]:
+def _grid(axes: Any, n: int, ncols: int, height: float, sharey: bool) -> tuple[Figure, list[Axes], bool]:
     """n panels ``height`` in tall in rows of ``ncols`` on a new figure ``FIGURE_WIDTH`` wide, or ``axes``."""
-
-    def new() -> tuple[Figure, Any]:
-        nrows = -(-n // min(ncols, n))
-        fig, grid = plt.subplots(
-            nrows, min(ncols, n), figsize=(FIGURE_WIDTH, height * nrows), sharey=sharey, squeeze=False
-        )
-        for ax in grid.flat[n:]:
-            ax.set_visible(False)
-        return fig, grid
-
-    return figure_and_axes_grid(axes, n, new)
+    return small_multiples(axes, n, ncols, (FIGURE_WIDTH / ncols, height), width=FIGURE_WIDTH, sharey=sharey)
 
 
 def _figure_legend(fig: Figure, ax: Axes, own: bool = True) -> None:
@@ -112,8 +91,8 @@ def depth_sweep(result: ChainDepthSweepResult, *, ax: Axes | None = None) -> Fig
 
 def _stacked(draw: Any, results: Sequence[Any], kind: type, axes: Any) -> Figure:
     """``draw`` of each result in its own panel, one above the other, sharing the y axis."""
-    results = _check_list(results, kind)
-    fig, axes, own = _grid(len(results), 1, 3.4, axes=axes)
+    results = check_results(results, kind)
+    fig, axes, own = _grid(axes, len(results), 1, 3.4, sharey=True)
     for result, ax in zip(results, axes, strict=True):
         draw(result, ax=ax)
     if own:
@@ -253,7 +232,7 @@ def float_limits_grid(result: FloatLimitsResult, *, axes: Any = None) -> Figure:
     """``float_limits`` for every format of the result, one panel each, in two columns."""
     check_result(result, FloatLimitsResult)
     dtypes = result.config.dtypes
-    fig, axes, own = _grid(len(dtypes), 2, 3.0, sharey=False, axes=axes)
+    fig, axes, own = _grid(axes, len(dtypes), 2, 3.0, sharey=False)
     for dtype, ax in zip(dtypes, axes, strict=True):
         float_limits(result, dtype, ax=ax, legend=False)
     _figure_legend(fig, axes[0], own)
@@ -286,9 +265,9 @@ def layer_profile(result: LayerProfileResult, *, ax: Axes | None = None, legend:
 @checked
 def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2, axes: Any = None) -> Figure:
     """Small multiples of ``layer_profile``, each with its own y axis (norms lie decades apart)."""
-    results = _check_list(results, LayerProfileResult)
+    results = check_results(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
-    fig, axes, own = _grid(len(results), ncols, 2.5, sharey=False, axes=axes)
+    fig, axes, own = _grid(axes, len(results), ncols, 2.5, sharey=False)
     for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
         layer_profile(result, ax=ax, legend=False)
         if k % ncols:

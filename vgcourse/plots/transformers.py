@@ -22,7 +22,14 @@ from vgcourse.experiments.transformers import (
     IdentityPathResult,
     WarmupResult,
 )
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    legend_below,
+    log_scale,
+)
 
 _WEIGHT_LABELS = {
     "q": "attention W_Q",
@@ -186,12 +193,6 @@ def _pair(axes: Sequence[Axes] | None, height: float) -> tuple[Figure, list[Axes
     return figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, height)))
 
 
-def _legend_below(fig: Figure, ax: Axes, bottom: float) -> None:
-    """``ax``'s legend in three columns under the panels, which keep the figure above ``bottom``."""
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=9, loc="lower center", ncols=3)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-
-
 @checked
 def stream_growth(result: GradientProfileResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """At the deepest depth: the RMS of the residual stream x_l against l (left), and how much each block
@@ -219,7 +220,7 @@ def stream_growth(result: GradientProfileResult, *, axes: Sequence[Axes] | None 
     right.set_ylabel(r"$\|x_l - x_{l-1}\| \,/\, \|x_{l-1}\|$")
     log_scale(right, "y")
     if own:
-        _legend_below(fig, right, 0.14)
+        legend_below(fig, right, 0.14, 3, frameon=True)
     return fig
 
 
@@ -248,7 +249,7 @@ def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | No
     right.set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
     log_scale(right, "y")
     if own:
-        _legend_below(fig, right, 0.14)
+        legend_below(fig, right, 0.14, 3, frameon=True)
     return fig
 
 
@@ -277,7 +278,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
         ax.set_xticks(d, [str(int(v)) for v in d])
         ax.set_xlabel("d_head")
     if own:
-        _legend_below(fig, left, 0.12)
+        legend_below(fig, left, 0.12, 3, frameon=True)
     return fig
 
 
@@ -288,13 +289,10 @@ _TRAINING_COLORS = {"Post-LN": "C3", "Post-LN + warmup": "C1", "Pre-LN": "C0", "
 
 def _moving_average(values: np.ndarray, window: int = 10) -> np.ndarray:
     """Mean of each step and the ``window`` - 1 steps before it (fewer at the start); NaN stays NaN."""
-    window = max(1, min(window, len(values)))
     cumulative = np.cumsum(np.insert(values, 0, 0.0))
-    out = np.empty_like(values)
-    for t in range(len(values)):
-        start = max(0, t - window + 1)
-        out[t] = (cumulative[t + 1] - cumulative[start]) / (t + 1 - start)
-    return out
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    return (cumulative[end] - cumulative[start]) / (end - start)
 
 
 @checked
