@@ -137,6 +137,22 @@ def test_constraints_are_readable():
     assert table["lrs"].each is not None and table["lrs"].each.kind == "float"
 
 
+def test_open_upper_ends_exclude_the_bound():
+    class Betas(Config):
+        beta: float = real(0.9, low=0.0, high=1.0, high_open=True)
+        share: float = in_range(0.0, 1.0, default=0.5, low_open=True, high_open=True)
+
+    assert Betas(beta=0.999).beta == 0.999
+    with pytest.raises(ValueError, match=r"beta must be < 1\.0; got 1\.0"):
+        Betas(beta=1.0)
+    with pytest.raises(ValueError, match=r"share must be < 1\.0"):
+        Betas(share=1.0)
+    with pytest.raises(ValueError, match=r"share must be > 0\.0"):
+        Betas(share=0.0)
+    assert constraints(Betas)["beta"].describe() == "float in [0, 1)"
+    assert constraints(Betas)["share"].describe() == "float in (0, 1)"
+
+
 def test_derive_copies_shared_fields_then_overrides():
     sweep = Sweep(depth=12, lr=0.5, seed=3)
     assert derive(Point, sweep) == Point(depth=12, lr=0.5, seed=3)

@@ -37,6 +37,7 @@ def check_float(
     maximum: float | None = None,
     *,
     strict_minimum: bool = False,
+    strict_maximum: bool = False,
 ) -> float:
     """Return ``float(value)`` if it is a finite real number within the bounds (``strict_minimum``: the
     lower bound is exclusive)."""
@@ -47,8 +48,8 @@ def check_float(
         raise ValueError(f"{name} must be finite; got {value!r}")
     if minimum is not None and (number <= minimum if strict_minimum else number < minimum):
         raise ValueError(f"{name} must be {'>' if strict_minimum else '>='} {minimum}; got {value!r}")
-    if maximum is not None and number > maximum:
-        raise ValueError(f"{name} must be <= {maximum}; got {value!r}")
+    if maximum is not None and (number >= maximum if strict_maximum else number > maximum):
+        raise ValueError(f"{name} must be {'<' if strict_maximum else '<='} {maximum}; got {value!r}")
     return number
 
 

@@ -56,6 +56,7 @@ class Constraint:
     low: float | None = None  # bounds of an int/float (None: unbounded)
     high: float | None = None
     low_open: bool = False  # low is exclusive
+    high_open: bool = False  # high is exclusive (floats)
     choices: tuple[Any, ...] = ()  # of a "choice"
     each: Constraint | None = None  # on every element of a "tuple"
     unique: bool = False  # a "tuple" must not repeat an element
@@ -69,7 +70,9 @@ class Constraint:
         if self.kind == "int":
             return check_int(name, value, self.low, self.high)  # type: ignore[arg-type]
         if self.kind == "float":
-            return check_float(name, value, self.low, self.high, strict_minimum=self.low_open)
+            return check_float(
+                name, value, self.low, self.high, strict_minimum=self.low_open, strict_maximum=self.high_open
+            )
         if self.kind == "choice":
             if all(isinstance(c, str) for c in self.choices):
                 return check_choice(name, value, self.choices)
@@ -103,7 +106,8 @@ class Constraint:
         if self.kind in ("int", "float"):
             lo = "-inf" if self.low is None else f"{self.low:g}"
             hi = "inf" if self.high is None else f"{self.high:g}"
-            text = f"{self.kind} in {'(' if self.low_open or self.low is None else '['}{lo}, {hi}]"
+            left = "(" if self.low_open or self.low is None else "["
+            text = f"{self.kind} in {left}{lo}, {hi}{')' if self.high_open else ']'}"
         elif self.kind == "choice":
             text = "one of: " + ", ".join(map(str, self.choices))
         elif self.kind == "tuple":
@@ -142,10 +146,11 @@ def real(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     optional: bool = False,
 ):
-    """A finite number within [low, high] (``low_open``: (low, high]), stored as float."""
-    return _field(default, Constraint("float", low, high, low_open, optional=optional))
+    """A finite number within [low, high] (``low_open``/``high_open``: that end excluded), stored as float."""
+    return _field(default, Constraint("float", low, high, low_open, high_open, optional=optional))
 
 
 def positive(
@@ -157,9 +162,18 @@ def positive(
     return _field(default, Constraint("float", 0.0, high, low_open=True, optional=optional))
 
 
-def in_range(lo: float, hi: float, *, default: Any = MISSING, integer: bool = False, low_open: bool = False):
-    """A number in [lo, hi] (``low_open``: (lo, hi]); with ``integer=True`` an int."""
-    return _field(default, Constraint("int" if integer else "float", lo, hi, low_open and not integer))
+def in_range(
+    lo: float,
+    hi: float,
+    *,
+    default: Any = MISSING,
+    integer: bool = False,
+    low_open: bool = False,
+    high_open: bool = False,
+):
+    """A number in [lo, hi] (``low_open``/``high_open``: that end excluded); with ``integer=True`` an int."""
+    kind = "int" if integer else "float"
+    return _field(default, Constraint(kind, lo, hi, low_open and not integer, high_open and not integer))
 
 
 def one_of(*choices: Any, default: Any = MISSING, optional: bool = False):
