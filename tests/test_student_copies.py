@@ -3,8 +3,9 @@
 The copies are made twice: from the chapter sources with each glue role replaced by a placeholder
 (always, no build needed), and from the reader notebooks of the built book (`make book` writes
 _build/colab; skipped when the book is not built, VGCOURSE_BUILD_DIR picks another build). In both,
-no cell is a solution cell, every answer variable is left for the student (``answer_x = ...``, a
-function that raises NotImplementedError), and no prose says a solution is hidden, folded or below.
+no cell is a solution cell or has outputs, every answer variable is left for the student (``answer_x =
+...``, a function that raises NotImplementedError), and no prose has a glue role or says a solution is
+hidden, folded or below.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def assert_no_solution(path: Path) -> None:
         if cell.cell_type == "markdown":
             stale = STALE.search(cell.source)
             assert stale is None, f"{path.name}: stale phrase {stale.group(0)!r}"
+            assert "{glue" not in cell.source, f"{path.name}: a glue role is left"
             continue
+        assert cell.outputs == [], f"{path.name}: an output is left"
         assert not cell.source.lstrip().startswith("# Solution"), f"{path.name}: {cell.source[:80]!r}"
         for variable, exercise in variables.items():
             if exercise.kind == "function":

@@ -138,7 +138,7 @@ def collect_source(variables: list[str], marker: str) -> str:
 
 
 def _prepare(
-    path: Path, text: str, exercises: list[Exercise] | None, marker: str
+    text: str, exercises: list[Exercise] | None, marker: str
 ) -> tuple[nbformat.NotebookNode | None, list[Exercise], list[str], str]:
     """Parse a submission, drop solution cells, flag what needs a look, add the collection cells."""
     try:
@@ -150,8 +150,7 @@ def _prepare(
     kept = [c for c in notebook.cells if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
     if len(kept) < len(notebook.cells):
         flags.append("contains solution cells (dropped before grading)")
-    code = [c for c in kept if c.cell_type == "code"]
-    source = "\n".join(c.source for c in code)
+    source = "\n".join(c.source for c in kept if c.cell_type == "code")
     if REFERENCE_CALLS.search(source):
         flags.append("calls solution helpers: " + ", ".join(sorted(set(REFERENCE_CALLS.findall(source)))))
     if exercises is None:
@@ -326,7 +325,7 @@ def grade(
     submissions: list[Submission | None] = [None] * len(files)
     pending: list[_Run] = []
     for index, (path, text, student) in enumerate(zip(files, texts, students, strict=True)):
-        notebook, exercises, flags, problem = _prepare(path, text, fixed, marker)
+        notebook, exercises, flags, problem = _prepare(text, fixed, marker)
         if notebook is None:
             submissions[index] = Submission(student, path.name, "unreadable", problem)
             continue
