@@ -332,3 +332,16 @@ def mnist(
     x = (images.float() / 255.0 - MNIST_MEAN) / MNIST_STD
     x = x.reshape(len(x), 784) if flatten else x.unsqueeze(1)
     return _classification_split("mnist", x, labels.long(), val_fraction, seed)
+
+
+def random_batches(data: DataSplit, size: int, seed: int, dtype: torch.dtype | None = None) -> Any:
+    """batch(step) -> (x, y): ``size`` distinct training examples per call (a batch source for ``train``),
+    a fresh random permutation each time from a generator seeded by ``seed``; x in ``dtype`` if given."""
+    x_all = data.x_train if dtype is None else data.x_train.to(dtype)
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch(_step: int = 0) -> tuple[Tensor, Tensor]:
+        idx = torch.randperm(data.n_train, generator=generator)[:size]
+        return x_all[idx], data.y_train[idx]
+
+    return batch

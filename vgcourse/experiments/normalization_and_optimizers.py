@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from vgcourse import models
 from vgcourse.bptt import lag_terms
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, real, seed_field
-from vgcourse.data import DataSplit, circles, shared_digits
+from vgcourse.data import DataSplit, circles, random_batches, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
@@ -32,19 +31,6 @@ NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
 SCALE_INVARIANT = ("batch", "layer", "rms")  # the norms after which f(cW) = f(W)
 _QUIET = {"monitor_every": None, "device": "cpu"}  # TrainConfig fields of every run here
-
-
-def _digit_batches(seed: int, size: int, double: bool = False) -> Callable[..., tuple[Tensor, Tensor]]:
-    """batch(step) -> (x, y): ``size`` distinct training digits per call, from a generator seeded seed + 1."""
-    data = shared_digits()
-    x_all = data.x_train.double() if double else data.x_train
-    gen = torch.Generator().manual_seed(seed + 1)
-
-    def batch(_step: int = 0) -> tuple[Tensor, Tensor]:
-        idx = torch.randperm(data.n_train, generator=gen)[:size]
-        return x_all[idx], data.y_train[idx]
-
-    return batch
 
 
 # -- 1. Jacobians --------------------------------------------------------------------------------------------
@@ -202,7 +188,7 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     check_config(config, NormProfileConfig)
     with initial_weights(config.seed):
         model = _PlainStack(config.depth, config.width, config.norm, config.activation)
-    x, y = _digit_batches(config.seed, config.batch_size)()
+    x, y = random_batches(shared_digits(), config.batch_size, config.seed + 1)()
     with keep_outputs(model.linears) as record:  # h_l = W_l x_{l−1}
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
@@ -285,7 +271,7 @@ def _sgd(model: nn.Sequential, config: Any, lr_w: float, wd: float = 0.0) -> tup
     optimizer = SGDW([{"params": [w], "lr": lr_w, "weight_decay": wd}, {"params": rest}], lr=config.lr)
     record = _WeightNorm(w, lr_w)
     sgd = TrainConfig(steps=config.steps, loss="cross_entropy", stop_on_divergence=False, **_QUIET)
-    batches = _digit_batches(config.seed, config.batch_size, double=True)
+    batches = random_batches(shared_digits(), config.batch_size, config.seed + 1, torch.float64)
     history = train(model, batches, sgd, optimizer=optimizer, callbacks=[record])
     return history.loss, *np.array(record.rows).T
 
@@ -316,7 +302,7 @@ class ScaleInvarianceResult:
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
     check_config(config, ScaleInvarianceConfig)
     model = _one_norm_net(config.norm, config.width, config.seed)
-    x, y = _digit_batches(config.seed, config.batch_size, double=True)()
+    x, y = random_batches(shared_digits(), config.batch_size, config.seed + 1, torch.float64)()
     base = model[0].weight.detach().clone()
     losses, norms, cosines = [], [], []
     for c in config.scales:
