@@ -385,7 +385,7 @@ def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -
     assert steps.sgd_step.sel(gradient=1e-20) == pytest.approx(1e-20)
     with pytest.raises(KeyError, match="gradient"):
         adam(gradient=0.5)
-    with pytest.raises(ValueError, match="below 1"):
+    with pytest.raises(ValueError, match="beta1 must be < 1"):
         lc.FirstStepsConfig(beta1=1.0)
 
 

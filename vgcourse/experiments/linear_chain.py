@@ -625,12 +625,8 @@ class FirstStepsConfig(Config):
     gradients: tuple[float, ...] = nonempty(positive(), default=(1.0, 1e-6, 1e-20))
     lr: float = positive(1e-3)
     eps: float = positive(1e-8)  # Adam's ε (PyTorch's default)
-    beta1: float = real(0.9, low=0.0, high=1.0)
-    beta2: float = real(0.999, low=0.0, high=1.0)
-
-    def check(self) -> None:
-        if 1.0 in (self.beta1, self.beta2):
-            raise ValueError("beta1 and beta2 must be below 1: Adam's bias correction divides by 1 - beta")
+    beta1: float = real(0.9, low=0.0, high=1.0, high_open=True)  # < 1: the bias correction divides by 1 - β
+    beta2: float = real(0.999, low=0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)

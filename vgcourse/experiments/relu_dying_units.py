@@ -545,7 +545,7 @@ class RemediesConfig(Config):
     negative_bias: DyingConfig = instance_of(DyingConfig, default=_NEGATIVE_BIAS)  # a ReLU run
     large_step: DyingConfig = instance_of(DyingConfig, default=_LARGE_STEP)  # a ReLU run
     remedies: tuple[str, ...] = nonempty(one_of(*REMEDIES), default=REMEDIES, unique=True)
-    lr_factor: float = in_range(0.0, 1.0, default=0.1, low_open=True)
+    lr_factor: float = in_range(0.0, 1.0, default=0.1, low_open=True, high_open=True)
     n_seeds: int = positive(3, integer=True)  # seeds seed, seed + 1, ... per cell (replace the causes')
     seed: int = seed_field()
 
@@ -553,8 +553,6 @@ class RemediesConfig(Config):
         for name in ("negative_bias", "large_step"):
             if getattr(self, name).activation != "relu":
                 raise ValueError(f"{name}.activation must be 'relu' (the remedies change it)")
-        if self.lr_factor >= 1.0:
-            raise ValueError(f"lr_factor must be in (0, 1); got {self.lr_factor!r}")
 
     def run_config(self, remedy: str, cause: str, seed: int) -> DyingConfig:
         """The ``DyingConfig`` of one cell of the table (``cause``: one of ``CAUSES``)."""

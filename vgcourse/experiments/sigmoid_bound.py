@@ -27,6 +27,7 @@ from vgcourse.config import (
     check_config,
     derive,
     device_field,
+    geometric_mean,
     in_range,
     instance_of,
     integer,
@@ -116,12 +117,9 @@ class InitGradientConfig(Config):
     weight_scale: float = positive(1.0)
     input_scale: float = positive(1.0)
     seed: int = seed_field()  # the weights, the inputs and the labels
-    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)  # saturated: |2u - 1| or |u| above
+    # saturated: |2u - 1| (sigmoid) or |u| (tanh) above this
+    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True, high_open=True)
     dtype: str = one_of(*DTYPES, default="float64")  # float64 keeps ratios like 1e-30 exact
-
-    def check(self) -> None:
-        if self.saturation >= 1.0:
-            raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
             if sat is not None and sat.any() and (~sat).any():
                 delta = a.grad.abs()
                 ratios.append(float(delta[sat].mean() / delta[~sat].mean()))
-        ratio = float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
+        ratio = geometric_mean(ratios) if ratios else math.nan
     hidden_norm = grad_norm.numpy()
     ratios, envelope, weight_norm = hidden_norm / hidden_norm[-1], envelope.numpy(), record.grad_norm[0]
     typical, depth = (rms_d * gain).numpy(), config.depth
@@ -227,7 +225,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         decay=float(ratios[0]),
         per_layer_factor=float(ratios[0] ** (1.0 / depth)),
         envelope_factor=float(envelope[0] ** (1.0 / depth)),
-        typical_rate=float(np.exp(np.mean(np.log(typical)))),
+        typical_rate=geometric_mean(typical),
         bound_slack=float(np.max(ratios[:-1] / envelope[:-1])),
         weight_ratio=float(weight_norm[0] / weight_norm[-1]),
     )
@@ -308,11 +306,7 @@ class SaturationConfig(Config):
     width: int = positive(64, integer=True)
     batch_size: int = positive(64, integer=True)
     init: str = one_of(*INITS, default="xavier_normal")
-    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True)
-
-    def check(self) -> None:
-        if self.saturation >= 1.0:
-            raise ValueError(f"saturation must be in (0, 1); got {self.saturation}")
+    saturation: float = in_range(0.0, 1.0, default=0.99, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
