@@ -1,7 +1,7 @@
 """Reader notebooks: the chapters for Colab and Jupyter have the page's numbers and no raw MyST.
 
 The first tests convert a fixture that holds every MyST construct the chapters use (a test checks
-that it does) and compare glue formatting with myst-nb's own function. The last ones read a built
+that it does; glue:text values are formatted by myst-nb's own function). The last ones read a built
 book (`make book` writes _build/html and _build/colab; `make test` builds it before the tests; set
 VGCOURSE_BUILD_DIR to check another build folder): every chapter has a reader notebook with no raw
 MyST, and the numbers the page shows for its glue keys, in the page's order, are the ones written
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from myst_nb.core.variables import format_plain_text
 
 from vgcourse.reader_notebooks import (
     Citation,
@@ -240,38 +239,6 @@ def test_glue_values_are_in_reading_order() -> None:
         ("glue:math", "formula"),
     ]
     assert len(values) == len(re.findall(r"\{glue[^}]*\}", FIXTURE)) - 1  # the one in code stays
-
-
-@pytest.mark.parametrize(
-    ("value", "spec"),
-    [
-        (0.36603234, ".3f"),
-        (0.36603234, ".2e"),
-        (0.0734, ".1%"),
-        (0.0734, "g"),
-        (1500, "d"),
-        (1500, ",d"),
-        (1500, ".0f"),
-        (12345678, ","),
-        (1500.0, "d"),
-        (3.2e-07, ".0e"),
-        (3.2e-07, ""),
-        (3.2e-07, "s"),
-        ("he_normal", "s"),
-        ("he_normal", ""),
-        (True, "d"),
-        (7, ".2g"),
-    ],
-)
-def test_glue_text_is_formatted_exactly_as_myst_nb_formats_it(value: object, spec: str) -> None:
-    data = {"text/plain": repr(value)}
-    try:
-        expected = format_plain_text(repr(value), spec)
-    except (TypeError, ValueError) as error:
-        with pytest.raises(type(error)):
-            format_glue_text(data, spec)
-    else:
-        assert format_glue_text(data, spec) == expected
 
 
 def test_bad_input_is_named() -> None:

@@ -9,7 +9,6 @@ site ("He et al. [2016]"). Code cells keep their source, without outputs. ``make
 from __future__ import annotations
 
 import argparse
-import ast
 import base64
 import json
 import posixpath
@@ -126,24 +125,12 @@ def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -
 
 
 def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
-    """A glued value as ``{glue:text}`key:spec``` shows it (myst-nb's ``format_plain_text``)."""
+    """A glued value as ``{glue:text}`key:spec``` shows it (myst-nb's own ``format_plain_text``)."""
+    from myst_nb.core.variables import format_plain_text
+
     if "text/plain" not in data:
         raise ValueError(f"a glue:text role needs a text/plain value; this one has {sorted(data)}")
-    text = data["text/plain"]
-    try:
-        value: Any = ast.literal_eval(text)
-    except (SyntaxError, ValueError):
-        value = text
-    if spec == "":
-        return str(value)
-    kind = spec[-1]
-    if kind == "s":
-        value = str(value)
-    elif kind in "bcdoxX":
-        value = int(value)
-    elif kind in "eEfFgGn%":
-        value = float(value)
-    return format(value, spec)
+    return format_plain_text(data["text/plain"], spec)
 
 
 def _glue_output(glue: Mapping[str, Mapping[str, Any]], key: str, page: str) -> Mapping[str, Any]:
