@@ -24,6 +24,7 @@ from vgcourse.experiments.transformers import (
 )
 from vgcourse.plots._common import (
     check_result,
+    check_results,
     checked,
     figure_and_axes,
     figure_and_axes_grid,
@@ -301,11 +302,7 @@ def warmup_curves(
 ) -> Figure:
     """Training loss (10-step moving average) against Adam step, one line per variant and seed, chance loss
     ln V dotted; one panel per learning rate of each result in order (at most three)."""
-    items = [results] if isinstance(results, WarmupResult) else results
-    if isinstance(items, str) or not isinstance(items, Sequence) or not items:
-        raise TypeError("results must be a WarmupResult or a non-empty sequence of them")
-    for result in items:
-        check_result(result, WarmupResult, "each result")
+    items = [results] if isinstance(results, WarmupResult) else check_results(results, WarmupResult)
     panels_of = [(result, j) for result in items for j in range(len(result.config.lrs))]
     if len(panels_of) > 3:
         raise ValueError(f"at most three panels (learning rates) fit the page; got {len(panels_of)}")
