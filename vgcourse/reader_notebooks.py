@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from myst_nb.core.render import strip_latex_delimiters
+from myst_nb.core.variables import format_plain_text
 
 ADMONITIONS = {"admonition": "", "seealso": "See also", "todo": "To do"} | {
     name: name.capitalize()
@@ -126,8 +128,6 @@ def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -
 
 def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
     """A glued value as ``{glue:text}`key:spec``` shows it (myst-nb's own ``format_plain_text``)."""
-    from myst_nb.core.variables import format_plain_text
-
     if "text/plain" not in data:
         raise ValueError(f"a glue:text role needs a text/plain value; this one has {sorted(data)}")
     return format_plain_text(data["text/plain"], spec)
@@ -153,7 +153,7 @@ def _glue_any(output: Mapping[str, Any], key: str, block: bool) -> str:
                 payload = base64.b64encode(raw).decode() if raw else value.replace("\n", "")
                 return f"![{key}](data:{mime};base64,{payload})"
             if mime == "text/latex":
-                math = _strip_latex_delimiters(value)
+                math = strip_latex_delimiters(value)
                 return f"$$\n{math}\n$$" if block else f"${math}$"
             return value
     if "text/plain" not in data:
@@ -162,14 +162,6 @@ def _glue_any(output: Mapping[str, Any], key: str, block: bool) -> str:
     if output.get("metadata", {}).get("strip_text_quotes") and re.match(r"^([\"']).*\1$", text):
         text = text[1:-1]
     return text
-
-
-def _strip_latex_delimiters(source: str) -> str:
-    source = source.strip()
-    for start, end in (("\\(", "\\)"), ("\\[", "\\]"), ("$$", "$$"), ("$", "$")):
-        if source.startswith(start) and source.endswith(end):
-            return source[len(start) : -len(end)]
-    return source
 
 
 class _Converter:
@@ -343,7 +335,7 @@ class _Converter:
         if name == "glue:md":
             value = data.get("text/markdown", "")
         elif name == "glue:math":
-            value = f"$$\n{_strip_latex_delimiters(data.get('text/latex', ''))}\n$$"
+            value = f"$$\n{strip_latex_delimiters(data.get('text/latex', ''))}\n$$"
         else:
             value = _glue_any(output, key, block=True)
         self.values.append((name, key, value))
