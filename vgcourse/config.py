@@ -355,8 +355,7 @@ class Grid:
         """The mean over one axis (``geometric``: exp of the mean of ln, for ratios), a Grid without it."""
         self._check_axes([axis])
         k = self.dims.index(axis)
-        with np.errstate(divide="ignore"):  # a ratio that underflowed to 0 has a geometric mean of 0
-            values = np.exp(np.log(self.values).mean(axis=k)) if geometric else self.values.mean(axis=k)
+        values = geometric_mean(self.values, axis=k) if geometric else self.values.mean(axis=k)
         return Grid(values, name=self.name, **{a: c for a, c in self.axes.items() if a != axis})
 
     def median(self, axis: str) -> Grid:
