@@ -380,13 +380,9 @@ class CirclesResult:
     accuracy_by_epoch: Grid  # activation × seed × epoch (1..E): validation accuracy after each epoch
     weight_mean: Grid  # activation × seed × epoch (0..E, 0: the init) × layer: mean of each weight matrix
     weight_std: Grid  # activation × seed × epoch (0..E) × layer: its standard deviation
-    grad_mean: (
-        Grid  # activation × seed × epoch (1..E) × layer: weight gradient mean, over the epoch's records
-    )
+    grad_mean: Grid  # activation × seed × epoch (1..E) × layer: weight gradient mean over the epoch's records
     grad_std: Grid  # activation × seed × epoch (1..E) × layer: its standard deviation, averaged likewise
-    first_last_grad_ratio: (
-        Grid  # activation × seed: grad_std of layer 1 / of the output, both over all epochs
-    )
+    first_last_grad_ratio: Grid  # activation × seed: layer 1's grad_std / the output's, each over all epochs
     weight_change: Grid  # activation × seed × layer: |weight std after training / at initialization - 1|
     histories: dict[tuple[str, int], History] = field(repr=False)  # by (activation, seed)
 
