@@ -15,6 +15,7 @@ from vgcourse.config import constraints
 from vgcourse.data import DataSplit, adding_problem, circles
 from vgcourse.monitor import DEFAULT_STATS
 from vgcourse.training import (
+    SGDW,
     Callback,
     EvalEvent,
     History,
@@ -420,6 +421,20 @@ def test_loss_value_is_cross_entropy_on_labels_and_mse_on_one_hot() -> None:
         loss_value(output, one_hot, "cross_entropy")
     with pytest.raises(ValueError, match="does not match"):
         loss_value(output, torch.zeros(2, 4), "mse")
+
+
+def test_sgdw_shrinks_then_steps_per_group() -> None:
+    w, b, unused = (nn.Parameter(torch.tensor([2.0, -4.0], dtype=torch.float64)) for _ in range(3))
+    w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    b.grad = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    SGDW([{"params": [w, unused], "lr": 0.1, "weight_decay": 0.5}, {"params": [b]}], lr=0.2).step()
+    assert w.tolist() == [(1 - 0.05) * 2.0 - 0.1, (1 - 0.05) * -4.0 - 0.1]  # p ← (1 − lr λ) p − lr g
+    assert b.tolist() == [2.0 - 0.2 * 0.5, -4.0 - 0.2 * 0.5]  # the second group: lr 0.2, no decay
+    assert unused.tolist() == [2.0, -4.0]  # no gradient: no step and no decay
+    reference = nn.Parameter(torch.tensor([2.0, -4.0], dtype=torch.float64))
+    reference.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    torch.optim.SGD([reference], lr=0.1, weight_decay=0.5).step()
+    torch.testing.assert_close(reference.detach(), w.detach())  # the L2 step, up to rounding
 
 
 def test_make_optimizer_follows_the_config() -> None:

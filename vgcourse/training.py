@@ -454,7 +454,9 @@ def train(
 
 
 class SGDW(torch.optim.Optimizer):
-    """SGD with decoupled weight decay (Loshchilov & Hutter 2019): p ← (1 − lr λ) p − lr g, per group."""
+    """SGD, no momentum, weight decay as a separate shrink: p ← (1 − lr λ) p − lr g per group (parameters
+    without a gradient are left alone). Loshchilov & Hutter's (2019) SGDW with β = 0 and decay η_t λ = lr λ;
+    in exact arithmetic the step of ``torch.optim.SGD(weight_decay=λ)`` (L2), rounded differently."""
 
     def __init__(self, params: Any, lr: float, weight_decay: float = 0.0) -> None:
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
@@ -463,5 +465,7 @@ class SGDW(torch.optim.Optimizer):
     def step(self, closure: None = None) -> None:
         for group in self.param_groups:
             for p in group["params"]:
+                if p.grad is None:
+                    continue
                 p.mul_(1.0 - group["lr"] * group["weight_decay"])
                 p -= group["lr"] * p.grad
