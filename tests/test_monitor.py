@@ -607,6 +607,22 @@ def test_backward_and_forward_signal_of_a_layer_called_twice() -> None:
     assert record.forward_rms[0, 0] == pytest.approx(forward, rel=1e-5)
 
 
+def test_backward_signal_of_a_layer_whose_output_is_modified_in_place() -> None:
+    # The hook sits on the node that made h, so an in-place ReLU after it does not change what it reads:
+    # dL/dh of the value the layer produced (the pre-activation), as a hook registered before the change.
+    torch.manual_seed(0)
+    first, last = nn.Linear(4, 6), nn.Linear(6, 2)
+    x = torch.randn(5, 4)
+    h = first(x)
+    h.retain_grad()
+    last(torch.relu(h)).pow(2).mean().backward()
+    model = nn.Sequential(first, nn.ReLU(inplace=True), last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    with GradientMonitor(model, optimizer, layers=[("first", first)], stats=["backward_norm"]) as mon:
+        train_steps(model, optimizer, [x])
+    assert mon.record().backward_norm[0, 0] == pytest.approx(h.grad.norm().item(), rel=1e-6)
+
+
 def test_functional_activations_are_reported_not_silently_nan() -> None:
     class Functional(nn.Module):
         def __init__(self) -> None:
