@@ -39,8 +39,8 @@ def check_float(
     strict_minimum: bool = False,
     strict_maximum: bool = False,
 ) -> float:
-    """Return ``float(value)`` if it is a finite real number within the bounds (``strict_minimum``: the
-    lower bound is exclusive)."""
+    """Return ``float(value)`` if it is a finite real number within the bounds (``strict_minimum`` /
+    ``strict_maximum``: that bound is exclusive)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
     number = float(value)
