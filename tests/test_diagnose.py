@@ -542,6 +542,10 @@ def test_threshold_defaults_are_the_documented_constants() -> None:
     assert (limits.update_low, limits.update_high) == (UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH) == (1e-5, 1e-1)
     report = diagnose(he_relu(0, 2, 8), CE, batch(0, 8))
     assert tuple(report.flagged) == FINDING_KINDS[:9]  # every layer flag, empty or not; the rest are notes
+    with pytest.raises(KeyError, match="unknown layer flag 'zero_start'; valid choices: non_finite, "):
+        report.flagged["zero_start"]
+    with pytest.raises(KeyError, match="unknown layer 'conv1'; valid choices: layer 1, "):
+        report.layer["conv1"]
     for column in ("ratio", "dead_frac"):
         np.testing.assert_array_equal(report.columns[column], [getattr(d, column) for d in report.layers])
     assert isinstance(diagnose(he_relu(0, 2, 8), CE, batch(0, 8), thresholds=limits), DiagnosisReport)

@@ -195,6 +195,17 @@ class Finding:
 _NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  # DiagnosisReport.columns
 
 
+class _Index(dict):
+    """One of DiagnosisReport's indexes: a dict whose missing key is a KeyError naming the valid keys."""
+
+    def __init__(self, what: str, items: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self.what = what
+
+    def __missing__(self, key: object) -> Any:
+        raise KeyError(f"unknown {self.what} {key!r}; valid choices: {', '.join(self)}")
+
+
 @dataclass(frozen=True, repr=False)
 class DiagnosisReport:
     """What ``diagnose`` found: layers input to output, findings most urgent first."""
@@ -225,9 +236,9 @@ class DiagnosisReport:
         for values in columns.values():
             values.setflags(write=False)
         flagged = {kind: tuple(d.name for d in self.layers if kind in d.flags) for kind in _LAYER_FLAGS}
-        object.__setattr__(self, "layer", {d.name: d for d in self.layers})
-        object.__setattr__(self, "flagged", flagged)
-        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "layer", _Index("layer", {d.name: d for d in self.layers}))
+        object.__setattr__(self, "flagged", _Index("layer flag", flagged))
+        object.__setattr__(self, "columns", _Index("column", columns))
 
     @property
     def layer_names(self) -> list[str]:
