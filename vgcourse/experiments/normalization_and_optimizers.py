@@ -444,11 +444,7 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
                     layers.append(models.NoisyBatchNorm(config.width, amplitude, generator))
                 layers.append(nn.ReLU())
             model = nn.Sequential(*layers, nn.Linear(config.width, 10))
-        with torch.no_grad():
-            for layer in model:  # He-normal weights, zero biases
-                if isinstance(layer, nn.Linear):
-                    layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_features), generator=generator)
-                    layer.bias.zero_()
+        initialize(model, "he_normal", activation="relu", generator=generator)  # N(0, 2/n_in), zero biases
         batches = torch.Generator().manual_seed(config.seed + 1)
 
         def batch(_step: int, gen: torch.Generator = batches) -> Any:
