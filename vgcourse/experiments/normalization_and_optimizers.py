@@ -673,11 +673,6 @@ class DeadUnitsResult:
     alive_moved: np.ndarray  # median over the units alive at the start of rms(Δw)/lr over the run
 
 
-def _watch_firing(fired: Tensor, _module: nn.Module, _args: object, output: Tensor) -> None:
-    if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
-        fired |= (output > 0).any(dim=0)
-
-
 def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
     and its step lr·m̂/(√v̂ + ε) is exactly 0."""
@@ -695,7 +690,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
         before = [(m.linear.weight.detach().clone(), m.linear.bias.detach().clone()) for m in model.layers]
         fired = [torch.zeros_like(mask) for mask in dead]  # unit j of layer i fired on some training batch
         for m, hit in zip(model.layers, fired, strict=True):
-            m.register_forward_hook(partial(_watch_firing, hit))  # on this run's model only
+            m.register_forward_hook(partial(relu_dying_units.watch_firing, hit))  # on this run's model only
         adam = TrainConfig(steps=config.steps, batch_size=base.batch_size, lr=config.lr, seed=seed, **_ADAM)
         train(model, data, dataclasses.replace(adam, eval_every=config.steps))
         row = np.zeros(4, dtype=np.int64)

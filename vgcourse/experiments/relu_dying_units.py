@@ -92,6 +92,13 @@ def dead_unit_masks(model: MLP, x: Tensor) -> list[Tensor]:
     return [z.amax(dim=0) <= 0 for z in pre_activations(model, x)]
 
 
+def watch_firing(fired: Tensor, _module: nn.Module, _args: object, output: Tensor) -> None:
+    """Forward hook (bind ``fired`` with functools.partial): fired_j ← fired_j or (output_j > 0 on a row),
+    on training forward passes only (evaluation runs without grad)."""
+    if torch.is_grad_enabled():
+        fired |= (output > 0).any(dim=0)
+
+
 def _activation_stats(model: MLP, x: Tensor, activation: str, batch: Tensor) -> np.ndarray:
     """(6, L): dead fraction on x, dead fraction on the rows ``batch`` of x, share of (unit, input) pairs
     with z > 0, mean f'(z), mean z and std z over x."""
@@ -479,10 +486,6 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
     fired: list[Tensor] = []
     handles: list[Any] = []
 
-    def watch(index: int, module: Any, args: Any, output: Tensor) -> None:
-        if torch.is_grad_enabled():  # training forward passes only (evaluation runs without grad)
-            fired[index] |= (output > 0).any(dim=0)
-
     class CheckpointA(Callback):
         """At A (after step steps_a's update): dead units, their gradient on the full training set (the next
         step replaces it), the weights; then watch every training forward pass until B."""
@@ -509,7 +512,8 @@ def run_frozen_units(config: FrozenUnitsConfig) -> FrozenUnitsResult:
             ]
             fired.extend(torch.zeros_like(mask) for mask in dead_a)
             handles.extend(
-                m.register_forward_hook(functools.partial(watch, i)) for i, m in enumerate(model.layers)
+                m.register_forward_hook(functools.partial(watch_firing, hit))
+                for m, hit in zip(model.layers, fired, strict=True)
             )
 
     try:
