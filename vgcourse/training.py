@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "loss_value",
     "make_optimizer",
+    "minibatches",
     "train",
 ]
 
@@ -272,7 +273,7 @@ def _to(value: Any, device: torch.device) -> Any:
     return value.to(device) if isinstance(value, Tensor) else value
 
 
-def _batches(data: Any, config: TrainConfig, device: torch.device) -> Any:
+def minibatches(data: Any, config: TrainConfig, device: torch.device | str) -> Any:
     """(batch(step) -> (x, y), steps per epoch): a seeded reshuffle of a DataSplit every epoch (remainder
     dropped), a batch source's batches, or the fixed batch (an epoch of one step), on ``device``."""
     if callable(data) and not isinstance(data, DataSplit):
@@ -364,7 +365,7 @@ def train(
             "monitor must watch the optimizer train uses: GradientMonitor(model, optimizer, ...)"
         )
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    batch, steps_per_epoch = _batches(data, config, device)
+    batch, steps_per_epoch = minibatches(data, config, device)
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
 

@@ -40,7 +40,7 @@ from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, ResidualMLP, keep_outputs, named_layers
 from vgcourse.monitor import DEFAULT_STATS
-from vgcourse.training import Callback, History, StepEvent, StopTraining, TrainConfig, _batches, train
+from vgcourse.training import Callback, History, StepEvent, StopTraining, TrainConfig, minibatches, train
 
 GRID_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu")
 GRID_INITS = ("default", "xavier", "he")  # PyTorch's default, Xavier/Glorot normal, He/Kaiming normal
@@ -595,7 +595,7 @@ def _train_stacked(
     lr, clips = torch.tensor([lr for _, lr, _ in members]), torch.tensor([r.clip for r, _, _ in members])
     optimizer = _RunwiseMomentum(model.parameters(), lr, clips, config.clip_norm)
     train_config = derive(TrainConfig, config, clip_norm=None, monitor_every=None, stop_on_divergence=False)
-    sources = {seed: _batches(data, replace(train_config, seed=seed), "cpu")[0] for seed in config.seeds}
+    sources = {seed: minibatches(data, replace(train_config, seed=seed), "cpu")[0] for seed in config.seeds}
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         drawn = {seed: source(step) for seed, source in sources.items()}

@@ -47,8 +47,8 @@ from vgcourse.training import (
     StepEvent,
     StopTraining,
     TrainConfig,
-    _batches,
     evaluate,
+    minibatches,
     train,
 )
 
@@ -365,7 +365,7 @@ def _train_stacked(models: list[MLP], configs: list[DyingConfig], data: DataSpli
     device = stacked.weights[0].device
     lr = torch.tensor([c.lr for c in configs], dtype=stacked.weights[0].dtype, device=device)
     optimizer = _RunwiseSGD(stacked.parameters(), lr, configs[0].clip_norm)
-    batches = [_batches(data, _train_config(c), device)[0] for c in configs]  # run_dying's train() order
+    batches = [minibatches(data, _train_config(c), device)[0] for c in configs]  # run_dying's train() order
 
     def batch(step: int) -> tuple[Tensor, Tensor]:
         xs, ys = zip(*(b(step) for b in batches), strict=True)
