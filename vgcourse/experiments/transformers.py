@@ -173,11 +173,13 @@ def _path_gains(model: Transformer, idx: Tensor, targets: Tensor) -> tuple[float
         for norm in (block.ln1, block.ln2)
     ]
     with torch.enable_grad():
-        xs = model.stream(idx)
+        try:
+            xs = model.stream(idx)
+        finally:  # the VJPs below call the norms again: record only the forward pass
+            for handle in handles:
+                handle.remove()
         loss = _CE(model.head(model.ln_f(xs[-1])), targets)
         g_top, g0 = torch.autograd.grad(loss, [xs[-1], xs[0]], retain_graph=True)
-        for handle in handles:
-            handle.remove()
         top_norm = float(torch.linalg.norm(g_top))
         full = float(torch.linalg.norm(g0)) / top_norm
         if model.ln == "pre":
