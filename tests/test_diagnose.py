@@ -6,6 +6,7 @@ import copy
 import html
 import json
 import math
+import pickle
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -546,6 +547,16 @@ def test_threshold_defaults_are_the_documented_constants() -> None:
         report.flagged["zero_start"]
     with pytest.raises(KeyError, match="unknown layer 'conv1'; valid choices: layer 1, "):
         report.layer["conv1"]
+    with pytest.raises(TypeError, match="read-only: its layer index"):
+        report.layer["layer 1"] = report.layers[0]
+    for change in ("clear", "popitem"):
+        with pytest.raises(TypeError, match="read-only: its column index"):
+            getattr(report.columns, change)()
+    for copied in (copy.deepcopy(report), pickle.loads(pickle.dumps(report))):
+        assert list(copied.layer) == list(report.layer) and copied.flagged == report.flagged
+        assert copied.layer.what == "layer" and type(copied.columns) is type(report.columns)
+        with pytest.raises(KeyError, match="valid choices"):
+            copied.flagged["zero_start"]
     for column in ("ratio", "dead_frac"):
         np.testing.assert_array_equal(report.columns[column], [getattr(d, column) for d in report.layers])
     assert isinstance(diagnose(he_relu(0, 2, 8), CE, batch(0, 8), thresholds=limits), DiagnosisReport)

@@ -196,7 +196,8 @@ _NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  #
 
 
 class _Index(dict):
-    """One of DiagnosisReport's indexes: a dict whose missing key is a KeyError naming the valid keys."""
+    """One of DiagnosisReport's indexes: a read-only dict whose missing key is a KeyError naming the valid
+    keys (a dict, not a MappingProxyType, so that the report pickles and deep-copies)."""
 
     def __init__(self, what: str, items: Mapping[str, Any]) -> None:
         super().__init__(items)
@@ -204,6 +205,15 @@ class _Index(dict):
 
     def __missing__(self, key: object) -> Any:
         raise KeyError(f"unknown {self.what} {key!r}; valid choices: {', '.join(self)}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Index, (self.what, dict(self))
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(f"a DiagnosisReport is read-only: its {self.what} index cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, repr=False)
