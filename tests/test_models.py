@@ -13,6 +13,7 @@ from vgcourse.models import (
     MLP,
     NORMS,
     Dense,
+    NormMLP,
     ResidualMLP,
     SequenceModel,
     build_model,
@@ -45,6 +46,27 @@ def test_mlp_gets_fresh_activation_modules() -> None:
     acts = [layer.activation for layer in model.layers]
     assert len({id(a) for a in acts}) == 3
     assert all(a.negative_slope == 0.2 for a in acts)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer", "rms"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_norm_mlp_normalizes_before_each_activation(norm: str, activation: str) -> None:
+    model = NormMLP(6, 3, depth=4, width=32, norm=norm, activation=activation, seed=0)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    h = x
+    for linear, n in zip(model.linears, model.norms, strict=True):
+        assert linear.bias is None
+        h = model.activation(n(linear(h)))
+    torch.testing.assert_close(model(x), model.head(h))
+    assert all(isinstance(n, nn.Identity) for n in model.norms) == (norm == "none")
+    assert isinstance(model.activation, nn.ReLU if activation == "relu" else nn.Tanh)
+    assert torch.all(model.head.bias == 0)
+    # W_l ~ N(0, g / n_in) with g = 2 for ReLU, 1 for tanh and for the first layer; the head N(0, 1/width)
+    gain = 2.0 if activation == "relu" else 1.0
+    big = NormMLP(200, 3, depth=2, width=400, norm=norm, activation=activation, seed=2)
+    assert big.linears[0].weight.var().item() == pytest.approx(1 / 200, rel=0.02)
+    assert big.linears[1].weight.var().item() == pytest.approx(gain / 400, rel=0.02)
+    assert big.head.weight.var().item() == pytest.approx(1 / 400, rel=0.15)  # 1,200 draws
 
 
 @pytest.mark.parametrize("norm", [None, *NORMS])
@@ -282,6 +304,9 @@ def test_build_model_validates(arch: object, overrides: dict, error: type[Except
         (lambda: ResidualMLP(2, 2, depth=-1, width=3), ValueError),
         (lambda: ResidualMLP(2, 2, depth=1, width=3, norm="instance"), ValueError),
         (lambda: Dense(0, 2), ValueError),
+        (lambda: NormMLP(2, 2, depth=1, width=3, activation="sigmoid"), ValueError),
+        (lambda: NormMLP(2, 2, depth=1, width=3, norm="group"), ValueError),
+        (lambda: NormMLP(2, 2, depth=0, width=3), ValueError),
         (lambda: Dense(2, 2, activation="relu6"), ValueError),
     ],
 )
@@ -322,6 +347,7 @@ def test_standard_model_is_repeatable_and_leaves_the_global_generator_alone() ->
 _SEEDED = [
     ("mlp", lambda **kw: MLP(3, 2, 2, 5, "tanh", **kw)),
     ("resmlp", lambda **kw: ResidualMLP(3, 2, 2, 5, norm="layer", **kw)),
+    ("normmlp", lambda **kw: NormMLP(3, 2, 2, 5, "batch", "tanh", **kw)),
     ("gru", lambda **kw: SequenceModel("gru", 3, 5, 2, num_layers=2, **kw)),
     ("lstm", lambda **kw: build_model("lstm", in_features=3, out_features=2, depth=1, width=5, **kw)),
 ]

@@ -90,6 +90,45 @@ class MLP(nn.Module):
         return [f"layer {i + 1}" for i in range(len(self.layers))] + ["output"]
 
 
+class NormMLP(nn.Module):
+    """A plain network normalized before each activation: x_l = φ(N(W_l x_{l−1})) for l = 1..depth, then a
+    linear head. N: a `make_norm` kind ("none": the identity), φ: "relu" or "tanh". W_l ~ N(0, g/n_in)
+    without bias (g = 2 for ReLU, 1 for tanh and for the first layer); the head N(0, 1/width), bias 0."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        depth: int,
+        width: int,
+        norm: str = "batch",
+        activation: str = "relu",
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        _check_sizes(in_features, out_features, depth, width)
+        check_choice("activation", activation, ("relu", "tanh"))
+        sizes = [in_features] + [width] * depth
+        gain = 2.0 if activation == "relu" else 1.0
+        with initial_weights(seed, generator):
+            self.linears = nn.ModuleList(nn.Linear(sizes[i], width, bias=False) for i in range(depth))
+            self.norms = nn.ModuleList(make_norm(norm, width) or nn.Identity() for _ in range(depth))
+            self.activation = nn.ReLU() if activation == "relu" else nn.Tanh()
+            self.head = nn.Linear(width, out_features)
+            with torch.no_grad():
+                for i, linear in enumerate(self.linears):
+                    linear.weight.normal_(0.0, math.sqrt((1.0 if i == 0 else gain) / sizes[i]))
+                self.head.weight.normal_(0.0, math.sqrt(1.0 / width))
+                self.head.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        for linear, norm in zip(self.linears, self.norms, strict=True):
+            x = self.activation(norm(linear(x)))
+        return self.head(x)
+
+
 class ResidualBlock(nn.Module):
     """x -> x + α·F(x) (skip) or F(x), F = Linear -> [Norm] -> f -> Linear -> [Norm]; ``post_activation``:
     f(x + α·F(x)), the original ResNet block (He et al., 2016a)."""

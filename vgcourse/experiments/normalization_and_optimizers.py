@@ -24,7 +24,7 @@ from vgcourse.data import DataSplit, circles, random_batches, shared_digits
 from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, initial_weights, keep_outputs, make_norm
+from vgcourse.models import MLP, NormMLP, initial_weights, keep_outputs, make_norm
 from vgcourse.training import SGDW, Callback, StepEvent, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
@@ -136,32 +136,8 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
 
 
 # -- 3. Deep plain networks with each normalization: per-layer forward and backward signals ------------------
-class _PlainStack(nn.Module):
-    """x_l = φ(N(W_l x_{l−1})), l = 1..L, then a linear head; W_l ~ N(0, g/n_in) without bias (g = 2 for
-    ReLU, 1 for tanh and for the first layer)."""
-
-    def __init__(self, depth: int, width: int, norm: str, activation: str, in_features: int = 64):
-        super().__init__()
-        sizes = [in_features] + [width] * depth
-        self.linears = nn.ModuleList(nn.Linear(sizes[i], width, bias=False) for i in range(depth))
-        self.norms = nn.ModuleList(make_norm(norm, width) or nn.Identity() for _ in range(depth))
-        self.activation = nn.ReLU() if activation == "relu" else nn.Tanh()
-        self.head = nn.Linear(width, 10)
-        gain = 2.0 if activation == "relu" else 1.0
-        with torch.no_grad():
-            for i, linear in enumerate(self.linears):
-                linear.weight.normal_(0.0, math.sqrt((1.0 if i == 0 else gain) / sizes[i]))
-            self.head.weight.normal_(0.0, math.sqrt(1.0 / width))
-            self.head.bias.zero_()
-
-    def forward(self, x: Tensor) -> Tensor:
-        for linear, norm in zip(self.linears, self.norms, strict=True):
-            x = self.activation(norm(linear(x)))
-        return self.head(x)
-
-
 class NormProfileConfig(Config):
-    """One forward and backward pass (cross-entropy) of a fresh ``_PlainStack`` on a batch of digits."""
+    """One forward and backward pass (cross-entropy) of a fresh ``models.NormMLP`` on a batch of digits."""
 
     norm: str = one_of(*NORM_KINDS, default="batch")
     activation: str = one_of(*ACTIVATIONS, default="relu")
@@ -186,9 +162,10 @@ class NormProfileResult:
 
 def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     check_config(config, NormProfileConfig)
-    with initial_weights(config.seed):
-        model = _PlainStack(config.depth, config.width, config.norm, config.activation)
-    x, y = random_batches(shared_digits(), config.batch_size, config.seed + 1)()
+    data = shared_digits()
+    sizes = data.in_features, data.n_classes, config.depth, config.width
+    model = NormMLP(*sizes, config.norm, config.activation, seed=config.seed)
+    x, y = random_batches(data, config.batch_size, config.seed + 1)()
     with keep_outputs(model.linears) as record:  # h_l = W_l x_{l−1}
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
@@ -733,7 +710,7 @@ def run_diagnose(config: DiagnoseConfig) -> DiagnoseResult:
 
 
 class NormDiagnoseConfig(Config):
-    """``vgcourse.diagnose`` (plain SGD) on a ReLU ``_PlainStack`` and the first ``batch_size`` digits."""
+    """``vgcourse.diagnose`` (plain SGD) on a ReLU ``models.NormMLP`` and the first ``batch_size`` digits."""
 
     depth: int = integer(8, low=1, high=64)
     width: int = integer(32, low=2, high=256)
@@ -753,8 +730,8 @@ class NormDiagnoseResult:
 def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
     check_config(config, NormDiagnoseConfig)
     data = shared_digits(0)
-    with initial_weights(config.seed):
-        model = _PlainStack(config.depth, config.width, config.norm, "relu")
+    sizes = data.in_features, data.n_classes, config.depth, config.width
+    model = NormMLP(*sizes, config.norm, "relu", seed=config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     report = diagnose(model, nn.CrossEntropyLoss(), batch, optimizer="sgd", lr=config.lr)
     with torch.no_grad():
