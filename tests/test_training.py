@@ -20,6 +20,7 @@ from vgcourse.training import (
     EvalEvent,
     History,
     StepEvent,
+    StepSizes,
     StopTraining,
     TrainConfig,
     evaluate,
@@ -501,6 +502,25 @@ def test_callbacks_see_every_step_and_evaluation_and_change_nothing(small_circle
     assert np.array_equal([e.val_accuracy for e in recorder.evals], history.val_accuracy)
     plain = train(_mlp(), small_circles, config)
     assert np.array_equal(plain.loss, history.loss) and np.array_equal(plain.val_loss, history.val_loss)
+
+
+def test_step_sizes_records_one_step_every_k(small_circles):
+    class Gradients(Callback):  # plain SGD: the step is -lr g
+        def __init__(self) -> None:
+            self.seen: list[list[float]] = []
+
+        def on_backward(self, event: StepEvent) -> None:
+            self.seen.append([float((0.1 * p.grad).std()) for p in event.model.parameters()])
+
+    model, gradients = _mlp(), Gradients()
+    sizes = StepSizes(model.parameters(), every=3)
+    train(
+        model, small_circles, TrainConfig(steps=8, lr=0.1, monitor_every=None), callbacks=[gradients, sizes]
+    )
+    assert len(sizes.rows) == 3  # steps 0, 3, 6
+    np.testing.assert_allclose(sizes.rows, [gradients.seen[k] for k in (0, 3, 6)], rtol=1e-4)
+    with pytest.raises(ValueError, match="every"):
+        StepSizes(model.parameters(), every=0)
 
 
 def test_callbacks_run_in_order_and_skip_a_diverged_step():

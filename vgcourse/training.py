@@ -43,6 +43,7 @@ __all__ = [
     "EvalEvent",
     "History",
     "StepEvent",
+    "StepSizes",
     "StopTraining",
     "TrainConfig",
     "evaluate",
@@ -159,6 +160,25 @@ class Callback:
 
     def on_eval(self, event: EvalEvent) -> None:
         """After every evaluation on the validation split."""
+
+
+class StepSizes(Callback):
+    """std(Δp) of each tensor in ``params`` at steps 0, k, 2k, … (Δp: that one step's change, whatever the
+    optimizer): ``rows[i][j]`` is parameter j's at step i·k."""
+
+    def __init__(self, params: Iterable[Tensor], every: int = 1) -> None:
+        self.params, self.every = list(params), check_int("every", every, minimum=1)
+        self.before: list[Tensor] = []
+        self.rows: list[list[float]] = []
+
+    def on_backward(self, event: StepEvent) -> None:
+        if event.step % self.every == 0:  # the parameters before this step's update
+            self.before = [p.detach().clone() for p in self.params]
+
+    def on_step(self, event: StepEvent) -> None:
+        if event.step % self.every == 0:
+            pairs = zip(self.params, self.before, strict=True)
+            self.rows.append([float((p.detach() - b).std()) for p, b in pairs])
 
 
 _HOOKS = ("on_backward", "on_step", "on_eval")

@@ -1,9 +1,6 @@
-"""Experiments of chapter 7, normalization layers and adaptive optimizers.
-
-First half: the Jacobians of BatchNorm, LayerNorm and RMSNorm, BatchNorm's train/eval gap, the per-layer
-signals of deep normalized networks, scale invariance and weight decay, injected covariate shift. Second
-half: Adam against SGD.
-"""
+"""Experiments of chapter 7: the Jacobians of BatchNorm, LayerNorm and RMSNorm, BatchNorm's train/eval gap,
+the per-layer signals of deep normalized networks, scale invariance and weight decay, injected covariate
+shift; then Adam against SGD."""
 
 from __future__ import annotations
 
@@ -25,7 +22,7 @@ from vgcourse.diagnose import diagnose
 from vgcourse.experiments import recurrent_networks, relu_dying_units, sigmoid_bound
 from vgcourse.initializers import initialize
 from vgcourse.models import MLP, NormMLP, initial_weights, keep_outputs, make_norm
-from vgcourse.training import SGDW, Callback, StepEvent, TrainConfig, train
+from vgcourse.training import SGDW, Callback, StepEvent, StepSizes, TrainConfig, train
 
 NORM_KINDS = ("none", "batch", "layer", "rms")
 ACTIVATIONS = ("relu", "tanh")
@@ -85,9 +82,8 @@ def run_jacobian_check(config: JacobianCheckConfig) -> JacobianCheckResult:
         errors[kind] = float((jf - ja).abs().max() / ja.abs().max())
         spectral = float(torch.linalg.matrix_norm(ja, ord=2))
         flat = sample.reshape(-1)
-        along_x[kind] = float((ja @ flat).norm() / (spectral * flat.norm()))
-        ones = torch.ones_like(flat)
-        along_ones[kind] = float((ja @ ones).norm() / (spectral * ones.norm()))
+        for v, gains in ((flat, along_x), (torch.ones_like(flat), along_ones)):  # ‖J v‖ / (‖J‖₂ ‖v‖)
+            gains[kind] = float((ja @ v).norm() / (spectral * v.norm()))
         ja10 = torch.autograd.functional.jacobian(apply, 10.0 * sample).reshape(m, m)
         scale_ratio[kind] = float(torch.linalg.matrix_norm(ja10, ord=2)) * 10.0 / spectral
     return JacobianCheckResult(config, errors, along_x, along_ones, scale_ratio)
@@ -118,8 +114,7 @@ def run_train_eval(config: TrainEvalConfig) -> TrainEvalResult:
     gen = torch.Generator().manual_seed(config.seed)
     with initial_weights(config.seed):
         linear = nn.Linear(data.in_features, config.width)
-        # momentum 0: the training-mode calls below must not overwrite the running statistics
-        norm = nn.BatchNorm1d(config.width, momentum=0.0)
+        norm = nn.BatchNorm1d(config.width, momentum=0.0)  # 0: training-mode calls keep running statistics
     out = []
     with torch.no_grad():
         h = linear(data.x_train)
@@ -174,9 +169,7 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     weight_grad = np.array([float(lin.weight.grad.double().norm()) for lin in model.linears])
     lo, hi = (5, len(b) - 6) if len(b) - 6 > 5 else (0, len(b) - 1)  # leave out the ends, not typical
     growth = float(np.exp((np.log(b[lo]) - np.log(b[hi])) / (hi - lo)))
-    return NormProfileResult(
-        config, forward, b, weight_grad, float(loss.detach()), float(b[0] / b[-1]), growth
-    )
+    return NormProfileResult(config, forward, b, weight_grad, loss.item(), float(b[0] / b[-1]), growth)
 
 
 class BatchSizeConfig(Config):
@@ -214,9 +207,10 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
 
 
 # -- 4. Scale invariance -------------------------------------------------------------------------------------
-def _one_norm_net(norm: str, width: int, seed: int, scale: float = 1.0) -> nn.Sequential:
-    """digits → cW (no bias) → norm → ReLU → head (float64): f(cW) = f(W) for c > 0 (up to ε)."""
-    with initial_weights(seed):
+def _one_norm_net(config: Any, scale: float = 1.0) -> nn.Sequential:
+    """digits → cW (no bias) → config.norm → ReLU → head, float64: f(cW) = f(W) for c > 0 (up to the ε)."""
+    norm, width = config.norm, config.width
+    with initial_weights(config.seed):
         model = nn.Sequential(
             nn.Linear(64, width, bias=False), make_norm(norm, width), nn.ReLU(), nn.Linear(width, 10)
         ).double()
@@ -278,10 +272,10 @@ class ScaleInvarianceResult:
 
 def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult:
     check_config(config, ScaleInvarianceConfig)
-    model = _one_norm_net(config.norm, config.width, config.seed)
+    model = _one_norm_net(config)
     x, y = random_batches(shared_digits(), config.batch_size, config.seed + 1, torch.float64)()
     base = model[0].weight.detach().clone()
-    losses, norms, cosines = [], [], []
+    rows = []
     for c in config.scales:
         with torch.no_grad():
             model[0].weight.copy_(c * base)
@@ -289,15 +283,13 @@ def run_scale_invariance(config: ScaleInvarianceConfig) -> ScaleInvarianceResult
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         g, w = model[0].weight.grad, model[0].weight.detach()
-        losses.append(float(loss.detach()))
-        norms.append(float(g.norm()))
-        cosines.append(float((g * w).sum() / (g.norm() * w.norm())))
-    loss, norm = np.asarray(losses), np.asarray(norms)
+        rows.append((float(loss.detach()), float(g.norm()), float((g * w).sum() / (g.norm() * w.norm()))))
+    loss, norm, cosine = np.array(rows).T
     ref = config.scales.index(1.0)
     spread = float(np.abs(loss - loss[ref]).max() / loss[ref])
     error = float(np.abs(np.asarray(config.scales) * norm / norm[ref] - 1.0).max())
     scale = {"scale": config.scales}
-    grids = Grid(norm, name="grad_norm", **scale), Grid(cosines, name="cosine", **scale)
+    grids = Grid(norm, name="grad_norm", **scale), Grid(cosine, name="cosine", **scale)
     return ScaleInvarianceResult(config, *grids, spread, error)
 
 
@@ -325,9 +317,7 @@ def run_same_path(config: SamePathConfig) -> SamePathResult:
     check_config(config, SamePathConfig)
     c = config.scale
     runs = ((1.0, config.lr), (c, c * c * config.lr), (c, config.lr))  # (scale of W, lr on W)
-    losses = np.array(
-        [_sgd(_one_norm_net(config.norm, config.width, config.seed, s), config, lr)[0] for s, lr in runs]
-    )
+    losses = np.array([_sgd(_one_norm_net(config, s), config, lr)[0] for s, lr in runs])
     difference = float(np.abs(losses[1] - losses[0]).max() / losses[0].min())
     tail = losses[:, -20:].mean(axis=1)
     return SamePathResult(config, losses, difference, tuple(float(t) for t in tail))
@@ -342,7 +332,6 @@ class NormGrowthConfig(Config):
     lr: float = positive(1.0)
     steps: int = integer(800, low=1, high=100_000)
     batch_size: int = integer(16, low=2, high=1024)
-    init_scale: float = positive(1.0)  # W starts at init_scale × PyTorch's default initialization
     seed: int = seed_field()
 
 
@@ -363,17 +352,11 @@ class NormGrowthResult:
 
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
     check_config(config, NormGrowthConfig)
-    norms, ratios = [], []
-    growth_error = initial = 0.0
-    for wd in config.weight_decays:
-        model = _one_norm_net(config.norm, config.width, config.seed, config.init_scale)
-        initial = float(model[0].weight.detach().norm())
-        _, after, ratio, error = _sgd(model, config, config.lr, wd)
-        norms.append(after)
-        ratios.append(ratio)
-        if wd == 0.0:
-            growth_error = max(growth_error, *error)
-    weight_norm, update_ratio, wds = np.array(norms), np.array(ratios), {"weight_decay": config.weight_decays}
+    initial = float(_one_norm_net(config)[0].weight.detach().norm())  # W₀, the same for every λ
+    runs = [_sgd(_one_norm_net(config), config, config.lr, wd)[1:] for wd in config.weight_decays]
+    weight_norm, update_ratio, error = (np.array(column) for column in zip(*runs, strict=True))
+    growth_error = float(np.max(error[np.equal(config.weight_decays, 0.0)], initial=0.0))
+    wds = {"weight_decay": config.weight_decays}
     tails = [float(np.sqrt((row[int(len(row) * 0.75) :] ** 2).mean())) for row in update_ratio]
     predicted = [math.sqrt(2 * a - a * a) for a in np.multiply(config.lr, config.weight_decays)]
     grids = (
@@ -409,6 +392,7 @@ class ShiftResult:
 def run_shift(config: ShiftConfig) -> ShiftResult:
     check_config(config, ShiftConfig)
     data = shared_digits()
+    sgd = TrainConfig(steps=config.steps, lr=config.lr, optimizer="momentum", loss="cross_entropy", **_QUIET)
     final = {}
     for name in SHIFT_NETWORKS:
         generator = torch.Generator().manual_seed(config.seed)
@@ -428,9 +412,6 @@ def run_shift(config: ShiftConfig) -> ShiftResult:
             idx = torch.randint(0, data.n_train, (config.batch_size,), generator=gen)  # with replacement
             return data.x_train[idx], data.y_train[idx]
 
-        sgd = TrainConfig(
-            steps=config.steps, lr=config.lr, optimizer="momentum", loss="cross_entropy", **_QUIET
-        )
         history = train(model, batch, sgd)  # stops, no update, at a non-finite loss
         model.eval()
         with torch.no_grad():
@@ -452,22 +433,6 @@ def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.Cir
     model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid")
     initialize(model, c.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
     return c, data, model
-
-
-class _StepSizes(Callback):
-    """std(ΔW) of each weight matrix at steps 0, k, 2k, ... (ΔW: that step's change)."""
-
-    def __init__(self, weights: list[nn.Parameter], every: int) -> None:
-        self.weights, self.every = weights, every
-        self.before = [w.detach().clone() for w in weights]
-        self.rows: list[list[float]] = []
-
-    def on_step(self, event: StepEvent) -> None:
-        if event.step % self.every == 0:
-            pairs = zip(self.weights, self.before, strict=True)
-            self.rows.append([float((w.detach() - b).std()) for w, b in pairs])
-        if (event.step + 1) % self.every == 0:
-            self.before = [w.detach().clone() for w in self.weights]
 
 
 class OptimizerGridConfig(Config):
@@ -511,7 +476,7 @@ class OptimizerGridResult:
 def _circles_run(config: OptimizerGridConfig, optimizer: str, lr: float, seed: int) -> tuple[float, Any]:
     """(validation accuracy, (L+1,) mean std(ΔW)/lr) of the sigmoid chapter's two-circles run at ``seed``."""
     c, data, model = _circles_net(seed)
-    steps = _StepSizes([m.weight for _, m in models.named_layers(model)], config.every)
+    steps = StepSizes([m.weight for _, m in models.named_layers(model)], config.every)
     setup = dataclasses.replace(c, optimizer=optimizer, lr=lr, device="cpu").train_config(seed)
     history = train(model, data, dataclasses.replace(setup, monitor_every=None), callbacks=[steps])
     return history.final_val_accuracy, np.mean(steps.rows, axis=0) / lr
@@ -533,10 +498,7 @@ def run_optimizer_grid(config: OptimizerGridConfig) -> OptimizerGridResult:
         upd.append([u for _, u in at_best])
     names = (*(f"layer {i + 1}" for i in range(sigmoid_bound.CirclesConfig().depth)), "output")
     axes = {"optimizer": tuple(OPTIMIZER_NAMES), "seed": config.seeds}
-    best = (
-        Grid(np.array(acc), name="validation accuracy", **axes),
-        Grid(np.array(upd), name="std(ΔW) / lr", **axes),
-    )
+    best = Grid(acc, name="validation accuracy", **axes), Grid(upd, name="std(ΔW) / lr", **axes)
     return OptimizerGridResult(config, names, grid_acc, grid_upd, best_lr, *best)
 
 
@@ -654,8 +616,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     """Adam, watching which units fire on each batch: a unit that never fires has gradient 0, so m = v = 0
     and its step lr·m̂/(√v̂ + ε) is exactly 0."""
     check_config(config, DeadUnitsConfig)
-    counts, moved = [], []
-    units = 0
+    counts, moved, units = [], [], 0
     for seed in config.seeds:
         base = config.dying_config(seed)
         data = shared_digits(base.data_seed)
