@@ -464,11 +464,10 @@ class OptimizerGridResult:
         import pandas as pd
 
         rows = []
-        for o in OPTIMIZER_NAMES:
-            accuracy, steps = self.grid_accuracy[o], self.grid_update_size[o].values
-            for r, lr in enumerate(accuracy.axes["lr"]):
-                mean = accuracy.values[r].mean()
-                rows.append((OPTIMIZER_NAMES[o], lr, mean, steps[r][:, 0].mean(), steps[r][:, -1].mean()))
+        for o, label in OPTIMIZER_NAMES.items():
+            accuracy, steps = self.grid_accuracy[o].mean("seed"), self.grid_update_size[o].mean("seed").values
+            for lr, mean, step in zip(accuracy.axes["lr"], accuracy.values, steps, strict=True):
+                rows.append((label, lr, mean, step[0], step[-1]))  # step: (L+1,) per layer
         columns = ("optimizer", "learning rate", "validation accuracy", "step of layer 1 / lr")
         return pd.DataFrame(rows, columns=[*columns, "step of the output layer / lr"])
 
