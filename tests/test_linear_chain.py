@@ -11,6 +11,7 @@ import pytest
 import torch
 from claims import SEEDS, expect
 from matplotlib.figure import Figure
+from plot_checks import check_plot
 
 from vgcourse.activations import max_derivative
 from vgcourse.experiments import linear_chain as lc
@@ -495,12 +496,7 @@ def small_results() -> dict[str, object]:
     ],
 )
 def test_plots_return_figures_and_accept_an_axes(plot, key: str, small_results) -> None:
-    fig = plot(small_results[key])
-    assert isinstance(fig, Figure)
-    _, ax = plt.subplots()
-    assert plot(small_results[key], ax=ax) is ax.figure
-    with pytest.raises(TypeError):
-        plot(object())
+    check_plot(plot, small_results[key])
 
 
 def test_grid_plots(small_results) -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 from claims import SEEDS, expect
 from matplotlib.figure import Figure
+from plot_checks import check_plot
 
 from vgcourse.activations import derivative, make_activation
 from vgcourse.data import digits
@@ -449,11 +450,7 @@ def test_plots_return_figures_and_accept_axes() -> None:
         (plots.dead_over_training, run),
         (plots.frozen_units, frozen),
     ):
-        assert isinstance(function(result), Figure)
-        fig, ax = plt.subplots()
-        assert function(result, ax=ax) is fig
-        with pytest.raises(TypeError):
-            function("not a result")
+        check_plot(function, result)
     assert isinstance(plots.dead_grid(sweep), Figure)
     fig, axes = plt.subplots(1, 2)
     assert plots.dead_grid(sweep, axes=axes) is fig

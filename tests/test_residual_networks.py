@@ -16,6 +16,7 @@ import pytest
 import torch
 from claims import SEEDS, expect, within
 from matplotlib.figure import Figure
+from plot_checks import check_plot
 from torch import Tensor
 
 import vgcourse.exercises.residual_networks as exercises
@@ -445,11 +446,7 @@ def small_results() -> dict[str, object]:
     ],
 )
 def test_plots_return_figures_and_accept_an_axes(plot, key: str, small_results) -> None:
-    assert isinstance(plot(small_results[key]), Figure)
-    _, ax = plt.subplots()
-    assert plot(small_results[key], ax=ax) is ax.figure
-    with pytest.raises(TypeError):
-        plot(object())
+    check_plot(plot, small_results[key])
 
 
 def test_panel_plots(small_results) -> None:
