@@ -105,6 +105,16 @@ def small_multiples(
     return figure_and_axes_grid(axes, n, new)
 
 
+def outer_labels_only(axes: Sequence[Axes], ncols: int) -> None:
+    """Panels row by row in rows of ``ncols``: the first column keeps its y labels and the last ``ncols``
+    panels their x labels; the others' are cleared (unlike ``Axes.label_outer``, tick labels stay)."""
+    for k, ax in enumerate(axes):
+        if k % ncols:
+            ax.set_ylabel("")
+        if k < len(axes) - ncols:
+            ax.set_xlabel("")
+
+
 def legend_below(fig: Figure, ax: Axes, bottom: float, ncols: int | None = None, **legend: Any) -> None:
     """``ax``'s legend under the panels in ``ncols`` columns (default one row), after a tight layout that
     keeps the panels above ``bottom`` (a fraction of the figure's height)."""

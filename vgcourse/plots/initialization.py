@@ -24,7 +24,14 @@ from vgcourse.experiments.initialization import (
 )
 from vgcourse.initializers import gain as torch_gain
 from vgcourse.meanfield import CriticalLine
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    log_scale,
+    outer_labels_only,
+)
 from vgcourse.plots.figure_check import allow_clipping
 
 SCHEME_COLORS = {
@@ -120,10 +127,7 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
             p = sweep.profiles.sel(scheme=scheme, activation=activation)
             profile(p, ax=ax, legend=False)
             ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
-            if i < rows - 1:
-                ax.set_xlabel("")
-            if j > 0:
-                ax.set_ylabel("")
+    outer_labels_only(list(grid.flat), cols)
     handles, labels = grid[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
     fig.suptitle(f"predicted vs measured, depth {sweep.config.depth}, {len(sweep.config.seeds)} seeds")

@@ -25,6 +25,7 @@ from vgcourse.plots._common import (
     checked,
     figure_and_axes,
     log_scale,
+    outer_labels_only,
     small_multiples,
     widen_log_limits,
 )
@@ -268,11 +269,8 @@ def layer_profile_grid(results: Sequence[LayerProfileResult], *, ncols: int = 2,
     results = check_results(results, LayerProfileResult)
     ncols = check_int("ncols", ncols, minimum=1)
     fig, axes, own = _grid(axes, len(results), ncols, 2.5, sharey=False)
-    for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
+    for result, ax in zip(results, axes, strict=True):
         layer_profile(result, ax=ax, legend=False)
-        if k % ncols:
-            ax.set_ylabel("")
-        if k < len(results) - ncols:
-            ax.set_xlabel("")
+    outer_labels_only(axes, ncols)
     _figure_legend(fig, axes[0], own)
     return fig

@@ -17,7 +17,14 @@ from vgcourse.experiments.relu_dying_units import (
     FrozenUnitsResult,
     GradientFlowResult,
 )
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    log_scale,
+    outer_labels_only,
+)
 
 __all__ = ["backward_factors", "dead_grid", "dead_over_training", "frozen_units", "gradient_flow"]
 
@@ -117,10 +124,7 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
             title = f"lr {lr:g}, bias {bias:g}: acc {run.final_accuracy:.2f}"
             dead_over_training(run, ax=axes[i, j], legend=False, title=title)
             axes[i, j].title.set_fontsize(9)
-            if i < rows - 1:
-                axes[i, j].set_xlabel("")
-            if j > 0:
-                axes[i, j].set_ylabel("")
+    outer_labels_only(flat, cols)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(f"dead fraction per layer during training ({sweep.config.base.activation})")

@@ -29,6 +29,7 @@ from vgcourse.plots._common import (
     figure_and_axes_grid,
     legend_below,
     log_scale,
+    outer_labels_only,
     small_multiples,
 )
 
@@ -219,10 +220,7 @@ def layer_profile_grid(results: Sequence[BlockProfileResult], *, ncols: int = 2,
     fig, axes, own = small_multiples(axes, len(results), ncols, (3.6, 2.9))
     for k, (result, ax) in enumerate(zip(results, axes, strict=True)):
         layer_profile(result, ax=ax, legend=not own and k == 0)
-        if k % ncols:
-            ax.set_ylabel("")
-        if k < len(results) - ncols:
-            ax.set_xlabel("")
+    outer_labels_only(axes, ncols)
     if not own:
         return fig
     legend_below(fig, axes[0], 0.5 / fig.get_figheight(), 2)  # room for two rows of legend
