@@ -126,6 +126,8 @@ def test_no_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         ({"activation": "softmax"}, ValueError),
         ({"init": "normal"}, ValueError),
         ({"norm": "batch", "arch": "mlp"}, ValueError),
+        ({"norm": "group", "arch": "resmlp"}, ValueError),
+        ({"seed": -1}, ValueError),
         ({"seq_len": 0}, ValueError),
         ({"batch_size": 1}, ValueError),
     ],

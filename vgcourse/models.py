@@ -330,7 +330,8 @@ def build_model(
         }
         used = [name for name, is_changed in changed.items() if is_changed]
         if used:
-            raise ValueError(f"{', '.join(used)} only apply to arch 'resmlp'; got arch {arch!r}")
+            verb = "applies" if len(used) == 1 else "apply"
+            raise ValueError(f"{', '.join(used)} {verb} only to arch 'resmlp'; got arch {arch!r}")
     init = {"seed": seed, "generator": generator}
     if arch == "mlp":
         return MLP(in_features, out_features, depth, width, activation, bias, **init)

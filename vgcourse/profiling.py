@@ -11,7 +11,7 @@ from torch import nn
 from vgcourse._validation import check_choice, check_int
 from vgcourse.activations import ACTIVATIONS
 from vgcourse.initializers import SCHEMES, initialize
-from vgcourse.models import ARCHS, NORMS, SEQUENCE_ARCHS, build_model
+from vgcourse.models import SEQUENCE_ARCHS, build_model
 from vgcourse.monitor import snapshot
 
 N_CLASSES = 10
@@ -78,18 +78,10 @@ def standard_model(
     norm: str | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """The model ``vgcourse profile`` and ``diagnose`` study: `build_model`, then ``init`` from ``seed``."""
-    check_choice("arch", arch, ARCHS)
-    check_int("depth", depth, minimum=1)
-    check_int("width", width, minimum=1)
-    check_choice("activation", activation, ACTIVATIONS)
+    """The model ``vgcourse profile`` and ``diagnose`` study: `build_model` (which checks arch, sizes, norm
+    and seed), then ``init`` from ``seed``."""
+    check_choice("activation", activation, ACTIVATIONS)  # a name: build_model would also take a module
     check_choice("init", init, PROFILE_INITS)
-    if norm is not None:
-        check_choice("norm", norm, NORMS)
-        if arch != "resmlp":
-            raise ValueError(f"norm is only available for arch 'resmlp'; got arch {arch!r}")
-    check_int("seed", seed, minimum=0)
-
     model = build_model(
         arch,
         in_features=SEQ_FEATURES if arch in SEQUENCE_ARCHS else MLP_FEATURES,
