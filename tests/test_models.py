@@ -342,6 +342,8 @@ def test_standard_model_is_repeatable_and_leaves_the_global_generator_alone() ->
     pairs = list(zip(first.parameters(), second.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters(), strict=True))
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        standard_model("mlp", depth=3, width=8, seed=None)  # never the global generator
 
 
 _SEEDED = [

@@ -78,10 +78,11 @@ def standard_model(
     norm: str | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """The model ``vgcourse profile`` and ``diagnose`` study: `build_model` (which checks arch, sizes, norm
-    and seed), then ``init`` from ``seed``."""
+    """The model ``vgcourse profile`` and ``diagnose`` study: `build_model` (which checks arch, sizes and
+    norm), then ``init`` from ``seed``."""
     check_choice("activation", activation, ACTIVATIONS)  # a name: build_model would also take a module
     check_choice("init", init, PROFILE_INITS)
+    check_int("seed", seed, minimum=0)  # build_model would take None: the global generator
     model = build_model(
         arch,
         in_features=SEQ_FEATURES if arch in SEQUENCE_ARCHS else MLP_FEATURES,
