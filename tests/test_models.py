@@ -349,7 +349,7 @@ def test_standard_model_is_repeatable_and_leaves_the_global_generator_alone() ->
 _SEEDED = [
     ("mlp", lambda **kw: MLP(3, 2, 2, 5, "tanh", **kw)),
     ("resmlp", lambda **kw: ResidualMLP(3, 2, 2, 5, norm="layer", **kw)),
-    ("normmlp", lambda **kw: NormMLP(3, 2, 2, 5, "batch", "tanh", **kw)),
+    ("normmlp", lambda **kw: NormMLP(3, 2, 2, 5, "tanh", "batch", **kw)),
     ("gru", lambda **kw: SequenceModel("gru", 3, 5, 2, num_layers=2, **kw)),
     ("lstm", lambda **kw: build_model("lstm", in_features=3, out_features=2, depth=1, width=5, **kw)),
 ]

@@ -159,7 +159,7 @@ def run_norm_profile(config: NormProfileConfig) -> NormProfileResult:
     check_config(config, NormProfileConfig)
     data = shared_digits()
     sizes = data.in_features, data.n_classes, config.depth, config.width
-    model = NormMLP(*sizes, config.norm, config.activation, seed=config.seed)
+    model = NormMLP(*sizes, config.activation, config.norm, seed=config.seed)
     x, y = random_batches(data, config.batch_size, config.seed + 1)()
     with keep_outputs(model.linears) as record:  # h_l = W_l x_{l−1}
         loss = nn.functional.cross_entropy(model(x), y)
@@ -691,7 +691,7 @@ def run_norm_diagnose(config: NormDiagnoseConfig) -> NormDiagnoseResult:
     check_config(config, NormDiagnoseConfig)
     data = shared_digits(0)
     sizes = data.in_features, data.n_classes, config.depth, config.width
-    model = NormMLP(*sizes, config.norm, "relu", seed=config.seed)
+    model = NormMLP(*sizes, "relu", config.norm, seed=config.seed)
     batch = (data.x_train[: config.batch_size], data.y_train[: config.batch_size])
     report = diagnose(model, nn.CrossEntropyLoss(), batch, optimizer="sgd", lr=config.lr)
     with torch.no_grad():
