@@ -164,7 +164,8 @@ class Callback:
 
 class StepSizes(Callback):
     """std(Δp) of each tensor in ``params`` at steps 0, k, 2k, … (Δp: that one step's change, whatever the
-    optimizer): ``rows[i][j]`` is parameter j's at step i·k."""
+    optimizer): ``rows[i][j]`` is parameter j's at step i·k. The step's absolute size; a ``GradientMonitor``'s
+    update_ratio is the relative one, std(ΔW) / std(W) per layer."""
 
     def __init__(self, params: Iterable[Tensor], every: int = 1) -> None:
         self.params, self.every = list(params), check_int("every", every, minimum=1)
