@@ -43,7 +43,7 @@ METRICS = (
 )
 # What a monitor records unless asked for more: one norm per tensor and step, one host sync. update_ratio is
 # opt-in: its exact snapshot of the weights (a copy before the step, a difference after it) costs about as
-# much memory traffic as two optimizer steps, +12 % per recorded step in benchmarks/monitor_overhead.py.
+# much memory traffic as two optimizer steps: +39 % per step against +19 % in benchmarks/monitor_overhead.py.
 DEFAULT_STATS = ("grad_norm", "backward_norm", "forward_rms")
 # Optional per-step histograms: of the activation output u, and of log10 |g| of the weight gradient.
 HISTOGRAMS = ("act_hist", "grad_hist")
@@ -362,6 +362,8 @@ class GradientMonitor:
         self._numel = np.array([p.numel() for p in self._tensors], dtype=np.float64)
         self._read = all(p.device.type == "cpu" for p in self._tensors)  # read numbers as they come
         self._channels_first = [isinstance(m, nn.modules.conv._ConvNd) for _, m in self.layers]
+        # The backward pre-hook for each layer's output node (output_nr 0: a layer's first output), made once.
+        self._grad_hooks = [functools.partial(self._grad_hook, i, 0) for i in range(len(self.layers))]
         # The layer and activation modules' forward hooks, attached for each recorded step (found once).
         self._forward_hooks: list[tuple[nn.Module, Callable[..., None]]] = []
         if self._want_act or self._want_back or self._want_forward:
@@ -392,8 +394,9 @@ class GradientMonitor:
         self._current: int | None = None  # index of the last layer that ran
         self._pending_out: tuple[int, Tensor] | None = None  # a layer output waiting for its activation
         self._act: dict[int, _Act] = {}
-        self._forward: list[tuple[int, Tensor | float, int]] = []  # (layer, ||h||, numel) per call
-        self._back: list[tuple[int, Tensor | float]] = []  # (layer, ||dL/dh||) per call
+        # Per call of a layer, in parallel lists: no tuple made per call (fewer objects in the training loop).
+        self._forward: tuple[list[int], list[Tensor | float], list[int]] = ([], [], [])  # layer, ||h||, numel
+        self._back: tuple[list[int], list[Tensor | float]] = ([], [])  # layer, ||dL/dh||
         self._input: Tensor | None = None
         self._pending: _Pending | None = None  # the recorded step whose update is still to come
         self._updated: list[int] = []  # tensors whose weights were copied before the update
@@ -436,9 +439,10 @@ class GradientMonitor:
             return
         self._layer_handles = [
             self.model.register_forward_pre_hook(self._model_pre_hook),
-            self.model.register_forward_hook(self._model_hook),
             *(module.register_forward_hook(hook) for module, hook in self._forward_hooks),
         ]
+        if self._want_act:  # the last layer's output may still wait for an activation
+            self._layer_handles.append(self.model.register_forward_hook(self._model_hook))
 
     def _model_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         self._collect = torch.is_grad_enabled()
@@ -465,9 +469,16 @@ class GradientMonitor:
             return
         if self._want_forward:
             norm = torch.linalg.vector_norm(out.detach())
-            self._forward.append((index, norm.item() if self._read else norm, out.numel()))
-        if self._want_back and out.grad_fn is not None:  # a pre-hook on the node that made h: dL/dh
-            out.grad_fn.register_prehook(functools.partial(self._grad_hook, index, out.output_nr))
+            layers, norms, numels = self._forward
+            layers.append(index)
+            norms.append(norm.item() if self._read else norm)
+            numels.append(out.numel())
+        grad_fn = out.grad_fn
+        if self._want_back and grad_fn is not None:  # a pre-hook on the node that made h: dL/dh
+            nr = out.output_nr
+            grad_fn.register_prehook(
+                self._grad_hooks[index] if nr == 0 else functools.partial(self._grad_hook, index, nr)
+            )
         if not self._want_act:
             return
         if isinstance(module, nn.RNN):  # h_t = tanh(...) or relu(...): the layer is its own activation
@@ -479,7 +490,9 @@ class GradientMonitor:
         grad = grads[output_nr]
         if grad is not None:
             norm = torch.linalg.vector_norm(grad.detach() if grad.requires_grad else grad)
-            self._back.append((index, norm.item() if self._read else norm))
+            layers, norms = self._back
+            layers.append(index)
+            norms.append(norm.item() if self._read else norm)
 
     def _activation_hook(self, kind: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._collect or self._current is None or not isinstance(output, Tensor):
@@ -589,10 +602,12 @@ class GradientMonitor:
                 buffers = [self._buffer(k, w) for k, w in zip(have, weights, strict=True)]
                 pending.add("w_norm_sum", _copy_norm_sum(buffers, weights))
                 self._updated = have
-            pending.info["forward"] = [(i, n) for i, _, n in forward]
-            pending.add("f_norm", [norm for _, norm, _ in forward])
-            pending.info["back"] = [i for i, _ in back]
-            pending.add("b_norm", [norm for _, norm in back])
+            layers, norms, numels = forward
+            pending.info["forward"] = (layers, numels)
+            pending.add("f_norm", norms)
+            layers, norms = back
+            pending.info["back"] = layers
+            pending.add("b_norm", norms)
             layers = sorted(act)
             pending.info["act"] = layers
             pending.info["numel"] = [act[i].numel for i in layers]
@@ -619,10 +634,10 @@ class GradientMonitor:
                 dims = [d for d in range(x.ndim) if d != 1]
                 pending.add("x_grad", [x.grad.norm(dim=dims) if x.ndim >= 3 else x.grad.norm().reshape(1)])
 
-    def _take(self) -> tuple[dict, list, list, Tensor | None]:
+    def _take(self) -> tuple[dict, tuple, tuple, Tensor | None]:
         """Hand over (and forget) what the last forward and backward pass collected."""
         taken = (self._act, self._forward, self._back, self._input)
-        self._act, self._forward, self._back, self._input = {}, [], [], None
+        self._act, self._forward, self._back, self._input = {}, ([], [], []), ([], []), None
         return taken
 
     def _buffer(self, k: int, weight: Tensor) -> Tensor:
@@ -693,10 +708,11 @@ class GradientMonitor:
             (w_norm, w_sum), (d_norm, d_sum) = (np.split(got[k], 2) for k in ("w_norm_sum", "d_norm_sum"))
             w_std = _unbiased_std(per_layer(w_norm**2), per_layer(w_sum), count)
             put("update_ratio", _unbiased_std(per_layer(d_norm**2), per_layer(d_sum), count) / w_std)
-        if info["forward"]:
-            owner_f = np.array([i for i, _ in info["forward"]])
+        layers, numels = info["forward"]
+        if layers:
+            owner_f = np.array(layers)
             seen = np.bincount(owner_f, minlength=n_layers) > 0
-            numel = np.bincount(owner_f, weights=[n for _, n in info["forward"]], minlength=n_layers)
+            numel = np.bincount(owner_f, weights=numels, minlength=n_layers)
             sum_sq = _per_layer(got["f_norm"] ** 2, owner_f, n_layers)
             put("forward_rms", np.sqrt(sum_sq[seen] / numel[seen]), seen)
         if info["back"]:
