@@ -552,9 +552,11 @@ def test_threshold_defaults_are_the_documented_constants() -> None:
     for change in ("clear", "popitem"):
         with pytest.raises(TypeError, match="read-only: its column index"):
             getattr(report.columns, change)()
+    assert not report.columns["ratio"].flags.writeable
     for copied in (copy.deepcopy(report), pickle.loads(pickle.dumps(report))):
         assert list(copied.layer) == list(report.layer) and copied.flagged == report.flagged
         assert copied.layer.what == "layer" and type(copied.columns) is type(report.columns)
+        assert not copied.columns["ratio"].flags.writeable
         with pytest.raises(KeyError, match="valid choices"):
             copied.flagged["zero_start"]
     for column in ("ratio", "dead_frac"):

@@ -197,11 +197,15 @@ _NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  #
 
 class _Index(dict):
     """One of DiagnosisReport's indexes: a read-only dict whose missing key is a KeyError naming the valid
-    keys (a dict, not a MappingProxyType, so that the report pickles and deep-copies)."""
+    keys (a dict, not a MappingProxyType, so that the report pickles and deep-copies); its arrays are
+    read-only too, also in a copy (``__reduce__`` builds the copy through ``__init__``)."""
 
     def __init__(self, what: str, items: Mapping[str, Any]) -> None:
         super().__init__(items)
         self.what = what
+        for value in self.values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
 
     def __missing__(self, key: object) -> Any:
         raise KeyError(f"unknown {self.what} {key!r}; valid choices: {', '.join(self)}")
@@ -243,8 +247,6 @@ class DiagnosisReport:
 
     def __post_init__(self) -> None:
         columns = {c: np.array([getattr(d, c) for d in self.layers], dtype=np.float64) for c in _NUMERIC}
-        for values in columns.values():
-            values.setflags(write=False)
         flagged = {kind: tuple(d.name for d in self.layers if kind in d.flags) for kind in _LAYER_FLAGS}
         object.__setattr__(self, "layer", _Index("layer", {d.name: d for d in self.layers}))
         object.__setattr__(self, "flagged", _Index("layer flag", flagged))
