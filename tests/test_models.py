@@ -61,6 +61,8 @@ def test_norm_mlp_normalizes_before_each_activation(norm: str, activation: str) 
     assert all(isinstance(n, nn.Identity) for n in model.norms) == (norm == "none")
     assert isinstance(model.activation, nn.ReLU if activation == "relu" else nn.Tanh)
     assert torch.all(model.head.bias == 0)
+    names = [f"layer {i}" for i in range(1, len(model.linears) + 1)] + ["output"]  # as MLP's; no norms
+    assert named_layers(model) == list(zip(names, [*model.linears, model.head], strict=True))
     # W_l ~ N(0, g / n_in) with g = 2 for ReLU, 1 for tanh and for the first layer; the head N(0, 1/width)
     gain = 2.0 if activation == "relu" else 1.0
     big = NormMLP(200, 3, depth=2, width=400, norm=norm, activation=activation, seed=2)

@@ -309,6 +309,6 @@ def test_diagnose_normalized_note_prints_lr_over_w_squared(seed):
     report = result.report
     assert report.healthy and [f.kind for f in report.findings] == ["normalized"]
     (note,) = report.findings
-    assert list(note.layers) == [f"linears.{i}" for i in range(result.config.depth)]
+    assert list(note.layers) == [f"layer {i}" for i in range(1, result.config.depth + 1)]
     low, high = result.effective_lr.min(), result.effective_lr.max()
     assert f"{low:.2g} to {high:.2g}" in note.message  # the note's range is lr/‖W‖², computed directly

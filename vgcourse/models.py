@@ -128,6 +128,10 @@ class NormMLP(nn.Module):
             x = self.activation(norm(linear(x)))
         return self.head(x)
 
+    def layer_names(self) -> list[str]:
+        """Names of `named_layers(self)`, as `MLP`'s: ["layer 1", ..., "layer L", "output"]."""
+        return [f"layer {i + 1}" for i in range(len(self.linears))] + ["output"]
+
 
 class ResidualBlock(nn.Module):
     """x -> x + α·F(x) (skip) or F(x), F = Linear -> [Norm] -> f -> Linear -> [Norm]; ``post_activation``:
