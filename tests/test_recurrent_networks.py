@@ -525,9 +525,9 @@ def test_plots_return_figures_and_accept_axes(
     forget = rn.run_forget_gate(rn.ForgetGateConfig(biases=(None, 0.0, 2.0), seq_len=10, batch_size=4))
     assert isinstance(plots.forget_gate(forget), Figure)
     fig2, pair = plt.subplots(1, 2)
-    assert plots.forget_gate(forget, ax=pair) is fig2
+    assert plots.forget_gate(forget, axes=pair) is fig2
     with pytest.raises(TypeError):
-        plots.forget_gate(forget, ax=axes[0])
+        plots.forget_gate(forget, axes=axes[0])
     with pytest.raises(TypeError):
         plots.lag_profile_grid([])
     with pytest.raises(TypeError):
@@ -548,9 +548,9 @@ def test_training_plots_on_small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     cliff = rn.run_cliff(clipping.config, n_points=5, n_eval=16)
     assert isinstance(plots.cliff(cliff), Figure)
     fig, axes = plt.subplots(3, 2)
-    assert plots.long_range(adding, ax=axes[0]) is fig
-    assert plots.clipping(clipping, ax=axes[1]) is fig
-    assert plots.cliff(cliff, ax=axes[2]) is fig
+    assert plots.long_range(adding, axes=axes[0]) is fig
+    assert plots.clipping(clipping, axes=axes[1]) is fig
+    assert plots.cliff(cliff, axes=axes[2]) is fig
     with pytest.raises(TypeError):
         plots.cliff(clipping)
 

@@ -547,9 +547,9 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
         assert isinstance(fig, Figure)
         check_figure(fig)
         fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.0))
-        assert fn(result, ax=list(axes)) is fig
+        assert fn(result, axes=list(axes)) is fig
         with pytest.raises(TypeError):
-            fn(result, ax=list(axes)[:-1])
+            fn(result, axes=list(axes)[:-1])
     with pytest.raises(TypeError):
         plots.gradient_profile(small_sweep)
     with pytest.raises(ValueError):

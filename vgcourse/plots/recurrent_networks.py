@@ -117,10 +117,10 @@ def decay_rates(result: SpectralSweepResult, *, ax: Axes | None = None) -> Figur
 
 
 @checked
-def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+def forget_gate(result: ForgetGateResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Left: the cell path ∏ f against the lag, with σ(b_f)^k dashed. Right: ‖∂L/∂x_{T-k}‖ / ‖∂L/∂x_T‖."""
     check_result(result, ForgetGateResult)
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.2))
+    fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.2))
     lags = np.arange(result.config.seq_len)
     for k, bias in enumerate(result.config.biases):
         color = f"C{k}"
@@ -144,10 +144,10 @@ def forget_gate(result: ForgetGateResult, *, ax: Sequence[Axes] | None = None) -
 
 
 @checked
-def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+def long_range(result: LongRangeResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Left: validation MSE over training, with the baseline. Right: gradient against lag, init/trained."""
     check_result(result, LongRangeResult)
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.2))
+    fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.2))
     lags = np.arange(result.config.seq_len)
     for run in result.runs.values():
         color = ARCH_COLORS[run.arch]
@@ -176,11 +176,11 @@ def long_range(result: LongRangeResult, *, ax: Sequence[Axes] | None = None) -> 
 
 
 @checked
-def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+def clipping(result: ClippingResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Training loss (left) and gradient norm before clipping with the threshold (right) per step, per method
     and the control run (log axes); a diverging run leaves the top, a dotted line at its inf/NaN step."""
     check_result(result, ClippingResult)
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.4))
+    fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.4))
     runs = [
         (method, history, _METHOD_COLORS[method], "no clipping" if method == "none" else f"{method} clipping")
         for method, history in result.histories.items()
@@ -220,11 +220,11 @@ def clipping(result: ClippingResult, *, ax: Sequence[Axes] | None = None) -> Fig
 
 
 @checked
-def cliff(result: CliffResult, *, ax: Sequence[Axes] | None = None) -> Figure:
+def cliff(result: CliffResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Loss (left) and gradient norm (right) along the line from θ_0 to where the unclipped steps went,
     against the distance; dotted: how far the norm-clipped run went in as many steps."""
     check_result(result, CliffResult)
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.0))
+    fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.0))
     k = result.unclipped_steps
     for ax_, values, label in (
         (left, result.loss, "validation loss (MSE)"),

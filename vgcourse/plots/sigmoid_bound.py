@@ -86,12 +86,12 @@ def gradient_profile(result: InitGradients, *, ax: Axes | None = None, legend: b
 
 
 @checked
-def profiles(results: Sequence[InitGradients], *, ax: Sequence[Axes] | None = None) -> Figure:
+def profiles(results: Sequence[InitGradients], *, axes: Sequence[Axes] | None = None) -> Figure:
     """``gradient_profile`` of 1 to 6 networks side by side."""
     results = check_results(results, InitGradients)
     if len(results) > 6:
         raise ValueError(f"give 1 to 6 results; got {len(results)}")
-    fig, axes, _ = small_multiples(ax, len(results), 2, (3.6, 3.0))
+    fig, axes, _ = small_multiples(axes, len(results), 2, (3.6, 3.0))
     for i, (r, a) in enumerate(zip(results, axes, strict=True)):
         gradient_profile(r, ax=a, legend=i == 0)
     fig.tight_layout()
@@ -108,11 +108,11 @@ def _median_band(
 
 
 @checked
-def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
+def depth_sweep(result: DepthSweep, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Against depth L: ‖∂J/∂h_0‖ / ‖∂J/∂h_L‖ with the sigmoid's bound and (1/4)^L (left), the layer 1 /
     output weight-gradient ratio (right); medians over seeds, bands min to max."""
     check_result(result, DepthSweep)
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.8))
+    fig, (left, right), own = small_multiples(axes, 2, 2, (3.6, 3.8))
     depths = np.array(result.config.depths)
     for i, name in enumerate(result.config.activations):
         color = _color(name, i)
@@ -128,7 +128,7 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
     right.set_ylabel("‖∂J/∂W_1‖ / ‖∂J/∂W_out‖")
     left.set_title("backward signal reaching the input", fontsize=SMALL + 1)
     right.set_title("layer 1 vs output weight gradient", fontsize=SMALL + 1)
-    if ax is not None:
+    if not own:  # drawn into given axes
         left.legend(fontsize=SMALL)
         right.legend(fontsize=SMALL)
         fig.tight_layout()
@@ -139,11 +139,11 @@ def depth_sweep(result: DepthSweep, *, ax: Sequence[Axes] | None = None) -> Figu
 
 
 @checked
-def saturation(result: SaturationSweep, *, ax: Sequence[Axes] | None = None) -> Figure:
+def saturation(result: SaturationSweep, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Against the weight scale, per input scale: saturated fraction (layer 1 dashed), mean f'(a), and the
     backward pass's per-layer factor (bound dashed)."""
     check_result(result, SaturationSweep)
-    fig, (a1, a2, a3), _ = small_multiples(ax, 3, 2, (3.6, 3.0))
+    fig, (a1, a2, a3), _ = small_multiples(axes, 3, 2, (3.6, 3.0))
     scales = np.array(result.config.weight_scales)
     bound = 0.25 if result.config.activation == "sigmoid" else 1.0
     for i, input_scale in enumerate(result.config.input_scales):
@@ -193,14 +193,14 @@ def circles_accuracy(result: CirclesResult, *, ax: Axes | None = None) -> Figure
 
 @checked
 def circles_statistics(
-    result: CirclesResult, *, seed_index: int = 0, ax: Sequence[Axes] | None = None
+    result: CirclesResult, *, seed_index: int = 0, axes: Sequence[Axes] | None = None
 ) -> Figure:
     """Per activation (columns): weight mean/std and gradient mean/std (rows) by epoch, one line per layer,
     for the run of ``config.seeds[seed_index]``."""
     check_result(result, CirclesResult)
     check_int("seed_index", seed_index, -len(result.config.seeds), len(result.config.seeds) - 1)
     n_act = len(result.config.activations)
-    fig, axes, _ = small_multiples(ax, 4 * n_act, n_act, (7.2 / n_act, 2.1))
+    fig, axes, own = small_multiples(axes, 4 * n_act, n_act, (7.2 / n_act, 2.1))
     cmap = plt.get_cmap("viridis")
     layer_names = result.weight_std.axes["layer"]
     n_layers, seed = len(layer_names), result.config.seeds[seed_index]
@@ -228,7 +228,7 @@ def circles_statistics(
             panel.tick_params(labelsize=SMALL)
             if c == len(columns) - 1:
                 panel.set_xlabel("epoch", fontsize=SMALL)
-    if ax is not None:
+    if not own:  # drawn into given axes
         axes[0].legend(fontsize=SMALL)
         return fig
     legend_below(fig, axes[0], 0.05, fontsize=SMALL)
@@ -236,12 +236,14 @@ def circles_statistics(
 
 
 @checked
-def mnist_histograms(result: MnistResult, *, when: str = "init", ax: Sequence[Axes] | None = None) -> Figure:
+def mnist_histograms(
+    result: MnistResult, *, when: str = "init", axes: Sequence[Axes] | None = None
+) -> Figure:
     """Weight gradients of all layers in one histogram (left) and per layer as violins of log10 |g|
     (right), ``when`` "init" or "trained"."""
     check_result(result, MnistResult)
     check_choice("when", when, ("init", "trained"))
-    fig, (left, right), _ = small_multiples(ax, 2, 2, (3.6, 3.4))
+    fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.4))
     values = result.grads_init if when == "init" else result.grads_trained
     grads = dict(zip(result.layer_names, values, strict=True))
     lumped = np.concatenate(list(grads.values()))
