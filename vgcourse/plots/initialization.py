@@ -179,6 +179,7 @@ def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
             values = [p.grad_ratio if metric == "ratio" else p.activation_var[:, -1] for p in profiles]
             center = np.array([geometric_mean(v) for v in values])
             errors = np.array([[c - v.min(), v.max() - c] for c, v in zip(center, values, strict=True)]).T
+            errors = np.maximum(errors, 0.0)  # one seed: the geometric mean may round past its one value
             ax.errorbar(sweep.config.gains, center, yerr=errors, fmt="o", color=color, capsize=3)
         for ax in (left, right):
             ax.axvline(torch_gain(activation), color=color, linewidth=0.8, linestyle=":")

@@ -164,7 +164,7 @@ def scale_invariance(
     left.legend(fontsize=_FONT)
     c = path.config.scale
     steps = np.arange(1, path.config.steps + 1)
-    kernel = np.ones(10) / 10
+    kernel = np.ones(min(10, path.config.steps)) / min(10, path.config.steps)  # a shorter run: all of it
     labels = ("W, lr", f"{c:g}W, {c * c:g}·lr", f"{c:g}W, lr")
     styles = (("C0", "-", 2.5), ("C1", "--", 1.2), ("0.45", "-", 1.2))
     for losses, label, (color, ls, lw) in zip(path.losses, labels, styles, strict=True):
@@ -184,7 +184,7 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
     check_result(result, NormGrowthResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
     steps = np.arange(1, result.config.steps + 1)
-    window = 50
+    window = min(50, result.config.steps)  # a shorter run: all of it
     for i, wd in enumerate(result.config.weight_decays):
         color = f"C{i}"
         label = "no weight decay" if wd == 0 else f"λ = {wd:g}"
