@@ -4,9 +4,11 @@ The registry is the one place that names the chapters: the toc's numbered part, 
 ``diagnose``'s chapter links, exercise registration and explorer discovery must all agree with it. Then,
 for every registered chapter: a module in each layer (experiments, plots, explorers, exercises); every
 config builds from its defaults and rejects a bad value of each declared field, naming the field; every
-plot function takes ``ax`` or ``axes``; every explorer updates at its defaults and with all its controls
-at their first, then at their last values, and its view does not depend on the global random generators.
-A chapter's own test file holds its claims, not these.
+plot function takes ``ax`` or ``axes``; every run returns its result on the small arguments of
+tests/small_runs/<chapter>.py, and every plot of such a result draws it, alone and into a given ax; every
+explorer updates at its defaults and with all its controls at their first, then at their last values, and
+its view does not depend on the global random generators. A chapter's own test file holds its claims, not
+these.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import inspect
 import json
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +259,69 @@ def test_every_plot_function_takes_ax_or_axes(module_name: str) -> None:
     assert functions, f"vgcourse.plots.{module_name} has no public function"
     without = [name for name, f in functions if not {"ax", "axes"} & set(inspect.signature(f).parameters)]
     assert not without, f"vgcourse.plots.{module_name}: {without} take neither ax nor axes"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every run returns its result on small arguments, and every plot of that result draws it
+
+
+def _small_runs(chapter_id: str) -> dict[str, Any]:
+    """``SMALL_RUNS`` of tests/small_runs/<chapter_id>.py: run name -> the smallest arguments that still take
+    every code path of that run."""
+    try:
+        module = importlib.import_module(f"small_runs.{chapter_id}")
+    except ModuleNotFoundError:
+        pytest.fail(f"add tests/small_runs/{chapter_id}.py with SMALL_RUNS (run name -> small arguments)")
+    return module.SMALL_RUNS
+
+
+def _draw(plot: Any, result: Any) -> bool:
+    """Draw ``result`` with ``plot`` alone and, for a one-panel plot, into a given ax; False when ``plot``
+    needs more than the result."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    parameters = list(inspect.signature(plot).parameters.values())[1:]
+    if any(p.default is p.empty and p.kind is not p.KEYWORD_ONLY for p in parameters):
+        return False
+    try:
+        assert isinstance(plot(result), Figure), plot.__name__
+        if any(p.name == "ax" for p in parameters):
+            fig, ax = plt.subplots()
+            assert plot(result, ax=ax) is fig, plot.__name__
+    finally:
+        plt.close("all")
+    return True
+
+
+@pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
+def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(chapter_id: str) -> None:
+    module = importlib.import_module(chapter(chapter_id).module("experiments"))
+    runs = {
+        name: fn
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("run") and fn.__module__ == module.__name__
+    }
+    small = _small_runs(chapter_id)
+    assert set(small) == set(runs), (
+        f"tests/small_runs/{chapter_id}.py: missing {sorted(set(runs) - set(small))}, "
+        f"not a run {sorted(set(small) - set(runs))}"
+    )
+    results: dict[type, Any] = {}
+    for name, arguments in small.items():
+        result = runs[name](arguments)
+        returns = typing.get_type_hints(runs[name])["return"]
+        assert isinstance(result, typing.get_origin(returns) or returns), (name, type(result))
+        for one in result if isinstance(result, list) else [result]:
+            results.setdefault(type(one), one)
+    drawn = []
+    if has_module(chapter_id, "plots"):
+        for name, plot in _plot_functions(chapter_id):
+            first = next(iter(inspect.signature(plot).parameters))
+            result = results.get(typing.get_type_hints(plot).get(first))
+            if result is not None and _draw(plot, result):
+                drawn.append(name)
+        assert drawn, f"no plot of vgcourse.plots.{chapter_id} draws a result of its runs by itself"
 
 
 # ----------------------------------------------------------------------------------------------------
