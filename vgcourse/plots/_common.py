@@ -157,6 +157,14 @@ class SparseMinorLogLocator(LogLocator):
         return super().tick_values(vmin, vmax)
 
 
+def trailing_mean(values: Sequence[float] | np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, mean of values[i - window + 1 .. i]) for i = window - 1, ..., n - 1: a curve's moving average.
+    A run shorter than the window is returned as it is, at i = 0, ..., n - 1."""
+    if len(values) < window:
+        return np.arange(len(values)), np.asarray(values)
+    return np.arange(window - 1, len(values)), np.convolve(values, np.ones(window) / window, mode="valid")
+
+
 def log_scale(ax: Axes, axis: str = "y", base: float = 10) -> None:
     """Put ``axis`` ("x" or "y") on a log scale labelled by ``PlainLogFormatter``."""
     check_choice("axis", axis, ("x", "y"))

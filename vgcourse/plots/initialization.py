@@ -31,6 +31,7 @@ from vgcourse.plots._common import (
     figure_and_axes_grid,
     log_scale,
     outer_labels_only,
+    trailing_mean,
 )
 from vgcourse.plots.figure_check import allow_clipping
 
@@ -228,13 +229,9 @@ def deep_training(result: DeepTraining, *, ax: Axes | None = None, smooth: int =
     check_result(result, DeepTraining)
     check_int("smooth", smooth, minimum=1)
     fig, ax = figure_and_axes(ax, figsize=(6.4, 4.0))
-    kernel = np.ones(smooth) / smooth
     for scheme, row in zip(result.config.schemes, result.histories, strict=True):
         for j, history in enumerate(row):
-            loss = history.loss
-            if len(loss) >= smooth:
-                loss = np.convolve(loss, kernel, mode="valid")
-            steps = np.arange(len(loss)) + (len(history.loss) - len(loss))
+            steps, loss = trailing_mean(history.loss, smooth)
             label = SCHEME_LABELS[scheme] if j == 0 else None
             ax.plot(steps, loss, color=SCHEME_COLORS[scheme], linewidth=1.2, alpha=0.85, label=label)
     ax.axhline(math.log(10.0), color="gray", linestyle="--", linewidth=0.8, label="chance: ln 10")

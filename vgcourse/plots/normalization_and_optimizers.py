@@ -23,7 +23,14 @@ from vgcourse.experiments.normalization_and_optimizers import (
     TrainEvalResult,
 )
 from vgcourse.meanfield import predicted_growth
-from vgcourse.plots._common import check_result, checked, figure_and_axes, figure_and_axes_grid, log_scale
+from vgcourse.plots._common import (
+    check_result,
+    checked,
+    figure_and_axes,
+    figure_and_axes_grid,
+    log_scale,
+    trailing_mean,
+)
 
 NORM_COLORS = {"none": "0.45", "batch": "C3", "layer": "C0", "rms": "C2"}
 NORM_LABELS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm", "rms": "RMSNorm"}
@@ -163,13 +170,11 @@ def scale_invariance(
     left.set_ylabel("‖∇_W J(cW)‖")
     left.legend(fontsize=_FONT)
     c = path.config.scale
-    steps = np.arange(1, path.config.steps + 1)
-    kernel = np.ones(min(10, path.config.steps)) / min(10, path.config.steps)  # a shorter run: all of it
     labels = ("W, lr", f"{c:g}W, {c * c:g}·lr", f"{c:g}W, lr")
     styles = (("C0", "-", 2.5), ("C1", "--", 1.2), ("0.45", "-", 1.2))
     for losses, label, (color, ls, lw) in zip(path.losses, labels, styles, strict=True):
-        smooth = np.convolve(losses, kernel, mode="valid")
-        right.plot(steps[len(kernel) - 1 :], smooth, color=color, ls=ls, lw=lw, label=label)
+        index, smooth = trailing_mean(losses, 10)
+        right.plot(index + 1, smooth, color=color, ls=ls, lw=lw, label=label)
     log_scale(right)
     right.set_xlabel("SGD step")
     right.set_ylabel("training loss (10-step mean)")
@@ -184,13 +189,12 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
     check_result(result, NormGrowthResult)
     fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
     steps = np.arange(1, result.config.steps + 1)
-    window = min(50, result.config.steps)  # a shorter run: all of it
     for i, wd in enumerate(result.config.weight_decays):
         color = f"C{i}"
         label = "no weight decay" if wd == 0 else f"λ = {wd:g}"
         left.plot(steps, result.weight_norm[i] / result.initial_norm, color=color, label=label)
-        rms = np.sqrt(np.convolve(result.update_ratio[i] ** 2, np.ones(window) / window, mode="valid"))
-        right.plot(steps[window - 1 :], rms, color=color, label=label)
+        index, mean_square = trailing_mean(result.update_ratio[i] ** 2, 50)
+        right.plot(index + 1, np.sqrt(mean_square), color=color, label=label)
         if wd > 0:
             right.axhline(result.predicted_ratio.sel(weight_decay=wd), color=color, ls="--", lw=1)
     left.set_ylim(bottom=0)

@@ -31,6 +31,7 @@ from vgcourse.plots._common import (
     log_scale,
     outer_labels_only,
     small_multiples,
+    trailing_mean,
 )
 
 _METRIC_LABELS = {
@@ -172,12 +173,7 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
     window = check_int("window", window, minimum=1)
     fig, ax = figure_and_axes(ax)
     for run in result.runs:
-        loss = np.asarray(run.history.loss, dtype=np.float64)
-        if len(loss) >= window:
-            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-            steps = np.arange(window - 1, len(loss))
-        else:
-            smooth, steps = loss, np.arange(len(loss))
+        steps, smooth = trailing_mean(np.asarray(run.history.loss, dtype=np.float64), window)
         ls = "-" if run.spec.skip else ("--" if run.depth == result.config.deep_depth else ":")
         ax.plot(
             steps, _positive(smooth), ls, lw=2, label=f"{run.name} (final train loss {run.train_loss:.3g})"
