@@ -471,16 +471,15 @@ def test_mnist_runs_on_a_tiny_fake_split() -> None:
 # -- configs: bad inputs -----------------------------------------------------------------------------------
 
 
-# Each field's declared constraint is checked for every Config by tests/test_contracts.py; here: the rules
-# between fields (Config.check) and the fields a constraint does not declare.
+# Each field's declared constraint (ranges, choices, unique entries, types) is checked for every Config by
+# test_contracts' test_every_config_builds_from_its_defaults_and_rejects_bad_fields; here: the rules between
+# fields (Config.check), open bounds (1.0 where a field must stay below 1) and a bare int for a tuple field.
 @pytest.mark.parametrize(
     "make, error",
     [
         (lambda: sb.DerivativeMaxConfig(x_min=1.0, x_max=-1.0), ValueError),
         (lambda: sb.InitGradientConfig(saturation=1.0), ValueError),
         (lambda: sb.SaturationConfig(saturation=1.0), ValueError),
-        (lambda: sb.DepthSweepConfig(activations=("relu", "relu")), ValueError),
-        (lambda: sb.DepthSweepConfig(seeds=(1, 1)), ValueError),
         (lambda: sb.DepthSweepConfig(seeds=5), TypeError),
         (lambda: sb.MnistConfig(bins=50), ValueError),
         (lambda: sb.MnistConfig(momentum=1.0), ValueError),
@@ -492,13 +491,9 @@ def test_bad_config_inputs(make, error: type[Exception]) -> None:
         make()
 
 
-def test_configs_name_valid_choices_and_normalize_sequences() -> None:
-    with pytest.raises(ValueError, match="orthogonal"):
-        sb.InitGradientConfig(init="lecun")
+def test_configs_normalize_sequences_and_grids_name_a_missing_coordinate() -> None:
     config = sb.DepthSweepConfig(depths=[3, 4], seeds=[1])
     assert config.depths == (3, 4) and config.seeds == (1,)
-    with pytest.raises(TypeError):
-        sb.run_depth_sweep(sb.InitGradientConfig())
     with pytest.raises(KeyError, match="depth=3 is not on the grid"):
         sb.run_depth_sweep(sb.DepthSweepConfig(activations=("sigmoid",), depths=(2,), seeds=(0,))).decay.sel(
             depth=3
@@ -515,7 +510,9 @@ def test_results_are_deterministic() -> None:
 # -- plots -------------------------------------------------------------------------------------------------
 
 
-def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> None:
+def test_plots_pass_the_figure_check_and_draw_into_given_axes(maxima: sb.DerivativeMaxima) -> None:
+    # a Figure of each plot, and a one-panel plot drawn into a given ax: test_contracts'
+    # test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it
     r = [
         sb.run_init_gradients(sb.InitGradientConfig(activation=a, depth=5))
         for a in ("sigmoid", "tanh", "relu")
@@ -525,17 +522,13 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
         sb.SaturationConfig(weight_scales=(1.0, 8.0), input_scales=(1.0,), seeds=(0,))
     )
     circ = sb.run_circles(sb.CirclesConfig(epochs=2, activations=("sigmoid", "relu"), device="cpu"))
-    single = [
-        (plots.derivative_maxima, maxima, {}),
-        (plots.gradient_profile, r[0], {}),
-        (plots.circles_accuracy, circ, {}),
-    ]
-    for fn, result, kwargs in single:
-        fig = fn(result, **kwargs)
-        assert isinstance(fig, Figure)
-        check_figure(fig)  # every series inside its axes, no wider than the column, no text below the limit
-        fig, ax = plt.subplots()
-        assert fn(result, ax=ax) is fig
+    for fn, result in (
+        (plots.derivative_maxima, maxima),
+        (plots.gradient_profile, r[0]),
+        (plots.circles_accuracy, circ),
+    ):
+        # every series inside its axes, no wider than the column, no text below the limit
+        check_figure(fn(result))
     multi = [
         (plots.profiles, r, 3),
         (plots.depth_sweep, small_sweep, 2),
@@ -543,9 +536,7 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
         (plots.circles_statistics, circ, 8),
     ]
     for fn, result, n in multi:
-        fig = fn(result)
-        assert isinstance(fig, Figure)
-        check_figure(fig)
+        check_figure(fn(result))
         fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.0))
         assert fn(result, axes=list(axes)) is fig
         with pytest.raises(TypeError):
@@ -561,18 +552,15 @@ def test_plots_return_figures_and_accept_axes(maxima: sb.DerivativeMaxima) -> No
 # -- explorer ----------------------------------------------------------------------------------------------
 
 
-def test_explorer_defaults_and_extremes() -> None:
+def test_explorer_reads_out_saturated_units_and_updates_at_middle_choices() -> None:
+    # the defaults and settings of the controls' first or last values: test_contracts'
+    # test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_controls
     explorer = explorers.init_gradients_explorer()
     with contextlib.redirect_stdout(io.StringIO()):
         explorer.show()
         assert "saturated units" in explorer.text.value
         for values in (
-            {},
-            {"depth": 2},
-            {"depth": 50},
             {"activation": "tanh", "init": "kaiming_normal"},
-            {"activation": "relu", "init": "default", "weight_scale": 0.25},
-            {"activation": "sigmoid", "init": "orthogonal", "weight_scale": 16.0, "depth": 50},
             {"init": "xavier_uniform", "weight_scale": 16.0, "depth": 2},
         ):
             fig = explorer.update(**values)
