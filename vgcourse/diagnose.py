@@ -113,24 +113,17 @@ PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")  # ho
 class Thresholds(Config):
     """Where ``diagnose`` draws its lines (defaults: the named constants above)."""
 
-    vanishing: float = real(VANISHING_RATIO, low=0.0, high=1.0, low_open=True)  # rms grad ÷ output's, < 1
+    # rms grad ÷ the output layer's
+    vanishing: float = real(VANISHING_RATIO, low=0.0, high=1.0, low_open=True, high_open=True)
     exploding: float = real(EXPLODING_RATIO, low=1.0, low_open=True)
-    dead: float = real(DEAD_FRACTION, low=0.0, high=1.0)  # fraction of dead units, < 1
-    saturated: float = real(SATURATED_FRACTION, low=0.0, high=1.0)  # fraction of saturated outputs, < 1
+    dead: float = real(DEAD_FRACTION, low=0.0, high=1.0, high_open=True)  # fraction of dead units
+    saturated: float = real(SATURATED_FRACTION, low=0.0, high=1.0, high_open=True)  # of saturated outputs
     update_low: float = positive(UPDATE_RATIO_LOW)  # update:data ratio
     update_high: float = positive(UPDATE_RATIO_HIGH)
-    forward_low: float = real(FORWARD_LOW, low=0.0, high=1.0, low_open=True)  # forward gain q_l/q_0, < 1
+    forward_low: float = real(FORWARD_LOW, low=0.0, high=1.0, low_open=True, high_open=True)  # gain q_l/q_0
     forward_high: float = real(FORWARD_HIGH, low=1.0, low_open=True)
 
     def check(self) -> None:
-        for name, interval in (
-            ("vanishing", "(0, 1)"),
-            ("forward_low", "(0, 1)"),
-            ("dead", "[0, 1)"),
-            ("saturated", "[0, 1)"),
-        ):
-            if getattr(self, name) >= 1.0:
-                raise ValueError(f"{name} must be in {interval}; got {getattr(self, name)!r}")
         if self.update_high <= self.update_low:
             raise ValueError(
                 f"update_high must be > update_low; got {self.update_high!r} <= {self.update_low!r}"
