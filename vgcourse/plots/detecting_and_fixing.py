@@ -27,7 +27,14 @@ from vgcourse.experiments.detecting_and_fixing import (
     WarningSignsResult,
 )
 from vgcourse.plots import diagnose as diagnose_plots
-from vgcourse.plots._common import check_result, checked, figure_and_axes, log_scale, positive_only
+from vgcourse.plots._common import (
+    check_result,
+    check_results,
+    checked,
+    figure_and_axes,
+    log_scale,
+    positive_only,
+)
 from vgcourse.plots.layers import metric_over_training
 
 _CASE_STYLE = {
@@ -234,9 +241,9 @@ def remedy_small_multiples(
 ) -> Figure:
     """The gradient-ratio panel of one to six cells, one axes each (new: two columns, unused axes hidden):
     the explorer's main effect, for a static page."""
-    results = list(results)
-    if not 1 <= len(results) <= 6 or not all(isinstance(r, RemedyDiagnosisResult) for r in results):
-        raise TypeError("results must be 1 to 6 RemedyDiagnosisResult")
+    results = check_results(results, RemedyDiagnosisResult)
+    if len(results) > 6:
+        raise TypeError(f"results must be 1 to 6 RemedyDiagnosisResult; got {len(results)}")
     rows = (len(results) + 1) // 2 if len(results) > 1 else 1
     cols = 2 if len(results) > 1 else 1
     fig, grid = _axes(axes, (rows, cols), (7.2, 3.4 * rows))

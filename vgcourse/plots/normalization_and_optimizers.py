@@ -25,6 +25,7 @@ from vgcourse.experiments.normalization_and_optimizers import (
 from vgcourse.meanfield import predicted_growth
 from vgcourse.plots._common import (
     check_result,
+    check_results,
     checked,
     figure_and_axes,
     figure_and_axes_grid,
@@ -94,9 +95,7 @@ def _profile_panel(ax: Axes, results: Sequence[NormProfileResult], which: str, p
 def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | None = None) -> Figure:
     """Rows: activations; left: the rms of the pre-normalization signal h_l; right: ‖∂J/∂h_l‖ over
     ‖∂J/∂h_L‖, per layer, one line per normalization; dashed, the mean-field growth ``predicted_growth``."""
-    results = list(results)
-    if not results or not all(isinstance(r, NormProfileResult) for r in results):
-        raise TypeError("results must be a non-empty sequence of NormProfileResult")
+    results = check_results(results, NormProfileResult)
     activations = list(dict.fromkeys(r.config.activation for r in results))
     fig, grid = _axes_grid(axes, 2 * len(activations), len(activations), (7.2, 3.0 * len(activations)))
     for row, act in enumerate(activations):
