@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse._validation import check_choice, check_int, check_tensor
 from vgcourse.chapters import CHAPTERS as _REGISTRY
 from vgcourse.config import Config, positive, real
 from vgcourse.models import named_layers
@@ -750,33 +750,28 @@ def diagnose(
     loss_fn = _check_loss(loss_fn)
     x, y = _check_batch(batch)
     check_int("steps", steps, minimum=1, maximum=10_000)
-    lr = check_float("lr", lr, 0.0, strict_minimum=True)
-    if clip_norm is not None:
-        clip_norm = check_float("clip_norm", clip_norm, 0.0, strict_minimum=True)
     limits = _check_thresholds(thresholds)
     first = next(iter(model.parameters()), None)
     if first is None:
         raise ValueError("model has no parameters: nothing to diagnose")
     if not diagnosis_layers(model):
         raise ValueError("model has no layers to diagnose (modules with a >= 2-D weight, or RNNs)")
-    if isinstance(optimizer, str):
-        check_choice("optimizer", optimizer, OPTIMIZERS)
+    zero_start = _zero_start(model)
+    # checks lr, clip_norm and an optimizer's name; the probe stops at the first NaN/inf value, not at an
+    # overflowing norm
+    config = TrainConfig(
+        steps=max(steps, ZERO_START_STEPS) if zero_start else steps,
+        lr=lr,
+        optimizer=optimizer if isinstance(optimizer, str) else "sgd",
+        clip_norm=clip_norm,
+        monitor_every=None,
+        stop_on_divergence=False,
+    )
 
     work = copy.deepcopy(model)
     device = first.device
     x, y = x.to(device), _to(y, device)
     work_layers = diagnosis_layers(work)
-    zero_start = _zero_start(work)
-    run_steps = max(steps, ZERO_START_STEPS) if zero_start else steps
-    name = optimizer if isinstance(optimizer, str) else "sgd"
-    config = TrainConfig(  # the probe stops at the first NaN/inf value, not at an overflowing norm
-        steps=run_steps,
-        lr=lr,
-        optimizer=name,
-        clip_norm=clip_norm,
-        monitor_every=None,
-        stop_on_divergence=False,
-    )
     opt, opt_name, adaptive = _make_step_optimizer(work, optimizer, config)
     others = _other_parameters(work, work_layers)
     with torch.no_grad():
@@ -794,8 +789,8 @@ def diagnose(
             )
     finally:
         probe.watch.close()
-    if clip_norm is not None:
-        opt_name += f", clip {clip_norm:g}"
+    if config.clip_norm is not None:
+        opt_name += f", clip {config.clip_norm:g}"
     watch = probe.watch
     measured = _Measured(
         signals=probe.signals if probe.signals is not None else watch.signals(),
@@ -819,7 +814,7 @@ def diagnose(
             for k, (name, p, role, kind) in enumerate(others)
         ),
         adaptive=adaptive,
-        lr=lr if isinstance(optimizer, str) else None,
+        lr=config.lr if isinstance(optimizer, str) else None,
         steps_asked=steps,
         losses=tuple(float(v) for v in history.loss),
         batch_size=len(x),
