@@ -791,16 +791,24 @@ def diagnose(
         probe.watch.close()
     if config.clip_norm is not None:
         opt_name += f", clip {config.clip_norm:g}"
-    watch = probe.watch
-    measured = _Measured(
-        signals=probe.signals if probe.signals is not None else watch.signals(),
-        feeds_norm=tuple(watch.feeds_norm),
-        finite=tuple(watch.finite),
-        input_ms=float(x.double().square().mean()) if x.is_floating_point() and x.numel() else math.nan,
-        classes=probe.classes,
-        zero_start=zero_start,
-        zero_layers=zero_layers,
-        others=tuple(
+    input_ms = float(x.double().square().mean()) if x.is_floating_point() and x.numel() else math.nan
+    layers, reference, input_ms, blocked = _judge_layers(
+        work_layers, history.monitor, probe, zero_layers, bool(zero_start), input_ms, limits
+    )
+    report = DiagnosisReport(
+        model_name=type(model).__name__,
+        layers=layers,
+        findings=(),
+        reference=reference,
+        losses=tuple(float(v) for v in history.loss),
+        steps_run=len(history.loss),
+        batch_size=len(x),
+        device=str(device),
+        optimizer=opt_name,
+        thresholds=limits,
+        record=history.monitor,
+        non_finite_at=probe.non_finite_at,
+        parameters=tuple(
             ParameterDiagnosis(
                 name=name,
                 role=role,
@@ -813,16 +821,20 @@ def diagnose(
             )
             for k, (name, p, role, kind) in enumerate(others)
         ),
+        input_ms=input_ms,
+        steps_asked=steps,
+    )
+    findings = _findings(
+        report,
+        model,
+        work_layers,
+        blocked,
+        classes=probe.classes,
+        zero_start=bool(zero_start),
         adaptive=adaptive,
         lr=config.lr if isinstance(optimizer, str) else None,
-        steps_asked=steps,
-        losses=tuple(float(v) for v in history.loss),
-        batch_size=len(x),
-        device=str(device),
-        optimizer=opt_name,
-        non_finite_at=probe.non_finite_at,
     )
-    return _report(model, work_layers, history.monitor, measured, limits)
+    return replace(report, findings=findings)
 
 
 def diagnosis_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -883,28 +895,6 @@ def _classes(loss_fn: Callable[[Any, Any], Tensor], output: Any) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Measured:
-    """What the run measured besides the ``MonitorRecord``, and how it ran."""
-
-    signals: dict[str, np.ndarray]
-    feeds_norm: tuple[bool, ...]
-    finite: tuple[Tensor | None, ...]
-    input_ms: float
-    classes: int | None
-    zero_start: frozenset[str]
-    zero_layers: tuple[bool, ...]
-    others: tuple[ParameterDiagnosis, ...]
-    adaptive: bool
-    lr: float | None
-    steps_asked: int
-    losses: tuple[float, ...]
-    batch_size: int
-    device: str
-    optimizer: str  # its description, e.g. "sgd lr=0.1"
-    non_finite_at: str | None
-
-
 def _first_non_finite(
     watch: _SignalWatch, loss: float, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
 ) -> str | None:
@@ -921,24 +911,29 @@ def _first_non_finite(
     return None
 
 
-def _report(
-    model: nn.Module,
+def _judge_layers(
     layers: Sequence[tuple[str, nn.Module]],
     record: MonitorRecord,
-    measured: _Measured,
+    probe: _Probe,
+    zero: tuple[bool, ...],
+    zero_start: bool,
+    input_ms: float,
     limits: Thresholds,
-) -> DiagnosisReport:
-    """Turn the monitor's last row and the measured signals into per-layer diagnoses and findings."""
+) -> tuple[tuple[LayerDiagnosis, ...], str | None, float, tuple[str, ...]]:
+    """The monitor's last row and the probe's signals as per-layer diagnoses (``zero``: the layers starting
+    at 0; ``zero_start``: some parameter does), with the reference layer's name, q_0 and the layers the zero
+    start blocked on the first step."""
     n_layers = len(layers)
     last = {m: record.values(m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
     first_grad = record.values("grad_norm")[0]
-    zero = measured.zero_layers
+    signals = probe.signals if probe.signals is not None else probe.watch.signals()
+    feeds_norm = probe.watch.feeds_norm
     status, n_weights = [], []
     for i, (_, module) in enumerate(layers):
         weights = layer_weights(module)
         with_grad = [p for p in weights if p.grad is not None]
         n_weights.append(sum(p.numel() for p in (with_grad or weights)))
-        finite_out = measured.finite[i]
+        finite_out = probe.watch.finite[i]
         if not any(p.requires_grad for p in weights):
             status.append("frozen")
         elif (finite_out is not None and not bool(finite_out)) or (
@@ -953,10 +948,8 @@ def _report(
         rms = last["grad_norm"] / np.sqrt(np.array(n_weights, dtype=np.float64))
     ok = [i for i in range(n_layers) if status[i] == "ok" and math.isfinite(rms[i])]
     reference = ok[-1] if ok and rms[ok[-1]] > 0 else None
-    signals = measured.signals
     with np.errstate(all="ignore"):
         ratio = rms / rms[reference] if reference is not None else np.full(n_layers, np.nan)
-        input_ms = measured.input_ms
         if not (math.isfinite(input_ms) and input_ms > 0):
             input_ms = float(signals["forward_ms"][0])
         gain = signals["forward_ms"] / input_ms
@@ -965,7 +958,7 @@ def _report(
         back_ref = reference if reference in usable else (usable[-1] if usable else None)
         back_ratio = back_rms / back_rms[back_ref] if back_ref is not None else np.full(n_layers, np.nan)
     # On the first step a parameter at 0 passes no gradient back: the layers before it get exactly 0.
-    blocked = {i for i in range(n_layers) if measured.zero_start and first_grad[i] == 0 and not zero[i]}
+    blocked = {i for i in range(n_layers) if zero_start and first_grad[i] == 0 and not zero[i]}
 
     # Vanishing and exploding gradients are trends in depth: a layer is judged with the median ratio of
     # the judged layers from the input up to it, so one small side layer (a squeeze-excitation gate) whose
@@ -980,7 +973,7 @@ def _report(
         if status[i] == "non-finite":
             flags[i].append("non_finite")
             continue
-        if not (zero[i] or measured.feeds_norm[i]):
+        if not (zero[i] or feeds_norm[i]):
             flags[i] += ["forward_blowup"] if gain[i] > limits.forward_high else []
             flags[i] += ["forward_collapse"] if gain[i] < limits.forward_low else []
         if status[i] != "ok":
@@ -991,7 +984,7 @@ def _report(
             "dead": last["dead_frac"][i] > limits.dead,
             "saturated": last["saturated_frac"][i] > limits.saturated,
         }
-        if not (zero[i] or measured.feeds_norm[i] or i in blocked):
+        if not (zero[i] or feeds_norm[i] or i in blocked):
             checks["update_too_large"] = last["update_ratio"][i] > limits.update_high
             checks["update_too_small"] = last["update_ratio"][i] < limits.update_low
         flags[i] += [kind for kind, hit in checks.items() if hit]  # NaN compares False: not measured
@@ -1015,30 +1008,13 @@ def _report(
             similarity=float(signals["similarity"][i]),
             backward_norm=float(signals["backward_norm"][i]),
             backward_ratio=float(back_ratio[i]),
-            feeds_norm=bool(measured.feeds_norm[i]),
+            feeds_norm=bool(feeds_norm[i]),
             zero_start=bool(zero[i]),
         )
         for i, (name, module) in enumerate(layers)
     )
-    report = DiagnosisReport(
-        model_name=type(model).__name__,
-        layers=diagnoses,
-        findings=(),
-        reference=None if reference is None else layers[reference][0],
-        losses=measured.losses,
-        steps_run=len(measured.losses),
-        batch_size=measured.batch_size,
-        device=measured.device,
-        optimizer=measured.optimizer,
-        thresholds=limits,
-        record=record,
-        non_finite_at=measured.non_finite_at,
-        parameters=measured.others,
-        input_ms=float(input_ms),
-        steps_asked=measured.steps_asked,
-    )
-    blocked_names = tuple(diagnoses[i].name for i in sorted(blocked))
-    return replace(report, findings=_findings(report, model, layers, measured, blocked_names))
+    reference_name = None if reference is None else layers[reference][0]
+    return diagnoses, reference_name, float(input_ms), tuple(diagnoses[i].name for i in sorted(blocked))
 
 
 def _names(names: Sequence[str], limit: int = 4) -> str:
@@ -1068,8 +1044,12 @@ def _findings(
     report: DiagnosisReport,
     model: nn.Module,
     layers: Sequence[tuple[str, nn.Module]],
-    measured: _Measured,
     blocked: tuple[str, ...],
+    *,
+    classes: int | None,
+    zero_start: bool,
+    adaptive: bool,
+    lr: float | None,
 ) -> tuple[Finding, ...]:
     """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order."""
     diagnoses, limits, losses, batch_size = report.layers, report.thresholds, report.losses, report.batch_size
@@ -1241,7 +1221,7 @@ def _findings(
                 "embeddings (large initial weights, sparse gradients) or gates (squeeze-excitation): "
                 "watch them over training"
             )
-        elif measured.adaptive:
+        elif adaptive:
             cause = "raise the learning rate (an adaptive optimizer moves each weight by about lr per step)"
         else:
             cause = "raise the learning rate (the signals are balanced: the step size is the cause)"
@@ -1255,7 +1235,6 @@ def _findings(
             see,
         )
 
-    classes = measured.classes
     if classes is not None and losses and losses[0] > INITIAL_LOSS_FACTOR * math.log(classes):
         chance = math.log(classes)
         add(
@@ -1271,7 +1250,7 @@ def _findings(
             ("initialization",),
         )
 
-    if measured.zero_start:
+    if zero_start:
         zero_layers = [d.name for d in diagnoses if d.zero_start]
         zero_params = sorted(p.name for p in report.parameters if p.zero_start)
         passed = (
@@ -1281,8 +1260,8 @@ def _findings(
             else ""
         )
         ran = (
-            f"diagnose ran {len(losses)} steps (not {measured.steps_asked}) to see past it"
-            if len(losses) > measured.steps_asked
+            f"diagnose ran {len(losses)} steps (not {report.steps_asked}) to see past it"
+            if len(losses) > report.steps_asked
             else f"the report shows step {len(losses)}"
         )
         add(
@@ -1298,13 +1277,13 @@ def _findings(
     if names:
         steps = [d.update_ratio for d in diagnoses if d.name in names]
         effective = ""
-        if measured.lr is not None and not measured.adaptive:
+        if lr is not None and not adaptive:
             sq = [
                 sum(float(p.detach().double().square().sum()) for p in layer_weights(m))
                 for n, m in layers
                 if n in names
             ]
-            lrs = [measured.lr / v for v in sq if v > 0]
+            lrs = [lr / v for v in sq if v > 0]
             effective = f" (effective learning rate lr/‖W‖² now {_range(lrs)})"
         add(
             "normalized",
@@ -1317,7 +1296,7 @@ def _findings(
             "listed among the other parameters.",
         )
 
-    if measured.adaptive:
+    if adaptive:
         add(
             "adaptive",
             (),
