@@ -5,10 +5,11 @@ The registry is the one place that names the chapters: the toc's numbered part, 
 for every registered chapter: a module in each layer (experiments, plots, explorers, exercises); every
 config builds from its defaults and rejects a bad value of each declared field, naming the field; every
 plot function takes ``ax`` or ``axes``; every run returns its result on the small arguments of
-tests/small_runs/<chapter>.py, and every plot of such a result draws it, alone and into a given ax; every
-explorer updates at its defaults and with all its controls at their first, then at their last values, and
-its view does not depend on the global random generators. A chapter's own test file holds its claims, not
-these.
+tests/small_runs/<chapter>.py, and every plot draws those results, alone and into a given ax or axes, and
+refuses a first argument of the wrong type (so do the shared plot modules' plots, on small arguments of
+their own); every explorer updates at its defaults and with all its controls at their first, then at their
+last values, and its view does not depend on the global random generators. A chapter's own test file holds
+its claims, not these.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import inspect
 import json
 import math
 import re
+import types
 import typing
+from collections import abc
 from pathlib import Path
 from typing import Any
 
@@ -262,36 +265,134 @@ def test_every_plot_function_takes_ax_or_axes(module_name: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Every run returns its result on small arguments, and every plot of that result draws it
+# Every run returns its result on small arguments, and every plot draws them, alone and into given axes
 
 
-def _small_runs(chapter_id: str) -> dict[str, Any]:
-    """``SMALL_RUNS`` of tests/small_runs/<chapter_id>.py: run name -> the smallest arguments that still take
-    every code path of that run."""
+def _small_arguments(name: str) -> Any:
+    """tests/small_runs/<name>.py: ``SMALL_RUNS``, run name -> the smallest arguments that still take every
+    code path of that run, and optionally ``PLOT_ARGUMENTS``, plot name -> a function of the small results
+    (a dict: result type -> the first result of that type) returning the plot's positional arguments, for a
+    plot that needs more than one result or an argument no run returns."""
     try:
-        module = importlib.import_module(f"small_runs.{chapter_id}")
+        return importlib.import_module(f"small_runs.{name}")
     except ModuleNotFoundError:
-        pytest.fail(f"add tests/small_runs/{chapter_id}.py with SMALL_RUNS (run name -> small arguments)")
-    return module.SMALL_RUNS
+        pytest.fail(f"add tests/small_runs/{name}.py with SMALL_RUNS (run name -> small arguments)")
 
 
-def _draw(plot: Any, result: Any) -> bool:
-    """Draw ``result`` with ``plot`` alone and, for a one-panel plot, into a given ax; False when ``plot``
-    needs more than the result."""
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    """The members of a union annotation (``A | Sequence[A]``), else the annotation alone."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _value_of(annotation: Any, results: dict[type, list[Any]]) -> Any:
+    """A value of type ``annotation`` made of the small results, or None: a result of that type; for a
+    sequence (list, tuple) of a result type two results of it (the first two; the first twice if the runs
+    made one), for a mapping to a result type the same two under labels; of a union, the first member that
+    can be made."""
+    for option in _alternatives(annotation):
+        origin, args = typing.get_origin(option), typing.get_args(option)
+        if option in results:
+            return results[option][0]
+        if origin in (abc.Sequence, list, tuple) and args and args[0] in results:
+            two = (results[args[0]] * 2)[:2]
+            return tuple(two) if origin is tuple else two
+        if origin in (abc.Mapping, dict) and len(args) == 2 and args[1] in results:
+            return {f"result {k + 1}": result for k, result in enumerate((results[args[1]] * 2)[:2])}
+    return None
+
+
+def _class_names(annotation: Any) -> list[str]:
+    """The classes an annotation is made of, by name, builtins left out (``Sequence[A] | str`` -> A)."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return [] if annotation.__module__ == "builtins" else [annotation.__name__]
+    return [name for arg in typing.get_args(annotation) for name in _class_names(arg)]
+
+
+def _panels_like(fig: Any) -> tuple[Any, list[Any]]:
+    """A new figure of ``fig``'s size with an empty Axes at the grid position of each visible panel of
+    ``fig``, in reading order (panels at one position, such as a twin or a colorbar's parent, count once)."""
+    import matplotlib.pyplot as plt
+
+    positions: dict[tuple[int, int], Any] = {}
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if ax.get_visible() and spec is not None:
+            top = spec.get_topmost_subplotspec()
+            positions.setdefault((top.rowspan.start, top.colspan.start), top)
+    assert positions, "the figure has no panel on a grid"
+    given = plt.figure(figsize=fig.get_size_inches())
+    grid = given.add_gridspec(*next(iter(positions.values())).get_gridspec().get_geometry())
+    panels = []
+    for _, spec in sorted(positions.items()):
+        rows, cols = spec.rowspan, spec.colspan
+        panels.append(given.add_subplot(grid[rows.start : rows.stop, cols.start : cols.stop]))
+    return given, panels
+
+
+def _check_draws(name: str, plot: Any, arguments: tuple[Any, ...]) -> None:
+    """``plot(*arguments)`` returns a Figure; given an ax (a one-panel plot) or Axes laid out as the panels it
+    draws by itself (``axes=``), it returns their figure and draws on each of them; a first argument of the
+    wrong type is a TypeError naming the type it takes (unless a builtin: ``str`` may read "a name")."""
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    parameters = list(inspect.signature(plot).parameters.values())[1:]
-    if any(p.default is p.empty and p.kind is not p.KEYWORD_ONLY for p in parameters):
-        return False
+    parameters = inspect.signature(plot).parameters
     try:
-        assert isinstance(plot(result), Figure), plot.__name__
-        if any(p.name == "ax" for p in parameters):
-            fig, ax = plt.subplots()
-            assert plot(result, ax=ax) is fig, plot.__name__
+        own = plot(*arguments)
+        assert isinstance(own, Figure), f"{name} returned {type(own).__name__}, not a Figure"
+        if "ax" in parameters:
+            given, ax = plt.subplots(figsize=own.get_size_inches())
+            panels = [ax]
+            assert plot(*arguments, ax=ax) is given, f"{name} did not draw into the given ax"
+        else:
+            given, panels = _panels_like(own)
+            assert plot(*arguments, axes=panels) is given, f"{name} did not draw into the given axes"
+        empty = [k for k, ax in enumerate(panels) if not ax.has_data()]
+        assert not empty, f"{name} drew nothing on the given panel(s) {empty} of {len(panels)}"
+        expected = _class_names(typing.get_type_hints(plot)[next(iter(parameters))])
+        try:
+            plot(object(), *arguments[1:])
+        except TypeError as error:
+            named = not expected or any(n in str(error) for n in expected)
+            assert named, f"{name}: {error!r} names none of {expected}"
+        except Exception as error:
+            pytest.fail(f"{name}: a first argument of the wrong type raised {error!r}, not a TypeError")
+        else:
+            pytest.fail(f"{name} accepted a first argument of the wrong type (object())")
     finally:
         plt.close("all")
-    return True
+
+
+def _check_plots(
+    module_name: str, results: dict[type, list[Any]], plot_arguments: dict[str, Any], source: str
+) -> None:
+    """Every public plot of ``vgcourse.plots.<module_name>`` draws (`_check_draws`) its ``plot_arguments``
+    entry, else its first argument made of ``results`` (`_value_of`); a plot that gets neither fails, and
+    so does an entry that names no plot. ``source``: the file that holds both, for the messages."""
+    functions = dict(_plot_functions(module_name))
+    where = f"vgcourse.plots.{module_name}"
+    unknown = sorted(set(plot_arguments) - set(functions))
+    assert not unknown, f"{source}: PLOT_ARGUMENTS names {unknown}, which are not public plots of {where}"
+    first_results = {cls: found[0] for cls, found in results.items()}
+    calls: dict[str, tuple[Any, ...]] = {}
+    for name, plot in functions.items():
+        if name in plot_arguments:
+            calls[name] = tuple(plot_arguments[name](first_results))
+            continue
+        first, *rest = inspect.signature(plot).parameters.values()
+        value = _value_of(typing.get_type_hints(plot)[first.name], results)
+        needs_more = any(p.default is p.empty for p in rest)
+        if value is not None and not needs_more:
+            calls[name] = (value,)
+    undrawn = sorted(set(functions) - set(calls))
+    assert not undrawn, (
+        f"{where}: {undrawn} drawn by nothing: the first argument is no small result (nor a sequence or "
+        f"mapping of one), or more arguments are needed; add their entries to PLOT_ARGUMENTS in {source}"
+    )
+    for name, arguments in calls.items():
+        _check_draws(f"{where}.{name}", functions[name], arguments)
 
 
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
@@ -302,26 +403,53 @@ def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(c
         for name, fn in inspect.getmembers(module, inspect.isfunction)
         if name.startswith("run") and fn.__module__ == module.__name__
     }
-    small = _small_runs(chapter_id)
-    assert set(small) == set(runs), (
-        f"tests/small_runs/{chapter_id}.py: missing {sorted(set(runs) - set(small))}, "
-        f"not a run {sorted(set(small) - set(runs))}"
+    small = _small_arguments(chapter_id)
+    assert set(small.SMALL_RUNS) == set(runs), (
+        f"tests/small_runs/{chapter_id}.py: missing {sorted(set(runs) - set(small.SMALL_RUNS))}, "
+        f"not a run {sorted(set(small.SMALL_RUNS) - set(runs))}"
     )
-    results: dict[type, Any] = {}
-    for name, arguments in small.items():
+    results: dict[type, list[Any]] = {}
+    for name, arguments in small.SMALL_RUNS.items():
         result = runs[name](arguments)
         returns = typing.get_type_hints(runs[name])["return"]
         assert isinstance(result, typing.get_origin(returns) or returns), (name, type(result))
         for one in result if isinstance(result, list) else [result]:
-            results.setdefault(type(one), one)
-    drawn = []
+            results.setdefault(type(one), []).append(one)
     if has_module(chapter_id, "plots"):
-        for name, plot in _plot_functions(chapter_id):
-            first = next(iter(inspect.signature(plot).parameters))
-            result = results.get(typing.get_type_hints(plot).get(first))
-            if result is not None and _draw(plot, result):
-                drawn.append(name)
-        assert drawn, f"no plot of vgcourse.plots.{chapter_id} draws a result of its runs by itself"
+        _check_plots(chapter_id, results, getattr(small, "PLOT_ARGUMENTS", {}), small.__file__)
+
+
+def _shared_plot_arguments() -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Small arguments for the shared plot modules' plots, which take the package's own types rather than a
+    chapter's results: the values to draw by type (a ``diagnose`` report of a small tanh MLP and its record)
+    and PLOT_ARGUMENTS ("module.plot" -> a function of those values by type returning the arguments)."""
+    import torch
+    from torch import nn
+
+    from vgcourse.diagnose import diagnose
+    from vgcourse.models import MLP
+
+    model = MLP(4, 3, depth=2, width=4, activation="tanh", seed=0)
+    x, y = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 3
+    report = diagnose(model, nn.CrossEntropyLoss(), (x, y), steps=2)
+    model(x).sum().backward()  # weight gradients for grad_histograms
+    plot_arguments = {
+        "activations.activation_curves": lambda results: (("sigmoid", "relu"),),
+        "layers.grad_histograms": lambda results: (model,),
+    }
+    return (report, report.record), plot_arguments
+
+
+@pytest.mark.parametrize("module_name", SHARED_PLOTS)
+def test_every_shared_plot_draws_small_arguments_alone_and_into_given_axes(module_name: str) -> None:
+    values, plot_arguments = _shared_plot_arguments()
+    assert {key.split(".")[0] for key in plot_arguments} <= set(SHARED_PLOTS), plot_arguments
+    results: dict[type, list[Any]] = {}
+    for value in values:
+        results.setdefault(type(value), []).append(value)
+    prefix = f"{module_name}."
+    mine = {key[len(prefix) :]: f for key, f in plot_arguments.items() if key.startswith(prefix)}
+    _check_plots(module_name, results, mine, "_shared_plot_arguments() in tests/test_contracts.py")
 
 
 # ----------------------------------------------------------------------------------------------------

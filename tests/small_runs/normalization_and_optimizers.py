@@ -1,5 +1,6 @@
 """Small arguments for every run of this chapter: tests/test_contracts.py runs each one, checks that
-it returns the result its signature names, and draws that result with every plot that takes it."""
+it returns the result its signature names, and draws every plot of the chapter with the results;
+PLOT_ARGUMENTS gives the arguments of the plots that need more than one result."""
 
 from vgcourse.experiments import normalization_and_optimizers as ex
 
@@ -22,4 +23,8 @@ SMALL_RUNS = {
     "run_dead_units": ex.DeadUnitsConfig(steps=1, seeds=(0,)),
     "run_diagnose": ex.DiagnoseConfig(batch_size=2),
     "run_norm_diagnose": ex.NormDiagnoseConfig(depth=1, width=2, batch_size=2),
+}
+
+PLOT_ARGUMENTS = {
+    "scale_invariance": lambda results: (results[ex.ScaleInvarianceResult], results[ex.SamePathResult]),
 }

@@ -1,5 +1,5 @@
 """Small arguments for every run of this chapter: tests/test_contracts.py runs each one, checks that
-it returns the result its signature names, and draws that result with every plot that takes it."""
+it returns the result its signature names, and draws every plot of the chapter with the results."""
 
 from vgcourse.experiments import recurrent_networks as ex
 
