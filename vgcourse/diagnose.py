@@ -107,7 +107,14 @@ _ADAPTIVE = tuple(
     getattr(torch.optim, name)
     for name in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 )
-PARAMETER_ROLES = ("norm weight", "norm bias", "bias", "matrix", "vector")  # how DiagnosisReport sorts them
+# The roles of the other parameters, in the order DiagnosisReport lists them, with their plurals.
+PARAMETER_ROLES = {
+    "norm weight": "norm weights",
+    "norm bias": "norm biases",
+    "bias": "biases",
+    "matrix": "matrices",
+    "vector": "vectors",
+}
 
 
 class Thresholds(Config):
@@ -433,20 +440,11 @@ def _text_row(layer: LayerDiagnosis) -> tuple[str, ...]:
     )
 
 
-def _plural(role: str, count: int) -> str:
-    """A parameter role's name for ``count`` of them: "bias" → "biases", "matrix" → "matrices"."""
-    if count == 1:
-        return role
-    for singular, plural in (("bias", "biases"), ("matrix", "matrices")):
-        if role.endswith(singular):
-            return role[: -len(singular)] + plural
-    return role + "s"
-
-
 def _group_cells(group: Mapping[str, Any]) -> tuple[str, ...]:
     extra = [f"{group[k]} {k.replace('_', ' ')}" for k in ("zero_start", "frozen") if group[k]]
+    role, count = group["role"], group["count"]
     return (
-        f"{group['count']} {_plural(group['role'], group['count'])} ({group['numel']} entries)",
+        f"{count} {role if count == 1 else PARAMETER_ROLES[role]} ({group['numel']} entries)",
         f"grad rms {group['grad_rms']}",
         f"update {group['update_ratio']}",
         *extra,
