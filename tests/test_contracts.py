@@ -333,8 +333,9 @@ def _panels_like(fig: Any) -> tuple[Any, list[Any]]:
 
 def _check_draws(name: str, plot: Any, arguments: tuple[Any, ...]) -> None:
     """``plot(*arguments)`` returns a Figure; given an ax (a one-panel plot) or Axes laid out as the panels it
-    draws by itself (``axes=``), it returns their figure and draws on each of them; a first argument of the
-    wrong type is a TypeError naming the type it takes (unless a builtin: ``str`` may read "a name")."""
+    draws by itself (``axes=``), it returns their figure and draws on each of them, and given anything else
+    there (a list as ax, one Axes too many) it raises a TypeError naming the argument; a first argument of
+    the wrong type is a TypeError naming the type it takes (unless a builtin: ``str`` may read "a name")."""
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
@@ -346,11 +347,15 @@ def _check_draws(name: str, plot: Any, arguments: tuple[Any, ...]) -> None:
             given, ax = plt.subplots(figsize=own.get_size_inches())
             panels = [ax]
             assert plot(*arguments, ax=ax) is given, f"{name} did not draw into the given ax"
+            wrong = {"ax": [ax]}  # a list, not an Axes
         else:
             given, panels = _panels_like(own)
             assert plot(*arguments, axes=panels) is given, f"{name} did not draw into the given axes"
+            wrong = {"axes": [*panels, given.add_subplot(9, 9, 81)]}  # one Axes too many
         empty = [k for k, ax in enumerate(panels) if not ax.has_data()]
         assert not empty, f"{name} drew nothing on the given panel(s) {empty} of {len(panels)}"
+        with pytest.raises(TypeError, match=next(iter(wrong))):
+            plot(*arguments, **wrong)
         expected = _class_names(typing.get_type_hints(plot)[next(iter(parameters))])
         try:
             plot(object(), *arguments[1:])
