@@ -674,8 +674,7 @@ class _Probe(Callback):
         self._first = True
         self.grad_rms = [math.nan] * len(params)
         self.update_ratio = [math.nan] * len(params)
-        self._before: list[Tensor | None] = [None] * len(params)
-        self._finite = [True] * len(params)
+        self._before: list[Tensor | None] = [None] * len(params)  # None: no gradient in the last step
 
     def loss(self, output: Any, y: Any) -> Tensor:
         loss = self.loss_fn(output, y)
@@ -695,7 +694,6 @@ class _Probe(Callback):
                     continue
                 g = p.grad.detach().double()
                 self.grad_rms[k] = float(torch.linalg.vector_norm(g)) / math.sqrt(max(p.numel(), 1))
-                self._finite[k] = math.isfinite(self.grad_rms[k])
                 self._before[k] = p.detach().clone()
         problem = self.non_finite_at or _first_non_finite(self.watch, event.loss, event.model, self.layers)
         if problem is not None:
@@ -716,9 +714,9 @@ class _Probe(Callback):
         """The k-th other parameter's status: "frozen", "no gradient", "ok" or "non-finite"."""
         if not self.params[k].requires_grad:
             return "frozen"
-        if not math.isfinite(self.grad_rms[k]) and self._before[k] is None:
+        if self._before[k] is None:
             return "no gradient"
-        return "ok" if self._finite[k] else "non-finite"
+        return "ok" if math.isfinite(self.grad_rms[k]) else "non-finite"
 
 
 def diagnose(
