@@ -441,10 +441,10 @@ def small_profile() -> tx.GradientProfileResult:
     return tx.run_gradient_profile(tx.GradientProfileConfig(depths=(2, 4), n_seeds=2, d_model=16, seq_len=6))
 
 
-def test_plots_return_figures_and_accept_axes(
+def test_plots_within_the_books_figure_limits_and_their_own_arguments(
     small_profile: tx.GradientProfileResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # each figure passes the book's figure check
     identity = tx.run_identity_path(tx.IdentityPathConfig(depths=(1, 3), n_seeds=2, d_model=16, seq_len=6))
     attention = tx.run_attention_entropy(tx.AttentionEntropyConfig(d_heads=(4, 16), n_seeds=2, seq_len=6))
     figures = [
@@ -458,18 +458,12 @@ def test_plots_return_figures_and_accept_axes(
         plots.attention_saturation(attention),
     ]
     assert all(isinstance(f, Figure) for f in figures)
-    fig, axes = plt.subplots(1, 2)
-    assert plots.stream_growth(small_profile, axes=axes) is fig
-    fig, axes = plt.subplots(1, 2)
-    assert plots.attention_saturation(attention, axes=axes) is fig
     _, ax = plt.subplots()
     assert plots.last_block_gradient(small_profile, ("Pre-LN",), ax=ax) is ax.figure
     with pytest.raises(ValueError, match="valid choices"):
         plots.gradient_profiles(small_profile, ("Pre-LN", "ReZero"))
     with pytest.raises(ValueError, match="valid choices"):
         plots.layer_profile(small_profile, weight="w")
-    with pytest.raises(TypeError, match="GradientProfileResult"):
-        plots.last_block_gradient(identity)
 
 
 def test_result_accessors_check_their_arguments(small_profile: tx.GradientProfileResult) -> None:
