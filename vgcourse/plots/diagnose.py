@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,6 +42,13 @@ def _band(ax: Axes, low: float, high: float, labels: tuple[str, str]) -> None:
     _line_label(ax, high, f"{labels[1]} {high:g}", _BAD)
 
 
+def _zero_marks(ax: Axes, x: np.ndarray, colors: Any, label: str, **style: Any) -> None:
+    """Values of exactly 0, which a log axis cannot show (an update below float32 resolution: W + ΔW == W):
+    a ▼ at the bottom of the axes at each ``x``, and a key labelled ``label``."""
+    ax.scatter(x, np.full(len(x), 0.03), marker="v", c=colors, transform=ax.get_xaxis_transform(), **style)
+    ax.text(0.01, 0.06, f"▼ {label}", fontsize=9, transform=ax.transAxes)
+
+
 def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tuple[str, ...]) -> None:
     """One marker per layer (for a log axis, which the caller sets): red when flagged for one of ``kinds``,
     grey when not judged; the layer ticks and label."""
@@ -57,16 +65,8 @@ def _log_points(ax: Axes, report: DiagnosisReport, values: np.ndarray, kinds: tu
             x[finite], shown[finite], c=[c for c, f in zip(colors, finite, strict=True) if f], zorder=3
         )
     zero = np.flatnonzero(values == 0)
-    if len(zero):  # e.g. an update below float32 resolution: W + ΔW == W
-        ax.scatter(
-            x[zero],
-            np.full(len(zero), 0.03),
-            marker="v",
-            c=[colors[i] for i in zero],
-            transform=ax.get_xaxis_transform(),
-            zorder=3,
-        )
-        ax.text(0.01, 0.06, "▼ exactly 0", fontsize=9, transform=ax.transAxes)
+    if len(zero):
+        _zero_marks(ax, x[zero], [colors[i] for i in zero], "exactly 0", zorder=3)
     for i, layer in enumerate(report.layers):
         if not finite[i] and layer.status == "non-finite":
             ax.annotate(
@@ -227,17 +227,9 @@ def update_ratio_over_training(
     metric_over_training(record, "update_ratio", ax=ax, log=True)
     _guide_lines(ax, limits)
     steps, layers = np.nonzero(values == 0)
-    if len(steps):  # an update below float32 resolution (W + ΔW == W) cannot sit on a log axis
+    if len(steps):
         colors = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(record.layer_names), 2)))
-        ax.scatter(
-            record.steps[steps],
-            np.full(len(steps), 0.03),
-            marker="v",
-            s=12,
-            c=colors[layers],
-            transform=ax.get_xaxis_transform(),
-        )
-        ax.text(0.01, 0.06, "▼ update exactly 0", fontsize=9, transform=ax.transAxes)
+        _zero_marks(ax, record.steps[steps], colors[layers], "update exactly 0", s=12)
     ax.set_ylabel("update : data  (std ΔW / std W)")
     ax.set_title("update:data ratio per layer during training")
     return fig
