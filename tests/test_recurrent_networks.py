@@ -510,7 +510,7 @@ def small_sweep() -> rn.SpectralSweepResult:
 def test_plots_pass_the_figure_check_at_the_chapters_radii(
     small_sweep: rn.SpectralSweepResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a Figure alone and into given axes, and a TypeError for a result of the wrong type: every plot, on
+    # a Figure alone and into given axes, a TypeError for a wrong result or wrong axes: every plot, on
     # small results, in tests/test_contracts.py; here each figure passes the book's figure check (strict
     # mode raises otherwise) at the chapter's radii, and the grid's shared y range and argument checks
     monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
@@ -524,13 +524,11 @@ def test_plots_pass_the_figure_check_at_the_chapters_radii(
     forget = rn.run_forget_gate(rn.ForgetGateConfig(biases=(None, 0.0, 2.0), seq_len=10, batch_size=4))
     plots.forget_gate(forget)
     with pytest.raises(TypeError):
-        plots.forget_gate(forget, axes=grid[0])  # one Axes for two panels
-    with pytest.raises(TypeError):
         plots.lag_profile_grid([])
 
 
 def test_training_plots_on_small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a Figure alone and into given axes, and a TypeError for a result of the wrong type: every plot, on
+    # a Figure alone and into given axes, a TypeError for a wrong result or wrong axes: every plot, on
     # small results, in tests/test_contracts.py; here each figure passes the book's figure check (strict
     # mode raises otherwise) with diverged runs in it
     monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")
