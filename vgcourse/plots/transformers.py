@@ -232,10 +232,12 @@ def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | No
     check_result(result, GradientProfileResult)
     depth, weight = max(result.config.depths), "q"
     fig, (left, right), own = _pair(axes, 3.4)
+    lowest = 0.0
     for variant in result.config.variants:
         color = _COLORS.get(variant)
-        cosine = result.token_cosine.sel(variant=variant, depth=depth).values[:, : depth + 1]
-        left.plot(np.arange(depth + 1), cosine.mean(axis=0), color=color, lw=1.5)
+        cosine = result.token_cosine.sel(variant=variant, depth=depth).values[:, : depth + 1].mean(axis=0)
+        left.plot(np.arange(depth + 1), cosine, color=color, lw=1.5)
+        lowest = min(lowest, np.nanmin(cosine))
         right.plot(
             np.arange(1, depth + 1),
             result.profile(variant, depth, weight).mean(axis=0),
@@ -245,7 +247,7 @@ def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | No
         )
     left.set_xlabel("block l")
     left.set_ylabel(r"cosine between two tokens of $x_l$")
-    left.set_ylim(-0.05, 1.05)
+    left.set_ylim(lowest - 0.05, 1.05)  # a cosine can be negative (shallow Post-LN)
     right.set_xlabel("block l")
     right.set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
     log_scale(right, "y")
