@@ -32,6 +32,7 @@ from book_toc import numbered_chapters
 from vgcourse import chapters
 from vgcourse.chapters import CHAPTERS, LAYERS, chapter, chapter_ids, has_module
 from vgcourse.config import Config, Constraint, constraints
+from vgcourse.plots._common import STRICT_FIGURES_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -401,7 +402,10 @@ def _check_plots(
 
 
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
-def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(chapter_id: str) -> None:
+def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(
+    chapter_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STRICT_FIGURES_ENV, "1")  # every figure also passes the book's figure check
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
     runs = {
         name: fn
@@ -446,7 +450,10 @@ def _shared_plot_arguments() -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 @pytest.mark.parametrize("module_name", SHARED_PLOTS)
-def test_every_shared_plot_draws_small_arguments_alone_and_into_given_axes(module_name: str) -> None:
+def test_every_shared_plot_draws_small_arguments_alone_and_into_given_axes(
+    module_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STRICT_FIGURES_ENV, "1")  # every figure also passes the book's figure check
     values, plot_arguments = _shared_plot_arguments()
     assert {key.split(".")[0] for key in plot_arguments} <= set(SHARED_PLOTS), plot_arguments
     results: dict[type, list[Any]] = {}
