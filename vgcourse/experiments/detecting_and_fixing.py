@@ -385,6 +385,13 @@ class _GridConfig(Config):
     eval_every: int = positive(10, integer=True)  # the resolution of steps-to-target
     data_seed: int = seed_field()
 
+    def check(self) -> None:
+        norms = {cell.norm for cell in self.cells}
+        if "batch" in norms and self.batch_size < 2:  # batch norm averages each unit over the examples
+            raise ValueError(f"batch_size must be >= 2 when a cell uses batch norm; got {self.batch_size}")
+        if "layer" in norms and self.width < 2:  # layer norm of one unit is 0: the input is lost
+            raise ValueError(f"width must be >= 2 when a cell uses layer norm; got {self.width}")
+
     @property
     def cells(self) -> tuple[Remedy, ...]:
         """The cells this configuration runs."""
@@ -680,6 +687,10 @@ class RemedyDiagnosisConfig(Config):
     lr: float = positive(0.05)
     seed: int = seed_field()
     data_seed: int = seed_field()
+
+    def check(self) -> None:
+        if self.norm == "layer" and self.width < 2:  # layer norm of one unit is 0: the input is lost
+            raise ValueError(f"width must be >= 2 with norm 'layer'; got {self.width}")
 
     @property
     def remedy(self) -> Remedy:

@@ -209,6 +209,12 @@ def _build(spec: NetworkSpec, data: Any, **options: Any) -> ResidualMLP:
     return build_network(spec, in_features=n_in, out_features=n_out, **options)
 
 
+def _check_layer_norm_width(norms: list[str | None], width: int) -> None:
+    """Layer norm over one unit outputs its bias alone (x minus its mean is 0): the input is lost."""
+    if "layer" in norms and width < 2:
+        raise ValueError(f"width must be >= 2 with layer norm (one unit normalizes to 0); got {width}")
+
+
 class _Seeds(Config):
     """Each of ``networks`` built ``n_seeds`` times, from seeds seed, seed + 1, ..."""
 
@@ -216,6 +222,9 @@ class _Seeds(Config):
     width: int = integer(64, low=1, high=2048)
     n_seeds: int = positive(3, integer=True)
     seed: int = seed_field()
+
+    def check(self) -> None:
+        _check_layer_norm_width([spec.norm for spec in self.networks], self.width)
 
     def _model(self, spec: NetworkSpec, s: int, data: Any, depth: int, dtype: str = "float64") -> ResidualMLP:
         return _build(spec, data, depth=depth, width=self.width, seed=self.seed + s, dtype=dtype)
@@ -359,6 +368,7 @@ class StreamDepthSweepConfig(_Seeds):
     dtype: str = one_of(*DTYPES, default="float64")
 
     def check(self) -> None:
+        super().check()
         _check_increasing(self.depths)
 
 
@@ -419,6 +429,9 @@ class DegradationConfig(Config):
             raise ValueError(
                 f"deep_depth must exceed shallow_depth; got {self.deep_depth} <= {self.shallow_depth}"
             )
+        if self.norm == "batch" and self.batch_size < 2:  # batch norm averages over the examples
+            raise ValueError(f"batch_size must be >= 2 with norm 'batch'; got {self.batch_size}")
+        _check_layer_norm_width([self.norm], self.width)
         NetworkSpec(branch_scale=self.branch_scale)  # validates it
 
 
@@ -493,6 +506,9 @@ class BlockProfileConfig(Config):
     batch_size: int = integer(64, low=2, high=1437)
     seed: int = seed_field()
 
+    def check(self) -> None:
+        _check_layer_norm_width([self.network.norm], self.width)
+
 
 @dataclass(frozen=True)
 class BlockProfileResult:
@@ -525,6 +541,7 @@ class PlacementConfig(_Seeds):
     batch_size: int = integer(128, low=2, high=1437)
 
     def check(self) -> None:
+        super().check()
         if not all(spec.skip for spec in self.networks):
             raise ValueError(
                 "every network of a PlacementConfig needs skip=True (the ReLU follows the addition)"
@@ -592,6 +609,7 @@ class ShatteredConfig(_Seeds):
     interval: float = positive(2.0)
 
     def check(self) -> None:
+        super().check()
         _check_increasing(self.depths)
 
 
