@@ -457,7 +457,10 @@ class DeepTrainingConfig(Config):
     device: str = device_field("auto")
 
     def check(self) -> None:
-        check_int("tail", self.tail, minimum=1, maximum=self.steps)
+        if self.tail > self.steps:
+            raise ValueError(
+                f"tail (the steps the final loss averages) must be <= steps; got {self.tail} > {self.steps}"
+            )
 
     def train_config(self, seed: int) -> TrainConfig:
         return derive(TrainConfig, self, monitor_every=None, eval_every=self.steps, seed=seed)

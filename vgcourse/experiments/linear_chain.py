@@ -511,8 +511,12 @@ class FloatLimitsConfig(Config):
     confirm: bool = flag(True)  # read w_1's gradient of fresh chains at the measured depth and one layer less
 
     def check(self) -> None:
-        if 1.0 in self.factors:
-            raise ValueError("factor 1 neither vanishes nor explodes; use factors below or above 1")
+        for dtype, f in itertools.product(self.dtypes, self.factors):  # as each format stores f
+            if _rounded(f, dtype) in (0.0, 1.0, math.inf):
+                raise ValueError(
+                    f"factors must be stored as neither 0, 1 nor inf in each format of dtypes (f^(L-1) would "
+                    f"be constant); {dtype} stores {f!r} as {_rounded(f, dtype):g}"
+                )
 
 
 @dataclass(frozen=True)

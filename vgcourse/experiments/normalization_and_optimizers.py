@@ -196,8 +196,13 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
     def growth(norm: str, act: str, b: int) -> float:
         c = NormProfileConfig(norm=norm, activation=act, depth=config.depth, width=config.width, batch_size=b)
         seeds = range(config.seed, config.seed + config.n_seeds)
-        logs = [math.log(run_norm_profile(dataclasses.replace(c, seed=s)).growth_per_layer) for s in seeds]
-        return math.exp(float(np.mean(logs)))
+        growths = [run_norm_profile(dataclasses.replace(c, seed=s)).growth_per_layer for s in seeds]
+        if not all(0.0 < g < math.inf for g in growths):  # ‖∂J/∂h_l‖ underflowed, overflowed or is NaN
+            raise ValueError(
+                f"the backward signal leaves float32's range at depth {config.depth}, width {config.width} "
+                f"({norm}, {act}, batch size {b}): no growth per layer; use a smaller depth or a larger width"
+            )
+        return math.exp(float(np.mean([math.log(g) for g in growths])))
 
     values = [
         [[growth(n, a, b) for b in config.batch_sizes] for a in config.activations] for n in config.norms

@@ -498,9 +498,9 @@ class MnistConfig(Config):
     steps: int | None = positive(None, integer=True, optional=True)  # None: from size
     batch_size: int = positive(64, integer=True)
     lr: float = positive(0.1)
-    momentum: float = real(0.9, low=0.0, high=1.0)  # in [0, 1)
+    momentum: float = real(0.9, low=0.0, high=1.0, high_open=True)
     init: str = one_of(*INITS, default="xavier_uniform")
-    snapshot_size: int = positive(256, integer=True)  # examples in the batch whose gradients are histogrammed
+    snapshot_size: int = integer(256, low=2)  # examples whose gradients are histogrammed (a spread needs 2)
     bins: int = integer(51, low=3)  # of the lumped (all layers in one) histogram; odd: 0 is a bin's center
     seed: int = seed_field()  # the weights, the minibatch order and the snapshot batch
     monitor_every: int = positive(10, integer=True)  # steps between the monitor's records
