@@ -1313,6 +1313,13 @@ def _findings(
             f"no gradient reached {_names(names)} although their weights require grad.",
             "they are unused in this forward pass or detached from the loss (.detach(), torch.no_grad).",
         )
+    if report.reference is None and any(d.status == "ok" for d in diagnoses):
+        add(
+            "no_gradient",
+            (),
+            "the output layer's gradient is 0 or not finite: ratios to it are not defined.",
+            "check that the loss depends on the last layer (a dead or detached one gets no gradient).",
+        )
     has_dead_units = any(math.isfinite(d.dead_frac) for d in diagnoses)
     has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if batch_size < MIN_BATCH and (has_dead_units or has_batch_norm):
@@ -1324,12 +1331,4 @@ def _findings(
             f"{0.5**batch_size:.2g}).",
             f"diagnose on a batch of {MIN_BATCH} or more examples for these numbers to mean much.",
         )
-    if report.reference is None and any(d.status == "ok" for d in diagnoses):
-        add(
-            "no_gradient",
-            (),
-            "the output layer's gradient is 0 or not finite: ratios to it are not defined.",
-            "check that the loss depends on the last layer (a dead or detached one gets no gradient).",
-        )
-    order = {kind: k for k, kind in enumerate(FINDING_KINDS)}
-    return tuple(sorted(findings, key=lambda f: order[f.kind]))
+    return tuple(findings)
