@@ -1,0 +1,175 @@
+"""Configs at the edges they declare. The contract: every run of every registered chapter, on its small
+arguments (tests/small_runs/<chapter>.py) with one declared field at a time set to its lowest accepted
+value, either runs or is refused with a ValueError/TypeError naming that field, never with a torch error,
+an IndexError or ln 0 from deep inside the run. The other tests pin the rules between fields (refused when
+the config is built, naming the field and why) that such runs, and runs at each choice, needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from typing import Any
+
+import pytest
+
+from vgcourse.chapters import chapter, chapter_ids, has_module
+from vgcourse.config import Constraint, constraints
+from vgcourse.experiments import detecting_and_fixing as df
+from vgcourse.experiments import initialization as init
+from vgcourse.experiments import linear_chain as lc
+from vgcourse.experiments import normalization_and_optimizers as no
+from vgcourse.experiments import residual_networks as rn
+from vgcourse.experiments import sigmoid_bound as sb
+
+# ----------------------------------------------------------------------------------------------------
+# Every run at each field's lowest accepted value runs, or its config refuses it naming the field
+
+
+def _lowest(constraint: Constraint) -> Any:
+    """The lowest value ``constraint`` accepts (just above an open bound); None when unbounded below."""
+    if constraint.kind == "tuple" and constraint.each is not None:
+        low = _lowest(constraint.each)
+        return None if low is None else (low,)
+    if constraint.kind not in ("int", "float") or constraint.low is None:
+        return None
+    if constraint.kind == "int":
+        return int(constraint.low)
+    low = float(constraint.low)
+    return max(math.nextafter(low, math.inf), low + 1e-12) if constraint.low_open else low
+
+
+def _lowest_configs(config: Any) -> list[tuple[str, Any]]:
+    """(field, ``config`` with that field at its lowest accepted value, or the error refusing it)."""
+    out = []
+    for name, constraint in constraints(type(config)).items():
+        value = _lowest(constraint)
+        if value is None or value == getattr(config, name):
+            continue
+        try:
+            out.append((name, dataclasses.replace(config, **{name: value})))
+        except (ValueError, TypeError) as error:
+            out.append((name, error))
+    return out
+
+
+@pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
+def test_every_run_runs_or_refuses_naming_the_field_at_each_lowest_value(chapter_id: str) -> None:
+    module = importlib.import_module(chapter(chapter_id).module("experiments"))
+    small = importlib.import_module(f"small_runs.{chapter_id}").SMALL_RUNS
+    failures = []
+    for run_name, arguments in small.items():
+        single = arguments[0] if isinstance(arguments, list) else arguments  # a run of a list of configs
+        for name, config in _lowest_configs(single):
+            if isinstance(config, Exception):
+                if name not in str(config):
+                    failures.append(f"{run_name}: {name} refused without naming it: {config}")
+                continue
+            try:
+                getattr(module, run_name)([config] if isinstance(arguments, list) else config)
+            except (ValueError, TypeError) as error:
+                if name not in str(error):
+                    failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+            except Exception as error:  # what the contract forbids: any other failure
+                failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+    assert not failures, "\n".join(failures)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The rules between fields that the runs at their edges needed
+
+
+BN_CELL = df.Remedy("relu", "he", skip=True, norm="batch")
+LN_CELL = df.Remedy("relu", "he", skip=True, norm="layer")
+SMALL_GRID = {"blocks": 1, "steps": 1, "eval_every": 1}
+
+
+@pytest.mark.parametrize("grid", [df.MonitoredRemediesConfig, df.RobustRemediesConfig])
+def test_remedy_grids_refuse_a_batch_of_one_with_a_batch_norm_cell(grid: Any) -> None:
+    for remedies in [(df.BASELINE, BN_CELL), None]:  # the designs hold batch-norm cells
+        with pytest.raises(ValueError, match="batch_size must be >= 2 when a cell uses batch norm"):
+            grid(remedies=remedies, batch_size=1)
+    assert grid(remedies=(df.BASELINE, LN_CELL), batch_size=1).batch_size == 1
+
+
+@pytest.mark.parametrize("grid", [df.MonitoredRemediesConfig, df.RobustRemediesConfig])
+def test_remedy_grids_refuse_one_unit_with_a_layer_norm_cell(grid: Any) -> None:
+    with pytest.raises(ValueError, match="width must be >= 2 when a cell uses layer norm"):
+        grid(remedies=(df.BASELINE, LN_CELL), width=1)
+    assert grid(remedies=(df.BASELINE, BN_CELL), width=1).width == 1
+    with pytest.raises(ValueError, match="width must be >= 2 with norm 'layer'"):
+        df.RemedyDiagnosisConfig(norm="layer", width=1)
+    assert df.RemedyDiagnosisConfig(norm="batch", width=1).width == 1
+
+
+def test_the_smallest_accepted_remedy_grid_with_both_norms_trains() -> None:
+    config = df.RobustRemediesConfig(
+        remedies=(BN_CELL, LN_CELL), width=2, batch_size=2, lrs=(0.01,), seeds=(0,), **SMALL_GRID
+    )
+    result = df.run_robust_remedies(config)
+    assert all(math.isfinite(float(cell.grad_ratio[0])) for cell in result.cells.values())
+
+
+def test_degradation_refuses_a_batch_of_one_with_batch_norm_and_one_unit_with_layer_norm() -> None:
+    with pytest.raises(ValueError, match="batch_size must be >= 2 with norm 'batch'"):
+        rn.DegradationConfig(batch_size=1)
+    assert rn.DegradationConfig(norm=None, batch_size=1).batch_size == 1
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
+        rn.DegradationConfig(norm="layer", width=1)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [rn.ForwardVarianceConfig, rn.StreamDepthSweepConfig, rn.PlacementConfig, rn.ShatteredConfig],
+)
+def test_residual_sweeps_refuse_one_unit_with_a_layer_norm_network(config: Any) -> None:
+    layer_norm = rn.NetworkSpec(norm="layer")
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
+        config(networks=(rn.NetworkSpec(norm="batch"), layer_norm), width=1)
+    assert config(networks=(rn.NetworkSpec(norm="batch"),), width=1).width == 1
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
+        rn.BlockProfileConfig(network=layer_norm, width=1)
+
+
+@pytest.mark.parametrize(
+    ("dtypes", "factor", "stored"),
+    [
+        (("float16",), 1e-12, "0"),
+        (("float32",), 1e300, "inf"),
+        (("bfloat16",), 1.001, "1"),
+        (lc.DTYPES, 1.0, "1"),
+    ],
+)
+def test_float_limits_refuse_a_factor_a_format_stores_as_0_1_or_inf(
+    dtypes: tuple[str, ...], factor: float, stored: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"factors must be stored as neither 0, 1 nor inf .* as {stored}$"):
+        lc.FloatLimitsConfig(dtypes=dtypes, factors=(0.5, factor))
+    assert lc.FloatLimitsConfig(dtypes=("float64",), factors=(1e-12, 1e300, 1.001)).factors[0] == 1e-12
+
+
+def test_deep_training_names_steps_when_the_tail_is_longer_than_the_run() -> None:
+    with pytest.raises(ValueError, match=r"tail .* must be <= steps; got 50 > 1"):
+        init.DeepTrainingConfig(steps=1)
+    assert init.DeepTrainingConfig(steps=1, tail=1).tail == 1
+
+
+def test_mnist_declares_a_spread_of_two_examples_and_momentum_below_1() -> None:
+    with pytest.raises(ValueError, match="snapshot_size must be >= 2"):  # a std over one example is NaN
+        sb.MnistConfig(snapshot_size=1)
+    momentum = constraints(sb.MnistConfig)["momentum"]  # what an explorer's control reads
+    assert (momentum.high, momentum.high_open) == (1.0, True)
+    with pytest.raises(ValueError, match=r"momentum must be < 1\.0"):
+        sb.MnistConfig(momentum=1.0)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")  # ln 0 in the profile
+def test_batch_size_growth_reports_a_backward_signal_that_left_float32() -> None:
+    # width 2, batch norm over 2 examples: ‖∂J/∂h_l‖ underflows to exactly 0 within 40 layers (was: 'math
+    # domain error' from ln 0)
+    config = no.BatchSizeConfig(
+        norms=("batch",), activations=("relu",), batch_sizes=(2,), depth=40, width=2, n_seeds=1
+    )
+    with pytest.raises(ValueError, match="backward signal leaves float32's range at depth 40, width 2"):
+        no.run_batch_size_growth(config)
