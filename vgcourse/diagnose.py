@@ -630,25 +630,21 @@ def _make_step_optimizer(
 ) -> tuple[torch.optim.Optimizer, str, bool]:
     """The optimizer over the trainable parameters, its description, and whether it is adaptive. With no
     trainable parameter, a placeholder SGD keeps ``train``'s loop (and the monitor's step hooks) running."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if isinstance(optimizer, str):
-        name = f"{optimizer} lr={config.lr:g}"
-        built = make_optimizer(model, config) if params else None
-    elif not callable(optimizer):
+    if not (isinstance(optimizer, str) or callable(optimizer)):
         raise TypeError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)} or a callable params -> "
             f"torch.optim.Optimizer; got {type(optimizer).__name__}"
         )
-    else:
-        built = optimizer(params) if params else None
-        if params and not isinstance(built, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer(params) must return a torch.optim.Optimizer; got {type(built).__name__}"
-            )
-        name = type(built).__name__ if params else "custom optimizer"
-    if built is None:
+    name = f"{optimizer} lr={config.lr:g}" if isinstance(optimizer, str) else "custom optimizer"
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
         device = next(model.parameters()).device
         return torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=config.lr), name, False
+    built = make_optimizer(model, config) if isinstance(optimizer, str) else optimizer(params)
+    if not isinstance(built, torch.optim.Optimizer):
+        raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer; got {type(built).__name__}")
+    if not isinstance(optimizer, str):
+        name = type(built).__name__
     return built, name, isinstance(built, _ADAPTIVE)
 
 
