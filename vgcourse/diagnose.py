@@ -97,12 +97,13 @@ FINDING_KINDS = (
 _NOTES = FINDING_KINDS[10:]
 _LAYER_FLAGS = FINDING_KINDS[:9]
 _SATURATING = (nn.Sigmoid, nn.Tanh)
-_NORMS: tuple[type[nn.Module], ...] = (
+_NORMS = (
     nn.modules.batchnorm._BatchNorm,
     nn.modules.instancenorm._InstanceNorm,
     nn.LayerNorm,
     nn.GroupNorm,
-) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+    nn.RMSNorm,
+)
 _ADAPTIVE = tuple(
     getattr(torch.optim, name)
     for name in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
