@@ -1017,10 +1017,6 @@ def _names(names: Sequence[str], limit: int = 4) -> str:
     return f"{', '.join(names[: limit - 1])}, …, {names[-1]} ({len(names)} layers)"
 
 
-def _quote(*keys: str) -> tuple[str, ...]:
-    return tuple(CHAPTERS[k] for k in keys)
-
-
 def _see(chapters: tuple[str, ...]) -> str:
     return "see " + " and ".join(f'"{c}"' for c in chapters)
 
@@ -1053,7 +1049,7 @@ def _findings(
         kind: str, names: Sequence[str], message: str, fix: str, see: tuple = (), after: str = ""
     ) -> None:
         """A finding whose suggestion is ``fix``, then "; see <the chapters with ids see>." and ``after``."""
-        chapters = _quote(*see)
+        chapters = tuple(CHAPTERS[k] for k in see)
         suggestion = f"{fix}; {_see(chapters)}.{after}" if see else fix
         findings.append(Finding(kind, tuple(names), message, suggestion, chapters))
 
@@ -1070,7 +1066,7 @@ def _findings(
             "loss": "the loss is NaN or inf (every layer output was finite)",
             "gradient": "a gradient holds NaN or inf (the forward pass was finite)",
         }.get(where, f"the forward pass first produced NaN/inf at layer {where!r}")
-        chapters = _quote("initialization", "recurrent_networks")
+        chapters = (CHAPTERS["initialization"], CHAPTERS["recurrent_networks"])
         fix = "lower the learning rate, shrink the initial weights and clip the gradient norm"
         fix = f"{fix}; {_see(chapters)} (clipping)."
         findings.append(Finding("non_finite", by_kind["non_finite"], message, fix, chapters))
