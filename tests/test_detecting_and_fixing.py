@@ -600,6 +600,24 @@ def test_explorer_readout_names_what_diagnose_flags() -> None:
     assert explorer.text.value.endswith("diagnose: healthy")
 
 
+def test_explorer_readout_counts_layers_only_for_a_problem_that_names_some() -> None:
+    # a finding about the whole model has no layers (the initial loss: gelu, He, skip, layer norm at 25
+    # blocks); the readout said "initial loss (0 layers)"
+    from dataclasses import replace
+
+    from vgcourse.diagnose import Finding
+
+    result = dfx.run_remedy_diagnosis(dfx.RemedyDiagnosisConfig(blocks=2, width=8))
+    findings = (
+        Finding("exploding", ("layer 1", "layer 2"), "", ""),
+        Finding("vanishing", ("layer 1",), "", ""),
+        Finding("initial_loss", (), "", ""),
+    )
+    flagged = replace(result, report=replace(result.report, findings=findings))
+    readout = explorers.remedy_readout(flagged)
+    assert readout.endswith("diagnose: exploding (2 layers), vanishing (1 layer), initial loss"), readout
+
+
 def test_explorer_panel_redraws_the_same_result() -> None:
     explorer = explorers.remedy_explorer(blocks=3)
     explorer.update()
