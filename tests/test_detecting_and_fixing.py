@@ -676,6 +676,18 @@ def test_plots_within_the_books_figure_limits_and_their_own_arguments(
         plots.remedy_small_multiples([])
 
 
+def test_training_views_names_the_cells_it_needs_and_those_the_result_has() -> None:
+    # the default cells are the baseline, which a grid of other cells lacks (was a KeyError)
+    config = dfx.MonitoredRemediesConfig(
+        remedies=(Remedy("relu", "he"),), blocks=1, width=4, steps=2, batch_size=2, eval_every=1, device="cpu"
+    )
+    result = dfx.run_monitored_remedies(config)
+    with pytest.raises(ValueError, match=r"not in it: sigmoid · default \(the result has: relu · he\)"):
+        plots.training_views(result)
+    with pytest.raises(ValueError, match="not in it: 'relu'"):
+        plots.training_views(result, ("relu",))  # type: ignore[list-item]
+
+
 def test_exercises() -> None:
     assert check("detecting_and_fixing.per_weight_ratio", (0.64 / 64) / (0.0253 / math.sqrt(640))).correct
     assert check("detecting_and_fixing.per_weight_ratio", 10).correct

@@ -188,13 +188,20 @@ def training_views(
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Per cell, two views over training: the update:data ratio of every layer (log, with the 1e-3
-    guide) and the gradient norm of every layer. Rows are ``cells`` (two axes each), input layers dark,
-    output yellow.
+    guide) and the gradient norm of every layer. Rows are ``cells`` (two axes each, each a cell of the
+    result: the default is the baseline), input layers dark, output yellow.
     """
     check_result(result, MonitoredRemediesResult)
     cells = list(cells)
     if not cells:
         raise ValueError("cells must name at least one cell of the grid")
+    missing = [cell for cell in cells if cell not in result.runs]
+    if missing:
+        names = [cell.label if isinstance(cell, Remedy) else repr(cell) for cell in missing]
+        raise ValueError(
+            f"cells must be cells of the result; not in it: {', '.join(names)} "
+            f"(the result has: {', '.join(remedy.label for remedy in result.runs)})"
+        )
     fig, grid = _axes(axes, (len(cells), 2), (7.2, 3.3 * len(cells)))
     for row, remedy in enumerate(cells):
         record = result.runs[remedy].history.monitor
