@@ -88,17 +88,17 @@ SMALL_GRID = {"blocks": 1, "steps": 1, "eval_every": 1}
 @pytest.mark.parametrize("grid", [df.MonitoredRemediesConfig, df.RobustRemediesConfig])
 def test_remedy_grids_refuse_a_batch_of_one_with_a_batch_norm_cell(grid: Any) -> None:
     for remedies in [(df.BASELINE, BN_CELL), None]:  # the designs hold batch-norm cells
-        with pytest.raises(ValueError, match="batch_size must be >= 2 when a cell uses batch norm"):
+        with pytest.raises(ValueError, match="batch_size must be >= 2 with batch norm"):
             grid(remedies=remedies, batch_size=1)
     assert grid(remedies=(df.BASELINE, LN_CELL), batch_size=1).batch_size == 1
 
 
 @pytest.mark.parametrize("grid", [df.MonitoredRemediesConfig, df.RobustRemediesConfig])
 def test_remedy_grids_refuse_one_unit_with_a_layer_norm_cell(grid: Any) -> None:
-    with pytest.raises(ValueError, match="width must be >= 2 when a cell uses layer norm"):
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
         grid(remedies=(df.BASELINE, LN_CELL), width=1)
     assert grid(remedies=(df.BASELINE, BN_CELL), width=1).width == 1
-    with pytest.raises(ValueError, match="width must be >= 2 with norm 'layer'"):
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
         df.RemedyDiagnosisConfig(norm="layer", width=1)
     assert df.RemedyDiagnosisConfig(norm="batch", width=1).width == 1
 
@@ -112,7 +112,7 @@ def test_the_smallest_accepted_remedy_grid_with_both_norms_trains() -> None:
 
 
 def test_degradation_refuses_a_batch_of_one_with_batch_norm_and_one_unit_with_layer_norm() -> None:
-    with pytest.raises(ValueError, match="batch_size must be >= 2 with norm 'batch'"):
+    with pytest.raises(ValueError, match="batch_size must be >= 2 with batch norm"):
         rn.DegradationConfig(batch_size=1)
     assert rn.DegradationConfig(norm=None, batch_size=1).batch_size == 1
     with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):

@@ -377,6 +377,16 @@ def make_norm(kind: str | None, width: int) -> nn.Module | None:
     return modules[kind](width) if kind not in (None, "none") else None
 
 
+def check_norm_sizes(norms: Iterable[str | None], width: int, batch_size: int | None = None) -> None:
+    """Batch norm needs batch_size >= 2 (it averages each unit over the examples), layer norm width >= 2 (one
+    unit normalizes to x − μ = 0: the input is lost); a ValueError names the field otherwise."""
+    norms = set(norms)
+    if "batch" in norms and batch_size is not None and batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 with batch norm (a unit's batch std); got {batch_size}")
+    if "layer" in norms and width < 2:
+        raise ValueError(f"width must be >= 2 with layer norm (one unit normalizes to 0); got {width}")
+
+
 def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")

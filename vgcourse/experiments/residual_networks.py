@@ -35,7 +35,7 @@ from vgcourse.config import (
     seed_field,
 )
 from vgcourse.data import DataSplit, mnist, shared_digits
-from vgcourse.models import NORMS, ResidualMLP, keep_outputs, named_layers
+from vgcourse.models import NORMS, ResidualMLP, check_norm_sizes, keep_outputs, named_layers
 from vgcourse.training import OPTIMIZERS, History, TrainConfig, evaluate, train
 
 INITS = ("he", "kaiming_all")
@@ -209,12 +209,6 @@ def _build(spec: NetworkSpec, data: Any, **options: Any) -> ResidualMLP:
     return build_network(spec, in_features=n_in, out_features=n_out, **options)
 
 
-def _check_layer_norm_width(norms: list[str | None], width: int) -> None:
-    """Layer norm over one unit outputs its bias alone (x minus its mean is 0): the input is lost."""
-    if "layer" in norms and width < 2:
-        raise ValueError(f"width must be >= 2 with layer norm (one unit normalizes to 0); got {width}")
-
-
 class _Seeds(Config):
     """Each of ``networks`` built ``n_seeds`` times, from seeds seed, seed + 1, ..."""
 
@@ -224,7 +218,7 @@ class _Seeds(Config):
     seed: int = seed_field()
 
     def check(self) -> None:
-        _check_layer_norm_width([spec.norm for spec in self.networks], self.width)
+        check_norm_sizes((spec.norm for spec in self.networks), self.width)
 
     def _model(self, spec: NetworkSpec, s: int, data: Any, depth: int, dtype: str = "float64") -> ResidualMLP:
         return _build(spec, data, depth=depth, width=self.width, seed=self.seed + s, dtype=dtype)
@@ -429,9 +423,7 @@ class DegradationConfig(Config):
             raise ValueError(
                 f"deep_depth must exceed shallow_depth; got {self.deep_depth} <= {self.shallow_depth}"
             )
-        if self.norm == "batch" and self.batch_size < 2:  # batch norm averages over the examples
-            raise ValueError(f"batch_size must be >= 2 with norm 'batch'; got {self.batch_size}")
-        _check_layer_norm_width([self.norm], self.width)
+        check_norm_sizes([self.norm], self.width, self.batch_size)
         NetworkSpec(branch_scale=self.branch_scale)  # validates it
 
 
@@ -507,7 +499,7 @@ class BlockProfileConfig(Config):
     seed: int = seed_field()
 
     def check(self) -> None:
-        _check_layer_norm_width([self.network.norm], self.width)
+        check_norm_sizes([self.network.norm], self.width)
 
 
 @dataclass(frozen=True)
