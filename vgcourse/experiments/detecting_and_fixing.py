@@ -38,7 +38,7 @@ from vgcourse.data import DataSplit, shared_digits
 from vgcourse.device import pick_device
 from vgcourse.diagnose import SATURATION, DiagnosisReport, diagnose
 from vgcourse.initializers import initialize
-from vgcourse.models import MLP, ResidualMLP, keep_outputs, named_layers
+from vgcourse.models import MLP, ResidualMLP, check_norm_sizes, keep_outputs, named_layers
 from vgcourse.monitor import DEFAULT_STATS
 from vgcourse.training import Callback, History, StepEvent, StopTraining, TrainConfig, minibatches, train
 
@@ -188,23 +188,21 @@ class WarningSignsResult:
         """One row per run: what training showed and what ``diagnose`` flagged."""
         import pandas as pd
 
-        rows = []
-        for run in self.runs.values():
+        def row(run: SignRun) -> dict[str, Any]:
             flags = [f"{f.kind.replace('_', ' ')} ({len(f.layers)})" for f in run.report.problems]
-            rows.append(
-                {
-                    "run": run.name,
-                    "network": SIGNS[run.name],
-                    "first loss": run.initial_loss,
-                    "final loss": run.final_loss,
-                    "val accuracy": run.final_accuracy,
-                    "diverged at step": run.history.diverged_step,
-                    "layer 1 moved": float(run.weight_change[0]),
-                    "output moved": float(run.weight_change[-1]),
-                    "diagnose at init": ", ".join(flags) or "nothing",
-                }
-            )
-        return pd.DataFrame(rows).set_index("run")
+            return {
+                "run": run.name,
+                "network": SIGNS[run.name],
+                "first loss": run.initial_loss,
+                "final loss": run.final_loss,
+                "val accuracy": run.final_accuracy,
+                "diverged at step": run.history.diverged_step,
+                "layer 1 moved": float(run.weight_change[0]),
+                "output moved": float(run.weight_change[-1]),
+                "diagnose at init": ", ".join(flags) or "nothing",
+            }
+
+        return pd.DataFrame([row(run) for run in self.runs.values()]).set_index("run")
 
 
 def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
@@ -217,8 +215,7 @@ def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
         return initialize(model, "normal", std=config.saturated_std, generator=generator)
     model = MLP(64, 10, depth, width, "relu", seed=seed)
     if name in ("exploding", "exploding_clipped"):
-        he_std = math.sqrt(2.0 / width)
-        initialize(model, "normal", std=config.exploding_scale * he_std, generator=generator)
+        initialize(model, "normal", std=config.exploding_scale * math.sqrt(2.0 / width), generator=generator)
         with torch.no_grad():  # the first layer has 64 inputs, not width
             model.layers[0].linear.weight.mul_(math.sqrt(width / 64))
         return model
@@ -232,16 +229,14 @@ def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
     device = pick_device(config.device)
-    train_config = derive(
-        TrainConfig, config, optimizer="momentum", monitor_every=None, eval_every=config.steps
-    )
+    setup = derive(TrainConfig, config, optimizer="momentum", monitor_every=None, eval_every=config.steps)
     runs = {}
     for name in SIGNS:
         model = _sign_model(name, config).to(device)
         clip = config.clip_norm if name == "exploding_clipped" else None
         report = diagnose(model, _CE, batch, lr=config.lr, optimizer="momentum", clip_norm=clip)
         before = _weights(model)
-        history = train(model, data, replace(train_config, clip_norm=clip))
+        history = train(model, data, replace(setup, clip_norm=clip))
         runs[name] = SignRun(
             name,
             history,
@@ -386,11 +381,7 @@ class _GridConfig(Config):
     data_seed: int = seed_field()
 
     def check(self) -> None:
-        norms = {cell.norm for cell in self.cells}
-        if "batch" in norms and self.batch_size < 2:  # batch norm averages each unit over the examples
-            raise ValueError(f"batch_size must be >= 2 when a cell uses batch norm; got {self.batch_size}")
-        if "layer" in norms and self.width < 2:  # layer norm of one unit is 0: the input is lost
-            raise ValueError(f"width must be >= 2 when a cell uses layer norm; got {self.width}")
+        check_norm_sizes((cell.norm for cell in self.cells), self.width, self.batch_size)
 
     @property
     def cells(self) -> tuple[Remedy, ...]:
@@ -571,23 +562,22 @@ class RobustRemediesResult:
         import pandas as pd
 
         slowest = f"steps to val loss ≤ {self.config.target_loss:g} (slowest seed)"
-        rows = []
-        for cell in self.cells.values():
+
+        def row(cell: CellRuns) -> dict[str, Any]:
             flags = sorted(kind.replace("_", " ") for kind in cell.flagged)
-            rows.append(
-                {
-                    "cell": cell.remedy.label,
-                    "layer 1 ÷ output at init (median)": float(np.median(cell.grad_ratio)),
-                    "diagnose at init": ", ".join(flags) or "healthy",
-                    "best learning rate": cell.best_lr,
-                    "val accuracy (mean)": float(cell.best_accuracy.mean()),
-                    "val accuracy (lowest seed)": float(cell.best_accuracy.min()),
-                    "val accuracy (highest seed)": float(cell.best_accuracy.max()),
-                    slowest: float(cell.best_steps.max()),
-                    f"diverged runs (of {cell.accuracy.size})": int(cell.diverged.sum()),
-                }
-            )
-        return pd.DataFrame(rows)
+            return {
+                "cell": cell.remedy.label,
+                "layer 1 ÷ output at init (median)": float(np.median(cell.grad_ratio)),
+                "diagnose at init": ", ".join(flags) or "healthy",
+                "best learning rate": cell.best_lr,
+                "val accuracy (mean)": float(cell.best_accuracy.mean()),
+                "val accuracy (lowest seed)": float(cell.best_accuracy.min()),
+                "val accuracy (highest seed)": float(cell.best_accuracy.max()),
+                slowest: float(cell.best_steps.max()),
+                f"diverged runs (of {cell.accuracy.size})": int(cell.diverged.sum()),
+            }
+
+        return pd.DataFrame([row(cell) for cell in self.cells.values()])
 
 
 def _train_stacked(
@@ -689,8 +679,7 @@ class RemedyDiagnosisConfig(Config):
     data_seed: int = seed_field()
 
     def check(self) -> None:
-        if self.norm == "layer" and self.width < 2:  # layer norm of one unit is 0: the input is lost
-            raise ValueError(f"width must be >= 2 with norm 'layer'; got {self.width}")
+        check_norm_sizes([self.norm], self.width)
 
     @property
     def remedy(self) -> Remedy:
