@@ -198,10 +198,8 @@ def run_batch_size_growth(config: BatchSizeConfig) -> BatchSizeResult:
         seeds = range(config.seed, config.seed + config.n_seeds)
         growths = [run_norm_profile(dataclasses.replace(c, seed=s)).growth_per_layer for s in seeds]
         if not all(0.0 < g < math.inf for g in growths):  # ‖∂J/∂h_l‖ underflowed, overflowed or is NaN
-            raise ValueError(
-                f"the backward signal leaves float32's range at depth {config.depth}, width {config.width} "
-                f"({norm}, {act}, batch size {b}): no growth per layer; use a smaller depth or a larger width"
-            )
+            at = f"depth {config.depth}, width {config.width} ({norm}, {act}, batch size {b})"
+            raise ValueError(f"the backward signal leaves float32's range at {at}: try a smaller depth")
         return math.exp(float(np.mean([math.log(g) for g in growths])))
 
     values = [
@@ -597,10 +595,8 @@ class DeadUnitsConfig(Config):
     seeds: tuple[int, ...] = nonempty(integer(low=0), default=(0,), unique=True)  # weights, batch order
 
     def dying_config(self, seed: int) -> relu_dying_units.DyingConfig:
-        """The ReLU chapter's ``DyingConfig`` of the network (its SGD learning rate is not used here)."""
-        return relu_dying_units.DyingConfig(
-            bias_init=self.bias_init, steps=self.steps, seed=seed, device="cpu"
-        )
+        """The ReLU chapter's ``DyingConfig`` of the network (its SGD lr and device are not used here)."""
+        return relu_dying_units.DyingConfig(bias_init=self.bias_init, steps=self.steps, seed=seed)
 
 
 @dataclass(frozen=True)
