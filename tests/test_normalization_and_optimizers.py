@@ -237,6 +237,13 @@ def test_adam_first_step_is_lr_above_eps_and_g_over_eps_below(seed):
     expect("adam: float32 step never above the rule", (step / pred)[~big].max(initial=0.0), "<", 1.2)
 
 
+def test_first_step_draws_a_network_deep_enough_that_gradients_underflow_to_zero(monkeypatch):
+    monkeypatch.setenv("VGCOURSE_STRICT_FIGURES", "1")  # the book's figure limits
+    result = no.run_adam_first_step(no.AdamFirstStepConfig(depth=100, seeds=(0,)))  # the declared maximum
+    assert (result.grad_rms == 0).any() and (result.grad_rms > 0).any()
+    assert isinstance(plots.first_step(result), Figure)  # the g/(g + ε) curve spans the nonzero gradients
+
+
 @pytest.mark.claim
 @pytest.mark.parametrize("seed", SEEDS)
 def test_far_lags_are_as_small_a_share_of_adams_step_as_of_sgds(seed):

@@ -266,8 +266,10 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     g = result.grad_rms.ravel()
     step = np.where(result.step.ravel() > 0, result.step.ravel(), np.nan)
     right.plot(g, step, "o", color="C1", ms=3.5, alpha=0.8, label="measured")
-    grid = np.geomspace(g.min(), g.max(), 200)
-    right.plot(grid, grid / (grid + ADAM_EPS), "-", color="0.3", lw=1, label="g / (g + ε)")
+    drawn = g[g > 0]  # a gradient that underflowed to 0 (a deep network) has no place on the log axis
+    if drawn.size:
+        grid = np.geomspace(drawn.min(), drawn.max(), 200)
+        right.plot(grid, grid / (grid + ADAM_EPS), "-", color="0.3", lw=1, label="g / (g + ε)")
     right.axvline(ADAM_EPS, color="C3", ls="--", lw=1)
     log_scale(right, "x")
     log_scale(right)
