@@ -65,7 +65,7 @@ class TrainConfig(Config):
     batch_size: int = positive(64, integer=True)  # examples per step (at most n_train)
     lr: float = positive(0.1)
     optimizer: str = one_of(*OPTIMIZERS, default="sgd")  # "momentum": SGD with ``momentum``
-    momentum: float = real(0.9, low=0.0, high=1.0)  # in [0, 1), for "momentum" only
+    momentum: float = real(0.9, low=0.0, high=1.0, high_open=True)  # for "momentum" only
     weight_decay: float = real(0.0, low=0.0)  # L2 penalty coefficient
     loss: str = one_of(*LOSSES, default="auto")  # auto: cross_entropy on class labels, else mse
     clip_norm: float | None = positive(None, optional=True)  # rescale to total gradient L2 norm <= this
@@ -85,8 +85,6 @@ class TrainConfig(Config):
             raise ValueError(
                 f"give exactly one of steps and epochs; got steps={self.steps}, epochs={self.epochs}"
             )
-        if self.momentum >= 1.0:
-            raise ValueError(f"momentum must be in [0, 1); got {self.momentum!r}")
         if self.clip_norm is not None and self.clip_value is not None:
             raise ValueError("give at most one of clip_norm and clip_value")
         from vgcourse.monitor import _check_stats
