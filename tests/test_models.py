@@ -17,6 +17,7 @@ from vgcourse.models import (
     ResidualMLP,
     SequenceModel,
     build_model,
+    check_norm_sizes,
     named_layers,
 )
 
@@ -391,3 +392,13 @@ def test_a_generator_draws_one_seed_per_model() -> None:
 def test_bad_seed_or_generator(kwargs: dict, error: type[Exception]) -> None:
     with pytest.raises(error):
         SequenceModel("rnn", 2, 3, 1, **kwargs)
+
+
+def test_norm_sizes_name_the_field_a_norm_cannot_work_with() -> None:
+    check_norm_sizes(["batch", "layer", None], width=2, batch_size=2)
+    check_norm_sizes(["rms", None], width=1, batch_size=1)  # RMSNorm of one unit is ±γ: not degenerate
+    check_norm_sizes(["batch"], width=1)  # no batch size given: only the width is checked
+    with pytest.raises(ValueError, match="batch_size must be >= 2 with batch norm"):
+        check_norm_sizes(["batch"], width=8, batch_size=1)
+    with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
+        check_norm_sizes(["none", "layer"], width=1)
