@@ -1,4 +1,6 @@
-"""The plot functions: each returns a Figure, draws on a given ax, never calls plt.show()."""
+"""The shared plot functions' own behaviour (lines per layer, histograms, activation curves, their
+argument checks, log-axis labels) and that none calls plt.show(). That each returns a Figure, draws
+into a given ax and refuses a wrong first argument or ax is a contract: tests/test_contracts.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from vgcourse import plots
-from vgcourse.monitor import METRICS, MonitorRecord, snapshot
+from vgcourse.monitor import METRICS, MonitorRecord
 
 
 @pytest.fixture(autouse=True)
@@ -39,22 +41,10 @@ def make_record(n_steps: int = 4, n_layers: int = 3) -> MonitorRecord:
     return MonitorRecord([f"layer {i + 1}" for i in range(n_layers)], steps, **values)
 
 
-def real_record() -> MonitorRecord:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
-    layers = [(f"fc{i}", m) for i, m in enumerate(model) if isinstance(m, nn.Linear)]
-    return snapshot(model, torch.randn(16, 4), torch.randint(0, 2, (16,)), nn.CrossEntropyLoss(), layers)
-
-
-def test_record_plot_returns_a_figure_and_uses_the_given_ax() -> None:
-    plot = plots.metric_over_training
-    record = make_record()
-    fig = plot(record)
-    assert isinstance(fig, Figure) and fig.axes
-    other, axes = plt.subplots(1, 2)
-    assert plot(record, ax=axes[1]) is other
+def test_metric_over_training_draws_on_the_given_panel_only() -> None:
+    _, axes = plt.subplots(1, 2)
+    plots.metric_over_training(make_record(), ax=axes[1])
     assert axes[1].has_data() and not axes[0].has_data()
-    assert isinstance(plot(real_record()), Figure)
 
 
 def test_metric_over_training_draws_one_line_per_layer() -> None:
@@ -109,13 +99,10 @@ def test_activation_curves_draw_each_function_and_its_derivative() -> None:
     ("call", "error", "match"),
     [
         (lambda r: plots.metric_over_training(r, metric="grad_nrom"), ValueError, "unknown metric"),
-        (lambda r: plots.metric_over_training({"grad_norm": 1}), TypeError, "MonitorRecord"),
-        (lambda r: plots.metric_over_training(r, ax="left"), TypeError, "Axes"),
         (lambda r: plots.metric_over_training(r, log="yes"), TypeError, "log"),
         (lambda r: plots.metric_over_training(r, metric=None), TypeError, "metric"),
         (lambda r: plots.metric_over_training(r, "loss"), ValueError, "valid choices"),
         (lambda r: plots.metric_over_training(MonitorRecord(["a"], [], **EMPTY)), ValueError, "empty"),
-        (lambda r: plots.grad_histograms(3.0), TypeError, "grads"),
         (lambda r: plots.grad_histograms({}), ValueError, "empty"),
         (lambda r: plots.grad_histograms([np.zeros(3)]), TypeError, "pair"),
         (lambda r: plots.grad_histograms({"a": [1.0, 2.0]}, max_points=1), ValueError, "max_points"),
