@@ -65,10 +65,11 @@ def make_explorer(**kwargs) -> Explorer:
     return Explorer(controls, Config, run, plot, **kwargs)
 
 
-def test_update_runs_the_experiment_and_returns_its_figure() -> None:
+def test_update_runs_the_experiment_and_shows_its_readout() -> None:
+    # that update() returns a Figure and renders a PNG, at the defaults and both ends of every control of
+    # every chapter's explorer: tests/test_contracts.py
     explorer = make_explorer(readout=lambda r: f"last = {r.values[-1]:.3g}")
-    figure = explorer.update(depth=10, scale=0.5)
-    assert isinstance(figure, Figure)
+    explorer.update(depth=10, scale=0.5)
     assert explorer.result == run(Config(10, 0.5))
     assert explorer.controls["depth"].value == 10
     assert explorer.text.value == "last = 0.000977"
@@ -88,15 +89,9 @@ def test_show_returns_the_widget_tree() -> None:
     assert explorer.result is not None
 
 
-@pytest.mark.parametrize(("depth", "scale"), [(1, 0.1), (50, 0.1), (1, 10.0), (50, 10.0)])
-def test_extremes_of_every_control(depth: int, scale: float) -> None:
-    assert isinstance(make_explorer().update(depth=depth, scale=scale), Figure)
-
-
-def test_update_renders_a_png() -> None:
+def test_update_renders_a_new_png() -> None:
     explorer = make_explorer()
     explorer.update(depth=20)
-    assert explorer.png.startswith(b"\x89PNG")
     first = explorer.png
     explorer.update(depth=3)
     assert explorer.png != first
