@@ -74,13 +74,17 @@ def figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) 
 
 
 def figure_and_axes_grid(
-    axes: Any, n: int, new: Callable[[], tuple[Figure, Any]]
+    axes: Any, shape: tuple[int, int], figsize: tuple[float, float], *, n: int | None = None, **subplots: Any
 ) -> tuple[Figure, list[Axes], bool]:
-    """(figure, ``n`` axes, owned): ``new()``'s figure and first ``n`` axes when ``axes`` is None (owned: the
-    function may lay it out), else the ``n`` Axes given and their figure."""
+    """(figure, the first ``n`` panels of a rows × cols ``shape`` in reading order (all by default), owned):
+    a new ``figsize`` figure of ``plt.subplots(*shape, **subplots)`` with the panels past ``n`` hidden when
+    ``axes`` is None (owned: the function may lay it out), else the ``n`` Axes given and their figure."""
+    n = shape[0] * shape[1] if n is None else n
     if axes is None:
-        fig, grid = new()
-        return fig, list(np.ravel(np.asarray(grid, dtype=object)))[:n], True
+        fig, grid = plt.subplots(*shape, figsize=figsize, squeeze=False, **subplots)
+        for ax in grid.flat[n:]:
+            ax.set_visible(False)
+        return fig, list(grid.flat[:n]), True
     flat = list(np.ravel(np.asarray(axes, dtype=object)))
     if len(flat) != n or not all(isinstance(a, Axes) for a in flat):
         raise TypeError(f"axes must be {n} matplotlib Axes or None; got {len(flat)} object(s)")
@@ -91,18 +95,11 @@ def small_multiples(
     axes: Any, n: int, ncols: int, panel: tuple[float, float], *, width: float | None = None, **subplots: Any
 ) -> tuple[Figure, list[Axes], bool]:
     """`figure_and_axes_grid` of n panels in rows of ``ncols``, each ``panel`` (w, h) inches (the figure
-    ``width`` wide if given); a new grid's unused axes are hidden."""
-
-    def new() -> tuple[Figure, Any]:
-        cols = min(ncols, n)
-        rows = -(-n // cols)
-        size = (panel[0] * cols if width is None else width, panel[1] * rows)
-        fig, grid = plt.subplots(rows, cols, figsize=size, squeeze=False, **subplots)
-        for ax in grid.flat[n:]:
-            ax.set_visible(False)
-        return fig, grid
-
-    return figure_and_axes_grid(axes, n, new)
+    ``width`` wide if given)."""
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    size = (panel[0] * cols if width is None else width, panel[1] * rows)
+    return figure_and_axes_grid(axes, (rows, cols), size, n=n, **subplots)
 
 
 def outer_labels_only(axes: Sequence[Axes], ncols: int) -> None:
@@ -203,9 +200,12 @@ def use_log_scale(values: np.ndarray, log: bool) -> bool:
     return bool(log) and bool(np.any(finite > 0)) and bool(np.all(finite >= 0))
 
 
-def positive_only(values: np.ndarray) -> np.ndarray:
-    """A copy with values <= 0 (which log axes cannot show) replaced by NaN."""
-    return np.where(values > 0, values, np.nan)
+def positive_only(values: Any, limit: float = math.inf) -> np.ndarray:
+    """A float copy for a log axis: values <= 0, not finite or outside [1/limit, limit] become NaN (a line
+    draws a NaN and an inf alike: a gap)."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = (values > 0) & np.isfinite(values) & (1 / limit <= values) & (values <= limit)
+    return np.where(keep, values, np.nan)
 
 
 def set_layer_ticks(ax: Axes, names: list[str], axis: str = "x", max_labels: int = 12) -> None:

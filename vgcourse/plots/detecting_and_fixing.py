@@ -5,7 +5,6 @@ else on a new figure."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,8 +31,10 @@ from vgcourse.plots._common import (
     check_results,
     checked,
     figure_and_axes,
+    figure_and_axes_grid,
     log_scale,
     positive_only,
+    small_multiples,
 )
 from vgcourse.plots.layers import metric_over_training
 
@@ -51,20 +52,6 @@ _SIGN_COLORS = {
     "exploding": "black",
     "exploding_clipped": "tab:gray",
 }
-
-
-def _axes(
-    axes: Sequence[Axes] | None, shape: tuple[int, int], figsize: tuple[float, float]
-) -> tuple[Figure, Any]:
-    """A new figure with a grid of axes, or the given axes (checked)."""
-    n = shape[0] * shape[1]
-    if axes is None:
-        fig, grid = plt.subplots(*shape, figsize=figsize, squeeze=False)
-        return fig, grid.ravel()
-    axes = list(np.ravel(np.asarray(axes, dtype=object)))
-    if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
-        raise TypeError(f"axes must be {n} matplotlib Axes or None")
-    return axes[0].figure, axes
 
 
 def _threshold_band(ax: Axes, axis: str = "y") -> None:
@@ -104,7 +91,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
     """Top: the training loss of every run (×: where a run diverged). Bottom: how far each layer's
     weights moved during training, ‖W_T − W_0‖/‖W_0‖."""
     check_result(result, WarningSignsResult)
-    fig, (left, right) = _axes(axes, (2, 1), (7.2, 7.0))
+    fig, (left, right), _ = figure_and_axes_grid(axes, (2, 1), (7.2, 7.0))
     for run in result.runs.values():
         color = _SIGN_COLORS[run.name]
         loss = np.asarray(run.history.loss, dtype=np.float64)
@@ -114,7 +101,7 @@ def warning_signs(result: WarningSignsResult, *, axes: Sequence[Axes] | None = N
             step = run.history.diverged_step
             finite = shown[np.isfinite(shown)]
             left.plot(step, finite.max() if finite.size else 1.0, "x", color=color, markersize=10, mew=2)
-        moved = positive_only(np.asarray(run.weight_change, dtype=np.float64))
+        moved = positive_only(run.weight_change)
         right.plot(np.arange(1, len(moved) + 1), moved, marker="o", markersize=3, color=color)
     log_scale(left, "y")
     left.set_xlabel("step")
@@ -145,7 +132,7 @@ def robust_remedies(result: RobustRemediesResult, *, axes: Sequence[Axes] | None
     check_result(result, RobustRemediesResult)
     cells = list(result.cells.values())
     n, lrs = len(cells), result.config.lrs
-    fig, (ratio_ax, acc_ax) = _axes(axes, (1, 2), (7.3, 0.3 * n + 1.6))
+    fig, (ratio_ax, acc_ax), _ = figure_and_axes_grid(axes, (1, 2), (7.3, 0.3 * n + 1.6))
     y = np.arange(n)[::-1]
     ratios = [np.log10(np.clip(cell.grad_ratio, 1e-30, None)) for cell in cells]
     _threshold_band(ratio_ax, axis="x")
@@ -202,7 +189,7 @@ def training_views(
             f"cells must be cells of the result; not in it: {', '.join(names)} "
             f"(the result has: {', '.join(remedy.label for remedy in result.runs)})"
         )
-    fig, grid = _axes(axes, (len(cells), 2), (7.2, 3.3 * len(cells)))
+    fig, grid, _ = figure_and_axes_grid(axes, (len(cells), 2), (7.2, 3.3 * len(cells)))
     for row, remedy in enumerate(cells):
         record = result.runs[remedy].history.monitor
         left, right = grid[2 * row], grid[2 * row + 1]
@@ -251,11 +238,7 @@ def remedy_small_multiples(
     results = check_results(results, RemedyDiagnosisResult)
     if len(results) > 6:
         raise TypeError(f"results must be 1 to 6 RemedyDiagnosisResult; got {len(results)}")
-    rows = (len(results) + 1) // 2 if len(results) > 1 else 1
-    cols = 2 if len(results) > 1 else 1
-    fig, grid = _axes(axes, (rows, cols), (7.2, 3.4 * rows))
-    for ax in grid[len(results) :]:
-        ax.set_visible(False)
+    fig, grid, _ = small_multiples(axes, len(results), 2, (3.6, 3.4), width=7.2)
     for ax, result in zip(grid, results, strict=False):
         diagnose_plots.gradient_ratios(result.report, ax=ax)
         kinds = sorted({f.kind.replace("_", " ") for f in result.report.problems})
@@ -263,7 +246,7 @@ def remedy_small_multiples(
         ax.set_ylim(1e-14, 1e4)
         ax.set_xticks([])
         ax.set_xlabel("layer (input → output)")
-    for ax in grid[1::cols]:
+    for ax in grid[1::2]:
         ax.set_ylabel("")
     fig.tight_layout()
     return fig
@@ -277,7 +260,7 @@ def activation_histograms(result: SanityResult, *, axes: Sequence[Axes] | None =
     layer.
     """
     check_result(result, SanityResult)
-    fig, grid = _axes(axes, (len(SANITY_CASES), 1), (7.2, 3.0 * len(SANITY_CASES)))
+    fig, grid, _ = figure_and_axes_grid(axes, (len(SANITY_CASES), 1), (7.2, 3.0 * len(SANITY_CASES)))
     titles = {"xavier_tanh": "tanh, Xavier weights", "saturated": "tanh, weights N(0, 1)"}
     edges = np.linspace(-1.0, 1.0, 41)
     for ax, case in zip(grid, SANITY_CASES, strict=True):

@@ -3,6 +3,7 @@ seeds, band from the smallest to the largest seed)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -31,6 +32,7 @@ from vgcourse.plots._common import (
     figure_and_axes_grid,
     log_scale,
     outer_labels_only,
+    positive_only,
     trailing_mean,
 )
 from vgcourse.plots.figure_check import allow_clipping
@@ -45,16 +47,6 @@ SCHEME_COLORS = {
 _FORWARD, _BACKWARD = "tab:blue", "tab:orange"
 
 
-def _axes_grid(
-    axes: Any, shape: tuple[int, int], figsize: tuple[float, float], **kwargs: Any
-) -> tuple[Figure, np.ndarray]:
-    """A new (rows, cols) grid, or the given axes reshaped to it."""
-    fig, flat, _ = figure_and_axes_grid(
-        axes, shape[0] * shape[1], lambda: plt.subplots(*shape, figsize=figsize, squeeze=False, **kwargs)
-    )
-    return fig, np.array(flat, dtype=object).reshape(shape)
-
-
 def _gain_label(g: float) -> str:
     """ "√2" and "5/3" for PyTorch's relu and tanh gains, else the number."""
     for value, label in ((math.sqrt(2.0), "√2"), (5.0 / 3.0, "5/3")):
@@ -65,9 +57,7 @@ def _gain_label(g: float) -> str:
 
 def _shown(values: Any) -> np.ndarray:
     """The values a log axis draws with room to spare: outside [1e-250, 1e250] they become NaN."""
-    values = np.asarray(values, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.where((values >= 1e-250) & (values <= 1e250), values, np.nan)
+    return positive_only(values, 1e250)
 
 
 def _band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, label: str | None) -> None:
@@ -121,15 +111,13 @@ def scheme_grid(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """Small multiples of ``profile``: one row per scheme, one column per activation."""
     check_result(sweep, SchemeSweep, "sweep")
     rows, cols = len(sweep.config.schemes), len(sweep.config.activations)
-    fig, grid = _axes_grid(axes, (rows, cols), (min(7.4, 3.7 * cols), 2.5 * rows + 0.9))
-    for i, scheme in enumerate(sweep.config.schemes):
-        for j, activation in enumerate(sweep.config.activations):
-            ax = grid[i, j]
-            p = sweep.profiles.sel(scheme=scheme, activation=activation)
-            profile(p, ax=ax, legend=False)
-            ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
-    outer_labels_only(list(grid.flat), cols)
-    handles, labels = grid[0, 0].get_legend_handles_labels()
+    fig, grid, _ = figure_and_axes_grid(axes, (rows, cols), (min(7.4, 3.7 * cols), 2.5 * rows + 0.9))
+    cells = itertools.product(sweep.config.schemes, sweep.config.activations)
+    for ax, (scheme, activation) in zip(grid, cells, strict=True):
+        profile(sweep.profiles.sel(scheme=scheme, activation=activation), ax=ax, legend=False)
+        ax.set_title(f"{SCHEME_LABELS[scheme]}, {activation}", fontsize="small")
+    outer_labels_only(grid, cols)
+    handles, labels = grid[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
     fig.suptitle(f"predicted vs measured, depth {sweep.config.depth}, {len(sweep.config.seeds)} seeds")
     fig.tight_layout(rect=(0, 0.6 / (2.5 * rows + 0.9), 1, 1))
@@ -141,7 +129,8 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
     """All schemes on shared log axes: Var(a_l) (top row), Var(δ_l) (bottom row), a column per activation."""
     check_result(sweep, SchemeSweep, "sweep")
     cols = len(sweep.config.activations)
-    fig, grid = _axes_grid(axes, (2, cols), (min(7.4, 3.7 * cols), 6.6), sharex=True)
+    fig, flat, _ = figure_and_axes_grid(axes, (2, cols), (min(7.4, 3.7 * cols), 6.6), sharex=True)
+    grid = np.array(flat, dtype=object).reshape(2, cols)
     for j, activation in enumerate(sweep.config.activations):
         for scheme in sweep.config.schemes:
             p = sweep.profiles.sel(scheme=scheme, activation=activation)
@@ -168,8 +157,7 @@ def gradient_overview(sweep: SchemeSweep, *, axes: Any = None) -> Figure:
 def gain_curves(sweep: GainSweep, *, axes: Any = None) -> Figure:
     """Var(δ_1)/Var(δ_L) (left) and Var(a_L) (right) against the gain g (Var(W) = g²/n), PyTorch's dotted."""
     check_result(sweep, GainSweep, "sweep")
-    fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.6))
-    left, right = grid[0]
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.4, 3.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, activation in enumerate(sweep.config.activations):
         color = colors[i % len(colors)]
@@ -205,20 +193,20 @@ def backprop_histograms(result: BackpropHistograms, *, axes: Any = None, bins: i
     check_result(result, BackpropHistograms)
     check_int("bins", bins, minimum=5)
     schemes = result.config.schemes
-    fig, grid = _axes_grid(axes, (len(schemes), 1), (7.0, 2.6 * len(schemes) + 0.3), sharex=True)
+    fig, grid, _ = figure_and_axes_grid(axes, (len(schemes), 1), (7.0, 2.6 * len(schemes) + 0.3), sharex=True)
     everything = np.concatenate([v for per_scheme in result.values for v in per_scheme])
     limit = float(np.quantile(np.abs(everything), 0.995))
     edges = np.linspace(-limit, limit, bins)
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, result.config.depth))
     for k, scheme in enumerate(schemes):
-        ax = grid[k, 0]
+        ax = grid[k]
         for i, values in enumerate(result.values[k]):
             counts, _ = np.histogram(values, bins=edges)
             ax.stairs(counts / max(1, len(values)), edges, color=colors[i], label=f"layer {i + 1}")
         ax.set_title(f"{SCHEME_LABELS[scheme]}, {result.config.activation}", fontsize="medium")
         ax.set_ylabel("fraction of values")
-    grid[-1, 0].set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost} / \partial a_l$")
-    grid[0, 0].legend(fontsize="small", ncol=2)
+    grid[-1].set_xlabel(r"back-propagated gradient $\partial\,\mathrm{Cost} / \partial a_l$")
+    grid[0].legend(fontsize="small", ncol=2)
     fig.tight_layout()
     return fig
 
@@ -255,8 +243,7 @@ def critical_phase(
     Var(δ_l)/Var(δ_L) against L - l at each point (right)."""
     check_result(line, CriticalLine, "line")
     check_result(measured, CriticalProfile, "measured")
-    fig, grid = _axes_grid(axes, (1, 2), (7.4, 3.5))
-    left, right = grid[0]
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.4, 3.5))
     left.plot(line.weight_var, line.bias_var, color="black", linewidth=1.8, label="critical line χ = 1")
     top = float(max(line.bias_var.max(), measured.config.bias_var) * 1.1)
     weight_vars = list(measured.config.weight_vars or ())

@@ -30,6 +30,7 @@ from vgcourse.plots._common import (
     figure_and_axes,
     figure_and_axes_grid,
     log_scale,
+    positive_only,
     trailing_mean,
 )
 
@@ -44,14 +45,6 @@ def _batch_ticks(ax: Axes, sizes: np.ndarray) -> None:
     ax.set_xticks(sizes)
     ax.set_xticklabels([f"{int(b)}" for b in sizes])
     ax.xaxis.set_minor_locator(plt.NullLocator())
-
-
-def _axes_grid(axes: Sequence[Axes] | None, n: int, nrows: int, figsize: tuple[float, float]):
-    def new():
-        return plt.subplots(nrows, n // nrows, figsize=figsize, squeeze=False)
-
-    fig, grid, _ = figure_and_axes_grid(axes, n, new)
-    return fig, grid
 
 
 def _finish(fig: Figure, *axes: Axes) -> Figure:
@@ -97,7 +90,7 @@ def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | 
     ‖∂J/∂h_L‖, per layer, one line per normalization; dashed, the mean-field growth ``predicted_growth``."""
     results = check_results(results, NormProfileResult)
     activations = list(dict.fromkeys(r.config.activation for r in results))
-    fig, grid = _axes_grid(axes, 2 * len(activations), len(activations), (7.2, 3.0 * len(activations)))
+    fig, grid, _ = figure_and_axes_grid(axes, (len(activations), 2), (7.2, 3.0 * len(activations)))
     for row, act in enumerate(activations):
         mine = [r for r in results if r.config.activation == act]
         left, right = grid[2 * row], grid[2 * row + 1]
@@ -158,7 +151,7 @@ def scale_invariance(
     (W, lr), (cW, c² lr) and (cW, lr)."""
     if not isinstance(result, ScaleInvarianceResult) or not isinstance(path, SamePathResult):
         raise TypeError("scale_invariance needs a ScaleInvarianceResult and a SamePathResult")
-    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.2, 3.2))
     scales = np.asarray(result.config.scales)
     ref = result.grad_norm.sel(scale=1.0)
     left.plot(scales, ref / scales, "k--", lw=1, label="‖∇J(W)‖ / c")
@@ -186,7 +179,7 @@ def norm_growth(result: NormGrowthResult, axes: Sequence[Axes] | None = None) ->
     """Left: ‖W‖ over its initial value, step by step, one line per weight decay λ. Right: the update
     ratio lr‖g‖/‖W‖ (50-step root mean square) with the equilibrium sqrt(2 lr λ − (lr λ)²) dashed."""
     check_result(result, NormGrowthResult)
-    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.2))
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.2, 3.2))
     steps = np.arange(1, result.config.steps + 1)
     for i, wd in enumerate(result.config.weight_decays):
         color = f"C{i}"
@@ -218,7 +211,7 @@ def optimizer_grid(result: OptimizerGridResult, axes: Sequence[Axes] | None = No
     optimizer's best learning rate, how far one step moves each layer's weights, std(ΔW)/lr (log scale;
     median over seeds, band: min to max)."""
     check_result(result, OptimizerGridResult)
-    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.2, 3.0))
     layers = np.arange(1, len(result.layer_names) + 1)
     for optimizer in OPTIMIZER_NAMES:
         color, label = OPTIMIZER_COLORS[optimizer], OPTIMIZER_NAMES[optimizer]
@@ -251,7 +244,7 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     Adam's ε. Right: Adam's first step in learning rates, rms(ΔW)/lr, against the gradient's rms, one dot
     per layer and seed, with the update rule's g/(g + ε); steps that round to 0 in float32 are not drawn."""
     check_result(result, AdamFirstStepResult)
-    fig, (left, right) = _axes_grid(axes, 2, 1, (7.2, 3.0))
+    fig, (left, right), _ = figure_and_axes_grid(axes, (1, 2), (7.2, 3.0))
     layers = np.arange(1, result.grad_rms.shape[1] + 1)
     for s in range(result.grad_rms.shape[0]):
         left.plot(
@@ -264,7 +257,7 @@ def first_step(result: AdamFirstStepResult, axes: Sequence[Axes] | None = None) 
     left.set_title(f"{result.config.depth} sigmoid layers of 5 units", fontsize=_FONT + 1)
     left.legend(fontsize=_FONT, loc="upper left")
     g = result.grad_rms.ravel()
-    step = np.where(result.step.ravel() > 0, result.step.ravel(), np.nan)
+    step = positive_only(result.step.ravel())
     right.plot(g, step, "o", color="C1", ms=3.5, alpha=0.8, label="measured")
     drawn = g[g > 0]  # a gradient that underflowed to 0 (a deep network) has no place on the log axis
     if drawn.size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -114,18 +115,15 @@ def dead_grid(sweep: DyingSweepResult, *, axes: np.ndarray | None = None) -> Fig
     check_result(sweep, DyingSweepResult, "sweep")
     rows, cols = len(sweep.config.lrs), len(sweep.config.bias_inits)
     size = (min(7.2, 2.2 * cols + 0.6), 1.75 * rows + 1.0)
-    fig, flat, _ = figure_and_axes_grid(
-        axes, rows * cols, lambda: plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True)
-    )
-    axes = np.array(flat, dtype=object).reshape(rows, cols)
-    for i, lr in enumerate(sweep.config.lrs):
-        for j, bias in enumerate(sweep.config.bias_inits):
-            run = sweep.runs.sel(lr=lr, bias_init=bias)
-            title = f"lr {lr:g}, bias {bias:g}: acc {run.final_accuracy:.2f}"
-            dead_over_training(run, ax=axes[i, j], legend=False, title=title)
-            axes[i, j].title.set_fontsize(9)
-    outer_labels_only(flat, cols)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig, axes, _ = figure_and_axes_grid(axes, (rows, cols), size, sharex=True, sharey=True)
+    cells = itertools.product(sweep.config.lrs, sweep.config.bias_inits)
+    for ax, (lr, bias) in zip(axes, cells, strict=True):
+        run = sweep.runs.sel(lr=lr, bias_init=bias)
+        title = f"lr {lr:g}, bias {bias:g}: acc {run.final_accuracy:.2f}"
+        dead_over_training(run, ax=ax, legend=False, title=title)
+        ax.title.set_fontsize(9)
+    outer_labels_only(axes, cols)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(f"dead fraction per layer during training ({sweep.config.base.activation})")
     fig.tight_layout(rect=(0, 0.07, 1, 1))

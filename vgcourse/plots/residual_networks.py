@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -30,6 +29,7 @@ from vgcourse.plots._common import (
     legend_below,
     log_scale,
     outer_labels_only,
+    positive_only,
     small_multiples,
     trailing_mean,
 )
@@ -38,12 +38,6 @@ _METRIC_LABELS = {
     "grad_ratio": r"$\|\partial J/\partial x_0\| \,/\, \|\partial J/\partial x_L\|$",
     "variance_ratio": r"$\mathbb{E}[x_L^2] \,/\, \mathbb{E}[x_0^2]$",
 }
-
-
-def _positive(values: np.ndarray) -> np.ndarray:
-    """Values <= 0 (or not finite) become NaN, which a log axis leaves out."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
 
 def _select(networks: tuple[NetworkSpec, ...], chosen: Sequence[NetworkSpec] | None) -> list[int]:
@@ -65,8 +59,8 @@ def path_expansion(result: PathExpansionResult, *, ax: Axes | None = None) -> Fi
     k = np.arange(result.config.depth + 1)
     gain, predicted = result.path_gain.values, result.predicted_gain.values
     for i, spec in enumerate(result.config.networks):
-        (line,) = ax.plot(k, _positive(gain[i]), "o", ms=4, label=spec.label)
-        ax.plot(k, _positive(predicted[i]), "--", color=line.get_color(), lw=1)
+        (line,) = ax.plot(k, positive_only(gain[i]), "o", ms=4, label=spec.label)
+        ax.plot(k, positive_only(predicted[i]), "--", color=line.get_color(), lw=1)
     ax.plot([], [], "--", color="k", lw=1, label=r"RMS prediction $\sqrt{\binom{L}{k}}\,\alpha^k$")
     log_scale(ax, "y")
     ax.set_xlabel("path length k (branches the path goes through)")
@@ -108,11 +102,7 @@ def forward_variance_panels(result: ForwardVarianceResult, *, axes: Any = None) 
     fast = [s for s in result.config.networks if (s.growth_per_block(depth) or 1.0) > 1.5]
     slow = [s for s in result.config.networks if s not in fast]
     groups = [g for g in (fast, slow) if g]
-    fig, axes, own = figure_and_axes_grid(
-        axes,
-        len(groups),
-        lambda: plt.subplots(len(groups), 1, figsize=(6.4, 3.6 * len(groups)), squeeze=False),
-    )
+    fig, axes, own = figure_and_axes_grid(axes, (len(groups), 1), (6.4, 3.6 * len(groups)))
     for group, ax in zip(groups, axes, strict=True):
         forward_variance(result, ax=ax, networks=list(group))
     if own:
@@ -137,7 +127,7 @@ def depth_sweep(
     predicted = result.predicted_grad_ratio.values if metric == "grad_ratio" else None
     depths = np.array(result.config.depths)
     for i, spec in enumerate(result.config.networks):
-        (line,) = ax.plot(depths, _positive(typical[i]), "o-", ms=4, label=spec.label)
+        (line,) = ax.plot(depths, positive_only(typical[i]), "o-", ms=4, label=spec.label)
         if predicted is not None and np.isfinite(predicted[i]).any():
             ax.plot(depths, predicted[i], "--", color=line.get_color(), lw=1)
     if predicted is not None:
@@ -157,7 +147,7 @@ def depth_sweep(
 def depth_sweep_panels(result: StreamDepthSweepResult, *, axes: Any = None) -> Figure:
     """``depth_sweep`` of the gradient ratio and of the forward growth side by side, one shared legend."""
     check_result(result, StreamDepthSweepResult)
-    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 5.0)))
+    fig, axes, own = figure_and_axes_grid(axes, (1, 2), (7.4, 5.0))
     depth_sweep(result, "grad_ratio", ax=axes[0], legend=not own)
     depth_sweep(result, "variance_ratio", ax=axes[1], legend=False)
     if not own:
@@ -175,9 +165,8 @@ def degradation(result: DegradationResult, *, ax: Axes | None = None, window: in
     for run in result.runs:
         steps, smooth = trailing_mean(np.asarray(run.history.loss, dtype=np.float64), window)
         ls = "-" if run.spec.skip else ("--" if run.depth == result.config.deep_depth else ":")
-        ax.plot(
-            steps, _positive(smooth), ls, lw=2, label=f"{run.name} (final train loss {run.train_loss:.3g})"
-        )
+        label = f"{run.name} (final train loss {run.train_loss:.3g})"
+        ax.plot(steps, positive_only(smooth), ls, lw=2, label=label)
     log_scale(ax, "y")
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss (mean of {window} minibatches)" if window > 1 else "training loss")
@@ -195,10 +184,10 @@ def layer_profile(result: BlockProfileResult, *, ax: Axes | None = None, legend:
     fig, ax = figure_and_axes(ax)
     stream, blocks = result.stream, np.arange(result.config.depth + 1)
     marker = "o" if result.config.depth <= 40 else None
-    ax.plot(blocks, _positive(stream.stream_grad), lw=2, label="backward ‖∂J/∂xₗ‖")
-    ax.plot(blocks, _positive(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label="forward √E[xₗ²]")
+    ax.plot(blocks, positive_only(stream.stream_grad), lw=2, label="backward ‖∂J/∂xₗ‖")
+    ax.plot(blocks, positive_only(np.sqrt(stream.second_moment)), lw=1.5, ls="--", label="forward √E[xₗ²]")
     for name, grad in (("fc1", result.fc1_grad), ("fc2", result.fc2_grad)):
-        ax.plot(blocks[1:], _positive(grad), marker=marker, ms=3, lw=0.8, label=f"‖∂J/∂W‖ {name}")
+        ax.plot(blocks[1:], positive_only(grad), marker=marker, ms=3, lw=0.8, label=f"‖∂J/∂W‖ {name}")
     log_scale(ax, "y")
     ax.set_xlabel("block l (input → output)")
     ax.set_ylabel("norm")
@@ -228,7 +217,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
     """Against block l: ‖∂J/∂x_l‖ / ‖∂J/∂x_L‖ (left, log y) and the share of entries the identity path alone
     carries from x_L to x_l (right); ReLU after the addition dashed, one colour per norm."""
     check_result(result, PlacementResult)
-    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 4.0)))
+    fig, axes, own = figure_and_axes_grid(axes, (1, 2), (7.4, 4.0))
     grads = result.stream_grad.mean("seed", geometric=True).values
     share, blocks = result.identity_share.mean("seed").values, np.arange(result.config.depth + 1)
     norms: list[str | None] = []
@@ -236,7 +225,7 @@ def relu_placement(result: PlacementResult, *, axes: Any = None) -> Figure:
         if spec.norm not in norms:
             norms.append(spec.norm)
         style = {"color": f"C{norms.index(spec.norm)}", "ls": "--" if spec.post_activation else "-", "lw": 2}
-        axes[0].plot(blocks, _positive(grads[i]), label=spec.label, **style)
+        axes[0].plot(blocks, positive_only(grads[i]), label=spec.label, **style)
         axes[1].plot(blocks, share[i], **style)
     log_scale(axes[0], "y")
     axes[0].set_ylabel(r"$\|\partial J/\partial x_l\| \,/\, \|\partial J/\partial x_L\|$")
@@ -258,7 +247,7 @@ def shattered_gradients(result: ShatteredResult, *, axes: Any = None) -> Figure:
     """df/dx over the inputs of each spec's deepest network, standardized and shifted apart (left); the lag-1
     autocorrelation of df/dx against depth (right, log x; mean line, a marker per network)."""
     check_result(result, ShatteredResult)
-    fig, axes, own = figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.4, 3.8)))
+    fig, axes, own = figure_and_axes_grid(axes, (1, 2), (7.4, 3.8))
     deepest = result.config.depths[-1]
     offsets, depths = [], np.array(result.config.depths)
     points, mean = np.array(result.gradient.axes["x"]), result.autocorrelation.mean("seed").values

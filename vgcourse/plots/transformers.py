@@ -30,6 +30,7 @@ from vgcourse.plots._common import (
     figure_and_axes_grid,
     legend_below,
     log_scale,
+    small_multiples,
 )
 
 _WEIGHT_LABELS = {
@@ -127,13 +128,7 @@ def gradient_profiles(
     check_result(result, GradientProfileResult)
     chosen = _variants(result, variants)
     check_choice("weight", weight, WEIGHTS)
-    ncols = min(2, len(chosen))
-    nrows = -(-len(chosen) // ncols)
-    fig, flat, own = figure_and_axes_grid(
-        axes,
-        len(chosen),
-        lambda: plt.subplots(nrows, ncols, figsize=(7.2, 3.0 * nrows), squeeze=False, sharey=True),
-    )
+    fig, flat, own = small_multiples(axes, len(chosen), 2, (3.6, 3.0), width=7.2, sharey=True)
     cmap = plt.get_cmap("viridis")
     depths = result.config.depths
     for ax, variant in zip(flat, chosen, strict=True):
@@ -149,8 +144,6 @@ def gradient_profiles(
     flat[0].set_ylabel(f"‖∂ℓ/∂W‖, {_WEIGHT_LABELS[weight]}")
     flat[0].legend(fontsize=9, ncols=2)
     if own:
-        for ax in list(fig.axes)[len(chosen) :]:
-            ax.set_visible(False)
         fig.tight_layout()
     return fig
 
@@ -189,18 +182,13 @@ def last_block_gradient(
     return fig
 
 
-def _pair(axes: Sequence[Axes] | None, height: float) -> tuple[Figure, list[Axes], bool]:
-    """Two given axes, or two side by side on a new figure 7.2 in wide."""
-    return figure_and_axes_grid(axes, 2, lambda: plt.subplots(1, 2, figsize=(7.2, height)))
-
-
 @checked
 def stream_growth(result: GradientProfileResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     """At the deepest depth: the RMS of the residual stream x_l against l (left), and how much each block
     changes it, ‖x_l − x_{l−1}‖/‖x_{l−1}‖ (right, log y); seed means."""
     check_result(result, GradientProfileResult)
     depth = max(result.config.depths)
-    fig, (left, right), own = _pair(axes, 3.4)
+    fig, (left, right), own = figure_and_axes_grid(axes, (1, 2), (7.2, 3.4))
     for variant in result.config.variants:
         color = _COLORS.get(variant)
         style = "--" if variant == "Post-LN" else "-"  # Post-LN and DeepNorm streams both have RMS 1
@@ -231,7 +219,7 @@ def token_similarity(result: GradientProfileResult, *, axes: Sequence[Axes] | No
     (left), and ‖∂ℓ/∂W_Q‖_F in each block (right, log y)."""
     check_result(result, GradientProfileResult)
     depth, weight = max(result.config.depths), "q"
-    fig, (left, right), own = _pair(axes, 3.4)
+    fig, (left, right), own = figure_and_axes_grid(axes, (1, 2), (7.2, 3.4))
     lowest = 0.0
     for variant in result.config.variants:
         color = _COLORS.get(variant)
@@ -261,7 +249,7 @@ def attention_saturation(result: AttentionEntropyResult, *, axes: Sequence[Axes]
     """Against d_head (log x), logits scaled by 1/√d_head or not: mean attention-row entropy (left; ln T,
     uniform, dotted) and mean ‖diag(p) − ppᵀ‖_F (right). Seed means, a marker per seed."""
     check_result(result, AttentionEntropyResult)
-    fig, (left, right), own = _pair(axes, 3.3)
+    fig, (left, right), own = figure_and_axes_grid(axes, (1, 2), (7.2, 3.3))
     d = np.asarray(result.config.d_heads, dtype=float)
     labels = {"inv_sqrt_d": "logits scaled by 1/√d_head", "none": "unscaled logits"}
     colors = {"inv_sqrt_d": "C0", "none": "C3"}
@@ -309,9 +297,7 @@ def warmup_curves(
     if len(panels_of) > 3:
         raise ValueError(f"at most three panels (learning rates) fit the page; got {len(panels_of)}")
     n = len(panels_of)
-    fig, panels, own = figure_and_axes_grid(
-        axes, n, lambda: plt.subplots(1, n, figsize=(2.4 * n + 0.8, 3.3), sharey=True, squeeze=False)
-    )
+    fig, panels, own = figure_and_axes_grid(axes, (1, n), (2.4 * n + 0.8, 3.3), sharey=True)
     chance = float(np.log(SORT_VOCAB))
     handles: dict[str, object] = {}
     top = chance * 1.15
