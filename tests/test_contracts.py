@@ -152,7 +152,7 @@ def _bad_values(constraint: Constraint) -> list[Any]:
         if constraint.low is not None:
             bad.append(constraint.low if constraint.low_open else constraint.low - 1)
         if constraint.high is not None:
-            bad.append(constraint.high + 1)
+            bad.append(constraint.high if constraint.high_open else constraint.high + 1)
         if kind == "float":
             bad.append(math.nan)
         return bad
