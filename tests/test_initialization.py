@@ -393,12 +393,8 @@ def test_histogram_input_second_moment(hist):
 
 # ------------------------------------------------------------------------------- configs and misuse
 # Each field's declared constraint (ranges, choices, non-empty, types) is checked for every Config by
-# tests/test_contracts.py; here: the rules between fields (Config.check) and the chapter's helpers.
-def test_deep_training_tail_cannot_exceed_its_steps():
-    with pytest.raises(ValueError, match="tail"):
-        ex.DeepTrainingConfig(tail=500)
-
-
+# tests/test_contracts.py, the rule between fields (DeepTrainingConfig: tail <= steps) by
+# tests/test_config_bounds.py; here: the chapter's helpers.
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="valid choices"):
         ex.predict_variances("xavier", "tanh", 3, 8, method="exact")
