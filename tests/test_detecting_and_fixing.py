@@ -671,6 +671,8 @@ def test_plots_within_the_books_figure_limits_and_their_own_arguments(
         plots.training_views(small_grid, ())
     with pytest.raises(TypeError):
         plots.remedy_small_multiples([])
+    with pytest.raises(ValueError, match="1 to 6"):  # a count, not a type
+        plots.remedy_small_multiples(results * 4)
 
 
 def test_training_views_names_the_cells_it_needs_and_those_the_result_has() -> None:

@@ -237,7 +237,7 @@ def remedy_small_multiples(
     the explorer's main effect, for a static page."""
     results = check_results(results, RemedyDiagnosisResult)
     if len(results) > 6:
-        raise TypeError(f"results must be 1 to 6 RemedyDiagnosisResult; got {len(results)}")
+        raise ValueError(f"results must be 1 to 6 RemedyDiagnosisResult; got {len(results)}")
     fig, grid, _ = small_multiples(axes, len(results), 2, (3.6, 3.4), width=7.2)
     for ax, result in zip(grid, results, strict=False):
         diagnose_plots.gradient_ratios(result.report, ax=ax)
