@@ -270,13 +270,6 @@ def test_empty_history_properties_are_nan():
     assert math.isnan(history.final_loss) and math.isnan(history.final_val_accuracy)
 
 
-def test_config_stores_floats_and_is_frozen():
-    config = TrainConfig(steps=1, lr=1, clip_norm=2)
-    assert isinstance(config.lr, float) and isinstance(config.clip_norm, float)
-    with pytest.raises(AttributeError):
-        config.lr = 0.5
-
-
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
