@@ -705,3 +705,14 @@ def test_initial_loss_factor_separates_he_relu_from_oversized_tanh() -> None:
     report = diagnose(tanh, CE, batch())
     assert report.losses[0] > 10 and "initial_loss" in {f.kind for f in report.problems}
     assert "initial_loss" not in {f.kind for f in diagnose(he_relu(1), CE, batch(1)).findings}
+
+
+def test_a_finding_label_counts_the_layers_it_names_and_none_for_the_whole_model() -> None:
+    from vgcourse.diagnose import Finding
+
+    def label(layers: tuple[str, ...], kind: str = "update_too_small") -> str:
+        return Finding(kind, layers, "measured", "try").label
+
+    assert label(("layer 1", "layer 2")) == "update too small (2 layers)"
+    assert label(("layer 1",), "vanishing") == "vanishing (1 layer)"
+    assert label((), "initial_loss") == "initial loss"  # about the whole model: no "(0 layers)"

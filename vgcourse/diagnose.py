@@ -192,6 +192,13 @@ class Finding:
         """False for notes (the last five FINDING_KINDS), True otherwise."""
         return self.kind not in _NOTES
 
+    @property
+    def label(self) -> str:
+        """The kind in words with the number of layers it names, "vanishing (6 layers)"; a finding about the
+        whole model, such as the initial loss, names none: "initial loss"."""
+        n, name = len(self.layers), self.kind.replace("_", " ")
+        return f"{name} ({n} layer{'' if n == 1 else 's'})" if n else name
+
 
 _NUMERIC = tuple(f.name for f in fields(LayerDiagnosis) if f.type == "float")  # DiagnosisReport.columns
 

@@ -189,7 +189,7 @@ class WarningSignsResult:
         import pandas as pd
 
         def row(run: SignRun) -> dict[str, Any]:
-            flags = [f"{f.kind.replace('_', ' ')} ({len(f.layers)})" for f in run.report.problems]
+            flags = [f.label for f in run.report.problems]
             return {
                 "run": run.name,
                 "network": SIGNS[run.name],

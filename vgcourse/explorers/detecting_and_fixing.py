@@ -19,17 +19,11 @@ from vgcourse.plots import detecting_and_fixing as plots
 from vgcourse.widgets import Explorer, control, select
 
 
-def _problem(kind: str, layers: int) -> str:
-    """``kind`` in words, with its number of layers when it names any ("vanishing (1 layer)")."""
-    name = kind.replace("_", " ")
-    return f"{name} ({layers} layer{'' if layers == 1 else 's'})" if layers else name
-
-
 def remedy_readout(result: RemedyDiagnosisResult) -> str:
     """One line of HTML: the first layer's gradient ratio and what ``diagnose`` flagged (each problem with
     the number of layers it names; one about the whole model, such as the initial loss, with none)."""
     report = result.report
-    kinds = ", ".join(_problem(f.kind, len(f.layers)) for f in report.problems)
+    kinds = ", ".join(f.label for f in report.problems)
     return (
         f"layer 1 gets {report.layers[0].ratio:.2g}× the output layer's gradient per weight "
         f"&nbsp;·&nbsp; diagnose: {kinds or 'healthy'}"
