@@ -7,9 +7,10 @@ config builds from its defaults and rejects a bad value of each declared field, 
 plot function takes ``ax`` or ``axes``; every run returns its result on the small arguments of
 tests/small_runs/<chapter>.py, and every plot draws those results, alone and into a given ax or axes, and
 refuses a first argument of the wrong type (so do the shared plot modules' plots, on small arguments of
-their own); every explorer updates at its defaults and with all its controls at their first, then at their
-last values, and its view does not depend on the global random generators. A chapter's own test file holds
-its claims, not these.
+their own); every explorer updates at its defaults, with all its controls at their first, then at their
+last values, and with one control at a time at a middle value (its view passing the book's figure check and
+changing with the value), and its view does not depend on the global random generators. A chapter's own test
+file holds its claims, not these.
 """
 
 from __future__ import annotations
@@ -465,7 +466,7 @@ def test_every_shared_plot_draws_small_arguments_alone_and_into_given_axes(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Every explorer builds, and updates at both ends of every control
+# Every explorer builds, and updates at both ends and in the middle of every control
 
 
 def _ends(control: Any) -> list[Any]:
@@ -483,6 +484,26 @@ def _ends(control: Any) -> list[Any]:
         values = [value for _, value in widgets.widget_selection._make_options(options)]
         return [values[0], values[-1]]
     return []
+
+
+def _middle(control: Any) -> Any:
+    """A value strictly between a control's first and last: a slider's step nearest the middle of its range
+    (a log slider's in exponents), the middle option of three or more; None for a control of two values."""
+    import ipywidgets as widgets
+
+    if isinstance(control, (widgets.FloatLogSlider, widgets.FloatSlider, widgets.IntSlider)):
+        steps = round((control.max - control.min) / control.step)
+        if steps < 2:
+            return None
+        middle = control.min + steps // 2 * control.step
+        if isinstance(control, widgets.FloatLogSlider):
+            return control.base ** round(middle, 12)
+        return middle if isinstance(control, widgets.IntSlider) else round(middle, 12)
+    options = getattr(control, "options", None)
+    if options and len(options) > 2:
+        values = [value for _, value in widgets.widget_selection._make_options(options)]
+        return values[len(values) // 2]
+    return None
 
 
 def _view_under_global_seed(explorer: Any, seed: int) -> bytes:
@@ -540,6 +561,47 @@ def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_contr
         assert isinstance(explorer.update(**values), Figure), (label, values)
         assert explorer.values() == {name: values[name] for name in explorer.controls}
         assert explorer.png.startswith(b"\x89PNG")
+    plt.close("all")
+
+
+@pytest.mark.parametrize("label", _explorer_cases())
+def test_every_explorer_updates_at_a_middle_value_of_each_control(
+    label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one control at a time at a value inside its range (_middle), the others at their defaults: the view
+    # passes the book's figure check, shows the run of the controls' config (a result keeps its config) and
+    # its readout, and differs from the defaults' view where the value differs from the default; back at
+    # the defaults, the same view
+    import matplotlib.pyplot as plt
+
+    from vgcourse.explorers import explorer_functions
+    from vgcourse.plots.figure_check import check_figure
+
+    monkeypatch.setenv(STRICT_FIGURES_ENV, "1")  # every figure also passes the book's figure check
+    explorer = explorer_functions()[label]()
+    start = {**explorer.values(), **explorer.view()}
+
+    def shown(figure: Any, settings: dict[str, Any], layout: bool = False) -> tuple[bytes, str]:
+        # the plots' own check (strict) lays out only their first figures per process: here the defaults'
+        # view in full, and every view's series and text (a view updated in place, such as
+        # relu_dying_units' LiveView, included)
+        check_figure(figure, layout=layout)
+        assert {**explorer.values(), **explorer.view()} == settings, label
+        assert explorer.result.config == explorer.make_config(**explorer.values()), (label, settings)
+        assert explorer.text.value == (explorer.readout(explorer.result) if explorer.readout else "")
+        return explorer.png, explorer.text.value
+
+    default = shown(explorer.update(), start, layout=True)
+    middles = {name: m for name, c in explorer.every.items() if (m := _middle(c)) is not None}
+    assert middles, f"{label}: no control has a middle value"
+    previous: dict[str, Any] = {}  # the control set before, back to its default in the same update
+    for name, middle in middles.items():
+        view = shown(explorer.update(**previous, **{name: middle}), {**start, name: middle})
+        assert (view != default) == (middle != start[name]), (
+            f"{label}: {name}={middle!r} (default {start[name]!r}): the view must change with the value"
+        )
+        previous = {name: start[name]}
+    assert shown(explorer.update(**previous), start) == default, f"{label}: the defaults' view changed"
     plt.close("all")
 
 

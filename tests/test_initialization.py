@@ -446,11 +446,12 @@ def test_plots_pass_the_figure_check_with_the_chapters_results_and_options(sweep
 def test_explorer_updates_at_defaults_and_extremes():
     explorer = explorers.variance_explorer()
     assert explorer.show() is explorer.widget
-    check_figure(explorer.update())  # the explorer's figure fits the column and is legible too
+    # the Figure (and the book's figure check) at the defaults, at both corners and with one control at a
+    # time at a middle value: tests/test_contracts.py; here the readout and every scheme and activation
     updates = [{"depth": 2}, {"depth": 50}]
     updates += [{"scheme": s} for s in ex.INIT_SCHEMES]
     updates += [{"activation": a, "depth": 50} for a in explorers.EXPLORER_ACTIVATIONS]
-    for values in updates:  # the Figure at its defaults and both corners: tests/test_contracts.py
+    for values in updates:
         explorer.update(**values)
         assert explorer.text.value.startswith("Var(δ_1)/Var(δ_L): measured")
         assert explorer.result.config.depth == explorer.controls["depth"].value
