@@ -368,6 +368,37 @@ def test_nan_loss_is_reported() -> None:
     assert math.isnan(report.losses[0])
 
 
+def test_signals_beyond_float32_range_are_measured_exactly() -> None:
+    """N(0, 10²) weights: mean(h²) grows ~3,000× per layer up to ~1e46, past float32's 3.4e38, and ‖∂L/∂h‖
+    of the first layer overflows a float32 norm. The report's signals are the float64 ones (the monitor's
+    record keeps the tensor's dtype: inf there, the reason diagnose measures them itself)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(12) for m in (nn.Linear(64, 64), nn.ReLU())], nn.Linear(64, 10))
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for linear in linears:
+            linear.weight.normal_(0, 10.0, generator=generator)
+    x, y = batch()
+    outputs = []
+
+    def keep(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        out.retain_grad()
+        outputs.append(out)
+
+    handles = [m.register_forward_hook(keep) for m in linears]
+    F.cross_entropy(model(x), y).backward()
+    for handle in handles:
+        handle.remove()
+    forward_ms = [float(h.detach().double().square().mean()) for h in outputs]
+    backward_norm = [float(h.grad.double().norm()) for h in outputs]
+    assert max(forward_ms) > 1e40 and backward_norm[0] > 1e20  # beyond a float32 square
+    report = diagnose(model, CE, (x, y))
+    np.testing.assert_allclose(report.columns["forward_ms"], forward_ms, rtol=1e-12)
+    np.testing.assert_allclose(report.columns["backward_norm"], backward_norm, rtol=1e-12)
+    assert np.isfinite(report.columns["forward_gain"]).all() and report.columns["forward_gain"].max() > 1e40
+
+
 def test_an_overflowing_gradient_norm_is_not_a_non_finite_gradient() -> None:
     """Gradient entries of about 1e22 are finite but their float32 norm overflows: the run goes on, as the
     optimizer would, until a value itself is NaN/inf, and reports where."""

@@ -475,8 +475,10 @@ def _clean(value: Any) -> Any:
 
 class _SignalWatch:
     """Forward hooks on every layer (is the output h finite, mean(h²) in float64, the examples' mean cosine,
-    does h feed a normalization layer) and a tensor hook on h for ‖∂L/∂h‖ (it keeps working when an in-place
-    activation overwrites h, unlike ``register_full_backward_hook``)."""
+    does h feed a normalization layer) and a tensor hook on h for ‖∂L/∂h‖ in float64 (it keeps working when
+    an in-place activation overwrites h, unlike ``register_full_backward_hook``). The monitor's record has
+    ‖h‖ and ‖∂L/∂h‖ too, in the tensor's dtype: in float32 a norm is inf once h² passes 3.4e38 (entries
+    above ~1.8e19) and loses digits below ~1e-19, where a blow-up or collapse still needs its gain."""
 
     def __init__(self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], batch_size: int) -> None:
         self.n = len(layers)
