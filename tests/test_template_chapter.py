@@ -1,6 +1,7 @@
 """The chapter template (templates/chapter/, CONTRIBUTING.md): copied and registered as CONTRIBUTING.md
-says, its modules import, its claim test passes and the contract tests find it, with nothing else to
-edit; uncopied, it is in neither the book's toc nor the package's registry."""
+says, with its exercise's solution and guide row as step 6 gives them, its notebook runs (with the book's
+figure check), its claim test passes and the contract, edge and exercise tests find it, with nothing else
+to edit; uncopied, it is in neither the book's toc nor the package's registry."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "chapter"
 ID = "example_chapter"
 TITLE = "Example chapter: gradients through a deep sigmoid network"
+EXERCISE = f"{ID}.depth_to_vanish"
+# what the copy's tests need besides the package (tests/small_runs/<id>.py comes with the template)
+TESTS = (
+    "conftest.py",
+    "claims.py",
+    "book_toc.py",
+    "nbval_sanitize.cfg",
+    "exercise_solutions.py",
+    "test_contracts.py",
+    "test_config_bounds.py",
+    "test_exercises.py",
+)
 
 
 def test_the_template_is_not_part_of_the_book_or_the_package() -> None:
@@ -47,11 +60,12 @@ def _copy_as_contributing_says(repo: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     (repo / "tests").mkdir()
-    for name in ("claims.py", "book_toc.py", "test_contracts.py"):
+    for name in TESTS:
         shutil.copy(ROOT / "tests" / name, repo / "tests" / name)
     (repo / "book").mkdir()
     for c in CHAPTERS:
         shutil.copy(ROOT / f"{c.notebook}.ipynb", repo / f"{c.notebook}.ipynb")
+    shutil.copy(ROOT / "book" / "instructors_guide.md", repo / "book" / "instructors_guide.md")
     shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
     # step 1: copy the template's files to the same paths in the project
     for path in TEMPLATE.rglob("*"):
@@ -69,19 +83,52 @@ def _copy_as_contributing_says(repo: Path) -> None:
     numbered = next(part for part in toc["parts"] if part.get("numbered"))
     numbered["chapters"].append({"file": f"book/{ID}"})
     (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    # step 6: the exercise's solution and typical mistakes, and its row in the instructor's guide, as
+    # CONTRIBUTING.md writes them for the template's exercise
+    guide_row, solution = _step_6_entries()
+    solutions = repo / "tests" / "exercise_solutions.py"
+    opening = "SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = {\n"
+    assert opening in solutions.read_text(), "tests/exercise_solutions.py changed: update this test's step 6"
+    solutions.write_text(solutions.read_text().replace(opening, opening + solution + "\n"))
+    guide = repo / "book" / "instructors_guide.md"
+    header = "| id | kind | the task |\n| --- | --- | --- |\n"
+    assert header in guide.read_text(), "the guide's exercise table changed: update this test's step 6"
+    guide.write_text(guide.read_text().replace(header, header + guide_row + "\n"))
+
+
+def _step_6_entries() -> tuple[str, str]:
+    """The guide's table row and the SOLUTIONS entry of the template's exercise, from CONTRIBUTING.md."""
+    lines = (ROOT / "CONTRIBUTING.md").read_text().splitlines()
+    mentions = [line.strip() for line in lines if f"`{EXERCISE}`" in line or f'"{EXERCISE}"' in line]
+    rows = [line for line in mentions if line.startswith(f"| `{EXERCISE}` |")]
+    entries = [line for line in mentions if line.startswith(f'"{EXERCISE}": (')]
+    assert len(rows) == 1 and len(entries) == 1, f"CONTRIBUTING.md, step 6: a guide row, an entry: {mentions}"
+    return rows[0], "    " + entries[0]
 
 
 def test_a_copied_and_registered_template_passes_its_claims_and_the_contracts(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     _copy_as_contributing_says(repo)
+    # the chapter's tests and the registry-wide ones, then its notebook as CONTRIBUTING.md runs it
+    selected = f"{ID} or toc or registered or diagnose or exercises_register or discovery"
+    selected += " or every_exercise_has or instructors_guide"
+    tests = [f"tests/test_{ID}.py", "tests/test_contracts.py", "tests/test_config_bounds.py"]
+    tests += ["tests/test_exercises.py", "-k", selected]
+    notebook = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
+    notebook += [f"book/{ID}.ipynb"]
     code = (
         "import sys, pytest, vgcourse\n"
         f"assert vgcourse.__file__.startswith({str(repo)!r}), vgcourse.__file__\n"
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-o', 'addopts=--strict-markers',\n"
-        f"    'tests/test_{ID}.py', 'tests/test_contracts.py',\n"
-        f"    '-k', '{ID} or toc or registered or diagnose or exercises_register or discovery']))\n"
+        "options = ['-q', '-p', 'no:cacheprovider', '-o', 'addopts=--strict-markers']\n"
+        f"sys.exit(pytest.main(options + {tests!r}) or pytest.main(options + {notebook!r}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(repo), "MPLBACKEND": "Agg", "VGCOURSE_CLAIM_SEEDS": "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "MPLBACKEND": "Agg",
+        "VGCOURSE_CLAIM_SEEDS": "0",
+        "VGCOURSE_STRICT_FIGURES": "1",
+    }
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=300
     )

@@ -26,6 +26,8 @@ def sigmoid_ratio(depth: int) -> float:
     Args:
         depth: hidden layers L, 2 to 100.
     """
+    if isinstance(depth, float) and depth.is_integer():  # the exercise widget's slider gives 15.0 for 15
+        depth = int(depth)
     return run_gain(GainConfig(depth=check_int("depth", depth, minimum=2, maximum=100))).ratio
 
 
@@ -41,10 +43,11 @@ register(
         measure=sigmoid_ratio,
         accept=VANISHED,
         hint="each layer multiplies the backward signal by a factor well below 1: look at the explorer.",
+        # each one is what a typical wrong answer of SOLUTIONS in tests/exercise_solutions.py gets
         mistakes=(
-            Mistake("too shallow: a few layers lose a few decades, not twelve.", applies=lambda r: r > 1e-6),
+            Mistake("far too shallow: a few layers lose a few decades.", applies=lambda r: r > 1e-3),
+            Mistake("halfway: every layer divides the ratio again.", applies=lambda r: 1e-6 < r <= 1e-3),
             Mistake("close: add a few layers.", applies=lambda r: 1e-12 < r <= 1e-6),
-            Mistake("a depth is a whole number from 2 to 100.", applies=lambda r: r != r),
         ),
         control={"min": 2, "max": 100, "step": 1, "label": "depth L"},
     )

@@ -6,7 +6,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vgcourse.experiments.example_chapter import GainResult
-from vgcourse.plots._common import checked, figure_and_axes, log_scale
+from vgcourse.plots._common import check_result, checked, figure_and_axes, log_scale
 
 __all__ = ["gradient_profile"]
 
@@ -19,8 +19,7 @@ def gradient_profile(result: GainResult, *, ax: Axes | None = None) -> Figure:
         result: from ``run_gain``.
         ax: axes to draw on; a new figure when None.
     """
-    if not isinstance(result, GainResult):
-        raise TypeError(f"result must be a GainResult; got {type(result).__name__}")
+    check_result(result, GainResult)  # a TypeError naming both types
     fig, ax = figure_and_axes(ax, figsize=(6.4, 3.6))
     c = result.config
     ax.plot(result.layers, result.grad_norms, "o-", ms=4, label=f"{c.activation}, width {c.width}")
