@@ -1,21 +1,28 @@
 """Configs at the edges they declare. The contract: every run of every registered chapter, on its small
 arguments (tests/small_runs/<chapter>.py) with one declared field at a time set to its lowest accepted
 value, either runs or is refused with a ValueError/TypeError naming that field, never with a torch error,
-an IndexError or ln 0 from deep inside the run. The other tests pin the rules between fields (refused when
-the config is built, naming the field and why) that such runs, and runs at each choice, needed.
+an IndexError or ln 0 from deep inside the run; and a run that runs returns no NaN or inf where the same
+run on its small arguments has none, unless the result says what it means (see _allowed). The other tests
+pin the rules between fields (refused when the config is built, naming the field and why) that such runs,
+and runs at each choice, needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import inspect
 import math
+import re
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from vgcourse.chapters import chapter, chapter_ids, has_module
-from vgcourse.config import Constraint, constraints
+from vgcourse.config import Config, Constraint, Grid, constraints
 from vgcourse.experiments import detecting_and_fixing as df
 from vgcourse.experiments import initialization as init
 from vgcourse.experiments import linear_chain as lc
@@ -54,12 +61,88 @@ def _lowest_configs(config: Any) -> list[tuple[str, Any]]:
     return out
 
 
+_NAN = re.compile(r"\bnan\b", re.IGNORECASE)
+_INF = re.compile(r"\binf(inite|inity)?\b", re.IGNORECASE)
+
+
+@functools.cache
+def _documented(cls: type) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """What a result class says may be non-finite: ("nan"/"inf" its docstring names for every field, and
+    per field those its comment names, as in ``accuracy: np.ndarray  # final accuracy; NaN: diverged``)."""
+
+    def kinds(text: str) -> frozenset[str]:
+        return frozenset(k for k, pattern in (("nan", _NAN), ("inf", _INF)) if pattern.search(text))
+
+    fields: dict[str, frozenset[str]] = {}
+    for base in reversed(cls.__mro__[:-1]):
+        try:
+            lines = inspect.getsource(base).splitlines()
+        except (OSError, TypeError):
+            continue
+        for line in lines:
+            match = re.match(r"\s+(\w+):[^#]*#(.*)$", line)
+            if match:
+                fields[match[1]] = kinds(match[2])
+    return kinds(cls.__doc__ or ""), fields
+
+
+def _nonfinite(
+    value: Any, path: str = "result", allowed: frozenset[str] = frozenset(), *, explain: bool = True
+) -> dict[str, Any]:
+    """{path: a non-finite value} over ``value``'s numbers (dataclass fields, dicts, sequences, arrays,
+    tensors, floats; configs skipped). With ``explain``, only those its result does not explain: the class
+    docstring or the field's comment names NaN or inf (_documented), or a dataclass reports ``diverged``
+    (its numbers may then be anything)."""
+    if isinstance(value, Config):
+        return {}
+    if isinstance(value, Grid):
+        value = value.values
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if explain and np.any(getattr(value, "diverged", False)):
+            allowed = frozenset({"nan", "inf"})
+        everywhere, fields = _documented(type(value)) if explain else (frozenset(), {})
+        found: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            said = allowed | everywhere | fields.get(f.name, frozenset())
+            found |= _nonfinite(getattr(value, f.name), f"{path}.{f.name}", said, explain=explain)
+        return found
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        items = enumerate(value)
+    else:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().double().numpy() if value.is_floating_point() else None
+        array = np.asarray(value) if isinstance(value, (float, np.floating, np.ndarray)) else None
+        if array is None or not np.issubdtype(array.dtype, np.floating):
+            return {}
+        bad = array[(np.isnan(array) & ("nan" not in allowed)) | (np.isinf(array) & ("inf" not in allowed))]
+        return {path: float(bad.flat[0])} if bad.size else {}
+    found = {}
+    for key, item in items:
+        found |= _nonfinite(item, f"{path}[{key!r}]", allowed, explain=explain)
+    return found
+
+
+def _unexplained(result: Any, small_result: Any) -> dict[str, Any]:
+    """Non-finite numbers of ``result`` that its result does not explain, at paths (any key or index) where
+    ``small_result`` has only finite ones."""
+
+    def anywhere(path: str) -> str:
+        return re.sub(r"\[[^\]]*\]", "[*]", path)
+
+    before = {anywhere(path) for path in _nonfinite(small_result, explain=False)}
+    return {path: v for path, v in _nonfinite(result).items() if anywhere(path) not in before}
+
+
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
 def test_every_run_runs_or_refuses_naming_the_field_at_each_lowest_value(chapter_id: str) -> None:
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
     small = importlib.import_module(f"small_runs.{chapter_id}").SMALL_RUNS
     failures = []
     for run_name, arguments in small.items():
+        run = getattr(module, run_name)
+        small_result = None
         single = arguments[0] if isinstance(arguments, list) else arguments  # a run of a list of configs
         for name, config in _lowest_configs(single):
             if isinstance(config, Exception):
@@ -67,12 +150,20 @@ def test_every_run_runs_or_refuses_naming_the_field_at_each_lowest_value(chapter
                     failures.append(f"{run_name}: {name} refused without naming it: {config}")
                 continue
             try:
-                getattr(module, run_name)([config] if isinstance(arguments, list) else config)
+                result = run([config] if isinstance(arguments, list) else config)
             except (ValueError, TypeError) as error:
                 if name not in str(error):
                     failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+                continue
             except Exception as error:  # what the contract forbids: any other failure
                 failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+                continue
+            small_result = run(arguments) if small_result is None else small_result
+            for path, value in _unexplained(result, small_result).items():
+                failures.append(
+                    f"{chapter_id}.{run_name}: {name}={getattr(config, name)} returns {value} at {path},"
+                    " finite on its small arguments; the result does not say what non-finite means there"
+                )
     assert not failures, "\n".join(failures)
 
 

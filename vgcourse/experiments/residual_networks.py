@@ -254,7 +254,7 @@ class PathExpansionResult:
     path_gain: Grid  # axes network, length k = 0..L
     predicted_gain: Grid  # √C(L, k) (α² g)^(k/2) (residual), g^(L/2) at k = L (plain), 1 at k = 0 (zero-init)
     total_gain: np.ndarray  # (n_networks,) ‖∂x_L/∂x_0‖_F / √n
-    relative_error: np.ndarray  # (n_networks,) ‖Σ_k P_k − autograd's Jacobian‖_F / ‖autograd's‖_F
+    relative_error: np.ndarray  # (n_networks,) ‖Σ_k P_k − J‖_F / ‖J‖_F, J autograd's (0 if equal; inf: J = 0)
 
 
 def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
@@ -286,7 +286,8 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
         reference = torch.autograd.functional.jacobian(nn.Sequential(*model.blocks), x0)
         gains.append([float(torch.linalg.norm(p)) / math.sqrt(n) for p in paths])
         totals.append(float(torch.linalg.norm(reference)) / math.sqrt(n))
-        errors.append(float(torch.linalg.norm(total - reference) / torch.linalg.norm(reference)))
+        difference, scale = float(torch.linalg.norm(total - reference)), float(torch.linalg.norm(reference))
+        errors.append(0.0 if difference == 0.0 else (difference / scale if scale > 0 else math.inf))
         g, rms = _BRANCH_GAIN[spec.init], np.zeros(depth + 1)
         if not spec.skip:
             rms[depth] = g ** (depth / 2)
