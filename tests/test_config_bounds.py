@@ -31,7 +31,10 @@ from vgcourse.experiments import residual_networks as rn
 from vgcourse.experiments import sigmoid_bound as sb
 
 # ----------------------------------------------------------------------------------------------------
-# Every run at each field's lowest accepted value runs, or its config refuses it naming the field
+# Every run at each field's lowest accepted value, and at the highest of each real field, runs (to numbers
+# its result explains), or its config refuses the value naming the field. The highest values of int fields
+# are sizes (depth, width, steps): all of them take several minutes (measured once: about 150 s, and 9 min
+# for the three runs of 100,000 steps), too slow for a test; a real field's value costs no work.
 
 
 def _lowest(constraint: Constraint) -> Any:
@@ -47,11 +50,23 @@ def _lowest(constraint: Constraint) -> Any:
     return max(math.nextafter(low, math.inf), low + 1e-12) if constraint.low_open else low
 
 
-def _lowest_configs(config: Any) -> list[tuple[str, Any]]:
-    """(field, ``config`` with that field at its lowest accepted value, or the error refusing it)."""
+def _highest_real(constraint: Constraint) -> Any:
+    """The highest value a real ``constraint`` accepts (just below an open bound); None when unbounded above
+    or not real."""
+    if constraint.kind == "tuple" and constraint.each is not None:
+        high = _highest_real(constraint.each)
+        return None if high is None else (high,)
+    if constraint.kind != "float" or constraint.high is None:
+        return None
+    high = float(constraint.high)
+    return min(math.nextafter(high, -math.inf), high - 1e-12) if constraint.high_open else high
+
+
+def _edge_configs(config: Any, edge: Any) -> list[tuple[str, Any]]:
+    """(field, ``config`` with that field at ``edge(constraint)``, or the error refusing it)."""
     out = []
     for name, constraint in constraints(type(config)).items():
-        value = _lowest(constraint)
+        value = edge(constraint)
         if value is None or value == getattr(config, name):
             continue
         try:
@@ -135,8 +150,9 @@ def _unexplained(result: Any, small_result: Any) -> dict[str, Any]:
     return {path: v for path, v in _nonfinite(result).items() if anywhere(path) not in before}
 
 
+@pytest.mark.parametrize("edge", [_lowest, _highest_real], ids=["lowest", "highest_real"])
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
-def test_every_run_runs_or_refuses_naming_the_field_at_each_lowest_value(chapter_id: str) -> None:
+def test_every_run_runs_or_refuses_naming_the_field_at_each_edge(chapter_id: str, edge: Any) -> None:
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
     small = importlib.import_module(f"small_runs.{chapter_id}").SMALL_RUNS
     failures = []
@@ -144,25 +160,26 @@ def test_every_run_runs_or_refuses_naming_the_field_at_each_lowest_value(chapter
         run = getattr(module, run_name)
         small_result = None
         single = arguments[0] if isinstance(arguments, list) else arguments  # a run of a list of configs
-        for name, config in _lowest_configs(single):
+        for name, config in _edge_configs(single, edge):
             if isinstance(config, Exception):
                 if name not in str(config):
-                    failures.append(f"{run_name}: {name} refused without naming it: {config}")
+                    failures.append(f"{chapter_id}.{run_name}: {name} refused without naming it: {config}")
                 continue
+            at = f"{chapter_id}.{run_name}: {name}={getattr(config, name)}"
             try:
                 result = run([config] if isinstance(arguments, list) else config)
             except (ValueError, TypeError) as error:
                 if name not in str(error):
-                    failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+                    failures.append(f"{at}: {type(error).__name__}: {error}")
                 continue
             except Exception as error:  # what the contract forbids: any other failure
-                failures.append(f"{run_name}: {name} at its lowest: {type(error).__name__}: {error}")
+                failures.append(f"{at}: {type(error).__name__}: {error}")
                 continue
             small_result = run(arguments) if small_result is None else small_result
             for path, value in _unexplained(result, small_result).items():
                 failures.append(
-                    f"{chapter_id}.{run_name}: {name}={getattr(config, name)} returns {value} at {path},"
-                    " finite on its small arguments; the result does not say what non-finite means there"
+                    f"{at} returns {value} at {path}, finite on its small arguments; the result does not say"
+                    " what non-finite means there"
                 )
     assert not failures, "\n".join(failures)
 
