@@ -281,3 +281,23 @@ def test_batch_size_growth_reports_a_backward_signal_that_left_float32() -> None
     )
     with pytest.raises(ValueError, match="backward signal leaves float32's range at depth 40, width 2"):
         no.run_batch_size_growth(config)
+
+
+def test_init_gradients_check_the_bound_where_the_envelope_is_in_float64_at_the_highest_depth() -> None:
+    # at depth 1000 the envelope ∏_{k>l} ‖W_k‖_2 / 4 underflows to 0 near the input, where the ratio is 0 too:
+    # bound_slack was 0/0 = NaN
+    depth = constraints(sb.InitGradientConfig)["depth"].high
+    result = sb.run_init_gradients(sb.InitGradientConfig(depth=depth, width=8, batch_size=8))
+    assert (result.envelope == 0).any() and np.all(result.ratio[result.envelope == 0] == 0)
+    assert 0 < result.bound_slack <= 1
+
+
+def test_variance_predictions_say_they_left_float64_at_the_highest_depth() -> None:
+    depth = constraints(init.VarianceConfig)["depth"].high
+    config = init.VarianceConfig(
+        scheme="naive", activation="tanh", depth=depth, width=8, batch_size=8, seeds=(0,)
+    )
+    result = init.run_variance_profile(config)
+    overflowed = {"result.linear.activation_var", "result.linear.grad_var"}  # the linear regime's prediction
+    assert set(_nonfinite(result, explain=False)) == overflowed
+    assert not _nonfinite(result)  # their fields say inf / NaN beyond float64's range

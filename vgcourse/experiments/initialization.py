@@ -120,8 +120,8 @@ class VariancePrediction:
     """Per-layer variances predicted by the recursion, layers 1..L (input to output)."""
 
     method: str  # "gaussian" or "linear" (see layer_moments)
-    activation_var: np.ndarray  # (L,) Var(a_l)
-    grad_var: np.ndarray  # (L,) Var(δ_l) for a unit-variance gradient arriving at h_L
+    activation_var: np.ndarray  # (L,) Var(a_l) (inf once it leaves float64's range)
+    grad_var: np.ndarray  # (L,) Var(δ_l) for a unit-variance gradient at h_L (all NaN once a Var(a_l) is inf)
     weight_var: np.ndarray  # (L,) Var(W_l) of the scheme
 
     @property

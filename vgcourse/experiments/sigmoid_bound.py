@@ -149,7 +149,7 @@ class InitGradients:
     per_layer_factor: float  # decay^(1/L)
     envelope_factor: float  # envelope[0]^(1/L)
     typical_rate: float  # geometric mean of typical_factor
-    bound_slack: float  # max over l < L of ratio_l / envelope_l: <= 1 is the theorem
+    bound_slack: float  # max over l < L of ratio_l / envelope_l (where envelope_l > 0): <= 1 is the theorem
     weight_ratio: float  # ‖∂J/∂W_1‖ / ‖∂J/∂W_out‖
 
 
@@ -210,6 +210,8 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     hidden_norm = grad_norm.numpy()
     ratios, envelope, weight_norm = hidden_norm / hidden_norm[-1], envelope.numpy(), record.grad_norm[0]
     typical, depth = (rms_d * gain).numpy(), config.depth
+    # an envelope below float64's range (0) bounds a ratio that underflowed to 0 too: nothing to check there
+    checked = envelope[:-1] > 0
     return InitGradients(
         config=config,
         hidden_grad_norm=hidden_norm,
@@ -226,7 +228,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
         per_layer_factor=float(ratios[0] ** (1.0 / depth)),
         envelope_factor=float(envelope[0] ** (1.0 / depth)),
         typical_rate=geometric_mean(typical),
-        bound_slack=float(np.max(ratios[:-1] / envelope[:-1])),
+        bound_slack=float(np.max(ratios[:-1][checked] / envelope[:-1][checked])),
         weight_ratio=float(weight_norm[0] / weight_norm[-1]),
     )
 
