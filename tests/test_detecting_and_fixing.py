@@ -494,8 +494,8 @@ def test_runwise_momentum_steps_each_run_like_torch_sgd() -> None:
         grads = [torch.randn(p.shape, generator=gen) for p in params]
         for p, g in zip(params, grads, strict=True):
             p.grad = g.clone()
-        optimizer.loss = torch.tensor([1.0, math.nan if step == 3 else 1.0])
-        optimizer.step()
+        losses = torch.tensor([1.0, math.nan if step == 3 else 1.0])  # per run, as train(runs=2) gives them
+        optimizer.step(losses.clone)  # the closure returns them
         for r, (ps, reference) in enumerate(zip(singles, references, strict=True)):
             if step == 3 and r == 1:
                 continue  # stopped: its parameters stay

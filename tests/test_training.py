@@ -621,6 +621,63 @@ def test_a_batch_source_trains_like_the_loop_it_replaces(small_circles):
         train(_mlp(), sampler(1), TrainConfig(steps=1, monitor_every=None))
 
 
+class _LossReader(torch.optim.SGD):
+    """SGD that keeps what ``closure()`` returns at each step (the stacked trainers' optimizers read it)."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr=lr)
+        self.read: list[torch.Tensor] = []
+
+    def step(self, closure=None):
+        self.read.append(closure().detach().clone())
+        return super().step()
+
+
+class _StackedLinear(nn.Module):
+    """M linear maps without bias stacked on dim 0: (M, N, d) @ (M, d, 1)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, self.weight)
+
+
+def test_the_optimizer_reads_each_steps_loss_from_its_closure_one_per_run_with_runs(small_circles):
+    x, y = small_circles.x_train[:64], small_circles.y_train[:64]
+    config = TrainConfig(steps=4, monitor_every=None)
+    optimizer = _LossReader((model := _mlp()).parameters(), lr=0.1)
+    history = train(model, (x, y), config, optimizer=optimizer)
+    assert np.array_equal(history.loss, [float(loss) for loss in optimizer.read])  # the loss just computed
+    # three linear models stacked on dim 0, each on its own targets: L = the sum of the runs' mean squares
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(3, 32, 2, generator=g), torch.randn(3, 32, 1, generator=g)
+    start = torch.randn(3, 2, 1, generator=g)
+    stacked = _StackedLinear(start)
+
+    def run_losses(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (output - target).pow(2).mean(dim=(1, 2))
+
+    optimizer = _LossReader(stacked.parameters(), lr=0.1)
+    history = train(stacked, (xs, ys), config, loss_fn=run_losses, optimizer=optimizer, runs=3)
+    assert [tuple(loss.shape) for loss in optimizer.read] == [(3,)] * 4
+    assert np.array_equal(history.loss, [float(loss.sum()) for loss in optimizer.read])
+    for run in range(3):  # each run trained on its own loss alone: the same weights and losses
+        alone = nn.Linear(2, 1, bias=False)
+        alone.weight.data = start[run].T.clone()
+        own = _LossReader(alone.parameters(), lr=0.1)
+        train(alone, (xs[run], ys[run]), config, loss_fn=nn.functional.mse_loss, optimizer=own)
+        torch.testing.assert_close(stacked.weight[run].T, alone.weight)
+        torch.testing.assert_close(torch.stack([loss[run] for loss in optimizer.read]), torch.stack(own.read))
+    with pytest.raises(ValueError, match=r"a loss per run, shape \(2,\); got \(3,\)"):
+        train(stacked, (xs, ys), config, loss_fn=run_losses, runs=2)
+    with pytest.raises(ValueError, match="runs needs a loss_fn"):
+        train(stacked, (xs, ys), config, runs=3)
+    with pytest.raises(TypeError, match="not LBFGS"):  # it re-evaluates the loss through its closure
+        train(model, (x, y), config, optimizer=torch.optim.LBFGS(model.parameters()))
+
+
 class _Stop(Callback):
     """Stops the run from ``hook`` at step ``at``; records the gradient norm each backward pass sees."""
 

@@ -326,16 +326,22 @@ def train(
     loss_fn: Callable[[Any, Any], Tensor] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     monitor: GradientMonitor | None = None,
+    runs: int | None = None,
 ) -> History:
     """Train ``model`` in place. Step s: loss = L(model(x_B), y_B); backward; grad norm sqrt(sum_p ||g_p||^2);
-    ``on_backward``; clip; update with lr * min(1, (s + 1) / warmup_steps); ``on_step``; every ``eval_every``
-    steps an evaluation and ``on_eval``. A NaN/inf loss or grad norm (unless ``stop_on_divergence`` is
-    False) or ``StopTraining`` ends the run at that step, keeping the history.
+    ``on_backward``; clip; ``optimizer.step(closure)`` with lr * min(1, (s + 1) / warmup_steps); ``on_step``;
+    every ``eval_every`` steps an evaluation and ``on_eval``. A NaN/inf loss or grad norm (unless
+    ``stop_on_divergence`` is False) or ``StopTraining`` ends the run at that step, keeping the history.
 
     ``data``: a ``DataSplit`` (the model moves to ``config.device`` and trains), or a fixed batch (x, y) or
     batch source ``batch(step) -> (x, y)`` (the model keeps its device and mode). ``loss_fn(output, y)``
     replaces ``config.loss`` (train_accuracy NaN), ``optimizer`` ``make_optimizer``, ``monitor`` the one
-    ``config.monitor_every`` builds.
+    ``config.monitor_every`` builds. ``runs``: the model stacks that many runs on dim 0, trained side by side;
+    ``loss_fn`` returns their losses, shape (runs,), and L is their sum (each run's gradient its own loss's).
+
+    ``closure()`` returns the step's loss as ``loss_fn`` gave it (one per run with ``runs``), computed once:
+    an optimizer that needs it (to stop a run at a non-finite loss, say) reads it there, as torch's
+    optimizers read their closure's; one that re-evaluates the model through it, as LBFGS does, is refused.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -348,6 +354,10 @@ def train(
     check_config(config, TrainConfig)
     hooks = _hooks(callbacks)
     accuracy = loss_fn is None
+    if runs is not None:
+        check_int("runs", runs, minimum=1)
+        if accuracy:
+            raise ValueError("runs needs a loss_fn that returns one loss per run")
     y = data.y_train if split else None if source else data[1]
     classes = (
         bool(data.n_classes) if split else source or (isinstance(y, Tensor) and not y.is_floating_point())
@@ -373,8 +383,10 @@ def train(
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if optimizer is None:
         optimizer = make_optimizer(model, config)
-    elif not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+    elif not isinstance(optimizer, torch.optim.Optimizer) or isinstance(optimizer, torch.optim.LBFGS):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, not LBFGS; got {type(optimizer).__name__}"
+        )
     if monitor is None and config.monitor_every is not None:
         from vgcourse.monitor import GradientMonitor
 
@@ -411,7 +423,12 @@ def train(
             xb, yb = batch(step)
             model.zero_grad(set_to_none=True)
             output = model(xb)
-            loss = loss_fn(output, yb)
+            given = loss_fn(output, yb)
+            if runs is not None and given.shape != (runs,):
+                raise ValueError(
+                    f"loss_fn must return a loss per run, shape ({runs},); got {tuple(given.shape)}"
+                )
+            loss = given if runs is None else given.sum()
             if loss.requires_grad:
                 loss.backward()
             grads = [p.grad for p in params if p.grad is not None]
@@ -433,7 +450,7 @@ def train(
             if config.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
-            optimizer.step()
+            optimizer.step(lambda: given)  # noqa: B023 (called within this step)
             stop = _call(hooks["on_step"], event)
             last = step == total_steps - 1 or stop is not None
             if split and ((step + 1) % eval_every == 0 or last):
@@ -482,7 +499,7 @@ class SGDW(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:
+    def step(self, closure: Callable[[], Tensor] | None = None) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -499,21 +500,21 @@ class _StackedNets(nn.Module):
 
 class _RunwiseMomentum(torch.optim.Optimizer):
     """SGD, momentum 0.9, on parameters stacked over runs (dim 0): g_r clipped to norm c if ``clips[r]``;
-    v_r ← 0.9 v_r + g_r; θ_r ← θ_r − lr_r v_r; a NaN/inf ``self.loss[r]`` or ‖g_r‖ stops run r (``alive``)."""
+    v_r ← 0.9 v_r + g_r; θ_r ← θ_r − lr_r v_r; a NaN/inf ``closure()[r]`` or ‖g_r‖ stops run r (``alive``)."""
 
     def __init__(self, params: Any, lr: torch.Tensor, clips: torch.Tensor, clip_norm: float) -> None:
         super().__init__(params, {"lr": lr})
-        self.clips, self.clip_norm, self.loss = clips, clip_norm, torch.zeros(0)
+        self.clips, self.clip_norm = clips, clip_norm
         self.alive = torch.ones(len(lr), dtype=torch.bool)
         self.velocity = [torch.zeros_like(p) for p in self.param_groups[0]["params"]]
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
+    def step(self, closure: Callable[[], torch.Tensor]) -> None:
         (group,) = self.param_groups
         tensors, runs = group["params"], len(group["lr"])
         shapes = [(runs,) + (1,) * (p.dim() - 1) for p in tensors]
         norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(runs, -1) for p in tensors], 1), dim=1)
-        self.alive &= torch.isfinite(self.loss) & torch.isfinite(norm)
+        self.alive &= torch.isfinite(closure()) & torch.isfinite(norm)
         clipped = torch.where(self.clips, torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0), 1.0)
         scale = torch.where(self.alive, clipped, 0.0)
         torch._foreach_mul_(self.velocity, 0.9)
@@ -599,13 +600,9 @@ def _train_stacked(
         xs, ys = zip(*(drawn[seed] for *_, seed in members), strict=True)
         return torch.stack(xs), torch.stack(ys)
 
-    def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (runs,) each run's mean
+    def run_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (runs,): each run's mean
         losses = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
         return losses.view(runs, -1).mean(1)
-
-    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        optimizer.loss = cross_entropy(logits, y)
-        return optimizer.loss.sum()
 
     reached, accuracy = np.full(runs, np.inf), torch.zeros(runs)
 
@@ -617,11 +614,13 @@ def _train_stacked(
             if (event.step + 1) % config.eval_every == 0 or event.step == config.steps - 1:
                 with torch.no_grad():
                     out = model(data.x_val.expand(runs, *data.x_val.shape))
-                    val_loss = cross_entropy(out, data.y_val.expand(runs, -1))
+                    val_loss = run_losses(out, data.y_val.expand(runs, -1))
                     accuracy.copy_((out.argmax(-1) == data.y_val).float().mean(1))
                 reached[(val_loss <= config.target_loss).numpy() & alive & np.isinf(reached)] = event.step + 1
 
-    train(model, batch, train_config, callbacks=[Validate()], loss_fn=loss_fn, optimizer=optimizer)
+    train(
+        model, batch, train_config, callbacks=[Validate()], loss_fn=run_losses, optimizer=optimizer, runs=runs
+    )
     final = np.where(optimizer.alive.numpy(), accuracy.double().numpy(), np.nan)  # NaN: diverged
     shape = (len(remedies), len(config.lrs), len(config.seeds))
     outcomes = [values.reshape(shape) for values in (final, reached, ~optimizer.alive.numpy())]

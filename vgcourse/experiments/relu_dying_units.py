@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,23 +333,24 @@ class _StackedMLP(nn.Module):
 
 class _RunwiseSGD(torch.optim.Optimizer):
     """SGD on parameters stacked over M runs (dim 0), each on its own: θ_m ← θ_m - η_m · min(1, c / (‖g_m‖
-    + 10⁻⁶)) · g_m until run m's loss (``self.loss``, set by the loss function) or gradient is not finite."""
+    + 10⁻⁶)) · g_m until run m's loss (``closure()[m]``, from ``train(runs=M)``) or gradient is not finite."""
 
     def __init__(self, params: Any, lr: Tensor, clip_norm: float | None) -> None:
         super().__init__(params, {"lr": lr})
-        self.clip_norm, self.loss = clip_norm, torch.zeros(0)
+        self.clip_norm = clip_norm
         self.running = torch.ones(len(lr), dtype=torch.bool, device=lr.device)
         self.steps_run = torch.zeros(len(lr), dtype=torch.long, device=lr.device)
         self.losses: list[Tensor] = []
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
+    def step(self, closure: Callable[[], Tensor]) -> None:
         (group,) = self.param_groups
         grads = [p.grad for p in group["params"]]
         norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        loss = closure()
         self.steps_run += self.running
-        self.losses.append(torch.where(self.running, self.loss, math.nan).double().cpu())
-        self.running &= torch.isfinite(self.loss) & torch.isfinite(norm)
+        self.losses.append(torch.where(self.running, loss, math.nan).double().cpu())
+        self.running &= torch.isfinite(loss) & torch.isfinite(norm)
         scale = torch.where(self.running, group["lr"], 0.0)
         if self.clip_norm is not None:
             scale = scale * (self.clip_norm / (norm + 1e-6)).clamp(max=1.0)
@@ -371,9 +373,8 @@ def _train_stacked(models: list[MLP], configs: list[DyingConfig], data: DataSpli
         xs, ys = zip(*(b(step) for b in batches), strict=True)
         return torch.stack(xs), torch.stack(ys)
 
-    def loss_fn(output: Tensor, y: Tensor) -> Tensor:
-        optimizer.loss = F.cross_entropy(output.transpose(1, 2), y, reduction="none").mean(dim=1)
-        return optimizer.loss.sum()
+    def loss_fn(output: Tensor, y: Tensor) -> Tensor:  # (M,): each run's mean over its batch
+        return F.cross_entropy(output.transpose(1, 2), y, reduction="none").mean(dim=1)
 
     class Stop(Callback):
         def on_step(self, event: StepEvent) -> None:
@@ -381,7 +382,7 @@ def _train_stacked(models: list[MLP], configs: list[DyingConfig], data: DataSpli
                 raise StopTraining("every run stopped")
 
     config = TrainConfig(steps=configs[0].steps, monitor_every=None, stop_on_divergence=False)
-    train(stacked, batch, config, callbacks=[Stop()], loss_fn=loss_fn, optimizer=optimizer)
+    train(stacked, batch, config, callbacks=[Stop()], loss_fn=loss_fn, optimizer=optimizer, runs=len(configs))
     stacked.copy_back()
     return optimizer
 
