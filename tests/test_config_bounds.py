@@ -301,3 +301,16 @@ def test_variance_predictions_say_they_left_float64_at_the_highest_depth() -> No
     overflowed = {"result.linear.activation_var", "result.linear.grad_var"}  # the linear regime's prediction
     assert set(_nonfinite(result, explain=False)) == overflowed
     assert not _nonfinite(result)  # their fields say inf / NaN beyond float64's range
+
+
+def test_norm_growth_keeps_the_decay_factor_positive_and_names_steps_when_w_reaches_0() -> None:
+    # lr λ >= 1 wiped or flipped W each step, and beyond 2 the equilibrium √(2 lr λ − (lr λ)²) was the root
+    # of a negative number ('math domain error')
+    with pytest.raises(ValueError, match=r"lr × weight_decays must be < 1; got 1 × 3"):
+        no.NormGrowthConfig(weight_decays=(0.0, 3.0))
+    assert no.NormGrowthConfig(lr=0.5, weight_decays=(1.9,)).weight_decays == (1.9,)
+    # width 2 over batches of 2: batch norm's output barely depends on W, whose gradient vanishes; the decay
+    # then shrinks ‖W‖ to 0 within 2000 steps (was a ZeroDivisionError)
+    config = no.NormGrowthConfig(width=2, weight_decays=(0.9,), steps=2000, batch_size=2)
+    with pytest.raises(ValueError, match=r"‖W‖ reached 0 in float64 after step \d+: try fewer steps"):
+        no.run_norm_growth(config)

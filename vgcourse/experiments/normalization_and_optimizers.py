@@ -233,6 +233,8 @@ class _WeightNorm(Callback):
 
     def on_step(self, event: StepEvent) -> None:
         after, lr_w = float(self.w.detach().norm()), self.lr_w
+        if after == 0.0:  # a vanished gradient and the decay shrank W below float64's range
+            raise ValueError(f"‖W‖ reached 0 in float64 after step {event.step + 1}: try fewer steps")
         ratio = lr_w * math.sqrt(self.g2) / math.sqrt(self.before)
         self.rows.append((after, ratio, abs(after**2 - self.before - lr_w**2 * self.g2) / after**2))
 
@@ -336,6 +338,11 @@ class NormGrowthConfig(Config):
     steps: int = integer(800, low=1, high=100_000)
     batch_size: int = integer(16, low=2, high=1024)
     seed: int = seed_field()
+
+    def check(self) -> None:
+        largest = max(self.weight_decays)
+        if self.lr * largest >= 1.0:  # the decay factor 1 − lr λ must stay positive
+            raise ValueError(f"lr × weight_decays must be < 1; got {self.lr:g} × {largest:g}")
 
 
 @dataclass(frozen=True)
