@@ -314,3 +314,12 @@ def test_norm_growth_keeps_the_decay_factor_positive_and_names_steps_when_w_reac
     config = no.NormGrowthConfig(width=2, weight_decays=(0.9,), steps=2000, batch_size=2)
     with pytest.raises(ValueError, match=r"‖W‖ reached 0 in float64 after step \d+: try fewer steps"):
         no.run_norm_growth(config)
+
+
+def test_width_sweep_names_max_depth_and_scale_when_the_gradient_leaves_float64() -> None:
+    # at width 4 the norm's square underflows near depth 2,800 (the declared highest is 10,000); ln 0 was the
+    # mean's −inf and the std's NaN
+    for changed in [{"max_depth": 3000}, {"max_depth": 3, "scale": 1e-200}]:
+        config = lc.WidthSweepConfig(widths=(4,), n_seeds=2, **changed)
+        with pytest.raises(ValueError, match=r"leaves float64's range at width 4, scale .* within max_depth"):
+            lc.run_width_sweep(config)

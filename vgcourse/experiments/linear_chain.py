@@ -323,6 +323,11 @@ def run_width_sweep(config: WidthSweepConfig) -> WidthSweepResult:
         )
         for seed, n in enumerate(config.widths, start=config.seed)
     )
+    for n, sweep in zip(config.widths, sweeps, strict=True):
+        # 0 or inf where the norm's square left float64's range: its ln would be ∓inf
+        if not np.all((sweep.grad_norm.values > 0) & (sweep.grad_norm.values < math.inf)):
+            at = f"width {n}, scale {config.scale:g} within max_depth {config.max_depth}"
+            raise ValueError(f"‖∂J/∂W_1‖ leaves float64's range at {at}: try a smaller max_depth")
     logs = [np.log(s.grad_norm.values[0]) for s in sweeps]
     axes = {"width": config.widths, "depth": tuple(range(1, config.max_depth + 1))}
     return WidthSweepResult(
