@@ -368,17 +368,23 @@ def test_nan_loss_is_reported() -> None:
     assert math.isnan(report.losses[0])
 
 
-def test_signals_beyond_float32_range_are_measured_exactly() -> None:
-    """N(0, 10²) weights: mean(h²) grows ~3,000× per layer up to ~1e46, past float32's 3.4e38, and ‖∂L/∂h‖
-    of the first layer overflows a float32 norm. The report's signals are the float64 ones (the monitor's
-    record keeps the tensor's dtype: inf there, the reason diagnose measures them itself)."""
+def huge_relu() -> nn.Sequential:
+    """A 12-layer ReLU MLP of width 64 with N(0, 10²) weights: mean(h²) grows ~3,000× per layer."""
     torch.manual_seed(0)
     model = nn.Sequential(*[m for _ in range(12) for m in (nn.Linear(64, 64), nn.ReLU())], nn.Linear(64, 10))
-    linears = [m for m in model if isinstance(m, nn.Linear)]
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for linear in linears:
+        for linear in model[::2]:
             linear.weight.normal_(0, 10.0, generator=generator)
+    return model
+
+
+def test_signals_beyond_float32_range_are_measured_exactly() -> None:
+    """``huge_relu``: mean(h²) up to ~1e46, past float32's 3.4e38, and ‖∂L/∂h‖ of the first layer overflows
+    a float32 norm. The report's signals are the float64 ones (the monitor reduces in the tensor's dtype: on
+    a GPU inf there, the reason diagnose measures them itself)."""
+    model = huge_relu()
+    linears = list(model[::2])
     x, y = batch()
     outputs = []
 
@@ -399,6 +405,51 @@ def test_signals_beyond_float32_range_are_measured_exactly() -> None:
     assert np.isfinite(report.columns["forward_gain"]).all() and report.columns["forward_gain"].max() > 1e40
 
 
+def test_finite_gradients_with_an_overflowing_float32_norm_are_judged() -> None:
+    """``huge_relu``'s weight gradients have finite entries of ~1e20, whose float32 norm is inf. They are
+    measured (float64) and judged: the forward signal blows up and the steps are too large, and no layer is
+    non-finite. Not exploding: ∂L/∂W_l = δ_l h_{l−1}ᵀ, and δ grows toward the input as h shrinks, so the
+    gradients per weight stay within 0.06 to 1 of the output layer's."""
+    model = huge_relu()
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    grads = [linear.weight.grad for linear in model[::2]]
+    assert all(torch.isfinite(g).all() and torch.linalg.vector_norm(g) == math.inf for g in grads)
+    report = diagnose(model, CE, (x, y))
+    assert not report.non_finite and report.flagged["non_finite"] == ()
+    assert all(layer.status == "ok" for layer in report.layers)
+    np.testing.assert_allclose(
+        report.columns["grad_norm"], [float(g.double().norm()) for g in grads], rtol=1e-12
+    )
+    assert report.flagged["forward_blowup"] == tuple(report.layer_names[1:])
+    assert report.flagged["update_too_large"] == tuple(report.layer_names)
+    assert np.isfinite(report.columns["update_ratio"]).all() and report.flagged["exploding"] == ()
+    assert 0.05 < report.columns["ratio"].min() and report.columns["ratio"].max() == 1.0
+    assert [f.kind for f in report.problems] == ["forward_blowup", "update_too_large", "initial_loss"]
+
+
+def test_exploding_gradients_past_float32_norms_are_exploding_not_non_finite() -> None:
+    """46 tanh layers of width 64 with orthogonal weights of scale 24 (``exploding_tanh``, deeper): the
+    gradient per weight grows ~3.5× per layer toward the input, and the first layers' float32 norms
+    overflow although every entry is finite: they are flagged exploding, with their ratio."""
+    torch.manual_seed(0)
+    model = MLP(64, 10, depth=46, width=64, activation="tanh")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.layers:
+            nn.init.orthogonal_(layer.linear.weight, gain=24.0, generator=generator)
+            layer.linear.bias.zero_()
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    first = model.layers[0].linear.weight.grad
+    assert torch.isfinite(first).all() and torch.linalg.vector_norm(first) == math.inf
+    report = diagnose(model, CE, (x, y))
+    assert not report.non_finite and all(layer.status == "ok" for layer in report.layers)
+    assert np.isfinite(report.columns["ratio"]).all() and report.columns["ratio"][0] > 1e18
+    assert set(report.flagged["exploding"]) >= layers(*range(1, 31))
+    assert float(report.layers[0].grad_norm) == pytest.approx(float(first.double().norm()), rel=1e-12)
+
+
 def test_an_overflowing_gradient_norm_is_not_a_non_finite_gradient() -> None:
     """Gradient entries of about 1e22 are finite but their float32 norm overflows: the run goes on, as the
     optimizer would, until a value itself is NaN/inf, and reports where."""
@@ -408,7 +459,8 @@ def test_an_overflowing_gradient_norm_is_not_a_non_finite_gradient() -> None:
         for i in (0, 2):
             model[i].weight.mul_(1e8)
     report = diagnose(model, "mse", (torch.randn(32, 8), torch.randn(32, 4)), steps=3, lr=0.1)
-    assert np.isinf(report.record.grad_norm[0]).all() and math.isfinite(report.losses[0])
+    first = report.record.grad_norm[0]  # measured, although a float32 norm overflows
+    assert np.isfinite(first).all() and (first > 1e20).all() and math.isfinite(report.losses[0])
     assert report.steps_run == 2 and report.non_finite_at == "2"
 
 

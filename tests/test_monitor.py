@@ -293,6 +293,36 @@ def test_same_shaped_layers_get_their_own_update_ratio_and_exact_grad_max() -> N
     np.testing.assert_array_equal(record.grad_max, np.array(grad_max, dtype=np.float64))  # max is exact
 
 
+def test_norms_beyond_float32_range_are_measured_not_inf() -> None:
+    """Weights ×1e9 give float32 gradients with finite entries up to ~1e33 whose norm (Σg² past 3.4e38)
+    overflows: the CPU path measures such a norm again in float64, so the record equals a float64 copy's.
+    The device path does so for the weight gradients only (the other tensors are gone by the fetch)."""
+    torch.manual_seed(0)
+    model = small_mlp()
+    with torch.no_grad():
+        model[2].weight.mul_(1e9)
+        model[4].weight.mul_(1e9)
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    records = []
+    for read, dtype in ((True, torch.float32), (False, torch.float32), (True, torch.float64)):
+        twin = small_mlp().to(dtype)
+        twin.load_state_dict(model.state_dict())
+        optimizer = torch.optim.SGD(twin.parameters(), lr=1e-10)
+        with GradientMonitor(twin, optimizer, stats="all") as mon:
+            mon._read = read
+            train_steps(twin, optimizer, [x.to(dtype)])
+        records.append(mon.record())
+        if dtype == torch.float32:
+            grad = twin[0].weight.grad
+            assert torch.isfinite(grad).all() and torch.linalg.vector_norm(grad) == math.inf
+    cpu, device, wide = records
+    metrics = ("grad_norm", "grad_std", "act_std", "forward_rms", "backward_norm", "update_ratio")
+    for metric in metrics:
+        assert np.isfinite(cpu.values(metric)).all(), metric
+        np.testing.assert_allclose(cpu.values(metric), wide.values(metric), rtol=1e-5, err_msg=metric)
+    np.testing.assert_array_equal(device.grad_norm, cpu.grad_norm)
+
+
 def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
     model = small_mlp()
     with warnings.catch_warnings(), GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:

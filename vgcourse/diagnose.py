@@ -477,8 +477,9 @@ class _SignalWatch:
     """Forward hooks on every layer (is the output h finite, mean(h²) in float64, the examples' mean cosine,
     does h feed a normalization layer) and a tensor hook on h for ‖∂L/∂h‖ in float64 (it keeps working when
     an in-place activation overwrites h, unlike ``register_full_backward_hook``). The monitor's record has
-    ‖h‖ and ‖∂L/∂h‖ too, in the tensor's dtype: in float32 a norm is inf once h² passes 3.4e38 (entries
-    above ~1.8e19) and loses digits below ~1e-19, where a blow-up or collapse still needs its gain."""
+    ‖h‖ and ‖∂L/∂h‖ too, reduced in the tensor's dtype: in float32 a norm loses digits below ~1e-19 and is
+    inf once h² passes 3.4e38 (entries above ~1.8e19; measured again in float64 on the CPU only), where a
+    blow-up or collapse still needs its gain."""
 
     def __init__(self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], batch_size: int) -> None:
         self.n = len(layers)
@@ -722,7 +723,7 @@ class _Probe(Callback):
             return "frozen"
         if self._before[k] is None:
             return "no gradient"
-        return "ok" if math.isfinite(self.grad_rms[k]) else "non-finite"
+        return "ok" if _finite(self.params[k]) else "non-finite"
 
 
 def diagnose(
@@ -897,6 +898,12 @@ def _classes(loss_fn: Callable[[Any, Any], Tensor], output: Any) -> int | None:
     return None
 
 
+def _finite(p: Tensor) -> bool:
+    """Whether p's gradient holds no NaN or inf (True without one): asked of the tensor, not of its norm,
+    which a float32 reduction makes inf for finite entries above ~1.8e19."""
+    return p.grad is None or bool(torch.isfinite(p.grad).all())
+
+
 def _first_non_finite(
     watch: _SignalWatch, loss: float, model: nn.Module, layers: Sequence[tuple[str, nn.Module]]
 ) -> str | None:
@@ -908,7 +915,7 @@ def _first_non_finite(
     if not math.isfinite(loss):
         return "loss"
     for p in model.parameters():
-        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+        if not _finite(p):
             return "gradient"
     return None
 
@@ -938,9 +945,7 @@ def _judge_layers(
         finite_out = probe.watch.finite[i]
         if not any(p.requires_grad for p in weights):
             status.append("frozen")
-        elif (finite_out is not None and not bool(finite_out)) or (
-            with_grad and not math.isfinite(last["grad_norm"][i])
-        ):
+        elif (finite_out is not None and not bool(finite_out)) or not all(map(_finite, with_grad)):
             status.append("non-finite")
         elif not with_grad:
             status.append("no gradient")

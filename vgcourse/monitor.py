@@ -6,6 +6,7 @@ records, ``MonitorRecord`` holds (steps, layers) arrays, ``snapshot`` records on
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +71,9 @@ class MonitorRecord:
     frozen or unused layer, an activation without that statistic, no update yet, or a metric the monitor
     was not asked for (``recorded`` names those it was; ``values`` refuses the others). g is the layer's
     weight gradient, u its activation output (its output h when no activation module follows), W its
-    weight."""
+    weight. Norms are reduced in the tensor's dtype; one that overflows it although every entry is finite (a
+    float32 one past 3.4e38) is measured again in float64: every norm on the CPU, the weight gradients' on a
+    GPU."""
 
     layer_names: list[str]
     steps: np.ndarray  # (S,) the recorded step numbers
@@ -203,7 +206,7 @@ def _per_layer(values: np.ndarray, owner: np.ndarray, n_layers: int, ufunc: Any 
 class _Act(NamedTuple):
     """What one activation did in a forward pass (tensors stay on the device until the step is fetched)."""
 
-    norm: Tensor  # ||u||_2
+    norm: Tensor | float  # ||u||_2
     numel: int
     unit_sum: Tensor | None  # sum of u per unit
     dead: Tensor | None  # per unit: <= 0 exactly when the unit's pre-activation is <= 0 on every example
@@ -211,8 +214,31 @@ class _Act(NamedTuple):
     hist: Tensor | None  # counts of u in the histogram bins
 
 
-def _copy_norm_sum(buffers: list[Tensor], weights: list[Tensor], *, subtract: bool = False) -> list[Tensor]:
-    """buffer <- weight (or buffer - weight), then [||buffer_1||, ..., sum(buffer_1), ...] as 0-d tensors.
+def _wide_norm(t: Tensor) -> float:
+    """||t||_2 without overflow: m ||t / m||_2 in float64 with m = max |t| (a float32 norm is inf once sum t^2
+    passes 3.4e38, entries above ~1.8e19, although every entry is finite); inf when an entry is."""
+    t = t.detach().double()
+    scale = t.abs().amax()
+    if not bool(torch.isfinite(scale)):
+        return math.inf
+    return float(scale) * float(torch.linalg.vector_norm(t / scale))
+
+
+def _norm(t: Tensor, read: bool) -> Tensor | float:
+    """||t||_2 in t's dtype; ``read`` (the CPU path): as a float, and one that came out inf is measured again
+    by ``_wide_norm`` (the check costs nothing there: the number is read anyway)."""
+    norm = torch.linalg.vector_norm(t)
+    if not read:
+        return norm
+    value = norm.item()
+    return _wide_norm(t) if value == math.inf else value
+
+
+def _copy_norm_sum(
+    buffers: list[Tensor], weights: list[Tensor], *, read: bool, subtract: bool = False
+) -> list[Tensor | float]:
+    """buffer <- weight (or buffer - weight), then [||buffer_1||, ..., sum(buffer_1), ...] (0-d tensors; the
+    norms as ``_norm``'s floats when ``read``).
 
     On a GPU batched (``torch._foreach_*``); on the CPU one tensor at a time, so each buffer is reduced while
     it is still in the cache (about 25 % less time than the batched order for a 20-layer MLP)."""
@@ -222,7 +248,7 @@ def _copy_norm_sum(buffers: list[Tensor], weights: list[Tensor], *, subtract: bo
     norms, sums = [], []
     for buffer, weight in zip(buffers, weights, strict=True):
         buffer.sub_(weight) if subtract else buffer.copy_(weight)
-        norms.append(torch.linalg.vector_norm(buffer))
+        norms.append(_norm(buffer, read))
         sums.append(buffer.sum())
     return norms + sums
 
@@ -239,6 +265,7 @@ class _Pending:
         self.sizes: list[tuple[str, int]] = []
         self.values: list[Any] = []  # tensors, or (read) numbers and float64 arrays
         self.scalars = True  # only 0-d values so far
+        self.grads: list[Tensor] = []  # not read: the weight gradients whose norms "g_norm" holds
 
     def add(self, name: str, values: Sequence[Tensor | float]) -> None:
         if not values:
@@ -468,10 +495,9 @@ class GradientMonitor:
         if not isinstance(out, Tensor):
             return
         if self._want_forward:
-            norm = torch.linalg.vector_norm(out.detach())
             layers, norms, numels = self._forward
             layers.append(index)
-            norms.append(norm.item() if self._read else norm)
+            norms.append(_norm(out.detach(), self._read))
             numels.append(out.numel())
         grad_fn = out.grad_fn
         if self._want_back and grad_fn is not None:  # a pre-hook on the node that made h: dL/dh
@@ -489,10 +515,9 @@ class GradientMonitor:
     def _grad_hook(self, index: int, output_nr: int, grads: tuple[Tensor | None, ...]) -> None:
         grad = grads[output_nr]
         if grad is not None:
-            norm = torch.linalg.vector_norm(grad.detach() if grad.requires_grad else grad)
             layers, norms = self._back
             layers.append(index)
-            norms.append(norm.item() if self._read else norm)
+            norms.append(_norm(grad.detach() if grad.requires_grad else grad, self._read))
 
     def _activation_hook(self, kind: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._collect or self._current is None or not isinstance(output, Tensor):
@@ -528,7 +553,7 @@ class GradientMonitor:
         if "act_hist" in want:
             low, high = self._ranges["act_range"]
             hist = torch.histc(out.float(), bins=self.bins, min=low, max=high)
-        return _Act(torch.linalg.vector_norm(out), out.numel(), unit_sum, dead, saturated, hist)
+        return _Act(_norm(out, self._read), out.numel(), unit_sum, dead, saturated, hist)
 
     def _optimizer_pre_hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._flush()
@@ -591,7 +616,16 @@ class GradientMonitor:
             pending.info["grads"] = have
             if grads and (self._want_grad or "grad_norm" in want):
                 # Last to first: the optimizer starts with the first ones and finds them still in the cache.
-                pending.add("g_norm", torch._foreach_norm(grads[::-1])[::-1])
+                norms = torch._foreach_norm(grads[::-1])[::-1]
+                if self._read:  # an overflowing float32 norm is measured again, as in _norm
+                    norms = [n.item() for n in norms]
+                    if math.inf in norms:
+                        norms = [
+                            _wide_norm(g) if n == math.inf else n for n, g in zip(norms, grads, strict=True)
+                        ]
+                else:  # read at the fetch, where an inf one is measured again
+                    pending.grads = grads
+                pending.add("g_norm", norms)
             if grads and self._want_grad:
                 pending.add("g_sum", [g.sum() for g in grads])
                 pending.add("g_min", [g.amin() for g in grads])
@@ -600,7 +634,7 @@ class GradientMonitor:
             if grads and "update_ratio" in want:
                 weights = [self._tensors[k].detach() for k in have]
                 buffers = [self._buffer(k, w) for k, w in zip(have, weights, strict=True)]
-                pending.add("w_norm_sum", _copy_norm_sum(buffers, weights))
+                pending.add("w_norm_sum", _copy_norm_sum(buffers, weights, read=self._read))
                 self._updated = have
             layers, norms, numels = forward
             pending.info["forward"] = (layers, numels)
@@ -660,8 +694,11 @@ class GradientMonitor:
             with torch.no_grad():
                 buffers = [self._buffers[k] for k in self._updated]
                 weights = [self._tensors[k].detach() for k in self._updated]
-                pending.add("d_norm_sum", _copy_norm_sum(buffers, weights, subtract=True))
+                pending.add("d_norm_sum", _copy_norm_sum(buffers, weights, read=self._read, subtract=True))
         sizes, flat = pending.fetch()
+        overflowed = np.flatnonzero(np.isinf(flat[: sizes[0][1]])) if pending.grads else ()  # g_norm: first
+        for k in overflowed:
+            flat[k] = _wide_norm(pending.grads[k])
         layout = (pending.info, sizes)
         if self._fetched and self._fetched[-1][1] == layout:  # share it: fewer objects for the collector
             layout = self._fetched[-1][1]
