@@ -323,3 +323,10 @@ def test_width_sweep_names_max_depth_and_scale_when_the_gradient_leaves_float64(
         config = lc.WidthSweepConfig(widths=(4,), n_seeds=2, **changed)
         with pytest.raises(ValueError, match=r"leaves float64's range at width 4, scale .* within max_depth"):
             lc.run_width_sweep(config)
+
+
+def test_block_profile_says_where_the_signal_left_the_float_range_at_the_highest_depth() -> None:
+    depth = constraints(rn.BlockProfileConfig)["depth"].high
+    result = rn.run_block_profile(rn.BlockProfileConfig(depth=depth, width=8, batch_size=8))
+    assert np.isinf(result.stream.second_moment).any() and math.isnan(result.stream.loss)  # E[x_l²] doubles
+    assert not _nonfinite(result)  # StreamPass and BlockProfileResult say so

@@ -156,7 +156,8 @@ def build_network(
 
 @dataclass(frozen=True)
 class StreamPass:
-    """One forward and backward pass read along the stream: x_0 the stem's output, x_l block l's output."""
+    """One forward and backward pass read along the stream: x_0 the stem's output, x_l block l's output.
+    Where the signal leaves the float range (deep unnormalized stacks) E[x_l²] is inf, what follows NaN."""
 
     second_moment: np.ndarray  # (L + 1,) E[x_l²] over the batch and the units
     stream_grad: np.ndarray  # (L + 1,) ‖∂J/∂x_l‖ (Frobenius norm over the batch)
@@ -369,7 +370,8 @@ class StreamDepthSweepConfig(_Seeds):
 
 @dataclass(frozen=True)
 class StreamDepthSweepResult:
-    """Per network, seed and depth L: the two ratios of ``StreamPass``."""
+    """Per network, seed and depth L: the two ratios of ``StreamPass`` (0, inf or NaN where a signal left the
+    float range)."""
 
     config: StreamDepthSweepConfig
     grad_ratio: Grid  # ‖∂J/∂x_0‖ / ‖∂J/∂x_L‖, axes network, seed, depth
@@ -430,7 +432,8 @@ class DegradationConfig(Config):
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One trained network of ``run_degradation``; losses and accuracies on the whole sets (eval mode)."""
+    """One trained network of ``run_degradation``; losses and accuracies on the whole sets (eval mode), NaN
+    after divergence (and init_grad_ratio where the gradient at initialization already is NaN)."""
 
     name: str  # e.g. "plain-18": kind and number of Linear layers
     spec: NetworkSpec
@@ -505,7 +508,8 @@ class BlockProfileConfig(Config):
 
 @dataclass(frozen=True)
 class BlockProfileResult:
-    """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2."""
+    """The ``StreamPass`` of one network, with the weight gradients of each block's fc1 and fc2 (NaN, as
+    its own, where the signal left the float range)."""
 
     config: BlockProfileConfig
     stream: StreamPass
