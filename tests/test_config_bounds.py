@@ -83,7 +83,8 @@ _INF = re.compile(r"\binf(inite|inity)?\b", re.IGNORECASE)
 @functools.cache
 def _documented(cls: type) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
     """What a result class says may be non-finite: ("nan"/"inf" its docstring names for every field, and
-    per field those its comment names, as in ``accuracy: np.ndarray  # final accuracy; NaN: diverged``)."""
+    per field those its comment names, as in ``accuracy: np.ndarray  # final accuracy; NaN: diverged``, on
+    its line or on the comment lines right above it)."""
 
     def kinds(text: str) -> frozenset[str]:
         return frozenset(k for k, pattern in (("nan", _NAN), ("inf", _INF)) if pattern.search(text))
@@ -94,10 +95,16 @@ def _documented(cls: type) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
             lines = inspect.getsource(base).splitlines()
         except (OSError, TypeError):
             continue
-        for line in lines:
-            match = re.match(r"\s+(\w+):[^#]*#(.*)$", line)
-            if match:
-                fields[match[1]] = kinds(match[2])
+        above = ""
+        for line in lines:  # the class body's lines (4 spaces in)
+            comment = re.match(r"    #(.*)$", line)
+            if comment:
+                above += comment[1]
+                continue
+            field = re.match(r"    (\w+):[^#]*(?:#(.*))?$", line)
+            if field:
+                fields[field[1]] = kinds(above + (field[2] or ""))
+            above = ""
     return kinds(cls.__doc__ or ""), fields
 
 
