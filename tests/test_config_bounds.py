@@ -1,10 +1,10 @@
 """Configs at the edges they declare. The contract: every run of every registered chapter, on its small
 arguments (tests/small_runs/<chapter>.py) with one declared field at a time set to its lowest accepted
-value, either runs or is refused with a ValueError/TypeError naming that field, never with a torch error,
-an IndexError or ln 0 from deep inside the run; and a run that runs returns no NaN or inf where the same
-run on its small arguments has none, unless the result says what it means (see _allowed). The other tests
-pin the rules between fields (refused when the config is built, naming the field and why) that such runs,
-and runs at each choice, needed.
+value (or a real field to its highest), either runs or is refused with a ValueError/TypeError naming that
+field, never with a torch error, an IndexError or ln 0 from deep inside the run; and a run that runs
+returns no NaN or inf where the same run on its small arguments has none, unless its result says what one
+means there (see _nonfinite). The other tests pin the rules between fields (refused when the config is
+built, naming the field and why) and the runs at their highest sizes that such runs needed.
 """
 
 from __future__ import annotations
