@@ -1,16 +1,17 @@
 """Contracts every chapter keeps, read from the chapter registry (`vgcourse.chapters`).
 
 The registry is the one place that names the chapters: the toc's numbered part, the notebooks' titles,
-``diagnose``'s chapter links, exercise registration and explorer discovery must all agree with it. Then,
-for every registered chapter: a module in each layer (experiments, plots, explorers, exercises); every
-config builds from its defaults and rejects a bad value of each declared field, naming the field; every
-plot function takes ``ax`` or ``axes``; every run returns its result on the small arguments of
-tests/small_runs/<chapter>.py, and every plot draws those results, alone and into a given ax or axes, and
-refuses a first argument of the wrong type (so do the shared plot modules' plots, on small arguments of
-their own); every explorer updates at its defaults, with all its controls at their first, then at their
-last values, and with one control at a time at a middle value (its view passing the book's figure check and
-changing with the value), and its view does not depend on the global random generators. A chapter's own test
-file holds its claims, not these.
+the intro's map of the course, ``diagnose``'s chapter links, exercise registration and explorer discovery
+must all agree with it. Then, for every registered chapter: a module in each layer (experiments, plots,
+explorers, exercises); every config field declares its constraint (or is listed in ``UNDECLARED``), every
+config builds from its defaults and rejects a bad value of each field, naming the field; every plot
+function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure check); every run
+returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot draws those
+results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so do the
+shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults, with
+all its controls at their first, then at their last values, and with one control at a time at a middle
+value (its view passing the book's figure check and changing with the value), and its view does not depend
+on the global random generators. A chapter's own test file holds its claims, not these.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from vgcourse import chapters
 from vgcourse.chapters import CHAPTERS, LAYERS, chapter, chapter_ids, has_module
 from vgcourse.config import Config, Constraint, constraints
 from vgcourse.plots._common import STRICT_FIGURES_ENV
+from vgcourse.plots._common import checked as checked_plot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,12 +53,64 @@ def _first_heading(notebook: Path) -> str:
 # The registry itself
 
 
+REGISTER = "add each chapter's (id, title) to _TITLES in vgcourse/chapters.py, in reading order"
+
+
+def _differences(
+    found: list[str], registered: list[str], found_where: str, fix_missing: str, fix_extra: str = REGISTER
+) -> str:
+    """A failure message: what ``found`` (read from ``found_where``) lacks or adds against the registry's
+    list, or that their order differs, and for each the file to edit."""
+    lines = [f"{found_where} and the chapter registry (_TITLES in vgcourse/chapters.py) differ:"]
+    missing = [name for name in registered if name not in found]
+    extra = [name for name in found if name not in registered]
+    if missing:
+        lines.append(f"registered but not in {found_where}: {missing}; {fix_missing}")
+    if extra:
+        lines.append(f"in {found_where} but not registered: {extra}; {fix_extra}")
+    if not missing and not extra:
+        lines.append(f"same entries, other order: {found_where} has {found}, the registry {registered}")
+    return "\n".join(lines)
+
+
 def test_the_toc_numbers_exactly_the_registered_chapters_in_order() -> None:
-    assert numbered_chapters() == [c.notebook for c in CHAPTERS]
+    registered = [c.notebook for c in CHAPTERS]
+    found = numbered_chapters()
+    assert found == registered, _differences(
+        found, registered, "_toc.yml's numbered part", "add each as a `- file:` entry there, in reading order"
+    )
 
 
 def test_every_notebook_of_the_book_is_a_registered_chapter() -> None:
-    assert sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")) == sorted(chapter_ids())
+    found = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
+    registered = sorted(chapter_ids())
+    assert found == registered, _differences(
+        found,
+        registered,
+        "book/*.ipynb",
+        "write book/<id>.ipynb (copy templates/chapter, see CONTRIBUTING.md)",
+        f"{REGISTER}, or move a notebook that is no chapter out of book/",
+    )
+
+
+def test_the_intros_map_of_the_course_lists_every_registered_chapter_by_number_in_order() -> None:
+    # the map is prose written by hand (CONTRIBUTING step 2): "N. **{doc}`Title <chapter_id>`.** ..."
+    intro = (ROOT / "book" / "intro.md").read_text()
+    section = re.search(r"^## Map of the course\n(.*?)(?=^## |\Z)", intro, re.MULTILINE | re.DOTALL)
+    assert section, "book/intro.md has no '## Map of the course' section"
+    found = [
+        f"{number}. {target}"
+        for number, target in re.findall(r"^(\d+)\. \*\*\{doc\}`[^`<]*<([^>`]+)>`", section[1], re.MULTILINE)
+    ]
+    registered = [f"{c.number}. {c.id}" for c in CHAPTERS]
+    assert found == registered, _differences(
+        found,
+        registered,
+        "book/intro.md's 'Map of the course'",
+        "add a numbered item '<number>. **{doc}`<title> <id>`.** <what it teaches>' there, in reading order, "
+        "and renumber the items after it",
+        "renumber or remove them there, or register the chapter (_TITLES in vgcourse/chapters.py)",
+    )
 
 
 def test_numbers_are_reading_order_and_ids_are_unique() -> None:
@@ -109,7 +163,12 @@ def test_explorer_discovery_follows_the_registry() -> None:
     from vgcourse.explorers import explorer_functions
 
     found = list(dict.fromkeys(label.split(".")[0] for label in explorer_functions()))
-    assert found == [c.id for c in CHAPTERS if has_module(c.id, "explorers")]
+    expected = [c.id for c in CHAPTERS if has_module(c.id, "explorers")]
+    silent = [f"vgcourse/explorers/{c}.py" for c in expected if c not in found]
+    assert found == expected, (
+        f"{silent} define no explorer that discovery finds: a public function named <what>_explorer, "
+        f"defined in that module, whose parameters all have defaults (found {found}, expected {expected})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -189,11 +248,44 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
                     if constraint.kind == "choice":  # the message names the valid choices
                         assert all(str(c) in str(error.value) for c in constraint.choices), str(error.value)
                     checked += 1
-        elif "seed" in {f.name for f in dataclasses.fields(cls)}:  # not converted yet: what exists
-            with pytest.raises(ValueError, match="seed"):
-                cls(seed=-1)
-            checked += 1
-    assert checked, f"no Config of {chapter_id} declares a constraint or a seed"
+    assert checked, f"no Config of {chapter_id} declares a constraint"
+
+
+UNDECLARED: dict[str, tuple[Any, ...]] = {
+    "residual_networks.NetworkSpec.branch_scale": (0.0, "inv_sqrt", [1.0], True),
+    "residual_networks.DegradationConfig.branch_scale": (0.0, "inv_sqrt", [1.0], True),
+}
+"""The only experiment Config fields without a declared constraint, by "chapter.Class.field": fields whose
+accepted values no single `vgcourse.config.Constraint` describes (branch_scale: None, a number > 0 or
+"inv_sqrt_depth"), checked by the class's ``check()`` instead, each with values it must reject naming the
+field. Every other field declares its constraint (vgcourse/config.py); list a field here only when none
+fits."""
+
+
+@pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
+def test_every_config_field_declares_its_constraint_or_is_listed_as_undeclared(chapter_id: str) -> None:
+    # a field without a constraint is checked by nothing above: no bad value of it is ever tried
+    listed = {key for key in UNDECLARED if key.startswith(f"{chapter_id}.")}
+    source = f"vgcourse/experiments/{chapter_id}.py"
+    for cls in _config_classes(chapter_id):
+        assert issubclass(cls, Config), f"{source}: {cls.__name__} must subclass vgcourse.config.Config"
+        declared = constraints(cls)
+        for field in dataclasses.fields(cls):
+            key = f"{chapter_id}.{cls.__name__}.{field.name}"
+            if key not in UNDECLARED:
+                assert field.name in declared, (
+                    f"{source}: {cls.__name__}.{field.name} declares no constraint: give it one with a field "
+                    "helper of vgcourse.config (integer, real, positive, in_range, one_of, nonempty, flag, "
+                    "instance_of, seed_field, device_field), or, only if none fits, list it with values it "
+                    "must reject in UNDECLARED in tests/test_contracts.py"
+                )
+                continue
+            listed.discard(key)
+            assert field.name not in declared, f"{key} declares a constraint now: remove it from UNDECLARED"
+            for value in UNDECLARED[key]:
+                with pytest.raises((ValueError, TypeError), match=re.escape(field.name)):
+                    cls(**{field.name: value})
+    assert not listed, f"UNDECLARED in tests/test_contracts.py names no field of a Config: {sorted(listed)}"
 
 
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
@@ -264,6 +356,22 @@ def test_every_plot_function_takes_ax_or_axes(module_name: str) -> None:
     assert functions, f"vgcourse.plots.{module_name} has no public function"
     without = [name for name, f in functions if not {"ax", "axes"} & set(inspect.signature(f).parameters)]
     assert not without, f"vgcourse.plots.{module_name}: {without} take neither ax nor axes"
+
+
+_CHECKED_CODE = checked_plot(lambda: None).__code__  # every function that @checked returns runs this code
+
+
+@pytest.mark.parametrize(
+    "module_name", [*[c for c in chapter_ids() if has_module(c, "plots")], *SHARED_PLOTS]
+)
+def test_every_plot_function_checks_its_figure_in_the_book_build(module_name: str) -> None:
+    # the book build and the drawing contracts below set VGCOURSE_STRICT_FIGURES=1, which only @checked
+    # (vgcourse/plots/_common.py) reads: a plot without it escapes the figure check in both
+    unchecked = [name for name, f in _plot_functions(module_name) if f.__code__ is not _CHECKED_CODE]
+    assert not unchecked, (
+        f"vgcourse.plots.{module_name}: {unchecked} are not wrapped by @checked (from "
+        "vgcourse.plots._common): put @checked right above each def, outermost"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------

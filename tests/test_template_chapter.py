@@ -83,6 +83,12 @@ def _copy_as_contributing_says(repo: Path) -> None:
     numbered = next(part for part in toc["parts"] if part.get("numbered"))
     numbered["chapters"].append({"file": f"book/{ID}"})
     (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    # ... and in the intro's "Map of the course" (its last item is the last chapter's)
+    intro = (ROOT / "book" / "intro.md").read_text()
+    closing = "\nThe {doc}`instructor's guide <instructors_guide>`"
+    assert intro.count(closing) == 1, "book/intro.md changed: update this test's registration step"
+    item = f"{len(CHAPTERS) + 1}. **{{doc}}`{TITLE} <{ID}>`.** Gradients through a deep sigmoid network.\n"
+    (repo / "book" / "intro.md").write_text(intro.replace(closing, item + closing))
     # step 6: the exercise's solution and typical mistakes, and its row in the instructor's guide, as
     # CONTRIBUTING.md writes them for the template's exercise
     guide_row, solution = _step_6_entries()
