@@ -172,7 +172,7 @@ class ParameterDiagnosis:
     module: str  # the owning module's class name
     numel: int  # n
     grad_rms: float  # ‖g‖₂/√n (NaN: no gradient)
-    update_ratio: float  # std(ΔP)/std(P) of the step (inf when it started at 0 and moved)
+    update_ratio: float  # std(ΔP)/std(P) of the step; started at 0: inf if it moved, NaN (0/0) if not
     zero_start: bool  # every entry was exactly 0 before the first step (never for biases)
     status: str  # "ok", "frozen", "no gradient" or "non-finite"
 
