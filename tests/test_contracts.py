@@ -1,15 +1,15 @@
 """Contracts every chapter keeps, read from the chapter registry (`vgcourse.chapters`).
 
-The registry is the one place that names the chapters: the toc's numbered part, the notebooks' titles,
-the intro's map of the course, ``diagnose``'s chapter links, exercise registration and explorer discovery
-must all agree with it. Then, for every registered chapter: a module in each layer (experiments, plots,
-explorers, exercises); every config field declares its constraint (or is listed in ``UNDECLARED``), every
-config builds from its defaults and rejects a bad value of each field, naming the field; every plot
-function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure check); every run
-returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot draws those
-results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so do the
-shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults, with
-all its controls at their first, then at their last values, and with one control at a time at a middle
+The registry is the one place that names the chapters: the toc's numbered part, the notebooks' titles and
+exercise numbers, the intro's map of the course, ``diagnose``'s chapter links, exercise registration and
+explorer discovery must all agree with it. Then, for every registered chapter: a module in each layer
+(experiments, plots, explorers, exercises); every config field declares its constraint (or is listed in
+``UNDECLARED``), every config builds from its defaults and rejects a bad value of each field, naming the
+field; every plot function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure
+check); every run returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot
+draws those results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so
+do the shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults,
+with all its controls at their first, then at their last values, and with one control at a time at a middle
 value (its view passing the book's figure check and changing with the value), and its view does not depend
 on the global random generators. A chapter's own test file holds its claims, not these.
 """
@@ -123,6 +123,24 @@ def test_each_chapter_notebook_exists_and_carries_the_registered_title(entry: ch
     notebook = ROOT / f"{entry.notebook}.ipynb"
     assert notebook.is_file()
     assert _first_heading(notebook) == entry.title
+
+
+@pytest.mark.parametrize("entry", CHAPTERS, ids=chapter_ids())
+def test_each_chapters_exercise_numbers_carry_its_registered_number(entry: chapters.Chapter) -> None:
+    # typed in its Markdown and solution prompts ("### Exercise N.k", "Solution to exercise N.k"): they go
+    # stale when a chapter is inserted before it; headings count k = 1, 2, ... and each prompt names one
+    # (every "Exercise N.k" of a notebook is its own: point to another chapter's exercise with a {doc} link)
+    cells = json.loads((ROOT / f"{entry.notebook}.ipynb").read_text())["cells"]
+    texts = [("".join(c["source"]) if c["cell_type"] == "markdown" else "") for c in cells]
+    texts += [str(c.get("metadata", {}).get("mystnb", {}).get("code_prompt_show", "")) for c in cells]
+    typed = [(n, int(k)) for text in texts for n, k in re.findall(r"[Ee]xercise (\w+)\.(\d+)", text)]
+    headings = [int(k) for text in texts for k in re.findall(r"^### Exercise \w+\.(\d+)", text, re.MULTILINE)]
+    where = f"{entry.notebook}.ipynb (chapter {entry.number})"
+    stale = sorted({f"{n}.{k}" for n, k in typed if n != str(entry.number)})
+    assert not stale, f"{where} numbers exercises {stale}: write {entry.number}.k (CONTRIBUTING.md, step 2)"
+    assert headings == list(range(1, len(headings) + 1)), f"{where}: exercise headings numbered {headings}"
+    unknown = sorted({k for _, k in typed} - set(headings))
+    assert not unknown, f"{where} names exercises {unknown} that no '### Exercise' heading has"
 
 
 def test_the_registry_is_data_that_every_layer_may_read() -> None:

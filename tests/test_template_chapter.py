@@ -83,6 +83,10 @@ def _copy_as_contributing_says(repo: Path) -> None:
     numbered = next(part for part in toc["parts"] if part.get("numbered"))
     numbered["chapters"].append({"file": f"book/{ID}"})
     (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    # ... with its number N in its exercise headings and solution prompts
+    notebook = repo / "book" / f"{ID}.ipynb"
+    assert "xercise N." in notebook.read_text(), "the template's exercise numbers changed: update this step"
+    notebook.write_text(notebook.read_text().replace("xercise N.", f"xercise {len(CHAPTERS) + 1}."))
     # ... and in the intro's "Map of the course" (its last item is the last chapter's)
     intro = (ROOT / "book" / "intro.md").read_text()
     closing = "\nThe {doc}`instructor's guide <instructors_guide>`"
