@@ -143,12 +143,10 @@ class CheckedChain(NamedTuple):
 
 @dataclass(frozen=True)
 class GradientCheckResult:
-    """Every chain checked, and over all chains the largest relative error and the layers compared."""
-
     config: GradientCheckConfig
-    chains: tuple[CheckedChain, ...]
-    max_relative_error: float
-    n_layers: int
+    chains: tuple[CheckedChain, ...]  # every chain checked
+    max_relative_error: float  # over all chains
+    n_layers: int  # layers compared, over all chains
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per activation: chains, layers compared, largest relative error."""
@@ -161,7 +159,6 @@ class GradientCheckResult:
 
 
 def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
-    """Compare the Jacobian-product gradients with autograd's on ``config.n_chains`` random chains."""
     check_config(config, GradientCheckConfig)
     generator = torch.Generator().manual_seed(config.seed)
     chains = []
@@ -210,7 +207,6 @@ class GeometricResult:
 
 
 def run_geometric(config: GeometricConfig) -> GeometricResult:
-    """Compute s^L for every factor and depth (in float64)."""
     check_config(config, GeometricConfig)
     factors = np.array(config.factors, dtype=np.float64)
     depths = np.array(config.depths, dtype=np.float64)
@@ -649,8 +645,7 @@ class FirstStepResult:
 
 
 def run_first_steps(config: FirstStepsConfig) -> FirstStepResult:
-    """The first step of SGD and of Adam for each gradient by Adam's rule (Kingma and Ba 2015, Algorithm 1;
-    tested against torch.optim.Adam): m̂ = (1 - β₁)g/(1 - β₁), v̂ = (1 - β₂)g²/(1 - β₂), Δw = -lr·m̂/(√v̂ + ε)."""
+    """Adam's step 1 (Kingma and Ba 2015, Algorithm 1): m̂ = (1 - β₁)g/(1 - β₁), v̂ = (1 - β₂)g²/(1 - β₂)."""
     check_config(config, FirstStepsConfig)
     g, lr, beta1, beta2 = np.array(config.gradients), config.lr, config.beta1, config.beta2
     m_hat, v_hat = (1 - beta1) * g / (1 - beta1), (1 - beta2) * g * g / (1 - beta2)
@@ -683,7 +678,6 @@ class LayerProfileResult:
 
 
 def run_layer_profile(config: LayerProfileConfig) -> LayerProfileResult:
-    """One forward and one autograd backward pass; record the per-layer norms."""
     check_config(config, LayerProfileConfig)
     generator = torch.Generator().manual_seed(config.seed)
     n = config.width

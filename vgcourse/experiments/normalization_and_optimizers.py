@@ -43,14 +43,11 @@ class JacobianCheckConfig(Config):
 
 @dataclass(frozen=True)
 class JacobianCheckResult:
-    """Per normalization: max |formula − autograd| / max |autograd|, the gains ‖J v‖ / (‖J‖₂ ‖v‖) along
-    v = x and v = 1, and ‖J(10x)‖₂ · 10 / ‖J(x)‖₂ (1 when ‖J‖ ∝ 1/σ)."""
-
     config: JacobianCheckConfig
-    relative_error: dict[str, float]
-    gain_along_x: dict[str, float]
-    gain_along_ones: dict[str, float]
-    scale_ratio: dict[str, float]
+    relative_error: dict[str, float]  # per normalization: max |formula − autograd| / max |autograd|
+    gain_along_x: dict[str, float]  # ‖J x‖ / (‖J‖₂ ‖x‖)
+    gain_along_ones: dict[str, float]  # ‖J 1‖ / (‖J‖₂ ‖1‖)
+    scale_ratio: dict[str, float]  # ‖J(10x)‖₂ · 10 / ‖J(x)‖₂ (1 when ‖J‖ ∝ 1/σ)
 
     def to_frame(self):
         import pandas as pd
@@ -347,17 +344,14 @@ class NormGrowthConfig(Config):
 
 @dataclass(frozen=True)
 class NormGrowthResult:
-    """Rows: weight decays, columns: steps. Equilibrium (van Laarhoven 2017): (1 − lr λ)² ‖W‖² + lr² ‖g‖² =
-    ‖W‖², so the update ratio tends to sqrt(2 lr λ − (lr λ)²)."""
-
     config: NormGrowthConfig
-    weight_norm: np.ndarray  # ‖W‖ after each step
-    update_ratio: np.ndarray  # lr‖g‖/‖W‖ (``vgcourse.diagnose``'s ratio)
+    weight_norm: np.ndarray  # (weight_decay, step) ‖W‖ after each step
+    update_ratio: np.ndarray  # (weight_decay, step) lr‖g‖/‖W‖ (``vgcourse.diagnose``'s ratio)
     initial_norm: float
     growth_error: float  # max over steps at λ = 0 of |‖W_{t+1}‖² − ‖W_t‖² − lr²‖g_t‖²| / ‖W_{t+1}‖²
     norm_at_end: Grid  # (weight_decay,) ‖W‖ at the end / at the start
     tail_ratio: Grid  # rms of the update ratio over the last quarter of the steps
-    predicted_ratio: Grid  # the equilibrium sqrt(2 lr λ − (lr λ)²)
+    predicted_ratio: Grid  # at (1 − lr λ)²‖W‖² + lr²‖g‖² = ‖W‖² (van Laarhoven 2017): √(2 lr λ − (lr λ)²)
 
 
 def run_norm_growth(config: NormGrowthConfig) -> NormGrowthResult:
@@ -593,8 +587,7 @@ def run_far_lag(config: FarLagConfig) -> FarLagResult:
 
 
 class DeadUnitsConfig(Config):
-    """The ReLU chapter's digits network with every bias started at ``bias_init`` (its frozen-units setting:
-    4 hidden ReLU layers of 64 units, He-normal weights), trained by Adam with batches of 64."""
+    """The ReLU chapter's digits network (``dying_config``), every bias started at ``bias_init``, by Adam."""
 
     lr: float = positive(1e-3)  # Adam's usual default
     steps: int = integer(300, low=1)
