@@ -213,6 +213,24 @@ def test_calibration_margins() -> None:
     assert result.log_ratio.values.shape == (len(dfx.CASES), len(SEEDS), 11)
 
 
+def test_calibration_at_the_highest_depth_says_where_float32_underflowed() -> None:
+    # depth 200 (the declared highest): the default sigmoid's gradient underflows float32 to 0 in its first
+    # layers, log10 ratio −inf there (documented on the field), and its decades per layer come from the layers
+    # that have a gradient; they were NaN (−inf − (−inf)). The healthy cases stay finite at width 64.
+    result = dfx.run_calibration(dfx.CalibrationConfig(depth=200))
+    sigmoid = result.log_ratio.sel(case="default_sigmoid").values[0]
+    underflowed = int(np.isneginf(sigmoid).sum())
+    assert underflowed > 100 and np.isneginf(sigmoid[:underflowed]).all()  # the layers nearest the input
+    assert np.isfinite(result.log_ratio.values[:3]).all() and not np.isnan(result.log_ratio.values).any()
+    assert math.isfinite(result.healthy_lowest) and math.isfinite(result.healthy_highest)
+    assert 0.75 < result.sigmoid_decades_per_layer < 0.95  # the same geometric decay as at depth 10
+    # at width 8 the He ReLU network goes dark (some layer has every unit off on the whole batch): the
+    # output layer has no gradient, every ratio is 0/0 (NaN healthy summaries before): refused, naming depth
+    # and width
+    with pytest.raises(ValueError, match="he_relu at depth 200, width 8 has a layer without gradient"):
+        dfx.run_calibration(dfx.CalibrationConfig(depth=200, width=8))
+
+
 def test_saturation_spread_and_threshold_arithmetic() -> None:
     normal = torch.distributions.Normal(0.0, 1.0)
     spread = math.atanh(SATURATION) / float(normal.icdf(torch.tensor(1 - SATURATED_FRACTION / 2)))

@@ -91,11 +91,11 @@ class CalibrationResult:
     """Grids over (case, seed | layer, input to output), and four summaries."""
 
     config: CalibrationConfig
-    log_ratio: Grid  # log10 rms(g_l)/rms(g_output)
+    log_ratio: Grid  # log10 rms(g_l)/rms(g_output); −inf where float32 underflowed g_l to 0 (a deep sigmoid)
     saturated: Grid  # saturated output fractions (NaN: not sigmoid/tanh)
     healthy_lowest: float  # the lowest log10 ratio of any layer of the healthy cases (CASES[:3])
     healthy_highest: float  # the highest of any hidden layer of the healthy cases
-    sigmoid_decades_per_layer: float  # median drop of log10 ratio per hidden layer, default sigmoid
+    sigmoid_decades_per_layer: float  # median log10 ratio drop per hidden layer, default sigmoid, ratios > 0
     xavier_tanh_saturated: float  # the largest saturated fraction of any Xavier tanh layer
 
 
@@ -110,16 +110,23 @@ def _calibration_model(case: str, depth: int, width: int, seed: int) -> MLP:
 
 
 def run_calibration(config: CalibrationConfig) -> CalibrationResult:
-    """Diagnose every case at every seed on the first 128 training examples of digits."""
     check_config(config, CalibrationConfig)
     batch = _diagnosis_batch(shared_digits(config.data_seed))
     log_ratio, saturated = {}, {}
     for case in CASES:
         models = [_calibration_model(case, config.depth, config.width, seed) for seed in config.seeds]
         reports = [diagnose(model, _CE, batch) for model in models]
-        log_ratio[case] = np.stack([np.log10(r.columns["ratio"]) for r in reports])
+        ratio = np.stack([r.columns["ratio"] for r in reports])
+        # a healthy case has a gradient in every layer (ratio 0: none; NaN: 0/0, none in the output layer)
+        if case in CASES[:3] and not np.all((ratio > 0) & (ratio < math.inf)):
+            where = f"{case} at depth {config.depth}, width {config.width}"
+            raise ValueError(f"{where} has a layer without gradient: try a larger width or a smaller depth")
+        with np.errstate(divide="ignore"):  # ratio 0: g_l underflowed float32
+            log_ratio[case] = np.log10(ratio)
         saturated[case] = np.stack([r.columns["saturated_frac"] for r in reports])
     healthy = [log_ratio[case] for case in CASES[:3]]
+    with np.errstate(invalid="ignore"):  # −inf − (−inf) between two underflowed layers
+        drops = np.diff(log_ratio["default_sigmoid"][:, :-1], axis=1)
     axes = {"case": CASES, "seed": config.seeds}
     return CalibrationResult(
         config,
@@ -127,7 +134,7 @@ def run_calibration(config: CalibrationConfig) -> CalibrationResult:
         Grid(np.stack(list(saturated.values())), name="saturated fraction", **axes),
         float(min(v.min() for v in healthy)),
         float(max(v[:, :-1].max() for v in healthy)),
-        float(np.median(np.diff(log_ratio["default_sigmoid"][:, :-1], axis=1))),
+        float(np.median(drops[np.isfinite(drops)])),
         float(np.nanmax(saturated["xavier_tanh"])),
     )
 
@@ -225,7 +232,6 @@ def _sign_model(name: str, config: WarningSignsConfig) -> MLP:
 
 
 def run_warning_signs(config: WarningSignsConfig) -> WarningSignsResult:
-    """Train each network of ``SIGNS`` and diagnose it at initialization."""
     check_config(config, WarningSignsConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
@@ -386,7 +392,6 @@ class _GridConfig(Config):
 
     @property
     def cells(self) -> tuple[Remedy, ...]:
-        """The cells this configuration runs."""
         if self.remedies is not None:
             return self.remedies
         return fractional_design() if self.design == "fractional" else full_design()
@@ -432,14 +437,11 @@ class RemedyRun:
 
 @dataclass(frozen=True)
 class MonitoredRemediesResult:
-    """The trained cells by cell, in the design's order."""
-
     config: MonitoredRemediesConfig
-    runs: dict[Remedy, RemedyRun]
+    runs: dict[Remedy, RemedyRun]  # the trained cells, in the design's order
 
 
 def run_monitored_remedies(config: MonitoredRemediesConfig) -> MonitoredRemediesResult:
-    """Diagnose every cell at initialization, then train it and measure the outcome."""
     check_config(config, MonitoredRemediesConfig)
     data = shared_digits(config.data_seed)
     batch = _diagnosis_batch(data)
@@ -553,10 +555,8 @@ class CellRuns:
 
 @dataclass(frozen=True)
 class RobustRemediesResult:
-    """The robust grid's cells by cell, in the design's order."""
-
     config: RobustRemediesConfig
-    cells: dict[Remedy, CellRuns]
+    cells: dict[Remedy, CellRuns]  # in the design's order
 
     def to_frame(self) -> Any:
         """One row per cell, with readable column names."""
@@ -692,7 +692,6 @@ class RemedyDiagnosisResult:
 
 
 def run_remedy_diagnosis(config: RemedyDiagnosisConfig) -> RemedyDiagnosisResult:
-    """Build the cell on the CPU and diagnose it (one forward, backward and update)."""
     check_config(config, RemedyDiagnosisConfig)
     model = config.remedy.build(config.blocks, config.width, config.seed)
     batch = _diagnosis_batch(shared_digits(config.data_seed))
