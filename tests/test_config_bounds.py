@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import small_runs
 import torch
 
 from vgcourse.chapters import chapter, chapter_ids, has_module
@@ -161,7 +162,7 @@ def _unexplained(result: Any, small_result: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
 def test_every_run_runs_or_refuses_naming_the_field_at_each_edge(chapter_id: str, edge: Any) -> None:
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
-    small = importlib.import_module(f"small_runs.{chapter_id}").SMALL_RUNS
+    small = small_runs.load(chapter_id).SMALL_RUNS
     failures = []
     for run_name, arguments in small.items():
         run = getattr(module, run_name)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import small_runs
 from book_toc import numbered_chapters
 
 from vgcourse import chapters
@@ -396,17 +397,6 @@ def test_every_plot_function_checks_its_figure_in_the_book_build(module_name: st
 # Every run returns its result on small arguments, and every plot draws them, alone and into given axes
 
 
-def _small_arguments(name: str) -> Any:
-    """tests/small_runs/<name>.py: ``SMALL_RUNS``, run name -> the smallest arguments that still take every
-    code path of that run, and optionally ``PLOT_ARGUMENTS``, plot name -> a function of the small results
-    (a dict: result type -> the first result of that type) returning the plot's positional arguments, for a
-    plot that needs more than one result or an argument no run returns."""
-    try:
-        return importlib.import_module(f"small_runs.{name}")
-    except ModuleNotFoundError:
-        pytest.fail(f"add tests/small_runs/{name}.py with SMALL_RUNS (run name -> small arguments)")
-
-
 def _alternatives(annotation: Any) -> tuple[Any, ...]:
     """The members of a union annotation (``A | Sequence[A]``), else the annotation alone."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -539,7 +529,7 @@ def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(
         for name, fn in inspect.getmembers(module, inspect.isfunction)
         if name.startswith("run") and fn.__module__ == module.__name__
     }
-    small = _small_arguments(chapter_id)
+    small = small_runs.load(chapter_id)
     assert set(small.SMALL_RUNS) == set(runs), (
         f"tests/small_runs/{chapter_id}.py: missing {sorted(set(runs) - set(small.SMALL_RUNS))}, "
         f"not a run {sorted(set(small.SMALL_RUNS) - set(runs))}"

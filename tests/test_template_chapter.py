@@ -31,6 +31,7 @@ TESTS = (
     "test_contracts.py",
     "test_config_bounds.py",
     "test_exercises.py",
+    "small_runs/__init__.py",
 )
 
 
@@ -59,7 +60,7 @@ def _copy_as_contributing_says(repo: Path) -> None:
         target = repo / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-    (repo / "tests").mkdir()
+    (repo / "tests" / "small_runs").mkdir(parents=True)
     for name in TESTS:
         shutil.copy(ROOT / "tests" / name, repo / "tests" / name)
     (repo / "book").mkdir()
