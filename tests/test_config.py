@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 
 import numpy as np
 import pytest
@@ -33,6 +35,7 @@ class Sweep(Config):
     momentum: float = in_range(0.0, 1.0, default=0.9)
     shift: float = real(0.0)
     clip: float | None = positive(None, optional=True)
+    scale: float | str | None = positive(None, names=("inv_sqrt_depth",), optional=True)  # a number or a name
     activation: str = one_of("relu", "tanh", default="relu")
     lrs: tuple[float, ...] = nonempty(positive(), default=(0.01, 0.1))
     seeds: tuple[int, ...] = nonempty(seed_field(), default=(0, 1), unique=True)
@@ -85,6 +88,46 @@ def test_every_constraint_rejects_bad_input_with_its_message(kwargs, error, mess
         Sweep(**kwargs)
 
 
+NUMBER_OR_NAME = r"scale must be float in \(0, inf\) or 'inv_sqrt_depth' or None; got "
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        ("inv_sqrt", ValueError),  # a wrong name
+        ("1", ValueError),
+        ([1.0], TypeError),
+        (True, TypeError),
+    ],
+)
+def test_a_number_that_also_accepts_names_refuses_the_rest_naming_every_choice(value, error):
+    with pytest.raises(error, match=NUMBER_OR_NAME + re.escape(repr(value))):
+        Sweep(scale=value)
+
+
+def test_a_number_that_also_accepts_names_keeps_them():
+    assert Sweep(scale="inv_sqrt_depth").scale == "inv_sqrt_depth"
+    assert Sweep(scale=2).scale == 2.0 and isinstance(Sweep(scale=2).scale, float)
+    assert Sweep(scale=None).scale is None
+    assert constraints(Sweep)["scale"].choices == ("inv_sqrt_depth",)
+
+
+@pytest.mark.parametrize("config", ["NetworkSpec", "DegradationConfig"])
+@pytest.mark.parametrize("value", [0, -1, "inv_sqrt", [1.0]])
+def test_residual_branch_scale_is_declared_and_refuses_bad_values_naming_the_field(config, value):
+    from vgcourse.experiments import residual_networks as rn
+
+    cls = getattr(rn, config)
+    assert constraints(cls)["branch_scale"].describe() == "float in (0, inf) or 'inv_sqrt_depth' or None"
+    with pytest.raises((ValueError, TypeError), match=r"branch_scale must be .* or 'inv_sqrt_depth' or None"):
+        cls(branch_scale=value)
+    assert cls(branch_scale="inv_sqrt_depth").branch_scale == "inv_sqrt_depth"
+    assert cls(branch_scale=0.5).branch_scale == 0.5
+
+
 def test_instance_of_names_the_type():
     class Holder(Config):
         point: Point = instance_of(Point, default=Point())
@@ -132,7 +175,7 @@ def test_constraints_are_readable():
     assert list(table)[:3] == ["depth", "lr", "width"]
     assert (table["depth"].low, table["depth"].high) == (1, 500)
     assert table["activation"].choices == ("relu", "tanh")
-    assert table["lr"].low_open and table["lr"].describe() == "float in (0, inf]"
+    assert table["lr"].low_open and table["lr"].describe() == "float in (0, inf)"
     assert table["clip"].describe().endswith("or None")
     assert table["lrs"].each is not None and table["lrs"].each.kind == "float"
 

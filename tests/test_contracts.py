@@ -3,10 +3,10 @@
 The registry is the one place that names the chapters: the toc's numbered part, the notebooks' titles and
 exercise numbers, the intro's map of the course, ``diagnose``'s chapter links, exercise registration and
 explorer discovery must all agree with it. Then, for every registered chapter: a module in each layer
-(experiments, plots, explorers, exercises); every config field declares its constraint (or is listed in
-``UNDECLARED``), every config builds from its defaults and rejects a bad value of each field, naming the
-field; every plot function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure
-check); every run returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot
+(experiments, plots, explorers, exercises); every config field declares its constraint (vgcourse/config.py),
+every config builds from its defaults and rejects a bad value of each field, naming the field; every
+plot function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure check); every run
+returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot
 draws those results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so
 do the shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults,
 with all its controls at their first, then at their last values, and with one control at a time at a middle
@@ -234,6 +234,8 @@ def _bad_values(constraint: Constraint) -> list[Any]:
             bad.append(constraint.high if constraint.high_open else constraint.high + 1)
         if kind == "float":
             bad.append(math.nan)
+        if constraint.choices:  # a number that also accepts names: not one of them
+            bad.append("no such choice")
         return bad
     if kind == "choice":
         return ["no such choice"]
@@ -264,47 +266,25 @@ def test_every_config_builds_from_its_defaults_and_rejects_bad_fields(chapter_id
                 for value in bad:
                     with pytest.raises((ValueError, TypeError), match=re.escape(name)) as error:
                         cls(**{name: value})
-                    if constraint.kind == "choice":  # the message names the valid choices
+                    if constraint.choices:  # the message names the valid choices
                         assert all(str(c) in str(error.value) for c in constraint.choices), str(error.value)
                     checked += 1
     assert checked, f"no Config of {chapter_id} declares a constraint"
 
 
-UNDECLARED: dict[str, tuple[Any, ...]] = {
-    "residual_networks.NetworkSpec.branch_scale": (0.0, "inv_sqrt", [1.0], True),
-    "residual_networks.DegradationConfig.branch_scale": (0.0, "inv_sqrt", [1.0], True),
-}
-"""The only experiment Config fields without a declared constraint, by "chapter.Class.field": fields whose
-accepted values no single `vgcourse.config.Constraint` describes (branch_scale: None, a number > 0 or
-"inv_sqrt_depth"), checked by the class's ``check()`` instead, each with values it must reject naming the
-field. Every other field declares its constraint (vgcourse/config.py); list a field here only when none
-fits."""
-
-
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])
-def test_every_config_field_declares_its_constraint_or_is_listed_as_undeclared(chapter_id: str) -> None:
+def test_every_config_field_declares_its_constraint(chapter_id: str) -> None:
     # a field without a constraint is checked by nothing above: no bad value of it is ever tried
-    listed = {key for key in UNDECLARED if key.startswith(f"{chapter_id}.")}
     source = f"vgcourse/experiments/{chapter_id}.py"
     for cls in _config_classes(chapter_id):
         assert issubclass(cls, Config), f"{source}: {cls.__name__} must subclass vgcourse.config.Config"
-        declared = constraints(cls)
-        for field in dataclasses.fields(cls):
-            key = f"{chapter_id}.{cls.__name__}.{field.name}"
-            if key not in UNDECLARED:
-                assert field.name in declared, (
-                    f"{source}: {cls.__name__}.{field.name} declares no constraint: give it one with a field "
-                    "helper of vgcourse.config (integer, real, positive, in_range, one_of, nonempty, flag, "
-                    "instance_of, seed_field, device_field), or, only if none fits, list it with values it "
-                    "must reject in UNDECLARED in tests/test_contracts.py"
-                )
-                continue
-            listed.discard(key)
-            assert field.name not in declared, f"{key} declares a constraint now: remove it from UNDECLARED"
-            for value in UNDECLARED[key]:
-                with pytest.raises((ValueError, TypeError), match=re.escape(field.name)):
-                    cls(**{field.name: value})
-    assert not listed, f"UNDECLARED in tests/test_contracts.py names no field of a Config: {sorted(listed)}"
+        undeclared = [f.name for f in dataclasses.fields(cls) if f.name not in constraints(cls)]
+        assert not undeclared, (
+            f"{source}: {cls.__name__} has fields without a declared constraint: {', '.join(undeclared)}; "
+            "give each one with a field helper of vgcourse.config (integer, real, positive, in_range, "
+            "one_of, nonempty, flag, instance_of, seed_field, device_field; positive(names=...): a number "
+            "or a name)"
+        )
 
 
 @pytest.mark.parametrize("chapter_id", [c for c in chapter_ids() if has_module(c, "experiments")])

@@ -57,7 +57,7 @@ class Constraint:
     high: float | None = None
     low_open: bool = False  # low is exclusive
     high_open: bool = False  # high is exclusive (floats)
-    choices: tuple[Any, ...] = ()  # of a "choice"
+    choices: tuple[Any, ...] = ()  # of a "choice"; of an int/float: names also accepted
     each: Constraint | None = None  # on every element of a "tuple"
     unique: bool = False  # a "tuple" must not repeat an element
     cls: type | None = None  # of an "instance"
@@ -67,6 +67,14 @@ class Constraint:
         """Return ``value`` (floats as float, sequences as tuple) or raise ValueError/TypeError naming it."""
         if value is None and self.optional:
             return None
+        if self.kind in ("int", "float") and self.choices:  # a number or one of the names
+            if isinstance(value, str) and value in self.choices:
+                return value
+            try:
+                return dataclasses.replace(self, choices=()).check(name, value)
+            except (TypeError, ValueError) as error:
+                wrong = ValueError if isinstance(value, str) else type(error)  # a wrong name is a bad value
+                raise wrong(f"{name} must be {self.describe()}; got {value!r}") from None
         if self.kind == "int":
             return check_int(name, value, self.low, self.high)  # type: ignore[arg-type]
         if self.kind == "float":
@@ -107,7 +115,9 @@ class Constraint:
             lo = "-inf" if self.low is None else f"{self.low:g}"
             hi = "inf" if self.high is None else f"{self.high:g}"
             left = "(" if self.low_open or self.low is None else "["
-            text = f"{self.kind} in {left}{lo}, {hi}{')' if self.high_open else ']'}"
+            right = ")" if self.high_open or self.high is None else "]"
+            text = f"{self.kind} in {left}{lo}, {hi}{right}"
+            text += "".join(f" or {name!r}" for name in self.choices)
         elif self.kind == "choice":
             text = "one of: " + ", ".join(map(str, self.choices))
         elif self.kind == "tuple":
@@ -154,12 +164,20 @@ def real(
 
 
 def positive(
-    default: Any = MISSING, *, integer: bool = False, high: float | None = None, optional: bool = False
+    default: Any = MISSING,
+    *,
+    integer: bool = False,
+    high: float | None = None,
+    names: Sequence[str] = (),
+    optional: bool = False,
 ):
-    """A number > 0 (stored as float), or with ``integer=True`` an int >= 1."""
+    """A number > 0 (stored as float), or with ``integer=True`` an int >= 1; or one of ``names`` (such as
+    "inv_sqrt_depth": a value the run computes)."""
     if integer:
-        return _field(default, Constraint("int", 1, high, optional=optional))
-    return _field(default, Constraint("float", 0.0, high, low_open=True, optional=optional))
+        return _field(default, Constraint("int", 1, high, choices=tuple(names), optional=optional))
+    return _field(
+        default, Constraint("float", 0.0, high, low_open=True, choices=tuple(names), optional=optional)
+    )
 
 
 def in_range(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse._validation import check_choice, check_int, check_tensor
 from vgcourse.config import (
     Config,
     Grid,
@@ -51,16 +51,13 @@ class NetworkSpec(Config):
 
     skip: bool = flag(True)  # x_{l+1} = x_l + α F(x_l); False: the plain twin x_{l+1} = F(x_l)
     norm: str | None = one_of(*NORMS, default=None, optional=True)  # a norm after each Linear inside F
-    branch_scale: float | str | None = None  # α: None (1), a number > 0, or "inv_sqrt_depth" (1/√L)
+    # α: None (1), a number > 0, or "inv_sqrt_depth" (1/√L)
+    branch_scale: float | str | None = positive(None, names=("inv_sqrt_depth",), optional=True)
     zero_init_last: bool = flag(False)  # each branch's last layer (or its norm's weight) starts at 0
     init: str = one_of(*INITS, default="he")  # Var(W) = 2/n_in after a ReLU, else 1/n_in; kaiming_all: 2/n_in
     post_activation: bool = flag(False)  # a ReLU after the addition
 
     def check(self) -> None:
-        if isinstance(self.branch_scale, str):
-            check_choice("branch_scale", self.branch_scale, ("inv_sqrt_depth",))
-        elif self.branch_scale is not None:
-            check_float("branch_scale", self.branch_scale, minimum=0.0, strict_minimum=True)
         if not self.skip and (self.branch_scale is not None or self.zero_init_last or self.post_activation):
             raise ValueError(
                 "branch_scale, zero_init_last and post_activation need skip=True: a plain network has no "
@@ -412,7 +409,8 @@ class DegradationConfig(Config):
     deep_depth: int = integer(16, low=2, high=500)
     width: int = integer(32, low=1, high=4096)
     norm: str | None = one_of(*NORMS, default="batch", optional=True)
-    branch_scale: float | str | None = None  # the residual network's α (see NetworkSpec)
+    # the residual network's α (see NetworkSpec)
+    branch_scale: float | str | None = positive(None, names=("inv_sqrt_depth",), optional=True)
     steps: int = positive(150, integer=True)
     batch_size: int = positive(64, integer=True)
     lr: float = positive(0.05)
@@ -427,7 +425,6 @@ class DegradationConfig(Config):
                 f"deep_depth must exceed shallow_depth; got {self.deep_depth} <= {self.shallow_depth}"
             )
         check_norm_sizes([self.norm], self.width, self.batch_size)
-        NetworkSpec(branch_scale=self.branch_scale)  # validates it
 
 
 @dataclass(frozen=True)
