@@ -65,11 +65,11 @@ def vanishing_sigmoid(seed: int) -> MLP:
     return model
 
 
-def exploding_tanh(seed: int) -> MLP:
-    """12 tanh layers of width 256 with orthogonal weights of scale 24: the chaotic regime, where the
-    saturated forward signal stays bounded while the backward signal grows ~3.5× per layer."""
+def exploding_tanh(seed: int, depth: int = 12, width: int = 256) -> MLP:
+    """``depth`` tanh layers (12) of ``width`` (256) with orthogonal weights of scale 24: the chaotic regime,
+    where the saturated forward signal stays bounded while the backward signal grows ~3.5× per layer."""
     torch.manual_seed(seed)
-    model = MLP(64, 10, depth=12, width=256, activation="tanh")
+    model = MLP(64, 10, depth=depth, width=width, activation="tanh")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.layers:
@@ -432,13 +432,7 @@ def test_exploding_gradients_past_float32_norms_are_exploding_not_non_finite() -
     """46 tanh layers of width 64 with orthogonal weights of scale 24 (``exploding_tanh``, deeper): the
     gradient per weight grows ~3.5× per layer toward the input, and the first layers' float32 norms
     overflow although every entry is finite: they are flagged exploding, with their ratio."""
-    torch.manual_seed(0)
-    model = MLP(64, 10, depth=46, width=64, activation="tanh")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for layer in model.layers:
-            nn.init.orthogonal_(layer.linear.weight, gain=24.0, generator=generator)
-            layer.linear.bias.zero_()
+    model = exploding_tanh(0, depth=46, width=64)
     x, y = batch()
     F.cross_entropy(model(x), y).backward()
     first = model.layers[0].linear.weight.grad
