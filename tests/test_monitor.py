@@ -323,6 +323,29 @@ def test_norms_beyond_float32_range_are_measured_not_inf() -> None:
     np.testing.assert_array_equal(device.grad_norm, cpu.grad_norm)
 
 
+@pytest.mark.parametrize("clip", [{"clip_norm": 1.0}, {"clip_value": 1.0}])
+def test_device_path_keeps_inf_for_an_overflowing_norm_clipped_before_the_fetch(clip: dict) -> None:
+    """The device path measures an overflowing weight-gradient norm again at the fetch, after the step;
+    train's clipping (a step pre-hook after the monitor's) has changed that gradient in place by then, so the
+    record keeps inf, not the clipped gradient's norm (it gave NaN for clip_norm, 4 for clip_value); the CPU
+    path measured it before the clip."""
+    from vgcourse.training import TrainConfig, train
+
+    records = []
+    for read in (True, False):
+        model = nn.Linear(4, 4)
+        x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)) * 1e20  # ‖∂J/∂W‖ ~1e21
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-30)
+        monitor = GradientMonitor(model, optimizer)
+        monitor._read = read  # False: the path a GPU model takes
+        config = TrainConfig(steps=1, stop_on_divergence=False, **clip)
+        loss_fn = lambda out, _: out.sum()  # noqa: E731
+        records.append(train(model, (x, x), config, loss_fn=loss_fn, optimizer=optimizer, monitor=monitor))
+    cpu, device = (history.monitor.values("grad_norm")[0, 0] for history in records)
+    assert 1e20 < cpu < math.inf
+    assert device == math.inf
+
+
 def test_infinite_gradients_give_nan_or_inf_without_warnings() -> None:
     model = small_mlp()
     with warnings.catch_warnings(), GradientMonitor(model, layers=linear_layers(model), stats="all") as mon:

@@ -73,7 +73,7 @@ class MonitorRecord:
     weight gradient, u its activation output (its output h when no activation module follows), W its
     weight. Norms are reduced in the tensor's dtype; one that overflows it although every entry is finite (a
     float32 one past 3.4e38) is measured again in float64: every norm on the CPU, the weight gradients' on a
-    GPU."""
+    GPU (at the fetch, so one clipped in place before it stays inf)."""
 
     layer_names: list[str]
     steps: np.ndarray  # (S,) the recorded step numbers
@@ -265,7 +265,7 @@ class _Pending:
         self.sizes: list[tuple[str, int]] = []
         self.values: list[Any] = []  # tensors, or (read) numbers and float64 arrays
         self.scalars = True  # only 0-d values so far
-        self.grads: list[Tensor] = []  # not read: the weight gradients whose norms "g_norm" holds
+        self.grads: list[tuple[Tensor, int]] = []  # not read: each weight gradient of "g_norm", its _version
 
     def add(self, name: str, values: Sequence[Tensor | float]) -> None:
         if not values:
@@ -623,8 +623,8 @@ class GradientMonitor:
                         norms = [
                             _wide_norm(g) if n == math.inf else n for n, g in zip(norms, grads, strict=True)
                         ]
-                else:  # read at the fetch, where an inf one is measured again
-                    pending.grads = grads
+                else:  # read at the fetch, where an inf one is measured again if not changed in place since
+                    pending.grads = [(g, g._version) for g in grads]
                 pending.add("g_norm", norms)
             if grads and self._want_grad:
                 pending.add("g_sum", [g.sum() for g in grads])
@@ -698,7 +698,9 @@ class GradientMonitor:
         sizes, flat = pending.fetch()
         overflowed = np.flatnonzero(np.isinf(flat[: sizes[0][1]])) if pending.grads else ()  # g_norm: first
         for k in overflowed:
-            flat[k] = _wide_norm(pending.grads[k])
+            grad, version = pending.grads[k]
+            if grad._version == version:  # not clipped in place after the record (train's clip runs then)
+                flat[k] = _wide_norm(grad)
         layout = (pending.info, sizes)
         if self._fetched and self._fetched[-1][1] == layout:  # share it: fewer objects for the collector
             layout = self._fetched[-1][1]
