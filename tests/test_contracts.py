@@ -10,8 +10,9 @@ returns its result on the small arguments of tests/small_runs/<chapter>.py, and 
 draws those results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so
 do the shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults,
 with all its controls at their first, then at their last values, and with one control at a time at a middle
-value (its view passing the book's figure check and changing with the value), and its view does not depend
-on the global random generators. A chapter's own test file holds its claims, not these.
+value (a control with two values at the other one; its view passing the book's figure check and changing
+with the value), and its view does not depend on the global random generators. A chapter's own test file
+holds its claims, not these.
 """
 
 from __future__ import annotations
@@ -582,24 +583,25 @@ def _ends(control: Any) -> list[Any]:
     return []
 
 
-def _middle(control: Any) -> Any:
-    """A value strictly between a control's first and last: a slider's step nearest the middle of its range
-    (a log slider's in exponents), the middle option of three or more; None for a control of two values."""
+def _middle(control: Any, default: Any) -> Any:
+    """The value to try a control at alone: a slider's step nearest the middle of its range (a log slider's
+    in exponents), the middle option of three or more; of a control with two values (a checkbox, two
+    options, a slider of one step), the one that is not ``default``; None for a single value."""
     import ipywidgets as widgets
 
-    if isinstance(control, (widgets.FloatLogSlider, widgets.FloatSlider, widgets.IntSlider)):
-        steps = round((control.max - control.min) / control.step)
-        if steps < 2:
-            return None
+    slider = isinstance(control, (widgets.FloatLogSlider, widgets.FloatSlider, widgets.IntSlider))
+    steps = round((control.max - control.min) / control.step) if slider else 0
+    if steps >= 2:
         middle = control.min + steps // 2 * control.step
         if isinstance(control, widgets.FloatLogSlider):
             return control.base ** round(middle, 12)
         return middle if isinstance(control, widgets.IntSlider) else round(middle, 12)
     options = getattr(control, "options", None)
-    if options and len(options) > 2:
+    if not slider and options and len(options) > 2:
         values = [value for _, value in widgets.widget_selection._make_options(options)]
         return values[len(values) // 2]
-    return None
+    first, last = _ends(control) or (default, default)
+    return None if first == last else (last if first == default else first)
 
 
 def _view_under_global_seed(explorer: Any, seed: int) -> bytes:
@@ -664,10 +666,10 @@ def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_contr
 def test_every_explorer_updates_at_a_middle_value_of_each_control(
     label: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # one control at a time at a value inside its range (_middle), the others at their defaults: the view
-    # passes the book's figure check, shows the run of the controls' config (a result keeps its config) and
-    # its readout, and differs from the defaults' view where the value differs from the default; back at
-    # the defaults, the same view
+    # one control at a time at a value inside its range (_middle; a control with two values at the one
+    # that is not its default), the others at their defaults: the view passes the book's figure check,
+    # shows the run of the controls' config (a result keeps its config) and its readout, and differs from
+    # the defaults' view where the value differs from the default; back at the defaults, the same view
     import matplotlib.pyplot as plt
 
     from vgcourse.explorers import explorer_functions
@@ -688,7 +690,7 @@ def test_every_explorer_updates_at_a_middle_value_of_each_control(
         return explorer.png, explorer.text.value
 
     default = shown(explorer.update(), start, layout=True)
-    middles = {name: m for name, c in explorer.every.items() if (m := _middle(c)) is not None}
+    middles = {name: m for name, c in explorer.every.items() if (m := _middle(c, start[name])) is not None}
     assert middles, f"{label}: no control has a middle value"
     previous: dict[str, Any] = {}  # the control set before, back to its default in the same update
     for name, middle in middles.items():
