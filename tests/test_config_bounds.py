@@ -192,6 +192,44 @@ def test_every_run_runs_or_refuses_naming_the_field_at_each_edge(chapter_id: str
     assert not failures, "\n".join(failures)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Toy:
+    """A result of no run."""
+
+    loss: float  # the final loss
+    # the final accuracy
+    # (NaN when no example was seen)
+    accuracy: float
+    steps: np.ndarray  # steps to the target; inf: never
+    grid: Grid
+    per_run: dict[str, Any]
+    diverged: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToyWithNan:
+    """A result whose numbers may all be NaN."""
+
+    loss: float
+
+
+def test_the_non_finite_walk_excuses_only_what_the_result_says() -> None:
+    # the rules the edge contract applies (today's runs at their edges need none of them: this pins them)
+    nan, inf = math.nan, math.inf
+    per_run = {"a": [torch.tensor([0.0, nan])], "b": (1.0, np.float64(-inf))}
+    toy = _Toy(nan, nan, np.array([1.0, inf]), Grid([1.0, inf], seed=(0, 1)), per_run)
+    unexplained = {"result.loss", "result.grid", "result.per_run['a'][0]", "result.per_run['b'][1]"}
+    assert set(_nonfinite(toy, explain=False)) == unexplained | {"result.accuracy", "result.steps"}
+    assert set(_nonfinite(toy)) == unexplained  # the comments on a field's line and above it say which
+    other_kinds = dataclasses.replace(toy, accuracy=inf, steps=np.array([nan]))
+    assert set(_nonfinite(other_kinds)) == unexplained | {"result.accuracy", "result.steps"}
+    assert not _nonfinite(dataclasses.replace(toy, diverged=True))
+    assert not _nonfinite(_ToyWithNan(nan)) and set(_nonfinite(_ToyWithNan(inf))) == {"result.loss"}
+    # compared with the small run: only where it is finite, at any key or index
+    small = dataclasses.replace(toy, loss=1.0, grid=Grid([1.0, 2.0], seed=(0, 1)), per_run={"c": [nan]})
+    assert set(_unexplained(toy, small)) == {"result.loss", "result.grid"}
+
+
 # ----------------------------------------------------------------------------------------------------
 # The rules between fields that the runs at their edges needed
 
