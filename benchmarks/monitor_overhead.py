@@ -28,6 +28,10 @@ measurable (every=1000000: -0.6 % [-4.4, +4.6]); at every=10 the recorded step c
 costs at every=1 (over a plain 4.0 / 6.2 / 0.8 ms forward / backward / step: +1.29 / +0.86 / +0.81 ms against
 +0.80 / +0.48 / +0.52 ms): after nine plain steps the hook machinery's code and data have left the caches.
 Sessions 6-7: +14.5 % to +18.9 % and -0.1 % to +2.2 %.
+Session 10, after the monitor learned to measure again in float64 a norm that overflows float32 (a
+comparison per recorded number on the CPU), 40 rounds, load 1.6 then 1.1, nothing else running, plain step
+8.83 ms: default +14.1 % [+12.0, +15.9] and +3.1 % [+1.4, +5.6]; hooks and norms only +12.3 % [+7.3, +14.2]
+and +1.6 % [-1.9, +4.9]; +update_ratio +32.4 % / +4.8 %; all +51.4 % / +6.7 %; naive +34.3 %.
 
 Where a recorded step's time goes (session 7, each part alone in the training loop, load 6-11): a norm per
 weight gradient (21 reads of 256 KB) about +5 %, a backward pre-hook per layer with its norm about +6 %, a
