@@ -24,6 +24,7 @@ from vgcourse.config import (
     one_of,
     positive,
     real,
+    relative_error,
     seed_field,
 )
 
@@ -264,3 +265,9 @@ def test_grid_keeps_trailing_dimensions_and_checks_shapes():
         Grid(np.zeros(3), lr=(0.1, 0.2))
     with pytest.raises(ValueError, match="repeats"):
         Grid(np.zeros(2), lr=(0.1, 0.1))
+
+
+def test_relative_error_reads_0_over_0_as_agreement_and_x_over_0_as_infinite():
+    assert relative_error(1.0, 4.0) == 0.25 and relative_error(0.0, 4.0) == 0.0
+    assert relative_error(0.0, 0.0) == 0.0 and relative_error(1e-30, 0.0) == math.inf
+    assert math.isnan(relative_error(math.nan, 1.0)) and math.isnan(relative_error(1.0, math.nan))

@@ -300,6 +300,13 @@ def geometric_mean(values: Any, axis: int | None = None) -> Any:
     return float(mean) if axis is None else mean
 
 
+def relative_error(difference: float, reference: float) -> float:
+    """‖a − b‖ / ‖b‖ from the two norms: 0 when both are 0, inf when only the reference is (NaN stays NaN)."""
+    if reference:
+        return difference / reference
+    return 0.0 if difference == 0.0 else math.inf
+
+
 class GridKeyError(KeyError, ValueError):
     """A coordinate or axis that is not on a Grid: a KeyError (a lookup) and a ValueError (bad input)."""
 

@@ -29,6 +29,7 @@ from vgcourse.config import (
     one_of,
     positive,
     real,
+    relative_error,
     seed_field,
 )
 
@@ -174,8 +175,7 @@ def run_gradient_check(config: GradientCheckConfig) -> GradientCheckResult:
         closed = jacobian_product_gradients(weights, x, g, activation)
         pairs = zip(closed, autograd_gradients(weights, x, g, activation), strict=True)
         norms = [(float(torch.linalg.norm(c_ - a_)), float(torch.linalg.norm(a_))) for c_, a_ in pairs]
-        # ‖closed − autograd‖ / ‖autograd‖: 0 when both are 0, inf when only autograd's is
-        errors = np.array([d / r if r else (0.0 if d == 0.0 else math.inf) for d, r in norms])
+        errors = np.array([relative_error(d, r) for d, r in norms])  # ‖closed − autograd‖ / ‖autograd‖
         chains.append(CheckedChain(activation, sizes, errors))
     max_error, n_layers = max(ch.errors.max() for ch in chains), sum(ch.errors.size for ch in chains)
     return GradientCheckResult(config, tuple(chains), float(max_error), int(n_layers))

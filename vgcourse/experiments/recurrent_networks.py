@@ -30,6 +30,7 @@ from vgcourse.config import (
     one_of,
     positive,
     real,
+    relative_error,
     seed_field,
 )
 from vgcourse.data import DataSplit, adding_problem
@@ -116,8 +117,7 @@ class BPTTCheckResult:
 
 
 def _relative_error(value: Tensor, reference: Tensor) -> float:
-    diff, ref = float(torch.linalg.norm(value - reference)), float(torch.linalg.norm(reference))
-    return 0.0 if diff == 0.0 else (diff / ref if ref > 0 else math.inf)
+    return relative_error(float(torch.linalg.norm(value - reference)), float(torch.linalg.norm(reference)))
 
 
 def run_bptt_check(config: BPTTCheckConfig) -> BPTTCheckResult:

@@ -32,6 +32,7 @@ from vgcourse.config import (
     nonempty,
     one_of,
     positive,
+    relative_error,
     seed_field,
 )
 from vgcourse.data import DataSplit, mnist, shared_digits
@@ -283,9 +284,9 @@ def run_path_expansion(config: PathExpansionConfig) -> PathExpansionResult:
             total = torch.stack(paths).sum(0)
         reference = torch.autograd.functional.jacobian(nn.Sequential(*model.blocks), x0)
         gains.append([float(torch.linalg.norm(p)) / math.sqrt(n) for p in paths])
-        totals.append(float(torch.linalg.norm(reference)) / math.sqrt(n))
-        difference, scale = float(torch.linalg.norm(total - reference)), float(torch.linalg.norm(reference))
-        errors.append(0.0 if difference == 0.0 else (difference / scale if scale > 0 else math.inf))
+        scale = float(torch.linalg.norm(reference))
+        totals.append(scale / math.sqrt(n))
+        errors.append(relative_error(float(torch.linalg.norm(total - reference)), scale))
         g, rms = _BRANCH_GAIN[spec.init], np.zeros(depth + 1)
         if not spec.skip:
             rms[depth] = g ** (depth / 2)
