@@ -6,7 +6,8 @@ explorer discovery must all agree with it. Then, for every registered chapter: a
 (experiments, plots, explorers, exercises); every config field declares its constraint (vgcourse/config.py),
 every config builds from its defaults and rejects a bad value of each field, naming the field; every
 plot function takes ``ax`` or ``axes`` and is wrapped by ``@checked`` (the book's figure check); every run
-returns its result on the small arguments of tests/small_runs/<chapter>.py, and every plot
+returns its result (a frozen dataclass) on the small arguments of tests/small_runs/<chapter>.py without
+drawing from torch's or NumPy's global random generator, and every plot
 draws those results, alone and into a given ax or axes, and refuses a first argument of the wrong type (so
 do the shared plot modules' plots, on small arguments of their own); every explorer updates at its defaults,
 with all its controls at their first, then at their last values, and with one control at a time at a middle
@@ -503,6 +504,9 @@ def _check_plots(
 def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(
     chapter_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import numpy as np
+    import torch
+
     monkeypatch.setenv(STRICT_FIGURES_ENV, "1")  # every figure also passes the book's figure check
     module = importlib.import_module(chapter(chapter_id).module("experiments"))
     runs = {
@@ -517,10 +521,20 @@ def test_every_run_returns_its_result_on_small_arguments_and_its_plots_draw_it(
     )
     results: dict[type, list[Any]] = {}
     for name, arguments in small.SMALL_RUNS.items():
+        torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()  # noqa: NPY002
         result = runs[name](arguments)
         returns = typing.get_type_hints(runs[name])["return"]
         assert isinstance(result, typing.get_origin(returns) or returns), (name, type(result))
+        # no hidden global state: every random number comes from the config's seed (CONTRIBUTING step 3)
+        assert torch.equal(torch.random.get_rng_state(), torch_state), (
+            f"{name} drew from torch's global generator: build models with seed= or generator="
+        )
+        numpy_now = np.random.get_state()[1]  # noqa: NPY002 (the legacy global state hidden use would change)
+        assert np.array_equal(numpy_now, numpy_state), f"{name} drew from NumPy's global generator"
         for one in result if isinstance(result, list) else [result]:
+            assert dataclasses.is_dataclass(one) and type(one).__dataclass_params__.frozen, (
+                f"{name}: {type(one).__name__} must be a frozen dataclass"
+            )
             results.setdefault(type(one), []).append(one)
     if has_module(chapter_id, "plots"):
         _check_plots(chapter_id, results, getattr(small, "PLOT_ARGUMENTS", {}), small.__file__)

@@ -278,7 +278,7 @@ def run_variance_profile(config: VarianceConfig) -> VarianceProfile:
     """
     c = check_config(config, VarianceConfig)
     device = pick_device(c.device)
-    model = MLP(c.width, 1, c.depth, c.width, c.activation, bias=False)
+    model = MLP(c.width, 1, c.depth, c.width, c.activation, bias=False, seed=c.seeds[0])  # redrawn per seed
     weights, inputs, signals = [], [], []
     for seed in c.seeds:
         generator = torch.Generator().manual_seed(seed)
@@ -429,7 +429,7 @@ def run_backprop_histograms(config: BackpropHistogramConfig) -> BackpropHistogra
     values, stds = [], np.zeros((len(c.schemes), len(c.seeds), c.depth))
     for k, scheme in enumerate(c.schemes):
         for j, seed in enumerate(c.seeds):
-            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation, seed=seed)
             init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
             with keep_outputs(layer.linear for layer in model.to(device).layers) as pre:
                 F.cross_entropy(model(x), y, reduction="sum").backward()
@@ -482,7 +482,7 @@ def run_deep_training(config: DeepTrainingConfig) -> DeepTraining:
     for scheme in c.schemes:
         row = []
         for seed in c.seeds:
-            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation, seed=seed)
             init_network(model, scheme, generator=torch.Generator().manual_seed(seed))
             row.append(train(model, data, c.train_config(seed)))
         histories.append(tuple(row))
@@ -649,7 +649,7 @@ def run_symmetry(config: SymmetryConfig) -> Symmetry:
     spread, moved, accuracy = np.zeros(shape), np.zeros(shape), np.zeros(shape[:2])
     for k, init in enumerate(c.inits):
         for j, seed in enumerate(c.seeds):
-            model = MLP(data.in_features, 10, c.depth, c.width, c.activation)
+            model = MLP(data.in_features, 10, c.depth, c.width, c.activation, seed=seed)
             init_symmetric(model, init, value=c.value, generator=torch.Generator().manual_seed(seed))
             start = [layer.linear.weight.detach().clone() for layer in model.layers]
             history = train(model, data, c.train_config(seed))
@@ -660,7 +660,7 @@ def run_symmetry(config: SymmetryConfig) -> Symmetry:
             accuracy[k, j] = history.final_val_accuracy
     width_one = []
     for seed in c.seeds:
-        model = MLP(data.in_features, 10, c.depth, 1, c.activation)
+        model = MLP(data.in_features, 10, c.depth, 1, c.activation, seed=seed)
         init_network(model, "xavier", generator=torch.Generator().manual_seed(seed))
         width_one.append(train(model, data, c.train_config(seed)).final_val_accuracy)
     return Symmetry(c, spread, moved, accuracy, np.array(width_one))

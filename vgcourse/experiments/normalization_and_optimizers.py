@@ -434,7 +434,7 @@ def _circles_net(seed: int, depth: int | None = None) -> tuple[sigmoid_bound.Cir
     """The sigmoid chapter's ``CirclesConfig()``, two-circles data and network (``depth`` hidden layers)."""
     c = sigmoid_bound.CirclesConfig()
     data = circles(n_samples=c.n_samples, noise=c.noise, seed=c.data_seed)
-    model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid")
+    model = MLP(data.in_features, data.n_classes, depth or c.depth, c.width, "sigmoid", seed=seed)
     initialize(model, c.init, activation="sigmoid", generator=torch.Generator().manual_seed(seed))
     return c, data, model
 
@@ -620,7 +620,7 @@ def run_dead_units(config: DeadUnitsConfig) -> DeadUnitsResult:
     for seed in config.seeds:
         base = config.dying_config(seed)
         data = shared_digits(base.data_seed)
-        model = MLP(data.in_features, data.n_classes, base.depth, base.width, base.activation)
+        model = MLP(data.in_features, data.n_classes, base.depth, base.width, base.activation, seed=seed)
         generator = torch.Generator().manual_seed(seed)
         initialize(model, base.init, activation=base.activation, bias=base.bias_init, generator=generator)
         dead = relu_dying_units.dead_unit_masks(model, data.x_train)

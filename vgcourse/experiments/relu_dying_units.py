@@ -163,7 +163,7 @@ def run_gradient_flow(config: GradientFlowConfig) -> GradientFlowResult:
     predicted = np.zeros((*shape, config.depth - 1))
     for a, activation in enumerate(config.activations):
         for s in range(config.n_seeds):
-            model = MLP(data.in_features, 10, config.depth, config.width, activation)
+            model = MLP(data.in_features, 10, config.depth, config.width, activation, seed=config.seed + s)
             generator = torch.Generator().manual_seed(config.seed + s)
             initialize(model, "kaiming_normal", activation=activation, generator=generator)
             zs, _ = _forward_backward(model.to(device), x, y)
@@ -239,11 +239,11 @@ class DyingResult:
         return float(self.dead_frac[-1].mean())
 
 
-def _build(config: DyingConfig, data: DataSplit) -> MLP:
-    model = MLP(data.in_features, data.n_classes or 1, config.depth, config.width, config.activation)
-    generator = torch.Generator().manual_seed(config.seed)
-    initialize(model, config.init, activation=config.activation, bias=config.bias_init, generator=generator)
-    return model.to(pick_device(config.device))
+def _build(c: DyingConfig, data: DataSplit) -> MLP:
+    model = MLP(data.in_features, data.n_classes or 1, c.depth, c.width, c.activation, seed=c.seed)
+    generator = torch.Generator().manual_seed(c.seed)
+    initialize(model, c.init, activation=c.activation, bias=c.bias_init, generator=generator)
+    return model.to(pick_device(c.device))
 
 
 class _Probe:

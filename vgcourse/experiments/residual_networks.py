@@ -146,7 +146,7 @@ def build_network(
     check_choice("dtype", dtype, DTYPES)
     keys = ("norm", "skip", "branch_scale", "zero_init_last", "post_activation")
     model = ResidualMLP(
-        in_features, out_features, depth, width, "relu", **{k: getattr(spec, k) for k in keys}
+        in_features, out_features, depth, width, "relu", **{k: getattr(spec, k) for k in keys}, seed=seed
     )
     init_residual_network(model, spec.init, generator=torch.Generator().manual_seed(seed))
     return model.to(getattr(torch, dtype))

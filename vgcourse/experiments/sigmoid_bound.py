@@ -171,7 +171,7 @@ def run_init_gradients(config: InitGradientConfig) -> InitGradients:
     check_config(config, InitGradientConfig)
     dtype = _DTYPE[config.dtype]
     generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(config.width, 10, config.depth, config.width, config.activation).to(dtype)
+    model = MLP(config.width, 10, config.depth, config.width, config.activation, seed=config.seed).to(dtype)
     initialize(model, config.init, activation=config.activation, generator=generator)
     with torch.no_grad():
         for layer in model.layers:
@@ -445,7 +445,7 @@ def run_circles(config: CirclesConfig) -> CirclesResult:
     histories: dict[tuple[str, int], History] = {}
     for a, activation in enumerate(config.activations):
         for s, seed in enumerate(config.seeds):
-            model = MLP(data.in_features, data.n_classes, config.depth, config.width, activation)
+            model = MLP(data.in_features, data.n_classes, config.depth, config.width, activation, seed=seed)
             initialize(
                 model, config.init, activation=activation, generator=torch.Generator().manual_seed(seed)
             )
@@ -590,7 +590,9 @@ def run_mnist(config: MnistConfig, data: DataSplit | None = None) -> MnistResult
     width, steps = config.resolved()
     device = pick_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(data.in_features, data.n_classes or 10, config.depth, width, config.activation)
+    model = MLP(
+        data.in_features, data.n_classes or 10, config.depth, width, config.activation, seed=config.seed
+    )
     initialize(model, config.init, activation=config.activation, generator=generator)
     pick = torch.randperm(data.n_train, generator=generator)[: config.snapshot_size]
     xb, yb = data.x_train[pick].to(device), data.y_train[pick].to(device)
