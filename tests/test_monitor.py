@@ -501,6 +501,8 @@ def test_bad_calls_are_rejected() -> None:
     record = snapshot(model, torch.randn(4, 5), torch.randn(4, 3), nn.MSELoss(), linear_layers(model))
     with pytest.raises(ValueError, match="unknown metric"):
         record.values("grad_nrom")
+    with pytest.raises(AttributeError):  # frozen (dataclasses.FrozenInstanceError)
+        record.grad_norm = np.zeros_like(record.grad_norm)
     with pytest.raises(TypeError, match="metric"):
         record.values(3)
     with pytest.raises(ValueError, match="shape"):

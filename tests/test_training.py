@@ -268,6 +268,8 @@ def test_empty_history_properties_are_nan():
     empty = np.zeros(0)
     history = History(empty, empty, empty, empty, empty, None, empty, False, None, "", 0)
     assert math.isnan(history.final_loss) and math.isnan(history.final_val_accuracy)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a result, as every experiment's is
+        history.diverged = True
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ _KIND_OF_ACTIVATION: dict[type[nn.Module], str] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class MonitorRecord:
     """Per-layer statistics at the recorded steps: every metric is an (S, L) float64 array, row s the step
     ``steps[s]``, column l the layer ``layer_names[l]`` (input to output). NaN marks "not measured": a
@@ -99,21 +99,22 @@ class MonitorRecord:
     grad_hist_edges: np.ndarray | None = field(default=None, repr=False)  # (B + 1,), in log10 |g|
 
     def __post_init__(self) -> None:
-        self.layer_names = [str(name) for name in self.layer_names]
-        self.steps = np.asarray(self.steps, dtype=np.int64).reshape(-1)
+        put = functools.partial(object.__setattr__, self)  # normalize the fields once; the record is frozen
+        put("layer_names", [str(name) for name in self.layer_names])
+        put("steps", np.asarray(self.steps, dtype=np.int64).reshape(-1))
         shape = (len(self.steps), len(self.layer_names))
         for metric in METRICS:
             value = getattr(self, metric)
             values = np.full(shape, np.nan) if value is None else np.asarray(value, dtype=np.float64)
             if values.shape != shape:
                 raise ValueError(f"{metric} must have shape (steps, layers) = {shape}; got {values.shape}")
-            setattr(self, metric, values)
-        self.recorded = tuple(check_choice("recorded", m, METRICS + HISTOGRAMS) for m in self.recorded)
-        self.activations = tuple(str(a) for a in self.activations or ("",) * len(self.layer_names))
+            put(metric, values)
+        put("recorded", tuple(check_choice("recorded", m, METRICS + HISTOGRAMS) for m in self.recorded))
+        put("activations", tuple(str(a) for a in self.activations or ("",) * len(self.layer_names)))
         if len(self.activations) != len(self.layer_names):
             raise ValueError(f"activations must name one activation per layer; got {len(self.activations)}")
         if self.input_grad_norm is not None:
-            self.input_grad_norm = np.asarray(self.input_grad_norm, dtype=np.float64)
+            put("input_grad_norm", np.asarray(self.input_grad_norm, dtype=np.float64))
             if self.input_grad_norm.ndim != 2 or len(self.input_grad_norm) != len(self.steps):
                 raise ValueError(
                     f"input_grad_norm must have shape (steps, T); got {self.input_grad_norm.shape}"

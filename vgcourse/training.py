@@ -94,7 +94,7 @@ class TrainConfig(Config):
             object.__setattr__(self, "monitor_stats", stats)
 
 
-@dataclass
+@dataclass(frozen=True)
 class History:
     """What happened during one training run; per-step arrays have length ``steps_run``."""
 
