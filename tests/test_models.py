@@ -359,13 +359,18 @@ _SEEDED = [
 
 
 @pytest.mark.parametrize(("name", "make"), _SEEDED, ids=[name for name, _ in _SEEDED])
-def test_a_seed_gives_the_weights_of_global_seeding_and_leaves_the_global_state_alone(name, make) -> None:
+def test_a_seed_gives_the_weights_of_global_seeding_and_leaves_the_global_state_alone(
+    name, make, monkeypatch
+) -> None:
     torch.manual_seed(7)
     old_way = make()  # what callers did before models took a seed: seed the process, then build
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
+    reseeded: list[int] = []  # torch.manual_seed also reseeds every GPU, which fork_rng(devices=[]) keeps
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
     seeded = make(seed=7)
     assert torch.equal(torch.random.get_rng_state(), before), f"{name} changed the global RNG"
+    assert not reseeded, f"{name} reseeded the GPUs' global generators"
     for a, b in zip(old_way.parameters(), seeded.parameters(), strict=True):
         assert torch.equal(a, b)
     other = make(seed=8)

@@ -38,7 +38,7 @@ def initial_weights(seed: int | None = None, generator: torch.Generator | None =
         return
     check_int("seed", seed, minimum=0)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would reseed every GPU too
         yield
 
 
