@@ -56,7 +56,7 @@ def _finish(fig: Figure, *axes: Axes) -> Figure:
 
 
 @checked
-def train_eval(result: TrainEvalResult, ax: Axes | None = None) -> Figure:
+def train_eval(result: TrainEvalResult, *, ax: Axes | None = None) -> Figure:
     """BatchNorm's relative difference between training-mode and evaluation-mode outputs against the
     batch size (log-log)."""
     check_result(result, TrainEvalResult)
@@ -105,7 +105,7 @@ def layer_profiles(results: Sequence[NormProfileResult], axes: Sequence[Axes] | 
 
 
 @checked
-def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
+def layer_profile(result: NormProfileResult, *, ax: Axes | None = None) -> Figure:
     """One network: per layer, ‖∂J/∂h_l‖, the rms of h_l and ‖∂J/∂W_l‖ on one log axis (the explorer's
     view); dashed, the backward signal's mean-field growth from the last layer."""
     check_result(result, NormProfileResult)
@@ -126,7 +126,7 @@ def layer_profile(result: NormProfileResult, ax: Axes | None = None) -> Figure:
 
 
 @checked
-def batch_size_growth(result: BatchSizeResult, ax: Axes | None = None) -> Figure:
+def batch_size_growth(result: BatchSizeResult, *, ax: Axes | None = None) -> Figure:
     """Growth per layer of the backward signal against the batch size; dashed, the mean-field value."""
     check_result(result, BatchSizeResult)
     fig, ax = figure_and_axes(ax, figsize=(5.6, 3.4))
