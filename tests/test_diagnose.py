@@ -706,9 +706,8 @@ def test_cli_gives_the_same_report_as_diagnose(args: list[str], capsys: pytest.C
     from vgcourse.profiling import standard_model
 
     parsed = build_parser().parse_args(["diagnose", *args])
-    model = standard_model(
-        parsed.arch, parsed.depth, parsed.width, parsed.activation, parsed.init, parsed.norm, parsed.seed
-    )
+    options = ("arch", "depth", "width", "activation", "init", "norm", "seed")
+    model = standard_model(**{name: getattr(parsed, name) for name in options})
     batch_ = standard_batch(parsed.arch, parsed.seq_len, 128, parsed.seed)
     report = diagnose(model, CE, batch_, steps=parsed.steps, lr=parsed.lr, optimizer=parsed.optimizer)
     assert main(["diagnose", *args]) == 0

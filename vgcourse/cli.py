@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vgcourse.activations import ACTIVATIONS
 from vgcourse.models import ARCHS, NORMS
@@ -142,13 +142,16 @@ def run_diagnose(args: argparse.Namespace) -> DiagnosisReport:
     from vgcourse.diagnose import diagnose
     from vgcourse.profiling import standard_batch, standard_model
 
-    model = standard_model(
-        args.arch, args.depth, args.width, args.activation, args.init, args.norm, args.seed
-    )
+    model = standard_model(**_model_options(args), seed=args.seed)
     batch = standard_batch(args.arch, args.seq_len, 128, args.seed)
     return diagnose(
         model, nn.CrossEntropyLoss(), batch, steps=args.steps, lr=args.lr, optimizer=args.optimizer
     )
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--arch`` ... ``--norm`` options of ``profile`` and ``diagnose``: `standard_model`'s arguments."""
+    return {name: getattr(args, name) for name in ("arch", "depth", "width", "activation", "init", "norm")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("profile", "diagnose") and args.norm is not None and args.arch != "resmlp":
         parser.error(f"--norm is only available with --arch resmlp (got --arch {args.arch})")
     if args.command == "profile":
-        model = (args.arch, args.depth, args.width, args.activation, args.init, args.norm)
-        result = profile(*model, seq_len=args.seq_len, seed=args.seed)
+        result = profile(**_model_options(args), seq_len=args.seq_len, seed=args.seed)
         print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
     elif args.command == "diagnose":
         report = run_diagnose(args)

@@ -71,6 +71,7 @@ def standard_batch(arch: str, seq_len: int, batch_size: int, seed: int) -> tuple
 
 def standard_model(
     arch: str = "mlp",
+    *,
     depth: int = 10,
     width: int = 64,
     activation: str = "relu",
@@ -100,6 +101,7 @@ def standard_model(
 
 def profile(
     arch: str = "mlp",
+    *,
     depth: int = 10,
     width: int = 64,
     activation: str = "relu",
@@ -112,7 +114,8 @@ def profile(
     """Per-layer statistics of one cross-entropy backward pass of `standard_model` on `standard_batch`."""
     check_int("seq_len", seq_len, minimum=1)
     check_int("batch_size", batch_size, minimum=2)
-    model = standard_model(arch, depth, width, activation, init, norm, seed)
+    options = {"depth": depth, "width": width, "activation": activation, "init": init, "norm": norm}
+    model = standard_model(arch, **options, seed=seed)
     x, y = standard_batch(arch, seq_len, batch_size, seed)
     record = snapshot(model, x, y, nn.CrossEntropyLoss(), track_inputs=arch in SEQUENCE_ARCHS)
     columns = [f.name for f in LayerProfile.__dataclass_fields__.values() if f.name != "name"]
@@ -121,7 +124,7 @@ def profile(
         for i, name in enumerate(record.layer_names)
     ]
     steps = [] if record.input_grad_norm is None else [float(g) for g in record.input_grad_norm[-1]]
-    return Profile(arch, depth, width, activation, init, norm, seed, layers, steps)
+    return Profile(arch=arch, **options, seed=seed, layers=layers, steps=steps)
 
 
 PROFILE_INITS = tuple(s for s in SCHEMES if s not in ("normal", "uniform", "constant"))
