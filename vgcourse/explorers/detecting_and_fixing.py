@@ -1,4 +1,4 @@
-"""Explorer of chapter 7: the remedies' factors → what ``diagnose`` reports for that network at init."""
+"""Explorer of chapter 9: the remedies' factors → what ``diagnose`` reports for that network at init."""
 
 from __future__ import annotations
 
