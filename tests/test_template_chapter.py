@@ -1,7 +1,7 @@
 """The chapter template (templates/chapter/, CONTRIBUTING.md): copied and registered as CONTRIBUTING.md
 says, with its exercise's solution and guide row as step 6 gives them, its notebook runs (with the book's
-figure check), its claim test passes and the contract, edge and exercise tests find it, with nothing else
-to edit; uncopied, it is in neither the book's toc nor the package's registry."""
+figure check), its claim test passes and the contract, edge, exercise and chapter-reference tests find it,
+with nothing else to edit; uncopied, it is in neither the book's toc nor the package's registry."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ TESTS = (
     "test_contracts.py",
     "test_config_bounds.py",
     "test_exercises.py",
+    "test_chapter_references.py",
     "small_runs/__init__.py",
 )
 
@@ -94,6 +95,14 @@ def _copy_as_contributing_says(repo: Path) -> None:
     assert intro.count(closing) == 1, "book/intro.md changed: update this test's registration step"
     item = f"{len(CHAPTERS) + 1}. **{{doc}}`{TITLE} <{ID}>`.** Gradients through a deep sigmoid network.\n"
     (repo / "book" / "intro.md").write_text(intro.replace(closing, item + closing))
+    # ... and in the instructor's guide's "Learning goals" (its last term is the last chapter's)
+    guide = repo / "book" / "instructors_guide.md"
+    goals_end = "\n\n## The exercises\n"
+    assert guide.read_text().count(goals_end) == 1, "the guide's sections changed: update this test's step 2"
+    term = (
+        f"\n\n{{doc}}`Chapter {len(CHAPTERS) + 1}: {TITLE} <{ID}>`\n: Measure a sigmoid network's gradients."
+    )
+    guide.write_text(guide.read_text().replace(goals_end, term + goals_end))
     # step 6: the exercise's solution and typical mistakes, and its row in the instructor's guide, as
     # CONTRIBUTING.md writes them for the template's exercise
     guide_row, solution = _step_6_entries()
@@ -101,7 +110,6 @@ def _copy_as_contributing_says(repo: Path) -> None:
     opening = "SOLUTIONS: dict[str, tuple[Callable[[], Any], tuple[Callable[[], Any], ...]]] = {\n"
     assert opening in solutions.read_text(), "tests/exercise_solutions.py changed: update this test's step 6"
     solutions.write_text(solutions.read_text().replace(opening, opening + solution + "\n"))
-    guide = repo / "book" / "instructors_guide.md"
     header = "| id | kind | the task |\n| --- | --- | --- |\n"
     assert header in guide.read_text(), "the guide's exercise table changed: update this test's step 6"
     guide.write_text(guide.read_text().replace(header, header + guide_row + "\n"))
@@ -122,9 +130,9 @@ def test_a_copied_and_registered_template_passes_its_claims_and_the_contracts(tm
     _copy_as_contributing_says(repo)
     # the chapter's tests and the registry-wide ones, then its notebook as CONTRIBUTING.md runs it
     selected = f"{ID} or toc or registered or diagnose or exercises_register or discovery"
-    selected += " or every_exercise_has or instructors_guide"
+    selected += " or every_exercise_has or instructors_guide or link_the_chapter or number_a_chapter"
     tests = [f"tests/test_{ID}.py", "tests/test_contracts.py", "tests/test_config_bounds.py"]
-    tests += ["tests/test_exercises.py", "-k", selected]
+    tests += ["tests/test_exercises.py", "tests/test_chapter_references.py", "-k", selected]
     notebook = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
     notebook += [f"book/{ID}.ipynb"]
     code = (
