@@ -381,7 +381,7 @@ def clipping(request) -> rn.ClippingResult:
 
 @pytest.fixture(scope="module", params=SEEDS)
 def cliff(request) -> rn.CliffResult:
-    return rn.run_cliff(rn.ClippingConfig(seed=request.param, device="cpu"))
+    return rn.run_cliff(rn.CliffConfig(base=rn.ClippingConfig(seed=request.param, device="cpu")))
 
 
 class TestClipping:
@@ -451,8 +451,12 @@ def test_average_grad_norm_and_bad_arguments() -> None:
         rn.average_grad_norm(history, 4, 4)
     with pytest.raises(TypeError):
         rn.average_grad_norm([1.0])
-    with pytest.raises(ValueError):
-        rn.run_cliff(rn.ClippingConfig(), n_points=1)
+    with pytest.raises(ValueError, match="n_points must be >= 2"):
+        rn.CliffConfig(n_points=1)  # the cliff's options are a config's declared fields
+    with pytest.raises(TypeError, match="base must be a ClippingConfig"):
+        rn.CliffConfig(base=rn.LongRangeConfig())
+    with pytest.raises(TypeError, match="config must be a CliffConfig; got ClippingConfig"):
+        rn.run_cliff(rn.ClippingConfig())
 
 
 @pytest.mark.parametrize("arch", rn.ARCHS)
@@ -534,7 +538,7 @@ def test_training_plots_on_small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert clipping.histories["none"].diverged
     plots.clipping(clipping)
-    cliff = rn.run_cliff(clipping.config, n_points=5, n_eval=16)
+    cliff = rn.run_cliff(rn.CliffConfig(base=clipping.config, n_points=5, n_eval=16))
     plots.cliff(cliff)
 
 

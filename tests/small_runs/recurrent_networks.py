@@ -14,7 +14,9 @@ SMALL_RUNS = {
     "run_clipping": ex.ClippingConfig(
         seq_len=3, steps=4, hidden_size=4, batch_size=8, n_samples=20, n_batches=1, eval_every=2, device="cpu"
     ),
-    "run_cliff": ex.ClippingConfig(
-        seq_len=3, steps=4, hidden_size=4, batch_size=8, n_samples=20, n_batches=1, eval_every=2, device="cpu"
+    "run_cliff": ex.CliffConfig(
+        base=ex.ClippingConfig(seq_len=3, hidden_size=4, batch_size=8, n_samples=20, device="cpu"),
+        n_points=3,
+        n_eval=8,
     ),
 }

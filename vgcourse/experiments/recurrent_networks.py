@@ -25,6 +25,7 @@ from vgcourse.config import (
     device_field,
     flag,
     geometric_mean,
+    instance_of,
     integer,
     nonempty,
     one_of,
@@ -490,35 +491,38 @@ def average_grad_norm(history: History, start: int = 0, stop: int | None = None)
     return float(np.mean(history.grad_norm_total[start:stop]))
 
 
+class CliffConfig(Config):
+    """Walk the line θ₀ → θ_k of ``base``'s unclipped run (its network, data and optimizer, on the CPU)."""
+
+    base: ClippingConfig = instance_of(ClippingConfig, default=ClippingConfig())
+    unclipped_steps: int = positive(2, integer=True)  # k
+    n_points: int = integer(31, low=2)  # evenly spaced points on the line (and 10 more over its first tenth)
+    n_eval: int = positive(256, integer=True)  # validation sequences in the fixed batch
+
+
 @dataclass(frozen=True)
 class CliffResult:
     """The loss and gradient norm along the straight line from the initial weights θ₀ to θ_k, where k
     unclipped steps took them (Pascanu et al., 2013's cliff); (n,) arrays along the line."""
 
-    config: ClippingConfig  # whose network, data and optimizer were used
-    unclipped_steps: int  # k
+    config: CliffConfig
     distance: np.ndarray  # ‖θ − θ₀‖ at each point, from 0 to ‖θ_k − θ₀‖
     loss: np.ndarray  # the MSE on a fixed batch of validation sequences
     grad_norm: np.ndarray  # ‖∇L‖ on the same batch
     clipped_distance: float  # ‖θ'_k − θ₀‖ after k steps of the norm-clipped run from the same start
 
 
-def run_cliff(
-    config: ClippingConfig, *, unclipped_steps: int = 2, n_points: int = 31, n_eval: int = 256
-) -> CliffResult:
-    """Walk the line θ₀ → θ_k of the unclipped run (``run_clipping``'s first k = ``unclipped_steps`` steps) at
-    ``n_points`` points and 10 more over its first tenth; compare with the norm-clipped run's k steps."""
-    c = check_config(config, ClippingConfig)
-    check_int("unclipped_steps", unclipped_steps, minimum=1)
-    check_int("n_points", n_points, minimum=2)
-    check_int("n_eval", n_eval, minimum=1)
+def run_cliff(config: CliffConfig) -> CliffResult:
+    """Walk the line θ₀ → θ_k of the unclipped run (``run_clipping``'s first k steps) at ``n_points`` points
+    and 10 more over its first tenth; compare with the norm-clipped run's k steps."""
+    c, k = check_config(config, CliffConfig).base, config.unclipped_steps
     data = adding_problem(n_samples=c.n_samples, seq_len=c.seq_len, seed=c.seed)
-    x, y = data.x_val[:n_eval], data.y_val[:n_eval]
+    x, y = data.x_val[: config.n_eval], data.y_val[: config.n_eval]
 
     def weights_after(clip_norm: float | None) -> Tensor:
         model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
-        settings = dict(steps=unclipped_steps, clip_norm=clip_norm, clip_value=None, monitor_every=None)
-        train(model, data, derive(TrainConfig, c, **settings, eval_every=unclipped_steps, device="cpu"))
+        settings = dict(steps=k, clip_norm=clip_norm, clip_value=None, monitor_every=None)
+        train(model, data, derive(TrainConfig, c, **settings, eval_every=k, device="cpu"))
         return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 
     model = build_adding_model("rnn", c.hidden_size, c.seed, spectral_radius=c.spectral_radius)
@@ -527,7 +531,7 @@ def run_cliff(
     end, clipped = weights_after(None), weights_after(c.clip_norm)
     losses, norms = [], []
     # evenly spaced points, and a finer grid over the first tenth of the line, where the loss dips
-    fractions = np.unique(np.concatenate([np.linspace(0.0, 1.0, n_points), np.linspace(0.0, 0.1, 11)]))
+    fractions = np.unique(np.concatenate([np.linspace(0.0, 1.0, config.n_points), np.linspace(0.0, 0.1, 11)]))
     for s in fractions:
         torch.nn.utils.vector_to_parameters(start + float(s) * (end - start), params)
         model.zero_grad(set_to_none=True)
@@ -536,6 +540,4 @@ def run_cliff(
         losses.append(float(loss.detach()))
         norms.append(float(_flat_grad(model).norm()))
     distance = fractions * float((end - start).norm())
-    return CliffResult(
-        c, unclipped_steps, distance, np.array(losses), np.array(norms), float((clipped - start).norm())
-    )
+    return CliffResult(config, distance, np.array(losses), np.array(norms), float((clipped - start).norm()))

@@ -225,7 +225,7 @@ def cliff(result: CliffResult, *, axes: Sequence[Axes] | None = None) -> Figure:
     against the distance; dotted: how far the norm-clipped run went in as many steps."""
     check_result(result, CliffResult)
     fig, (left, right), _ = small_multiples(axes, 2, 2, (3.6, 3.0))
-    k = result.unclipped_steps
+    k = result.config.unclipped_steps
     for ax_, values, label in (
         (left, result.loss, "validation loss (MSE)"),
         (right, result.grad_norm, "gradient norm"),
