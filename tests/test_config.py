@@ -129,6 +129,18 @@ def test_residual_branch_scale_is_declared_and_refuses_bad_values_naming_the_fie
     assert cls(branch_scale=0.5).branch_scale == 0.5
 
 
+def test_a_tuple_with_names_accepts_a_name_or_a_tuple_and_lists_both_when_refusing():
+    class Watch(Config):
+        stats: str | tuple[str, ...] = nonempty(one_of("a", "b"), default="all", names=("all",))
+
+    declared = constraints(Watch)["stats"]
+    assert declared.describe() == "non-empty tuple of one of: a, b or 'all'"
+    assert Watch().stats == "all" and Watch(stats=["b"]).stats == ("b",)
+    for bad, error in (("a", ValueError), (("c",), ValueError), ((), ValueError), (3, TypeError)):
+        with pytest.raises(error, match=r"stats must be non-empty tuple of one of: a, b or 'all'; got "):
+            Watch(stats=bad)
+
+
 def test_instance_of_names_the_type():
     class Holder(Config):
         point: Point = instance_of(Point, default=Point())

@@ -13,7 +13,7 @@ from torch import nn
 
 from vgcourse.config import constraints
 from vgcourse.data import DataSplit, adding_problem, circles
-from vgcourse.monitor import DEFAULT_STATS
+from vgcourse.monitor import DEFAULT_STATS, HISTOGRAMS, METRICS
 from vgcourse.training import (
     SGDW,
     Callback,
@@ -785,6 +785,20 @@ def test_fused_optimizers_match_the_default_ones(small_circles):
         with pytest.raises(error, match=r"fused|grad_nrom"):
             TrainConfig(steps=1, **bad)
     assert TrainConfig(steps=1, monitor_stats=["grad_norm"]).monitor_stats == ("grad_norm",)
+
+
+def test_monitor_stats_declares_its_names_and_metrics():
+    stats = constraints(TrainConfig)["monitor_stats"]  # declared, so no hand check in TrainConfig.check
+    assert stats.kind == "tuple" and stats.choices == ("default", "all") and stats.unique
+    assert stats.each is not None and stats.each.choices == METRICS + HISTOGRAMS
+    for good in ("default", "all", ("grad_norm", "act_hist")):
+        assert TrainConfig(steps=1, monitor_stats=good).monitor_stats == good
+    listed = r"must be non-empty tuple of one of: grad_norm, .*, grad_hist or 'default' or 'all'; got "
+    for bad in ("grad_norm", "everything", (), ("grad_norm", "grad_norm")):
+        with pytest.raises(ValueError, match=f"monitor_stats {listed}"):
+            TrainConfig(steps=1, monitor_stats=bad)
+    with pytest.raises(TypeError, match=f"monitor_stats {listed}3"):
+        TrainConfig(steps=1, monitor_stats=3)
 
 
 def test_config_declares_its_constraints():

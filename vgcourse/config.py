@@ -57,7 +57,7 @@ class Constraint:
     high: float | None = None
     low_open: bool = False  # low is exclusive
     high_open: bool = False  # high is exclusive (floats)
-    choices: tuple[Any, ...] = ()  # of a "choice"; of an int/float: names also accepted
+    choices: tuple[Any, ...] = ()  # of a "choice"; of an int/float/tuple: names also accepted
     each: Constraint | None = None  # on every element of a "tuple"
     unique: bool = False  # a "tuple" must not repeat an element
     cls: type | None = None  # of an "instance"
@@ -67,7 +67,7 @@ class Constraint:
         """Return ``value`` (floats as float, sequences as tuple) or raise ValueError/TypeError naming it."""
         if value is None and self.optional:
             return None
-        if self.kind in ("int", "float") and self.choices:  # a number or one of the names
+        if self.choices and self.kind != "choice":  # a number or a tuple, or one of the names
             if isinstance(value, str) and value in self.choices:
                 return value
             try:
@@ -117,7 +117,6 @@ class Constraint:
             left = "(" if self.low_open or self.low is None else "["
             right = ")" if self.high_open or self.high is None else "]"
             text = f"{self.kind} in {left}{lo}, {hi}{right}"
-            text += "".join(f" or {name!r}" for name in self.choices)
         elif self.kind == "choice":
             text = "one of: " + ", ".join(map(str, self.choices))
         elif self.kind == "tuple":
@@ -126,6 +125,8 @@ class Constraint:
             text = f"a {self.cls.__name__ if self.cls else '?'}"
         else:
             text = self.kind
+        if self.kind != "choice":  # names accepted besides a number or a tuple
+            text += "".join(f" or {name!r}" for name in self.choices)
         return text + (" or None" if self.optional else "")
 
 
@@ -201,10 +202,20 @@ def one_of(*choices: Any, default: Any = MISSING, optional: bool = False):
     return _field(default, Constraint("choice", choices=tuple(choices), optional=optional))
 
 
-def nonempty(each: Any = None, *, default: Any = MISSING, unique: bool = False, optional: bool = False):
-    """A non-empty tuple (any sequence is converted); ``each`` (a field helper) constrains every element."""
+def nonempty(
+    each: Any = None,
+    *,
+    default: Any = MISSING,
+    unique: bool = False,
+    names: Sequence[str] = (),
+    optional: bool = False,
+):
+    """A non-empty tuple (any sequence is converted); ``each`` (a field helper) constrains every element; or
+    one of ``names`` (such as "all": a set the user of the config expands)."""
     inner = None if each is None else _constraint_of(each)
-    return _field(default, Constraint("tuple", each=inner, unique=unique, optional=optional))
+    return _field(
+        default, Constraint("tuple", each=inner, unique=unique, choices=tuple(names), optional=optional)
+    )
 
 
 def flag(default: Any = MISSING):

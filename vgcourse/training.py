@@ -9,7 +9,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from vgcourse.config import (
     device_field,
     flag,
     integer,
+    nonempty,
     one_of,
     positive,
     real,
@@ -31,9 +32,7 @@ from vgcourse.config import (
 )
 from vgcourse.data import DataSplit
 from vgcourse.device import pick_device
-
-if TYPE_CHECKING:
-    from vgcourse.monitor import GradientMonitor, MonitorRecord
+from vgcourse.monitor import HISTOGRAMS, METRICS, GradientMonitor, MonitorRecord
 
 __all__ = [
     "LOSSES",
@@ -72,7 +71,9 @@ class TrainConfig(Config):
     clip_value: float | None = positive(None, optional=True)  # clamp each gradient entry to [-v, v]
     warmup_steps: int = integer(0, low=0)  # step s uses lr * min(1, (s + 1) / warmup_steps); 0: none
     monitor_every: int | None = positive(1, integer=True, optional=True)  # GradientMonitor; None: off
-    monitor_stats: str | tuple[str, ...] = "default"  # "default", "all" or names (vgcourse.monitor)
+    monitor_stats: str | tuple[str, ...] = nonempty(  # GradientMonitor's stats (vgcourse.monitor)
+        one_of(*METRICS, *HISTOGRAMS), default="default", unique=True, names=("default", "all")
+    )
     fused: bool = flag(False)  # the optimizer's fused kernel: the same update up to rounding
     eval_every: int = integer(0, low=0)  # evaluate every this many steps; 0: once per epoch (and last step)
     seed: int = seed_field()  # of the minibatch shuffling
@@ -87,11 +88,6 @@ class TrainConfig(Config):
             )
         if self.clip_norm is not None and self.clip_value is not None:
             raise ValueError("give at most one of clip_norm and clip_value")
-        from vgcourse.monitor import _check_stats
-
-        stats = _check_stats(self.monitor_stats)  # validates; a sequence is stored as a tuple
-        if not isinstance(self.monitor_stats, str):
-            object.__setattr__(self, "monitor_stats", stats)
 
 
 @dataclass(frozen=True)
@@ -388,8 +384,6 @@ def train(
             f"optimizer must be a torch.optim.Optimizer, not LBFGS; got {type(optimizer).__name__}"
         )
     if monitor is None and config.monitor_every is not None:
-        from vgcourse.monitor import GradientMonitor
-
         monitor = GradientMonitor(model, optimizer, every=config.monitor_every, stats=config.monitor_stats)
     elif monitor is not None and monitor.optimizer is not optimizer:
         raise ValueError(
