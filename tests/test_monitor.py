@@ -427,7 +427,8 @@ def test_record_helpers_and_frame() -> None:
             one_step(model, mon, torch.randn(8, 5), step)
     record = mon.record()
     frame = record.to_frame()
-    assert list(frame.columns) == ["step", "layer", "layer_index", *METRICS]
+    measurable = [m for m in METRICS if m != "saturated_frac"]  # "all" on a ReLU network
+    assert list(frame.columns) == ["step", "layer", "layer_index", *measurable]
     assert len(frame) == 2 * 3
     assert frame["layer_index"].tolist() == [1, 2, 3, 1, 2, 3]
     assert frame["grad_norm"].tolist() == record.grad_norm.reshape(-1).tolist()
@@ -704,6 +705,36 @@ def test_functional_activations_are_reported_not_silently_nan() -> None:
             module_model, torch.randn(4, 5), torch.randn(4, 3), nn.MSELoss(), linear_layers(module_model)
         )
     assert record.activations == ("relu", "relu", "")
+
+
+def test_all_stats_are_the_ones_the_models_activations_can_give() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x)))
+
+    x = torch.randn(4, 5)
+    fractions = ("dead_frac", "saturated_frac")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: "all" asks for what can be measured
+        record = snapshot(Functional(), x, torch.randn(4, 2), nn.MSELoss())
+    assert record.recorded == tuple(m for m in METRICS if m not in fractions)
+    assert np.isnan(record.dead_frac).all() and "dead_frac" not in record.to_frame()
+    with pytest.raises(ValueError, match=r"dead_frac was not recorded .* no activation module"):
+        record.values("dead_frac")
+    for activation, kept in ((nn.ReLU, "dead_frac"), (nn.GELU, "dead_frac"), (nn.Tanh, "saturated_frac")):
+        model = small_mlp(activation)
+        record = snapshot(model, x, torch.randn(4, 3), nn.MSELoss(), linear_layers(model))
+        assert [m for m in fractions if m in record.recorded] == [kept], activation
+        assert np.isfinite(record.values(kept)[0, :2]).all(), activation  # the hidden layers measured it
+    for nonlinearity, kept in (("tanh", "saturated_frac"), ("relu", "dead_frac")):
+        rnn = nn.RNN(2, 4, nonlinearity=nonlinearity, batch_first=True)
+        record = snapshot(rnn, torch.randn(3, 5, 2), None, lambda out, _: out[0].sum(), [("rnn", rnn)])
+        assert [m for m in fractions if m in record.recorded] == [kept], nonlinearity
+        assert np.isfinite(record.values(kept)).all(), nonlinearity
 
 
 def test_histograms_count_activations_and_log_gradients() -> None:

@@ -933,7 +933,8 @@ def _judge_layers(
     at 0; ``zero_start``: some parameter does), with the reference layer's name, q_0 and the layers the zero
     start blocked on the first step."""
     n_layers = len(layers)
-    last = {m: record.values(m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
+    # a fraction no activation module of the model gives is not in record.recorded: NaN, never flagged
+    last = {m: getattr(record, m)[-1] for m in ("grad_norm", "update_ratio", "dead_frac", "saturated_frac")}
     first_grad = record.values("grad_norm")[0]
     signals = probe.signals if probe.signals is not None else probe.watch.signals()
     feeds_norm = probe.watch.feeds_norm

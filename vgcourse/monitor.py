@@ -62,6 +62,8 @@ _KIND_OF_ACTIVATION: dict[type[nn.Module], str] = {
     nn.Sigmoid: "sigmoid",
     nn.Tanh: "tanh",
 }
+# The fractions a layer measures only when an activation of one of these kinds follows it (or it is an RNN).
+_FRACTION_KINDS = {"dead_frac": {"relu", "relu_family"}, "saturated_frac": {"sigmoid", "tanh"}}
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ class MonitorRecord:
         if metric not in self.recorded:
             raise ValueError(
                 f"{metric} was not recorded (this record has {', '.join(self.recorded)}): ask for it with "
-                f"GradientMonitor(..., stats=[...]) or TrainConfig(monitor_stats=[...])"
+                f"GradientMonitor(..., stats=[...]) or TrainConfig(monitor_stats=[...]) (stats='all' leaves "
+                "out a fraction that no activation module of the model can give)"
             )
         return getattr(self, metric)
 
@@ -316,12 +319,14 @@ class GradientMonitor:
     run the plain loop. Without an optimizer, call ``step(k)`` after ``loss.backward()`` and
     ``after_update()`` after ``optimizer.step()``.
 
-    ``stats``: "default" (``DEFAULT_STATS``), "all" (``METRICS``) or names from ``METRICS`` and
-    ``HISTOGRAMS``; ``MonitorRecord`` defines them. An activation module (ReLU family, Sigmoid, Tanh)
-    reports to the last layer that ran before it in the same forward pass (conv -> bn -> relu: the conv); a
-    layer no activation module follows reports its own output. Functional activations (``F.relu``) are
-    invisible to hooks: the monitor warns when dead or saturated fractions were asked for by name and it saw
-    no activation module. A unit is a channel (dim 1) of a conv output, else the last dim.
+    ``stats``: "default" (``DEFAULT_STATS``), "all" (every metric of ``METRICS`` this model can measure:
+    dead_frac needs a ReLU-family activation module or a ReLU RNN, saturated_frac a Sigmoid or Tanh module
+    or a tanh RNN) or names from ``METRICS`` and ``HISTOGRAMS``; ``MonitorRecord`` defines them. An
+    activation module (ReLU family, Sigmoid, Tanh) reports to the last layer that ran before it in the same
+    forward pass (conv -> bn -> relu: the conv); a layer no activation module follows reports its own
+    output. Functional activations (``F.relu``) are invisible to hooks: "all" leaves their fractions out,
+    and the monitor warns when dead or saturated fractions were asked for by name and it saw no activation
+    module. A unit is a channel (dim 1) of a conv output, else the last dim.
 
     Args:
         layers: (name, module) pairs to watch, input to output; default ``vgcourse.models.named_layers``.
@@ -360,6 +365,12 @@ class GradientMonitor:
         self.layer_names = [name for name, _ in self.layers]
         self.every = check_int("every", every, minimum=1)
         self.stats = _check_stats(stats)
+        if stats == "all":  # not the fractions that no activation module (or RNN) of their kind can give
+            kinds = {_KIND_OF_ACTIVATION.get(type(m)) for m in model.modules()}
+            kinds |= {m.nonlinearity for _, m in self.layers if isinstance(m, nn.RNN)}
+            self.stats = tuple(
+                s for s in self.stats if s not in _FRACTION_KINDS or _FRACTION_KINDS[s] & kinds
+            )
         self._explicit = not isinstance(stats, str)  # asked for by name: warn when it cannot be measured
         self.saturation = check_float("saturation", saturation)
         if not 0.0 < self.saturation < 1.0:
