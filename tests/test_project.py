@@ -140,6 +140,16 @@ def test_notebooks_are_stored_without_outputs(path: Path) -> None:
             )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_never_seed_the_process(path: Path) -> None:
+    # reader code takes a seed argument, builds inside vgcourse.models.initial_weights(seed) or draws from
+    # its own torch.Generator: a global seed would hide which numbers depend on it
+    cells = json.loads(path.read_text())["cells"]
+    code = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
+    pattern = r"\b(?:torch\.(?:cuda\.)?manual_seed(?:_all)?|seed_everything|(?:np\.)?random\.seed)\("
+    assert not re.findall(pattern, code), f"{path.name} seeds the process: {re.findall(pattern, code)}"
+
+
 def test_public_api_is_sorted_and_complete() -> None:
     assert vgcourse.__all__ == sorted(vgcourse.__all__)
     for name in vgcourse.__all__:
