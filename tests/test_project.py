@@ -46,6 +46,13 @@ def test_torch_is_a_range_and_ipywidgets_accepts_colab() -> None:
     assert Requirement("ipywidgets" + deps["ipywidgets"]).specifier.contains("8.1.5")
 
 
+def test_running_page_states_the_torch_floor_of_pyproject() -> None:
+    # book/running.md tells Colab readers which preinstalled PyTorch the package accepts
+    floor = _names(PYPROJECT["project"]["dependencies"])["torch"].removeprefix(">=")
+    stated = re.findall(r"any PyTorch from (\d+\.\d+)", (ROOT / "book" / "running.md").read_text())
+    assert stated == [floor], f"book/running.md states {stated}; pyproject.toml requires torch>={floor}"
+
+
 def test_constraints_pin_every_package_within_the_ranges() -> None:
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
