@@ -46,15 +46,17 @@ PYPROJECT = ROOT / "pyproject.toml"
 CONSTRAINTS = ROOT / "constraints.txt"
 ENDS = ("lowest", "newest")
 NEWEST_PYTHONS = ("3.13", "3.12", "3.11")  # the newest end runs on the first one found
-TOOLS = ("pytest",)  # what running the tests needs besides the package: pinned as in constraints.txt
+TOOLS = ("pytest", "PyYAML")  # what the tests need besides the package (yaml: the toc): as in constraints.txt
 # The package's unit tests: fast, and between them they import every module the chapters use, draw
 # with every plot and widget helper and run every experiment (test_config_bounds: each run on its small
-# arguments and at its fields' edges). Claims are left out (-m "not claim"): their thresholds are measured
-# with the pinned versions; the chapters, the site and the Colab path have their own steps.
+# arguments and at its fields' edges; test_contracts: each run's result drawn by every plot of its chapter,
+# every explorer updated at its controls' extremes). Claims are left out (-m "not claim"): their thresholds
+# are measured with the pinned versions; the chapters, the site and the Colab path have their own steps.
 UNIT_TESTS = (
     "tests/test_activations.py",
     "tests/test_config.py",
     "tests/test_config_bounds.py",
+    "tests/test_contracts.py",
     "tests/test_data.py",
     "tests/test_diagnose.py",
     "tests/test_figure_check.py",

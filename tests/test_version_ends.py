@@ -6,7 +6,10 @@ pyproject.toml without `make versions-lock` fails here, with the command to run.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,37 @@ def test_lock_file_is_the_end_it_names(end: str) -> None:
     pins = version_ends._pins(version_ends.lock_path(end))
     assert version_ends.check_end(end, pins) == []
     assert all(canonicalize_name(tool) in pins for tool in version_ends.TOOLS)
+
+
+@pytest.mark.parametrize("end", version_ends.ENDS)
+def test_each_end_pins_every_distribution_the_unit_tests_import(end: str) -> None:
+    # the third-party modules imported at the top of UNIT_TESTS and of the test helpers they import (yaml
+    # through book_toc: the newest end once lacked it, so test_contracts could run only at the lowest)
+    local = {p.stem for p in (ROOT / "tests").iterdir()} | {"vgcourse"}
+    files = [ROOT / "tests" / "conftest.py", *(ROOT / t for t in version_ends.UNIT_TESTS)]
+    seen, modules = set(), set()
+    while files:
+        path = files.pop()
+        seen.add(path)
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for top in {name.split(".")[0] for name in names}:
+                helper = ROOT / "tests" / top
+                helper = helper / "__init__.py" if helper.is_dir() else helper.with_suffix(".py")
+                if top in local and helper.exists() and helper not in seen:
+                    files.append(helper)
+                elif top not in local and top not in sys.stdlib_module_names and top != "__future__":
+                    modules.add(top)
+    distributions = importlib.metadata.packages_distributions()
+    pins = version_ends._pins(version_ends.lock_path(end))
+    missing = {
+        m: distributions.get(m)
+        for m in modules
+        if not any(canonicalize_name(d) in pins for d in distributions.get(m, []))
+    }
+    assert not missing, f"{version_ends.lock_path(end).name} lacks {missing}: add it to TOOLS and relock"
 
 
 def test_the_lowest_end_is_below_the_pins_and_the_newest_at_or_above() -> None:
