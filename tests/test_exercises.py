@@ -17,7 +17,7 @@ import vgcourse.exercises as exercises_package
 from vgcourse.exercises import EXERCISES, Exercise, Feedback, Mistake, check, exercise_widget, get
 from vgcourse.exercises.initialization import BALANCED, tanh_backprop_ratio
 from vgcourse.exercises.residual_networks import SCALE_DEPTH, TAMED, forward_growth
-from vgcourse.instructor import REFERENCE_HELPERS
+from vgcourse.instructor import REFERENCE_HELPERS, verdicts
 
 IDS = sorted(EXERCISES)
 MISTAKES = [(eid, i) for eid in IDS for i in range(len(EXERCISES[eid].mistakes))]
@@ -32,6 +32,11 @@ def test_every_exercise_has_a_solution_and_every_solution_an_exercise() -> None:
 def test_solution_passes(exercise_id: str) -> None:
     exercise = get(exercise_id)
     assert exercise.check(SOLUTIONS[exercise_id][0]()).correct
+    if exercise.whole:  # 50.0 for 50: typed so in a cell, and as the instructor's grader collects answers
+        typed = float(SOLUTIONS[exercise_id][0]())
+        assert exercise.check(typed).correct
+        graded = verdicts([exercise], {exercise.variable: {"value": typed}})
+        assert graded == [(exercise_id, "correct", "well done.")]
     assert len(exercise.mistakes) >= 3
     assert len(SOLUTIONS[exercise_id][1]) == len(exercise.mistakes)
 
@@ -269,7 +274,8 @@ def test_widget_checks_at_defaults_and_extremes(exercise_id: str) -> None:
 def test_setting_sliders_start_on_a_step_inside_the_range(exercise_id: str) -> None:
     # the browser snaps a slider to min + k * step (of the exponent, for a log slider) and shows that
     spec = EXERCISES[exercise_id].control
-    for start in (None, spec["min"], spec["max"], math.sqrt(spec["min"] * spec["max"])):
+    middle = math.sqrt(spec["min"] * spec["max"])
+    for start in (None, spec["min"], spec["max"], round(middle) if get(exercise_id).whole else middle):
         control = exercise_widget(exercise_id, value=start).control
         log = isinstance(control, widgets.FloatLogSlider)
         to_axis = math.log10 if log else float
@@ -279,6 +285,68 @@ def test_setting_sliders_start_on_a_step_inside_the_range(exercise_id: str) -> N
         assert spec["min"] * (1 - 1e-9) <= low <= control.value <= high <= spec["max"] * (1 + 1e-9)
     with pytest.raises(ValueError, match="range"):
         exercise_widget(exercise_id, value=spec["max"] * 2)
+
+
+def _setting(monkeypatch: pytest.MonkeyPatch, control: dict, seen: list) -> str:
+    """Register (for this test) a setting exercise with ``control`` whose measure records each answer."""
+
+    def measure(answer: object) -> float:
+        seen.append(answer)
+        return float(answer)  # type: ignore[arg-type]
+
+    exercise = Exercise(
+        id="x.knob",
+        title="t",
+        prompt="p",
+        kind="setting",
+        hint="h",
+        mistakes=tuple(Mistake(str(k), applies=lambda v: False) for k in range(3)),
+        measure=measure,
+        accept=(50.0, 60.0),
+        control=control,
+    )
+    monkeypatch.setitem(EXERCISES, exercise.id, exercise)
+    return exercise.id
+
+
+@pytest.mark.parametrize(
+    ("control", "slider"),
+    [
+        ({"min": 2, "max": 100, "step": 5}, widgets.IntSlider),
+        ({"min": 2, "max": 100}, widgets.IntSlider),  # ints: steps of 1, as ipywidgets' interact does
+        ({"min": 2.0, "max": 100, "step": 5}, widgets.FloatSlider),
+        ({"min": 0, "max": 100, "step": 0.5}, widgets.FloatSlider),
+        ({"min": 1, "max": 100, "step": 1, "log": True}, widgets.FloatLogSlider),
+    ],
+)
+def test_whole_number_controls_get_an_int_slider_and_check_ints(
+    monkeypatch: pytest.MonkeyPatch, control: dict, slider: type
+) -> None:
+    seen: list = []
+    exercise_id = _setting(monkeypatch, control, seen)
+    whole = slider is widgets.IntSlider
+    box = exercise_widget(exercise_id, 52)
+    assert type(box.control) is slider and box.control.value == pytest.approx(52)
+    assert get(exercise_id).whole == whole
+    assert box.check().correct and type(seen[-1]) is (int if whole else float)
+    assert check(exercise_id, 55.0).correct  # typed in a cell as 55.0: the same verdict as 55
+    assert type(seen[-1]) is (int if whole else float)
+    assert exercise_widget(exercise_id, 55.0).control.value == pytest.approx(55)
+    if whole:
+        box.control.value = 57
+        assert box.check().correct and seen[-1] == 57 and type(seen[-1]) is int
+        assert "answer_knob = 57</code>" in box.children[-1].value  # the note writes 57, not 57.0
+        assert type(exercise_widget(exercise_id).control.value) is int  # unanswered: at the minimum
+        with pytest.raises(ValueError, match="whole number"):
+            exercise_widget(exercise_id, 52.5)
+
+
+@pytest.mark.parametrize("exercise_id", [eid for eid in IDS if EXERCISES[eid].kind == "setting"])
+def test_the_books_settings_take_whole_numbers_exactly_when_their_controls_are_ints(exercise_id: str) -> None:
+    exercise = get(exercise_id)
+    control = exercise_widget(exercise_id).control
+    assert isinstance(control, widgets.IntSlider) == exercise.whole
+    assert exercise.whole == all(type(exercise.control.get(k, 1)) is int for k in ("min", "max", "step"))
 
 
 def test_widget_reports_the_verdict_in_html() -> None:

@@ -141,7 +141,8 @@ class Exercise:
     keys: tuple[str, ...] = ()  # number kind: `keys_for` of the solution at digits
     measure: Callable[[Any], float] | None = None  # setting/function: answer -> number (may raise)
     accept: tuple[float, float] | None = None  # setting/function: closed interval for the measurement
-    control: dict[str, float | bool | str] = field(default_factory=dict)  # widget: min, max, step, log, label
+    # a setting's slider: min, max, step, log, label; min, max (and step) written as ints: whole numbers
+    control: dict[str, float | bool | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)
@@ -163,6 +164,12 @@ class Exercise:
     @property
     def chapter(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def whole(self) -> bool:
+        """Whether the setting takes whole numbers: a linear slider, min, max and step (default 1) ints."""
+        numbers = (self.control.get("min"), self.control.get("max"), self.control.get("step", 1))
+        return self.kind == "setting" and not self.control.get("log") and all(type(n) is int for n in numbers)
 
     @property
     def asked(self) -> str:
@@ -195,6 +202,8 @@ class Exercise:
                 except (TypeError, ValueError) as error:
                     return Feedback(self.id, "error", f"this answer could not be checked: {error}")
             return self.verdict(float(answer))
+        if self.whole and isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)  # 15.0 for 15: the measurement takes an int
         try:
             measured = float(self.measure(answer))  # type: ignore[misc]
         except (TypeError, ValueError, RuntimeError) as error:

@@ -18,8 +18,6 @@ def warmup_accuracy(warmup: int) -> float:
     """Final validation accuracy of the chapter's Post-LN transformer trained at lr ``PEAK_LR`` with a
     linear warmup of ``warmup`` steps (a whole number in [0, WARMUP_LIMIT]; 0: none), seed 0, everything
     else as ``WarmupConfig()``."""
-    if isinstance(warmup, float) and warmup.is_integer():
-        warmup = int(warmup)
     return _warmup_accuracy(check_int("warmup", warmup, minimum=0, maximum=WARMUP_LIMIT))
 
 

@@ -17,19 +17,24 @@ from vgcourse.widgets import colab_link, site_build
 
 def exercise_widget(exercise_id: str, value: Any = None) -> widgets.VBox:
     """The prompt, an input (a slider for settings, a text box for numbers), Check and feedback; an
-    unanswered (``None``/``...``) slider starts at its minimum (at 1 when logarithmic)."""
+    unanswered (``None``/``...``) slider starts at its minimum (at 1 when logarithmic). A setting of whole
+    numbers (`Exercise.whole`) gets an IntSlider, so Check and the answer variable get an int."""
     exercise = get(exercise_id)
     if exercise.kind == "function":
         raise ValueError(f"{exercise_id!r} is answered in code: call check({exercise_id!r}, your_function)")
     answered = value is not None and value is not Ellipsis
     spec = exercise.control
-    step = float(spec.get("step", 0.01))
     if exercise.kind == "setting":
-        log = bool(spec.get("log"))
-        start = float(value) if answered else (1.0 if log else float(spec["min"]))
-        scale = math.log10 if log else float
+        log, whole = bool(spec.get("log")), exercise.whole
+        if whole and answered and not float(value).is_integer():
+            raise ValueError(f"{exercise.variable} must be a whole number; got {value!r}")
+        number = int if whole else float
+        step = number(spec.get("step", 1 if whole else 0.01))
+        start = number(value) if answered else (1.0 if log else number(spec["min"]))
+        scale = math.log10 if log else number
         low, high = _grid_through(scale(start), scale(spec["min"]), scale(spec["max"]), step)
-        slider, base = (widgets.FloatLogSlider, {"base": 10}) if log else (widgets.FloatSlider, {})
+        slider = widgets.FloatLogSlider if log else widgets.IntSlider if whole else widgets.FloatSlider
+        base = {"base": 10} if log else {}
         label = str(spec.get("label", "value"))
         control = slider(
             value=start, min=low, max=high, step=step, description=label, continuous_update=False, **base

@@ -1,8 +1,11 @@
 """Exercises of the example chapter (a template, see CONTRIBUTING.md).
 
 A "setting" exercise is measured: the checker runs the experiment at the student's value and accepts it
-inside an interval the prompt states. A "number" exercise stores keys of the answer instead, made by
-tests/exercise_solutions.py (see vgcourse/exercises/core.py and vgcourse/exercises/residual_networks.py).
+inside an interval the prompt states; its ``control`` is the notebook widget's slider, and a control whose
+min, max and step are written as ints (``{"min": 2, "max": 100, "step": 1}``) takes whole numbers: an
+IntSlider, and the measure gets an int (also for ``15.0`` typed in a cell). A "number" exercise stores
+keys of the answer instead, made by tests/exercise_solutions.py (see vgcourse/exercises/core.py and
+vgcourse/exercises/residual_networks.py).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ def sigmoid_ratio(depth: int) -> float:
     Args:
         depth: hidden layers L, 2 to 100.
     """
-    if isinstance(depth, float) and depth.is_integer():  # the exercise widget's slider gives 15.0 for 15
-        depth = int(depth)
     return run_gain(GainConfig(depth=check_int("depth", depth, minimum=2, maximum=100))).ratio
 
 
