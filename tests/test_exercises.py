@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from types import SimpleNamespace
 
 import exercise_solutions
 import ipywidgets as widgets
@@ -322,13 +323,18 @@ def _setting(monkeypatch: pytest.MonkeyPatch, control: dict, seen: list) -> str:
 def test_whole_number_controls_get_an_int_slider_and_check_ints(
     monkeypatch: pytest.MonkeyPatch, control: dict, slider: type
 ) -> None:
+    import IPython
+
     seen: list = []
     exercise_id = _setting(monkeypatch, control, seen)
+    shell = SimpleNamespace(user_ns={})  # the kernel, where Check sets the answer variable
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
     whole = slider is widgets.IntSlider
     box = exercise_widget(exercise_id, 52)
     assert type(box.control) is slider and box.control.value == pytest.approx(52)
     assert get(exercise_id).whole == whole
     assert box.check().correct and type(seen[-1]) is (int if whole else float)
+    assert type(shell.user_ns["answer_knob"]) is (int if whole else float)
     assert check(exercise_id, 55.0).correct  # typed in a cell as 55.0: the same verdict as 55
     assert type(seen[-1]) is (int if whole else float)
     assert exercise_widget(exercise_id, 55.0).control.value == pytest.approx(55)
