@@ -87,7 +87,8 @@ def test_digits_is_standardized_with_train_statistics():
 
 def test_shared_digits_is_digits_loaded_once_per_seed():
     shared = shared_digits(3)
-    assert shared is shared_digits(3) and shared is not shared_digits(4)
+    hits = shared_digits.cache_info().hits
+    assert shared is not shared_digits(3) and shared_digits.cache_info().hits == hits + 1  # kept, copied
     fresh = digits(seed=3)
     assert torch.equal(shared.x_train, fresh.x_train) and torch.equal(shared.y_val, fresh.y_val)
 

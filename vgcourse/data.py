@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import os
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vgcourse._cache import copied_cache
 from vgcourse._validation import check_choice, check_float, check_int
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -143,9 +143,9 @@ def digits(val_fraction: float = 0.2, seed: int = 0) -> DataSplit:
     )
 
 
-@functools.lru_cache(maxsize=8)
+@copied_cache(maxsize=8)
 def shared_digits(seed: int = 0) -> DataSplit:
-    """``digits(seed=seed)``, loaded once per process and shared: treat its tensors as read-only."""
+    """``digits(seed=seed)``, loaded once per process; each call gets its own copy of the tensors."""
     return digits(seed=seed)
 
 

@@ -6,7 +6,6 @@ Schoenholz et al., 2017).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vgcourse._cache import copied_cache
 from vgcourse._validation import check_choice, check_float, check_int
 from vgcourse.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, derivative, make_activation
 
@@ -57,7 +57,7 @@ _FIXED_POINT_TOL = 1e-13
 _FIXED_POINT_ITERATIONS = 200
 
 
-@functools.cache
+@copied_cache(maxsize=1)
 def _quadrature() -> tuple[np.ndarray, np.ndarray]:
     """Nodes z_k and weights w_k with Σ_k w_k g(z_k) ≈ E[g(z)], z ~ N(0, 1): the trapezoid rule on
     [-10, 10] with the density folded into the weights (the tails beyond |z| = 10 carry < 1e-22)."""

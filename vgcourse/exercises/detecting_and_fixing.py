@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 from torch import nn
 
+from vgcourse._cache import copied_cache
 from vgcourse._validation import check_float
 from vgcourse.data import digits
 from vgcourse.diagnose import UPDATE_RATIO_GUIDE, diagnose
@@ -21,7 +20,7 @@ OUTPUT_WEIGHTS, OUTPUT_NORM = 640, 0.0253
 GUIDE_BAND = (UPDATE_RATIO_GUIDE / 2, UPDATE_RATIO_GUIDE * 2)
 
 
-@functools.cache
+@copied_cache(maxsize=1)
 def _healthy_network() -> tuple[MLP, tuple[torch.Tensor, torch.Tensor]]:
     """The chapter's healthy reference: 8 He-initialized ReLU layers of width 64, and 128 digits."""
     model = initialize(

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vgcourse._cache import copied_cache
 from vgcourse._validation import check_int
 from vgcourse.config import Config, Grid, check_config, integer, nonempty, one_of, positive, seed_field
 from vgcourse.data import DataSplit
@@ -528,7 +529,8 @@ def build_training_model(label: str, config: WarmupConfig, seed: int) -> Transfo
 def run_warmup(config: WarmupConfig) -> WarmupResult:
     """Train every (variant, lr, seed) with ``train`` and Adam: ``steps`` steps of ``batch_size`` sorted
     sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s. Each run is kept
-    for the process (``_training_run``): a run another config (or exercise 8.2) made is not trained again."""
+    for the process (``_training_run``): a run another config (or exercise 8.2) made is not trained again;
+    each result holds its own copies of the trained models."""
     check_config(config, WarmupConfig)
     shape = (len(config.variants), len(config.lrs), len(config.seeds))
     eval_steps = np.array(
@@ -581,11 +583,11 @@ def run_warmup(config: WarmupConfig) -> WarmupResult:
     )
 
 
-@functools.lru_cache(maxsize=64)
+@copied_cache(maxsize=64)
 def _training_run(
     ln: str, sizes: tuple[int, int, int], split: tuple[int, int, int], train_config: TrainConfig
 ) -> tuple[History, Transformer]:
-    """One run of ``run_warmup`` (kept: the same arguments give the same run, bit for bit)."""
+    """One run of ``run_warmup``, kept for the process: each call gets its own copy of the trained model."""
     model = Transformer(SORT_VOCAB, SORT_LEN, *sizes, ln=ln, causal=False, seed=train_config.seed)
     n_train, n_val, data_seed = split
     return train(model, sorting_task(n_train, n_val, seed=data_seed), train_config), model

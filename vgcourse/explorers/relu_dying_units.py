@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import ipywidgets as widgets
@@ -12,6 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vgcourse._cache import copied_cache
 from vgcourse.experiments.relu_dying_units import DyingConfig, DyingResult, run_dying
 from vgcourse.plots.relu_dying_units import dead_over_training
 from vgcourse.widgets import Explorer, control
@@ -35,9 +35,9 @@ def explorer_config(
     return dataclasses.replace(EXPLORER_BASE, lr=lr, bias_init=bias_init, activation=activation, init=init)
 
 
-@functools.lru_cache(maxsize=256)
+@copied_cache(maxsize=256)
 def _cached_run(config: DyingConfig) -> DyingResult:
-    """``run_dying`` remembered per config (configs are frozen, so a revisited setting is instant)."""
+    """``run_dying`` remembered per config (a revisited setting is instant), a copy for each call."""
     return run_dying(config)
 
 
