@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import re
+import sys
 import types
 import typing
 from collections import abc
@@ -618,9 +619,24 @@ def _middle(control: Any, default: Any) -> Any:
     return None if first == last else (last if first == default else first)
 
 
+def _clear_caches(explorer: Any) -> None:
+    """Empty every cache the explorer's view can come from, without knowing its internals: its own functions'
+    and every ``cache_clear`` of a function (or a class's attribute) of a loaded vgcourse module."""
+    found = [explorer.run, explorer.make_config, explorer.plot]
+    for name, module in list(sys.modules.items()):
+        if name == "vgcourse" or name.startswith("vgcourse."):
+            for value in list(vars(module).values()):
+                found += [value, *(vars(value).values() if isinstance(value, type) else ())]
+    for value in found:
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear) and str(getattr(value, "__module__", "")).startswith("vgcourse"):
+            clear()
+
+
 def _view_under_global_seed(explorer: Any, seed: int) -> bytes:
-    """The explorer's PNG at its current settings, computed afresh (a cached run is cleared) with Python's,
-    NumPy's and torch's global generators seeded with ``seed``; their states are restored afterwards."""
+    """The explorer's PNG at its current settings, computed afresh (every vgcourse cache cleared) with
+    Python's, NumPy's and torch's global generators seeded with ``seed``; their states are restored
+    afterwards."""
     import random
 
     import numpy as np
@@ -631,8 +647,7 @@ def _view_under_global_seed(explorer: Any, seed: int) -> bytes:
         random.seed(seed)
         np.random.seed(seed)  # noqa: NPY002 (the legacy global state is what hidden use would read)
         torch.manual_seed(seed)
-        if hasattr(explorer.run, "cache_clear"):
-            explorer.run.cache_clear()
+        _clear_caches(explorer)
         explorer.update(**explorer.values())  # a control set: the run is redone (update() alone reuses it)
     random.setstate(python_state)
     np.random.set_state(numpy_state)  # noqa: NPY002
@@ -661,9 +676,9 @@ def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_contr
     from vgcourse.explorers import explorer_functions
 
     explorer = explorer_functions()[label]()
-    assert isinstance(explorer.update(), Figure)
     # no hidden global state: the view is the same whatever the global random generators hold
     assert _view_under_global_seed(explorer, 1) == _view_under_global_seed(explorer, 2), label
+    assert isinstance(explorer.update(), Figure)
     every = {**explorer.controls, **explorer.view_controls}
     ends = {name: _ends(control) for name, control in every.items()}
     unknown = [name for name, values in ends.items() if not values]
@@ -674,6 +689,37 @@ def test_every_explorer_updates_at_its_defaults_and_at_both_corners_of_its_contr
         assert explorer.values() == {name: values[name] for name in explorer.controls}
         assert explorer.png.startswith(b"\x89PNG")
     plt.close("all")
+
+
+def test_the_global_seed_check_sees_a_draw_behind_a_package_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a toy explorer shaped like the transformers chapter's warmup explorer: its run is not cached itself
+    # but calls a vgcourse module's lru_cache, which draws from torch's global generator
+    import functools
+
+    import ipywidgets as widgets
+    import torch
+    from matplotlib.figure import Figure
+
+    from vgcourse.widgets import Explorer
+
+    toy = types.ModuleType("vgcourse._toy_cached_draw")
+
+    @functools.lru_cache(maxsize=8)
+    def cached_draw(n: int) -> float:
+        return float(torch.rand(()))  # hidden global state
+
+    cached_draw.__module__ = toy.__name__
+    toy.cached_draw = cached_draw  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, toy.__name__, toy)
+
+    def plot(value: float) -> Figure:
+        figure = Figure(figsize=(2, 2))
+        figure.add_subplot().bar([0], [value])
+        return figure
+
+    n = widgets.IntSlider(value=1, min=1, max=2)
+    explorer = Explorer({"n": n}, lambda n: n, lambda n: toy.cached_draw(n), plot)  # type: ignore[attr-defined]
+    assert _view_under_global_seed(explorer, 1) != _view_under_global_seed(explorer, 2)
 
 
 @pytest.mark.parametrize("label", _explorer_cases())
