@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from myst_text import ROLE, raw_myst
 
 from vgcourse.reader_notebooks import (
     Citation,
@@ -35,8 +36,6 @@ BUILD = Path(os.environ.get("VGCOURSE_BUILD_DIR") or ROOT / "_build")
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 URL = "https://example.org/course/"
 
-ROLE = re.compile(r"\{(?P<name>[A-Za-z][\w:+.-]*)\}`")
-ROLE_OR_CODE = re.compile(r"\{(?P<name>[A-Za-z][\w:+.-]*)\}(`+).+?\2(?!`)|(`+).+?\3")
 DIRECTIVE = re.compile(r"^\s*(?:`{3,}|~{3,}|:{3,})\s*\{(?P<name>[^}\s]+)\}", re.M)
 
 
@@ -145,32 +144,6 @@ FIXTURE_SITE = Site(
     },
 )
 REFS = "https://example.org/course/book/references.html"
-
-
-def raw_myst(text: str) -> list[str]:
-    """MyST a Markdown renderer would show as raw text, outside fenced code (which stays verbatim)."""
-    found, fence = [], ""
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if fence:
-            if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
-                fence = ""
-            continue
-        opening = re.match(r"^(`{3,}|~{3,}|:{3,})\s*(.*)$", stripped)
-        if opening:
-            if opening[1][0] == ":" or opening[2].startswith("{"):
-                found.append(f"directive: {line}")
-            fence = opening[1]
-            continue
-        if re.match(r"^\(\S+\)=$", stripped):
-            found.append(f"target: {line}")
-        if re.match(r"^\$\$\s*\(\S+\)$", stripped):
-            found.append(f"math label: {line}")
-        found += [f"role: {m[0]}" for m in ROLE_OR_CODE.finditer(line) if m["name"]]
-        without_code = ROLE_OR_CODE.sub("", line)
-        if re.search(r"\]\([^)\s]+\.(md|ipynb)(#[^)]*)?\)", without_code) and "](http" not in without_code:
-            found.append(f"page link: {line}")
-    return found
 
 
 def test_fixture_covers_every_construct_the_chapters_use() -> None:
