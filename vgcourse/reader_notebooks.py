@@ -32,16 +32,20 @@ GLUE_ROLES = {"glue", "glue:", "glue:any", "glue:text", "glue:md"}
 # myst-nb's render priority for HTML, restricted to what Markdown can show.
 GLUE_PRIORITY = ("image/svg+xml", "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex")
 
-# A role: {name}`content` (any number of backticks), or an inline code span to leave alone.
-_ROLE_OR_CODE = re.compile(
-    r"\{(?P<name>[A-Za-z][\w:+.-]*)\}(?P<ticks>`+)(?P<content>.+?)(?P=ticks)(?!`)|(`+).+?\4"
+# What the inline pass rewrites, read left to right through a paragraph (so each may wrap over lines):
+# a role {name}`content` (any number of backticks), an inline code span (left alone, links in it too),
+# or a link to a page of the book ([text](page.md#anchor); CommonMark allows a line break in the parentheses).
+_INLINE = re.compile(
+    r"\{(?P<name>[A-Za-z][\w:+.-]*)\}(?P<ticks>`+)(?P<content>.+?)(?P=ticks)(?!`)|(?P<code>`+).+?(?P=code)"
+    r"|(?<!!)\[(?P<text>[^\]]*)\]\(\s*(?P<target>[^()\s]+\.(?:md|ipynb))(?P<anchor>#[^()\s]*)?\s*\)",
+    re.S,
 )
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,}|:{3,})\s*(?P<info>.*?)\s*$")
 _DIRECTIVE_INFO = re.compile(r"^\{(?P<name>[^}\s]+)\}\s*(?P<argument>.*)$")
 _OPTION = re.compile(r"^:(?P<key>[\w-]+):\s*(?P<value>.*)$")
 _TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
 _EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
-_LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^()\s]+\.(?:md|ipynb))(?P<anchor>#[^()\s]*)?\)")
+_BLOCK = re.compile(r"^ {0,3}(?:(?P<single>#{1,6}(?:\s|$)|\|)|[-*+]\s|\d{1,9}[.)]\s)")
 _HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*\s*$", re.M)
 _ROLE_FORMATS = {"math": "${}$", "emphasis": "*{}*"} | {
     **{name: f"<{name}>{{}}</{name}>" for name in ("sub", "sup", "kbd")},
@@ -174,13 +178,17 @@ class _Converter:
     # --- inline -----------------------------------------------------------------------------------
 
     def inline(self, text: str) -> str:
-        text = _ROLE_OR_CODE.sub(self._role, text)
-        return _LINK.sub(self._link, text)
+        """A paragraph's roles and page links rewritten; code spans stay as they are."""
+        return _INLINE.sub(self._inline, text)
+
+    def _inline(self, match: re.Match[str]) -> str:
+        if match["code"]:
+            return match[0]
+        return self._link(match) if match["target"] else self._role(match)
 
     def _role(self, match: re.Match[str]) -> str:
-        if match["name"] is None:
-            return match[0]  # an inline code span stays as it is
-        name, content = match["name"], match["content"]
+        # MyST joins the lines of a role that wraps: "{doc}`the\n  guide <x>`" links "the guide"
+        name, content = match["name"], re.sub(r"[ \t]*\n[ \t]*", " ", match["content"])
         if name in GLUE_ROLES:
             # myst-nb splits key:spec at the last colon (the spec is glue:text's format; glue:md ignores it)
             key, colon, spec = content.rpartition(":")
@@ -238,18 +246,18 @@ class _Converter:
         return posixpath.normpath(posixpath.join(posixpath.dirname(self.docname), target))
 
     def _link(self, match: re.Match[str]) -> str:
-        target = match["target"]
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
-            return match[0]
+        text, target = self.inline(match["text"]), match["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # an address of its own: only its text changes
+            return f"[{text}{match[0][match.end('text') - match.start() :]}"
         anchor = (match["anchor"] or "#")[1:]
-        return f"[{match['text']}]({self.site.page(self._resolve(target), anchor)})"
+        return f"[{text}]({self.site.page(self._resolve(target), anchor)})"
 
     # --- blocks -----------------------------------------------------------------------------------
 
     def markdown(self, text: str) -> str:
         lines = text.split("\n")
         out: list[str] = []
-        prose: list[str] = []  # ordinary lines, converted a paragraph at a time (a link may wrap)
+        prose: list[str] = []  # ordinary lines, converted a paragraph at a time (a role or link may wrap)
 
         def flush() -> None:
             if prose:
@@ -282,12 +290,17 @@ class _Converter:
                     in_math = not (len(stripped) >= 4 and stripped.endswith("$$"))
                 out.append(labelled["fence"] if labelled else line)
             elif _TARGET.match(line) or stripped == "+++" or line.lstrip().startswith("%"):
-                pass
+                flush()  # dropped, and like a blank line it ends a paragraph
             elif stripped == "":
                 flush()
                 out.append(line)
             else:
+                block = _BLOCK.match(line)
+                if block:  # a heading, table row or list item ends the paragraph above it
+                    flush()
                 prose.append(line)
+                if block and block["single"]:  # a heading or table row is one line
+                    flush()
             index += 1
         flush()
         return "\n".join(out)
