@@ -5,7 +5,8 @@ that it does; glue:text values are formatted by myst-nb's own function). The las
 book (`make book` writes _build/html and _build/colab; `make test` builds it before the tests; set
 VGCOURSE_BUILD_DIR to check another build folder): every chapter has a reader notebook with no raw
 MyST, and the numbers the page shows for its glue keys, in the page's order, are the ones written
-into the reader notebook's prose.
+into the reader notebook's prose; every figure has the number the page gives it, and every {numref} of a
+figure reads as the page's link does.
 """
 
 from __future__ import annotations
@@ -312,6 +313,11 @@ def test_site_of_the_book_knows_every_page_title() -> None:
 # --- the built book ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def book_site() -> Site:
+    return site_of(ROOT / "book", URL)
+
+
 class _PastedText(HTMLParser):
     """The text of every ``<span class="pasted-text">`` (myst-nb's glue:text output), in page order."""
 
@@ -368,7 +374,7 @@ def test_reader_notebook_has_no_raw_myst_and_no_outputs(chapter: Path) -> None:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_reader_notebook_states_the_numbers_of_the_page(chapter: Path) -> None:
+def test_reader_notebook_states_the_numbers_of_the_page(chapter: Path, book_site: Site) -> None:
     page, reader_path, executed_path = _built(chapter)
     parser = _PastedText()
     parser.feed(page.read_text())
@@ -382,12 +388,31 @@ def test_reader_notebook_states_the_numbers_of_the_page(chapter: Path) -> None:
     # Role by role, in reading order: the value written in place of each role is the one the page shows.
     glue_json = executed_path.with_suffix(".glue.json")
     glue = json.loads(glue_json.read_text()) if glue_json.exists() else {}
-    site = site_of(ROOT / "book", URL)
     written = [
         value
         for cell in executed.cells
         if cell.cell_type == "markdown"
-        for name, _, value in glue_values(cell.source, glue, site, f"book/{chapter.stem}")
+        for name, _, value in glue_values(cell.source, glue, book_site, f"book/{chapter.stem}")
         if name == "glue:text"
     ]
     assert written == shown
+
+
+# A figure the page numbers (its id, then its caption's number) and a {numref} link to one, in page order.
+_FIGURE = re.compile(
+    r'<figure[^>]*\bid="(fig-[\w-]+)"(?:(?!</figure>).)*?caption-number">Fig\. ([\d.]+)', re.S
+)
+_NUMREF = re.compile(r'href="[^"]*#(fig-[\w-]+)"><span class="std std-numref">([^<]*)</span>')
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_reader_notebook_numbers_figures_as_the_page(chapter: Path, book_site: Site) -> None:
+    page, reader_path, _ = _built(chapter)
+    html = page.read_text()
+    figures = book_site.figures.items()
+    numbers = {label: number for label, (doc, number) in figures if doc == f"book/{chapter.stem}"}
+    assert dict(_FIGURE.findall(html)) == numbers
+    reader = nbformat.read(reader_path, as_version=4)
+    prose = "\n\n".join(c.source for c in reader.cells if c.cell_type == "markdown")
+    links = re.findall(r"\[([^\[\]]*)\]\([^()\s]*#(fig-[\w-]+)\)", prose)
+    assert [(label, text) for text, label in links] == _NUMREF.findall(html)

@@ -7,6 +7,7 @@ cannot handle fails before the book is built.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import nbformat
 import pytest
 from myst_text import raw_myst
 
-from vgcourse.reader_notebooks import site_of, to_plain_markdown
+from vgcourse.chapters import chapter as registered
+from vgcourse.reader_notebooks import site_of, to_plain_markdown, write_reader_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -112,3 +114,75 @@ def test_every_chapters_prose_converts_with_stand_in_glue(chapter: Path, site) -
     for cell in (c for c in cells if c.cell_type == "markdown"):
         text = to_plain_markdown(cell.source, StandInGlue(), site, f"book/{chapter.stem}")
         assert raw_myst(text) == [], f"{chapter.name}: raw MyST left in\n{text}"
+        # every {numref} of a figure became its number (tests/test_reader_notebooks.py: the site's)
+        shown = re.sub(r"\]\([^()\s]*\)", "]", text)
+        assert "fig-" not in shown, f"{chapter.name}: a figure label left in\n{text}"
+        numbers = re.findall(r"\[Fig\. (\d+)\.\d+\]\(", text)
+        assert numbers.count(str(registered(chapter.stem).number)) == len(numbers), text
+
+
+def _cell(
+    source: str, caption: str = "", name: str = "", tags: tuple[str, ...] = ()
+) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata = {"mystnb": {"figure": {"caption": caption, "name": name}}, "tags": list(tags)}
+    return cell
+
+
+# Which nodes Sphinx numbers (numfig): figures with a caption, in document order, "<chapter>.<k>".
+TOY = [
+    _cell("plot()", caption="Numbered first.", name="fig-a"),
+    _cell("plot()", name="fig-no-caption"),
+    nbformat.v4.new_markdown_cell("```{figure} a.png\n:name: fig-b\n:alt: words\n\nA caption.\n```"),
+    nbformat.v4.new_markdown_cell(
+        ":::{note}\n```{glue:figure} key\n:name: fig-c\nGlued, in a note.\n```\n:::"
+    ),
+    nbformat.v4.new_markdown_cell("```{figure} b.png\n:name: fig-bare\n```\n\n```python\nfigure = 1\n```"),
+    _cell("plot()", caption="Removed.", name="fig-removed", tags=("remove-output",)),
+    _cell("plot()", caption="Numbered fourth.", name="fig-d", tags=("hide-input",)),
+]
+
+
+def test_figures_are_numbered_as_sphinx_numbers_them(tmp_path: Path) -> None:
+    book = tmp_path / "book"
+    book.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=TOY), book / "sigmoid_bound.ipynb")  # chapter 2
+    site = site_of(book, URL)
+    assert site.figures == {f"fig-{x}": ("book/sigmoid_bound", f"2.{k}") for k, x in enumerate("abcd", 1)}
+    text = to_plain_markdown(
+        "{numref}`fig-d`, {numref}`Figure %s <fig-b>` and {numref}`the {number}\nfigure <fig-a>`; "
+        "{numref}`fig-c` from {doc}`intro`",
+        {},
+        site,
+        "book/intro",
+    )
+    assert text == (
+        f"[Fig. 2.4]({PAGE}sigmoid_bound.html#fig-d), [Figure 2.2]({PAGE}sigmoid_bound.html#fig-b) and "
+        f"[the 2.1 figure]({PAGE}sigmoid_bound.html#fig-a); [Fig. 2.3]({PAGE}sigmoid_bound.html#fig-c) "
+        f"from [intro]({PAGE}intro.html)"
+    )
+    # A page outside the numbered chapters would number its figures differently: named, not guessed.
+    (book / "intro.md").write_text("# Intro\n\n```{figure} a.png\nA caption.\n```\n")
+    with pytest.raises(ValueError, match="outside a chapter"):
+        site_of(book, URL)
+
+
+def test_a_figure_cell_must_show_one_figure(tmp_path: Path) -> None:
+    # Sphinx numbers each output of a figure cell; a cell that shows two would shift the numbers after it.
+    book, executed_dir = tmp_path / "book", tmp_path / "_build" / "jupyter_execute" / "book"
+    book.mkdir()
+    executed_dir.mkdir(parents=True)
+    chapter = nbformat.v4.new_notebook(cells=[_cell("plot()", caption="Two panels.", name="fig-a")])
+    nbformat.write(chapter, book / "linear_chain.ipynb")
+    figure = nbformat.v4.new_output(
+        "display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    )
+    glued = nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "1"})
+    glued.metadata = {"scrapbook": {"name": "key", "mime_prefix": "application/papermill.record/"}}
+    chapter.cells[0].outputs = [figure, glued]  # glue is not shown
+    nbformat.write(chapter, executed_dir / "linear_chain.ipynb")
+    write_reader_notebooks(book, tmp_path / "_build", tmp_path / "out", URL)
+    chapter.cells[0].outputs = [figure, figure]
+    nbformat.write(chapter, executed_dir / "linear_chain.ipynb")
+    with pytest.raises(ValueError, match="shows 2 outputs"):
+        write_reader_notebooks(book, tmp_path / "_build", tmp_path / "out", URL)

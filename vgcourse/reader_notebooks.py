@@ -2,8 +2,9 @@
 
 An executed chapter and its ``.glue.json`` become the same cells with plain Markdown prose: glue roles
 become the values the page shows, admonitions quoted paragraphs, references and citations links to the
-site ("He et al. [2016]"). Code cells keep their source, without outputs. ``make book`` writes them to
-``_build/colab/``; ``python -m vgcourse.reader_notebooks`` writes them again from an existing build.
+site ("He et al. [2016]", "Fig. 3.2": `figure_names` says which figures the site numbers). Code cells
+keep their source, without outputs. ``make book`` writes them to ``_build/colab/``;
+``python -m vgcourse.reader_notebooks`` writes them again from an existing build.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 import nbformat
 from myst_nb.core.render import strip_latex_delimiters
 from myst_nb.core.variables import format_plain_text
+
+from vgcourse.chapters import CHAPTERS
 
 ADMONITIONS = {"admonition": "", "seealso": "See also", "todo": "To do"} | {
     name: name.capitalize()
@@ -93,6 +96,7 @@ class Site:
     titles: Mapping[str, str] = field(default_factory=dict)  # docname -> title, for {doc} without text
     labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, title)
     citations: Mapping[str, Citation] = field(default_factory=dict)  # bibliography key -> Citation
+    figures: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # label -> (docname, "3.2")
     references: str = "book/references"  # docname of the page citations link to
 
     def __post_init__(self) -> None:
@@ -104,6 +108,33 @@ class Site:
         return f"{self.url}{docname}.html" + (f"#{anchor}" if anchor else "")
 
 
+def figure_names(cells: Sequence[nbformat.NotebookNode]) -> list[str]:
+    """The name ("" if none) of each figure Sphinx numbers on a page (numfig), in document order.
+
+    Sphinx numbers figures with a caption: a myst-nb code cell with ``mystnb.figure.caption`` in its
+    metadata (one figure per shown output; a chapter cell shows one, which `write_reader_notebooks` checks)
+    unless tagged remove-cell or remove-output, and a ``{figure}`` or ``{glue:figure}`` directive with text.
+    """
+    names = []
+    for cell in cells:
+        if cell.cell_type == "code":
+            figure = cell.get("metadata", {}).get("mystnb", {}).get("figure") or {}
+            removed = {"remove-cell", "remove-output"} & set(cell.get("metadata", {}).get("tags", []))
+            if figure.get("caption") and not removed:
+                names.append(str(figure.get("name", "")))
+        elif cell.cell_type == "markdown":
+            lines = cell.source.split("\n")
+            for index, line in enumerate(lines):
+                fence = _FENCE.match(line)
+                directive = _DIRECTIVE_INFO.match(fence["info"]) if fence else None
+                if directive and directive["name"] in ("figure", "glue:figure"):
+                    body = lines[index + 1 : _Converter._closing(lines, index, fence)]
+                    options, caption = _options([x.removeprefix(fence["indent"]) for x in body])
+                    if "".join(caption).strip():
+                        names.append(options.get("name", ""))
+    return names
+
+
 def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -> Site:
     """`Site` of the pages in ``book_dir`` at ``url``, citing ``bibfile`` (default: references.bib)."""
     book = Path(book_dir)
@@ -111,13 +142,21 @@ def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -
     citations = read_citations(bib) if bibfile is not None or bib.exists() else {}
     titles: dict[str, str] = {}
     labels: dict[str, tuple[str, str]] = {}
+    figures: dict[str, tuple[str, str]] = {}
+    numbers = {c.id: c.number for c in CHAPTERS}  # figures are numbered "<chapter>.<k>" (numfig)
     for path in sorted([*book.glob("*.md"), *book.glob("*.ipynb")]):
         docname = f"{book.name}/{path.stem}"
         if path.suffix == ".ipynb":
             cells = nbformat.read(path, as_version=4).cells
-            text = "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
         else:
-            text = path.read_text()
+            cells = [nbformat.v4.new_markdown_cell(path.read_text())]
+        text = "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
+        names = figure_names(cells)
+        if names and path.stem not in numbers:
+            raise ValueError(f"{path}: numbered figures outside a chapter of vgcourse.chapters")
+        figures |= {
+            name: (docname, f"{numbers.get(path.stem)}.{k}") for k, name in enumerate(names, 1) if name
+        }
         lines = text.splitlines()
         first = _HEADING.search(text)
         titles[docname] = first["title"] if first else path.stem
@@ -127,7 +166,7 @@ def site_of(book_dir: str | Path, url: str, bibfile: str | Path | None = None) -
                 following = next((x for x in lines[index + 1 :] if x.strip()), "")
                 heading = _HEADING.match(following)
                 labels[target["label"]] = (docname, heading["title"] if heading else target["label"])
-    return Site(url, titles, labels, citations)
+    return Site(url, titles, labels, citations, figures)
 
 
 def format_glue_text(data: Mapping[str, Any], spec: str) -> str:
@@ -208,6 +247,10 @@ class _Converter:
         if name == "doc":
             docname = self._resolve(target)
             return f"[{text or self.site.titles.get(docname, target)}]({self.site.page(docname)})"
+        if name == "numref" and target in self.site.figures:  # "Fig. %s" is Sphinx's numfig_format
+            docname, number = self.site.figures[target]
+            text = (text or "Fig. %s").replace("%s", number).replace("{number}", number)
+            return f"[{text}]({self.site.page(docname, target)})"
         if name in ("ref", "numref"):
             docname, title = self.site.labels.get(target, ("", target))
             text = re.sub(r"\s*(%s|\{number\}|\{name\})\s*", " ", text or title).strip() or title
@@ -443,6 +486,17 @@ def write_reader_notebooks(
         source = nbformat.read(source_path, as_version=4)
         if _sources(executed) != _sources(source):
             raise ValueError(f"{source_path} changed after the book was built: run `make book` again")
+        for cell in executed.cells:
+            shown = [
+                o
+                for o in cell.get("outputs", [])
+                if o.output_type in ("display_data", "execute_result")
+                and not o.get("metadata", {}).get("scrapbook", {}).get("mime_prefix")  # glue not shown
+            ]
+            if cell.cell_type == "code" and figure_names([cell]) and len(shown) != 1:
+                raise ValueError(
+                    f"{executed_path}: a figure cell shows {len(shown)} outputs; the site numbers each"
+                )
         docname = f"{book.name}/{source_path.stem}"
         notebook = reader_notebook(executed, _glue_of(executed_path, executed), site, docname)
         target = out / source_path.name
