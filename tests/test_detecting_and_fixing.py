@@ -1,4 +1,4 @@
-"""Chapter 9, detecting and fixing: every number the chapter states, with margins.
+"""The detecting-and-fixing chapter: every number the chapter states, with margins.
 
 Each claim is checked at the seeds of ``claims.SEEDS`` (0, 1 and 2 unless VGCOURSE_CLAIM_SEEDS says
 otherwise) through ``claims.expect``, so ``benchmarks/claim_margins.py`` can report its margin across

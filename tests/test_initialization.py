@@ -1,4 +1,4 @@
-"""Chapter 4 (Xavier/Glorot and He/Kaiming initialization): the closed forms against autograd, and every
+"""The initialization chapter (Xavier/Glorot and He/Kaiming): the closed forms against autograd, and every
 number the chapter states, asserted with margins on seeds the chapter does not use (the training claims
 on the chapter's own three seeds)."""
 

@@ -1,4 +1,4 @@
-"""Chapter 1, the linear chain: the derivation against autograd, and every number the chapter states."""
+"""The linear-chain chapter: the derivation against autograd, and every number the chapter states."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Chapter 7, normalization layers and adaptive optimizers: the Jacobian formulas vs autograd, and every
-number the chapter states (first half: normalization; second half: adaptive optimizers).
+"""The chapter on normalization layers and adaptive optimizers: the Jacobian formulas vs autograd, and
+every number the chapter states (first half: normalization; second half: adaptive optimizers).
 
 The chapter runs each experiment at seed 0 (the batch-size sweep at seeds 0, 1, 2); the claim tests rerun
 them at each seed of ``claims.SEEDS``, so every stated margin holds on each of those networks.

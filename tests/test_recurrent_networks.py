@@ -1,4 +1,4 @@
-"""Chapter 6, recurrent networks: the closed forms against autograd, and every number the chapter states.
+"""The recurrent-networks chapter: the closed forms against autograd, and every number the chapter states.
 
 The chapter's runs use seed 0; each claim is checked at the seeds of ``claims.SEEDS`` (0, 1 and 2 unless
 VGCOURSE_CLAIM_SEEDS says otherwise) through ``claims.expect``, so ``benchmarks/claim_margins.py`` can

@@ -1,4 +1,4 @@
-"""Chapter 3, ReLU and dying units: every number the chapter states, over several seeds, and the code paths.
+"""The chapter on ReLU and dying units: every number it states, over several seeds, and the code paths.
 
 The chapter's runs use seed 0; each claim is checked at ``SEEDS`` (tests/claims.py: 0, 1, 2 unless widened)
 and recorded, and ``benchmarks/claim_margins.py --tests tests/test_relu_dying_units.py`` reports how far

@@ -1,4 +1,4 @@
-"""Chapter 5, residual networks: the Jacobian derivation vs autograd, and every number the chapter states.
+"""The residual-networks chapter: the Jacobian derivation vs autograd, and every number the chapter states.
 
 The chapter-size experiments measure several networks per setting (the chapter: ``n_seeds`` = 3, seeds 0, 1,
 2; here one network per seed of ``claims.SEEDS``), so the margins below are checked on each of those networks,

@@ -1,4 +1,4 @@
-"""Chapter 2, the sigmoid's 0.25 bound: the theorem, every number the chapter states, plots, explorer.
+"""The chapter on the sigmoid's 0.25 bound: the theorem, every number the chapter states, plots, explorer.
 
 The chapter's numbers come from its default configs with seeds 0-2. Every threshold the prose relies on is
 a claim (tests/claims.py): ``expect`` asserts it at ``SEEDS`` (default 0-2) and records it, so that

@@ -1,4 +1,4 @@
-"""Chapter 8, transformers: the model (Post-LN / Pre-LN layouts, masking, residual scaling) and every number
+"""The transformers chapter: the model (Post-LN / Pre-LN layouts, masking, residual scaling) and every number
 the chapter states.
 
 The chapter's experiments measure ``n_seeds`` = 3 networks per setting (seeds 0, 1, 2); here the same

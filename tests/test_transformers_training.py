@@ -1,5 +1,6 @@
-"""Chapter 8, transformers, training half: the sorting task, learning-rate warmup with Adam (Post-LN with
-and without warmup against Pre-LN), ``diagnose`` on both layouts, the warmup figure and exercises 8.1-8.2.
+"""The transformers chapter, training half: the sorting task, learning-rate warmup with Adam (Post-LN with
+and without warmup against Pre-LN), ``diagnose`` on both layouts, the warmup figure and the chapter's two
+exercises.
 
 The chapter trains one network per (variant, learning rate) at seed 0; here the same configuration runs at
 every seed of ``claims.SEEDS``, and each claim is checked on every one.
@@ -187,7 +188,7 @@ def test_diagnose_healthy_at_init_collapsed_after_post_ln_fails(warmup: tx.Warmu
 
 
 def test_first_adam_step_under_warmup_moves_each_weight_by_lr_over_w() -> None:
-    # the premise of exercise 8.1, through train(): step 0 uses lr / W, and Adam moves each entry by it
+    # first_step_warmup's premise, through train(): step 0 uses lr / W, and Adam moves each entry by it
     from vgcourse.training import TrainConfig, train
 
     config = tx.WarmupConfig()

@@ -2,7 +2,7 @@
 
 An executed chapter and its ``.glue.json`` become the same cells with plain Markdown prose: glue roles
 become the values the page shows, admonitions quoted paragraphs, references and citations links to the
-site ("He et al. [2016]", "Fig. 3.2": `figure_names` says which figures the site numbers). Code cells
+site ("He et al. [2016]", "Fig. N.k": `figure_names` says which figures the site numbers). Code cells
 keep their source, without outputs. ``make book`` writes them to ``_build/colab/``;
 ``python -m vgcourse.reader_notebooks`` writes them again from an existing build.
 """

@@ -1,4 +1,4 @@
-"""Exercises of the chapter "Detecting and fixing vanishing gradients" (chapter 9)."""
+"""Exercises of the chapter "Detecting and fixing vanishing gradients"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 4, Xavier/Glorot and He/Kaiming initialization."""
+"""Exercises of the initialization chapter: Xavier/Glorot and He/Kaiming initialization."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 1, the linear chain."""
+"""Exercises of the linear-chain chapter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 7, normalization layers and adaptive optimizers."""
+"""Exercises of the chapter on normalization layers and adaptive optimizers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ BETA2 = 0.999
 EPS = 1e-8
 """Adam's defaults (PyTorch's ``torch.optim.Adam``)."""
 TINY_GRADIENT = 5e-9
-"""The gradient of exercise 7.1, half of ε."""
+"""The gradient of the exercise ``tiny_gradient_step``, half of ε."""
 
 # Keys of the answers and of the typical mistakes (made by tests/exercise_solutions.py).
 _KEYS: dict[str, tuple[str, ...]] = {

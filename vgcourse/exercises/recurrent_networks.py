@@ -1,4 +1,4 @@
-"""Exercises of chapter 6, recurrent networks: LSTMs and GRUs."""
+"""Exercises of the recurrent-networks chapter: LSTMs and GRUs."""
 
 from __future__ import annotations
 

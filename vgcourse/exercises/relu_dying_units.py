@@ -1,4 +1,4 @@
-"""Exercises of chapter 3, ReLU and dying units."""
+"""Exercises of the chapter on ReLU and dying units."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 5, residual networks."""
+"""Exercises of the residual-networks chapter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 2, the sigmoid's 0.25 bound."""
+"""Exercises of the chapter on the sigmoid's 0.25 bound."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercises of chapter 8, transformers: residual streams, Post-LN and Pre-LN."""
+"""Exercises of the transformers chapter: residual streams, Post-LN and Pre-LN."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vgcourse.experiments.transformers import SORT_VOCAB, TRAINED_ACCURACY, Warm
 PEAK_LR = 0.01  # of both exercises: the chapter's rate at which Post-LN fails without warmup
 WIDTH = 32  # d_model of the chapter's transformer: W_Q, W_K, W_V and W_O are WIDTH × WIDTH
 FIRST_STEP_RATIO = 1e-3  # the rule-of-thumb update:data ratio (``vgcourse.diagnose.UPDATE_RATIO_GUIDE``)
-WARMUP_LIMIT = 200  # the longest warmup exercise 8.2 accepts: the chapter's run length
+WARMUP_LIMIT = 200  # the longest warmup the exercise rescue_post_ln accepts: the chapter's run length
 
 
 def warmup_accuracy(warmup: int) -> float:
@@ -86,8 +86,8 @@ register(
             ),
             Mistake(
                 "that is the first step without Adam's bias correction, (1 − β1)/√(1 − β2) ≈ 3.16 learning "
-                "rates (exercise 7.2); torch.optim.Adam corrects the bias, so the first step is one "
-                "learning rate.",
+                "rates (the normalization chapter's exercise on Adam without its bias correction); "
+                "torch.optim.Adam corrects the bias, so the first step is one learning rate.",
                 _MISTAKES["first_step_warmup"][4],
             ),
         ),

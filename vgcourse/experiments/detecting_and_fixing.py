@@ -1,4 +1,4 @@
-"""Chapter 9, detecting and fixing vanishing gradients: the warning signs, ``diagnose``, and the remedies.
+"""The chapter on detecting and fixing vanishing gradients: the warning signs, ``diagnose``, and the remedies.
 
 ``vgcourse.diagnose`` flags layers whose gradient per weight, rms(g_l) = ‖g_l‖/√n_l, is below 10^-3
 (vanishing) or above 10^3 (exploding) times the output layer's. Here: the calibration of those lines,

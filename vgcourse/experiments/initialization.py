@@ -1,4 +1,4 @@
-"""Chapter 4, Xavier/Glorot and He/Kaiming initialization: variance propagation, predicted and measured.
+"""The initialization chapter, Xavier/Glorot and He/Kaiming: variance propagation, predicted and measured.
 
 A plain network a_l = W_l h_{l-1}, h_l = f(a_l) (no biases), zero-mean weights of variance σ_l², fan-in
 n_l and fan-out m_l, δ_l = ∂L/∂a_l:

@@ -1,4 +1,4 @@
-"""Chapter 1, the linear chain: back propagation as a product of Jacobians, measured.
+"""The linear-chain chapter: back propagation as a product of Jacobians, measured.
 
 A chain a_l = W_l h_{l-1}, h_l = f(a_l) back-propagates δ_L = D_L ∂J/∂h_L, δ_l = D_l W_{l+1}^T δ_{l+1},
 ∂J/∂W_l = δ_l h_{l-1}^T (D_l = diag f'(a_l)): a product of one Jacobian D_k W_k per layer above l, which

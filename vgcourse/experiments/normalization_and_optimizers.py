@@ -1,6 +1,6 @@
-"""Experiments of chapter 7: the Jacobians of BatchNorm, LayerNorm and RMSNorm, BatchNorm's train/eval gap,
-the per-layer signals of deep normalized networks, scale invariance and weight decay, injected covariate
-shift; then Adam against SGD."""
+"""Experiments of the chapter on normalization layers and adaptive optimizers: the Jacobians of BatchNorm,
+LayerNorm and RMSNorm, BatchNorm's train/eval gap, the per-layer signals of deep normalized networks, scale
+invariance and weight decay, injected covariate shift; then Adam against SGD."""
 
 from __future__ import annotations
 

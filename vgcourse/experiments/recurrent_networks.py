@@ -1,4 +1,4 @@
-"""Chapter 6, recurrent networks: back propagation through time, gates, and gradient clipping, measured.
+"""The recurrent-networks chapter: back propagation through time, gates, and gradient clipping, measured.
 
 The BPTT math and its tools (Jacobians through time, the float64 unroll, ‖∂L/∂x_{T-k}‖ by lag) are in
 ``vgcourse.bptt``; here are the adding-problem networks and the chapter's runs.

@@ -1,4 +1,4 @@
-"""Chapter 3, ReLU and dying units: why ReLU keeps gradients alive, and how ReLU units die.
+"""The chapter on ReLU and dying units: why ReLU keeps gradients alive, and how ReLU units die.
 
 Backpropagation multiplies the gradient by f'(z_l): δ_l = f'(z_l) ⊙ W_{l+1}^T δ_{l+1}, so with weights of
 variance g²/n, ‖δ_l‖ / ‖δ_{l+1}‖ ≈ ρ_l = g · sqrt(mean f'(z_l)²): < 1/4 for sigmoid (g = 1), ≈ 1 for ReLU

@@ -1,4 +1,4 @@
-"""Chapter 5, residual networks: why a skip connection lets the gradient through, measured.
+"""The residual-networks chapter: why a skip connection lets the gradient through, measured.
 
 A block computes x_{l+1} = x_l + α F(x_l), Jacobian I + α J_l; L blocks multiply to ∏_l (I + α J_l), a sum
 over the 2^L paths that take the identity or the branch at each block (the plain twin keeps J_L⋯J_1).

@@ -1,4 +1,4 @@
-"""Chapter 2, the sigmoid's 0.25 bound: σ'(x) = σ(x)(1 - σ(x)) <= 1/4, and what it does to a deep network.
+"""The chapter on the sigmoid's 0.25 bound: σ'(x) = σ(x)(1 - σ(x)) <= 1/4, and what it does to a deep network.
 
 Backprop multiplies the gradient by diag f'(a_l) W_l^T at every layer, so ‖∂J/∂h_l‖ / ‖∂J/∂h_L‖ stays under
 the envelope ∏_{k>l} c·‖W_k‖_2 (c = sup f', 1/4 for the sigmoid). The runs measure it at initialization

@@ -1,4 +1,4 @@
-"""Chapter 8, transformers: the residual stream, where layer norm sits, residual scaling, attention's softmax.
+"""The transformers chapter: the residual stream, layer norm's place, residual scaling, attention's softmax.
 
 A block has two residual sublayers G (attention, then the MLP); x the sublayer's input, J_G = ∂G/∂x:
 
@@ -529,8 +529,8 @@ def build_training_model(label: str, config: WarmupConfig, seed: int) -> Transfo
 def run_warmup(config: WarmupConfig) -> WarmupResult:
     """Train every (variant, lr, seed) with ``train`` and Adam: ``steps`` steps of ``batch_size`` sorted
     sequences, the "+ warmup" variants with lr·min(1, (s + 1)/warmup_steps) at step s. Each run is kept
-    for the process (``_training_run``): a run another config (or exercise 8.2) made is not trained again;
-    each result holds its own copies of the trained models."""
+    for the process (``_training_run``): a run another config (or the exercise ``rescue_post_ln``) made is
+    not trained again; each result holds its own copies of the trained models."""
     check_config(config, WarmupConfig)
     shape = (len(config.variants), len(config.lrs), len(config.seeds))
     eval_steps = np.array(

@@ -1,4 +1,5 @@
-"""Explorer of chapter 9: the remedies' factors → what ``diagnose`` reports for that network at init."""
+"""Explorer of the detecting-and-fixing chapter: the remedies' factors → what ``diagnose`` reports
+for that network at init."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Chapter 4 explorer: init scheme × activation × depth → predicted vs measured variance by layer."""
+"""Explorer of the initialization chapter: init scheme × activation × depth → predicted vs measured
+variance by layer."""
 
 from __future__ import annotations
 

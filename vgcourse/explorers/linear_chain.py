@@ -1,4 +1,5 @@
-"""Explorer of chapter 1: depth and weight scale of a deep linear network → per-layer gradient norms."""
+"""Explorer of the linear-chain chapter: depth and weight scale of a deep linear network
+→ per-layer gradient norms."""
 
 from __future__ import annotations
 

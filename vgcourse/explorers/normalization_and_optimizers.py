@@ -1,4 +1,5 @@
-"""Explorer of chapter 7: normalization × activation × depth × batch size → per-layer signals."""
+"""Explorer of the normalization-and-optimizers chapter: normalization × activation × depth × batch size
+→ per-layer signals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Explorer of chapter 6: architecture × sequence length × spectral radius of W_hh → gradient against lag."""
+"""Explorer of the recurrent-networks chapter: architecture × sequence length × spectral radius of W_hh
+→ gradient against lag."""
 
 from __future__ import annotations
 

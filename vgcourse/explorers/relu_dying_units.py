@@ -1,4 +1,5 @@
-"""Explorer of chapter 3: learning rate × bias initialization × activation → dead units during training."""
+"""Explorer of the ReLU chapter (dying units): learning rate × bias initialization × activation
+→ dead units during training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Explorer of chapter 5: depth × skip connections × normalization × branch scale → per-block norms."""
+"""Explorer of the residual-networks chapter: depth × skip connections × normalization × branch scale
+→ per-block norms."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Explorer of chapter 2: activation x depth x initialization -> per-layer gradients at initialization."""
+"""Explorer of the sigmoid-bound chapter: activation x depth x initialization
+-> per-layer gradients at initialization."""
 
 from __future__ import annotations
 

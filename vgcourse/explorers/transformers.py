@@ -1,4 +1,5 @@
-"""Explorer of chapter 8: layer-norm position and residual scaling × depth → per-block gradient profile."""
+"""Explorer of the transformers chapter: layer-norm position and residual scaling × depth
+→ per-block gradient profile."""
 
 from __future__ import annotations
 

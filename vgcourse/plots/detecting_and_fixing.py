@@ -1,4 +1,4 @@
-"""Figures of chapter 9, detecting and fixing vanishing gradients; each takes a result of
+"""Figures of the chapter on detecting and fixing vanishing gradients; each takes a result of
 ``experiments.detecting_and_fixing`` and draws on ``ax`` (one panel) or ``axes`` (several) when given,
 else on a new figure."""
 

@@ -1,4 +1,4 @@
-"""Figures of chapter 4, initialization: predicted (dashed) vs measured variances (geometric mean over
+"""Figures of the initialization chapter: predicted (dashed) vs measured variances (geometric mean over
 seeds, band from the smallest to the largest seed)."""
 
 from __future__ import annotations

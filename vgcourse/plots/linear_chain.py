@@ -1,4 +1,4 @@
-"""Figures of chapter 1, the linear chain, from results of ``vgcourse.experiments.linear_chain``."""
+"""Figures of the linear-chain chapter, from results of ``vgcourse.experiments.linear_chain``."""
 
 from __future__ import annotations
 

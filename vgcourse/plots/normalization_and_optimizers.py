@@ -1,4 +1,4 @@
-"""Figures of chapter 7, normalization layers and adaptive optimizers (first half: normalization)."""
+"""Figures of the chapter on normalization layers and adaptive optimizers (first half: normalization)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures of chapter 6, recurrent networks; each takes a result of ``experiments.recurrent_networks``."""
+"""Figures of the recurrent-networks chapter; each takes a result of ``experiments.recurrent_networks``."""
 
 from __future__ import annotations
 

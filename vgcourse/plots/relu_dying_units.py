@@ -1,4 +1,4 @@
-"""Figures of chapter 3, ReLU and dying units, from results of ``vgcourse.experiments.relu_dying_units``."""
+"""Figures of the chapter on ReLU and dying units, from results of ``experiments.relu_dying_units``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures of chapter 5, residual networks; each takes a result of ``experiments.residual_networks``."""
+"""Figures of the residual-networks chapter; each takes a result of ``experiments.residual_networks``."""
 
 from __future__ import annotations
 

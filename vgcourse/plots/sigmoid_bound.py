@@ -1,4 +1,4 @@
-"""Figures of chapter 2, the sigmoid's 0.25 bound, from results of ``vgcourse.experiments.sigmoid_bound``;
+"""Figures of the chapter on the sigmoid's 0.25 bound, from results of ``vgcourse.experiments.sigmoid_bound``;
 multi-panel figures take ``ax`` as a sequence of Axes (one per panel, in the documented order)."""
 
 from __future__ import annotations

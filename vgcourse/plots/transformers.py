@@ -1,4 +1,4 @@
-"""Figures of chapter 8, transformers, from results of ``experiments.transformers``. ``variants``: labels of
+"""Figures of the transformers chapter, from results of ``experiments.transformers``. ``variants``: labels of
 ``VARIANTS`` (None: every measured one); ``weight``: one of ``WEIGHTS``; ``depth``: default the deepest."""
 
 from __future__ import annotations
