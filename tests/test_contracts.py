@@ -198,7 +198,7 @@ def test_explorer_discovery_follows_the_registry() -> None:
 
 BEING_WRITTEN: tuple[str, ...] = ()
 """Ids of registered chapters still being written: a module they do not have yet is an explicit xfail
-("chapter being written"), not a failure. Empty since chapters 7 and 8 have all their modules; list a new
+("chapter being written"), not a failure. Empty: every registered chapter has all its modules; list a new
 chapter's id here while its modules are written, and remove it when they exist."""
 
 

@@ -130,7 +130,7 @@ def test_a_copied_and_registered_template_passes_its_claims_and_the_contracts(tm
     _copy_as_contributing_says(repo)
     # the chapter's tests and the registry-wide ones, then its notebook as CONTRIBUTING.md runs it
     selected = f"{ID} or toc or registered or diagnose or exercises_register or discovery"
-    selected += " or every_exercise_has or instructors_guide or link_the_chapter or number_a_chapter"
+    selected += " or every_exercise_has or instructors_guide or link_the_chapter or write_no_chapter_numbers"
     tests = [f"tests/test_{ID}.py", "tests/test_contracts.py", "tests/test_config_bounds.py"]
     tests += ["tests/test_exercises.py", "tests/test_chapter_references.py", "-k", selected]
     notebook = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
