@@ -679,15 +679,18 @@ def test_backward_signal_of_a_layer_whose_output_is_modified_in_place() -> None:
     assert mon.record().backward_norm[0, 0] == pytest.approx(h.grad.norm().item(), rel=1e-6)
 
 
+class Functional(nn.Module):
+    """5 -> 8 -> 2 with ReLU as a function (torch.relu), not a module: no activation module to hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
 def test_functional_activations_are_reported_not_silently_nan() -> None:
-    class Functional(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.b(torch.relu(self.a(x)))
-
     model = Functional()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with (
@@ -708,14 +711,6 @@ def test_functional_activations_are_reported_not_silently_nan() -> None:
 
 
 def test_all_stats_are_the_ones_the_models_activations_can_give() -> None:
-    class Functional(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.b(torch.relu(self.a(x)))
-
     x = torch.randn(4, 5)
     fractions = ("dead_frac", "saturated_frac")
     with warnings.catch_warnings():
