@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import nbformat
@@ -227,6 +228,26 @@ def test_a_crafted_class_is_graded_as_it_should_be(tmp_path: Path, monkeypatch: 
     assert {r["student"] for r in rows} >= {"'=cmd", "ada", "copycat"}  # no formula, no borrowed name
     text = summary(submissions)
     assert "ada" in text and "[timeout]" in text and "[unreadable]" in text and "FLAG" in text
+
+
+def test_a_worker_that_ends_before_its_lines_are_read_is_graded_from_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the channel's reader thread may lag behind the worker's exit on a loaded machine: grade waits for it
+    # instead of calling the notebook killed (CI saw a blank notebook graded "killed" that way)
+    read_lines = instructor._read_lines
+
+    def late(run: instructor._Run) -> None:
+        run.process.wait()  # the worker has ended
+        time.sleep(1.0)
+        read_lines(run)
+
+    monkeypatch.setattr(instructor, "_read_lines", late)
+    path = write(tmp_path / "zoe.ipynb", [code(IMPORTS), code(RIGHT_HE_STD)])
+    (submission,) = grade(
+        [path], out_csv=tmp_path / "grades.csv", timeout=60, jobs=1, chapter="initialization"
+    )
+    assert (submission.status, submission.rows[0].result) == ("ok", "correct"), submission
 
 
 def test_reference_calls_are_flagged_and_exercise_ids_are_not() -> None:

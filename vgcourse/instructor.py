@@ -81,6 +81,7 @@ FUNCTION_TIMEOUT = 60.0  # seconds to measure one function answer on its own
 # Seconds past the notebook's limit before its worker and kernel are killed (the cell limit, the same
 # number, interrupts first when the kernel lets it).
 GRACE = 15.0
+READ_GRACE = 10.0  # seconds to read what a finished worker wrote before it ended (its pipe is closed then)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -269,6 +270,7 @@ class _Run:
     lines: list[str] = field(default_factory=list)
     family: set[int] = field(default_factory=set)
     channel: str = ""
+    reader: threading.Thread | None = None  # reads the worker's channel into ``lines``
 
 
 def identities(paths: list[Path], roster: dict[str, str] | None = None) -> list[str]:
@@ -366,6 +368,7 @@ def grade(
                     run.process.kill()
                 run.process.wait()
                 _kill(run.family - {run.process.pid})
+                run.reader.join(READ_GRACE)  # the worker's last lines (DONE) may still be in the pipe
                 running.remove(run)
                 sub = _finish(run, over, timeout)
                 submissions[run.index] = sub
@@ -390,7 +393,8 @@ def _start(run: _Run, job: dict[str, Any]) -> _Run:
     run.started = time.monotonic()
     run.process.stdin.write(payload)
     run.process.stdin.close()
-    threading.Thread(target=_read_lines, args=(run,), daemon=True).start()
+    run.reader = threading.Thread(target=_read_lines, args=(run,), daemon=True)
+    run.reader.start()
     return run
 
 
