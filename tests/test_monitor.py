@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from vgcourse.monitor import DEFAULT_STATS, METRICS, GradientMonitor, MonitorRecord, snapshot
+from vgcourse.monitor import DEFAULT_STATS, METRICS, STATS, GradientMonitor, MonitorRecord, snapshot
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -767,8 +767,11 @@ def test_histograms_count_activations_and_log_gradients() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"stats": "cheap"}, TypeError, "default"),
+        ({"stats": "cheap"}, ValueError, "default"),
         ({"stats": ["grad_nrom"]}, ValueError, "grad_nrom"),
+        ({"stats": []}, ValueError, "non-empty"),
+        ({"stats": ["grad_norm", "grad_norm"]}, ValueError, "distinct"),
+        ({"stats": 3}, TypeError, "tuple"),
         ({"bins": 0}, ValueError, "bins"),
         ({"act_range": (1.0, 1.0)}, ValueError, "act_range"),
         ({"grad_range": 3}, TypeError, "grad_range"),
@@ -779,6 +782,18 @@ def test_bad_new_options_are_rejected(kwargs: dict, error: type[Exception], matc
         GradientMonitor(small_mlp(), **kwargs)
     with pytest.raises(TypeError, match="layers="):
         GradientMonitor(small_mlp(), [("a", nn.Linear(2, 2))])
+
+
+def test_the_monitor_and_train_config_accept_the_same_stats() -> None:
+    from vgcourse.config import constraints
+    from vgcourse.training import TrainConfig
+
+    assert constraints(TrainConfig)["monitor_stats"] is STATS
+    for bad in ([], ["grad_norm", "grad_norm"], ["grad_nrom"], "cheap"):
+        with pytest.raises(ValueError):
+            TrainConfig(steps=1, monitor_stats=bad)
+        with pytest.raises(ValueError):
+            GradientMonitor(small_mlp(), stats=bad)
 
 
 def test_skipped_step_records_gradients_without_an_update() -> None:

@@ -793,7 +793,10 @@ def test_monitor_stats_declares_its_names_and_metrics():
     assert stats.each is not None and stats.each.choices == METRICS + HISTOGRAMS
     for good in ("default", "all", ("grad_norm", "act_hist")):
         assert TrainConfig(steps=1, monitor_stats=good).monitor_stats == good
-    listed = r"must be non-empty tuple of one of: grad_norm, .*, grad_hist or 'default' or 'all'; got "
+    listed = (
+        r"must be non-empty tuple of distinct values, each one of: grad_norm, .*, grad_hist or 'default' or "
+        r"'all'; got "
+    )
     for bad in ("grad_norm", "everything", (), ("grad_norm", "grad_norm")):
         with pytest.raises(ValueError, match=f"monitor_stats {listed}"):
             TrainConfig(steps=1, monitor_stats=bad)

@@ -32,6 +32,7 @@ __all__ = [
     "Grid",
     "check_config",
     "constraints",
+    "declared",
     "derive",
     "device_field",
     "flag",
@@ -120,7 +121,9 @@ class Constraint:
         elif self.kind == "choice":
             text = "one of: " + ", ".join(map(str, self.choices))
         elif self.kind == "tuple":
-            text = "non-empty tuple" + (f" of {self.each.describe()}" if self.each else "")
+            text = "non-empty tuple" + (" of distinct values" if self.unique else "")
+            text += f", each {self.each.describe()}" if self.each and self.unique else ""
+            text += f" of {self.each.describe()}" if self.each and not self.unique else ""
         elif self.kind == "instance":
             text = f"a {self.cls.__name__ if self.cls else '?'}"
         else:
@@ -216,6 +219,12 @@ def nonempty(
     return _field(
         default, Constraint("tuple", each=inner, unique=unique, choices=tuple(names), optional=optional)
     )
+
+
+def declared(constraint: Constraint, *, default: Any = MISSING):
+    """A field that accepts what ``constraint`` accepts: a rule declared once beside the code that applies it
+    (such as ``vgcourse.monitor.STATS``), shared by the field and that code."""
+    return _field(default, constraint)
 
 
 def flag(default: Any = MISSING):

@@ -18,11 +18,13 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_float, check_int, check_tensor
+from vgcourse.config import Constraint
 
 __all__ = [
     "DEFAULT_STATS",
     "HISTOGRAMS",
     "METRICS",
+    "STATS",
     "GradientMonitor",
     "MonitorRecord",
     "layer_weights",
@@ -49,6 +51,11 @@ DEFAULT_STATS = ("grad_norm", "backward_norm", "forward_rms")
 # Optional per-step histograms: of the activation output u, and of log10 |g| of the weight gradient.
 HISTOGRAMS = ("act_hist", "grad_hist")
 _ROW = {name: k for k, name in enumerate(METRICS)}
+# What ``stats`` accepts (GradientMonitor, snapshot and TrainConfig.monitor_stats): "default", "all", or
+# distinct names from METRICS and HISTOGRAMS.
+STATS = Constraint(
+    "tuple", each=Constraint("choice", choices=METRICS + HISTOGRAMS), unique=True, choices=("default", "all")
+)
 
 # Activation modules whose forward hook attributes statistics to the layer that ran just before them.
 # "relu": output >= 0; "relu_family": sign(f(x)) = sign(x); both get dead_frac, the others saturated_frac.
@@ -166,18 +173,13 @@ def _check_layers(layers: Any) -> list[tuple[str, nn.Module]]:
 
 
 def _check_stats(stats: Any) -> tuple[str, ...]:
-    """The metrics and histograms to record, in ``METRICS + HISTOGRAMS`` order."""
+    """The metrics and histograms to record (``STATS`` checks them), in ``METRICS + HISTOGRAMS`` order."""
+    stats = STATS.check("stats", stats)
     if stats == "default":
         return DEFAULT_STATS
     if stats == "all":
         return METRICS
-    if isinstance(stats, str) or not isinstance(stats, Iterable):
-        raise TypeError(
-            f"stats must be 'default', 'all' or a sequence of names from {METRICS + HISTOGRAMS}; "
-            f"got {stats!r}"
-        )
-    names = {check_choice("stats", name, METRICS + HISTOGRAMS) for name in stats}
-    return tuple(m for m in METRICS + HISTOGRAMS if m in names)
+    return tuple(m for m in METRICS + HISTOGRAMS if m in stats)
 
 
 def layer_weights(module: nn.Module) -> list[nn.Parameter]:

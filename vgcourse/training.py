@@ -21,10 +21,10 @@ from vgcourse._validation import check_choice, check_int
 from vgcourse.config import (
     Config,
     check_config,
+    declared,
     device_field,
     flag,
     integer,
-    nonempty,
     one_of,
     positive,
     real,
@@ -32,7 +32,7 @@ from vgcourse.config import (
 )
 from vgcourse.data import DataSplit
 from vgcourse.device import pick_device
-from vgcourse.monitor import HISTOGRAMS, METRICS, GradientMonitor, MonitorRecord
+from vgcourse.monitor import STATS, GradientMonitor, MonitorRecord
 
 __all__ = [
     "LOSSES",
@@ -71,9 +71,7 @@ class TrainConfig(Config):
     clip_value: float | None = positive(None, optional=True)  # clamp each gradient entry to [-v, v]
     warmup_steps: int = integer(0, low=0)  # step s uses lr * min(1, (s + 1) / warmup_steps); 0: none
     monitor_every: int | None = positive(1, integer=True, optional=True)  # GradientMonitor; None: off
-    monitor_stats: str | tuple[str, ...] = nonempty(  # GradientMonitor's stats (vgcourse.monitor)
-        one_of(*METRICS, *HISTOGRAMS), default="default", unique=True, names=("default", "all")
-    )
+    monitor_stats: str | tuple[str, ...] = declared(STATS, default="default")  # GradientMonitor's stats
     fused: bool = flag(False)  # the optimizer's fused kernel: the same update up to rounding
     eval_every: int = integer(0, low=0)  # evaluate every this many steps; 0: once per epoch (and last step)
     seed: int = seed_field()  # of the minibatch shuffling
