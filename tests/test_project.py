@@ -28,6 +28,18 @@ def test_version_is_single_sourced() -> None:
     assert PYPROJECT["project"]["version"] == vgcourse.__version__
 
 
+def test_the_licence_text_ships_with_the_package() -> None:
+    # MIT asks that its notice travel with every copy: a LICENSE file, named in the metadata (so wheels carry
+    # it) and by the README; the shipped MNIST files keep their own licence, in their README
+    project = PYPROJECT["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "The vgcourse contributors" in text
+    assert "Permission is hereby granted, free of charge" in text and 'PROVIDED "AS IS"' in text
+    readme = (ROOT / "README.md").read_text()
+    assert "[LICENSE](LICENSE)" in readme and "vgcourse/datasets/mnist/README.md" in readme
+
+
 def test_environment_yml_matches_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
