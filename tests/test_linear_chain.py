@@ -358,6 +358,13 @@ def test_flush_to_zero_turns_the_stalled_gradient_into_zero(float_limits: lc.Flo
     assert lc.first_layer_gradient(0.9, 900, "float32") > 0  # the mode is off again
     # float16 products are computed in float32 on the CPU, where float16's subnormals are normal numbers
     assert lc.flush_to_zero_depth(0.9, "float16", 400) is None
+    # a caller who flushes already keeps flushing: the mode found is put back, not switched off
+    torch.set_flush_denormal(True)
+    try:
+        lc.flush_to_zero_depth(0.9, "float32", 400)
+        assert lc.first_layer_gradient(0.9, 900, "float32") == 0
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_adam_moves_small_gradients_as_far_as_large_ones_down_to_its_epsilon() -> None:

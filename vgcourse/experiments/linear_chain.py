@@ -32,6 +32,7 @@ from vgcourse.config import (
     relative_error,
     seed_field,
 )
+from vgcourse.device import flush_denormal
 
 INITS = ("orthogonal", "gaussian")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -606,16 +607,13 @@ def _limit(dtype: str, factor: float, trace: np.ndarray, confirm: bool) -> Float
 
 def flush_to_zero_depth(factor: float, dtype: str, max_depth: int) -> int | None:
     """First depth L at which f^(L-1) (0 < f < 1) is exactly 0 when the CPU flushes subnormal results to 0
-    (``torch.set_flush_denormal``, then off again; RuntimeError where it cannot); None: not by max_depth."""
+    (``device.flush_denormal``: the mode is put back after; RuntimeError where it cannot); None: not by
+    max_depth."""
     check_float("factor", factor, 0.0, 1.0, strict_minimum=True)
     check_int("max_depth", max_depth, minimum=2, maximum=100_000)
     kind = _dtype(dtype)
-    if not torch.set_flush_denormal(True):
-        raise RuntimeError("this CPU cannot flush subnormal numbers to zero (torch.set_flush_denormal)")
-    try:
+    with flush_denormal():
         trace = _chain_trace((factor,), kind, max_depth)[:, 0]  # row L-1 = f^(L-1), as in run_float_limits
-    finally:
-        torch.set_flush_denormal(False)
     return _first(trace == 0)
 
 
