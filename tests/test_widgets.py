@@ -154,6 +154,31 @@ def test_unknown_control_is_a_value_error() -> None:
         make_explorer().update(width=3)
 
 
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"depth": 500}, "depth cannot take 500; valid: whole numbers from 1 to 50"),  # was clamped to 50
+        ({"depth": 2.7}, "depth cannot take 2.7"),  # was cut to 2
+        ({"depth": True}, "depth cannot take True"),  # was 1
+        ({"scale": 1e6}, "scale cannot take 1000000.0; valid: 0.1 to 10"),  # was clamped to 10
+        ({"depth": 3, "scale": "x"}, "scale cannot take 'x'"),  # depth was left at 3, unrun
+    ],
+)
+def test_update_refuses_a_value_its_control_would_change(values: dict, match: str) -> None:
+    # a slider clamps an out-of-range value to its end and an IntSlider truncates a real: the run would
+    # silently differ from the setting asked for; a refused update leaves every control and the view as
+    # they were
+    explorer = make_explorer()
+    explorer.update(depth=2)
+    png = explorer.png
+    with pytest.raises(ValueError, match=match):
+        explorer.update(**values)
+    assert explorer.values() == {"depth": 2, "scale": 1.0}
+    assert explorer.result == run(Config(2, 1.0)) and explorer.png == png
+    explorer.update(depth=3.0, scale=10**-1)  # a whole real on an int slider, a log slider's end: taken
+    assert explorer.values() == {"depth": 3, "scale": 0.1}
+
+
 def test_bad_controls_are_rejected() -> None:
     with pytest.raises(ValueError, match="at least one control"):
         Explorer({}, Config, run, plot)

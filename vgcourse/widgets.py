@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from traitlets import TraitError
 
 from vgcourse._validation import check_float, check_int
 from vgcourse.config import constraints
@@ -191,14 +192,20 @@ class Explorer(Generic[ConfigT, ResultT]):
         return {name: control.value for name, control in self.view_controls.items()}
 
     def update(self, **values: Any) -> Figure:
-        """Set the given controls, recompute (unless only views changed), redraw; the (closed) figure."""
+        """Set the given controls, recompute (unless only views changed), redraw; the (closed) figure. A value
+        a control cannot take as given is a ValueError, and every control keeps its value."""
         unknown = set(values) - set(self.every)
         if unknown:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: {sorted(self.every)}")
+        before = {name: self.every[name].value for name in values}
         self._observe(False)
         try:
             for name, value in values.items():
+                _set_exactly(name, self.every[name], value)
+        except ValueError:
+            for name, value in before.items():
                 self.every[name].value = value
+            raise
         finally:
             self._observe(True)
         return self._refresh(recompute=not set(values) <= set(self.view_controls))
@@ -363,6 +370,38 @@ def compact_png(png: bytes, colors: int = 256) -> bytes:
     buffer = io.BytesIO()
     image.quantize(colors=colors, method=method).save(buffer, format="png", optimize=True)
     return buffer.getvalue()
+
+
+def _set_exactly(name: str, control: widgets.Widget, value: Any) -> None:
+    """Set ``control.value = value``; a ValueError naming what it takes if it refuses ``value`` or would
+    change it (a slider clamps to its ends, an IntSlider cuts 2.7 to 2 and takes True as 1)."""
+    try:
+        control.value = value
+        taken = control.value
+    except TraitError:
+        taken = _REFUSED
+    same = isinstance(taken, bool) == isinstance(value, bool) and (
+        taken == value
+        or (isinstance(taken, float) and isinstance(value, (int, float)) and math.isclose(taken, value))
+    )
+    if not same:
+        raise ValueError(f"{name} cannot take {value!r}; valid: {_valid_values(control)}")
+
+
+_REFUSED = object()
+
+
+def _valid_values(control: widgets.Widget) -> str:
+    """What ``control`` takes, in words: its options, or its slider's range."""
+    if hasattr(control, "_options_values"):
+        return ", ".join(map(repr, control._options_values))
+    if isinstance(control, widgets.FloatLogSlider):
+        return f"{control.base**control.min:g} to {control.base**control.max:g}"
+    if isinstance(control, widgets.IntSlider):
+        return f"whole numbers from {control.min} to {control.max}"
+    if isinstance(control, widgets.FloatSlider):
+        return f"{control.min:g} to {control.max:g}"
+    return f"values of a {type(control).__name__}"
 
 
 def _label_of(control: widgets.Widget) -> str:
