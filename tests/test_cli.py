@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,34 @@ def test_python_dash_m_entry_point() -> None:
         timeout=120,
     ).stdout
     assert len(json.loads(out)["layers"]) == 3
+
+
+def _notebook(path: Path) -> Path:
+    path.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["grade", "{nb}", "--roster", "{tmp}/no_roster.csv", "--out", "{tmp}/g.csv"], "no_roster.csv"),
+        (["grade", "{nb}", "--out", "{tmp}/no_folder/g.csv"], "no_folder"),
+        (["grade", "{nb}", "--out", "{tmp}"], "Is a directory"),
+        (["export-otter", "--chapter", "initialization", "--out", "{nb}", "--no-assign"], "File exists"),
+        (["diagnose", "--depth", "2", "--width", "4", "--plot", "{tmp}/report.xyz"], "'xyz'"),
+        (["diagnose", "--depth", "2", "--width", "4", "--plot", "{tmp}/no_folder/r.png"], "no_folder"),
+    ],
+)
+def test_a_file_that_cannot_be_read_or_written_exits_2_naming_it(
+    command: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a missing roster, an output folder that does not exist or is a file, a figure format matplotlib
+    # cannot write: a message and exit status 2, not a traceback (and diagnose checks --plot before its run)
+    nb = _notebook(tmp_path / "student.ipynb")
+    args = [arg.format(nb=nb, tmp=tmp_path) for arg in command]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""

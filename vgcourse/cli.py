@@ -154,6 +154,19 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in ("arch", "depth", "width", "activation", "init", "norm")}
 
 
+def _check_figure_path(parser: argparse.ArgumentParser, path: str) -> None:
+    """Exit 2 unless matplotlib can write a figure to ``path``: a known format (its suffix), an existing
+    folder."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix[1:].lower()
+    if suffix and suffix not in formats:
+        parser.error(f"--plot: cannot write the format {suffix!r}; valid: {', '.join(sorted(formats))}")
+    if not Path(path).parent.is_dir():
+        parser.error(f"--plot: no such folder {str(Path(path).parent)!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vgcourse`` console script and ``python -m vgcourse``."""
     parser = build_parser()
@@ -164,12 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = profile(**_model_options(args), seq_len=args.seq_len, seed=args.seed)
         print(json.dumps(result.to_json_dict()) if args.json else format_table(result))
     elif args.command == "diagnose":
+        if args.plot is not None:
+            _check_figure_path(parser, args.plot)  # before the run, which may take a while
         report = run_diagnose(args)
         print(json.dumps(report.to_dict()) if args.json else report.to_text())
         if args.plot is not None:
             from vgcourse.plots.diagnose import diagnosis
 
-            diagnosis(report).savefig(args.plot)
+            try:
+                diagnosis(report).savefig(args.plot)
+            except OSError as error:
+                parser.error(f"--plot: {error}")
             print(f"wrote {args.plot}", file=sys.stderr)
     elif args.command == "student-notebooks":
         from vgcourse.instructor import student_notebooks
@@ -196,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chapter=args.chapter,
                 roster=read_roster(args.roster) if args.roster else None,
             )
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # OSError: the roster or the CSV's folder is missing
             parser.error(str(error))
         print(summary(submissions))
         print(f"wrote {args.out}")
@@ -205,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             master = export_otter(args.chapter, args.out, assign=not args.no_assign)
-        except (ValueError, ModuleNotFoundError) as error:
+        except (ValueError, ModuleNotFoundError, OSError, RuntimeError) as error:  # OSError: --out is a file
             parser.error(str(error))
         print(f"wrote {master}" + ("" if args.no_assign else f" and {master.parent / 'dist'}"))
     return 0
