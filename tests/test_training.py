@@ -419,6 +419,16 @@ def test_loss_value_is_cross_entropy_on_labels_and_mse_on_one_hot() -> None:
         loss_value(output, torch.zeros(2, 4), "mse")
 
 
+@pytest.mark.parametrize(
+    ("loss", "error"), [("auto", ValueError), ("crossentropy", ValueError), (None, TypeError)]
+)
+def test_loss_value_refuses_a_loss_it_does_not_compute(loss: object, error: type[Exception]) -> None:
+    # "auto" and a misspelt name were computed as MSE on one-hot targets, silently
+    output, labels = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]), torch.tensor([0, 2])
+    with pytest.raises(error, match="cross_entropy, mse"):
+        loss_value(output, labels, loss)  # type: ignore[arg-type]
+
+
 def test_sgdw_shrinks_then_steps_per_group() -> None:
     w, b, unused = (nn.Parameter(torch.tensor([2.0, -4.0], dtype=torch.float64)) for _ in range(3))
     w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)

@@ -210,7 +210,7 @@ def _call(hooks: list[Callable[[Any], None]], event: Callable[[], Any]) -> StopT
 def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
     """Cross-entropy on class labels, or MSE (on one-hot targets for class labels); output (N, C) with y
     (N,), or (N, T, C) with (N, T), flattened to N*T predictions."""
-    if loss == "cross_entropy":
+    if check_choice("loss", loss, LOSSES[1:]) == "cross_entropy":  # "auto" is resolved by the caller
         if y.is_floating_point():
             raise ValueError("loss 'cross_entropy' needs integer class labels; use loss='mse' for regression")
         if output.ndim != y.ndim + 1 or output.shape[:-1] != y.shape:
