@@ -25,6 +25,7 @@ from vgcourse.data import (
     circles,
     digits,
     mnist,
+    random_batches,
     shared_digits,
 )
 
@@ -137,6 +138,37 @@ def test_adding_problem_definition_and_baseline():
 def test_bad_input(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_random_batches_draw_distinct_examples_seeded() -> None:
+    data = adding_problem(n_samples=40, seq_len=4)
+    first, again = random_batches(data, 8, seed=3), random_batches(data, 8, seed=3)
+    for _ in range(2):
+        (x, y), (x2, y2) = first(), again()
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+        assert x.shape == (8, 4, 2) and len({tuple(row.flatten().tolist()) for row in x}) == 8
+    assert random_batches(data, data.n_train, seed=0, dtype=torch.float64)()[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        # size 0, -1, n_train + 1 and True gave 0, n_train - 1, n_train and 1 examples, silently
+        ({"size": 0}, ValueError),
+        ({"size": -1}, ValueError),
+        ({"size": 33}, ValueError),  # n_train is 32: 32 distinct examples at most
+        ({"size": True}, TypeError),
+        ({"size": 2.5}, TypeError),
+        ({"seed": -1}, ValueError),
+        ({"dtype": torch.int64}, TypeError),  # the inputs truncated to integers
+        ({"dtype": "float64"}, TypeError),
+        ({"data": (torch.zeros(4, 2), torch.zeros(4))}, TypeError),
+    ],
+)
+def test_random_batches_rejects_bad_input(kwargs: dict, error: type[Exception]) -> None:
+    arguments = {"data": adding_problem(n_samples=40, seq_len=4), "size": 4, "seed": 0} | kwargs
+    with pytest.raises(error):
+        random_batches(**arguments)()
 
 
 def test_datasplit_rejects_mismatched_lengths():

@@ -337,6 +337,12 @@ def mnist(
 def random_batches(data: DataSplit, size: int, seed: int, dtype: torch.dtype | None = None) -> Any:
     """batch(step) -> (x, y): ``size`` distinct training examples per call (a batch source for ``train``),
     a fresh random permutation each time from a generator seeded by ``seed``; x in ``dtype`` if given."""
+    if not isinstance(data, DataSplit):
+        raise TypeError(f"data must be a DataSplit (see vgcourse.data); got {type(data).__name__}")
+    check_int("size", size, minimum=1, maximum=data.n_train)  # distinct examples: at most n_train
+    check_int("seed", seed, minimum=0)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype (torch.float64, ...) or None; got {dtype!r}")
     x_all = data.x_train if dtype is None else data.x_train.to(dtype)
     generator = torch.Generator().manual_seed(seed)
 
