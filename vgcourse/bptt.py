@@ -212,6 +212,11 @@ def lag_terms(model: SequenceModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tenso
     loss (float64), and autograd's ∂L/∂W_hh: the RNN unrolled by hand, h_t = tanh(W_ih x_t + b + W_hh^(t)
     h_{t-1}), with its own copy W_hh^(t) per step."""
     _check_model(model)
+    if model.arch != "rnn" or model.rnn.num_layers != 1:
+        raise ValueError(
+            "lag_terms unrolls a vanilla RNN of one recurrent layer: it needs arch 'rnn' and num_layers=1; "
+            f"got arch {model.arch!r}, num_layers={model.rnn.num_layers}"
+        )
     rnn, head = model.rnn, model.head
     w_ih = rnn.weight_ih_l0.detach().double()
     w_hh = rnn.weight_hh_l0.detach().double()

@@ -1,0 +1,34 @@
+"""Tests for vgcourse.bptt's argument checks (its numbers are checked in test_recurrent_networks)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vgcourse.bptt import lag_terms
+from vgcourse.models import SequenceModel
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(5, 6, 2, generator=generator), torch.randn(5, 1, generator=generator)
+
+
+def test_lag_terms_sum_to_autograds_gradient() -> None:
+    terms, grad = lag_terms(SequenceModel("rnn", 2, 4, 1, seed=0), *_batch())
+    assert terms.shape == (6, 4, 4)
+    assert torch.allclose(terms.sum(0), grad, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("arch", "num_layers", "match"),
+    [
+        ("lstm", 1, "arch 'rnn'"),  # was: RuntimeError, mat1 and mat2 shapes cannot be multiplied
+        ("gru", 1, "arch 'rnn'"),
+        ("rnn", 2, "one recurrent layer"),  # was: terms that did not sum to the gradient returned beside them
+    ],
+)
+def test_lag_terms_refuses_a_model_it_does_not_unroll(arch: str, num_layers: int, match: str) -> None:
+    model = SequenceModel(arch, 2, 4, 1, num_layers=num_layers, seed=0)
+    with pytest.raises(ValueError, match=match):
+        lag_terms(model, *_batch())
