@@ -184,6 +184,30 @@ def test_blank_answers_are_not_attempted() -> None:
         assert check("initialization.he_std", answer).result == "not attempted"
 
 
+def test_the_chapters_function_stub_is_not_attempted() -> None:
+    # the chapter's (and the handout's) cell: the stub raising NotImplementedError, checked as it stands.
+    # It read "Could not check: this answer could not be checked: " (an empty reason) while grading the
+    # same cell gives "not attempted"
+    def he_init(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError  # replace this line with your code
+
+    feedback = check("initialization.he_init", he_init)
+    assert feedback.result == "not attempted"
+    assert get("initialization.he_init").prompt in feedback.message and "he_init" in feedback.message
+    graded = verdicts([get("initialization.he_init")], {"he_init": {"source": _source_of_stub()}})
+    assert graded[0][1] == feedback.result
+
+    def broken(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:
+        raise RuntimeError("my bug")  # any other failure is still an error, with its reason
+
+    assert check("initialization.he_init", broken).result == "error"
+    assert "my bug" in check("initialization.he_init", broken).message
+
+
+def _source_of_stub() -> str:
+    return "def he_init(fan_in, fan_out, generator):\n    raise NotImplementedError\n"
+
+
 def test_numbers_within_tolerance_pass_and_outside_fail() -> None:
     assert check("initialization.he_std", math.sqrt(2 / 512) * (1 + 1e-4)).correct
     assert not check("initialization.he_std", math.sqrt(2 / 512) * 1.01).correct

@@ -188,13 +188,10 @@ class Exercise:
         return f"{self.digits} significant digits"
 
     def check(self, answer: Any) -> Feedback:
-        """Right, not attempted (with the task), wrong with a hint, or not checkable; never the solution."""
+        """Right, not attempted (``None``, ``...``, a function stub raising NotImplementedError, with the
+        task), wrong with a hint, or not checkable; never the solution."""
         if answer is None or answer is Ellipsis:
-            return Feedback(
-                self.id,
-                "not attempted",
-                f"{self.prompt} {self.asked} {_ASSIGN} {self.variable} and run the cell again.",
-            )
+            return self._not_attempted()
         if self.kind == "number":
             if isinstance(answer, bool) or not isinstance(answer, (int, float)):
                 try:
@@ -206,9 +203,18 @@ class Exercise:
             answer = int(answer)  # 15.0 for 15: the measurement takes an int
         try:
             measured = float(self.measure(answer))  # type: ignore[misc]
+        except NotImplementedError:  # the handout's stub, as instructor.grade counts it too
+            return self._not_attempted()
         except (TypeError, ValueError, RuntimeError) as error:
             return Feedback(self.id, "error", f"this answer could not be checked: {error}")
         return self.verdict(measured)
+
+    def _not_attempted(self) -> Feedback:
+        return Feedback(
+            self.id,
+            "not attempted",
+            f"{self.prompt} {self.asked} {_ASSIGN} {self.variable} and run the cell again.",
+        )
 
     def verdict(self, value: float) -> Feedback:
         """The verdict on a number answer, or on the measurement of a setting or function."""
