@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 
@@ -688,6 +689,25 @@ def test_the_optimizer_reads_each_steps_loss_from_its_closure_one_per_run_with_r
         train(stacked, (xs, ys), config, runs=3)
     with pytest.raises(TypeError, match="not LBFGS"):  # it re-evaluates the loss through its closure
         train(model, (x, y), config, optimizer=torch.optim.LBFGS(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "error", "match"),
+    [
+        # was: RuntimeError 'grad can be implicitly created only for scalar outputs'
+        (
+            functools.partial(nn.functional.cross_entropy, reduction="none"),
+            ValueError,
+            r"shape \(\); got \(64,\)",
+        ),
+        # was: AttributeError 'float' object has no attribute 'requires_grad'
+        (lambda output, y: 1.0, TypeError, "must return a tensor; got float"),
+    ],
+)
+def test_a_loss_fn_that_returns_no_scalar_loss_is_named(small_circles, loss_fn, error, match):
+    x, y = small_circles.x_train[:64], small_circles.y_train[:64]
+    with pytest.raises(error, match=match):
+        train(_mlp(), (x, y), TrainConfig(steps=2, monitor_every=None), loss_fn=loss_fn)
 
 
 class _Stop(Callback):

@@ -416,10 +416,14 @@ def train(
             model.zero_grad(set_to_none=True)
             output = model(xb)
             given = loss_fn(output, yb)
+            if not isinstance(given, Tensor):
+                raise TypeError(f"loss_fn must return a tensor; got {type(given).__name__}")
             if runs is not None and given.shape != (runs,):
                 raise ValueError(
                     f"loss_fn must return a loss per run, shape ({runs},); got {tuple(given.shape)}"
                 )
+            if runs is None and given.numel() != 1:
+                raise ValueError(f"loss_fn must return one loss, shape (); got {tuple(given.shape)}")
             loss = given if runs is None else given.sum()
             if loss.requires_grad:
                 loss.backward()
