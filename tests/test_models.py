@@ -19,6 +19,7 @@ from vgcourse.models import (
     build_model,
     check_norm_sizes,
     named_layers,
+    norm_jacobian,
 )
 
 
@@ -407,3 +408,24 @@ def test_norm_sizes_name_the_field_a_norm_cannot_work_with() -> None:
         check_norm_sizes(["batch"], width=8, batch_size=1)
     with pytest.raises(ValueError, match="width must be >= 2 with layer norm"):
         check_norm_sizes(["none", "layer"], width=1)
+
+
+def test_norm_jacobian_matches_autograd() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x, xb = (torch.randn(*shape, generator=generator, dtype=torch.float64) for shape in ((5,), (4, 5)))
+    gamma, eps = torch.rand(5, generator=generator, dtype=torch.float64) + 0.5, 1e-5
+    layer = lambda v: nn.functional.layer_norm(v, (5,), gamma, None, eps)  # noqa: E731
+    rms = lambda v: gamma * v / torch.sqrt(v.pow(2).mean() + eps)  # noqa: E731
+    batch = lambda v: nn.functional.batch_norm(v, None, None, gamma, None, training=True, eps=eps)  # noqa: E731
+    for kind, f, at in (("layer", layer, x), ("rms", rms, x), ("batch", batch, xb)):
+        expected = torch.autograd.functional.jacobian(f, at)
+        torch.testing.assert_close(norm_jacobian(kind, at, gamma, eps), expected, rtol=0, atol=1e-12)
+
+
+def test_norm_jacobian_is_built_on_the_inputs_device() -> None:
+    # "meta" stands in for "cuda": the identity and the zeros were made on the CPU ("Tensor on device meta
+    # is not on the expected device cpu!")
+    x, gamma = torch.randn(4, device="meta"), torch.ones(4, device="meta")
+    assert norm_jacobian("layer", x, gamma, 1e-5).device.type == "meta"
+    assert norm_jacobian("rms", x, gamma, 1e-5).device.type == "meta"
+    assert norm_jacobian("batch", torch.randn(3, 4, device="meta"), gamma, 1e-5).shape == (3, 4, 3, 4)

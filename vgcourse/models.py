@@ -426,15 +426,15 @@ def norm_jacobian(kind: str, x: Tensor, gamma: Tensor, eps: float) -> Tensor:
     / B)."""
     if check_choice("kind", kind, ("batch", "layer", "rms")) == "batch":
         batch, n = x.shape
-        jac = torch.zeros(batch, n, batch, n, dtype=x.dtype)
+        jac = torch.zeros(batch, n, batch, n, dtype=x.dtype, device=x.device)
         for j in range(n):
             jac[:, j, :, j] = norm_jacobian("layer", x[:, j], gamma[j].expand(batch), eps)
         return jac
     n = x.numel()
-    eye = torch.eye(n, dtype=x.dtype)
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)
     if kind == "layer":
         sigma = torch.sqrt(x.var(unbiased=False) + eps)
-        xhat, centering = (x - x.mean()) / sigma, eye - torch.ones(n, n, dtype=x.dtype) / n
+        xhat, centering = (x - x.mean()) / sigma, eye - torch.ones_like(eye) / n
     else:
         sigma = torch.sqrt((x**2).mean() + eps)
         xhat, centering = x / sigma, eye
