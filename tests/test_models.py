@@ -13,6 +13,7 @@ from vgcourse.models import (
     MLP,
     NORMS,
     Dense,
+    NoisyBatchNorm,
     NormMLP,
     ResidualMLP,
     SequenceModel,
@@ -429,3 +430,21 @@ def test_norm_jacobian_is_built_on_the_inputs_device() -> None:
     assert norm_jacobian("layer", x, gamma, 1e-5).device.type == "meta"
     assert norm_jacobian("rms", x, gamma, 1e-5).device.type == "meta"
     assert norm_jacobian("batch", torch.randn(3, 4, device="meta"), gamma, 1e-5).shape == (3, 4, 3, 4)
+
+
+def test_noisy_batch_norm_draws_its_noise_from_its_generator_only() -> None:
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(NoisyBatchNorm(4, 0.0, torch.Generator())(x), nn.BatchNorm1d(4)(x))
+    state = torch.get_rng_state()
+    first, second = (NoisyBatchNorm(4, 0.5, torch.Generator().manual_seed(0))(x) for _ in range(2))
+    assert torch.equal(first, second) and not torch.allclose(first, nn.BatchNorm1d(4)(x))
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(TypeError, match=r"torch\.Generator"):  # was: accepted, the noise from the global RNG
+        NoisyBatchNorm(4, 0.5, None)  # type: ignore[arg-type]
+
+
+def test_noisy_batch_norm_puts_its_noise_on_the_inputs_device() -> None:
+    # "meta" stands in for "cuda": a CPU generator draws CPU noise ("Tensor on device cpu is not on the
+    # expected device meta!")
+    layer = NoisyBatchNorm(4, 0.5, torch.Generator().manual_seed(0)).to("meta")
+    assert layer(torch.randn(3, 4, device="meta")).device.type == "meta"

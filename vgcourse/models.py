@@ -448,12 +448,14 @@ class NoisyBatchNorm(nn.BatchNorm1d):
 
     def __init__(self, width: int, amplitude: float, generator: torch.Generator):
         super().__init__(width)
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
         self.amplitude, self.generator = check_float("amplitude", amplitude, 0.0), generator
 
     def forward(self, x: Tensor) -> Tensor:
         y = super().forward(x)
-        if self.training and self.amplitude > 0:
+        if self.training and self.amplitude > 0:  # drawn on the generator's device, applied on y's
             a = 1 + self.amplitude * (2 * torch.rand(1, y.shape[1], generator=self.generator) - 1)
             b = self.amplitude * torch.randn(1, y.shape[1], generator=self.generator)
-            y = y * a + b
+            y = y * a.to(y.device) + b.to(y.device)
         return y
