@@ -1136,12 +1136,19 @@ def _findings(
 
     names = by_kind["vanishing"]
     if names:
-        if any(isinstance(m, nn.RNNBase) and n in names for n, m in layers):
+        flagged = [m for n, m in layers if n in names]
+        if any(isinstance(m, nn.RNN) for m in flagged):  # a vanilla RNN (an LSTM or GRU is no nn.RNN)
             see = ("recurrent_networks",)
             fix = "use an LSTM or GRU (gated paths through time) instead of a vanilla RNN"
         elif any(isinstance(module, _SATURATING) for module in model.modules()):
             see = ("sigmoid_bound", "initialization")
             fix = "replace sigmoid/tanh hidden activations by ReLU/GELU with He initialization"
+        elif any(isinstance(m, nn.LSTM) for m in flagged):
+            see = ("recurrent_networks",)
+            fix = (
+                "the LSTM is gated already: start its forget-gate bias at 1, so that its cell path carries "
+                "the gradient across more time steps"
+            )
         else:
             see = ("initialization", "residual_networks")
             fix = "initialize for the activation (He for ReLU), or add skip connections with normalization"
