@@ -478,6 +478,25 @@ def test_warmup_raises_the_lr_linearly_then_holds(small_circles):
     assert history.loss[0] == plain.loss[0] and not np.array_equal(history.loss[1:], plain.loss[1:])
 
 
+def test_warmup_scales_a_given_optimizers_own_rates(small_circles):
+    # was: every group's lr set to config.lr * min(1, (s + 1) / warmup_steps), here 100 times the given 0.001
+    model = _mlp()
+    first, rest = list(model.parameters())[:2], list(model.parameters())[2:]
+    optimizer = torch.optim.SGD([{"params": first, "lr": 0.001}, {"params": rest, "lr": 0.004}])
+    seen: list[list[float]] = []
+
+    class Rates(Callback):
+        def on_step(self, event: StepEvent) -> None:
+            seen.append([group["lr"] for group in event.optimizer.param_groups])
+
+    config = TrainConfig(steps=4, lr=0.1, warmup_steps=2, monitor_every=None)
+    train(model, small_circles, config, optimizer=optimizer, callbacks=[Rates()])
+    assert np.allclose(seen, [[0.0005, 0.002], [0.001, 0.004], [0.001, 0.004], [0.001, 0.004]])
+    stopped = torch.optim.SGD(model.parameters(), lr=0.001)  # a run stopped in its warmup
+    train(model, small_circles, dataclasses.replace(config, steps=1), optimizer=stopped)
+    assert stopped.param_groups[0]["lr"] == 0.001  # left at its own rate, not at the warmup's half of it
+
+
 def test_warmup_matches_a_hand_written_loop(small_circles):
     config = TrainConfig(steps=5, lr=0.3, warmup_steps=3, batch_size=400, monitor_every=None)
     model, reference = _mlp(), _mlp()

@@ -323,7 +323,8 @@ def train(
     runs: int | None = None,
 ) -> History:
     """Train ``model`` in place. Step s: loss = L(model(x_B), y_B); backward; grad norm sqrt(sum_p ||g_p||^2);
-    ``on_backward``; clip; ``optimizer.step(closure)`` with lr * min(1, (s + 1) / warmup_steps); ``on_step``;
+    ``on_backward``; clip; ``optimizer.step(closure)`` with lr * min(1, (s + 1) / warmup_steps), lr each param
+    group's own (``config.lr`` unless ``optimizer`` is given), restored at the end; ``on_step``;
     every ``eval_every`` steps an evaluation and ``on_eval``. A NaN/inf loss or grad norm (unless
     ``stop_on_divergence`` is False) or ``StopTraining`` ends the run at that step, keeping the history.
 
@@ -411,6 +412,15 @@ def train(
     ):
         if config.clip_norm is not None or config.clip_value is not None:
             handles.callback(optimizer.register_step_pre_hook(clip).remove)
+        rates = [group["lr"] for group in optimizer.param_groups]  # warmup scales each group's own rate
+
+        def restore() -> None:
+            """The rates as given, also after a run that ended within its warmup."""
+            for group, lr in zip(optimizer.param_groups[: len(rates)], rates, strict=True):
+                group["lr"] = lr
+
+        if config.warmup_steps:
+            handles.callback(restore)
         for step in range(total_steps):
             xb, yb = batch(step)
             model.zero_grad(set_to_none=True)
@@ -444,8 +454,8 @@ def train(
                 break
 
             if config.warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+                for group, lr in zip(optimizer.param_groups, rates, strict=True):
+                    group["lr"] = lr * min(1.0, (step + 1) / config.warmup_steps)
             optimizer.step(lambda: given)  # noqa: B023 (called within this step)
             stop = _call(hooks["on_step"], event)
             last = step == total_steps - 1 or stop is not None
