@@ -448,3 +448,14 @@ def test_noisy_batch_norm_puts_its_noise_on_the_inputs_device() -> None:
     # expected device meta!")
     layer = NoisyBatchNorm(4, 0.5, torch.Generator().manual_seed(0)).to("meta")
     assert layer(torch.randn(3, 4, device="meta")).device.type == "meta"
+
+
+@pytest.mark.parametrize("ids", [[0, 5], [-1, 2]])
+def test_a_transformer_names_token_ids_outside_its_vocabulary(ids: list[int]) -> None:
+    # was: IndexError 'index out of range in self' from the embedding (on CUDA a device-side assert)
+    from vgcourse.transformer import Transformer
+
+    model = Transformer(vocab_size=5, seq_len=4, n_layers=1, d_model=8, n_heads=2)
+    with pytest.raises(ValueError, match=r"token ids in \[0, 5\)"):
+        model(torch.tensor([ids]))
+    assert model(torch.tensor([[0, 4]])).shape == (1, 2, 5)

@@ -239,9 +239,13 @@ class Transformer(nn.Module):
         check_tensor("idx", idx, ndim=2)
         if idx.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"idx must hold integer token ids; got dtype {idx.dtype}")
-        time = idx.shape[1]
+        time, vocab = idx.shape[1], self.tok.num_embeddings
         if time > self.seq_len:
             raise ValueError(f"sequence length {time} exceeds seq_len={self.seq_len}")
+        if idx.numel() and not (0 <= int(idx.min()) and int(idx.max()) < vocab):
+            raise ValueError(
+                f"idx must hold token ids in [0, {vocab}); got ids from {int(idx.min())} to {int(idx.max())}"
+            )
         return self.tok(idx) + self.pos(torch.arange(time, device=idx.device))
 
     def stream(self, idx: Tensor) -> list[Tensor]:
