@@ -281,3 +281,34 @@ def test_grade_cli_rejects_missing_files(tmp_path: Path) -> None:
 def test_grade_needs_submissions() -> None:
     with pytest.raises(ValueError):
         grade([])
+
+
+def test_grading_that_stops_midway_leaves_no_worker_or_kernel_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the workers run in sessions of their own (a Ctrl-C at the terminal does not reach them): when grade
+    # stops early (KeyboardInterrupt, a full disk writing the CSV...), it kills the ones it started, which
+    # went on running the student's code (here for two minutes) with their kernels
+    import psutil
+
+    seen: set[int] = set()
+    descendants = instructor._descendants
+
+    def interrupted_once_the_kernel_runs(pid: int) -> list[int]:
+        found = descendants(pid)
+        seen.update([pid, *found])
+        if found and not interrupted:
+            interrupted.append(pid)
+            time.sleep(2.0)  # the kernel is up, and runs the sleeping cell
+            raise KeyboardInterrupt
+        return found
+
+    interrupted: list[int] = []
+
+    monkeypatch.setattr(instructor, "_descendants", interrupted_once_the_kernel_runs)
+    path = write(tmp_path / "zoe.ipynb", [code("import time\ntime.sleep(120)")])
+    with pytest.raises(KeyboardInterrupt):
+        grade([path], out_csv=tmp_path / "grades.csv", timeout=300, chapter="initialization")
+    assert len(seen) >= 2  # the worker and its kernel
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in seen if psutil.pid_exists(p)], timeout=10)
+    assert not alive, [p.cmdline()[:3] for p in alive]

@@ -355,24 +355,30 @@ def grade(
             if sub is not None:
                 record(sub)
         running: list[_Run] = []
-        while pending or running:
-            while pending and len(running) < jobs:
-                running.append(_start(pending.pop(0), job))
-            time.sleep(0.2)
-            for run in list(running):
-                run.family.update(_descendants(run.process.pid))
-                over = time.monotonic() - run.started > timeout + GRACE
-                if run.process.poll() is None and not over:
-                    continue
-                if over:
-                    run.process.kill()
-                run.process.wait()
-                _kill(run.family - {run.process.pid})
-                run.reader.join(READ_GRACE)  # the worker's last lines (DONE) may still be in the pipe
-                running.remove(run)
-                sub = _finish(run, over, timeout)
-                submissions[run.index] = sub
-                record(sub)
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    running.append(_start(pending.pop(0), job))
+                time.sleep(0.2)
+                for run in list(running):
+                    run.family.update(_descendants(run.process.pid))
+                    over = time.monotonic() - run.started > timeout + GRACE
+                    if run.process.poll() is None and not over:
+                        continue
+                    if over:
+                        run.process.kill()
+                    run.process.wait()
+                    _kill(run.family - {run.process.pid})
+                    run.reader.join(READ_GRACE)  # the worker's last lines (DONE) may still be in the pipe
+                    running.remove(run)
+                    sub = _finish(run, over, timeout)
+                    submissions[run.index] = sub
+                    record(sub)
+        finally:  # stopped early (Ctrl-C, an error): the workers, in sessions of their own, would run on
+            for run in running:
+                family = run.family | {run.process.pid, *_descendants(run.process.pid)}
+                run.process.kill()
+                _kill(family)
     return [s for s in submissions if s is not None]
 
 
