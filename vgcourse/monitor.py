@@ -584,9 +584,9 @@ class GradientMonitor:
         self._watch_layers(self._count % self.every == 0)
 
     def skipped_step(self) -> None:
-        """Record the current step although the optimizer will not take it (a loop that stops at a
-        non-finite loss, or skips the update): its gradient and signal statistics, update ratio NaN. For a
-        monitor with an optimizer; the step count goes on as if the step had run."""
+        """Count the current step although the optimizer will not take it (a loop that stops at a non-finite
+        loss, or skips the update); a step the monitor records (k % every == 0) keeps its gradient and signal
+        statistics, update ratio NaN. For a monitor with an optimizer; the count goes on as if it had run."""
         if self.optimizer is None:
             raise RuntimeError("skipped_step() is for a monitor with an optimizer; call step(step) instead")
         self._optimizer_pre_hook(self.optimizer, (), {})

@@ -450,7 +450,7 @@ def train(
                 diverged_step = step
             if stop is not None or (diverged_step == step and config.stop_on_divergence):
                 if monitor is not None:
-                    monitor.skipped_step()  # its gradients are what a reader wants to see
+                    monitor.skipped_step()  # a recorded step keeps its gradients: what a reader wants to see
                 break
 
             if config.warmup_steps:
