@@ -312,3 +312,21 @@ def test_grading_that_stops_midway_leaves_no_worker_or_kernel_running(
     assert len(seen) >= 2  # the worker and its kernel
     _, alive = psutil.wait_procs([psutil.Process(p) for p in seen if psutil.pid_exists(p)], timeout=10)
     assert not alive, [p.cmdline()[:3] for p in alive]
+
+
+def test_grading_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a worker that is killed (here by the notebook; also past the time limit, or when grading stops)
+    # cannot remove its folder and its kernel's connection file: they stayed in the temporary folder
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    killed = write(tmp_path / "hal.ipynb", [code("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")])
+    finished = write(tmp_path / "zoe.ipynb", [code("answer_he_std = 0.0625")])
+    submissions = grade(
+        [killed, finished], out_csv=tmp_path / "grades.csv", timeout=60, chapter="initialization"
+    )
+    assert [s.status for s in submissions] == ["killed", "ok"]
+    assert sorted(p.name for p in scratch.iterdir()) == []

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -271,6 +273,7 @@ class _Run:
     family: set[int] = field(default_factory=set)
     channel: str = ""
     reader: threading.Thread | None = None  # reads the worker's channel into ``lines``
+    scratch: str = ""  # the worker's and its kernel's temporary folder (TMPDIR), removed by grade
 
 
 def identities(paths: list[Path], roster: dict[str, str] | None = None) -> list[str]:
@@ -370,6 +373,7 @@ def grade(
                     run.process.wait()
                     _kill(run.family - {run.process.pid})
                     run.reader.join(READ_GRACE)  # the worker's last lines (DONE) may still be in the pipe
+                    shutil.rmtree(run.scratch, ignore_errors=True)
                     running.remove(run)
                     sub = _finish(run, over, timeout)
                     submissions[run.index] = sub
@@ -379,6 +383,7 @@ def grade(
                 family = run.family | {run.process.pid, *_descendants(run.process.pid)}
                 run.process.kill()
                 _kill(family)
+                shutil.rmtree(run.scratch, ignore_errors=True)
     return [s for s in submissions if s is not None]
 
 
@@ -387,8 +392,11 @@ def _start(run: _Run, job: dict[str, Any]) -> _Run:
     run.channel = secrets.token_hex(16)
     payload = json.dumps({**job, "notebook": nbformat.writes(run.notebook), "channel": run.channel})
     worker = [sys.executable, "-I", str(Path(__file__).with_name("grade_worker.py"))]
+    # a killed worker cannot remove its folder or its kernel's connection file: both go in here
+    run.scratch = tempfile.mkdtemp(prefix="vgcourse-grade-")
     run.process = subprocess.Popen(
         worker,
+        env={**os.environ, "TMPDIR": run.scratch},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
