@@ -264,3 +264,13 @@ def test_initialize_validates(model: object, scheme: object, options: dict, erro
 def test_expected_weight_variance_validates(args: tuple, options: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         expected_weight_variance(*args, **options)
+
+
+@pytest.mark.parametrize("arch", [nn.RNN, nn.LSTM])
+def test_default_variance_of_an_rnn_takes_the_hidden_size_as_fan_in(arch: type) -> None:
+    rnn = initialize(arch(16, 256), "default", generator=seeded(0))  # PyTorch's U(±1/√H) for every weight
+    expected = expected_weight_variance("default", fan_in=256, fan_out=256)  # the docstring's recipe
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        assert getattr(rnn, name).var().item() == pytest.approx(expected, rel=0.05)
+    gate_block = expected_weight_variance("default", fan_in=16, fan_out=256)  # 1/48: the old recipe, 16x off
+    assert rnn.weight_ih_l0.var().item() < gate_block / 10

@@ -53,7 +53,8 @@ def expected_weight_variance(
 ) -> float:
     """Var(W_ij) under ``scheme``: default 1/(3·fan_in); normal std²; uniform U(±a) a²/3; xavier
     2/(fan_in + fan_out); kaiming gain(activation)²/fan (fan by ``mode``); orthogonal 1/max(fan_in, fan_out);
-    constant 0. For RNNs pass one gate block's fans."""
+    constant 0. For an RNN's weight_ih or weight_hh pass one gate block's fans (fan_out = hidden_size H),
+    except for "default": PyTorch draws every RNN weight U(±1/√H), so there pass fan_in = H."""
     scheme = _canonical(scheme)
     check_int("fan_in", fan_in, minimum=1)
     check_int("fan_out", fan_out, minimum=1)
