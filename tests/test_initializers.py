@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -274,3 +275,28 @@ def test_default_variance_of_an_rnn_takes_the_hidden_size_as_fan_in(arch: type) 
         assert getattr(rnn, name).var().item() == pytest.approx(expected, rel=0.05)
     gate_block = expected_weight_variance("default", fan_in=16, fan_out=256)  # 1/48: the old recipe, 16x off
     assert rnn.weight_ih_l0.var().item() < gate_block / 10
+
+
+class _Drawn(nn.Linear):
+    """A linear layer that keeps a copy of the weights each reset_parameters() draws."""
+
+    draws: ClassVar[list[torch.Tensor]] = []
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        _Drawn.draws.append(self.weight.detach().clone())
+
+
+@pytest.mark.parametrize(("scheme", "options"), [*[(s, o) for s, o, _ in SAME_AS_TORCH], ("default", {})])
+def test_a_cpu_generator_draws_the_same_numbers_on_another_device(scheme: str, options: dict) -> None:
+    # "meta" stands in for a GPU: nn.init with a CPU generator fails on CUDA weights, and "default" seeded
+    # only the CPU's RNG. The weights are drawn on the CPU and copied: the generator moves as for the CPU.
+    on_cpu, elsewhere = seeded(0), seeded(0)
+    layers = _Drawn(6, 4), _Drawn(6, 4, device="meta")
+    _Drawn.draws.clear()
+    initialize(layers[0], scheme, generator=on_cpu, **options)
+    initialize(layers[1], scheme, generator=elsewhere, **options)
+    assert torch.equal(on_cpu.get_state(), elsewhere.get_state())
+    if scheme == "default":
+        assert [w.device.type for w in _Drawn.draws] == ["cpu", "cpu"]
+        assert torch.equal(_Drawn.draws[0], _Drawn.draws[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 
 import torch
 from torch import Tensor, nn
@@ -91,7 +92,8 @@ def initialize(
 ) -> nn.Module:
     """Initialize every layer of ``named_layers(model)`` in place, biases to ``bias``: N(0, σ²) or U(±√3·σ)
     with σ² = ``expected_weight_variance`` (an RNN's weights one gate block at a time); "default" re-runs
-    ``reset_parameters()``. ``std``, ``a``, ``value``: for "normal", "uniform", "constant" only."""
+    ``reset_parameters()``. ``std``, ``a``, ``value``: for "normal", "uniform", "constant" only. With a
+    CPU ``generator`` the weights are drawn on the CPU and copied: the same numbers on every device."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
     scheme = _canonical(scheme)
@@ -129,6 +131,11 @@ def _fill(
     value: float | None,
     generator: torch.Generator | None,
 ) -> None:
+    if generator is not None and weight.device != generator.device:  # draw where the generator is, copy
+        drawn = torch.empty(weight.shape, dtype=weight.dtype, device=generator.device)
+        _fill(drawn, scheme, activation, std, a, mode, value, generator)
+        weight.copy_(drawn)
+        return
     if scheme == "constant":
         nn.init.constant_(weight, value)
         return
@@ -153,16 +160,24 @@ def _gates(layer: nn.Module, name: str) -> int:
 
 
 def _reset(layer: nn.Module, generator: torch.Generator | None) -> None:
-    """Run ``layer.reset_parameters()``, drawing from ``generator`` (CPU tensors) when given."""
+    """Run ``layer.reset_parameters()``, drawing from ``generator`` when given (on a CPU copy of the layer,
+    copied back, when its parameters are on another device)."""
     if not callable(getattr(layer, "reset_parameters", None)):
         raise TypeError(f"scheme 'default' needs reset_parameters(); {type(layer).__name__} has none")
     if generator is None:
         layer.reset_parameters()
         return
     seed = int(torch.randint(2**62, (1,), generator=generator))
+    params, copy = list(layer.parameters()), layer
+    if any(p.device.type != "cpu" for p in params):  # reset a CPU copy; "meta" tensors hold no numbers
+        copy = deepcopy(layer)
+        copy = copy.to_empty(device="cpu") if any(p.is_meta for p in params) else copy.to("cpu")
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
-        layer.reset_parameters()
+        copy.reset_parameters()
+    if copy is not layer:
+        for param, drawn in zip(params, copy.parameters(), strict=True):
+            param.copy_(drawn)
 
 
 def _canonical(scheme: str) -> str:
