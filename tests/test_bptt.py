@@ -32,3 +32,12 @@ def test_lag_terms_refuses_a_model_it_does_not_unroll(arch: str, num_layers: int
     model = SequenceModel(arch, 2, 4, 1, num_layers=num_layers, seed=0)
     with pytest.raises(ValueError, match=match):
         lag_terms(model, *_batch())
+
+
+def test_lag_terms_run_on_the_models_device() -> None:
+    # "meta" stands in for a GPU: the hand unroll's h_0 was made on the CPU ("Tensor on device cpu is not on
+    # the expected device meta"); it starts on the model's device, where the batch is moved.
+    model = SequenceModel("rnn", 2, 4, 1, seed=0).to("meta")
+    terms, grad = lag_terms(model, *_batch())
+    assert terms.device.type == grad.device.type == "meta"
+    assert terms.shape == (6, 4, 4) and grad.shape == (4, 4)

@@ -210,7 +210,7 @@ def fit_rate(profile: np.ndarray, first: int = 1, last: int | None = None) -> fl
 def lag_terms(model: SequenceModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """(T, H, H) the term of each lag k = 0..T-1 in ∂L/∂W_hh of a vanilla-RNN ``SequenceModel`` under the MSE
     loss (float64), and autograd's ∂L/∂W_hh: the RNN unrolled by hand, h_t = tanh(W_ih x_t + b + W_hh^(t)
-    h_{t-1}), with its own copy W_hh^(t) per step."""
+    h_{t-1}), with its own copy W_hh^(t) per step; on the model's device (``x``, ``y`` are moved there)."""
     _check_model(model)
     if model.arch != "rnn" or model.rnn.num_layers != 1:
         raise ValueError(
@@ -221,9 +221,10 @@ def lag_terms(model: SequenceModel, x: Tensor, y: Tensor) -> tuple[Tensor, Tenso
     w_ih = rnn.weight_ih_l0.detach().double()
     w_hh = rnn.weight_hh_l0.detach().double()
     bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().double()
+    x, y = x.to(w_hh.device), y.to(w_hh.device)
     xd = x.double()
     copies = [w_hh.clone().requires_grad_(True) for _ in range(x.shape[1])]
-    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=torch.float64)
+    h = torch.zeros(x.shape[0], w_hh.shape[0], dtype=torch.float64, device=w_hh.device)
     for t, w in enumerate(copies):
         h = torch.tanh(xd[:, t] @ w_ih.T + h @ w.T + bias)
     out = h @ head.weight.detach().double().T + head.bias.detach().double()
