@@ -330,3 +330,11 @@ def test_grading_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pytest.M
     )
     assert [s.status for s in submissions] == ["killed", "ok"]
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+def test_a_timeout_under_a_second_still_limits_each_cell(tmp_path: Path) -> None:
+    # the kernel's cell limit counts whole seconds, and 0 means none: a 0.5 s timeout was rounded down to 0,
+    # so a cell ran on until the notebook was killed (here it ended first, graded "ok"); it is rounded up
+    path = write(tmp_path / "zoe.ipynb", [code("import time\ntime.sleep(6)")])
+    (submission,) = grade([path], out_csv=tmp_path / "grades.csv", timeout=0.5, chapter="initialization")
+    assert submission.status == "timeout" and "KeyboardInterrupt" in submission.note, submission

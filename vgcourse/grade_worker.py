@@ -7,6 +7,7 @@ nor torch (only the student's kernel does); every stdout line starts with the jo
 from __future__ import annotations
 
 import json
+import math
 import runpy
 import sys
 import tempfile
@@ -53,7 +54,8 @@ def run(job: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="vgcourse-grade-") as work:
         client = Client(
             notebook,
-            timeout=int(job["timeout"]),
+            # nbclient's cell limit counts whole seconds and 0 means none: round up (0.5 s -> 1 s, not 0)
+            timeout=math.ceil(job["timeout"]),
             kernel_name=job["kernel"],
             allow_errors=True,
             interrupt_on_timeout=True,
