@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vgcourse.bptt import lag_terms
+from vgcourse.bptt import lag_terms, scale_recurrent_weights
 from vgcourse.models import SequenceModel
 
 
@@ -41,3 +41,13 @@ def test_lag_terms_run_on_the_models_device() -> None:
     terms, grad = lag_terms(model, *_batch())
     assert terms.device.type == grad.device.type == "meta"
     assert terms.shape == (6, 4, 4) and grad.shape == (4, 4)
+
+
+def test_scale_recurrent_weights_refuses_a_block_of_spectral_radius_zero() -> None:
+    model = SequenceModel("gru", 2, 4, 1, seed=0)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0[4:8].zero_()  # W_hz; was: ZeroDivisionError: float division by zero
+    before = model.rnn.weight_hh_l0.detach().clone()
+    with pytest.raises(ValueError, match=r"weight_hh_l0 gate block 1 to spectral radius 0\.9: its own is 0"):
+        scale_recurrent_weights(model, 0.9)
+    assert torch.equal(model.rnn.weight_hh_l0, before)  # no block rescaled

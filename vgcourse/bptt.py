@@ -40,13 +40,21 @@ def recurrent_blocks(model: SequenceModel) -> list[Tensor]:
 
 def scale_recurrent_weights(model: SequenceModel, radius: float) -> SequenceModel:
     """Rescale every H×H gate block of W_hh (all layers) in place to spectral radius ρ = ``radius``:
-    W ← ρ·W/ρ(W), so "ρ" means the same for the three architectures."""
+    W ← ρ·W/ρ(W), so "ρ" means the same for the three architectures; a block with ρ(W) = 0 is refused."""
     _check_model(model)
     radius = check_float("radius", radius, 0.0, strict_minimum=True)
+    blocks = [
+        (f"{name} gate block {i}", block, spectral_radius(block))
+        for name, weight in model.rnn.named_parameters()
+        if name.startswith("weight_hh")
+        for i, block in enumerate(weight.chunk(_GATES[model.arch]))
+    ]
+    for label, _, rho in blocks:
+        if rho == 0.0:
+            raise ValueError(f"cannot rescale {label} to spectral radius {radius}: its own is 0 (all zeros?)")
     with torch.no_grad():
-        for name, weight in model.rnn.named_parameters():
-            for block in weight.chunk(_GATES[model.arch]) if name.startswith("weight_hh") else ():
-                block.mul_(radius / spectral_radius(block))
+        for _, block, rho in blocks:
+            block.mul_(radius / rho)
     return model
 
 
