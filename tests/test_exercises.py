@@ -396,3 +396,14 @@ def test_instructors_guide_lists_every_exercise() -> None:
     guide = (Path(__file__).resolve().parents[1] / "book" / "instructors_guide.md").read_text()
     listed = set(re.findall(r"^\| `([a-z_]+\.[a-z_0-9]+)` \|", guide, flags=re.M))
     assert listed == set(EXERCISES)
+
+
+@pytest.mark.parametrize("alpha", [1e10, 1e200])
+def test_a_branch_scale_too_large_to_measure_names_the_range(alpha: float) -> None:
+    # the stack's float64 stream overflows from about α = 1e4 (growth (1 + α²)^50): 1e10 was measured as NaN
+    # and told "the answer is NaN or infinite", 1e200 crashed check() with an OverflowError
+    feedback = check("residual_networks.branch_scale", alpha)
+    assert feedback.result == "error" and "(0, 100]" in feedback.message, feedback
+    with pytest.raises(ValueError, match=r"\(0, 100\]"):
+        forward_growth(alpha)
+    assert math.isfinite(forward_growth(100.0))  # the range's end is measured

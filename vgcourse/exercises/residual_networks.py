@@ -8,18 +8,26 @@ from vgcourse._validation import check_float
 from vgcourse.exercises.core import Exercise, Mistake, register
 from vgcourse.experiments.residual_networks import ForwardVarianceConfig, NetworkSpec, run_forward_variance
 
-__all__ = ["SCALE_DEPTH", "TAMED", "VARIANCE_DEPTH", "forward_growth"]
+__all__ = ["MAX_ALPHA", "SCALE_DEPTH", "TAMED", "VARIANCE_DEPTH", "forward_growth"]
 
 VARIANCE_DEPTH = 12
 SCALE_DEPTH = 50
 TAMED = (1.5, 2.0)
 """Accepted E[x_50²]/E[x_0²] after SCALE_DEPTH blocks: less than the chapter's α = 1/√L gives (→ e)."""
+MAX_ALPHA = 100.0
+"""The largest α measured: growth (1 + α²)^50 ≈ 1e200 there; the float64 stream overflows from α ≈ 1e4."""
 
 
 def forward_growth(alpha: float) -> float:
     """E[x_50²]/E[x_0²] of a 50-block He-initialized residual stack with branch scale α, measured on digits
     (width 128, 128 examples, geometric mean over 3 networks)."""
-    return _forward_growth(check_float("alpha", alpha, minimum=0.0, strict_minimum=True))
+    alpha = check_float("alpha", alpha, minimum=0.0, strict_minimum=True)
+    if alpha > MAX_ALPHA:  # the measurement would be inf or NaN, then (1 + α²) overflows a Python float
+        raise ValueError(
+            f"alpha must lie in (0, {MAX_ALPHA:g}], the range this check can measure (the stream grows by "
+            f"(1 + α²)^{SCALE_DEPTH}, about 1e200 at α = {MAX_ALPHA:g}); got {alpha:g}"
+        )
+    return _forward_growth(alpha)
 
 
 @functools.lru_cache(maxsize=64)
