@@ -159,7 +159,8 @@ def predict_tanh_with_bias(
 
 def gaussian_moments(activation: str, n_points: int = 80) -> tuple[float, float, float]:
     """(E[φ'(z)²], Var φ(z), E[φ(z)²]) for z ~ N(0, 1), φ = ReLU (1/2, 1/2 − 1/(2π), 1/2) or tanh (by
-    Gauss–Hermite quadrature)."""
+    Gauss–Hermite quadrature on ``n_points`` >= 2 nodes: one node, z = 0, would give (1, 0, 0))."""
+    check_int("n_points", n_points, minimum=2)
     if check_choice("activation", activation, ("relu", "tanh")) == "relu":
         return 0.5, 0.5 - 1.0 / (2.0 * math.pi), 0.5
     z, w = np.polynomial.hermite_e.hermegauss(n_points)
