@@ -7,6 +7,8 @@ import html
 import json
 import math
 import pickle
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -30,6 +32,7 @@ from vgcourse.diagnose import (
     VANISHING_RATIO,
     DiagnosisReport,
     Thresholds,
+    _ActivationCalls,
     diagnose,
 )
 from vgcourse.initializers import initialize
@@ -836,3 +839,72 @@ def test_vanishing_advice_on_a_recurrent_model_follows_its_layers(
     assert advice in finding.suggestion
     if cell is not nn.RNN:
         assert "vanilla RNN" not in finding.suggestion
+
+
+class _CallsItsActivation(nn.Module):
+    """8 Linear layers of width 64 (default init), each followed by ``activation``: a module or a function
+    called in ``forward`` (torch.sigmoid, x.sigmoid(), ...), as real code often does."""
+
+    def __init__(self, activation: nn.Module | Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.ModuleList(nn.Linear(64, 64) for _ in range(8))
+        self.out = nn.Linear(64, 10)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.activation(layer(x))
+        return self.out(x)
+
+
+SIGMOID_ADVICE = (
+    "replace sigmoid/tanh hidden activations by ReLU/GELU with He initialization; see "
+    f'"{CHAPTERS["sigmoid_bound"]}" and "{CHAPTERS["initialization"]}".'
+)
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [nn.Sigmoid(), torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.special.expit],
+    ids=["nn.Sigmoid", "torch.sigmoid", "x.sigmoid()", "F.sigmoid", "expit"],
+)
+def test_a_sigmoid_called_as_a_function_gets_the_sigmoid_advice(activation: Any) -> None:
+    # the activation was recognised from its module only: a sigmoid net calling torch.sigmoid in forward was
+    # told "initialize for the activation (He for ReLU), or add skip connections"; with nn.Sigmoid modules
+    # the advice is the one it always was
+    report = diagnose(_CallsItsActivation(activation), CE, batch(0))
+    (finding,) = [f for f in report.findings if f.kind == "vanishing"]
+    assert set(finding.layers) >= {f"layers.{k}" for k in range(4)}
+    assert finding.suggestion == SIGMOID_ADVICE
+
+
+def test_the_activations_called_in_the_forward_pass_are_seen_and_no_recurrent_gate() -> None:
+    # nn.LSTM/GRU/RNN run their sigmoid and tanh gates inside one fused call: a gated RNN is no sigmoid net
+    x = torch.randn(4, 3, 8)
+    for model, seen in [
+        (nn.Sequential(nn.Linear(8, 8), nn.Sigmoid(), nn.Tanh()), {"sigmoid", "tanh"}),
+        (nn.Linear(8, 8), set()),
+        (nn.LSTM(8, 8), set()),
+        (nn.GRU(8, 8), set()),
+        (nn.RNN(8, 8), set()),
+        (nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.GELU()), set()),
+    ]:
+        calls = _ActivationCalls(model)
+        model(x)
+        calls.close()
+        assert calls.seen == seen, model
+        model(x.sigmoid())  # after close, nothing is recorded
+        assert calls.seen == seen
+    assert not torch._C._is_torch_function_mode_enabled()  # the mode was left
+
+
+def test_an_lstm_flagged_as_vanishing_keeps_the_lstm_advice() -> None:
+    torch.manual_seed(0)
+    x, y = standard_batch("lstm", 30, 64, 0)
+    report = diagnose(LSTMClassifier(), CE, (x, y), thresholds={"vanishing": 0.99})
+    (finding,) = [f for f in report.findings if f.kind == "vanishing"]
+    assert finding.layers == ("lstm",)
+    assert finding.suggestion.startswith("the LSTM is gated already: start its forget-gate bias at 1"), (
+        finding
+    )

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from vgcourse._validation import check_choice, check_int, check_tensor
@@ -97,6 +98,13 @@ FINDING_KINDS = (
 _NOTES = FINDING_KINDS[10:]
 _LAYER_FLAGS = FINDING_KINDS[:9]
 _SATURATING = (nn.Sigmoid, nn.Tanh)
+# the same activations called as functions (nn.Sigmoid and nn.Tanh call torch.sigmoid and torch.tanh too)
+_SATURATING_CALLS = {
+    **dict.fromkeys(
+        (torch.sigmoid, torch.sigmoid_, Tensor.sigmoid, Tensor.sigmoid_, torch.special.expit), "sigmoid"
+    ),
+    **dict.fromkeys((torch.tanh, torch.tanh_, Tensor.tanh, Tensor.tanh_), "tanh"),
+}
 _NORMS = (
     nn.modules.batchnorm._BatchNorm,
     nn.modules.instancenorm._InstanceNorm,
@@ -564,6 +572,43 @@ class _SignalWatch:
         self._handles = []
 
 
+class _ActivationCalls(TorchFunctionMode):
+    """The saturating activations ("sigmoid", "tanh") that the model's forward passes call, as modules or as
+    functions (torch.sigmoid, F.tanh, x.sigmoid()): a mode entered by a forward pre-hook on the model and left
+    by its forward hook. The gates of nn.LSTM/GRU/RNN run inside one fused call (_VF.lstm): not counted."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+        self._depth = 0
+        self._handles = [
+            model.register_forward_pre_hook(self._enter),
+            model.register_forward_hook(self._leave, always_call=True),  # also when the forward raises
+        ]
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        try:
+            self.seen.add(_SATURATING_CALLS[func])
+        except (KeyError, TypeError):  # another function (TypeError: one that cannot be hashed)
+            pass
+        return func(*args, **(kwargs or {}))
+
+    def _enter(self, *_: Any) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            self.__enter__()
+
+    def _leave(self, *_: Any) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.__exit__(None, None, None)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
 def _address(t: Tensor) -> int:
     """Where a tensor's memory starts: equal for a tensor, its in-place results and its views."""
     return t.untyped_storage().data_ptr()
@@ -746,7 +791,8 @@ def diagnose(
     a dict of some of its fields or None; ``saturation``: |u| above which a sigmoid/tanh output is saturated.
     The steps are ``train`` with a ``GradientMonitor`` on the optimizer and a callback measuring the signals.
     NaN/inf stops the run before that step's update and is reported, never raised. ``model`` is not modified
-    (weights, gradients, norm statistics, mode); the copy runs on its device and in its mode.
+    (weights, gradients, norm statistics, mode); the copy runs on its device and in its mode. The advice on
+    activations sees sigmoid/tanh as modules and as calls in ``forward`` (torch.sigmoid, F.tanh, x.sigmoid()).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
@@ -785,6 +831,7 @@ def diagnose(
     # the monitor checks saturation (in (0, 1)); it hooks the model only inside train, after the probe
     monitor = GradientMonitor(work, opt, layers=work_layers, stats="all", saturation=saturation)
     probe = _Probe(work, work_layers, loss_fn, x, [p for _, p, _, _ in others])
+    calls = _ActivationCalls(work)
     try:
         with torch.enable_grad():
             history = train(
@@ -792,6 +839,7 @@ def diagnose(
             )
     finally:
         probe.watch.close()
+        calls.close()
     if config.clip_norm is not None:
         opt_name += f", clip {config.clip_norm:g}"
     input_ms = float(x.double().square().mean()) if x.is_floating_point() and x.numel() else math.nan
@@ -836,6 +884,7 @@ def diagnose(
         zero_start=bool(zero_start),
         adaptive=adaptive,
         lr=config.lr if isinstance(optimizer, str) else None,
+        called=frozenset(calls.seen),
     )
     return replace(report, findings=findings)
 
@@ -1054,8 +1103,10 @@ def _findings(
     zero_start: bool,
     adaptive: bool,
     lr: float | None,
+    called: frozenset[str],
 ) -> tuple[Finding, ...]:
-    """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order."""
+    """One finding per flag kind that some layer has (plus model-level ones), in ``FINDING_KINDS`` order.
+    ``called``: the saturating activations the forward pass called ("sigmoid", "tanh"), as modules or not."""
     diagnoses, limits, losses, batch_size = report.layers, report.thresholds, report.losses, report.batch_size
     by_kind = report.flagged
     findings: list[Finding] = []
@@ -1068,8 +1119,10 @@ def _findings(
         suggestion = f"{fix}; {_see(chapters)}.{after}" if see else fix
         findings.append(Finding(kind, tuple(names), message, suggestion, chapters))
 
+    sigmoid = "sigmoid" in called or any(isinstance(m, nn.Sigmoid) for m in model.modules())
+    saturating = bool(called) or any(isinstance(m, _SATURATING) for m in model.modules())
     activation_init = "He (Kaiming) for ReLU, Xavier for tanh" + (
-        "; replace sigmoid by ReLU or tanh" if any(isinstance(m, nn.Sigmoid) for m in model.modules()) else ""
+        "; replace sigmoid by ReLU or tanh" if sigmoid else ""
     )
 
     where = report.non_finite_at
@@ -1140,7 +1193,7 @@ def _findings(
         if any(isinstance(m, nn.RNN) for m in flagged):  # a vanilla RNN (an LSTM or GRU is no nn.RNN)
             see = ("recurrent_networks",)
             fix = "use an LSTM or GRU (gated paths through time) instead of a vanilla RNN"
-        elif any(isinstance(module, _SATURATING) for module in model.modules()):
+        elif saturating:
             see = ("sigmoid_bound", "initialization")
             fix = "replace sigmoid/tanh hidden activations by ReLU/GELU with He initialization"
         elif any(isinstance(m, nn.LSTM) for m in flagged):
