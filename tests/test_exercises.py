@@ -224,6 +224,12 @@ def test_answers_that_cannot_be_measured_get_a_message_not_an_exception() -> Non
     not_tensor = lambda i, o, g: [[0.0]]  # noqa: E731
     assert "torch.Tensor" in check("initialization.he_init", not_tensor).message
     assert not check("sigmoid_bound.max_derivative", float("nan")).correct
+    assert "the answer is NaN" in check("sigmoid_bound.max_derivative", float("nan")).message
+    nan_weights = lambda i, o, g: torch.full((o, i), float("nan"))  # noqa: E731
+    feedback = check("initialization.he_init", nan_weights)  # the function is no number: its weights are NaN
+    assert (
+        feedback.result == "incorrect" and "this function gives a measurement that is NaN" in feedback.message
+    )
     assert "could not be checked" in check("initialization.tanh_scale", -1.0).message
 
 

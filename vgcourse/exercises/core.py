@@ -218,8 +218,11 @@ class Exercise:
 
     def verdict(self, value: float) -> Feedback:
         """The verdict on a number answer, or on the measurement of a setting or function."""
-        if not math.isfinite(value):
-            return Feedback(self.id, "incorrect", "the answer is NaN or infinite; " + self.hint)
+        if not math.isfinite(value):  # a setting or function is finite itself: what it gives was measured
+            what = (
+                "the answer is" if self.kind == "number" else f"this {self.kind} gives a measurement that is"
+            )
+            return Feedback(self.id, "incorrect", f"{what} NaN or infinite; " + self.hint)
         if self.kind != "number":
             low, high = self.accept  # type: ignore[misc]
             if low <= value <= high:
