@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,22 +120,24 @@ def test_no_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "message"),
     [
-        ({"arch": "transformer"}, ValueError),
-        ({"depth": 0}, ValueError),
-        ({"width": 2.5}, TypeError),
-        ({"activation": "softmax"}, ValueError),
-        ({"init": "normal"}, ValueError),
-        ({"norm": "batch", "arch": "mlp"}, ValueError),
-        ({"norm": "group", "arch": "resmlp"}, ValueError),
-        ({"seed": -1}, ValueError),
-        ({"seq_len": 0}, ValueError),
-        ({"batch_size": 1}, ValueError),
+        ({"arch": "transformer"}, ValueError, "unknown arch 'transformer'; valid choices: mlp, resmlp"),
+        ({"depth": 0}, ValueError, "depth must be >= 1"),
+        ({"width": 2.5}, TypeError, "width must be an integer"),
+        ({"activation": "softmax"}, ValueError, "unknown activation 'softmax'; valid choices: identity"),
+        ({"init": "normal"}, ValueError, "unknown init 'normal'; valid choices: default, xavier_uniform"),
+        ({"norm": "batch", "arch": "mlp"}, ValueError, "norm applies only to arch 'resmlp'"),
+        ({"norm": "group", "arch": "resmlp"}, ValueError, "unknown norm 'group'; valid choices: batch"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seq_len": 0}, ValueError, "seq_len must be >= 1"),
+        ({"batch_size": 1}, ValueError, "batch_size must be >= 2"),
     ],
 )
-def test_profile_function_validates(kwargs: dict, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_profile_function_validates(kwargs: dict, error: type[Exception], message: str) -> None:
+    # the message names the argument (and the valid choices): an error raised further in for another
+    # reason ("scheme 'normal' needs std" from the initializer) is no check of the argument
+    with pytest.raises(error, match=re.escape(message)):
         profile(**kwargs)
 
 
