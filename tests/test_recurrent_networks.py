@@ -475,11 +475,41 @@ def test_truncated_bptt_profile_is_the_full_one_below_k_and_zero_beyond(arch: st
         bptt.truncated_input_gradient_profile(model, data.x_train[0], data.y_train, 2)
 
 
-def test_clipped_cosines_by_hand() -> None:
-    g = torch.tensor([3.0, -0.05, 0.02, 10.0])
-    value = g.clamp(-0.1, 0.1)
-    assert float(F.cosine_similarity(g, value, dim=0)) < 0.9
-    assert float(F.cosine_similarity(g, g * 0.1, dim=0)) == pytest.approx(1.0)
+def test_clipping_directions_match_a_hand_computation() -> None:
+    """run_clipping's directions at initialization against a hand computation on the same first batches:
+    cos(g, clamp(g, -c, c)), the share of entries with |g_i| > c, ‖g‖ at ρ = 2 and at the default scale, and
+    norm clipping g min(1, τ/‖g‖), which keeps the direction (cos = 1)."""
+    config = rn.ClippingConfig(
+        methods=("norm",),
+        seq_len=5,
+        steps=1,
+        hidden_size=6,
+        batch_size=8,
+        n_samples=40,
+        n_batches=3,
+        control=False,
+        device="cpu",
+    )
+    result = rn.run_clipping(config)
+    data = adding_problem(n_samples=config.n_samples, seq_len=config.seq_len, seed=config.seed)
+    c, tau = config.clip_value, config.clip_norm
+    for radius, norms in ((config.spectral_radius, result.grad_norm), (None, result.grad_norm_default)):
+        model = rn.build_adding_model("rnn", config.hidden_size, config.seed, spectral_radius=radius)
+        for b in range(config.n_batches):
+            batch = slice(b * config.batch_size, (b + 1) * config.batch_size)
+            model.zero_grad()
+            F.mse_loss(model(data.x_train[batch]), data.y_train[batch]).backward()
+            g = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+            assert norms[b] == pytest.approx(float(g.norm()), rel=1e-5)
+            if radius is None:
+                continue
+            value = g.clamp(-c, c)
+            cosine = float(g @ value / (g.norm() * value.norm()))
+            assert result.cosine_value[b] == pytest.approx(cosine, rel=1e-5)
+            assert result.value_clipped[b] == pytest.approx(float((g.abs() > c).double().mean()))
+            assert float(g.norm()) > tau and result.cosine_norm[b] == pytest.approx(1.0, abs=1e-6)
+    # the chapter's point on these batches: value clipping turns the direction, norm clipping does not
+    assert result.cosine_value.max() < 0.99 and result.value_clipped.min() > 0
 
 
 # ----------------------------------------------------------------------------------------------------
