@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -176,9 +177,13 @@ def test_set_forget_bias_needs_lstm(arch: str, value: float, error: type[Excepti
         SequenceModel(arch, 2, 3, 1).set_forget_bias(value)
 
 
-@pytest.mark.parametrize(("value", "error"), [("1", TypeError), (float("nan"), ValueError)])
-def test_set_forget_bias_bad_value(value: object, error: type[Exception]) -> None:
-    with pytest.raises(error):
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [("1", TypeError, "value must be a number; got str"), (float("nan"), ValueError, "value must be finite")],
+)
+def test_set_forget_bias_bad_value(value: object, error: type[Exception], message: str) -> None:
+    # the message names the value: torch's own TypeError on assigning a str to a tensor is no check
+    with pytest.raises(error, match=message):
         SequenceModel("lstm", 2, 3, 1).set_forget_bias(value)
 
 
@@ -299,24 +304,30 @@ def test_build_model_validates(arch: object, overrides: dict, error: type[Except
 
 
 @pytest.mark.parametrize(
-    ("factory", "error"),
+    ("factory", "error", "message"),
     [
-        (lambda: SequenceModel("transformer", 2, 3, 1), ValueError),
-        (lambda: SequenceModel("lstm", 2, 0, 1), ValueError),
-        (lambda: SequenceModel("lstm", 2, 3, 1, num_layers=0), ValueError),
-        (lambda: MLP(2, 2, depth=0, width=3), ValueError),
-        (lambda: MLP(2, 2, depth=1, width=3.5), TypeError),
-        (lambda: ResidualMLP(2, 2, depth=-1, width=3), ValueError),
-        (lambda: ResidualMLP(2, 2, depth=1, width=3, norm="instance"), ValueError),
-        (lambda: Dense(0, 2), ValueError),
-        (lambda: NormMLP(2, 2, depth=1, width=3, activation="sigmoid"), ValueError),
-        (lambda: NormMLP(2, 2, depth=1, width=3, norm="group"), ValueError),
-        (lambda: NormMLP(2, 2, depth=0, width=3), ValueError),
-        (lambda: Dense(2, 2, activation="relu6"), ValueError),
+        (
+            lambda: SequenceModel("transformer", 2, 3, 1),
+            ValueError,
+            "unknown arch 'transformer'; valid choices",
+        ),
+        (lambda: SequenceModel("lstm", 2, 0, 1), ValueError, "hidden_size must be >= 1"),
+        (lambda: SequenceModel("lstm", 2, 3, 1, num_layers=0), ValueError, "num_layers must be >= 1"),
+        (lambda: MLP(2, 2, depth=0, width=3), ValueError, "depth must be >= 1"),
+        (lambda: MLP(2, 2, depth=1, width=3.5), TypeError, "width must be an integer"),
+        (lambda: ResidualMLP(2, 2, depth=-1, width=3), ValueError, "depth must be >= 1"),
+        (lambda: ResidualMLP(2, 2, depth=1, width=3, norm="instance"), ValueError, "unknown norm 'instance'"),
+        (lambda: Dense(0, 2), ValueError, "in_features must be >= 1"),
+        (lambda: NormMLP(2, 2, depth=1, width=3, activation="sigmoid"), ValueError, "unknown activation"),
+        (lambda: NormMLP(2, 2, depth=1, width=3, norm="group"), ValueError, "unknown norm 'group'"),
+        (lambda: NormMLP(2, 2, depth=0, width=3), ValueError, "depth must be >= 1"),
+        (lambda: Dense(2, 2, activation="relu6"), ValueError, "unknown activation 'relu6'; valid choices"),
     ],
 )
-def test_constructors_validate(factory: object, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_constructors_validate(factory: object, error: type[Exception], message: str) -> None:
+    # the message names the argument: torch's own errors (nn.LSTM's "hidden_size must be greater than
+    # zero", nn.Linear's on a float size) would pass a test of the class alone with no check of ours
+    with pytest.raises(error, match=re.escape(message)):
         factory()
 
 
@@ -388,16 +399,16 @@ def test_a_generator_draws_one_seed_per_model() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "message"),
     [
-        ({"seed": -1}, ValueError),
-        ({"seed": 1.5}, TypeError),
-        ({"seed": 0, "generator": torch.Generator()}, ValueError),
-        ({"generator": 0}, TypeError),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an integer"),
+        ({"seed": 0, "generator": torch.Generator()}, ValueError, "give seed or generator, not both"),
+        ({"generator": 0}, TypeError, "generator must be a torch.Generator or None"),
     ],
 )
-def test_bad_seed_or_generator(kwargs: dict, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_bad_seed_or_generator(kwargs: dict, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
         SequenceModel("rnn", 2, 3, 1, **kwargs)
 
 
