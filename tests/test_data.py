@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import socket
 import subprocess
@@ -108,35 +109,41 @@ def test_adding_problem_definition_and_baseline():
 
 
 @pytest.mark.parametrize(
-    ("call", "error"),
+    ("call", "error", "message"),
     [
-        (lambda: circles(val_fraction=0.0), ValueError),
-        (lambda: circles(val_fraction=1.0), ValueError),
-        (lambda: circles(val_fraction=-0.1), ValueError),
-        (lambda: circles(val_fraction="half"), TypeError),
-        (lambda: circles(n_samples=1), ValueError),
-        (lambda: circles(n_samples=2.5), TypeError),
-        (lambda: circles(noise=-1.0), ValueError),
-        (lambda: circles(factor=1.0), ValueError),
-        (lambda: circles(factor=0.0), ValueError),
-        (lambda: circles(n_samples=4, val_fraction=0.1), ValueError),  # empty validation split
-        (lambda: circles(seed=-1), ValueError),
-        (lambda: digits(val_fraction=1.5), ValueError),
-        (lambda: adding_problem(n_samples=1), ValueError),
-        (lambda: adding_problem(seq_len=1), ValueError),
-        (lambda: adding_problem(n_samples=10, val_fraction=0.01), ValueError),
-        (lambda: adding_problem(val_fraction=float("nan")), ValueError),
-        (lambda: mnist(root=3, source="full", download=False), TypeError),
-        (lambda: mnist(download="yes"), TypeError),
-        (lambda: mnist(flatten=1), TypeError),
-        (lambda: mnist(val_fraction=0.0), ValueError),
-        (lambda: mnist(source="train"), ValueError),
-        (lambda: mnist(source=None), TypeError),
-        (lambda: mnist(seed=-1), ValueError),
+        (lambda: circles(val_fraction=0.0), ValueError, "val_fraction must be > 0.0; got 0.0"),
+        (lambda: circles(val_fraction=1.0), ValueError, "val_fraction must be in (0, 1); got 1.0"),
+        (lambda: circles(val_fraction=-0.1), ValueError, "val_fraction must be > 0.0; got -0.1"),
+        (lambda: circles(val_fraction="half"), TypeError, "val_fraction must be a number; got str"),
+        (lambda: circles(n_samples=1), ValueError, "n_samples must be >= 2; got 1"),
+        (lambda: circles(n_samples=2.5), TypeError, "n_samples must be an integer; got float"),
+        (lambda: circles(noise=-1.0), ValueError, "noise must be >= 0.0; got -1.0"),
+        (lambda: circles(factor=1.0), ValueError, "factor must be in (0, 1); got 1.0"),
+        (lambda: circles(factor=0.0), ValueError, "factor must be > 0.0; got 0.0"),
+        (lambda: circles(n_samples=4, val_fraction=0.1), ValueError, "with 4 examples leaves an empty split"),
+        (lambda: circles(seed=-1), ValueError, "seed must be >= 0; got -1"),
+        (lambda: digits(val_fraction=1.5), ValueError, "val_fraction must be <= 1.0; got 1.5"),
+        (lambda: adding_problem(n_samples=1), ValueError, "n_samples must be >= 2; got 1"),
+        (lambda: adding_problem(seq_len=1), ValueError, "seq_len must be >= 2; got 1"),
+        (lambda: adding_problem(n_samples=10, val_fraction=0.01), ValueError, "leaves an empty split"),
+        (lambda: adding_problem(val_fraction=float("nan")), ValueError, "val_fraction must be finite"),
+        (
+            lambda: mnist(root=3, source="full", download=False),
+            TypeError,
+            "root must be a str, a Path or None",
+        ),
+        (lambda: mnist(download="yes"), TypeError, "download must be True, False or None"),
+        (lambda: mnist(flatten=1), TypeError, "flatten must be a bool; got 1"),
+        (lambda: mnist(val_fraction=0.0), ValueError, "val_fraction must be > 0.0; got 0.0"),
+        (lambda: mnist(source="train"), ValueError, "unknown source 'train'; valid choices: shipped, full"),
+        (lambda: mnist(source=None), TypeError, "source must be a string, one of: shipped, full"),
+        (lambda: mnist(seed=-1), ValueError, "seed must be >= 0; got -1"),
     ],
 )
-def test_bad_input(call, error):
-    with pytest.raises(error):
+def test_bad_input(call, error, message):
+    # the message names the argument: an error from further in (scikit-learn's make_circles refusing
+    # n_samples=2.5, NumPy on a NaN fraction, an empty split) is no check of it
+    with pytest.raises(error, match=re.escape(message)):
         call()
 
 
@@ -151,23 +158,23 @@ def test_random_batches_draw_distinct_examples_seeded() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "message"),
     [
         # size 0, -1, n_train + 1 and True gave 0, n_train - 1, n_train and 1 examples, silently
-        ({"size": 0}, ValueError),
-        ({"size": -1}, ValueError),
-        ({"size": 33}, ValueError),  # n_train is 32: 32 distinct examples at most
-        ({"size": True}, TypeError),
-        ({"size": 2.5}, TypeError),
-        ({"seed": -1}, ValueError),
-        ({"dtype": torch.int64}, TypeError),  # the inputs truncated to integers
-        ({"dtype": "float64"}, TypeError),
-        ({"data": (torch.zeros(4, 2), torch.zeros(4))}, TypeError),
+        ({"size": 0}, ValueError, "size must be >= 1; got 0"),
+        ({"size": -1}, ValueError, "size must be >= 1; got -1"),
+        ({"size": 33}, ValueError, "size must be <= 32; got 33"),  # n_train is 32: at most 32 distinct
+        ({"size": True}, TypeError, "size must be an integer; got bool"),
+        ({"size": 2.5}, TypeError, "size must be an integer; got float"),  # not a slice's own TypeError
+        ({"seed": -1}, ValueError, "seed must be >= 0; got -1"),
+        ({"dtype": torch.int64}, TypeError, "dtype must be a floating torch.dtype"),  # inputs truncated
+        ({"dtype": "float64"}, TypeError, "dtype must be a floating torch.dtype"),
+        ({"data": (torch.zeros(4, 2), torch.zeros(4))}, TypeError, "data must be a DataSplit"),
     ],
 )
-def test_random_batches_rejects_bad_input(kwargs: dict, error: type[Exception]) -> None:
+def test_random_batches_rejects_bad_input(kwargs: dict, error: type[Exception], message: str) -> None:
     arguments = {"data": adding_problem(n_samples=40, seq_len=4), "size": 4, "seed": 0} | kwargs
-    with pytest.raises(error):
+    with pytest.raises(error, match=re.escape(message)):
         random_batches(**arguments)()
 
 
