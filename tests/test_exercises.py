@@ -262,17 +262,19 @@ def test_unknown_exercise_names_the_valid_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "message"),
     [
-        ({"kind": "essay"}, ValueError),
-        ({"id": "nochapter"}, ValueError),
-        ({"mistakes": ()}, ValueError),
-        ({"keys": ()}, ValueError),
-        ({"kind": "setting"}, ValueError),
-        ({"variable": "not a name"}, ValueError),
+        ({"kind": "essay"}, ValueError, "unknown kind 'essay'; valid choices: number, setting, function"),
+        ({"id": "nochapter"}, ValueError, "exercise id must read '<chapter>.<name>'"),
+        ({"mistakes": ()}, ValueError, "needs at least three typical mistakes"),
+        ({"keys": ()}, ValueError, "number exercise 'x.y' needs keys"),
+        ({"kind": "setting"}, ValueError, "setting exercise 'x.y' needs measure and accept"),
+        ({"variable": "not a name"}, ValueError, "variable 'not a name' is not a Python name"),
     ],
 )
-def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception]) -> None:
+def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception], message: str) -> None:
+    # each refusal by its own message: without the kind check, kind='essay' was still refused, for
+    # lacking measure and accept
     base = dict(
         id="x.y",
         title="t",
@@ -282,7 +284,7 @@ def test_exercise_definitions_are_validated(kwargs: dict, error: type[Exception]
         hint="h",
         mistakes=tuple(Mistake("m", keys=(str(v),)) for v in (2.0, 3.0, 4.0)),
     )
-    with pytest.raises(error):
+    with pytest.raises(error, match=re.escape(message)):
         Exercise(**{**base, **kwargs})
 
 
