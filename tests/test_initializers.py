@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import ClassVar
 
 import pytest
@@ -45,16 +46,17 @@ def test_gain_of_smooth_relus_is_relus(activation: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("activation", "param", "error"),
+    ("activation", "param", "error", "message"),
     [
-        ("selu", None, ValueError),
-        ("relu", 0.1, ValueError),
-        ("leaky_relu", "0.1", TypeError),
-        (2, None, TypeError),
+        ("selu", None, ValueError, "unknown activation 'selu'; valid choices: identity"),
+        ("relu", 0.1, ValueError, "param is the leaky_relu slope; activation 'relu' takes none"),
+        ("leaky_relu", "0.1", TypeError, "param must be a number; got str"),
+        (2, None, TypeError, "activation must be a string, one of: identity"),
     ],
 )
-def test_gain_bad_input(activation: object, param: object, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_gain_bad_input(activation: object, param: object, error: type[Exception], message: str) -> None:
+    # the message names the argument: arithmetic on a str slope raises a TypeError of its own
+    with pytest.raises(error, match=re.escape(message)):
         gain(activation, param)
 
 
