@@ -40,7 +40,7 @@ SEEDS: tuple[int, ...] = _seeds()
 
 
 def expect(name: str, value: object, op: str, threshold: float) -> None:
-    """Assert ``value op threshold`` for every element of ``value`` and record each element.
+    """Assert ``value op threshold`` for every element of ``value`` (at least one) and record each element.
 
     ``name`` identifies the claim across seeds (the same name in every seed's test): write it as
     "chapter: what is claimed", e.g. "relu: large step, last-layer dead fraction".
@@ -48,6 +48,8 @@ def expect(name: str, value: object, op: str, threshold: float) -> None:
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}; got {op!r}")
     values = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+    # an empty selection holds every claim (np.all of nothing is True): a test error, even when recording
+    assert values.size > 0, f"claim {name!r}: no values to check (an empty selection holds any claim)"
     out = os.environ.get("VGCOURSE_CLAIMS_OUT")
     if out:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
