@@ -19,7 +19,7 @@ from claims import SEEDS, expect
 from matplotlib.figure import Figure
 
 from vgcourse.activations import derivative, make_activation
-from vgcourse.data import digits
+from vgcourse.data import digits, shared_digits
 from vgcourse.experiments import relu_dying_units as ex
 from vgcourse.explorers import relu_dying_units as explorers
 from vgcourse.initializers import initialize
@@ -112,9 +112,30 @@ def test_run_dying_is_deterministic_and_reports_divergence() -> None:
 
 
 def test_run_dying_on_validation_reference() -> None:
-    result = ex.run_dying(ex.DyingConfig(steps=10, measure_every=5, reference="val", activation="gelu"))
+    config = ex.DyingConfig(steps=10, measure_every=5, reference="val", activation="gelu", device="cpu")
+    result = ex.run_dying(config)
     assert result.dead_frac.shape == (3, 4)
     assert np.all((result.mean_derivative > -0.2) & (result.mean_derivative < 1.2))
+    # step 0 is measured on the validation split: the share of (unit, input) pairs with z > 0 and the mean
+    # f'(z) of the initial network there, recomputed by hand (the training split gives other values)
+    data = shared_digits(config.data_seed)
+    model = MLP(data.in_features, data.n_classes, config.depth, config.width, "gelu", seed=config.seed)
+    initialize(
+        model,
+        config.init,
+        activation="gelu",
+        bias=config.bias_init,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+
+    def stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+        zs = ex.pre_activations(model, x)
+        return [float((z > 0).double().mean()) for z in zs], [float(derivative("gelu", z).mean()) for z in zs]
+
+    active, slope = stats(data.x_val)
+    np.testing.assert_allclose(result.active_frac[0], active, rtol=1e-6)
+    np.testing.assert_allclose(result.mean_derivative[0], slope, rtol=1e-5)
+    assert not np.allclose(stats(data.x_train)[0], active, rtol=1e-3)  # the training split differs
 
 
 # ----------------------------------------------------------------------------------------------------
