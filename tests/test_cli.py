@@ -117,6 +117,8 @@ def test_no_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+    # refused for the missing command: main([]) parses [], not the running process's own arguments
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
