@@ -167,11 +167,13 @@ def _edge_cases() -> list[Any]:
     passes having tried nothing."""
     cases = []
     for chapter_id in (c for c in chapter_ids() if has_module(c, "experiments")):
-        configs = [
-            a[0] if isinstance(a, list) else a for a in small_runs.load(chapter_id).SMALL_RUNS.values()
-        ]
+        try:
+            runs = small_runs.load(chapter_id).SMALL_RUNS.values()
+        except pytest.fail.Exception:  # no tests/small_runs/<chapter>.py yet: each case says so when run
+            runs = None
+        configs = [arguments[0] if isinstance(arguments, list) else arguments for arguments in runs or ()]
         for label, edge in EDGES.items():
-            if any(_edge_configs(config, edge) for config in configs):
+            if runs is None or any(_edge_configs(config, edge) for config in configs):
                 cases.append(pytest.param(chapter_id, edge, id=f"{chapter_id}-{label}"))
     return cases
 
