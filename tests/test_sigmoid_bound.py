@@ -129,6 +129,32 @@ def test_init_gradients_against_a_hand_computation() -> None:
 def test_saturated_fraction_matches_the_monitor_rule() -> None:
     r = sb.run_init_gradients(sb.InitGradientConfig(depth=4, weight_scale=8.0, input_scale=10.0))
     assert np.all((r.saturated_frac >= 0) & (r.saturated_frac <= 1)) and r.saturated_frac[0] > 0.5
+    # by hand on the same network and batch: an output u is saturated when |2u - 1| > s (sigmoid), |u| > s
+    # (tanh); the fraction per layer, and mean |∂J/∂a| over saturated / unsaturated entries (geometric mean)
+    for activation, squash in (("sigmoid", lambda u: 2 * u - 1), ("tanh", lambda u: u)):
+        config = sb.InitGradientConfig(activation=activation, depth=4, weight_scale=8.0, input_scale=10.0)
+        result = sb.run_init_gradients(config)
+        generator = torch.Generator().manual_seed(config.seed)
+        model = MLP(config.width, 10, 4, config.width, activation, seed=config.seed).double()
+        initialize(model, config.init, activation=activation, generator=generator)
+        x = 10.0 * torch.randn(config.batch_size, config.width, generator=generator, dtype=torch.float64)
+        y = torch.randint(0, 10, (config.batch_size,), generator=generator)
+        pres, outs = [], [x]
+        for layer in model.layers:
+            with torch.no_grad():
+                layer.linear.weight.mul_(8.0)
+            pres.append(layer.linear(outs[-1]))
+            pres[-1].retain_grad()
+            outs.append(layer.activation(pres[-1]))
+        torch.nn.functional.cross_entropy(model.head(outs[-1]), y).backward()
+        fractions, ratios = [], []
+        for a, u in zip(pres, outs[1:], strict=True):
+            saturated = squash(u.detach()).abs() > config.saturation
+            fractions.append(float(saturated.double().mean()))
+            grad = a.grad.abs()
+            ratios.append(float(grad[saturated].mean() / grad[~saturated].mean()))
+        np.testing.assert_allclose(result.saturated_frac, fractions, rtol=1e-6, err_msg=activation)
+        assert result.saturated_grad_ratio == pytest.approx(np.exp(np.mean(np.log(ratios))), rel=1e-9)
     relu = sb.run_init_gradients(sb.InitGradientConfig(activation="relu", depth=4))
     assert np.all(np.isnan(relu.saturated_frac)) and math.isnan(relu.saturated_grad_ratio)
     readout = explorers.init_gradients_readout
