@@ -359,6 +359,16 @@ def test_degradation_runs_on_the_mnist_split() -> None:
     result = rn.run_degradation(config)
     assert [run.history.steps_run for run in result.runs] == [3, 3, 3]
     assert all(np.isfinite(run.train_loss) for run in result.runs)
+    # the runs saw MNIST: the shallow plain network's gradient ratio at initialization, recomputed on the
+    # first batch of the MNIST split (784 inputs), is the one recorded
+    data = rn.load_image_data("mnist")
+    assert data.in_features == 784
+    order = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(config.seed))
+    x, y = data.x_train[order[: config.batch_size]], data.y_train[order[: config.batch_size]]
+    spec = rn.NetworkSpec(skip=False, norm=config.norm)
+    model = rn.build_network(spec, depth=1, width=8, in_features=784, out_features=10, seed=config.seed)
+    ratio = rn.stream_pass(model, x, y).grad_ratio
+    assert result.runs[0].init_grad_ratio == pytest.approx(ratio, rel=1e-6)
 
 
 def test_a_diverged_run_is_kept_not_raised() -> None:
