@@ -824,11 +824,21 @@ def test_monitor_records_the_gradient_before_clipping_and_the_stats_asked_for(sm
 
 
 def test_fused_optimizers_match_the_default_ones(small_circles):
+    kernels: list[object] = []  # what each run's optimizer was built with: the comparison needs both kinds
+
+    class Kernel(Callback):
+        def on_step(self, event: StepEvent) -> None:
+            if event.step == 0:
+                kernels.append(event.optimizer.defaults.get("fused"))
+
     for optimizer in ("sgd", "momentum", "adam"):
+        kernels.clear()
+        config = TrainConfig(steps=5, optimizer=optimizer, lr=0.01)
         runs = [
-            train(_mlp(), small_circles, TrainConfig(steps=5, optimizer=optimizer, lr=0.01, fused=fused))
+            train(_mlp(), small_circles, dataclasses.replace(config, fused=fused), callbacks=[Kernel()])
             for fused in (False, True)
         ]
+        assert kernels == [None, True], (optimizer, kernels)
         np.testing.assert_allclose(runs[0].loss, runs[1].loss, rtol=1e-5)
     for bad, error in (({"fused": 1}, TypeError), ({"monitor_stats": ("grad_nrom",)}, ValueError)):
         with pytest.raises(error, match=r"fused|grad_nrom"):
