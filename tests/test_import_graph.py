@@ -31,14 +31,21 @@ NOT_CORE = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    """Every absolute module name ``path`` imports, at any depth (function-level imports included)."""
+def _imports(path: Path, package: str | None = None) -> set[str]:
+    """Every module name ``path`` imports, at any depth (function-level imports included), as an absolute
+    name: a relative import resolved against ``package`` (by default the package ``path`` lies in), and
+    ``from a import b`` counted as a and as a.b (b may be a module: ``from vgcourse import plots``)."""
+    if package is None and path.is_relative_to(PACKAGE.parent):
+        package = ".".join(path.relative_to(PACKAGE.parent).parent.parts)
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            parts = (package or "").split(".")
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names |= {module} | {f"{module}.{alias.name}" for alias in node.names}
     return names
 
 
@@ -69,10 +76,15 @@ def test_layers_import_only_what_is_below_them(layer: str, forbidden: tuple[str,
     assert not wrong, f"{layer} modules import from a layer above them: {sorted(wrong)}"
 
 
-def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:
+def test_the_check_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from vgcourse.plots.diagnose import diagnosis\n    import ipywidgets\n")
     assert {"vgcourse.plots.diagnose", "ipywidgets"} <= _imports(module)
+    # as a module of vgcourse/ and of vgcourse/experiments/ would write them
+    module.write_text("from . import widgets\nfrom .plots import layers\nfrom vgcourse import explorers\n")
+    assert {"vgcourse.widgets", "vgcourse.plots", "vgcourse.explorers"} <= _imports(module, "vgcourse")
+    module.write_text("def f():\n    from ..plots._common import checked\n")
+    assert "vgcourse.plots._common" in _imports(module, "vgcourse.experiments")
 
 
 def test_importing_the_package_imports_no_widgets_or_figures() -> None:
