@@ -370,6 +370,32 @@ class TestAddingProblem:
         between("recurrent: adding, clipped rnn fraction of steps clipped", clipped, 0.2, 0.8)
 
 
+def test_long_range_passes_clip_norm_to_training() -> None:
+    """LongRangeConfig.clip_norm reaches train(), which the clipped RNN's claims rest on: a threshold below
+    every raw norm changes the path (a rescaling that differs from step to step changes Adam's steps), one
+    above every raw norm leaves it bit-identical."""
+    base = rn.LongRangeConfig(
+        archs=("rnn",),
+        seq_len=6,
+        steps=8,
+        hidden_size=8,
+        batch_size=16,
+        n_samples=64,
+        eval_every=8,
+        n_profile=8,
+        device="cpu",
+    )
+
+    def history(clip_norm: float | None):
+        return rn.run_long_range(dataclasses.replace(base, clip_norm=clip_norm)).runs["rnn"].history
+
+    free = history(None)
+    clipped = history(0.5 * float(free.grad_norm_total.min()))
+    assert clipped.loss[0] == free.loss[0] and clipped.grad_norm_total[0] == free.grad_norm_total[0]
+    assert np.all(np.abs(clipped.loss[2:] / free.loss[2:] - 1) > 1e-4)
+    np.testing.assert_array_equal(history(1e6).loss, free.loss)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Exploding gradients and clipping (T = 10, ρ = 2, SGD with momentum 0.9, lr 0.3, τ = 0.1)
 
