@@ -165,7 +165,7 @@ def test_notebooks_never_seed_the_process(path: Path) -> None:
     # its own torch.Generator: a global seed would hide which numbers depend on it
     cells = json.loads(path.read_text())["cells"]
     code = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
-    pattern = r"\b(?:torch\.(?:cuda\.)?manual_seed(?:_all)?|seed_everything|(?:np\.)?random\.seed)\("
+    pattern = r"\b(?:torch\.(?:cuda\.|random\.)?manual_seed(?:_all)?|seed_everything|(?:np\.)?random\.seed)\("
     assert not re.findall(pattern, code), f"{path.name} seeds the process: {re.findall(pattern, code)}"
 
 
