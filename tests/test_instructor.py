@@ -270,12 +270,15 @@ def test_reference_calls_are_flagged_and_exercise_ids_are_not() -> None:
         assert not REFERENCE_CALLS.search(code), f"{path.name}: {REFERENCE_CALLS.search(code)}"
 
 
-def test_grade_cli_rejects_missing_files(tmp_path: Path) -> None:
+def test_grade_cli_rejects_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["grade", str(tmp_path / "nobody.ipynb")])
-    assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        main(["grade", "x.ipynb", "--timeout", "0"])
+    assert exit_info.value.code == 2 and "no such submission" in capsys.readouterr().err
+    submission = tmp_path / "x.ipynb"  # a file that exists: the timeout alone is refused
+    submission.write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", str(submission), "--timeout", "0"])
+    assert exit_info.value.code == 2 and "--timeout" in capsys.readouterr().err
 
 
 def test_grade_needs_submissions() -> None:
