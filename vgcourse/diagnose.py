@@ -37,6 +37,7 @@ from vgcourse.config import Config, positive, real
 from vgcourse.models import named_layers
 from vgcourse.monitor import GradientMonitor, MonitorRecord, layer_weights
 from vgcourse.training import (
+    LOSS_FUNCTIONS,
     OPTIMIZERS,
     Callback,
     StepEvent,
@@ -73,7 +74,6 @@ FORWARD_HIGH = 1e4  # He × 2 quadruples q per layer
 INITIAL_LOSS_FACTOR = 4.0
 ZERO_START_STEPS = 3  # steps run at least when a parameter starts at exactly 0 (it blocks the first step)
 
-LOSSES = ("cross_entropy", "mse")  # loss names diagnose accepts instead of a loss function
 CHAPTERS = {c.id: c.title for c in _REGISTRY}  # findings name chapters by title
 
 # What a finding can be about, most urgent first; the nine layer flags, then the model-level problem
@@ -652,7 +652,7 @@ def _check_batch(batch: Any) -> tuple[Tensor, Any]:
 
 def _check_loss(loss_fn: Any) -> Callable[[Any, Any], Tensor]:
     if isinstance(loss_fn, str):
-        name = check_choice("loss_fn", loss_fn, LOSSES)
+        name = check_choice("loss_fn", loss_fn, LOSS_FUNCTIONS)
 
         def by_name(output: Any, target: Any) -> Tensor:
             return loss_value(output, target, name)
@@ -661,7 +661,7 @@ def _check_loss(loss_fn: Any) -> Callable[[Any, Any], Tensor]:
         return by_name
     if not callable(loss_fn):
         raise TypeError(
-            f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()) or one of: {', '.join(LOSSES)}; "
+            f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()) or one of: {', '.join(LOSS_FUNCTIONS)}; "
             f"got {type(loss_fn).__name__}"
         )
     return loss_fn
@@ -785,14 +785,15 @@ def diagnose(
 ) -> DiagnosisReport:
     """Train a copy of ``model`` for ``steps`` steps on ``batch`` = (x, y) and report the last step run.
 
-    ``loss_fn(output, y)`` returns a scalar (or name one of ``LOSSES``); ``optimizer`` is a name from
-    ``OPTIMIZERS`` (with ``lr``) or a callable params -> optimizer; ``clip_norm`` clips the total gradient
-    norm before each update (the statistics are those before clipping); ``thresholds``: a ``Thresholds``,
-    a dict of some of its fields or None; ``saturation``: |u| above which a sigmoid/tanh output is saturated.
-    The steps are ``train`` with a ``GradientMonitor`` on the optimizer and a callback measuring the signals.
-    NaN/inf stops the run before that step's update and is reported, never raised. ``model`` is not modified
-    (weights, gradients, norm statistics, mode); the copy runs on its device and in its mode. The advice on
-    activations sees sigmoid/tanh as modules and as calls in ``forward`` (torch.sigmoid, F.tanh, x.sigmoid()).
+    ``loss_fn(output, y)`` returns a scalar (or is a name from ``LOSS_FUNCTIONS``); ``optimizer`` is a name
+    from ``OPTIMIZERS`` (with ``lr``) or a callable params -> optimizer; ``clip_norm`` clips the total
+    gradient norm before each update (the statistics are those before clipping); ``thresholds``: a
+    ``Thresholds``, a dict of some of its fields or None; ``saturation``: |u| above which a sigmoid/tanh
+    output is saturated. The steps are ``train`` with a ``GradientMonitor`` on the optimizer and a callback
+    measuring the signals. NaN/inf stops the run before that step's update and is reported, never raised.
+    ``model`` is not modified (weights, gradients, norm statistics, mode); the copy runs on its device and in
+    its mode. The advice on activations sees sigmoid/tanh as modules and as calls in ``forward``
+    (torch.sigmoid, F.tanh, x.sigmoid()).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")

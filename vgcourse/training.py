@@ -36,6 +36,7 @@ from vgcourse.monitor import STATS, GradientMonitor, MonitorRecord
 
 __all__ = [
     "LOSSES",
+    "LOSS_FUNCTIONS",
     "OPTIMIZERS",
     "SGDW",
     "Callback",
@@ -53,7 +54,8 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-LOSSES = ("auto", "cross_entropy", "mse")
+LOSS_FUNCTIONS = ("cross_entropy", "mse")  # the losses loss_value computes
+LOSSES = ("auto", *LOSS_FUNCTIONS)  # auto: the run picks one from its labels
 
 
 class TrainConfig(Config):
@@ -210,7 +212,7 @@ def _call(hooks: list[Callable[[Any], None]], event: Callable[[], Any]) -> StopT
 def loss_value(output: Tensor, y: Tensor, loss: str, reduction: str = "mean") -> Tensor:
     """Cross-entropy on class labels, or MSE (on one-hot targets for class labels); output (N, C) with y
     (N,), or (N, T, C) with (N, T), flattened to N*T predictions."""
-    if check_choice("loss", loss, LOSSES[1:]) == "cross_entropy":  # "auto" is resolved by the caller
+    if check_choice("loss", loss, LOSS_FUNCTIONS) == "cross_entropy":  # "auto": the caller resolves it
         if y.is_floating_point():
             raise ValueError("loss 'cross_entropy' needs integer class labels; use loss='mse' for regression")
         if output.ndim != y.ndim + 1 or output.shape[:-1] != y.shape:
