@@ -156,10 +156,11 @@ def test_same_path_and_norm_growth(seed):
 def test_injected_shift_trains_like_batch_norm(seed):
     result = no.run_shift(no.ShiftConfig(seed=seed))
     assert not result.final_loss["none"] < math.log(10)  # diverged or at chance
+    # both train, from ln 10 = 2.30 to below 0.15: the chapter quotes the two losses, not their ratio. The
+    # ratio of two such small losses is not a claim: 0.45 to 3.55 over seeds 0-2 and the avx512, avx2 and
+    # default kernels of one AMD EPYC (within 0.5-1.6 on an Intel CPU's)
     expect("norm: noisy BN final loss", result.final_loss["noisy batch"], "<", 0.15)
     expect("norm: BN final loss", result.final_loss["batch"], "<", 0.15)
-    ratio = result.final_loss["noisy batch"] / result.final_loss["batch"]
-    within("norm: noisy BN loss over BN loss", ratio, 0.5, 1.6)
 
 
 def test_layer_profiles_draw_a_row_per_activation_and_mean_field_only_for_normalized_nets():
