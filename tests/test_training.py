@@ -873,3 +873,12 @@ def test_config_declares_its_constraints():
         TrainConfig(1)  # keyword-only
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.lr = 0.5
+
+
+def test_step_sizes_refuses_a_one_element_tensor():
+    """std of one number is undefined (torch gives NaN and a warning): refused when the callback is built."""
+    weight, scalar = torch.zeros(3, requires_grad=True), torch.zeros((), requires_grad=True)
+    with pytest.raises(ValueError, match=r"parameter 1 has 1 element"):
+        StepSizes([weight, scalar])
+    with pytest.raises(TypeError, match="tensors"):
+        StepSizes([weight, 0.5])

@@ -163,6 +163,13 @@ class StepSizes(Callback):
 
     def __init__(self, params: Iterable[Tensor], every: int = 1) -> None:
         self.params, self.every = list(params), check_int("every", every, minimum=1)
+        for j, p in enumerate(self.params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"params must be tensors; parameter {j} is a {type(p).__name__}")
+            if p.numel() < 2:  # the std of one number is undefined (torch gives NaN)
+                raise ValueError(
+                    f"StepSizes needs tensors of 2 or more elements; parameter {j} has {p.numel()} element(s)"
+                )
         self.before: list[Tensor] = []
         self.rows: list[list[float]] = []
 
