@@ -467,6 +467,6 @@ def test_a_transformer_names_token_ids_outside_its_vocabulary(ids: list[int]) ->
     from vgcourse.transformer import Transformer
 
     model = Transformer(vocab_size=5, seq_len=4, n_layers=1, d_model=8, n_heads=2)
-    with pytest.raises(ValueError, match=r"token ids in \[0, 5\)"):
+    with pytest.raises(ValueError, match=rf"token ids in \[0, 5\); got ids from {min(ids)} to {max(ids)}$"):
         model(torch.tensor([ids]))
     assert model(torch.tensor([[0, 4]])).shape == (1, 2, 5)

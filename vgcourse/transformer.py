@@ -242,10 +242,10 @@ class Transformer(nn.Module):
         time, vocab = idx.shape[1], self.tok.num_embeddings
         if time > self.seq_len:
             raise ValueError(f"sequence length {time} exceeds seq_len={self.seq_len}")
-        if idx.numel() and not (0 <= int(idx.min()) and int(idx.max()) < vocab):
-            raise ValueError(
-                f"idx must hold token ids in [0, {vocab}); got ids from {int(idx.min())} to {int(idx.max())}"
-            )
+        if idx.numel():
+            low, high = (int(v) for v in torch.aminmax(idx))  # one pass, one host sync
+            if low < 0 or high >= vocab:
+                raise ValueError(f"idx must hold token ids in [0, {vocab}); got ids from {low} to {high}")
         return self.tok(idx) + self.pos(torch.arange(time, device=idx.device))
 
     def stream(self, idx: Tensor) -> list[Tensor]:
