@@ -913,3 +913,13 @@ def test_an_lstm_flagged_as_vanishing_keeps_the_lstm_advice() -> None:
     assert finding.suggestion.startswith("the LSTM is gated already: start its forget-gate bias at 1"), (
         finding
     )
+
+
+def test_a_saturating_module_the_forward_pass_never_calls_is_not_the_cause() -> None:
+    # diagnose also scanned model.modules(): a ReLU net that merely registered an nn.Sigmoid (a head it does
+    # not use here) was told to replace sigmoid/tanh; the activations it calls decide the advice
+    model = _CallsItsActivation(nn.ReLU())
+    model.unused_head = nn.Sigmoid()
+    report = diagnose(model, CE, batch(0), thresholds={"vanishing": 0.5})  # raised to flag this ReLU net
+    (finding,) = [f for f in report.findings if f.kind == "vanishing"]
+    assert finding.suggestion.startswith("initialize for the activation (He for ReLU)"), finding

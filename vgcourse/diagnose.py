@@ -97,8 +97,7 @@ FINDING_KINDS = (
 )
 _NOTES = FINDING_KINDS[10:]
 _LAYER_FLAGS = FINDING_KINDS[:9]
-_SATURATING = (nn.Sigmoid, nn.Tanh)
-# the same activations called as functions (nn.Sigmoid and nn.Tanh call torch.sigmoid and torch.tanh too)
+# the saturating activations, seen when called (nn.Sigmoid and nn.Tanh call torch.sigmoid and torch.tanh)
 _SATURATING_CALLS = {
     **dict.fromkeys(
         (torch.sigmoid, torch.sigmoid_, Tensor.sigmoid, Tensor.sigmoid_, torch.special.expit), "sigmoid"
@@ -1120,8 +1119,7 @@ def _findings(
         suggestion = f"{fix}; {_see(chapters)}.{after}" if see else fix
         findings.append(Finding(kind, tuple(names), message, suggestion, chapters))
 
-    sigmoid = "sigmoid" in called or any(isinstance(m, nn.Sigmoid) for m in model.modules())
-    saturating = bool(called) or any(isinstance(m, _SATURATING) for m in model.modules())
+    sigmoid, saturating = "sigmoid" in called, bool(called)  # called: nn.Sigmoid/nn.Tanh modules included
     activation_init = "He (Kaiming) for ReLU, Xavier for tanh" + (
         "; replace sigmoid by ReLU or tanh" if sigmoid else ""
     )
