@@ -452,3 +452,36 @@ def test_exercise_check_is_disabled_on_the_static_page(monkeypatch: pytest.Monke
     assert not template.correct and "Not yet" not in str(template) + template._repr_html_()
     assert "Check in Colab" in template._repr_html_()
     assert "Correct" in str(check("sigmoid_bound.max_derivative", 0.105))  # a solution's verdict stays
+
+
+@needs_stack
+def test_page_widget_takes_a_checkbox_and_a_slider_as_view_controls() -> None:
+    # page_dimensions read every view control's options: a checkbox or slider raised AttributeError
+    def drawn(result: Result, ax=None, log: bool = False, alpha: float = 1.0) -> Figure:
+        fig = plot(result, ax)
+        fig.axes[0].set_yscale("log" if log else "linear")
+        fig.axes[0].lines[0].set_alpha(alpha)
+        return fig
+
+    log, alpha = widgets.Checkbox(value=False, description="log"), widgets.FloatSlider(value=1.0, max=1.0)
+    explorer = make_explorer(view_controls={"log": log, "alpha": alpha}, page_grid={"depth": [5, 6]})
+    explorer.plot = drawn
+    page = explorer.page_widget()
+    assert explorer.page_dimensions() == [("depth", [5, 6]), ("log", [False, True])]
+    assert explorer.page_fixed() == ["scale", "alpha"]
+    assert [o[0] for o in explorer.page_controls["log"].options] == ["off", "on"]
+    assert explorer.page_controls["alpha"].disabled
+    for i, j in itertools.product(range(2), range(2)):
+        image, _ = _browser_pick(explorer, page.children[-1], log=i, depth=j).children
+        explorer.update(log=[False, True][i], depth=[5, 6][j])
+        assert image.value == compact_png(explorer.png), (i, j)
+    with pytest.raises(ValueError, match=r"page_grid\['log'\] has values log cannot take: \[1\]"):
+        make_explorer(view_controls={"log": widgets.Checkbox(value=True)}, page_grid={"log": [1, True]})
+    with pytest.raises(ValueError, match=r"cannot take: \[0.0, -1.0\]"):
+        Explorer(
+            {"depth": widgets.IntSlider(value=5), "scale": widgets.FloatLogSlider(value=1.0, min=-1, max=1)},
+            Config,
+            run,
+            plot,
+            page_grid={"scale": [1.0, 0.0, -1.0]},
+        )

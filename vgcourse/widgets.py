@@ -128,7 +128,8 @@ ResultT = TypeVar("ResultT")
 class Explorer(Generic[ConfigT, ResultT]):
     """``controls`` -> ``make_config(**values)`` -> ``run(config)`` -> ``plot(result, **view)``, shown as a
     PNG with ``readout(result)`` under it; ``view_controls`` redraw without recomputing. ``page_grid``: the
-    values each control takes on the static page (others stay at their start; view controls take all).
+    values each control takes on the static page (others stay at their start; view controls take all their
+    options, a checkbox both states).
     """
 
     def __init__(
@@ -255,7 +256,7 @@ class Explorer(Generic[ConfigT, ResultT]):
         """(control name, values) of every control varied on the static page, fewest values first."""
         grid = dict(self.page_grid)
         for name, control in self.view_controls.items():
-            grid.setdefault(name, list(control._options_values))
+            grid.setdefault(name, _every_value(control))
         varied = [(name, list(values)) for name, values in grid.items() if len(values) > 1]
         return sorted(varied, key=lambda item: len(item[1]))
 
@@ -408,10 +409,36 @@ def _label_of(control: widgets.Widget) -> str:
     return getattr(control, "description", "") or "setting"
 
 
+def _every_value(control: widgets.Widget) -> list[Any]:
+    """The values a view control takes on the static page unless ``page_grid`` names it: every option, both
+    states of a checkbox, or (a slider, a text box) its starting value only."""
+    if hasattr(control, "_options_values"):
+        return list(control._options_values)
+    return [False, True] if isinstance(control.value, bool) else [control.value]
+
+
+def _takes(control: widgets.Widget, value: Any) -> bool:
+    """Whether ``control`` can show ``value``: one of its options, a bool for a checkbox, within a slider's
+    range (a log slider's ends are exponents), any number for a text box."""
+    if hasattr(control, "_options_values"):
+        return value in control._options_values
+    if isinstance(control.value, bool):
+        return isinstance(value, bool)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    if not hasattr(control, "min"):
+        return True
+    if isinstance(control, widgets.FloatLogSlider):
+        return value > 0 and control.min <= math.log(value, control.base) <= control.max
+    return control.min <= value <= control.max
+
+
 def _shown(control: widgets.Widget, value: Any) -> str:
-    """``value`` as ``control`` displays it: its option label, or its slider readout."""
+    """``value`` as ``control`` displays it: its option label, on/off, or its slider readout."""
     if hasattr(control, "_options_values"):
         return str(control._options_labels[list(control._options_values).index(value)])
+    if isinstance(control.value, bool):
+        return "on" if value else "off"
     if isinstance(control, widgets.IntSlider):
         return f"{int(value)}"
     return format(float(value), getattr(control, "readout_format", ".3g"))
@@ -448,15 +475,7 @@ def _check_page_grid(grid: dict[str, list[Any]], every: Mapping[str, widgets.Wid
         control, values = every[name], list(values)
         if not values or len(set(map(repr, values))) != len(values):
             raise ValueError(f"page_grid[{name!r}] must be a non-empty list without repeats; got {values}")
-        if hasattr(control, "_options_values"):
-            bad = [v for v in values if v not in control._options_values]
-        else:  # a log slider's ends are exponents
-            log = isinstance(control, widgets.FloatLogSlider)
-            bad = [
-                v
-                for v in values
-                if not control.min <= (math.log(v, control.base) if log else v) <= control.max
-            ]
+        bad = [v for v in values if not _takes(control, v)]
         if bad:
             raise ValueError(f"page_grid[{name!r}] has values {name} cannot take: {bad}")
         if not any(v == control.value for v in values):
