@@ -155,7 +155,18 @@ def test_same_path_and_norm_growth(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_injected_shift_trains_like_batch_norm(seed):
     result = no.run_shift(no.ShiftConfig(seed=seed))
-    assert not result.final_loss["none"] < math.log(10)  # diverged or at chance
+    # without normalization: diverged (inf), or collapsed to chance. At chance the loss ends near ln 10 = 2.30
+    # from either side (2.3051 and 2.3063 where it did not diverge: default kernels at seed 4, avx2 at seed 1
+    # of one AMD EPYC), so the threshold is 0.9 ln 10, far above the normalized networks' 0.15
+    none = result.final_loss["none"]
+    expect(
+        "norm: no-norm final loss (inf: diverged)",
+        none if math.isfinite(none) else math.inf,
+        ">",
+        0.9 * math.log(10),
+    )
+    if seed == no.ShiftConfig().seed:  # the chapter's run: "(here it diverges)"
+        assert not math.isfinite(none), none
     # both train, from ln 10 = 2.30 to below 0.15: the chapter quotes the two losses, not their ratio. The
     # ratio of two such small losses is not a claim: 0.45 to 3.55 over seeds 0-2 and the avx512, avx2 and
     # default kernels of one AMD EPYC (within 0.5-1.6 on an Intel CPU's)
