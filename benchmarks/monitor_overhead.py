@@ -32,6 +32,11 @@ Session 10, after the monitor learned to measure again in float64 a norm that ov
 comparison per recorded number on the CPU), 40 rounds, load 1.6 then 1.1, nothing else running, plain step
 8.83 ms: default +14.1 % [+12.0, +15.9] and +3.1 % [+1.4, +5.6]; hooks and norms only +12.3 % [+7.3, +14.2]
 and +1.6 % [-1.9, +4.9]; +update_ratio +32.4 % / +4.8 %; all +51.4 % / +6.7 %; naive +34.3 %.
+Later, on an AMD EPYC (AVX-512; plain step 14.1 and 14.8 ms), two runs of 40 rounds, nothing else running,
+load 1.0-1.6: default +8.2 % [+6.2, +10.7] and +8.2 % [+6.3, +10.0] at every=1, +1.7 % [-1.1, +3.6] and +1.0 %
+[-1.4, +3.0] at every=10 (both goals met in both runs); hooks and norms only +5.8 / +6.9 % and +0.5 / +1.2 %.
+The same monitor on an Intel AVX-512 machine (plain step 8.7 ms) gave +13.9 % and +1.8 %: the overhead is
+roughly a fixed time per recorded step, so a faster plain step makes it a larger share.
 
 Where a recorded step's time goes (session 7, each part alone in the training loop, load 6-11): a norm per
 weight gradient (21 reads of 256 KB) about +5 %, a backward pre-hook per layer with its norm about +6 %, a
