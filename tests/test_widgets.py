@@ -12,6 +12,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
@@ -475,6 +476,8 @@ def test_page_widget_takes_a_checkbox_and_a_slider_as_view_controls() -> None:
         image, _ = _browser_pick(explorer, page.children[-1], log=i, depth=j).children
         explorer.update(log=[False, True][i], depth=[5, 6][j])
         assert image.value == compact_png(explorer.png), (i, j)
+    numpy_depths = make_explorer(page_grid={"depth": list(np.arange(4, 7))})  # NumPy integers are numbers
+    assert numpy_depths.page_dimensions() == [("depth", [4, 5, 6])]
     with pytest.raises(ValueError, match=r"page_grid\['log'\] has values log cannot take: \[1\]"):
         make_explorer(view_controls={"log": widgets.Checkbox(value=True)}, page_grid={"log": [1, True]})
     with pytest.raises(ValueError, match=r"cannot take: \[0.0, -1.0\]"):

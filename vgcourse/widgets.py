@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -424,7 +425,7 @@ def _takes(control: widgets.Widget, value: Any) -> bool:
         return value in control._options_values
     if isinstance(control.value, bool):
         return isinstance(value, bool)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):  # NumPy numbers are Real too
         return False
     if not hasattr(control, "min"):
         return True
