@@ -880,5 +880,5 @@ def test_step_sizes_refuses_a_one_element_tensor():
     weight, scalar = torch.zeros(3, requires_grad=True), torch.zeros((), requires_grad=True)
     with pytest.raises(ValueError, match=r"parameter 1 has 1 element"):
         StepSizes([weight, scalar])
-    with pytest.raises(TypeError, match="tensors"):
+    with pytest.raises(TypeError, match=r"params\[1\] must be a torch.Tensor; got float"):
         StepSizes([weight, 0.5])

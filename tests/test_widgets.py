@@ -480,7 +480,11 @@ def test_page_widget_takes_a_checkbox_and_a_slider_as_view_controls() -> None:
     assert numpy_depths.page_dimensions() == [("depth", [4, 5, 6])]
     with pytest.raises(ValueError, match=r"page_grid\['log'\] has values log cannot take: \[1\]"):
         make_explorer(view_controls={"log": widgets.Checkbox(value=True)}, page_grid={"log": [1, True]})
-    with pytest.raises(ValueError, match=r"cannot take: \[0.0, -1.0\]"):
+    with pytest.raises(
+        ValueError, match=r"page_grid\['depth'\] has values depth cannot take: \[2.7\]; valid: whole"
+    ):
+        make_explorer(page_grid={"depth": [5, 2.7]})  # the live slider refuses 2.7 too (Explorer.update)
+    with pytest.raises(ValueError, match=r"cannot take: \[0.0, -1.0\]; valid: 0.1 to 10"):
         Explorer(
             {"depth": widgets.IntSlider(value=5), "scale": widgets.FloatLogSlider(value=1.0, min=-1, max=1)},
             Config,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vgcourse._validation import check_choice, check_int
+from vgcourse._validation import check_choice, check_int, check_tensor
 from vgcourse.config import (
     Config,
     check_config,
@@ -164,9 +164,9 @@ class StepSizes(Callback):
     def __init__(self, params: Iterable[Tensor], every: int = 1) -> None:
         self.params, self.every = list(params), check_int("every", every, minimum=1)
         for j, p in enumerate(self.params):
-            if not isinstance(p, Tensor):
-                raise TypeError(f"params must be tensors; parameter {j} is a {type(p).__name__}")
-            if p.numel() < 2:  # the std of one number is undefined (torch gives NaN)
+            if (
+                check_tensor(f"params[{j}]", p).numel() < 2
+            ):  # the std of one number is undefined (torch gives NaN)
                 raise ValueError(
                     f"StepSizes needs tensors of 2 or more elements; parameter {j} has {p.numel()} element(s)"
                 )

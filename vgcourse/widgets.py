@@ -420,7 +420,7 @@ def _every_value(control: widgets.Widget) -> list[Any]:
 
 def _takes(control: widgets.Widget, value: Any) -> bool:
     """Whether ``control`` can show ``value``: one of its options, a bool for a checkbox, within a slider's
-    range (a log slider's ends are exponents), any number for a text box."""
+    range (a log slider's ends are exponents; an int slider's a whole number), any number for a text box."""
     if hasattr(control, "_options_values"):
         return value in control._options_values
     if isinstance(control.value, bool):
@@ -431,6 +431,10 @@ def _takes(control: widgets.Widget, value: Any) -> bool:
         return True
     if isinstance(control, widgets.FloatLogSlider):
         return value > 0 and control.min <= math.log(value, control.base) <= control.max
+    if isinstance(control, widgets.IntSlider) and value != int(
+        value
+    ):  # as _set_exactly: 2.7 is no whole number
+        return False
     return control.min <= value <= control.max
 
 
@@ -478,7 +482,9 @@ def _check_page_grid(grid: dict[str, list[Any]], every: Mapping[str, widgets.Wid
             raise ValueError(f"page_grid[{name!r}] must be a non-empty list without repeats; got {values}")
         bad = [v for v in values if not _takes(control, v)]
         if bad:
-            raise ValueError(f"page_grid[{name!r}] has values {name} cannot take: {bad}")
+            raise ValueError(
+                f"page_grid[{name!r}] has values {name} cannot take: {bad}; valid: {_valid_values(control)}"
+            )
         if not any(v == control.value for v in values):
             raise ValueError(f"page_grid[{name!r}] must hold the starting value {control.value!r}")
         checked[name] = values
